@@ -1,0 +1,1 @@
+"""HTTP interfaces: the FastAPI app Reflex mounts itself into."""

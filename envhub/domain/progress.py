@@ -1,0 +1,42 @@
+"""Progress steps of a job, as shown to the user while it runs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypedDict
+
+
+class StepStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    skipped = "skipped"
+
+
+class Step(TypedDict):
+    key: str
+    title: str
+    status: str
+    detail: str
+    started_at: str | None
+    finished_at: str | None
+
+
+PROVISION_STEPS: tuple[tuple[str, str], ...] = (
+    ("workspace", "Prepare workspace"),
+    ("start", "Start processes"),
+    ("health", "Wait for health check"),
+    ("publish", "Publish URL"),
+)
+TEARDOWN_STEPS: tuple[tuple[str, str], ...] = (
+    ("stop", "Stop processes"),
+    ("cleanup", "Remove workspace"),
+)
+
+
+def initial_steps(plan: tuple[tuple[str, str], ...]) -> list[Step]:
+    return [
+        Step(key=k, title=t, status=StepStatus.pending, detail="", started_at=None, finished_at=None)
+        for k, t in plan
+    ]

@@ -1,0 +1,130 @@
+"""What an environment should be: the spec stored with it and handed to runtimes.
+
+A spec is plain data (pydantic, frozen) so it can be stored as JSON, compared
+across generations and rendered by any runtime without I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from envhub.errors import ValidationFailed
+
+DEFAULT_COMMAND = "python3 -m http.server $PORT"
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ENV = {"PORT", "ENVHUB_ENVIRONMENT", "ENVHUB_PROJECT"}
+_REF = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+
+
+class EnvironmentKind(StrEnum):
+    development = "development"
+    deployment = "deployment"
+
+
+class EnvironmentSpec(BaseModel):
+    """The desired shape of one environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: Annotated[str, Field(min_length=1, max_length=4000)] = DEFAULT_COMMAND
+    env: dict[str, str] = Field(default_factory=dict)
+    repo_url: str | None = None
+    ref: str | None = None
+    health_path: str = "/"
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("command must not be blank")
+        return value.strip()
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key in _RESERVED_ENV:
+                raise ValueError(f"{key} is set by envhub and cannot be overridden")
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not _REF.match(value) or value.startswith("-") or ".." in value:
+            raise ValueError(f"{value!r} is not a valid git ref")
+        return value
+
+    @field_validator("repo_url")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if value.startswith("-") or not re.match(r"^(https?://|git@|ssh://|file://|/)", value):
+            raise ValueError("must be an https://, ssh://, git@, file:// URL or an absolute path")
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _health(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+def parse_spec(data: dict[str, Any]) -> EnvironmentSpec:
+    """Validate raw input into a spec, raising :class:`ValidationFailed` with field names."""
+    try:
+        return EnvironmentSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = {
+            ".".join(str(p) for p in err["loc"]) or "spec": str(err["msg"]).removeprefix(
+                "Value error, "
+            )
+            for err in exc.errors()
+        }
+        message = "; ".join(f"{field}: {msg}" for field, msg in problems.items())
+        raise ValidationFailed(f"invalid environment spec: {message}", details=problems) from exc
+
+
+def merge_spec(base: EnvironmentSpec, overrides: dict[str, Any]) -> EnvironmentSpec:
+    """Apply the non-empty ``overrides`` on top of a project's defaults."""
+    data = base.model_dump()
+    for key, value in overrides.items():
+        if value is None or value == "":
+            continue
+        if key == "env":
+            data["env"] = {**data["env"], **value}
+        else:
+            data[key] = value
+    return parse_spec(data)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentTarget:
+    """Everything a runtime needs to converge one environment; no ORM rows."""
+
+    id: int
+    name: str
+    project: str
+    team: str
+    generation: int
+    spec: EnvironmentSpec
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/managed-by": "envhub",
+            "envhub.dev/environment": str(self.id),
+            "envhub.dev/project": self.project,
+            "envhub.dev/team": self.team,
+        }

@@ -1,0 +1,110 @@
+"""envhub's error tree.
+
+Every error a person or a program can see is an :class:`EnvhubError` with a
+stable machine ``code`` that the dashboard, REST API, MCP server and CLI all map
+the same way, a message saying what happened, and a ``hint`` saying what to do.
+
+    EnvhubError
+    ├── ConfigurationError        configuration_invalid
+    ├── ValidationFailed          validation_failed
+    │   └── InvalidName           invalid_name
+    ├── NotFound                  not_found
+    ├── Conflict                  conflict
+    ├── PermissionDenied          forbidden
+    ├── InvalidTransition         invalid_transition
+    └── RuntimeFailure            runtime_error
+        ├── NotReady              not_ready (retryable: "not yet")
+        ├── ProcessExited         process_exited
+        ├── WorkspaceFailed       workspace_failed
+        └── QuotaExceeded         quota_exceeded
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class EnvhubError(Exception):
+    code: ClassVar[str] = "internal_error"
+    default_hint: ClassVar[str] = ""
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, hint: str = "", details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.default_hint
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "details": self.details,
+        }
+
+
+class ConfigurationError(EnvhubError):
+    code = "configuration_invalid"
+    default_hint = "Fix the named ENVHUB_* variable (environment or .env) and start again."
+
+
+class ValidationFailed(EnvhubError):
+    code = "validation_failed"
+    default_hint = "Correct the highlighted field and try again."
+
+
+class InvalidName(ValidationFailed):
+    code = "invalid_name"
+    default_hint = (
+        "Use 1-63 lower-case letters, digits and '-', starting and ending with a letter "
+        "or digit."
+    )
+
+
+class NotFound(EnvhubError):
+    code = "not_found"
+    default_hint = "Check the name or id; it may have been deleted."
+
+
+class Conflict(EnvhubError):
+    code = "conflict"
+    default_hint = "Pick another name, or open the existing one."
+
+
+class PermissionDenied(EnvhubError):
+    code = "forbidden"
+    default_hint = "Ask an owner or admin of the team for access."
+
+
+class InvalidTransition(EnvhubError):
+    code = "invalid_transition"
+    default_hint = "Wait for the current operation to finish, then try again."
+
+
+class RuntimeFailure(EnvhubError):
+    code = "runtime_error"
+    default_hint = "Check the environment's logs, then redeploy."
+
+
+class NotReady(RuntimeFailure):
+    """The world has not caught up yet; the same call will succeed later."""
+
+    code = "not_ready"
+    default_hint = "envhub retries by itself; nothing to do unless it keeps failing."
+    retryable = True
+
+
+class ProcessExited(RuntimeFailure):
+    code = "process_exited"
+    default_hint = "The environment's command stopped; read its logs, fix it and redeploy."
+
+
+class WorkspaceFailed(RuntimeFailure):
+    code = "workspace_failed"
+    default_hint = "Check the project's repository URL and ref, then redeploy."
+
+
+class QuotaExceeded(RuntimeFailure):
+    code = "quota_exceeded"
+    default_hint = "Free resources in the environment or ask for a larger quota."

@@ -1,0 +1,1 @@
+"""RQ entry points: thin, idempotent, taking ids, opening their own sessions."""

@@ -1,0 +1,56 @@
+"""Converge one environment to what its row says: provision, update or tear down."""
+
+from __future__ import annotations
+
+import logging
+
+from envhub.errors import EnvhubError, RuntimeFailure
+from envhub.services import ports
+from envhub.models.db import session_scope
+from envhub.services import convergence
+
+log = logging.getLogger(__name__)
+
+
+def converge_environment(environment_id: int, run_id: int) -> str:
+    with session_scope() as session:
+        assignment = convergence.begin_run(session, environment_id=environment_id, run_id=run_id)
+        if assignment is None:
+            return "nothing to do"
+        progress = convergence.RunProgress(session, assignment)
+        runtime, urls = ports.runtime(), ports.url_provider()
+        try:
+            if assignment.desired_state == "present":
+                runtime.apply(assignment.target, progress=progress)
+                progress.begin("publish")
+                url = urls.publish(assignment.target)
+                progress.finish("publish", url)
+                convergence.complete_run(session, assignment, public_url=url)
+                return "ready"
+            runtime.destroy(environment_id, progress=progress)
+            urls.unpublish(assignment.target)
+            convergence.complete_run(session, assignment, public_url=None)
+            return "deleted"
+        except EnvhubError as exc:
+            _fail_step(session, progress, exc)
+            if exc.retryable and convergence.retry_later(session, assignment, exc):
+                return f"retrying: {exc.message}"
+            convergence.fail_run(session, assignment, exc)
+            return f"failed: {exc.code}"
+        except Exception as exc:  # a bug or an unexpected outage: keep it visible, retry
+            log.exception("converging environment %s failed", environment_id)
+            error = RuntimeFailure(f"unexpected error: {exc}")
+            _fail_step(session, progress, error)
+            if not convergence.retry_later(session, assignment, error):
+                convergence.fail_run(session, assignment, error)
+            return "error"
+
+
+def _fail_step(session: object, progress: convergence.RunProgress, error: EnvhubError) -> None:
+    try:
+        progress.session.rollback()
+        key = progress.running_step()
+        if key is not None:
+            progress.fail(key, f"{error.code}: {error.message}")
+    except Exception:  # recording the failure must not hide the failure
+        log.exception("could not record a failed step")

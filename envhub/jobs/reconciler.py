@@ -1,0 +1,56 @@
+"""The periodic reconciler, run inside every worker with one leader per tick."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from envhub.config import get_settings
+from envhub.services import ports
+from envhub.models.db import session_scope
+from envhub.services.reconciliation import ReconcileReport, reconcile
+
+log = logging.getLogger(__name__)
+
+LEADER_KEY = "envhub:reconciler:leader"
+
+
+def reconcile_once() -> ReconcileReport:
+    with session_scope() as session:
+        report = reconcile(session=session, queue=ports.queue(), runtime=ports.runtime())
+    if report.requeued or report.restarted or report.started or report.orphans_removed:
+        log.info("reconciler: %s", report)
+    return report
+
+
+class ReconcilerThread(threading.Thread):
+    """Runs :func:`reconcile_once` every interval while this worker lives.
+
+    Several workers may run one each; a short Redis lease makes only one of
+    them act per tick. If that worker dies the lease expires and another takes
+    over, so the reconciler needs no process of its own.
+    """
+
+    def __init__(self, connection: Redis, worker_name: str) -> None:
+        super().__init__(name="envhub-reconciler", daemon=True)
+        self.connection = connection
+        self.worker_name = worker_name
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = get_settings().reconcile_interval
+        while not self.stopping.wait(interval):
+            try:
+                lease_ms = max(1, int(interval * 1000 * 0.9))
+                if self.connection.set(LEADER_KEY, self.worker_name, nx=True, px=lease_ms):
+                    reconcile_once()
+            except RedisError as exc:
+                log.warning("reconciler: redis unavailable: %s", exc)
+            except Exception:
+                log.exception("reconciler tick failed")
+
+    def stop(self) -> None:
+        self.stopping.set()

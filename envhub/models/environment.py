@@ -1,0 +1,49 @@
+"""Environments: the desired state (spec, generation) and what was last observed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, text
+from sqlmodel import Field, SQLModel
+
+from envhub.domain.phases import Phase
+from envhub.domain.specs import EnvironmentKind
+from envhub.models.base import EnumText, JSONType, UTCDateTime, utcnow
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environment"
+    __table_args__ = (
+        # Names are unique among live environments only: a deleted one keeps its
+        # row (and audit trail) without blocking the name.
+        Index(
+            "uq_environment_project_name_live",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text("phase != 'deleted'"),
+            postgresql_where=text("phase != 'deleted'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    name: str = Field(max_length=63)
+    kind: EnvironmentKind = Field(
+        default=EnvironmentKind.development, sa_column=Column(EnumText(EnvironmentKind), nullable=False)
+    )
+    phase: Phase = Field(default=Phase.pending, sa_column=Column(EnumText(Phase), nullable=False, index=True))
+    message: str = Field(default="", max_length=2000)
+    error_code: str | None = Field(default=None, max_length=100)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    # "present" or "absent": what the jobs converge the world to.
+    desired_state: str = Field(default="present", max_length=20)
+    desired_generation: int = Field(default=1)
+    observed_generation: int = Field(default=0)
+    public_url: str | None = Field(default=None, max_length=2000)
+    created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -1,0 +1,30 @@
+"""Projects: a team's application, with the defaults its environments start from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from envhub.domain.specs import DEFAULT_COMMAND
+from envhub.models.base import JSONType, UTCDateTime, utcnow
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "project"
+    __table_args__ = (UniqueConstraint("team_id", "name", name="uq_project_team_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    name: str = Field(max_length=63)
+    description: str = Field(default="", max_length=2000)
+    repo_url: str | None = Field(default=None, max_length=2000)
+    default_ref: str | None = Field(default=None, max_length=200)
+    command: str = Field(default=DEFAULT_COMMAND, max_length=4000)
+    env: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    health_path: str = Field(default="/", max_length=500)
+    created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

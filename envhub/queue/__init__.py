@@ -1,0 +1,1 @@
+"""The job queue port (RQ on Redis) and the change-notification bus."""

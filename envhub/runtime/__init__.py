@@ -1,0 +1,20 @@
+"""Runtimes: the only package that talks to process sandboxes and Kubernetes."""
+
+from __future__ import annotations
+
+from envhub.config import RuntimeKind, Settings, get_settings
+from envhub.errors import ConfigurationError
+from envhub.runtime.base import Runtime
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    settings = settings or get_settings()
+    if settings.runtime is RuntimeKind.local:
+        from envhub.runtime.local import LocalRuntime
+
+        return LocalRuntime(settings.envs_dir, sandbox=settings.local_sandbox,
+                            health_timeout=settings.health_timeout)
+    raise ConfigurationError(
+        f"ENVHUB_RUNTIME: the {settings.runtime.value} runtime is not available in this build",
+        hint="Use ENVHUB_RUNTIME=local.",
+    )

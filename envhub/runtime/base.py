@@ -1,0 +1,126 @@
+"""The runtime port: how envhub makes an environment real somewhere.
+
+Jobs and services talk to a :class:`Runtime`; adapters (``runtime/local``, later
+``runtime/kubernetes``) implement it. The contract, which every adapter keeps:
+
+* :meth:`Runtime.apply` is idempotent. Calling it again with the same target
+  changes nothing that is already right and finishes what is missing, so a job
+  killed half-way can simply be run again.
+* :meth:`Runtime.destroy` of an environment that does not exist (or is already
+  half gone) returns quietly.
+* "Not yet" — the world is still catching up (a process still starting, a
+  health check not answering yet) — raises :class:`envhub.errors.NotReady`,
+  which callers retry with backoff. Any other :class:`envhub.errors.EnvhubError`
+  is a real failure with a code a person can act on.
+* Adapters never leak vendor exceptions; they raise envhub errors ``from`` them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from envhub.domain.specs import EnvironmentTarget
+
+
+class RuntimeState(StrEnum):
+    absent = "absent"  # nothing exists for this environment
+    starting = "starting"  # exists, not serving yet
+    ready = "ready"  # serving and healthy
+    degraded = "degraded"  # exists but unhealthy (crashed, exited)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the environment's HTTP service answers, from envhub's point of view."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStatus:
+    state: RuntimeState
+    message: str = ""
+    generation: int | None = None
+    endpoint: Endpoint | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class ProgressReporter(Protocol):
+    """Receives progress of long runtime calls; the job records it on its JobRun."""
+
+    def begin(self, key: str, detail: str = "") -> None:
+        """Step ``key`` has started."""
+
+    def finish(self, key: str, detail: str = "") -> None:
+        """Step ``key`` has completed."""
+
+    def skip(self, key: str, detail: str = "") -> None:
+        """Step ``key`` was already done (an idempotent re-run)."""
+
+    def heartbeat(self) -> None:
+        """Still alive; called periodically during long waits."""
+
+
+class ExecSession(Protocol):
+    """A process running inside an environment, attached to a PTY or pipes."""
+
+    def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        """Output bytes (stdout and stderr merged); ``b""`` at end of stream.
+
+        Raises ``TimeoutError`` when nothing arrived within ``timeout`` seconds.
+        """
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the process's stdin."""
+
+    def resize(self, columns: int, rows: int) -> None:
+        """Change the terminal size (no-op without a TTY)."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Exit code, or ``None`` if still running after ``timeout``."""
+
+    def close(self) -> None:
+        """End the process (and its children) and release the PTY."""
+
+
+class Runtime(Protocol):
+    """Where environments run. See the module docstring for the contract."""
+
+    name: str
+
+    def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        """Converge the environment to ``target``; idempotent.
+
+        Returns the ready status (with its endpoint). Raises ``NotReady`` when the
+        environment exists but is not serving yet, and another ``EnvhubError``
+        when it cannot become ready without someone changing something.
+        """
+
+    def status(self, environment_id: int) -> RuntimeStatus:
+        """What exists now. Never raises for a missing environment (``absent``)."""
+
+    def endpoint(self, environment_id: int) -> Endpoint | None:
+        """Where the environment answers now (no probing); None when not running."""
+
+    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> None:
+        """Remove everything the environment owns. Quiet when already gone."""
+
+    def stop(self, environment_id: int) -> None:
+        """Stop the environment's processes but keep its data (sleep, shutdown)."""
+
+    def managed_environments(self) -> set[int]:
+        """Ids of every environment that has anything on this runtime (for GC)."""
+
+    def logs(
+        self, environment_id: int, *, follow: bool = False, tail: int | None = 200
+    ) -> Iterator[str]:
+        """Output lines of the environment's processes; with ``follow``, keeps going."""
+
+    def exec(
+        self, environment_id: int, command: list[str] | None = None, *, tty: bool = True
+    ) -> ExecSession:
+        """Start ``command`` (default: a login shell) inside the environment."""

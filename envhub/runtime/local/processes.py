@@ -1,0 +1,150 @@
+"""Starting, finding and stopping an environment's process tree.
+
+The process must outlive the RQ work-horse that starts it, so it runs in its own
+session, and its identity (pid plus start time, so a recycled pid is never
+mistaken for it) is kept in ``state.json`` next to the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(slots=True)
+class ProcessState:
+    pid: int
+    create_time: float
+    port: int
+    generation: int
+    sandbox: str
+    started_at: float
+
+
+def read_state(path: Path) -> ProcessState | None:
+    try:
+        return ProcessState(**json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def write_state(path: Path, state: ProcessState) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state)))
+    tmp.replace(path)
+
+
+def find_process(state: ProcessState | None) -> psutil.Process | None:
+    """The live root process recorded in ``state``, or None."""
+    if state is None:
+        return None
+    try:
+        proc = psutil.Process(state.pid)
+        if abs(proc.create_time() - state.create_time) > 0.05:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> psutil.Process:
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(  # noqa: S603 - argv is built by envhub, not a shell string
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return psutil.Process(popen.pid)
+
+
+def kill_tree(proc: psutil.Process, *, grace: float = 3.0) -> None:
+    """Stop ``proc`` and every descendant: TERM, then KILL after ``grace``."""
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        family = [proc]
+    # Freeze first so nothing forks new children while we signal.
+    for member in family:
+        _signal(member, signal.SIGSTOP)
+    for member in family:
+        _signal(member, signal.SIGTERM)
+        _signal(member, signal.SIGCONT)
+    _gone, alive = psutil.wait_procs(family, timeout=grace)
+    for member in alive:
+        _signal(member, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=grace)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal(proc: psutil.Process, sig: signal.Signals) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+def free_port(preferred: int | None = None) -> int:
+    """A TCP port free on loopback, ``preferred`` if it still is."""
+    for candidate in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port")
+
+
+def probe_http(port: int, path: str, *, timeout: float = 2.0) -> int | None:
+    """HTTP status of ``GET path`` on loopback, or None when nothing answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            request = f"GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: envhub-health\r\n\r\n"
+            sock.sendall(request.encode())
+            head = sock.recv(64).decode("latin-1")
+    except OSError:
+        return None
+    parts = head.split(" ", 2)
+    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-count:] if count else lines
+
+
+def wait_until(deadline: float, interval: float = 0.2) -> bool:
+    """Sleep one interval; False once the deadline has passed."""
+    if time.monotonic() >= deadline:
+        return False
+    time.sleep(interval)
+    return True

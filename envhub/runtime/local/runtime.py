@@ -1,0 +1,261 @@
+"""The local runtime: each environment is a sandboxed process tree on this machine.
+
+Layout under the data folder::
+
+    envs/<id>/workspace/    the environment's files (a git checkout when the project has a repo)
+    envs/<id>/output.log    everything its processes print
+    envs/<id>/state.json    pid, start time, port and generation of the running tree
+    envs/<id>/.lock         serialises apply/destroy of one environment across workers
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from envhub.domain.specs import EnvironmentTarget
+from envhub.errors import NotReady, ProcessExited
+from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus
+from envhub.runtime.local import processes, workspace
+from envhub.runtime.local.sandbox import Sandbox, detect_sandbox
+from envhub.runtime.local.shell import LocalExecSession
+
+log = logging.getLogger(__name__)
+
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class LocalRuntime:
+    name = "local"
+
+    def __init__(self, root: Path, *, sandbox: str = "auto", health_timeout: float = 60.0) -> None:
+        self.root = root
+        self._sandbox_preference = sandbox
+        self._sandbox: Sandbox | None = None
+        self.health_timeout = health_timeout
+
+    # -- paths -------------------------------------------------------------
+
+    def _dir(self, environment_id: int) -> Path:
+        return self.root / str(environment_id)
+
+    def workspace_path(self, environment_id: int) -> Path:
+        return self._dir(environment_id) / "workspace"
+
+    def _state_path(self, environment_id: int) -> Path:
+        return self._dir(environment_id) / "state.json"
+
+    def _log_path(self, environment_id: int) -> Path:
+        return self._dir(environment_id) / "output.log"
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = detect_sandbox(self._sandbox_preference)
+        return self._sandbox
+
+    @contextmanager
+    def _locked(self, environment_id: int) -> Iterator[None]:
+        directory = self._dir(environment_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- the port ----------------------------------------------------------
+
+    def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        with self._locked(target.id):
+            state_path = self._state_path(target.id)
+            state = processes.read_state(state_path)
+            running = processes.find_process(state)
+            current = running is not None and state is not None and state.generation == target.generation
+
+            if current:
+                progress.skip("workspace", "workspace already prepared")
+            else:
+                progress.begin("workspace")
+                done = workspace.prepare(
+                    self.workspace_path(target.id), repo_url=target.spec.repo_url, ref=target.spec.ref
+                )
+                progress.finish("workspace", done)
+
+            if current and state is not None:
+                progress.skip("start", f"already running (pid {state.pid})")
+            else:
+                progress.begin("start")
+                if running is not None:
+                    processes.kill_tree(running)
+                state = self._start(target, previous_port=state.port if state else None)
+                progress.finish("start", f"pid {state.pid} on port {state.port} ({state.sandbox} sandbox)")
+
+            assert state is not None
+            progress.begin("health", f"GET {target.spec.health_path} on port {state.port}")
+            self._wait_healthy(target, state, progress)
+            progress.finish("health", f"answering on port {state.port}")
+            return RuntimeStatus(
+                RuntimeState.ready,
+                "serving",
+                generation=target.generation,
+                endpoint=Endpoint("127.0.0.1", state.port),
+            )
+
+    def _start(self, target: EnvironmentTarget, *, previous_port: int | None) -> processes.ProcessState:
+        ws = self.workspace_path(target.id)
+        ws.mkdir(parents=True, exist_ok=True)
+        port = processes.free_port(previous_port)
+        sandbox = self.sandbox
+        env = self._process_env(target, port=port, sandbox=sandbox)
+        argv = sandbox.wrap(["/bin/sh", "-c", target.spec.command], workspace=ws)
+        log_path = self._log_path(target.id)
+        with log_path.open("ab") as handle:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            handle.write(f"--- envhub: starting generation {target.generation} at {stamp} UTC: "
+                         f"{target.spec.command}\n".encode())
+        proc = processes.spawn(argv, cwd=ws, env=env, log_path=log_path)
+        state = processes.ProcessState(
+            pid=proc.pid,
+            create_time=proc.create_time(),
+            port=port,
+            generation=target.generation,
+            sandbox=sandbox.kind,
+            started_at=time.time(),
+        )
+        processes.write_state(self._state_path(target.id), state)
+        return state
+
+    def _process_env(self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox) -> dict[str, str]:
+        home = sandbox.workdir_inside or str(self.workspace_path(target.id))
+        return {
+            **target.spec.env,
+            "PATH": _BASE_PATH,
+            "HOME": home,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "PORT": str(port),
+            "ENVHUB_ENVIRONMENT": target.name,
+            "ENVHUB_PROJECT": target.project,
+        }
+
+    def _wait_healthy(
+        self, target: EnvironmentTarget, state: processes.ProcessState, progress: ProgressReporter
+    ) -> None:
+        deadline = time.monotonic() + self.health_timeout
+        last_beat = 0.0
+        while True:
+            code = processes.probe_http(state.port, target.spec.health_path)
+            if code is not None and code < 500:
+                return
+            if processes.find_process(state) is None:
+                tail = processes.tail_lines(self._log_path(target.id), 20)
+                raise ProcessExited(
+                    "the environment's command exited before it answered on $PORT",
+                    details={"command": target.spec.command, "log_tail": "\n".join(tail)},
+                )
+            if time.monotonic() - last_beat > 1.0:
+                progress.heartbeat()
+                last_beat = time.monotonic()
+            if not processes.wait_until(deadline):
+                detail = f"HTTP {code}" if code is not None else "no answer"
+                raise NotReady(
+                    f"not healthy after {self.health_timeout:.0f}s ({detail} on port {state.port})",
+                    details={"port": state.port, "health_path": target.spec.health_path},
+                )
+
+    def status(self, environment_id: int) -> RuntimeStatus:
+        state = processes.read_state(self._state_path(environment_id))
+        if state is None:
+            return RuntimeStatus(RuntimeState.absent, "not running")
+        if processes.find_process(state) is None:
+            return RuntimeStatus(RuntimeState.absent, "process is not running", generation=state.generation)
+        endpoint = Endpoint("127.0.0.1", state.port)
+        code = processes.probe_http(state.port, "/", timeout=1.0)
+        if code is None:
+            return RuntimeStatus(RuntimeState.starting, "not answering yet",
+                                 generation=state.generation, endpoint=endpoint)
+        return RuntimeStatus(RuntimeState.ready, "serving", generation=state.generation, endpoint=endpoint)
+
+    def endpoint(self, environment_id: int) -> Endpoint | None:
+        state = processes.read_state(self._state_path(environment_id))
+        if processes.find_process(state) is None or state is None:
+            return None
+        return Endpoint("127.0.0.1", state.port)
+
+    def stop(self, environment_id: int) -> None:
+        with self._locked(environment_id):
+            state_path = self._state_path(environment_id)
+            proc = processes.find_process(processes.read_state(state_path))
+            if proc is not None:
+                processes.kill_tree(proc)
+            state_path.unlink(missing_ok=True)
+
+    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> None:
+        directory = self._dir(environment_id)
+        if not directory.exists():
+            progress.skip("stop", "nothing running")
+            progress.skip("cleanup", "nothing to remove")
+            return
+        progress.begin("stop")
+        self.stop(environment_id)
+        progress.finish("stop", "process tree stopped")
+        progress.begin("cleanup")
+        workspace.remove(directory)
+        progress.finish("cleanup", "workspace removed")
+
+    def managed_environments(self) -> set[int]:
+        if not self.root.is_dir():
+            return set()
+        return {int(p.name) for p in self.root.iterdir() if p.is_dir() and p.name.isdigit()}
+
+    def stop_all(self) -> int:
+        """Stop every environment's processes (envhub is shutting down); data stays."""
+        stopped = 0
+        for environment_id in self.managed_environments():
+            if processes.find_process(processes.read_state(self._state_path(environment_id))):
+                self.stop(environment_id)
+                stopped += 1
+        return stopped
+
+    def logs(self, environment_id: int, *, follow: bool = False, tail: int | None = 200) -> Iterator[str]:
+        path = self._log_path(environment_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            yield from processes.tail_lines(path, tail or 0)
+            if not follow:
+                return
+            handle.seek(0, os.SEEK_END)
+            buffer = ""
+            while True:
+                chunk = handle.read(65536)
+                if not chunk:
+                    time.sleep(0.25)
+                    continue
+                buffer += chunk
+                *lines, buffer = buffer.split("\n")
+                yield from lines
+
+    def exec(self, environment_id: int, command: list[str] | None = None, *, tty: bool = True) -> LocalExecSession:
+        ws = self.workspace_path(environment_id)
+        if not ws.is_dir():
+            raise NotReady("the environment has no workspace yet")
+        state = processes.read_state(self._state_path(environment_id))
+        shell = ["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh", "-l"]
+        argv = command or shell
+        sandbox = self.sandbox
+        env = {
+            "PATH": _BASE_PATH,
+            "HOME": sandbox.workdir_inside or str(ws),
+            "TERM": "xterm-256color",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+        if state is not None:
+            env["PORT"] = str(state.port)
+        return LocalExecSession(sandbox.wrap(argv, workspace=ws), cwd=str(ws), env=env, tty=tty)

@@ -1,0 +1,97 @@
+"""Exec sessions on the local runtime: a process on a PTY (or pipes) in the sandbox."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pty
+import select
+import struct
+import subprocess
+import termios
+
+import psutil
+
+from envhub.runtime.local.processes import kill_tree
+
+
+class LocalExecSession:
+    """One process attached to a PTY; implements :class:`envhub.runtime.base.ExecSession`."""
+
+    def __init__(self, argv: list[str], *, cwd: str, env: dict[str, str], tty: bool) -> None:
+        self._tty = tty
+        if tty:
+            self._master, slave = pty.openpty()
+            stdio: int = slave
+        else:
+            read_end, write_end = os.pipe()
+            self._master = read_end
+            slave = write_end
+            stdio = write_end
+        self._popen = subprocess.Popen(  # noqa: S603 - argv built by envhub
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdio if tty else subprocess.PIPE,
+            stdout=stdio,
+            stderr=stdio,
+            start_new_session=True,
+            close_fds=True,
+        )
+        os.close(slave)
+        os.set_blocking(self._master, False)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        ready, _, _ = select.select([self._master], [], [], timeout)
+        if not ready:
+            raise TimeoutError("no output within the timeout")
+        try:
+            return os.read(self._master, max_bytes)
+        except BlockingIOError as exc:
+            raise TimeoutError("no output within the timeout") from exc
+        except OSError as exc:
+            # EIO is how a PTY reports that the last process holding it exited.
+            if exc.errno in (errno.EIO, errno.EBADF):
+                return b""
+            raise
+
+    def write(self, data: bytes) -> None:
+        if self._tty:
+            view = memoryview(data)
+            while view:
+                try:
+                    written = os.write(self._master, view)
+                except BlockingIOError:
+                    select.select([], [self._master], [], 1.0)
+                    continue
+                view = view[written:]
+        elif self._popen.stdin is not None:
+            self._popen.stdin.write(data)
+            self._popen.stdin.flush()
+
+    def resize(self, columns: int, rows: int) -> None:
+        if self._tty:
+            fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        if self._popen.poll() is None:
+            try:
+                kill_tree(psutil.Process(self._popen.pid), grace=1.0)
+            except psutil.Error:
+                pass
+            self._popen.wait(5)
+        try:
+            os.close(self._master)
+        except OSError:
+            pass

@@ -1,0 +1,145 @@
+"""Helpers the use cases share: pages, audit records, authorization."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlmodel import Session, select
+
+from envhub.domain.policy import Action, role_allows
+from envhub.domain.principals import Principal
+from envhub.errors import EnvhubError, NotFound, PermissionDenied
+from envhub.models import AuditEvent, Membership
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.offset + self.limit < self.total
+
+
+def clamp_page(offset: int, limit: int) -> tuple[int, int]:
+    return max(0, offset), max(1, min(limit, MAX_PAGE_SIZE))
+
+
+def team_role(session: Session, actor: Principal, team_id: int) -> str | None:
+    if actor.is_system:
+        return "owner"
+    if actor.user_id is None:
+        return None
+    membership = session.exec(
+        select(Membership).where(Membership.team_id == team_id, Membership.user_id == actor.user_id)
+    ).first()
+    return membership.role.value if membership else None
+
+
+def authorize(session: Session, actor: Principal, team_id: int, action: Action, *, what: str) -> None:
+    """Raise unless ``actor`` may do ``action`` in the team.
+
+    Someone with no role at all gets ``not_found`` rather than ``forbidden`` so
+    that other teams' objects cannot be discovered by probing.
+    """
+    role = team_role(session, actor, team_id)
+    if role is None:
+        raise NotFound(f"{what} was not found")
+    if not role_allows(role, action):
+        raise PermissionDenied(
+            f"your role '{role}' does not allow {action.value}",
+            details={"action": action.value, "role": role},
+        )
+
+
+def teams_of(session: Session, actor: Principal) -> list[int] | None:
+    """Team ids the actor can see; None means all (the system principal)."""
+    if actor.is_system:
+        return None
+    if actor.user_id is None:
+        return []
+    rows = session.exec(select(Membership.team_id).where(Membership.user_id == actor.user_id))
+    return list(rows)
+
+
+def audit(
+    session: Session,
+    actor: Principal,
+    action: str,
+    *,
+    target_type: str,
+    target_id: int | None,
+    target: str,
+    team_id: int | None,
+    outcome: str = "success",
+    error_code: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        actor_id=actor.user_id,
+        actor=actor.name,
+        principal_type=actor.type.value,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        target=target,
+        team_id=team_id,
+        outcome=outcome,
+        error_code=error_code,
+        details=details or {},
+    )
+    session.add(event)
+    return event
+
+
+@dataclass(slots=True)
+class AuditTarget:
+    type: str
+    id: int | None = None
+    name: str = ""
+    team_id: int | None = None
+
+
+@contextmanager
+def audited(session: Session, actor: Principal, action: str, target: AuditTarget) -> Iterator[AuditTarget]:
+    """Record a failure event when the block raises an :class:`EnvhubError`.
+
+    The block itself records the success event in its own transaction; on
+    failure its changes are rolled back and only the failure is kept. Failures
+    that reveal nothing (not_found before the target is known) are logged the
+    same way, with whatever the block filled into ``target``.
+    """
+    try:
+        yield target
+    except EnvhubError as exc:
+        session.rollback()
+        try:
+            audit(
+                session,
+                actor,
+                action,
+                target_type=target.type,
+                target_id=target.id,
+                target=target.name,
+                team_id=target.team_id,
+                outcome="failure",
+                error_code=exc.code,
+                details={"message": exc.message},
+            )
+            session.commit()
+        except Exception:  # the original error matters more than its audit row
+            session.rollback()
+            log.exception("could not record the failure of %s", action)
+        raise

@@ -1,0 +1,257 @@
+"""The job side of environments: a JobRun's life from start to outcome.
+
+A job calls :func:`begin_run`, reports progress through :class:`RunProgress`,
+and ends with :func:`complete_run`, :func:`retry_later` or :func:`fail_run`.
+Each phase change is audited as the system principal. Every function re-reads
+the rows, so a run superseded meanwhile (a newer redeploy, a delete) never
+overwrites the newer intent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from envhub.config import get_settings
+from envhub.domain.phases import Phase, can_transition
+from envhub.domain.principals import SYSTEM
+from envhub.domain.progress import StepStatus
+from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
+from envhub.errors import EnvhubError
+from envhub.models import Environment, JobRun, JobStatus, Project, Team
+from envhub.models.base import utcnow
+from envhub.models.job import ACTIVE_JOB_STATUSES
+from envhub.services import jobruns
+from envhub.services.common import audit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    run_id: int
+    environment_id: int
+    project_id: int
+    target: EnvironmentTarget
+    desired_state: str
+
+
+def _set_phase(session: Session, environment: Environment, phase: Phase, *, team_id: int,
+               target: str, message: str, error_code: str | None = None) -> None:
+    previous = environment.phase
+    environment.message = message
+    environment.error_code = error_code
+    environment.updated_at = utcnow()
+    if previous is phase or not can_transition(previous, phase):
+        session.add(environment)
+        return
+    environment.phase = phase
+    session.add(environment)
+    audit(session, SYSTEM, f"environment.{phase.value}", target_type="environment",
+          target_id=environment.id, target=target, team_id=team_id,
+          outcome="failure" if phase is Phase.failed else "success", error_code=error_code,
+          details={"from": previous.value, "to": phase.value, "message": message})
+
+
+def _context(session: Session, environment: Environment) -> tuple[Project, Team]:
+    project = session.get(Project, environment.project_id)
+    assert project is not None
+    team = session.get(Team, project.team_id)
+    assert team is not None
+    return project, team
+
+
+def begin_run(session: Session, *, environment_id: int, run_id: int) -> Assignment | None:
+    """Claim a run. None when there is nothing to do (superseded or finished)."""
+    run = session.get(JobRun, run_id, with_for_update=True)
+    environment = session.get(Environment, environment_id)
+    if run is None or environment is None or run.status not in ACTIVE_JOB_STATUSES:
+        return None
+    if run.generation != environment.desired_generation:
+        run.status, run.finished_at = JobStatus.abandoned, utcnow()
+        run.error = "superseded by a newer change"
+        session.add(run)
+        session.commit()
+        return None
+    project, team = _context(session, environment)
+    now = utcnow()
+    run.status = JobStatus.running
+    run.attempts += 1
+    run.started_at = run.started_at or now
+    run.heartbeat_at = now
+    run.retry_at = None
+    session.add(run)
+    label = f"{project.name}/{environment.name}"
+    if environment.desired_state == "present":
+        phase = Phase.updating if environment.phase in (Phase.ready, Phase.updating) else Phase.provisioning
+        _set_phase(session, environment, phase, team_id=team.id or 0, target=label,
+                   message=f"{'Updating' if phase is Phase.updating else 'Provisioning'} (attempt {run.attempts})")
+    else:
+        _set_phase(session, environment, Phase.deleting, team_id=team.id or 0, target=label,
+                   message="Tearing down")
+    session.commit()
+    jobruns.announce(environment_id=environment_id, project_id=project.id)
+    assert environment.id is not None and project.id is not None
+    return Assignment(
+        run_id=run_id,
+        environment_id=environment.id,
+        project_id=project.id,
+        desired_state=environment.desired_state,
+        target=EnvironmentTarget(
+            id=environment.id,
+            name=environment.name,
+            project=project.name,
+            team=team.name,
+            generation=environment.desired_generation,
+            spec=EnvironmentSpec.model_validate(environment.spec),
+        ),
+    )
+
+
+class RunProgress:
+    """Records runtime progress on the JobRun (implements ``ProgressReporter``)."""
+
+    def __init__(self, session: Session, assignment: Assignment) -> None:
+        self.session = session
+        self.assignment = assignment
+
+    def _update(self, key: str, status: StepStatus, detail: str) -> None:
+        run = self.session.get(JobRun, self.assignment.run_id)
+        environment = self.session.get(Environment, self.assignment.environment_id)
+        if run is None or environment is None:
+            return
+        now = utcnow().isoformat()
+        steps = [dict(step) for step in run.steps]
+        for step in steps:
+            if step["key"] != key:
+                continue
+            step["status"] = status.value
+            step["detail"] = detail or step.get("detail", "")
+            if status is StepStatus.running:
+                step["started_at"], step["finished_at"] = now, None
+            else:
+                step["started_at"] = step.get("started_at") or now
+                step["finished_at"] = now
+            if status is StepStatus.running:
+                environment.message = f"{step['title']}…" + (f" {detail}" if detail else "")
+                self.session.add(environment)
+        run.steps = steps
+        run.heartbeat_at = utcnow()
+        self.session.add(run)
+        self.session.commit()
+        jobruns.announce(environment_id=self.assignment.environment_id)
+
+    def begin(self, key: str, detail: str = "") -> None:
+        self._update(key, StepStatus.running, detail)
+
+    def finish(self, key: str, detail: str = "") -> None:
+        self._update(key, StepStatus.done, detail)
+
+    def skip(self, key: str, detail: str = "") -> None:
+        self._update(key, StepStatus.skipped, detail)
+
+    def fail(self, key: str, detail: str = "") -> None:
+        self._update(key, StepStatus.failed, detail)
+
+    def heartbeat(self) -> None:
+        run = self.session.get(JobRun, self.assignment.run_id)
+        if run is not None:
+            run.heartbeat_at = utcnow()
+            self.session.add(run)
+            self.session.commit()
+
+    def running_step(self) -> str | None:
+        run = self.session.get(JobRun, self.assignment.run_id)
+        for step in run.steps if run else []:
+            if step["status"] == StepStatus.running.value:
+                return str(step["key"])
+        return None
+
+
+def _still_current(session: Session, assignment: Assignment) -> tuple[JobRun, Environment] | None:
+    run = session.get(JobRun, assignment.run_id)
+    environment = session.get(Environment, assignment.environment_id)
+    if run is None or environment is None:
+        return None
+    if run.status is not JobStatus.running or environment.desired_generation != assignment.target.generation:
+        return None
+    return run, environment
+
+
+def complete_run(session: Session, assignment: Assignment, *, public_url: str | None) -> None:
+    """The world matches the run's generation: mark ready (or deleted)."""
+    session.expire_all()
+    current = _still_current(session, assignment)
+    if current is None:
+        _finish_superseded(session, assignment)
+        return
+    run, environment = current
+    project, team = _context(session, environment)
+    label = f"{project.name}/{environment.name}"
+    run.status, run.finished_at, run.error, run.error_code = JobStatus.succeeded, utcnow(), None, None
+    session.add(run)
+    environment.observed_generation = assignment.target.generation
+    if assignment.desired_state == "present":
+        environment.public_url = public_url
+        _set_phase(session, environment, Phase.ready, team_id=team.id or 0, target=label, message="Ready")
+    else:
+        environment.public_url = None
+        environment.deleted_at = utcnow()
+        _set_phase(session, environment, Phase.deleted, team_id=team.id or 0, target=label, message="Deleted")
+    session.commit()
+    jobruns.announce(environment_id=environment.id, project_id=project.id)
+
+
+def _finish_superseded(session: Session, assignment: Assignment) -> None:
+    run = session.get(JobRun, assignment.run_id)
+    if run is not None and run.status in ACTIVE_JOB_STATUSES:
+        run.status, run.finished_at = JobStatus.abandoned, utcnow()
+        run.error = "superseded by a newer change"
+        session.add(run)
+        session.commit()
+
+
+def retry_later(session: Session, assignment: Assignment, error: EnvhubError) -> bool:
+    """Put the run back for a later attempt with backoff; False once attempts are spent."""
+    session.rollback()
+    current = _still_current(session, assignment)
+    if current is None:
+        _finish_superseded(session, assignment)
+        return True
+    run, environment = current
+    settings = get_settings()
+    teardown = assignment.desired_state == "absent"
+    if run.attempts >= settings.job_max_attempts and not teardown:
+        return False
+    delay = min(60.0, 2.0 * 2 ** max(0, run.attempts - 1))
+    run.status = JobStatus.queued
+    run.retry_at = utcnow() + timedelta(seconds=delay)
+    run.error, run.error_code = error.message, error.code
+    session.add(run)
+    environment.message = f"{error.message}; retrying in {delay:.0f}s (attempt {run.attempts})"
+    environment.updated_at = utcnow()
+    session.add(environment)
+    session.commit()
+    jobruns.announce(environment_id=environment.id)
+    return True
+
+
+def fail_run(session: Session, assignment: Assignment, error: EnvhubError) -> None:
+    session.rollback()
+    current = _still_current(session, assignment)
+    if current is None:
+        _finish_superseded(session, assignment)
+        return
+    run, environment = current
+    project, team = _context(session, environment)
+    run.status, run.finished_at = JobStatus.failed, utcnow()
+    run.error, run.error_code = error.message, error.code
+    session.add(run)
+    message = error.message + (f". {error.hint}" if error.hint else "")
+    _set_phase(session, environment, Phase.failed, team_id=team.id or 0,
+               target=f"{project.name}/{environment.name}", message=message, error_code=error.code)
+    session.commit()
+    jobruns.announce(environment_id=environment.id, project_id=project.id)

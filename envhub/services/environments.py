@@ -1,0 +1,206 @@
+"""Environments: create, list, read, redeploy, delete.
+
+These only record intent (spec, desired generation, a JobRun) and audit it;
+``jobs/`` makes it real. See ``services/convergence.py`` for the job side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from envhub.domain.naming import generate_environment_name, validate_label
+from envhub.domain.phases import Phase, is_deletable, is_redeployable, transition
+from envhub.domain.policy import Action
+from envhub.domain.principals import Principal
+from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, merge_spec
+from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from envhub.models import Environment, JobRun, Project, User
+from envhub.models.base import utcnow
+from envhub.queue.base import JobQueue
+from envhub.services import jobruns
+from envhub.services.common import AuditTarget, Page, audit, audited, authorize, clamp_page
+from envhub.services.projects import get_project, project_defaults
+
+
+def _live_names(session: Session, project_id: int) -> set[str]:
+    rows = session.exec(
+        select(Environment.name).where(Environment.project_id == project_id, Environment.phase != Phase.deleted)
+    )
+    return set(rows)
+
+
+def suggest_environment_name(*, session: Session, actor: Principal, project_id: int) -> str:
+    get_project(session=session, actor=actor, project_id=project_id)
+    return generate_environment_name(_live_names(session, project_id))
+
+
+def create_environment(
+    *,
+    session: Session,
+    actor: Principal,
+    queue: JobQueue,
+    project_id: int,
+    name: str | None = None,
+    kind: EnvironmentKind | str = EnvironmentKind.development,
+    overrides: dict[str, Any] | None = None,
+) -> Environment:
+    target = AuditTarget("environment", name=name or "")
+    with audited(session, actor, "environment.create", target):
+        project = get_project(session=session, actor=actor, project_id=project_id)
+        target.team_id = project.team_id
+        authorize(session, actor, project.team_id, Action.environment_create, what="project")
+        try:
+            kind = EnvironmentKind(kind)
+        except ValueError as exc:
+            raise ValidationFailed(f"kind must be one of {', '.join(k.value for k in EnvironmentKind)}",
+                                   details={"field": "kind"}) from exc
+        taken = _live_names(session, project_id)
+        name = name or generate_environment_name(taken)
+        target.name = name
+        validate_label(name, field="environment name")
+        if name in taken:
+            raise Conflict(f"an environment named {name!r} already exists in {project.name}",
+                           details={"field": "name"})
+        spec = merge_spec(project_defaults(project), overrides or {})
+        environment = Environment(
+            project_id=project_id,
+            name=name,
+            kind=kind,
+            phase=Phase.pending,
+            message="Waiting for a worker",
+            spec=spec.model_dump(),
+            desired_generation=1,
+            created_by_id=actor.user_id,
+        )
+        session.add(environment)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"an environment named {name!r} already exists in {project.name}") from exc
+        assert environment.id is not None
+        target.id = environment.id
+        run = jobruns.new_run(session, environment_id=environment.id, kind="provision", generation=1)
+        audit(session, actor, "environment.create", target_type="environment", target_id=environment.id,
+              target=f"{project.name}/{name}", team_id=project.team_id,
+              details={"kind": kind.value, "job_run": run.id, "spec": spec.model_dump()})
+        session.commit()
+    jobruns.dispatch(session, queue, run)
+    jobruns.announce(environment_id=environment.id, project_id=project_id)
+    return environment
+
+
+def get_environment(*, session: Session, actor: Principal, environment_id: int) -> Environment:
+    environment = session.get(Environment, environment_id)
+    if environment is None:
+        raise NotFound(f"environment {environment_id} was not found",
+                       details={"environment_id": environment_id})
+    project = session.get(Project, environment.project_id)
+    assert project is not None
+    authorize(session, actor, project.team_id, Action.environment_read, what=f"environment {environment_id}")
+    return environment
+
+
+def list_environments(
+    *,
+    session: Session,
+    actor: Principal,
+    project_id: int,
+    offset: int = 0,
+    limit: int = 20,
+    include_deleted: bool = False,
+) -> Page[tuple[Environment, str | None]]:
+    """Environments of a project, newest first, with their creator's name."""
+    get_project(session=session, actor=actor, project_id=project_id)
+    offset, limit = clamp_page(offset, limit)
+    where = [Environment.project_id == project_id]
+    if not include_deleted:
+        where.append(Environment.phase != Phase.deleted)
+    total = session.exec(select(func.count()).select_from(Environment).where(*where)).one()
+    rows = session.exec(
+        select(Environment, User.username)
+        .outerjoin(User, col(User.id) == Environment.created_by_id)
+        .where(*where)
+        .order_by(col(Environment.created_at).desc(), col(Environment.id).desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return Page(items=[(env, creator) for env, creator in rows], total=int(total), offset=offset, limit=limit)
+
+
+def redeploy_environment(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int
+) -> Environment:
+    target = AuditTarget("environment", id=environment_id)
+    with audited(session, actor, "environment.redeploy", target):
+        environment = get_environment(session=session, actor=actor, environment_id=environment_id)
+        project = session.get(Project, environment.project_id)
+        assert project is not None
+        target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
+        authorize(session, actor, project.team_id, Action.environment_redeploy, what="environment")
+        if environment.desired_state != "present" or not is_redeployable(environment.phase):
+            raise InvalidTransition(f"cannot redeploy an environment that is {environment.phase.value}",
+                                    details={"phase": environment.phase.value})
+        next_phase = Phase.updating if environment.phase is Phase.ready else Phase.provisioning
+        if environment.phase is not next_phase:
+            environment.phase = transition(environment.phase, next_phase)
+        environment.desired_generation += 1
+        environment.message = "Redeploy requested"
+        environment.error_code = None
+        environment.updated_at = utcnow()
+        session.add(environment)
+        run = jobruns.new_run(session, environment_id=environment_id, kind="redeploy",
+                              generation=environment.desired_generation)
+        audit(session, actor, "environment.redeploy", target_type="environment", target_id=environment_id,
+              target=target.name, team_id=project.team_id,
+              details={"generation": environment.desired_generation, "job_run": run.id})
+        session.commit()
+    jobruns.dispatch(session, queue, run)
+    jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
+    return environment
+
+
+def delete_environment(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int
+) -> Environment:
+    target = AuditTarget("environment", id=environment_id)
+    with audited(session, actor, "environment.delete", target):
+        environment = get_environment(session=session, actor=actor, environment_id=environment_id)
+        project = session.get(Project, environment.project_id)
+        assert project is not None
+        target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
+        authorize(session, actor, project.team_id, Action.environment_delete, what="environment")
+        if environment.phase is Phase.deleted:
+            raise NotFound(f"environment {environment.name!r} is already deleted")
+        if environment.desired_state == "absent":
+            return environment  # already being deleted: asking twice is not an error
+        if not is_deletable(environment.phase):
+            raise InvalidTransition(f"cannot delete an environment that is {environment.phase.value}")
+        environment.phase = transition(environment.phase, Phase.deleting)
+        environment.desired_state = "absent"
+        environment.desired_generation += 1
+        environment.message = "Deletion requested"
+        environment.updated_at = utcnow()
+        session.add(environment)
+        run = jobruns.new_run(session, environment_id=environment_id, kind="teardown",
+                              generation=environment.desired_generation)
+        audit(session, actor, "environment.delete", target_type="environment", target_id=environment_id,
+              target=target.name, team_id=project.team_id, details={"job_run": run.id})
+        session.commit()
+    jobruns.dispatch(session, queue, run)
+    jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
+    return environment
+
+
+def environment_spec(environment: Environment) -> EnvironmentSpec:
+    return EnvironmentSpec.model_validate(environment.spec)
+
+
+def latest_run(*, session: Session, actor: Principal, environment_id: int) -> JobRun | None:
+    get_environment(session=session, actor=actor, environment_id=environment_id)
+    return session.exec(
+        select(JobRun).where(JobRun.environment_id == environment_id).order_by(col(JobRun.id).desc())
+    ).first()

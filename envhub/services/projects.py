@@ -1,0 +1,202 @@
+"""Projects: create, list, read, update, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from envhub.domain.naming import validate_label
+from envhub.domain.phases import Phase
+from envhub.domain.policy import Action
+from envhub.domain.principals import Principal
+from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentSpec, parse_spec
+from envhub.errors import Conflict, NotFound, ValidationFailed
+from envhub.models import Environment, Project, Team
+from envhub.models.base import utcnow
+from envhub.services.common import (
+    AuditTarget,
+    Page,
+    audit,
+    audited,
+    authorize,
+    clamp_page,
+    teams_of,
+)
+
+_EDITABLE = ("description", "repo_url", "default_ref", "command", "env", "health_path")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSummary:
+    project: Project
+    team: str
+    environments: int
+
+
+def project_defaults(project: Project) -> EnvironmentSpec:
+    return parse_spec(
+        {
+            "command": project.command,
+            "env": dict(project.env),
+            "repo_url": project.repo_url,
+            "ref": project.default_ref,
+            "health_path": project.health_path,
+        }
+    )
+
+
+def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate project defaults with the same rules as an environment spec."""
+    spec = parse_spec(
+        {
+            "command": values.get("command") or DEFAULT_COMMAND,
+            "env": values.get("env") or {},
+            "repo_url": values.get("repo_url"),
+            "ref": values.get("default_ref"),
+            "health_path": values.get("health_path") or "/",
+        }
+    )
+    return {
+        "command": spec.command,
+        "env": spec.env,
+        "repo_url": spec.repo_url,
+        "default_ref": spec.ref,
+        "health_path": spec.health_path,
+    }
+
+
+def create_project(
+    *,
+    session: Session,
+    actor: Principal,
+    team_id: int,
+    name: str,
+    description: str = "",
+    repo_url: str | None = None,
+    default_ref: str | None = None,
+    command: str | None = None,
+    env: dict[str, str] | None = None,
+    health_path: str | None = None,
+) -> Project:
+    target = AuditTarget("project", name=name, team_id=team_id)
+    with audited(session, actor, "project.create", target):
+        authorize(session, actor, team_id, Action.project_create, what="team")
+        validate_label(name, field="project name")
+        if len(description) > 2000:
+            raise ValidationFailed("description is longer than 2000 characters")
+        defaults = _check_defaults(
+            {"command": command, "env": env, "repo_url": repo_url,
+             "default_ref": default_ref, "health_path": health_path}
+        )
+        existing = session.exec(
+            select(Project).where(Project.team_id == team_id, Project.name == name)
+        ).first()
+        if existing is not None:
+            raise Conflict(f"a project named {name!r} already exists in this team",
+                           details={"field": "name", "project_id": existing.id})
+        project = Project(team_id=team_id, name=name, description=description.strip(),
+                          created_by_id=actor.user_id, **defaults)
+        session.add(project)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"a project named {name!r} already exists in this team") from exc
+        target.id = project.id
+        audit(session, actor, "project.create", target_type="project", target_id=project.id,
+              target=name, team_id=team_id, details={"repo_url": project.repo_url})
+        session.commit()
+    return project
+
+
+def list_projects(
+    *, session: Session, actor: Principal, offset: int = 0, limit: int = 20, search: str = ""
+) -> Page[ProjectSummary]:
+    offset, limit = clamp_page(offset, limit)
+    visible = teams_of(session, actor)
+    live_envs = (
+        select(Environment.project_id, func.count().label("n"))
+        .where(Environment.phase != Phase.deleted)
+        .group_by(col(Environment.project_id))
+        .subquery()
+    )
+    query = (
+        select(Project, Team.name, func.coalesce(live_envs.c.n, 0))
+        .join(Team, col(Team.id) == Project.team_id)
+        .outerjoin(live_envs, live_envs.c.project_id == Project.id)
+    )
+    count = select(func.count()).select_from(Project)
+    if visible is not None:
+        query = query.where(col(Project.team_id).in_(visible))
+        count = count.where(col(Project.team_id).in_(visible))
+    if search:
+        pattern = f"%{search.lower()}%"
+        query = query.where(col(Project.name).like(pattern))
+        count = count.where(col(Project.name).like(pattern))
+    total = session.exec(count).one()
+    rows = session.exec(query.order_by(col(Project.name), col(Project.id)).offset(offset).limit(limit))
+    items = [ProjectSummary(project=p, team=t, environments=int(n)) for p, t, n in rows]
+    return Page(items=items, total=int(total), offset=offset, limit=limit)
+
+
+def get_project(*, session: Session, actor: Principal, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"project {project_id} was not found", details={"project_id": project_id})
+    authorize(session, actor, project.team_id, Action.project_read, what=f"project {project_id}")
+    return project
+
+
+def update_project(
+    *, session: Session, actor: Principal, project_id: int, changes: dict[str, Any]
+) -> Project:
+    target = AuditTarget("project", id=project_id)
+    with audited(session, actor, "project.update", target):
+        project = get_project(session=session, actor=actor, project_id=project_id)
+        target.name, target.team_id = project.name, project.team_id
+        authorize(session, actor, project.team_id, Action.project_update, what="project")
+        unknown = set(changes) - set(_EDITABLE)
+        if unknown:
+            raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}",
+                                   details={"fields": sorted(unknown)})
+        current = {key: getattr(project, key) for key in _EDITABLE}
+        merged = _check_defaults({**current, **changes})
+        merged["description"] = str(changes.get("description", project.description)).strip()
+        changed = {k: v for k, v in merged.items() if getattr(project, k) != v}
+        for key, value in changed.items():
+            setattr(project, key, value)
+        project.updated_at = utcnow()
+        session.add(project)
+        audit(session, actor, "project.update", target_type="project", target_id=project.id,
+              target=project.name, team_id=project.team_id, details={"changed": sorted(changed)})
+        session.commit()
+    return project
+
+
+def delete_project(*, session: Session, actor: Principal, project_id: int) -> None:
+    target = AuditTarget("project", id=project_id)
+    with audited(session, actor, "project.delete", target):
+        project = get_project(session=session, actor=actor, project_id=project_id)
+        target.name, target.team_id = project.name, project.team_id
+        authorize(session, actor, project.team_id, Action.project_delete, what="project")
+        live = session.exec(
+            select(func.count()).select_from(Environment).where(
+                Environment.project_id == project_id, Environment.phase != Phase.deleted
+            )
+        ).one()
+        if live:
+            raise Conflict(
+                f"project {project.name!r} still has {live} environment(s)",
+                hint="Delete its environments first.",
+                details={"environments": int(live)},
+            )
+        # Deleted environments keep their rows for the audit trail; detach them.
+        for environment in session.exec(select(Environment).where(Environment.project_id == project_id)):
+            session.delete(environment)
+        audit(session, actor, "project.delete", target_type="project", target_id=project.id,
+              target=project.name, team_id=project.team_id)
+        session.delete(project)
+        session.commit()

@@ -1,0 +1,149 @@
+"""The reconciler: re-drive whatever the database wants but the world lacks.
+
+Runs periodically in the worker. Queues are a way to go fast, not a place where
+work can be lost, so each tick looks at every live environment and:
+
+* re-enqueues a queued run whose RQ job vanished (Redis flushed or restarted),
+  or whose backoff has expired;
+* abandons a running run whose heartbeat stopped (its worker was killed) and
+  starts a fresh attempt;
+* starts a run for an environment whose observed state lags its desired state
+  with no run in flight (and for a ``ready`` one whose processes are gone);
+* removes runtime leftovers that belong to no live environment (orphans).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+
+from envhub.config import get_settings
+from envhub.domain.phases import Phase, can_transition
+from envhub.domain.principals import SYSTEM
+from envhub.models import Environment, JobRun, JobStatus, Project
+from envhub.models.base import utcnow
+from envhub.queue.base import JobQueue, QueueUnavailable
+from envhub.runtime.base import Runtime, RuntimeState
+from envhub.services import jobruns
+from envhub.services.common import audit
+
+log = logging.getLogger(__name__)
+
+# A queued run is only re-enqueued after this grace, so the reconciler never
+# races a service that has just committed and is about to enqueue.
+_ENQUEUE_GRACE = timedelta(seconds=2)
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    requeued: list[int] = field(default_factory=list)
+    restarted: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    orphans_removed: list[int] = field(default_factory=list)
+
+
+class _NoProgress:
+    def begin(self, key: str, detail: str = "") -> None: ...
+    def finish(self, key: str, detail: str = "") -> None: ...
+    def skip(self, key: str, detail: str = "") -> None: ...
+    def heartbeat(self) -> None: ...
+
+
+def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> ReconcileReport:
+    report = ReconcileReport()
+    settings = get_settings()
+    # List what the runtime has *before* reading the database: anything created
+    # after this line belongs to a row committed before it, so it is never
+    # mistaken for an orphan.
+    managed = runtime.managed_environments()
+    now = utcnow()
+    stale_before = now - timedelta(seconds=settings.job_stale_after)
+    live = list(session.exec(select(Environment).where(Environment.phase != Phase.deleted)))
+
+    for environment in live:
+        assert environment.id is not None
+        runs = jobruns.active_runs(session, environment.id)
+        run = runs[-1] if runs else None
+        try:
+            if run is not None and run.status is JobStatus.running:
+                if run.heartbeat_at is None or run.heartbeat_at < stale_before:
+                    _restart_lost(session, queue, environment, run)
+                    report.restarted.append(environment.id)
+            elif run is not None:
+                due = run.retry_at is None or run.retry_at <= now
+                settled = (run.enqueued_at or run.created_at) < now - _ENQUEUE_GRACE
+                if due and settled and not queue.is_pending(run.rq_job_id or ""):
+                    if jobruns.dispatch(session, queue, run):
+                        report.requeued.append(environment.id)
+            elif _lags(environment, runtime):
+                _start_run(session, queue, environment)
+                report.started.append(environment.id)
+        except QueueUnavailable as exc:
+            log.warning("reconciler: queue unavailable: %s", exc)
+            break
+
+    live_ids = {env.id for env in live}
+    for orphan in sorted(managed - live_ids):
+        runtime.destroy(orphan, progress=_NoProgress())
+        audit(session, SYSTEM, "environment.orphan_removed", target_type="environment",
+              target_id=orphan, target=f"environment {orphan}", team_id=None)
+        session.commit()
+        report.orphans_removed.append(orphan)
+    return report
+
+
+def _lags(environment: Environment, runtime: Runtime) -> bool:
+    if environment.phase is Phase.failed or environment.phase is Phase.sleeping:
+        return False  # a person decides: redeploy or delete
+    if environment.desired_state == "absent":
+        return True
+    if environment.observed_generation < environment.desired_generation:
+        return True
+    if environment.phase is Phase.ready:
+        assert environment.id is not None
+        return runtime.status(environment.id).state is RuntimeState.absent
+    return environment.phase in (Phase.pending, Phase.provisioning, Phase.updating)
+
+
+def _start_run(session: Session, queue: JobQueue, environment: Environment) -> None:
+    assert environment.id is not None
+    project = session.get(Project, environment.project_id)
+    assert project is not None
+    if environment.desired_state == "present" and environment.phase is Phase.ready:
+        # Drifted: it was ready but its processes are gone (machine restart, crash).
+        environment.desired_generation += 1
+        if can_transition(environment.phase, Phase.provisioning):
+            environment.phase = Phase.provisioning
+        environment.message = "Not running any more; starting it again"
+        session.add(environment)
+        audit(session, SYSTEM, "environment.drift_detected", target_type="environment",
+              target_id=environment.id, target=f"{project.name}/{environment.name}",
+              team_id=project.team_id, details={"reason": "runtime reports it absent"})
+    kind = "teardown" if environment.desired_state == "absent" else "provision"
+    run = jobruns.new_run(session, environment_id=environment.id, kind=kind,
+                          generation=environment.desired_generation)
+    session.commit()
+    jobruns.dispatch(session, queue, run)
+    jobruns.announce(environment_id=environment.id, project_id=project.id)
+
+
+def _restart_lost(session: Session, queue: JobQueue, environment: Environment, run: JobRun) -> None:
+    assert environment.id is not None
+    log.warning("job run %s lost its worker; re-driving environment %s", run.id, environment.id)
+    attempts = run.attempts
+    run.error = "worker stopped responding; re-driven by the reconciler"
+    session.add(run)
+    new = jobruns.new_run(session, environment_id=environment.id, kind=run.kind,
+                          generation=environment.desired_generation, attempts=attempts)
+    new.steps = [dict(step) for step in run.steps]
+    session.commit()
+    jobruns.dispatch(session, queue, new)
+    jobruns.announce(environment_id=environment.id)
+
+
+def stale_runs(session: Session) -> list[JobRun]:
+    """Runs still marked running (for diagnostics and tests)."""
+    return list(session.exec(select(JobRun).where(col(JobRun.status) == JobStatus.running)))

@@ -1,0 +1,1 @@
+"""Public URLs of environments (the port and its adapters)."""

@@ -1,0 +1,54 @@
+"""Local public URLs: ``http://<env>.<project>.<team>.localhost:<port>``.
+
+Browsers resolve every ``*.localhost`` name to loopback, so no DNS is needed:
+envhub's own gateway (``api/gateway.py``) reads the Host header and proxies to
+the environment. Publishing is therefore pure computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from envhub.domain.naming import local_host
+from envhub.domain.specs import EnvironmentTarget
+
+
+@dataclass(frozen=True, slots=True)
+class HostRoute:
+    environment: str
+    project: str
+    team: str
+
+
+class LocalUrls:
+    name = "local"
+
+    def __init__(self, *, base_url: str, domain: str = "localhost") -> None:
+        parts = urlsplit(base_url)
+        self._scheme = parts.scheme
+        self._port = parts.port
+        self.domain = domain
+
+    def url_for(self, *, environment: str, project: str, team: str) -> str:
+        host = local_host(environment=environment, project=project, team=team, domain=self.domain)
+        port = f":{self._port}" if self._port else ""
+        return f"{self._scheme}://{host}{port}/"
+
+    def publish(self, target: EnvironmentTarget) -> str:
+        return self.url_for(environment=target.name, project=target.project, team=target.team)
+
+    def unpublish(self, target: EnvironmentTarget) -> None:
+        return None
+
+    def route(self, host_header: str) -> HostRoute | None:
+        """The environment a Host header points at, or None for envhub itself."""
+        host = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else host_header
+        host = host.lower().rstrip(".")
+        suffix = "." + self.domain
+        if not host.endswith(suffix):
+            return None
+        labels = host[: -len(suffix)].split(".")
+        if len(labels) != 3 or not all(labels):
+            return None
+        return HostRoute(environment=labels[0], project=labels[1], team=labels[2])
