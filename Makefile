@@ -1,0 +1,55 @@
+# envhub: `make run` starts it, `make test` checks it. Both set up everything
+# they need on a fresh Debian/Ubuntu machine (as root, apt-get is used for the
+# few system packages; elsewhere install them yourself: git, bubblewrap, chromium).
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+TOOLS    := .tools
+BUN      := $(TOOLS)/node_modules/.bin/bun
+BUN_VERSION := 1.4.5
+export REFLEX_TELEMETRY_ENABLED := false
+export REFLEX_CHECK_LATEST_VERSION := false
+
+.PHONY: run test setup lint typecheck unit browser screenshots migrate clean system-deps test-system-deps
+
+run: system-deps setup ## Start envhub on its embedded default and print the URL
+	$(PY) -m envhub.launcher run
+
+test: system-deps test-system-deps setup lint ## Lint, type-check and run every test
+	$(PY) -m pytest
+
+setup: $(VENV)/.installed $(BUN)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+# Reflex cannot download bun here; the npm registry ships it.
+$(BUN):
+	mkdir -p $(TOOLS)
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
+	$(BUN) --version
+
+system-deps:
+	@bash deploy/scripts/system-deps.sh run
+
+test-system-deps:
+	@bash deploy/scripts/system-deps.sh test
+
+lint: setup
+	$(VENV)/bin/ruff check envhub tests alembic rxconfig.py
+	$(VENV)/bin/ruff format --check envhub tests alembic rxconfig.py
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+migrate: setup
+	$(PY) -m envhub.launcher migrate
+
+screenshots: setup system-deps test-system-deps ## Regenerate docs/screenshots/
+	ENVHUB_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -k screenshots -p no:cacheprovider
+
+clean:
+	rm -rf .web .states reflex.lock var/run

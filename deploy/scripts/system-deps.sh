@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the system packages envhub needs, when missing, with apt-get (root).
+#   run:  git, and bubblewrap for sandboxing local environments (optional)
+#   test: chromium for the browser tests
+set -euo pipefail
+what="${1:-run}"
+need=()
+case "$what" in
+  run)
+    command -v git >/dev/null || need+=(git)
+    command -v bwrap >/dev/null || need+=(bubblewrap)
+    command -v npm >/dev/null || need+=(npm)
+    ;;
+  test)
+    command -v chromium >/dev/null || need+=(chromium)
+    ;;
+esac
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "envhub: please install: ${need[*]}" >&2
+  [ "$what" = test ] && exit 1
+  exit 0   # the run-time packages are optional (bubblewrap) or already checked
+fi
+echo "envhub: installing ${need[*]} with apt-get"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

