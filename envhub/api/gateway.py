@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from envhub.services.ports import runtime, url_provider
 from envhub.models.db import session_scope
 from envhub.services.gateway import Resolution, resolve_public_host
+from envhub.services.ports import runtime, url_provider
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ class GatewayMiddleware:
 
         def lookup() -> Resolution:
             with session_scope() as session:
-                return resolve_public_host(session=session, runtime=runtime(), team=team,
-                                           project=project, environment=environment)
+                return resolve_public_host(
+                    session=session, runtime=runtime(), team=team, project=project, environment=environment
+                )
 
         resolution = await asyncio.to_thread(lookup)
         ttl = _CACHE_SECONDS if resolution.endpoint else 0.0
@@ -103,8 +104,9 @@ class GatewayMiddleware:
             response_headers = [
                 (k.lower(), v) for k, v in upstream.headers.raw if k.lower() not in _HOP_BY_HOP
             ]
-            await send({"type": "http.response.start", "status": upstream.status_code,
-                        "headers": response_headers})
+            await send(
+                {"type": "http.response.start", "status": upstream.status_code, "headers": response_headers}
+            )
             async for chunk in upstream.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -127,7 +129,8 @@ class GatewayMiddleware:
                 url,
                 subprotocols=subprotocols or None,  # type: ignore[arg-type]
                 additional_headers=[
-                    (k.decode(), v.decode()) for k, v in _forward_headers(scope)
+                    (k.decode(), v.decode())
+                    for k, v in _forward_headers(scope)
                     if not k.startswith(b"sec-websocket")
                 ],
                 max_size=None,
@@ -196,16 +199,20 @@ def _forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
 async def _status_page(send: Send, res: Resolution, *, unreachable: bool = False) -> None:
     if not res.found:
         status, title = 404, "No such environment"
-        text = (f"There is no environment at this address ({html.escape(res.label)}). "
-                "It may have been deleted, or the name is mistyped.")
+        text = (
+            f"There is no environment at this address ({html.escape(res.label)}). "
+            "It may have been deleted, or the name is mistyped."
+        )
         refresh = ""
     else:
         status = 503 if not unreachable else 502
         phase = res.phase.value if res.phase else "unknown"
         title = "Environment not ready" if not unreachable else "Environment not answering"
-        text = (f"{html.escape(res.label)} is <b>{html.escape(phase)}</b>"
-                f"{': ' + html.escape(res.message) if res.message else ''}. "
-                "This page refreshes by itself.")
+        text = (
+            f"{html.escape(res.label)} is <b>{html.escape(phase)}</b>"
+            f"{': ' + html.escape(res.message) if res.message else ''}. "
+            "This page refreshes by itself."
+        )
         refresh = '<meta http-equiv="refresh" content="3">'
     body = f"""<!doctype html><html><head><meta charset="utf-8">{refresh}
 <title>{title} · envhub</title><meta name="viewport" content="width=device-width">
@@ -215,8 +222,15 @@ border:1px solid #2a2f3a;border-radius:12px;background:#161a22}}h1{{font-size:1.
 p{{line-height:1.5;color:#b8bcc6}}small{{color:#7d8494}}</style></head>
 <body><main><h1>{title}</h1><p>{text}</p><small>envhub gateway · HTTP {status}</small></main></body></html>"""
     payload = body.encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

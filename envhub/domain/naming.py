@@ -37,9 +37,10 @@ def validate_label(value: str, *, field: str = "name") -> str:
             details={"field": field, "value": value},
         )
     if not _DNS_LABEL.match(value):
-        reason = "must be lower-case" if value.lower() != value else (
-            "may contain only letters, digits and '-', and must start and end with a "
-            "letter or digit"
+        reason = (
+            "must be lower-case"
+            if value.lower() != value
+            else ("may contain only letters, digits and '-', and must start and end with a letter or digit")
         )
         raise InvalidName(f"{field} {value!r} {reason}", details={"field": field, "value": value})
     return value

@@ -87,9 +87,7 @@ def parse_spec(data: dict[str, Any]) -> EnvironmentSpec:
         return EnvironmentSpec.model_validate(data)
     except ValidationError as exc:
         problems = {
-            ".".join(str(p) for p in err["loc"]) or "spec": str(err["msg"]).removeprefix(
-                "Value error, "
-            )
+            ".".join(str(p) for p in err["loc"]) or "spec": str(err["msg"]).removeprefix("Value error, ")
             for err in exc.errors()
         }
         message = "; ".join(f"{field}: {msg}" for field, msg in problems.items())

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 from envhub.errors import EnvhubError, RuntimeFailure
-from envhub.services import ports
 from envhub.models.db import session_scope
-from envhub.services import convergence
+from envhub.services import convergence, ports
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from envhub.config import get_settings
-from envhub.services import ports
 from envhub.models.db import session_scope
+from envhub.services import ports
 from envhub.services.reconciliation import ReconcileReport, reconcile
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from rq import Worker
 
 from envhub.config import get_settings
 from envhub.errors import ConfigurationError
-from envhub.services import ports
 from envhub.jobs.reconciler import ReconcilerThread
+from envhub.services import ports
 
 
 def main() -> int:

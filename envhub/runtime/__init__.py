@@ -12,8 +12,9 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
     if settings.runtime is RuntimeKind.local:
         from envhub.runtime.local import LocalRuntime
 
-        return LocalRuntime(settings.envs_dir, sandbox=settings.local_sandbox,
-                            health_timeout=settings.health_timeout)
+        return LocalRuntime(
+            settings.envs_dir, sandbox=settings.local_sandbox, health_timeout=settings.health_timeout
+        )
     raise ConfigurationError(
         f"ENVHUB_RUNTIME: the {settings.runtime.value} runtime is not available in this build",
         hint="Use ENVHUB_RUNTIME=local.",

@@ -115,12 +115,8 @@ class Runtime(Protocol):
     def managed_environments(self) -> set[int]:
         """Ids of every environment that has anything on this runtime (for GC)."""
 
-    def logs(
-        self, environment_id: int, *, follow: bool = False, tail: int | None = 200
-    ) -> Iterator[str]:
+    def logs(self, environment_id: int, *, follow: bool = False, tail: int | None = 200) -> Iterator[str]:
         """Output lines of the environment's processes; with ``follow``, keeps going."""
 
-    def exec(
-        self, environment_id: int, command: list[str] | None = None, *, tty: bool = True
-    ) -> ExecSession:
+    def exec(self, environment_id: int, command: list[str] | None = None, *, tty: bool = True) -> ExecSession:
         """Start ``command`` (default: a login shell) inside the environment."""

@@ -39,8 +39,16 @@ class Assignment:
     desired_state: str
 
 
-def _set_phase(session: Session, environment: Environment, phase: Phase, *, team_id: int,
-               target: str, message: str, error_code: str | None = None) -> None:
+def _set_phase(
+    session: Session,
+    environment: Environment,
+    phase: Phase,
+    *,
+    team_id: int,
+    target: str,
+    message: str,
+    error_code: str | None = None,
+) -> None:
     previous = environment.phase
     environment.message = message
     environment.error_code = error_code
@@ -50,10 +58,18 @@ def _set_phase(session: Session, environment: Environment, phase: Phase, *, team
         return
     environment.phase = phase
     session.add(environment)
-    audit(session, SYSTEM, f"environment.{phase.value}", target_type="environment",
-          target_id=environment.id, target=target, team_id=team_id,
-          outcome="failure" if phase is Phase.failed else "success", error_code=error_code,
-          details={"from": previous.value, "to": phase.value, "message": message})
+    audit(
+        session,
+        SYSTEM,
+        f"environment.{phase.value}",
+        target_type="environment",
+        target_id=environment.id,
+        target=target,
+        team_id=team_id,
+        outcome="failure" if phase is Phase.failed else "success",
+        error_code=error_code,
+        details={"from": previous.value, "to": phase.value, "message": message},
+    )
 
 
 def _context(session: Session, environment: Environment) -> tuple[Project, Team]:
@@ -87,14 +103,22 @@ def begin_run(session: Session, *, environment_id: int, run_id: int) -> Assignme
     label = f"{project.name}/{environment.name}"
     if environment.desired_state == "present":
         phase = Phase.updating if environment.phase in (Phase.ready, Phase.updating) else Phase.provisioning
-        _set_phase(session, environment, phase, team_id=team.id or 0, target=label,
-                   message=f"{'Updating' if phase is Phase.updating else 'Provisioning'} (attempt {run.attempts})")
+        _set_phase(
+            session,
+            environment,
+            phase,
+            team_id=team.id or 0,
+            target=label,
+            message=f"{'Updating' if phase is Phase.updating else 'Provisioning'} (attempt {run.attempts})",
+        )
     else:
-        _set_phase(session, environment, Phase.deleting, team_id=team.id or 0, target=label,
-                   message="Tearing down")
+        _set_phase(
+            session, environment, Phase.deleting, team_id=team.id or 0, target=label, message="Tearing down"
+        )
     session.commit()
     jobruns.announce(environment_id=environment_id, project_id=project.id)
-    assert environment.id is not None and project.id is not None
+    assert environment.id is not None
+    assert project.id is not None
     return Assignment(
         run_id=run_id,
         environment_id=environment.id,
@@ -251,7 +275,14 @@ def fail_run(session: Session, assignment: Assignment, error: EnvhubError) -> No
     run.error, run.error_code = error.message, error.code
     session.add(run)
     message = error.message + (f". {error.hint}" if error.hint else "")
-    _set_phase(session, environment, Phase.failed, team_id=team.id or 0,
-               target=f"{project.name}/{environment.name}", message=message, error_code=error.code)
+    _set_phase(
+        session,
+        environment,
+        Phase.failed,
+        team_id=team.id or 0,
+        target=f"{project.name}/{environment.name}",
+        message=message,
+        error_code=error.code,
+    )
     session.commit()
     jobruns.announce(environment_id=environment.id, project_id=project.id)

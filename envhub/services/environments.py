@@ -28,7 +28,9 @@ from envhub.services.projects import get_project, project_defaults
 
 def _live_names(session: Session, project_id: int) -> set[str]:
     rows = session.exec(
-        select(Environment.name).where(Environment.project_id == project_id, Environment.phase != Phase.deleted)
+        select(Environment.name).where(
+            Environment.project_id == project_id, Environment.phase != Phase.deleted
+        )
     )
     return set(rows)
 
@@ -56,15 +58,18 @@ def create_environment(
         try:
             kind = EnvironmentKind(kind)
         except ValueError as exc:
-            raise ValidationFailed(f"kind must be one of {', '.join(k.value for k in EnvironmentKind)}",
-                                   details={"field": "kind"}) from exc
+            raise ValidationFailed(
+                f"kind must be one of {', '.join(k.value for k in EnvironmentKind)}",
+                details={"field": "kind"},
+            ) from exc
         taken = _live_names(session, project_id)
         name = name or generate_environment_name(taken)
         target.name = name
         validate_label(name, field="environment name")
         if name in taken:
-            raise Conflict(f"an environment named {name!r} already exists in {project.name}",
-                           details={"field": "name"})
+            raise Conflict(
+                f"an environment named {name!r} already exists in {project.name}", details={"field": "name"}
+            )
         spec = merge_spec(project_defaults(project), overrides or {})
         environment = Environment(
             project_id=project_id,
@@ -84,9 +89,16 @@ def create_environment(
         assert environment.id is not None
         target.id = environment.id
         run = jobruns.new_run(session, environment_id=environment.id, kind="provision", generation=1)
-        audit(session, actor, "environment.create", target_type="environment", target_id=environment.id,
-              target=f"{project.name}/{name}", team_id=project.team_id,
-              details={"kind": kind.value, "job_run": run.id, "spec": spec.model_dump()})
+        audit(
+            session,
+            actor,
+            "environment.create",
+            target_type="environment",
+            target_id=environment.id,
+            target=f"{project.name}/{name}",
+            team_id=project.team_id,
+            details={"kind": kind.value, "job_run": run.id, "spec": spec.model_dump()},
+        )
         session.commit()
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment.id, project_id=project_id)
@@ -96,8 +108,9 @@ def create_environment(
 def get_environment(*, session: Session, actor: Principal, environment_id: int) -> Environment:
     environment = session.get(Environment, environment_id)
     if environment is None:
-        raise NotFound(f"environment {environment_id} was not found",
-                       details={"environment_id": environment_id})
+        raise NotFound(
+            f"environment {environment_id} was not found", details={"environment_id": environment_id}
+        )
     project = session.get(Project, environment.project_id)
     assert project is not None
     authorize(session, actor, project.team_id, Action.environment_read, what=f"environment {environment_id}")
@@ -142,8 +155,10 @@ def redeploy_environment(
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
         authorize(session, actor, project.team_id, Action.environment_redeploy, what="environment")
         if environment.desired_state != "present" or not is_redeployable(environment.phase):
-            raise InvalidTransition(f"cannot redeploy an environment that is {environment.phase.value}",
-                                    details={"phase": environment.phase.value})
+            raise InvalidTransition(
+                f"cannot redeploy an environment that is {environment.phase.value}",
+                details={"phase": environment.phase.value},
+            )
         next_phase = Phase.updating if environment.phase is Phase.ready else Phase.provisioning
         if environment.phase is not next_phase:
             environment.phase = transition(environment.phase, next_phase)
@@ -152,11 +167,19 @@ def redeploy_environment(
         environment.error_code = None
         environment.updated_at = utcnow()
         session.add(environment)
-        run = jobruns.new_run(session, environment_id=environment_id, kind="redeploy",
-                              generation=environment.desired_generation)
-        audit(session, actor, "environment.redeploy", target_type="environment", target_id=environment_id,
-              target=target.name, team_id=project.team_id,
-              details={"generation": environment.desired_generation, "job_run": run.id})
+        run = jobruns.new_run(
+            session, environment_id=environment_id, kind="redeploy", generation=environment.desired_generation
+        )
+        audit(
+            session,
+            actor,
+            "environment.redeploy",
+            target_type="environment",
+            target_id=environment_id,
+            target=target.name,
+            team_id=project.team_id,
+            details={"generation": environment.desired_generation, "job_run": run.id},
+        )
         session.commit()
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
@@ -185,10 +208,19 @@ def delete_environment(
         environment.message = "Deletion requested"
         environment.updated_at = utcnow()
         session.add(environment)
-        run = jobruns.new_run(session, environment_id=environment_id, kind="teardown",
-                              generation=environment.desired_generation)
-        audit(session, actor, "environment.delete", target_type="environment", target_id=environment_id,
-              target=target.name, team_id=project.team_id, details={"job_run": run.id})
+        run = jobruns.new_run(
+            session, environment_id=environment_id, kind="teardown", generation=environment.desired_generation
+        )
+        audit(
+            session,
+            actor,
+            "environment.delete",
+            target_type="environment",
+            target_id=environment_id,
+            target=target.name,
+            team_id=project.team_id,
+            details={"job_run": run.id},
+        )
         session.commit()
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)

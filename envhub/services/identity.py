@@ -6,7 +6,7 @@ Sign-in with OpenID Connect, invitations and tokens build on this module.
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from envhub.domain.principals import Principal
 from envhub.models import Membership, Role, Team, User
@@ -27,7 +27,8 @@ def ensure_local_principal(session: Session) -> Principal:
                 session.add(team)
             session.add(user)
             session.flush()
-            assert team.id is not None and user.id is not None
+            assert team.id is not None
+            assert user.id is not None
             session.add(Membership(team_id=team.id, user_id=user.id, role=Role.owner))
             session.commit()
         except IntegrityError:  # another process created it at the same moment
@@ -40,7 +41,7 @@ def ensure_local_principal(session: Session) -> Principal:
 def default_team_id(session: Session, principal: Principal) -> int:
     """The first team the principal belongs to (where new projects go by default)."""
     row = session.exec(
-        select(Membership.team_id).where(Membership.user_id == principal.user_id).order_by(Membership.id)
+        select(Membership.team_id).where(Membership.user_id == principal.user_id).order_by(col(Membership.id))
     ).first()
     if row is None:
         from envhub.errors import PermissionDenied

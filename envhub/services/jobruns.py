@@ -23,7 +23,9 @@ def rq_job_id(run_id: int) -> str:
     return f"envhub-jobrun-{run_id}"
 
 
-def new_run(session: Session, *, environment_id: int, kind: str, generation: int, attempts: int = 0) -> JobRun:
+def new_run(
+    session: Session, *, environment_id: int, kind: str, generation: int, attempts: int = 0
+) -> JobRun:
     """Add a queued JobRun (caller commits), superseding older active runs."""
     for old in active_runs(session, environment_id):
         old.status = JobStatus.abandoned
@@ -57,7 +59,8 @@ def active_runs(session: Session, environment_id: int) -> list[JobRun]:
 
 def dispatch(session: Session, queue: JobQueue, run: JobRun) -> bool:
     """Enqueue a committed run. False when the queue is down (the reconciler retries)."""
-    assert run.id is not None and run.rq_job_id is not None
+    assert run.id is not None
+    assert run.rq_job_id is not None
     try:
         queue.enqueue(CONVERGE_JOB, run.environment_id, run.id, job_id=run.rq_job_id)
     except QueueUnavailable as exc:

@@ -89,25 +89,45 @@ def create_project(
         if len(description) > 2000:
             raise ValidationFailed("description is longer than 2000 characters")
         defaults = _check_defaults(
-            {"command": command, "env": env, "repo_url": repo_url,
-             "default_ref": default_ref, "health_path": health_path}
+            {
+                "command": command,
+                "env": env,
+                "repo_url": repo_url,
+                "default_ref": default_ref,
+                "health_path": health_path,
+            }
         )
         existing = session.exec(
             select(Project).where(Project.team_id == team_id, Project.name == name)
         ).first()
         if existing is not None:
-            raise Conflict(f"a project named {name!r} already exists in this team",
-                           details={"field": "name", "project_id": existing.id})
-        project = Project(team_id=team_id, name=name, description=description.strip(),
-                          created_by_id=actor.user_id, **defaults)
+            raise Conflict(
+                f"a project named {name!r} already exists in this team",
+                details={"field": "name", "project_id": existing.id},
+            )
+        project = Project(
+            team_id=team_id,
+            name=name,
+            description=description.strip(),
+            created_by_id=actor.user_id,
+            **defaults,
+        )
         session.add(project)
         try:
             session.flush()
         except IntegrityError as exc:
             raise Conflict(f"a project named {name!r} already exists in this team") from exc
         target.id = project.id
-        audit(session, actor, "project.create", target_type="project", target_id=project.id,
-              target=name, team_id=team_id, details={"repo_url": project.repo_url})
+        audit(
+            session,
+            actor,
+            "project.create",
+            target_type="project",
+            target_id=project.id,
+            target=name,
+            team_id=team_id,
+            details={"repo_url": project.repo_url},
+        )
         session.commit()
     return project
 
@@ -160,8 +180,9 @@ def update_project(
         authorize(session, actor, project.team_id, Action.project_update, what="project")
         unknown = set(changes) - set(_EDITABLE)
         if unknown:
-            raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}",
-                                   details={"fields": sorted(unknown)})
+            raise ValidationFailed(
+                f"cannot change {', '.join(sorted(unknown))}", details={"fields": sorted(unknown)}
+            )
         current = {key: getattr(project, key) for key in _EDITABLE}
         merged = _check_defaults({**current, **changes})
         merged["description"] = str(changes.get("description", project.description)).strip()
@@ -170,8 +191,16 @@ def update_project(
             setattr(project, key, value)
         project.updated_at = utcnow()
         session.add(project)
-        audit(session, actor, "project.update", target_type="project", target_id=project.id,
-              target=project.name, team_id=project.team_id, details={"changed": sorted(changed)})
+        audit(
+            session,
+            actor,
+            "project.update",
+            target_type="project",
+            target_id=project.id,
+            target=project.name,
+            team_id=project.team_id,
+            details={"changed": sorted(changed)},
+        )
         session.commit()
     return project
 
@@ -183,9 +212,9 @@ def delete_project(*, session: Session, actor: Principal, project_id: int) -> No
         target.name, target.team_id = project.name, project.team_id
         authorize(session, actor, project.team_id, Action.project_delete, what="project")
         live = session.exec(
-            select(func.count()).select_from(Environment).where(
-                Environment.project_id == project_id, Environment.phase != Phase.deleted
-            )
+            select(func.count())
+            .select_from(Environment)
+            .where(Environment.project_id == project_id, Environment.phase != Phase.deleted)
         ).one()
         if live:
             raise Conflict(
@@ -196,7 +225,14 @@ def delete_project(*, session: Session, actor: Principal, project_id: int) -> No
         # Deleted environments keep their rows for the audit trail; detach them.
         for environment in session.exec(select(Environment).where(Environment.project_id == project_id)):
             session.delete(environment)
-        audit(session, actor, "project.delete", target_type="project", target_id=project.id,
-              target=project.name, team_id=project.team_id)
+        audit(
+            session,
+            actor,
+            "project.delete",
+            target_type="project",
+            target_id=project.id,
+            target=project.name,
+            team_id=project.team_id,
+        )
         session.delete(project)
         session.commit()

@@ -75,9 +75,9 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
             elif run is not None:
                 due = run.retry_at is None or run.retry_at <= now
                 settled = (run.enqueued_at or run.created_at) < now - _ENQUEUE_GRACE
-                if due and settled and not queue.is_pending(run.rq_job_id or ""):
-                    if jobruns.dispatch(session, queue, run):
-                        report.requeued.append(environment.id)
+                lost = due and settled and not queue.is_pending(run.rq_job_id or "")
+                if lost and jobruns.dispatch(session, queue, run):
+                    report.requeued.append(environment.id)
             elif _lags(environment, runtime):
                 _start_run(session, queue, environment)
                 report.started.append(environment.id)
@@ -88,8 +88,15 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
     live_ids = {env.id for env in live}
     for orphan in sorted(managed - live_ids):
         runtime.destroy(orphan, progress=_NoProgress())
-        audit(session, SYSTEM, "environment.orphan_removed", target_type="environment",
-              target_id=orphan, target=f"environment {orphan}", team_id=None)
+        audit(
+            session,
+            SYSTEM,
+            "environment.orphan_removed",
+            target_type="environment",
+            target_id=orphan,
+            target=f"environment {orphan}",
+            team_id=None,
+        )
         session.commit()
         report.orphans_removed.append(orphan)
     return report
@@ -119,12 +126,20 @@ def _start_run(session: Session, queue: JobQueue, environment: Environment) -> N
             environment.phase = Phase.provisioning
         environment.message = "Not running any more; starting it again"
         session.add(environment)
-        audit(session, SYSTEM, "environment.drift_detected", target_type="environment",
-              target_id=environment.id, target=f"{project.name}/{environment.name}",
-              team_id=project.team_id, details={"reason": "runtime reports it absent"})
+        audit(
+            session,
+            SYSTEM,
+            "environment.drift_detected",
+            target_type="environment",
+            target_id=environment.id,
+            target=f"{project.name}/{environment.name}",
+            team_id=project.team_id,
+            details={"reason": "runtime reports it absent"},
+        )
     kind = "teardown" if environment.desired_state == "absent" else "provision"
-    run = jobruns.new_run(session, environment_id=environment.id, kind=kind,
-                          generation=environment.desired_generation)
+    run = jobruns.new_run(
+        session, environment_id=environment.id, kind=kind, generation=environment.desired_generation
+    )
     session.commit()
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment.id, project_id=project.id)
@@ -136,8 +151,13 @@ def _restart_lost(session: Session, queue: JobQueue, environment: Environment, r
     attempts = run.attempts
     run.error = "worker stopped responding; re-driven by the reconciler"
     session.add(run)
-    new = jobruns.new_run(session, environment_id=environment.id, kind=run.kind,
-                          generation=environment.desired_generation, attempts=attempts)
+    new = jobruns.new_run(
+        session,
+        environment_id=environment.id,
+        kind=run.kind,
+        generation=environment.desired_generation,
+        attempts=attempts,
+    )
     new.steps = [dict(step) for step in run.steps]
     session.commit()
     jobruns.dispatch(session, queue, new)

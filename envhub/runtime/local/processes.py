@@ -7,6 +7,7 @@ mistaken for it) is kept in ``state.json`` next to the workspace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,7 +60,7 @@ def find_process(state: ProcessState | None) -> psutil.Process | None:
 
 def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> psutil.Process:
     with log_path.open("ab") as log:
-        popen = subprocess.Popen(  # noqa: S603 - argv is built by envhub, not a shell string
+        popen = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
@@ -88,17 +89,13 @@ def kill_tree(proc: psutil.Process, *, grace: float = 3.0) -> None:
     for member in alive:
         _signal(member, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=grace)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _signal(proc: psutil.Process, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(psutil.Error):
         proc.send_signal(sig)
-    except psutil.Error:
-        pass
 
 
 def free_port(preferred: int | None = None) -> int:

@@ -118,8 +118,10 @@ class LocalRuntime:
         log_path = self._log_path(target.id)
         with log_path.open("ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-            handle.write(f"--- envhub: starting generation {target.generation} at {stamp} UTC: "
-                         f"{target.spec.command}\n".encode())
+            handle.write(
+                f"--- envhub: starting generation {target.generation} at {stamp} UTC: "
+                f"{target.spec.command}\n".encode()
+            )
         proc = processes.spawn(argv, cwd=ws, env=env, log_path=log_path)
         state = processes.ProcessState(
             pid=proc.pid,
@@ -178,8 +180,9 @@ class LocalRuntime:
         endpoint = Endpoint("127.0.0.1", state.port)
         code = processes.probe_http(state.port, "/", timeout=1.0)
         if code is None:
-            return RuntimeStatus(RuntimeState.starting, "not answering yet",
-                                 generation=state.generation, endpoint=endpoint)
+            return RuntimeStatus(
+                RuntimeState.starting, "not answering yet", generation=state.generation, endpoint=endpoint
+            )
         return RuntimeStatus(RuntimeState.ready, "serving", generation=state.generation, endpoint=endpoint)
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
@@ -242,7 +245,9 @@ class LocalRuntime:
                 *lines, buffer = buffer.split("\n")
                 yield from lines
 
-    def exec(self, environment_id: int, command: list[str] | None = None, *, tty: bool = True) -> LocalExecSession:
+    def exec(
+        self, environment_id: int, command: list[str] | None = None, *, tty: bool = True
+    ) -> LocalExecSession:
         ws = self.workspace_path(environment_id)
         if not ws.is_dir():
             raise NotReady("the environment has no workspace yet")

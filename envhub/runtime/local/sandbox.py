@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class Sandbox:
             return [
                 "bwrap", "--unshare-all", "--share-net", "--new-session",
                 *binds,
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox,
                 "--bind", str(workspace), SANDBOX_WORKDIR,
                 "--chdir", SANDBOX_WORKDIR,
                 "--", *argv,
@@ -60,11 +61,11 @@ def detect_sandbox(preference: str = "auto") -> Sandbox:
     candidates = ["bwrap", "unshare", "none"] if preference == "auto" else [preference]
     for kind in candidates:
         if kind == "bwrap" and shutil.which("bwrap"):
-            probe = Sandbox("bwrap").wrap(["/bin/true"], workspace=Path("/tmp"))
+            probe = Sandbox("bwrap").wrap(["/bin/true"], workspace=Path(tempfile.gettempdir()))
             if _works(probe):
                 return Sandbox("bwrap")
         elif kind == "unshare" and shutil.which("unshare"):
-            if _works(Sandbox("unshare").wrap(["/bin/true"], workspace=Path("/tmp"))):
+            if _works(Sandbox("unshare").wrap(["/bin/true"], workspace=Path(tempfile.gettempdir()))):
                 return Sandbox("unshare")
         elif kind == "none":
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -29,7 +30,7 @@ class LocalExecSession:
             self._master = read_end
             slave = write_end
             stdio = write_end
-        self._popen = subprocess.Popen(  # noqa: S603 - argv built by envhub
+        self._popen = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
@@ -86,12 +87,8 @@ class LocalExecSession:
 
     def close(self) -> None:
         if self._popen.poll() is None:
-            try:
+            with contextlib.suppress(psutil.Error):
                 kill_tree(psutil.Process(self._popen.pid), grace=1.0)
-            except psutil.Error:
-                pass
             self._popen.wait(5)
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._master)
-        except OSError:
-            pass
