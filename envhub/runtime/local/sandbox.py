@@ -33,7 +33,7 @@ class Sandbox:
             return [
                 "bwrap", "--unshare-all", "--share-net", "--new-session",
                 *binds,
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox,
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
                 "--bind", str(workspace), SANDBOX_WORKDIR,
                 "--chdir", SANDBOX_WORKDIR,
                 "--", *argv,
