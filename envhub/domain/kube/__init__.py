@@ -1,0 +1,44 @@
+"""An environment rendered as Kubernetes objects (plain dicts), without I/O.
+
+The Kubernetes runtime adapter applies what :func:`render_environment` returns;
+everything that decides *what* an environment looks like in a cluster lives
+here, so it can be snapshot-tested and validated against the API schemas
+without a cluster.
+"""
+
+from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, render_deployment, render_service
+from envhub.domain.kube.errors import ManifestInvalid, ManifestRejected
+from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
+from envhub.domain.kube.manifests import CLUSTER_SCOPED_KINDS, IsNamespaced, parse_manifests, scope_manifests
+from envhub.domain.kube.names import NAMESPACE_PREFIX, namespace_for, namespace_name
+from envhub.domain.kube.network import render_network_policies
+from envhub.domain.kube.quantities import clamp_quantity, parse_quantity
+from envhub.domain.kube.rbac import render_rbac
+from envhub.domain.kube.render import DEFAULT_INGRESS_NAMESPACES, render_environment, render_namespace
+
+__all__ = [
+    "CLUSTER_SCOPED_KINDS",
+    "DEFAULT_INGRESS_NAMESPACES",
+    "NAMESPACE_PREFIX",
+    "IsNamespaced",
+    "ManifestInvalid",
+    "ManifestRejected",
+    "PlatformLimits",
+    "PublicEndpoint",
+    "clamp_quantity",
+    "clamp_quota",
+    "namespace_for",
+    "namespace_name",
+    "parse_manifests",
+    "parse_quantity",
+    "public_endpoint",
+    "render_deployment",
+    "render_environment",
+    "render_limit_range",
+    "render_namespace",
+    "render_network_policies",
+    "render_rbac",
+    "render_resource_quota",
+    "render_service",
+    "scope_manifests",
+]

@@ -1,0 +1,166 @@
+"""NetworkPolicies: deny everything, then allow exactly what an environment needs.
+
+NetworkPolicies are additive (a connection is allowed if any policy allows it),
+so envhub renders one default-deny policy and one small policy per reason to
+allow traffic. Each can be read, and removed, on its own.
+
+DNS. Pods resolve names through the cluster DNS, usually CoreDNS pods labelled
+``k8s-app=kube-dns`` in ``kube-system``. Selecting that namespace needs the
+``kubernetes.io/metadata.name`` label, which the API server only sets from v1.21
+on, so on v1.20 such a rule silently matches nothing and every lookup times out.
+The DNS rule therefore has two peers by default: the precise one (kube-dns pods
+in kube-system) and "any pod in any namespace" on port 53 (``dns_any_namespace``).
+The second still keeps DNS off the internet (a namespace selector never matches
+an external address, so no tunnelling over port 53 to an outside server), and it
+also covers clusters whose DNS runs elsewhere. Operators of v1.21+ clusters with
+standard kube-dns can turn it off. NodeLocal DNSCache listens on a link-local
+host address that pod selectors never match: pass it in ``dns_cidrs``.
+
+Egress to services ("ns/svc[:port]"). A NetworkPolicy selects pods, not
+Services, so the rule allows the pods labelled ``app.kubernetes.io/name=<svc>`` in
+that namespace, and the port is matched after the Service's address translation,
+i.e. it must be the pods' (target) port. Services whose pods do not carry that
+label are not reachable this way; allow their namespace instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from envhub.domain.kube.names import (
+    NAME_LABEL,
+    NAMESPACE_NAME_LABEL,
+    POLICY_ALLOW_DNS,
+    POLICY_ALLOW_EGRESS,
+    POLICY_ALLOW_INGRESS,
+    POLICY_ALLOW_SAME_NAMESPACE,
+    POLICY_DEFAULT_DENY,
+    metadata,
+)
+from envhub.domain.workloads import EgressAllowlist
+
+_SERVICE = re.compile(r"^(?P<namespace>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)(?::(?P<port>[0-9]{1,5}))?$")
+DNS_PORT = 53
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    """Values without repeats, in first-seen order (stable rendering)."""
+    return list(dict.fromkeys(values))
+
+
+def _namespaces_peer(names: Sequence[str]) -> dict[str, Any]:
+    return {
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": sorted(set(names))}
+            ]
+        }
+    }
+
+
+def _cidr(value: str) -> str:
+    # The API server wants network notation; "10.0.0.1" or "10.0.0.1/8" become
+    # "10.0.0.1/32" and "10.0.0.0/8" so the stored object equals what we send.
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+def _policy(name: str, namespace: str, labels: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(name, namespace, labels),
+        "spec": {"podSelector": {}, **spec},
+    }
+
+
+def _egress_rules(egress: EgressAllowlist) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    cidrs = _unique(_cidr(cidr) for cidr in egress.cidrs)
+    if cidrs:
+        rules.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]})
+    if egress.namespaces:
+        rules.append({"to": [_namespaces_peer(egress.namespaces)]})
+    for item in _unique(egress.services):
+        match = _SERVICE.match(item)
+        if match is None:  # EgressAllowlist validated it already; keep mypy and readers sure
+            raise ValueError(f"{item!r} is not namespace/service[:port]")
+        rule: dict[str, Any] = {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: match["namespace"]}},
+                    "podSelector": {"matchLabels": {NAME_LABEL: match["service"]}},
+                }
+            ]
+        }
+        if match["port"]:
+            rule["ports"] = [{"protocol": "TCP", "port": int(match["port"])}]
+        rules.append(rule)
+    return rules
+
+
+def render_network_policies(
+    *,
+    namespace: str,
+    labels: dict[str, str],
+    egress: EgressAllowlist,
+    ingress_namespaces: Sequence[str],
+    dns_any_namespace: bool = True,
+    dns_cidrs: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The environment's NetworkPolicies, default deny first.
+
+    ``ingress_namespaces`` are where the public-URL provider's proxies run (an
+    ingress controller, a tunnel connector); on v1.20 those namespaces need the
+    ``kubernetes.io/metadata.name`` label added by whoever installs them.
+    """
+    policies = [
+        _policy(POLICY_DEFAULT_DENY, namespace, labels, {"policyTypes": ["Ingress", "Egress"]}),
+    ]
+    dns_peers: list[dict[str, Any]] = [
+        {
+            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    if dns_any_namespace:
+        dns_peers.append({"namespaceSelector": {}})
+    dns_peers.extend({"ipBlock": {"cidr": cidr}} for cidr in _unique(_cidr(c) for c in dns_cidrs))
+    dns_ports = [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]
+    policies.append(
+        _policy(
+            POLICY_ALLOW_DNS,
+            namespace,
+            labels,
+            {"policyTypes": ["Egress"], "egress": [{"to": dns_peers, "ports": dns_ports}]},
+        )
+    )
+    policies.append(
+        _policy(
+            POLICY_ALLOW_SAME_NAMESPACE,
+            namespace,
+            labels,
+            {
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [{"podSelector": {}}]}],
+                "egress": [{"to": [{"podSelector": {}}]}],
+            },
+        )
+    )
+    if ingress_namespaces:
+        policies.append(
+            _policy(
+                POLICY_ALLOW_INGRESS,
+                namespace,
+                labels,
+                {"policyTypes": ["Ingress"], "ingress": [{"from": [_namespaces_peer(ingress_namespaces)]}]},
+            )
+        )
+    rules = _egress_rules(egress)
+    if rules:
+        policies.append(
+            _policy(POLICY_ALLOW_EGRESS, namespace, labels, {"policyTypes": ["Egress"], "egress": rules})
+        )
+    return policies

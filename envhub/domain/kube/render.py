@@ -1,0 +1,125 @@
+"""One environment as the ordered list of Kubernetes objects the runtime applies.
+
+Pure and deterministic: the same target and settings give equal output, every
+time, so applying it again (server-side apply with envhub's field manager)
+changes nothing. Objects envhub renders use only API versions served by v1.20
+and by current clusters alike (v1, apps/v1, networking.k8s.io/v1,
+rbac.authorization.k8s.io/v1); user manifests keep the versions they name, and
+the runtime resolves those by discovery.
+
+Order: the Namespace, then what constrains everything created after it (quota,
+limits, network policies), then RBAC, then workloads (Services before
+Deployments, as Helm does) and finally the user's manifests, themselves sorted
+by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
+The runtime prunes objects with envhub's labels that are not in the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from envhub.domain.kube.deployments import render_deployment, render_service
+from envhub.domain.kube.errors import ManifestRejected
+from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
+from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
+from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
+from envhub.domain.kube.network import render_network_policies
+from envhub.domain.kube.rbac import render_rbac
+from envhub.domain.naming import validate_label
+from envhub.domain.specs import EnvironmentTarget
+
+DEFAULT_INGRESS_NAMESPACES = ("envhub-system",)
+
+# Helm's install order for the kinds a user manifest may contain; unknown kinds
+# (custom resources) go last, after the kinds they are likely to depend on.
+_KIND_ORDER = (
+    "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim", "Role", "RoleBinding",
+    "Service", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "StatefulSet",
+    "DaemonSet", "HorizontalPodAutoscaler", "Job", "CronJob", "PodDisruptionBudget",
+)  # fmt: skip
+_KIND_RANK = {kind: rank for rank, kind in enumerate(_KIND_ORDER)}
+
+
+def render_namespace(namespace: str, *, labels: dict[str, str], limits: PlatformLimits) -> dict[str, Any]:
+    all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace}
+    if limits.pod_security is not None:
+        all_labels["pod-security.kubernetes.io/enforce"] = limits.pod_security
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(namespace, None, all_labels)}
+
+
+def _identity(obj: dict[str, Any]) -> tuple[str, str, str]:
+    # Same object whatever the version: apps/v1 and apps/v1beta2 Deployments collide.
+    group = obj["apiVersion"].rpartition("/")[0]
+    return group, obj["kind"], obj["metadata"]["name"]
+
+
+def _refuse_duplicates(objects: list[dict[str, Any]]) -> None:
+    seen: set[tuple[str, str, str]] = set()
+    for obj in objects:
+        key = _identity(obj)
+        if key in seen:
+            what = f"{key[1]}/{key[2]}"
+            raise ManifestRejected(
+                f"{what} is defined twice (by the manifests and envhub, or twice in the manifests)",
+                details={"object": what, "reason": "duplicate"},
+            )
+        seen.add(key)
+
+
+def render_environment(
+    target: EnvironmentTarget,
+    *,
+    namespace: str | None = None,
+    limits: PlatformLimits | None = None,
+    ingress_namespaces: Sequence[str] = DEFAULT_INGRESS_NAMESPACES,
+    dns_any_namespace: bool = True,
+    dns_cidrs: Sequence[str] = (),
+    is_namespaced: IsNamespaced | None = None,
+) -> list[dict[str, Any]]:
+    """Every object of ``target``'s environment, in apply order.
+
+    ``namespace`` defaults to :func:`~envhub.domain.kube.names.namespace_for`;
+    ``ingress_namespaces`` are where the public-URL provider's proxies run;
+    ``dns_any_namespace`` and ``dns_cidrs`` shape the DNS rule (see
+    :mod:`envhub.domain.kube.network`); ``is_namespaced`` answers from API
+    discovery for user manifests. Raises :class:`~envhub.domain.kube.errors.
+    ManifestInvalid` / :class:`~envhub.domain.kube.errors.ManifestRejected` for
+    bad user manifests.
+    """
+    limits = limits if limits is not None else PlatformLimits()
+    namespace = validate_label(
+        namespace if namespace is not None else namespace_for(target), field="namespace"
+    )
+    for name in ingress_namespaces:
+        validate_label(name, field="ingress namespace")
+    labels = target.labels
+    spec = target.spec
+    quota, _clamped = clamp_quota(spec.quota, limits)
+    objects: list[dict[str, Any]] = [
+        render_namespace(namespace, labels=labels, limits=limits),
+        render_resource_quota(quota, namespace=namespace, labels=labels),
+        render_limit_range(quota, namespace=namespace, labels=labels),
+        *render_network_policies(
+            namespace=namespace,
+            labels=labels,
+            egress=spec.egress,
+            ingress_namespaces=ingress_namespaces,
+            dns_any_namespace=dns_any_namespace,
+            dns_cidrs=dns_cidrs,
+        ),
+        *render_rbac(namespace=namespace, labels=labels),
+    ]
+    for service in spec.services:
+        rendered = render_service(target, service, namespace=namespace)
+        if rendered is not None:
+            objects.append(rendered)
+    objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
+    if spec.manifests:
+        scoped = scope_manifests(
+            parse_manifests(spec.manifests), namespace=namespace, labels=labels, is_namespaced=is_namespaced
+        )
+        # sorted() is stable: within a kind, the manifests' own order is kept.
+        objects.extend(sorted(scoped, key=lambda obj: _KIND_RANK.get(obj["kind"], len(_KIND_ORDER))))
+    _refuse_duplicates(objects)
+    return objects
