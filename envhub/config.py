@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # Host suffix of local public URLs: http://<env>.<project>.<team>.<suffix>:<port>
     local_url_domain: str = "localhost"
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
+    # Kubernetes runtime: a kubeconfig (else KUBECONFIG, else in-cluster).
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    # Namespaces of the public-URL provider's proxies, allowed to reach environments.
+    kube_ingress_namespaces: str = "envhub-system"
+    kube_ready_timeout: Annotated[float, Field(gt=0)] = 180.0
 
     @field_validator("local_sandbox")
     @classmethod
@@ -92,6 +98,10 @@ class Settings(BaseSettings):
                 f"set it to a random value, e.g. {secrets.token_urlsafe(32)}"
             )
         return self
+
+    @property
+    def ingress_namespaces(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.kube_ingress_namespaces.split(",") if part.strip())
 
     @property
     def envs_dir(self) -> Path:

@@ -16,7 +16,12 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
         ├── NotReady              not_ready (retryable: "not yet")
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
-        └── QuotaExceeded         quota_exceeded
+        ├── QuotaExceeded         quota_exceeded
+        ├── ClusterUnreachable    cluster_unreachable (retryable)
+        ├── ClusterUnauthorized   cluster_unauthorized
+        ├── ClusterForbidden      cluster_forbidden
+        ├── ClusterConflict       cluster_conflict (retryable)
+        └── ClusterRejected       cluster_rejected
 """
 
 from __future__ import annotations
@@ -105,3 +110,34 @@ class WorkspaceFailed(RuntimeFailure):
 class QuotaExceeded(RuntimeFailure):
     code = "quota_exceeded"
     default_hint = "Free resources in the environment or ask for a larger quota."
+
+
+class ClusterUnreachable(RuntimeFailure):
+    """The cluster did not answer; environments keep their last known state."""
+
+    code = "cluster_unreachable"
+    default_hint = "envhub keeps retrying; check the cluster's API server and envhub's network path to it."
+    retryable = True
+
+
+class ClusterUnauthorized(RuntimeFailure):
+    code = "cluster_unauthorized"
+    default_hint = "envhub's cluster credentials were refused; renew its kubeconfig or service account token."
+
+
+class ClusterForbidden(RuntimeFailure):
+    code = "cluster_forbidden"
+    default_hint = "Grant envhub's service account the RBAC permission named in the message."
+
+
+class ClusterConflict(RuntimeFailure):
+    code = "cluster_conflict"
+    default_hint = "Another writer changed the object at the same time; envhub retries by itself."
+    retryable = True
+
+
+class ClusterRejected(RuntimeFailure):
+    code = "cluster_rejected"
+    default_hint = (
+        "The cluster refused an object as invalid; fix the field named in the message and redeploy."
+    )

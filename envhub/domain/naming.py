@@ -36,7 +36,7 @@ def validate_label(value: str, *, field: str = "name") -> str:
             f"{field} {value!r} is {len(value)} characters long; the maximum is {DNS_LABEL_MAX}",
             details={"field": field, "value": value},
         )
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         reason = (
             "must be lower-case"
             if value.lower() != value

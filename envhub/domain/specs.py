@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.errors import ValidationFailed
 
 DEFAULT_COMMAND = "python3 -m http.server $PORT"
@@ -36,6 +37,19 @@ class EnvironmentSpec(BaseModel):
     repo_url: str | None = None
     ref: str | None = None
     health_path: str = "/"
+    # Image-based runtimes (Kubernetes): services to run, or raw manifests.
+    services: tuple[ContainerService, ...] = ()
+    manifests: str | None = None
+    quota: QuotaSpec = QuotaSpec()
+    egress: EgressAllowlist = EgressAllowlist()
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, value: tuple[ContainerService, ...]) -> tuple[ContainerService, ...]:
+        names = [service.name for service in value]
+        if len(set(names)) != len(names):
+            raise ValueError("service names must be unique")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -48,7 +62,7 @@ class EnvironmentSpec(BaseModel):
     @classmethod
     def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not _ENV_KEY.match(key):
+            if not _ENV_KEY.fullmatch(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if key in _RESERVED_ENV:
                 raise ValueError(f"{key} is set by envhub and cannot be overridden")
@@ -59,7 +73,7 @@ class EnvironmentSpec(BaseModel):
     def _ref(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not _REF.match(value) or value.startswith("-") or ".." in value:
+        if not _REF.fullmatch(value) or value.startswith("-") or ".." in value:
             raise ValueError(f"{value!r} is not a valid git ref")
         return value
 

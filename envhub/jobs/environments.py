@@ -13,11 +13,13 @@ log = logging.getLogger(__name__)
 
 def converge_environment(environment_id: int, run_id: int) -> str:
     with session_scope() as session:
-        assignment = convergence.begin_run(session, environment_id=environment_id, run_id=run_id)
+        runtime, urls = ports.runtime(), ports.url_provider()
+        assignment = convergence.begin_run(
+            session, environment_id=environment_id, run_id=run_id, runtime=runtime
+        )
         if assignment is None:
             return "nothing to do"
         progress = convergence.RunProgress(session, assignment)
-        runtime, urls = ports.runtime(), ports.url_provider()
         try:
             if assignment.desired_state == "present":
                 runtime.apply(assignment.target, progress=progress)

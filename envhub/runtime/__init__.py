@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from envhub.config import RuntimeKind, Settings, get_settings
-from envhub.errors import ConfigurationError
 from envhub.runtime.base import Runtime
 
 
@@ -15,7 +14,10 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         return LocalRuntime(
             settings.envs_dir, sandbox=settings.local_sandbox, health_timeout=settings.health_timeout
         )
-    raise ConfigurationError(
-        f"ENVHUB_RUNTIME: the {settings.runtime.value} runtime is not available in this build",
-        hint="Use ENVHUB_RUNTIME=local.",
+    from envhub.runtime.kubernetes import KubernetesRuntime, api_client
+
+    return KubernetesRuntime(
+        api_client(settings.kubeconfig, settings.kube_context),
+        ingress_namespaces=settings.ingress_namespaces,
+        ready_timeout=settings.kube_ready_timeout,
     )

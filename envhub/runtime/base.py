@@ -91,6 +91,9 @@ class Runtime(Protocol):
     """Where environments run. See the module docstring for the contract."""
 
     name: str
+    # The steps apply/destroy report, as (key, title), shown before they start.
+    provision_plan: tuple[tuple[str, str], ...]
+    teardown_plan: tuple[tuple[str, str], ...]
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         """Converge the environment to ``target``; idempotent.
@@ -115,8 +118,27 @@ class Runtime(Protocol):
     def managed_environments(self) -> set[int]:
         """Ids of every environment that has anything on this runtime (for GC)."""
 
-    def logs(self, environment_id: int, *, follow: bool = False, tail: int | None = 200) -> Iterator[str]:
-        """Output lines of the environment's processes; with ``follow``, keeps going."""
+    def logs(
+        self,
+        environment_id: int,
+        *,
+        follow: bool = False,
+        tail: int | None = 200,
+        container: str | None = None,
+        since_seconds: int | None = None,
+    ) -> Iterator[str]:
+        """Output lines of the environment's processes; with ``follow``, keeps going.
 
-    def exec(self, environment_id: int, command: list[str] | None = None, *, tty: bool = True) -> ExecSession:
+        ``container`` picks a service where the environment has several (default:
+        the first); ``since_seconds`` limits to recent output where supported.
+        """
+
+    def exec(
+        self,
+        environment_id: int,
+        command: list[str] | None = None,
+        *,
+        tty: bool = True,
+        container: str | None = None,
+    ) -> ExecSession:
         """Start ``command`` (default: a login shell) inside the environment."""

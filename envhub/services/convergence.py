@@ -18,12 +18,13 @@ from sqlmodel import Session
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
-from envhub.domain.progress import StepStatus
+from envhub.domain.progress import Step, StepStatus, initial_steps
 from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
 from envhub.errors import EnvhubError
 from envhub.models import Environment, JobRun, JobStatus, Project, Team
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
+from envhub.runtime.base import Runtime
 from envhub.services import jobruns
 from envhub.services.common import audit
 
@@ -80,8 +81,14 @@ def _context(session: Session, environment: Environment) -> tuple[Project, Team]
     return project, team
 
 
-def begin_run(session: Session, *, environment_id: int, run_id: int) -> Assignment | None:
-    """Claim a run. None when there is nothing to do (superseded or finished)."""
+def begin_run(
+    session: Session, *, environment_id: int, run_id: int, runtime: Runtime | None = None
+) -> Assignment | None:
+    """Claim a run. None when there is nothing to do (superseded or finished).
+
+    With ``runtime``, a fresh run's steps are replaced by that runtime's plan so
+    the page lists the steps this runtime will actually report.
+    """
     run = session.get(JobRun, run_id, with_for_update=True)
     environment = session.get(Environment, environment_id)
     if run is None or environment is None or run.status not in ACTIVE_JOB_STATUSES:
@@ -99,6 +106,9 @@ def begin_run(session: Session, *, environment_id: int, run_id: int) -> Assignme
     run.started_at = run.started_at or now
     run.heartbeat_at = now
     run.retry_at = None
+    if runtime is not None and all(step["status"] == StepStatus.pending.value for step in run.steps):
+        plan = runtime.teardown_plan if environment.desired_state == "absent" else runtime.provision_plan
+        run.steps = [dict(step) for step in initial_steps(plan)]
     session.add(run)
     label = f"{project.name}/{environment.name}"
     if environment.desired_state == "present":
@@ -149,6 +159,19 @@ class RunProgress:
             return
         now = utcnow().isoformat()
         steps = [dict(step) for step in run.steps]
+        if all(step["key"] != key for step in steps):  # a step the plan did not list
+            steps.append(
+                dict(
+                    Step(
+                        key=key,
+                        title=key.replace("_", " ").capitalize(),
+                        status="pending",
+                        detail="",
+                        started_at=None,
+                        finished_at=None,
+                    )
+                )
+            )
         for step in steps:
             if step["key"] != key:
                 continue

@@ -159,7 +159,8 @@ def redeploy_environment(
                 f"cannot redeploy an environment that is {environment.phase.value}",
                 details={"phase": environment.phase.value},
             )
-        next_phase = Phase.updating if environment.phase is Phase.ready else Phase.provisioning
+        updating = environment.phase in (Phase.ready, Phase.updating)
+        next_phase = Phase.updating if updating else Phase.provisioning
         if environment.phase is not next_phase:
             environment.phase = transition(environment.phase, next_phase)
         environment.desired_generation += 1

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
 from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus
@@ -32,6 +33,8 @@ _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 class LocalRuntime:
     name = "local"
+    provision_plan = PROVISION_STEPS
+    teardown_plan = TEARDOWN_STEPS
 
     def __init__(self, root: Path, *, sandbox: str = "auto", health_timeout: float = 60.0) -> None:
         self.root = root
@@ -226,7 +229,17 @@ class LocalRuntime:
                 stopped += 1
         return stopped
 
-    def logs(self, environment_id: int, *, follow: bool = False, tail: int | None = 200) -> Iterator[str]:
+    def logs(
+        self,
+        environment_id: int,
+        *,
+        follow: bool = False,
+        tail: int | None = 200,
+        container: str | None = None,
+        since_seconds: int | None = None,
+    ) -> Iterator[str]:
+        # One process tree per environment, so ``container`` has nothing to pick;
+        # the output file has no timestamps to filter ``since_seconds`` by.
         path = self._log_path(environment_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
@@ -246,7 +259,12 @@ class LocalRuntime:
                 yield from lines
 
     def exec(
-        self, environment_id: int, command: list[str] | None = None, *, tty: bool = True
+        self,
+        environment_id: int,
+        command: list[str] | None = None,
+        *,
+        tty: bool = True,
+        container: str | None = None,
     ) -> LocalExecSession:
         ws = self.workspace_path(environment_id)
         if not ws.is_dir():

@@ -1,0 +1,80 @@
+"""Is an environment's workload ready, and if not, what is it waiting for?
+
+Works on plain dicts (as the API returns them) so it is easy to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_WAITING_HINTS = {
+    "ImagePullBackOff": "cannot pull image",
+    "ErrImagePull": "cannot pull image",
+    "InvalidImageName": "invalid image name",
+    "CrashLoopBackOff": "crash loop",
+    "CreateContainerConfigError": "bad container configuration",
+    "ContainerCreating": "creating container",
+}
+# Waiting reasons that will not fix themselves without a change to the spec.
+STUCK_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError"})
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    message: str
+    stuck: bool = False
+
+
+def deployment_ready(deployment: dict[str, Any]) -> bool:
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    metadata = deployment.get("metadata") or {}
+    wanted = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    if int(status.get("observedGeneration") or 0) < int(metadata.get("generation") or 0):
+        return False
+    return (
+        int(status.get("updatedReplicas") or 0) >= wanted
+        and int(status.get("availableReplicas") or 0) >= wanted
+        and int(status.get("replicas") or 0) <= wanted
+    ) or wanted == 0
+
+
+def explain(deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Readiness:
+    """Readiness of all deployments, with what still waits named for a person."""
+    waiting = [d for d in deployments if not deployment_ready(d)]
+    if not waiting:
+        names = ", ".join(sorted(d["metadata"]["name"] for d in deployments)) or "no workloads"
+        return Readiness(True, f"all workloads available ({names})")
+    reasons: list[str] = []
+    stuck = False
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        phase = status.get("phase", "Pending")
+        statuses = status.get("containerStatuses") or []
+        described = False
+        for container in statuses:
+            state = container.get("state") or {}
+            if state.get("waiting"):
+                reason = state["waiting"].get("reason", "Waiting")
+                hint = _WAITING_HINTS.get(reason, reason)
+                detail = state["waiting"].get("message", "")
+                reasons.append(f"{name}/{container['name']}: {hint}" + (f" ({detail})" if detail else ""))
+                stuck = stuck or reason in STUCK_REASONS
+                described = True
+            elif state.get("terminated"):
+                code = state["terminated"].get("exitCode")
+                reasons.append(f"{name}/{container['name']}: exited with code {code}")
+                described = True
+        if not described and phase == "Pending":
+            conditions = {c.get("type"): c for c in status.get("conditions") or []}
+            scheduled = conditions.get("PodScheduled", {})
+            if scheduled.get("status") == "False":
+                reasons.append(f"{name}: pending ({scheduled.get('message') or 'not scheduled yet'})")
+            else:
+                reasons.append(f"{name}: pending")
+    if not reasons:
+        names = ", ".join(sorted(d["metadata"]["name"] for d in waiting))
+        reasons.append(f"waiting for {names} to become available")
+    return Readiness(False, "; ".join(reasons[:5]), stuck=stuck)

@@ -1,0 +1,147 @@
+"""Logs and exec through the API server (``pods/log``, ``pods/exec``).
+
+Exec speaks the WebSocket channel protocol; the client offers
+``v5.channel.k8s.io`` and falls back to ``v4.channel.k8s.io`` when the server
+does not know v5 (as on 1.20). Channel 4 carries terminal resizes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kubernetes.client import CoreV1Api
+from kubernetes.stream import stream
+from kubernetes.stream.ws_client import (
+    ERROR_CHANNEL,
+    RESIZE_CHANNEL,
+    STDERR_CHANNEL,
+    STDOUT_CHANNEL,
+    WSClient,
+)
+
+from envhub.runtime.kubernetes.errors import kube_call, translate
+
+
+def follow_log(
+    core: CoreV1Api,
+    *,
+    namespace: str,
+    pod: str,
+    container: str | None,
+    follow: bool,
+    tail: int | None,
+    since_seconds: int | None,
+) -> Iterator[str]:
+    kwargs: dict[str, Any] = {"follow": follow, "_preload_content": False}
+    if container:
+        kwargs["container"] = container
+    if tail is not None:
+        kwargs["tail_lines"] = tail
+    if since_seconds is not None:
+        kwargs["since_seconds"] = since_seconds
+    response: Any = kube_call(
+        f"reading logs of {pod}", core.read_namespaced_pod_log, pod, namespace, **kwargs
+    )
+    buffer = b""
+    try:
+        for chunk in response.stream(4096, decode_content=True):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+        if buffer:
+            yield buffer.decode("utf-8", "replace")
+    finally:
+        response.release_conn()
+
+
+class KubernetesExecSession:
+    """An exec stream into a container; implements ``runtime.base.ExecSession``."""
+
+    def __init__(
+        self,
+        core: CoreV1Api,
+        *,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: list[str],
+        tty: bool,
+    ) -> None:
+        try:
+            self._ws: WSClient = stream(
+                core.connect_get_namespaced_pod_exec, pod, namespace,
+                command=command, container=container or "",
+                stdin=True, stdout=True, stderr=True, tty=tty,
+                _preload_content=False, binary=True,
+            )  # fmt: skip
+        except Exception as exc:
+            raise translate(exc, action=f"opening a shell in {pod}") from exc
+        self._pending = b""
+        self._exit: int | None = None
+
+    @property
+    def protocol(self) -> str:
+        return str(getattr(self._ws, "subprotocol", "") or "")
+
+    def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._pending:
+            if not self._ws.is_open():
+                self._collect_status()
+                return b""
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._ws.update(timeout=remaining if remaining is not None else 1.0)
+            for channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
+                data = self._ws.read_channel(channel)
+                if data:
+                    self._pending += data if isinstance(data, bytes) else data.encode()
+            self._collect_status()
+            if not self._pending and deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("no output within the timeout")
+        chunk, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+        return chunk
+
+    def _collect_status(self) -> None:
+        raw = self._ws.read_channel(ERROR_CHANNEL)
+        if not raw:
+            return
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            status = json.loads(text)
+        except ValueError:
+            return
+        if status.get("status") == "Success":
+            self._exit = 0
+            return
+        for cause in (status.get("details") or {}).get("causes") or []:
+            if cause.get("reason") == "ExitCode":
+                self._exit = int(cause.get("message", "1"))
+                return
+        self._exit = 1
+
+    def write(self, data: bytes) -> None:
+        self._ws.write_stdin(data)
+
+    def resize(self, columns: int, rows: int) -> None:
+        self._ws.write_channel(RESIZE_CHANNEL, json.dumps({"Width": columns, "Height": rows}))
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._exit is None and self._ws.is_open():
+            self._ws.update(timeout=0.5)
+            for channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
+                data = self._ws.read_channel(channel)
+                if data:
+                    self._pending += data if isinstance(data, bytes) else data.encode()
+            self._collect_status()
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        self._collect_status()
+        return self._exit
+
+    def close(self) -> None:
+        self._ws.close()

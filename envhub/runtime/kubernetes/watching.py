@@ -1,0 +1,131 @@
+"""Feeding environment status from the cluster with watches, not polling.
+
+One watch over every envhub-managed Deployment in the cluster. Each event
+re-evaluates the environment it belongs to and reports it to a handler. A watch
+that ends (timeout, dropped connection) resumes from the last resourceVersion;
+one that is too old (410 Gone) relists first. While the cluster cannot be
+reached, the handler gets a ``degraded`` status with the ``cluster_unreachable``
+condition, so environments keep their last known phase.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import watch
+from kubernetes.client import ApiClient, AppsV1Api
+from kubernetes.client.exceptions import ApiException
+
+from envhub.runtime.base import RuntimeState, RuntimeStatus
+from envhub.runtime.kubernetes.errors import kube_json, translate
+from envhub.runtime.kubernetes.readiness import deployment_ready
+
+log = logging.getLogger(__name__)
+
+MANAGED = "app.kubernetes.io/managed-by=envhub"
+ENV_LABEL = "envhub.dev/environment"
+StatusHandler = Callable[[int, RuntimeStatus], None]
+
+
+class DeploymentWatcher:
+    def __init__(self, api: ApiClient, handler: StatusHandler, *, window: int = 60) -> None:
+        self.api = api
+        self.apps = AppsV1Api(api)
+        self.handler = handler
+        self.window = window
+        # environment id -> deployment name -> ready?
+        self.state: dict[int, dict[str, bool]] = {}
+        self.resource_version: str | None = None
+        self.reachable = True
+
+    def _environment_of(self, obj: dict[str, Any]) -> int | None:
+        value = ((obj.get("metadata") or {}).get("labels") or {}).get(ENV_LABEL, "")
+        return int(value) if value.isdigit() else None
+
+    def relist(self) -> None:
+        listing = kube_json(
+            "listing envhub Deployments", self.apps.list_deployment_for_all_namespaces, label_selector=MANAGED
+        )
+        fresh: dict[int, dict[str, bool]] = {}
+        for obj in listing.get("items", []):
+            environment = self._environment_of(obj)
+            if environment is not None:
+                fresh.setdefault(environment, {})[obj["metadata"]["name"]] = deployment_ready(obj)
+        for environment in set(fresh) | set(self.state):
+            if fresh.get(environment) != self.state.get(environment):
+                self._report(environment, fresh.get(environment, {}))
+        self.state = fresh
+        self.resource_version = str(listing["metadata"].get("resourceVersion", "")) or None
+
+    def _report(self, environment: int, deployments: dict[str, bool]) -> None:
+        waiting = sorted(name for name, ready in deployments.items() if not ready)
+        if not deployments:
+            status = RuntimeStatus(RuntimeState.absent, "no workloads")
+        elif waiting:
+            status = RuntimeStatus(RuntimeState.starting, f"waiting for {', '.join(waiting)}")
+        else:
+            status = RuntimeStatus(RuntimeState.ready, "all workloads available")
+        try:
+            self.handler(environment, status)
+        except Exception:
+            log.exception("status handler failed for environment %s", environment)
+
+    def step(self) -> None:
+        """One watch window: relist when needed, then apply events until it ends."""
+        if self.resource_version is None:
+            self.relist()
+        watcher = watch.Watch()
+        try:
+            for event in watcher.stream(
+                self.apps.list_deployment_for_all_namespaces,
+                label_selector=MANAGED,
+                resource_version=self.resource_version,
+                timeout_seconds=self.window,
+            ):
+                obj = event["raw_object"]
+                self.resource_version = obj["metadata"].get("resourceVersion", self.resource_version)
+                environment = self._environment_of(obj)
+                if environment is None:
+                    continue
+                deployments = dict(self.state.get(environment, {}))
+                if event["type"] == "DELETED":
+                    deployments.pop(obj["metadata"]["name"], None)
+                else:
+                    deployments[obj["metadata"]["name"]] = deployment_ready(obj)
+                if deployments != self.state.get(environment):
+                    self.state[environment] = deployments
+                    self._report(environment, deployments)
+        except ApiException as exc:
+            if exc.status == 410:  # our resourceVersion is too old: start over
+                self.resource_version = None
+                return
+            raise
+        finally:
+            watcher.stop()
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                self.step()
+                if not self.reachable:
+                    self.reachable = True
+                    self.resource_version = None  # state may have moved on while we were away
+                backoff = 1.0
+            except Exception as exc:
+                error = translate(exc, action="watching environments")
+                if error.retryable and self.reachable:
+                    self.reachable = False
+                    for environment in list(self.state):
+                        self.handler(
+                            environment,
+                            RuntimeStatus(
+                                RuntimeState.degraded, error.message, details={"condition": error.code}
+                            ),
+                        )
+                log.warning("status watch interrupted (%s); resuming in %.0fs", error.message, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)

@@ -1,0 +1,1 @@
+"""Functions returning rx.Component, shared by the pages."""

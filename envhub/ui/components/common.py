@@ -1,0 +1,202 @@
+"""Small building blocks the pages share: cards, empty states, pagers, fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+Text = str | rx.Var[str]
+
+
+def section(
+    title: Text, *children: rx.Component, icon: str = "", actions: rx.Component | None = None, **props: Any
+) -> rx.Component:
+    head = rx.hstack(
+        *([rx.icon(icon, size=16, color=rx.color("gray", 10))] if icon else []),
+        rx.heading(title, size="3", weight="medium"),
+        rx.spacer(),
+        *([actions] if actions is not None else []),
+        align="center",
+        spacing="2",
+        width="100%",
+    )
+    return rx.card(rx.vstack(head, *children, spacing="3", width="100%"), width="100%", size="2", **props)
+
+
+def empty_state(icon: str, title: Text, text: Text, *actions: rx.Component) -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.center(
+                rx.icon(icon, size=26, color=rx.color("accent", 11)),
+                width="56px",
+                height="56px",
+                border_radius="50%",
+                background=rx.color("accent", 3),
+            ),
+            rx.heading(title, size="4", weight="medium"),
+            rx.text(text, color_scheme="gray", size="2", text_align="center", max_width="420px"),
+            rx.hstack(*actions, spacing="2", padding_top="6px"),
+            align="center",
+            spacing="2",
+        ),
+        padding_y="48px",
+        width="100%",
+        border=f"1px dashed {rx.color('gray', 6)}",
+        border_radius="var(--radius-4)",
+    )
+
+
+def not_found(what: str, back_href: str, back_label: str) -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.center(
+                rx.icon("search-x", size=28, color=rx.color("gray", 11)),
+                width="64px",
+                height="64px",
+                border_radius="50%",
+                background=rx.color("gray", 3),
+            ),
+            rx.heading(f"{what} not found", size="5", id="not-found"),
+            rx.text(
+                f"This {what.lower()} does not exist, was deleted, or you do not have access to it.",
+                color_scheme="gray",
+                text_align="center",
+            ),
+            rx.link(rx.button(rx.icon("arrow-left", size=16), back_label, variant="soft"), href=back_href),
+            align="center",
+            spacing="3",
+        ),
+        padding_y="80px",
+        width="100%",
+    )
+
+
+def error_callout(error: rx.Var, **props: Any) -> rx.Component:
+    """An :class:`~envhub.ui.feedback.ErrorView` var as a callout; hidden when empty."""
+    return rx.cond(
+        error["code"] != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("circle-alert", size=16)),
+            rx.vstack(
+                rx.hstack(
+                    rx.code(error["code"], variant="ghost", weight="bold"),
+                    rx.text(error["message"], size="2"),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                rx.cond(error["hint"] != "", rx.text(error["hint"], size="2", color_scheme="gray")),
+                spacing="1",
+            ),
+            color_scheme="red",
+            role="alert",
+            width="100%",
+            **props,
+        ),
+    )
+
+
+def pager(
+    label: rx.Var[str], *, has_prev: rx.Var[bool], has_next: rx.Var[bool], on_prev, on_next
+) -> rx.Component:
+    return rx.hstack(
+        rx.text(label, size="1", color_scheme="gray"),
+        rx.spacer(),
+        rx.icon_button(
+            rx.icon("chevron-left", size=16),
+            on_click=on_prev,
+            disabled=~has_prev,
+            variant="soft",
+            color_scheme="gray",
+            size="1",
+            aria_label="Previous page",
+        ),
+        rx.icon_button(
+            rx.icon("chevron-right", size=16),
+            on_click=on_next,
+            disabled=~has_next,
+            variant="soft",
+            color_scheme="gray",
+            size="1",
+            aria_label="Next page",
+        ),
+        align="center",
+        spacing="2",
+        width="100%",
+    )
+
+
+def form_field(
+    label: str,
+    control: rx.Component,
+    *,
+    error: rx.Var[str] | None = None,
+    help_text: Text = "",
+    required: bool = False,
+) -> rx.Component:
+    return rx.vstack(
+        rx.text(
+            label,
+            *([rx.text.span(" *", color=rx.color("red", 10))] if required else []),
+            as_="label",
+            size="2",
+            weight="medium",
+        ),
+        control,
+        *(
+            [
+                rx.cond(
+                    error != "",
+                    rx.hstack(
+                        rx.icon("circle-alert", size=13, color=rx.color("red", 10)),
+                        rx.text(error, size="1", color=rx.color("red", 11), class_name="field-error"),
+                        spacing="1",
+                        align="center",
+                    ),
+                )
+            ]
+            if error is not None
+            else []
+        ),
+        *([rx.text(help_text, size="1", color_scheme="gray")] if help_text != "" else []),
+        spacing="1",
+        width="100%",
+    )
+
+
+def stat(label: str, value: rx.Component | Text) -> rx.Component:
+    """A label over its value, for summary grids."""
+    return rx.vstack(
+        rx.text(label, size="1", weight="medium", color_scheme="gray"),
+        value if isinstance(value, rx.Component) else rx.text(value, size="2"),
+        spacing="1",
+        min_width="0",
+    )
+
+
+def stat_grid(*stats: rx.Component, columns: str = "4") -> rx.Component:
+    return rx.grid(
+        *stats,
+        columns=rx.breakpoints(initial="1", sm="2", lg=columns),
+        gap="16px 24px",
+        width="100%",
+    )
+
+
+def kv(label: str, value: rx.Component | Text) -> rx.Component:
+    return rx.data_list.item(
+        rx.data_list.label(label, min_width="120px"),
+        rx.data_list.value(value if isinstance(value, rx.Component) else rx.text(value, size="2")),
+    )
+
+
+def mono(value: Text, **props: Any) -> rx.Component:
+    return rx.code(value, variant="ghost", size="2", style={"word_break": "break-all"}, **props)
+
+
+def dash_if_empty(value: rx.Var[str]) -> rx.Var[str]:
+    return rx.cond(value != "", value, "—")
+
+
+def relative_time(text: rx.Var[str], stamp: rx.Var[str]) -> rx.Component:
+    return rx.tooltip(rx.text(text, size="2", color_scheme="gray", white_space="nowrap"), content=stamp)

@@ -1,0 +1,87 @@
+"""How errors reach the person: a code, what happened, and what to do next.
+
+Services raise :class:`EnvhubError` with a stable code; this module turns one
+into a small view model (for callouts and field messages) or a toast, and maps
+the codes a failed environment can carry to a next step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TypedDict
+
+import reflex as rx
+
+from envhub.errors import EnvhubError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorView(TypedDict):
+    code: str
+    message: str
+    hint: str
+
+
+NO_ERROR = ErrorView(code="", message="", hint="")
+
+# What to do when an environment or one of its jobs ended with this code. The
+# error's own hint is shown when there is one; these cover codes stored on rows,
+# where only the code and the message survive.
+ADVICE: dict[str, str] = {
+    "process_exited": "The command stopped before it answered on $PORT. Read the logs below, fix "
+    "the project's command (it must serve HTTP on $PORT) and redeploy.",
+    "not_ready": "The app did not answer its health check in time. envhub retries by itself; if it "
+    "keeps failing, check that the command listens on $PORT and the health path returns < 500.",
+    "workspace_failed": "The workspace could not be prepared. Check the project's repository URL "
+    "and git ref, then redeploy.",
+    "quota_exceeded": "The environment hit a resource limit. Free resources or ask for a larger "
+    "quota, then redeploy.",
+    "runtime_error": "The runtime reported an unexpected problem. Read the logs, then redeploy.",
+    "validation_failed": "The environment's spec is invalid. Fix the project's defaults and redeploy.",
+    "configuration_invalid": "envhub itself is misconfigured. Fix the named ENVHUB_* setting and "
+    "restart envhub.",
+    "internal_error": "Something unexpected happened inside envhub. Check the worker log "
+    "(var/logs/worker.log) and retry.",
+}
+
+
+def advice_for(code: str | None) -> str:
+    if not code:
+        return ""
+    return ADVICE.get(code, "Read the message and the logs, then redeploy or delete the environment.")
+
+
+def error_view(exc: EnvhubError) -> ErrorView:
+    return ErrorView(code=exc.code, message=exc.message, hint=exc.hint)
+
+
+def unexpected_view(exc: Exception) -> ErrorView:
+    log.exception("unexpected error in a dashboard action", exc_info=exc)
+    return ErrorView(
+        code="internal_error",
+        message=f"unexpected error: {type(exc).__name__}",
+        hint="Try again; if it persists, check envhub's web log.",
+    )
+
+
+def error_toast(error: ErrorView) -> rx.event.EventSpec:
+    description = error["message"] + (f" — {error['hint']}" if error["hint"] else "")
+    return rx.toast.error(f"Failed ({error['code']})", description=description, duration=8000)
+
+
+def field_of(exc: EnvhubError, aliases: dict[str, str]) -> dict[str, str]:
+    """The form fields an error is about, with the message to show under each.
+
+    Services name fields in ``details``: either ``{"field": "project name"}`` or,
+    for spec validation, one entry per invalid field (``{"ref": "..."}``).
+    ``aliases`` maps those names to the form's field keys.
+    """
+    found: dict[str, str] = {}
+    named = exc.details.get("field")
+    if isinstance(named, str) and named in aliases:
+        found[aliases[named]] = exc.message
+    for key, value in exc.details.items():
+        if key in aliases and isinstance(value, str) and key != "field":
+            found.setdefault(aliases[key], value)
+    return found

@@ -1,0 +1,72 @@
+"""Turning timestamps into the short relative text people read at a glance.
+
+Computed on the server when a view model is built; pages rebuild their view
+models on every live tick, so "12 s ago" keeps moving while a page is open.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def ago(value: str | datetime | None, *, at: datetime | None = None) -> str:
+    """ "just now", "42 s ago", "3 min ago", "5 h ago", "2 d ago"."""
+    moment = parse_time(value)
+    if moment is None:
+        return ""
+    seconds = max(0.0, ((at or now()) - moment).total_seconds())
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def duration(seconds: float) -> str:
+    """ "0.4 s", "12 s", "2 min 5 s", "1 h 3 min"."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60} min"
+
+
+def span(start: str | datetime | None, end: str | datetime | None, *, at: datetime | None = None) -> str:
+    """How long something took, or has taken so far when it has not ended."""
+    begun = parse_time(start)
+    if begun is None:
+        return ""
+    finished = parse_time(end) or at or now()
+    return duration((finished - begun).total_seconds())
+
+
+def stamp(value: str | datetime | None) -> str:
+    """An absolute UTC time for tooltips: "2026-11-28 19:55:02 UTC"."""
+    moment = parse_time(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""

@@ -1,0 +1,211 @@
+"""``/projects/[project_id]/environments/[environment_id]``: one environment, live.
+
+Shows its URL, the latest job's steps while it provisions, errors with a next
+step, its logs and its audit trail; redeploy and delete from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from envhub.errors import EnvhubError
+from envhub.queue.events import environment_channel
+from envhub.services import environments, ports
+from envhub.ui import views
+from envhub.ui.components.badges import phase_badge
+from envhub.ui.components.common import not_found
+from envhub.ui.components.environment_panels import (
+    audit_panel,
+    delete_confirm,
+    deleted_callout,
+    details_card,
+    failure_callout,
+    url_hero,
+)
+from envhub.ui.components.layout import page_header, shell
+from envhub.ui.components.logs import logs_panel
+from envhub.ui.components.progress import progress_panel
+from envhub.ui.feedback import error_toast, error_view, unexpected_view
+from envhub.ui.live import LiveMixin
+from envhub.ui.state import AuthState
+
+_EMPTY_DETAIL = views.EnvironmentDetail(
+    **dict.fromkeys(views.EnvironmentDetail.__annotations__, "")  # type: ignore[typeddict-item]
+)
+
+
+class EnvironmentState(LiveMixin, AuthState):
+    found: bool = True
+    loaded: bool = False
+    project_name: str = ""
+    project_href: str = "/"
+    detail: views.EnvironmentDetail = _EMPTY_DETAIL
+    run: views.RunView = views.EMPTY_RUN
+    steps: list[views.StepRow] = rx.field(default_factory=list)
+    logs: list[str] = rx.field(default_factory=list)
+    audit: list[views.AuditRow] = rx.field(default_factory=list)
+    audit_offset: int = 0
+    audit_has_next: bool = False
+    audit_label: str = ""
+    can_redeploy: bool = False
+    can_delete: bool = False
+    busy: str = ""
+    confirm_open: bool = False
+    _project_id: int = 0
+    _environment_id: int = 0
+
+    # -- loading -----------------------------------------------------------
+
+    def _live_request(self) -> tuple[Any, list[str]] | None:
+        if not self._environment_id:
+            return None
+        query = (self._who, self._project_id, self._environment_id, self.audit_offset)
+        return query, [environment_channel(self._environment_id)]
+
+    @staticmethod
+    def _live_read(query: Any) -> dict[str, Any]:
+        who, project_id, environment_id, audit_offset = query
+        return views.read_environment(
+            who, project_id=project_id, environment_id=environment_id, audit_offset=audit_offset
+        )
+
+    def _live_apply(self, view: dict[str, Any]) -> None:
+        self.loaded = True
+        self.found = view["found"]
+        if not self.found:
+            return
+        self.project_name = view["project_name"]
+        self.detail = view["detail"]
+        self.run = view["run"]
+        self.steps = view["steps"]
+        self.logs = view["logs"]
+        self.audit = view["audit"]
+        self.audit_has_next = view["audit_has_next"]
+        self.audit_label = view["audit_label"]
+        self.can_redeploy = view["can_redeploy"]
+        self.can_delete = view["can_delete"]
+
+    def _reload(self) -> None:
+        request = self._live_request()
+        if request is not None:
+            self._live_apply(self._live_read(request[0]))
+
+    @rx.event
+    def load(self):
+        params = self.router.page.params
+        project, environment = str(params.get("project_id", "")), str(params.get("environment_id", ""))
+        self._project_id = int(project) if project.isdigit() else 0
+        self._environment_id = int(environment) if environment.isdigit() else 0
+        self.project_href = f"/projects/{self._project_id}"
+        self.project_name, self.detail = "", _EMPTY_DETAIL
+        self.loaded, self.found = False, bool(self._project_id and self._environment_id)
+        self.audit_offset, self.busy, self.confirm_open = 0, "", False
+        self._reload()
+        return EnvironmentState.watch
+
+    @rx.event
+    def next_audit(self) -> None:
+        if self.audit_has_next:
+            self.audit_offset += views.AUDIT_PAGE_SIZE
+            self._reload()
+
+    @rx.event
+    def prev_audit(self) -> None:
+        self.audit_offset = max(0, self.audit_offset - views.AUDIT_PAGE_SIZE)
+        self._reload()
+
+    # -- actions -----------------------------------------------------------
+
+    @rx.event
+    def set_confirm_open(self, open_: bool) -> None:
+        self.confirm_open = open_
+
+    @rx.event
+    def redeploy(self):
+        yield from self._act("redeploy", environments.redeploy_environment, "Redeploy started")
+
+    @rx.event
+    def delete(self):
+        self.confirm_open = False
+        yield from self._act("delete", environments.delete_environment, "Deletion started")
+
+    def _act(self, what: str, action: Any, done: str):
+        if self.busy:
+            return
+        self.busy = what
+        yield
+        try:
+            with self._acting() as (session, actor):
+                action(session=session, actor=actor, queue=ports.queue(), environment_id=self._environment_id)
+        except Exception as exc:
+            self.busy = ""
+            yield error_toast(error_view(exc) if isinstance(exc, EnvhubError) else unexpected_view(exc))
+            return
+        self.busy = ""
+        self._reload()
+        yield rx.toast.info(done)
+
+
+# -- page ------------------------------------------------------------------
+
+S = EnvironmentState
+
+
+def page() -> rx.Component:
+    detail = S.detail
+    actions = [
+        rx.button(
+            rx.cond(S.busy == "redeploy", rx.spinner(size="2"), rx.icon("refresh-cw", size=16)),
+            "Redeploy",
+            on_click=S.redeploy,
+            disabled=~S.can_redeploy | (S.busy != ""),
+            variant="soft",
+            id="redeploy-environment",
+        ),
+        delete_confirm(S),
+    ]
+    subtitle = rx.text(detail["message"], color_scheme="gray", size="3", id="environment-message")
+    body = rx.fragment(
+        page_header(
+            detail["name"],
+            subtitle,
+            *actions,
+            badge=rx.box(phase_badge(detail["phase"], size="2"), id="phase"),
+        ),
+        failure_callout(S),
+        deleted_callout(S),
+        url_hero(S),
+        rx.grid(
+            progress_panel(S.run, S.steps),
+            details_card(S),
+            grid_template_columns=rx.breakpoints(
+                initial="minmax(0, 1fr)", md="minmax(0, 2fr) minmax(0, 1fr)"
+            ),
+            gap="20px",
+            width="100%",
+        ),
+        logs_panel(
+            S.logs,
+            live=(detail["phase"] != "deleted") & (detail["phase"] != "failed"),
+            empty=rx.cond(
+                (detail["phase"] == "deleted") | (detail["phase"] == "deleting"),
+                "Logs are removed together with the environment.",
+                "No output yet.",
+            ),
+        ),
+        audit_panel(S),
+    )
+    return shell(
+        rx.cond(
+            S.found,
+            rx.cond(S.loaded, body, rx.center(rx.spinner(size="3"), padding="80px", width="100%")),
+            not_found("Environment", S.project_href, "Back to the project"),
+        ),
+        crumbs=[
+            ("Projects", "/"),
+            (rx.cond(S.project_name != "", S.project_name, "Project"), S.project_href),
+            (rx.cond(S.found, detail["name"], "Not found"), ""),
+        ],
+    )

@@ -1,0 +1,327 @@
+"""``/projects/[project_id]``: a project's defaults and its environments, live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from envhub.domain.naming import validate_label
+from envhub.errors import EnvhubError, ValidationFailed
+from envhub.queue.events import project_channel
+from envhub.services import environments, ports
+from envhub.ui import views
+from envhub.ui.components.common import empty_state, error_callout, mono, not_found, section, stat, stat_grid
+from envhub.ui.components.environments import create_options_dialog, delete_dialog, environments_table
+from envhub.ui.components.layout import page_header, shell
+from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
+from envhub.ui.live import LiveMixin
+from envhub.ui.state import AuthState
+
+_FIELDS = {
+    "environment name": "name",
+    "name": "name",
+    "kind": "kind",
+    "ref": "ref",
+    "command": "command",
+    "env": "env",
+}
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (blank lines and ``#`` comments ignored) into a dict."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValidationFailed(
+                f"line {number}: expected KEY=VALUE", details={"env": f"line {number}: expected KEY=VALUE"}
+            )
+        env[key.strip()] = value
+    return env
+
+
+class ProjectState(LiveMixin, AuthState):
+    found: bool = True
+    loaded: bool = False
+    header: views.ProjectHeader = views.EMPTY_HEADER
+    rows: list[views.EnvironmentRow] = rx.field(default_factory=list)
+    total: int = 0
+    has_next: bool = False
+    offset: int = 0
+    page_label: str = ""
+    load_error: ErrorView = NO_ERROR
+    _project_id: int = 0
+    _ids: dict[str, int] = rx.field(default_factory=dict)
+
+    # Actions in flight, so their buttons show a spinner and cannot be clicked twice.
+    creating: bool = False
+    busy_row: str = ""
+    confirm_name: str = ""
+
+    # The "Create with options" dialog.
+    options_open: bool = False
+    opts: dict[str, str] = rx.field(default_factory=dict)
+    opt_errors: dict[str, str] = rx.field(default_factory=dict)
+    opt_error: ErrorView = NO_ERROR
+
+    # -- loading -----------------------------------------------------------
+
+    def _live_request(self) -> tuple[Any, list[str]] | None:
+        if not self._project_id:
+            return None
+        return (self._who, self._project_id, self.offset), [project_channel(self._project_id)]
+
+    @staticmethod
+    def _live_read(query: Any) -> dict[str, Any]:
+        who, project_id, offset = query
+        return views.read_project(who, project_id=project_id, offset=offset)
+
+    def _live_apply(self, view: dict[str, Any]) -> None:
+        self.loaded = True
+        self.found = view["found"]
+        if not self.found:
+            return
+        self.header = view["header"]
+        self.rows = view["rows"]
+        self._ids = view["ids"]
+        self.total = view["total"]
+        self.has_next = view["has_next"]
+        self.page_label = view["label"]
+
+    def _reload(self) -> None:
+        request = self._live_request()
+        if request is None:
+            return
+        try:
+            self._live_apply(self._live_read(request[0]))
+            self.load_error = NO_ERROR
+        except EnvhubError as exc:
+            self.load_error = error_view(exc)
+
+    @rx.event
+    def load(self):
+        raw = str(self.router.page.params.get("project_id", ""))
+        self._project_id = int(raw) if raw.isdigit() else 0
+        self.offset, self.loaded, self.found = 0, False, bool(self._project_id)
+        self.confirm_name, self.busy_row, self.options_open = "", "", False
+        self._reload()
+        return ProjectState.watch
+
+    @rx.event
+    def next_page(self) -> None:
+        if self.has_next:
+            self.offset += views.PAGE_SIZE
+            self._reload()
+
+    @rx.event
+    def prev_page(self) -> None:
+        self.offset = max(0, self.offset - views.PAGE_SIZE)
+        self._reload()
+
+    # -- actions -----------------------------------------------------------
+
+    def _fail(self, exc: Exception) -> Any:
+        return error_toast(error_view(exc) if isinstance(exc, EnvhubError) else unexpected_view(exc))
+
+    @rx.event
+    def create_quick(self):
+        if self.creating:
+            return
+        self.creating = True
+        yield
+        try:
+            with self._acting() as (session, actor):
+                environment = environments.create_environment(
+                    session=session, actor=actor, queue=ports.queue(), project_id=self._project_id
+                )
+                name = environment.name
+        except Exception as exc:
+            self.creating = False
+            yield self._fail(exc)
+            return
+        self.creating = False
+        self._reload()
+        yield rx.toast.success(f"Creating {name}", description="It appears below and updates as it starts.")
+
+    @rx.event
+    def open_options(self, open_: bool = True) -> None:
+        self.options_open = open_
+        if not open_:
+            return
+        self.opt_errors, self.opt_error = {}, NO_ERROR
+        try:
+            with self._acting() as (session, actor):
+                name = environments.suggest_environment_name(
+                    session=session, actor=actor, project_id=self._project_id
+                )
+        except EnvhubError:
+            name = ""
+        self.opts = {"name": name, "kind": "development", "ref": "", "command": "", "env": ""}
+
+    @rx.event
+    def set_opt(self, field: str, value: str) -> None:
+        self.opts = {**self.opts, field: value}
+        errors = {k: v for k, v in self.opt_errors.items() if k != field}
+        if field == "name" and value:
+            try:
+                validate_label(value, field="environment name")
+            except EnvhubError as exc:
+                errors["name"] = exc.message
+        self.opt_errors = errors
+
+    @rx.event
+    def create_with_options(self):
+        if self.creating:
+            return
+        self.creating, self.opt_error = True, NO_ERROR
+        yield
+        opts = self.opts
+        try:
+            overrides: dict[str, Any] = {
+                "ref": opts.get("ref", "").strip(),
+                "command": opts.get("command", "").strip(),
+            }
+            overrides["env"] = parse_env_lines(opts.get("env", ""))
+            with self._acting() as (session, actor):
+                environment = environments.create_environment(
+                    session=session,
+                    actor=actor,
+                    queue=ports.queue(),
+                    project_id=self._project_id,
+                    name=opts.get("name", "").strip() or None,
+                    kind=opts.get("kind") or "development",
+                    overrides=overrides,
+                )
+                href = f"/projects/{self._project_id}/environments/{environment.id}"
+                name = environment.name
+        except EnvhubError as exc:
+            self.creating = False
+            self.opt_errors = field_of(exc, _FIELDS)
+            if not self.opt_errors:
+                self.opt_error = error_view(exc)
+            return
+        except Exception as exc:
+            self.creating = False
+            self.opt_error = unexpected_view(exc)
+            return
+        self.creating, self.options_open = False, False
+        yield rx.toast.success(f"Creating {name}")
+        yield rx.redirect(href)
+
+    @rx.event
+    def ask_delete(self, name: str) -> None:
+        self.confirm_name = name
+
+    @rx.event
+    def close_delete(self, open_: bool) -> None:
+        if not open_:
+            self.confirm_name = ""
+
+    @rx.event
+    def confirm_delete(self, name: str):
+        self.confirm_name = ""
+        yield from self._row_action(name, environments.delete_environment, f"Deleting {name}")
+
+    @rx.event
+    def redeploy(self, name: str):
+        yield from self._row_action(name, environments.redeploy_environment, f"Redeploying {name}")
+
+    def _row_action(self, name: str, action: Any, done: str):
+        environment_id = self._ids.get(name)
+        if environment_id is None or self.busy_row:
+            return
+        self.busy_row = name
+        yield
+        try:
+            with self._acting() as (session, actor):
+                action(session=session, actor=actor, queue=ports.queue(), environment_id=environment_id)
+        except Exception as exc:
+            self.busy_row = ""
+            yield self._fail(exc)
+            return
+        self.busy_row = ""
+        self._reload()
+        yield rx.toast.info(done)
+
+
+def project_details() -> rx.Component:
+    header = ProjectState.header
+    muted = {"size": "2", "color_scheme": "gray"}
+    return section(
+        "Defaults for new environments",
+        stat_grid(
+            stat("Command", mono(header["command"])),
+            stat(
+                "Repository",
+                rx.cond(
+                    header["repo"] != "", mono(header["repo"]), rx.text("none (empty workspace)", **muted)
+                ),
+            ),
+            stat(
+                "Git ref",
+                rx.cond(header["ref"] != "", mono(header["ref"]), rx.text("default branch", **muted)),
+            ),
+            stat("Health check", mono(header["health_path"])),
+        ),
+        icon="settings-2",
+    )
+
+
+def page() -> rx.Component:
+    header = ProjectState.header
+    actions = [
+        create_options_dialog(ProjectState),
+        rx.button(
+            rx.cond(ProjectState.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
+            "Create environment",
+            on_click=ProjectState.create_quick,
+            disabled=ProjectState.creating,
+            id="create-environment",
+        ),
+    ]
+    subtitle = rx.hstack(
+        rx.cond(header["description"] != "", rx.text(header["description"], color_scheme="gray")),
+        rx.text(
+            "team ",
+            rx.code(header["team"], variant="ghost"),
+            " · created ",
+            header["created"],
+            color_scheme="gray",
+            size="2",
+        ),
+        spacing="3",
+        wrap="wrap",
+    )
+    body = rx.fragment(
+        page_header(header["name"], subtitle, *actions),
+        error_callout(ProjectState.load_error),
+        project_details(),
+        rx.cond(
+            ProjectState.total == 0,
+            empty_state(
+                "box",
+                "No environments yet",
+                "An environment runs this project's command in its own sandbox and gets a public URL.",
+                rx.button(
+                    rx.icon("plus", size=16),
+                    "Create environment",
+                    on_click=ProjectState.create_quick,
+                    disabled=ProjectState.creating,
+                ),
+            ),
+            environments_table(ProjectState),
+        ),
+        delete_dialog(ProjectState),
+    )
+    return shell(
+        rx.cond(
+            ProjectState.found,
+            rx.cond(ProjectState.loaded, body, rx.center(rx.spinner(size="3"), padding="80px", width="100%")),
+            not_found("Project", "/", "All projects"),
+        ),
+        crumbs=[("Projects", "/"), (rx.cond(ProjectState.found, header["name"], "Not found"), "")],
+    )

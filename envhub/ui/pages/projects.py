@@ -1,0 +1,371 @@
+"""``/``: the projects list, search, and the "New project" dialog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from envhub.domain.naming import validate_label
+from envhub.domain.specs import DEFAULT_COMMAND
+from envhub.errors import EnvhubError
+from envhub.services import projects
+from envhub.services.identity import default_team_id
+from envhub.ui import views
+from envhub.ui.components.common import (
+    dash_if_empty,
+    empty_state,
+    error_callout,
+    form_field,
+    mono,
+    pager,
+)
+from envhub.ui.components.layout import page_header, shell
+from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
+from envhub.ui.live import LiveMixin
+from envhub.ui.state import AuthState
+
+# Names the services use for fields in error details -> this form's fields.
+_FIELDS = {
+    "project name": "name",
+    "name": "name",
+    "description": "description",
+    "repo_url": "repo_url",
+    "ref": "ref",
+    "command": "command",
+    "health_path": "health_path",
+}
+_BLANK_FORM = dict.fromkeys(set(_FIELDS.values()), "")
+
+
+class ProjectsState(LiveMixin, AuthState):
+    rows: list[views.ProjectRow] = rx.field(default_factory=list)
+    total: int = 0
+    has_next: bool = False
+    offset: int = 0
+    search: str = ""
+    page_label: str = ""
+    loaded: bool = False
+    load_error: ErrorView = NO_ERROR
+    _channels: list[str] = rx.field(default_factory=list)
+
+    # The "New project" dialog.
+    dialog_open: bool = False
+    form: dict[str, str] = rx.field(default_factory=dict)
+    errors: dict[str, str] = rx.field(default_factory=dict)
+    form_error: ErrorView = NO_ERROR
+    creating: bool = False
+
+    # -- loading -----------------------------------------------------------
+
+    def _live_request(self) -> tuple[Any, list[str]]:
+        return (self._who, self.offset, self.search), self._channels
+
+    @staticmethod
+    def _live_read(query: Any) -> dict[str, Any]:
+        who, offset, search = query
+        return views.read_projects(who, offset=offset, search=search)
+
+    def _live_apply(self, view: dict[str, Any]) -> None:
+        self.rows = view["rows"]
+        self.total = view["total"]
+        self.has_next = view["has_next"]
+        self.page_label = view["label"]
+        self._channels = view["channels"]
+        self.loaded = True
+
+    def _reload(self) -> None:
+        try:
+            self._live_apply(self._live_read(self._live_request()[0]))
+            self.load_error = NO_ERROR
+        except EnvhubError as exc:
+            self.load_error = error_view(exc)
+
+    @rx.event
+    def load(self):
+        self._reload()
+        return ProjectsState.watch
+
+    @rx.event
+    def set_search(self, value: str) -> None:
+        self.search = value
+        self.offset = 0
+        self._reload()
+
+    @rx.event
+    def next_page(self) -> None:
+        if self.has_next:
+            self.offset += views.PAGE_SIZE
+            self._reload()
+
+    @rx.event
+    def prev_page(self) -> None:
+        self.offset = max(0, self.offset - views.PAGE_SIZE)
+        self._reload()
+
+    # -- creating ----------------------------------------------------------
+
+    @rx.event
+    def open_dialog(self, open_: bool = True) -> None:
+        self.dialog_open = open_
+        if open_:
+            self.form = {**_BLANK_FORM, "command": DEFAULT_COMMAND, "health_path": "/"}
+            self.errors = {}
+            self.form_error = NO_ERROR
+
+    @rx.event
+    def set_field(self, field: str, value: str) -> None:
+        self.form = {**self.form, field: value}
+        errors = {k: v for k, v in self.errors.items() if k != field}
+        if field == "name" and value:
+            # Live feedback for the one rule people trip over: DNS-safe names.
+            try:
+                validate_label(value, field="project name")
+            except EnvhubError as exc:
+                errors["name"] = exc.message
+        self.errors = errors
+
+    @rx.event
+    def create(self):
+        if self.creating:
+            return None
+        self.creating = True
+        self.form_error = NO_ERROR
+        yield
+        form = self.form
+        try:
+            with self._acting() as (session, actor):
+                project = projects.create_project(
+                    session=session,
+                    actor=actor,
+                    team_id=default_team_id(session, actor),
+                    name=form.get("name", "").strip(),
+                    description=form.get("description", ""),
+                    repo_url=form.get("repo_url") or None,
+                    default_ref=form.get("ref") or None,
+                    command=form.get("command") or None,
+                    health_path=form.get("health_path") or None,
+                )
+        except EnvhubError as exc:
+            self.creating = False
+            self.errors = field_of(exc, _FIELDS)
+            if not self.errors:
+                self.form_error = error_view(exc)
+            return None
+        except Exception as exc:
+            self.creating = False
+            self.form_error = unexpected_view(exc)
+            return None
+        self.creating = False
+        self.dialog_open = False
+        yield rx.toast.success(f"Project {project.name} created")
+        yield rx.redirect(f"/projects/{project.id}")
+        return None
+
+    @rx.event
+    def show_error(self) -> Any:
+        return error_toast(self.load_error)
+
+
+def _input(field: str, placeholder: str = "", **props: Any) -> rx.Component:
+    return rx.input(
+        value=ProjectsState.form.get(field, ""),
+        on_change=lambda value: ProjectsState.set_field(field, value),
+        placeholder=placeholder,
+        name=field,
+        id=f"project-{field.replace('_', '-')}",
+        width="100%",
+        **props,
+    )
+
+
+def create_dialog() -> rx.Component:
+    errors = ProjectsState.errors
+    return rx.dialog.root(
+        rx.dialog.trigger(
+            rx.button(rx.icon("plus", size=16), "New project", id="new-project", size="2"),
+        ),
+        rx.dialog.content(
+            rx.dialog.title("New project"),
+            rx.dialog.description(
+                "A project holds the defaults every environment starts from.",
+                size="2",
+                color_scheme="gray",
+                margin_bottom="16px",
+            ),
+            rx.vstack(
+                form_field(
+                    "Name",
+                    _input("name", "my-app", auto_focus=True),
+                    error=errors.get("name", ""),
+                    help_text="Lower-case letters, digits and '-'; it becomes part of every URL.",
+                    required=True,
+                ),
+                form_field(
+                    "Description",
+                    rx.text_area(
+                        value=ProjectsState.form.get("description", ""),
+                        on_change=lambda value: ProjectsState.set_field("description", value),
+                        placeholder="What this app is",
+                        id="project-description",
+                        rows="2",
+                        width="100%",
+                    ),
+                    error=errors.get("description", ""),
+                ),
+                rx.grid(
+                    form_field(
+                        "Repository URL",
+                        _input("repo_url", "https://github.com/acme/shop.git"),
+                        error=errors.get("repo_url", ""),
+                        help_text="Optional. Without one, environments start from an empty folder.",
+                    ),
+                    form_field("Git ref", _input("ref", "main"), error=errors.get("ref", "")),
+                    columns=rx.breakpoints(initial="1", sm="2"),
+                    spacing="3",
+                    width="100%",
+                ),
+                form_field(
+                    "Command",
+                    _input("command", DEFAULT_COMMAND, font_family="var(--code-font-family)"),
+                    error=errors.get("command", ""),
+                    help_text="Runs in the environment's workspace. It must serve HTTP on $PORT.",
+                    required=True,
+                ),
+                form_field(
+                    "Health check path",
+                    _input("health_path", "/"),
+                    error=errors.get("health_path", ""),
+                    help_text="The environment is ready once this path answers with a status below 500.",
+                ),
+                error_callout(ProjectsState.form_error, id="project-form-error"),
+                rx.hstack(
+                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                    rx.button(
+                        rx.cond(ProjectsState.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
+                        "Create project",
+                        on_click=ProjectsState.create,
+                        disabled=ProjectsState.creating,
+                        id="create-project",
+                    ),
+                    justify="end",
+                    spacing="2",
+                    width="100%",
+                    padding_top="8px",
+                ),
+                spacing="3",
+                width="100%",
+            ),
+            max_width="560px",
+        ),
+        open=ProjectsState.dialog_open,
+        on_open_change=ProjectsState.open_dialog,
+    )
+
+
+def project_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.row_header_cell(
+            rx.vstack(
+                rx.link(row["name"], href=row["href"], weight="medium", class_name="project-link"),
+                rx.cond(
+                    row["description"] != "",
+                    rx.text(
+                        row["description"], size="1", color_scheme="gray", truncate=True, max_width="360px"
+                    ),
+                ),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(
+            rx.cond(
+                row["repo"] != "",
+                rx.hstack(
+                    rx.icon("git-branch", size=13, color=rx.color("gray", 9)), mono(row["repo"]), spacing="1"
+                ),
+                rx.text("—", color_scheme="gray"),
+            )
+        ),
+        rx.table.cell(
+            rx.badge(rx.icon("box", size=12), row["environments"], variant="soft", color_scheme="gray"),
+        ),
+        rx.table.cell(rx.text(dash_if_empty(row["created"]), size="2", color_scheme="gray")),
+        align="center",
+    )
+
+
+def projects_table() -> rx.Component:
+    return rx.card(
+        rx.table.root(
+            rx.table.header(
+                rx.table.row(
+                    rx.table.column_header_cell("Project", width="40%"),
+                    rx.table.column_header_cell("Repository", width="30%"),
+                    rx.table.column_header_cell("Environments", width="15%"),
+                    rx.table.column_header_cell("Created", width="15%"),
+                )
+            ),
+            rx.table.body(rx.foreach(ProjectsState.rows, project_row)),
+            variant="ghost",
+            size="2",
+            width="100%",
+            id="projects-table",
+        ),
+        rx.box(
+            pager(
+                ProjectsState.page_label,
+                has_prev=ProjectsState.offset > 0,
+                has_next=ProjectsState.has_next,
+                on_prev=ProjectsState.prev_page,
+                on_next=ProjectsState.next_page,
+            ),
+            padding_top="12px",
+        ),
+        width="100%",
+    )
+
+
+def page() -> rx.Component:
+    searching = ProjectsState.search != ""
+    return shell(
+        page_header(
+            "Projects",
+            "Each project is an app; its environments are running copies with their own URL.",
+            create_dialog(),
+        ),
+        error_callout(ProjectsState.load_error),
+        rx.cond(
+            ProjectsState.loaded & (ProjectsState.total == 0) & ~searching,
+            empty_state(
+                "folder-plus",
+                "No projects yet",
+                "Create a project with the command that serves your app; then start environments from it "
+                "in one click.",
+                rx.button(
+                    rx.icon("plus", size=16),
+                    "Create your first project",
+                    on_click=ProjectsState.open_dialog(True),
+                ),
+            ),
+            rx.vstack(
+                rx.input(
+                    rx.input.slot(rx.icon("search", size=16)),
+                    placeholder="Search projects…",
+                    value=ProjectsState.search,
+                    on_change=ProjectsState.set_search,
+                    debounce_timeout=250,
+                    width="100%",
+                    max_width="360px",
+                    id="project-search",
+                ),
+                rx.cond(
+                    ProjectsState.loaded & (ProjectsState.total == 0),
+                    empty_state("search-x", "No matching projects", "Try another search."),
+                    projects_table(),
+                ),
+                spacing="3",
+                width="100%",
+            ),
+        ),
+        crumbs=[("Projects", "/")],
+    )
