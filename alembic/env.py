@@ -5,11 +5,11 @@ from __future__ import annotations
 from logging.config import fileConfig
 from typing import Any, Literal
 
+from alembic import context
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import envhub.models  # noqa: F401  (registers every table on the metadata)
-from alembic import context
 from envhub.config import get_settings
 from envhub.models.base import EnumText, UTCDateTime
 from envhub.models.db import engine_for

@@ -30,9 +30,8 @@ log = logging.getLogger("envhub.launcher")
 
 
 def migrate(settings: Settings) -> None:
-    from alembic.config import Config
-
     from alembic import command
+    from alembic.config import Config
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = Config(str(PROJECT_ROOT / "alembic.ini"))

@@ -43,6 +43,11 @@ class Environment(SQLModel, table=True):
     desired_generation: int = Field(default=1)
     observed_generation: int = Field(default=0)
     public_url: str | None = Field(default=None, max_length=2000)
+    # What the runtime last reported about a live environment, independent of
+    # phase: e.g. "cluster_unreachable" while the cluster cannot be reached.
+    condition: str | None = Field(default=None, max_length=100)
+    condition_message: str = Field(default="", max_length=2000)
+    observed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

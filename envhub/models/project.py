@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from envhub.domain.specs import DEFAULT_COMMAND
@@ -25,6 +25,12 @@ class Project(SQLModel, table=True):
     command: str = Field(default=DEFAULT_COMMAND, max_length=4000)
     env: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     health_path: str = Field(default="/", max_length=500)
+    # Image-based runtimes (Kubernetes): services, raw manifests, quota and the
+    # egress allowlist every environment of the project starts from.
+    services: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    manifests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    quota: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    egress: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -9,6 +9,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from envhub.domain.kube import parse_manifests
 from envhub.domain.naming import validate_label
 from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
@@ -27,7 +28,11 @@ from envhub.services.common import (
     teams_of,
 )
 
-_EDITABLE = ("description", "repo_url", "default_ref", "command", "env", "health_path")
+_WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
+_EDITABLE = (
+    "description", "repo_url", "default_ref", "command", "env", "health_path",
+    "services", "manifests", "quota", "egress",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,10 @@ def project_defaults(project: Project) -> EnvironmentSpec:
             "repo_url": project.repo_url,
             "ref": project.default_ref,
             "health_path": project.health_path,
+            "services": list(project.services),
+            "manifests": project.manifests,
+            "quota": dict(project.quota),
+            "egress": dict(project.egress),
         }
     )
 
@@ -58,14 +67,26 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
             "repo_url": values.get("repo_url"),
             "ref": values.get("default_ref"),
             "health_path": values.get("health_path") or "/",
+            "services": values.get("services") or [],
+            "manifests": values.get("manifests") or None,
+            "quota": values.get("quota") or {},
+            "egress": values.get("egress") or {},
         }
     )
+    if spec.manifests:
+        parse_manifests(spec.manifests)  # refuse broken YAML now, not at deploy time
     return {
         "command": spec.command,
         "env": spec.env,
         "repo_url": spec.repo_url,
         "default_ref": spec.ref,
         "health_path": spec.health_path,
+        "services": [service.model_dump(mode="json") for service in spec.services],
+        "manifests": spec.manifests,
+        # Only what differs from the platform default is stored, so a project
+        # follows later changes of the defaults.
+        "quota": spec.quota.model_dump(mode="json", exclude_defaults=True),
+        "egress": spec.egress.model_dump(mode="json", exclude_defaults=True),
     }
 
 
@@ -81,7 +102,10 @@ def create_project(
     command: str | None = None,
     env: dict[str, str] | None = None,
     health_path: str | None = None,
+    workloads: dict[str, Any] | None = None,
 ) -> Project:
+    """Create a project. ``workloads`` may carry ``services``, ``manifests``,
+    ``quota`` and ``egress`` for image-based runtimes (validated like a spec)."""
     target = AuditTarget("project", name=name, team_id=team_id)
     with audited(session, actor, "project.create", target):
         authorize(session, actor, team_id, Action.project_create, what="team")
@@ -95,8 +119,12 @@ def create_project(
                 "repo_url": repo_url,
                 "default_ref": default_ref,
                 "health_path": health_path,
+                **{key: value for key, value in (workloads or {}).items() if key in _WORKLOAD_FIELDS},
             }
         )
+        unknown = set(workloads or {}) - set(_WORKLOAD_FIELDS)
+        if unknown:
+            raise ValidationFailed(f"unknown workload field(s): {', '.join(sorted(unknown))}")
         existing = session.exec(
             select(Project).where(Project.team_id == team_id, Project.name == name)
         ).first()

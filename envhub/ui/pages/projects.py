@@ -83,6 +83,7 @@ class ProjectsState(LiveMixin, AuthState):
 
     @rx.event
     def load(self):
+        self.dialog_open = False  # a reload or a visit never reopens a dialog
         self._reload()
         return ProjectsState.watch
 
