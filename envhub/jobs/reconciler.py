@@ -10,7 +10,9 @@ from redis.exceptions import RedisError
 
 from envhub.config import get_settings
 from envhub.models.db import session_scope
+from envhub.runtime.base import RuntimeStatus
 from envhub.services import ports
+from envhub.services.observation import record_status
 from envhub.services.reconciliation import ReconcileReport, reconcile
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,30 @@ class ReconcilerThread(threading.Thread):
                 log.warning("reconciler: redis unavailable: %s", exc)
             except Exception:
                 log.exception("reconciler tick failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class RuntimeWatchThread(threading.Thread):
+    """Records the status changes the runtime pushes (``Runtime.watch``)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="envhub-runtime-watch", daemon=True)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                ports.runtime().watch(self._record, self.stopping)
+            except Exception:
+                log.exception("runtime watch failed; restarting it")
+                self.stopping.wait(5)
+
+    @staticmethod
+    def _record(environment_id: int, status: RuntimeStatus) -> None:
+        with session_scope() as session:
+            record_status(session=session, environment_id=environment_id, status=status)
 
     def stop(self) -> None:
         self.stopping.set()

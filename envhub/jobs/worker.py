@@ -9,7 +9,7 @@ from rq import Worker
 
 from envhub.config import get_settings
 from envhub.errors import ConfigurationError
-from envhub.jobs.reconciler import ReconcilerThread
+from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
 from envhub.services import ports
 
 
@@ -24,10 +24,13 @@ def main() -> int:
     worker = Worker([queue.queue], connection=queue.connection)
     reconciler = ReconcilerThread(queue.connection, worker.name)
     reconciler.start()
+    watcher = RuntimeWatchThread()
+    watcher.start()
     try:
         worker.work(with_scheduler=False, logging_level="INFO")
     finally:
         reconciler.stop()
+        watcher.stop()
     logging.getLogger(__name__).info("worker for %s stopped", settings.queue_name)
     return 0
 

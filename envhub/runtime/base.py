@@ -17,7 +17,8 @@ Jobs and services talk to a :class:`Runtime`; adapters (``runtime/local``, later
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -47,6 +48,9 @@ class RuntimeStatus:
     generation: int | None = None
     endpoint: Endpoint | None = None
     details: dict[str, str] = field(default_factory=dict)
+
+
+StatusHandler = Callable[[int, RuntimeStatus], None]
 
 
 class ProgressReporter(Protocol):
@@ -94,6 +98,9 @@ class Runtime(Protocol):
     # The steps apply/destroy report, as (key, title), shown before they start.
     provision_plan: tuple[tuple[str, str], ...]
     teardown_plan: tuple[tuple[str, str], ...]
+    # True when :meth:`watch` pushes every status change, so nobody needs to
+    # poll :meth:`status` to notice drift.
+    pushes_status: bool
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         """Converge the environment to ``target``; idempotent.
@@ -108,6 +115,14 @@ class Runtime(Protocol):
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         """Where the environment answers now (no probing); None when not running."""
+
+    def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
+        """Report status changes of every managed environment until ``stop`` is set.
+
+        Blocks; run it in a thread. It resumes by itself after errors, and while
+        the runtime cannot be reached it reports ``degraded`` statuses with
+        ``details["condition"] = "cluster_unreachable"`` instead of giving up.
+        """
 
     def destroy(self, environment_id: int, *, progress: ProgressReporter) -> None:
         """Remove everything the environment owns. Quiet when already gone."""

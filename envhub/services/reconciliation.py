@@ -111,6 +111,8 @@ def _lags(environment: Environment, runtime: Runtime) -> bool:
         return True
     if environment.phase is Phase.ready:
         assert environment.id is not None
+        if runtime.pushes_status:  # the runtime's watch recorded it; no polling
+            return environment.condition == RuntimeState.absent.value
         return runtime.status(environment.id).state is RuntimeState.absent
     return environment.phase in (Phase.pending, Phase.provisioning, Phase.updating)
 

@@ -37,6 +37,18 @@ _QUOTA = re.compile(
 )
 
 
+def quota_error(message: str, *, action: str) -> EnvhubError:
+    """A quota refusal with its numbers: what was requested, used and allowed."""
+    quota = _QUOTA.search(message)
+    if quota is None:
+        return QuotaExceeded(f"{action}: {message}")
+    return QuotaExceeded(
+        f"{action}: over the environment's quota {quota['quota']} "
+        f"(requested {quota['requested']}, used {quota['used']}, limit {quota['limited']})",
+        details={key: quota[key].strip() for key in ("quota", "requested", "used", "limited")},
+    )
+
+
 def _reason(exc: ApiException) -> tuple[str, dict[str, Any]]:
     try:
         body = json.loads(exc.body or "{}")
@@ -57,13 +69,8 @@ def translate(exc: BaseException, *, action: str) -> EnvhubError:
         if status == 401:
             return ClusterUnauthorized(f"{action}: the cluster refused envhub's credentials")
         if status == 403:
-            quota = _QUOTA.search(message)
-            if quota:
-                return QuotaExceeded(
-                    f"{action}: over the environment's quota {quota['quota']} "
-                    f"(requested {quota['requested']}, used {quota['used']}, limit {quota['limited']})",
-                    details={key: quota[key] for key in ("quota", "requested", "used", "limited")},
-                )
+            if _QUOTA.search(message):
+                return quota_error(message, action=action)
             return ClusterForbidden(f"{action}: {message}", details={"status": 403})
         if status == 404:
             return NotFound(f"{action}: {message or 'not found'}")

@@ -25,6 +25,8 @@ class Readiness:
     ready: bool
     message: str
     stuck: bool = False
+    # The controller's refusal to create pods ("exceeded quota: ..."), verbatim.
+    replica_failure: str | None = None
 
 
 def deployment_ready(deployment: dict[str, Any]) -> bool:
@@ -46,6 +48,12 @@ def explain(deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Re
     if not waiting:
         names = ", ".join(sorted(d["metadata"]["name"] for d in deployments)) or "no workloads"
         return Readiness(True, f"all workloads available ({names})")
+    for deployment in waiting:
+        for condition in (deployment.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+                message = str(condition.get("message") or condition.get("reason") or "cannot create pods")
+                name = deployment["metadata"]["name"]
+                return Readiness(False, f"{name}: {message}", stuck=True, replica_failure=message)
     reasons: list[str] = []
     stuck = False
     for pod in pods:

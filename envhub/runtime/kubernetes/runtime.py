@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,11 +30,12 @@ from envhub.domain.kube import (
 )
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import EnvhubError, NotFound, NotReady, RuntimeFailure
-from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus
+from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus, StatusHandler
 from envhub.runtime.kubernetes.discovery import Applier
-from envhub.runtime.kubernetes.errors import kube_call, kube_json, translate
+from envhub.runtime.kubernetes.errors import kube_call, kube_json, quota_error, translate
 from envhub.runtime.kubernetes.readiness import Readiness, explain
 from envhub.runtime.kubernetes.streams import KubernetesExecSession, follow_log
+from envhub.runtime.kubernetes.watching import DeploymentWatcher
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class KubernetesRuntime:
         ("stop", "Delete namespace"),
         ("cleanup", "Wait until it is gone"),
     )
+    pushes_status = True
 
     def __init__(
         self,
@@ -150,6 +153,8 @@ class KubernetesRuntime:
         deadline = time.monotonic() + self.ready_timeout
         readiness, version = self._readiness(namespace)
         while not readiness.ready:
+            if readiness.replica_failure and "exceeded quota" in readiness.replica_failure:
+                raise quota_error(readiness.replica_failure, action="starting the workloads")
             if readiness.stuck:
                 raise RuntimeFailure(f"workloads cannot start: {readiness.message}")
             remaining = deadline - time.monotonic()
@@ -195,6 +200,9 @@ class KubernetesRuntime:
             raise
         state = RuntimeState.ready if readiness.ready else RuntimeState.starting
         return RuntimeStatus(state, readiness.message, details={"namespace": namespace})
+
+    def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
+        DeploymentWatcher(self.api, handler).run(stop)
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         return None  # public traffic reaches Kubernetes environments through their URL provider

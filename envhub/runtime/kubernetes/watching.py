@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes import watch
 from kubernetes.client import ApiClient, AppsV1Api
 from kubernetes.client.exceptions import ApiException
 
-from envhub.runtime.base import RuntimeState, RuntimeStatus
+from envhub.runtime.base import RuntimeState, RuntimeStatus, StatusHandler
 from envhub.runtime.kubernetes.errors import kube_json, translate
 from envhub.runtime.kubernetes.readiness import deployment_ready
 
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 MANAGED = "app.kubernetes.io/managed-by=envhub"
 ENV_LABEL = "envhub.dev/environment"
-StatusHandler = Callable[[int, RuntimeStatus], None]
 
 
 class DeploymentWatcher:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from pathlib import Path
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
-from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus
+from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus, StatusHandler
 from envhub.runtime.local import processes, workspace
 from envhub.runtime.local.sandbox import Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
@@ -35,6 +36,8 @@ class LocalRuntime:
     name = "local"
     provision_plan = PROVISION_STEPS
     teardown_plan = TEARDOWN_STEPS
+    # Local status is a cheap look at our own processes, so the reconciler asks.
+    pushes_status = False
 
     def __init__(self, root: Path, *, sandbox: str = "auto", health_timeout: float = 60.0) -> None:
         self.root = root
@@ -214,6 +217,20 @@ class LocalRuntime:
         progress.begin("cleanup")
         workspace.remove(directory)
         progress.finish("cleanup", "workspace removed")
+
+    def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
+        """Poll this machine's process trees (cheap, no network) and report changes."""
+        last: dict[int, RuntimeState] = {}
+        while not stop.wait(2.0):
+            for environment_id in self.managed_environments():
+                state = processes.find_process(processes.read_state(self._state_path(environment_id)))
+                current = RuntimeState.ready if state is not None else RuntimeState.absent
+                if last.get(environment_id) not in (None, current):
+                    handler(
+                        environment_id,
+                        RuntimeStatus(current, "process is running" if state else "process is not running"),
+                    )
+                last[environment_id] = current
 
     def managed_environments(self) -> set[int]:
         if not self.root.is_dir():
