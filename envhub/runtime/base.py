@@ -50,6 +50,42 @@ class RuntimeStatus:
     details: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    name: str
+    state: str  # running | waiting | terminated
+    ready: bool
+    restarts: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    name: str
+    phase: str
+    containers: tuple[ContainerInfo, ...] = ()
+    started_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    time: str
+    type: str  # Normal | Warning
+    reason: str
+    object: str
+    message: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What is running for an environment right now, for people to look at."""
+
+    pods: tuple[PodInfo, ...] = ()
+    events: tuple[EventInfo, ...] = ()
+    location: str = ""  # namespace, or the workspace folder
+
+
 StatusHandler = Callable[[int, RuntimeStatus], None]
 
 
@@ -115,6 +151,9 @@ class Runtime(Protocol):
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         """Where the environment answers now (no probing); None when not running."""
+
+    def inspect(self, environment_id: int) -> Inspection:
+        """Its pods/processes with their containers' states, and recent events."""
 
     def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
         """Report status changes of every managed environment until ``stop`` is set.

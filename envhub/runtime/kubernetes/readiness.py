@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envhub.runtime.base import ContainerInfo, EventInfo, PodInfo
+
 _WAITING_HINTS = {
     "ImagePullBackOff": "cannot pull image",
     "ErrImagePull": "cannot pull image",
@@ -86,3 +88,61 @@ def explain(deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Re
         names = ", ".join(sorted(d["metadata"]["name"] for d in waiting))
         reasons.append(f"waiting for {names} to become available")
     return Readiness(False, "; ".join(reasons[:5]), stuck=stuck)
+
+
+def describe_pod(pod: dict[str, Any]) -> PodInfo:
+    status = pod.get("status") or {}
+    containers = []
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        kind = next((key for key in ("running", "waiting", "terminated") if state.get(key)), "waiting")
+        detail = state.get(kind) or {}
+        reason = str(detail.get("reason") or "")
+        if kind == "terminated":
+            reason = f"{reason or 'exited'} (code {detail.get('exitCode')})"
+        containers.append(
+            ContainerInfo(
+                name=str(container.get("name")),
+                state=kind,
+                ready=bool(container.get("ready")),
+                restarts=int(container.get("restartCount") or 0),
+                reason=reason,
+            )
+        )
+    if not containers:
+        containers = [
+            ContainerInfo(name=str(c.get("name")), state="waiting", ready=False, reason="not started")
+            for c in (pod.get("spec") or {}).get("containers") or []
+        ]
+    return PodInfo(
+        name=str(pod["metadata"]["name"]),
+        phase=str(status.get("phase") or "Pending"),
+        containers=tuple(containers),
+        started_at=status.get("startTime"),
+    )
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def recent(events: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    return sorted(events, key=_event_time, reverse=True)[:count]
+
+
+def describe_event(event: dict[str, Any]) -> EventInfo:
+    involved = event.get("involvedObject") or {}
+    return EventInfo(
+        time=_event_time(event),
+        type=str(event.get("type") or "Normal"),
+        reason=str(event.get("reason") or ""),
+        object=f"{involved.get('kind', '')}/{involved.get('name', '')}".strip("/"),
+        message=str(event.get("message") or ""),
+        count=int(event.get("count") or 1),
+    )

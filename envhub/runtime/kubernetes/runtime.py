@@ -30,10 +30,17 @@ from envhub.domain.kube import (
 )
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import EnvhubError, NotFound, NotReady, RuntimeFailure
-from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus, StatusHandler
+from envhub.runtime.base import (
+    Endpoint,
+    Inspection,
+    ProgressReporter,
+    RuntimeState,
+    RuntimeStatus,
+    StatusHandler,
+)
 from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json, quota_error, translate
-from envhub.runtime.kubernetes.readiness import Readiness, explain
+from envhub.runtime.kubernetes.readiness import Readiness, describe_event, describe_pod, explain, recent
 from envhub.runtime.kubernetes.streams import KubernetesExecSession, follow_log
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
 
@@ -203,6 +210,18 @@ class KubernetesRuntime:
 
     def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
         DeploymentWatcher(self.api, handler).run(stop)
+
+    def inspect(self, environment_id: int) -> Inspection:
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return Inspection()
+        pods = kube_json("reading pods", self.core.list_namespaced_pod, namespace).get("items", [])
+        events = kube_json("reading events", self.core.list_namespaced_event, namespace).get("items", [])
+        return Inspection(
+            pods=tuple(describe_pod(pod) for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"]))),
+            events=tuple(describe_event(event) for event in recent(events, 20)),
+            location=namespace,
+        )
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         return None  # public traffic reaches Kubernetes environments through their URL provider

@@ -22,7 +22,16 @@ from pathlib import Path
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
-from envhub.runtime.base import Endpoint, ProgressReporter, RuntimeState, RuntimeStatus, StatusHandler
+from envhub.runtime.base import (
+    ContainerInfo,
+    Endpoint,
+    Inspection,
+    PodInfo,
+    ProgressReporter,
+    RuntimeState,
+    RuntimeStatus,
+    StatusHandler,
+)
 from envhub.runtime.local import processes, workspace
 from envhub.runtime.local.sandbox import Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
@@ -231,6 +240,27 @@ class LocalRuntime:
                         RuntimeStatus(current, "process is running" if state else "process is not running"),
                     )
                 last[environment_id] = current
+
+    def inspect(self, environment_id: int) -> Inspection:
+        state = processes.read_state(self._state_path(environment_id))
+        proc = processes.find_process(state)
+        location = str(self.workspace_path(environment_id))
+        if state is None:
+            return Inspection(location=location)
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.started_at))
+        container = ContainerInfo(
+            name="main",
+            state="running" if proc is not None else "terminated",
+            ready=proc is not None and processes.probe_http(state.port, "/", timeout=0.5) is not None,
+            reason="" if proc is not None else "process exited",
+        )
+        pod = PodInfo(
+            name=f"pid {state.pid} ({state.sandbox} sandbox, port {state.port})",
+            phase="Running" if proc is not None else "Stopped",
+            containers=(container,),
+            started_at=started,
+        )
+        return Inspection(pods=(pod,), location=location)
 
     def managed_environments(self) -> set[int]:
         if not self.root.is_dir():
