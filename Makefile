@@ -11,12 +11,12 @@ BUN_VERSION := 1.4.5
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run test setup lint typecheck unit browser screenshots migrate clean system-deps test-system-deps
+.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster bench
 
 run: system-deps setup ## Start envhub on its embedded default and print the URL
 	$(PY) -m envhub.launcher run
 
-test: system-deps test-system-deps setup lint ## Lint, type-check and run every test
+test: system-deps test-system-deps setup test-cluster lint ## Lint, type-check and run every test
 	$(PY) -m pytest
 
 setup: $(VENV)/.installed $(BUN)
@@ -38,6 +38,11 @@ system-deps:
 
 test-system-deps:
 	@bash deploy/scripts/system-deps.sh test
+
+# A real kube-apiserver for the Kubernetes tests, built once from Debian's
+# source package and cached outside the checkout (first build: a few minutes).
+test-cluster:
+	bash tests/cluster/build.sh
 
 lint: setup
 	$(VENV)/bin/ruff check envhub tests alembic rxconfig.py
