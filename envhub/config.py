@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # (its worker died) and is re-driven by the reconciler.
     job_stale_after: Annotated[float, Field(gt=0)] = 30.0
     job_max_attempts: Annotated[int, Field(ge=1)] = 5
+    # Ready environments on a watched runtime (Kubernetes) are re-applied this
+    # often, restoring anything changed or deleted behind envhub's back.
+    resync_interval: Annotated[float, Field(gt=0)] = 600.0
     # How long one provisioning attempt waits for the health check before it
     # gives up and lets the queue retry with backoff.
     health_timeout: Annotated[float, Field(gt=0)] = 60.0

@@ -30,6 +30,10 @@ from envhub.services.common import audit
 
 log = logging.getLogger(__name__)
 
+# A run that re-applies a ready environment to restore anything changed or
+# deleted behind envhub's back (the controller pattern's periodic resync).
+RESYNC = "resync"
+
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
@@ -111,7 +115,9 @@ def begin_run(
         run.steps = [dict(step) for step in initial_steps(plan)]
     session.add(run)
     label = f"{project.name}/{environment.name}"
-    if environment.desired_state == "present":
+    if run.kind == RESYNC:
+        pass  # a periodic re-apply of a ready environment: its phase does not move
+    elif environment.desired_state == "present":
         phase = Phase.updating if environment.phase in (Phase.ready, Phase.updating) else Phase.provisioning
         _set_phase(
             session,
@@ -182,7 +188,7 @@ class RunProgress:
             else:
                 step["started_at"] = step.get("started_at") or now
                 step["finished_at"] = now
-            if status is StepStatus.running:
+            if status is StepStatus.running and run.kind != RESYNC:
                 environment.message = f"{step['title']}…" + (f" {detail}" if detail else "")
                 self.session.add(environment)
         run.steps = steps

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -29,6 +29,7 @@ from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
 from envhub.services import jobruns
 from envhub.services.common import audit
+from envhub.services.convergence import RESYNC
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ReconcileReport:
     restarted: list[int] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
     orphans_removed: list[int] = field(default_factory=list)
+    resynced: list[int] = field(default_factory=list)
 
 
 class _NoProgress:
@@ -81,6 +83,11 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
             elif _lags(environment, runtime):
                 _start_run(session, queue, environment)
                 report.started.append(environment.id)
+            elif _resync_due(
+                session, environment, runtime, now - timedelta(seconds=settings.resync_interval)
+            ):
+                _start_run(session, queue, environment, kind=RESYNC)
+                report.resynced.append(environment.id)
         except QueueUnavailable as exc:
             log.warning("reconciler: queue unavailable: %s", exc)
             break
@@ -117,7 +124,21 @@ def _lags(environment: Environment, runtime: Runtime) -> bool:
     return environment.phase in (Phase.pending, Phase.provisioning, Phase.updating)
 
 
-def _start_run(session: Session, queue: JobQueue, environment: Environment) -> None:
+def _resync_due(session: Session, environment: Environment, runtime: Runtime, before: datetime) -> bool:
+    """A ready environment on a watched runtime is re-applied now and then."""
+    if not runtime.pushes_status or environment.phase is not Phase.ready:
+        return False
+    last = session.exec(
+        select(JobRun.finished_at)
+        .where(JobRun.environment_id == environment.id, JobRun.status == JobStatus.succeeded)
+        .order_by(col(JobRun.id).desc())
+    ).first()
+    return last is not None and last < before
+
+
+def _start_run(
+    session: Session, queue: JobQueue, environment: Environment, *, kind: str | None = None
+) -> None:
     assert environment.id is not None
     project = session.get(Project, environment.project_id)
     assert project is not None
@@ -138,7 +159,7 @@ def _start_run(session: Session, queue: JobQueue, environment: Environment) -> N
             team_id=project.team_id,
             details={"reason": "runtime reports it absent"},
         )
-    kind = "teardown" if environment.desired_state == "absent" else "provision"
+    kind = kind or ("teardown" if environment.desired_state == "absent" else "provision")
     run = jobruns.new_run(
         session, environment_id=environment.id, kind=kind, generation=environment.desired_generation
     )

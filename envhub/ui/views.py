@@ -8,20 +8,29 @@ page shows its not-found panel.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypedDict
 
+from sqlmodel import Session
+
 from envhub.domain.phases import Phase, is_deletable, is_redeployable
+from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError, NotFound
 from envhub.models import AuditEvent, Environment, JobRun, Project
 from envhub.queue.events import project_channel
-from envhub.services import audit_log, environments, projects
+from envhub.services import audit_log, environments, logs, ports, projects
 from envhub.ui import format as fmt
 from envhub.ui.feedback import advice_for
-from envhub.ui.logs import recent_logs
 from envhub.ui.state import acting_as
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
 AUDIT_PAGE_SIZE = 8
+LOG_LINES = 200
+# The local runtime creates an environment's folder when its logs are read, so
+# they are never read once a teardown may have removed that folder.
+_NO_LOGS = frozenset({Phase.deleting, Phase.deleted})
 
 
 class ProjectRow(TypedDict):
@@ -75,6 +84,8 @@ class EnvironmentDetail(TypedDict):
     created_stamp: str
     updated: str
     deleted: str
+    condition: str
+    condition_message: str
 
 
 class StepRow(TypedDict):
@@ -191,6 +202,9 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
         created_stamp=fmt.stamp(environment.created_at),
         updated=fmt.ago(environment.updated_at),
         deleted=fmt.ago(environment.deleted_at),
+        # What the runtime last reported (e.g. the process crashed), apart from the phase.
+        condition=(environment.condition or "") if environment.phase is not Phase.deleted else "",
+        condition_message=environment.condition_message,
     )
 
 
@@ -337,5 +351,21 @@ def read_environment(who: str, *, project_id: int, environment_id: int, audit_of
             "audit_label": page_label(trail.offset, len(trail.items), trail.total),
             "can_redeploy": environment.desired_state == "present" and is_redeployable(phase),
             "can_delete": environment.desired_state == "present" and is_deletable(phase),
-            "logs": recent_logs(environment_id, phase),
+            "logs": _recent_logs(session, actor, environment_id, phase),
         }
+
+
+def _recent_logs(session: Session, actor: Principal, environment_id: int, phase: Phase) -> list[str]:
+    if phase in _NO_LOGS:
+        return []
+    try:
+        return logs.environment_logs(
+            session=session,
+            actor=actor,
+            runtime=ports.runtime(),
+            environment_id=environment_id,
+            tail=LOG_LINES,
+        )
+    except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail the page for them
+        log.debug("logs of environment %s unavailable: %s", environment_id, exc)
+        return []

@@ -191,7 +191,7 @@ def kv(label: str, value: rx.Component | Text) -> rx.Component:
 
 
 def mono(value: Text, **props: Any) -> rx.Component:
-    return rx.code(value, variant="ghost", size="2", style={"word_break": "break-all"}, **props)
+    return rx.code(value, variant="ghost", size="2", style={"overflow_wrap": "anywhere"}, **props)
 
 
 def dash_if_empty(value: rx.Var[str]) -> rx.Var[str]:

@@ -119,6 +119,24 @@ def failure_callout(S: Any) -> rx.Component:
     )
 
 
+def condition_callout(S: Any) -> rx.Component:
+    detail = S.detail
+    return rx.cond(
+        (detail["condition"] != "") & (detail["phase"] != "failed"),
+        rx.callout.root(
+            rx.callout.icon(rx.icon("triangle-alert", size=18)),
+            rx.callout.text(
+                rx.code(detail["condition"], variant="ghost", weight="bold"),
+                " ",
+                detail["condition_message"],
+            ),
+            color_scheme="amber",
+            width="100%",
+            id="condition",
+        ),
+    )
+
+
 def deleted_callout(S: Any) -> rx.Component:
     detail = S.detail
     return rx.cond(

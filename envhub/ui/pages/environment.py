@@ -175,6 +175,7 @@ def page() -> rx.Component:
             badge=rx.box(phase_badge(detail["phase"], size="2"), id="phase"),
         ),
         failure_callout(S),
+        condition_callout(S),
         deleted_callout(S),
         url_hero(S),
         rx.grid(

@@ -8,7 +8,7 @@ import reflex as rx
 
 from envhub.domain.naming import validate_label
 from envhub.errors import EnvhubError, ValidationFailed
-from envhub.queue.events import project_channel
+from envhub.queue.events import environment_channel, project_channel
 from envhub.services import environments, ports
 from envhub.ui import views
 from envhub.ui.components.common import empty_state, error_callout, mono, not_found, section, stat, stat_grid
@@ -73,7 +73,9 @@ class ProjectState(LiveMixin, AuthState):
     def _live_request(self) -> tuple[Any, list[str]] | None:
         if not self._project_id:
             return None
-        return (self._who, self._project_id, self.offset), [project_channel(self._project_id)]
+        # Phase changes are announced per project; step progress only per environment.
+        channels = [project_channel(self._project_id), *map(environment_channel, self._ids.values())]
+        return (self._who, self._project_id, self.offset), channels
 
     @staticmethod
     def _live_read(query: Any) -> dict[str, Any]:

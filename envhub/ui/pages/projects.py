@@ -21,7 +21,7 @@ from envhub.ui.components.common import (
     pager,
 )
 from envhub.ui.components.layout import page_header, shell
-from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
+from envhub.ui.feedback import NO_ERROR, ErrorView, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.state import AuthState
 
@@ -127,7 +127,11 @@ class ProjectsState(LiveMixin, AuthState):
         self.errors = errors
 
     @rx.event
-    def create(self):
+    def submit(self, _form: dict[str, Any]):
+        """Enter in a field submits the form; the values are already in ``form``."""
+        yield from self._create()
+
+    def _create(self):
         if self.creating:
             return None
         self.creating = True
@@ -163,10 +167,6 @@ class ProjectsState(LiveMixin, AuthState):
         yield rx.redirect(f"/projects/{project.id}")
         return None
 
-    @rx.event
-    def show_error(self) -> Any:
-        return error_toast(self.load_error)
-
 
 def _input(field: str, placeholder: str = "", **props: Any) -> rx.Component:
     return rx.input(
@@ -194,68 +194,74 @@ def create_dialog() -> rx.Component:
                 color_scheme="gray",
                 margin_bottom="16px",
             ),
-            rx.vstack(
-                form_field(
-                    "Name",
-                    _input("name", "my-app", auto_focus=True),
-                    error=errors.get("name", ""),
-                    help_text="Lower-case letters, digits and '-'; it becomes part of every URL.",
-                    required=True,
-                ),
-                form_field(
-                    "Description",
-                    rx.text_area(
-                        value=ProjectsState.form.get("description", ""),
-                        on_change=lambda value: ProjectsState.set_field("description", value),
-                        placeholder="What this app is",
-                        id="project-description",
-                        rows="2",
+            rx.form(
+                rx.vstack(
+                    form_field(
+                        "Name",
+                        _input("name", "my-app", auto_focus=True),
+                        error=errors.get("name", ""),
+                        help_text="Lower-case letters, digits and '-'; it becomes part of every URL.",
+                        required=True,
+                    ),
+                    form_field(
+                        "Description",
+                        rx.text_area(
+                            value=ProjectsState.form.get("description", ""),
+                            on_change=lambda value: ProjectsState.set_field("description", value),
+                            placeholder="What this app is",
+                            id="project-description",
+                            rows="2",
+                            width="100%",
+                        ),
+                        error=errors.get("description", ""),
+                    ),
+                    rx.grid(
+                        form_field(
+                            "Repository URL",
+                            _input("repo_url", "https://github.com/acme/shop.git"),
+                            error=errors.get("repo_url", ""),
+                            help_text="Optional. Without one, environments start from an empty folder.",
+                        ),
+                        form_field("Git ref", _input("ref", "main"), error=errors.get("ref", "")),
+                        columns=rx.breakpoints(initial="1", sm="2"),
+                        spacing="3",
                         width="100%",
                     ),
-                    error=errors.get("description", ""),
-                ),
-                rx.grid(
                     form_field(
-                        "Repository URL",
-                        _input("repo_url", "https://github.com/acme/shop.git"),
-                        error=errors.get("repo_url", ""),
-                        help_text="Optional. Without one, environments start from an empty folder.",
+                        "Command",
+                        _input("command", DEFAULT_COMMAND, font_family="var(--code-font-family)"),
+                        error=errors.get("command", ""),
+                        help_text="Runs in the environment's workspace. It must serve HTTP on $PORT.",
+                        required=True,
                     ),
-                    form_field("Git ref", _input("ref", "main"), error=errors.get("ref", "")),
-                    columns=rx.breakpoints(initial="1", sm="2"),
+                    form_field(
+                        "Health check path",
+                        _input("health_path", "/"),
+                        error=errors.get("health_path", ""),
+                        help_text="The environment is ready once this path answers with a status below 500.",
+                    ),
+                    error_callout(ProjectsState.form_error, id="project-form-error"),
+                    rx.hstack(
+                        rx.dialog.close(
+                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
+                        ),
+                        rx.button(
+                            rx.cond(ProjectsState.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
+                            "Create project",
+                            type="submit",
+                            disabled=ProjectsState.creating,
+                            id="create-project",
+                        ),
+                        justify="end",
+                        spacing="2",
+                        width="100%",
+                        padding_top="8px",
+                    ),
                     spacing="3",
                     width="100%",
                 ),
-                form_field(
-                    "Command",
-                    _input("command", DEFAULT_COMMAND, font_family="var(--code-font-family)"),
-                    error=errors.get("command", ""),
-                    help_text="Runs in the environment's workspace. It must serve HTTP on $PORT.",
-                    required=True,
-                ),
-                form_field(
-                    "Health check path",
-                    _input("health_path", "/"),
-                    error=errors.get("health_path", ""),
-                    help_text="The environment is ready once this path answers with a status below 500.",
-                ),
-                error_callout(ProjectsState.form_error, id="project-form-error"),
-                rx.hstack(
-                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                    rx.button(
-                        rx.cond(ProjectsState.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
-                        "Create project",
-                        on_click=ProjectsState.create,
-                        disabled=ProjectsState.creating,
-                        id="create-project",
-                    ),
-                    justify="end",
-                    spacing="2",
-                    width="100%",
-                    padding_top="8px",
-                ),
-                spacing="3",
-                width="100%",
+                on_submit=ProjectsState.submit,
+                reset_on_submit=False,
             ),
             max_width="560px",
         ),
