@@ -27,7 +27,7 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 
 
 def ago(value: str | datetime | None, *, at: datetime | None = None) -> str:
-    """ "just now", "42 s ago", "3 min ago", "5 h ago", "2 d ago"."""
+    """Relative time: just now, 42 s ago, 3 min ago, 5 h ago, 2 d ago."""
     moment = parse_time(value)
     if moment is None:
         return ""
@@ -44,7 +44,7 @@ def ago(value: str | datetime | None, *, at: datetime | None = None) -> str:
 
 
 def duration(seconds: float) -> str:
-    """ "0.4 s", "12 s", "2 min 5 s", "1 h 3 min"."""
+    """A short duration: 0.4 s, 12 s, 2 min 5 s, 1 h 3 min."""
     seconds = max(0.0, seconds)
     if seconds < 10:
         return f"{seconds:.1f} s"

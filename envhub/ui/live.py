@@ -25,6 +25,7 @@ import reflex as rx
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
+from reflex.utils.prerequisites import get_and_validate_app
 
 from envhub.config import get_settings
 
@@ -107,8 +108,6 @@ async def client_connected(token: str) -> bool:
     connected and rely on the route check and the state's expiry instead.
     """
     try:
-        from reflex.utils.prerequisites import get_and_validate_app
-
         namespace = get_and_validate_app().app.event_namespace
         if namespace is None:
             return True

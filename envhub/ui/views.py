@@ -31,6 +31,7 @@ LOG_LINES = 200
 # The local runtime creates an environment's folder when its logs are read, so
 # they are never read once a teardown may have removed that folder.
 _NO_LOGS = frozenset({Phase.deleting, Phase.deleted})
+_SERVING = frozenset({Phase.ready, Phase.updating})
 
 
 class ProjectRow(TypedDict):
@@ -202,8 +203,9 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
         created_stamp=fmt.stamp(environment.created_at),
         updated=fmt.ago(environment.updated_at),
         deleted=fmt.ago(environment.deleted_at),
-        # What the runtime last reported (e.g. the process crashed), apart from the phase.
-        condition=(environment.condition or "") if environment.phase is not Phase.deleted else "",
+        # What the runtime reports apart from the phase (e.g. the process crashed);
+        # only news while the environment is supposed to be serving.
+        condition=(environment.condition or "") if environment.phase in _SERVING else "",
         condition_message=environment.condition_message,
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import reflex as rx
 
-# Working phases get a spinner so "something is happening" reads at a glance.
 PHASE_COLORS: dict[str, str] = {
     "pending": "gray",
     "provisioning": "blue",
@@ -15,6 +14,7 @@ PHASE_COLORS: dict[str, str] = {
     "deleting": "orange",
     "deleted": "gray",
 }
+# Working phases get a spinner so "something is happening" reads at a glance.
 WORKING = ("pending", "provisioning", "updating", "deleting")
 RUN_COLORS: dict[str, str] = {
     "queued": "gray",

@@ -35,7 +35,7 @@ def url_hero(S: Any) -> rx.Component:
                     rx.link(
                         rx.hstack(
                             rx.text(
-                                detail["url"], size="5", weight="bold", style={"word_break": "break-all"}
+                                detail["url"], size="5", weight="bold", style={"overflow_wrap": "anywhere"}
                             ),
                             rx.icon("external-link", size=18, flex_shrink="0"),
                             align="center",

@@ -20,7 +20,13 @@ def _row(state: Any, row: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.row_header_cell(
             rx.vstack(
-                rx.link(row["name"], href=row["href"], weight="medium", class_name="env-link"),
+                rx.link(
+                    row["name"],
+                    href=row["href"],
+                    weight="medium",
+                    class_name="env-link",
+                    white_space="nowrap",
+                ),
                 rx.text(row["message"], size="1", color_scheme="gray", truncate=True, max_width="280px"),
                 spacing="0",
             )

@@ -117,7 +117,7 @@ def sidebar(active: str) -> rx.Component:
         align_self="stretch",
         border_right=f"1px solid {rx.color('gray', 5)}",
         background=rx.color("gray", 2),
-        display=["none", "none", "block"],
+        display=["none", "none", "none", "block"],
     )
 
 
@@ -136,7 +136,7 @@ def breadcrumbs(crumbs: list[tuple[str | rx.Var[str], str | rx.Var[str]]]) -> rx
 
 def top_bar(crumbs: list[tuple[str | rx.Var[str], str | rx.Var[str]]]) -> rx.Component:
     return rx.hstack(
-        rx.box(logo(), display=["block", "block", "none"]),
+        rx.box(logo(), display=["block", "block", "block", "none"]),
         breadcrumbs(crumbs),
         rx.spacer(),
         rx.badge(
@@ -234,8 +234,8 @@ def page_header(
             flex="1",
         ),
         rx.hstack(*actions, spacing="2", align="center", flex_shrink="0"),
-        direction=rx.breakpoints(initial="column", sm="row"),
+        direction=rx.breakpoints(initial="column", md="row"),
         gap="4",
         width="100%",
-        align=rx.breakpoints(initial="start", sm="end"),
+        align=rx.breakpoints(initial="start", md="end"),
     )

@@ -18,6 +18,7 @@ from envhub.ui.components.badges import phase_badge
 from envhub.ui.components.common import not_found
 from envhub.ui.components.environment_panels import (
     audit_panel,
+    condition_callout,
     delete_confirm,
     deleted_callout,
     details_card,

@@ -1,0 +1,135 @@
+"""A real envhub (launcher, embedded Redis, worker, Reflex prod build) and a real Chromium.
+
+The server is started once per session exactly as ``make run`` does, on a free
+port with its own data folder: SQLite and the embedded Redis (the developer's
+ENVHUB_DATABASE_URL / ENVHUB_REDIS_URL are removed). Playwright is driven
+through its sync API; no pytest-playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from envhub.config import PROJECT_ROOT
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The first start builds the frontend (bun install + vite): minutes on a cold machine.
+START_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Envhub:
+    base_url: str
+    data_dir: Path
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        parts = []
+        for path in (self.log, self.data_dir / "logs" / "web.log", self.data_dir / "logs" / "worker.log"):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("ENVHUB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # loopback URL we built
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def envhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envhub]:
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("envhub-data")
+    log = data_dir / "launcher.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_") or k.startswith("ENVHUB_TEST_")}
+    env.update(
+        ENVHUB_BASE_URL=f"http://localhost:{port}",
+        ENVHUB_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "envhub.launcher", "run", "--start-timeout", str(START_TIMEOUT)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Envhub(base_url=f"http://localhost:{port}", data_dir=data_dir, log=log)
+    try:
+        wait_for(
+            lambda: proc.poll() is not None or "envhub is running" in log.read_text(errors="replace"),
+            timeout=START_TIMEOUT + 30,
+            interval=0.5,
+            what="the launcher to print its URL",
+            describe=server.log_tail,
+        )
+        if proc.poll() is not None:
+            pytest.fail(f"envhub exited with {proc.returncode} during start-up\n{server.log_tail()}")
+        wait_for(lambda: _healthy(f"{server.base_url}/healthz"), timeout=60, what="/healthz")
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium is not installed (make test-system-deps installs it)")
+    browser = playwright_instance.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, envhub_server: Envhub) -> Iterator[Page]:
+    context = browser.new_context(
+        base_url=envhub_server.base_url, viewport={"width": 1440, "height": 900}, color_scheme="light"
+    )
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()
