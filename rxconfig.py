@@ -20,5 +20,12 @@ config = rx.Config(
     frontend_port=int(os.environ.get("ENVHUB_FRONTEND_PORT", "3000")),
     backend_port=int(os.environ.get("ENVHUB_BACKEND_PORT", "8000")),
     default_color_mode="system",
-    disable_plugins=["reflex.plugins.sitemap.SitemapPlugin"],
+    plugins=[
+        rx.plugins.RadixThemesPlugin(
+            theme=rx.theme(
+                accent_color="indigo", gray_color="slate", radius="medium", scaling="100%", has_background=True
+            )
+        )
+    ],
+    disable_plugins=[rx.plugins.SitemapPlugin],
 )

@@ -6,13 +6,14 @@ from logging.config import fileConfig
 from typing import Any, Literal
 
 from alembic import context
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 import envhub.models  # noqa: F401  (registers every table on the metadata)
 from envhub.config import get_settings
 from envhub.models.base import EnumText, UTCDateTime
-from envhub.models.db import engine_for
+from envhub.models.db import make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -51,8 +52,11 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = engine_for(_url())
-    with engine.connect() as connection:
+    # A private, unpooled engine: batch migrations on SQLite copy and drop
+    # tables, which it refuses while foreign keys are enforced, so they are
+    # switched off for this connection only.
+    engine = make_engine(_url(), poolclass=NullPool)
+    with engine.connect().execution_options(sqlite_foreign_keys=False) as connection:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

@@ -8,9 +8,6 @@ from envhub.ui.state import AuthState
 
 app = rx.App(
     api_transformer=create_api(),
-    theme=rx.theme(
-        accent_color="indigo", gray_color="slate", radius="medium", scaling="100%", has_background=True
-    ),
     stylesheets=["/envhub.css"],
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )

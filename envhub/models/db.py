@@ -20,21 +20,39 @@ from envhub.config import get_settings
 
 @functools.cache
 def engine_for(url: str) -> Engine:
+    return make_engine(url)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
     connect_args: dict[str, Any] = {}
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
-    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
     if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
+        _configure_sqlite(engine)
     return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # Take the write lock up front. A deferred transaction that reads and
+        # then writes fails at once (SQLITE_BUSY, not retried) when another
+        # process wrote in between; the web process and the workers share this
+        # file, so every transaction is short and immediate instead.
+        if connection.get_execution_options().get("sqlite_foreign_keys") is False:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # only takes effect outside a transaction
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_engine() -> Engine:

@@ -288,8 +288,9 @@ class LocalRuntime:
         # One process tree per environment, so ``container`` has nothing to pick;
         # the output file has no timestamps to filter ``since_seconds`` by.
         path = self._log_path(environment_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
+        if not path.exists():
+            # Reading must never create anything: a deleted environment stays gone.
+            return
         with path.open("r", encoding="utf-8", errors="replace") as handle:
             yield from processes.tail_lines(path, tail or 0)
             if not follow:
