@@ -1,8 +1,9 @@
 """How errors reach the person: a code, what happened, and what to do next.
 
 Services raise :class:`EnvhubError` with a stable code; this module turns one
-into a small view model (for callouts and field messages) or a toast, and maps
-the codes a failed environment can carry to a next step.
+into a small view model (for callouts and field messages) or a toast, maps the
+codes a failed environment can carry to a next step, and puts the conditions a
+runtime reports (``cluster_unreachable``, ``absent``…) into words.
 """
 
 from __future__ import annotations
@@ -85,3 +86,56 @@ def field_of(exc: EnvhubError, aliases: dict[str, str]) -> dict[str, str]:
         if key in aliases and isinstance(value, str) and key != "field":
             found.setdefault(aliases[key], value)
     return found
+
+
+class ConditionView(TypedDict):
+    title: str
+    hint: str
+    tone: str  # a Radix colour: amber for "cannot see", red for "not serving", blue for "on its way"
+
+
+# What the runtime reports apart from the phase (``Environment.condition``). The
+# ``cluster_*`` codes mean envhub cannot see the cluster, so the page shows the
+# state from before; the others are what the runtime saw.
+CONDITIONS: dict[str, ConditionView] = {
+    "cluster_unreachable": ConditionView(
+        title="Cluster unreachable — showing the last known state",
+        hint="envhub keeps retrying. If it lasts, check the cluster's API server and envhub's "
+        "network path to it.",
+        tone="amber",
+    ),
+    "cluster_unauthorized": ConditionView(
+        title="Cluster credentials refused — showing the last known state",
+        hint="Renew envhub's kubeconfig or service account token.",
+        tone="amber",
+    ),
+    "cluster_forbidden": ConditionView(
+        title="Not allowed to read the cluster — showing the last known state",
+        hint="Grant envhub's service account the permission named in the message.",
+        tone="amber",
+    ),
+    "absent": ConditionView(
+        title="Not running — its workloads are gone",
+        hint="They were removed outside envhub (or the machine restarted); envhub starts them again "
+        "by itself. Redeploy to do it now.",
+        tone="red",
+    ),
+    "starting": ConditionView(
+        title="Restarting — not serving right now",
+        hint="Its workloads are starting again; the URL answers once they pass their health check.",
+        tone="blue",
+    ),
+    "degraded": ConditionView(
+        title="Unhealthy — not serving",
+        hint="Look at the workloads and logs below; fix the cause and redeploy.",
+        tone="red",
+    ),
+}
+
+
+def condition_view(code: str | None) -> ConditionView:
+    if not code:
+        return ConditionView(title="", hint="", tone="gray")
+    return CONDITIONS.get(
+        code, ConditionView(title=f"Runtime reports: {code}", hint="Read the logs below.", tone="amber")
+    )

@@ -8,29 +8,20 @@ page shows its not-found panel.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, TypedDict
 
-from sqlmodel import Session
-
 from envhub.domain.phases import Phase, is_deletable, is_redeployable
-from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError, NotFound
 from envhub.models import AuditEvent, Environment, JobRun, Project
 from envhub.queue.events import project_channel
-from envhub.services import audit_log, environments, logs, ports, projects
+from envhub.services import audit_log, environments, projects
 from envhub.ui import format as fmt
-from envhub.ui.feedback import advice_for
+from envhub.ui import workload_defaults, workloads
+from envhub.ui.feedback import advice_for, condition_view
 from envhub.ui.state import acting_as
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
 AUDIT_PAGE_SIZE = 8
-LOG_LINES = 200
-# The local runtime creates an environment's folder when its logs are read, so
-# they are never read once a teardown may have removed that folder.
-_NO_LOGS = frozenset({Phase.deleting, Phase.deleted})
 _SERVING = frozenset({Phase.ready, Phase.updating})
 
 
@@ -53,6 +44,8 @@ class ProjectHeader(TypedDict):
     team: str
     created: str
     created_stamp: str
+    manifests: str  # "3 documents", or "" without raw manifests
+    egress: str  # "2 CIDRs, 1 namespace", or "" without an allowlist
 
 
 class EnvironmentRow(TypedDict):
@@ -87,6 +80,9 @@ class EnvironmentDetail(TypedDict):
     deleted: str
     condition: str
     condition_message: str
+    condition_title: str
+    condition_hint: str
+    condition_tone: str
 
 
 class StepRow(TypedDict):
@@ -129,6 +125,8 @@ EMPTY_HEADER = ProjectHeader(
     team="",
     created="",
     created_stamp="",
+    manifests="",
+    egress="",
 )
 EMPTY_RUN = RunView(
     kind="", status="", attempts="", generation="", started="", took="", error="", error_code="", advice=""
@@ -166,6 +164,8 @@ def project_header(project: Project, team: str) -> ProjectHeader:
         team=team,
         created=fmt.ago(project.created_at),
         created_stamp=fmt.stamp(project.created_at),
+        manifests=workload_defaults.manifest_count(project.manifests),
+        egress=workload_defaults.egress_summary(project.egress),
     )
 
 
@@ -185,6 +185,15 @@ def environment_row(environment: Environment, creator: str | None) -> Environmen
 
 def environment_detail(environment: Environment) -> EnvironmentDetail:
     spec = environment.spec
+    # What the runtime reports apart from the phase: "absent" or "starting" are only
+    # news while the environment is supposed to be serving; an unreachable cluster
+    # is news whatever the environment is doing.
+    condition = environment.condition or ""
+    if environment.phase not in _SERVING and not (
+        condition.startswith("cluster_") and environment.phase is not Phase.deleted
+    ):
+        condition = ""
+    explained = condition_view(condition)
     return EnvironmentDetail(
         name=environment.name,
         phase=environment.phase.value,
@@ -203,10 +212,11 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
         created_stamp=fmt.stamp(environment.created_at),
         updated=fmt.ago(environment.updated_at),
         deleted=fmt.ago(environment.deleted_at),
-        # What the runtime reports apart from the phase (e.g. the process crashed);
-        # only news while the environment is supposed to be serving.
-        condition=(environment.condition or "") if environment.phase in _SERVING else "",
-        condition_message=environment.condition_message,
+        condition=condition,
+        condition_message=environment.condition_message if condition else "",
+        condition_title=explained["title"],
+        condition_hint=explained["hint"],
+        condition_tone=explained["tone"],
     )
 
 
@@ -311,6 +321,7 @@ def read_project(who: str, *, project_id: int, offset: int) -> dict[str, Any]:
         return {
             "found": True,
             "header": project_header(project, team),
+            "services": workload_defaults.service_rows(project.services),
             "rows": rows,
             "ids": {env.name: env.id for env, _ in page.items},
             "total": page.total,
@@ -319,7 +330,9 @@ def read_project(who: str, *, project_id: int, offset: int) -> dict[str, Any]:
         }
 
 
-def read_environment(who: str, *, project_id: int, environment_id: int, audit_offset: int) -> dict[str, Any]:
+def read_environment(
+    who: str, *, project_id: int, environment_id: int, audit_offset: int, log_container: str = ""
+) -> dict[str, Any]:
     with acting_as(who) as (session, actor):
         try:
             environment = environments.get_environment(
@@ -341,7 +354,11 @@ def read_environment(who: str, *, project_id: int, environment_id: int, audit_of
         except EnvhubError as exc:  # e.g. forbidden: show it as not found, like the services do
             return {"found": False, "reason": exc.message}
         phase = environment.phase
-        return {
+        state = f"{phase.value}/{environment.observed_generation}/{environment.condition}"
+        containers = workloads.log_containers(environment.spec)
+        if log_container not in containers:
+            log_container = ""
+        view = {
             "found": True,
             "project_name": project.name,
             "detail": environment_detail(environment),
@@ -353,21 +370,9 @@ def read_environment(who: str, *, project_id: int, environment_id: int, audit_of
             "audit_label": page_label(trail.offset, len(trail.items), trail.total),
             "can_redeploy": environment.desired_state == "present" and is_redeployable(phase),
             "can_delete": environment.desired_state == "present" and is_deletable(phase),
-            "logs": _recent_logs(session, actor, environment_id, phase),
+            "log_containers": containers,
+            "logs": workloads.recent_logs(session, actor, environment_id, phase, log_container),
         }
-
-
-def _recent_logs(session: Session, actor: Principal, environment_id: int, phase: Phase) -> list[str]:
-    if phase in _NO_LOGS:
-        return []
-    try:
-        return logs.environment_logs(
-            session=session,
-            actor=actor,
-            runtime=ports.runtime(),
-            environment_id=environment_id,
-            tail=LOG_LINES,
-        )
-    except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail the page for them
-        log.debug("logs of environment %s unavailable: %s", environment_id, exc)
-        return []
+    # Outside the unit of work: the runtime may take a moment to answer.
+    view["workloads"] = workloads.read_workloads(who, environment_id, phase, state)
+    return view

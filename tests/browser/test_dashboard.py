@@ -26,13 +26,31 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 # Long enough for a cold worker and the health check's own retries.
 PHASE_TIMEOUT = 180_000
 HELLO = "hello from envhub"
+SHOP_SERVICES = """\
+- name: web
+  image: ghcr.io/acme/shop:1.4.2
+  ports: [8080]
+  health: {path: /healthz}
+- name: worker
+  image: ghcr.io/acme/shop:1.4.2
+  command: [python, -m, shop.worker]
+  replicas: 2
+"""
+SHOP_MANIFESTS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: shop-settings}
+data: {FEATURE_CHECKOUT: "on"}
+"""
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 
 
-def create_project(page: Page, name: str, *, command: str, description: str = "") -> int:
+def create_project(
+    page: Page, name: str, *, command: str, description: str = "", services: str = "", manifests: str = ""
+) -> int:
     """Create a project through the "New project" dialog; returns its id."""
     page.goto("/")
     page.locator("#new-project").click()
@@ -40,6 +58,10 @@ def create_project(page: Page, name: str, *, command: str, description: str = ""
     if description:
         page.locator("#project-description").fill(description)
     page.locator("#project-command").fill(command)
+    if services or manifests:
+        page.locator("#toggle-workloads").click()
+        page.locator("#project-services").fill(services)
+        page.locator("#project-manifests").fill(manifests)
     page.locator("#create-project").click()
     page.wait_for_url(re.compile(r".*/projects/\d+$"))
     expect(page.locator("#page-title")).to_have_text(name)
@@ -88,6 +110,18 @@ def test_environment_lifecycle(page: Page, envhub_server: Envhub) -> None:
     assert all(running(proc) for proc in tree)
     assert (env_dir / "workspace").is_dir()
 
+    # The Workloads panel shows that process tree, in the environment's workspace.
+    workloads = page.locator("#workloads")
+    location = workloads.locator("#workloads-location")
+    expect(location).to_contain_text("Workspace")
+    expect(location).to_contain_text(str(env_dir / "workspace"))
+    expect(workloads.locator(".workload-pod")).to_contain_text(f"pid {state['pid']}")
+    expect(workloads.locator(".workload-pod")).to_contain_text("Running")
+    main = workloads.locator(".workload-row[data-container=main]")
+    expect(main).to_have_attribute("data-state", "running")
+    expect(main.locator(".ready-dot")).to_have_attribute("data-ready", "true")
+    expect(workloads.locator("#events-empty")).to_contain_text("The local runtime records no events")
+
     public_url = page.locator("#public-url").get_attribute("href") or ""
     assert public_url.startswith(f"http://{name}.{project}.")
     app = page.context.new_page()
@@ -99,6 +133,7 @@ def test_environment_lifecycle(page: Page, envhub_server: Envhub) -> None:
     page.locator("#confirm-delete").click()
     expect(page.locator("#phase")).to_contain_text("deleted", timeout=PHASE_TIMEOUT)
     expect(page.locator("#deleted")).to_be_visible()
+    expect(page.locator("#workloads")).to_have_count(0)  # nothing left to look inside
 
     wait_for(
         lambda: not any(running(proc) for proc in tree),
@@ -136,6 +171,47 @@ def test_invalid_project_name_shows_the_error(page: Page) -> None:
     expect(error).to_contain_text(f"a project named '{taken}' already exists")
 
 
+def test_workload_errors_show_next_to_their_field(page: Page) -> None:
+    name = unique("kube")
+    page.goto("/")
+    page.locator("#new-project").click()
+    page.locator("#project-name").fill(name)
+    page.locator("#toggle-workloads").click()
+    services = page.locator("#field-services")
+    manifests = page.locator("#field-manifests")
+
+    # YAML that does not parse is caught in the dashboard, at once when leaving the field.
+    page.locator("#project-services").fill("- name: web\n  image: [ghcr.io/acme/shop")
+    page.locator("#project-manifests").click()
+    expect(services.locator(".field-error")).to_contain_text("not valid YAML (line 2")
+    page.locator("#create-project").click()
+    expect(services.locator(".field-error")).to_contain_text("not valid YAML (line 2")
+
+    # Parsed, but refused by the service: the message names the service and its field.
+    page.locator("#project-services").fill("- name: web\n  image: ghcr.io/acme/shop:1\n  ports: [http]")
+    expect(services.locator(".field-error")).to_have_count(0)  # editing clears the old message
+    page.locator("#create-project").click()
+    expect(services.locator(".field-error")).to_contain_text("web (service 1): ports #1")
+
+    # A broken manifest document is reported on the manifests field, by its number.
+    page.locator("#project-services").fill("- name: web\n  image: ghcr.io/acme/shop:1\n  ports: [8080]")
+    page.locator("#project-manifests").fill(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n---\nkind: Secret\n"
+    )
+    page.locator("#create-project").click()
+    expect(manifests.locator(".field-error")).to_contain_text("document 2 (Secret/?) has no apiVersion")
+    expect(services.locator(".field-error")).to_have_count(0)
+
+    # Fixed: the project is created, and its defaults list the services and manifests.
+    page.locator("#project-manifests").fill("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n")
+    page.locator("#create-project").click()
+    page.wait_for_url(re.compile(r".*/projects/\d+$"))
+    expect(page.locator("#defaults-services .service-row")).to_have_count(1)
+    expect(page.locator("#defaults-services")).to_contain_text("ghcr.io/acme/shop:1")
+    expect(page.locator("#defaults-services")).to_contain_text("8080")
+    expect(page.locator("#defaults-manifests")).to_have_text("Raw manifests: 1 document")
+
+
 def test_unknown_ids_show_not_found(page: Page) -> None:
     page.goto("/projects/987654")
     expect(page.locator("#not-found")).to_have_text("Project not found")
@@ -165,7 +241,14 @@ def test_screenshots(page: Page) -> None:
     create_project(page, "docs-site", command=serve, description="Product documentation")
     create_project(page, "api-gateway", command=serve, description="Public REST gateway")
     slow = f"sleep 8; {serve}"
-    project_id = create_project(page, "storefront", command=slow, description="The shop's web frontend")
+    project_id = create_project(
+        page,
+        "storefront",
+        command=slow,
+        description="The shop's web frontend",
+        services=SHOP_SERVICES,
+        manifests=SHOP_MANIFESTS,
+    )
 
     page.goto(f"/projects/{project_id}")
     create_environment(page)
@@ -175,6 +258,7 @@ def test_screenshots(page: Page) -> None:
     page.screenshot(path=folder / "environment-provisioning.png", full_page=True)
     expect(page.locator("#phase")).to_contain_text("ready", timeout=PHASE_TIMEOUT)
     expect(page.locator(".log-line").first).to_be_visible()
+    expect(page.locator(".ready-dot[data-ready=true]")).to_be_visible()  # workloads catch up
     page.screenshot(path=folder / "environment-ready.png", full_page=True)
 
     page.goto(f"/projects/{project_id}")
@@ -183,6 +267,19 @@ def test_screenshots(page: Page) -> None:
     page.goto("/")
     expect(page.locator("#projects-table .project-link", has_text="storefront")).to_be_visible()
     page.screenshot(path=folder / "projects.png", full_page=True)
+
+    # The "New project" dialog with its container-workloads section open and an error in it.
+    page.set_viewport_size({"width": 1440, "height": 1560})
+    page.locator("#new-project").click()
+    page.locator("#project-name").fill("checkout")
+    page.locator("#toggle-workloads").click()
+    checkout = "- name: checkout\n  image: ghcr.io/acme/checkout:2.0\n  ports: [http]"
+    page.locator("#project-services").fill(checkout)
+    page.locator("#create-project").click()
+    expect(page.locator("#field-services .field-error")).to_be_visible()
+    page.screenshot(path=folder / "project-new-workloads.png")
+    page.keyboard.press("Escape")
+    page.set_viewport_size({"width": 1440, "height": 900})
 
     # The theme follows the system colour scheme until someone toggles it.
     page.emulate_media(color_scheme="dark")

@@ -133,6 +133,7 @@ def form_field(
     error: rx.Var[str] | None = None,
     help_text: Text = "",
     required: bool = False,
+    id: str | None = None,
 ) -> rx.Component:
     return rx.vstack(
         rx.text(
@@ -148,10 +149,24 @@ def form_field(
                 rx.cond(
                     error != "",
                     rx.hstack(
-                        rx.icon("circle-alert", size=13, color=rx.color("red", 10)),
-                        rx.text(error, size="1", color=rx.color("red", 11), class_name="field-error"),
+                        rx.icon(
+                            "circle-alert",
+                            size=13,
+                            color=rx.color("red", 10),
+                            flex_shrink="0",
+                            margin_top="2px",
+                        ),
+                        # pre-line: a message may list several problems, one per line.
+                        rx.text(
+                            error,
+                            size="1",
+                            color=rx.color("red", 11),
+                            class_name="field-error",
+                            white_space="pre-line",
+                            style={"overflow_wrap": "anywhere"},
+                        ),
                         spacing="1",
-                        align="center",
+                        align="start",
                     ),
                 )
             ]
@@ -161,6 +176,7 @@ def form_field(
         *([rx.text(help_text, size="1", color_scheme="gray")] if help_text != "" else []),
         spacing="1",
         width="100%",
+        **({"id": id} if id else {}),
     )
 
 
@@ -180,13 +196,6 @@ def stat_grid(*stats: rx.Component, columns: str = "4") -> rx.Component:
         columns=rx.breakpoints(initial="1", sm="2", lg=columns),
         gap="16px 24px",
         width="100%",
-    )
-
-
-def kv(label: str, value: rx.Component | Text) -> rx.Component:
-    return rx.data_list.item(
-        rx.data_list.label(label, min_width="120px"),
-        rx.data_list.value(value if isinstance(value, rx.Component) else rx.text(value, size="2")),
     )
 
 

@@ -120,17 +120,31 @@ def failure_callout(S: Any) -> rx.Component:
 
 
 def condition_callout(S: Any) -> rx.Component:
+    """What the runtime reports apart from the phase, in words, with its code and message."""
     detail = S.detail
+    unreachable = detail["condition"].to(str).startswith("cluster_")
     return rx.cond(
         (detail["condition"] != "") & (detail["phase"] != "failed"),
         rx.callout.root(
-            rx.callout.icon(rx.icon("triangle-alert", size=18)),
-            rx.callout.text(
-                rx.code(detail["condition"], variant="ghost", weight="bold"),
-                " ",
-                detail["condition_message"],
+            rx.callout.icon(
+                rx.cond(unreachable, rx.icon("cloud-off", size=18), rx.icon("triangle-alert", size=18))
             ),
-            color_scheme="amber",
+            rx.vstack(
+                rx.hstack(
+                    rx.text(detail["condition_title"], weight="bold", size="2", id="condition-title"),
+                    rx.code(detail["condition"], variant="ghost", size="1", color_scheme="gray"),
+                    spacing="2",
+                    align="center",
+                    wrap="wrap",
+                ),
+                rx.cond(detail["condition_message"] != "", rx.text(detail["condition_message"], size="2")),
+                rx.cond(
+                    detail["condition_hint"] != "",
+                    rx.text(detail["condition_hint"], size="2", color_scheme="gray"),
+                ),
+                spacing="1",
+            ),
+            color_scheme=detail["condition_tone"],
             width="100%",
             id="condition",
         ),

@@ -51,7 +51,6 @@ def nav_item(icon: str, label: str, href: str, *, active: bool = False) -> rx.Co
         href=href,
         underline="none",
         width="100%",
-        is_external=href.startswith("/api/"),
     )
 
 
@@ -72,7 +71,12 @@ def color_mode_toggle() -> rx.Component:
 
 def user_card() -> rx.Component:
     return rx.hstack(
-        rx.avatar(fallback="L", size="2", radius="full", variant="soft"),
+        rx.avatar(
+            fallback=rx.cond(AuthState.user_name != "", AuthState.user_name.to(str)[0].upper(), "L"),
+            size="2",
+            radius="full",
+            variant="soft",
+        ),
         rx.vstack(
             rx.text(
                 rx.cond(AuthState.user_name != "", AuthState.user_name, "local"), size="2", weight="medium"
@@ -94,15 +98,6 @@ def sidebar(active: str) -> rx.Component:
             rx.box(logo(), padding_x="6px", padding_bottom="12px"),
             rx.text("Workspace", size="1", weight="medium", color_scheme="gray", padding_x="10px"),
             nav_item("folder-kanban", "Projects", "/", active=active == "projects"),
-            rx.text(
-                "Developers",
-                size="1",
-                weight="medium",
-                color_scheme="gray",
-                padding_x="10px",
-                padding_top="12px",
-            ),
-            nav_item("book-open", "REST API (OpenAPI)", "/api/v1/openapi.json"),
             rx.spacer(),
             rx.separator(),
             user_card(),
@@ -166,14 +161,15 @@ def footer() -> rx.Component:
         rx.text("envhub 0.1.0", size="1", color_scheme="gray"),
         rx.text("·", size="1", color_scheme="gray"),
         rx.text(
-            "Embedded mode: ",
-            rx.cond(AuthState.runtime_name != "", AuthState.runtime_name, "local"),
-            " runtime, single user",
+            rx.cond(
+                (AuthState.runtime_name == "local") | (AuthState.runtime_name == ""),
+                "Embedded mode: local runtime, single user",
+                AuthState.runtime_name + " runtime, single user",
+            ),
             size="1",
             color_scheme="gray",
         ),
         rx.spacer(),
-        rx.link("API", href="/api/v1/openapi.json", size="1", color_scheme="gray", is_external=True),
         rx.link("Health", href="/healthz", size="1", color_scheme="gray", is_external=True),
         spacing="2",
         padding="20px 24px",

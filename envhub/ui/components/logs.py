@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from envhub.ui.components.common import section
 
 
+def log_picker(S: Any) -> rx.Component:
+    """Which container service to read, when the environment runs several."""
+    return rx.hstack(
+        rx.text("Service", size="1", color_scheme="gray", as_="label", html_for="log-container"),
+        rx.select(
+            S.log_containers,
+            value=rx.cond(S.log_container != "", S.log_container, S.log_containers[0]),
+            on_change=S.pick_log_container,
+            size="1",
+            variant="surface",
+            id="log-container",
+        ),
+        align="center",
+        spacing="2",
+    )
+
+
 def logs_panel(
-    lines: rx.Var[list[str]], *, live: rx.Var[bool], empty: rx.Var[str] | str = "No output yet."
+    lines: rx.Var[list[str]],
+    *,
+    live: rx.Var[bool],
+    empty: rx.Var[str] | str = "No output yet.",
+    picker: rx.Component | None = None,
 ) -> rx.Component:
     body = rx.cond(
         lines.length() > 0,
@@ -45,4 +68,5 @@ def logs_panel(
             radius="full",
         ),
     )
-    return section("Logs", body, icon="scroll-text", actions=badge)
+    actions = rx.hstack(*([picker] if picker is not None else []), badge, align="center", spacing="3")
+    return section("Logs", body, icon="scroll-text", actions=actions)

@@ -1,7 +1,8 @@
 """``/projects/[project_id]/environments/[environment_id]``: one environment, live.
 
 Shows its URL, the latest job's steps while it provisions, errors with a next
-step, its logs and its audit trail; redeploy and delete from here.
+step, what runs inside it (pods or its process, and runtime events), its logs
+and its audit trail; redeploy and delete from here.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from envhub.ui.components.environment_panels import (
     url_hero,
 )
 from envhub.ui.components.layout import page_header, shell
-from envhub.ui.components.logs import logs_panel
+from envhub.ui.components.logs import log_picker, logs_panel
 from envhub.ui.components.progress import progress_panel
+from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.state import AuthState
+from envhub.ui.workloads import EMPTY_INFO, EventRow, WorkloadRow, WorkloadsInfo
 
 _EMPTY_DETAIL = views.EnvironmentDetail(
     **dict.fromkeys(views.EnvironmentDetail.__annotations__, "")  # type: ignore[typeddict-item]
@@ -46,6 +49,12 @@ class EnvironmentState(LiveMixin, AuthState):
     run: views.RunView = views.EMPTY_RUN
     steps: list[views.StepRow] = rx.field(default_factory=list)
     logs: list[str] = rx.field(default_factory=list)
+    # Services whose logs can be picked (several container services), and the pick.
+    log_containers: list[str] = rx.field(default_factory=list)
+    log_container: str = ""
+    workload_rows: list[WorkloadRow] = rx.field(default_factory=list)
+    events: list[EventRow] = rx.field(default_factory=list)
+    workloads_info: WorkloadsInfo = EMPTY_INFO
     audit: list[views.AuditRow] = rx.field(default_factory=list)
     audit_offset: int = 0
     audit_has_next: bool = False
@@ -62,14 +71,18 @@ class EnvironmentState(LiveMixin, AuthState):
     def _live_request(self) -> tuple[Any, list[str]] | None:
         if not self._environment_id:
             return None
-        query = (self._who, self._project_id, self._environment_id, self.audit_offset)
+        query = (self._who, self._project_id, self._environment_id, self.audit_offset, self.log_container)
         return query, [environment_channel(self._environment_id)]
 
     @staticmethod
     def _live_read(query: Any) -> dict[str, Any]:
-        who, project_id, environment_id, audit_offset = query
+        who, project_id, environment_id, audit_offset, log_container = query
         return views.read_environment(
-            who, project_id=project_id, environment_id=environment_id, audit_offset=audit_offset
+            who,
+            project_id=project_id,
+            environment_id=environment_id,
+            audit_offset=audit_offset,
+            log_container=log_container,
         )
 
     def _live_apply(self, view: dict[str, Any]) -> None:
@@ -82,6 +95,11 @@ class EnvironmentState(LiveMixin, AuthState):
         self.run = view["run"]
         self.steps = view["steps"]
         self.logs = view["logs"]
+        self.log_containers = view["log_containers"]
+        inside = view["workloads"]
+        self.workload_rows = inside["rows"]
+        self.events = inside["events"]
+        self.workloads_info = inside["info"]
         self.audit = view["audit"]
         self.audit_has_next = view["audit_has_next"]
         self.audit_label = view["audit_label"]
@@ -103,6 +121,8 @@ class EnvironmentState(LiveMixin, AuthState):
         self.project_name, self.detail = "", _EMPTY_DETAIL
         self.loaded, self.found = False, bool(self._project_id and self._environment_id)
         self.audit_offset, self.busy, self.confirm_open = 0, "", False
+        self.log_container, self.log_containers = "", []
+        self.workload_rows, self.events, self.workloads_info = [], [], EMPTY_INFO
         self._reload()
         return EnvironmentState.watch
 
@@ -115,6 +135,11 @@ class EnvironmentState(LiveMixin, AuthState):
     @rx.event
     def prev_audit(self) -> None:
         self.audit_offset = max(0, self.audit_offset - views.AUDIT_PAGE_SIZE)
+        self._reload()
+
+    @rx.event
+    def pick_log_container(self, name: str) -> None:
+        self.log_container = name
         self._reload()
 
     # -- actions -----------------------------------------------------------
@@ -188,6 +213,8 @@ def page() -> rx.Component:
             gap="20px",
             width="100%",
         ),
+        # A deleted environment has nothing left to look inside; its callout says so.
+        rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
         logs_panel(
             S.logs,
             live=(detail["phase"] != "deleted") & (detail["phase"] != "failed"),
@@ -196,6 +223,7 @@ def page() -> rx.Component:
                 "Logs are removed together with the environment.",
                 "No output yet.",
             ),
+            picker=rx.cond(S.log_containers.length() > 1, log_picker(S)),
         ),
         audit_panel(S),
     )

@@ -11,12 +11,14 @@ from envhub.errors import EnvhubError, ValidationFailed
 from envhub.queue.events import environment_channel, project_channel
 from envhub.services import environments, ports
 from envhub.ui import views
-from envhub.ui.components.common import empty_state, error_callout, mono, not_found, section, stat, stat_grid
+from envhub.ui.components.common import empty_state, error_callout, not_found
 from envhub.ui.components.environments import create_options_dialog, delete_dialog, environments_table
 from envhub.ui.components.layout import page_header, shell
+from envhub.ui.components.project_defaults import project_defaults
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.state import AuthState
+from envhub.ui.workload_defaults import ServiceRow
 
 _FIELDS = {
     "environment name": "name",
@@ -48,6 +50,7 @@ class ProjectState(LiveMixin, AuthState):
     found: bool = True
     loaded: bool = False
     header: views.ProjectHeader = views.EMPTY_HEADER
+    services: list[ServiceRow] = rx.field(default_factory=list)
     rows: list[views.EnvironmentRow] = rx.field(default_factory=list)
     total: int = 0
     has_next: bool = False
@@ -88,6 +91,7 @@ class ProjectState(LiveMixin, AuthState):
         if not self.found:
             return
         self.header = view["header"]
+        self.services = view["services"]
         self.rows = view["rows"]
         self._ids = view["ids"]
         self.total = view["total"]
@@ -250,29 +254,6 @@ class ProjectState(LiveMixin, AuthState):
         yield rx.toast.info(done)
 
 
-def project_details() -> rx.Component:
-    header = ProjectState.header
-    muted = {"size": "2", "color_scheme": "gray"}
-    return section(
-        "Defaults for new environments",
-        stat_grid(
-            stat("Command", mono(header["command"])),
-            stat(
-                "Repository",
-                rx.cond(
-                    header["repo"] != "", mono(header["repo"]), rx.text("none (empty workspace)", **muted)
-                ),
-            ),
-            stat(
-                "Git ref",
-                rx.cond(header["ref"] != "", mono(header["ref"]), rx.text("default branch", **muted)),
-            ),
-            stat("Health check", mono(header["health_path"])),
-        ),
-        icon="settings-2",
-    )
-
-
 def page() -> rx.Component:
     header = ProjectState.header
     actions = [
@@ -301,7 +282,7 @@ def page() -> rx.Component:
     body = rx.fragment(
         page_header(header["name"], subtitle, *actions),
         error_callout(ProjectState.load_error),
-        project_details(),
+        project_defaults(ProjectState),
         rx.cond(
             ProjectState.total == 0,
             empty_state(

@@ -1,4 +1,4 @@
-"""``/``: the projects list, search, and the "New project" dialog."""
+"""``/``: the projects list, search, and the "New project" dialog's state."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from envhub.domain.specs import DEFAULT_COMMAND
 from envhub.errors import EnvhubError
 from envhub.services import projects
 from envhub.services.identity import default_team_id
-from envhub.ui import views
+from envhub.ui import views, workload_defaults
 from envhub.ui.components.common import (
     dash_if_empty,
     empty_state,
     error_callout,
-    form_field,
     mono,
     pager,
 )
 from envhub.ui.components.layout import page_header, shell
+from envhub.ui.components.project_form import create_dialog
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.state import AuthState
@@ -35,7 +35,7 @@ _FIELDS = {
     "command": "command",
     "health_path": "health_path",
 }
-_BLANK_FORM = dict.fromkeys(set(_FIELDS.values()), "")
+_BLANK_FORM = dict.fromkeys({*_FIELDS.values(), *workload_defaults.FIELDS}, "")
 
 
 class ProjectsState(LiveMixin, AuthState):
@@ -55,6 +55,21 @@ class ProjectsState(LiveMixin, AuthState):
     errors: dict[str, str] = rx.field(default_factory=dict)
     form_error: ErrorView = NO_ERROR
     creating: bool = False
+    workloads_open: bool = False
+
+    @rx.var
+    def workloads_summary(self) -> str:
+        """What the collapsed workloads section holds, so it is not forgotten there."""
+        filled = [
+            label
+            for label, fields in (
+                ("services", [workload_defaults.SERVICES]),
+                ("manifests", [workload_defaults.MANIFESTS]),
+                ("egress", list(workload_defaults.EGRESS_FIELDS.values())),
+            )
+            if any(self.form.get(field, "").strip() for field in fields)
+        ]
+        return " · ".join(filled)
 
     # -- loading -----------------------------------------------------------
 
@@ -113,6 +128,19 @@ class ProjectsState(LiveMixin, AuthState):
             self.form = {**_BLANK_FORM, "command": DEFAULT_COMMAND, "health_path": "/"}
             self.errors = {}
             self.form_error = NO_ERROR
+            self.workloads_open = False
+
+    @rx.event
+    def toggle_workloads(self) -> None:
+        self.workloads_open = not self.workloads_open
+
+    @rx.event
+    def check_services(self, _value: str = "") -> None:
+        """On leaving the services field: say at once when its YAML does not parse."""
+        try:
+            workload_defaults.parse_services(self.form.get(workload_defaults.SERVICES, ""))
+        except EnvhubError as exc:
+            self.errors = {**self.errors, workload_defaults.SERVICES: exc.message}
 
     @rx.event
     def set_field(self, field: str, value: str) -> None:
@@ -138,7 +166,10 @@ class ProjectsState(LiveMixin, AuthState):
         self.form_error = NO_ERROR
         yield
         form = self.form
+        services: list[dict[str, Any]] = []
         try:
+            workloads = workload_defaults.workloads_from_form(form)
+            services = (workloads or {}).get("services", [])
             with self._acting() as (session, actor):
                 project = projects.create_project(
                     session=session,
@@ -150,10 +181,14 @@ class ProjectsState(LiveMixin, AuthState):
                     default_ref=form.get("ref") or None,
                     command=form.get("command") or None,
                     health_path=form.get("health_path") or None,
+                    workloads=workloads,
                 )
         except EnvhubError as exc:
             self.creating = False
-            self.errors = field_of(exc, _FIELDS)
+            in_workloads = workload_defaults.workload_errors(exc, services)
+            self.errors = {**field_of(exc, _FIELDS), **in_workloads}
+            if in_workloads:
+                self.workloads_open = True  # never hide an error in a collapsed section
             if not self.errors:
                 self.form_error = error_view(exc)
             return None
@@ -166,108 +201,6 @@ class ProjectsState(LiveMixin, AuthState):
         yield rx.toast.success(f"Project {project.name} created")
         yield rx.redirect(f"/projects/{project.id}")
         return None
-
-
-def _input(field: str, placeholder: str = "", **props: Any) -> rx.Component:
-    return rx.input(
-        value=ProjectsState.form.get(field, ""),
-        on_change=lambda value: ProjectsState.set_field(field, value),
-        placeholder=placeholder,
-        name=field,
-        id=f"project-{field.replace('_', '-')}",
-        width="100%",
-        **props,
-    )
-
-
-def create_dialog() -> rx.Component:
-    errors = ProjectsState.errors
-    return rx.dialog.root(
-        rx.dialog.trigger(
-            rx.button(rx.icon("plus", size=16), "New project", id="new-project", size="2"),
-        ),
-        rx.dialog.content(
-            rx.dialog.title("New project"),
-            rx.dialog.description(
-                "A project holds the defaults every environment starts from.",
-                size="2",
-                color_scheme="gray",
-                margin_bottom="16px",
-            ),
-            rx.form(
-                rx.vstack(
-                    form_field(
-                        "Name",
-                        _input("name", "my-app", auto_focus=True),
-                        error=errors.get("name", ""),
-                        help_text="Lower-case letters, digits and '-'; it becomes part of every URL.",
-                        required=True,
-                    ),
-                    form_field(
-                        "Description",
-                        rx.text_area(
-                            value=ProjectsState.form.get("description", ""),
-                            on_change=lambda value: ProjectsState.set_field("description", value),
-                            placeholder="What this app is",
-                            id="project-description",
-                            rows="2",
-                            width="100%",
-                        ),
-                        error=errors.get("description", ""),
-                    ),
-                    rx.grid(
-                        form_field(
-                            "Repository URL",
-                            _input("repo_url", "https://github.com/acme/shop.git"),
-                            error=errors.get("repo_url", ""),
-                            help_text="Optional. Without one, environments start from an empty folder.",
-                        ),
-                        form_field("Git ref", _input("ref", "main"), error=errors.get("ref", "")),
-                        columns=rx.breakpoints(initial="1", sm="2"),
-                        spacing="3",
-                        width="100%",
-                    ),
-                    form_field(
-                        "Command",
-                        _input("command", DEFAULT_COMMAND, font_family="var(--code-font-family)"),
-                        error=errors.get("command", ""),
-                        help_text="Runs in the environment's workspace. It must serve HTTP on $PORT.",
-                        required=True,
-                    ),
-                    form_field(
-                        "Health check path",
-                        _input("health_path", "/"),
-                        error=errors.get("health_path", ""),
-                        help_text="The environment is ready once this path answers with a status below 500.",
-                    ),
-                    error_callout(ProjectsState.form_error, id="project-form-error"),
-                    rx.hstack(
-                        rx.dialog.close(
-                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
-                        ),
-                        rx.button(
-                            rx.cond(ProjectsState.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
-                            "Create project",
-                            type="submit",
-                            disabled=ProjectsState.creating,
-                            id="create-project",
-                        ),
-                        justify="end",
-                        spacing="2",
-                        width="100%",
-                        padding_top="8px",
-                    ),
-                    spacing="3",
-                    width="100%",
-                ),
-                on_submit=ProjectsState.submit,
-                reset_on_submit=False,
-            ),
-            max_width="560px",
-        ),
-        open=ProjectsState.dialog_open,
-        on_open_change=ProjectsState.open_dialog,
-    )
 
 
 def project_row(row: rx.Var) -> rx.Component:
@@ -338,7 +271,7 @@ def page() -> rx.Component:
         page_header(
             "Projects",
             "Each project is an app; its environments are running copies with their own URL.",
-            create_dialog(),
+            create_dialog(ProjectsState),
         ),
         error_callout(ProjectsState.load_error),
         rx.cond(
