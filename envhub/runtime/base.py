@@ -84,6 +84,7 @@ class Inspection:
     pods: tuple[PodInfo, ...] = ()
     events: tuple[EventInfo, ...] = ()
     location: str = ""  # namespace, or the workspace folder
+    unavailable: str = ""  # why nothing could be read right now (cluster unreachable)
 
 
 StatusHandler = Callable[[int, RuntimeStatus], None]

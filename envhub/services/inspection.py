@@ -18,5 +18,5 @@ def inspect_environment(
         return runtime.inspect(environment_id)
     except EnvhubError as exc:
         if exc.retryable:  # cluster unreachable: show nothing rather than fail the page
-            return Inspection(location=f"unavailable: {exc.message}")
+            return Inspection(unavailable=exc.message)
         raise

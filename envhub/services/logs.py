@@ -15,17 +15,36 @@ MAX_TAIL = 5000
 
 
 def environment_logs(
-    *, session: Session, actor: Principal, runtime: Runtime, environment_id: int, tail: int = 200
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    tail: int = 200,
+    container: str | None = None,
 ) -> list[str]:
-    """The last ``tail`` lines of output."""
+    """The last ``tail`` lines of output (of one service's container when given)."""
     get_environment(session=session, actor=actor, environment_id=environment_id)
     tail = max(1, min(tail, MAX_TAIL))
-    return list(itertools.islice(runtime.logs(environment_id, tail=tail), tail))
+    return list(itertools.islice(runtime.logs(environment_id, tail=tail, container=container), tail))
 
 
 def follow_environment_logs(
-    *, session: Session, actor: Principal, runtime: Runtime, environment_id: int, tail: int = 50
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    tail: int = 50,
+    container: str | None = None,
+    since_seconds: int | None = None,
 ) -> Iterator[str]:
     """The last ``tail`` lines, then new lines as they are printed (blocking iterator)."""
     get_environment(session=session, actor=actor, environment_id=environment_id)
-    return runtime.logs(environment_id, follow=True, tail=max(0, min(tail, MAX_TAIL)))
+    return runtime.logs(
+        environment_id,
+        follow=True,
+        tail=max(0, min(tail, MAX_TAIL)),
+        container=container,
+        since_seconds=since_seconds,
+    )

@@ -14,7 +14,6 @@ of work has authorized the environment.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError
 from envhub.runtime.base import ContainerInfo, EventInfo, Inspection, PodInfo
-from envhub.services import environments, inspection, logs, ports
+from envhub.services import inspection, logs, ports
 from envhub.ui import format as fmt
 from envhub.ui.state import acting_as
 
@@ -180,8 +179,8 @@ def workloads_view(
         return WorkloadsView(info=_info(local=local, note=note), rows=[], events=[])
     location, note = found.location, ""
     # inspect_environment reports an unreachable cluster this way rather than raising.
-    if location.startswith("unavailable:"):
-        location, note = "", "Cannot look inside right now: " + location.removeprefix("unavailable:").strip()
+    if found.unavailable:
+        location, note = "", "Cannot look inside right now: " + found.unavailable
     starting = phase in (Phase.pending, Phase.provisioning)
     return WorkloadsView(
         info=_info(local=local, location=location, note=note, starting=starting),
@@ -292,25 +291,18 @@ def log_containers(spec: dict[str, Any]) -> list[str]:
 def recent_logs(
     session: Session, actor: Principal, environment_id: int, phase: Phase, container: str = ""
 ) -> list[str]:
-    """The last lines of output, of one container when ``container`` is set.
-
-    ``services.logs.environment_logs`` has no ``container`` parameter yet, so a
-    picked container is read from the runtime here, after the same authorization.
-    """
+    """The last lines of output, of one container when ``container`` is set."""
     if phase in GONE:
         return []
     try:
-        if not container:
-            return logs.environment_logs(
-                session=session,
-                actor=actor,
-                runtime=ports.runtime(),
-                environment_id=environment_id,
-                tail=LOG_LINES,
-            )
-        environments.get_environment(session=session, actor=actor, environment_id=environment_id)
-        lines = ports.runtime().logs(environment_id, tail=LOG_LINES, container=container)
-        return list(itertools.islice(lines, LOG_LINES))
+        return logs.environment_logs(
+            session=session,
+            actor=actor,
+            runtime=ports.runtime(),
+            environment_id=environment_id,
+            tail=LOG_LINES,
+            container=container or None,
+        )
     except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail the page for them
         log.debug("logs of environment %s unavailable: %s", environment_id, exc)
         return []

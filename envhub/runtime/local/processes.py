@@ -118,6 +118,11 @@ def probe_http(port: int, path: str, *, timeout: float = 2.0) -> int | None:
             request = f"GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: envhub-health\r\n\r\n"
             sock.sendall(request.encode())
             head = sock.recv(64).decode("latin-1")
+            # Drain the rest (bounded) so the app sees an orderly close rather
+            # than a reset, which many servers log as an error.
+            received = len(head)
+            while received < 1 << 20 and (chunk := sock.recv(65536)):
+                received += len(chunk)
     except OSError:
         return None
     parts = head.split(" ", 2)
