@@ -14,11 +14,14 @@ class Action(StrEnum):
     environment_create = "environment.create"
     environment_redeploy = "environment.redeploy"
     environment_delete = "environment.delete"
+    environment_shell = "environment.shell"  # open a terminal and type in it
+    environment_watch = "environment.watch"  # watch a terminal session others drive
     audit_read = "audit.read"
 
 
-_READ = {Action.project_read, Action.environment_read, Action.audit_read}
+_READ = {Action.project_read, Action.environment_read, Action.audit_read, Action.environment_watch}
 _MEMBER = _READ | {
+    Action.environment_shell,
     Action.environment_create,
     Action.environment_redeploy,
     Action.environment_delete,
