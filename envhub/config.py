@@ -8,7 +8,11 @@ through :func:`get_settings`, a cached getter that tests override with
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import os
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from envhub.errors import ConfigurationError
@@ -34,6 +38,21 @@ class Mode(StrEnum):
 class RuntimeKind(StrEnum):
     local = "local"
     kubernetes = "kubernetes"
+
+
+class AuthMode(StrEnum):
+    # No OpenID provider: one local user, loopback only, one-time login links.
+    local = "local"
+    oidc = "oidc"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class Settings(BaseSettings):
@@ -76,11 +95,78 @@ class Settings(BaseSettings):
     kube_ingress_namespaces: str = "envhub-system"
     kube_ready_timeout: Annotated[float, Field(gt=0)] = 180.0
 
+    # -- sign-in (OpenID Connect); empty issuer means single-user local mode --
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid email profile"
+    # Who may sign in: people whose verified email is in one of these domains,
+    # or who carry one of these groups (claim ``oidc_groups_claim``).
+    oidc_allowed_domains: str = ""
+    oidc_allowed_groups: str = ""
+    oidc_groups_claim: str = "groups"
+    # Explicitly let anyone the provider knows sign in (no domain/group gate).
+    oidc_allow_any_user: bool = False
+    oidc_clock_leeway: Annotated[int, Field(ge=0, le=300)] = 30
+    # A signed-in session re-checks the person with the provider (refresh
+    # grant) this often, so someone removed there loses access here too.
+    oidc_recheck_interval: Annotated[float, Field(gt=0)] = 300.0
+    oidc_http_timeout: Annotated[float, Field(gt=0)] = 10.0
+
+    # -- sessions and tokens ------------------------------------------------
+    session_idle_timeout: Annotated[float, Field(gt=0)] = 8 * 3600.0
+    session_max_age: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    login_link_ttl: Annotated[float, Field(gt=0, le=24 * 3600)] = 900.0
+    token_max_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    first_team: str = "default"
+    # Key for data encrypted at rest (base64 of 32 bytes); derived from the
+    # secret key when empty. Old keys (comma-separated) still decrypt.
+    encryption_key: SecretStr = SecretStr("")
+    encryption_old_keys: SecretStr = SecretStr("")
+
+    # -- abuse limits -------------------------------------------------------
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # "<requests>/<seconds>" per client.
+    rate_limit_sign_in: str = "30/60"
+    rate_limit_tokens: str = "60/60"
+    rate_limit_webhooks: str = "120/60"
+    # Reverse proxies in front of envhub whose X-Forwarded-For is believed.
+    trusted_proxy_hops: Annotated[int, Field(ge=0, le=5)] = 0
+    # Extra Host names envhub answers to besides the base URL's.
+    allowed_hosts: str = ""
+
+    _generated_secret: bytes | None = PrivateAttr(default=None)
+
     @field_validator("local_sandbox")
     @classmethod
     def _known_sandbox(cls, value: str) -> str:
         if value not in {"auto", "bwrap", "unshare", "none"}:
             raise ValueError("must be one of auto, bwrap, unshare, none")
+        return value
+
+    @field_validator("rate_limit_sign_in", "rate_limit_tokens", "rate_limit_webhooks")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        count, _, seconds = value.partition("/")
+        if not (
+            count.strip().isdigit() and seconds.strip().isdigit() and int(count) > 0 and int(seconds) > 0
+        ):
+            raise ValueError("must look like <requests>/<seconds>, e.g. 30/60")
+        return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            return value
+        parts = urlsplit(value)
+        # Tokens and client secrets cross this connection: https only, except
+        # a provider on this very machine (tests, a local development OP).
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+        ):
+            raise ValueError("must be an https:// URL (http:// only for a provider on loopback)")
         return value
 
     @field_validator("base_url")
@@ -100,7 +186,63 @@ class Settings(BaseSettings):
                 "ENVHUB_SECRET_KEY: refusing an insecure default outside development; "
                 f"set it to a random value, e.g. {secrets.token_urlsafe(32)}"
             )
+        if self.oidc_issuer:
+            if not self.oidc_client_id:
+                raise ValueError("ENVHUB_OIDC_CLIENT_ID: required when ENVHUB_OIDC_ISSUER is set")
+            if not (self.oidc_allowed_domains or self.oidc_allowed_groups or self.oidc_allow_any_user):
+                raise ValueError(
+                    "ENVHUB_OIDC_ALLOWED_DOMAINS: set it (or ENVHUB_OIDC_ALLOWED_GROUPS) to say who may "
+                    "sign in, or ENVHUB_OIDC_ALLOW_ANY_USER=true to let everyone the provider knows in"
+                )
         return self
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        return AuthMode.oidc if self.oidc_issuer else AuthMode.local
+
+    @property
+    def allowed_domains(self) -> tuple[str, ...]:
+        return tuple(domain.lower().lstrip("@") for domain in _csv(self.oidc_allowed_domains))
+
+    @property
+    def allowed_groups(self) -> tuple[str, ...]:
+        return _csv(self.oidc_allowed_groups)
+
+    @property
+    def extra_hosts(self) -> tuple[str, ...]:
+        return tuple(host.lower() for host in _csv(self.allowed_hosts))
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def base_origin(self) -> str:
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    def rate_limit(self, name: str) -> tuple[int, int]:
+        """(requests, seconds) of the named limit: sign_in, tokens, webhooks."""
+        count, _, seconds = str(getattr(self, f"rate_limit_{name}")).partition("/")
+        return int(count), int(seconds)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (sessions, audit chain, ...), derived
+        from the secret so that one leaked derived key reveals no other."""
+        return hmac.new(self.secret_material(), f"envhub:{purpose}".encode(), hashlib.sha256).digest()
+
+    def secret_material(self) -> bytes:
+        """The key material everything signed or encrypted derives from.
+
+        ENVHUB_SECRET_KEY when it is set to a real value. In development with
+        the default, a random key is generated once into the data folder: a
+        published default would let anyone forge sessions or read secrets.
+        """
+        if self.secret_key not in _INSECURE_SECRETS:
+            return self.secret_key.encode()
+        if self._generated_secret is None:
+            self._generated_secret = _data_dir_secret(self.data_dir / "secret.key")
+        return self._generated_secret
 
     @property
     def ingress_namespaces(self) -> tuple[str, ...]:
@@ -114,6 +256,24 @@ class Settings(BaseSettings):
     def base_port(self) -> int:
         parts = urlsplit(self.base_url)
         return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _data_dir_secret(path: Path) -> bytes:
+    """Read the generated key, creating it (mode 0600) the first time; safe across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    for _ in range(50):  # another process may be writing it this very moment
+        value = path.read_text().strip()
+        if value:
+            return value.encode()
+        time.sleep(0.02)
+    raise ConfigurationError(f"{path} is empty; delete it and start again")
 
 
 def load_settings() -> Settings:

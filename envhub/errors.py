@@ -11,6 +11,23 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
+    │   ├── CsrfRejected          csrf_failed
+    │   └── OriginRejected        origin_not_allowed
+    ├── Unauthenticated           unauthenticated
+    ├── SignInFailed              sign_in_failed
+    │   ├── SignInNotAllowed      sign_in_not_allowed
+    │   ├── LoginLinkInvalid      login_link_invalid
+    │   ├── OidcStateMismatch     oidc_state_mismatch
+    │   ├── OidcNonceMismatch     oidc_nonce_mismatch
+    │   ├── OidcTokenExpired      oidc_token_expired
+    │   ├── OidcTokenInvalid      oidc_token_invalid
+    │   └── OidcProviderError     oidc_provider_error
+    │       └── OidcProviderUnreachable  oidc_provider_unreachable (retryable)
+    ├── RateLimited               rate_limited
+    ├── PayloadTooLarge           payload_too_large
+    ├── HostNotAllowed            host_not_allowed
+    ├── Unsupported               not_supported
+    ├── SecretUnreadable          secret_unreadable
     ├── InvalidTransition         invalid_transition
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
@@ -77,6 +94,93 @@ class Conflict(EnvhubError):
 class PermissionDenied(EnvhubError):
     code = "forbidden"
     default_hint = "Ask an owner or admin of the team for access."
+
+
+class CsrfRejected(PermissionDenied):
+    code = "csrf_failed"
+    default_hint = "Reload the page and try again; API clients send a bearer token instead of cookies."
+
+
+class OriginRejected(PermissionDenied):
+    code = "origin_not_allowed"
+    default_hint = "Open envhub at its own address (ENVHUB_BASE_URL)."
+
+
+class Unauthenticated(EnvhubError):
+    code = "unauthenticated"
+    default_hint = "Sign in again, or send a valid token as 'Authorization: Bearer <token>'."
+
+
+class SignInFailed(EnvhubError):
+    code = "sign_in_failed"
+    default_hint = "Start signing in again from envhub's sign-in page."
+
+
+class SignInNotAllowed(SignInFailed):
+    code = "sign_in_not_allowed"
+    default_hint = "Sign in with an account envhub's administrators allow (domain or group)."
+
+
+class LoginLinkInvalid(SignInFailed):
+    code = "login_link_invalid"
+    default_hint = (
+        "Login links work once and expire; run `python -m envhub.launcher login-link` for a new one."
+    )
+
+
+class OidcStateMismatch(SignInFailed):
+    code = "oidc_state_mismatch"
+
+
+class OidcNonceMismatch(SignInFailed):
+    code = "oidc_nonce_mismatch"
+
+
+class OidcTokenExpired(SignInFailed):
+    code = "oidc_token_expired"
+    default_hint = "Sign in again; if it keeps happening, check the clocks of envhub and the provider."
+
+
+class OidcTokenInvalid(SignInFailed):
+    code = "oidc_token_invalid"
+
+
+class OidcProviderError(SignInFailed):
+    code = "oidc_provider_error"
+    default_hint = "The OpenID provider refused or did not answer; try again, then check ENVHUB_OIDC_*."
+
+
+class OidcProviderUnreachable(OidcProviderError):
+    code = "oidc_provider_unreachable"
+    retryable = True
+
+
+class RateLimited(EnvhubError):
+    code = "rate_limited"
+    default_hint = "Too many requests from this client; wait and try again."
+
+
+class PayloadTooLarge(EnvhubError):
+    code = "payload_too_large"
+    default_hint = "Send a smaller request body."
+
+
+class HostNotAllowed(EnvhubError):
+    code = "host_not_allowed"
+    default_hint = "Use envhub's own address (ENVHUB_BASE_URL), or add the name to ENVHUB_ALLOWED_HOSTS."
+
+
+class Unsupported(EnvhubError):
+    code = "not_supported"
+    default_hint = "This runtime does not offer that; see the documentation of ENVHUB_RUNTIME."
+
+
+class SecretUnreadable(EnvhubError):
+    code = "secret_unreadable"
+    default_hint = (
+        "It was encrypted with another key: restore ENVHUB_ENCRYPTION_KEY "
+        "(or list it in ENVHUB_ENCRYPTION_OLD_KEYS)."
+    )
 
 
 class InvalidTransition(EnvhubError):
