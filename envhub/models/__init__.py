@@ -1,23 +1,35 @@
 """The database tables, one module per aggregate.
 
 Importing this package registers every table on ``SQLModel.metadata`` (Alembic's
-autogenerate and the tests rely on that).
+autogenerate and the tests rely on that) and the audit chain's commit hook.
 """
 
-from envhub.models.audit import AuditEvent
+from envhub.models import audit_chain as _audit_chain  # noqa: F401  (registers the commit hook)
+from envhub.models.access import ApiToken, DeviceAuthorization, LoginLink, WebSession
+from envhub.models.audit import AuditChainHead, AuditEvent
 from envhub.models.environment import Environment
-from envhub.models.identity import Membership, Role, Team, User
+from envhub.models.identity import Invite, Membership, Role, Team, User
 from envhub.models.job import JobRun, JobStatus
 from envhub.models.project import Project
+from envhub.models.secrets import StoredSecret
+from envhub.models.sharing import EnvironmentShare
 
 __all__ = [
+    "ApiToken",
+    "AuditChainHead",
     "AuditEvent",
+    "DeviceAuthorization",
     "Environment",
+    "EnvironmentShare",
+    "Invite",
     "JobRun",
     "JobStatus",
+    "LoginLink",
     "Membership",
     "Project",
     "Role",
+    "StoredSecret",
     "Team",
     "User",
+    "WebSession",
 ]

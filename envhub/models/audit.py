@@ -1,11 +1,17 @@
-"""AuditEvent: one row for every state-changing operation, success or failure."""
+"""AuditEvent: one row for every operation, success or failure, in a hash chain.
+
+Rows are append-only. Each carries its position ``seq``, the MAC of the row
+before it (``prev_hash``) and its own (``hash``), computed by
+``models/audit_chain.py`` at commit; ``AuditChainHead`` seals the end of the
+chain. ``services/audit_chain.py`` verifies it.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from envhub.models.base import JSONType, UTCDateTime, utcnow
@@ -13,14 +19,21 @@ from envhub.models.base import JSONType, UTCDateTime, utcnow
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_target", "target_type", "target_id"),)
+    __table_args__ = (
+        Index("ix_audit_event_target", "target_type", "target_id"),
+        UniqueConstraint("seq", name="uq_audit_event_seq"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    # Position in the chain; NULL only for rows written before the chain existed
+    # until the launcher seals them (see services/audit_chain.seal_legacy_rows).
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     time: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False, index=True))
     actor_id: int | None = Field(default=None, foreign_key="user_account.id")
-    actor: str = Field(max_length=200)
-    # user | system (jobs, reconciler); tokens and agents arrive with identity.
+    actor: str = Field(max_length=200, index=True)
+    # user | token | agent | system
     principal_type: str = Field(default="user", max_length=20)
+    token_id: int | None = Field(default=None)  # the token that acted, for token and agent principals
     action: str = Field(max_length=100, index=True)
     target_type: str = Field(max_length=50)
     target_id: int | None = Field(default=None)
@@ -28,4 +41,20 @@ class AuditEvent(SQLModel, table=True):
     team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
     outcome: str = Field(default="success", max_length=20)
     error_code: str | None = Field(default=None, max_length=100)
+    source_ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=300)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The last link of the chain (a single row, id 1), locked by every append."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    last_hash: str = Field(max_length=64)
+    mac: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
