@@ -1,4 +1,4 @@
-"""Helpers the use cases share: pages, audit records, authorization."""
+"""Helpers the use cases share: pages, audit records (authorization lives in access.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from envhub.domain.policy import Action, role_allows
 from envhub.domain.principals import Principal
-from envhub.errors import EnvhubError, NotFound, PermissionDenied
-from envhub.models import AuditEvent, Membership
+from envhub.errors import EnvhubError
+from envhub.models import AuditEvent
+from envhub.models.audit_chain import record
+from envhub.services.access import authorize, authorize_environment, team_role, teams_of
+
+__all__ = [
+    "AuditTarget",
+    "Page",
+    "audit",
+    "audited",
+    "authorize",
+    "authorize_environment",
+    "clamp_page",
+    "team_role",
+    "teams_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,43 +50,6 @@ def clamp_page(offset: int, limit: int) -> tuple[int, int]:
     return max(0, offset), max(1, min(limit, MAX_PAGE_SIZE))
 
 
-def team_role(session: Session, actor: Principal, team_id: int) -> str | None:
-    if actor.is_system:
-        return "owner"
-    if actor.user_id is None:
-        return None
-    membership = session.exec(
-        select(Membership).where(Membership.team_id == team_id, Membership.user_id == actor.user_id)
-    ).first()
-    return membership.role.value if membership else None
-
-
-def authorize(session: Session, actor: Principal, team_id: int, action: Action, *, what: str) -> None:
-    """Raise unless ``actor`` may do ``action`` in the team.
-
-    Someone with no role at all gets ``not_found`` rather than ``forbidden`` so
-    that other teams' objects cannot be discovered by probing.
-    """
-    role = team_role(session, actor, team_id)
-    if role is None:
-        raise NotFound(f"{what} was not found")
-    if not role_allows(role, action):
-        raise PermissionDenied(
-            f"your role '{role}' does not allow {action.value}",
-            details={"action": action.value, "role": role},
-        )
-
-
-def teams_of(session: Session, actor: Principal) -> list[int] | None:
-    """Team ids the actor can see; None means all (the system principal)."""
-    if actor.is_system:
-        return None
-    if actor.user_id is None:
-        return []
-    rows = session.exec(select(Membership.team_id).where(Membership.user_id == actor.user_id))
-    return list(rows)
-
-
 def audit(
     session: Session,
     actor: Principal,
@@ -91,6 +67,9 @@ def audit(
         actor_id=actor.user_id,
         actor=actor.name,
         principal_type=actor.type.value,
+        token_id=actor.token_id,
+        source_ip=actor.source_ip,
+        user_agent=actor.user_agent,
         action=action,
         target_type=target_type,
         target_id=target_id,
@@ -100,7 +79,7 @@ def audit(
         error_code=error_code,
         details=details or {},
     )
-    session.add(event)
+    record(session, event)  # chained at commit (models/audit_chain.py)
     return event
 
 

@@ -9,6 +9,10 @@ overwrites the newer intent.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +31,7 @@ from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.runtime.base import Runtime
 from envhub.services import jobruns
 from envhub.services.common import audit
+from envhub.services.secrets import environment_secrets
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +154,18 @@ def begin_run(
             spec=EnvironmentSpec.model_validate(environment.spec),
         ),
     )
+
+
+def with_secrets(session: Session, assignment: Assignment) -> EnvironmentTarget:
+    """The target with the project's secrets, opened now, just before the runtime uses them."""
+    project = session.get(Project, assignment.project_id)
+    assert project is not None
+    values = environment_secrets(session, team_id=project.team_id, project_id=assignment.project_id)
+    if not values:
+        return assignment.target
+    key = get_settings().derived_key("secrets-digest")
+    digest = hmac.new(key, json.dumps(sorted(values.items())).encode(), hashlib.sha256).hexdigest()[:32]
+    return dataclasses.replace(assignment.target, secrets=values, secrets_digest=digest)
 
 
 class RunProgress:

@@ -22,7 +22,15 @@ from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
 from envhub.services import jobruns
-from envhub.services.common import AuditTarget, Page, audit, audited, authorize, clamp_page
+from envhub.services.common import (
+    AuditTarget,
+    Page,
+    audit,
+    audited,
+    authorize,
+    authorize_environment,
+    clamp_page,
+)
 from envhub.services.projects import get_project, project_defaults
 
 
@@ -111,9 +119,9 @@ def get_environment(*, session: Session, actor: Principal, environment_id: int) 
         raise NotFound(
             f"environment {environment_id} was not found", details={"environment_id": environment_id}
         )
-    project = session.get(Project, environment.project_id)
-    assert project is not None
-    authorize(session, actor, project.team_id, Action.environment_read, what=f"environment {environment_id}")
+    authorize_environment(
+        session, actor, environment, Action.environment_read, what=f"environment {environment_id}"
+    )
     return environment
 
 
@@ -153,7 +161,7 @@ def redeploy_environment(
         project = session.get(Project, environment.project_id)
         assert project is not None
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
-        authorize(session, actor, project.team_id, Action.environment_redeploy, what="environment")
+        authorize_environment(session, actor, environment, Action.environment_redeploy, what="environment")
         if environment.desired_state != "present" or not is_redeployable(environment.phase):
             raise InvalidTransition(
                 f"cannot redeploy an environment that is {environment.phase.value}",
@@ -196,7 +204,7 @@ def delete_environment(
         project = session.get(Project, environment.project_id)
         assert project is not None
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
-        authorize(session, actor, project.team_id, Action.environment_delete, what="environment")
+        authorize_environment(session, actor, environment, Action.environment_delete, what="environment")
         if environment.phase is Phase.deleted:
             raise NotFound(f"environment {environment.name!r} is already deleted")
         if environment.desired_state == "absent":
