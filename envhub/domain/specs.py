@@ -7,7 +7,8 @@ across generations and rendered by any runtime without I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -131,6 +132,11 @@ class EnvironmentTarget:
     team: str
     generation: int
     spec: EnvironmentSpec
+    # The project's secrets, decrypted by the job at the moment it hands them
+    # over; never persisted, never printed (repr), never part of equality.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # A keyed digest of ``secrets``: changes when they do, so workloads restart.
+    secrets_digest: str = ""
 
     @property
     def labels(self) -> dict[str, str]:

@@ -22,7 +22,7 @@ def converge_environment(environment_id: int, run_id: int) -> str:
         progress = convergence.RunProgress(session, assignment)
         try:
             if assignment.desired_state == "present":
-                runtime.apply(assignment.target, progress=progress)
+                runtime.apply(convergence.with_secrets(session, assignment), progress=progress)
                 progress.begin("publish")
                 url = urls.publish(assignment.target)
                 progress.finish("publish", url)

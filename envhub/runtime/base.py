@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from envhub.domain.specs import EnvironmentTarget
 
@@ -87,6 +87,17 @@ class Inspection:
     unavailable: str = ""  # why nothing could be read right now (cluster unreachable)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkloadCredentials:
+    """A short-lived credential for an environment's own identity (repr hides the token)."""
+
+    token: str = field(repr=False)
+    expires_at: str  # RFC 3339, as the issuer stated it
+    namespace: str
+    server: str
+    account: str
+
+
 StatusHandler = Callable[[int, RuntimeStatus], None]
 
 
@@ -126,6 +137,18 @@ class ExecSession(Protocol):
 
     def close(self) -> None:
         """End the process (and its children) and release the PTY."""
+
+
+@runtime_checkable
+class CredentialIssuer(Protocol):
+    """A runtime that can hand out short-lived credentials for an environment's identity."""
+
+    def issue_credentials(self, environment_id: int, *, ttl_seconds: int) -> WorkloadCredentials:
+        """A fresh token for the environment's workload identity, valid ``ttl_seconds``.
+
+        Issued at the moment of use, never stored. Raises ``NotFound`` when the
+        environment has nothing on this runtime.
+        """
 
 
 class Runtime(Protocol):

@@ -6,11 +6,12 @@ here, so it can be snapshot-tested and validated against the API schemas
 without a cluster.
 """
 
+from envhub.domain.kube.access import kube_groups, render_team_access, team_group
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, render_deployment, render_service
 from envhub.domain.kube.errors import ManifestInvalid, ManifestRejected
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import CLUSTER_SCOPED_KINDS, IsNamespaced, parse_manifests, scope_manifests
-from envhub.domain.kube.names import NAMESPACE_PREFIX, namespace_for, namespace_name
+from envhub.domain.kube.names import NAMESPACE_PREFIX, WORKLOAD_ACCOUNT, namespace_for, namespace_name
 from envhub.domain.kube.network import render_network_policies
 from envhub.domain.kube.quantities import clamp_quantity, parse_quantity
 from envhub.domain.kube.rbac import render_rbac
@@ -20,6 +21,7 @@ __all__ = [
     "CLUSTER_SCOPED_KINDS",
     "DEFAULT_INGRESS_NAMESPACES",
     "NAMESPACE_PREFIX",
+    "WORKLOAD_ACCOUNT",
     "IsNamespaced",
     "ManifestInvalid",
     "ManifestRejected",
@@ -27,6 +29,7 @@ __all__ = [
     "PublicEndpoint",
     "clamp_quantity",
     "clamp_quota",
+    "kube_groups",
     "namespace_for",
     "namespace_name",
     "parse_manifests",
@@ -40,5 +43,7 @@ __all__ = [
     "render_rbac",
     "render_resource_quota",
     "render_service",
+    "render_team_access",
     "scope_manifests",
+    "team_group",
 ]

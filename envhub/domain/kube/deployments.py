@@ -15,10 +15,19 @@ why some fields that look optional are always written out:
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
-from envhub.domain.kube.names import NAME_LABEL, PART_OF_LABEL, SERVICE_LABEL, WORKLOAD_ACCOUNT, metadata
+from envhub.domain.kube.names import (
+    NAME_LABEL,
+    PART_OF_LABEL,
+    SECRETS_ANNOTATION,
+    SECRETS_NAME,
+    SERVICE_LABEL,
+    WORKLOAD_ACCOUNT,
+    metadata,
+)
 from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
 from envhub.domain.workloads import ContainerService, HealthCheck
 
@@ -114,6 +123,10 @@ def _container(target: EnvironmentTarget, service: ContainerService) -> dict[str
     if service.args:
         container["args"] = list(service.args)
     container["env"] = _env(target, service)
+    if target.secrets:
+        # By reference: the values stay in the Secret, which people's
+        # kubectl roles cannot read, instead of the readable pod spec.
+        container["envFrom"] = [{"secretRef": {"name": SECRETS_NAME}}]
     if service.ports:
         container["ports"] = [
             {"name": _port_name(port), "containerPort": port, "protocol": "TCP"} for port in service.ports
@@ -148,6 +161,10 @@ def render_deployment(
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [_container(target, service)],
     }
+    template: dict[str, Any] = {"labels": dict(labels)}
+    if target.secrets and target.secrets_digest:
+        # Pods read envFrom when they start: a new digest rolls them.
+        template["annotations"] = {SECRETS_ANNOTATION: target.secrets_digest}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -156,7 +173,22 @@ def render_deployment(
             "replicas": service.replicas,
             "revisionHistoryLimit": REVISION_HISTORY,
             "selector": {"matchLabels": selector_labels(service.name)},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+            "template": {"metadata": template, "spec": pod_spec},
+        },
+    }
+
+
+def render_secrets(target: EnvironmentTarget, *, namespace: str) -> dict[str, Any] | None:
+    """The Secret holding the project's secrets for this environment; None without any."""
+    if not target.secrets:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(SECRETS_NAME, namespace, target.labels),
+        "type": "Opaque",
+        "data": {
+            name: base64.b64encode(value.encode()).decode() for name, value in sorted(target.secrets.items())
         },
     }
 

@@ -26,6 +26,8 @@ SERVICE_LABEL = "envhub.dev/service"
 QUOTA_NAME = "envhub-quota"
 LIMIT_RANGE_NAME = "envhub-limits"
 WORKLOAD_ACCOUNT = "envhub-workload"
+SECRETS_NAME = "envhub-secrets"
+SECRETS_ANNOTATION = "envhub.dev/secrets-digest"
 POLICY_DEFAULT_DENY = "envhub-default-deny"
 POLICY_ALLOW_DNS = "envhub-allow-dns"
 POLICY_ALLOW_SAME_NAMESPACE = "envhub-allow-same-namespace"
@@ -40,6 +42,12 @@ RESERVED_OBJECTS: frozenset[tuple[str, str]] = frozenset(
         ("ServiceAccount", WORKLOAD_ACCOUNT),
         ("Role", WORKLOAD_ACCOUNT),
         ("RoleBinding", WORKLOAD_ACCOUNT),
+        ("Secret", SECRETS_NAME),
+        # The owning team's kubectl access (access.py).
+        ("Role", "envhub-team-view"),
+        ("Role", "envhub-team-edit"),
+        ("RoleBinding", "envhub-team-view"),
+        ("RoleBinding", "envhub-team-edit"),
     }
     | {
         ("NetworkPolicy", name)

@@ -8,7 +8,8 @@ rbac.authorization.k8s.io/v1); user manifests keep the versions they name, and
 the runtime resolves those by discovery.
 
 Order: the Namespace, then what constrains everything created after it (quota,
-limits, network policies), then RBAC, then workloads (Services before
+limits, network policies), then RBAC (the workload account, and the owning
+team's kubectl access: ``access.py``), then workloads (Services before
 Deployments, as Helm does) and finally the user's manifests, themselves sorted
 by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
 The runtime prunes objects with envhub's labels that are not in the list.
@@ -19,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from envhub.domain.kube.deployments import render_deployment, render_service
+from envhub.domain.kube.access import render_team_access
+from envhub.domain.kube.deployments import render_deployment, render_secrets, render_service
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
@@ -109,7 +111,11 @@ def render_environment(
             dns_cidrs=dns_cidrs,
         ),
         *render_rbac(namespace=namespace, labels=labels),
+        *render_team_access(namespace=namespace, team=target.team, labels=labels),
     ]
+    secrets = render_secrets(target, namespace=namespace)
+    if secrets is not None:
+        objects.append(secrets)
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)
         if rendered is not None:

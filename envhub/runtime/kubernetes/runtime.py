@@ -22,6 +22,7 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, NetworkingV1Api, 
 
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
+    WORKLOAD_ACCOUNT,
     PlatformLimits,
     clamp_quota,
     namespace_for,
@@ -37,7 +38,9 @@ from envhub.runtime.base import (
     RuntimeState,
     RuntimeStatus,
     StatusHandler,
+    WorkloadCredentials,
 )
+from envhub.runtime.kubernetes.credentials import request_token
 from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json, quota_error, translate
 from envhub.runtime.kubernetes.readiness import Readiness, describe_event, describe_pod, explain, recent
@@ -134,6 +137,8 @@ class KubernetesRuntime:
         for kind, lister, deleter in (
             ("Deployment", self.apps.list_namespaced_deployment, self.apps.delete_namespaced_deployment),
             ("Service", self.core.list_namespaced_service, self.core.delete_namespaced_service),
+            # The project's secrets: gone from envhub, gone from the namespace.
+            ("Secret", self.core.list_namespaced_secret, self.core.delete_namespaced_secret),
             (
                 "NetworkPolicy",
                 self.networking.list_namespaced_network_policy,
@@ -192,6 +197,20 @@ class KubernetesRuntime:
         finally:
             watcher.stop()  # type: ignore[no-untyped-call]
         return None
+
+    # -- credentials ---------------------------------------------------------
+
+    def issue_credentials(self, environment_id: int, *, ttl_seconds: int) -> WorkloadCredentials:
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            raise NotFound(f"environment {environment_id} has no namespace on this cluster")
+        return request_token(
+            self.core,
+            namespace=namespace,
+            account=WORKLOAD_ACCOUNT,
+            ttl_seconds=ttl_seconds,
+            server=str(self.api.configuration.host),
+        )
 
     # -- status --------------------------------------------------------------
 

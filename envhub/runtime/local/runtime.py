@@ -153,6 +153,7 @@ class LocalRuntime:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
         return {
             **target.spec.env,
+            **target.secrets,
             "PATH": _BASE_PATH,
             "HOME": home,
             "LANG": os.environ.get("LANG", "C.UTF-8"),

@@ -92,6 +92,11 @@ def test_order_is_namespace_then_isolation_then_rbac_then_workloads() -> None:
         "ServiceAccount",
         "Role",
         "RoleBinding",
+        # the owning team's kubectl access: view and edit Roles, then their bindings
+        "Role",
+        "Role",
+        "RoleBinding",
+        "RoleBinding",
         "Service",
         "Deployment",
         # the user's manifests, by kind: ServiceAccount, ConfigMap, Service, Deployment

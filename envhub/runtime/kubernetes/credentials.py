@@ -1,0 +1,44 @@
+"""Short-lived tokens for an environment's ServiceAccount, from the TokenRequest API.
+
+Each call asks the API server for a new bound token with an expiry; nothing is
+stored. (Kubernetes v1.20 still creates a long-lived token Secret for every
+ServiceAccount; the workload Role cannot read Secrets, and envhub never hands
+those out.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client import AuthenticationV1TokenRequest, CoreV1Api, V1TokenRequestSpec
+
+from envhub.runtime.base import WorkloadCredentials
+from envhub.runtime.kubernetes.errors import kube_call
+
+# The API server refuses shorter tokens (its minimum is 10 minutes).
+MIN_TTL = 600
+MAX_TTL = 3600
+
+
+def request_token(
+    core: CoreV1Api, *, namespace: str, account: str, ttl_seconds: int, server: str
+) -> WorkloadCredentials:
+    ttl = max(MIN_TTL, min(int(ttl_seconds), MAX_TTL))
+    body = AuthenticationV1TokenRequest(spec=V1TokenRequestSpec(audiences=[], expiration_seconds=ttl))
+    response: Any = kube_call(
+        f"requesting a token for {namespace}/{account}",
+        core.create_namespaced_service_account_token,
+        account,
+        namespace,
+        body,
+    )
+    expires = response.status.expiration_timestamp
+    stamp = expires.astimezone(UTC).isoformat() if isinstance(expires, datetime) else str(expires)
+    return WorkloadCredentials(
+        token=str(response.status.token),
+        expires_at=stamp,
+        namespace=namespace,
+        server=server,
+        account=account,
+    )
