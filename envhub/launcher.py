@@ -5,6 +5,10 @@ is unset, an RQ worker (with the reconciler) and the Reflex app, prints the
 dashboard URL and waits. Ctrl-C (or SIGTERM) stops every child it started and
 the local environments' processes; their desired state stays in the database,
 so the next start brings them back.
+
+Without OpenID Connect envhub is single-user: it listens on 127.0.0.1 only and
+``run`` prints a one-time login link (``login-link`` prints a fresh one).
+``audit verify`` checks the audit log's hash chain.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from envhub.config import PROJECT_ROOT, Settings, load_settings
+from sqlmodel import Session
+
+from envhub.config import PROJECT_ROOT, AuthMode, Settings, is_loopback_host, load_settings
 from envhub.errors import ConfigurationError
 
 log = logging.getLogger("envhub.launcher")
@@ -33,11 +39,71 @@ def migrate(settings: Settings) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from envhub.config import override_settings
+    from envhub.models.db import engine_for
+    from envhub.services.audit_chain import seal_legacy_rows
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.attributes["database_url"] = settings.database_url
     config.attributes["configure_logging"] = False
     command.upgrade(config, "head")
+    # Audit rows from before the hash chain get their MACs now (it needs the key).
+    with override_settings(settings), Session(engine_for(settings.database_url)) as session:
+        seal_legacy_rows(session)
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen where envhub's sign-in would not protect it."""
+    if is_loopback_host(host):
+        return
+    if settings.auth_mode is AuthMode.local:
+        raise ConfigurationError(
+            f"refusing to listen on {host}: no OpenID Connect sign-in is configured, and single-user "
+            "mode signs in with one-time links meant for this machine only",
+            hint="Bind to 127.0.0.1, or configure sign-in (ENVHUB_OIDC_ISSUER, ENVHUB_OIDC_CLIENT_ID, "
+            "ENVHUB_OIDC_CLIENT_SECRET, ENVHUB_OIDC_ALLOWED_DOMAINS) to serve other machines.",
+        )
+    if not settings.base_url.startswith("https://"):
+        raise ConfigurationError(
+            f"refusing to listen on {host} with ENVHUB_BASE_URL={settings.base_url}: session cookies "
+            "and tokens would cross the network unencrypted",
+            hint="Serve envhub over https (e.g. behind a TLS proxy); set ENVHUB_BASE_URL to that URL.",
+        )
+
+
+def login_link(settings: Settings) -> str:
+    from envhub.config import override_settings
+    from envhub.models.db import engine_for
+    from envhub.services.signin import issue_login_link
+
+    if settings.auth_mode is not AuthMode.local:
+        raise ConfigurationError(
+            "login links are for single-user mode; people sign in with OpenID Connect here",
+            hint=f"Open {settings.base_url}/sign-in",
+        )
+    with override_settings(settings), Session(engine_for(settings.database_url)) as session:
+        return issue_login_link(session)
+
+
+def audit_verify(settings: Settings) -> int:
+    from envhub.config import override_settings
+    from envhub.models.db import engine_for
+    from envhub.services.audit_chain import verify_chain
+
+    with override_settings(settings), Session(engine_for(settings.database_url)) as session:
+        report = verify_chain(session)
+    print(f"envhub: {report.summary()}")
+    for problem in report.problems:
+        where = (
+            f"#{problem.seq}"
+            if problem.seq is not None
+            else f"id {problem.event_id}"
+            if problem.event_id
+            else "chain"
+        )
+        print(f"  {problem.kind:<9} {where:<10} {problem.message}")
+    return 0 if report.ok else 1
 
 
 def redis_binary() -> str:
@@ -167,10 +233,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     port = settings.base_port
     host = args.host
-    if host not in ("127.0.0.1", "localhost"):
-        raise ConfigurationError(
-            f"refusing to listen on {host}: envhub has no sign-in yet, so it only binds to 127.0.0.1"
-        )
+    check_bind(host, settings)
     if not port_free(port):
         raise ConfigurationError(
             f"ENVHUB_BASE_URL: port {port} is already in use",
@@ -256,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
             web_argv += ["--frontend-port", str(port), "--backend-port", str(free_port())]
         else:
             web_argv += ["--frontend-port", str(port), "--backend-port", str(port)]
-        web_argv += ["--backend-host", "127.0.0.1"]
+        web_argv += ["--backend-host", host]
         print("envhub: building and starting the dashboard (first start takes a minute)...", flush=True)
         web = supervisor.start("web", web_argv, env=env, log_file=logs_dir / "web.log")
         health = f"http://127.0.0.1:{port}/healthz" if not args.dev else f"http://127.0.0.1:{port}/"
@@ -266,7 +329,11 @@ def run(args: argparse.Namespace) -> int:
             what="the dashboard (see var/logs/web.log)",
             alive=lambda: web.poll() is None,
         )
-        print(f"\n  envhub is running: {settings.base_url}/\n  Press Ctrl-C to stop.\n", flush=True)
+        sign_in = ""
+        if settings.auth_mode is AuthMode.local:
+            # Like a notebook server: whoever can read this terminal may sign in, once.
+            sign_in = f"  Sign in (one-time link): {login_link(settings)}\n"
+        print(f"\n  envhub is running: {settings.base_url}/\n{sign_in}  Press Ctrl-C to stop.\n", flush=True)
         while True:
             for name, proc in supervisor.children:
                 if proc.poll() is not None:
@@ -314,12 +381,21 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--dev", action="store_true", help="Reflex dev mode (hot reload, two ports)")
     run_parser.add_argument("--start-timeout", type=float, default=600.0)
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("login-link", help="print a fresh one-time sign-in link (single-user mode)")
+    audit_parser = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 when broken)")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             migrate(load_settings())
             print("envhub: database is up to date")
             return 0
+        if args.command == "login-link":
+            print(login_link(load_settings()))
+            return 0
+        if args.command == "audit":
+            return audit_verify(load_settings())
         return run(args)
     except ConfigurationError as exc:
         print(f"envhub: {exc.message}" + (f"\n  {exc.hint}" if exc.hint else ""), file=sys.stderr)

@@ -1,8 +1,10 @@
 """The FastAPI application around Reflex.
 
 Reflex mounts itself inside this app (``rx.App(api_transformer=...)``), so
-envhub's routes and the local gateway sit in front of the dashboard: a request
-whose Host names an environment never reaches Reflex.
+envhub's routes and middleware sit in front of the dashboard. From the
+outside in: the local gateway (a request whose Host names an environment
+never reaches envhub), the guard (host, origin, CSRF, body size, rate limits),
+security headers, then envhub's routes or Reflex.
 """
 
 from __future__ import annotations
@@ -11,21 +13,33 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from envhub.api import errors
 from envhub.api.gateway import GatewayMiddleware
+from envhub.api.guard import GuardMiddleware
+from envhub.api.headers import SecurityHeadersMiddleware
+from envhub.api.routes_api import router as api_router
+from envhub.api.routes_auth import router as auth_router
 from envhub.models.db import session_scope
 
 
 def create_api() -> FastAPI:
     api = FastAPI(title="envhub", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
+    errors.install(api)
+    api.include_router(auth_router)
+    api.include_router(api_router)
 
     @api.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         try:
             with session_scope() as session:
                 session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-        except Exception as exc:
-            return JSONResponse({"status": "unhealthy", "database": str(exc)}, status_code=503)
+        except Exception:
+            # The reason stays in the logs: it may name hosts or users.
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    # add_middleware wraps: the last one added is the outermost.
+    api.add_middleware(SecurityHeadersMiddleware)
+    api.add_middleware(GuardMiddleware)
     api.add_middleware(GatewayMiddleware)
     return api
