@@ -3,7 +3,19 @@
 import reflex as rx
 
 from envhub.api.app import create_api
-from envhub.ui.pages import environment, project, projects
+from envhub.ui.pages import (
+    audit,
+    device,
+    environment,
+    environment_access,
+    project,
+    project_secrets,
+    projects,
+    sign_in,
+    team,
+    teams,
+    tokens,
+)
 from envhub.ui.state import AuthState
 
 app = rx.App(
@@ -12,6 +24,9 @@ app = rx.App(
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
 
+# Every page but the sign-in page starts by asking who is there (AuthState.sign_in),
+# which sends anyone without a live session to /sign-in.
+app.add_page(sign_in.page, route="/sign-in", title="Sign in · envhub", on_load=sign_in.SignInState.load)
 app.add_page(
     projects.page,
     route="/",
@@ -22,11 +37,42 @@ app.add_page(
     project.page,
     route="/projects/[project_id]",
     title="Project · envhub",
-    on_load=[AuthState.sign_in, project.ProjectState.load],
+    on_load=[AuthState.sign_in, project.ProjectState.load, project_secrets.ProjectSecretsState.load],
 )
 app.add_page(
     environment.page,
     route="/projects/[project_id]/environments/[environment_id]",
     title="Environment · envhub",
-    on_load=[AuthState.sign_in, environment.EnvironmentState.load],
+    on_load=[
+        AuthState.sign_in,
+        environment.EnvironmentState.load,
+        environment_access.EnvironmentAccessState.load,
+    ],
+)
+app.add_page(
+    teams.teams_page,
+    route="/teams",
+    title="Teams · envhub",
+    on_load=[AuthState.sign_in, teams.TeamsState.load],
+)
+app.add_page(
+    team.team_page,
+    route="/teams/[team_id]",
+    title="Team · envhub",
+    on_load=[AuthState.sign_in, team.TeamState.load],
+)
+app.add_page(
+    tokens.page,
+    route="/tokens",
+    title="Tokens · envhub",
+    on_load=[AuthState.sign_in, tokens.TokensState.load],
+)
+app.add_page(
+    audit.page, route="/audit", title="Audit log · envhub", on_load=[AuthState.sign_in, audit.AuditState.load]
+)
+app.add_page(
+    device.page,
+    route="/device",
+    title="Device sign-in · envhub",
+    on_load=[AuthState.sign_in, device.DeviceState.load],
 )

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from reflex.utils.prerequisites import get_and_validate_app
 
 from envhub.config import get_settings
+from envhub.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,8 @@ class LiveMixin(rx.State, mixin=True):
                 query = request[0]
                 try:
                     view = await asyncio.to_thread(self._live_read, query)
+                except Unauthenticated:  # the session ended (sign-out elsewhere, expiry): stop
+                    return
                 except Exception:  # keep the page alive; the next tick tries again
                     log.exception("live reload of %s failed", path)
                     continue

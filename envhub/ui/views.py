@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from envhub.domain.phases import Phase, is_deletable, is_redeployable
+from envhub.domain.policy import Action
 from envhub.errors import EnvhubError, NotFound
 from envhub.models import AuditEvent, Environment, JobRun, Project
 from envhub.queue.events import project_channel
-from envhub.services import audit_log, environments, projects
+from envhub.services import audit_log, environments, projects, sharing
 from envhub.ui import format as fmt
-from envhub.ui import workload_defaults, workloads
+from envhub.ui import identity_views, workload_defaults, workloads
 from envhub.ui.feedback import advice_for, condition_view
 from envhub.ui.state import acting_as
 
@@ -289,8 +290,10 @@ def read_projects(who: str, *, offset: int, search: str) -> dict[str, Any]:
             session=session, actor=actor, offset=offset, limit=PAGE_SIZE, search=search.strip()
         )
         rows = [project_row(item.project, item.environments) for item in page.items]
+        shared = sharing.list_shared_environments(session=session, actor=actor)
         return {
             "rows": rows,
+            "shared": [identity_views.shared_row(item) for item in shared],
             "total": page.total,
             "has_next": page.has_next,
             "label": page_label(page.offset, len(rows), page.total),
@@ -335,12 +338,11 @@ def read_environment(
 ) -> dict[str, Any]:
     with acting_as(who) as (session, actor):
         try:
-            environment = environments.get_environment(
+            environment, project, allowed = environments.environment_context(
                 session=session, actor=actor, environment_id=environment_id
             )
             if environment.project_id != project_id:
                 raise NotFound(f"environment {environment_id} is not in project {project_id}")
-            project = projects.get_project(session=session, actor=actor, project_id=project_id)
             run = environments.latest_run(session=session, actor=actor, environment_id=environment_id)
             trail = audit_log.environment_audit_trail(
                 session=session,
@@ -368,8 +370,14 @@ def read_environment(
             "audit_total": trail.total,
             "audit_has_next": trail.has_next,
             "audit_label": page_label(trail.offset, len(trail.items), trail.total),
-            "can_redeploy": environment.desired_state == "present" and is_redeployable(phase),
-            "can_delete": environment.desired_state == "present" and is_deletable(phase),
+            "can_redeploy": environment.desired_state == "present"
+            and is_redeployable(phase)
+            and Action.environment_redeploy in allowed,
+            "can_delete": environment.desired_state == "present"
+            and is_deletable(phase)
+            and Action.environment_delete in allowed,
+            "can_share": Action.environment_share in allowed and phase is not Phase.deleted,
+            "can_agent": Action.environment_shell in allowed and phase is not Phase.deleted,
             "log_containers": containers,
             "logs": workloads.recent_logs(session, actor, environment_id, phase, log_container),
         }

@@ -4,11 +4,16 @@ The server is started once per session exactly as ``make run`` does, on a free
 port with its own data folder: SQLite and the embedded Redis (the developer's
 ENVHUB_DATABASE_URL / ENVHUB_REDIS_URL are removed). Playwright is driven
 through its sync API; no pytest-playwright.
+
+Sign-in works as for a person: the one-time link the launcher prints is opened
+once, and every test's browser context starts with that session's cookie
+(``page``); ``anonymous_page`` has none. ``login_link()`` prints fresh links.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,9 +22,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from envhub.config import PROJECT_ROOT
 from tests.support.net import free_port
@@ -44,6 +50,24 @@ class Envhub:
     data_dir: Path
     log: Path
 
+    def printed_login_link(self) -> str:
+        found = re.search(r"Sign in \(one-time link\): (\S+)", self.log.read_text(errors="replace"))
+        assert found, f"the launcher printed no login link\n{self.log_tail()}"
+        return found.group(1)
+
+    def login_link(self) -> str:
+        """A fresh one-time link, as `python -m envhub.launcher login-link` prints it."""
+        done = subprocess.run(
+            [sys.executable, "-m", "envhub.launcher", "login-link"],
+            cwd=PROJECT_ROOT,
+            env={**_server_env(), "ENVHUB_BASE_URL": self.base_url, "ENVHUB_DATA_DIR": str(self.data_dir)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
+
     def log_tail(self, lines: int = 60) -> str:
         parts = []
         for path in (self.log, self.data_dir / "logs" / "web.log", self.data_dir / "logs" / "worker.log"):
@@ -55,6 +79,12 @@ class Envhub:
 
 def chromium_path() -> str | None:
     return os.environ.get("ENVHUB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _server_env() -> dict[str, str]:
+    """This process's environment without the developer's ENVHUB_* settings."""
+    own = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_")}
+    return {**own, **{k: v for k, v in os.environ.items() if k.startswith("ENVHUB_TEST_")}}
 
 
 def _healthy(url: str) -> bool:
@@ -70,7 +100,7 @@ def envhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envhub]:
     port = free_port()
     data_dir = tmp_path_factory.mktemp("envhub-data")
     log = data_dir / "launcher.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_") or k.startswith("ENVHUB_TEST_")}
+    env = _server_env()
     env.update(
         ENVHUB_BASE_URL=f"http://localhost:{port}",
         ENVHUB_DATA_DIR=str(data_dir),
@@ -124,12 +154,38 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, envhub_server: Envhub) -> Iterator[Page]:
+@pytest.fixture(scope="session")
+def signed_in(browser: Browser, envhub_server: Envhub) -> dict[str, Any]:
+    """The cookies of a session started through the link ``make run`` printed."""
+    context = browser.new_context(base_url=envhub_server.base_url)
+    page = context.new_page()
+    page.goto(envhub_server.printed_login_link())
+    page.wait_for_url(f"{envhub_server.base_url}/")
+    state: dict[str, Any] = dict(context.storage_state())
+    context.close()
+    return state
+
+
+def _context(browser: Browser, envhub_server: Envhub, state: dict[str, Any] | None) -> BrowserContext:
     context = browser.new_context(
-        base_url=envhub_server.base_url, viewport={"width": 1440, "height": 900}, color_scheme="light"
+        base_url=envhub_server.base_url,
+        viewport={"width": 1440, "height": 900},
+        color_scheme="light",
+        storage_state=state,  # type: ignore[arg-type]
     )
     context.set_default_timeout(30_000)
-    page = context.new_page()
-    yield page
+    return context
+
+
+@pytest.fixture
+def page(browser: Browser, envhub_server: Envhub, signed_in: dict[str, Any]) -> Iterator[Page]:
+    context = _context(browser, envhub_server, signed_in)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def anonymous_page(browser: Browser, envhub_server: Envhub) -> Iterator[Page]:
+    context = _context(browser, envhub_server, None)
+    yield context.new_page()
     context.close()

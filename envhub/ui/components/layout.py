@@ -72,17 +72,33 @@ def color_mode_toggle() -> rx.Component:
 def user_card() -> rx.Component:
     return rx.hstack(
         rx.avatar(
-            fallback=rx.cond(AuthState.user_name != "", AuthState.user_name.to(str)[0].upper(), "L"),
+            fallback=rx.cond(AuthState.user_name != "", AuthState.user_name.to(str)[0].upper(), "?"),
             size="2",
             radius="full",
             variant="soft",
         ),
         rx.vstack(
+            rx.text(AuthState.user_name, size="2", weight="medium", id="signed-in-user", truncate=True),
             rx.text(
-                rx.cond(AuthState.user_name != "", AuthState.user_name, "local"), size="2", weight="medium"
+                rx.cond(AuthState.auth_mode == "oidc", "Signed in with OpenID", "Single-user mode"),
+                size="1",
+                color_scheme="gray",
             ),
-            rx.text("Single-user mode", size="1", color_scheme="gray"),
             spacing="0",
+            min_width="0",
+            flex="1",
+        ),
+        rx.tooltip(
+            rx.icon_button(
+                rx.icon("log-out", size=15),
+                on_click=AuthState.sign_out,
+                variant="ghost",
+                color_scheme="gray",
+                size="1",
+                aria_label="Sign out",
+                id="sign-out",
+            ),
+            content="Sign out",
         ),
         align="center",
         spacing="2",
@@ -98,6 +114,17 @@ def sidebar(active: str) -> rx.Component:
             rx.box(logo(), padding_x="6px", padding_bottom="12px"),
             rx.text("Workspace", size="1", weight="medium", color_scheme="gray", padding_x="10px"),
             nav_item("folder-kanban", "Projects", "/", active=active == "projects"),
+            nav_item("users", "Teams", "/teams", active=active == "teams"),
+            rx.text(
+                "Account",
+                size="1",
+                weight="medium",
+                color_scheme="gray",
+                padding_x="10px",
+                padding_top="14px",
+            ),
+            nav_item("key-round", "Tokens", "/tokens", active=active == "tokens"),
+            nav_item("scroll-text", "Audit log", "/audit", active=active == "audit"),
             rx.spacer(),
             rx.separator(),
             user_card(),
@@ -161,11 +188,9 @@ def footer() -> rx.Component:
         rx.text("envhub 0.1.0", size="1", color_scheme="gray"),
         rx.text("·", size="1", color_scheme="gray"),
         rx.text(
-            rx.cond(
-                (AuthState.runtime_name == "local") | (AuthState.runtime_name == ""),
-                "Embedded mode: local runtime, single user",
-                AuthState.runtime_name + " runtime, single user",
-            ),
+            rx.cond(AuthState.runtime_name != "", AuthState.runtime_name, "local"),
+            " runtime, ",
+            rx.cond(AuthState.auth_mode == "oidc", "sign-in with OpenID Connect", "single user"),
             size="1",
             color_scheme="gray",
         ),
@@ -188,7 +213,12 @@ def shell(
         rx.vstack(
             top_bar(crumbs),
             rx.box(
-                rx.vstack(*children, spacing="5", width="100%"),
+                # Nothing of a page shows before the server has said who is here.
+                rx.cond(
+                    AuthState.signed_in,
+                    rx.vstack(*children, spacing="5", width="100%"),
+                    rx.center(rx.spinner(size="3"), padding="80px", width="100%"),
+                ),
                 width="100%",
                 max_width=CONTENT_MAX_WIDTH,
                 margin_x="auto",

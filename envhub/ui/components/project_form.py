@@ -164,6 +164,19 @@ def create_dialog(S: Any) -> rx.Component:
             ),
             rx.form(
                 rx.vstack(
+                    rx.cond(
+                        S.team_names.length() > 1,
+                        form_field(
+                            "Team",
+                            rx.select(
+                                S.team_names,
+                                value=S.form.get("team", ""),
+                                on_change=lambda value: S.set_field("team", value),
+                                id="project-team",
+                            ),
+                            help_text="The team that owns the project; its members' roles apply.",
+                        ),
+                    ),
                     form_field(
                         "Name",
                         _input(S, "name", "my-app", auto_focus=True),

@@ -32,6 +32,7 @@ from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
+from envhub.ui.pages.environment_access import access_panel
 from envhub.ui.state import AuthState
 from envhub.ui.workloads import EMPTY_INFO, EventRow, WorkloadRow, WorkloadsInfo
 
@@ -113,6 +114,8 @@ class EnvironmentState(LiveMixin, AuthState):
 
     @rx.event
     def load(self):
+        if not self.signed_in:  # AuthState.sign_in, which ran first, is sending them to sign in
+            return None
         params = self.router.page.params
         project, environment = str(params.get("project_id", "")), str(params.get("environment_id", ""))
         self._project_id = int(project) if project.isdigit() else 0
@@ -225,6 +228,7 @@ def page() -> rx.Component:
             ),
             picker=rx.cond(S.log_containers.length() > 1, log_picker(S)),
         ),
+        access_panel(),
         audit_panel(S),
     )
     return shell(

@@ -17,6 +17,7 @@ from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.project_defaults import project_defaults
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
+from envhub.ui.pages.project_secrets import secrets_panel
 from envhub.ui.state import AuthState
 from envhub.ui.workload_defaults import ServiceRow
 
@@ -110,6 +111,8 @@ class ProjectState(LiveMixin, AuthState):
 
     @rx.event
     def load(self):
+        if not self.signed_in:  # AuthState.sign_in, which ran first, is sending them to sign in
+            return None
         raw = str(self.router.page.params.get("project_id", ""))
         self._project_id = int(raw) if raw.isdigit() else 0
         self.offset, self.loaded, self.found = 0, False, bool(self._project_id)
@@ -283,6 +286,7 @@ def page() -> rx.Component:
         page_header(header["name"], subtitle, *actions),
         error_callout(ProjectState.load_error),
         project_defaults(ProjectState),
+        secrets_panel(),
         rx.cond(
             ProjectState.total == 0,
             empty_state(

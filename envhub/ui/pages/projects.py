@@ -7,17 +7,19 @@ from typing import Any
 import reflex as rx
 
 from envhub.domain.naming import validate_label
+from envhub.domain.policy import Action, role_allows
 from envhub.domain.specs import DEFAULT_COMMAND
 from envhub.errors import EnvhubError
-from envhub.services import projects
+from envhub.services import projects, teams
 from envhub.services.identity import default_team_id
-from envhub.ui import views, workload_defaults
+from envhub.ui import identity_views, views, workload_defaults
 from envhub.ui.components.common import (
     dash_if_empty,
     empty_state,
     error_callout,
     mono,
     pager,
+    section,
 )
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.project_form import create_dialog
@@ -35,7 +37,7 @@ _FIELDS = {
     "command": "command",
     "health_path": "health_path",
 }
-_BLANK_FORM = dict.fromkeys({*_FIELDS.values(), *workload_defaults.FIELDS}, "")
+_BLANK_FORM = dict.fromkeys({*_FIELDS.values(), *workload_defaults.FIELDS, "team"}, "")
 
 
 class ProjectsState(LiveMixin, AuthState):
@@ -46,6 +48,9 @@ class ProjectsState(LiveMixin, AuthState):
     search: str = ""
     page_label: str = ""
     loaded: bool = False
+    shared: list[identity_views.SharedRow] = rx.field(default_factory=list)
+    # Teams where the person may create projects: [{"id", "name"}], for the dialog.
+    team_choices: list[dict[str, str]] = rx.field(default_factory=list)
     load_error: ErrorView = NO_ERROR
     _channels: list[str] = rx.field(default_factory=list)
 
@@ -56,6 +61,10 @@ class ProjectsState(LiveMixin, AuthState):
     form_error: ErrorView = NO_ERROR
     creating: bool = False
     workloads_open: bool = False
+
+    @rx.var
+    def team_names(self) -> list[str]:
+        return [choice["name"] for choice in self.team_choices]
 
     @rx.var
     def workloads_summary(self) -> str:
@@ -83,6 +92,7 @@ class ProjectsState(LiveMixin, AuthState):
 
     def _live_apply(self, view: dict[str, Any]) -> None:
         self.rows = view["rows"]
+        self.shared = view["shared"]
         self.total = view["total"]
         self.has_next = view["has_next"]
         self.page_label = view["label"]
@@ -98,6 +108,8 @@ class ProjectsState(LiveMixin, AuthState):
 
     @rx.event
     def load(self):
+        if not self.signed_in:  # AuthState.sign_in, which ran first, is sending them to sign in
+            return None
         self.dialog_open = False  # a reload or a visit never reopens a dialog
         self._reload()
         return ProjectsState.watch
@@ -125,7 +137,15 @@ class ProjectsState(LiveMixin, AuthState):
     def open_dialog(self, open_: bool = True) -> None:
         self.dialog_open = open_
         if open_:
-            self.form = {**_BLANK_FORM, "command": DEFAULT_COMMAND, "health_path": "/"}
+            with self._acting() as (session, actor):
+                choices = [
+                    {"id": str(item.team.id), "name": item.team.name}
+                    for item in teams.list_my_teams(session=session, actor=actor)
+                    if role_allows(item.role, Action.project_create)
+                ]
+            self.team_choices = choices
+            first = choices[0]["name"] if choices else ""
+            self.form = {**_BLANK_FORM, "command": DEFAULT_COMMAND, "health_path": "/", "team": first}
             self.errors = {}
             self.form_error = NO_ERROR
             self.workloads_open = False
@@ -159,6 +179,10 @@ class ProjectsState(LiveMixin, AuthState):
         """Enter in a field submits the form; the values are already in ``form``."""
         yield from self._create()
 
+    def _team_id(self, session: Any, actor: Any, name: str) -> int:
+        chosen = next((int(c["id"]) for c in self.team_choices if c["name"] == name), None)
+        return chosen if chosen is not None else default_team_id(session, actor)
+
     def _create(self):
         if self.creating:
             return None
@@ -174,7 +198,7 @@ class ProjectsState(LiveMixin, AuthState):
                 project = projects.create_project(
                     session=session,
                     actor=actor,
-                    team_id=default_team_id(session, actor),
+                    team_id=self._team_id(session, actor, form.get("team", "")),
                     name=form.get("name", "").strip(),
                     description=form.get("description", ""),
                     repo_url=form.get("repo_url") or None,
@@ -307,5 +331,40 @@ def page() -> rx.Component:
                 width="100%",
             ),
         ),
+        rx.cond(ProjectsState.shared.length() > 0, shared_with_me()),
         crumbs=[("Projects", "/")],
+    )
+
+
+def shared_with_me() -> rx.Component:
+    """Environments of other teams shared with me (or with one of my teams)."""
+    return section(
+        "Shared with you",
+        rx.vstack(
+            rx.foreach(
+                ProjectsState.shared,
+                lambda row: rx.hstack(
+                    rx.icon("share-2", size=14, color=rx.color("gray", 10)),
+                    rx.link(
+                        row["project"],
+                        "/",
+                        row["name"],
+                        href=row["href"],
+                        weight="medium",
+                        class_name="shared-link",
+                    ),
+                    rx.text("team ", row["team"], size="1", color_scheme="gray"),
+                    rx.badge(row["role"], variant="soft", radius="full"),
+                    rx.cond(
+                        row["expires"] != "", rx.text("until ", row["expires"], size="1", color_scheme="gray")
+                    ),
+                    align="center",
+                    spacing="2",
+                ),
+            ),
+            spacing="2",
+            width="100%",
+            id="shared-with-me",
+        ),
+        icon="share-2",
     )

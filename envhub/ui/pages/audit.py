@@ -1,0 +1,296 @@
+"""``/audit``: the audit log of my teams, filtered, exported, and its chain checked.
+
+Filters and paging run through ``services/audit_log``, which limits what is
+visible to the person's teams and own events; the export link hands the same
+filters to ``/api/v1/audit/export`` (JSON lines). "Verify chain" recomputes
+every event's MAC, as ``envhub audit verify`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import reflex as rx
+
+from envhub.errors import EnvhubError
+from envhub.services import audit_log
+from envhub.services.audit_log import AuditFilter
+from envhub.ui import identity_views as iv
+from envhub.ui.components.badges import outcome_badge
+from envhub.ui.components.common import error_callout, mono, pager
+from envhub.ui.components.layout import page_header, shell
+from envhub.ui.feedback import NO_ERROR, ErrorView, error_view
+from envhub.ui.state import AuthState, acting_as
+
+PAGE = 25
+FILTERS = ("actor", "target", "action", "outcome", "since", "until")
+
+
+def _when(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class AuditState(AuthState):
+    rows: list[iv.AuditEventRow] = rx.field(default_factory=list)
+    total: int = 0
+    offset: int = 0
+    loaded: bool = False
+    filters: dict[str, str] = rx.field(default_factory=lambda: dict.fromkeys(FILTERS, ""))
+    actions: list[str] = rx.field(default_factory=list)
+    load_error: ErrorView = NO_ERROR
+    chain: iv.ChainStatus = iv.NO_CHAIN
+    verifying: bool = False
+
+    @rx.var
+    def export_href(self) -> str:
+        query = {key: value for key, value in self.filters.items() if value}
+        return "/api/v1/audit/export" + (f"?{urlencode(query)}" if query else "")
+
+    @rx.var
+    def page_label(self) -> str:
+        if self.total == 0:
+            return "No events"
+        return f"{self.offset + 1}–{self.offset + len(self.rows)} of {self.total}"
+
+    def _filter(self) -> AuditFilter:
+        f = self.filters
+        return AuditFilter(
+            actor=f.get("actor", "").strip(),
+            target=f.get("target", "").strip(),
+            action=f.get("action", "").strip(),
+            outcome=f.get("outcome", "").strip(),
+            since=_when(f.get("since", "")),
+            until=_when(f.get("until", "")),
+        )
+
+    def _reload(self) -> None:
+        try:
+            with self._acting() as (session, actor):
+                page = audit_log.search_events(
+                    session=session, actor=actor, filters=self._filter(), offset=self.offset, limit=PAGE
+                )
+                self.actions = audit_log.distinct_actions(session=session, actor=actor)
+        except EnvhubError as exc:
+            self.load_error = error_view(exc)
+            return
+        self.rows = [iv.audit_event_row(e) for e in page.items]
+        self.total, self.loaded, self.load_error = page.total, True, NO_ERROR
+
+    @rx.event
+    def load(self):
+        if not self.signed_in:
+            return None
+        self.offset, self.chain = 0, iv.NO_CHAIN
+        self._reload()
+        return AuditState.verify
+
+    @rx.event
+    def set_filter(self, name: str, value: str) -> None:
+        if name in FILTERS:
+            self.filters = {**self.filters, name: value if value != "any" else ""}
+            self.offset = 0
+            self._reload()
+
+    @rx.event
+    def clear_filters(self) -> None:
+        self.filters, self.offset = dict.fromkeys(FILTERS, ""), 0
+        self._reload()
+
+    @rx.event
+    def next_page(self) -> None:
+        if self.offset + PAGE < self.total:
+            self.offset += PAGE
+            self._reload()
+
+    @rx.event
+    def prev_page(self) -> None:
+        self.offset = max(0, self.offset - PAGE)
+        self._reload()
+
+    @rx.event(background=True)
+    async def verify(self):
+        async with self:
+            if self.verifying:
+                return
+            self.verifying, who = True, self._who
+
+        def check() -> iv.ChainStatus:
+            with acting_as(who) as (session, actor):
+                return iv.chain_status(audit_log.check_chain(session=session, actor=actor))
+
+        try:
+            status = await asyncio.to_thread(check)
+        except EnvhubError as exc:
+            status = iv.ChainStatus(checked=True, ok=False, summary=exc.message, problems=[])
+        async with self:
+            self.chain, self.verifying = status, False
+
+
+S = AuditState
+
+
+def _filter_input(name: str, placeholder: str, width: str = "150px", **props: object) -> rx.Component:
+    return rx.input(
+        width=width,
+        placeholder=placeholder,
+        value=S.filters[name],
+        on_change=lambda value: S.set_filter(name, value),
+        debounce_timeout=300,
+        size="2",
+        id=f"filter-{name}",
+        **props,
+    )
+
+
+def filters_bar() -> rx.Component:
+    return rx.flex(
+        _filter_input("actor", "Actor"),
+        _filter_input("target", "Target"),
+        rx.select(
+            S.actions,
+            placeholder="Action",
+            value=S.filters["action"],
+            on_change=lambda value: S.set_filter("action", value),
+            id="filter-action",
+        ),
+        rx.select(
+            ["any", "success", "failure"],
+            placeholder="Outcome",
+            value=S.filters["outcome"],
+            on_change=lambda value: S.set_filter("outcome", value),
+            id="filter-outcome",
+        ),
+        rx.tooltip(
+            _filter_input("since", "From", width="196px", type="datetime-local"), content="From (UTC)"
+        ),
+        rx.tooltip(_filter_input("until", "To", width="196px", type="datetime-local"), content="To (UTC)"),
+        rx.button(
+            rx.icon("x", size=14), "Clear", on_click=S.clear_filters, variant="soft", color_scheme="gray"
+        ),
+        gap="8px",
+        wrap="wrap",
+        width="100%",
+        align="center",
+    )
+
+
+def chain_callout() -> rx.Component:
+    ok = S.chain["ok"]
+    return rx.cond(
+        S.chain["checked"],
+        rx.callout.root(
+            rx.callout.icon(rx.cond(ok, rx.icon("shield-check", size=16), rx.icon("shield-alert", size=16))),
+            rx.vstack(
+                rx.text(S.chain["summary"], size="2", weight="medium", id="chain-summary"),
+                rx.foreach(S.chain["problems"], lambda p: rx.text(p, size="1")),
+                spacing="1",
+            ),
+            color_scheme=rx.cond(ok, "green", "red"),
+            id="chain-status",
+            width="100%",
+        ),
+        rx.callout.root(
+            rx.callout.icon(rx.spinner(size="1")),
+            rx.callout.text("Checking the audit chain…"),
+            color_scheme="gray",
+            width="100%",
+        ),
+    )
+
+
+def event_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.tooltip(rx.text(row["time"], size="2", white_space="nowrap"), content=row["stamp"])),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(row["actor"], size="2", weight="medium"),
+                rx.text(
+                    row["principal_type"],
+                    rx.cond(row["source_ip"] != "", " · " + row["source_ip"].to(str), ""),
+                    size="1",
+                    color_scheme="gray",
+                ),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(mono(row["action"])),
+        rx.table.cell(rx.text(row["target"], size="2", style={"overflow_wrap": "anywhere"})),
+        rx.table.cell(
+            rx.hstack(
+                outcome_badge(row["outcome"]),
+                rx.cond(row["error_code"] != "", rx.code(row["error_code"], variant="ghost", size="1")),
+                spacing="2",
+            )
+        ),
+        rx.table.cell(rx.text("#", row["seq"], size="1", color_scheme="gray")),
+        class_name="audit-row",
+        align="center",
+    )
+
+
+def page() -> rx.Component:
+    table = rx.card(
+        rx.table.root(
+            rx.table.header(
+                rx.table.row(
+                    rx.table.column_header_cell("When", width="110px"),
+                    rx.table.column_header_cell("Actor"),
+                    rx.table.column_header_cell("Action"),
+                    rx.table.column_header_cell("Target"),
+                    rx.table.column_header_cell("Outcome"),
+                    rx.table.column_header_cell("", width="60px"),
+                )
+            ),
+            rx.table.body(rx.foreach(S.rows, event_row)),
+            variant="ghost",
+            size="2",
+            width="100%",
+            id="audit-table",
+        ),
+        rx.box(
+            pager(
+                S.page_label,
+                has_prev=S.offset > 0,
+                has_next=S.offset + PAGE < S.total,
+                on_prev=S.prev_page,
+                on_next=S.next_page,
+            ),
+            padding_top="12px",
+        ),
+        width="100%",
+    )
+    actions = [
+        rx.button(
+            rx.cond(S.verifying, rx.spinner(size="2"), rx.icon("shield-check", size=16)),
+            "Verify chain",
+            on_click=S.verify,
+            disabled=S.verifying,
+            variant="soft",
+            id="verify-chain",
+        ),
+        # A plain link: the browser downloads the server's JSON lines with its cookie.
+        rx.el.a(
+            rx.button(rx.icon("download", size=16), "Export JSON lines"),
+            href=S.export_href,
+            id="export-audit",
+        ),
+    ]
+    return shell(
+        page_header(
+            "Audit log", "Every operation in your teams, who did it, from where, and how it ended.", *actions
+        ),
+        chain_callout(),
+        error_callout(S.load_error),
+        filters_bar(),
+        table,
+        crumbs=[("Audit log", "")],
+        active="audit",
+    )
