@@ -1,0 +1,261 @@
+"""The world the authorization matrix runs in: two teams, a person per role in each,
+their tokens, and factories for the fresh objects a destructive operation needs.
+
+Built once per module straight in the database; every case makes its own
+throw-away objects, so cases never depend on each other's leftovers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from envhub.domain import credentials
+from envhub.domain.credentials import SecretKind
+from envhub.domain.phases import Phase
+from envhub.domain.policy import ShareRole
+from envhub.domain.principals import SYSTEM, Principal
+from envhub.models import (
+    ApiToken,
+    Environment,
+    EnvironmentShare,
+    Invite,
+    Membership,
+    Project,
+    StoredSecret,
+    Team,
+    User,
+)
+from envhub.models.base import utcnow
+from envhub.runtime.base import Inspection, WorkloadCredentials
+from envhub.services.authentication import principal_for_token
+from envhub.services.common import audit
+
+ROLES = ("owner", "admin", "member", "viewer")
+KINDS = ("user", "pat", "pat-read", "agent")
+_counter = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}"
+
+
+class PortRuntime:
+    """The runtime port, answering from memory (logs, inspection, credentials)."""
+
+    name = "fake"
+
+    def logs(self, environment_id: int, **_: Any) -> Iterator[str]:
+        return iter([f"log of {environment_id}"])
+
+    def inspect(self, environment_id: int) -> Inspection:
+        return Inspection(location=f"env-{environment_id}")
+
+    def issue_credentials(self, environment_id: int, *, ttl_seconds: int) -> WorkloadCredentials:
+        return WorkloadCredentials(
+            token="t", expires_at="2030-01-01T00:00:00+00:00", namespace="ns", server="https://k", account="a"
+        )
+
+
+@dataclass
+class MatrixWorld:
+    engine: Engine
+    acme: int
+    globex: int
+    shop: int  # acme's project
+    e1: int  # acme's environment most operations act on
+    shared: int  # an acme environment shared with the whole of globex (viewer)
+    users: dict[tuple[str, str], int] = field(default_factory=dict)  # (team, role) -> user id
+    runtime: PortRuntime = field(default_factory=PortRuntime)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def principal(self, session: Session, kind: str, role: str, own: bool, environment_id: int) -> Principal:
+        team = "acme" if own else "globex"
+        user_id = self.users[(team, role)]
+        user = session.get(User, user_id)
+        assert user is not None
+        if kind == "user":
+            session.commit()  # end the read: on SQLite an open transaction holds the write lock
+            return Principal(name=user.username, user_id=user_id)
+        issued = credentials.issue(SecretKind.agent_token if kind == "agent" else SecretKind.personal_token)
+        scopes = ["read"] if kind == "pat-read" else ["admin", "read", "shell", "write"]
+        session.add(
+            ApiToken(
+                token_hash=issued.digest,
+                hint=issued.hint,
+                kind="agent" if kind == "agent" else "personal",
+                name=unique("token"),
+                user_id=user_id,
+                scopes=scopes,
+                expires_at=utcnow() + timedelta(days=1),
+                environment_id=environment_id if kind == "agent" else None,
+            )
+        )
+        session.commit()
+        principal = principal_for_token(session, issued.plain)
+        session.commit()
+        assert principal is not None
+        return principal
+
+    # -- fresh objects ------------------------------------------------------------
+
+    def project(self) -> int:
+        with self.session() as session:
+            row = Project(team_id=self.acme, name=unique("p"))
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def environment(self, phase: Phase = Phase.ready) -> int:
+        with self.session() as session:
+            row = Environment(project_id=self.shop, name=unique("e"), phase=phase, spec={"command": "true"})
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def reset_e1(self) -> None:
+        with self.session() as session:
+            session.exec(
+                update(Environment)
+                .where(Environment.id == self.e1)
+                .values(phase=Phase.ready, desired_state="present")
+            )  # type: ignore[call-overload]
+            session.commit()
+
+    def member(self, role: str = "member") -> int:
+        with self.session() as session:
+            user = User(username=unique("m"))
+            session.add(user)
+            session.flush()
+            session.add(Membership(team_id=self.acme, user_id=user.id or 0, role=role))
+            session.commit()
+            return user.id or 0
+
+    def outsider(self) -> str:
+        with self.session() as session:
+            user = User(username=unique("o"))
+            session.add(user)
+            session.commit()
+            return user.username
+
+    def invite(self) -> int:
+        with self.session() as session:
+            row = Invite(
+                team_id=self.acme,
+                email=f"{unique('i')}@acme.example",
+                expires_at=utcnow() + timedelta(days=1),
+            )
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def share(self) -> int:
+        with self.session() as session:
+            user = User(username=unique("s"))
+            session.add(user)
+            session.flush()
+            row = EnvironmentShare(environment_id=self.e1, user_id=user.id, role=ShareRole.viewer)
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def secret(self) -> int:
+        from envhub.services.crypto import cipher
+
+        name = unique("S").replace("-", "_")
+        scope = f"project:{self.shop}"
+        with self.session() as session:
+            sealed = cipher().seal("value", purpose=f"secret:team:{self.acme}:{scope}:{name}")
+            row = StoredSecret(team_id=self.acme, scope=scope, project_id=self.shop, name=name, value=sealed)
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def own_token(self, actor: Principal) -> int:
+        """The token to revoke: the acting token itself, or a fresh one of the person."""
+        if actor.token_id is not None:
+            return actor.token_id
+        with self.session() as session:
+            issued = credentials.issue(SecretKind.personal_token)
+            row = ApiToken(
+                token_hash=issued.digest,
+                hint=issued.hint,
+                kind="personal",
+                name=unique("t"),
+                user_id=actor.user_id or 0,
+                scopes=["read"],
+                expires_at=utcnow() + timedelta(days=1),
+            )
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+
+def build_world(engine: Engine) -> MatrixWorld:
+    with Session(engine, expire_on_commit=False) as session:
+        acme, globex = Team(name="acme"), Team(name="globex")
+        session.add_all([acme, globex])
+        session.flush()
+        world_users: dict[tuple[str, str], int] = {}
+        for team in (acme, globex):
+            for role in ROLES:
+                user = User(username=f"{team.name}-{role}", email=f"{role}@{team.name}.example")
+                session.add(user)
+                session.flush()
+                session.add(Membership(team_id=team.id or 0, user_id=user.id or 0, role=role))
+                world_users[(team.name, role)] = user.id or 0
+                # Everyone owns a token, so "my tokens" is never trivially empty.
+                issued = credentials.issue(SecretKind.personal_token)
+                session.add(
+                    ApiToken(
+                        token_hash=issued.digest,
+                        hint=issued.hint,
+                        kind="personal",
+                        name="mine",
+                        user_id=user.id or 0,
+                        scopes=["read"],
+                        expires_at=utcnow() + timedelta(days=30),
+                    )
+                )
+        shop = Project(team_id=acme.id or 0, name="shop")
+        session.add(shop)
+        session.flush()
+        e1 = Environment(project_id=shop.id or 0, name="e1", phase=Phase.ready, spec={"command": "true"})
+        shared = Environment(
+            project_id=shop.id or 0, name="shared", phase=Phase.ready, spec={"command": "true"}
+        )
+        session.add_all([e1, shared])
+        session.flush()
+        session.add(EnvironmentShare(environment_id=shared.id or 0, team_id=globex.id, role=ShareRole.viewer))
+        # An event in acme by nobody in the matrix: who may see it is what the audit rows test.
+        audit(
+            session,
+            SYSTEM,
+            "test.setup",
+            target_type="project",
+            target_id=shop.id,
+            target="shop",
+            team_id=acme.id,
+        )
+        session.commit()
+        return MatrixWorld(
+            engine=engine,
+            acme=acme.id or 0,
+            globex=globex.id or 0,
+            shop=shop.id or 0,
+            e1=e1.id or 0,
+            shared=shared.id or 0,
+            users=world_users,
+        )
