@@ -129,6 +129,8 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, e.EnvhubError):  # FastAPI wraps errors met while reading the body
+            return respond(request, exc.__cause__)
         code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         return JSONResponse(

@@ -3,7 +3,10 @@
 The Content-Security-Policy allows scripts from envhub's own origin plus, by
 hash, exactly the inline scripts of the page being sent (the Reflex build
 inlines a few bootstrapping scripts), so an injected inline script does not
-run. Styles may be inline: the component library sets them at run time.
+run. ``'unsafe-eval'`` stays: Reflex runs what the server sends over its
+socket (toasts, copy-to-clipboard) through ``eval``; that socket is
+authenticated and origin-checked, and no page input reaches it as code.
+Styles may be inline: the component library sets them at run time.
 Frames, plugins and foreign form targets are refused. ``/auth/`` and API
 answers are never cached.
 """
@@ -46,7 +49,7 @@ def content_security_policy(script_hashes: list[str]) -> str:
         form_targets.append(f"{issuer.scheme}://{issuer.netloc}")
     directives = [
         "default-src 'self'",
-        "script-src " + " ".join(["'self'", *script_hashes]),
+        "script-src " + " ".join(["'self'", "'unsafe-eval'", *script_hashes]),
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: blob:",
         "font-src 'self' data:",
@@ -105,7 +108,8 @@ class SecurityHeadersMiddleware:
                     for k, v in message.get("headers", [])
                     if k.lower() not in {b"x-frame-options", b"content-security-policy"}
                 ]
-                headers += _common(path)
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in _common(path) if k not in present]
                 content_type = {k.lower(): v for k, v in headers}.get(b"content-type", b"")
                 if not content_type.startswith(b"text/html"):
                     headers.append((b"content-security-policy", content_security_policy([]).encode()))

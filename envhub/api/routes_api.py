@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,8 @@ from envhub.services.sessions import csrf_token
 
 router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(require_principal)]
+# Database ids are 32-bit: a larger number is a bad request, not a database error.
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class TokenIn(BaseModel):
@@ -87,7 +89,7 @@ def create_token(body: TokenIn, actor: Caller) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(token_id: int, actor: Caller) -> dict[str, Any]:
+def revoke_token(token_id: Id, actor: Caller) -> dict[str, Any]:
     with session_scope() as session:
         return token_view(tokens.revoke_token(session=session, actor=actor, token_id=token_id))
 

@@ -131,7 +131,7 @@ async def device_code(request: Request) -> Response:
     def begin() -> device.DeviceStart:
         with session_scope() as session:
             return device.start(
-                session, client_id=fields.get("client_id", "")[:100], scope=fields.get("scope", "read")[:200]
+                session, client_id=fields.get("client_id", ""), scope=fields.get("scope", "read")
             )
 
     started = await run_in_threadpool(begin)

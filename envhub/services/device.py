@@ -55,6 +55,8 @@ class DeviceFlowError(Exception):
 def start(session: Session, *, client_id: str, scope: str) -> DeviceStart:
     if client_id not in CLIENTS:
         raise ValidationFailed(f"unknown client {client_id[:60]!r}", details={"field": "client_id"})
+    if len(scope) > 200:
+        raise ValidationFailed("the scope is longer than 200 characters", details={"field": "scope"})
     scopes = parse_scopes((scope or "read").split())
     issued = credentials.issue(SecretKind.device_code)
     for _ in range(5):  # user codes are short: on the rare collision, draw again

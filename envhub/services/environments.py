@@ -22,6 +22,7 @@ from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
 from envhub.services import jobruns
+from envhub.services.access import allowed_environment_actions
 from envhub.services.common import (
     AuditTarget,
     Page,
@@ -123,6 +124,20 @@ def get_environment(*, session: Session, actor: Principal, environment_id: int) 
         session, actor, environment, Action.environment_read, what=f"environment {environment_id}"
     )
     return environment
+
+
+def environment_context(
+    *, session: Session, actor: Principal, environment_id: int
+) -> tuple[Environment, Project, frozenset[Action]]:
+    """The environment, its project, and what the actor may do to it (for showing controls).
+
+    Works for anyone who can read the environment, including people it is
+    shared with who cannot see the rest of the project.
+    """
+    environment = get_environment(session=session, actor=actor, environment_id=environment_id)
+    project = session.get(Project, environment.project_id)
+    assert project is not None
+    return environment, project, allowed_environment_actions(session, actor, environment, project.team_id)
 
 
 def list_environments(
