@@ -70,3 +70,15 @@ def stamp(value: str | datetime | None) -> str:
     """An absolute UTC time for tooltips: "2026-11-28 19:55:02 UTC"."""
     moment = parse_time(value)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
+MAX_ID = 2**31 - 1
+
+
+def parse_id(raw: object) -> int:
+    """An id from a URL or an event argument; 0 (which matches nothing) unless a plausible one."""
+    text = str(raw)
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return 0
+    value = int(text)
+    return value if 0 < value <= MAX_ID else 0

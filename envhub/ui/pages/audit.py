@@ -276,10 +276,12 @@ def page() -> rx.Component:
             variant="soft",
             id="verify-chain",
         ),
-        # A plain link: the browser downloads the server's JSON lines with its cookie.
-        rx.el.a(
+        # A document navigation, not client-side routing: the browser downloads
+        # the server's JSON lines with its cookie.
+        rx.link(
             rx.button(rx.icon("download", size=16), "Export JSON lines"),
             href=S.export_href,
+            reload_document=True,
             id="export-audit",
         ),
     ]

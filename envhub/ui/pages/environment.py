@@ -31,6 +31,7 @@ from envhub.ui.components.logs import log_picker, logs_panel
 from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
+from envhub.ui.format import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.environment_access import access_panel
 from envhub.ui.state import AuthState
@@ -118,8 +119,8 @@ class EnvironmentState(LiveMixin, AuthState):
             return None
         params = self.router.page.params
         project, environment = str(params.get("project_id", "")), str(params.get("environment_id", ""))
-        self._project_id = int(project) if project.isdigit() else 0
-        self._environment_id = int(environment) if environment.isdigit() else 0
+        self._project_id = parse_id(project)
+        self._environment_id = parse_id(environment)
         self.project_href = f"/projects/{self._project_id}"
         self.project_name, self.detail = "", _EMPTY_DETAIL
         self.loaded, self.found = False, bool(self._project_id and self._environment_id)

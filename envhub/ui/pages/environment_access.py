@@ -18,6 +18,7 @@ from envhub.services import environments, sharing, tokens
 from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, form_field, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
+from envhub.ui.format import parse_id
 from envhub.ui.pages.tokens import new_token_dialog
 from envhub.ui.state import AuthState
 
@@ -79,7 +80,7 @@ class EnvironmentAccessState(AuthState):
         if not self.signed_in:
             return
         raw = str(self.router.page.params.get("environment_id", ""))
-        self._environment_id = int(raw) if raw.isdigit() else 0
+        self._environment_id = parse_id(raw)
         self.grantee, self.expires, self.share_error, self.new_token = "", "", NO_ERROR, ""
         self._reload()
 
@@ -123,7 +124,7 @@ class EnvironmentAccessState(AuthState):
     def unshare(self, share_id: str):
         try:
             with self._acting() as (session, actor):
-                sharing.revoke_share(session=session, actor=actor, share_id=int(share_id))
+                sharing.revoke_share(session=session, actor=actor, share_id=parse_id(share_id))
         except EnvhubError as exc:
             return error_toast(error_view(exc))
         self._reload()
@@ -213,15 +214,18 @@ def _share_form() -> rx.Component:
                 min_width="180px",
             ),
             rx.select(SHARE_ROLES, value=S.role, on_change=S.set_role, id="share-role"),
-            rx.tooltip(
+            rx.hstack(
+                rx.text("until", size="2", color_scheme="gray"),
                 rx.input(
                     type="date",
                     value=S.expires,
                     on_change=S.set_expires,
                     id="share-expires",
                     name="share-expires",
+                    title="Optional: access lapses after this day",
                 ),
-                content="Optional: access lapses after this day",
+                align="center",
+                spacing="2",
             ),
             rx.button(rx.icon("share-2", size=16), "Share", type="submit", id="share-submit"),
             gap="8px",

@@ -16,6 +16,7 @@ from envhub.ui.components.environments import create_options_dialog, delete_dial
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.project_defaults import project_defaults
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
+from envhub.ui.format import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.project_secrets import secrets_panel
 from envhub.ui.state import AuthState
@@ -114,7 +115,7 @@ class ProjectState(LiveMixin, AuthState):
         if not self.signed_in:  # AuthState.sign_in, which ran first, is sending them to sign in
             return None
         raw = str(self.router.page.params.get("project_id", ""))
-        self._project_id = int(raw) if raw.isdigit() else 0
+        self._project_id = parse_id(raw)
         self.offset, self.loaded, self.found = 0, False, bool(self._project_id)
         self.confirm_name, self.busy_row, self.options_open = "", "", False
         self._reload()
@@ -286,7 +287,6 @@ def page() -> rx.Component:
         page_header(header["name"], subtitle, *actions),
         error_callout(ProjectState.load_error),
         project_defaults(ProjectState),
-        secrets_panel(),
         rx.cond(
             ProjectState.total == 0,
             empty_state(
@@ -302,6 +302,7 @@ def page() -> rx.Component:
             ),
             environments_table(ProjectState),
         ),
+        secrets_panel(),
         delete_dialog(ProjectState),
     )
     return shell(

@@ -16,6 +16,7 @@ from envhub.services import secrets
 from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
+from envhub.ui.format import parse_id
 from envhub.ui.state import AuthState
 
 
@@ -41,7 +42,7 @@ class ProjectSecretsState(AuthState):
         if not self.signed_in:
             return
         raw = str(self.router.page.params.get("project_id", ""))
-        self._project_id = int(raw) if raw.isdigit() else 0
+        self._project_id = parse_id(raw)
         self.name, self.value, self.error = "", "", NO_ERROR
         if self._project_id:
             self._reload()
@@ -74,7 +75,7 @@ class ProjectSecretsState(AuthState):
     def delete(self, secret_id: str):
         try:
             with self._acting() as (session, actor):
-                secrets.delete_secret(session=session, actor=actor, secret_id=int(secret_id))
+                secrets.delete_secret(session=session, actor=actor, secret_id=parse_id(secret_id))
         except EnvhubError as exc:
             return error_toast(error_view(exc))
         self._reload()

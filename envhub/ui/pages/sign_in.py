@@ -48,12 +48,13 @@ S = SignInState
 def _oidc() -> rx.Component:
     return rx.vstack(
         rx.text("Sign in with your organisation's account.", color_scheme="gray", size="2"),
-        # A plain link (not client-side routing): /auth/login is a server route.
-        rx.el.a(
+        # A document navigation, not client-side routing: /auth/login is a server route.
+        rx.link(
             rx.button(rx.icon("log-in", size=16), "Sign in with OpenID Connect", size="3", width="100%"),
             href=S.login_href,
+            reload_document=True,
             id="oidc-sign-in",
-            style={"width": "100%"},
+            width="100%",
         ),
         rx.cond(
             S.provider != "",

@@ -18,6 +18,7 @@ from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, not_found, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, unexpected_view
+from envhub.ui.format import parse_id
 from envhub.ui.state import AuthState
 
 ROLES = [role.value for role in TeamRole]
@@ -66,7 +67,7 @@ class TeamState(AuthState):
         raw = str(
             self.router.url.query_parameters.get("team_id") or self.router.page.params.get("team_id", "")
         )
-        self._team_id = int(raw) if raw.isdigit() else 0
+        self._team_id = parse_id(raw)
         self.loaded, self.found, self.invite_error = False, bool(self._team_id), NO_ERROR
         if self._team_id:
             self._reload()
@@ -90,19 +91,19 @@ class TeamState(AuthState):
             f"Role changed to {role}",
             teams.change_role,
             team_id=self._team_id,
-            user_id=int(user_id),
+            user_id=parse_id(user_id),
             role=role,
         )
 
     @rx.event
     def remove(self, user_id: str):
         return self._change(
-            "Member removed", teams.remove_member, team_id=self._team_id, user_id=int(user_id)
+            "Member removed", teams.remove_member, team_id=self._team_id, user_id=parse_id(user_id)
         )
 
     @rx.event
     def revoke_invite(self, invite_id: str):
-        return self._change("Invitation revoked", teams.revoke_invite, invite_id=int(invite_id))
+        return self._change("Invitation revoked", teams.revoke_invite, invite_id=parse_id(invite_id))
 
     @rx.event
     def set_invite_email(self, value: str) -> None:
@@ -172,11 +173,13 @@ def _member_row(row: rx.Var) -> rx.Component:
         rx.table.cell(
             rx.cond(
                 editable,
-                rx.select(
-                    rx.cond(S.can_own, ROLES, ROLES[1:]),
-                    value=row["role"],
-                    on_change=lambda value: S.change_role(row["user_id"], value),
-                    size="1",
+                rx.box(
+                    rx.select(
+                        rx.cond(S.can_own, ROLES, ROLES[1:]),
+                        value=row["role"],
+                        on_change=lambda value: S.change_role(row["user_id"], value),
+                        size="1",
+                    ),
                     class_name="member-role",
                 ),
                 _role_badge(row["role"]),

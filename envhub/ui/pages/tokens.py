@@ -18,6 +18,7 @@ from envhub.ui import identity_views as iv
 from envhub.ui.components.common import empty_state, error_callout, form_field, mono, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
+from envhub.ui.format import parse_id
 from envhub.ui.state import AuthState
 
 SCOPES: list[tuple[str, str]] = [
@@ -83,7 +84,7 @@ class TokensState(AuthState):
                     actor=actor,
                     name=self.name,
                     scopes=self.scopes,
-                    expires_in_days=int(self.days) if self.days.isdigit() else 0,
+                    expires_in_days=parse_id(self.days),
                 )
         except EnvhubError as exc:
             self.form_error = error_view(exc)
@@ -100,7 +101,7 @@ class TokensState(AuthState):
     def revoke(self, token_id: str):
         try:
             with self._acting() as (session, actor):
-                row = tokens.revoke_token(session=session, actor=actor, token_id=int(token_id))
+                row = tokens.revoke_token(session=session, actor=actor, token_id=parse_id(token_id))
         except EnvhubError as exc:
             return error_toast(error_view(exc))
         self._reload()
