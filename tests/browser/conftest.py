@@ -12,6 +12,7 @@ once, and every test's browser context starts with that session's cookie
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -95,17 +96,16 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def envhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envhub]:
-    port = free_port()
-    data_dir = tmp_path_factory.mktemp("envhub-data")
+@contextlib.contextmanager
+def launch(data_dir: Path, port: int, **extra_env: str) -> Iterator[Envhub]:
+    """``python -m envhub.launcher run`` on ``port``, until the block ends."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "launcher.log"
     env = _server_env()
     env.update(
-        ENVHUB_BASE_URL=f"http://localhost:{port}",
-        ENVHUB_DATA_DIR=str(data_dir),
-        PYTHONUNBUFFERED="1",
+        ENVHUB_BASE_URL=f"http://localhost:{port}", ENVHUB_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1"
     )
+    env.update(extra_env)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "envhub.launcher", "run", "--start-timeout", str(START_TIMEOUT)],
@@ -136,6 +136,12 @@ def envhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envhub]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def envhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envhub]:
+    with launch(tmp_path_factory.mktemp("envhub-data"), free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -67,7 +67,7 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: {
       enabled: true,
       logoutSource: async (ctx, form) => {
-        ctx.body = page('Sign out', `${form}<button id="op-logout" type="submit" form="op-logoutform" value="yes" name="logout">Sign out of the test OP</button>`);
+        ctx.body = page('Sign out', `${form}<button id="op-logout" type="submit" form="op.logoutForm" value="yes" name="logout">Sign out of the test OP</button>`);
       },
     },
   },

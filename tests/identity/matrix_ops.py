@@ -1,0 +1,394 @@
+"""Every service operation, as a row of the authorization matrix (test_authz_matrix.py).
+
+Each row names the use case, where its permission comes from (a team, one
+environment, a person at the dashboard, the principal's own things), the
+action it needs, and how to run it against the matrix world; ``run`` returns
+something truthy when acme's object was reached (for lists: when it is listed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from envhub.domain.policy import Action
+from envhub.domain.principals import Principal
+from envhub.models import Environment
+from envhub.services import (
+    audit_log,
+    credentials,
+    device,
+    environments,
+    inspection,
+    logs,
+    projects,
+    secrets,
+    sharing,
+    teams,
+    tokens,
+)
+from envhub.services.access import authorize_environment
+from envhub.services.audit_log import AuditFilter
+from tests.identity.matrix_world import MatrixWorld, unique
+from tests.support.fakes import FakeQueue
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str  # module.function
+    where: str  # team | env | person | any | self | shared
+    action: str | None
+    run: Callable[[MatrixWorld, Session, Principal, int], Any]
+    on_env: Callable[[MatrixWorld], int] | None = None  # the environment it acts on (default e1)
+
+
+def _acme_events(items: Any) -> bool:
+    """Acme's own event from the world's setup (not one the principal caused itself)."""
+    return any(e.actor == "envhub" and e.team_id is not None for e in items)
+
+
+def _fresh_env(w: MatrixWorld) -> int:
+    return w.environment()
+
+
+OPS: list[Op] = [
+    Op(
+        "projects.create_project",
+        "team",
+        "project.create",
+        lambda w, s, a, _e: projects.create_project(session=s, actor=a, team_id=w.acme, name=unique("new")),
+    ),
+    Op(
+        "projects.list_projects",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: any(
+            i.project.id == w.shop for i in projects.list_projects(session=s, actor=a, search="shop").items
+        ),
+    ),
+    Op(
+        "projects.get_project",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: projects.get_project(session=s, actor=a, project_id=w.shop),
+    ),
+    Op(
+        "projects.update_project",
+        "team",
+        "project.update",
+        lambda w, s, a, _e: projects.update_project(
+            session=s, actor=a, project_id=w.shop, changes={"description": "x"}
+        ),
+    ),
+    Op(
+        "projects.delete_project",
+        "team",
+        "project.delete",
+        lambda w, s, a, _e: projects.delete_project(session=s, actor=a, project_id=w.project()) or True,
+    ),
+    Op(
+        "environments.suggest_environment_name",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: environments.suggest_environment_name(session=s, actor=a, project_id=w.shop),
+    ),
+    Op(
+        "environments.create_environment",
+        "team",
+        "environment.create",
+        lambda w, s, a, _e: environments.create_environment(
+            session=s, actor=a, queue=FakeQueue(), project_id=w.shop
+        ),
+    ),
+    Op(
+        "environments.list_environments",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: environments.list_environments(session=s, actor=a, project_id=w.shop).total,
+    ),
+    Op(
+        "environments.get_environment",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environments.get_environment(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environments.environment_context",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environments.environment_context(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environments.latest_run",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environments.latest_run(session=s, actor=a, environment_id=e) or True,
+    ),
+    Op(
+        "environments.redeploy_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environments.redeploy_environment(session=s, actor=a, queue=FakeQueue(), environment_id=e),
+        )[1],
+    ),
+    Op(
+        "environments.delete_environment",
+        "env",
+        "environment.delete",
+        lambda w, s, a, e: environments.delete_environment(
+            session=s, actor=a, queue=FakeQueue(), environment_id=e
+        ),
+        on_env=_fresh_env,
+    ),
+    Op(
+        "logs.environment_logs",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: logs.environment_logs(session=s, actor=a, runtime=w.runtime, environment_id=e),
+    ),  # type: ignore[arg-type]
+    Op(
+        "logs.follow_environment_logs",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: list(
+            logs.follow_environment_logs(session=s, actor=a, runtime=w.runtime, environment_id=e)
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "inspection.inspect_environment",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: inspection.inspect_environment(
+            session=s, actor=a, runtime=w.runtime, environment_id=e
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "terminal.watch (authorize_environment)",
+        "env",
+        "environment.watch",
+        lambda w, s, a, e: authorize_environment(
+            s, a, s.get(Environment, e), Action.environment_watch, what="environment"
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "terminal.shell (authorize_environment)",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: authorize_environment(
+            s, a, s.get(Environment, e), Action.environment_shell, what="environment"
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "credentials.environment_credentials",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: credentials.environment_credentials(
+            session=s, actor=a, runtime=w.runtime, environment_id=e
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "credentials.kubernetes_groups",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: "envhub:team:acme" in credentials.kubernetes_groups(session=s, actor=a),
+    ),
+    Op(
+        "audit_log.environment_audit_trail",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: audit_log.environment_audit_trail(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "audit_log.search_events",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: _acme_events(
+            audit_log.search_events(session=s, actor=a, filters=AuditFilter(action="test.setup")).items
+        ),
+    ),
+    Op(
+        "audit_log.export_events",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: any(
+            r["team_id"] == w.acme and r["actor"] == "envhub"
+            for r in audit_log.export_events(session=s, actor=a, filters=AuditFilter(action="test.setup"))
+        ),
+    ),
+    Op(
+        "audit_log.recent_events",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: _acme_events(audit_log.recent_events(session=s, actor=a, limit=200)),
+    ),
+    Op(
+        "audit_log.distinct_actions",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: "test.setup" in audit_log.distinct_actions(session=s, actor=a),
+    ),
+    Op(
+        "audit_log.check_chain",
+        "any",
+        "audit.read",
+        lambda w, s, a, _e: audit_log.check_chain(session=s, actor=a),
+    ),
+    Op(
+        "teams.create_team",
+        "any",
+        "team.own",
+        lambda w, s, a, _e: teams.create_team(session=s, actor=a, name=unique("t")),
+    ),
+    Op(
+        "teams.list_my_teams",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: any(t.team.id == w.acme for t in teams.list_my_teams(session=s, actor=a)),
+    ),
+    Op(
+        "teams.get_team",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: teams.get_team(session=s, actor=a, team_id=w.acme),
+    ),
+    Op(
+        "teams.list_members",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: teams.list_members(session=s, actor=a, team_id=w.acme),
+    ),
+    Op(
+        "teams.list_invites",
+        "team",
+        "team.manage",
+        lambda w, s, a, _e: teams.list_invites(session=s, actor=a, team_id=w.acme) or True,
+    ),
+    Op(
+        "teams.invite",
+        "team",
+        "team.manage",
+        lambda w, s, a, _e: teams.invite(
+            session=s, actor=a, team_id=w.acme, email=f"{unique('x')}@acme.example"
+        ),
+    ),
+    Op(
+        "teams.revoke_invite",
+        "team",
+        "team.manage",
+        lambda w, s, a, _e: teams.revoke_invite(session=s, actor=a, invite_id=w.invite()) or True,
+    ),
+    Op(
+        "teams.change_role",
+        "team",
+        "team.manage",
+        lambda w, s, a, _e: teams.change_role(
+            session=s, actor=a, team_id=w.acme, user_id=w.member(), role="viewer"
+        ),
+    ),
+    Op(
+        "teams.remove_member",
+        "team",
+        "team.manage",
+        lambda w, s, a, _e: (
+            teams.remove_member(session=s, actor=a, team_id=w.acme, user_id=w.member()) or True
+        ),
+    ),
+    Op(
+        "sharing.list_access",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: sharing.list_access(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "sharing.share_environment",
+        "env",
+        "environment.share",
+        lambda w, s, a, e: sharing.share_environment(
+            session=s, actor=a, environment_id=e, role="viewer", user=w.outsider()
+        ),
+    ),
+    Op(
+        "sharing.revoke_share",
+        "env",
+        "environment.share",
+        lambda w, s, a, _e: sharing.revoke_share(session=s, actor=a, share_id=w.share()) or True,
+    ),
+    Op(
+        "sharing.list_shared_environments",
+        "shared",
+        None,
+        lambda w, s, a, _e: any(
+            i.environment.id == w.shared for i in sharing.list_shared_environments(session=s, actor=a)
+        ),
+    ),
+    Op(
+        "tokens.create_personal_token",
+        "person",
+        None,
+        lambda w, s, a, _e: tokens.create_personal_token(
+            session=s, actor=a, name="n", scopes=["read"], expires_in_days=1
+        ),
+    ),
+    Op(
+        "tokens.create_agent_token",
+        "person",
+        "environment.shell",
+        lambda w, s, a, e: tokens.create_agent_token(
+            session=s, actor=a, environment_id=e, name="n", scopes=["read"], expires_in_days=1
+        ),
+    ),
+    Op(
+        "tokens.list_tokens",
+        "self",
+        None,
+        lambda w, s, a, _e: tokens.list_tokens(session=s, actor=a) or a.is_agent,
+    ),
+    Op(
+        "tokens.revoke_token",
+        "self",
+        None,
+        lambda w, s, a, _e: tokens.revoke_token(session=s, actor=a, token_id=w.own_token(a)),
+    ),
+    Op(
+        "secrets.set_secret",
+        "team",
+        "secret.write",
+        lambda w, s, a, _e: secrets.set_secret(
+            session=s, actor=a, project_id=w.shop, name=unique("K").replace("-", "_"), value="v"
+        ),
+    ),
+    Op(
+        "secrets.list_secrets",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: secrets.list_secrets(session=s, actor=a, project_id=w.shop) or True,
+    ),
+    Op(
+        "secrets.delete_secret",
+        "team",
+        "secret.write",
+        lambda w, s, a, _e: secrets.delete_secret(session=s, actor=a, secret_id=w.secret()) or True,
+    ),
+    Op(
+        "device.approve",
+        "person",
+        None,
+        lambda w, s, a, _e: device.approve(
+            s, actor=a, user_code=device.start(s, client_id="envhub-cli", scope="read").user_code
+        ),
+    ),
+    Op(
+        "device.deny",
+        "person",
+        None,
+        lambda w, s, a, _e: (
+            device.deny(s, actor=a, user_code=device.start(s, client_id="envhub-cli", scope="read").user_code)
+            or True
+        ),
+    ),
+]
