@@ -23,7 +23,11 @@ config = rx.Config(
     plugins=[
         rx.plugins.RadixThemesPlugin(
             theme=rx.theme(
-                accent_color="indigo", gray_color="slate", radius="medium", scaling="100%", has_background=True
+                accent_color="indigo",
+                gray_color="slate",
+                radius="medium",
+                scaling="100%",
+                has_background=True,
             )
         )
     ],
