@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # One WebSocket message carries at most this much output (coalesced chunks).
 MAX_MESSAGE = 256 * 1024
+CLOSE_TIMEOUT = 5.0
 _ids = itertools.count(1)
 
 
@@ -144,7 +145,13 @@ class Participant:
             self.gone = True
 
     async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
+        """End the sender; one that is closing the socket gets a moment to finish."""
+        if self._task is None or self._task.done():
+            return
+        if self._close is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), CLOSE_TIMEOUT)
+        if not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task

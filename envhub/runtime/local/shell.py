@@ -30,14 +30,17 @@ class LocalExecSession:
             self._master = read_end
             slave = write_end
             stdio = write_end
+        # With a PTY, ``setsid --ctty`` makes it the controlling terminal of a
+        # new session, so the shell has job control and Ctrl-C reaches the
+        # foreground job. (Popen's own start_new_session gives no terminal.)
         self._popen = subprocess.Popen(
-            argv,
+            ["setsid", "--ctty", *argv] if tty else argv,
             cwd=cwd,
             env=env,
             stdin=stdio if tty else subprocess.PIPE,
             stdout=stdio,
             stderr=stdio,
-            start_new_session=True,
+            start_new_session=not tty,
             close_fds=True,
         )
         os.close(slave)
