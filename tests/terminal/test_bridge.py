@@ -188,7 +188,11 @@ def test_viewer_sees_output_cannot_type_and_is_audited(
     viewer.type("echo typed-by-vera\r")
     driver.run("echo checkpoint", "checkpoint")
     assert b"typed-by-vera" not in driver.output
-    assert "environment.shell.watch" in [e.action for e in shell_events(session, environment.id or 0)]
+    wait_for(
+        lambda: "environment.shell.watch" in [e.action for e in shell_events(session, environment.id or 0)],
+        timeout=30,
+        what="the watch event",
+    )
 
 
 def test_hand_over_to_a_member(serve: Serve, environment: Environment, session: Session) -> None:
@@ -206,9 +210,12 @@ def test_hand_over_to_a_member(serve: Serve, environment: Environment, session: 
     olivia.type("echo olivia-typed\r")
     max_.run("echo mark", "mark")
     assert b"olivia-typed" not in max_.output
-    handover = [e for e in shell_events(session, environment.id or 0) if e.action.endswith("handover")]
-    assert handover
-    assert handover[0].details["to"] == "max"
+    handover = wait_for(
+        lambda: [e for e in shell_events(session, environment.id or 0) if e.action.endswith("handover")],
+        timeout=30,
+        what="the hand-over event",
+    )
+    assert (handover[0].actor, handover[0].details["to"]) == ("olivia", "max")
 
 
 def test_resize_reaches_the_process(serve: Serve, environment: Environment) -> None:

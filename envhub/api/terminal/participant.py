@@ -21,7 +21,7 @@ from envhub.domain.principals import Principal
 log = logging.getLogger(__name__)
 
 # One WebSocket message carries at most this much output (coalesced chunks).
-MAX_MESSAGE = 256 * 1024
+MAX_MESSAGE = 64 * 1024
 CLOSE_TIMEOUT = 5.0
 _ids = itertools.count(1)
 

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -30,13 +31,40 @@ from envhub.runtime.base import ExecSession, PollableExecSession
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUDGET = 32 * 1024
+DEFAULT_BUDGET = 16 * 1024
+# What all streaming sessions together may read in one loop turn. One session
+# alone gets big turns (throughput); several share it (fairness).
+TURN_BYTES = 64 * 1024
+MIN_TURN = 4 * 1024
+STREAMING_WINDOW = 0.1
 # Input nobody reads (a huge paste into a program that is not reading) is
 # dropped past this, rather than held in memory.
 MAX_INPUT_BACKLOG = 4 * 1024 * 1024
 
 OutputHandler = Callable[[bytes], None]
 EndHandler = Callable[[], None]
+
+
+class Streams:
+    """Which sessions are streaming (filled their last turn recently), to size turns fairly."""
+
+    def __init__(self) -> None:
+        self._last_full: dict[int, float] = {}
+
+    def budget(self, key: int, now: float) -> int:
+        active = sum(1 for at in self._last_full.values() if now - at < STREAMING_WINDOW)
+        if key not in self._last_full or now - self._last_full[key] >= STREAMING_WINDOW:
+            active += 1
+        return max(MIN_TURN, TURN_BYTES // max(1, active))
+
+    def filled(self, key: int, now: float) -> None:
+        self._last_full[key] = now
+
+    def forget(self, key: int) -> None:
+        self._last_full.pop(key, None)
+
+
+STREAMS = Streams()
 
 
 class Pump:
@@ -117,9 +145,11 @@ class FdPump(Pump):
     def _readable(self) -> None:
         chunks: list[bytes] = []
         total, eof = 0, False
-        while total < self.budget:
+        now = time.monotonic()
+        budget = STREAMS.budget(self._fd, now)
+        while total < budget:
             try:
-                data = self._session.read_nowait(self.budget - total)
+                data = self._session.read_nowait(budget - total)
             except OSError:
                 log.exception("reading the terminal failed")
                 data = b""
@@ -130,6 +160,8 @@ class FdPump(Pump):
                 break
             chunks.append(data)
             total += len(data)
+        if total >= budget:
+            STREAMS.filled(self._fd, now)
         if chunks:
             self._on_output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if eof:
@@ -184,6 +216,7 @@ class FdPump(Pump):
 
     def stop(self) -> None:
         self._watch(False)
+        STREAMS.forget(self._fd)
         if self._backlog:
             self._loop.remove_writer(self._fd)
             self._backlog.clear()

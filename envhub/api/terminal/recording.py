@@ -79,10 +79,15 @@ class Recorder:
         now = self._clock()
         if self._pending and (now - self._pending_at > COALESCE_SECONDS or self._pending_size > _FLUSH_BYTES):
             self.flush()
+            if self._stopped():
+                return
         if not self._pending:
             self._pending_at = now
         self._pending.append(data)
         self._pending_size += len(data)
+
+    def _stopped(self) -> bool:
+        return self.truncated or self._file is None
 
     def flush(self) -> None:
         if not self._pending:
