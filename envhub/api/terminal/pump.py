@@ -37,6 +37,7 @@ DEFAULT_BUDGET = 16 * 1024
 TURN_BYTES = 64 * 1024
 MIN_TURN = 4 * 1024
 STREAMING_WINDOW = 0.1
+INTERACTIVE_WINDOW = 0.25
 # Input nobody reads (a huge paste into a program that is not reading) is
 # dropped past this, rather than held in memory.
 MAX_INPUT_BACKLOG = 4 * 1024 * 1024
@@ -46,22 +47,39 @@ EndHandler = Callable[[], None]
 
 
 class Streams:
-    """Which sessions are streaming (filled their last turn recently), to size turns fairly."""
+    """Sizes every session's turn: fair shares while several stream, and keystrokes first.
+
+    A session that filled its last turn recently is *streaming*. The streaming
+    sessions share :data:`TURN_BYTES` per loop turn. While someone is typing in
+    another session (input within :data:`INTERACTIVE_WINDOW`), streams drop to
+    :data:`MIN_TURN`: each loop turn, and the CPU the floods' writers burn,
+    shrinks, so the typist's echo comes back at once; the floods pick up
+    their pace again as soon as the typing stops.
+    """
 
     def __init__(self) -> None:
         self._last_full: dict[int, float] = {}
+        self._last_input: dict[int, float] = {}
 
     def budget(self, key: int, now: float) -> int:
+        streaming = now - self._last_full.get(key, -1.0) < STREAMING_WINDOW
+        typing = any(k != key and now - at < INTERACTIVE_WINDOW for k, at in self._last_input.items())
+        if streaming and typing:
+            return MIN_TURN
         active = sum(1 for at in self._last_full.values() if now - at < STREAMING_WINDOW)
-        if key not in self._last_full or now - self._last_full[key] >= STREAMING_WINDOW:
+        if not streaming:
             active += 1
         return max(MIN_TURN, TURN_BYTES // max(1, active))
 
     def filled(self, key: int, now: float) -> None:
         self._last_full[key] = now
 
+    def typed(self, key: int, now: float) -> None:
+        self._last_input[key] = now
+
     def forget(self, key: int) -> None:
         self._last_full.pop(key, None)
+        self._last_input.pop(key, None)
 
 
 STREAMS = Streams()
@@ -179,6 +197,7 @@ class FdPump(Pump):
     def write(self, data: bytes) -> None:
         if self.ended or not data:
             return
+        STREAMS.typed(self._fd, time.monotonic())
         if not self._backlog:
             try:
                 taken = self._session.write_nowait(data)

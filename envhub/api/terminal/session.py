@@ -34,8 +34,8 @@ from envhub.runtime.base import ExecSession
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
+HIGH_WATER = 512 * 1024
+LOW_WATER = 128 * 1024
 # Unwatched sessions read at most this fast (bytes per second).
 DETACHED_RATE = 1024 * 1024
 # A lagging socket is redrawn at most this often.
