@@ -33,6 +33,13 @@ export function terminalURL(environmentId, params) {
   return url.toString();
 }
 
+export function apiURL(path) {
+  // The API lives on the backend's origin (the page's own in production).
+  const base = getBackendURL(env.EVENT);
+  base.protocol = base.protocol === "wss:" ? "https:" : "http:";
+  return new URL(path, base.origin).toString();
+}
+
 export class TerminalLink {
   constructor({ environmentId, session, watch, container, term, onState }) {
     this.environmentId = environmentId;

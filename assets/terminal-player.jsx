@@ -6,9 +6,8 @@ import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import { Flex, IconButton, SegmentedControl, Slider, Text } from "@radix-ui/themes";
 import { Pause, Play, RotateCcw } from "lucide-react";
-import env from "$/env.json";
-import { getBackendURL } from "$/utils/state";
 import { FONT_FAMILY, xtermTheme } from "$/public/terminal-theme.js";
+import { apiURL } from "$/public/terminal-link.js";
 
 const MAX_IDLE = 2.0;
 
@@ -66,10 +65,7 @@ export function EnvhubPlayer({ src, colorMode = "light" }) {
   useEffect(() => {
     if (!src) return;
     setError("");
-    // The API lives on the backend's origin (the same as the page's in production).
-    const base = getBackendURL(env.EVENT);
-    base.protocol = base.protocol === "wss:" ? "https:" : "http:";
-    fetch(new URL(src, base.origin).toString(), { credentials: "include" })
+    fetch(apiURL(src), { credentials: "include" })
       .then((r) => (r.ok ? r.text() : Promise.reject(new Error(`HTTP ${r.status}`))))
       .then((text) => {
         const cast = parse(text);

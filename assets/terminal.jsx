@@ -6,9 +6,9 @@ import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import "@xterm/xterm/css/xterm.css";
 import { Badge, Button, DropdownMenu, Flex, IconButton, Select, Text, Tooltip } from "@radix-ui/themes";
-import { ClipboardPaste, Copy, Eye, Hand, Maximize2, Minimize2, Plus, Power, Share2, SquareTerminal } from "lucide-react";
+import { ClipboardPaste, Copy, Eye, Hand, Maximize2, Minimize2, Plus, Power, Share2, SquareTerminal, Users } from "lucide-react";
 import { FONT_FAMILY, xtermTheme } from "$/public/terminal-theme.js";
-import { randomId, TerminalLink } from "$/public/terminal-link.js";
+import { apiURL, randomId, TerminalLink } from "$/public/terminal-link.js";
 
 const STATUS = {
   connecting: { color: "amber", text: "Connecting…" },
@@ -30,6 +30,29 @@ function initialSession(environmentId, containers) {
     if (saved?.id) return { id: saved.id, watch: false, container: saved.container || "" };
   } catch (_) {}
   return { id: randomId(), watch: false, container: containers?.[0] || "" };
+}
+
+function age(seconds) {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  return `${Math.floor(seconds / 3600)} h`;
+}
+
+// Running sessions of the environment that one may watch (polled while the page is open).
+function useRunningSessions(environmentId) {
+  const [sessions, setSessions] = useState([]);
+  useEffect(() => {
+    let stopped = false;
+    const poll = () =>
+      fetch(apiURL(`/api/v1/environments/${environmentId}/terminals`), { credentials: "include" })
+        .then((r) => (r.ok ? r.json() : { sessions: [] }))
+        .then((body) => !stopped && setSessions(body.sessions || []))
+        .catch(() => {});
+    poll();
+    const timer = setInterval(poll, 5000);
+    return () => { stopped = true; clearInterval(timer); };
+  }, [environmentId]);
+  return sessions;
 }
 
 function initials(name) {
@@ -61,6 +84,7 @@ export function EnvhubTerminal({ environmentId, containers = [], colorMode = "li
   const [full, setFull] = useState(false);
   const [title, setTitle] = useState("");
   const [copied, setCopied] = useState("");
+  const running_ = useRunningSessions(environmentId);
 
   const patch = useCallback((partial) => {
     if (partial.resize) {
@@ -192,6 +216,8 @@ export function EnvhubTerminal({ environmentId, containers = [], colorMode = "li
   if (state.status === "refused") statusText = state.error || state.reason || status.text;
   const driver = state.role === "driver";
   const others = (state.participants || []).filter((p) => p.id !== state.you && p.may_drive);
+  const current = state.session || session?.id;
+  const elsewhere = running_.filter((r) => r.id !== current);
   const running = state.status === "connected" || state.status === "reconnecting" || state.status === "connecting";
 
   return (
@@ -208,6 +234,23 @@ export function EnvhubTerminal({ environmentId, containers = [], colorMode = "li
         {copied ? <Badge color="green" variant="soft" radius="full">{copied}</Badge> : null}
         <Flex flexGrow="1" />
         <Presence participants={state.participants} you={state.you} />
+        {elsewhere.length ? (
+          <DropdownMenu.Root>
+            <DropdownMenu.Trigger>
+              <Button size="1" variant="soft" color="gray" id="terminal-sessions">
+                <Users size={13} /> {elsewhere.length} other
+              </Button>
+            </DropdownMenu.Trigger>
+            <DropdownMenu.Content size="1">
+              <DropdownMenu.Label>Running sessions · watch</DropdownMenu.Label>
+              {elsewhere.map((r) => (
+                <DropdownMenu.Item key={r.id} className="term-session-item" data-session={r.id} onSelect={() => setSession({ id: r.id, watch: true, container: "" })}>
+                  {r.owner}{r.container ? ` · ${r.container}` : ""} · {age(r.age_seconds)} · {r.participants.length} connected
+                </DropdownMenu.Item>
+              ))}
+            </DropdownMenu.Content>
+          </DropdownMenu.Root>
+        ) : null}
         {containers.length > 1 ? (
           <Select.Root size="1" value={session?.container || containers[0]} onValueChange={(c) => newSession(c)}>
             <Select.Trigger variant="surface" id="terminal-container" aria-label="Container" />

@@ -68,6 +68,15 @@ def stty_size(page: Page, tag: str) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
+def session_of(page: Page, environment_url: str) -> str:
+    """The id of the session the page drives (kept in the tab's sessionStorage)."""
+    environment_id = environment_url.rsplit("/", 1)[1]
+    saved = page.evaluate(f"sessionStorage.getItem('envhub.terminal.{environment_id}')")
+    found = re.search(r'"id":"([^"]+)"', saved or "")
+    assert found, saved
+    return found.group(1)
+
+
 def test_type_a_command_and_see_its_output(page: Page, environment_url: str) -> None:
     open_terminal(page, environment_url)
     run(page, "echo hello-$((6*7))", "hello-42")
@@ -114,13 +123,9 @@ def test_a_flood_is_interrupted_by_ctrl_c_and_the_page_stays_responsive(
 
 def test_a_teammate_watches_the_same_session(browser: Browser, page: Page, environment_url: str) -> None:
     open_terminal(page, environment_url)
-    environment_id = environment_url.rsplit("/", 1)[1]
-    saved = page.evaluate(f"sessionStorage.getItem('envhub.terminal.{environment_id}')")
-    session_id = re.search(r'"id":"([^"]+)"', saved or "")
-    assert session_id, saved
     watcher = browser.new_context(viewport={"width": 1280, "height": 860})
     other = watcher.new_page()
-    other.goto(f"{environment_url}?terminal={session_id.group(1)}")
+    other.goto(f"{environment_url}?terminal={session_of(page, environment_url)}")
     expect(other.locator("#terminal-watching")).to_be_visible(timeout=60_000)
     run(page, "echo shared-$((3*3))", "shared-9")
     expect(screen(other)).to_contain_text("shared-9")
@@ -130,6 +135,21 @@ def test_a_teammate_watches_the_same_session(browser: Browser, page: Page, envir
     page.wait_for_timeout(500)
     expect(screen(page)).not_to_contain_text("from-the-watcher")
     watcher.close()
+
+
+def test_running_sessions_can_be_joined_from_the_panel(
+    browser: Browser, page: Page, environment_url: str
+) -> None:
+    open_terminal(page, environment_url)
+    run(page, "echo listed-$((2*4))", "listed-8")
+    teammate = browser.new_context(viewport={"width": 1280, "height": 860})
+    other = teammate.new_page()
+    open_terminal(other, environment_url)  # their own shell first
+    other.locator("#terminal-sessions").click(timeout=30_000)
+    other.locator(f".term-session-item[data-session='{session_of(page, environment_url)}']").click()
+    expect(other.locator("#terminal-watching")).to_be_visible(timeout=30_000)
+    expect(screen(other)).to_contain_text("listed-8")
+    teammate.close()
 
 
 def test_an_ended_session_can_be_replayed(page: Page, environment_url: str) -> None:

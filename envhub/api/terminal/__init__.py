@@ -7,6 +7,18 @@ participants and flow control; ``pump`` reads the exec stream fairly;
 writes asciicast v2.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from envhub.api.terminal.manager import manager
 from envhub.api.terminal.routes import mount
 
-__all__ = ["mount"]
+
+@asynccontextmanager
+async def lifespan() -> AsyncIterator[None]:
+    """While the web process serves; on the way out, end every shell (and audit it)."""
+    yield
+    await manager.shutdown()
+
+
+__all__ = ["lifespan", "mount"]
