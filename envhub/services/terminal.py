@@ -72,6 +72,9 @@ def open_shell(
             raise InvalidTransition(
                 f"cannot open a shell in an environment that is {environment.phase.value}"
             )
+        # Starting the shell can take a while (a pod exec handshake): hold no
+        # transaction (and so no SQLite write lock) meanwhile.
+        session.commit()
         exec_session = runtime.exec(environment_id, container=container)
         audit(
             session,

@@ -137,6 +137,10 @@ async def terminal_socket(websocket: WebSocket, environment_id: int) -> None:
     except EnvhubError as exc:
         await _refuse(websocket, _close_code(exc), exc.message, exc.code)
         return
+    except Exception:
+        log.exception("opening terminal %s failed", websocket.query_params.get("session"))
+        await _refuse(websocket, CloseCode.unavailable, "the shell could not be started", "runtime_error")
+        return
     if joined is None:
         return
     session, may_drive = joined
