@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from envhub.api import terminal
 from envhub.api.app import create_api
 from envhub.ui.pages import environment, project, projects
 from envhub.ui.state import AuthState
@@ -11,6 +12,8 @@ app = rx.App(
     stylesheets=["/envhub.css"],
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
+
+app.register_lifespan_task(terminal.lifespan)
 
 app.add_page(
     projects.page,

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from envhub.api import terminal
 from envhub.api.gateway import GatewayMiddleware
 from envhub.models.db import session_scope
 
@@ -27,5 +28,6 @@ def create_api() -> FastAPI:
             return JSONResponse({"status": "unhealthy", "database": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    terminal.mount(api)
     api.add_middleware(GatewayMiddleware)
     return api

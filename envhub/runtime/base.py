@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from envhub.domain.specs import EnvironmentTarget
 
@@ -126,6 +126,25 @@ class ExecSession(Protocol):
 
     def close(self) -> None:
         """End the process (and its children) and release the PTY."""
+
+
+@runtime_checkable
+class PollableExecSession(ExecSession, Protocol):
+    """An exec session whose output can be read without a thread.
+
+    ``fileno()`` is a non-blocking descriptor that polls readable whenever
+    output or end of stream is waiting, so an event loop can watch it
+    (``loop.add_reader``) instead of parking a thread in :meth:`read`.
+    """
+
+    def fileno(self) -> int:
+        """The descriptor to poll for output."""
+
+    def read_nowait(self, max_bytes: int = 65536) -> bytes | None:
+        """Output that is waiting now; ``None`` if there is none yet, ``b""`` at end of stream."""
+
+    def write_nowait(self, data: bytes) -> int:
+        """Send what fits without blocking; returns how many bytes were taken (0 when full)."""
 
 
 class Runtime(Protocol):
