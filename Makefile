@@ -11,7 +11,7 @@ BUN_VERSION := 1.4.5
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster bench
+.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster bench bench-terminal
 
 run: system-deps setup ## Start envhub on its embedded default and print the URL
 	$(PY) -m envhub.launcher run
@@ -45,10 +45,13 @@ test-cluster:
 	bash tests/cluster/build.sh
 
 lint: setup
-	$(VENV)/bin/ruff check envhub tests alembic rxconfig.py
-	$(VENV)/bin/ruff format --check envhub tests alembic rxconfig.py
+	$(VENV)/bin/ruff check envhub tests alembic rxconfig.py bench
+	$(VENV)/bin/ruff format --check envhub tests alembic rxconfig.py bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+bench-terminal: setup ## Browser-terminal speed beside a PTY loop and terminado
+	$(PY) -m bench.terminal
 
 migrate: setup
 	$(PY) -m envhub.launcher migrate

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     # Namespaces of the public-URL provider's proxies, allowed to reach environments.
     kube_ingress_namespaces: str = "envhub-system"
     kube_ready_timeout: Annotated[float, Field(gt=0)] = 180.0
+    # Browser terminals: how long a shell outlives its last socket (a reload or
+    # a dropped network reattaches within it), how often sockets are pinged,
+    # and how much of one session is recorded before the recording stops.
+    terminal_grace: Annotated[float, Field(ge=0)] = 300.0
+    terminal_ping_interval: Annotated[float, Field(gt=0)] = 20.0
+    terminal_recording_limit_mb: Annotated[float, Field(gt=0)] = 100.0
 
     # -- sign-in (OpenID Connect); empty issuer means single-user local mode --
     oidc_issuer: str = ""
@@ -251,6 +257,10 @@ class Settings(BaseSettings):
     @property
     def envs_dir(self) -> Path:
         return self.data_dir / "envs"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
 
     @property
     def base_port(self) -> int:

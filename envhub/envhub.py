@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from envhub.api import terminal
 from envhub.api.app import create_api
 from envhub.ui.pages import (
     audit,
@@ -23,6 +24,8 @@ app = rx.App(
     stylesheets=["/envhub.css"],
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
+
+app.register_lifespan_task(terminal.lifespan)
 
 # Every page but the sign-in page starts by asking who is there (AuthState.sign_in),
 # which sends anyone without a live session to /sign-in.

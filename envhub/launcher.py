@@ -254,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
         stopping = True
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell that starts us in the background leaves
+    # SIGINT ignored, and Ctrl-C must always stop everything we started.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     env = dict(os.environ)
     env.update(
         REFLEX_TELEMETRY_ENABLED="false",

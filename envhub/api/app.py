@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from envhub.api import errors
+from envhub.api import errors, terminal
 from envhub.api.gateway import GatewayMiddleware
 from envhub.api.guard import GuardMiddleware
 from envhub.api.headers import SecurityHeadersMiddleware
@@ -37,6 +37,8 @@ def create_api() -> FastAPI:
             # The reason stays in the logs: it may name hosts or users.
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    terminal.mount(api)
 
     # add_middleware wraps: the last one added is the outermost.
     api.add_middleware(SecurityHeadersMiddleware)

@@ -1,8 +1,10 @@
 """The checks every request to envhub itself passes before any route sees it.
 
 * Host: only envhub's own names (DNS rebinding cannot reach a loopback envhub).
-* Origin: a browser request that changes state, and every WebSocket (the
-  dashboard's socket and terminals alike), must come from envhub's own origin.
+* Origin: a browser request that changes state, and every WebSocket, must
+  come from envhub's own origin. Terminal sockets (``/ws/terminal/``) make
+  the same check in their route, so the refusal reaches the browser in the
+  terminal protocol (an error message, close code 4403).
 * CSRF: a state-changing request authenticated by the session cookie must
   carry the session's CSRF token (``X-CSRF-Token`` or a ``csrf_token`` form
   field). Bearer-token requests carry no ambient credential and need none.
@@ -40,6 +42,8 @@ from envhub.services.sessions import csrf_valid, session_cookie_name
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes from the platform (kubelet, load balancer) use whatever Host they like.
 _ANY_HOST = ("/healthz",)
+# WebSocket routes that check the Origin themselves (api/terminal/routes.py).
+_OWN_ORIGIN_CHECK = ("/ws/terminal/",)
 
 
 class GuardMiddleware:
@@ -85,7 +89,9 @@ class GuardMiddleware:
         origin = (header(scope, b"origin") or "").lower()
         method = str(scope.get("method", "GET")).upper()
         websocket = scope["type"] == "websocket"
-        if origin and (websocket or method not in SAFE_METHODS) and origin not in allowed_origins(settings):
+        checked_by_route = websocket and path.startswith(_OWN_ORIGIN_CHECK)
+        unsafe = websocket or method not in SAFE_METHODS
+        if origin and unsafe and not checked_by_route and origin not in allowed_origins(settings):
             raise OriginRejected(f"requests from {origin[:100]} are not accepted")
         bucket = bucket_of(path)
         if bucket is not None:

@@ -9,6 +9,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from envhub.config import get_settings
+from envhub.errors import EnvhubError
 from envhub.models.db import session_scope
 from envhub.runtime.base import RuntimeStatus
 from envhub.services import ports
@@ -51,8 +52,12 @@ class ReconcilerThread(threading.Thread):
                     reconcile_once()
             except RedisError as exc:
                 log.warning("reconciler: redis unavailable: %s", exc)
-            except Exception:
-                log.exception("reconciler tick failed")
+            except Exception as exc:
+                if isinstance(exc, EnvhubError) and exc.retryable:
+                    # The runtime cannot be reached for now: one line per tick, not a traceback.
+                    log.warning("reconciler tick skipped: %s", exc.message)
+                else:
+                    log.exception("reconciler tick failed")
 
     def stop(self) -> None:
         self.stopping.set()

@@ -1,16 +1,32 @@
-"""``python -m envhub.jobs.worker``: an RQ worker with the reconciler inside."""
+"""``python -m envhub.jobs.worker``: an RQ worker with the reconciler beside it.
+
+RQ runs every job in a fork of the worker process. A fork keeps only the
+thread that called it: a lock another thread held at that moment (a module
+being imported, a pooled connection in use) stays held forever in the child,
+and the job hangs. So the reconciler and the runtime's status watch, which are
+threads, do not run in the process that forks: the worker forks them a
+process of their own first, while it is still single-threaded, and that
+process ends when the worker does.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import sys
+import time
 
 from rq import Worker
 
 from envhub.config import get_settings
 from envhub.errors import ConfigurationError
 from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
+from envhub.models.db import get_engine
 from envhub.services import ports
+
+log = logging.getLogger(__name__)
 
 
 def main() -> int:
@@ -18,21 +34,55 @@ def main() -> int:
     try:
         settings = get_settings()
         queue = ports.queue()
+        ports.runtime()  # configuration errors show here, once
     except ConfigurationError as exc:
         print(f"envhub worker: {exc.message}", file=sys.stderr)
         return 2
+    background = _fork_background()
     worker = Worker([queue.queue], connection=queue.connection)
-    reconciler = ReconcilerThread(queue.connection, worker.name)
-    reconciler.start()
-    watcher = RuntimeWatchThread()
-    watcher.start()
     try:
         worker.work(with_scheduler=False, logging_level="INFO")
     finally:
-        reconciler.stop()
-        watcher.stop()
-    logging.getLogger(__name__).info("worker for %s stopped", settings.queue_name)
+        _stop(background)
+    log.info("worker for %s stopped", settings.queue_name)
     return 0
+
+
+def _fork_background() -> int:
+    """Start the reconciler and the status watch in a child process; returns its pid."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        _background(parent)
+    except KeyboardInterrupt:  # Ctrl-C in a terminal reaches both processes
+        pass
+    except BaseException:
+        log.exception("reconciler process failed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _background(parent: int) -> None:
+    get_engine().dispose(close=False)  # nothing shared with the worker's own connections
+    ports.reset()
+    reconciler = ReconcilerThread(ports.queue().connection, f"{socket.gethostname()}:{os.getpid()}")
+    watcher = RuntimeWatchThread()
+    reconciler.start()
+    watcher.start()
+    while os.getppid() == parent:  # the worker is gone (even SIGKILLed): so are we
+        time.sleep(0.5)
+
+
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 if __name__ == "__main__":

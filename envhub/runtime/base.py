@@ -151,6 +151,25 @@ class CredentialIssuer(Protocol):
         """
 
 
+@runtime_checkable
+class PollableExecSession(ExecSession, Protocol):
+    """An exec session whose output can be read without a thread.
+
+    ``fileno()`` is a non-blocking descriptor that polls readable whenever
+    output or end of stream is waiting, so an event loop can watch it
+    (``loop.add_reader``) instead of parking a thread in :meth:`read`.
+    """
+
+    def fileno(self) -> int:
+        """The descriptor to poll for output."""
+
+    def read_nowait(self, max_bytes: int = 65536) -> bytes | None:
+        """Output that is waiting now; ``None`` if there is none yet, ``b""`` at end of stream."""
+
+    def write_nowait(self, data: bytes) -> int:
+        """Send what fits without blocking; returns how many bytes were taken (0 when full)."""
+
+
 class Runtime(Protocol):
     """Where environments run. See the module docstring for the contract."""
 

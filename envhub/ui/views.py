@@ -15,7 +15,7 @@ from envhub.domain.policy import Action
 from envhub.errors import EnvhubError, NotFound
 from envhub.models import AuditEvent, Environment, JobRun, Project
 from envhub.queue.events import project_channel
-from envhub.services import audit_log, environments, projects, sharing
+from envhub.services import audit_log, environments, projects, sharing, terminal
 from envhub.ui import format as fmt
 from envhub.ui import identity_views, workload_defaults, workloads
 from envhub.ui.feedback import advice_for, condition_view
@@ -114,6 +114,7 @@ class AuditRow(TypedDict):
     outcome: str
     error_code: str
     summary: str
+    recording: str  # URL of a terminal session's recording, or ""
 
 
 EMPTY_HEADER = ProjectHeader(
@@ -270,6 +271,12 @@ def audit_row(event: AuditEvent) -> AuditRow:
         summary = f"generation {details['generation']}"
     elif not summary and "kind" in details:
         summary = f"{details['kind']} environment"
+    elif not summary and "terminal" in details:
+        container = details.get("container")
+        summary = f"session {str(details['terminal'])[:8]}" + (f" in {container}" if container else "")
+    recording = ""
+    if event.action == "environment.shell.end" and details.get("recording"):
+        recording = f"/api/v1/terminal/recordings/{event.id}"
     return AuditRow(
         time=fmt.ago(event.time),
         stamp=fmt.stamp(event.time),
@@ -278,7 +285,22 @@ def audit_row(event: AuditEvent) -> AuditRow:
         outcome=event.outcome,
         error_code=event.error_code or "",
         summary=summary,
+        recording=recording,
     )
+
+
+def terminal_view(session: Any, actor: Any, environment: Environment) -> dict[str, Any]:
+    """Whether the terminal can open, in which containers, and whether this person may type."""
+    try:
+        access = terminal.watchable(session=session, actor=actor, environment_id=environment.id or 0)
+        may_drive = access.may_drive
+    except EnvhubError:
+        may_drive = False
+    return {
+        "ready": environment.phase in _SERVING and environment.desired_state == "present",
+        "containers": workloads.terminal_containers(environment.spec),
+        "can_shell": may_drive,
+    }
 
 
 # -- loaders ---------------------------------------------------------------
@@ -379,6 +401,7 @@ def read_environment(
             "can_share": Action.environment_share in allowed and phase is not Phase.deleted,
             "can_agent": Action.environment_shell in allowed and phase is not Phase.deleted,
             "log_containers": containers,
+            "terminal": terminal_view(session, actor, environment),
             "logs": workloads.recent_logs(session, actor, environment_id, phase, log_container),
         }
     # Outside the unit of work: the runtime may take a moment to answer.

@@ -288,6 +288,11 @@ def log_containers(spec: dict[str, Any]) -> list[str]:
     return names
 
 
+def terminal_containers(spec: dict[str, Any]) -> list[str]:
+    """Containers a shell can open in (several services on Kubernetes); [] means the default."""
+    return log_containers(spec)
+
+
 def recent_logs(
     session: Session, actor: Principal, environment_id: int, phase: Phase, container: str = ""
 ) -> list[str]:

@@ -28,6 +28,7 @@ from envhub.services import (
     secrets,
     sharing,
     teams,
+    terminal,
     tokens,
 )
 from envhub.services.access import authorize_environment
@@ -389,6 +390,50 @@ OPS: list[Op] = [
         lambda w, s, a, _e: (
             device.deny(s, actor=a, user_code=device.start(s, client_id="envhub-cli", scope="read").user_code)
             or True
+        ),
+    ),
+    Op(
+        "terminal.open_shell",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: terminal.open_shell(
+            session=s,
+            actor=a,
+            runtime=w.runtime,
+            environment_id=e,  # type: ignore[arg-type]
+            terminal_id=unique("t"),
+            container=None,
+            recording="recordings/x.cast",
+        ),
+    ),
+    Op(
+        "terminal.join_shell",
+        "env",
+        "environment.watch",
+        lambda w, s, a, e: terminal.join_shell(
+            session=s, actor=a, environment_id=e, terminal_id="t", watching=True
+        ),
+    ),
+    Op(
+        "terminal.hand_over",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: (
+            terminal.hand_over(session=s, actor=a, environment_id=e, terminal_id="t", to=a) or True
+        ),
+    ),
+    Op(
+        "terminal.watchable",
+        "env",
+        "environment.watch",
+        lambda w, s, a, e: terminal.watchable(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "terminal.recording_path",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: terminal.recording_path(
+            session=s, actor=a, event_id=w.recording_event, data_dir=w.data_dir
         ),
     ),
 ]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
@@ -48,10 +49,32 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_counter)}"
 
 
+class _Shell:
+    """An exec session that has nothing to say (the matrix only asks who may open one)."""
+
+    def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        return b""
+
+    def write(self, data: bytes) -> None:
+        del data
+
+    def resize(self, columns: int, rows: int) -> None:
+        del columns, rows
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return 0
+
+    def close(self) -> None:
+        return None
+
+
 class PortRuntime:
-    """The runtime port, answering from memory (logs, inspection, credentials)."""
+    """The runtime port, answering from memory (logs, inspection, credentials, shells)."""
 
     name = "fake"
+
+    def exec(self, environment_id: int, command: list[str] | None = None, **_: Any) -> _Shell:
+        return _Shell()
 
     def logs(self, environment_id: int, **_: Any) -> Iterator[str]:
         return iter([f"log of {environment_id}"])
@@ -73,6 +96,8 @@ class MatrixWorld:
     shop: int  # acme's project
     e1: int  # acme's environment most operations act on
     shared: int  # an acme environment shared with the whole of globex (viewer)
+    recording_event: int  # a terminal session's end in acme, with its recording on disk
+    data_dir: Path
     users: dict[tuple[str, str], int] = field(default_factory=dict)  # (team, role) -> user id
     runtime: PortRuntime = field(default_factory=PortRuntime)
 
@@ -203,7 +228,7 @@ class MatrixWorld:
             return row.id or 0
 
 
-def build_world(engine: Engine) -> MatrixWorld:
+def build_world(engine: Engine, data_dir: Path) -> MatrixWorld:
     with Session(engine, expire_on_commit=False) as session:
         acme, globex = Team(name="acme"), Team(name="globex")
         session.add_all([acme, globex])
@@ -249,7 +274,19 @@ def build_world(engine: Engine) -> MatrixWorld:
             target="shop",
             team_id=acme.id,
         )
+        ended = audit(
+            session,
+            SYSTEM,
+            "environment.shell.end",
+            target_type="environment",
+            target_id=e1.id,
+            target="shop/e1",
+            team_id=acme.id,
+            details={"recording": "recordings/e1.cast"},
+        )
         session.commit()
+        (data_dir / "recordings").mkdir(parents=True, exist_ok=True)
+        (data_dir / "recordings" / "e1.cast").write_text('{"version": 2}\n')
         return MatrixWorld(
             engine=engine,
             acme=acme.id or 0,
@@ -257,5 +294,7 @@ def build_world(engine: Engine) -> MatrixWorld:
             shop=shop.id or 0,
             e1=e1.id or 0,
             shared=shared.id or 0,
+            recording_event=ended.id or 0,
+            data_dir=data_dir,
             users=world_users,
         )

@@ -108,6 +108,7 @@ NOT_OPERATIONS = {
     "device.pending": "the look-up approve and deny start with (people only, covered by them)",
     "teams.accept_invites": "runs inside sign-in for the person signing in",
     "signin._record_failure": "records a refused sign-in",
+    "terminal.end_shell": "records the end of a session its opener was authorized for (open_shell)",
 }
 
 
@@ -145,7 +146,7 @@ def matrix(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         data_dir=tmp_path_factory.mktemp("matrix"), database_url=database_url, redis_url=""
     )
     with override_settings(configured):
-        yield build_world(engine)
+        yield build_world(engine, configured.data_dir)
     clean_tables(engine)
 
 

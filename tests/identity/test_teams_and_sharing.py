@@ -351,3 +351,43 @@ def test_shared_people_act_through_the_same_use_cases(
 
     with pytest.raises(NotFound):  # the rest of the project stays out of reach
         get_project(session=session, actor=world.nobody, project_id=session.get(Environment, env).project_id)  # type: ignore[union-attr]
+
+
+def test_terminals_follow_the_share_role(
+    settings: Settings, world: World, session: Session, env: int
+) -> None:
+    """A shared viewer may watch terminals; a shared editor may open and drive one."""
+    from envhub.services import terminal
+    from tests.identity.matrix_world import PortRuntime
+
+    runtime = PortRuntime()
+    sharing.share_environment(
+        session=session, actor=world.admin, environment_id=env, role="viewer", user="nina"
+    )
+    watching = terminal.join_shell(
+        session=session, actor=world.nobody, environment_id=env, terminal_id="t", watching=True
+    )
+    assert watching.may_drive is False
+    with pytest.raises(PermissionDenied):
+        terminal.open_shell(
+            session=session,
+            actor=world.nobody,
+            runtime=runtime,
+            environment_id=env,  # type: ignore[arg-type]
+            terminal_id="t1",
+            container=None,
+            recording="recordings/t1.cast",
+        )
+    sharing.share_environment(
+        session=session, actor=world.admin, environment_id=env, role="editor", user="nina"
+    )
+    _shell, access = terminal.open_shell(
+        session=session,
+        actor=world.nobody,
+        runtime=runtime,
+        environment_id=env,  # type: ignore[arg-type]
+        terminal_id="t2",
+        container=None,
+        recording="recordings/t2.cast",
+    )
+    assert access.may_drive is True

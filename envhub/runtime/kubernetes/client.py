@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from envhub.errors import ConfigurationError
 
+# Measuring only (bench/provision.py): when set, every request to the cluster is
+# appended to this file as one JSON line. Off unless the variable is set.
+REQUEST_LOG_VARIABLE = "ENVHUB_KUBE_REQUEST_LOG"
+
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    return _log_requests(_connect(kubeconfig, context))
+
+
+def _connect(kubeconfig: str | None, context: str | None) -> client.ApiClient:
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
         path = path or str(Path.home() / ".kube" / "config")
@@ -30,3 +43,35 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
     except ConfigException as exc:
         raise ConfigurationError(f"in-cluster Kubernetes configuration failed: {exc}") from exc
     return client.ApiClient()
+
+
+def _log_requests(api: client.ApiClient) -> client.ApiClient:
+    target = os.environ.get(REQUEST_LOG_VARIABLE)
+    if not target:
+        return api
+    send = api.rest_client.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        status: int | str = "error"
+        try:
+            response = send(method, url, *args, **kwargs)
+            status = int(getattr(response, "status", 0))
+            return response
+        finally:
+            parts = urlsplit(url)
+            line = {
+                "pid": os.getpid(),
+                "thread": threading.current_thread().name,
+                "method": method.upper(),
+                "path": parts.path,
+                "query": parts.query,
+                "status": status,
+                "start": started,
+                "seconds": round(time.monotonic() - started, 6),
+            }
+            with open(target, "a", encoding="utf-8") as log:  # one short append per line
+                log.write(json.dumps(line) + "\n")
+
+    api.rest_client.request = request  # type: ignore[method-assign]
+    return api

@@ -39,21 +39,23 @@ class Applier:
     def resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)
         if key not in self._resources:
-            try:
-                found = kube_call(
-                    f"looking up {kind} ({api_version})",
-                    self.dynamic.resources.get,
-                    api_version=api_version,
-                    kind=kind,
-                )
-            except ResourceNotFoundError as exc:
-                raise ClusterRejected(
-                    f"this cluster does not serve {kind} in {api_version}",
-                    hint="Use an apiVersion the cluster supports (kubectl api-resources lists them).",
-                    details={"apiVersion": api_version, "kind": kind},
-                ) from exc
-            self._resources[key] = found
+            self._resources[key] = kube_call(
+                f"looking up {kind} ({api_version})", self._lookup, api_version, kind
+            )
         return self._resources[key]
+
+    def _lookup(self, api_version: str, kind: str) -> Resource:
+        # Translated here, inside kube_call: kube_call turns any other exception
+        # into a generic runtime_error, which would hide what the user must fix.
+        try:
+            found: Resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            return found
+        except ResourceNotFoundError as exc:
+            raise ClusterRejected(
+                f"this cluster does not serve {kind} in {api_version}",
+                hint="Use an apiVersion the cluster supports (kubectl api-resources lists them).",
+                details={"apiVersion": api_version, "kind": kind},
+            ) from exc
 
     def is_namespaced(self, api_version: str, kind: str) -> bool | None:
         try:
@@ -64,11 +66,15 @@ class Applier:
     def served(self, api_version: str, kind: str) -> bool:
         return self.is_namespaced(api_version, kind) is not None
 
-    def apply(self, obj: dict[str, Any]) -> None:
-        """Server-side apply ``obj``; unchanged objects are not modified (idempotent)."""
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj``; unchanged objects are not modified (idempotent).
+
+        Returns the object as the cluster stored it (with its status), so callers
+        need not read back what they just wrote.
+        """
         resource = self.resource(obj["apiVersion"], obj["kind"])
         metadata = obj["metadata"]
-        kube_call(
+        applied = kube_call(
             f"applying {obj['kind']} {metadata.get('namespace', '')}/{metadata['name']}".replace(" /", " "),
             resource.server_side_apply,
             body=obj,
@@ -77,3 +83,5 @@ class Applier:
             field_manager=self.field_manager,
             force_conflicts=True,
         )
+        stored: dict[str, Any] = applied.to_dict() if hasattr(applied, "to_dict") else dict(applied or {})
+        return stored

@@ -30,6 +30,8 @@ from envhub.errors import (
 )
 
 T = TypeVar("T")
+# (connect, read) seconds for ordinary reads; watches and log streams set their own.
+READ_TIMEOUT = (5.0, 30.0)
 
 _QUOTA = re.compile(
     r"exceeded quota: (?P<quota>[^,]+), requested: (?P<requested>.+?), used: (?P<used>.+?), "
@@ -106,6 +108,8 @@ def kube_call(action: str, function: Callable[..., T], *args: Any, attempts: int
     def attempt() -> T:
         try:
             return function(*args, **kwargs)
+        except EnvhubError:
+            raise  # translated by a nested call already: keep the vendor exception as its cause
         except Exception as exc:
             raise translate(exc, action=action) from exc
 
@@ -118,6 +122,7 @@ def kube_json(action: str, function: Callable[..., Any], *args: Any, **kwargs: A
     Skips the client's model deserialisation: cheaper, and plain dicts are what
     the rest of the adapter (and ``readiness``) works with.
     """
+    kwargs.setdefault("_request_timeout", READ_TIMEOUT)
     response = kube_call(action, function, *args, _preload_content=False, **kwargs)
     try:
         data = json.loads(response.data)

@@ -70,6 +70,10 @@ def explain(deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Re
                 reason = state["waiting"].get("reason", "Waiting")
                 hint = _WAITING_HINTS.get(reason, reason)
                 detail = state["waiting"].get("message", "")
+                last = (container.get("lastState") or {}).get("terminated") or {}
+                if reason == "CrashLoopBackOff" and last.get("exitCode") is not None:
+                    # What the person needs first: how the process ended.
+                    detail = f"last exit code {last['exitCode']}" + (f"; {detail}" if detail else "")
                 reasons.append(f"{name}/{container['name']}: {hint}" + (f" ({detail})" if detail else ""))
                 stuck = stuck or reason in STUCK_REASONS
                 described = True

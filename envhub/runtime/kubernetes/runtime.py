@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, NetworkingV1Api, V1DeleteOptions
 
+from envhub.config import get_settings
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
     WORKLOAD_ACCOUNT,
@@ -44,7 +45,7 @@ from envhub.runtime.kubernetes.credentials import request_token
 from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json, quota_error, translate
 from envhub.runtime.kubernetes.readiness import Readiness, describe_event, describe_pod, explain, recent
-from envhub.runtime.kubernetes.streams import KubernetesExecSession, follow_log
+from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class KubernetesRuntime:
         limits: PlatformLimits | None = None,
         ingress_namespaces: tuple[str, ...] = DEFAULT_INGRESS_NAMESPACES,
         ready_timeout: float = 180.0,
+        exec_protocols: tuple[str, ...] = EXEC_PROTOCOLS,
+        heartbeat_interval: float | None = None,
     ) -> None:
         self.api = api
         self.core = CoreV1Api(api)
@@ -85,6 +88,12 @@ class KubernetesRuntime:
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
         self.ready_timeout = ready_timeout
+        self.exec_protocols = exec_protocols
+        # Long waits block on watches of at most this long, then heartbeat: well
+        # inside the time after which the reconciler takes a silent job as lost.
+        if heartbeat_interval is None:
+            heartbeat_interval = min(5.0, max(1.0, get_settings().job_stale_after / 3))
+        self.heartbeat_interval = heartbeat_interval
 
     def _namespace_of(self, environment_id: int) -> str | None:
         found = kube_json(
@@ -113,7 +122,9 @@ class KubernetesRuntime:
         for key, members in groups.items():
             progress.begin(key)
             for obj in members:
-                self.applier.apply(obj)
+                applied = self.applier.apply(obj)
+                if key == "isolation" and obj["kind"] == "ResourceQuota":
+                    self._wait_quota_counted(namespace, applied, progress)
             note = ""
             if key == "isolation" and clamped:
                 note = f" (quota capped at the platform maximum: {', '.join(clamped)})"
@@ -130,6 +141,34 @@ class KubernetesRuntime:
             endpoint=Endpoint(public.host, public.port) if public else None,
             details={"namespace": namespace},
         )
+
+    def _wait_quota_counted(self, namespace: str, quota: dict[str, Any], progress: ProgressReporter) -> None:
+        """Block until the quota controller has counted the namespace's usage.
+
+        Until it has, quota admission ignores the quota (it only enforces the
+        resources listed in ``status.hard``), so workloads applied right after a
+        new quota would escape it. Re-runs see the status in the apply response
+        and do not wait.
+        """
+        deadline = time.monotonic() + min(self.ready_timeout, 30.0)
+        selector = f"metadata.name={quota['metadata']['name']}"
+        while not _quota_counted(quota):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NotReady(
+                    f"the quota of {namespace} is not in force yet (its usage is not counted)",
+                    details={"namespace": namespace},
+                )
+            progress.heartbeat()
+            event = self._wait_for_event(
+                self.core.list_namespaced_resource_quota,
+                namespace,
+                field_selector=selector,
+                version=str(quota["metadata"].get("resourceVersion", "")),
+                seconds=min(remaining, self.heartbeat_interval),
+            )
+            if event is not None and event["type"] in ("ADDED", "MODIFIED"):
+                quota = event["raw_object"]
 
     def _prune(self, namespace: str, wanted: list[dict[str, Any]]) -> None:
         """Delete objects envhub made earlier that the spec no longer has."""
@@ -150,7 +189,9 @@ class KubernetesRuntime:
                 name = item["metadata"]["name"]
                 if (kind, name) not in keep:
                     with contextlib.suppress(NotFound):
-                        kube_call(f"deleting {kind} {name}", deleter, name, namespace)
+                        # As JSON: the client cannot deserialize the Status a
+                        # v1.20 apiserver answers to a Service deletion.
+                        kube_json(f"deleting {kind} {name}", deleter, name, namespace)
 
     def _readiness(self, namespace: str) -> tuple[Readiness, str]:
         deployments = kube_json("reading Deployments", self.apps.list_namespaced_deployment, namespace)
@@ -176,20 +217,25 @@ class KubernetesRuntime:
             # Block on a watch until a Deployment changes; the short window lets
             # pod-level reasons (image pull, crash loop) refresh the message.
             self._wait_for_event(
-                self.apps.list_namespaced_deployment, namespace, version=version, seconds=min(remaining, 5.0)
+                self.apps.list_namespaced_deployment,
+                namespace,
+                version=version,
+                seconds=min(remaining, self.heartbeat_interval),
             )
             readiness, version = self._readiness(namespace)
         return readiness
 
     @staticmethod
-    def _wait_for_event(lister: Any, *args: Any, version: str, seconds: float, **kwargs: Any) -> str | None:
-        """The type of the first watch event within ``seconds`` (None: none came)."""
+    def _wait_for_event(
+        lister: Any, *args: Any, version: str, seconds: float, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        """The first watch event within ``seconds`` (None: none came)."""
         watcher = watch.Watch()  # type: ignore[no-untyped-call]
         try:
             for event in watcher.stream(  # type: ignore[no-untyped-call]
                 lister, *args, resource_version=version, timeout_seconds=max(1, int(seconds)), **kwargs
             ):
-                return str(event["type"])
+                return {"type": str(event["type"]), "raw_object": event["raw_object"]}
         except Exception as exc:  # a lost watch is resumed by the caller's next turn
             error = translate(exc, action="watching")
             if not error.retryable:
@@ -278,7 +324,7 @@ class KubernetesRuntime:
             return
         progress.begin("stop", namespace)
         with contextlib.suppress(NotFound):
-            kube_call(
+            kube_json(
                 f"deleting namespace {namespace}",
                 self.core.delete_namespace,
                 namespace,
@@ -303,9 +349,9 @@ class KubernetesRuntime:
                 self.core.list_namespace,
                 field_selector=selector,
                 version=str(listing["metadata"].get("resourceVersion", "")),
-                seconds=5.0,
+                seconds=self.heartbeat_interval,
             )
-            if event == "DELETED":
+            if event is not None and event["type"] == "DELETED":
                 return
         raise NotReady(f"namespace {namespace} is still terminating", details={"namespace": namespace})
 
@@ -361,7 +407,16 @@ class KubernetesRuntime:
             container=chosen,
             command=command or ["/bin/sh", "-l"],
             tty=tty,
+            protocols=self.exec_protocols,
         )
+
+
+def _quota_counted(quota: dict[str, Any]) -> bool:
+    wanted = set(((quota.get("spec") or {}).get("hard") or {}).keys())
+    status = quota.get("status") or {}
+    return wanted <= set((status.get("hard") or {}).keys()) and wanted <= set(
+        (status.get("used") or {}).keys()
+    )
 
 
 def _group(obj: dict[str, Any]) -> str:

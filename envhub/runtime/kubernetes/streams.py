@@ -1,8 +1,10 @@
 """Logs and exec through the API server (``pods/log``, ``pods/exec``).
 
 Exec speaks the WebSocket channel protocol; the client offers
-``v5.channel.k8s.io`` and falls back to ``v4.channel.k8s.io`` when the server
-does not know v5 (as on 1.20). Channel 4 carries terminal resizes.
+``v5.channel.k8s.io`` and ``v4.channel.k8s.io`` and the server picks (a 1.20
+kubelet picks v4). If the handshake is refused outright while v5 is offered,
+the session tries again offering only the older protocols. Channel 4 carries
+terminal resizes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from kubernetes.client import CoreV1Api
+from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import (
     ERROR_CHANNEL,
@@ -21,8 +24,14 @@ from kubernetes.stream.ws_client import (
     STDOUT_CHANNEL,
     WSClient,
 )
+from websocket import WebSocketBadStatusException
 
+from envhub.errors import EnvhubError
 from envhub.runtime.kubernetes.errors import kube_call, translate
+
+V5_PROTOCOL = "v5.channel.k8s.io"
+V4_PROTOCOL = "v4.channel.k8s.io"
+EXEC_PROTOCOLS = (V5_PROTOCOL, V4_PROTOCOL)
 
 
 def follow_log(
@@ -70,16 +79,32 @@ class KubernetesExecSession:
         container: str | None,
         command: list[str],
         tty: bool,
+        protocols: tuple[str, ...] = EXEC_PROTOCOLS,
     ) -> None:
-        try:
-            self._ws: WSClient = stream(
-                core.connect_get_namespaced_pod_exec, pod, namespace,
-                command=command, container=container or "",
-                stdin=True, stdout=True, stderr=True, tty=tty,
-                _preload_content=False, binary=True,
-            )  # fmt: skip
-        except Exception as exc:
-            raise translate(exc, action=f"opening a shell in {pod}") from exc
+        # stream() swaps call_api on the ApiClient it is given while it connects:
+        # on the runtime's shared client, another thread's request at that moment
+        # would be sent as a WebSocket handshake. Each session gets its own client.
+        self._api = ApiClient(core.api_client.configuration)
+        exec_api = CoreV1Api(self._api)
+        action = f"opening a shell in {pod}"
+        # All protocols in one offer first; if that is refused, the older ones alone.
+        offers = [protocols] + [protocols[i:] for i in range(1, len(protocols))]
+        for attempt, offer in enumerate(offers, start=1):
+            try:
+                self._ws: WSClient = stream(
+                    exec_api.connect_get_namespaced_pod_exec, pod, namespace,
+                    command=command, container=container or "",
+                    stdin=True, stdout=True, stderr=True, tty=tty,
+                    _preload_content=False, binary=True,
+                    _headers={"sec-websocket-protocol": ",".join(offer)},
+                )  # fmt: skip
+                break
+            except Exception as exc:
+                error = _handshake_error(exc, action=action)
+                if attempt < len(offers) and error.code == "cluster_rejected":
+                    continue  # the server (or a proxy) does not take our newest protocol
+                self._api.close()
+                raise error from exc
         self._pending = b""
         self._exit: int | None = None
 
@@ -145,3 +170,18 @@ class KubernetesExecSession:
 
     def close(self) -> None:
         self._ws.close()
+        self._api.close()
+
+
+def _handshake_error(exc: BaseException, *, action: str) -> EnvhubError:
+    """The envhub error for a failed exec handshake.
+
+    The client reports every handshake failure as ``ApiException(status=0)``,
+    which would read as "cluster unreachable"; the HTTP status the server
+    answered is on the WebSocket exception underneath.
+    """
+    refused = exc.__context__ if isinstance(exc, ApiException) else exc
+    if isinstance(refused, WebSocketBadStatusException):
+        body = refused.resp_body.decode("utf-8", "replace") if refused.resp_body else ""
+        return translate(ApiException(status=refused.status_code, reason=body.strip()), action=action)
+    return translate(exc, action=action)

@@ -53,10 +53,13 @@ class DeploymentWatcher:
             if environment is not None:
                 fresh.setdefault(environment, {})[obj["metadata"]["name"]] = deployment_ready(obj)
         for environment in set(fresh) | set(self.state):
-            if fresh.get(environment) != self.state.get(environment):
+            # After an outage every environment was reported degraded: report
+            # each one again, even when its Deployments did not change.
+            if not self.reachable or fresh.get(environment) != self.state.get(environment):
                 self._report(environment, fresh.get(environment, {}))
         self.state = fresh
         self.resource_version = str(listing["metadata"].get("resourceVersion", "")) or None
+        self.reachable = True
 
     def _report(self, environment: int, deployments: dict[str, bool]) -> None:
         waiting = sorted(name for name, ready in deployments.items() if not ready)
@@ -66,6 +69,9 @@ class DeploymentWatcher:
             status = RuntimeStatus(RuntimeState.starting, f"waiting for {', '.join(waiting)}")
         else:
             status = RuntimeStatus(RuntimeState.ready, "all workloads available")
+        self._send(environment, status)
+
+    def _send(self, environment: int, status: RuntimeStatus) -> None:
         try:
             self.handler(environment, status)
         except Exception:
@@ -108,17 +114,16 @@ class DeploymentWatcher:
         backoff = 1.0
         while not stop.is_set():
             try:
-                self.step()
                 if not self.reachable:
-                    self.reachable = True
                     self.resource_version = None  # state may have moved on while we were away
+                self.step()
                 backoff = 1.0
             except Exception as exc:
                 error = translate(exc, action="watching environments")
                 if error.retryable and self.reachable:
                     self.reachable = False
                     for environment in list(self.state):
-                        self.handler(
+                        self._send(
                             environment,
                             RuntimeStatus(
                                 RuntimeState.degraded, error.message, details={"condition": error.code}

@@ -330,4 +330,4 @@ class LocalRuntime:
         }
         if state is not None:
             env["PORT"] = str(state.port)
-        return LocalExecSession(sandbox.wrap(argv, workspace=ws), cwd=str(ws), env=env, tty=tty)
+        return LocalExecSession(sandbox.wrap(argv, workspace=ws, terminal=tty), cwd=str(ws), env=env, tty=tty)

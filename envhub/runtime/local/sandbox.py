@@ -24,14 +24,20 @@ SANDBOX_WORKDIR = "/workspace"
 class Sandbox:
     kind: str  # bwrap | unshare | none
 
-    def wrap(self, argv: list[str], *, workspace: Path) -> list[str]:
-        """The command line that runs ``argv`` inside this sandbox."""
+    def wrap(self, argv: list[str], *, workspace: Path, terminal: bool = False) -> list[str]:
+        """The command line that runs ``argv`` inside this sandbox.
+
+        ``terminal``: ``argv`` gets a PTY of its own as controlling terminal
+        (job control, Ctrl-C). bwrap's ``--new-session`` would detach it from
+        that PTY; it guards a *shared* terminal against keystroke injection
+        (TIOCSTI), and a PTY that envhub made for this one shell is not shared.
+        """
         if self.kind == "bwrap":
             binds: list[str] = []
             for path in _SYSTEM_DIRS:
                 binds += ["--ro-bind-try", path, path]
             return [
-                "bwrap", "--unshare-all", "--share-net", "--new-session",
+                "bwrap", "--unshare-all", "--share-net", *([] if terminal else ["--new-session"]),
                 *binds,
                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",  # noqa: S108 - a private tmpfs inside the sandbox
                 "--bind", str(workspace), SANDBOX_WORKDIR,

@@ -30,14 +30,17 @@ class LocalExecSession:
             self._master = read_end
             slave = write_end
             stdio = write_end
+        # With a PTY, ``setsid --ctty`` makes it the controlling terminal of a
+        # new session, so the shell has job control and Ctrl-C reaches the
+        # foreground job. (Popen's own start_new_session gives no terminal.)
         self._popen = subprocess.Popen(
-            argv,
+            ["setsid", "--ctty", *argv] if tty else argv,
             cwd=cwd,
             env=env,
             stdin=stdio if tty else subprocess.PIPE,
             stdout=stdio,
             stderr=stdio,
-            start_new_session=True,
+            start_new_session=not tty,
             close_fds=True,
         )
         os.close(slave)
@@ -47,14 +50,23 @@ class LocalExecSession:
     def pid(self) -> int:
         return self._popen.pid
 
+    def fileno(self) -> int:
+        return self._master
+
     def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
         ready, _, _ = select.select([self._master], [], [], timeout)
         if not ready:
             raise TimeoutError("no output within the timeout")
+        data = self.read_nowait(max_bytes)
+        if data is None:
+            raise TimeoutError("no output within the timeout")
+        return data
+
+    def read_nowait(self, max_bytes: int = 65536) -> bytes | None:
         try:
             return os.read(self._master, max_bytes)
-        except BlockingIOError as exc:
-            raise TimeoutError("no output within the timeout") from exc
+        except BlockingIOError:
+            return None
         except OSError as exc:
             # EIO is how a PTY reports that the last process holding it exited.
             if exc.errno in (errno.EIO, errno.EBADF):
@@ -75,6 +87,15 @@ class LocalExecSession:
             self._popen.stdin.write(data)
             self._popen.stdin.flush()
 
+    def write_nowait(self, data: bytes) -> int:
+        if not self._tty:
+            self.write(data)
+            return len(data)
+        try:
+            return os.write(self._master, data)
+        except BlockingIOError:
+            return 0
+
     def resize(self, columns: int, rows: int) -> None:
         if self._tty:
             fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -90,5 +111,8 @@ class LocalExecSession:
             with contextlib.suppress(psutil.Error):
                 kill_tree(psutil.Process(self._popen.pid), grace=1.0)
             self._popen.wait(5)
-        with contextlib.suppress(OSError):
-            os.close(self._master)
+        # Idempotent: a second close must not close a descriptor number reused since.
+        master, self._master = self._master, -1
+        if master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(master)

@@ -205,11 +205,28 @@ def audit_panel(S: Any) -> rx.Component:
             rx.table.cell(rx.code(event["action"], variant="ghost", size="2")),
             rx.table.cell(outcome_badge(event["outcome"])),
             rx.table.cell(
-                rx.text(
-                    rx.cond(event["error_code"] != "", event["error_code"] + ": ", ""),
-                    dash_if_empty(event["summary"]),
-                    size="1",
-                    color_scheme="gray",
+                rx.hstack(
+                    rx.text(
+                        rx.cond(event["error_code"] != "", event["error_code"] + ": ", ""),
+                        dash_if_empty(event["summary"]),
+                        size="1",
+                        color_scheme="gray",
+                    ),
+                    rx.cond(
+                        event["recording"] != "",
+                        rx.button(
+                            rx.icon("circle-play", size=13),
+                            "Replay",
+                            size="1",
+                            variant="soft",
+                            on_click=S.open_replay(
+                                event["recording"], event["actor"] + " · " + event["stamp"]
+                            ),
+                            class_name="replay-recording",
+                        ),
+                    ),
+                    align="center",
+                    spacing="2",
                 )
             ),
             align="center",

@@ -29,6 +29,7 @@ from envhub.ui.components.environment_panels import (
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.logs import log_picker, logs_panel
 from envhub.ui.components.progress import progress_panel
+from envhub.ui.components.terminal import replay_dialog, terminal_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.format import parse_id
@@ -61,6 +62,14 @@ class EnvironmentState(LiveMixin, AuthState):
     audit_offset: int = 0
     audit_has_next: bool = False
     audit_label: str = ""
+    # The terminal: the id the browser's terminal connects with, whether it can
+    # open now, its containers, whether this person may type; a recording to replay.
+    environment_id: int = 0
+    terminal_ready: bool = False
+    terminal_containers: list[str] = rx.field(default_factory=list)
+    can_shell: bool = False
+    replay_src: str = ""
+    replay_label: str = ""
     can_redeploy: bool = False
     can_delete: bool = False
     busy: str = ""
@@ -105,6 +114,10 @@ class EnvironmentState(LiveMixin, AuthState):
         self.audit = view["audit"]
         self.audit_has_next = view["audit_has_next"]
         self.audit_label = view["audit_label"]
+        terminal = view["terminal"]
+        self.terminal_ready = terminal["ready"]
+        self.terminal_containers = terminal["containers"]
+        self.can_shell = terminal["can_shell"]
         self.can_redeploy = view["can_redeploy"]
         self.can_delete = view["can_delete"]
 
@@ -121,6 +134,8 @@ class EnvironmentState(LiveMixin, AuthState):
         project, environment = str(params.get("project_id", "")), str(params.get("environment_id", ""))
         self._project_id = parse_id(project)
         self._environment_id = parse_id(environment)
+        self.environment_id = self._environment_id
+        self.replay_src, self.replay_label = "", ""
         self.project_href = f"/projects/{self._project_id}"
         self.project_name, self.detail = "", _EMPTY_DETAIL
         self.loaded, self.found = False, bool(self._project_id and self._environment_id)
@@ -140,6 +155,15 @@ class EnvironmentState(LiveMixin, AuthState):
     def prev_audit(self) -> None:
         self.audit_offset = max(0, self.audit_offset - views.AUDIT_PAGE_SIZE)
         self._reload()
+
+    @rx.event
+    def open_replay(self, src: str, label: str) -> None:
+        self.replay_src, self.replay_label = src, label
+
+    @rx.event
+    def close_replay(self, open_: bool) -> None:
+        if not open_:
+            self.replay_src = ""
 
     @rx.event
     def pick_log_container(self, name: str) -> None:
@@ -218,6 +242,7 @@ def page() -> rx.Component:
             width="100%",
         ),
         # A deleted environment has nothing left to look inside; its callout says so.
+        rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
         logs_panel(
             S.logs,
@@ -231,6 +256,7 @@ def page() -> rx.Component:
         ),
         access_panel(),
         audit_panel(S),
+        replay_dialog(S),
     )
     return shell(
         rx.cond(

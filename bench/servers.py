@@ -1,0 +1,160 @@
+"""The three things bench/terminal.py measures, each in its own process.
+
+* ``pty``: no network at all. A select loop over PTYs running bash, in a
+  child process, driven over a pipe: the ceiling on this machine.
+* ``terminado``: Jupyter's terminal server (tornado), one terminal per socket.
+* ``envhub``: envhub's own API app under Granian, as the launcher runs it,
+  on a throwaway SQLite database with one environment.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+class Server:
+    kind = ""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def url(self, session: str) -> str:
+        raise NotImplementedError
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's own processes (not the shells it runs)."""
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        return [root, *[c for c in root.children(recursive=True) if "python" in c.name().lower()]]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in self.processes():
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.processes())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+TERMINADO_APP = """
+import sys, tornado.ioloop, tornado.web, terminado
+manager = terminado.UniqueTermManager(shell_command=["bash"])
+app = tornado.web.Application([(r"/websocket", terminado.TermSocket, {"term_manager": manager})])
+app.listen(int(sys.argv[1]), "127.0.0.1")
+tornado.ioloop.IOLoop.current().start()
+"""
+
+
+class Terminado(Server):
+    kind = "terminado"
+
+    def start(self) -> None:
+        env = {**os.environ, "TERM": "xterm-256color"}
+        argv = [sys.executable, "-c", TERMINADO_APP, str(self.port)]
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+
+    def url(self, session: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/websocket"
+
+
+class Envhub(Server):
+    kind = "envhub"
+    environment_id = 0
+
+    def _prepare(self) -> dict[str, str]:
+        data = self.workdir / "envhub-data"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_")}
+        env.update(
+            ENVHUB_DATA_DIR=str(data),
+            ENVHUB_DATABASE_URL=f"sqlite:///{data / 'envhub.db'}",
+            ENVHUB_BASE_URL=f"http://localhost:{self.port}",
+            ENVHUB_LOCAL_SANDBOX="none",  # terminado runs bash unsandboxed too
+            ENVHUB_TERMINAL_RECORDING_LIMIT_MB="1000000",  # record everything, as in production
+        )
+        script = (
+            "from envhub.config import get_settings; from envhub.launcher import migrate;"
+            "from envhub.models.db import session_scope; from envhub.services import identity, projects;"
+            "from envhub.services.environments import create_environment\n"
+            "class Q:\n    def enqueue(self, *a, **k): pass\n    def is_pending(self, j): return True\n"
+            "migrate(get_settings())\n"
+            "with session_scope() as s:\n"
+            "    me = identity.ensure_local_principal(s)\n"
+            "    team = identity.default_team_id(s, me)\n"
+            "    p = projects.create_project(session=s, actor=me, team_id=team, name='bench')\n"
+            "    e = create_environment(session=s, actor=me, queue=Q(), project_id=p.id, name='dev')\n"
+            "    print(e.id)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        )
+        self.environment_id = int(out.stdout.strip().splitlines()[-1])
+        (data / "envs" / str(self.environment_id) / "workspace").mkdir(parents=True)
+        return env
+
+    def start(self) -> None:
+        env = self._prepare()
+        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
+        argv += [
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "envhub.api.app:create_api",
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port, self.proc)
+
+    def url(self, session: str) -> str:
+        return (
+            f"ws://127.0.0.1:{self.port}/ws/terminal/{self.environment_id}"
+            f"?session={session}&client={session}c&cols=120&rows=40"
+        )

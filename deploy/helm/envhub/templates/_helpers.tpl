@@ -1,0 +1,191 @@
+{{/* Names ------------------------------------------------------------------- */}}
+
+{{- define "envhub.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "envhub.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<suffix>", within 63 characters. */}}
+{{- define "envhub.component" -}}
+{{- printf "%s-%s" (include "envhub.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-") .suffix }}
+{{- end }}
+
+{{- define "envhub.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "envhub.webAccount" -}}
+{{- include "envhub.component" (dict "root" . "suffix" "web") }}
+{{- end }}
+
+{{- define "envhub.workerAccount" -}}
+{{- include "envhub.component" (dict "root" . "suffix" "worker") }}
+{{- end }}
+
+{{/* Labels. Never app.kubernetes.io/managed-by=envhub: envhub finds (and garbage-
+collects) its environments' objects by that label; its own are Helm's. */}}
+
+{{- define "envhub.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "envhub.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "envhub.labels" -}}
+helm.sh/chart: {{ include "envhub.chart" . }}
+{{ include "envhub.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: envhub
+{{- end }}
+
+{{/* Image ------------------------------------------------------------------- */}}
+
+{{- define "envhub.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Settings ---------------------------------------------------------------- */}}
+
+{{/* Non-secret ENVHUB_* settings as a map: the ConfigMap's data, and the
+migrations Job's env (it runs before the ConfigMap exists). */}}
+{{- define "envhub.settings" -}}
+{{- $settings := dict
+  "ENVHUB_MODE" "production"
+  "ENVHUB_RUNTIME" .Values.envhub.runtime
+  "ENVHUB_BASE_URL" .Values.envhub.baseUrl
+  "ENVHUB_QUEUE_NAME" .Values.envhub.queueName
+  "ENVHUB_DATA_DIR" "/var/lib/envhub"
+  "ENVHUB_KUBE_INGRESS_NAMESPACES" (join "," .Values.envhub.urlProviderNamespaces)
+}}
+{{- with .Values.envhub.oidc.issuer }}
+{{- $_ := set $settings "ENVHUB_OIDC_ISSUER" . }}
+{{- end }}
+{{- with .Values.envhub.oidc.clientId }}
+{{- $_ := set $settings "ENVHUB_OIDC_CLIENT_ID" . }}
+{{- end }}
+{{- range $name, $value := .Values.envhub.settings }}
+{{- if not (hasPrefix "ENVHUB_" $name) }}
+{{- fail (printf "envhub.settings: %s is not an ENVHUB_* setting" $name) }}
+{{- end }}
+{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET") }}
+{{- fail (printf "envhub.settings: %s is a secret; name its Secret under secrets instead" $name) }}
+{{- end }}
+{{- $_ := set $settings $name (toString $value) }}
+{{- end }}
+{{- toYaml $settings }}
+{{- end }}
+
+{{/* One secretKeyRef env entry; .required fails the render when the Secret is not named. */}}
+{{- define "envhub.secretEnv" -}}
+{{- if .ref.name }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ref.name }}
+      key: {{ required (printf "secrets.%s.key is required" .field) .ref.key }}
+{{- else if .required }}
+{{- fail (printf "secrets.%s.name is required: the Secret holding %s (see values.yaml)" .field .env) }}
+{{- end }}
+{{- end }}
+
+{{/* The secret settings, from the Secrets you created: all of them, or
+(with "only") the named ones. Call with (dict "root" $ "only" (list ...)). */}}
+{{- define "envhub.secretsEnv" -}}
+{{- $root := .root }}
+{{- $only := .only | default (list "databaseUrl" "redisUrl" "secretKey" "encryptionKey" "oidcClientSecret") }}
+{{- $s := $root.Values.secrets }}
+{{- if has "databaseUrl" $only }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_DATABASE_URL" "field" "databaseUrl" "ref" $s.databaseUrl "required" true) }}
+{{- end }}
+{{- if has "redisUrl" $only }}
+{{- if $root.Values.redisUrl }}
+- name: ENVHUB_REDIS_URL
+  value: {{ $root.Values.redisUrl | quote }}
+{{- else }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_REDIS_URL" "field" "redisUrl" "ref" $s.redisUrl "required" true) }}
+{{- end }}
+{{- end }}
+{{- if has "secretKey" $only }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_SECRET_KEY" "field" "secretKey" "ref" $s.secretKey "required" true) }}
+{{- end }}
+{{- if has "encryptionKey" $only }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_ENCRYPTION_KEY" "field" "encryptionKey" "ref" $s.encryptionKey "required" false) }}
+{{- end }}
+{{- if has "oidcClientSecret" $only }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_OIDC_CLIENT_SECRET" "field" "oidcClientSecret" "ref" $s.oidcClientSecret "required" false) }}
+{{- end }}
+{{- end }}
+
+{{- define "envhub.checksum" -}}
+{{- printf "%s\n%s" (include "envhub.settings" .) (toYaml .Values.secrets) | sha256sum }}
+{{- end }}
+
+{{/* Pods -------------------------------------------------------------------- */}}
+
+{{- define "envhub.volumes" -}}
+- name: data
+{{- if .Values.dataDir.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.dataDir.existingClaim }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.dataDir.sizeLimit }}
+{{- end }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+{{- end }}
+
+{{- define "envhub.volumeMounts" -}}
+- name: data
+  mountPath: /var/lib/envhub
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* Scheduling fields of one component (web, worker). */}}
+{{- define "envhub.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Only on 1.21+ clusters is PodDisruptionBudget served at policy/v1. */}}
+{{- define "envhub.pdbApiVersion" -}}
+{{- if semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version }}policy/v1{{ else }}policy/v1beta1{{ end }}
+{{- end }}
+
+{{/* Whether sign-in is configured (required before the Ingress exposes envhub). */}}
+{{- define "envhub.signInConfigured" -}}
+{{- if and .Values.envhub.oidc.issuer .Values.envhub.oidc.clientId .Values.secrets.oidcClientSecret.name }}true{{ end }}
+{{- end }}

@@ -1,0 +1,96 @@
+"""The terminal WebSocket's wire format.
+
+Terminal bytes travel as binary frames, unchanged: output from the server,
+keystrokes from the driver. Everything else is a small JSON text frame with a
+``type``. Text and binary frames share one ordered stream, so a ``reset``
+followed by binary frames is "clear the terminal, then draw this screen".
+
+Client → server: ``resize`` {cols, rows} · ``ack`` {bytes: output bytes the
+terminal has rendered on this socket, cumulative} · ``ping``/``pong`` {seq} ·
+``handover`` {to: participant id} · ``take`` (drive when the driver is gone) ·
+``close`` (end the shell).
+
+Server → client: ``hello`` · ``reset`` {cols, rows} · ``size`` {cols, rows} ·
+``presence`` {participants} · ``role`` · ``ping``/``pong`` · ``exit`` {code,
+reason} · ``error`` {code, message} (then the socket closes with a code below).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+MIN_COLS, MAX_COLS = 2, 1000
+MIN_ROWS, MAX_ROWS = 1, 500
+DEFAULT_SIZE = (80, 24)
+_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# Control messages are tiny; anything bigger is a confused or hostile client.
+MAX_CONTROL_BYTES = 4096
+
+
+class CloseCode(IntEnum):
+    normal = 1000
+    bad_request = 4400
+    unauthenticated = 4401
+    forbidden = 4403  # not allowed, or a foreign Origin
+    not_found = 4404
+    timeout = 4408  # missed keepalives
+    replaced = 4409  # the same browser tab connected again
+    unavailable = 4503  # the environment cannot run a shell right now
+
+
+class ProtocolError(ValueError):
+    """A message the server will not act on."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """What the client asks for in the socket's query string."""
+
+    session: str
+    client: str
+    watch: bool
+    container: str | None
+    cols: int
+    rows: int
+
+
+def clamp_size(cols: Any, rows: Any) -> tuple[int, int]:
+    try:
+        c, r = int(cols), int(rows)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError("cols and rows must be integers") from exc
+    return max(MIN_COLS, min(MAX_COLS, c)), max(MIN_ROWS, min(MAX_ROWS, r))
+
+
+def parse_connect(query: dict[str, str]) -> ConnectRequest:
+    session, client = query.get("session", ""), query.get("client", "")
+    if not _ID.fullmatch(session) or not _ID.fullmatch(client):
+        raise ProtocolError("session and client must be 8-64 characters of A-Z a-z 0-9 _ -")
+    mode = query.get("mode", "drive")
+    if mode not in ("drive", "watch"):
+        raise ProtocolError("mode must be drive or watch")
+    container = query.get("container") or None
+    if container is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", container):
+        raise ProtocolError("container is not a valid name")
+    cols, rows = clamp_size(query.get("cols", DEFAULT_SIZE[0]), query.get("rows", DEFAULT_SIZE[1]))
+    return ConnectRequest(session, client, mode == "watch", container, cols, rows)
+
+
+def parse_control(text: str) -> dict[str, Any]:
+    if len(text) > MAX_CONTROL_BYTES:
+        raise ProtocolError("control message too large")
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError("control messages are JSON") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("control messages are objects with a type")
+    return message
+
+
+def encode(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))

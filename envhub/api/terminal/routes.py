@@ -1,0 +1,249 @@
+"""HTTP and WebSocket routes of the terminal.
+
+``/ws/terminal/{environment_id}?session=&client=&mode=drive|watch&container=&cols=&rows=``
+is the bridge (see ``protocol.py`` for what flows over it). Before anything
+else the socket's Origin must be the dashboard's own, then the caller must be
+signed in (``principal_from_scope``), then the service layer decides what they
+may do. Refusals close the socket with a 44xx code the browser can show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse
+from starlette.types import Scope
+from starlette.websockets import WebSocketDisconnect
+
+from envhub.api.auth import principal_from_scope
+from envhub.api.terminal import protocol
+from envhub.api.terminal.manager import manager
+from envhub.api.terminal.participant import Participant
+from envhub.api.terminal.protocol import CloseCode
+from envhub.api.terminal.session import TerminalSession
+from envhub.config import get_settings
+from envhub.domain.principals import Principal
+from envhub.errors import EnvhubError, NotFound, NotReady, PermissionDenied, ValidationFailed
+from envhub.models.db import session_scope
+from envhub.services import terminal as terminal_service
+
+log = logging.getLogger(__name__)
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def origin_allowed(scope: Scope) -> bool:
+    """The dashboard's own origin: ``ENVHUB_BASE_URL``'s, or the Host the socket came to.
+
+    The request's Host counts only for loopback names or the configured host
+    name: accepting any Host that matches its Origin would let a DNS-rebinding
+    page (evil.example resolving to 127.0.0.1) in. Clients without an Origin
+    are not browsers (the CLI) and authenticate with a token instead.
+    """
+    origin = _header(scope, b"origin").rstrip("/").lower()
+    if not origin:
+        return True
+    base = urlsplit(get_settings().base_url)
+    if origin == f"{base.scheme}://{base.netloc}".lower():
+        return True
+    host = _header(scope, b"host").lower()
+    hostname = urlsplit(f"//{host}").hostname or ""
+    if hostname not in _LOOPBACK and hostname != (base.hostname or "").lower():
+        return False
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    return origin == f"{scheme}://{host}"
+
+
+def _close_code(exc: EnvhubError) -> CloseCode:
+    if isinstance(exc, NotFound):
+        return CloseCode.not_found
+    if isinstance(exc, PermissionDenied):
+        return CloseCode.forbidden
+    if isinstance(exc, ValidationFailed):
+        return CloseCode.bad_request
+    return CloseCode.unavailable
+
+
+async def _refuse(websocket: WebSocket, code: CloseCode, message: str, error: str = "") -> None:
+    await websocket.send_text(protocol.encode("error", code=error or code.name, message=message))
+    await websocket.close(code, message[:120])
+
+
+async def _join(
+    websocket: WebSocket, request: protocol.ConnectRequest, principal: Principal, environment_id: int
+) -> tuple[TerminalSession, bool] | None:
+    """The session the socket asks for, and whether this caller may drive it."""
+    existing = manager.sessions.get(request.session)
+    if existing is not None and existing.info.environment_id != environment_id:
+        existing = None  # ids are per environment; never reveal another one's session
+        await _refuse(websocket, CloseCode.not_found, "no such terminal session")
+        return None
+    if existing is None:
+        ended = manager.ended.get(request.session)
+        if ended is not None and ended.environment_id == environment_id:
+            await websocket.send_text(protocol.encode("exit", code=ended.code, reason=ended.reason))
+            await websocket.close(CloseCode.normal, "session ended")
+            return None
+        if request.watch:
+            await _refuse(websocket, CloseCode.not_found, "that terminal session is not running")
+            return None
+        return await manager.open(request, principal, environment_id), True
+    is_owner_seat = existing.driver == (principal.user_id, request.client)
+
+    def check() -> terminal_service.ShellAccess:
+        with session_scope() as db:
+            return terminal_service.join_shell(
+                session=db,
+                actor=principal,
+                environment_id=environment_id,
+                terminal_id=request.session,
+                watching=not is_owner_seat,
+            )
+
+    access = await asyncio.to_thread(check)
+    return existing, access.may_drive
+
+
+async def terminal_socket(websocket: WebSocket, environment_id: int) -> None:
+    await websocket.accept()
+    if not origin_allowed(websocket.scope):
+        await _refuse(websocket, CloseCode.forbidden, "this origin may not open terminals", "bad_origin")
+        return
+    principal = await asyncio.to_thread(principal_from_scope, websocket.scope)
+    if principal is None:
+        await _refuse(websocket, CloseCode.unauthenticated, "sign in to open a terminal")
+        return
+    try:
+        request = protocol.parse_connect(dict(websocket.query_params))
+        joined = await _join(websocket, request, principal, environment_id)
+    except protocol.ProtocolError as exc:
+        await _refuse(websocket, CloseCode.bad_request, str(exc))
+        return
+    except NotReady as exc:
+        await _refuse(websocket, CloseCode.unavailable, exc.message, exc.code)
+        return
+    except EnvhubError as exc:
+        await _refuse(websocket, _close_code(exc), exc.message, exc.code)
+        return
+    except Exception:
+        log.exception("opening terminal %s failed", websocket.query_params.get("session"))
+        await _refuse(websocket, CloseCode.unavailable, "the shell could not be started", "runtime_error")
+        return
+    if joined is None:
+        return
+    session, may_drive = joined
+    participant = Participant(
+        client=request.client, principal=principal, may_drive=may_drive, channel=websocket
+    )
+    session.attach(participant)
+    try:
+        await _receive(websocket, session, participant)
+    finally:
+        session.detach(participant)
+
+
+async def _receive(websocket: WebSocket, session: TerminalSession, participant: Participant) -> None:
+    while not participant.gone:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is not None:
+            session.input(participant, data)
+            continue
+        text = message.get("text")
+        if text is None:
+            continue
+        try:
+            session.control(participant, protocol.parse_control(text))
+        except (protocol.ProtocolError, ValueError, TypeError) as exc:
+            participant.control(protocol.encode("error", code="bad_message", message=str(exc)))
+
+
+# -- REST ----------------------------------------------------------------------
+
+
+async def _principal(request: Request) -> Principal:
+    principal = await asyncio.to_thread(principal_from_scope, request.scope)
+    if principal is None:
+        raise HTTPException(401, "sign in first")
+    return principal
+
+
+def _http_error(exc: EnvhubError) -> HTTPException:
+    status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, PermissionDenied) else 400
+    return HTTPException(status, {"code": exc.code, "message": exc.message})
+
+
+router = APIRouter()
+
+
+@router.get("/api/v1/environments/{environment_id}/terminals")
+async def list_terminals(environment_id: int, request: Request) -> dict[str, Any]:
+    """Running terminal sessions of an environment, for people who may watch them."""
+    principal = await _principal(request)
+
+    def check() -> None:
+        with session_scope() as db:
+            terminal_service.watchable(session=db, actor=principal, environment_id=environment_id)
+
+    try:
+        await asyncio.to_thread(check)
+    except EnvhubError as exc:
+        raise _http_error(exc) from exc
+    now = time.time()
+    sessions = [
+        {
+            "id": s.id,
+            "owner": s.info.owner.name,
+            "container": s.info.container or "",
+            "started": s.info.started,
+            "age_seconds": round(now - s.info.started),
+            "cols": s.size[0],
+            "rows": s.size[1],
+            "participants": [
+                {"name": p.name, "role": "driver" if s.is_driver(p) else "viewer"}
+                for p in s.participants.values()
+            ],
+        }
+        for s in manager.for_environment(environment_id)
+    ]
+    return {"sessions": sessions}
+
+
+@router.get("/api/v1/terminal/recordings/{event_id}")
+async def recording(event_id: int, request: Request) -> FileResponse:
+    """The asciicast recording linked from a terminal AuditEvent."""
+    principal = await _principal(request)
+
+    def find() -> Any:
+        with session_scope() as db:
+            return terminal_service.recording_path(
+                session=db, actor=principal, event_id=event_id, data_dir=get_settings().data_dir
+            )
+
+    try:
+        path = await asyncio.to_thread(find)
+    except EnvhubError as exc:
+        raise _http_error(exc) from exc
+    return FileResponse(path, media_type="application/x-asciicast", filename=path.name)
+
+
+def mount(api: FastAPI) -> None:
+    api.include_router(router)
+    api.add_api_websocket_route("/ws/terminal/{environment_id}", terminal_socket)

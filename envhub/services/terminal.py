@@ -1,0 +1,196 @@
+"""Terminals: who may open, watch and drive a shell, and the audit trail of each session.
+
+The WebSocket bridge (``api/terminal``) moves the bytes; every decision about
+people happens here. Opening a shell needs ``environment.shell``; watching
+someone else's needs ``environment.watch``; driving after a hand-over needs
+``environment.shell`` again. Start, watch, hand-over and end each leave an
+AuditEvent on the environment; the end event links the recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlmodel import Session
+
+from envhub.domain.phases import Phase
+from envhub.domain.policy import Action
+from envhub.domain.principals import Principal
+from envhub.errors import InvalidTransition, NotFound
+from envhub.models import AuditEvent, Environment, Project
+from envhub.runtime.base import ExecSession, Runtime
+from envhub.services.access import allowed_environment_actions, authorize_environment
+from envhub.services.common import AuditTarget, audit, audited, authorize
+from envhub.services.environments import get_environment
+
+TARGET = "environment"
+_NO_SHELL = frozenset({Phase.deleting, Phase.deleted})
+
+
+@dataclass(frozen=True, slots=True)
+class ShellAccess:
+    """An environment as the terminal bridge needs it, and what the caller may do there."""
+
+    environment_id: int
+    label: str  # project/environment
+    team_id: int
+    may_drive: bool
+
+
+def _access(session: Session, actor: Principal, environment_id: int, action: Action) -> ShellAccess:
+    # Access to one environment: team roles, shares (a shared viewer watches, an
+    # editor drives) and agent tokens confined to it all count.
+    environment = get_environment(session=session, actor=actor, environment_id=environment_id)
+    project = authorize_environment(session, actor, environment, action, what=f"environment {environment_id}")
+    allowed = allowed_environment_actions(session, actor, environment, project.team_id)
+    return ShellAccess(
+        environment_id=environment_id,
+        label=f"{project.name}/{environment.name}",
+        team_id=project.team_id,
+        may_drive=Action.environment_shell in allowed,
+    )
+
+
+def open_shell(
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    terminal_id: str,
+    container: str | None,
+    recording: str,
+) -> tuple[ExecSession, ShellAccess]:
+    """Start a login shell in the environment and record that ``actor`` did."""
+    target = AuditTarget(TARGET, id=environment_id)
+    with audited(session, actor, "environment.shell.start", target):
+        access = _access(session, actor, environment_id, Action.environment_shell)
+        target.name, target.team_id = access.label, access.team_id
+        environment = session.get(Environment, environment_id)
+        assert environment is not None
+        if environment.phase in _NO_SHELL or environment.desired_state == "absent":
+            raise InvalidTransition(
+                f"cannot open a shell in an environment that is {environment.phase.value}"
+            )
+        # Starting the shell can take a while (a pod exec handshake): hold no
+        # transaction (and so no SQLite write lock) meanwhile.
+        session.commit()
+        exec_session = runtime.exec(environment_id, container=container)
+        audit(
+            session,
+            actor,
+            "environment.shell.start",
+            target_type=TARGET,
+            target_id=environment_id,
+            target=access.label,
+            team_id=access.team_id,
+            details={"terminal": terminal_id, "container": container or "", "recording": recording},
+        )
+        session.commit()
+    return exec_session, access
+
+
+def join_shell(
+    *, session: Session, actor: Principal, environment_id: int, terminal_id: str, watching: bool
+) -> ShellAccess:
+    """May ``actor`` attach to a running session? Watching someone else's is audited."""
+    target = AuditTarget(TARGET, id=environment_id)
+    with audited(session, actor, "environment.shell.watch", target):
+        access = _access(session, actor, environment_id, Action.environment_watch)
+        if watching:
+            audit(
+                session,
+                actor,
+                "environment.shell.watch",
+                target_type=TARGET,
+                target_id=environment_id,
+                target=access.label,
+                team_id=access.team_id,
+                details={"terminal": terminal_id},
+            )
+            session.commit()
+    return access
+
+
+def hand_over(
+    *, session: Session, actor: Principal, environment_id: int, terminal_id: str, to: Principal
+) -> None:
+    """Record that the driver's seat went to ``to`` (who was checked for ``environment.shell``)."""
+    access = _access(session, to, environment_id, Action.environment_shell)
+    audit(
+        session,
+        actor,
+        "environment.shell.handover",
+        target_type=TARGET,
+        target_id=environment_id,
+        target=access.label,
+        team_id=access.team_id,
+        details={"terminal": terminal_id, "to": to.name, "message": f"{actor.name} → {to.name}"},
+    )
+    session.commit()
+
+
+def end_shell(
+    *,
+    session: Session,
+    actor: Principal,
+    environment_id: int,
+    terminal_id: str,
+    exit_code: int | None,
+    reason: str,
+    recording: str,
+    duration: float,
+    output_bytes: int,
+) -> AuditEvent:
+    """Record the end of a session (``actor`` is whoever opened it), linking its recording."""
+    environment = session.get(Environment, environment_id)
+    project = session.get(Project, environment.project_id) if environment else None
+    details: dict[str, Any] = {
+        "terminal": terminal_id,
+        "exit_code": exit_code,
+        "reason": reason,
+        "recording": recording,
+        "duration_seconds": round(duration, 1),
+        "output_bytes": output_bytes,
+        "message": reason + ("" if exit_code is None else f" (exit {exit_code})"),
+    }
+    event = audit(
+        session,
+        actor,
+        "environment.shell.end",
+        target_type=TARGET,
+        target_id=environment_id,
+        target=f"{project.name}/{environment.name}" if project and environment else "",
+        team_id=project.team_id if project else None,
+        details=details,
+    )
+    session.commit()
+    return event
+
+
+def watchable(*, session: Session, actor: Principal, environment_id: int) -> ShellAccess:
+    """Authorize listing the environment's running sessions."""
+    return _access(session, actor, environment_id, Action.environment_watch)
+
+
+def recording_path(*, session: Session, actor: Principal, event_id: int, data_dir: Path) -> Path:
+    """The recording linked from a terminal AuditEvent, for someone who may read the trail."""
+    event = session.get(AuditEvent, event_id)
+    key = str((event.details or {}).get("recording") or "") if event else ""
+    if event is None or event.target_type != TARGET or event.target_id is None or not key:
+        raise NotFound(f"no recording for event {event_id}")
+    environment = session.get(Environment, event.target_id)
+    project = session.get(Project, environment.project_id) if environment else None
+    if project is None:
+        raise NotFound(f"no recording for event {event_id}")
+    authorize(session, actor, project.team_id, Action.audit_read, what=f"event {event_id}")
+    # The key came from our own audit row; still, never leave the recordings folder.
+    relative = PurePosixPath(key)
+    if relative.is_absolute() or ".." in relative.parts or relative.parts[:1] != ("recordings",):
+        raise NotFound(f"no recording for event {event_id}")
+    path = data_dir / relative
+    if not path.is_file():
+        raise NotFound("the recording is no longer stored")
+    return path

