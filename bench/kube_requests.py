@@ -3,8 +3,10 @@
 Each line of the log is one request (process, thread, verb, path, query, start
 on the monotonic clock). Here they are named the way kubectl names them
 (verb + resource), attributed to environments, and checked for two kinds of
-waste: reading back what the same job has just written, and repeating the
-same read (polls, re-opened watches).
+waste: reading back (get, list) what the same job has just written, and
+repeating the same read (polls, re-opened watches). A watch opened after a
+write is counted apart, as a wait: it asks for what controllers change next
+(a quota's status, a Deployment's availability), not for what was written.
 """
 
 from __future__ import annotations
@@ -102,10 +104,11 @@ def read_requests(path: Path) -> list[Request]:
 class Flags:
     reread: Counter[str] = field(default_factory=Counter)
     polls: Counter[str] = field(default_factory=Counter)
+    waits: Counter[str] = field(default_factory=Counter)
 
 
 def flag(requests: list[Request]) -> Flags:
-    """Re-reads of what the same job had written, and repeated reads, per (verb resource)."""
+    """Re-reads of what the same job had written, repeated reads, and waits, per (verb resource)."""
     flags = Flags()
     by_pid: dict[int, list[Request]] = defaultdict(list)
     for request in requests:
@@ -119,8 +122,11 @@ def flag(requests: list[Request]) -> Flags:
             if verb in ("apply", "patch", "create", "update", "delete"):
                 written.add((resource.split("/")[0], namespace))
                 continue
-            if verb in ("get", "list", "watch") and (resource.split("/")[0], namespace) in written:
-                flags.reread[label] += 1
+            if (resource.split("/")[0], namespace) in written:
+                if verb in ("get", "list"):
+                    flags.reread[label] += 1
+                elif verb == "watch":
+                    flags.waits[label] += 1
             params = {
                 k: v for k, v in request.params.items() if k not in ("resourceVersion", "timeoutSeconds")
             }

@@ -15,10 +15,13 @@ namespace to be finalized, ~10 s each, so this is slow for 50).
 Requests to the apiserver are counted on the client side: the workers run
 with ``ENVHUB_KUBE_REQUEST_LOG`` (see ``envhub/runtime/kubernetes/client.py``),
 which appends one JSON line per request (process, thread, verb, path). Job
-requests are attributed to the environment whose namespace they touch;
-discovery and the reconciler/watch threads are reported apart. The report
-flags requests that read back what the same job had just written, and
-requests that repeat (polls, re-opened watches).
+requests are attributed to the environment whose namespace they touch (jobs
+left over from an earlier scenario are reported apart); discovery and the
+reconciler/watch threads are reported apart too. The report gives requests
+per environment (distribution, and by request for every scenario), flags
+requests that read back what the same job had just written and requests that
+repeat (polls, re-opened watches), and the load average around each scenario:
+on a shared machine, latency is only comparable at similar load.
 
 Needs the test cluster binaries (tests/cluster/build.sh). Uses PostgreSQL on
 127.0.0.1:5432 when it answers (a throwaway database), else SQLite, and a
@@ -190,6 +193,8 @@ class Result:
     discovery: list[Request]
     background: list[Request]
     background_seconds: float
+    other_jobs: list[Request]
+    load: tuple[float, float]  # 1-minute load average before and after the scenario
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -261,6 +266,7 @@ def run_scenario(
     request_log = workdir / f"requests-w{workers}-n{size}.jsonl"
     request_log.unlink(missing_ok=True)
     pool.start(workers, request_log)
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     requested: dict[int, float] = {}
     with Session(engine, expire_on_commit=False) as session:
@@ -282,6 +288,7 @@ def run_scenario(
     ready_at, failed = wait_all(engine, requested, Phase.ready, timeout)
     wall = time.monotonic() - started
     provisioned = time.monotonic()
+    load_after = os.getloadavg()[0]
 
     deleted: list[float] = []
     delete_failed: list[str] = []
@@ -308,11 +315,14 @@ def run_scenario(
             env_of_pid.setdefault(request.pid, env_id)
     per_env: dict[int, list[Request]] = defaultdict(list)
     discovery: list[Request] = []
+    other_jobs: list[Request] = []
     for request in jobs:
         if request.shape()[0] == "discover":
             discovery.append(request)
-        elif request.pid in env_of_pid:
+        elif env_of_pid.get(request.pid) in requested:
             per_env[env_of_pid[request.pid]].append(request)
+        else:  # a job of an environment of an earlier scenario, re-driven or late
+            other_jobs.append(request)
     return Result(
         workers=workers,
         size=size,
@@ -324,6 +334,8 @@ def run_scenario(
         discovery=discovery,
         background=background,
         background_seconds=provisioned - started,
+        other_jobs=other_jobs,
+        load=(load_before, load_after),
     )
 
 
@@ -334,7 +346,7 @@ def report(results: list[Result]) -> str:
     lines = ["", "Request to ready (seconds, time.monotonic(), as measured) and apiserver requests", ""]
     rows = []
     for r in results:
-        counts = [len(v) for v in r.job_requests.values()] or [0]
+        counts = [float(len(v)) for v in r.job_requests.values()] or [0.0]
         spans = [
             max(req.start for req in reqs) - min(req.start for req in reqs)
             for reqs in r.job_requests.values()
@@ -348,27 +360,51 @@ def report(results: list[Result]) -> str:
                 f"{max(r.ready, default=float('nan')):.2f}",
                 f"{r.wall:.2f}",
                 f"{statistics.mean(counts):.1f}",
-                f"{min(counts)}-{max(counts)}",
+                f"{percentile(counts, 0.5):.0f}/{percentile(counts, 0.95):.0f}/{max(counts):.0f}",
                 f"{percentile(spans, 0.5):.2f}",
                 f"{len(r.discovery)}",
                 f"{len(r.background)}",
+                f"{len(r.other_jobs)}",
+                f"{r.load[0]:.1f}-{r.load[1]:.1f}",
                 f"{percentile(r.deleted, 0.5):.1f}/{percentile(r.deleted, 0.95):.1f}" if r.deleted else "-",
                 f"{len(r.failed)}",
             ]
         )
     header = (
-        "workers envs p50 p95 max all_ready req/env min-max k8s_span_p50 discovery reconciler+watch "
-        "deleted_p50/p95 failed"
+        "workers envs p50 p95 max all_ready req/env p50/p95/max k8s_span_p50 discovery reconciler+watch "
+        "other_jobs load1 deleted_p50/p95 failed"
     )
     lines.append(table(rows, header.split()))
     lines += [
         "",
         "p50/p95/max: request to ready; all_ready: first request to last environment ready.",
-        "req/env: requests of the provisioning job(s) that touch the environment (namespace or label);",
+        "req/env: requests of the provisioning job(s) that touch the environment (namespace or label), mean",
+        "and p50/p95/max over the scenario's environments;",
         "k8s_span: first to last apiserver request of one environment's job (the rest is queueing, DB, RQ);",
         "discovery: API discovery by work-horses (all environments together); reconciler+watch: the",
-        "background threads of all workers during the provisioning phase.",
+        "background threads of all workers during the provisioning phase; other_jobs: requests of jobs of",
+        "environments from earlier scenarios; load1: 1-minute load average before and after.",
     ]
+    lines += ["", "Requests per environment, by request (mean over each scenario's environments)", ""]
+    labels: dict[str, int] = {}
+    for r in results:
+        for reqs in r.job_requests.values():
+            for req in reqs:
+                verb, resource, _ns, _name = req.shape()
+                labels.setdefault(f"{verb} {resource}", len(labels))
+    by_request = []
+    for label in labels:
+        row = [label]
+        for r in results:
+            total = sum(
+                1 for reqs in r.job_requests.values() for req in reqs if " ".join(req.shape()[:2]) == label
+            )
+            row.append(f"{total / max(1, len(r.job_requests)):.2f}")
+        by_request.append(row)
+    by_request.append(["total"] + [
+        f"{sum(len(v) for v in r.job_requests.values()) / max(1, len(r.job_requests)):.2f}" for r in results
+    ])  # fmt: skip
+    lines.append(table(by_request, ["request"] + [f"w{r.workers}/n{r.size}" for r in results]))
     for r in results:
         for failure in r.failed[:5]:
             lines.append(f"  failed (workers={r.workers}, envs={r.size}): {failure}")
@@ -393,6 +429,8 @@ def report(results: list[Result]) -> str:
                 notes.append(f"re-reads what this job wrote x{flags.reread[label]}")
             if flags.polls[label]:
                 notes.append(f"repeated x{flags.polls[label]} (poll / re-opened watch)")
+            if flags.waits[label]:
+                notes.append("waits for the cluster")
             rows.append([label.split(" ")[0], label.split(" ", 1)[1], str(counts[label]), "; ".join(notes)])
         lines.append(table(rows, ["verb", "resource", "count", "flag"]))
         lines.append(f"  total {len(requests)}")
@@ -410,6 +448,10 @@ def report(results: list[Result]) -> str:
         lines.append(f"  re-read after write: {label}: {count}")
     for label, count in flags.polls.most_common():
         lines.append(f"  repeated read:       {label}: {count}")
+    if not flags.reread and not flags.polls:
+        lines.append("  none")
+    for label, count in flags.waits.most_common():
+        lines.append(f"  (wait on a watch:    {label}: {count})")
     return "\n".join(lines)
 
 

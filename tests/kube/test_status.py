@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from envhub.config import Settings, override_settings
 from envhub.domain.kube import namespace_for
+from envhub.domain.kube.deployments import MIN_READY_SECONDS
 from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady
@@ -119,6 +120,22 @@ def test_a_crash_loop_is_named_with_its_exit_code(
     assert pod.containers[0].name == "api"
     assert not pod.containers[0].ready or pod.containers[0].state == "running"
     assert "boom" in list(runtime.logs(target.id, tail=5))
+
+
+def test_a_service_that_dies_soon_after_starting_is_never_reported_available(
+    runtime: KubernetesRuntime, make_env: MakeEnv
+) -> None:
+    # Without anything to probe, available means "stayed up for minReadySeconds",
+    # not "started": this one runs for a second, then exits, again and again.
+    patient = KubernetesRuntime(runtime.api, ready_timeout=MIN_READY_SECONDS + 4.0)
+    target = make_env(
+        services=[{"name": "flaky", "image": "busybox", "command": ["sh", "-c", "sleep 1; exit 3"]}]
+    )
+    with pytest.raises(NotReady) as waiting:
+        patient.apply(target, progress=RecordingProgress())
+    assert "/flaky: " in waiting.value.message
+    assert "exit" in waiting.value.message  # "exited with code 3" or "crash loop (last exit code 3; ...)"
+    assert runtime.status(target.id).state is RuntimeState.starting
 
 
 def test_a_pod_that_is_never_scheduled_reads_pending(

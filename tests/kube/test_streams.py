@@ -192,6 +192,18 @@ def test_exec_default_shell_and_picking_a_container(
     side.close()
 
 
+def test_logs_and_exec_default_to_the_specs_first_service(
+    runtime: KubernetesRuntime, chatty: EnvironmentTarget
+) -> None:
+    # The spec says web, side, boot: web is the default, though its pod sorts last by name.
+    wait_for(lambda: numbers(list(runtime.logs(chatty.id, tail=5)), "web"), what="web's output by default")
+    assert all(line.startswith("web ") for line in runtime.logs(chatty.id, tail=5))
+    session = runtime.exec(chatty.id, ["sh", "-c", "echo $ROLE"], tty=False)
+    assert read_all(session) == b"web-role\n"
+    assert session.wait(timeout=30) == 0
+    session.close()
+
+
 def test_exec_refusals_keep_their_meaning(runtime: KubernetesRuntime, chatty: EnvironmentTarget) -> None:
     with pytest.raises(NotReady):
         runtime.exec(1_000_001, ["true"])

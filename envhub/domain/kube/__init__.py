@@ -9,6 +9,16 @@ without a cluster.
 from envhub.domain.kube.access import kube_groups, render_team_access, team_group
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, render_deployment, render_service
 from envhub.domain.kube.errors import ManifestInvalid, ManifestRejected
+from envhub.domain.kube.inventory import (
+    APPLIED_ANNOTATION,
+    SERVICES_ANNOTATION,
+    Applied,
+    applied,
+    decode_applied,
+    dropped,
+    encode_applied,
+    render_inventory,
+)
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import CLUSTER_SCOPED_KINDS, IsNamespaced, parse_manifests, scope_manifests
 from envhub.domain.kube.names import NAMESPACE_PREFIX, WORKLOAD_ACCOUNT, namespace_for, namespace_name
@@ -18,17 +28,24 @@ from envhub.domain.kube.rbac import render_rbac
 from envhub.domain.kube.render import DEFAULT_INGRESS_NAMESPACES, render_environment, render_namespace
 
 __all__ = [
+    "APPLIED_ANNOTATION",
     "CLUSTER_SCOPED_KINDS",
     "DEFAULT_INGRESS_NAMESPACES",
     "NAMESPACE_PREFIX",
+    "SERVICES_ANNOTATION",
     "WORKLOAD_ACCOUNT",
+    "Applied",
     "IsNamespaced",
     "ManifestInvalid",
     "ManifestRejected",
     "PlatformLimits",
     "PublicEndpoint",
+    "applied",
     "clamp_quantity",
     "clamp_quota",
+    "decode_applied",
+    "dropped",
+    "encode_applied",
     "kube_groups",
     "namespace_for",
     "namespace_name",
@@ -37,6 +54,7 @@ __all__ = [
     "public_endpoint",
     "render_deployment",
     "render_environment",
+    "render_inventory",
     "render_limit_range",
     "render_namespace",
     "render_network_policies",

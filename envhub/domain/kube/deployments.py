@@ -11,6 +11,20 @@ why some fields that look optional are always written out:
 * Environment variables are de-duplicated (env is a list-map keyed by name, and
   a duplicate key fails the whole apply) but keep their order, because
   ``$(VAR)`` references only see variables defined earlier.
+
+When is a service *available*? A Deployment counts a pod once it is Ready, and
+without a readiness probe that is the moment its container starts: a process
+that dies a second later would already have been reported available. So every
+rendered Deployment has a better signal than "started":
+
+* a health check becomes an HTTP readiness probe (and a later liveness probe);
+* otherwise a service with ports gets a TCP readiness probe on its first port,
+  the ``$PORT`` it promises to listen on: available means accepting
+  connections, and a process that dies while starting up never is. It costs no
+  time for an app that listens promptly (the first probe runs as it starts);
+* a service with nothing to probe gets ``minReadySeconds``: it must stay up for
+  :data:`MIN_READY_SECONDS` before it counts. Only these pay the wait, which is
+  why it is not used everywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +48,10 @@ from envhub.domain.workloads import ContainerService, HealthCheck
 # Liveness starts this much later than readiness: a slow start should keep a pod
 # out of the Service, not get it killed and restarted forever.
 LIVENESS_EXTRA_DELAY_SECONDS = 30
+# The default TCP readiness probe's period: how soon a late listener is noticed.
+TCP_PROBE_PERIOD_SECONDS = 2
+# How long a service without any probe must stay up before it counts as available.
+MIN_READY_SECONDS = 5
 REVISION_HISTORY = 3
 _ENVHUB_ENV = ("ENVHUB_ENVIRONMENT", "ENVHUB_PROJECT")
 
@@ -95,7 +113,15 @@ def _env(target: EnvironmentTarget, service: ContainerService) -> list[dict[str,
 
 def _probes(health: HealthCheck | None, ports: tuple[int, ...]) -> dict[str, Any]:
     if health is None:
-        return {}
+        if not ports:
+            return {}
+        return {
+            "readinessProbe": {
+                "tcpSocket": {"port": ports[0]},
+                "periodSeconds": TCP_PROBE_PERIOD_SECONDS,
+                "failureThreshold": 3,
+            }
+        }
     port = health.port if health.port is not None else (ports[0] if ports else None)
     if port is None:
         return {}  # nothing to probe; the spec allows a health check without ports
@@ -151,6 +177,7 @@ def render_deployment(
     target: EnvironmentTarget, service: ContainerService, *, namespace: str
 ) -> dict[str, Any]:
     labels = workload_labels(target, service.name)
+    container = _container(target, service)
     pod_spec = {
         "serviceAccountName": WORKLOAD_ACCOUNT,
         # The containers never call the Kubernetes API; no token, nothing to steal.
@@ -159,22 +186,25 @@ def render_deployment(
         # clash with the app's own settings and change whenever a Service is added.
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [_container(target, service)],
+        "containers": [container],
     }
     template: dict[str, Any] = {"labels": dict(labels)}
     if target.secrets and target.secrets_digest:
         # Pods read envFrom when they start: a new digest rolls them.
         template["annotations"] = {SECRETS_ANNOTATION: target.secrets_digest}
+    spec: dict[str, Any] = {
+        "replicas": service.replicas,
+        "revisionHistoryLimit": REVISION_HISTORY,
+        "selector": {"matchLabels": selector_labels(service.name)},
+        "template": {"metadata": template, "spec": pod_spec},
+    }
+    if "readinessProbe" not in container:
+        spec["minReadySeconds"] = MIN_READY_SECONDS  # nothing else tells "started" from "stays up"
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(service.name, namespace, labels),
-        "spec": {
-            "replicas": service.replicas,
-            "revisionHistoryLimit": REVISION_HISTORY,
-            "selector": {"matchLabels": selector_labels(service.name)},
-            "template": {"metadata": template, "spec": pod_spec},
-        },
+        "spec": spec,
     }
 
 

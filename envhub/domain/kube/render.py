@@ -12,7 +12,8 @@ limits, network policies), then RBAC (the workload account, and the owning
 team's kubectl access: ``access.py``), then workloads (Services before
 Deployments, as Helm does) and finally the user's manifests, themselves sorted
 by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
-The runtime prunes objects with envhub's labels that are not in the list.
+The runtime records what it applied on the Namespace and prunes what dropped
+out (see :mod:`envhub.domain.kube.inventory`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from envhub.domain.kube.access import render_team_access
 from envhub.domain.kube.deployments import render_deployment, render_secrets, render_service
 from envhub.domain.kube.errors import ManifestRejected
+from envhub.domain.kube.inventory import SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
@@ -43,23 +45,23 @@ _KIND_ORDER = (
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_KIND_ORDER)}
 
 
-def render_namespace(namespace: str, *, labels: dict[str, str], limits: PlatformLimits) -> dict[str, Any]:
+def render_namespace(
+    namespace: str, *, labels: dict[str, str], limits: PlatformLimits, services: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The Namespace; ``services`` (the spec's container services, in order) go in an annotation."""
     all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace}
     if limits.pod_security is not None:
         all_labels["pod-security.kubernetes.io/enforce"] = limits.pod_security
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(namespace, None, all_labels)}
-
-
-def _identity(obj: dict[str, Any]) -> tuple[str, str, str]:
-    # Same object whatever the version: apps/v1 and apps/v1beta2 Deployments collide.
-    group = obj["apiVersion"].rpartition("/")[0]
-    return group, obj["kind"], obj["metadata"]["name"]
+    meta = metadata(namespace, None, all_labels)
+    if services:
+        meta["annotations"] = {SERVICES_ANNOTATION: ",".join(services)}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def _refuse_duplicates(objects: list[dict[str, Any]]) -> None:
     seen: set[tuple[str, str, str]] = set()
     for obj in objects:
-        key = _identity(obj)
+        key = identity(obj)
         if key in seen:
             what = f"{key[1]}/{key[2]}"
             raise ManifestRejected(
@@ -99,7 +101,9 @@ def render_environment(
     spec = target.spec
     quota, _clamped = clamp_quota(spec.quota, limits)
     objects: list[dict[str, Any]] = [
-        render_namespace(namespace, labels=labels, limits=limits),
+        render_namespace(
+            namespace, labels=labels, limits=limits, services=[service.name for service in spec.services]
+        ),
         render_resource_quota(quota, namespace=namespace, labels=labels),
         render_limit_range(quota, namespace=namespace, labels=labels),
         *render_network_policies(

@@ -89,9 +89,25 @@ def explain(deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Re
             else:
                 reasons.append(f"{name}: pending")
     if not reasons:
+        # Running right now, but not for long enough to count: say if it keeps dying.
+        reasons = _restarts(pods)
+    if not reasons:
         names = ", ".join(sorted(d["metadata"]["name"] for d in waiting))
         reasons.append(f"waiting for {names} to become available")
     return Readiness(False, "; ".join(reasons[:5]), stuck=stuck)
+
+
+def _restarts(pods: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            count = int(container.get("restartCount") or 0)
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            if count and (container.get("state") or {}).get("running"):
+                code = f", last exit code {last['exitCode']}" if last.get("exitCode") is not None else ""
+                times = "once" if count == 1 else f"{count} times"
+                found.append(f"{pod['metadata']['name']}/{container['name']}: restarted {times}{code}")
+    return found
 
 
 def describe_pod(pod: dict[str, Any]) -> PodInfo:

@@ -4,34 +4,39 @@
 object with envhub's field manager (re-running changes nothing), prunes what the
 spec no longer has, then watches the namespace's Deployments until they are
 available. ``destroy`` deletes the namespace and watches until it is gone.
-Requests are the ones needed: no re-reading of what was just written, watches
-instead of polling. Reads return plain dicts (see ``errors.kube_json``).
+
+Every request is one the job needs. Apply responses are the cluster's state
+(status included), so nothing just written is read back: the Namespace's
+response carries the record that pruning works from (``pruning.py``), the
+quota's and the Deployments' responses start their waits, and a re-run of an
+unchanged, healthy environment is its applies and nothing else. Waits are one
+watch each, never a poll (``waiting.py``). Reads return plain dicts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from kubernetes import watch
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, NetworkingV1Api, V1DeleteOptions
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions
 
 from envhub.config import get_settings
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
+    SERVICES_ANNOTATION,
     WORKLOAD_ACCOUNT,
     PlatformLimits,
+    applied,
     clamp_quota,
     namespace_for,
     public_endpoint,
     render_environment,
 )
+from envhub.domain.kube.names import SERVICE_LABEL
 from envhub.domain.specs import EnvironmentTarget
-from envhub.errors import EnvhubError, NotFound, NotReady, RuntimeFailure
+from envhub.errors import EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
     Endpoint,
     Inspection,
@@ -43,9 +48,11 @@ from envhub.runtime.base import (
 )
 from envhub.runtime.kubernetes.credentials import request_token
 from envhub.runtime.kubernetes.discovery import Applier
-from envhub.runtime.kubernetes.errors import kube_call, kube_json, quota_error, translate
+from envhub.runtime.kubernetes.errors import kube_call, kube_json
+from envhub.runtime.kubernetes.pruning import Inventory
 from envhub.runtime.kubernetes.readiness import Readiness, describe_event, describe_pod, explain, recent
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
+from envhub.runtime.kubernetes.waiting import AvailabilityWait, wait_namespace_gone, wait_quota_counted
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
 
 log = logging.getLogger(__name__)
@@ -83,26 +90,29 @@ class KubernetesRuntime:
         self.api = api
         self.core = CoreV1Api(api)
         self.apps = AppsV1Api(api)
-        self.networking = NetworkingV1Api(api)
         self.applier = Applier(api)
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
         self.ready_timeout = ready_timeout
         self.exec_protocols = exec_protocols
-        # Long waits block on watches of at most this long, then heartbeat: well
+        # Long waits heartbeat at least this often (their watch stays open): well
         # inside the time after which the reconciler takes a silent job as lost.
         if heartbeat_interval is None:
             heartbeat_interval = min(5.0, max(1.0, get_settings().job_stale_after / 3))
         self.heartbeat_interval = heartbeat_interval
 
-    def _namespace_of(self, environment_id: int) -> str | None:
+    def _namespace_object(self, environment_id: int) -> dict[str, Any] | None:
         found = kube_json(
             "finding the environment's namespace",
             self.core.list_namespace,
             label_selector=f"{MANAGED},{ENV_LABEL}={environment_id}",
         )
-        names = sorted(str(item["metadata"]["name"]) for item in found.get("items", []))
-        return names[0] if names else None
+        items = sorted(found.get("items", []), key=lambda item: str(item["metadata"]["name"]))
+        return items[0] if items else None
+
+    def _namespace_of(self, environment_id: int) -> str | None:
+        namespace = self._namespace_object(environment_id)
+        return str(namespace["metadata"]["name"]) if namespace else None
 
     # -- apply ---------------------------------------------------------------
 
@@ -115,23 +125,54 @@ class KubernetesRuntime:
             ingress_namespaces=self.ingress_namespaces,
             is_namespaced=self.applier.is_namespaced,
         )
+        # A kind the cluster does not serve fails here, before anything is applied;
+        # rendering looked every kind up already, so this asks the cluster nothing.
+        for obj in objects:
+            self.applier.resource(obj["apiVersion"], obj["kind"])
         _quota, clamped = clamp_quota(target.spec.quota, self.limits)
         groups: dict[str, list[dict[str, Any]]] = {"namespace": [], "isolation": [], "workloads": []}
         for obj in objects:
             groups[_group(obj)].append(obj)
+        inventory = Inventory(
+            self.applier, namespace, [applied(o) for o in objects if o["kind"] != "Namespace"]
+        )
+        deployments: list[dict[str, Any]] = []
         for key, members in groups.items():
             progress.begin(key)
+            quota: dict[str, Any] | None = None
             for obj in members:
-                applied = self.applier.apply(obj)
-                if key == "isolation" and obj["kind"] == "ResourceQuota":
-                    self._wait_quota_counted(namespace, applied, progress)
+                stored = self.applier.apply(obj)
+                if key == "namespace":
+                    inventory.open(stored)
+                elif obj["kind"] == "ResourceQuota" and key == "isolation":
+                    quota = stored.object
+                elif obj["kind"] == "Deployment" and obj["apiVersion"] == "apps/v1":
+                    deployments.append(stored.object)
+            if quota is not None:
+                # Last in the step: the other isolation objects do not count against
+                # the quota, and the controller counts it meanwhile.
+                wait_quota_counted(
+                    self.api,
+                    namespace,
+                    quota,
+                    progress,
+                    timeout=min(self.ready_timeout, 30.0),
+                    heartbeat=self.heartbeat_interval,
+                )
             note = ""
             if key == "isolation" and clamped:
                 note = f" (quota capped at the platform maximum: {', '.join(clamped)})"
             progress.finish(key, f"{len(members)} object(s) applied in {namespace}{note}")
-        self._prune(namespace, groups["workloads"] + groups["isolation"])
+        inventory.close()
         progress.begin("health", f"watching Deployments in {namespace}")
-        readiness = self._wait_available(namespace, progress)
+        readiness = AvailabilityWait(
+            self.api,
+            namespace,
+            deployments,
+            list_pods=lambda: self._pods(namespace),
+            timeout=self.ready_timeout,
+            heartbeat=self.heartbeat_interval,
+        ).run(progress)
         progress.finish("health", readiness.message)
         public = public_endpoint(target.spec, namespace=namespace)
         return RuntimeStatus(
@@ -142,107 +183,18 @@ class KubernetesRuntime:
             details={"namespace": namespace},
         )
 
-    def _wait_quota_counted(self, namespace: str, quota: dict[str, Any], progress: ProgressReporter) -> None:
-        """Block until the quota controller has counted the namespace's usage.
+    def _pods(self, namespace: str) -> list[dict[str, Any]]:
+        listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
+        pods: list[dict[str, Any]] = listing.get("items", [])
+        return pods
 
-        Until it has, quota admission ignores the quota (it only enforces the
-        resources listed in ``status.hard``), so workloads applied right after a
-        new quota would escape it. Re-runs see the status in the apply response
-        and do not wait.
-        """
-        deadline = time.monotonic() + min(self.ready_timeout, 30.0)
-        selector = f"metadata.name={quota['metadata']['name']}"
-        while not _quota_counted(quota):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NotReady(
-                    f"the quota of {namespace} is not in force yet (its usage is not counted)",
-                    details={"namespace": namespace},
-                )
-            progress.heartbeat()
-            event = self._wait_for_event(
-                self.core.list_namespaced_resource_quota,
-                namespace,
-                field_selector=selector,
-                version=str(quota["metadata"].get("resourceVersion", "")),
-                seconds=min(remaining, self.heartbeat_interval),
-            )
-            if event is not None and event["type"] in ("ADDED", "MODIFIED"):
-                quota = event["raw_object"]
-
-    def _prune(self, namespace: str, wanted: list[dict[str, Any]]) -> None:
-        """Delete objects envhub made earlier that the spec no longer has."""
-        keep = {(obj["kind"], obj["metadata"]["name"]) for obj in wanted}
-        for kind, lister, deleter in (
-            ("Deployment", self.apps.list_namespaced_deployment, self.apps.delete_namespaced_deployment),
-            ("Service", self.core.list_namespaced_service, self.core.delete_namespaced_service),
-            # The project's secrets: gone from envhub, gone from the namespace.
-            ("Secret", self.core.list_namespaced_secret, self.core.delete_namespaced_secret),
-            (
-                "NetworkPolicy",
-                self.networking.list_namespaced_network_policy,
-                self.networking.delete_namespaced_network_policy,
-            ),
-        ):
-            found = kube_json(f"listing {kind}s", lister, namespace, label_selector=MANAGED)
-            for item in found.get("items", []):
-                name = item["metadata"]["name"]
-                if (kind, name) not in keep:
-                    with contextlib.suppress(NotFound):
-                        # As JSON: the client cannot deserialize the Status a
-                        # v1.20 apiserver answers to a Service deletion.
-                        kube_json(f"deleting {kind} {name}", deleter, name, namespace)
-
-    def _readiness(self, namespace: str) -> tuple[Readiness, str]:
+    def _readiness(self, namespace: str) -> Readiness:
         deployments = kube_json("reading Deployments", self.apps.list_namespaced_deployment, namespace)
         items = deployments.get("items", [])
         readiness = explain(items, [])
         if not readiness.ready:
-            pods = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
-            readiness = explain(items, pods.get("items", []))
-        return readiness, str(deployments["metadata"].get("resourceVersion", ""))
-
-    def _wait_available(self, namespace: str, progress: ProgressReporter) -> Readiness:
-        deadline = time.monotonic() + self.ready_timeout
-        readiness, version = self._readiness(namespace)
-        while not readiness.ready:
-            if readiness.replica_failure and "exceeded quota" in readiness.replica_failure:
-                raise quota_error(readiness.replica_failure, action="starting the workloads")
-            if readiness.stuck:
-                raise RuntimeFailure(f"workloads cannot start: {readiness.message}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NotReady(f"not available yet: {readiness.message}", details={"namespace": namespace})
-            progress.heartbeat()
-            # Block on a watch until a Deployment changes; the short window lets
-            # pod-level reasons (image pull, crash loop) refresh the message.
-            self._wait_for_event(
-                self.apps.list_namespaced_deployment,
-                namespace,
-                version=version,
-                seconds=min(remaining, self.heartbeat_interval),
-            )
-            readiness, version = self._readiness(namespace)
+            readiness = explain(items, self._pods(namespace))
         return readiness
-
-    @staticmethod
-    def _wait_for_event(
-        lister: Any, *args: Any, version: str, seconds: float, **kwargs: Any
-    ) -> dict[str, Any] | None:
-        """The first watch event within ``seconds`` (None: none came)."""
-        watcher = watch.Watch()  # type: ignore[no-untyped-call]
-        try:
-            for event in watcher.stream(  # type: ignore[no-untyped-call]
-                lister, *args, resource_version=version, timeout_seconds=max(1, int(seconds)), **kwargs
-            ):
-                return {"type": str(event["type"]), "raw_object": event["raw_object"]}
-        except Exception as exc:  # a lost watch is resumed by the caller's next turn
-            error = translate(exc, action="watching")
-            if not error.retryable:
-                log.debug("watch ended: %s", error.message)
-        finally:
-            watcher.stop()  # type: ignore[no-untyped-call]
-        return None
 
     # -- credentials ---------------------------------------------------------
 
@@ -265,7 +217,7 @@ class KubernetesRuntime:
             namespace = self._namespace_of(environment_id)
             if namespace is None:
                 return RuntimeStatus(RuntimeState.absent, "no namespace")
-            readiness, _ = self._readiness(namespace)
+            readiness = self._readiness(namespace)
         except EnvhubError as exc:
             if exc.retryable:
                 return RuntimeStatus(RuntimeState.degraded, exc.message, details={"condition": exc.code})
@@ -323,50 +275,57 @@ class KubernetesRuntime:
             progress.skip("cleanup", "nothing to remove")
             return
         progress.begin("stop", namespace)
-        with contextlib.suppress(NotFound):
-            kube_json(
+        try:
+            deleted: dict[str, Any] | None = kube_json(
                 f"deleting namespace {namespace}",
                 self.core.delete_namespace,
                 namespace,
                 body=V1DeleteOptions(propagation_policy="Background"),
             )
+        except NotFound:
+            deleted = None
         progress.finish("stop", f"namespace {namespace} is terminating")
         progress.begin("cleanup", f"waiting for {namespace} to be finalized")
-        self._wait_gone(namespace, progress)
+        # The delete answers with the terminating Namespace: wait from its version.
+        # Anything else (a 404, a Status) means there is nothing left to wait for.
+        if deleted is not None and deleted.get("kind") == "Namespace":
+            wait_namespace_gone(
+                self.api,
+                namespace,
+                str(deleted["metadata"].get("resourceVersion") or ""),
+                progress,
+                timeout=self.ready_timeout,
+                heartbeat=self.heartbeat_interval,
+            )
         progress.finish("cleanup", f"namespace {namespace} is gone")
-
-    def _wait_gone(self, namespace: str, progress: ProgressReporter) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        selector = f"metadata.name={namespace}"
-        while time.monotonic() < deadline:
-            listing = kube_json(
-                "watching namespace deletion", self.core.list_namespace, field_selector=selector
-            )
-            if not listing.get("items"):
-                return
-            progress.heartbeat()
-            event = self._wait_for_event(
-                self.core.list_namespace,
-                field_selector=selector,
-                version=str(listing["metadata"].get("resourceVersion", "")),
-                seconds=self.heartbeat_interval,
-            )
-            if event is not None and event["type"] == "DELETED":
-                return
-        raise NotReady(f"namespace {namespace} is still terminating", details={"namespace": namespace})
 
     # -- logs and exec -------------------------------------------------------
 
     def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str]:
-        namespace = self._namespace_of(environment_id)
-        if namespace is None:
+        """(namespace, pod, container) for logs and exec.
+
+        ``container`` names a service (and its container). Without one, the spec's
+        first service is the default (its order is on the Namespace, which was
+        read anyway), then the others in order, then pods of user manifests;
+        running pods before others.
+        """
+        found = self._namespace_object(environment_id)
+        if found is None:
             raise NotReady("the environment has no namespace yet")
+        namespace = str(found["metadata"]["name"])
         kwargs = {"label_selector": f"app.kubernetes.io/name={container}"} if container else {}
         pods = kube_json("finding a pod", self.core.list_namespaced_pod, namespace, **kwargs).get("items", [])
-        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"] or pods
-        if not running:
+        if not pods:
             raise NotReady("the environment has no pod yet")
-        pod = sorted(running, key=lambda p: str(p["metadata"]["name"]))[0]
+        order = str((found["metadata"].get("annotations") or {}).get(SERVICES_ANNOTATION, ""))
+        rank = {name: index for index, name in enumerate(filter(None, order.split(",")))}
+
+        def preference(pod: dict[str, Any]) -> tuple[int, bool, str]:
+            service = str((pod["metadata"].get("labels") or {}).get(SERVICE_LABEL, ""))
+            running = (pod.get("status") or {}).get("phase") == "Running"
+            return rank.get(service, len(rank)), not running, str(pod["metadata"]["name"])
+
+        pod = min(pods, key=preference)
         names = [str(c["name"]) for c in pod["spec"]["containers"]]
         chosen = container if container in names else names[0]
         return namespace, str(pod["metadata"]["name"]), str(chosen)
@@ -409,14 +368,6 @@ class KubernetesRuntime:
             tty=tty,
             protocols=self.exec_protocols,
         )
-
-
-def _quota_counted(quota: dict[str, Any]) -> bool:
-    wanted = set(((quota.get("spec") or {}).get("hard") or {}).keys())
-    status = quota.get("status") or {}
-    return wanted <= set((status.get("hard") or {}).keys()) and wanted <= set(
-        (status.get("used") or {}).keys()
-    )
 
 
 def _group(obj: dict[str, Any]) -> str:

@@ -1,0 +1,285 @@
+"""Waiting for the cluster to catch up, on watches, with a heartbeat while nothing happens.
+
+Every wait here is one watch request for its whole duration (read on a thread
+of its own, see :class:`rest.EventStream`), reopened only if the server ends it
+early. What is waited for is decided from the watch events' objects
+themselves: nothing is listed again per event.
+
+* :func:`wait_quota_counted`: a new ResourceQuota is enforced only once the
+  quota controller has counted usage (v1.20 admission ignores a quota whose
+  ``status.hard`` is empty); workloads applied before that would escape it.
+* :class:`AvailabilityWait`: the Deployments an apply wrote, until all are
+  available. Only when one stays unavailable are the pods listed, once, to say
+  why (image pull, crash loop, pending), and again at most every few seconds,
+  less often the longer it takes.
+* :func:`wait_namespace_gone`: namespace finalization after a delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from envhub.errors import EnvhubError, NotReady, RuntimeFailure
+from envhub.runtime.base import ProgressReporter
+from envhub.runtime.kubernetes.errors import quota_error
+from envhub.runtime.kubernetes.readiness import Readiness, explain
+from envhub.runtime.kubernetes.rest import EventStream, Query, StreamEnded, WatchExpired, request
+
+log = logging.getLogger(__name__)
+
+# Unavailable this long after the wait began: list the pods to say why.
+EXPLAIN_AFTER = 2.0
+# ...and again no sooner than this after the last explanation, twice as long
+# each time up to the maximum: a long wait is explained ~10 times, not on every
+# event. (The last word is always current: a final list when the wait gives up.)
+EXPLAIN_EVERY = 5.0
+EXPLAIN_EVERY_MAX = 30.0
+
+
+class Watcher:
+    """Events of one collection until a deadline, resumed if the server ends the watch early.
+
+    From ``version`` when given (events after it), else from the current state
+    (the server first sends every existing object as ``ADDED``). A version too
+    old to resume from (410) starts over from the current state.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        action: str,
+        path: str,
+        *,
+        deadline: float,
+        query: Query = (),
+        version: str | None = None,
+    ) -> None:
+        self.api, self.action, self.path, self.query = api, action, path, list(query)
+        self.deadline = deadline
+        self.version = version or None
+        self.expired = False  # set when a 410 made it start over from the current state
+        self._stream: EventStream | None = None
+        self._opened_at = 0.0
+
+    def _open(self) -> EventStream:
+        query = list(self.query)
+        if self.version:
+            query.append(("resourceVersion", self.version))
+        seconds = math.ceil(max(1.0, self.deadline - time.monotonic()))
+        self._opened_at = time.monotonic()
+        return EventStream(self.api, self.action, self.path, query=query, seconds=seconds)
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next event within ``timeout`` seconds, else None."""
+        until = time.monotonic() + timeout
+        while True:
+            if self._stream is None:
+                self._stream = self._open()
+            try:
+                event = self._stream.next(max(0.0, until - time.monotonic()))
+            except EnvhubError:
+                raise  # the server refused the watch: the caller's to handle
+            except Exception as ended:  # ended by the server, expired, or the connection dropped
+                self._stream.close()
+                self._stream = None
+                if isinstance(ended, WatchExpired):
+                    self.version = None
+                    self.expired = True
+                elif not isinstance(ended, StreamEnded):
+                    log.debug("%s: watch lost (%s); resuming", self.action, ended)
+                if time.monotonic() - self._opened_at < 1.0:
+                    time.sleep(min(1.0, max(0.0, until - time.monotonic())))  # no tight reopen loop
+                if time.monotonic() >= min(until, self.deadline):
+                    return None
+                continue
+            if event is not None:
+                version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
+                self.version = str(version) if version else self.version
+            return event
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def quota_counted(quota: dict[str, Any]) -> bool:
+    wanted = set(((quota.get("spec") or {}).get("hard") or {}).keys())
+    status = quota.get("status") or {}
+    return wanted <= set((status.get("hard") or {}).keys()) and wanted <= set(
+        (status.get("used") or {}).keys()
+    )
+
+
+def wait_quota_counted(
+    api: ApiClient,
+    namespace: str,
+    quota: dict[str, Any],
+    progress: ProgressReporter,
+    *,
+    timeout: float,
+    heartbeat: float,
+) -> None:
+    """Block until the quota controller has counted ``quota`` (as its apply returned it).
+
+    Re-runs find the status in the apply response and make no request at all.
+    """
+    if quota_counted(quota):
+        return
+    deadline = time.monotonic() + timeout
+    name = quota["metadata"]["name"]
+    with Watcher(
+        api,
+        f"watching quota {name}",
+        f"/api/v1/namespaces/{namespace}/resourcequotas",
+        query=[("fieldSelector", f"metadata.name={name}")],
+        version=str(quota["metadata"].get("resourceVersion") or ""),
+        deadline=deadline,
+    ) as events:
+        while not quota_counted(quota):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NotReady(
+                    f"the quota of {namespace} is not in force yet (its usage is not counted)",
+                    details={"namespace": namespace},
+                )
+            progress.heartbeat()
+            event = events.next(min(remaining, heartbeat))
+            if event is not None and event["type"] in ("ADDED", "MODIFIED"):
+                quota = event["object"]
+
+
+def wait_namespace_gone(
+    api: ApiClient,
+    namespace: str,
+    version: str,
+    progress: ProgressReporter,
+    *,
+    timeout: float,
+    heartbeat: float,
+) -> None:
+    """Block until ``namespace`` (deleted at ``version``) is finalized and gone."""
+    deadline = time.monotonic() + timeout
+    selector = [("fieldSelector", f"metadata.name={namespace}")]
+    with Watcher(
+        api,
+        f"watching namespace {namespace} go",
+        "/api/v1/namespaces",
+        query=selector,
+        version=version,
+        deadline=deadline,
+    ) as events:
+        while time.monotonic() < deadline:
+            progress.heartbeat()
+            if events.expired:
+                # Starting over from the current state says nothing about an object
+                # that is already gone: ask once whether it still exists.
+                events.expired = False
+                listing = request(api, "reading namespace", "GET", "/api/v1/namespaces", query=selector).body
+                if not listing.get("items"):
+                    return
+                events.version = str((listing.get("metadata") or {}).get("resourceVersion") or "") or None
+            event = events.next(min(deadline - time.monotonic(), heartbeat))
+            if event is not None and event["type"] == "DELETED":
+                return
+    raise NotReady(f"namespace {namespace} is still terminating", details={"namespace": namespace})
+
+
+class AvailabilityWait:
+    """Until the Deployments an apply wrote are available, judged from watch events.
+
+    ``deployments`` are the apply responses: when they already say available
+    (a re-run), no request is made at all. ``list_pods`` is called only to
+    explain a Deployment that stays unavailable.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        namespace: str,
+        deployments: list[dict[str, Any]],
+        *,
+        list_pods: Callable[[], list[dict[str, Any]]],
+        timeout: float,
+        heartbeat: float,
+    ) -> None:
+        self.api, self.namespace = api, namespace
+        self.state = {str(d["metadata"]["name"]): d for d in deployments}
+        self.list_pods = list_pods
+        self.timeout, self.heartbeat = timeout, heartbeat
+        self.pods: list[dict[str, Any]] | None = None  # the last explanation's pods
+        self.explained_at: float | None = None
+        self.explain_every = EXPLAIN_EVERY
+
+    def readiness(self) -> Readiness:
+        readiness = explain(list(self.state.values()), self.pods or [])
+        if readiness.replica_failure and "exceeded quota" in readiness.replica_failure:
+            raise quota_error(readiness.replica_failure, action="starting the workloads")
+        if readiness.stuck:
+            raise RuntimeFailure(f"workloads cannot start: {readiness.message}")
+        return readiness
+
+    def _explain(self) -> Readiness:
+        self.pods = self.list_pods()
+        self.explained_at = time.monotonic()
+        return self.readiness()
+
+    def run(self, progress: ProgressReporter) -> Readiness:
+        readiness = self.readiness()
+        if readiness.ready:
+            return readiness
+        started = time.monotonic()
+        deadline = started + self.timeout
+        beat = started - self.heartbeat  # one right away: the applies took a while too
+        with Watcher(
+            self.api,
+            f"watching Deployments in {self.namespace}",
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments",
+            deadline=deadline,
+        ) as events:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    if self.explained_at is None or now - self.explained_at > 1.0:
+                        readiness = self._explain()  # say why, as of now
+                    raise NotReady(
+                        f"not available yet: {readiness.message}", details={"namespace": self.namespace}
+                    )
+                if now - beat >= self.heartbeat:
+                    progress.heartbeat()
+                    beat = now
+                explain_at = started + EXPLAIN_AFTER
+                if self.explained_at is not None:
+                    explain_at = self.explained_at + self.explain_every
+                if now >= explain_at:
+                    if self.explained_at is not None:
+                        self.explain_every = min(EXPLAIN_EVERY_MAX, self.explain_every * 2)
+                    readiness = self._explain()
+                    continue
+                wait = min(deadline, beat + self.heartbeat, explain_at) - now
+                event = events.next(max(0.05, wait))
+                if event is None:
+                    continue
+                obj = event.get("object") or {}
+                name = str((obj.get("metadata") or {}).get("name", ""))
+                if name not in self.state:
+                    continue  # not one this apply wrote
+                if event["type"] == "DELETED":
+                    del self.state[name]
+                elif event["type"] in ("ADDED", "MODIFIED"):
+                    self.state[name] = obj
+                readiness = self.readiness()
+                if readiness.ready:
+                    return readiness
