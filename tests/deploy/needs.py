@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from envhub.domain.kube import guards, render
+from envhub.domain.kube.access import render_team_access
+from envhub.domain.kube.names import WORKLOAD_ACCOUNT
 from envhub.domain.kube.rbac import render_rbac
 from envhub.runtime.kubernetes import pruning
 from envhub.runtime.kubernetes.discovery import RENDERED_KINDS
@@ -60,6 +62,14 @@ def workload_role_rules() -> list[dict[str, Any]]:
     return rules
 
 
+def team_role_rules() -> list[dict[str, Any]]:
+    """The rules of the owning team's kubectl Roles (view and edit, access.py)."""
+    roles = [
+        obj for obj in render_team_access(namespace="example", team="t", labels={}) if obj["kind"] == "Role"
+    ]
+    return [rule for role in roles for rule in role["rules"]]
+
+
 def worker_needs() -> set[Need]:
     """The workers: apply, prune, wait, status, stop and destroy environments."""
     needs: set[Need] = set()
@@ -74,8 +84,9 @@ def worker_needs() -> set[Need]:
     # Pruning of an environment that predates the inventory lists these kinds.
     for api_version, kind in pruning._LISTED_KINDS:
         needs.add((group_of(api_version), RENDERED_KINDS[(api_version, kind)].plural, "list"))
-    # envhub creates the workload Role without "escalate": it must hold every rule itself.
-    for rule in workload_role_rules():
+    # envhub creates the workload Role and the team's Roles without "escalate":
+    # it must hold every rule itself.
+    for rule in workload_role_rules() + team_role_rules():
         for group in rule["apiGroups"]:
             needs |= {(group, resource, verb) for resource in rule["resources"] for verb in rule["verbs"]}
     needs |= {
@@ -115,7 +126,13 @@ def web_needs() -> set[Need]:
         # older API servers (1.20 here) and as "create" by newer ones.
         ("", "pods/exec", "get"),
         ("", "pods/exec", "create"),
+        # credentials.environment_credentials: a TokenRequest (see WEB_NAMED).
+        ("", "serviceaccounts/token", "create"),
     }
+
+
+# Web needs granted for one object name only: TokenRequests for the workload account.
+WEB_NAMED: dict[Need, str] = {("", "serviceaccounts/token", "create"): WORKLOAD_ACCOUNT}
 
 
 # -- RBAC rules as the API server reads them ----------------------------------------

@@ -303,7 +303,9 @@ def test_the_web_may_read_stream_logs_and_open_terminals(
         lambda: review(admin, WEB, "list", "pods", namespace=ns), timeout=10, what="RBAC to see the binding"
     )
     for group, resource, verb in sorted(needs.web_needs()):
-        assert review(admin, WEB, verb, f"{group}:{resource}", namespace=ns), (group, resource, verb)
+        named = needs.WEB_NAMED.get((group, resource, verb))
+        extra = {"name": named} if named else {}
+        assert review(admin, WEB, verb, f"{group}:{resource}", namespace=ns, **extra), (group, resource, verb)
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,17 @@ that owns it, bound to groups an OIDC-authenticated user carries:
 
 * ``envhub:team:<team>`` (every member): read what runs, its logs and events,
   never Secrets;
-* ``envhub:team:<team>:edit`` (members, admins, owners): also exec, attach,
-  port-forward, delete pods (a restart) and scale.
+* ``envhub:team:<team>:edit`` (members, admins, owners): also restart pods
+  (delete them) and scale.
 
 Neither may create or change workloads, RBAC, quotas or network policies:
 envhub applies an environment's objects from its desired state, and a person
 with ``edit`` could otherwise run a host-network pod or undo the isolation
-(Kubernetes v1.20 has no Pod Security admission to stop it).
+(Kubernetes v1.20 has no Pod Security admission to stop it). Shells stay with
+envhub's terminal, where sessions are authorized per environment, audited and
+recorded; ``kubectl exec`` would go around all three. (envhub creates these
+Roles without ``escalate``, so it holds what they grant: its workers open no
+shells either.)
 """
 
 from __future__ import annotations
@@ -50,11 +54,6 @@ _READABLE: dict[str, list[str]] = {
 }
 _OPERATE: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
-    {
-        "apiGroups": [""],
-        "resources": ["pods/attach", "pods/exec", "pods/portforward"],
-        "verbs": ["create", "get"],
-    },
     {
         "apiGroups": ["apps"],
         "resources": ["deployments/scale", "statefulsets/scale"],

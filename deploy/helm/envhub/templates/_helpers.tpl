@@ -80,6 +80,15 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- with .Values.envhub.oidc.clientId }}
 {{- $_ := set $settings "ENVHUB_OIDC_CLIENT_ID" . }}
 {{- end }}
+{{- with .Values.envhub.oidc.allowedDomains }}
+{{- $_ := set $settings "ENVHUB_OIDC_ALLOWED_DOMAINS" (join "," .) }}
+{{- end }}
+{{- with .Values.envhub.oidc.allowedGroups }}
+{{- $_ := set $settings "ENVHUB_OIDC_ALLOWED_GROUPS" (join "," .) }}
+{{- end }}
+{{- if and .Values.envhub.oidc.issuer (not (or .Values.envhub.oidc.allowedDomains .Values.envhub.oidc.allowedGroups (hasKey .Values.envhub.settings "ENVHUB_OIDC_ALLOW_ANY_USER"))) }}
+{{- fail "envhub.oidc: say who may sign in with allowedDomains or allowedGroups (or envhub.settings.ENVHUB_OIDC_ALLOW_ANY_USER: \"true\")" }}
+{{- end }}
 {{- range $name, $value := .Values.envhub.settings }}
 {{- if not (hasPrefix "ENVHUB_" $name) }}
 {{- fail (printf "envhub.settings: %s is not an ENVHUB_* setting" $name) }}
