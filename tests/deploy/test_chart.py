@@ -188,6 +188,9 @@ def test_web_and_workers_read_settings_from_the_config_map_and_secrets(productio
     assert config["ENVHUB_KUBE_INGRESS_NAMESPACES"] == "envhub-system,ingress-nginx"
     assert config["ENVHUB_DATA_DIR"] == "/var/lib/envhub"
     assert config["ENVHUB_TERMINAL_GRACE"] == "600"  # extra settings pass through, as strings
+    assert config["ENVHUB_OIDC_ALLOWED_DOMAINS"] == "example.com"
+    # Behind the ingress: clients are told apart by the address it forwards (rate limits, audit).
+    assert config["ENVHUB_TRUSTED_PROXY_HOPS"] == "1"
     assert not {"ENVHUB_DATABASE_URL", "ENVHUB_SECRET_KEY", "ENVHUB_REDIS_URL"} & set(config)
     expected = {
         "ENVHUB_DATABASE_URL": ("envhub-database", "url"),

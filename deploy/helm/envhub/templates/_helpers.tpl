@@ -80,6 +80,11 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- with .Values.envhub.oidc.clientId }}
 {{- $_ := set $settings "ENVHUB_OIDC_CLIENT_ID" . }}
 {{- end }}
+{{- if .Values.ingress.enabled }}
+{{- /* Behind the ingress controller: the client is the address it forwards, for
+     rate limits and the audit trail (envhub.settings may say otherwise). */}}
+{{- $_ := set $settings "ENVHUB_TRUSTED_PROXY_HOPS" "1" }}
+{{- end }}
 {{- with .Values.envhub.oidc.allowedDomains }}
 {{- $_ := set $settings "ENVHUB_OIDC_ALLOWED_DOMAINS" (join "," .) }}
 {{- end }}
