@@ -1,7 +1,8 @@
 """The three things bench/terminal.py measures, each in its own process.
 
-* ``pty``: no network at all. A select loop over PTYs running bash, in a
-  child process, driven over a pipe: the ceiling on this machine.
+* ``pty``: no network at all. The benchmark's own event loop reads PTYs
+  running bash (the four floods: a child process's loop): the ceiling on
+  this machine.
 * ``terminado``: Jupyter's terminal server (tornado), one terminal per socket.
 * ``envhub``: envhub's own API app under Granian, as the launcher runs it,
   on a throwaway SQLite database with one environment.

@@ -168,7 +168,10 @@ async def opened(make: Callable[[], Client]) -> Client:
 
 
 def flood_process(kind: str, urls: list[str], big: str, stop: Any, delivered: Any) -> None:
-    """Child process: FLOODS sessions printing ``big`` forever until ``stop``."""
+    """Child process: FLOODS sessions printing ``big`` forever until ``stop``.
+
+    For the PTY loop (``urls`` empty) the child reads FLOODS PTYs itself.
+    """
 
     class _Target:
         def __init__(self, url: str) -> None:
@@ -177,13 +180,17 @@ def flood_process(kind: str, urls: list[str], big: str, stop: Any, delivered: An
         def url(self, session: str) -> str:
             return self._url
 
+    def make(url: str | None) -> Client:
+        return PtyClient() if url is None else WsClient(_Target(url))  # type: ignore[arg-type]
+
     async def run() -> None:
-        floods = [await opened(lambda url=url: WsClient(_Target(url))) for url in urls]  # type: ignore[misc]
+        floods = [await opened(lambda url=url: make(url)) for url in urls or [None] * FLOODS]  # type: ignore[misc]
         for flood in floods:
             await flood.send(f"while :; do cat {big}; done\r".encode())
         while not stop.is_set():
+            # Often enough to time the PTY loop's typist, which is done in milliseconds.
             delivered.value = float(sum(f.received for f in floods))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.005)
         for flood in floods:
             await flood.send(b"\x03")
             await flood.close()
@@ -191,10 +198,13 @@ def flood_process(kind: str, urls: list[str], big: str, stop: Any, delivered: An
     asyncio.run(run())
 
 
-async def echo_latencies(client: Client, keys: int) -> list[float]:
+async def echo_latencies(
+    client: Client, keys: int, on_start: Callable[[], None] = lambda: None
+) -> list[float]:
     """Type into ``cat > /dev/null``: the tty echoes each key; time until it is back."""
     await client.run("cat > /dev/null", "cat > /dev/null\r\n")
     await asyncio.sleep(0.2)
+    on_start()
     samples = []
     for index in range(keys):
         key = b"abcdefghij"[index % 10 : index % 10 + 1]
@@ -246,35 +256,29 @@ async def measure(kind: str, workdir: Path, big: Path, keys: int) -> dict[str, A
         result["cpu_ms_per_mb"] = spent * 1000 / (size / MB)
         await reader.close()
 
-        # The flooding clients run in a process of their own, so the typist's
-        # measurement sees the server's delay, not its own busy neighbours.
-        if server is None:
-            floods = [await opened(make) for _ in range(FLOODS)]
-            for flood in floods:
-                await flood.send(f"while :; do cat {big}; done\r".encode())
-            await asyncio.sleep(1.0)
-            before = sum(f.received for f in floods)
-            loaded = await echo_latencies(typist, keys)
-            result["flood_mbs"] = (sum(f.received for f in floods) - before) / MB / sum(loaded)
-            for flood in floods:
-                await flood.close()
-        else:
-            context = multiprocessing.get_context("spawn")
-            stop, delivered = context.Event(), context.Value("d", 0.0)
-            urls = [server.url(secrets.token_hex(8)) for _ in range(FLOODS)]
-            worker = context.Process(
-                target=flood_process, args=(server.kind, urls, str(big), stop, delivered)
-            )
-            worker.start()
-            while delivered.value == 0.0:  # type: ignore[attr-defined]
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)
-            started_at, before = time.perf_counter(), delivered.value  # type: ignore[attr-defined]
-            loaded = await echo_latencies(typist, keys)
-            rate = (delivered.value - before) / (time.perf_counter() - started_at)  # type: ignore[attr-defined]
-            result["flood_mbs"] = rate / MB
-            stop.set()
-            worker.join(60)
+        # The flooding clients (or, for the PTY loop, the loop reading the
+        # floods' PTYs) run in a process of their own, the same way for all
+        # three, so the typist's measurement sees the server's delay, not its
+        # own busy neighbours.
+        context = multiprocessing.get_context("spawn")
+        stop, delivered = context.Event(), context.Value("d", 0.0)
+        urls = [] if server is None else [server.url(secrets.token_hex(8)) for _ in range(FLOODS)]
+        flood_kind = "pty" if server is None else server.kind
+        worker = context.Process(target=flood_process, args=(flood_kind, urls, str(big), stop, delivered))
+        worker.start()
+        while delivered.value == 0.0:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        mark: list[float] = []
+
+        def typing_starts() -> None:
+            mark.extend((time.perf_counter(), delivered.value))  # type: ignore[attr-defined]
+
+        loaded = await echo_latencies(typist, keys, typing_starts)
+        rate = (delivered.value - mark[1]) / (time.perf_counter() - mark[0])  # type: ignore[attr-defined]
+        result["flood_mbs"] = rate / MB
+        stop.set()
+        worker.join(60)
         result["loaded_echo_p99_ms"] = percentile(loaded, 0.99) * 1000
         await typist.close()
 
@@ -320,6 +324,7 @@ def report(results: dict[str, dict[str, Any]]) -> bool:
         ("echo p50 (ms)", "echo_p50_ms", ""),
         ("echo p99 (ms)", "echo_p99_ms", ""),
         ("idle echo p99 with 4 floods (ms)", "loaded_echo_p99_ms", ""),
+        ("the 4 floods while it types (MB/s)", "flood_mbs", ""),
         ("server CPU per MB (ms)", "cpu_ms_per_mb", ""),
         ("memory/session idle (KiB)", "mem_idle_kib", ""),
         ("memory/session after 10 MB (KiB)", "mem_after_kib", ""),

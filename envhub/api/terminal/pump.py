@@ -36,6 +36,15 @@ DEFAULT_BUDGET = 16 * 1024
 # alone gets big turns (throughput); several share it (fairness).
 TURN_BYTES = 64 * 1024
 MIN_TURN = 4 * 1024
+# A tty hands out at most its 4 KiB line buffer per read. A turn with less
+# than that left ends rather than read again: a read of the few bytes left
+# would wait for the kernel's tty worker to refill the buffer, for nothing.
+MIN_READ = 4 * 1024
+# While someone types in another session: a streaming session's turn, and what
+# all streaming sessions together may read per second (far more than anyone
+# can read, far less than the floods' writers would take of the CPUs).
+TYPING_TURN = 32 * 1024
+TYPING_RATE = 4 * 1024 * 1024
 STREAMING_WINDOW = 0.1
 INTERACTIVE_WINDOW = 0.25
 # Input nobody reads (a huge paste into a program that is not reading) is
@@ -47,29 +56,74 @@ EndHandler = Callable[[], None]
 
 
 class Streams:
-    """Sizes every session's turn: fair shares while several stream, and keystrokes first.
+    """Sizes every session's turn and paces floods: fair shares while several stream, and keystrokes first.
 
     A session that filled its last turn recently is *streaming*. The streaming
     sessions share :data:`TURN_BYTES` per loop turn. While someone is typing in
-    another session (input within :data:`INTERACTIVE_WINDOW`), streams drop to
-    :data:`MIN_TURN`: each loop turn, and the CPU the floods' writers burn,
-    shrinks, so the typist's echo comes back at once; the floods pick up
-    their pace again as soon as the typing stops.
+    another session (input within :data:`INTERACTIVE_WINDOW`), streams yield:
+
+    * their turns wait in line (:meth:`enqueue`), one per loop iteration, so
+      keystrokes, echoes and their sends never wait behind several floods'
+      turns at once;
+    * each reads at most :data:`TYPING_TURN`, then waits (:meth:`hold`) so
+      that together they read no more than :data:`TYPING_RATE`. Small turns
+      alone are not enough: every turn also wakes the flood's writer, the
+      kernel's tty worker and the flood's socket, and with the CPUs busy with
+      floods the typist's echo waits for a CPU at every hop. Paced, the floods
+      leave the CPUs mostly idle and the echo comes back at once.
+
+    They resume their full pace when the typing stops. Sessions that do not
+    fill their turns (a prompt, an editor) never yield.
     """
 
     def __init__(self) -> None:
         self._last_full: dict[int, float] = {}
         self._last_input: dict[int, float] = {}
+        self._queue: deque[FdPump] = deque()
+        self._runner: tuple[asyncio.AbstractEventLoop, asyncio.Handle] | None = None
+
+    def _streaming(self, key: int, now: float) -> bool:
+        return now - self._last_full.get(key, -1.0) < STREAMING_WINDOW
+
+    def _typing_elsewhere(self, key: int, now: float) -> bool:
+        return any(k != key and now - at < INTERACTIVE_WINDOW for k, at in self._last_input.items())
+
+    def _streams(self, now: float) -> int:
+        return sum(1 for at in self._last_full.values() if now - at < STREAMING_WINDOW)
 
     def budget(self, key: int, now: float) -> int:
-        streaming = now - self._last_full.get(key, -1.0) < STREAMING_WINDOW
-        typing = any(k != key and now - at < INTERACTIVE_WINDOW for k, at in self._last_input.items())
-        if streaming and typing:
-            return MIN_TURN
-        active = sum(1 for at in self._last_full.values() if now - at < STREAMING_WINDOW)
-        if not streaming:
-            active += 1
+        streaming = self._streaming(key, now)
+        if streaming and self._typing_elsewhere(key, now):
+            return TYPING_TURN
+        active = self._streams(now) + (0 if streaming else 1)
         return max(MIN_TURN, TURN_BYTES // max(1, active))
+
+    def yields(self, key: int, now: float) -> bool:
+        """Whether the session's next turn waits in line behind everything else the loop has to do."""
+        return self._streaming(key, now) and self._typing_elsewhere(key, now)
+
+    def enqueue(self, pump: FdPump, loop: asyncio.AbstractEventLoop) -> None:
+        """Run ``pump``'s turn later: one such turn per loop iteration, in order."""
+        self._queue.append(pump)
+        if self._runner is None or self._runner[0] is not loop:
+            self._runner = (loop, loop.call_soon(self._run, loop))
+
+    def dequeue(self, pump: FdPump) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(pump)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._runner = None
+        if self._queue:
+            self._queue.popleft().queued_turn()
+        if self._queue:
+            self._runner = (loop, loop.call_soon(self._run, loop))
+
+    def hold(self, key: int, now: float, size: int) -> float:
+        """Seconds a session that just read ``size`` bytes waits before its next turn."""
+        if size <= 0 or not self._streaming(key, now) or not self._typing_elsewhere(key, now):
+            return 0.0
+        return size * self._streams(now) / TYPING_RATE
 
     def filled(self, key: int, now: float) -> None:
         self._last_full[key] = now
@@ -146,6 +200,8 @@ class FdPump(Pump):
         self._loop = loop
         self._fd = session.fileno()
         self._reading = False
+        self._held: asyncio.TimerHandle | None = None  # paced: the next turn waits for this timer
+        self._queued = False  # the next turn waits in line (Streams.enqueue)
         self._backlog: deque[bytes] = deque()
         self._backlog_size = 0
 
@@ -153,7 +209,8 @@ class FdPump(Pump):
         self._watch(True)
 
     def _watch(self, on: bool) -> None:
-        if on and not self._reading and not self.ended:
+        idle = not self.paused and self._held is None and not self._queued
+        if on and not self._reading and not self.ended and idle:
             self._loop.add_reader(self._fd, self._readable)
             self._reading = True
         elif not on and self._reading:
@@ -161,30 +218,54 @@ class FdPump(Pump):
             self._reading = False
 
     def _readable(self) -> None:
-        chunks: list[bytes] = []
-        total, eof = 0, False
         now = time.monotonic()
+        if STREAMS.yields(self._fd, now):
+            self._watch(False)
+            self._queued = True
+            STREAMS.enqueue(self, self._loop)
+        else:
+            self._turn(now)
+
+    def queued_turn(self) -> None:
+        self._queued = False
+        if not self.ended and not self.paused:
+            self._turn(time.monotonic())
+            self._watch(True)
+
+    def _turn(self, now: float) -> None:
+        chunks: list[bytes] = []
+        total, eof, drained = 0, False, False
         budget = STREAMS.budget(self._fd, now)
-        while total < budget:
+        while budget - total >= MIN_READ:
             try:
                 data = self._session.read_nowait(budget - total)
             except OSError:
                 log.exception("reading the terminal failed")
                 data = b""
             if data is None:
+                drained = True
                 break
             if not data:
                 eof = True
                 break
             chunks.append(data)
             total += len(data)
-        if total >= budget:
+        if not drained and not eof:
             STREAMS.filled(self._fd, now)
         if chunks:
             self._on_output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if eof:
             self._watch(False)
             self._finish()
+            return
+        hold = STREAMS.hold(self._fd, now, total)
+        if hold > 0 and self._held is None and not self.ended:
+            self._watch(False)
+            self._held = self._loop.call_later(hold, self._release)
+
+    def _release(self) -> None:
+        self._held = None
+        self._watch(True)
 
     def pause(self) -> None:
         self.paused = True
@@ -235,6 +316,12 @@ class FdPump(Pump):
 
     def stop(self) -> None:
         self._watch(False)
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        if self._queued:
+            STREAMS.dequeue(self)
+            self._queued = False
         STREAMS.forget(self._fd)
         if self._backlog:
             self._loop.remove_writer(self._fd)

@@ -16,18 +16,25 @@ over, last one per kind, so ``vim`` entered long ago still shows as ``vim``.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
 from envhub.api.terminal import emulator
 
+# Sequences that change modes rather than cells, other than colours. Rare, so
+# scanning for them costs one C-speed pass over what is dropped.
 _STATEFUL = re.compile(
-    rb"\x1b\[\?[0-9;]*[hl]"  # private modes: alternate screen, cursor keys, mouse...
-    rb"|\x1b\[[0-9;]*r"  # scroll region
-    rb"|\x1b\[[0-9;:]*m"  # colours and attributes
-    rb"|\x1b\][012];[^\x07\x1b]{0,512}(?:\x07|\x1b\\)"  # title
-    rb"|\x1b[()][0AB]"  # character sets (line drawing)
+    rb"\x1b(?:"
+    rb"\[\?[0-9;]*[hl]"  # private modes: alternate screen, cursor keys, mouse...
+    rb"|\[[0-9;]*r"  # scroll region
+    rb"|\][012];[^\x07\x1b]{0,512}(?:\x07|\x1b\\)"  # title
+    rb"|[()][0AB]"  # character sets (line drawing)
+    rb")"
 )
+# Colours and attributes (SGR) are everywhere in coloured output, and only the
+# last one counts: it is found by searching the dropped part backwards.
+_SGR_REVERSED = re.compile(rb"m[0-9;:]*\[\x1b")
 _MAX_CARRIED = 48
 _FLOOD_SCROLLBACK = 100
 
@@ -126,12 +133,8 @@ class ScreenLog:
             cut = newline + 1
         if cut <= 0:
             return
-        dropped = memoryview(self._tail)[:cut]
-        for match in _STATEFUL.finditer(dropped):
-            sequence = match.group()
-            self._carried.pop(_kind(sequence), None)
-            self._carried[_kind(sequence)] = sequence
-        dropped.release()
+        if self._tail.find(b"\x1b", 0, cut) >= 0:
+            self._carry(cut)
         while len(self._carried) > _MAX_CARRIED:
             self._carried.pop(next(iter(self._carried)))
         kept: list[tuple[int, int, int]] = []
@@ -143,6 +146,19 @@ class ScreenLog:
         self._resizes = kept
         del self._tail[:cut]
         self.dropped += cut
+
+    def _carry(self, cut: int) -> None:
+        """Remember the last sequence of each stateful kind before ``cut``, in stream order."""
+        dropped = memoryview(self._tail)[:cut]
+        found = [(m.start(), m.group()) for m in _STATEFUL.finditer(dropped)]
+        dropped.release()
+        last_sgr = _SGR_REVERSED.search(self._tail[cut - 1 :: -1])
+        if last_sgr is not None:
+            at = cut - last_sgr.end()
+            found.insert(bisect.bisect(found, at, key=lambda item: item[0]), (at, last_sgr.group()[::-1]))
+        for _, sequence in found:
+            self._carried.pop(_kind(sequence), None)
+            self._carried[_kind(sequence)] = sequence
 
     def freeze(self) -> Frozen:
         """The state so far; writes after this go on into a fresh tail."""

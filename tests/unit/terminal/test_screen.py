@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from envhub.api.terminal import emulator
-from envhub.api.terminal.recording import Recorder
+from envhub.api.terminal.recording import Recorder, json_string
 from envhub.api.terminal.screenlog import ScreenLog
 
 
@@ -100,3 +100,12 @@ def test_recording_is_asciicast_v2(tmp_path: Path) -> None:
     assert events[3][1] == "m"
     assert re.search("limit", events[3][2])
     assert all("after the limit" not in str(e) for e in events)
+
+
+def test_recorded_output_is_escaped_exactly_as_json_dumps_would() -> None:
+    samples = [bytes(range(128)), b'say "hi" \\ bye\r\n', "✔ naïve\x1b[0m\x07".encode(), b""]
+    samples += [bytes([code]) * 3 + b"x" for code in range(32)]
+    for raw in samples:
+        text = raw.decode()
+        assert json_string(raw) == json.dumps(text, ensure_ascii=False).encode()
+        assert json.loads(json_string(raw)) == text
