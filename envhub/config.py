@@ -268,6 +268,25 @@ class Settings(BaseSettings):
         return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen where envhub's sign-in would not protect it."""
+    if is_loopback_host(host):
+        return
+    if settings.auth_mode is AuthMode.local:
+        raise ConfigurationError(
+            f"refusing to listen on {host}: no OpenID Connect sign-in is configured, and single-user "
+            "mode signs in with one-time links meant for this machine only",
+            hint="Bind to 127.0.0.1, or configure sign-in (ENVHUB_OIDC_ISSUER, ENVHUB_OIDC_CLIENT_ID, "
+            "ENVHUB_OIDC_CLIENT_SECRET, ENVHUB_OIDC_ALLOWED_DOMAINS) to serve other machines.",
+        )
+    if not settings.base_url.startswith("https://"):
+        raise ConfigurationError(
+            f"refusing to listen on {host} with ENVHUB_BASE_URL={settings.base_url}: session cookies "
+            "and tokens would cross the network unencrypted",
+            hint="Serve envhub over https (e.g. behind a TLS proxy); set ENVHUB_BASE_URL to that URL.",
+        )
+
+
 def _data_dir_secret(path: Path) -> bytes:
     """Read the generated key, creating it (mode 0600) the first time; safe across processes."""
     path.parent.mkdir(parents=True, exist_ok=True)

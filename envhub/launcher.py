@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from envhub.config import PROJECT_ROOT, AuthMode, Settings, is_loopback_host, load_settings
+from envhub.config import PROJECT_ROOT, AuthMode, Settings, check_bind, load_settings
 from envhub.errors import ConfigurationError
 
 log = logging.getLogger("envhub.launcher")
@@ -51,25 +51,6 @@ def migrate(settings: Settings) -> None:
     # Audit rows from before the hash chain get their MACs now (it needs the key).
     with override_settings(settings), Session(engine_for(settings.database_url)) as session:
         seal_legacy_rows(session)
-
-
-def check_bind(host: str, settings: Settings) -> None:
-    """Refuse to listen where envhub's sign-in would not protect it."""
-    if is_loopback_host(host):
-        return
-    if settings.auth_mode is AuthMode.local:
-        raise ConfigurationError(
-            f"refusing to listen on {host}: no OpenID Connect sign-in is configured, and single-user "
-            "mode signs in with one-time links meant for this machine only",
-            hint="Bind to 127.0.0.1, or configure sign-in (ENVHUB_OIDC_ISSUER, ENVHUB_OIDC_CLIENT_ID, "
-            "ENVHUB_OIDC_CLIENT_SECRET, ENVHUB_OIDC_ALLOWED_DOMAINS) to serve other machines.",
-        )
-    if not settings.base_url.startswith("https://"):
-        raise ConfigurationError(
-            f"refusing to listen on {host} with ENVHUB_BASE_URL={settings.base_url}: session cookies "
-            "and tokens would cross the network unencrypted",
-            hint="Serve envhub over https (e.g. behind a TLS proxy); set ENVHUB_BASE_URL to that URL.",
-        )
 
 
 def login_link(settings: Settings) -> str:

@@ -24,7 +24,6 @@ from envhub.errors import EnvhubError, SecretUnreadable
 from envhub.models import ApiToken, Environment, User, WebSession
 from envhub.models.base import utcnow
 from envhub.services import sessions
-from envhub.services.crypto import cipher
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +160,3 @@ def principal_for_token(session: Session, token: str, *, source_ip: str | None =
         environment_id=row.environment_id if row.kind == "agent" else None,
         token_id=row.id,
     )
-
-
-def sealed_id_token(row: WebSession) -> str | None:
-    if not row.oidc_id_token:
-        return None
-    try:
-        return cipher().open(row.oidc_id_token, purpose=f"session:{row.id}:id_token")
-    except SecretUnreadable:
-        return None

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select, update
 from envhub.config import Settings, get_settings
 from envhub.domain import credentials
 from envhub.domain.credentials import SecretKind
+from envhub.errors import SecretUnreadable
 from envhub.models import User, WebSession
 from envhub.models.base import utcnow
 from envhub.services.crypto import cipher
@@ -150,3 +151,13 @@ def csrf_valid(token_hash: str, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(
         csrf_token(token_hash).encode(), (presented or "").encode()
     )
+
+
+def sealed_id_token(row: WebSession) -> str | None:
+    """The provider's ID token of a session (the hint its logout wants), if still readable."""
+    if not row.oidc_id_token:
+        return None
+    try:
+        return cipher().open(row.oidc_id_token, purpose=f"session:{row.id}:id_token")
+    except SecretUnreadable:
+        return None

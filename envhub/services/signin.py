@@ -303,8 +303,6 @@ def sign_out(session: Session, *, token: str | None, source_ip: str | None, user
     if row is None:
         session.commit()
         return after
-    from envhub.services.authentication import sealed_id_token
-
     user = session.get(User, row.user_id)
     if user is not None:
         actor = principal_of(user).with_origin(source_ip, user_agent)
@@ -323,7 +321,7 @@ def sign_out(session: Session, *, token: str | None, source_ip: str | None, user
         return after
     try:
         logout = oidc_client(settings).end_session_url(
-            id_token_hint=sealed_id_token(row), post_logout_redirect_uri=after
+            id_token_hint=sessions.sealed_id_token(row), post_logout_redirect_uri=after
         )
     except EnvhubError:
         return after  # the provider is unreachable: the envhub session is over all the same

@@ -11,9 +11,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from envhub.config import Settings
+from envhub.config import Settings, check_bind
 from envhub.errors import ConfigurationError
-from envhub.launcher import check_bind, login_link, main
+from envhub.launcher import login_link, main
 from envhub.models import LoginLink
 from envhub.models.base import utcnow
 from tests.conftest import build_settings, scrub_envhub_environment
