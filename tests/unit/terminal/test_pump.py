@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +20,15 @@ from envhub.api.terminal.pump import (
     FdPump,
     Streams,
 )
+
+T = TypeVar("T")
+
+
+def run_in_fresh_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: earlier tests in the same process
+    (Playwright's sync API) may leave an event loop running in this one."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, coroutine).result()
 
 
 def test_streams_pace_a_flood_only_while_someone_types_elsewhere() -> None:
@@ -74,7 +86,7 @@ def test_a_paced_flood_reads_slowly_while_someone_types_and_stays_paused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(pump, "STREAMS", Streams())
-    asyncio.run(paced_flood())
+    run_in_fresh_loop(paced_flood())
 
 
 async def paced_flood() -> None:
@@ -145,4 +157,4 @@ def test_queued_turns_run_one_per_loop_iteration() -> None:
 
     # Between two of a flood's turns the loop gets round once: a keystroke or
     # an echo that arrived meanwhile is handled before the next flood's turn.
-    assert asyncio.run(run()) == [["a"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c"]]
+    assert run_in_fresh_loop(run()) == [["a"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c"]]
