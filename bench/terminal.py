@@ -12,7 +12,9 @@ envhub's bridge, each with real bash shells:
   each of ten sessions has printed 10 MB.
 
 Clients acknowledge output as it arrives (envhub's flow control), like a
-browser whose xterm keeps up. Times come from ``time.perf_counter``.
+browser whose xterm keeps up: every 32 KiB, or 40 ms after output not yet
+acknowledged, as ``assets/terminal-link.js`` does. Times come from
+``time.perf_counter``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from bench.servers import Envhub, Server, Terminado
 
 MB = 1_000_000
 FLOODS = 4
+# As the browser acknowledges output (assets/terminal-link.js).
+ACK_EVERY = 32 * 1024
+ACK_DELAY = 0.04
 MEMORY_SESSIONS = 10
 
 
@@ -122,6 +127,8 @@ class WsClient(Client):
         self.session = secrets.token_hex(8)
         self.ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._acked = 0
+        self._ack_later: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self.ws = await connect(self.server.url(self.session), max_size=None, compression=None)
@@ -139,9 +146,23 @@ class WsClient(Client):
                         self._data(rest[0].encode())
                 elif isinstance(message, bytes):
                     self._data(message)
-                    await self.ws.send(json.dumps({"type": "ack", "bytes": self.received}))
+                    # Acknowledge as the browser does (assets/terminal-link.js).
+                    if self.received - self._acked >= ACK_EVERY:
+                        await self._ack()
+                    elif self._ack_later is None:
+                        self._ack_later = asyncio.create_task(self._ack_soon())
                 elif '"ping"' in message:
                     await self.ws.send(message.replace('"ping"', '"pong"'))
+
+    async def _ack_soon(self) -> None:
+        await asyncio.sleep(ACK_DELAY)
+        self._ack_later = None
+        await self._ack()
+
+    async def _ack(self) -> None:
+        if self.received > self._acked and self.ws is not None:
+            self._acked = self.received
+            await self.ws.send(json.dumps({"type": "ack", "bytes": self._acked}))
 
     async def send(self, data: bytes) -> None:
         assert self.ws is not None
@@ -156,8 +177,9 @@ class WsClient(Client):
             await self.ws.send(json.dumps({"type": "close"}))  # end the shell, not just the socket
             await asyncio.sleep(0.2)
         await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in (self._reader, self._ack_later):
+            if task is not None:
+                task.cancel()
 
 
 async def opened(make: Callable[[], Client]) -> Client:
