@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
 
 class Server:
     kind = ""
+    token = ""  # sent as a bearer token, as the CLI does
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -108,7 +110,7 @@ class Envhub(Server):
     environment_id = 0
 
     def _prepare(self) -> dict[str, str]:
-        data = self.workdir / "envhub-data"
+        data = Path(tempfile.mkdtemp(prefix="envhub-data-", dir=self.workdir))  # one per round
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_")}
         env.update(
             ENVHUB_DATA_DIR=str(data),
@@ -117,23 +119,17 @@ class Envhub(Server):
             ENVHUB_LOCAL_SANDBOX="none",  # terminado runs bash unsandboxed too
             ENVHUB_TERMINAL_RECORDING_LIMIT_MB="1000000",  # record everything, as in production
         )
-        script = (
-            "from envhub.config import get_settings; from envhub.launcher import migrate;"
-            "from envhub.models.db import session_scope; from envhub.services import identity, projects;"
-            "from envhub.services.environments import create_environment\n"
-            "class Q:\n    def enqueue(self, *a, **k): pass\n    def is_pending(self, j): return True\n"
-            "migrate(get_settings())\n"
-            "with session_scope() as s:\n"
-            "    me = identity.ensure_local_principal(s)\n"
-            "    team = identity.default_team_id(s, me)\n"
-            "    p = projects.create_project(session=s, actor=me, team_id=team, name='bench')\n"
-            "    e = create_environment(session=s, actor=me, queue=Q(), project_id=p.id, name='dev')\n"
-            "    print(e.id)\n"
-        )
         out = subprocess.run(
-            [sys.executable, "-c", script], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+            [sys.executable, "-m", "bench.seed"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
-        self.environment_id = int(out.stdout.strip().splitlines()[-1])
+        if out.returncode != 0:
+            raise RuntimeError(f"seeding envhub's database failed:\n{out.stderr}")
+        environment_id, self.token = out.stdout.strip().splitlines()[-1].split()
+        self.environment_id = int(environment_id)
         (data / "envs" / str(self.environment_id) / "workspace").mkdir(parents=True)
         return env
 

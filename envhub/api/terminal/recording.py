@@ -82,7 +82,7 @@ class Recorder:
         self.written = 0
         self.truncated = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] | None = path.open("wb", buffering=64 * 1024)
+        self._file: IO[bytes] | None = path.open("wb", buffering=16 * 1024)
         header: dict[str, Any] = {
             "version": 2,
             "width": cols,

@@ -1,0 +1,64 @@
+"""The terminal benchmark still runs: its servers start and its clients are let in.
+
+``make bench-terminal`` is not part of the suite (it takes minutes and wants a
+quiet machine), so this drives its moving parts once, briefly: envhub seeded
+and served as the benchmark serves it, a client that signs in the way the
+benchmark's does, a command, a few timed keystrokes, the report's arithmetic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+
+import pytest
+
+from bench import terminal
+from bench.servers import Envhub
+
+
+def test_the_benchmark_client_opens_a_shell_in_envhub_and_times_keystrokes(tmp_path: Path) -> None:
+    server = Envhub(tmp_path)
+    server.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            samples = pool.submit(asyncio.run, _type_a_little(server)).result(timeout=120)
+    finally:
+        server.stop()
+    assert len(samples) == 20
+    assert all(0 < sample < 30 for sample in samples)
+
+
+async def _type_a_little(server: Envhub) -> list[float]:
+    client = await terminal.opened(lambda: terminal.WsClient(server))
+    try:
+        await client.run("echo $((6*7))", "42")
+        return await terminal.echo_latencies(client, 20)
+    finally:
+        await client.close()
+
+
+def test_the_report_checks_every_target(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = {
+        "throughput_mbs": 10.0,
+        "echo_p50_ms": 0.2,
+        "echo_p99_ms": 0.4,
+        "loaded_echo_p50_ms": 0.3,
+        "loaded_echo_p99_ms": 0.8,
+        "loaded_echo_max_ms": 1.0,
+        "flood_mbs": 1.0,
+        "cpu_ms_per_mb": 5.0,
+        "mem_idle_kib": 50.0,
+        "mem_after_kib": 300.0,
+    }
+    pty = {**figures, "throughput_mbs": 11.0}
+    terminado = {**figures, "echo_p99_ms": 0.5}
+    assert terminal.report({"pty": pty, "terminado": terminado, "envhub": figures})
+    assert "MISSED" not in capsys.readouterr().out
+
+    slow = {**figures, "loaded_echo_p99_ms": 1.6}  # 4x its unloaded p99
+    assert not terminal.report({"pty": pty, "terminado": terminado, "envhub": slow})
+    missed = [line.split() for line in capsys.readouterr().out.splitlines() if "MISSED" in line]
+    assert [line[:2] + line[-2:] for line in missed] == [["loaded/unloaded", "echo", "4.00", "MISSED"]]
+    assert terminal.medians([{"a": 1.0}, {"a": 5.0}, {"a": 2.0}]) == {"a": 2.0}
