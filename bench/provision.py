@@ -59,10 +59,11 @@ from bench.kube_requests import Request, flag, read_requests, table  # noqa: E40
 from envhub.config import Settings, override_settings  # noqa: E402
 from envhub.domain.phases import Phase  # noqa: E402
 from envhub.domain.principals import Principal  # noqa: E402
-from envhub.launcher import free_port, migrate, redis_binary  # noqa: E402
+from envhub.launcher import migrate, redis_binary  # noqa: E402
 from envhub.models import Environment, Membership, Role, Team, User  # noqa: E402
 from envhub.models.db import engine_for  # noqa: E402
 from envhub.queue.redis_queue import RedisJobQueue  # noqa: E402
+from envhub.runtime.local.processes import free_port  # noqa: E402
 from envhub.services.environments import create_environment, delete_environment  # noqa: E402
 from envhub.services.projects import create_project  # noqa: E402
 

@@ -109,12 +109,6 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(check: Callable[[], bool], *, timeout: float, what: str, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -211,6 +205,8 @@ def _http_ok(url: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from envhub.runtime.local.processes import free_port
+
     settings = load_settings()
     port = settings.base_port
     host = args.host

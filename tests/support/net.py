@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import socket
 
+from envhub.runtime.local.processes import free_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "port_open"]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
