@@ -8,23 +8,12 @@ environment's id and the token, separated by a space.
 
 from __future__ import annotations
 
-from typing import Any
-
 from envhub.config import get_settings
 from envhub.launcher import migrate
 from envhub.models.db import session_scope
 from envhub.services import identity, projects, tokens
 from envhub.services.environments import create_environment
-
-
-class _NoJobs:
-    """The benchmark opens terminals only: nothing needs provisioning."""
-
-    def enqueue(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def is_pending(self, job_id: str) -> bool:
-        return True
+from tests.support.fakes import FakeQueue
 
 
 def main() -> None:
@@ -33,8 +22,9 @@ def main() -> None:
         me = identity.ensure_local_principal(session)
         team = identity.default_team_id(session, me)
         project = projects.create_project(session=session, actor=me, team_id=team, name="bench")
+        # The benchmark opens terminals only: its provisioning job is never run.
         environment = create_environment(
-            session=session, actor=me, queue=_NoJobs(), project_id=project.id, name="dev"
+            session=session, actor=me, queue=FakeQueue(), project_id=project.id, name="dev"
         )
         token = tokens.create_personal_token(
             session=session, actor=me, name="bench", scopes=["read", "shell"], expires_in_days=1, via="cli"

@@ -8,22 +8,20 @@ benchmark's does, a command, a few timed keystrokes, the report's arithmetic.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from pathlib import Path
 
 import pytest
 
 from bench import terminal
 from bench.servers import Envhub
+from tests.support.loops import run_in_fresh_loop
 
 
 def test_the_benchmark_client_opens_a_shell_in_envhub_and_times_keystrokes(tmp_path: Path) -> None:
     server = Envhub(tmp_path)
     server.start()
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            samples = pool.submit(asyncio.run, _type_a_little(server)).result(timeout=120)
+        samples = run_in_fresh_loop(_type_a_little(server), timeout=120)
     finally:
         server.stop()
     assert len(samples) == 20

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import pytest
 
@@ -20,15 +17,7 @@ from envhub.api.terminal.pump import (
     FdPump,
     Streams,
 )
-
-T = TypeVar("T")
-
-
-def run_in_fresh_loop(coroutine: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` in a thread of its own: earlier tests in the same process
-    (Playwright's sync API) may leave an event loop running in this one."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
-        return executor.submit(asyncio.run, coroutine).result()
+from tests.support.loops import run_in_fresh_loop
 
 
 def test_streams_pace_a_flood_only_while_someone_types_elsewhere() -> None:
