@@ -126,6 +126,18 @@ def pager(
     )
 
 
+def dialog_actions(submit: rx.Component, **props: Any) -> rx.Component:
+    """A dialog's footer: Cancel (closes it), then ``submit``, on the right."""
+    return rx.hstack(
+        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
+        submit,
+        justify="end",
+        spacing="2",
+        width="100%",
+        **props,
+    )
+
+
 def form_field(
     label: str,
     control: rx.Component,

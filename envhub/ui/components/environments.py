@@ -11,7 +11,7 @@ from typing import Any
 import reflex as rx
 
 from envhub.ui.components.badges import kind_badge, phase_badge
-from envhub.ui.components.common import error_callout, form_field, pager, relative_time
+from envhub.ui.components.common import dialog_actions, error_callout, form_field, pager, relative_time
 
 
 def _row(state: Any, row: rx.Var) -> rx.Component:
@@ -245,8 +245,7 @@ def create_options_dialog(state: Any) -> rx.Component:
                     help_text="One KEY=VALUE per line. PORT is set by envhub.",
                 ),
                 error_callout(state.opt_error),
-                rx.hstack(
-                    rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                dialog_actions(
                     rx.button(
                         rx.cond(state.creating, rx.spinner(size="2"), rx.icon("rocket", size=16)),
                         "Create",
@@ -254,9 +253,6 @@ def create_options_dialog(state: Any) -> rx.Component:
                         disabled=state.creating,
                         id="env-create-submit",
                     ),
-                    justify="end",
-                    spacing="2",
-                    width="100%",
                     padding_top="8px",
                 ),
                 spacing="3",

@@ -11,7 +11,7 @@ from typing import Any
 import reflex as rx
 
 from envhub.domain.specs import DEFAULT_COMMAND
-from envhub.ui.components.common import error_callout, form_field
+from envhub.ui.components.common import dialog_actions, error_callout, form_field
 from envhub.ui.workload_defaults import MANIFESTS_EXAMPLE, SERVICES_EXAMPLE
 
 _CODE = {"font_family": "var(--code-font-family)", "font_size": "12px"}
@@ -223,10 +223,7 @@ def create_dialog(S: Any) -> rx.Component:
                     ),
                     workloads_section(S),
                     error_callout(S.form_error, id="project-form-error"),
-                    rx.hstack(
-                        rx.dialog.close(
-                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
-                        ),
+                    dialog_actions(
                         rx.button(
                             rx.cond(S.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
                             "Create project",
@@ -234,9 +231,6 @@ def create_dialog(S: Any) -> rx.Component:
                             disabled=S.creating,
                             id="create-project",
                         ),
-                        justify="end",
-                        spacing="2",
-                        width="100%",
                         padding_top="8px",
                     ),
                     spacing="3",

@@ -16,7 +16,7 @@ from envhub.domain.policy import Action, ShareRole
 from envhub.errors import EnvhubError, ValidationFailed
 from envhub.services import environments, sharing, tokens
 from envhub.ui import identity_views as iv
-from envhub.ui.components.common import error_callout, form_field, section
+from envhub.ui.components.common import dialog_actions, error_callout, form_field, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
 from envhub.ui.format import parse_id
 from envhub.ui.pages.tokens import new_token_dialog
@@ -282,15 +282,7 @@ def _agent_dialog() -> rx.Component:
                         ),
                     ),
                     error_callout(S.agent_error),
-                    rx.hstack(
-                        rx.dialog.close(
-                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
-                        ),
-                        rx.button("Create", type="submit", id="create-agent-token"),
-                        justify="end",
-                        spacing="2",
-                        width="100%",
-                    ),
+                    dialog_actions(rx.button("Create", type="submit", id="create-agent-token")),
                     spacing="3",
                 ),
                 on_submit=S.create_agent_token,

@@ -10,7 +10,7 @@ from envhub.domain.policy import TeamRole
 from envhub.errors import EnvhubError
 from envhub.services import teams
 from envhub.ui import identity_views as iv
-from envhub.ui.components.common import empty_state, error_callout, form_field
+from envhub.ui.components.common import dialog_actions, empty_state, error_callout, form_field
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_view
 from envhub.ui.state import AuthState
@@ -91,15 +91,7 @@ def _create_dialog() -> rx.Component:
                         rx.input(value=S.display, on_change=S.set_display, placeholder="Platform team"),
                     ),
                     error_callout(S.form_error),
-                    rx.hstack(
-                        rx.dialog.close(
-                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
-                        ),
-                        rx.button("Create team", type="submit", id="create-team"),
-                        justify="end",
-                        width="100%",
-                        spacing="2",
-                    ),
+                    dialog_actions(rx.button("Create team", type="submit", id="create-team")),
                     spacing="3",
                 ),
                 on_submit=S.create,

@@ -15,7 +15,7 @@ from envhub.errors import EnvhubError
 from envhub.models import Environment
 from envhub.services import tokens
 from envhub.ui import identity_views as iv
-from envhub.ui.components.common import empty_state, error_callout, form_field, mono, section
+from envhub.ui.components.common import dialog_actions, empty_state, error_callout, form_field, mono, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
 from envhub.ui.format import parse_id
@@ -159,15 +159,7 @@ def create_dialog() -> rx.Component:
                         help_text="days",
                     ),
                     error_callout(S.form_error),
-                    rx.hstack(
-                        rx.dialog.close(
-                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button")
-                        ),
-                        rx.button("Create token", type="submit", id="create-token"),
-                        justify="end",
-                        spacing="2",
-                        width="100%",
-                    ),
+                    dialog_actions(rx.button("Create token", type="submit", id="create-token")),
                     spacing="3",
                 ),
                 on_submit=S.create,
