@@ -10,24 +10,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from granian.constants import Interfaces
-from granian.server.embed import Server
 
 from envhub.api.app import create_api
 from envhub.config import Settings, override_settings
 from envhub.integrations.oidc import forget_provider_cache
 from tests.conftest import build_settings
 from tests.identity.oidc_provider import ProviderUnavailable, TestProvider
-from tests.support.net import free_port, port_open
-from tests.support.waiting import wait_for
+from tests.support.net import free_port
+from tests.support.servers import serve_asgi
 
 logging.getLogger("granian").setLevel(logging.ERROR)
 
@@ -116,27 +111,6 @@ def local(settings: Settings, envhub_port: int) -> Iterator[Settings]:
         yield configured
 
 
-@contextlib.contextmanager
-def serve_on(app: Any, port: int) -> Iterator[int]:
-    loop = asyncio.new_event_loop()
-    server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.ASGINL, log_enabled=False)
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve())
-
-    thread = threading.Thread(target=run, name=f"envhub-{port}", daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: port_open(port), timeout=30, what=f"envhub on port {port}")
-        yield port
-    finally:
-        loop.call_soon_threadsafe(server.stop)
-        thread.join(15)
-        if not thread.is_alive():
-            loop.close()
-
-
 @pytest.fixture(scope="module")
 def envhub_app() -> Any:
     return create_api()
@@ -144,5 +118,5 @@ def envhub_app() -> Any:
 
 @pytest.fixture(scope="module")
 def envhub_http(envhub_app: Any, envhub_port: int) -> Iterator[str]:
-    with serve_on(envhub_app, envhub_port):
+    with serve_asgi(envhub_app, envhub_port):
         yield f"http://localhost:{envhub_port}"

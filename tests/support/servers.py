@@ -19,9 +19,9 @@ logging.getLogger("granian").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
-def serve_asgi(app: Any) -> Iterator[int]:
-    """Serve ``app`` over real HTTP/WebSocket on 127.0.0.1; yields the port."""
-    port = free_port()
+def serve_asgi(app: Any, port: int | None = None) -> Iterator[int]:
+    """Serve ``app`` over real HTTP/WebSocket on 127.0.0.1 (``port``, else a free one); yields the port."""
+    port = port or free_port()
     loop = asyncio.new_event_loop()
     server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.ASGINL, log_enabled=False)
 
