@@ -63,7 +63,7 @@ def open_private(path: Path, mode: Literal["ab", "wb"], *, buffering: int = -1) 
     flags |= os.O_APPEND if mode == "ab" else os.O_TRUNC
     fd = os.open(path, flags, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
+        _exact_file_mode(fd)
     except OSError:
         os.close(fd)
         raise
@@ -80,12 +80,17 @@ def private_file(path: Path) -> Path:
     """Make sure ``path`` exists as a 0600 file (for files that other code opens, e.g. SQLite's)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
     try:
-        info = os.fstat(fd)
-        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != FILE_MODE:
-            os.fchmod(fd, FILE_MODE)
+        _exact_file_mode(fd)
     finally:
         os.close(fd)
     return path
+
+
+def _exact_file_mode(fd: int) -> None:
+    """0600 exactly (the umask may have taken bits off, an older file may have more)."""
+    info = os.fstat(fd)
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != FILE_MODE:
+        os.fchmod(fd, FILE_MODE)
 
 
 def secure_data_dir(data_dir: Path) -> None:
