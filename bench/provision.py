@@ -62,7 +62,7 @@ from envhub.domain.principals import Principal  # noqa: E402
 from envhub.launcher import migrate, redis_binary  # noqa: E402
 from envhub.models import Environment, Membership, Role, Team, User  # noqa: E402
 from envhub.models.db import engine_for  # noqa: E402
-from envhub.queue.redis_queue import RedisJobQueue  # noqa: E402
+from envhub.queue.redis_queue import SERIALIZER, RedisJobQueue  # noqa: E402
 from envhub.runtime.local.processes import free_port  # noqa: E402
 from envhub.services.environments import create_environment, delete_environment  # noqa: E402
 from envhub.services.projects import create_project  # noqa: E402
@@ -154,7 +154,7 @@ class WorkerPool:
                     )
                 )
         connection = Redis.from_url(self.settings.redis_url)
-        queue = Queue(self.settings.queue_name, connection=connection)
+        queue = Queue(self.settings.queue_name, connection=connection, serializer=SERIALIZER)
         deadline = time.monotonic() + 120
         while len(Worker.all(queue=queue)) < count:
             if time.monotonic() > deadline:

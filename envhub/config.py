@@ -11,6 +11,7 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from envhub.errors import ConfigurationError
+from envhub.private_files import FILE_MODE, private_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -289,12 +291,13 @@ def check_bind(host: str, settings: Settings) -> None:
 
 def _data_dir_secret(path: Path) -> bytes:
     """Read the generated key, creating it (mode 0600) the first time; safe across processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     except FileExistsError:
         pass
     else:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))
     for _ in range(50):  # another process may be writing it this very moment
@@ -303,6 +306,18 @@ def _data_dir_secret(path: Path) -> bytes:
             return value.encode()
         time.sleep(0.02)
     raise ConfigurationError(f"{path} is empty; delete it and start again")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its credentials replaced by ``***``, for every log line and message."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}://{authority}{slash}{tail}"
 
 
 def load_settings() -> Settings:

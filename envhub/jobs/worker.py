@@ -18,28 +18,32 @@ import socket
 import sys
 import time
 
-from rq import Worker
-
 from envhub.config import get_settings
 from envhub.errors import ConfigurationError
 from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
 from envhub.models.db import get_engine
+from envhub.private_files import secure_data_dir
 from envhub.services import ports
+from envhub.services.jobruns import CONVERGE_JOB
 
 log = logging.getLogger(__name__)
+
+# The only functions a job read from the queue may call (dotted paths).
+RUNNABLE = frozenset({CONVERGE_JOB})
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     try:
         settings = get_settings()
+        secure_data_dir(settings.data_dir)
         queue = ports.queue()
         ports.runtime()  # configuration errors show here, once
     except ConfigurationError as exc:
         print(f"envhub worker: {exc.message}", file=sys.stderr)
         return 2
     background = _fork_background()
-    worker = Worker([queue.queue], connection=queue.connection)
+    worker = queue.worker(runnable=RUNNABLE)
     try:
         worker.work(with_scheduler=False, logging_level="INFO")
     finally:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from envhub.config import get_settings
+from envhub.private_files import private_file
 
 
 @functools.cache
@@ -27,10 +29,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     connect_args: dict[str, Any] = {}
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
+        _private_database_file(url)
     engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
     if url.startswith("sqlite"):
         _configure_sqlite(engine)
     return engine
+
+
+def _private_database_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would make it 0644 minus the
+    umask); its -wal and -shm files take the database file's mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():
+        private_file(path)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -1,18 +1,75 @@
-"""RQ adapter of the queue port."""
+"""RQ adapter of the queue port.
+
+Nothing read from Redis is unpickled, and a worker runs only envhub's jobs.
+RQ pickles job data by default, and whoever can write to Redis could then run
+any code in every process that reads a job (a worker, or the web process
+asking whether a job is pending: RQ unpickles a job's ``meta`` and ``result``
+just to load it). So every Queue, Worker and Job made here uses
+:data:`SERIALIZER` (JSON: jobs take ids, STYLE.md 6), and jobs are loaded as
+:class:`GuardedJob`, which refuses to call anything but the functions the
+worker names, and ignores the callbacks and webhooks a job may carry.
+All of RQ's objects are built in this module, so none can miss either.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from envhub.queue.base import QueueUnavailable
 
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+SERIALIZER = JSONSerializer
+
+
+class RefusedJob(Exception):
+    """A job in Redis names something that is not one of envhub's jobs."""
+
+
+class GuardedJob(Job):
+    """A job that runs only if it names one of :attr:`runnable` (dotted paths)."""
+
+    runnable: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        name = self.func_name
+        if self.instance is not None or name not in self.runnable:
+            raise RefusedJob(f"job {self.id} names {name!r}, which is not one of envhub's jobs; not run")
+        return super().func  # type: ignore[no-any-return]
+
+    # envhub sets no callbacks; any a job carries were written by someone else.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def restore(self, raw_data: Any) -> Any:
+        restored = super().restore(raw_data)
+        self.webhooks = []  # nor webhooks: a worker would POST the job to any URL named there
+        if "unserialized" in self.meta:  # RQ keeps meta it could not decode as raw bytes
+            self.meta = {}
+        return restored
+
+
+def guarded_job_class(runnable: Iterable[str]) -> type[GuardedJob]:
+    return type("EnvhubJob", (GuardedJob,), {"runnable": frozenset(runnable)})
 
 
 @functools.cache
@@ -23,7 +80,15 @@ def redis_connection(url: str) -> Redis:
 class RedisJobQueue:
     def __init__(self, redis_url: str, *, name: str = "envhub", job_timeout: int = 1800) -> None:
         self.connection = redis_connection(redis_url)
-        self.queue = Queue(name, connection=self.connection, default_timeout=job_timeout)
+        self.job_timeout = job_timeout
+        self._password = str(self.connection.connection_pool.connection_kwargs.get("password") or "")
+        self.queue = Queue(
+            name,
+            connection=self.connection,
+            default_timeout=job_timeout,
+            serializer=SERIALIZER,
+            job_class=GuardedJob,
+        )
 
     def enqueue(self, function: str, *args: object, job_id: str) -> None:
         try:
@@ -35,13 +100,30 @@ class RedisJobQueue:
                 failure_ttl=24 * 3600,
             )
         except RedisError as exc:
-            raise QueueUnavailable(str(exc)) from exc
+            raise QueueUnavailable(self._redacted(exc)) from exc
 
     def is_pending(self, job_id: str) -> bool:
         try:
-            job = Job.fetch(job_id, connection=self.connection)
+            job = GuardedJob.fetch(job_id, connection=self.connection, serializer=SERIALIZER)
             return job.get_status(refresh=False) in _PENDING
         except NoSuchJobError:
             return False
         except RedisError as exc:
-            raise QueueUnavailable(str(exc)) from exc
+            raise QueueUnavailable(self._redacted(exc)) from exc
+
+    def worker(self, *, runnable: Iterable[str]) -> Worker:
+        """An RQ worker on this queue that runs only the named job functions."""
+        job_class = guarded_job_class(runnable)
+        queue = Queue(
+            self.queue.name,
+            connection=self.connection,
+            default_timeout=self.job_timeout,
+            serializer=SERIALIZER,
+            job_class=job_class,
+        )
+        return Worker([queue], connection=self.connection, serializer=SERIALIZER, job_class=job_class)
+
+    def _redacted(self, exc: Exception) -> str:
+        # redis-py's messages name host and port only; this makes sure for good.
+        message = str(exc)
+        return message.replace(self._password, "***") if self._password else message

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from envhub.private_files import open_private, private_dir
+
 COALESCE_SECONDS = 0.02
 # An event holds at most this much output. Every buffer a flush makes then
 # stays below glibc's 128 KiB mmap threshold: bigger ones are mapped, faulted
@@ -81,8 +83,8 @@ class Recorder:
         self._pending_at = 0.0
         self.written = 0
         self.truncated = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] | None = path.open("wb", buffering=16 * 1024)
+        private_dir(path.parent)
+        self._file: IO[bytes] | None = open_private(path, "wb", buffering=16 * 1024)
         header: dict[str, Any] = {
             "version": 2,
             "width": cols,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from envhub.private_files import open_private, write_private
+
 
 @dataclass(slots=True)
 class ProcessState:
@@ -39,7 +41,7 @@ def read_state(path: Path) -> ProcessState | None:
 
 def write_state(path: Path, state: ProcessState) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state)))
+    write_private(tmp, json.dumps(asdict(state)))
     tmp.replace(path)
 
 
@@ -59,7 +61,7 @@ def find_process(state: ProcessState | None) -> psutil.Process | None:
 
 
 def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> psutil.Process:
-    with log_path.open("ab") as log:
+    with open_private(log_path, "ab") as log:
         popen = subprocess.Popen(
             argv,
             cwd=cwd,

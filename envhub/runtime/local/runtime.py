@@ -22,6 +22,7 @@ from pathlib import Path
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
+from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
     Endpoint,
@@ -77,8 +78,8 @@ class LocalRuntime:
     @contextmanager
     def _locked(self, environment_id: int) -> Iterator[None]:
         directory = self._dir(environment_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / ".lock").open("w") as handle:
+        private_dir(directory)
+        with open_private(directory / ".lock", "ab") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -131,7 +132,7 @@ class LocalRuntime:
         env = self._process_env(target, port=port, sandbox=sandbox)
         argv = sandbox.wrap(["/bin/sh", "-c", target.spec.command], workspace=ws)
         log_path = self._log_path(target.id)
-        with log_path.open("ab") as handle:
+        with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             handle.write(
                 f"--- envhub: starting generation {target.generation} at {stamp} UTC: "
