@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # Local runtime: sandbox "auto" picks bubblewrap, then unshare, then a plain
     # process group.
     local_sandbox: str = "auto"
+    # Projects may name a local path or file:// repository (off: they read this
+    # machine's disk, so only an operator turns them on).
+    allow_local_repos: bool = False
     # Host suffix of local public URLs: http://<env>.<project>.<team>.<suffix>:<port>
     local_url_domain: str = "localhost"
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
