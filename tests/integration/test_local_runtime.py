@@ -35,7 +35,7 @@ SERVE = "python3 -m http.server $PORT"
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(tmp_path / "envs", sandbox="auto", health_timeout=30)
+    rt = LocalRuntime(tmp_path / "envs", sandbox="auto", health_timeout=30, allow_local_repos=True)
     yield rt
     kill_environments(rt)
 
@@ -177,7 +177,7 @@ def test_git_default_branch_and_missing_ref(runtime: LocalRuntime, tmp_path: Pat
         runtime.apply(
             make_target(3, command=SERVE, repo_url=str(tmp_path / "missing")), progress=RecordingProgress()
         )
-    assert "git clone failed" in clone.value.message
+    assert "git fetch failed" in clone.value.message
 
 
 def test_a_command_that_exits_gives_process_exited_with_the_log_tail(runtime: LocalRuntime) -> None:

@@ -2,7 +2,9 @@
 
 Layout under the data folder::
 
-    envs/<id>/workspace/    the environment's files (a git checkout when the project has a repo)
+    envs/<id>/workspace/    the environment's files (a git checkout when the project has a repo);
+                            the only folder the sandbox sees, so nothing in it is trusted
+    envs/<id>/git/          envhub's own copy of the repository (see workspace.py), never mounted
     envs/<id>/output.log    everything its processes print
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
+from envhub.domain.repos import GIT_TOKEN_SECRET
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
 from envhub.runtime.base import (
@@ -41,6 +44,13 @@ log = logging.getLogger(__name__)
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+def _git_credentials(target: EnvironmentTarget) -> workspace.Credentials | None:
+    token = target.secrets.get(GIT_TOKEN_SECRET)
+    if not token:
+        return None
+    return workspace.Credentials(token, target.secrets.get("GIT_USERNAME") or "x-access-token")
+
+
 class LocalRuntime:
     name = "local"
     provision_plan = PROVISION_STEPS
@@ -48,8 +58,16 @@ class LocalRuntime:
     # Local status is a cheap look at our own processes, so the reconciler asks.
     pushes_status = False
 
-    def __init__(self, root: Path, *, sandbox: str = "auto", health_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        sandbox: str = "auto",
+        health_timeout: float = 60.0,
+        allow_local_repos: bool = False,
+    ) -> None:
         self.root = root
+        self.allow_local_repos = allow_local_repos
         self._sandbox_preference = sandbox
         self._sandbox: Sandbox | None = None
         self.health_timeout = health_timeout
@@ -99,7 +117,11 @@ class LocalRuntime:
             else:
                 progress.begin("workspace")
                 done = workspace.prepare(
-                    self.workspace_path(target.id), repo_url=target.spec.repo_url, ref=target.spec.ref
+                    self._dir(target.id),
+                    repo_url=target.spec.repo_url,
+                    ref=target.spec.ref,
+                    allow_local=self.allow_local_repos,
+                    credentials=_git_credentials(target),
                 )
                 progress.finish("workspace", done)
 
