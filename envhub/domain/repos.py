@@ -32,8 +32,10 @@ class Refusal(StrEnum):
     unsupported = "unsupported"
 
 
-# The project secret an https fetch authenticates with (HTTP basic, see runtime/local).
+# Project secrets an https fetch authenticates with (HTTP basic; the user name defaults
+# to x-access-token). envhub uses them itself and does not pass them to the workload.
 GIT_TOKEN_SECRET = "GIT_TOKEN"  # noqa: S105 - the name of a secret, not one
+GIT_USERNAME_SECRET = "GIT_USERNAME"  # noqa: S105 - likewise
 
 _MESSAGES = {
     Refusal.credentials: "credentials are not allowed in a repository URL",

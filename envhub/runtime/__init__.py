@@ -16,6 +16,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             sandbox=settings.local_sandbox,
             health_timeout=settings.health_timeout,
             allow_local_repos=settings.allow_local_repos,
+            git_config=settings.git_config,
         )
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import textwrap
@@ -47,6 +49,7 @@ from envhub.services.projects import create_project
 from envhub.services.reconciliation import reconcile
 from tests.support.db import fetch, fetch_all, other_session
 from tests.support.fakes import FakeQueue
+from tests.support.gitserver import serve_git
 from tests.support.runtime import RecordingProgress, git, kill_environments, make_target
 from tests.support.waiting import wait_for
 from tests.support.world import World
@@ -281,7 +284,7 @@ def old_host_git(workspace: Path, copy: Path) -> None:
         subprocess.run(["git", *args], cwd=copy, env=_OLD_HOST_GIT_ENV, capture_output=True, check=False)
 
 
-def served(runtime: LocalRuntime, environment_id: int, path: str) -> str:
+def served_text(runtime: LocalRuntime, environment_id: int, path: str) -> str:
     endpoint = runtime.endpoint(environment_id)
     assert endpoint is not None
     return httpx.get(f"http://127.0.0.1:{endpoint.port}{path}", timeout=10).text
@@ -313,7 +316,7 @@ def test_nothing_planted_in_the_workspace_runs_on_the_host_at_redeploy(
     # A new commit: envhub fetches and builds a fresh workspace.
     assert two[:12] in deploy(2)
     assert found(markers) == set()
-    assert served(runtime, 1, "/VERSION") == "two\n"
+    assert served_text(runtime, 1, "/VERSION") == "two\n"
     assert (workspace / ".envhub-previous").is_dir()
 
     # The same commit again: envhub fetches and keeps the workspace as it is.
@@ -324,7 +327,7 @@ def test_nothing_planted_in_the_workspace_runs_on_the_host_at_redeploy(
     remote.push("three")
     deploy(4)
     assert found(markers) == set()
-    assert served(runtime, 1, "/VERSION") == "three\n"
+    assert served_text(runtime, 1, "/VERSION") == "three\n"
     assert snapshot(target) == before
     assert not (workspace / ".envhub-previous" / ".envhub-previous").exists()
 
@@ -383,8 +386,8 @@ def test_the_reconciler_restart_after_the_process_exits_runs_nothing_planted(
     assert isinstance(runtime, LocalRuntime)
     queue = FakeQueue()
     try:
-        # The app stops by itself once a file named ``stop`` appears in its workspace.
-        command = f"{SERVE} & while [ ! -e stop ]; do sleep 0.2; done; kill $!"
+        # The app stops by itself once a file named ``stop`` appears in its workspace (and takes it away).
+        command = f"{SERVE} & while [ ! -e stop ]; do sleep 0.2; done; rm stop; kill $!"
         project = create_project(
             session=session,
             actor=world.owner,
@@ -410,12 +413,53 @@ def test_the_reconciler_restart_after_the_process_exits_runs_nothing_planted(
         assert report.started == [env.id]
         assert converge_environment(*queue.jobs[-1].args) == "ready"  # type: ignore[arg-type]
         assert found(markers) == set()
-        assert served(runtime, env.id, "/VERSION") == "two\n"
+        assert served_text(runtime, env.id, "/VERSION") == "two\n"
         restarted = fetch(db, Environment, env.id)
         assert restarted is not None
         assert restarted.observed_generation == 2
     finally:
         kill_environments(runtime)
+
+
+def test_a_private_repository_is_fetched_with_the_project_secret_the_workload_never_sees(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The way to give envhub a token instead of putting it in the URL, over real https."""
+    served = tmp_path / "served"
+    served.mkdir()
+    git("clone", "--quiet", "--bare", str(remote.bare), str(served / "shop.git"), cwd=tmp_path)
+    token = "tok_" + secrets.token_hex(16)
+    with serve_git(served, username="x-access-token", token=token) as server:
+        operator_config = tmp_path / "operator.gitconfig"  # ENVHUB_GIT_CONFIG: trusts the test CA
+        operator_config.write_text(f"[http]\n\tsslCAInfo = {server.ca_file}\n")
+        runtime = LocalRuntime(
+            tmp_path / "envs", sandbox="bwrap", health_timeout=30, git_config=operator_config
+        )
+        try:
+            probe = 'echo "token=${GIT_TOKEN:-absent} other=${OTHER:-absent}" > probe.txt; ' + SERVE
+            target = make_target(1, command=probe, repo_url=server.url("shop.git"), ref="main")
+            with pytest.raises(WorkspaceFailed) as refused:
+                runtime.apply(target, progress=RecordingProgress())
+            # The server asked for credentials; git had none and was not allowed to ask anyone.
+            assert "terminal prompts disabled" in refused.value.message
+            assert server.requests
+            assert {authorization for _, _, authorization in server.requests} == {""}
+
+            progress = RecordingProgress()
+            runtime.apply(
+                dataclasses.replace(target, secrets={"GIT_TOKEN": token, "OTHER": "visible"}),
+                progress=progress,
+            )
+            assert served_text(runtime, 1, "/VERSION") == "one\n"
+            assert served_text(runtime, 1, "/probe.txt") == "token=absent other=visible\n"
+            assert all(authorization for _, _, authorization in server.requests[-2:])
+            env_dir = runtime.workspace_path(1).parent
+            files = [p for p in env_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+            assert files
+            assert not [p for p in files if token.encode() in p.read_bytes()]
+            assert token not in json.dumps(progress.events)
+        finally:
+            kill_environments(runtime)
 
 
 # -- repository URLs: credentials and local paths ---------------------------------------------------

@@ -57,6 +57,9 @@ class HostGit:
     protocols: tuple[str, ...] = ("https", "ssh")
     token: str | None = field(default=None, repr=False)
     username: str = "x-access-token"
+    # The operator's own git config (ENVHUB_GIT_CONFIG: proxy, CA bundle); read in
+    # place of a global config, below the command line's hardening.
+    config_file: Path | None = None
 
     def run(self, *args: str, git_dir: Path, work_tree: Path | None = None) -> str:
         located = [f"--git-dir={git_dir}", *([f"--work-tree={work_tree}"] if work_tree else [])]
@@ -72,6 +75,7 @@ class HostGit:
             done = subprocess.run(
                 ["git", *options, *args],
                 cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=TIMEOUT,
@@ -92,7 +96,7 @@ class HostGit:
             "PATH": _PATH,
             "LANG": "C.UTF-8",
             "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_CONFIG_GLOBAL": str(self.config_file or "/dev/null"),
             "GIT_ATTR_NOSYSTEM": "1",
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_NO_REPLACE_OBJECTS": "1",

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
-from envhub.domain.repos import GIT_TOKEN_SECRET
+from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
 from envhub.runtime.base import (
@@ -48,7 +48,7 @@ def _git_credentials(target: EnvironmentTarget) -> workspace.Credentials | None:
     token = target.secrets.get(GIT_TOKEN_SECRET)
     if not token:
         return None
-    return workspace.Credentials(token, target.secrets.get("GIT_USERNAME") or "x-access-token")
+    return workspace.Credentials(token, target.secrets.get(GIT_USERNAME_SECRET) or "x-access-token")
 
 
 class LocalRuntime:
@@ -65,9 +65,11 @@ class LocalRuntime:
         sandbox: str = "auto",
         health_timeout: float = 60.0,
         allow_local_repos: bool = False,
+        git_config: Path | None = None,
     ) -> None:
         self.root = root
         self.allow_local_repos = allow_local_repos
+        self.git_config = git_config
         self._sandbox_preference = sandbox
         self._sandbox: Sandbox | None = None
         self.health_timeout = health_timeout
@@ -122,6 +124,7 @@ class LocalRuntime:
                     ref=target.spec.ref,
                     allow_local=self.allow_local_repos,
                     credentials=_git_credentials(target),
+                    git_config=self.git_config,
                 )
                 progress.finish("workspace", done)
 
@@ -173,9 +176,12 @@ class LocalRuntime:
 
     def _process_env(self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox) -> dict[str, str]:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
+        # The fetch token is envhub's, not the workload's: code in a pull request never sees it.
+        withheld = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
+        secrets = {key: value for key, value in target.secrets.items() if key not in withheld}
         return {
             **target.spec.env,
-            **target.secrets,
+            **secrets,
             "PATH": _BASE_PATH,
             "HOME": home,
             "LANG": os.environ.get("LANG", "C.UTF-8"),

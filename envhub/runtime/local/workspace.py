@@ -70,6 +70,7 @@ def prepare(
     ref: str | None,
     allow_local: bool = False,
     credentials: Credentials | None = None,
+    git_config: Path | None = None,
 ) -> str:
     """Make ``env_dir/workspace`` hold ``repo_url`` at ``ref``; returns what was done.
 
@@ -87,6 +88,7 @@ def prepare(
         protocols=protocols,
         token=credentials.token if credentials and repo_url.startswith("https://") else None,
         username=credentials.username if credentials else "x-access-token",
+        config_file=git_config,
     )
     git_dir = env_dir / _GIT
     _fetch(remote, git_dir, repo_url)
