@@ -332,6 +332,43 @@ def test_nothing_planted_in_the_workspace_runs_on_the_host_at_redeploy(
     assert not (workspace / ".envhub-previous" / ".envhub-previous").exists()
 
 
+def test_hostile_repository_content_writes_nowhere_and_fetches_no_submodule(
+    runtime: LocalRuntime, remote: Remote, target: Path, tmp_path: Path
+) -> None:
+    """What a pull request commits is hostile too: symlinks out of the workspace, a submodule."""
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    git("init", "--quiet", "--initial-branch=main", cwd=inner)
+    (inner / "README").write_text("inner\n")
+    git("add", "README", cwd=inner)
+    git("commit", "--quiet", "-m", "inner", cwd=inner)
+    work = remote.work
+    git("-c", "protocol.file.allow=always", "submodule", "--quiet", "add", str(inner), "sub", cwd=work)
+    (work / ".envhub-previous").symlink_to(target)  # the name envhub gives the previous workspace
+    (work / "escape").symlink_to(target / "victim.txt")
+    git("add", ".envhub-previous", "escape", cwd=work)
+    remote.push("two")
+    before = snapshot(target)
+
+    runtime.apply(
+        make_target(1, command=SERVE, repo_url=remote.url, ref="main"), progress=RecordingProgress()
+    )
+    workspace = runtime.workspace_path(1)
+    assert list((workspace / "sub").iterdir()) == []  # submodules are never fetched
+    assert (workspace / ".envhub-previous").is_symlink()
+
+    remote.push("three")
+    progress = RecordingProgress()
+    runtime.apply(
+        make_target(1, command=SERVE, repo_url=remote.url, ref="main", generation=2), progress=progress
+    )
+    detail = next(d for e, k, d in progress.events if (e, k) == ("finish", "workspace"))
+    assert "previous workspace" not in detail  # the checkout holds that name: the old one was removed
+    assert served_text(runtime, 1, "/VERSION") == "three\n"
+    assert snapshot(target) == before
+    assert [p.name for p in workspace.parent.iterdir() if p.name.startswith("trash-")] == []
+
+
 def run_inside(runtime: LocalRuntime, environment_id: int, script: str) -> str:
     session = runtime.exec(environment_id, ["/bin/sh", "-c", script], tty=False)
     output = b""
