@@ -15,6 +15,7 @@ to https and ssh (and local files only where the operator allows them).
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ class HostGit:
             "GIT_ALLOW_PROTOCOL": ":".join(self.protocols),
             "GIT_PROTOCOL_FROM_USER": "0",
         }
+        if "HOME" in os.environ:  # for ~ in the operator's config; ~/.gitconfig itself is not read
+            env["HOME"] = os.environ["HOME"]
         if self.token:
             basic = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
             # Sent to the repository's host only: a redirect elsewhere would carry it along.
