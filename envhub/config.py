@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # Local runtime: sandbox "auto" picks bubblewrap, then unshare, then a plain
     # process group.
     local_sandbox: str = "auto"
+    # Projects may name a local path or file:// repository (off: they read this
+    # machine's disk, so only an operator turns them on).
+    allow_local_repos: bool = False
+    # A git config file of the operator's (proxy, CA bundle, URL rewrites) that
+    # envhub's own git reads; no system or user git config is read.
+    git_config: Path | None = None
     # Host suffix of local public URLs: http://<env>.<project>.<team>.<suffix>:<port>
     local_url_domain: str = "localhost"
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
@@ -150,6 +156,15 @@ class Settings(BaseSettings):
     def _known_sandbox(cls, value: str) -> str:
         if value not in {"auto", "bwrap", "unshare", "none"}:
             raise ValueError("must be one of auto, bwrap, unshare, none")
+        return value
+
+    @field_validator("git_config", mode="before")
+    @classmethod
+    def _git_config(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if not Path(str(value)).is_absolute():
+            raise ValueError("must be an absolute path to a git config file")
         return value
 
     @field_validator("rate_limit_sign_in", "rate_limit_tokens", "rate_limit_webhooks")

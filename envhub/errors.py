@@ -8,7 +8,8 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
     ├── ConfigurationError        configuration_invalid
     │   └── DataDirUnsafe         data_dir_unsafe
     ├── ValidationFailed          validation_failed
-    │   └── InvalidName           invalid_name
+    │   ├── InvalidName           invalid_name
+    │   └── RepoUrlRefused        repo_url_refused
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
@@ -85,6 +86,13 @@ class ValidationFailed(EnvhubError):
 class InvalidName(ValidationFailed):
     code = "invalid_name"
     default_hint = "Use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit."
+
+
+class RepoUrlRefused(ValidationFailed):
+    """A repository URL envhub will not fetch; ``details["reason"]`` says why."""
+
+    code = "repo_url_refused"
+    default_hint = "Use an https://, ssh:// or git@host:path URL, without credentials in it."
 
 
 class NotFound(EnvhubError):

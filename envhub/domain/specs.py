@@ -13,9 +13,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from envhub.domain.repos import Refusal, refusal, repo_source
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
-from envhub.errors import ValidationFailed
+from envhub.errors import RepoUrlRefused, ValidationFailed
 
 DEFAULT_COMMAND = "python3 -m http.server $PORT"
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -83,10 +85,12 @@ class EnvironmentSpec(BaseModel):
     def _repo(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
             return None
-        value = value.strip()
-        if value.startswith("-") or not re.match(r"^(https?://|git@|ssh://|file://|/)", value):
-            raise ValueError("must be an https://, ssh://, git@, file:// URL or an absolute path")
-        return value
+        try:
+            return repo_source(value).url
+        except RepoUrlRefused as exc:
+            raise PydanticCustomError(
+                RepoUrlRefused.code, exc.message, {"reason": exc.details["reason"]}
+            ) from None
 
     @field_validator("health_path")
     @classmethod
@@ -101,12 +105,20 @@ def parse_spec(data: dict[str, Any]) -> EnvironmentSpec:
     try:
         return EnvironmentSpec.model_validate(data)
     except ValidationError as exc:
-        problems = {
-            ".".join(str(p) for p in err["loc"]) or "spec": str(err["msg"]).removeprefix("Value error, ")
-            for err in exc.errors()
-        }
-        message = "; ".join(f"{field}: {msg}" for field, msg in problems.items())
-        raise ValidationFailed(f"invalid environment spec: {message}", details=problems) from exc
+        errors = exc.errors()
+    # Raised outside the ``except`` so the pydantic error, which quotes the input
+    # (a refused URL may hold a token), is not chained to what gets logged.
+    problems = {
+        ".".join(str(p) for p in err["loc"]) or "spec": str(err["msg"]).removeprefix("Value error, ")
+        for err in errors
+    }
+    message = "invalid environment spec: " + "; ".join(f"{field}: {msg}" for field, msg in problems.items())
+    refused = next((err for err in errors if err["type"] == RepoUrlRefused.code), None)
+    if refused is not None:
+        reason = refused["ctx"]["reason"]
+        hint = refusal(Refusal(reason)).hint
+        raise RepoUrlRefused(message, hint=hint, details={**problems, "reason": reason})
+    raise ValidationFailed(message, details=problems)
 
 
 def merge_spec(base: EnvironmentSpec, overrides: dict[str, Any]) -> EnvironmentSpec:

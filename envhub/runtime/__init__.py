@@ -12,7 +12,11 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         from envhub.runtime.local import LocalRuntime
 
         return LocalRuntime(
-            settings.envs_dir, sandbox=settings.local_sandbox, health_timeout=settings.health_timeout
+            settings.envs_dir,
+            sandbox=settings.local_sandbox,
+            health_timeout=settings.health_timeout,
+            allow_local_repos=settings.allow_local_repos,
+            git_config=settings.git_config,
         )
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client
 

@@ -12,10 +12,12 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from envhub.config import get_settings
 from envhub.domain.naming import generate_environment_name, validate_label
 from envhub.domain.phases import Phase, is_deletable, is_redeployable, transition
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
+from envhub.domain.repos import require_allowed
 from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, merge_spec
 from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
@@ -80,6 +82,7 @@ def create_environment(
                 f"an environment named {name!r} already exists in {project.name}", details={"field": "name"}
             )
         spec = merge_spec(project_defaults(project), overrides or {})
+        require_allowed(spec.repo_url, allow_local=get_settings().allow_local_repos)
         environment = Environment(
             project_id=project_id,
             name=name,

@@ -9,11 +9,13 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from envhub.config import get_settings
 from envhub.domain.kube import parse_manifests
 from envhub.domain.naming import validate_label
 from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
+from envhub.domain.repos import require_allowed
 from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentSpec, parse_spec
 from envhub.errors import Conflict, NotFound, ValidationFailed
 from envhub.models import Environment, Project, Team
@@ -75,6 +77,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
     )
     if spec.manifests:
         parse_manifests(spec.manifests)  # refuse broken YAML now, not at deploy time
+    require_allowed(spec.repo_url, allow_local=get_settings().allow_local_repos)
     return {
         "command": spec.command,
         "env": spec.env,

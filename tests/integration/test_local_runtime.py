@@ -19,6 +19,7 @@ from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.shell import LocalExecSession
 from tests.support.runtime import (
     RecordingProgress,
+    git,
     is_gone,
     kill_environments,
     make_git_repo,
@@ -35,7 +36,7 @@ SERVE = "python3 -m http.server $PORT"
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(tmp_path / "envs", sandbox="auto", health_timeout=30)
+    rt = LocalRuntime(tmp_path / "envs", sandbox="auto", health_timeout=30, allow_local_repos=True)
     yield rt
     kill_environments(rt)
 
@@ -177,7 +178,20 @@ def test_git_default_branch_and_missing_ref(runtime: LocalRuntime, tmp_path: Pat
         runtime.apply(
             make_target(3, command=SERVE, repo_url=str(tmp_path / "missing")), progress=RecordingProgress()
         )
-    assert "git clone failed" in clone.value.message
+    assert "git fetch failed" in clone.value.message
+
+
+def test_refs_outside_branches_and_tags_are_fetched_by_name(runtime: LocalRuntime, tmp_path: Path) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    git("update-ref", "refs/pull/7/head", repo.feature_commit, cwd=repo.path)
+    git("branch", "--quiet", "-D", "feature", cwd=repo.path)  # now only refs/pull/7/head reaches it
+    for environment_id, ref in enumerate(("refs/pull/7/head", repo.feature_commit), start=1):
+        status = runtime.apply(
+            make_target(environment_id, command=SERVE, repo_url=repo.url, ref=ref),
+            progress=RecordingProgress(),
+        )
+        assert status.endpoint is not None
+        assert get(status.endpoint.port, "/VERSION").text == "feature\n"
 
 
 def test_a_command_that_exits_gives_process_exited_with_the_log_tail(runtime: LocalRuntime) -> None:

@@ -77,12 +77,13 @@ def test_invalid_defaults_are_refused(session: Session, world: World, db: Engine
         create_project(
             session=session, actor=world.owner, team_id=world.acme, name="shop", repo_url="ftp://x"
         )
-    assert caught.value.code == "validation_failed"
+    assert caught.value.code == "repo_url_refused"
     assert "repo_url" in caught.value.details
     with pytest.raises(ValidationFailed):
         create_project(session=session, actor=world.owner, team_id=world.acme, name="shop", env={"PORT": "1"})
     assert fetch_all(db, Project) == []
-    assert [e.error_code for e in audit_events(db, "project.create")] == ["validation_failed"] * 2
+    codes = [e.error_code for e in audit_events(db, "project.create")]
+    assert codes == ["repo_url_refused", "validation_failed"]
 
 
 def test_duplicate_name_in_a_team_is_a_conflict(session: Session, world: World, db: Engine) -> None:

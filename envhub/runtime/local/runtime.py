@@ -2,7 +2,9 @@
 
 Layout under the data folder::
 
-    envs/<id>/workspace/    the environment's files (a git checkout when the project has a repo)
+    envs/<id>/workspace/    the environment's files (a git checkout when the project has a repo);
+                            the only folder the sandbox sees, so nothing in it is trusted
+    envs/<id>/git/          envhub's own copy of the repository (see workspace.py), never mounted
     envs/<id>/output.log    everything its processes print
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
+from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady, ProcessExited
 from envhub.private_files import open_private, private_dir
@@ -42,6 +45,13 @@ log = logging.getLogger(__name__)
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+def _git_credentials(target: EnvironmentTarget) -> workspace.Credentials | None:
+    token = target.secrets.get(GIT_TOKEN_SECRET)
+    if not token:
+        return None
+    return workspace.Credentials(token, target.secrets.get(GIT_USERNAME_SECRET) or "x-access-token")
+
+
 class LocalRuntime:
     name = "local"
     provision_plan = PROVISION_STEPS
@@ -49,8 +59,18 @@ class LocalRuntime:
     # Local status is a cheap look at our own processes, so the reconciler asks.
     pushes_status = False
 
-    def __init__(self, root: Path, *, sandbox: str = "auto", health_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        sandbox: str = "auto",
+        health_timeout: float = 60.0,
+        allow_local_repos: bool = False,
+        git_config: Path | None = None,
+    ) -> None:
         self.root = root
+        self.allow_local_repos = allow_local_repos
+        self.git_config = git_config
         self._sandbox_preference = sandbox
         self._sandbox: Sandbox | None = None
         self.health_timeout = health_timeout
@@ -100,7 +120,12 @@ class LocalRuntime:
             else:
                 progress.begin("workspace")
                 done = workspace.prepare(
-                    self.workspace_path(target.id), repo_url=target.spec.repo_url, ref=target.spec.ref
+                    self._dir(target.id),
+                    repo_url=target.spec.repo_url,
+                    ref=target.spec.ref,
+                    allow_local=self.allow_local_repos,
+                    credentials=_git_credentials(target),
+                    git_config=self.git_config,
                 )
                 progress.finish("workspace", done)
 
@@ -152,9 +177,12 @@ class LocalRuntime:
 
     def _process_env(self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox) -> dict[str, str]:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
+        # The fetch token is envhub's, not the workload's: code in a pull request never sees it.
+        withheld = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
+        secrets = {key: value for key, value in target.secrets.items() if key not in withheld}
         return {
             **target.spec.env,
-            **target.secrets,
+            **secrets,
             "PATH": _BASE_PATH,
             "HOME": home,
             "LANG": os.environ.get("LANG", "C.UTF-8"),

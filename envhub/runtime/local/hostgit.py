@@ -1,0 +1,117 @@
+"""git as the host runs it: nothing a repository or an environment wrote runs here.
+
+An environment writes its workspace, and anyone who can push writes the
+repository, so neither gets to configure the git that envhub runs. Every call
+names its repository (``--git-dir``, plus ``--work-tree`` to check out) instead
+of discovering one from a folder, and runs from a folder no sandbox mounts.
+git reads no system or global config and only the repository config envhub
+wrote itself, which names no filter driver, include or hook; the command line
+also points hooks at /dev/null, turns fsmonitor off, never follows submodules
+and checks every received object. A ``.gitattributes`` in a checkout can name
+a filter, but with no driver configured nothing runs. Transports are limited
+to https and ssh (and local files only where the operator allows them).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envhub.errors import WorkspaceFailed
+
+TIMEOUT = 300
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# Given to every call, so they hold whatever the repository's config says.
+HARDENING = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "core.attributesFile=/dev/null",
+    "core.sshCommand=ssh -o BatchMode=yes",
+    "credential.helper=",
+    "submodule.recurse=false",
+    "fetch.recurseSubmodules=false",
+    "transfer.fsckObjects=true",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "safe.bareRepository=explicit",
+    "init.defaultBranch=main",
+    "advice.detachedHead=false",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HostGit:
+    """Runs git for one environment.
+
+    ``cwd`` is a folder no sandbox mounts; ``protocols`` are the only
+    transports git may use (``GIT_ALLOW_PROTOCOL``). ``token`` authenticates
+    https fetches (HTTP basic, as ``username``) through the environment of the
+    git process: it is never written to a config file or put on a command line.
+    """
+
+    cwd: Path
+    protocols: tuple[str, ...] = ("https", "ssh")
+    token: str | None = field(default=None, repr=False)
+    username: str = "x-access-token"
+    # The operator's own git config (ENVHUB_GIT_CONFIG: proxy, CA bundle); read in
+    # place of a global config, below the command line's hardening.
+    config_file: Path | None = None
+
+    def run(self, *args: str, git_dir: Path, work_tree: Path | None = None) -> str:
+        located = [f"--git-dir={git_dir}", *([f"--work-tree={work_tree}"] if work_tree else [])]
+        return self._run([*located, *args], what=args[0])
+
+    def init(self, path: Path, *, bare: bool) -> None:
+        """A new repository at ``path`` with no template (so no sample hooks either)."""
+        self._run(["init", "--quiet", "--template=", *(["--bare"] if bare else []), str(path)], what="init")
+
+    def _run(self, args: list[str], *, what: str) -> str:
+        options = [arg for setting in HARDENING for arg in ("-c", setting)]
+        try:
+            done = subprocess.run(
+                ["git", *options, *args],
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+                env=self._environment(),
+            )
+        except FileNotFoundError as exc:
+            raise WorkspaceFailed("git is not installed on this machine") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise WorkspaceFailed(f"git {what} took longer than {TIMEOUT}s") from exc
+        if done.returncode != 0:
+            output = done.stderr.strip()[-500:] or done.stdout.strip()[-500:]
+            raise WorkspaceFailed(f"git {what} failed: {output}", details={"command": f"git {what}"})
+        return done.stdout.strip()
+
+    def _environment(self) -> dict[str, str]:
+        env = {
+            "PATH": _PATH,
+            "LANG": "C.UTF-8",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(self.config_file or "/dev/null"),
+            "GIT_ATTR_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+            "GIT_ALLOW_PROTOCOL": ":".join(self.protocols),
+            "GIT_PROTOCOL_FROM_USER": "0",
+        }
+        if "HOME" in os.environ:  # for ~ in the operator's config; ~/.gitconfig itself is not read
+            env["HOME"] = os.environ["HOME"]
+        if self.token:
+            basic = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
+            # Sent to the repository's host only: a redirect elsewhere would carry it along.
+            settings = {"http.extraHeader": f"Authorization: Basic {basic}", "http.followRedirects": "false"}
+            env["GIT_CONFIG_COUNT"] = str(len(settings))
+            for index, (key, value) in enumerate(settings.items()):
+                env[f"GIT_CONFIG_KEY_{index}"] = key
+                env[f"GIT_CONFIG_VALUE_{index}"] = value
+        return env
