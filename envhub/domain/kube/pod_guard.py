@@ -63,6 +63,7 @@ SAFE_SYSCTLS = frozenset(
 SAFE_VOLUMES = frozenset(
     {"configMap", "secret", "emptyDir", "downwardAPI", "projected", "persistentVolumeClaim", "ephemeral"}
 )
+_SAFE_VOLUMES_HINT = ", ".join(sorted(SAFE_VOLUMES))
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 _APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 _SECCOMP_POD = "seccomp.security.alpha.kubernetes.io/pod"
@@ -132,7 +133,9 @@ def _container_problems(container: dict[str, Any], at: str) -> Iterator[Problem]
     context = mapping(container.get("securityContext"))
     yield from _security_context_problems(context, context_at)
     if context.get("privileged") is True:
-        yield Problem(child(context_at, "privileged"), f"container {name!r} is privileged (it controls the node)")
+        yield Problem(
+            child(context_at, "privileged"), f"container {name!r} is privileged (it controls the node)"
+        )
     added = [str(cap) for cap in listed(dig(context, "capabilities", "add"))]
     extra = sorted(set(added) - BASELINE_CAPABILITIES)
     if extra:
@@ -145,7 +148,8 @@ def _container_problems(container: dict[str, Any], at: str) -> Iterator[Problem]
     for index, port in enumerate(listed(container.get("ports"))):
         if isinstance(port, dict) and port.get("hostPort"):
             yield Problem(
-                child(child(at, "ports"), index) + ".hostPort", f"container {name!r} uses a hostPort (the node's network)"
+                child(child(at, "ports"), index) + ".hostPort",
+                f"container {name!r} uses a hostPort (the node's network)",
             )
 
 
@@ -164,7 +168,7 @@ def _volume_problems(volume: dict[str, Any], at: str) -> Iterator[Problem]:
         if source not in SAFE_VOLUMES:
             yield Problem(
                 child(at, source),
-                f"{source} volume {volume.get('name')!r} is not allowed (only {', '.join(sorted(SAFE_VOLUMES))})",
+                f"{source} volume {volume.get('name')!r} is not allowed (only {_SAFE_VOLUMES_HINT})",
             )
     if "ephemeral" in volume:
         yield from _claim_problems(
@@ -182,7 +186,9 @@ def _annotation_problems(meta: dict[str, Any], at: str) -> Iterator[Problem]:
             yield Problem(where, "seccomp must not be unconfined")
 
 
-def pod_problems(spec: dict[str, Any], at: str, meta: dict[str, Any] | None = None, meta_at: str = "") -> list[Problem]:
+def pod_problems(
+    spec: dict[str, Any], at: str, meta: dict[str, Any] | None = None, meta_at: str = ""
+) -> list[Problem]:
     """Everything refused in one pod spec found at path ``at`` (and its metadata at ``meta_at``)."""
     problems: list[Problem] = []
     for field in ("hostNetwork", "hostPID", "hostIPC"):

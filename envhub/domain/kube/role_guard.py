@@ -119,13 +119,9 @@ def _rule_problems(rule: dict[str, Any], at: str) -> Iterator[Problem]:
                 f"checks without envhub (writable: {_WRITABLE_HINT})",
             )
     if verbs & DELETE_VERBS:
-        refused = sorted(
-            {_named(p) for p in pairs if p not in WRITABLE | DELETABLE and p[1] not in TUNNELS}
-        )
+        refused = sorted({_named(p) for p in pairs if p not in WRITABLE | DELETABLE and p[1] not in TUNNELS})
         if refused:
-            yield Problem(
-                child(at, "resources"), f"delete on {', '.join(refused)} could undo the isolation"
-            )
+            yield Problem(child(at, "resources"), f"delete on {', '.join(refused)} could undo the isolation")
 
 
 def _named(pair: tuple[str, str]) -> str:

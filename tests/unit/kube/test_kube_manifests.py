@@ -230,7 +230,11 @@ def test_roles_reading_named_resources_and_writing_configmaps_are_allowed() -> N
     # Writing workloads is refused since issue 9 (tests/security/test_manifests.py).
     assert scope(
         role(
-            {"apiGroups": ["", "apps"], "resources": ["pods", "deployments"], "verbs": ["get", "list", "watch"]},
+            {
+                "apiGroups": ["", "apps"],
+                "resources": ["pods", "deployments"],
+                "verbs": ["get", "list", "watch"],
+            },
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "update"]},
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]},
         )
