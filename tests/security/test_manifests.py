@@ -18,16 +18,20 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from envhub.domain.kube import (
     EgressDenied,
     EgressDenyList,
     ManifestRejected,
+    PlatformLimits,
     namespace_for,
     render_environment,
 )
+from envhub.errors import ConfigurationError
 from envhub.services.projects import create_project
+from tests.conftest import build_settings
 from tests.support.runtime import make_target
 from tests.support.world import World
 
@@ -605,3 +609,12 @@ def test_a_project_with_hostile_manifests_or_egress_is_refused_when_saved(
         create_project(session=session, actor=world.owner, team_id=world.acme, name="evil",
                        workloads={"egress": {"cidrs": ["169.254.169.254/32"]}})  # fmt: skip
     assert denied.value.details["field"] == "egress.cidrs[0]"
+
+
+def test_pod_security_is_never_set_below_baseline() -> None:
+    with pytest.raises(ConfigurationError, match="at least baseline"):
+        PlatformLimits(pod_security="privileged")
+    with pytest.raises(ValidationError):
+        build_settings(kube_pod_security="privileged")
+    with pytest.raises(ValidationError, match="not a CIDR block"):
+        build_settings(kube_egress_deny_cidrs="10.0.0.0/8,metadata.internal")
