@@ -618,3 +618,18 @@ def test_pod_security_is_never_set_below_baseline() -> None:
         build_settings(kube_pod_security="privileged")
     with pytest.raises(ValidationError, match="not a CIDR block"):
         build_settings(kube_egress_deny_cidrs="10.0.0.0/8,metadata.internal")
+
+
+def test_a_namespaced_custom_kind_named_cluster_is_not_refused_when_a_project_is_saved(
+    session: Session, world: World
+) -> None:
+    # CloudNativePG's "Cluster" is namespaced; the cluster's discovery says so at deploy time.
+    cluster = _kind("postgresql.cnpg.io/v1", "Cluster", spec={"instances": 1})
+    project = create_project(
+        session=session,
+        actor=world.owner,
+        team_id=world.acme,
+        name="db",
+        workloads={"manifests": yaml.safe_dump(cluster)},
+    )
+    assert project.manifests

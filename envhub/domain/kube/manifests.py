@@ -232,7 +232,14 @@ def check_manifests(objects: Iterable[dict[str, Any]]) -> None:
     refuse at deploy time; fields naming a namespace are checked then.
     """
     for position, obj in enumerate(objects, start=1):
-        _check(_check_shape(obj, f"object {position}"), namespace=None, is_namespaced=None)
+        _check(_check_shape(obj, f"object {position}"), namespace=None, is_namespaced=_known_scope)
+
+
+def _known_scope(api_version: str, kind: str) -> bool:
+    # Without discovery only the well-known kinds are refused as cluster-scoped:
+    # the "Cluster*" guess would refuse namespaced custom kinds (CloudNativePG's
+    # Cluster) that the cluster itself will answer for at deploy time.
+    return kind not in CLUSTER_SCOPED_KINDS
 
 
 def scope_manifests(
