@@ -547,6 +547,9 @@ def test_an_ordinary_application_is_accepted() -> None:
         ({"cidrs": ["10.0.0.0/8", "169.254.169.254"]}, "egress.cidrs[1]", "169.254.169.254/32"),
         ({"cidrs": ["fd00:ec2::254/128"]}, "egress.cidrs[0]", "fd00:ec2::254/128"),
         ({"cidrs": ["100.100.100.200/32"]}, "egress.cidrs[0]", "100.100.100.200/32"),
+        # 169.254.169.254 written as IPv6: some network plugins read it as the IPv4 address.
+        ({"cidrs": ["::ffff:169.254.169.254/128"]}, "egress.cidrs[0]", "::ffff:0:0/96"),
+        ({"cidrs": ["::ffff:0:0/96"]}, "egress.cidrs[0]", "::ffff:0:0/96"),
         ({"namespaces": ["kube-system"]}, "egress.namespaces[0]", "kube-system"),
         ({"services": ["kube-system/kube-dns:53"]}, "egress.services[0]", "namespace kube-system"),
         ({"services": ["default/kubernetes:443"]}, "egress.services[0]", "the API server"),

@@ -12,7 +12,8 @@ some destinations are never the project's to ask for, whoever approves it:
   adds (``ENVHUB_KUBE_EGRESS_DENY_CIDRS`` / ``_NAMESPACES``).
 
 An allowlist entry inside a denied block (or naming a denied namespace, or a
-service in one) is refused with ``egress_denied``. An allowlist block that
+service in one, or an IPv4 block written as IPv6) is refused with
+``egress_denied``. An allowlist block that
 merely contains a denied address, such as ``0.0.0.0/0``, is allowed with the
 denied addresses cut out (NetworkPolicy ``ipBlock.except``).
 """
@@ -30,6 +31,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 METADATA_CIDRS = ("169.254.169.254/32", "fd00:ec2::254/128", "100.100.100.200/32")
 DENIED_NAMESPACES = ("kube-system",)
+# IPv4 addresses written as IPv6 (::ffff:169.254.169.254).
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 # The API server's own Service.
 API_SERVICE = ("default", "kubernetes")
 
@@ -67,6 +70,10 @@ class EgressDenyList:
 
 def _denied_block(cidr: str, deny: EgressDenyList) -> str | None:
     allowed = network(cidr)
+    if isinstance(allowed, ipaddress.IPv6Network) and allowed.subnet_of(IPV4_MAPPED):
+        # Network plugins written in Go read ::ffff:a.b.c.d as the IPv4 address,
+        # and an ``except`` cannot cut IPv4 out of an IPv6 block: refused whole.
+        return str(IPV4_MAPPED)
     for denied in map(network, deny.cidrs):
         if denied.version == allowed.version and allowed.subnet_of(denied):  # type: ignore[arg-type]
             return str(denied)
