@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import secrets
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
@@ -102,6 +103,16 @@ class Settings(BaseSettings):
     # Namespaces of the public-URL provider's proxies, allowed to reach environments.
     kube_ingress_namespaces: str = "envhub-system"
     kube_ready_timeout: Annotated[float, Field(gt=0)] = 180.0
+    # Pod Security admission level enforced on environment namespaces (v1.23+):
+    # baseline (the floor) or restricted.
+    kube_pod_security: Literal["baseline", "restricted"] = "baseline"
+    # Egress no project's allowlist may open, on top of the cloud metadata
+    # addresses, the API server, kube-system and envhub's own namespace (always).
+    kube_egress_deny_cidrs: str = ""
+    kube_egress_deny_namespaces: str = ""
+    # envhub's own namespace in the cluster (the chart sets it); when empty and
+    # running in a pod, the pod's own namespace.
+    kube_own_namespace: str = ""
     # Browser terminals: how long a shell outlives its last socket (a reload or
     # a dropped network reattaches within it), how often sockets are pinged,
     # and how much of one session is recorded before the recording stops.
@@ -150,6 +161,16 @@ class Settings(BaseSettings):
     allowed_hosts: str = ""
 
     _generated_secret: bytes | None = PrivateAttr(default=None)
+
+    @field_validator("kube_egress_deny_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for cidr in _csv(value):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a CIDR block") from exc
+        return value
 
     @field_validator("local_sandbox")
     @classmethod
@@ -270,6 +291,14 @@ class Settings(BaseSettings):
     @property
     def ingress_namespaces(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.kube_ingress_namespaces.split(",") if part.strip())
+
+    @property
+    def egress_deny_cidrs(self) -> tuple[str, ...]:
+        return _csv(self.kube_egress_deny_cidrs)
+
+    @property
+    def egress_deny_namespaces(self) -> tuple[str, ...]:
+        return _csv(self.kube_egress_deny_namespaces)
 
     @property
     def envs_dir(self) -> Path:

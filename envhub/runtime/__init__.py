@@ -18,10 +18,17 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             allow_local_repos=settings.allow_local_repos,
             git_config=settings.git_config,
         )
-    from envhub.runtime.kubernetes import KubernetesRuntime, api_client
+    from envhub.domain.kube import EgressDenyList, PlatformLimits
+    from envhub.runtime.kubernetes import KubernetesRuntime, api_client, own_namespace
 
+    own = settings.kube_own_namespace or own_namespace()
     return KubernetesRuntime(
         api_client(settings.kubeconfig, settings.kube_context),
+        limits=PlatformLimits(pod_security=settings.kube_pod_security),
         ingress_namespaces=settings.ingress_namespaces,
+        deny=EgressDenyList(
+            cidrs=settings.egress_deny_cidrs,
+            namespaces=(*settings.egress_deny_namespaces, *([own] if own else [])),
+        ),
         ready_timeout=settings.kube_ready_timeout,
     )

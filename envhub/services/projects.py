@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from envhub.config import get_settings
-from envhub.domain.kube import parse_manifests
+from envhub.domain.kube import EgressDenyList, check_egress, check_manifests, parse_manifests
 from envhub.domain.naming import validate_label
 from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
@@ -60,6 +60,15 @@ def project_defaults(project: Project) -> EnvironmentSpec:
     )
 
 
+def _egress_deny_list() -> EgressDenyList:
+    """The operator's deny list as settings give it (the runtime adds the API server's addresses)."""
+    settings = get_settings()
+    own = [settings.kube_own_namespace] if settings.kube_own_namespace else []
+    return EgressDenyList(
+        cidrs=settings.egress_deny_cidrs, namespaces=(*settings.egress_deny_namespaces, *own)
+    )
+
+
 def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """Validate project defaults with the same rules as an environment spec."""
     spec = parse_spec(
@@ -76,7 +85,9 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
         }
     )
     if spec.manifests:
-        parse_manifests(spec.manifests)  # refuse broken YAML now, not at deploy time
+        # Refuse broken YAML and what the guard refuses now, not at deploy time.
+        check_manifests(parse_manifests(spec.manifests))
+    check_egress(spec.egress, _egress_deny_list())
     require_allowed(spec.repo_url, allow_local=get_settings().allow_local_repos)
     return {
         "command": spec.command,

@@ -147,6 +147,9 @@ def workload_errors(exc: EnvhubError, services: list[dict[str, Any]]) -> dict[st
     """Messages for the workload fields ``exc`` is about, by form field key."""
     if exc.code in _MANIFEST_CODES:
         return {MANIFESTS: exc.message}
+    if exc.code == "egress_denied":  # details["field"]: "egress.cidrs[0]"
+        kind = str(exc.details.get("field", "")).removeprefix("egress.").partition("[")[0]
+        return {EGRESS_FIELDS.get(kind, EGRESS_FIELDS["cidrs"]): exc.message}
     found: dict[str, list[str]] = {}
     per_service: dict[str, list[str]] = {}
     for key, value in exc.details.items():

@@ -106,6 +106,10 @@ def worker_needs() -> set[Need]:
         ("apps", "deployments/scale", "patch"),
         # TokenRequest: short-lived tokens of environment ServiceAccounts.
         ("", "serviceaccounts/token", "create"),
+        # apiserver.ApiServerAddresses: the kubernetes Service and its endpoints,
+        # for the egress deny list of allowlists with address blocks.
+        ("", "services", "get"),
+        ("", "endpoints", "get"),
     }
     return needs
 

@@ -13,8 +13,10 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import celpy
 import kubernetes_validate
 import pytest
+from celpy import celtypes
 from kubernetes_validate.utils import latest_version
 
 from envhub.config import Settings
@@ -409,6 +411,102 @@ def test_the_admission_guard_confines_envhubs_accounts(production_objects: Objec
     done = helm(*template_args(values=[PRODUCTION_VALUES], kube_version="1.29.0"))
     assert done.returncode != 0
     assert "rbac.admissionGuard needs Kubernetes 1.30" in done.stderr
+
+
+class _Object(celtypes.MapType):
+    """An object in the guard's CEL. Kubernetes' CEL compares any value with null
+    (``object != null``); cel-python's maps compare with null for ``==`` only."""
+
+    def __ne__(self, other: Any) -> bool:
+        return True if other is None else bool(super().__ne__(other))
+
+
+def _cel_object(obj: dict[str, Any] | None) -> Any:
+    return None if obj is None else _Object(celpy.json_to_cel(obj))
+
+
+class Guard:
+    """The admission guard's CEL, evaluated as the API server would for one request (cel-python)."""
+
+    def __init__(self, policy: dict[str, Any]) -> None:
+        environment = celpy.Environment()
+        compile_ = lambda text: environment.program(environment.compile(text))  # noqa: E731
+        self.conditions = [compile_(c["expression"]) for c in policy["matchConditions"]]
+        self.variables = [(v["name"], compile_(v["expression"])) for v in policy["variables"]]
+        self.validations = [(compile_(v["expression"]), v["message"]) for v in policy["validations"]]
+
+    def refusals(
+        self,
+        *,
+        user: str,
+        operation: str,
+        resource: tuple[str, str],
+        obj: dict[str, Any] | None = None,
+        old: dict[str, Any] | None = None,
+        namespace: dict[str, Any] | None = None,
+    ) -> list[str] | None:
+        """Messages of the failed validations; None when the policy does not apply to the request."""
+        request = {"operation": operation, "resource": {"group": resource[0], "resource": resource[1]},
+                   "userInfo": {"username": user}}  # fmt: skip
+        activation: dict[str, Any] = {
+            "request": celpy.json_to_cel(request),
+            "object": _cel_object(obj),
+            "oldObject": _cel_object(old),
+            "namespaceObject": _cel_object(namespace),
+        }
+        if not all(condition.evaluate(activation) for condition in self.conditions):
+            return None
+        computed = celtypes.MapType()
+        for name, program in self.variables:
+            computed[celtypes.StringType(name)] = program.evaluate({**activation, "variables": computed})
+        activation["variables"] = computed
+        return [
+            " ".join(message.split())
+            for program, message in self.validations
+            if not program.evaluate(activation)
+        ]
+
+
+def _namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def test_the_admission_guard_holds_envhub_to_its_namespaces_and_pod_security(
+    production_objects: Objects,
+) -> None:
+    guard = Guard(find(production_objects, "ValidatingAdmissionPolicy", f"{RELEASE}-guard")["spec"])
+    worker = f"system:serviceaccount:{NAMESPACE}:{WORKER}"
+    namespaces = ("", "namespaces")
+    pss = {"pod-security.kubernetes.io/enforce": "baseline"}
+    managed = {"app.kubernetes.io/managed-by": "envhub"}
+    ours = _namespace("envhub-acme-shop-dev-7", **managed, **pss)
+
+    assert guard.refusals(user=worker, operation="CREATE", resource=namespaces, obj=ours) == []
+    strict = _namespace(
+        "envhub-acme-shop-dev-7", **managed, **{"pod-security.kubernetes.io/enforce": "restricted"}
+    )
+    assert guard.refusals(user=worker, operation="UPDATE", resource=namespaces, obj=strict, old=ours) == []
+    assert guard.refusals(user=worker, operation="DELETE", resource=namespaces, old=ours) == []
+    # Without Pod Security, or at "privileged": refused, so no pod in it escapes the cluster's own check.
+    for labels in ({}, {"pod-security.kubernetes.io/enforce": "privileged"}):
+        bare = _namespace("envhub-acme-shop-dev-7", **managed, **labels)
+        assert guard.refusals(user=worker, operation="CREATE", resource=namespaces, obj=bare) == [
+            "envhub's namespaces must enforce Pod Security baseline or restricted "
+            "(label pod-security.kubernetes.io/enforce)"
+        ]
+        assert guard.refusals(user=worker, operation="UPDATE", resource=namespaces, obj=bare, old=ours)
+    # A namespace with envhub's labels but another name is never envhub's to create, adopt or delete.
+    decoy = _namespace("team-billing", **managed, **pss)
+    for operation, obj, old in (("CREATE", decoy, None), ("UPDATE", decoy, decoy), ("DELETE", None, decoy)):
+        assert guard.refusals(user=worker, operation=operation, resource=namespaces, obj=obj, old=old)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    assert (
+        guard.refusals(user=worker, operation="CREATE", resource=("", "pods"), obj=pod, namespace=ours) == []
+    )
+    assert guard.refusals(user=worker, operation="CREATE", resource=("", "pods"), obj=pod, namespace=decoy)
+    # Someone else's requests are not the policy's business.
+    admin = "kubernetes-admin"
+    assert guard.refusals(user=admin, operation="CREATE", resource=namespaces, obj=decoy) is None
 
 
 # -- Ingress and network policy -----------------------------------------------------

@@ -43,7 +43,8 @@ def environment_pod(cluster: TestCluster, environment_id: int) -> tuple[str, str
     from kubernetes import client
 
     core = client.CoreV1Api(cluster.api_client())
-    namespace = f"env-{environment_id}-{uuid.uuid4().hex[:6]}"
+    # Named as envhub names them (envhub-...-<id>): envhub never uses a namespace by its labels alone.
+    namespace = f"envhub-term-{uuid.uuid4().hex[:6]}-{environment_id}"
     labels = {"app.kubernetes.io/managed-by": "envhub", "envhub.dev/environment": str(environment_id)}
     core.create_namespace({"metadata": {"name": namespace, "labels": labels}})
     cluster.wait_for_service_account(namespace)

@@ -8,7 +8,8 @@ without a cluster.
 
 from envhub.domain.kube.access import kube_groups, render_team_access, team_group
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, render_deployment, render_service
-from envhub.domain.kube.errors import ManifestInvalid, ManifestRejected
+from envhub.domain.kube.egress import EgressDenyList, check_egress
+from envhub.domain.kube.errors import EgressDenied, ManifestInvalid, ManifestRejected
 from envhub.domain.kube.inventory import (
     APPLIED_ANNOTATION,
     SERVICES_ANNOTATION,
@@ -20,12 +21,29 @@ from envhub.domain.kube.inventory import (
     render_inventory,
 )
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
-from envhub.domain.kube.manifests import CLUSTER_SCOPED_KINDS, IsNamespaced, parse_manifests, scope_manifests
-from envhub.domain.kube.names import NAMESPACE_PREFIX, WORKLOAD_ACCOUNT, namespace_for, namespace_name
+from envhub.domain.kube.manifests import (
+    CLUSTER_SCOPED_KINDS,
+    IsNamespaced,
+    check_manifests,
+    parse_manifests,
+    scope_manifests,
+)
+from envhub.domain.kube.names import (
+    NAMESPACE_PREFIX,
+    WORKLOAD_ACCOUNT,
+    is_namespace_of,
+    namespace_for,
+    namespace_name,
+)
 from envhub.domain.kube.network import render_network_policies
 from envhub.domain.kube.quantities import clamp_quantity, parse_quantity
 from envhub.domain.kube.rbac import render_rbac
-from envhub.domain.kube.render import DEFAULT_INGRESS_NAMESPACES, render_environment, render_namespace
+from envhub.domain.kube.render import (
+    DEFAULT_INGRESS_NAMESPACES,
+    pod_security_labels,
+    render_environment,
+    render_namespace,
+)
 
 __all__ = [
     "APPLIED_ANNOTATION",
@@ -35,22 +53,28 @@ __all__ = [
     "SERVICES_ANNOTATION",
     "WORKLOAD_ACCOUNT",
     "Applied",
+    "EgressDenied",
+    "EgressDenyList",
     "IsNamespaced",
     "ManifestInvalid",
     "ManifestRejected",
     "PlatformLimits",
     "PublicEndpoint",
     "applied",
+    "check_egress",
+    "check_manifests",
     "clamp_quantity",
     "clamp_quota",
     "decode_applied",
     "dropped",
     "encode_applied",
+    "is_namespace_of",
     "kube_groups",
     "namespace_for",
     "namespace_name",
     "parse_manifests",
     "parse_quantity",
+    "pod_security_labels",
     "public_endpoint",
     "render_deployment",
     "render_environment",

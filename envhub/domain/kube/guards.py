@@ -2,30 +2,29 @@
 
 Staying inside the namespace is not enough: envhub applies user manifests with
 its own, powerful identity, so the API server's RBAC escalation checks do not
-protect us. Refused, with the reason each one matters:
+protect us, and v1.20 has no Pod Security admission. Every refusal is a
+:class:`ManifestRejected` naming the object and the field at fault
+(``details["field"]``, e.g. ``spec.template.spec.hostNetwork``). Refused:
 
-* Any NetworkPolicy (also Calico's and Cilium's namespaced kinds). Policies are
-  additive: one user policy allowing all egress voids the allowlist.
+* Kinds (:data:`REFUSED_KINDS`): any NetworkPolicy (policies are additive: one
+  allowing all egress voids the allowlist), Ingress and Gateway API routes (the
+  public URL is the URL provider's job, and a route could claim another
+  environment's host name), ReferenceGrant (lets other namespaces in),
+  Endpoints/EndpointSlices (hand-made endpoints point the ingress controller or
+  the API server's proxy at arbitrary addresses, CVE-2021-25740), Bindings and
+  ControllerRevisions (the scheduler's and controllers' business).
 * envhub's own objects by name (quota, limits, the workload account and role).
-* RoleBindings to a ClusterRole other than ``view``, or to anyone but the
-  namespace's own ServiceAccounts: ``admin`` inside the namespace, handed to a
-  pod, rewrites the NetworkPolicies; a group such as ``system:authenticated``
-  opens the environment to every other one.
-* Roles granting anything but reads on NetworkPolicies, quotas, LimitRanges,
-  RBAC, the Namespace object itself, Endpoints or Ingresses, or the
-  ``bind``/``escalate``/``impersonate`` verbs (the same escapes, one step removed).
-* Ingress: the public URL is the URL provider's job, and a user Ingress could
-  claim another environment's host name on a shared controller.
-* Endpoints/EndpointSlices and Service ``externalIPs``: hand-made endpoints
-  point the ingress controller at arbitrary addresses (CVE-2021-25740), external
-  IPs intercept other tenants' traffic (CVE-2020-8554). NodePort and LoadBalancer
-  Services bypass the URL provider; the ResourceQuota forbids them as well.
-* Pods (and the pod templates of built-in workload kinds) using host networking,
-  PID or IPC, hostPath volumes, host ports, privileged containers or added
-  capabilities beyond Pod Security "baseline". Host-network pods are not subject
-  to NetworkPolicies at all. Newer clusters also enforce this through the
-  namespace's Pod Security label; v1.20 has nothing else that does, and custom
-  kinds with pod templates are only covered by that label.
+* Roles and RoleBindings that would let a workload create what this module
+  checks, behind its back (:mod:`~envhub.domain.kube.role_guard`).
+* Pods and the pod templates of every built-in workload kind, and pod specs
+  embedded in custom kinds: Pod Security "baseline" and a little more
+  (:mod:`~envhub.domain.kube.pod_guard`).
+* Services of type NodePort, LoadBalancer or ExternalName, and ``externalIPs``
+  (CVE-2020-8554): they bypass the URL provider, or make a proxy reach
+  somewhere the environment cannot.
+* Claims naming a PersistentVolume (``volumeName``).
+* Any field naming another namespace (a RoleBinding's subject, a claim's
+  ``dataSourceRef``, a custom kind's reference), wherever it is.
 """
 
 from __future__ import annotations
@@ -34,193 +33,128 @@ from typing import Any
 
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.names import RESERVED_OBJECTS
+from envhub.domain.kube.pod_guard import (
+    TEMPLATE_PATHS,
+    claim_problems,
+    embedded_pod_problems,
+    pod_spec,
+    pod_template_metadata,
+    workload_problems,
+)
+from envhub.domain.kube.problems import Problem, child, listed, mapping
+from envhub.domain.kube.role_guard import SAFE_CLUSTER_ROLES, binding_problems, role_problems
+
+__all__ = ["REFUSED_KINDS", "SAFE_CLUSTER_ROLES", "check_object", "pod_spec", "pod_template_metadata"]
 
 _POLICIES_ARE_OURS = "network policies are envhub's; ask for egress in the project's allowlist"
-_NO_ENDPOINTS = "hand-made endpoints can point the ingress controller anywhere; use a Service with a selector"
+_NO_ENDPOINTS = "hand-made endpoints can point a proxy anywhere; use a Service with a selector"
+_URLS_ARE_OURS = "envhub gives the environment its public URL; disable the chart's ingress or routes"
 REFUSED_KINDS: dict[str, str] = {
     "NetworkPolicy": _POLICIES_ARE_OURS,
     "CiliumNetworkPolicy": _POLICIES_ARE_OURS,
-    "Ingress": "envhub gives the environment its public URL; disable the chart's ingress",
+    "Ingress": _URLS_ARE_OURS,
+    "Gateway": _URLS_ARE_OURS,
+    "HTTPRoute": _URLS_ARE_OURS,
+    "GRPCRoute": _URLS_ARE_OURS,
+    "TCPRoute": _URLS_ARE_OURS,
+    "TLSRoute": _URLS_ARE_OURS,
+    "UDPRoute": _URLS_ARE_OURS,
+    "ReferenceGrant": "it lets objects of other namespaces refer to this one",
     "Endpoints": _NO_ENDPOINTS,
     "EndpointSlice": _NO_ENDPOINTS,
+    "Binding": "binding pods to nodes is the scheduler's job",
+    "ControllerRevision": "revisions are written by the workload controllers",
 }
-SAFE_CLUSTER_ROLES = frozenset({"view"})
-_READ_VERBS = frozenset({"get", "list", "watch"})
-# Named explicitly; "*" is treated as a write and checked against the guarded resources.
-_ESCALATING_VERBS = frozenset({"bind", "escalate", "impersonate"})
-# (API group, resource) a Role may only read.
-_GUARDED_RESOURCES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("", "namespaces"),
-        ("", "resourcequotas"),
-        ("", "limitranges"),
-        ("", "endpoints"),
-        ("discovery.k8s.io", "endpointslices"),
-        ("networking.k8s.io", "networkpolicies"),
-        ("networking.k8s.io", "ingresses"),
-        ("rbac.authorization.k8s.io", "roles"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
-    }
-)
-# Capabilities Pod Security "baseline" allows adding.
-_BASELINE_CAPABILITIES = frozenset(
-    {
-        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-        "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-    }
+# Kinds whose checks are precise; every other kind is searched for pod specs.
+_CHECKED_KINDS = frozenset(
+    {*TEMPLATE_PATHS, "Pod", "Role", "RoleBinding", "Service", "PersistentVolumeClaim",
+     "ConfigMap", "Secret", "ServiceAccount", "ResourceQuota", "LimitRange",
+     "HorizontalPodAutoscaler", "PodDisruptionBudget", "Lease", "Event"}
 )  # fmt: skip
-# Where built-in kinds keep their pod template.
-_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "ReplicationController": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
+# Parts of an object whose contents are the user's data, not references.
+_DATA_FIELDS = frozenset({"data", "stringData", "binaryData"})
 
 
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def pod_template_metadata(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The pod template's ``metadata`` of a built-in workload, created if absent."""
-    path = _TEMPLATE_PATHS.get(obj["kind"])
-    template = _dig(obj, path) if path else None
-    if not isinstance(template, dict):
-        return None
-    meta = template.setdefault("metadata", {})
-    return meta if isinstance(meta, dict) else None
-
-
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The pod spec of a Pod or of a built-in workload's template."""
-    if obj["kind"] == "Pod":
-        spec = obj.get("spec")
-    else:
-        path = _TEMPLATE_PATHS.get(obj["kind"])
-        spec = _dig(obj, (*path, "spec")) if path else None
-    return spec if isinstance(spec, dict) else None
-
-
-def _pod_problems(spec: dict[str, Any]) -> list[str]:
-    problems = [
-        f"{field}: true" for field in ("hostNetwork", "hostPID", "hostIPC") if spec.get(field) is True
-    ]
-    problems += [
-        f"hostPath volume {volume.get('name')!r}"
-        for volume in _list(spec.get("volumes"))
-        if isinstance(volume, dict) and volume.get("hostPath") is not None
-    ]
-    containers = [
-        c
-        for field in ("initContainers", "containers", "ephemeralContainers")
-        for c in _list(spec.get(field))
-        if isinstance(c, dict)
-    ]
-    for container in containers:
-        name = container.get("name")
-        if _dig(container, ("securityContext", "privileged")) is True:
-            problems.append(f"container {name!r} is privileged")
-        added = (
-            set(_list(_dig(container, ("securityContext", "capabilities", "add")))) - _BASELINE_CAPABILITIES
-        )
-        if added:
-            problems.append(f"container {name!r} adds capabilities {', '.join(sorted(map(str, added)))}")
-        if any(isinstance(p, dict) and p.get("hostPort") for p in _list(container.get("ports"))):
-            problems.append(f"container {name!r} uses a hostPort")
-    return problems
-
-
-def _role_problems(rules: list[Any]) -> list[str]:
+def _service_problems(spec: Any) -> list[Problem]:
+    spec = mapping(spec)
     problems = []
-    for rule in rules:
-        if not isinstance(rule, dict):
-            continue
-        verbs = {str(v) for v in _list(rule.get("verbs"))}
-        groups = {str(g) for g in _list(rule.get("apiGroups"))}
-        resources = {str(r) for r in _list(rule.get("resources"))}
-        if verbs & _ESCALATING_VERBS:
-            problems.append(f"verbs {', '.join(sorted(verbs & _ESCALATING_VERBS))}")
-        if not verbs - _READ_VERBS:
-            continue
-        for group, resource in sorted(_GUARDED_RESOURCES):
-            group_matches = "*" in groups or group in groups
-            resource_matches = "*" in resources or any(
-                r == resource or r.startswith(f"{resource}/") for r in resources
-            )
-            if group_matches and resource_matches:
-                problems.append(f"write access to {resource}")
-    return sorted(set(problems))
-
-
-def _binding_problems(obj: dict[str, Any], namespace: str) -> list[str]:
-    problems = []
-    ref = obj.get("roleRef")
-    if (
-        isinstance(ref, dict)
-        and ref.get("kind") == "ClusterRole"
-        and ref.get("name") not in SAFE_CLUSTER_ROLES
-    ):
+    if spec.get("type") in ("NodePort", "LoadBalancer", "ExternalName"):
         problems.append(
-            f"it binds ClusterRole {ref.get('name')!r} (only {', '.join(sorted(SAFE_CLUSTER_ROLES))})"
+            Problem(
+                "spec.type",
+                f"type {spec['type']} reaches past envhub (use ClusterIP; envhub provides the public URL)",
+            )
         )
-    for subject in _list(obj.get("subjects")):
-        if not isinstance(subject, dict):
-            continue
-        local = subject.get("kind") == "ServiceAccount" and subject.get("namespace") in (None, "", namespace)
-        if not local:
-            who = f"{subject.get('kind')} {subject.get('name')!r}"
-            problems.append(f"subject {who} is not a ServiceAccount of this namespace")
+    if listed(spec.get("externalIPs")):
+        problems.append(Problem("spec.externalIPs", "externalIPs capture other tenants' traffic"))
     return problems
 
 
-def _service_problems(spec: Any) -> list[str]:
-    if not isinstance(spec, dict):
-        return []
-    problems = []
-    if spec.get("type") in ("NodePort", "LoadBalancer"):
-        problems.append(f"type {spec['type']} (use ClusterIP; envhub provides the public URL)")
-    if _list(spec.get("externalIPs")):
-        problems.append("externalIPs")
+def _foreign_namespaces(node: Any, namespace: str, at: str = "") -> list[Problem]:
+    """Every ``namespace`` field (outside metadata and data) naming another namespace."""
+    problems: list[Problem] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not at and (key == "metadata" or key in _DATA_FIELDS):
+                continue
+            here = child(at, str(key))
+            if key == "namespace" and isinstance(value, str) and value not in ("", namespace):
+                problems.append(Problem(here, f"names namespace {value!r}; only {namespace!r} is this one"))
+            else:
+                problems += _foreign_namespaces(value, namespace, here)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            problems += _foreign_namespaces(value, namespace, child(at, index))
     return problems
 
 
-def check_object(obj: dict[str, Any], *, namespace: str) -> None:
-    """Raise :class:`ManifestRejected` if ``obj`` would weaken the environment's isolation."""
+def problems_of(obj: dict[str, Any], *, namespace: str | None) -> list[Problem]:
+    """What is refused in ``obj``; ``namespace`` None skips the checks that need it."""
+    kind = obj["kind"]
+    if kind == "Role":
+        problems = role_problems(obj)
+    elif kind == "RoleBinding":
+        problems = binding_problems(obj)
+    elif kind == "Service":
+        problems = _service_problems(obj.get("spec"))
+    elif kind == "PersistentVolumeClaim":
+        problems = claim_problems(obj)
+    elif kind in _CHECKED_KINDS:
+        problems = workload_problems(obj)
+    else:
+        problems = embedded_pod_problems(obj)
+    if namespace is not None:
+        problems += _foreign_namespaces(obj, namespace)
+    return problems
+
+
+def check_object(obj: dict[str, Any], *, namespace: str | None) -> None:
+    """Raise :class:`ManifestRejected` if ``obj`` would weaken the environment's isolation.
+
+    ``namespace`` is the environment's; None (a project's defaults, before any
+    environment exists) skips only the check of fields naming namespaces.
+    """
     kind, name = obj["kind"], obj["metadata"]["name"]
     what = f"{kind}/{name}"
     if (kind, name) in RESERVED_OBJECTS:
         raise ManifestRejected(
             f"{what} is envhub's own object and cannot be replaced",
-            details={"object": what, "reason": "reserved_name"},
+            details={"object": what, "reason": "reserved_name", "field": "metadata.name"},
         )
     if kind in REFUSED_KINDS:
         raise ManifestRejected(
-            f"{what} is not allowed: {REFUSED_KINDS[kind]}", details={"object": what, "reason": "kind"}
+            f"{what} is not allowed: {REFUSED_KINDS[kind]}",
+            details={"object": what, "reason": "kind", "field": "kind"},
         )
-    problems: list[str] = []
-    if kind == "Role":
-        problems = _role_problems(_list(obj.get("rules")))
-    elif kind == "RoleBinding":
-        problems = _binding_problems(obj, namespace)
-    elif kind == "Service":
-        problems = _service_problems(obj.get("spec"))
-    else:
-        spec = pod_spec(obj)
-        problems = _pod_problems(spec) if spec is not None else []
+    problems = problems_of(obj, namespace=namespace)
     if problems:
         raise ManifestRejected(
-            f"{what} would weaken the environment's isolation: {'; '.join(problems)}",
-            details={"object": what, "reason": "isolation", "problems": problems},
+            f"{what} would weaken the environment's isolation: {'; '.join(map(str, problems))}",
+            details={
+                "object": what,
+                "reason": "isolation",
+                "field": problems[0].field,
+                "fields": [p.field for p in problems],
+                "problems": [str(p) for p in problems],
+            },
         )

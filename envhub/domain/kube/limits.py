@@ -17,7 +17,7 @@ from envhub.domain.kube.quantities import clamp_quantity, parse_quantity, smalle
 from envhub.domain.workloads import QuotaSpec
 from envhub.errors import ConfigurationError
 
-POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+POD_SECURITY_LEVELS = ("baseline", "restricted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,10 @@ class PlatformLimits:
     container_cpu: str = "4"
     container_memory: str = "8Gi"
     # Pod Security Admission level enforced on environment namespaces (v1.23+;
-    # ignored by older clusters). "baseline" blocks host access and privileged
-    # pods but, unlike "restricted", still runs images that expect to be root.
-    # None leaves the namespace unlabelled.
-    pod_security: str | None = "baseline"
+    # inert labels on older clusters, where the manifest guard holds baseline).
+    # "baseline" blocks host access and privileged pods but, unlike
+    # "restricted", still runs images that expect to be root. Never lower.
+    pod_security: str = "baseline"
 
     def __post_init__(self) -> None:
         for name in ("cpu", "memory", "storage", "container_cpu", "container_memory"):
@@ -53,9 +53,10 @@ class PlatformLimits:
                 raise ConfigurationError(
                     f"platform limit {name} must not be negative", details={"field": name}
                 )
-        if self.pod_security is not None and self.pod_security not in POD_SECURITY_LEVELS:
+        if self.pod_security not in POD_SECURITY_LEVELS:
             raise ConfigurationError(
-                f"pod_security must be one of {', '.join(POD_SECURITY_LEVELS)} or unset",
+                f"pod_security must be one of {', '.join(POD_SECURITY_LEVELS)}: environments run "
+                "unreviewed code, so the cluster enforces at least baseline",
                 details={"field": "pod_security"},
             )
 

@@ -204,6 +204,44 @@ def _default_protocols(obj: dict[str, Any]) -> None:
             port.setdefault("protocol", "TCP")
 
 
+def _check(obj: dict[str, Any], *, namespace: str | None, is_namespaced: IsNamespaced | None) -> None:
+    what = describe(obj)
+    if not _namespaced(obj["apiVersion"], obj["kind"], is_namespaced):
+        raise ManifestRejected(
+            f"{what} is cluster-scoped; an environment may only create objects in its own namespace",
+            details={"object": what, "reason": "cluster_scoped", "field": "kind"},
+        )
+    meta = obj["metadata"]
+    if namespace is not None and meta.get("namespace") not in (None, "", namespace):
+        raise ManifestRejected(
+            f"{what} names namespace {meta['namespace']!r}; objects may only go to {namespace!r}",
+            details={
+                "object": what,
+                "reason": "other_namespace",
+                "namespace": meta["namespace"],
+                "field": "metadata.namespace",
+            },
+        )
+    check_object(obj, namespace=namespace)
+
+
+def check_manifests(objects: Iterable[dict[str, Any]]) -> None:
+    """The checks of :func:`scope_manifests` that need no namespace, for a project's defaults.
+
+    Refuses early, when a project is saved, what every environment of it would
+    refuse at deploy time; fields naming a namespace are checked then.
+    """
+    for position, obj in enumerate(objects, start=1):
+        _check(_check_shape(obj, f"object {position}"), namespace=None, is_namespaced=_known_scope)
+
+
+def _known_scope(api_version: str, kind: str) -> bool:
+    # Without discovery only the well-known kinds are refused as cluster-scoped:
+    # the "Cluster*" guess would refuse namespaced custom kinds (CloudNativePG's
+    # Cluster) that the cluster itself will answer for at deploy time.
+    return kind not in CLUSTER_SCOPED_KINDS
+
+
 def scope_manifests(
     objects: Iterable[dict[str, Any]],
     *,
@@ -225,19 +263,8 @@ def scope_manifests(
     scoped: list[dict[str, Any]] = []
     for position, original in enumerate(objects, start=1):
         obj = copy.deepcopy(_check_shape(original, f"object {position}"))
-        what = describe(obj)
-        if not _namespaced(obj["apiVersion"], obj["kind"], is_namespaced):
-            raise ManifestRejected(
-                f"{what} is cluster-scoped; an environment may only create objects in its own namespace",
-                details={"object": what, "reason": "cluster_scoped"},
-            )
+        _check(obj, namespace=namespace, is_namespaced=is_namespaced)
         meta = obj["metadata"]
-        if meta.get("namespace") not in (None, "", namespace):
-            raise ManifestRejected(
-                f"{what} names namespace {meta['namespace']!r}; objects may only go to {namespace!r}",
-                details={"object": what, "reason": "other_namespace", "namespace": meta["namespace"]},
-            )
-        check_object(obj, namespace=namespace)
         meta["namespace"] = namespace
         _merge_labels(meta, labels)
         template_meta = pod_template_metadata(obj)

@@ -79,6 +79,24 @@ def namespace_name(
     return validate_label(readable + suffix, field="namespace")
 
 
+def is_namespace_of(name: str, environment_id: int, *, prefix: str = NAMESPACE_PREFIX) -> bool:
+    """Whether ``name`` is one :func:`namespace_name` gives environment ``environment_id``.
+
+    Labels alone never decide which namespace is an environment's: anyone who
+    can label a namespace could otherwise have envhub open shells in it, mint
+    tokens there or delete it as an orphan. The name must be envhub's too:
+    the prefix in front, the id whole at the end.
+    """
+    suffix = f"-{environment_id}"
+    return (
+        environment_id >= 0
+        and name.startswith(f"{prefix}-")
+        and name.endswith(suffix)
+        and len(name) > len(prefix) + len(suffix) + 1
+        and len(name) <= DNS_LABEL_MAX
+    )
+
+
 def namespace_for(target: EnvironmentTarget, *, prefix: str = NAMESPACE_PREFIX) -> str:
     """The namespace of ``target`` (see :func:`namespace_name`)."""
     return namespace_name(

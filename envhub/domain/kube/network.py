@@ -16,6 +16,10 @@ also covers clusters whose DNS runs elsewhere. Operators of v1.21+ clusters with
 standard kube-dns can turn it off. NodeLocal DNSCache listens on a link-local
 host address that pod selectors never match: pass it in ``dns_cidrs``.
 
+Egress to addresses ("cidrs") never includes the operator's deny list (cloud
+metadata, the API server, see :mod:`envhub.domain.kube.egress`): a block that
+contains a denied address gets it as an ``except`` entry.
+
 Egress to services ("ns/svc[:port]"). A NetworkPolicy selects pods, not
 Services, so the rule allows the pods labelled ``app.kubernetes.io/name=<svc>`` in
 that namespace, and the port is matched after the Service's address translation,
@@ -30,6 +34,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from envhub.domain.kube.egress import EgressDenyList
 from envhub.domain.kube.names import (
     NAME_LABEL,
     NAMESPACE_NAME_LABEL,
@@ -76,11 +81,16 @@ def _policy(name: str, namespace: str, labels: dict[str, str], spec: dict[str, A
     }
 
 
-def _egress_rules(egress: EgressAllowlist) -> list[dict[str, Any]]:
+def _ip_block(cidr: str, deny: EgressDenyList) -> dict[str, Any]:
+    excepted = deny.excepted(cidr)
+    return {"ipBlock": {"cidr": cidr, "except": excepted}} if excepted else {"ipBlock": {"cidr": cidr}}
+
+
+def _egress_rules(egress: EgressAllowlist, deny: EgressDenyList) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     cidrs = _unique(_cidr(cidr) for cidr in egress.cidrs)
     if cidrs:
-        rules.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]})
+        rules.append({"to": [_ip_block(cidr, deny) for cidr in cidrs]})
     if egress.namespaces:
         rules.append({"to": [_namespaces_peer(egress.namespaces)]})
     for item in _unique(egress.services):
@@ -109,8 +119,13 @@ def render_network_policies(
     ingress_namespaces: Sequence[str],
     dns_any_namespace: bool = True,
     dns_cidrs: Sequence[str] = (),
+    deny: EgressDenyList | None = None,
 ) -> list[dict[str, Any]]:
     """The environment's NetworkPolicies, default deny first.
+
+    ``egress`` must have passed :func:`~envhub.domain.kube.egress.check_egress`
+    against ``deny``; blocks it allows that contain denied ones get those as
+    ``except`` entries.
 
     ``ingress_namespaces`` are where the public-URL provider's proxies run (an
     ingress controller, a tunnel connector); on v1.20 those namespaces need the
@@ -158,7 +173,7 @@ def render_network_policies(
                 {"policyTypes": ["Ingress"], "ingress": [{"from": [_namespaces_peer(ingress_namespaces)]}]},
             )
         )
-    rules = _egress_rules(egress)
+    rules = _egress_rules(egress, deny if deny is not None else EgressDenyList())
     if rules:
         policies.append(
             _policy(POLICY_ALLOW_EGRESS, namespace, labels, {"policyTypes": ["Egress"], "egress": rules})

@@ -23,6 +23,7 @@ from typing import Any
 
 from envhub.domain.kube.access import render_team_access
 from envhub.domain.kube.deployments import render_deployment, render_secrets, render_service
+from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.inventory import SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
@@ -34,6 +35,7 @@ from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
 
 DEFAULT_INGRESS_NAMESPACES = ("envhub-system",)
+PSA_PREFIX = "pod-security.kubernetes.io"
 
 # Helm's install order for the kinds a user manifest may contain; unknown kinds
 # (custom resources) go last, after the kinds they are likely to depend on.
@@ -45,13 +47,24 @@ _KIND_ORDER = (
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_KIND_ORDER)}
 
 
+def pod_security_labels(level: str) -> dict[str, str]:
+    """Pod Security admission labels: enforce ``level``, and warn and audit at it too.
+
+    Clusters before v1.23 ignore them (the manifest guard holds baseline there);
+    ``latest`` follows the cluster's own version of the standard.
+    """
+    return {
+        f"{PSA_PREFIX}/{mode}{suffix}": value
+        for mode in ("enforce", "audit", "warn")
+        for suffix, value in (("", level), ("-version", "latest"))
+    }
+
+
 def render_namespace(
     namespace: str, *, labels: dict[str, str], limits: PlatformLimits, services: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The Namespace; ``services`` (the spec's container services, in order) go in an annotation."""
-    all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace}
-    if limits.pod_security is not None:
-        all_labels["pod-security.kubernetes.io/enforce"] = limits.pod_security
+    all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace, **pod_security_labels(limits.pod_security)}
     meta = metadata(namespace, None, all_labels)
     if services:
         meta["annotations"] = {SERVICES_ANNOTATION: ",".join(services)}
@@ -80,6 +93,7 @@ def render_environment(
     dns_any_namespace: bool = True,
     dns_cidrs: Sequence[str] = (),
     is_namespaced: IsNamespaced | None = None,
+    deny: EgressDenyList | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of ``target``'s environment, in apply order.
 
@@ -87,11 +101,15 @@ def render_environment(
     ``ingress_namespaces`` are where the public-URL provider's proxies run;
     ``dns_any_namespace`` and ``dns_cidrs`` shape the DNS rule (see
     :mod:`envhub.domain.kube.network`); ``is_namespaced`` answers from API
-    discovery for user manifests. Raises :class:`~envhub.domain.kube.errors.
-    ManifestInvalid` / :class:`~envhub.domain.kube.errors.ManifestRejected` for
-    bad user manifests.
+    discovery for user manifests; ``deny`` is the egress no allowlist opens
+    (the built-in defaults when None). Raises :class:`~envhub.domain.kube.
+    errors.ManifestInvalid` / :class:`~envhub.domain.kube.errors.
+    ManifestRejected` for bad user manifests and :class:`~envhub.domain.kube.
+    errors.EgressDenied` for an allowlist entry the deny list forbids.
     """
     limits = limits if limits is not None else PlatformLimits()
+    deny = deny if deny is not None else EgressDenyList()
+    check_egress(target.spec.egress, deny)
     namespace = validate_label(
         namespace if namespace is not None else namespace_for(target), field="namespace"
     )
@@ -113,6 +131,7 @@ def render_environment(
             ingress_namespaces=ingress_namespaces,
             dns_any_namespace=dns_any_namespace,
             dns_cidrs=dns_cidrs,
+            deny=deny,
         ),
         *render_rbac(namespace=namespace, labels=labels),
         *render_team_access(namespace=namespace, team=target.team, labels=labels),

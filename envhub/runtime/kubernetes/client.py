@@ -20,6 +20,18 @@ from envhub.errors import ConfigurationError
 REQUEST_LOG_VARIABLE = "ENVHUB_KUBE_REQUEST_LOG"
 
 
+# Where Kubernetes tells a pod which namespace it runs in.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str | None:
+    """The namespace envhub's own pod runs in; None outside a cluster."""
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     return _log_requests(_connect(kubeconfig, context))
 

@@ -27,9 +27,11 @@ from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
     SERVICES_ANNOTATION,
     WORKLOAD_ACCOUNT,
+    EgressDenyList,
     PlatformLimits,
     applied,
     clamp_quota,
+    is_namespace_of,
     namespace_for,
     public_endpoint,
     render_environment,
@@ -46,6 +48,7 @@ from envhub.runtime.base import (
     StatusHandler,
     WorkloadCredentials,
 )
+from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.credentials import request_token
 from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
@@ -83,6 +86,7 @@ class KubernetesRuntime:
         *,
         limits: PlatformLimits | None = None,
         ingress_namespaces: tuple[str, ...] = DEFAULT_INGRESS_NAMESPACES,
+        deny: EgressDenyList | None = None,
         ready_timeout: float = 180.0,
         exec_protocols: tuple[str, ...] = EXEC_PROTOCOLS,
         heartbeat_interval: float | None = None,
@@ -93,6 +97,10 @@ class KubernetesRuntime:
         self.applier = Applier(api)
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
+        # What no project's egress allowlist opens; the API server's addresses
+        # are added per apply, from the cluster (apiserver.py).
+        self.deny = deny or EgressDenyList()
+        self.api_server = ApiServerAddresses(api)
         self.ready_timeout = ready_timeout
         self.exec_protocols = exec_protocols
         # Long waits heartbeat at least this often (their watch stays open): well
@@ -102,12 +110,24 @@ class KubernetesRuntime:
         self.heartbeat_interval = heartbeat_interval
 
     def _namespace_object(self, environment_id: int) -> dict[str, Any] | None:
+        """The environment's Namespace: labelled as envhub's for this id *and* named so.
+
+        Labels alone would let anyone who can label a namespace have envhub
+        open shells there, mint its tokens or delete it as an orphan.
+        """
         found = kube_json(
             "finding the environment's namespace",
             self.core.list_namespace,
             label_selector=f"{MANAGED},{ENV_LABEL}={environment_id}",
         )
-        items = sorted(found.get("items", []), key=lambda item: str(item["metadata"]["name"]))
+        items = sorted(
+            (
+                item
+                for item in found.get("items", [])
+                if is_namespace_of(item["metadata"]["name"], environment_id)
+            ),
+            key=lambda item: str(item["metadata"]["name"]),
+        )
         return items[0] if items else None
 
     def _namespace_of(self, environment_id: int) -> str | None:
@@ -118,12 +138,16 @@ class KubernetesRuntime:
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         namespace = namespace_for(target)
+        deny = self.deny
+        if target.spec.egress.cidrs:
+            deny = deny.extended(cidrs=self.api_server.get())
         objects = render_environment(
             target,
             namespace=namespace,
             limits=self.limits,
             ingress_namespaces=self.ingress_namespaces,
             is_namespaced=self.applier.is_namespaced,
+            deny=deny,
         )
         # A kind the cluster does not serve fails here, before anything is applied;
         # rendering looked every kind up already, so this asks the cluster nothing.
@@ -248,7 +272,11 @@ class KubernetesRuntime:
         ids: set[int] = set()
         for item in found.get("items", []):
             value = str((item["metadata"].get("labels") or {}).get(ENV_LABEL, ""))
-            if value.isdigit() and (item.get("status") or {}).get("phase") != "Terminating":
+            if (
+                value.isdigit()
+                and is_namespace_of(str(item["metadata"]["name"]), int(value))
+                and (item.get("status") or {}).get("phase") != "Terminating"
+            ):
                 ids.add(int(value))
         return ids
 

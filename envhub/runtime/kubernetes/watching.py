@@ -18,6 +18,7 @@ from kubernetes import watch
 from kubernetes.client import ApiClient, AppsV1Api
 from kubernetes.client.exceptions import ApiException
 
+from envhub.domain.kube import is_namespace_of
 from envhub.runtime.base import RuntimeState, RuntimeStatus, StatusHandler
 from envhub.runtime.kubernetes.errors import kube_json, translate
 from envhub.runtime.kubernetes.readiness import deployment_ready
@@ -40,8 +41,12 @@ class DeploymentWatcher:
         self.reachable = True
 
     def _environment_of(self, obj: dict[str, Any]) -> int | None:
-        value = ((obj.get("metadata") or {}).get("labels") or {}).get(ENV_LABEL, "")
-        return int(value) if value.isdigit() else None
+        """The environment a Deployment belongs to: by its label, in that environment's namespace."""
+        meta = obj.get("metadata") or {}
+        value = str((meta.get("labels") or {}).get(ENV_LABEL, ""))
+        if not value.isdigit() or not is_namespace_of(str(meta.get("namespace", "")), int(value)):
+            return None
+        return int(value)
 
     def relist(self) -> None:
         listing = kube_json(

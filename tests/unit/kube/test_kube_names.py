@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from envhub.domain.kube import namespace_for, namespace_name
+from envhub.domain.kube import is_namespace_of, namespace_for, namespace_name
 from envhub.domain.naming import validate_label
 
 from .conftest import make_target
@@ -75,3 +75,14 @@ def test_the_prefix_is_configurable_and_ids_must_be_sane() -> None:
     )
     with pytest.raises(ValueError, match="negative"):
         namespace_name(team="t", project="p", environment="e", environment_id=-1)
+
+
+def test_every_name_envhub_gives_is_recognised_as_that_environments_only() -> None:
+    long = "x" * 63
+    for team, project, environment, env_id in [("acme", "shop", "dev", 7), (long, long, long, 9_876_543_210)]:
+        name = namespace_name(team=team, project=project, environment=environment, environment_id=env_id)
+        assert is_namespace_of(name, env_id)
+        assert not is_namespace_of(name, env_id + 1)
+    # Labels can be put on any namespace; these names are never envhub's.
+    for decoy in ("aaa-decoy-7", "kube-system", "envhub-7", "envhub", "team-envhub-shop-7", "envhub-shop-17"):
+        assert not is_namespace_of(decoy, 7), decoy

@@ -73,6 +73,7 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
   "ENVHUB_QUEUE_NAME" .Values.envhub.queueName
   "ENVHUB_DATA_DIR" "/var/lib/envhub"
   "ENVHUB_KUBE_INGRESS_NAMESPACES" (join "," .Values.envhub.urlProviderNamespaces)
+  "ENVHUB_KUBE_OWN_NAMESPACE" .Release.Namespace
 }}
 {{- with .Values.envhub.oidc.issuer }}
 {{- $_ := set $settings "ENVHUB_OIDC_ISSUER" . }}
