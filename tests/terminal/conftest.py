@@ -1,8 +1,11 @@
 """Terminal tests: a real envhub API app under Granian (as in production), real shells.
 
-``environment`` is acme/shop's environment, owned by olivia (tests/support/world.py),
-with its workspace made so the local runtime can open shells in it. ``serve``
-starts the app in its own process against the test database and data folder.
+``environment`` is acme/shop's environment (tests/support/world.py), with its
+workspace made so the local runtime can open shells in it. ``serve`` starts
+the app in its own process against the test database and data folder.
+``people`` signs in for real: the local user, an owner of acme here, with the
+browser's cookie from the local sign-in flow; max (member), vera (viewer) and
+globex's otto with personal tokens, as the CLI does.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import pytest
 from sqlmodel import Session
 
 from envhub.config import Settings
-from envhub.models import Environment, Project
+from envhub.domain.principals import Principal
+from envhub.models import Environment, Membership, Project, Role
 from envhub.services.environments import create_environment
+from envhub.services.identity import ensure_local_principal
 from tests.support.fakes import FakeQueue
 from tests.support.net import free_port, port_open
 from tests.support.waiting import wait_for
 from tests.support.world import World
+from tests.terminal.signin import Credential, browser_cookie, personal_token
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +40,42 @@ def environment(session: Session, world: World, project: Project, settings: Sett
     )
     (settings.envs_dir / str(environment.id) / "workspace").mkdir(parents=True)
     return environment
+
+
+class People:
+    def __init__(self, settings: Settings, session: Session, world: World) -> None:
+        self.settings, self.session, self.world = settings, session, world
+        self.local = ensure_local_principal(session)
+        assert self.local.user_id is not None
+        session.add(Membership(team_id=world.acme, user_id=self.local.user_id, role=Role.owner))
+        session.commit()
+        self._cookies: dict[str, Credential] = {}
+
+    def me(self, base_url: str) -> Credential:
+        """The local user's browser, signed in through a login link (once per server)."""
+        if base_url not in self._cookies:
+            self._cookies[base_url] = browser_cookie(base_url, self.settings)
+        return self._cookies[base_url]
+
+    def token(self, person: Principal, scopes: tuple[str, ...] = ("read", "shell")) -> Credential:
+        return personal_token(self.session, person, scopes)
+
+    @property
+    def max(self) -> Credential:
+        return self.token(self.world.member)
+
+    @property
+    def vera(self) -> Credential:
+        return self.token(self.world.viewer)
+
+    @property
+    def otto(self) -> Credential:
+        return self.token(self.world.outsider)
+
+
+@pytest.fixture
+def people(settings: Settings, session: Session, world: World) -> People:
+    return People(settings, session, world)
 
 
 Serve = Callable[..., str]
