@@ -13,37 +13,18 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from envhub.api.terminal.session import HIGH_WATER
 from envhub.config import Settings
 from envhub.models import AuditEvent, Environment
 from tests.support.waiting import wait_for
 from tests.terminal.client import Term, new_id
-from tests.terminal.conftest import People, Serve
+from tests.terminal.harness import People, Serve, processes_with, shell_events
 from tests.terminal.signin import ANONYMOUS
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def shell_events(session: Session, environment_id: int) -> list[AuditEvent]:
-    session.expire_all()
-    rows = session.exec(
-        select(AuditEvent)
-        .where(AuditEvent.target_id == environment_id, col(AuditEvent.action).startswith("environment.shell"))
-        .order_by(col(AuditEvent.id))
-    )
-    return list(rows)
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 def test_type_a_command_then_exit_is_audited_and_recorded(

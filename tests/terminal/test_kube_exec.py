@@ -19,7 +19,7 @@ import pytest
 
 from envhub.models import Environment
 from tests.terminal.client import Term
-from tests.terminal.conftest import People, Serve
+from tests.terminal.harness import People, Serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 from cluster import BinariesMissing, TestCluster, bin_dir
