@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 
 from envhub.config import Settings
@@ -29,6 +29,8 @@ from envhub.launcher import login_link
 from envhub.models import ApiToken, Environment, Project, WebSession
 from envhub.models.base import utcnow
 from envhub.services import sessions, sharing, teams, tokens
+from envhub.services import terminal as terminal_service
+from envhub.services.authentication import authenticate
 from tests.support.waiting import wait_for
 from tests.support.world import World
 from tests.terminal.client import Term, new_id
@@ -399,3 +401,45 @@ def test_ids_out_of_range_are_refused_as_bad_requests(
     for path in (f"/api/v1/environments/{raw}/terminals", f"/api/v1/terminal/recordings/{raw}"):
         response = httpx.get(f"{base}{path}", headers=me.headers)
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+
+
+def test_the_recheck_is_cheap(
+    serve: Serve, people: People, environment: Environment, session: Session, world: World
+) -> None:
+    """What one re-check of one socket costs: a handful of small queries, nothing written."""
+    base = serve()
+    statements: list[str] = []
+    engine = session.get_bind()
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    share(session, world, environment)
+    callers = {
+        "a browser session": people.me(base),
+        "a member's token": people.max,
+        "a token of someone it is shared with": people.otto,
+        "an agent token": agent_token(session, world.owner, environment.id or 0),
+    }
+    for name, credential in callers.items():
+        with Session(engine) as db:
+            caller = authenticate(
+                db,
+                cookie_header=credential.headers.get("Cookie"),
+                authorization=credential.headers.get("Authorization"),
+            )
+            assert caller is not None
+            db.commit()
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                answer = terminal_service.access_now(
+                    session=db, caller=caller, environment_id=environment.id or 0
+                )
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+        assert answer.access is not None
+        assert answer.access.may_drive
+        print(f"re-check with {name}: {len(statements)} statements ({', '.join(statements)})")
+        assert set(statements) == {"SELECT"}
+        assert len(statements) <= 8
+        statements.clear()
