@@ -8,7 +8,8 @@ import { getBackendURL } from "$/utils/state";
 const ACK_EVERY = 32 * 1024;
 const ACK_DELAY_MS = 40;
 const SILENCE_MS = 75 * 1000; // the server pings every 20 s
-const FATAL = { 4400: true, 4401: true, 4403: true, 4404: true, 4409: true };
+const FATAL = { 4400: true, 4401: true, 4403: true, 4404: true, 4409: true, 4410: true };
+const ACCESS_ENDED = 4410; // signed out, revoked, expired, or no longer allowed here
 
 export function randomId() {
   if (window.crypto?.randomUUID) return window.crypto.randomUUID().replace(/-/g, "");
@@ -168,7 +169,12 @@ export class TerminalLink {
     this.ws = null;
     if (this.stopped) return;
     if (FATAL[event.code]) {
+      // Never retried: the same request would be refused the same way.
       this.stopped = true;
+      if (event.code === ACCESS_ENDED) {
+        this.onState({ status: "access_ended", reason: event.reason });
+        return;
+      }
       const reason = event.code === 4409 ? "This session was opened in another tab." : event.reason;
       this.onState({ status: "refused", reason: reason || `refused (${event.code})` });
       return;

@@ -16,6 +16,7 @@ const STATUS = {
   reconnecting: { color: "amber", text: "Reconnecting…" },
   ended: { color: "gray", text: "Ended" },
   refused: { color: "red", text: "Unavailable" },
+  access_ended: { color: "red", text: "Access ended" },
 };
 
 function storageKey(environmentId) {
@@ -214,6 +215,7 @@ export function EnvhubTerminal({ environmentId, containers = [], colorMode = "li
   if (state.status === "reconnecting" && state.retryIn) statusText = `Reconnecting in ${state.retryIn}s…`;
   if (state.status === "ended") statusText = `Ended${state.exitCode === null || state.exitCode === undefined ? "" : ` · exit ${state.exitCode}`}`;
   if (state.status === "refused") statusText = state.error || state.reason || status.text;
+  if (state.status === "access_ended") statusText = `Access ended${state.error ? ` · ${state.error}` : ""}`;
   const driver = state.role === "driver";
   const others = (state.participants || []).filter((p) => p.id !== state.you && p.may_drive);
   const current = state.session || session?.id;

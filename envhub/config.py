@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     terminal_grace: Annotated[float, Field(ge=0)] = 300.0
     terminal_ping_interval: Annotated[float, Field(gt=0)] = 20.0
     terminal_recording_limit_mb: Annotated[float, Field(gt=0)] = 100.0
+    # How often open terminals re-check that their people may still be there
+    # (sign-out, revocation, expiry, a share or team membership ending).
+    terminal_access_check_interval: Annotated[float, Field(gt=0, le=60)] = 3.0
 
     # -- sign-in (OpenID Connect); empty issuer means single-user local mode --
     oidc_issuer: str = ""

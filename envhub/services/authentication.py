@@ -84,7 +84,8 @@ def authenticate(
     return Caller(principal.with_origin(source_ip, user_agent), via="session", session_hash=digest)
 
 
-def principal_for_session(session: Session, token_hash: str) -> Principal | None:
+def principal_for_session(session: Session, token_hash: str, *, touch: bool = True) -> Principal | None:
+    """The person of a live session; ``touch`` records activity (it keeps the session from idling)."""
     row = sessions.live_session(session, token_hash)
     if row is None:
         return None
@@ -95,7 +96,8 @@ def principal_for_session(session: Session, token_hash: str) -> Principal | None
     user = session.get(User, row.user_id)
     if user is None:
         return None
-    sessions.touch(session, row)
+    if touch:
+        sessions.touch(session, row)
     return Principal(name=user.username, type=PrincipalType.user, user_id=user.id)
 
 
@@ -127,23 +129,48 @@ def _recheck(session: Session, token_hash: str) -> WebSession | None:
     return row
 
 
+def _token_usable(session: Session, row: ApiToken) -> bool:
+    """Not revoked, not expired, and for an agent token, its environment still there."""
+    if row.revoked_at is not None or row.expires_at <= utcnow():
+        return False
+    if row.kind == "agent":
+        environment = session.get(Environment, row.environment_id) if row.environment_id else None
+        if environment is None or environment.phase is Phase.deleted:
+            return False  # its environment is gone: the token goes with it
+    return True
+
+
+def still_signed_in(session: Session, caller: Caller, *, active: bool = False) -> bool:
+    """Whether the credential ``caller`` signed in with still holds (for long-lived connections).
+
+    A session must not have been signed out, revoked, expired or gone idle (an
+    OpenID session is re-checked with the provider when due); ``active`` counts
+    as activity that keeps it from idling. A token must not be revoked or
+    expired, and an agent token's environment must still exist. Roles and
+    shares are not looked at here: that is the use case's authorization.
+    """
+    if caller.via == "session":
+        return caller.session_hash is not None and (
+            principal_for_session(session, caller.session_hash, touch=active) is not None
+        )
+    token_id = caller.principal.token_id
+    row = session.get(ApiToken, token_id) if token_id is not None else None
+    if row is None or row.user_id != caller.principal.user_id:
+        return False
+    return _token_usable(session, row)
+
+
 def principal_for_token(session: Session, token: str, *, source_ip: str | None = None) -> Principal | None:
     kind = credentials.kind_of(token)
     if kind not in (SecretKind.personal_token, SecretKind.agent_token):
         return None
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == credentials.digest(token))).first()
     now = utcnow()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
-        return None
-    if (row.kind == "agent") != (kind is SecretKind.agent_token):
+    if row is None or (row.kind == "agent") != (kind is SecretKind.agent_token):
         return None
     user = session.get(User, row.user_id)
-    if user is None:
+    if user is None or not _token_usable(session, row):
         return None
-    if row.kind == "agent":
-        environment = session.get(Environment, row.environment_id) if row.environment_id else None
-        if environment is None or environment.phase is Phase.deleted:
-            return None  # its environment is gone: the token goes with it
     if row.last_used_at is None or now - row.last_used_at >= _TOKEN_TOUCH_EVERY:
         session.exec(
             update(ApiToken)

@@ -5,6 +5,10 @@ people happens here. Opening a shell needs ``environment.shell``; watching
 someone else's needs ``environment.watch``; driving after a hand-over needs
 ``environment.shell`` again. Start, watch, hand-over and end each leave an
 AuditEvent on the environment; the end event links the recording.
+
+An open terminal is a long-lived connection, so its authorization is not
+settled once at the start: :func:`access_now` answers, again and again, whether
+the credential it came with and the person's roles or shares still let it in.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from envhub.errors import InvalidTransition, NotFound
 from envhub.models import AuditEvent, Environment, Project
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services.access import allowed_environment_actions, authorize_environment
+from envhub.services.authentication import Caller, still_signed_in
 from envhub.services.common import AuditTarget, audit, audited, authorize
 from envhub.services.environments import get_environment
 
@@ -51,6 +56,44 @@ def _access(session: Session, actor: Principal, environment_id: int, action: Act
         team_id=project.team_id,
         may_drive=Action.environment_shell in allowed,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessNow:
+    """The answer of :func:`access_now`: what the caller may still do, or why nothing."""
+
+    access: ShellAccess | None
+    ended: str = ""  # why access ended, said to the person
+
+
+def access_now(*, session: Session, caller: Caller, environment_id: int, active: bool = False) -> AccessNow:
+    """What ``caller`` may still do in the environment's terminals.
+
+    Nothing once the credential no longer holds (signed out; session revoked,
+    expired or idle; token revoked or expired) or the person may no longer
+    watch there (left the team, role lowered, share expired or revoked, an
+    agent token's environment gone). ``active``: the caller typed since the
+    last check, which keeps their session from idling. Cheap on purpose (about
+    seven small indexed queries) and audit-free: it is asked every few seconds
+    for every open terminal, and nothing was done.
+    """
+    if not still_signed_in(session, caller, active=active):
+        what = "session" if caller.via == "session" else "token"
+        return AccessNow(None, f"your sign-in ended (the {what} was signed out, revoked or expired)")
+    environment = session.get(Environment, environment_id)
+    project = session.get(Project, environment.project_id) if environment else None
+    if environment is None or project is None or environment.phase is Phase.deleted:
+        return AccessNow(None, "the environment is gone")
+    allowed = allowed_environment_actions(session, caller.principal, environment, project.team_id)
+    if Action.environment_read not in allowed or Action.environment_watch not in allowed:
+        return AccessNow(None, "you no longer have access to this environment")
+    access = ShellAccess(
+        environment_id=environment_id,
+        label=f"{project.name}/{environment.name}",
+        team_id=project.team_id,
+        may_drive=Action.environment_shell in allowed,
+    )
+    return AccessNow(access)
 
 
 def open_shell(

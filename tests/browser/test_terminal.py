@@ -173,6 +173,28 @@ def test_an_ended_session_can_be_replayed(page: Page, environment_url: str) -> N
     page.keyboard.press("Escape")
 
 
+def test_signing_out_elsewhere_ends_the_shell_and_the_terminal_says_so(
+    browser: Browser, envhub_server: Envhub, environment_url: str
+) -> None:
+    # A session of its own: signing out must not end the one the other tests share.
+    context = browser.new_context(base_url=envhub_server.base_url, viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.goto(envhub_server.login_link())
+    page.wait_for_url(f"{envhub_server.base_url}/")
+    open_terminal(page, environment_url)
+    run(page, "echo before-$((4*4))", "before-16")
+    other_tab = context.new_page()
+    other_tab.goto("/")
+    other_tab.locator("#sign-out").click()
+    other_tab.wait_for_url(re.compile(r".*/sign-in.*"))
+    status = page.locator("#terminal-status")
+    expect(status).to_have_attribute("data-status", "access_ended", timeout=15_000)
+    expect(status).to_contain_text("Access ended")
+    page.wait_for_timeout(4000)  # and it stays so: no reconnecting in a loop
+    expect(status).to_have_attribute("data-status", "access_ended")
+    context.close()
+
+
 def test_screenshots(
     browser: Browser, envhub_server: Envhub, environment_url: str, signed_in: dict[str, Any]
 ) -> None:

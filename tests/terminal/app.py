@@ -1,37 +1,39 @@
 """envhub's API app for terminal tests, served by Granian as in production.
 
-The one difference: a test may say who it is with an ``x-envhub-test-user``
-header (a username), standing in for sign-in, which is not built yet. That
-replaces ``principal_from_scope`` — envhub's own seam for "who is calling" —
-and nothing else; without the header the real function answers.
+It is the production app, signed in to as in production (tests/terminal/signin.py).
+One knob: ``ENVHUB_TEST_EXEC_DELAY`` (seconds) makes the runtime port take
+that long to start a shell, as a pod exec handshake with a slow cluster does,
+so a test can act while a session is still opening.
 """
 
 from __future__ import annotations
 
-from sqlmodel import select
-from starlette.types import Scope
+import os
+import time
+from typing import Any
 
-from envhub.api import auth
 from envhub.api.app import create_api
-from envhub.api.terminal import routes
-from envhub.domain.principals import Principal
-from envhub.models import User
-from envhub.models.db import session_scope
-
-_real = auth.principal_from_scope
+from envhub.runtime.base import ExecSession, Runtime
+from envhub.services import ports
 
 
-def principal_from_scope(scope: Scope) -> Principal | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == b"x-envhub-test-user":
-            name = value.decode()
-            if name == "anonymous":
-                return None
-            with session_scope() as session:
-                user = session.exec(select(User).where(User.username == name)).first()
-                return Principal(name=user.username, user_id=user.id) if user else None
-    return _real(scope)
+class SlowExec:
+    """The runtime port, with shells that take ``delay`` seconds to start."""
+
+    def __init__(self, runtime: Runtime, delay: float) -> None:
+        self._runtime, self._delay = runtime, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+    def exec(self, environment_id: int, *args: Any, **kwargs: Any) -> ExecSession:
+        time.sleep(self._delay)
+        return self._runtime.exec(environment_id, *args, **kwargs)
 
 
-routes.principal_from_scope = principal_from_scope  # type: ignore[assignment]
+_delay = float(os.environ.get("ENVHUB_TEST_EXEC_DELAY") or 0)
+if _delay:
+    _real = ports.runtime
+    ports.runtime = lambda: SlowExec(_real(), _delay)  # type: ignore[assignment, return-value]
+
 app = create_api()

@@ -1,8 +1,9 @@
 """A terminal client for tests: speaks the bridge's protocol like the browser does.
 
-It acknowledges output as soon as it arrives (a browser that renders
-instantly) unless ``auto_ack`` is off, and keeps what it received so tests can
-wait for text to appear.
+It signs in as the browser or the CLI does (``auth``: a session cookie or a
+bearer token, see signin.py), acknowledges output as soon as it arrives (a
+browser that renders instantly) unless ``auto_ack`` is off, and keeps what it
+received so tests can wait for text to appear.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.terminal.signin import Credential
+
 
 def new_id() -> str:
     return secrets.token_urlsafe(12)
@@ -25,9 +28,9 @@ class Term:
     def __init__(
         self,
         base_url: str,
-        environment_id: int,
+        environment_id: int | str,
         *,
-        user: str = "olivia",
+        auth: Credential,
         session: str | None = None,
         client: str | None = None,
         mode: str = "drive",
@@ -42,7 +45,7 @@ class Term:
         query = f"session={self.session}&client={self.client}&mode={mode}&cols={cols}&rows={rows}"
         if container:
             query += f"&container={container}"
-        headers = {"x-envhub-test-user": user}
+        headers = dict(auth.headers)
         if origin is not None:
             headers["Origin"] = origin or base_url
         url = base_url.replace("http", "ws", 1) + f"/ws/terminal/{environment_id}?{query}"
@@ -52,6 +55,7 @@ class Term:
         self.auto_ack = auto_ack
         self.controls: list[dict[str, Any]] = []
         self.close_code: int | None = None
+        self.close_reason = ""
 
     # -- receiving -----------------------------------------------------------
 
@@ -63,6 +67,7 @@ class Term:
             return False
         except ConnectionClosed as exc:
             self.close_code = exc.rcvd.code if exc.rcvd else 1006
+            self.close_reason = exc.rcvd.reason if exc.rcvd else ""
             return False
         if isinstance(message, bytes):
             self.output += message

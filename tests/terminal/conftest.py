@@ -1,16 +1,10 @@
-"""Terminal tests: a real envhub API app under Granian (as in production), real shells.
-
-``environment`` is acme/shop's environment, owned by olivia (tests/support/world.py),
-with its workspace made so the local runtime can open shells in it. ``serve``
-starts the app in its own process against the test database and data folder.
+"""Terminal tests: a real envhub API app under Granian (as in production), real shells,
+real sign-in. The fixtures are thin: tests/terminal/harness.py holds what they build.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,67 +12,22 @@ from sqlmodel import Session
 
 from envhub.config import Settings
 from envhub.models import Environment, Project
-from envhub.services.environments import create_environment
-from tests.support.fakes import FakeQueue
-from tests.support.net import free_port, port_open
-from tests.support.waiting import wait_for
 from tests.support.world import World
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.terminal.harness import People, Serve, make_environment, servers
 
 
 @pytest.fixture
 def environment(session: Session, world: World, project: Project, settings: Settings) -> Environment:
-    environment = create_environment(
-        session=session, actor=world.owner, queue=FakeQueue(), project_id=project.id or 0, name="dev"
-    )
-    (settings.envs_dir / str(environment.id) / "workspace").mkdir(parents=True)
-    return environment
+    return make_environment(session, world, project, settings)
 
 
-Serve = Callable[..., str]
+@pytest.fixture
+def people(settings: Settings, session: Session, world: World) -> People:
+    return People(settings, session, world)
 
 
 @pytest.fixture
 def serve(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
-    """``serve(grace=..., ping=...)`` starts the app and returns its base URL."""
-    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(grace: float = 300.0, ping: float = 20.0, **extra: str) -> str:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_")}
-        env.update(
-            ENVHUB_DATA_DIR=str(settings.data_dir),
-            ENVHUB_DATABASE_URL=settings.database_url,
-            ENVHUB_REDIS_URL=settings.redis_url,
-            ENVHUB_BASE_URL=f"http://localhost:{port}",
-            ENVHUB_TERMINAL_GRACE=str(grace),
-            ENVHUB_TERMINAL_PING_INTERVAL=str(ping),
-            PYTHONUNBUFFERED="1",
-            **extra,
-        )
-        log = tmp_path / f"server-{port}.log"
-        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--workers", "1", "tests.terminal.app:app"]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        procs.append((proc, log))
-        wait_for(
-            lambda: port_open(port) or proc.poll() is not None,
-            timeout=60,
-            what="the terminal test server",
-        )
-        if proc.poll() is not None:
-            raise AssertionError(log.read_text())
-        return f"http://localhost:{port}"
-
-    yield start
-    for proc, log in procs:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if os.environ.get("ENVHUB_TEST_SHOW_SERVER_LOG"):
-            sys.stderr.write(log.read_text(errors="replace"))
+    """``serve(grace=..., ping=..., **env)`` starts the app and returns its base URL."""
+    with servers(settings, tmp_path) as start:
+        yield start

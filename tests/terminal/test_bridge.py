@@ -1,8 +1,9 @@
 """The terminal bridge at the protocol level: real app under Granian, real shells on PTYs.
 
-People: olivia owns acme (drives), max is a member (may drive), vera a viewer
-(may only watch), otto belongs to another team. The client acks output the
-moment it arrives unless a test turns that off.
+People, each signed in for real (conftest.People): the local user owns acme
+and drives, from a browser session; max is a member (may drive), vera a viewer
+(may only watch), otto belongs to another team, each with a personal token.
+The client acks output the moment it arrives unless a test turns that off.
 """
 
 from __future__ import annotations
@@ -12,43 +13,25 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from envhub.api.terminal.session import HIGH_WATER
 from envhub.config import Settings
 from envhub.models import AuditEvent, Environment
 from tests.support.waiting import wait_for
 from tests.terminal.client import Term, new_id
-from tests.terminal.conftest import Serve
+from tests.terminal.harness import People, Serve, processes_with, shell_events
+from tests.terminal.signin import ANONYMOUS
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def shell_events(session: Session, environment_id: int) -> list[AuditEvent]:
-    session.expire_all()
-    rows = session.exec(
-        select(AuditEvent)
-        .where(AuditEvent.target_id == environment_id, col(AuditEvent.action).startswith("environment.shell"))
-        .order_by(col(AuditEvent.id))
-    )
-    return list(rows)
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
 def test_type_a_command_then_exit_is_audited_and_recorded(
-    serve: Serve, environment: Environment, session: Session, settings: Settings
+    serve: Serve, people: People, environment: Environment, session: Session, settings: Settings
 ) -> None:
     base = serve()
-    term = Term(base, environment.id or 0)
+    term = Term(base, environment.id or 0, auth=people.me(base))
     hello = term.wait_control("hello")
     assert hello["role"] == "driver"
     assert hello["environment"] == "shop/dev"
@@ -64,7 +47,7 @@ def test_type_a_command_then_exit_is_audited_and_recorded(
 
     start, end = wait_for(both, timeout=30, what="the end event")
     assert start.action == "environment.shell.start"
-    assert start.actor == "olivia"
+    assert start.actor == "local"
     assert end.details["exit_code"] == 3
     assert end.details["recording"] == start.details["recording"]
     cast = (settings.data_dir / end.details["recording"]).read_text().splitlines()
@@ -77,22 +60,22 @@ def test_type_a_command_then_exit_is_audited_and_recorded(
 
     # The recording is served to people who may read the trail, not to others.
     url = f"{base}/api/v1/terminal/recordings/{end.id}"
-    response = httpx.get(url, headers={"x-envhub-test-user": "vera"})
+    response = httpx.get(url, headers=people.vera.headers)
     assert response.status_code == 200
     assert response.text.splitlines()[0] == cast[0]
-    assert httpx.get(url, headers={"x-envhub-test-user": "otto"}).status_code == 404
+    assert httpx.get(url, headers=people.otto.headers).status_code == 404
 
 
 def test_reconnect_reattaches_to_the_same_shell_and_restores_the_screen(
-    serve: Serve, environment: Environment
+    serve: Serve, people: People, environment: Environment
 ) -> None:
     base = serve()
-    first = Term(base, environment.id or 0)
+    first = Term(base, environment.id or 0, auth=people.me(base))
     first.run("export X=42; clear; echo top-$((1+1))", "top-2")
     first.run("printf '\\033[1;31mred-%s\\033[0m\\n' text", "red-text")
     first.ws.close()  # the tab reloads: the socket goes, the shell stays
 
-    again = Term(base, environment.id or 0, session=first.session, client=first.client)
+    again = Term(base, environment.id or 0, auth=people.me(base), session=first.session, client=first.client)
     hello = again.wait_control("hello")
     assert hello["role"] == "driver"
     again.wait_control("reset")
@@ -106,17 +89,17 @@ def test_reconnect_reattaches_to_the_same_shell_and_restores_the_screen(
 
 
 def test_grace_period_ends_an_abandoned_shell(
-    serve: Serve, environment: Environment, session: Session
+    serve: Serve, people: People, environment: Environment, session: Session
 ) -> None:
     base = serve(grace=1.0)
     marker = str(900000 + int(time.time()) % 99999)
-    term = Term(base, environment.id or 0)
+    term = Term(base, environment.id or 0, auth=people.me(base))
     term.run(f"sleep {marker} & echo started", "started")
     wait_for(lambda: processes_with(marker), timeout=10, what="the background sleep")
     term.ws.close()
 
     wait_for(lambda: not processes_with(marker), timeout=30, what="the shell's processes to end")
-    late = Term(base, environment.id or 0, session=term.session, client=term.client)
+    late = Term(base, environment.id or 0, auth=people.me(base), session=term.session, client=term.client)
     ended = late.wait_control("exit")
     assert "grace period" in ended["reason"]
     end = wait_for(
@@ -126,11 +109,13 @@ def test_grace_period_ends_an_abandoned_shell(
     assert "grace period" in end.details["reason"]
 
 
-def test_keepalive_pings_and_closes_silent_sockets(serve: Serve, environment: Environment) -> None:
+def test_keepalive_pings_and_closes_silent_sockets(
+    serve: Serve, people: People, environment: Environment
+) -> None:
     base = serve(ping=1.0)
-    live = Term(base, environment.id or 0)
+    live = Term(base, environment.id or 0, auth=people.me(base))
     live.wait_control("hello")
-    silent = Term(base, environment.id or 0, session=live.session, mode="watch", user="olivia")
+    silent = Term(base, environment.id or 0, auth=people.me(base), session=live.session, mode="watch")
     # ``silent`` never reads or answers; after three missed intervals it is dropped.
     started = time.monotonic()
     live.wait_control("ping", timeout=10)
@@ -141,9 +126,11 @@ def test_keepalive_pings_and_closes_silent_sockets(serve: Serve, environment: En
     live.run("echo still-here", "still-here")
 
 
-def test_flow_control_pauses_a_flood_and_ctrl_c_interrupts_it(serve: Serve, environment: Environment) -> None:
+def test_flow_control_pauses_a_flood_and_ctrl_c_interrupts_it(
+    serve: Serve, people: People, environment: Environment
+) -> None:
     base = serve()
-    term = Term(base, environment.id or 0, auto_ack=False)
+    term = Term(base, environment.id or 0, auth=people.me(base), auto_ack=False)
     term.run("stty -echo; echo ready", "ready")
     term.ack()
     term.type("yes\r")
@@ -168,19 +155,19 @@ def test_flow_control_pauses_a_flood_and_ctrl_c_interrupts_it(serve: Serve, envi
 
 
 def test_viewer_sees_output_cannot_type_and_is_audited(
-    serve: Serve, environment: Environment, session: Session
+    serve: Serve, people: People, environment: Environment, session: Session
 ) -> None:
     base = serve()
-    driver = Term(base, environment.id or 0)
+    driver = Term(base, environment.id or 0, auth=people.me(base))
     driver.wait_control("hello")
-    viewer = Term(base, environment.id or 0, user="vera", session=driver.session, mode="watch")
+    viewer = Term(base, environment.id or 0, auth=people.vera, session=driver.session, mode="watch")
     hello = viewer.wait_control("hello")
     assert (hello["role"], hello["may_drive"]) == ("viewer", False)
     presence = driver.wait_control("presence")
     while len(presence["participants"]) < 2:
         presence = driver.wait_control("presence")
     assert sorted((p["name"], p["role"]) for p in presence["participants"]) == [
-        ("olivia", "driver"),
+        ("local", "driver"),
         ("vera", "viewer"),
     ]
     driver.run("echo from-the-driver", "from-the-driver")
@@ -195,11 +182,13 @@ def test_viewer_sees_output_cannot_type_and_is_audited(
     )
 
 
-def test_hand_over_to_a_member(serve: Serve, environment: Environment, session: Session) -> None:
+def test_hand_over_to_a_member(
+    serve: Serve, people: People, environment: Environment, session: Session
+) -> None:
     base = serve()
-    olivia = Term(base, environment.id or 0)
+    olivia = Term(base, environment.id or 0, auth=people.me(base))
     olivia.wait_control("hello")
-    max_ = Term(base, environment.id or 0, user="max", session=olivia.session, mode="watch")
+    max_ = Term(base, environment.id or 0, auth=people.max, session=olivia.session, mode="watch")
     me = max_.wait_control("hello")
     assert (me["role"], me["may_drive"]) == ("viewer", True)
     olivia.send_control("handover", to=me["you"])
@@ -215,12 +204,12 @@ def test_hand_over_to_a_member(serve: Serve, environment: Environment, session: 
         timeout=30,
         what="the hand-over event",
     )
-    assert (handover[0].actor, handover[0].details["to"]) == ("olivia", "max")
+    assert (handover[0].actor, handover[0].details["to"]) == ("local", "max")
 
 
-def test_resize_reaches_the_process(serve: Serve, environment: Environment) -> None:
+def test_resize_reaches_the_process(serve: Serve, people: People, environment: Environment) -> None:
     base = serve()
-    term = Term(base, environment.id or 0, cols=90, rows=30)
+    term = Term(base, environment.id or 0, auth=people.me(base), cols=90, rows=30)
     term.run("stty size", "30 90")
     term.send_control("resize", cols=132, rows=41)
     assert term.wait_control("size") == {"type": "size", "cols": 132, "rows": 41}
@@ -230,41 +219,52 @@ def test_resize_reaches_the_process(serve: Serve, environment: Environment) -> N
 @pytest.mark.parametrize(
     ("user", "origin", "mode", "code"),
     [
-        ("olivia", "http://evil.example", "drive", 4403),
+        ("local", "http://evil.example", "drive", 4403),
         ("anonymous", None, "drive", 4401),
         ("otto", None, "drive", 4404),  # another team's environment does not exist for him
         ("vera", None, "drive", 4403),  # a viewer may not open a shell
-        ("olivia", None, "watch", 4404),  # nothing to watch under a fresh id
+        ("local", None, "watch", 4404),  # nothing to watch under a fresh id
     ],
 )
 def test_refusals(
-    serve: Serve, environment: Environment, user: str, origin: str | None, mode: str, code: int
+    serve: Serve,
+    people: People,
+    environment: Environment,
+    user: str,
+    origin: str | None,
+    mode: str,
+    code: int,
 ) -> None:
     base = serve()
-    term = Term(base, environment.id or 0, user=user, origin=origin, mode=mode)
+    auth = {"local": people.me(base), "anonymous": ANONYMOUS, "otto": people.otto, "vera": people.vera}[user]
+    term = Term(base, environment.id or 0, auth=auth, origin=origin, mode=mode)
     assert term.wait_closed() == code
     assert term.controls[0]["type"] == "error"
 
 
-def test_running_sessions_are_listed_for_watchers(serve: Serve, environment: Environment) -> None:
+def test_running_sessions_are_listed_for_watchers(
+    serve: Serve, people: People, environment: Environment
+) -> None:
     base = serve()
-    term = Term(base, environment.id or 0)
+    term = Term(base, environment.id or 0, auth=people.me(base))
     term.wait_control("hello")
     url = f"{base}/api/v1/environments/{environment.id}/terminals"
-    listed = httpx.get(url, headers={"x-envhub-test-user": "vera"}).json()["sessions"]
-    assert [(s["id"], s["owner"]) for s in listed] == [(term.session, "olivia")]
-    assert httpx.get(url, headers={"x-envhub-test-user": "otto"}).status_code == 404
+    listed = httpx.get(url, headers=people.vera.headers).json()["sessions"]
+    assert [(s["id"], s["owner"]) for s in listed] == [(term.session, "local")]
+    assert httpx.get(url, headers=people.otto.headers).status_code == 404
 
 
 def test_session_ids_are_scoped_to_their_environment(
-    serve: Serve, environment: Environment, session: Session, settings: Settings
+    serve: Serve, people: People, environment: Environment, session: Session, settings: Settings
 ) -> None:
     base = serve()
-    term = Term(base, environment.id or 0)
+    term = Term(base, environment.id or 0, auth=people.me(base))
     term.wait_control("hello")
     other = Environment(project_id=environment.project_id, name="other", spec=environment.spec)
     session.add(other)
     session.commit()
     (Path(settings.envs_dir) / str(other.id) / "workspace").mkdir(parents=True)
-    probe = Term(base, other.id or 0, session=term.session, client=new_id(), mode="watch")
+    probe = Term(
+        base, other.id or 0, auth=people.me(base), session=term.session, client=new_id(), mode="watch"
+    )
     assert probe.wait_closed() == 4404

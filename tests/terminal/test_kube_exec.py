@@ -19,7 +19,7 @@ import pytest
 
 from envhub.models import Environment
 from tests.terminal.client import Term
-from tests.terminal.conftest import Serve
+from tests.terminal.harness import People, Serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 from cluster import BinariesMissing, TestCluster, bin_dir
@@ -60,10 +60,12 @@ def environment_pod(cluster: TestCluster, environment_id: int) -> tuple[str, str
     return namespace, "web-0"
 
 
-def test_shell_through_pods_exec(cluster: TestCluster, serve: Serve, environment: Environment) -> None:
+def test_shell_through_pods_exec(
+    cluster: TestCluster, serve: Serve, people: People, environment: Environment
+) -> None:
     environment_pod(cluster, environment.id or 0)
     base = serve(ENVHUB_RUNTIME="kubernetes", ENVHUB_KUBECONFIG=str(cluster.kubeconfig))
-    term = Term(base, environment.id or 0, cols=100, rows=30)
+    term = Term(base, environment.id or 0, auth=people.me(base), cols=100, rows=30)
     assert term.wait_control("hello")["role"] == "driver"
     term.run("echo kube-$((20+22))", "kube-42")
     term.run("stty size", "30 100")
@@ -74,7 +76,15 @@ def test_shell_through_pods_exec(cluster: TestCluster, serve: Serve, environment
     # A reload reattaches to the same remote shell.
     term.run("export MARK=kept", "$")
     term.ws.close()
-    again = Term(base, environment.id or 0, session=term.session, client=term.client, cols=120, rows=35)
+    again = Term(
+        base,
+        environment.id or 0,
+        auth=people.me(base),
+        session=term.session,
+        client=term.client,
+        cols=120,
+        rows=35,
+    )
     again.wait_control("hello")
     again.run("echo mark=$MARK", "mark=kept")
     again.run("exit 5", "")

@@ -1,11 +1,12 @@
 """Terminal sessions of this web process, keyed by the id the browser generated.
 
 The manager finds or starts the session a socket asks for (through the
-service layer, which authorizes and audits), runs the keepalive and the
-housekeeping, and remembers recently ended sessions for a while so that a
-late reconnect learns how its shell ended instead of silently getting a new
-one. Sessions live in memory: with several web replicas, terminal sockets need
-sticky routing to the replica that holds them.
+service layer, which authorizes and audits), runs the keepalive, the
+housekeeping and the access re-check (``access.py``), and remembers recently
+ended sessions for a while so that a late reconnect learns how its shell
+ended instead of silently getting a new one. Sessions live in memory: with
+several web replicas, terminal sockets need sticky routing to the replica that
+holds them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from envhub.api.terminal import protocol
+from envhub.api.terminal import access, protocol
 from envhub.api.terminal.participant import Participant
 from envhub.api.terminal.recording import Recorder, recording_key
 from envhub.api.terminal.session import SessionInfo, TerminalSession
 from envhub.config import get_settings
-from envhub.domain.principals import Principal
 from envhub.models.db import session_scope
 from envhub.services import ports
 from envhub.services import terminal as terminal_service
+from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,14 @@ class TerminalManager:
         self.ended: dict[str, Ended] = {}
         self._opening: dict[str, asyncio.Future[TerminalSession]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
 
     def _ensure_ticker(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="terminal-keepalive")
+            self._ticker = loop.create_task(self._tick(), name="terminal-keepalive")
+        if self._checker is None or self._checker.done():
+            self._checker = loop.create_task(self._check_access(), name="terminal-access")
 
     # -- sessions ------------------------------------------------------------
 
@@ -59,18 +64,25 @@ class TerminalManager:
         return [s for s in self.sessions.values() if s.info.environment_id == environment_id and not s.ended]
 
     async def open(
-        self, request: protocol.ConnectRequest, principal: Principal, environment_id: int
-    ) -> TerminalSession:
-        """Start the shell for ``request`` (two sockets racing with one new id share it)."""
-        pending = self._opening.get(request.session)
-        if pending is not None:
-            return await asyncio.shield(pending)
+        self, request: protocol.ConnectRequest, caller: Caller, environment_id: int
+    ) -> TerminalSession | None:
+        """Start the shell for ``request``.
+
+        None when another socket is already starting (or has started) one
+        under this id: that socket's caller was authorized, this one was not
+        yet, so it joins through :meth:`opened` and the joiners' checks.
+        """
+        if request.session in self._opening or request.session in self.sessions:
+            return None
         future: asyncio.Future[TerminalSession] = asyncio.get_running_loop().create_future()
         self._opening[request.session] = future
         try:
-            session = await self._start(request, principal, environment_id)
+            session = await self._start(request, caller, environment_id)
             future.set_result(session)
             return session
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: nobody else may be waiting
@@ -78,9 +90,24 @@ class TerminalManager:
         finally:
             self._opening.pop(request.session, None)
 
+    async def opened(self, terminal_id: str) -> TerminalSession | None:
+        """The running session under this id, once it has finished opening; None if none."""
+        pending = self._opening.get(terminal_id)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if pending.cancelled():
+                    return None
+                raise
+            except Exception:
+                return None  # it failed to start: the caller may try to start it again
+        return self.sessions.get(terminal_id)
+
     async def _start(
-        self, request: protocol.ConnectRequest, principal: Principal, environment_id: int
+        self, request: protocol.ConnectRequest, caller: Caller, environment_id: int
     ) -> TerminalSession:
+        principal = caller.principal
         settings = get_settings()
         started = time.time()
         key = recording_key(environment_id, request.session, started)
@@ -113,6 +140,7 @@ class TerminalManager:
             container=request.container,
             owner=principal,
             recording_key=key,
+            owner_caller=caller,
             started=started,
         )
         session = TerminalSession(
@@ -172,8 +200,9 @@ class TerminalManager:
     async def shutdown(self) -> None:
         for session in list(self.sessions.values()):
             await session.end("envhub stopped")
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for task in (self._ticker, self._checker):
+            if task is not None:
+                task.cancel()
 
     # -- keepalive and housekeeping ------------------------------------------
 
@@ -194,6 +223,22 @@ class TerminalManager:
                     log.exception("terminal housekeeping failed for %s", session.id)
             for key in [k for k, e in self.ended.items() if now - e.at > TOMBSTONE_SECONDS]:
                 del self.ended[key]
+
+    async def _check_access(self) -> None:
+        """Re-check everyone on this process's terminals; close what access no longer covers."""
+        since = time.monotonic()
+        while True:
+            await asyncio.sleep(get_settings().terminal_access_check_interval)
+            started = time.monotonic()
+            try:
+                checks = access.gather(self.sessions.values(), since)
+                answers = await asyncio.to_thread(access.ask, checks) if checks else {}
+                unused = [s for s in list(self.sessions.values()) if not s.ended and access.apply(s, answers)]
+                reason = "access ended: no one who may use this shell is left"
+                await asyncio.gather(*(session.end(reason) for session in unused))
+            except Exception:
+                log.exception("re-checking terminal access failed")
+            since = started
 
     @staticmethod
     def _keepalive(session: TerminalSession, now: float, interval: float, ping: bool) -> None:

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Protocol
 
-from envhub.domain.principals import Principal
+from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,11 @@ class Channel(Protocol):
 
 
 class Participant:
-    def __init__(self, *, client: str, principal: Principal, may_drive: bool, channel: Channel) -> None:
+    def __init__(self, *, client: str, caller: Caller, may_drive: bool, channel: Channel) -> None:
         self.id = f"p{next(_ids)}"
         self.client = client
-        self.principal = principal
+        self.caller = caller  # how this socket signed in: re-checked while it stays open
+        self.principal = caller.principal
         self.may_drive = may_drive
         self.channel = channel
         self.enqueued = 0
@@ -48,6 +49,7 @@ class Participant:
         self.lagging = False  # skipped by live output until it catches up and is redrawn
         self.held = True  # a screen restore is being prepared: send nothing yet
         self.last_seen = time.monotonic()
+        self.last_input = 0.0  # when this socket last typed (activity that keeps a session from idling)
         self.last_restore = 0.0
         self._queue: deque[bytes | str] = deque()
         self._wake = asyncio.Event()
@@ -105,12 +107,14 @@ class Participant:
         if self.acked < count <= self.enqueued:
             self.acked = count
 
-    def close(self, code: int, reason: str = "", *, drain: bool = False) -> None:
-        """Close the socket: after what is queued (``drain``), or right away."""
+    def close(self, code: int, reason: str = "", *, drain: bool = False, last: str | None = None) -> None:
+        """Close the socket: after what is queued (``drain``), or right away after ``last``."""
         if self._close is None:
             self._close = (code, reason)
             if not drain:
                 self._queue.clear()
+            if last is not None:
+                self._queue.append(last)
             self.held = False
             self._wake.set()
 
@@ -143,6 +147,11 @@ class Participant:
             log.debug("terminal socket %s gone: %s", self.id, exc)
         finally:
             self.gone = True
+
+    @property
+    def done(self) -> asyncio.Task[None] | None:
+        """The sender: once it has finished, the socket is closed or gone."""
+        return self._task
 
     async def stop(self) -> None:
         """End the sender; one that is closing the socket gets a moment to finish."""

@@ -13,6 +13,11 @@ terminal has rendered on this socket, cumulative} · ``ping``/``pong`` {seq} ·
 Server → client: ``hello`` · ``reset`` {cols, rows} · ``size`` {cols, rows} ·
 ``presence`` {participants} · ``role`` · ``ping``/``pong`` · ``exit`` {code,
 reason} · ``error`` {code, message} (then the socket closes with a code below).
+
+``access_ended`` (4410) closes a socket whose person may no longer be there:
+signed out, session or token revoked or expired, share expired or revoked,
+removed from the team. The browser shows "Access ended" and does not
+reconnect; a new sign-in starts over.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ DEFAULT_SIZE = (80, 24)
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 # Control messages are tiny; anything bigger is a confused or hostile client.
 MAX_CONTROL_BYTES = 4096
+# Database ids are 32-bit: anything else in the path is a bad request, not a query.
+MAX_ID = 2**31 - 1
 
 
 class CloseCode(IntEnum):
@@ -39,6 +46,7 @@ class CloseCode(IntEnum):
     not_found = 4404
     timeout = 4408  # missed keepalives
     replaced = 4409  # the same browser tab connected again
+    access_ended = 4410  # the person's sign-in or access ended while connected
     unavailable = 4503  # the environment cannot run a shell right now
 
 
@@ -64,6 +72,13 @@ def clamp_size(cols: Any, rows: Any) -> tuple[int, int]:
     except (TypeError, ValueError) as exc:
         raise ProtocolError("cols and rows must be integers") from exc
     return max(MIN_COLS, min(MAX_COLS, c)), max(MIN_ROWS, min(MAX_ROWS, r))
+
+
+def parse_id(raw: str) -> int:
+    """The environment id in the socket's path."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and 1 <= int(raw) <= MAX_ID):
+        raise ProtocolError(f"the environment id must be a number from 1 to {MAX_ID}")
+    return int(raw)
 
 
 def parse_connect(query: dict[str, str]) -> ConnectRequest:

@@ -3,8 +3,11 @@
 ``/ws/terminal/{environment_id}?session=&client=&mode=drive|watch&container=&cols=&rows=``
 is the bridge (see ``protocol.py`` for what flows over it). Before anything
 else the socket's Origin must be the dashboard's own, then the caller must be
-signed in (``principal_from_scope``), then the service layer decides what they
-may do. Refusals close the socket with a 44xx code the browser can show.
+signed in (``caller_from_scope``), then the service layer decides what they
+may do: every socket, including one that names a session another socket is
+still opening, or one that has ended. Refusals close the socket with a 44xx
+code the browser can show. The decision is not final: ``access.py`` re-checks
+it while the socket stays open.
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, WebSocket
 from fastapi.responses import FileResponse
 from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
 
-from envhub.api.auth import principal_from_scope
+from envhub.api.auth import caller_from_scope, principal_from_scope
 from envhub.api.terminal import protocol
 from envhub.api.terminal.manager import manager
 from envhub.api.terminal.participant import Participant
@@ -31,6 +35,7 @@ from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError, NotFound, NotReady, PermissionDenied, ValidationFailed
 from envhub.models.db import session_scope
 from envhub.services import terminal as terminal_service
+from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +87,45 @@ async def _refuse(websocket: WebSocket, code: CloseCode, message: str, error: st
 
 
 async def _join(
-    websocket: WebSocket, request: protocol.ConnectRequest, principal: Principal, environment_id: int
+    websocket: WebSocket, request: protocol.ConnectRequest, caller: Caller, environment_id: int
 ) -> tuple[TerminalSession, bool] | None:
     """The session the socket asks for, and whether this caller may drive it."""
-    existing = manager.sessions.get(request.session)
-    if existing is not None and existing.info.environment_id != environment_id:
-        existing = None  # ids are per environment; never reveal another one's session
-        await _refuse(websocket, CloseCode.not_found, "no such terminal session")
-        return None
-    if existing is None:
+    for _ in range(3):  # a session that failed to open may be tried again
+        existing = await manager.opened(request.session)
+        if existing is not None:
+            if existing.info.environment_id != environment_id:
+                # ids are per environment; never reveal another one's session
+                await _refuse(websocket, CloseCode.not_found, "no such terminal session")
+                return None
+            return existing, await _may_join(existing, request, caller.principal, environment_id)
         ended = manager.ended.get(request.session)
         if ended is not None and ended.environment_id == environment_id:
+            await _authorize(terminal_service.watchable, caller.principal, environment_id)
             await websocket.send_text(protocol.encode("exit", code=ended.code, reason=ended.reason))
             await websocket.close(CloseCode.normal, "session ended")
             return None
         if request.watch:
             await _refuse(websocket, CloseCode.not_found, "that terminal session is not running")
             return None
-        return await manager.open(request, principal, environment_id), True
+        session = await manager.open(request, caller, environment_id)
+        if session is not None:
+            return session, True
+    await _refuse(websocket, CloseCode.unavailable, "the shell could not be started; try again")
+    return None
+
+
+async def _authorize(check: Callable[..., object], principal: Principal, environment_id: int) -> None:
+    def run() -> None:
+        with session_scope() as db:
+            check(session=db, actor=principal, environment_id=environment_id)
+
+    await asyncio.to_thread(run)
+
+
+async def _may_join(
+    existing: TerminalSession, request: protocol.ConnectRequest, principal: Principal, environment_id: int
+) -> bool:
+    """Authorize joining a running session (raises); whether the caller may drive it."""
     is_owner_seat = existing.driver == (principal.user_id, request.client)
 
     def check() -> terminal_service.ShellAccess:
@@ -113,21 +139,21 @@ async def _join(
             )
 
     access = await asyncio.to_thread(check)
-    return existing, access.may_drive
+    return access.may_drive
 
 
-async def terminal_socket(websocket: WebSocket, environment_id: int) -> None:
+async def terminal_socket(websocket: WebSocket, environment_id: str) -> None:
     await websocket.accept()
     if not origin_allowed(websocket.scope):
         await _refuse(websocket, CloseCode.forbidden, "this origin may not open terminals", "bad_origin")
         return
-    principal = await asyncio.to_thread(principal_from_scope, websocket.scope)
-    if principal is None:
+    caller = await asyncio.to_thread(caller_from_scope, websocket.scope)
+    if caller is None:
         await _refuse(websocket, CloseCode.unauthenticated, "sign in to open a terminal")
         return
     try:
         request = protocol.parse_connect(dict(websocket.query_params))
-        joined = await _join(websocket, request, principal, environment_id)
+        joined = await _join(websocket, request, caller, protocol.parse_id(environment_id))
     except protocol.ProtocolError as exc:
         await _refuse(websocket, CloseCode.bad_request, str(exc))
         return
@@ -144,14 +170,19 @@ async def terminal_socket(websocket: WebSocket, environment_id: int) -> None:
     if joined is None:
         return
     session, may_drive = joined
-    participant = Participant(
-        client=request.client, principal=principal, may_drive=may_drive, channel=websocket
-    )
+    participant = Participant(client=request.client, caller=caller, may_drive=may_drive, channel=websocket)
     session.attach(participant)
+    receiving = asyncio.ensure_future(_receive(websocket, session, participant))
+    watched = {receiving} | ({participant.done} if participant.done else set())
     try:
-        await _receive(websocket, session, participant)
+        # Until the peer goes, or the server has closed the socket (access
+        # ended, replaced, silent): a peer that keeps it open is not waited for.
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        receiving.cancel()
         session.detach(participant)
+    if receiving.done() and not receiving.cancelled():
+        receiving.result()  # an unexpected error in the loop is raised, not lost
 
 
 async def _receive(websocket: WebSocket, session: TerminalSession, participant: Participant) -> None:
@@ -193,17 +224,17 @@ def _http_error(exc: EnvhubError) -> HTTPException:
 router = APIRouter()
 
 
+# Database ids are 32-bit: a larger number is a bad request, not a database error.
+Id = Annotated[int, Path(ge=1, le=protocol.MAX_ID)]
+
+
 @router.get("/api/v1/environments/{environment_id}/terminals")
-async def list_terminals(environment_id: int, request: Request) -> dict[str, Any]:
+async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]:
     """Running terminal sessions of an environment, for people who may watch them."""
     principal = await _principal(request)
 
-    def check() -> None:
-        with session_scope() as db:
-            terminal_service.watchable(session=db, actor=principal, environment_id=environment_id)
-
     try:
-        await asyncio.to_thread(check)
+        await _authorize(terminal_service.watchable, principal, environment_id)
     except EnvhubError as exc:
         raise _http_error(exc) from exc
     now = time.time()
@@ -227,7 +258,7 @@ async def list_terminals(environment_id: int, request: Request) -> dict[str, Any
 
 
 @router.get("/api/v1/terminal/recordings/{event_id}")
-async def recording(event_id: int, request: Request) -> FileResponse:
+async def recording(event_id: Id, request: Request) -> FileResponse:
     """The asciicast recording linked from a terminal AuditEvent."""
     principal = await _principal(request)
 

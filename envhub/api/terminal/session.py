@@ -13,6 +13,12 @@ viewer never slows the driver. Only when every socket is over the mark does
 the session stop reading the exec stream (the process then blocks on its
 own output, as it would on a slow real terminal), and it resumes as soon as
 one drops below the low mark.
+
+Who may use it is re-checked while it runs (``manager``): a participant whose
+access ended is closed with ``access_ended``, one who may only watch now
+stops driving, and ``keepers`` (everyone who attached able to drive) shrinks
+to those who still may; when no keeper is left, nobody may use the shell and
+it ends.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from envhub.api.terminal.recording import COALESCE_SECONDS, Recorder
 from envhub.api.terminal.screenlog import ScreenLog
 from envhub.domain.principals import Principal
 from envhub.runtime.base import ExecSession
+from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,16 @@ LOW_WATER = 128 * 1024
 DETACHED_RATE = 1024 * 1024
 # A lagging socket is redrawn at most this often.
 RESTORE_INTERVAL = 0.5
+
+
+CredentialKey = tuple[str, str | int | None]
+
+
+def credential_key(caller: Caller) -> CredentialKey:
+    """One browser session or one token: what is re-checked."""
+    if caller.via == "session":
+        return ("session", caller.session_hash)
+    return ("token", caller.principal.token_id)
 
 
 @dataclass
@@ -53,6 +70,7 @@ class SessionInfo:
     container: str | None
     owner: Principal
     recording_key: str
+    owner_caller: Caller  # the credential it was opened with
     started: float = field(default_factory=time.time)
 
 
@@ -82,6 +100,8 @@ class TerminalSession:
         self.recorder = recorder
         self.grace = grace
         self.participants: dict[str, Participant] = {}
+        # Credentials that attached able to drive and may come back within the grace period.
+        self.keepers: dict[CredentialKey, Caller] = {credential_key(info.owner_caller): info.owner_caller}
         self.ended = False
         self.exit_code: int | None = None
         self.output_bytes = 0
@@ -124,6 +144,8 @@ class TerminalSession:
                 other.close(protocol.CloseCode.replaced, "replaced by a newer connection")
                 self.participants.pop(other.id, None)
         self.participants[participant.id] = participant
+        if participant.may_drive:
+            self.keepers[credential_key(participant.caller)] = participant.caller
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
@@ -139,6 +161,24 @@ class TerminalSession:
         self._flow()
         if not self.participants:
             self._arm_grace()
+
+    def access_ended(self, participant: Participant, message: str) -> None:
+        """Close ``participant``'s socket now: their sign-in or access ended."""
+        participant.may_drive = False
+        participant.close(
+            protocol.CloseCode.access_ended,
+            "access ended",
+            last=protocol.encode("error", code="access_ended", message=message),
+        )
+        self.detach(participant)
+
+    def may_only_watch(self, participant: Participant) -> None:
+        """``participant`` keeps watching but may no longer type (their role was lowered)."""
+        if not participant.may_drive:
+            return
+        participant.may_drive = False
+        participant.control(protocol.encode("role", role="viewer", may_drive=False))
+        self.broadcast_presence()
 
     def _arm_grace(self) -> None:
         if not self.participants and not self.ended and self._grace_timer is None:
@@ -208,10 +248,18 @@ class TerminalSession:
 
     def input(self, participant: Participant, data: bytes) -> None:
         participant.last_seen = time.monotonic()
-        if self.is_driver(participant) and not self.ended:
+        if self.is_driver(participant) and not self.ended and self._attached(participant):
+            participant.last_input = participant.last_seen
             self.pump.write(data)
 
+    def _attached(self, participant: Participant) -> bool:
+        # A socket closed by the server (access ended, replaced) may still be
+        # read from until its peer goes: it is heard no more.
+        return self.participants.get(participant.id) is participant
+
     def control(self, participant: Participant, message: dict[str, object]) -> None:
+        if not self._attached(participant):
+            return
         participant.last_seen = time.monotonic()
         kind = message["type"]
         if kind == "ack":
