@@ -7,7 +7,8 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
     EnvhubError
     ├── ConfigurationError        configuration_invalid
     ├── ValidationFailed          validation_failed
-    │   └── InvalidName           invalid_name
+    │   ├── InvalidName           invalid_name
+    │   └── ScopeNotAllowed       scope_not_allowed
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
@@ -79,6 +80,11 @@ class ValidationFailed(EnvhubError):
 class InvalidName(ValidationFailed):
     code = "invalid_name"
     default_hint = "Use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit."
+
+
+class ScopeNotAllowed(ValidationFailed):
+    code = "scope_not_allowed"
+    default_hint = "Agent tokens carry read, write and shell; delete or share the environment yourself."
 
 
 class NotFound(EnvhubError):
