@@ -135,7 +135,7 @@ def audit_events(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    with session_scope() as session:
+    with read_session() as session:
         page = audit_log.search_events(
             session=session, actor=actor, filters=filters, offset=offset, limit=limit
         )
