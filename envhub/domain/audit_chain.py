@@ -66,6 +66,7 @@ def head_mac(key: bytes, seq: int, last_hash: str) -> str:
 
 # What a stored check result (a checkpoint when intact) says, in MAC order.
 CHECK_FIELDS = (
+    "id",  # so that a genuine result copied into a newer row does not verify
     "mode",
     "from_seq",
     "to_seq",

@@ -65,8 +65,9 @@ class AuditChainHead(SQLModel, table=True):
 class AuditChainCheck(SQLModel, table=True):
     """One check of the chain and its result; when ``ok``, a checkpoint.
 
-    ``mac`` (domain/audit_chain.check_mac) covers every other column but the
-    id, so a result cannot be forged or edited without envhub's key.
+    ``mac`` (domain/audit_chain.check_mac) covers every other column, the id
+    included, so a result cannot be forged, edited or copied into a newer row
+    without envhub's key.
     """
 
     __tablename__ = "audit_chain_check"

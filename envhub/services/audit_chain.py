@@ -19,9 +19,11 @@ database but does not hold the key:
   does not verify: it is reported, and the check starts from an older one.
 * A failed check sticks: later incremental checks start no later than where
   it started, so the result stays red until the chain is repaired.
-* Deleting stored results only makes the next check start earlier (or show
-  an older result); each check's ``audit.verify`` event stays in the chain,
-  where deleting it is found by a full check.
+* A genuine result copied into a newer row does not verify either (the MAC
+  covers the row's id). Deleting stored results makes the next check start
+  earlier, or the page show an older result (with its date); each check's
+  ``audit.verify`` event stays in the chain, where deleting it is found by
+  a full check.
 
 What it does not hold against: an event *before* the checkpoint edited after
 the checkpoint was taken is not looked at by an incremental check. A full
@@ -392,8 +394,9 @@ def _store(session: Session, actor: Principal, report: ChainReport, started: dat
         finished_at=utcnow(),
         mac="",
     )
-    check.mac = check_mac(key, _check_fields(check))
     session.add(check)
+    session.flush()  # its id is part of what the MAC covers
+    check.mac = check_mac(key, _check_fields(check))
     session.commit()
     try:
         audit(

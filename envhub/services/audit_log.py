@@ -173,10 +173,11 @@ def export_pages(
             )
         )
         page = [as_record(row) for row in rows]
+        for row in rows:  # done with them: out of the session, and out of memory
+            session.expunge(row)
         if rows:
             after = rows[-1].id or after
         session.commit()  # end the read before anyone waits on this page
-        session.expunge_all()
         if not page:
             return
         yield page

@@ -429,6 +429,26 @@ def test_a_forged_or_edited_checkpoint_is_refused(settings: Settings, db: Engine
     assert ("checkpoint", None) in found(edited)
 
 
+def test_a_genuine_result_copied_into_a_newer_row_is_refused(settings: Settings, db: Engine) -> None:
+    """Replaying an old intact result as the newest would make a failure be forgotten."""
+    write(db, 5)
+    check(db, CheckMode.full)  # check 1: intact up to #5
+    sql(db, "UPDATE audit_event SET outcome = 'failure' WHERE seq = 2")
+    assert ("edited", 2) in found(check(db, CheckMode.full))  # check 2: broken, from the start
+    columns = (
+        "mode, from_seq, to_seq, last_hash, checked, ok, problems, checked_by, started_at, finished_at, mac"
+    )
+    sql(
+        db,
+        f"INSERT INTO audit_chain_check ({columns}) SELECT {columns} FROM audit_chain_check "
+        "WHERE id = (SELECT min(id) FROM audit_chain_check)",
+    )
+    report = check(db, CheckMode.incremental)
+    assert ("checkpoint", None) in found(report)
+    assert ("edited", 2) in found(report)
+    assert report.from_seq == 0
+
+
 def test_the_audit_page_shows_the_last_result_and_checks_nothing(
     local: Settings, db: Engine, served: str, counted_walks: list[int]
 ) -> None:
