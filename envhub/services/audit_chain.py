@@ -20,14 +20,19 @@ database but does not hold the key:
 * A failed check sticks: later incremental checks start no later than where
   it started, so the result stays red until the chain is repaired.
 * A genuine result copied into a newer row does not verify either (the MAC
-  covers the row's id). Deleting stored results makes the next check start
-  earlier, or the page show an older result (with its date); each check's
-  ``audit.verify`` event stays in the chain, where deleting it is found by
-  a full check.
+  covers the row's id).
 
-What it does not hold against: an event *before* the checkpoint edited after
-the checkpoint was taken is not looked at by an incremental check. A full
-check finds it; ``envhub audit verify`` runs one by default.
+What it does not hold against:
+
+* An event *before* the checkpoint edited after the checkpoint was taken is
+  not looked at by an incremental check. A full check finds it; ``envhub
+  audit verify`` runs one by default.
+* Stored results can be deleted (not forged): the page then shows an older
+  result, with its date, and an incremental check may again start from a
+  checkpoint that lies after an edit a deleted failed check had found. A
+  full check still finds the edit, and each check also left an
+  ``audit.verify`` event in the chain (outcome ``failure`` when broken) that
+  cannot be removed without a full check noticing.
 """
 
 from __future__ import annotations
