@@ -17,7 +17,7 @@ and PostgreSQL) and the real Redis:
 * a cross-site-style request with a junk ``Authorization: Bearer`` header
   next to the session cookie: it still needs the CSRF token.
 
-The gateway's share of point 8 lives in tests/security/test_gateway.py.
+The gateway's share of point 8 (host cache, host labels, X-Forwarded-*) is tested with the gateway.
 """
 
 from __future__ import annotations
