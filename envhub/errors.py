@@ -9,7 +9,8 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
     │   └── DataDirUnsafe         data_dir_unsafe
     ├── ValidationFailed          validation_failed
     │   ├── InvalidName           invalid_name
-    │   └── RepoUrlRefused        repo_url_refused
+    │   ├── RepoUrlRefused        repo_url_refused
+    │   └── ScopeNotAllowed       scope_not_allowed
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
@@ -93,6 +94,11 @@ class RepoUrlRefused(ValidationFailed):
 
     code = "repo_url_refused"
     default_hint = "Use an https://, ssh:// or git@host:path URL, without credentials in it."
+
+
+class ScopeNotAllowed(ValidationFailed):
+    code = "scope_not_allowed"
+    default_hint = "Agent tokens carry read, write and shell; delete or share the environment yourself."
 
 
 class NotFound(EnvhubError):

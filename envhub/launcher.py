@@ -8,7 +8,8 @@ so the next start brings them back.
 
 Without OpenID Connect envhub is single-user: it listens on 127.0.0.1 only and
 ``run`` prints a one-time login link (``login-link`` prints a fresh one).
-``audit verify`` checks the audit log's hash chain.
+``audit verify`` checks the audit log's hash chain (every event; with
+``--incremental`` only those after the last intact check).
 """
 
 from __future__ import annotations
@@ -69,13 +70,16 @@ def login_link(settings: Settings) -> str:
         return issue_login_link(session)
 
 
-def audit_verify(settings: Settings) -> int:
+def audit_verify(settings: Settings, *, incremental: bool = False) -> int:
+    """Check the audit chain (all of it, or from the last checkpoint); 1 when broken."""
     from envhub.config import override_settings
+    from envhub.domain.principals import SYSTEM
     from envhub.models.db import engine_for
-    from envhub.services.audit_chain import verify_chain
+    from envhub.services.audit_chain import CheckMode, run_check
 
+    mode = CheckMode.incremental if incremental else CheckMode.full
     with override_settings(settings), Session(engine_for(settings.database_url)) as session:
-        report = verify_chain(session)
+        report = run_check(session, actor=SYSTEM, mode=mode)
     print(f"envhub: {report.summary()}")
     for problem in report.problems:
         where = (
@@ -343,7 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("login-link", help="print a fresh one-time sign-in link (single-user mode)")
     audit_parser = sub.add_parser("audit", help="the audit log")
     audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 when broken)")
+    verify_parser = audit_sub.add_parser(
+        "verify", help="check the audit log's hash chain (exit 1 when broken)"
+    )
+    verify_parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="only the events after the last intact check (default: every event)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
@@ -354,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             print(login_link(load_settings()))
             return 0
         if args.command == "audit":
-            return audit_verify(load_settings())
+            return audit_verify(load_settings(), incremental=args.incremental)
         return run(args)
     except ConfigurationError as exc:
         print(f"envhub: {exc.message}" + (f"\n  {exc.hint}" if exc.hint else ""), file=sys.stderr)

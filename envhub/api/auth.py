@@ -14,7 +14,7 @@ from envhub.api.clients import client_ip, header
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
 from envhub.models.db import session_scope
-from envhub.services.authentication import Caller, authenticate
+from envhub.services.authentication import Caller, authenticate, bearer_token, principal_for_token
 
 
 def caller_from_scope(scope: Scope) -> Caller | None:
@@ -26,6 +26,15 @@ def caller_from_scope(scope: Scope) -> Caller | None:
             source_ip=client_ip(scope),
             user_agent=header(scope, b"user-agent"),
         )
+
+
+def bearer_authenticates(scope: Scope) -> bool:
+    """Whether the request's ``Authorization: Bearer`` token is a live token (blocking)."""
+    token = bearer_token(header(scope, b"authorization"))
+    if token is None:
+        return False
+    with session_scope() as session:
+        return principal_for_token(session, token, source_ip=client_ip(scope)) is not None
 
 
 def principal_from_scope(scope: Scope) -> Principal | None:

@@ -5,9 +5,12 @@
   come from envhub's own origin. Terminal sockets (``/ws/terminal/``) make
   the same check in their route, so the refusal reaches the browser in the
   terminal protocol (an error message, close code 4403).
-* CSRF: a state-changing request authenticated by the session cookie must
-  carry the session's CSRF token (``X-CSRF-Token`` or a ``csrf_token`` form
-  field). Bearer-token requests carry no ambient credential and need none.
+* CSRF: a state-changing request that carries the session cookie must carry
+  the session's CSRF token (``X-CSRF-Token`` or a ``csrf_token`` form field),
+  unless a bearer token really authenticated it: such a request carries no
+  ambient credential. An ``Authorization`` header alone proves nothing (a
+  junk ``Bearer x`` next to the cookie still needs the token), so the token
+  is looked up first.
 * Size: request bodies larger than ``ENVHUB_MAX_BODY_BYTES`` are refused.
 * Rate: sign-in, token and webhook endpoints are limited per client address.
 
@@ -21,8 +24,10 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from envhub.api.auth import bearer_authenticates
 from envhub.api.clients import allowed_hosts, allowed_origins, client_ip, header, host_name
 from envhub.api.errors import body_of, status_of
 from envhub.api.ratelimit import RateLimiter, bucket_of
@@ -108,8 +113,12 @@ class GuardMiddleware:
             return receive
         receive = _limit_body(scope, receive, settings.max_body_bytes)
         cookie = cookie_value(header(scope, b"cookie"), session_cookie_name(settings))
-        if cookie is None or header(scope, b"authorization"):
+        if cookie is None:
             return receive
+        if header(scope, b"authorization"):
+            by_token: bool = await run_in_threadpool(bearer_authenticates, scope)
+            if by_token:
+                return receive
         digest = credentials.digest(cookie)
         if csrf_valid(digest, header(scope, b"x-csrf-token")):
             return receive

@@ -19,8 +19,9 @@ from envhub.api.auth import require_principal
 from envhub.domain.principals import Principal
 from envhub.errors import ValidationFailed
 from envhub.models import ApiToken
-from envhub.models.db import session_scope
+from envhub.models.db import read_session, session_scope
 from envhub.services import audit_log, credentials, tokens
+from envhub.services.audit_chain import StoredCheck
 from envhub.services.audit_log import AuditFilter
 from envhub.services.sessions import csrf_token
 
@@ -134,7 +135,7 @@ def audit_events(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    with session_scope() as session:
+    with read_session() as session:
         page = audit_log.search_events(
             session=session, actor=actor, filters=filters, offset=offset, limit=limit
         )
@@ -145,24 +146,48 @@ def audit_events(
         }
 
 
+# What the export hands the server at a time: small pieces, so that a slow
+# reader makes it wait (and hold little memory) rather than buffer whole pages.
+EXPORT_CHUNK = 64 * 1024
+
+
+def _chunks(lines: Iterator[str]) -> Iterator[bytes]:
+    buffered: list[bytes] = []
+    size = 0
+    for line in lines:
+        encoded = line.encode()
+        buffered.append(encoded)
+        size += len(encoded)
+        if size >= EXPORT_CHUNK:
+            yield b"".join(buffered)
+            buffered, size = [], 0
+    if buffered:
+        yield b"".join(buffered)
+
+
 @router.get("/audit/export")
 def audit_export(actor: Caller, filters: Filters) -> StreamingResponse:
-    """JSON lines, oldest first; authorization happens before the first byte."""
-    session_cm = session_scope()
+    """JSON lines, oldest first; authorization happens before the first byte.
+
+    Each page is read in its own short read-only transaction (services/
+    audit_log.export_pages), so a client that downloads slowly, or stops,
+    holds no database lock while the rest waits to be sent.
+    """
+    session_cm = read_session()
     session = session_cm.__enter__()
     try:
-        records = audit_log.export_events(session=session, actor=actor, filters=filters)
-        first = next(records, None)
+        pages = audit_log.export_pages(session=session, actor=actor, filters=filters)
+        first = next(pages, None)
     except BaseException:
         session_cm.__exit__(None, None, None)
         raise
 
     def lines() -> Iterator[bytes]:
         try:
-            if first is not None:
-                yield (json.dumps(first, ensure_ascii=False) + "\n").encode()
-            for record in records:
-                yield (json.dumps(record, ensure_ascii=False) + "\n").encode()
+            page = first
+            while page is not None:
+                yield from _chunks(json.dumps(record, ensure_ascii=False) + "\n" for record in page)
+                page = next(pages, None)
         finally:
             session_cm.__exit__(None, None, None)
 
@@ -174,13 +199,43 @@ def audit_export(actor: Caller, filters: Filters) -> StreamingResponse:
     )
 
 
+def check_view(stored: StoredCheck | None) -> dict[str, Any]:
+    if stored is None:
+        return {"checked": False, "summary": "the audit chain has not been checked yet"}
+    row = stored.row
+    return {
+        "checked": True,
+        "ok": row.ok and stored.sealed,
+        "sealed": stored.sealed,
+        "mode": row.mode,
+        "events": row.checked,
+        "from_seq": row.from_seq,
+        "to_seq": row.to_seq,
+        "checked_by": row.checked_by,
+        "finished_at": row.finished_at.isoformat(),
+        "summary": stored.summary(),
+        "problems": row.problems if stored.sealed else [],
+    }
+
+
 @router.get("/audit/verify")
-def audit_verify(actor: Caller) -> dict[str, Any]:
+def audit_last_check(actor: Caller) -> dict[str, Any]:
+    """The latest check's result; reading it runs nothing."""
+    with read_session() as session:
+        return check_view(audit_log.last_check(session=session, actor=actor))
+
+
+@router.post("/audit/verify")
+def audit_verify(actor: Caller, full: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    """Check the chain now: from the last checkpoint, or every event with ``full=true``."""
     with session_scope() as session:
-        report = audit_log.check_chain(session=session, actor=actor)
+        report = audit_log.check_chain(session=session, actor=actor, full=full)
     return {
         "ok": report.ok,
+        "mode": report.mode.value,
         "checked": report.checked,
+        "from_seq": report.from_seq,
+        "to_seq": report.to_seq,
         "summary": report.summary(),
         "problems": [{"kind": p.kind, "seq": p.seq, "message": p.message} for p in report.problems],
     }

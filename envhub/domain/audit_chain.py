@@ -62,3 +62,30 @@ def mac(key: bytes, event: dict[str, Any], previous: str) -> str:
 def head_mac(key: bytes, seq: int, last_hash: str) -> str:
     """Seals the chain's end, so cutting events off the tail is noticed too."""
     return hmac.new(key, f"head:{seq}:{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+# What a stored check result (a checkpoint when intact) says, in MAC order.
+CHECK_FIELDS = (
+    "id",  # so that a genuine result copied into a newer row does not verify
+    "mode",
+    "from_seq",
+    "to_seq",
+    "last_hash",
+    "checked",
+    "ok",
+    "problems",
+    "checked_by",
+    "started_at",
+    "finished_at",
+)
+
+
+def check_mac(key: bytes, check: dict[str, Any]) -> str:
+    """Seals a stored check result, so a forged or edited checkpoint is noticed.
+
+    The prefix keeps these MACs apart from events' and the head's: none can be
+    replayed as another.
+    """
+    document = {name: _normal(check.get(name)) for name in CHECK_FIELDS}
+    body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hmac.new(key, b"check:" + body.encode(), hashlib.sha256).hexdigest()

@@ -143,11 +143,15 @@ def strongest_share(roles: Iterable[str]) -> ShareRole | None:
     return ranked[-1] if ranked else None
 
 
+# What an agent may ever do: its environment's actions, less what ``admin`` covers.
+AGENT_ACTIONS = ENVIRONMENT_ACTIONS - SCOPE_ACTIONS[Scope.admin]
+
+
 def principal_allows(principal: Principal, action: Action) -> bool:
     """What the principal's kind and scopes allow, before any role is looked at."""
     if principal.is_system:
         return True
-    if principal.type is PrincipalType.agent and action not in ENVIRONMENT_ACTIONS:
+    if principal.type is PrincipalType.agent and action not in AGENT_ACTIONS:
         return False
     if principal.scopes is None:
         return True

@@ -4,7 +4,8 @@ A principal is built once per request by the interface (from a session cookie
 or a bearer token) and handed to every use case, which decides with
 :mod:`envhub.domain.policy` what it may do. Tokens never carry more power than
 the person who made them: their ``scopes`` narrow the person's roles, and an
-agent token is further confined to a single environment.
+agent token is further confined to a single environment and never carries
+``admin``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class Scope(StrEnum):
 
 
 ALL_SCOPES = frozenset(Scope)
+# An agent works unattended on code nobody reviewed: it may never delete or
+# share (the ``admin`` scope), whatever its token's row in the database says.
+AGENT_SCOPES = frozenset({Scope.read, Scope.write, Scope.shell})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,10 @@ class Principal:
     @property
     def is_agent(self) -> bool:
         return self.type is PrincipalType.agent
+
+    def __post_init__(self) -> None:
+        if self.type is PrincipalType.agent and self.scopes is not None and not self.scopes <= AGENT_SCOPES:
+            raise ValueError("an agent principal cannot carry the admin scope")
 
     def with_origin(self, source_ip: str | None, user_agent: str | None) -> Principal:
         return dataclasses.replace(

@@ -6,7 +6,7 @@ autogenerate and the tests rely on that) and the audit chain's commit hook.
 
 from envhub.models import audit_chain as _audit_chain  # noqa: F401  (registers the commit hook)
 from envhub.models.access import ApiToken, DeviceAuthorization, LoginLink, WebSession
-from envhub.models.audit import AuditChainHead, AuditEvent
+from envhub.models.audit import AuditChainCheck, AuditChainHead, AuditEvent
 from envhub.models.environment import Environment
 from envhub.models.identity import Invite, Membership, Role, Team, User
 from envhub.models.job import JobRun, JobStatus
@@ -16,6 +16,7 @@ from envhub.models.sharing import EnvironmentShare
 
 __all__ = [
     "ApiToken",
+    "AuditChainCheck",
     "AuditChainHead",
     "AuditEvent",
     "DeviceAuthorization",

@@ -3,7 +3,9 @@
 Rows are append-only. Each carries its position ``seq``, the MAC of the row
 before it (``prev_hash``) and its own (``hash``), computed by
 ``models/audit_chain.py`` at commit; ``AuditChainHead`` seals the end of the
-chain. ``services/audit_chain.py`` verifies it.
+chain. ``services/audit_chain.py`` verifies it and keeps each check's result
+in ``AuditChainCheck``; an intact result is the checkpoint the next
+incremental check starts from.
 """
 
 from __future__ import annotations
@@ -58,3 +60,28 @@ class AuditChainHead(SQLModel, table=True):
     last_hash: str = Field(max_length=64)
     mac: str = Field(max_length=64)
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class AuditChainCheck(SQLModel, table=True):
+    """One check of the chain and its result; when ``ok``, a checkpoint.
+
+    ``mac`` (domain/audit_chain.check_mac) covers every other column, the id
+    included, so a result cannot be forged, edited or copied into a newer row
+    without envhub's key.
+    """
+
+    __tablename__ = "audit_chain_check"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mode: str = Field(max_length=20)  # full | incremental
+    # The checkpoint it started after (0: the beginning) and the last event it verified.
+    from_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    to_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    last_hash: str = Field(max_length=64)  # the MAC of event #to_seq
+    checked: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    ok: bool
+    problems: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    checked_by: str = Field(max_length=200)
+    started_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    finished_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    mac: str = Field(max_length=64)

@@ -129,7 +129,8 @@ def link(session: Session, events: list[AuditEvent], *, keep_time: bool = False)
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
     pending: list[AuditEvent] = session.info.pop(_PENDING, [])
-    strays = [obj for obj in session.new if isinstance(obj, AuditEvent) and obj not in pending]
+    queued = {id(e) for e in pending}  # by identity: comparing models field by field is quadratic
+    strays = [obj for obj in session.new if isinstance(obj, AuditEvent) and id(obj) not in queued]
     events = [e for e in pending + strays if e.seq is None]
     if events:
         link(session, events)

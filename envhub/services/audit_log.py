@@ -2,7 +2,8 @@
 
 A person sees the events of the teams they belong to and their own personal
 events (sign-ins, tokens); the filters never widen that. Export streams the
-same selection as JSON lines.
+same selection as JSON lines, page by page, each page read in a short
+read-only transaction. Checking the chain runs only when asked for.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.errors import PermissionDenied, ValidationFailed
 from envhub.models import AuditEvent
+from envhub.models.db import begin_read
 from envhub.services.access import require_scope, teams_of
-from envhub.services.audit_chain import ChainReport, verify_chain
+from envhub.services.audit_chain import ChainReport, CheckMode, StoredCheck, latest_check, run_check
 from envhub.services.common import Page, clamp_page
 from envhub.services.environments import get_environment
 
@@ -145,15 +147,23 @@ def as_record(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def export_events(
+def export_pages(
     *, session: Session, actor: Principal, filters: AuditFilter | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every matching event, oldest first, as plain records (for JSON lines)."""
+) -> Iterator[list[dict[str, Any]]]:
+    """Every matching event, oldest first, as pages of plain records (for JSON lines).
+
+    Pages are read by id (keyset), each in its own short transaction that has
+    ended before the page is handed out: a consumer that stops reading halfway
+    (a slow download) holds no transaction and no lock meanwhile. Nothing is
+    read until the first page is asked for; that is when authorization happens.
+    """
     if actor.is_agent:
         return
+    begin_read(session)
     where = _conditions(session, actor, filters or AuditFilter())
     after = 0
     while True:
+        begin_read(session)
         rows = list(
             session.exec(
                 select(AuditEvent)
@@ -162,18 +172,46 @@ def export_events(
                 .limit(EXPORT_BATCH)
             )
         )
-        if not rows:
+        page = [as_record(row) for row in rows]
+        for row in rows:  # done with them: out of the session, and out of memory
+            session.expunge(row)
+        if rows:
+            after = rows[-1].id or after
+        session.commit()  # end the read before anyone waits on this page
+        if not page:
             return
-        for row in rows:
-            yield as_record(row)
-        after = rows[-1].id or after
+        yield page
+        if len(page) < EXPORT_BATCH:
+            return
 
 
-def check_chain(*, session: Session, actor: Principal) -> ChainReport:
-    """The whole chain's integrity, for anyone who may read audit events somewhere."""
+def export_events(
+    *, session: Session, actor: Principal, filters: AuditFilter | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every matching event, oldest first, as plain records (see :func:`export_pages`)."""
+    for page in export_pages(session=session, actor=actor, filters=filters):
+        yield from page
+
+
+def _may_check(session: Session, actor: Principal) -> None:
     if not actor.is_system and (actor.is_agent or not teams_of(session, actor)):
         raise PermissionDenied("checking the audit chain needs a role in a team")
-    return verify_chain(session)
+
+
+def check_chain(*, session: Session, actor: Principal, full: bool = False) -> ChainReport:
+    """Check the whole chain's integrity, from the last checkpoint (or all of it when ``full``).
+
+    For anyone who may read audit events somewhere; the result is stored and
+    audited (services/audit_chain.run_check).
+    """
+    _may_check(session, actor)
+    return run_check(session, actor=actor, mode=CheckMode.full if full else CheckMode.incremental)
+
+
+def last_check(*, session: Session, actor: Principal) -> StoredCheck | None:
+    """The result of the latest check, without running one (what the audit page shows)."""
+    _may_check(session, actor)
+    return latest_check(session)
 
 
 def distinct_actions(*, session: Session, actor: Principal) -> list[str]:

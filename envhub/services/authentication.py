@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select, update
 from envhub.domain import credentials
 from envhub.domain.credentials import SecretKind
 from envhub.domain.phases import Phase
-from envhub.domain.principals import Principal, PrincipalType, Scope
+from envhub.domain.principals import AGENT_SCOPES, Principal, PrincipalType, Scope
 from envhub.errors import EnvhubError, SecretUnreadable
 from envhub.models import ApiToken, Environment, User, WebSession
 from envhub.models.base import utcnow
@@ -179,6 +179,9 @@ def principal_for_token(session: Session, token: str, *, source_ip: str | None =
         )
         session.commit()
     scopes = frozenset(Scope(scope) for scope in row.scopes if scope in Scope.__members__)
+    if row.kind == "agent" and not scopes <= AGENT_SCOPES:
+        log.warning("agent token %s carries scopes agents never get (%s); ignoring them", row.id, row.scopes)
+        scopes &= AGENT_SCOPES
     return Principal(
         name=user.username,
         type=PrincipalType.agent if row.kind == "agent" else PrincipalType.token,

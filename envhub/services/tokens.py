@@ -3,7 +3,9 @@
 A token is shown once when it is made and stored only as a digest. It has a
 name, scopes (which narrow its owner's roles), an expiry (required, at most
 ``ENVHUB_TOKEN_MAX_DAYS``), and records when it was last used. An agent token
-is confined to one environment. Tokens cannot make tokens: only a person at
+is confined to one environment and never carries ``admin``: asking for it is
+refused here, and a row that has it anyway (written past this code) is read
+without it (services/authentication) and refused by the policy. Tokens cannot make tokens: only a person at
 the dashboard (or confirming a device sign-in there) can, so a leaked token
 cannot be used to mint lasting access.
 """
@@ -19,8 +21,8 @@ from envhub.config import get_settings
 from envhub.domain import credentials
 from envhub.domain.credentials import SecretKind
 from envhub.domain.policy import Action
-from envhub.domain.principals import Principal, Scope
-from envhub.errors import NotFound, PermissionDenied, ValidationFailed
+from envhub.domain.principals import AGENT_SCOPES, Principal, Scope
+from envhub.errors import NotFound, PermissionDenied, ScopeNotAllowed, ValidationFailed
 from envhub.models import ApiToken, Environment
 from envhub.models.base import utcnow
 from envhub.services.access import authorize_environment
@@ -49,6 +51,18 @@ def parse_scopes(values: list[str] | tuple[str, ...]) -> list[str]:
             f"scopes must be among {', '.join(s.value for s in Scope)}"
             + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
             details={"field": "scopes"},
+        )
+    return wanted
+
+
+def agent_scopes(values: list[str] | tuple[str, ...]) -> list[str]:
+    """An agent token's scopes: never ``admin`` (an agent may not delete or share)."""
+    wanted = parse_scopes(values)
+    refused = sorted(set(wanted) - {scope.value for scope in AGENT_SCOPES})
+    if refused:
+        raise ScopeNotAllowed(
+            f"agent tokens cannot carry the {', '.join(refused)} scope",
+            details={"field": "scopes", "refused": refused},
         )
     return wanted
 
@@ -169,7 +183,7 @@ def create_agent_token(
             actor,
             kind="agent",
             name=_name(name),
-            scopes=parse_scopes(scopes),
+            scopes=agent_scopes(scopes),
             days=expires_in_days,
             environment_id=environment_id,
             via="web",

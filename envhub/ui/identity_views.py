@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from envhub.models import ApiToken, AuditEvent, Invite
-from envhub.services.audit_chain import ChainReport
+from envhub.services.audit_chain import StoredCheck
 from envhub.services.secrets import SecretInfo
 from envhub.services.sharing import Access, SharedEnvironment
 from envhub.services.teams import Member, TeamSummary
@@ -103,9 +103,16 @@ class ChainStatus(TypedDict):
     ok: bool
     summary: str
     problems: list[str]
+    when: str  # "full check 3 minutes ago by olivia", or "" when never checked
 
 
-NO_CHAIN = ChainStatus(checked=False, ok=True, summary="", problems=[])
+NO_CHAIN = ChainStatus(
+    checked=False,
+    ok=True,
+    summary="The audit chain has not been checked yet.",
+    problems=[],
+    when="",
+)
 
 
 def team_row(summary: TeamSummary) -> TeamRow:
@@ -200,10 +207,15 @@ def audit_event_row(event: AuditEvent) -> AuditEventRow:
     )
 
 
-def chain_status(report: ChainReport) -> ChainStatus:
+def chain_status(stored: StoredCheck | None) -> ChainStatus:
+    """The latest stored check's result, as the audit page shows it."""
+    if stored is None:
+        return NO_CHAIN
+    row = stored.row
     return ChainStatus(
         checked=True,
-        ok=report.ok,
-        summary=report.summary(),
-        problems=[f"{p.kind}: {p.message}" for p in report.problems[:20]],
+        ok=row.ok and stored.sealed,
+        summary=stored.summary(),
+        problems=[f"{p['kind']}: {p['message']}" for p in row.problems[:20]] if stored.sealed else [],
+        when=f"{row.mode} check {fmt.ago(row.finished_at)} by {row.checked_by}",
     )

@@ -6,7 +6,9 @@ event resolves them again through ``services/authentication``, the same code
 the API uses. So a session that ends (sign-out, expiry, a provider re-check)
 ends in open dashboards too. Pages open their unit of work with
 ``AuthState._acting()``, or :func:`acting_as` from a worker thread with the
-key kept in ``_who`` (the session's digest, not the cookie itself).
+key kept in ``_who`` (the session's digest, not the cookie itself); work
+that only reads uses ``_reading()`` / :func:`reading_as`, whose reads run in
+a read-only session (models/db.read_session).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlmodel import Session
 from envhub.config import get_settings
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
-from envhub.models.db import session_scope
+from envhub.models.db import read_session, session_scope
 from envhub.services import signin
 from envhub.services.authentication import Caller, authenticate, cookie_value, principal_for_session
 from envhub.services.sessions import session_cookie_name
@@ -34,6 +36,22 @@ def acting_as(who: str) -> Iterator[tuple[Session, Principal]]:
         principal = principal_for_session(session, who) if who else None
         if principal is None:
             raise Unauthenticated("your session has ended; sign in again")
+        yield session, principal
+
+
+@contextmanager
+def reading_as(who: str) -> Iterator[tuple[Session, Principal]]:
+    """Like :func:`acting_as` for work that only reads (lists, the audit log).
+
+    Signing in may write (it records activity), so it happens in a short
+    unit of work of its own; the reading then runs in a read-only session,
+    which on SQLite never holds the write lock.
+    """
+    with session_scope() as session:
+        principal = principal_for_session(session, who) if who else None
+    if principal is None:
+        raise Unauthenticated("your session has ended; sign in again")
+    with read_session() as session:
         yield session, principal
 
 
@@ -67,6 +85,17 @@ class AuthState(rx.State):
             if caller is None:
                 self.signed_in = False
                 raise Unauthenticated("your session has ended; sign in again")
+            yield session, caller.principal
+
+    @contextmanager
+    def _reading(self) -> Iterator[tuple[Session, Principal]]:
+        """Like ``_acting`` for work that only reads (see :func:`reading_as`)."""
+        with session_scope() as session:
+            caller = self._caller(session)
+        if caller is None:
+            self.signed_in = False
+            raise Unauthenticated("your session has ended; sign in again")
+        with read_session() as session:
             yield session, caller.principal
 
     @rx.event

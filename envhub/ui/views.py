@@ -19,7 +19,7 @@ from envhub.services import audit_log, environments, projects, sharing, terminal
 from envhub.ui import format as fmt
 from envhub.ui import identity_views, workload_defaults, workloads
 from envhub.ui.feedback import advice_for, condition_view
-from envhub.ui.state import acting_as
+from envhub.ui.state import acting_as, reading_as
 
 PAGE_SIZE = 10
 AUDIT_PAGE_SIZE = 8
@@ -307,7 +307,7 @@ def terminal_view(session: Any, actor: Any, environment: Environment) -> dict[st
 
 
 def read_projects(who: str, *, offset: int, search: str) -> dict[str, Any]:
-    with acting_as(who) as (session, actor):
+    with reading_as(who) as (session, actor):
         page = projects.list_projects(
             session=session, actor=actor, offset=offset, limit=PAGE_SIZE, search=search.strip()
         )
@@ -324,7 +324,7 @@ def read_projects(who: str, *, offset: int, search: str) -> dict[str, Any]:
 
 
 def read_project(who: str, *, project_id: int, offset: int) -> dict[str, Any]:
-    with acting_as(who) as (session, actor):
+    with reading_as(who) as (session, actor):
         try:
             project = projects.get_project(session=session, actor=actor, project_id=project_id)
             page = environments.list_environments(

@@ -21,7 +21,7 @@ from sqlmodel import Session, create_engine, select
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from envhub.models import Membership, Team, User
+from envhub.models import AuditChainCheck, Membership, Team, User
 from tests.browser.conftest import Envhub
 from tests.browser.test_dashboard import create_environment, create_project
 
@@ -215,10 +215,32 @@ def test_sharing_an_environment_and_an_agent_token(watched: Page) -> None:
     expect(panel.locator("#no-shares")).to_be_visible()
 
 
-def test_the_audit_page_verifies_filters_and_exports(watched: Page, tmp_path: Path) -> None:
+def _checks_run(envhub: Envhub) -> int:
+    engine = create_engine(f"sqlite:///{envhub.data_dir / 'envhub.db'}")
+    with Session(engine) as session:
+        count = len(session.exec(select(AuditChainCheck.id)).all())
+    engine.dispose()
+    return count
+
+
+def test_the_audit_page_verifies_filters_and_exports(
+    watched: Page, tmp_path: Path, envhub_server: Envhub
+) -> None:
     page = watched
+    before = _checks_run(envhub_server)
     page.goto("/audit")
+    expect(page.locator(".audit-row").first).to_be_visible()
+    page.reload()  # visiting the page (twice) shows the last result and checks nothing
+    expect(page.locator(".audit-row").first).to_be_visible()
+    page.wait_for_timeout(1000)  # long enough for a check the visit started to be stored
+    expect(page.locator("#chain-summary")).not_to_contain_text("Checking")
+    assert _checks_run(envhub_server) == before
+    page.locator("#verify-chain").click()
     expect(page.locator("#chain-summary")).to_contain_text("audit chain intact")
+    expect(page.locator("#chain-when")).to_contain_text("incremental check")
+    assert _checks_run(envhub_server) == before + 1
+    page.locator("#verify-chain-full").click()
+    expect(page.locator("#chain-when")).to_contain_text("full check")
     page.locator("#filter-actor").fill("local")
     expect(page.locator("#export-audit")).to_have_attribute("href", re.compile(r"actor=local"))
     expect(page.locator(".audit-row").first).to_contain_text("local")
@@ -298,6 +320,7 @@ def test_identity_screenshots(browser: Browser, envhub_server: Envhub) -> None:
         expect(page.locator(".member-row")).to_have_count(4)
         page.screenshot(path=folder / f"team{suffix}.png", full_page=True)
         page.goto("/audit")
+        page.locator("#verify-chain").click()
         expect(page.locator("#chain-summary")).to_contain_text("audit chain intact")
         page.screenshot(path=folder / f"audit{suffix}.png", full_page=True)
         context.close()

@@ -222,6 +222,16 @@ OPS: list[Op] = [
         ),
     ),
     Op(
+        "audit_log.export_pages",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: any(
+            r["team_id"] == w.acme and r["actor"] == "envhub"
+            for page in audit_log.export_pages(session=s, actor=a, filters=AuditFilter(action="test.setup"))
+            for r in page
+        ),
+    ),
+    Op(
         "audit_log.recent_events",
         "team",
         "audit.read",
@@ -238,6 +248,12 @@ OPS: list[Op] = [
         "any",
         "audit.read",
         lambda w, s, a, _e: audit_log.check_chain(session=s, actor=a),
+    ),
+    Op(
+        "audit_log.last_check",
+        "any",
+        "audit.read",
+        lambda w, s, a, _e: audit_log.last_check(session=s, actor=a) or True,
     ),
     Op(
         "teams.create_team",

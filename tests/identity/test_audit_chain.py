@@ -229,9 +229,9 @@ def test_audit_verify_command(settings: Settings, db: Engine) -> None:
         PYTHONPATH=str(PROJECT_ROOT),
     )
 
-    def verify() -> subprocess.CompletedProcess[str]:
+    def verify(*options: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "envhub.launcher", "audit", "verify"],
+            [sys.executable, "-m", "envhub.launcher", "audit", "verify", *options],
             env=env,
             cwd=PROJECT_ROOT,
             capture_output=True,
@@ -242,6 +242,12 @@ def test_audit_verify_command(settings: Settings, db: Engine) -> None:
 
     good = verify()
     assert (good.returncode, good.stdout.strip()) == (0, "envhub: audit chain intact: 4 event(s) verified")
+    # From that check's checkpoint: only the check's own event (#5) is new.
+    since = verify("--incremental")
+    assert (since.returncode, since.stdout.strip()) == (
+        0,
+        "envhub: audit chain intact: 1 event(s) after the checkpoint at #4 verified",
+    )
     sql(db, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 2")
     bad = verify()
     assert bad.returncode == 1

@@ -1,9 +1,11 @@
 """``/audit``: the audit log of my teams, filtered, exported, and its chain checked.
 
 Filters and paging run through ``services/audit_log``, which limits what is
-visible to the person's teams and own events; the export link hands the same
-filters to ``/api/v1/audit/export`` (JSON lines). "Verify chain" recomputes
-every event's MAC, as ``envhub audit verify`` does.
+visible to the person's teams and own events, in read-only sessions; the
+export link hands the same filters to ``/api/v1/audit/export`` (JSON lines).
+Visiting the page only shows the last check's stored result: "Verify chain"
+checks the events since the last checkpoint, "Full check" recomputes every
+event's MAC, as ``envhub audit verify`` does.
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ class AuditState(AuthState):
             until=_when(f.get("until", "")),
         )
 
-    def _reload(self) -> None:
+    def _reload(self, *, with_chain: bool = False) -> None:
         try:
-            with self._acting() as (session, actor):
+            with self._reading() as (session, actor):
                 page = audit_log.search_events(
                     session=session, actor=actor, filters=self._filter(), offset=self.offset, limit=PAGE
                 )
                 self.actions = audit_log.distinct_actions(session=session, actor=actor)
+                if with_chain:
+                    self.chain = iv.chain_status(audit_log.last_check(session=session, actor=actor))
         except EnvhubError as exc:
             self.load_error = error_view(exc)
             return
@@ -85,12 +89,12 @@ class AuditState(AuthState):
         self.total, self.loaded, self.load_error = page.total, True, NO_ERROR
 
     @rx.event
-    def load(self):
+    def load(self) -> None:
+        """The events and the last check's stored result; no check runs here."""
         if not self.signed_in:
-            return None
+            return
         self.offset, self.chain = 0, iv.NO_CHAIN
-        self._reload()
-        return AuditState.verify
+        self._reload(with_chain=True)
 
     @rx.event
     def set_filter(self, name: str, value: str) -> None:
@@ -116,7 +120,7 @@ class AuditState(AuthState):
         self._reload()
 
     @rx.event(background=True)
-    async def verify(self):
+    async def verify(self, full: bool = False):
         async with self:
             if self.verifying:
                 return
@@ -124,12 +128,13 @@ class AuditState(AuthState):
 
         def check() -> iv.ChainStatus:
             with acting_as(who) as (session, actor):
-                return iv.chain_status(audit_log.check_chain(session=session, actor=actor))
+                audit_log.check_chain(session=session, actor=actor, full=full)
+                return iv.chain_status(audit_log.last_check(session=session, actor=actor))
 
         try:
             status = await asyncio.to_thread(check)
         except EnvhubError as exc:
-            status = iv.ChainStatus(checked=True, ok=False, summary=exc.message, problems=[])
+            status = iv.ChainStatus(checked=True, ok=False, summary=exc.message, problems=[], when="")
         async with self:
             self.chain, self.verifying = status, False
 
@@ -184,25 +189,32 @@ def filters_bar() -> rx.Component:
 
 def chain_callout() -> rx.Component:
     ok = S.chain["ok"]
-    return rx.cond(
-        S.chain["checked"],
-        rx.callout.root(
-            rx.callout.icon(rx.cond(ok, rx.icon("shield-check", size=16), rx.icon("shield-alert", size=16))),
-            rx.vstack(
-                rx.text(S.chain["summary"], size="2", weight="medium", id="chain-summary"),
-                rx.foreach(S.chain["problems"], lambda p: rx.text(p, size="1")),
-                spacing="1",
+    return rx.callout.root(
+        rx.callout.icon(
+            rx.cond(
+                S.verifying,
+                rx.spinner(size="1"),
+                rx.cond(
+                    S.chain["checked"],
+                    rx.cond(ok, rx.icon("shield-check", size=16), rx.icon("shield-alert", size=16)),
+                    rx.icon("shield", size=16),
+                ),
+            )
+        ),
+        rx.vstack(
+            rx.text(
+                rx.cond(S.verifying, "Checking the audit chain…", S.chain["summary"]),
+                size="2",
+                weight="medium",
+                id="chain-summary",
             ),
-            color_scheme=rx.cond(ok, "green", "red"),
-            id="chain-status",
-            width="100%",
+            rx.cond(S.chain["when"] != "", rx.text(S.chain["when"], size="1", id="chain-when")),
+            rx.foreach(S.chain["problems"], lambda p: rx.text(p, size="1")),
+            spacing="1",
         ),
-        rx.callout.root(
-            rx.callout.icon(rx.spinner(size="1")),
-            rx.callout.text("Checking the audit chain…"),
-            color_scheme="gray",
-            width="100%",
-        ),
+        color_scheme=rx.cond(S.chain["checked"], rx.cond(ok, "green", "red"), "gray"),
+        id="chain-status",
+        width="100%",
     )
 
 
@@ -271,10 +283,20 @@ def page() -> rx.Component:
         rx.button(
             rx.cond(S.verifying, rx.spinner(size="2"), rx.icon("shield-check", size=16)),
             "Verify chain",
-            on_click=S.verify,
+            on_click=S.verify(False),
             disabled=S.verifying,
             variant="soft",
             id="verify-chain",
+            title="Check the events written since the last intact check",
+        ),
+        rx.button(
+            "Full check",
+            on_click=S.verify(True),
+            disabled=S.verifying,
+            variant="soft",
+            color_scheme="gray",
+            id="verify-chain-full",
+            title="Recompute every event's MAC from the first one",
         ),
         # A document navigation, not client-side routing: the browser downloads
         # the server's JSON lines with its cookie.

@@ -13,6 +13,8 @@ from typing import Any
 import reflex as rx
 
 from envhub.domain.policy import Action, ShareRole
+from envhub.domain.principals import AGENT_SCOPES as AGENT_SCOPE_SET
+from envhub.domain.principals import Scope
 from envhub.errors import EnvhubError, ValidationFailed
 from envhub.services import environments, sharing, tokens
 from envhub.ui import identity_views as iv
@@ -23,7 +25,7 @@ from envhub.ui.pages.tokens import new_token_dialog
 from envhub.ui.state import AuthState
 
 SHARE_ROLES = [role.value for role in ShareRole]
-AGENT_SCOPES = ["read", "write", "shell"]
+AGENT_SCOPES = [scope.value for scope in Scope if scope in AGENT_SCOPE_SET]
 
 
 def _expiry(value: str) -> datetime | None:
