@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
+from envhub.domain.variables import check_names
 from envhub.errors import NotFound, ValidationFailed
 from envhub.models import Project, StoredSecret, Team
 from envhub.models.base import utcnow
@@ -86,6 +87,8 @@ def set_secret(
                 "a secret's name is a variable name: letters, digits and _, not starting with a digit",
                 details={"field": "name"},
             )
+        if project_id is not None:  # a project secret becomes an environment variable
+            check_names([name], field="name")
         if not value or len(value.encode()) > MAX_VALUE:
             raise ValidationFailed(
                 f"a secret's value is 1 byte to {MAX_VALUE // 1024} KiB", details={"field": "value"}
