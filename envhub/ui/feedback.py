@@ -130,6 +130,19 @@ CONDITIONS: dict[str, ConditionView] = {
         hint="Look at the workloads and logs below; fix the cause and redeploy.",
         tone="red",
     ),
+    # Local runtime: how the environment is isolated, when it is less than usual.
+    "no_network": ConditionView(
+        title="No network — the environment can reach nothing outside itself",
+        hint="It is isolated and serving, but has no outbound traffic: an operator installs "
+        "slirp4netns (apt-get install slirp4netns) and redeploys.",
+        tone="amber",
+    ),
+    "weak_sandbox": ConditionView(
+        title="Weak isolation — trusted code only",
+        hint="The operator set ENVHUB_LOCAL_SANDBOX to unshare or none: this environment shares the "
+        "host's files and network. Run only code you trust here.",
+        tone="amber",
+    ),
 }
 
 
