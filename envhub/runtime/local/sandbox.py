@@ -39,7 +39,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -163,14 +163,15 @@ class Sandbox:
                 args += ["--setenv", key, value]
             for path in SYSTEM_DIRS:
                 args += ["--ro-bind-try", path, path]
-            args += etc_args()
+            cover = Cover(launch)
+            args += etc_args(cover)
             resolv = f"nameserver {SLIRP_DNS}\n".encode()
             for name, data in (("resolv.conf", resolv), ("hosts", _HOSTS)):
                 fd = data_fd(data, f"envhub-{name}")
                 launch.fds.append(fd)
                 args += ["--ro-bind-data", str(fd), f"{ETC}/{name}"]
             args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs inside
-            args += self._private_masks()
+            args += self._private_masks(cover)
             args += ["--bind", str(workspace), SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR]
             args_fd = data_fd(b"".join(arg.encode() + b"\0" for arg in args), "envhub-bwrap-args")
             launch.fds.append(args_fd)
@@ -180,12 +181,14 @@ class Sandbox:
         launch.argv = [self.tool, "--args", str(args_fd), "--", *argv]
         return launch
 
-    def _private_masks(self) -> list[str]:
-        """An empty tmpfs (or /dev/null) over each of envhub's paths that a system mount would show."""
+    def _private_masks(self, cover: Cover) -> list[str]:
+        """A sealed cover over each of envhub's paths that a system mount would show."""
         roots = [(dest, Path(dest).resolve()) for dest in (*SYSTEM_DIRS, ETC) if os.path.lexists(dest)]
         masks: list[str] = []
-        for private in self.private_paths:
-            path = private.resolve()
+        paths = {private.resolve() for private in self.private_paths}
+        for path in sorted(paths):
+            if any(path != other and path.is_relative_to(other) for other in paths):
+                continue  # inside another hidden folder already
             for dest, source in roots:
                 if source.is_relative_to(path):
                     raise SandboxUnavailable(
@@ -195,17 +198,35 @@ class Sandbox:
                         details={"path": str(path)},
                     )
                 if path.is_relative_to(source) and path.exists():
-                    inside = str(Path(dest) / path.relative_to(source))
-                    masks += ["--tmpfs", inside] if path.is_dir() else ["--ro-bind", "/dev/null", inside]
+                    masks += cover(str(Path(dest) / path.relative_to(source)), folder=path.is_dir())
         return masks
 
 
-def etc_args(root: str = ETC) -> list[str]:
+class Cover:
+    """bwrap options that put an empty folder or file nobody may open over a path.
+
+    Mode 000, and the sandbox has no capability to override it, so opening
+    fails outright. A file cover reads its (empty) content from a memfd of its
+    own: bwrap consumes the descriptor.
+    """
+
+    def __init__(self, launch: Launch) -> None:
+        self._launch = launch
+
+    def __call__(self, path: str, *, folder: bool) -> list[str]:
+        if folder:
+            return ["--perms", "0000", "--tmpfs", path]
+        fd = data_fd(b"", "envhub-cover")
+        self._launch.fds.append(fd)
+        return ["--perms", "0000", "--ro-bind-data", str(fd), path]
+
+
+def etc_args(cover: Cover, root: str = ETC) -> list[str]:
     """bwrap options that show ``/etc`` as any local user sees it.
 
     A tmpfs at /etc, then each world-readable entry bound read-only (symlinks
     recreated as symlinks); inside those, folders and files not readable by
-    everyone are covered (an empty tmpfs, /dev/null).
+    everyone are covered (see :class:`Cover`).
     """
     args = ["--tmpfs", root]
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
@@ -216,7 +237,7 @@ def etc_args(root: str = ETC) -> list[str]:
             args += ["--symlink", os.readlink(entry.path), entry.path]
         elif stat.S_ISDIR(info.st_mode) and _world_enterable(info.st_mode):
             args += ["--ro-bind", entry.path, entry.path]
-            args += list(_hidden_below(entry.path))
+            args += _hidden_below(entry.path, cover)
         elif stat.S_ISREG(info.st_mode) and info.st_mode & stat.S_IROTH:
             args += ["--ro-bind", entry.path, entry.path]
     return args
@@ -226,19 +247,21 @@ def _world_enterable(mode: int) -> bool:
     return bool(mode & stat.S_IROTH and mode & stat.S_IXOTH)
 
 
-def _hidden_below(top: str) -> Iterator[str]:
+def _hidden_below(top: str, cover: Cover) -> list[str]:
+    args: list[str] = []
     for folder, dirs, files in os.walk(top, onerror=None, followlinks=False):
         for name in list(dirs):
             path = os.path.join(folder, name)
             info = os.lstat(path)
             if stat.S_ISDIR(info.st_mode) and not _world_enterable(info.st_mode):
                 dirs.remove(name)
-                yield from ("--tmpfs", path)
+                args += cover(path, folder=True)
         for name in files:
             path = os.path.join(folder, name)
             info = os.lstat(path)
             if stat.S_ISREG(info.st_mode) and not info.st_mode & stat.S_IROTH:
-                yield from ("--ro-bind", "/dev/null", path)
+                args += cover(path, folder=False)
+    return args
 
 
 def _probe(sandbox: Sandbox) -> str | None:
