@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages envhub needs, when missing, with apt-get (root).
-#   run:  git, and bubblewrap for sandboxing local environments (optional)
+#   run:  git; bubblewrap (sandboxes local environments: without it they do not
+#         start) and slirp4netns (their outbound network: without it they run offline)
 #   test: chromium for the browser tests
 set -euo pipefail
 what="${1:-run}"
@@ -9,6 +10,7 @@ case "$what" in
   run)
     command -v git >/dev/null || need+=(git)
     command -v bwrap >/dev/null || need+=(bubblewrap)
+    command -v slirp4netns >/dev/null || need+=(slirp4netns)
     command -v npm >/dev/null || need+=(npm)
     ;;
   test)
@@ -19,7 +21,7 @@ esac
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "envhub: please install: ${need[*]}" >&2
   [ "$what" = test ] && exit 1
-  exit 0   # the run-time packages are optional (bubblewrap) or already checked
+  exit 0   # envhub names what is missing again when an environment needs it
 fi
 echo "envhub: installing ${need[*]} with apt-get"
 export DEBIAN_FRONTEND=noninteractive
