@@ -134,3 +134,34 @@ def test_the_same_read_succeeds_when_the_sandbox_is_not_told_to_hide_them(instal
         assert probe_result(runtime, 1)["secret-key"] == f"read: {install.key.encode()[:40]!r}"
     finally:
         kill_environments(runtime)
+
+
+ESCAPE = """
+grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status > escape.txt
+mount -o remount,bind,rw /usr >> escape.txt 2>&1 && echo remounted >> escape.txt
+unshare -Urm sh -c 'mount -o remount,bind,rw /usr && echo nested-remounted' >> escape.txt 2>&1
+touch /usr/MARK >> escape.txt 2>&1 && echo wrote-usr >> escape.txt
+touch /etc/MARK >> escape.txt 2>&1 && echo wrote-etc >> escape.txt
+exec python3 -m http.server $PORT
+"""
+
+
+def test_the_read_only_system_cannot_be_made_writable_from_inside(tmp_path: Path) -> None:
+    # As root, a sandbox that kept its capabilities could remount /usr read-write
+    # and write to the host's /usr: bubblewrap must drop them all.
+    mark = f"envhub-escape-{secrets.token_hex(4)}"
+    runtime = LocalRuntime(tmp_path / "envs", health_timeout=30)
+    try:
+        runtime.apply(make_target(1, command=ESCAPE.replace("MARK", mark)), progress=RecordingProgress())
+        seen = (runtime.workspace_path(1) / "escape.txt").read_text()
+        assert "CapEff:\t0000000000000000" in seen
+        assert "CapBnd:\t0000000000000000" in seen
+        assert "NoNewPrivs:\t1" in seen
+        for done in ("remounted", "nested-remounted", "wrote-usr", "wrote-etc"):
+            assert done not in seen.split(), seen
+        assert not (Path("/usr") / mark).exists()
+        assert not (Path("/etc") / mark).exists()
+    finally:
+        kill_environments(runtime)
+        (Path("/usr") / mark).unlink(missing_ok=True)
+        (Path("/etc") / mark).unlink(missing_ok=True)

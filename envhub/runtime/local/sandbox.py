@@ -172,6 +172,7 @@ class Sandbox:
                 args += ["--ro-bind-data", str(fd), f"{ETC}/{name}"]
             args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs inside
             args += self._private_masks(cover)
+            args += ["--remount-ro", ETC]  # the tmpfs under /etc's entries, now that they are in place
             args += ["--bind", str(workspace), SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR]
             args_fd = data_fd(b"".join(arg.encode() + b"\0" for arg in args), "envhub-bwrap-args")
             launch.fds.append(args_fd)
