@@ -3,9 +3,10 @@
 Every local environment runs in a network namespace of its own (real
 bubblewrap, real slirp4netns with ``--disable-host-loopback``). From inside,
 through its command and through a terminal shell, it tries envhub's port,
-envhub's Redis and PostgreSQL, and another environment's port, both at
-127.0.0.1 (its own loopback) and at 10.0.2.2 (slirp4netns's way to the host's
-loopback). All fail, while the host itself reaches each of them (so the
+envhub's Redis and PostgreSQL, and another environment's port, at 127.0.0.1
+(its own loopback), at 10.0.2.2 (slirp4netns's way to the host's loopback)
+and at 10.0.2.3 (slirp4netns's alias for the host's resolver, which on many
+machines is on the host's loopback). All fail, while the host itself reaches each of them (so the
 failure is the boundary, not a service that is down) and a server on this
 machine's non-loopback address answers the environment (outbound traffic
 works). The app has no host port; envhub's gateway and health check still
@@ -37,6 +38,7 @@ from envhub.domain.phases import Phase
 from envhub.models import Environment, Project
 from envhub.runtime.base import Endpoint, RuntimeState, RuntimeStatus
 from envhub.runtime.local import LocalRuntime
+from envhub.runtime.local.network import nameservers
 from envhub.services import ports
 from envhub.services.observation import record_status
 from envhub.ui.views import environment_detail
@@ -55,6 +57,7 @@ from tests.support.servers import serve_asgi
 pytestmark = pytest.mark.slow
 
 SLIRP_HOST_LOOPBACK = "10.0.2.2"  # where slirp4netns would forward to the host's 127.0.0.1
+SLIRP_DNS = "10.0.2.3"  # slirp4netns forwards any port here to the host's resolver (often on loopback)
 
 # A tiny app for inside the sandbox (standard library only): plain HTTP, and a
 # WebSocket echo at /ws, so the gateway's WebSocket relay is tried for real.
@@ -184,14 +187,19 @@ def _serve_app(runtime: LocalRuntime, environment_id: int, name: str) -> Endpoin
 
 def _plan(host: Host, other: Endpoint, outside: Outside) -> dict[str, object]:
     tcp: dict[str, tuple[str, int]] = {}
-    for address in ("127.0.0.1", SLIRP_HOST_LOOPBACK):
+    for address in ("127.0.0.1", SLIRP_HOST_LOOPBACK, SLIRP_DNS):
         tcp[f"envhub@{address}"] = (address, host.envhub_port)
         tcp[f"redis@{address}"] = (address, host.redis[1])
         tcp[f"postgres@{address}"] = (address, host.postgres[1])
         tcp[f"other-env@{address}"] = (address, other.port)
     # The other environment's front door, by its host path (envhub's data folder).
     unix = {"other-env-socket": str(other.unix_socket)}
-    return {"tcp": tcp, "unix": unix, "http": {"outside": outside.url}}
+    return {
+        "tcp": tcp,
+        "unix": unix,
+        "http": {"outside": outside.url},
+        "read": {"resolv.conf": "/etc/resolv.conf"},
+    }
 
 
 def test_an_environment_reaches_nothing_on_the_host_loopback_but_the_outside_world(
@@ -218,12 +226,17 @@ def test_an_environment_reaches_nothing_on_the_host_loopback_but_the_outside_wor
     assert status.state is RuntimeState.ready  # the health check passes through the private socket
 
     for seen in (probe_result(runtime, probing_id), probe_in_shell(runtime, probing_id, plan)):
-        leaks = {
-            name: result for name, result in seen.items() if name != "outside" and "failed" not in result
-        }
-        assert len(seen) == 10, seen
+        assert len(seen) == 15, seen
+        allowed = {"outside", "resolv.conf"}
+        leaks = {name: got for name, got in seen.items() if name not in allowed and "failed" not in got}
         assert leaks == {}, f"reached from inside the environment: {leaks}"
+        # slirp4netns's host aliases never leave the namespace, whatever port, whatever the host's resolver.
+        aliased = {name: got for name, got in seen.items() if "@10.0.2." in name}
+        assert all("No route to host" in got for got in aliased.values()), aliased
         assert seen["outside"] == f"ok: {outside.token}", seen["outside"]
+        # DNS goes to the host's own upstream resolvers, never to an address on its loopback.
+        assert "127." not in seen["resolv.conf"]
+        assert seen["resolv.conf"].startswith("read: b'nameserver "), seen["resolv.conf"]
 
     start = next(detail for event, key, detail in progress.events if (event, key) == ("finish", "start"))
     assert "own network (outbound only, through slirp4netns)" in start
@@ -331,3 +344,12 @@ def test_without_slirp4netns_the_environment_has_no_network_and_says_so(
         assert "slirp4netns is not installed" in detail["condition_message"]
     finally:
         kill_environments(runtime)
+
+
+def test_environments_are_given_only_resolvers_off_the_host_loopback(tmp_path: Path) -> None:
+    stub = tmp_path / "resolv.conf"
+    stub.write_text("# systemd-resolved's stub\nnameserver 127.0.0.53\noptions edns0\n")
+    upstream = tmp_path / "upstream.conf"
+    upstream.write_text("nameserver 192.0.2.53\nnameserver ::1\nnameserver 198.51.100.7\n")
+    assert nameservers((str(stub), str(upstream))) == ["192.0.2.53", "198.51.100.7"]
+    assert nameservers((str(stub),)) == []

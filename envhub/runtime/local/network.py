@@ -12,6 +12,7 @@ envhub's own (no symlink, no group or other access).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import socket
@@ -26,8 +27,38 @@ SOCKET_NAME = "app.sock"
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
+# Where the host's resolvers are listed: the usual file, then systemd-resolved's
+# list of upstream servers (when the usual file names its loopback stub).
+_RESOLV_FILES = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+
+
 def find_slirp4netns() -> str | None:
     return shutil.which("slirp4netns")
+
+
+def nameservers(files: tuple[str, ...] = _RESOLV_FILES) -> list[str]:
+    """The host's IPv4 resolvers that an environment may use: none on the host's loopback.
+
+    slirp4netns's own DNS forwarder (10.0.2.3) is switched off: it forwards
+    *any* port to the host's first resolver, which on many machines sits on the
+    host's loopback (127.0.0.53, a local dnsmasq on 127.0.0.1), and would be a
+    way around ``--disable-host-loopback``. Environments ask the host's
+    upstream resolvers directly instead, through slirp4netns like any traffic.
+    """
+    for name in files:
+        found: list[str] = []
+        with contextlib.suppress(OSError):
+            for line in Path(name).read_text().splitlines():
+                fields = line.split()
+                if len(fields) < 2 or fields[0] != "nameserver":
+                    continue
+                with contextlib.suppress(ValueError):
+                    address = ipaddress.ip_address(fields[1])
+                    if address.version == 4 and not address.is_loopback and not address.is_unspecified:
+                        found.append(str(address))
+        if found:
+            return found[:3]
+    return []
 
 
 def prepare_run_dir(run_dir: Path) -> None:

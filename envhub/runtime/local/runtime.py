@@ -401,6 +401,8 @@ class LocalRuntime:
         if namespaces:
             nsenter = shutil.which("nsenter", path=_BASE_PATH) or "nsenter"
             options = [f"--{kind}=/proc/self/fd/{fd}" for kind, fd in namespaces]
+            if os.geteuid() != 0:  # already root in that user namespace (the supervisor mapped us)
+                options.append("--preserve-credentials")
             launch.argv = [nsenter, *options, "--", *launch.argv]
             launch.fds += [fd for _kind, fd in namespaces]
         try:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Literal
 
 from envhub.errors import SandboxUnavailable
+from envhub.runtime.local.network import nameservers
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32")
 ETC = "/etc"
@@ -54,9 +55,6 @@ SUPERVISOR = Path(__file__).with_name("supervisor.py")
 # supervisor) starts with: nothing of envhub's own environment, nothing of
 # the project's.
 LAUNCHER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-# slirp4netns's built-in DNS forwarder; the host's resolver (often on its
-# loopback) is out of reach from the environment's own network.
-SLIRP_DNS = "10.0.2.3"
 # Files under /etc the sandbox gets from envhub instead of the host.
 _ETC_OWN = {"resolv.conf", "hosts"}
 _HOSTS = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -165,7 +163,7 @@ class Sandbox:
                 args += ["--ro-bind-try", path, path]
             cover = Cover(launch)
             args += etc_args(cover)
-            resolv = f"nameserver {SLIRP_DNS}\n".encode()
+            resolv = "".join(f"nameserver {address}\n" for address in nameservers()).encode()
             for name, data in (("resolv.conf", resolv), ("hosts", _HOSTS)):
                 fd = data_fd(data, f"envhub-{name}")
                 launch.fds.append(fd)

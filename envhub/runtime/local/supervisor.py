@@ -44,8 +44,15 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
+_SIOCADDRT = 0x890B
 _IFF_UP = 0x1
+_RTF_UP, _RTF_HOST, _RTF_REJECT = 0x1, 0x4, 0x200
 _IFREQ = "16sh22x"
+# slirp4netns's aliases for the host: 10.0.2.2 is the host's loopback (refused
+# by --disable-host-loopback), 10.0.2.3 forwards any port to the host's first
+# resolver, which may be on the host's loopback (127.0.0.53, a local dnsmasq),
+# even with --disable-dns. Both become unreachable inside the namespace.
+SLIRP_HOST_ALIASES = ("10.0.2.2", "10.0.2.3")
 SLIRP_READY_TIMEOUT = 10.0
 MAX_CONNECTIONS = 512
 _CHUNK = 65536
@@ -83,6 +90,40 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
 
 
+class _RouteEntry(ctypes.Structure):
+    """``struct rtentry`` (linux/route.h), for the SIOCADDRT ioctl."""
+
+    _fields_ = [
+        ("rt_pad1", ctypes.c_ulong),
+        ("rt_dst", ctypes.c_ubyte * 16),
+        ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16),
+        ("rt_flags", ctypes.c_ushort),
+        ("rt_pad2", ctypes.c_short),
+        ("rt_pad3", ctypes.c_ulong),
+        ("rt_pad4", ctypes.c_void_p),
+        ("rt_metric", ctypes.c_short),
+        ("rt_dev", ctypes.c_char_p),
+        ("rt_mtu", ctypes.c_ulong),
+        ("rt_window", ctypes.c_ulong),
+        ("rt_irtt", ctypes.c_ushort),
+    ]
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
+
+
+def _unreachable(address: str) -> None:
+    """An 'unreachable' host route: connecting to ``address`` fails at once, inside."""
+    entry = _RouteEntry()
+    ctypes.memmove(entry.rt_dst, _sockaddr_in(address), 16)
+    ctypes.memmove(entry.rt_genmask, _sockaddr_in("255.255.255.255"), 16)
+    entry.rt_flags = _RTF_UP | _RTF_HOST | _RTF_REJECT
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, _SIOCADDRT, bytes(memoryview(entry).cast("B")))
+
+
 class _Slirp:
     """slirp4netns, forked while this process is still in the host's network namespace."""
 
@@ -102,7 +143,7 @@ class _Slirp:
                 os.set_inheritable(ready_w, True)
                 os.set_inheritable(exit_r, True)
                 argv = [binary, "--configure", "--mtu=65520", "--disable-host-loopback"]
-                argv += ["--enable-sandbox", "--enable-seccomp"]
+                argv += ["--disable-dns", "--enable-sandbox", "--enable-seccomp"]
                 argv += [f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
                 if os.geteuid() != 0:  # the namespace belongs to the user namespace made for it
                     argv.append(f"--userns-path=/proc/{parent}/ns/user")
@@ -156,6 +197,8 @@ def _set_up_network(config: dict[str, Any]) -> dict[str, str]:
     problem = slirp.start()
     if problem:
         return {"network": "none", "reason": problem}
+    for address in SLIRP_HOST_ALIASES:
+        _unreachable(address)
     return {"network": "slirp4netns"}
 
 
