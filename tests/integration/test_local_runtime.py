@@ -322,6 +322,10 @@ def test_exec_gives_a_pty_shell_that_echoes_and_resizes(runtime: LocalRuntime) -
         read_until(session, r"\b33 120\b")
         session.write(b"test -t 0 && echo stdin-is-a-tty port=$PORT\n")
         read_until(session, r"stdin-is-a-tty port=\d+")
+        # The shell shares the app's network: the app answers on localhost:$PORT.
+        session.write(b'python3 -c "import os, urllib.request as u; print(\'app\', '
+                      b'u.urlopen(\'http://localhost:\' + os.environ[\'PORT\']).status)"\n')  # fmt: skip
+        read_until(session, r"app 200")
         session.write(b"exit 5\n")
         assert wait_for(lambda: session.wait(0.5) is not None, what="the shell to exit")
         assert session.wait(0) == 5

@@ -9,16 +9,27 @@ variables travel in descriptors to the sandbox (see ``sandbox.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from envhub.errors import ProcessExited, RuntimeFailure, SandboxUnavailable
 from envhub.runtime.local import network, processes
-from envhub.runtime.local.sandbox import LAUNCHER_ENV, SUPERVISOR, Sandbox, data_fd, python_command
+from envhub.runtime.local.sandbox import (
+    LAUNCHER_ENV,
+    SUPERVISOR,
+    Launch,
+    Sandbox,
+    data_fd,
+    python_command,
+)
 
 STATUS_TIMEOUT = 30.0
 
@@ -111,6 +122,45 @@ def _read_report(fd: int) -> dict[str, Any] | None:
         data += chunk
     report = json.loads(data.split(b"\n", 1)[0])
     return report if isinstance(report, dict) else None
+
+
+def shell_launch(
+    sandbox: Sandbox,
+    state: processes.ProcessState | None,
+    argv: list[str],
+    *,
+    workspace: Path,
+    env: dict[str, str],
+    terminal: bool,
+) -> Launch:
+    """The command line of a shell beside a running app, in the app's network namespace.
+
+    The namespace is entered with nsenter from a descriptor opened before the
+    process is checked to be the recorded one, so a recycled pid can never
+    hand the shell another namespace. An environment that is not running gives
+    a shell with loopback only.
+    """
+    namespaces: list[tuple[str, int]] = []
+    joinable = state is not None and state.network != "host" and processes.find_process(state) is not None
+    if sandbox.own_network and state is not None and joinable:
+        with contextlib.suppress(OSError, psutil.Error):
+            namespaces = network.open_namespaces(state.pid, state.create_time)
+    try:
+        launch = sandbox.command(
+            argv, workspace=workspace, env=env, network="inherit" if namespaces else "none", terminal=terminal
+        )
+    except BaseException:
+        for _kind, fd in namespaces:
+            os.close(fd)
+        raise
+    if namespaces:
+        nsenter = shutil.which("nsenter", path=LAUNCHER_ENV["PATH"]) or "nsenter"
+        options = [f"--{kind}=/proc/self/fd/{fd}" for kind, fd in namespaces]
+        if os.geteuid() != 0:  # already root in that user namespace (the supervisor mapped us)
+            options.append("--preserve-credentials")
+        launch.argv = [nsenter, *options, "--", *launch.argv]
+        launch.fds += [fd for _kind, fd in namespaces]
+    return launch
 
 
 def condition(state: processes.ProcessState) -> tuple[str, str] | None:

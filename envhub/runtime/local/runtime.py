@@ -12,19 +12,15 @@ Layout under the data folder::
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import psutil
 
 from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
@@ -371,9 +367,7 @@ class LocalRuntime:
         """A shell in a sandbox of its own beside the app's, in the app's network namespace.
 
         So ``curl localhost:$PORT`` reaches the app, and the shell reaches
-        nothing the app cannot. The namespace is entered with nsenter from a
-        descriptor opened before the process is checked to be the recorded one.
-        An environment that is not running gives a shell with loopback only.
+        nothing the app cannot (see :func:`launching.shell_launch`).
         """
         ws = self.workspace_path(environment_id)
         if not ws.is_dir():
@@ -390,21 +384,7 @@ class LocalRuntime:
         }
         if state is not None:
             env["PORT"] = str(state.port)
-        namespaces: list[tuple[str, int]] = []
-        joinable = state is not None and state.network != "host" and processes.find_process(state)
-        if sandbox.own_network and state is not None and joinable:
-            with contextlib.suppress(OSError, psutil.Error):
-                namespaces = network.open_namespaces(state.pid, state.create_time)
-        launch = sandbox.command(
-            argv, workspace=ws, env=env, network="inherit" if namespaces else "none", terminal=tty
-        )
-        if namespaces:
-            nsenter = shutil.which("nsenter", path=_BASE_PATH) or "nsenter"
-            options = [f"--{kind}=/proc/self/fd/{fd}" for kind, fd in namespaces]
-            if os.geteuid() != 0:  # already root in that user namespace (the supervisor mapped us)
-                options.append("--preserve-credentials")
-            launch.argv = [nsenter, *options, "--", *launch.argv]
-            launch.fds += [fd for _kind, fd in namespaces]
+        launch = launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty)
         try:
             return LocalExecSession(launch.argv, cwd=str(ws), env=LAUNCHER_ENV, tty=tty, pass_fds=launch.fds)
         finally:

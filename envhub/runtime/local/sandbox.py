@@ -107,14 +107,6 @@ class Sandbox:
         """Whether environments get a network namespace of their own."""
         return self.kind == "bwrap"
 
-    @property
-    def describe(self) -> str:
-        return {
-            "bwrap": "bubblewrap sandbox",
-            "unshare": "unshare sandbox (own PID namespace only; for trusted code)",
-            "none": "no sandbox (trusted code only)",
-        }[self.kind]
-
     def command(
         self,
         argv: list[str],
