@@ -15,10 +15,20 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from envhub.domain.phases import Phase
 from envhub.errors import SandboxUnavailable
+from envhub.jobs.environments import converge_environment
+from envhub.models import Environment, Project
 from envhub.runtime.local import LocalRuntime
+from envhub.services.environments import create_environment
+from envhub.ui.views import environment_detail
+from tests.support.db import fetch
+from tests.support.fakes import FakeQueue
 from tests.support.runtime import RecordingProgress, kill_environments, make_target
+from tests.support.world import World
 
 pytestmark = pytest.mark.slow
 
@@ -77,3 +87,28 @@ def test_a_weaker_sandbox_runs_only_by_name_and_says_so(kind: str, words: str, t
         assert f"{words}" in runtime.inspect(1).pods[0].name
     finally:
         kill_environments(runtime)
+
+
+def test_the_environment_page_carries_the_code_and_the_next_step(
+    session: Session,
+    world: World,
+    project: Project,
+    db: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", _path_with(tmp_path, {}))  # no bubblewrap on this machine
+    queue = FakeQueue()
+    assert project.id is not None
+    created = create_environment(
+        session=session, actor=world.member, queue=queue, project_id=project.id, name="pr-1", overrides={}
+    )
+    job = queue.jobs[-1]
+    assert converge_environment(*job.args) == "failed: sandbox_unavailable"  # type: ignore[arg-type]
+    assert created.id is not None
+    environment = fetch(db, Environment, created.id)
+    assert environment is not None
+    assert (environment.phase, environment.error_code) == (Phase.failed, "sandbox_unavailable")
+    detail = environment_detail(environment)
+    assert "bwrap is not installed" in detail["message"]
+    assert "apt-get install bubblewrap" in detail["advice"]
