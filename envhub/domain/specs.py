@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from envhub.domain.variables import check_names
+from envhub.domain.variables import check_names, check_values
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.errors import ValidationFailed
 
@@ -70,6 +70,7 @@ class EnvironmentSpec(BaseModel):
                 raise ValueError(f"{key} is set by envhub and cannot be overridden")
         # Not a ValueError: it leaves pydantic as itself, with its own code.
         check_names(value, field="env")
+        check_values(value, field="env")
         return value
 
     @field_validator("ref")

@@ -1,4 +1,4 @@
-"""Which environment variable names an environment may not set.
+"""Which environment variables an environment may not set: some names, and NUL in values.
 
 Project variables, environment variables and project secrets all become the
 environment of the environment's processes. A few names are read not by the
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from envhub.errors import EnvNameForbidden
+from envhub.errors import EnvNameForbidden, ValidationFailed
 
 FORBIDDEN_NAMES = frozenset(
     {
@@ -47,6 +47,16 @@ FORBIDDEN_PREFIXES = (
 def forbidden(name: str) -> bool:
     """True when ``name`` changes how programs are loaded or how shells start."""
     return name in FORBIDDEN_NAMES or name.startswith(FORBIDDEN_PREFIXES)
+
+
+def check_values(env: dict[str, str], *, field: str = "env") -> None:
+    """Refuse NUL characters: no program can receive them, and launchers read NUL-separated lists."""
+    for name, value in env.items():
+        if "\0" in value:
+            raise ValidationFailed(
+                f"{field}: the value of {name} contains a NUL character",
+                details={"field": field, "name": name},
+            )
 
 
 def check_names(names: Iterable[str], *, field: str = "env") -> None:

@@ -89,6 +89,10 @@ def set_secret(
             )
         if project_id is not None:  # a project secret becomes an environment variable
             check_names([name], field="name")
+        if "\0" in value:
+            raise ValidationFailed(
+                "a secret's value cannot contain NUL characters", details={"field": "value"}
+            )
         if not value or len(value.encode()) > MAX_VALUE:
             raise ValidationFailed(
                 f"a secret's value is 1 byte to {MAX_VALUE // 1024} KiB", details={"field": "value"}

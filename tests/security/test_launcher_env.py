@@ -35,7 +35,7 @@ import pytest
 from sqlmodel import Session
 
 from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget, parse_spec
-from envhub.errors import EnvNameForbidden, NotReady
+from envhub.errors import EnvNameForbidden, NotReady, ValidationFailed
 from envhub.models import Project
 from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.sandbox import LAUNCHER_ENV
@@ -201,3 +201,24 @@ def test_control_the_library_does_load_when_a_launcher_is_given_the_variable(lib
     )
     [marker] = list(library.markers.iterdir())
     assert os.path.realpath(marker.read_text()) == os.path.realpath(bwrap)
+
+
+def test_a_nul_in_a_value_cannot_smuggle_options_to_bubblewrap(tmp_path: Path) -> None:
+    # bubblewrap reads its options NUL-separated: a NUL in a value would end the
+    # --setenv and start an option of the attacker's (here: the host's / writable).
+    smuggled = "x\0--bind\0/\0/host"
+    with pytest.raises(ValidationFailed) as refused:
+        parse_spec({"env": {"GREETING": smuggled}})
+    assert refused.value.details == {"field": "env", "name": "GREETING"}
+
+    runtime = LocalRuntime(tmp_path / "envs", health_timeout=30)
+    spec = EnvironmentSpec.model_construct(
+        command="ls /host > seen.txt; exec sleep 600", env={"GREETING": smuggled}
+    )
+    target = EnvironmentTarget(id=1, name="dev", project="shop", team="acme", generation=1, spec=spec)
+    try:
+        with pytest.raises(ValidationFailed):
+            runtime.apply(target, progress=RecordingProgress())
+        assert not (runtime.workspace_path(1) / "seen.txt").exists()
+    finally:
+        kill_environments(runtime)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from envhub.errors import SandboxUnavailable
+from envhub.errors import SandboxUnavailable, ValidationFailed
 from envhub.runtime.local.network import nameservers
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32")
@@ -164,6 +164,8 @@ class Sandbox:
             args += self._private_masks(cover)
             args += ["--remount-ro", ETC]  # the tmpfs under /etc's entries, now that they are in place
             args += ["--bind", str(workspace), SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR]
+            if any("\0" in arg for arg in args):  # it would split into more options for bwrap
+                raise ValidationFailed("an environment variable contains a NUL character")
             args_fd = data_fd(b"".join(arg.encode() + b"\0" for arg in args), "envhub-bwrap-args")
             launch.fds.append(args_fd)
         except BaseException:
