@@ -58,6 +58,8 @@ class EnvironmentSpec(BaseModel):
     def _command(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("command must not be blank")
+        if "\0" in value:
+            raise ValueError("command must not contain NUL characters")
         return value.strip()
 
     @field_validator("env")
