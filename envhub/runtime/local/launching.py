@@ -47,8 +47,13 @@ def start_supervised(
 ) -> processes.ProcessState:
     network.prepare_run_dir(run_dir)
     own = sandbox.own_network
-    launch = sandbox.command(argv, workspace=workspace, env=env, network="inherit")
     listener = network.listen(run_dir) if own else None
+    try:
+        launch = sandbox.command(argv, workspace=workspace, env=env, network="inherit")
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
     status_r, status_w = os.pipe()
     config: dict[str, Any] = {
         "network": "own" if own else "host",
