@@ -2,7 +2,7 @@
 # Installs the system packages envhub needs, when missing, with apt-get (root).
 #   run:  git; bubblewrap (sandboxes local environments: without it they do not
 #         start) and slirp4netns (their outbound network: without it they run offline)
-#   test: chromium for the browser tests
+#   test: chromium for the browser tests, gcc for the sandbox's LD_PRELOAD attack test
 set -euo pipefail
 what="${1:-run}"
 need=()
@@ -15,6 +15,7 @@ case "$what" in
     ;;
   test)
     command -v chromium >/dev/null || need+=(chromium)
+    command -v gcc >/dev/null || need+=(gcc)
     ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0
