@@ -158,6 +158,8 @@ class LocalRuntime:
                 f"--- envhub: starting generation {target.generation} at {stamp} UTC: "
                 f"{target.spec.command}\n".encode()
             )
+            if sandbox.own_network and not network.nameservers():
+                handle.write(b"envhub: the host has no DNS resolver off its loopback to share: no DNS here\n")
         state = launching.start_supervised(
             sandbox=sandbox,
             argv=["/bin/sh", "-c", target.spec.command],
