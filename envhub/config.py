@@ -85,8 +85,8 @@ class Settings(BaseSettings):
     # How long one provisioning attempt waits for the health check before it
     # gives up and lets the queue retry with backoff.
     health_timeout: Annotated[float, Field(gt=0)] = 60.0
-    # Local runtime: sandbox "auto" picks bubblewrap, then unshare, then a plain
-    # process group.
+    # Local runtime: "auto" (= "bwrap") is bubblewrap or nothing; "unshare" and
+    # "none" are weaker sandboxes an operator may choose for trusted code.
     local_sandbox: str = "auto"
     # Projects may name a local path or file:// repository (off: they read this
     # machine's disk, so only an operator turns them on).

@@ -10,7 +10,8 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
     ├── ValidationFailed          validation_failed
     │   ├── InvalidName           invalid_name
     │   ├── RepoUrlRefused        repo_url_refused
-    │   └── ScopeNotAllowed       scope_not_allowed
+    │   ├── ScopeNotAllowed       scope_not_allowed
+    │   └── EnvNameForbidden      env_name_forbidden
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
@@ -36,6 +37,7 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
         ├── NotReady              not_ready (retryable: "not yet")
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
+        ├── SandboxUnavailable    sandbox_unavailable
         ├── QuotaExceeded         quota_exceeded
         ├── ClusterUnreachable    cluster_unreachable (retryable)
         ├── ClusterUnauthorized   cluster_unauthorized
@@ -99,6 +101,16 @@ class RepoUrlRefused(ValidationFailed):
 class ScopeNotAllowed(ValidationFailed):
     code = "scope_not_allowed"
     default_hint = "Agent tokens carry read, write and shell; delete or share the environment yourself."
+
+
+class EnvNameForbidden(ValidationFailed):
+    """An environment variable name that steers program loading or shell start-up."""
+
+    code = "env_name_forbidden"
+    default_hint = (
+        "Remove the variable named in details.name; LD_*, GCONV_PATH, BASH_ENV and the like "
+        "cannot be set for environments."
+    )
 
 
 class NotFound(EnvhubError):
@@ -229,6 +241,16 @@ class ProcessExited(RuntimeFailure):
 class WorkspaceFailed(RuntimeFailure):
     code = "workspace_failed"
     default_hint = "Check the project's repository URL and ref, then redeploy."
+
+
+class SandboxUnavailable(RuntimeFailure):
+    """No sandbox strong enough for untrusted code works on this machine."""
+
+    code = "sandbox_unavailable"
+    default_hint = (
+        "Install bubblewrap (apt-get install bubblewrap) and check that user namespaces are "
+        "enabled; for trusted code only, an operator may set ENVHUB_LOCAL_SANDBOX=unshare or none."
+    )
 
 
 class QuotaExceeded(RuntimeFailure):

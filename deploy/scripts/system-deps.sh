@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages envhub needs, when missing, with apt-get (root).
-#   run:  git, and bubblewrap for sandboxing local environments (optional)
-#   test: chromium for the browser tests
+#   run:  git; bubblewrap (sandboxes local environments: without it they do not
+#         start) and slirp4netns (their outbound network: without it they run offline)
+#   test: chromium for the browser tests, gcc for the sandbox's LD_PRELOAD attack test
 set -euo pipefail
 what="${1:-run}"
 need=()
@@ -9,17 +10,19 @@ case "$what" in
   run)
     command -v git >/dev/null || need+=(git)
     command -v bwrap >/dev/null || need+=(bubblewrap)
+    command -v slirp4netns >/dev/null || need+=(slirp4netns)
     command -v npm >/dev/null || need+=(npm)
     ;;
   test)
     command -v chromium >/dev/null || need+=(chromium)
+    command -v gcc >/dev/null || need+=(gcc)
     ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "envhub: please install: ${need[*]}" >&2
   [ "$what" = test ] && exit 1
-  exit 0   # the run-time packages are optional (bubblewrap) or already checked
+  exit 0   # envhub names what is missing again when an environment needs it
 fi
 echo "envhub: installing ${need[*]} with apt-get"
 export DEBIAN_FRONTEND=noninteractive

@@ -1,9 +1,16 @@
 """The local gateway: ``http://<env>.<project>.<team>.localhost:<port>`` -> the environment.
 
 An ASGI middleware in front of everything else. Requests whose Host names an
-environment are proxied (HTTP streamed both ways, WebSockets relayed) to the
-port the local runtime gave it; unknown environments get a 404 page, ones not
-ready yet a 503 page that refreshes itself. Every other request passes through.
+environment are proxied (HTTP streamed both ways, WebSockets relayed) to where
+the runtime says it answers (a local environment: its private UNIX socket);
+unknown environments get a 404 page, ones not ready yet a 503 page that
+refreshes itself. Every other request passes through.
+
+Anyone can send any Host, so the lookup is guarded: host labels that are not
+valid names never reach the database, answers (found or not) are kept in a
+bounded LRU cache for a second or two, and what the app sees of the client
+(``X-Forwarded-*``) is envhub's own account, never what the client claimed.
+envhub's own cookies are not passed on to environments.
 """
 
 from __future__ import annotations
@@ -15,13 +22,19 @@ import time
 from typing import Any
 
 import httpx
+from cachetools import TLRUCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from envhub.api.clients import client_ip
+from envhub.config import get_settings
 from envhub.models.db import session_scope
-from envhub.services.gateway import Resolution, resolve_public_host
+from envhub.runtime.base import Endpoint
+from envhub.services.gateway import Resolution, resolve_public_host, valid_route
 from envhub.services.ports import runtime, url_provider
+from envhub.services.sessions import login_cookie_name, session_cookie_name
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +42,28 @@ _HOP_BY_HOP = {
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
     b"trailers", b"transfer-encoding", b"upgrade", b"host", b"content-length",
 }  # fmt: skip
-_CACHE_SECONDS = 1.0
+# What the client says about itself and its path; replaced by envhub's account.
+_CLIENT_CLAIMS = {
+    b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
+    b"x-forwarded-port", b"x-forwarded-prefix", b"x-forwarded-server", b"x-real-ip",
+}  # fmt: skip
+CACHE_SIZE = 1024  # host lookups remembered (found and not found), least recently used out first
+_CACHE_SECONDS = 1.0  # an environment that exists: its phase and endpoint change
+_NEGATIVE_SECONDS = 2.0  # no such environment: a flood of one unknown name costs one query
+_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+
+def _expiry(_key: str, value: Resolution, now: float) -> float:
+    return now + (_CACHE_SECONDS if value.found else _NEGATIVE_SECONDS)
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, cache_size: int | None = None) -> None:
         self.app = app
         self._client: httpx.AsyncClient | None = None
-        self._cache: dict[str, tuple[float, Resolution]] = {}
+        self._cache: TLRUCache[str, Resolution] = TLRUCache(
+            maxsize=cache_size or CACHE_SIZE, ttu=_expiry, timer=time.monotonic
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -47,7 +74,10 @@ class GatewayMiddleware:
         if route is None:
             await self.app(scope, receive, send)
             return
-        resolution = await self._resolve(route.team, route.project, route.environment)
+        if valid_route(team=route.team, project=route.project, environment=route.environment):
+            resolution = await self._resolve(route.team, route.project, route.environment)
+        else:  # not a name envhub could have given: no lookup, nothing cached
+            resolution = Resolution(found=False, label=f"{route.project}/{route.environment}"[:200])
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, resolution)
         else:
@@ -56,8 +86,8 @@ class GatewayMiddleware:
     async def _resolve(self, team: str, project: str, environment: str) -> Resolution:
         key = f"{team}/{project}/{environment}"
         cached = self._cache.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is not None:
+            return cached
 
         def lookup() -> Resolution:
             with session_scope() as session:
@@ -66,9 +96,26 @@ class GatewayMiddleware:
                 )
 
         resolution = await asyncio.to_thread(lookup)
-        ttl = _CACHE_SECONDS if resolution.endpoint else 0.0
-        self._cache[key] = (time.monotonic() + ttl, resolution)
+        self._cache[key] = resolution
         return resolution
+
+    def _http_client(self, endpoint: Endpoint) -> tuple[httpx.AsyncClient, bool]:
+        """A client that reaches ``endpoint``, and whether it is this request's own to close.
+
+        TCP endpoints share one pooled client. A UNIX-socket endpoint gets a
+        client of its own for the request (connecting there costs next to
+        nothing), so no pool of per-environment clients has to be bounded.
+        Neither ever goes through a proxy from envhub's environment.
+        """
+        if endpoint.unix_socket is not None:
+            transport = httpx.AsyncHTTPTransport(uds=endpoint.unix_socket, verify=False)
+            client = httpx.AsyncClient(
+                transport=transport, timeout=_TIMEOUT, follow_redirects=False, trust_env=False
+            )
+            return client, True
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False, trust_env=False)
+        return self._client, False
 
     # -- HTTP --------------------------------------------------------------
 
@@ -76,8 +123,17 @@ class GatewayMiddleware:
         if res.endpoint is None:
             await _status_page(send, res)
             return
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0), follow_redirects=False)
+        client, owned = self._http_client(res.endpoint)
+        try:
+            await self._proxy_http(client, scope, receive, send, res)
+        finally:
+            if owned:
+                await client.aclose()
+
+    async def _proxy_http(
+        self, client: httpx.AsyncClient, scope: Scope, receive: Receive, send: Send, res: Resolution
+    ) -> None:
+        assert res.endpoint is not None
         url = f"http://{res.endpoint.host}:{res.endpoint.port}{_path(scope)}"
         headers = _forward_headers(scope)
 
@@ -91,11 +147,11 @@ class GatewayMiddleware:
                     return
 
         has_body = scope["method"] not in ("GET", "HEAD", "OPTIONS")
-        request = self._client.build_request(
+        request = client.build_request(
             scope["method"], url, headers=headers, content=body() if has_body else None
         )
         try:
-            upstream = await self._client.send(request, stream=True)
+            upstream = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             log.info("gateway: %s unreachable: %s", res.label, exc)
             await _status_page(send, res, unreachable=True)
@@ -122,20 +178,8 @@ class GatewayMiddleware:
         if res.endpoint is None:
             await send({"type": "websocket.close", "code": 1013 if res.found else 4404})
             return
-        url = f"ws://{res.endpoint.host}:{res.endpoint.port}{_path(scope)}"
-        subprotocols = [p.strip() for p in _header(scope, b"sec-websocket-protocol").split(",") if p.strip()]
         try:
-            upstream = await ws_connect(
-                url,
-                subprotocols=subprotocols or None,  # type: ignore[arg-type]
-                additional_headers=[
-                    (k.decode(), v.decode())
-                    for k, v in _forward_headers(scope)
-                    if not k.startswith(b"sec-websocket")
-                ],
-                max_size=None,
-                open_timeout=10,
-            )
+            upstream = await _ws_open(res.endpoint, scope)
         except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as exc:
             log.info("gateway: websocket to %s failed: %s", res.label, exc)
             await send({"type": "websocket.close", "code": 1011})
@@ -173,6 +217,25 @@ class GatewayMiddleware:
             await upstream.close()
 
 
+async def _ws_open(endpoint: Endpoint, scope: Scope) -> ClientConnection:
+    url = f"ws://{endpoint.host}:{endpoint.port}{_path(scope)}"
+    subprotocols = [p.strip() for p in _header(scope, b"sec-websocket-protocol").split(",") if p.strip()]
+    options: dict[str, Any] = {
+        "subprotocols": subprotocols or None,
+        "additional_headers": [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in _forward_headers(scope)
+            if not k.startswith(b"sec-websocket")
+        ],
+        "max_size": None,
+        "open_timeout": 10,
+        "proxy": None,
+    }
+    if endpoint.unix_socket is not None:
+        return await unix_connect(endpoint.unix_socket, url, **options)
+    return await ws_connect(url, **options)
+
+
 def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -187,13 +250,38 @@ def _path(scope: Scope) -> str:
 
 
 def _forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    headers = [(k.lower(), v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP]
-    client = scope.get("client")
-    if client:
-        headers.append((b"x-forwarded-for", str(client[0]).encode()))
-    headers.append((b"x-forwarded-host", _header(scope, b"host").encode()))
-    headers.append((b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"))
+    """The request's headers for the app: hop-by-hop and client claims out, envhub's account in."""
+    own_cookies = {session_cookie_name(), login_cookie_name()}
+    headers: list[tuple[bytes, bytes]] = []
+    for key, value in scope.get("headers", []):
+        name = key.lower()
+        if name in _HOP_BY_HOP or name in _CLIENT_CLAIMS:
+            continue
+        if name == b"cookie":
+            value = _without_cookies(value, own_cookies)
+            if not value:
+                continue
+        headers.append((name, value))
+    settings = get_settings()
+    address = client_ip(scope, settings)
+    if address:
+        headers.append((b"x-forwarded-for", address.encode("latin-1")))
+    headers.append((b"x-forwarded-host", _header(scope, b"host").encode("latin-1")))
+    secure = scope.get("scheme") in ("https", "wss") or (
+        settings.trusted_proxy_hops > 0 and settings.base_url.startswith("https://")
+    )
+    headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))
     return headers
+
+
+def _without_cookies(header: bytes, names: set[str]) -> bytes:
+    """``header`` (a Cookie header) without the cookies called ``names``."""
+    kept = [
+        part
+        for part in header.split(b";")
+        if part.strip() and part.split(b"=", 1)[0].strip().decode("latin-1") not in names
+    ]
+    return b";".join(kept).strip()
 
 
 async def _status_page(send: Send, res: Resolution, *, unreachable: bool = False) -> None:

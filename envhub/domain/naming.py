@@ -46,6 +46,11 @@ def validate_label(value: str, *, field: str = "name") -> str:
     return value
 
 
+def is_label(value: str) -> bool:
+    """Whether ``value`` is a DNS-1123 label, as every team, project and environment name is."""
+    return 0 < len(value) <= DNS_LABEL_MAX and _DNS_LABEL.fullmatch(value) is not None
+
+
 def suggest_label(text: str) -> str:
     """Turn free text ("My Shop!") into a valid label ("my-shop")."""
     label = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from envhub.domain.repos import Refusal, refusal, repo_source
+from envhub.domain.variables import check_names, check_values
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.errors import RepoUrlRefused, ValidationFailed
 
@@ -59,6 +60,8 @@ class EnvironmentSpec(BaseModel):
     def _command(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("command must not be blank")
+        if "\0" in value:
+            raise ValueError("command must not contain NUL characters")
         return value.strip()
 
     @field_validator("env")
@@ -69,6 +72,9 @@ class EnvironmentSpec(BaseModel):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if key in _RESERVED_ENV:
                 raise ValueError(f"{key} is set by envhub and cannot be overridden")
+        # Not a ValueError: it leaves pydantic as itself, with its own code.
+        check_names(value, field="env")
+        check_values(value, field="env")
         return value
 
     @field_validator("ref")

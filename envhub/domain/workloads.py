@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from envhub.domain.variables import check_names, check_values
+
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -96,6 +98,8 @@ class ContainerService(BaseModel):
         for key in value:
             if not _ENV_KEY.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
+        check_names(value, field="services.env")
+        check_values(value, field="services.env")
         return value
 
     @model_validator(mode="after")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
 from envhub.config import RuntimeKind, Settings, get_settings
 from envhub.runtime.base import Runtime
 
@@ -10,13 +14,19 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or get_settings()
     if settings.runtime is RuntimeKind.local:
         from envhub.runtime.local import LocalRuntime
+        from envhub.runtime.local.runtime import default_private_paths
 
+        private = [settings.data_dir, *default_private_paths(settings.envs_dir)]
+        database = make_url(settings.database_url)
+        if database.get_backend_name() == "sqlite" and database.database not in (None, "", ":memory:"):
+            private.append(Path(database.database))  # a database file kept outside the data folder
         return LocalRuntime(
             settings.envs_dir,
             sandbox=settings.local_sandbox,
             health_timeout=settings.health_timeout,
             allow_local_repos=settings.allow_local_repos,
             git_config=settings.git_config,
+            private_paths=private,
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client, own_namespace

@@ -35,10 +35,16 @@ class RuntimeState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where the environment's HTTP service answers, from envhub's point of view."""
+    """Where the environment's HTTP service answers, from envhub's point of view.
+
+    With ``unix_socket`` set, connect to that UNIX socket (a path only envhub
+    can reach) instead of ``host:port``; ``host:port`` is then the address the
+    app listens on in its own network, which is what it sees as its Host.
+    """
 
     host: str
     port: int
+    unix_socket: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

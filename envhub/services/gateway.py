@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from envhub.domain.naming import is_label
 from envhub.domain.phases import Phase
 from envhub.models import Environment, Project, Team
 from envhub.runtime.base import Endpoint, Runtime
@@ -24,9 +25,16 @@ class Resolution:
     label: str = ""
 
 
+def valid_route(*, team: str, project: str, environment: str) -> bool:
+    """Whether a host's labels could name an environment at all (checked before any query)."""
+    return is_label(team) and is_label(project) and is_label(environment)
+
+
 def resolve_public_host(
     *, session: Session, runtime: Runtime, team: str, project: str, environment: str
 ) -> Resolution:
+    if not valid_route(team=team, project=project, environment=environment):
+        return Resolution(found=False, label=f"{project}/{environment}"[:200])
     row = session.exec(
         select(Environment)
         .join(Project, col(Project.id) == Environment.project_id)

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
+from envhub.domain.variables import check_names
 from envhub.errors import NotFound, ValidationFailed
 from envhub.models import Project, StoredSecret, Team
 from envhub.models.base import utcnow
@@ -85,6 +86,12 @@ def set_secret(
             raise ValidationFailed(
                 "a secret's name is a variable name: letters, digits and _, not starting with a digit",
                 details={"field": "name"},
+            )
+        if project_id is not None:  # a project secret becomes an environment variable
+            check_names([name], field="name")
+        if "\0" in value:
+            raise ValidationFailed(
+                "a secret's value cannot contain NUL characters", details={"field": "value"}
             )
         if not value or len(value.encode()) > MAX_VALUE:
             raise ValidationFailed(

@@ -40,6 +40,11 @@ ADVICE: dict[str, str] = {
     "quota, then redeploy.",
     "runtime_error": "The runtime reported an unexpected problem. Read the logs, then redeploy.",
     "validation_failed": "The environment's spec is invalid. Fix the project's defaults and redeploy.",
+    "env_name_forbidden": "A variable of the environment (or a project secret) has a name that steers "
+    "how programs load or how shells start (LD_*, GCONV_PATH, BASH_ENV...). Remove it and redeploy.",
+    "sandbox_unavailable": "This machine cannot isolate environments: bubblewrap is missing or does not "
+    "work. An operator installs it (apt-get install bubblewrap) and enables user namespaces; for "
+    "trusted code only, ENVHUB_LOCAL_SANDBOX=unshare or none.",
     "configuration_invalid": "envhub itself is misconfigured. Fix the named ENVHUB_* setting and "
     "restart envhub.",
     "internal_error": "Something unexpected happened inside envhub. Check the worker log "
@@ -129,6 +134,19 @@ CONDITIONS: dict[str, ConditionView] = {
         title="Unhealthy — not serving",
         hint="Look at the workloads and logs below; fix the cause and redeploy.",
         tone="red",
+    ),
+    # Local runtime: how the environment is isolated, when it is less than usual.
+    "no_network": ConditionView(
+        title="No network — the environment can reach nothing outside itself",
+        hint="It is isolated and serving, but has no outbound traffic: an operator installs "
+        "slirp4netns (apt-get install slirp4netns) and redeploys.",
+        tone="amber",
+    ),
+    "weak_sandbox": ConditionView(
+        title="Weak isolation — trusted code only",
+        hint="The operator set ENVHUB_LOCAL_SANDBOX to unshare or none: this environment shares the "
+        "host's files and network. Run only code you trust here.",
+        tone="amber",
     ),
 }
 

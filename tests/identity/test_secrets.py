@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import logging
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from envhub.services import convergence, secrets
 from envhub.services.convergence import Assignment
 from envhub.services.crypto import Cipher, cipher
 from tests.conftest import build_settings
-from tests.support.runtime import RecordingProgress, make_target
+from tests.support.runtime import RecordingProgress, endpoint_get, make_target
 from tests.support.world import World
 
 VALUE = "s3cr3t-VALUE-that-must-not-leak"
@@ -152,7 +151,7 @@ def test_a_deploy_hands_secrets_to_the_local_environment(
     try:
         status = runtime.apply(handed, progress=RecordingProgress())
         assert status.endpoint is not None
-        urllib.request.urlopen(f"http://{status.endpoint.host}:{status.endpoint.port}/", timeout=5).close()
+        assert endpoint_get(status.endpoint, timeout=5).status_code == 200
         assert (runtime.workspace_path(handed.id) / "seen.txt").read_text() == VALUE
     finally:
         runtime.destroy(handed.id, progress=RecordingProgress())

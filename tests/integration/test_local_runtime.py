@@ -14,11 +14,12 @@ import psutil
 import pytest
 
 from envhub.errors import NotReady, ProcessExited, WorkspaceFailed
-from envhub.runtime.base import RuntimeState
+from envhub.runtime.base import Endpoint, RuntimeState
 from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.shell import LocalExecSession
 from tests.support.runtime import (
     RecordingProgress,
+    endpoint_get,
     git,
     is_gone,
     kill_environments,
@@ -41,8 +42,9 @@ def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
     kill_environments(rt)
 
 
-def get(port: int, path: str = "/") -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+def get(endpoint: Endpoint | None, path: str = "/") -> httpx.Response:
+    assert endpoint is not None
+    return endpoint_get(endpoint, path)
 
 
 def read_until(session: LocalExecSession, pattern: str, *, timeout: float = 30) -> str:
@@ -69,7 +71,7 @@ def test_apply_starts_a_sandboxed_process_serving_on_port(runtime: LocalRuntime)
     assert status.state is RuntimeState.ready
     assert status.generation == 1
     assert status.endpoint is not None
-    response = get(status.endpoint.port, "/where.txt")
+    response = get(status.endpoint, "/where.txt")
     assert response.status_code == 200
     workspace = runtime.workspace_path(1)
     inside = "/workspace" if runtime.sandbox.kind == "bwrap" else str(workspace)
@@ -91,8 +93,7 @@ def test_apply_starts_a_sandboxed_process_serving_on_port(runtime: LocalRuntime)
 
 
 def test_bubblewrap_hides_the_host(runtime: LocalRuntime, tmp_path: Path) -> None:
-    if runtime.sandbox.kind != "bwrap":
-        pytest.skip("bubblewrap is not usable on this machine")
+    assert runtime.sandbox.kind == "bwrap", "bubblewrap must be installed and usable for these tests"
     secret = tmp_path / "host-secret.txt"
     secret.write_text("do not leak")
     command = (
@@ -102,7 +103,7 @@ def test_bubblewrap_hides_the_host(runtime: LocalRuntime, tmp_path: Path) -> Non
     )
     status = runtime.apply(make_target(1, command=command), progress=RecordingProgress())
     assert status.endpoint is not None
-    probe = get(status.endpoint.port, "/probe.txt").text.split()
+    probe = get(status.endpoint, "/probe.txt").text.split()
     assert "secret=hidden" in probe
     assert "usr=readonly" in probe
     # Its own PID namespace: the shell sees a tiny pid, unlike its pid on the host.
@@ -131,7 +132,7 @@ def test_apply_again_is_idempotent_and_a_new_generation_restarts(runtime: LocalR
     assert bumped.generation == 2
     assert all(is_gone(p) for p in old)
     assert bumped.endpoint is not None
-    assert get(bumped.endpoint.port).status_code == 200
+    assert get(bumped.endpoint).status_code == 200
 
 
 def test_git_project_is_checked_out_at_the_ref(runtime: LocalRuntime, tmp_path: Path) -> None:
@@ -140,14 +141,14 @@ def test_git_project_is_checked_out_at_the_ref(runtime: LocalRuntime, tmp_path: 
         make_target(1, command=SERVE, repo_url=repo.url, ref="feature"), progress=RecordingProgress()
     )
     assert feature.endpoint is not None
-    assert get(feature.endpoint.port, "/VERSION").text == "feature\n"
+    assert get(feature.endpoint, "/VERSION").text == "feature\n"
 
     progress = RecordingProgress()
     main = runtime.apply(
         make_target(1, command=SERVE, repo_url=repo.url, ref="main", generation=2), progress=progress
     )
     assert main.endpoint is not None
-    assert get(main.endpoint.port, "/VERSION").text == "two\n"
+    assert get(main.endpoint, "/VERSION").text == "two\n"
     assert repo.main_commit[:12] in next(
         d for e, k, d in progress.events if (e, k) == ("finish", "workspace")
     )
@@ -157,14 +158,14 @@ def test_git_project_is_checked_out_at_the_ref(runtime: LocalRuntime, tmp_path: 
         progress=RecordingProgress(),
     )
     assert pinned.endpoint is not None
-    assert get(pinned.endpoint.port, "/VERSION").text == "one\n"
+    assert get(pinned.endpoint, "/VERSION").text == "one\n"
 
 
 def test_git_default_branch_and_missing_ref(runtime: LocalRuntime, tmp_path: Path) -> None:
     repo = make_git_repo(tmp_path / "repo")
     default = runtime.apply(make_target(1, command=SERVE, repo_url=repo.url), progress=RecordingProgress())
     assert default.endpoint is not None
-    assert get(default.endpoint.port, "/VERSION").text == "two\n"
+    assert get(default.endpoint, "/VERSION").text == "two\n"
 
     with pytest.raises(WorkspaceFailed) as caught:
         runtime.apply(
@@ -303,7 +304,7 @@ def test_logs_return_output(runtime: LocalRuntime) -> None:
     assert any(line.startswith("--- envhub: starting generation 1") for line in lines)
     assert "hello-from-env" in lines
     assert "oops" in lines
-    get(runtime.endpoint(1).port, "/logged")  # type: ignore[union-attr]
+    get(runtime.endpoint(1), "/logged")
     wait_for(lambda: any("GET /logged" in line for line in runtime.logs(1)), what="the access log line")
     assert len(list(runtime.logs(1, tail=1))) == 1
     assert list(runtime.logs(999)) == []
@@ -335,6 +336,10 @@ def test_exec_gives_a_pty_shell_that_echoes_and_resizes(runtime: LocalRuntime) -
         read_until(session, r"\b33 120\b")
         session.write(b"test -t 0 && echo stdin-is-a-tty port=$PORT\n")
         read_until(session, r"stdin-is-a-tty port=\d+")
+        # The shell shares the app's network: the app answers on localhost:$PORT.
+        session.write(b'python3 -c "import os, urllib.request as u; print(\'app\', '
+                      b'u.urlopen(\'http://localhost:\' + os.environ[\'PORT\']).status)"\n')  # fmt: skip
+        read_until(session, r"app 200")
         session.write(b"exit 5\n")
         assert wait_for(lambda: session.wait(0.5) is not None, what="the shell to exit")
         assert session.wait(0) == 5

@@ -23,7 +23,7 @@ from envhub.services import ports
 from envhub.services.environments import create_environment, delete_environment
 from tests.conftest import build_settings
 from tests.support.db import audit_events, fetch, fetch_all
-from tests.support.runtime import is_gone, kill_environments, process_tree, recorded_pid
+from tests.support.runtime import endpoint_get, is_gone, kill_environments, process_tree, recorded_pid
 from tests.support.servers import serve_asgi
 from tests.support.waiting import wait_for
 from tests.support.workers import Workers
@@ -163,7 +163,7 @@ def test_a_worker_killed_mid_provisioning_is_re_driven_without_duplicates(
     assert recorded_pid(runtime.workspace_path(env_id).parent) == pid_before
     endpoint = runtime.endpoint(env_id)
     assert endpoint is not None
-    assert httpx.get(f"http://127.0.0.1:{endpoint.port}/", timeout=30).status_code == 200
+    assert endpoint_get(endpoint, timeout=30).status_code == 200
 
 
 def test_losing_redis_loses_no_work(
@@ -219,4 +219,4 @@ def test_the_reconciler_restarts_a_drifted_environment_and_removes_orphans(
     assert [e.target_id for e in audit_events(db, "environment.drift_detected")] == [env_id]
     endpoint = runtime.endpoint(env_id)
     assert endpoint is not None
-    assert httpx.get(f"http://127.0.0.1:{endpoint.port}/", timeout=30).status_code == 200
+    assert endpoint_get(endpoint, timeout=30).status_code == 200

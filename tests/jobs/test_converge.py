@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -21,7 +20,7 @@ from envhub.services.environments import create_environment, delete_environment,
 from tests.conftest import build_settings
 from tests.support.db import audit_events, fetch, fetch_all
 from tests.support.fakes import FakeQueue
-from tests.support.runtime import is_gone, kill_environments, process_tree, recorded_pid
+from tests.support.runtime import endpoint_get, is_gone, kill_environments, process_tree, recorded_pid
 from tests.support.world import World
 
 
@@ -84,7 +83,7 @@ def test_provision_to_ready(
     ]
     endpoint = runtime.endpoint(env_id)
     assert endpoint is not None
-    assert httpx.get(f"http://127.0.0.1:{endpoint.port}/", timeout=10).status_code == 200
+    assert endpoint_get(endpoint, timeout=10).status_code == 200
 
     system = [(e.action, e.actor, e.principal_type) for e in audit_events(db) if e.principal_type == "system"]
     assert system == [

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from envhub.domain.specs import EnvironmentTarget, parse_spec
+from envhub.runtime.base import Endpoint
 from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.processes import find_process, read_state
 
@@ -52,6 +54,13 @@ class RecordingProgress:
         """The last thing reported for a step: begin, finish or skip."""
         last = [event for event, k, _ in self.events if k == key]
         return last[-1] if last else None
+
+
+def endpoint_get(endpoint: Endpoint, path: str = "/", *, timeout: float = 10) -> httpx.Response:
+    """``GET path`` where envhub reaches the environment (its private UNIX socket, or host:port)."""
+    transport = httpx.HTTPTransport(uds=endpoint.unix_socket) if endpoint.unix_socket else None
+    with httpx.Client(transport=transport, timeout=timeout) as client:
+        return client.get(f"http://{endpoint.host}:{endpoint.port}{path}")
 
 
 def recorded_pid(env_dir: Path) -> int:

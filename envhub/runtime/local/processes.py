@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from envhub.private_files import open_private, write_private
+from envhub.runtime.base import Endpoint
 
 
 @dataclass(slots=True)
@@ -30,6 +31,10 @@ class ProcessState:
     generation: int
     sandbox: str
     started_at: float
+    # The environment's network: slirp4netns (own, outbound only), none (own,
+    # loopback only; ``network_note`` says why) or host (unshare/none sandboxes).
+    network: str = "host"
+    network_note: str = ""
 
 
 def read_state(path: Path) -> ProcessState | None:
@@ -60,7 +65,9 @@ def find_process(state: ProcessState | None) -> psutil.Process | None:
         return None
 
 
-def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> psutil.Process:
+def spawn(
+    argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path, pass_fds: tuple[int, ...] = ()
+) -> psutil.Process:
     with open_private(log_path, "ab") as log:
         popen = subprocess.Popen(
             argv,
@@ -71,6 +78,7 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) ->
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
         )
     return psutil.Process(popen.pid)
 
@@ -112,10 +120,23 @@ def free_port(preferred: int | None = None) -> int:
     raise OSError("no free port")
 
 
-def probe_http(port: int, path: str, *, timeout: float = 2.0) -> int | None:
-    """HTTP status of ``GET path`` on loopback, or None when nothing answers."""
+def _connect(endpoint: Endpoint, timeout: float) -> socket.socket:
+    if endpoint.unix_socket is None:
+        return socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.connect(endpoint.unix_socket)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def probe_http(endpoint: Endpoint, path: str, *, timeout: float = 2.0) -> int | None:
+    """HTTP status of ``GET path`` at ``endpoint``, or None when nothing answers."""
+    try:
+        with _connect(endpoint, timeout) as sock:
             sock.settimeout(timeout)
             request = f"GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: envhub-health\r\n\r\n"
             sock.sendall(request.encode())

@@ -5,6 +5,8 @@ Layout under the data folder::
     envs/<id>/workspace/    the environment's files (a git checkout when the project has a repo);
                             the only folder the sandbox sees, so nothing in it is trusted
     envs/<id>/git/          envhub's own copy of the repository (see workspace.py), never mounted
+    envs/<id>/run/          envhub's private folder (0700, never mounted): app.sock, the
+                            socket through which the gateway and health check reach the app
     envs/<id>/output.log    everything its processes print
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
@@ -15,12 +17,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget
@@ -36,8 +40,8 @@ from envhub.runtime.base import (
     RuntimeStatus,
     StatusHandler,
 )
-from envhub.runtime.local import processes, workspace
-from envhub.runtime.local.sandbox import Sandbox, detect_sandbox
+from envhub.runtime.local import launching, network, processes, workspace
+from envhub.runtime.local.sandbox import LAUNCHER_ENV, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,7 @@ class LocalRuntime:
         health_timeout: float = 60.0,
         allow_local_repos: bool = False,
         git_config: Path | None = None,
+        private_paths: Iterable[Path] | None = None,
     ) -> None:
         self.root = root
         self.allow_local_repos = allow_local_repos
@@ -74,6 +79,10 @@ class LocalRuntime:
         self._sandbox_preference = sandbox
         self._sandbox: Sandbox | None = None
         self.health_timeout = health_timeout
+        # envhub's own folders, hidden from every sandbox: by default the data
+        # folder (the parent of ``envs/``), the install folder and the virtualenv.
+        chosen = private_paths if private_paths is not None else default_private_paths(root)
+        self.private_paths = tuple(chosen)
 
     # -- paths -------------------------------------------------------------
 
@@ -89,10 +98,14 @@ class LocalRuntime:
     def _log_path(self, environment_id: int) -> Path:
         return self._dir(environment_id) / "output.log"
 
+    def _run_dir(self, environment_id: int) -> Path:
+        return self._dir(environment_id) / "run"
+
     @property
     def sandbox(self) -> Sandbox:
+        """The sandbox in use; raises ``SandboxUnavailable`` (tried again next time) when none fits."""
         if self._sandbox is None:
-            self._sandbox = detect_sandbox(self._sandbox_preference)
+            self._sandbox = detect_sandbox(self._sandbox_preference, private_paths=self.private_paths)
         return self._sandbox
 
     @contextmanager
@@ -136,26 +149,28 @@ class LocalRuntime:
                 if running is not None:
                     processes.kill_tree(running)
                 state = self._start(target, previous_port=state.port if state else None)
-                progress.finish("start", f"pid {state.pid} on port {state.port} ({state.sandbox} sandbox)")
+                isolation = launching.describe(state)
+                progress.finish("start", f"pid {state.pid} on port {state.port} ({isolation})")
 
             assert state is not None
+            endpoint = self._endpoint(target.id, state)
             progress.begin("health", f"GET {target.spec.health_path} on port {state.port}")
-            self._wait_healthy(target, state, progress)
+            self._wait_healthy(target, state, endpoint, progress)
             progress.finish("health", f"answering on port {state.port}")
             return RuntimeStatus(
                 RuntimeState.ready,
                 "serving",
                 generation=target.generation,
-                endpoint=Endpoint("127.0.0.1", state.port),
+                endpoint=endpoint,
+                details=_condition_details(state),
             )
 
     def _start(self, target: EnvironmentTarget, *, previous_port: int | None) -> processes.ProcessState:
         ws = self.workspace_path(target.id)
         ws.mkdir(parents=True, exist_ok=True)
-        port = processes.free_port(previous_port)
         sandbox = self.sandbox
+        port = processes.free_port(previous_port)
         env = self._process_env(target, port=port, sandbox=sandbox)
-        argv = sandbox.wrap(["/bin/sh", "-c", target.spec.command], workspace=ws)
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -163,17 +178,27 @@ class LocalRuntime:
                 f"--- envhub: starting generation {target.generation} at {stamp} UTC: "
                 f"{target.spec.command}\n".encode()
             )
-        proc = processes.spawn(argv, cwd=ws, env=env, log_path=log_path)
-        state = processes.ProcessState(
-            pid=proc.pid,
-            create_time=proc.create_time(),
+            if sandbox.own_network and not network.nameservers():
+                handle.write(b"envhub: the host has no DNS resolver off its loopback to share: no DNS here\n")
+        state = launching.start_supervised(
+            sandbox=sandbox,
+            argv=["/bin/sh", "-c", target.spec.command],
+            env=env,
+            workspace=ws,
+            run_dir=self._run_dir(target.id),
+            log_path=log_path,
             port=port,
             generation=target.generation,
-            sandbox=sandbox.kind,
-            started_at=time.time(),
         )
         processes.write_state(self._state_path(target.id), state)
         return state
+
+    def _endpoint(self, environment_id: int, state: processes.ProcessState) -> Endpoint | None:
+        """Where envhub reaches the app: its private socket, or loopback for host-network sandboxes."""
+        if state.network == "host":
+            return Endpoint("127.0.0.1", state.port)
+        path = network.private_socket(self._run_dir(environment_id))
+        return Endpoint("127.0.0.1", state.port, unix_socket=path) if path else None
 
     def _process_env(self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox) -> dict[str, str]:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
@@ -192,12 +217,16 @@ class LocalRuntime:
         }
 
     def _wait_healthy(
-        self, target: EnvironmentTarget, state: processes.ProcessState, progress: ProgressReporter
+        self,
+        target: EnvironmentTarget,
+        state: processes.ProcessState,
+        endpoint: Endpoint | None,
+        progress: ProgressReporter,
     ) -> None:
         deadline = time.monotonic() + self.health_timeout
         last_beat = 0.0
         while True:
-            code = processes.probe_http(state.port, target.spec.health_path)
+            code = processes.probe_http(endpoint, target.spec.health_path) if endpoint else None
             if code is not None and code < 500:
                 return
             if processes.find_process(state) is None:
@@ -222,19 +251,25 @@ class LocalRuntime:
             return RuntimeStatus(RuntimeState.absent, "not running")
         if processes.find_process(state) is None:
             return RuntimeStatus(RuntimeState.absent, "process is not running", generation=state.generation)
-        endpoint = Endpoint("127.0.0.1", state.port)
-        code = processes.probe_http(state.port, "/", timeout=1.0)
+        endpoint = self._endpoint(environment_id, state)
+        code = processes.probe_http(endpoint, "/", timeout=1.0) if endpoint else None
         if code is None:
             return RuntimeStatus(
                 RuntimeState.starting, "not answering yet", generation=state.generation, endpoint=endpoint
             )
-        return RuntimeStatus(RuntimeState.ready, "serving", generation=state.generation, endpoint=endpoint)
+        return RuntimeStatus(
+            RuntimeState.ready,
+            "serving",
+            generation=state.generation,
+            endpoint=endpoint,
+            details=_condition_details(state),
+        )
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         state = processes.read_state(self._state_path(environment_id))
         if processes.find_process(state) is None or state is None:
             return None
-        return Endpoint("127.0.0.1", state.port)
+        return self._endpoint(environment_id, state)
 
     def stop(self, environment_id: int) -> None:
         with self._locked(environment_id):
@@ -258,18 +293,27 @@ class LocalRuntime:
         progress.finish("cleanup", "workspace removed")
 
     def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
-        """Poll this machine's process trees (cheap, no network) and report changes."""
-        last: dict[int, RuntimeState] = {}
+        """Poll this machine's process trees (cheap, no network) and report changes.
+
+        A running environment's isolation condition (no network, a sandbox for
+        trusted code only) is reported the first time it is seen, so the
+        environment page says so; "not running" only once it changes, since
+        an environment being created has no process yet.
+        """
+        last: dict[int, tuple[RuntimeState, str]] = {}
         while not stop.wait(2.0):
             for environment_id in self.managed_environments():
-                state = processes.find_process(processes.read_state(self._state_path(environment_id)))
-                current = RuntimeState.ready if state is not None else RuntimeState.absent
-                if last.get(environment_id) not in (None, current):
-                    handler(
-                        environment_id,
-                        RuntimeStatus(current, "process is running" if state else "process is not running"),
-                    )
-                last[environment_id] = current
+                state = processes.read_state(self._state_path(environment_id))
+                running = processes.find_process(state) is not None and state is not None
+                current = RuntimeState.ready if running else RuntimeState.absent
+                details = _condition_details(state) if running and state is not None else {}
+                seen = (current, details.get("condition", ""))
+                before = last.get(environment_id)
+                if before != seen and (before is not None or seen[1]):
+                    fallback = "process is running" if running else "process is not running"
+                    message = details.get("message") or fallback
+                    handler(environment_id, RuntimeStatus(current, message, details=details))
+                last[environment_id] = seen
 
     def inspect(self, environment_id: int) -> Inspection:
         state = processes.read_state(self._state_path(environment_id))
@@ -278,14 +322,15 @@ class LocalRuntime:
         if state is None:
             return Inspection(location=location)
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.started_at))
+        endpoint = self._endpoint(environment_id, state) if proc is not None else None
         container = ContainerInfo(
             name="main",
             state="running" if proc is not None else "terminated",
-            ready=proc is not None and processes.probe_http(state.port, "/", timeout=0.5) is not None,
+            ready=endpoint is not None and processes.probe_http(endpoint, "/", timeout=0.5) is not None,
             reason="" if proc is not None else "process exited",
         )
         pod = PodInfo(
-            name=f"pid {state.pid} ({state.sandbox} sandbox, port {state.port})",
+            name=f"pid {state.pid} ({launching.describe(state)}, port {state.port})",
             phase="Running" if proc is not None else "Stopped",
             containers=(container,),
             started_at=started,
@@ -344,6 +389,11 @@ class LocalRuntime:
         tty: bool = True,
         container: str | None = None,
     ) -> LocalExecSession:
+        """A shell in a sandbox of its own beside the app's, in the app's network namespace.
+
+        So ``curl localhost:$PORT`` reaches the app, and the shell reaches
+        nothing the app cannot (see :func:`launching.shell_launch`).
+        """
         ws = self.workspace_path(environment_id)
         if not ws.is_dir():
             raise NotReady("the environment has no workspace yet")
@@ -359,4 +409,21 @@ class LocalRuntime:
         }
         if state is not None:
             env["PORT"] = str(state.port)
-        return LocalExecSession(sandbox.wrap(argv, workspace=ws, terminal=tty), cwd=str(ws), env=env, tty=tty)
+        launch = launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty)
+        try:
+            return LocalExecSession(launch.argv, cwd=str(ws), env=LAUNCHER_ENV, tty=tty, pass_fds=launch.fds)
+        finally:
+            launch.close()
+
+
+def default_private_paths(root: Path) -> tuple[Path, ...]:
+    """envhub's data folder (``root``'s parent), its install folder and its virtualenv."""
+    paths = [root.parent, PROJECT_ROOT]
+    if sys.prefix != sys.base_prefix:
+        paths.append(Path(sys.prefix))
+    return tuple(paths)
+
+
+def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:
+    found = launching.condition(state) if state is not None else None
+    return {"condition": found[0], "message": found[1]} if found else {}

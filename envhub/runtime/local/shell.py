@@ -20,7 +20,10 @@ from envhub.runtime.local.processes import kill_tree
 class LocalExecSession:
     """One process attached to a PTY; implements :class:`envhub.runtime.base.ExecSession`."""
 
-    def __init__(self, argv: list[str], *, cwd: str, env: dict[str, str], tty: bool) -> None:
+    def __init__(
+        self, argv: list[str], *, cwd: str, env: dict[str, str], tty: bool, pass_fds: list[int] | None = None
+    ) -> None:
+        """Start ``argv``; ``env`` is the launcher's environment, ``pass_fds`` what it reads."""
         self._tty = tty
         if tty:
             self._master, slave = pty.openpty()
@@ -42,6 +45,7 @@ class LocalExecSession:
             stderr=stdio,
             start_new_session=not tty,
             close_fds=True,
+            pass_fds=tuple(pass_fds or ()),
         )
         os.close(slave)
         os.set_blocking(self._master, False)

@@ -1,0 +1,287 @@
+"""The first process of a local environment: its network, its app, its front door.
+
+envhub starts this file as a script (``python -I -S supervisor.py run FD``), with
+a fixed minimal environment, so it imports nothing but the standard library. It
+
+1. gives the environment a network namespace of its own (``unshare``), with
+   loopback up and, when slirp4netns is available, outbound traffic through
+   it (``--disable-host-loopback``: nothing on the host's 127.0.0.1 is
+   reachable); without it the environment has loopback only;
+2. reports what it got on the status descriptor (one JSON line);
+3. starts the app (bubblewrap around the project's command), which shares
+   that namespace and listens on 127.0.0.1:$PORT there;
+4. accepts connections on a UNIX socket that envhub created in a folder only
+   envhub can reach, and relays each to 127.0.0.1:$PORT inside. The gateway
+   and the health check connect to that socket; the app has no host port.
+
+It exits with the app's exit status; bubblewrap's ``--die-with-parent`` and
+slirp4netns's ``--exit-fd`` make both end when it does.
+
+``exec FD -- argv`` is a second, tiny mode: read an environment (JSON) from FD
+and exec ``argv`` with exactly that environment, so a launcher such as
+``unshare`` runs with envhub's minimal environment and only the program it
+starts gets the project's variables, without them ever appearing in a
+command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_SIOCADDRT = 0x890B
+_IFF_UP = 0x1
+_RTF_UP, _RTF_HOST, _RTF_REJECT = 0x1, 0x4, 0x200
+_IFREQ = "16sh22x"
+# slirp4netns's aliases for the host: 10.0.2.2 is the host's loopback (refused
+# by --disable-host-loopback), 10.0.2.3 forwards any port to the host's first
+# resolver, which may be on the host's loopback (127.0.0.53, a local dnsmasq),
+# even with --disable-dns. Both become unreachable inside the namespace.
+SLIRP_HOST_ALIASES = ("10.0.2.2", "10.0.2.3")
+SLIRP_READY_TIMEOUT = 10.0
+MAX_CONNECTIONS = 512
+_CHUNK = 65536
+_MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _read_json(fd: int) -> Any:
+    with os.fdopen(fd, "rb") as handle:
+        return json.loads(handle.read())
+
+
+def _unshare(flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(flags) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare: {os.strerror(errno)}")
+
+
+def _own_network_namespace() -> None:
+    """Move this process into a new network namespace (and, unprivileged, a user namespace)."""
+    uid, gid = os.geteuid(), os.getegid()
+    if uid == 0:
+        _unshare(CLONE_NEWNET)
+        return
+    _unshare(CLONE_NEWUSER | CLONE_NEWNET)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack(_IFREQ, b"lo", 0)
+        flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
+
+
+class _RouteEntry(ctypes.Structure):
+    """``struct rtentry`` (linux/route.h), for the SIOCADDRT ioctl."""
+
+    _fields_ = [
+        ("rt_pad1", ctypes.c_ulong),
+        ("rt_dst", ctypes.c_ubyte * 16),
+        ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16),
+        ("rt_flags", ctypes.c_ushort),
+        ("rt_pad2", ctypes.c_short),
+        ("rt_pad3", ctypes.c_ulong),
+        ("rt_pad4", ctypes.c_void_p),
+        ("rt_metric", ctypes.c_short),
+        ("rt_dev", ctypes.c_char_p),
+        ("rt_mtu", ctypes.c_ulong),
+        ("rt_window", ctypes.c_ulong),
+        ("rt_irtt", ctypes.c_ushort),
+    ]
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
+
+
+def _unreachable(address: str) -> None:
+    """An 'unreachable' host route: connecting to ``address`` fails at once, inside."""
+    entry = _RouteEntry()
+    ctypes.memmove(entry.rt_dst, _sockaddr_in(address), 16)
+    ctypes.memmove(entry.rt_genmask, _sockaddr_in("255.255.255.255"), 16)
+    entry.rt_flags = _RTF_UP | _RTF_HOST | _RTF_REJECT
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, _SIOCADDRT, bytes(memoryview(entry).cast("B")))
+
+
+class _Slirp:
+    """slirp4netns, forked while this process is still in the host's network namespace."""
+
+    def __init__(self, binary: str) -> None:
+        go_r, self._go_w = os.pipe()
+        self._ready_r, ready_w = os.pipe()
+        exit_r, self._exit_w = os.pipe()  # kept open until this process ends
+        parent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: wait until the namespace exists, then become slirp4netns
+            try:
+                os.close(self._go_w)
+                os.close(self._ready_r)
+                os.close(self._exit_w)
+                if os.read(go_r, 1) != b"1":
+                    os._exit(1)
+                os.set_inheritable(ready_w, True)
+                os.set_inheritable(exit_r, True)
+                argv = [binary, "--configure", "--mtu=65520", "--disable-host-loopback"]
+                argv += ["--disable-dns", "--enable-sandbox", "--enable-seccomp"]
+                argv += [f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
+                if os.geteuid() != 0:  # the namespace belongs to the user namespace made for it
+                    argv.append(f"--userns-path=/proc/{parent}/ns/user")
+                argv += [str(parent), "tap0"]
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)  # its start-up chatter; errors still go to stderr (the log)
+                os.execve(binary, argv, _MINIMAL_ENV)  # noqa: S606 - a fixed argv, no shell
+            finally:
+                os._exit(127)
+        os.close(go_r)
+        os.close(ready_w)
+        os.close(exit_r)
+        fcntl.fcntl(self._exit_w, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+
+    def start(self) -> str | None:
+        """Let it attach; None when the network is up, else why not."""
+        os.write(self._go_w, b"1")
+        os.close(self._go_w)
+        deadline = time.monotonic() + SLIRP_READY_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._stop()
+                return f"slirp4netns did not come up within {SLIRP_READY_TIMEOUT:.0f}s"
+            ready, _, _ = select.select([self._ready_r], [], [], remaining)
+            if ready:
+                answer = os.read(self._ready_r, 1)
+                os.close(self._ready_r)
+                if answer == b"1":
+                    return None
+                status = self._stop()
+                return f"slirp4netns failed to start (exit status {status}; see the log)"
+
+    def _stop(self) -> int | None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            _pid, status = os.waitpid(self.pid, 0)
+            return os.waitstatus_to_exitcode(status)
+        return None
+
+
+def _set_up_network(config: dict[str, Any]) -> dict[str, str]:
+    if config["network"] != "own":
+        return {"network": "host"}
+    slirp = _Slirp(config["slirp4netns"]) if config.get("slirp4netns") else None
+    _own_network_namespace()
+    _loopback_up()
+    if slirp is None:
+        return {"network": "none", "reason": "slirp4netns is not installed"}
+    problem = slirp.start()
+    if problem:
+        return {"network": "none", "reason": problem}
+    for address in SLIRP_HOST_ALIASES:
+        _unreachable(address)
+    return {"network": "slirp4netns"}
+
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
+
+
+async def _forward(
+    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int, slots: asyncio.Semaphore
+) -> None:
+    if slots.locked():  # a flood of connections must not exhaust this process's descriptors
+        client_w.close()
+        return
+    async with slots:
+        try:
+            app_r, app_w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            client_w.close()
+            return
+        try:
+            await asyncio.gather(_relay(client_r, app_w), _relay(app_r, client_w))
+        finally:
+            app_w.close()
+            client_w.close()
+
+
+async def _serve(config: dict[str, Any]) -> int:
+    app = await asyncio.create_subprocess_exec(
+        *config["argv"], stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(config.get("pass_fds", ()))
+    )
+    for fd in config.get("pass_fds", ()):
+        os.close(fd)
+    server = None
+    if config.get("listen_fd") is not None:
+        slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        listener = socket.socket(fileno=config["listen_fd"])
+        server = await asyncio.start_unix_server(
+            lambda r, w: _forward(r, w, int(config["port"]), slots), sock=listener
+        )
+    try:
+        return await app.wait()
+    finally:
+        if server is not None:
+            server.close()
+
+
+def run(config_fd: int) -> int:
+    config = _read_json(config_fd)
+    status_fd = int(config["status_fd"])
+    try:
+        report = _set_up_network(config)
+    except OSError as exc:
+        report = {"error": f"could not create the environment's network namespace: {exc}"}
+    with os.fdopen(status_fd, "w") as status:
+        status.write(json.dumps(report) + "\n")
+    if "error" in report:
+        return 1
+    if report["network"] == "none":
+        print(f"envhub: this environment has no network: {report['reason']}", file=sys.stderr, flush=True)
+    code = asyncio.run(_serve(config))
+    return code if code >= 0 else 128 - code
+
+
+def exec_with_env(env_fd: int, argv: list[str]) -> None:
+    env = _read_json(env_fd)
+    os.execvpe(argv[0], argv, env)  # noqa: S606 - the argv envhub built, no shell
+
+
+def main(args: list[str]) -> int:
+    if len(args) >= 2 and args[0] == "run":
+        return run(int(args[1]))
+    if len(args) >= 4 and args[0] == "exec" and args[2] == "--":
+        exec_with_env(int(args[1]), args[3:])
+    print("usage: supervisor.py run CONFIG_FD | exec ENV_FD -- ARGV...", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
