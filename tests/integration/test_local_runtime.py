@@ -192,7 +192,7 @@ def test_refs_outside_branches_and_tags_are_fetched_by_name(runtime: LocalRuntim
             progress=RecordingProgress(),
         )
         assert status.endpoint is not None
-        assert get(status.endpoint.port, "/VERSION").text == "feature\n"
+        assert get(status.endpoint, "/VERSION").text == "feature\n"
 
 
 def test_a_command_that_exits_gives_process_exited_with_the_log_tail(runtime: LocalRuntime) -> None:

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -50,7 +49,7 @@ from envhub.services.reconciliation import reconcile
 from tests.support.db import fetch, fetch_all, other_session
 from tests.support.fakes import FakeQueue
 from tests.support.gitserver import serve_git
-from tests.support.runtime import RecordingProgress, git, kill_environments, make_target
+from tests.support.runtime import RecordingProgress, endpoint_get, git, kill_environments, make_target
 from tests.support.waiting import wait_for
 from tests.support.world import World
 
@@ -287,7 +286,7 @@ def old_host_git(workspace: Path, copy: Path) -> None:
 def served_text(runtime: LocalRuntime, environment_id: int, path: str) -> str:
     endpoint = runtime.endpoint(environment_id)
     assert endpoint is not None
-    return httpx.get(f"http://127.0.0.1:{endpoint.port}{path}", timeout=10).text
+    return endpoint_get(endpoint, path).text
 
 
 @pytest.mark.parametrize("plant", PLANTS, ids=[p.name for p in PLANTS])
