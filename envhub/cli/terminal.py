@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import termios
+import threading
 import tty
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -56,8 +57,13 @@ def socket_url(server: str, environment_id: int, query: dict[str, str]) -> str:
 
 
 def terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size((80, 24))
-    return size.columns, size.lines
+    """The local terminal's size as the kernel knows it (not $COLUMNS, which does not follow resizes)."""
+    for stream in (sys.stdin, sys.stdout):
+        with contextlib.suppress(OSError, ValueError):
+            size = os.get_terminal_size(stream.fileno())
+            return size.columns, size.lines
+    fallback = shutil.get_terminal_size((80, 24))
+    return fallback.columns, fallback.lines
 
 
 def exit_status(code: int | None) -> int:
@@ -122,6 +128,10 @@ class ShellClient:
             self._stdin_open = False
             return
         self._outbox.put_nowait(data)
+
+    def _read_file_input(self, loop: asyncio.AbstractEventLoop) -> None:
+        while data := os.read(self.stdin_fd, 65536):
+            loop.call_soon_threadsafe(self._outbox.put_nowait, data)
 
     def _on_resize(self) -> None:
         cols, rows = terminal_size()
@@ -199,7 +209,10 @@ class ShellClient:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        loop.add_reader(self.stdin_fd, self._on_stdin)
+        try:
+            loop.add_reader(self.stdin_fd, self._on_stdin)
+        except PermissionError:  # a regular file or /dev/null cannot be polled: read it in a thread
+            threading.Thread(target=self._read_file_input, args=(loop,), daemon=True).start()
         if self.interactive:
             loop.add_signal_handler(signal.SIGWINCH, self._on_resize)
         try:
@@ -286,7 +299,8 @@ def run_shell(
     saved = termios.tcgetattr(client.stdin_fd) if client.interactive else None
     try:
         if saved is not None:
-            tty.setraw(client.stdin_fd)
+            # TCSANOW, not setraw's default TCSAFLUSH: keep what was typed ahead.
+            tty.setraw(client.stdin_fd, termios.TCSANOW)
         return asyncio.run(client.run())
     finally:
         if saved is not None:

@@ -76,7 +76,9 @@ def test_login_through_the_device_flow_then_whoami_and_logout(
     assert "not_signed_in" in after.stderr and "envhub login" in after.stderr
 
 
-def test_a_denied_sign_in_fails_with_its_code(cli: Cli, serve: Serve, people: People, session: Session) -> None:
+def test_a_denied_sign_in_fails_with_its_code(
+    cli: Cli, serve: Serve, people: People, session: Session
+) -> None:
     base = serve()
     login = subprocess.Popen(
         [str(cli.path), "login", "--server", base, "-o", "json"],
