@@ -101,4 +101,5 @@ def exec_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="exec", context_settings={"allow_interspersed_args": False})(exec_command)
+    # Options go before ``--``; everything after it is the command, untouched.
+    app.command(name="exec")(exec_command)

@@ -1,4 +1,4 @@
-"""``envhub login``, ``whoami``, ``logout``: the device flow end to end, the token kept 0600, revoked on logout."""
+"""``envhub login``, ``whoami``, ``logout``: the device flow end to end, the token 0600, revoked at logout."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def test_login_through_the_device_flow_then_whoami_and_logout(
     assert base not in json.loads(tokens.read_text())
     after = cli("whoami")
     assert after.returncode == 3, after.stderr
-    assert "not_signed_in" in after.stderr and "envhub login" in after.stderr
+    assert "not_signed_in" in after.stderr
+    assert "envhub login" in after.stderr
 
 
 def test_a_denied_sign_in_fails_with_its_code(
