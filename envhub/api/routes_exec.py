@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from envhub.api.auth import require_principal
 from envhub.domain.principals import Principal
@@ -41,6 +41,13 @@ class ExecIn(BaseModel):
     timeout_seconds: float = Field(default=300, gt=0, le=3600)
     max_output_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=MAX_OUTPUT)
     container: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul(cls, argv: list[str]) -> list[str]:
+        if any("\x00" in arg for arg in argv):
+            raise ValueError("arguments cannot contain NUL characters")
+        return argv
 
 
 def _line(record: dict[str, Any]) -> bytes:

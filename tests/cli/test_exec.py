@@ -85,6 +85,7 @@ def test_the_exec_route_refuses_bad_input_with_a_code(
         {"command": []},
         {"command": ["id"], "timeout_seconds": 0},
         {"command": ["id"], "container": "A!"},
+        {"command": ["echo", "a\x00b"]},
     ):
         answer = httpx.post(f"{base}/api/v1/environments/{environment.id}/exec", json=body, headers=headers)
         assert answer.status_code == 422, answer.text
