@@ -14,6 +14,10 @@ Server → client: ``hello`` · ``reset`` {cols, rows} · ``size`` {cols, rows} 
 ``presence`` {participants} · ``role`` · ``ping``/``pong`` · ``exit`` {code,
 reason} · ``error`` {code, message} (then the socket closes with a code below).
 
+A client that is not a browser (``envhub shell``) speaks the same protocol; it
+may name a ``command`` in the query to run instead of the login shell, and
+learns the remote exit status from ``exit``.
+
 ``access_ended`` (4410) closes a socket whose person may no longer be there:
 signed out, session or token revoked or expired, share expired or revoked,
 removed from the team. The browser shows "Access ended" and does not
