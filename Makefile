@@ -21,10 +21,12 @@ test: system-deps test-system-deps setup test-cluster lint ## Lint, type-check a
 
 setup: $(VENV)/.installed $(BUN)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	# This checkout itself, editable: gives .venv/bin/envhub (the CLI).
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # Reflex cannot download bun here; the npm registry ships it.

@@ -19,6 +19,8 @@ from envhub.api.guard import GuardMiddleware
 from envhub.api.headers import SecurityHeadersMiddleware
 from envhub.api.routes_api import router as api_router
 from envhub.api.routes_auth import router as auth_router
+from envhub.api.routes_credentials import router as credentials_router
+from envhub.api.routes_exec import router as exec_router
 from envhub.models.db import session_scope
 
 
@@ -27,6 +29,8 @@ def create_api() -> FastAPI:
     errors.install(api)
     api.include_router(auth_router)
     api.include_router(api_router)
+    api.include_router(credentials_router)
+    api.include_router(exec_router)
 
     @api.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

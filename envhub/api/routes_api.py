@@ -63,6 +63,8 @@ def me(request: Request, actor: Caller) -> dict[str, Any]:
         "user_id": actor.user_id,
         "scopes": sorted(s.value for s in actor.scopes) if actor.scopes is not None else None,
         "environment_id": actor.environment_id,
+        # The token this request came with (the CLI revokes it on logout); None for a session.
+        "token_id": actor.token_id,
         "kubernetes_groups": groups,
         # For cookie-authenticated scripts on envhub's own pages.
         "csrf_token": csrf_token(caller.session_hash) if caller.session_hash else None,

@@ -102,6 +102,9 @@ class WorkloadCredentials:
     namespace: str
     server: str
     account: str
+    # The API server's CA bundle (PEM) as envhub trusts it; empty when envhub uses the system's.
+    certificate_authority: str = ""
+    insecure: bool = False  # envhub itself skips TLS verification of this server
 
 
 StatusHandler = Callable[[int, RuntimeStatus], None]

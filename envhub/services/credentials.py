@@ -41,7 +41,10 @@ def environment_credentials(
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
         authorize_environment(session, actor, environment, Action.environment_shell, what="environment")
         if not isinstance(runtime, CredentialIssuer):
-            raise Unsupported(f"the {runtime.name} runtime has no workload identity to issue credentials for")
+            raise Unsupported(
+                f"the {runtime.name} runtime has no workload identity to issue credentials for",
+                hint="kubectl access needs envhub on the Kubernetes runtime (ENVHUB_RUNTIME=kubernetes).",
+            )
         issued = runtime.issue_credentials(environment_id, ttl_seconds=ttl_seconds)
         audit(
             session,

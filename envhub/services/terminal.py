@@ -13,6 +13,7 @@ the credential it came with and the person's roles or shares still let it in.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -105,8 +106,9 @@ def open_shell(
     terminal_id: str,
     container: str | None,
     recording: str,
+    command: list[str] | None = None,
 ) -> tuple[ExecSession, ShellAccess]:
-    """Start a login shell in the environment and record that ``actor`` did."""
+    """Start a login shell (or ``command``, on a terminal) in the environment; record that ``actor`` did."""
     target = AuditTarget(TARGET, id=environment_id)
     with audited(session, actor, "environment.shell.start", target):
         access = _access(session, actor, environment_id, Action.environment_shell)
@@ -120,7 +122,7 @@ def open_shell(
         # Starting the shell can take a while (a pod exec handshake): hold no
         # transaction (and so no SQLite write lock) meanwhile.
         session.commit()
-        exec_session = runtime.exec(environment_id, container=container)
+        exec_session = runtime.exec(environment_id, command, container=container)
         audit(
             session,
             actor,
@@ -129,7 +131,12 @@ def open_shell(
             target_id=environment_id,
             target=access.label,
             team_id=access.team_id,
-            details={"terminal": terminal_id, "container": container or "", "recording": recording},
+            details={
+                "terminal": terminal_id,
+                "container": container or "",
+                "recording": recording,
+                **({"command": shlex.join(command)[:500]} if command else {}),
+            },
         )
         session.commit()
     return exec_session, access

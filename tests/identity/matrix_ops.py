@@ -19,6 +19,7 @@ from envhub.domain.principals import Principal
 from envhub.models import Environment
 from envhub.services import (
     audit_log,
+    commands,
     credentials,
     device,
     environments,
@@ -420,6 +421,18 @@ OPS: list[Op] = [
             terminal_id=unique("t"),
             container=None,
             recording="recordings/x.cast",
+        ),
+    ),
+    Op(
+        "commands.start_command",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: commands.start_command(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            command=["true"],
         ),
     ),
     Op(

@@ -122,6 +122,7 @@ class TerminalManager:
                     terminal_id=request.session,
                     container=request.container,
                     recording=key,
+                    command=["/bin/sh", "-c", request.command] if request.command else None,
                 )
 
         exec_session, access = await asyncio.to_thread(open_shell)

@@ -14,6 +14,10 @@ Server → client: ``hello`` · ``reset`` {cols, rows} · ``size`` {cols, rows} 
 ``presence`` {participants} · ``role`` · ``ping``/``pong`` · ``exit`` {code,
 reason} · ``error`` {code, message} (then the socket closes with a code below).
 
+A client that is not a browser (``envhub shell``) speaks the same protocol; it
+may name a ``command`` in the query to run instead of the login shell, and
+learns the remote exit status from ``exit``.
+
 ``access_ended`` (4410) closes a socket whose person may no longer be there:
 signed out, session or token revoked or expired, share expired or revoked,
 removed from the team. The browser shows "Access ended" and does not
@@ -36,6 +40,7 @@ _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MAX_CONTROL_BYTES = 4096
 # Database ids are 32-bit: anything else in the path is a bad request, not a query.
 MAX_ID = 2**31 - 1
+MAX_COMMAND = 4096
 
 
 class CloseCode(IntEnum):
@@ -64,6 +69,8 @@ class ConnectRequest:
     container: str | None
     cols: int
     rows: int
+    # A command to run instead of the login shell (``envhub shell -c``); None: the shell.
+    command: str | None = None
 
 
 def clamp_size(cols: Any, rows: Any) -> tuple[int, int]:
@@ -92,7 +99,10 @@ def parse_connect(query: dict[str, str]) -> ConnectRequest:
     if container is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", container):
         raise ProtocolError("container is not a valid name")
     cols, rows = clamp_size(query.get("cols", DEFAULT_SIZE[0]), query.get("rows", DEFAULT_SIZE[1]))
-    return ConnectRequest(session, client, mode == "watch", container, cols, rows)
+    command = query.get("command") or None
+    if command is not None and (len(command) > MAX_COMMAND or "\x00" in command):
+        raise ProtocolError(f"command must be at most {MAX_COMMAND} characters, without NUL")
+    return ConnectRequest(session, client, mode == "watch", container, cols, rows, command)
 
 
 def parse_control(text: str) -> dict[str, Any]:

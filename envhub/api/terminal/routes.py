@@ -1,7 +1,8 @@
 """HTTP and WebSocket routes of the terminal.
 
-``/ws/terminal/{environment_id}?session=&client=&mode=drive|watch&container=&cols=&rows=``
-is the bridge (see ``protocol.py`` for what flows over it). Before anything
+``/ws/terminal/{environment_id}?session=&client=&mode=drive|watch&container=&cols=&rows=&command=``
+is the bridge (see ``protocol.py`` for what flows over it; ``command``, optional,
+runs with ``/bin/sh -c`` instead of a login shell). Before anything
 else the socket's Origin must be the dashboard's own, then the caller must be
 signed in (``caller_from_scope``), then the service layer decides what they
 may do: every socket, including one that names a session another socket is

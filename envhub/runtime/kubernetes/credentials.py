@@ -9,6 +9,7 @@ those out.)
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import AuthenticationV1TokenRequest, CoreV1Api, V1TokenRequestSpec
@@ -21,8 +22,27 @@ MIN_TTL = 600
 MAX_TTL = 3600
 
 
+def server_trust(configuration: Any) -> tuple[str, bool]:
+    """The CA bundle (PEM) envhub's client trusts for the API server, and whether it skips verification."""
+    ca_file = getattr(configuration, "ssl_ca_cert", None)
+    pem = ""
+    if ca_file:
+        try:
+            pem = Path(str(ca_file)).read_text()
+        except OSError:
+            pem = ""
+    return pem, not bool(getattr(configuration, "verify_ssl", True))
+
+
 def request_token(
-    core: CoreV1Api, *, namespace: str, account: str, ttl_seconds: int, server: str
+    core: CoreV1Api,
+    *,
+    namespace: str,
+    account: str,
+    ttl_seconds: int,
+    server: str,
+    certificate_authority: str = "",
+    insecure: bool = False,
 ) -> WorkloadCredentials:
     ttl = max(MIN_TTL, min(int(ttl_seconds), MAX_TTL))
     body = AuthenticationV1TokenRequest(spec=V1TokenRequestSpec(audiences=[], expiration_seconds=ttl))
@@ -41,4 +61,6 @@ def request_token(
         namespace=namespace,
         server=server,
         account=account,
+        certificate_authority=certificate_authority,
+        insecure=insecure,
     )

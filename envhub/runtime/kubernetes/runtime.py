@@ -49,7 +49,7 @@ from envhub.runtime.base import (
     WorkloadCredentials,
 )
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
-from envhub.runtime.kubernetes.credentials import request_token
+from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.pruning import Inventory
@@ -226,12 +226,15 @@ class KubernetesRuntime:
         namespace = self._namespace_of(environment_id)
         if namespace is None:
             raise NotFound(f"environment {environment_id} has no namespace on this cluster")
+        ca, insecure = server_trust(self.api.configuration)
         return request_token(
             self.core,
             namespace=namespace,
             account=WORKLOAD_ACCOUNT,
             ttl_seconds=ttl_seconds,
             server=str(self.api.configuration.host),
+            certificate_authority=ca,
+            insecure=insecure,
         )
 
     # -- status --------------------------------------------------------------

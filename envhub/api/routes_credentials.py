@@ -1,0 +1,52 @@
+"""``POST /api/v1/environments/{id}/credentials``: a short-lived token for kubectl.
+
+What ``envhub kube-credential`` (the kubeconfig's exec plugin) asks for: the
+API server, the CA envhub trusts for it, the environment's namespace and a
+fresh token for its ServiceAccount with its expiry. Nothing is stored; the
+use case authorizes (``environment.shell``) and audits each one.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field
+
+from envhub.api.auth import require_principal
+from envhub.domain.principals import Principal
+from envhub.models.db import session_scope
+from envhub.services import credentials, ports
+
+router = APIRouter(prefix="/api/v1")
+Caller = Annotated[Principal, Depends(require_principal)]
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class CredentialsIn(BaseModel):
+    ttl_seconds: int = Field(default=credentials.DEFAULT_TTL, ge=600, le=3600)
+
+
+@router.post("/environments/{environment_id}/credentials")
+def environment_credentials(
+    environment_id: Id, actor: Caller, body: CredentialsIn | None = None
+) -> dict[str, Any]:
+    with session_scope() as session:
+        issued = credentials.environment_credentials(
+            session=session,
+            actor=actor,
+            runtime=ports.runtime(),
+            environment_id=environment_id,
+            ttl_seconds=(body or CredentialsIn()).ttl_seconds,
+        )
+    ca = issued.certificate_authority
+    return {
+        "server": issued.server,
+        "certificate_authority_data": base64.b64encode(ca.encode()).decode() if ca else "",
+        "insecure_skip_tls_verify": issued.insecure,
+        "namespace": issued.namespace,
+        "account": issued.account,
+        "token": issued.token,
+        "expires_at": issued.expires_at,
+    }
