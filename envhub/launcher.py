@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         for index in range(args.workers):
             supervisor.start(
                 f"worker-{index}",
-                [sys.executable, "-m", "envhub.jobs.worker"],
+                [sys.executable, "-m", "envhub.launcher", "worker"],
                 env=env,
                 log_file=logs_dir / "worker.log",
             )
@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--dev", action="store_true", help="Reflex dev mode (hot reload, two ports)")
     run_parser.add_argument("--start-timeout", type=float, default=600.0)
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("worker", help="an RQ worker, with the reconciler and the runtime's status watch")
     sub.add_parser("login-link", help="print a fresh one-time sign-in link (single-user mode)")
     audit_parser = sub.add_parser("audit", help="the audit log")
     audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True)
@@ -364,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "login-link":
             print(login_link(load_settings()))
             return 0
+        if args.command == "worker":
+            from envhub import wiring
+            from envhub.jobs import worker
+
+            wiring.install()
+            return worker.main()
         if args.command == "audit":
             return audit_verify(load_settings(), incremental=args.incremental)
         return run(args)
