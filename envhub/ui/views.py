@@ -16,7 +16,7 @@ from envhub.errors import EnvhubError, NotFound, advice_for
 from envhub.models import AuditEvent, Environment, JobRun, Project
 from envhub.queue.events import project_channel
 from envhub.services import audit_log, environments, projects, sharing, terminal
-from envhub.ui import format as fmt
+from envhub.domain import humanize as fmt
 from envhub.ui import identity_views, workload_defaults, workloads
 from envhub.ui.feedback import condition_view
 from envhub.ui.state import acting_as, reading_as

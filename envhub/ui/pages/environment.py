@@ -32,7 +32,7 @@ from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
-from envhub.ui.format import parse_id
+from envhub.domain.humanize import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.environment_access import access_panel
 from envhub.ui.state import AuthState

@@ -20,7 +20,7 @@ from envhub.services import environments, sharing, tokens
 from envhub.ui import identity_views as iv
 from envhub.ui.components.common import dialog_actions, error_callout, form_field, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
-from envhub.ui.format import parse_id
+from envhub.domain.humanize import parse_id
 from envhub.ui.pages.tokens import new_token_dialog
 from envhub.ui.state import AuthState
 

@@ -16,7 +16,7 @@ from envhub.ui.components.environments import create_options_dialog, delete_dial
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.project_defaults import project_defaults
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
-from envhub.ui.format import parse_id
+from envhub.domain.humanize import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.project_secrets import secrets_panel
 from envhub.ui.state import AuthState

@@ -16,7 +16,7 @@ from envhub.services import secrets
 from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
-from envhub.ui.format import parse_id
+from envhub.domain.humanize import parse_id
 from envhub.ui.state import AuthState
 
 

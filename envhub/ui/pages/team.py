@@ -18,7 +18,7 @@ from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, not_found, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, unexpected_view
-from envhub.ui.format import parse_id
+from envhub.domain.humanize import parse_id
 from envhub.ui.state import AuthState
 
 ROLES = [role.value for role in TeamRole]

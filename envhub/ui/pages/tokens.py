@@ -18,7 +18,7 @@ from envhub.ui import identity_views as iv
 from envhub.ui.components.common import dialog_actions, empty_state, error_callout, form_field, mono, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
-from envhub.ui.format import parse_id
+from envhub.domain.humanize import parse_id
 from envhub.ui.state import AuthState
 
 SCOPES: list[tuple[str, str]] = [

@@ -1,20 +1,30 @@
-"""View models for the identity pages: teams, tokens, sharing, secrets, audit.
+"""View models of teams, tokens, sharing, secrets and the audit log, for every face.
 
-Plain dicts of strings built from the use cases' results; a value a person
+Plain JSON-ready dicts built from the use cases' results; a value a person
 entered as a secret is never among them (secrets show name and date only,
-tokens their hint), so it cannot reach the browser.
+tokens their hint), so no face can show it. The builders take rows and stay
+inside ``services/``; the functions under "what the faces call" take the
+caller and run the use cases.
 """
 
 from __future__ import annotations
 
 from typing import TypedDict
 
-from envhub.models import ApiToken, AuditEvent, Invite
+from sqlmodel import Session
+
+from envhub.domain import humanize as fmt
+from envhub.domain.principals import Principal
+from envhub.models import ApiToken, AuditEvent, Environment, Invite
+from envhub.services import audit_log, environments, secrets, sharing, teams, tokens
+from envhub.services.access import team_role
 from envhub.services.audit_chain import StoredCheck
+from envhub.services.audit_log import AuditFilter
+from envhub.services.environment_views import EnvironmentPermissions, permissions
+from envhub.services.pages import PageInfo, page_info
 from envhub.services.secrets import SecretInfo
 from envhub.services.sharing import Access, SharedEnvironment
 from envhub.services.teams import Member, TeamSummary
-from envhub.ui import format as fmt
 
 
 class TeamRow(TypedDict):
@@ -71,6 +81,7 @@ class MemberAccess(TypedDict):
 
 
 class SharedRow(TypedDict):
+    id: int
     name: str
     project: str
     team: str
@@ -86,6 +97,7 @@ class SecretRow(TypedDict):
 
 
 class AuditEventRow(TypedDict):
+    id: int
     seq: str
     time: str
     stamp: str
@@ -179,6 +191,7 @@ def share_rows(access: Access) -> list[ShareRow]:
 def shared_row(item: SharedEnvironment) -> SharedRow:
     environment = item.environment
     return SharedRow(
+        id=environment.id or 0,
         name=environment.name,
         project=item.project,
         team=item.team,
@@ -194,6 +207,7 @@ def secret_row(info: SecretInfo) -> SecretRow:
 
 def audit_event_row(event: AuditEvent) -> AuditEventRow:
     return AuditEventRow(
+        id=event.id or 0,
         seq=str(event.seq or ""),
         time=fmt.ago(event.time),
         stamp=fmt.stamp(event.time),
@@ -219,3 +233,93 @@ def chain_status(stored: StoredCheck | None) -> ChainStatus:
         problems=[f"{p['kind']}: {p['message']}" for p in row.problems[:20]] if stored.sealed else [],
         when=f"{row.mode} check {fmt.ago(row.finished_at)} by {row.checked_by}",
     )
+
+
+class TeamOverview(TypedDict):
+    id: int
+    name: str
+    display_name: str
+    my_role: str  # "" for someone who sees the team without being in it
+    can_manage: bool
+    can_own: bool
+    members: list[MemberRow]
+    invites: list[InviteRow]  # open invitations, for those who manage the team
+
+
+class AccessOverview(TypedDict):
+    team: str
+    members: list[MemberAccess]
+    shares: list[ShareRow]
+    permissions: EnvironmentPermissions
+
+
+class AuditPage(TypedDict):
+    rows: list[AuditEventRow]
+    page: PageInfo
+
+
+# -- what the faces call -----------------------------------------------------
+
+
+def team_rows(*, session: Session, actor: Principal) -> list[TeamRow]:
+    return [team_row(item) for item in teams.list_my_teams(session=session, actor=actor)]
+
+
+def team_overview(*, session: Session, actor: Principal, team_id: int) -> TeamOverview:
+    team = teams.get_team(session=session, actor=actor, team_id=team_id)
+    members = teams.list_members(session=session, actor=actor, team_id=team_id)
+    role = team_role(session, actor, team_id) or ""
+    can_manage = role in ("owner", "admin")
+    invites = teams.list_invites(session=session, actor=actor, team_id=team_id) if can_manage else []
+    return TeamOverview(
+        id=team_id,
+        name=team.name,
+        display_name=team.display_name or team.name,
+        my_role=role,
+        can_manage=can_manage,
+        can_own=role == "owner",
+        members=[member_row(member, actor.user_id) for member in members],
+        invites=[invite_row(invite) for invite in invites],
+    )
+
+
+def token_rows(*, session: Session, actor: Principal) -> list[TokenRow]:
+    """The caller's own tokens (personal and agent), newest first, with their environment's name."""
+    rows = []
+    for row in tokens.list_tokens(session=session, actor=actor):
+        environment = session.get(Environment, row.environment_id) if row.environment_id else None
+        rows.append(token_row(row, environment.name if environment else ""))
+    return rows
+
+
+def access_overview(*, session: Session, actor: Principal, environment_id: int) -> AccessOverview:
+    """Who can reach the environment (its team, its shares) and what the caller may change there."""
+    access = sharing.list_access(session=session, actor=actor, environment_id=environment_id)
+    environment, _project, allowed = environments.environment_context(
+        session=session, actor=actor, environment_id=environment_id
+    )
+    return AccessOverview(
+        team=access.team,
+        members=[MemberAccess(name=name, role=role) for name, role in access.team_members],
+        shares=share_rows(access),
+        permissions=permissions(environment, allowed),
+    )
+
+
+def secret_rows(*, session: Session, actor: Principal, project_id: int) -> list[SecretRow]:
+    return [
+        secret_row(info) for info in secrets.list_secrets(session=session, actor=actor, project_id=project_id)
+    ]
+
+
+def audit_page(
+    *, session: Session, actor: Principal, filters: AuditFilter, offset: int = 0, limit: int = 25
+) -> AuditPage:
+    """The audit events the caller may read, newest first, filtered."""
+    page = audit_log.search_events(session=session, actor=actor, filters=filters, offset=offset, limit=limit)
+    return AuditPage(rows=[audit_event_row(event) for event in page.items], page=page_info(page))
+
+
+def chain_overview(*, session: Session, actor: Principal) -> ChainStatus:
+    """The last stored check of the audit chain (none runs here)."""
+    return chain_status(audit_log.last_check(session=session, actor=actor))
