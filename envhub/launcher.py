@@ -32,6 +32,7 @@ from sqlmodel import Session
 from envhub.config import PROJECT_ROOT, AuthMode, Settings, check_bind, load_settings, redact_url
 from envhub.errors import ConfigurationError
 from envhub.private_files import open_private, private_dir, secure_data_dir, write_private
+from envhub.queue.embedded import answers
 from envhub.queue.embedded import prepare as prepare_embedded_redis
 from envhub.queue.embedded import redis_binary as redis_binary  # re-exported for the tests
 
@@ -180,16 +181,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ping_redis(url: str) -> bool:
-    from redis import Redis
-    from redis.exceptions import RedisError
-
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
-
-
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
@@ -212,7 +203,7 @@ def start_embedded_redis(
     embedded = prepare_embedded_redis(data_dir, port=free_port(), binary=binary)
     proc = supervisor.start("redis", embedded.argv, env=env, log_file=logs_dir / "redis.log")
     wait_for(
-        lambda: _ping_redis(embedded.url),
+        lambda: answers(embedded.url),
         timeout=20,
         what="embedded redis",
         alive=lambda: proc.poll() is None,

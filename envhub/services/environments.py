@@ -18,7 +18,7 @@ from envhub.domain.phases import Phase, is_deletable, is_redeployable, transitio
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.repos import require_allowed
-from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, merge_spec
+from envhub.domain.specs import EnvironmentKind, merge_spec
 from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
@@ -227,10 +227,6 @@ def delete_environment(
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment
-
-
-def environment_spec(environment: Environment) -> EnvironmentSpec:
-    return EnvironmentSpec.model_validate(environment.spec)
 
 
 def latest_run(*, session: Session, actor: Principal, environment_id: int) -> JobRun | None:

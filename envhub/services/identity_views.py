@@ -14,6 +14,7 @@ from typing import TypedDict
 from sqlmodel import Session
 
 from envhub.domain import humanize as fmt
+from envhub.domain.policy import Action, role_allows
 from envhub.domain.principals import Principal
 from envhub.models import ApiToken, AuditEvent, Environment, Invite
 from envhub.services import audit_log, environments, secrets, sharing, teams, tokens
@@ -34,6 +35,7 @@ class TeamRow(TypedDict):
     role: str
     members: str
     href: str
+    can_create_projects: bool
 
 
 class MemberRow(TypedDict):
@@ -136,6 +138,7 @@ def team_row(summary: TeamSummary) -> TeamRow:
         role=summary.role,
         members=str(summary.members),
         href=f"/teams/{team.id}",
+        can_create_projects=role_allows(summary.role, Action.project_create),
     )
 
 

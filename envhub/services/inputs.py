@@ -94,6 +94,20 @@ def parse_services(text: str, *, field: str = "services") -> list[dict[str, Any]
     return services
 
 
+def optional_moment(text: str) -> datetime | None:
+    """A date or time typed into a filter (ISO 8601, UTC unless it says); None when empty or unreadable.
+
+    Filters are forgiving: a half-typed date filters nothing rather than failing.
+    """
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def share_expiry(value: str | date | datetime | None) -> datetime | None:
     """When a share lapses: a bare date means the end of that day (UTC); empty means never.
 

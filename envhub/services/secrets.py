@@ -163,13 +163,3 @@ def environment_secrets(session: Session, *, team_id: int, project_id: int) -> d
     )
     sealer = cipher()
     return {row.name: sealer.open(row.value, purpose=_purpose(team_id, scope, row.name)) for row in rows}
-
-
-def integration_secret(session: Session, *, team_id: int, name: str) -> str | None:
-    """A team's integration credential (e.g. a GitHub token) for an integration to use."""
-    row = session.exec(
-        select(StoredSecret).where(
-            StoredSecret.team_id == team_id, StoredSecret.scope == INTEGRATION, StoredSecret.name == name
-        )
-    ).first()
-    return None if row is None else cipher().open(row.value, purpose=_purpose(team_id, INTEGRATION, name))
