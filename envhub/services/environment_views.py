@@ -10,6 +10,7 @@ face derives them again. ORM rows stay inside ``services/``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypedDict, cast
 
 from sqlmodel import Session
@@ -18,13 +19,15 @@ from envhub.domain import humanize as fmt
 from envhub.domain.phases import Phase, is_deletable, is_redeployable
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
-from envhub.errors import NotFound, advice_for
+from envhub.errors import EnvhubError, NotFound, advice_for
 from envhub.models import AuditEvent, Environment, JobRun
 from envhub.runtime.base import Runtime
-from envhub.services import audit_log, environments, inspection
+from envhub.services import audit_log, environments, inspection, logs
 from envhub.services.common import Page
 from envhub.services.conditions import condition_view
 from envhub.services.pages import PageInfo, page_info
+
+log = logging.getLogger(__name__)
 
 _SERVING = frozenset({Phase.ready, Phase.updating})
 
@@ -139,7 +142,6 @@ class EnvironmentOverview(TypedDict):
     log_container: str  # the one the logs are of ("" for all)
     terminal: TerminalView
     logs: list[str]
-    state: str  # phase/generation/condition: pass to environment_workloads
 
 
 EMPTY_DETAIL = cast(
@@ -292,9 +294,30 @@ def permissions(environment: Environment, allowed: frozenset[Action]) -> Environ
     )
 
 
-def state_key(environment: Environment) -> str:
-    """Sums up what, when it changes, makes an older look inside out of date."""
-    return f"{environment.phase.value}/{environment.observed_generation}/{environment.condition}"
+def _recent_logs(
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    phase: Phase,
+    container: str = "",
+) -> list[str]:
+    """The last lines of output, of one container when ``container`` is set; [] when unavailable."""
+    if phase in inspection.GONE:
+        return []
+    try:
+        return logs.environment_logs(
+            session=session,
+            actor=actor,
+            runtime=runtime,
+            environment_id=environment_id,
+            tail=inspection.LOG_LINES,
+            container=container or None,
+        )
+    except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail a view for them
+        log.debug("logs of environment %s unavailable: %s", environment_id, exc)
+        return []
 
 
 # -- what the faces call -----------------------------------------------------
@@ -338,7 +361,7 @@ def environment_overview(
     audit_limit: int = 8,
     log_container: str = "",
 ) -> EnvironmentOverview:
-    """Everything the environment page shows but the workloads (see ``inspection.environment_workloads``).
+    """Everything the environment page shows but its workloads (``inspection.environment_workloads``).
 
     ``project_id``, when given, must be the environment's project (a URL naming
     both must not show one under another's name): otherwise ``NotFound``.
@@ -373,7 +396,7 @@ def environment_overview(
             containers=containers,
             can_shell=flags["can_shell"],
         ),
-        logs=inspection.recent_logs(
+        logs=_recent_logs(
             session=session,
             actor=actor,
             runtime=runtime,
@@ -381,5 +404,4 @@ def environment_overview(
             phase=environment.phase,
             container=log_container,
         ),
-        state=state_key(environment),
     )

@@ -14,7 +14,7 @@ from typing import TypedDict
 from sqlmodel import Session
 
 from envhub.domain import humanize as fmt
-from envhub.domain.policy import Action, role_allows
+from envhub.domain.policy import Action, principal_allows, role_allows
 from envhub.domain.principals import Principal
 from envhub.models import ApiToken, AuditEvent, Environment, Invite
 from envhub.services import audit_log, environments, secrets, sharing, teams, tokens
@@ -129,7 +129,7 @@ NO_CHAIN = ChainStatus(
 )
 
 
-def team_row(summary: TeamSummary) -> TeamRow:
+def team_row(summary: TeamSummary, actor: Principal) -> TeamRow:
     team = summary.team
     return TeamRow(
         id=str(team.id),
@@ -138,7 +138,8 @@ def team_row(summary: TeamSummary) -> TeamRow:
         role=summary.role,
         members=str(summary.members),
         href=f"/teams/{team.id}",
-        can_create_projects=role_allows(summary.role, Action.project_create),
+        can_create_projects=role_allows(summary.role, Action.project_create)
+        and principal_allows(actor, Action.project_create),
     )
 
 
@@ -265,14 +266,16 @@ class AuditPage(TypedDict):
 
 
 def team_rows(*, session: Session, actor: Principal) -> list[TeamRow]:
-    return [team_row(item) for item in teams.list_my_teams(session=session, actor=actor)]
+    return [team_row(item, actor) for item in teams.list_my_teams(session=session, actor=actor)]
 
 
 def team_overview(*, session: Session, actor: Principal, team_id: int) -> TeamOverview:
     team = teams.get_team(session=session, actor=actor, team_id=team_id)
     members = teams.list_members(session=session, actor=actor, team_id=team_id)
     role = team_role(session, actor, team_id) or ""
-    can_manage = role in ("owner", "admin")
+    # What the person's role allows, and what the credential in hand (a token's scopes) carries.
+    can_manage = role_allows(role, Action.team_manage) and principal_allows(actor, Action.team_manage)
+    can_own = role_allows(role, Action.team_own) and principal_allows(actor, Action.team_own)
     invites = teams.list_invites(session=session, actor=actor, team_id=team_id) if can_manage else []
     return TeamOverview(
         id=team_id,
@@ -280,7 +283,7 @@ def team_overview(*, session: Session, actor: Principal, team_id: int) -> TeamOv
         display_name=team.display_name or team.name,
         my_role=role,
         can_manage=can_manage,
-        can_own=role == "owner",
+        can_own=can_own,
         members=[member_row(member, actor.user_id) for member in members],
         invites=[invite_row(invite) for invite in invites],
     )

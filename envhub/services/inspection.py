@@ -29,7 +29,6 @@ from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError
 from envhub.models.db import session_scope
 from envhub.runtime.base import ContainerInfo, EventInfo, Inspection, PodInfo, Runtime
-from envhub.services import logs
 from envhub.services.environments import get_environment
 
 log = logging.getLogger(__name__)
@@ -265,7 +264,7 @@ def _ask(
     return future
 
 
-def inspect_throttled(
+def _inspect_throttled(
     *, actor: Principal, runtime: Runtime, environment_id: int, state: str = ""
 ) -> Inspection | EnvhubError | None:
     """The latest inspection; ``None`` while the first one is still under way.
@@ -291,18 +290,20 @@ def inspect_throttled(
 
 
 def environment_workloads(
-    *, actor: Principal, runtime: Runtime, environment_id: int, phase: Phase, state: str = ""
+    *, session: Session, actor: Principal, runtime: Runtime, environment_id: int
 ) -> WorkloadsView:
     """What runs inside the environment, throttled (see the module's docstring).
 
-    Call it outside a unit of work, after one has authorized the environment:
-    the runtime may take a few seconds to answer.
+    Authorizes like any read, then may wait a few seconds for the runtime:
+    give it a read-only session (``services.units.read_only``), which holds no lock.
     """
+    environment = get_environment(session=session, actor=actor, environment_id=environment_id)
     local = runtime.name == "local"
-    if phase in GONE:
+    if environment.phase in GONE:
         return gone_view(local=local)
-    found = inspect_throttled(actor=actor, runtime=runtime, environment_id=environment_id, state=state)
-    return workloads_view(found, local=local, phase=phase)
+    state = f"{environment.phase.value}/{environment.observed_generation}/{environment.condition}"
+    found = _inspect_throttled(actor=actor, runtime=runtime, environment_id=environment_id, state=state)
+    return workloads_view(found, local=local, phase=environment.phase)
 
 
 def log_containers(spec: dict[str, Any], *, runtime: Runtime) -> list[str]:
@@ -315,29 +316,3 @@ def log_containers(spec: dict[str, Any], *, runtime: Runtime) -> list[str]:
     if len(names) < 2 or runtime.name == "local":
         return []
     return names
-
-
-def recent_logs(
-    *,
-    session: Session,
-    actor: Principal,
-    runtime: Runtime,
-    environment_id: int,
-    phase: Phase,
-    container: str = "",
-) -> list[str]:
-    """The last lines of output, of one container when ``container`` is set; [] when unavailable."""
-    if phase in GONE:
-        return []
-    try:
-        return logs.environment_logs(
-            session=session,
-            actor=actor,
-            runtime=runtime,
-            environment_id=environment_id,
-            tail=LOG_LINES,
-            container=container or None,
-        )
-    except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail a view for them
-        log.debug("logs of environment %s unavailable: %s", environment_id, exc)
-        return []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from envhub.domain.phases import Phase
 from envhub.errors import EnvhubError, NotFound
 from envhub.services import environment_views, inspection, ports, project_views
 from envhub.services.environment_views import (
@@ -104,14 +103,14 @@ def read_environment(
             return {"found": False}
         except EnvhubError as exc:  # e.g. forbidden: show it as not found, like the services do
             return {"found": False, "reason": exc.message}
-    # Outside the unit of work: the runtime may take a moment to answer.
-    inside = inspection.environment_workloads(
-        actor=actor,
-        runtime=runtime,
-        environment_id=environment_id,
-        phase=Phase(view["detail"]["phase"]),
-        state=view["state"],
-    )
+    # In a read-only session of its own: the runtime may take a moment to answer.
+    with reading_as(who) as (session, actor):
+        try:
+            inside = inspection.environment_workloads(
+                session=session, actor=actor, runtime=runtime, environment_id=environment_id
+            )
+        except EnvhubError as exc:
+            inside = inspection.workloads_view(exc, local=runtime.name == "local")
     audit = view["audit_page"]
     flags = view["permissions"]
     return {
