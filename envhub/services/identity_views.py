@@ -129,7 +129,7 @@ NO_CHAIN = ChainStatus(
 )
 
 
-def team_row(summary: TeamSummary, actor: Principal) -> TeamRow:
+def team_row(summary: TeamSummary, *, token_allows_create: bool = True) -> TeamRow:
     team = summary.team
     return TeamRow(
         id=str(team.id),
@@ -138,8 +138,7 @@ def team_row(summary: TeamSummary, actor: Principal) -> TeamRow:
         role=summary.role,
         members=str(summary.members),
         href=f"/teams/{team.id}",
-        can_create_projects=role_allows(summary.role, Action.project_create)
-        and principal_allows(actor, Action.project_create),
+        can_create_projects=token_allows_create and role_allows(summary.role, Action.project_create),
     )
 
 
@@ -266,7 +265,11 @@ class AuditPage(TypedDict):
 
 
 def team_rows(*, session: Session, actor: Principal) -> list[TeamRow]:
-    return [team_row(item, actor) for item in teams.list_my_teams(session=session, actor=actor)]
+    may_create = principal_allows(actor, Action.project_create)  # a token's scopes
+    return [
+        team_row(item, token_allows_create=may_create)
+        for item in teams.list_my_teams(session=session, actor=actor)
+    ]
 
 
 def team_overview(*, session: Session, actor: Principal, team_id: int) -> TeamOverview:
