@@ -36,7 +36,6 @@ class Access:
     team: str
     team_members: list[tuple[str, str]]  # (username, team role) of the owning team
     shares: list[ShareView]
-    can_share: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +95,10 @@ def list_access(*, session: Session, actor: Principal, environment_id: int) -> A
         creator = session.get(User, share.created_by_id) if share.created_by_id else None
         active = share.expires_at is None or share.expires_at > now
         shares.append(ShareView(share, name, kind, creator.username if creator else "", active))
-    can_share = Action.environment_share in allowed_environment_actions(
-        session, actor, environment, project.team_id
-    )
     return Access(
         team=team.name if team else "",
         team_members=[(name, str(role)) for name, role in members],
         shares=shares,
-        can_share=can_share,
     )
 
 
