@@ -3,7 +3,7 @@
     .venv/bin/python bench/provision.py --sizes 1,10,50 --workers 1,2
 
 For every (workers, size) pair it starts that many real ``python -m
-envhub.jobs.worker`` processes (Kubernetes runtime, production defaults for the
+envhub.launcher worker`` processes (Kubernetes runtime, production defaults for the
 reconciler), asks the services for ``size`` environments back to back, and
 measures, with ``time.monotonic()``, the time from each request to the moment
 the database shows the environment ``ready``. Then it clears the cluster so
@@ -145,7 +145,7 @@ class WorkerPool:
             for _ in range(count):
                 self.procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "envhub.jobs.worker"],
+                        [sys.executable, "-m", "envhub.launcher", "worker"],
                         cwd=self.log_dir,
                         env=env,
                         stdout=log,

@@ -308,10 +308,6 @@ class Settings(BaseSettings):
         return self.data_dir / "envs"
 
     @property
-    def recordings_dir(self) -> Path:
-        return self.data_dir / "recordings"
-
-    @property
     def base_port(self) -> int:
         parts = urlsplit(self.base_url)
         return parts.port or (443 if parts.scheme == "https" else 80)

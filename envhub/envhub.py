@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from envhub import wiring
 from envhub.api import terminal
 from envhub.api.app import create_api
 from envhub.ui.pages import (
@@ -18,6 +19,8 @@ from envhub.ui.pages import (
     tokens,
 )
 from envhub.ui.state import AuthState
+
+wiring.install()
 
 app = rx.App(
     api_transformer=create_api(),

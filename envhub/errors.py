@@ -3,6 +3,8 @@
 Every error a person or a program can see is an :class:`EnvhubError` with a
 stable machine ``code`` that the dashboard, REST API, MCP server and CLI all map
 the same way, a message saying what happened, and a ``hint`` saying what to do.
+Every class of the tree is defined here, so :data:`REGISTRY` (code -> HTTP
+status, hint, advice) at the bottom is complete: the faces read it and nothing else.
 
     EnvhubError
     ├── ConfigurationError        configuration_invalid
@@ -11,7 +13,10 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
     │   ├── InvalidName           invalid_name
     │   ├── RepoUrlRefused        repo_url_refused
     │   ├── ScopeNotAllowed       scope_not_allowed
-    │   └── EnvNameForbidden      env_name_forbidden
+    │   ├── EnvNameForbidden      env_name_forbidden
+    │   ├── ManifestInvalid       manifest_invalid
+    │   ├── ManifestRejected      manifest_rejected
+    │   └── EgressDenied          egress_denied
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
@@ -48,12 +53,20 @@ the same way, a message saying what happened, and a ``hint`` saying what to do.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
 class EnvhubError(Exception):
     code: ClassVar[str] = "internal_error"
-    default_hint: ClassVar[str] = ""
+    # The HTTP status every face reports the error with (REST, terminal routes, MCP).
+    status: ClassVar[int] = 500
+    default_hint: ClassVar[str] = "Try again; if it persists, check envhub's logs."
+    # What to do when an environment or a job ended with this code: only the
+    # code and the message survive on those rows, so the page says the rest.
+    advice: ClassVar[str] = (
+        "Something unexpected happened inside envhub. Check the worker log (var/logs/worker.log) and retry."
+    )
     retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, hint: str = "", details: dict[str, Any] | None = None):
@@ -73,6 +86,7 @@ class EnvhubError(Exception):
 
 class ConfigurationError(EnvhubError):
     code = "configuration_invalid"
+    advice = "envhub itself is misconfigured. Fix the named ENVHUB_* setting and restart envhub."
     default_hint = "Fix the named ENVHUB_* variable (environment or .env) and start again."
 
 
@@ -83,6 +97,8 @@ class DataDirUnsafe(ConfigurationError):
 
 class ValidationFailed(EnvhubError):
     code = "validation_failed"
+    advice = "The environment's spec is invalid. Fix the project's defaults and redeploy."
+    status = 422
     default_hint = "Correct the highlighted field and try again."
 
 
@@ -107,24 +123,58 @@ class EnvNameForbidden(ValidationFailed):
     """An environment variable name that steers program loading or shell start-up."""
 
     code = "env_name_forbidden"
+    advice = (
+        "A variable of the environment (or a project secret) has a name that steers "
+        "how programs load or how shells start (LD_*, GCONV_PATH, BASH_ENV...). Remove it and redeploy."
+    )
     default_hint = (
         "Remove the variable named in details.name; LD_*, GCONV_PATH, BASH_ENV and the like "
         "cannot be set for environments."
     )
 
 
+class ManifestInvalid(ValidationFailed):
+    """A user-supplied manifest that is not YAML, not an object, or misses fields."""
+
+    code = "manifest_invalid"
+    default_hint = "Fix the named document (apiVersion, kind and metadata.name are required) and redeploy."
+
+
+class ManifestRejected(ValidationFailed):
+    """A well-formed manifest that would break the environment's isolation."""
+
+    code = "manifest_rejected"
+    default_hint = (
+        "envhub runs every environment in its own namespace with fixed isolation; "
+        "remove or change the named object and redeploy."
+    )
+
+
+class EgressDenied(ValidationFailed):
+    """An egress allowlist entry naming what the platform denies."""
+
+    code = "egress_denied"
+    default_hint = (
+        "The platform never lets environments reach the cloud metadata service, the API server, "
+        "kube-system or envhub itself; remove the named egress entry."
+    )
+
+
 class NotFound(EnvhubError):
     code = "not_found"
+    status = 404
     default_hint = "Check the name or id; it may have been deleted."
 
 
 class Conflict(EnvhubError):
     code = "conflict"
+    status = 409
     default_hint = "Pick another name, or open the existing one."
 
 
 class PermissionDenied(EnvhubError):
     code = "forbidden"
+    status = 403
     default_hint = "Ask an owner or admin of the team for access."
 
 
@@ -140,16 +190,19 @@ class OriginRejected(PermissionDenied):
 
 class Unauthenticated(EnvhubError):
     code = "unauthenticated"
+    status = 401
     default_hint = "Sign in again, or send a valid token as 'Authorization: Bearer <token>'."
 
 
 class SignInFailed(EnvhubError):
     code = "sign_in_failed"
+    status = 400
     default_hint = "Start signing in again from envhub's sign-in page."
 
 
 class SignInNotAllowed(SignInFailed):
     code = "sign_in_not_allowed"
+    status = 403
     default_hint = "Sign in with an account envhub's administrators allow (domain or group)."
 
 
@@ -179,31 +232,37 @@ class OidcTokenInvalid(SignInFailed):
 
 class OidcProviderError(SignInFailed):
     code = "oidc_provider_error"
+    status = 502
     default_hint = "The OpenID provider refused or did not answer; try again, then check ENVHUB_OIDC_*."
 
 
 class OidcProviderUnreachable(OidcProviderError):
     code = "oidc_provider_unreachable"
+    status = 503
     retryable = True
 
 
 class RateLimited(EnvhubError):
     code = "rate_limited"
+    status = 429
     default_hint = "Too many requests from this client; wait and try again."
 
 
 class PayloadTooLarge(EnvhubError):
     code = "payload_too_large"
+    status = 413
     default_hint = "Send a smaller request body."
 
 
 class HostNotAllowed(EnvhubError):
     code = "host_not_allowed"
+    status = 400
     default_hint = "Use envhub's own address (ENVHUB_BASE_URL), or add the name to ENVHUB_ALLOWED_HOSTS."
 
 
 class Unsupported(EnvhubError):
     code = "not_supported"
+    status = 400
     default_hint = "This runtime does not offer that; see the documentation of ENVHUB_RUNTIME."
 
 
@@ -217,11 +276,14 @@ class SecretUnreadable(EnvhubError):
 
 class InvalidTransition(EnvhubError):
     code = "invalid_transition"
+    status = 409
     default_hint = "Wait for the current operation to finish, then try again."
 
 
 class RuntimeFailure(EnvhubError):
     code = "runtime_error"
+    advice = "The runtime reported an unexpected problem. Read the logs, then redeploy."
+    status = 502
     default_hint = "Check the environment's logs, then redeploy."
 
 
@@ -229,17 +291,29 @@ class NotReady(RuntimeFailure):
     """The world has not caught up yet; the same call will succeed later."""
 
     code = "not_ready"
+    advice = (
+        "The app did not answer its health check in time. envhub retries by itself; if it "
+        "keeps failing, check that the command listens on $PORT and the health path returns < 500."
+    )
+    status = 503
     default_hint = "envhub retries by itself; nothing to do unless it keeps failing."
     retryable = True
 
 
 class ProcessExited(RuntimeFailure):
     code = "process_exited"
+    advice = (
+        "The command stopped before it answered on $PORT. Read the logs below, fix "
+        "the project's command (it must serve HTTP on $PORT) and redeploy."
+    )
     default_hint = "The environment's command stopped; read its logs, fix it and redeploy."
 
 
 class WorkspaceFailed(RuntimeFailure):
     code = "workspace_failed"
+    advice = (
+        "The workspace could not be prepared. Check the project's repository URL and git ref, then redeploy."
+    )
     default_hint = "Check the project's repository URL and ref, then redeploy."
 
 
@@ -247,6 +321,11 @@ class SandboxUnavailable(RuntimeFailure):
     """No sandbox strong enough for untrusted code works on this machine."""
 
     code = "sandbox_unavailable"
+    advice = (
+        "This machine cannot isolate environments: bubblewrap is missing or does not "
+        "work. An operator installs it (apt-get install bubblewrap) and enables user namespaces; for "
+        "trusted code only, ENVHUB_LOCAL_SANDBOX=unshare or none."
+    )
     default_hint = (
         "Install bubblewrap (apt-get install bubblewrap) and check that user namespaces are "
         "enabled; for trusted code only, an operator may set ENVHUB_LOCAL_SANDBOX=unshare or none."
@@ -255,6 +334,7 @@ class SandboxUnavailable(RuntimeFailure):
 
 class QuotaExceeded(RuntimeFailure):
     code = "quota_exceeded"
+    advice = "The environment hit a resource limit. Free resources or ask for a larger quota, then redeploy."
     default_hint = "Free resources in the environment or ask for a larger quota."
 
 
@@ -262,6 +342,7 @@ class ClusterUnreachable(RuntimeFailure):
     """The cluster did not answer; environments keep their last known state."""
 
     code = "cluster_unreachable"
+    status = 503
     default_hint = "envhub keeps retrying; check the cluster's API server and envhub's network path to it."
     retryable = True
 
@@ -287,3 +368,48 @@ class ClusterRejected(RuntimeFailure):
     default_hint = (
         "The cluster refused an object as invalid; fix the field named in the message and redeploy."
     )
+
+
+# -- the registry every face reads -------------------------------------------
+
+_GENERIC_ADVICE = "Read the message and the logs, then redeploy or delete the environment."
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What a code means to a client: its HTTP status, the next step, and whether to retry."""
+
+    code: str
+    status: int
+    hint: str
+    advice: str
+    retryable: bool
+
+
+def _classes(root: type[EnvhubError] = EnvhubError) -> list[type[EnvhubError]]:
+    found = [root]
+    for sub in root.__subclasses__():
+        found.extend(_classes(sub))
+    return found
+
+
+def _info(cls: type[EnvhubError]) -> ErrorInfo:
+    # Advice is written for one code; a subclass does not inherit its parent's.
+    advice = str(cls.__dict__.get("advice", _GENERIC_ADVICE))
+    return ErrorInfo(cls.code, cls.status, cls.default_hint, advice, cls.retryable)
+
+
+REGISTRY: dict[str, ErrorInfo] = {cls.code: _info(cls) for cls in _classes()}
+
+
+def error_info(code: str | None) -> ErrorInfo:
+    """The registry entry of ``code``; an unknown or empty code reads as ``internal_error``."""
+    return REGISTRY.get(code or "", REGISTRY[EnvhubError.code])
+
+
+def advice_for(code: str | None) -> str:
+    """The next step for an environment or job that ended with ``code`` ("" for none)."""
+    if not code:
+        return ""
+    info = REGISTRY.get(code)
+    return info.advice if info is not None else _GENERIC_ADVICE

@@ -32,6 +32,7 @@ from sqlmodel import Session
 from envhub.config import PROJECT_ROOT, AuthMode, Settings, check_bind, load_settings, redact_url
 from envhub.errors import ConfigurationError
 from envhub.private_files import open_private, private_dir, secure_data_dir, write_private
+from envhub.queue.embedded import answers
 from envhub.queue.embedded import prepare as prepare_embedded_redis
 from envhub.queue.embedded import redis_binary as redis_binary  # re-exported for the tests
 
@@ -180,16 +181,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ping_redis(url: str) -> bool:
-    from redis import Redis
-    from redis.exceptions import RedisError
-
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
-
-
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
@@ -212,7 +203,7 @@ def start_embedded_redis(
     embedded = prepare_embedded_redis(data_dir, port=free_port(), binary=binary)
     proc = supervisor.start("redis", embedded.argv, env=env, log_file=logs_dir / "redis.log")
     wait_for(
-        lambda: _ping_redis(embedded.url),
+        lambda: answers(embedded.url),
         timeout=20,
         what="embedded redis",
         alive=lambda: proc.poll() is None,
@@ -273,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         for index in range(args.workers):
             supervisor.start(
                 f"worker-{index}",
-                [sys.executable, "-m", "envhub.jobs.worker"],
+                [sys.executable, "-m", "envhub.launcher", "worker"],
                 env=env,
                 log_file=logs_dir / "worker.log",
             )
@@ -344,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--dev", action="store_true", help="Reflex dev mode (hot reload, two ports)")
     run_parser.add_argument("--start-timeout", type=float, default=600.0)
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("worker", help="an RQ worker, with the reconciler and the runtime's status watch")
     sub.add_parser("login-link", help="print a fresh one-time sign-in link (single-user mode)")
     audit_parser = sub.add_parser("audit", help="the audit log")
     audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True)
@@ -364,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "login-link":
             print(login_link(load_settings()))
             return 0
+        if args.command == "worker":
+            from envhub import wiring
+            from envhub.jobs import worker
+
+            wiring.install()
+            return worker.main()
         if args.command == "audit":
             return audit_verify(load_settings(), incremental=args.incremental)
         return run(args)

@@ -40,10 +40,14 @@ from envhub.models import Project
 from envhub.models.db import engine_for
 from envhub.services import ports
 from envhub.services.projects import create_project
+from envhub.wiring import install as wire_adapters
 from tests.support.db import track
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 from tests.support.world import World, make_world
+
+# The adapters the settings choose, as an entry point installs them (built on first use).
+wire_adapters()
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

@@ -2,7 +2,7 @@
 
     web      the dashboard, the REST API, the terminal WebSocket and Reflex's events on one
              port (``--port``, default 3000), serving the frontend built into the image
-    worker   an RQ worker with the reconciler and the status watch (``python -m envhub.jobs.worker``)
+    worker   an RQ worker with the reconciler and the status watch (``python -m envhub.launcher worker``)
     migrate  apply the database migrations and exit (``python -m envhub.launcher migrate``)
 
 Why ``web`` is not ``reflex run --env prod``: that command compiles the app and
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         return web(rest)
     os.chdir(APP_DIR)
     if command == "worker":
-        argv = [sys.executable, "-m", "envhub.jobs.worker", *rest]
+        argv = [sys.executable, "-m", "envhub.launcher", "worker", *rest]
     elif command == "migrate":
         argv = [sys.executable, "-m", "envhub.launcher", "migrate", *rest]
     # Anything else (a shell, `python -m envhub.launcher ...`) runs as given.

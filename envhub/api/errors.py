@@ -1,8 +1,9 @@
 """Every error a client sees: a status, and JSON ``{code, message, hint}``.
 
-envhub's own errors map by class; FastAPI's validation errors and Starlette's
-HTTP errors get codes too, and anything unexpected is a 500 with no detail
-(it is logged). Bad input is always a 4xx with a code, never a 500.
+envhub's own errors carry their status (the registry in ``envhub/errors.py``);
+FastAPI's validation errors and Starlette's HTTP errors get codes too, and
+anything unexpected is a 500 with no detail (it is logged).
+Bad input is always a 4xx with a code, never a 500.
 """
 
 from __future__ import annotations
@@ -20,26 +21,6 @@ from envhub import errors as e
 
 log = logging.getLogger(__name__)
 
-# Most specific first.
-STATUS: tuple[tuple[type[e.EnvhubError], int], ...] = (
-    (e.Unauthenticated, 401),
-    (e.SignInNotAllowed, 403),
-    (e.OidcProviderUnreachable, 503),
-    (e.OidcProviderError, 502),
-    (e.SignInFailed, 400),
-    (e.PermissionDenied, 403),
-    (e.NotFound, 404),
-    (e.Conflict, 409),
-    (e.InvalidTransition, 409),
-    (e.ValidationFailed, 422),
-    (e.RateLimited, 429),
-    (e.PayloadTooLarge, 413),
-    (e.HostNotAllowed, 400),
-    (e.Unsupported, 400),
-    (e.NotReady, 503),
-    (e.ClusterUnreachable, 503),
-    (e.RuntimeFailure, 502),
-)
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -54,10 +35,8 @@ _HTTP_CODES = {
 
 
 def status_of(exc: e.EnvhubError) -> int:
-    for cls, status in STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
+    """The error's status from the registry in ``envhub.errors`` (every face uses the same)."""
+    return exc.status
 
 
 def body_of(exc: e.EnvhubError) -> dict[str, Any]:
@@ -142,12 +121,13 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
+        internal = e.error_info("internal_error")
         return JSONResponse(
             {
-                "code": "internal_error",
+                "code": internal.code,
                 "message": "envhub hit an unexpected error",
-                "hint": "Try again; if it persists, check envhub's logs.",
+                "hint": internal.hint,
                 "details": {},
             },
-            status_code=500,
+            status_code=internal.status,
         )

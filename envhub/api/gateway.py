@@ -35,6 +35,7 @@ from envhub.runtime.base import Endpoint
 from envhub.services.gateway import Resolution, resolve_public_host, valid_route
 from envhub.services.ports import runtime, url_provider
 from envhub.services.sessions import login_cookie_name, session_cookie_name
+from envhub.urls.local import LocalUrls
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         host = _header(scope, b"host")
-        route = url_provider().route(host) if host else None
+        provider = url_provider()
+        # Only envhub's own URL scheme routes through this gateway.
+        route = provider.route(host) if host and isinstance(provider, LocalUrls) else None
         if route is None:
             await self.app(scope, receive, send)
             return

@@ -58,7 +58,7 @@ class GuardMiddleware:
 
     def _rate_limiter(self) -> RateLimiter:
         url = get_settings().redis_url
-        if self._limiter is None or self._limiter._url != url:
+        if self._limiter is None or self._limiter.redis_url != url:
             self._limiter = RateLimiter(url)
         return self._limiter
 

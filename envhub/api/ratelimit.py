@@ -1,7 +1,7 @@
 """Per-client request limits for sign-in, token and webhook endpoints.
 
-Fixed one-window counters in Redis (``INCR`` + ``EXPIRE``), shared by every web
-process. When Redis cannot be reached the limits still hold, per process, from
+Fixed one-window counters in Redis (``queue/counters.py``), shared by every
+web process. When Redis cannot be reached the limits still hold, per process, from
 an in-memory table: an attacker must not get unlimited tries by taking Redis
 down.
 """
@@ -12,8 +12,7 @@ import logging
 import threading
 import time
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from envhub.queue.counters import RedisWindowCounter
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +36,8 @@ def bucket_of(path: str) -> str | None:
 
 class RateLimiter:
     def __init__(self, redis_url: str) -> None:
-        self._url = redis_url
-        self._redis: Redis | None = None
-        self._retry_at = 0.0
+        self.redis_url = redis_url
+        self._shared = RedisWindowCounter(redis_url)
         self._lock = threading.Lock()
         self._local: dict[str, tuple[int, int]] = {}  # key -> (window, count)
 
@@ -48,27 +46,10 @@ class RateLimiter:
         slot = int(time.time() // window)
         key = f"envhub:rate:{bucket}:{client}:{slot}"
         reset = window - int(time.time() % window)
-        count = await self._redis_hit(key, window)
+        count = await self._shared.hit(key, window)
         if count is None:
             count = self._local_hit(key, slot)
         return count <= limit, max(1, reset)
-
-    async def _redis_hit(self, key: str, window: int) -> int | None:
-        if not self._url or time.monotonic() < self._retry_at:
-            return None
-        try:
-            if self._redis is None:
-                self._redis = Redis.from_url(self._url, socket_connect_timeout=1, socket_timeout=1)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, window + 1, nx=True)
-                count, _ = await pipe.execute()
-            return int(count)
-        except (RedisError, OSError) as exc:
-            log.warning("rate limits fall back to this process's memory: %s", exc)
-            self._retry_at = time.monotonic() + 10
-            self._redis = None
-            return None
 
     def _local_hit(self, key: str, slot: int) -> int:
         with self._lock:

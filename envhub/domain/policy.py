@@ -128,10 +128,6 @@ def role_allows(role: str | None, action: Action) -> bool:
     return role is not None and action in ROLE_ACTIONS.get(role, frozenset())
 
 
-def share_allows(role: str | None, action: Action) -> bool:
-    return role is not None and action in SHARE_ACTIONS.get(role, frozenset())
-
-
 def capped_share_role(share_role: str, team_role: str) -> ShareRole:
     """The role a member of a team gets from a share with their whole team."""
     share, ceiling = ShareRole(share_role), TEAM_SHARE_CEILING[TeamRole(team_role)]
@@ -156,9 +152,3 @@ def principal_allows(principal: Principal, action: Action) -> bool:
     if principal.scopes is None:
         return True
     return any(action in SCOPE_ACTIONS[scope] for scope in principal.scopes)
-
-
-def scopes_for(actions: Iterable[Action]) -> frozenset[Scope]:
-    """The scopes a token needs to be able to do ``actions``."""
-    wanted = set(actions)
-    return frozenset(scope for scope, covered in SCOPE_ACTIONS.items() if covered & wanted)

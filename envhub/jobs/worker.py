@@ -1,4 +1,4 @@
-"""``python -m envhub.jobs.worker``: an RQ worker with the reconciler beside it.
+"""``python -m envhub.launcher worker``: an RQ worker with the reconciler beside it.
 
 RQ runs every job in a fork of the worker process. A fork keeps only the
 thread that called it: a lock another thread held at that moment (a module
@@ -23,6 +23,7 @@ from envhub.errors import ConfigurationError
 from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
 from envhub.models.db import get_engine
 from envhub.private_files import secure_data_dir
+from envhub.queue.redis_queue import RedisJobQueue
 from envhub.services import ports
 from envhub.services.jobruns import CONVERGE_JOB
 
@@ -38,11 +39,13 @@ def main() -> int:
         settings = get_settings()
         secure_data_dir(settings.data_dir)
         queue = ports.queue()
+        if not isinstance(queue, RedisJobQueue):
+            raise ConfigurationError("the worker serves RQ jobs and needs the Redis queue")
         ports.runtime()  # configuration errors show here, once
     except ConfigurationError as exc:
         print(f"envhub worker: {exc.message}", file=sys.stderr)
         return 2
-    background = _fork_background()
+    background = _fork_background(queue)
     worker = queue.worker(runnable=RUNNABLE)
     try:
         worker.work(with_scheduler=False, logging_level="INFO")
@@ -52,7 +55,7 @@ def main() -> int:
     return 0
 
 
-def _fork_background() -> int:
+def _fork_background(queue: RedisJobQueue) -> int:
     """Start the reconciler and the status watch in a child process; returns its pid."""
     parent = os.getpid()
     pid = os.fork()
@@ -60,7 +63,7 @@ def _fork_background() -> int:
         return pid
     code = 0
     try:
-        _background(parent)
+        _background(parent, queue)
     except KeyboardInterrupt:  # Ctrl-C in a terminal reaches both processes
         pass
     except BaseException:
@@ -70,10 +73,10 @@ def _fork_background() -> int:
         os._exit(code)
 
 
-def _background(parent: int) -> None:
+def _background(parent: int, queue: RedisJobQueue) -> None:
     get_engine().dispose(close=False)  # nothing shared with the worker's own connections
     ports.reset()
-    reconciler = ReconcilerThread(ports.queue().connection, f"{socket.gethostname()}:{os.getpid()}")
+    reconciler = ReconcilerThread(queue.connection, f"{socket.gethostname()}:{os.getpid()}")
     watcher = RuntimeWatchThread()
     reconciler.start()
     watcher.start()
@@ -87,7 +90,3 @@ def _stop(pid: int) -> None:
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -159,7 +159,3 @@ def _refuse_update(_mapper: Mapper[Any], _connection: Connection, target: AuditE
 @event.listens_for(AuditEvent, "before_delete")
 def _refuse_delete(_mapper: Mapper[Any], _connection: Connection, _target: AuditEvent) -> None:
     raise PermissionError("audit events are append-only")
-
-
-def chain_length(session: Session) -> int:
-    return int(session.execute(select(func.count()).select_from(AuditEvent)).scalar_one())

@@ -1,12 +1,17 @@
-"""The queue port: services hand long work to workers through it.
+"""The queue ports: long work goes to workers, change notifications go to open pages.
 
 Jobs are named by dotted path so ``services/`` never imports ``jobs/``.
 ``enqueue`` may fail (Redis down); callers have already committed the desired
 state and a JobRun, so the reconciler re-drives the work later. Nothing is lost.
+
+Change notifications ("environment 12 changed") are best effort by design: the
+database holds the truth, and a page that misses one catches up at its next
+periodic refresh.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 
@@ -20,3 +25,26 @@ class JobQueue(Protocol):
 
 class QueueUnavailable(Exception):
     """The queue could not be reached; the work stays recorded in the database."""
+
+
+class ChangeFeed(Protocol):
+    """One page's subscription. Never raises: an unreachable bus makes ``wait`` a plain sleep."""
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        """Listen to exactly ``channels`` from now on (the page may change what it shows)."""
+
+    async def wait(self, timeout: float) -> bool:
+        """True when a change arrived within ``timeout`` (a burst counts once); False on timeout."""
+
+    async def close(self) -> None:
+        """Stop listening; safe to call twice."""
+
+
+class ChangeNotifier(Protocol):
+    """The change-notification port: publish from anywhere, subscribe from live pages."""
+
+    def publish(self, *channels: str) -> None:
+        """Announce that what ``channels`` name changed; never raises."""
+
+    def feed(self) -> ChangeFeed:
+        """A new subscription (closed by the caller)."""

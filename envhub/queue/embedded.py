@@ -66,12 +66,19 @@ class EmbeddedRedis:
     folder: Path
 
     @property
-    def password_file(self) -> Path:
-        return self.folder / "password"
-
-    @property
     def config_file(self) -> Path:
         return self.folder / "redis.conf"
+
+
+def answers(url: str) -> bool:
+    """Whether the Redis at ``url`` answers a PING (the launcher waits for it to start)."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (RedisError, OSError):
+        return False
 
 
 def redis_binary() -> str:

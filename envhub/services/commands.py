@@ -18,7 +18,7 @@ from envhub.domain.principals import Principal
 from envhub.errors import InvalidTransition
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services.access import authorize_environment
-from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.common import AuditTarget, audited
 from envhub.services.environments import get_environment
 
 _NOT_RUNNING = frozenset({Phase.deleting, Phase.deleted})
@@ -48,15 +48,5 @@ def start_command(
         # Starting can take a while (a pod exec handshake): hold no transaction meanwhile.
         session.commit()
         started = runtime.exec(environment_id, command, tty=False, container=container)
-        audit(
-            session,
-            actor,
-            "environment.exec",
-            target_type="environment",
-            target_id=environment_id,
-            target=target.name,
-            team_id=project.team_id,
-            details={"command": shlex.join(command)[:500], "container": container or ""},
-        )
-        session.commit()
+        target.details = {"command": shlex.join(command)[:500], "container": container or ""}
     return started

@@ -1,11 +1,16 @@
-"""Helpers the use cases share: pages, audit records (authorization lives in access.py)."""
+"""Helpers the use cases share: pages, audit records (authorization lives in access.py).
+
+A use case records its audit event with ``with audited(...) as target:``; the
+bare :func:`audit` is for events that are not a use case of their own (a
+phase transition seen by a job, a sign-in step).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlmodel import Session
@@ -85,40 +90,65 @@ def audit(
 
 @dataclass(slots=True)
 class AuditTarget:
+    """What a use case acts on, filled in as the use case learns it, and recorded once.
+
+    ``details`` go into the success record; set ``record = False`` when the
+    call turned out to change nothing worth a record (asking twice, say).
+    """
+
     type: str
     id: int | None = None
     name: str = ""
     team_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    record: bool = True
 
 
 @contextmanager
 def audited(session: Session, actor: Principal, action: str, target: AuditTarget) -> Iterator[AuditTarget]:
-    """Record a failure event when the block raises an :class:`EnvhubError`.
+    """Run a use case as one unit of work with exactly one audit record.
 
-    The block itself records the success event in its own transaction; on
-    failure its changes are rolled back and only the failure is kept. Failures
-    that reveal nothing (not_found before the target is known) are logged the
-    same way, with whatever the block filled into ``target``.
+    When the block ends, the success record joins the block's changes and all
+    are committed together. When it raises an :class:`EnvhubError`, its changes
+    are rolled back and only a failure record (with the error's code) is
+    committed. Failures that reveal nothing (not_found before the target is
+    known) are recorded the same way, with whatever the block filled into
+    ``target``.
     """
     try:
         yield target
     except EnvhubError as exc:
         session.rollback()
         try:
-            audit(
-                session,
-                actor,
-                action,
-                target_type=target.type,
-                target_id=target.id,
-                target=target.name,
-                team_id=target.team_id,
-                outcome="failure",
-                error_code=exc.code,
-                details={"message": exc.message},
-            )
+            _record(session, actor, action, target, outcome="failure", error=exc)
             session.commit()
         except Exception:  # the original error matters more than its audit row
             session.rollback()
             log.exception("could not record the failure of %s", action)
         raise
+    if target.record:
+        _record(session, actor, action, target, outcome="success")
+    session.commit()
+
+
+def _record(
+    session: Session,
+    actor: Principal,
+    action: str,
+    target: AuditTarget,
+    *,
+    outcome: str,
+    error: EnvhubError | None = None,
+) -> None:
+    audit(
+        session,
+        actor,
+        action,
+        target_type=target.type,
+        target_id=target.id,
+        target=target.name,
+        team_id=target.team_id,
+        outcome=outcome,
+        error_code=error.code if error else None,
+        details={"message": error.message} if error else target.details,
+    )

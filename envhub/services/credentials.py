@@ -17,7 +17,7 @@ from envhub.errors import NotFound, Unsupported
 from envhub.models import Environment, Membership, Team
 from envhub.runtime.base import CredentialIssuer, Runtime, WorkloadCredentials
 from envhub.services.access import authorize_environment, require_scope
-from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.common import AuditTarget, audited
 
 DEFAULT_TTL = 600
 
@@ -46,21 +46,12 @@ def environment_credentials(
                 hint="kubectl access needs envhub on the Kubernetes runtime (ENVHUB_RUNTIME=kubernetes).",
             )
         issued = runtime.issue_credentials(environment_id, ttl_seconds=ttl_seconds)
-        audit(
-            session,
-            actor,
-            "environment.credentials",
-            target_type="environment",
-            target_id=environment_id,
-            target=target.name,
-            team_id=project.team_id,
-            details={
-                "account": issued.account,
-                "namespace": issued.namespace,
-                "expires_at": issued.expires_at,
-            },
-        )
-        session.commit()
+        target.team_id = project.team_id
+        target.details = {
+            "account": issued.account,
+            "namespace": issued.namespace,
+            "expires_at": issued.expires_at,
+        }
     return issued
 
 

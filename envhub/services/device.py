@@ -22,7 +22,7 @@ from envhub.domain.principals import Principal
 from envhub.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from envhub.models import ApiToken, DeviceAuthorization, User
 from envhub.models.base import utcnow
-from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.common import AuditTarget, audited
 from envhub.services.crypto import cipher
 from envhub.services.tokens import create_personal_token, parse_scopes
 
@@ -119,17 +119,9 @@ def approve(session: Session, *, actor: Principal, user_code: str) -> DeviceAuth
         row.approved_at, row.approved_by_id, row.token_id = utcnow(), actor.user_id, new.row.id
         row.token_sealed = cipher().seal(new.token, purpose=f"device:{row.id}")
         session.add(row)
-        audit(
-            session,
-            actor,
-            "device.approve",
-            target_type="device",
-            target_id=row.id,
-            target=row.user_code,
-            team_id=None,
-            details={"client_id": row.client_id, "token_id": new.row.id},
-        )
-        session.commit()
+        target.id = row.id
+        target.name = row.user_code
+        target.details = {"client_id": row.client_id, "token_id": new.row.id}
     return row
 
 
@@ -139,17 +131,9 @@ def deny(session: Session, *, actor: Principal, user_code: str) -> None:
         row = pending(session, actor=actor, user_code=user_code)
         row.denied_at = utcnow()
         session.add(row)
-        audit(
-            session,
-            actor,
-            "device.deny",
-            target_type="device",
-            target_id=row.id,
-            target=row.user_code,
-            team_id=None,
-            details={"client_id": row.client_id},
-        )
-        session.commit()
+        target.id = row.id
+        target.name = row.user_code
+        target.details = {"client_id": row.client_id}
 
 
 def redeem(session: Session, *, device_code: str, client_id: str) -> tuple[str, ApiToken]:

@@ -18,7 +18,7 @@ from envhub.domain.phases import Phase, is_deletable, is_redeployable, transitio
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.repos import require_allowed
-from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, merge_spec
+from envhub.domain.specs import EnvironmentKind, merge_spec
 from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
@@ -28,7 +28,6 @@ from envhub.services.access import allowed_environment_actions
 from envhub.services.common import (
     AuditTarget,
     Page,
-    audit,
     audited,
     authorize,
     authorize_environment,
@@ -101,17 +100,10 @@ def create_environment(
         assert environment.id is not None
         target.id = environment.id
         run = jobruns.new_run(session, environment_id=environment.id, kind="provision", generation=1)
-        audit(
-            session,
-            actor,
-            "environment.create",
-            target_type="environment",
-            target_id=environment.id,
-            target=f"{project.name}/{name}",
-            team_id=project.team_id,
-            details={"kind": kind.value, "job_run": run.id, "spec": spec.model_dump()},
-        )
-        session.commit()
+        target.id = environment.id
+        target.name = f"{project.name}/{name}"
+        target.team_id = project.team_id
+        target.details = {"kind": kind.value, "job_run": run.id, "spec": spec.model_dump()}
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment.id, project_id=project_id)
     return environment
@@ -197,17 +189,8 @@ def redeploy_environment(
         run = jobruns.new_run(
             session, environment_id=environment_id, kind="redeploy", generation=environment.desired_generation
         )
-        audit(
-            session,
-            actor,
-            "environment.redeploy",
-            target_type="environment",
-            target_id=environment_id,
-            target=target.name,
-            team_id=project.team_id,
-            details={"generation": environment.desired_generation, "job_run": run.id},
-        )
-        session.commit()
+        target.team_id = project.team_id
+        target.details = {"generation": environment.desired_generation, "job_run": run.id}
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment
@@ -226,6 +209,7 @@ def delete_environment(
         if environment.phase is Phase.deleted:
             raise NotFound(f"environment {environment.name!r} is already deleted")
         if environment.desired_state == "absent":
+            target.record = False
             return environment  # already being deleted: asking twice is not an error
         if not is_deletable(environment.phase):
             raise InvalidTransition(f"cannot delete an environment that is {environment.phase.value}")
@@ -238,24 +222,11 @@ def delete_environment(
         run = jobruns.new_run(
             session, environment_id=environment_id, kind="teardown", generation=environment.desired_generation
         )
-        audit(
-            session,
-            actor,
-            "environment.delete",
-            target_type="environment",
-            target_id=environment_id,
-            target=target.name,
-            team_id=project.team_id,
-            details={"job_run": run.id},
-        )
-        session.commit()
+        target.team_id = project.team_id
+        target.details = {"job_run": run.id}
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment
-
-
-def environment_spec(environment: Environment) -> EnvironmentSpec:
-    return EnvironmentSpec.model_validate(environment.spec)
 
 
 def latest_run(*, session: Session, actor: Principal, environment_id: int) -> JobRun | None:

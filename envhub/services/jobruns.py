@@ -6,13 +6,13 @@ import logging
 
 from sqlmodel import Session, col, select
 
-from envhub.config import get_settings
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS, initial_steps
 from envhub.models import JobRun, JobStatus
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.queue.base import JobQueue, QueueUnavailable
-from envhub.queue.events import environment_channel, notify, project_channel
+from envhub.queue.events import environment_channel, project_channel
+from envhub.services import ports
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,9 @@ def dispatch(session: Session, queue: JobQueue, run: JobRun) -> bool:
 
 def announce(*, environment_id: int | None = None, project_id: int | None = None) -> None:
     """Tell open dashboards that something changed (best effort)."""
-    url = get_settings().redis_url
-    if not url:
-        return
     channels = []
     if environment_id is not None:
         channels.append(environment_channel(environment_id))
     if project_id is not None:
         channels.append(project_channel(project_id))
-    notify(url, *channels)
+    ports.changes().publish(*channels)

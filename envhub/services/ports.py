@@ -1,42 +1,72 @@
-"""The adapters behind each port, built once per process from settings.
+"""The ports the use cases are given, as installed by the wiring module.
 
-Interfaces (dashboard, API, jobs) get their ports here and pass them into the
-use cases, so tests can hand the use cases other implementations.
+``envhub/wiring.py`` (at the entry-point layer) chooses an adapter for each
+port from settings and installs them here once per process; interfaces (the
+dashboard, the API, jobs) read them through these functions and pass them into
+the use cases as arguments. Nothing in ``services/`` picks an adapter, so tests
+can install others.
 """
 
 from __future__ import annotations
 
-import functools
+from typing import Protocol
 
-from envhub.config import get_settings
 from envhub.errors import ConfigurationError
-from envhub.queue.redis_queue import RedisJobQueue
-from envhub.runtime import get_runtime
+from envhub.queue.base import ChangeNotifier, JobQueue
 from envhub.runtime.base import Runtime
-from envhub.urls.local import LocalUrls
+from envhub.urls.base import UrlProvider
 
 
-@functools.cache
-def runtime() -> Runtime:
-    return get_runtime()
+class Adapters(Protocol):
+    """What the wiring module installs: one adapter per port, built on first use."""
+
+    def runtime(self) -> Runtime: ...
+
+    def url_provider(self) -> UrlProvider: ...
+
+    def queue(self) -> JobQueue:
+        """Raises ``ConfigurationError`` when no queue is configured."""
+
+    def changes(self) -> ChangeNotifier: ...
+
+    def reset(self) -> None:
+        """Forget built adapters (settings changed, or a process forked)."""
 
 
-@functools.cache
-def url_provider() -> LocalUrls:
-    settings = get_settings()
-    return LocalUrls(base_url=settings.base_url, domain=settings.local_url_domain)
+_installed: Adapters | None = None
 
 
-def queue() -> RedisJobQueue:
-    settings = get_settings()
-    if not settings.redis_url:
+def install(adapters: Adapters) -> None:
+    global _installed
+    _installed = adapters
+
+
+def installed() -> Adapters:
+    if _installed is None:
         raise ConfigurationError(
-            "ENVHUB_REDIS_URL is not set", hint="Start envhub with `make run`, or point it at a Redis."
+            "envhub's adapters are not wired in this process",
+            hint="Start envhub through an entry point (envhub.launcher, the Reflex app), "
+            "or call envhub.wiring.install() first.",
         )
-    return RedisJobQueue(settings.redis_url, name=settings.queue_name)
+    return _installed
+
+
+def runtime() -> Runtime:
+    return installed().runtime()
+
+
+def url_provider() -> UrlProvider:
+    return installed().url_provider()
+
+
+def queue() -> JobQueue:
+    return installed().queue()
+
+
+def changes() -> ChangeNotifier:
+    return installed().changes()
 
 
 def reset() -> None:
-    """Forget built adapters (tests that change settings)."""
-    runtime.cache_clear()
-    url_provider.cache_clear()
+    if _installed is not None:
+        _installed.reset()

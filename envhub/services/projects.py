@@ -23,7 +23,6 @@ from envhub.models.base import utcnow
 from envhub.services.common import (
     AuditTarget,
     Page,
-    audit,
     audited,
     authorize,
     clamp_page,
@@ -160,17 +159,9 @@ def create_project(
         except IntegrityError as exc:
             raise Conflict(f"a project named {name!r} already exists in this team") from exc
         target.id = project.id
-        audit(
-            session,
-            actor,
-            "project.create",
-            target_type="project",
-            target_id=project.id,
-            target=name,
-            team_id=team_id,
-            details={"repo_url": project.repo_url},
-        )
-        session.commit()
+        target.name = name
+        target.team_id = team_id
+        target.details = {"repo_url": project.repo_url}
     return project
 
 
@@ -233,17 +224,10 @@ def update_project(
             setattr(project, key, value)
         project.updated_at = utcnow()
         session.add(project)
-        audit(
-            session,
-            actor,
-            "project.update",
-            target_type="project",
-            target_id=project.id,
-            target=project.name,
-            team_id=project.team_id,
-            details={"changed": sorted(changed)},
-        )
-        session.commit()
+        target.id = project.id
+        target.name = project.name
+        target.team_id = project.team_id
+        target.details = {"changed": sorted(changed)}
     return project
 
 
@@ -267,14 +251,4 @@ def delete_project(*, session: Session, actor: Principal, project_id: int) -> No
         # Deleted environments keep their rows for the audit trail; detach them.
         for environment in session.exec(select(Environment).where(Environment.project_id == project_id)):
             session.delete(environment)
-        audit(
-            session,
-            actor,
-            "project.delete",
-            target_type="project",
-            target_id=project.id,
-            target=project.name,
-            team_id=project.team_id,
-        )
         session.delete(project)
-        session.commit()

@@ -185,8 +185,3 @@ def _restart_lost(session: Session, queue: JobQueue, environment: Environment, r
     session.commit()
     jobruns.dispatch(session, queue, new)
     jobruns.announce(environment_id=environment.id)
-
-
-def stale_runs(session: Session) -> list[JobRun]:
-    """Runs still marked running (for diagnostics and tests)."""
-    return list(session.exec(select(JobRun).where(col(JobRun.status) == JobStatus.running)))

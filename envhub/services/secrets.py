@@ -22,7 +22,7 @@ from envhub.errors import NotFound, ValidationFailed
 from envhub.models import Project, StoredSecret, Team
 from envhub.models.base import utcnow
 from envhub.services.access import authorize
-from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.common import AuditTarget, audited
 from envhub.services.crypto import cipher
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -117,17 +117,8 @@ def set_secret(
         session.add(row)
         session.flush()
         # The audit row names the secret, never its value.
-        audit(
-            session,
-            actor,
-            "secret.set",
-            target_type=target.type,
-            target_id=target.id,
-            target=target.name,
-            team_id=team,
-            details={"name": name, "replaced": replaced, "scope": scope},
-        )
-        session.commit()
+        target.team_id = team
+        target.details = {"name": name, "replaced": replaced, "scope": scope}
     assert row.id is not None
     return SecretInfo(id=row.id, name=row.name, updated_at=row.updated_at)
 
@@ -155,17 +146,9 @@ def delete_secret(*, session: Session, actor: Principal, secret_id: int) -> None
         authorize(session, actor, row.team_id, Action.secret_write, what=f"secret {secret_id}")
         target.name, target.team_id = row.name, row.team_id
         session.delete(row)
-        audit(
-            session,
-            actor,
-            "secret.delete",
-            target_type="secret",
-            target_id=secret_id,
-            target=row.name,
-            team_id=row.team_id,
-            details={"name": row.name, "scope": row.scope},
-        )
-        session.commit()
+        target.name = row.name
+        target.team_id = row.team_id
+        target.details = {"name": row.name, "scope": row.scope}
 
 
 def environment_secrets(session: Session, *, team_id: int, project_id: int) -> dict[str, str]:
@@ -180,13 +163,3 @@ def environment_secrets(session: Session, *, team_id: int, project_id: int) -> d
     )
     sealer = cipher()
     return {row.name: sealer.open(row.value, purpose=_purpose(team_id, scope, row.name)) for row in rows}
-
-
-def integration_secret(session: Session, *, team_id: int, name: str) -> str | None:
-    """A team's integration credential (e.g. a GitHub token) for an integration to use."""
-    row = session.exec(
-        select(StoredSecret).where(
-            StoredSecret.team_id == team_id, StoredSecret.scope == INTEGRATION, StoredSecret.name == name
-        )
-    ).first()
-    return None if row is None else cipher().open(row.value, purpose=_purpose(team_id, INTEGRATION, name))

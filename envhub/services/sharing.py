@@ -19,7 +19,7 @@ from envhub.errors import Conflict, NotFound, ValidationFailed
 from envhub.models import Environment, EnvironmentShare, Membership, Project, Team, User
 from envhub.models.base import utcnow
 from envhub.services.access import allowed_environment_actions, authorize_environment
-from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.common import AuditTarget, audited
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,6 @@ class Access:
     team: str
     team_members: list[tuple[str, str]]  # (username, team role) of the owning team
     shares: list[ShareView]
-    can_share: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +95,10 @@ def list_access(*, session: Session, actor: Principal, environment_id: int) -> A
         creator = session.get(User, share.created_by_id) if share.created_by_id else None
         active = share.expires_at is None or share.expires_at > now
         shares.append(ShareView(share, name, kind, creator.username if creator else "", active))
-    can_share = Action.environment_share in allowed_environment_actions(
-        session, actor, environment, project.team_id
-    )
     return Access(
         team=team.name if team else "",
         team_members=[(name, str(role)) for name, role in members],
         shares=shares,
-        can_share=can_share,
     )
 
 
@@ -173,23 +168,14 @@ def share_environment(
         share.role, share.expires_at = wanted, expires_at
         session.add(share)
         session.flush()
-        audit(
-            session,
-            actor,
-            "environment.share",
-            target_type="environment",
-            target_id=environment_id,
-            target=target.name,
-            team_id=project.team_id,
-            details={
-                "grantee": grantee,
-                "kind": "user" if grantee_user else "team",
-                "role": wanted.value,
-                "previous_role": previous,
-                "expires_at": expires_at.isoformat() if expires_at else None,
-            },
-        )
-        session.commit()
+        target.team_id = project.team_id
+        target.details = {
+            "grantee": grantee,
+            "kind": "user" if grantee_user else "team",
+            "role": wanted.value,
+            "previous_role": previous,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        }
     return share
 
 
@@ -207,17 +193,9 @@ def revoke_share(*, session: Session, actor: Principal, share_id: int) -> None:
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
         authorize_environment(session, actor, environment, Action.environment_share, what="environment")
         session.delete(share)
-        audit(
-            session,
-            actor,
-            "environment.unshare",
-            target_type="environment",
-            target_id=environment.id,
-            target=target.name,
-            team_id=project.team_id,
-            details={"share_id": share_id, "user_id": share.user_id, "team_id": share.team_id},
-        )
-        session.commit()
+        target.id = environment.id
+        target.team_id = project.team_id
+        target.details = {"share_id": share_id, "user_id": share.user_id, "team_id": share.team_id}
 
 
 def list_shared_environments(*, session: Session, actor: Principal) -> list[SharedEnvironment]:

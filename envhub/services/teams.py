@@ -78,10 +78,9 @@ def create_team(*, session: Session, actor: Principal, name: str, display_name: 
         assert team.id is not None
         session.add(Membership(team_id=team.id, user_id=actor.user_id, role=TeamRole.owner))
         target.id, target.team_id = team.id, team.id
-        audit(
-            session, actor, "team.create", target_type="team", target_id=team.id, target=name, team_id=team.id
-        )
-        session.commit()
+        target.id = team.id
+        target.name = name
+        target.team_id = team.id
     return team
 
 
@@ -188,17 +187,9 @@ def invite(*, session: Session, actor: Principal, team_id: int, email: str, role
         )
         session.add(row)
         session.flush()
-        audit(
-            session,
-            actor,
-            "team.invite",
-            target_type="team",
-            target_id=team_id,
-            target=team.name,
-            team_id=team_id,
-            details={"email": address, "role": wanted.value, "invite_id": row.id},
-        )
-        session.commit()
+        target.name = team.name
+        target.team_id = team_id
+        target.details = {"email": address, "role": wanted.value, "invite_id": row.id}
     return row
 
 
@@ -214,17 +205,10 @@ def revoke_invite(*, session: Session, actor: Principal, invite_id: int) -> None
             raise Conflict("that invitation is no longer open")
         row.revoked_at = utcnow()
         session.add(row)
-        audit(
-            session,
-            actor,
-            "team.invite.revoke",
-            target_type="team",
-            target_id=team.id,
-            target=team.name,
-            team_id=team.id,
-            details={"email": row.email},
-        )
-        session.commit()
+        target.id = team.id
+        target.name = team.name
+        target.team_id = team.id
+        target.details = {"email": row.email}
 
 
 def _membership(session: Session, team_id: int, user_id: int) -> Membership:
@@ -260,17 +244,9 @@ def change_role(*, session: Session, actor: Principal, team_id: int, user_id: in
         previous = row.role
         row.role = wanted
         session.add(row)
-        audit(
-            session,
-            actor,
-            "team.member.role",
-            target_type="team",
-            target_id=team_id,
-            target=team.name,
-            team_id=team_id,
-            details={"user_id": user_id, "from": previous.value, "to": wanted.value},
-        )
-        session.commit()
+        target.name = team.name
+        target.team_id = team_id
+        target.details = {"user_id": user_id, "from": previous.value, "to": wanted.value}
     return row
 
 
@@ -288,17 +264,9 @@ def remove_member(*, session: Session, actor: Principal, team_id: int, user_id: 
             if _owners(session, team_id) <= 1:
                 raise Conflict("a team keeps at least one owner", hint="Make someone else an owner first.")
         session.delete(row)
-        audit(
-            session,
-            actor,
-            "team.member.remove",
-            target_type="team",
-            target_id=team_id,
-            target=team.name,
-            team_id=team_id,
-            details={"user_id": user_id, "role": row.role.value},
-        )
-        session.commit()
+        target.name = team.name
+        target.team_id = team_id
+        target.details = {"user_id": user_id, "role": row.role.value}
 
 
 def accept_invites(session: Session, user: User, *, actor: Principal) -> list[Team]:

@@ -123,22 +123,12 @@ def open_shell(
         # transaction (and so no SQLite write lock) meanwhile.
         session.commit()
         exec_session = runtime.exec(environment_id, command, container=container)
-        audit(
-            session,
-            actor,
-            "environment.shell.start",
-            target_type=TARGET,
-            target_id=environment_id,
-            target=access.label,
-            team_id=access.team_id,
-            details={
-                "terminal": terminal_id,
-                "container": container or "",
-                "recording": recording,
-                **({"command": shlex.join(command)[:500]} if command else {}),
-            },
-        )
-        session.commit()
+        target.details = {
+            "terminal": terminal_id,
+            "container": container or "",
+            "recording": recording,
+            **({"command": shlex.join(command)[:500]} if command else {}),
+        }
     return exec_session, access
 
 
@@ -149,18 +139,9 @@ def join_shell(
     target = AuditTarget(TARGET, id=environment_id)
     with audited(session, actor, "environment.shell.watch", target):
         access = _access(session, actor, environment_id, Action.environment_watch)
-        if watching:
-            audit(
-                session,
-                actor,
-                "environment.shell.watch",
-                target_type=TARGET,
-                target_id=environment_id,
-                target=access.label,
-                team_id=access.team_id,
-                details={"terminal": terminal_id},
-            )
-            session.commit()
+        target.name, target.team_id = access.label, access.team_id
+        target.details = {"terminal": terminal_id}
+        target.record = watching  # only watching someone else's session is news
     return access
 
 

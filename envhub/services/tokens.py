@@ -26,7 +26,7 @@ from envhub.errors import NotFound, PermissionDenied, ScopeNotAllowed, Validatio
 from envhub.models import ApiToken, Environment
 from envhub.models.base import utcnow
 from envhub.services.access import authorize_environment
-from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.common import AuditTarget, audited
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,22 +137,13 @@ def create_personal_token(
             via=via,
         )
         target.id = new.row.id
-        audit(
-            session,
-            actor,
-            "token.create",
-            target_type="token",
-            target_id=new.row.id,
-            target=new.row.name,
-            team_id=None,
-            details={
-                "kind": "personal",
-                "scopes": new.row.scopes,
-                "via": via,
-                "expires_at": new.row.expires_at.isoformat(),
-            },
-        )
-        session.commit()
+        target.name = new.row.name
+        target.details = {
+            "kind": "personal",
+            "scopes": new.row.scopes,
+            "via": via,
+            "expires_at": new.row.expires_at.isoformat(),
+        }
     return new
 
 
@@ -188,23 +179,14 @@ def create_agent_token(
             environment_id=environment_id,
             via="web",
         )
-        audit(
-            session,
-            actor,
-            "token.create",
-            target_type="environment",
-            target_id=environment_id,
-            target=target.name,
-            team_id=project.team_id,
-            details={
-                "kind": "agent",
-                "token_id": new.row.id,
-                "name": new.row.name,
-                "scopes": new.row.scopes,
-                "expires_at": new.row.expires_at.isoformat(),
-            },
-        )
-        session.commit()
+        target.team_id = project.team_id
+        target.details = {
+            "kind": "agent",
+            "token_id": new.row.id,
+            "name": new.row.name,
+            "scopes": new.row.scopes,
+            "expires_at": new.row.expires_at.isoformat(),
+        }
     return new
 
 
@@ -229,19 +211,9 @@ def revoke_token(*, session: Session, actor: Principal, token_id: int) -> ApiTok
             raise PermissionDenied(
                 "a token can only revoke itself", hint="Revoke other tokens from the dashboard."
             )
-        target.name = row.name
+        target.name, target.details = row.name, {"kind": row.kind}
+        target.record = row.revoked_at is None  # revoking twice changes nothing
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.add(row)
-            audit(
-                session,
-                actor,
-                "token.revoke",
-                target_type="token",
-                target_id=token_id,
-                target=row.name,
-                team_id=None,
-                details={"kind": row.kind},
-            )
-            session.commit()
     return row

@@ -1,9 +1,9 @@
 """How errors reach the person: a code, what happened, and what to do next.
 
 Services raise :class:`EnvhubError` with a stable code; this module turns one
-into a small view model (for callouts and field messages) or a toast, maps the
-codes a failed environment can carry to a next step, and puts the conditions a
-runtime reports (``cluster_unreachable``, ``absent``…) into words.
+into a small view model (for callouts and field messages) or a toast. What a
+code means (HTTP status, hint, advice for a failed environment) is registered
+once, in ``envhub/errors.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TypedDict
 
 import reflex as rx
 
-from envhub.errors import EnvhubError
+from envhub.errors import EnvhubError, error_info
 
 log = logging.getLogger(__name__)
 
@@ -26,37 +26,6 @@ class ErrorView(TypedDict):
 
 NO_ERROR = ErrorView(code="", message="", hint="")
 
-# What to do when an environment or one of its jobs ended with this code. The
-# error's own hint is shown when there is one; these cover codes stored on rows,
-# where only the code and the message survive.
-ADVICE: dict[str, str] = {
-    "process_exited": "The command stopped before it answered on $PORT. Read the logs below, fix "
-    "the project's command (it must serve HTTP on $PORT) and redeploy.",
-    "not_ready": "The app did not answer its health check in time. envhub retries by itself; if it "
-    "keeps failing, check that the command listens on $PORT and the health path returns < 500.",
-    "workspace_failed": "The workspace could not be prepared. Check the project's repository URL "
-    "and git ref, then redeploy.",
-    "quota_exceeded": "The environment hit a resource limit. Free resources or ask for a larger "
-    "quota, then redeploy.",
-    "runtime_error": "The runtime reported an unexpected problem. Read the logs, then redeploy.",
-    "validation_failed": "The environment's spec is invalid. Fix the project's defaults and redeploy.",
-    "env_name_forbidden": "A variable of the environment (or a project secret) has a name that steers "
-    "how programs load or how shells start (LD_*, GCONV_PATH, BASH_ENV...). Remove it and redeploy.",
-    "sandbox_unavailable": "This machine cannot isolate environments: bubblewrap is missing or does not "
-    "work. An operator installs it (apt-get install bubblewrap) and enables user namespaces; for "
-    "trusted code only, ENVHUB_LOCAL_SANDBOX=unshare or none.",
-    "configuration_invalid": "envhub itself is misconfigured. Fix the named ENVHUB_* setting and "
-    "restart envhub.",
-    "internal_error": "Something unexpected happened inside envhub. Check the worker log "
-    "(var/logs/worker.log) and retry.",
-}
-
-
-def advice_for(code: str | None) -> str:
-    if not code:
-        return ""
-    return ADVICE.get(code, "Read the message and the logs, then redeploy or delete the environment.")
-
 
 def error_view(exc: EnvhubError) -> ErrorView:
     return ErrorView(code=exc.code, message=exc.message, hint=exc.hint)
@@ -67,7 +36,7 @@ def unexpected_view(exc: Exception) -> ErrorView:
     return ErrorView(
         code="internal_error",
         message=f"unexpected error: {type(exc).__name__}",
-        hint="Try again; if it persists, check envhub's web log.",
+        hint=error_info("internal_error").hint,
     )
 
 
@@ -91,69 +60,3 @@ def field_of(exc: EnvhubError, aliases: dict[str, str]) -> dict[str, str]:
         if key in aliases and isinstance(value, str) and key != "field":
             found.setdefault(aliases[key], value)
     return found
-
-
-class ConditionView(TypedDict):
-    title: str
-    hint: str
-    tone: str  # a Radix colour: amber for "cannot see", red for "not serving", blue for "on its way"
-
-
-# What the runtime reports apart from the phase (``Environment.condition``). The
-# ``cluster_*`` codes mean envhub cannot see the cluster, so the page shows the
-# state from before; the others are what the runtime saw.
-CONDITIONS: dict[str, ConditionView] = {
-    "cluster_unreachable": ConditionView(
-        title="Cluster unreachable — showing the last known state",
-        hint="envhub keeps retrying. If it lasts, check the cluster's API server and envhub's "
-        "network path to it.",
-        tone="amber",
-    ),
-    "cluster_unauthorized": ConditionView(
-        title="Cluster credentials refused — showing the last known state",
-        hint="Renew envhub's kubeconfig or service account token.",
-        tone="amber",
-    ),
-    "cluster_forbidden": ConditionView(
-        title="Not allowed to read the cluster — showing the last known state",
-        hint="Grant envhub's service account the permission named in the message.",
-        tone="amber",
-    ),
-    "absent": ConditionView(
-        title="Not running — its workloads are gone",
-        hint="They were removed outside envhub (or the machine restarted); envhub starts them again "
-        "by itself. Redeploy to do it now.",
-        tone="red",
-    ),
-    "starting": ConditionView(
-        title="Restarting — not serving right now",
-        hint="Its workloads are starting again; the URL answers once they pass their health check.",
-        tone="blue",
-    ),
-    "degraded": ConditionView(
-        title="Unhealthy — not serving",
-        hint="Look at the workloads and logs below; fix the cause and redeploy.",
-        tone="red",
-    ),
-    # Local runtime: how the environment is isolated, when it is less than usual.
-    "no_network": ConditionView(
-        title="No network — the environment can reach nothing outside itself",
-        hint="It is isolated and serving, but has no outbound traffic: an operator installs "
-        "slirp4netns (apt-get install slirp4netns) and redeploys.",
-        tone="amber",
-    ),
-    "weak_sandbox": ConditionView(
-        title="Weak isolation — trusted code only",
-        hint="The operator set ENVHUB_LOCAL_SANDBOX to unshare or none: this environment shares the "
-        "host's files and network. Run only code you trust here.",
-        tone="amber",
-    ),
-}
-
-
-def condition_view(code: str | None) -> ConditionView:
-    if not code:
-        return ConditionView(title="", hint="", tone="gray")
-    return CONDITIONS.get(
-        code, ConditionView(title=f"Runtime reports: {code}", hint="Read the logs below.", tone="amber")
-    )

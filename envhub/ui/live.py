@@ -1,11 +1,13 @@
 """Live pages: reload a page's view model whenever envhub announces a change.
 
-Services and jobs publish "environment 12 changed" on Redis pub/sub
-(``queue/events.py``). A page mixes in :class:`LiveMixin` and starts ``watch``
-from its on-load events: a Reflex background event that subscribes to the page's
-channels, reloads on every message (bursts coalesced) and at least every
-:data:`FALLBACK_SECONDS`. Notifications are best effort, so the periodic reload
-is what guarantees progress: with Redis down the page simply polls.
+Services and jobs publish "environment 12 changed" through the
+change-notification port (``queue/base.py``; Redis pub/sub, or this process's
+memory without Redis), and this module subscribes through the same port. A
+page mixes in :class:`LiveMixin` and starts ``watch`` from its on-load events: a
+Reflex background event that subscribes to the page's channels, reloads on
+every message (bursts coalesced) and at least every :data:`FALLBACK_SECONDS`.
+Notifications are best effort, so the periodic reload
+is what guarantees progress: with the bus down the page simply polls.
 
 The loop ends when the browser moves to another page (the router path changes),
 when the same page starts a newer watch (a reload), or when the browser has been
@@ -15,91 +17,20 @@ disconnected for :data:`DISCONNECT_GRACE` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import reflex as rx
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 from reflex.utils.prerequisites import get_and_validate_app
 
-from envhub.config import get_settings
 from envhub.errors import Unauthenticated
+from envhub.services import ports
 
 log = logging.getLogger(__name__)
 
 FALLBACK_SECONDS = 3.0
-COALESCE_SECONDS = 0.15
 DISCONNECT_GRACE = 30.0
-REDIS_RETRY_SECONDS = 10.0
-
-
-class ChangeFeed:
-    """Pub/sub subscription that degrades to plain sleeping when Redis is away."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._redis: Redis | None = None
-        self._pubsub: PubSub | None = None
-        self._channels: set[str] = set()
-        self._retry_at = 0.0
-
-    async def subscribe(self, channels: Iterable[str]) -> None:
-        wanted = set(channels)
-        if not self._url or time.monotonic() < self._retry_at:
-            return
-        try:
-            if self._pubsub is None:
-                self._redis = Redis.from_url(self._url, socket_connect_timeout=2)
-                self._pubsub = self._redis.pubsub()
-                self._channels = set()
-            if gone := self._channels - wanted:
-                await self._pubsub.unsubscribe(*gone)
-            if new := wanted - self._channels:
-                await self._pubsub.subscribe(*new)
-            self._channels = wanted
-        except (RedisError, OSError) as exc:
-            log.debug("live updates fall back to polling: %s", exc)
-            await self._drop()
-
-    async def wait(self, timeout: float) -> bool:
-        """True when a change arrived within ``timeout``; False on timeout."""
-        deadline = time.monotonic() + timeout
-        if self._pubsub is None or not self._channels:
-            await asyncio.sleep(timeout)
-            return False
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-                if message is None:
-                    continue
-                # A job reports several steps in quick succession: one reload for the burst.
-                await asyncio.sleep(COALESCE_SECONDS)
-                while await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
-                    pass
-                return True
-        except (RedisError, OSError) as exc:
-            log.debug("live updates lost Redis, polling: %s", exc)
-            await self._drop()
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-        return False
-
-    async def _drop(self) -> None:
-        self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
-        await self.close()
-
-    async def close(self) -> None:
-        pubsub, redis, self._pubsub, self._redis = self._pubsub, self._redis, None, None
-        self._channels = set()
-        with contextlib.suppress(Exception):  # closing a broken connection may fail too
-            if pubsub is not None:
-                await pubsub.aclose()
-            if redis is not None:
-                await redis.aclose()
 
 
 async def client_connected(token: str) -> bool:
@@ -152,7 +83,7 @@ class LiveMixin(rx.State, mixin=True):
             path = self.router.page.raw_path
             token = self.router.session.client_token
             request = self._live_request()
-        feed = ChangeFeed(get_settings().redis_url)
+        feed = ports.changes().feed()
         away_since: float | None = None
         try:
             while request is not None:

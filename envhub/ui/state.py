@@ -8,7 +8,7 @@ ends in open dashboards too. Pages open their unit of work with
 ``AuthState._acting()``, or :func:`acting_as` from a worker thread with the
 key kept in ``_who`` (the session's digest, not the cookie itself); work
 that only reads uses ``_reading()`` / :func:`reading_as`, whose reads run in
-a read-only session (models/db.read_session).
+a read-only session (services/units.read_only).
 """
 
 from __future__ import annotations
@@ -18,21 +18,20 @@ from contextlib import contextmanager
 from urllib.parse import quote
 
 import reflex as rx
-from sqlmodel import Session
 
 from envhub.config import get_settings
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
-from envhub.models.db import read_session, session_scope
 from envhub.services import signin
 from envhub.services.authentication import Caller, authenticate, cookie_value, principal_for_session
 from envhub.services.sessions import session_cookie_name
+from envhub.services.units import Session, read_only, unit_of_work
 
 
 @contextmanager
 def acting_as(who: str) -> Iterator[tuple[Session, Principal]]:
     """A session and the principal of the browser session whose digest is ``who``."""
-    with session_scope() as session:
+    with unit_of_work() as session:
         principal = principal_for_session(session, who) if who else None
         if principal is None:
             raise Unauthenticated("your session has ended; sign in again")
@@ -47,11 +46,11 @@ def reading_as(who: str) -> Iterator[tuple[Session, Principal]]:
     unit of work of its own; the reading then runs in a read-only session,
     which on SQLite never holds the write lock.
     """
-    with session_scope() as session:
+    with unit_of_work() as session:
         principal = principal_for_session(session, who) if who else None
     if principal is None:
         raise Unauthenticated("your session has ended; sign in again")
-    with read_session() as session:
+    with read_only() as session:
         yield session, principal
 
 
@@ -80,7 +79,7 @@ class AuthState(rx.State):
 
     @contextmanager
     def _acting(self) -> Iterator[tuple[Session, Principal]]:
-        with session_scope() as session:
+        with unit_of_work() as session:
             caller = self._caller(session)
             if caller is None:
                 self.signed_in = False
@@ -90,12 +89,12 @@ class AuthState(rx.State):
     @contextmanager
     def _reading(self) -> Iterator[tuple[Session, Principal]]:
         """Like ``_acting`` for work that only reads (see :func:`reading_as`)."""
-        with session_scope() as session:
+        with unit_of_work() as session:
             caller = self._caller(session)
         if caller is None:
             self.signed_in = False
             raise Unauthenticated("your session has ended; sign in again")
-        with read_session() as session:
+        with read_only() as session:
             yield session, caller.principal
 
     @rx.event
@@ -103,7 +102,7 @@ class AuthState(rx.State):
         """Runs first on every page load: who is here, or off to the sign-in page."""
         settings = get_settings()
         self.runtime_name, self.auth_mode = settings.runtime.value, settings.auth_mode.value
-        with session_scope() as session:
+        with unit_of_work() as session:
             caller = self._caller(session)
         if caller is None:
             self.signed_in, self.user_name = False, ""
@@ -118,7 +117,7 @@ class AuthState(rx.State):
         """End the session server-side, then go to the provider's logout (or the sign-in page)."""
         headers = self.router.headers
         token = cookie_value(headers.cookie, session_cookie_name())
-        with session_scope() as session:
+        with unit_of_work() as session:
             target = signin.sign_out(
                 session, token=token, source_ip=self.router.session.client_ip, user_agent=headers.user_agent
             )

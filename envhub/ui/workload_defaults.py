@@ -1,23 +1,21 @@
-"""A project's container workloads in the dashboard: services, manifests, egress.
+"""A project's container workloads in the new-project form: services, manifests, egress.
 
 They matter to image-based runtimes (Kubernetes). People write container
-services as YAML in the new-project form; this turns the text into the list of
-dicts ``services.projects.create_project(workloads=...)`` validates, puts the
-errors it raises back next to the field they are about (spec errors name a path
-such as ``services.1.image``, manifest errors a document number), and sums the
-stored defaults up for the project page.
+services as YAML; ``services/inputs.py`` turns the text into the list of dicts
+``create_project(workloads=...)`` validates, and this module maps the form's
+fields onto it and puts the errors it raises back next to the field they are
+about (spec errors name a path such as ``services.1.image``, manifest errors a
+document number). The project page's summary of the stored defaults is in
+``services/project_views.py``.
 """
 
 from __future__ import annotations
 
-import shlex
-from typing import Any, TypedDict
+from typing import Any
 
-import yaml
-
-from envhub.domain.kube import parse_manifests
 from envhub.domain.workloads import ContainerService
-from envhub.errors import EnvhubError, ValidationFailed
+from envhub.errors import EnvhubError
+from envhub.services.inputs import parse_lines, parse_services
 
 # Form field keys of the workload section.
 SERVICES = "services"
@@ -55,64 +53,10 @@ stringData:
   API_KEY: change-me"""
 
 
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, details={field: message})
-
-
-def _text(value: Any) -> Any:
-    """YAML reads ``DEBUG: 1`` or ``--port 8080`` as numbers; a container wants strings."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float) or value.__class__.__module__ == "datetime":
-        return str(value)
-    return value
-
-
-def parse_services(text: str) -> list[dict[str, Any]]:
-    """The services YAML (a list of mappings) as plain data; blank means none."""
-    if not text.strip():
-        return []
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise _invalid(SERVICES, f"not valid YAML{where}: {problem}") from exc
-    if isinstance(data, dict) and set(data) == {"services"}:
-        data = data["services"]  # a pasted "services:" block
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise _invalid(SERVICES, "expected a list of services, each starting with '- name: …'")
-    services = []
-    for number, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            raise _invalid(SERVICES, f"service {number} is not a mapping (name: …, image: …)")
-        service = dict(item)
-        if isinstance(service.get("env"), dict):
-            service["env"] = {str(key): _text(value) for key, value in service["env"].items()}
-        for key in ("command", "args"):
-            if isinstance(service.get(key), list):
-                service[key] = [_text(value) for value in service[key]]
-            elif isinstance(service.get(key), str):
-                try:  # "python -m shop.worker" reads as a command line
-                    service[key] = shlex.split(service[key])
-                except ValueError as exc:
-                    raise _invalid(SERVICES, f"service {number}, {key}: {exc}") from exc
-        services.append(service)
-    return services
-
-
-def parse_lines(text: str) -> list[str]:
-    """One entry per line; blank lines and ``#`` comments ignored."""
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-
-
 def workloads_from_form(form: dict[str, str]) -> dict[str, Any] | None:
     """The ``workloads`` argument of ``create_project``; ``None`` when all fields are empty."""
     workloads: dict[str, Any] = {}
-    if services := parse_services(form.get(SERVICES, "")):
+    if services := parse_services(form.get(SERVICES, ""), field=SERVICES):
         workloads["services"] = services
     if (manifests := form.get(MANIFESTS, "")).strip():
         workloads["manifests"] = manifests
@@ -171,48 +115,3 @@ def workload_errors(exc: EnvhubError, services: list[dict[str, Any]]) -> dict[st
             for label, problems in per_service.items()
         ]
     return {field: "\n".join(messages) for field, messages in found.items()}
-
-
-# -- the project page's defaults card --------------------------------------
-
-
-class ServiceRow(TypedDict):
-    name: str
-    image: str
-    ports: str
-    replicas: str
-
-
-def manifest_count(text: str | None) -> str:
-    if not text or not text.strip():
-        return ""
-    try:
-        count = len(parse_manifests(text))
-    except EnvhubError:  # stored before a stricter check: say so rather than fail the page
-        return "unreadable (redeploy shows the error)"
-    return f"{count} document{'' if count == 1 else 's'}"
-
-
-_EGRESS_NOUNS = (("cidrs", "CIDR", "CIDRs"), ("namespaces", "namespace", "namespaces"),
-                 ("services", "service", "services"))  # fmt: skip
-
-
-def egress_summary(egress: dict[str, Any]) -> str:
-    parts = []
-    for key, one, many in _EGRESS_NOUNS:
-        count = len(egress.get(key) or [])
-        if count:
-            parts.append(f"{count} {one if count == 1 else many}")
-    return ", ".join(parts)
-
-
-def service_rows(services: list[dict[str, Any]]) -> list[ServiceRow]:
-    return [
-        ServiceRow(
-            name=str(service.get("name", "")),
-            image=str(service.get("image", "")),
-            ports=", ".join(str(port) for port in service.get("ports") or []),
-            replicas=str(service.get("replicas", 1)),
-        )
-        for service in services
-    ]

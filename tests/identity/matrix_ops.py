@@ -22,9 +22,12 @@ from envhub.services import (
     commands,
     credentials,
     device,
+    environment_views,
     environments,
+    identity_views,
     inspection,
     logs,
+    project_views,
     projects,
     secrets,
     sharing,
@@ -464,5 +467,112 @@ OPS: list[Op] = [
         lambda w, s, a, _e: terminal.recording_path(
             session=s, actor=a, event_id=w.recording_event, data_dir=w.data_dir
         ),
+    ),
+    # The view models every face shows (services/*_views.py, inspection.environment_workloads).
+    Op(
+        "environment_views.environment_overview",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_overview(
+            session=s, actor=a, runtime=w.runtime, environment_id=e
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "environment_views.environment_permissions",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_permissions(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environment_views.environment_summary",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_summary(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environment_views.environment_rows",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: environment_views.environment_rows(session=s, actor=a, project_id=w.shop)[1][
+            "total"
+        ],
+    ),
+    Op(
+        "inspection.environment_workloads",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: inspection.environment_workloads(
+            session=s, actor=a, runtime=w.runtime, environment_id=e
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "project_views.projects_overview",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: any(
+            row["id"] == w.shop
+            for row in project_views.projects_overview(session=s, actor=a, search="shop")["rows"]
+        ),
+    ),
+    Op(
+        "project_views.project_overview",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: project_views.project_overview(session=s, actor=a, project_id=w.shop),
+    ),
+    Op(
+        "project_views.project_summary",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: project_views.project_summary(session=s, actor=a, project_id=w.shop),
+    ),
+    Op(
+        "identity_views.team_rows",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: any(
+            row["id"] == str(w.acme) for row in identity_views.team_rows(session=s, actor=a)
+        ),
+    ),
+    Op(
+        "identity_views.team_overview",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: identity_views.team_overview(session=s, actor=a, team_id=w.acme),
+    ),
+    Op(
+        "identity_views.token_rows",
+        "self",
+        None,
+        lambda w, s, a, _e: identity_views.token_rows(session=s, actor=a) or a.is_agent,
+    ),
+    Op(
+        "identity_views.access_overview",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: identity_views.access_overview(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "identity_views.secret_rows",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: identity_views.secret_rows(session=s, actor=a, project_id=w.shop) or True,
+    ),
+    Op(
+        "identity_views.audit_page",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: any(
+            row["actor"] == "envhub" and row["target"] == "shop"
+            for row in identity_views.audit_page(
+                session=s, actor=a, filters=AuditFilter(action="test.setup")
+            )["rows"]
+        ),
+    ),
+    Op(
+        "identity_views.chain_overview",
+        "any",
+        "audit.read",
+        lambda w, s, a, _e: identity_views.chain_overview(session=s, actor=a),
     ),
 ]

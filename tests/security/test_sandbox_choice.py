@@ -23,8 +23,8 @@ from envhub.errors import SandboxUnavailable
 from envhub.jobs.environments import converge_environment
 from envhub.models import Environment, Project
 from envhub.runtime.local import LocalRuntime
+from envhub.services.environment_views import environment_detail
 from envhub.services.environments import create_environment
-from envhub.ui.views import environment_detail
 from tests.support.db import fetch
 from tests.support.fakes import FakeQueue
 from tests.support.runtime import RecordingProgress, kill_environments, make_target

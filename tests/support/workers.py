@@ -1,4 +1,4 @@
-"""Real ``python -m envhub.jobs.worker`` processes for job tests."""
+"""Real ``python -m envhub.launcher worker`` processes for job tests."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Workers:
     def start(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "envhub.jobs.worker"],
+                [sys.executable, "-m", "envhub.launcher", "worker"],
                 cwd=self.log_path.parent,  # no stray .env file
                 env=worker_environment(self.settings),
                 stdout=log,

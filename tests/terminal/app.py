@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+from envhub import wiring
 from envhub.api.app import create_api
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services import ports
@@ -31,6 +32,7 @@ class SlowExec:
         return self._runtime.exec(environment_id, *args, **kwargs)
 
 
+wiring.install()
 _delay = float(os.environ.get("ENVHUB_TEST_EXEC_DELAY") or 0)
 if _delay:
     _real = ports.runtime

@@ -59,3 +59,36 @@ def test_codes_are_unique() -> None:
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.EnvhubError)]
     codes = [c.code for c in classes]
     assert len(codes) == len(set(codes))
+
+
+def _all_error_classes() -> list[type[errors.EnvhubError]]:
+    found, todo = [], [errors.EnvhubError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_error_class_has_a_registry_entry() -> None:
+    for cls in _all_error_classes():
+        info = errors.REGISTRY[cls.code]
+        assert (info.status, info.hint, info.retryable) == (cls.status, cls.default_hint, cls.retryable), cls
+        assert 400 <= info.status < 600, cls
+        assert info.hint, f"{cls.__name__} tells the person what to do next"
+    assert errors.error_info("no_such_code") == errors.REGISTRY["internal_error"]
+
+
+def test_the_registry_keeps_the_statuses_clients_rely_on() -> None:
+    expected = {
+        "unauthenticated": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
+        "invalid_transition": 409, "validation_failed": 422, "rate_limited": 429,
+        "not_ready": 503, "cluster_unreachable": 503, "runtime_error": 502, "internal_error": 500,
+    }  # fmt: skip
+    assert {code: errors.REGISTRY[code].status for code in expected} == expected
+
+
+def test_advice_is_for_stored_codes() -> None:
+    assert "$PORT" in errors.advice_for("process_exited")
+    assert errors.advice_for("") == ""
+    assert errors.advice_for("cluster_rejected").startswith("Read the message")

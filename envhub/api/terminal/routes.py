@@ -33,7 +33,7 @@ from envhub.api.terminal.protocol import CloseCode
 from envhub.api.terminal.session import TerminalSession
 from envhub.config import get_settings
 from envhub.domain.principals import Principal
-from envhub.errors import EnvhubError, NotFound, NotReady, PermissionDenied, ValidationFailed
+from envhub.errors import EnvhubError
 from envhub.models.db import session_scope
 from envhub.services import terminal as terminal_service
 from envhub.services.authentication import Caller
@@ -72,14 +72,12 @@ def origin_allowed(scope: Scope) -> bool:
     return origin == f"{scheme}://{host}"
 
 
+_CLOSE_CODES = {401: CloseCode.unauthenticated, 403: CloseCode.forbidden, 404: CloseCode.not_found}
+
+
 def _close_code(exc: EnvhubError) -> CloseCode:
-    if isinstance(exc, NotFound):
-        return CloseCode.not_found
-    if isinstance(exc, PermissionDenied):
-        return CloseCode.forbidden
-    if isinstance(exc, ValidationFailed):
-        return CloseCode.bad_request
-    return CloseCode.unavailable
+    """The WebSocket close code for the error's HTTP status (from the registry in errors.py)."""
+    return _CLOSE_CODES.get(exc.status, CloseCode.bad_request if exc.status < 500 else CloseCode.unavailable)
 
 
 async def _refuse(websocket: WebSocket, code: CloseCode, message: str, error: str = "") -> None:
@@ -158,9 +156,6 @@ async def terminal_socket(websocket: WebSocket, environment_id: str) -> None:
     except protocol.ProtocolError as exc:
         await _refuse(websocket, CloseCode.bad_request, str(exc))
         return
-    except NotReady as exc:
-        await _refuse(websocket, CloseCode.unavailable, exc.message, exc.code)
-        return
     except EnvhubError as exc:
         await _refuse(websocket, _close_code(exc), exc.message, exc.code)
         return
@@ -218,8 +213,7 @@ async def _principal(request: Request) -> Principal:
 
 
 def _http_error(exc: EnvhubError) -> HTTPException:
-    status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, PermissionDenied) else 400
-    return HTTPException(status, {"code": exc.code, "message": exc.message})
+    return HTTPException(exc.status, {"code": exc.code, "message": exc.message, "hint": exc.hint})
 
 
 router = APIRouter()

@@ -11,15 +11,15 @@ event's MAC, as ``envhub audit verify`` does.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import reflex as rx
 
 from envhub.errors import EnvhubError
 from envhub.services import audit_log
+from envhub.services import identity_views as iv
 from envhub.services.audit_log import AuditFilter
-from envhub.ui import identity_views as iv
+from envhub.services.inputs import optional_moment
 from envhub.ui.components.badges import outcome_badge
 from envhub.ui.components.common import error_callout, mono, pager
 from envhub.ui.components.layout import page_header, shell
@@ -28,16 +28,6 @@ from envhub.ui.state import AuthState, acting_as
 
 PAGE = 25
 FILTERS = ("actor", "target", "action", "outcome", "since", "until")
-
-
-def _when(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class AuditState(AuthState):
@@ -69,24 +59,24 @@ class AuditState(AuthState):
             target=f.get("target", "").strip(),
             action=f.get("action", "").strip(),
             outcome=f.get("outcome", "").strip(),
-            since=_when(f.get("since", "")),
-            until=_when(f.get("until", "")),
+            since=optional_moment(f.get("since", "")),
+            until=optional_moment(f.get("until", "")),
         )
 
     def _reload(self, *, with_chain: bool = False) -> None:
         try:
             with self._reading() as (session, actor):
-                page = audit_log.search_events(
+                view = iv.audit_page(
                     session=session, actor=actor, filters=self._filter(), offset=self.offset, limit=PAGE
                 )
                 self.actions = audit_log.distinct_actions(session=session, actor=actor)
                 if with_chain:
-                    self.chain = iv.chain_status(audit_log.last_check(session=session, actor=actor))
+                    self.chain = iv.chain_overview(session=session, actor=actor)
         except EnvhubError as exc:
             self.load_error = error_view(exc)
             return
-        self.rows = [iv.audit_event_row(e) for e in page.items]
-        self.total, self.loaded, self.load_error = page.total, True, NO_ERROR
+        self.rows = view["rows"]
+        self.total, self.loaded, self.load_error = view["page"]["total"], True, NO_ERROR
 
     @rx.event
     def load(self) -> None:
@@ -129,7 +119,7 @@ class AuditState(AuthState):
         def check() -> iv.ChainStatus:
             with acting_as(who) as (session, actor):
                 audit_log.check_chain(session=session, actor=actor, full=full)
-                return iv.chain_status(audit_log.last_check(session=session, actor=actor))
+                return iv.chain_overview(session=session, actor=actor)
 
         try:
             status = await asyncio.to_thread(check)

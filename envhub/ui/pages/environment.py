@@ -11,9 +11,12 @@ from typing import Any
 
 import reflex as rx
 
+from envhub.domain.humanize import parse_id
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel
 from envhub.services import environments, ports
+from envhub.services.environment_views import EMPTY_DETAIL
+from envhub.services.inspection import EMPTY_INFO, EventRow, WorkloadRow, WorkloadsInfo
 from envhub.ui import views
 from envhub.ui.components.badges import phase_badge
 from envhub.ui.components.common import not_found
@@ -32,15 +35,11 @@ from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
-from envhub.ui.format import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.environment_access import access_panel
 from envhub.ui.state import AuthState
-from envhub.ui.workloads import EMPTY_INFO, EventRow, WorkloadRow, WorkloadsInfo
 
-_EMPTY_DETAIL = views.EnvironmentDetail(
-    **dict.fromkeys(views.EnvironmentDetail.__annotations__, "")  # type: ignore[typeddict-item]
-)
+_EMPTY_DETAIL = EMPTY_DETAIL
 
 
 class EnvironmentState(LiveMixin, AuthState):

@@ -7,36 +7,25 @@ for those allowed, a form to share it and a dialog to make an agent token.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
 from typing import Any
 
 import reflex as rx
 
-from envhub.domain.policy import Action, ShareRole
+from envhub.domain.humanize import parse_id
+from envhub.domain.policy import ShareRole
 from envhub.domain.principals import AGENT_SCOPES as AGENT_SCOPE_SET
 from envhub.domain.principals import Scope
-from envhub.errors import EnvhubError, ValidationFailed
-from envhub.services import environments, sharing, tokens
-from envhub.ui import identity_views as iv
+from envhub.errors import EnvhubError
+from envhub.services import identity_views as iv
+from envhub.services import sharing, tokens
+from envhub.services.inputs import share_expiry
 from envhub.ui.components.common import dialog_actions, error_callout, form_field, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
-from envhub.ui.format import parse_id
 from envhub.ui.pages.tokens import new_token_dialog
 from envhub.ui.state import AuthState
 
 SHARE_ROLES = [role.value for role in ShareRole]
 AGENT_SCOPES = [scope.value for scope in Scope if scope in AGENT_SCOPE_SET]
-
-
-def _expiry(value: str) -> datetime | None:
-    """A date from the form: the share lapses at the end of that day (UTC)."""
-    if not value:
-        return None
-    try:
-        day = datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError as exc:
-        raise ValidationFailed("the expiry is not a date", details={"field": "expires_at"}) from exc
-    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
 class EnvironmentAccessState(AuthState):
@@ -62,20 +51,13 @@ class EnvironmentAccessState(AuthState):
             return
         try:
             with self._acting() as (session, actor):
-                access = sharing.list_access(
-                    session=session, actor=actor, environment_id=self._environment_id
-                )
-                _env, _project, allowed = environments.environment_context(
-                    session=session, actor=actor, environment_id=self._environment_id
-                )
+                view = iv.access_overview(session=session, actor=actor, environment_id=self._environment_id)
         except EnvhubError:
             self.members, self.shares, self.can_share, self.can_agent = [], [], False, False
             return
-        self.team = access.team
-        self.members = [iv.MemberAccess(name=name, role=role) for name, role in access.team_members]
-        self.shares = iv.share_rows(access)
-        self.can_share = access.can_share
-        self.can_agent = Action.environment_shell in allowed
+        self.team, self.members, self.shares = view["team"], view["members"], view["shares"]
+        self.can_share = view["permissions"]["can_share"]
+        self.can_agent = view["permissions"]["can_agent"]
 
     @rx.event
     def load(self) -> None:
@@ -113,7 +95,7 @@ class EnvironmentAccessState(AuthState):
                     role=self.role,
                     user=self.grantee if self.grantee_kind == "user" else None,
                     team=self.grantee if self.grantee_kind == "team" else None,
-                    expires_at=_expiry(self.expires),
+                    expires_at=share_expiry(self.expires),
                 )
         except EnvhubError as exc:
             self.share_error = error_view(exc)

@@ -6,21 +6,22 @@ from typing import Any
 
 import reflex as rx
 
+from envhub.domain.humanize import parse_id
 from envhub.domain.naming import validate_label
-from envhub.errors import EnvhubError, ValidationFailed
+from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel, project_channel
 from envhub.services import environments, ports
+from envhub.services.inputs import parse_env_lines
+from envhub.services.project_views import ServiceRow
 from envhub.ui import views
 from envhub.ui.components.common import empty_state, error_callout, not_found
 from envhub.ui.components.environments import create_options_dialog, delete_dialog, environments_table
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.project_defaults import project_defaults
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
-from envhub.ui.format import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.project_secrets import secrets_panel
 from envhub.ui.state import AuthState
-from envhub.ui.workload_defaults import ServiceRow
 
 _FIELDS = {
     "environment name": "name",
@@ -30,22 +31,6 @@ _FIELDS = {
     "command": "command",
     "env": "env",
 }
-
-
-def parse_env_lines(text: str) -> dict[str, str]:
-    """``KEY=VALUE`` lines (blank lines and ``#`` comments ignored) into a dict."""
-    env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ValidationFailed(
-                f"line {number}: expected KEY=VALUE", details={"env": f"line {number}: expected KEY=VALUE"}
-            )
-        env[key.strip()] = value
-    return env
 
 
 class ProjectState(LiveMixin, AuthState):

@@ -11,12 +11,12 @@ from typing import Any
 
 import reflex as rx
 
+from envhub.domain.humanize import parse_id
 from envhub.errors import EnvhubError
+from envhub.services import identity_views as iv
 from envhub.services import secrets
-from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
-from envhub.ui.format import parse_id
 from envhub.ui.state import AuthState
 
 
@@ -31,11 +31,11 @@ class ProjectSecretsState(AuthState):
     def _reload(self) -> None:
         try:
             with self._acting() as (session, actor):
-                infos = secrets.list_secrets(session=session, actor=actor, project_id=self._project_id)
+                rows = iv.secret_rows(session=session, actor=actor, project_id=self._project_id)
         except EnvhubError:
             self.rows, self.visible = [], False
             return
-        self.rows, self.visible = [iv.secret_row(info) for info in infos], True
+        self.rows, self.visible = rows, True
 
     @rx.event
     def load(self) -> None:

@@ -7,12 +7,13 @@ from typing import Any
 import reflex as rx
 
 from envhub.domain.naming import validate_label
-from envhub.domain.policy import Action, role_allows
 from envhub.domain.specs import DEFAULT_COMMAND
 from envhub.errors import EnvhubError
-from envhub.services import projects, teams
+from envhub.services import identity_views, projects
 from envhub.services.identity import default_team_id
-from envhub.ui import identity_views, views, workload_defaults
+from envhub.services.identity_views import SharedRow
+from envhub.services.inputs import parse_services
+from envhub.ui import views, workload_defaults
 from envhub.ui.components.common import (
     dash_if_empty,
     empty_state,
@@ -48,7 +49,7 @@ class ProjectsState(LiveMixin, AuthState):
     search: str = ""
     page_label: str = ""
     loaded: bool = False
-    shared: list[identity_views.SharedRow] = rx.field(default_factory=list)
+    shared: list[SharedRow] = rx.field(default_factory=list)
     # Teams where the person may create projects: [{"id", "name"}], for the dialog.
     team_choices: list[dict[str, str]] = rx.field(default_factory=list)
     load_error: ErrorView = NO_ERROR
@@ -139,9 +140,9 @@ class ProjectsState(LiveMixin, AuthState):
         if open_:
             with self._acting() as (session, actor):
                 choices = [
-                    {"id": str(item.team.id), "name": item.team.name}
-                    for item in teams.list_my_teams(session=session, actor=actor)
-                    if role_allows(item.role, Action.project_create)
+                    {"id": row["id"], "name": row["name"]}
+                    for row in identity_views.team_rows(session=session, actor=actor)
+                    if row["can_create_projects"]
                 ]
             self.team_choices = choices
             first = choices[0]["name"] if choices else ""
@@ -158,7 +159,7 @@ class ProjectsState(LiveMixin, AuthState):
     def check_services(self, _value: str = "") -> None:
         """On leaving the services field: say at once when its YAML does not parse."""
         try:
-            workload_defaults.parse_services(self.form.get(workload_defaults.SERVICES, ""))
+            parse_services(self.form.get(workload_defaults.SERVICES, ""))
         except EnvhubError as exc:
             self.errors = {**self.errors, workload_defaults.SERVICES: exc.message}
 

@@ -12,8 +12,8 @@ from urllib.parse import quote, urlsplit
 import reflex as rx
 
 from envhub.config import AuthMode, get_settings
-from envhub.models.db import session_scope
 from envhub.services.signin import safe_next
+from envhub.services.units import unit_of_work
 from envhub.ui.components.layout import color_mode_toggle, logo
 from envhub.ui.state import AuthState
 
@@ -33,7 +33,7 @@ class SignInState(AuthState):
         next_path = safe_next(str(params.get("next", "/")))
         self.signed_out = str(params.get("signed_out", "")) == "1"
         self.login_href = f"/auth/login?next={quote(next_path, safe='/')}"
-        with session_scope() as session:
+        with unit_of_work() as session:
             caller = self._caller(session)
         self.signed_in = caller is not None
         self.checked = True

@@ -10,15 +10,14 @@ from typing import Any
 
 import reflex as rx
 
+from envhub.domain.humanize import parse_id
 from envhub.domain.policy import TeamRole
 from envhub.errors import EnvhubError, NotFound
+from envhub.services import identity_views as iv
 from envhub.services import teams
-from envhub.services.access import team_role
-from envhub.ui import identity_views as iv
 from envhub.ui.components.common import error_callout, not_found, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, unexpected_view
-from envhub.ui.format import parse_id
 from envhub.ui.state import AuthState
 
 ROLES = [role.value for role in TeamRole]
@@ -42,22 +41,13 @@ class TeamState(AuthState):
     def _reload(self) -> None:
         with self._acting() as (session, actor):
             try:
-                team = teams.get_team(session=session, actor=actor, team_id=self._team_id)
-                members = teams.list_members(session=session, actor=actor, team_id=self._team_id)
-                role = team_role(session, actor, self._team_id) or ""
-                self.can_manage = role in ("owner", "admin")
-                self.can_own = role == "owner"
-                invites = (
-                    teams.list_invites(session=session, actor=actor, team_id=self._team_id)
-                    if self.can_manage
-                    else []
-                )
+                view = iv.team_overview(session=session, actor=actor, team_id=self._team_id)
             except NotFound:
                 self.found, self.loaded = False, True
                 return
-            self.team_name, self.team_display, self.my_role = team.name, team.display_name or team.name, role
-            self.members = [iv.member_row(m, actor.user_id) for m in members]
-            self.invites = [iv.invite_row(i) for i in invites]
+        self.team_name, self.team_display, self.my_role = view["name"], view["display_name"], view["my_role"]
+        self.can_manage, self.can_own = view["can_manage"], view["can_own"]
+        self.members, self.invites = view["members"], view["invites"]
         self.found, self.loaded = True, True
 
     @rx.event

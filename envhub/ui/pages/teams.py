@@ -8,8 +8,8 @@ import reflex as rx
 
 from envhub.domain.policy import TeamRole
 from envhub.errors import EnvhubError
+from envhub.services import identity_views as iv
 from envhub.services import teams
-from envhub.ui import identity_views as iv
 from envhub.ui.components.common import dialog_actions, empty_state, error_callout, form_field
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_view
@@ -31,7 +31,7 @@ class TeamsState(AuthState):
         if not self.signed_in:
             return
         with self._acting() as (session, actor):
-            self.rows = [iv.team_row(item) for item in teams.list_my_teams(session=session, actor=actor)]
+            self.rows = iv.team_rows(session=session, actor=actor)
         self.loaded = True
 
     @rx.event

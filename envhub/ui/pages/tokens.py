@@ -10,15 +10,14 @@ from typing import Any
 
 import reflex as rx
 
+from envhub.domain.humanize import parse_id
 from envhub.domain.principals import Scope
 from envhub.errors import EnvhubError
-from envhub.models import Environment
+from envhub.services import identity_views as iv
 from envhub.services import tokens
-from envhub.ui import identity_views as iv
 from envhub.ui.components.common import dialog_actions, empty_state, error_callout, form_field, mono, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
-from envhub.ui.format import parse_id
 from envhub.ui.state import AuthState
 
 SCOPES: list[tuple[str, str]] = [
@@ -43,11 +42,7 @@ class TokensState(AuthState):
 
     def _reload(self) -> None:
         with self._acting() as (session, actor):
-            rows = []
-            for row in tokens.list_tokens(session=session, actor=actor):
-                environment = session.get(Environment, row.environment_id) if row.environment_id else None
-                rows.append(iv.token_row(row, environment.name if environment else ""))
-            self.rows = rows
+            self.rows = iv.token_rows(session=session, actor=actor)
         self.loaded = True
 
     @rx.event

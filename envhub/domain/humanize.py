@@ -1,7 +1,8 @@
 """Turning timestamps into the short relative text people read at a glance.
 
-Computed on the server when a view model is built; pages rebuild their view
-models on every live tick, so "12 s ago" keeps moving while a page is open.
+Computed on the server when a view model is built (``services/*_views.py``);
+pages rebuild their view models on every live tick, so "12 s ago" keeps moving
+while a page is open.
 """
 
 from __future__ import annotations

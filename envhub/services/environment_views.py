@@ -1,0 +1,407 @@
+"""View models of environments: what every face shows about one, computed once.
+
+The dashboard, the REST API, the CLI and MCP all show an environment's phase,
+its URL, its latest job with its steps, its audit trail and what the caller
+may do to it. They get those facts from here as plain JSON-ready dicts (ids,
+strings, ISO timestamps, booleans, lists), with the human readings ("3 min
+ago", the advice for a failed environment) beside the machine ones, so no
+face derives them again. ORM rows stay inside ``services/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict, cast
+
+from sqlmodel import Session
+
+from envhub.domain import humanize as fmt
+from envhub.domain.phases import Phase, is_deletable, is_redeployable
+from envhub.domain.policy import Action
+from envhub.domain.principals import Principal
+from envhub.errors import EnvhubError, NotFound, advice_for
+from envhub.models import AuditEvent, Environment, JobRun
+from envhub.runtime.base import Runtime
+from envhub.services import audit_log, environments, inspection, logs
+from envhub.services.common import Page
+from envhub.services.conditions import condition_view
+from envhub.services.pages import PageInfo, page_info
+
+log = logging.getLogger(__name__)
+
+_SERVING = frozenset({Phase.ready, Phase.updating})
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+class EnvironmentRow(TypedDict):
+    id: int
+    project_id: int
+    name: str
+    href: str
+    kind: str
+    phase: str
+    message: str
+    url: str  # "" unless it serves
+    creator: str
+    created_at: str
+    age: str
+    age_stamp: str
+
+
+class EnvironmentDetail(TypedDict):
+    id: int
+    project_id: int
+    name: str
+    phase: str
+    message: str
+    error_code: str
+    advice: str
+    kind: str
+    url: str
+    command: str
+    ref: str
+    repo: str
+    health_path: str
+    env_keys: str
+    generation: str
+    created_at: str
+    created: str
+    created_stamp: str
+    updated: str
+    deleted: str
+    condition: str
+    condition_message: str
+    condition_title: str
+    condition_hint: str
+    condition_tone: str
+
+
+class StepRow(TypedDict):
+    key: str
+    title: str
+    status: str
+    detail: str
+    timing: str
+
+
+class RunView(TypedDict):
+    kind: str
+    status: str
+    attempts: str
+    generation: str
+    started: str
+    took: str
+    error: str
+    error_code: str
+    advice: str
+
+
+class AuditRow(TypedDict):
+    id: int
+    time: str
+    stamp: str
+    actor: str
+    action: str
+    outcome: str
+    error_code: str
+    summary: str
+    recording: str  # URL of a terminal session's recording, or ""
+
+
+class EnvironmentPermissions(TypedDict):
+    """What the caller may do to the environment now (phase and rights together)."""
+
+    can_redeploy: bool
+    can_delete: bool
+    can_share: bool
+    can_shell: bool  # open and drive a terminal
+    can_watch: bool  # watch someone else's terminal
+    can_agent: bool  # hand out an agent token for it
+
+
+class TerminalView(TypedDict):
+    ready: bool  # a shell can open now
+    containers: list[str]  # the containers one can pick; [] means the default
+    can_shell: bool
+
+
+class EnvironmentOverview(TypedDict):
+    project_id: int
+    project_name: str
+    team_id: int
+    detail: EnvironmentDetail
+    run: RunView
+    steps: list[StepRow]
+    audit: list[AuditRow]
+    audit_page: PageInfo
+    permissions: EnvironmentPermissions
+    log_containers: list[str]
+    log_container: str  # the one the logs are of ("" for all)
+    terminal: TerminalView
+    logs: list[str]
+
+
+EMPTY_DETAIL = cast(
+    EnvironmentDetail,
+    {key: 0 if key in ("id", "project_id") else "" for key in EnvironmentDetail.__annotations__},
+)
+EMPTY_RUN = RunView(
+    kind="", status="", attempts="", generation="", started="", took="", error="", error_code="", advice=""
+)
+
+# -- builders (internal: they take rows) -------------------------------------
+
+
+def environment_row(environment: Environment, creator: str | None) -> EnvironmentRow:
+    return EnvironmentRow(
+        id=environment.id or 0,
+        project_id=environment.project_id,
+        name=environment.name,
+        href=f"/projects/{environment.project_id}/environments/{environment.id}",
+        kind=environment.kind.value,
+        phase=environment.phase.value,
+        message=environment.message,
+        url=(environment.public_url or "") if environment.phase is Phase.ready else "",
+        creator=creator or "envhub",
+        created_at=_iso(environment.created_at),
+        age=fmt.ago(environment.created_at),
+        age_stamp=fmt.stamp(environment.created_at),
+    )
+
+
+def environment_detail(environment: Environment) -> EnvironmentDetail:
+    spec = environment.spec
+    # What the runtime reports apart from the phase: "absent" or "starting" are only
+    # news while the environment is supposed to be serving; an unreachable cluster
+    # is news whatever the environment is doing.
+    condition = environment.condition or ""
+    if environment.phase not in _SERVING and not (
+        condition.startswith("cluster_") and environment.phase is not Phase.deleted
+    ):
+        condition = ""
+    explained = condition_view(condition)
+    return EnvironmentDetail(
+        id=environment.id or 0,
+        project_id=environment.project_id,
+        name=environment.name,
+        phase=environment.phase.value,
+        message=environment.message,
+        error_code=environment.error_code or "",
+        advice=advice_for(environment.error_code) if environment.phase is Phase.failed else "",
+        kind=environment.kind.value,
+        url=environment.public_url or "",
+        command=str(spec.get("command", "")),
+        ref=str(spec.get("ref") or ""),
+        repo=str(spec.get("repo_url") or ""),
+        health_path=str(spec.get("health_path") or "/"),
+        env_keys=", ".join(sorted(spec.get("env") or {})),
+        generation=f"{environment.observed_generation} of {environment.desired_generation}",
+        created_at=_iso(environment.created_at),
+        created=fmt.ago(environment.created_at),
+        created_stamp=fmt.stamp(environment.created_at),
+        updated=fmt.ago(environment.updated_at),
+        deleted=fmt.ago(environment.deleted_at),
+        condition=condition,
+        condition_message=environment.condition_message if condition else "",
+        condition_title=explained["title"],
+        condition_hint=explained["hint"],
+        condition_tone=explained["tone"],
+    )
+
+
+def step_rows(run: JobRun) -> list[StepRow]:
+    rows = []
+    for step in run.steps:
+        status = str(step.get("status", "pending"))
+        timing = ""
+        if status in ("done", "failed", "skipped"):
+            timing = fmt.span(step.get("started_at"), step.get("finished_at"))
+        elif status == "running":
+            timing = fmt.span(step.get("started_at"), None) + " so far"
+        rows.append(
+            StepRow(
+                key=str(step.get("key", "")),
+                title=str(step.get("title", "")),
+                status=status,
+                detail=str(step.get("detail") or ""),
+                timing=timing,
+            )
+        )
+    return rows
+
+
+def run_view(run: JobRun) -> RunView:
+    took = ""
+    if run.started_at and run.finished_at:
+        took = "took " + fmt.span(run.started_at, run.finished_at)
+    elif run.started_at:
+        took = "running for " + fmt.span(run.started_at, None)
+    return RunView(
+        kind=run.kind,
+        status=run.status.value,
+        attempts=str(run.attempts),
+        generation=str(run.generation),
+        started=fmt.ago(run.started_at or run.created_at),
+        took=took,
+        error=run.error or "",
+        error_code=run.error_code or "",
+        advice=advice_for(run.error_code) if run.error_code else "",
+    )
+
+
+def audit_row(event: AuditEvent) -> AuditRow:
+    details: dict[str, Any] = event.details or {}
+    summary = str(details.get("message") or "")
+    if not summary and "from" in details and "to" in details:
+        summary = f"{details['from']} → {details['to']}"
+    elif not summary and "generation" in details:
+        summary = f"generation {details['generation']}"
+    elif not summary and "kind" in details:
+        summary = f"{details['kind']} environment"
+    elif not summary and "terminal" in details:
+        container = details.get("container")
+        summary = f"session {str(details['terminal'])[:8]}" + (f" in {container}" if container else "")
+    recording = ""
+    if event.action == "environment.shell.end" and details.get("recording"):
+        recording = f"/api/v1/terminal/recordings/{event.id}"
+    return AuditRow(
+        id=event.id or 0,
+        time=fmt.ago(event.time),
+        stamp=fmt.stamp(event.time),
+        actor=event.actor,
+        action=event.action,
+        outcome=event.outcome,
+        error_code=event.error_code or "",
+        summary=summary,
+        recording=recording,
+    )
+
+
+def permissions(environment: Environment, allowed: frozenset[Action]) -> EnvironmentPermissions:
+    phase, present = environment.phase, environment.desired_state == "present"
+    alive = phase is not Phase.deleted
+    watch = Action.environment_read in allowed and Action.environment_watch in allowed
+    return EnvironmentPermissions(
+        can_redeploy=present and is_redeployable(phase) and Action.environment_redeploy in allowed,
+        can_delete=present and is_deletable(phase) and Action.environment_delete in allowed,
+        can_share=alive and Action.environment_share in allowed,
+        can_shell=watch and Action.environment_shell in allowed,
+        can_watch=watch,
+        can_agent=alive and Action.environment_shell in allowed,
+    )
+
+
+def _recent_logs(
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    phase: Phase,
+    container: str = "",
+) -> list[str]:
+    """The last lines of output, of one container when ``container`` is set; [] when unavailable."""
+    if phase in inspection.GONE:
+        return []
+    try:
+        return logs.environment_logs(
+            session=session,
+            actor=actor,
+            runtime=runtime,
+            environment_id=environment_id,
+            tail=inspection.LOG_LINES,
+            container=container or None,
+        )
+    except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail a view for them
+        log.debug("logs of environment %s unavailable: %s", environment_id, exc)
+        return []
+
+
+# -- what the faces call -----------------------------------------------------
+
+
+def environment_permissions(
+    *, session: Session, actor: Principal, environment_id: int
+) -> EnvironmentPermissions:
+    environment, _project, allowed = environments.environment_context(
+        session=session, actor=actor, environment_id=environment_id
+    )
+    return permissions(environment, allowed)
+
+
+def environment_rows(
+    *, session: Session, actor: Principal, project_id: int, offset: int = 0, limit: int = 20
+) -> tuple[list[EnvironmentRow], PageInfo]:
+    """A project's environments (newest first) and where the page is."""
+    page = environments.list_environments(
+        session=session, actor=actor, project_id=project_id, offset=offset, limit=limit
+    )
+    rows = [environment_row(environment, creator) for environment, creator in page.items]
+    return rows, page_info(page)
+
+
+def environment_summary(*, session: Session, actor: Principal, environment_id: int) -> EnvironmentDetail:
+    """One environment's facts (no job, trail or logs): what a create or a status call returns."""
+    return environment_detail(
+        environments.get_environment(session=session, actor=actor, environment_id=environment_id)
+    )
+
+
+def environment_overview(
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    project_id: int | None = None,
+    audit_offset: int = 0,
+    audit_limit: int = 8,
+    log_container: str = "",
+) -> EnvironmentOverview:
+    """Everything the environment page shows but its workloads (``inspection.environment_workloads``).
+
+    ``project_id``, when given, must be the environment's project (a URL naming
+    both must not show one under another's name): otherwise ``NotFound``.
+    """
+    environment, project, allowed = environments.environment_context(
+        session=session, actor=actor, environment_id=environment_id
+    )
+    if project_id is not None and environment.project_id != project_id:
+        raise NotFound(f"environment {environment_id} is not in project {project_id}")
+    run = environments.latest_run(session=session, actor=actor, environment_id=environment_id)
+    trail: Page[AuditEvent] = audit_log.environment_audit_trail(
+        session=session, actor=actor, environment_id=environment_id, offset=audit_offset, limit=audit_limit
+    )
+    flags = permissions(environment, allowed)
+    containers = inspection.log_containers(environment.spec, runtime=runtime)
+    if log_container not in containers:
+        log_container = ""
+    return EnvironmentOverview(
+        project_id=environment.project_id,
+        project_name=project.name,
+        team_id=project.team_id,
+        detail=environment_detail(environment),
+        run=run_view(run) if run else EMPTY_RUN,
+        steps=step_rows(run) if run else [],
+        audit=[audit_row(event) for event in trail.items],
+        audit_page=page_info(trail),
+        permissions=flags,
+        log_containers=containers,
+        log_container=log_container,
+        terminal=TerminalView(
+            ready=environment.phase in _SERVING and environment.desired_state == "present",
+            containers=containers,
+            can_shell=flags["can_shell"],
+        ),
+        logs=_recent_logs(
+            session=session,
+            actor=actor,
+            runtime=runtime,
+            environment_id=environment_id,
+            phase=environment.phase,
+            container=log_container,
+        ),
+    )

@@ -1,0 +1,201 @@
+"""View models of projects: the projects list and one project's page, computed once.
+
+Like ``environment_views.py``: plain JSON-ready dicts every face shows the
+same way, built from the use cases' rows inside ``services/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from sqlmodel import Session
+
+from envhub.domain import humanize as fmt
+from envhub.domain.kube import parse_manifests
+from envhub.domain.principals import Principal
+from envhub.errors import EnvhubError
+from envhub.models import Project, Team
+from envhub.queue.events import project_channel
+from envhub.services import projects, sharing
+from envhub.services.environment_views import EnvironmentRow, environment_rows
+from envhub.services.identity_views import SharedRow, shared_row
+from envhub.services.pages import PageInfo, page_info
+
+
+class ProjectRow(TypedDict):
+    id: int
+    name: str
+    href: str
+    team: str
+    description: str
+    repo: str
+    environments: str
+    created_at: str
+    created: str
+
+
+class ProjectHeader(TypedDict):
+    id: int
+    team_id: int
+    name: str
+    description: str
+    repo: str
+    ref: str
+    command: str
+    health_path: str
+    team: str
+    created: str
+    created_stamp: str
+    manifests: str  # "3 documents", or "" without raw manifests
+    egress: str  # "2 CIDRs, 1 namespace", or "" without an allowlist
+
+
+class ServiceRow(TypedDict):
+    name: str
+    image: str
+    ports: str
+    replicas: str
+
+
+class ProjectsOverview(TypedDict):
+    rows: list[ProjectRow]
+    page: PageInfo
+    shared: list[SharedRow]  # environments of other teams shared with the caller
+    channels: list[str]  # change-notification channels of the listed projects
+
+
+class ProjectOverview(TypedDict):
+    header: ProjectHeader
+    services: list[ServiceRow]
+    rows: list[EnvironmentRow]
+    page: PageInfo
+
+
+EMPTY_HEADER = ProjectHeader(
+    id=0,
+    team_id=0,
+    name="",
+    description="",
+    repo="",
+    ref="",
+    command="",
+    health_path="",
+    team="",
+    created="",
+    created_stamp="",
+    manifests="",
+    egress="",
+)
+
+
+# -- builders (internal: they take rows) -------------------------------------
+
+
+def manifest_count(text: str | None) -> str:
+    if not text or not text.strip():
+        return ""
+    try:
+        count = len(parse_manifests(text))
+    except EnvhubError:  # stored before a stricter check: say so rather than fail the view
+        return "unreadable (redeploy shows the error)"
+    return f"{count} document{'' if count == 1 else 's'}"
+
+
+_EGRESS_NOUNS = (("cidrs", "CIDR", "CIDRs"), ("namespaces", "namespace", "namespaces"),
+                 ("services", "service", "services"))  # fmt: skip
+
+
+def egress_summary(egress: dict[str, Any]) -> str:
+    parts = []
+    for key, one, many in _EGRESS_NOUNS:
+        count = len(egress.get(key) or [])
+        if count:
+            parts.append(f"{count} {one if count == 1 else many}")
+    return ", ".join(parts)
+
+
+def service_rows(services: list[dict[str, Any]]) -> list[ServiceRow]:
+    return [
+        ServiceRow(
+            name=str(service.get("name", "")),
+            image=str(service.get("image", "")),
+            ports=", ".join(str(port) for port in service.get("ports") or []),
+            replicas=str(service.get("replicas", 1)),
+        )
+        for service in services
+    ]
+
+
+def project_row(summary: projects.ProjectSummary) -> ProjectRow:
+    project = summary.project
+    return ProjectRow(
+        id=project.id or 0,
+        name=project.name,
+        href=f"/projects/{project.id}",
+        team=summary.team,
+        description=project.description,
+        repo=project.repo_url or "",
+        environments=str(summary.environments),
+        created_at=project.created_at.isoformat(),
+        created=fmt.ago(project.created_at),
+    )
+
+
+def project_header(project: Project, team: str) -> ProjectHeader:
+    return ProjectHeader(
+        id=project.id or 0,
+        team_id=project.team_id,
+        name=project.name,
+        description=project.description,
+        repo=project.repo_url or "",
+        ref=project.default_ref or "",
+        command=project.command,
+        health_path=project.health_path,
+        team=team,
+        created=fmt.ago(project.created_at),
+        created_stamp=fmt.stamp(project.created_at),
+        manifests=manifest_count(project.manifests),
+        egress=egress_summary(project.egress),
+    )
+
+
+# -- what the faces call -----------------------------------------------------
+
+
+def projects_overview(
+    *, session: Session, actor: Principal, offset: int = 0, limit: int = 20, search: str = ""
+) -> ProjectsOverview:
+    """The projects the caller can see (by name), and the environments shared with them."""
+    page = projects.list_projects(
+        session=session, actor=actor, offset=offset, limit=limit, search=search.strip()
+    )
+    shared = sharing.list_shared_environments(session=session, actor=actor)
+    return ProjectsOverview(
+        rows=[project_row(item) for item in page.items],
+        page=page_info(page),
+        shared=[shared_row(item) for item in shared],
+        channels=[project_channel(item.project.id or 0) for item in page.items],
+    )
+
+
+def _header(session: Session, project: Project) -> ProjectHeader:
+    team = session.get(Team, project.team_id)
+    return project_header(project, team.name if team else "")
+
+
+def project_summary(*, session: Session, actor: Principal, project_id: int) -> ProjectHeader:
+    """One project's defaults and its team's name."""
+    return _header(session, projects.get_project(session=session, actor=actor, project_id=project_id))
+
+
+def project_overview(
+    *, session: Session, actor: Principal, project_id: int, offset: int = 0, limit: int = 20
+) -> ProjectOverview:
+    """A project's defaults, its container services and a page of its environments."""
+    project = projects.get_project(session=session, actor=actor, project_id=project_id)
+    rows, page = environment_rows(
+        session=session, actor=actor, project_id=project_id, offset=offset, limit=limit
+    )
+    return ProjectOverview(
+        header=_header(session, project), services=service_rows(project.services), rows=rows, page=page
+    )

@@ -1,0 +1,66 @@
+"""Which adapter serves each port, decided once, from settings.
+
+Every entry point (the Reflex app, the launcher's commands, the worker) calls
+:func:`install` before it serves anything; below it, code reads the ports
+through ``envhub.services.ports`` and never names an adapter.
+
+* runtime: ``ENVHUB_RUNTIME`` (the local sandbox, or Kubernetes);
+* public URLs: envhub's own gateway on ``*.localhost``-style names;
+* job queue: RQ on ``ENVHUB_REDIS_URL`` (none without it: enqueuing fails with
+  a configuration error and the reconciler has nothing to re-drive through);
+* change notifications: Redis pub/sub when there is a Redis, else this
+  process's memory (one process, no workers to hear from).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from envhub.config import get_settings
+from envhub.errors import ConfigurationError
+from envhub.queue.base import ChangeNotifier
+from envhub.queue.changes import LocalChanges, RedisChanges
+from envhub.queue.redis_queue import RedisJobQueue
+from envhub.runtime import get_runtime
+from envhub.runtime.base import Runtime
+from envhub.services import ports
+from envhub.urls.local import LocalUrls
+
+
+class SettingsAdapters:
+    """Adapters built from the current settings on first use, cached until :meth:`reset`."""
+
+    @functools.cache  # noqa: B019 - one instance per process; reset() clears it
+    def runtime(self) -> Runtime:
+        return get_runtime()
+
+    @functools.cache  # noqa: B019
+    def url_provider(self) -> LocalUrls:
+        settings = get_settings()
+        return LocalUrls(base_url=settings.base_url, domain=settings.local_url_domain)
+
+    def queue(self) -> RedisJobQueue:
+        settings = get_settings()
+        if not settings.redis_url:
+            raise ConfigurationError(
+                "ENVHUB_REDIS_URL is not set", hint="Start envhub with `make run`, or point it at a Redis."
+            )
+        return RedisJobQueue(settings.redis_url, name=settings.queue_name)
+
+    @functools.cache  # noqa: B019
+    def changes(self) -> ChangeNotifier:
+        url = get_settings().redis_url
+        return RedisChanges(url) if url else LocalChanges()
+
+    def reset(self) -> None:
+        for method in (self.runtime, self.url_provider, self.changes):
+            method.cache_clear()
+
+
+_adapters = SettingsAdapters()
+
+
+def install() -> SettingsAdapters:
+    """Install the adapters the settings choose (idempotent); returns them."""
+    ports.install(_adapters)
+    return _adapters
