@@ -31,6 +31,15 @@ class EnvironmentKind(StrEnum):
     deployment = "deployment"
 
 
+class Trigger(StrEnum):
+    """What made an environment: a person, an agent, a pull request or a branch push."""
+
+    manual = "manual"
+    agent = "agent"
+    pull_request = "pull_request"
+    push = "push"
+
+
 class EnvironmentSpec(BaseModel):
     """The desired shape of one environment."""
 

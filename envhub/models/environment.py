@@ -9,7 +9,7 @@ from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from envhub.domain.phases import Phase
-from envhub.domain.specs import EnvironmentKind
+from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.models.base import EnumText, JSONType, UTCDateTime, utcnow
 
 
@@ -33,6 +33,10 @@ class Environment(SQLModel, table=True):
     name: str = Field(max_length=63)
     kind: EnvironmentKind = Field(
         default=EnvironmentKind.development, sa_column=Column(EnumText(EnvironmentKind), nullable=False)
+    )
+    trigger: Trigger = Field(
+        default=Trigger.manual,
+        sa_column=Column(EnumText(Trigger), nullable=False, server_default=Trigger.manual.value, index=True),
     )
     phase: Phase = Field(default=Phase.pending, sa_column=Column(EnumText(Phase), nullable=False, index=True))
     message: str = Field(default="", max_length=2000)

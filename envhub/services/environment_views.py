@@ -42,6 +42,7 @@ class EnvironmentRow(TypedDict):
     name: str
     href: str
     kind: str
+    trigger: str  # manual, agent, pull_request or push
     phase: str
     message: str
     url: str  # "" unless it serves
@@ -60,6 +61,7 @@ class EnvironmentDetail(TypedDict):
     error_code: str
     advice: str
     kind: str
+    trigger: str
     url: str
     command: str
     ref: str
@@ -162,6 +164,7 @@ def environment_row(environment: Environment, creator: str | None) -> Environmen
         name=environment.name,
         href=f"/projects/{environment.project_id}/environments/{environment.id}",
         kind=environment.kind.value,
+        trigger=environment.trigger.value,
         phase=environment.phase.value,
         message=environment.message,
         url=(environment.public_url or "") if environment.phase is Phase.ready else "",
@@ -192,6 +195,7 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
         error_code=environment.error_code or "",
         advice=advice_for(environment.error_code) if environment.phase is Phase.failed else "",
         kind=environment.kind.value,
+        trigger=environment.trigger.value,
         url=environment.public_url or "",
         command=str(spec.get("command", "")),
         ref=str(spec.get("ref") or ""),

@@ -16,9 +16,9 @@ from envhub.config import get_settings
 from envhub.domain.naming import generate_environment_name, validate_label
 from envhub.domain.phases import Phase, is_deletable, is_redeployable, transition
 from envhub.domain.policy import Action
-from envhub.domain.principals import Principal
+from envhub.domain.principals import Principal, PrincipalType
 from envhub.domain.repos import require_allowed
-from envhub.domain.specs import EnvironmentKind, merge_spec
+from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec
 from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
@@ -59,7 +59,13 @@ def create_environment(
     name: str | None = None,
     kind: EnvironmentKind | str = EnvironmentKind.development,
     overrides: dict[str, Any] | None = None,
+    trigger: Trigger | str | None = None,
 ) -> Environment:
+    """Record a new environment and queue its provisioning.
+
+    ``trigger`` says what made it; by default an agent token's work is ``agent``
+    and anything else ``manual``. Faces that act for agents (MCP) pass ``agent``.
+    """
     target = AuditTarget("environment", name=name or "")
     with audited(session, actor, "environment.create", target):
         project = get_project(session=session, actor=actor, project_id=project_id)
@@ -71,6 +77,15 @@ def create_environment(
             raise ValidationFailed(
                 f"kind must be one of {', '.join(k.value for k in EnvironmentKind)}",
                 details={"field": "kind"},
+            ) from exc
+        if trigger is None:
+            trigger = Trigger.agent if actor.type is PrincipalType.agent else Trigger.manual
+        try:
+            trigger = Trigger(trigger)
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"trigger must be one of {', '.join(t.value for t in Trigger)}",
+                details={"field": "trigger"},
             ) from exc
         taken = _live_names(session, project_id)
         name = name or generate_environment_name(taken)
@@ -86,6 +101,7 @@ def create_environment(
             project_id=project_id,
             name=name,
             kind=kind,
+            trigger=trigger,
             phase=Phase.pending,
             message="Waiting for a worker",
             spec=spec.model_dump(),
@@ -103,7 +119,12 @@ def create_environment(
         target.id = environment.id
         target.name = f"{project.name}/{name}"
         target.team_id = project.team_id
-        target.details = {"kind": kind.value, "job_run": run.id, "spec": spec.model_dump()}
+        target.details = {
+            "kind": kind.value,
+            "trigger": trigger.value,
+            "job_run": run.id,
+            "spec": spec.model_dump(),
+        }
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment.id, project_id=project_id)
     return environment

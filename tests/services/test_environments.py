@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from envhub.domain.phases import Phase
-from envhub.domain.specs import EnvironmentKind
+from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import (
     Conflict,
     EnvhubError,
@@ -24,6 +24,7 @@ from envhub.models import AuditEvent, Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.runtime.local import LocalRuntime
 from envhub.services import jobruns
+from envhub.services.environment_views import environment_summary
 from envhub.services.environments import (
     create_environment,
     delete_environment,
@@ -197,6 +198,7 @@ def test_duplicate_live_name_is_a_conflict_but_a_deleted_name_is_free(
         ({"overrides": {"health_path": "x"}}, "health_path"),
         ({"overrides": {"env": {"PORT": "1"}}}, "env"),
         ({"overrides": {"bogus": 1}}, "bogus"),
+        ({"trigger": "cron"}, "trigger"),
     ],
 )
 def test_invalid_kind_or_spec(
@@ -224,6 +226,24 @@ def test_deployment_kind(session: Session, world: World, project: Project, queue
         kind="deployment",
     )
     assert env.kind is EnvironmentKind.deployment
+
+
+@pytest.mark.parametrize(
+    ("given", "recorded"),
+    [(None, Trigger.manual), ("agent", Trigger.agent), (Trigger.pull_request, Trigger.pull_request)],
+)
+def test_trigger_is_recorded_and_shown(
+    session: Session, world: World, project: Project, db: Engine, queue: FakeQueue, given, recorded
+) -> None:
+    env = create_environment(
+        session=session, actor=world.member, queue=queue, project_id=_pid(project), name="pr-1", trigger=given
+    )
+    assert fetch(db, Environment, env.id).trigger is recorded
+    [event] = audit_events(db, "environment.create")
+    assert event.details["trigger"] == recorded.value
+    assert (
+        environment_summary(session=session, actor=world.member, environment_id=env.id)["trigger"] == recorded
+    )
 
 
 @pytest.mark.parametrize(
