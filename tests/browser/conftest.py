@@ -29,6 +29,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from envhub.config import PROJECT_ROOT
+from tests.support.components import require
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 
@@ -152,9 +153,7 @@ def playwright_instance() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="session")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium is not installed (make test-system-deps installs it)")
+    executable = str(require("chromium"))
     browser = playwright_instance.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
