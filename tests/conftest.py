@@ -45,6 +45,9 @@ from tests.support.world import World, make_world
 pytest_plugins = ["pytester", "tests.support.skips", "tests.support.cluster"]
 
 DATABASES = ("postgresql", "sqlite")
+# The use cases and jobs run on both databases envhub supports (the embedded
+# default is SQLite), as if their tests were marked database("postgresql", "sqlite").
+_BOTH_DATABASES = ("tests/services/", "tests/jobs/")
 
 # Directories whose tests share one expensive session fixture: xdist's loadgroup
 # keeps each group on one test process, so each such fixture starts once.
@@ -63,10 +66,15 @@ def pytest_report_header() -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    marker = metafunc.definition.get_closest_marker("database")
-    if marker is None or "database_kind" not in metafunc.fixturenames:
+    if "database_kind" not in metafunc.fixturenames:
         return
-    kinds = marker.args or ("postgresql",)
+    marker = metafunc.definition.get_closest_marker("database")
+    if marker is not None:
+        kinds = marker.args or ("postgresql",)
+    elif metafunc.definition.nodeid.startswith(_BOTH_DATABASES):
+        kinds = DATABASES
+    else:
+        return
     unknown = set(kinds) - set(DATABASES)
     if unknown:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown database {sorted(unknown)}")

@@ -4,8 +4,9 @@ Services and jobs publish "environment 12 changed" on Redis pub/sub
 (``queue/events.py``). A page mixes in :class:`LiveMixin` and starts ``watch``
 from its on-load events: a Reflex background event that subscribes to the page's
 channels, reloads on every message (bursts coalesced) and at least every
-:data:`FALLBACK_SECONDS`. Notifications are best effort, so the periodic reload
-is what guarantees progress: with Redis down the page simply polls.
+``live_refresh_seconds`` (setting, default 3). Notifications are best effort,
+so the periodic reload is what guarantees progress: with Redis down the page
+simply polls. With the setting at 0 only pushed changes reload a page.
 
 The loop ends when the browser moves to another page (the router path changes),
 when the same page starts a newer watch (a reload), or when the browser has been
@@ -32,7 +33,9 @@ from envhub.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 
-FALLBACK_SECONDS = 3.0
+# How often the loop wakes without a change when the periodic reload is off,
+# to notice a closed tab or a page left.
+IDLE_CHECK_SECONDS = 3.0
 COALESCE_SECONDS = 0.15
 DISCONNECT_GRACE = 30.0
 REDIS_RETRY_SECONDS = 10.0
@@ -152,18 +155,25 @@ class LiveMixin(rx.State, mixin=True):
             path = self.router.page.raw_path
             token = self.router.session.client_token
             request = self._live_request()
-        feed = ChangeFeed(get_settings().redis_url)
+        settings = get_settings()
+        feed = ChangeFeed(settings.redis_url)
+        refresh = settings.live_refresh_seconds  # 0: only pushed changes reload
         away_since: float | None = None
         try:
             while request is not None:
                 await feed.subscribe(request[1])
-                changed = await feed.wait(FALLBACK_SECONDS)
+                changed = await feed.wait(refresh or IDLE_CHECK_SECONDS)
                 if not changed and not await client_connected(token):
                     away_since = away_since or time.monotonic()
                     if time.monotonic() - away_since > DISCONNECT_GRACE:
                         return
                     continue
                 away_since = None
+                if not changed and not refresh:
+                    async with self:
+                        if not self._live_current(generation, path):
+                            return
+                    continue
                 async with self:
                     if not self._live_current(generation, path):
                         return

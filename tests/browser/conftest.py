@@ -104,7 +104,12 @@ def launch(data_dir: Path, port: int, **extra_env: str) -> Iterator[Envhub]:
     log = data_dir / "launcher.log"
     env = _server_env()
     env.update(
-        ENVHUB_BASE_URL=f"http://localhost:{port}", ENVHUB_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1"
+        ENVHUB_BASE_URL=f"http://localhost:{port}",
+        ENVHUB_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+        # No periodic reload of open pages: only pushed changes reach them, so a
+        # broken pub/sub fails the browser tests instead of hiding behind polling.
+        ENVHUB_LIVE_REFRESH_SECONDS="0",
     )
     env.update(extra_env)
     with log.open("wb") as out:
