@@ -50,7 +50,8 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def queue_settings(settings: Settings, server: RedisServer) -> Iterator[Settings]:
-    with override_settings(build_settings(**{**settings.model_dump(), "redis_url": server.url})) as configured:
+    values = {**settings.model_dump(), "redis_url": server.url}
+    with override_settings(build_settings(**values)) as configured:
         ports.reset()
         yield configured
     ports.reset()
@@ -81,7 +82,7 @@ def redriven(session: Session, queue_settings: Settings) -> None:
 
 def assert_recorded_not_enqueued(db: Engine, env_id: int) -> JobRun:
     [env] = fetch_all(db, Environment)
-    assert env.id == env_id and env.desired_generation == 1
+    assert (env.id, env.desired_generation) == (env_id, 1)
     [run] = fetch_all(db, JobRun)
     assert (run.environment_id, run.status, run.enqueued_at) == (env_id, JobStatus.queued, None)
     return run
