@@ -42,7 +42,7 @@ from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.redis_server import private_redis
 from tests.support.world import World, make_world
 
-pytest_plugins = ["pytester", "tests.support.skips", "tests.support.cluster"]
+pytest_plugins = ["pytester", "tests.support.skips", "tests.support.figures", "tests.support.cluster"]
 
 DATABASES = ("postgresql", "sqlite")
 # The use cases and jobs run on both databases envhub supports (the embedded
