@@ -21,9 +21,9 @@ run: system-deps setup ## Start envhub on its embedded default and print the URL
 # Every component a test needs is installed first; a missing one fails its tests,
 # and any skip not on tests/allowed-skips.toml fails the run (tests/support/skips.py).
 # Tests sharing an expensive fixture (the cluster, the browser's envhub) stay on
-# one process (xdist loadgroup).
+# one process (tests/support/scheduling.py).
 test: system-deps test-system-deps setup test-tools test-cluster lint ## Lint, type-check and run every test
-	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 setup: $(VENV)/.installed $(BUN)
 

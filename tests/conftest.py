@@ -42,16 +42,18 @@ from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.redis_server import private_redis
 from tests.support.world import World, make_world
 
-pytest_plugins = ["pytester", "tests.support.skips", "tests.support.figures", "tests.support.cluster"]
+pytest_plugins = [
+    "pytester",
+    "tests.support.skips",
+    "tests.support.figures",
+    "tests.support.scheduling",
+    "tests.support.cluster",
+]
 
 DATABASES = ("postgresql", "sqlite")
 # The use cases and jobs run on both databases envhub supports (the embedded
 # default is SQLite), as if their tests were marked database("postgresql", "sqlite").
 _BOTH_DATABASES = ("tests/services/", "tests/jobs/")
-
-# Directories whose tests share one expensive session fixture: xdist's loadgroup
-# keeps each group on one test process, so each such fixture starts once.
-_GROUPS = {"tests/browser/": "browser"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,19 +81,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if unknown:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown database {sorted(unknown)}")
     metafunc.parametrize("database_kind", kinds, indirect=True)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        if "running_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("cluster"))
-            continue
-        path = item.nodeid
-        for prefix, group in _GROUPS.items():
-            if path.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

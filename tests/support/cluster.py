@@ -3,10 +3,10 @@
 A pytest plugin (loaded by tests/conftest.py). ``running_cluster`` starts the
 cluster once per test process (~5 s) for tests/kube, tests/security and
 anything else that asks for it; namespaces are cheap, cluster starts and
-namespace deletions (5-10 s each) are not. tests/conftest.py puts every test
-using it in one xdist group, so with several test processes it still starts
-once. Without the cluster's binaries (``make test-cluster`` builds them) the
-tests fail, naming them.
+namespace deletions (5-10 s each) are not. tests/support/scheduling.py keeps
+every test using it on one test process, so with several processes it starts
+once (a test that asks for it from outside that group fails). Without the
+cluster's binaries (``make test-cluster`` builds them) the tests fail, naming them.
 
 Every test gets environment ids of its own from :func:`make_env` and its
 namespaces are deleted, without waiting, when it ends, so a worker's
@@ -27,11 +27,19 @@ from envhub.runtime.kubernetes import KubernetesRuntime, api_client
 from tests.kube.helpers import Kube, load_cluster_module
 from tests.support.components import require
 from tests.support.runtime import make_target
+from tests.support.scheduling import group_of
 
 
 @pytest.fixture(scope="session")
-def running_cluster() -> Iterator[Any]:
+def running_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The shared test cluster: kube-apiserver, etcd, controller-manager and the test kubelet."""
+    first = request._pyfuncitem.nodeid  # the test that starts it
+    if group_of(first) != "cluster":
+        pytest.fail(
+            f"{first} uses the shared test cluster but is not in its test group: "
+            "add its path to GROUPS in tests/support/scheduling.py",
+            pytrace=False,
+        )
     require("cluster")
     with load_cluster_module().TestCluster() as started:
         yield started
