@@ -51,10 +51,12 @@ class ChangeFeed:
         self._channels: set[str] = set()
         self._retry_at = 0.0
 
-    async def subscribe(self, channels: Iterable[str]) -> None:
+    async def subscribe(self, channels: Iterable[str]) -> bool:
+        """Listen to exactly ``channels``; True when some were new (their changes so far were missed)."""
         wanted = set(channels)
         if not self._url or time.monotonic() < self._retry_at:
-            return
+            return False
+        new: set[str] = set()
         try:
             if self._pubsub is None:
                 self._redis = Redis.from_url(self._url, socket_connect_timeout=2)
@@ -68,6 +70,8 @@ class ChangeFeed:
         except (RedisError, OSError) as exc:
             log.debug("live updates fall back to polling: %s", exc)
             await self._drop()
+            return False
+        return bool(new)
 
     async def wait(self, timeout: float) -> bool:
         """True when a change arrived within ``timeout``; False on timeout."""
@@ -161,8 +165,10 @@ class LiveMixin(rx.State, mixin=True):
         away_since: float | None = None
         try:
             while request is not None:
-                await feed.subscribe(request[1])
-                changed = await feed.wait(refresh or IDLE_CHECK_SECONDS)
+                # A change between the page's last read and a new subscription was
+                # announced to nobody: reload once right after subscribing.
+                subscribed = await feed.subscribe(request[1])
+                changed = subscribed or await feed.wait(refresh or IDLE_CHECK_SECONDS)
                 if not changed and not await client_connected(token):
                     away_since = away_since or time.monotonic()
                     if time.monotonic() - away_since > DISCONNECT_GRACE:
