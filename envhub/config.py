@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     # Open pages reload on every change pushed through Redis pub/sub, and also
     # at least this often (seconds), in case a notification was lost; 0 turns
     # that periodic fallback off, so only pushed changes reach a page (the
-    # browser tests run so: a broken push then shows).
+    # browser tests run so: a broken push then shows). The environment page
+    # re-reads the runtime's own state, which nothing announces, regardless.
     live_refresh_seconds: Annotated[float, Field(ge=0)] = 3.0
     # Kubernetes runtime: a kubeconfig (else KUBECONFIG, else in-cluster).
     kubeconfig: str | None = None

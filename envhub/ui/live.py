@@ -6,7 +6,9 @@ from its on-load events: a Reflex background event that subscribes to the page's
 channels, reloads on every message (bursts coalesced) and at least every
 ``live_refresh_seconds`` (setting, default 3). Notifications are best effort,
 so the periodic reload is what guarantees progress: with Redis down the page
-simply polls. With the setting at 0 only pushed changes reload a page.
+simply polls. With the setting at 0 only pushed changes reload a page, except
+that a page showing the runtime's own state (which nothing announces) still
+re-reads it at its own pace (``_live_poll_seconds``).
 
 The loop ends when the browser moves to another page (the router path changes),
 when the same page starts a newer watch (a reload), or when the browser has been
@@ -134,6 +136,9 @@ class LiveMixin(rx.State, mixin=True):
     * ``_live_read(query)`` (a staticmethod, run in a worker thread): opens its
       own session and returns a view model;
     * ``_live_apply(view)`` (under the state lock): stores it.
+
+    A page that also shows what no notification covers (the runtime's own
+    state) overrides ``_live_poll_seconds`` to be re-read that often anyway.
     """
 
     _live_generation: int = 0
@@ -148,6 +153,10 @@ class LiveMixin(rx.State, mixin=True):
     def _live_apply(self, view: Any) -> None:
         raise NotImplementedError
 
+    def _live_poll_seconds(self) -> float:
+        """Reload at least this often even with the periodic reload off (0: only on changes)."""
+        return 0.0
+
     def _live_current(self, generation: int, path: str) -> bool:
         return self._live_generation == generation and self.router.page.raw_path == path
 
@@ -159,9 +168,11 @@ class LiveMixin(rx.State, mixin=True):
             path = self.router.page.raw_path
             token = self.router.session.client_token
             request = self._live_request()
+            poll = self._live_poll_seconds()
         settings = get_settings()
         feed = ChangeFeed(settings.redis_url)
-        refresh = settings.live_refresh_seconds  # 0: only pushed changes reload
+        # 0: only pushed changes reload (and the page's own polling, if it has any).
+        refresh = min(filter(None, (settings.live_refresh_seconds, poll)), default=0.0)
         away_since: float | None = None
         try:
             while request is not None:

@@ -36,7 +36,7 @@ from envhub.ui.format import parse_id
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.environment_access import access_panel
 from envhub.ui.state import AuthState
-from envhub.ui.workloads import EMPTY_INFO, EventRow, WorkloadRow, WorkloadsInfo
+from envhub.ui.workloads import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
 
 _EMPTY_DETAIL = views.EnvironmentDetail(
     **dict.fromkeys(views.EnvironmentDetail.__annotations__, "")  # type: ignore[typeddict-item]
@@ -78,6 +78,11 @@ class EnvironmentState(LiveMixin, AuthState):
     _environment_id: int = 0
 
     # -- loading -----------------------------------------------------------
+
+    def _live_poll_seconds(self) -> float:
+        # The Workloads panel and the log show the runtime's own state, which
+        # nothing announces: re-read it this often whatever the settings say.
+        return INSPECT_EVERY
 
     def _live_request(self) -> tuple[Any, list[str]] | None:
         if not self._environment_id:
