@@ -3,8 +3,7 @@
 The suite owns its database server instead of borrowing whatever answers on
 127.0.0.1:5432 (or quietly falling back to SQLite when nothing does): ``initdb``
 into a fresh temporary folder, ``pg_ctl start`` on a free loopback port and a
-unix socket in that folder, trust authentication, durability switched off
-(a test database is thrown away). Each xdist process starts its own, so two
+unix socket in that folder, trust authentication. Each xdist process starts its own, so two
 processes never share tables. ``make test-system-deps`` installs the binaries
 (Debian ``postgresql``) when they are missing; without them the tests fail,
 naming the package.
@@ -158,9 +157,8 @@ def private_postgres() -> Iterator[PostgresServer]:
                 f"-p {port}",
                 f"-k {folder}",
                 "-c listen_addresses=127.0.0.1",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                # Durability as a real server has it: some tests (tests/kube/test_crash.py)
+                # pause workers between commits and depend on commit timings being real.
                 "-c max_connections=300",
             ]
         )
