@@ -8,16 +8,22 @@ PY       := $(VENV)/bin/python
 TOOLS    := .tools
 BUN      := $(TOOLS)/node_modules/.bin/bun
 BUN_VERSION := 1.4.5
+# pytest-xdist processes for `make test`; each owns its PostgreSQL and Redis.
+TEST_PROCESSES ?= 2
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster bench bench-terminal
+.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal
 
 run: system-deps setup ## Start envhub on its embedded default and print the URL
 	$(PY) -m envhub.launcher run
 
-test: system-deps test-system-deps setup test-cluster lint ## Lint, type-check and run every test
-	$(PY) -m pytest
+# Every component a test needs is installed first; a missing one fails its tests,
+# and any skip not on tests/allowed-skips.toml fails the run (tests/support/skips.py).
+# Tests sharing an expensive fixture (the cluster, the browser's envhub) stay on
+# one process (tests/support/scheduling.py).
+test: system-deps test-system-deps setup test-tools test-cluster lint ## Lint, type-check and run every test
+	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 setup: $(VENV)/.installed $(BUN)
 
@@ -46,6 +52,10 @@ test-system-deps:
 test-cluster:
 	bash tests/cluster/build.sh
 
+# helm, kubectl (pinned, never the machine's) and hadolint, into a cache outside the checkout.
+test-tools: setup
+	$(PY) -m tests.support.tools
+
 lint: setup
 	$(VENV)/bin/ruff check envhub tests alembic rxconfig.py bench
 	$(VENV)/bin/ruff format --check envhub tests alembic rxconfig.py bench
@@ -58,8 +68,8 @@ bench-terminal: setup ## Browser-terminal speed beside a PTY loop and terminado
 migrate: setup
 	$(PY) -m envhub.launcher migrate
 
-screenshots: setup system-deps test-system-deps ## Regenerate docs/screenshots/
-	ENVHUB_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -k screenshots -p no:cacheprovider
+screenshots: setup system-deps test-system-deps ## Regenerate docs/screenshots/ (not part of `make test`)
+	$(PY) -m tests.browser.screenshots docs/screenshots
 
 clean:
 	rm -rf .web .states reflex.lock var/run

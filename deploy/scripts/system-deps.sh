@@ -2,7 +2,10 @@
 # Installs the system packages envhub needs, when missing, with apt-get (root).
 #   run:  git; bubblewrap (sandboxes local environments: without it they do not
 #         start) and slirp4netns (their outbound network: without it they run offline)
-#   test: chromium for the browser tests, gcc for the sandbox's LD_PRELOAD attack test
+#   test: chromium for the browser tests, gcc for the sandbox's LD_PRELOAD attack test,
+#         postgresql (the server binaries: every test process starts a private server
+#         from them, tests/support/postgres.py), redis-server (a private one per test
+#         process, tests/support/redis_server.py)
 set -euo pipefail
 what="${1:-run}"
 need=()
@@ -16,6 +19,9 @@ case "$what" in
   test)
     command -v chromium >/dev/null || need+=(chromium)
     command -v gcc >/dev/null || need+=(gcc)
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+    command -v redis-server >/dev/null || need+=(redis-server)
+    command -v setpriv >/dev/null || need+=(util-linux)
     ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,4 +1,4 @@
-"""The periodic reconciler, run inside every worker with one leader per tick."""
+"""The periodic reconciler, run inside every worker; only the leader acts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from envhub.config import get_settings
 from envhub.errors import EnvhubError
+from envhub.jobs.lease import LeaderLease, LeaseKeeper
 from envhub.models.db import session_scope
 from envhub.runtime.base import RuntimeStatus
 from envhub.services import ports
@@ -19,6 +20,11 @@ from envhub.services.reconciliation import ReconcileReport, reconcile
 log = logging.getLogger(__name__)
 
 LEADER_KEY = "envhub:reconciler:leader"
+
+
+def lease_seconds(interval: float) -> float:
+    """How long the leader's lease lasts: three ticks (a new leader takes over within it), 1.5 s at least."""
+    return max(3 * interval, 1.5)
 
 
 def reconcile_once() -> ReconcileReport:
@@ -32,9 +38,10 @@ def reconcile_once() -> ReconcileReport:
 class ReconcilerThread(threading.Thread):
     """Runs :func:`reconcile_once` every interval while this worker lives.
 
-    Several workers may run one each; a short Redis lease makes only one of
-    them act per tick. If that worker dies the lease expires and another takes
-    over, so the reconciler needs no process of its own.
+    Several workers may run one each; a Redis lease (envhub/jobs/lease.py)
+    makes one of them the leader, and only the leader acts. If that worker dies
+    the lease expires and another takes over, so the reconciler needs no
+    process of its own.
     """
 
     def __init__(self, connection: Redis, worker_name: str) -> None:
@@ -45,19 +52,29 @@ class ReconcilerThread(threading.Thread):
 
     def run(self) -> None:
         interval = get_settings().reconcile_interval
-        while not self.stopping.wait(interval):
-            try:
-                lease_ms = max(1, int(interval * 1000 * 0.9))
-                if self.connection.set(LEADER_KEY, self.worker_name, nx=True, px=lease_ms):
-                    reconcile_once()
-            except RedisError as exc:
-                log.warning("reconciler: redis unavailable: %s", exc)
-            except Exception as exc:
-                if isinstance(exc, EnvhubError) and exc.retryable:
-                    # The runtime cannot be reached for now: one line per tick, not a traceback.
-                    log.warning("reconciler tick skipped: %s", exc.message)
-                else:
-                    log.exception("reconciler tick failed")
+        lease = LeaderLease(self.connection, LEADER_KEY, self.worker_name, lease_seconds(interval))
+        keeper = LeaseKeeper(lease)
+        keeper.start()
+        try:
+            while not self.stopping.wait(interval):
+                if keeper.lease.held():
+                    self._tick()
+        finally:
+            keeper.stop()
+            keeper.join(10)
+
+    @staticmethod
+    def _tick() -> None:
+        try:
+            reconcile_once()
+        except RedisError as exc:
+            log.warning("reconciler: redis unavailable: %s", exc)
+        except Exception as exc:
+            if isinstance(exc, EnvhubError) and exc.retryable:
+                # The runtime cannot be reached for now: one line per tick, not a traceback.
+                log.warning("reconciler tick skipped: %s", exc.message)
+            else:
+                log.exception("reconciler tick failed")
 
     def stop(self) -> None:
         self.stopping.set()

@@ -30,8 +30,12 @@ class QueueUnavailable(Exception):
 class ChangeFeed(Protocol):
     """One page's subscription. Never raises: an unreachable bus makes ``wait`` a plain sleep."""
 
-    async def subscribe(self, channels: Iterable[str]) -> None:
-        """Listen to exactly ``channels`` from now on (the page may change what it shows)."""
+    async def subscribe(self, channels: Iterable[str]) -> bool:
+        """Listen to exactly ``channels`` from now on (the page may change what it shows).
+
+        True when some channels are new: what changed on them before now was
+        announced to nobody, so the caller should read once more.
+        """
 
     async def wait(self, timeout: float) -> bool:
         """True when a change arrived within ``timeout`` (a burst counts once); False on timeout."""

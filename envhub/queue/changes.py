@@ -55,10 +55,11 @@ class RedisFeed:
         self._channels: set[str] = set()
         self._retry_at = 0.0
 
-    async def subscribe(self, channels: Iterable[str]) -> None:
+    async def subscribe(self, channels: Iterable[str]) -> bool:
         wanted = set(channels)
         if not self._url or time.monotonic() < self._retry_at:
-            return
+            return False
+        new: set[str] = set()
         try:
             if self._pubsub is None:
                 self._redis = Redis.from_url(self._url, socket_connect_timeout=2)
@@ -72,6 +73,8 @@ class RedisFeed:
         except (RedisError, OSError) as exc:
             log.debug("live updates fall back to polling: %s", exc)
             await self._drop()
+            return False
+        return bool(new)
 
     async def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -145,10 +148,13 @@ class LocalFeed:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens any more
             loop.call_soon_threadsafe(event.set)
 
-    async def subscribe(self, channels: Iterable[str]) -> None:
+    async def subscribe(self, channels: Iterable[str]) -> bool:
         if self._event is None:
             self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
-        self._channels = frozenset(channels)
+        wanted = frozenset(channels)
+        new = wanted - self._channels
+        self._channels = wanted
+        return bool(new)
 
     async def wait(self, timeout: float) -> bool:
         if self._event is None:

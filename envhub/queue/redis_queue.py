@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisError
+from redis.retry import Retry
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -72,9 +74,26 @@ def guarded_job_class(runnable: Iterable[str]) -> type[GuardedJob]:
     return type("EnvhubJob", (GuardedJob,), {"runnable": frozenset(runnable)})
 
 
+# A Redis that is down or hangs (stopped, paused, a dead network path) must not
+# hold up a request: every command gives up after a few seconds (one retry only
+# when a pooled connection turns out closed, never after a timeout, which would
+# double the wait), and the caller sees QueueUnavailable
+# (the work stays recorded in the database; the reconciler re-drives it).
+# RQ raises the socket timeout of a worker's own connection above its blocking
+# dequeue, so workers still wait for jobs as long as they like.
+CONNECT_TIMEOUT = 3.0
+COMMAND_TIMEOUT = 3.0
+
+
 @functools.cache
 def redis_connection(url: str) -> Redis:
-    return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=COMMAND_TIMEOUT,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1, supported_errors=(ConnectionError,)),
+        health_check_interval=30,
+    )
 
 
 class RedisJobQueue:

@@ -26,6 +26,7 @@ from envhub.domain.principals import Principal
 from envhub.errors import InvalidTransition, NotFound
 from envhub.models import AuditEvent, Environment, Project
 from envhub.runtime.base import ExecSession, Runtime
+from envhub.services import jobruns
 from envhub.services.access import allowed_environment_actions, authorize_environment
 from envhub.services.authentication import Caller, still_signed_in
 from envhub.services.common import AuditTarget, audit, audited, authorize
@@ -198,6 +199,8 @@ def end_shell(
         details=details,
     )
     session.commit()
+    # Open environment pages list ended sessions with their recordings: tell them.
+    jobruns.announce(environment_id=environment_id)
     return event
 
 

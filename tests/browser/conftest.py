@@ -29,6 +29,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from envhub.config import PROJECT_ROOT
+from tests.support.components import require
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 
@@ -103,7 +104,12 @@ def launch(data_dir: Path, port: int, **extra_env: str) -> Iterator[Envhub]:
     log = data_dir / "launcher.log"
     env = _server_env()
     env.update(
-        ENVHUB_BASE_URL=f"http://localhost:{port}", ENVHUB_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1"
+        ENVHUB_BASE_URL=f"http://localhost:{port}",
+        ENVHUB_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+        # No periodic reload of open pages: only pushed changes reach them, so a
+        # broken pub/sub fails the browser tests instead of hiding behind polling.
+        ENVHUB_LIVE_REFRESH_SECONDS="0",
     )
     env.update(extra_env)
     with log.open("wb") as out:
@@ -152,9 +158,7 @@ def playwright_instance() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="session")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium is not installed (make test-system-deps installs it)")
+    executable = str(require("chromium"))
     browser = playwright_instance.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     yield browser
     browser.close()

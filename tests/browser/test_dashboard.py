@@ -9,10 +9,8 @@ so a phase appearing proves the live push (or its periodic fallback) works.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-from pathlib import Path
 
 import psutil
 import pytest
@@ -227,63 +225,3 @@ def test_color_mode_toggle(page: Page) -> None:
     expect(html).to_have_class(re.compile(r"\bdark\b"))
     page.locator("#color-mode-toggle").click()
     expect(html).not_to_have_class(re.compile(r"\bdark\b"))
-
-
-def test_screenshots(page: Page) -> None:
-    """Regenerates docs/screenshots/ (``make screenshots``)."""
-    target = os.environ.get("ENVHUB_SCREENSHOTS")
-    if not target:
-        pytest.skip("set ENVHUB_SCREENSHOTS=<folder> to regenerate the screenshots")
-    folder = Path(target)
-    folder.mkdir(parents=True, exist_ok=True)
-
-    serve = "python3 -m http.server $PORT"
-    create_project(page, "docs-site", command=serve, description="Product documentation")
-    create_project(page, "api-gateway", command=serve, description="Public REST gateway")
-    slow = f"sleep 8; {serve}"
-    project_id = create_project(
-        page,
-        "storefront",
-        command=slow,
-        description="The shop's web frontend",
-        services=SHOP_SERVICES,
-        manifests=SHOP_MANIFESTS,
-    )
-
-    page.goto(f"/projects/{project_id}")
-    create_environment(page)
-    _, environment_id = create_environment(page)
-    page.goto(f"/projects/{project_id}/environments/{environment_id}")
-    expect(page.locator(".step[data-key=health][data-status=running]")).to_be_visible(timeout=PHASE_TIMEOUT)
-    page.screenshot(path=folder / "environment-provisioning.png", full_page=True)
-    expect(page.locator("#phase")).to_contain_text("ready", timeout=PHASE_TIMEOUT)
-    expect(page.locator(".log-line").first).to_be_visible()
-    expect(page.locator(".ready-dot[data-ready=true]")).to_be_visible()  # workloads catch up
-    page.screenshot(path=folder / "environment-ready.png", full_page=True)
-
-    page.goto(f"/projects/{project_id}")
-    expect(page.locator(".env-row[data-phase=ready]")).to_have_count(2, timeout=PHASE_TIMEOUT)
-    page.screenshot(path=folder / "project.png", full_page=True)
-    page.goto("/")
-    expect(page.locator("#projects-table .project-link", has_text="storefront")).to_be_visible()
-    page.screenshot(path=folder / "projects.png", full_page=True)
-
-    # The "New project" dialog with its container-workloads section open and an error in it.
-    page.set_viewport_size({"width": 1440, "height": 1560})
-    page.locator("#new-project").click()
-    page.locator("#project-name").fill("checkout")
-    page.locator("#toggle-workloads").click()
-    checkout = "- name: checkout\n  image: ghcr.io/acme/checkout:2.0\n  ports: [http]"
-    page.locator("#project-services").fill(checkout)
-    page.locator("#create-project").click()
-    expect(page.locator("#field-services .field-error")).to_be_visible()
-    page.screenshot(path=folder / "project-new-workloads.png")
-    page.keyboard.press("Escape")
-    page.set_viewport_size({"width": 1440, "height": 900})
-
-    # The theme follows the system colour scheme until someone toggles it.
-    page.emulate_media(color_scheme="dark")
-    page.goto(f"/projects/{project_id}/environments/{environment_id}")
-    expect(page.locator("html.dark")).to_have_count(1)
-    expect(page.locator("#phase")).to_contain_text("ready")
-    page.screenshot(path=folder / "environment-ready-dark.png", full_page=True)

@@ -40,7 +40,7 @@ def provider_and_envhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     try:
         provider = TestProvider(clients=[client], accounts=ACCOUNTS).__enter__()
     except ProviderUnavailable as exc:
-        pytest.skip(str(exc))
+        pytest.fail(f"the test OpenID provider (npm oidc-provider) did not start: {exc}", pytrace=False)
     folder = tmp_path_factory.mktemp("envhub-oidc")
     try:
         with launch(

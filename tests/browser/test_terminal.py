@@ -7,11 +7,9 @@ is read back from xterm's rendered rows.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,29 +191,3 @@ def test_signing_out_elsewhere_ends_the_shell_and_the_terminal_says_so(
     page.wait_for_timeout(4000)  # and it stays so: no reconnecting in a loop
     expect(status).to_have_attribute("data-status", "access_ended")
     context.close()
-
-
-def test_screenshots(
-    browser: Browser, envhub_server: Envhub, environment_url: str, signed_in: dict[str, Any]
-) -> None:
-    """Regenerates docs/screenshots/terminal*.png (``make screenshots``)."""
-    target = os.environ.get("ENVHUB_SCREENSHOTS")
-    if not target:
-        pytest.skip("set ENVHUB_SCREENSHOTS=<folder> to regenerate the screenshots")
-    folder = Path(target)
-    folder.mkdir(parents=True, exist_ok=True)
-    for scheme, name in (("light", "terminal.png"), ("dark", "terminal-dark.png")):
-        context = browser.new_context(
-            base_url=envhub_server.base_url,
-            viewport={"width": 1280, "height": 900},
-            color_scheme=scheme,
-            storage_state=signed_in,  # type: ignore[arg-type]
-        )
-        page = context.new_page()
-        open_terminal(page, environment_url)
-        run(page, "clear; ls -l --color=always /usr/lib/python3/dist-packages | head -14", "total")
-        run(page, "printf '\\033[1;32m✔ build passed\\033[0m in \\033[33m4.2s\\033[0m\\n'", "build passed")
-        page.locator("#terminal-panel").scroll_into_view_if_needed()
-        page.wait_for_timeout(400)
-        page.locator("#terminal-panel").screenshot(path=folder / name)
-        context.close()

@@ -1,6 +1,6 @@
 """``envhub kubeconfig`` + ``envhub kube-credential``: plain kubectl on an environment's namespace.
 
-Against the real test control plane (tests/cluster) with envhub on its
+Against the shared test control plane (tests/support/cluster.py) with envhub on its
 Kubernetes runtime: the generated context reaches the environment's own
 namespace, another team's is refused, the file holds no token, and the plugin
 hands kubectl short-lived ones. On the local runtime the command fails with
@@ -26,30 +26,15 @@ from envhub.domain.kube import namespace_for
 from envhub.domain.specs import EnvironmentTarget, parse_spec
 from envhub.models import Environment, Project
 from tests.cli.conftest import Cli
-from tests.deploy.tools import ToolUnavailable, kube_tools
-from tests.kube.helpers import load_cluster_module
+from tests.support.components import require_path
 from tests.support.runtime import RecordingProgress
 from tests.support.world import World
 from tests.terminal.harness import People, Serve
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    cluster_module = load_cluster_module()
-    try:
-        cluster_module.bin_dir()
-    except cluster_module.BinariesMissing as exc:
-        pytest.fail(f"the test Kubernetes control plane is missing: {exc} (`make test-cluster` builds it)")
-    with cluster_module.TestCluster(kubelet=False) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
 def kubectl() -> Path:
-    try:
-        return kube_tools().kubectl
-    except ToolUnavailable as exc:
-        pytest.fail(f"the pinned kubectl is missing: {exc}")
+    return require_path("kubectl")
 
 
 @pytest.fixture

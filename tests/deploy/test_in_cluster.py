@@ -36,9 +36,10 @@ from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
 from tests.deploy import needs
 from tests.deploy.conftest import NAMESPACE, PRODUCTION_VALUES, RELEASE, template_args
-from tests.deploy.tools import KubeTools
+from tests.support.components import require
 from tests.support.net import free_port
 from tests.support.runtime import RecordingProgress, make_target
+from tests.support.tools import KubeTools
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kube
@@ -144,10 +145,7 @@ def load_cluster_module() -> ModuleType:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     module = load_cluster_module()
-    try:
-        module.bin_dir()
-    except module.BinariesMissing as exc:
-        pytest.skip(f"{exc} (see {CLUSTER_DIR / 'README.md'})")
+    require("cluster")
     with module.TestCluster() as started:
         yield started
 

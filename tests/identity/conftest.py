@@ -21,6 +21,7 @@ from envhub.config import Settings, override_settings
 from envhub.integrations.oidc import forget_provider_cache
 from tests.conftest import build_settings
 from tests.identity.oidc_provider import ProviderUnavailable, TestProvider
+from tests.support.components import require
 from tests.support.net import free_port
 from tests.support.servers import serve_asgi
 
@@ -36,12 +37,6 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
     "unverified@acme.example": {"name": "Una Verified", "email_verified": False},
     "invited@acme.example": {"name": "Ivy Invited"},
 }
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "kube: runs against the real test Kubernetes control plane (tests/cluster)"
-    )
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +60,15 @@ def op(envhub_port: int) -> Iterator[TestProvider]:
         "response_types": ["code"],
         "token_endpoint_auth_method": "client_secret_basic",
     }
+    require("node")
     try:
-        with TestProvider(clients=[client], accounts=ACCOUNTS) as provider:
-            yield provider
+        provider = TestProvider(clients=[client], accounts=ACCOUNTS).__enter__()
     except ProviderUnavailable as exc:
-        pytest.skip(str(exc))
+        pytest.fail(f"the test OpenID provider (npm oidc-provider) did not start: {exc}", pytrace=False)
+    try:
+        yield provider
+    finally:
+        provider.__exit__(None, None, None)
 
 
 def oidc_settings(base: Settings, op: TestProvider, port: int, **extra: Any) -> Settings:

@@ -27,6 +27,7 @@ from envhub.domain.specs import EnvironmentTarget, parse_spec
 from envhub.errors import PermissionDenied
 from envhub.models import Environment, Project
 from envhub.services.credentials import environment_credentials
+from tests.support.components import require
 from tests.support.runtime import RecordingProgress
 from tests.support.world import World
 
@@ -41,10 +42,7 @@ def cluster() -> Iterator[Any]:
         sys.path.insert(0, str(CLUSTER_DIR))
     import cluster as cluster_module
 
-    try:
-        cluster_module.bin_dir()
-    except cluster_module.BinariesMissing as exc:
-        pytest.skip(f"{exc} (tests/cluster/build.sh builds them; see tests/cluster/README.md)")
+    require("cluster")
     with cluster_module.TestCluster(kubelet=False) as started:
         yield started
 

@@ -17,6 +17,7 @@ from envhub.errors import NotReady, ProcessExited, WorkspaceFailed
 from envhub.runtime.base import Endpoint, RuntimeState
 from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.shell import LocalExecSession
+from tests.support.components import require
 from tests.support.runtime import (
     RecordingProgress,
     endpoint_get,
@@ -37,6 +38,7 @@ SERVE = "python3 -m http.server $PORT"
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
+    require("bwrap")
     rt = LocalRuntime(tmp_path / "envs", sandbox="auto", health_timeout=30, allow_local_repos=True)
     yield rt
     kill_environments(rt)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,13 +16,13 @@ from urllib.parse import urlencode
 from kubernetes import client
 
 from envhub.config import Settings
+from tests.support.components import require_path
 from tests.support.net import free_port
 from tests.support.workers import Workers, worker_environment
 
 CLUSTER_DIR = Path(__file__).resolve().parents[1] / "cluster"
 MANAGED = "app.kubernetes.io/managed-by=envhub"
 ENV_LABEL = "envhub.dev/environment"
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 
 def load_cluster_module() -> ModuleType:
@@ -98,8 +97,9 @@ class Kube:
             self.delete_namespace(name)
 
     def kubectl(self, *args: str) -> str:
+        # The pinned kubectl (tests/support/tools.py), never one found on PATH.
         done = subprocess.run(
-            [KUBECTL, *args],
+            [str(require_path("kubectl")), *args],
             check=True,
             capture_output=True,
             text=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -12,13 +11,10 @@ import pytest
 from envhub.domain.kube import namespace_for
 from envhub.domain.specs import EnvironmentTarget
 from envhub.runtime.kubernetes import KubernetesRuntime
-from tests.kube.helpers import KUBECTL, Kube, web_service
+from tests.kube.helpers import Kube, web_service
 from tests.support.runtime import RecordingProgress
 
-pytestmark = [
-    pytest.mark.kube,
-    pytest.mark.skipif(not os.access(KUBECTL, os.X_OK), reason=f"kubectl not installed at {KUBECTL}"),
-]
+pytestmark = pytest.mark.kube
 
 
 def test_kubectl_lists_envhub_namespaces_and_objects_with_their_labels(

@@ -72,8 +72,19 @@ def applies(target: EnvironmentTarget) -> Counter[tuple[str, str]]:
     return Counter(("apply", plural[obj["kind"]]) for obj in render_environment(target))
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_says(first: int, again: int) -> str:
+    """The README's sentence about these figures, as it must read."""
+    return (
+        f"a first apply of an environment with two services makes {first} API requests, "
+        f"re-applying it unchanged {again}"
+    )
+
+
 def test_first_apply_re_apply_and_prune_make_only_the_requests_they_need(
-    counted: Counted, kube: Kube, make_env: MakeEnv
+    counted: Counted, kube: Kube, make_env: MakeEnv, record_property: Callable[[str, object], None]
 ) -> None:
     web = web_service()
     target = make_env(services=[web, WORKER])
@@ -95,7 +106,16 @@ def test_first_apply_re_apply_and_prune_make_only_the_requests_they_need(
 
     # Nothing changed and everything is available: the applies say so, nothing else is asked.
     counted.runtime.apply(target, progress=RecordingProgress())
-    assert counted.take() == applies(target)
+    again = counted.take()
+    assert again == applies(target)
+
+    # The figures the README quotes are these, printed at the end of `make test`.
+    totals = sum(first.values()), sum(again.values())
+    record_property("figure: Kubernetes API requests, first apply of a two-service environment", totals[0])
+    record_property("figure: Kubernetes API requests, unchanged re-apply", totals[1])
+    assert readme_says(*totals) in " ".join(README.read_text().split()), (
+        f"README.md should say: {readme_says(*totals)}"
+    )
 
     # The worker drops out: deleted by name from the record, the record rewritten; nothing listed.
     smaller = dataclasses.replace(target, generation=2, spec=parse_spec({"services": [web]}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from sqlmodel import SQLModel
 import envhub.models  # noqa: F401  (registers every table)
 from envhub.config import PROJECT_ROOT
 from envhub.models.db import engine_for
-from tests.conftest import build_settings, create_pg_database, drop_pg_database, postgres_answers
+from tests.conftest import build_settings
+from tests.support.postgres import PostgresServer
 
 
 def alembic_config(url: str) -> Config:
@@ -32,14 +32,13 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         yield url
         engine_for(url).dispose()
         return
-    if not postgres_answers():
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    name = f"envhub_migrate_{os.getpid()}"
-    url = create_pg_database(name)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database("envhub_migrate")
     try:
         yield url
     finally:
-        drop_pg_database(name)
+        engine_for(url).dispose()
+        server.drop_database("envhub_migrate")
 
 
 def tables(url: str) -> set[str]:

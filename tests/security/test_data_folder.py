@@ -34,6 +34,7 @@ from envhub.runtime.local import LocalRuntime
 from envhub.services import ports
 from envhub.services.environments import create_environment
 from tests.conftest import build_settings
+from tests.support.components import require
 from tests.support.fakes import FakeQueue
 from tests.support.runtime import kill_environments
 from tests.support.world import World
@@ -176,8 +177,7 @@ def test_a_loose_data_folder_is_tightened_at_start(tmp_path: Path) -> None:
 
 
 def test_a_data_folder_owned_by_another_user_is_refused(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test gives the data folder to another user: run the suite as root")
+    require("root")
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o755)
     os.chown(data_dir, NOBODY, NOBODY)
@@ -192,8 +192,7 @@ def test_a_data_folder_owned_by_another_user_is_refused(tmp_path: Path) -> None:
 
 def test_a_volume_owned_by_root_is_used_as_mounted_and_its_files_are_private() -> None:
     """Kubernetes mounts an emptyDir (or a claim with fsGroup) owned by root, mode 0777."""
-    if os.geteuid() != 0:
-        pytest.fail("this test runs envhub as another user: run the suite as root")
+    require("root")
     volume = Path(tempfile.mkdtemp(prefix="envhub-volume-"))
     try:
         volume.chmod(0o777)

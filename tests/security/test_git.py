@@ -40,12 +40,12 @@ from envhub.errors import RepoUrlRefused, WorkspaceFailed
 from envhub.jobs.environments import converge_environment
 from envhub.models import AuditEvent, Environment, JobRun, Project
 from envhub.runtime.local import LocalRuntime
-from envhub.runtime.local.sandbox import detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 from envhub.services import ports
 from envhub.services.environments import create_environment
 from envhub.services.projects import create_project
 from envhub.services.reconciliation import reconcile
+from tests.support.components import require
 from tests.support.db import fetch, fetch_all, other_session
 from tests.support.fakes import FakeQueue
 from tests.support.gitserver import serve_git
@@ -62,10 +62,7 @@ _OLD_HOST_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/local/bin:/usr/bi
 @pytest.fixture(autouse=True)
 def bubblewrap() -> None:
     """These attacks mean nothing outside the real sandbox: no bubblewrap is a failure."""
-    if shutil.which("bwrap") is None:
-        pytest.fail("bubblewrap (bwrap) is not installed; install the Debian package 'bubblewrap'")
-    if detect_sandbox("bwrap").kind != "bwrap":
-        pytest.fail("bubblewrap (bwrap) is installed but cannot create a sandbox on this machine")
+    require("bwrap")
 
 
 # -- a real repository, served as a remote ----------------------------------------------------

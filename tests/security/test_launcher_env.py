@@ -40,6 +40,7 @@ from envhub.models import Project
 from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.sandbox import LAUNCHER_ENV
 from envhub.services import secrets
+from tests.support.components import require
 from tests.support.runtime import RecordingProgress, kill_environments, process_tree, recorded_pid
 from tests.support.waiting import wait_for
 from tests.support.world import World
@@ -77,8 +78,7 @@ class Library:
 
 @pytest.fixture
 def library(tmp_path: Path) -> Library:
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build the marker library (apt-get install gcc)"
+    gcc = str(require("gcc"))
     markers = tmp_path / "host-markers"
     markers.mkdir()
     source = tmp_path / "marker.c"
@@ -194,8 +194,7 @@ def test_unshare_and_none_sandboxes_keep_it_from_their_launchers_too(
 
 
 def test_control_the_library_does_load_when_a_launcher_is_given_the_variable(library: Library) -> None:
-    bwrap = shutil.which("bwrap")
-    assert bwrap, "bubblewrap is needed (apt-get install bubblewrap)"
+    bwrap = str(require("bwrap"))
     subprocess.run(
         [bwrap, "--version"], env={**LAUNCHER_ENV, "LD_PRELOAD": str(library.host_path)}, check=True
     )

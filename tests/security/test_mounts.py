@@ -29,6 +29,7 @@ from envhub.config import PROJECT_ROOT
 from envhub.runtime import get_runtime
 from envhub.runtime.local import LocalRuntime
 from tests.conftest import build_settings
+from tests.support.components import require
 from tests.support.inside import probe_command, probe_in_shell, probe_result
 from tests.support.runtime import RecordingProgress, kill_environments, make_target
 
@@ -48,6 +49,8 @@ class Install:
 @pytest.fixture
 def install() -> Iterator[Install]:
     """envhub's folders under a system folder every sandbox mounts read-only."""
+    require("root")
+    require("bwrap")
     assert os.access(SYSTEM_FOLDER, os.W_OK), (
         f"this test places envhub's folders in {SYSTEM_FOLDER} (where a sandbox's system mounts would "
         "show them) and needs to write there: run it as root, as CI does"

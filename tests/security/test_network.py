@@ -42,6 +42,7 @@ from envhub.runtime.local.network import nameservers
 from envhub.services import ports
 from envhub.services.environment_views import environment_detail
 from envhub.services.observation import record_status
+from tests.support.components import require
 from tests.support.inside import (
     host_can_connect,
     host_listeners,
@@ -159,6 +160,8 @@ def host(settings: Settings, database_url: str, redis_url: str) -> Iterator[Host
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[LocalRuntime]:
+    require("bwrap")
+    require("slirp4netns")
     rt = ports.runtime()
     assert isinstance(rt, LocalRuntime)
     yield rt

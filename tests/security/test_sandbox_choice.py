@@ -56,11 +56,12 @@ def _path_with(tmp_path: Path, tools: dict[str, str]) -> str:
          "No permissions to creating new namespace"),
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("preference", ["auto", "bwrap"])  # bubblewrap named explicitly: no fallback either
 def test_without_a_working_bubblewrap_environments_fail_with_a_code_and_a_hint(
-    tools: dict[str, str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tools: dict[str, str], said: str, preference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", _path_with(tmp_path, tools))
-    runtime = LocalRuntime(tmp_path / "envs", health_timeout=30)
+    runtime = LocalRuntime(tmp_path / "envs", health_timeout=30, sandbox=preference)
     progress = RecordingProgress()
     with pytest.raises(SandboxUnavailable) as refused:
         runtime.apply(make_target(1, command=SERVE), progress=progress)

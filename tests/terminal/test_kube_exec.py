@@ -3,7 +3,7 @@
 The test cluster (tests/cluster) runs the apiserver and a test kubelet that
 serves exec over the WebSocket channel protocol with a PTY, so the whole path
 runs for real: browser protocol -> envhub bridge -> KubernetesRuntime.exec ->
-apiserver -> kubelet -> a shell. Skipped when the cluster binaries are missing.
+apiserver -> kubelet -> a shell. Fails when the cluster binaries are missing.
 """
 
 from __future__ import annotations
@@ -18,22 +18,19 @@ from typing import Any
 import pytest
 
 from envhub.models import Environment
+from tests.support.components import require
 from tests.terminal.client import Term
 from tests.terminal.harness import People, Serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-from cluster import BinariesMissing, TestCluster, bin_dir
+from cluster import TestCluster
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(240)]
-
-try:
-    bin_dir()
-except BinariesMissing as exc:
-    pytest.skip(f"{exc} (tests/cluster/build.sh builds them)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[TestCluster]:
+    require("cluster")
     with TestCluster() as running:
         yield running
 

