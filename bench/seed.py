@@ -13,10 +13,12 @@ from envhub.launcher import migrate
 from envhub.models.db import session_scope
 from envhub.services import identity, projects, tokens
 from envhub.services.environments import create_environment
+from envhub.wiring import install as wire_adapters
 from tests.support.fakes import FakeQueue
 
 
 def main() -> None:
+    wire_adapters()
     migrate(get_settings())
     with session_scope() as session:
         me = identity.ensure_local_principal(session)

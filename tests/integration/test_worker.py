@@ -84,13 +84,29 @@ def wait_phase(db: Engine, env_id: int, phase: Phase, workers: Workers, timeout:
 
 
 def trees_running(token: str) -> list[psutil.Process]:
-    """Shells started for the command containing ``token`` (one per process tree)."""
+    """The top process of each tree running the command that names ``token``.
+
+    The shell usually runs the command's last line with exec, so the top
+    process is first ``sh -c ...`` and then, with the same pid, the server;
+    both name the token (the server through its ``-d`` folder), the
+    sandbox's launcher is neither.
+    """
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.info["name"] == "sh" and any(token in part for part in cmdline) and not is_gone(proc):
+        is_top = proc.info["name"] == "sh" or cmdline[:3] == ["python3", "-m", "http.server"]
+        if is_top and any(token in part for part in cmdline) and not is_gone(proc):
             found.append(proc)
-    return found
+    # A shell that did not exec its last line is the parent of the server: one tree.
+    pids = {proc.pid for proc in found}
+    return [proc for proc in found if not pids & {parent.pid for parent in _parents(proc)}]
+
+
+def _parents(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.parents()
+    except psutil.Error:
+        return []
 
 
 def test_environment_reaches_ready_answers_through_the_gateway_and_is_deleted(
@@ -132,7 +148,9 @@ def test_a_worker_killed_mid_provisioning_is_re_driven_without_duplicates(
 ) -> None:
     token = f"t{uuid.uuid4().hex[:12]}"
     first = workers.start()
-    env_id = create(session, world, project, f"sleep 3; python3 -m http.server $PORT # {token}")
+    env_id = create(
+        session, world, project, f"mkdir -p {token}; sleep 3; python3 -m http.server $PORT -d {token}/.."
+    )
 
     def health_running() -> JobRun | None:
         runs = fetch_all(db, JobRun)

@@ -37,14 +37,22 @@ class CountingRuntime:
         return Inspection(location=f"env-{environment_id}")
 
 
+def _forget() -> None:
+    # An inspection an earlier test started may still be under way: it would
+    # store its answer after the clearing.
+    for thread in threading.enumerate():
+        if thread.name.startswith("envhub-inspect-"):
+            thread.join(timeout=30)
+    inspection._results.clear()
+    inspection._asking.clear()
+
+
 @pytest.fixture(autouse=True)
 def forget_inspections() -> Iterator[None]:
     # Ids start again in every test's database: answers must not carry over.
-    inspection._results.clear()
-    inspection._asking.clear()
+    _forget()
     yield
-    inspection._results.clear()
-    inspection._asking.clear()
+    _forget()
 
 
 @pytest.fixture
