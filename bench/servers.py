@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -139,7 +140,7 @@ class Envhub(Server):
             "1",
             "--log-level",
             "warning",
-            "envhub.api.app:create_api",
+            "bench.servers:wired_api",
         ]
         self.proc = subprocess.Popen(
             argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -151,3 +152,12 @@ class Envhub(Server):
             f"ws://127.0.0.1:{self.port}/ws/terminal/{self.environment_id}"
             f"?session={session}&client={session}c&cols=120&rows=40"
         )
+
+
+def wired_api() -> Any:
+    """envhub's API app with its adapters installed, as envhub's entry points start it."""
+    from envhub.api.app import create_api
+    from envhub.wiring import install
+
+    install()
+    return create_api()

@@ -160,7 +160,10 @@ def test_a_worker_killed_mid_provisioning_is_re_driven_without_duplicates(
     interrupted = wait_for(
         health_running, timeout=60, what="the health step to run", describe=workers.log_tail
     )
-    [tree_before] = trees_running(token)
+    # The health step starts as the sandbox does: its shell may not be there yet.
+    [tree_before] = wait_for(
+        lambda: trees_running(token) or None, timeout=30, what="the command's process tree"
+    )
     pid_before = recorded_pid(runtime.workspace_path(env_id).parent)
 
     killed = workers.kill(first)

@@ -14,7 +14,7 @@ from envhub.domain.phases import Phase
 from envhub.errors import NotFound
 from envhub.models import Environment, Project
 from envhub.runtime.base import Inspection, Runtime
-from envhub.services import inspection, ports
+from envhub.services import inspection, ports, units
 from envhub.services.environments import create_environment
 from tests.support.fakes import FakeQueue
 from tests.support.world import World
@@ -75,9 +75,13 @@ def _phase(session: Session, environment_id: int, phase: Phase, generation: int 
 
 
 def _look(session: Session, world: World, runtime: Any, environment_id: int) -> inspection.WorkloadsView:
-    return inspection.environment_workloads(
-        session=session, actor=world.viewer, runtime=runtime, environment_id=environment_id
-    )
+    # As the faces do: a read-only session of its own, which holds no lock while
+    # the runtime is asked (on SQLite a writable one would keep the inspection
+    # thread's session waiting for the write lock).
+    with units.read_only() as reading:
+        return inspection.environment_workloads(
+            session=reading, actor=world.viewer, runtime=runtime, environment_id=environment_id
+        )
 
 
 def test_many_askers_share_one_inspection(session: Session, world: World, environment_id: int) -> None:
