@@ -61,8 +61,9 @@ def test_limits_hold_without_redis(local: Settings, envhub_http: str) -> None:
 
     gone = limited(local, redis_url=f"redis://127.0.0.1:{free_port()}/0", rate_limit_sign_in="2/60")
     with override_settings(gone):
-        answers = [httpx.get(f"{envhub_http}/auth/login").status_code for _ in range(4)]
-    assert answers[-1] == 429
+        answers = [httpx.get(f"{envhub_http}/auth/login").status_code for _ in range(5)]
+    # Fixed windows: five tries may straddle two of them, which allow two each.
+    assert 429 in answers, answers
 
 
 def test_oversized_bodies_are_refused(local: Settings, envhub_http: str) -> None:

@@ -122,7 +122,13 @@ def test_two_workers_at_once_one_leads_and_the_other_takes_over_when_it_dies(
         describe=workers.log_tail,
     )
     assert worker_of(second) == survivor.pid
-    assert leading(workers) == [first, second], workers.log_tail()
+    # The new leader says so right after taking the lease: its line may still be on its way.
+    wait_for(
+        lambda: leading(workers) == [first, second],
+        timeout=10,
+        what="the new leader's log line",
+        describe=workers.log_tail,
+    )
 
 
 def _reconciler_of(proc: psutil.Process, workers: list[subprocess.Popen[bytes]]) -> bool:

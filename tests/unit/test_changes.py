@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 from redis import Redis
 
 from envhub.queue.changes import LocalChanges, RedisChanges
 from envhub.queue.events import environment_channel, project_channel
+from tests.support.loops import run_in_fresh_loop
 
 
 def test_in_process_feeds_hear_only_their_channels_from_any_thread() -> None:
@@ -26,7 +26,7 @@ def test_in_process_feeds_hear_only_their_channels_from_any_thread() -> None:
         after_close = await feed.wait(0.2)
         return unrelated, heard, after_close
 
-    assert asyncio.run(scenario()) == (False, True, False)
+    assert run_in_fresh_loop(scenario(), timeout=30) == (False, True, False)
 
 
 def test_a_burst_counts_once() -> None:
@@ -42,7 +42,7 @@ def test_a_burst_counts_once() -> None:
         await feed.close()
         return first, second
 
-    assert asyncio.run(scenario()) == (True, False)
+    assert run_in_fresh_loop(scenario(), timeout=30) == (True, False)
 
 
 def test_redis_feeds_hear_other_processes(redis: Redis, redis_url: str) -> None:
@@ -57,7 +57,7 @@ def test_redis_feeds_hear_other_processes(redis: Redis, redis_url: str) -> None:
         await feed.close()
         return quiet, heard
 
-    assert asyncio.run(scenario()) == (False, True)
+    assert run_in_fresh_loop(scenario(), timeout=30) == (False, True)
 
 
 def test_publishing_to_an_unreachable_redis_is_dropped_quietly() -> None:
@@ -72,4 +72,4 @@ def test_a_feed_on_an_unreachable_redis_sleeps_instead_of_failing() -> None:
         await feed.close()
         return heard
 
-    assert asyncio.run(scenario()) is False
+    assert run_in_fresh_loop(scenario(), timeout=30) is False
