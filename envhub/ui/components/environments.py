@@ -212,6 +212,7 @@ def create_options_dialog(state: Any) -> rx.Component:
                             value=state.opts.get("kind", "development"),
                             on_change=lambda value: state.set_opt("kind", value),
                             width="100%",
+                            id="env-kind",
                         ),
                         error=errors.get("kind", ""),
                     ),
