@@ -150,17 +150,16 @@ def control_id(control: rx.Component) -> str | None:
     return None
 
 
-def field_label(label: Text, *, html_for: str, required: bool = False, **props: Any) -> rx.Component:
-    """A ``<label for>`` naming the control ``html_for`` (so ``get_by_label`` and screen readers find it)."""
-    return rx.el.label(
-        rx.text(
-            label,
-            *([rx.text.span(" *", color=rx.color("red", 10), aria_hidden="true")] if required else []),
-            size="2",
-            weight="medium",
-        ),
-        html_for=html_for,
-        **props,
+def field_label(label: Text, *, html_for: str, required: bool = False) -> rx.Component:
+    """A ``<label for>`` naming the control ``html_for``, so screen readers and ``get_by_label`` find it.
+
+    A required field's asterisk sits outside the label: the control's name stays "Name", not "Name *".
+    """
+    return rx.text(
+        rx.el.label(label, html_for=html_for),
+        *([rx.text.span(" *", color=rx.color("red", 10), aria_hidden="true")] if required else []),
+        size="2",
+        weight="medium",
     )
 
 

@@ -192,7 +192,7 @@ def _share_form() -> rx.Component:
                 value=S.grantee_kind,
                 on_change=S.set_grantee_kind,
                 id="share-kind",
-                custom_attrs={"aria-label": "Share with a"},
+                custom_attrs={"aria-label": "Share with"},
             ),
             rx.input(
                 placeholder=rx.cond(S.grantee_kind == "user", "username or email", "team name"),
