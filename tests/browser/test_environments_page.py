@@ -37,16 +37,22 @@ UNLABELLED = """(root) => {
     (el.getAttribute('aria-labelledby') || '').split(/\\s+/).some(
       (id) => id && document.getElementById(id) && document.getElementById(id).textContent.trim()
     );
-  return Array.from(controls)
-    .filter((el) => el.getClientRects().length > 0 && el.getAttribute('aria-hidden') !== 'true')
-    .filter((el) => !named(el))
-    .map((el) => el.outerHTML.slice(0, 160));
+  const shown = Array.from(controls).filter(
+    (el) => el.getClientRects().length > 0 && el.getAttribute('aria-hidden') !== 'true'
+  );
+  return {
+    count: shown.length,
+    unnamed: shown.filter((el) => !named(el)).map((el) => el.outerHTML.slice(0, 160)),
+  };
 }"""
 
 
 def unlabelled(scope: Locator) -> list[str]:
-    found: list[str] = scope.evaluate(UNLABELLED)
-    return found
+    """The controls in ``scope`` that nothing names (there must be some controls to look at)."""
+    found = scope.evaluate(UNLABELLED)
+    assert found["count"] > 0, "no form controls where some were expected"
+    unnamed: list[str] = found["unnamed"]
+    return unnamed
 
 
 def query(page: Page) -> dict[str, list[str]]:
@@ -119,12 +125,17 @@ def test_the_page_lists_environments_of_every_project_and_filters_them_in_the_ur
     expect(rows(page).first).to_contain_text(me)
 
     # A phase chip filters by its phase; the chips count what the other filters leave.
-    chips = page.locator(".phase-chip")
-    expect(chips.first).to_be_visible()
-    phase = chips.first.get_attribute("data-phase") or ""
-    chips.first.click()
+    every = page.locator(".phase-chip[data-phase=all]")
+    expect(every).to_contain_text("2")
+    expect(every).to_have_attribute("aria-pressed", "true")
+    chip = page.locator(".phase-chip:not([data-phase=all])").first
+    phase = chip.get_attribute("data-phase") or ""
+    chip.click()
     page.wait_for_url(re.compile(rf".*phase={phase}"))
     expect(page.get_by_label("Phase", exact=True)).to_contain_text(phase)
+    expect(every).to_have_attribute("aria-pressed", "false")
+    every.click()
+    page.wait_for_url(re.compile(r"^(?!.*phase=).*$"))
 
     # Clearing drops every filter, in the URL too.
     page.locator("#clear-filters").click()

@@ -30,24 +30,36 @@ FILTERS: list[tuple[str, str, str, str]] = [
 def phase_chips(S: Any) -> rx.Component:
     """How many environments are in each phase; a chip filters by its phase (again: all phases)."""
 
-    def chip(count: rx.Var) -> rx.Component:
-        active = S.filters.get("phase", "") == count["phase"]
+    def chip(phase: rx.Var, label: rx.Var, count: rx.Var, dot: rx.Component, active: rx.Var) -> rx.Component:
         return rx.button(
-            rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(count["tone"], 9)),
-            rx.text(count["phase"], size="2"),
-            rx.text(count["count"], size="2", weight="bold"),
-            on_click=S.pick_phase(count["phase"]),
+            dot,
+            rx.text(label, size="2"),
+            rx.text(count, size="2", weight="bold"),
+            on_click=S.pick_phase(phase),
             variant=rx.cond(active, "surface", "soft"),
             color_scheme="gray",
             radius="full",
             size="2",
             aria_pressed=rx.cond(active, "true", "false"),
             class_name="phase-chip",
-            data_phase=count["phase"],
+            data_phase=rx.cond(phase == "", "all", phase),
         )
 
+    def one_phase(count: rx.Var) -> rx.Component:
+        dot = rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(count["tone"], 9))
+        active = S.filters.get("phase", "") == count["phase"]
+        return chip(count["phase"], count["phase"], count["count"], dot, active)
+
+    every = chip(
+        rx.Var.create(""),
+        rx.Var.create("all"),
+        S.phase_total,
+        rx.icon("layers", size=14, color=rx.color("gray", 10)),
+        S.filters.get("phase", "") == "",
+    )
     return rx.hstack(
-        rx.foreach(S.phase_counts, chip),
+        every,
+        rx.foreach(S.phase_counts, one_phase),
         spacing="2",
         wrap="wrap",
         id="phase-chips",

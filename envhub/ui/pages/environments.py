@@ -51,6 +51,7 @@ class EnvironmentsState(LiveMixin, AuthState):
     search: str = ""
     next_cursor: str = ""
     has_prev: bool = False
+    phase_total: int = 0  # the phase chips' sum: what the other filters leave
     page_label: str = ""
     loaded: bool = False
     load_error: ErrorView = NO_ERROR
@@ -74,6 +75,7 @@ class EnvironmentsState(LiveMixin, AuthState):
         self.total = view["total"]
         self.visible_total = view["visible_total"]
         self.phase_counts = view["phase_counts"]
+        self.phase_total = sum(count["count"] for count in self.phase_counts)
         self.project_options = options["projects"]
         self.team_options = options["teams"]
         self.phase_options = options["phases"]
@@ -177,7 +179,7 @@ def page() -> rx.Component:
             empty_state(
                 "boxes",
                 "No environments yet",
-                "Environments are started from a project: open one and click New environment "
+                "Environments are started from a project: open one and click Create environment "
                 "(or let a pull request or an agent start one). They all show up here.",
                 rx.link(
                     rx.button(rx.icon("folder-kanban", size=16), "Go to projects"),
