@@ -189,7 +189,7 @@ def page() -> rx.Component:
                 ),
             ),
             rx.vstack(
-                phase_chips(S),
+                rx.cond(S.load_error["code"] == "", phase_chips(S)),
                 filter_bar(S),
                 rx.cond(
                     S.loaded & (S.total == 0),
