@@ -10,6 +10,7 @@ from envhub.ui.pages import (
     device,
     environment,
     environment_access,
+    environments,
     project,
     project_secrets,
     projects,
@@ -81,4 +82,10 @@ app.add_page(
     route="/device",
     title="Device sign-in · envhub",
     on_load=[AuthState.sign_in, device.DeviceState.load],
+)
+app.add_page(
+    environments.page,
+    route="/environments",
+    title="Environments · envhub",
+    on_load=[AuthState.sign_in, environments.EnvironmentsState.load],
 )

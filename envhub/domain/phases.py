@@ -58,3 +58,17 @@ def is_deletable(phase: Phase) -> bool:
 
 def is_redeployable(phase: Phase) -> bool:
     return phase in {Phase.ready, Phase.failed, Phase.updating, Phase.provisioning}
+
+
+# How each phase reads at a glance, as a Radix colour every face can map:
+# green serves, blue is on its way, red needs a person, gray is at rest.
+TONES: dict[Phase, str] = {
+    Phase.pending: "gray",
+    Phase.provisioning: "blue",
+    Phase.ready: "green",
+    Phase.updating: "blue",
+    Phase.sleeping: "gray",
+    Phase.failed: "red",
+    Phase.deleting: "orange",
+    Phase.deleted: "gray",
+}

@@ -26,6 +26,8 @@ class Environment(SQLModel, table=True):
             sqlite_where=text("phase != 'deleted'"),
             postgresql_where=text("phase != 'deleted'"),
         ),
+        # Lists across projects are ordered and paged by keyset on (created_at, id).
+        Index("ix_environment_created_at_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

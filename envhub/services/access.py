@@ -9,7 +9,7 @@ teams cannot be discovered by probing ids.
 
 from __future__ import annotations
 
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlmodel import Session, col, select
 
 from envhub.domain.policy import (
@@ -153,3 +153,30 @@ def authorize_environment(
         )
     require_scope(actor, action)
     return project
+
+
+def readable_environments(actor: Principal) -> ColumnElement[bool]:
+    """A SQL condition on ``environment`` rows: those the actor may read.
+
+    The same rule as :func:`environment_grants` (every role and every share
+    that has not lapsed grants reading), said as a query so that lists across
+    projects are filtered, counted and paged by the database: the team's
+    projects for its members, shared environments for their grantees, and an
+    agent token's one environment if its person can still read it. A token
+    without the read scope is refused rather than shown an empty list.
+    """
+    if actor.is_system:
+        return true()
+    if actor.user_id is None:
+        return false()
+    require_scope(actor, Action.environment_read)
+    my_teams = select(Membership.team_id).where(Membership.user_id == actor.user_id)
+    team_projects = select(Project.id).where(col(Project.team_id).in_(my_teams))
+    shared = select(EnvironmentShare.environment_id).where(
+        or_(col(EnvironmentShare.expires_at).is_(None), col(EnvironmentShare.expires_at) > utcnow()),
+        or_(col(EnvironmentShare.user_id) == actor.user_id, col(EnvironmentShare.team_id).in_(my_teams)),
+    )
+    readable = or_(col(Environment.project_id).in_(team_projects), col(Environment.id).in_(shared))
+    if actor.is_agent:
+        return and_(col(Environment.id) == actor.environment_id, readable)
+    return readable

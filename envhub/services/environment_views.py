@@ -16,15 +16,22 @@ from typing import Any, TypedDict, cast
 from sqlmodel import Session
 
 from envhub.domain import humanize as fmt
-from envhub.domain.phases import Phase, is_deletable, is_redeployable
+from envhub.domain.phases import TONES, Phase, is_deletable, is_redeployable
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
+from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import EnvhubError, NotFound, advice_for
 from envhub.models import AuditEvent, Environment, JobRun
+from envhub.queue.events import project_channel
 from envhub.runtime.base import Runtime
 from envhub.services import audit_log, environments, inspection, logs
 from envhub.services.common import Page
 from envhub.services.conditions import condition_view
+from envhub.services.environment_listing import (
+    EnvironmentFilters,
+    ListedEnvironment,
+    list_visible_environments,
+)
 from envhub.services.pages import PageInfo, page_info
 
 log = logging.getLogger(__name__)
@@ -408,4 +415,135 @@ def environment_overview(
             phase=environment.phase,
             container=log_container,
         ),
+    )
+
+
+# -- every environment one can see ---------------------------------------------
+
+
+class ListingRow(TypedDict):
+    id: int
+    project_id: int
+    name: str
+    href: str
+    project: str
+    team: str
+    phase: str
+    tone: str  # the phase's Radix colour (domain.phases.TONES)
+    kind: str
+    trigger: str
+    message: str
+    url: str  # "" unless it serves
+    creator: str
+    created_at: str
+    age: str
+    age_stamp: str
+
+
+class FilterOption(TypedDict):
+    value: str  # what goes in the query (an id, a phase, a username)
+    label: str
+
+
+class ListingOptions(TypedDict):
+    projects: list[FilterOption]
+    teams: list[FilterOption]
+    phases: list[FilterOption]
+    kinds: list[FilterOption]
+    triggers: list[FilterOption]
+    creators: list[FilterOption]
+
+
+class PhaseCount(TypedDict):
+    phase: str
+    tone: str
+    count: int
+
+
+class EnvironmentListing(TypedDict):
+    rows: list[ListingRow]
+    next_cursor: str  # pass back as ``cursor`` for the next page; "" on the last one
+    total: int  # matching the filters
+    visible_total: int  # visible at all: 0 means "none yet", not "none match"
+    phase_counts: list[PhaseCount]  # phases present, lifecycle order, every filter but the phase applied
+    options: ListingOptions
+    filters: dict[str, str]  # the filters applied, as URL query parameters
+    channels: list[str]  # change-notification channels that can alter this list
+
+
+_TRIGGER_LABELS = {
+    "manual": "by hand",
+    "agent": "agent",
+    "pull_request": "pull request",
+    "push": "branch push",
+}
+
+
+def listing_row(item: ListedEnvironment) -> ListingRow:
+    environment = item.environment
+    return ListingRow(
+        id=environment.id or 0,
+        project_id=environment.project_id,
+        name=environment.name,
+        href=f"/projects/{environment.project_id}/environments/{environment.id}",
+        project=item.project,
+        team=item.team,
+        phase=environment.phase.value,
+        tone=TONES[environment.phase],
+        kind=environment.kind.value,
+        trigger=environment.trigger.value,
+        message=environment.message,
+        url=(environment.public_url or "") if environment.phase is Phase.ready else "",
+        creator=item.creator or "envhub",
+        created_at=_iso(environment.created_at),
+        age=fmt.ago(environment.created_at),
+        age_stamp=fmt.stamp(environment.created_at),
+    )
+
+
+def visible_environments(
+    *,
+    session: Session,
+    actor: Principal,
+    filters: EnvironmentFilters | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> EnvironmentListing:
+    """The environments ``actor`` can see in every project and team, newest first, a page at a time.
+
+    Deleted ones only when the filters ask (``include_deleted`` or phase
+    ``deleted``). ``ValidationFailed`` (field ``cursor``) for a cursor this
+    list did not hand out.
+    """
+    listing = list_visible_environments(
+        session=session, actor=actor, filters=filters, cursor=cursor, limit=limit
+    )
+    options = listing.options
+    multiple_teams = len(options.teams) > 1
+    return EnvironmentListing(
+        rows=[listing_row(item) for item in listing.items],
+        next_cursor=listing.next_cursor,
+        total=listing.total,
+        visible_total=listing.visible_total,
+        phase_counts=[
+            PhaseCount(phase=phase.value, tone=TONES[phase], count=listing.phase_counts[phase.value])
+            for phase in Phase
+            if phase.value in listing.phase_counts
+        ],
+        options=ListingOptions(
+            projects=[
+                FilterOption(value=str(pid), label=f"{team}/{name}" if multiple_teams else name)
+                for pid, name, team in options.projects
+            ],
+            teams=[FilterOption(value=str(tid), label=name) for tid, name in options.teams],
+            phases=[FilterOption(value=phase.value, label=phase.value) for phase in Phase],
+            kinds=[FilterOption(value=kind.value, label=kind.value) for kind in EnvironmentKind],
+            triggers=[
+                FilterOption(value=trigger.value, label=_TRIGGER_LABELS.get(trigger.value, trigger.value))
+                for trigger in Trigger
+            ],
+            creators=[FilterOption(value=name, label=name) for name in options.creators],
+        ),
+        filters=listing.filters.to_query(),
+        channels=[project_channel(pid) for pid in options.watched_projects],
     )

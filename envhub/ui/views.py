@@ -13,11 +13,15 @@ from typing import Any
 
 from envhub.errors import EnvhubError, NotFound
 from envhub.services import environment_views, inspection, ports, project_views
+from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
     EMPTY_RUN,
     AuditRow,
     EnvironmentDetail,
     EnvironmentRow,
+    FilterOption,
+    ListingRow,
+    PhaseCount,
     RunView,
     StepRow,
 )
@@ -32,18 +36,23 @@ __all__ = [
     "AuditRow",
     "EnvironmentDetail",
     "EnvironmentRow",
+    "FilterOption",
+    "ListingRow",
+    "PhaseCount",
     "ProjectHeader",
     "ProjectRow",
     "RunView",
     "ServiceRow",
     "StepRow",
     "read_environment",
+    "read_environments",
     "read_project",
     "read_projects",
 ]
 
 PAGE_SIZE = 10
 AUDIT_PAGE_SIZE = 8
+LISTING_PAGE_SIZE = 25
 
 
 def read_projects(who: str, *, offset: int, search: str) -> dict[str, Any]:
@@ -60,6 +69,17 @@ def read_projects(who: str, *, offset: int, search: str) -> dict[str, Any]:
         "label": page["label"],
         "channels": view["channels"],
     }
+
+
+def read_environments(who: str, *, query: dict[str, str], cursor: str) -> dict[str, Any]:
+    """Every environment the person can see, filtered as the page's URL says (``ValidationFailed`` if
+    the URL's filters are not valid)."""
+    filters = filters_from_query(query)
+    with reading_as(who) as (session, actor):
+        view = environment_views.visible_environments(
+            session=session, actor=actor, filters=filters, cursor=cursor or None, limit=LISTING_PAGE_SIZE
+        )
+    return dict(view)
 
 
 def read_project(who: str, *, project_id: int, offset: int) -> dict[str, Any]:

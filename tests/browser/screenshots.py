@@ -46,9 +46,16 @@ def test_dashboard_screenshots(page: Page) -> None:
     """Regenerates docs/screenshots/ (``make screenshots``)."""
     folder = target_folder()
 
+    # A fresh envhub: the Environments page's empty state, before anything exists.
+    page.goto("/environments")
+    expect(page.locator("#go-to-projects")).to_be_visible()
+    page.screenshot(path=folder / "environments-empty.png", full_page=True)
+
     serve = "python3 -m http.server $PORT"
     create_project(page, "docs-site", command=serve, description="Product documentation")
+    create_environment(page)
     create_project(page, "api-gateway", command=serve, description="Public REST gateway")
+    create_environment(page)
     slow = f"sleep 8; {serve}"
     project_id = create_project(
         page,
@@ -73,6 +80,9 @@ def test_dashboard_screenshots(page: Page) -> None:
     page.goto(f"/projects/{project_id}")
     expect(page.locator(".env-row[data-phase=ready]")).to_have_count(2, timeout=PHASE_TIMEOUT)
     page.screenshot(path=folder / "project.png", full_page=True)
+    page.goto("/environments")
+    expect(page.locator(".env-row[data-phase=ready]")).to_have_count(4, timeout=PHASE_TIMEOUT)
+    page.screenshot(path=folder / "environments.png", full_page=True)
     page.goto("/")
     expect(page.locator("#projects-table .project-link", has_text="storefront")).to_be_visible()
     page.screenshot(path=folder / "projects.png", full_page=True)

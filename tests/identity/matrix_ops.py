@@ -22,6 +22,7 @@ from envhub.services import (
     commands,
     credentials,
     device,
+    environment_listing,
     environment_views,
     environments,
     identity_views,
@@ -37,6 +38,7 @@ from envhub.services import (
 )
 from envhub.services.access import authorize_environment
 from envhub.services.audit_log import AuditFilter
+from envhub.services.environment_listing import EnvironmentFilters
 from tests.identity.matrix_world import MatrixWorld, unique
 from tests.support.fakes import FakeQueue
 
@@ -574,5 +576,28 @@ OPS: list[Op] = [
         "any",
         "audit.read",
         lambda w, s, a, _e: identity_views.chain_overview(session=s, actor=a),
+    ),
+    # Every environment one can see: acme's e1 is listed to whoever may read it.
+    Op(
+        "environment_views.visible_environments",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: any(
+            row["id"] == e
+            for row in environment_views.visible_environments(
+                session=s, actor=a, filters=EnvironmentFilters(project=w.shop), limit=200
+            )["rows"]
+        ),
+    ),
+    Op(
+        "environment_listing.list_visible_environments",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: any(
+            item.environment.id == e
+            for item in environment_listing.list_visible_environments(
+                session=s, actor=a, filters=EnvironmentFilters(project=w.shop), limit=200
+            ).items
+        ),
     ),
 ]

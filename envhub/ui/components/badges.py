@@ -77,3 +77,29 @@ def kind_badge(kind: rx.Var[str]) -> rx.Component:
         variant="outline",
         color_scheme="gray",
     )
+
+
+# What made an environment, read at a glance (values: domain.specs.Trigger).
+TRIGGERS: dict[str, tuple[str, str]] = {
+    "manual": ("hand", "by hand"),
+    "agent": ("bot", "agent"),
+    "pull_request": ("git-pull-request", "pull request"),
+    "push": ("git-commit-horizontal", "push"),
+}
+
+
+def trigger_badge(trigger: rx.Var[str]) -> rx.Component:
+    cases = [
+        (
+            name,
+            rx.badge(
+                rx.icon(icon, size=12),
+                label,
+                variant="soft",
+                color_scheme="violet" if name == "agent" else "gray",
+                class_name="trigger",
+            ),
+        )
+        for name, (icon, label) in TRIGGERS.items()
+    ]
+    return rx.match(trigger, *cases, rx.badge(trigger, variant="soft", color_scheme="gray"))

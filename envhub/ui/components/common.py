@@ -138,6 +138,31 @@ def dialog_actions(submit: rx.Component, **props: Any) -> rx.Component:
     )
 
 
+def control_id(control: rx.Component) -> str | None:
+    """The id of the first element in ``control`` that has one (a select's trigger, an input)."""
+    own = getattr(control, "id", None)
+    if isinstance(own, str) and own:
+        return own
+    for child in getattr(control, "children", []):
+        found = control_id(child)
+        if found:
+            return found
+    return None
+
+
+def field_label(label: Text, *, html_for: str, required: bool = False) -> rx.Component:
+    """A ``<label for>`` naming the control ``html_for``, so screen readers and ``get_by_label`` find it.
+
+    A required field's asterisk sits outside the label: the control's name stays "Name", not "Name *".
+    """
+    return rx.text(
+        rx.el.label(label, html_for=html_for),
+        *([rx.text.span(" *", color=rx.color("red", 10), aria_hidden="true")] if required else []),
+        size="2",
+        weight="medium",
+    )
+
+
 def form_field(
     label: str,
     control: rx.Component,
@@ -146,15 +171,30 @@ def form_field(
     help_text: Text = "",
     required: bool = False,
     id: str | None = None,
+    html_for: str | None = None,
+    group: bool = False,
 ) -> rx.Component:
+    """A labelled field: the label names the control for assistive technology.
+
+    The label is a ``<label for>`` bound to ``html_for`` or, by default, to the
+    first element of ``control`` with an id; a control without one is a
+    mistake caught when the page is built. ``group=True`` is for a set of
+    controls (checkboxes): the field becomes a ``role=group`` named by the
+    label, and each control carries its own label.
+    """
+    if group:
+        if not id:
+            raise ValueError(f"the field group {label!r} needs an id")
+        head: rx.Component = rx.text(label, size="2", weight="medium", id=f"{id}-label")
+        wrapper = {"id": id, "role": "group", "aria_labelledby": f"{id}-label"}
+    else:
+        target = html_for or control_id(control)
+        if not target:
+            raise ValueError(f"the control of the field {label!r} needs an id for its label to name it")
+        head = field_label(label, html_for=target, required=required)
+        wrapper = {"id": id} if id else {}
     return rx.vstack(
-        rx.text(
-            label,
-            *([rx.text.span(" *", color=rx.color("red", 10))] if required else []),
-            as_="label",
-            size="2",
-            weight="medium",
-        ),
+        head,
         control,
         *(
             [
@@ -188,7 +228,7 @@ def form_field(
         *([rx.text(help_text, size="1", color_scheme="gray")] if help_text != "" else []),
         spacing="1",
         width="100%",
-        **({"id": id} if id else {}),
+        **wrapper,
     )
 
 

@@ -14,6 +14,46 @@ from envhub.ui.components.badges import kind_badge, phase_badge
 from envhub.ui.components.common import dialog_actions, error_callout, form_field, pager, relative_time
 
 
+def public_url(url: rx.Var) -> rx.Component:
+    """An environment's public URL without its scheme, as a link; a dash when it does not serve."""
+    return rx.cond(
+        url != "",
+        rx.link(
+            rx.hstack(
+                rx.text(
+                    url.to(str).replace("http://", "").replace("https://", ""),
+                    size="2",
+                    max_width="240px",
+                    style={"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"},
+                ),
+                rx.icon("external-link", size=13),
+                spacing="1",
+                align="center",
+            ),
+            href=url,
+            is_external=True,
+            class_name="env-url",
+        ),
+        rx.text("—", color_scheme="gray"),
+    )
+
+
+def live_marker() -> rx.Component:
+    """The pulsing "Live" mark of a list that updates by itself."""
+    return rx.hstack(
+        rx.box(
+            width="6px",
+            height="6px",
+            border_radius="50%",
+            background=rx.color("green", 9),
+            class_name="pulse",
+        ),
+        rx.text("Live", size="1", color_scheme="gray"),
+        align="center",
+        spacing="1",
+    )
+
+
 def _row(state: Any, row: rx.Var) -> rx.Component:
     busy = state.busy_row == row["name"]
     gone = (row["phase"] == "deleting") | (row["phase"] == "deleted")
@@ -33,32 +73,7 @@ def _row(state: Any, row: rx.Var) -> rx.Component:
         ),
         rx.table.cell(kind_badge(row["kind"])),
         rx.table.cell(phase_badge(row["phase"])),
-        rx.table.cell(
-            rx.cond(
-                row["url"] != "",
-                rx.link(
-                    rx.hstack(
-                        rx.text(
-                            row["url"].to(str).replace("http://", "").replace("https://", ""),
-                            size="2",
-                            max_width="240px",
-                            style={
-                                "white_space": "nowrap",
-                                "overflow": "hidden",
-                                "text_overflow": "ellipsis",
-                            },
-                        ),
-                        rx.icon("external-link", size=13),
-                        spacing="1",
-                        align="center",
-                    ),
-                    href=row["url"],
-                    is_external=True,
-                    class_name="env-url",
-                ),
-                rx.text("—", color_scheme="gray"),
-            )
-        ),
+        rx.table.cell(public_url(row["url"])),
         rx.table.cell(
             rx.hstack(
                 rx.icon("user", size=13, color=rx.color("gray", 9)),
@@ -114,18 +129,7 @@ def environments_table(state: Any) -> rx.Component:
                 rx.heading("Environments", size="3", weight="medium"),
                 rx.badge(state.total, variant="soft", color_scheme="gray", radius="full"),
                 rx.spacer(),
-                rx.hstack(
-                    rx.box(
-                        width="6px",
-                        height="6px",
-                        border_radius="50%",
-                        background=rx.color("green", 9),
-                        class_name="pulse",
-                    ),
-                    rx.text("Live", size="1", color_scheme="gray"),
-                    align="center",
-                    spacing="1",
-                ),
+                live_marker(),
                 align="center",
                 spacing="2",
                 width="100%",
@@ -212,6 +216,7 @@ def create_options_dialog(state: Any) -> rx.Component:
                             value=state.opts.get("kind", "development"),
                             on_change=lambda value: state.set_opt("kind", value),
                             width="100%",
+                            id="env-kind",
                         ),
                         error=errors.get("kind", ""),
                     ),

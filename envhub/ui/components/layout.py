@@ -114,6 +114,7 @@ def sidebar(active: str) -> rx.Component:
             rx.box(logo(), padding_x="6px", padding_bottom="12px"),
             rx.text("Workspace", size="1", weight="medium", color_scheme="gray", padding_x="10px"),
             nav_item("folder-kanban", "Projects", "/", active=active == "projects"),
+            nav_item("boxes", "Environments", "/environments", active=active == "environments"),
             nav_item("users", "Teams", "/teams", active=active == "teams"),
             rx.text(
                 "Account",

@@ -12,7 +12,7 @@ from envhub.ui.components.common import section
 def log_picker(S: Any) -> rx.Component:
     """Which container service to read, when the environment runs several."""
     return rx.hstack(
-        rx.text("Service", size="1", color_scheme="gray", as_="label", html_for="log-container"),
+        rx.el.label(rx.text("Service", size="1", color_scheme="gray"), html_for="log-container"),
         rx.select(
             S.log_containers,
             value=rx.cond(S.log_container != "", S.log_container, S.log_containers[0]),

@@ -191,6 +191,7 @@ def create_dialog(S: Any) -> rx.Component:
                             on_change=lambda value: S.set_field("description", value),
                             placeholder="What this app is",
                             id="project-description",
+                            name="description",
                             rows="2",
                             width="100%",
                         ),

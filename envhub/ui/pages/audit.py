@@ -132,8 +132,11 @@ class AuditState(AuthState):
 S = AuditState
 
 
-def _filter_input(name: str, placeholder: str, width: str = "150px", **props: object) -> rx.Component:
+def _filter_input(
+    name: str, placeholder: str, width: str = "150px", *, label: str = "", **props: object
+) -> rx.Component:
     return rx.input(
+        aria_label=label or placeholder,
         width=width,
         placeholder=placeholder,
         value=S.filters[name],
@@ -155,6 +158,7 @@ def filters_bar() -> rx.Component:
             value=S.filters["action"],
             on_change=lambda value: S.set_filter("action", value),
             id="filter-action",
+            custom_attrs={"aria-label": "Action"},
         ),
         rx.select(
             ["any", "success", "failure"],
@@ -162,11 +166,16 @@ def filters_bar() -> rx.Component:
             value=S.filters["outcome"],
             on_change=lambda value: S.set_filter("outcome", value),
             id="filter-outcome",
+            custom_attrs={"aria-label": "Outcome"},
         ),
         rx.tooltip(
-            _filter_input("since", "From", width="196px", type="datetime-local"), content="From (UTC)"
+            _filter_input("since", "From", width="196px", label="From (UTC)", type="datetime-local"),
+            content="From (UTC)",
         ),
-        rx.tooltip(_filter_input("until", "To", width="196px", type="datetime-local"), content="To (UTC)"),
+        rx.tooltip(
+            _filter_input("until", "To", width="196px", label="To (UTC)", type="datetime-local"),
+            content="To (UTC)",
+        ),
         rx.button(
             rx.icon("x", size=14), "Clear", on_click=S.clear_filters, variant="soft", color_scheme="gray"
         ),

@@ -187,9 +187,16 @@ def _share_row(row: rx.Var) -> rx.Component:
 def _share_form() -> rx.Component:
     return rx.form(
         rx.flex(
-            rx.select(["user", "team"], value=S.grantee_kind, on_change=S.set_grantee_kind, id="share-kind"),
+            rx.select(
+                ["user", "team"],
+                value=S.grantee_kind,
+                on_change=S.set_grantee_kind,
+                id="share-kind",
+                custom_attrs={"aria-label": "Share with"},
+            ),
             rx.input(
                 placeholder=rx.cond(S.grantee_kind == "user", "username or email", "team name"),
+                aria_label=rx.cond(S.grantee_kind == "user", "Person (username or email)", "Team name"),
                 value=S.grantee,
                 on_change=S.set_grantee,
                 id="share-grantee",
@@ -197,9 +204,15 @@ def _share_form() -> rx.Component:
                 flex="1",
                 min_width="180px",
             ),
-            rx.select(SHARE_ROLES, value=S.role, on_change=S.set_role, id="share-role"),
+            rx.select(
+                SHARE_ROLES,
+                value=S.role,
+                on_change=S.set_role,
+                id="share-role",
+                custom_attrs={"aria-label": "Share role"},
+            ),
             rx.hstack(
-                rx.text("until", size="2", color_scheme="gray"),
+                rx.el.label(rx.text("until", size="2", color_scheme="gray"), html_for="share-expires"),
                 rx.input(
                     type="date",
                     value=S.expires,
@@ -256,14 +269,18 @@ def _agent_dialog() -> rx.Component:
                                         on_change=lambda checked, scope=scope: S.toggle_agent_scope(
                                             scope, checked
                                         ),
+                                        id=f"agent-scope-{scope}",
+                                        name=f"agent-scope-{scope}",
                                     ),
-                                    rx.text(scope, size="2"),
+                                    rx.el.label(rx.text(scope, size="2"), html_for=f"agent-scope-{scope}"),
                                     spacing="1",
                                 )
                                 for scope in AGENT_SCOPES
                             ],
                             spacing="4",
                         ),
+                        group=True,
+                        id="agent-scopes",
                     ),
                     error_callout(S.agent_error),
                     dialog_actions(rx.button("Create", type="submit", id="create-agent-token")),

@@ -316,6 +316,7 @@ def page() -> rx.Component:
                 rx.input(
                     rx.input.slot(rx.icon("search", size=16)),
                     placeholder="Search projects…",
+                    aria_label="Search projects",
                     value=ProjectsState.search,
                     on_change=ProjectsState.set_search,
                     debounce_timeout=250,

@@ -88,7 +88,13 @@ def _create_dialog() -> rx.Component:
                     ),
                     form_field(
                         "Display name",
-                        rx.input(value=S.display, on_change=S.set_display, placeholder="Platform team"),
+                        rx.input(
+                            value=S.display,
+                            on_change=S.set_display,
+                            placeholder="Platform team",
+                            id="team-display-name",
+                            name="team-display-name",
+                        ),
                     ),
                     error_callout(S.form_error),
                     dialog_actions(rx.button("Create team", type="submit", id="create-team")),

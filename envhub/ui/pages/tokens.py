@@ -113,10 +113,11 @@ def _scope_choice(scope: str, text: str) -> rx.Component:
             on_change=lambda checked: S.toggle_scope(scope, checked),
             id=f"scope-{scope}",
             name=f"scope-{scope}",
+            aria_describedby=f"scope-{scope}-help",
         ),
         rx.vstack(
-            rx.text(scope, size="2", weight="medium"),
-            rx.text(text, size="1", color_scheme="gray"),
+            rx.el.label(rx.text(scope, size="2", weight="medium"), html_for=f"scope-{scope}"),
+            rx.text(text, size="1", color_scheme="gray", id=f"scope-{scope}-help"),
             spacing="0",
         ),
         align="start",
@@ -147,7 +148,12 @@ def create_dialog() -> rx.Component:
                         ),
                         required=True,
                     ),
-                    form_field("Scopes", rx.vstack(*[_scope_choice(s, t) for s, t in SCOPES], spacing="2")),
+                    form_field(
+                        "Scopes",
+                        rx.vstack(*[_scope_choice(s, t) for s, t in SCOPES], spacing="2"),
+                        group=True,
+                        id="token-scopes",
+                    ),
                     form_field(
                         "Expires after",
                         rx.select(EXPIRY_CHOICES, value=S.days, on_change=S.set_days, id="token-days"),
