@@ -34,6 +34,7 @@ from envhub.services import (
     teams,
     terminal,
     tokens,
+    waiting,
 )
 from envhub.services.access import authorize_environment
 from envhub.services.audit_log import AuditFilter
@@ -574,5 +575,39 @@ OPS: list[Op] = [
         "any",
         "audit.read",
         lambda w, s, a, _e: identity_views.chain_overview(session=s, actor=a),
+    ),
+    # What MCP (and the CLI) use: status without logs, the trail as events, a command
+    # run to its end, waiting until ready.
+    Op(
+        "environment_views.environment_status",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_status(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environment_views.environment_events",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_events(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "commands.run_command",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: commands.run_command(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            command=["true"],
+            timeout=5,
+            cap=100,
+        ),
+    ),
+    Op(
+        "waiting.wait_until_ready",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: waiting.wait_until_ready(actor=a, environment_id=e, timeout=0)["ready"],
     ),
 ]

@@ -1,0 +1,152 @@
+"""The authorization matrix through MCP: every tool × role × own/other team × token kind.
+
+The same world and the same expectations as the service matrix
+(tests/identity/test_authz_matrix.py), asked through the official MCP client
+over HTTP against envhub's API app: a cell is *allowed* when the tool answers
+(and, for lists, shows acme's object), else it must be a tool error with
+``not_found`` (no access at all) or ``forbidden`` (some access), or leave the
+object out. Sessions are not a kind here: /mcp takes tokens only (test_tools.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from envhub.config import override_settings
+from envhub.models.db import engine_for
+from tests.conftest import build_settings, clean_tables
+from tests.identity.matrix_ops import Op
+from tests.identity.matrix_world import ROLES, MatrixWorld, build_world
+from tests.identity.test_authz_matrix import ACCEPTED, expected
+from tests.mcp.conftest import Agent, text_of
+from tests.terminal.harness import servers
+from tests.terminal.signin import Credential
+
+KINDS = ("pat", "pat-read", "agent")
+
+
+@dataclass(frozen=True)
+class ToolCase:
+    tool: str
+    where: str
+    action: str | None
+    arguments: Callable[[MatrixWorld, int], dict[str, Any]]
+    reached: Callable[[MatrixWorld, Any], bool] = lambda w, out: True
+    on_env: Callable[[MatrixWorld], int] | None = None
+    before: Callable[[MatrixWorld], None] | None = None
+
+    def op(self) -> Op:
+        return Op(self.tool, self.where, self.action, lambda *_: None, self.on_env)
+
+
+def _env(w: MatrixWorld, e: int) -> dict[str, Any]:
+    return {"environment_id": e}
+
+
+CASES = [
+    ToolCase("whoami", "self", None, lambda w, e: {}),
+    ToolCase(
+        "list_projects",
+        "team",
+        "project.read",
+        lambda w, e: {"search": "shop"},
+        lambda w, out: any(p["id"] == w.shop for p in out["projects"]),
+    ),
+    ToolCase(
+        "list_environments",
+        "team",
+        "project.read",
+        lambda w, e: {"project_id": w.shop},
+        lambda w, out: out["page"]["total"] > 0,
+    ),
+    ToolCase("get_environment", "env", "environment.read", _env),
+    ToolCase("get_events", "env", "environment.read", _env),
+    ToolCase("get_public_url", "env", "environment.read", _env),
+    ToolCase("get_logs", "env", "environment.read", _env, lambda w, out: bool(out["lines"])),
+    ToolCase(
+        "wait_until_ready",
+        "env",
+        "environment.read",
+        lambda w, e: {"environment_id": e, "timeout_seconds": 1},
+    ),
+    ToolCase("list_shares", "env", "environment.read", _env),
+    ToolCase("create_environment", "team", "environment.create", lambda w, e: {"project_id": w.shop}),
+    ToolCase("redeploy_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
+    ToolCase("delete_environment", "env", "environment.delete", _env, on_env=lambda w: w.environment()),
+    ToolCase(
+        "run_command",
+        "env",
+        "environment.shell",
+        lambda w, e: {"environment_id": e, "command": ["true"]},
+        lambda w, out: out["exit_code"] == 0,
+    ),
+    ToolCase(
+        "share_environment",
+        "env",
+        "environment.share",
+        lambda w, e: {"environment_id": e, "role": "viewer", "user": w.outsider()},
+    ),
+    ToolCase("revoke_share", "env", "environment.share", lambda w, e: {"share_id": w.share()}),
+]
+
+
+@pytest.fixture(scope="module")
+def matrix(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[MatrixWorld, str]]:
+    engine = engine_for(database_url)
+    clean_tables(engine)
+    configured = build_settings(
+        data_dir=tmp_path_factory.mktemp("mcp-matrix"),
+        database_url=database_url,
+        redis_url=redis_url,
+        queue_name="envhub-mcp-matrix",
+    )
+    with override_settings(configured), servers(configured, tmp_path_factory.mktemp("logs")) as start:
+        world = build_world(engine, configured.data_dir)
+        yield world, start(app="tests.mcp.matrix_app:app", ENVHUB_QUEUE_NAME=configured.queue_name)
+    clean_tables(engine)
+
+
+def outcome(case: ToolCase, world: MatrixWorld, base: str, token: str, environment_id: int) -> str:
+    agent = Agent(base, Credential("matrix", {"Authorization": f"Bearer {token}"}))
+    result = agent.raw(case.tool, **case.arguments(world, environment_id))
+    if result.is_error:
+        code = text_of(result)
+        for known in ("not_found", "forbidden"):
+            if f'"code": "{known}"' in code:
+                return known
+        return f"error {code}"
+    return "allowed" if case.reached(world, result.structured_content) else "left_out"
+
+
+def test_every_tool_is_in_the_matrix() -> None:
+    from tests.mcp.test_tools import TOOLS
+
+    assert {case.tool for case in CASES} == TOOLS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", CASES, ids=[case.tool for case in CASES])
+def test_matrix_through_mcp(matrix: tuple[MatrixWorld, str], case: ToolCase, kind: str) -> None:
+    world, base = matrix
+    table, wrong = [], []
+    for own in (True, False):
+        for role in ROLES:
+            if case.before:
+                case.before(world)
+            environment_id = case.on_env(world) if case.on_env else world.e1
+            with world.session() as session:
+                token = world.token(
+                    session, kind, world.users[("acme" if own else "globex", role)], environment_id
+                )
+            got = outcome(case, world, base, token, environment_id)
+            want = expected(case.op(), kind, role, own)
+            table.append(f"{'own' if own else 'other'} team {role:<7} expected {want:<8} got {got}")
+            if got not in ACCEPTED[want]:
+                wrong.append(table[-1])
+    assert wrong == [], f"{case.tool} as {kind}:\n  " + "\n  ".join(table)
