@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
-from envhub.mcp import tools_access, tools_environments
+from envhub.mcp import tools_access, tools_environments, tools_projects, tools_teams
 from envhub.mcp.toolkit import PRINCIPAL_KEY, add_tool, error_body
 
 PATH = "/mcp"
@@ -49,7 +49,7 @@ def build_server() -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer(
         "envhub", title="envhub", instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    envs, access = tools_environments, tools_access
+    envs, access, projects, teams = tools_environments, tools_access, tools_projects, tools_teams
     add_tool(server, access.whoami, title="Who am I", read_only=True)
     add_tool(server, access.list_projects, title="List projects", read_only=True)
     add_tool(server, envs.list_environments, title="List environments", read_only=True)
@@ -67,6 +67,20 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, access.list_shares, title="List shares", read_only=True)
     add_tool(server, access.share_environment, title="Share an environment", idempotent=True)
     add_tool(server, access.revoke_share, title="Revoke a share", destructive=True, idempotent=True)
+    add_tool(server, projects.get_project, title="Get a project", read_only=True)
+    add_tool(server, projects.create_project, title="Create a project")
+    add_tool(server, projects.update_project, title="Update a project", idempotent=True)
+    add_tool(server, projects.delete_project, title="Delete a project", destructive=True)
+    add_tool(server, projects.list_secrets, title="List secrets", read_only=True)
+    add_tool(server, projects.set_secret, title="Set a secret", idempotent=True)
+    add_tool(server, projects.delete_secret, title="Delete a secret", destructive=True)
+    add_tool(server, teams.list_teams, title="List teams", read_only=True)
+    add_tool(server, teams.get_team, title="Get a team", read_only=True)
+    add_tool(server, teams.invite_member, title="Invite to a team")
+    add_tool(server, teams.revoke_invite, title="Revoke an invitation", destructive=True)
+    add_tool(server, teams.change_role, title="Change a member's role", idempotent=True)
+    add_tool(server, teams.remove_member, title="Remove a member", destructive=True)
+    add_tool(server, teams.search_audit, title="Search the audit trail", read_only=True)
     return server
 
 

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 # Ids are 32-bit database keys.
 EnvironmentId = Annotated[int, Field(ge=1, le=2**31 - 1, description="The environment's id.")]
 ProjectId = Annotated[int, Field(ge=1, le=2**31 - 1, description="The project's id.")]
+TeamId = Annotated[int, Field(ge=1, le=2**31 - 1, description="The team's id.")]
+UserId = Annotated[int, Field(ge=1, le=2**31 - 1, description="A person's user id (from get_team).")]
 Offset = Annotated[int, Field(ge=0, le=10**9, description="How many results to skip.")]
 Limit = Annotated[int, Field(ge=1, le=100, description="How many results at most.")]
 

@@ -20,7 +20,7 @@ from envhub.config import override_settings
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
 from tests.identity.matrix_ops import Op
-from tests.identity.matrix_world import ROLES, MatrixWorld, build_world
+from tests.identity.matrix_world import ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.mcp.conftest import Agent, text_of
 from tests.terminal.harness import servers
@@ -91,6 +91,51 @@ CASES = [
         lambda w, e: {"environment_id": e, "role": "viewer", "user": w.outsider()},
     ),
     ToolCase("revoke_share", "env", "environment.share", lambda w, e: {"share_id": w.share()}),
+    ToolCase("get_project", "team", "project.read", lambda w, e: {"project_id": w.shop}),
+    ToolCase(
+        "create_project", "team", "project.create", lambda w, e: {"team_id": w.acme, "name": unique("new")}
+    ),
+    ToolCase(
+        "update_project", "team", "project.update", lambda w, e: {"project_id": w.shop, "description": "x"}
+    ),
+    ToolCase("delete_project", "team", "project.delete", lambda w, e: {"project_id": w.project()}),
+    ToolCase("list_secrets", "team", "project.read", lambda w, e: {"project_id": w.shop}),
+    ToolCase(
+        "set_secret",
+        "team",
+        "secret.write",
+        lambda w, e: {"project_id": w.shop, "name": unique("K").replace("-", "_"), "value": "v"},
+    ),
+    ToolCase("delete_secret", "team", "secret.write", lambda w, e: {"secret_id": w.secret()}),
+    ToolCase(
+        "list_teams",
+        "team",
+        "team.read",
+        lambda w, e: {},
+        lambda w, out: any(row["id"] == str(w.acme) for row in out["teams"]),
+    ),
+    ToolCase("get_team", "team", "team.read", lambda w, e: {"team_id": w.acme}),
+    ToolCase(
+        "invite_member",
+        "team",
+        "team.manage",
+        lambda w, e: {"team_id": w.acme, "email": f"{unique('x')}@acme.example"},
+    ),
+    ToolCase("revoke_invite", "team", "team.manage", lambda w, e: {"invite_id": w.invite()}),
+    ToolCase(
+        "change_role",
+        "team",
+        "team.manage",
+        lambda w, e: {"team_id": w.acme, "user_id": w.member(), "role": "viewer"},
+    ),
+    ToolCase("remove_member", "team", "team.manage", lambda w, e: {"team_id": w.acme, "user_id": w.member()}),
+    ToolCase(
+        "search_audit",
+        "team",
+        "audit.read",
+        lambda w, e: {"action": "test.setup"},
+        lambda w, out: any(row["actor"] == "envhub" and row["target"] == "shop" for row in out["rows"]),
+    ),
 ]
 
 

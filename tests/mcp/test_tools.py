@@ -29,6 +29,20 @@ TOOLS = {
     "list_shares",
     "share_environment",
     "revoke_share",
+    "get_project",
+    "create_project",
+    "update_project",
+    "delete_project",
+    "list_secrets",
+    "set_secret",
+    "delete_secret",
+    "list_teams",
+    "get_team",
+    "invite_member",
+    "revoke_invite",
+    "change_role",
+    "remove_member",
+    "search_audit",
 }
 
 
