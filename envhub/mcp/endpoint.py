@@ -114,8 +114,12 @@ class McpEndpoint:
         await self.manager.handle_request(scope, receive, send)
 
     def route(self) -> Route:
-        """``/mcp`` for an app's routes (not part of the OpenAPI document: it speaks JSON-RPC)."""
-        return Route(PATH, self, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        """``/mcp`` for an app's routes (not part of the OpenAPI document: it speaks JSON-RPC).
+
+        POST only: stateless, the server has no stream to offer on GET and no
+        session to end on DELETE, which the protocol answers with 405.
+        """
+        return Route(PATH, self, methods=["POST"], include_in_schema=False)
 
 
 async def _unauthenticated(send: Send) -> None:

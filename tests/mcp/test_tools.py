@@ -85,6 +85,11 @@ def test_no_token_or_a_bad_one_is_401_before_any_tool_runs(serve: Serve, people:
     tokens.revoke_token(session=people.session, actor=people.world.member, token_id=revoked.token_id or 0)
     answer = httpx.post(f"{base}/mcp", json=call, headers={**accept, **revoked.headers}, timeout=30)
     assert answer.status_code == 401
+    # Stateless: no stream to open (GET) and no session to end (DELETE).
+    live = people.token(people.world.member).headers
+    for method in ("GET", "DELETE"):
+        answer = httpx.request(method, f"{base}/mcp", headers={**accept, **live}, timeout=30)
+        assert answer.status_code == 405, (method, answer.text)
 
 
 def test_errors_are_tool_errors_with_the_registry_code(
