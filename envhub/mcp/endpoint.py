@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -46,8 +47,8 @@ INSTRUCTIONS = (
 
 def build_server() -> MCPServer[Any]:
     """The MCP server with every tool; one per endpoint (its session manager runs once)."""
-    server: MCPServer[Any] = MCPServer(
-        "envhub", title="envhub", instructions=INSTRUCTIONS, log_level="WARNING"
+    server = _without_logging_setup(
+        lambda: MCPServer("envhub", title="envhub", instructions=INSTRUCTIONS, log_level="WARNING")
     )
     envs, access, projects, teams = tools_environments, tools_access, tools_projects, tools_teams
     add_tool(server, access.whoami, title="Who am I", read_only=True)
@@ -82,6 +83,21 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, teams.remove_member, title="Remove a member", destructive=True)
     add_tool(server, teams.search_audit, title="Search the audit trail", read_only=True)
     return server
+
+
+def _without_logging_setup(make: Callable[[], MCPServer[Any]]) -> MCPServer[Any]:
+    """``make()``, undoing the ``logging.basicConfig`` the SDK runs when a server is made.
+
+    envhub's entry points configure logging themselves (the launcher, the worker);
+    a handler and level set first by a library would win over theirs.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return make()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 class McpEndpoint:
