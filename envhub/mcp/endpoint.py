@@ -64,6 +64,7 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.wait_until_ready, title="Wait until ready", read_only=True)
     add_tool(server, envs.get_public_url, title="Public URL", read_only=True)
     add_tool(server, envs.get_logs, title="Logs", read_only=True)
+    add_tool(server, envs.get_workloads, title="Workloads", read_only=True)
     add_tool(server, envs.run_command, title="Run a command", destructive=True)
     add_tool(server, access.list_shares, title="List shares", read_only=True)
     add_tool(server, access.share_environment, title="Share an environment", idempotent=True)
@@ -76,12 +77,15 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, projects.set_secret, title="Set a secret", idempotent=True)
     add_tool(server, projects.delete_secret, title="Delete a secret", destructive=True)
     add_tool(server, teams.list_teams, title="List teams", read_only=True)
+    add_tool(server, teams.create_team, title="Create a team")
     add_tool(server, teams.get_team, title="Get a team", read_only=True)
     add_tool(server, teams.invite_member, title="Invite to a team")
     add_tool(server, teams.revoke_invite, title="Revoke an invitation", destructive=True)
     add_tool(server, teams.change_role, title="Change a member's role", idempotent=True)
     add_tool(server, teams.remove_member, title="Remove a member", destructive=True)
     add_tool(server, teams.search_audit, title="Search the audit trail", read_only=True)
+    add_tool(server, access.list_tokens, title="List your tokens", read_only=True)
+    add_tool(server, access.revoke_token, title="Revoke a token", destructive=True, idempotent=True)
     return server
 
 

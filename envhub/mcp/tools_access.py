@@ -8,8 +8,8 @@ from pydantic import Field
 
 from envhub.domain.principals import Principal
 from envhub.mcp.schemas import EnvironmentId, Limit, Offset
-from envhub.services import identity_views, inputs, project_views, sharing
-from envhub.services.identity_views import AccessOverview, SharedRow
+from envhub.services import identity_views, inputs, project_views, sharing, tokens
+from envhub.services.identity_views import AccessOverview, SharedRow, TokenRow
 from envhub.services.pages import PageInfo
 from envhub.services.project_views import ProjectRow
 from envhub.services.units import read_only, unit_of_work
@@ -27,6 +27,10 @@ class ProjectList(TypedDict):
     projects: list[ProjectRow]
     page: PageInfo
     shared: list[SharedRow]  # environments of other teams shared with you
+
+
+class TokenList(TypedDict):
+    tokens: list[TokenRow]
 
 
 class Revoked(TypedDict):
@@ -96,3 +100,20 @@ def revoke_share(
     with unit_of_work() as session:
         sharing.revoke_share(session=session, actor=actor, share_id=share_id)
     return Revoked(share_id=share_id, revoked=True)
+
+
+def list_tokens(actor: Principal) -> TokenList:
+    """Your tokens (personal and agent), newest first; their values are never shown."""
+    with read_only() as session:
+        return TokenList(tokens=identity_views.token_rows(session=session, actor=actor))
+
+
+def revoke_token(
+    actor: Principal, token_id: Annotated[int, Field(ge=1, le=2**31 - 1, description="From list_tokens.")]
+) -> TokenRow:
+    """Revoke a token; through MCP only the token in use (an agent done with its work revokes its own).
+
+    Tokens are made by people only (the dashboard's Tokens page, ``envhub login``).
+    """
+    with unit_of_work() as session:
+        return identity_views.token_row(tokens.revoke_token(session=session, actor=actor, token_id=token_id))

@@ -16,13 +16,14 @@ from envhub.domain.principals import Principal
 from envhub.domain.specs import Trigger
 from envhub.errors import ValidationFailed
 from envhub.mcp.schemas import EnvironmentId, Limit, Offset, ProjectId
-from envhub.services import commands, environment_views, environments, logs, ports, waiting
+from envhub.services import commands, environment_views, environments, inspection, logs, ports, waiting
 from envhub.services.environment_views import (
     EnvironmentDetail,
     EnvironmentEvents,
     EnvironmentRow,
     EnvironmentStatus,
 )
+from envhub.services.inspection import WorkloadsView
 from envhub.services.pages import PageInfo
 from envhub.services.units import read_only, unit_of_work
 from envhub.services.waiting import WaitOutcome
@@ -196,6 +197,14 @@ def get_logs(
             container=container,
         )
     return LogLines(lines=lines, container=container or "")
+
+
+def get_workloads(actor: Principal, environment_id: EnvironmentId) -> WorkloadsView:
+    """What runs inside the environment: pods or processes, their containers and restarts, recent events."""
+    with read_only() as session:
+        return inspection.environment_workloads(
+            session=session, actor=actor, runtime=ports.runtime(), environment_id=environment_id
+        )
 
 
 def run_command(

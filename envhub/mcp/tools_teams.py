@@ -30,6 +30,17 @@ def list_teams(actor: Principal) -> TeamList:
         return TeamList(teams=identity_views.team_rows(session=session, actor=actor))
 
 
+def create_team(
+    actor: Principal,
+    name: Annotated[str, Field(min_length=1, max_length=63, description="DNS-safe name.")],
+    display_name: Annotated[str, Field(max_length=200)] = "",
+) -> TeamOverview:
+    """Create a team with you as its owner (people, and their admin-scoped tokens)."""
+    with unit_of_work() as session:
+        team = teams.create_team(session=session, actor=actor, name=name, display_name=display_name)
+        return identity_views.team_overview(session=session, actor=actor, team_id=team.id or 0)
+
+
 def get_team(actor: Principal, team_id: TeamId) -> TeamOverview:
     """A team: its members and their roles, and (for those who manage it) open invitations."""
     with read_only() as session:

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from envhub.config import override_settings
+from envhub.domain import credentials
+from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
 from tests.identity.matrix_ops import Op
@@ -34,7 +37,7 @@ class ToolCase:
     tool: str
     where: str
     action: str | None
-    arguments: Callable[[MatrixWorld, int], dict[str, Any]]
+    arguments: Callable[[MatrixWorld, int, int], dict[str, Any]]
     reached: Callable[[MatrixWorld, Any], bool] = lambda w, out: True
     on_env: Callable[[MatrixWorld], int] | None = None
     before: Callable[[MatrixWorld], None] | None = None
@@ -43,24 +46,24 @@ class ToolCase:
         return Op(self.tool, self.where, self.action, lambda *_: None, self.on_env)
 
 
-def _env(w: MatrixWorld, e: int) -> dict[str, Any]:
+def _env(w: MatrixWorld, e: int, t: int) -> dict[str, Any]:
     return {"environment_id": e}
 
 
 CASES = [
-    ToolCase("whoami", "self", None, lambda w, e: {}),
+    ToolCase("whoami", "self", None, lambda w, e, t: {}),
     ToolCase(
         "list_projects",
         "team",
         "project.read",
-        lambda w, e: {"search": "shop"},
+        lambda w, e, t: {"search": "shop"},
         lambda w, out: any(p["id"] == w.shop for p in out["projects"]),
     ),
     ToolCase(
         "list_environments",
         "team",
         "project.read",
-        lambda w, e: {"project_id": w.shop},
+        lambda w, e, t: {"project_id": w.shop},
         lambda w, out: out["page"]["total"] > 0,
     ),
     ToolCase("get_environment", "env", "environment.read", _env),
@@ -71,69 +74,75 @@ CASES = [
         "wait_until_ready",
         "env",
         "environment.read",
-        lambda w, e: {"environment_id": e, "timeout_seconds": 1},
+        lambda w, e, t: {"environment_id": e, "timeout_seconds": 1},
     ),
     ToolCase("list_shares", "env", "environment.read", _env),
-    ToolCase("create_environment", "team", "environment.create", lambda w, e: {"project_id": w.shop}),
+    ToolCase("create_environment", "team", "environment.create", lambda w, e, t: {"project_id": w.shop}),
     ToolCase("redeploy_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
     ToolCase("delete_environment", "env", "environment.delete", _env, on_env=lambda w: w.environment()),
     ToolCase(
         "run_command",
         "env",
         "environment.shell",
-        lambda w, e: {"environment_id": e, "command": ["true"]},
+        lambda w, e, t: {"environment_id": e, "command": ["true"]},
         lambda w, out: out["exit_code"] == 0,
     ),
     ToolCase(
         "share_environment",
         "env",
         "environment.share",
-        lambda w, e: {"environment_id": e, "role": "viewer", "user": w.outsider()},
+        lambda w, e, t: {"environment_id": e, "role": "viewer", "user": w.outsider()},
     ),
-    ToolCase("revoke_share", "env", "environment.share", lambda w, e: {"share_id": w.share()}),
-    ToolCase("get_project", "team", "project.read", lambda w, e: {"project_id": w.shop}),
+    ToolCase("revoke_share", "env", "environment.share", lambda w, e, t: {"share_id": w.share()}),
+    ToolCase("get_workloads", "env", "environment.read", _env),
+    ToolCase("create_team", "any", "team.own", lambda w, e, t: {"name": unique("t")}),
+    ToolCase("list_tokens", "self", None, lambda w, e, t: {}),
+    ToolCase("revoke_token", "self", None, lambda w, e, t: {"token_id": t}),
+    ToolCase("get_project", "team", "project.read", lambda w, e, t: {"project_id": w.shop}),
     ToolCase(
-        "create_project", "team", "project.create", lambda w, e: {"team_id": w.acme, "name": unique("new")}
+        "create_project", "team", "project.create", lambda w, e, t: {"team_id": w.acme, "name": unique("new")}
     ),
     ToolCase(
-        "update_project", "team", "project.update", lambda w, e: {"project_id": w.shop, "description": "x"}
+        "update_project", "team", "project.update", lambda w, e, t: {"project_id": w.shop, "description": "x"}
     ),
-    ToolCase("delete_project", "team", "project.delete", lambda w, e: {"project_id": w.project()}),
-    ToolCase("list_secrets", "team", "project.read", lambda w, e: {"project_id": w.shop}),
+    ToolCase("delete_project", "team", "project.delete", lambda w, e, t: {"project_id": w.project()}),
+    ToolCase("list_secrets", "team", "project.read", lambda w, e, t: {"project_id": w.shop}),
     ToolCase(
         "set_secret",
         "team",
         "secret.write",
-        lambda w, e: {"project_id": w.shop, "name": unique("K").replace("-", "_"), "value": "v"},
+        lambda w, e, t: {"project_id": w.shop, "name": unique("K").replace("-", "_"), "value": "v"},
     ),
-    ToolCase("delete_secret", "team", "secret.write", lambda w, e: {"secret_id": w.secret()}),
+    ToolCase("delete_secret", "team", "secret.write", lambda w, e, t: {"secret_id": w.secret()}),
     ToolCase(
         "list_teams",
         "team",
         "team.read",
-        lambda w, e: {},
+        lambda w, e, t: {},
         lambda w, out: any(row["id"] == str(w.acme) for row in out["teams"]),
     ),
-    ToolCase("get_team", "team", "team.read", lambda w, e: {"team_id": w.acme}),
+    ToolCase("get_team", "team", "team.read", lambda w, e, t: {"team_id": w.acme}),
     ToolCase(
         "invite_member",
         "team",
         "team.manage",
-        lambda w, e: {"team_id": w.acme, "email": f"{unique('x')}@acme.example"},
+        lambda w, e, t: {"team_id": w.acme, "email": f"{unique('x')}@acme.example"},
     ),
-    ToolCase("revoke_invite", "team", "team.manage", lambda w, e: {"invite_id": w.invite()}),
+    ToolCase("revoke_invite", "team", "team.manage", lambda w, e, t: {"invite_id": w.invite()}),
     ToolCase(
         "change_role",
         "team",
         "team.manage",
-        lambda w, e: {"team_id": w.acme, "user_id": w.member(), "role": "viewer"},
+        lambda w, e, t: {"team_id": w.acme, "user_id": w.member(), "role": "viewer"},
     ),
-    ToolCase("remove_member", "team", "team.manage", lambda w, e: {"team_id": w.acme, "user_id": w.member()}),
+    ToolCase(
+        "remove_member", "team", "team.manage", lambda w, e, t: {"team_id": w.acme, "user_id": w.member()}
+    ),
     ToolCase(
         "search_audit",
         "team",
         "audit.read",
-        lambda w, e: {"action": "test.setup"},
+        lambda w, e, t: {"action": "test.setup"},
         lambda w, out: any(row["actor"] == "envhub" and row["target"] == "shop" for row in out["rows"]),
     ),
 ]
@@ -158,8 +167,12 @@ def matrix(
 
 
 def outcome(case: ToolCase, world: MatrixWorld, base: str, token: str, environment_id: int) -> str:
+    with world.session() as session:
+        token_id = session.exec(
+            select(ApiToken.id).where(ApiToken.token_hash == credentials.digest(token))
+        ).one()
     agent = Agent(base, Credential("matrix", {"Authorization": f"Bearer {token}"}))
-    result = agent.raw(case.tool, **case.arguments(world, environment_id))
+    result = agent.raw(case.tool, **case.arguments(world, environment_id, token_id or 0))
     if result.is_error:
         code = text_of(result)
         for known in ("not_found", "forbidden"):

@@ -43,6 +43,10 @@ TOOLS = {
     "change_role",
     "remove_member",
     "search_audit",
+    "get_workloads",
+    "create_team",
+    "list_tokens",
+    "revoke_token",
 }
 
 
