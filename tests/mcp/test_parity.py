@@ -26,7 +26,7 @@ NOT_IN_MCP = {
     "get_logs and get_workloads answer its parts",
     "environment_views.environment_permissions": "get_environment carries the same permissions",
     "logs.follow_environment_logs": "a stream (REST, `envhub env logs -f`); a tool answers once: get_logs",
-    "terminal.*": "an interactive terminal over a WebSocket (browser, `envhub shell`); agents use run_command",
+    "terminal.*": "an interactive terminal over a WebSocket (`envhub shell`); agents use run_command",
     "credentials.environment_credentials": "kubectl's exec credential plugin (`envhub kubeconfig`)",
     "credentials.kubernetes_groups": "the groups `envhub kubeconfig` names, from /api/v1/me",
     "tokens.create_personal_token": "people only: tokens cannot make tokens",
