@@ -130,7 +130,8 @@ class McpEndpoint:
         if principal is None:
             await _unauthenticated(send)
             return
-        scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+        # A new state dict for this request: servers may hand every request the same one.
+        scope["state"] = {**(scope.get("state") or {}), PRINCIPAL_KEY: principal}
         await self.manager.handle_request(scope, receive, send)
 
     def route(self) -> Route:

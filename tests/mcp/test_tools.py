@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import httpx
 import jsonschema
+from mcp import ClientSession
 from sqlmodel import Session
 
 from envhub.domain.specs import Trigger
@@ -153,3 +157,25 @@ def test_environments_created_over_mcp_are_recorded_as_made_by_an_agent(
     assert [e["name"] for e in listed["environments"]] == ["by-agent"]
     assert agent.call("list_environments", project_id=project.id, phase=["ready"])["environments"] == []
     assert agent.error("create_environment", project_id=project.id, name="by-agent")["code"] == "conflict"
+
+
+def test_concurrent_calls_each_act_as_their_own_token(serve: Serve, people: People) -> None:
+    base = serve()
+    agents = [Agent(base, people.max), Agent(base, people.vera)] * 8
+    seen: list[tuple[str, str]] = []
+
+    async def ask(agent: Agent, expected: str) -> None:
+        async def whoami(session: ClientSession) -> Any:
+            return (await session.call_tool("whoami", {})).structured_content
+
+        me = await agent._session(whoami)
+        seen.append((expected, me["name"]))
+
+    async def all_at_once() -> None:
+        async with anyio.create_task_group() as group:
+            for agent, name in zip(agents, ["max", "vera"] * 8, strict=True):
+                group.start_soon(ask, agent, name)
+
+    anyio.run(all_at_once)
+    assert len(seen) == 16
+    assert all(expected == got for expected, got in seen), seen
