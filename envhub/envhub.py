@@ -5,6 +5,7 @@ import reflex as rx
 from envhub import wiring
 from envhub.api import terminal
 from envhub.api.app import create_api
+from envhub.mcp import endpoint_of
 from envhub.ui.pages import (
     audit,
     device,
@@ -23,13 +24,15 @@ from envhub.ui.state import AuthState
 
 wiring.install()
 
+api = create_api()
 app = rx.App(
-    api_transformer=create_api(),
+    api_transformer=api,
     stylesheets=["/envhub.css"],
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
 
 app.register_lifespan_task(terminal.lifespan)
+app.register_lifespan_task(endpoint_of(api).run)
 
 # Every page but the sign-in page starts by asking who is there (AuthState.sign_in),
 # which sends anyone without a live session to /sign-in.

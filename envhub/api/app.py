@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from envhub.api import errors, terminal
+from envhub.api.auth import bearer_principal
 from envhub.api.gateway import GatewayMiddleware
 from envhub.api.guard import GuardMiddleware
 from envhub.api.headers import SecurityHeadersMiddleware
@@ -21,11 +22,22 @@ from envhub.api.routes_api import router as api_router
 from envhub.api.routes_auth import router as auth_router
 from envhub.api.routes_credentials import router as credentials_router
 from envhub.api.routes_exec import router as exec_router
+from envhub.mcp import McpEndpoint
 from envhub.models.db import session_scope
 
 
 def create_api() -> FastAPI:
-    api = FastAPI(title="envhub", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
+    # MCP at /mcp; its session manager runs while the app serves (envhub.py registers the same
+    # lifespan with Reflex, which does not run a mounted app's own).
+    mcp = McpEndpoint(identify=bearer_principal)
+    api = FastAPI(
+        title="envhub",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        lifespan=lambda _app: mcp.run(),
+    )
+    api.state.mcp = mcp
     errors.install(api)
     api.include_router(auth_router)
     api.include_router(api_router)
@@ -43,6 +55,7 @@ def create_api() -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     terminal.mount(api)
+    api.router.routes.append(mcp.route())
 
     # add_middleware wraps: the last one added is the outermost.
     api.add_middleware(SecurityHeadersMiddleware)

@@ -37,6 +37,23 @@ def bearer_authenticates(scope: Scope) -> bool:
         return principal_for_token(session, token, source_ip=client_ip(scope)) is not None
 
 
+def bearer_principal(scope: Scope) -> Principal | None:
+    """The principal of the request's ``Authorization: Bearer`` token alone, cookies ignored (blocking).
+
+    For endpoints only programs use (MCP): they carry a token, and a cookie
+    there would be an ambient credential another site could make a browser send.
+    """
+    with session_scope() as session:
+        caller = authenticate(
+            session,
+            cookie_header=None,
+            authorization=header(scope, b"authorization"),
+            source_ip=client_ip(scope),
+            user_agent=header(scope, b"user-agent"),
+        )
+    return caller.principal if caller else None
+
+
 def principal_from_scope(scope: Scope) -> Principal | None:
     """The principal of an ASGI ``http`` or ``websocket`` scope; None if anonymous.
 

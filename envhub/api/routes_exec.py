@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -32,8 +31,6 @@ Caller = Annotated[Principal, Depends(require_principal)]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 MAX_OUTPUT = 100 * 1024 * 1024
-# How long one read waits before looking at the clock again.
-READ_SLICE = 2.0
 
 
 class ExecIn(BaseModel):
@@ -55,38 +52,19 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 def stream(process: ExecSession, *, timeout: float, cap: int) -> Iterator[bytes]:
-    """The command's output as JSON lines, then how it ended; ends the process if it must."""
-    deadline = time.monotonic() + timeout
-    sent, code = 0, None
-    timed_out = truncated = False
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            try:
-                data = process.read(65536, timeout=min(left, READ_SLICE))
-            except TimeoutError:
-                continue
-            if not data:
-                break
-            if len(data) > cap - sent:
-                data, truncated = data[: cap - sent], True
-            if data:
-                sent += len(data)
-                yield _line({"output": base64.b64encode(data).decode()})
-            if truncated:
-                break
-        if not (timed_out or truncated):
-            code = process.wait(max(0.1, deadline - time.monotonic()))
-            timed_out = code is None
-    finally:
-        if code is None:
-            process.close()
-    if code is None:
-        code = process.wait(2.0) if truncated else None
-    yield _line({"exit_code": code, "timed_out": timed_out, "truncated": truncated, "output_bytes": sent})
+    """The command's output as JSON lines, then how it ended (``services/commands.follow_output``)."""
+    for piece in commands.follow_output(process, timeout=timeout, cap=cap):
+        if isinstance(piece, commands.CommandEnd):
+            yield _line(
+                {
+                    "exit_code": piece.exit_code,
+                    "timed_out": piece.timed_out,
+                    "truncated": piece.truncated,
+                    "output_bytes": piece.output_bytes,
+                }
+            )
+        else:
+            yield _line({"output": base64.b64encode(piece).decode()})
 
 
 @router.post(

@@ -1,14 +1,18 @@
 """Running one command in an environment, without a terminal: ``envhub exec``, agents.
 
 The same right as a shell (``environment.shell``): a command is what a person
-would type there. Starting it is audited with the command line; the bridge
-that streams its output (``api/routes_exec.py``) enforces the timeout and the
-output cap.
+would type there. Starting it is audited with the command line. The command
+then runs under a deadline and an output cap (:func:`follow_output`), which
+every face uses: the REST route streams the pieces as they come, MCP collects
+them into one answer (:func:`run_command`).
 """
 
 from __future__ import annotations
 
 import shlex
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from sqlmodel import Session
 
@@ -22,6 +26,8 @@ from envhub.services.common import AuditTarget, audited
 from envhub.services.environments import get_environment
 
 _NOT_RUNNING = frozenset({Phase.deleting, Phase.deleted})
+# How long one read waits before looking at the clock again.
+READ_SLICE = 2.0
 
 
 def start_command(
@@ -50,3 +56,86 @@ def start_command(
         started = runtime.exec(environment_id, command, tty=False, container=container)
         target.details = {"command": shlex.join(command)[:500], "container": container or ""}
     return started
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEnd:
+    """How a command ended: ``exit_code`` is None when it was still running at the deadline."""
+
+    exit_code: int | None
+    timed_out: bool
+    truncated: bool
+    output_bytes: int
+
+
+def follow_output(process: ExecSession, *, timeout: float, cap: int) -> Iterator[bytes | CommandEnd]:
+    """The command's output as it comes (at most ``cap`` bytes), then how it ended.
+
+    A command still running at ``timeout`` seconds, or past ``cap`` bytes of
+    output, is ended; so is one whose reader stops early (closing the iterator).
+    """
+    deadline = time.monotonic() + timeout
+    sent, code = 0, None
+    timed_out = truncated = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            try:
+                data = process.read(65536, timeout=min(left, READ_SLICE))
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            if len(data) > cap - sent:
+                data, truncated = data[: cap - sent], True
+            if data:
+                sent += len(data)
+                yield data
+            if truncated:
+                break
+        if not (timed_out or truncated):
+            code = process.wait(max(0.1, deadline - time.monotonic()))
+            timed_out = code is None
+    finally:
+        if code is None:
+            process.close()
+    if code is None:
+        code = process.wait(2.0) if truncated else None
+    yield CommandEnd(exit_code=code, timed_out=timed_out, truncated=truncated, output_bytes=sent)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    output: bytes
+    end: CommandEnd
+
+
+def run_command(
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    command: list[str],
+    timeout: float,
+    cap: int,
+    container: str | None = None,
+) -> CommandResult:
+    """Run ``command`` to its end (or its deadline, or its output cap) and collect the output."""
+    process = start_command(
+        session=session,
+        actor=actor,
+        runtime=runtime,
+        environment_id=environment_id,
+        command=command,
+        container=container,
+    )
+    chunks: list[bytes] = []
+    for piece in follow_output(process, timeout=timeout, cap=cap):
+        if isinstance(piece, CommandEnd):
+            return CommandResult(b"".join(chunks), piece)
+        chunks.append(piece)
+    raise AssertionError("follow_output always ends with a CommandEnd")  # pragma: no cover

@@ -11,6 +11,7 @@ face derives them again. ORM rows stay inside ``services/``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any, TypedDict, cast
 
 from sqlmodel import Session
@@ -344,11 +345,17 @@ def environment_permissions(
 
 
 def environment_rows(
-    *, session: Session, actor: Principal, project_id: int, offset: int = 0, limit: int = 20
+    *,
+    session: Session,
+    actor: Principal,
+    project_id: int,
+    offset: int = 0,
+    limit: int = 20,
+    phases: Collection[Phase] = (),
 ) -> tuple[list[EnvironmentRow], PageInfo]:
-    """A project's environments (newest first) and where the page is."""
+    """A project's environments (newest first, only ``phases`` if given) and where the page is."""
     page = environments.list_environments(
-        session=session, actor=actor, project_id=project_id, offset=offset, limit=limit
+        session=session, actor=actor, project_id=project_id, offset=offset, limit=limit, phases=phases
     )
     rows = [environment_row(environment, creator) for environment, creator in page.items]
     return rows, page_info(page)
@@ -547,3 +554,42 @@ def visible_environments(
         filters=listing.filters.to_query(),
         channels=[project_channel(pid) for pid in options.watched_projects],
     )
+
+
+class EnvironmentStatus(TypedDict):
+    """Where an environment is: its facts, its latest job with its steps, what the caller may do."""
+
+    detail: EnvironmentDetail
+    run: RunView
+    steps: list[StepRow]
+    permissions: EnvironmentPermissions
+
+
+class EnvironmentEvents(TypedDict):
+    """What happened to an environment (its audit trail), newest first."""
+
+    events: list[AuditRow]
+    page: PageInfo
+
+
+def environment_status(*, session: Session, actor: Principal, environment_id: int) -> EnvironmentStatus:
+    """The environment page's status part, without its logs, trail or workloads (no runtime call)."""
+    environment, _project, allowed = environments.environment_context(
+        session=session, actor=actor, environment_id=environment_id
+    )
+    run = environments.latest_run(session=session, actor=actor, environment_id=environment_id)
+    return EnvironmentStatus(
+        detail=environment_detail(environment),
+        run=run_view(run) if run else EMPTY_RUN,
+        steps=step_rows(run) if run else [],
+        permissions=permissions(environment, allowed),
+    )
+
+
+def environment_events(
+    *, session: Session, actor: Principal, environment_id: int, offset: int = 0, limit: int = 20
+) -> EnvironmentEvents:
+    trail: Page[AuditEvent] = audit_log.environment_audit_trail(
+        session=session, actor=actor, environment_id=environment_id, offset=offset, limit=limit
+    )
+    return EnvironmentEvents(events=[audit_row(event) for event in trail.items], page=page_info(trail))

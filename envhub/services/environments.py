@@ -6,9 +6,10 @@ These only record intent (spec, desired generation, a JobRun) and audit it;
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -164,13 +165,16 @@ def list_environments(
     offset: int = 0,
     limit: int = 20,
     include_deleted: bool = False,
+    phases: Collection[Phase] = (),
 ) -> Page[tuple[Environment, str | None]]:
-    """Environments of a project, newest first, with their creator's name."""
+    """Environments of a project, newest first, with their creator's name; only ``phases`` if given."""
     get_project(session=session, actor=actor, project_id=project_id)
     offset, limit = clamp_page(offset, limit)
-    where = [Environment.project_id == project_id]
+    where: list[ColumnElement[bool] | bool] = [Environment.project_id == project_id]
     if not include_deleted:
         where.append(Environment.phase != Phase.deleted)
+    if phases:
+        where.append(col(Environment.phase).in_(list(phases)))
     total = session.exec(select(func.count()).select_from(Environment).where(*where)).one()
     rows = session.exec(
         select(Environment, User.username)

@@ -35,6 +35,7 @@ from envhub.services import (
     teams,
     terminal,
     tokens,
+    waiting,
 )
 from envhub.services.access import authorize_environment
 from envhub.services.audit_log import AuditFilter
@@ -599,5 +600,39 @@ OPS: list[Op] = [
                 session=s, actor=a, filters=EnvironmentFilters(project=w.shop), limit=200
             ).items
         ),
+    ),
+    # What MCP (and the CLI) use: status without logs, the trail as events, a command
+    # run to its end, waiting until ready.
+    Op(
+        "environment_views.environment_status",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_status(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environment_views.environment_events",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_views.environment_events(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "commands.run_command",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: commands.run_command(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            command=["true"],
+            timeout=5,
+            cap=100,
+        ),
+    ),
+    Op(
+        "waiting.wait_until_ready",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: waiting.wait_until_ready(actor=a, environment_id=e, timeout=0)["ready"],
     ),
 ]

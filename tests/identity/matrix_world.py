@@ -114,6 +114,14 @@ class MatrixWorld:
         if kind == "user":
             session.commit()  # end the read: on SQLite an open transaction holds the write lock
             return Principal(name=user.username, user_id=user_id)
+        plain = self.token(session, kind, user_id, environment_id)
+        principal = principal_for_token(session, plain)
+        session.commit()
+        assert principal is not None
+        return principal
+
+    def token(self, session: Session, kind: str, user_id: int, environment_id: int) -> str:
+        """A new token of ``kind`` (pat, pat-read, agent) for the user; the plain value."""
         issued = credentials.issue(SecretKind.agent_token if kind == "agent" else SecretKind.personal_token)
         scopes = ["read"] if kind == "pat-read" else ["admin", "read", "shell", "write"]
         session.add(
@@ -129,10 +137,7 @@ class MatrixWorld:
             )
         )
         session.commit()
-        principal = principal_for_token(session, issued.plain)
-        session.commit()
-        assert principal is not None
-        return principal
+        return issued.plain
 
     # -- fresh objects ------------------------------------------------------------
 

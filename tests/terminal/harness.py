@@ -5,8 +5,8 @@
 * :class:`People` signs in for real: the local user, an owner of acme here,
   with the browser's cookie from the local sign-in flow; max (member), vera
   (viewer) and globex's otto with personal tokens, as the CLI does.
-* :func:`servers`: ``start(grace=..., ping=..., **env)`` runs the app
-  (tests/terminal/app.py) under Granian in its own process, against the test
+* :func:`servers`: ``start(grace=..., ping=..., app=..., **env)`` runs the app
+  (tests/terminal/app.py unless ``app`` names another) under Granian in its own process, against the test
   database and data folder, and returns its base URL.
 """
 
@@ -101,7 +101,9 @@ def servers(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
     """Start as many servers as the test asks for; stop them all at the end."""
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(grace: float = 300.0, ping: float = 20.0, **extra: str) -> str:
+    def start(
+        grace: float = 300.0, ping: float = 20.0, app: str = "tests.terminal.app:app", **extra: str
+    ) -> str:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_")}
         env.update(
@@ -116,7 +118,7 @@ def servers(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
         )
         log = tmp_path / f"server-{port}.log"
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--workers", "1", "tests.terminal.app:app"]
+        argv += ["--port", str(port), "--workers", "1", app]
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         procs.append((proc, log))

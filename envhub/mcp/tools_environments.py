@@ -1,0 +1,246 @@
+"""Tools for environments: find, create, wait for, inspect, run commands in, delete.
+
+Each one opens a unit of work, calls the use case or view with the caller,
+and returns the view model every face shows. Authorization and the audit
+record happen in the services.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypedDict
+
+from pydantic import Field
+
+from envhub.domain.phases import Phase
+from envhub.domain.principals import Principal
+from envhub.domain.specs import Trigger
+from envhub.errors import ValidationFailed
+from envhub.mcp.schemas import EnvironmentId, Limit, Offset, ProjectId
+from envhub.services import commands, environment_views, environments, inspection, logs, ports, waiting
+from envhub.services.environment_views import (
+    EnvironmentDetail,
+    EnvironmentEvents,
+    EnvironmentRow,
+    EnvironmentStatus,
+)
+from envhub.services.inspection import WorkloadsView
+from envhub.services.pages import PageInfo
+from envhub.services.units import read_only, unit_of_work
+from envhub.services.waiting import WaitOutcome
+
+PhaseName = Literal[
+    "pending", "provisioning", "ready", "updating", "sleeping", "failed", "deleting", "deleted"
+]
+# What an agent's context can hold: output beyond this is cut (and says so).
+MAX_OUTPUT = 1024 * 1024
+MAX_COMMAND_SECONDS = 600
+MAX_LOG_LINES = 2000
+
+
+class EnvironmentList(TypedDict):
+    environments: list[EnvironmentRow]
+    page: PageInfo
+
+
+class PublicUrl(TypedDict):
+    url: str  # "" until the environment has one
+    serving: bool  # it answers there now (phase ready)
+    phase: str
+
+
+class LogLines(TypedDict):
+    lines: list[str]
+    container: str  # "" for the environment's default
+
+
+class CommandOutput(TypedDict):
+    exit_code: int | None  # None when it was still running at its timeout
+    output: str  # stdout and stderr merged, as UTF-8 (undecodable bytes replaced)
+    output_bytes: int
+    timed_out: bool
+    truncated: bool  # it wrote more than max_output_bytes and was ended there
+
+
+def list_environments(
+    actor: Principal,
+    project_id: ProjectId,
+    phase: Annotated[
+        list[PhaseName],
+        Field(max_length=8, description="Only environments in these phases (default: all live)."),
+    ] = [],  # noqa: B006 - the SDK copies defaults into each call's arguments model
+    offset: Offset = 0,
+    limit: Limit = 20,
+) -> EnvironmentList:
+    """List a project's environments, newest first, optionally only those in some phases."""
+    with read_only() as session:
+        rows, page = environment_views.environment_rows(
+            session=session,
+            actor=actor,
+            project_id=project_id,
+            offset=offset,
+            limit=limit,
+            phases=[Phase(name) for name in phase],
+        )
+    return EnvironmentList(environments=rows, page=page)
+
+
+def get_environment(actor: Principal, environment_id: EnvironmentId) -> EnvironmentStatus:
+    """Get an environment: phase, URL, spec, its latest job with its steps, and what you may do to it."""
+    with read_only() as session:
+        return environment_views.environment_status(
+            session=session, actor=actor, environment_id=environment_id
+        )
+
+
+def get_events(
+    actor: Principal, environment_id: EnvironmentId, offset: Offset = 0, limit: Limit = 20
+) -> EnvironmentEvents:
+    """What happened to an environment (created, phase changes, redeploys, commands, shells), newest first."""
+    with read_only() as session:
+        return environment_views.environment_events(
+            session=session, actor=actor, environment_id=environment_id, offset=offset, limit=limit
+        )
+
+
+def create_environment(
+    actor: Principal,
+    project_id: ProjectId,
+    name: Annotated[
+        str | None, Field(max_length=63, description="DNS-safe name; default: a generated one.")
+    ] = None,
+    kind: Annotated[Literal["development", "staging", "production"], Field()] = "development",
+    ref: Annotated[
+        str | None, Field(max_length=255, description="Git ref to deploy (default: the project's).")
+    ] = None,
+    command: Annotated[
+        str | None,
+        Field(max_length=4000, description="Command serving HTTP on $PORT (default: the project's)."),
+    ] = None,
+    env: Annotated[
+        dict[str, str], Field(max_length=200, description="Environment variables on top of the project's.")
+    ] = {},  # noqa: B006 - the SDK copies defaults into each call's arguments model
+) -> EnvironmentDetail:
+    """Create an environment in a project from its defaults; it is recorded as made by an agent.
+
+    Provisioning runs in the background: call wait_until_ready next.
+    """
+    with unit_of_work() as session:
+        created = environments.create_environment(
+            session=session,
+            actor=actor,
+            queue=ports.queue(),
+            project_id=project_id,
+            name=name,
+            kind=kind,
+            overrides={"ref": ref, "command": command, "env": env},
+            trigger=Trigger.agent,
+        )
+        return environment_views.environment_detail(created)
+
+
+def redeploy_environment(actor: Principal, environment_id: EnvironmentId) -> EnvironmentDetail:
+    """Redeploy an environment (fetch its ref again, restart it); runs in the background."""
+    with unit_of_work() as session:
+        return environment_views.environment_detail(
+            environments.redeploy_environment(
+                session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+            )
+        )
+
+
+def delete_environment(actor: Principal, environment_id: EnvironmentId) -> EnvironmentDetail:
+    """Delete an environment and everything it runs; runs in the background (phase deleting, then deleted)."""
+    with unit_of_work() as session:
+        return environment_views.environment_detail(
+            environments.delete_environment(
+                session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+            )
+        )
+
+
+def wait_until_ready(
+    actor: Principal,
+    environment_id: EnvironmentId,
+    timeout_seconds: Annotated[
+        float, Field(gt=0, le=waiting.MAX_WAIT, description="How long to wait at most.")
+    ] = 300,
+) -> WaitOutcome:
+    """Wait until an environment is ready, has failed or is being deleted, or the timeout passes."""
+    return waiting.wait_until_ready(actor=actor, environment_id=environment_id, timeout=timeout_seconds)
+
+
+def get_public_url(actor: Principal, environment_id: EnvironmentId) -> PublicUrl:
+    """The environment's public URL, and whether it serves there now."""
+    with read_only() as session:
+        detail = environment_views.environment_summary(
+            session=session, actor=actor, environment_id=environment_id
+        )
+    return PublicUrl(url=detail["url"], serving=detail["phase"] == Phase.ready.value, phase=detail["phase"])
+
+
+def get_logs(
+    actor: Principal,
+    environment_id: EnvironmentId,
+    tail: Annotated[int, Field(ge=1, le=MAX_LOG_LINES, description="How many of the last lines.")] = 200,
+    container: Annotated[
+        str | None, Field(max_length=63, description="A service's container (default: the main one).")
+    ] = None,
+) -> LogLines:
+    """The last lines the environment's processes printed."""
+    with read_only() as session:
+        lines = logs.environment_logs(
+            session=session,
+            actor=actor,
+            runtime=ports.runtime(),
+            environment_id=environment_id,
+            tail=tail,
+            container=container,
+        )
+    return LogLines(lines=lines, container=container or "")
+
+
+def get_workloads(actor: Principal, environment_id: EnvironmentId) -> WorkloadsView:
+    """What runs inside the environment: pods or processes, their containers and restarts, recent events."""
+    with read_only() as session:
+        return inspection.environment_workloads(
+            session=session, actor=actor, runtime=ports.runtime(), environment_id=environment_id
+        )
+
+
+def run_command(
+    actor: Principal,
+    environment_id: EnvironmentId,
+    command: Annotated[
+        list[Annotated[str, Field(max_length=4096)]],
+        Field(min_length=1, max_length=256, description='argv, no shell: ["sh", "-c", "..."] for one.'),
+    ],
+    timeout_seconds: Annotated[float, Field(gt=0, le=MAX_COMMAND_SECONDS)] = 60,
+    max_output_bytes: Annotated[int, Field(ge=1, le=MAX_OUTPUT)] = 64 * 1024,
+    container: Annotated[str | None, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = None,
+) -> CommandOutput:
+    """Run a command inside the environment (no terminal) and return its exit code and output.
+
+    A command still running at timeout_seconds, or past max_output_bytes of
+    output, is ended. Needs the shell right, like a terminal.
+    """
+    if any("\x00" in arg for arg in command):
+        raise ValidationFailed("arguments cannot contain NUL characters", details={"field": "command"})
+    with unit_of_work() as session:
+        result = commands.run_command(
+            session=session,
+            actor=actor,
+            runtime=ports.runtime(),
+            environment_id=environment_id,
+            command=command,
+            timeout=timeout_seconds,
+            cap=max_output_bytes,
+            container=container,
+        )
+    end = result.end
+    return CommandOutput(
+        exit_code=end.exit_code,
+        output=result.output.decode("utf-8", "replace"),
+        output_bytes=end.output_bytes,
+        timed_out=end.timed_out,
+        truncated=end.truncated,
+    )

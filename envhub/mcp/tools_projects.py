@@ -1,0 +1,129 @@
+"""Tools for projects and their secrets (write-only: names and dates come back, never values)."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypedDict
+
+from pydantic import Field
+
+from envhub.domain.principals import Principal
+from envhub.mcp.schemas import Limit, Offset, ProjectId, TeamId
+from envhub.services import identity_views, project_views, projects, secrets
+from envhub.services.identity_views import SecretRow
+from envhub.services.project_views import ProjectHeader, ProjectOverview
+from envhub.services.units import read_only, unit_of_work
+
+SecretId = Annotated[int, Field(ge=1, le=2**31 - 1, description="From list_secrets.")]
+
+
+class Deleted(TypedDict):
+    id: int
+    deleted: bool
+
+
+class SecretList(TypedDict):
+    secrets: list[SecretRow]
+
+
+def get_project(
+    actor: Principal, project_id: ProjectId, offset: Offset = 0, limit: Limit = 20
+) -> ProjectOverview:
+    """A project's defaults (repo, ref, command, health path), its container services and its environments."""
+    with read_only() as session:
+        return project_views.project_overview(
+            session=session, actor=actor, project_id=project_id, offset=offset, limit=limit
+        )
+
+
+def create_project(
+    actor: Principal,
+    team_id: TeamId,
+    name: Annotated[str, Field(min_length=1, max_length=63, description="DNS-safe name.")],
+    description: Annotated[str, Field(max_length=500)] = "",
+    repo_url: Annotated[
+        str | None, Field(max_length=500, description="Git repository its environments run.")
+    ] = None,
+    ref: Annotated[str | None, Field(max_length=255, description="Default git ref.")] = None,
+    command: Annotated[
+        str | None, Field(max_length=4000, description="Command serving HTTP on $PORT.")
+    ] = None,
+    health_path: Annotated[str | None, Field(max_length=200)] = None,
+) -> ProjectHeader:
+    """Create a project in a team (needs the team's admin role and the write scope)."""
+    with unit_of_work() as session:
+        created = projects.create_project(
+            session=session,
+            actor=actor,
+            team_id=team_id,
+            name=name,
+            description=description,
+            repo_url=repo_url,
+            default_ref=ref,
+            command=command,
+            health_path=health_path,
+        )
+        return project_views.project_summary(session=session, actor=actor, project_id=created.id or 0)
+
+
+def update_project(
+    actor: Principal,
+    project_id: ProjectId,
+    description: Annotated[str | None, Field(max_length=500)] = None,
+    repo_url: Annotated[str | None, Field(max_length=500)] = None,
+    ref: Annotated[str | None, Field(max_length=255)] = None,
+    command: Annotated[str | None, Field(max_length=4000)] = None,
+    health_path: Annotated[str | None, Field(max_length=200)] = None,
+) -> ProjectHeader:
+    """Change a project's defaults (fields left out stay); new environments and redeploys use them."""
+    given = {
+        "description": description,
+        "repo_url": repo_url,
+        "default_ref": ref,
+        "command": command,
+        "health_path": health_path,
+    }
+    with unit_of_work() as session:
+        projects.update_project(
+            session=session,
+            actor=actor,
+            project_id=project_id,
+            changes={key: value for key, value in given.items() if value is not None},
+        )
+        return project_views.project_summary(session=session, actor=actor, project_id=project_id)
+
+
+def delete_project(actor: Principal, project_id: ProjectId) -> Deleted:
+    """Delete a project that has no live environments left (needs the admin scope)."""
+    with unit_of_work() as session:
+        projects.delete_project(session=session, actor=actor, project_id=project_id)
+    return Deleted(id=project_id, deleted=True)
+
+
+def list_secrets(actor: Principal, project_id: ProjectId) -> SecretList:
+    """The names of a project's secrets (values are never shown)."""
+    with read_only() as session:
+        return SecretList(
+            secrets=identity_views.secret_rows(session=session, actor=actor, project_id=project_id)
+        )
+
+
+def set_secret(
+    actor: Principal,
+    project_id: ProjectId,
+    name: Annotated[
+        str, Field(min_length=1, max_length=100, description="A variable name, e.g. DATABASE_URL.")
+    ],
+    value: Annotated[str, Field(max_length=65536)],
+) -> SecretRow:
+    """Set a project secret (an environment variable of its environments from their next deploy)."""
+    with unit_of_work() as session:
+        return identity_views.secret_row(
+            secrets.set_secret(session=session, actor=actor, project_id=project_id, name=name, value=value)
+        )
+
+
+def delete_secret(actor: Principal, secret_id: SecretId) -> Deleted:
+    """Delete a project secret."""
+    with unit_of_work() as session:
+        secrets.delete_secret(session=session, actor=actor, secret_id=secret_id)
+    return Deleted(id=secret_id, deleted=True)

@@ -1,0 +1,89 @@
+"""MCP tests: envhub's production API app under Granian (tests/terminal/harness.py), spoken
+to by the official MCP client (the SDK's streamable HTTP transport and ClientSession).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent, Tool
+from sqlmodel import Session
+
+from envhub.config import Settings
+from envhub.models import Environment, Project
+from tests.support.world import World
+from tests.terminal.harness import People, Serve, make_environment, servers
+from tests.terminal.signin import Credential
+
+
+@pytest.fixture
+def environment(session: Session, world: World, project: Project, settings: Settings) -> Environment:
+    return make_environment(session, world, project, settings)
+
+
+@pytest.fixture
+def people(settings: Settings, session: Session, world: World) -> People:
+    return People(settings, session, world)
+
+
+@pytest.fixture
+def serve(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
+    """``serve(**env)`` starts envhub (on the test's queue) and returns its base URL."""
+    with servers(settings, tmp_path) as start:
+        yield lambda **extra: start(ENVHUB_QUEUE_NAME=settings.queue_name, **extra)
+
+
+class Agent:
+    """One MCP client's calls against ``base``/mcp with ``credential``; each call is its own connection."""
+
+    def __init__(self, base: str, credential: Credential) -> None:
+        self.url, self.headers = f"{base}/mcp", credential.headers
+
+    async def _session(self, work: Any) -> Any:
+        async with (
+            httpx2.AsyncClient(headers=self.headers, timeout=httpx2.Timeout(120, read=900)) as http,
+            streamable_http_client(self.url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return await work(session)
+
+    def tools(self) -> list[Tool]:
+        async def work(session: ClientSession) -> list[Tool]:
+            return (await session.list_tools()).tools
+
+        result: list[Tool] = anyio.run(self._session, work)
+        return result
+
+    def raw(self, tool: str, **arguments: Any) -> CallToolResult:
+        async def work(session: ClientSession) -> CallToolResult:
+            await session.list_tools()  # the client checks structured content against the listed schema
+            return await session.call_tool(tool, arguments)
+
+        result: CallToolResult = anyio.run(self._session, work)
+        return result
+
+    def call(self, tool: str, **arguments: Any) -> Any:
+        """The tool's structured answer; fails the test on a tool error."""
+        result = self.raw(tool, **arguments)
+        assert not result.is_error, f"{tool} failed: {text_of(result)}"
+        return result.structured_content
+
+    def error(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        """The error body of a call expected to fail as a tool error."""
+        result = self.raw(tool, **arguments)
+        assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
+        body: dict[str, Any] = json.loads(text_of(result))
+        return body
+
+
+def text_of(result: CallToolResult) -> str:
+    return "".join(block.text for block in result.content if isinstance(block, TextContent))
