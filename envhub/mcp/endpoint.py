@@ -54,6 +54,7 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, access.whoami, title="Who am I", read_only=True)
     add_tool(server, access.list_projects, title="List projects", read_only=True)
     add_tool(server, envs.list_environments, title="List environments", read_only=True)
+    add_tool(server, envs.find_environments, title="Find environments", read_only=True)
     add_tool(server, envs.get_environment, title="Get an environment", read_only=True)
     add_tool(server, envs.get_events, title="Environment events", read_only=True)
     add_tool(server, envs.create_environment, title="Create an environment")

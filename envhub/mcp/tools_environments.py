@@ -17,11 +17,13 @@ from envhub.domain.specs import Trigger
 from envhub.errors import ValidationFailed
 from envhub.mcp.schemas import EnvironmentId, Limit, Offset, ProjectId
 from envhub.services import commands, environment_views, environments, inspection, logs, ports, waiting
+from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
     EnvironmentDetail,
     EnvironmentEvents,
     EnvironmentRow,
     EnvironmentStatus,
+    ListingRow,
 )
 from envhub.services.inspection import WorkloadsView
 from envhub.services.pages import PageInfo
@@ -40,6 +42,12 @@ MAX_LOG_LINES = 2000
 class EnvironmentList(TypedDict):
     environments: list[EnvironmentRow]
     page: PageInfo
+
+
+class FoundEnvironments(TypedDict):
+    environments: list[ListingRow]
+    next_cursor: str  # pass back as ``cursor`` for the next page; "" on the last one
+    total: int  # matching the filters, across all pages
 
 
 class PublicUrl(TypedDict):
@@ -82,6 +90,40 @@ def list_environments(
             phases=[Phase(name) for name in phase],
         )
     return EnvironmentList(environments=rows, page=page)
+
+
+def find_environments(
+    actor: Principal,
+    project_id: Annotated[int | None, Field(ge=1, description="Only this project's.")] = None,
+    team_id: Annotated[int | None, Field(ge=1, description="Only this team's projects'.")] = None,
+    phase: PhaseName | None = None,
+    kind: Literal["development", "deployment"] | None = None,
+    trigger: Literal["manual", "agent", "pull_request", "push"] | None = None,
+    creator: Annotated[str | None, Field(max_length=100, description="A username.")] = None,
+    search: Annotated[
+        str, Field(max_length=200, description='Part of a name; "project/env" narrows both.')
+    ] = "",
+    cursor: Annotated[str, Field(max_length=500, description="next_cursor of the previous page.")] = "",
+    limit: Limit = 20,
+) -> FoundEnvironments:
+    """Every environment you can see in every project and team, newest first (deleted: phase deleted)."""
+    query = {
+        "project": project_id,
+        "team": team_id,
+        "phase": phase,
+        "kind": kind,
+        "trigger": trigger,
+        "creator": creator,
+        "q": search,
+    }
+    filters = filters_from_query({key: str(value) for key, value in query.items() if value not in (None, "")})
+    with read_only() as session:
+        listing = environment_views.visible_environments(
+            session=session, actor=actor, filters=filters, cursor=cursor or None, limit=limit
+        )
+    return FoundEnvironments(
+        environments=listing["rows"], next_cursor=listing["next_cursor"], total=listing["total"]
+    )
 
 
 def get_environment(actor: Principal, environment_id: EnvironmentId) -> EnvironmentStatus:

@@ -66,6 +66,13 @@ CASES = [
         lambda w, e, t: {"project_id": w.shop},
         lambda w, out: out["page"]["total"] > 0,
     ),
+    ToolCase(
+        "find_environments",
+        "env",
+        "environment.read",
+        lambda w, e, t: {"project_id": w.shop, "limit": 100},
+        lambda w, out: any(row["id"] == w.e1 for row in out["environments"]),
+    ),
     ToolCase("get_environment", "env", "environment.read", _env),
     ToolCase("get_events", "env", "environment.read", _env),
     ToolCase("get_public_url", "env", "environment.read", _env),

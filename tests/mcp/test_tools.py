@@ -21,6 +21,7 @@ TOOLS = {
     "whoami",
     "list_projects",
     "list_environments",
+    "find_environments",
     "get_environment",
     "get_events",
     "create_environment",
@@ -137,6 +138,7 @@ def test_an_agent_token_sees_and_acts_on_its_one_environment_only(
     assert agent.error("get_environment", environment_id=other.id)["code"] == "not_found"
     assert agent.call("list_projects")["projects"] == []
     assert agent.error("list_environments", project_id=project.id)["code"] == "not_found"
+    assert [e["id"] for e in agent.call("find_environments")["environments"]] == [environment.id]
     assert agent.error("create_environment", project_id=project.id)["code"] == "not_found"
     # Agents never delete or share, whatever their creator may do.
     assert agent.error("delete_environment", environment_id=environment.id)["code"] == "forbidden"
@@ -157,6 +159,10 @@ def test_environments_created_over_mcp_are_recorded_as_made_by_an_agent(
     assert [e["name"] for e in listed["environments"]] == ["by-agent"]
     assert agent.call("list_environments", project_id=project.id, phase=["ready"])["environments"] == []
     assert agent.error("create_environment", project_id=project.id, name="by-agent")["code"] == "conflict"
+    found = agent.call("find_environments", trigger="agent", search="by-ag")
+    assert ([e["name"] for e in found["environments"]], found["total"]) == (["by-agent"], 1)
+    assert agent.call("find_environments", trigger="manual")["environments"] == []
+    assert agent.error("find_environments", cursor="not-a-cursor")["code"] == "validation_failed"
 
 
 def test_concurrent_calls_each_act_as_their_own_token(serve: Serve, people: People) -> None:
