@@ -21,6 +21,7 @@ from envhub.api.routes_api import router as api_router
 from envhub.api.routes_auth import router as auth_router
 from envhub.api.routes_credentials import router as credentials_router
 from envhub.api.routes_exec import router as exec_router
+from envhub.api.v1 import router as v1_router
 from envhub.models.db import session_scope
 
 
@@ -31,6 +32,7 @@ def create_api() -> FastAPI:
     api.include_router(api_router)
     api.include_router(credentials_router)
     api.include_router(exec_router)
+    api.include_router(v1_router)
 
     @api.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
