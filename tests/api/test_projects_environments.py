@@ -68,7 +68,9 @@ def test_a_project_is_created_read_changed_listed_and_deleted(
 def test_project_validation_errors_have_codes(clients: Clients, owner: httpx.Client) -> None:
     acme = clients.world.acme
     assert_error(
-        owner.post("/api/v1/projects", json={"team_id": acme, "name": "Not A Label"}), 422, "invalid_name"
+        owner.post("/api/v1/projects", json={"team_id": acme, "name": "Not A Label"}),
+        422,
+        "validation_failed",
     )
     assert_error(owner.post("/api/v1/projects", json={"team_id": acme}), 422, "validation_failed")
     refused = owner.post(
@@ -203,7 +205,7 @@ def test_redeploy_and_delete_answer_202(clients: Clients, owner: httpx.Client, d
 def test_environment_validation_and_authorization(clients: Clients, owner: httpx.Client) -> None:
     project = make_project(owner, clients.world.acme)
     url = f"/api/v1/projects/{project['id']}/environments"
-    assert_error(owner.post(url, json={"name": "Bad Name"}), 422, "invalid_name")
+    assert_error(owner.post(url, json={"name": "Bad Name"}), 422, "validation_failed")
     assert_error(owner.post(url, json={"kind": "nonsense"}), 422, "validation_failed")
     assert_error(owner.post(url, json={"surprise": 1}), 422, "validation_failed")
     assert_error(owner.post(url, json={"env": {"LD_PRELOAD": "x"}}), 422, "env_name_forbidden")
@@ -238,7 +240,7 @@ def test_the_same_idempotency_key_makes_one_environment(
     assert len(fetch_all(db, IdempotencyKey)) == 1
 
     other = owner.post(url, json={"name": "other"}, headers=key)
-    assert_error(other, 422, "idempotency_key_reused")
+    assert_error(other, 409, "idempotency_key_reused")
     # Another person's key of the same name is theirs.
     adam = clients.of(clients.world.admin)
     assert adam.post(url, json={"name": "adams"}, headers=key).status_code == 202
@@ -250,7 +252,7 @@ def test_a_failed_create_does_not_keep_its_key(clients: Clients, owner: httpx.Cl
     project = make_project(owner, clients.world.acme)
     url = f"/api/v1/projects/{project['id']}/environments"
     key = {"Idempotency-Key": "k"}
-    assert_error(owner.post(url, json={"name": "Bad"}, headers=key), 422, "invalid_name")
+    assert_error(owner.post(url, json={"name": "Bad"}, headers=key), 422, "validation_failed")
     assert fetch_all(db, IdempotencyKey) == []
     assert owner.post(url, json={"name": "fine"}, headers={"Idempotency-Key": "k2"}).status_code == 202
 
