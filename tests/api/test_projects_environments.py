@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import httpx
@@ -331,7 +332,15 @@ def test_logs_events_and_follow(clients: Clients, owner: httpx.Client, settings:
     events = owner.get(f"/api/v1/environments/{env['id']}/events")
     assert events.status_code == 200, events.text
     assert events.json()["info"]["local"] is True
+
+    def print_later() -> None:
+        time.sleep(0.5)
+        with (log_dir / "output.log").open("a") as out:
+            out.write("three\n")
+
+    printer = threading.Thread(target=print_later)
     started = time.monotonic()
+    printer.start()
     with owner.stream(
         "GET", f"/api/v1/environments/{env['id']}/logs", params={"follow": "true", "seconds": 2, "tail": 5}
     ) as followed:
@@ -339,4 +348,6 @@ def test_logs_events_and_follow(clients: Clients, owner: httpx.Client, settings:
         assert followed.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in followed.iter_lines() if line]
     assert 1.5 < time.monotonic() - started < 15
-    assert lines == [{"line": "one"}, {"line": "two"}]
+    printer.join()
+    # The tail, then what was printed while following; the stream ended on time though quiet after.
+    assert lines == [{"line": "one"}, {"line": "two"}, {"line": "three"}]
