@@ -351,3 +351,34 @@ def test_logs_events_and_follow(clients: Clients, owner: httpx.Client, settings:
     printer.join()
     # The tail, then what was printed while following; the stream ended on time though quiet after.
     assert lines == [{"line": "one"}, {"line": "two"}, {"line": "three"}]
+
+
+def test_the_same_key_sent_twice_at_once_makes_one_environment(
+    clients: Clients, owner: httpx.Client, db: Engine
+) -> None:
+    project = make_project(owner, clients.world.acme)
+    url = f"/api/v1/projects/{project['id']}/environments"
+    key = {"Idempotency-Key": "at-once"}
+    barrier = threading.Barrier(4)
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=clients.base_url, headers=owner.headers, timeout=60) as client:
+            barrier.wait()
+            answers.append(client.post(url, json={"kind": "development"}, headers=key))
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert len(fetch_all(db, Environment)) == 1
+    made = [a for a in answers if a.status_code == 202]
+    assert made, [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code != 202:  # lost the race while the winner was being recorded
+            assert_error(answer, 409, "conflict")
+    assert len({a.json()["environment"]["id"] for a in made}) == 1
+    again = owner.post(url, json={"kind": "development"}, headers=key)
+    assert again.json()["replayed"] is True
+    assert again.json()["environment"]["id"] == made[0].json()["environment"]["id"]
