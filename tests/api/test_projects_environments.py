@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -382,3 +383,22 @@ def test_the_same_key_sent_twice_at_once_makes_one_environment(
     again = owner.post(url, json={"kind": "development"}, headers=key)
     assert again.json()["replayed"] is True
     assert again.json()["environment"]["id"] == made[0].json()["environment"]["id"]
+
+
+def test_keys_are_forgotten_after_a_day(clients: Clients, owner: httpx.Client, db: Engine) -> None:
+    project = make_project(owner, clients.world.acme)
+    url = f"/api/v1/projects/{project['id']}/environments"
+    assert owner.post(url, json={"name": "one"}, headers={"Idempotency-Key": "old"}).status_code == 202
+    with db.begin() as conn:
+        conn.execute(
+            IdempotencyKey.__table__.update().values(  # type: ignore[attr-defined]
+                created_at=datetime.now(UTC) - timedelta(hours=25)
+            )
+        )
+    # A day later the key names a new request, and old keys of the person are gone.
+    again = owner.post(url, json={"name": "two"}, headers={"Idempotency-Key": "other"})
+    assert again.status_code == 202, again.text
+    assert [row.key for row in fetch_all(db, IdempotencyKey)] == ["other"]
+    reused = owner.post(url, json={"name": "three"}, headers={"Idempotency-Key": "old"})
+    assert reused.status_code == 202, reused.text
+    assert reused.json()["replayed"] is False
