@@ -131,6 +131,20 @@ def redeploy(*, session: Session, actor: Principal, queue: JobQueue, environment
     )
 
 
+def update(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, changes: dict[str, Any]
+) -> StartedJob:
+    """Change the environment's ref, command or variables; the redeploy that applies them is the job."""
+    environment = environments.update_environment(
+        session=session, actor=actor, queue=queue, environment_id=environment_id, changes=changes
+    )
+    return StartedJob(
+        environment=environment_detail(environment),
+        job_id=_latest_job(session, actor, environment_id),
+        replayed=False,
+    )
+
+
 def delete(*, session: Session, actor: Principal, queue: JobQueue, environment_id: int) -> StartedJob:
     environment = environments.delete_environment(
         session=session, actor=actor, queue=queue, environment_id=environment_id

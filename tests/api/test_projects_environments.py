@@ -402,3 +402,28 @@ def test_keys_are_forgotten_after_a_day(clients: Clients, owner: httpx.Client, d
     reused = owner.post(url, json={"name": "three"}, headers={"Idempotency-Key": "old"})
     assert reused.status_code == 202, reused.text
     assert reused.json()["replayed"] is False
+
+
+def test_an_environment_is_changed_and_redeployed_with_the_change(
+    clients: Clients, owner: httpx.Client, db: Engine
+) -> None:
+    project = make_project(owner, clients.world.acme)
+    env = owner.post(f"/api/v1/projects/{project['id']}/environments", json={"name": "dev"}).json()[
+        "environment"
+    ]
+    url = f"/api/v1/environments/{env['id']}"
+    assert_error(owner.patch(url, json={"ref": "main"}), 409, "invalid_transition")  # still being made
+    with db.begin() as conn:
+        conn.execute(Environment.__table__.update().values(phase=Phase.ready.value))  # type: ignore[attr-defined]
+    changed = owner.patch(url, json={"ref": "feature/x", "env": {"GREETING": "hi"}})
+    assert changed.status_code == 202, changed.text
+    body = changed.json()
+    assert (body["environment"]["ref"], body["environment"]["env_keys"]) == ("feature/x", "GREETING")
+    assert body["environment"]["phase"] == "updating"
+    [run] = [r for r in fetch_all(db, JobRun) if r.kind == "redeploy"]
+    assert body["job_id"] == run.id
+    [event] = [e for e in audit_events(db, "environment.update") if e.outcome == "success"]
+    assert event.details["changed"] == ["env", "ref"]
+    assert_error(owner.patch(url, json={"name": "renamed"}), 422, "validation_failed")
+    vera = clients.of(clients.world.viewer)
+    assert_error(vera.patch(url, json={"ref": "main"}), 403, "forbidden")

@@ -660,4 +660,26 @@ OPS: list[Op] = [
         ),
         on_env=_fresh_env,
     ),
+    Op(
+        "environments.update_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environments.update_environment(
+                session=s, actor=a, queue=FakeQueue(), environment_id=e, changes={"env": {"GREETING": "hi"}}
+            ),
+        )[1],
+    ),
+    Op(
+        "environment_requests.update",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environment_requests.update(
+                session=s, actor=a, queue=FakeQueue(), environment_id=e, changes={"ref": "main"}
+            ),
+        )[1],
+    ),
 ]

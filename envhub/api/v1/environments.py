@@ -163,6 +163,38 @@ def get_environment(environment_id: Id, actor: Caller) -> EnvironmentDetail:
         )
 
 
+class EnvironmentChanges(BaseModel):
+    """What to change; the environment is redeployed with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._/-]{1,200}$", description="Git ref.")
+    command: Text | None = Field(default=None, min_length=1, max_length=4000)
+    env: dict[
+        Annotated[str, Field(max_length=200, pattern=ENV_NAME)],
+        Annotated[str, Field(max_length=32_768, pattern=NO_NUL)],
+    ] = Field(default_factory=dict, max_length=200, description="Variables to add or change.")
+
+
+@router.patch(
+    "/environments/{environment_id}",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Change an environment's ref, command or variables (a job redeploys it with them)",
+)
+def update_environment(environment_id: Id, body: EnvironmentChanges, actor: Caller) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.update(
+            session=session,
+            actor=actor,
+            queue=ports.queue(),
+            environment_id=environment_id,
+            changes=body.model_dump(exclude_none=True),
+        )
+    return accepted(started)
+
+
 @router.post(
     "/environments/{environment_id}/redeploy",
     status_code=202,
