@@ -2,7 +2,7 @@
 
 The same right as a shell (``environment.shell``): a command is what a person
 would type there. Starting it is audited with the command line; the bridge
-that streams its output (``api/routes_exec.py``) enforces the timeout and the
+that streams its output (``api/v1/commands.py``) enforces the timeout and the
 output cap.
 """
 

@@ -17,20 +17,16 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
-from envhub.api.auth import require_principal
-from envhub.api.v1.models import streamed
-from envhub.domain.principals import Principal
+from envhub.api.v1.models import Caller, Id, streamed
 from envhub.models.db import session_scope
 from envhub.runtime.base import ExecSession
 from envhub.services import commands, ports
 
 router = APIRouter(prefix="/api/v1")
-Caller = Annotated[Principal, Depends(require_principal)]
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 MAX_OUTPUT = 100 * 1024 * 1024
 # How long one read waits before looking at the clock again.
