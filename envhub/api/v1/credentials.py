@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from envhub.api.v1.models import Caller, Id, answers
+from envhub.api.v1.models import Caller, Id, Number, answers
 from envhub.models.db import session_scope
 from envhub.services import credentials, ports
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1")
 
 
 class CredentialsIn(BaseModel):
-    ttl_seconds: int = Field(default=credentials.DEFAULT_TTL, ge=600, le=3600)
+    ttl_seconds: Number = Field(default=credentials.DEFAULT_TTL, ge=600, le=3600)
 
 
 class Credentials(BaseModel):
