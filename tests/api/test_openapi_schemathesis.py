@@ -57,7 +57,10 @@ def test_the_api_keeps_its_openapi_promises(
         f"Authorization: {token.headers['Authorization']}",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
+    # In tmp_path: schemathesis keeps a cache folder where it runs.
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, env=env, check=False, cwd=tmp_path
+    )
     report = done.stdout + done.stderr
     (tmp_path / "st-output.txt").write_text(report)
     # `--checks=all` includes not_a_server_error: any 5xx answer is a failure, and fails the run.
