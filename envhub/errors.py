@@ -262,7 +262,8 @@ class HostNotAllowed(EnvhubError):
 
 class Unsupported(EnvhubError):
     code = "not_supported"
-    status = 400
+    # The request is well formed; this envhub's runtime is what stands in the way (not a 4xx of form).
+    status = 409
     default_hint = "This runtime does not offer that; see the documentation of ENVHUB_RUNTIME."
 
 
@@ -367,6 +368,23 @@ class ClusterRejected(RuntimeFailure):
     code = "cluster_rejected"
     default_hint = (
         "The cluster refused an object as invalid; fix the field named in the message and redeploy."
+    )
+
+
+class IdempotencyKeyReused(Conflict):
+    """An ``Idempotency-Key`` sent again with another request than the first time."""
+
+    code = "idempotency_key_reused"
+    default_hint = (
+        "An Idempotency-Key names one request: send the same body to the same URL to replay it, "
+        "or use a new key for a new request."
+    )
+
+
+class InvalidCursor(ValidationFailed):
+    code = "invalid_cursor"
+    default_hint = (
+        "Pass back the next_cursor of the previous page unchanged, or leave cursor out to start over."
     )
 
 

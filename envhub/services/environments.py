@@ -19,12 +19,12 @@ from envhub.domain.phases import Phase, is_deletable, is_redeployable, transitio
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal, PrincipalType
 from envhub.domain.repos import require_allowed
-from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec
+from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec, parse_spec
 from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
-from envhub.services import jobruns
+from envhub.services import idempotency, jobruns
 from envhub.services.access import allowed_environment_actions
 from envhub.services.common import (
     AuditTarget,
@@ -61,8 +61,13 @@ def create_environment(
     kind: EnvironmentKind | str = EnvironmentKind.development,
     overrides: dict[str, Any] | None = None,
     trigger: Trigger | str | None = None,
+    idempotency_claim: idempotency.Claim | None = None,
 ) -> Environment:
     """Record a new environment and queue its provisioning.
+
+    With ``idempotency_claim`` the key is recorded in the same transaction
+    (``services/idempotency.py``): a request made again with it is answered
+    by ``create_environment_once`` without a second environment.
 
     ``trigger`` says what made it; by default an agent token's work is ``agent``
     and anything else ``manual``. Faces that act for agents (MCP) pass ``agent``.
@@ -117,6 +122,15 @@ def create_environment(
         assert environment.id is not None
         target.id = environment.id
         run = jobruns.new_run(session, environment_id=environment.id, kind="provision", generation=1)
+        if idempotency_claim is not None:
+            try:
+                idempotency.remember(session, idempotency_claim, idempotency.Made(environment.id, run.id))
+            except IntegrityError as exc:  # the same key, sent twice at once: the other one won
+                raise Conflict(
+                    "a request with this Idempotency-Key is being handled",
+                    hint="Send it again in a moment to get the first request's answer.",
+                    details={"field": "Idempotency-Key"},
+                ) from exc
         target.id = environment.id
         target.name = f"{project.name}/{name}"
         target.team_id = project.team_id
@@ -190,8 +204,36 @@ def list_environments(
 def redeploy_environment(
     *, session: Session, actor: Principal, queue: JobQueue, environment_id: int
 ) -> Environment:
+    return _redeploy(session, actor, queue, environment_id, action="environment.redeploy")
+
+
+def update_environment(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, changes: dict[str, Any]
+) -> Environment:
+    """Change an environment's ``ref``, ``command`` or ``env`` (variables added or changed), and redeploy.
+
+    A changed spec only takes effect through a deployment, so this is a
+    redeploy with the changes (the same right, the same phases it may start from).
+    """
+    unknown = set(changes) - {"ref", "command", "env"}
+    if unknown:
+        raise ValidationFailed(
+            f"cannot change {', '.join(sorted(unknown))}", details={"fields": sorted(unknown)}
+        )
+    return _redeploy(session, actor, queue, environment_id, action="environment.update", changes=changes)
+
+
+def _redeploy(
+    session: Session,
+    actor: Principal,
+    queue: JobQueue,
+    environment_id: int,
+    *,
+    action: str,
+    changes: dict[str, Any] | None = None,
+) -> Environment:
     target = AuditTarget("environment", id=environment_id)
-    with audited(session, actor, "environment.redeploy", target):
+    with audited(session, actor, action, target):
         environment = get_environment(session=session, actor=actor, environment_id=environment_id)
         project = session.get(Project, environment.project_id)
         assert project is not None
@@ -202,6 +244,10 @@ def redeploy_environment(
                 f"cannot redeploy an environment that is {environment.phase.value}",
                 details={"phase": environment.phase.value},
             )
+        if changes:
+            spec = merge_spec(parse_spec(environment.spec), changes)
+            require_allowed(spec.repo_url, allow_local=get_settings().allow_local_repos)
+            environment.spec = spec.model_dump()
         updating = environment.phase in (Phase.ready, Phase.updating)
         next_phase = Phase.updating if updating else Phase.provisioning
         if environment.phase is not next_phase:
@@ -216,6 +262,10 @@ def redeploy_environment(
         )
         target.team_id = project.team_id
         target.details = {"generation": environment.desired_generation, "job_run": run.id}
+        if changes:
+            target.details["changed"] = sorted(
+                key for key, value in changes.items() if value not in (None, "")
+            )
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment
