@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from envhub.api.v1 import (
     account,
+    all_environments,
     audit,
     commands,
     credentials,
@@ -24,7 +25,18 @@ from envhub.api.v1 import (
 )
 
 router = APIRouter()
-for area in (account, projects, environments, commands, credentials, secrets, teams, sharing, audit):
+for area in (
+    account,
+    projects,
+    all_environments,
+    environments,
+    commands,
+    credentials,
+    secrets,
+    teams,
+    sharing,
+    audit,
+):
     router.include_router(area.router)
 
 __all__ = ["router"]
