@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import ClientSession
@@ -19,6 +18,7 @@ from sqlmodel import Session
 
 from envhub.config import Settings
 from envhub.models import Environment, Project
+from tests.support.loops import run_in_fresh_loop
 from tests.support.world import World
 from tests.terminal.harness import People, Serve, make_environment, servers
 from tests.terminal.signin import Credential
@@ -60,7 +60,7 @@ class Agent:
         async def work(session: ClientSession) -> list[Tool]:
             return (await session.list_tools()).tools
 
-        result: list[Tool] = anyio.run(self._session, work)
+        result: list[Tool] = run_in_fresh_loop(self._session(work))
         return result
 
     def raw(self, tool: str, **arguments: Any) -> CallToolResult:
@@ -68,7 +68,7 @@ class Agent:
             await session.list_tools()  # the client checks structured content against the listed schema
             return await session.call_tool(tool, arguments)
 
-        result: CallToolResult = anyio.run(self._session, work)
+        result: CallToolResult = run_in_fresh_loop(self._session(work))
         return result
 
     def call(self, tool: str, **arguments: Any) -> Any:

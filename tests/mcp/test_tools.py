@@ -14,6 +14,7 @@ from envhub.domain.specs import Trigger
 from envhub.models import Environment, Project
 from envhub.services import tokens
 from tests.mcp.conftest import Agent
+from tests.support.loops import run_in_fresh_loop
 from tests.terminal.harness import People, Serve
 from tests.terminal.signin import agent_token
 
@@ -182,6 +183,6 @@ def test_concurrent_calls_each_act_as_their_own_token(serve: Serve, people: Peop
             for agent, name in zip(agents, ["max", "vera"] * 8, strict=True):
                 group.start_soon(ask, agent, name)
 
-    anyio.run(all_at_once)
+    run_in_fresh_loop(all_at_once())
     assert len(seen) == 16
     assert all(expected == got for expected, got in seen), seen

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any, TypedDict
 
-import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -22,6 +21,7 @@ from envhub.domain.principals import Principal
 from envhub.mcp.endpoint import build_server
 from envhub.mcp.toolkit import add_tool, error_result
 from envhub.services.environment_views import EnvironmentDetail
+from tests.support.loops import run_in_fresh_loop
 from tests.unit.test_errors import _all_error_classes
 
 
@@ -50,7 +50,7 @@ def _call(server: MCPServer[Any], tool: str, arguments: dict[str, Any]) -> Any:
         async with Client(server) as client:
             return await client.call_tool(tool, arguments)
 
-    return anyio.run(go)
+    return run_in_fresh_loop(go())
 
 
 def test_a_tool_without_an_authenticated_request_is_refused_not_run() -> None:
@@ -67,7 +67,7 @@ def test_a_tool_without_an_authenticated_request_is_refused_not_run() -> None:
 def test_output_schemas_are_the_view_models() -> None:
     server: MCPServer[Any] = MCPServer("t")
     add_tool(server, pair, title="Pair")
-    [tool] = anyio.run(server.list_tools)
+    [tool] = run_in_fresh_loop(server.list_tools())
     schema = tool.output_schema
     assert schema is not None
     assert set(schema["required"]) == {"left", "detail"}
