@@ -31,7 +31,7 @@ from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import ValidationFailed
 from envhub.models import Environment, Membership, Project, Team, User
 from envhub.services.access import readable_environments
-from envhub.services.common import MAX_PAGE_SIZE
+from envhub.services.common import MAX_PAGE_SIZE, contains
 
 E = TypeVar("E", bound=StrEnum)
 SEARCH_MAX = 200
@@ -169,20 +169,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 # -- the query -----------------------------------------------------------------
 
 
-def _like(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _search(text: str) -> ColumnElement[bool]:
     names = (col(Environment.name), col(Project.name), col(Team.name))
     if "/" in text:  # "shop/pr-12": a project (or team) and an environment of it
         scope, _, name = text.rpartition("/")
         return and_(
-            col(Environment.name).ilike(_like(name), escape="\\"),
-            or_(*(column.ilike(_like(scope), escape="\\") for column in names[1:])),
+            col(Environment.name).ilike(contains(name), escape="\\"),
+            or_(*(column.ilike(contains(scope), escape="\\") for column in names[1:])),
         )
-    return or_(*(column.ilike(_like(text), escape="\\") for column in names))
+    return or_(*(column.ilike(contains(text), escape="\\") for column in names))
 
 
 def _conditions(filters: EnvironmentFilters, *, phase: bool = True) -> list[ColumnElement[bool]]:
