@@ -227,7 +227,8 @@ def test_environment_validation_and_authorization(clients: Clients, owner: httpx
     assert_error(otto.delete(f"/api/v1/environments/{env_id}"), 404, "not_found")
     assert vera.get(f"/api/v1/environments/{env_id}/status").json()["permissions"]["can_delete"] is False
     history = vera.get(f"/api/v1/environments/{env_id}/history").json()
-    assert [e["action"] for e in history["events"]] == ["environment.create"]
+    trail = [(e["action"], e["outcome"]) for e in history["events"]]  # newest first: otto's refused delete
+    assert trail == [("environment.delete", "failure"), ("environment.create", "success")]
     # Every environment one can see, across projects: the viewer sees acme's, the outsider none.
     seen = vera.get("/api/v1/environments", params={"project": project["id"], "q": "de"}).json()
     assert ([row["id"] for row in seen["items"]], seen["total"], seen["next_cursor"]) == ([env_id], 1, None)
