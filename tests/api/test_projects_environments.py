@@ -234,7 +234,7 @@ def test_environment_validation_and_authorization(clients: Clients, owner: httpx
     assert ([row["id"] for row in seen["items"]], seen["total"], seen["next_cursor"]) == ([env_id], 1, None)
     assert seen["items"][0]["project"] == "shop"
     assert otto.get("/api/v1/environments").json()["items"] == []
-    assert_error(owner.get("/api/v1/environments", params={"cursor": "nope"}), 422, "validation_failed")
+    assert_error(owner.get("/api/v1/environments", params={"cursor": "nope"}), 422, "invalid_cursor")
     assert_error(vera.delete(f"/api/v1/environments/{env_id}"), 403, "forbidden")
     assert_error(owner.get(f"/api/v1/environments/{2**31}"), 422, "validation_failed")
     assert_error(owner.get("/api/v1/environments/999999"), 404, "not_found")

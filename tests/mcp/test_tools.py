@@ -174,7 +174,7 @@ def test_environments_created_over_mcp_are_recorded_as_made_by_an_agent(
     found = agent.call("find_environments", trigger="agent", search="by-ag")
     assert ([e["name"] for e in found["environments"]], found["total"]) == (["by-agent"], 1)
     assert agent.call("find_environments", trigger="manual")["environments"] == []
-    assert agent.error("find_environments", cursor="not-a-cursor")["code"] == "validation_failed"
+    assert agent.error("find_environments", cursor="not-a-cursor")["code"] == "invalid_cursor"
 
 
 def test_concurrent_calls_each_act_as_their_own_token(serve: Serve, people: People) -> None:
