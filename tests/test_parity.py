@@ -36,6 +36,10 @@ def test_every_stated_reason_is_still_needed(table: Table, face: str) -> None:
     )
 
 
+def test_every_request_the_cli_sends_has_a_route(table: Table) -> None:
+    assert table.unrouted == []
+
+
 def test_reasons_name_real_operations() -> None:
     modules = {name.split(".", 1)[0] for name in operations()}
     for reasons in NOT_IN.values():
@@ -51,5 +55,6 @@ def test_the_reading_sees_routes_tools_and_the_cli() -> None:
     assert row["MCP"] == ["create_environment"]
     assert "ui/pages/environment" in table.cells["environments.redeploy_environment"]["dashboard"]
     assert ("POST", "/api/v1/environments/{}/exec") in cli_requests(parity.ENVHUB / "cli")
+    assert "envhub exec" in table.cells["commands.start_command"]["CLI"]
     assert template("/api/v1/environments/{environment_id}/wait") == "/api/v1/environments/{}/wait"
     assert "commands.start_command" not in table.cells["terminal.open_shell"]["REST"]

@@ -215,32 +215,76 @@ def _path_helpers(trees: Iterable[ast.Module]) -> dict[str, _Helper]:
 _SENDERS = {"request": (0, 1), "stream": (0, 1), "pages": (None, 1)}
 
 
-def cli_requests(package: Path) -> set[tuple[str, str]]:
-    """Every (method, path template) the CLI's code sends to the REST API."""
-    trees = [ast.parse(path.read_text()) for path in sorted(package.rglob("*.py"))]
-    reader = _PathReader(_path_helpers(trees))
-    found: set[tuple[str, str]] = set()
-    for tree in trees:
-        for function in ast.walk(tree):
-            if not isinstance(function, _FUNCTIONS):
-                continue
-            assigned: dict[str, ast.expr | str] = {}
-            for node in ast.walk(function):
-                if (
-                    isinstance(node, ast.Assign)
-                    and len(node.targets) == 1
-                    and isinstance(node.targets[0], ast.Name)
-                ):
-                    assigned[node.targets[0].id] = node.value
-            for node in ast.walk(function):
-                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                    continue
-                sender = _SENDERS.get(node.func.attr)
-                if sender is None or len(node.args) <= sender[1]:
-                    continue
-                method_at, path_at = sender
-                method = "GET" if method_at is None else reader.value(node.args[method_at], {})
-                path = reader.value(node.args[path_at], assigned)
-                if method and path and path.startswith("/api/"):
-                    found.add((method.upper(), template(path)))
+Request = tuple[str, str]  # (method, path template)
+
+
+def _requests_in(node: ast.AST, reader: _PathReader) -> set[Request]:
+    assigned: dict[str, ast.expr | str] = {}
+    for inner in ast.walk(node):
+        if (
+            isinstance(inner, ast.Assign)
+            and len(inner.targets) == 1
+            and isinstance(inner.targets[0], ast.Name)
+        ):
+            assigned[inner.targets[0].id] = inner.value
+    found: set[Request] = set()
+    for inner in ast.walk(node):
+        if not (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)):
+            continue
+        sender = _SENDERS.get(inner.func.attr)
+        if sender is None or len(inner.args) <= sender[1]:
+            continue
+        method_at, path_at = sender
+        method = "GET" if method_at is None else reader.value(inner.args[method_at], {})
+        path = reader.value(inner.args[path_at], assigned)
+        if method and path and path.startswith("/api/"):
+            found.add((method.upper(), template(path)))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class CliReading:
+    """The CLI's functions and classes (``module.name``): the requests each sends, the others it uses."""
+
+    requests: dict[str, set[Request]]
+    uses: dict[str, set[str]]
+
+    def sent_by(self, name: str) -> set[Request]:
+        """What ``name`` sends, itself or through the CLI's other functions and classes."""
+        return set().union(*(self.requests.get(each, set()) for each in closure([name], self.uses)))
+
+
+def read_cli(package: Path) -> CliReading:
+    modules = {path.stem: ast.parse(path.read_text()) for path in sorted(package.glob("*.py"))}
+    reader = _PathReader(_path_helpers(modules.values()))
+    requests: dict[str, set[Request]] = {}
+    uses: dict[str, set[str]] = {}
+    for module, tree in modules.items():
+        imported = {
+            a.asname or a.name: a.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "envhub.cli"
+            for a in node.names
+        }
+        defined = [node for node in tree.body if isinstance(node, (*_FUNCTIONS, ast.ClassDef))]
+        local = {node.name for node in defined}
+        for node in defined:
+            name = f"{module}.{node.name}"
+            requests[name] = _requests_in(node, reader)
+            used = set()
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Name) and inner.id in local:
+                    used.add(f"{module}.{inner.id}")
+                elif isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name):
+                    if inner.value.id in imported:
+                        used.add(f"{imported[inner.value.id]}.{inner.attr}")
+                    elif inner.value.id == "self":
+                        used.add(f"{module}.{inner.attr}")  # a method of the class: counted with it
+            uses[name] = used - {name}
+    return CliReading(requests, uses)
+
+
+def cli_requests(package: Path) -> set[Request]:
+    """Every (method, path template) the CLI's code sends to the REST API."""
+    reading = read_cli(package)
+    return set().union(*reading.requests.values())

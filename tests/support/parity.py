@@ -4,8 +4,9 @@
   which fails when a use case has none);
 * REST: each route of ``envhub/api/v1`` and the service functions it reaches;
 * MCP: each tool (a public function of ``envhub/mcp/tools_*.py``) likewise;
-* CLI: the REST requests ``envhub/cli`` sends (``callgraph.cli_requests``),
-  matched to the routes, hence to what those reach;
+* CLI: each ``envhub`` command (from the typer app) and the REST requests it
+  sends, itself or through the CLI's helpers (``callgraph.read_cli``), matched
+  to the routes, hence to what those reach;
 * dashboard: the modules of ``envhub/ui`` that reach the operation.
 
 :data:`NOT_IN` is the one place that says why an operation has no route,
@@ -27,10 +28,10 @@ import envhub.api.v1
 from tests.identity.matrix_ops import OPS
 from tests.support.callgraph import (
     ENVHUB,
-    cli_requests,
     closure,
     face_graph,
     module_uses,
+    read_cli,
     service_graph,
     template,
 )
@@ -173,6 +174,7 @@ class Table:
     """operation -> face -> the ways in (routes, tools, modules); empty when there is none."""
 
     cells: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    unrouted: list[str] = field(default_factory=list)  # "command: METHOD path" no route answers
 
     def add(self, face: str, reached: set[str], way: str) -> None:
         for operation in self.cells:
@@ -228,8 +230,28 @@ def _tools() -> Iterator[tuple[str, str]]:
                     yield path.stem, name
 
 
-def build(cli: object = None) -> Table:
-    """The table, with the CLI read from ``cli`` (a package folder; default: envhub/cli)."""
+def cli_commands() -> Iterator[tuple[str, str]]:
+    """(command line, ``module.function``) for every command of the ``envhub`` typer app."""
+    import typer
+
+    from envhub.cli.main import app
+
+    def walk(group: typer.Typer, prefix: str) -> Iterator[tuple[str, str]]:
+        for command in group.registered_commands:
+            callback = command.callback
+            assert callback is not None
+            name = command.name or callback.__name__.replace("_", "-")
+            yield f"{prefix}{name}", f"{callback.__module__.rsplit('.', 1)[1]}.{callback.__name__}"
+        for sub in group.registered_groups:
+            assert sub.typer_instance is not None
+            name = sub.name or sub.typer_instance.info.name
+            yield from walk(sub.typer_instance, f"{prefix}{getattr(name, 'value', name)} ")
+
+    yield from walk(app, "envhub ")
+
+
+def build() -> Table:
+    """The table, read from the code of every face."""
     services = service_graph()
     table = Table({op: {face: [] for face in FACES} for op in operations()})
     rest = {**services, **face_graph(ENVHUB / "api" / "v1", "rest:")}
@@ -241,8 +263,12 @@ def build(cli: object = None) -> Table:
             way = f"{method} {route.path.removeprefix('/api/v1')}"
             table.add("REST", reached, way)
             by_request[(method, template(route.path))] = reached
-    for method, path in sorted(cli_requests(cli if cli is not None else ENVHUB / "cli")):  # type: ignore[arg-type]
-        table.add("CLI", by_request.get((method, path), set()), f"{method} {path.removeprefix('/api/v1')}")
+    cli = read_cli(ENVHUB / "cli")
+    for command, function in cli_commands():
+        for request in sorted(cli.sent_by(function)):
+            if request not in by_request:
+                table.unrouted.append(f"{command}: {' '.join(request)}")
+            table.add("CLI", by_request.get(request, set()), command)
     mcp = {**services, **face_graph(ENVHUB / "mcp", "mcp:")}
     for module, tool in _tools():
         table.add("MCP", closure([f"mcp:{module}.{tool}"], mcp), tool)
