@@ -602,8 +602,8 @@ OPS: list[Op] = [
             ).items
         ),
     ),
-    # What MCP (and the CLI) use: status without logs, the trail as events, a command
-    # run to its end, waiting until ready.
+    # What programs use (REST, MCP, the CLI): status without logs, the trail as events,
+    # a command run to its end, waiting for a phase.
     Op(
         "environment_views.environment_status",
         "env",
@@ -636,7 +636,8 @@ OPS: list[Op] = [
         "environment.read",
         lambda w, s, a, e: waiting.wait_for_environment(actor=a, environment_id=e, timeout=0)["environment"],
     ),
-    # REST API v1's use cases (services/listing.py, environment_requests.py).
+    # Cursor pages and requests that say which job does the work (services/listing.py,
+    # environment_requests.py), for REST and MCP alike.
     Op(
         "listing.project_page",
         "team",
