@@ -370,6 +370,23 @@ class ClusterRejected(RuntimeFailure):
     )
 
 
+class IdempotencyKeyReused(ValidationFailed):
+    """An ``Idempotency-Key`` sent again with another request than the first time."""
+
+    code = "idempotency_key_reused"
+    default_hint = (
+        "An Idempotency-Key names one request: send the same body to the same URL to replay it, "
+        "or use a new key for a new request."
+    )
+
+
+class InvalidCursor(ValidationFailed):
+    code = "invalid_cursor"
+    default_hint = (
+        "Pass back the next_cursor of the previous page unchanged, or leave cursor out to start over."
+    )
+
+
 # -- the registry every face reads -------------------------------------------
 
 _GENERIC_ADVICE = "Read the message and the logs, then redeploy or delete the environment."

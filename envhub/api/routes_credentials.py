@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from envhub.api.auth import require_principal
+from envhub.api.v1.models import answers
 from envhub.domain.principals import Principal
 from envhub.models.db import session_scope
 from envhub.services import credentials, ports
@@ -28,7 +29,23 @@ class CredentialsIn(BaseModel):
     ttl_seconds: int = Field(default=credentials.DEFAULT_TTL, ge=600, le=3600)
 
 
-@router.post("/environments/{environment_id}/credentials")
+class Credentials(BaseModel):
+    server: str
+    certificate_authority_data: str
+    insecure_skip_tls_verify: bool
+    namespace: str
+    account: str
+    token: str
+    expires_at: str
+
+
+@router.post(
+    "/environments/{environment_id}/credentials",
+    response_model=Credentials,
+    responses=answers(404, 409, 502, 503),
+    tags=["environments"],
+    summary="A short-lived Kubernetes token for the environment's namespace (kubectl's exec plugin)",
+)
 def environment_credentials(
     environment_id: Id, actor: Caller, body: CredentialsIn | None = None
 ) -> dict[str, Any]:

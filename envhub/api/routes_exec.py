@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from envhub.api.auth import require_principal
+from envhub.api.v1.models import streamed
 from envhub.domain.principals import Principal
 from envhub.models.db import session_scope
 from envhub.runtime.base import ExecSession
@@ -92,7 +93,17 @@ def stream(process: ExecSession, *, timeout: float, cap: int) -> Iterator[bytes]
 @router.post(
     "/environments/{environment_id}/exec",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses=streamed(
+        "application/x-ndjson",
+        'JSON lines: {"output": <base64>} as the command writes, then '
+        '{"exit_code", "timed_out", "truncated", "output_bytes"}.',
+        404,
+        409,
+        502,
+        503,
+    ),
+    tags=["environments"],
+    summary="Run one command in an environment (no terminal), output streamed",
 )
 def run_command(environment_id: Id, body: ExecIn, actor: Caller) -> StreamingResponse:
     with session_scope() as session:

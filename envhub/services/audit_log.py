@@ -222,3 +222,26 @@ def distinct_actions(*, session: Session, actor: Principal) -> list[str]:
     return list(
         session.exec(select(AuditEvent.action).where(*where).distinct().order_by(col(AuditEvent.action)))
     )
+
+
+def events_before(
+    *,
+    session: Session,
+    actor: Principal,
+    filters: AuditFilter | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[AuditEvent]:
+    """Newest first, older than event ``before_id``: one more than ``limit`` tells there are more.
+
+    The keyset twin of :func:`search_events` (cursor pages), with the same rules.
+    """
+    if actor.is_agent:
+        return []
+    where = _conditions(session, actor, filters or AuditFilter())
+    if before_id is not None:
+        where.append(col(AuditEvent.id) < before_id)
+    _, limit = clamp_page(0, limit)
+    return list(
+        session.exec(select(AuditEvent).where(*where).order_by(col(AuditEvent.id).desc()).limit(limit + 1))
+    )

@@ -23,7 +23,7 @@ from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFaile
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
-from envhub.services import jobruns
+from envhub.services import idempotency, jobruns
 from envhub.services.access import allowed_environment_actions
 from envhub.services.common import (
     AuditTarget,
@@ -60,8 +60,13 @@ def create_environment(
     kind: EnvironmentKind | str = EnvironmentKind.development,
     overrides: dict[str, Any] | None = None,
     trigger: Trigger | str | None = None,
+    idempotency_claim: idempotency.Claim | None = None,
 ) -> Environment:
     """Record a new environment and queue its provisioning.
+
+    With ``idempotency_claim`` the key is recorded in the same transaction
+    (``services/idempotency.py``): a request made again with it is answered
+    by ``create_environment_once`` without a second environment.
 
     ``trigger`` says what made it; by default an agent token's work is ``agent``
     and anything else ``manual``. Faces that act for agents (MCP) pass ``agent``.
@@ -116,6 +121,15 @@ def create_environment(
         assert environment.id is not None
         target.id = environment.id
         run = jobruns.new_run(session, environment_id=environment.id, kind="provision", generation=1)
+        if idempotency_claim is not None:
+            try:
+                idempotency.remember(session, idempotency_claim, idempotency.Made(environment.id, run.id))
+            except IntegrityError as exc:  # the same key, sent twice at once: the other one won
+                raise Conflict(
+                    "a request with this Idempotency-Key is being handled",
+                    hint="Send it again in a moment to get the first request's answer.",
+                    details={"field": "Idempotency-Key"},
+                ) from exc
         target.id = environment.id
         target.name = f"{project.name}/{name}"
         target.team_id = project.team_id

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, WebSocket
+from fastapi import APIRouter, FastAPI, Path, Request, WebSocket
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
 
@@ -31,9 +32,10 @@ from envhub.api.terminal.manager import manager
 from envhub.api.terminal.participant import Participant
 from envhub.api.terminal.protocol import CloseCode
 from envhub.api.terminal.session import TerminalSession
+from envhub.api.v1.models import answers, streamed
 from envhub.config import get_settings
 from envhub.domain.principals import Principal
-from envhub.errors import EnvhubError
+from envhub.errors import EnvhubError, Unauthenticated
 from envhub.models.db import session_scope
 from envhub.services import terminal as terminal_service
 from envhub.services.authentication import Caller
@@ -208,12 +210,8 @@ async def _receive(websocket: WebSocket, session: TerminalSession, participant: 
 async def _principal(request: Request) -> Principal:
     principal = await asyncio.to_thread(principal_from_scope, request.scope)
     if principal is None:
-        raise HTTPException(401, "sign in first")
+        raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
     return principal
-
-
-def _http_error(exc: EnvhubError) -> HTTPException:
-    return HTTPException(exc.status, {"code": exc.code, "message": exc.message, "hint": exc.hint})
 
 
 router = APIRouter()
@@ -223,15 +221,38 @@ router = APIRouter()
 Id = Annotated[int, Path(ge=1, le=protocol.MAX_ID)]
 
 
-@router.get("/api/v1/environments/{environment_id}/terminals")
+class TerminalParticipant(BaseModel):
+    name: str
+    role: str  # driver | viewer
+
+
+class TerminalSessionOut(BaseModel):
+    id: str
+    owner: str
+    container: str
+    started: float
+    age_seconds: int
+    cols: int
+    rows: int
+    participants: list[TerminalParticipant]
+
+
+class TerminalSessions(BaseModel):
+    sessions: list[TerminalSessionOut]
+
+
+@router.get(
+    "/api/v1/environments/{environment_id}/terminals",
+    response_model=TerminalSessions,
+    responses=answers(404),
+    tags=["terminals"],
+    summary="Running terminal sessions of an environment",
+)
 async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]:
     """Running terminal sessions of an environment, for people who may watch them."""
     principal = await _principal(request)
 
-    try:
-        await _authorize(terminal_service.watchable, principal, environment_id)
-    except EnvhubError as exc:
-        raise _http_error(exc) from exc
+    await _authorize(terminal_service.watchable, principal, environment_id)
     now = time.time()
     sessions = [
         {
@@ -252,7 +273,13 @@ async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]
     return {"sessions": sessions}
 
 
-@router.get("/api/v1/terminal/recordings/{event_id}")
+@router.get(
+    "/api/v1/terminal/recordings/{event_id}",
+    response_class=FileResponse,
+    responses=streamed("application/x-asciicast", "The recording (asciicast v2).", 404),
+    tags=["terminals"],
+    summary="The recording of a terminal session, linked from its audit event",
+)
 async def recording(event_id: Id, request: Request) -> FileResponse:
     """The asciicast recording linked from a terminal AuditEvent."""
     principal = await _principal(request)
@@ -263,10 +290,7 @@ async def recording(event_id: Id, request: Request) -> FileResponse:
                 session=db, actor=principal, event_id=event_id, data_dir=get_settings().data_dir
             )
 
-    try:
-        path = await asyncio.to_thread(find)
-    except EnvhubError as exc:
-        raise _http_error(exc) from exc
+    path = await asyncio.to_thread(find)
     return FileResponse(path, media_type="application/x-asciicast", filename=path.name)
 
 

@@ -1,7 +1,7 @@
-"""``/api/v1``: who am I, personal access tokens, the audit trail.
+"""``/api/v1/audit``: the audit trail (by cursor or by offset), its export, and the chain check.
 
-Each route is a thin call into a use case with the caller from ``api/auth.py``;
-authorization and auditing happen in the use case.
+Each route is a thin call into ``services/audit_log.py`` and
+``services/listing.py``; what the caller may read is decided there.
 """
 
 from __future__ import annotations
@@ -11,90 +11,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from envhub.api.auth import require_principal
-from envhub.domain.principals import Principal
+from envhub.api.v1.models import Caller, Cursor, Limit, answers, streamed
 from envhub.errors import ValidationFailed
-from envhub.models import ApiToken
-from envhub.models.db import read_session, session_scope
-from envhub.services import audit_log, credentials, tokens
+from envhub.models.db import read_session
+from envhub.services import audit_log, listing
 from envhub.services.audit_chain import StoredCheck
 from envhub.services.audit_log import AuditFilter
-from envhub.services.sessions import csrf_token
+from envhub.services.units import read_only, unit_of_work
 
-router = APIRouter(prefix="/api/v1")
-Caller = Annotated[Principal, Depends(require_principal)]
-# Database ids are 32-bit: a larger number is a bad request, not a database error.
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
-class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, max_length=10)
-    expires_in_days: int = Field(ge=1, le=3650)
-
-
-def token_view(row: ApiToken) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "kind": row.kind,
-        "hint": row.hint,
-        "scopes": row.scopes,
-        "environment_id": row.environment_id,
-        "created_at": row.created_at.isoformat(),
-        "expires_at": row.expires_at.isoformat(),
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-    }
-
-
-@router.get("/me")
-def me(request: Request, actor: Caller) -> dict[str, Any]:
-    caller = request.state.caller
-    with session_scope() as session:
-        groups = credentials.kubernetes_groups(session=session, actor=actor) if actor.is_person else []
-    return {
-        "name": actor.name,
-        "type": actor.type.value,
-        "user_id": actor.user_id,
-        "scopes": sorted(s.value for s in actor.scopes) if actor.scopes is not None else None,
-        "environment_id": actor.environment_id,
-        # The token this request came with (the CLI revokes it on logout); None for a session.
-        "token_id": actor.token_id,
-        "kubernetes_groups": groups,
-        # For cookie-authenticated scripts on envhub's own pages.
-        "csrf_token": csrf_token(caller.session_hash) if caller.session_hash else None,
-    }
-
-
-@router.get("/tokens")
-def list_tokens(actor: Caller) -> list[dict[str, Any]]:
-    with session_scope() as session:
-        return [token_view(row) for row in tokens.list_tokens(session=session, actor=actor)]
-
-
-@router.post("/tokens", status_code=201)
-def create_token(body: TokenIn, actor: Caller) -> dict[str, Any]:
-    with session_scope() as session:
-        new = tokens.create_personal_token(
-            session=session,
-            actor=actor,
-            name=body.name,
-            scopes=body.scopes,
-            expires_in_days=body.expires_in_days,
-            via="api",
-        )
-        return {**token_view(new.row), "token": new.token}
-
-
-@router.delete("/tokens/{token_id}")
-def revoke_token(token_id: Id, actor: Caller) -> dict[str, Any]:
-    with session_scope() as session:
-        return token_view(tokens.revoke_token(session=session, actor=actor, token_id=token_id))
+router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 
 def _when(value: str | None, field: str) -> datetime | None:
@@ -112,8 +41,8 @@ def audit_filter(
     target: Annotated[str, Query(max_length=200)] = "",
     action: Annotated[str, Query(max_length=200)] = "",
     outcome: Annotated[str, Query(max_length=20)] = "",
-    since: Annotated[str | None, Query(max_length=40)] = None,
-    until: Annotated[str | None, Query(max_length=40)] = None,
+    since: Annotated[str | None, Query(max_length=40, description="ISO 8601 time")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="ISO 8601 time")] = None,
     team_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> AuditFilter:
     return AuditFilter(
@@ -130,14 +59,66 @@ def audit_filter(
 Filters = Annotated[AuditFilter, Depends(audit_filter)]
 
 
-@router.get("/audit/events")
+class AuditRecord(BaseModel):
+    seq: int | None
+    id: int | None
+    time: str
+    actor: str
+    actor_id: int | None
+    principal_type: str
+    token_id: int | None
+    action: str
+    target_type: str
+    target_id: int | None
+    target: str
+    team_id: int | None
+    outcome: str
+    error_code: str | None
+    source_ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+    prev_hash: str | None
+    hash: str | None
+
+
+class AuditTrailPage(BaseModel):
+    """Newest first. Pass ``next_cursor`` back as ``cursor`` for older events; null at the oldest."""
+
+    items: list[AuditRecord]
+    next_cursor: str | None
+
+
+class AuditOffsetPage(BaseModel):
+    total: int
+    offset: int
+    items: list[AuditRecord]
+
+
+@router.get(
+    "/audit/trail",
+    response_model=AuditTrailPage,
+    responses=answers(),
+    summary="The audit events you may read, newest first, by cursor",
+)
+def audit_trail(actor: Caller, filters: Filters, cursor: Cursor = None, limit: Limit = 50) -> dict[str, Any]:
+    with read_only() as session:
+        page = listing.audit_page(session=session, actor=actor, filters=filters, cursor=cursor, limit=limit)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get(
+    "/audit/events",
+    response_model=AuditOffsetPage,
+    responses=answers(),
+    summary="The audit events you may read, newest first, by offset (the dashboard's pages)",
+)
 def audit_events(
     actor: Caller,
     filters: Filters,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    with read_session() as session:
+    with read_only() as session:
         page = audit_log.search_events(
             session=session, actor=actor, filters=filters, offset=offset, limit=limit
         )
@@ -167,7 +148,12 @@ def _chunks(lines: Iterator[str]) -> Iterator[bytes]:
         yield b"".join(buffered)
 
 
-@router.get("/audit/export")
+@router.get(
+    "/audit/export",
+    response_class=StreamingResponse,
+    responses=streamed("application/x-ndjson", "The events as JSON lines, oldest first."),
+    summary="Export the audit events you may read",
+)
 def audit_export(actor: Caller, filters: Filters) -> StreamingResponse:
     """JSON lines, oldest first; authorization happens before the first byte.
 
@@ -201,6 +187,20 @@ def audit_export(actor: Caller, filters: Filters) -> StreamingResponse:
     )
 
 
+class LastCheck(BaseModel):
+    checked: bool
+    summary: str
+    ok: bool | None = None
+    sealed: bool | None = None
+    mode: str | None = None
+    events: int | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
+    checked_by: str | None = None
+    finished_at: str | None = None
+    problems: list[Any] = []
+
+
 def check_view(stored: StoredCheck | None) -> dict[str, Any]:
     if stored is None:
         return {"checked": False, "summary": "the audit chain has not been checked yet"}
@@ -220,17 +220,42 @@ def check_view(stored: StoredCheck | None) -> dict[str, Any]:
     }
 
 
-@router.get("/audit/verify")
+@router.get(
+    "/audit/verify",
+    response_model=LastCheck,
+    response_model_exclude_unset=True,
+    responses=answers(),
+    summary="The latest check of the audit chain (reading it runs nothing)",
+)
 def audit_last_check(actor: Caller) -> dict[str, Any]:
-    """The latest check's result; reading it runs nothing."""
     with read_session() as session:
         return check_view(audit_log.last_check(session=session, actor=actor))
 
 
-@router.post("/audit/verify")
+class ChainProblem(BaseModel):
+    kind: str
+    seq: int | None
+    message: str
+
+
+class CheckReport(BaseModel):
+    ok: bool
+    mode: str
+    checked: int
+    from_seq: int | None
+    to_seq: int | None
+    summary: str
+    problems: list[ChainProblem]
+
+
+@router.post(
+    "/audit/verify",
+    response_model=CheckReport,
+    responses=answers(),
+    summary="Check the audit chain now (from the last checkpoint, or every event with full=true)",
+)
 def audit_verify(actor: Caller, full: Annotated[bool, Query()] = False) -> dict[str, Any]:
-    """Check the chain now: from the last checkpoint, or every event with ``full=true``."""
-    with session_scope() as session:
+    with unit_of_work() as session:
         report = audit_log.check_chain(session=session, actor=actor, full=full)
     return {
         "ok": report.ok,

@@ -1,0 +1,290 @@
+"""``/api/v1`` environments: create, list, read, redeploy, delete, status, wait, events, logs.
+
+Creating, redeploying and deleting only record intent; a job does the work.
+They answer ``202 Accepted`` with the job's id, the environment as it is now,
+and a ``wait_url`` that holds the caller (up to 30 s per call) until the
+environment settles. A create with an ``Idempotency-Key`` header makes one
+environment however often it is sent (``services/idempotency.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from envhub.api.v1.models import (
+    Accepted,
+    Caller,
+    Cursor,
+    CursorPage,
+    Id,
+    Limit,
+    answers,
+    model_of,
+)
+from envhub.domain.phases import Phase
+from envhub.domain.specs import EnvironmentKind, Trigger
+from envhub.services import environment_requests, environment_views, inspection, listing, logs, ports
+from envhub.services.environment_requests import EnvironmentStatus, StartedJob, WaitResult
+from envhub.services.environment_views import EnvironmentDetail, EnvironmentRow
+from envhub.services.inspection import WorkloadsView
+from envhub.services.units import read_only, unit_of_work
+
+router = APIRouter(prefix="/api/v1", tags=["environments"])
+
+EnvironmentRowModel = model_of(EnvironmentRow)
+EnvironmentModel = model_of(EnvironmentDetail)
+StatusModel = model_of(EnvironmentStatus)
+WaitModel = model_of(WaitResult)
+WorkloadsModel = model_of(WorkloadsView)
+
+Container = Annotated[
+    str | None,
+    Query(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="One service's container."),
+]
+
+
+class EnvironmentIn(BaseModel):
+    """A new environment: the project's defaults, with these on top."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        default=None, min_length=1, max_length=63, description="Generated when left out."
+    )
+    kind: EnvironmentKind = EnvironmentKind.development
+    ref: str | None = Field(default=None, max_length=255, description="Git ref to check out.")
+    command: str | None = Field(default=None, max_length=4000)
+    env: dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=32_768)]] = Field(
+        default_factory=dict, max_length=200
+    )
+
+
+def accepted(started: StartedJob) -> dict[str, Any]:
+    environment_id = started["environment"]["id"]
+    return {
+        **started,
+        "status_url": f"/api/v1/environments/{environment_id}/status",
+        "wait_url": f"/api/v1/environments/{environment_id}/wait",
+    }
+
+
+@router.post(
+    "/projects/{project_id}/environments",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Create an environment (a job provisions it)",
+)
+def create_environment(
+    project_id: Id,
+    body: EnvironmentIn,
+    actor: Caller,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Send the same key again (with the same body) to get the first answer, "
+            "not a second environment.",
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.create_environment_once(
+            session=session,
+            actor=actor,
+            queue=ports.queue(),
+            project_id=project_id,
+            name=body.name,
+            kind=body.kind.value,
+            overrides={"ref": body.ref, "command": body.command, "env": body.env},
+            idempotency_key=idempotency_key,
+            request=body.model_dump(mode="json"),
+        )
+    return accepted(started)
+
+
+@router.get(
+    "/projects/{project_id}/environments",
+    response_model=CursorPage[EnvironmentRowModel],  # type: ignore[valid-type]
+    responses=answers(404),
+    summary="List a project's environments, newest first",
+)
+def list_environments(
+    project_id: Id,
+    actor: Caller,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+    phase: Annotated[
+        Phase | None, Query(description="Only this phase (deleted ones only when asked).")
+    ] = None,
+    kind: Annotated[EnvironmentKind | None, Query()] = None,
+    trigger: Annotated[Trigger | None, Query(description="What made it.")] = None,
+    search: Annotated[str, Query(max_length=63, description="Part of the environment's name.")] = "",
+) -> dict[str, Any]:
+    with read_only() as session:
+        page = listing.environment_page(
+            session=session,
+            actor=actor,
+            project_id=project_id,
+            cursor=cursor,
+            limit=limit,
+            phase=phase,
+            kind=kind,
+            trigger=trigger,
+            search=search,
+        )
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get(
+    "/environments/{environment_id}",
+    response_model=EnvironmentModel,
+    responses=answers(404),
+    summary="Get an environment",
+)
+def get_environment(environment_id: Id, actor: Caller) -> EnvironmentDetail:
+    with read_only() as session:
+        return environment_views.environment_summary(
+            session=session, actor=actor, environment_id=environment_id
+        )
+
+
+@router.post(
+    "/environments/{environment_id}/redeploy",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Redeploy an environment (a job does it)",
+)
+def redeploy_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.redeploy(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+    return accepted(started)
+
+
+@router.delete(
+    "/environments/{environment_id}",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Delete an environment (a job tears it down)",
+)
+def delete_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.delete(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+    return accepted(started)
+
+
+@router.get(
+    "/environments/{environment_id}/status",
+    response_model=StatusModel,
+    responses=answers(404),
+    summary="An environment's phase, conditions, latest job with its steps, and what you may do",
+)
+def environment_status(environment_id: Id, actor: Caller) -> EnvironmentStatus:
+    with read_only() as session:
+        return environment_requests.environment_status(
+            session=session, actor=actor, environment_id=environment_id
+        )
+
+
+@router.get(
+    "/environments/{environment_id}/wait",
+    response_model=WaitModel,
+    responses=answers(404),
+    summary="Wait (long poll, at most 30 s) until the environment reaches a phase or settles",
+)
+def wait_for_environment(
+    environment_id: Id,
+    actor: Caller,
+    phase: Annotated[Phase, Query(description="The phase to wait for.")] = Phase.ready,
+    timeout: Annotated[float, Query(ge=0, le=30, description="Seconds to wait at most.")] = 30,
+) -> WaitResult:
+    return environment_requests.wait_for_environment(
+        actor=actor, environment_id=environment_id, phase=phase, timeout=timeout
+    )
+
+
+@router.get(
+    "/environments/{environment_id}/events",
+    response_model=WorkloadsModel,
+    responses=answers(404),
+    summary="What runs in the environment (pods, containers) and the runtime's recent events",
+)
+def environment_events(environment_id: Id, actor: Caller) -> WorkloadsView:
+    with read_only() as session:
+        return inspection.environment_workloads(
+            session=session, actor=actor, runtime=ports.runtime(), environment_id=environment_id
+        )
+
+
+class LogLines(BaseModel):
+    lines: list[str]
+
+
+def _ndjson(lines: Iterator[str]) -> Iterator[bytes]:
+    for line in lines:
+        yield (json.dumps({"line": line}, ensure_ascii=False) + "\n").encode()
+
+
+@router.get(
+    "/environments/{environment_id}/logs",
+    response_model=LogLines,
+    responses={
+        **answers(404, 502, 503),
+        200: {
+            "description": 'The last lines as JSON; with follow=true, JSON lines ({"line": ...}) '
+            "as they are printed, until `seconds` have passed.",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/LogLines"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        },
+    },
+    summary="An environment's output; follow=true streams new lines for a bounded time",
+)
+def environment_logs(
+    environment_id: Id,
+    actor: Caller,
+    tail: Annotated[int, Query(ge=0, le=logs.MAX_TAIL)] = 200,
+    container: Container = None,
+    follow: bool = False,
+    seconds: Annotated[
+        float, Query(gt=0, le=environment_requests.MAX_FOLLOW, description="How long to follow.")
+    ] = 60,
+) -> Any:
+    if not follow:
+        with read_only() as session:
+            lines = logs.environment_logs(
+                session=session,
+                actor=actor,
+                runtime=ports.runtime(),
+                environment_id=environment_id,
+                tail=tail,
+                container=container,
+            )
+        return {"lines": lines if tail else []}
+    with read_only() as session:
+        followed = environment_requests.follow_logs(
+            session=session,
+            actor=actor,
+            runtime=ports.runtime(),
+            environment_id=environment_id,
+            tail=tail,
+            container=container,
+            seconds=seconds,
+        )
+    return StreamingResponse(
+        _ndjson(followed), media_type="application/x-ndjson", headers={"Cache-Control": "no-store"}
+    )

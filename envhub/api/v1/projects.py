@@ -1,0 +1,148 @@
+"""``/api/v1/projects``: list (by cursor), create, read, change and delete projects.
+
+Thin translations onto ``services/projects.py`` and its view models; the use
+cases authorize and audit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from envhub.api.v1.models import Caller, Cursor, CursorPage, Id, Limit, answers, model_of
+from envhub.services import listing, project_views, projects
+from envhub.services.project_views import ProjectHeader, ProjectRow
+from envhub.services.units import read_only, unit_of_work
+
+router = APIRouter(prefix="/api/v1", tags=["projects"])
+
+ProjectRowModel = model_of(ProjectRow)
+ProjectModel = model_of(ProjectHeader)
+
+
+class Workloads(BaseModel):
+    """Defaults for image-based runtimes (Kubernetes); validated like an environment's spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    services: list[dict[str, Any]] | None = Field(default=None, max_length=20)
+    manifests: str | None = Field(default=None, max_length=200_000)
+    quota: dict[str, Any] | None = None
+    egress: dict[str, Any] | None = None
+
+
+class ProjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team_id: int = Field(ge=1, le=2**31 - 1)
+    name: str = Field(min_length=1, max_length=63)
+    description: str = Field(default="", max_length=2000)
+    repo_url: str | None = Field(default=None, max_length=2000)
+    default_ref: str | None = Field(default=None, max_length=255)
+    command: str | None = Field(default=None, max_length=4000)
+    env: dict[str, str] | None = None
+    health_path: str | None = Field(default=None, max_length=2000)
+    workloads: Workloads | None = None
+
+
+class ProjectChanges(BaseModel):
+    """Only the fields sent are changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    repo_url: str | None = Field(default=None, max_length=2000)
+    default_ref: str | None = Field(default=None, max_length=255)
+    command: str | None = Field(default=None, max_length=4000)
+    env: dict[str, str] | None = None
+    health_path: str | None = Field(default=None, max_length=2000)
+    services: list[dict[str, Any]] | None = Field(default=None, max_length=20)
+    manifests: str | None = Field(default=None, max_length=200_000)
+    quota: dict[str, Any] | None = None
+    egress: dict[str, Any] | None = None
+
+
+# Fields a null clears; for the others null means "leave as it is".
+_CLEARABLE = frozenset({"repo_url", "default_ref", "manifests"})
+
+
+@router.get(
+    "/projects",
+    response_model=CursorPage[ProjectRowModel],  # type: ignore[valid-type]
+    responses=answers(),
+    summary="List the projects you can see",
+)
+def list_projects(
+    actor: Caller,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+    search: Annotated[str, Query(max_length=200, description="Part of the project's name.")] = "",
+) -> dict[str, Any]:
+    with read_only() as session:
+        page = listing.project_page(session=session, actor=actor, cursor=cursor, limit=limit, search=search)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.post(
+    "/projects",
+    status_code=201,
+    response_model=ProjectModel,
+    responses=answers(404, 409),
+    summary="Create a project in a team",
+)
+def create_project(body: ProjectIn, actor: Caller) -> ProjectHeader:
+    with unit_of_work() as session:
+        project = projects.create_project(
+            session=session,
+            actor=actor,
+            team_id=body.team_id,
+            name=body.name,
+            description=body.description,
+            repo_url=body.repo_url,
+            default_ref=body.default_ref,
+            command=body.command,
+            env=body.env,
+            health_path=body.health_path,
+            workloads=body.workloads.model_dump(exclude_none=True) if body.workloads else None,
+        )
+        return project_views.project_summary(session=session, actor=actor, project_id=project.id or 0)
+
+
+@router.get(
+    "/projects/{project_id}", response_model=ProjectModel, responses=answers(404), summary="Get a project"
+)
+def get_project(project_id: Id, actor: Caller) -> ProjectHeader:
+    with read_only() as session:
+        return project_views.project_summary(session=session, actor=actor, project_id=project_id)
+
+
+@router.patch(
+    "/projects/{project_id}",
+    response_model=ProjectModel,
+    responses=answers(404),
+    summary="Change a project's defaults",
+)
+def update_project(project_id: Id, body: ProjectChanges, actor: Caller) -> ProjectHeader:
+    with unit_of_work() as session:
+        changes = {
+            key: value
+            for key, value in body.model_dump(exclude_unset=True).items()
+            if value is not None or key in _CLEARABLE
+        }
+        projects.update_project(session=session, actor=actor, project_id=project_id, changes=changes)
+        return project_views.project_summary(session=session, actor=actor, project_id=project_id)
+
+
+@router.delete(
+    "/projects/{project_id}",
+    status_code=204,
+    response_class=Response,
+    responses=answers(404, 409),
+    summary="Delete a project without live environments",
+)
+def delete_project(project_id: Id, actor: Caller) -> Response:
+    with unit_of_work() as session:
+        projects.delete_project(session=session, actor=actor, project_id=project_id)
+    return Response(status_code=204)
