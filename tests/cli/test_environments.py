@@ -8,12 +8,14 @@ workers are real ``envhub.launcher worker`` processes on the local runtime
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 from sqlmodel import Session, select
 
@@ -53,6 +55,25 @@ def signed_in(
 ) -> dict[str, str]:
     credential = people.token(person, scopes)  # type: ignore[arg-type]
     return {"ENVHUB_SERVER": server, "ENVHUB_TOKEN": credential.headers["Authorization"][7:]}
+
+
+def on_a_terminal(cli: Cli, env: dict[str, str], *args: str) -> pexpect.spawn:
+    """The command on a real pseudo-terminal, colour off (rich still draws its live display)."""
+    return pexpect.spawn(
+        str(cli.path), list(args), env=cli.environ(**env, NO_COLOR="1"), dimensions=(30, 120),
+        timeout=60, encoding="utf-8",
+    )  # fmt: skip
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run_to_end(spawned: pexpect.spawn) -> tuple[int | None, str, str]:
+    """Wait for the command to end: its status, its raw output, and that output without escapes."""
+    spawned.expect(pexpect.EOF)
+    spawned.close()
+    raw = str(spawned.before)
+    return spawned.exitstatus, raw, ANSI.sub("", raw)
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> object:
@@ -134,6 +155,14 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
     assert "done" in created.stdout
     assert "review (id " in created.stdout
     assert ") is ready at http://review.shop.acme." in created.stdout
+
+    # On a terminal: a live table of the job's steps, each marked as it finishes.
+    status, raw, seen = run_to_end(on_a_terminal(cli, owner, "env", "wait", "shop/review"))
+    assert status == 0, seen
+    assert "\x1b[?25l" in raw  # rich's live display (it hides the cursor while drawing)
+    assert "review is ready" in seen
+    assert "✓" in seen
+    assert "review is ready at http://review.shop.acme." in seen
 
     status = as_json(cli("env", "status", "shop/review", "-o", "json", **owner))
     assert isinstance(status, dict)
@@ -276,3 +305,32 @@ def test_an_idempotency_key_sent_twice_makes_one_environment(
     other = cli("env", "create", "shop", "retry", **owner)
     assert other.returncode == 6
     assert "conflict" in other.stderr
+
+
+def test_on_a_terminal_a_wait_is_drawn_live_and_a_delete_asks_first(
+    cli: Cli, server: str, people: People, session: Session, world: World, environment: Environment
+) -> None:
+    owner = signed_in(people, server, world.owner, (*WRITER, "admin"))
+    status, raw, seen = run_to_end(on_a_terminal(cli, owner, "env", "wait", "shop/dev", "--timeout", "1"))
+    assert status == 9, seen  # timed out: no worker takes its job here
+    assert "\x1b[?25l" in raw
+    assert "dev is pending" in seen
+    assert "wait_timed_out" in seen
+
+    refused = on_a_terminal(cli, owner, "env", "delete", "shop/dev")
+    refused.expect_exact(f"Delete dev (id {environment.id})? [y/N]:")
+    refused.sendline("n")
+    refused.expect(pexpect.EOF)
+    refused.close()
+    assert refused.exitstatus == 1
+    session.expire_all()
+    assert session.get(Environment, environment.id).desired_state == "present"  # type: ignore[union-attr]
+
+    confirmed = on_a_terminal(cli, owner, "env", "delete", "shop/dev")
+    confirmed.expect_exact("[y/N]:")
+    confirmed.sendline("y")
+    status, _, seen = run_to_end(confirmed)
+    assert status == 0, seen
+    assert "Deleting dev" in seen
+    session.expire_all()
+    assert session.get(Environment, environment.id).desired_state == "absent"  # type: ignore[union-attr]
