@@ -40,14 +40,12 @@ from envhub.cli.output import (
     rows_table,
 )
 from envhub.cli.projects import parse_pairs
+from envhub.cli.resources import EnvArgument
 from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentKind, Trigger
 
 app = typer.Typer(name="env", help="List, create, watch and delete environments.", no_args_is_help=True)
 
-EnvArgument = Annotated[
-    str, typer.Argument(metavar="ENV", help="The environment: its id, or project/name (e.g. shop/dev).")
-]
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait at most.")]
 WaitOption = Annotated[
     bool, typer.Option("--wait", "-w", help="Wait until the job is done, showing its steps.")

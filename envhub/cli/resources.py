@@ -9,12 +9,18 @@ exact match only: a name that matches nothing, or more than one thing, is a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from envhub.cli.client import Connection
 from envhub.cli.errors import NOT_FOUND, CliError
 
 PAGE = 200  # the API's largest page
+
+EnvArgument = Annotated[
+    str, typer.Argument(metavar="ENV", help="The environment: its id, or project/name (e.g. shop/dev).")
+]
 
 
 def pages(

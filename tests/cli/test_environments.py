@@ -279,6 +279,13 @@ def test_errors_print_the_code_and_next_step_and_exit_by_class(
     assert read_only.returncode == 4
     assert "forbidden" in read_only.stderr
 
+    # shell, exec and kubeconfig take project/name too.
+    by_name = cli("exec", "shop/dev", "--", "echo", "by-name", **owner)
+    assert (by_name.returncode, by_name.stdout) == (0, "by-name\n")
+    unknown = cli("exec", "shop/nope", "--", "true", **owner)
+    assert unknown.returncode == 255  # exec's own failures are 255, as ssh's
+    assert "not_found" in unknown.stderr
+
     no_url = cli("env", "url", "shop/dev", "-o", "json", **owner)  # pending: nothing serves yet
     assert (no_url.returncode, error_of(no_url)["code"]) == (8, "not_ready")
     nobody = cli("env", "ls", "-p", "shop", ENVHUB_SERVER=server)
