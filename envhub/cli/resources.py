@@ -18,8 +18,37 @@ from envhub.cli.errors import NOT_FOUND, CliError
 
 PAGE = 200  # the API's largest page
 
+
+def complete_environment(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of ENV: project names first, then ``project/name`` of its environments.
+
+    Completion runs on every Tab, so it asks for one page at most and stays
+    silent when it cannot ask (not signed in, envhub unreachable).
+    """
+    try:
+        connection = Connection.signed_in(ctx.params.get("server"))
+        project_ref, slash, _ = incomplete.partition("/")
+        if not slash:
+            listed = connection.request(
+                "GET", "/api/v1/projects", params={"search": incomplete, "limit": PAGE}
+            )
+            return [f"{row['name']}/" for row in listed["items"] if row["name"].startswith(incomplete)]
+        owner = project(connection, project_ref)
+        path = f"/api/v1/projects/{owner['id']}/environments"
+        listed = connection.request("GET", path, params={"limit": PAGE})
+        names = [f"{project_ref}/{row['name']}" for row in listed["items"]]
+        return [name for name in names if name.startswith(incomplete)]
+    except CliError:
+        return []
+
+
 EnvArgument = Annotated[
-    str, typer.Argument(metavar="ENV", help="The environment: its id, or project/name (e.g. shop/dev).")
+    str,
+    typer.Argument(
+        metavar="ENV",
+        help="The environment: its id, or project/name (e.g. shop/dev).",
+        autocompletion=complete_environment,
+    ),
 ]
 
 

@@ -341,3 +341,21 @@ def test_on_a_terminal_a_wait_is_drawn_live_and_a_delete_asks_first(
     assert "Deleting dev" in seen
     session.expire_all()
     assert session.get(Environment, environment.id).desired_state == "absent"  # type: ignore[union-attr]
+
+
+def test_shell_completion_offers_commands_projects_and_environments(
+    cli: Cli, server: str, people: People, world: World, environment: Environment
+) -> None:
+    owner = signed_in(people, server, world.member)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(("envhub", *words))
+        done = cli(_ENVHUB_COMPLETE="complete_bash", COMP_WORDS=line, COMP_CWORD=str(len(words)), **owner)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert {"ls", "create", "status", "wait", "delete", "logs"} <= set(complete("env", ""))
+    assert complete("env", "status", "sh") == ["shop/"]
+    assert complete("env", "status", "shop/") == ["shop/dev"]
+    assert complete("exec", "shop/d") == ["shop/dev"]
+    assert complete("env", "status", "nope/") == []  # silent when there is nothing to offer
