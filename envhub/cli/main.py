@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from envhub.cli import auth, environments, kube, projects, running, terminal
+from envhub.cli import auth, environments, kube, projects, running, terminal, tui
 
 VERSION = "0.1.0"
 
@@ -43,7 +43,7 @@ def main(
     """
 
 
-for module in (auth, terminal, running, kube, projects, environments):
+for module in (auth, terminal, running, kube, projects, environments, tui):
     module.register(app)
 
 
