@@ -286,6 +286,10 @@ def test_errors_print_the_code_and_next_step_and_exit_by_class(
     assert unknown.returncode == 255  # exec's own failures are 255, as ssh's
     assert "not_found" in unknown.stderr
 
+    # On the local runtime kubeconfig is not supported: the name resolved, the runtime refused.
+    kube = cli("kubeconfig", "shop/dev", "--output-file", "/dev/null", "-o", "json", **owner)
+    assert (kube.returncode, error_of(kube)["code"]) == (10, "not_supported")
+
     no_url = cli("env", "url", "shop/dev", "-o", "json", **owner)  # pending: nothing serves yet
     assert (no_url.returncode, error_of(no_url)["code"]) == (8, "not_ready")
     nobody = cli("env", "ls", "-p", "shop", ENVHUB_SERVER=server)
