@@ -24,6 +24,7 @@ from envhub.models import Environment, Project
 from envhub.runtime.local import LocalRuntime
 from envhub.services.projects import create_project
 from tests.cli.conftest import Cli
+from tests.cli.proxy import answer_lost
 from tests.support.runtime import kill_environments
 from tests.support.waiting import wait_for
 from tests.support.workers import Workers
@@ -311,6 +312,22 @@ def test_an_idempotency_key_sent_twice_makes_one_environment(
     session.expire_all()
     made = session.exec(select(Environment).where(Environment.project_id == project.id)).all()
     assert [e.name for e in made] == ["retry"]
+
+    # The answer to a create is lost on the way back: the command sends it again with
+    # the same key and gets the first answer, not a second environment.
+    with answer_lost(server) as lossy:
+        retried = cli(
+            "env", "create", "shop", "lost-answer", "-o", "json", **{**owner, "ENVHUB_SERVER": lossy.url}
+        )
+        answer = as_json(retried)
+        assert isinstance(answer, dict)
+        assert answer["replayed"] is True
+        assert lossy.lost == 1
+        assert len(lossy.keys) == 2
+        assert lossy.keys[0] == lossy.keys[1] != ""
+    session.expire_all()
+    made = session.exec(select(Environment).where(Environment.project_id == project.id)).all()
+    assert sorted(e.name for e in made) == ["lost-answer", "retry"]
 
     # Without a key each command is its own create: the name is taken the second time.
     other = cli("env", "create", "shop", "retry", **owner)
