@@ -19,6 +19,7 @@ import httpx
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -55,6 +56,7 @@ WaitOption = Annotated[
 ROW_KEYS = ("id", "name", "project", "team", "phase", "kind", "trigger", "url", "creator", "created_at")
 CREATE_ATTEMPTS = 3  # a create that could not be answered is sent again with the same Idempotency-Key
 FOLLOW_SECONDS = 300  # the longest one follow request streams (the API's bound)
+FINISHED = frozenset({"done", "failed", "skipped"})
 STEP_MARKS = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[dim]-[/]", "pending": "[dim]·[/]"}
 
 
@@ -82,7 +84,11 @@ def _steps_view(status: dict[str, Any]) -> Group:
         )
         line = step["title"] + (f" ({step['detail']})" if step["detail"] else "")
         table.add_row(mark, line, step["timing"])
-    return Group(title, table)
+    finished = sum(step["status"] in FINISHED for step in status["steps"])
+    total = len(status["steps"])
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(ProgressBar(total=max(total, 1), completed=finished, width=40), f"{finished}/{total} steps")
+    return Group(title, table, bar)
 
 
 class Watcher:

@@ -163,6 +163,7 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
     assert "\x1b[?25l" in raw  # rich's live display (it hides the cursor while drawing)
     assert "review is ready" in seen
     assert "✓" in seen
+    assert re.search(r"(\d+)/\1 steps", seen)  # the progress bar, full
     assert "review is ready at http://review.shop.acme." in seen
 
     status = as_json(cli("env", "status", "shop/review", "-o", "json", **owner))
