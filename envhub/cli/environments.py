@@ -168,9 +168,9 @@ def wait_for(
                     hint=f"Keep watching with `envhub env wait {environment_id}`.",
                     exit_code=TIMED_OUT,
                 )
-            # Held by the server until the phase changes to one that settles (or 2 s pass).
+            # Held by the server until the phase settles or a second passes (then the steps are redrawn).
             waited = connection.request(
-                "GET", _path(environment_id, "wait"), params={"phase": target, "timeout": min(2.0, remaining)}
+                "GET", _path(environment_id, "wait"), params={"phase": target, "timeout": min(1.0, remaining)}
             )
             if waited["settled"] and not waited["reached"]:
                 watcher.show(connection.request("GET", _path(environment_id, "status")))

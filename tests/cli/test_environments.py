@@ -83,7 +83,8 @@ def as_json(done: subprocess.CompletedProcess[str]) -> object:
 
 
 def error_of(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    error: dict[str, object] = json.loads(done.stderr)["error"]
+    # The last line: with -o json, progress lines may come first on stderr.
+    error: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])["error"]
     return error
 
 
@@ -242,6 +243,16 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
     assert answer["job_id"]
     assert "ready" in redeployed.stderr  # progress goes to stderr when stdout is JSON
     assert as_json(cli("env", "status", env_id, "-o", "json", **owner))["run"]["kind"] == "redeploy"  # type: ignore[index]
+
+    # A failure ends the wait with the environment's own code and advice, exit status 1.
+    broken = cli(
+        "env", "create", "shop", "broken", "--command", "exit 3", "--wait", "-o", "json", **owner, timeout=180
+    )
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    failure = error_of(broken)
+    assert failure["code"] not in ("", "wait_timed_out")
+    assert "broken failed" in str(failure["message"])
+    assert failure["hint"]
 
     unconfirmed = cli("env", "delete", "shop/review", **owner)  # no terminal to ask on
     assert unconfirmed.returncode == 2
