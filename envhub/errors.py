@@ -262,7 +262,8 @@ class HostNotAllowed(EnvhubError):
 
 class Unsupported(EnvhubError):
     code = "not_supported"
-    status = 400
+    # The request is well formed; this envhub's runtime is what stands in the way (not a 4xx of form).
+    status = 409
     default_hint = "This runtime does not offer that; see the documentation of ENVHUB_RUNTIME."
 
 
@@ -370,7 +371,7 @@ class ClusterRejected(RuntimeFailure):
     )
 
 
-class IdempotencyKeyReused(ValidationFailed):
+class IdempotencyKeyReused(Conflict):
     """An ``Idempotency-Key`` sent again with another request than the first time."""
 
     code = "idempotency_key_reused"

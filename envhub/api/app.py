@@ -18,8 +18,6 @@ from envhub.api.gateway import GatewayMiddleware
 from envhub.api.guard import GuardMiddleware
 from envhub.api.headers import SecurityHeadersMiddleware
 from envhub.api.routes_auth import router as auth_router
-from envhub.api.routes_credentials import router as credentials_router
-from envhub.api.routes_exec import router as exec_router
 from envhub.api.v1 import router as v1_router
 from envhub.models.db import session_scope
 
@@ -28,8 +26,6 @@ def create_api() -> FastAPI:
     api = FastAPI(title="envhub", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
     errors.install(api)
     api.include_router(auth_router)
-    api.include_router(credentials_router)
-    api.include_router(exec_router)
     api.include_router(v1_router)
 
     @api.get("/healthz", include_in_schema=False)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from envhub import errors as e
 
@@ -84,6 +85,21 @@ def respond(request: Request, exc: e.EnvhubError) -> Response:
     return JSONResponse(body_of(exc), status_code=status, headers=headers)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path.
+
+    Starlette's 405 names the methods of the first route that matched the
+    path only; FastAPI makes one route per method, so that would leave out
+    the others (a GET and a POST on /api/v1/projects).
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(api: FastAPI) -> None:
     @api.exception_handler(e.EnvhubError)
     async def _envhub(request: Request, exc: e.EnvhubError) -> Response:
@@ -112,10 +128,13 @@ def install(api: FastAPI) -> None:
             return respond(request, exc.__cause__)
         code = _HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return JSONResponse(
             {"code": code, "message": message, "hint": "", "details": {}},
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @api.exception_handler(Exception)

@@ -11,7 +11,15 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from envhub.domain.variables import check_names, check_values
 
@@ -20,6 +28,16 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # registry/path:tag@digest, conservatively.
 _IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,254}$")
+
+
+def reject_bool(value: object) -> object:
+    """A count or a port given as true or false is a mistake, not 1 or 0 (as pydantic would read it)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+Whole = BeforeValidator(reject_bool)
 
 
 def _quantity(value: str | None) -> str | None:
@@ -50,9 +68,9 @@ class HealthCheck(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str = "/"
-    port: int | None = None  # default: the service's first port
-    initial_delay_seconds: Annotated[int, Field(ge=0, le=600)] = 0
-    period_seconds: Annotated[int, Field(ge=1, le=300)] = 10
+    port: Annotated[int, Whole] | None = None  # default: the service's first port
+    initial_delay_seconds: Annotated[int, Whole, Field(ge=0, le=600)] = 0
+    period_seconds: Annotated[int, Whole, Field(ge=1, le=300)] = 10
 
     @field_validator("path")
     @classmethod
@@ -72,11 +90,11 @@ class ContainerService(BaseModel):
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
+    ports: tuple[Annotated[int, Whole, Field(ge=1, le=65535)], ...] = ()
     resources: Resources = Resources()
     health: HealthCheck | None = None
-    replicas: Annotated[int, Field(ge=0, le=20)] = 1
-    public: bool = True  # the first public service with a port gets the environment's URL
+    replicas: Annotated[int, Whole, Field(ge=0, le=20)] = 1
+    public: StrictBool = True  # the first public service with a port gets the environment's URL
 
     @field_validator("name")
     @classmethod
@@ -118,9 +136,9 @@ class QuotaSpec(BaseModel):
     memory: str = "4Gi"
     cpu_limit: str = "4"
     memory_limit: str = "8Gi"
-    pods: Annotated[int, Field(ge=1, le=500)] = 20
-    services: Annotated[int, Field(ge=0, le=100)] = 10
-    persistent_volume_claims: Annotated[int, Field(ge=0, le=50)] = 5
+    pods: Annotated[int, Whole, Field(ge=1, le=500)] = 20
+    services: Annotated[int, Whole, Field(ge=0, le=100)] = 10
+    persistent_volume_claims: Annotated[int, Whole, Field(ge=0, le=50)] = 5
     storage: str = "20Gi"
     default_cpu: str = "100m"
     default_memory: str = "128Mi"

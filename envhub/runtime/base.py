@@ -232,11 +232,14 @@ class Runtime(Protocol):
         tail: int | None = 200,
         container: str | None = None,
         since_seconds: int | None = None,
+        until: float | None = None,
     ) -> Iterator[str]:
         """Output lines of the environment's processes; with ``follow``, keeps going.
 
         ``container`` picks a service where the environment has several (default:
         the first); ``since_seconds`` limits to recent output where supported.
+        ``until`` (a ``time.monotonic()`` moment) ends a follow then, even while
+        nothing is printed, so a reader that stops is never left waiting.
         """
 
     def exec(

@@ -2,7 +2,7 @@
 
 The same right as a shell (``environment.shell``): a command is what a person
 would type there. Starting it is audited with the command line; the bridge
-that streams its output (``api/routes_exec.py``) enforces the timeout and the
+that streams its output (``api/v1/commands.py``) enforces the timeout and the
 output cap.
 """
 
@@ -15,13 +15,14 @@ from sqlmodel import Session
 from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
-from envhub.errors import InvalidTransition
+from envhub.errors import InvalidTransition, NotReady
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services.access import authorize_environment
 from envhub.services.common import AuditTarget, audited
 from envhub.services.environments import get_environment
 
 _NOT_RUNNING = frozenset({Phase.deleting, Phase.deleted})
+_SERVING = frozenset({Phase.ready, Phase.updating})
 
 
 def start_command(
@@ -45,8 +46,18 @@ def start_command(
             raise InvalidTransition(
                 f"cannot run a command in an environment that is {environment.phase.value}"
             )
+        phase = environment.phase
         # Starting can take a while (a pod exec handshake): hold no transaction meanwhile.
         session.commit()
-        started = runtime.exec(environment_id, command, tty=False, container=container)
+        try:
+            started = runtime.exec(environment_id, command, tty=False, container=container)
+        except NotReady as exc:
+            if phase in _SERVING:
+                raise  # a serving environment's runtime will catch up: retry (503)
+            # Not provisioned yet: the environment's state, not envhub's, is in the way.
+            raise InvalidTransition(
+                f"cannot run a command in an environment that is {phase.value} ({exc.message})",
+                hint="Wait until it is ready (GET /api/v1/environments/{id}/wait), then run the command.",
+            ) from exc
         target.details = {"command": shlex.join(command)[:500], "container": container or ""}
     return started

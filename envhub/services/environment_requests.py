@@ -15,8 +15,6 @@ over the same use cases and view models as the dashboard:
 
 from __future__ import annotations
 
-import queue as queues
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TypedDict
@@ -133,6 +131,20 @@ def redeploy(*, session: Session, actor: Principal, queue: JobQueue, environment
     )
 
 
+def update(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, changes: dict[str, Any]
+) -> StartedJob:
+    """Change the environment's ref, command or variables; the redeploy that applies them is the job."""
+    environment = environments.update_environment(
+        session=session, actor=actor, queue=queue, environment_id=environment_id, changes=changes
+    )
+    return StartedJob(
+        environment=environment_detail(environment),
+        job_id=_latest_job(session, actor, environment_id),
+        replayed=False,
+    )
+
+
 def delete(*, session: Session, actor: Principal, queue: JobQueue, environment_id: int) -> StartedJob:
     environment = environments.delete_environment(
         session=session, actor=actor, queue=queue, environment_id=environment_id
@@ -193,9 +205,6 @@ def wait_for_environment(
         time.sleep(min(POLL_EVERY, deadline - now))
 
 
-_END = object()
-
-
 def follow_logs(
     *,
     session: Session,
@@ -208,51 +217,16 @@ def follow_logs(
 ) -> Iterator[str]:
     """The last ``tail`` lines, then new ones until ``seconds`` have passed (at most :data:`MAX_FOLLOW`).
 
-    Authorizes now, before the first line. The runtime's follow blocks while
-    nothing is printed, so it is read by a helper thread and this iterator
-    stops on time whatever the runtime does; the helper ends at the next line
-    (or when the runtime's stream ends) and keeps at most a few lines meanwhile.
+    Authorizes now, before the first line. The runtime ends the follow on time
+    even while nothing is printed (``until``), so no reader waits past it.
     """
-    lines = logs.follow_environment_logs(
+    until = time.monotonic() + max(0.0, min(seconds, MAX_FOLLOW))
+    return logs.follow_environment_logs(
         session=session,
         actor=actor,
         runtime=runtime,
         environment_id=environment_id,
         tail=tail,
         container=container,
+        until=until,
     )
-    deadline = time.monotonic() + max(0.0, min(seconds, MAX_FOLLOW))
-    handoff: queues.Queue[object] = queues.Queue(maxsize=1000)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for line in lines:
-                if stop.is_set():
-                    break
-                handoff.put(line)
-        except Exception as exc:  # the stream broke: end the follow, the reason stays in the log
-            handoff.put(exc)
-        finally:
-            handoff.put(_END)
-            close = getattr(lines, "close", None)
-            if close is not None:
-                close()
-
-    def read() -> Iterator[str]:
-        threading.Thread(target=pump, name=f"envhub-follow-{environment_id}", daemon=True).start()
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    item = handoff.get(timeout=min(left, 1.0))
-                except queues.Empty:
-                    continue
-                if item is _END or isinstance(item, Exception):
-                    return
-                yield str(item)
-        finally:
-            stop.set()
-            while not handoff.empty():  # unblock a pump waiting on a full hand-off
-                handoff.get_nowait()
-
-    return read()

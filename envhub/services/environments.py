@@ -18,7 +18,7 @@ from envhub.domain.phases import Phase, is_deletable, is_redeployable, transitio
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal, PrincipalType
 from envhub.domain.repos import require_allowed
-from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec
+from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec, parse_spec
 from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
@@ -200,8 +200,36 @@ def list_environments(
 def redeploy_environment(
     *, session: Session, actor: Principal, queue: JobQueue, environment_id: int
 ) -> Environment:
+    return _redeploy(session, actor, queue, environment_id, action="environment.redeploy")
+
+
+def update_environment(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, changes: dict[str, Any]
+) -> Environment:
+    """Change an environment's ``ref``, ``command`` or ``env`` (variables added or changed), and redeploy.
+
+    A changed spec only takes effect through a deployment, so this is a
+    redeploy with the changes (the same right, the same phases it may start from).
+    """
+    unknown = set(changes) - {"ref", "command", "env"}
+    if unknown:
+        raise ValidationFailed(
+            f"cannot change {', '.join(sorted(unknown))}", details={"fields": sorted(unknown)}
+        )
+    return _redeploy(session, actor, queue, environment_id, action="environment.update", changes=changes)
+
+
+def _redeploy(
+    session: Session,
+    actor: Principal,
+    queue: JobQueue,
+    environment_id: int,
+    *,
+    action: str,
+    changes: dict[str, Any] | None = None,
+) -> Environment:
     target = AuditTarget("environment", id=environment_id)
-    with audited(session, actor, "environment.redeploy", target):
+    with audited(session, actor, action, target):
         environment = get_environment(session=session, actor=actor, environment_id=environment_id)
         project = session.get(Project, environment.project_id)
         assert project is not None
@@ -212,6 +240,10 @@ def redeploy_environment(
                 f"cannot redeploy an environment that is {environment.phase.value}",
                 details={"phase": environment.phase.value},
             )
+        if changes:
+            spec = merge_spec(parse_spec(environment.spec), changes)
+            require_allowed(spec.repo_url, allow_local=get_settings().allow_local_repos)
+            environment.spec = spec.model_dump()
         updating = environment.phase in (Phase.ready, Phase.updating)
         next_phase = Phase.updating if updating else Phase.provisioning
         if environment.phase is not next_phase:
@@ -226,6 +258,10 @@ def redeploy_environment(
         )
         target.team_id = project.team_id
         target.details = {"generation": environment.desired_generation, "job_run": run.id}
+        if changes:
+            target.details["changed"] = sorted(
+                key for key, value in changes.items() if value not in (None, "")
+            )
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment

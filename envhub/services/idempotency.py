@@ -61,12 +61,13 @@ def claim(actor: Principal, key: str, operation: str, body: Any) -> Claim:
 
 
 def replay(session: Session, claim: Claim) -> Made | None:
-    """What an earlier request with this key made, or None if it is new (or forgotten)."""
+    """What an earlier request with this key made, or None if it is new (or forgotten).
+
+    Forgets the owner's expired keys on the way, so the table holds a day of each person's creates.
+    """
     session.exec(
         delete(IdempotencyKey).where(
-            col(IdempotencyKey.owner) == claim.owner,
-            col(IdempotencyKey.key) == claim.key,
-            col(IdempotencyKey.created_at) < utcnow() - KEEP,
+            col(IdempotencyKey.owner) == claim.owner, col(IdempotencyKey.created_at) < utcnow() - KEEP
         )
     )
     row = session.exec(

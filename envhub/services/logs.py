@@ -38,8 +38,12 @@ def follow_environment_logs(
     tail: int = 50,
     container: str | None = None,
     since_seconds: int | None = None,
+    until: float | None = None,
 ) -> Iterator[str]:
-    """The last ``tail`` lines, then new lines as they are printed (blocking iterator)."""
+    """The last ``tail`` lines, then new lines as they are printed (blocking iterator).
+
+    ``until`` (a ``time.monotonic()`` moment) ends it then, even while nothing is printed.
+    """
     get_environment(session=session, actor=actor, environment_id=environment_id)
     return runtime.logs(
         environment_id,
@@ -47,4 +51,5 @@ def follow_environment_logs(
         tail=max(0, min(tail, MAX_TAIL)),
         container=container,
         since_seconds=since_seconds,
+        until=until,
     )

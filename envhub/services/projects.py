@@ -119,7 +119,8 @@ def create_project(
 ) -> Project:
     """Create a project. ``workloads`` may carry ``services``, ``manifests``,
     ``quota`` and ``egress`` for image-based runtimes (validated like a spec)."""
-    target = AuditTarget("project", name=name, team_id=team_id)
+    # The audit record names the team only if it exists (a made-up id must not break the record).
+    target = AuditTarget("project", name=name, team_id=team_id if session.get(Team, team_id) else None)
     with audited(session, actor, "project.create", target):
         authorize(session, actor, team_id, Action.project_create, what="team")
         validate_label(name, field="project name")

@@ -50,6 +50,11 @@ def _role(value: str) -> TeamRole:
         ) from exc
 
 
+def _existing(session: Session, team_id: int) -> int | None:
+    """``team_id`` if there is such a team, for the audit record (which must not name a missing one)."""
+    return team_id if session.get(Team, team_id) is not None else None
+
+
 def _team(session: Session, actor: Principal, team_id: int, action: Action) -> Team:
     authorize(session, actor, team_id, action, what=f"team {team_id}")
     team = session.get(Team, team_id)
@@ -139,7 +144,7 @@ def normalize_email(email: str) -> str:
 
 
 def invite(*, session: Session, actor: Principal, team_id: int, email: str, role: str = "member") -> Invite:
-    target = AuditTarget("team", id=team_id, team_id=team_id)
+    target = AuditTarget("team", id=team_id, team_id=_existing(session, team_id))
     with audited(session, actor, "team.invite", target):
         team = _team(session, actor, team_id, Action.team_manage)
         target.name = team.name
@@ -231,7 +236,7 @@ def _owners(session: Session, team_id: int) -> int:
 
 
 def change_role(*, session: Session, actor: Principal, team_id: int, user_id: int, role: str) -> Membership:
-    target = AuditTarget("team", id=team_id, team_id=team_id)
+    target = AuditTarget("team", id=team_id, team_id=_existing(session, team_id))
     with audited(session, actor, "team.member.role", target):
         team = _team(session, actor, team_id, Action.team_manage)
         target.name = team.name
@@ -252,7 +257,7 @@ def change_role(*, session: Session, actor: Principal, team_id: int, user_id: in
 
 def remove_member(*, session: Session, actor: Principal, team_id: int, user_id: int) -> None:
     """Take someone out of the team; anyone may leave by removing themselves."""
-    target = AuditTarget("team", id=team_id, team_id=team_id)
+    target = AuditTarget("team", id=team_id, team_id=_existing(session, team_id))
     with audited(session, actor, "team.member.remove", target):
         leaving = actor.user_id == user_id and actor.is_person
         team = _team(session, actor, team_id, Action.team_read if leaving else Action.team_manage)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -68,7 +70,9 @@ def test_a_project_is_created_read_changed_listed_and_deleted(
 def test_project_validation_errors_have_codes(clients: Clients, owner: httpx.Client) -> None:
     acme = clients.world.acme
     assert_error(
-        owner.post("/api/v1/projects", json={"team_id": acme, "name": "Not A Label"}), 422, "invalid_name"
+        owner.post("/api/v1/projects", json={"team_id": acme, "name": "Not A Label"}),
+        422,
+        "validation_failed",
     )
     assert_error(owner.post("/api/v1/projects", json={"team_id": acme}), 422, "validation_failed")
     refused = owner.post(
@@ -203,7 +207,7 @@ def test_redeploy_and_delete_answer_202(clients: Clients, owner: httpx.Client, d
 def test_environment_validation_and_authorization(clients: Clients, owner: httpx.Client) -> None:
     project = make_project(owner, clients.world.acme)
     url = f"/api/v1/projects/{project['id']}/environments"
-    assert_error(owner.post(url, json={"name": "Bad Name"}), 422, "invalid_name")
+    assert_error(owner.post(url, json={"name": "Bad Name"}), 422, "validation_failed")
     assert_error(owner.post(url, json={"kind": "nonsense"}), 422, "validation_failed")
     assert_error(owner.post(url, json={"surprise": 1}), 422, "validation_failed")
     assert_error(owner.post(url, json={"env": {"LD_PRELOAD": "x"}}), 422, "env_name_forbidden")
@@ -238,7 +242,7 @@ def test_the_same_idempotency_key_makes_one_environment(
     assert len(fetch_all(db, IdempotencyKey)) == 1
 
     other = owner.post(url, json={"name": "other"}, headers=key)
-    assert_error(other, 422, "idempotency_key_reused")
+    assert_error(other, 409, "idempotency_key_reused")
     # Another person's key of the same name is theirs.
     adam = clients.of(clients.world.admin)
     assert adam.post(url, json={"name": "adams"}, headers=key).status_code == 202
@@ -250,7 +254,7 @@ def test_a_failed_create_does_not_keep_its_key(clients: Clients, owner: httpx.Cl
     project = make_project(owner, clients.world.acme)
     url = f"/api/v1/projects/{project['id']}/environments"
     key = {"Idempotency-Key": "k"}
-    assert_error(owner.post(url, json={"name": "Bad"}, headers=key), 422, "invalid_name")
+    assert_error(owner.post(url, json={"name": "Bad"}, headers=key), 422, "validation_failed")
     assert fetch_all(db, IdempotencyKey) == []
     assert owner.post(url, json={"name": "fine"}, headers={"Idempotency-Key": "k2"}).status_code == 202
 
@@ -329,7 +333,15 @@ def test_logs_events_and_follow(clients: Clients, owner: httpx.Client, settings:
     events = owner.get(f"/api/v1/environments/{env['id']}/events")
     assert events.status_code == 200, events.text
     assert events.json()["info"]["local"] is True
+
+    def print_later() -> None:
+        time.sleep(0.5)
+        with (log_dir / "output.log").open("a") as out:
+            out.write("three\n")
+
+    printer = threading.Thread(target=print_later)
     started = time.monotonic()
+    printer.start()
     with owner.stream(
         "GET", f"/api/v1/environments/{env['id']}/logs", params={"follow": "true", "seconds": 2, "tail": 5}
     ) as followed:
@@ -337,4 +349,81 @@ def test_logs_events_and_follow(clients: Clients, owner: httpx.Client, settings:
         assert followed.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in followed.iter_lines() if line]
     assert 1.5 < time.monotonic() - started < 15
-    assert lines == [{"line": "one"}, {"line": "two"}]
+    printer.join()
+    # The tail, then what was printed while following; the stream ended on time though quiet after.
+    assert lines == [{"line": "one"}, {"line": "two"}, {"line": "three"}]
+
+
+def test_the_same_key_sent_twice_at_once_makes_one_environment(
+    clients: Clients, owner: httpx.Client, db: Engine
+) -> None:
+    project = make_project(owner, clients.world.acme)
+    url = f"/api/v1/projects/{project['id']}/environments"
+    key = {"Idempotency-Key": "at-once"}
+    barrier = threading.Barrier(4)
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=clients.base_url, headers=owner.headers, timeout=60) as client:
+            barrier.wait()
+            answers.append(client.post(url, json={"kind": "development"}, headers=key))
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert len(fetch_all(db, Environment)) == 1
+    made = [a for a in answers if a.status_code == 202]
+    assert made, [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code != 202:  # lost the race while the winner was being recorded
+            assert_error(answer, 409, "conflict")
+    assert len({a.json()["environment"]["id"] for a in made}) == 1
+    again = owner.post(url, json={"kind": "development"}, headers=key)
+    assert again.json()["replayed"] is True
+    assert again.json()["environment"]["id"] == made[0].json()["environment"]["id"]
+
+
+def test_keys_are_forgotten_after_a_day(clients: Clients, owner: httpx.Client, db: Engine) -> None:
+    project = make_project(owner, clients.world.acme)
+    url = f"/api/v1/projects/{project['id']}/environments"
+    assert owner.post(url, json={"name": "one"}, headers={"Idempotency-Key": "old"}).status_code == 202
+    with db.begin() as conn:
+        conn.execute(
+            IdempotencyKey.__table__.update().values(  # type: ignore[attr-defined]
+                created_at=datetime.now(UTC) - timedelta(hours=25)
+            )
+        )
+    # A day later the key names a new request, and old keys of the person are gone.
+    again = owner.post(url, json={"name": "two"}, headers={"Idempotency-Key": "other"})
+    assert again.status_code == 202, again.text
+    assert [row.key for row in fetch_all(db, IdempotencyKey)] == ["other"]
+    reused = owner.post(url, json={"name": "three"}, headers={"Idempotency-Key": "old"})
+    assert reused.status_code == 202, reused.text
+    assert reused.json()["replayed"] is False
+
+
+def test_an_environment_is_changed_and_redeployed_with_the_change(
+    clients: Clients, owner: httpx.Client, db: Engine
+) -> None:
+    project = make_project(owner, clients.world.acme)
+    env = owner.post(f"/api/v1/projects/{project['id']}/environments", json={"name": "dev"}).json()[
+        "environment"
+    ]
+    url = f"/api/v1/environments/{env['id']}"
+    assert_error(owner.patch(url, json={"ref": "main"}), 409, "invalid_transition")  # still being made
+    with db.begin() as conn:
+        conn.execute(Environment.__table__.update().values(phase=Phase.ready.value))  # type: ignore[attr-defined]
+    changed = owner.patch(url, json={"ref": "feature/x", "env": {"GREETING": "hi"}})
+    assert changed.status_code == 202, changed.text
+    body = changed.json()
+    assert (body["environment"]["ref"], body["environment"]["env_keys"]) == ("feature/x", "GREETING")
+    assert body["environment"]["phase"] == "updating"
+    [run] = [r for r in fetch_all(db, JobRun) if r.kind == "redeploy"]
+    assert body["job_id"] == run.id
+    [event] = [e for e in audit_events(db, "environment.update") if e.outcome == "success"]
+    assert event.details["changed"] == ["env", "ref"]
+    assert_error(owner.patch(url, json={"name": "renamed"}), 422, "validation_failed")
+    vera = clients.of(clients.world.viewer)
+    assert_error(vera.patch(url, json={"ref": "main"}), 403, "forbidden")

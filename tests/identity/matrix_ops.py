@@ -22,10 +22,12 @@ from envhub.services import (
     commands,
     credentials,
     device,
+    environment_requests,
     environment_views,
     environments,
     identity_views,
     inspection,
+    listing,
     logs,
     project_views,
     projects,
@@ -574,5 +576,110 @@ OPS: list[Op] = [
         "any",
         "audit.read",
         lambda w, s, a, _e: identity_views.chain_overview(session=s, actor=a),
+    ),
+    # REST API v1's use cases (services/listing.py, environment_requests.py).
+    Op(
+        "listing.project_page",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: any(
+            row["id"] == w.shop for row in listing.project_page(session=s, actor=a, search="shop").items
+        ),
+    ),
+    Op(
+        "listing.environment_page",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: bool(listing.environment_page(session=s, actor=a, project_id=w.shop).items),
+    ),
+    Op(
+        "listing.audit_page",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: any(
+            r["team_id"] == w.acme and r["actor"] == "envhub"
+            for r in listing.audit_page(session=s, actor=a, filters=AuditFilter(action="test.setup")).items
+        ),
+    ),
+    Op(
+        "audit_log.events_before",
+        "team",
+        "audit.read",
+        lambda w, s, a, _e: _acme_events(
+            audit_log.events_before(session=s, actor=a, filters=AuditFilter(action="test.setup"))
+        ),
+    ),
+    Op(
+        "environment_requests.create_environment_once",
+        "team",
+        "environment.create",
+        lambda w, s, a, _e: environment_requests.create_environment_once(
+            session=s, actor=a, queue=FakeQueue(), project_id=w.shop, idempotency_key=unique("key")
+        ),
+    ),
+    Op(
+        "environment_requests.environment_status",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_requests.environment_status(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "environment_requests.wait_for_environment",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: environment_requests.wait_for_environment(actor=a, environment_id=e, timeout=0),
+    ),
+    Op(
+        "environment_requests.follow_logs",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: (
+            list(
+                environment_requests.follow_logs(
+                    session=s, actor=a, runtime=w.runtime, environment_id=e, seconds=0.2
+                )
+            )
+            or True
+        ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "environment_requests.redeploy",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environment_requests.redeploy(session=s, actor=a, queue=FakeQueue(), environment_id=e),
+        )[1],
+    ),
+    Op(
+        "environment_requests.delete",
+        "env",
+        "environment.delete",
+        lambda w, s, a, e: environment_requests.delete(
+            session=s, actor=a, queue=FakeQueue(), environment_id=e
+        ),
+        on_env=_fresh_env,
+    ),
+    Op(
+        "environments.update_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environments.update_environment(
+                session=s, actor=a, queue=FakeQueue(), environment_id=e, changes={"env": {"GREETING": "hi"}}
+            ),
+        )[1],
+    ),
+    Op(
+        "environment_requests.update",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environment_requests.update(
+                session=s, actor=a, queue=FakeQueue(), environment_id=e, changes={"ref": "main"}
+            ),
+        )[1],
     ),
 ]

@@ -109,6 +109,7 @@ NOT_OPERATIONS = {
     "common.audit": "records an event for an operation",
     "common.audited": "records a failed operation",
     "device.pending": "the look-up approve and deny start with (people only, covered by them)",
+    "idempotency.claim": "names a request's idempotency key (create_environment_once authorizes)",
     "teams.accept_invites": "runs inside sign-in for the person signing in",
     "signin._record_failure": "records a refused sign-in",
     "terminal.end_shell": "records the end of a session its opener was authorized for (open_shell)",

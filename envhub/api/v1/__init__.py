@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from envhub.api.v1 import account, audit, environments, projects, secrets, sharing, teams
+from envhub.api.v1 import (
+    account,
+    audit,
+    commands,
+    credentials,
+    environments,
+    projects,
+    secrets,
+    sharing,
+    teams,
+)
 
 router = APIRouter()
-for area in (account, projects, environments, secrets, teams, sharing, audit):
+for area in (account, projects, environments, commands, credentials, secrets, teams, sharing, audit):
     router.include_router(area.router)
 
 __all__ = ["router"]

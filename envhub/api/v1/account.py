@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from envhub.api.v1.models import Caller, Id, answers
+from envhub.api.v1.models import Caller, Id, Number, Text, answers
+from envhub.domain.principals import Scope
 from envhub.models import ApiToken
 from envhub.services import credentials, tokens
 from envhub.services.sessions import csrf_token
@@ -24,17 +25,17 @@ router = APIRouter(prefix="/api/v1", tags=["account"])
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, max_length=10, description="read, write, shell, admin")
-    expires_in_days: int = Field(ge=1, le=3650)
+    name: Text = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=10)
+    expires_in_days: Number = Field(ge=1, le=3650)
 
 
 class AgentTokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default=["read", "write", "shell"], min_length=1, max_length=10)
-    expires_in_days: int = Field(default=7, ge=1, le=3650)
+    name: Text = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(default=[Scope.read, Scope.write, Scope.shell], min_length=1, max_length=10)
+    expires_in_days: Number = Field(default=7, ge=1, le=3650)
 
 
 class Me(BaseModel):
@@ -118,7 +119,7 @@ def create_token(body: TokenIn, actor: Caller) -> dict[str, Any]:
             session=session,
             actor=actor,
             name=body.name,
-            scopes=body.scopes,
+            scopes=[scope.value for scope in body.scopes],
             expires_in_days=body.expires_in_days,
             via="api",
         )
@@ -147,7 +148,7 @@ def create_agent_token(environment_id: Id, body: AgentTokenIn, actor: Caller) ->
             actor=actor,
             environment_id=environment_id,
             name=body.name,
-            scopes=body.scopes,
+            scopes=[scope.value for scope in body.scopes],
             expires_in_days=body.expires_in_days,
         )
         return {**token_view(new.row), "token": new.token}

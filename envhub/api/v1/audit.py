@@ -7,6 +7,7 @@ Each route is a thin call into ``services/audit_log.py`` and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from envhub.api.v1.models import Caller, Cursor, Limit, answers, streamed
+from envhub.api.v1.models import NO_NUL, Caller, Cursor, Limit, answers, streamed
 from envhub.errors import ValidationFailed
 from envhub.models.db import read_session
 from envhub.services import audit_log, listing
@@ -26,23 +27,33 @@ from envhub.services.units import read_only, unit_of_work
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 
-def _when(value: str | None, field: str) -> datetime | None:
-    if not value:
+# RFC 3339, as the document's "date-time" format says (datetime.fromisoformat alone takes more).
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+Moment = Annotated[
+    str | None, Query(max_length=40, json_schema_extra={"format": "date-time"}, description="RFC 3339 time")
+]
+
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not _RFC3339.match(value):
+            raise ValueError(value)
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValidationFailed(f"{field} is not an ISO 8601 time", details={"field": field}) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise ValidationFailed(
+            f"{field} is not an RFC 3339 time (2026-12-05T09:00:00Z)", details={"field": field}
+        ) from exc
 
 
 def audit_filter(
-    actor: Annotated[str, Query(max_length=200)] = "",
-    target: Annotated[str, Query(max_length=200)] = "",
-    action: Annotated[str, Query(max_length=200)] = "",
-    outcome: Annotated[str, Query(max_length=20)] = "",
-    since: Annotated[str | None, Query(max_length=40, description="ISO 8601 time")] = None,
-    until: Annotated[str | None, Query(max_length=40, description="ISO 8601 time")] = None,
+    actor: Annotated[str, Query(max_length=200, pattern=NO_NUL)] = "",
+    target: Annotated[str, Query(max_length=200, pattern=NO_NUL)] = "",
+    action: Annotated[str, Query(max_length=200, pattern=NO_NUL)] = "",
+    outcome: Annotated[str, Query(max_length=20, pattern=NO_NUL)] = "",
+    since: Moment = None,
+    until: Moment = None,
     team_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> AuditFilter:
     return AuditFilter(
@@ -50,8 +61,8 @@ def audit_filter(
         target=target,
         action=action,
         outcome=outcome,
-        since=_when(since, "since"),
-        until=_when(until, "until"),
+        since=_moment(since, "since"),
+        until=_moment(until, "until"),
         team_id=team_id,
     )
 

@@ -18,12 +18,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from envhub.api.v1.models import (
+    ENV_NAME,
+    NO_NUL,
     Accepted,
     Caller,
     Cursor,
     CursorPage,
     Id,
+    Label,
     Limit,
+    Text,
     answers,
     model_of,
 )
@@ -54,15 +58,16 @@ class EnvironmentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(
-        default=None, min_length=1, max_length=63, description="Generated when left out."
-    )
+    name: Label | None = Field(default=None, description="Generated when left out.")
     kind: EnvironmentKind = EnvironmentKind.development
-    ref: str | None = Field(default=None, max_length=255, description="Git ref to check out.")
-    command: str | None = Field(default=None, max_length=4000)
-    env: dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=32_768)]] = Field(
-        default_factory=dict, max_length=200
+    ref: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._/-]{1,200}$", description="Git ref to check out."
     )
+    command: Text | None = Field(default=None, max_length=4000)
+    env: dict[
+        Annotated[str, Field(max_length=200, pattern=ENV_NAME)],
+        Annotated[str, Field(max_length=32_768, pattern=NO_NUL)],
+    ] = Field(default_factory=dict, max_length=200)
 
 
 def accepted(started: StartedJob) -> dict[str, Any]:
@@ -126,7 +131,9 @@ def list_environments(
     ] = None,
     kind: Annotated[EnvironmentKind | None, Query()] = None,
     trigger: Annotated[Trigger | None, Query(description="What made it.")] = None,
-    search: Annotated[str, Query(max_length=63, description="Part of the environment's name.")] = "",
+    search: Annotated[
+        str, Query(max_length=63, pattern=NO_NUL, description="Part of the environment's name.")
+    ] = "",
 ) -> dict[str, Any]:
     with read_only() as session:
         page = listing.environment_page(
@@ -154,6 +161,38 @@ def get_environment(environment_id: Id, actor: Caller) -> EnvironmentDetail:
         return environment_views.environment_summary(
             session=session, actor=actor, environment_id=environment_id
         )
+
+
+class EnvironmentChanges(BaseModel):
+    """What to change; the environment is redeployed with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._/-]{1,200}$", description="Git ref.")
+    command: Text | None = Field(default=None, min_length=1, max_length=4000)
+    env: dict[
+        Annotated[str, Field(max_length=200, pattern=ENV_NAME)],
+        Annotated[str, Field(max_length=32_768, pattern=NO_NUL)],
+    ] = Field(default_factory=dict, max_length=200, description="Variables to add or change.")
+
+
+@router.patch(
+    "/environments/{environment_id}",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Change an environment's ref, command or variables (a job redeploys it with them)",
+)
+def update_environment(environment_id: Id, body: EnvironmentChanges, actor: Caller) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.update(
+            session=session,
+            actor=actor,
+            queue=ports.queue(),
+            environment_id=environment_id,
+            changes=body.model_dump(exclude_none=True),
+        )
+    return accepted(started)
 
 
 @router.post(

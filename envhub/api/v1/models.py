@@ -13,10 +13,11 @@ import functools
 from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin, get_type_hints, is_typeddict
 
 from fastapi import Depends, Path, Query
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from envhub.api.auth import require_principal
 from envhub.domain.principals import Principal
+from envhub.domain.workloads import reject_bool
 from envhub.services.environment_views import EnvironmentDetail
 
 T = TypeVar("T")
@@ -24,6 +25,17 @@ T = TypeVar("T")
 Caller = Annotated[Principal, Depends(require_principal)]
 # Database ids are 32-bit: a larger number is a bad request, not a database error.
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# Text that reaches the database: PostgreSQL stores no NUL character, so the
+# document says so and a NUL is a 422, never a database error.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
+# An environment variable's name (domain/specs.py); some are still refused (LD_*, PORT...).
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A JSON number that is not true or false (pydantic would read those as 1 and 0).
+Number = Annotated[int, BeforeValidator(reject_bool)]
+# A DNS-1123 label: every team, project and environment name (domain/naming.py).
+LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+Label = Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=200, description="Items per page (at most 200).")]
 Cursor = Annotated[
     str | None,

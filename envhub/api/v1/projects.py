@@ -11,7 +11,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from envhub.api.v1.models import Caller, Cursor, CursorPage, Id, Limit, answers, model_of
+from envhub.api.v1.models import (
+    ENV_NAME,
+    NO_NUL,
+    Caller,
+    Cursor,
+    CursorPage,
+    Id,
+    Label,
+    Limit,
+    Number,
+    Text,
+    answers,
+    model_of,
+)
+from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.services import listing, project_views, projects
 from envhub.services.project_views import ProjectHeader, ProjectRow
 from envhub.services.units import read_only, unit_of_work
@@ -27,23 +41,23 @@ class Workloads(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    services: list[dict[str, Any]] | None = Field(default=None, max_length=20)
-    manifests: str | None = Field(default=None, max_length=200_000)
-    quota: dict[str, Any] | None = None
-    egress: dict[str, Any] | None = None
+    services: list[ContainerService] | None = Field(default=None, max_length=20)
+    manifests: Text | None = Field(default=None, max_length=200_000)
+    quota: QuotaSpec | None = None
+    egress: EgressAllowlist | None = None
 
 
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    team_id: int = Field(ge=1, le=2**31 - 1)
-    name: str = Field(min_length=1, max_length=63)
-    description: str = Field(default="", max_length=2000)
-    repo_url: str | None = Field(default=None, max_length=2000)
-    default_ref: str | None = Field(default=None, max_length=255)
-    command: str | None = Field(default=None, max_length=4000)
-    env: dict[str, str] | None = None
-    health_path: str | None = Field(default=None, max_length=2000)
+    team_id: Number = Field(ge=1, le=2**31 - 1)
+    name: Label
+    description: Text = Field(default="", max_length=2000)
+    repo_url: Text | None = Field(default=None, max_length=2000)
+    default_ref: Text | None = Field(default=None, max_length=255)
+    command: Text | None = Field(default=None, max_length=4000)
+    env: dict[Annotated[str, Field(max_length=200, pattern=ENV_NAME)], Text] | None = None
+    health_path: Text | None = Field(default=None, max_length=2000)
     workloads: Workloads | None = None
 
 
@@ -52,16 +66,16 @@ class ProjectChanges(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=2000)
-    repo_url: str | None = Field(default=None, max_length=2000)
-    default_ref: str | None = Field(default=None, max_length=255)
-    command: str | None = Field(default=None, max_length=4000)
-    env: dict[str, str] | None = None
-    health_path: str | None = Field(default=None, max_length=2000)
-    services: list[dict[str, Any]] | None = Field(default=None, max_length=20)
-    manifests: str | None = Field(default=None, max_length=200_000)
-    quota: dict[str, Any] | None = None
-    egress: dict[str, Any] | None = None
+    description: Text | None = Field(default=None, max_length=2000)
+    repo_url: Text | None = Field(default=None, max_length=2000)
+    default_ref: Text | None = Field(default=None, max_length=255)
+    command: Text | None = Field(default=None, max_length=4000)
+    env: dict[Annotated[str, Field(max_length=200, pattern=ENV_NAME)], Text] | None = None
+    health_path: Text | None = Field(default=None, max_length=2000)
+    services: list[ContainerService] | None = Field(default=None, max_length=20)
+    manifests: Text | None = Field(default=None, max_length=200_000)
+    quota: QuotaSpec | None = None
+    egress: EgressAllowlist | None = None
 
 
 # Fields a null clears; for the others null means "leave as it is".
@@ -78,7 +92,9 @@ def list_projects(
     actor: Caller,
     cursor: Cursor = None,
     limit: Limit = 20,
-    search: Annotated[str, Query(max_length=200, description="Part of the project's name.")] = "",
+    search: Annotated[
+        str, Query(max_length=200, pattern=NO_NUL, description="Part of the project's name.")
+    ] = "",
 ) -> dict[str, Any]:
     with read_only() as session:
         page = listing.project_page(session=session, actor=actor, cursor=cursor, limit=limit, search=search)
@@ -105,7 +121,7 @@ def create_project(body: ProjectIn, actor: Caller) -> ProjectHeader:
             command=body.command,
             env=body.env,
             health_path=body.health_path,
-            workloads=body.workloads.model_dump(exclude_none=True) if body.workloads else None,
+            workloads=body.workloads.model_dump(mode="json", exclude_none=True) if body.workloads else None,
         )
         return project_views.project_summary(session=session, actor=actor, project_id=project.id or 0)
 
@@ -128,7 +144,7 @@ def update_project(project_id: Id, body: ProjectChanges, actor: Caller) -> Proje
     with unit_of_work() as session:
         changes = {
             key: value
-            for key, value in body.model_dump(exclude_unset=True).items()
+            for key, value in body.model_dump(mode="json", exclude_unset=True).items()
             if value is not None or key in _CLEARABLE
         }
         projects.update_project(session=session, actor=actor, project_id=project_id, changes=changes)

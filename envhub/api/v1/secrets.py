@@ -19,7 +19,9 @@ from envhub.services.units import read_only, unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["secrets"])
 
-SecretName = Annotated[str, Path(min_length=1, max_length=100, description="A variable name.")]
+SecretName = Annotated[
+    str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$", description="A variable name (it becomes one).")
+]
 
 
 class SecretValue(BaseModel):

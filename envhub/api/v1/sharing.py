@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from envhub.api.v1.models import Caller, Id, answers
+from envhub.api.v1.models import Caller, Id, Label, Text, answers
+from envhub.domain.policy import ShareRole
 from envhub.services import sharing
 from envhub.services.inputs import share_expiry
 from envhub.services.sharing import Access, SharedEnvironment, ShareView
@@ -25,9 +26,9 @@ class ShareIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(max_length=20, description="viewer, editor or admin")
-    user: str | None = Field(default=None, min_length=1, max_length=100)
-    team: str | None = Field(default=None, min_length=1, max_length=63)
+    role: ShareRole
+    user: Text | None = Field(default=None, min_length=1, max_length=100)
+    team: Label | None = None
     expires_at: str | None = Field(
         default=None, max_length=40, description="YYYY-MM-DD (end of that day, UTC) or an ISO 8601 time."
     )
@@ -124,7 +125,7 @@ def share(environment_id: Id, body: ShareIn, actor: Caller) -> dict[str, Any]:
             session=session,
             actor=actor,
             environment_id=environment_id,
-            role=body.role,
+            role=body.role.value,
             user=body.user,
             team=body.team,
             expires_at=share_expiry(body.expires_at),

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from envhub.api.v1.models import Caller, Id, answers
+from envhub.api.v1.models import Caller, Id, Label, Text, answers
+from envhub.domain.policy import TeamRole
 from envhub.models import Invite, Team
 from envhub.services import teams
 from envhub.services.teams import Member, TeamSummary
@@ -19,27 +20,29 @@ from envhub.services.units import read_only, unit_of_work
 
 router = APIRouter(prefix="/api/v1", tags=["teams"])
 
+# The address check of services/teams.py, for the document.
+EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class TeamIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=63)
-    display_name: str = Field(default="", max_length=200)
+    name: Label
+    display_name: Text = Field(default="", max_length=200)
 
 
 class RoleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(max_length=20, description="owner, admin, member or viewer")
+    role: TeamRole
 
 
 class InviteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=3, max_length=320)
-    role: str = Field(default="member", max_length=20)
+    email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
+    role: TeamRole = TeamRole.member
 
 
 class TeamOut(BaseModel):
@@ -146,7 +149,9 @@ def list_members(team_id: Id, actor: Caller) -> list[dict[str, Any]]:
 )
 def change_role(team_id: Id, user_id: UserId, body: RoleIn, actor: Caller) -> dict[str, Any]:
     with unit_of_work() as session:
-        teams.change_role(session=session, actor=actor, team_id=team_id, user_id=user_id, role=body.role)
+        teams.change_role(
+            session=session, actor=actor, team_id=team_id, user_id=user_id, role=body.role.value
+        )
         members = teams.list_members(session=session, actor=actor, team_id=team_id)
         return member_view(next(m for m in members if m.user.id == user_id))
 
@@ -185,7 +190,9 @@ def list_invitations(team_id: Id, actor: Caller) -> list[dict[str, Any]]:
 def invite(team_id: Id, body: InviteIn, actor: Caller) -> dict[str, Any]:
     with unit_of_work() as session:
         return invite_view(
-            teams.invite(session=session, actor=actor, team_id=team_id, email=body.email, role=body.role)
+            teams.invite(
+                session=session, actor=actor, team_id=team_id, email=body.email, role=body.role.value
+            )
         )
 
 
@@ -193,7 +200,7 @@ def invite(team_id: Id, body: InviteIn, actor: Caller) -> dict[str, Any]:
     "/invitations/{invite_id}",
     status_code=204,
     response_class=Response,
-    responses=answers(404),
+    responses=answers(404, 409),
     summary="Revoke an invitation",
 )
 def revoke_invitation(invite_id: Id, actor: Caller) -> Response:

@@ -369,6 +369,7 @@ class KubernetesRuntime:
         tail: int | None = 200,
         container: str | None = None,
         since_seconds: int | None = None,
+        until: float | None = None,
     ) -> Iterator[str]:
         namespace, pod, chosen = self._pod(environment_id, container)
         return follow_log(
@@ -379,6 +380,7 @@ class KubernetesRuntime:
             follow=follow,
             tail=tail,
             since_seconds=since_seconds,
+            until=until,
         )
 
     def exec(

@@ -24,6 +24,7 @@ from kubernetes.stream.ws_client import (
     STDOUT_CHANNEL,
     WSClient,
 )
+from urllib3.exceptions import ReadTimeoutError
 from websocket import WebSocketBadStatusException
 
 from envhub.errors import EnvhubError
@@ -43,8 +44,12 @@ def follow_log(
     follow: bool,
     tail: int | None,
     since_seconds: int | None,
+    until: float | None = None,
 ) -> Iterator[str]:
     kwargs: dict[str, Any] = {"follow": follow, "_preload_content": False}
+    if until is not None:
+        # No read waits past the end: the stream answers within the time left, or times out.
+        kwargs["_request_timeout"] = (10, max(1.0, until - time.monotonic()))
     if container:
         kwargs["container"] = container
     if tail is not None:
@@ -61,8 +66,15 @@ def follow_log(
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 yield line.decode("utf-8", "replace")
+            if until is not None and time.monotonic() >= until:
+                response.close()  # unread data must not go back to the pool with the connection
+                return
         if buffer:
             yield buffer.decode("utf-8", "replace")
+    except ReadTimeoutError:
+        if until is None:
+            raise
+        response.close()  # nothing printed before the end: the follow is over
     finally:
         response.release_conn()
 

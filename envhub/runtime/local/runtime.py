@@ -359,6 +359,7 @@ class LocalRuntime:
         tail: int | None = 200,
         container: str | None = None,
         since_seconds: int | None = None,
+        until: float | None = None,
     ) -> Iterator[str]:
         # One process tree per environment, so ``container`` has nothing to pick;
         # the output file has no timestamps to filter ``since_seconds`` by.
@@ -372,10 +373,11 @@ class LocalRuntime:
                 return
             handle.seek(0, os.SEEK_END)
             buffer = ""
-            while True:
+            while until is None or time.monotonic() < until:
                 chunk = handle.read(65536)
                 if not chunk:
-                    time.sleep(0.25)
+                    left = 0.25 if until is None else until - time.monotonic()
+                    time.sleep(max(0.0, min(0.25, left)))
                     continue
                 buffer += chunk
                 *lines, buffer = buffer.split("\n")

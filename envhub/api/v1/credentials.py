@@ -9,24 +9,20 @@ use case authorizes (``environment.shell``) and audits each one.
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from envhub.api.auth import require_principal
-from envhub.api.v1.models import answers
-from envhub.domain.principals import Principal
+from envhub.api.v1.models import Caller, Id, Number, answers
 from envhub.models.db import session_scope
 from envhub.services import credentials, ports
 
 router = APIRouter(prefix="/api/v1")
-Caller = Annotated[Principal, Depends(require_principal)]
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class CredentialsIn(BaseModel):
-    ttl_seconds: int = Field(default=credentials.DEFAULT_TTL, ge=600, le=3600)
+    ttl_seconds: Number = Field(default=credentials.DEFAULT_TTL, ge=600, le=3600)
 
 
 class Credentials(BaseModel):

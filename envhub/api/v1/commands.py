@@ -17,20 +17,17 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
-from envhub.api.auth import require_principal
-from envhub.api.v1.models import streamed
-from envhub.domain.principals import Principal
+from envhub.api.v1.models import NO_NUL, Caller, Id, Number, streamed
+from envhub.domain.workloads import reject_bool
 from envhub.models.db import session_scope
 from envhub.runtime.base import ExecSession
 from envhub.services import commands, ports
 
 router = APIRouter(prefix="/api/v1")
-Caller = Annotated[Principal, Depends(require_principal)]
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 MAX_OUTPUT = 100 * 1024 * 1024
 # How long one read waits before looking at the clock again.
@@ -38,9 +35,11 @@ READ_SLICE = 2.0
 
 
 class ExecIn(BaseModel):
-    command: list[Annotated[str, Field(max_length=4096)]] = Field(min_length=1, max_length=256)
-    timeout_seconds: float = Field(default=300, gt=0, le=3600)
-    max_output_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=MAX_OUTPUT)
+    command: list[Annotated[str, Field(max_length=4096, pattern=NO_NUL)]] = Field(
+        min_length=1, max_length=256
+    )
+    timeout_seconds: Annotated[float, BeforeValidator(reject_bool)] = Field(default=300, gt=0, le=3600)
+    max_output_bytes: Number = Field(default=10 * 1024 * 1024, ge=1, le=MAX_OUTPUT)
     container: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
     @field_validator("command")
