@@ -55,7 +55,6 @@ _OWN_BODY = (
     "REST answers with its own body (api/v1/account.py, teams.py, sharing.py, secrets.py, audit.py), "
     "built from the same use cases, not this view model yet"
 )
-_CLI2 = "`envhub projects` and `envhub env` come with branch cli2, merged next"
 _STREAM = "a stream (REST's logs?follow=true, `envhub env logs -f`); a tool answers once: get_logs"
 
 # face -> operation (``module.function``, or ``module.*``) -> why that face has no way to it.
@@ -128,33 +127,10 @@ NOT_IN: dict[str, dict[str, str]] = {
         "environment_views.environment_events": _CLI_SCOPE,
         "environment_views.environment_permissions": _CLI_SCOPE,
         "environment_views.environment_rows": _CLI_SCOPE,
-        "environment_views.visible_environments": _CLI_SCOPE,
-        "environment_listing.list_visible_environments": _CLI_SCOPE,
         "listing.audit_page": _CLI_SCOPE,
         "audit_log.environment_audit_trail": _CLI_SCOPE,
         "tokens.list_tokens": _CLI_SCOPE,
         "project_views.projects_overview": _CLI_SCOPE,
-        "environment_requests.create_environment_once": _CLI2,
-        "environment_requests.delete": _CLI2,
-        "environment_requests.follow_logs": _CLI2,
-        "environment_requests.redeploy": _CLI2,
-        "environment_views.environment_status": _CLI2,
-        "environment_views.environment_summary": _CLI2,
-        "environments.create_environment": _CLI2,
-        "environments.delete_environment": _CLI2,
-        "environments.environment_context": _CLI2,
-        "environments.latest_run": _CLI2,
-        "environments.list_environments": _CLI2,
-        "environments.redeploy_environment": _CLI2,
-        "listing.environment_page": _CLI2,
-        "listing.project_page": _CLI2,
-        "logs.environment_logs": _CLI2,
-        "logs.follow_environment_logs": _CLI2,
-        "project_views.project_summary": _CLI2,
-        "projects.create_project": _CLI2,
-        "projects.get_project": _CLI2,
-        "projects.list_projects": _CLI2,
-        "waiting.wait_for_environment": _CLI2,
         "commands.run_command": "`envhub exec` streams the command (start_command) instead of waiting for it",
     },
 }
