@@ -37,7 +37,7 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_SCOPES = "read write shell"
 
 
-def _can_open_browser() -> bool:
+def can_open_browser() -> bool:
     if os.environ.get("CI") or os.environ.get("ENVHUB_NO_BROWSER"):
         return False
     if not sys.stdout.isatty():
@@ -78,7 +78,7 @@ def _announce(grant: dict[str, Any], *, open_browser: bool, fmt: Format) -> None
     else:
         err.print(f"Your one-time code: [bold]{grant['user_code']}[/]")
         err.print(f"Confirm it at: {complete}")
-    opened = open_browser and _can_open_browser() and webbrowser.open(complete)
+    opened = open_browser and can_open_browser() and webbrowser.open(complete)
     if opened and fmt is Format.text:
         err.print("(opened in your browser)")
     sys.stderr.flush()

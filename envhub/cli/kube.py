@@ -22,8 +22,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from envhub.cli import resources
 from envhub.cli.client import Connection
 from envhub.cli.output import Format, OutputOption, ServerOption, command, console, print_json
+from envhub.cli.resources import EnvArgument
 
 EXEC_API = "client.authentication.k8s.io/v1"
 
@@ -91,7 +93,7 @@ def write_private(path: Path, config: dict[str, Any]) -> None:
 
 @command
 def kubeconfig(
-    environment_id: Annotated[int, typer.Argument(help="The environment's id.", min=1)],
+    env: EnvArgument,
     output_file: Annotated[
         Path | None,
         typer.Option(
@@ -104,6 +106,7 @@ def kubeconfig(
 ) -> None:
     """Add a kubectl context for the environment's namespace, with short-lived tokens from envhub."""
     connection = Connection.signed_in(server)
+    environment_id = resources.environment_id(connection, env)
     issued = _credentials(connection, environment_id)
     namespace = str(issued["namespace"])
     name = f"envhub-{namespace}"

@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from envhub.cli import auth, kube, running, terminal
+from envhub.cli import auth, environments, kube, projects, running, terminal, tui
 
 VERSION = "0.1.0"
 
 app = typer.Typer(
     name="envhub",
-    help="envhub from your terminal: sign in, shells, commands and kubectl access to your environments.",
+    help="envhub from your terminal: projects, environments, shells, commands and kubectl access.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -43,7 +43,7 @@ def main(
     """
 
 
-for module in (auth, terminal, running, kube):
+for module in (auth, terminal, running, kube, projects, environments, tui):
     module.register(app)
 
 

@@ -61,6 +61,16 @@ def fields_table(rows: list[tuple[str, Any]]) -> Table:
     return table
 
 
+def rows_table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:
+    """A plain table (a header, no borders), as ``kubectl get`` and ``gh`` print lists."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    return table
+
+
 def report(error: CliError, fmt: Format) -> None:
     if fmt is Format.json:
         sys.stderr.write(json.dumps({"error": error.to_dict()}) + "\n")

@@ -15,9 +15,11 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from envhub.cli import resources
 from envhub.cli.client import Connection
 from envhub.cli.errors import REMOTE_FAILURE, CliError
 from envhub.cli.output import Format, OutputOption, ServerOption, command, err, print_json
+from envhub.cli.resources import EnvArgument
 from envhub.cli.terminal import exit_status
 
 TIMED_OUT_STATUS = 124  # as timeout(1) says it
@@ -74,7 +76,7 @@ def run_command(
 
 @command
 def exec_command(
-    environment_id: Annotated[int, typer.Argument(help="The environment's id.", min=1)],
+    env: EnvArgument,
     argv: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
     container: Annotated[str | None, typer.Option("--container", help="Which container.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the command is ended.", min=1)] = 300.0,
@@ -87,7 +89,7 @@ def exec_command(
         connection = Connection.signed_in(server)
         status = run_command(
             connection,
-            environment_id,
+            resources.environment_id(connection, env),
             argv,
             container=container,
             timeout=timeout,

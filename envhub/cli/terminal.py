@@ -33,9 +33,11 @@ import typer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from envhub.cli import resources
 from envhub.cli.client import USER_AGENT, Connection, unreachable
 from envhub.cli.errors import REMOTE_FAILURE, CliError
 from envhub.cli.output import Format, OutputOption, ServerOption, command
+from envhub.cli.resources import EnvArgument
 
 # Close codes after which reconnecting cannot help (api/terminal/protocol.py's CloseCode).
 FINAL_CLOSES = {
@@ -309,7 +311,7 @@ def run_shell(
 
 @command
 def shell(
-    environment_id: Annotated[int, typer.Argument(help="The environment's id.", min=1)],
+    env: EnvArgument,
     container: Annotated[
         str | None, typer.Option("--container", help="Which container (default: the first).")
     ] = None,
@@ -325,6 +327,7 @@ def shell(
     """Open a terminal in an environment; exits with the remote shell's status."""
     try:
         connection = Connection.signed_in(server)
+        environment_id = resources.environment_id(connection, env)
     except CliError as exc:
         raise _remote(exc) from None
     status = run_shell(

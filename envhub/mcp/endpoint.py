@@ -58,6 +58,7 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.get_environment, title="Get an environment", read_only=True)
     add_tool(server, envs.get_events, title="Environment events", read_only=True)
     add_tool(server, envs.create_environment, title="Create an environment")
+    add_tool(server, envs.update_environment, title="Update an environment")
     add_tool(server, envs.redeploy_environment, title="Redeploy an environment")
     add_tool(
         server, envs.delete_environment, title="Delete an environment", destructive=True, idempotent=True

@@ -51,3 +51,8 @@ def output_model(view: type) -> type[BaseModel]:
     fields: dict[str, Any] = {name: (_convert(hint), ...) for name, hint in get_type_hints(view).items()}
     model: type[BaseModel] = create_model(view.__name__, __base__=_Strict, __doc__=view.__doc__, **fields)
     return model
+
+
+Cursor = Annotated[
+    str, Field(max_length=500, description="next_cursor of the previous page; '' for the first.")
+]

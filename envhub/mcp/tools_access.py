@@ -7,10 +7,9 @@ from typing import Annotated, Literal, TypedDict
 from pydantic import Field
 
 from envhub.domain.principals import Principal
-from envhub.mcp.schemas import EnvironmentId, Limit, Offset
-from envhub.services import identity_views, inputs, project_views, sharing, tokens
+from envhub.mcp.schemas import Cursor, EnvironmentId, Limit
+from envhub.services import identity_views, inputs, listing, sharing, tokens
 from envhub.services.identity_views import AccessOverview, SharedRow, TokenRow
-from envhub.services.pages import PageInfo
 from envhub.services.project_views import ProjectRow
 from envhub.services.units import read_only, unit_of_work
 
@@ -25,7 +24,7 @@ class Identity(TypedDict):
 
 class ProjectList(TypedDict):
     projects: list[ProjectRow]
-    page: PageInfo
+    next_cursor: str  # pass back as ``cursor`` for the next page; "" on the last one
     shared: list[SharedRow]  # environments of other teams shared with you
 
 
@@ -52,15 +51,16 @@ def whoami(actor: Principal) -> Identity:
 def list_projects(
     actor: Principal,
     search: Annotated[str, Field(max_length=100, description="Part of the project's name.")] = "",
-    offset: Offset = 0,
+    cursor: Cursor = "",
     limit: Limit = 20,
 ) -> ProjectList:
     """List the projects you can see (by name), and the environments of other teams shared with you."""
     with read_only() as session:
-        overview = project_views.projects_overview(
-            session=session, actor=actor, offset=offset, limit=limit, search=search
+        page = listing.project_page(
+            session=session, actor=actor, cursor=cursor or None, limit=limit, search=search
         )
-    return ProjectList(projects=overview["rows"], page=overview["page"], shared=overview["shared"])
+        shared = identity_views.shared_rows(session=session, actor=actor)
+    return ProjectList(projects=page.items, next_cursor=page.next_cursor or "", shared=shared)
 
 
 def list_shares(actor: Principal, environment_id: EnvironmentId) -> AccessOverview:

@@ -1,8 +1,9 @@
-"""Tools for environments: find, create, wait for, inspect, run commands in, delete.
+"""Tools for environments: find, create, change, wait for, inspect, run commands in, delete.
 
 Each one opens a unit of work, calls the use case or view with the caller,
-and returns the view model every face shows. Authorization and the audit
-record happen in the services.
+and returns the view model every face shows: the same calls as REST's routes
+(``api/v1/environments.py``), so an agent and a script see the same answers.
+Authorization and the audit record happen in the services.
 """
 
 from __future__ import annotations
@@ -13,22 +14,30 @@ from pydantic import Field
 
 from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
-from envhub.domain.specs import Trigger
+from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import ValidationFailed
-from envhub.mcp.schemas import EnvironmentId, Limit, Offset, ProjectId
-from envhub.services import commands, environment_views, environments, inspection, logs, ports, waiting
+from envhub.mcp.schemas import Cursor, EnvironmentId, Limit, Offset, ProjectId
+from envhub.services import (
+    commands,
+    environment_requests,
+    environment_views,
+    inspection,
+    listing,
+    logs,
+    ports,
+    waiting,
+)
 from envhub.services.environment_listing import filters_from_query
+from envhub.services.environment_requests import StartedJob
 from envhub.services.environment_views import (
-    EnvironmentDetail,
     EnvironmentEvents,
     EnvironmentRow,
     EnvironmentStatus,
     ListingRow,
 )
 from envhub.services.inspection import WorkloadsView
-from envhub.services.pages import PageInfo
 from envhub.services.units import read_only, unit_of_work
-from envhub.services.waiting import WaitOutcome
+from envhub.services.waiting import WaitResult
 
 PhaseName = Literal[
     "pending", "provisioning", "ready", "updating", "sleeping", "failed", "deleting", "deleted"
@@ -41,7 +50,7 @@ MAX_LOG_LINES = 2000
 
 class EnvironmentList(TypedDict):
     environments: list[EnvironmentRow]
-    page: PageInfo
+    next_cursor: str  # pass back as ``cursor`` for the next page; "" on the last one
 
 
 class FoundEnvironments(TypedDict):
@@ -73,23 +82,28 @@ def list_environments(
     actor: Principal,
     project_id: ProjectId,
     phase: Annotated[
-        list[PhaseName],
-        Field(max_length=8, description="Only environments in these phases (default: all live)."),
-    ] = [],  # noqa: B006 - the SDK copies defaults into each call's arguments model
-    offset: Offset = 0,
+        PhaseName | None, Field(description="Only this phase (default: all live; deleted only when asked).")
+    ] = None,
+    kind: Literal["development", "deployment"] | None = None,
+    trigger: Literal["manual", "agent", "pull_request", "push"] | None = None,
+    search: Annotated[str, Field(max_length=63, description="Part of the environment's name.")] = "",
+    cursor: Cursor = "",
     limit: Limit = 20,
 ) -> EnvironmentList:
-    """List a project's environments, newest first, optionally only those in some phases."""
+    """List a project's environments, newest first, optionally filtered."""
     with read_only() as session:
-        rows, page = environment_views.environment_rows(
+        page = listing.environment_page(
             session=session,
             actor=actor,
             project_id=project_id,
-            offset=offset,
+            cursor=cursor or None,
             limit=limit,
-            phases=[Phase(name) for name in phase],
+            phase=Phase(phase) if phase else None,
+            kind=EnvironmentKind(kind) if kind else None,
+            trigger=Trigger(trigger) if trigger else None,
+            search=search,
         )
-    return EnvironmentList(environments=rows, page=page)
+    return EnvironmentList(environments=page.items, next_cursor=page.next_cursor or "")
 
 
 def find_environments(
@@ -103,7 +117,7 @@ def find_environments(
     search: Annotated[
         str, Field(max_length=200, description='Part of a name; "project/env" narrows both.')
     ] = "",
-    cursor: Annotated[str, Field(max_length=500, description="next_cursor of the previous page.")] = "",
+    cursor: Cursor = "",
     limit: Limit = 20,
 ) -> FoundEnvironments:
     """Every environment you can see in every project and team, newest first (deleted: phase deleted)."""
@@ -150,7 +164,7 @@ def create_environment(
     name: Annotated[
         str | None, Field(max_length=63, description="DNS-safe name; default: a generated one.")
     ] = None,
-    kind: Annotated[Literal["development", "staging", "production"], Field()] = "development",
+    kind: Annotated[Literal["development", "deployment"], Field()] = "development",
     ref: Annotated[
         str | None, Field(max_length=255, description="Git ref to deploy (default: the project's).")
     ] = None,
@@ -161,42 +175,72 @@ def create_environment(
     env: Annotated[
         dict[str, str], Field(max_length=200, description="Environment variables on top of the project's.")
     ] = {},  # noqa: B006 - the SDK copies defaults into each call's arguments model
-) -> EnvironmentDetail:
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=255,
+            description="Send the same key again (with the same arguments) to get the first answer, "
+            "not a second environment.",
+        ),
+    ] = None,
+) -> StartedJob:
     """Create an environment in a project from its defaults; it is recorded as made by an agent.
 
-    Provisioning runs in the background: call wait_until_ready next.
+    Provisioning runs in the background (job_id): call wait_until_ready next.
     """
+    overrides = {"ref": ref, "command": command, "env": env}
     with unit_of_work() as session:
-        created = environments.create_environment(
+        return environment_requests.create_environment_once(
             session=session,
             actor=actor,
             queue=ports.queue(),
             project_id=project_id,
             name=name,
             kind=kind,
-            overrides={"ref": ref, "command": command, "env": env},
+            overrides=overrides,
             trigger=Trigger.agent,
+            idempotency_key=idempotency_key,
+            request={"name": name, "kind": kind, **overrides},
         )
-        return environment_views.environment_detail(created)
 
 
-def redeploy_environment(actor: Principal, environment_id: EnvironmentId) -> EnvironmentDetail:
+def update_environment(
+    actor: Principal,
+    environment_id: EnvironmentId,
+    ref: Annotated[str | None, Field(max_length=255, description="Git ref to deploy.")] = None,
+    command: Annotated[
+        str | None, Field(min_length=1, max_length=4000, description="Command serving HTTP on $PORT.")
+    ] = None,
+    env: Annotated[
+        dict[str, str], Field(max_length=200, description="Environment variables to add or change.")
+    ] = {},  # noqa: B006 - the SDK copies defaults into each call's arguments model
+) -> StartedJob:
+    """Change an environment's ref, command or variables (those left out stay); a job redeploys it."""
+    changes = {"ref": ref, "command": command, "env": env}
+    with unit_of_work() as session:
+        return environment_requests.update(
+            session=session,
+            actor=actor,
+            queue=ports.queue(),
+            environment_id=environment_id,
+            changes={key: value for key, value in changes.items() if value is not None},
+        )
+
+
+def redeploy_environment(actor: Principal, environment_id: EnvironmentId) -> StartedJob:
     """Redeploy an environment (fetch its ref again, restart it); runs in the background."""
     with unit_of_work() as session:
-        return environment_views.environment_detail(
-            environments.redeploy_environment(
-                session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
-            )
+        return environment_requests.redeploy(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
         )
 
 
-def delete_environment(actor: Principal, environment_id: EnvironmentId) -> EnvironmentDetail:
+def delete_environment(actor: Principal, environment_id: EnvironmentId) -> StartedJob:
     """Delete an environment and everything it runs; runs in the background (phase deleting, then deleted)."""
     with unit_of_work() as session:
-        return environment_views.environment_detail(
-            environments.delete_environment(
-                session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
-            )
+        return environment_requests.delete(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
         )
 
 
@@ -206,9 +250,14 @@ def wait_until_ready(
     timeout_seconds: Annotated[
         float, Field(gt=0, le=waiting.MAX_WAIT, description="How long to wait at most.")
     ] = 300,
-) -> WaitOutcome:
-    """Wait until an environment is ready, has failed or is being deleted, or the timeout passes."""
-    return waiting.wait_until_ready(actor=actor, environment_id=environment_id, timeout=timeout_seconds)
+    phase: Annotated[
+        PhaseName, Field(description="The phase to wait for: ready, or deleted after delete_environment.")
+    ] = "ready",
+) -> WaitResult:
+    """Wait until an environment is ready (or in phase), settles elsewhere (failed), or time is up."""
+    return waiting.wait_for_environment(
+        actor=actor, environment_id=environment_id, phase=Phase(phase), timeout=timeout_seconds
+    )
 
 
 def get_public_url(actor: Principal, environment_id: EnvironmentId) -> PublicUrl:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import Field
 
 from envhub.domain.principals import Principal
-from envhub.mcp.schemas import Limit, Offset, TeamId, UserId
-from envhub.services import identity_views, inputs, teams
+from envhub.mcp.schemas import Cursor, Limit, TeamId, UserId
+from envhub.services import identity_views, inputs, listing, teams
 from envhub.services.audit_log import AuditFilter
-from envhub.services.identity_views import AuditPage, InviteRow, TeamOverview, TeamRow
+from envhub.services.identity_views import InviteRow, TeamOverview, TeamRow
 from envhub.services.units import read_only, unit_of_work
 
 Role = Literal["owner", "admin", "member", "viewer"]
@@ -22,6 +22,11 @@ class TeamList(TypedDict):
 
 class Done(TypedDict):
     done: bool
+
+
+class AuditTrail(TypedDict):
+    events: list[dict[str, Any]]  # the records REST's /audit/trail and the export carry
+    next_cursor: str  # pass back as ``cursor`` for older events; "" at the oldest
 
 
 def list_teams(actor: Principal) -> TeamList:
@@ -92,9 +97,9 @@ def search_audit(
     since: Annotated[str, Field(max_length=40, description="ISO 8601; '' for no bound.")] = "",
     until: Annotated[str, Field(max_length=40, description="ISO 8601; '' for no bound.")] = "",
     team_id: TeamId | None = None,
-    offset: Offset = 0,
+    cursor: Cursor = "",
     limit: Limit = 25,
-) -> AuditPage:
+) -> AuditTrail:
     """The audit trail of your teams, newest first: who did what to which object, and how it ended."""
     filters = AuditFilter(
         actor=who,
@@ -106,6 +111,7 @@ def search_audit(
         team_id=team_id,
     )
     with read_only() as session:
-        return identity_views.audit_page(
-            session=session, actor=actor, filters=filters, offset=offset, limit=limit
+        page = listing.audit_page(
+            session=session, actor=actor, filters=filters, cursor=cursor or None, limit=limit
         )
+    return AuditTrail(events=page.items, next_cursor=page.next_cursor or "")

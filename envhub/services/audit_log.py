@@ -22,9 +22,10 @@ from envhub.domain.principals import Principal
 from envhub.errors import PermissionDenied, ValidationFailed
 from envhub.models import AuditEvent
 from envhub.models.db import begin_read
+from envhub.services import cursors
 from envhub.services.access import require_scope, teams_of
 from envhub.services.audit_chain import ChainReport, CheckMode, StoredCheck, latest_check, run_check
-from envhub.services.common import Page, clamp_page
+from envhub.services.common import Page, clamp_page, contains
 from envhub.services.environments import get_environment
 
 EXPORT_BATCH = 500
@@ -59,11 +60,6 @@ def recent_events(*, session: Session, actor: Principal, limit: int = 20) -> lis
     return search_events(session=session, actor=actor, limit=limit).items
 
 
-def _like(value: str) -> str:
-    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _conditions(session: Session, actor: Principal, filters: AuditFilter) -> list[ColumnElement[bool]]:
     require_scope(actor, Action.audit_read)
     for name in ("actor", "target", "action", "outcome"):
@@ -90,11 +86,11 @@ def _conditions(session: Session, actor: Principal, filters: AuditFilter) -> lis
     elif filters.team_id is not None:
         where.append(col(AuditEvent.team_id) == filters.team_id)
     if filters.actor:
-        where.append(func.lower(col(AuditEvent.actor)).like(_like(filters.actor), escape="\\"))
+        where.append(func.lower(col(AuditEvent.actor)).like(contains(filters.actor), escape="\\"))
     if filters.target:
-        where.append(func.lower(col(AuditEvent.target)).like(_like(filters.target), escape="\\"))
+        where.append(func.lower(col(AuditEvent.target)).like(contains(filters.target), escape="\\"))
     if filters.action:
-        where.append(func.lower(col(AuditEvent.action)).like(_like(filters.action), escape="\\"))
+        where.append(func.lower(col(AuditEvent.action)).like(contains(filters.action), escape="\\"))
     if filters.outcome:
         where.append(col(AuditEvent.outcome) == filters.outcome)
     if filters.since:
@@ -111,16 +107,38 @@ def search_events(
     filters: AuditFilter | None = None,
     offset: int = 0,
     limit: int = 50,
+    cursor: str | None = None,
 ) -> Page[AuditEvent]:
+    """Events the caller may read, newest first, filtered.
+
+    Paged by ``offset`` (the dashboard) or after ``cursor`` (programs; ``offset``
+    is then ignored), as ``environments.list_environments``.
+    """
+    offset, limit = clamp_page(offset, limit)
     if actor.is_agent:
         return Page(items=[], total=0, offset=0, limit=limit)
     where = _conditions(session, actor, filters or AuditFilter())
-    offset, limit = clamp_page(offset, limit)
     total = session.exec(select(func.count()).select_from(AuditEvent).where(*where)).one()
-    rows = session.exec(
-        select(AuditEvent).where(*where).order_by(col(AuditEvent.id).desc()).offset(offset).limit(limit)
+    if cursor:
+        where.append(col(AuditEvent.id) < int(cursors.decode(cursor, "audit", (int,))[0]))
+        offset = 0
+    rows = list(
+        session.exec(
+            select(AuditEvent)
+            .where(*where)
+            .order_by(col(AuditEvent.id).desc())
+            .offset(offset)
+            .limit(limit + 1)
+        )
     )
-    return Page(items=list(rows), total=int(total), offset=offset, limit=limit)
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Page(
+        items=rows[:limit],
+        total=int(total),
+        offset=offset,
+        limit=limit,
+        next_cursor=cursors.encode("audit", (last.id or 0,)) if last else None,
+    )
 
 
 def as_record(event: AuditEvent) -> dict[str, Any]:
@@ -185,14 +203,6 @@ def export_pages(
             return
 
 
-def export_events(
-    *, session: Session, actor: Principal, filters: AuditFilter | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every matching event, oldest first, as plain records (see :func:`export_pages`)."""
-    for page in export_pages(session=session, actor=actor, filters=filters):
-        yield from page
-
-
 def _may_check(session: Session, actor: Principal) -> None:
     if not actor.is_system and (actor.is_agent or not teams_of(session, actor)):
         raise PermissionDenied("checking the audit chain needs a role in a team")
@@ -221,27 +231,4 @@ def distinct_actions(*, session: Session, actor: Principal) -> list[str]:
     where = _conditions(session, actor, AuditFilter())
     return list(
         session.exec(select(AuditEvent.action).where(*where).distinct().order_by(col(AuditEvent.action)))
-    )
-
-
-def events_before(
-    *,
-    session: Session,
-    actor: Principal,
-    filters: AuditFilter | None = None,
-    before_id: int | None = None,
-    limit: int = 50,
-) -> list[AuditEvent]:
-    """Newest first, older than event ``before_id``: one more than ``limit`` tells there are more.
-
-    The keyset twin of :func:`search_events` (cursor pages), with the same rules.
-    """
-    if actor.is_agent:
-        return []
-    where = _conditions(session, actor, filters or AuditFilter())
-    if before_id is not None:
-        where.append(col(AuditEvent.id) < before_id)
-    _, limit = clamp_page(0, limit)
-    return list(
-        session.exec(select(AuditEvent).where(*where).order_by(col(AuditEvent.id).desc()).limit(limit + 1))
     )

@@ -29,6 +29,7 @@ __all__ = [
     "authorize",
     "authorize_environment",
     "clamp_page",
+    "contains",
     "team_role",
     "teams_of",
 ]
@@ -45,6 +46,7 @@ class Page(Generic[T]):
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = None  # continues after the last item (services/cursors.py); None at the end
 
     @property
     def has_next(self) -> bool:
@@ -53,6 +55,12 @@ class Page(Generic[T]):
 
 def clamp_page(offset: int, limit: int) -> tuple[int, int]:
     return max(0, offset), max(1, min(limit, MAX_PAGE_SIZE))
+
+
+def contains(value: str) -> str:
+    """A case-insensitive LIKE pattern (``escape="\\"``) matching ``value`` anywhere, taken literally."""
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def audit(

@@ -12,9 +12,6 @@ The view model built from this is ``environment_views.visible_environments``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,8 +27,9 @@ from envhub.domain.principals import Principal
 from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import ValidationFailed
 from envhub.models import Environment, Membership, Project, Team, User
+from envhub.services import cursors
 from envhub.services.access import readable_environments
-from envhub.services.common import MAX_PAGE_SIZE
+from envhub.services.common import MAX_PAGE_SIZE, contains
 
 E = TypeVar("E", bound=StrEnum)
 SEARCH_MAX = 200
@@ -144,34 +142,12 @@ def filters_from_query(query: Mapping[str, str]) -> EnvironmentFilters:
     )
 
 
-def encode_cursor(environment: Environment) -> str:
-    """An opaque token for "after this environment" in the newest-first order."""
-    raw = json.dumps([environment.created_at.isoformat(), environment.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, ident = json.loads(raw)
-        moment = datetime.fromisoformat(stamp)
-        if moment.tzinfo is None or not isinstance(ident, int) or isinstance(ident, bool):
-            raise ValueError("cursor fields")
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailed(
-            "cursor is not one this list handed out",
-            details={"field": "cursor"},
-            hint="Start again without a cursor, then pass next_cursor from the previous page.",
-        ) from exc
-    return moment, ident
+def _after(environment: Environment) -> str:
+    """The cursor for "after this environment" in the newest-first order (``services/cursors.py``)."""
+    return cursors.encode("visible", (environment.created_at.isoformat(), environment.id or 0))
 
 
 # -- the query -----------------------------------------------------------------
-
-
-def _like(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _search(text: str) -> ColumnElement[bool]:
@@ -179,10 +155,10 @@ def _search(text: str) -> ColumnElement[bool]:
     if "/" in text:  # "shop/pr-12": a project (or team) and an environment of it
         scope, _, name = text.rpartition("/")
         return and_(
-            col(Environment.name).ilike(_like(name), escape="\\"),
-            or_(*(column.ilike(_like(scope), escape="\\") for column in names[1:])),
+            col(Environment.name).ilike(contains(name), escape="\\"),
+            or_(*(column.ilike(contains(scope), escape="\\") for column in names[1:])),
         )
-    return or_(*(column.ilike(_like(text), escape="\\") for column in names))
+    return or_(*(column.ilike(contains(text), escape="\\") for column in names))
 
 
 def _conditions(filters: EnvironmentFilters, *, phase: bool = True) -> list[ColumnElement[bool]]:
@@ -268,7 +244,8 @@ def list_visible_environments(
     where = [readable, *_conditions(filters)]
     statement = _joined(select(Environment, Project.name, Team.name, User.username)).where(*where)
     if cursor:
-        moment, ident = decode_cursor(cursor)
+        stamp, ident = cursors.decode(cursor, "visible", (datetime, int))
+        moment = datetime.fromisoformat(str(stamp))
         statement = statement.where(
             or_(
                 col(Environment.created_at) < moment,
@@ -288,7 +265,7 @@ def list_visible_environments(
     ).all()
     return Listing(
         items=items,
-        next_cursor=encode_cursor(items[-1].environment) if more else "",
+        next_cursor=_after(items[-1].environment) if more else "",
         total=_count(session, where),
         visible_total=_count(session, [readable, *_conditions(EnvironmentFilters())]),
         phase_counts={Phase(phase).value: int(count) for phase, count in phases},

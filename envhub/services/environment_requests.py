@@ -2,14 +2,13 @@
 
 A program cannot watch a page: it creates and then waits, asks for the
 status as data, and follows logs for a while. These use cases answer that,
-over the same use cases and view models as the dashboard:
+over the same use cases and view models as the dashboard (REST and MCP call
+these; the status is ``environment_views.environment_status``, the wait
+``waiting.wait_for_environment``):
 
 * :func:`create_environment_once`: create, honouring an idempotency key, and
-  say which job does the work;
-* :func:`environment_status`: the facts, the latest job with its steps, and
-  what the caller may do;
-* :func:`wait_for_environment`: block (bounded) until a phase is reached or
-  cannot be any more;
+  say which job does the work; :func:`update`, :func:`redeploy` and
+  :func:`delete` say it too;
 * :func:`follow_logs`: new log lines for a bounded time, then stop.
 """
 
@@ -21,27 +20,13 @@ from typing import Any, TypedDict
 
 from sqlmodel import Session
 
-from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
+from envhub.domain.specs import Trigger
 from envhub.queue.base import JobQueue
 from envhub.runtime.base import Runtime
 from envhub.services import environments, idempotency, logs
-from envhub.services.environment_views import (
-    EMPTY_RUN,
-    EnvironmentDetail,
-    EnvironmentPermissions,
-    RunView,
-    StepRow,
-    environment_detail,
-    permissions,
-    run_view,
-    step_rows,
-)
-from envhub.services.units import read_only
+from envhub.services.environment_views import EnvironmentDetail, environment_detail
 
-# The longest a caller is held by one wait, and how often the database is read meanwhile.
-MAX_WAIT = 30.0
-POLL_EVERY = 0.5
 # The longest one log-following request streams.
 MAX_FOLLOW = 300.0
 
@@ -52,20 +37,6 @@ class StartedJob(TypedDict):
     environment: EnvironmentDetail
     job_id: int | None
     replayed: bool  # answered from an earlier request with the same idempotency key
-
-
-class EnvironmentStatus(TypedDict):
-    detail: EnvironmentDetail
-    run: RunView
-    steps: list[StepRow]
-    permissions: EnvironmentPermissions
-
-
-class WaitResult(TypedDict):
-    reached: bool  # the environment is in the phase asked for
-    settled: bool  # it is in a phase it will not leave by itself (ready, failed, deleted...)
-    waited_seconds: float
-    environment: EnvironmentDetail
 
 
 def _latest_job(session: Session, actor: Principal, environment_id: int) -> int | None:
@@ -82,13 +53,15 @@ def create_environment_once(
     name: str | None = None,
     kind: str = "development",
     overrides: dict[str, Any] | None = None,
+    trigger: Trigger | None = None,
     idempotency_key: str | None = None,
     request: Any = None,
 ) -> StartedJob:
     """Create an environment; with ``idempotency_key``, at most once per key.
 
     ``request`` is what identifies the request's content for the key (its
-    JSON body): the same key with another content is refused.
+    JSON body, a tool's arguments): the same key with another content is
+    refused. ``trigger`` as in ``environments.create_environment``.
     """
     claim = None
     if idempotency_key is not None:
@@ -110,6 +83,7 @@ def create_environment_once(
         name=name,
         kind=kind,
         overrides=overrides,
+        trigger=trigger,
         idempotency_claim=claim,
     )
     assert environment.id is not None
@@ -154,55 +128,6 @@ def delete(*, session: Session, actor: Principal, queue: JobQueue, environment_i
         job_id=_latest_job(session, actor, environment_id),
         replayed=False,
     )
-
-
-def environment_status(*, session: Session, actor: Principal, environment_id: int) -> EnvironmentStatus:
-    environment, _project, allowed = environments.environment_context(
-        session=session, actor=actor, environment_id=environment_id
-    )
-    run = environments.latest_run(session=session, actor=actor, environment_id=environment_id)
-    return EnvironmentStatus(
-        detail=environment_detail(environment),
-        run=run_view(run) if run else EMPTY_RUN,
-        steps=step_rows(run) if run else [],
-        permissions=permissions(environment, allowed),
-    )
-
-
-# Where an environment rests until someone acts; waiting longer changes nothing.
-_SETTLED = frozenset({Phase.ready, Phase.failed, Phase.sleeping, Phase.deleted})
-
-
-def wait_for_environment(
-    *, actor: Principal, environment_id: int, phase: Phase = Phase.ready, timeout: float = MAX_WAIT
-) -> WaitResult:
-    """Wait until the environment is in ``phase``, has settled elsewhere, or ``timeout`` passed.
-
-    Each look is its own short read-only unit of work (no lock is held while
-    waiting), authorized like any read: a share revoked meanwhile ends the wait
-    with ``not_found``.
-    """
-    started = time.monotonic()
-    deadline = started + max(0.0, min(timeout, MAX_WAIT))
-    while True:
-        with read_only() as session:
-            environment = environments.get_environment(
-                session=session, actor=actor, environment_id=environment_id
-            )
-            reached = environment.phase is phase
-            settled = environment.phase in _SETTLED and environment.desired_state == (
-                "absent" if environment.phase is Phase.deleted else "present"
-            )
-            detail = environment_detail(environment)
-        now = time.monotonic()
-        if reached or settled or now >= deadline:
-            return WaitResult(
-                reached=reached,
-                settled=settled,
-                waited_seconds=round(now - started, 3),
-                environment=detail,
-            )
-        time.sleep(min(POLL_EVERY, deadline - now))
 
 
 def follow_logs(

@@ -389,11 +389,11 @@ def environment_overview(
     )
     if project_id is not None and environment.project_id != project_id:
         raise NotFound(f"environment {environment_id} is not in project {project_id}")
-    run = environments.latest_run(session=session, actor=actor, environment_id=environment_id)
+    status = _status(session, actor, environment, allowed)
     trail: Page[AuditEvent] = audit_log.environment_audit_trail(
         session=session, actor=actor, environment_id=environment_id, offset=audit_offset, limit=audit_limit
     )
-    flags = permissions(environment, allowed)
+    flags = status["permissions"]
     containers = inspection.log_containers(environment.spec, runtime=runtime)
     if log_container not in containers:
         log_container = ""
@@ -401,9 +401,9 @@ def environment_overview(
         project_id=environment.project_id,
         project_name=project.name,
         team_id=project.team_id,
-        detail=environment_detail(environment),
-        run=run_view(run) if run else EMPTY_RUN,
-        steps=step_rows(run) if run else [],
+        detail=status["detail"],
+        run=status["run"],
+        steps=status["steps"],
         audit=[audit_row(event) for event in trail.items],
         audit_page=page_info(trail),
         permissions=flags,
@@ -577,7 +577,15 @@ def environment_status(*, session: Session, actor: Principal, environment_id: in
     environment, _project, allowed = environments.environment_context(
         session=session, actor=actor, environment_id=environment_id
     )
-    run = environments.latest_run(session=session, actor=actor, environment_id=environment_id)
+    return _status(session, actor, environment, allowed)
+
+
+def _status(
+    session: Session, actor: Principal, environment: Environment, allowed: frozenset[Action]
+) -> EnvironmentStatus:
+    """The status part, said once: the environment page shows it within its overview."""
+    assert environment.id is not None
+    run = environments.latest_run(session=session, actor=actor, environment_id=environment.id)
     return EnvironmentStatus(
         detail=environment_detail(environment),
         run=run_view(run) if run else EMPTY_RUN,

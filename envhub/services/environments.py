@@ -7,9 +7,10 @@ These only record intent (spec, desired generation, a JobRun) and audit it;
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -24,7 +25,7 @@ from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFaile
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
-from envhub.services import idempotency, jobruns
+from envhub.services import cursors, idempotency, jobruns
 from envhub.services.access import allowed_environment_actions
 from envhub.services.common import (
     AuditTarget,
@@ -33,6 +34,7 @@ from envhub.services.common import (
     authorize,
     authorize_environment,
     clamp_page,
+    contains,
 )
 from envhub.services.projects import get_project, project_defaults
 
@@ -180,25 +182,64 @@ def list_environments(
     limit: int = 20,
     include_deleted: bool = False,
     phases: Collection[Phase] = (),
+    kind: EnvironmentKind | None = None,
+    trigger: Trigger | None = None,
+    search: str = "",
+    cursor: str | None = None,
 ) -> Page[tuple[Environment, str | None]]:
-    """Environments of a project, newest first, with their creator's name; only ``phases`` if given."""
+    """Environments of a project, newest first, with their creator's name, filtered.
+
+    One list for every face, paged two ways: by ``offset`` (the dashboard's
+    numbered pages) or after ``cursor`` (programs walking a list that changes
+    meanwhile: ``next_cursor`` continues it without repeating or skipping a
+    row; ``offset`` is then ignored). Deleted environments only with
+    ``include_deleted`` or when ``phases`` names them. The key is
+    (created_at, id), both descending: the id breaks ties.
+    """
     get_project(session=session, actor=actor, project_id=project_id)
     offset, limit = clamp_page(offset, limit)
     where: list[ColumnElement[bool] | bool] = [Environment.project_id == project_id]
-    if not include_deleted:
+    if not include_deleted and Phase.deleted not in phases:
         where.append(Environment.phase != Phase.deleted)
     if phases:
         where.append(col(Environment.phase).in_(list(phases)))
+    if kind is not None:
+        where.append(Environment.kind == kind)
+    if trigger is not None:
+        where.append(Environment.trigger == trigger)
+    if search.strip():
+        where.append(func.lower(col(Environment.name)).like(contains(search.strip()), escape="\\"))
     total = session.exec(select(func.count()).select_from(Environment).where(*where)).one()
-    rows = session.exec(
-        select(Environment, User.username)
-        .outerjoin(User, col(User.id) == Environment.created_by_id)
-        .where(*where)
-        .order_by(col(Environment.created_at).desc(), col(Environment.id).desc())
-        .offset(offset)
-        .limit(limit)
+    if cursor:
+        stamp, after = cursors.decode(cursor, "environments", (datetime, int))
+        created = datetime.fromisoformat(str(stamp))
+        where.append(
+            or_(
+                col(Environment.created_at) < created,
+                (col(Environment.created_at) == created) & (col(Environment.id) < after),
+            )
+        )
+        offset = 0
+    rows = list(
+        session.exec(
+            select(Environment, User.username)
+            .outerjoin(User, col(User.id) == Environment.created_by_id)
+            .where(*where)
+            .order_by(col(Environment.created_at).desc(), col(Environment.id).desc())
+            .offset(offset)
+            .limit(limit + 1)
+        )
     )
-    return Page(items=[(env, creator) for env, creator in rows], total=int(total), offset=offset, limit=limit)
+    last = rows[limit - 1][0] if len(rows) > limit else None
+    return Page(
+        items=[(env, creator) for env, creator in rows[:limit]],
+        total=int(total),
+        offset=offset,
+        limit=limit,
+        next_cursor=cursors.encode("environments", (last.created_at.isoformat(), last.id or 0))
+        if last
+        else None,
+    )
 
 
 def redeploy_environment(

@@ -204,6 +204,11 @@ def shared_row(item: SharedEnvironment) -> SharedRow:
     )
 
 
+def shared_rows(*, session: Session, actor: Principal) -> list[SharedRow]:
+    """The environments of other teams shared with the caller (the projects list shows them beside)."""
+    return [shared_row(item) for item in sharing.list_shared_environments(session=session, actor=actor)]
+
+
 def secret_row(info: SecretInfo) -> SecretRow:
     return SecretRow(id=str(info.id), name=info.name, updated=fmt.ago(info.updated_at))
 

@@ -16,9 +16,9 @@ from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError
 from envhub.models import Project, Team
 from envhub.queue.events import project_channel
-from envhub.services import projects, sharing
+from envhub.services import projects
 from envhub.services.environment_views import EnvironmentRow, environment_rows
-from envhub.services.identity_views import SharedRow, shared_row
+from envhub.services.identity_views import SharedRow, shared_rows
 from envhub.services.pages import PageInfo, page_info
 
 
@@ -169,11 +169,10 @@ def projects_overview(
     page = projects.list_projects(
         session=session, actor=actor, offset=offset, limit=limit, search=search.strip()
     )
-    shared = sharing.list_shared_environments(session=session, actor=actor)
     return ProjectsOverview(
         rows=[project_row(item) for item in page.items],
         page=page_info(page),
-        shared=[shared_row(item) for item in shared],
+        shared=shared_rows(session=session, actor=actor),
         channels=[project_channel(item.project.id or 0) for item in page.items],
     )
 

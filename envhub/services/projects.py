@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -20,12 +20,14 @@ from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentSpec, parse_spec
 from envhub.errors import Conflict, NotFound, ValidationFailed
 from envhub.models import Environment, Project, Team
 from envhub.models.base import utcnow
+from envhub.services import cursors
 from envhub.services.common import (
     AuditTarget,
     Page,
     audited,
     authorize,
     clamp_page,
+    contains,
     teams_of,
 )
 
@@ -167,8 +169,19 @@ def create_project(
 
 
 def list_projects(
-    *, session: Session, actor: Principal, offset: int = 0, limit: int = 20, search: str = ""
+    *,
+    session: Session,
+    actor: Principal,
+    offset: int = 0,
+    limit: int = 20,
+    search: str = "",
+    cursor: str | None = None,
 ) -> Page[ProjectSummary]:
+    """The projects the caller can see, by name (then id), each with its count of live environments.
+
+    Paged by ``offset`` (the dashboard) or after ``cursor`` (programs; ``offset``
+    is then ignored), as ``environments.list_environments``.
+    """
     offset, limit = clamp_page(offset, limit)
     visible = teams_of(session, actor)
     live_envs = (
@@ -177,23 +190,32 @@ def list_projects(
         .group_by(col(Environment.project_id))
         .subquery()
     )
+    where: list[Any] = []
+    if visible is not None:
+        where.append(col(Project.team_id).in_(visible))
+    if search.strip():
+        where.append(func.lower(col(Project.name)).like(contains(search.strip()), escape="\\"))
+    total = session.exec(select(func.count()).select_from(Project).where(*where)).one()
+    if cursor:
+        name, after = cursors.decode(cursor, "projects", (str, int))
+        where.append(or_(col(Project.name) > name, (col(Project.name) == name) & (col(Project.id) > after)))
+        offset = 0
     query = (
         select(Project, Team.name, func.coalesce(live_envs.c.n, 0))
         .join(Team, col(Team.id) == Project.team_id)
         .outerjoin(live_envs, live_envs.c.project_id == Project.id)
+        .where(*where)
+        .order_by(col(Project.name), col(Project.id))
     )
-    count = select(func.count()).select_from(Project)
-    if visible is not None:
-        query = query.where(col(Project.team_id).in_(visible))
-        count = count.where(col(Project.team_id).in_(visible))
-    if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(col(Project.name).like(pattern))
-        count = count.where(col(Project.name).like(pattern))
-    total = session.exec(count).one()
-    rows = session.exec(query.order_by(col(Project.name), col(Project.id)).offset(offset).limit(limit))
-    items = [ProjectSummary(project=p, team=t, environments=int(n)) for p, t, n in rows]
-    return Page(items=items, total=int(total), offset=offset, limit=limit)
+    rows = list(session.exec(query.offset(offset).limit(limit + 1)))
+    last = rows[limit - 1][0] if len(rows) > limit else None
+    return Page(
+        items=[ProjectSummary(project=p, team=t, environments=int(n)) for p, t, n in rows[:limit]],
+        total=int(total),
+        offset=offset,
+        limit=limit,
+        next_cursor=cursors.encode("projects", (last.name, last.id or 0)) if last else None,
+    )
 
 
 def get_project(*, session: Session, actor: Principal, project_id: int) -> Project:

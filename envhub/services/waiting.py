@@ -1,9 +1,11 @@
-"""Waiting until an environment is ready: ``envhub env wait``, MCP's ``wait_until_ready``.
+"""Waiting for an environment to reach a phase: REST's ``/wait``, MCP's ``wait_until_ready``.
 
-Each look is its own short read (no transaction is held while waiting), so a
-wait of minutes costs the database one query a second. The wait ends when the
-environment is ready, when it can no longer become ready without someone
-acting (failed, being deleted, deleted), or at the deadline.
+One rule for every face (``envhub env wait`` goes through REST). Each look is
+its own short read (no transaction or lock is held while waiting), authorized
+like any read, so a share revoked meanwhile ends the wait with ``not_found``.
+The wait ends when the environment is in the phase asked for, when waiting
+longer would change nothing by itself (it rests in another phase, or it is
+being deleted and something else was asked for), or at the deadline.
 """
 
 from __future__ import annotations
@@ -13,38 +15,52 @@ from typing import TypedDict
 
 from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
-from envhub.services.environment_views import EnvironmentDetail, environment_summary
+from envhub.services import environments
+from envhub.services.environment_views import EnvironmentDetail, environment_detail
 from envhub.services.units import read_only
 
-# The longest one call may wait; a client that wants longer asks again.
+# The longest one call may wait; a client that wants longer asks again. Faces
+# that hold an HTTP request open (REST's long poll) cap it lower.
 MAX_WAIT = 900.0
-# Phases after which waiting longer changes nothing by itself.
-_SETTLED = frozenset({Phase.ready, Phase.failed, Phase.deleting, Phase.deleted})
+POLL_EVERY = 0.5
+# Where an environment rests until someone acts; waiting longer changes nothing.
+_RESTING = frozenset({Phase.ready, Phase.failed, Phase.sleeping, Phase.deleted})
 
 
-class WaitOutcome(TypedDict):
-    ready: bool  # the environment serves (phase ready)
-    timed_out: bool  # the deadline came first; it may still become ready
+class WaitResult(TypedDict):
+    reached: bool  # the environment is in the phase asked for
+    settled: bool  # waiting longer changes nothing by itself: it rests elsewhere, or is on its way out
     waited_seconds: float
     environment: EnvironmentDetail
 
 
-def wait_until_ready(
-    *, actor: Principal, environment_id: int, timeout: float, interval: float = 1.0
-) -> WaitOutcome:
-    """Look at the environment every ``interval`` seconds until it settles or ``timeout`` passes."""
+def wait_for_environment(
+    *,
+    actor: Principal,
+    environment_id: int,
+    phase: Phase = Phase.ready,
+    timeout: float = 30.0,
+    interval: float = POLL_EVERY,
+) -> WaitResult:
+    """Wait until the environment is in ``phase``, has settled elsewhere, or ``timeout`` passed."""
     started = time.monotonic()
     deadline = started + max(0.0, min(timeout, MAX_WAIT))
     while True:
         with read_only() as session:
-            detail = environment_summary(session=session, actor=actor, environment_id=environment_id)
+            environment = environments.get_environment(
+                session=session, actor=actor, environment_id=environment_id
+            )
+            leaving = environment.desired_state == "absent"
+            reached = environment.phase is phase
+            resting = environment.phase in _RESTING and leaving == (environment.phase is Phase.deleted)
+            settled = resting or (leaving and phase not in (Phase.deleting, Phase.deleted))
+            detail = environment_detail(environment)
         now = time.monotonic()
-        settled = Phase(detail["phase"]) in _SETTLED
-        if settled or now >= deadline:
-            return WaitOutcome(
-                ready=detail["phase"] == Phase.ready.value,
-                timed_out=not settled,
-                waited_seconds=round(now - started, 1),
+        if reached or settled or now >= deadline:
+            return WaitResult(
+                reached=reached,
+                settled=settled,
+                waited_seconds=round(now - started, 3),
                 environment=detail,
             )
         time.sleep(min(interval, deadline - now))

@@ -70,5 +70,5 @@ def test_pages_by_cursor_and_refuses_what_it_did_not_hand_out(clients: Clients, 
         if cursor is None:
             break
     assert seen == [f"e{i}" for i in reversed(range(5))]
-    assert_error(owner.get("/api/v1/environments", params={"cursor": "bm9wZQ"}), 422, "validation_failed")
+    assert_error(owner.get("/api/v1/environments", params={"cursor": "bm9wZQ"}), 422, "invalid_cursor")
     assert owner.get("/api/v1/environments", params={"phase": "asleep"}).status_code == 422

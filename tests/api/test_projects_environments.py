@@ -198,6 +198,13 @@ def test_redeploy_and_delete_answer_202(clients: Clients, owner: httpx.Client, d
     deleted = owner.delete(f"/api/v1/environments/{env['id']}")
     assert deleted.status_code == 202, deleted.text
     assert deleted.json()["environment"]["phase"] == "deleting"
+    # Being deleted, it will not become ready: a wait for ready ends at once, settled.
+    started = time.monotonic()
+    waited = owner.get(f"/api/v1/environments/{env['id']}/wait", params={"timeout": 10}).json()
+    assert (waited["reached"], waited["settled"]) == (False, True)
+    assert time.monotonic() - started < 5
+    gone = owner.get(f"/api/v1/environments/{env['id']}/wait", params={"phase": "deleting", "timeout": 0})
+    assert gone.json()["reached"] is True
     kinds = [run.kind for run in sorted(fetch_all(db, JobRun), key=lambda r: r.id or 0)]
     assert kinds == ["provision", "redeploy", "teardown"]
     assert deleted.json()["job_id"] == max(run.id or 0 for run in fetch_all(db, JobRun))
@@ -215,10 +222,19 @@ def test_environment_validation_and_authorization(clients: Clients, owner: httpx
     assert_error(owner.post(url, json={"name": "dev"}), 409, "conflict")
     env_id = owner.get(url).json()["items"][0]["id"]
     otto, vera = clients.of(clients.world.outsider), clients.of(clients.world.viewer)
-    for path in ("", "/status", "/wait?timeout=0", "/events", "/logs"):
+    for path in ("", "/status", "/wait?timeout=0", "/events", "/history", "/logs"):
         assert_error(otto.get(f"/api/v1/environments/{env_id}{path}"), 404, "not_found")
     assert_error(otto.delete(f"/api/v1/environments/{env_id}"), 404, "not_found")
     assert vera.get(f"/api/v1/environments/{env_id}/status").json()["permissions"]["can_delete"] is False
+    history = vera.get(f"/api/v1/environments/{env_id}/history").json()
+    trail = [(e["action"], e["outcome"]) for e in history["events"]]  # newest first: otto's refused delete
+    assert trail == [("environment.delete", "failure"), ("environment.create", "success")]
+    # Every environment one can see, across projects: the viewer sees acme's, the outsider none.
+    seen = vera.get("/api/v1/environments", params={"project": project["id"], "q": "de"}).json()
+    assert ([row["id"] for row in seen["items"]], seen["total"], seen["next_cursor"]) == ([env_id], 1, None)
+    assert seen["items"][0]["project"] == "shop"
+    assert otto.get("/api/v1/environments").json()["items"] == []
+    assert_error(owner.get("/api/v1/environments", params={"cursor": "nope"}), 422, "invalid_cursor")
     assert_error(vera.delete(f"/api/v1/environments/{env_id}"), 403, "forbidden")
     assert_error(owner.get(f"/api/v1/environments/{2**31}"), 422, "validation_failed")
     assert_error(owner.get("/api/v1/environments/999999"), 404, "not_found")

@@ -222,15 +222,6 @@ OPS: list[Op] = [
         ),
     ),
     Op(
-        "audit_log.export_events",
-        "team",
-        "audit.read",
-        lambda w, s, a, _e: any(
-            r["team_id"] == w.acme and r["actor"] == "envhub"
-            for r in audit_log.export_events(session=s, actor=a, filters=AuditFilter(action="test.setup"))
-        ),
-    ),
-    Op(
         "audit_log.export_pages",
         "team",
         "audit.read",
@@ -558,6 +549,14 @@ OPS: list[Op] = [
         lambda w, s, a, e: identity_views.access_overview(session=s, actor=a, environment_id=e),
     ),
     Op(
+        "identity_views.shared_rows",
+        "shared",
+        None,
+        lambda w, s, a, _e: any(
+            row["id"] == w.shared for row in identity_views.shared_rows(session=s, actor=a)
+        ),
+    ),
+    Op(
         "identity_views.secret_rows",
         "team",
         "project.read",
@@ -603,8 +602,8 @@ OPS: list[Op] = [
             ).items
         ),
     ),
-    # What MCP (and the CLI) use: status without logs, the trail as events, a command
-    # run to its end, waiting until ready.
+    # What programs use (REST, MCP, the CLI): status without logs, the trail as events,
+    # a command run to its end, waiting for a phase.
     Op(
         "environment_views.environment_status",
         "env",
@@ -632,12 +631,13 @@ OPS: list[Op] = [
         ),
     ),
     Op(
-        "waiting.wait_until_ready",
+        "waiting.wait_for_environment",
         "env",
         "environment.read",
-        lambda w, s, a, e: waiting.wait_until_ready(actor=a, environment_id=e, timeout=0)["ready"],
+        lambda w, s, a, e: waiting.wait_for_environment(actor=a, environment_id=e, timeout=0)["environment"],
     ),
-    # REST API v1's use cases (services/listing.py, environment_requests.py).
+    # Cursor pages and requests that say which job does the work (services/listing.py,
+    # environment_requests.py), for REST and MCP alike.
     Op(
         "listing.project_page",
         "team",
@@ -662,32 +662,12 @@ OPS: list[Op] = [
         ),
     ),
     Op(
-        "audit_log.events_before",
-        "team",
-        "audit.read",
-        lambda w, s, a, _e: _acme_events(
-            audit_log.events_before(session=s, actor=a, filters=AuditFilter(action="test.setup"))
-        ),
-    ),
-    Op(
         "environment_requests.create_environment_once",
         "team",
         "environment.create",
         lambda w, s, a, _e: environment_requests.create_environment_once(
             session=s, actor=a, queue=FakeQueue(), project_id=w.shop, idempotency_key=unique("key")
         ),
-    ),
-    Op(
-        "environment_requests.environment_status",
-        "env",
-        "environment.read",
-        lambda w, s, a, e: environment_requests.environment_status(session=s, actor=a, environment_id=e),
-    ),
-    Op(
-        "environment_requests.wait_for_environment",
-        "env",
-        "environment.read",
-        lambda w, s, a, e: environment_requests.wait_for_environment(actor=a, environment_id=e, timeout=0),
     ),
     Op(
         "environment_requests.follow_logs",

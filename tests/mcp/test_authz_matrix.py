@@ -64,7 +64,7 @@ CASES = [
         "team",
         "project.read",
         lambda w, e, t: {"project_id": w.shop},
-        lambda w, out: out["page"]["total"] > 0,
+        lambda w, out: bool(out["environments"]),
     ),
     ToolCase(
         "find_environments",
@@ -86,6 +86,13 @@ CASES = [
     ToolCase("list_shares", "env", "environment.read", _env),
     ToolCase("create_environment", "team", "environment.create", lambda w, e, t: {"project_id": w.shop}),
     ToolCase("redeploy_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
+    ToolCase(
+        "update_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"environment_id": e, "env": {"GREETING": "hi"}},
+        before=lambda w: w.reset_e1(),
+    ),
     ToolCase("delete_environment", "env", "environment.delete", _env, on_env=lambda w: w.environment()),
     ToolCase(
         "run_command",
@@ -150,7 +157,7 @@ CASES = [
         "team",
         "audit.read",
         lambda w, e, t: {"action": "test.setup"},
-        lambda w, out: any(row["actor"] == "envhub" and row["target"] == "shop" for row in out["rows"]),
+        lambda w, out: any(row["actor"] == "envhub" and row["team_id"] == w.acme for row in out["events"]),
     ),
 ]
 

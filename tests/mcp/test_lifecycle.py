@@ -14,7 +14,6 @@ from envhub.models import Project
 from envhub.runtime.local import LocalRuntime
 from tests.mcp.conftest import Agent
 from tests.support.runtime import kill_environments
-from tests.support.waiting import wait_for
 from tests.support.workers import Workers
 from tests.terminal.harness import People, Serve
 
@@ -36,13 +35,15 @@ def test_create_wait_use_and_delete_an_environment_over_mcp(
     serve: Serve, people: People, project: Project, workers: Workers
 ) -> None:
     agent = Agent(serve(), people.token(people.world.member, ("read", "write", "shell", "admin")))
-    created = agent.call("create_environment", project_id=project.id, name="mcp-1", command=COMMAND)
+    created = agent.call("create_environment", project_id=project.id, name="mcp-1", command=COMMAND)[
+        "environment"
+    ]
     assert (created["phase"], created["trigger"]) == ("pending", "agent")
     env_id = created["id"]
 
     waited = agent.call("wait_until_ready", environment_id=env_id, timeout_seconds=120)
-    assert waited["ready"], f"{waited}\n{workers.log_tail()}"
-    assert (waited["timed_out"], waited["environment"]["phase"]) == (False, "ready")
+    assert waited["reached"], f"{waited}\n{workers.log_tail()}"
+    assert (waited["settled"], waited["environment"]["phase"]) == (True, "ready")
     assert agent.call("get_public_url", environment_id=env_id) == {
         "url": "http://mcp-1.shop.acme.localhost:3000/",
         "serving": True,
@@ -70,13 +71,8 @@ def test_create_wait_use_and_delete_an_environment_over_mcp(
     assert status["run"]["status"] == "succeeded"
     assert status["permissions"]["can_delete"]
 
-    assert agent.call("delete_environment", environment_id=env_id)["phase"] == "deleting"
-    wait_for(
-        lambda: agent.call("get_environment", environment_id=env_id)["detail"]["phase"] == "deleted",
-        timeout=120,
-        interval=1,
-        what="the environment to be deleted",
-        describe=workers.log_tail,
-    )
+    assert agent.call("delete_environment", environment_id=env_id)["environment"]["phase"] == "deleting"
+    deleted = agent.call("wait_until_ready", environment_id=env_id, phase="deleted", timeout_seconds=120)
+    assert deleted["reached"], f"{deleted}\n{workers.log_tail()}"
     gone = agent.error("run_command", environment_id=env_id, command=["true"])
     assert gone["code"] == "invalid_transition"

@@ -26,6 +26,7 @@ TOOLS = {
     "get_environment",
     "get_events",
     "create_environment",
+    "update_environment",
     "redeploy_environment",
     "delete_environment",
     "wait_until_ready",
@@ -150,20 +151,31 @@ def test_environments_created_over_mcp_are_recorded_as_made_by_an_agent(
     serve: Serve, people: People, project: Project, session: Session
 ) -> None:
     agent = Agent(serve(), people.token(people.world.member, ("read", "write")))
-    created = agent.call("create_environment", project_id=project.id, name="by-agent", env={"A": "1"})
+    started = agent.call(
+        "create_environment", project_id=project.id, name="by-agent", env={"A": "1"}, idempotency_key="k1"
+    )
+    created = started["environment"]
     assert (created["name"], created["trigger"], created["phase"]) == ("by-agent", "agent", "pending")
+    assert (started["replayed"], started["job_id"] is not None) == (False, True)
     row = session.get(Environment, created["id"])
     assert row is not None
     assert row.trigger is Trigger.agent
     assert row.spec["env"]["A"] == "1"
-    listed = agent.call("list_environments", project_id=project.id, phase=["pending"])
-    assert [e["name"] for e in listed["environments"]] == ["by-agent"]
-    assert agent.call("list_environments", project_id=project.id, phase=["ready"])["environments"] == []
+    # The same key again (a retried call) answers the first creation; with other arguments it is refused.
+    again = agent.call(
+        "create_environment", project_id=project.id, name="by-agent", env={"A": "1"}, idempotency_key="k1"
+    )
+    assert (again["environment"]["id"], again["replayed"]) == (created["id"], True)
+    refused = agent.error("create_environment", project_id=project.id, name="other", idempotency_key="k1")
+    assert refused["code"] == "idempotency_key_reused"
+    listed = agent.call("list_environments", project_id=project.id, phase="pending")
+    assert ([e["name"] for e in listed["environments"]], listed["next_cursor"]) == (["by-agent"], "")
+    assert agent.call("list_environments", project_id=project.id, phase="ready")["environments"] == []
     assert agent.error("create_environment", project_id=project.id, name="by-agent")["code"] == "conflict"
     found = agent.call("find_environments", trigger="agent", search="by-ag")
     assert ([e["name"] for e in found["environments"]], found["total"]) == (["by-agent"], 1)
     assert agent.call("find_environments", trigger="manual")["environments"] == []
-    assert agent.error("find_environments", cursor="not-a-cursor")["code"] == "validation_failed"
+    assert agent.error("find_environments", cursor="not-a-cursor")["code"] == "invalid_cursor"
 
 
 def test_concurrent_calls_each_act_as_their_own_token(serve: Serve, people: People) -> None:

@@ -13,7 +13,6 @@ from fastapi import APIRouter
 
 from envhub.api.v1 import (
     account,
-    all_environments,
     audit,
     commands,
     credentials,
@@ -28,7 +27,6 @@ router = APIRouter()
 for area in (
     account,
     projects,
-    all_environments,
     environments,
     commands,
     credentials,

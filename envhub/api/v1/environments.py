@@ -33,16 +33,26 @@ from envhub.api.v1.models import (
 )
 from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentKind, Trigger
-from envhub.services import environment_requests, environment_views, inspection, listing, logs, ports
-from envhub.services.environment_requests import EnvironmentStatus, StartedJob, WaitResult
-from envhub.services.environment_views import EnvironmentDetail, EnvironmentRow
+from envhub.services import environment_requests, environment_views, inspection, listing, logs, ports, waiting
+from envhub.services.environment_listing import SEARCH_MAX, filters_from_query
+from envhub.services.environment_requests import StartedJob
+from envhub.services.environment_views import (
+    EnvironmentDetail,
+    EnvironmentEvents,
+    EnvironmentRow,
+    EnvironmentStatus,
+    ListingRow,
+)
 from envhub.services.inspection import WorkloadsView
 from envhub.services.units import read_only, unit_of_work
+from envhub.services.waiting import WaitResult
 
 router = APIRouter(prefix="/api/v1", tags=["environments"])
 
 EnvironmentRowModel = model_of(EnvironmentRow)
 EnvironmentModel = model_of(EnvironmentDetail)
+ListingRowModel = model_of(ListingRow)
+HistoryModel = model_of(EnvironmentEvents)
 StatusModel = model_of(EnvironmentStatus)
 WaitModel = model_of(WaitResult)
 WorkloadsModel = model_of(WorkloadsView)
@@ -150,6 +160,54 @@ def list_environments(
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
+class VisiblePage(BaseModel):
+    """One page of every environment you can see. Pass ``next_cursor`` back as ``cursor``; null at the end."""
+
+    items: list[ListingRowModel]  # type: ignore[valid-type]
+    next_cursor: str | None
+    total: int = Field(description="How many match the filters, across all pages.")
+
+
+@router.get(
+    "/environments",
+    response_model=VisiblePage,
+    responses=answers(),
+    summary="Every environment you can see, in every project and team, newest first",
+)
+def list_visible_environments(
+    actor: Caller,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+    project: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this project's.")] = None,
+    team: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this team's projects'.")] = None,
+    phase: Annotated[
+        Phase | None, Query(description="Only this phase (deleted ones only when asked).")
+    ] = None,
+    kind: Annotated[EnvironmentKind | None, Query()] = None,
+    trigger: Annotated[Trigger | None, Query(description="What made it.")] = None,
+    creator: Annotated[str | None, Query(max_length=100, pattern=NO_NUL, description="A username.")] = None,
+    q: Annotated[
+        str,
+        Query(
+            max_length=SEARCH_MAX, pattern=NO_NUL, description='Part of a name; "project/env" narrows both.'
+        ),
+    ] = "",
+    deleted: Annotated[bool, Query(description="Include deleted environments.")] = False,
+) -> dict[str, Any]:
+    given = {"project": project, "team": team, "phase": phase, "kind": kind, "trigger": trigger}
+    query = {key: str(value) for key, value in given.items() if value is not None}
+    filters = filters_from_query({**query, "creator": creator or "", "q": q, "deleted": str(deleted)})
+    with read_only() as session:
+        listing = environment_views.visible_environments(
+            session=session, actor=actor, filters=filters, cursor=cursor, limit=limit
+        )
+    return {
+        "items": listing["rows"],
+        "next_cursor": listing["next_cursor"] or None,
+        "total": listing["total"],
+    }
+
+
 @router.get(
     "/environments/{environment_id}",
     response_model=EnvironmentModel,
@@ -233,7 +291,7 @@ def delete_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
 )
 def environment_status(environment_id: Id, actor: Caller) -> EnvironmentStatus:
     with read_only() as session:
-        return environment_requests.environment_status(
+        return environment_views.environment_status(
             session=session, actor=actor, environment_id=environment_id
         )
 
@@ -250,7 +308,7 @@ def wait_for_environment(
     phase: Annotated[Phase, Query(description="The phase to wait for.")] = Phase.ready,
     timeout: Annotated[float, Query(ge=0, le=30, description="Seconds to wait at most.")] = 30,
 ) -> WaitResult:
-    return environment_requests.wait_for_environment(
+    return waiting.wait_for_environment(
         actor=actor, environment_id=environment_id, phase=phase, timeout=timeout
     )
 
@@ -265,6 +323,24 @@ def environment_events(environment_id: Id, actor: Caller) -> WorkloadsView:
     with read_only() as session:
         return inspection.environment_workloads(
             session=session, actor=actor, runtime=ports.runtime(), environment_id=environment_id
+        )
+
+
+@router.get(
+    "/environments/{environment_id}/history",
+    response_model=HistoryModel,
+    responses=answers(404),
+    summary="What happened to the environment (its audit trail), newest first",
+)
+def environment_history(
+    environment_id: Id,
+    actor: Caller,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Limit = 20,
+) -> EnvironmentEvents:
+    with read_only() as session:
+        return environment_views.environment_events(
+            session=session, actor=actor, environment_id=environment_id, offset=offset, limit=limit
         )
 
 
