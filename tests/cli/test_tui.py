@@ -7,7 +7,6 @@ it gives the real terminal to ``envhub shell`` and takes it back.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -20,6 +19,7 @@ from envhub.cli.client import Connection
 from envhub.cli.tui import EnvhubTui
 from envhub.models import Environment
 from tests.cli.conftest import Cli
+from tests.support.loops import run_in_fresh_loop
 from tests.support.world import World
 from tests.terminal.harness import People, Serve
 
@@ -71,7 +71,7 @@ def test_the_tui_lists_creates_and_deletes_environments_live(
             await pilot.press("d", "y", "enter")
             await until(pilot, lambda: "Deleting shop/from-tui" in message(app), "the delete")
 
-    asyncio.run(drive())
+    run_in_fresh_loop(drive(), timeout=240)
     session.expire_all()
     states = {e.name: e.desired_state for e in session.exec(select(Environment)).all()}
     assert states == {"dev": "present", "from-tui": "absent"}
