@@ -13,7 +13,7 @@ TEST_PROCESSES ?= 2
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal
+.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal bench-api
 
 run: system-deps setup ## Start envhub on its embedded default and print the URL
 	$(PY) -m envhub.launcher run
@@ -64,6 +64,9 @@ lint: setup
 
 bench-terminal: setup ## Browser-terminal speed beside a PTY loop and terminado
 	$(PY) -m bench.terminal
+
+bench-api: setup test-system-deps ## REST, MCP and CLI latency with 1,000 environments on PostgreSQL
+	$(PY) -m bench.api
 
 migrate: setup
 	$(PY) -m envhub.launcher migrate
