@@ -8,6 +8,7 @@ from envhub.models import audit_chain as _audit_chain  # noqa: F401  (registers 
 from envhub.models.access import ApiToken, DeviceAuthorization, LoginLink, WebSession
 from envhub.models.audit import AuditChainCheck, AuditChainHead, AuditEvent
 from envhub.models.environment import Environment
+from envhub.models.github import GithubConnection, PullRequest, WebhookDelivery
 from envhub.models.idempotency import IdempotencyKey
 from envhub.models.identity import Invite, Membership, Role, Team, User
 from envhub.models.job import JobRun, JobStatus
@@ -23,6 +24,7 @@ __all__ = [
     "DeviceAuthorization",
     "Environment",
     "EnvironmentShare",
+    "GithubConnection",
     "IdempotencyKey",
     "Invite",
     "JobRun",
@@ -30,9 +32,11 @@ __all__ = [
     "LoginLink",
     "Membership",
     "Project",
+    "PullRequest",
     "Role",
     "StoredSecret",
     "Team",
     "User",
     "WebSession",
+    "WebhookDelivery",
 ]
