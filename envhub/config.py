@@ -158,12 +158,19 @@ class Settings(BaseSettings):
     encryption_key: SecretStr = SecretStr("")
     encryption_old_keys: SecretStr = SecretStr("")
 
+    # -- GitHub ---------------------------------------------------------------
+    # Pushes to a pull request within this many seconds make one deployment (of the last).
+    github_debounce_seconds: Annotated[float, Field(ge=0, le=300)] = 3.0
+
     # -- abuse limits -------------------------------------------------------
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # GitHub's webhook payloads (a push of many commits is large; GitHub caps them at 25 MB).
+    webhook_max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     # "<requests>/<seconds>" per client.
     rate_limit_sign_in: str = "30/60"
     rate_limit_tokens: str = "60/60"
-    rate_limit_webhooks: str = "120/60"
+    # GitHub delivers from a handful of addresses: a burst of pull requests must fit.
+    rate_limit_webhooks: str = "1200/60"
     # Reverse proxies in front of envhub whose X-Forwarded-For is believed.
     trusted_proxy_hops: Annotated[int, Field(ge=0, le=5)] = 0
     # Extra Host names envhub answers to besides the base URL's.

@@ -16,13 +16,15 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── EnvNameForbidden      env_name_forbidden
     │   ├── ManifestInvalid       manifest_invalid
     │   ├── ManifestRejected      manifest_rejected
-    │   └── EgressDenied          egress_denied
+    │   ├── EgressDenied          egress_denied
+    │   └── WebhookMalformed      webhook_malformed (400)
     ├── NotFound                  not_found
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
     │   ├── CsrfRejected          csrf_failed
     │   └── OriginRejected        origin_not_allowed
     ├── Unauthenticated           unauthenticated
+    │   └── WebhookSignatureInvalid  webhook_signature_invalid
     ├── SignInFailed              sign_in_failed
     │   ├── SignInNotAllowed      sign_in_not_allowed
     │   ├── LoginLinkInvalid      login_link_invalid
@@ -378,6 +380,27 @@ class IdempotencyKeyReused(Conflict):
     default_hint = (
         "An Idempotency-Key names one request: send the same body to the same URL to replay it, "
         "or use a new key for a new request."
+    )
+
+
+class WebhookMalformed(ValidationFailed):
+    """A webhook delivery without the headers or payload fields GitHub always sends."""
+
+    code = "webhook_malformed"
+    status = 400
+    default_hint = (
+        "Deliveries come from GitHub with X-GitHub-Event, X-GitHub-Delivery and a JSON body; "
+        "check the webhook's content type is application/json."
+    )
+
+
+class WebhookSignatureInvalid(Unauthenticated):
+    """No connected project's webhook secret signed the delivery."""
+
+    code = "webhook_signature_invalid"
+    default_hint = (
+        "Set the webhook's secret to the one envhub showed when the repository was connected "
+        "(rotate it in the project's GitHub settings if it was lost)."
     )
 
 

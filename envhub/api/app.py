@@ -20,6 +20,7 @@ from envhub.api.guard import GuardMiddleware
 from envhub.api.headers import SecurityHeadersMiddleware
 from envhub.api.routes_auth import router as auth_router
 from envhub.api.v1 import router as v1_router
+from envhub.api.webhooks import router as webhooks_router
 from envhub.mcp import McpEndpoint
 from envhub.models.db import session_scope
 
@@ -39,6 +40,7 @@ def create_api() -> FastAPI:
     errors.install(api)
     api.include_router(auth_router)
     api.include_router(v1_router)
+    api.include_router(webhooks_router)
 
     @api.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -111,7 +111,10 @@ class GuardMiddleware:
                 )
         if websocket or method in SAFE_METHODS:
             return receive
-        receive = _limit_body(scope, receive, settings.max_body_bytes)
+        webhook = path.startswith("/webhooks/")
+        receive = _limit_body(
+            scope, receive, settings.webhook_max_body_bytes if webhook else settings.max_body_bytes
+        )
         cookie = cookie_value(header(scope, b"cookie"), session_cookie_name(settings))
         if cookie is None:
             return receive

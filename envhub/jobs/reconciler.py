@@ -30,7 +30,13 @@ def lease_seconds(interval: float) -> float:
 def reconcile_once() -> ReconcileReport:
     with session_scope() as session:
         report = reconcile(session=session, queue=ports.queue(), runtime=ports.runtime())
-    if report.requeued or report.restarted or report.started or report.orphans_removed:
+    if (
+        report.requeued
+        or report.restarted
+        or report.started
+        or report.orphans_removed
+        or report.deliveries_redriven
+    ):
         log.info("reconciler: %s", report)
     return report
 

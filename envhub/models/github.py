@@ -56,6 +56,8 @@ class WebhookDelivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     # X-GitHub-Delivery: unique per delivery (a redelivery from GitHub's UI reuses it).
     delivery_id: str = Field(max_length=100, unique=True)
+    # sha256 of the signed body: the same payload replayed under another delivery id is no new event.
+    body_digest: str = Field(max_length=64, unique=True)
     event: str = Field(max_length=50)
     action: str = Field(default="", max_length=50)
     repository: str = Field(default="", max_length=200)

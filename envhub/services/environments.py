@@ -249,19 +249,38 @@ def redeploy_environment(
 
 
 def update_environment(
-    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, changes: dict[str, Any]
+    *,
+    session: Session,
+    actor: Principal,
+    queue: JobQueue,
+    environment_id: int,
+    changes: dict[str, Any],
+    not_before: datetime | None = None,
 ) -> Environment:
     """Change an environment's ``ref``, ``command`` or ``env`` (variables added or changed), and redeploy.
 
     A changed spec only takes effect through a deployment, so this is a
-    redeploy with the changes (the same right, the same phases it may start from).
+    redeploy with the changes (the same right, the same phases it may start
+    from, and a pending environment too: it has not started yet).
+
+    ``not_before`` holds the deployment back until then (the reconciler starts
+    it): pushes that follow each other within that time make one deployment,
+    of the last one, since each change supersedes the run before it.
     """
     unknown = set(changes) - {"ref", "command", "env"}
     if unknown:
         raise ValidationFailed(
             f"cannot change {', '.join(sorted(unknown))}", details={"fields": sorted(unknown)}
         )
-    return _redeploy(session, actor, queue, environment_id, action="environment.update", changes=changes)
+    return _redeploy(
+        session,
+        actor,
+        queue,
+        environment_id,
+        action="environment.update",
+        changes=changes,
+        not_before=not_before,
+    )
 
 
 def _redeploy(
@@ -272,6 +291,7 @@ def _redeploy(
     *,
     action: str,
     changes: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
 ) -> Environment:
     target = AuditTarget("environment", id=environment_id)
     with audited(session, actor, action, target):
@@ -280,7 +300,8 @@ def _redeploy(
         assert project is not None
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
         authorize_environment(session, actor, environment, Action.environment_redeploy, what="environment")
-        if environment.desired_state != "present" or not is_redeployable(environment.phase):
+        startable = is_redeployable(environment.phase) or (changes and environment.phase is Phase.pending)
+        if environment.desired_state != "present" or not startable:
             raise InvalidTransition(
                 f"cannot redeploy an environment that is {environment.phase.value}",
                 details={"phase": environment.phase.value},
@@ -307,7 +328,11 @@ def _redeploy(
             target.details["changed"] = sorted(
                 key for key, value in changes.items() if value not in (None, "")
             )
-    jobruns.dispatch(session, queue, run)
+        if not_before is not None:
+            run.retry_at = not_before  # the reconciler dispatches it when due
+            environment.message = "Redeploy requested; waiting a moment for more changes"
+    if not_before is None:
+        jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment
 

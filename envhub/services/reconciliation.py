@@ -27,7 +27,7 @@ from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
-from envhub.services import jobruns
+from envhub.services import jobruns, webhooks
 from envhub.services.common import audit
 from envhub.services.convergence import RESYNC
 
@@ -45,6 +45,7 @@ class ReconcileReport:
     started: list[int] = field(default_factory=list)
     orphans_removed: list[int] = field(default_factory=list)
     resynced: list[int] = field(default_factory=list)
+    deliveries_redriven: list[int] = field(default_factory=list)  # GitHub webhook deliveries
 
 
 class _NoProgress:
@@ -91,6 +92,11 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
         except QueueUnavailable as exc:
             log.warning("reconciler: queue unavailable: %s", exc)
             break
+
+    try:
+        report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
+    except QueueUnavailable as exc:
+        log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 
     live_ids = {env.id for env in live}
     for orphan in sorted(managed - live_ids):

