@@ -27,6 +27,7 @@ def upgrade() -> None:
         "webhook_delivery",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("delivery_id", sa.String(length=100), nullable=False),
+        sa.Column("body_digest", sa.String(length=64), nullable=False),
         sa.Column("event", sa.String(length=50), nullable=False),
         sa.Column("action", sa.String(length=50), nullable=False),
         sa.Column("repository", sa.String(length=200), nullable=False),
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("body_digest"),
         sa.UniqueConstraint("delivery_id"),
     )
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
