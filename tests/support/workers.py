@@ -43,8 +43,9 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 class Workers:
     """Starts workers in their own sessions; kills whatever is left at the end."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, extra: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.extra = extra or {}  # more ENVHUB_* settings for the workers
         self.log_path = log_dir / "workers.log"
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -53,7 +54,7 @@ class Workers:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "envhub.launcher", "worker"],
                 cwd=self.log_path.parent,  # no stray .env file
-                env=worker_environment(self.settings),
+                env={**worker_environment(self.settings), **self.extra},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

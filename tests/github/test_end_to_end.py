@@ -1,0 +1,147 @@
+"""A pull request's life on a real worker: GitHub's example payloads, a real git repository,
+the local runtime; the environment serves each head commit and goes when the pull request closes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from envhub.config import Settings, override_settings
+from envhub.domain.phases import Phase
+from envhub.models import Environment, GithubConnection, JobRun, Project, PullRequest
+from envhub.runtime.local import LocalRuntime
+from envhub.services import ports
+from tests.conftest import build_settings
+from tests.github.conftest import Examples, GitHub
+from tests.support.db import fetch
+from tests.support.runtime import kill_environments
+from tests.support.waiting import wait_for
+from tests.support.workers import Workers
+
+pytestmark = pytest.mark.slow
+
+DEBOUNCE = 1.5
+
+
+@pytest.fixture
+def worker_settings(settings: Settings) -> Iterator[Settings]:
+    values = {
+        **settings.model_dump(),
+        "reconcile_interval": 0.5,
+        "job_stale_after": 2.0,
+        "allow_local_repos": True,
+        "github_debounce_seconds": DEBOUNCE,
+    }
+    with override_settings(build_settings(**values)) as configured:
+        ports.reset()
+        yield configured
+    ports.reset()
+
+
+@pytest.fixture
+def workers(worker_settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    extra = {"ENVHUB_ALLOW_LOCAL_REPOS": "true", "ENVHUB_GITHUB_DEBOUNCE_SECONDS": str(DEBOUNCE)}
+    pool = Workers(worker_settings, tmp_path, extra)
+    yield pool
+    pool.stop_all()
+    kill_environments(LocalRuntime(worker_settings.envs_dir))
+
+
+class Repository:
+    """A git repository on disk whose commits say which they are."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir()
+        self.git("init", "--quiet", "--initial-branch=main")
+
+    def git(self, *args: str) -> str:
+        identity = ["-c", "user.name=Codertocat", "-c", "user.email=codertocat@example.com"]
+        done = subprocess.run(
+            ["git", *identity, *args], cwd=self.path, check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    def commit(self, text: str) -> str:
+        (self.path / "index.html").write_text(text)
+        self.git("add", "index.html")
+        self.git("commit", "--quiet", "-m", text)
+        return self.git("rev-parse", "HEAD")
+
+
+def serves(github: GitHub, host: str) -> str:
+    """What the environment answers through envhub's gateway ("" while it does not)."""
+    try:
+        answer = github.client.get("/index.html", headers={"Host": host}, timeout=10)
+    except httpx.HTTPError:
+        return ""
+    return answer.text if answer.status_code == 200 else ""
+
+
+def test_a_pull_request_opened_pushed_twice_and_closed(
+    github: GitHub,
+    examples: Examples,
+    connection: GithubConnection,
+    project: Project,
+    session: Session,
+    db: Engine,
+    workers: Workers,
+    worker_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    repo = Repository(tmp_path / "repo")
+    first = repo.commit("first commit")
+    project.repo_url = str(repo.path)
+    project.command = "python3 -m http.server $PORT"
+    session.add(project)
+    session.commit()
+    workers.start()
+
+    assert github.send("pull_request", examples.pull_request("opened", sha=first)).status_code == 202
+
+    def environment() -> Environment | None:
+        session.expire_all()
+        pr = session.exec(select(PullRequest)).first()
+        return session.get(Environment, pr.environment_id) if pr and pr.environment_id else None
+
+    def ready() -> Environment | None:
+        env = environment()
+        if env is not None and env.phase is Phase.failed:
+            raise AssertionError(f"{env.error_code}: {env.message}\n{workers.log_tail()}")
+        return env if env is not None and env.phase is Phase.ready else None
+
+    env = wait_for(ready, timeout=120, what="the pull request's environment", describe=workers.log_tail)
+    host = "pr-2.shop.acme.localhost:3000"
+    assert env.public_url == f"http://{host}/"
+    assert serves(github, host) == "first commit"
+
+    second, third = repo.commit("second commit"), repo.commit("third commit")
+    for sha in (second, third):  # two pushes in a row: one deployment, of the last
+        assert github.send("pull_request", examples.pull_request("synchronize", sha=sha)).status_code == 202
+    wait_for(lambda: serves(github, host) == "third commit", timeout=120, what="the third commit served")
+    assert environment().spec["ref"] == third  # type: ignore[union-attr]
+    deployed = [
+        run
+        for run in session.exec(select(JobRun).where(JobRun.environment_id == env.id))
+        if run.kind == "redeploy" and run.status.value == "succeeded"
+    ]
+    assert len(deployed) == 1, [(r.id, r.status, r.error) for r in session.exec(select(JobRun))]
+
+    closed = examples.pull_request("closed", sha=third, state="closed")
+    assert github.send("pull_request", closed).status_code == 202
+    assert env.id is not None
+    gone = wait_for(
+        lambda: (e := fetch(db, Environment, env.id)) is not None and e.phase is Phase.deleted and e,
+        timeout=120,
+        what="the environment deleted",
+        describe=workers.log_tail,
+    )
+    assert gone
+    assert serves(github, host) == ""
