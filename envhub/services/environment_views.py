@@ -14,7 +14,8 @@ import logging
 from collections.abc import Collection
 from typing import Any, TypedDict, cast
 
-from sqlmodel import Session
+from sqlalchemy.orm import object_session
+from sqlmodel import Session, select
 
 from envhub.domain import humanize as fmt
 from envhub.domain.phases import TONES, Phase, is_deletable, is_redeployable
@@ -22,7 +23,7 @@ from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import EnvhubError, NotFound, advice_for
-from envhub.models import AuditEvent, Environment, JobRun
+from envhub.models import AuditEvent, Environment, JobRun, PullRequest
 from envhub.queue.events import project_channel
 from envhub.runtime.base import Runtime
 from envhub.services import audit_log, environments, inspection, logs
@@ -70,6 +71,9 @@ class EnvironmentDetail(TypedDict):
     advice: str
     kind: str
     trigger: str
+    # What made it, in words ("pull request #2: Fix the header, by octocat"), and its page.
+    source: str
+    source_url: str
     url: str
     command: str
     ref: str
@@ -183,8 +187,34 @@ def environment_row(environment: Environment, creator: str | None) -> Environmen
     )
 
 
+def _source(environment: Environment) -> tuple[str, str]:
+    """What made the environment, in words, and the page to read about it."""
+    if environment.trigger is Trigger.pull_request:
+        session = object_session(environment)
+        pr = (
+            session.execute(select(PullRequest).where(PullRequest.environment_id == environment.id))
+            .scalars()
+            .first()
+            if session is not None and environment.id is not None
+            else None
+        )
+        if pr is not None:
+            by = f", by {pr.author}" if pr.author else ""
+            return f"pull request #{pr.number}: {pr.title}{by}", pr.html_url
+        return "a pull request", ""
+    return _TRIGGER_WORDS.get(environment.trigger.value, environment.trigger.value), ""
+
+
+_TRIGGER_WORDS = {
+    "manual": "created by hand",
+    "agent": "created by an agent",
+    "push": "a push to its branch",
+}
+
+
 def environment_detail(environment: Environment) -> EnvironmentDetail:
     spec = environment.spec
+    source, source_url = _source(environment)
     # What the runtime reports apart from the phase: "absent" or "starting" are only
     # news while the environment is supposed to be serving; an unreachable cluster
     # is news whatever the environment is doing.
@@ -204,6 +234,8 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
         advice=advice_for(environment.error_code) if environment.phase is Phase.failed else "",
         kind=environment.kind.value,
         trigger=environment.trigger.value,
+        source=source,
+        source_url=source_url,
         url=environment.public_url or "",
         command=str(spec.get("command", "")),
         ref=str(spec.get("ref") or ""),

@@ -24,9 +24,11 @@ from envhub.models import (
     PullRequest,
     WebhookDelivery,
 )
+from envhub.services.environment_views import environment_summary
 from envhub.services.pull_requests import apply_delivery
 from tests.github.conftest import Examples, GitHub, commit
 from tests.support.fakes import FakeQueue
+from tests.support.world import World
 
 Deliver = Callable[..., str]
 
@@ -66,7 +68,7 @@ def pull_request(session: Session, number: int = 2) -> PullRequest:
 
 
 def test_an_opened_pull_request_gets_an_environment_at_its_head_commit(
-    deliver: Deliver, examples: Examples, session: Session, queue: FakeQueue
+    deliver: Deliver, examples: Examples, session: Session, queue: FakeQueue, world: World
 ) -> None:
     outcome = deliver("pull_request", examples.pull_request("opened", sha=commit(1)))
 
@@ -83,6 +85,10 @@ def test_an_opened_pull_request_gets_an_environment_at_its_head_commit(
     assert [job.function for job in queue.jobs] == ["envhub.jobs.environments.converge_environment"]
     created = session.exec(select(AuditEvent).where(AuditEvent.action == "environment.create")).one()
     assert created.actor == "github"
+    shown = environment_summary(session=session, actor=world.owner, environment_id=environment.id)
+    assert shown["trigger"] == "pull_request"
+    assert shown["source"] == "pull request #2: Update the README with new information., by Codertocat"
+    assert shown["source_url"] == "https://github.com/Codertocat/Hello-World/pull/2"
 
 
 def test_reopened_and_ready_for_review_create_one_too(

@@ -177,6 +177,14 @@ def details_card(S: Any) -> rx.Component:
         stat_grid(
             stat("Kind", rx.box(kind_badge(detail["kind"]))),
             stat(
+                "Made by",
+                rx.cond(
+                    detail["source_url"] != "",
+                    rx.link(detail["source"], href=detail["source_url"], is_external=True, size="2"),
+                    rx.text(detail["source"], size="2"),
+                ),
+            ),
+            stat(
                 "Created", rx.tooltip(rx.text(detail["created"], size="2"), content=detail["created_stamp"])
             ),
             stat(
