@@ -25,6 +25,7 @@ from envhub.models import (
     WebhookDelivery,
 )
 from envhub.services.environment_views import environment_summary
+from envhub.services.projects import delete_project
 from envhub.services.pull_requests import apply_delivery
 from tests.github.conftest import Examples, GitHub, commit
 from tests.support.fakes import FakeQueue
@@ -43,6 +44,7 @@ def deliver(github: GitHub, session: Session, queue: FakeQueue, connection: Gith
     """Send a delivery through the route, then do what its job does; returns the job's outcome."""
 
     def send(event: str, payload: dict[str, Any]) -> str:
+        session.commit()  # end the test's transaction: on SQLite it would hold the write lock
         answer = github.send(event, payload)
         assert answer.status_code in (200, 202), answer.text
         if answer.status_code == 200:
@@ -289,3 +291,25 @@ def test_a_delivery_applied_twice_does_its_work_once(
     assert answer.status_code == 202
     assert again == "nothing to do"
     assert len(environments(session)) == 1
+
+
+@pytest.mark.database("sqlite", "postgresql")
+def test_deleting_the_project_removes_its_connection_and_pull_requests(
+    deliver: Deliver, github: GitHub, examples: Examples, session: Session, project: Any, world: World
+) -> None:
+    deliver("pull_request", examples.pull_request("opened", sha=commit(1)))
+    deliver("pull_request", examples.pull_request("closed", sha=commit(1), state="closed"))
+    for environment in environments(session):  # the worker would have finished the teardown
+        environment.phase = Phase.deleted
+        session.add(environment)
+    session.commit()
+
+    delete_project(session=session, actor=world.owner, project_id=project.id)
+
+    session.commit()
+    session.expire_all()
+    assert session.exec(select(GithubConnection)).all() == []
+    assert session.exec(select(PullRequest)).all() == []
+    session.commit()
+    late = github.send("pull_request", examples.pull_request("reopened", sha=commit(1)))
+    assert late.status_code == 401  # nobody's secret any more: nothing happens
