@@ -32,8 +32,8 @@ import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.GithubException import (
     BadCredentialsException,
-    RateLimitExceededException,
     RateLimitExceededExceedsMaxWait,
+    RateLimitExceededException,
     UnknownObjectException,
 )
 from github.GithubObject import NotSet
@@ -164,12 +164,21 @@ class _InstallationAuth(Auth.Auth):
 class _BoundedRetry(GithubRetry):
     """GithubRetry that never sleeps longer than ``max_rate_limit_wait``, Retry-After included."""
 
-    def increment(self, method: str | None = None, url: str | None = None, response: Any = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # noqa: E501
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         if response is not None and response.status in (403, 429):
             wait = _retry_after(response.headers)
             if wait is not None and self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait:
                 said = {"message": f"rate limited for {wait:.0f} s, longer than this call may wait"}
-                raise RateLimitExceededExceedsMaxWait(response.status, said, dict(response.headers), wait=wait)
+                raise RateLimitExceededExceedsMaxWait(
+                    response.status, said, dict(response.headers), wait=wait
+                )
         return super().increment(method, url, response, *args, **kwargs)
 
 
@@ -226,7 +235,9 @@ def translate(exc: Exception, doing: str) -> GithubError:
                 f"GitHub rate-limited {doing}: {said}", details={**details, "retry_after": seconds}
             )
         if isinstance(exc, BadCredentialsException) or status == 401:
-            return GithubUnauthorized(f"GitHub refused the credentials while {doing}: {said}", details=details)
+            return GithubUnauthorized(
+                f"GitHub refused the credentials while {doing}: {said}", details=details
+            )
         if status == 403:
             return GithubForbidden(f"GitHub did not allow {doing}: {said}", details=details)
         if isinstance(exc, UnknownObjectException) or status == 404:
@@ -289,7 +300,8 @@ class GithubClient:
         return TOKENS.get(self._key(scoped), lambda: self._mint(scoped))
 
     def _mint(self, scoped: bool) -> InstallationToken:
-        assert self.access.app_id is not None and self.access.installation_id is not None
+        assert self.access.app_id is not None
+        assert self.access.installation_id is not None
         try:
             app = Auth.AppAuth(self.access.app_id, self.access.secret)
             integration = GithubIntegration(auth=app, **self._options)

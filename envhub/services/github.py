@@ -266,7 +266,9 @@ def connection_view(connection: GithubConnection) -> GithubConnectionView:
 # -- the use cases -----------------------------------------------------------------
 
 
-def _project(session: Session, actor: Principal, project_id: int, action: Action, target: AuditTarget) -> Project:
+def _project(
+    session: Session, actor: Principal, project_id: int, action: Action, target: AuditTarget
+) -> Project:
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"project {project_id} was not found", details={"project_id": project_id})
@@ -307,7 +309,7 @@ def connect_github(
     """
     target = AuditTarget("project", id=project_id)
     with audited(session, actor, "github.connect", target):
-        project = _project(session, actor, project_id, Action.secret_write, target)
+        _project(session, actor, project_id, Action.secret_write, target)
         name = check_repository(repository)
         root = check_api_url(api_url)
         if auth == "app":
