@@ -116,6 +116,7 @@ class GithubStub:
         self.port = 0
         self.repos: dict[str, Repo] = {}
         self.apps: dict[int, str] = {}  # app id -> public key PEM
+        self.private_keys: dict[int, str] = {}  # app id -> the private key envhub is given
         self.installations: dict[int, tuple[int, set[str]]] = {}  # id -> (app id, repos)
         self.grants: dict[str, Grant] = {}
         self.calls: list[Call] = []
@@ -142,6 +143,7 @@ class GithubStub:
         with self._lock:
             self.repos.clear()
             self.apps.clear()
+            self.private_keys.clear()
             self.installations.clear()
             self.grants.clear()
             self.calls.clear()
@@ -158,6 +160,7 @@ class GithubStub:
     def add_app(self, app_id: int) -> str:
         """Register an App; returns its private key (PEM) for envhub to be given."""
         private = generate_private_key()
+        self.private_keys[app_id] = private
         key = serialization.load_pem_private_key(private.encode(), password=None)
         self.apps[app_id] = (
             key.public_key()
@@ -295,7 +298,13 @@ class GithubStub:
             "visibility": "private" if repo.private else "public",
         }
         if permissions:
-            data["permissions"] = {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True}
+            data["permissions"] = {
+                "admin": False,
+                "maintain": False,
+                "push": True,
+                "triage": True,
+                "pull": True,
+            }
         return data
 
     def _headers(self, identity: str) -> dict[str, str]:
@@ -316,7 +325,9 @@ class GithubStub:
             return Response(status_code=204, headers=headers)
         return JSONResponse(body, status_code=status, headers=headers, media_type="application/json")
 
-    def _error(self, status: int, message: str, identity: str, extra: dict[str, str] | None = None) -> Response:
+    def _error(
+        self, status: int, message: str, identity: str, extra: dict[str, str] | None = None
+    ) -> Response:
         body = {"message": message, "documentation_url": DOCS, "status": str(status)}
         return self._answer(status, body, identity, extra)
 
@@ -355,7 +366,9 @@ class GithubStub:
             for failure in self.failures:
                 if failure.times <= 0:
                     continue
-                if failure.method not in (None, method) or (failure.path and not path.startswith(failure.path)):
+                if failure.method not in (None, method) or (
+                    failure.path and not path.startswith(failure.path)
+                ):
                     continue
                 failure.times -= 1
                 return failure
@@ -431,7 +444,9 @@ class GithubStub:
                 return False
         return grant.repositories is None or name in grant.repositories
 
-    def _mint(self, installation_id: int, app_id: int | None, body: dict[str, Any], identity: str) -> Response:
+    def _mint(
+        self, installation_id: int, app_id: int | None, body: dict[str, Any], identity: str
+    ) -> Response:
         if app_id is None:
             return self._error(
                 401, "A JSON web token could not be decoded", identity
@@ -461,7 +476,9 @@ class GithubStub:
             "repository_selection": "selected",
         }
         if scope is not None:
-            answer["repositories"] = [self._repo_json(self.repos[r]) for r in sorted(scope) if r in self.repos]
+            answer["repositories"] = [
+                self._repo_json(self.repos[r]) for r in sorted(scope) if r in self.repos
+            ]
         return self._answer(201, answer, identity)
 
     def _rate_limit(self, identity: str) -> Response:
@@ -563,7 +580,8 @@ class GithubStub:
         base = self.api_url + f"/repos/{repo.full_name}"
         ref = body["ref"]
         sha = next(
-            (p["head"]["sha"] for p in repo.pulls.values() if ref in (p["head"]["ref"], p["head"]["sha"])), ref
+            (p["head"]["sha"] for p in repo.pulls.values() if ref in (p["head"]["ref"], p["head"]["sha"])),
+            ref,
         )
         environment = body.get("environment") or "production"
         deployment = {
@@ -589,7 +607,9 @@ class GithubStub:
         repo.statuses[deployment_id] = []
         return self._answer(201, deployment, identity)
 
-    def _status(self, repo: Repo, deployment: dict[str, Any], body: dict[str, Any], identity: str) -> Response:
+    def _status(
+        self, repo: Repo, deployment: dict[str, Any], body: dict[str, Any], identity: str
+    ) -> Response:
         states = {"error", "failure", "inactive", "in_progress", "queued", "pending", "success"}
         if body.get("state") not in states:
             return self._error(422, "Validation Failed", identity)
