@@ -313,13 +313,8 @@ def connect_github(
         name = check_repository(repository)
         root = check_api_url(api_url)
         if auth == "app":
-            access = GithubAccess(
-                root,
-                "app",
-                check_private_key(private_key),
-                _check_id(app_id, "app_id"),
-                _check_id(installation_id, "installation_id"),
-            )
+            app, installation = _check_id(app_id, "app_id"), _check_id(installation_id, "installation_id")
+            access = GithubAccess(root, "app", check_private_key(private_key), app, installation)
         elif auth == "token":
             access = GithubAccess(root, "token", check_token(token))
         else:
