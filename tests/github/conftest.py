@@ -1,4 +1,4 @@
-"""GitHub tests: envhub's real PyGithub client against the loopback GitHub stub (tests/support/github_stub.py)."""
+"""GitHub tests: envhub's PyGithub client against the loopback GitHub stub (tests/support/github_stub.py)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ def test_app_auth_mints_one_installation_token_and_reuses_it_across_clients(stub
     first = app_client(stub)
     info = first.repository_info()
     assert (info.full_name, info.default_branch, info.private) == ("acme/shop", "main", True)
-    assert info.permissions and info.permissions["push"]
+    assert info.permissions
+    assert info.permissions["push"]
     clients = [app_client(stub) for _ in range(4)]
     threads = [threading.Thread(target=c.open_pull_requests) for c in clients]
     for thread in threads:

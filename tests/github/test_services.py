@@ -1,4 +1,4 @@
-"""services/github.py: validation, verification by GitHub (the stub), sealing, the secret shown once, audit."""
+"""services/github.py: validation, verification by GitHub (the stub), sealing, the secret once, audit."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_inputs_are_refused_with_a_code_and_the_field_before_github_is_asked(
         connect_token(session, world, project, stub, **fields)
     assert caught.value.code == "github_connection_invalid"
     assert caught.value.details["field"] == field
-    assert "ghp_secret" not in caught.value.message and "pass" not in caught.value.message
+    assert "ghp_secret" not in caught.value.message
+    assert "pass" not in caught.value.message
     assert stub.count() == 0
     assert session.exec(select(GithubConnection)).first() is None
 
@@ -85,14 +86,18 @@ def test_connect_with_a_token_seals_it_and_shows_the_secret_once(
         "0 seconds ago",
     ) or view["verified_at"]
     row = session.exec(select(GithubConnection)).one()
-    assert token not in row.credential and secret not in row.webhook_secret
-    assert row.credential.startswith("v1.") and row.webhook_secret.startswith("v1.")
+    assert token not in row.credential
+    assert secret not in row.webhook_secret
+    assert row.credential.startswith("v1.")
+    assert row.webhook_secret.startswith("v1.")
     # Never again: not in the view, nor in the audit trail.
     shown = github.github_connection(session=session, actor=world.viewer, project_id=project.id or 0)
-    assert secret not in json.dumps(shown) and token not in json.dumps(shown)
+    assert secret not in json.dumps(shown)
+    assert token not in json.dumps(shown)
     trail = audit_text(session)
     assert "github.connect" in trail
-    assert secret not in trail and token not in trail
+    assert secret not in trail
+    assert token not in trail
     # The webhook endpoint and the jobs open them.
     assert webhook_secrets(session, "ACME/shop") == [(row.id, secret)]
     assert client_for(row).installation_token().token == token
