@@ -24,3 +24,9 @@ def stub(_served: GithubStub) -> Iterator[GithubStub]:
     TOKENS.forget()
     yield _served
     TOKENS.forget()
+
+
+# The faces' harnesses: the real envhub command (tests/cli), the API app over HTTP
+# (tests/api), envhub under Granian for the MCP client (tests/mcp).
+from tests.api.conftest import api_url, clients  # noqa: E402, F401
+from tests.cli.conftest import cli, people, serve  # noqa: E402, F401
