@@ -78,8 +78,10 @@ def test_cli_connect_show_set_rotate_disconnect(
     key_file = tmp_path / "app.pem"
     key_file.write_text(stub.add_app(42))
     stub.install(42, 7, "acme/shop")
-    done = cli("projects", "github", "connect", "shop", "--repo", "acme/shop", "--api-url", stub.api_url,
-               "--app-id", "42", "--installation-id", "7", "--private-key-file", str(key_file), **env)  # fmt: skip
+    app = ("--app-id", "42", "--installation-id", "7", "--private-key-file", str(key_file))
+    done = cli(
+        "projects", "github", "connect", "shop", "--repo", "acme/shop", "--api-url", stub.api_url, *app, **env
+    )
     assert done.returncode == 0, done.stderr
     assert "Copy the secret now" in done.stdout
     row = session.exec(select(GithubConnection)).one()
