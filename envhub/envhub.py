@@ -13,6 +13,7 @@ from envhub.ui.pages import (
     environment_access,
     environments,
     project,
+    project_github,
     project_secrets,
     projects,
     sign_in,
@@ -47,7 +48,12 @@ app.add_page(
     project.page,
     route="/projects/[project_id]",
     title="Project · envhub",
-    on_load=[AuthState.sign_in, project.ProjectState.load, project_secrets.ProjectSecretsState.load],
+    on_load=[
+        AuthState.sign_in,
+        project.ProjectState.load,
+        project_github.ProjectGithubState.load,
+        project_secrets.ProjectSecretsState.load,
+    ],
 )
 app.add_page(
     environment.page,

@@ -16,9 +16,11 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── EnvNameForbidden      env_name_forbidden
     │   ├── ManifestInvalid       manifest_invalid
     │   ├── ManifestRejected      manifest_rejected
+    │   ├── GithubConnectionInvalid  github_connection_invalid
     │   ├── EgressDenied          egress_denied
     │   └── WebhookMalformed      webhook_malformed (400)
     ├── NotFound                  not_found
+    │   └── GithubNotConnected    github_not_connected
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
     │   ├── CsrfRejected          csrf_failed
@@ -35,11 +37,19 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   └── OidcProviderError     oidc_provider_error
     │       └── OidcProviderUnreachable  oidc_provider_unreachable (retryable)
     ├── RateLimited               rate_limited
+    │   └── GithubRateLimited     github_rate_limited (retryable; details.retry_after)
     ├── PayloadTooLarge           payload_too_large
     ├── HostNotAllowed            host_not_allowed
     ├── Unsupported               not_supported
     ├── SecretUnreadable          secret_unreadable
     ├── InvalidTransition         invalid_transition
+    ├── GithubError               github_error
+    │   ├── GithubUnauthorized    github_unauthorized
+    │   ├── GithubForbidden       github_forbidden
+    │   ├── GithubNotFound        github_not_found
+    │   ├── GithubRejected        github_rejected
+    │   ├── GithubUnavailable     github_unavailable (retryable)
+    │   └── GithubRateLimited     (also a RateLimited)
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
         ├── ProcessExited         process_exited
@@ -371,6 +381,86 @@ class ClusterRejected(RuntimeFailure):
     default_hint = (
         "The cluster refused an object as invalid; fix the field named in the message and redeploy."
     )
+
+
+class GithubConnectionInvalid(ValidationFailed):
+    """A GitHub connection setting envhub refuses before calling GitHub; ``details["field"]`` names it."""
+
+    code = "github_connection_invalid"
+    default_hint = (
+        "Fix the named field: the repository is owner/name, the API URL is https:// (GitHub Enterprise: "
+        "https://<host>/api/v3) without credentials in it, an App needs its id, installation id and "
+        "PEM private key, a token must not be empty."
+    )
+
+
+class GithubNotConnected(NotFound):
+    code = "github_not_connected"
+    default_hint = "Connect the project to its repository first (`envhub projects github connect`)."
+
+
+class GithubError(EnvhubError):
+    """GitHub answered with an error, or did not answer; adapters raise a subclass ``from`` PyGithub's."""
+
+    code = "github_error"
+    status = 502
+    default_hint = "GitHub refused the request; the message says why."
+    advice = "GitHub refused a request envhub made for this project; the message says why."
+
+
+class GithubUnauthorized(GithubError):
+    # Not 401: that status means envhub's own sign-in failed, and clients act on it.
+    code = "github_unauthorized"
+    status = 422
+    default_hint = (
+        "GitHub refused the credentials: check the App id, installation id and private key "
+        "(or that the token has not expired), then connect again."
+    )
+    advice = "GitHub refused the project's credentials. Reconnect the repository with valid ones."
+
+
+class GithubForbidden(GithubError):
+    code = "github_forbidden"
+    status = 422
+    default_hint = (
+        "The credentials reach GitHub but may not do this: give the App (or token) read access to "
+        "contents and metadata and write access to pull requests, issues and deployments."
+    )
+    advice = "GitHub refused a permission envhub needs. Grant the App or token the permissions listed."
+
+
+class GithubNotFound(GithubError):
+    code = "github_not_found"
+    status = 422
+    default_hint = (
+        "Check the repository's owner/name and the installation id; GitHub also answers 'not found' "
+        "for a private repository the credentials cannot see."
+    )
+    advice = "GitHub no longer finds the repository, installation or object. Check the project's connection."
+
+
+class GithubRejected(GithubError):
+    code = "github_rejected"
+    status = 422
+    default_hint = "GitHub refused the request as invalid; the message names the field."
+
+
+class GithubUnavailable(GithubError):
+    code = "github_unavailable"
+    status = 503
+    default_hint = "GitHub did not answer or had an error; envhub retries its jobs, try again shortly."
+    advice = "GitHub was unreachable or failing; envhub retries by itself."
+    retryable = True
+
+
+class GithubRateLimited(GithubError, RateLimited):
+    """GitHub's primary or secondary rate limit; ``details["retry_after"]`` is in seconds."""
+
+    code = "github_rate_limited"
+    status = 429
+    default_hint = "GitHub's rate limit for these credentials is spent; try again after retry_after seconds."
+    advice = "GitHub rate-limited envhub; the work is retried after the limit resets."
+    retryable = True
 
 
 class IdempotencyKeyReused(Conflict):

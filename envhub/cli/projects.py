@@ -1,4 +1,5 @@
-"""``envhub projects ls|create``: the projects you can see, and new ones (``/api/v1/projects``)."""
+"""``envhub projects ls|create``: the projects you can see, and new ones (``/api/v1/projects``);
+``envhub projects github ...``: a project's repository (cli/project_github.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from envhub.cli import resources
+from envhub.cli import project_github, resources
 from envhub.cli.client import Connection
 from envhub.cli.errors import INVALID, CliError
 from envhub.cli.output import (
@@ -21,6 +22,7 @@ from envhub.cli.output import (
 )
 
 app = typer.Typer(name="projects", help="List and create projects.", no_args_is_help=True)
+app.add_typer(project_github.app)
 
 # The keys of a project in `--output json`, whatever else the API adds later.
 ROW_KEYS = ("id", "name", "team", "description", "repo", "environments", "created_at")

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
-from envhub.mcp import tools_access, tools_environments, tools_projects, tools_teams
+from envhub.mcp import tools_access, tools_environments, tools_github, tools_projects, tools_teams
 from envhub.mcp.toolkit import PRINCIPAL_KEY, add_tool, error_body
 
 PATH = "/mcp"
@@ -78,6 +78,12 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, projects.list_secrets, title="List secrets", read_only=True)
     add_tool(server, projects.set_secret, title="Set a secret", idempotent=True)
     add_tool(server, projects.delete_secret, title="Delete a secret", destructive=True)
+    gh = tools_github
+    add_tool(server, gh.connect_github, title="Connect a GitHub repository", idempotent=True)
+    add_tool(server, gh.get_github, title="Get the GitHub connection", read_only=True)
+    add_tool(server, gh.update_github, title="Change the pull-request policy", idempotent=True)
+    add_tool(server, gh.rotate_github_webhook_secret, title="Rotate the GitHub webhook secret")
+    add_tool(server, gh.disconnect_github, title="Disconnect GitHub", destructive=True)
     add_tool(server, teams.list_teams, title="List teams", read_only=True)
     add_tool(server, teams.create_team, title="Create a team")
     add_tool(server, teams.get_team, title="Get a team", read_only=True)

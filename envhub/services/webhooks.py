@@ -37,18 +37,13 @@ from envhub.errors import SecretUnreadable, WebhookMalformed, WebhookSignatureIn
 from envhub.models import GithubConnection, WebhookDelivery
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
-from envhub.services.crypto import cipher
+from envhub.services.github import webhook_secret
 
 log = logging.getLogger(__name__)
 
 DELIVERY_JOB = "envhub.jobs.github.handle_delivery"
 # A delivery still queued after this long was lost on its way to a worker.
 _REDRIVE_AFTER = timedelta(seconds=30)
-
-
-def webhook_secret_purpose(project_id: int) -> str:
-    """What a connection's sealed webhook secret is bound to (its project)."""
-    return f"github:{project_id}:webhook-secret"
 
 
 @dataclass(frozen=True)
@@ -152,9 +147,7 @@ def _candidates(session: Session, repository: str, payload: Any) -> list[GithubC
 
 def _signed(connection: GithubConnection, body: bytes, header: str) -> bool:
     try:
-        secret = cipher().open(
-            connection.webhook_secret, purpose=webhook_secret_purpose(connection.project_id)
-        )
+        secret = webhook_secret(connection)
     except SecretUnreadable:
         log.warning("the webhook secret of project %s cannot be read", connection.project_id)
         return False

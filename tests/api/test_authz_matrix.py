@@ -28,6 +28,7 @@ from tests.identity.matrix_ops import Op
 from tests.identity.matrix_world import ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.support.callgraph import template
+from tests.support.github_stub import shared_stub
 from tests.support.parity import rest_routes
 from tests.terminal.harness import servers
 
@@ -59,6 +60,10 @@ def _env(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
 
 def _shop(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
     return {"project_id": w.shop}
+
+
+def _github(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
+    return {"project_id": w.github()}
 
 
 def _acme(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
@@ -225,6 +230,36 @@ CASES = [
     ),
     RouteCase(
         "DELETE", "/secrets/{secret_id}", "team", "secret.write", lambda w, e, t: {"secret_id": w.secret()}
+    ),
+    RouteCase(
+        "PUT",
+        "/projects/{project_id}/github",
+        "team",
+        "secret.write",
+        _shop,
+        body=lambda w, e, t: {
+            "repository": "acme/shop",
+            "auth": "token",
+            "api_url": shared_stub().api_url,
+            "token": w.github_token(),
+        },
+    ),
+    RouteCase("GET", "/projects/{project_id}/github", "team", "project.read", _github),
+    RouteCase(
+        "PATCH",
+        "/projects/{project_id}/github",
+        "team",
+        "project.update",
+        _github,
+        body=lambda w, e, t: {"drafts": True},
+    ),
+    RouteCase("POST", "/projects/{project_id}/github/webhook-secret", "team", "secret.write", _github),
+    RouteCase(
+        "DELETE",
+        "/projects/{project_id}/github",
+        "team",
+        "project.update",
+        lambda w, e, t: {"project_id": w.github(w.project())},
     ),
     RouteCase("GET", "/environments/{environment_id}/shares", "env", "environment.read", _env),
     RouteCase(

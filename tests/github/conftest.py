@@ -1,5 +1,12 @@
-"""GitHub tests: GitHub's published example payloads (``@octokit/webhooks-examples``,
-installed by ``make test-tools``), signed as GitHub signs them, sent to envhub's real app.
+"""GitHub tests.
+
+* ``stub``: the loopback GitHub REST API (tests/support/github_stub.py) that
+  envhub's PyGithub client talks to;
+* ``connection``: acme/shop connected to GitHub's example repository through
+  the connect use case (verified against the stub), with its webhook secret;
+* ``github``: deliveries as GitHub sends them, GitHub's published example
+  payloads (``@octokit/webhooks-examples``, installed by ``make test-tools``)
+  signed with that secret, to envhub's real app.
 """
 
 from __future__ import annotations
@@ -15,18 +22,19 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from envhub.api.app import create_api
 from envhub.domain.github import signature
+from envhub.integrations.github import TOKENS
 from envhub.models import GithubConnection, Project
-from envhub.services.crypto import cipher
-from envhub.services.webhooks import webhook_secret_purpose
+from envhub.services.github import connect_github
+from tests.support.github_stub import GithubStub, github_stub
 from tests.support.servers import serve_asgi
 from tests.support.tools import webhook_examples
+from tests.support.world import World
 
 REPOSITORY = "Codertocat/Hello-World"  # the repository of GitHub's examples
-SECRET = "a webhook secret for the tests"
 START = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
 
@@ -84,21 +92,51 @@ def examples() -> Examples:
     return Examples()
 
 
+@pytest.fixture(scope="module")
+def _served() -> Iterator[GithubStub]:
+    with github_stub() as stub:
+        yield stub
+
+
 @pytest.fixture
-def connection(session: Session, project: Project) -> GithubConnection:
-    """acme/shop connected to GitHub's example repository with a token."""
+def stub(_served: GithubStub) -> Iterator[GithubStub]:
+    """The stub, emptied for the test, with acme/shop and GitHub's example repository in it;
+    no installation token cached."""
+    _served.reset()
+    _served.add_repo("acme/shop", private=True)
+    _served.add_repo(REPOSITORY)
+    TOKENS.forget()
+    yield _served
+    TOKENS.forget()
+
+
+@dataclass
+class Connected:
+    row: GithubConnection
+    secret: str
+
+
+@pytest.fixture
+def connected(session: Session, project: Project, world: World, stub: GithubStub) -> Connected:
+    """acme/shop connected to GitHub's example repository with a token, as its admin would."""
     assert project.id is not None
-    row = GithubConnection(
+    made = connect_github(
+        session=session,
+        actor=world.admin,
         project_id=project.id,
         repository=REPOSITORY,
         auth="token",
-        credential=cipher().seal("ghp_not-used-here", purpose=f"github:{project.id}:credential"),
-        webhook_secret=cipher().seal(SECRET, purpose=webhook_secret_purpose(project.id)),
+        api_url=stub.api_url,
+        token=stub.add_token(REPOSITORY),
     )
-    session.add(row)
     session.commit()
-    session.refresh(row)
-    return row
+    row = session.exec(select(GithubConnection).where(GithubConnection.project_id == project.id)).one()
+    return Connected(row, made["webhook_secret"])
+
+
+@pytest.fixture
+def connection(connected: Connected) -> GithubConnection:
+    return connected.row
 
 
 @dataclass
@@ -106,13 +144,14 @@ class GitHub:
     """Sends deliveries to envhub as GitHub does: JSON body, event, delivery id, signature."""
 
     client: httpx.Client
+    secret: str
 
     def send(
         self,
         event: str,
         payload: Any,
         *,
-        secret: str = SECRET,
+        secret: str | None = None,
         delivery: str | None = None,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
@@ -124,7 +163,7 @@ class GitHub:
             "X-GitHub-Event": event,
             "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
             "X-GitHub-Hook-ID": "292430182",
-            "X-Hub-Signature-256": signature(secret, raw),
+            "X-Hub-Signature-256": signature(self.secret if secret is None else secret, raw),
             **(headers or {}),
         }
         return self.client.post("/webhooks/github", content=raw, headers={k: v for k, v in sent.items() if v})
@@ -137,6 +176,12 @@ def app_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def github(app_url: str, settings: object) -> Iterator[GitHub]:
+def github(app_url: str, connected: Connected) -> Iterator[GitHub]:
     with httpx.Client(base_url=app_url, timeout=60) as client:
-        yield GitHub(client)
+        yield GitHub(client, connected.secret)
+
+
+# The faces' harnesses: the real envhub command (tests/cli), the API app over HTTP
+# (tests/api), envhub under Granian for the MCP client (tests/mcp).
+from tests.api.conftest import api_url, clients  # noqa: E402, F401
+from tests.cli.conftest import cli, people, serve  # noqa: E402, F401

@@ -14,7 +14,7 @@ from envhub.models import GithubConnection, WebhookDelivery
 from envhub.models.base import utcnow
 from envhub.services import ports
 from envhub.services.webhooks import redrive_deliveries
-from tests.github.conftest import REPOSITORY, SECRET, Examples, GitHub
+from tests.github.conftest import REPOSITORY, Examples, GitHub
 from tests.support.fakes import FakeQueue
 
 
@@ -80,7 +80,7 @@ def test_a_wrong_or_missing_signature_is_refused_with_401(
         "pull_request",
         payload,
         body=body.replace(b'"opened"', b'"closed"'),
-        headers={"X-Hub-Signature-256": github_signature(body)},
+        headers={"X-Hub-Signature-256": signature(github.secret, body)},
     )
 
     for answer in (wrong, unsigned, sha1_only, tampered):
@@ -88,10 +88,6 @@ def test_a_wrong_or_missing_signature_is_refused_with_401(
         assert answer.json()["code"] == "webhook_signature_invalid"
         assert answer.json()["hint"]
     assert deliveries(session) == []
-
-
-def github_signature(body: bytes) -> str:
-    return signature(SECRET, body)
 
 
 def test_a_repository_no_project_connects_is_refused(

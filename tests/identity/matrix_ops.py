@@ -26,6 +26,7 @@ from envhub.services import (
     environment_requests,
     environment_views,
     environments,
+    github,
     identity_views,
     inspection,
     listing,
@@ -722,4 +723,51 @@ OPS: list[Op] = [
             ),
         )[1],
     ),
+    # A project's GitHub repository (services/github.py); connect asks the GitHub stub.
+    Op(
+        "github.connect_github",
+        "team",
+        "secret.write",
+        lambda w, s, a, _e: github.connect_github(
+            session=s,
+            actor=a,
+            project_id=w.shop,
+            repository="acme/shop",
+            auth="token",
+            api_url=_stub_url(),
+            token=w.github_token(),
+        ),
+    ),
+    Op(
+        "github.github_connection",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: github.github_connection(session=s, actor=a, project_id=w.github()),
+    ),
+    Op(
+        "github.update_github_policy",
+        "team",
+        "project.update",
+        lambda w, s, a, _e: github.update_github_policy(
+            session=s, actor=a, project_id=w.github(), changes={"drafts": True}
+        ),
+    ),
+    Op(
+        "github.rotate_webhook_secret",
+        "team",
+        "secret.write",
+        lambda w, s, a, _e: github.rotate_webhook_secret(session=s, actor=a, project_id=w.github()),
+    ),
+    Op(
+        "github.disconnect_github",
+        "team",
+        "project.update",
+        lambda w, s, a, _e: github.disconnect_github(session=s, actor=a, project_id=w.github(w.project())),
+    ),
 ]
+
+
+def _stub_url() -> str:
+    from tests.support.github_stub import shared_stub
+
+    return shared_stub().api_url

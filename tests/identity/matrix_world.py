@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from envhub.domain import credentials
 from envhub.domain.credentials import SecretKind
@@ -212,6 +212,45 @@ class MatrixWorld:
             session.add(row)
             session.commit()
             return row.id or 0
+
+    def github(self, project_id: int | None = None) -> int:
+        """Connect ``project_id`` (default: shop) to the shared GitHub stub's acme/shop, if it is not;
+        returns the project's id. The stub (tests/support/github_stub.py) answers connect's check."""
+        from envhub.models import GithubConnection
+        from envhub.services.crypto import cipher
+        from tests.support.github_stub import shared_stub
+
+        stub = shared_stub()
+        if "acme/shop" not in stub.repos:
+            stub.add_repo("acme/shop")
+        project_id = project_id or self.shop
+        with self.session() as session:
+            exists = session.exec(
+                select(GithubConnection).where(GithubConnection.project_id == project_id)
+            ).first()
+            if exists is None:
+                seal = cipher().seal
+                session.add(
+                    GithubConnection(
+                        project_id=project_id,
+                        repository="acme/shop",
+                        api_url=stub.api_url,
+                        auth="token",
+                        credential=seal("t", purpose=f"github:project:{project_id}:credential"),
+                        webhook_secret=seal("w", purpose=f"github:project:{project_id}:webhook_secret"),
+                    )
+                )
+                session.commit()
+        return project_id
+
+    def github_token(self) -> str:
+        """A token the shared GitHub stub accepts for acme/shop."""
+        from tests.support.github_stub import shared_stub
+
+        stub = shared_stub()
+        if "acme/shop" not in stub.repos:
+            stub.add_repo("acme/shop")
+        return stub.add_token("acme/shop")
 
     def own_token(self, actor: Principal) -> int:
         """The token to revoke: the acting token itself, or a fresh one of the person."""

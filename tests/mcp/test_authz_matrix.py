@@ -26,6 +26,7 @@ from tests.identity.matrix_ops import Op
 from tests.identity.matrix_world import ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.mcp.conftest import Agent, text_of
+from tests.support.github_stub import shared_stub
 from tests.terminal.harness import servers
 from tests.terminal.signin import Credential
 
@@ -128,6 +129,28 @@ CASES = [
         lambda w, e, t: {"project_id": w.shop, "name": unique("K").replace("-", "_"), "value": "v"},
     ),
     ToolCase("delete_secret", "team", "secret.write", lambda w, e, t: {"secret_id": w.secret()}),
+    ToolCase(
+        "connect_github",
+        "team",
+        "secret.write",
+        lambda w, e, t: {
+            "project_id": w.shop,
+            "repository": "acme/shop",
+            "auth": "token",
+            "api_url": shared_stub().api_url,
+            "token": w.github_token(),
+        },
+    ),
+    ToolCase("get_github", "team", "project.read", lambda w, e, t: {"project_id": w.github()}),
+    ToolCase(
+        "update_github", "team", "project.update", lambda w, e, t: {"project_id": w.github(), "drafts": True}
+    ),
+    ToolCase(
+        "rotate_github_webhook_secret", "team", "secret.write", lambda w, e, t: {"project_id": w.github()}
+    ),
+    ToolCase(
+        "disconnect_github", "team", "project.update", lambda w, e, t: {"project_id": w.github(w.project())}
+    ),
     ToolCase(
         "list_teams",
         "team",

@@ -54,6 +54,11 @@ TOOLS = {
     "create_team",
     "list_tokens",
     "revoke_token",
+    "connect_github",
+    "get_github",
+    "update_github",
+    "rotate_github_webhook_secret",
+    "disconnect_github",
 }
 
 

@@ -1,4 +1,5 @@
-"""helm, kubectl, hadolint and GitHub's example webhook payloads for the tests, pinned, installed once into a cache outside the checkout.
+"""helm, kubectl, hadolint and GitHub's example webhook payloads for the tests, pinned,
+installed once into a cache outside the checkout.
 
 ``make test-tools`` (part of ``make test``) runs ``python -m tests.support.tools``
 to install them before the tests start; the tests use these pinned binaries,

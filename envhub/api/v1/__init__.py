@@ -17,6 +17,7 @@ from envhub.api.v1 import (
     commands,
     credentials,
     environments,
+    github,
     projects,
     secrets,
     sharing,
@@ -27,6 +28,7 @@ router = APIRouter()
 for area in (
     account,
     projects,
+    github,
     environments,
     commands,
     credentials,

@@ -20,6 +20,7 @@ from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.project_defaults import project_defaults
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
+from envhub.ui.pages.project_github import github_panel
 from envhub.ui.pages.project_secrets import secrets_panel
 from envhub.ui.state import AuthState
 
@@ -287,6 +288,7 @@ def page() -> rx.Component:
             ),
             environments_table(ProjectState),
         ),
+        github_panel(),
         secrets_panel(),
         delete_dialog(ProjectState),
     )

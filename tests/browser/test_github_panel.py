@@ -1,0 +1,60 @@
+"""The project page's GitHub panel in a real browser: connect with a token against the GitHub stub,
+the webhook secret shown once, the policy saved, disconnect; every control found by its label."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_dashboard import create_project
+from tests.browser.test_environments_page import unlabelled
+from tests.support.github_stub import GithubStub, github_stub
+
+
+@pytest.fixture
+def stub() -> Iterator[GithubStub]:
+    with github_stub() as served:
+        served.add_repo("acme/shop")
+        yield served
+
+
+def test_connect_a_repository_and_see_the_secret_once(page: Page, stub: GithubStub) -> None:
+    token = stub.add_token("acme/shop")
+    project_id = create_project(page, f"gh-{secrets.token_hex(2)}", command="python3 -m http.server $PORT")
+    page.goto(f"/projects/{project_id}")
+    panel = page.locator("#github")
+    expect(panel.get_by_label("Repository", exact=True)).to_be_editable()
+    assert unlabelled(panel) == []
+    panel.get_by_label("Repository", exact=True).fill("acme/shop")
+    panel.get_by_label("GitHub API URL", exact=True).fill(stub.api_url)
+    panel.get_by_label("Authentication", exact=True).click()
+    page.get_by_role("option", name="token").click()
+    panel.get_by_label("Token", exact=True).fill(token)
+    panel.locator("#github-connect").click()
+    secret = panel.locator("#github-webhook-secret")
+    expect(secret).to_have_text(re.compile(r"^\S{40,}$"))
+    shown = secret.inner_text()
+    expect(panel.get_by_text("/webhooks/github").first).to_be_visible()
+    assert token not in page.content()
+    assert stub.count("GET", "/repos/acme/shop") == 1
+
+    # Once: a reload shows the connection, never the secret or the token.
+    page.reload()
+    expect(panel.locator("#github-repository")).to_have_text("acme/shop")
+    assert shown not in page.content()
+    assert token not in page.content()
+    assert unlabelled(panel) == []
+
+    panel.get_by_label("Draft pull requests too", exact=True).click()
+    panel.get_by_label("Push branches", exact=True).fill("main, release/*")
+    panel.locator("#github-save-policy").click()
+    expect(page.get_by_text("Pull-request policy saved")).to_be_visible()
+    page.reload()
+    expect(panel.get_by_label("Push branches", exact=True)).to_have_value("main, release/*")
+
+    panel.locator("#github-disconnect").click()
+    expect(panel.get_by_label("Repository", exact=True)).to_be_editable()
