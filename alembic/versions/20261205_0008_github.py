@@ -109,6 +109,10 @@ def upgrade() -> None:
         sa.Column("comment_id", sa.BigInteger(), nullable=True),
         sa.Column("comment_body_digest", sa.String(length=64), nullable=False),
         sa.Column("deployment_id", sa.BigInteger(), nullable=True),
+        sa.Column("deployment_sha", sa.String(length=64), nullable=False),
+        sa.Column("deployment_state", sa.String(length=20), nullable=False),
+        sa.Column("sync_due", sa.Boolean(), nullable=False),
+        sa.Column("synced_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("event_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -119,10 +123,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("pull_request", schema=None) as batch_op:
         batch_op.create_index("ix_pull_request_open", ["project_id", "state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_pull_request_sync_due"), ["sync_due"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("pull_request", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pull_request_sync_due"))
         batch_op.drop_index("ix_pull_request_open")
 
     op.drop_table("pull_request")

@@ -178,3 +178,82 @@ def branch_wanted(policy: Policy, branch: str) -> bool:
 def branch_environment_name(branch: str) -> str:
     """``branch-<branch as a DNS label>``; a long name is cut and keeps a hash of the whole."""
     return scoped_name("branch", re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-") or "x")
+
+
+# -- what GitHub is told -------------------------------------------------------------
+
+
+def comment_marker(project_id: int) -> str:
+    """Hidden in envhub's comment, so the comment is found again (one per project and pull request)."""
+    return f"<!-- envhub:pull-request-environment project={project_id} -->"
+
+
+@dataclass(frozen=True)
+class CommentFacts:
+    """What the pull request's comment says; every field already a plain string."""
+
+    project_id: int
+    project: str
+    environment: str  # its name ("" when it has none)
+    phase: str  # "" when it has none
+    url: str  # the public URL ("" until ready)
+    commit: str
+    page: str  # the environment's page in envhub ("" when it has none)
+    error: str = ""  # "code: message" when failed
+    advice: str = ""
+    skipped: str = ""  # why it has none
+
+
+_STATES = {
+    "pending": ("⏳", "Creating"),
+    "provisioning": ("⏳", "Creating"),
+    "updating": ("🔄", "Updating"),
+    "ready": ("✅", "Ready"),
+    "sleeping": ("💤", "Sleeping"),
+    "failed": ("❌", "Failed"),
+    "deleting": ("🧹", "Deleting"),
+    "deleted": ("🗑️", "Deleted"),
+}
+
+
+def deployment_state(phase: str) -> str:
+    """The GitHub Deployment status of an environment in ``phase``."""
+    if phase in ("pending", "provisioning", "updating"):
+        return "in_progress"
+    if phase in ("ready", "sleeping"):
+        return "success"
+    if phase == "failed":
+        return "failure"
+    return "inactive"
+
+
+def render_comment(facts: CommentFacts) -> str:
+    """The one comment envhub keeps current on a pull request (Markdown)."""
+    lines = [comment_marker(facts.project_id)]
+    if not facts.environment:
+        lines += [
+            f"**envhub** · `{facts.project}`: no environment for this pull request ({facts.skipped}).",
+        ]
+        return "\n".join(lines) + "\n"
+    icon, word = _STATES.get(facts.phase, ("•", facts.phase))
+    lines += [f"### {icon} envhub · `{facts.project}/{facts.environment}` · {word}", ""]
+    rows = []
+    if facts.url and facts.phase in ("ready", "sleeping", "updating"):
+        rows.append(("Preview", f"[{facts.url}]({facts.url})"))
+    rows.append(("Commit", f"`{facts.commit[:12]}`"))
+    if facts.page:
+        rows.append(
+            (
+                "In envhub",
+                f"[environment]({facts.page}) · [shell]({facts.page}#terminal-panel)"
+                f" · [logs]({facts.page}#logs)",
+            )
+        )
+    lines += ["| | |", "| --- | --- |", *[f"| {name} | {value} |" for name, value in rows]]
+    if facts.phase == "failed" and facts.error:
+        lines += ["", f"**{facts.error}**"]
+        if facts.advice:
+            lines += ["", f"Next step: {facts.advice}"]
+    if facts.phase in ("deleting", "deleted"):
+        lines += ["", "The environment is removed with the pull request."]
+    return "\n".join(lines) + "\n"

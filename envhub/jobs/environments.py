@@ -6,12 +6,25 @@ import logging
 
 from envhub.errors import EnvhubError, RuntimeFailure
 from envhub.models.db import session_scope
-from envhub.services import convergence, ports
+from envhub.services import convergence, ports, pull_requests
 
 log = logging.getLogger(__name__)
 
 
 def converge_environment(environment_id: int, run_id: int) -> str:
+    outcome = _converge(environment_id, run_id)
+    if outcome != "nothing to do":
+        try:
+            with session_scope() as session:
+                pull_requests.environment_changed(
+                    session=session, queue=ports.queue(), environment_id=environment_id
+                )
+        except Exception:  # the pull request's comment catches up at the next change; the deploy stands
+            log.exception("could not ask for a pull request update after environment %s", environment_id)
+    return outcome
+
+
+def _converge(environment_id: int, run_id: int) -> str:
     with session_scope() as session:
         runtime, urls = ports.runtime(), ports.url_provider()
         assignment = convergence.begin_run(

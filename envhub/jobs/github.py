@@ -1,4 +1,4 @@
-"""Apply a recorded GitHub webhook delivery (``services/webhooks.py`` records, this acts)."""
+"""GitHub jobs: apply a recorded webhook delivery; tell GitHub what a pull request's environment does."""
 
 from __future__ import annotations
 
@@ -9,3 +9,8 @@ from envhub.services import ports, pull_requests
 def handle_delivery(delivery_row: int) -> str:
     with session_scope() as session:
         return pull_requests.apply_delivery(session=session, queue=ports.queue(), delivery_row=delivery_row)
+
+
+def sync_pull_request(pr_row: int) -> str:
+    with session_scope() as session:
+        return pull_requests.sync_to_github(session=session, pr_row=pr_row)

@@ -36,6 +36,7 @@ def reconcile_once() -> ReconcileReport:
         or report.started
         or report.orphans_removed
         or report.deliveries_redriven
+        or report.syncs_redriven
     ):
         log.info("reconciler: %s", report)
     return report

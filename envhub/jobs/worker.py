@@ -26,12 +26,13 @@ from envhub.private_files import secure_data_dir
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.services import ports
 from envhub.services.jobruns import CONVERGE_JOB
+from envhub.services.pull_requests import SYNC_JOB
 from envhub.services.webhooks import DELIVERY_JOB
 
 log = logging.getLogger(__name__)
 
 # The only functions a job read from the queue may call (dotted paths).
-RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB})
+RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB, SYNC_JOB})
 
 
 def main() -> int:

@@ -104,6 +104,11 @@ class PullRequest(SQLModel, table=True):
     comment_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     comment_body_digest: str = Field(default="", max_length=64)  # edits only when the text changes
     deployment_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    deployment_sha: str = Field(default="", max_length=64)  # the commit that Deployment is of
+    deployment_state: str = Field(default="", max_length=20)  # the last status posted to it
+    # GitHub has not been told the latest yet: the sync job clears it, the reconciler re-drives it.
+    sync_due: bool = Field(default=False, index=True)
+    synced_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     # The last event's time: an older delivery never undoes a newer one.
     event_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

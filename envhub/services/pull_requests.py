@@ -16,34 +16,45 @@ after the newer one (the job-run generations of ``services/convergence.py``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from envhub.config import get_settings
 from envhub.domain.github import (
+    CommentFacts,
     Policy,
     PullRequestState,
     branch_environment_name,
     branch_wanted,
+    comment_marker,
+    deployment_state,
     pull_request_environment_name,
+    render_comment,
     skip_reason,
 )
 from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal, PrincipalType
 from envhub.domain.specs import Trigger
-from envhub.errors import EnvhubError
-from envhub.models import Environment, GithubConnection, PullRequest, WebhookDelivery
+from envhub.errors import EnvhubError, GithubError, GithubNotFound, advice_for
+from envhub.integrations.github import GithubClient
+from envhub.models import Environment, GithubConnection, Project, PullRequest, WebhookDelivery
 from envhub.models.base import utcnow
-from envhub.queue.base import JobQueue
-from envhub.services import environments
+from envhub.queue.base import JobQueue, QueueUnavailable
+from envhub.services import environments, github
 
 log = logging.getLogger(__name__)
 
 # Who acts on GitHub's behalf in the audit trail.
 GITHUB = Principal(name="github", type=PrincipalType.system)
+SYNC_JOB = "envhub.jobs.github.sync_pull_request"
+# A sync still due after this long was lost (queue down, worker killed, GitHub down): ask again.
+_SYNC_REDRIVE_AFTER = timedelta(seconds=30)
 
 
 def apply_delivery(*, session: Session, queue: JobQueue, delivery_row: int) -> str:
@@ -118,9 +129,19 @@ def _pull_request_event(
     pr.updated_at = utcnow()
     session.add(pr)
     session.commit()
-    return f"#{number} {action}: " + converge_pull_request(
-        session=session, queue=queue, connection=connection, pr=pr, debounce=moved or action == "synchronize"
-    )
+    assert pr.id is not None
+    pr_row = pr.id
+    try:
+        outcome = converge_pull_request(
+            session=session,
+            queue=queue,
+            connection=connection,
+            pr=pr,
+            debounce=moved or action == "synchronize",
+        )
+    finally:
+        request_sync(session, queue, pr_row)  # the comment says what happened, failures too
+    return f"#{number} {action}: {outcome}"
 
 
 def converge_pull_request(
@@ -242,3 +263,184 @@ def _push_event(
         not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
     )
     return f"push to {branch}: moving {name}"
+
+
+# -- telling GitHub: the comment and the Deployment ---------------------------------------
+
+
+def request_sync(session: Session, queue: JobQueue, pr_row: int) -> None:
+    """Mark the pull request's GitHub view stale and ask a worker to bring it up to date.
+
+    The mark is the promise: if the queue cannot take the job now, the
+    reconciler hands it over later (:func:`redrive_syncs`).
+    """
+    session.execute(
+        update(PullRequest).where(col(PullRequest.id) == pr_row).values(sync_due=True, updated_at=utcnow())
+    )
+    session.commit()
+    _dispatch_sync(queue, pr_row)
+
+
+def _dispatch_sync(queue: JobQueue, pr_row: int) -> bool:
+    try:
+        queue.enqueue(SYNC_JOB, pr_row, job_id=f"github-pr-{pr_row}-{secrets.token_hex(4)}")
+    except QueueUnavailable as exc:
+        log.warning("queue unavailable, pull request %s will be synced later: %s", pr_row, exc)
+        return False
+    return True
+
+
+def environment_changed(*, session: Session, queue: JobQueue, environment_id: int) -> None:
+    """After a deployment job: the pull request this environment serves shows the news."""
+    pr_row = session.exec(select(PullRequest.id).where(PullRequest.environment_id == environment_id)).first()
+    if pr_row is not None:
+        request_sync(session, queue, pr_row)
+
+
+def redrive_syncs(*, session: Session, queue: JobQueue) -> list[int]:
+    """Pull requests whose GitHub view is still stale a while after it was asked for."""
+    before = utcnow() - _SYNC_REDRIVE_AFTER
+    stale = list(
+        session.exec(
+            select(PullRequest.id)
+            .where(col(PullRequest.sync_due).is_(True), col(PullRequest.updated_at) < before)
+            .order_by(col(PullRequest.updated_at))
+            .limit(50)
+        )
+    )
+    redriven = []
+    for pr_row in stale:
+        assert pr_row is not None
+        session.execute(update(PullRequest).where(col(PullRequest.id) == pr_row).values(updated_at=utcnow()))
+        session.commit()
+        if not _dispatch_sync(queue, pr_row):
+            break
+        redriven.append(pr_row)
+    return redriven
+
+
+def sync_to_github(*, session: Session, pr_row: int) -> str:
+    """Bring the pull request's comment and Deployment up to date with its environment.
+
+    Runs under the pull request row's write lock (taken by a no-op update
+    first, on PostgreSQL and SQLite alike), so two syncs of one pull request
+    never both create a comment; the comment is edited only when its text
+    changed, and a Deployment status is posted only when the state changed.
+    """
+    session.execute(
+        update(PullRequest).where(col(PullRequest.id) == pr_row).values(sync_due=PullRequest.sync_due)
+    )
+    pr = session.get(PullRequest, pr_row, populate_existing=True)
+    if pr is None or not pr.sync_due:
+        session.commit()
+        return "up to date"
+    connection = session.exec(
+        select(GithubConnection).where(GithubConnection.project_id == pr.project_id)
+    ).first()
+    project = session.get(Project, pr.project_id)
+    if connection is None or project is None:
+        pr.sync_due = False
+        session.commit()
+        return "not connected"
+    environment = session.get(Environment, pr.environment_id) if pr.environment_id else None
+    facts = _facts(project, pr, environment)
+    body = render_comment(facts)
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    client = github.client_for(connection)
+    calls: list[str] = []
+    try:
+        if pr.comment_id is None:
+            pr.comment_id = client.find_comment(pr.number, comment_marker(project.id or 0))
+            if pr.comment_id is not None:
+                pr.comment_body_digest = ""  # found again: its text is unknown
+        if pr.comment_id is None:
+            pr.comment_id = client.create_comment(pr.number, body)
+            calls.append("comment created")
+        elif digest != pr.comment_body_digest:
+            try:
+                client.edit_comment(pr.comment_id, body)
+                calls.append("comment edited")
+            except GithubNotFound:  # someone deleted it: write it again
+                pr.comment_id = client.create_comment(pr.number, body)
+                calls.append("comment created again")
+        pr.comment_body_digest = digest
+        if environment is not None:
+            calls += _sync_deployment(client, pr, facts, f"{project.name}/{environment.name}")
+    except GithubError as exc:
+        session.rollback()
+        connection = session.get(GithubConnection, connection.id)
+        if connection is not None:
+            connection.last_error = f"{exc.code}: {exc.message}"[:2000]
+            session.add(connection)
+            session.commit()
+        return f"GitHub refused or failed ({exc.code}); the reconciler tries again"
+    finally:
+        client.close()
+    pr.sync_due = False
+    pr.synced_at = utcnow()
+    session.add(pr)
+    connection.verified_at, connection.last_error = utcnow(), ""
+    session.add(connection)
+    session.commit()
+    return ", ".join(calls) or "nothing changed"
+
+
+def _sync_deployment(client: GithubClient, pr: PullRequest, facts: CommentFacts, name: str) -> list[str]:
+    calls = []
+    if pr.deployment_id is None or pr.deployment_sha != facts.commit:
+        if pr.deployment_id is not None and pr.deployment_state not in ("", "inactive"):
+            client.create_deployment_status(
+                pr.deployment_id, "inactive", description="a newer commit took over"
+            )
+        pr.deployment_id = client.create_deployment(
+            facts.commit, name, transient=True, description=facts.page
+        )
+        pr.deployment_sha, pr.deployment_state = facts.commit, ""
+        calls.append("deployment created")
+    state = deployment_state(facts.phase)
+    if state != pr.deployment_state:
+        client.create_deployment_status(
+            pr.deployment_id,
+            state,
+            environment_url=facts.url if state == "success" else "",
+            description=(facts.error or _STATE_WORDS.get(state, state))[:140],
+            log_url=facts.page,
+        )
+        pr.deployment_state = state
+        calls.append(f"deployment {state}")
+    return calls
+
+
+_STATE_WORDS = {
+    "in_progress": "envhub is deploying it",
+    "success": "the environment is ready",
+    "failure": "the environment failed",
+    "inactive": "the environment was removed",
+}
+
+
+def _facts(project: Project, pr: PullRequest, environment: Environment | None) -> CommentFacts:
+    if environment is None:
+        return CommentFacts(
+            project_id=project.id or 0,
+            project=project.name,
+            environment="",
+            phase="",
+            url="",
+            commit=pr.head_sha,
+            page="",
+            skipped=pr.skipped or "none made yet",
+        )
+    base = get_settings().base_url.rstrip("/")
+    failed = environment.phase is Phase.failed
+    return CommentFacts(
+        project_id=project.id or 0,
+        project=project.name,
+        environment=environment.name,
+        phase=environment.phase.value,
+        url=environment.public_url or "",
+        commit=str(environment.spec.get("ref") or pr.head_sha),
+        page=f"{base}/projects/{project.id}/environments/{environment.id}",
+        error=f"{environment.error_code}: {environment.message}" if failed and environment.error_code else "",
+        advice=advice_for(environment.error_code) if failed else "",
+    )

@@ -27,7 +27,7 @@ from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
-from envhub.services import jobruns, webhooks
+from envhub.services import jobruns, pull_requests, webhooks
 from envhub.services.common import audit
 from envhub.services.convergence import RESYNC
 
@@ -46,6 +46,7 @@ class ReconcileReport:
     orphans_removed: list[int] = field(default_factory=list)
     resynced: list[int] = field(default_factory=list)
     deliveries_redriven: list[int] = field(default_factory=list)  # GitHub webhook deliveries
+    syncs_redriven: list[int] = field(default_factory=list)  # pull requests GitHub was not told about
 
 
 class _NoProgress:
@@ -95,6 +96,7 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
 
     try:
         report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
+        report.syncs_redriven = pull_requests.redrive_syncs(session=session, queue=queue)
     except QueueUnavailable as exc:
         log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 

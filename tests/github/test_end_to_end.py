@@ -19,8 +19,9 @@ from envhub.models import Environment, GithubConnection, JobRun, Project, PullRe
 from envhub.runtime.local import LocalRuntime
 from envhub.services import ports
 from tests.conftest import build_settings
-from tests.github.conftest import Examples, GitHub
+from tests.github.conftest import REPOSITORY, Examples, GitHub
 from tests.support.db import fetch
+from tests.support.github_stub import GithubStub
 from tests.support.runtime import kill_environments
 from tests.support.waiting import wait_for
 from tests.support.workers import Workers
@@ -95,6 +96,7 @@ def test_a_pull_request_opened_pushed_twice_and_closed(
     workers: Workers,
     worker_settings: Settings,
     tmp_path: Path,
+    stub: GithubStub,
 ) -> None:
     repo = Repository(tmp_path / "repo")
     first = repo.commit("first commit")
@@ -102,6 +104,7 @@ def test_a_pull_request_opened_pushed_twice_and_closed(
     project.command = "python3 -m http.server $PORT"
     session.add(project)
     session.commit()
+    stub.open_pull(REPOSITORY, number=2, head_sha=first)
     workers.start()
 
     assert github.send("pull_request", examples.pull_request("opened", sha=first)).status_code == 202
@@ -121,6 +124,14 @@ def test_a_pull_request_opened_pushed_twice_and_closed(
     host = "pr-2.shop.acme.localhost:3000"
     assert env.public_url == f"http://{host}/"
     assert serves(github, host) == "first commit"
+
+    def comment() -> str:
+        bodies = [c["body"] for c in stub.comments_on(REPOSITORY, 2)]
+        assert len(bodies) <= 1, bodies  # one comment, edited in place
+        return bodies[0] if bodies else ""
+
+    wait_for(lambda: "Ready" in comment(), timeout=60, what="the comment to say ready", describe=comment)
+    assert f"[http://{host}/](http://{host}/)" in comment()
 
     second, third = repo.commit("second commit"), repo.commit("third commit")
     for sha in (second, third):  # two pushes in a row: one deployment, of the last
@@ -145,3 +156,8 @@ def test_a_pull_request_opened_pushed_twice_and_closed(
     )
     assert gone
     assert serves(github, host) == ""
+    wait_for(lambda: "Deleted" in comment(), timeout=60, what="the comment to say deleted", describe=comment)
+    repo = stub.repos[REPOSITORY.lower()]
+    states = [[s["state"] for s in repo.statuses[d]] for d in repo.deployments]
+    assert states[-1][-1] == "inactive"
+    assert all(history[-1] == "inactive" for history in states)

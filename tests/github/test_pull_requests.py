@@ -59,6 +59,10 @@ def deliver(github: GitHub, session: Session, queue: FakeQueue, connection: Gith
     return send
 
 
+def deployments(queue: FakeQueue) -> int:
+    return sum(job.function == "envhub.jobs.environments.converge_environment" for job in queue.jobs)
+
+
 def environments(session: Session) -> list[Environment]:
     session.expire_all()
     return list(session.exec(select(Environment).order_by(col(Environment.id))))
@@ -84,7 +88,10 @@ def test_an_opened_pull_request_gets_an_environment_at_its_head_commit(
     assert (pr.head_sha, pr.state, pr.skipped) == (commit(1), "open", "")
     assert pr.title == "Update the README with new information."
     assert "creating pr-2" in outcome
-    assert [job.function for job in queue.jobs] == ["envhub.jobs.environments.converge_environment"]
+    assert [job.function for job in queue.jobs] == [
+        "envhub.jobs.environments.converge_environment",
+        "envhub.jobs.github.sync_pull_request",  # the comment says it is being created
+    ]
     created = session.exec(select(AuditEvent).where(AuditEvent.action == "environment.create")).one()
     assert created.actor == "github"
     shown = environment_summary(session=session, actor=world.owner, environment_id=environment.id)
@@ -164,7 +171,7 @@ def test_a_push_moves_the_environment_to_the_new_commit_after_a_moment(
     deliver: Deliver, examples: Examples, session: Session, queue: FakeQueue
 ) -> None:
     deliver("pull_request", examples.pull_request("opened", sha=commit(1)))
-    dispatched = len(queue.jobs)
+    dispatched = deployments(queue)
 
     outcome = deliver("pull_request", examples.pull_request("synchronize", sha=commit(2)))
 
@@ -177,7 +184,7 @@ def test_a_push_moves_the_environment_to_the_new_commit_after_a_moment(
     assert run is not None
     assert run.kind == "redeploy"
     assert run.retry_at is not None  # held back: the reconciler starts it once no newer push came
-    assert len(queue.jobs) == dispatched
+    assert deployments(queue) == dispatched
 
 
 def test_ten_pushes_within_a_second_make_one_deployment_of_the_last(
