@@ -146,7 +146,11 @@ def render_environment(
     objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
     if spec.manifests:
         scoped = scope_manifests(
-            parse_manifests(spec.manifests), namespace=namespace, labels=labels, is_namespaced=is_namespaced
+            parse_manifests(spec.manifests),
+            namespace=namespace,
+            labels=labels,
+            is_namespaced=is_namespaced,
+            variables=target.variables,
         )
         # sorted() is stable: within a kind, the manifests' own order is kept.
         objects.extend(sorted(scoped, key=lambda obj: _KIND_RANK.get(obj["kind"], len(_KIND_ORDER))))
