@@ -22,10 +22,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from envhub.domain.kube.access import render_team_access
-from envhub.domain.kube.deployments import render_deployment, render_secrets, render_service
+from envhub.domain.kube.deployments import (
+    PublicEndpoint,
+    public_endpoint,
+    render_deployment,
+    render_secrets,
+    render_service,
+)
 from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
-from envhub.domain.kube.inventory import SERVICES_ANNOTATION, identity
+from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
@@ -61,13 +67,24 @@ def pod_security_labels(level: str) -> dict[str, str]:
 
 
 def render_namespace(
-    namespace: str, *, labels: dict[str, str], limits: PlatformLimits, services: Sequence[str] = ()
+    namespace: str,
+    *,
+    labels: dict[str, str],
+    limits: PlatformLimits,
+    services: Sequence[str] = (),
+    public: PublicEndpoint | None = None,
 ) -> dict[str, Any]:
-    """The Namespace; ``services`` (the spec's container services, in order) go in an annotation."""
+    """The Namespace; ``services`` (the spec's container services, in order) and the
+    ``public`` endpoint go in annotations."""
     all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace, **pod_security_labels(limits.pod_security)}
     meta = metadata(namespace, None, all_labels)
+    annotations = {}
     if services:
-        meta["annotations"] = {SERVICES_ANNOTATION: ",".join(services)}
+        annotations[SERVICES_ANNOTATION] = ",".join(services)
+    if public is not None:
+        annotations[PUBLIC_ANNOTATION] = f"{public.service}:{public.port}"
+    if annotations:
+        meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
@@ -120,7 +137,11 @@ def render_environment(
     quota, _clamped = clamp_quota(spec.quota, limits)
     objects: list[dict[str, Any]] = [
         render_namespace(
-            namespace, labels=labels, limits=limits, services=[service.name for service in spec.services]
+            namespace,
+            labels=labels,
+            limits=limits,
+            services=[service.name for service in spec.services],
+            public=public_endpoint(spec, namespace=namespace),
         ),
         render_resource_quota(quota, namespace=namespace, labels=labels),
         render_limit_range(quota, namespace=namespace, labels=labels),
