@@ -10,7 +10,8 @@ the runtime resolves those by discovery.
 Order: the Namespace, then what constrains everything created after it (quota,
 limits, network policies), then RBAC (the workload account, and the owning
 team's kubectl access: ``access.py``), then workloads (Services before
-Deployments, as Helm does) and finally the user's manifests, themselves sorted
+Deployments, as Helm does, then the public Ingress when the URL provider asks
+for one: ``ingress.py``) and finally the user's manifests, themselves sorted
 by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
 The runtime records what it applied on the Namespace and prunes what dropped
 out (see :mod:`envhub.domain.kube.inventory`).
@@ -31,6 +32,7 @@ from envhub.domain.kube.deployments import (
 )
 from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
+from envhub.domain.kube.ingress import render_ingress
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
@@ -165,6 +167,9 @@ def render_environment(
         if rendered is not None:
             objects.append(rendered)
     objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
+    public = public_endpoint(spec, namespace=namespace)
+    if target.ingress is not None and public is not None:
+        objects.append(render_ingress(target.ingress, public, namespace=namespace, labels=labels))
     if spec.manifests:
         scoped = scope_manifests(
             parse_manifests(spec.manifests),
