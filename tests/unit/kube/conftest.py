@@ -143,7 +143,7 @@ SCENARIOS: dict[str, tuple[EnvironmentTarget, dict[str, Any]]] = {
             make_target(
                 {
                     "services": [
-                        {"name": "worker", "image": "ghcr.io/acme/worker:1", "public": False, "ports": [9000]},
+                        {"name": "worker", "image": "ghcr.io/acme/w:1", "public": False, "ports": [9000]},
                         {"name": "web", "image": "ghcr.io/acme/web:1", "ports": [8080, 9090]},
                     ],
                     "manifests": USER_MANIFESTS,
