@@ -201,7 +201,7 @@ class GatewayMiddleware:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
-        if res.endpoint is None or res.endpoint.relay:  # relayed WebSockets: not yet
+        if res.endpoint is None:
             await send({"type": "websocket.close", "code": 1013 if res.found else 4404})
             return
         try:
@@ -257,6 +257,11 @@ async def _ws_open(endpoint: Endpoint, scope: Scope) -> ClientConnection:
         "open_timeout": 10,
         "proxy": None,
     }
+    if endpoint.relay:
+        relay = runtime()
+        if not isinstance(relay, HttpRelay):
+            raise OSError("this runtime cannot relay WebSockets to the environment")
+        return await relay.connect_websocket(url, **options)
     if endpoint.unix_socket is not None:
         return await unix_connect(endpoint.unix_socket, url, **options)
     return await ws_connect(url, **options)

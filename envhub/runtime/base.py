@@ -21,9 +21,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
+from websockets.asyncio.client import ClientConnection
 
 from envhub.domain.specs import EnvironmentTarget
 
@@ -185,6 +186,14 @@ class HttpRelay(Protocol):
         :class:`envhub.errors.NotReady`; one that cannot reach the app raises
         ``httpx.ConnectError``. It never forwards the caller's credentials for
         the relay itself (``Authorization``, impersonation headers).
+        """
+
+    async def connect_websocket(self, url: str, **options: Any) -> ClientConnection:
+        """A WebSocket to ``ws://<host>:<port>/...`` of a relayed endpoint.
+
+        ``options`` are those of ``websockets``' ``connect``; the same headers
+        are withheld as for HTTP. Failures raise what ``connect`` raises
+        (``OSError``, ``InvalidHandshake``, ``TimeoutError``).
         """
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import socket
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ import pytest
 from kubernetes import client
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from envhub.api.app import create_api
 from envhub.config import Settings, override_settings
@@ -146,12 +149,32 @@ def proxy_workers(proxy_settings: Settings, tmp_path: Path) -> Iterator[KubeWork
     pool.stop_all()
 
 
+WEBSOCKET_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    from websockets.asyncio.server import serve
+
+    async def echo(ws):
+        seen = ws.request.headers
+        await ws.send(f"path={ws.request.path} protocol={ws.subprotocol} auth={seen.get('Authorization')}")
+        async for message in ws:
+            await ws.send(message)
+
+    async def main():
+        async with serve(echo, "", int(sys.argv[1]), subprotocols=["chat"]):
+            await asyncio.Future()
+
+    asyncio.run(main())
+    """
+)
+
+
 def ready_environment(
-    session: Session, world: World, db: Engine, workers: KubeWorkers, tmp_path: Path
+    session: Session, world: World, db: Engine, workers: KubeWorkers, tmp_path: Path, app: str = APP
 ) -> tuple[int, int]:
-    """A project whose one service is APP, an environment of it, converged by a worker: (id, port)."""
+    """A project whose one service is ``app``, an environment of it, converged by a worker: (id, port)."""
     script = tmp_path / "app.py"
-    script.write_text(APP)
+    script.write_text(app)
     port = free_port()
     web = {"name": "web", "image": "python:3.12-slim", "command": [sys.executable, str(script), str(port)]}
     project = create_project(
@@ -306,3 +329,32 @@ def test_the_endpoint_is_the_public_service_by_its_namespace_annotation(proxy_cl
     endpoint = runtime.endpoint(target.id)
     assert endpoint is not None
     assert (endpoint.host, endpoint.port, endpoint.relay) == (f"web.{namespace_for(target)}.svc", port, True)
+
+
+def test_websockets_reach_the_app_through_the_service_proxy(
+    session: Session, world: World, db: Engine, proxy_workers: KubeWorkers, tmp_path: Path
+) -> None:
+    ready_environment(session, world, db, proxy_workers, tmp_path, app=WEBSOCKET_APP)
+    with serve_asgi(create_api()) as gateway:
+        sock = socket.create_connection(("127.0.0.1", gateway))
+        with ws_connect(
+            f"ws://{HOST}/live?room=1",
+            sock=sock,
+            subprotocols=[Subprotocol("chat")],
+            additional_headers={"Authorization": "Bearer stolen"},
+            open_timeout=30,
+        ) as ws:
+            assert ws.subprotocol == "chat"
+            # The app's own path; neither the client's credentials nor envhub's. The query
+            # is sent, but kube-apiserver 1.20's proxy drops it from upgrade requests
+            # (UpgradeAwareHandler.tryUpgrade dials the location without it): a known
+            # limit of this path, which a newer API server may not have.
+            greeting = ws.recv(timeout=30)
+            assert greeting in (
+                "path=/live?room=1 protocol=chat auth=None",
+                "path=/live protocol=chat auth=None",
+            )
+            ws.send("hello")
+            assert ws.recv(timeout=30) == "hello"
+            ws.send(b"\x00\x01")
+            assert ws.recv(timeout=30) == b"\x00\x01"

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions
+from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
 from envhub.domain.kube import (
@@ -286,6 +287,9 @@ class KubernetesRuntime:
 
     def http_transport(self) -> ServiceProxyTransport:
         return ServiceProxyTransport(self.api.configuration)
+
+    async def connect_websocket(self, url: str, **options: Any) -> ClientConnection:
+        return await ServiceProxyTransport(self.api.configuration).connect_websocket(url, **options)
 
     def managed_environments(self) -> set[int]:
         found = kube_json("listing envhub namespaces", self.core.list_namespace, label_selector=MANAGED)

@@ -5,7 +5,10 @@ Service from wherever envhub runs, with envhub's own credentials, so a cluster
 without an Ingress controller or a tunnel still gives working public URLs.
 This is an httpx transport: the gateway sends ``http://<name>.<ns>.svc:<port>/
 <path>`` through it exactly as it sends requests to a local environment, and
-bodies stream both ways.
+bodies stream both ways. WebSockets go the same way (:meth:`ServiceProxyTransport.
+connect_websocket`), as an upgrade through the proxy; kube-apiserver 1.20
+drops their query string on the way (its upgrade path dials the Service's
+location without it).
 
 The proxy is not transparent, so this undoes what it does:
 
@@ -35,12 +38,14 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 import httpx
 from kubernetes.client import Configuration
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 
 from envhub.errors import NotReady
 
@@ -139,13 +144,18 @@ class _Replay(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+def _forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in headers if not name.lower().startswith(_REFUSED_HEADERS)]
+
+
 class ServiceProxyTransport(httpx.AsyncBaseTransport):
     """Sends ``http://<service>.<namespace>.svc:<port>/...`` through the API server."""
 
     def __init__(self, configuration: Configuration) -> None:
         self._configuration = configuration
         self._server = str(configuration.host).rstrip("/")
-        self._inner = httpx.AsyncHTTPTransport(verify=_ssl_context(configuration), trust_env=False)
+        self._ssl = _ssl_context(configuration)
+        self._inner = httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -168,14 +178,11 @@ class ServiceProxyTransport(httpx.AsyncBaseTransport):
         headers = [("host", url.netloc.decode("ascii"))]
         headers += [
             (name, value)
-            for name, value in request.headers.multi_items()
-            if not name.lower().startswith(_REFUSED_HEADERS) and name.lower() != "accept-encoding"
+            for name, value in _forwardable(request.headers.multi_items())
+            if name.lower() != "accept-encoding"
         ]
         headers.append(("accept-encoding", _accept_encoding(request.headers.get("accept-encoding", ""))))
-        # As the generated client does: refreshed (exec plugins, in-cluster token files) on each read.
-        credential = self._configuration.auth_settings().get("BearerToken")
-        if credential and credential.get("value"):
-            headers.append(("authorization", str(credential["value"])))
+        headers += self._credentials()
         upstream = await self._inner.handle_async_request(
             httpx.Request(
                 request.method, url, headers=headers, stream=request.stream, extensions=request.extensions
@@ -185,6 +192,32 @@ class ServiceProxyTransport(httpx.AsyncBaseTransport):
             upstream, request, f"{namespace}/{service}:{request.url.port}"
         )
         return _undo_rewrites(upstream, prefix)
+
+    def _credentials(self) -> list[tuple[str, str]]:
+        # As the generated client does: refreshed (exec plugins, in-cluster token files) on each read.
+        credential = self._configuration.auth_settings().get("BearerToken")
+        if credential and credential.get("value"):
+            return [("authorization", str(credential["value"]))]
+        return []
+
+    async def connect_websocket(self, url: str, **options: Any) -> ClientConnection:
+        """The WebSocket of ``ws://<service>.<namespace>.svc:<port>/...``, upgraded through the proxy."""
+        parts = httpx.URL(url)
+        target = service_of(parts.host)
+        if target is None or parts.port is None:
+            raise OSError(f"{parts.host} is not an environment's Service")
+        if not confined(parts.raw_path):
+            raise OSError("dot segments are not allowed in the path")
+        service, namespace = target
+        server = httpx.URL(self._server)
+        scheme = "wss" if server.scheme == "https" else "ws"
+        upstream = f"{scheme}://{server.netloc.decode('ascii')}{server.raw_path.decode('ascii').rstrip('/')}"
+        upstream += proxy_prefix(namespace, service, parts.port) + parts.raw_path.decode("ascii")
+        headers = _forwardable(options.pop("additional_headers", None) or [])
+        options["additional_headers"] = headers + self._credentials()
+        if scheme == "wss":
+            options["ssl"] = self._ssl
+        return await ws_connect(upstream, **options)
 
     async def _answer_for_the_service(
         self, upstream: httpx.Response, request: httpx.Request, label: str
