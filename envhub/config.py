@@ -43,6 +43,17 @@ class RuntimeKind(StrEnum):
     kubernetes = "kubernetes"
 
 
+class UrlProviderKind(StrEnum):
+    local = "local"  # envhub's own gateway (``*.localhost``-style names)
+    ingress = "ingress"  # an Ingress per environment on a wildcard domain (Kubernetes)
+
+
+_DNS_NAME = re.compile(
+    r"^(?=.{1,190}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$"
+)
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 class AuthMode(StrEnum):
     # No OpenID provider: one local user, loopback only, one-time login links.
     local = "local"
@@ -96,6 +107,19 @@ class Settings(BaseSettings):
     git_config: Path | None = None
     # Host suffix of local public URLs: http://<env>.<project>.<team>.<suffix>:<port>
     local_url_domain: str = "localhost"
+    # Who gives environments their public URLs: envhub's own gateway ("local"; on
+    # Kubernetes through the API server's service proxy) or an Ingress per
+    # environment ("ingress", Kubernetes only) at https://<env>-<project>-<digest>.<domain>.
+    url_provider: UrlProviderKind = UrlProviderKind.local
+    # The wildcard domain (*.<domain> resolves to the ingress controller).
+    ingress_domain: str = ""
+    # The IngressClass to use; empty: the cluster's default class.
+    ingress_class: str = ""
+    # TLS: a cert-manager ClusterIssuer (a certificate per host), or the name of a
+    # wildcard certificate's Secret as the controller resolves it; neither: the
+    # controller's default certificate (ingress-nginx --default-ssl-certificate).
+    ingress_cluster_issuer: str = ""
+    ingress_tls_secret: str = ""
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
     # Open pages reload on every change pushed through Redis pub/sub, and also
     # at least this often (seconds), in case a notification was lost; 0 turns
@@ -246,6 +270,7 @@ class Settings(BaseSettings):
                 "ENVHUB_SECRET_KEY: refusing an insecure default outside development; "
                 f"set it to a random value, e.g. {secrets.token_urlsafe(32)}"
             )
+        self._check_url_provider()
         if self.oidc_issuer:
             if not self.oidc_client_id:
                 raise ValueError("ENVHUB_OIDC_CLIENT_ID: required when ENVHUB_OIDC_ISSUER is set")
@@ -255,6 +280,37 @@ class Settings(BaseSettings):
                     "sign in, or ENVHUB_OIDC_ALLOW_ANY_USER=true to let everyone the provider knows in"
                 )
         return self
+
+    def _check_url_provider(self) -> None:
+        self.ingress_domain = self.ingress_domain.strip().lower().rstrip(".")
+        if self.ingress_domain.startswith("*."):
+            self.ingress_domain = self.ingress_domain[2:]
+        if self.ingress_domain and not _DNS_NAME.fullmatch(self.ingress_domain):
+            raise ValueError(
+                f"ENVHUB_INGRESS_DOMAIN: {self.ingress_domain!r} is not a DNS name of at least two labels "
+                "and at most 190 characters (environments' hosts add a label of up to 63)"
+            )
+        if self.ingress_class and not _DNS_SUBDOMAIN.fullmatch(self.ingress_class):
+            raise ValueError(f"ENVHUB_INGRESS_CLASS: {self.ingress_class!r} is not a valid IngressClass name")
+        for name, value in (
+            ("ENVHUB_INGRESS_CLUSTER_ISSUER", self.ingress_cluster_issuer),
+            ("ENVHUB_INGRESS_TLS_SECRET", self.ingress_tls_secret),
+        ):
+            if value and not _DNS_SUBDOMAIN.fullmatch(value):
+                raise ValueError(f"{name}: {value!r} is not a valid Kubernetes object name")
+        if self.ingress_cluster_issuer and self.ingress_tls_secret:
+            raise ValueError(
+                "ENVHUB_INGRESS_CLUSTER_ISSUER and ENVHUB_INGRESS_TLS_SECRET: choose one way to get "
+                "certificates (cert-manager issues one per host; a wildcard Secret covers them all)"
+            )
+        if self.url_provider is UrlProviderKind.ingress:
+            if self.runtime is not RuntimeKind.kubernetes:
+                raise ValueError("ENVHUB_URL_PROVIDER=ingress needs ENVHUB_RUNTIME=kubernetes")
+            if not self.ingress_domain:
+                raise ValueError(
+                    "ENVHUB_INGRESS_DOMAIN: required with ENVHUB_URL_PROVIDER=ingress "
+                    "(a domain whose wildcard *.<domain> points at your ingress controller)"
+                )
 
     @property
     def auth_mode(self) -> AuthMode:

@@ -5,7 +5,9 @@ Every entry point (the Reflex app, the launcher's commands, the worker) calls
 through ``envhub.services.ports`` and never names an adapter.
 
 * runtime: ``ENVHUB_RUNTIME`` (the local sandbox, or Kubernetes);
-* public URLs: envhub's own gateway on ``*.localhost``-style names;
+* public URLs: ``ENVHUB_URL_PROVIDER``: envhub's own gateway on
+  ``*.localhost``-style names (on Kubernetes through the API server's service
+  proxy), or an Ingress per environment on a wildcard domain;
 * job queue: RQ on ``ENVHUB_REDIS_URL`` (none without it: enqueuing fails with
   a configuration error and the reconciler has nothing to re-drive through);
 * change notifications: Redis pub/sub when there is a Redis, else this
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import functools
 
-from envhub.config import get_settings
+from envhub.config import UrlProviderKind, get_settings
 from envhub.errors import ConfigurationError
 from envhub.queue.base import ChangeNotifier
 from envhub.queue.changes import LocalChanges, RedisChanges
@@ -24,6 +26,8 @@ from envhub.queue.redis_queue import RedisJobQueue
 from envhub.runtime import get_runtime
 from envhub.runtime.base import Runtime
 from envhub.services import ports
+from envhub.urls.base import UrlProvider
+from envhub.urls.ingress import IngressUrls
 from envhub.urls.local import LocalUrls
 
 
@@ -35,8 +39,15 @@ class SettingsAdapters:
         return get_runtime()
 
     @functools.cache  # noqa: B019
-    def url_provider(self) -> LocalUrls:
+    def url_provider(self) -> UrlProvider:
         settings = get_settings()
+        if settings.url_provider is UrlProviderKind.ingress:
+            return IngressUrls(
+                domain=settings.ingress_domain,
+                class_name=settings.ingress_class,
+                cluster_issuer=settings.ingress_cluster_issuer,
+                tls_secret=settings.ingress_tls_secret,
+            )
         return LocalUrls(base_url=settings.base_url, domain=settings.local_url_domain)
 
     def queue(self) -> RedisJobQueue:

@@ -30,8 +30,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from envhub.api.clients import client_ip
 from envhub.config import get_settings
+from envhub.errors import NotReady
 from envhub.models.db import session_scope
-from envhub.runtime.base import Endpoint
+from envhub.runtime.base import Endpoint, HttpRelay
 from envhub.services.gateway import Resolution, resolve_public_host, valid_route
 from envhub.services.ports import runtime, url_provider
 from envhub.services.sessions import login_cookie_name, session_cookie_name
@@ -62,6 +63,7 @@ class GatewayMiddleware:
     def __init__(self, app: ASGIApp, *, cache_size: int | None = None) -> None:
         self.app = app
         self._client: httpx.AsyncClient | None = None
+        self._relay_client: httpx.AsyncClient | None = None
         self._cache: TLRUCache[str, Resolution] = TLRUCache(
             maxsize=cache_size or CACHE_SIZE, ttu=_expiry, timer=time.monotonic
         )
@@ -108,8 +110,21 @@ class GatewayMiddleware:
         TCP endpoints share one pooled client. A UNIX-socket endpoint gets a
         client of its own for the request (connecting there costs next to
         nothing), so no pool of per-environment clients has to be bounded.
-        Neither ever goes through a proxy from envhub's environment.
+        Relayed endpoints (a cluster's Service) share one client on the
+        runtime's relay. None ever goes through a proxy from envhub's environment.
         """
+        if endpoint.relay:
+            if self._relay_client is None:
+                relay = runtime()
+                if not isinstance(relay, HttpRelay):
+                    raise NotReady("this runtime cannot relay requests to the environment")
+                self._relay_client = httpx.AsyncClient(
+                    transport=relay.http_transport(),
+                    timeout=_TIMEOUT,
+                    follow_redirects=False,
+                    trust_env=False,
+                )
+            return self._relay_client, False
         if endpoint.unix_socket is not None:
             transport = httpx.AsyncHTTPTransport(uds=endpoint.unix_socket, verify=False)
             client = httpx.AsyncClient(
@@ -126,7 +141,11 @@ class GatewayMiddleware:
         if res.endpoint is None:
             await _status_page(send, res)
             return
-        client, owned = self._http_client(res.endpoint)
+        try:
+            client, owned = self._http_client(res.endpoint)
+        except NotReady:
+            await _status_page(send, res)
+            return
         try:
             await self._proxy_http(client, scope, receive, send, res)
         finally:
@@ -155,6 +174,10 @@ class GatewayMiddleware:
         )
         try:
             upstream = await client.send(request, stream=True)
+        except NotReady as exc:  # a relay's "nothing behind the Service yet"
+            log.info("gateway: %s not ready: %s", res.label, exc.message)
+            await _status_page(send, res)
+            return
         except httpx.HTTPError as exc:
             log.info("gateway: %s unreachable: %s", res.label, exc)
             await _status_page(send, res, unreachable=True)
@@ -234,6 +257,11 @@ async def _ws_open(endpoint: Endpoint, scope: Scope) -> ClientConnection:
         "open_timeout": 10,
         "proxy": None,
     }
+    if endpoint.relay:
+        relay = runtime()
+        if not isinstance(relay, HttpRelay):
+            raise OSError("this runtime cannot relay WebSockets to the environment")
+        return await relay.connect_websocket(url, **options)
     if endpoint.unix_socket is not None:
         return await unix_connect(endpoint.unix_socket, url, **options)
     return await ws_connect(url, **options)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from envhub.domain.public import PUBLIC_URL_VARIABLE, IngressRoute
 from envhub.domain.repos import Refusal, refusal, repo_source
 from envhub.domain.variables import check_names, check_values
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
@@ -22,7 +23,9 @@ from envhub.errors import RepoUrlRefused, ValidationFailed
 
 DEFAULT_COMMAND = "python3 -m http.server $PORT"
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_ENV = {"PORT", "ENVHUB_ENVIRONMENT", "ENVHUB_PROJECT"}
+# Set by envhub in every process and container of an environment (see EnvironmentTarget.variables).
+ENVHUB_VARIABLES = frozenset({"ENVHUB_ENVIRONMENT", "ENVHUB_PROJECT", PUBLIC_URL_VARIABLE})
+_RESERVED_ENV = {"PORT", *ENVHUB_VARIABLES}
 _REF = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 
 
@@ -164,6 +167,22 @@ class EnvironmentTarget:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # A keyed digest of ``secrets``: changes when they do, so workloads restart.
     secrets_digest: str = ""
+    # Where people reach it (the URL provider decides, before the runtime
+    # applies): handed to its processes as ENVHUB_PUBLIC_URL.
+    public_url: str = ""
+    # Set when the URL provider routes through an Ingress the runtime applies.
+    ingress: IngressRoute | None = None
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """What envhub tells every process and container of the environment about itself.
+
+        Set after the user's own variables, so they cannot be faked.
+        """
+        own = {"ENVHUB_ENVIRONMENT": self.name, "ENVHUB_PROJECT": self.project}
+        if self.public_url:
+            own[PUBLIC_URL_VARIABLE] = self.public_url
+        return own
 
     @property
     def labels(self) -> dict[str, str]:

@@ -35,9 +35,10 @@ def _converge(environment_id: int, run_id: int) -> str:
         progress = convergence.RunProgress(session, assignment)
         try:
             if assignment.desired_state == "present":
-                runtime.apply(convergence.with_secrets(session, assignment), progress=progress)
+                target = convergence.prepared(session, assignment, urls=urls)
+                runtime.apply(target, progress=progress)
                 progress.begin("publish")
-                url = urls.publish(assignment.target)
+                url = urls.publish(target)
                 progress.finish("publish", url)
                 convergence.complete_run(session, assignment, public_url=url)
                 return "ready"

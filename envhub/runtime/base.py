@@ -21,7 +21,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+from websockets.asyncio.client import ClientConnection
 
 from envhub.domain.specs import EnvironmentTarget
 
@@ -40,11 +43,15 @@ class Endpoint:
     With ``unix_socket`` set, connect to that UNIX socket (a path only envhub
     can reach) instead of ``host:port``; ``host:port`` is then the address the
     app listens on in its own network, which is what it sees as its Host.
+
+    With ``relay`` set, envhub cannot connect to ``host:port`` itself (a
+    cluster's Service): requests go through the runtime's :class:`HttpRelay`.
     """
 
     host: str
     port: int
     unix_socket: str | None = None
+    relay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +164,36 @@ class CredentialIssuer(Protocol):
 
         Issued at the moment of use, never stored. Raises ``NotFound`` when the
         environment has nothing on this runtime.
+        """
+
+
+@runtime_checkable
+class HttpRelay(Protocol):
+    """A runtime that carries envhub's HTTP requests to endpoints it cannot reach directly.
+
+    The Kubernetes runtime goes through the API server's service proxy, so a
+    cluster without an Ingress controller or a tunnel still serves public URLs
+    through envhub's own gateway.
+    """
+
+    def http_transport(self) -> httpx.AsyncBaseTransport:
+        """A new transport (the caller's to close) for ``http://<host>:<port>/...`` of relayed endpoints.
+
+        It streams request and response bodies and passes methods, headers and
+        statuses through, like a direct connection would; its timeouts are the
+        request's. A request the environment cannot take yet (no ready
+        endpoint behind the Service, no such Service) raises
+        :class:`envhub.errors.NotReady`; one that cannot reach the app raises
+        ``httpx.ConnectError``. It never forwards the caller's credentials for
+        the relay itself (``Authorization``, impersonation headers).
+        """
+
+    async def connect_websocket(self, url: str, **options: Any) -> ClientConnection:
+        """A WebSocket to ``ws://<host>:<port>/...`` of a relayed endpoint.
+
+        ``options`` are those of ``websockets``' ``connect``; the same headers
+        are withheld as for HTTP. Failures raise what ``connect`` raises
+        (``OSError``, ``InvalidHandshake``, ``TimeoutError``).
         """
 
 

@@ -32,6 +32,7 @@ from envhub.runtime.base import Runtime
 from envhub.services import jobruns
 from envhub.services.common import audit
 from envhub.services.secrets import environment_secrets
+from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,13 @@ def begin_run(
             spec=EnvironmentSpec.model_validate(environment.spec),
         ),
     )
+
+
+def prepared(session: Session, assignment: Assignment, *, urls: UrlProvider) -> EnvironmentTarget:
+    """The target as the runtime applies it: the project's secrets, and where people will reach it."""
+    address = urls.address(assignment.target)
+    target = dataclasses.replace(assignment.target, public_url=address.url, ingress=address.ingress)
+    return with_secrets(session, dataclasses.replace(assignment, target=target))
 
 
 def with_secrets(session: Session, assignment: Assignment) -> EnvironmentTarget:

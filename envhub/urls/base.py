@@ -1,18 +1,25 @@
 """The public-URL port: give an environment a URL people can open.
 
-``publish`` is idempotent and returns the URL; ``unpublish`` of an unknown
-environment returns quietly.
+``address`` is pure: the URL (and, for providers that route through the
+cluster, the Ingress the runtime applies with the environment's other objects)
+is known before anything runs, so the environment is told its own URL
+(``ENVHUB_PUBLIC_URL``). ``publish`` is idempotent and returns the URL;
+``unpublish`` of an unknown environment returns quietly.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from envhub.domain.public import PublicAddress
 from envhub.domain.specs import EnvironmentTarget
 
 
 class UrlProvider(Protocol):
     name: str
+
+    def address(self, target: EnvironmentTarget) -> PublicAddress:
+        """Where the environment will be reachable; no I/O, the same answer every time."""
 
     def publish(self, target: EnvironmentTarget) -> str:
         """Make the environment reachable; return its public URL."""

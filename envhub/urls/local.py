@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from envhub.domain.naming import local_host
+from envhub.domain.public import PublicAddress
 from envhub.domain.specs import EnvironmentTarget
 
 
@@ -35,8 +36,11 @@ class LocalUrls:
         port = f":{self._port}" if self._port else ""
         return f"{self._scheme}://{host}{port}/"
 
+    def address(self, target: EnvironmentTarget) -> PublicAddress:
+        return PublicAddress(self.url_for(environment=target.name, project=target.project, team=target.team))
+
     def publish(self, target: EnvironmentTarget) -> str:
-        return self.url_for(environment=target.name, project=target.project, team=target.team)
+        return self.address(target).url
 
     def unpublish(self, target: EnvironmentTarget) -> None:
         return None

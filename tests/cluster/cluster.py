@@ -57,8 +57,10 @@ class TestCluster:
         node_name: str = "envhub-test-node",
         workdir: Path | None = None,
         keep_workdir: bool = False,
+        pod_ip: str = "127.0.0.1",
     ) -> None:
         self.bin = bin_dir()
+        self.pod_ip = pod_ip
         self.node_name = node_name
         self._with_kubelet = kubelet
         self._own_workdir = workdir is None
@@ -182,6 +184,7 @@ class TestCluster:
                 node_name=self.node_name,
                 tls=pki.serving_cert("kubelet", dns=["localhost", self.node_name], ips=["127.0.0.1"]),
                 workdir=self.workdir / "kubelet",
+                pod_ip=self.pod_ip,
             )
             self._kubelet.start()
         # Pods can only be created once the token controller has issued the

@@ -38,7 +38,13 @@ class TestKubelet:
 
     __test__ = False
 
-    def __init__(self, api: KubeApi, *, node_name: str, tls: CertPair, workdir: Path) -> None:
+    def __init__(
+        self, api: KubeApi, *, node_name: str, tls: CertPair, workdir: Path, pod_ip: str = "127.0.0.1"
+    ) -> None:
+        # The address pods report. Endpoints may not name loopback, so a Service's
+        # endpoints (and the API server's service proxy) need another of this
+        # machine's addresses here; processes still listen on all of them.
+        self.pod_ip = pod_ip
         self.api = api
         self.node_name = node_name
         self.workdir = workdir
@@ -197,7 +203,7 @@ class TestKubelet:
                 self._terminate(pod, run)
             return
         if run is None:
-            run = PodRun(pod, self.workdir)
+            run = PodRun(pod, self.workdir, self.pod_ip)
             with self._lock:
                 self._pods[uid] = run
             self._advance(run)

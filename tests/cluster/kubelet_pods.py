@@ -103,8 +103,9 @@ class RunningContainer:
 class PodRun:
     """What the kubelet runs for one pod (by uid)."""
 
-    def __init__(self, pod: JSON, workdir: Path) -> None:
+    def __init__(self, pod: JSON, workdir: Path, pod_ip: str = "127.0.0.1") -> None:
         self.pod = pod
+        self.pod_ip = pod_ip
         meta, spec = pod["metadata"], pod["spec"]
         self.uid: str = meta["uid"]
         self.init_containers = [RunningContainer(c, True) for c in spec.get("initContainers") or []]
@@ -171,8 +172,8 @@ class PodRun:
         status: JSON = {
             "phase": phase,
             "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}],
+            "podIP": self.pod_ip,
+            "podIPs": [{"ip": self.pod_ip}],
             "startTime": self.start_time,
             "conditions": [
                 self._condition("Initialized", init_done),
@@ -233,7 +234,7 @@ def container_env(api: KubeApi, run: PodRun, spec: JSON) -> dict[str, str]:
         "metadata.uid": meta["uid"],
         "spec.nodeName": pod["spec"].get("nodeName", ""),
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-        "status.podIP": "127.0.0.1",
+        "status.podIP": run.pod_ip,
         "status.hostIP": "127.0.0.1",
     }
     for var in spec.get("env") or []:

@@ -70,12 +70,18 @@ def team_role_rules() -> list[dict[str, Any]]:
     return [rule for role in roles for rule in role["rules"]]
 
 
-def worker_needs() -> set[Need]:
+# Rendered only for the ingress URL provider (domain/kube/ingress.py).
+INGRESS_KIND = ("networking.k8s.io/v1", "Ingress")
+
+
+def worker_needs(*, ingress: bool = False) -> set[Need]:
     """The workers: apply, prune, wait, status, stop and destroy environments."""
     needs: set[Need] = set()
     # Every kind render.py writes is server-side applied (patch, and create when
     # new) and pruned when it drops out (discovery.Applier.apply/delete).
-    for (api_version, _kind), resource in RENDERED_KINDS.items():
+    for (api_version, kind), resource in RENDERED_KINDS.items():
+        if (api_version, kind) == INGRESS_KIND and not ingress:
+            continue
         needs |= {(group_of(api_version), resource.plural, verb) for verb in ("create", "patch", "delete")}
     # ...and so is every kind a user manifest may hold.
     for kind in manifest_kinds():
@@ -119,9 +125,15 @@ def worker_binds() -> set[str]:
     return set(guards.SAFE_CLUSTER_ROLES)
 
 
-def web_needs() -> set[Need]:
-    """The web: inspect, logs and terminals (runtime.inspect, logs, exec)."""
-    return {
+# The local URL provider's gateway: the API server's service proxy, one verb per HTTP method.
+SERVICE_PROXY: set[Need] = {
+    ("", "services/proxy", verb) for verb in ("get", "create", "update", "patch", "delete")
+}
+
+
+def web_needs(*, local_urls: bool = True) -> set[Need]:
+    """The web: inspect, logs and terminals (runtime.inspect, logs, exec), the gateway's relay."""
+    return (SERVICE_PROXY if local_urls else set()) | {
         ("", "namespaces", "list"),  # runtime._namespace_object
         ("", "pods", "list"),  # runtime._pod, inspect
         ("", "events", "list"),  # runtime.inspect

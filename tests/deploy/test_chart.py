@@ -246,6 +246,8 @@ def test_every_envhub_setting_the_chart_sets_is_one_envhub_reads(objects: Object
         (["envhub.settings.DEBUG=1"], "DEBUG is not an ENVHUB_* setting"),
         (["ingress.enabled=true"], "envhub would be reachable without sign-in"),
         (["envhub.oidc.issuer=https://id.example.com"], "say who may sign in"),
+        (["envhub.urls.provider=ingress"], "envhub.urls.ingress.domain: required"),
+        (["envhub.urls.provider=cloud"], "envhub.urls.provider: local or ingress"),
     ],
 )
 def test_unsafe_or_incomplete_values_fail_to_render(helm: Helm, sets: list[str], message: str) -> None:
@@ -364,11 +366,13 @@ def test_no_role_can_escalate_impersonate_or_read_secrets(default_objects: Objec
 def test_the_web_cannot_change_anything(default_objects: Objects) -> None:
     web = rules(default_objects, WEB)
     writes = {"create", "patch", "update", "delete", "deletecollection"}
-    # Opening terminals, and minting a short-lived token for a workload account (by name).
+    # Opening terminals, minting a short-lived token for a workload account (by name),
+    # and the gateway's requests to apps through the service proxy (writes to nothing
+    # in the cluster: RBAC names them after the HTTP method).
     assert {(g, r, v) for g, r, v in needs.granted(web) if v in writes} == {
         ("", "pods/exec", "create"),
         ("", "serviceaccounts/token", "create"),
-    }
+    } | {need for need in needs.SERVICE_PROXY if need[2] in writes}
 
 
 def test_extra_rules_extend_the_workers_role(production_objects: Objects) -> None:
@@ -564,3 +568,40 @@ def test_notes_warn_about_missing_sign_in(helm: Helm) -> None:
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stdout
     assert "https://envhub.example.com/" in done.stdout
+
+
+def test_the_ingress_provider_moves_the_grants_from_the_web_to_the_workers(render: Render) -> None:
+    objects = render(
+        sets=[
+            "envhub.urls.provider=ingress",
+            "envhub.urls.ingress.domain=preview.example.com",
+            "envhub.urls.ingress.className=nginx",
+            "envhub.urls.ingress.clusterIssuer=letsencrypt",
+        ]
+    )
+    settings = find(objects, "ConfigMap", RELEASE)["data"]
+    assert {
+        name: value for name, value in settings.items() if "URL_PROVIDER" in name or "INGRESS_" in name
+    } == {
+        "ENVHUB_URL_PROVIDER": "ingress",
+        "ENVHUB_INGRESS_DOMAIN": "preview.example.com",
+        "ENVHUB_INGRESS_CLASS": "nginx",
+        "ENVHUB_INGRESS_CLUSTER_ISSUER": "letsencrypt",
+        "ENVHUB_KUBE_INGRESS_NAMESPACES": "envhub-system",
+    }
+    worker, web = rules(objects, WORKER), rules(objects, WEB)
+    assert needs.granted(worker) - needs.worker_needs(ingress=True) == {
+        ("rbac.authorization.k8s.io", "clusterroles", "bind")
+    }
+    assert {need for need in needs.worker_needs(ingress=True) if not needs.allows(worker, *need)} == set()
+    assert needs.granted(web) == needs.web_needs(local_urls=False)
+
+
+def test_local_urls_are_the_default_with_their_domain(render: Render) -> None:
+    settings = find(render(sets=["envhub.urls.localUrlDomain=envs.example.com"]), "ConfigMap", RELEASE)[
+        "data"
+    ]
+    assert (settings["ENVHUB_URL_PROVIDER"], settings["ENVHUB_LOCAL_URL_DOMAIN"]) == (
+        "local",
+        "envs.example.com",
+    )

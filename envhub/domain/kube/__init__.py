@@ -12,6 +12,7 @@ from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import EgressDenied, ManifestInvalid, ManifestRejected
 from envhub.domain.kube.inventory import (
     APPLIED_ANNOTATION,
+    PUBLIC_ANNOTATION,
     SERVICES_ANNOTATION,
     Applied,
     applied,
@@ -50,6 +51,7 @@ __all__ = [
     "CLUSTER_SCOPED_KINDS",
     "DEFAULT_INGRESS_NAMESPACES",
     "NAMESPACE_PREFIX",
+    "PUBLIC_ANNOTATION",
     "SERVICES_ANNOTATION",
     "WORKLOAD_ACCOUNT",
     "Applied",

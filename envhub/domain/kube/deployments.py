@@ -42,7 +42,7 @@ from envhub.domain.kube.names import (
     WORKLOAD_ACCOUNT,
     metadata,
 )
-from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
+from envhub.domain.specs import ENVHUB_VARIABLES, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.workloads import ContainerService, HealthCheck
 
 # Liveness starts this much later than readiness: a slow start should keep a pod
@@ -53,7 +53,6 @@ TCP_PROBE_PERIOD_SECONDS = 2
 # How long a service without any probe must stay up before it counts as available.
 MIN_READY_SECONDS = 5
 REVISION_HISTORY = 3
-_ENVHUB_ENV = ("ENVHUB_ENVIRONMENT", "ENVHUB_PROJECT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +98,11 @@ def _port_name(port: int) -> str:
 
 
 def _env(target: EnvironmentTarget, service: ContainerService) -> list[dict[str, str]]:
-    ours = {"ENVHUB_ENVIRONMENT": target.name, "ENVHUB_PROJECT": target.project}
+    ours = dict(target.variables)
     theirs = {
         name: value
         for name, value in {**target.spec.env, **service.env}.items()
-        if name not in _ENVHUB_ENV  # envhub's own values win; users cannot fake them
+        if name not in ENVHUB_VARIABLES  # envhub's own values win; users cannot fake them
     }
     if service.ports and "PORT" not in theirs:
         # Same contract as the local runtime: the app listens on $PORT.

@@ -26,6 +26,9 @@ from envhub.domain.kube.names import metadata
 APPLIED_ANNOTATION = "envhub.dev/applied"
 # The spec's container services in order, so logs and exec default to the first.
 SERVICES_ANNOTATION = "envhub.dev/services"
+# "<service>:<port>" that the environment's public URL points at (absent without one),
+# so the runtime finds it from the Namespace alone, without the spec.
+PUBLIC_ANNOTATION = "envhub.dev/public-endpoint"
 
 
 @dataclass(frozen=True, slots=True, order=True)

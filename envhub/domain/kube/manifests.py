@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -204,6 +204,29 @@ def _default_protocols(obj: dict[str, Any]) -> None:
             port.setdefault("protocol", "TCP")
 
 
+def _set_variables(obj: dict[str, Any], variables: Mapping[str, str]) -> None:
+    """Put envhub's own variables first in every container's env, replacing any of the same name.
+
+    First, so the manifest's own values can refer to them as ``$(NAME)``.
+    """
+    spec = pod_spec(obj)
+    if spec is None or not variables:
+        return
+    ours = [{"name": name, "value": value} for name, value in variables.items()]
+    for field in ("initContainers", "containers"):
+        containers = spec.get(field)
+        for container in containers if isinstance(containers, list) else []:
+            if not isinstance(container, dict):
+                continue
+            env = container.get("env")
+            theirs = [
+                entry
+                for entry in (env if isinstance(env, list) else [])
+                if not (isinstance(entry, dict) and entry.get("name") in variables)
+            ]
+            container["env"] = [*ours, *theirs]
+
+
 def _check(obj: dict[str, Any], *, namespace: str | None, is_namespaced: IsNamespaced | None) -> None:
     what = describe(obj)
     if not _namespaced(obj["apiVersion"], obj["kind"], is_namespaced):
@@ -248,12 +271,15 @@ def scope_manifests(
     namespace: str,
     labels: dict[str, str],
     is_namespaced: IsNamespaced | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Copies of ``objects`` placed in ``namespace`` with ``labels`` merged in.
 
     Pod templates of the built-in workload kinds get the labels too, so every
-    pod is found by them, and ports without a protocol get ``TCP`` (the API
-    server's default, which v1.20's server-side apply does not fill in).
+    pod is found by them, and their containers get envhub's ``variables``
+    (``ENVHUB_PUBLIC_URL`` and the like), as envhub's own containers do. Ports
+    without a protocol get ``TCP`` (the API server's default, which v1.20's
+    server-side apply does not fill in).
 
     Raises :class:`ManifestRejected` for cluster-scoped kinds, objects naming
     another namespace, and objects that would weaken the environment's
@@ -271,5 +297,6 @@ def scope_manifests(
         if template_meta is not None:
             _merge_labels(template_meta, labels)
         _default_protocols(obj)
+        _set_variables(obj, variables or {})
         scoped.append(obj)
     return scoped

@@ -10,7 +10,8 @@ the runtime resolves those by discovery.
 Order: the Namespace, then what constrains everything created after it (quota,
 limits, network policies), then RBAC (the workload account, and the owning
 team's kubectl access: ``access.py``), then workloads (Services before
-Deployments, as Helm does) and finally the user's manifests, themselves sorted
+Deployments, as Helm does, then the public Ingress when the URL provider asks
+for one: ``ingress.py``) and finally the user's manifests, themselves sorted
 by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
 The runtime records what it applied on the Namespace and prunes what dropped
 out (see :mod:`envhub.domain.kube.inventory`).
@@ -22,10 +23,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from envhub.domain.kube.access import render_team_access
-from envhub.domain.kube.deployments import render_deployment, render_secrets, render_service
+from envhub.domain.kube.deployments import (
+    PublicEndpoint,
+    public_endpoint,
+    render_deployment,
+    render_secrets,
+    render_service,
+)
 from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
-from envhub.domain.kube.inventory import SERVICES_ANNOTATION, identity
+from envhub.domain.kube.ingress import render_ingress
+from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
@@ -61,13 +69,24 @@ def pod_security_labels(level: str) -> dict[str, str]:
 
 
 def render_namespace(
-    namespace: str, *, labels: dict[str, str], limits: PlatformLimits, services: Sequence[str] = ()
+    namespace: str,
+    *,
+    labels: dict[str, str],
+    limits: PlatformLimits,
+    services: Sequence[str] = (),
+    public: PublicEndpoint | None = None,
 ) -> dict[str, Any]:
-    """The Namespace; ``services`` (the spec's container services, in order) go in an annotation."""
+    """The Namespace; ``services`` (the spec's container services, in order) and the
+    ``public`` endpoint go in annotations."""
     all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace, **pod_security_labels(limits.pod_security)}
     meta = metadata(namespace, None, all_labels)
+    annotations = {}
     if services:
-        meta["annotations"] = {SERVICES_ANNOTATION: ",".join(services)}
+        annotations[SERVICES_ANNOTATION] = ",".join(services)
+    if public is not None:
+        annotations[PUBLIC_ANNOTATION] = f"{public.service}:{public.port}"
+    if annotations:
+        meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
@@ -120,7 +139,11 @@ def render_environment(
     quota, _clamped = clamp_quota(spec.quota, limits)
     objects: list[dict[str, Any]] = [
         render_namespace(
-            namespace, labels=labels, limits=limits, services=[service.name for service in spec.services]
+            namespace,
+            labels=labels,
+            limits=limits,
+            services=[service.name for service in spec.services],
+            public=public_endpoint(spec, namespace=namespace),
         ),
         render_resource_quota(quota, namespace=namespace, labels=labels),
         render_limit_range(quota, namespace=namespace, labels=labels),
@@ -144,9 +167,16 @@ def render_environment(
         if rendered is not None:
             objects.append(rendered)
     objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
+    public = public_endpoint(spec, namespace=namespace)
+    if target.ingress is not None and public is not None:
+        objects.append(render_ingress(target.ingress, public, namespace=namespace, labels=labels))
     if spec.manifests:
         scoped = scope_manifests(
-            parse_manifests(spec.manifests), namespace=namespace, labels=labels, is_namespaced=is_namespaced
+            parse_manifests(spec.manifests),
+            namespace=namespace,
+            labels=labels,
+            is_namespaced=is_namespaced,
+            variables=target.variables,
         )
         # sorted() is stable: within a kind, the manifests' own order is kept.
         objects.extend(sorted(scoped, key=lambda obj: _KIND_RANK.get(obj["kind"], len(_KIND_ORDER))))

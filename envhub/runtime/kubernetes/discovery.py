@@ -71,6 +71,7 @@ RENDERED_KINDS: dict[tuple[str, str], ApiResource] = dict(
         _known("v1", "Secret", "secrets"),  # the project's secrets (deployments.render_secrets)
         _known("apps/v1", "Deployment", "deployments"),
         _known("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        _known("networking.k8s.io/v1", "Ingress", "ingresses"),  # the ingress URL provider's
         _known("rbac.authorization.k8s.io/v1", "Role", "roles"),
         _known("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
     ]

@@ -21,10 +21,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions
+from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
+    PUBLIC_ANNOTATION,
     SERVICES_ANNOTATION,
     WORKLOAD_ACCOUNT,
     EgressDenyList,
@@ -54,6 +56,7 @@ from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.pruning import Inventory
 from envhub.runtime.kubernetes.readiness import Readiness, describe_event, describe_pod, explain, recent
+from envhub.runtime.kubernetes.service_proxy import ServiceProxyTransport
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
 from envhub.runtime.kubernetes.waiting import AvailabilityWait, wait_namespace_gone, wait_quota_counted
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
@@ -268,7 +271,25 @@ class KubernetesRuntime:
         )
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
-        return None  # public traffic reaches Kubernetes environments through their URL provider
+        """The public Service, reached through the API server (:meth:`http_transport`).
+
+        Read from the Namespace's annotation: one request, no spec needed.
+        """
+        found = self._namespace_object(environment_id)
+        if found is None or (found.get("status") or {}).get("phase") == "Terminating":
+            return None
+        namespace = str(found["metadata"]["name"])
+        value = str((found["metadata"].get("annotations") or {}).get(PUBLIC_ANNOTATION, ""))
+        service, _, port = value.partition(":")
+        if not service or not port.isdigit():
+            return None
+        return Endpoint(f"{service}.{namespace}.svc", int(port), relay=True)
+
+    def http_transport(self) -> ServiceProxyTransport:
+        return ServiceProxyTransport(self.api.configuration)
+
+    async def connect_websocket(self, url: str, **options: Any) -> ClientConnection:
+        return await ServiceProxyTransport(self.api.configuration).connect_websocket(url, **options)
 
     def managed_environments(self) -> set[int]:
         found = kube_json("listing envhub namespaces", self.core.list_namespace, label_selector=MANAGED)

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -35,6 +35,8 @@ class ProcessState:
     # loopback only; ``network_note`` says why) or host (unshare/none sandboxes).
     network: str = "host"
     network_note: str = ""
+    # What envhub told the app about itself (ENVHUB_*), for shells opened beside it.
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 def read_state(path: Path) -> ProcessState | None:

@@ -14,6 +14,7 @@ Layout under the data folder::
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -190,6 +191,7 @@ class LocalRuntime:
             port=port,
             generation=target.generation,
         )
+        state = dataclasses.replace(state, variables=target.variables)
         processes.write_state(self._state_path(target.id), state)
         return state
 
@@ -212,8 +214,7 @@ class LocalRuntime:
             "HOME": home,
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PORT": str(port),
-            "ENVHUB_ENVIRONMENT": target.name,
-            "ENVHUB_PROJECT": target.project,
+            **target.variables,
         }
 
     def _wait_healthy(
@@ -411,6 +412,7 @@ class LocalRuntime:
         }
         if state is not None:
             env["PORT"] = str(state.port)
+            env.update(state.variables)
         launch = launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty)
         try:
             return LocalExecSession(launch.argv, cwd=str(ws), env=LAUNCHER_ENV, tty=tty, pass_fds=launch.fds)

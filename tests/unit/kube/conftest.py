@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from envhub.domain.specs import EnvironmentTarget, parse_spec
+from envhub.urls.ingress import IngressUrls
 
 USER_MANIFESTS = """\
 # A hand-written app next to envhub's own services.
@@ -57,6 +59,12 @@ def make_target(spec: dict[str, Any], **fields: Any) -> EnvironmentTarget:
     }
     values.update(fields)
     return EnvironmentTarget(spec=parse_spec(spec), **values)
+
+
+def with_ingress(target: EnvironmentTarget, **provider: str) -> EnvironmentTarget:
+    """``target`` as the ingress URL provider hands it to the runtime."""
+    address = IngressUrls(domain="preview.example.com", **provider).address(target)
+    return dataclasses.replace(target, public_url=address.url, ingress=address.ingress)
 
 
 # name -> (target, render_environment keyword arguments)
@@ -128,6 +136,25 @@ SCENARIOS: dict[str, tuple[EnvironmentTarget, dict[str, Any]]] = {
             id=7,
         ),
         {"dns_any_namespace": False, "is_namespaced": lambda api_version, kind: True},
+    ),
+    # The ingress URL provider: its Ingress, ENVHUB_PUBLIC_URL in every container, manifests' too.
+    "ingress": (
+        with_ingress(
+            make_target(
+                {
+                    "services": [
+                        {"name": "worker", "image": "ghcr.io/acme/w:1", "public": False, "ports": [9000]},
+                        {"name": "web", "image": "ghcr.io/acme/web:1", "ports": [8080, 9090]},
+                    ],
+                    "manifests": USER_MANIFESTS,
+                },
+                name="feature-very-long-branch-name-for-checkout-redesign",
+                project="storefront-frontend",
+            ),
+            class_name="nginx",
+            cluster_issuer="letsencrypt-prod",
+        ),
+        {"is_namespaced": lambda api_version, kind: True},
     ),
 }
 

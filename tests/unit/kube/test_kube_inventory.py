@@ -8,6 +8,7 @@ import kubernetes_validate
 
 from envhub.domain.kube import (
     APPLIED_ANNOTATION,
+    PUBLIC_ANNOTATION,
     SERVICES_ANNOTATION,
     Applied,
     applied,
@@ -92,6 +93,10 @@ def test_the_namespace_carries_the_service_order() -> None:
         {"services": [{"name": "zeta", "image": "z"}, {"name": "alpha", "image": "a", "ports": [80]}]}
     )
     namespace = render_environment(target)[0]
-    assert namespace["metadata"]["annotations"] == {SERVICES_ANNOTATION: "zeta,alpha"}
+    # ... and the public endpoint: the first service with a port.
+    assert namespace["metadata"]["annotations"] == {
+        SERVICES_ANNOTATION: "zeta,alpha",
+        PUBLIC_ANNOTATION: "alpha:80",
+    }
     manifests_only = make_target({"manifests": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"})
     assert "annotations" not in render_environment(manifests_only)[0]["metadata"]

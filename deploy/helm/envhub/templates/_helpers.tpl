@@ -74,7 +74,30 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
   "ENVHUB_DATA_DIR" "/var/lib/envhub"
   "ENVHUB_KUBE_INGRESS_NAMESPACES" (join "," .Values.envhub.urlProviderNamespaces)
   "ENVHUB_KUBE_OWN_NAMESPACE" .Release.Namespace
+  "ENVHUB_URL_PROVIDER" .Values.envhub.urls.provider
 }}
+{{- if not (has .Values.envhub.urls.provider (list "local" "ingress")) }}
+{{- fail "envhub.urls.provider: local or ingress" }}
+{{- end }}
+{{- with .Values.envhub.urls.localUrlDomain }}
+{{- $_ := set $settings "ENVHUB_LOCAL_URL_DOMAIN" . }}
+{{- end }}
+{{- if eq .Values.envhub.urls.provider "ingress" }}
+{{- $ingress := .Values.envhub.urls.ingress }}
+{{- if not $ingress.domain }}
+{{- fail "envhub.urls.ingress.domain: required with envhub.urls.provider=ingress (its wildcard *.<domain> points at your ingress controller)" }}
+{{- end }}
+{{- $_ := set $settings "ENVHUB_INGRESS_DOMAIN" $ingress.domain }}
+{{- with $ingress.className }}
+{{- $_ := set $settings "ENVHUB_INGRESS_CLASS" . }}
+{{- end }}
+{{- with $ingress.clusterIssuer }}
+{{- $_ := set $settings "ENVHUB_INGRESS_CLUSTER_ISSUER" . }}
+{{- end }}
+{{- with $ingress.tlsSecret }}
+{{- $_ := set $settings "ENVHUB_INGRESS_TLS_SECRET" . }}
+{{- end }}
+{{- end }}
 {{- with .Values.envhub.oidc.issuer }}
 {{- $_ := set $settings "ENVHUB_OIDC_ISSUER" . }}
 {{- end }}

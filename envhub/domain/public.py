@@ -1,0 +1,55 @@
+"""Where people reach an environment: its public URL, and how the cluster routes to it.
+
+Computed before the runtime applies anything, so the environment itself knows
+its URL (``ENVHUB_PUBLIC_URL`` in every process and container) and a URL
+provider that routes through Kubernetes objects (an Ingress) has them applied
+with the environment's other objects, and removed with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from envhub.domain.naming import DNS_LABEL_MAX
+
+PUBLIC_URL_VARIABLE = "ENVHUB_PUBLIC_URL"
+# Host names longer than this are refused by DNS (RFC 1035, without the final dot).
+DNS_NAME_MAX = 253
+_DIGEST = 8  # hex characters of the (team, project, environment) digest
+
+
+@dataclass(frozen=True, slots=True)
+class IngressRoute:
+    """An Ingress for the environment's public service, on ``host``, over TLS.
+
+    TLS comes from exactly one of: ``cluster_issuer`` (cert-manager issues a
+    certificate per host into ``tls_secret``), a wildcard certificate Secret
+    named ``tls_secret``, or, with neither, the ingress controller's default
+    certificate (the host is still listed under ``tls``).
+    """
+
+    host: str
+    class_name: str = ""
+    cluster_issuer: str = ""
+    tls_secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PublicAddress:
+    url: str
+    ingress: IngressRoute | None = None
+
+
+def wildcard_host(*, environment: str, project: str, team: str, domain: str) -> str:
+    """``<env>-<project>-<digest>.<domain>``: one label under a wildcard domain.
+
+    One label, because a wildcard certificate covers exactly one level. The
+    digest of the team, project and environment names keeps hosts distinct
+    where ``-`` joins would not (``a-b``/``c`` and ``a``/``b-c``, or two teams'
+    projects of one name); the readable part is cut so the label stays within
+    63 characters.
+    """
+    digest = hashlib.sha256(f"{team}/{project}/{environment}".encode()).hexdigest()[:_DIGEST]
+    readable = f"{environment}-{project}"[: DNS_LABEL_MAX - _DIGEST - 1].rstrip("-")
+    return f"{readable}-{digest}.{domain}"

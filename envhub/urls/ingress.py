@@ -1,0 +1,44 @@
+"""Ingress public URLs: ``https://<env>-<project>-<digest>.<domain>``, one Ingress per environment.
+
+A wildcard DNS record (``*.<domain>``) points at the cluster's ingress
+controller, so nothing is registered per environment: the address is pure
+computation, and the Ingress itself is one of the environment's Kubernetes
+objects (``domain/kube/ingress.py``), applied with them by server-side apply,
+pruned with them and deleted with the namespace. Publishing and unpublishing
+therefore have nothing left to do.
+"""
+
+from __future__ import annotations
+
+from envhub.domain.public import IngressRoute, PublicAddress, wildcard_host
+from envhub.domain.specs import EnvironmentTarget
+
+
+class IngressUrls:
+    name = "ingress"
+
+    def __init__(
+        self, *, domain: str, class_name: str = "", cluster_issuer: str = "", tls_secret: str = ""
+    ) -> None:
+        self.domain = domain
+        self.class_name = class_name
+        self.cluster_issuer = cluster_issuer
+        self.tls_secret = tls_secret
+
+    def address(self, target: EnvironmentTarget) -> PublicAddress:
+        host = wildcard_host(
+            environment=target.name, project=target.project, team=target.team, domain=self.domain
+        )
+        route = IngressRoute(
+            host=host,
+            class_name=self.class_name,
+            cluster_issuer=self.cluster_issuer,
+            tls_secret=self.tls_secret,
+        )
+        return PublicAddress(url=f"https://{host}/", ingress=route)
+
+    def publish(self, target: EnvironmentTarget) -> str:
+        return self.address(target).url
+
+    def unpublish(self, target: EnvironmentTarget) -> None:
+        return None  # the Ingress goes with the environment's namespace
