@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     # -- GitHub ---------------------------------------------------------------
     # Pushes to a pull request within this many seconds make one deployment (of the last).
     github_debounce_seconds: Annotated[float, Field(ge=0, le=300)] = 3.0
+    # How often the reconciler compares each repository's open pull requests with envhub's, so an
+    # event GitHub never delivered (a close above all) is caught up: one API call per page of 100.
+    github_resync_interval: Annotated[float, Field(ge=10)] = 300.0
 
     # -- abuse limits -------------------------------------------------------
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024

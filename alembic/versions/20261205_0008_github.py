@@ -75,6 +75,7 @@ def upgrade() -> None:
         ),
         sa.Column("verified_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=2000), nullable=False),
+        sa.Column("pulls_checked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -43,6 +43,8 @@ class GithubConnection(SQLModel, table=True):
     # What the last call to GitHub said: verified_at on success, last_error otherwise.
     verified_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     last_error: str = Field(default="", max_length=2000)
+    # When the reconciler last compared GitHub's open pull requests with envhub's (lost events).
+    pulls_checked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

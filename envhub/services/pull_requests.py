@@ -22,7 +22,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from envhub.config import get_settings
@@ -444,3 +444,95 @@ def _facts(project: Project, pr: PullRequest, environment: Environment | None) -
         error=f"{environment.error_code}: {environment.message}" if failed and environment.error_code else "",
         advice=advice_for(environment.error_code) if failed else "",
     )
+
+
+# -- catching up on events GitHub never delivered ------------------------------------------
+
+
+def resync_repositories(*, session: Session, queue: JobQueue, limit: int = 5) -> list[int]:
+    """Compare the open pull requests of repositories not checked for a while with envhub's.
+
+    The reconciler calls this each pass; a few connections per pass, the
+    longest unchecked first, so a large installation spreads its API calls.
+    """
+    before = utcnow() - timedelta(seconds=get_settings().github_resync_interval)
+    due = list(
+        session.exec(
+            select(GithubConnection)
+            .where(
+                or_(
+                    col(GithubConnection.pulls_checked_at).is_(None),
+                    col(GithubConnection.pulls_checked_at) < before,
+                )
+            )
+            .order_by(col(GithubConnection.pulls_checked_at).asc().nulls_first())
+            .limit(limit)
+        )
+    )
+    checked = []
+    for connection in due:
+        assert connection.id is not None
+        connection.pulls_checked_at = utcnow()  # even when GitHub fails: try again next interval
+        session.add(connection)
+        session.commit()
+        try:
+            resync_repository(session=session, queue=queue, connection_id=connection.id)
+        except EnvhubError as exc:  # GitHub down or refusing, a secret unreadable: next interval
+            session.rollback()
+            log.warning("comparing the pull requests of %s failed: %s", connection.repository, exc.message)
+            continue
+        checked.append(connection.id)
+    return checked
+
+
+def resync_repository(*, session: Session, queue: JobQueue, connection_id: int) -> list[str]:
+    """Make envhub's pull requests match GitHub's open ones: missed opens, pushes and closes."""
+    connection = session.get(GithubConnection, connection_id)
+    if connection is None:
+        return []
+    client = github.client_for(connection, max_wait=0)
+    try:
+        open_now = {pull.number: pull for pull in client.open_pull_requests()}
+    finally:
+        client.close()
+    known = {
+        pr.number: pr
+        for pr in session.exec(select(PullRequest).where(PullRequest.project_id == connection.project_id))
+    }
+    changes = []
+    for number, pull in open_now.items():
+        pr = known.get(number)
+        fresh = (pull.head_sha, pull.draft, sorted(pull.labels), "open")
+        if pr is not None and (pr.head_sha, pr.draft, sorted(pr.labels), pr.state) == fresh:
+            continue
+        pr = pr or PullRequest(project_id=connection.project_id, number=number)
+        moved = bool(pr.head_sha) and pr.head_sha != pull.head_sha
+        pr.title, pr.author, pr.html_url = pull.title[:500], pull.author[:100], pull.html_url[:2000]
+        pr.head_ref, pr.head_sha = pull.head_ref[:255], pull.head_sha
+        pr.draft, pr.labels, pr.state, pr.merged = pull.draft, sorted(pull.labels), "open", False
+        changes.append(_caught_up(session, queue, connection, pr, moved, f"#{number} open on GitHub"))
+    for number, pr in known.items():
+        if pr.state == "open" and number not in open_now:
+            pr.state = "closed"
+            changes.append(_caught_up(session, queue, connection, pr, False, f"#{number} closed on GitHub"))
+    return changes
+
+
+def _caught_up(
+    session: Session, queue: JobQueue, connection: GithubConnection, pr: PullRequest, moved: bool, what: str
+) -> str:
+    pr.updated_at = utcnow()
+    session.add(pr)
+    session.commit()
+    assert pr.id is not None
+    pr_row = pr.id
+    try:
+        outcome = converge_pull_request(
+            session=session, queue=queue, connection=connection, pr=pr, debounce=moved
+        )
+    except EnvhubError as exc:
+        session.rollback()
+        outcome = f"{exc.code}: {exc.message}"
+    request_sync(session, queue, pr_row)
+    log.info("reconciler: %s (%s): %s", what, connection.repository, outcome)
+    return f"{what}: {outcome}"

@@ -47,6 +47,7 @@ class ReconcileReport:
     resynced: list[int] = field(default_factory=list)
     deliveries_redriven: list[int] = field(default_factory=list)  # GitHub webhook deliveries
     syncs_redriven: list[int] = field(default_factory=list)  # pull requests GitHub was not told about
+    repositories_resynced: list[int] = field(default_factory=list)  # GitHub connections compared
 
 
 class _NoProgress:
@@ -97,6 +98,7 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
     try:
         report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
         report.syncs_redriven = pull_requests.redrive_syncs(session=session, queue=queue)
+        report.repositories_resynced = pull_requests.resync_repositories(session=session, queue=queue)
     except QueueUnavailable as exc:
         log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 
