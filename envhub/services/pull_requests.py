@@ -195,6 +195,7 @@ def converge_pull_request(
         environment_id=environment.id,
         changes={"ref": pr.head_sha},
         not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
+        while_pending=True,
     )
     return f"moving {environment.name} to {pr.head_sha[:12]}"
 
@@ -262,6 +263,7 @@ def _push_event(
         environment_id=environment.id,
         changes={"ref": summary["after"]},
         not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
+        while_pending=True,
     )
     return f"push to {branch}: moving {name}"
 
