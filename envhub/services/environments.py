@@ -256,12 +256,14 @@ def update_environment(
     environment_id: int,
     changes: dict[str, Any],
     not_before: datetime | None = None,
+    while_pending: bool = False,
 ) -> Environment:
     """Change an environment's ``ref``, ``command`` or ``env`` (variables added or changed), and redeploy.
 
     A changed spec only takes effect through a deployment, so this is a
     redeploy with the changes (the same right, the same phases it may start
-    from, and a pending environment too: it has not started yet).
+    from). ``while_pending`` also lets a pending one change before its first
+    deployment starts (a pull request pushed to before its environment was made).
 
     ``not_before`` holds the deployment back until then (the reconciler starts
     it): pushes that follow each other within that time make one deployment,
@@ -280,6 +282,7 @@ def update_environment(
         action="environment.update",
         changes=changes,
         not_before=not_before,
+        while_pending=while_pending,
     )
 
 
@@ -292,6 +295,7 @@ def _redeploy(
     action: str,
     changes: dict[str, Any] | None = None,
     not_before: datetime | None = None,
+    while_pending: bool = False,
 ) -> Environment:
     target = AuditTarget("environment", id=environment_id)
     with audited(session, actor, action, target):
@@ -300,7 +304,9 @@ def _redeploy(
         assert project is not None
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
         authorize_environment(session, actor, environment, Action.environment_redeploy, what="environment")
-        startable = is_redeployable(environment.phase) or (changes and environment.phase is Phase.pending)
+        startable = is_redeployable(environment.phase) or (
+            while_pending and environment.phase is Phase.pending
+        )
         if environment.desired_state != "present" or not startable:
             raise InvalidTransition(
                 f"cannot redeploy an environment that is {environment.phase.value}",

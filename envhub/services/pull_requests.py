@@ -140,7 +140,8 @@ def _pull_request_event(
             debounce=moved or action == "synchronize",
         )
     finally:
-        request_sync(session, queue, pr_row)  # the comment says what happened, failures too
+        # The comment says what happened (failures too) before the deployment job runs.
+        request_sync(session, queue, pr_row, now=True)
     return f"#{number} {action}: {outcome}"
 
 
@@ -194,6 +195,7 @@ def converge_pull_request(
         environment_id=environment.id,
         changes={"ref": pr.head_sha},
         not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
+        while_pending=True,
     )
     return f"moving {environment.name} to {pr.head_sha[:12]}"
 
@@ -261,6 +263,7 @@ def _push_event(
         environment_id=environment.id,
         changes={"ref": summary["after"]},
         not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
+        while_pending=True,
     )
     return f"push to {branch}: moving {name}"
 
@@ -268,16 +271,24 @@ def _push_event(
 # -- telling GitHub: the comment and the Deployment ---------------------------------------
 
 
-def request_sync(session: Session, queue: JobQueue, pr_row: int) -> None:
-    """Mark the pull request's GitHub view stale and ask a worker to bring it up to date.
+def request_sync(session: Session, queue: JobQueue, pr_row: int, *, now: bool = False) -> None:
+    """Mark the pull request's GitHub view stale and bring it up to date: ``now`` in this job,
+    else through a sync job.
 
-    The mark is the promise: if the queue cannot take the job now, the
-    reconciler hands it over later (:func:`redrive_syncs`).
+    The mark is the promise: when GitHub or the queue fails, the reconciler
+    tries again later (:func:`redrive_syncs`).
     """
     session.execute(
         update(PullRequest).where(col(PullRequest.id) == pr_row).values(sync_due=True, updated_at=utcnow())
     )
     session.commit()
+    if now:
+        try:
+            sync_to_github(session=session, pr_row=pr_row)
+            return
+        except Exception:  # the deployment must not wait for GitHub: a job tries again
+            session.rollback()
+            log.exception("telling GitHub about pull request %s failed", pr_row)
     _dispatch_sync(queue, pr_row)
 
 

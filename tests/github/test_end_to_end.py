@@ -162,6 +162,13 @@ def test_a_pull_request_opened_pushed_twice_and_closed(
     assert serves(github, host) == ""
     wait_for(lambda: "Deleted" in comment(), timeout=60, what="the comment to say deleted", describe=comment)
     repo = stub.repos[REPOSITORY.lower()]
-    states = [[s["state"] for s in repo.statuses[d]] for d in repo.deployments]
-    assert states[-1][-1] == "inactive"
-    assert all(history[-1] == "inactive" for history in states)
+
+    def last_states() -> list[str]:
+        return [repo.statuses[d][-1]["state"] if repo.statuses[d] else "" for d in list(repo.deployments)]
+
+    wait_for(
+        lambda: set(last_states()) == {"inactive"},
+        timeout=30,
+        what="every Deployment inactive",
+        describe=last_states,
+    )

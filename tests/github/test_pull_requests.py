@@ -88,10 +88,7 @@ def test_an_opened_pull_request_gets_an_environment_at_its_head_commit(
     assert (pr.head_sha, pr.state, pr.skipped) == (commit(1), "open", "")
     assert pr.title == "Update the README with new information."
     assert "creating pr-2" in outcome
-    assert [job.function for job in queue.jobs] == [
-        "envhub.jobs.environments.converge_environment",
-        "envhub.jobs.github.sync_pull_request",  # the comment says it is being created
-    ]
+    assert [job.function for job in queue.jobs] == ["envhub.jobs.environments.converge_environment"]
     created = session.exec(select(AuditEvent).where(AuditEvent.action == "environment.create")).one()
     assert created.actor == "github"
     shown = environment_summary(session=session, actor=world.owner, environment_id=environment.id)

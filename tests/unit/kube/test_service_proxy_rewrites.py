@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -15,6 +13,7 @@ from envhub.runtime.kubernetes.service_proxy import (
     proxy_prefix,
     service_of,
 )
+from tests.support.loops import run_in_fresh_loop
 
 PREFIX = proxy_prefix("envhub-acme-shop-dev-1", "web", 8080)
 
@@ -52,7 +51,7 @@ def _body(response: httpx.Response) -> bytes:
     async def read() -> bytes:
         return b"".join([chunk async for chunk in response.aiter_raw()])
 
-    return asyncio.run(read())
+    return run_in_fresh_loop(read())
 
 
 def test_links_lose_the_proxy_prefix_however_the_body_is_cut() -> None:
