@@ -114,7 +114,7 @@ class CloudflareClient:
                         hint="Name another tunnel in ENVHUB_CLOUDFLARE_TUNNEL_NAME, or migrate this one "
                         "to remote management in Cloudflare's dashboard.",
                     )
-                return tunnel.id
+                return str(tunnel.id)
         created = _call(
             lambda: tunnels.create(account_id=account, name=self.access.tunnel_name, config_src="cloudflare"),
             "create the tunnel",

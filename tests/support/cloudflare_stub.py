@@ -245,11 +245,12 @@ class CloudflareStub:
                     return _error(400, 1003, "Tunnel name is required")
                 if any(t.name == body["name"] and t.deleted_at is None for t in self.tunnels.values()):
                     return _error(409, 1013, "You already have a tunnel with this name")
-                tunnel = self.add_tunnel(body["name"], config_src=body.get("config_src", "local"))
-                return _ok(tunnel.json())
-        tunnel = self.tunnels.get(rest[0])
-        if tunnel is None:
+                made = self.add_tunnel(body["name"], config_src=body.get("config_src", "local"))
+                return _ok(made.json())
+        found = self.tunnels.get(rest[0])
+        if found is None:
             return _error(404, 1002, "Tunnel not found")
+        tunnel = found
         if rest[1:] == [] and method == "GET":
             return _ok(tunnel.json())
         if rest[1:] == ["token"] and method == "GET":
