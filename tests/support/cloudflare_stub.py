@@ -247,10 +247,10 @@ class CloudflareStub:
                     return _error(409, 1013, "You already have a tunnel with this name")
                 made = self.add_tunnel(body["name"], config_src=body.get("config_src", "local"))
                 return _ok(made.json())
-        found = self.tunnels.get(rest[0])
-        if found is None:
+        existing = self.tunnels.get(rest[0])
+        if existing is None:
             return _error(404, 1002, "Tunnel not found")
-        tunnel = found
+        tunnel = existing
         if rest[1:] == [] and method == "GET":
             return _ok(tunnel.json())
         if rest[1:] == ["token"] and method == "GET":
