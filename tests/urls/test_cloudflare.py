@@ -22,7 +22,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
-from envhub import wiring
+from envhub import launcher, wiring
 from envhub.config import override_settings
 from envhub.domain.kube import namespace_for
 from envhub.domain.public import wildcard_host
@@ -32,7 +32,7 @@ from envhub.integrations.cloudflare import CloudflareAccess, CloudflareClient
 from envhub.queue.locks import RedisLocks
 from envhub.services import ports, reconciliation
 from envhub.urls.cloudflare import CloudflareUrls, Lock
-from tests.conftest import build_settings
+from tests.conftest import build_settings, scrub_envhub_environment
 from tests.support.cloudflare_stub import CloudflareStub, cloudflare_stub
 from tests.support.db import audit_events, other_session
 from tests.support.fakes import FakeQueue
@@ -384,3 +384,30 @@ def test_wiring_picks_the_cloudflare_provider(tmp_path: Path, stub: CloudflareSt
             assert urls.published_environments() == {1}
     finally:
         ports.reset()
+
+
+def test_the_launcher_finds_or_creates_the_tunnel_and_prints_its_token(
+    stub: CloudflareStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scrub_envhub_environment(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        "DATA_DIR": str(tmp_path / "data"),
+        "RUNTIME": "kubernetes",
+        "URL_PROVIDER": "cloudflare",
+        "CLOUDFLARE_API_URL": stub.api_url,
+        "CLOUDFLARE_API_TOKEN": stub.token,
+        "CLOUDFLARE_ACCOUNT_ID": stub.account_id,
+        "CLOUDFLARE_ZONE": ZONE,
+    }.items():
+        monkeypatch.setenv(f"ENVHUB_{name}", value)
+    assert launcher.main(["cloudflare-tunnel"]) == 0
+    tunnel = the_tunnel(stub)
+    assert capsys.readouterr().out.strip() == tunnel
+    assert launcher.main(["cloudflare-tunnel", "--token"]) == 0
+    assert capsys.readouterr().out.strip() == stub.tunnels[tunnel].token
+    assert list(stub.tunnels) == [tunnel]  # found by name the second time
+
+    monkeypatch.setenv("ENVHUB_CLOUDFLARE_API_TOKEN", "wrong")
+    assert launcher.main(["cloudflare-tunnel"]) == 1
+    assert "cloudflare_unauthorized" in capsys.readouterr().err
