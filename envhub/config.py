@@ -46,11 +46,14 @@ class RuntimeKind(StrEnum):
 class UrlProviderKind(StrEnum):
     local = "local"  # envhub's own gateway (``*.localhost``-style names)
     ingress = "ingress"  # an Ingress per environment on a wildcard domain (Kubernetes)
+    cloudflare = "cloudflare"  # a Cloudflare Tunnel per cluster, a rule and a DNS record per environment
 
 
 _DNS_NAME = re.compile(
     r"^(?=.{1,190}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$"
 )
+_CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -120,6 +123,21 @@ class Settings(BaseSettings):
     # controller's default certificate (ingress-nginx --default-ssl-certificate).
     ingress_cluster_issuer: str = ""
     ingress_tls_secret: str = ""
+    # The cloudflare provider (Kubernetes only): https://<env>-<project>-<digest>.<zone> through one
+    # remotely-managed Cloudflare Tunnel per cluster. The token needs Account > Cloudflare Tunnel >
+    # Edit, Zone > DNS > Edit and Zone > Zone > Read.
+    cloudflare_api_token: SecretStr = SecretStr("")
+    cloudflare_account_id: str = ""
+    # The zone (its domain name, e.g. example.com) where each environment gets a proxied CNAME.
+    cloudflare_zone: str = ""
+    # The tunnel to adopt; empty: the account's tunnel named cloudflare_tunnel_name, created if missing.
+    cloudflare_tunnel_id: str = ""
+    cloudflare_tunnel_name: str = "envhub"
+    # Cloudflare's API root; empty: the SDK's (https://api.cloudflare.com/client/v4).
+    cloudflare_api_url: str = ""
+    # How often the reconciler lists what the URL provider published outside the runtime (Cloudflare:
+    # two API calls) and withdraws what belongs to no environment; 0: every reconciler pass.
+    url_sweep_interval: Annotated[float, Field(ge=0)] = 60.0
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
     # Open pages reload on every change pushed through Redis pub/sub, and also
     # at least this often (seconds), in case a notification was lost; 0 turns
@@ -306,6 +324,7 @@ class Settings(BaseSettings):
                 "ENVHUB_INGRESS_CLUSTER_ISSUER and ENVHUB_INGRESS_TLS_SECRET: choose one way to get "
                 "certificates (cert-manager issues one per host; a wildcard Secret covers them all)"
             )
+        self._check_cloudflare()
         if self.url_provider is UrlProviderKind.ingress:
             if self.runtime is not RuntimeKind.kubernetes:
                 raise ValueError("ENVHUB_URL_PROVIDER=ingress needs ENVHUB_RUNTIME=kubernetes")
@@ -314,6 +333,50 @@ class Settings(BaseSettings):
                     "ENVHUB_INGRESS_DOMAIN: required with ENVHUB_URL_PROVIDER=ingress "
                     "(a domain whose wildcard *.<domain> points at your ingress controller)"
                 )
+
+    def _check_cloudflare(self) -> None:
+        self.cloudflare_zone = self.cloudflare_zone.strip().lower().rstrip(".")
+        self.cloudflare_account_id = self.cloudflare_account_id.strip().lower()
+        self.cloudflare_tunnel_id = self.cloudflare_tunnel_id.strip().lower()
+        self.cloudflare_api_url = self.cloudflare_api_url.strip().rstrip("/")
+        if self.cloudflare_zone and not _DNS_NAME.fullmatch(self.cloudflare_zone):
+            raise ValueError(
+                f"ENVHUB_CLOUDFLARE_ZONE: {self.cloudflare_zone!r} is not a DNS name of at least two labels "
+                "and at most 190 characters (environments' hosts add a label of up to 63)"
+            )
+        if self.cloudflare_account_id and not _CLOUDFLARE_ID.fullmatch(self.cloudflare_account_id):
+            raise ValueError(
+                f"ENVHUB_CLOUDFLARE_ACCOUNT_ID: {self.cloudflare_account_id!r} is not a Cloudflare "
+                "account id (32 hexadecimal characters, on the dashboard's overview page)"
+            )
+        if self.cloudflare_tunnel_id and not _UUID.fullmatch(self.cloudflare_tunnel_id):
+            raise ValueError(
+                f"ENVHUB_CLOUDFLARE_TUNNEL_ID: {self.cloudflare_tunnel_id!r} is not a tunnel id (a UUID)"
+            )
+        if not self.cloudflare_tunnel_name.strip():
+            raise ValueError("ENVHUB_CLOUDFLARE_TUNNEL_NAME: must not be empty")
+        if self.cloudflare_api_url:
+            parts = urlsplit(self.cloudflare_api_url)
+            if parts.scheme != "https" and not (
+                parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+            ):
+                raise ValueError(
+                    "ENVHUB_CLOUDFLARE_API_URL: must be an https:// URL (http:// only on loopback)"
+                )
+        if self.url_provider is not UrlProviderKind.cloudflare:
+            return
+        if self.runtime is not RuntimeKind.kubernetes:
+            raise ValueError(
+                "ENVHUB_URL_PROVIDER=cloudflare needs ENVHUB_RUNTIME=kubernetes "
+                "(the tunnel's connector runs in the cluster and routes to environments' Services)"
+            )
+        for name, value in (
+            ("ENVHUB_CLOUDFLARE_API_TOKEN", self.cloudflare_api_token.get_secret_value()),
+            ("ENVHUB_CLOUDFLARE_ACCOUNT_ID", self.cloudflare_account_id),
+            ("ENVHUB_CLOUDFLARE_ZONE", self.cloudflare_zone),
+        ):
+            if not value:
+                raise ValueError(f"{name}: required with ENVHUB_URL_PROVIDER=cloudflare")
 
     @property
     def auth_mode(self) -> AuthMode:

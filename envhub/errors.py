@@ -50,6 +50,12 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── GithubRejected        github_rejected
     │   ├── GithubUnavailable     github_unavailable (retryable)
     │   └── GithubRateLimited     (also a RateLimited)
+    ├── CloudflareError           cloudflare_error
+    │   ├── CloudflareUnauthorized  cloudflare_unauthorized
+    │   ├── CloudflareRejected    cloudflare_rejected
+    │   ├── CloudflareHostTaken   cloudflare_host_taken
+    │   ├── CloudflareUnavailable cloudflare_unavailable (retryable)
+    │   └── CloudflareRateLimited cloudflare_rate_limited (retryable; also a RateLimited)
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
         ├── ProcessExited         process_exited
@@ -460,6 +466,78 @@ class GithubRateLimited(GithubError, RateLimited):
     status = 429
     default_hint = "GitHub's rate limit for these credentials is spent; try again after retry_after seconds."
     advice = "GitHub rate-limited envhub; the work is retried after the limit resets."
+    retryable = True
+
+
+class CloudflareError(EnvhubError):
+    """Cloudflare answered with an error, or did not answer; integrations/cloudflare.py raises a
+    subclass ``from`` the SDK's."""
+
+    code = "cloudflare_error"
+    status = 502
+    default_hint = "Cloudflare refused the request; the message says why."
+    advice = (
+        "Cloudflare refused a request envhub made for the environment's public URL; the message says why."
+    )
+
+
+class CloudflareUnauthorized(CloudflareError):
+    # Not 401: that status means envhub's own sign-in failed, and clients act on it.
+    code = "cloudflare_unauthorized"
+    status = 502
+    default_hint = (
+        "Cloudflare refused ENVHUB_CLOUDFLARE_API_TOKEN: check it has not expired and that it grants "
+        "Account > Cloudflare Tunnel > Edit, Zone > DNS > Edit and Zone > Zone > Read on the zone."
+    )
+    advice = (
+        "Cloudflare refused envhub's API token (ENVHUB_CLOUDFLARE_API_TOKEN). An operator fixes the "
+        "token or its permissions; then redeploy."
+    )
+
+
+class CloudflareRejected(CloudflareError):
+    code = "cloudflare_rejected"
+    status = 502
+    default_hint = (
+        "Cloudflare refused the request as invalid (an unknown account, zone or tunnel, or a bad "
+        "value); the message quotes Cloudflare's error."
+    )
+    advice = (
+        "Cloudflare refused a change envhub asked for; the message quotes why. "
+        "An operator checks the settings."
+    )
+
+
+class CloudflareHostTaken(CloudflareError):
+    """A DNS record envhub did not make already holds the environment's host name."""
+
+    code = "cloudflare_host_taken"
+    status = 409
+    default_hint = (
+        "Remove or rename the DNS record that holds this name in the zone (envhub never touches "
+        "records it did not make), then redeploy."
+    )
+    advice = (
+        "Another DNS record already holds this environment's host name. "
+        "Remove it in Cloudflare, then redeploy."
+    )
+
+
+class CloudflareUnavailable(CloudflareError):
+    code = "cloudflare_unavailable"
+    status = 503
+    default_hint = "Cloudflare did not answer or had an error; envhub retries its jobs, try again shortly."
+    advice = "Cloudflare was unreachable or failing; envhub retries by itself."
+    retryable = True
+
+
+class CloudflareRateLimited(CloudflareError, RateLimited):
+    """Cloudflare's API rate limit; ``details["retry_after"]`` is in seconds when Cloudflare said."""
+
+    code = "cloudflare_rate_limited"
+    status = 429
+    default_hint = "Cloudflare's API rate limit for the token is spent; envhub retries after it resets."
+    advice = "Cloudflare rate-limited envhub; the work is retried after the limit resets."
     retryable = True
 
 

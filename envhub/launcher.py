@@ -320,6 +320,37 @@ def _stop_local_environments(settings: Settings) -> None:
         print(f"envhub: stopped {stopped} local environment(s); they restart with envhub", flush=True)
 
 
+def cloudflare_tunnel(settings: Settings, *, token: bool) -> int:
+    """The cloudflare provider's tunnel (adopted, found by name or created): print its id, or
+    with ``token`` only its connector token, for the Secret the chart's cloudflared reads."""
+    from envhub.config import UrlProviderKind
+    from envhub.errors import EnvhubError
+    from envhub.integrations.cloudflare import CloudflareAccess, CloudflareClient
+
+    if settings.url_provider is not UrlProviderKind.cloudflare:
+        raise ConfigurationError(
+            "ENVHUB_URL_PROVIDER is not cloudflare", hint="Set the ENVHUB_CLOUDFLARE_* settings first."
+        )
+    client = CloudflareClient(
+        CloudflareAccess(
+            api_token=settings.cloudflare_api_token.get_secret_value(),
+            account_id=settings.cloudflare_account_id,
+            zone=settings.cloudflare_zone,
+            tunnel_id=settings.cloudflare_tunnel_id,
+            tunnel_name=settings.cloudflare_tunnel_name,
+            base_url=settings.cloudflare_api_url or None,
+        )
+    )
+    try:
+        print(client.tunnel_token() if token else client.tunnel_id())
+    except EnvhubError as exc:
+        print(f"envhub: {exc.code}: {exc.message}\n  {exc.hint}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
 def _redact(url: str) -> str:
     return redact_url(url)
 
@@ -337,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="an RQ worker, with the reconciler and the runtime's status watch")
     sub.add_parser("login-link", help="print a fresh one-time sign-in link (single-user mode)")
+    tunnel_parser = sub.add_parser(
+        "cloudflare-tunnel",
+        help="find or create the cloudflare URL provider's tunnel (unless an id is set); print its id",
+    )
+    tunnel_parser.add_argument(
+        "--token", action="store_true", help="print the tunnel's token for the cloudflared connector instead"
+    )
     audit_parser = sub.add_parser("audit", help="the audit log")
     audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True)
     verify_parser = audit_sub.add_parser(
@@ -362,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
             wiring.install()
             return worker.main()
+        if args.command == "cloudflare-tunnel":
+            return cloudflare_tunnel(load_settings(), token=args.token)
         if args.command == "audit":
             return audit_verify(load_settings(), incremental=args.incremental)
         return run(args)

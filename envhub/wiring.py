@@ -7,7 +7,9 @@ through ``envhub.services.ports`` and never names an adapter.
 * runtime: ``ENVHUB_RUNTIME`` (the local sandbox, or Kubernetes);
 * public URLs: ``ENVHUB_URL_PROVIDER``: envhub's own gateway on
   ``*.localhost``-style names (on Kubernetes through the API server's service
-  proxy), or an Ingress per environment on a wildcard domain;
+  proxy), an Ingress per environment on a wildcard domain, or a Cloudflare
+  Tunnel (a rule and a DNS record per environment, the tunnel's configuration
+  changed under a Redis lock shared by the workers);
 * job queue: RQ on ``ENVHUB_REDIS_URL`` (none without it: enqueuing fails with
   a configuration error and the reconciler has nothing to re-drive through);
 * change notifications: Redis pub/sub when there is a Redis, else this
@@ -20,13 +22,16 @@ import functools
 
 from envhub.config import UrlProviderKind, get_settings
 from envhub.errors import ConfigurationError
+from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.queue.base import ChangeNotifier
 from envhub.queue.changes import LocalChanges, RedisChanges
+from envhub.queue.locks import RedisLocks
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.runtime import get_runtime
 from envhub.runtime.base import Runtime
 from envhub.services import ports
 from envhub.urls.base import UrlProvider
+from envhub.urls.cloudflare import CloudflareUrls
 from envhub.urls.ingress import IngressUrls
 from envhub.urls.local import LocalUrls
 
@@ -48,6 +53,18 @@ class SettingsAdapters:
                 cluster_issuer=settings.ingress_cluster_issuer,
                 tls_secret=settings.ingress_tls_secret,
             )
+        if settings.url_provider is UrlProviderKind.cloudflare:
+            access = CloudflareAccess(
+                api_token=settings.cloudflare_api_token.get_secret_value(),
+                account_id=settings.cloudflare_account_id,
+                zone=settings.cloudflare_zone,
+                tunnel_id=settings.cloudflare_tunnel_id,
+                tunnel_name=settings.cloudflare_tunnel_name,
+                base_url=settings.cloudflare_api_url or None,
+            )
+            # Without Redis there is one process (no workers): its own lock serialises it.
+            lock = RedisLocks(settings.redis_url) if settings.redis_url else None
+            return CloudflareUrls(api=shared_client(access), zone=settings.cloudflare_zone, lock=lock)
         return LocalUrls(base_url=settings.base_url, domain=settings.local_url_domain)
 
     def queue(self) -> RedisJobQueue:

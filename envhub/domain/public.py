@@ -53,3 +53,28 @@ def wildcard_host(*, environment: str, project: str, team: str, domain: str) -> 
     digest = hashlib.sha256(f"{team}/{project}/{environment}".encode()).hexdigest()[:_DIGEST]
     readable = f"{environment}-{project}"[: DNS_LABEL_MAX - _DIGEST - 1].rstrip("-")
     return f"{readable}-{digest}.{domain}"
+
+
+# -- Cloudflare Tunnel (the ``cloudflare`` URL provider) ----------------------------------------
+
+# A remotely-managed tunnel's DNS target: every environment's CNAME points here.
+TUNNEL_TARGET_SUFFIX = ".cfargotunnel.com"
+# What a tunnel configuration ends with when it has no catch-all of its own:
+# cloudflared refuses a configuration whose last rule matches only some hosts.
+CATCH_ALL_SERVICE = "http_status:404"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRecord:
+    """One DNS record of the zone, as envhub reads it (envhub's or not: see ``comment``)."""
+
+    id: str
+    name: str
+    type: str
+    content: str
+    proxied: bool = False
+    comment: str = ""
+
+
+def tunnel_target(tunnel_id: str) -> str:
+    return f"{tunnel_id}{TUNNEL_TARGET_SUFFIX}"

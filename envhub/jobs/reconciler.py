@@ -29,12 +29,15 @@ def lease_seconds(interval: float) -> float:
 
 def reconcile_once() -> ReconcileReport:
     with session_scope() as session:
-        report = reconcile(session=session, queue=ports.queue(), runtime=ports.runtime())
+        report = reconcile(
+            session=session, queue=ports.queue(), runtime=ports.runtime(), urls=ports.url_provider()
+        )
     if (
         report.requeued
         or report.restarted
         or report.started
         or report.orphans_removed
+        or report.urls_withdrawn
         or report.deliveries_redriven
         or report.syncs_redriven
     ):

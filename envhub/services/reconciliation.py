@@ -9,12 +9,15 @@ work can be lost, so each tick looks at every live environment and:
   starts a fresh attempt;
 * starts a run for an environment whose observed state lags its desired state
   with no run in flight (and for a ``ready`` one whose processes are gone);
-* removes runtime leftovers that belong to no live environment (orphans).
+* removes runtime leftovers that belong to no live environment (orphans), and
+  what the URL provider published outside the runtime (a Cloudflare DNS record
+  and tunnel rule) for no live environment.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +26,7 @@ from sqlmodel import Session, col, select
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
+from envhub.errors import EnvhubError
 from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
@@ -30,6 +34,7 @@ from envhub.runtime.base import Runtime, RuntimeState
 from envhub.services import jobruns, pull_requests, webhooks
 from envhub.services.common import audit
 from envhub.services.convergence import RESYNC
+from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ class ReconcileReport:
     restarted: list[int] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
     orphans_removed: list[int] = field(default_factory=list)
+    urls_withdrawn: list[int] = field(default_factory=list)  # public URLs of no live environment
     resynced: list[int] = field(default_factory=list)
     deliveries_redriven: list[int] = field(default_factory=list)  # GitHub webhook deliveries
     syncs_redriven: list[int] = field(default_factory=list)  # pull requests GitHub was not told about
@@ -57,13 +63,16 @@ class _NoProgress:
     def heartbeat(self) -> None: ...
 
 
-def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> ReconcileReport:
+def reconcile(
+    *, session: Session, queue: JobQueue, runtime: Runtime, urls: UrlProvider | None = None
+) -> ReconcileReport:
     report = ReconcileReport()
     settings = get_settings()
-    # List what the runtime has *before* reading the database: anything created
-    # after this line belongs to a row committed before it, so it is never
-    # mistaken for an orphan.
+    # List what the runtime and the URL provider have *before* reading the
+    # database: anything created after these lines belongs to a row committed
+    # before them, so it is never mistaken for an orphan.
     managed = runtime.managed_environments()
+    published = _published(urls) if urls is not None and _sweep_due(settings.url_sweep_interval) else None
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.job_stale_after)
     live = list(session.exec(select(Environment).where(Environment.phase != Phase.deleted)))
@@ -116,7 +125,52 @@ def reconcile(*, session: Session, queue: JobQueue, runtime: Runtime) -> Reconci
         )
         session.commit()
         report.orphans_removed.append(orphan)
+    if urls is not None and published is not None:
+        report.urls_withdrawn = _withdraw_orphans(session, urls, published - live_ids)
     return report
+
+
+_last_sweep: list[float] = []  # when this process (the leader) last swept public URLs
+
+
+def _sweep_due(interval: float) -> bool:
+    now = time.monotonic()
+    if _last_sweep and now - _last_sweep[-1] < interval:
+        return False
+    _last_sweep[:] = [now]
+    return True
+
+
+def _published(urls: UrlProvider) -> set[int] | None:
+    try:
+        return urls.published_environments()
+    except EnvhubError as exc:  # Cloudflare down: the next tick sweeps
+        log.warning("reconciler: could not list published URLs: %s", exc.message)
+        return None
+
+
+def _withdraw_orphans(session: Session, urls: UrlProvider, orphans: set[int]) -> list[int]:
+    withdrawn: list[int] = []
+    for orphan in sorted(orphans):
+        try:
+            urls.withdraw(orphan)
+        except EnvhubError as exc:
+            log.warning(
+                "reconciler: could not withdraw the public URL of environment %s: %s", orphan, exc.message
+            )
+            continue
+        audit(
+            session,
+            SYSTEM,
+            "environment.url_orphan_removed",
+            target_type="environment",
+            target_id=orphan,
+            target=f"environment {orphan}",
+            team_id=None,
+        )
+        session.commit()
+        withdrawn.append(orphan)
+    return withdrawn
 
 
 def _lags(environment: Environment, runtime: Runtime) -> bool:

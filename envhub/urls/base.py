@@ -5,6 +5,12 @@ cluster, the Ingress the runtime applies with the environment's other objects)
 is known before anything runs, so the environment is told its own URL
 (``ENVHUB_PUBLIC_URL``). ``publish`` is idempotent and returns the URL;
 ``unpublish`` of an unknown environment returns quietly.
+
+A provider that registers something outside the environment's own objects (a
+DNS record, a tunnel rule) lists the environments it has published for
+(``published_environments``), so the reconciler can ``withdraw`` what belongs
+to no environment; providers whose routes live and die with the environment's
+namespace (local, ingress) list nothing.
 """
 
 from __future__ import annotations
@@ -26,3 +32,9 @@ class UrlProvider(Protocol):
 
     def unpublish(self, target: EnvironmentTarget) -> None:
         """Stop routing to the environment. Quiet when nothing is published."""
+
+    def published_environments(self) -> set[int]:
+        """Ids of the environments the provider holds something for outside the runtime."""
+
+    def withdraw(self, environment_id: int) -> None:
+        """Remove what the provider holds for an environment known only by id. Quiet when none."""

@@ -42,3 +42,9 @@ class IngressUrls:
 
     def unpublish(self, target: EnvironmentTarget) -> None:
         return None  # the Ingress goes with the environment's namespace
+
+    def published_environments(self) -> set[int]:
+        return set()  # the Ingress goes with the environment's namespace
+
+    def withdraw(self, environment_id: int) -> None:
+        return None

@@ -56,3 +56,9 @@ class LocalUrls:
         if len(labels) != 3 or not all(labels):
             return None
         return HostRoute(environment=labels[0], project=labels[1], team=labels[2])
+
+    def published_environments(self) -> set[int]:
+        return set()  # the gateway routes by name: nothing is registered
+
+    def withdraw(self, environment_id: int) -> None:
+        return None

@@ -35,6 +35,17 @@ Helm = Callable[..., subprocess.CompletedProcess[str]]
 Objects = list[dict[str, Any]]
 
 WORKER, WEB = f"{RELEASE}-worker", f"{RELEASE}-web"
+CLOUDFLARED = f"{RELEASE}-cloudflared"
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+TUNNEL = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
+# The cloudflare provider with everything it needs; the last entry names the connector's Secret.
+CLOUDFLARE_SETS = [
+    "envhub.urls.provider=cloudflare",
+    f"envhub.urls.cloudflare.accountId={ACCOUNT}",
+    "envhub.urls.cloudflare.zone=example.com",
+    "secrets.cloudflareApiToken.name=envhub-cloudflare",
+    "secrets.cloudflareTunnelToken.name=envhub-tunnel",
+]
 # Settings the chart passes ahead of envhub/config.py: drop a name from here once
 # Settings reads it. (Sign-in and encryption are read since issue 4.)
 SETTINGS_AHEAD_OF_CONFIG: set[str] = set()
@@ -247,7 +258,27 @@ def test_every_envhub_setting_the_chart_sets_is_one_envhub_reads(objects: Object
         (["ingress.enabled=true"], "envhub would be reachable without sign-in"),
         (["envhub.oidc.issuer=https://id.example.com"], "say who may sign in"),
         (["envhub.urls.provider=ingress"], "envhub.urls.ingress.domain: required"),
-        (["envhub.urls.provider=cloud"], "envhub.urls.provider: local or ingress"),
+        (["envhub.urls.provider=cloud"], "envhub.urls.provider: local, ingress or cloudflare"),
+        (["envhub.urls.provider=cloudflare"], "envhub.urls.cloudflare.accountId: required"),
+        (
+            ["envhub.urls.provider=cloudflare", f"envhub.urls.cloudflare.accountId={ACCOUNT}"],
+            "envhub.urls.cloudflare.zone: required",
+        ),
+        (
+            [
+                "envhub.urls.provider=cloudflare",
+                f"envhub.urls.cloudflare.accountId={ACCOUNT}",
+                "envhub.urls.cloudflare.zone=example.com",
+            ],
+            "secrets.cloudflareApiToken.name is required",
+        ),
+        (
+            [*CLOUDFLARE_SETS[:-1]],
+            "secrets.cloudflareTunnelToken.name is required with the cloudflared connector",
+        ),
+        ([*CLOUDFLARE_SETS, "envhub.urls.cloudflare.tunnelId=tunnel-1"], "tunnelId: a tunnel id"),
+        ([*CLOUDFLARE_SETS, "envhub.urls.cloudflare.connector.image.tag="], "image.tag: required"),
+        (["envhub.settings.ENVHUB_CLOUDFLARE_API_TOKEN=x"], "ENVHUB_CLOUDFLARE_API_TOKEN is a secret"),
     ],
 )
 def test_unsafe_or_incomplete_values_fail_to_render(helm: Helm, sets: list[str], message: str) -> None:
@@ -605,3 +636,75 @@ def test_local_urls_are_the_default_with_their_domain(render: Render) -> None:
         "local",
         "envs.example.com",
     )
+
+
+@pytest.mark.parametrize("version", VALIDATE_AT)
+def test_the_cloudflare_provider_runs_the_connector_from_the_tunnel_token(
+    render: Render, version: str
+) -> None:
+    objects = render(
+        values=[PRODUCTION_VALUES], sets=[*CLOUDFLARE_SETS, f"envhub.urls.cloudflare.tunnelId={TUNNEL}"]
+    )
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+    settings = find(objects, "ConfigMap", RELEASE)["data"]
+    assert {
+        name: value for name, value in settings.items() if "CLOUDFLARE" in name or "URL_PROVIDER" in name
+    } == {
+        "ENVHUB_URL_PROVIDER": "cloudflare",
+        "ENVHUB_CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "ENVHUB_CLOUDFLARE_ZONE": "example.com",
+        "ENVHUB_CLOUDFLARE_TUNNEL_ID": TUNNEL,
+        "ENVHUB_CLOUDFLARE_TUNNEL_NAME": "envhub",
+    }
+    # The connector runs here: environments accept its traffic.
+    assert settings["ENVHUB_KUBE_INGRESS_NAMESPACES"] == f"envhub-system,ingress-nginx,{NAMESPACE}"
+
+    connector = find(objects, "Deployment", CLOUDFLARED)
+    spec = connector["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["image"] == "cloudflare/cloudflared:2025.11.1"
+    assert container["args"] == ["tunnel", "--no-autoupdate", "--metrics", "0.0.0.0:2000", "run"]
+    assert env_of(container) == {
+        "TUNNEL_TOKEN": {
+            "name": "TUNNEL_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "envhub-tunnel", "key": "cloudflare-tunnel-token"}},
+        }
+    }
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec  # no API access: the namespace's default, without a token
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert connector["spec"]["replicas"] == 2
+
+    api_token = {
+        "name": "ENVHUB_CLOUDFLARE_API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "envhub-cloudflare", "key": "cloudflare-api-token"}},
+    }
+    for name in (WEB, WORKER):
+        [envhub] = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert env_of(envhub)["ENVHUB_CLOUDFLARE_API_TOKEN"] == api_token
+        assert "TUNNEL_TOKEN" not in env_of(envhub)
+    [migrate] = find(objects, "Job", f"{RELEASE}-migrate")["spec"]["template"]["spec"]["containers"]
+    assert env_of(migrate)["ENVHUB_URL_PROVIDER"] == {"name": "ENVHUB_URL_PROVIDER", "value": "local"}
+    assert "ENVHUB_CLOUDFLARE_API_TOKEN" not in env_of(migrate)
+
+    # Neither the gateway's service proxy nor Ingresses: Cloudflare routes to Services directly.
+    worker, web = rules(objects, WORKER), rules(objects, WEB)
+    assert needs.granted(worker) - needs.worker_needs() == {
+        ("rbac.authorization.k8s.io", "clusterroles", "bind"),
+        ("cert-manager.io", "certificates", "create"),
+        ("cert-manager.io", "certificates", "patch"),
+        ("cert-manager.io", "certificates", "delete"),
+    }
+    assert needs.granted(web) == needs.web_needs(local_urls=False)
+
+
+def test_the_connector_is_optional_and_absent_for_other_providers(
+    render: Render, default_objects: Objects
+) -> None:
+    assert [o for o in default_objects if o["metadata"]["name"] == CLOUDFLARED] == []
+    objects = render(sets=[*CLOUDFLARE_SETS[:-1], "envhub.urls.cloudflare.connector.enabled=false"])
+    assert [o for o in objects if o["metadata"]["name"] == CLOUDFLARED] == []
+    assert find(objects, "ConfigMap", RELEASE)["data"]["ENVHUB_KUBE_INGRESS_NAMESPACES"] == "envhub-system"

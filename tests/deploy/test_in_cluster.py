@@ -270,6 +270,73 @@ def test_envhubs_pods_start_with_every_setting_resolved(
     wait_for(migrations_running, timeout=30, what="the migrations pod to start", describe=pods)
 
 
+def test_the_cloudflared_connector_applies_and_starts_with_its_token(
+    installed: list[dict[str, Any]],
+    admin: client.ApiClient,
+    cluster: Any,
+    kube_tools: KubeTools,
+    helm: Helm,
+    tmp_path: Path,
+) -> None:
+    """The cloudflare provider's connector, rendered for 1.20 beside the release and server-side
+    applied: stored as rendered, and its pods start with the tunnel token resolved from its Secret."""
+    done = helm(
+        *template_args(
+            values=[PRODUCTION_VALUES],
+            sets=[
+                "rbac.admissionGuard.enabled=false",
+                "envhub.urls.provider=cloudflare",
+                "envhub.urls.cloudflare.accountId=0123456789abcdef0123456789abcdef",
+                "envhub.urls.cloudflare.zone=example.com",
+                "secrets.cloudflareApiToken.name=envhub-cloudflare",
+                "secrets.cloudflareTunnelToken.name=envhub-tunnel",
+            ],
+            kube_version="1.20.2",
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    [connector] = [
+        doc
+        for doc in yaml.safe_load_all(done.stdout)
+        if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == f"{RELEASE}-cloudflared"
+    ]
+    core, apps = client.CoreV1Api(admin), client.AppsV1Api(admin)
+    core.create_namespaced_secret(
+        NAMESPACE,
+        {"metadata": {"name": "envhub-tunnel"}, "stringData": {"cloudflare-tunnel-token": "eyJhIjoi..."}},
+    )
+    manifest = tmp_path / "cloudflared.yaml"
+    manifest.write_text(yaml.safe_dump(connector))
+    applied = subprocess.run(
+        [str(kube_tools.kubectl), "apply", "--server-side", "--field-manager=helm", "-f", str(manifest)],
+        capture_output=True,
+        text=True,
+        env={"KUBECONFIG": str(cluster.kubeconfig), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    stored = apps.read_namespaced_deployment(f"{RELEASE}-cloudflared", NAMESPACE)
+    [container] = stored.spec.template.spec.containers
+    assert container.env[0].value_from.secret_key_ref.name == "envhub-tunnel"
+    assert stored.spec.template.spec.automount_service_account_token is False
+
+    def pods() -> str:
+        selector = "app.kubernetes.io/component=cloudflared"
+        listing = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        return "\n".join(
+            f"{p.metadata.name}: {p.status.phase} {p.status.container_statuses}" for p in listing
+        )
+
+    def started() -> bool:
+        selector = "app.kubernetes.io/component=cloudflared"
+        listing = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        return len(listing) == 2 and all(pod.status.phase == "Running" for pod in listing)
+
+    # A missing Secret or key would hold them in CreateContainerConfigError.
+    wait_for(started, timeout=30, what="2 cloudflared pods running", describe=pods)
+
+
 # -- what the API server lets each account do -----------------------------------------
 
 

@@ -72,12 +72,12 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
   "ENVHUB_BASE_URL" .Values.envhub.baseUrl
   "ENVHUB_QUEUE_NAME" .Values.envhub.queueName
   "ENVHUB_DATA_DIR" "/var/lib/envhub"
-  "ENVHUB_KUBE_INGRESS_NAMESPACES" (join "," .Values.envhub.urlProviderNamespaces)
+  "ENVHUB_KUBE_INGRESS_NAMESPACES" (join "," (include "envhub.urlProviderNamespaces" . | fromJsonArray))
   "ENVHUB_KUBE_OWN_NAMESPACE" .Release.Namespace
   "ENVHUB_URL_PROVIDER" .Values.envhub.urls.provider
 }}
-{{- if not (has .Values.envhub.urls.provider (list "local" "ingress")) }}
-{{- fail "envhub.urls.provider: local or ingress" }}
+{{- if not (has .Values.envhub.urls.provider (list "local" "ingress" "cloudflare")) }}
+{{- fail "envhub.urls.provider: local, ingress or cloudflare" }}
 {{- end }}
 {{- with .Values.envhub.urls.localUrlDomain }}
 {{- $_ := set $settings "ENVHUB_LOCAL_URL_DOMAIN" . }}
@@ -96,6 +96,32 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- end }}
 {{- with $ingress.tlsSecret }}
 {{- $_ := set $settings "ENVHUB_INGRESS_TLS_SECRET" . }}
+{{- end }}
+{{- end }}
+{{- if eq .Values.envhub.urls.provider "cloudflare" }}
+{{- $cf := .Values.envhub.urls.cloudflare }}
+{{- if not (regexMatch "^[0-9a-fA-F]{32}$" ($cf.accountId | toString)) }}
+{{- fail "envhub.urls.cloudflare.accountId: required with envhub.urls.provider=cloudflare (32 hexadecimal characters)" }}
+{{- end }}
+{{- if not $cf.zone }}
+{{- fail "envhub.urls.cloudflare.zone: required with envhub.urls.provider=cloudflare (the zone's name, e.g. example.com)" }}
+{{- end }}
+{{- if not .Values.secrets.cloudflareApiToken.name }}
+{{- fail "secrets.cloudflareApiToken.name is required with envhub.urls.provider=cloudflare: the Secret holding ENVHUB_CLOUDFLARE_API_TOKEN (see values.yaml)" }}
+{{- end }}
+{{- if and $cf.connector.enabled (not .Values.secrets.cloudflareTunnelToken.name) }}
+{{- fail "secrets.cloudflareTunnelToken.name is required with the cloudflared connector: the Secret holding the tunnel's token (see values.yaml)" }}
+{{- end }}
+{{- if and $cf.tunnelId (not (regexMatch "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" $cf.tunnelId)) }}
+{{- fail "envhub.urls.cloudflare.tunnelId: a tunnel id (a UUID), or empty" }}
+{{- end }}
+{{- $_ := set $settings "ENVHUB_CLOUDFLARE_ACCOUNT_ID" ($cf.accountId | toString | lower) }}
+{{- $_ := set $settings "ENVHUB_CLOUDFLARE_ZONE" $cf.zone }}
+{{- with $cf.tunnelId }}
+{{- $_ := set $settings "ENVHUB_CLOUDFLARE_TUNNEL_ID" . }}
+{{- end }}
+{{- with $cf.tunnelName }}
+{{- $_ := set $settings "ENVHUB_CLOUDFLARE_TUNNEL_NAME" . }}
 {{- end }}
 {{- end }}
 {{- with .Values.envhub.oidc.issuer }}
@@ -122,12 +148,22 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- if not (hasPrefix "ENVHUB_" $name) }}
 {{- fail (printf "envhub.settings: %s is not an ENVHUB_* setting" $name) }}
 {{- end }}
-{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET") }}
+{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET" "ENVHUB_CLOUDFLARE_API_TOKEN") }}
 {{- fail (printf "envhub.settings: %s is a secret; name its Secret under secrets instead" $name) }}
 {{- end }}
 {{- $_ := set $settings $name (toString $value) }}
 {{- end }}
 {{- toYaml $settings }}
+{{- end }}
+
+{{/* Where the public-URL provider's proxies run, as a JSON list: the values', plus this
+namespace for the cloudflare provider (its cloudflared connector runs here). */}}
+{{- define "envhub.urlProviderNamespaces" -}}
+{{- $namespaces := .Values.envhub.urlProviderNamespaces }}
+{{- if and (eq .Values.envhub.urls.provider "cloudflare") .Values.envhub.urls.cloudflare.connector.enabled }}
+{{- $namespaces = append $namespaces .Release.Namespace | uniq }}
+{{- end }}
+{{- toJson $namespaces }}
 {{- end }}
 
 {{/* One secretKeyRef env entry; .required fails the render when the Secret is not named. */}}
@@ -147,7 +183,7 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 (with "only") the named ones. Call with (dict "root" $ "only" (list ...)). */}}
 {{- define "envhub.secretsEnv" -}}
 {{- $root := .root }}
-{{- $only := .only | default (list "databaseUrl" "redisUrl" "secretKey" "encryptionKey" "oidcClientSecret") }}
+{{- $only := .only | default (list "databaseUrl" "redisUrl" "secretKey" "encryptionKey" "oidcClientSecret" "cloudflareApiToken") }}
 {{- $s := $root.Values.secrets }}
 {{- if has "databaseUrl" $only }}
 {{- include "envhub.secretEnv" (dict "env" "ENVHUB_DATABASE_URL" "field" "databaseUrl" "ref" $s.databaseUrl "required" true) }}
@@ -168,6 +204,9 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- end }}
 {{- if has "oidcClientSecret" $only }}
 {{- include "envhub.secretEnv" (dict "env" "ENVHUB_OIDC_CLIENT_SECRET" "field" "oidcClientSecret" "ref" $s.oidcClientSecret "required" false) }}
+{{- end }}
+{{- if and (has "cloudflareApiToken" $only) (eq $root.Values.envhub.urls.provider "cloudflare") }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_CLOUDFLARE_API_TOKEN" "field" "cloudflareApiToken" "ref" $s.cloudflareApiToken "required" true) }}
 {{- end }}
 {{- end }}
 
