@@ -185,3 +185,6 @@ def github(app_url: str, connected: Connected) -> Iterator[GitHub]:
 # (tests/api), envhub under Granian for the MCP client (tests/mcp).
 from tests.api.conftest import api_url, clients  # noqa: E402, F401
 from tests.cli.conftest import cli, people, serve  # noqa: E402, F401
+
+# Real workers for the tests that run pull requests end to end (tests/github/live.py).
+from tests.github.live import worker_settings, workers  # noqa: E402, F401

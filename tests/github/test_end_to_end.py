@@ -4,86 +4,23 @@ the local runtime; the environment serves each head commit and goes when the pul
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from envhub.config import Settings, override_settings
+from envhub.config import Settings
 from envhub.domain.phases import Phase
 from envhub.models import Environment, GithubConnection, JobRun, Project, PullRequest
-from envhub.runtime.local import LocalRuntime
-from envhub.services import ports
-from tests.conftest import build_settings
 from tests.github.conftest import REPOSITORY, Examples, GitHub
+from tests.github.live import Repository, serves
 from tests.support.db import fetch
 from tests.support.github_stub import GithubStub
-from tests.support.runtime import kill_environments
 from tests.support.waiting import wait_for
 from tests.support.workers import Workers
 
 pytestmark = pytest.mark.slow
-
-DEBOUNCE = 1.5
-
-
-@pytest.fixture
-def worker_settings(settings: Settings) -> Iterator[Settings]:
-    values = {
-        **settings.model_dump(),
-        "reconcile_interval": 0.5,
-        "job_stale_after": 2.0,
-        "allow_local_repos": True,
-        "github_debounce_seconds": DEBOUNCE,
-    }
-    with override_settings(build_settings(**values)) as configured:
-        ports.reset()
-        yield configured
-    ports.reset()
-
-
-@pytest.fixture
-def workers(worker_settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    extra = {"ENVHUB_ALLOW_LOCAL_REPOS": "true", "ENVHUB_GITHUB_DEBOUNCE_SECONDS": str(DEBOUNCE)}
-    pool = Workers(worker_settings, tmp_path, extra)
-    yield pool
-    pool.stop_all()
-    kill_environments(LocalRuntime(worker_settings.envs_dir))
-
-
-class Repository:
-    """A git repository on disk whose commits say which they are."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        self.git("init", "--quiet", "--initial-branch=main")
-
-    def git(self, *args: str) -> str:
-        identity = ["-c", "user.name=Codertocat", "-c", "user.email=codertocat@example.com"]
-        done = subprocess.run(
-            ["git", *identity, *args], cwd=self.path, check=True, capture_output=True, text=True
-        )
-        return done.stdout.strip()
-
-    def commit(self, text: str) -> str:
-        (self.path / "index.html").write_text(text)
-        self.git("add", "index.html")
-        self.git("commit", "--quiet", "-m", text)
-        return self.git("rev-parse", "HEAD")
-
-
-def serves(github: GitHub, host: str) -> str:
-    """What the environment answers through envhub's gateway ("" while it does not)."""
-    try:
-        answer = github.client.get("/index.html", headers={"Host": host}, timeout=10)
-    except httpx.HTTPError:
-        return ""
-    return answer.text if answer.status_code == 200 else ""
 
 
 def test_a_pull_request_opened_pushed_twice_and_closed(
