@@ -169,6 +169,15 @@ def converge_pull_request(
             return f"deleting its environment ({reason})"
         return f"no environment ({reason})"
     if not live:
+        orphan = _unlinked(session, pr)
+        if orphan is not None:  # made by an earlier try of this delivery that died before linking it
+            pr = _reload(session, pr)
+            pr.environment_id, pr.skipped = orphan.id, ""
+            session.add(pr)
+            session.commit()
+            return converge_pull_request(
+                session=session, queue=queue, connection=connection, pr=pr, debounce=debounce
+            )
         made = environments.create_environment(
             session=session,
             actor=GITHUB,
@@ -206,6 +215,30 @@ def _reload(session: Session, pr: PullRequest) -> PullRequest:
     return fresh
 
 
+def _unlinked(session: Session, pr: PullRequest) -> Environment | None:
+    """A live ``pr-<number>`` environment made by a pull request that no pull request links."""
+    candidates = session.exec(
+        select(Environment).where(
+            Environment.project_id == pr.project_id,
+            col(Environment.name).in_([pull_request_environment_name(pr.number), _sha_name(pr)]),
+            Environment.trigger == Trigger.pull_request,
+            Environment.desired_state == "present",
+            Environment.phase != Phase.deleted,
+        )
+    )
+    for candidate in candidates:
+        linked = session.exec(
+            select(PullRequest.id).where(PullRequest.environment_id == candidate.id)
+        ).first()
+        if linked is None:
+            return candidate
+    return None
+
+
+def _sha_name(pr: PullRequest) -> str:
+    return f"{pull_request_environment_name(pr.number)}-{pr.head_sha[:7]}"
+
+
 def _free_name(session: Session, pr: PullRequest) -> str:
     """``pr-<number>``, or with the head commit when someone already took that name by hand."""
     name = pull_request_environment_name(pr.number)
@@ -216,7 +249,7 @@ def _free_name(session: Session, pr: PullRequest) -> str:
             Environment.phase != Phase.deleted,
         )
     ).first()
-    return name if taken is None else f"{name}-{pr.head_sha[:7]}"
+    return name if taken is None else _sha_name(pr)
 
 
 def _push_event(

@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 DELIVERY_JOB = "envhub.jobs.github.handle_delivery"
 # A delivery still queued after this long was lost on its way to a worker.
 _REDRIVE_AFTER = timedelta(seconds=30)
+# The queue may go on calling a job "started" long after its worker was killed (until RQ's
+# own timeout): past this, a delivery is handed over again even then. Applying one twice is
+# safe (a pull request adopts the environment an earlier try made); a live job waits on GitHub
+# for a minute at most.
+_STUCK_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -167,15 +172,16 @@ def redrive_deliveries(*, session: Session, queue: JobQueue) -> list[int]:
     """Hand deliveries that waited too long back to the queue (the reconciler calls this)."""
     before = utcnow() - _REDRIVE_AFTER
     stuck = session.exec(
-        select(WebhookDelivery.id)
+        select(WebhookDelivery.id, WebhookDelivery.received_at)
         .where(WebhookDelivery.state == "queued", col(WebhookDelivery.received_at) < before)
         .order_by(col(WebhookDelivery.id))
         .limit(100)
     )
     redriven = []
-    for delivery_row in stuck:
+    long_ago = utcnow() - _STUCK_AFTER
+    for delivery_row, received_at in stuck:
         assert delivery_row is not None
-        if queue.is_pending(f"github-delivery-{delivery_row}"):
+        if received_at > long_ago and queue.is_pending(f"github-delivery-{delivery_row}"):
             continue
         if not _dispatch(queue, delivery_row):
             break

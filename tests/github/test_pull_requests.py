@@ -317,3 +317,25 @@ def test_deleting_the_project_removes_its_connection_and_pull_requests(
     session.commit()
     late = github.send("pull_request", examples.pull_request("reopened", sha=commit(1)))
     assert late.status_code == 401  # nobody's secret any more: nothing happens
+
+
+def test_an_environment_an_earlier_try_made_but_never_linked_is_adopted_not_made_twice(
+    deliver: Deliver, examples: Examples, session: Session, project: Any, queue: FakeQueue
+) -> None:
+    from envhub.services.environments import create_environment
+    from envhub.services.pull_requests import GITHUB
+
+    # A delivery job made the environment, then its worker died before linking it to the pull request.
+    create_environment(
+        session=session,
+        actor=GITHUB,
+        queue=queue,
+        project_id=project.id,
+        name="pr-2",
+        overrides={"ref": commit(1)},
+        trigger="pull_request",
+    )
+    deliver("pull_request", examples.pull_request("opened", sha=commit(1)))
+
+    [environment] = environments(session)
+    assert pull_request(session).environment_id == environment.id

@@ -187,3 +187,21 @@ def test_a_delivery_the_queue_could_not_take_is_handed_over_by_the_reconciler(
         ("envhub.jobs.github.handle_delivery", (row.id,))
     ]
     assert redrive_deliveries(session=session, queue=back) == []  # pending: not twice
+
+
+def test_a_delivery_whose_worker_died_is_handed_over_again_after_a_while(
+    github: GitHub, examples: Examples, connection: GithubConnection, session: Session
+) -> None:
+    github.send("pull_request", examples.pull_request("opened"), delivery="d-worker-killed")
+    [row] = deliveries(session)
+    queue = FakeQueue()
+    queue.pending.add(f"github-delivery-{row.id}")  # the queue still says "started": its worker was killed
+    row.received_at = utcnow() - timedelta(minutes=1)
+    session.add(row)
+    session.commit()
+    assert redrive_deliveries(session=session, queue=queue) == []  # maybe still working (GitHub's limits)
+
+    row.received_at = utcnow() - timedelta(minutes=10)
+    session.add(row)
+    session.commit()
+    assert redrive_deliveries(session=session, queue=queue) == [row.id]
