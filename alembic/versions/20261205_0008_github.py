@@ -125,10 +125,12 @@ def upgrade() -> None:
     with op.batch_alter_table("pull_request", schema=None) as batch_op:
         batch_op.create_index("ix_pull_request_open", ["project_id", "state"], unique=False)
         batch_op.create_index(batch_op.f("ix_pull_request_sync_due"), ["sync_due"], unique=False)
+        batch_op.create_index(batch_op.f("ix_pull_request_environment_id"), ["environment_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("pull_request", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pull_request_environment_id"))
         batch_op.drop_index(batch_op.f("ix_pull_request_sync_due"))
         batch_op.drop_index("ix_pull_request_open")
 

@@ -99,7 +99,10 @@ class PullRequest(SQLModel, table=True):
     merged: bool = Field(default=False)
     draft: bool = Field(default=False)
     labels: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
-    environment_id: int | None = Field(default=None, foreign_key="environment.id", ondelete="SET NULL")
+    # Looked up after every deployment job (which pull request shows this environment?).
+    environment_id: int | None = Field(
+        default=None, foreign_key="environment.id", ondelete="SET NULL", index=True
+    )
     # Why there is no environment (a draft, a label), shown on the page and in the comment.
     skipped: str = Field(default="", max_length=500)
     # The one comment envhub keeps current, and the GitHub Deployment of the environment.

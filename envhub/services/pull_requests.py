@@ -196,17 +196,22 @@ def converge_pull_request(
     assert environment.id is not None
     if environment.spec.get("ref") == pr.head_sha:
         return f"{environment.name} already runs {pr.head_sha[:12]}"
+    _move(session, queue, environment.id, pr.head_sha, debounce=debounce)
+    return f"moving {environment.name} to {pr.head_sha[:12]}"
+
+
+def _move(session: Session, queue: JobQueue, environment_id: int, commit: str, *, debounce: bool) -> None:
+    """Redeploy the environment at ``commit``; with ``debounce``, once no newer push came for a moment."""
     wait = get_settings().github_debounce_seconds if debounce else 0.0
     environments.update_environment(
         session=session,
         actor=GITHUB,
         queue=queue,
-        environment_id=environment.id,
-        changes={"ref": pr.head_sha},
+        environment_id=environment_id,
+        changes={"ref": commit},
         not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
         while_pending=True,
     )
-    return f"moving {environment.name} to {pr.head_sha[:12]}"
 
 
 def _reload(session: Session, pr: PullRequest) -> PullRequest:
@@ -288,16 +293,7 @@ def _push_event(
     assert environment.id is not None
     if environment.spec.get("ref") == summary["after"]:
         return f"push to {branch}: {name} already runs it"
-    wait = get_settings().github_debounce_seconds
-    environments.update_environment(
-        session=session,
-        actor=GITHUB,
-        queue=queue,
-        environment_id=environment.id,
-        changes={"ref": summary["after"]},
-        not_before=utcnow() + timedelta(seconds=wait) if wait > 0 else None,
-        while_pending=True,
-    )
+    _move(session, queue, environment.id, summary["after"], debounce=True)
     return f"push to {branch}: moving {name}"
 
 
