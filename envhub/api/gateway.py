@@ -11,6 +11,13 @@ valid names never reach the database, answers (found or not) are kept in a
 bounded LRU cache for a second or two, and what the app sees of the client
 (``X-Forwarded-*``) is envhub's own account, never what the client claimed.
 envhub's own cookies are not passed on to environments.
+
+For a project whose URLs need sign-in, nothing of the environment (not even
+its phase) is shown before the browser proves it may see it: a pass cookie
+on the environment's host, got by a round trip through envhub's own host
+(domain/url_access.py tells the steps). The Ingress and Cloudflare providers
+route such environments here too (``https://<label>.<domain>`` hosts, found by
+their public URL), so this is the one place the rule is enforced.
 """
 
 from __future__ import annotations
@@ -20,22 +27,29 @@ import html
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import httpx
-from cachetools import TLRUCache
+from cachetools import TLRUCache, TTLCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from envhub.api.clients import client_ip
+from envhub.api.pages import notice_html
 from envhub.config import get_settings
+from envhub.domain.public import is_wildcard_host
+from envhub.domain.url_access import ACCESS_PATH, UrlAccess
 from envhub.errors import NotReady
 from envhub.models.db import session_scope
 from envhub.runtime.base import Endpoint, HttpRelay
-from envhub.services.gateway import Resolution, resolve_public_host, valid_route
+from envhub.services import url_access
+from envhub.services.authentication import cookie_value
+from envhub.services.gateway import Resolution, resolve_public_host, resolve_url_host, valid_route
 from envhub.services.ports import runtime, url_provider
 from envhub.services.sessions import login_cookie_name, session_cookie_name
+from envhub.services.signin import ENVIRONMENT_ACCESS_PREFIX
 from envhub.urls.local import LocalUrls
 
 log = logging.getLogger(__name__)
@@ -53,6 +67,11 @@ CACHE_SIZE = 1024  # host lookups remembered (found and not found), least recent
 _CACHE_SECONDS = 1.0  # an environment that exists: its phase and endpoint change
 _NEGATIVE_SECONDS = 2.0  # no such environment: a flood of one unknown name costs one query
 _TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+# The pass cookie on an environment's host (host-only: no other host sees it).
+ACCESS_COOKIE = "envhub-access"
+# How long "this session may see this environment" is believed before it is
+# asked again: signing out of envhub, or losing access, ends a pass this soon.
+_ADMITTED_SECONDS = 10.0
 
 
 def _expiry(_key: str, value: Resolution, now: float) -> float:
@@ -67,26 +86,123 @@ class GatewayMiddleware:
         self._cache: TLRUCache[str, Resolution] = TLRUCache(
             maxsize=cache_size or CACHE_SIZE, ttu=_expiry, timer=time.monotonic
         )
+        self._admissions: TTLCache[tuple[str, int], bool] = TTLCache(
+            maxsize=cache_size or CACHE_SIZE, ttl=_ADMITTED_SECONDS, timer=time.monotonic
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        host = _header(scope, b"host")
-        provider = url_provider()
-        # Only envhub's own URL scheme routes through this gateway.
-        route = provider.route(host) if host and isinstance(provider, LocalUrls) else None
-        if route is None:
+        resolution = await self._route(_header(scope, b"host"))
+        if resolution is None:
             await self.app(scope, receive, send)
             return
-        if valid_route(team=route.team, project=route.project, environment=route.environment):
-            resolution = await self._resolve(route.team, route.project, route.environment)
-        else:  # not a name envhub could have given: no lookup, nothing cached
-            resolution = Resolution(found=False, label=f"{route.project}/{route.environment}"[:200])
+        if resolution.found and scope["type"] == "http" and scope["path"] == ACCESS_PATH:
+            await self._take_ticket(scope, send, resolution)
+            return
+        guarded = resolution.found and resolution.url_access is UrlAccess.sign_in
+        if guarded and not await self._admitted(scope, resolution):
+            await _sign_in_first(scope, receive, send, resolution)
+            return
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, resolution)
         else:
             await self._http(scope, receive, send, resolution)
+
+    async def _route(self, host: str) -> Resolution | None:
+        """The environment a Host names, or None when the Host is not an environment's."""
+        if not host:
+            return None
+        provider = url_provider()
+        if isinstance(provider, LocalUrls):
+            route = provider.route(host)
+            if route is None:
+                return None
+            if valid_route(team=route.team, project=route.project, environment=route.environment):
+                return await self._resolve(route.team, route.project, route.environment)
+            # not a name envhub could have given: no lookup, nothing cached
+            return Resolution(found=False, label=f"{route.project}/{route.environment}"[:200])
+        # Ingress and tunnel hosts of environments whose URLs need sign-in come here.
+        name = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host.lower()
+        if not is_wildcard_host(name, str(getattr(provider, "domain", ""))):
+            return None
+        cached = self._cache.get(f"host:{name}")
+        if cached is not None:
+            return cached
+
+        def lookup() -> Resolution:
+            with session_scope() as session:
+                return resolve_url_host(session=session, runtime=runtime(), host=name)
+
+        resolution = await asyncio.to_thread(lookup)
+        self._cache[f"host:{name}"] = resolution
+        return resolution
+
+    # -- sign-in (projects whose URLs need it) -----------------------------
+
+    async def _admitted(self, scope: Scope, res: Resolution) -> bool:
+        assert res.environment_id is not None
+        issued = url_access.cookie_pass(
+            cookie_value(_header(scope, b"cookie"), ACCESS_COOKIE), environment_id=res.environment_id
+        )
+        if issued is None:
+            return False
+        key = (issued.session_hash, res.environment_id)
+        admitted = self._admissions.get(key)
+        if admitted is None:
+
+            def check() -> bool:
+                with session_scope() as session:
+                    return url_access.still_admitted(session=session, issued=issued)
+
+            admitted = await asyncio.to_thread(check)
+            self._admissions[key] = admitted
+        return admitted
+
+    async def _take_ticket(self, scope: Scope, send: Send, res: Resolution) -> None:
+        """``ACCESS_PATH?ticket=…&next=…``: the pass cookie for a good ticket, then on to ``next``."""
+        assert res.environment_id is not None
+        environment_id = res.environment_id
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        ticket = (query.get("ticket") or [""])[0]
+        next_path = (query.get("next") or ["/"])[0]
+
+        def admit() -> url_access.Admission | None:
+            with session_scope() as session:
+                return url_access.admit(
+                    session=session, environment_id=environment_id, ticket=ticket, next_path=next_path
+                )
+
+        admission = await asyncio.to_thread(admit)
+        if admission is None:
+            again = html.escape(_access_url(environment_id, "/"))
+            await _page(
+                send,
+                403,
+                "This sign-in link has expired",
+                "<p>Links that carry your envhub sign-in to an environment work once, for a minute. "
+                f'<a href="{again}">Open the environment again</a>.</p>',
+            )
+            return
+        cookie = (
+            f"{ACCESS_COOKIE}={admission.cookie}; Path=/; Max-Age={admission.max_age}; HttpOnly; SameSite=Lax"
+        )
+        if _secure(scope):
+            cookie += "; Secure"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", admission.next_path.encode("latin-1", "replace")),
+                    (b"set-cookie", cookie.encode("latin-1")),
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
     async def _resolve(self, team: str, project: str, environment: str) -> Resolution:
         key = f"{team}/{project}/{environment}"
@@ -282,7 +398,7 @@ def _path(scope: Scope) -> str:
 
 def _forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     """The request's headers for the app: hop-by-hop and client claims out, envhub's account in."""
-    own_cookies = {session_cookie_name(), login_cookie_name()}
+    own_cookies = {session_cookie_name(), login_cookie_name(), ACCESS_COOKIE}
     headers: list[tuple[bytes, bytes]] = []
     for key, value in scope.get("headers", []):
         name = key.lower()
@@ -298,11 +414,54 @@ def _forward_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     if address:
         headers.append((b"x-forwarded-for", address.encode("latin-1")))
     headers.append((b"x-forwarded-host", _header(scope, b"host").encode("latin-1")))
-    secure = scope.get("scheme") in ("https", "wss") or (
+    headers.append((b"x-forwarded-proto", b"https" if _secure(scope) else b"http"))
+    return headers
+
+
+def _secure(scope: Scope) -> bool:
+    """Whether the browser reached envhub over TLS (directly, or through its trusted proxy)."""
+    settings = get_settings()
+    return scope.get("scheme") in ("https", "wss") or (
         settings.trusted_proxy_hops > 0 and settings.base_url.startswith("https://")
     )
-    headers.append((b"x-forwarded-proto", b"https" if secure else b"http"))
-    return headers
+
+
+def _access_url(environment_id: int, next_path: str) -> str:
+    """envhub's own page that carries sign-in over to the environment, then comes back to ``next_path``."""
+    base = get_settings().base_url.rstrip("/")
+    return f"{base}{ENVIRONMENT_ACCESS_PREFIX}{environment_id}?{urlencode({'next': next_path})}"
+
+
+async def _sign_in_first(scope: Scope, receive: Receive, send: Send, res: Resolution) -> None:
+    """No pass: a page load goes to envhub to sign in; anything else is refused."""
+    assert res.environment_id is not None
+    if scope["type"] == "websocket":
+        first = await receive()
+        if first["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 4401})
+        return
+    target = _access_url(res.environment_id, _path(scope))
+    if scope["method"] in ("GET", "HEAD"):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", target.encode("latin-1", "replace")),
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _page(
+        send,
+        401,
+        "Sign in to envhub first",
+        "<p>This environment's project lets in only people signed in to envhub. "
+        f'<a href="{html.escape(target)}">Sign in</a>, then send the request again.</p>',
+    )
 
 
 def _without_cookies(header: bytes, names: set[str]) -> bytes:
@@ -322,7 +481,7 @@ async def _status_page(send: Send, res: Resolution, *, unreachable: bool = False
             f"There is no environment at this address ({html.escape(res.label)}). "
             "It may have been deleted, or the name is mistyped."
         )
-        refresh = ""
+        refresh = 0
     else:
         status = 503 if not unreachable else 502
         phase = res.phase.value if res.phase else "unknown"
@@ -332,15 +491,12 @@ async def _status_page(send: Send, res: Resolution, *, unreachable: bool = False
             f"{': ' + html.escape(res.message) if res.message else ''}. "
             "This page refreshes by itself."
         )
-        refresh = '<meta http-equiv="refresh" content="3">'
-    body = f"""<!doctype html><html><head><meta charset="utf-8">{refresh}
-<title>{title} · envhub</title><meta name="viewport" content="width=device-width">
-<style>body{{font-family:system-ui,sans-serif;background:#0f1115;color:#e6e6e6;display:flex;
-min-height:100vh;align-items:center;justify-content:center;margin:0}}main{{max-width:36rem;padding:2rem;
-border:1px solid #2a2f3a;border-radius:12px;background:#161a22}}h1{{font-size:1.25rem;margin:0 0 .75rem}}
-p{{line-height:1.5;color:#b8bcc6}}small{{color:#7d8494}}</style></head>
-<body><main><h1>{title}</h1><p>{text}</p><small>envhub gateway · HTTP {status}</small></main></body></html>"""
-    payload = body.encode()
+        refresh = 3
+    await _page(send, status, title, f"<p>{text}</p>", refresh=refresh)
+
+
+async def _page(send: Send, status: int, title: str, body_html: str, *, refresh: int = 0) -> None:
+    payload = notice_html(status, title, body_html, refresh=refresh, source="envhub gateway").encode()
     await send(
         {
             "type": "http.response.start",

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from envhub.api.auth import caller_from_scope
 from envhub.api.clients import client_ip
+from envhub.api.pages import notice_page
 from envhub.config import AuthMode, get_settings
-from envhub.errors import ValidationFailed
+from envhub.errors import EnvhubError, ValidationFailed
 from envhub.models.db import session_scope
-from envhub.services import device, signin
+from envhub.services import device, signin, url_access
 from envhub.services.authentication import cookie_value
 from envhub.services.sessions import login_cookie_name, session_cookie_name
+from envhub.services.signin import ENVIRONMENT_ACCESS_PREFIX
 
 router = APIRouter(prefix="/auth", include_in_schema=False)
 
@@ -92,6 +95,31 @@ def local_link(request: Request, token: str) -> Response:
             user_agent=agent,
         )
     return _signed_in(done.session_token, done.next_path)
+
+
+@router.get("/environment/{environment_id}")
+def environment_access(request: Request, environment_id: int, next: str = "/") -> Response:
+    """Carry the person's envhub sign-in over to an environment whose URL needs it.
+
+    The gateway sends browsers without a pass here; signed in, they go back
+    to the environment's host with a one-minute ticket (services/url_access.py).
+    """
+    back = f"{ENVIRONMENT_ACCESS_PREFIX}{environment_id}?{urlencode({'next': next[:2000]})}"
+    caller = caller_from_scope(request.scope)
+    if caller is None or caller.session_hash is None:  # a browser comes with its session, not a token
+        return RedirectResponse(f"/sign-in?{urlencode({'next': back})}", status_code=303)
+    try:
+        with session_scope() as session:
+            target = url_access.grant(
+                session=session,
+                actor=caller.principal,
+                session_hash=caller.session_hash,
+                environment_id=environment_id,
+                next_path=next,
+            )
+    except EnvhubError as exc:
+        return notice_page(exc.status, "Cannot open this environment", exc.message, hint=exc.hint)
+    return RedirectResponse(target, status_code=303)
 
 
 @router.post("/logout")

@@ -9,6 +9,7 @@ with the environment's other objects, and removed with them.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from envhub.domain.naming import DNS_LABEL_MAX
@@ -53,6 +54,15 @@ def wildcard_host(*, environment: str, project: str, team: str, domain: str) -> 
     digest = hashlib.sha256(f"{team}/{project}/{environment}".encode()).hexdigest()[:_DIGEST]
     readable = f"{environment}-{project}"[: DNS_LABEL_MAX - _DIGEST - 1].rstrip("-")
     return f"{readable}-{digest}.{domain}"
+
+
+_WILDCARD_LABEL = re.compile(rf"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9a-f]{{{_DIGEST}}}")
+
+
+def is_wildcard_host(host: str, domain: str) -> bool:
+    """Whether ``host`` has the shape of :func:`wildcard_host` under ``domain``."""
+    label, dot, rest = host.partition(".")
+    return bool(domain) and bool(dot) and rest == domain and bool(_WILDCARD_LABEL.fullmatch(label))
 
 
 # -- Cloudflare Tunnel (the ``cloudflare`` URL provider) ----------------------------------------

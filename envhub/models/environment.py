@@ -48,7 +48,8 @@ class Environment(SQLModel, table=True):
     desired_state: str = Field(default="present", max_length=20)
     desired_generation: int = Field(default=1)
     observed_generation: int = Field(default=0)
-    public_url: str | None = Field(default=None, max_length=2000)
+    # Indexed: the gateway finds the environment behind a wildcard host by it.
+    public_url: str | None = Field(default=None, max_length=2000, index=True)
     # What the runtime last reported about a live environment, independent of
     # phase: e.g. "cluster_unreachable" while the cluster cannot be reached.
     condition: str | None = Field(default=None, max_length=100)

@@ -9,6 +9,7 @@ from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from envhub.domain.specs import DEFAULT_COMMAND
+from envhub.domain.url_access import UrlAccess
 from envhub.models.base import JSONType, UTCDateTime, utcnow
 
 
@@ -31,6 +32,9 @@ class Project(SQLModel, table=True):
     manifests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     quota: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     egress: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    # Who may open its environments' public URLs: anyone ("public") or people
+    # who may see the environment in envhub, signed in ("sign_in").
+    url_access: str = Field(default=UrlAccess.public.value, max_length=20)
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -1,7 +1,9 @@
-"""Which environment a public URL points at, and whether it can take traffic.
+"""Which environment a public URL points at, whether it can take traffic, and who may open it.
 
-Public URLs of development environments are public by design (like preview
-URLs), so this lookup needs no principal; it reveals only the phase.
+This lookup needs no principal: the gateway asks it before it knows who is
+asking. It reveals the phase only to whoever the project lets in: for a
+project whose URLs need sign-in (``url_access``) the gateway checks the
+browser's pass (services/url_access.py) before it shows anything.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from envhub.domain.naming import is_label
 from envhub.domain.phases import Phase
+from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.models import Environment, Project, Team
 from envhub.runtime.base import Endpoint, Runtime
 
@@ -23,6 +26,8 @@ class Resolution:
     message: str = ""
     endpoint: Endpoint | None = None
     label: str = ""
+    environment_id: int | None = None
+    url_access: UrlAccess = UrlAccess.public
 
 
 def valid_route(*, team: str, project: str, environment: str) -> bool:
@@ -36,7 +41,7 @@ def resolve_public_host(
     if not valid_route(team=team, project=project, environment=environment):
         return Resolution(found=False, label=f"{project}/{environment}"[:200])
     row = session.exec(
-        select(Environment)
+        select(Environment, Project)
         .join(Project, col(Project.id) == Environment.project_id)
         .join(Team, col(Team.id) == Project.team_id)
         .where(
@@ -46,8 +51,32 @@ def resolve_public_host(
             Environment.phase != Phase.deleted,
         )
     ).first()
-    label = f"{project}/{environment}"
-    if row is None or row.id is None:
-        return Resolution(found=False, label=label)
-    endpoint = runtime.endpoint(row.id) if row.phase in (Phase.ready, Phase.updating) else None
-    return Resolution(found=True, phase=row.phase, message=row.message, endpoint=endpoint, label=label)
+    if row is None:
+        return Resolution(found=False, label=f"{project}/{environment}")
+    return _resolution(runtime, *row)
+
+
+def resolve_url_host(*, session: Session, runtime: Runtime, host: str) -> Resolution:
+    """The environment whose public URL is ``https://<host>/`` (Ingress and tunnel hosts)."""
+    row = session.exec(
+        select(Environment, Project)
+        .join(Project, col(Project.id) == Environment.project_id)
+        .where(Environment.public_url == f"https://{host}/", Environment.phase != Phase.deleted)
+    ).first()
+    if row is None:
+        return Resolution(found=False, label=host[:200])
+    return _resolution(runtime, *row)
+
+
+def _resolution(runtime: Runtime, environment: Environment, project: Project) -> Resolution:
+    assert environment.id is not None
+    ready = environment.phase in (Phase.ready, Phase.updating)
+    return Resolution(
+        found=True,
+        phase=environment.phase,
+        message=environment.message,
+        endpoint=runtime.endpoint(environment.id) if ready else None,
+        label=f"{project.name}/{environment.name}",
+        environment_id=environment.id,
+        url_access=parse_url_access(project.url_access),
+    )

@@ -17,6 +17,7 @@ from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.repos import require_allowed
 from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentSpec, parse_spec
+from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.errors import Conflict, NotFound, ValidationFailed
 from envhub.models import Environment, Project, Team
 from envhub.models.base import utcnow
@@ -34,7 +35,7 @@ from envhub.services.common import (
 _WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
 _EDITABLE = (
     "description", "repo_url", "default_ref", "command", "env", "health_path",
-    "services", "manifests", "quota", "egress",
+    "services", "manifests", "quota", "egress", "url_access",
 )  # fmt: skip
 
 
@@ -85,6 +86,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
             "egress": values.get("egress") or {},
         }
     )
+    url_access = parse_url_access(values.get("url_access") or UrlAccess.public.value)
     if spec.manifests:
         # Refuse broken YAML and what the guard refuses now, not at deploy time.
         check_manifests(parse_manifests(spec.manifests))
@@ -102,6 +104,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
         # follows later changes of the defaults.
         "quota": spec.quota.model_dump(mode="json", exclude_defaults=True),
         "egress": spec.egress.model_dump(mode="json", exclude_defaults=True),
+        "url_access": url_access.value,
     }
 
 
@@ -118,6 +121,7 @@ def create_project(
     env: dict[str, str] | None = None,
     health_path: str | None = None,
     workloads: dict[str, Any] | None = None,
+    url_access: str | None = None,
 ) -> Project:
     """Create a project. ``workloads`` may carry ``services``, ``manifests``,
     ``quota`` and ``egress`` for image-based runtimes (validated like a spec)."""
@@ -135,6 +139,7 @@ def create_project(
                 "repo_url": repo_url,
                 "default_ref": default_ref,
                 "health_path": health_path,
+                "url_access": url_access,
                 **{key: value for key, value in (workloads or {}).items() if key in _WORKLOAD_FIELDS},
             }
         )

@@ -59,12 +59,21 @@ def oidc_client(settings: Settings | None = None) -> OidcClient:
     )
 
 
+ENVIRONMENT_ACCESS_PREFIX = "/auth/environment/"
+
+
 def safe_next(value: str | None) -> str:
     """Only paths on envhub itself: never an open redirect to another site."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or parts.path.startswith("/auth/"):
+    # /auth/* starts sign-in flows of its own; only the hand-over of sign-in to
+    # an environment's host (/auth/environment/<id>) is somewhere to come back to.
+    if (
+        parts.scheme
+        or parts.netloc
+        or (parts.path.startswith("/auth/") and not parts.path.startswith(ENVIRONMENT_ACCESS_PREFIX))
+    ):
         return "/"
     return value[:2000]
 

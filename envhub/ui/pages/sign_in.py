@@ -7,12 +7,13 @@ session cookie; this page only explains and links there.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote, urlsplit
 
 import reflex as rx
 
 from envhub.config import AuthMode, get_settings
-from envhub.services.signin import safe_next
+from envhub.services.signin import ENVIRONMENT_ACCESS_PREFIX, safe_next
 from envhub.services.units import unit_of_work
 from envhub.ui.components.layout import color_mode_toggle, logo
 from envhub.ui.state import AuthState
@@ -38,6 +39,9 @@ class SignInState(AuthState):
         self.signed_in = caller is not None
         self.checked = True
         if caller is not None and not self.signed_out:
+            if next_path.startswith(ENVIRONMENT_ACCESS_PREFIX):
+                # A server route, not a page: the browser itself must go there.
+                return rx.call_script(f"window.location.replace({json.dumps(next_path)})")
             return rx.redirect(next_path, replace=True)
         return None
 
