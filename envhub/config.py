@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     # How often the reconciler lists what the URL provider published outside the runtime (Cloudflare:
     # two API calls) and withdraws what belongs to no environment; 0: every reconciler pass.
     url_sweep_interval: Annotated[float, Field(ge=0)] = 60.0
+    # Where the ingress controller or the tunnel's connector reaches envhub's gateway inside the
+    # cluster (the chart sets it: http://<web Service>.<namespace>.svc:<port>). Environments of
+    # projects whose URLs need envhub sign-in are routed there instead of straight to their Service.
+    gateway_internal_url: str = ""
     page_size: Annotated[int, Field(ge=1, le=500)] = 20
     # Open pages reload on every change pushed through Redis pub/sub, and also
     # at least this often (seconds), in case a notification was lost; 0 turns
@@ -325,6 +329,14 @@ class Settings(BaseSettings):
                 "certificates (cert-manager issues one per host; a wildcard Secret covers them all)"
             )
         self._check_cloudflare()
+        self.gateway_internal_url = self.gateway_internal_url.strip().rstrip("/")
+        if self.gateway_internal_url:
+            parts = urlsplit(self.gateway_internal_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise ValueError(
+                    f"ENVHUB_GATEWAY_INTERNAL_URL: {self.gateway_internal_url!r} is not an http(s) URL "
+                    "of a host and port alone (e.g. http://envhub-web.envhub.svc:80)"
+                )
         if self.url_provider is UrlProviderKind.ingress:
             if self.runtime is not RuntimeKind.kubernetes:
                 raise ValueError("ENVHUB_URL_PROVIDER=ingress needs ENVHUB_RUNTIME=kubernetes")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 
 from envhub.config import UrlProviderKind, get_settings
+from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.queue.base import ChangeNotifier
@@ -46,12 +47,14 @@ class SettingsAdapters:
     @functools.cache  # noqa: B019
     def url_provider(self) -> UrlProvider:
         settings = get_settings()
+        gateway = gateway_address(settings.gateway_internal_url) if settings.gateway_internal_url else None
         if settings.url_provider is UrlProviderKind.ingress:
             return IngressUrls(
                 domain=settings.ingress_domain,
                 class_name=settings.ingress_class,
                 cluster_issuer=settings.ingress_cluster_issuer,
                 tls_secret=settings.ingress_tls_secret,
+                gateway=gateway,
             )
         if settings.url_provider is UrlProviderKind.cloudflare:
             access = CloudflareAccess(
@@ -64,7 +67,9 @@ class SettingsAdapters:
             )
             # Without Redis there is one process (no workers): its own lock serialises it.
             lock = RedisLocks(settings.redis_url) if settings.redis_url else None
-            return CloudflareUrls(api=shared_client(access), zone=settings.cloudflare_zone, lock=lock)
+            return CloudflareUrls(
+                api=shared_client(access), zone=settings.cloudflare_zone, lock=lock, gateway=gateway
+            )
         return LocalUrls(base_url=settings.base_url, domain=settings.local_url_domain)
 
     def queue(self) -> RedisJobQueue:

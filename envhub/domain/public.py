@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from envhub.domain.naming import DNS_LABEL_MAX
 
@@ -37,9 +38,35 @@ class IngressRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayAddress:
+    """envhub's gateway as the cluster reaches it (``ENVHUB_GATEWAY_INTERNAL_URL``)."""
+
+    host: str
+    port: int
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def gateway_address(url: str) -> GatewayAddress:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return GatewayAddress(
+        host=parts.hostname or "", port=parts.port or default, scheme=parts.scheme or "http"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class PublicAddress:
     url: str
     ingress: IngressRoute | None = None
+    # Set for projects whose URLs need envhub sign-in on a provider that routes
+    # outside envhub: the environment's namespace gets a Service pointing at
+    # envhub's gateway (``domain/kube/gateway.py``), and the Ingress or tunnel
+    # rule sends the host there, never straight to the environment's Service.
+    gateway: GatewayAddress | None = None
 
 
 def wildcard_host(*, environment: str, project: str, team: str, domain: str) -> str:

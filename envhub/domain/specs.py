@@ -15,8 +15,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from envhub.domain.public import PUBLIC_URL_VARIABLE, IngressRoute
+from envhub.domain.public import PUBLIC_URL_VARIABLE, GatewayAddress, IngressRoute
 from envhub.domain.repos import Refusal, refusal, repo_source
+from envhub.domain.url_access import UrlAccess
 from envhub.domain.variables import check_names, check_values
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.errors import RepoUrlRefused, ValidationFailed
@@ -172,6 +173,12 @@ class EnvironmentTarget:
     public_url: str = ""
     # Set when the URL provider routes through an Ingress the runtime applies.
     ingress: IngressRoute | None = None
+    # Who may open the public URL (the project's choice): providers that route
+    # outside envhub send a sign-in project's traffic through envhub's gateway.
+    url_access: UrlAccess = UrlAccess.public
+    # Set when that traffic goes through envhub's gateway: the runtime applies
+    # a Service in the namespace that points there.
+    gateway: GatewayAddress | None = None
 
     @property
     def variables(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
 from envhub.domain.progress import Step, StepStatus, initial_steps
 from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
+from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
 from envhub.models import Environment, JobRun, JobStatus, Project, Team
 from envhub.models.base import utcnow
@@ -153,6 +154,7 @@ def begin_run(
             team=team.name,
             generation=environment.desired_generation,
             spec=EnvironmentSpec.model_validate(environment.spec),
+            url_access=parse_url_access(project.url_access),
         ),
     )
 
@@ -160,7 +162,9 @@ def begin_run(
 def prepared(session: Session, assignment: Assignment, *, urls: UrlProvider) -> EnvironmentTarget:
     """The target as the runtime applies it: the project's secrets, and where people will reach it."""
     address = urls.address(assignment.target)
-    target = dataclasses.replace(assignment.target, public_url=address.url, ingress=address.ingress)
+    target = dataclasses.replace(
+        assignment.target, public_url=address.url, ingress=address.ingress, gateway=address.gateway
+    )
     return with_secrets(session, dataclasses.replace(assignment, target=target))
 
 

@@ -21,7 +21,7 @@ from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.errors import Conflict, NotFound, ValidationFailed
 from envhub.models import Environment, Project, Team
 from envhub.models.base import utcnow
-from envhub.services import cursors
+from envhub.services import cursors, jobruns, ports
 from envhub.services.common import (
     AuditTarget,
     Page,
@@ -31,6 +31,7 @@ from envhub.services.common import (
     contains,
     teams_of,
 )
+from envhub.services.convergence import RESYNC
 
 _WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
 _EDITABLE = (
@@ -252,11 +253,42 @@ def update_project(
             setattr(project, key, value)
         project.updated_at = utcnow()
         session.add(project)
+        if "url_access" in changed:
+            target.details["rerouted"] = _reroute(session, project)
         target.id = project.id
         target.name = project.name
         target.team_id = project.team_id
-        target.details = {"changed": sorted(changed)}
+        target.details = {**target.details, "changed": sorted(changed)}
     return project
+
+
+def _reroute(session: Session, project: Project) -> list[int]:
+    """Re-apply the project's ready environments where their route lives outside envhub.
+
+    envhub's own gateway reads ``url_access`` on the next request; an Ingress
+    or a tunnel rule has to be changed (to or from envhub's gateway). A resync
+    run per environment, committed with the change, is dispatched by the
+    reconciler within seconds; an environment busy with a run of its own
+    picks the change up in that run.
+    """
+    if ports.url_provider().name == "local":
+        return []
+    ids: list[int] = []
+    for environment in session.exec(
+        select(Environment).where(
+            Environment.project_id == project.id,
+            Environment.phase == Phase.ready,
+            Environment.desired_state == "present",
+        )
+    ):
+        assert environment.id is not None
+        if jobruns.active_runs(session, environment.id):
+            continue
+        jobruns.new_run(
+            session, environment_id=environment.id, kind=RESYNC, generation=environment.desired_generation
+        )
+        ids.append(environment.id)
+    return ids
 
 
 def delete_project(*, session: Session, actor: Principal, project_id: int) -> None:

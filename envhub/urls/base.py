@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from envhub.domain.public import PublicAddress
+from envhub.domain.public import GatewayAddress, PublicAddress
 from envhub.domain.specs import EnvironmentTarget
+from envhub.errors import ConfigurationError
 
 
 class UrlProvider(Protocol):
@@ -38,3 +39,14 @@ class UrlProvider(Protocol):
 
     def withdraw(self, environment_id: int) -> None:
         """Remove what the provider holds for an environment known only by id. Quiet when none."""
+
+
+def sign_in_gateway(gateway: GatewayAddress | None) -> GatewayAddress:
+    """Where a sign-in project's traffic goes instead of its Service: envhub's gateway (must be set)."""
+    if gateway is None:
+        raise ConfigurationError(
+            "this project's URLs need envhub sign-in, so they are routed through envhub's gateway, "
+            "but ENVHUB_GATEWAY_INTERNAL_URL (where the cluster reaches it) is not set",
+            hint="Set ENVHUB_GATEWAY_INTERNAL_URL (the Helm chart does), or make the project's URLs public.",
+        )
+    return gateway

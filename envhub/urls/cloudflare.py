@@ -43,10 +43,20 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from envhub.domain.kube.deployments import public_endpoint
+from envhub.domain.kube.gateway import GATEWAY_SERVICE
 from envhub.domain.kube.names import NAMESPACE_PREFIX, is_namespace_of, namespace_for
-from envhub.domain.public import CATCH_ALL_SERVICE, DnsRecord, PublicAddress, tunnel_target, wildcard_host
+from envhub.domain.public import (
+    CATCH_ALL_SERVICE,
+    DnsRecord,
+    GatewayAddress,
+    PublicAddress,
+    tunnel_target,
+    wildcard_host,
+)
 from envhub.domain.specs import EnvironmentTarget
+from envhub.domain.url_access import UrlAccess
 from envhub.errors import CloudflareHostTaken, CloudflareUnavailable
+from envhub.urls.base import sign_in_gateway
 
 # Every DNS record envhub makes has a comment starting so, then the environment's id.
 COMMENT_PREFIX = "envhub environment "
@@ -123,8 +133,10 @@ class CloudflareUrls:
         zone: str,
         lock: Lock | None = None,
         namespace_prefix: str = NAMESPACE_PREFIX,
+        gateway: GatewayAddress | None = None,
     ) -> None:
         self.api = api
+        self.gateway = gateway
         self.domain = zone
         self._lock = lock or process_lock()
         self._prefix = namespace_prefix
@@ -135,13 +147,16 @@ class CloudflareUrls:
         )
 
     def address(self, target: EnvironmentTarget) -> PublicAddress:
-        return PublicAddress(url=f"https://{self.host(target)}/")
+        gateway = sign_in_gateway(self.gateway) if target.url_access is UrlAccess.sign_in else None
+        return PublicAddress(url=f"https://{self.host(target)}/", gateway=gateway)
 
     # -- publish and unpublish --------------------------------------------------------------------
 
     def publish(self, target: EnvironmentTarget) -> str:
-        url = self.address(target).url
-        endpoint = public_endpoint(target.spec, namespace=namespace_for(target, prefix=self._prefix))
+        address = self.address(target)
+        url = address.url
+        namespace = namespace_for(target, prefix=self._prefix)
+        endpoint = public_endpoint(target.spec, namespace=namespace)
         if endpoint is None:  # nothing public to route to: nothing published
             self.unpublish(target)
             return url
@@ -155,7 +170,10 @@ class CloudflareUrls:
                 f"({foreign[0].content})",
                 details={"host": host},
             )
-        service = f"http://{endpoint.host}:{endpoint.port}"
+        if address.gateway is not None:  # the gateway asks for the pass, then relays
+            service = f"http://{GATEWAY_SERVICE}.{namespace}.svc:{address.gateway.port}"
+        else:
+            service = f"http://{endpoint.host}:{endpoint.port}"
         self._edit_rules(lambda rules: _with_rule(rules, host, service, target.id, self._prefix))
         mine = [r for r in records if record_environment(r) == target.id and r.proxied]
         for stale in (r for r in records if r not in mine[:1]):  # another environment's, or not proxied

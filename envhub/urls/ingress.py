@@ -10,17 +10,26 @@ therefore have nothing left to do.
 
 from __future__ import annotations
 
-from envhub.domain.public import IngressRoute, PublicAddress, wildcard_host
+from envhub.domain.public import GatewayAddress, IngressRoute, PublicAddress, wildcard_host
 from envhub.domain.specs import EnvironmentTarget
+from envhub.domain.url_access import UrlAccess
+from envhub.urls.base import sign_in_gateway
 
 
 class IngressUrls:
     name = "ingress"
 
     def __init__(
-        self, *, domain: str, class_name: str = "", cluster_issuer: str = "", tls_secret: str = ""
+        self,
+        *,
+        domain: str,
+        class_name: str = "",
+        cluster_issuer: str = "",
+        tls_secret: str = "",
+        gateway: GatewayAddress | None = None,
     ) -> None:
         self.domain = domain
+        self.gateway = gateway
         self.class_name = class_name
         self.cluster_issuer = cluster_issuer
         self.tls_secret = tls_secret
@@ -35,7 +44,8 @@ class IngressUrls:
             cluster_issuer=self.cluster_issuer,
             tls_secret=self.tls_secret,
         )
-        return PublicAddress(url=f"https://{host}/", ingress=route)
+        gateway = sign_in_gateway(self.gateway) if target.url_access is UrlAccess.sign_in else None
+        return PublicAddress(url=f"https://{host}/", ingress=route, gateway=gateway)
 
     def publish(self, target: EnvironmentTarget) -> str:
         return self.address(target).url

@@ -576,9 +576,12 @@ def test_network_policies_close_envhubs_pods_but_the_web_port(production_objects
     web = find(production_objects, "NetworkPolicy", WEB)["spec"]
     [allowed] = web["ingress"]
     assert allowed["ports"] == [{"port": "http", "protocol": "TCP"}]
-    assert allowed["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    namespaces = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in allowed["from"]
     ]
+    # The operator's list, then the URL provider's proxies (sign-in projects' traffic comes to the gateway).
+    providers = find(production_objects, "ConfigMap", RELEASE)["data"]["ENVHUB_KUBE_INGRESS_NAMESPACES"]
+    assert namespaces == ["ingress-nginx", *providers.split(",")]
 
 
 def test_notes_warn_about_missing_sign_in(helm: Helm) -> None:
@@ -636,6 +639,14 @@ def test_local_urls_are_the_default_with_their_domain(render: Render) -> None:
         "local",
         "envs.example.com",
     )
+
+
+def test_the_gateway_is_named_by_the_web_service_as_the_cluster_reaches_it(render: Render) -> None:
+    objects = render(sets=["web.service.port=8080"])
+    settings = find(objects, "ConfigMap", RELEASE)["data"]
+    web = find(objects, "Service", WEB)
+    assert settings["ENVHUB_GATEWAY_INTERNAL_URL"] == f"http://{WEB}.{NAMESPACE}.svc:8080"
+    assert web["spec"]["ports"][0]["port"] == 8080
 
 
 @pytest.mark.parametrize("version", VALIDATE_AT)

@@ -16,19 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy import event
 from sqlmodel import Session
 from websockets.sync.client import connect as ws_connect
-from websockets.sync.server import ServerConnection
-from websockets.sync.server import serve as ws_serve
 
 from envhub.api import gateway as gateway_module
 from envhub.api.app import create_api
@@ -40,7 +37,6 @@ from envhub.models.db import engine_for
 from envhub.runtime.base import Endpoint
 from envhub.services.sessions import session_cookie_name
 from tests.conftest import build_settings
-from tests.support.net import free_port
 from tests.support.servers import serve_asgi
 
 CLAIMS = {
@@ -51,22 +47,6 @@ CLAIMS = {
     "forwarded": "for=6.6.6.6;proto=https;host=bank.example",
     "x-real-ip": "6.6.6.6",
 }
-
-
-def echo_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/{rest:path}")
-    async def echo(request: Request) -> dict[str, Any]:
-        return {"headers": [[k.decode(), v.decode()] for k, v in request.headers.raw]}
-
-    return app
-
-
-def _ws_echo_headers(connection: ServerConnection) -> None:
-    request = connection.request
-    assert request is not None
-    connection.send(json.dumps([[k.lower(), v] for k, v in request.headers.raw_items()]))
 
 
 class StubRuntime:
@@ -99,18 +79,6 @@ class Gateway:
     def lookups(self) -> int:
         """Queries that looked an environment up (not pings or anything else)."""
         return sum(1 for statement in self.queries if "FROM environment" in statement)
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[int, int]]:
-    ws_port = free_port()
-    server = ws_serve(_ws_echo_headers, "127.0.0.1", ws_port)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    with serve_asgi(echo_app()) as http_port:
-        yield http_port, ws_port
-    server.shutdown()
-    thread.join(10)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ and 5xx become envhub's error codes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +26,10 @@ from sqlalchemy.engine import Engine
 from envhub import launcher, wiring
 from envhub.config import override_settings
 from envhub.domain.kube import namespace_for
-from envhub.domain.public import wildcard_host
+from envhub.domain.public import GatewayAddress, wildcard_host
 from envhub.domain.specs import EnvironmentTarget
-from envhub.errors import EnvhubError
+from envhub.domain.url_access import UrlAccess
+from envhub.errors import ConfigurationError, EnvhubError
 from envhub.integrations.cloudflare import CloudflareAccess, CloudflareClient
 from envhub.queue.locks import RedisLocks
 from envhub.services import ports, reconciliation
@@ -411,3 +413,29 @@ def test_the_launcher_finds_or_creates_the_tunnel_and_prints_its_token(
     monkeypatch.setenv("ENVHUB_CLOUDFLARE_API_TOKEN", "wrong")
     assert launcher.main(["cloudflare-tunnel"]) == 1
     assert "cloudflare_unauthorized" in capsys.readouterr().err
+
+
+def test_a_sign_in_project_s_rule_goes_to_envhub_s_gateway_and_stays_attributed(stub: CloudflareStub) -> None:
+    gateway = GatewayAddress(host="envhub-web.envhub.svc", port=8000)
+    urls = CloudflareUrls(api=client(stub), zone=ZONE, gateway=gateway)
+    env = dataclasses.replace(target(9, "pr-3"), url_access=UrlAccess.sign_in)
+    address = urls.address(env)
+    assert address.gateway == gateway
+    assert address.url == urls.address(target(9, "pr-3")).url  # the same URL either way
+    urls.publish(env)
+    assert stub.rules(the_tunnel(stub))[0] == {
+        "hostname": host("pr-3"),
+        "service": f"http://envhub-gateway.{namespace_for(env)}.svc:8000",
+    }
+    # Still the environment's rule: the orphan sweep and withdraw find it by its namespace.
+    assert urls.published_environments() == {9}
+    urls.publish(target(9, "pr-3"))  # public again: straight to the environment's Service
+    assert stub.rules(the_tunnel(stub))[0]["service"] == service_of(target(9, "pr-3"))
+    urls.withdraw(9)
+    assert urls.published_environments() == set()
+
+
+def test_a_sign_in_project_needs_to_know_where_the_gateway_is(stub: CloudflareStub) -> None:
+    env = dataclasses.replace(target(9, "pr-3"), url_access=UrlAccess.sign_in)
+    with pytest.raises(ConfigurationError, match="ENVHUB_GATEWAY_INTERNAL_URL"):
+        provider(stub).address(env)

@@ -32,6 +32,7 @@ from envhub.domain.kube.deployments import (
 )
 from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
+from envhub.domain.kube.gateway import GATEWAY_SERVICE, render_gateway_service
 from envhub.domain.kube.ingress import render_ingress
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
@@ -168,6 +169,10 @@ def render_environment(
             objects.append(rendered)
     objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
     public = public_endpoint(spec, namespace=namespace)
+    if target.gateway is not None and public is not None:
+        objects.append(render_gateway_service(target.gateway, namespace=namespace, labels=labels))
+        # Sign-in first: the Ingress sends the host to envhub's gateway, which relays.
+        public = PublicEndpoint(service=GATEWAY_SERVICE, namespace=namespace, port=target.gateway.port)
     if target.ingress is not None and public is not None:
         objects.append(render_ingress(target.ingress, public, namespace=namespace, labels=labels))
     if spec.manifests:

@@ -75,6 +75,7 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
   "ENVHUB_KUBE_INGRESS_NAMESPACES" (join "," (include "envhub.urlProviderNamespaces" . | fromJsonArray))
   "ENVHUB_KUBE_OWN_NAMESPACE" .Release.Namespace
   "ENVHUB_URL_PROVIDER" .Values.envhub.urls.provider
+  "ENVHUB_GATEWAY_INTERNAL_URL" (printf "http://%s.%s.svc:%v" (include "envhub.component" (dict "root" . "suffix" "web")) .Release.Namespace .Values.web.service.port)
 }}
 {{- if not (has .Values.envhub.urls.provider (list "local" "ingress" "cloudflare")) }}
 {{- fail "envhub.urls.provider: local, ingress or cloudflare" }}
