@@ -53,6 +53,12 @@ def _auth_line(view: dict[str, Any]) -> str:
     return "token"
 
 
+def _check_runs_line(view: dict[str, Any]) -> str:
+    if not view["check_runs"]:
+        return "no"
+    return "yes" if view["auth"] == "app" else "yes (made by App connections only: none with a token)"
+
+
 def _show(view: dict[str, Any]) -> None:
     console.print(
         fields_table(
@@ -65,6 +71,7 @@ def _show(view: dict[str, Any]) -> None:
                 ("opt-in label", view["opt_in_label"] or "(none: every pull request)"),
                 ("opt-out label", view["opt_out_label"] or "(none)"),
                 ("push branches", ", ".join(view["push_branches"]) or "(none)"),
+                ("check runs", _check_runs_line(view)),
                 ("webhook", f"{view['webhook_url']}  events: {', '.join(view['events'])}"),
                 ("verified", view["verified"]),
                 ("last error", view["last_error"] or "-"),
@@ -181,10 +188,17 @@ def set_policy(
     no_push_branches: Annotated[
         bool, typer.Option("--no-push-branches", help="No branch environments on push.")
     ] = False,
+    check_runs: Annotated[
+        bool | None,
+        typer.Option(
+            "--check-runs/--no-check-runs",
+            help="A check run on each pull request's commit (App connections only).",
+        ),
+    ] = None,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
-    """Change which pull requests and pushes get environments (options left out stay)."""
+    """Change which pull requests and pushes get environments, and check runs (options left out stay)."""
     body: dict[str, Any] = {
         key: value
         for key, value in (
@@ -192,6 +206,7 @@ def set_policy(
             ("drafts", drafts),
             ("opt_in_label", opt_in_label),
             ("opt_out_label", opt_out_label),
+            ("check_runs", check_runs),
         )
         if value is not None
     }

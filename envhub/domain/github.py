@@ -257,3 +257,70 @@ def render_comment(facts: CommentFacts) -> str:
     if facts.phase in ("deleting", "deleted"):
         lines += ["", "The environment is removed with the pull request."]
     return "\n".join(lines) + "\n"
+
+
+# -- the check run of the head commit (App connections only) ------------------------
+
+CHECK_RUN_NAME = "envhub preview"
+
+
+@dataclass(frozen=True)
+class CheckRunReport:
+    """What a check run says: ``status`` in_progress or completed, with its ``conclusion``."""
+
+    status: str
+    conclusion: str  # "" while in progress; success, failure, neutral or cancelled
+    title: str
+    summary: str
+
+    @property
+    def state(self) -> str:
+        """What the pull request remembers, so the run is updated only when this changes."""
+        return self.conclusion or self.status
+
+
+def check_run_report(facts: CommentFacts) -> CheckRunReport | None:
+    """What the check run of ``facts.commit`` says (None: no environment runs it, nothing to report)."""
+    if not facts.environment:
+        return None
+    state = deployment_state(facts.phase)
+    where = f"`{facts.project}/{facts.environment}`"
+    if state == "in_progress":
+        _icon, word = _STATES.get(facts.phase, ("", facts.phase))
+        return CheckRunReport(
+            "in_progress",
+            "",
+            f"{word} {facts.project}/{facts.environment}",
+            f"envhub is deploying {where} at `{facts.commit[:12]}`.",
+        )
+    if state == "success":
+        url = facts.url or "(no public URL)"
+        summary = f"{where} runs `{facts.commit[:12]}`"
+        summary += f" at [{facts.url}]({facts.url})." if facts.url else "."
+        return CheckRunReport("completed", "success", f"Ready: {url}", summary)
+    if state == "failure":
+        summary = f"{where} failed at `{facts.commit[:12]}`: **{facts.error or 'no error recorded'}**"
+        if facts.advice:
+            summary += f"\n\nNext step: {facts.advice}"
+        return CheckRunReport("completed", "failure", f"Failed: {facts.error or facts.phase}"[:200], summary)
+    return None
+
+
+def check_run_ended(*, superseded_by: str = "", removed_because: str = "") -> CheckRunReport:
+    """The last word of a run still in progress when its commit stopped mattering: ``cancelled``
+    when a newer commit took over, ``neutral`` when the environment was removed (so a required
+    check never blocks a pull request the project chose to leave without an environment)."""
+    if superseded_by:
+        return CheckRunReport(
+            "completed",
+            "cancelled",
+            "Superseded by a newer commit",
+            f"A newer commit, `{superseded_by[:12]}`, took over before this one was deployed.",
+        )
+    reason = removed_because or "the environment was deleted"
+    return CheckRunReport(
+        "completed",
+        "neutral",
+        "No environment",
+        f"The environment was removed before it was ready: {reason}.",
+    )

@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.CheckRun import CheckRun
 from github.GithubException import (
     BadCredentialsException,
     RateLimitExceededExceedsMaxWait,
@@ -453,6 +454,57 @@ class GithubClient:
 
         return self._call(f"reporting deployment {deployment_id} {state}", work)
 
+    def create_check_run(
+        self,
+        head_sha: str,
+        name: str,
+        *,
+        status: str,
+        conclusion: str = "",
+        title: str,
+        summary: str,
+        details_url: str = "",
+    ) -> int:
+        """``POST /repos/{o}/{r}/check-runs`` on ``head_sha``; its id. GitHub lets only an App make
+        one (a token is refused with 403): callers ask for it on App connections only."""
+
+        def work() -> int:
+            run = self._repo().create_check_run(
+                name=name,
+                head_sha=head_sha,
+                details_url=details_url or NotSet,
+                status=status,
+                conclusion=conclusion or NotSet,
+                output=_output(title, summary),
+            )
+            return int(run.id)
+
+        return self._call(f"creating a check run on {head_sha[:12]}", work)
+
+    def update_check_run(
+        self,
+        check_run_id: int,
+        *,
+        status: str,
+        conclusion: str = "",
+        title: str,
+        summary: str,
+        details_url: str = "",
+    ) -> None:
+        """``PATCH /repos/{o}/{r}/check-runs/{id}`` (one request: the run is not read first)."""
+
+        def work() -> None:
+            repo = self._repo()
+            run = CheckRun(repo.requester, url=f"{repo.url}/check-runs/{check_run_id}")
+            run.edit(
+                status=status,
+                conclusion=conclusion or NotSet,
+                details_url=details_url or NotSet,
+                output=_output(title, summary),
+            )
+
+        self._call(f"updating check run {check_run_id}", work)
+
     def rate_limit(self) -> dict[str, int]:
         """``GET /rate_limit``: the core limit's remaining calls and reset time (does not count)."""
 
@@ -464,6 +516,11 @@ class GithubClient:
 
     def close(self) -> None:
         self._github.close()
+
+
+def _output(title: str, summary: str) -> dict[str, str | list[dict[str, str | int]]]:
+    # GitHub's limits: a summary of at most 65,535 characters; the title is shown on one line.
+    return {"title": title[:255], "summary": summary[:65_535]}
 
 
 def _pages(items: Any) -> Iterator[Any]:

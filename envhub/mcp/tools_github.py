@@ -69,14 +69,20 @@ def update_github(
         list[Annotated[str, Field(min_length=1, max_length=255)]] | None,
         Field(max_length=20, description="Branch patterns whose pushes get environments ([] for none)."),
     ] = None,
+    check_runs: Annotated[
+        bool | None,
+        Field(description="A check run on each pull request's commit (App connections only)."),
+    ] = None,
 ) -> GithubConnectionView:
-    """Change which pull requests and pushes get environments (arguments left out stay)."""
+    """Change which pull requests and pushes get environments, and whether an App connection
+    reports a check run on each pull request's commit (arguments left out stay)."""
     given = {
         "pull_requests": pull_requests,
         "drafts": drafts,
         "opt_in_label": opt_in_label,
         "opt_out_label": opt_out_label,
         "push_branches": push_branches,
+        "check_runs": check_runs,
     }
     with unit_of_work() as session:
         return github.update_github_policy(

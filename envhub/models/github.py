@@ -40,6 +40,9 @@ class GithubConnection(SQLModel, table=True):
     opt_out_label: str = Field(default="envhub:skip", max_length=100)  # never PRs with it
     # Branch environments on push (fnmatch patterns; none by default).
     push_branches: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # A check run ("envhub preview") on each pull request's commit: App connections only
+    # (GitHub lets no token make one).
+    check_runs: bool = Field(default=True)
     # What the last call to GitHub said: verified_at on success, last_error otherwise.
     verified_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     last_error: str = Field(default="", max_length=2000)
@@ -111,6 +114,11 @@ class PullRequest(SQLModel, table=True):
     deployment_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     deployment_sha: str = Field(default="", max_length=64)  # the commit that Deployment is of
     deployment_state: str = Field(default="", max_length=20)  # the last status posted to it
+    # The check run of the commit the environment runs (App connections): made once per commit,
+    # updated only when its state (in_progress, or the conclusion) changes.
+    check_run_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    check_run_sha: str = Field(default="", max_length=64)
+    check_run_state: str = Field(default="", max_length=20)
     # GitHub has not been told the latest yet: the sync job clears it, the reconciler re-drives it.
     sync_due: bool = Field(default=False, index=True)
     synced_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -44,7 +44,7 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _LABEL_MAX = 50  # GitHub's own limit on a label's name
 _PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 _MAX_PATTERNS = 20
-_POLICY = ("pull_requests", "drafts", "opt_in_label", "opt_out_label", "push_branches")
+_POLICY = ("pull_requests", "drafts", "opt_in_label", "opt_out_label", "push_branches", "check_runs")
 
 
 class GithubConnectionView(TypedDict):
@@ -62,6 +62,7 @@ class GithubConnectionView(TypedDict):
     opt_in_label: str  # when set, only pull requests with this label
     opt_out_label: str  # never pull requests with this label ("" for none)
     push_branches: list[str]  # branch patterns whose pushes get a branch environment
+    check_runs: bool  # a check run on each pull request's commit (App connections only)
     webhook_url: str  # where GitHub sends events (Payload URL, content type application/json)
     events: list[str]  # the events to subscribe the webhook to
     verified: str  # when GitHub last accepted the credentials, e.g. "3 minutes ago"
@@ -196,7 +197,7 @@ def _check_policy(changes: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise _invalid(f"cannot change {', '.join(sorted(unknown))}", sorted(unknown)[0])
     checked: dict[str, Any] = {}
-    for key in ("pull_requests", "drafts"):
+    for key in ("pull_requests", "drafts", "check_runs"):
         if key in changes:
             if not isinstance(changes[key], bool):
                 raise _invalid(f"{key} is true or false", key)
@@ -254,6 +255,7 @@ def connection_view(connection: GithubConnection) -> GithubConnectionView:
         opt_in_label=connection.opt_in_label or "",
         opt_out_label=connection.opt_out_label,
         push_branches=list(connection.push_branches),
+        check_runs=connection.check_runs,
         webhook_url=webhook_url(),
         events=list(EVENTS),
         verified=fmt.ago(connection.verified_at) if connection.verified_at else "never",
@@ -366,7 +368,8 @@ def github_connection(*, session: Session, actor: Principal, project_id: int) ->
 def update_github_policy(
     *, session: Session, actor: Principal, project_id: int, changes: Mapping[str, Any]
 ) -> GithubConnectionView:
-    """Change which pull requests and pushes get environments; fields left out stay."""
+    """Change which pull requests and pushes get environments, and whether App connections
+    report check runs; fields left out stay."""
     target = AuditTarget("project", id=project_id)
     with audited(session, actor, "github.update", target):
         project = _project(session, actor, project_id, Action.project_update, target)

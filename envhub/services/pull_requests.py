@@ -46,7 +46,7 @@ from envhub.integrations.github import GithubClient
 from envhub.models import Environment, GithubConnection, Project, PullRequest, WebhookDelivery
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
-from envhub.services import environments, github
+from envhub.services import check_runs, environments, github
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def _push_event(
     return f"push to {branch}: moving {name}"
 
 
-# -- telling GitHub: the comment and the Deployment ---------------------------------------
+# -- telling GitHub: the comment, the Deployment, the check run ---------------------------
 
 
 def request_sync(session: Session, queue: JobQueue, pr_row: int, *, now: bool = False) -> None:
@@ -360,12 +360,13 @@ def redrive_syncs(*, session: Session, queue: JobQueue) -> list[int]:
 
 
 def sync_to_github(*, session: Session, pr_row: int) -> str:
-    """Bring the pull request's comment and Deployment up to date with its environment.
+    """Bring the pull request's comment, Deployment and check run up to date with its environment.
 
     Runs under the pull request row's write lock (taken by a no-op update
     first, on PostgreSQL and SQLite alike), so two syncs of one pull request
     never both create a comment; the comment is edited only when its text
-    changed, and a Deployment status is posted only when the state changed.
+    changed, and a Deployment status (or a check run update) is posted only
+    when the state changed.
     """
     session.execute(
         update(PullRequest).where(col(PullRequest.id) == pr_row).values(sync_due=PullRequest.sync_due)
@@ -388,6 +389,7 @@ def sync_to_github(*, session: Session, pr_row: int) -> str:
     digest = hashlib.sha256(body.encode()).hexdigest()
     client = github.client_for(connection)
     calls: list[str] = []
+    problem = ""  # what GitHub refused without failing the sync (check runs), shown on the connection
     try:
         if pr.comment_id is None:
             pr.comment_id = client.find_comment(pr.number, comment_marker(project.id or 0))
@@ -406,6 +408,9 @@ def sync_to_github(*, session: Session, pr_row: int) -> str:
         pr.comment_body_digest = digest
         if environment is not None:
             calls += _sync_deployment(client, pr, facts, f"{project.name}/{environment.name}")
+        if check_runs.wanted(connection):
+            made, problem = check_runs.sync_check_run(client, pr, facts, removed_because=_why_removed(pr))
+            calls += made
     except GithubError as exc:
         session.rollback()
         connection = session.get(GithubConnection, connection.id)
@@ -419,10 +424,16 @@ def sync_to_github(*, session: Session, pr_row: int) -> str:
     pr.sync_due = False
     pr.synced_at = utcnow()
     session.add(pr)
-    connection.verified_at, connection.last_error = utcnow(), ""
+    connection.verified_at, connection.last_error = utcnow(), problem
     session.add(connection)
     session.commit()
     return ", ".join(calls) or "nothing changed"
+
+
+def _why_removed(pr: PullRequest) -> str:
+    return pr.skipped or (
+        "the pull request was closed" if pr.state == "closed" else "the environment was deleted"
+    )
 
 
 def _sync_deployment(client: GithubClient, pr: PullRequest, facts: CommentFacts, name: str) -> list[str]:

@@ -51,10 +51,14 @@ def test_connect_a_repository_and_see_the_secret_once(page: Page, stub: GithubSt
 
     panel.get_by_label("Draft pull requests too", exact=True).click()
     panel.get_by_label("Push branches", exact=True).fill("main, release/*")
+    check_runs = panel.get_by_label("Check run on each commit (App connections)", exact=True)
+    expect(check_runs).to_be_checked()  # on by default
+    check_runs.click()
     panel.locator("#github-save-policy").click()
     expect(page.get_by_text("Pull-request policy saved")).to_be_visible()
     page.reload()
     expect(panel.get_by_label("Push branches", exact=True)).to_have_value("main, release/*")
+    expect(check_runs).not_to_be_checked()
 
     panel.locator("#github-disconnect").click()
     expect(panel.get_by_label("Repository", exact=True)).to_be_editable()

@@ -44,8 +44,10 @@ def test_rest_round_trip(clients: Clients, project: Project, stub: GithubStub, s
     assert secret not in shown.text
     assert token not in shown.text
     assert viewer.patch(base, json={"drafts": True}).status_code == 403
-    changed = admin.patch(base, json={"drafts": True, "push_branches": ["main"]})
+    assert admin.get(base).json()["check_runs"] is True  # on by default
+    changed = admin.patch(base, json={"drafts": True, "push_branches": ["main"], "check_runs": False})
     assert (changed.json()["drafts"], changed.json()["push_branches"]) == (True, ["main"])
+    assert changed.json()["check_runs"] is False
     bad = admin.patch(base, json={"push_branches": ["a b"]})
     assert (bad.status_code, bad.json()["code"], bad.json()["details"]["field"]) == (
         422, "github_connection_invalid", "push_branches",
@@ -95,9 +97,14 @@ def test_cli_connect_show_set_rotate_disconnect(
     )
     assert "PRIVATE KEY" not in shown.stdout
     changed = cli("projects", "github", "set", "shop", "--drafts", "--opt-in-label", "preview",
-                  "--push-branch", "main", "--push-branch", "release/*", "-o", "json", **env)  # fmt: skip
+                  "--push-branch", "main", "--push-branch", "release/*", "--no-check-runs",
+                  "-o", "json", **env)  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     assert json.loads(changed.stdout)["push_branches"] == ["main", "release/*"]
+    assert json.loads(changed.stdout)["check_runs"] is False
+    again = cli("projects", "github", "set", "shop", "--check-runs", **env)
+    assert again.returncode == 0, again.stderr
+    assert "check runs" in again.stdout
     rotated = cli("projects", "github", "rotate-secret", "shop", "-o", "json", **env)
     assert len(json.loads(rotated.stdout)["webhook_secret"]) >= 40
     token_file = tmp_path / "token"
@@ -127,6 +134,7 @@ def test_mcp_tools(serve: Serve, people: People, project: Project, stub: GithubS
     view = agent.call("get_github", project_id=project.id)
     assert connected["webhook_secret"] not in json.dumps(view)
     assert agent.call("update_github", project_id=project.id, opt_out_label="")["opt_out_label"] == ""
+    assert agent.call("update_github", project_id=project.id, check_runs=False)["check_runs"] is False
     assert agent.call("rotate_github_webhook_secret", project_id=project.id)["webhook_secret"]
     assert agent.call("disconnect_github", project_id=project.id)["disconnected"] is True
     assert agent.error("get_github", project_id=project.id)["code"] == "github_not_connected"

@@ -7,8 +7,8 @@ with ``iss`` = the App id; installation tokens expire and reach only their
 installation's repositories; a token must be one it issued), and records every
 call (method, path, auth kind, status) so tests count GitHub API calls.
 
-State is plain data: repositories, pull requests, comments and deployments in
-dicts, changed through methods (:meth:`GithubStub.open_pull`, :meth:`push`,
+State is plain data: repositories, pull requests, comments, deployments and
+check runs in dicts, changed through methods (:meth:`GithubStub.open_pull`, :meth:`push`,
 :meth:`close_pull`...) so webhook tests can drive pull requests on it.
 :meth:`GithubStub.fail` makes the next matching calls answer 401, 404, 403
 (secondary or primary rate limit), 429 or 5xx as GitHub does.
@@ -97,6 +97,7 @@ class Repo:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # by comment id
     deployments: dict[int, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by deployment id
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # by check run id
 
     @property
     def full_name(self) -> str:
@@ -250,6 +251,11 @@ class GithubStub:
         now = _iso(_now())
         pull.update(state="closed", closed_at=now, updated_at=now, merged=merged)
         pull["merged_at"] = now if merged else None
+
+    def check_runs_on(self, full_name: str, sha: str | None = None) -> list[dict[str, Any]]:
+        """The check runs made in the repository (on commit ``sha``), oldest first."""
+        runs = self.repos[full_name.lower()].check_runs.values()
+        return [run for run in runs if sha is None or run["head_sha"] == sha]
 
     def comments_on(self, full_name: str, number: int) -> list[dict[str, Any]]:
         repo = self.repos[full_name.lower()]
@@ -432,6 +438,10 @@ class GithubStub:
         if repo is None or not self._reaches(grant, repo):
             return self._error(404, "Not Found", identity)
         rest = parts[3:]
+        if rest[:1] == ["check-runs"]:
+            if kind != "installation":  # GitHub: only an App makes or changes check runs
+                return self._error(403, "You must authenticate via a GitHub App.", identity)
+            return self._check_run_route(method, repo, rest[1:], body, identity)
         return self._repo_route(request, method, repo, rest, body, identity)
 
     def _reaches(self, grant: Grant | None, repo: Repo) -> bool:
@@ -468,7 +478,7 @@ class GithubStub:
         self.grants[token] = Grant(installation_id, expires, scope)
         permissions = body.get("permissions") or {"contents": "read", "metadata": "read",
                                                    "pull_requests": "write", "issues": "write",
-                                                   "deployments": "write"}  # fmt: skip
+                                                   "deployments": "write", "checks": "write"}  # fmt: skip
         answer: dict[str, Any] = {
             "token": token,
             "expires_at": _iso(expires),
@@ -567,6 +577,91 @@ class GithubStub:
             if rest[2:] == ["statuses"] and method == "POST":
                 return self._status(repo, deployment, body, identity)
         return self._error(404, "Not Found", identity)
+
+    def _check_run_route(
+        self, method: str, repo: Repo, rest: list[str], body: dict[str, Any], identity: str
+    ) -> Response:
+        """``POST /repos/{o}/{r}/check-runs`` and ``PATCH /repos/{o}/{r}/check-runs/{id}``, as documented
+        (docs.github.com/rest/checks/runs): a conclusion completes the run; completed needs one."""
+        if not rest and method == "POST":
+            name, sha = body.get("name"), body.get("head_sha")
+            if not isinstance(name, str) or not name or not isinstance(sha, str) or not sha:
+                return self._error(422, "Validation Failed", identity)
+            run_id = next(self._ids)
+            base = self.api_url + f"/repos/{repo.full_name}"
+            run: dict[str, Any] = {
+                "id": run_id,
+                "node_id": f"CR_{run_id}",
+                "head_sha": sha,
+                "external_id": "",
+                "url": f"{base}/check-runs/{run_id}",
+                "html_url": f"{self.origin}/{repo.full_name}/runs/{run_id}",
+                "details_url": None,
+                "status": "queued",
+                "conclusion": None,
+                "started_at": _iso(_now()),
+                "completed_at": None,
+                "output": {
+                    "title": None,
+                    "summary": None,
+                    "text": None,
+                    "annotations_count": 0,
+                    "annotations_url": f"{base}/check-runs/{run_id}/annotations",
+                },
+                "name": name,
+                "check_suite": {"id": next(self._ids)},
+                "app": {"id": 1, "slug": "envhub", "name": "envhub"},
+                "pull_requests": [],
+            }
+            problem = self._change_run(run, body)
+            if problem:
+                return self._error(422, problem, identity)
+            repo.check_runs[run_id] = run
+            return self._answer(201, run, identity)
+        if len(rest) == 1 and rest[0].isdigit() and method in ("GET", "PATCH"):
+            found = repo.check_runs.get(int(rest[0]))
+            if found is None:
+                return self._error(404, "Not Found", identity)
+            if method == "PATCH":
+                changed = {**found, "output": dict(found["output"])}
+                problem = self._change_run(changed, body)
+                if problem:
+                    return self._error(422, problem, identity)
+                found.update(changed)
+            return self._answer(200, found, identity)
+        return self._error(404, "Not Found", identity)
+
+    @staticmethod
+    def _change_run(run: dict[str, Any], body: dict[str, Any]) -> str:
+        """Apply a create or update body to ``run``; what GitHub would refuse ("" when nothing)."""
+        conclusions = {"action_required", "cancelled", "failure", "neutral", "success", "skipped",
+                       "stale", "timed_out"}  # fmt: skip
+        status, conclusion = body.get("status"), body.get("conclusion")
+        if status is not None and status not in ("queued", "in_progress", "completed"):
+            return "Validation Failed: status"
+        if conclusion is not None and conclusion not in conclusions:
+            return "Validation Failed: conclusion"
+        if conclusion is not None:
+            status = "completed"  # GitHub: providing a conclusion sets the status to completed
+        if status == "completed" and conclusion is None and run["conclusion"] is None:
+            return "Validation Failed: a completed check run needs a conclusion"
+        output = body.get("output")
+        if output is not None:
+            if not isinstance(output, dict) or not output.get("title") or not output.get("summary"):
+                return "Validation Failed: output needs a title and a summary"
+            if len(str(output["summary"])) > 65_535:
+                return "Validation Failed: the summary is longer than 65535 characters"
+            run["output"].update(title=output["title"], summary=output["summary"], text=output.get("text"))
+        if status is not None:
+            run["status"] = status
+        if conclusion is not None:
+            run["conclusion"] = conclusion
+        if run["status"] == "completed" and run["completed_at"] is None:
+            run["completed_at"] = _iso(_now())
+        for key in ("name", "details_url", "external_id"):
+            if body.get(key) is not None:
+                run[key] = body[key]
+        return ""
 
     @staticmethod
     def _public(comment: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 PUT connects (GitHub checks the credentials first; the webhook secret comes
 back in this answer only), GET shows it (never a credential or secret), PATCH
-changes the pull-request policy, POST ``.../webhook-secret`` rotates the
+changes the pull-request policy (and check runs), POST ``.../webhook-secret`` rotates the
 secret, DELETE disconnects. Thin translations onto ``services/github.py``.
 """
 
@@ -59,6 +59,9 @@ class GithubPolicyIn(BaseModel):
     push_branches: list[Annotated[Text, Field(min_length=1, max_length=255)]] | None = Field(
         default=None, max_length=20
     )
+    check_runs: bool | None = Field(
+        default=None, description="A check run on each pull request's commit (App connections only)."
+    )
 
 
 @router.put(
@@ -98,7 +101,7 @@ def get_github(project_id: Id, actor: Caller) -> GithubConnectionView:
     "/projects/{project_id}/github",
     response_model=model_of(GithubConnectionView),
     responses=answers(404),
-    summary="Change which pull requests and pushes get environments",
+    summary="Change which pull requests and pushes get environments, and check runs",
 )
 def update_github(project_id: Id, body: GithubPolicyIn, actor: Caller) -> GithubConnectionView:
     changes = {key: value for key, value in body.model_dump(exclude_unset=True).items() if value is not None}

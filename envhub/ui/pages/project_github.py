@@ -22,14 +22,14 @@ from envhub.ui.state import AuthState
 
 EMPTY = GithubConnectionView(
     project_id=0, repository="", repository_url="", api_url="", auth="", app_id=None, installation_id=None,
-    pull_requests=True, drafts=False, opt_in_label="", opt_out_label="", push_branches=[], webhook_url="",
-    events=[], verified="", verified_at="", last_error="", updated_at="",
+    pull_requests=True, drafts=False, opt_in_label="", opt_out_label="", push_branches=[], check_runs=True,
+    webhook_url="", events=[], verified="", verified_at="", last_error="", updated_at="",
 )  # fmt: skip
 
 
 _FIELDS = frozenset(
     {"repository", "api_url", "auth", "app_id", "installation_id", "private_key", "token",
-     "opt_in_label", "opt_out_label", "push_branches", "pull_requests", "drafts"}
+     "opt_in_label", "opt_out_label", "push_branches", "pull_requests", "drafts", "check_runs"}
 )  # fmt: skip
 
 
@@ -57,6 +57,7 @@ class ProjectGithubState(AuthState):
     opt_in_label: str = ""
     opt_out_label: str = ""
     push_branches: str = ""
+    check_runs: bool = True
     # Shown once, after connect or rotate.
     new_secret: str = ""
     webhook_url: str = ""
@@ -69,6 +70,7 @@ class ProjectGithubState(AuthState):
         self.pull_requests, self.drafts = view["pull_requests"], view["drafts"]
         self.opt_in_label, self.opt_out_label = view["opt_in_label"], view["opt_out_label"]
         self.push_branches = ", ".join(view["push_branches"])
+        self.check_runs = view["check_runs"]
         self.webhook_url, self.events = view["webhook_url"], ", ".join(view["events"])
 
     def _reload(self) -> None:
@@ -140,6 +142,7 @@ class ProjectGithubState(AuthState):
                         "opt_in_label": self.opt_in_label,
                         "opt_out_label": self.opt_out_label,
                         "push_branches": patterns,
+                        "check_runs": self.check_runs,
                     },
                 )
         except EnvhubError as exc:
@@ -330,6 +333,7 @@ def _policy_form() -> rx.Component:
                 S.push_branches,
                 "Branch patterns whose pushes get an environment, comma-separated (e.g. main, release/*).",
             ),
+            _switch("Check run on each commit (App connections)", "check_runs", S.check_runs),
             rx.button("Save policy", type="submit", id="github-save-policy"),
             spacing="3",
             width="100%",
@@ -394,8 +398,8 @@ def github_panel() -> rx.Component:
         section(
             "GitHub",
             rx.text(
-                "Pull requests of the connected repository become environments, with a comment and a "
-                "deployment on GitHub.",
+                "Pull requests of the connected repository become environments, with a comment, a "
+                "deployment and (App connections) a check run on GitHub.",
                 size="2",
                 color_scheme="gray",
             ),
