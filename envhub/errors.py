@@ -71,6 +71,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -118,6 +119,22 @@ class ValidationFailed(EnvhubError):
     advice = "The environment's spec is invalid. Fix the project's defaults and redeploy."
     status = 422
     default_hint = "Correct the highlighted field and try again."
+
+
+def invalid_request(errors: Iterable[Mapping[str, Any]]) -> ValidationFailed:
+    """A request refused by its schema (pydantic's ``errors()``), as REST and MCP both report it:
+    ``details.problems`` names each field (its ``loc`` without ``body``/``query``/``path``)."""
+    problems = [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")),
+            "problem": str(err.get("msg", "")),
+        }
+        for err in errors
+    ][:20]
+    return ValidationFailed(
+        "the request is not valid: " + "; ".join(f"{p['field']}: {p['problem']}" for p in problems)[:500],
+        details={"problems": problems},
+    )
 
 
 class InvalidName(ValidationFailed):

@@ -109,17 +109,7 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")),
-                "problem": str(err.get("msg", "")),
-            }
-            for err in exc.errors()
-        ][:20]
-        error = e.ValidationFailed(
-            "the request is not valid: " + "; ".join(f"{p['field']}: {p['problem']}" for p in problems)[:500],
-            details={"problems": problems},
-        )
+        error = e.invalid_request(exc.errors())
         return respond(request, error)
 
     @api.exception_handler(StarletteHTTPException)

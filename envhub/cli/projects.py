@@ -1,8 +1,10 @@
-"""``envhub projects ls|create``: the projects you can see, and new ones (``/api/v1/projects``);
-``envhub projects github ...``: a project's repository (cli/project_github.py)."""
+"""``envhub projects ls|show|create|update``: the projects you can see, new ones and their
+defaults (``/api/v1/projects``); ``envhub projects github ...``: a project's repository
+(cli/project_github.py)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -21,11 +23,32 @@ from envhub.cli.output import (
     rows_table,
 )
 
-app = typer.Typer(name="projects", help="List and create projects.", no_args_is_help=True)
+app = typer.Typer(name="projects", help="List, show, create and change projects.", no_args_is_help=True)
 app.add_typer(project_github.app)
 
 # The keys of a project in `--output json`, whatever else the API adds later.
 ROW_KEYS = ("id", "name", "team", "description", "repo", "environments", "created_at")
+
+
+class UrlAccessChoice(StrEnum):
+    public = "public"
+    sign_in = "sign-in"
+    sign_in_api = "sign_in"  # the API's spelling, accepted too
+
+
+UrlAccessOption = Annotated[
+    UrlAccessChoice | None,
+    typer.Option(
+        "--url-access",
+        help="Who can open environment URLs: public (anyone with the link) or sign-in "
+        "(people signed in to envhub who can see the environment).",
+        show_choices=True,
+    ),
+]
+HealthPathOption = Annotated[str | None, typer.Option("--health-path", help="Path that answers when up.")]
+EnvOption = Annotated[
+    list[str] | None, typer.Option("--env", "-e", help="Default variable KEY=VALUE (repeatable).")
+]
 
 
 def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
@@ -83,12 +106,9 @@ def create_project(
     ref: Annotated[str | None, typer.Option("--ref", help="Default git ref.")] = None,
     run: Annotated[str | None, typer.Option("--command", help="The command that serves it.")] = None,
     description: Annotated[str, typer.Option("--description", help="One line about it.")] = "",
-    health_path: Annotated[
-        str | None, typer.Option("--health-path", help="Path that answers when up.")
-    ] = None,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="Default variable KEY=VALUE (repeatable).")
-    ] = None,
+    health_path: HealthPathOption = None,
+    env: EnvOption = None,
+    url_access: UrlAccessOption = None,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
@@ -101,6 +121,7 @@ def create_project(
         ("default_ref", ref),
         ("command", run),
         ("health_path", health_path),
+        ("url_access", _url_access(url_access)),
     ):
         if value is not None:
             body[key] = value
@@ -111,9 +132,91 @@ def create_project(
         print_json(created)
         return
     console.print(f"Created project [bold]{created['name']}[/] (id {created['id']}) in {created['team']}.")
-    console.print(
-        fields_table([("repo", created["repo"]), ("ref", created["ref"]), ("command", created["command"])])
-    )
+    console.print(fields_table(_fields(created)))
+
+
+@app.command("show")
+@command
+def show_project(
+    project: Annotated[str, typer.Argument(help="The project: its id or name.")],
+    server: ServerOption = None,
+    output: OutputOption = Format.text,
+) -> None:
+    """A project's defaults for new environments, and who can open their URLs."""
+    connection = Connection.signed_in(server)
+    header = resources.project(connection, project)
+    if output is Format.json:
+        print_json(header)
+        return
+    console.print(fields_table([("id", header["id"]), ("name", header["name"]), *_fields(header)]))
+
+
+@app.command("update")
+@command
+def update_project(
+    project: Annotated[str, typer.Argument(help="The project: its id or name.")],
+    repo: Annotated[str | None, typer.Option("--repo", help="Git repository URL to check out.")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Default git ref.")] = None,
+    run: Annotated[str | None, typer.Option("--command", help="The command that serves it.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="One line about it.")] = None,
+    health_path: HealthPathOption = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Default variable KEY=VALUE (repeatable); replaces all of them."),
+    ] = None,
+    url_access: UrlAccessOption = None,
+    server: ServerOption = None,
+    output: OutputOption = Format.text,
+) -> None:
+    """Change a project's defaults; options left out stay as they are."""
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("description", description),
+            ("repo_url", repo),
+            ("default_ref", ref),
+            ("command", run),
+            ("health_path", health_path),
+            ("url_access", _url_access(url_access)),
+        )
+        if value is not None
+    }
+    if env:
+        changes["env"] = parse_pairs(env, "--env")
+    if not changes:
+        raise CliError(
+            "validation_failed",
+            "nothing to change",
+            hint="Give at least one option, e.g. --url-access sign-in (see --help).",
+            exit_code=INVALID,
+        )
+    connection = Connection.signed_in(server)
+    found = resources.project(connection, project)
+    changed = connection.request("PATCH", f"/api/v1/projects/{found['id']}", json=changes)
+    if output is Format.json:
+        print_json(changed)
+        return
+    console.print(f"Updated project [bold]{changed['name']}[/] (id {changed['id']}).")
+    console.print(fields_table(_fields(changed)))
+
+
+def _url_access(choice: UrlAccessChoice | None) -> str | None:
+    """The API's value of ``--url-access`` (people type sign-in, the API says sign_in)."""
+    return None if choice is None else choice.value.replace("-", "_")
+
+
+def _fields(header: dict[str, Any]) -> list[tuple[str, Any]]:
+    access = header.get("url_access", "")
+    label = header.get("url_access_label", "")
+    return [
+        ("team", header["team"]),
+        ("description", header["description"] or "-"),
+        ("repo", header["repo"] or "-"),
+        ("ref", header["ref"] or "-"),
+        ("command", header["command"]),
+        ("health path", header["health_path"]),
+        ("url access", f"{access} ({label})" if label else access),
+    ]
 
 
 def register(root: typer.Typer) -> None:

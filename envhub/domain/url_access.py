@@ -30,6 +30,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from envhub.errors import ValidationFailed
 
@@ -37,6 +38,16 @@ from envhub.errors import ValidationFailed
 class UrlAccess(StrEnum):
     public = "public"  # anyone with the URL, like most preview URLs
     sign_in = "sign_in"  # people who may see the environment in envhub, signed in
+
+
+# The same choices as a type, for schemas (REST's OpenAPI document, MCP tools): an enum there.
+UrlAccessName = Literal["public", "sign_in"]
+
+# What each choice means, in the words every face shows people.
+URL_ACCESS_LABELS: dict[UrlAccess, str] = {
+    UrlAccess.public: "Anyone with the link",
+    UrlAccess.sign_in: "People signed in to envhub who can see the environment",
+}
 
 
 class PassKind(StrEnum):

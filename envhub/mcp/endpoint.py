@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
 from envhub.mcp import tools_access, tools_environments, tools_github, tools_projects, tools_teams
-from envhub.mcp.toolkit import PRINCIPAL_KEY, add_tool, error_body
+from envhub.mcp.toolkit import PRINCIPAL_KEY, ToolServer, add_tool, error_body
 
 PATH = "/mcp"
 # Resolves the request's bearer token to its principal (None: anonymous or not valid); blocking.
@@ -48,7 +48,7 @@ INSTRUCTIONS = (
 def build_server() -> MCPServer[Any]:
     """The MCP server with every tool; one per endpoint (its session manager runs once)."""
     server = _without_logging_setup(
-        lambda: MCPServer("envhub", title="envhub", instructions=INSTRUCTIONS, log_level="WARNING")
+        lambda: ToolServer("envhub", title="envhub", instructions=INSTRUCTIONS, log_level="WARNING")
     )
     envs, access, projects, teams = tools_environments, tools_access, tools_projects, tools_teams
     add_tool(server, access.whoami, title="Who am I", read_only=True)

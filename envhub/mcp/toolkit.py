@@ -6,7 +6,8 @@ it: the caller (the principal the endpoint authenticated, from the request
 the SDK hands each tool), the output schema (the view model, through
 ``schemas.output_model``), and envhub's errors as tool error results
 (``isError``) whose text is the same ``{code, message, hint, details}`` body
-REST answers with, so an agent reads the code and the next step.
+REST answers with, so an agent reads the code and the next step. Arguments
+the input schema refuses are answered so too (:class:`ToolServer`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import ValidationError
 
 from envhub.domain.principals import Principal
-from envhub.errors import EnvhubError, Unauthenticated
+from envhub.errors import EnvhubError, Unauthenticated, invalid_request
 from envhub.mcp.schemas import output_model
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,22 @@ def error_body(exc: EnvhubError) -> dict[str, Any]:
 
 def error_result(exc: EnvhubError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(error_body(exc)))], is_error=True)
+
+
+class ToolServer(MCPServer[Any]):
+    """The SDK's server, but arguments outside a tool's input schema (a value not in an
+    enum, a number out of range) come back as ``validation_failed`` naming each field,
+    like REST's 422, instead of the SDK's plain text."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+                raise
+            return error_result(invalid_request(exc.__cause__.errors(include_input=False)))
 
 
 def principal_of(ctx: Context) -> Principal:

@@ -7,12 +7,22 @@ from typing import Annotated, TypedDict
 from pydantic import Field
 
 from envhub.domain.principals import Principal
+from envhub.domain.url_access import UrlAccessName
 from envhub.mcp.schemas import Limit, Offset, ProjectId, TeamId
 from envhub.services import identity_views, project_views, projects, secrets
 from envhub.services.identity_views import SecretRow
 from envhub.services.project_views import ProjectHeader, ProjectOverview
 from envhub.services.units import read_only, unit_of_work
 
+UrlAccessArg = Annotated[
+    UrlAccessName | None,
+    Field(
+        description="Who may open the URLs of the project's environments: 'public' = anyone with "
+        "the link (the default); 'sign_in' = only people signed in to envhub who may see the "
+        "environment (a client without an envhub browser session is sent to envhub's sign-in "
+        "instead of the app: check such environments with run_command and get_logs)."
+    ),
+]
 SecretId = Annotated[int, Field(ge=1, le=2**31 - 1, description="From list_secrets.")]
 
 
@@ -28,7 +38,8 @@ class SecretList(TypedDict):
 def get_project(
     actor: Principal, project_id: ProjectId, offset: Offset = 0, limit: Limit = 20
 ) -> ProjectOverview:
-    """A project's defaults (repo, ref, command, health path), its container services and its environments."""
+    """A project's defaults (repo, ref, command, health path, who may open its URLs), its container
+    services and its environments."""
     with read_only() as session:
         return project_views.project_overview(
             session=session, actor=actor, project_id=project_id, offset=offset, limit=limit
@@ -48,6 +59,7 @@ def create_project(
         str | None, Field(max_length=4000, description="Command serving HTTP on $PORT.")
     ] = None,
     health_path: Annotated[str | None, Field(max_length=200)] = None,
+    url_access: UrlAccessArg = None,
 ) -> ProjectHeader:
     """Create a project in a team (needs the team's admin role and the write scope)."""
     with unit_of_work() as session:
@@ -61,6 +73,7 @@ def create_project(
             default_ref=ref,
             command=command,
             health_path=health_path,
+            url_access=url_access,
         )
         return project_views.project_summary(session=session, actor=actor, project_id=created.id or 0)
 
@@ -73,6 +86,7 @@ def update_project(
     ref: Annotated[str | None, Field(max_length=255)] = None,
     command: Annotated[str | None, Field(max_length=4000)] = None,
     health_path: Annotated[str | None, Field(max_length=200)] = None,
+    url_access: UrlAccessArg = None,
 ) -> ProjectHeader:
     """Change a project's defaults (fields left out stay); new environments and redeploys use them."""
     given = {
@@ -81,6 +95,7 @@ def update_project(
         "default_ref": ref,
         "command": command,
         "health_path": health_path,
+        "url_access": url_access,
     }
     with unit_of_work() as session:
         projects.update_project(

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from envhub.domain import humanize as fmt
 from envhub.domain.kube import parse_manifests
 from envhub.domain.principals import Principal
+from envhub.domain.url_access import URL_ACCESS_LABELS, UrlAccessName, parse_url_access
 from envhub.errors import EnvhubError
 from envhub.models import Project, Team
 from envhub.queue.events import project_channel
@@ -48,6 +49,8 @@ class ProjectHeader(TypedDict):
     created_stamp: str
     manifests: str  # "3 documents", or "" without raw manifests
     egress: str  # "2 CIDRs, 1 namespace", or "" without an allowlist
+    url_access: UrlAccessName  # who may open its environments' URLs
+    url_access_label: str  # the same in words: "Anyone with the link", ...
 
 
 class ServiceRow(TypedDict):
@@ -85,6 +88,8 @@ EMPTY_HEADER = ProjectHeader(
     created_stamp="",
     manifests="",
     egress="",
+    url_access="public",
+    url_access_label="",
 )
 
 
@@ -142,6 +147,7 @@ def project_row(summary: projects.ProjectSummary) -> ProjectRow:
 
 
 def project_header(project: Project, team: str) -> ProjectHeader:
+    access = parse_url_access(project.url_access)
     return ProjectHeader(
         id=project.id or 0,
         team_id=project.team_id,
@@ -156,6 +162,8 @@ def project_header(project: Project, team: str) -> ProjectHeader:
         created_stamp=fmt.stamp(project.created_at),
         manifests=manifest_count(project.manifests),
         egress=egress_summary(project.egress),
+        url_access=access.value,
+        url_access_label=URL_ACCESS_LABELS[access],
     )
 
 

@@ -85,6 +85,41 @@ def test_project_validation_errors_have_codes(clients: Clients, owner: httpx.Cli
     assert_error(owner.get("/api/v1/projects?cursor=bm9wZQ"), 422, "invalid_cursor")
 
 
+def test_url_access_is_chosen_on_create_and_update_and_shown(clients: Clients, owner: httpx.Client) -> None:
+    acme = clients.world.acme
+    plain = make_project(owner, acme)
+    assert (plain["url_access"], plain["url_access_label"]) == ("public", "Anyone with the link")
+    made = owner.post("/api/v1/projects", json={"team_id": acme, "name": "intranet", "url_access": "sign_in"})
+    assert made.status_code == 201, made.text
+    assert made.json()["url_access"] == "sign_in"
+    assert made.json()["url_access_label"] == "People signed in to envhub who can see the environment"
+
+    pid = plain["id"]
+    changed = owner.patch(f"/api/v1/projects/{pid}", json={"url_access": "sign_in"})
+    assert changed.status_code == 200, changed.text
+    assert owner.get(f"/api/v1/projects/{pid}").json()["url_access"] == "sign_in"
+    # Null leaves it as it is, like the other fields null does not clear.
+    kept = owner.patch(f"/api/v1/projects/{pid}", json={"url_access": None, "description": "d"})
+    assert kept.json()["url_access"] == "sign_in"
+
+    for refused in (
+        owner.patch(f"/api/v1/projects/{pid}", json={"url_access": "private"}),
+        owner.post("/api/v1/projects", json={"team_id": acme, "name": "x", "url_access": "sign-in"}),
+    ):
+        body = assert_error(refused, 422, "validation_failed")
+        problems = body["details"]["problems"]  # type: ignore[index]
+        assert [p["field"] for p in problems] == ["url_access"]
+    assert owner.get(f"/api/v1/projects/{pid}").json()["url_access"] == "sign_in"
+
+
+def test_the_openapi_document_lists_the_url_access_choices(owner: httpx.Client) -> None:
+    schemas = owner.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert schemas["ProjectHeader"]["properties"]["url_access"]["enum"] == ["public", "sign_in"]
+    assert schemas["ProjectIn"]["properties"]["url_access"]["enum"] == ["public", "sign_in"]
+    choices = schemas["ProjectChanges"]["properties"]["url_access"]["anyOf"]
+    assert {"enum": ["public", "sign_in"], "type": "string"} in choices
+
+
 def test_another_teams_project_is_not_found_and_a_viewer_cannot_create(
     clients: Clients, owner: httpx.Client
 ) -> None:

@@ -141,6 +141,44 @@ def test_projects_are_created_and_listed_across_pages(
     assert (bad.returncode, "validation_failed" in bad.stderr) == (7, True)
 
 
+def test_a_projects_url_access_is_set_changed_and_shown(
+    cli: Cli, server: str, people: People, world: World, project: Project
+) -> None:
+    owner = signed_in(people, server, world.owner)
+    created = as_json(
+        cli(
+            "projects",
+            "create",
+            "intranet",
+            "--team",
+            "acme",
+            "--url-access",
+            "sign-in",
+            "-o",
+            "json",
+            **owner,
+        )
+    )
+    assert isinstance(created, dict)
+    assert created["url_access"] == "sign_in"
+    shown = cli("projects", "show", "shop", **owner)
+    assert shown.returncode == 0, shown.stderr
+    assert "url access" in shown.stdout
+    assert "public (Anyone with the link)" in shown.stdout
+    changed = cli("projects", "update", "shop", "--url-access", "sign_in", **owner)
+    assert changed.returncode == 0, changed.stderr
+    assert "sign_in (People signed in to envhub who can see the environment)" in changed.stdout
+    header = as_json(cli("projects", "show", str(project.id), "-o", "json", **owner))
+    assert isinstance(header, dict)
+    assert header["url_access"] == "sign_in"
+    wrong = cli("projects", "update", "shop", "--url-access", "private", **owner)
+    assert wrong.returncode == 2  # refused by the command line itself, with the choices
+    assert "public" in wrong.stderr
+    assert "sign-in" in wrong.stderr
+    nothing = cli("projects", "update", "shop", **owner)
+    assert (nothing.returncode, "validation_failed" in nothing.stderr) == (7, True)
+
+
 def test_an_environment_is_created_watched_read_redeployed_and_deleted(
     cli: Cli, server: str, people: People, world: World, project: Project, workers: Workers
 ) -> None:

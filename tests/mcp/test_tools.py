@@ -129,6 +129,30 @@ def test_errors_are_tool_errors_with_the_registry_code(
     assert bad.is_error
 
 
+def test_project_tools_take_url_access_and_refuse_other_values_with_the_field_named(
+    serve: Serve, people: People, project: Project
+) -> None:
+    agent = Agent(serve(), people.token(people.world.owner, ("read", "write", "admin")))
+    tools = {tool.name: tool for tool in agent.tools()}
+    for name in ("create_project", "update_project"):
+        argument = tools[name].input_schema["properties"]["url_access"]
+        assert {"enum": ["public", "sign_in"], "type": "string"} in argument["anyOf"], name
+        assert "anyone with the link" in argument["description"]
+    made = agent.call("create_project", team_id=people.world.acme, name="intranet", url_access="sign_in")
+    assert (made["url_access"], made["url_access_label"]) == (
+        "sign_in",
+        "People signed in to envhub who can see the environment",
+    )
+    changed = agent.call("update_project", project_id=project.id, url_access="sign_in")
+    assert changed["url_access"] == "sign_in"
+    assert agent.call("get_project", project_id=project.id)["header"]["url_access"] == "sign_in"
+    refused = agent.error("update_project", project_id=project.id, url_access="private")
+    assert refused["code"] == "validation_failed"
+    assert [p["field"] for p in refused["details"]["problems"]] == ["url_access"]
+    assert refused["hint"]
+    assert agent.call("get_project", project_id=project.id)["header"]["url_access"] == "sign_in"
+
+
 def test_an_agent_token_sees_and_acts_on_its_one_environment_only(
     serve: Serve, people: People, environment: Environment, project: Project, session: Session
 ) -> None:

@@ -198,6 +198,33 @@ def test_update_changes_fields_and_audits_what_changed(session: Session, world: 
     assert event.details["changed"] == ["command", "description"]
 
 
+def test_url_access_is_public_by_default_and_chosen_on_create_and_update(
+    session: Session, world: World, db: Engine
+) -> None:
+    plain = create_project(session=session, actor=world.owner, team_id=world.acme, name="shop")
+    guarded = create_project(
+        session=session, actor=world.owner, team_id=world.acme, name="intranet", url_access="sign_in"
+    )
+    assert (plain.url_access, guarded.url_access) == ("public", "sign_in")
+    assert plain.id is not None
+    update_project(session=session, actor=world.admin, project_id=plain.id, changes={"url_access": "sign_in"})
+    stored = fetch(db, Project, plain.id)
+    assert stored is not None
+    assert stored.url_access == "sign_in"
+    assert audit_events(db, "project.update")[-1].details["changed"] == ["url_access"]
+    for bad in ("private", "SIGN_IN"):
+        with pytest.raises(ValidationFailed) as caught:
+            update_project(
+                session=session, actor=world.admin, project_id=plain.id, changes={"url_access": bad}
+            )
+        assert caught.value.details["field"] == "url_access"
+    with pytest.raises(ValidationFailed) as caught:
+        create_project(
+            session=session, actor=world.owner, team_id=world.acme, name="x", url_access="everyone"
+        )
+    assert caught.value.details["field"] == "url_access"
+
+
 @pytest.mark.parametrize(
     ("changes", "code"),
     [

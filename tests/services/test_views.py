@@ -50,6 +50,7 @@ def test_a_project_names_its_team_among_many_projects_with_similar_names(
     assert view["header"]["team_id"] == world.acme
     summary = project_views.project_summary(session=session, actor=world.viewer, project_id=project.id)
     assert summary == view["header"]
+    assert (summary["url_access"], summary["url_access_label"]) == ("public", "Anyone with the link")
 
 
 def test_the_projects_overview_pages_and_names_channels(

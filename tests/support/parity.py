@@ -119,7 +119,6 @@ NOT_IN: dict[str, dict[str, str]] = {
         "sharing.*": _CLI_SCOPE,
         "secrets.*": _CLI_SCOPE,
         "project_views.project_overview": _CLI_SCOPE,
-        "projects.update_project": _CLI_SCOPE,
         "projects.delete_project": _CLI_SCOPE,
         "environments.update_environment": _CLI_SCOPE,
         "environment_requests.update": _CLI_SCOPE,

@@ -25,6 +25,7 @@ from envhub.api.v1.models import (
     answers,
     model_of,
 )
+from envhub.domain.url_access import UrlAccessName
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.services import listing, project_views, projects
 from envhub.services.project_views import ProjectHeader, ProjectRow
@@ -34,6 +35,11 @@ router = APIRouter(prefix="/api/v1", tags=["projects"])
 
 ProjectRowModel = model_of(ProjectRow)
 ProjectModel = model_of(ProjectHeader)
+
+URL_ACCESS = (
+    "Who may open the project's environment URLs: 'public' (anyone with the link) or 'sign_in' "
+    "(people signed in to envhub who may see the environment)."
+)
 
 
 class Workloads(BaseModel):
@@ -58,6 +64,7 @@ class ProjectIn(BaseModel):
     command: Text | None = Field(default=None, max_length=4000)
     env: dict[Annotated[str, Field(max_length=200, pattern=ENV_NAME)], Text] | None = None
     health_path: Text | None = Field(default=None, max_length=2000)
+    url_access: UrlAccessName = Field(default="public", description=URL_ACCESS)
     workloads: Workloads | None = None
 
 
@@ -72,6 +79,7 @@ class ProjectChanges(BaseModel):
     command: Text | None = Field(default=None, max_length=4000)
     env: dict[Annotated[str, Field(max_length=200, pattern=ENV_NAME)], Text] | None = None
     health_path: Text | None = Field(default=None, max_length=2000)
+    url_access: UrlAccessName | None = Field(default=None, description=URL_ACCESS)
     services: list[ContainerService] | None = Field(default=None, max_length=20)
     manifests: Text | None = Field(default=None, max_length=200_000)
     quota: QuotaSpec | None = None
@@ -121,6 +129,7 @@ def create_project(body: ProjectIn, actor: Caller) -> ProjectHeader:
             command=body.command,
             env=body.env,
             health_path=body.health_path,
+            url_access=body.url_access,
             workloads=body.workloads.model_dump(mode="json", exclude_none=True) if body.workloads else None,
         )
         return project_views.project_summary(session=session, actor=actor, project_id=project.id or 0)

@@ -1,4 +1,4 @@
-"""The project page's "Defaults for new environments" card.
+"""The project page's "Defaults for new environments" and "Environment URLs" cards.
 
 It takes the page's state class so the markup stays here and the state stays
 with the page (``ui/pages/project.py``).
@@ -10,7 +10,8 @@ from typing import Any
 
 import reflex as rx
 
-from envhub.ui.components.common import mono, section, stat, stat_grid
+from envhub.ui.components.common import form_field, mono, section, stat, stat_grid
+from envhub.ui.components.project_form import URL_ACCESS_FIELD, URL_ACCESS_HELP, url_access_select
 
 
 def _service_row(service: rx.Var) -> rx.Component:
@@ -107,4 +108,22 @@ def project_defaults(S: Any) -> rx.Component:
         ),
         workloads_defaults(S),
         icon="settings-2",
+    )
+
+
+def url_access_setting(S: Any) -> rx.Component:
+    """Who can open the project's environment URLs: shown, and changed here (all its environments)."""
+    return section(
+        "Environment URLs",
+        rx.box(
+            form_field(
+                URL_ACCESS_FIELD,
+                url_access_select(S.header["url_access"], S.set_url_access, id="project-url-access"),
+                help_text=URL_ACCESS_HELP + " It holds for all of the project's environments.",
+            ),
+            max_width="520px",
+            width="100%",
+            id="url-access-setting",
+        ),
+        icon="lock",
     )

@@ -11,6 +11,7 @@ from typing import Any
 import reflex as rx
 
 from envhub.domain.specs import DEFAULT_COMMAND
+from envhub.domain.url_access import URL_ACCESS_LABELS
 from envhub.ui.components.common import dialog_actions, error_callout, form_field
 from envhub.ui.workload_defaults import MANIFESTS_EXAMPLE, SERVICES_EXAMPLE
 
@@ -40,6 +41,29 @@ def _code_area(S: Any, field: str, placeholder: str, rows: str, **props: Any) ->
         width="100%",
         spell_check=False,
         style={**_CODE, "& textarea": _CODE, "& textarea::placeholder": {"opacity": "0.75"}},
+        **props,
+    )
+
+
+URL_ACCESS_FIELD = "Who can open environment URLs"
+URL_ACCESS_HELP = (
+    "With sign-in, envhub asks people to sign in before they reach an environment's URL, and lets "
+    "through only those who may see the environment."
+)
+
+
+def url_access_select(value: Any, on_change: Any, id: str, **props: Any) -> rx.Component:
+    """The choice of who may open a project's environment URLs (create dialog, project page)."""
+    return rx.select.root(
+        rx.select.trigger(id=id, width="100%"),
+        rx.select.content(
+            *[rx.select.item(label, value=access.value) for access, label in URL_ACCESS_LABELS.items()],
+            position="popper",
+        ),
+        value=value,
+        on_change=on_change,
+        name="url_access",
+        size="2",
         **props,
     )
 
@@ -221,6 +245,16 @@ def create_dialog(S: Any) -> rx.Component:
                         _input(S, "health_path", "/"),
                         error=errors.get("health_path", ""),
                         help_text="The environment is ready once this path answers with a status below 500.",
+                    ),
+                    form_field(
+                        URL_ACCESS_FIELD,
+                        url_access_select(
+                            S.form.get("url_access", "public"),
+                            lambda value: S.set_field("url_access", value),
+                            id="project-url-access",
+                        ),
+                        error=errors.get("url_access", ""),
+                        help_text=URL_ACCESS_HELP,
                     ),
                     workloads_section(S),
                     error_callout(S.form_error, id="project-form-error"),

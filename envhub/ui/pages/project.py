@@ -10,14 +10,14 @@ from envhub.domain.humanize import parse_id
 from envhub.domain.naming import validate_label
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel, project_channel
-from envhub.services import environments, ports
+from envhub.services import environments, ports, projects
 from envhub.services.inputs import parse_env_lines
 from envhub.services.project_views import ServiceRow
 from envhub.ui import views
 from envhub.ui.components.common import empty_state, error_callout, not_found
 from envhub.ui.components.environments import create_options_dialog, delete_dialog, environments_table
 from envhub.ui.components.layout import page_header, shell
-from envhub.ui.components.project_defaults import project_defaults
+from envhub.ui.components.project_defaults import project_defaults, url_access_setting
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.project_github import github_panel
@@ -142,6 +142,22 @@ class ProjectState(LiveMixin, AuthState):
         self.creating = False
         self._reload()
         yield rx.toast.success(f"Creating {name}", description="It appears below and updates as it starts.")
+
+    @rx.event
+    def set_url_access(self, value: str):
+        """The project page's own setting: who can open its environments' URLs."""
+        if value == self.header["url_access"]:
+            return
+        try:
+            with self._acting() as (session, actor):
+                projects.update_project(
+                    session=session, actor=actor, project_id=self._project_id, changes={"url_access": value}
+                )
+        except Exception as exc:
+            yield self._fail(exc)
+            return
+        self._reload()
+        yield rx.toast.success("Saved", description=f"Environment URLs: {self.header['url_access_label']}")
 
     @rx.event
     def open_options(self, open_: bool = True) -> None:
@@ -273,6 +289,7 @@ def page() -> rx.Component:
         page_header(header["name"], subtitle, *actions),
         error_callout(ProjectState.load_error),
         project_defaults(ProjectState),
+        url_access_setting(ProjectState),
         rx.cond(
             ProjectState.total == 0,
             empty_state(

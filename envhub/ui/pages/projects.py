@@ -8,6 +8,7 @@ import reflex as rx
 
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import DEFAULT_COMMAND
+from envhub.domain.url_access import UrlAccess
 from envhub.errors import EnvhubError
 from envhub.services import identity_views, projects
 from envhub.services.identity import default_team_id
@@ -37,6 +38,7 @@ _FIELDS = {
     "ref": "ref",
     "command": "command",
     "health_path": "health_path",
+    "url_access": "url_access",
 }
 _BLANK_FORM = dict.fromkeys({*_FIELDS.values(), *workload_defaults.FIELDS, "team"}, "")
 
@@ -146,7 +148,13 @@ class ProjectsState(LiveMixin, AuthState):
                 ]
             self.team_choices = choices
             first = choices[0]["name"] if choices else ""
-            self.form = {**_BLANK_FORM, "command": DEFAULT_COMMAND, "health_path": "/", "team": first}
+            self.form = {
+                **_BLANK_FORM,
+                "command": DEFAULT_COMMAND,
+                "health_path": "/",
+                "url_access": UrlAccess.public.value,
+                "team": first,
+            }
             self.errors = {}
             self.form_error = NO_ERROR
             self.workloads_open = False
@@ -206,6 +214,7 @@ class ProjectsState(LiveMixin, AuthState):
                     default_ref=form.get("ref") or None,
                     command=form.get("command") or None,
                     health_path=form.get("health_path") or None,
+                    url_access=form.get("url_access") or None,
                     workloads=workloads,
                 )
         except EnvhubError as exc:
