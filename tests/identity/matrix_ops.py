@@ -38,6 +38,7 @@ from envhub.services import (
     teams,
     terminal,
     tokens,
+    url_access,
     waiting,
 )
 from envhub.services.access import authorize_environment
@@ -63,6 +64,18 @@ def _acme_events(items: Any) -> bool:
 
 def _fresh_env(w: MatrixWorld) -> int:
     return w.environment()
+
+
+def _url_access(session: Session, actor: Principal, environment_id: int) -> str:
+    """Carry a session over to the environment's URL (it has one, as a ready environment does)."""
+    environment = session.get(Environment, environment_id)
+    assert environment is not None
+    environment.public_url = environment.public_url or f"http://e{environment_id}.shop.acme.localhost:3000/"
+    session.add(environment)
+    session.commit()
+    return url_access.grant(
+        session=session, actor=actor, session_hash="0" * 64, environment_id=environment_id, next_path="/"
+    )
 
 
 OPS: list[Op] = [
@@ -120,6 +133,7 @@ OPS: list[Op] = [
         "project.read",
         lambda w, s, a, _e: environments.list_environments(session=s, actor=a, project_id=w.shop).total,
     ),
+    Op("url_access.grant", "env", "environment.read", lambda _w, s, a, e: _url_access(s, a, e)),
     Op(
         "environments.get_environment",
         "env",
