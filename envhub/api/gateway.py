@@ -181,7 +181,7 @@ class GatewayMiddleware:
                 send,
                 403,
                 "This sign-in link has expired",
-                "<p>Links that carry your envhub sign-in to an environment work once, for a minute. "
+                "<p>Links that carry your envhub sign-in to an environment last one minute. "
                 f'<a href="{again}">Open the environment again</a>.</p>',
             )
             return
