@@ -412,13 +412,15 @@ def sync_to_github(*, session: Session, pr_row: int) -> str:
             made, problem = check_runs.sync_check_run(client, pr, facts, removed_because=_why_removed(pr))
             calls += made
     except GithubError as exc:
-        session.rollback()
-        connection = session.get(GithubConnection, connection.id)
-        if connection is not None:
-            connection.last_error = f"{exc.code}: {exc.message}"[:2000]
-            session.add(connection)
-            session.commit()
-        return f"GitHub refused or failed ({exc.code}); the reconciler tries again"
+        # What GitHub already holds stays recorded (each step sets its ids only
+        # after its call succeeded), so the retry goes on from the failed step
+        # and never makes a second comment, Deployment or check run.
+        session.add(pr)
+        connection.last_error = f"{exc.code}: {exc.message}"[:2000]
+        session.add(connection)
+        session.commit()
+        done = f" after: {', '.join(calls)}" if calls else ""
+        return f"GitHub refused or failed ({exc.code}){done}; the reconciler tries again"
     finally:
         client.close()
     pr.sync_due = False

@@ -203,3 +203,28 @@ def test_github_down_or_rate_limited_loses_nothing(
     session.expire_all()
     assert not session.exec(select(PullRequest)).one().sync_due
     assert session.exec(select(GithubConnection)).one().last_error == ""
+
+
+def test_a_call_that_fails_midway_keeps_what_github_already_holds(
+    flow: Flow, examples: Examples, stub: GithubStub, session: Session
+) -> None:
+    # The Deployment is made, then its first status fails: the retry must not make a second one.
+    stub.fail(503, method="POST", path=f"/repos/{REPOSITORY}/deployments/", times=10)
+    flow.send("pull_request", examples.pull_request("opened", sha=commit(1)))
+    repo = stub.repos[REPOSITORY.lower()]
+    assert len(repo.deployments) == 1
+    assert len(flow.comments()) == 1
+    session.expire_all()
+    pr = session.exec(select(PullRequest)).one()
+    assert pr.sync_due
+    assert pr.deployment_id is not None
+    assert pr.deployment_state == ""
+
+    stub.failures.clear()
+    assert pr.id is not None
+    sync_to_github(session=session, pr_row=pr.id)
+    assert len(repo.deployments) == 1
+    assert len(flow.comments()) == 1
+    assert [s["state"] for s in repo.statuses[pr.deployment_id]] == ["in_progress"]
+    session.expire_all()
+    assert not session.exec(select(PullRequest)).one().sync_due

@@ -55,11 +55,16 @@ _OWN_BODY = (
     "REST answers with its own body (api/v1/account.py, teams.py, sharing.py, secrets.py, audit.py), "
     "built from the same use cases, not this view model yet"
 )
+_HANDOVER = (
+    "a browser's hand-over of its envhub session to an environment's URL (/auth/environment/<id>, "
+    "which the gateway sends it to); tokens never ride along"
+)
 _STREAM = "a stream (REST's logs?follow=true, `envhub env logs -f`); a tool answers once: get_logs"
 
 # face -> operation (``module.function``, or ``module.*``) -> why that face has no way to it.
 NOT_IN: dict[str, dict[str, str]] = {
     "REST": {
+        "url_access.grant": _HANDOVER,
         "terminal.*": _TERMINAL,
         "device.approve": _DEVICE,
         "device.deny": _DEVICE,
@@ -84,6 +89,7 @@ NOT_IN: dict[str, dict[str, str]] = {
         "identity_views.token_rows": _OWN_BODY,
     },
     "MCP": {
+        "url_access.grant": _HANDOVER,
         "terminal.*": _TERMINAL + "; agents use run_command",
         "device.approve": _DEVICE,
         "device.deny": _DEVICE,
@@ -106,6 +112,7 @@ NOT_IN: dict[str, dict[str, str]] = {
         "identity_views.chain_overview": "an operator's integrity check of the trail (dashboard, REST)",
     },
     "CLI": {
+        "url_access.grant": _HANDOVER,
         "terminal.*": "`envhub shell` opens the terminal WebSocket (/ws/terminal), not a REST route",
         "device.approve": _DEVICE,
         "device.deny": _DEVICE,
