@@ -68,7 +68,7 @@ bench-terminal: setup ## Browser-terminal speed beside a PTY loop and terminado
 bench-api: setup test-system-deps ## REST, MCP and CLI latency with 1,000 environments on PostgreSQL
 	$(PY) -m bench.api
 
-bench-pull-requests: setup test-system-deps ## Webhook to PR comment and to ready, GitHub calls per pull request
+bench-pull-requests: setup test-system-deps test-cluster ## Webhook to PR comment and to ready, GitHub calls per pull request (local and test-cluster runtimes)
 	$(PY) -m bench.pull_requests
 
 migrate: setup

@@ -1,10 +1,15 @@
 """Pull requests end to end, with GitHub on loopback: ``make bench-pull-requests``.
 
-Starts a private PostgreSQL and redis-server, envhub's API app under Granian
-(the webhook route and the gateway), ``--workers`` real workers on the local
-runtime, and the loopback GitHub stub (tests/support/github_stub.py) that
-envhub's PyGithub client talks to. A project is connected to a repository on
-the stub through the connect use case, and serves a real git repository.
+Runs once per runtime chosen with ``--runtimes`` (default ``local,kubernetes``),
+each in a world of its own: a database on a private PostgreSQL, a redis-server,
+envhub's API app under Granian (the webhook route and the gateway),
+``--workers`` real workers on that runtime, and the loopback GitHub stub
+(tests/support/github_stub.py) that envhub's PyGithub client talks to. A project
+is connected to a repository on the stub through the connect use case; a real
+git repository gives each push its commit. On the local runtime the project
+runs a command from that repository; on Kubernetes it is an image-based service
+on the test cluster (tests/cluster, started for this part only; how it becomes
+ready without a real kubelet: bench/pull_request_runtimes.py).
 
 Then, ``--pull-requests`` times over, one after the other, a pull request
 lives its life as GitHub would tell it: opened, three pushes, closed. Each
@@ -16,9 +21,10 @@ is sent:
 * to the comment saying ready with the public URL (target: p50 under 3 s);
 * GitHub API calls the whole lifecycle made (the stub counts them, by kind).
 
-Floors measured in the same run: one GitHub API call through PyGithub (what
-a comment costs at least), and the local runtime deploying the same commit
-by itself (what "ready" costs at least); the ratios say what envhub adds.
+Floors measured in the same run, per runtime: one GitHub API call through
+PyGithub (what a comment costs at least), and the runtime deploying the same
+target by itself (what "ready" costs at least); the ratios say what envhub
+adds. One table per runtime is printed at the end.
 """
 
 from __future__ import annotations
@@ -36,25 +42,26 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.pull_request_runtimes import RUNTIMES, RuntimeSetup, kubernetes, local, runtime_floor
 from bench.servers import ROOT, wait_port
 from envhub.config import Settings, override_settings
-from envhub.domain.specs import EnvironmentTarget, parse_spec
 from envhub.integrations.github import GithubAccess, GithubClient
 from envhub.launcher import migrate
 from envhub.models import Membership, Role, Team, User
 from envhub.models.db import engine_for
-from envhub.runtime.local import LocalRuntime
 from envhub.runtime.local.processes import free_port
 from envhub.services import projects
 from envhub.services.github import connect_github
 from envhub.wiring import install as wire_adapters
+from tests.kube.helpers import load_cluster_module
 from tests.support.github_stub import GithubStub, github_stub
-from tests.support.postgres import private_postgres
+from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.redis_server import private_redis
 
 REPOSITORY = "bench/app"
@@ -86,8 +93,8 @@ class Repo:
         return self.git("rev-parse", "HEAD")
 
 
-def seed(settings: Settings, stub: GithubStub, repo: Repo) -> tuple[int, str]:
-    """A team, a project serving ``repo``, connected to the stub's repository; (project id, secret)."""
+def seed(settings: Settings, stub: GithubStub, setup: RuntimeSetup) -> tuple[int, str]:
+    """A team, a project with ``setup``'s spec, connected to the stub's repository; (project id, secret)."""
     from sqlmodel import Session
 
     from envhub.domain.principals import Principal
@@ -108,8 +115,7 @@ def seed(settings: Settings, stub: GithubStub, repo: Repo) -> tuple[int, str]:
             actor=me,
             team_id=team.id,
             name="app",
-            repo_url=str(repo.path),
-            command="python3 -m http.server $PORT",
+            **setup.project(),
         )
         assert project.id is not None
         stub.add_repo(REPOSITORY)
@@ -176,7 +182,7 @@ def processes(env: dict[str, str], port: int, workers: int, logs: Path) -> Itera
                 proc.kill()
 
 
-# -- one pull request's life -----------------------------------------------------------------
+# -- one pull request's life -------------------------------------------------------------------
 
 
 class Sender:
@@ -279,39 +285,20 @@ def github_call_floor(stub: GithubStub, samples: int) -> list[float]:
     return times
 
 
-def runtime_floor(settings: Settings, repo: Repo, samples: int) -> list[float]:
-    """The local runtime alone deploying the same app (no queue, no database, no GitHub)."""
-    runtime = LocalRuntime(
-        settings.data_dir / "floor-envs", sandbox="auto", health_timeout=60, allow_local_repos=True
-    )
-    sha = repo.commit("floor")
-    times = []
-    for n in range(samples):
-        target = EnvironmentTarget(
-            id=900_000 + n,
-            name=f"floor-{n}",
-            project="app",
-            team="bench",
-            generation=1,
-            spec=parse_spec(
-                {"repo_url": str(repo.path), "ref": sha, "command": "python3 -m http.server $PORT"}
-            ),
-        )
-        started = time.monotonic()
-        runtime.apply(target, progress=_Quiet())
-        times.append(time.monotonic() - started)
-        runtime.destroy(target.id, progress=_Quiet())
-    return times
-
-
-class _Quiet:
-    def begin(self, key: str, detail: str = "") -> None: ...
-    def finish(self, key: str, detail: str = "") -> None: ...
-    def skip(self, key: str, detail: str = "") -> None: ...
-    def heartbeat(self) -> None: ...
-
-
 # -- the report --------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """One runtime's run: seconds from each ``opened`` delivery, floors, GitHub calls by kind."""
+
+    setup: RuntimeSetup
+    comment: list[float]
+    ready: list[float]
+    api: list[float]
+    bare: list[float]
+    calls: list[Counter[str]]
+    load: float  # 1-minute load average as its last pull request closed
 
 
 def p(values: list[float], q: float) -> float:
@@ -319,43 +306,77 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def report(
-    comment: list[float],
-    ready: list[float],
-    api: list[float],
-    bare: list[float],
-    calls: list[Counter[str]],
-    workers: int,
-) -> None:
+def report(measured: Measured, workers: int) -> None:
     print()
     print(
-        f"pull requests, GitHub on loopback, local runtime, {workers} worker(s); "
-        f"load {os.getloadavg()[0]:.2f}"
+        f"pull requests, GitHub on loopback, {measured.setup.where}, {workers} worker(s); "
+        f"load {measured.load:.2f}"
     )
     print()
-    print(f"{'measure':<46} {'n':>4} {'p50 ms':>9} {'p99 ms':>9} {'target':>10} {'p50/floor':>10}")
+    print(
+        f"{'measure':<50} {'n':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'target':>8} {'p50/floor':>10}"
+    )
     rows = [
-        ("floor: one GitHub API call (PyGithub)", api, "", None),
-        ("webhook sent -> first PR comment", comment, "< 1000", api),
-        ("floor: local runtime deploys the app alone", bare, "", None),
-        ("webhook sent -> comment says ready, with URL", ready, "< 3000", bare),
+        ("floor: one GitHub API call (PyGithub)", measured.api, "", None),
+        ("webhook sent -> first PR comment", measured.comment, "< 1000", measured.api),
+        (f"floor: {measured.setup.name} runtime deploys the app alone", measured.bare, "", None),
+        ("webhook sent -> comment says ready, with URL", measured.ready, "< 3000", measured.bare),
     ]
     for name, values, target, floor in rows:
         ratio = f"{p(values, 50) / p(floor, 50):.1f}x" if floor else "1.0x"
-        print(
-            f"{name:<46} {len(values):>4} {p(values, 50) * 1000:>9.0f} {p(values, 99) * 1000:>9.0f} "
-            f"{target:>10} {ratio:>10}"
-        )
+        figures = " ".join(f"{p(values, q) * 1000:>8.0f}" for q in (50, 90, 99))
+        print(f"{name:<50} {len(values):>4} {figures} {target:>8} {ratio:>10}")
     print()
     total: Counter[str] = Counter()
-    for kinds in calls:
+    for kinds in measured.calls:
         total.update(kinds)
-    per = {kind: count / len(calls) for kind, count in sorted(total.items())}
-    totals = [sum(kinds.values()) for kinds in calls]
+    per = {kind: count / len(measured.calls) for kind, count in sorted(total.items())}
+    totals = [sum(kinds.values()) for kinds in measured.calls]
     print("GitHub API calls per pull request (opened, three pushes, closed):")
     for kind, count in per.items():
         print(f"  {kind:<24} {count:>5.1f}")
     print(f"  {'total':<24} {sum(per.values()):>5.1f}  (from {min(totals)} to {max(totals)})")
+
+
+# -- one runtime's run -------------------------------------------------------------------------
+
+
+def measure(
+    setup: RuntimeSetup, repo: Repo, postgres: PostgresServer, workdir: Path, args: argparse.Namespace
+) -> Measured:
+    """A world of its own for ``setup`` (database, Redis, GitHub stub, server, workers), then the PRs."""
+    (workdir / "redis").mkdir()
+    with github_stub() as stub, private_redis(workdir / "redis") as redis:
+        port = free_port()
+        settings = Settings(
+            database_url=postgres.create_database(f"envhub_bench_{setup.name}"),
+            redis_url=redis.url,
+            data_dir=workdir / "data",
+            queue_name="bench",
+            base_url=f"http://localhost:{port}",
+            allow_local_repos=True,
+            **setup.settings,
+        )
+        with override_settings(settings):
+            wire_adapters()
+            migrate(settings)
+            _, secret = seed(settings, stub, setup)
+            print(f"{setup.name}: floors ...", flush=True)
+            api = github_call_floor(stub, 20)
+            bare = runtime_floor(setup, settings, repo.commit("floor"), 3)
+        engine_for(settings.database_url).dispose()
+        env = {**environ(settings, port, args.debounce), **setup.environ()}
+        with processes(env, port, args.workers, workdir):
+            sender = Sender(f"http://localhost:{port}", secret)
+            comment, ready, calls = [], [], []
+            for number in range(1, args.pull_requests + 1):
+                print(f"{setup.name}: pull request {number} ...", flush=True)
+                to_comment, to_ready, kinds = lifecycle(stub, sender, repo, number)
+                comment.append(to_comment)
+                ready.append(to_ready)
+                calls.append(kinds)
+            load = os.getloadavg()[0]
+    return Measured(setup, comment, ready, api, bare, calls, load)
 
 
 def main() -> None:
@@ -365,45 +386,48 @@ def main() -> None:
     parser.add_argument("--pull-requests", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--debounce", type=float, default=1.0, help="ENVHUB_GITHUB_DEBOUNCE_SECONDS")
+    parser.add_argument(
+        "--runtimes",
+        type=_runtimes,
+        default=RUNTIMES,
+        help=f"comma-separated, from {','.join(RUNTIMES)} (default: all)",
+    )
     args = parser.parse_args()
 
+    results: list[Measured] = []
     with (
         tempfile.TemporaryDirectory(prefix="envhub-bench-pr-") as scratch,
         private_postgres() as postgres,
-        github_stub() as stub,
+        _reported(results, args.workers),
     ):
-        workdir = Path(scratch)
-        (workdir / "redis").mkdir()
-        with private_redis(workdir / "redis") as redis:
-            port = free_port()
-            settings = Settings(
-                database_url=postgres.create_database("envhub_bench"),
-                redis_url=redis.url,
-                data_dir=workdir / "data",
-                queue_name="bench",
-                base_url=f"http://localhost:{port}",
-                allow_local_repos=True,
-            )
+        for name in args.runtimes:
+            workdir = Path(scratch) / name
+            workdir.mkdir()
             repo = Repo(workdir / "repo")
-            repo.commit("start")
-            with override_settings(settings):
-                wire_adapters()
-                migrate(settings)
-                _, secret = seed(settings, stub, repo)
-            engine_for(settings.database_url).dispose()
-            print("floors ...", flush=True)
-            api = github_call_floor(stub, 20)
-            bare = runtime_floor(settings, repo, 3)
-            with processes(environ(settings, port, args.debounce), port, args.workers, workdir):
-                sender = Sender(f"http://localhost:{port}", secret)
-                comment, ready, calls = [], [], []
-                for number in range(1, args.pull_requests + 1):
-                    print(f"pull request {number} ...", flush=True)
-                    to_comment, to_ready, kinds = lifecycle(stub, sender, repo, number)
-                    comment.append(to_comment)
-                    ready.append(to_ready)
-                    calls.append(kinds)
-            report(comment, ready, api, bare, calls, args.workers)
+            if name == "local":
+                results.append(measure(local(repo.path), repo, postgres, workdir, args))
+                continue
+            with load_cluster_module().TestCluster() as cluster:
+                print(f"test cluster up in {cluster.started_in:.1f}s", flush=True)
+                results.append(measure(kubernetes(cluster.kubeconfig), repo, postgres, workdir, args))
+
+
+@contextlib.contextmanager
+def _reported(results: list[Measured], workers: int) -> Iterator[None]:
+    """The tables at the end, also of the runtimes measured before one failed."""
+    try:
+        yield
+    finally:
+        for measured in results:
+            report(measured, workers)
+
+
+def _runtimes(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    unknown = set(names) - set(RUNTIMES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(RUNTIMES)}, not {value!r}")
+    return names
 
 
 if __name__ == "__main__":
