@@ -47,6 +47,7 @@ def test_a_sign_in_project_s_url_lets_its_people_in_and_sends_others_to_sign_in(
         other.wait_for_url(re.compile(r".*/sign-in/?\?next=.*"))
         expect(other.locator("body")).not_to_contain_text(HELLO)
         expect(other.locator("#local-sign-in")).to_be_visible()
+        expect(other.locator("#for-environment")).to_contain_text("only for people signed in to envhub")
     finally:
         stranger.close()
 

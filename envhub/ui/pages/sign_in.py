@@ -24,6 +24,8 @@ class SignInState(AuthState):
     provider: str = ""
     signed_out: bool = False
     checked: bool = False
+    # Sent here by an environment whose project lets in only people signed in to envhub.
+    for_environment: bool = False
 
     @rx.event
     def load(self):
@@ -33,6 +35,7 @@ class SignInState(AuthState):
         params = self.router.url.query_parameters
         next_path = safe_next(str(params.get("next", "/")))
         self.signed_out = str(params.get("signed_out", "")) == "1"
+        self.for_environment = next_path.startswith(ENVIRONMENT_ACCESS_PREFIX)
         self.login_href = f"/auth/login?next={quote(next_path, safe='/')}"
         with unit_of_work() as session:
             caller = self._caller(session)
@@ -111,6 +114,19 @@ def page() -> rx.Component:
                     color_scheme="green",
                     size="1",
                     id="signed-out",
+                ),
+            ),
+            rx.cond(
+                S.for_environment,
+                rx.callout.root(
+                    rx.callout.icon(rx.icon("lock", size=16)),
+                    rx.callout.text(
+                        "The environment you opened is only for people signed in to envhub who may "
+                        "see it. Sign in and you will be taken back to it."
+                    ),
+                    color_scheme="blue",
+                    size="1",
+                    id="for-environment",
                 ),
             ),
             rx.cond(
