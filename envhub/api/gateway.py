@@ -26,6 +26,7 @@ import asyncio
 import html
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -39,7 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from envhub.api.clients import client_ip
 from envhub.api.pages import notice_html
 from envhub.config import get_settings
-from envhub.domain.public import is_wildcard_host
+from envhub.domain.public import host_name, is_wildcard_host
 from envhub.domain.url_access import ACCESS_PATH, UrlAccess
 from envhub.errors import NotReady
 from envhub.models.db import session_scope
@@ -124,20 +125,15 @@ class GatewayMiddleware:
             # not a name envhub could have given: no lookup, nothing cached
             return Resolution(found=False, label=f"{route.project}/{route.environment}"[:200])
         # Ingress and tunnel hosts of environments whose URLs need sign-in come here.
-        name = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host.lower()
+        name = host_name(host)
         if not is_wildcard_host(name, str(getattr(provider, "domain", ""))):
             return None
-        cached = self._cache.get(f"host:{name}")
-        if cached is not None:
-            return cached
 
         def lookup() -> Resolution:
             with session_scope() as session:
                 return resolve_url_host(session=session, runtime=runtime(), host=name)
 
-        resolution = await asyncio.to_thread(lookup)
-        self._cache[f"host:{name}"] = resolution
-        return resolution
+        return await self._cached(f"host:{name}", lookup)
 
     # -- sign-in (projects whose URLs need it) -----------------------------
 
@@ -205,17 +201,19 @@ class GatewayMiddleware:
         await send({"type": "http.response.body", "body": b""})
 
     async def _resolve(self, team: str, project: str, environment: str) -> Resolution:
-        key = f"{team}/{project}/{environment}"
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-
         def lookup() -> Resolution:
             with session_scope() as session:
                 return resolve_public_host(
                     session=session, runtime=runtime(), team=team, project=project, environment=environment
                 )
 
+        return await self._cached(f"{team}/{project}/{environment}", lookup)
+
+    async def _cached(self, key: str, lookup: Callable[[], Resolution]) -> Resolution:
+        """The cached answer for ``key``, else ``lookup`` (blocking: in a worker thread), remembered."""
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         resolution = await asyncio.to_thread(lookup)
         self._cache[key] = resolution
         return resolution

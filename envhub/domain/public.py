@@ -83,6 +83,12 @@ def wildcard_host(*, environment: str, project: str, team: str, domain: str) -> 
     return f"{readable}-{digest}.{domain}"
 
 
+def host_name(host_header: str) -> str:
+    """The name in a Host header: without its port, lower-case, without a final dot."""
+    host = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else host_header
+    return host.lower().rstrip(".")
+
+
 _WILDCARD_LABEL = re.compile(rf"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9a-f]{{{_DIGEST}}}")
 
 

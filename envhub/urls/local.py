@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from envhub.domain.naming import local_host
-from envhub.domain.public import PublicAddress
+from envhub.domain.public import PublicAddress, host_name
 from envhub.domain.specs import EnvironmentTarget
 
 
@@ -47,8 +47,7 @@ class LocalUrls:
 
     def route(self, host_header: str) -> HostRoute | None:
         """The environment a Host header points at, or None for envhub itself."""
-        host = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else host_header
-        host = host.lower().rstrip(".")
+        host = host_name(host_header)
         suffix = "." + self.domain
         if not host.endswith(suffix):
             return None
