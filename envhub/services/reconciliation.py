@@ -92,7 +92,7 @@ def reconcile(
                 lost = due and settled and not queue.is_pending(run.rq_job_id or "")
                 if lost and jobruns.dispatch(session, queue, run):
                     report.requeued.append(environment.id)
-            elif _lags(environment, runtime):
+            elif _lags(environment, runtime) and _still_lags(session, environment, runtime):
                 _start_run(session, queue, environment)
                 report.started.append(environment.id)
             elif _resync_due(
@@ -186,6 +186,17 @@ def _lags(environment: Environment, runtime: Runtime) -> bool:
             return environment.condition == RuntimeState.absent.value
         return runtime.status(environment.id).state is RuntimeState.absent
     return environment.phase in (Phase.pending, Phase.provisioning, Phase.updating)
+
+
+def _still_lags(session: Session, environment: Environment, runtime: Runtime) -> bool:
+    """``_lags`` again on fresh rows: a run may have finished since ``live`` was read.
+
+    Deciding on the stale row would start a second provision of an environment
+    that just became ready.
+    """
+    assert environment.id is not None
+    session.refresh(environment)
+    return not jobruns.active_runs(session, environment.id) and _lags(environment, runtime)
 
 
 def _resync_due(session: Session, environment: Environment, runtime: Runtime, before: datetime) -> bool:

@@ -276,9 +276,15 @@ def test_init_containers_and_env_references(core: Any) -> None:
         lambda: pod_log(core, "init", container="main") == "prepared\npw=s3cret ns=default\n",
         what="main container output",
     )
-    status = core.read_namespaced_pod("init", "default").status
+    # The node reports statuses a moment after the output appears.
+    status = wait_for(
+        lambda: (s := core.read_namespaced_pod("init", "default").status).init_container_statuses
+        and s.init_container_statuses[0].state.terminated
+        and s.phase == "Running"
+        and s,
+        what="init container terminated, pod running",
+    )
     assert status.init_container_statuses[0].state.terminated.exit_code == 0
-    assert status.phase == "Running"
 
 
 def test_resource_quota_refuses_over_quota_pod(cluster: TestCluster, core: Any) -> None:
