@@ -35,6 +35,10 @@ class Action(StrEnum):
     team_read = "team.read"  # see the team, its members and invitations
     team_manage = "team.manage"  # invite, change roles below owner, remove members
     team_own = "team.own"  # grant or take away ownership
+    release_create = "release.create"  # release a commit to a deployment environment (CI, merges)
+    release_approve = "release.approve"  # approve a waiting release (its environment names the role)
+    release_cancel = "release.cancel"  # cancel a release that waits
+    release_rollback = "release.rollback"  # land an earlier release's content again
 
 
 class TeamRole(StrEnum):
@@ -62,8 +66,12 @@ _MEMBER = _VIEW | {
     Action.environment_create,
     Action.environment_redeploy,
     Action.environment_delete,
+    Action.release_create,
+    Action.release_approve,
+    Action.release_cancel,
 }
 _ADMIN = _MEMBER | {
+    Action.release_rollback,
     Action.project_create,
     Action.project_update,
     Action.project_delete,
@@ -109,8 +117,14 @@ SCOPE_ACTIONS: dict[Scope, frozenset[Action]] = {
             Action.secret_write,
             Action.environment_create,
             Action.environment_redeploy,
+            Action.release_create,
+            Action.release_approve,
+            Action.release_cancel,
+            Action.release_rollback,
         }
     ),
+    # CI: release commits and images, and nothing else (never approve).
+    Scope.deploy: frozenset({Action.release_create}),
     Scope.shell: frozenset({Action.environment_shell}),
     Scope.admin: frozenset(
         {

@@ -29,6 +29,7 @@ class Scope(StrEnum):
     write = "write"  # create and change projects and environments, set secrets
     shell = "shell"  # type in environment terminals, fetch environment credentials
     admin = "admin"  # delete, share, manage team members
+    deploy = "deploy"  # create releases of deployment environments (for CI), nothing else
 
 
 ALL_SCOPES = frozenset(Scope)

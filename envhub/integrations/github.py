@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.CheckRun import CheckRun
+from github.Commit import Commit
 from github.GithubException import (
     BadCredentialsException,
     RateLimitExceededExceedsMaxWait,
@@ -453,6 +454,45 @@ class GithubClient:
             return int(status.id)
 
         return self._call(f"reporting deployment {deployment_id} {state}", work)
+
+    def commit_checks(self, sha: str) -> tuple[str, str]:
+        """The commit's checks on GitHub, in one word and one sentence.
+
+        ``success`` when every status and check run has finished well,
+        ``pending`` while any runs, ``failure`` when any failed; GitHub's
+        combined status and the check runs are both asked (two requests).
+        """
+
+        def work() -> tuple[str, str]:
+            repo = self._repo()
+            commit = Commit(repo.requester, url=f"{repo.url}/commits/{sha}")
+            combined = commit.get_combined_status()
+            failed: list[str] = []
+            waiting: list[str] = []
+            passed = 0
+            for status in combined.statuses:
+                if status.state in ("failure", "error"):
+                    failed.append(status.context)
+                elif status.state == "pending":
+                    waiting.append(status.context)
+                else:
+                    passed += 1
+            for run in _pages(commit.get_check_runs()):
+                if run.status != "completed":
+                    waiting.append(run.name)
+                elif run.conclusion in ("success", "neutral", "skipped"):
+                    passed += 1
+                else:
+                    failed.append(run.name)
+            if failed:
+                return "failure", f"failing on GitHub: {', '.join(sorted(failed)[:5])}"
+            if waiting:
+                return "pending", f"still running on GitHub: {', '.join(sorted(waiting)[:5])}"
+            if not passed:
+                return "pending", "GitHub has no checks for this commit yet"
+            return "success", f"{passed} check(s) green on GitHub"
+
+        return self._call(f"reading the checks of {sha[:12]}", work)
 
     def create_check_run(
         self,

@@ -36,11 +36,13 @@ def _converge(environment_id: int, run_id: int) -> str:
         try:
             if assignment.desired_state == "present":
                 target = convergence.prepared(session, assignment, urls=urls)
-                runtime.apply(target, progress=progress)
+                applied = runtime.apply(target, progress=progress)
                 progress.begin("publish")
                 url = urls.publish(target)
                 progress.finish("publish", url)
-                convergence.complete_run(session, assignment, public_url=url)
+                convergence.complete_run(
+                    session, assignment, public_url=url, workloads=applied.details.get("workloads", "")
+                )
                 return "ready"
             runtime.destroy(environment_id, progress=progress)
             urls.unpublish(assignment.target)

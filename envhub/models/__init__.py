@@ -13,11 +13,14 @@ from envhub.models.idempotency import IdempotencyKey
 from envhub.models.identity import Invite, Membership, Role, Team, User
 from envhub.models.job import JobRun, JobStatus
 from envhub.models.project import Project
+from envhub.models.release import Approval, Artifact, Release
 from envhub.models.secrets import StoredSecret
 from envhub.models.sharing import EnvironmentShare
 
 __all__ = [
     "ApiToken",
+    "Approval",
+    "Artifact",
     "AuditChainCheck",
     "AuditChainHead",
     "AuditEvent",
@@ -33,6 +36,7 @@ __all__ = [
     "Membership",
     "Project",
     "PullRequest",
+    "Release",
     "Role",
     "StoredSecret",
     "Team",

@@ -35,6 +35,8 @@ class Project(SQLModel, table=True):
     # Who may open its environments' public URLs: anyone ("public") or people
     # who may see the environment in envhub, signed in ("sign_in").
     url_access: str = Field(default=UrlAccess.public.value, max_length=20)
+    # Deployment environments (domain/releases.DeploymentSettings); empty: none.
+    deployments: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -23,23 +23,21 @@ from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
 from envhub.domain.progress import Step, StepStatus, initial_steps
-from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
+from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
 from envhub.models import Environment, JobRun, JobStatus, Project, Team
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.runtime.base import Runtime
-from envhub.services import jobruns
+from envhub.services import jobruns, ports, releases
+from envhub.services.jobruns import RESYNC
 from envhub.services.common import audit
 from envhub.services.secrets import environment_secrets
 from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
 
-# A run that re-applies a ready environment to restore anything changed or
-# deleted behind envhub's back (the controller pattern's periodic resync).
-RESYNC = "resync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +261,14 @@ def _still_current(session: Session, assignment: Assignment) -> tuple[JobRun, En
     return run, environment
 
 
-def complete_run(session: Session, assignment: Assignment, *, public_url: str | None) -> None:
-    """The world matches the run's generation: mark ready (or deleted)."""
+def complete_run(
+    session: Session, assignment: Assignment, *, public_url: str | None, workloads: str = ""
+) -> None:
+    """The world matches the run's generation: mark ready (or deleted).
+
+    ``workloads`` (``Kind/name, ...``) are what rolled out: a deployment
+    environment's release records them.
+    """
     session.expire_all()
     current = _still_current(session, assignment)
     if current is None:
@@ -283,8 +287,26 @@ def complete_run(session: Session, assignment: Assignment, *, public_url: str | 
         environment.public_url = None
         environment.deleted_at = utcnow()
         _set_phase(session, environment, Phase.deleted, team_id=team.id or 0, target=label, message="Deleted")
+    settled = None
+    if environment.kind is EnvironmentKind.deployment and assignment.desired_state == "present":
+        rolled = [
+            {"workload": name.strip(), "reason": "rolled out", "message": ""}
+            for name in workloads.split(",")
+            if name.strip()
+        ]
+        settled = releases.settle(
+            session,
+            environment,
+            assignment.target.generation,
+            ready=True,
+            message="Ready" + (f": {len(rolled)} workload(s) rolled out" if rolled else ""),
+            workloads=rolled,
+            restarts=lambda: releases.GateChecks(ports.runtime()).restarts(environment.id or 0),
+        )
     session.commit()
     jobruns.announce(environment_id=environment.id, project_id=project.id)
+    if settled is not None:
+        releases.after_settle(session, ports.queue(), settled)
 
 
 def _finish_superseded(session: Session, assignment: Assignment) -> None:
@@ -342,5 +364,18 @@ def fail_run(session: Session, assignment: Assignment, error: EnvhubError) -> No
         message=message,
         error_code=error.code,
     )
+    settled = None
+    if environment.kind is EnvironmentKind.deployment:
+        settled = releases.settle(
+            session,
+            environment,
+            assignment.target.generation,
+            ready=False,
+            message=message,
+            error_code=error.code,
+            workloads=list(error.details.get("workloads") or []),
+        )
     session.commit()
     jobruns.announce(environment_id=environment.id, project_id=project.id)
+    if settled is not None:
+        releases.after_settle(session, ports.queue(), settled)

@@ -21,12 +21,12 @@ from envhub.domain.policy import Action
 from envhub.domain.principals import Principal, PrincipalType
 from envhub.domain.repos import require_allowed
 from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec, parse_spec
-from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from envhub.errors import Conflict, InvalidTransition, NotFound, PermissionDenied, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
 from envhub.services import cursors, idempotency, jobruns
-from envhub.services.access import allowed_environment_actions
+from envhub.services.access import allowed_environment_actions, team_role
 from envhub.services.common import (
     AuditTarget,
     Page,
@@ -344,8 +344,10 @@ def _redeploy(
 
 
 def delete_environment(
-    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, confirm: str | None = None
 ) -> Environment:
+    """Tear an environment down. A deployment environment (staging, production) takes a
+    team owner who confirms by its name: it runs a team's real workloads."""
     target = AuditTarget("environment", id=environment_id)
     with audited(session, actor, "environment.delete", target):
         environment = get_environment(session=session, actor=actor, environment_id=environment_id)
@@ -353,6 +355,8 @@ def delete_environment(
         assert project is not None
         target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
         authorize_environment(session, actor, environment, Action.environment_delete, what="environment")
+        if environment.kind is EnvironmentKind.deployment:
+            _protect_deployment(session, actor, environment, project, confirm)
         if environment.phase is Phase.deleted:
             raise NotFound(f"environment {environment.name!r} is already deleted")
         if environment.desired_state == "absent":
@@ -374,6 +378,24 @@ def delete_environment(
     jobruns.dispatch(session, queue, run)
     jobruns.announce(environment_id=environment_id, project_id=environment.project_id)
     return environment
+
+
+def _protect_deployment(
+    session: Session, actor: Principal, environment: Environment, project: Project, confirm: str | None
+) -> None:
+    role = team_role(session, actor, project.team_id)
+    if role != "owner":
+        raise PermissionDenied(
+            f"{environment.name} is a deployment environment; only a team owner may delete it",
+            details={"action": Action.environment_delete.value, "role": role, "needed": "owner"},
+        )
+    if confirm != environment.name:
+        raise ValidationFailed(
+            f"deleting {environment.name} removes a deployment environment and its workloads; "
+            "confirm with its name",
+            hint=f"Send confirm={environment.name!r} to delete it.",
+            details={"field": "confirm", "expected": environment.name},
+        )
 
 
 def latest_run(*, session: Session, actor: Principal, environment_id: int) -> JobRun | None:

@@ -17,6 +17,9 @@ from envhub.services import ports
 log = logging.getLogger(__name__)
 
 CONVERGE_JOB = "envhub.jobs.environments.converge_environment"
+# A run that re-applies a ready environment to restore anything changed or
+# deleted behind envhub's back (the controller pattern's periodic resync).
+RESYNC = "resync"
 
 
 def rq_job_id(run_id: int) -> str:

@@ -31,7 +31,7 @@ from envhub.services.common import (
     contains,
     teams_of,
 )
-from envhub.services.convergence import RESYNC
+from envhub.services.jobruns import RESYNC
 
 _WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
 _EDITABLE = (

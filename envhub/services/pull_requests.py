@@ -46,7 +46,7 @@ from envhub.integrations.github import GithubClient
 from envhub.models import Environment, GithubConnection, Project, PullRequest, WebhookDelivery
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
-from envhub.services import check_runs, environments, github
+from envhub.services import check_runs, environments, github, releases
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,17 @@ def _push_event(
     session: Session, queue: JobQueue, connection: GithubConnection, summary: dict[str, Any]
 ) -> str:
     branch = summary["branch"]
+    released = releases.release_from_push(
+        session=session,
+        queue=queue,
+        actor=GITHUB,
+        project_id=connection.project_id,
+        branch=branch,
+        commit=summary["after"],
+        deleted=bool(summary["deleted"]),
+    )
     if not branch_wanted(policy_of(connection), branch):
-        return f"push to {branch}: no branch environment configured"
+        return released or f"push to {branch}: no branch environment configured"
     name = branch_environment_name(branch)
     environment = session.exec(
         select(Environment).where(

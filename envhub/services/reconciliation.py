@@ -31,9 +31,9 @@ from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
-from envhub.services import jobruns, pull_requests, webhooks
+from envhub.services import jobruns, pull_requests, releases, webhooks
 from envhub.services.common import audit
-from envhub.services.convergence import RESYNC
+from envhub.services.jobruns import RESYNC
 from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class ReconcileReport:
     deliveries_redriven: list[int] = field(default_factory=list)  # GitHub webhook deliveries
     syncs_redriven: list[int] = field(default_factory=list)  # pull requests GitHub was not told about
     repositories_resynced: list[int] = field(default_factory=list)  # GitHub connections compared
+    releases: dict[str, int] = field(default_factory=dict)  # renders re-driven, waiting releases checked
 
 
 class _NoProgress:
@@ -108,6 +109,7 @@ def reconcile(
         report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
         report.syncs_redriven = pull_requests.redrive_syncs(session=session, queue=queue)
         report.repositories_resynced = pull_requests.resync_repositories(session=session, queue=queue)
+        report.releases = releases.drive(session=session, queue=queue, checks=releases.GateChecks(runtime))
     except QueueUnavailable as exc:
         log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 
@@ -176,6 +178,8 @@ def _withdraw_orphans(session: Session, urls: UrlProvider, orphans: set[int]) ->
 def _lags(environment: Environment, runtime: Runtime) -> bool:
     if environment.phase is Phase.failed or environment.phase is Phase.sleeping:
         return False  # a person decides: redeploy or delete
+    if environment.desired_generation == 0 and environment.desired_state == "present":
+        return False  # a deployment environment before its first release: nothing is desired yet
     if environment.desired_state == "absent":
         return True
     if environment.observed_generation < environment.desired_generation:

@@ -25,6 +25,7 @@ SCOPES: list[tuple[str, str]] = [
     (Scope.write.value, "Create and change projects and environments, set secrets"),
     (Scope.shell.value, "Type in environment terminals, get environment credentials"),
     (Scope.admin.value, "Delete, share, manage team members"),
+    (Scope.deploy.value, "Release commits to deployment environments (for CI), nothing else"),
 ]
 EXPIRY_CHOICES = ["7", "30", "90", "365"]
 
