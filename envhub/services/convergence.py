@@ -31,13 +31,12 @@ from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.runtime.base import Runtime
 from envhub.services import jobruns, ports, releases
-from envhub.services.jobruns import RESYNC
 from envhub.services.common import audit
+from envhub.services.jobruns import RESYNC
 from envhub.services.secrets import environment_secrets
 from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True)

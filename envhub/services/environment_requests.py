@@ -119,9 +119,11 @@ def update(
     )
 
 
-def delete(*, session: Session, actor: Principal, queue: JobQueue, environment_id: int) -> StartedJob:
+def delete(
+    *, session: Session, actor: Principal, queue: JobQueue, environment_id: int, confirm: str | None = None
+) -> StartedJob:
     environment = environments.delete_environment(
-        session=session, actor=actor, queue=queue, environment_id=environment_id
+        session=session, actor=actor, queue=queue, environment_id=environment_id, confirm=confirm
     )
     return StartedJob(
         environment=environment_detail(environment),

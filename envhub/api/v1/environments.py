@@ -275,10 +275,20 @@ def redeploy_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
     responses=answers(404, 409),
     summary="Delete an environment (a job tears it down)",
 )
-def delete_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
+def delete_environment(
+    environment_id: Id,
+    actor: Caller,
+    confirm: Annotated[
+        str | None,
+        Query(
+            max_length=63,
+            description="A deployment environment's name: deleting one takes it (and an owner).",
+        ),
+    ] = None,
+) -> dict[str, Any]:
     with unit_of_work() as session:
         started = environment_requests.delete(
-            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id, confirm=confirm
         )
     return accepted(started)
 
