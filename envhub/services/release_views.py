@@ -9,7 +9,7 @@ against what the environment runs).
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing_extensions import TypedDict
 
 from sqlmodel import Session, col, func, select
 
