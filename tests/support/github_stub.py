@@ -584,10 +584,11 @@ class GithubStub:
             # docs.github.com/rest/commits/statuses#get-the-combined-status-for-a-specific-reference
             statuses = repo.commit_statuses.get(rest[1], [])
             states = {s["state"] for s in statuses}
-            combined = (
-                "failure" if states & {"failure", "error"} else "pending" if "pending" in states or not statuses
-                else "success"
-            )  # fmt: skip
+            combined = "success"
+            if states & {"failure", "error"}:
+                combined = "failure"
+            elif "pending" in states or not statuses:
+                combined = "pending"
             return self._answer(
                 200,
                 {"state": combined, "sha": rest[1], "total_count": len(statuses), "statuses": statuses,
