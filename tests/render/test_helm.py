@@ -8,7 +8,6 @@ recorded; helm's failures come back as envhub errors quoting helm.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from envhub.errors import ChartRefInvalid, ChartRenderFailed, HelmUnavailable, SourcePathInvalid
+from envhub.errors import ChartRefInvalid, ChartRenderFailed, HelmUnavailable
 from envhub.integrations.helm import ChartRef, Helm, LocalChart, OciChart, RenderedChart, RepoChart
-from tests.render.conftest import ChartRepo, write_chart
+from tests.support.charts import ChartRepo, write_chart
 
 
 def _objects(rendered: RenderedChart) -> dict[str, dict[str, Any]]:
@@ -210,57 +209,6 @@ def test_bad_values_and_missing_charts_are_chart_errors(helm_binary: Path, tmp_p
     with pytest.raises(ChartRenderFailed) as failed:  # helm's own refusal: a release name it rejects
         render(helm, LocalChart(tree, "chart"), tmp_path / "w", release="Not_A_Name")
     assert "helm template failed" in failed.value.message
-
-
-def test_a_local_chart_may_not_reach_out_of_its_repository(helm_binary: Path, tmp_path: Path) -> None:
-    """helm follows symlinks when it loads a chart folder: .Files.Get of one would put host files
-    into the manifests; a file:// dependency could name any chart on the machine."""
-    helm = Helm(str(helm_binary))
-    tree = tmp_path / "tree"
-    chart = write_chart(tree / "chart", "c", "0.1.0")
-    os.symlink("/etc/passwd", chart / "passwd")
-    with pytest.raises(SourcePathInvalid) as refused:
-        render(helm, LocalChart(tree, "chart"), tmp_path / "w")
-    assert refused.value.details == {"path": "chart/passwd", "reason": "escapes"}
-    (chart / "passwd").unlink()
-
-    write_chart(tmp_path / "elsewhere", "elsewhere", "1.0.0")
-    with (chart / "Chart.yaml").open("a") as chart_yaml:
-        chart_yaml.write(
-            "dependencies:\n  - {name: elsewhere, version: 1.0.0, repository: 'file://../../elsewhere'}\n"
-        )
-    with pytest.raises(SourcePathInvalid) as refused:
-        render(helm, LocalChart(tree, "chart"), tmp_path / "w")
-    assert refused.value.details["reason"] == "escapes"
-    with pytest.raises(SourcePathInvalid):
-        render(helm, LocalChart(tree, "../elsewhere"), tmp_path / "w")
-
-
-def test_helm_reads_nothing_of_the_users_home(
-    helm_binary: Path, chart_repo: ChartRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = tmp_path / "home"
-    (home / ".config" / "helm").mkdir(parents=True)
-    # A repositories.yaml naming the repository "mine": the chart cannot use it by name.
-    (home / ".config" / "helm" / "repositories.yaml").write_text(
-        f"apiVersion: v1\nrepositories:\n  - name: mine\n    url: {chart_repo.url}\n"
-    )
-    before = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig-that-must-not-be-read"))
-    tree = tmp_path / "tree"
-    write_chart(
-        tree / "chart",
-        "c",
-        "0.1.0",
-        extra="dependencies:\n  - {name: sub, version: 0.1.0, repository: '@mine'}\n",
-    )
-    with pytest.raises(ChartRenderFailed) as failed:
-        render(Helm(str(helm_binary)), LocalChart(tree, "chart"), tmp_path / "w")
-    assert "mine" in failed.value.message
-    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == before
 
 
 def test_the_version_check_refuses_an_old_or_missing_helm(helm_binary: Path, tmp_path: Path) -> None:

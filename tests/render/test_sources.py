@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envhub.errors import CommitInvalid, RepoUrlRefused, SourceFetchFailed, SourcePathInvalid
+from envhub.errors import CommitInvalid, SourceFetchFailed, SourcePathInvalid
 from envhub.integrations.sources import MAX_MANIFEST_BYTES, checkout, read_manifests
 from tests.support.gitserver import GitServer, serve_git
 from tests.support.runtime import git
@@ -129,15 +129,6 @@ def test_without_the_token_git_fails_without_asking_anyone(served: Served, tmp_p
     assert {authorization for _, _, authorization in served.server.requests} == {""}
 
 
-def test_urls_envhub_does_not_fetch_are_refused(tmp_path: Path) -> None:
-    commit = "0" * 40
-    for url in ("http://127.0.0.1/x.git", "ext::sh -c touch% /tmp/pwned", "https://u:p@example.com/x.git"):
-        with pytest.raises(RepoUrlRefused):
-            checkout(url, commit, into=tmp_path / "tree", token=None)
-    with pytest.raises(RepoUrlRefused):  # a local path needs the file protocol allowed
-        checkout(str(tmp_path), commit, into=tmp_path / "tree", token=None)
-
-
 # -- read_manifests ---------------------------------------------------------------------------
 
 
@@ -176,47 +167,6 @@ def test_a_file_is_read_alone(tmp_path: Path) -> None:
     tree = _tree(tmp_path)
     assert _names(read_manifests(tree, "deploy/b.yaml")) == ["b"]
     assert _names(read_manifests(tree, "./deploy/base/c.json")) == ["c"]
-
-
-@pytest.mark.parametrize(
-    "path", ["../outside", "deploy/../../outside", "/etc", "/etc/passwd", "deploy\\..\\..\\x"]
-)
-def test_paths_leaving_the_tree_are_refused(tmp_path: Path, path: str) -> None:
-    tree = _tree(tmp_path)
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "outside" / "secret.yaml").write_text("kind: Secret\n")
-    with pytest.raises(SourcePathInvalid) as refused:
-        read_manifests(tree, path)
-    assert refused.value.details == {"path": path, "reason": "escapes"}
-    assert path in refused.value.message
-
-
-def test_symlinks_leading_out_are_refused_and_those_inside_are_read(tmp_path: Path) -> None:
-    tree = _tree(tmp_path)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\n")
-    # A symlink inside the tree to another file of the tree is fine.
-    os.symlink("b.yaml", tree / "deploy" / "z.yaml")
-    assert _names(read_manifests(tree, "deploy")) == ["a1", "a2", "b", "c", "b"]
-
-    os.symlink(outside / "secret.yaml", tree / "deploy" / "base" / "leak.yaml")
-    with pytest.raises(SourcePathInvalid) as refused:
-        read_manifests(tree, "deploy")
-    assert refused.value.details == {"path": "deploy/base/leak.yaml", "reason": "escapes"}
-    assert "deploy/base/leak.yaml" in refused.value.message
-    with pytest.raises(SourcePathInvalid):
-        read_manifests(tree, "deploy/base/leak.yaml")
-    (tree / "deploy" / "base" / "leak.yaml").unlink()
-
-    os.symlink(outside, tree / "deploy" / "linked")  # a folder
-    with pytest.raises(SourcePathInvalid) as refused:
-        read_manifests(tree, "deploy")
-    assert refused.value.details == {"path": "deploy/linked", "reason": "escapes"}
-    with pytest.raises(SourcePathInvalid) as refused:
-        read_manifests(tree, "deploy/linked/secret.yaml")
-    assert refused.value.details["reason"] == "escapes"
-    assert "stolen" not in str(refused.value.to_dict())
 
 
 def test_missing_and_empty_paths_are_named(tmp_path: Path) -> None:
