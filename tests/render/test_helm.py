@@ -18,6 +18,7 @@ import yaml
 from envhub.errors import ChartRefInvalid, ChartRenderFailed, HelmUnavailable
 from envhub.integrations.helm import ChartRef, Helm, LocalChart, OciChart, RenderedChart, RepoChart
 from tests.support.charts import ChartRepo, write_chart
+from tests.support.oci_registry import serve_oci_registry
 
 
 def _objects(rendered: RenderedChart) -> dict[str, dict[str, Any]]:
@@ -241,3 +242,23 @@ def test_the_version_check_refuses_an_old_or_missing_helm(helm_binary: Path, tmp
     with pytest.raises(HelmUnavailable):
         Helm(str(garbage)).check()
     assert shutil.which("no-such-helm-binary") is None
+
+
+def test_a_chart_from_an_oci_registry_is_pulled_at_its_version_and_its_archive_digest_recorded(
+    helm_binary: Path, chart_repo: ChartRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = (chart_repo.folder / "sub-0.2.0.tgz").read_bytes()
+    with serve_oci_registry(tmp_path / "registry") as registry:
+        registry.push_chart("charts/sub", archive, name="sub", version="0.2.0")
+        monkeypatch.setenv("SSL_CERT_FILE", str(registry.ca_file))  # as an operator trusts a private registry
+        helm = Helm(str(helm_binary))
+        rendered = render(helm, OciChart(f"oci://{registry.host}/charts/sub", "0.2.0"), tmp_path / "w")
+        assert rendered.chart_digest == "sha256:" + hashlib.sha256(archive).hexdigest()
+        assert (rendered.chart_name, rendered.chart_version) == ("sub", "0.2.0")
+        assert _objects(rendered)["ConfigMap/shop-sub"]["data"]["greeting"] == "sub 0.2.0"
+        assert "GET /v2/charts/sub/manifests/0.2.0" in registry.requests
+
+        with pytest.raises(ChartRenderFailed) as failed:
+            render(helm, OciChart(f"oci://{registry.host}/charts/sub", "0.9.0"), tmp_path / "x")
+        assert failed.value.message.startswith("helm pull failed: ")
+        assert "0.9.0" in failed.value.message
