@@ -21,11 +21,13 @@ from envhub.domain import releases as rel
 from envhub.domain.kube.deployments import render_deployment, render_service
 from envhub.domain.kube.manifests import parse_manifests, scope_manifests
 from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
-from envhub.errors import ValidationFailed
+from envhub.errors import ManifestInvalid, ValidationFailed
 from envhub.integrations import helm, schemas, sources
 
 # The namespace the guard checks against: rendering happens before any namespace exists.
 _CHECK_NAMESPACE = "envhub-render-check"
+# When the cluster's version is not known (no Kubernetes runtime): the oldest schemas shipped.
+DEFAULT_KUBE_VERSION = "1.25"
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,19 +41,31 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _guard(objects: list[dict[str, Any]], environment: str) -> list[str]:
-    """The runtime's manifest guard, now: refused objects fail the render, not the deploy."""
+def _guard(objects: list[dict[str, Any]], environment: str, kube_version: str) -> list[str]:
+    """The runtime's manifest guard and the cluster's schemas, now: bad objects fail the
+    render, before any environment changes."""
     scope_manifests(objects, namespace=_CHECK_NAMESPACE, labels={"app.kubernetes.io/managed-by": "envhub"})
-    problems = schemas.validate(objects, get_settings().kube_schema_version)
-    if problems.errors:
-        first = problems.errors[0]
-        more = f" (and {len(problems.errors) - 1} more)" if len(problems.errors) > 1 else ""
-        raise ValidationFailed(
-            f"{environment}: {first.object} {first.path}: {first.message}{more}",
-            hint="Fix the manifests or the chart's values; nothing was deployed.",
-            details={"problems": [p.as_dict() for p in problems.errors[:20]], "environment": environment},
+    report = schemas.validate(objects, kube_version)
+    if report.problems:
+        first = report.problems[0]
+        where = f" {first.field}" if first.field else ""
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise ManifestInvalid(
+            f"{environment}: {first.object}{where}: {first.message}{more}",
+            details={
+                "problems": [
+                    {"object": p.object, "field": p.field, "message": p.message} for p in report.problems[:20]
+                ],
+                "environment": environment,
+                "schema_version": report.schema_version,
+            },
         )
-    return list(problems.notes)
+    notes = [f"validated against the Kubernetes {report.schema_version} schemas"]
+    if report.note:
+        notes.append(report.note)
+    if report.unvalidated:
+        notes.append("no schema for: " + ", ".join(report.unvalidated))
+    return notes
 
 
 def _image_objects(base: EnvironmentSpec, name: str) -> list[dict[str, Any]]:
@@ -85,8 +99,12 @@ def _objects_spec(request: rel.RenderRequest, text: str) -> dict[str, Any]:
     return {**dict(request.base_spec), "services": [], "manifests": text}
 
 
-def render(request: rel.RenderRequest) -> rel.RenderedArtifact:
-    """Render ``request`` for every environment; raises an envhub error naming what is wrong."""
+def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSION) -> rel.RenderedArtifact:
+    """Render ``request`` for every environment; raises an envhub error naming what is wrong.
+
+    ``kube_version`` is the cluster's (helm's ``--kube-version``, and the
+    schemas objects are validated against).
+    """
     kind = request.source.kind
     if kind is rel.SourceKind.command:
         return rel.render_command_source(request)
@@ -100,11 +118,20 @@ def render(request: rel.RenderRequest) -> rel.RenderedArtifact:
                     hint="Set the project's repository URL.",
                     details={"field": "repo_url"},
                 )
-            tree = sources.checkout(request.repo_url, request.commit, into=work / "tree", token=request.token)
+            settings = get_settings()
+            tree = sources.checkout(
+                request.repo_url,
+                request.commit,
+                into=work / "tree",
+                token=request.token,
+                protocols=("https", "ssh", "file") if settings.allow_local_repos else ("https", "ssh"),
+                git_config=settings.git_config,
+            )
         rendered: dict[str, str] = {}
         specs: dict[str, dict[str, Any]] = {}
         chart: dict[str, Any] = {}
         notes: list[str] = []
+        pinned: str | None = None  # every environment renders the archive the first one pulled
         for env in request.environments:
             if kind is rel.SourceKind.image:
                 spec = _image_spec(request, env)
@@ -115,7 +142,8 @@ def render(request: rel.RenderRequest) -> rel.RenderedArtifact:
                     assert request.source.path is not None
                     text = sources.read_manifests(tree, request.source.path)
                 else:
-                    made = _render_chart(request, env, tree, work / env.name)
+                    made = _render_chart(request, env, tree, work / env.name, kube_version, pinned)
+                    pinned = made.chart_digest
                     chart = {
                         "name": made.chart_name,
                         "version": made.chart_version,
@@ -126,7 +154,7 @@ def render(request: rel.RenderRequest) -> rel.RenderedArtifact:
                 objects = rel.apply_overrides(
                     rel.pin_images(parse_manifests(text), request.images), env.overrides
                 )
-                notes.extend(_guard(objects, env.name))
+                notes.extend(_guard(objects, env.name, kube_version))
                 spec = _objects_spec(request, rel.canonical_yaml(objects))
             rendered[env.name] = rel.canonical_yaml(objects)
             specs[env.name] = spec
@@ -136,16 +164,23 @@ def render(request: rel.RenderRequest) -> rel.RenderedArtifact:
 
 
 def _render_chart(
-    request: rel.RenderRequest, env: rel.DeploymentEnvironment, tree: Path | None, work: Path
+    request: rel.RenderRequest,
+    env: rel.DeploymentEnvironment,
+    tree: Path | None,
+    work: Path,
+    kube_version: str,
+    digest: str | None,
 ) -> helm.RenderedChart:
     source = request.source
     if source.path:
         assert tree is not None
-        chart: helm.ChartRef = helm.LocalChart(sources.inside(tree, source.path))
+        chart: helm.ChartRef = helm.LocalChart(tree, source.path)
     elif source.chart and source.chart.startswith("oci://"):
-        chart = helm.OciChart(source.chart, version=source.version or "")
+        chart = helm.OciChart(source.chart, version=source.version or "", digest=digest)
     else:
-        chart = helm.RepoChart(source.chart or "", name=source.chart_name or "", version=source.version or "")
+        chart = helm.RepoChart(
+            source.chart or "", name=source.chart_name or "", version=source.version or "", digest=digest
+        )
     values_files = []
     for item in source.values_files:
         assert tree is not None
@@ -157,6 +192,6 @@ def _render_chart(
         namespace=env.name,
         values_files=values_files,
         values=_merge(source.values, env.overrides.values),
-        kube_version=get_settings().kube_schema_version,
+        kube_version=kube_version,
         workdir=work,
     )

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 from envhub.integrations import rendering
 from envhub.models.db import session_scope
+from envhub.runtime.base import Runtime
 from envhub.services import ports, releases
 
 
+def _kube_version(runtime: Runtime) -> str:
+    """The cluster's version, for helm and the schemas; the oldest shipped schemas without a cluster."""
+    ask = getattr(runtime, "server_version", None)
+    return str(ask()) if callable(ask) else rendering.DEFAULT_KUBE_VERSION
+
+
 def render_artifact(artifact_id: int) -> str:
+    renderer = functools.partial(rendering.render, kube_version=_kube_version(ports.runtime()))
     with session_scope() as session:
         return releases.render_artifact(
-            session=session, queue=ports.queue(), artifact_id=artifact_id, renderer=rendering.render
+            session=session, queue=ports.queue(), artifact_id=artifact_id, renderer=renderer
         )

@@ -12,10 +12,11 @@ import pytest
 from sqlmodel import Session, select
 
 from envhub.domain.phases import Phase
-from envhub.domain.releases import ReleaseStatus, ReleaseTrigger, render_command_source
+from envhub.domain.releases import ReleaseStatus, ReleaseTrigger
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from envhub.jobs.environments import converge_environment
+from envhub.jobs.releases import render_artifact
 from envhub.models import Environment, JobRun, Project, Release
 from envhub.queue.base import JobQueue
 from envhub.runtime.local import LocalRuntime
@@ -66,15 +67,6 @@ def deploying(session: Session, world: World, project: Project) -> Project:
         session=session, actor=world.owner, project_id=project.id, settings=SETTINGS
     )
     return project
-
-
-def render_artifact(artifact_id: int) -> str:
-    from envhub.models.db import session_scope
-
-    with session_scope() as session:
-        return releases.render_artifact(
-            session=session, queue=ports.queue(), artifact_id=artifact_id, renderer=render_command_source
-        )
 
 
 def _env(session: Session, project: Project, name: str) -> Environment:
