@@ -68,6 +68,19 @@ def _guard(objects: list[dict[str, Any]], environment: str, kube_version: str) -
     return notes
 
 
+def _in_release_namespace(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """Objects a chart placed in the namespace helm rendered it for (``namespace:
+    {{ .Release.Namespace }}``, as most charts write) lose that field: the runtime puts
+    every object in the environment's own namespace, and refuses any other."""
+    placed = []
+    for obj in objects:
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if isinstance(meta, dict) and meta.get("namespace") == namespace:
+            obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "namespace"}}
+        placed.append(obj)
+    return placed
+
+
 def _image_objects(base: EnvironmentSpec, name: str) -> list[dict[str, Any]]:
     target = EnvironmentTarget(id=0, name=name, project="release", team="release", generation=0, spec=base)
     objects: list[dict[str, Any]] = []
@@ -151,9 +164,10 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
                         "helm": made.helm_version,
                     }
                     text = made.manifests
-                objects = rel.apply_overrides(
-                    rel.pin_images(parse_manifests(text), request.images), env.overrides
-                )
+                parsed = parse_manifests(text)
+                if kind is rel.SourceKind.helm:
+                    parsed = _in_release_namespace(parsed, env.name)
+                objects = rel.apply_overrides(rel.pin_images(parsed, request.images), env.overrides)
                 notes.extend(_guard(objects, env.name, kube_version))
                 spec = _objects_spec(request, rel.canonical_yaml(objects))
             rendered[env.name] = rel.canonical_yaml(objects)
