@@ -58,8 +58,12 @@ class TestCluster:
         workdir: Path | None = None,
         keep_workdir: bool = False,
         pod_ip: str = "127.0.0.1",
+        audit_log: Path | None = None,
     ) -> None:
         self.bin = bin_dir()
+        # Measuring only (bench/releases.py): the apiserver logs every request it
+        # served (who, user agent, verb, object), one JSON line each.
+        self.audit_log = audit_log
         self.pod_ip = pod_ip
         self.node_name = node_name
         self._with_kubelet = kubelet
@@ -115,6 +119,7 @@ class TestCluster:
         tokens.chmod(0o600)
         self._write_kubeconfig()
 
+        audit = self._audit_flags()
         etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
         # The apiserver retries etcd by itself, so both start at once.
@@ -157,6 +162,7 @@ class TestCluster:
                 "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 "--v=1",
+                *audit,
             ],
         )
         self._wait_ready(deadline)
@@ -202,6 +208,28 @@ class TestCluster:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------
+    def _audit_flags(self) -> list[str]:
+        if self.audit_log is None:
+            return []
+        policy = self.workdir / "audit-policy.json"
+        policy.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived", "ResponseStarted"],
+                    "rules": [{"level": "Metadata"}],
+                }
+            )
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=0",
+        ]
+
     def _spawn(self, name: str, args: list[str]) -> None:
         self._procs.append(ChildProcess(name, [str(self.bin / name), *args], self.logs))
 
