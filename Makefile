@@ -13,7 +13,7 @@ TEST_PROCESSES ?= 2
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal bench-api bench-pull-requests
+.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal bench-api bench-pull-requests bench-releases
 
 run: system-deps setup ## Start envhub on its embedded default and print the URL
 	$(PY) -m envhub.launcher run
@@ -70,6 +70,9 @@ bench-api: setup test-system-deps ## REST, MCP and CLI latency with 1,000 enviro
 
 bench-pull-requests: setup test-system-deps test-cluster ## Webhook to PR comment and to ready, GitHub calls per pull request (local and test-cluster runtimes)
 	$(PY) -m bench.pull_requests
+
+bench-releases: setup test-system-deps test-cluster test-tools ## Merge -> staging ready and approval -> production ready for a 50-object chart, beside helm upgrade --install (time, apiserver requests)
+	$(PY) -m bench.releases
 
 migrate: setup
 	$(PY) -m envhub.launcher migrate
