@@ -173,10 +173,14 @@ def test_a_crashing_statefulset_fails_at_the_deadline_naming_it_and_the_crash(
     target = with_deadline(
         make_env(manifests=manifests(deployment("web"), statefulset("db", "echo bad config; exit 3"))), 8
     )
+    beating = KubernetesRuntime(runtime.api, heartbeat_interval=1.0)
+    progress = RecordingProgress()
     started = time.monotonic()
     with pytest.raises(RolloutFailed) as failed:
-        runtime.apply(target, progress=RecordingProgress())
+        beating.apply(target, progress=progress)
     took = time.monotonic() - started
+    # The job stays alive while the watches wait: about one heartbeat a second.
+    assert progress.heartbeats >= 6
 
     error = failed.value
     assert 8 <= took < 30
