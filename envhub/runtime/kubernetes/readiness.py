@@ -161,6 +161,32 @@ class _Problem:
     stuck: bool = False
 
 
+def _container_problem(pod: str, container: dict[str, Any], *, init: bool = False) -> _Problem | None:
+    """What keeps one container from running (or, for an init container, from finishing)."""
+    label = f"{pod}/{container['name']}" + (" (init)" if init else "")
+    state = container.get("state") or {}
+    if state.get("waiting"):
+        reason = state["waiting"].get("reason", "Waiting")
+        if init and reason in ("PodInitializing", "ContainerCreating"):
+            return None  # its turn has not come yet
+        hint = _WAITING_HINTS.get(reason, reason)
+        detail = state["waiting"].get("message", "")
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        if reason == "CrashLoopBackOff" and last.get("exitCode") is not None:
+            # What the person needs first: how the process ended.
+            detail = f"last exit code {last['exitCode']}" + (f"; {detail}" if detail else "")
+        return _Problem(
+            reason, f"{label}: {hint}" + (f" ({detail})" if detail else ""), reason in STUCK_REASONS
+        )
+    if state.get("terminated"):
+        code = state["terminated"].get("exitCode")
+        if init and code == 0:
+            return None  # done, as it should be
+        reason = str(state["terminated"].get("reason") or "Error")
+        return _Problem(reason, f"{label}: exited with code {code}")
+    return None
+
+
 def _pod_problems(pods: list[dict[str, Any]]) -> list[_Problem]:
     problems: list[_Problem] = []
     for pod in pods:
@@ -169,27 +195,20 @@ def _pod_problems(pods: list[dict[str, Any]]) -> list[_Problem]:
         phase = status.get("phase", "Pending")
         if phase == "Succeeded":
             continue  # a Job's pod that did its work
-        statuses = status.get("containerStatuses") or []
-        described = False
-        for container in statuses:
-            state = container.get("state") or {}
-            if state.get("waiting"):
-                reason = state["waiting"].get("reason", "Waiting")
-                hint = _WAITING_HINTS.get(reason, reason)
-                detail = state["waiting"].get("message", "")
-                last = (container.get("lastState") or {}).get("terminated") or {}
-                if reason == "CrashLoopBackOff" and last.get("exitCode") is not None:
-                    # What the person needs first: how the process ended.
-                    detail = f"last exit code {last['exitCode']}" + (f"; {detail}" if detail else "")
-                text = f"{name}/{container['name']}: {hint}" + (f" ({detail})" if detail else "")
-                problems.append(_Problem(reason, text, reason in STUCK_REASONS))
-                described = True
-            elif state.get("terminated"):
-                code = state["terminated"].get("exitCode")
-                reason = str(state["terminated"].get("reason") or "Error")
-                problems.append(_Problem(reason, f"{name}/{container['name']}: exited with code {code}"))
-                described = True
-        if not described and phase == "Pending":
+        # A failing init container holds the others back: it is what to name.
+        found = [
+            problem
+            for container in status.get("initContainerStatuses") or []
+            if (problem := _container_problem(name, container, init=True)) is not None
+        ]
+        if not found:
+            found = [
+                problem
+                for container in status.get("containerStatuses") or []
+                if (problem := _container_problem(name, container)) is not None
+            ]
+        problems.extend(found)
+        if not found and phase == "Pending":
             conditions = {c.get("type"): c for c in status.get("conditions") or []}
             scheduled = conditions.get("PodScheduled", {})
             if scheduled.get("status") == "False":

@@ -197,3 +197,23 @@ def test_the_explanation_leaves_out_pods_of_what_has_rolled_out() -> None:
     assert not readiness.ready
     assert readiness.message == "db-1/main: crash loop (last exit code 3; back-off 4s)"
     assert explain([done], [finished]).message == "all workloads available (migrate)"
+
+
+def test_a_failing_init_container_is_what_is_named() -> None:
+    waiting = statefulset(readyReplicas=0)
+    crash = crashing("db-0", ("StatefulSet", "db"), code=5)
+    init = crash["status"]["containerStatuses"][0] | {"name": "migrate"}
+    crash["status"] |= {
+        "phase": "Pending",
+        "initContainerStatuses": [init],
+        "containerStatuses": [{"name": "main", "state": {"waiting": {"reason": "PodInitializing"}}}],
+    }
+    [blocker] = blockers([waiting], [crash])
+    assert blocker == Blocker(
+        "StatefulSet/db",
+        "CrashLoopBackOff",
+        "db-0/migrate (init): crash loop (last exit code 5; back-off 4s)",
+    )
+    # An init container that finished, or whose turn has not come, says nothing.
+    init["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    assert explain([waiting], [crash]).message == "db-0/main: PodInitializing"
