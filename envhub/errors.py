@@ -63,6 +63,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   └── CloudflareRateLimited cloudflare_rate_limited (retryable; also a RateLimited)
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
+        ├── RolloutFailed         rollout_failed (details.workloads)
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
         ├── SourceFetchFailed     source_fetch_failed
@@ -404,6 +405,21 @@ class NotReady(RuntimeFailure):
     status = 503
     default_hint = "envhub retries by itself; nothing to do unless it keeps failing."
     retryable = True
+
+
+class RolloutFailed(RuntimeFailure):
+    """Workloads of a release did not roll out by its deadline, or a Job failed.
+
+    ``details["workloads"]`` lists each one: ``{"workload": "StatefulSet/db",
+    "reason": "CrashLoopBackOff", "message": "..."}``.
+    """
+
+    code = "rollout_failed"
+    advice = (
+        "A workload of the release did not roll out in time, or a Job it runs failed. The message "
+        "names each one and why (crash loop, image pull, unschedulable); fix it and deploy again."
+    )
+    default_hint = "Read the named workloads' logs and events, fix the cause and deploy again."
 
 
 class ProcessExited(RuntimeFailure):

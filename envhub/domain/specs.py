@@ -179,6 +179,10 @@ class EnvironmentTarget:
     # Set when that traffic goes through envhub's gateway: the runtime applies
     # a Service in the namespace that points there.
     gateway: GatewayAddress | None = None
+    # Seconds every workload of the apply has to roll out (deployment
+    # environments); past it the apply fails naming what did not. None: the
+    # runtime's own readiness timeout, after which it tries again later.
+    rollout_deadline: float | None = None
 
     @property
     def variables(self) -> dict[str, str]:

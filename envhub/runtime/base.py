@@ -232,7 +232,10 @@ class Runtime(Protocol):
 
         Returns the ready status (with its endpoint). Raises ``NotReady`` when the
         environment exists but is not serving yet, and another ``EnvhubError``
-        when it cannot become ready without someone changing something.
+        when it cannot become ready without someone changing something. A
+        runtime that honours ``target.rollout_deadline`` (the Kubernetes one)
+        treats not serving by then as such an error (``RolloutFailed``, naming
+        each workload and why in ``details["workloads"]``), not ``NotReady``.
         """
 
     def status(self, environment_id: int) -> RuntimeStatus:

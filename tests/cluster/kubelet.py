@@ -4,7 +4,8 @@ It registers a Node, binds every unscheduled pod to it (there is no scheduler),
 runs each container's `command`/`args` as a local process (no image, no
 isolation: test pods run as the test user) and reports pod status as a kubelet
 would, so Deployments become Available. Containers without a command are
-reported Running without a process. An image whose name contains
+reported Running without a process; one with a process is Ready once it
+has stayed up for a moment. An image whose name contains
 "does-not-exist" reports ImagePullBackOff. Logs and exec are served by
 kubelet_api.KubeletServer.
 """
@@ -31,6 +32,11 @@ from processes import die_with_parent
 
 UNPULLABLE_MARKER = "does-not-exist"
 BACKOFF_BASE, BACKOFF_MAX = 2.0, 30.0  # real kubelet: 10 s doubling to 300 s
+# A started process counts as ready once it has stayed up this long. A real
+# kubelet sees a container's state on its next relist (PLEG, every second), so
+# one that dies at once is seen exited, never ready; reporting it ready first
+# would let a crashing StatefulSet or DaemonSet count as rolled out.
+SETTLE_SECONDS = 0.3
 
 
 class TestKubelet:
@@ -249,6 +255,14 @@ class TestKubelet:
         self._start_container(run, c)
         self._report(run)
 
+    def _on_settled(self, uid: str, name: str, run_id: int) -> None:
+        run = self._pods.get(uid)
+        c = run.container(name) if run else None
+        if run is None or c is None or c.run_id != run_id or run.terminating or "running" not in c.state:
+            return  # exited (or restarted) before it settled: never ready
+        c.ready = True
+        self._report(run)
+
     def _later(self, delay: float, event: tuple[Any, ...]) -> None:
         timer = threading.Timer(delay, self._events.put, args=(event,))
         timer.daemon = True
@@ -318,6 +332,8 @@ class TestKubelet:
             self._events.put(("exited", run.uid, c.name, c.run_id, 128))
             return
         c.running(proc, log)
+        c.ready = False
+        self._later(SETTLE_SECONDS, ("settled", run.uid, c.name, c.run_id))
         threading.Thread(
             target=self._pipe_logs, daemon=True, args=(proc, log, run.uid, c.name, c.run_id)
         ).start()

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from cluster import BinariesMissing, TestCluster, bin_dir  # noqa: E402
-from kubernetes import client  # noqa: E402
+from kubernetes import client, watch  # noqa: E402
 from kubernetes.stream import stream  # noqa: E402
 
 from tests.support.components import require, require_path  # noqa: E402
@@ -287,6 +287,71 @@ def test_init_containers_and_env_references(core: Any) -> None:
         what="init container terminated, pod running",
     )
     assert status.init_container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_workload_controllers_run_their_pods_on_the_node(cluster: TestCluster, core: Any) -> None:
+    ns = new_namespace(cluster, core)
+    api = cluster.api_client()
+    apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
+
+    def template(name: str, command: str, **spec: Any) -> dict[str, Any]:
+        container = {"name": name, "image": "busybox", "command": ["sh", "-c", command]}
+        return {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container], **spec}}
+
+    selector = {"matchLabels": {"app": "db"}}
+    apps.create_namespaced_stateful_set(
+        ns,
+        {
+            "metadata": {"name": "db"},
+            "spec": {"serviceName": "db", "selector": selector, "template": template("db", BUSY_LOOP)},
+        },
+    )
+    apps.create_namespaced_daemon_set(
+        ns,
+        {
+            "metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template("agent", BUSY_LOOP)},
+        },
+    )
+    batch.create_namespaced_job(
+        ns,
+        {
+            "metadata": {"name": "migrate"},
+            "spec": {"backoffLimit": 0, "template": template("migrate", "echo done", restartPolicy="Never")},
+        },
+    )
+    wait_for(lambda: apps.read_namespaced_stateful_set("db", ns).status.ready_replicas == 1, what="db ready")
+    # The Node the kubelet registered is the one node a DaemonSet runs on.
+    agent = wait_for(
+        lambda: (s := apps.read_namespaced_daemon_set("agent", ns).status).number_available == 1 and s,
+        what="agent available",
+    )
+    assert agent.desired_number_scheduled == 1
+    done = wait_for(
+        lambda: (j := batch.read_namespaced_job("migrate", ns).status).conditions and j, what="job finished"
+    )
+    assert [(c.type, c.status) for c in done.conditions] == [("Complete", "True")]
+    assert done.succeeded == 1
+    core.delete_namespace(ns)
+
+
+def test_a_container_that_exits_at_once_is_never_reported_ready(cluster: TestCluster, core: Any) -> None:
+    # As a kubelet that sees it exited on its next relist: a StatefulSet of such
+    # pods must never count as rolled out.
+    ns = new_namespace(cluster, core)
+    core.create_namespaced_pod(ns, pod_manifest("dies", command="exit 3"))
+    seen: list[Any] = []
+    for event in watch.Watch().stream(
+        core.list_namespaced_pod, ns, field_selector="metadata.name=dies", timeout_seconds=30
+    ):
+        statuses = event["object"].status.container_statuses or []
+        seen.extend(statuses)
+        if any(s.restart_count >= 1 for s in statuses):
+            break
+    assert any(s.last_state.terminated for s in seen), "the crash was reported"
+    assert not any(s.ready for s in seen)
+    assert any(s.state.running for s in seen), "it was reported running (not ready), as a kubelet would"
+    core.delete_namespace(ns)
 
 
 def test_resource_quota_refuses_over_quota_pod(cluster: TestCluster, core: Any) -> None:

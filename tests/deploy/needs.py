@@ -103,9 +103,13 @@ def worker_needs(*, ingress: bool = False) -> set[Need]:
         # waiting.wait_quota_counted: a watch on the quota until it is counted.
         ("", "resourcequotas", "list"),
         ("", "resourcequotas", "watch"),
-        # watching.DeploymentWatcher (every namespace), waiting.AvailabilityWait, runtime.status.
+        # watching.DeploymentWatcher (every namespace), waiting.RolloutWait, runtime.status.
         ("apps", "deployments", "list"),
         ("apps", "deployments", "watch"),
+        # waiting.RolloutWait: a watch per kind of workload an apply still waits for.
+        ("apps", "statefulsets", "watch"),
+        ("apps", "daemonsets", "watch"),
+        ("batch", "jobs", "watch"),
         # runtime._pods, readiness explanations.
         ("", "pods", "list"),
         # runtime.stop scales Deployments to zero.

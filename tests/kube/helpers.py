@@ -34,13 +34,23 @@ def load_cluster_module() -> ModuleType:
     return cluster
 
 
+# ``python3 -m http.server PORT``, with SO_REUSEPORT: the test kubelet runs every
+# replica on this one host, where each pod would have a network namespace (and
+# the port) of its own. Without it a second replica could not listen and would
+# crash, and the test kubelet never counts a crashing container ready.
+HTTP_SERVER = (
+    "import runpy, socketserver; socketserver.TCPServer.allow_reuse_port = True; "
+    "runpy.run_module('http.server', run_name='__main__', alter_sys=True)"
+)
+
+
 def web_service(port: int | None = None, **fields: Any) -> dict[str, Any]:
-    """A container service the test kubelet runs as a real local HTTP server."""
+    """A container service the test kubelet runs as a real local HTTP server (any number of replicas)."""
     port = port or free_port()
     return {
         "name": "web",
         "image": "python:3.12-slim",
-        "command": ["python3", "-m", "http.server", str(port)],
+        "command": ["python3", "-c", HTTP_SERVER, str(port)],
         "ports": [port],
         **fields,
     }

@@ -36,6 +36,7 @@ def test_explicit_hint_wins_and_details_default_to_empty() -> None:
         (errors.InvalidTransition, "invalid_transition", errors.EnvhubError),
         (errors.RuntimeFailure, "runtime_error", errors.EnvhubError),
         (errors.NotReady, "not_ready", errors.RuntimeFailure),
+        (errors.RolloutFailed, "rollout_failed", errors.RuntimeFailure),
         (errors.ProcessExited, "process_exited", errors.RuntimeFailure),
         (errors.WorkspaceFailed, "workspace_failed", errors.RuntimeFailure),
         (errors.QuotaExceeded, "quota_exceeded", errors.RuntimeFailure),
@@ -57,7 +58,13 @@ def test_tree_and_codes(cls: type[errors.EnvhubError], code: str, parent: type[E
 
 def test_not_yet_is_retryable_and_real_failures_are_not() -> None:
     assert errors.NotReady("starting").retryable
-    for cls in (errors.ProcessExited, errors.WorkspaceFailed, errors.QuotaExceeded, errors.NotFound):
+    for cls in (
+        errors.ProcessExited,
+        errors.WorkspaceFailed,
+        errors.QuotaExceeded,
+        errors.RolloutFailed,
+        errors.NotFound,
+    ):
         assert not cls("boom").retryable, cls
 
 

@@ -106,10 +106,22 @@ class EventStream:
 
     Events are ``{"type": ..., "object": {...}}`` dicts. An ``ERROR`` event
     raises: :class:`WatchExpired` for 410, a translated envhub error otherwise.
+    ``wake`` is set whenever something arrives, so one waiter can serve
+    several streams (``waiting.Watchers``).
     """
 
-    def __init__(self, api: ApiClient, action: str, path: str, *, query: Query, seconds: int) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        action: str,
+        path: str,
+        *,
+        query: Query,
+        seconds: int,
+        wake: threading.Event | None = None,
+    ) -> None:
         self.action = action
+        self._wake = wake
         query = [*query, ("watch", "true"), ("timeoutSeconds", str(max(1, seconds)))]
         # The read timeout only guards against a server gone silent; the watch ends itself.
         self._response = kube_call(
@@ -129,15 +141,20 @@ class EventStream:
         if buffer.strip():
             yield buffer
 
+    def _put(self, item: Any) -> None:
+        self._events.put(item)
+        if self._wake is not None:
+            self._wake.set()
+
     def _read(self) -> None:
         try:
             for line in self._lines():
-                self._events.put(json.loads(line))
+                self._put(json.loads(line))
         except Exception as exc:  # handed to the caller, who decides
             if not self._closed.is_set():
-                self._events.put(exc)
+                self._put(exc)
         finally:
-            self._events.put(_END)
+            self._put(_END)
 
     def next(self, timeout: float) -> dict[str, Any] | None:
         """The next event, or None when none came within ``timeout`` seconds."""

@@ -2,13 +2,15 @@
 
 ``apply`` renders the environment (``domain/kube``), server-side applies each
 object with envhub's field manager (re-running changes nothing), prunes what the
-spec no longer has, then watches the namespace's Deployments until they are
-available. ``destroy`` deletes the namespace and watches until it is gone.
+spec no longer has, then watches the workloads it applied (Deployments,
+StatefulSets, DaemonSets, Jobs) until they have rolled out, failing by the
+release's deadline when it has one. ``destroy`` deletes the namespace and
+watches until it is gone.
 
 Every request is one the job needs. Apply responses are the cluster's state
 (status included), so nothing just written is read back: the Namespace's
 response carries the record that pruning works from (``pruning.py``), the
-quota's and the Deployments' responses start their waits, and a re-run of an
+quota's and the workloads' responses start their waits, and a re-run of an
 unchanged, healthy environment is its applies and nothing else. Waits are one
 watch each, never a poll (``waiting.py``). Reads return plain dicts.
 """
@@ -55,10 +57,17 @@ from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.pruning import Inventory
-from envhub.runtime.kubernetes.readiness import Readiness, describe_event, describe_pod, explain, recent
+from envhub.runtime.kubernetes.readiness import (
+    WORKLOAD_KINDS,
+    Readiness,
+    describe_event,
+    describe_pod,
+    explain,
+    recent,
+)
 from envhub.runtime.kubernetes.service_proxy import ServiceProxyTransport
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
-from envhub.runtime.kubernetes.waiting import AvailabilityWait, wait_namespace_gone, wait_quota_counted
+from envhub.runtime.kubernetes.waiting import RolloutWait, wait_namespace_gone, wait_quota_counted
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
 
 log = logging.getLogger(__name__)
@@ -74,7 +83,7 @@ class KubernetesRuntime:
         ("namespace", "Create namespace"),
         ("isolation", "Apply quota, limits, network policy and RBAC"),
         ("workloads", "Apply workloads"),
-        ("health", "Wait for workloads to become available"),
+        ("health", "Wait for workloads to roll out"),
         ("publish", "Publish URL"),
     )
     teardown_plan: tuple[tuple[str, str], ...] = (
@@ -163,7 +172,7 @@ class KubernetesRuntime:
         inventory = Inventory(
             self.applier, namespace, [applied(o) for o in objects if o["kind"] != "Namespace"]
         )
-        deployments: list[dict[str, Any]] = []
+        workloads: list[dict[str, Any]] = []
         for key, members in groups.items():
             progress.begin(key)
             quota: dict[str, Any] | None = None
@@ -173,8 +182,8 @@ class KubernetesRuntime:
                     inventory.open(stored)
                 elif obj["kind"] == "ResourceQuota" and key == "isolation":
                     quota = stored.object
-                elif obj["kind"] == "Deployment" and obj["apiVersion"] == "apps/v1":
-                    deployments.append(stored.object)
+                elif (obj["apiVersion"], obj["kind"]) in WORKLOAD_KINDS:
+                    workloads.append(stored.object)
             if quota is not None:
                 # Last in the step: the other isolation objects do not count against
                 # the quota, and the controller counts it meanwhile.
@@ -191,23 +200,28 @@ class KubernetesRuntime:
                 note = f" (quota capped at the platform maximum: {', '.join(clamped)})"
             progress.finish(key, f"{len(members)} object(s) applied in {namespace}{note}")
         inventory.close()
-        progress.begin("health", f"watching Deployments in {namespace}")
-        readiness = AvailabilityWait(
+        deadline = target.rollout_deadline
+        progress.begin("health", f"watching workloads in {namespace}")
+        rollout = RolloutWait(
             self.api,
             namespace,
-            deployments,
+            workloads,
             list_pods=lambda: self._pods(namespace),
-            timeout=self.ready_timeout,
+            timeout=self.ready_timeout if deadline is None else deadline,
             heartbeat=self.heartbeat_interval,
-        ).run(progress)
-        progress.finish("health", readiness.message)
+            strict=deadline is not None,
+        )
+        readiness = rollout.run(progress)
+        names = rollout.workloads
+        count = f"{len(names)} workload{'' if len(names) == 1 else 's'}"
+        progress.finish("health", f"{count} rolled out: {', '.join(names)}" if names else "no workloads")
         public = public_endpoint(target.spec, namespace=namespace)
         return RuntimeStatus(
             RuntimeState.ready,
             readiness.message,
             generation=target.generation,
             endpoint=Endpoint(public.host, public.port) if public else None,
-            details={"namespace": namespace},
+            details={"namespace": namespace, "workloads": ", ".join(names)},
         )
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:

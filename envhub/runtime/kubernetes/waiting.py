@@ -8,10 +8,12 @@ themselves: nothing is listed again per event.
 * :func:`wait_quota_counted`: a new ResourceQuota is enforced only once the
   quota controller has counted usage (v1.20 admission ignores a quota whose
   ``status.hard`` is empty); workloads applied before that would escape it.
-* :class:`AvailabilityWait`: the Deployments an apply wrote, until all are
-  available. Only when one stays unavailable are the pods listed, once, to say
-  why (image pull, crash loop, pending), and again at most every few seconds,
-  less often the longer it takes.
+* :class:`RolloutWait`: the workloads an apply wrote (Deployments,
+  StatefulSets, DaemonSets, Jobs), until all have rolled out, on one watch per
+  kind that still has something to wait for (:class:`Watchers`). Only when one
+  stays unavailable are the pods listed, once, to say why (image pull, crash
+  loop, pending), and again at most every few seconds, less often the longer
+  it takes.
 * :func:`wait_namespace_gone`: namespace finalization after a delete.
 """
 
@@ -19,16 +21,24 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes.client import ApiClient
 
-from envhub.errors import EnvhubError, NotReady, RuntimeFailure
+from envhub.errors import EnvhubError, NotReady, RolloutFailed, RuntimeFailure
 from envhub.runtime.base import ProgressReporter
 from envhub.runtime.kubernetes.errors import quota_error
-from envhub.runtime.kubernetes.readiness import Readiness, explain
+from envhub.runtime.kubernetes.readiness import (
+    Readiness,
+    blockers,
+    explain,
+    job_failure,
+    rolled_out,
+    workload_of,
+)
 from envhub.runtime.kubernetes.rest import EventStream, Query, StreamEnded, WatchExpired, request
 
 log = logging.getLogger(__name__)
@@ -59,10 +69,12 @@ class Watcher:
         deadline: float,
         query: Query = (),
         version: str | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.api, self.action, self.path, self.query = api, action, path, list(query)
         self.deadline = deadline
         self.version = version or None
+        self.wake = wake
         self.expired = False  # set when a 410 made it start over from the current state
         self._stream: EventStream | None = None
         self._opened_at = 0.0
@@ -73,7 +85,14 @@ class Watcher:
             query.append(("resourceVersion", self.version))
         seconds = math.ceil(max(1.0, self.deadline - time.monotonic()))
         self._opened_at = time.monotonic()
-        return EventStream(self.api, self.action, self.path, query=query, seconds=seconds)
+        return EventStream(self.api, self.action, self.path, query=query, seconds=seconds, wake=self.wake)
+
+    @property
+    def reopen_at(self) -> float:
+        """When a watch the server ended may be opened again (never in a tight loop); inf while open."""
+        if self._stream is not None:
+            return math.inf
+        return self._opened_at + 1.0 if self._opened_at else 0.0
 
     def next(self, timeout: float) -> dict[str, Any] | None:
         """The next event within ``timeout`` seconds, else None."""
@@ -109,6 +128,52 @@ class Watcher:
             self._stream = None
 
     def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class Watchers:
+    """Events of several collections, as they come: a :class:`Watcher` each, one waiter for all.
+
+    Each stream's reader wakes the waiter (``wake``), so a wait over several
+    kinds is still one watch request per kind and blocks in one place.
+    """
+
+    def __init__(self, api: ApiClient, collections: Sequence[tuple[str, str]], *, deadline: float) -> None:
+        self.wake = threading.Event()
+        self.watchers = [
+            Watcher(api, action, path, deadline=deadline, wake=self.wake) for action, path in collections
+        ]
+        self._turn = 0  # who is asked first, in turn: one busy collection cannot starve the others
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next event of any collection within ``timeout`` seconds, else None."""
+        until = time.monotonic() + timeout
+        count = len(self.watchers)
+        while True:
+            self.wake.clear()  # before looking: what arrives after sets it again
+            now = time.monotonic()
+            for offset in range(count):
+                watcher = self.watchers[(self._turn + offset) % count]
+                if now < watcher.reopen_at < math.inf:
+                    continue  # ended just after it opened: not again yet
+                event = watcher.next(0.0)
+                if event is not None:
+                    self._turn = (self._turn + offset + 1) % count
+                    return event
+            now = time.monotonic()
+            if now >= until:
+                return None
+            reopen = min((watcher.reopen_at for watcher in self.watchers), default=math.inf)
+            self.wake.wait(max(0.0, min(until, reopen) - now))
+
+    def close(self) -> None:
+        for watcher in self.watchers:
+            watcher.close()
+
+    def __enter__(self) -> Watchers:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -197,39 +262,81 @@ def wait_namespace_gone(
     raise NotReady(f"namespace {namespace} is still terminating", details={"namespace": namespace})
 
 
-class AvailabilityWait:
-    """Until the Deployments an apply wrote are available, judged from watch events.
+# Where each kind an apply waits for is watched (readiness.WORKLOAD_KINDS).
+_COLLECTIONS = {
+    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
+    "DaemonSet": "/apis/apps/v1/namespaces/{namespace}/daemonsets",
+    "Job": "/apis/batch/v1/namespaces/{namespace}/jobs",
+}
 
-    ``deployments`` are the apply responses: when they already say available
-    (a re-run), no request is made at all. ``list_pods`` is called only to
-    explain a Deployment that stays unavailable.
+
+class RolloutWait:
+    """Until the workloads an apply wrote have rolled out, judged from watch events.
+
+    ``workloads`` are the apply responses (Deployments, StatefulSets,
+    DaemonSets, Jobs): those that already say rolled out (a re-run) need no
+    request at all, and only the kinds that still have something to wait for
+    are watched, one watch each. ``list_pods`` is called only to explain a
+    workload that is slow to roll out.
+
+    A Job that fails raises :class:`RolloutFailed` at once: it will not run
+    again. When ``timeout`` passes, a release with a deadline (``strict``)
+    fails with :class:`RolloutFailed` naming each workload and why; otherwise
+    it is :class:`NotReady`, and the job tries again later.
     """
 
     def __init__(
         self,
         api: ApiClient,
         namespace: str,
-        deployments: list[dict[str, Any]],
+        workloads: list[dict[str, Any]],
         *,
         list_pods: Callable[[], list[dict[str, Any]]],
         timeout: float,
         heartbeat: float,
+        strict: bool = False,
     ) -> None:
         self.api, self.namespace = api, namespace
-        self.state = {str(d["metadata"]["name"]): d for d in deployments}
+        self.state = {workload_of(w): w for w in workloads}
         self.list_pods = list_pods
-        self.timeout, self.heartbeat = timeout, heartbeat
+        self.timeout, self.heartbeat, self.strict = timeout, heartbeat, strict
         self.pods: list[dict[str, Any]] | None = None  # the last explanation's pods
         self.explained_at: float | None = None
         self.explain_every = EXPLAIN_EVERY
 
+    @property
+    def workloads(self) -> list[str]:
+        """``Kind/name`` of each workload waited for, in the order they were applied."""
+        return list(self.state)
+
     def readiness(self) -> Readiness:
+        failed = {name for name, workload in self.state.items() if job_failure(workload)}
+        if failed:
+            raise self._failure("a Job failed", only=failed)
         readiness = explain(list(self.state.values()), self.pods or [])
         if readiness.replica_failure and "exceeded quota" in readiness.replica_failure:
             raise quota_error(readiness.replica_failure, action="starting the workloads")
         if readiness.stuck:
+            if self.strict:
+                raise self._failure("workloads cannot start")
             raise RuntimeFailure(f"workloads cannot start: {readiness.message}")
         return readiness
+
+    def _failure(self, headline: str, *, only: set[str] | None = None) -> RolloutFailed:
+        """What did not roll out, each with why, from pods as of now."""
+        if self.explained_at is None or time.monotonic() - self.explained_at > 1.0:
+            self.pods = self.list_pods()
+            self.explained_at = time.monotonic()
+        found = [
+            blocker
+            for blocker in blockers(list(self.state.values()), self.pods or [])
+            if only is None or blocker.workload in only
+        ]
+        return RolloutFailed(
+            f"{headline}: " + "; ".join(str(blocker) for blocker in found[:5]),
+            details={"namespace": self.namespace, "workloads": [blocker.as_dict() for blocker in found]},
+        )
 
     def _explain(self) -> Readiness:
         self.pods = self.list_pods()
@@ -243,15 +350,17 @@ class AvailabilityWait:
         started = time.monotonic()
         deadline = started + self.timeout
         beat = started - self.heartbeat  # one right away: the applies took a while too
-        with Watcher(
-            self.api,
-            f"watching Deployments in {self.namespace}",
-            f"/apis/apps/v1/namespaces/{self.namespace}/deployments",
-            deadline=deadline,
-        ) as events:
+        kinds = list(dict.fromkeys(w["kind"] for w in self.state.values() if not rolled_out(w)))
+        collections = [
+            (f"watching {kind}s in {self.namespace}", _COLLECTIONS[kind].format(namespace=self.namespace))
+            for kind in kinds
+        ]
+        with Watchers(self.api, collections, deadline=deadline) as events:
             while True:
                 now = time.monotonic()
                 if now >= deadline:
+                    if self.strict:
+                        raise self._failure(f"not rolled out within {self.timeout:g}s")
                     if self.explained_at is None or now - self.explained_at > 1.0:
                         readiness = self._explain()  # say why, as of now
                     raise NotReady(
@@ -273,7 +382,7 @@ class AvailabilityWait:
                 if event is None:
                     continue
                 obj = event.get("object") or {}
-                name = str((obj.get("metadata") or {}).get("name", ""))
+                name = workload_of(obj)
                 if name not in self.state:
                     continue  # not one this apply wrote
                 if event["type"] == "DELETED":

@@ -1,0 +1,343 @@
+"""Releases of deployment environments on the real test apiserver (issue 12 points 2, 3, 5 and 7).
+
+Each source — manifests in the repository, a Helm chart with a dependency
+rendered by the real helm binary, container images by digest — is released,
+updated and rolled back through the services, with the render job and the
+convergence job run in-process as a worker runs them, against the test
+cluster. Production receives exactly what staging ran.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from envhub.config import Settings, override_settings
+from envhub.domain.releases import ReleaseStatus, ReleaseTrigger, load_objects
+from envhub.jobs.environments import converge_environment
+from envhub.jobs.releases import render_artifact
+from envhub.models import Artifact, Environment, JobRun, Project, Release
+from envhub.runtime.local.processes import free_port
+from envhub.services import ports, releases
+from envhub.services.projects import create_project
+from tests.conftest import build_settings
+from tests.kube.helpers import Kube, web_service
+from tests.support.charts import write_chart
+from tests.support.tools import kube_tools
+from tests.support.world import World
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+class Repo:
+    """A git repository on disk whose commits the tests make."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir()
+        self.git("init", "--quiet", "--initial-branch=main")
+
+    def git(self, *args: str) -> str:
+        identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
+        done = subprocess.run(
+            ["git", *identity, *args], cwd=self.path, check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    def write(self, files: dict[str, str]) -> None:
+        for name, text in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "--quiet", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def release_settings(kube_settings: Settings) -> Iterator[Settings]:
+    values = {**kube_settings.model_dump(), "allow_local_repos": True, "helm_binary": str(kube_tools().helm)}
+    with override_settings(build_settings(**values)) as configured:
+        ports.reset()
+        yield configured
+    ports.reset()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return Repo(tmp_path / "repo")
+
+
+def _project(session: Session, world: World, repo: Repo | None, **workloads: Any) -> Project:
+    project = create_project(
+        session=session,
+        actor=world.owner,
+        team_id=world.acme,
+        name="shop",
+        repo_url=str(repo.path) if repo else None,
+        workloads=workloads or None,
+    )
+    assert project.id is not None
+    return project
+
+
+def _configure(
+    session: Session, world: World, project: Project, source: dict[str, Any], **production: Any
+) -> None:
+    settings = {
+        "source": source,
+        "environments": [
+            {"name": "staging", "overrides": production.pop("staging", {})},
+            {
+                "name": "production",
+                "overrides": production.pop("overrides", {}),
+                "promotion": {"promote_from": "staging", "approvals": 1, "rollout_deadline_seconds": 60},
+            },
+        ],
+    }
+    releases.configure_deployments(
+        session=session, actor=world.owner, project_id=project.id or 0, settings=settings
+    )
+
+
+def _land(session: Session, release: Release) -> Release:
+    """What the workers do: render (when it has not been), then apply until the release settles."""
+    session.expire_all()
+    artifact = session.get(Artifact, release.artifact_id)
+    assert artifact is not None
+    if artifact.status.value == "rendering":
+        render_artifact(release.artifact_id)
+    session.expire_all()
+    current = session.get(Release, release.id)
+    assert current is not None
+    assert current.status is ReleaseStatus.deploying, f"{current.status}: {current.message}"
+    run = session.exec(
+        select(JobRun).where(JobRun.environment_id == current.environment_id).order_by(col(JobRun.id).desc())
+    ).first()
+    assert run is not None
+    converge_environment(current.environment_id, run.id or 0)
+    session.expire_all()
+    settled = session.get(Release, release.id)
+    assert settled is not None
+    return settled
+
+
+def _release(session: Session, world: World, project: Project, commit: str, **kwargs: Any) -> Release:
+    [made] = releases.create_release(
+        session=session,
+        actor=world.member,
+        queue=ports.queue(),
+        project_id=project.id or 0,
+        commit=commit,
+        **kwargs,
+    )
+    return made
+
+
+def _namespace(session: Session, project: Project, name: str, kube: Kube) -> str:
+    environment = session.exec(
+        select(Environment).where(Environment.project_id == project.id, Environment.name == name)
+    ).one()
+    [namespace] = kube.live_namespaces(environment.id)
+    return namespace
+
+
+def _configmap(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
+
+def _deployment(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    return kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+
+
+def _manifests(port: int, greeting: str, extra: bool) -> dict[str, str]:
+    web = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n"
+        "  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n"
+        f"      - name: web\n        image: python:3.12-slim\n        command: [python3, -m, http.server, '{port}']\n"
+        f"        ports: [{{containerPort: {port}, protocol: TCP}}]\n"
+        "        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n"
+    )
+    files = {
+        "deploy/web.yaml": web,
+        "deploy/config.yaml": f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{greeting: {greeting}}}\n",
+    }
+    if extra:
+        files["deploy/extra.yaml"] = (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {a: b}\n"
+        )
+    return files
+
+
+def test_a_manifests_source_is_applied_updated_and_rolled_back(
+    release_settings: Settings, session: Session, world: World, repo: Repo, kube: Kube
+) -> None:
+    port = free_port()
+    repo.write(_manifests(port, "hello", extra=True))
+    first_commit = repo.commit("first")
+    project = _project(session, world, repo)
+    _configure(session, world, project, {"kind": "manifests", "path": "deploy"})
+    first = _land(session, _release(session, world, project, first_commit))
+    assert first.status is ReleaseStatus.ready, first.message
+    staging = _namespace(session, project, "staging", kube)
+    assert (_configmap(kube, staging, "settings") or {})["data"] == {"greeting": "hello"}
+    assert _configmap(kube, staging, "extra") is not None
+    assert _deployment(kube, staging, "web") is not None
+
+    # An update: a changed object changes, a dropped one is pruned.
+    (repo.path / "deploy/extra.yaml").unlink()
+    repo.write(_manifests(port, "bonjour", extra=False))
+    second = _land(session, _release(session, world, project, repo.commit("second")))
+    assert second.status is ReleaseStatus.ready, second.message
+    assert (_configmap(kube, staging, "settings") or {})["data"] == {"greeting": "bonjour"}
+    assert _configmap(kube, staging, "extra") is None
+
+    # The diff against what runs names objects, not values: what rolling back to #1 would change.
+    from envhub.services.release_views import release_detail
+
+    detail = release_detail(session=session, actor=world.member, release_id=first.id or 0)
+    assert {(c["key"], c["change"]) for c in detail["changes"]} == {
+        ("ConfigMap/extra", "added"), ("ConfigMap/settings", "changed")
+    }  # fmt: skip
+
+    # Rollback: a new release with the first one's content.
+    back = releases.rollback(
+        session=session, actor=world.admin, queue=ports.queue(), release_id=first.id or 0
+    )
+    assert (back.number, back.trigger, back.artifact_id) == (3, ReleaseTrigger.rollback, first.artifact_id)
+    back = _land(session, back)
+    assert back.status is ReleaseStatus.ready, back.message
+    assert (_configmap(kube, staging, "settings") or {})["data"] == {"greeting": "hello"}
+    assert _configmap(kube, staging, "extra") is not None
+
+
+def _chart(repo: Repo, port: int, message: str) -> None:
+    """A chart with a dependency by file:// (a subchart in the repository) and a Deployment of its own."""
+    write_chart(repo.path / "charts-src" / "sub", "sub", "0.1.0", greeting="from the subchart") if not (
+        repo.path / "charts-src" / "sub"
+    ).exists() else None
+    app = repo.path / "deploy" / "app"
+    if not app.exists():
+        write_chart(
+            app, "app", "1.0.0",
+            extra="dependencies:\n- name: sub\n  version: 0.1.0\n  repository: file://../../charts-src/sub\n",
+        )  # fmt: skip
+    (app / "values.yaml").write_text(f"greeting: {message}\nreplicas: 1\nimage: ghcr.io/acme/shop:latest\n")
+    (app / "templates" / "deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {{ .Values.replicas }}\n"
+        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n"
+        "      containers:\n      - name: web\n        image: {{ .Values.image }}\n"
+        f"        command: [python3, -m, http.server, '{port}']\n"
+        f"        ports: [{{containerPort: {port}, protocol: TCP}}]\n"
+        "        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n"
+    )
+
+
+def test_a_helm_chart_with_a_dependency_goes_to_staging_then_after_approval_to_production_unchanged(
+    release_settings: Settings, session: Session, world: World, repo: Repo, kube: Kube
+) -> None:
+    port = free_port()
+    _chart(repo, port, "hello")
+    commit = repo.commit("chart")
+    project = _project(session, world, repo)
+    _configure(
+        session, world, project, {"kind": "helm", "path": "deploy/app", "values": {"greeting": "shared"}},
+        staging={"env": {"STAGE": "staging"}},
+        overrides={"values": {"replicas": 2}, "env": {"STAGE": "production"}},
+    )  # fmt: skip
+    staged = _land(session, _release(session, world, project, commit, images={"ghcr.io/acme/shop": DIGEST_A}))
+    assert staged.status is ReleaseStatus.ready, staged.message
+    artifact = session.get(Artifact, staged.artifact_id)
+    assert artifact is not None
+    assert (artifact.chart["name"], artifact.chart["version"]) == ("app", "1.0.0")
+    assert artifact.chart["digest"].startswith("sha256:")
+    staging = _namespace(session, project, "staging", kube)
+    # The dependency was rendered by the real helm; the image runs by the digest CI sent.
+    assert (_configmap(kube, staging, "shop-sub") or {})["data"]["greeting"] == "from the subchart"
+    assert (_configmap(kube, staging, "shop-app") or {})["data"]["greeting"] == "shared"
+    web = _deployment(kube, staging, "web") or {}
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/acme/shop@{DIGEST_A}"
+
+    # Production waits for an approval, then runs the same artifact: same chart digest, same image digest.
+    promoted = session.exec(select(Release).where(Release.key == f"promotion:{staged.id}")).one()
+    assert promoted.status is ReleaseStatus.waiting
+    releases.approve_release(
+        session=session, actor=world.admin, queue=ports.queue(), release_id=promoted.id or 0
+    )
+    landed = _land(session, promoted)
+    assert landed.status is ReleaseStatus.ready, landed.message
+    assert landed.artifact_id == staged.artifact_id
+    production = _namespace(session, project, "production", kube)
+    prod_web = _deployment(kube, production, "web") or {}
+    assert prod_web["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/acme/shop@{DIGEST_A}"
+    assert prod_web["spec"]["replicas"] == 2  # what production declares
+    staged_objects = {
+        o["kind"] + "/" + o["metadata"]["name"]: o for o in load_objects(artifact.rendered["staging"])
+    }
+    prod_objects = {
+        o["kind"] + "/" + o["metadata"]["name"]: o for o in load_objects(artifact.rendered["production"])
+    }
+    assert staged_objects.keys() == prod_objects.keys()
+    assert staged_objects["ConfigMap/shop-sub"] == prod_objects["ConfigMap/shop-sub"]
+
+    # An update of the chart, then a rollback to the first release.
+    _chart(repo, port, "updated")
+    second = _land(
+        session,
+        _release(session, world, project, repo.commit("update"), images={"ghcr.io/acme/shop": DIGEST_B}),
+    )
+    assert second.status is ReleaseStatus.ready, second.message
+    web = _deployment(kube, staging, "web") or {}
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/acme/shop@{DIGEST_B}"
+    back = _land(
+        session,
+        releases.rollback(session=session, actor=world.admin, queue=ports.queue(), release_id=staged.id or 0),
+    )
+    assert back.status is ReleaseStatus.ready, back.message
+    web = _deployment(kube, staging, "web") or {}
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/acme/shop@{DIGEST_A}"
+
+
+def test_an_image_source_runs_the_digest_ci_sent_and_rolls_back(
+    release_settings: Settings, session: Session, world: World, kube: Kube
+) -> None:
+    project = _project(session, world, None, services=[web_service(image="ghcr.io/acme/shop:main")])
+    _configure(session, world, project, {"kind": "image"}, overrides={"replicas": {"web": 2}})
+    commit_a, commit_b = "a" * 40, "b" * 40
+    first = _land(
+        session, _release(session, world, project, commit_a, images={"ghcr.io/acme/shop": DIGEST_A})
+    )
+    assert first.status is ReleaseStatus.ready, first.message
+    staging = _namespace(session, project, "staging", kube)
+    image = lambda: (_deployment(kube, staging, "web") or {})["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]  # noqa: E731
+    assert image() == f"ghcr.io/acme/shop@{DIGEST_A}"
+    second = _land(
+        session, _release(session, world, project, commit_b, images={"ghcr.io/acme/shop": DIGEST_B})
+    )
+    assert second.status is ReleaseStatus.ready, second.message
+    assert image() == f"ghcr.io/acme/shop@{DIGEST_B}"
+    back = _land(
+        session,
+        releases.rollback(session=session, actor=world.admin, queue=ports.queue(), release_id=first.id or 0),
+    )
+    assert back.status is ReleaseStatus.ready, back.message
+    assert image() == f"ghcr.io/acme/shop@{DIGEST_A}"
+    artifact = session.get(Artifact, first.artifact_id)
+    assert artifact is not None
+    production = {
+        o["kind"] + "/" + o["metadata"]["name"]: o for o in load_objects(artifact.rendered["production"])
+    }
+    assert production["Deployment/web"]["spec"]["replicas"] == 2
