@@ -169,8 +169,10 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
                     parsed = _in_release_namespace(parsed, env.name)
                 objects = rel.apply_overrides(rel.pin_images(parsed, request.images), env.overrides)
                 notes.extend(_guard(objects, env.name, kube_version))
-                spec = _objects_spec(request, rel.canonical_yaml(objects))
+            # One dump serves both: the record of what was rendered and the objects' spec.
             rendered[env.name] = rel.canonical_yaml(objects)
+            if kind is not rel.SourceKind.image:
+                spec = _objects_spec(request, rendered[env.name])
             specs[env.name] = spec
     return rel.RenderedArtifact(
         rendered=rendered, specs=specs, chart=chart, notes="\n".join(dict.fromkeys(notes))
