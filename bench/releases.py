@@ -309,22 +309,30 @@ def helm_env(home: Path, kubeconfig: Path) -> dict[str, str]:
     }
 
 
-def helm_round(helm: Path, chart: Path, env: dict[str, str], timeout: float) -> Sample:
-    """``helm upgrade --install --wait`` of the chart as the repository holds it now."""
+def helm_round(helm: Path, chart: Path, env: dict[str, str], timeout: float, qps: float | None) -> Sample:
+    """``helm upgrade --install --wait`` of the chart as the repository holds it now.
+
+    With ``qps``, helm's client may send that many requests a second (``--qps``);
+    without, it keeps client-go's default of 5 (after a burst of 100).
+    """
+    name, namespace = HELM_RELEASE, HELM_NAMESPACE if qps is None else f"{HELM_NAMESPACE}-qps"
     argv = [
-        str(helm), "upgrade", "--install", HELM_RELEASE, str(chart), "--namespace", HELM_NAMESPACE,
+        str(helm), "upgrade", "--install", name, str(chart), "--namespace", namespace,
         "--create-namespace", "--wait=watcher", "--wait-for-jobs", "--timeout", f"{int(timeout)}s",
     ]  # fmt: skip
+    if qps is not None:
+        argv += ["--qps", f"{qps:g}"]
     load = os.getloadavg()[0]
     start = Clock()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout + 30, check=False)
     end = Clock()
     if done.returncode != 0:
         raise RuntimeError(f"helm failed: {done.stderr.strip()[-2000:]}")
-    sample = Sample("helm", seconds=end.mono - start.mono, window=(start.wall, end.wall), load=load)
+    path = "helm" if qps is None else f"helm --qps {qps:g}"
+    sample = Sample(path, seconds=end.mono - start.mono, window=(start.wall, end.wall), load=load)
     rendered = Clock()
     subprocess.run(
-        [str(helm), "template", HELM_RELEASE, str(chart), "--namespace", HELM_NAMESPACE],
+        [str(helm), "template", name, str(chart), "--namespace", namespace],
         env=env, capture_output=True, check=True,
     )  # fmt: skip
     sample.segments = {"helm template alone (what rendering costs helm)": time.monotonic() - rendered.mono}
@@ -340,7 +348,7 @@ def attribute(samples: list[Sample], audit: AuditLog, request_log: Path) -> None
     offset = time.time() - time.monotonic()  # the request log's clock is the workers' monotonic one
     for sample in samples:
         start, end = sample.window
-        agent = "helm" if sample.path == "helm" else "envhub"
+        agent = "helm" if sample.path.startswith("helm") else "envhub"
         sample.served = audit.between(start, end, agent)
         if agent == "envhub":
             sample.job_requests = sum(
@@ -401,7 +409,11 @@ def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:
                 print(f"round {revision}: envhub ...", flush=True)
                 made = envhub_round(world, http, before, sha, args.timeout)
                 print(f"round {revision}: helm ...", flush=True)
-                made.append(helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout))
+                made.append(helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout, None))
+                if args.helm_qps:
+                    made.append(
+                        helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout, args.helm_qps)
+                    )
                 for sample in made:
                     sample.round = revision
                 samples += made
@@ -420,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", type=int, default=10, help="apps in the chart: 4 objects each, plus 10")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one release may take")
+    parser.add_argument(
+        "--helm-qps",
+        type=float,
+        default=100.0,
+        help="also run helm with --qps this high, in a namespace of its own (0: only helm's default, 5/s)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, audit log)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.apps < 1:

@@ -82,3 +82,8 @@ def test_requests_are_told_apart_by_client_and_counted_in_their_window(tmp_path:
     )
     staging = next(line.split() for line in text.splitlines() if line.startswith("envhub staging  install"))
     assert staging[4:9] == ["3.00", "3.00", "1.50x", "10.0", "0.25x"]
+    verdict = next(
+        line for line in text.splitlines() if line.startswith("envhub staging") and "helm  " in line
+    )
+    assert "MISSED (3.00s vs 2.00s)" in verdict
+    assert "met (10 vs 40)" in verdict
