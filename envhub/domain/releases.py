@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -575,6 +575,13 @@ def load_objects(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 
+def _placed_anywhere(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without its namespace: each environment has its own, which is no difference."""
+    copied = copy.deepcopy(dict(obj))
+    (copied.get("metadata") or {}).pop("namespace", None)
+    return copied
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectChange:
     key: str  # Kind/name
@@ -584,8 +591,8 @@ class ObjectChange:
 
 def diff_objects(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[ObjectChange]:
     """What changes, object by object, when ``new`` replaces ``old``; unchanged objects are left out."""
-    before = {object_key(obj): obj for obj in old}
-    after = {object_key(obj): obj for obj in new}
+    before = {object_key(obj): _placed_anywhere(obj) for obj in old}
+    after = {object_key(obj): _placed_anywhere(obj) for obj in new}
     changes = []
     for key in sorted(before.keys() | after.keys()):
         a, b = before.get(key), after.get(key)
@@ -661,6 +668,8 @@ class RenderRequest:
     # The project's defaults (command, env, services, quota, egress) as a spec dict.
     base_spec: Mapping[str, Any]
     token: str | None = None  # reads the repository (a GitHub installation token), never stored
+    # Each environment's namespace, for charts that name .Release.Namespace (DNS names, subjects).
+    namespaces: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

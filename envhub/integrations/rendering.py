@@ -41,10 +41,10 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _guard(objects: list[dict[str, Any]], environment: str, kube_version: str) -> list[str]:
+def _guard(objects: list[dict[str, Any]], environment: str, namespace: str, kube_version: str) -> list[str]:
     """The runtime's manifest guard and the cluster's schemas, now: bad objects fail the
     render, before any environment changes."""
-    scope_manifests(objects, namespace=_CHECK_NAMESPACE, labels={"app.kubernetes.io/managed-by": "envhub"})
+    scope_manifests(objects, namespace=namespace, labels={"app.kubernetes.io/managed-by": "envhub"})
     report = schemas.validate(objects, kube_version)
     if report.problems:
         first = report.problems[0]
@@ -77,6 +77,10 @@ def _image_objects(base: EnvironmentSpec, name: str) -> list[dict[str, Any]]:
             objects.append(rendered)
         objects.append(render_deployment(target, service, namespace=_CHECK_NAMESPACE))
     return objects
+
+
+def _namespace(request: rel.RenderRequest, env: rel.DeploymentEnvironment) -> str:
+    return request.namespaces.get(env.name) or _CHECK_NAMESPACE
 
 
 def _image_spec(request: rel.RenderRequest, env: rel.DeploymentEnvironment) -> dict[str, Any]:
@@ -154,7 +158,7 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
                 objects = rel.apply_overrides(
                     rel.pin_images(parse_manifests(text), request.images), env.overrides
                 )
-                notes.extend(_guard(objects, env.name, kube_version))
+                notes.extend(_guard(objects, env.name, _namespace(request, env), kube_version))
                 spec = _objects_spec(request, rel.canonical_yaml(objects))
             rendered[env.name] = rel.canonical_yaml(objects)
             specs[env.name] = spec
@@ -189,7 +193,7 @@ def _render_chart(
     return helm.Helm(get_settings().helm_binary).render(
         chart,
         release=request.project,
-        namespace=env.name,
+        namespace=_namespace(request, env),
         values_files=values_files,
         values=_merge(source.values, env.overrides.values),
         kube_version=kube_version,
