@@ -386,7 +386,7 @@ def test_a_release_whose_job_fails_names_it_and_rolls_back_by_itself(
     assert (back.trigger, back.artifact_id, back.triggered_by) == (
         ReleaseTrigger.rollback,
         first.artifact_id,
-        "system",
+        "envhub",
     )
     back = _land(session, back)
     assert back.status is ReleaseStatus.ready, back.message
