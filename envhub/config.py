@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # A git config file of the operator's (proxy, CA bundle, URL rewrites) that
     # envhub's own git reads; no system or user git config is read.
     git_config: Path | None = None
+    # The helm that renders deployment environments' charts (3.8 or newer): a
+    # name looked up on PATH or an absolute path.
+    helm_binary: Annotated[str, Field(min_length=1)] = "helm"
     # Host suffix of local public URLs: http://<env>.<project>.<team>.<suffix>:<port>
     local_url_domain: str = "localhost"
     # Who gives environments their public URLs: envhub's own gateway ("local"; on

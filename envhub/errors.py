@@ -8,7 +8,8 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
 
     EnvhubError
     ├── ConfigurationError        configuration_invalid
-    │   └── DataDirUnsafe         data_dir_unsafe
+    │   ├── DataDirUnsafe         data_dir_unsafe
+    │   └── HelmUnavailable       helm_unavailable
     ├── ValidationFailed          validation_failed
     │   ├── InvalidName           invalid_name
     │   ├── RepoUrlRefused        repo_url_refused
@@ -16,6 +17,10 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── EnvNameForbidden      env_name_forbidden
     │   ├── ManifestInvalid       manifest_invalid
     │   ├── ManifestRejected      manifest_rejected
+    │   ├── CommitInvalid         commit_invalid
+    │   ├── SourcePathInvalid     source_path_invalid
+    │   ├── ChartRefInvalid       chart_ref_invalid
+    │   ├── ChartRenderFailed     chart_render_failed
     │   ├── GithubConnectionInvalid  github_connection_invalid
     │   ├── EgressDenied          egress_denied
     │   └── WebhookMalformed      webhook_malformed (400)
@@ -60,6 +65,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
         ├── NotReady              not_ready (retryable: "not yet")
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
+        ├── SourceFetchFailed     source_fetch_failed
         ├── SandboxUnavailable    sandbox_unavailable
         ├── QuotaExceeded         quota_exceeded
         ├── ClusterUnreachable    cluster_unreachable (retryable)
@@ -112,6 +118,20 @@ class ConfigurationError(EnvhubError):
 class DataDirUnsafe(ConfigurationError):
     code = "data_dir_unsafe"
     default_hint = "Point ENVHUB_DATA_DIR at a folder owned by the user envhub runs as."
+
+
+class HelmUnavailable(ConfigurationError):
+    """The ``helm`` binary envhub renders charts with is missing, broken or too old."""
+
+    code = "helm_unavailable"
+    default_hint = (
+        "Install helm 3.8 or newer on the machines running envhub's worker and point "
+        "ENVHUB_HELM_BINARY at it (default: helm on PATH)."
+    )
+    advice = (
+        "envhub could not run helm to render the chart. An operator installs helm 3.8 or newer "
+        "(ENVHUB_HELM_BINARY names it), then the deployment is retried."
+    )
 
 
 class ValidationFailed(EnvhubError):
@@ -192,6 +212,56 @@ class EgressDenied(ValidationFailed):
     default_hint = (
         "The platform never lets environments reach the cloud metadata service, the API server, "
         "kube-system or envhub itself; remove the named egress entry."
+    )
+
+
+class CommitInvalid(ValidationFailed):
+    """A deployment names its commit by something else than a full commit id."""
+
+    code = "commit_invalid"
+    default_hint = (
+        "Name the commit by its full 40-character id (git rev-parse HEAD), not a branch, a tag or a short id."
+    )
+
+
+class SourcePathInvalid(ValidationFailed):
+    """A manifests or chart path that is not a readable place inside the repository;
+    ``details["path"]`` names it and ``details["reason"]`` says why (``escapes``,
+    ``missing``, ``empty``, ``too_large``, ``not_text``)."""
+
+    code = "source_path_invalid"
+    default_hint = (
+        "Point the path at a file or folder inside the repository at that commit: relative, without "
+        "'..' or symlinks leading out, holding at most 5 MiB of .yaml, .yml or .json files."
+    )
+    advice = (
+        "The deployment's manifests or chart path does not name a usable place in the repository "
+        "at that commit. Fix the path (or push the files) and deploy again."
+    )
+
+
+class ChartRefInvalid(ValidationFailed):
+    """A Helm chart reference envhub will not render; ``details["field"]`` names the part."""
+
+    code = "chart_ref_invalid"
+    default_hint = (
+        "Name a chart by an exact version (1.2.3, no ranges) and an http(s):// chart repository or an "
+        "oci:// reference without credentials in it, or by a chart folder inside the repository."
+    )
+
+
+class ChartRenderFailed(ValidationFailed):
+    """helm refused the chart: not found, a bad values file, a template error; the message
+    quotes helm's own error."""
+
+    code = "chart_render_failed"
+    default_hint = (
+        "helm could not render the chart; its error is quoted in the message. Fix the chart, its "
+        "version or the values it names and deploy again (`helm template` shows the same error)."
+    )
+    advice = (
+        "helm could not render the chart with the environment's values; the message quotes helm's "
+        "error. Fix the chart or the values and deploy again."
     )
 
 
@@ -351,6 +421,20 @@ class WorkspaceFailed(RuntimeFailure):
         "The workspace could not be prepared. Check the project's repository URL and git ref, then redeploy."
     )
     default_hint = "Check the project's repository URL and ref, then redeploy."
+
+
+class SourceFetchFailed(RuntimeFailure):
+    """git could not fetch the deployment's commit from the project's repository."""
+
+    code = "source_fetch_failed"
+    default_hint = (
+        "Check the repository URL, that the commit was pushed, and that the project's GIT_TOKEN "
+        "secret may read the repository."
+    )
+    advice = (
+        "envhub could not fetch the commit to deploy. Check the project's repository URL and "
+        "credentials and that the commit is pushed, then deploy again."
+    )
 
 
 class SandboxUnavailable(RuntimeFailure):

@@ -9,9 +9,8 @@ against what the environment runs).
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from sqlmodel import Session, col, func, select
+from typing_extensions import TypedDict
 
 from envhub.domain import humanize as fmt
 from envhub.domain import releases as rel

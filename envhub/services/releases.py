@@ -69,6 +69,8 @@ RELEASE_RUN = "release"
 # A render still unfinished after this long was lost (worker killed, queue down): run it again.
 _RENDER_REDRIVE_AFTER = timedelta(seconds=60)
 _RENDER_MAX_ATTEMPTS = 5
+# Outcomes this recent get their follow-ups again if a worker died before them.
+_FOLLOW_UP_WITHIN = timedelta(hours=1)
 # Waiting releases are checked again this often (gates may ask GitHub or a health URL);
 # an approval moves its release on at once.
 RECHECK_EVERY = timedelta(seconds=10)
@@ -293,7 +295,13 @@ def create_release(
         ).first()
         if existing is not None:
             target.record = False
-            return list(session.exec(select(Release).where(Release.artifact_id == existing.id)))
+            return list(
+                session.exec(
+                    select(Release)
+                    .where(Release.artifact_id == existing.id, Release.key == f"artifact:{existing.id}")
+                    .order_by(col(Release.id))
+                )
+            )
         artifact = Artifact(
             project_id=project_id,
             key=key,
@@ -737,15 +745,22 @@ def settle(
 
 
 def after_settle(session: Session, queue: JobQueue, release: Release) -> None:
-    """What follows an outcome, once it is committed: promotion, or an automatic rollback."""
+    """What follows an outcome, once it is committed: promotion, or an automatic rollback.
+
+    Idempotent (each follow-up has its own release key), so the reconciler
+    calls it again for recent outcomes whose worker died before getting here.
+    """
     project = session.get(Project, release.project_id)
     environment = session.get(Environment, release.environment_id)
     if project is None or environment is None:
         return
     settings = settings_of(project)
-    if settings is None:
+    if settings is None or environment.name not in {env.name for env in settings.environments}:
         return
     if release.status is ReleaseStatus.ready:
+        running = current_release(session, environment.id or 0)
+        if running is None or running.id != release.id:
+            return  # a newer release runs there now: promote that one
         for env in settings.promoted_from(environment.name):
             try:
                 promote(session=session, actor=SYSTEM, queue=queue, release_id=release.id or 0, to=env.name)
@@ -753,19 +768,25 @@ def after_settle(session: Session, queue: JobQueue, release: Release) -> None:
                 log.warning("could not promote release %s to %s: %s", release.id, env.name, exc.message)
     elif (
         release.status is ReleaseStatus.failed
+        and release.started_at is not None
         and settings.environment(environment.name).promotion.auto_rollback
     ):
+        latest = session.exec(
+            select(Release).where(Release.environment_id == environment.id).order_by(col(Release.id).desc())
+        ).first()
         previous = current_release(session, environment.id or 0)
-        if previous is not None and previous.artifact_id != release.artifact_id:
-            _rollback_to(
-                session,
-                queue,
-                project,
-                environment,
-                previous,
-                SYSTEM,
-                reason=f"release #{release.number} failed",
-            )
+        if latest is None or latest.id != release.id or previous is None:
+            return  # something newer happened, or there is nothing to go back to
+        _rollback_to(
+            session,
+            queue,
+            project,
+            environment,
+            previous,
+            SYSTEM,
+            key=f"autorollback:{release.id}",
+            reason=f"release #{release.number} failed",
+        )
 
 
 # --- people's actions --------------------------------------------------------------------
@@ -924,7 +945,17 @@ def rollback(*, session: Session, actor: Principal, queue: JobQueue, release_id:
                 f"release #{old.number} never ran ({old.status.value}); roll back to one that was ready",
                 details={"status": old.status.value},
             )
-        release = _rollback_to(session, queue, project, environment, old, actor, reason="", commit=False)
+        release = _rollback_to(
+            session,
+            queue,
+            project,
+            environment,
+            old,
+            actor,
+            key=f"rollback:{old.id}:{_next_number(session, environment.id or 0)}",
+            reason="",
+            commit=False,
+        )
         target.details = {"to": old.number, "release": release.number}
     advance(session=session, queue=queue, release_id=release.id or 0)
     return release
@@ -938,9 +969,15 @@ def _rollback_to(
     old: Release,
     actor: Principal,
     *,
+    key: str,
     reason: str,
     commit: bool = True,
 ) -> Release:
+    existing = session.exec(
+        select(Release).where(Release.environment_id == environment.id, Release.key == key)
+    ).first()
+    if existing is not None:
+        return existing
     artifact = session.get(Artifact, old.artifact_id)
     assert artifact is not None
     release = _new_release(
@@ -948,7 +985,7 @@ def _rollback_to(
         project=project,
         environment=environment,
         artifact=artifact,
-        key=f"rollback:{old.id}:{_next_number(session, environment.id or 0)}",
+        key=key,
         trigger=ReleaseTrigger.rollback,
         actor=actor,
         source_release_id=old.id,
@@ -975,17 +1012,38 @@ def _rollback_to(
 
 
 def drive(*, session: Session, queue: JobQueue, checks: GateChecks) -> dict[str, int]:
-    """Re-drive what a lost job left: renders never finished, releases waiting on gates."""
+    """Re-drive what a lost job left, from the database alone.
+
+    Renders never finished (queue down, worker killed) are asked for again;
+    releases whose artifact rendered while nobody moved them on are moved on;
+    waiting releases have their gates checked again; recent outcomes get
+    their follow-ups (promotion, automatic rollback) if they never did.
+    """
     now = utcnow()
-    redriven = 0
+    report = {"renders_redriven": 0, "releases_moved": 0, "releases_checked": 0}
     for artifact in session.exec(select(Artifact).where(Artifact.status == ArtifactStatus.rendering)).all():
         if artifact.enqueued_at is None or artifact.enqueued_at < now - _RENDER_REDRIVE_AFTER:
             _enqueue_render(session, queue, artifact)
-            redriven += 1
-    checked = 0
+            report["renders_redriven"] += 1
+    stranded = session.exec(
+        select(Release.id)
+        .join(Artifact, col(Artifact.id) == Release.artifact_id)
+        .where(Release.status == ReleaseStatus.rendering, Artifact.status != ArtifactStatus.rendering)
+    ).all()
+    for release_id in stranded:
+        advance(session=session, queue=queue, release_id=release_id or 0, checks=checks)
+        report["releases_moved"] += 1
     for release in session.exec(select(Release).where(Release.status == ReleaseStatus.waiting)).all():
         if release.checked_at is not None and release.checked_at > now - RECHECK_EVERY:
             continue
         advance(session=session, queue=queue, release_id=release.id or 0, checks=checks)
-        checked += 1
-    return {"renders_redriven": redriven, "releases_checked": checked}
+        report["releases_checked"] += 1
+    recent = session.exec(
+        select(Release).where(
+            col(Release.status).in_((ReleaseStatus.ready, ReleaseStatus.failed)),
+            col(Release.finished_at) > now - _FOLLOW_UP_WITHIN,
+        )
+    ).all()
+    for release in recent:
+        after_settle(session, queue, release)
+    return report

@@ -278,10 +278,12 @@ def test_init_containers_and_env_references(core: Any) -> None:
     )
     # The node reports statuses a moment after the output appears.
     status = wait_for(
-        lambda: (s := core.read_namespaced_pod("init", "default").status).init_container_statuses
-        and s.init_container_statuses[0].state.terminated
-        and s.phase == "Running"
-        and s,
+        lambda: (
+            (s := core.read_namespaced_pod("init", "default").status).init_container_statuses
+            and s.init_container_statuses[0].state.terminated
+            and s.phase == "Running"
+            and s
+        ),
         what="init container terminated, pod running",
     )
     assert status.init_container_statuses[0].state.terminated.exit_code == 0

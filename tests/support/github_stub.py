@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import secrets
 import threading
 import time
@@ -98,6 +99,7 @@ class Repo:
     deployments: dict[int, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by deployment id
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # by check run id
+    commit_statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by commit sha
 
     @property
     def full_name(self) -> str:
@@ -256,6 +258,20 @@ class GithubStub:
         """The check runs made in the repository (on commit ``sha``), oldest first."""
         runs = self.repos[full_name.lower()].check_runs.values()
         return [run for run in runs if sha is None or run["head_sha"] == sha]
+
+    def set_status(self, full_name: str, sha: str, context: str, state: str) -> None:
+        """A commit status CI set (success, failure, error, pending); the latest per context counts."""
+        statuses = self.repos[full_name.lower()].commit_statuses.setdefault(sha, [])
+        statuses[:] = [s for s in statuses if s["context"] != context]
+        statuses.append({"id": next(self._ids), "context": context, "state": state, "description": ""})
+
+    def add_check_run(self, full_name: str, sha: str, name: str, status: str, conclusion: str | None) -> None:
+        """A check run another app (CI) made on ``sha``."""
+        run_id = next(self._ids)
+        self.repos[full_name.lower()].check_runs[run_id] = {
+            "id": run_id, "head_sha": sha, "name": name, "status": status, "conclusion": conclusion,
+            "app": {"id": 2, "slug": "ci", "name": "CI"}, "pull_requests": [],
+        }  # fmt: skip
 
     def comments_on(self, full_name: str, number: int) -> list[dict[str, Any]]:
         repo = self.repos[full_name.lower()]
@@ -564,6 +580,29 @@ class GithubStub:
                 comment.update(body=body["body"], updated_at=_iso(_now()))
             if method in ("GET", "PATCH"):
                 return self._answer(200, self._public(comment), identity)
+        if len(rest) == 3 and rest[0] == "commits" and rest[2] == "status" and method == "GET":
+            # docs.github.com/rest/commits/statuses#get-the-combined-status-for-a-specific-reference
+            statuses = repo.commit_statuses.get(rest[1], [])
+            states = {s["state"] for s in statuses}
+            combined = "success"
+            if states & {"failure", "error"}:
+                combined = "failure"
+            elif "pending" in states or not statuses:
+                combined = "pending"
+            return self._answer(
+                200,
+                {"state": combined, "sha": rest[1], "total_count": len(statuses), "statuses": statuses,
+                 "commit_url": f"{base}/commits/{rest[1]}", "url": f"{base}/commits/{rest[1]}/status"},
+                identity,
+            )  # fmt: skip
+        if len(rest) == 3 and rest[0] == "commits" and rest[2] == "check-runs" and method == "GET":
+            runs = self.check_runs_on(repo.full_name, rest[1])
+            answer = self._page(request, runs, identity)
+            chunk = json.loads(bytes(answer.body))
+            return self._answer(
+                200, {"total_count": len(runs), "check_runs": chunk}, identity,
+                {k: v for k, v in answer.headers.items() if k.lower() == "link"},
+            )  # fmt: skip
         if rest == ["deployments"] and method == "POST":
             return self._deploy(repo, body, identity)
         if len(rest) >= 2 and rest[0] == "deployments" and rest[1].isdigit():

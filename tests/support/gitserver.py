@@ -41,7 +41,7 @@ class GitServer:
         return f"https://127.0.0.1:{self.port}/{name}"
 
 
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+def certificates(folder: Path) -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate, server key) for 127.0.0.1."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -141,7 +141,7 @@ def _handler(server: GitServer, username: str, token: str) -> type[BaseHTTPReque
 @contextmanager
 def serve_git(root: Path, *, username: str, token: str) -> Iterator[GitServer]:
     """Serve the bare repositories in ``root`` at https://127.0.0.1:<port>/<name>."""
-    ca_file, cert, key = _certificates(root.parent)
+    ca_file, cert, key = certificates(root.parent)
     server = GitServer(root=root, port=0, ca_file=ca_file)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server, username, token))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -40,6 +40,7 @@ def test_defaults(clean_env: Path) -> None:
     assert settings.envs_dir == settings.data_dir / "envs"
     assert settings.page_size == 20
     assert settings.local_sandbox == "auto"
+    assert settings.helm_binary == "helm"
 
 
 def test_variables_are_read(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,6 +52,8 @@ def test_variables_are_read(clean_env: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert settings.base_url == "https://envhub.example.com"  # trailing slash dropped
     assert settings.base_port == 443
     assert settings.database_url == "postgresql+psycopg://u@db/envhub"
+    monkeypatch.setenv("ENVHUB_HELM_BINARY", "/opt/helm/bin/helm")
+    assert load_settings().helm_binary == "/opt/helm/bin/helm"
 
 
 @pytest.mark.parametrize(
@@ -66,6 +69,7 @@ def test_variables_are_read(clean_env: Path, monkeypatch: pytest.MonkeyPatch) ->
         ("ENVHUB_RUNTIME", "docker"),
         ("ENVHUB_LOCAL_SANDBOX", "chroot"),
         ("ENVHUB_BASE_URL", "localhost:3000"),
+        ("ENVHUB_HELM_BINARY", ""),
     ],
 )
 def test_an_invalid_value_names_its_variable(

@@ -39,6 +39,12 @@ def test_explicit_hint_wins_and_details_default_to_empty() -> None:
         (errors.ProcessExited, "process_exited", errors.RuntimeFailure),
         (errors.WorkspaceFailed, "workspace_failed", errors.RuntimeFailure),
         (errors.QuotaExceeded, "quota_exceeded", errors.RuntimeFailure),
+        (errors.SourceFetchFailed, "source_fetch_failed", errors.RuntimeFailure),
+        (errors.CommitInvalid, "commit_invalid", errors.ValidationFailed),
+        (errors.SourcePathInvalid, "source_path_invalid", errors.ValidationFailed),
+        (errors.ChartRefInvalid, "chart_ref_invalid", errors.ValidationFailed),
+        (errors.ChartRenderFailed, "chart_render_failed", errors.ValidationFailed),
+        (errors.HelmUnavailable, "helm_unavailable", errors.ConfigurationError),
     ],
 )
 def test_tree_and_codes(cls: type[errors.EnvhubError], code: str, parent: type[Exception]) -> None:

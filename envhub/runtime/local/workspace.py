@@ -10,7 +10,7 @@ reads it, and never writes through it. Instead, in the environment's folder
     workspace.new/    the next workspace while it is built
     trash-*/          what is being removed
 
-A deploy fetches into ``git/`` (with :mod:`hostgit`), and when the commit
+A deploy fetches into ``git/`` (with :mod:`envhub.hostgit`), and when the commit
 differs from the one the workspace holds, builds a fresh workspace next to it:
 a new repository of the environment's own (its ``.git`` is a copy; envhub
 never runs git in it again) checked out at the commit, on the branch when the
@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from envhub.domain.repos import RepoKind, require_allowed
 from envhub.errors import RepoUrlRefused, WorkspaceFailed
-from envhub.runtime.local.hostgit import HostGit
+from envhub.hostgit import HostGit
 
 WORKSPACE = "workspace"
 PREVIOUS = ".envhub-previous"

@@ -10,6 +10,10 @@ also points hooks at /dev/null, turns fsmonitor off, never follows submodules
 and checks every received object. A ``.gitattributes`` in a checkout can name
 a filter, but with no driver configured nothing runs. Transports are limited
 to https and ssh (and local files only where the operator allows them).
+
+The local runtime's workspaces and the deployment sources
+(:mod:`envhub.integrations.sources`) both fetch with it, so it sits low, next
+to :mod:`envhub.errors`, and imports nothing else of envhub.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envhub.errors import WorkspaceFailed
+from envhub.errors import EnvhubError, WorkspaceFailed
 
 TIMEOUT = 300
 _PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -52,6 +56,8 @@ class HostGit:
     transports git may use (``GIT_ALLOW_PROTOCOL``). ``token`` authenticates
     https fetches (HTTP basic, as ``username``) through the environment of the
     git process: it is never written to a config file or put on a command line.
+    A git that fails, is missing or runs past the timeout raises ``failure``
+    (the caller's error class, so the code says what could not be fetched).
     """
 
     cwd: Path
@@ -61,6 +67,7 @@ class HostGit:
     # The operator's own git config (ENVHUB_GIT_CONFIG: proxy, CA bundle); read in
     # place of a global config, below the command line's hardening.
     config_file: Path | None = None
+    failure: type[EnvhubError] = WorkspaceFailed
 
     def run(self, *args: str, git_dir: Path, work_tree: Path | None = None) -> str:
         located = [f"--git-dir={git_dir}", *([f"--work-tree={work_tree}"] if work_tree else [])]
@@ -84,12 +91,12 @@ class HostGit:
                 env=self._environment(),
             )
         except FileNotFoundError as exc:
-            raise WorkspaceFailed("git is not installed on this machine") from exc
+            raise self.failure("git is not installed on this machine") from exc
         except subprocess.TimeoutExpired as exc:
-            raise WorkspaceFailed(f"git {what} took longer than {TIMEOUT}s") from exc
+            raise self.failure(f"git {what} took longer than {TIMEOUT}s") from exc
         if done.returncode != 0:
             output = done.stderr.strip()[-500:] or done.stdout.strip()[-500:]
-            raise WorkspaceFailed(f"git {what} failed: {output}", details={"command": f"git {what}"})
+            raise self.failure(f"git {what} failed: {output}", details={"command": f"git {what}"})
         return done.stdout.strip()
 
     def _environment(self) -> dict[str, str]:
