@@ -27,12 +27,13 @@ from envhub.queue.redis_queue import RedisJobQueue
 from envhub.services import ports
 from envhub.services.jobruns import CONVERGE_JOB
 from envhub.services.pull_requests import SYNC_JOB
+from envhub.services.releases import RENDER_JOB
 from envhub.services.webhooks import DELIVERY_JOB
 
 log = logging.getLogger(__name__)
 
 # The only functions a job read from the queue may call (dotted paths).
-RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB, SYNC_JOB})
+RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB, RENDER_JOB, SYNC_JOB})
 
 
 def main() -> int:
