@@ -135,12 +135,12 @@ def _workloads(S: Any) -> rx.Component:
         )
 
     return rx.cond(
-        S.detail["workloads"].length() > 0,
+        S.workloads.length() > 0,
         rx.table.root(
             rx.table.header(
                 rx.table.row(*[rx.table.column_header_cell(h) for h in ("Workload", "Status", "Reason")])
             ),
-            rx.table.body(rx.foreach(S.detail["workloads"], workload)),
+            rx.table.body(rx.foreach(S.workloads, workload)),
             variant="ghost",
             size="1",
             width="100%",
@@ -168,8 +168,8 @@ def _compare(S: Any) -> rx.Component:
 
 
 def _actions(S: Any) -> rx.Component:
-    allowed = S.detail["allowed"]
-    release = S.detail["release"]
+    allowed = S.allowed
+    release = S.release
 
     def busy_icon(what: str, icon: str) -> rx.Component:
         return rx.cond(S.busy == what, rx.spinner(size="2"), rx.icon(icon, size=15))
@@ -245,8 +245,7 @@ def _actions(S: Any) -> rx.Component:
 
 
 def release_dialog(S: Any) -> rx.Component:
-    detail = S.detail
-    release = detail["release"]
+    release = S.release
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title(
@@ -271,11 +270,11 @@ def release_dialog(S: Any) -> rx.Component:
                     stat(
                         "Approvals",
                         rx.text(
-                            detail["approvals"].length(),
+                            S.approvals.length(),
                             " of ",
-                            detail["approvals_needed"],
+                            S.approvals_needed,
                             " (",
-                            detail["approver_role"],
+                            S.approver_role,
                             "+)",
                             size="2",
                         ),
@@ -284,9 +283,9 @@ def release_dialog(S: Any) -> rx.Component:
                 _actions(S),
                 rx.separator(size="4"),
                 rx.heading("Gates", size="3", weight="medium"),
-                gate_list(detail["gates"], id="release-gates"),
+                gate_list(S.gates, id="release-gates"),
                 rx.heading("Approvals", size="3", weight="medium"),
-                approvals_list(detail["approvals"]),
+                approvals_list(S.approvals),
                 rx.heading("Workloads", size="3", weight="medium"),
                 _workloads(S),
                 rx.hstack(
@@ -298,8 +297,8 @@ def release_dialog(S: Any) -> rx.Component:
                 ),
                 diff_viewer(S.changes, empty="The same objects: nothing changes.", id="release-changes"),
                 rx.heading("Rendered objects", size="3", weight="medium"),
-                rx.cond(detail["notes"] != "", rx.text(detail["notes"], size="1", color_scheme="gray")),
-                objects_viewer(detail["objects"]),
+                rx.cond(S.notes != "", rx.text(S.notes, size="1", color_scheme="gray")),
+                objects_viewer(S.objects),
                 rx.hstack(
                     rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")),
                     justify="end",

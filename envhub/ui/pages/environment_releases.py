@@ -16,7 +16,7 @@ from envhub.domain.humanize import parse_id
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel
 from envhub.services import ports, releases
-from envhub.services.release_views import ReleaseAllowed, ReleaseDetail, ReleaseRow
+from envhub.services.release_views import ApprovalView, GateView, ReleaseAllowed, ReleaseDetail, ReleaseRow
 from envhub.ui import views
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
@@ -45,7 +45,16 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
     page_label: str = ""
     # The open release.
     detail_open: bool = False
-    detail: ReleaseDetail = EMPTY_DETAIL
+    # The open release's ReleaseDetail, field by field (Reflex types each of them).
+    release: ReleaseRow = views.EMPTY_RELEASE
+    allowed: ReleaseAllowed = EMPTY_DETAIL["allowed"]
+    gates: list[GateView] = rx.field(default_factory=list)
+    approvals: list[ApprovalView] = rx.field(default_factory=list)
+    approvals_needed: int = 0
+    approver_role: str = ""
+    workloads: list[dict[str, str]] = rx.field(default_factory=list)
+    objects: str = ""
+    notes: str = ""
     changes: list[views.ChangeView] = rx.field(default_factory=list)
     against: str = RUNNING
     comment: str = ""
@@ -87,10 +96,16 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
         self.rows, self.choices = read["rows"], read["choices"]
         self.total, self.has_next, self.page_label = read["total"], read["has_next"], read["label"]
         if "release" in read:
-            self.detail, self.changes = read["release"]["detail"], read["release"]["changes"]
-            self.detail_error = NO_ERROR
+            self._show(read["release"]["detail"])
+            self.changes, self.detail_error = read["release"]["changes"], NO_ERROR
         elif "release_error" in read:
             self.detail_error = read["release_error"]
+
+    def _show(self, detail: ReleaseDetail) -> None:
+        self.release, self.allowed = detail["release"], detail["allowed"]
+        self.gates, self.approvals = detail["gates"], detail["approvals"]
+        self.approvals_needed, self.approver_role = detail["approvals_needed"], detail["approver_role"]
+        self.workloads, self.objects, self.notes = detail["workloads"], detail["objects"], detail["notes"]
 
     def _reload(self) -> None:
         request = self._live_request()
@@ -123,7 +138,8 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
     def open_release(self, release_id: int) -> None:
         self._release_id, self.detail_open = release_id, True
         self.against, self.comment, self.busy = RUNNING, "", ""
-        self.detail, self.changes, self.detail_error = EMPTY_DETAIL, [], NO_ERROR
+        self._show(EMPTY_DETAIL)
+        self.changes, self.detail_error = [], NO_ERROR
         self._reload()
 
     @rx.event
