@@ -45,9 +45,10 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
     page_label: str = ""
     # The open release.
     detail_open: bool = False
-    # The open release's ReleaseDetail, field by field (Reflex types each of them).
-    release: ReleaseRow = views.EMPTY_RELEASE
-    allowed: ReleaseAllowed = EMPTY_DETAIL["allowed"]
+    # The open release's ReleaseDetail, field by field. Reflex cannot check a value against the
+    # services' TypedDicts (typing_extensions ones), so the two plain ones are held as dicts.
+    release: dict[str, Any] = rx.field(default_factory=lambda: dict(views.EMPTY_RELEASE))
+    allowed: dict[str, bool] = rx.field(default_factory=lambda: dict(EMPTY_DETAIL["allowed"]))
     gates: list[GateView] = rx.field(default_factory=list)
     approvals: list[ApprovalView] = rx.field(default_factory=list)
     approvals_needed: int = 0
@@ -102,7 +103,7 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
             self.detail_error = read["release_error"]
 
     def _show(self, detail: ReleaseDetail) -> None:
-        self.release, self.allowed = detail["release"], detail["allowed"]
+        self.release, self.allowed = dict(detail["release"]), dict(detail["allowed"])
         self.gates, self.approvals = detail["gates"], detail["approvals"]
         self.approvals_needed, self.approver_role = detail["approvals_needed"], detail["approver_role"]
         self.workloads, self.objects, self.notes = detail["workloads"], detail["objects"], detail["notes"]
