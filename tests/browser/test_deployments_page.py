@@ -116,6 +116,12 @@ def signed_in_as(browser: Browser, envhub: Envhub, cookie: str) -> BrowserContex
     return context
 
 
+def full_page(page: Page, name: str) -> None:
+    """A full-page screenshot from the top (the sticky top bar stays where it belongs)."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=shots() / name, full_page=True)
+
+
 def card(page: Page, name: str) -> Any:
     return page.locator(f".deploy-env[data-name={name}]")
 
@@ -126,7 +132,7 @@ def set_up(page: Page, project_id: int) -> None:
     page.locator("#project-deployments").click()
     page.wait_for_url(re.compile(rf".*/projects/{project_id}/deployments$"))
     expect(page.get_by_text("No deployment environments yet")).to_be_visible()
-    page.screenshot(path=shots() / "deployments-empty.png", full_page=True)
+    full_page(page, "deployments-empty.png")
     page.locator("#setup-deployments").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.locator(".deploy-env-form")).to_have_count(2)
@@ -179,13 +185,15 @@ def test_a_release_lands_in_staging_waits_for_an_admin_and_lands_in_production(
     expect(gate).to_have_attribute("data-passed", "false")
     expect(gate).to_contain_text("0 of 1 approval(s)")
     # The owner could approve too; this test leaves it to the admin.
-    page.screenshot(path=shots() / "deployments-waiting.png", full_page=True)
+    full_page(page, "deployments-waiting.png")
 
     # How the two differ: only what each declares.
     differences = page.locator("#deploy-differences .object-change")
-    expect(differences.first).to_be_visible()
+    expect(differences).to_have_count(1)
+    expect(differences.first.locator("summary")).to_contain_text("changed")
     differences.first.locator("summary").click()
-    expect(page.locator("#deploy-differences")).to_contain_text("production")
+    expect(differences.first).to_contain_text("-    STAGE: staging")
+    expect(differences.first).to_contain_text("+    STAGE: production")
     page.locator("#differences").screenshot(path=shots() / "deployments-differences.png")
 
     # An admin, signed in in a browser of their own, approves on the same page.
@@ -204,7 +212,7 @@ def test_a_release_lands_in_staging_waits_for_an_admin_and_lands_in_production(
     # The owner's page follows: production runs the release staging ran.
     expect(production).to_have_attribute("data-phase", "ready", timeout=PHASE_TIMEOUT)
     expect(production.locator(".running-release")).to_contain_text(COMMIT[:12])
-    page.screenshot(path=shots() / "deployments-ready.png", full_page=True)
+    full_page(page, "deployments-ready.png")
 
     # Production's own page: the release history, and the release with its approval.
     production.locator(".deploy-env-link").click()
@@ -212,7 +220,7 @@ def test_a_release_lands_in_staging_waits_for_an_admin_and_lands_in_production(
     rows = page.locator("#releases-table .release-row")
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-status", "ready")
-    page.screenshot(path=shots() / "environment-releases.png", full_page=True)
+    full_page(page, "environment-releases.png")
     rows.first.locator(".open-release").click()
     detail = page.locator("#release-detail")
     expect(detail.locator(".gate[data-gate=approvals]")).to_have_attribute("data-passed", "true")
@@ -227,5 +235,6 @@ def test_a_release_lands_in_staging_waits_for_an_admin_and_lands_in_production(
     expect(confirm).to_be_disabled()
     page.get_by_label("Type production to confirm").fill("production")
     expect(confirm).to_be_enabled()
+    page.get_by_role("alertdialog").screenshot(path=shots() / "delete-deployment-environment.png")
     confirm.click()
     expect(page.locator("#phase")).to_contain_text(re.compile("deleting|deleted"), timeout=PHASE_TIMEOUT)

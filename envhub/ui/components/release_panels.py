@@ -295,7 +295,19 @@ def release_dialog(S: Any) -> rx.Component:
                     align="center",
                     width="100%",
                 ),
-                diff_viewer(S.changes, empty="The same objects: nothing changes.", id="release-changes"),
+                diff_viewer(
+                    S.changes,
+                    empty=rx.cond(
+                        (S.against == "running") & (S.release["id"] == S.running_id),
+                        "This is the release the environment runs: compare it with another one.",
+                        rx.cond(
+                            (S.against == "running") & (S.running_id == 0),
+                            "Nothing runs yet: everything this release renders is new.",
+                            "The same objects: nothing changes.",
+                        ),
+                    ),
+                    id="release-changes",
+                ),
                 rx.heading("Rendered objects", size="3", weight="medium"),
                 rx.cond(S.notes != "", rx.text(S.notes, size="1", color_scheme="gray")),
                 objects_viewer(S.objects),

@@ -130,7 +130,7 @@ def _change_badge(change: rx.Var[str]) -> rx.Component:
     )
 
 
-def diff_viewer(changes: rx.Var[list], *, empty: str, id: str) -> rx.Component:
+def diff_viewer(changes: rx.Var[list], *, empty: str | rx.Var[str], id: str) -> rx.Component:
     """Object by object: a summary line each, opening onto its unified diff."""
 
     def change(item: rx.Var) -> rx.Component:

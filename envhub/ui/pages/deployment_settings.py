@@ -258,12 +258,15 @@ class DeploymentSettingsState(AuthState):
         """Under the field ``details.field`` names, if the form shows it; else in the callout."""
         field = str(exc.details.get("field", ""))
         parts = field.split(".")
+        # Under its field the message need not name the field again ("deployments: environments.1...: ").
+        where = ".".join(parts[1:])
+        inline = exc.message.removeprefix(f"deployments: {where}: ") if where else exc.message
         if parts[:2] == ["deployments", "environments"] and len(parts) > 2 and parts[2].isdigit():
             index = int(parts[2])
             key = next((_ENV_FIELDS[p] for p in reversed(parts[3:]) if p in _ENV_FIELDS), "")
             if key and index < len(self.envs) and not self.advanced:
                 envs = [dict(env) for env in self.envs]
-                envs[index][f"err_{key}"] = exc.message
+                envs[index][f"err_{key}"] = inline
                 self.envs = envs
                 return
         source_key = {
@@ -278,7 +281,7 @@ class DeploymentSettingsState(AuthState):
         if not source_key and field.startswith(("deployments.branches", "deployments.release_branches")):
             source_key = parts[1]
         if source_key and not self.advanced:
-            self.src_errors = {**self.src_errors, source_key: exc.message}
+            self.src_errors = {**self.src_errors, source_key: inline}
             return
         self.error = error_view(exc)
 

@@ -223,7 +223,23 @@ def _release_line(row: rx.Var) -> rx.Component:
         rx.cond(
             row["digest"] != "",
             rx.tooltip(
-                rx.text("digest ", rx.code(row["digest"], variant="ghost", size="1"), **MUTED, truncate=True),
+                rx.hstack(
+                    rx.text("digest", **MUTED, flex_shrink="0"),
+                    rx.code(
+                        row["digest"],
+                        variant="ghost",
+                        size="1",
+                        min_width="0",
+                        overflow="hidden",
+                        text_overflow="ellipsis",
+                        white_space="nowrap",
+                        class_name="release-digest",
+                    ),
+                    align="center",
+                    spacing="1",
+                    width="100%",
+                    min_width="0",
+                ),
                 content=row["digest"],
             ),
         ),
@@ -476,7 +492,7 @@ def _differences() -> rx.Component:
         ),
         diff_viewer(
             S.differences,
-            empty=rx.cond(S.compared != "", "They render the same objects.", "Nothing rendered yet."),  # type: ignore[arg-type]
+            empty=rx.cond(S.compared != "", "They render the same objects.", "Nothing rendered yet."),
             id="deploy-differences",
         ),
         icon="git-compare",

@@ -56,6 +56,7 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
     workloads: list[dict[str, str]] = rx.field(default_factory=list)
     objects: str = ""
     notes: str = ""
+    running_id: int = 0  # the release the environment runs (0: none)
     changes: list[views.ChangeView] = rx.field(default_factory=list)
     against: str = RUNNING
     comment: str = ""
@@ -107,6 +108,7 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
         self.gates, self.approvals = detail["gates"], detail["approvals"]
         self.approvals_needed, self.approver_role = detail["approvals_needed"], detail["approver_role"]
         self.workloads, self.objects, self.notes = detail["workloads"], detail["objects"], detail["notes"]
+        self.running_id = detail["running_id"] or 0
 
     def _reload(self) -> None:
         request = self._live_request()
