@@ -146,6 +146,8 @@ def set_up(page: Page, project_id: int) -> None:
     expect(production.locator(".field-error")).to_contain_text("less than or equal to 10")
     page.screenshot(path=shots() / "deployments-settings-error.png")
     production.get_by_label("Approvals needed").fill("1")
+    # Editing the field clears its error (and moves the Save button up): wait for that before saving.
+    expect(production.locator(".field-error")).to_have_count(0)
     page.locator("#deploy-save").click()
     expect(dialog).to_have_count(0)
     expect(page.locator(".deploy-env")).to_have_count(2)
@@ -238,3 +240,57 @@ def test_a_release_lands_in_staging_waits_for_an_admin_and_lands_in_production(
     page.get_by_role("alertdialog").screenshot(path=shots() / "delete-deployment-environment.png")
     confirm.click()
     expect(page.locator("#phase")).to_contain_text(re.compile("deleting|deleted"), timeout=PHASE_TIMEOUT)
+
+
+def release_by_hand(page: Page, commit: str) -> None:
+    page.locator("#release-commit").click()
+    page.get_by_label("Commit SHA", exact=True).fill(commit)
+    page.get_by_label("Ref", exact=True).fill("main")
+    page.locator("#release-submit").click()
+    expect(page.locator("#release-submit")).to_have_count(0)
+
+
+def test_settings_as_json_a_commit_released_by_hand_and_a_rollback(page: Page) -> None:
+    project_id = create_project(page, f"api-{secrets.token_hex(3)}", command=SERVE)
+    set_up(page, project_id)
+
+    # The whole document as JSON: what the form holds, and a refusal named in the callout.
+    page.locator("#deploy-settings").click()
+    page.locator("#deploy-advanced").click()
+    document = page.locator("#deploy-json")
+    expect(document).to_have_value(re.compile(r'"promote_from": "staging"'))
+    document.fill('{"environments": []}')
+    page.locator("#deploy-save").click()
+    expect(page.locator("#deploy-settings-error")).to_contain_text("at least one deployment environment")
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+
+    # "Release a commit": a short SHA is refused under its field; two full ones land in staging.
+    page.locator("#release-commit").click()
+    page.get_by_label("Commit SHA", exact=True).fill("abc123")
+    page.locator("#release-submit").click()
+    expect(page.locator(".field-error")).to_contain_text("40-character SHA")
+    page.keyboard.press("Escape")
+    first, second = secrets.token_hex(20), secrets.token_hex(20)
+    staging = card(page, "staging")
+    release_by_hand(page, first)
+    expect(staging.locator(".running-release")).to_contain_text(first[:12], timeout=PHASE_TIMEOUT)
+    release_by_hand(page, second)
+    expect(staging.locator(".running-release")).to_contain_text(second[:12], timeout=PHASE_TIMEOUT)
+
+    # On staging's page: #1 was superseded by #2; rolling back to it is release #3.
+    staging.locator(".deploy-env-link").click()
+    page.wait_for_url(re.compile(r".*/environments/\d+$"))
+    rows = page.locator("#releases-table .release-row")
+    expect(rows).to_have_count(2)
+    page.locator(".release-row[data-number='1'] .open-release").click()
+    detail = page.locator("#release-detail")
+    expect(detail).to_contain_text(first)
+    # Against what runs (#2, the same command): nothing changes; against itself neither.
+    expect(detail.locator("#release-changes")).to_contain_text("nothing changes")
+    detail.locator("#release-rollback").click()
+    expect(rows).to_have_count(3)
+    expect(page.locator(".release-row[data-number='3']")).to_contain_text("rollback")
+    expect(page.locator(".release-row[data-number='3']")).to_have_attribute(
+        "data-status", "ready", timeout=PHASE_TIMEOUT
+    )
+    full_page(page, "environment-releases-rollback.png")
