@@ -304,6 +304,7 @@ def read_releases(who: str, *, project_id: int, environment_id: int, offset: int
             env["name"] for env in deployments["environments"] if env["promote_from"] == mine["name"]
         ],
         "can_release": deployments["can_release"],
+        "running": mine["running"]["id"] if mine["running"] else 0,
         "rows": page.items,
         "choices": [
             {"id": str(row["id"]), "label": f"#{row['number']} · {row['short_commit']}"}

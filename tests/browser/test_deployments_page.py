@@ -137,6 +137,7 @@ def set_up(page: Page, project_id: int) -> None:
     dialog = page.get_by_role("dialog")
     expect(dialog.locator(".deploy-env-form")).to_have_count(2)
     assert unlabelled(dialog) == []
+    dialog.screenshot(path=shots() / "deployments-settings.png")
     staging, production = dialog.locator(".deploy-env-form").nth(0), dialog.locator(".deploy-env-form").nth(1)
     staging.get_by_label("Environment variables").fill("STAGE=staging")
     production.get_by_label("Environment variables").fill("STAGE=production")
@@ -293,4 +294,7 @@ def test_settings_as_json_a_commit_released_by_hand_and_a_rollback(page: Page) -
     expect(page.locator(".release-row[data-number='3']")).to_have_attribute(
         "data-status", "ready", timeout=PHASE_TIMEOUT
     )
+    expect(page.locator(".release-row[data-running=true]")).to_have_attribute("data-number", "3")
+    detail.screenshot(path=shots() / "release-detail-rollback.png")
+    page.keyboard.press("Escape")
     full_page(page, "environment-releases-rollback.png")

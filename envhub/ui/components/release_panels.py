@@ -36,7 +36,17 @@ def _row(S: Any, row: rx.Var) -> rx.Component:
                 class_name="open-release",
             )
         ),
-        rx.table.cell(release_status(row["status"], row["tone"])),
+        rx.table.cell(
+            rx.hstack(
+                release_status(row["status"], row["tone"]),
+                rx.cond(
+                    row["id"] == S.runs,
+                    rx.badge(rx.icon("play", size=11), "runs now", variant="outline", color_scheme="green"),
+                ),
+                spacing="2",
+                align="center",
+            )
+        ),
         rx.table.cell(rx.text(row["trigger"], size="2")),
         rx.table.cell(rx.text(row["triggered_by"], size="2")),
         rx.table.cell(
@@ -59,6 +69,7 @@ def _row(S: Any, row: rx.Var) -> rx.Component:
         class_name="release-row",
         data_status=row["status"],
         data_number=row["number"],
+        data_running=rx.cond(row["id"] == S.runs, "true", "false"),
         cursor="pointer",
         _hover={"background": rx.color("gray", 2)},
     )
@@ -269,14 +280,18 @@ def release_dialog(S: Any) -> rx.Component:
                     stat("Took", rx.text(dash_if_empty(release["took"]), size="2")),
                     stat(
                         "Approvals",
-                        rx.text(
-                            S.approvals.length(),
-                            " of ",
-                            S.approvals_needed,
-                            " (",
-                            S.approver_role,
-                            "+)",
-                            size="2",
+                        rx.cond(
+                            S.approvals_needed > 0,
+                            rx.text(
+                                S.approvals.length(),
+                                " of ",
+                                S.approvals_needed,
+                                " (",
+                                S.approver_role,
+                                "+)",
+                                size="2",
+                            ),
+                            rx.text("none needed", size="2", color_scheme="gray"),
                         ),
                     ),
                 ),

@@ -37,6 +37,7 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
     promote_from: str = ""
     promotes_to: list[str] = rx.field(default_factory=list)
     can_release: bool = False
+    runs: int = 0  # the id of the release the environment runs (0: none)
     rows: list[ReleaseRow] = rx.field(default_factory=list)
     choices: list[dict[str, str]] = rx.field(default_factory=list)
     total: int = 0
@@ -94,7 +95,11 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
         if not self.visible:
             return
         self.env_name, self.promote_from = read["name"], read["promote_from"]
-        self.promotes_to, self.can_release = read["promotes_to"], read["can_release"]
+        self.promotes_to, self.can_release, self.runs = (
+            read["promotes_to"],
+            read["can_release"],
+            read["running"],
+        )
         self.rows, self.choices = read["rows"], read["choices"]
         self.total, self.has_next, self.page_label = read["total"], read["has_next"], read["label"]
         if "release" in read:
