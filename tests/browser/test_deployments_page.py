@@ -129,6 +129,8 @@ def card(page: Page, name: str) -> Any:
 def set_up(page: Page, project_id: int) -> None:
     """The empty state's "Set up staging and production", with what each environment declares."""
     page.goto(f"/projects/{project_id}")
+    expect(page.locator("#project-deployments")).to_be_visible()
+    page.screenshot(path=shots() / "project-header.png", clip={"x": 0, "y": 0, "width": 1440, "height": 260})
     page.locator("#project-deployments").click()
     page.wait_for_url(re.compile(rf".*/projects/{project_id}/deployments$"))
     expect(page.get_by_text("No deployment environments yet")).to_be_visible()
@@ -298,3 +300,10 @@ def test_settings_as_json_a_commit_released_by_hand_and_a_rollback(page: Page) -
     detail.screenshot(path=shots() / "release-detail-rollback.png")
     page.keyboard.press("Escape")
     full_page(page, "environment-releases-rollback.png")
+
+    # The same page in the dark: the cards, the waiting release and an opened diff.
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"/projects/{project_id}/deployments")
+    expect(page.locator("html.dark")).to_have_count(1)
+    page.locator("#deploy-differences .object-change summary").first.click()
+    full_page(page, "deployments-dark.png")

@@ -267,7 +267,9 @@ def release_dialog(S: Any) -> rx.Component:
                     spacing="3",
                 )
             ),
-            rx.dialog.description(dash_if_empty(release["message"]), size="2", color_scheme="gray"),
+            rx.dialog.description(
+                dash_if_empty(release["message"]), size="2", color_scheme="gray", margin_bottom="12px"
+            ),
             rx.vstack(
                 error_callout(S.detail_error),
                 stat_grid(
