@@ -99,6 +99,14 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, details={"field": field})
 
 
+def _pairs(text: str, field: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines; a line that is not one is refused naming ``field`` (``details.field``)."""
+    try:
+        return parse_env_lines(text, field=field)
+    except ValidationFailed as exc:
+        raise _invalid(field, exc.message) from exc
+
+
 def _env_document(form: dict[str, str], base: dict[str, Any], index: int) -> dict[str, Any]:
     """One environment's form laid over what is stored for it."""
     where = f"deployments.environments.{index}"
@@ -106,12 +114,12 @@ def _env_document(form: dict[str, str], base: dict[str, Any], index: int) -> dic
     doc["name"] = form["name"].strip()
     overrides = doc.setdefault("overrides", {})
     replicas = {}
-    for key, value in parse_env_lines(form["replicas"], field=f"{where}.overrides.replicas").items():
+    for key, value in _pairs(form["replicas"], f"{where}.overrides.replicas").items():
         if not value.strip().isdigit():
             raise _invalid(f"{where}.overrides.replicas", f"{key}: replicas is a whole number, not {value!r}")
         replicas[key] = int(value)
     overrides["replicas"] = replicas
-    overrides["env"] = parse_env_lines(form["env"], field=f"{where}.overrides.env")
+    overrides["env"] = _pairs(form["env"], f"{where}.overrides.env")
     promotion = doc.setdefault("promotion", {})
     source = form["promote_from"]
     promotion["promote_from"] = None if source in ("", FROM_MERGES) else source
