@@ -682,13 +682,17 @@ class RenderedArtifact:
     notes: str = ""
 
 
-def command_objects(spec: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    """The embedded runtime's release as one object, so releases diff the same way everywhere."""
+def command_objects(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The embedded runtime's release as one object, so releases diff the same way everywhere.
+
+    Its name is the same in every environment (as a chart's objects are), so
+    staging's and production's renderings pair up object by object when compared.
+    """
     return [
         {
             "apiVersion": "envhub.dev/v1",
             "kind": "Process",
-            "metadata": {"name": name},
+            "metadata": {"name": "app"},
             "spec": {
                 "command": spec.get("command", ""),
                 "repo_url": spec.get("repo_url"),
@@ -712,5 +716,5 @@ def render_command_source(request: RenderRequest) -> RenderedArtifact:
             "env": {**dict(request.base_spec.get("env") or {}), **env.overrides.env},
         }
         specs[env.name] = spec
-        rendered[env.name] = canonical_yaml(command_objects(spec, env.name))
+        rendered[env.name] = canonical_yaml(command_objects(spec))
     return RenderedArtifact(rendered=rendered, specs=specs, chart={})
