@@ -8,9 +8,11 @@ from envhub.api.app import create_api
 from envhub.mcp import endpoint_of
 from envhub.ui.pages import (
     audit,
+    deployments,
     device,
     environment,
     environment_access,
+    environment_releases,
     environments,
     project,
     project_github,
@@ -56,6 +58,12 @@ app.add_page(
     ],
 )
 app.add_page(
+    deployments.page,
+    route="/projects/[project_id]/deployments",
+    title="Deployments · envhub",
+    on_load=[AuthState.sign_in, deployments.DeploymentsState.load],
+)
+app.add_page(
     environment.page,
     route="/projects/[project_id]/environments/[environment_id]",
     title="Environment · envhub",
@@ -63,6 +71,7 @@ app.add_page(
         AuthState.sign_in,
         environment.EnvironmentState.load,
         environment_access.EnvironmentAccessState.load,
+        environment_releases.EnvironmentReleasesState.load,
     ],
 )
 app.add_page(

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -575,6 +575,13 @@ def load_objects(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 
+def _placed_anywhere(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without its namespace: each environment has its own, which is no difference."""
+    copied = copy.deepcopy(dict(obj))
+    (copied.get("metadata") or {}).pop("namespace", None)
+    return copied
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectChange:
     key: str  # Kind/name
@@ -584,8 +591,8 @@ class ObjectChange:
 
 def diff_objects(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[ObjectChange]:
     """What changes, object by object, when ``new`` replaces ``old``; unchanged objects are left out."""
-    before = {object_key(obj): obj for obj in old}
-    after = {object_key(obj): obj for obj in new}
+    before = {object_key(obj): _placed_anywhere(obj) for obj in old}
+    after = {object_key(obj): _placed_anywhere(obj) for obj in new}
     changes = []
     for key in sorted(before.keys() | after.keys()):
         a, b = before.get(key), after.get(key)
@@ -661,6 +668,8 @@ class RenderRequest:
     # The project's defaults (command, env, services, quota, egress) as a spec dict.
     base_spec: Mapping[str, Any]
     token: str | None = None  # reads the repository (a GitHub installation token), never stored
+    # Each environment's namespace, for charts that name .Release.Namespace (DNS names, subjects).
+    namespaces: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,13 +682,17 @@ class RenderedArtifact:
     notes: str = ""
 
 
-def command_objects(spec: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    """The embedded runtime's release as one object, so releases diff the same way everywhere."""
+def command_objects(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The embedded runtime's release as one object, so releases diff the same way everywhere.
+
+    Its name is the same in every environment (as a chart's objects are), so
+    staging's and production's renderings pair up object by object when compared.
+    """
     return [
         {
             "apiVersion": "envhub.dev/v1",
             "kind": "Process",
-            "metadata": {"name": name},
+            "metadata": {"name": "app"},
             "spec": {
                 "command": spec.get("command", ""),
                 "repo_url": spec.get("repo_url"),
@@ -703,5 +716,5 @@ def render_command_source(request: RenderRequest) -> RenderedArtifact:
             "env": {**dict(request.base_spec.get("env") or {}), **env.overrides.env},
         }
         specs[env.name] = spec
-        rendered[env.name] = canonical_yaml(command_objects(spec, env.name))
+        rendered[env.name] = canonical_yaml(command_objects(spec))
     return RenderedArtifact(rendered=rendered, specs=specs, chart={})

@@ -41,10 +41,10 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _guard(objects: list[dict[str, Any]], environment: str, kube_version: str) -> list[str]:
+def _guard(objects: list[dict[str, Any]], environment: str, namespace: str, kube_version: str) -> list[str]:
     """The runtime's manifest guard and the cluster's schemas, now: bad objects fail the
     render, before any environment changes."""
-    scope_manifests(objects, namespace=_CHECK_NAMESPACE, labels={"app.kubernetes.io/managed-by": "envhub"})
+    scope_manifests(objects, namespace=namespace, labels={"app.kubernetes.io/managed-by": "envhub"})
     report = schemas.validate(objects, kube_version)
     if report.problems:
         first = report.problems[0]
@@ -68,19 +68,6 @@ def _guard(objects: list[dict[str, Any]], environment: str, kube_version: str) -
     return notes
 
 
-def _in_release_namespace(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
-    """Objects a chart placed in the namespace helm rendered it for (``namespace:
-    {{ .Release.Namespace }}``, as most charts write) lose that field: the runtime puts
-    every object in the environment's own namespace, and refuses any other."""
-    placed = []
-    for obj in objects:
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        if isinstance(meta, dict) and meta.get("namespace") == namespace:
-            obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "namespace"}}
-        placed.append(obj)
-    return placed
-
-
 def _image_objects(base: EnvironmentSpec, name: str) -> list[dict[str, Any]]:
     target = EnvironmentTarget(id=0, name=name, project="release", team="release", generation=0, spec=base)
     objects: list[dict[str, Any]] = []
@@ -90,6 +77,10 @@ def _image_objects(base: EnvironmentSpec, name: str) -> list[dict[str, Any]]:
             objects.append(rendered)
         objects.append(render_deployment(target, service, namespace=_CHECK_NAMESPACE))
     return objects
+
+
+def _namespace(request: rel.RenderRequest, env: rel.DeploymentEnvironment) -> str:
+    return request.namespaces.get(env.name) or _CHECK_NAMESPACE
 
 
 def _image_spec(request: rel.RenderRequest, env: rel.DeploymentEnvironment) -> dict[str, Any]:
@@ -164,11 +155,10 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
                         "helm": made.helm_version,
                     }
                     text = made.manifests
-                parsed = parse_manifests(text)
-                if kind is rel.SourceKind.helm:
-                    parsed = _in_release_namespace(parsed, env.name)
-                objects = rel.apply_overrides(rel.pin_images(parsed, request.images), env.overrides)
-                notes.extend(_guard(objects, env.name, kube_version))
+                objects = rel.apply_overrides(
+                    rel.pin_images(parse_manifests(text), request.images), env.overrides
+                )
+                notes.extend(_guard(objects, env.name, _namespace(request, env), kube_version))
             # One dump serves both: the record of what was rendered and the objects' spec.
             rendered[env.name] = rel.canonical_yaml(objects)
             if kind is not rel.SourceKind.image:
@@ -205,7 +195,7 @@ def _render_chart(
     return helm.Helm(get_settings().helm_binary).render(
         chart,
         release=request.project,
-        namespace=env.name,
+        namespace=_namespace(request, env),
         values_files=values_files,
         values=_merge(source.values, env.overrides.values),
         kube_version=kube_version,

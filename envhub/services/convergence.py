@@ -152,6 +152,7 @@ def begin_run(
             generation=environment.desired_generation,
             spec=EnvironmentSpec.model_validate(environment.spec),
             url_access=parse_url_access(project.url_access),
+            rollout_deadline=releases.rollout_deadline(project, environment),
         ),
     )
 

@@ -34,6 +34,7 @@ from sqlmodel import Session, col, func, select
 
 from envhub.config import get_settings
 from envhub.domain import releases as rel
+from envhub.domain.kube.names import namespace_for
 from envhub.domain.phases import Phase, can_transition, transition
 from envhub.domain.policy import Action, TeamRole
 from envhub.domain.principals import SYSTEM, Principal, PrincipalType
@@ -44,7 +45,7 @@ from envhub.domain.releases import (
     ReleaseStatus,
     ReleaseTrigger,
 )
-from envhub.domain.specs import EnvironmentKind, Trigger, parse_spec
+from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget, Trigger, parse_spec
 from envhub.errors import (
     Conflict,
     EnvhubError,
@@ -53,7 +54,7 @@ from envhub.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from envhub.models import Approval, Artifact, Environment, GithubConnection, Project, Release
+from envhub.models import Approval, Artifact, Environment, GithubConnection, Project, Release, Team
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime
@@ -88,6 +89,18 @@ def is_local() -> bool:
 
 def settings_of(project: Project) -> DeploymentSettings | None:
     return rel.parse_settings(project.deployments)
+
+
+def rollout_deadline(project: Project, environment: Environment) -> float | None:
+    """How long a deployment environment's release may take to roll out; None for the others.
+
+    Past it the release fails, naming the workloads that did not roll out.
+    """
+    settings = settings_of(project) if environment.kind is EnvironmentKind.deployment else None
+    if settings is None:
+        return None
+    declared = next((env for env in settings.environments if env.name == environment.name), None)
+    return float((declared.promotion if declared else rel.Promotion()).rollout_deadline_seconds)
 
 
 def _require_settings(project: Project) -> DeploymentSettings:
@@ -401,7 +414,26 @@ def render_request(session: Session, artifact: Artifact, token: str | None) -> r
         images=dict(artifact.images),
         base_spec=base.model_dump(mode="json"),
         token=token,
+        namespaces=_namespaces(session, project),
     )
+
+
+def _namespaces(session: Session, project: Project) -> dict[str, str]:
+    team = session.get(Team, project.team_id)
+    assert team is not None
+    return {
+        environment.name: namespace_for(
+            EnvironmentTarget(
+                id=environment.id or 0,
+                name=environment.name,
+                project=project.name,
+                team=team.name,
+                generation=0,
+                spec=EnvironmentSpec(),
+            )
+        )
+        for environment in deployment_environments(session, project.id or 0)
+    }
 
 
 def repository_token(session: Session, project_id: int) -> str | None:

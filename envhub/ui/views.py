@@ -9,10 +9,10 @@ missing object: it returns ``found=False`` and the page shows its not-found pane
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from envhub.errors import EnvhubError, NotFound
-from envhub.services import environment_views, inspection, ports, project_views
+from envhub.services import environment_views, inspection, ports, project_views, release_views
 from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
     EMPTY_RUN,
@@ -25,6 +25,7 @@ from envhub.services.environment_views import (
     RunView,
     StepRow,
 )
+from envhub.services.pages import page_info
 from envhub.services.project_views import EMPTY_HEADER, ProjectHeader, ProjectRow, ServiceRow
 from envhub.ui.state import acting_as, reading_as
 
@@ -152,3 +153,172 @@ def read_environment(
         "logs": view["logs"],
         "workloads": inside,
     }
+
+
+# -- deployment environments and releases ------------------------------------------
+
+RELEASES_PAGE_SIZE = 10
+
+
+class DiffLine(TypedDict):
+    text: str
+    tone: str  # add | del | hunk | head | same
+
+
+class ChangeView(TypedDict):
+    key: str
+    change: str  # added | removed | changed
+    lines: list[DiffLine]
+    added: int
+    removed: int
+
+
+def diff_lines(diff: str) -> list[DiffLine]:
+    """A unified diff's lines, each with the tone the diff viewer paints it in."""
+    lines = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            tone = "head"
+        elif line.startswith("@@"):
+            tone = "hunk"
+        elif line.startswith("+"):
+            tone = "add"
+        elif line.startswith("-"):
+            tone = "del"
+        else:
+            tone = "same"
+        lines.append(DiffLine(text=line, tone=tone))
+    return lines
+
+
+def changes_of(changes: list[release_views.ObjectChangeView]) -> list[ChangeView]:
+    """Object changes as the diff viewer shows them (each with its lines and how many changed)."""
+    shown = []
+    for change in changes:
+        lines = diff_lines(change["diff"])
+        shown.append(
+            ChangeView(
+                key=change["key"],
+                change=change["change"],
+                lines=lines,
+                added=sum(1 for line in lines if line["tone"] == "add"),
+                removed=sum(1 for line in lines if line["tone"] == "del"),
+            )
+        )
+    return shown
+
+
+class EnvironmentCard(TypedDict):
+    """One deployment environment's card: what it runs, what waits, and whether this person may act."""
+
+    id: int
+    name: str
+    phase: str
+    url: str
+    message: str
+    href: str
+    promote_from: str
+    rules: str
+    declares: str
+    has_running: bool
+    running: release_views.ReleaseRow
+    has_waiting: bool
+    waiting: release_views.ReleaseRow
+    gates: list[release_views.GateView]
+    approvals: list[release_views.ApprovalView]
+    can_approve: bool
+    can_cancel: bool
+
+
+EMPTY_RELEASE = release_views.ReleaseRow(
+    id=0, number=0, environment_id=0, environment="", status="", tone="gray", trigger="", triggered_by="",
+    commit="", short_commit="", ref="", digest="", chart="", images={}, message="", created="", created_at="",
+    finished_at="", took="", source_release_id=None,
+)  # fmt: skip
+
+
+def read_deployments(who: str, *, project_id: int) -> dict[str, Any]:
+    """A project's deployment environments side by side, with what waits in each and its gates."""
+    with reading_as(who) as (session, actor):
+        try:
+            view = release_views.deployments_view(session=session, actor=actor, project_id=project_id)
+        except EnvhubError:  # not found, or not theirs: the page says not found
+            return {"found": False}
+        cards = []
+        for env in view["environments"]:
+            running, latest = env["running"], env["latest"]
+            card = EnvironmentCard(
+                id=env["id"],
+                name=env["name"],
+                phase=env["phase"],
+                url=env["url"],
+                message=env["message"],
+                href=f"/projects/{project_id}/environments/{env['id']}",
+                promote_from=env["promote_from"],
+                rules=env["rules"],
+                declares=env["declares"],
+                has_running=running is not None,
+                running=running or EMPTY_RELEASE,
+                has_waiting=latest is not None,
+                waiting=latest or EMPTY_RELEASE,
+                gates=[],
+                approvals=[],
+                can_approve=False,
+                can_cancel=False,
+            )
+            if latest is not None:
+                detail = release_views.release_detail(session=session, actor=actor, release_id=latest["id"])
+                card["gates"], card["approvals"] = detail["gates"], detail["approvals"]
+                card["can_approve"] = detail["allowed"]["approve"]
+                card["can_cancel"] = detail["allowed"]["cancel"]
+            cards.append(card)
+    return {"found": True, "view": view, "cards": cards, "differences": changes_of(view["differences"])}
+
+
+def read_releases(who: str, *, project_id: int, environment_id: int, offset: int) -> dict[str, Any]:
+    """An environment's release history (``visible`` False when it is not a deployment environment)."""
+    with reading_as(who) as (session, actor):
+        try:
+            deployments = release_views.deployments_view(session=session, actor=actor, project_id=project_id)
+        except EnvhubError:
+            return {"visible": False}
+        mine = next((env for env in deployments["environments"] if env["id"] == environment_id), None)
+        if mine is None:
+            return {"visible": False}
+        page = release_views.list_releases(
+            session=session,
+            actor=actor,
+            environment_id=environment_id,
+            offset=offset,
+            limit=RELEASES_PAGE_SIZE,
+        )
+        every = release_views.list_releases(
+            session=session, actor=actor, environment_id=environment_id, offset=0, limit=200
+        )
+    info = page_info(page)
+    return {
+        "visible": True,
+        "name": mine["name"],
+        "promote_from": mine["promote_from"],
+        "promotes_to": [
+            env["name"] for env in deployments["environments"] if env["promote_from"] == mine["name"]
+        ],
+        "can_release": deployments["can_release"],
+        "running": mine["running"]["id"] if mine["running"] else 0,
+        "rows": page.items,
+        "choices": [
+            {"id": str(row["id"]), "label": f"#{row['number']} · {row['short_commit']}"}
+            for row in every.items
+        ],
+        "total": info["total"],
+        "has_next": info["has_next"],
+        "label": info["label"],
+    }
+
+
+def read_release(who: str, *, release_id: int, against: int | None) -> dict[str, Any]:
+    with reading_as(who) as (session, actor):
+        detail = release_views.release_detail(
+            session=session, actor=actor, release_id=release_id, against=against
+        )
+    return {"detail": detail, "changes": changes_of(detail["changes"])}

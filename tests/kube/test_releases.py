@@ -18,7 +18,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from envhub.config import Settings, override_settings
-from envhub.domain.releases import ReleaseStatus, ReleaseTrigger, load_objects
+from envhub.domain.releases import ReleaseStatus, ReleaseTrigger, diff_objects, load_objects
 from envhub.jobs.environments import converge_environment
 from envhub.jobs.releases import render_artifact
 from envhub.models import Artifact, Environment, JobRun, Project, Release
@@ -282,14 +282,15 @@ def test_a_helm_chart_with_a_dependency_goes_to_staging_then_after_approval_to_p
     prod_web = _deployment(kube, production, "web") or {}
     assert prod_web["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/acme/shop@{DIGEST_A}"
     assert prod_web["spec"]["replicas"] == 2  # what production declares
-    staged_objects = {
-        o["kind"] + "/" + o["metadata"]["name"]: o for o in load_objects(artifact.rendered["staging"])
-    }
-    prod_objects = {
-        o["kind"] + "/" + o["metadata"]["name"]: o for o in load_objects(artifact.rendered["production"])
-    }
-    assert staged_objects.keys() == prod_objects.keys()
-    assert staged_objects["ConfigMap/shop-sub"] == prod_objects["ConfigMap/shop-sub"]
+    # The two renderings differ only in what production declares (replicas, its variables).
+    changes = diff_objects(
+        load_objects(artifact.rendered["staging"]), load_objects(artifact.rendered["production"])
+    )
+    assert [change.key for change in changes] == ["Deployment/web"]
+    changed = "\n".join(changes[0].lines)
+    assert "-  replicas: 1" in changed
+    assert "+  replicas: 2" in changed
+    assert "value: production" in changed
 
     # An update of the chart, then a rollback to the first release.
     _chart(repo, port, "updated")
@@ -341,3 +342,54 @@ def test_an_image_source_runs_the_digest_ci_sent_and_rolls_back(
         o["kind"] + "/" + o["metadata"]["name"]: o for o in load_objects(artifact.rendered["production"])
     }
     assert production["Deployment/web"]["spec"]["replicas"] == 2
+
+
+def test_a_release_whose_job_fails_names_it_and_rolls_back_by_itself(
+    release_settings: Settings, session: Session, world: World, repo: Repo, kube: Kube
+) -> None:
+    port = free_port()
+    repo.write(_manifests(port, "hello", extra=False))
+    good = repo.commit("good")
+    project = _project(session, world, repo)
+    settings = {
+        "source": {"kind": "manifests", "path": "deploy"},
+        "environments": [
+            {"name": "staging", "promotion": {"auto_rollback": True, "rollout_deadline_seconds": 60}}
+        ],
+    }
+    releases.configure_deployments(
+        session=session, actor=world.owner, project_id=project.id or 0, settings=settings
+    )
+    first = _land(session, _release(session, world, project, good))
+    assert first.status is ReleaseStatus.ready, first.message
+
+    repo.write(
+        {
+            "deploy/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: broken}\n",
+            "deploy/migrate.yaml": (
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\n"
+                "spec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n"
+                "      - name: migrate\n        image: python:3.12-slim\n        command: [sh, -c, 'exit 1']\n"
+                "        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n"
+            ),
+        }
+    )
+    broken = _land(session, _release(session, world, project, repo.commit("broken")))
+    assert broken.status is ReleaseStatus.failed
+    assert broken.error_code == "rollout_failed"
+    assert "Job/migrate" in broken.message
+    assert [item["workload"] for item in broken.workloads] == ["Job/migrate"]
+
+    # The environment asked for it: a rollback to the last good release is under way.
+    session.expire_all()
+    back = session.exec(select(Release).where(Release.key == f"autorollback:{broken.id}")).one()
+    assert (back.trigger, back.artifact_id, back.triggered_by) == (
+        ReleaseTrigger.rollback,
+        first.artifact_id,
+        "envhub",
+    )
+    back = _land(session, back)
+    assert back.status is ReleaseStatus.ready, back.message
+    staging = _namespace(session, project, "staging", kube)
+    assert (_configmap(kube, staging, "settings") or {})["data"] == {"greeting": "hello"}
+    assert kube.get(f"/apis/batch/v1/namespaces/{staging}/jobs/migrate") is None

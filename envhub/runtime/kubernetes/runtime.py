@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions, VersionApi
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
@@ -120,6 +120,7 @@ class KubernetesRuntime:
         if heartbeat_interval is None:
             heartbeat_interval = min(5.0, max(1.0, get_settings().job_stale_after / 3))
         self.heartbeat_interval = heartbeat_interval
+        self._version: str | None = None
 
     def _namespace_object(self, environment_id: int) -> dict[str, Any] | None:
         """The environment's Namespace: labelled as envhub's for this id *and* named so.
@@ -304,6 +305,15 @@ class KubernetesRuntime:
 
     async def connect_websocket(self, url: str, **options: Any) -> ClientConnection:
         return await ServiceProxyTransport(self.api.configuration).connect_websocket(url, **options)
+
+    def server_version(self) -> str:
+        """The cluster's Kubernetes version (``1.20``), asked once: rendering validates for it."""
+        if self._version is None:
+            found = kube_json("reading the cluster's version", VersionApi(self.api).get_code)
+            major = str(found.get("major", "")).rstrip("+")
+            minor = str(found.get("minor", "")).rstrip("+")
+            self._version = f"{major}.{minor}" if major.isdigit() and minor.isdigit() else ""
+        return self._version or "1.25"
 
     def managed_environments(self) -> set[int]:
         found = kube_json("listing envhub namespaces", self.core.list_namespace, label_selector=MANAGED)

@@ -272,7 +272,31 @@ def audit_panel(S: Any) -> rx.Component:
     )
 
 
+def typed_confirmation(name: rx.Var[str], value: rx.Var[str], on_change: Any) -> rx.Component:
+    """Type its name to confirm: what deleting a deployment environment asks for."""
+    return rx.vstack(
+        rx.text(
+            rx.el.label("Type ", rx.code(name), " to confirm", html_for="confirm-name"),
+            size="2",
+            weight="medium",
+        ),
+        rx.input(
+            value=value,
+            on_change=on_change,
+            id="confirm-name",
+            auto_complete="off",
+            spellcheck=False,
+            width="100%",
+            font_family="var(--code-font-family)",
+        ),
+        spacing="1",
+        width="100%",
+        margin_top="12px",
+    )
+
+
 def delete_confirm(S: Any) -> rx.Component:
+    deployment = S.detail["kind"] == "deployment"
     return rx.alert_dialog.root(
         rx.alert_dialog.trigger(
             rx.button(
@@ -287,15 +311,25 @@ def delete_confirm(S: Any) -> rx.Component:
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete ", rx.code(S.detail["name"]), "?"),
             rx.alert_dialog.description(
-                "Its processes stop, its workspace is removed and its URL stops answering. "
-                "The audit trail is kept.",
+                rx.cond(
+                    deployment,
+                    "A deployment environment runs the team's real workloads: they stop, its releases end "
+                    "and its URL stops answering. Only a team owner can delete it.",
+                    "Its processes stop, its workspace is removed and its URL stops answering. "
+                    "The audit trail is kept.",
+                ),
                 size="2",
             ),
+            rx.cond(deployment, typed_confirmation(S.detail["name"], S.confirm_text, S.set_confirm_text)),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
                 rx.alert_dialog.action(
                     rx.button(
-                        "Delete environment", color_scheme="red", on_click=S.delete, id="confirm-delete"
+                        "Delete environment",
+                        color_scheme="red",
+                        on_click=S.delete,
+                        disabled=deployment & (S.confirm_text != S.detail["name"]),
+                        id="confirm-delete",
                     )
                 ),
                 spacing="3",

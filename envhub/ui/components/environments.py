@@ -12,6 +12,7 @@ import reflex as rx
 
 from envhub.ui.components.badges import kind_badge, phase_badge
 from envhub.ui.components.common import dialog_actions, error_callout, form_field, pager, relative_time
+from envhub.ui.components.environment_panels import typed_confirmation
 
 
 def public_url(url: rx.Var) -> rx.Component:
@@ -271,13 +272,22 @@ def create_options_dialog(state: Any) -> rx.Component:
 
 
 def delete_dialog(state: Any) -> rx.Component:
+    deployment = state.confirm_kind == "deployment"
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete ", rx.code(state.confirm_name), "?"),
             rx.alert_dialog.description(
-                "Its processes stop, its workspace is removed and its URL stops answering. "
-                "The audit trail is kept.",
+                rx.cond(
+                    deployment,
+                    "A deployment environment runs the team's real workloads: they stop, its releases end "
+                    "and its URL stops answering. Only a team owner can delete it.",
+                    "Its processes stop, its workspace is removed and its URL stops answering. "
+                    "The audit trail is kept.",
+                ),
                 size="2",
+            ),
+            rx.cond(
+                deployment, typed_confirmation(state.confirm_name, state.confirm_text, state.set_confirm_text)
             ),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
@@ -287,6 +297,7 @@ def delete_dialog(state: Any) -> rx.Component:
                         "Delete environment",
                         color_scheme="red",
                         on_click=state.confirm_delete(state.confirm_name),
+                        disabled=deployment & (state.confirm_text != state.confirm_name),
                         id="confirm-delete",
                     )
                 ),

@@ -32,11 +32,13 @@ from envhub.ui.components.environment_panels import (
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.logs import log_picker, logs_panel
 from envhub.ui.components.progress import progress_panel
+from envhub.ui.components.release_panels import releases_panel
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.environment_access import access_panel
+from envhub.ui.pages.environment_releases import EnvironmentReleasesState
 from envhub.ui.state import AuthState
 
 _EMPTY_DETAIL = EMPTY_DETAIL
@@ -73,6 +75,7 @@ class EnvironmentState(LiveMixin, AuthState):
     can_delete: bool = False
     busy: str = ""
     confirm_open: bool = False
+    confirm_text: str = ""  # a deployment environment's name, typed to delete it
     _project_id: int = 0
     _environment_id: int = 0
 
@@ -178,7 +181,11 @@ class EnvironmentState(LiveMixin, AuthState):
 
     @rx.event
     def set_confirm_open(self, open_: bool) -> None:
-        self.confirm_open = open_
+        self.confirm_open, self.confirm_text = open_, ""
+
+    @rx.event
+    def set_confirm_text(self, value: str) -> None:
+        self.confirm_text = value
 
     @rx.event
     def redeploy(self):
@@ -187,16 +194,24 @@ class EnvironmentState(LiveMixin, AuthState):
     @rx.event
     def delete(self):
         self.confirm_open = False
-        yield from self._act("delete", environments.delete_environment, "Deletion started")
+        # A deployment environment is deleted only by its name, typed (the service checks it).
+        confirm = self.confirm_text.strip() if self.detail["kind"] == "deployment" else None
+        yield from self._act("delete", environments.delete_environment, "Deletion started", confirm=confirm)
 
-    def _act(self, what: str, action: Any, done: str):
+    def _act(self, what: str, action: Any, done: str, **extra: Any):
         if self.busy:
             return
         self.busy = what
         yield
         try:
             with self._acting() as (session, actor):
-                action(session=session, actor=actor, queue=ports.queue(), environment_id=self._environment_id)
+                action(
+                    session=session,
+                    actor=actor,
+                    queue=ports.queue(),
+                    environment_id=self._environment_id,
+                    **extra,
+                )
         except Exception as exc:
             self.busy = ""
             yield error_toast(error_view(exc) if isinstance(exc, EnvhubError) else unexpected_view(exc))
@@ -236,6 +251,7 @@ def page() -> rx.Component:
         condition_callout(S),
         deleted_callout(S),
         url_hero(S),
+        releases_panel(EnvironmentReleasesState),
         rx.grid(
             progress_panel(S.run, S.steps),
             details_card(S),

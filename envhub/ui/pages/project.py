@@ -45,6 +45,7 @@ class ProjectState(LiveMixin, AuthState):
     offset: int = 0
     page_label: str = ""
     load_error: ErrorView = NO_ERROR
+    deployments_href: str = ""
     _project_id: int = 0
     _ids: dict[str, int] = rx.field(default_factory=dict)
 
@@ -52,6 +53,8 @@ class ProjectState(LiveMixin, AuthState):
     creating: bool = False
     busy_row: str = ""
     confirm_name: str = ""
+    confirm_kind: str = ""
+    confirm_text: str = ""  # a deployment environment's name, typed to delete it
 
     # The "Create with options" dialog.
     options_open: bool = False
@@ -102,6 +105,7 @@ class ProjectState(LiveMixin, AuthState):
             return None
         raw = str(self.router.page.params.get("project_id", ""))
         self._project_id = parse_id(raw)
+        self.deployments_href = f"/projects/{self._project_id}/deployments"
         self.offset, self.loaded, self.found = 0, False, bool(self._project_id)
         self.confirm_name, self.busy_row, self.options_open = "", "", False
         self._reload()
@@ -226,7 +230,12 @@ class ProjectState(LiveMixin, AuthState):
 
     @rx.event
     def ask_delete(self, name: str) -> None:
-        self.confirm_name = name
+        self.confirm_name, self.confirm_text = name, ""
+        self.confirm_kind = next((row["kind"] for row in self.rows if row["name"] == name), "")
+
+    @rx.event
+    def set_confirm_text(self, value: str) -> None:
+        self.confirm_text = value
 
     @rx.event
     def close_delete(self, open_: bool) -> None:
@@ -236,13 +245,16 @@ class ProjectState(LiveMixin, AuthState):
     @rx.event
     def confirm_delete(self, name: str):
         self.confirm_name = ""
-        yield from self._row_action(name, environments.delete_environment, f"Deleting {name}")
+        confirm = self.confirm_text.strip() if self.confirm_kind == "deployment" else None
+        yield from self._row_action(
+            name, environments.delete_environment, f"Deleting {name}", confirm=confirm
+        )
 
     @rx.event
     def redeploy(self, name: str):
         yield from self._row_action(name, environments.redeploy_environment, f"Redeploying {name}")
 
-    def _row_action(self, name: str, action: Any, done: str):
+    def _row_action(self, name: str, action: Any, done: str, **extra: Any):
         environment_id = self._ids.get(name)
         if environment_id is None or self.busy_row:
             return
@@ -250,7 +262,9 @@ class ProjectState(LiveMixin, AuthState):
         yield
         try:
             with self._acting() as (session, actor):
-                action(session=session, actor=actor, queue=ports.queue(), environment_id=environment_id)
+                action(
+                    session=session, actor=actor, queue=ports.queue(), environment_id=environment_id, **extra
+                )
         except Exception as exc:
             self.busy_row = ""
             yield self._fail(exc)
@@ -263,6 +277,11 @@ class ProjectState(LiveMixin, AuthState):
 def page() -> rx.Component:
     header = ProjectState.header
     actions = [
+        rx.link(
+            rx.button(rx.icon("rocket", size=16), "Deployments", variant="soft", color_scheme="gray"),
+            href=ProjectState.deployments_href,
+            id="project-deployments",
+        ),
         create_options_dialog(ProjectState),
         rx.button(
             rx.cond(ProjectState.creating, rx.spinner(size="2"), rx.icon("plus", size=16)),
