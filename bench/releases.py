@@ -20,7 +20,9 @@ another admin approves.
 * helm: ``helm upgrade --install --wait=watcher --wait-for-jobs`` of the same
   chart at the same commit, with the same values, into a namespace of its own
   on the same cluster (its process start, chart loading and rendering
-  included, as envhub's rendering is).
+  included, as envhub's rendering is); once with helm's defaults (client-go's
+  5 requests a second after a burst of 100, which its rollout polling hits),
+  once with ``--qps`` (``--helm-qps``, 100 by default) in another namespace.
 
 Times are ``time.monotonic()``. Apiserver requests are counted the same way
 for both, on the server: the apiserver's audit log (bench/apiserver_audit.py),
