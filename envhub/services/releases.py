@@ -793,7 +793,10 @@ def after_settle(session: Session, queue: JobQueue, release: Release) -> None:
         running = current_release(session, environment.id or 0)
         if running is None or running.id != release.id:
             return  # a newer release runs there now: promote that one
+        live = {env.name for env in deployment_environments(session, project.id or 0)}
         for env in settings.promoted_from(environment.name):
+            if env.name not in live:
+                continue  # deleted by its owner (and still in the settings): nothing to promote to
             try:
                 promote(session=session, actor=SYSTEM, queue=queue, release_id=release.id or 0, to=env.name)
             except EnvhubError as exc:
