@@ -22,8 +22,8 @@ from envhub.queue.base import JobQueue
 from envhub.runtime.local import LocalRuntime
 from envhub.services import ports, releases
 from envhub.services.environments import delete_environment
-from envhub.services.release_views import release_detail
 from envhub.services.projects import update_project
+from envhub.services.release_views import release_detail
 from tests.support.runtime import kill_environments
 from tests.support.world import World
 
