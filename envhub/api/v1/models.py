@@ -10,7 +10,18 @@ large body, rate limits, an unexpected error) and the route's own.
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin, get_type_hints, is_typeddict
+import types
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 from fastapi import Depends, Path, Query
 from pydantic import BaseModel, BeforeValidator, Field, create_model
@@ -57,6 +68,8 @@ def model_of(view: type) -> type[BaseModel]:
             return model_of(hint)
         if get_origin(hint) is list:
             return list[convert(get_args(hint)[0])]  # type: ignore[misc]
+        if get_origin(hint) in (Union, types.UnionType):  # ``Row | None``
+            return Union[tuple(convert(arm) for arm in get_args(hint))]  # noqa: UP007 - a runtime tuple
         return hint
 
     fields: dict[str, Any] = {name: (convert(hint), ...) for name, hint in get_type_hints(view).items()}
