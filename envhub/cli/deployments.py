@@ -30,7 +30,7 @@ app = typer.Typer(
 ProjectArgument = Annotated[str, typer.Argument(metavar="PROJECT", help="The project (name or id).")]
 
 
-def _path(project_id: int) -> str:
+def _deployments_path(project_id: int) -> str:
     return f"/api/v1/projects/{project_id}/deployments"
 
 
@@ -123,7 +123,7 @@ def show(project: ProjectArgument, server: ServerOption = None, output: OutputOp
     """The project's deployment environments side by side, and how they differ."""
     connection = Connection.signed_in(server)
     owner = resources.project(connection, project)
-    view = connection.request("GET", _path(owner["id"]))
+    view = connection.request("GET", _deployments_path(owner["id"]))
     if output is Format.json:
         print_json(view)
         return
@@ -144,7 +144,7 @@ def configure(
     settings = _read_settings(file)
     connection = Connection.signed_in(server)
     owner = resources.project(connection, project)
-    view = connection.request("PUT", _path(owner["id"]), json={"settings": settings})
+    view = connection.request("PUT", _deployments_path(owner["id"]), json={"settings": settings})
     if output is Format.json:
         print_json(view)
         return

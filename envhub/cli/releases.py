@@ -52,7 +52,7 @@ STATUS_STYLE = {
 }
 
 
-def _path(release_id: int, what: str = "") -> str:
+def _release_path(release_id: int, what: str = "") -> str:
     return f"/api/v1/releases/{release_id}" + (f"/{what}" if what else "")
 
 
@@ -229,7 +229,7 @@ def show(
     """A release: its gates (✓/✗ and why), approvals, workloads, and what it changes, object by object."""
     connection = Connection.signed_in(server)
     params = {"against": against} if against is not None else {}
-    detail = connection.request("GET", _path(release), params=params)
+    detail = connection.request("GET", _release_path(release), params=params)
     if output is Format.json:
         print_json(detail)
         return
@@ -309,7 +309,7 @@ def approve(
 ) -> None:
     """Approve a waiting release (someone else's: who triggered it cannot approve it)."""
     connection = Connection.signed_in(server)
-    detail = connection.request("POST", _path(release, "approve"), json={"comment": comment})
+    detail = connection.request("POST", _release_path(release, "approve"), json={"comment": comment})
     _answer(detail, output, f"Approved release {release}.")
 
 
@@ -318,7 +318,7 @@ def approve(
 def cancel(release: ReleaseArgument, server: ServerOption = None, output: OutputOption = Format.text) -> None:
     """Cancel a release that is rendering or waiting."""
     connection = Connection.signed_in(server)
-    detail = connection.request("POST", _path(release, "cancel"))
+    detail = connection.request("POST", _release_path(release, "cancel"))
     _answer(detail, output, f"Cancelled release {release}.")
 
 
@@ -329,7 +329,7 @@ def rollback(
 ) -> None:
     """Land this earlier release's content again, as a new release of its environment."""
     connection = Connection.signed_in(server)
-    detail = connection.request("POST", _path(release, "rollback"))
+    detail = connection.request("POST", _release_path(release, "rollback"))
     row = detail["release"]
     _answer(
         detail,
@@ -351,7 +351,7 @@ def promote(
     if not to:
         raise CliError("validation_failed", "--to needs an environment's name", exit_code=INVALID)
     connection = Connection.signed_in(server)
-    detail = connection.request("POST", _path(release, "promote"), json={"to": to})
+    detail = connection.request("POST", _release_path(release, "promote"), json={"to": to})
     row = detail["release"]
     _answer(detail, output, f"Promoted release {release} to {to}: release #{row['number']} (id {row['id']}).")
 
