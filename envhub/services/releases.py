@@ -852,7 +852,9 @@ def approve_release(
     )
     with audited(session, actor, "release.approve", target):
         authorize(session, actor, project.team_id, Action.release_approve, what=f"release {release_id}")
-        if actor.user_id is None or actor.type is not PrincipalType.user:
+        # A person, at the dashboard or through a token of theirs with the write scope (the CLI,
+        # MCP); never envhub itself or an agent. (Agents never hold release.approve anyway.)
+        if actor.user_id is None or actor.type not in (PrincipalType.user, PrincipalType.token):
             raise PermissionDenied(
                 "only a person can approve a release", details={"action": "release.approve"}
             )
