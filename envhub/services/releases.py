@@ -794,6 +794,9 @@ def promote(*, session: Session, actor: Principal, queue: JobQueue, release_id: 
     assert project is not None
     target = AuditTarget("release", id=release_id, team_id=project.team_id)
     with audited(session, actor, "release.promote", target):
+        # Promoting starts from reading the release, as approving, cancelling and rolling back
+        # do: a deploy-scoped token (CI) makes releases from commits, and moves none onward.
+        authorize(session, actor, project.team_id, Action.project_read, what=f"release {release_id}")
         authorize(session, actor, project.team_id, Action.release_create, what=f"release {release_id}")
         settings = _require_settings(project)
         source_env = session.get(Environment, source.environment_id)
