@@ -829,7 +829,7 @@ OPS += [
     Op(
         "releases.promote",
         "team",
-        "release.create",
+        "release.promote",
         lambda w, s, a, _e: releases.promote(
             session=s,
             actor=a,

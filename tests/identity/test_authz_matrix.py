@@ -37,7 +37,7 @@ ROLE_ALLOWS = {
     "viewer": VIEW,
     "member": VIEW
     | {"environment.create", "environment.redeploy", "environment.delete", "environment.shell"}
-    | {"release.create", "release.approve", "release.cancel"},
+    | {"release.create", "release.promote", "release.approve", "release.cancel"},
 }
 ROLE_ALLOWS["admin"] = ROLE_ALLOWS["member"] | {
     "release.rollback",
@@ -62,6 +62,8 @@ SCOPE_OF = dict.fromkeys(VIEW, "read") | {
     "team.manage": "admin",
     "team.own": "admin",
     "release.create": "write",
+    # Not an action of its own in the policy: release.create on a release one can read.
+    "release.promote": "write",
     "release.approve": "write",
     "release.cancel": "write",
     "release.rollback": "write",
