@@ -703,5 +703,7 @@ def render_command_source(request: RenderRequest) -> RenderedArtifact:
             "env": {**dict(request.base_spec.get("env") or {}), **env.overrides.env},
         }
         specs[env.name] = spec
-        rendered[env.name] = canonical_yaml(command_objects(spec, env.name))
+        # Named after the project, not the environment: staging's and production's Process are
+        # then the same object, and comparing them shows what differs (their variables).
+        rendered[env.name] = canonical_yaml(command_objects(spec, request.project))
     return RenderedArtifact(rendered=rendered, specs=specs, chart={})
