@@ -164,7 +164,7 @@ def test_rollback_is_a_new_release_of_the_old_content(
         render_artifact(made.artifact_id)
         assert _converge(session, staging) == "ready"
         numbers.append(made)
-    first, second = numbers
+    first, _second = numbers
     with pytest.raises(PermissionDenied):
         releases.rollback(session=session, actor=world.member, queue=queue, release_id=first.id or 0)
     back = releases.rollback(session=session, actor=world.admin, queue=queue, release_id=first.id or 0)
