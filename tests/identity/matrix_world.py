@@ -263,7 +263,7 @@ class MatrixWorld:
                 session.flush()
                 self.stages[name] = row.id or 0
             rendered = {
-                name: canonical_yaml(command_objects({"command": "true"}, name)) for name in self.stages
+                name: canonical_yaml(command_objects({"command": "true"}, "deploys")) for name in self.stages
             }
             artifact = Artifact(
                 project_id=project.id or 0,
