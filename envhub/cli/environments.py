@@ -433,7 +433,7 @@ def delete(
     try:
         started = connection.request("DELETE", _path(environment_id), params=params)
     except CliError as exc:
-        if exc.code != "validation_failed" or confirm is not None:
+        if exc.code != "validation_failed":
             raise
         name = connection.request("GET", _path(environment_id))["name"]
         raise CliError(
