@@ -850,6 +850,9 @@ def promote(*, session: Session, actor: Principal, queue: JobQueue, release_id: 
     assert project is not None
     target = AuditTarget("release", id=release_id, team_id=project.team_id)
     with audited(session, actor, "release.promote", target):
+        # Promoting starts from reading the release, as approving, cancelling and rolling back
+        # do: a deploy-scoped token (CI) makes releases from commits, and moves none onward.
+        authorize(session, actor, project.team_id, Action.project_read, what=f"release {release_id}")
         authorize(session, actor, project.team_id, Action.release_create, what=f"release {release_id}")
         settings = _require_settings(project)
         source_env = session.get(Environment, source.environment_id)
@@ -908,7 +911,9 @@ def approve_release(
     )
     with audited(session, actor, "release.approve", target):
         authorize(session, actor, project.team_id, Action.release_approve, what=f"release {release_id}")
-        if actor.user_id is None or actor.type is not PrincipalType.user:
+        # A person, at the dashboard or through a token of theirs with the write scope (the CLI,
+        # MCP); never envhub itself or an agent. (Agents never hold release.approve anyway.)
+        if actor.user_id is None or actor.type not in (PrincipalType.user, PrincipalType.token):
             raise PermissionDenied(
                 "only a person can approve a release", details={"action": "release.approve"}
             )
