@@ -126,7 +126,10 @@ def _poll(http: httpx.Client, grant: dict[str, Any]) -> str:
 def login(
     server: ServerOption = None,
     scopes: Annotated[
-        str, typer.Option("--scopes", help="Space-separated: read, write, shell, admin.")
+        str,
+        typer.Option(
+            "--scopes", help="Space-separated: read, write, shell, admin, deploy (releases only, for CI)."
+        ),
     ] = DEFAULT_SCOPES,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the address.")] = False,
     output: OutputOption = Format.text,

@@ -398,15 +398,27 @@ def redeploy(
 def delete(
     env: EnvArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    confirm: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm",
+            metavar="NAME",
+            help="The environment's name: a deployment environment (staging, production) is deleted "
+            "only with it, by a team owner. It answers the question too.",
+        ),
+    ] = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = 600.0,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
-    """Delete an environment (asks first on a terminal; --yes otherwise)."""
+    """Delete an environment (asks first on a terminal; --yes otherwise).
+
+    Deleting a deployment environment takes a team owner and --confirm with its name.
+    """
     connection = Connection.signed_in(server)
     environment_id = resources.environment_id(connection, env)
-    if not yes:
+    if not yes and confirm is None:
         if not sys.stdin.isatty():
             raise CliError(
                 "confirmation_required",
@@ -417,7 +429,19 @@ def delete(
         detail = connection.request("GET", _path(environment_id))
         if not typer.confirm(f"Delete {detail['name']} (id {environment_id})?", err=True):
             raise typer.Exit(1)
-    started = connection.request("DELETE", _path(environment_id))
+    params = {"confirm": confirm} if confirm is not None else {}
+    try:
+        started = connection.request("DELETE", _path(environment_id), params=params)
+    except CliError as exc:
+        if exc.code != "validation_failed":
+            raise
+        name = connection.request("GET", _path(environment_id))["name"]
+        raise CliError(
+            exc.code,
+            exc.message,
+            hint=f"Pass --confirm {name} to delete it (a team owner only).",
+            exit_code=exc.exit_code,
+        ) from None
     _finish(connection, started, Phase.deleted, wait, timeout, output, "Deleting")
 
 

@@ -10,13 +10,14 @@ from typing import Annotated
 
 import typer
 
-from envhub.cli import auth, environments, kube, projects, running, terminal, tui
+from envhub.cli import auth, deployments, environments, kube, projects, releases, running, terminal, tui
 
 VERSION = "0.1.0"
 
 app = typer.Typer(
     name="envhub",
-    help="envhub from your terminal: projects, environments, shells, commands and kubectl access.",
+    help="envhub from your terminal: projects, environments, deployments and releases, shells, commands "
+    "and kubectl access.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -43,7 +44,7 @@ def main(
     """
 
 
-for module in (auth, terminal, running, kube, projects, environments, tui):
+for module in (auth, terminal, running, kube, projects, environments, deployments, releases, tui):
     module.register(app)
 
 

@@ -31,7 +31,14 @@ from starlette.types import Receive, Scope, Send
 
 from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
-from envhub.mcp import tools_access, tools_environments, tools_github, tools_projects, tools_teams
+from envhub.mcp import (
+    tools_access,
+    tools_environments,
+    tools_github,
+    tools_projects,
+    tools_releases,
+    tools_teams,
+)
 from envhub.mcp.toolkit import PRINCIPAL_KEY, ToolServer, add_tool, error_body
 
 PATH = "/mcp"
@@ -84,6 +91,16 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, gh.update_github, title="Change the pull-request policy", idempotent=True)
     add_tool(server, gh.rotate_github_webhook_secret, title="Rotate the GitHub webhook secret")
     add_tool(server, gh.disconnect_github, title="Disconnect GitHub", destructive=True)
+    rel = tools_releases
+    add_tool(server, rel.get_deployments, title="Deployment environments", read_only=True)
+    add_tool(server, rel.configure_deployments, title="Configure deployment environments", idempotent=True)
+    add_tool(server, rel.create_release, title="Release a commit", idempotent=True)
+    add_tool(server, rel.list_releases, title="List releases", read_only=True)
+    add_tool(server, rel.get_release, title="Get a release", read_only=True)
+    add_tool(server, rel.approve_release, title="Approve a release")
+    add_tool(server, rel.cancel_release, title="Cancel a release", destructive=True)
+    add_tool(server, rel.rollback_release, title="Roll back to a release", destructive=True)
+    add_tool(server, rel.promote_release, title="Promote a release")
     add_tool(server, teams.list_teams, title="List teams", read_only=True)
     add_tool(server, teams.create_team, title="Create a team")
     add_tool(server, teams.get_team, title="Get a team", read_only=True)

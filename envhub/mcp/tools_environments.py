@@ -236,11 +236,22 @@ def redeploy_environment(actor: Principal, environment_id: EnvironmentId) -> Sta
         )
 
 
-def delete_environment(actor: Principal, environment_id: EnvironmentId) -> StartedJob:
+def delete_environment(
+    actor: Principal,
+    environment_id: EnvironmentId,
+    confirm: Annotated[
+        str | None,
+        Field(
+            max_length=63,
+            description="The environment's name: a deployment environment (staging, production) is "
+            "deleted only with it, and only by a team owner.",
+        ),
+    ] = None,
+) -> StartedJob:
     """Delete an environment and everything it runs; runs in the background (phase deleting, then deleted)."""
     with unit_of_work() as session:
         return environment_requests.delete(
-            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id, confirm=confirm
         )
 
 

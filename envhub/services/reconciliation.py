@@ -109,7 +109,8 @@ def reconcile(
         report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
         report.syncs_redriven = pull_requests.redrive_syncs(session=session, queue=queue)
         report.repositories_resynced = pull_requests.resync_repositories(session=session, queue=queue)
-        report.releases = releases.drive(session=session, queue=queue, checks=releases.GateChecks(runtime))
+        driven = releases.drive(session=session, queue=queue, checks=releases.GateChecks(runtime))
+        report.releases = {what: count for what, count in driven.items() if count}
     except QueueUnavailable as exc:
         log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 

@@ -99,6 +99,8 @@ class ReleaseDetail(TypedDict):
     against_id: int | None  # what the diff compares with
     changes: list[ObjectChangeView]  # from ``against`` to this release
     allowed: ReleaseAllowed
+    # Why the caller may not approve a release that waits for approvals ("" when they may, or none wait).
+    approve_note: str
 
 
 class EnvironmentOverview(TypedDict):
@@ -334,6 +336,14 @@ def release_detail(
     role = team_role(session, actor, project.team_id)
     rank = _RANK.get(TeamRole(role), -1) if role else -1
     open_ = release.status in rel.OPEN_STATUSES
+    note = ""
+    if open_ and promotion.approvals > 0:
+        if release.triggered_by_user_id is not None and release.triggered_by_user_id == actor.user_id:
+            note = "You triggered this release, so someone else approves it."
+        elif actor.user_id in {a.user_id for a in approvals}:
+            note = "You approved it."
+        elif rank < _RANK[promotion.approver_role]:
+            note = f"Approving takes a team {promotion.approver_role.value} or above."
     return ReleaseDetail(
         release=_row(release, environment, artifact),
         project_id=project.id or 0,
@@ -351,6 +361,7 @@ def release_detail(
         running_id=running.id if running else None,
         against_id=base_id,
         changes=_changes(base_text, text) if base_id != release.id else [],
+        approve_note=note,
         allowed=ReleaseAllowed(
             approve=open_
             and promotion.approvals > 0

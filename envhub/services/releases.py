@@ -793,7 +793,10 @@ def after_settle(session: Session, queue: JobQueue, release: Release) -> None:
         running = current_release(session, environment.id or 0)
         if running is None or running.id != release.id:
             return  # a newer release runs there now: promote that one
+        live = {env.name for env in deployment_environments(session, project.id or 0)}
         for env in settings.promoted_from(environment.name):
+            if env.name not in live:
+                continue  # deleted by its owner (and still in the settings): nothing to promote to
             try:
                 promote(session=session, actor=SYSTEM, queue=queue, release_id=release.id or 0, to=env.name)
             except EnvhubError as exc:
@@ -847,6 +850,9 @@ def promote(*, session: Session, actor: Principal, queue: JobQueue, release_id: 
     assert project is not None
     target = AuditTarget("release", id=release_id, team_id=project.team_id)
     with audited(session, actor, "release.promote", target):
+        # Promoting starts from reading the release, as approving, cancelling and rolling back
+        # do: a deploy-scoped token (CI) makes releases from commits, and moves none onward.
+        authorize(session, actor, project.team_id, Action.project_read, what=f"release {release_id}")
         authorize(session, actor, project.team_id, Action.release_create, what=f"release {release_id}")
         settings = _require_settings(project)
         source_env = session.get(Environment, source.environment_id)
@@ -905,7 +911,9 @@ def approve_release(
     )
     with audited(session, actor, "release.approve", target):
         authorize(session, actor, project.team_id, Action.release_approve, what=f"release {release_id}")
-        if actor.user_id is None or actor.type is not PrincipalType.user:
+        # A person, at the dashboard or through a token of theirs with the write scope (the CLI,
+        # MCP); never envhub itself or an agent. (Agents never hold release.approve anyway.)
+        if actor.user_id is None or actor.type not in (PrincipalType.user, PrincipalType.token):
             raise PermissionDenied(
                 "only a person can approve a release", details={"action": "release.approve"}
             )

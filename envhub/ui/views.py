@@ -227,6 +227,7 @@ class EnvironmentCard(TypedDict):
     gates: list[release_views.GateView]
     approvals: list[release_views.ApprovalView]
     can_approve: bool
+    approve_note: str  # why the viewer may not approve what waits ("" when they may)
     can_cancel: bool
 
 
@@ -264,12 +265,14 @@ def read_deployments(who: str, *, project_id: int) -> dict[str, Any]:
                 gates=[],
                 approvals=[],
                 can_approve=False,
+                approve_note="",
                 can_cancel=False,
             )
             if latest is not None:
                 detail = release_views.release_detail(session=session, actor=actor, release_id=latest["id"])
                 card["gates"], card["approvals"] = detail["gates"], detail["approvals"]
                 card["can_approve"] = detail["allowed"]["approve"]
+                card["approve_note"] = detail["approve_note"]
                 card["can_cancel"] = detail["allowed"]["cancel"]
             cards.append(card)
     return {"found": True, "view": view, "cards": cards, "differences": changes_of(view["differences"])}

@@ -10,6 +10,7 @@ the object out. Every route of ``envhub/api/v1`` has a case.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,18 +22,19 @@ from sqlmodel import select
 
 from envhub.config import override_settings
 from envhub.domain import credentials
+from envhub.domain.releases import ReleaseStatus
 from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
 from tests.identity.matrix_ops import Op
-from tests.identity.matrix_world import ROLES, MatrixWorld, build_world, unique
+from tests.identity.matrix_world import DEPLOYMENTS, ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.support.callgraph import template
 from tests.support.github_stub import shared_stub
 from tests.support.parity import rest_routes
 from tests.terminal.harness import servers
 
-KINDS = ("pat", "pat-read", "agent")
+KINDS = ("pat", "pat-read", "pat-deploy", "agent")
 Args = Callable[[MatrixWorld, int, int], Any]
 
 
@@ -64,6 +66,17 @@ def _shop(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
 
 def _github(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
     return {"project_id": w.github()}
+
+
+def _deploys(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
+    return {"project_id": w.deploying()}
+
+
+def _waiting(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
+    return {"release_id": w.release("production")}
+
+
+_shas = itertools.count(2 * 10**6)  # commits nobody released yet
 
 
 def _acme(w: MatrixWorld, e: int, t: int) -> dict[str, int]:
@@ -279,6 +292,59 @@ CASES = [
         "shared",
         None,
         reached=lambda w, out: any(row["environment_id"] == w.shared for row in out),
+    ),
+    # Deployment environments and releases (api/v1/releases.py), each case on a fresh release.
+    RouteCase("GET", "/projects/{project_id}/deployments", "team", "project.read", _deploys),
+    RouteCase(
+        "PUT",
+        "/projects/{project_id}/deployments",
+        "team",
+        "project.update",
+        _deploys,
+        body=lambda w, e, t: {"settings": DEPLOYMENTS},
+    ),
+    RouteCase(
+        "POST",
+        "/projects/{project_id}/releases",
+        "team",
+        "release.create",
+        _deploys,
+        body=lambda w, e, t: {"commit": f"{next(_shas):040x}", "ref": "main"},
+        reached=lambda w, out: bool(out["releases"]),
+    ),
+    RouteCase(
+        "GET",
+        "/environments/{environment_id}/releases",
+        "env",
+        "environment.read",
+        _env,
+        reached=lambda w, out: bool(out["items"]),
+        on_env=lambda w: (w.release("staging"), w.stages["staging"])[1],
+    ),
+    RouteCase("GET", "/releases/{release_id}", "team", "project.read", _waiting),
+    RouteCase(
+        "POST",
+        "/releases/{release_id}/approve",
+        "team",
+        "release.approve",
+        _waiting,
+        body=lambda w, e, t: {"comment": "ok"},
+    ),
+    RouteCase("POST", "/releases/{release_id}/cancel", "team", "release.cancel", _waiting),
+    RouteCase(
+        "POST",
+        "/releases/{release_id}/rollback",
+        "team",
+        "release.rollback",
+        lambda w, e, t: {"release_id": w.release("production", ReleaseStatus.ready)},
+    ),
+    RouteCase(
+        "POST",
+        "/releases/{release_id}/promote",
+        "team",
+        "release.promote",
+        lambda w, e, t: {"release_id": w.release("staging", ReleaseStatus.ready)},
+        body=lambda w, e, t: {"to": "production"},
     ),
     RouteCase(
         "GET", "/teams", "team", "team.read", reached=lambda w, out: any(row["id"] == w.acme for row in out)

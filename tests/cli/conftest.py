@@ -21,6 +21,9 @@ from sqlmodel import Session
 
 from envhub.config import Settings
 from envhub.models import Environment, Project
+from envhub.runtime.local import LocalRuntime
+from tests.support.runtime import kill_environments
+from tests.support.workers import Workers
 from tests.support.world import World
 from tests.terminal.harness import ROOT, People, Serve, make_environment, servers
 
@@ -83,3 +86,18 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
     """``serve(**env)`` starts envhub and returns its base URL."""
     with servers(settings, tmp_path) as start:
         yield start
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    """Real workers on the local runtime (started by the test); their environments killed after."""
+    pool = Workers(settings, tmp_path)
+    yield pool
+    pool.stop_all()
+    kill_environments(LocalRuntime(settings.envs_dir))
+
+
+@pytest.fixture
+def server(serve: Serve, settings: Settings) -> str:
+    """envhub, putting its jobs on the queue this test's workers take them from."""
+    return serve(ENVHUB_QUEUE_NAME=settings.queue_name)

@@ -12,43 +12,24 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pexpect
 import pytest
 from sqlmodel import Session, select
 
-from envhub.config import Settings
 from envhub.models import Environment, Project
-from envhub.runtime.local import LocalRuntime
 from envhub.services.projects import create_project
 from tests.cli.conftest import Cli
 from tests.cli.proxy import answer_lost
-from tests.support.runtime import kill_environments
 from tests.support.waiting import wait_for
 from tests.support.workers import Workers
 from tests.support.world import World
-from tests.terminal.harness import People, Serve
+from tests.terminal.harness import People
 
 pytestmark = pytest.mark.slow
 
 WRITER = ("read", "write", "shell")
 ROW_KEYS = {"id", "name", "project", "team", "phase", "kind", "trigger", "url", "creator", "created_at"}
-
-
-@pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(settings, tmp_path)
-    yield pool
-    pool.stop_all()
-    kill_environments(LocalRuntime(settings.envs_dir))
-
-
-@pytest.fixture
-def server(serve: Serve, settings: Settings) -> str:
-    """envhub, putting its jobs on the queue this test's workers take them from."""
-    return serve(ENVHUB_QUEUE_NAME=settings.queue_name)
 
 
 def signed_in(

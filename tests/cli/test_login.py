@@ -113,3 +113,30 @@ def test_an_environment_token_needs_nothing_stored(cli: Cli, serve: Serve, peopl
     assert refused.returncode == 3
     assert json.loads(refused.stderr)["error"]["code"] == "unauthenticated"
     assert not (cli.config / "envhub").exists()
+
+
+def test_login_asks_for_a_deploy_token_for_ci(
+    cli: Cli, serve: Serve, people: People, session: Session
+) -> None:
+    """CI's token: `envhub login --scopes deploy` makes one that can only release."""
+    base = serve()
+    login = subprocess.Popen(
+        [str(cli.path), "login", "--server", base, "--scopes", "deploy", "-o", "json"],
+        env=cli.environ(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert login.stdout is not None
+        waiting = json.loads(login.stdout.readline())
+        device.approve(session, actor=people.local, user_code=waiting["user_code"])
+        out, errors = login.communicate(timeout=60)
+    finally:
+        login.kill()
+    assert login.returncode == 0, errors
+    assert json.loads(out)["status"] == "signed_in"
+    me = json.loads(cli("whoami", "-o", "json").stdout)
+    assert me["scopes"] == ["deploy"]
+    assert cli("projects", "ls").returncode == 4  # it reads nothing

@@ -8,6 +8,7 @@ something truthy when acme's object was reached (for lists: when it is listed).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from sqlmodel import Session
 
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
+from envhub.domain.releases import ReleaseStatus
 from envhub.models import Environment
 from envhub.services import (
     audit_log,
@@ -33,6 +35,8 @@ from envhub.services import (
     logs,
     project_views,
     projects,
+    release_views,
+    releases,
     secrets,
     sharing,
     teams,
@@ -44,7 +48,7 @@ from envhub.services import (
 from envhub.services.access import authorize_environment
 from envhub.services.audit_log import AuditFilter
 from envhub.services.environment_listing import EnvironmentFilters
-from tests.identity.matrix_world import MatrixWorld, unique
+from tests.identity.matrix_world import DEPLOYMENTS, MatrixWorld, unique
 from tests.support.fakes import FakeQueue
 
 
@@ -779,6 +783,94 @@ OPS: list[Op] = [
         lambda w, s, a, _e: github.disconnect_github(session=s, actor=a, project_id=w.github(w.project())),
     ),
 ]
+
+
+# Deployment environments and releases (services/releases.py, release_views.py), in acme's
+# project "deploys"; each case acts on a fresh release, so no case depends on another's.
+OPS += [
+    Op(
+        "releases.configure_deployments",
+        "team",
+        "project.update",
+        lambda w, s, a, _e: releases.configure_deployments(
+            session=s, actor=a, project_id=w.deploying(), settings=DEPLOYMENTS
+        ),
+    ),
+    Op(
+        "releases.create_release",
+        "team",
+        "release.create",
+        lambda w, s, a, _e: releases.create_release(
+            session=s, actor=a, queue=FakeQueue(), project_id=w.deploying(), commit=_sha()
+        ),
+    ),
+    Op(
+        "releases.approve_release",
+        "team",
+        "release.approve",
+        lambda w, s, a, _e: releases.approve_release(
+            session=s, actor=a, queue=FakeQueue(), release_id=w.release("production")
+        ),
+    ),
+    Op(
+        "releases.cancel_release",
+        "team",
+        "release.cancel",
+        lambda w, s, a, _e: releases.cancel_release(session=s, actor=a, release_id=w.release("production")),
+    ),
+    Op(
+        "releases.rollback",
+        "team",
+        "release.rollback",
+        lambda w, s, a, _e: releases.rollback(
+            session=s, actor=a, queue=FakeQueue(), release_id=w.release("production", ReleaseStatus.ready)
+        ),
+    ),
+    Op(
+        "releases.promote",
+        "team",
+        "release.promote",
+        lambda w, s, a, _e: releases.promote(
+            session=s,
+            actor=a,
+            queue=FakeQueue(),
+            release_id=w.release("staging", ReleaseStatus.ready),
+            to="production",
+        ),
+    ),
+    Op(
+        "release_views.deployments_view",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: release_views.deployments_view(session=s, actor=a, project_id=w.deploying()),
+    ),
+    # An environment's history is the environment's to read (an agent confined to it included).
+    Op(
+        "release_views.list_releases",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: (
+            w.release("staging"),
+            release_views.list_releases(session=s, actor=a, environment_id=e).total,
+        )[1],
+        on_env=lambda w: (w.deploying(), w.stages["staging"])[1],
+    ),
+    Op(
+        "release_views.release_detail",
+        "team",
+        "project.read",
+        lambda w, s, a, _e: release_views.release_detail(
+            session=s, actor=a, release_id=w.release("production")
+        ),
+    ),
+]
+
+_shas = itertools.count(1)
+
+
+def _sha() -> str:
+    """A commit nobody released yet."""
+    return f"{next(_shas):040x}"
 
 
 def _stub_url() -> str:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -24,13 +24,24 @@ from envhub.domain.credentials import SecretKind
 from envhub.domain.phases import Phase
 from envhub.domain.policy import ShareRole
 from envhub.domain.principals import SYSTEM, Principal
+from envhub.domain.releases import (
+    ArtifactStatus,
+    ReleaseStatus,
+    ReleaseTrigger,
+    canonical_yaml,
+    command_objects,
+    digest_of,
+)
+from envhub.domain.specs import EnvironmentKind
 from envhub.models import (
     ApiToken,
+    Artifact,
     Environment,
     EnvironmentShare,
     Invite,
     Membership,
     Project,
+    Release,
     StoredSecret,
     Team,
     User,
@@ -41,7 +52,19 @@ from envhub.services.authentication import principal_for_token
 from envhub.services.common import audit
 
 ROLES = ("owner", "admin", "member", "viewer")
-KINDS = ("user", "pat", "pat-read", "agent")
+KINDS = ("user", "pat", "pat-read", "pat-deploy", "agent")
+# A project that deploys: staging takes merges, production takes staging's with one approval
+# (from a member or above, so the approver role is the action's own role here).
+DEPLOYMENTS = {
+    "source": {"kind": "command"},
+    "environments": [
+        {"name": "staging"},
+        {
+            "name": "production",
+            "promotion": {"promote_from": "staging", "approvals": 1, "approver_role": "member"},
+        },
+    ],
+}
 _counter = itertools.count(1)
 
 
@@ -100,6 +123,10 @@ class MatrixWorld:
     data_dir: Path
     users: dict[tuple[str, str], int] = field(default_factory=dict)  # (team, role) -> user id
     runtime: PortRuntime = field(default_factory=PortRuntime)
+    # acme's project "deploys" (DEPLOYMENTS): its id, {environment name: id}, its rendered artifact.
+    deploys: int = 0
+    stages: dict[str, int] = field(default_factory=dict)
+    artifact: int = 0
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -121,9 +148,11 @@ class MatrixWorld:
         return principal
 
     def token(self, session: Session, kind: str, user_id: int, environment_id: int) -> str:
-        """A new token of ``kind`` (pat, pat-read, agent) for the user; the plain value."""
+        """A new token of ``kind`` (pat, pat-read, pat-deploy, agent) for the user; the plain value."""
         issued = credentials.issue(SecretKind.agent_token if kind == "agent" else SecretKind.personal_token)
-        scopes = ["read"] if kind == "pat-read" else ["admin", "read", "shell", "write"]
+        scopes = {"pat-read": ["read"], "pat-deploy": ["deploy"]}.get(
+            kind, ["admin", "read", "shell", "write"]
+        )
         session.add(
             ApiToken(
                 token_hash=issued.digest,
@@ -209,6 +238,72 @@ class MatrixWorld:
         with self.session() as session:
             sealed = cipher().seal("value", purpose=f"secret:team:{self.acme}:{scope}:{name}")
             row = StoredSecret(team_id=self.acme, scope=scope, project_id=self.shop, name=name, value=sealed)
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def deploying(self) -> int:
+        """acme's project that deploys (made the first time): staging and production, one
+        artifact rendered for both. Returns the project's id."""
+        if self.deploys:
+            return self.deploys
+        with self.session() as session:
+            project = Project(team_id=self.acme, name="deploys", deployments=DEPLOYMENTS)
+            session.add(project)
+            session.flush()
+            for name in ("staging", "production"):
+                row = Environment(
+                    project_id=project.id or 0,
+                    name=name,
+                    kind=EnvironmentKind.deployment,
+                    phase=Phase.ready,
+                    spec={"command": "true"},
+                )
+                session.add(row)
+                session.flush()
+                self.stages[name] = row.id or 0
+            rendered = {
+                name: canonical_yaml(command_objects({"command": "true"}, "deploys")) for name in self.stages
+            }
+            artifact = Artifact(
+                project_id=project.id or 0,
+                key="commit:" + "a" * 40,
+                commit_sha="a" * 40,
+                ref="main",
+                source={"kind": "command"},
+                status=ArtifactStatus.rendered,
+                rendered=rendered,
+                digests={name: digest_of(text) for name, text in rendered.items()},
+                specs={name: {"command": "true"} for name in self.stages},
+                rendered_at=utcnow(),
+            )
+            session.add(artifact)
+            session.commit()
+            self.deploys, self.artifact = project.id or 0, artifact.id or 0
+        return self.deploys
+
+    def release(self, environment: str, status: ReleaseStatus = ReleaseStatus.waiting) -> int:
+        """A fresh release of the artifact in ``environment`` (waiting, or ready: it ran), triggered
+        by nobody in the matrix, so anyone may approve it."""
+        self.deploying()
+        with self.session() as session:
+            last = session.exec(
+                select(func.max(Release.number)).where(Release.environment_id == self.stages[environment])
+            ).one()
+            number = int(last or 0) + 1
+            ran = status is ReleaseStatus.ready
+            row = Release(
+                project_id=self.deploys,
+                environment_id=self.stages[environment],
+                number=number,
+                key=f"matrix:{number}",
+                artifact_id=self.artifact,
+                trigger=ReleaseTrigger.api,
+                triggered_by="ci",
+                status=status,
+                started_at=utcnow() if ran else None,
+                finished_at=utcnow() if ran else None,
+            )
             session.add(row)
             session.commit()
             return row.id or 0

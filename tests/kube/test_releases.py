@@ -9,6 +9,7 @@ cluster. Production receives exactly what staging ran.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from envhub.runtime.local.processes import free_port
 from envhub.services import ports, releases
 from envhub.services.projects import create_project
 from tests.conftest import build_settings
-from tests.kube.helpers import Kube, web_service
+from tests.kube.helpers import HTTP_SERVER, Kube, web_service
 from tests.support.charts import write_chart
 from tests.support.tools import kube_tools
 from tests.support.world import World
@@ -160,18 +161,70 @@ def _deployment(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     return kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
 
-def _manifests(port: int, greeting: str, extra: bool) -> dict[str, str]:
-    web = (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
-        "spec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n"
-        "  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n"
-        f"      - name: web\n        image: python:3.12-slim\n        command: [python3, -m, http.server, '{port}']\n"
-        f"        ports: [{{containerPort: {port}, protocol: TCP}}]\n"
-        "        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n"
+WEB = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: python:3.12-slim
+        command: COMMAND
+        ports: [{containerPort: PORT, protocol: TCP}]
+        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}
+"""
+CONFIG = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: GREETING}\n"
+FAILING_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: python:3.12-slim
+        command: [sh, -c, 'exit 1']
+        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}
+"""
+CHART_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {{ .Values.replicas }}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: {{ .Values.image }}
+        command: COMMAND
+        ports: [{containerPort: PORT, protocol: TCP}]
+        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}
+"""
+
+
+def _workload(template: str, port: int) -> str:
+    """The template with a web server any number of replicas can run on the one test node."""
+    return template.replace("COMMAND", json.dumps(["python3", "-c", HTTP_SERVER, str(port)])).replace(
+        "PORT", str(port)
     )
+
+
+def _manifests(port: int, greeting: str, extra: bool) -> dict[str, str]:
     files = {
-        "deploy/web.yaml": web,
-        "deploy/config.yaml": f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{greeting: {greeting}}}\n",
+        "deploy/web.yaml": _workload(WEB, port),
+        "deploy/config.yaml": CONFIG.replace("GREETING", greeting),
     }
     if extra:
         files["deploy/extra.yaml"] = (
@@ -234,14 +287,7 @@ def _chart(repo: Repo, port: int, message: str) -> None:
             extra="dependencies:\n- name: sub\n  version: 0.1.0\n  repository: file://../../charts-src/sub\n",
         )  # fmt: skip
     (app / "values.yaml").write_text(f"greeting: {message}\nreplicas: 1\nimage: ghcr.io/acme/shop:latest\n")
-    (app / "templates" / "deployment.yaml").write_text(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {{ .Values.replicas }}\n"
-        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n"
-        "      containers:\n      - name: web\n        image: {{ .Values.image }}\n"
-        f"        command: [python3, -m, http.server, '{port}']\n"
-        f"        ports: [{{containerPort: {port}, protocol: TCP}}]\n"
-        "        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n"
-    )
+    (app / "templates" / "deployment.yaml").write_text(_workload(CHART_DEPLOYMENT, port))
 
 
 def test_a_helm_chart_with_a_dependency_goes_to_staging_then_after_approval_to_production_unchanged(
@@ -321,9 +367,11 @@ def test_an_image_source_runs_the_digest_ci_sent_and_rolls_back(
     )
     assert first.status is ReleaseStatus.ready, first.message
     staging = _namespace(session, project, "staging", kube)
-    image = lambda: (_deployment(kube, staging, "web") or {})["spec"]["template"]["spec"]["containers"][0][
-        "image"
-    ]  # noqa: E731
+
+    def image() -> str:
+        deployment = _deployment(kube, staging, "web") or {}
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
     assert image() == f"ghcr.io/acme/shop@{DIGEST_A}"
     second = _land(
         session, _release(session, world, project, commit_b, images={"ghcr.io/acme/shop": DIGEST_B})
@@ -364,15 +412,7 @@ def test_a_release_whose_job_fails_names_it_and_rolls_back_by_itself(
     assert first.status is ReleaseStatus.ready, first.message
 
     repo.write(
-        {
-            "deploy/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {greeting: broken}\n",
-            "deploy/migrate.yaml": (
-                "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\n"
-                "spec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n"
-                "      - name: migrate\n        image: python:3.12-slim\n        command: [sh, -c, 'exit 1']\n"
-                "        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n"
-            ),
-        }
+        {"deploy/config.yaml": CONFIG.replace("GREETING", "broken"), "deploy/migrate.yaml": FAILING_JOB}
     )
     broken = _land(session, _release(session, world, project, repo.commit("broken")))
     assert broken.status is ReleaseStatus.failed

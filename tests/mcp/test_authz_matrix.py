@@ -10,6 +10,7 @@ object out. Sessions are not a kind here: /mcp takes tokens only (test_tools.py)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,18 +20,20 @@ from sqlmodel import select
 
 from envhub.config import override_settings
 from envhub.domain import credentials
+from envhub.domain.releases import ReleaseStatus
 from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
 from tests.identity.matrix_ops import Op
-from tests.identity.matrix_world import ROLES, MatrixWorld, build_world, unique
+from tests.identity.matrix_world import DEPLOYMENTS, ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.mcp.conftest import Agent, text_of
 from tests.support.github_stub import shared_stub
 from tests.terminal.harness import servers
 from tests.terminal.signin import Credential
 
-KINDS = ("pat", "pat-read", "agent")
+KINDS = ("pat", "pat-read", "pat-deploy", "agent")
+_shas = itertools.count(10**6)  # commits nobody released yet
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,47 @@ CASES = [
     ),
     ToolCase(
         "disconnect_github", "team", "project.update", lambda w, e, t: {"project_id": w.github(w.project())}
+    ),
+    ToolCase("get_deployments", "team", "project.read", lambda w, e, t: {"project_id": w.deploying()}),
+    ToolCase(
+        "configure_deployments",
+        "team",
+        "project.update",
+        lambda w, e, t: {"project_id": w.deploying(), "settings": DEPLOYMENTS},
+    ),
+    ToolCase(
+        "create_release",
+        "team",
+        "release.create",
+        lambda w, e, t: {"project_id": w.deploying(), "commit": f"{next(_shas):040x}"},
+        lambda w, out: bool(out["releases"]),
+    ),
+    ToolCase(
+        "list_releases",
+        "env",
+        "environment.read",
+        lambda w, e, t: {"environment_id": e},
+        lambda w, out: bool(out["releases"]),
+        on_env=lambda w: (w.release("staging"), w.stages["staging"])[1],
+    ),
+    ToolCase("get_release", "team", "project.read", lambda w, e, t: {"release_id": w.release("production")}),
+    ToolCase(
+        "approve_release", "team", "release.approve", lambda w, e, t: {"release_id": w.release("production")}
+    ),
+    ToolCase(
+        "cancel_release", "team", "release.cancel", lambda w, e, t: {"release_id": w.release("production")}
+    ),
+    ToolCase(
+        "rollback_release",
+        "team",
+        "release.rollback",
+        lambda w, e, t: {"release_id": w.release("production", ReleaseStatus.ready)},
+    ),
+    ToolCase(
+        "promote_release",
+        "team",
+        "release.promote",
+        lambda w, e, t: {"release_id": w.release("staging", ReleaseStatus.ready), "to": "production"},
     ),
     ToolCase(
         "list_teams",

@@ -59,6 +59,15 @@ TOOLS = {
     "update_github",
     "rotate_github_webhook_secret",
     "disconnect_github",
+    "get_deployments",
+    "configure_deployments",
+    "create_release",
+    "list_releases",
+    "get_release",
+    "approve_release",
+    "cancel_release",
+    "rollback_release",
+    "promote_release",
 }
 
 

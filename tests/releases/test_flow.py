@@ -23,6 +23,7 @@ from envhub.runtime.local import LocalRuntime
 from envhub.services import ports, releases
 from envhub.services.environments import delete_environment
 from envhub.services.projects import update_project
+from envhub.services.release_views import release_detail
 from tests.support.runtime import kill_environments
 from tests.support.world import World
 
@@ -128,6 +129,15 @@ def test_merge_to_staging_then_approval_to_production_carries_the_same_artifact(
     ]
     # Who triggered the merge cannot approve what it became; a member is below the approver role.
     promoted_id = promoted.id or 0
+    notes = {
+        who.name: release_detail(session=session, actor=who, release_id=promoted_id)["approve_note"]
+        for who in (world.admin, world.member, world.owner)
+    }
+    assert notes == {
+        "adam": "You triggered this release, so someone else approves it.",
+        "max": "Approving takes a team admin or above.",
+        "olivia": "",
+    }
     with pytest.raises(PermissionDenied, match="someone else"):
         releases.approve_release(session=session, actor=world.admin, queue=queue, release_id=promoted_id)
     with pytest.raises(PermissionDenied, match="admin or above"):

@@ -199,6 +199,10 @@ def _actions(S: Any) -> rx.Component:
     )
     return rx.vstack(
         rx.cond(
+            S.approve_note != "",
+            rx.text(S.approve_note, size="2", color_scheme="gray", class_name="approve-note"),
+        ),
+        rx.cond(
             allowed["approve"],
             rx.hstack(
                 rx.input(

@@ -267,6 +267,10 @@ def _waiting(card: rx.Var) -> rx.Component:
             rx.vstack(
                 gate_list(card["gates"]),
                 rx.cond(card["approvals"].length() > 0, approvals_list(card["approvals"])),
+                rx.cond(
+                    card["approve_note"] != "",
+                    rx.text(card["approve_note"], size="2", color_scheme="gray", class_name="approve-note"),
+                ),
                 rx.hstack(
                     rx.cond(
                         card["can_approve"],

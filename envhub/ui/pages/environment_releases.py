@@ -27,7 +27,7 @@ RUNNING = "running"  # the compare selector's "what the environment runs"
 EMPTY_DETAIL = ReleaseDetail(
     release=views.EMPTY_RELEASE, project_id=0, project="", gates=[], approvals=[], approvals_needed=0,
     approver_role="", workloads=[], objects="", notes="", running_id=None, against_id=None, changes=[],
-    allowed=ReleaseAllowed(approve=False, cancel=False, rollback=False),
+    allowed=ReleaseAllowed(approve=False, cancel=False, rollback=False), approve_note="",
 )  # fmt: skip
 
 
@@ -50,6 +50,7 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
     # services' TypedDicts (typing_extensions ones), so the two plain ones are held as dicts.
     release: dict[str, Any] = rx.field(default_factory=lambda: dict(views.EMPTY_RELEASE))
     allowed: dict[str, bool] = rx.field(default_factory=lambda: dict(EMPTY_DETAIL["allowed"]))
+    approve_note: str = ""
     gates: list[GateView] = rx.field(default_factory=list)
     approvals: list[ApprovalView] = rx.field(default_factory=list)
     approvals_needed: int = 0
@@ -110,6 +111,7 @@ class EnvironmentReleasesState(LiveMixin, AuthState):
 
     def _show(self, detail: ReleaseDetail) -> None:
         self.release, self.allowed = dict(detail["release"]), dict(detail["allowed"])
+        self.approve_note = detail["approve_note"]
         self.gates, self.approvals = detail["gates"], detail["approvals"]
         self.approvals_needed, self.approver_role = detail["approvals_needed"], detail["approver_role"]
         self.workloads, self.objects, self.notes = detail["workloads"], detail["objects"], detail["notes"]
