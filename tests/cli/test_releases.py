@@ -123,7 +123,7 @@ def test_ci_releases_an_admin_approves_production_and_staging_rolls_back(
     side_by_side = ok(cli("deployments", "show", "shop", **owner))
     for seen in ("staging", "production", "#1 111111111111 (main) ready", "0 of 1 approval(s)", "env STAGE"):
         assert seen in side_by_side, side_by_side
-    assert "staging → production differ in:\nProcess.envhub.dev/shop (changed)" in side_by_side
+    assert "staging → production differ in:\nProcess.envhub.dev/app (changed)" in side_by_side
     assert "-    STAGE: staging\n+    STAGE: production" in side_by_side
 
     # Who triggered it cannot approve it; a person who did not, with the role, can.
@@ -150,7 +150,7 @@ def test_ci_releases_an_admin_approves_production_and_staging_rolls_back(
     ]  # type: ignore[index]
     render(second["id"])
     diff = ok(cli("releases", "show", str(second["id"]), "--against", str(first["id"]), **owner))
-    assert "Process.envhub.dev/shop (changed)" in diff
+    assert "Process.envhub.dev/app (changed)" in diff
     assert "-    GREETING: one" in diff
     assert "+    GREETING: two" in diff
     settled(cli, owner, second["id"], "ready", workers)

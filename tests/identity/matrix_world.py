@@ -262,9 +262,7 @@ class MatrixWorld:
                 session.add(row)
                 session.flush()
                 self.stages[name] = row.id or 0
-            rendered = {
-                name: canonical_yaml(command_objects({"command": "true"}, "deploys")) for name in self.stages
-            }
+            rendered = {name: canonical_yaml(command_objects({"command": "true"})) for name in self.stages}
             artifact = Artifact(
                 project_id=project.id or 0,
                 key="commit:" + "a" * 40,

@@ -96,7 +96,7 @@ def test_release_approve_cancel_and_roll_back_over_mcp(
     render(second["id"])
     detail = owner.call("get_release", release_id=second["id"], against=first["id"])
     [change] = detail["changes"]
-    assert (change["key"], change["change"]) == ("Process.envhub.dev/shop", "changed")
+    assert (change["key"], change["change"]) == ("Process.envhub.dev/app", "changed")
     assert "+  command: echo $STAGE v2;" in change["diff"]
     settled(owner, second["id"], "ready", workers)
     waiting = wait_for(
