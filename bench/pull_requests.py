@@ -63,6 +63,7 @@ from tests.kube.helpers import load_cluster_module
 from tests.support.github_stub import GithubStub, github_stub
 from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.redis_server import private_redis
+from tests.support.repos import WorkRepo
 
 REPOSITORY = "bench/app"
 PAYLOAD = {"login": "octocat", "id": 1, "type": "User"}
@@ -71,26 +72,11 @@ PAYLOAD = {"login": "octocat", "id": 1, "type": "User"}
 # -- the world ---------------------------------------------------------------------------------
 
 
-class Repo:
+class Repo(WorkRepo):
     """A git repository whose commits say which they are."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        self.git("init", "--quiet", "--initial-branch=main")
-
-    def git(self, *args: str) -> str:
-        identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-        out = subprocess.run(
-            ["git", *identity, *args], cwd=self.path, check=True, capture_output=True, text=True
-        )
-        return out.stdout.strip()
-
-    def commit(self, text: str) -> str:
-        (self.path / "index.html").write_text(text)
-        self.git("add", "index.html")
-        self.git("commit", "--quiet", "-m", text)
-        return self.git("rev-parse", "HEAD")
+    def commit(self, message: str, files: dict[str, str] | None = None) -> str:
+        return super().commit(message, {"index.html": message, **(files or {})})
 
 
 def seed(settings: Settings, stub: GithubStub, setup: RuntimeSetup) -> tuple[int, str]:

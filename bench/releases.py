@@ -76,6 +76,7 @@ from tests.kube.helpers import load_cluster_module
 from tests.support.github_stub import GithubStub, github_stub
 from tests.support.postgres import private_postgres
 from tests.support.redis_server import private_redis
+from tests.support.repos import WorkRepo
 from tests.support.tools import kube_tools
 
 REPOSITORY = "bench/shop"
@@ -155,9 +156,7 @@ def seed(settings: Settings, stub: GithubStub, repo: Repo) -> World:
 
 def commit_chart(repo: Repo, apps: int, revision: int) -> str:
     write_chart(repo.path / CHART_PATH, apps=apps, revision=revision)
-    repo.git("add", "--all")
-    repo.git("commit", "--quiet", "--allow-empty", "-m", f"chart revision {revision}")
-    return repo.git("rev-parse", "HEAD")
+    return WorkRepo.commit(repo, f"chart revision {revision}")
 
 
 def push(http: httpx.Client, secret: str, before: str, after: str) -> None:

@@ -267,6 +267,37 @@ def _new_release(
     return release
 
 
+def _release_of(
+    session: Session,
+    project: Project,
+    environment: Environment,
+    source: Release,
+    key: str,
+    trigger: ReleaseTrigger,
+    actor: Principal,
+) -> tuple[Release, bool]:
+    """The release of ``source``'s artifact in ``environment`` under ``key``: found, or made (waiting)."""
+    existing = session.exec(
+        select(Release).where(Release.environment_id == environment.id, Release.key == key)
+    ).first()
+    if existing is not None:
+        return existing, False
+    artifact = session.get(Artifact, source.artifact_id)
+    assert artifact is not None
+    made = _new_release(
+        session,
+        project=project,
+        environment=environment,
+        artifact=artifact,
+        key=key,
+        trigger=trigger,
+        actor=actor,
+        source_release_id=source.id,
+        status=ReleaseStatus.waiting,
+    )
+    return made, True
+
+
 def create_release(
     *,
     session: Session,
@@ -871,29 +902,18 @@ def promote(*, session: Session, actor: Principal, queue: JobQueue, release_id: 
             )
         environment = _environment_named(session, project.id or 0, to)
         key = f"promotion:{source.id}"
-        existing = session.exec(
-            select(Release).where(Release.environment_id == environment.id, Release.key == key)
-        ).first()
-        if existing is not None:
-            target.record = False
-            return existing
-        artifact = session.get(Artifact, source.artifact_id)
-        assert artifact is not None
-        release = _new_release(
-            session,
-            project=project,
-            environment=environment,
-            artifact=artifact,
-            key=key,
-            trigger=ReleaseTrigger.promotion,
-            actor=actor,
-            source_release_id=source.id,
-            status=ReleaseStatus.waiting,
+        release, made = _release_of(
+            session, project, environment, source, key, ReleaseTrigger.promotion, actor
         )
+        if not made:
+            target.record = False
+            return release
         # The person who triggered what is promoted triggered this too: they may not approve it.
         release.triggered_by = source.triggered_by if actor.is_system else actor.name
         release.triggered_by_user_id = source.triggered_by_user_id if actor.is_system else actor.user_id
         target.name = f"{project.name}/{to}#{release.number}"
+        artifact = session.get(Artifact, source.artifact_id)
+        assert artifact is not None
         target.details = {"from": f"{source_env.name}#{source.number}", "commit": artifact.commit_sha}
     advance(session=session, queue=queue, release_id=release.id or 0)
     return release
@@ -1013,24 +1033,9 @@ def _rollback_to(
     reason: str,
     commit: bool = True,
 ) -> Release:
-    existing = session.exec(
-        select(Release).where(Release.environment_id == environment.id, Release.key == key)
-    ).first()
-    if existing is not None:
-        return existing
-    artifact = session.get(Artifact, old.artifact_id)
-    assert artifact is not None
-    release = _new_release(
-        session,
-        project=project,
-        environment=environment,
-        artifact=artifact,
-        key=key,
-        trigger=ReleaseTrigger.rollback,
-        actor=actor,
-        source_release_id=old.id,
-        status=ReleaseStatus.waiting,
-    )
+    release, made = _release_of(session, project, environment, old, key, ReleaseTrigger.rollback, actor)
+    if not made:
+        return release
     release.message = f"Rolling back to #{old.number}" + (f": {reason}" if reason else "")
     if commit:
         audit(

@@ -10,7 +10,6 @@ cluster. Production receives exactly what staging ran.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from envhub.services.projects import create_project
 from tests.conftest import build_settings
 from tests.kube.helpers import HTTP_SERVER, Kube, web_service
 from tests.support.charts import write_chart
+from tests.support.repos import WorkRepo
 from tests.support.tools import kube_tools
 from tests.support.world import World
 
@@ -36,33 +36,6 @@ pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
-
-
-class Repo:
-    """A git repository on disk whose commits the tests make."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        self.git("init", "--quiet", "--initial-branch=main")
-
-    def git(self, *args: str) -> str:
-        identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
-        done = subprocess.run(
-            ["git", *identity, *args], cwd=self.path, check=True, capture_output=True, text=True
-        )
-        return done.stdout.strip()
-
-    def write(self, files: dict[str, str]) -> None:
-        for name, text in files.items():
-            target = self.path / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-
-    def commit(self, message: str) -> str:
-        self.git("add", "-A")
-        self.git("commit", "--quiet", "--allow-empty", "-m", message)
-        return self.git("rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -75,11 +48,11 @@ def release_settings(kube_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Repo:
-    return Repo(tmp_path / "repo")
+def repo(tmp_path: Path) -> WorkRepo:
+    return WorkRepo(tmp_path / "repo")
 
 
-def _project(session: Session, world: World, repo: Repo | None, **workloads: Any) -> Project:
+def _project(session: Session, world: World, repo: WorkRepo | None, **workloads: Any) -> Project:
     project = create_project(
         session=session,
         actor=world.owner,
@@ -234,7 +207,7 @@ def _manifests(port: int, greeting: str, extra: bool) -> dict[str, str]:
 
 
 def test_a_manifests_source_is_applied_updated_and_rolled_back(
-    release_settings: Settings, session: Session, world: World, repo: Repo, kube: Kube
+    release_settings: Settings, session: Session, world: World, repo: WorkRepo, kube: Kube
 ) -> None:
     port = free_port()
     repo.write(_manifests(port, "hello", extra=True))
@@ -275,7 +248,7 @@ def test_a_manifests_source_is_applied_updated_and_rolled_back(
     assert _configmap(kube, staging, "extra") is not None
 
 
-def _chart(repo: Repo, port: int, message: str) -> None:
+def _chart(repo: WorkRepo, port: int, message: str) -> None:
     """A chart with a dependency by file:// (a subchart in the repository) and a Deployment of its own."""
     write_chart(repo.path / "charts-src" / "sub", "sub", "0.1.0", greeting="from the subchart") if not (
         repo.path / "charts-src" / "sub"
@@ -291,7 +264,7 @@ def _chart(repo: Repo, port: int, message: str) -> None:
 
 
 def test_a_helm_chart_with_a_dependency_goes_to_staging_then_after_approval_to_production_unchanged(
-    release_settings: Settings, session: Session, world: World, repo: Repo, kube: Kube
+    release_settings: Settings, session: Session, world: World, repo: WorkRepo, kube: Kube
 ) -> None:
     port = free_port()
     _chart(repo, port, "hello")
@@ -393,7 +366,7 @@ def test_an_image_source_runs_the_digest_ci_sent_and_rolls_back(
 
 
 def test_a_release_whose_job_fails_names_it_and_rolls_back_by_itself(
-    release_settings: Settings, session: Session, world: World, repo: Repo, kube: Kube
+    release_settings: Settings, session: Session, world: World, repo: WorkRepo, kube: Kube
 ) -> None:
     port = free_port()
     repo.write(_manifests(port, "hello", extra=False))
