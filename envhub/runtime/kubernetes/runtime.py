@@ -17,9 +17,11 @@ watch each, never a poll (``waiting.py``). Reads return plain dicts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions, VersionApi
@@ -54,7 +56,7 @@ from envhub.runtime.base import (
 )
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
-from envhub.runtime.kubernetes.discovery import Applier
+from envhub.runtime.kubernetes.discovery import Applier, Stored
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.pruning import Inventory
 from envhub.runtime.kubernetes.readiness import (
@@ -74,6 +76,8 @@ log = logging.getLogger(__name__)
 
 MANAGED = "app.kubernetes.io/managed-by=envhub"
 ENV_LABEL = "envhub.dev/environment"
+# Objects of one kind applied at once (well inside the client's connection pool, 5 per CPU).
+_APPLY_AT_ONCE = 8
 _ISOLATION_KINDS = {"ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding"}
 
 
@@ -177,8 +181,7 @@ class KubernetesRuntime:
         for key, members in groups.items():
             progress.begin(key)
             quota: dict[str, Any] | None = None
-            for obj in members:
-                stored = self.applier.apply(obj)
+            for obj, stored in zip(members, self._apply_in_order(members), strict=True):
                 if key == "namespace":
                     inventory.open(stored)
                 elif obj["kind"] == "ResourceQuota" and key == "isolation":
@@ -224,6 +227,24 @@ class KubernetesRuntime:
             endpoint=Endpoint(public.host, public.port) if public else None,
             details={"namespace": namespace, "workloads": ", ".join(names)},
         )
+
+    def _apply_in_order(self, objects: list[dict[str, Any]]) -> list[Stored]:
+        """Server-side apply ``objects``, kind after kind in the order given (as Helm installs);
+        the objects of one kind at once, since none of them waits for another.
+
+        The same requests as one by one, in far less time for a chart of many
+        objects. Results come back in the order of ``objects``; the first
+        failure is raised once the others of its kind have been answered.
+        """
+        results: list[Stored] = []
+        for _kind, run in itertools.groupby(objects, key=lambda obj: (obj["apiVersion"], obj["kind"])):
+            batch = list(run)
+            if len(batch) == 1:
+                results.append(self.applier.apply(batch[0]))
+                continue
+            with ThreadPoolExecutor(max_workers=min(_APPLY_AT_ONCE, len(batch))) as pool:
+                results.extend(pool.map(self.applier.apply, batch))
+        return results
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:
         listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
