@@ -85,7 +85,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["artifact_id"], ["release_artifact.id"]),
         sa.ForeignKeyConstraint(["environment_id"], ["environment.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["project_id"], ["project.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["source_release_id"], ["release.id"]),
+        sa.ForeignKeyConstraint(["source_release_id"], ["release.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["triggered_by_user_id"], ["user_account.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("environment_id", "key", name="uq_release_environment_key"),

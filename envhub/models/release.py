@@ -71,7 +71,7 @@ class Release(SQLModel, table=True):
     triggered_by: str = Field(default="", max_length=200)  # a person's or token's name, or "github"
     triggered_by_user_id: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     # Promotion: the release of the earlier environment; rollback: the release whose content it repeats.
-    source_release_id: int | None = Field(default=None, foreign_key="release.id")
+    source_release_id: int | None = Field(default=None, foreign_key="release.id", ondelete="SET NULL")
     status: ReleaseStatus = Field(
         default=ReleaseStatus.rendering, sa_column=Column(EnumText(ReleaseStatus), nullable=False, index=True)
     )

@@ -22,7 +22,7 @@ from envhub.queue.base import JobQueue
 from envhub.runtime.local import LocalRuntime
 from envhub.services import ports, releases
 from envhub.services.environments import delete_environment
-from envhub.services.projects import update_project
+from envhub.services.projects import delete_project, update_project
 from envhub.services.release_views import release_detail
 from tests.support.runtime import kill_environments
 from tests.support.world import World
@@ -214,3 +214,25 @@ def test_a_deployment_environment_takes_an_owner_and_its_name_to_delete(
         session=session, actor=world.owner, queue=queue, environment_id=staging.id or 0, confirm="staging"
     )
     assert deleted.phase is Phase.deleting
+
+
+def test_a_project_whose_deployment_environments_are_gone_can_be_deleted_with_its_releases(
+    session: Session, world: World, deploying: Project, queue: JobQueue, runtime: LocalRuntime
+) -> None:
+    assert deploying.id is not None
+    [release] = releases.create_release(
+        session=session, actor=world.admin, queue=queue, project_id=deploying.id, commit=SHA1
+    )
+    render_artifact(release.artifact_id)
+    assert _converge(session, _env(session, deploying, "staging")) == "ready"
+    # Production's release points at staging's (its promotion source).
+    assert session.exec(select(Release).where(Release.source_release_id == release.id)).one()
+    for name in ("production", "staging"):
+        environment = _env(session, deploying, name)
+        delete_environment(
+            session=session, actor=world.owner, queue=queue, environment_id=environment.id or 0, confirm=name
+        )
+        assert _converge(session, _env(session, deploying, name)) == "deleted"
+    delete_project(session=session, actor=world.owner, project_id=deploying.id)
+    session.expire_all()
+    assert session.exec(select(Release)).all() == []
