@@ -51,6 +51,7 @@ import httpx
 from bench.pull_request_runtimes import RUNTIMES, RuntimeSetup, kubernetes, local, runtime_floor
 from bench.servers import ROOT, wait_port
 from envhub.config import Settings, override_settings
+from envhub.domain.principals import Principal
 from envhub.integrations.github import GithubAccess, GithubClient
 from envhub.launcher import migrate
 from envhub.models import Membership, Role, Team, User
@@ -83,8 +84,6 @@ def seed(settings: Settings, stub: GithubStub, setup: RuntimeSetup) -> tuple[int
     """A team, a project with ``setup``'s spec, connected to the stub's repository; (project id, secret)."""
     from sqlmodel import Session
 
-    from envhub.domain.principals import Principal
-
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
         user = User(username="bench", display_name="Bench")
         team = Team(name="bench", display_name="Bench")
@@ -104,18 +103,25 @@ def seed(settings: Settings, stub: GithubStub, setup: RuntimeSetup) -> tuple[int
             **setup.project(),
         )
         assert project.id is not None
-        stub.add_repo(REPOSITORY)
-        made = connect_github(
-            session=session,
-            actor=me,
-            project_id=project.id,
-            repository=REPOSITORY,
-            auth="token",
-            api_url=stub.api_url,
-            token=stub.add_token(REPOSITORY),
-        )
-        session.commit()
-        return project.id, made["webhook_secret"]
+        return project.id, connect_to_stub(session, me, project.id, stub)
+
+
+def connect_to_stub(
+    session: Any, actor: Principal, project_id: int, stub: GithubStub, repository: str = REPOSITORY
+) -> str:
+    """The project connected with a token to ``repository`` on the stub; its webhook secret."""
+    stub.add_repo(repository)
+    made = connect_github(
+        session=session,
+        actor=actor,
+        project_id=project_id,
+        repository=repository,
+        auth="token",
+        api_url=stub.api_url,
+        token=stub.add_token(repository),
+    )
+    session.commit()
+    return made["webhook_secret"]
 
 
 def environ(settings: Settings, port: int, debounce: float) -> dict[str, str]:

@@ -59,7 +59,7 @@ from sqlmodel import Session, col, select
 
 from bench.apiserver_audit import AuditLog
 from bench.kube_requests import read_requests
-from bench.pull_requests import Repo, environ, processes
+from bench.pull_requests import Repo, connect_to_stub, environ, processes
 from bench.release_chart import CHART_PATH, objects, write_chart
 from bench.release_report import Sample, report
 from envhub.config import Settings, override_settings
@@ -70,7 +70,6 @@ from envhub.models import Artifact, Environment, JobRun, Membership, Release, Ro
 from envhub.models.db import engine_for
 from envhub.runtime.local.processes import free_port
 from envhub.services import ports, projects, releases
-from envhub.services.github import connect_github
 from envhub.wiring import install as wire_adapters
 from tests.kube.helpers import load_cluster_module
 from tests.support.github_stub import GithubStub, github_stub
@@ -133,19 +132,9 @@ def seed(settings: Settings, stub: GithubStub, repo: Repo) -> World:
         )
         assert project.id is not None
         releases.configure_deployments(session=session, actor=me, project_id=project.id, settings=SETTINGS)
-        stub.add_repo(REPOSITORY)
-        made = connect_github(
-            session=session,
-            actor=me,
-            project_id=project.id,
-            repository=REPOSITORY,
-            auth="token",
-            api_url=stub.api_url,
-            token=stub.add_token(REPOSITORY),
-        )
-        session.commit()
+        secret = connect_to_stub(session, me, project.id, stub, REPOSITORY)
         world = World(
-            settings, stub, repo, made["webhook_secret"], Principal(name="approver", user_id=approver.id),
+            settings, stub, repo, secret, Principal(name="approver", user_id=approver.id),
             project.id,
         )  # fmt: skip
         for env in releases.deployment_environments(session, project.id):
