@@ -107,6 +107,7 @@ TEAM_SHARE_CEILING: dict[str, ShareRole] = {
     TeamRole.owner: ShareRole.admin,
 }
 _SHARE_RANK = {ShareRole.viewer: 0, ShareRole.editor: 1, ShareRole.admin: 2}
+_TEAM_RANK = {TeamRole.viewer: 0, TeamRole.member: 1, TeamRole.admin: 2, TeamRole.owner: 3}
 
 SCOPE_ACTIONS: dict[Scope, frozenset[Action]] = {
     Scope.read: frozenset(_VIEW),
@@ -136,6 +137,11 @@ SCOPE_ACTIONS: dict[Scope, frozenset[Action]] = {
         }
     ),
 }
+
+
+def role_at_least(role: str | None, minimum: TeamRole) -> bool:
+    """Whether team role ``role`` (None: not a member) is ``minimum`` or above."""
+    return role is not None and _TEAM_RANK[TeamRole(role)] >= _TEAM_RANK[minimum]
 
 
 def role_allows(role: str | None, action: Action) -> bool:

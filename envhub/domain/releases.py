@@ -370,11 +370,15 @@ class DeploymentSettings(BaseModel):
             raise ValueError("one environment must take releases from merges (promote_from empty)")
         return self
 
+    def declared(self, name: str) -> DeploymentEnvironment | None:
+        """The environment ``name`` as the settings declare it; None when they no longer do."""
+        return next((env for env in self.environments if env.name == name), None)
+
     def environment(self, name: str) -> DeploymentEnvironment:
-        for env in self.environments:
-            if env.name == name:
-                return env
-        raise ValidationFailed(f"{name!r} is not one of this project's deployment environments")
+        declared = self.declared(name)
+        if declared is None:
+            raise ValidationFailed(f"{name!r} is not one of this project's deployment environments")
+        return declared
 
     def first(self) -> tuple[DeploymentEnvironment, ...]:
         """The environments a merge or a CI call releases to directly."""
@@ -471,16 +475,20 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
 
 
+def pin_image(image: str, digests: Mapping[str, str]) -> str:
+    """``image`` at the digest ``digests`` names for it (``repo@sha256:...``), else as it was."""
+    digest = digests.get(_image_name(image))
+    return f"{_image_name(image)}@{digest}" if digest else image
+
+
 def pin_images(objects: Iterable[dict[str, Any]], digests: Mapping[str, str]) -> list[dict[str, Any]]:
     """Copies of ``objects`` whose container images named in ``digests`` run exactly that digest."""
     pinned = []
     for obj in objects:
         copied = copy.deepcopy(obj)
         for container in _containers(copied):
-            image = str(container.get("image") or "")
-            digest = digests.get(_image_name(image))
-            if digest:
-                container["image"] = f"{_image_name(image)}@{digest}"
+            if container.get("image"):
+                container["image"] = pin_image(str(container["image"]), digests)
         pinned.append(copied)
     return pinned
 

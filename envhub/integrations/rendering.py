@@ -87,10 +87,7 @@ def _image_spec(request: rel.RenderRequest, env: rel.DeploymentEnvironment) -> d
     services = []
     for service in request.base_spec.get("services") or []:
         item = copy.deepcopy(dict(service))
-        name = rel.pin_images(
-            [{"kind": "Pod", "spec": {"containers": [{"image": item["image"]}]}}], request.images
-        )
-        item["image"] = name[0]["spec"]["containers"][0]["image"]
+        item["image"] = rel.pin_image(str(item["image"]), request.images)
         replicas = env.overrides.replicas.get(item["name"], env.overrides.replicas.get("*"))
         if replicas is not None:
             item["replicas"] = replicas

@@ -14,7 +14,7 @@ from typing_extensions import TypedDict
 
 from envhub.domain import humanize as fmt
 from envhub.domain import releases as rel
-from envhub.domain.policy import Action, TeamRole
+from envhub.domain.policy import Action, TeamRole, role_at_least
 from envhub.domain.principals import Principal
 from envhub.domain.releases import ReleaseStatus
 from envhub.errors import NotFound
@@ -34,7 +34,6 @@ TONES = {
     ReleaseStatus.superseded: "gray",
     ReleaseStatus.cancelled: "gray",
 }
-_RANK = {TeamRole.viewer: 0, TeamRole.member: 1, TeamRole.admin: 2, TeamRole.owner: 3}
 
 
 class GateView(TypedDict):
@@ -225,7 +224,7 @@ def deployments_view(*, session: Session, actor: Principal, project_id: int) -> 
     for environment in deployment_environments(session, project_id):
         declared = None
         if settings is not None:
-            declared = next((env for env in settings.environments if env.name == environment.name), None)
+            declared = settings.declared(environment.name)
         running = current_release(session, environment.id or 0)
         latest = _latest(session, environment.id or 0)
         environments.append(
@@ -311,11 +310,7 @@ def release_detail(
     assert artifact is not None
     authorize(session, actor, project.team_id, Action.project_read, what=f"release {release_id}")
     settings = settings_of(project)
-    declared = (
-        next((env for env in settings.environments if env.name == environment.name), None)
-        if settings
-        else None
-    )
+    declared = settings.declared(environment.name) if settings else None
     promotion = declared.promotion if declared else rel.Promotion()
     running = current_release(session, environment.id or 0)
     base_id = against if against is not None else (running.id if running else None)
@@ -334,7 +329,6 @@ def release_detail(
         select(Approval).where(Approval.release_id == release_id).order_by(col(Approval.id))
     ).all()
     role = team_role(session, actor, project.team_id)
-    rank = _RANK.get(TeamRole(role), -1) if role else -1
     open_ = release.status in rel.OPEN_STATUSES
     note = ""
     if open_ and promotion.approvals > 0:
@@ -342,7 +336,7 @@ def release_detail(
             note = "You triggered this release, so someone else approves it."
         elif actor.user_id in {a.user_id for a in approvals}:
             note = "You approved it."
-        elif rank < _RANK[promotion.approver_role]:
+        elif not role_at_least(role, promotion.approver_role):
             note = f"Approving takes a team {promotion.approver_role.value} or above."
     return ReleaseDetail(
         release=_row(release, environment, artifact),
@@ -365,14 +359,14 @@ def release_detail(
         allowed=ReleaseAllowed(
             approve=open_
             and promotion.approvals > 0
-            and rank >= _RANK[promotion.approver_role]
+            and role_at_least(role, promotion.approver_role)
             and release.triggered_by_user_id != actor.user_id
             and actor.user_id not in {a.user_id for a in approvals},
-            cancel=open_ and rank >= _RANK[TeamRole.member],
+            cancel=open_ and role_at_least(role, TeamRole.member),
             rollback=release.status in (ReleaseStatus.ready, ReleaseStatus.superseded)
             and release.started_at is not None
             and (running is None or running.id != release.id)
-            and rank >= _RANK[TeamRole.admin],
+            and role_at_least(role, TeamRole.admin),
         ),
     )
 

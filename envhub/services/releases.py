@@ -36,7 +36,7 @@ from envhub.config import get_settings
 from envhub.domain import releases as rel
 from envhub.domain.kube.names import namespace_for
 from envhub.domain.phases import Phase, can_transition, transition
-from envhub.domain.policy import Action, TeamRole
+from envhub.domain.policy import Action, role_at_least
 from envhub.domain.principals import SYSTEM, Principal, PrincipalType
 from envhub.domain.releases import (
     ArtifactStatus,
@@ -75,7 +75,6 @@ _FOLLOW_UP_WITHIN = timedelta(hours=1)
 # Waiting releases are checked again this often (gates may ask GitHub or a health URL);
 # an approval moves its release on at once.
 RECHECK_EVERY = timedelta(seconds=10)
-_ROLE_RANK = {TeamRole.viewer: 0, TeamRole.member: 1, TeamRole.admin: 2, TeamRole.owner: 3}
 
 Renderer = Callable[[rel.RenderRequest], rel.RenderedArtifact]
 
@@ -99,7 +98,7 @@ def rollout_deadline(project: Project, environment: Environment) -> float | None
     settings = settings_of(project) if environment.kind is EnvironmentKind.deployment else None
     if settings is None:
         return None
-    declared = next((env for env in settings.environments if env.name == environment.name), None)
+    declared = settings.declared(environment.name)
     return float((declared.promotion if declared else rel.Promotion()).rollout_deadline_seconds)
 
 
@@ -324,11 +323,7 @@ def create_release(
         settings = _require_settings(project)
         commit = rel.check_commit(commit)
         pinned = rel.check_images(images or {})
-        if (
-            settings.source.kind is not rel.SourceKind.image
-            and pinned
-            and settings.source.kind is rel.SourceKind.command
-        ):
+        if pinned and settings.source.kind is rel.SourceKind.command:
             raise ValidationFailed(
                 "the embedded runtime runs the project's command; it has no images to pin",
                 details={"field": "images"},
@@ -824,10 +819,20 @@ def after_settle(session: Session, queue: JobQueue, release: Release) -> None:
         running = current_release(session, environment.id or 0)
         if running is None or running.id != release.id:
             return  # a newer release runs there now: promote that one
-        live = {env.name for env in deployment_environments(session, project.id or 0)}
+        live = {env.id: env.name for env in deployment_environments(session, project.id or 0)}
+        # Where it was promoted already (the reconciler calls this again for recent outcomes):
+        # nothing to do there, not even a transaction.
+        promoted = {
+            live.get(environment_id)
+            for environment_id in session.exec(
+                select(Release.environment_id).where(
+                    col(Release.environment_id).in_(list(live)), Release.key == f"promotion:{release.id}"
+                )
+            )
+        }
         for env in settings.promoted_from(environment.name):
-            if env.name not in live:
-                continue  # deleted by its owner (and still in the settings): nothing to promote to
+            if env.name not in live.values() or env.name in promoted:
+                continue  # deleted by its owner (still in the settings), or promoted already
             try:
                 promote(session=session, actor=SYSTEM, queue=queue, release_id=release.id or 0, to=env.name)
             except EnvhubError as exc:
@@ -945,7 +950,7 @@ def approve_release(
             )
         policy = _require_settings(project).environment(environment.name).promotion
         role = team_role(session, actor, project.team_id)
-        if role is None or _ROLE_RANK[TeamRole(role)] < _ROLE_RANK[policy.approver_role]:
+        if not role_at_least(role, policy.approver_role):
             raise PermissionDenied(
                 f"approving releases of {environment.name} needs a team "
                 f"{policy.approver_role.value} or above; you are {role}",
