@@ -40,6 +40,8 @@ from envhub.integrations.sources import inside
 
 MINIMUM_VERSION = (3, 8, 0)
 TIMEOUT = 120.0
+# Versions of the helm binaries already checked in this process, by _identity().
+_CHECKED: dict[tuple[str, int, int], str] = {}
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?$")
 # An exact SemVer 2 version: what a release record can pin (no ranges, no "latest").
 _EXACT = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -86,6 +88,18 @@ class OciChart:
 
 
 ChartRef = LocalChart | RepoChart | OciChart
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChart:
+    """A chart ready for ``helm template``: ``source`` (a folder or a pulled archive) and its origin,
+    as :class:`RenderedChart` records it."""
+
+    source: Path
+    name: str
+    version: str
+    digest: str
+    helm_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +150,13 @@ class Helm:
         return printed
 
     def check(self) -> str:
-        """The version, once it is known to be at least 3.8; else :class:`HelmUnavailable`."""
+        """The version, once it is known to be at least 3.8; else :class:`HelmUnavailable`.
+
+        Asked once per binary (by path, size and modification time) in the process.
+        """
         if self._checked is None:
-            printed = self.version()
+            key = _identity(self._which())
+            printed = _CHECKED.get(key) or self.version()
             match = _VERSION.fullmatch(printed)
             assert match is not None
             found = tuple(int(part) for part in match.groups())
@@ -148,7 +166,7 @@ class Helm:
                     f"{self.binary} is helm {printed}; envhub needs helm {minimum} or newer",
                     details={"binary": self.binary, "version": printed, "minimum": minimum},
                 )
-            self._checked = printed
+            _CHECKED[key] = self._checked = printed
         return self._checked
 
     def render(
@@ -164,45 +182,88 @@ class Helm:
     ) -> RenderedChart:
         """Render ``chart`` as release ``release`` in ``namespace``; returns the objects and their origin.
 
+        :meth:`prepare` then :meth:`template`, both in ``workdir``: an empty
+        folder the caller owns and removes.
+        """
+        prepared = self.prepare(chart, workdir=workdir)
+        return self.template(
+            prepared,
+            release=release,
+            namespace=namespace,
+            values_files=values_files,
+            values=values,
+            kube_version=kube_version,
+            workdir=workdir,
+        )
+
+    def prepare(self, chart: ChartRef, *, workdir: Path) -> PreparedChart:
+        """The chart made ready to render, as many times as needed: pulled, or its dependencies built.
+
+        ``workdir`` is an empty folder the caller owns and removes, which must
+        outlive the renderings: helm's home and the pulled archive go there. A
+        local chart whose ``Chart.yaml`` names dependencies missing from
+        ``charts/`` gets ``helm dependency build``, which writes into the
+        chart folder.
+
+        Raises :class:`ChartRefInvalid` for a version that is not exact or a
+        URL envhub will not use, :class:`SourcePathInvalid` for a local chart
+        leaving its tree, :class:`ChartRenderFailed` when helm fails (or a
+        pinned digest does not match), and :class:`HelmUnavailable` as
+        :meth:`check` does.
+        """
+        helm_version = self.check()
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = _isolated_env(workdir)
+        if isinstance(chart, LocalChart):
+            source, name, version, digest = self._prepare_local(chart, env=env, workdir=workdir)
+        else:
+            source, name, version, digest = self._pull(chart, env=env, workdir=workdir)
+        return PreparedChart(source, name, version, digest, helm_version)
+
+    def template(
+        self,
+        chart: PreparedChart,
+        *,
+        release: str,
+        namespace: str,
+        values_files: list[Path],
+        values: Mapping[str, Any],
+        kube_version: str | None,
+        workdir: Path,
+    ) -> RenderedChart:
+        """``helm template`` of a prepared chart; safe to run for several environments at once.
+
         ``values_files`` (already checked to be the project's, e.g. with
         :func:`~envhub.integrations.sources.inside`) apply in order, then
         ``values`` (the environment's overrides), written by envhub into a
         values file. ``kube_version`` (``1.29`` or ``v1.29.3``) is the cluster's,
         for ``.Capabilities``; helm never contacts a cluster. CRDs are
-        included; chart tests are not. ``workdir`` is an empty folder the
-        caller owns and removes: helm's home, the pulled archive and the
-        values file go there. A local chart whose ``Chart.yaml`` names
-        dependencies missing from ``charts/`` gets ``helm dependency build``
-        first, which writes into the chart folder.
+        included; chart tests are not. ``workdir``, the caller's, holds helm's
+        home and the values file: one per concurrent call.
 
-        Raises :class:`ChartRefInvalid` for a version that is not exact or a
-        URL envhub will not use, :class:`SourcePathInvalid` for a local chart
-        leaving its tree, :class:`ChartRenderFailed` when helm fails (or a
-        values file is not YAML, or a pinned digest does not match), and
-        :class:`HelmUnavailable` as :meth:`check` does.
+        Raises :class:`ChartRefInvalid` for a ``kube_version`` that is not a
+        version, and :class:`ChartRenderFailed` when helm fails (or a values
+        file is not YAML).
         """
         if kube_version is not None and not _KUBE_VERSION.fullmatch(kube_version):
             raise ChartRefInvalid(
                 f"{kube_version!r} is not a Kubernetes version such as 1.29 or v1.29.3",
                 details={"field": "kube_version"},
             )
-        helm_version = self.check()
         workdir.mkdir(parents=True, exist_ok=True)
-        env = _isolated_env(workdir)
         merged = merged_values(values_files, values)
-        if isinstance(chart, LocalChart):
-            source, name, version, digest = self._prepare_local(chart, env=env, workdir=workdir)
-        else:
-            source, name, version, digest = self._pull(chart, env=env, workdir=workdir)
         overrides = workdir / "envhub-overrides.yaml"
         overrides.write_text(yaml.safe_dump(dict(values), sort_keys=True))
-        args = ["template", release, str(source), "--namespace", namespace, "--include-crds", "--skip-tests"]
+        args = [
+            *("template", release, str(chart.source), "--namespace", namespace),
+            *("--include-crds", "--skip-tests"),
+        ]
         for values_file in [*values_files, overrides]:
             args += ["--values", str(values_file)]
         if kube_version is not None:
             args += ["--kube-version", kube_version]
-        manifests = self._run(args, env=env, workdir=workdir, what="template")
-        return RenderedChart(manifests, name, version, digest, helm_version, merged)
+        manifests = self._run(args, env=_isolated_env(workdir), workdir=workdir, what="template")
+        return RenderedChart(manifests, chart.name, chart.version, chart.digest, chart.helm_version, merged)
 
     # -- charts ------------------------------------------------------------------------------------
 
@@ -267,15 +328,19 @@ class Helm:
             )
         return done.stdout
 
-    def _exec(
-        self, args: list[str], *, env: dict[str, str], cwd: Path | None
-    ) -> subprocess.CompletedProcess[str]:
+    def _which(self) -> str:
         binary = shutil.which(self.binary)
         if binary is None:
             raise HelmUnavailable(
                 f"helm was not found: {self.binary!r} is not an executable on PATH",
                 details={"binary": self.binary},
             )
+        return binary
+
+    def _exec(
+        self, args: list[str], *, env: dict[str, str], cwd: Path | None
+    ) -> subprocess.CompletedProcess[str]:
+        binary = self._which()
         try:
             return subprocess.run(
                 [binary, *args],
@@ -295,6 +360,12 @@ class Helm:
             raise ChartRenderFailed(
                 f"helm {args[0]} took longer than {self.timeout:g}s", details={"command": f"helm {args[0]}"}
             ) from exc
+
+
+def _identity(binary: str) -> tuple[str, int, int]:
+    """A binary as the version check knows it: replaced in place, it is asked again."""
+    found = os.stat(binary)
+    return binary, found.st_size, found.st_mtime_ns
 
 
 def _bare_env() -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from envhub.integrations import helm, schemas, sources
 _CHECK_NAMESPACE = "envhub-render-check"
 # When the cluster's version is not known (no Kubernetes runtime): the oldest schemas shipped.
 DEFAULT_KUBE_VERSION = "1.25"
+# helm template processes running at once for one artifact (each is one process, mostly CPU).
+_TEMPLATES_AT_ONCE = 4
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,11 +131,11 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
                 protocols=("https", "ssh", "file") if settings.allow_local_repos else ("https", "ssh"),
                 git_config=settings.git_config,
             )
+        charts = _render_charts(request, tree, work, kube_version) if kind is rel.SourceKind.helm else {}
         rendered: dict[str, str] = {}
         specs: dict[str, dict[str, Any]] = {}
         chart: dict[str, Any] = {}
         notes: list[str] = []
-        pinned: str | None = None  # every environment renders the archive the first one pulled
         for env in request.environments:
             if kind is rel.SourceKind.image:
                 spec = _image_spec(request, env)
@@ -143,8 +146,7 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
                     assert request.source.path is not None
                     text = sources.read_manifests(tree, request.source.path)
                 else:
-                    made = _render_chart(request, env, tree, work / env.name, kube_version, pinned)
-                    pinned = made.chart_digest
+                    made = charts[env.name]
                     chart = {
                         "name": made.chart_name,
                         "version": made.chart_version,
@@ -166,35 +168,38 @@ def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSI
     )
 
 
-def _render_chart(
-    request: rel.RenderRequest,
-    env: rel.DeploymentEnvironment,
-    tree: Path | None,
-    work: Path,
-    kube_version: str,
-    digest: str | None,
-) -> helm.RenderedChart:
+def _render_charts(
+    request: rel.RenderRequest, tree: Path | None, work: Path, kube_version: str
+) -> dict[str, helm.RenderedChart]:
+    """The chart rendered for every environment: prepared (pulled, dependencies built) once, so all
+    render the same archive, then ``helm template`` for all environments at once."""
     source = request.source
     if source.path:
         assert tree is not None
-        chart: helm.ChartRef = helm.LocalChart(tree, source.path)
+        ref: helm.ChartRef = helm.LocalChart(tree, source.path)
     elif source.chart and source.chart.startswith("oci://"):
-        chart = helm.OciChart(source.chart, version=source.version or "", digest=digest)
+        ref = helm.OciChart(source.chart, version=source.version or "")
     else:
-        chart = helm.RepoChart(
-            source.chart or "", name=source.chart_name or "", version=source.version or "", digest=digest
-        )
+        ref = helm.RepoChart(source.chart or "", name=source.chart_name or "", version=source.version or "")
     values_files = []
     for item in source.values_files:
         assert tree is not None
         values_files.append(sources.inside(tree, item))
-    work.mkdir(parents=True, exist_ok=True)
-    return helm.Helm(get_settings().helm_binary).render(
-        chart,
-        release=request.project,
-        namespace=_namespace(request, env),
-        values_files=values_files,
-        values=_merge(source.values, env.overrides.values),
-        kube_version=kube_version,
-        workdir=work,
-    )
+    binary = helm.Helm(get_settings().helm_binary)
+    prepared = binary.prepare(ref, workdir=work / "chart")
+
+    def template(env: rel.DeploymentEnvironment) -> helm.RenderedChart:
+        return binary.template(
+            prepared,
+            release=request.project,
+            namespace=_namespace(request, env),
+            values_files=values_files,
+            values=_merge(source.values, env.overrides.values),
+            kube_version=kube_version,
+            workdir=work / "environments" / env.name,
+        )
+
+    environments = list(request.environments)
+    with ThreadPoolExecutor(max_workers=min(len(environments), _TEMPLATES_AT_ONCE) or 1) as pool:
+        made = list(pool.map(template, environments))  # the first environment's error, if any
+    return {env.name: chart for env, chart in zip(environments, made, strict=True)}
