@@ -11,6 +11,7 @@ process ends when the worker does.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import time
 from envhub.config import get_settings
 from envhub.errors import ConfigurationError
 from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
-from envhub.models.db import get_engine
+from envhub.models.db import get_engine, warm
 from envhub.private_files import secure_data_dir
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.services import ports
@@ -49,6 +50,7 @@ def main() -> int:
         print(f"envhub worker: {exc.message}", file=sys.stderr)
         return 2
     background = _fork_background(queue)
+    _preload()
     worker = queue.worker(runnable=RUNNABLE)
     try:
         worker.work(with_scheduler=False, logging_level="INFO")
@@ -56,6 +58,15 @@ def main() -> int:
         _stop(background)
     log.info("worker for %s stopped", settings.queue_name)
     return 0
+
+
+def _preload() -> None:
+    """What every job needs, made once before any fork, so each job's process starts with it: the
+    job modules imported, the database driver imported and the server known to the engine.
+    The connection that learned it is closed, so no job shares it."""
+    for name in sorted(RUNNABLE):
+        importlib.import_module(name.rpartition(".")[0])
+    warm().dispose()
 
 
 def _fork_background(queue: RedisJobQueue) -> int:

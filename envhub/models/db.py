@@ -19,6 +19,7 @@ Two kinds of session:
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +27,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from envhub.config import get_settings
 from envhub.private_files import private_file
+
+log = logging.getLogger(__name__)
 
 # Execution option marking connections of read_session (see _configure_sqlite).
 READ_ONLY = "envhub_read_only"
@@ -105,6 +109,21 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def get_engine() -> Engine:
     return engine_for(get_settings().database_url)
+
+
+def warm() -> Engine:
+    """The engine, with its driver imported and the server known (one connection made and pooled).
+
+    A process calls it before its first request or job would pay for both. A
+    database that does not answer is left for that request or job to report.
+    """
+    engine = get_engine()
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        log.warning("database not reachable yet: %s", exc)
+    return engine
 
 
 @contextmanager
