@@ -1,10 +1,12 @@
 """The Reflex app: the dashboard, with envhub's API and gateway around it."""
 
+import functools
+
 import reflex as rx
 
 from envhub import wiring
 from envhub.api import terminal
-from envhub.api.app import create_api
+from envhub.api.app import create_api, serving
 from envhub.mcp import endpoint_of
 from envhub.ui.pages import (
     audit,
@@ -35,7 +37,7 @@ app = rx.App(
 )
 
 app.register_lifespan_task(terminal.lifespan)
-app.register_lifespan_task(endpoint_of(api).run)
+app.register_lifespan_task(functools.partial(serving, endpoint_of(api)))
 
 # Every page but the sign-in page starts by asking who is there (AuthState.sign_in),
 # which sends anyone without a live session to /sign-in.

@@ -9,6 +9,10 @@ security headers, then envhub's routes or Reflex.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -22,7 +26,17 @@ from envhub.api.routes_auth import router as auth_router
 from envhub.api.v1 import router as v1_router
 from envhub.api.webhooks import router as webhooks_router
 from envhub.mcp import McpEndpoint
-from envhub.models.db import session_scope
+from envhub.models.db import session_scope, warm
+
+
+@contextlib.asynccontextmanager
+async def serving(mcp: McpEndpoint) -> AsyncIterator[None]:
+    """While the app serves (its lifespan): MCP's session manager runs; the database is warmed
+    beside it, so the first request does not import the driver and meet the server."""
+    warming = asyncio.create_task(asyncio.to_thread(warm))
+    async with mcp.run():
+        yield
+    await warming
 
 
 def create_api() -> FastAPI:
@@ -34,7 +48,7 @@ def create_api() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        lifespan=lambda _app: mcp.run(),
+        lifespan=lambda _app: serving(mcp),
     )
     api.state.mcp = mcp
     errors.install(api)
