@@ -148,8 +148,9 @@ def commit_chart(repo: Repo, apps: int, revision: int) -> str:
     return WorkRepo.commit(repo, f"chart revision {revision}")
 
 
-def push(http: httpx.Client, secret: str, before: str, after: str) -> None:
-    """A push to main, signed with the connection's secret and sent as GitHub sends it."""
+def push(http: httpx.Client, secret: str, before: str, after: str) -> float:
+    """A push to main, signed with the connection's secret and sent as GitHub sends it; when envhub
+    answered (wall clock)."""
     payload = {
         "ref": "refs/heads/main",
         "before": before,
@@ -175,6 +176,7 @@ def push(http: httpx.Client, secret: str, before: str, after: str) -> None:
     )
     if answer.status_code != 202:
         raise RuntimeError(f"webhook answered {answer.status_code}: {answer.text}")
+    return time.time()
 
 
 # -- waiting on the database -------------------------------------------------------------------
@@ -205,7 +207,9 @@ def wait_release(world: World, environment: str, sha: str, timeout: float) -> Re
         time.sleep(0.05)
 
 
-def segments(world: World, release: Release, started: float, seen: float) -> dict[str, float]:
+def segments(
+    world: World, release: Release, started: float, seen: float, answered: float | None = None
+) -> dict[str, float]:
     """Where the release's time went, from the database's timestamps (seconds)."""
     with Session(engine_for(world.settings.database_url)) as session:
         artifact = session.get(Artifact, release.artifact_id)
@@ -232,7 +236,9 @@ def segments(world: World, release: Release, started: float, seen: float) -> dic
     }
     out = {}
     if release.trigger.value == "push":
-        out["webhook + its job, to the release recorded"] = at["recorded"] - at["started"]
+        assert answered is not None
+        out["webhook answered (web process)"] = answered - at["started"]
+        out["delivery job, to the release recorded"] = at["recorded"] - answered
         enqueued = (artifact.enqueued_at or artifact.created_at).timestamp()
         out["render job (queue, checkout, helm template, validation)"] = at["rendered"] - enqueued
         out["rendered, to the environment's job dispatched"] = at["deploying"] - at["rendered"]
@@ -258,7 +264,7 @@ class Clock:
 def envhub_round(world: World, http: httpx.Client, before: str, sha: str, timeout: float) -> list[Sample]:
     load = os.getloadavg()[0]
     start = Clock()
-    push(http, world.secret, before, sha)
+    answered = push(http, world.secret, before, sha)
     staging = wait_release(world, "staging", sha, timeout)
     seen = Clock()
     waiting = wait_release(world, "production", sha, timeout)
@@ -266,7 +272,7 @@ def envhub_round(world: World, http: httpx.Client, before: str, sha: str, timeou
     first = Sample(
         "envhub staging", seconds=seen.mono - start.mono, window=(start.wall, seen.wall), load=load
     )
-    first.segments = segments(world, staging, start.wall, seen.wall)
+    first.segments = segments(world, staging, start.wall, seen.wall, answered)
 
     load = os.getloadavg()[0]
     start = Clock()
