@@ -1,7 +1,5 @@
 """The Reflex app: the dashboard, with envhub's API and gateway around it."""
 
-import functools
-
 import reflex as rx
 
 from envhub import wiring
@@ -37,7 +35,7 @@ app = rx.App(
 )
 
 app.register_lifespan_task(terminal.lifespan)
-app.register_lifespan_task(functools.partial(serving, endpoint_of(api)))
+app.register_lifespan_task(serving, mcp=endpoint_of(api))
 
 # Every page but the sign-in page starts by asking who is there (AuthState.sign_in),
 # which sends anyone without a live session to /sign-in.
