@@ -5,7 +5,6 @@ import reflex as rx
 from envhub import wiring
 from envhub.api import terminal
 from envhub.api.app import create_api, serving
-from envhub.mcp import endpoint_of
 from envhub.ui.pages import (
     audit,
     deployments,
@@ -35,7 +34,7 @@ app = rx.App(
 )
 
 app.register_lifespan_task(terminal.lifespan)
-app.register_lifespan_task(serving, mcp=endpoint_of(api))
+app.register_lifespan_task(serving, api=api)
 
 # Every page but the sign-in page starts by asking who is there (AuthState.sign_in),
 # which sends anyone without a live session to /sign-in.

@@ -25,18 +25,26 @@ from envhub.api.headers import SecurityHeadersMiddleware
 from envhub.api.routes_auth import router as auth_router
 from envhub.api.v1 import router as v1_router
 from envhub.api.webhooks import router as webhooks_router
-from envhub.mcp import McpEndpoint
+from envhub.mcp import McpEndpoint, endpoint_of
 from envhub.models.db import session_scope, warm
 
 
+def _prepare(api: FastAPI) -> None:
+    """What the first request after a start would otherwise pay for: the database driver imported
+    and the server met, and every route's parameters and models built (FastAPI builds them on
+    first use, about half a second for envhub's routes); the OpenAPI document comes with them."""
+    warm()
+    api.openapi()
+
+
 @contextlib.asynccontextmanager
-async def serving(mcp: McpEndpoint) -> AsyncIterator[None]:
-    """While the app serves (its lifespan): MCP's session manager runs; the database is warmed
-    beside it, so the first request does not import the driver and meet the server."""
-    warming = asyncio.create_task(asyncio.to_thread(warm))
-    async with mcp.run():
+async def serving(api: FastAPI) -> AsyncIterator[None]:
+    """While the app serves (its lifespan): MCP's session manager runs, and the app is prepared
+    beside it (``_prepare``), so the first request does not wait for that."""
+    preparing = asyncio.create_task(asyncio.to_thread(_prepare, api))
+    async with endpoint_of(api).run():
         yield
-    await warming
+    await preparing
 
 
 def create_api() -> FastAPI:
@@ -48,7 +56,7 @@ def create_api() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        lifespan=lambda _app: serving(mcp),
+        lifespan=serving,
     )
     api.state.mcp = mcp
     errors.install(api)

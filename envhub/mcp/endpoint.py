@@ -181,7 +181,7 @@ async def _unauthenticated(send: Send) -> None:
 
 
 def endpoint_of(app: Any) -> McpEndpoint:
-    """The endpoint ``create_api`` put on ``app`` (``app.state.mcp``), for registering its lifespan."""
+    """The endpoint ``create_api`` put on ``app`` (``app.state.mcp``), whose lifespan the app runs."""
     endpoint = app.state.mcp
     assert isinstance(endpoint, McpEndpoint)
     return endpoint
