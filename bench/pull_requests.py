@@ -274,6 +274,9 @@ def github_call_floor(stub: GithubStub, samples: int) -> list[float]:
         client.create_comment(number, "floor")
         times.append(time.monotonic() - started)
     client.close()
+    # Closed before envhub's workers start: their reconciler would otherwise catch the open
+    # pull request up as a lost "opened" and deploy it beside the measured ones.
+    stub.close_pull(REPOSITORY, number)
     return times
 
 

@@ -24,7 +24,9 @@ another admin approves.
   5 requests a second after a burst of 100, which its rollout polling hits),
   once with ``--qps`` (``--helm-qps``, 100 by default) in another namespace.
 
-Times are ``time.monotonic()``. Apiserver requests are counted the same way
+Each path starts once no pod of the cluster is terminating any more (the
+rolled-out releases' old pods are gone) and a second has passed: none pays
+for the one before it. Times are ``time.monotonic()``. Apiserver requests are counted the same way
 for both, on the server: the apiserver's audit log (bench/apiserver_audit.py),
 per client by user agent, in each release's time window. envhub's workers
 also log their own requests (``ENVHUB_KUBE_REQUEST_LOG``); the release jobs'
@@ -51,6 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +92,8 @@ SETTINGS = {
         {"name": "production", "promotion": {"promote_from": "staging", "approvals": 1}},
     ],
 }
+# Seconds of nothing terminating before a path starts (quiet()).
+QUIET_PAUSE = 1.0
 # The chart's pods and Services, with room for a rolling update's surge.
 QUOTA = {"pods": 60, "services": 30}
 
@@ -179,6 +184,31 @@ def push(http: httpx.Client, secret: str, before: str, after: str) -> float:
     return time.time()
 
 
+# -- a quiet cluster before each path ---------------------------------------------------------
+
+
+def quiet(kubectl: Path, kubeconfig: Path, timeout: float = 60.0) -> None:
+    """Wait until no pod anywhere is still terminating, then a moment more.
+
+    A rolling update is ready before its old pods are gone; their shutdown
+    keeps the test kubelet and the controllers busy for a while after. Every
+    path (envhub's two and helm's) starts on a cluster that has finished
+    with the one before, as a release a person approves minutes later would.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            [str(kubectl), "--kubeconfig", str(kubeconfig), "get", "pods", "--all-namespaces", "-o", "json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        pods = json.loads(listed.stdout).get("items", [])
+        if not any(pod["metadata"].get("deletionTimestamp") for pod in pods):
+            time.sleep(QUIET_PAUSE)
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"pods were still terminating after {timeout:g}s")
+
+
 # -- waiting on the database -------------------------------------------------------------------
 
 
@@ -261,7 +291,10 @@ class Clock:
     wall: float = field(default_factory=time.time)
 
 
-def envhub_round(world: World, http: httpx.Client, before: str, sha: str, timeout: float) -> list[Sample]:
+def envhub_round(
+    world: World, http: httpx.Client, before: str, sha: str, timeout: float, settle: Callable[[], None]
+) -> list[Sample]:
+    settle()
     load = os.getloadavg()[0]
     start = Clock()
     answered = push(http, world.secret, before, sha)
@@ -274,6 +307,7 @@ def envhub_round(world: World, http: httpx.Client, before: str, sha: str, timeou
     )
     first.segments = segments(world, staging, start.wall, seen.wall, answered)
 
+    settle()
     load = os.getloadavg()[0]
     start = Clock()
     with (
@@ -396,6 +430,10 @@ def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:
         )
         del env["ENVHUB_RECONCILE_INTERVAL"]  # the production default
         helm = helm_env(scratch / "helm-home", cluster.kubeconfig)
+
+        def settle() -> None:
+            quiet(tools.kubectl, cluster.kubeconfig)
+
         with (
             processes(env, port, args.workers, scratch),
             httpx.Client(base_url=f"http://localhost:{port}", timeout=30) as http,
@@ -403,10 +441,12 @@ def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:
             for revision in range(1, args.rounds + 1):
                 sha = commit_chart(repo, args.apps, revision)
                 print(f"round {revision}: envhub ...", flush=True)
-                made = envhub_round(world, http, before, sha, args.timeout)
+                made = envhub_round(world, http, before, sha, args.timeout, settle)
                 print(f"round {revision}: helm ...", flush=True)
+                settle()
                 made.append(helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout, None))
                 if args.helm_qps:
+                    settle()
                     made.append(
                         helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout, args.helm_qps)
                     )
