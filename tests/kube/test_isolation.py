@@ -224,7 +224,7 @@ def test_a_raw_pod_over_quota_is_refused_with_the_numbers(
         "used": "pods=1",
         "limited": "pods=1",
     }
-    # Objects of one kind are applied at once: whichever Pod came second is the one refused.
+    # Objects of one wave are applied at once: whichever Pod came second is the one refused.
     refused_pod = "worker-2" if "worker-2" in error.message else "worker-1"
     assert f"Pod {namespace_for(target)}/{refused_pod}" in error.message
     assert "requested pods=1, used pods=1, limit pods=1" in error.message

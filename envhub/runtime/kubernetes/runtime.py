@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,8 +76,15 @@ log = logging.getLogger(__name__)
 
 MANAGED = "app.kubernetes.io/managed-by=envhub"
 ENV_LABEL = "envhub.dev/environment"
-# Objects of one kind applied at once (well inside the client's connection pool, 5 per CPU).
+# Objects of one wave applied at once (well inside the client's connection pool, 5 per CPU).
 _APPLY_AT_ONCE = 8
+# Built-in kinds that make or govern pods: applied as one wave, after everything their pods use
+# (accounts, secrets, config, claims, services). None waits for another of them: each controller
+# acts whenever its object appears, as when helm creates them one after another.
+_POD_KINDS = frozenset({
+    "Pod", "ReplicationController", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet",
+    "HorizontalPodAutoscaler", "Job", "CronJob", "PodDisruptionBudget",
+})  # fmt: skip
 _ISOLATION_KINDS = {"ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding"}
 
 
@@ -181,7 +188,7 @@ class KubernetesRuntime:
         for key, members in groups.items():
             progress.begin(key)
             quota: dict[str, Any] | None = None
-            for obj, stored in zip(members, self._apply_in_order(members), strict=True):
+            for obj, stored in zip(members, apply_in_waves(self.applier.apply, members), strict=True):
                 if key == "namespace":
                     inventory.open(stored)
                 elif obj["kind"] == "ResourceQuota" and key == "isolation":
@@ -227,24 +234,6 @@ class KubernetesRuntime:
             endpoint=Endpoint(public.host, public.port) if public else None,
             details={"namespace": namespace, "workloads": ", ".join(names)},
         )
-
-    def _apply_in_order(self, objects: list[dict[str, Any]]) -> list[Stored]:
-        """Server-side apply ``objects``, kind after kind in the order given (as Helm installs);
-        the objects of one kind at once, since none of them waits for another.
-
-        The same requests as one by one, in far less time for a chart of many
-        objects. Results come back in the order of ``objects``; the first
-        failure is raised once the others of its kind have been answered.
-        """
-        results: list[Stored] = []
-        for _kind, run in itertools.groupby(objects, key=lambda obj: (obj["apiVersion"], obj["kind"])):
-            batch = list(run)
-            if len(batch) == 1:
-                results.append(self.applier.apply(batch[0]))
-                continue
-            with ThreadPoolExecutor(max_workers=min(_APPLY_AT_ONCE, len(batch))) as pool:
-                results.extend(pool.map(self.applier.apply, batch))
-        return results
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:
         listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
@@ -476,3 +465,32 @@ def _group(obj: dict[str, Any]) -> str:
     if kind in _ISOLATION_KINDS and str(obj["metadata"]["name"]).startswith("envhub"):
         return "isolation"
     return "workloads"
+
+
+def apply_in_waves(apply: Callable[[dict[str, Any]], Stored], objects: list[dict[str, Any]]) -> list[Stored]:
+    """``apply`` (a server-side apply) to ``objects`` wave after wave in the order given (as Helm
+    installs): a wave is the objects of one kind, or all the pod-making kinds (``_POD_KINDS``),
+    and its objects go at once, since none of them waits for another.
+
+    The same requests as one by one, in far less time for a chart of many
+    objects. Results come back in the order of ``objects``; the first
+    failure is raised once the others of its wave have been answered.
+    """
+    results: list[Stored] = []
+    for _wave, run in itertools.groupby(objects, key=_wave_of):
+        batch = list(run)
+        if len(batch) == 1:
+            results.append(apply(batch[0]))
+            continue
+        with ThreadPoolExecutor(max_workers=min(_APPLY_AT_ONCE, len(batch))) as pool:
+            results.extend(pool.map(apply, batch))
+    return results
+
+
+def _wave_of(obj: dict[str, Any]) -> tuple[str, str]:
+    """The wave ``obj`` is applied in (``apply_in_waves``): its kind's, or the pod-making kinds'."""
+    api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
+    group = api_version.rpartition("/")[0]
+    if kind in _POD_KINDS and "." not in group:  # built-in (core, apps, batch, autoscaling, policy)
+        return ("", "pods")
+    return (api_version, kind)
