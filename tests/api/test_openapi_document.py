@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from envhub.api.app import create_api, serving
 from envhub.config import Settings
+from tests.support.loops import run_in_fresh_loop
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +71,14 @@ def test_the_app_is_prepared_while_it_starts(settings: Settings) -> None:
     """The lifespan builds what FastAPI would otherwise build on the first request (the routes'
     models, the document with them), so that request does not wait about half a second."""
     api = create_api()
-    assert api.openapi_schema is None
+    unbuilt = api.openapi_schema
 
     async def start_and_stop() -> None:
         async with serving(api):
             pass
 
-    # A thread of its own: asyncio.run refuses a thread whose loop another test left marked running.
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        thread.submit(asyncio.run, start_and_stop()).result(timeout=60)
-    assert api.openapi_schema is not None
-    assert api.openapi_schema["info"]["title"] == "envhub"
+    run_in_fresh_loop(start_and_stop(), timeout=60)
+    built = api.openapi_schema
+    assert unbuilt is None
+    assert built is not None
+    assert built["info"]["title"] == "envhub"
