@@ -406,3 +406,36 @@ def test_a_release_whose_job_fails_names_it_and_rolls_back_by_itself(
     staging = _namespace(session, project, "staging", kube)
     assert (_configmap(kube, staging, "settings") or {})["data"] == {"greeting": "hello"}
     assert kube.get(f"/apis/batch/v1/namespaces/{staging}/jobs/migrate") is None
+
+
+def test_a_deployment_past_its_own_progress_deadline_fails_the_release_before_envhubs(
+    release_settings: Settings, session: Session, world: World, repo: WorkRepo
+) -> None:
+    """Kubernetes gives up on a rollout after ``progressDeadlineSeconds``: so does the release, naming
+    the Deployment and its pods' reason, long before its own deadline."""
+    crashing = _workload(WEB, free_port()).replace(
+        "  replicas: 1\n", "  replicas: 1\n  progressDeadlineSeconds: 2\n"
+    )
+    command = json.dumps(["sh", "-c", "exit 3"])
+    crashing = "\n".join(
+        f"        command: {command}" if line.startswith("        command:") else line
+        for line in crashing.splitlines()
+    )
+    repo.write({"deploy/web.yaml": crashing, "deploy/config.yaml": CONFIG.replace("GREETING", "hi")})
+    project = _project(session, world, repo)
+    settings = {
+        "source": {"kind": "manifests", "path": "deploy"},
+        "environments": [{"name": "staging", "promotion": {"rollout_deadline_seconds": 240}}],
+    }
+    releases.configure_deployments(
+        session=session, actor=world.owner, project_id=project.id or 0, settings=settings
+    )
+    failed = _land(session, _release(session, world, project, repo.commit("crashes")))
+
+    assert failed.status is ReleaseStatus.failed, failed.message
+    assert failed.error_code == "rollout_failed"
+    assert "progressDeadlineSeconds" in failed.message
+    assert [(item["workload"], item["reason"]) for item in failed.workloads] == [
+        ("Deployment/web", "ProgressDeadlineExceeded")
+    ]
+    assert "not rolled out within" not in failed.message  # not envhub's own deadline

@@ -120,6 +120,22 @@ def job_failure(job: dict[str, Any]) -> dict[str, Any] | None:
     return _condition(job, "Failed") if job.get("kind") == "Job" else None
 
 
+def deployment_stalled(deployment: dict[str, Any]) -> dict[str, Any] | None:
+    """The Deployment's ``Progressing`` condition when its controller has given up on the current
+    rollout (``ProgressDeadlineExceeded``: no progress within ``spec.progressDeadlineSeconds``),
+    else None. A condition from before the current generation was observed says nothing."""
+    if (deployment.get("kind") or "Deployment") != "Deployment" or not _observed(deployment):
+        return None
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return dict(condition)
+    return None
+
+
 def workload_of(obj: dict[str, Any]) -> str:
     """``Kind/name``, as messages and error details name a workload.
 
@@ -293,7 +309,7 @@ def blockers(workloads: list[dict[str, Any]], pods: list[dict[str, Any]]) -> lis
             continue
         name = workload_of(workload)
         problems = _pod_problems([pod for pod in pods if _owner(pod) == name])
-        condition = job_failure(workload) or _replica_failure(workload)
+        condition = job_failure(workload) or _replica_failure(workload) or deployment_stalled(workload)
         if condition is not None:
             said = str(condition.get("message") or "")
             message = "; ".join(filter(None, [said, *(p.text for p in problems[:3])]))

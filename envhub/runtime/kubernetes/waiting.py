@@ -34,6 +34,7 @@ from envhub.runtime.kubernetes.errors import quota_error
 from envhub.runtime.kubernetes.readiness import (
     Readiness,
     blockers,
+    deployment_stalled,
     explain,
     job_failure,
     rolled_out,
@@ -281,9 +282,11 @@ class RolloutWait:
     workload that is slow to roll out.
 
     A Job that fails raises :class:`RolloutFailed` at once: it will not run
-    again. When ``timeout`` passes, a release with a deadline (``strict``)
-    fails with :class:`RolloutFailed` naming each workload and why; otherwise
-    it is :class:`NotReady`, and the job tries again later.
+    again. So does, for a release with a deadline (``strict``), a Deployment
+    whose own progress deadline (``progressDeadlineSeconds``) has passed: its
+    controller has given up on the rollout. When ``timeout`` passes, a release
+    with a deadline fails with :class:`RolloutFailed` naming each workload and
+    why; otherwise it is :class:`NotReady`, and the job tries again later.
     """
 
     def __init__(
@@ -314,6 +317,9 @@ class RolloutWait:
         failed = {name for name, workload in self.state.items() if job_failure(workload)}
         if failed:
             raise self._failure("a Job failed", only=failed)
+        stalled = {name for name, workload in self.state.items() if deployment_stalled(workload)}
+        if stalled and self.strict:
+            raise self._failure("no progress within the Deployment's progressDeadlineSeconds", only=stalled)
         readiness = explain(list(self.state.values()), self.pods or [])
         if readiness.replica_failure and "exceeded quota" in readiness.replica_failure:
             raise quota_error(readiness.replica_failure, action="starting the workloads")

@@ -10,6 +10,7 @@ from envhub.runtime.kubernetes.readiness import (
     Blocker,
     blockers,
     daemonset_rolled_out,
+    deployment_stalled,
     explain,
     job_complete,
     job_failure,
@@ -108,6 +109,27 @@ def test_a_job_is_done_when_complete_and_failed_for_good_when_failed() -> None:
     assert failure is not None
     assert failure["reason"] == "BackoffLimitExceeded"
     assert job_failure(job(active=1)) is None
+
+
+def test_a_deployment_has_stalled_once_its_controller_observed_it_past_its_progress_deadline() -> None:
+    def deployment(status: str, reason: str, observed: int = 2) -> dict[str, Any]:
+        made = workload("Deployment", "web", {"replicas": 1}, {"replicas": 1})
+        made["status"]["observedGeneration"] = observed
+        made["status"]["conditions"] = [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+            {"type": "Progressing", "status": status, "reason": reason},
+        ]
+        return made
+
+    stalled = deployment_stalled(deployment("False", "ProgressDeadlineExceeded"))
+    assert stalled is not None
+    assert stalled["reason"] == "ProgressDeadlineExceeded"
+    [named] = blockers([deployment("False", "ProgressDeadlineExceeded")], [])
+    assert (named.workload, named.reason) == ("Deployment/web", "ProgressDeadlineExceeded")
+    assert deployment_stalled(deployment("True", "ReplicaSetUpdated")) is None
+    # The condition of the rollout before this generation: the new one has not been looked at yet.
+    assert deployment_stalled(deployment("False", "ProgressDeadlineExceeded", observed=1)) is None
+    assert deployment_stalled(statefulset()) is None
 
 
 @pytest.mark.parametrize(
