@@ -413,13 +413,10 @@ def test_a_deployment_past_its_own_progress_deadline_fails_the_release_before_en
 ) -> None:
     """Kubernetes gives up on a rollout after ``progressDeadlineSeconds``: so does the release, naming
     the Deployment and its pods' reason, long before its own deadline."""
-    crashing = _workload(WEB, free_port()).replace(
-        "  replicas: 1\n", "  replicas: 1\n  progressDeadlineSeconds: 2\n"
-    )
-    command = json.dumps(["sh", "-c", "exit 3"])
-    crashing = "\n".join(
-        f"        command: {command}" if line.startswith("        command:") else line
-        for line in crashing.splitlines()
+    crashing = (
+        WEB.replace("COMMAND", json.dumps(["sh", "-c", "exit 3"]))
+        .replace("PORT", str(free_port()))
+        .replace("  replicas: 1\n", "  replicas: 1\n  progressDeadlineSeconds: 2\n")
     )
     repo.write({"deploy/web.yaml": crashing, "deploy/config.yaml": CONFIG.replace("GREETING", "hi")})
     project = _project(session, world, repo)

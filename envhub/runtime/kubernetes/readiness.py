@@ -104,9 +104,9 @@ def daemonset_rolled_out(daemonset: dict[str, Any]) -> bool:
     return _count(status, "numberAvailable") >= desired
 
 
-def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+def _condition(obj: dict[str, Any], kind: str, status: str = "True") -> dict[str, Any] | None:
     for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind and condition.get("status") == "True":
+        if condition.get("type") == kind and condition.get("status") == status:
             return dict(condition)
     return None
 
@@ -126,14 +126,8 @@ def deployment_stalled(deployment: dict[str, Any]) -> dict[str, Any] | None:
     else None. A condition from before the current generation was observed says nothing."""
     if (deployment.get("kind") or "Deployment") != "Deployment" or not _observed(deployment):
         return None
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        if (
-            condition.get("type") == "Progressing"
-            and condition.get("status") == "False"
-            and condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return dict(condition)
-    return None
+    condition = _condition(deployment, "Progressing", status="False")
+    return condition if condition and condition.get("reason") == "ProgressDeadlineExceeded" else None
 
 
 def workload_of(obj: dict[str, Any]) -> str:

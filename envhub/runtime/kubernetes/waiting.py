@@ -317,9 +317,11 @@ class RolloutWait:
         failed = {name for name, workload in self.state.items() if job_failure(workload)}
         if failed:
             raise self._failure("a Job failed", only=failed)
-        stalled = {name for name, workload in self.state.items() if deployment_stalled(workload)}
-        if stalled and self.strict:
-            raise self._failure("no progress within the Deployment's progressDeadlineSeconds", only=stalled)
+        if self.strict:
+            stalled = {name for name, workload in self.state.items() if deployment_stalled(workload)}
+            if stalled:
+                headline = "no progress within the Deployment's progressDeadlineSeconds"
+                raise self._failure(headline, only=stalled)
         readiness = explain(list(self.state.values()), self.pods or [])
         if readiness.replica_failure and "exceeded quota" in readiness.replica_failure:
             raise quota_error(readiness.replica_failure, action="starting the workloads")
