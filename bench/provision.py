@@ -119,7 +119,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
 
 class WorkerPool:
-    """Real worker processes, each in its own session so a stop takes its work-horses too."""
+    """Real worker processes, each in its own session so a stop takes its reconciler process too."""
 
     def __init__(self, settings: Settings, kubeconfig: Path, log_dir: Path) -> None:
         self.settings = settings
@@ -382,7 +382,7 @@ def report(results: list[Result]) -> str:
         "req/env: requests of the provisioning job(s) that touch the environment (namespace or label), mean",
         "and p50/p95/max over the scenario's environments;",
         "k8s_span: first to last apiserver request of one environment's job (the rest is queueing, DB, RQ);",
-        "discovery: API discovery by work-horses (all environments together); reconciler+watch: the",
+        "discovery: API discovery by the workers' jobs (all environments together); reconciler+watch: the",
         "background threads of all workers during the provisioning phase; other_jobs: requests of jobs of",
         "environments from earlier scenarios; load1: 1-minute load average before and after.",
     ]

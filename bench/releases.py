@@ -55,6 +55,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -276,7 +277,19 @@ def segments(
         out["approval (gates, database), to the job dispatched"] = at["deploying"] - at["started"]
     out["convergence job: queue"] = at["job started"] - at["deploying"]
     out["convergence job: apply + rollout wait, to ready"] = at["job finished"] - at["job started"]
+    out.update(_steps(run))
     out["ready in the database, to seen here"] = at["seen"] - at["job finished"]
+    return out
+
+
+def _steps(run: JobRun) -> dict[str, float]:
+    """The convergence job's own steps (namespace, isolation, workloads, health, ...), as it recorded them."""
+    out = {}
+    for step in run.steps:
+        begun, ended = step.get("started_at"), step.get("finished_at")
+        if begun and ended:
+            seconds = datetime.fromisoformat(ended).timestamp() - datetime.fromisoformat(begun).timestamp()
+            out[f"  step {step['key']}: {step.get('title') or step['key']}"] = seconds
     return out
 
 

@@ -10,6 +10,7 @@ and field, before any environment changes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 from collections.abc import Mapping
@@ -22,7 +23,8 @@ from envhub.domain import releases as rel
 from envhub.domain.kube.deployments import render_deployment, render_service
 from envhub.domain.kube.manifests import parse_manifests, scope_manifests
 from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget
-from envhub.errors import ManifestInvalid, ValidationFailed
+from envhub.domain.workloads import ContainerService
+from envhub.errors import HelmUnavailable, ManifestInvalid, ValidationFailed
 from envhub.integrations import helm, schemas, sources
 
 # The namespace the guard checks against: rendering happens before any namespace exists.
@@ -101,6 +103,16 @@ def _image_spec(request: rel.RenderRequest, env: rel.DeploymentEnvironment) -> d
 
 def _objects_spec(request: rel.RenderRequest, text: str) -> dict[str, Any]:
     return {**dict(request.base_spec), "services": [], "manifests": text}
+
+
+def warm(kube_version: str = DEFAULT_KUBE_VERSION) -> None:
+    """Make the first render of a long-lived process as quick as the next ones: helm's version
+    is checked (when helm is there at all) and the schemas of the kinds envhub renders itself
+    are loaded and exercised. Nothing here fails: a render that needs what is missing says so."""
+    with contextlib.suppress(HelmUnavailable):
+        helm.Helm(get_settings().helm_binary).check()
+    sample = EnvironmentSpec(services=(ContainerService(name="warm", image="warm:1", ports=(8080,)),))
+    schemas.validate(_image_objects(sample, "warm"), kube_version)
 
 
 def render(request: rel.RenderRequest, *, kube_version: str = DEFAULT_KUBE_VERSION) -> rel.RenderedArtifact:

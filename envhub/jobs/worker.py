@@ -1,12 +1,19 @@
 """``python -m envhub.launcher worker``: an RQ worker with the reconciler beside it.
 
-RQ runs every job in a fork of the worker process. A fork keeps only the
-thread that called it: a lock another thread held at that moment (a module
-being imported, a pooled connection in use) stays held forever in the child,
-and the job hangs. So the reconciler and the runtime's status watch, which are
-threads, do not run in the process that forks: the worker forks them a
-process of their own first, while it is still single-threaded, and that
-process ends when the worker does.
+Jobs run one after another in the worker's own process (RQ's SimpleWorker),
+not each in a fork of it: what a job needs stays warm for the next one (the
+database connections, the cluster's API client with its open connections
+and discovery answers, the cluster's version, the helm binary's version
+check, the compiled Kubernetes schemas). A fork per job paid for all of that
+again in every job, about a tenth of a second each, several times on the way
+from a merge to a running release. The job code was already written for a
+long-lived process: the embedded default runs the same jobs in the web
+process. A job still ends at its timeout (RQ's alarm in the worker).
+
+The reconciler and the runtime's status watch are threads in a process of
+their own, forked at start while the worker is still single-threaded, which
+ends when the worker does: a job that wedges the worker does not stop the
+reconciler from noticing and re-driving its work elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 
 from envhub.config import get_settings
 from envhub.errors import ConfigurationError
+from envhub.jobs import releases as release_jobs
 from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
 from envhub.models.db import get_engine, warm
 from envhub.private_files import secure_data_dir
@@ -61,12 +69,12 @@ def main() -> int:
 
 
 def _preload() -> None:
-    """What every job needs, made once before any fork, so each job's process starts with it: the
-    job modules imported, the database driver imported and the server known to the engine.
-    The connection that learned it is closed, so no job shares it."""
+    """What jobs need, made before the first one: the job modules imported, the database's
+    connection pool started, and what rendering a release asks of the cluster and of helm."""
     for name in sorted(RUNNABLE):
         importlib.import_module(name.rpartition(".")[0])
-    warm().dispose()
+    warm()
+    release_jobs.warm()
 
 
 def _fork_background(queue: RedisJobQueue) -> int:

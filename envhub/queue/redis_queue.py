@@ -21,7 +21,7 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError
 from redis.retry import Retry
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -130,8 +130,9 @@ class RedisJobQueue:
         except RedisError as exc:
             raise QueueUnavailable(self._redacted(exc)) from exc
 
-    def worker(self, *, runnable: Iterable[str]) -> Worker:
-        """An RQ worker on this queue that runs only the named job functions."""
+    def worker(self, *, runnable: Iterable[str]) -> SimpleWorker:
+        """An RQ worker on this queue that runs only the named job functions, each in the worker's
+        own process (no fork per job: what jobs need stays warm between them, see jobs/worker.py)."""
         job_class = guarded_job_class(runnable)
         queue = Queue(
             self.queue.name,
@@ -140,7 +141,7 @@ class RedisJobQueue:
             serializer=SERIALIZER,
             job_class=job_class,
         )
-        return Worker([queue], connection=self.connection, serializer=SERIALIZER, job_class=job_class)
+        return SimpleWorker([queue], connection=self.connection, serializer=SERIALIZER, job_class=job_class)
 
     def _redacted(self, exc: Exception) -> str:
         # redis-py's messages name host and port only; this makes sure for good.

@@ -382,7 +382,7 @@ def test_exec_before_the_workspace_exists_is_not_ready(runtime: LocalRuntime) ->
 
 
 def test_environment_processes_survive_the_caller(runtime: LocalRuntime) -> None:
-    # Started in their own session: a job's work-horse exiting must not take them along.
+    # Started in their own session: the worker that ran the job exiting must not take them along.
     runtime.apply(make_target(1, command=SERVE), progress=RecordingProgress())
     pid = recorded_pid(runtime.workspace_path(1).parent)
     assert os.getsid(pid) == pid

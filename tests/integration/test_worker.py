@@ -112,7 +112,7 @@ def _parents(proc: psutil.Process) -> list[psutil.Process]:
 def test_environment_reaches_ready_answers_through_the_gateway_and_is_deleted(
     session: Session, world: World, project: Project, db: Engine, workers: Workers, runtime: LocalRuntime
 ) -> None:
-    workers.start()
+    worker = workers.start()
     env_id = create(
         session, world, project, "echo hello from pr-1 > index.html; python3 -m http.server $PORT"
     )
@@ -120,6 +120,9 @@ def test_environment_reaches_ready_answers_through_the_gateway_and_is_deleted(
     assert env.public_url == "http://pr-1.shop.acme.localhost:3000/"
     [run] = fetch_all(db, JobRun)
     assert run.status is JobStatus.succeeded
+    # The job ran in the worker's own process, not in a fork of it: what jobs need stays warm.
+    env_dir = runtime.workspace_path(env_id).parent
+    assert psutil.Process(recorded_pid(env_dir)).ppid() == worker.pid
 
     with serve_asgi(create_api()) as port:
         response = httpx.get(
@@ -130,7 +133,6 @@ def test_environment_reaches_ready_answers_through_the_gateway_and_is_deleted(
     assert response.status_code == 200
     assert response.text == "hello from pr-1\n"
 
-    env_dir = runtime.workspace_path(env_id).parent
     tree = process_tree(recorded_pid(env_dir))
     session.expire_all()
     delete_environment(session=session, actor=world.member, queue=ports.queue(), environment_id=env_id)
@@ -167,7 +169,7 @@ def test_a_worker_killed_mid_provisioning_is_re_driven_without_duplicates(
     pid_before = recorded_pid(runtime.workspace_path(env_id).parent)
 
     killed = workers.kill(first)
-    assert len(killed) >= 2, "the work-horse should have been running the job"
+    assert len(killed) >= 2, "the worker and its reconciler process should have been killed"
     assert fetch(db, Environment, env_id).phase is Phase.provisioning  # type: ignore[union-attr]
 
     workers.start()

@@ -6,8 +6,8 @@ message) before the step touches the cluster, so the test holds that row's
 lock (``SELECT ... FOR UPDATE`` in its own transaction) and lets the worker's
 writes through one at a time: once step X is recorded done, the worker is
 stuck on recording the start of step X+1 and has not touched the cluster for
-it. That is when it is killed, with its whole process group (work-horse and
-reconciler process included), as a crash or an OOM kill would.
+it. That is when it is killed, with its whole process group (its reconciler
+process included), as a crash or an OOM kill would.
 """
 
 from __future__ import annotations

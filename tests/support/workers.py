@@ -63,11 +63,9 @@ class Workers:
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> list[int]:
-        """SIGKILL the worker and its work-horses, as a crash or OOM kill would.
-
-        RQ puts each work-horse in its own process group, so this kills every
-        process in the worker's session. Environment processes run in sessions
-        of their own and survive, exactly as on a real machine.
+        """SIGKILL the worker and the processes of its session (its reconciler process), as a crash
+        or OOM kill would. Environment processes run in sessions of their own and survive, exactly as
+        on a real machine.
         """
         family = [proc.pid]
         with contextlib.suppress(psutil.Error):

@@ -1,6 +1,6 @@
 """Starting, finding and stopping an environment's process tree.
 
-The process must outlive the RQ work-horse that starts it, so it runs in its own
+The process must outlive the job (and the worker) that starts it, so it runs in its own
 session, and its identity (pid plus start time, so a recycled pid is never
 mistaken for it) is kept in ``state.json`` next to the workspace.
 """
