@@ -85,6 +85,15 @@ _POD_KINDS = frozenset({
     "Pod", "ReplicationController", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet",
     "HorizontalPodAutoscaler", "Job", "CronJob", "PodDisruptionBudget",
 })  # fmt: skip
+# Built-in kinds none of which needs another of them to exist first: applied as one wave. Not
+# RoleBinding (the API server checks a binding against its Role, so the Role goes first) and not a
+# ServiceAccount's token Secret (its account goes first, or the token controller deletes it).
+_INDEPENDENT_KINDS = frozenset({
+    ("v1", "ResourceQuota"), ("v1", "LimitRange"), ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "Secret"),
+    ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"), ("v1", "Service"),
+})  # fmt: skip
+_ACCOUNT_TOKEN = "kubernetes.io/service-account-token"  # noqa: S105 (a Secret type, not a secret)
 _ISOLATION_KINDS = {"ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding"}
 
 
@@ -469,8 +478,10 @@ def _group(obj: dict[str, Any]) -> str:
 
 def apply_in_waves(apply: Callable[[dict[str, Any]], Stored], objects: list[dict[str, Any]]) -> list[Stored]:
     """``apply`` (a server-side apply) to ``objects`` wave after wave in the order given (as Helm
-    installs): a wave is the objects of one kind, or all the pod-making kinds (``_POD_KINDS``),
-    and its objects go at once, since none of them waits for another.
+    installs). A wave is a run of objects none of which needs another of the run to exist first,
+    and its objects go at once: the built-in kinds that need nothing of each other
+    (``_INDEPENDENT_KINDS``: quota, limits, policies, accounts, roles, config, secrets, claims,
+    services), all the pod-making kinds (``_POD_KINDS``), or the objects of one other kind.
 
     The same requests as one by one, in far less time for a chart of many
     objects. Results come back in the order of ``objects``; the first
@@ -488,9 +499,12 @@ def apply_in_waves(apply: Callable[[dict[str, Any]], Stored], objects: list[dict
 
 
 def _wave_of(obj: dict[str, Any]) -> tuple[str, str]:
-    """The wave ``obj`` is applied in (``apply_in_waves``): its kind's, or the pod-making kinds'."""
+    """The wave ``obj`` is applied in (``apply_in_waves``): the independent kinds', the pod-making
+    kinds', or its own kind's."""
     api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
     group = api_version.rpartition("/")[0]
+    if (api_version, kind) in _INDEPENDENT_KINDS and obj.get("type") != _ACCOUNT_TOKEN:
+        return ("", "independent")
     if kind in _POD_KINDS and "." not in group:  # built-in (core, apps, batch, autoscaling, policy)
         return ("", "pods")
     return (api_version, kind)

@@ -1,4 +1,5 @@
-"""Objects are applied wave after wave: one kind at a time, except the pod-making kinds together."""
+"""Objects are applied wave after wave: the kinds that need nothing of each other together, then
+what needs them (role bindings, account tokens), the pod-making kinds together, other kinds one by one."""
 
 from __future__ import annotations
 
@@ -44,9 +45,12 @@ class Recorder:
 
 CHART = [
     obj("v1", "ServiceAccount", "account"),
+    {**obj("v1", "Secret", "account-token"), "type": "kubernetes.io/service-account-token"},
     obj("v1", "Secret", "secret"),
     obj("v1", "ConfigMap", "config-a"),
     obj("v1", "ConfigMap", "config-b"),
+    obj("rbac.authorization.k8s.io/v1", "Role", "reader"),
+    obj("rbac.authorization.k8s.io/v1", "RoleBinding", "reader-binding"),
     obj("v1", "Service", "service"),
     obj("apps/v1", "Deployment", "web"),
     obj("apps/v1", "StatefulSet", "db"),
@@ -56,19 +60,37 @@ CHART = [
 ]
 
 
-def test_the_pod_making_kinds_go_together_after_what_their_pods_use() -> None:
+def test_each_wave_goes_at_once_after_what_it_needs() -> None:
     apply = Recorder()
     stored = apply_in_waves(apply, CHART)
 
     assert [s.object["metadata"]["name"] for s in stored] == [o["metadata"]["name"] for o in CHART]
-    assert apply.overlap("config-a", "config-b")  # one kind: at once
-    for first, then in [("account", "secret"), ("secret", "config-a"), ("config-b", "service")]:
+    # Kinds that need nothing of each other: at once.
+    for a, b in [("secret", "config-a"), ("config-a", "config-b"), ("config-b", "reader")]:
+        assert apply.overlap(a, b), (a, b)
+    # A token Secret after its account, a RoleBinding after its Role: each ends a wave.
+    for first, then in [
+        ("account", "account-token"),
+        ("account-token", "secret"),
+        ("reader", "reader-binding"),
+    ]:
         assert apply.before(first, then), (first, then)
+    assert apply.before("reader-binding", "service")
     pods = ["web", "db", "web-scaler", "migrate"]
     for name in pods:
-        assert apply.before("service", name)
+        assert apply.before("service", name)  # after everything their pods use
         assert apply.before(name, "custom")  # a custom resource's own wave, even named Deployment
     assert all(apply.overlap(a, b) for a in pods for b in pods if a != b)
+
+
+def test_a_role_binding_waits_for_its_role() -> None:
+    apply = Recorder()
+    role = obj("rbac.authorization.k8s.io/v1", "Role", "role")
+    binding = obj("rbac.authorization.k8s.io/v1", "RoleBinding", "binding")
+    apply_in_waves(apply, [obj("v1", "ConfigMap", "config"), role, binding, obj("v1", "Service", "svc")])
+    assert apply.overlap("config", "role")
+    assert apply.before("role", "binding")
+    assert apply.before("binding", "svc")
 
 
 def test_a_refusal_comes_after_the_rest_of_its_wave_and_stops_the_next() -> None:
