@@ -11,7 +11,11 @@ own git repository (bench/release_chart.py: ``4 * apps + 10`` objects), to
 another admin approves.
 
 ``--rounds`` times over, each round a new commit of the chart (its values'
-``revision``: the first round installs, the others roll every workload):
+``revision``: the first round installs, the others roll every workload).
+An install happens once per project, so round 1 installs ``--installs``
+projects (each connected to a repository of its own on the stub) and as many
+helm releases, envhub and helm taking turns to go first; later rounds update
+the first project and the first helm release:
 
 * envhub, staging: a signed ``push`` delivery to ``main`` through the webhook
   route, until the database shows the staging release ``ready``;
@@ -67,8 +71,11 @@ from bench.pull_requests import Repo, connect_to_stub, environ, processes
 from bench.release_chart import CHART_PATH, objects, write_chart
 from bench.release_report import Sample, report
 from envhub.config import Settings, override_settings
+from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
+from envhub.domain.kube.names import QUOTA_NAME
 from envhub.domain.principals import Principal
 from envhub.domain.releases import ReleaseStatus
+from envhub.domain.workloads import QuotaSpec
 from envhub.launcher import migrate
 from envhub.models import Artifact, Environment, JobRun, Membership, Release, Role, Team, User
 from envhub.models.db import engine_for
@@ -110,11 +117,15 @@ class World:
     secret: str
     approver: Principal
     project_id: int
+    repository: str = REPOSITORY
     environments: dict[str, int] = field(default_factory=dict)  # name -> environment id
 
 
-def seed(settings: Settings, stub: GithubStub, repo: Repo) -> World:
-    """A team with an owner and a second admin, the project with its deployments, connected to the stub."""
+def seed(settings: Settings, stub: GithubStub, repo: Repo, installs: int) -> list[World]:
+    """A team with an owner and a second admin, and ``installs`` projects with their deployments,
+    each connected to a repository of its own on the stub (all render the one git repository): the
+    first is installed and then updated round after round, the others are installed once each, so
+    that installs, which happen once per project, are measured more than once."""
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
         owner, approver = User(username="bench"), User(username="approver")
         team = Team(name="bench", display_name="Bench")
@@ -128,25 +139,32 @@ def seed(settings: Settings, stub: GithubStub, repo: Repo) -> World:
         session.add(Membership(team_id=team.id, user_id=approver.id, role=Role.admin))
         session.commit()
         me = Principal(name="bench", user_id=owner.id)
-        project = projects.create_project(
-            session=session,
-            actor=me,
-            team_id=team.id,
-            name="shop",
-            repo_url=str(repo.path),
-            workloads={"quota": QUOTA},
-        )
-        assert project.id is not None
-        releases.configure_deployments(session=session, actor=me, project_id=project.id, settings=SETTINGS)
-        secret = connect_to_stub(session, me, project.id, stub, REPOSITORY)
-        world = World(
-            settings, stub, repo, secret, Principal(name="approver", user_id=approver.id),
-            project.id,
-        )  # fmt: skip
-        for env in releases.deployment_environments(session, project.id):
-            assert env.id is not None
-            world.environments[env.name] = env.id
-        return world
+        worlds = []
+        for index in range(installs):
+            suffix = f"-{index + 1}" if index else ""
+            project = projects.create_project(
+                session=session,
+                actor=me,
+                team_id=team.id,
+                name=f"shop{suffix}",
+                repo_url=str(repo.path),
+                workloads={"quota": QUOTA},
+            )
+            assert project.id is not None
+            releases.configure_deployments(
+                session=session, actor=me, project_id=project.id, settings=SETTINGS
+            )
+            repository = f"{REPOSITORY}{suffix}"
+            secret = connect_to_stub(session, me, project.id, stub, repository)
+            world = World(
+                settings, stub, repo, secret, Principal(name="approver", user_id=approver.id),
+                project.id, repository,
+            )  # fmt: skip
+            for env in releases.deployment_environments(session, project.id):
+                assert env.id is not None
+                world.environments[env.name] = env.id
+            worlds.append(world)
+        return worlds
 
 
 def commit_chart(repo: Repo, apps: int, revision: int) -> str:
@@ -154,7 +172,7 @@ def commit_chart(repo: Repo, apps: int, revision: int) -> str:
     return WorkRepo.commit(repo, f"chart revision {revision}")
 
 
-def push(http: httpx.Client, secret: str, before: str, after: str) -> float:
+def push(http: httpx.Client, world: World, before: str, after: str) -> float:
     """A push to main, signed with the connection's secret and sent as GitHub sends it; when envhub
     answered (wall clock)."""
     payload = {
@@ -164,12 +182,12 @@ def push(http: httpx.Client, secret: str, before: str, after: str) -> float:
         "created": False,
         "deleted": False,
         "forced": False,
-        "repository": {"full_name": REPOSITORY, "id": 1},
+        "repository": {"full_name": world.repository, "id": 1},
         "pusher": {"name": "octocat", "email": "octocat@example.com"},
         "sender": {"login": "octocat", "id": 1, "type": "User"},
     }
     body = json.dumps(payload).encode()
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    digest = hmac.new(world.secret.encode(), body, hashlib.sha256).hexdigest()
     answer = http.post(
         "/webhooks/github",
         content=body,
@@ -310,7 +328,7 @@ def envhub_round(
     settle()
     load = os.getloadavg()[0]
     start = Clock()
-    answered = push(http, world.secret, before, sha)
+    answered = push(http, world, before, sha)
     staging = wait_release(world, "staging", sha, timeout)
     seen = Clock()
     waiting = wait_release(world, "production", sha, timeout)
@@ -352,13 +370,29 @@ def helm_env(home: Path, kubeconfig: Path) -> dict[str, str]:
     }
 
 
-def helm_round(helm: Path, chart: Path, env: dict[str, str], timeout: float, qps: float | None) -> Sample:
+def helm_round(
+    helm: Path,
+    chart: Path,
+    env: dict[str, str],
+    timeout: float,
+    qps: float | None,
+    suffix: str = "",
+    quota: Path | None = None,
+) -> Sample:
     """``helm upgrade --install --wait`` of the chart as the repository holds it now.
 
     With ``qps``, helm's client may send that many requests a second (``--qps``);
-    without, it keeps client-go's default of 5 (after a burst of 100).
+    without, it keeps client-go's default of 5 (after a burst of 100). ``suffix``
+    names another release, in a namespace of its own (the extra installs).
+    With ``quota`` (kubectl), the namespace is made beforehand with the
+    ResourceQuota and LimitRange envhub gives an environment of the project,
+    and the quota counted: what envhub's isolation costs an install, measured
+    on helm.
     """
-    name, namespace = HELM_RELEASE, HELM_NAMESPACE if qps is None else f"{HELM_NAMESPACE}-qps"
+    name = f"{HELM_RELEASE}{suffix}"
+    namespace = f"{HELM_NAMESPACE}{'-quota' if quota else '-qps' if qps else ''}{suffix}"
+    if quota is not None:
+        isolate(quota, env, namespace)
     argv = [
         str(helm), "upgrade", "--install", name, str(chart), "--namespace", namespace,
         "--create-namespace", "--wait=watcher", "--wait-for-jobs", "--timeout", f"{int(timeout)}s",
@@ -372,6 +406,8 @@ def helm_round(helm: Path, chart: Path, env: dict[str, str], timeout: float, qps
     if done.returncode != 0:
         raise RuntimeError(f"helm failed: {done.stderr.strip()[-2000:]}")
     path = "helm" if qps is None else f"helm --qps {qps:g}"
+    if quota is not None:
+        path = "helm+quota"
     sample = Sample(path, seconds=end.mono - start.mono, window=(start.wall, end.wall), load=load)
     rendered = Clock()
     subprocess.run(
@@ -380,6 +416,46 @@ def helm_round(helm: Path, chart: Path, env: dict[str, str], timeout: float, qps
     )  # fmt: skip
     sample.segments = {"helm template alone (what rendering costs helm)": time.monotonic() - rendered.mono}
     return sample
+
+
+def isolate(kubectl: Path, env: dict[str, str], namespace: str) -> None:
+    """``namespace`` with the quota and limits envhub gives the bench's environments, the quota counted."""
+    quota, _cut = clamp_quota(QuotaSpec.model_validate(QUOTA), PlatformLimits())
+    labels = {"app.kubernetes.io/managed-by": "bench"}
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        render_resource_quota(quota, namespace=namespace, labels=labels),
+        render_limit_range(quota, namespace=namespace, labels=labels),
+    ]
+    document = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    subprocess.run([str(kubectl), "apply", "-f", "-"], input=document, env=env, text=True, check=True)
+    subprocess.run(
+        [str(kubectl), "wait", "-n", namespace, "resourcequota", QUOTA_NAME, "--timeout=60s",
+         "--for=jsonpath={.status.hard.pods}"],
+        env=env, capture_output=True, check=True,
+    )  # fmt: skip
+
+
+def helm_paths(
+    helm: Path,
+    chart: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    suffix: str,
+    settle: Callable[[], None],
+    quota: Path | None = None,
+) -> list[Sample]:
+    """helm's release of the chart, with its default client rate and then (``--helm-qps``) a higher
+    one; with ``quota`` (kubectl, for installs), once more into a namespace under envhub's quota."""
+    settle()
+    made = [helm_round(helm, chart, env, args.timeout, None, suffix)]
+    if args.helm_qps:
+        settle()
+        made.append(helm_round(helm, chart, env, args.timeout, args.helm_qps, suffix))
+    if quota is not None:
+        settle()
+        made.append(helm_round(helm, chart, env, args.timeout, None, suffix, quota=quota))
+    return made
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -431,7 +507,7 @@ def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:
         with override_settings(settings):
             wire_adapters()
             migrate(settings)
-            world = seed(settings, stub, repo)
+            worlds = seed(settings, stub, repo, args.installs)
         engine_for(settings.database_url).dispose()
         env = environ(settings, port, debounce=1.0)
         env.update(
@@ -453,21 +529,27 @@ def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:
         ):
             for revision in range(1, args.rounds + 1):
                 sha = commit_chart(repo, args.apps, revision)
-                print(f"round {revision}: envhub ...", flush=True)
-                made = envhub_round(world, http, before, sha, args.timeout, settle)
-                print(f"round {revision}: helm ...", flush=True)
-                settle()
-                made.append(helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout, None))
-                if args.helm_qps:
-                    settle()
-                    made.append(
-                        helm_round(tools.helm, repo.path / CHART_PATH, helm, args.timeout, args.helm_qps)
-                    )
-                for sample in made:
-                    sample.round = revision
-                samples += made
+                # Round 1 installs every project (and as many helm releases); later rounds update the first.
+                installing = tools.kubectl if revision == 1 else None
+                for index, world in enumerate(worlds if revision == 1 else worlds[:1]):
+                    suffix = f"-{index + 1}" if index else ""
+                    print(f"round {revision}: envhub {world.repository} and helm{suffix} ...", flush=True)
+                    # Alternate who goes first, so a change in the machine's load falls on both.
+                    if index % 2 == 0:
+                        made = envhub_round(world, http, before, sha, args.timeout, settle)
+                        made += helm_paths(
+                            tools.helm, repo.path / CHART_PATH, helm, args, suffix, settle, installing
+                        )
+                    else:
+                        made = helm_paths(
+                            tools.helm, repo.path / CHART_PATH, helm, args, suffix, settle, installing
+                        )
+                        made += envhub_round(world, http, before, sha, args.timeout, settle)
+                    for sample in made:
+                        sample.round = revision
+                    samples += made
+                    print("  " + ", ".join(f"{s.path} {s.seconds:.2f}s" for s in made), flush=True)
                 before = sha
-                print("  " + ", ".join(f"{s.path} {s.seconds:.2f}s" for s in made), flush=True)
             time.sleep(2)  # the last watches end and reach the audit log
         attribute(samples, AuditLog(audit_path), request_log)
     return samples
@@ -478,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=6, help="releases per path (the first installs)")
+    parser.add_argument(
+        "--installs", type=int, default=3, help="projects (and helm releases) installed in round 1"
+    )
     parser.add_argument("--apps", type=int, default=10, help="apps in the chart: 4 objects each, plus 10")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one release may take")
