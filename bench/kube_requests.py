@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from envhub.runtime.kubernetes.runtime import APPLY_THREADS
+
 NAMESPACE_ID = re.compile(r"envhub-[a-z0-9-]*-(\d+)$")
 SELECTOR_ID = re.compile(r"envhub\.dev/environment=(\d+)")
 
@@ -35,6 +37,12 @@ class Request:
     @property
     def params(self) -> dict[str, list[str]]:
         return parse_qs(self.query)
+
+    @property
+    def by_job(self) -> bool:
+        """Made by a job (the worker's main thread, or the threads it applies with), not by the
+        reconciler and status watch beside it."""
+        return self.thread == "MainThread" or self.thread.startswith(APPLY_THREADS)
 
     @property
     def is_watch(self) -> bool:

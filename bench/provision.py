@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -57,8 +58,11 @@ from sqlmodel import Session, col, select  # noqa: E402
 
 from bench.kube_requests import Request, flag, read_requests, table  # noqa: E402
 from envhub.config import Settings, override_settings  # noqa: E402
+from envhub.domain.kube.render import render_environment  # noqa: E402
 from envhub.domain.phases import Phase  # noqa: E402
 from envhub.domain.principals import Principal  # noqa: E402
+from envhub.domain.specs import EnvironmentSpec, EnvironmentTarget  # noqa: E402
+from envhub.domain.workloads import ContainerService  # noqa: E402
 from envhub.launcher import migrate, redis_binary  # noqa: E402
 from envhub.models import Environment, Membership, Role, Team, User  # noqa: E402
 from envhub.models.db import engine_for  # noqa: E402
@@ -66,8 +70,11 @@ from envhub.queue.redis_queue import SERIALIZER, RedisJobQueue  # noqa: E402
 from envhub.runtime.local.processes import free_port  # noqa: E402
 from envhub.services.environments import create_environment, delete_environment  # noqa: E402
 from envhub.services.projects import create_project  # noqa: E402
+from envhub.wiring import install as wire_adapters  # noqa: E402
+from tests.support.tools import kube_tools  # noqa: E402
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+LOOP_IDS = 900_000  # the kubectl loop's environment ids: far from the database's
 SERVICE = {"name": "web", "image": "busybox", "command": ["sleep", "3600"], "ports": [8080]}
 
 
@@ -307,21 +314,22 @@ def run_scenario(
         clear_cluster(admin, engine, list(requested), timeout)
 
     requests = [r for r in read_requests(request_log) if r.start < provisioned]
-    jobs = [r for r in requests if r.thread == "MainThread"]
-    background = [r for r in requests if r.thread != "MainThread"]
-    env_of_pid: dict[int, int] = {}
-    for request in jobs:
-        env_id = request.environment()
-        if env_id is not None:
-            env_of_pid.setdefault(request.pid, env_id)
+    jobs = sorted((r for r in requests if r.by_job), key=lambda r: r.start)
+    background = [r for r in requests if not r.by_job]
+    # A worker runs its jobs one after another: a request that names no environment belongs to
+    # the job of the last one its process named.
+    current: dict[int, int] = {}
     per_env: dict[int, list[Request]] = defaultdict(list)
     discovery: list[Request] = []
     other_jobs: list[Request] = []
     for request in jobs:
+        env_id = request.environment()
+        if env_id is not None:
+            current[request.pid] = env_id
         if request.shape()[0] == "discover":
             discovery.append(request)
-        elif env_of_pid.get(request.pid) in requested:
-            per_env[env_of_pid[request.pid]].append(request)
+        elif current.get(request.pid) in requested:
+            per_env[current[request.pid]].append(request)
         else:  # a job of an environment of an earlier scenario, re-driven or late
             other_jobs.append(request)
     return Result(
@@ -340,10 +348,64 @@ def run_scenario(
     )
 
 
+# -- the baseline: a kubectl loop ------------------------------------------------------------
+
+
+@dataclass
+class Loop:
+    """A sequential ``kubectl apply --server-side`` loop over the same objects, for ``size`` environments."""
+
+    size: int
+    applied: float  # seconds from the loop's start until the last environment's objects are applied
+    ready: float  # ... until every environment's Deployments are Available
+    one: float  # the first environment alone: its apply, then its wait, as one loop iteration
+
+
+def kubectl_loop(size: int, kubectl: Path, kubeconfig: Path, timeout: float) -> Loop:
+    """What a person would script: the objects envhub's job applies to each environment (rendered by
+    envhub's own renderer: namespace, quota, limits, network policies, RBAC, Service, Deployment),
+    one ``kubectl apply --server-side`` per environment, one after another; then ``kubectl wait``
+    until each namespace's Deployments are Available. The first environment is waited for before
+    the others are applied, which gives one environment's time on its own."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    spec = EnvironmentSpec(services=(ContainerService.model_validate(SERVICE),))
+    namespaces = []
+    started = time.monotonic()
+    one = 0.0
+    for index in range(size):
+        target = EnvironmentTarget(
+            id=LOOP_IDS + index, name=f"loop-{index}", project=f"loop-n{size}", team="bench",
+            generation=1, spec=spec,
+        )  # fmt: skip
+        objects = render_environment(target, is_namespaced=lambda _api_version, _kind: True)
+        namespace = str(objects[0]["metadata"]["name"])
+        namespaces.append(namespace)
+        listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+        subprocess.run(
+            [str(kubectl), "apply", "--server-side", "--field-manager", "loop", "-f", "-"],
+            input=listing, env=env, text=True, capture_output=True, check=True,
+        )  # fmt: skip
+        if index == 0:
+            _wait_available(kubectl, env, namespace, timeout)
+            one = time.monotonic() - started
+    applied = time.monotonic() - started
+    for namespace in namespaces[1:]:
+        _wait_available(kubectl, env, namespace, timeout)
+    return Loop(size=size, applied=applied, ready=time.monotonic() - started, one=one)
+
+
+def _wait_available(kubectl: Path, env: dict[str, str], namespace: str, timeout: float) -> None:
+    subprocess.run(
+        [str(kubectl), "wait", "-n", namespace, "deployment", "--all", "--for=condition=Available",
+         f"--timeout={int(timeout)}s"],
+        env=env, capture_output=True, check=True,
+    )  # fmt: skip
+
+
 # -- report ------------------------------------------------------------------------------
 
 
-def report(results: list[Result]) -> str:
+def report(results: list[Result], loops: dict[int, Loop]) -> str:
     lines = ["", "Request to ready (seconds, time.monotonic(), as measured) and apiserver requests", ""]
     rows = []
     for r in results:
@@ -385,6 +447,42 @@ def report(results: list[Result]) -> str:
         "discovery: API discovery by the workers' jobs (all environments together); reconciler+watch: the",
         "background threads of all workers during the provisioning phase; other_jobs: requests of jobs of",
         "environments from earlier scenarios; load1: 1-minute load average before and after.",
+    ]
+    lines += ["", "Beside a kubectl loop of the same objects (bench's own run, same cluster)", ""]
+    rows = []
+    for r in results:
+        loop = loops.get(r.size)
+        if loop is None:
+            continue
+        rows.append(
+            [
+                f"{r.workers}",
+                f"{r.size}",
+                f"{r.wall:.2f}",
+                f"{loop.applied:.2f}",
+                f"{loop.ready:.2f}",
+                f"{r.wall / loop.ready:.2f}x",
+                f"{percentile(r.ready, 0.5):.2f}",
+                f"{loop.one:.2f}",
+                f"{percentile(r.ready, 0.5) / loop.one:.2f}x",
+            ]
+        )
+    lines.append(
+        table(
+            rows,
+            [
+                *("workers", "envs", "all_ready", "loop_applied", "loop_ready", "all_ready/loop"),
+                *("p50", "loop_one", "p50/loop_one"),
+            ],
+        )
+    )
+    lines += [
+        "",
+        "loop: `kubectl apply --server-side` of each environment's objects (envhub's renderer: namespace,",
+        "quota, limits, network policies, RBAC, Service, Deployment), one environment after another, then",
+        "`kubectl wait` for every Deployment Available; loop_one: its first environment, applied and waited",
+        "for alone. Targets (issue 15): all_ready within 2x loop_ready with 2 workers; p50 of one",
+        "environment within 1.5x loop_one.",
     ]
     lines += ["", "Requests per environment, by request (mean over each scenario's environments)", ""]
     labels: dict[str, int] = {}
@@ -477,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="envhub-bench-"))
     results: list[Result] = []
+    loops: dict[int, Loop] = {}
+    kubectl = kube_tools().kubectl
     try:
         with TestCluster() as cluster, database(workdir) as database_url, redis_server(workdir) as redis_url:
             print(f"test cluster up in {cluster.started_in:.1f}s; database {database_url.split('@')[-1]}",
@@ -491,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
                 kubeconfig=str(cluster.kubeconfig),
             )
             with override_settings(settings):
+                wire_adapters()
                 migrate(settings)
                 with Session(engine_for(database_url), expire_on_commit=False) as session:
                     team, user = Team(name="bench", display_name="Bench"), User(username="bench")
@@ -520,6 +621,13 @@ def main(argv: list[str] | None = None) -> int:
                                 admin=client.CoreV1Api(cluster.api_client()),
                             )
                             results.append(result)
+                            if size not in loops:
+                                print(
+                                    f"baseline: a kubectl loop over {size} environment(s)...", file=sys.stderr
+                                )
+                                loops[size] = kubectl_loop(size, kubectl, cluster.kubeconfig, args.timeout)
+                                admin = client.CoreV1Api(cluster.api_client())
+                                clear_cluster(admin, engine_for(database_url), [], args.timeout)
                             print(
                                 f"  ready p50 {percentile(result.ready, 0.5):.2f}s "
                                 f"p95 {percentile(result.ready, 0.95):.2f}s, {len(result.failed)} failed",
@@ -527,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                             )
                 finally:
                     pool.stop()
-        print(report(results))
+        print(report(results, loops))
     finally:
         if args.keep:
             print(f"work folder kept: {workdir}", file=sys.stderr)

@@ -470,9 +470,7 @@ def attribute(samples: list[Sample], audit: AuditLog, request_log: Path) -> None
         agent = "helm" if sample.path.startswith("helm") else "envhub"
         sample.served = audit.between(start, end, agent)
         if agent == "envhub":
-            sample.job_requests = sum(
-                1 for r in logged if r.thread == "MainThread" and start <= r.start + offset <= end
-            )
+            sample.job_requests = sum(1 for r in logged if r.by_job and start <= r.start + offset <= end)
 
 
 def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:

@@ -93,6 +93,8 @@ _INDEPENDENT_KINDS = frozenset({
     ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "Secret"),
     ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"), ("v1", "Service"),
 })  # fmt: skip
+# The names of the threads a job applies with (the request log tells a job's requests by them).
+APPLY_THREADS = "envhub-apply"
 _ACCOUNT_TOKEN = "kubernetes.io/service-account-token"  # noqa: S105 (a Secret type, not a secret)
 _ISOLATION_KINDS = {"ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding"}
 
@@ -493,7 +495,9 @@ def apply_in_waves(apply: Callable[[dict[str, Any]], Stored], objects: list[dict
         if len(batch) == 1:
             results.append(apply(batch[0]))
             continue
-        with ThreadPoolExecutor(max_workers=min(_APPLY_AT_ONCE, len(batch))) as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(_APPLY_AT_ONCE, len(batch)), thread_name_prefix=APPLY_THREADS
+        ) as pool:
             results.extend(pool.map(apply, batch))
     return results
 
