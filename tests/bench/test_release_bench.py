@@ -1,8 +1,8 @@
 """The releases benchmark still runs: at its smallest, and its arithmetic.
 
 ``make bench-releases`` is not part of the suite (it takes minutes and wants a
-quiet machine), so this runs it once at its smallest (a 14-object chart, an
-install and an update along each path, one worker) as the Makefile does, and
+quiet machine), so this runs it once at its smallest (a 14-object chart, two
+projects installed and one updated along each path, one worker), and
 checks the report's counting on made-up samples.
 """
 
@@ -25,7 +25,19 @@ def test_the_benchmark_releases_along_every_path_and_reports_each() -> None:
     require("postgresql")
     require_path("helm")
     done = subprocess.run(
-        [sys.executable, "-m", "bench.releases", "--rounds", "2", "--apps", "1", "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "bench.releases",
+            "--rounds",
+            "2",
+            "--installs",
+            "2",
+            "--apps",
+            "1",
+            "--workers",
+            "1",
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -36,9 +48,11 @@ def test_the_benchmark_releases_along_every_path_and_reports_each() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = [line.split() for line in done.stdout.splitlines()]
     for path in (("envhub", "staging"), ("envhub", "production"), ("helm",)):
-        for phase in ("install", "update"):
-            row = (*path, phase, "1")  # one release of each
+        for phase, count in (("install", "2"), ("update", "1")):  # two projects installed, one updated
+            row = (*path, phase, count)
             assert any(tuple(line[: len(row)]) == row for line in lines), (row, done.stdout)
+    row = ("helm+quota", "install", "2")  # helm under envhub's quota, for installs only
+    assert any(tuple(line[: len(row)]) == row for line in lines), (row, done.stdout)
     assert "Releases of a 14-object Helm chart" in done.stdout
 
 
