@@ -49,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "cluster")]
 
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from cluster import TestCluster  # noqa: E402
 from kubernetes import client  # noqa: E402
@@ -168,6 +169,14 @@ class WorkerPool:
                 raise RuntimeError(f"workers did not start; see {self.log_dir / 'workers.log'}")
             time.sleep(0.1)
 
+    def memory(self) -> list[int]:
+        """Resident memory of each worker process (its jobs run in it), in bytes."""
+        sizes = []
+        for proc in self.procs:
+            with contextlib.suppress(psutil.Error):
+                sizes.append(psutil.Process(proc.pid).memory_info().rss)
+        return sizes
+
     def stop(self) -> None:
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError):
@@ -203,6 +212,7 @@ class Result:
     background_seconds: float
     other_jobs: list[Request]
     load: tuple[float, float]  # 1-minute load average before and after the scenario
+    memory: list[int]  # each worker's resident memory once every environment was ready (bytes)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -295,6 +305,7 @@ def run_scenario(
             requested[env.id] = before
     ready_at, failed = wait_all(engine, requested, Phase.ready, timeout)
     wall = time.monotonic() - started
+    memory = pool.memory()
     provisioned = time.monotonic()
     load_after = os.getloadavg()[0]
 
@@ -345,6 +356,7 @@ def run_scenario(
         background_seconds=provisioned - started,
         other_jobs=other_jobs,
         load=(load_before, load_after),
+        memory=memory,
     )
 
 
@@ -431,11 +443,12 @@ def report(results: list[Result], loops: dict[int, Loop]) -> str:
                 f"{r.load[0]:.1f}-{r.load[1]:.1f}",
                 f"{percentile(r.deleted, 0.5):.1f}/{percentile(r.deleted, 0.95):.1f}" if r.deleted else "-",
                 f"{len(r.failed)}",
+                "/".join(f"{size / 2**20:.0f}" for size in r.memory) or "-",
             ]
         )
     header = (
         "workers envs p50 p95 max all_ready req/env p50/p95/max k8s_span_p50 discovery reconciler+watch "
-        "other_jobs load1 deleted_p50/p95 failed"
+        "other_jobs load1 deleted_p50/p95 failed worker_MiB"
     )
     lines.append(table(rows, header.split()))
     lines += [
@@ -446,7 +459,8 @@ def report(results: list[Result], loops: dict[int, Loop]) -> str:
         "k8s_span: first to last apiserver request of one environment's job (the rest is queueing, DB, RQ);",
         "discovery: API discovery by the workers' jobs (all environments together); reconciler+watch: the",
         "background threads of all workers during the provisioning phase; other_jobs: requests of jobs of",
-        "environments from earlier scenarios; load1: 1-minute load average before and after.",
+        "environments from earlier scenarios; load1: 1-minute load average before and after;",
+        "worker_MiB: each worker's resident memory once all were ready (its jobs run in its own process).",
     ]
     lines += ["", "Beside a kubectl loop of the same objects (bench's own run, same cluster)", ""]
     rows = []
