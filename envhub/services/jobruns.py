@@ -20,6 +20,7 @@ CONVERGE_JOB = "envhub.jobs.environments.converge_environment"
 # A run that re-applies a ready environment to restore anything changed or
 # deleted behind envhub's back (the controller pattern's periodic resync).
 RESYNC = "resync"
+TEARDOWN = "teardown"
 
 
 def rq_job_id(run_id: int) -> str:
@@ -35,7 +36,7 @@ def new_run(
         old.finished_at = utcnow()
         old.error = old.error or f"superseded by a newer {kind}"
         session.add(old)
-    plan = TEARDOWN_STEPS if kind == "teardown" else PROVISION_STEPS
+    plan = TEARDOWN_STEPS if kind == TEARDOWN else PROVISION_STEPS
     run = JobRun(
         kind=kind,
         environment_id=environment_id,

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
@@ -29,6 +29,7 @@ from envhub.domain.principals import SYSTEM
 from envhub.errors import EnvhubError
 from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
+from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
 from envhub.services import jobruns, pull_requests, releases, webhooks
@@ -77,11 +78,15 @@ def reconcile(
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.job_stale_after)
     live = list(session.exec(select(Environment).where(Environment.phase != Phase.deleted)))
+    # What each environment's decision needs, read for all of them at once: a pass
+    # costs a few queries, not a few per environment.
+    latest_runs = _latest_active_runs(session)
+    resync_before = now - timedelta(seconds=settings.resync_interval)
+    applied = _last_applied(session) if runtime.pushes_status else {}
 
     for environment in live:
         assert environment.id is not None
-        runs = jobruns.active_runs(session, environment.id)
-        run = runs[-1] if runs else None
+        run = latest_runs.get(environment.id)
         try:
             if run is not None and run.status is JobStatus.running:
                 if run.heartbeat_at is None or run.heartbeat_at < stale_before:
@@ -96,9 +101,7 @@ def reconcile(
             elif _lags(environment, runtime) and _still_lags(session, environment, runtime):
                 _start_run(session, queue, environment)
                 report.started.append(environment.id)
-            elif _resync_due(
-                session, environment, runtime, now - timedelta(seconds=settings.resync_interval)
-            ):
+            elif _resync_due(environment, runtime, applied.get(environment.id), resync_before):
                 _start_run(session, queue, environment, kind=RESYNC)
                 report.resynced.append(environment.id)
         except QueueUnavailable as exc:
@@ -204,16 +207,33 @@ def _still_lags(session: Session, environment: Environment, runtime: Runtime) ->
     return not jobruns.active_runs(session, environment.id) and _lags(environment, runtime)
 
 
-def _resync_due(session: Session, environment: Environment, runtime: Runtime, before: datetime) -> bool:
+def _latest_active_runs(session: Session) -> dict[int, JobRun]:
+    """Each environment's newest queued or running run (one query for all)."""
+    runs = session.exec(
+        select(JobRun).where(col(JobRun.status).in_(ACTIVE_JOB_STATUSES)).order_by(col(JobRun.id))
+    )
+    return {run.environment_id: run for run in runs if run.environment_id is not None}
+
+
+def _last_applied(session: Session) -> dict[int, datetime | None]:
+    """When each environment's newest succeeded run finished (one query for all)."""
+    newest = (
+        select(func.max(JobRun.id))
+        .where(JobRun.status == JobStatus.succeeded)
+        .group_by(col(JobRun.environment_id))
+        .scalar_subquery()
+    )
+    rows = session.exec(select(JobRun.environment_id, JobRun.finished_at).where(col(JobRun.id).in_(newest)))
+    return {environment_id: finished for environment_id, finished in rows if environment_id is not None}
+
+
+def _resync_due(
+    environment: Environment, runtime: Runtime, last_applied: datetime | None, before: datetime
+) -> bool:
     """A ready environment on a watched runtime is re-applied now and then."""
     if not runtime.pushes_status or environment.phase is not Phase.ready:
         return False
-    last = session.exec(
-        select(JobRun.finished_at)
-        .where(JobRun.environment_id == environment.id, JobRun.status == JobStatus.succeeded)
-        .order_by(col(JobRun.id).desc())
-    ).first()
-    return last is not None and last < before
+    return last_applied is not None and last_applied < before
 
 
 def _start_run(
@@ -239,7 +259,7 @@ def _start_run(
             team_id=project.team_id,
             details={"reason": "runtime reports it absent"},
         )
-    kind = kind or ("teardown" if environment.desired_state == "absent" else "provision")
+    kind = kind or (jobruns.TEARDOWN if environment.desired_state == "absent" else "provision")
     run = jobruns.new_run(
         session, environment_id=environment.id, kind=kind, generation=environment.desired_generation
     )

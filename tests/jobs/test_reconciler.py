@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import psutil
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -242,3 +243,44 @@ def test_queue_down_stops_the_tick_quietly(
     assert tick(db, queue, runtime).requeued == []
     queue.down = False
     assert tick(db, queue, runtime).requeued == [env_id]
+
+
+def test_a_tick_reads_the_database_a_fixed_number_of_times_however_many_environments(
+    session: Session,
+    world: World,
+    project: Project,
+    db: Engine,
+    queue: FakeQueue,
+    runtime: LocalRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A watched runtime (the Kubernetes one): ready environments are judged by their recorded
+    # condition and the time of their last apply, not by asking the runtime or a query each.
+    monkeypatch.setattr(runtime, "pushes_status", True)
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            env_id = create(session, world, project, queue, name=f"pr-{len(fetch_all(db, Environment)) + 1}")
+            [run] = [r for r in fetch_all(db, JobRun) if r.environment_id == env_id]
+            edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
+            edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
+        queued = create(session, world, project, queue, name=f"pr-{len(fetch_all(db, Environment)) + 1}")
+        assert queued  # one still provisioning, its job on the queue
+
+    def statements() -> int:
+        seen: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            seen.append(statement)
+
+        event.listen(db, "before_cursor_execute", count)
+        try:
+            assert tick(db, queue, runtime).started == []  # nothing drifted, nothing to do
+        finally:
+            event.remove(db, "before_cursor_execute", count)
+        return len(seen)
+
+    add(2)
+    few = statements()
+    add(10)
+    assert statements() == few
