@@ -9,8 +9,10 @@ measures, with ``time.monotonic()``, the time from each request to the moment
 the database shows the environment ``ready``. Then it clears the cluster so
 the next scenario starts quiet: by default straight through the API, all
 namespaces at once; with ``--teardown envhub`` through the services and the
-workers, measuring request-to-``deleted`` too (a worker waits for each
-namespace to be finalized, ~10 s each, so this is slow for 50).
+workers, measuring request-to-``deleted`` too (the namespace controller takes
+~10 s to finalize each namespace; no worker waits for it) and, asked for just
+after all the deletes, one more environment's request-to-ready: what a burst of
+teardowns costs the next person who wants an environment.
 
 Requests to the apiserver are counted on the client side: the workers run
 with ``ENVHUB_KUBE_REQUEST_LOG`` (see ``envhub/runtime/kubernetes/client.py``),
@@ -213,6 +215,8 @@ class Result:
     other_jobs: list[Request]
     load: tuple[float, float]  # 1-minute load average before and after the scenario
     memory: list[int]  # each worker's resident memory once every environment was ready (bytes)
+    # Request to ready of one environment asked for just after the scenario's deletes (--teardown envhub).
+    ready_in_teardown: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -311,14 +315,27 @@ def run_scenario(
 
     deleted: list[float] = []
     delete_failed: list[str] = []
+    ready_in_teardown: float | None = None
     if teardown == "envhub":  # through the services and the workers, measured
         deleting: dict[int, float] = {}
         with Session(engine, expire_on_commit=False) as session:
             for env_id in requested:
                 deleting[env_id] = time.monotonic()
                 delete_environment(session=session, actor=actor, queue=queue, environment_id=env_id)
+            asked = time.monotonic()
+            probe = create_environment(
+                session=session, actor=actor, queue=queue, project_id=project.id, name="after-deletes"
+            )
+            assert probe.id is not None
+        probe_ready, probe_failed = wait_all(engine, {probe.id: asked}, Phase.ready, timeout)
+        if probe.id in probe_ready:
+            ready_in_teardown = probe_ready[probe.id] - asked
+        with Session(engine, expire_on_commit=False) as session:
+            deleting[probe.id] = time.monotonic()
+            delete_environment(session=session, actor=actor, queue=queue, environment_id=probe.id)
         deleted_at, delete_failed = wait_all(engine, deleting, Phase.deleted, timeout)
-        deleted = [deleted_at[i] - deleting[i] for i in deleted_at]
+        deleted = [deleted_at[i] - deleting[i] for i in deleted_at if i != probe.id]
+        delete_failed += [f"after the deletes: {f}" for f in probe_failed]
         pool.stop()
     else:  # straight to the cluster, all at once: only to leave it quiet for the next scenario
         pool.stop()
@@ -357,6 +374,7 @@ def run_scenario(
         other_jobs=other_jobs,
         load=(load_before, load_after),
         memory=memory,
+        ready_in_teardown=ready_in_teardown,
     )
 
 
@@ -442,13 +460,14 @@ def report(results: list[Result], loops: dict[int, Loop]) -> str:
                 f"{len(r.other_jobs)}",
                 f"{r.load[0]:.1f}-{r.load[1]:.1f}",
                 f"{percentile(r.deleted, 0.5):.1f}/{percentile(r.deleted, 0.95):.1f}" if r.deleted else "-",
+                "-" if r.ready_in_teardown is None else f"{r.ready_in_teardown:.2f}",
                 f"{len(r.failed)}",
                 "/".join(f"{size / 2**20:.0f}" for size in r.memory) or "-",
             ]
         )
     header = (
         "workers envs p50 p95 max all_ready req/env p50/p95/max k8s_span_p50 discovery reconciler+watch "
-        "other_jobs load1 deleted_p50/p95 failed worker_MiB"
+        "other_jobs load1 deleted_p50/p95 ready_in_teardown failed worker_MiB"
     )
     lines.append(table(rows, header.split()))
     lines += [
@@ -460,7 +479,10 @@ def report(results: list[Result], loops: dict[int, Loop]) -> str:
         "discovery: API discovery by the workers' jobs (all environments together); reconciler+watch: the",
         "background threads of all workers during the provisioning phase; other_jobs: requests of jobs of",
         "environments from earlier scenarios; load1: 1-minute load average before and after;",
-        "worker_MiB: each worker's resident memory once all were ready (its jobs run in its own process).",
+        "worker_MiB: each worker's resident memory once all were ready (its jobs run in its own process);",
+        "deleted (--teardown envhub): request to deleted, the namespace finalized; ready_in_teardown:",
+        "request to ready of one more environment asked for just after all the deletes (compare with p50:",
+        "a teardown holds no worker while the namespace controller finalizes its namespace).",
     ]
     lines += ["", "Beside a kubectl loop of the same objects (bench's own run, same cluster)", ""]
     rows = []
@@ -580,8 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         "--teardown",
         choices=("direct", "envhub"),
         default="direct",
-        help="between scenarios: delete namespaces directly (default), or through envhub (measured; "
-        "a worker waits for each namespace to be finalized, ~10 s each)",
+        help="between scenarios: delete namespaces directly (default), or through envhub (measured, "
+        "with one more environment asked for just after the deletes)",
     )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -44,8 +44,11 @@ def _converge(environment_id: int, run_id: int) -> str:
                     session, assignment, public_url=url, workloads=applied.details.get("workloads", "")
                 )
                 return "ready"
-            runtime.destroy(environment_id, progress=progress)
+            gone = runtime.destroy(environment_id, progress=progress)
             urls.unpublish(assignment.target)
+            if not gone:  # the runtime finishes it: this worker goes on to other jobs
+                delay = convergence.await_removal(session, assignment)
+                return f"removing: looking again within {delay:.0f}s"
             convergence.complete_run(session, assignment, public_url=None)
             return "deleted"
         except EnvhubError as exc:

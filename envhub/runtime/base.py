@@ -115,6 +115,8 @@ class WorkloadCredentials:
 
 
 StatusHandler = Callable[[int, RuntimeStatus], None]
+# The detail of an ``absent`` status that says a removal :meth:`Runtime.destroy` started has ended.
+REMOVED = "removed"
 
 
 class ProgressReporter(Protocol):
@@ -253,10 +255,18 @@ class Runtime(Protocol):
         Blocks; run it in a thread. It resumes by itself after errors, and while
         the runtime cannot be reached it reports ``degraded`` statuses with
         ``details["condition"] = "cluster_unreachable"`` instead of giving up.
+        A removal that :meth:`destroy` left to finish is reported when it ends:
+        an ``absent`` status with ``details[REMOVED]`` (what went).
         """
 
-    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> None:
-        """Remove everything the environment owns. Quiet when already gone."""
+    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> bool:
+        """Remove everything the environment owns. Quiet when already gone.
+
+        True once nothing is left. False when the removal has started and the
+        runtime finishes it on its own (a Kubernetes namespace's finalizers can
+        take minutes): nothing waits for it here. Call again later, or on the
+        ``removed`` status :meth:`watch` reports; a call after the end returns True.
+        """
 
     def stop(self, environment_id: int) -> None:
         """Stop the environment's processes but keep its data (sleep, shutdown)."""

@@ -38,6 +38,12 @@ from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
 
+# A teardown the runtime finishes on its own is looked at again after this many
+# seconds, twice as long each time up to the maximum; the runtime's watch
+# usually reports the end first.
+_REMOVAL_RECHECK = 2.0
+_REMOVAL_RECHECK_MAX = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
@@ -208,6 +214,8 @@ class RunProgress:
         for step in steps:
             if step["key"] != key:
                 continue
+            if status is StepStatus.skipped and step["status"] == StepStatus.done.value:
+                continue  # done by an earlier attempt (a teardown that came back to see the end)
             step["status"] = status.value
             step["detail"] = detail or step.get("detail", "")
             if status is StepStatus.running:
@@ -341,6 +349,28 @@ def retry_later(session: Session, assignment: Assignment, error: EnvhubError) ->
     session.commit()
     jobruns.announce(environment_id=environment.id)
     return True
+
+
+def await_removal(session: Session, assignment: Assignment) -> float:
+    """The runtime is finishing a teardown on its own: the run waits, holding no worker.
+
+    The run goes back to the queue with a time to look again (the reconciler
+    re-drives it then), sooner when the runtime's watch reports the end
+    (:func:`observation.record_status`). Returns the delay.
+    """
+    session.expire_all()
+    current = _still_current(session, assignment)
+    if current is None:
+        _finish_superseded(session, assignment)
+        return 0.0
+    run, environment = current
+    delay = min(_REMOVAL_RECHECK_MAX, _REMOVAL_RECHECK * float(2 ** max(0, run.attempts - 1)))
+    run.status = JobStatus.queued
+    run.retry_at = utcnow() + timedelta(seconds=delay)
+    session.add(run)  # the environment's message is the step's: what it waits for
+    session.commit()
+    jobruns.announce(environment_id=environment.id)
+    return delay
 
 
 def fail_run(session: Session, assignment: Assignment, error: EnvhubError) -> None:

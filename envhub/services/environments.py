@@ -371,7 +371,10 @@ def delete_environment(
         environment.updated_at = utcnow()
         session.add(environment)
         run = jobruns.new_run(
-            session, environment_id=environment_id, kind="teardown", generation=environment.desired_generation
+            session,
+            environment_id=environment_id,
+            kind=jobruns.TEARDOWN,
+            generation=environment.desired_generation,
         )
         target.team_id = project.team_id
         target.details = {"job_run": run.id}

@@ -119,7 +119,9 @@ def reconcile(
 
     live_ids = {env.id for env in live}
     for orphan in sorted(managed - live_ids):
-        runtime.destroy(orphan, progress=_NoProgress())
+        # Not waited for: the runtime finishes a long removal on its own, and a
+        # terminating namespace is no longer listed as managed.
+        gone = runtime.destroy(orphan, progress=_NoProgress())
         audit(
             session,
             SYSTEM,
@@ -128,6 +130,7 @@ def reconcile(
             target_id=orphan,
             target=f"environment {orphan}",
             team_id=None,
+            details={"removal": "done" if gone else "started"},
         )
         session.commit()
         report.orphans_removed.append(orphan)

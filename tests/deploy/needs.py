@@ -97,7 +97,7 @@ def worker_needs(*, ingress: bool = False) -> set[Need]:
             needs |= {(group, resource, verb) for resource in rule["resources"] for verb in rule["verbs"]}
     needs |= {
         # runtime._namespace_object, managed_environments: namespaces by label;
-        # waiting.wait_namespace_gone: a watch until the namespace is gone.
+        # watching.NamespaceWatcher: a watch over envhub's namespaces (the end of a teardown).
         ("", "namespaces", "list"),
         ("", "namespaces", "watch"),
         # waiting.wait_quota_counted: a watch on the quota until it is counted.

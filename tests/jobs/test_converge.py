@@ -14,11 +14,13 @@ from envhub.domain.phases import Phase
 from envhub.jobs.environments import converge_environment
 from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
+from envhub.runtime.base import REMOVED, RuntimeState, RuntimeStatus
 from envhub.runtime.local import LocalRuntime
 from envhub.services import ports
 from envhub.services.environments import create_environment, delete_environment, redeploy_environment
+from envhub.services.observation import record_status, removal_ended
 from tests.conftest import build_settings
-from tests.support.db import audit_events, fetch, fetch_all
+from tests.support.db import audit_events, fetch, fetch_all, other_session
 from tests.support.fakes import FakeQueue
 from tests.support.runtime import endpoint_get, is_gone, kill_environments, process_tree, recorded_pid
 from tests.support.world import World
@@ -200,3 +202,69 @@ def test_delete_before_the_first_run_supersedes_it(
         ("provision", JobStatus.abandoned),
         ("teardown", JobStatus.succeeded),
     ]
+
+
+def _waiting_teardown(
+    session: Session, world: World, project: Project, db: Engine, queue: FakeQueue
+) -> JobRun:
+    """A teardown run as a job leaves it when the runtime finishes the removal on its own."""
+    env_id = _create(session, world, project, queue)
+    assert _run_job(queue) == "ready"
+    session.expire_all()
+    delete_environment(session=session, actor=world.member, queue=queue, environment_id=env_id)
+    run = fetch_all(db, JobRun)[-1]
+    assert run.kind == "teardown"
+    with other_session(db) as other:
+        row = other.get(JobRun, run.id)
+        assert row is not None
+        row.status, row.attempts, row.retry_at = JobStatus.queued, 1, utcnow() + timedelta(minutes=5)
+        other.add(row)
+        other.commit()
+    queue.lose_everything()  # the job that said "still removing" has left the queue
+    return run
+
+
+def test_the_end_of_a_removal_wakes_its_waiting_teardown_once(
+    session: Session, world: World, project: Project, db: Engine, queue: FakeQueue, runtime: LocalRuntime
+) -> None:
+    run = _waiting_teardown(session, world, project, db, queue)
+    before = len(queue.jobs)
+    with other_session(db) as other:
+        assert removal_ended(session=other, queue=queue, environment_id=run.environment_id or 0)
+    woken = fetch(db, JobRun, run.id or 0)
+    assert woken is not None
+    assert (woken.status, woken.retry_at) == (JobStatus.queued, None)
+    assert [job.job_id for job in queue.jobs[before:]] == [run.rq_job_id]
+    # Every worker's watch reports the same end: the others find nothing to wake.
+    with other_session(db) as other:
+        assert not removal_ended(session=other, queue=queue, environment_id=run.environment_id or 0)
+    assert len(queue.jobs) == before + 1
+    assert _run_job(queue) == "deleted"  # the woken job finds nothing left and finishes the teardown
+
+
+def test_a_removal_report_touches_nothing_but_a_waiting_teardown(
+    session: Session, world: World, project: Project, db: Engine, queue: FakeQueue, runtime: LocalRuntime
+) -> None:
+    env_id = _create(session, world, project, queue)
+    removed = RuntimeStatus(RuntimeState.absent, "namespace gone", details={REMOVED: "namespace"})
+    # A live environment (its namespace deleted behind envhub's back is the status watch's
+    # "absent", not this): no run, no condition.
+    with other_session(db) as other:
+        assert not removal_ended(session=other, queue=queue, environment_id=env_id)
+        record_status(session=other, environment_id=env_id, status=removed)
+    assert len(queue.jobs) == 1
+    assert _env(db, env_id).condition is None
+    # A teardown that is running sees the end itself.
+    session.expire_all()
+    delete_environment(session=session, actor=world.member, queue=queue, environment_id=env_id)
+    run = fetch_all(db, JobRun)[-1]
+    edit = {"status": JobStatus.running, "retry_at": None}
+    with other_session(db) as other:
+        row = other.get(JobRun, run.id)
+        assert row is not None
+        for key, value in edit.items():
+            setattr(row, key, value)
+        other.add(row)
+        other.commit()
+        assert not removal_ended(session=other, queue=queue, environment_id=env_id)
+    assert len(queue.jobs) == 2

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -101,6 +102,23 @@ class Kube:
         """Start deleting ``name``; does not wait (namespace finalization takes seconds)."""
         with contextlib.suppress(client.ApiException):
             self.core.delete_namespace(name)
+
+    @contextlib.contextmanager
+    def held(self, namespace: str) -> Iterator[Callable[[], None]]:
+        """Keep ``namespace`` from being finalized: a ConfigMap in it with a finalizer of the
+        test's own, removed by the function yielded (or at the end, whatever happened)."""
+        name = "envhub-test-hold"
+        body = {"metadata": {"name": name, "finalizers": ["test.envhub.dev/hold"]}}
+        self.core.create_namespaced_config_map(namespace, body)
+
+        def release() -> None:
+            with contextlib.suppress(client.ApiException):
+                self.core.patch_namespaced_config_map(name, namespace, {"metadata": {"finalizers": None}})
+
+        try:
+            yield release
+        finally:
+            release()
 
     def delete_managed_namespaces(self) -> None:
         for name in self.live_namespaces():

@@ -126,6 +126,49 @@ def test_an_environment_is_created_served_and_deleted_through_the_services(
     assert "environment.deleting" in actions or "environment.delete" in actions
 
 
+def test_a_teardown_holds_no_worker_while_its_namespace_is_finalized(
+    session: Session, world: World, db: Engine, workers: KubeWorkers, kube: Kube
+) -> None:
+    project, _ = shop(session, world)
+    assert project.id is not None
+    workers.start()  # one worker: a teardown that waited for the finalizers would hold it
+    first = create_environment(
+        session=session, actor=world.member, queue=ports.queue(), project_id=project.id, name="pr-1"
+    )
+    assert first.id is not None
+    first_id = first.id
+    wait_phase(db, first_id, Phase.ready, workers)
+    [namespace] = kube.live_namespaces(first_id)
+
+    def teardown() -> JobRun:
+        return [r for r in fetch_all(db, JobRun) if r.kind == "teardown"][-1]
+
+    with kube.held(namespace) as release:
+        session.expire_all()
+        delete_environment(session=session, actor=world.member, queue=ports.queue(), environment_id=first_id)
+        run = wait_for(
+            lambda: (run := teardown()).status is JobStatus.queued and run.retry_at is not None and run,
+            timeout=60,
+            what="the teardown to wait for the namespace, off the worker",
+            describe=workers.log_tail,
+        )
+        assert [(s["key"], s["status"]) for s in run.steps] == [("stop", "done"), ("cleanup", "running")]
+        assert env_row(db, first_id).phase is Phase.deleting
+        second = create_environment(
+            session=session, actor=world.member, queue=ports.queue(), project_id=project.id, name="pr-2"
+        )
+        assert second.id is not None
+        wait_phase(db, second.id, Phase.ready, workers)  # the one worker was free for it
+        assert env_row(db, first_id).phase is Phase.deleting
+        assert kube.get(f"/api/v1/namespaces/{namespace}") is not None
+        release()
+    wait_phase(db, first_id, Phase.deleted, workers)
+    assert kube.namespace_gone(namespace)
+    done = teardown()
+    assert done.status is JobStatus.succeeded
+    assert [(s["key"], s["status"]) for s in done.steps] == [("stop", "done"), ("cleanup", "done")]
+
+
 def test_the_reconciler_removes_orphans_and_recreates_what_was_deleted_behind_its_back(
     session: Session,
     world: World,
@@ -154,8 +197,11 @@ def test_the_reconciler_removes_orphans_and_recreates_what_was_deleted_behind_it
         what="the orphan namespace to be removed",
         describe=workers.log_tail,
     )
-    assert kube.namespace_gone(namespace_for(orphan))  # removed means gone, not only terminating
-    assert [e.target_id for e in audit_events(db, "environment.orphan_removed")] == [777777]
+    [removed] = audit_events(db, "environment.orphan_removed")
+    assert (removed.target_id, removed.details) == (777777, {"removal": "started"})
+    # The namespace controller finishes it; the reconciler does not wait, nor delete it again.
+    wait_for(lambda: kube.namespace_gone(namespace_for(orphan)), timeout=120, what="the orphan to go")
+    assert len(audit_events(db, "environment.orphan_removed")) == 1
     assert kube.live_namespaces(env_id) != []  # the live environment was left alone
 
     # Someone deletes the Deployment with kubectl: the watch records it, the reconciler re-drives.

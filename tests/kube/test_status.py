@@ -25,7 +25,7 @@ from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady
 from envhub.jobs.environments import converge_environment
 from envhub.models import Environment, JobRun, JobStatus
-from envhub.runtime.base import RuntimeState, RuntimeStatus
+from envhub.runtime.base import REMOVED, RuntimeState, RuntimeStatus
 from envhub.runtime.kubernetes import KubernetesRuntime, api_client
 from envhub.runtime.kubernetes.watching import DeploymentWatcher
 from envhub.services import ports
@@ -264,6 +264,42 @@ def test_the_runtime_watch_reports_changes(
     wait_for(lambda: recorder.saw(target.id, RuntimeState.ready), timeout=60, what="ready reported")
     kube.apps.delete_namespaced_deployment("web", namespace_for(target))
     wait_for(lambda: recorder.saw(target.id, RuntimeState.absent), timeout=60, what="absent reported")
+
+
+def test_destroy_leaves_finalization_to_the_namespace_watch(
+    runtime: KubernetesRuntime, kube: Kube, make_env: MakeEnv, run_in_thread: Any
+) -> None:
+    recorder = Recorder()
+    run_in_thread(lambda stop: runtime.watch(recorder, stop))
+    target = make_env(services=[web_service()])
+    runtime.apply(target, progress=RecordingProgress())
+    namespace = namespace_for(target)
+
+    def removed() -> list[RuntimeStatus]:
+        with recorder.lock:
+            return [s for e, s in recorder.reports if e == target.id and s.details.get(REMOVED)]
+
+    with kube.held(namespace) as release:
+        progress = RecordingProgress()
+        assert runtime.destroy(target.id, progress=progress) is False  # nothing waits for the finalizers
+        assert progress.events == [
+            ("begin", "stop", namespace),
+            ("finish", "stop", f"namespace {namespace} is terminating"),
+            ("begin", "cleanup", f"waiting for {namespace} to be finalized"),
+        ]
+        again = RecordingProgress()
+        assert runtime.destroy(target.id, progress=again) is False  # still terminating: no second delete
+        assert again.events == [("begin", "cleanup", f"waiting for {namespace} to be finalized")]
+        assert runtime.managed_environments().isdisjoint({target.id})  # a terminating one is no orphan
+        assert removed() == []
+        release()
+        [status] = wait_for(removed, timeout=60, what="the end of the removal reported")
+    assert status.state is RuntimeState.absent
+    assert status.details == {REMOVED: "namespace", "namespace": namespace}
+    assert kube.namespace_gone(namespace)
+    last = RecordingProgress()
+    assert runtime.destroy(target.id, progress=last) is True
+    assert last.events == [("skip", "stop", "no namespace"), ("finish", "cleanup", "no namespace left")]
 
 
 def test_the_watch_resumes_after_its_window_ends(

@@ -69,8 +69,8 @@ from envhub.runtime.kubernetes.readiness import (
 )
 from envhub.runtime.kubernetes.service_proxy import ServiceProxyTransport
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
-from envhub.runtime.kubernetes.waiting import RolloutWait, wait_namespace_gone, wait_quota_counted
-from envhub.runtime.kubernetes.watching import DeploymentWatcher
+from envhub.runtime.kubernetes.waiting import RolloutWait, wait_quota_counted
+from envhub.runtime.kubernetes.watching import DeploymentWatcher, NamespaceWatcher
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,20 @@ class KubernetesRuntime:
         return RuntimeStatus(state, readiness.message, details={"namespace": namespace})
 
     def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
-        DeploymentWatcher(self.api, handler).run(stop)
+        """Deployments on this thread; namespaces (the end of teardowns) on one of their own,
+        which ends with this call (within its watch window)."""
+        ended = threading.Event()
+        namespaces = threading.Thread(
+            target=NamespaceWatcher(self.api, handler).run,
+            args=(ended,),
+            name="envhub-namespace-watch",
+            daemon=True,
+        )
+        namespaces.start()
+        try:
+            DeploymentWatcher(self.api, handler).run(stop)
+        finally:
+            ended.set()
 
     def inspect(self, environment_id: int) -> Inspection:
         namespace = self._namespace_of(environment_id)
@@ -365,36 +378,40 @@ class KubernetesRuntime:
                 {"spec": {"replicas": 0}},
             )
 
-    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> None:
-        namespace = self._namespace_of(environment_id)
+    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> bool:
+        """Delete the environment's namespace; the namespace controller finalizes it meanwhile.
+
+        Nothing waits for the finalization here (it can take minutes, and a
+        job that waited would hold its worker): False while the namespace is
+        terminating, and the namespace watch reports when it is gone
+        (:class:`NamespaceWatcher`). A call once it is gone returns True.
+        """
+        namespace = self._namespace_object(environment_id)
         if namespace is None:
             progress.skip("stop", "no namespace")
-            progress.skip("cleanup", "nothing to remove")
-            return
-        progress.begin("stop", namespace)
-        try:
-            deleted: dict[str, Any] | None = kube_json(
-                f"deleting namespace {namespace}",
-                self.core.delete_namespace,
-                namespace,
-                body=V1DeleteOptions(propagation_policy="Background"),
-            )
-        except NotFound:
-            deleted = None
-        progress.finish("stop", f"namespace {namespace} is terminating")
-        progress.begin("cleanup", f"waiting for {namespace} to be finalized")
-        # The delete answers with the terminating Namespace: wait from its version.
-        # Anything else (a 404, a Status) means there is nothing left to wait for.
-        if deleted is not None and deleted.get("kind") == "Namespace":
-            wait_namespace_gone(
-                self.api,
-                namespace,
-                str(deleted["metadata"].get("resourceVersion") or ""),
-                progress,
-                timeout=self.ready_timeout,
-                heartbeat=self.heartbeat_interval,
-            )
-        progress.finish("cleanup", f"namespace {namespace} is gone")
+            progress.finish("cleanup", "no namespace left")
+            return True
+        name = str(namespace["metadata"]["name"])
+        if not namespace["metadata"].get("deletionTimestamp"):
+            progress.begin("stop", name)
+            try:
+                deleted: dict[str, Any] | None = kube_json(
+                    f"deleting namespace {name}",
+                    self.core.delete_namespace,
+                    name,
+                    body=V1DeleteOptions(propagation_policy="Background"),
+                )
+            except NotFound:
+                deleted = None
+            # The delete answers with the terminating Namespace; anything else
+            # (a 404, a Status) means there is nothing left to finalize.
+            if deleted is None or deleted.get("kind") != "Namespace":
+                progress.finish("stop", f"namespace {name} deleted")
+                progress.finish("cleanup", f"namespace {name} is gone")
+                return True
+            progress.finish("stop", f"namespace {name} is terminating")
+        progress.begin("cleanup", f"waiting for {name} to be finalized")
+        return False
 
     # -- logs and exec -------------------------------------------------------
 

@@ -14,7 +14,6 @@ themselves: nothing is listed again per event.
   stays unavailable are the pods listed, once, to say why (image pull, crash
   loop, pending), and again at most every few seconds, less often the longer
   it takes.
-* :func:`wait_namespace_gone`: namespace finalization after a delete.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from envhub.runtime.kubernetes.readiness import (
     rolled_out,
     workload_of,
 )
-from envhub.runtime.kubernetes.rest import EventStream, Query, StreamEnded, WatchExpired, request
+from envhub.runtime.kubernetes.rest import EventStream, Query, StreamEnded, WatchExpired
 
 log = logging.getLogger(__name__)
 
@@ -225,42 +224,6 @@ def wait_quota_counted(
             event = events.next(min(remaining, heartbeat))
             if event is not None and event["type"] in ("ADDED", "MODIFIED"):
                 quota = event["object"]
-
-
-def wait_namespace_gone(
-    api: ApiClient,
-    namespace: str,
-    version: str,
-    progress: ProgressReporter,
-    *,
-    timeout: float,
-    heartbeat: float,
-) -> None:
-    """Block until ``namespace`` (deleted at ``version``) is finalized and gone."""
-    deadline = time.monotonic() + timeout
-    selector = [("fieldSelector", f"metadata.name={namespace}")]
-    with Watcher(
-        api,
-        f"watching namespace {namespace} go",
-        "/api/v1/namespaces",
-        query=selector,
-        version=version,
-        deadline=deadline,
-    ) as events:
-        while time.monotonic() < deadline:
-            progress.heartbeat()
-            if events.expired:
-                # Starting over from the current state says nothing about an object
-                # that is already gone: ask once whether it still exists.
-                events.expired = False
-                listing = request(api, "reading namespace", "GET", "/api/v1/namespaces", query=selector).body
-                if not listing.get("items"):
-                    return
-                events.version = str((listing.get("metadata") or {}).get("resourceVersion") or "") or None
-            event = events.next(min(deadline - time.monotonic(), heartbeat))
-            if event is not None and event["type"] == "DELETED":
-                return
-    raise NotReady(f"namespace {namespace} is still terminating", details={"namespace": namespace})
 
 
 # Where each kind an apply waits for is watched (readiness.WORKLOAD_KINDS).

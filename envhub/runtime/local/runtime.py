@@ -280,18 +280,19 @@ class LocalRuntime:
                 processes.kill_tree(proc)
             state_path.unlink(missing_ok=True)
 
-    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> None:
+    def destroy(self, environment_id: int, *, progress: ProgressReporter) -> bool:
         directory = self._dir(environment_id)
         if not directory.exists():
             progress.skip("stop", "nothing running")
             progress.skip("cleanup", "nothing to remove")
-            return
+            return True
         progress.begin("stop")
         self.stop(environment_id)
         progress.finish("stop", "process tree stopped")
         progress.begin("cleanup")
         workspace.remove(directory)
         progress.finish("cleanup", "workspace removed")
+        return True
 
     def watch(self, handler: StatusHandler, stop: threading.Event) -> None:
         """Poll this machine's process trees (cheap, no network) and report changes.
