@@ -45,8 +45,9 @@ from envhub.services.authentication import cookie_value
 from envhub.services.sessions import csrf_valid, session_cookie_name
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Probes from the platform (kubelet, load balancer) use whatever Host they like.
-_ANY_HOST = ("/healthz",)
+# Probes from the platform (kubelet, load balancer) and Prometheus's scrapes use whatever
+# Host they like.
+_ANY_HOST = ("/healthz", "/metrics")
 # WebSocket routes that check the Origin themselves (api/terminal/routes.py).
 _OWN_ORIGIN_CHECK = ("/ws/terminal/",)
 
