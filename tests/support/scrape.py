@@ -25,7 +25,8 @@ class Scrape:
         return sum(v for (n, have), v in self.samples.items() if n == name and wanted <= set(have))
 
     def label_values(self, name: str, label: str) -> set[str]:
-        return {dict(have)[label] for (n, have), _ in self.samples.items() if n == name and label in dict(have)}
+        found = (dict(have) for (n, have) in self.samples if n == name)
+        return {labels[label] for labels in found if label in labels}
 
     def names(self) -> set[str]:
         return {name for name, _ in self.samples}
