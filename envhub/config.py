@@ -186,6 +186,8 @@ class Settings(BaseSettings):
     # next one (two processes, two registries: envhub/jobs/worker.py); 0: none.
     worker_metrics_port: Annotated[int, Field(ge=0, le=65534)] = 0
     worker_metrics_host: str = "127.0.0.1"
+    # envhub's log lines: "text" (for people) or "json" (one object a line, for collectors).
+    log_format: Literal["text", "json"] = "text"
 
     # -- sign-in (OpenID Connect); empty issuer means single-user local mode --
     oidc_issuer: str = ""

@@ -37,6 +37,7 @@ import time
 
 from prometheus_client import start_http_server
 
+from envhub import logs
 from envhub.config import Settings, get_settings
 from envhub.errors import ConfigurationError
 from envhub.jobs import releases as release_jobs
@@ -57,9 +58,13 @@ RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB, RENDER_JOB, SYNC_JOB})
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     try:
         settings = get_settings()
+        logs.configure(
+            settings.log_format,
+            process="worker",
+            text="%(asctime)s worker %(levelname)s %(name)s: %(message)s",
+        )
         secure_data_dir(settings.data_dir)
         queue = ports.queue()
         if not isinstance(queue, RedisJobQueue):
@@ -125,7 +130,10 @@ def serve_metrics(settings: Settings, process: str) -> int | None:
 def _background(parent: int, queue: RedisJobQueue) -> None:
     get_engine().dispose(close=False)  # nothing shared with the worker's own connections
     ports.reset()
-    serve_metrics(get_settings(), "reconciler")
+    settings = get_settings()
+    if settings.log_format == logs.JSON:
+        logs.configure(settings.log_format, process="reconciler", text="")
+    serve_metrics(settings, "reconciler")
     reconciler = ReconcilerThread(queue.connection, f"{socket.gethostname()}:{os.getpid()}")
     watcher = RuntimeWatchThread()
     reconciler.start()

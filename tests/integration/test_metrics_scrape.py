@@ -2,7 +2,7 @@
 
 The web app under Granian in its own process (tests/terminal/harness.py), a real
 worker started with ``ENVHUB_WORKER_METRICS_PORT`` (its reconciler process on the
-next port), the test PostgreSQL and Redis, the local runtime. Someone creates an
+next port) and writing JSON logs, the test PostgreSQL and Redis, the local runtime. Someone creates an
 environment through the REST API, a worker provisions it, the reconciler finds
 an orphan, and a person opens a shell into the environment from the browser's
 terminal protocol. Each process's figures are read before and after: the ones
@@ -11,6 +11,7 @@ that work should move have moved, in the process that did the work.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,11 @@ def test_figures_move_in_the_process_that_did_the_work(
 ) -> None:
     people = People(settings, session, world)
     metrics_port = two_free_ports()
-    workers = Workers(settings, tmp_path, extra={"ENVHUB_WORKER_METRICS_PORT": str(metrics_port)})
+    workers = Workers(
+        settings,
+        tmp_path,
+        extra={"ENVHUB_WORKER_METRICS_PORT": str(metrics_port), "ENVHUB_LOG_FORMAT": "json"},
+    )
     with servers(settings, tmp_path) as serve:
         try:
             base = serve(ENVHUB_QUEUE_NAME=settings.queue_name)
@@ -123,6 +128,12 @@ def test_figures_move_in_the_process_that_did_the_work(
     # Two processes, each with its own process figures.
     assert worker.value("process_start_time_seconds") > 0
     assert reconciler.value("process_start_time_seconds") > 0
+    # ENVHUB_LOG_FORMAT=json: every line the worker and its reconciler process wrote is an object.
+    lines = [json.loads(line) for line in workers.log_path.read_text().splitlines() if line.strip()]
+    said = {(line["component"], line["message"]) for line in lines}
+    assert ("worker", f"worker metrics on http://127.0.0.1:{metrics_port}/metrics") in said
+    assert ("reconciler", f"reconciler metrics on http://127.0.0.1:{metrics_port + 1}/metrics") in said
+    assert all({"time", "level", "logger", "pid"} <= line.keys() for line in lines)
 
 
 def run_the_work(
