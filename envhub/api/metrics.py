@@ -10,8 +10,8 @@ guard) is ``other``; the dashboard's assets are Reflex's catch-all
 ``/{path}``. WebSockets are left out: a terminal's socket lives for hours, and
 terminals have their own figures.
 
-``/metrics`` answers any Host (Prometheus scrapes a pod by its address, as the
-kubelet probes ``/healthz``). With ``ENVHUB_METRICS_TOKEN`` set it wants
+``/metrics`` answers envhub's own host names and any IP address as Host
+(Prometheus scrapes a pod by its address; api/guard.py). With ``ENVHUB_METRICS_TOKEN`` set it wants
 ``Authorization: Bearer <token>``; without, anyone who reaches the port may
 read it, which is why no label names a person, a team or an environment.
 """

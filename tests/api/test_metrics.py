@@ -2,8 +2,9 @@
 
 Requests are timed by route template, never by raw path or odd method; the
 queue's depth is read from the test Redis at scrape time, and an unreachable
-Redis says so without failing the scrape; the page answers any Host (as
-Prometheus scrapes a pod by its address) and wants the token once one is set.
+Redis says so without failing the scrape; the page answers an IP address as
+Host (Prometheus scrapes a pod by its address), never a foreign name, and
+wants the token once one is set.
 The app runs in this process, so figures carry over between tests: each test
 compares a scrape after with one before.
 """
@@ -50,13 +51,18 @@ def test_requests_are_timed_by_route_template_never_by_raw_path(
     assert after.label_values(f"{LATENCY}_count", "status") <= {"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 
-def test_metrics_answer_any_host_and_want_the_token_once_one_is_set(
+def test_metrics_answer_an_address_as_host_and_want_the_token_once_one_is_set(
     clients: Clients, api_url: str, settings: Settings
 ) -> None:
     # Prometheus names the pod by its address; other routes still refuse a foreign Host.
     foreign = {"Host": "10.1.2.3:3000"}
     assert httpx.get(f"{api_url}/metrics", headers=foreign, timeout=30).status_code == 200
+    assert httpx.get(f"{api_url}/metrics", headers={"Host": "[fd00::17]:3000"}, timeout=30).status_code == 200
     assert httpx.get(f"{api_url}/api/v1/projects", headers=foreign, timeout=30).status_code == 400
+    # A name that is not envhub's is what a DNS-rebinding page sends: refused, metrics too.
+    rebound = httpx.get(f"{api_url}/metrics", headers={"Host": "attacker.example:3000"}, timeout=30)
+    assert rebound.status_code == 400
+    assert "envhub_" not in rebound.text
 
     with override_settings(build_settings(**{**settings.model_dump(), "metrics_token": "s3cret-metrics"})):
         refused = httpx.get(f"{api_url}/metrics", timeout=30)
