@@ -4,16 +4,18 @@
 includes the gateway and the guard. It labels a request by the template of
 the route that served it (``/api/v1/environments/{environment_id}``), read
 from the ASGI scope the router fills in, never by its raw path: ids and names
-in paths would make a series per environment. Anything no route of envhub's
-matched (an environment's traffic through the local gateway, a refusal by the
-guard) is ``other``; the dashboard's assets are Reflex's catch-all
-``/{path}``. WebSockets are left out: a terminal's socket lives for hours, and
+in paths would make a series per environment. What Reflex serves is labelled
+by the template of the route or mount its router matched (a Starlette
+``path_format`` too, never a raw path). Anything no router matched (an
+environment's traffic through the local gateway, a refusal by the guard) is
+``other``. WebSockets are left out: a terminal's socket lives for hours, and
 terminals have their own figures.
 
 ``/metrics`` answers envhub's own host names and any IP address as Host
-(Prometheus scrapes a pod by its address; api/guard.py). With ``ENVHUB_METRICS_TOKEN`` set it wants
-``Authorization: Bearer <token>``; without, anyone who reaches the port may
-read it, which is why no label names a person, a team or an environment.
+(Prometheus scrapes a pod by its address; api/guard.py). With
+``ENVHUB_METRICS_TOKEN`` set it wants ``Authorization: Bearer <token>``;
+without, anyone who reaches the port may read it, which is why no label names
+a person, a team or an environment.
 """
 
 from __future__ import annotations
