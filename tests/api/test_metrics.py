@@ -14,6 +14,8 @@ from __future__ import annotations
 import httpx
 
 from envhub.config import Settings, override_settings
+from envhub.queue.redis_queue import RedisJobQueue
+from envhub.services import ports
 from tests.api.conftest import Clients
 from tests.conftest import build_settings
 from tests.support.net import free_port
@@ -99,6 +101,13 @@ def test_the_queues_depth_is_read_from_redis_at_scrape_time(
         created = owner.post(f"/api/v1/projects/{made.json()['id']}/environments", json={"name": name})
         assert created.status_code == 202, created.text
     assert scrape(f"{api_url}/metrics").value("envhub_queue_jobs", queue=queue, state="queued") == 2
+    # A worker that may run none of them takes both and fails them: they move to RQ's failed registry.
+    redis_queue = ports.queue()
+    assert isinstance(redis_queue, RedisJobQueue)
+    redis_queue.worker(runnable=frozenset()).work(burst=True)
+    moved = scrape(f"{api_url}/metrics")
+    assert moved.value("envhub_queue_jobs", queue=queue, state="queued") == 0
+    assert moved.value("envhub_queue_jobs", queue=queue, state="failed") == 2
 
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     with override_settings(build_settings(**{**settings.model_dump(), "redis_url": nowhere})):
