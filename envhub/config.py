@@ -178,6 +178,17 @@ class Settings(BaseSettings):
     # (sign-out, revocation, expiry, a share or team membership ending).
     terminal_access_check_interval: Annotated[float, Field(gt=0, le=60)] = 3.0
 
+    # -- operations ----------------------------------------------------------
+    # /metrics of the web wants "Authorization: Bearer <token>" when this is set;
+    # empty: anyone who reaches the web's port may read it (it names no one).
+    metrics_token: SecretStr = SecretStr("")
+    # A worker serves its metrics on this port and its reconciler process on the
+    # next one (two processes, two registries: envhub/jobs/worker.py); 0: none.
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65534)] = 0
+    worker_metrics_host: str = "127.0.0.1"
+    # envhub's log lines: "text" (for people) or "json" (one object a line, for collectors).
+    log_format: Literal["text", "json"] = "text"
+
     # -- sign-in (OpenID Connect); empty issuer means single-user local mode --
     oidc_issuer: str = ""
     oidc_client_id: str = ""

@@ -2,9 +2,10 @@
 
 import reflex as rx
 
-from envhub import wiring
+from envhub import logs, wiring
 from envhub.api import terminal
 from envhub.api.app import create_api, serving
+from envhub.config import get_settings
 from envhub.ui.pages import (
     audit,
     deployments,
@@ -25,6 +26,10 @@ from envhub.ui.pages import (
 from envhub.ui.state import AuthState
 
 wiring.install()
+if get_settings().log_format == logs.JSON:
+    # envhub's own records; Reflex and Granian write theirs as JSON with REFLEX_LOG_JSON, which
+    # the launcher and the image's entry point set from ENVHUB_LOG_FORMAT.
+    logs.configure(logs.JSON, process="web", text="")
 
 api = create_api()
 app = rx.App(

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from envhub import logs
 from envhub.config import PROJECT_ROOT, AuthMode, Settings, check_bind, load_settings, redact_url
 from envhub.errors import ConfigurationError
 from envhub.private_files import open_private, private_dir, secure_data_dir, write_private
@@ -251,7 +252,10 @@ def run(args: argparse.Namespace) -> int:
         ENVHUB_DATA_DIR=str(settings.data_dir),
         ENVHUB_DATABASE_URL=settings.database_url,
         ENVHUB_BASE_URL=settings.base_url,
+        ENVHUB_LOG_FORMAT=settings.log_format,
     )
+    if settings.log_format == "json":
+        env.setdefault("REFLEX_LOG_JSON", "true")  # Reflex's and Granian's own lines too
     try:
         print(f"envhub: migrating {_redact(settings.database_url)}", flush=True)
         migrate(settings)
@@ -355,8 +359,17 @@ def _redact(url: str) -> str:
     return redact_url(url)
 
 
+def _log_format() -> str:
+    """ENVHUB_LOG_FORMAT, before anything logs; text when the settings are invalid (they are
+    reported once the command reads them)."""
+    try:
+        return load_settings().log_format
+    except ConfigurationError:
+        return "text"
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="envhub: %(message)s")
+    logs.configure(_log_format(), process="launcher", text="envhub: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="envhub", description="Run envhub on its embedded default.")
     sub = parser.add_subparsers(dest="command", required=True)

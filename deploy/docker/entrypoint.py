@@ -37,6 +37,8 @@ def web(argv: list[str]) -> int:
     os.environ.setdefault("GRANIAN_WORKERS", "1")
     os.environ.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
     os.environ.setdefault("REFLEX_CHECK_LATEST_VERSION", "false")
+    if os.environ.get("ENVHUB_LOG_FORMAT", "").strip().lower() == "json":
+        os.environ.setdefault("REFLEX_LOG_JSON", "true")  # Reflex's and Granian's own lines too
     redis_url = os.environ.get("ENVHUB_REDIS_URL", "")
     if redis_url:
         # Reflex keeps page state in Redis too, so any web replica can serve any browser.

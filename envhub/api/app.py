@@ -4,7 +4,8 @@ Reflex mounts itself inside this app (``rx.App(api_transformer=...)``), so
 envhub's routes and middleware sit in front of the dashboard. From the
 outside in: the local gateway (a request whose Host names an environment
 never reaches envhub), the guard (host, origin, CSRF, body size, rate limits),
-security headers, then envhub's routes or Reflex.
+security headers, then envhub's routes or Reflex. Outside them all, request
+latency is measured for ``/metrics`` (api/metrics.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from envhub.api import errors, terminal
+from envhub.api import errors, metrics, terminal
 from envhub.api.auth import bearer_principal
 from envhub.api.gateway import GatewayMiddleware
 from envhub.api.guard import GuardMiddleware
@@ -81,4 +82,5 @@ def create_api() -> FastAPI:
     api.add_middleware(SecurityHeadersMiddleware)
     api.add_middleware(GuardMiddleware)
     api.add_middleware(GatewayMiddleware)
+    metrics.mount(api)  # /metrics, and request latency measured outermost
     return api

@@ -1,6 +1,7 @@
 """The checks every request to envhub itself passes before any route sees it.
 
-* Host: only envhub's own names (DNS rebinding cannot reach a loopback envhub).
+* Host: only envhub's own names (DNS rebinding cannot reach a loopback envhub);
+  ``/healthz`` answers any Host, ``/metrics`` also an IP address (Prometheus).
 * Origin: a browser request that changes state, and every WebSocket, must
   come from envhub's own origin. Terminal sockets (``/ws/terminal/``) make
   the same check in their route, so the refusal reaches the browser in the
@@ -20,6 +21,7 @@ traffic is theirs and is not subject to envhub's rules.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,6 +49,10 @@ from envhub.services.sessions import csrf_valid, session_cookie_name
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes from the platform (kubelet, load balancer) use whatever Host they like.
 _ANY_HOST = ("/healthz",)
+# Prometheus scrapes a pod by its address: an IP address as Host is accepted here. It is
+# never a DNS-rebinding page's Host (that one is the attacker's name), so a web page still
+# cannot read a loopback envhub's metrics.
+_ADDRESS_HOST = ("/metrics",)
 # WebSocket routes that check the Origin themselves (api/terminal/routes.py).
 _OWN_ORIGIN_CHECK = ("/ws/terminal/",)
 
@@ -89,7 +95,8 @@ class GuardMiddleware:
         settings = get_settings()
         path = str(scope.get("path", ""))
         host = host_name(header(scope, b"host") or "")
-        if path not in _ANY_HOST and host not in allowed_hosts(settings):
+        by_address = path in _ADDRESS_HOST and _is_address(host)
+        if path not in _ANY_HOST and not by_address and host not in allowed_hosts(settings):
             raise HostNotAllowed(f"envhub does not answer to the host name {host[:100]!r}")
         origin = (header(scope, b"origin") or "").lower()
         method = str(scope.get("method", "GET")).upper()
@@ -126,6 +133,14 @@ class GuardMiddleware:
         if csrf_valid(digest, header(scope, b"x-csrf-token")):
             return receive
         return await _csrf_from_form(scope, receive, digest)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _limit_body(scope: Scope, receive: Receive, limit: int) -> Receive:

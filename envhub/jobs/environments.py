@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 
 from envhub.errors import EnvhubError, RuntimeFailure
+from envhub.jobs.observed import observed
+from envhub.metrics import PROVISIONING_DURATION
 from envhub.models.db import session_scope
 from envhub.services import convergence, ports, pull_requests
 
 log = logging.getLogger(__name__)
 
 
+@observed
 def converge_environment(environment_id: int, run_id: int) -> str:
     outcome = _converge(environment_id, run_id)
     if outcome != "nothing to do":
@@ -40,9 +43,11 @@ def _converge(environment_id: int, run_id: int) -> str:
                 progress.begin("publish")
                 url = urls.publish(target)
                 progress.finish("publish", url)
-                convergence.complete_run(
+                completion = convergence.complete_run(
                     session, assignment, public_url=url, workloads=applied.details.get("workloads", "")
                 )
+                if completion is not None:
+                    PROVISIONING_DURATION.labels(kind=completion.kind).observe(completion.seconds)
                 return "ready"
             gone = runtime.destroy(environment_id, progress=progress)
             urls.unpublish(assignment.target)

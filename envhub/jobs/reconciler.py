@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -11,6 +12,7 @@ from redis.exceptions import RedisError
 from envhub.config import get_settings
 from envhub.errors import EnvhubError
 from envhub.jobs.lease import LeaderLease, LeaseKeeper
+from envhub.metrics import DRIFT_KINDS, RECONCILER_DRIFT, RECONCILER_PASS_DURATION
 from envhub.models.db import session_scope
 from envhub.runtime.base import RuntimeStatus
 from envhub.services import ports
@@ -32,15 +34,11 @@ def reconcile_once() -> ReconcileReport:
         report = reconcile(
             session=session, queue=ports.queue(), runtime=ports.runtime(), urls=ports.url_provider()
         )
-    if (
-        report.requeued
-        or report.restarted
-        or report.started
-        or report.orphans_removed
-        or report.urls_withdrawn
-        or report.deliveries_redriven
-        or report.syncs_redriven
-    ):
+    drift = {kind: len(getattr(report, kind)) for kind in DRIFT_KINDS}
+    for kind, found in drift.items():
+        if found:
+            RECONCILER_DRIFT.labels(kind=kind).inc(found)
+    if any(drift.values()):
         log.info("reconciler: %s", report)
     return report
 
@@ -61,6 +59,8 @@ class ReconcilerThread(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        for kind in DRIFT_KINDS:  # this process reports drift: every kind reads 0 from the start
+            RECONCILER_DRIFT.labels(kind=kind)
         interval = get_settings().reconcile_interval
         lease = LeaderLease(self.connection, LEADER_KEY, self.worker_name, lease_seconds(interval))
         keeper = LeaseKeeper(lease)
@@ -75,8 +75,11 @@ class ReconcilerThread(threading.Thread):
 
     @staticmethod
     def _tick() -> None:
+        started = time.perf_counter()
+        outcome = "error"
         try:
             reconcile_once()
+            outcome = "ok"
         except RedisError as exc:
             log.warning("reconciler: redis unavailable: %s", exc)
         except Exception as exc:
@@ -85,6 +88,8 @@ class ReconcilerThread(threading.Thread):
                 log.warning("reconciler tick skipped: %s", exc.message)
             else:
                 log.exception("reconciler tick failed")
+        finally:
+            RECONCILER_PASS_DURATION.labels(outcome=outcome).observe(time.perf_counter() - started)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -7,6 +7,7 @@ import logging
 
 from envhub.errors import EnvhubError
 from envhub.integrations import rendering
+from envhub.jobs.observed import observed
 from envhub.models.db import session_scope
 from envhub.runtime.base import Runtime
 from envhub.services import ports, releases
@@ -31,6 +32,7 @@ def warm() -> None:
     rendering.warm(kube_version)
 
 
+@observed
 def render_artifact(artifact_id: int) -> str:
     renderer = functools.partial(rendering.render, kube_version=_kube_version(ports.runtime()))
     with session_scope() as session:

@@ -14,6 +14,15 @@ The reconciler and the runtime's status watch are threads in a process of
 their own, forked at start while the worker is still single-threaded, which
 ends when the worker does: a job that wedges the worker does not stop the
 reconciler from noticing and re-driving its work elsewhere.
+
+Metrics (``ENVHUB_WORKER_METRICS_PORT``): the two processes count in their own
+memory, so each serves its own figures, the worker on the port and its
+reconciler process on the next one, as any two processes would be scraped.
+prometheus_client's multiprocess mode would merge them behind one port, but
+it needs a shared folder named before the library is first imported, files
+per pid cleaned up after a SIGKILL, and gauges declared with a merge rule;
+two ports need none of that. The fork comes before either server starts, so
+the child inherits no server thread and only the zeroed figures.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ import socket
 import sys
 import time
 
-from envhub.config import get_settings
+from prometheus_client import start_http_server
+
+from envhub import logs
+from envhub.config import Settings, get_settings
 from envhub.errors import ConfigurationError
 from envhub.jobs import releases as release_jobs
 from envhub.jobs.reconciler import ReconcilerThread, RuntimeWatchThread
@@ -46,9 +58,13 @@ RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB, RENDER_JOB, SYNC_JOB})
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     try:
         settings = get_settings()
+        logs.configure(
+            settings.log_format,
+            process="worker",
+            text="%(asctime)s worker %(levelname)s %(name)s: %(message)s",
+        )
         secure_data_dir(settings.data_dir)
         queue = ports.queue()
         if not isinstance(queue, RedisJobQueue):
@@ -58,6 +74,7 @@ def main() -> int:
         print(f"envhub worker: {exc.message}", file=sys.stderr)
         return 2
     background = _fork_background(queue)
+    serve_metrics(settings, "worker")
     _preload()
     worker = queue.worker(runnable=RUNNABLE)
     try:
@@ -95,9 +112,28 @@ def _fork_background(queue: RedisJobQueue) -> int:
         os._exit(code)
 
 
+def serve_metrics(settings: Settings, process: str) -> int | None:
+    """Serve this process's metrics (the worker on the port, its reconciler process on the next);
+    returns the port, None when off. A port that cannot be had is logged: jobs matter more."""
+    if not settings.worker_metrics_port:
+        return None
+    port = settings.worker_metrics_port + (1 if process == "reconciler" else 0)
+    try:
+        start_http_server(port, addr=settings.worker_metrics_host)
+    except OSError as exc:
+        log.error("%s metrics: cannot listen on %s:%s: %s", process, settings.worker_metrics_host, port, exc)
+        return None
+    log.info("%s metrics on http://%s:%s/metrics", process, settings.worker_metrics_host, port)
+    return port
+
+
 def _background(parent: int, queue: RedisJobQueue) -> None:
     get_engine().dispose(close=False)  # nothing shared with the worker's own connections
     ports.reset()
+    settings = get_settings()
+    if settings.log_format == logs.JSON:
+        logs.configure(settings.log_format, process="reconciler", text="")
+    serve_metrics(settings, "reconciler")
     reconciler = ReconcilerThread(queue.connection, f"{socket.gethostname()}:{os.getpid()}")
     watcher = RuntimeWatchThread()
     reconciler.start()

@@ -269,23 +269,34 @@ def _still_current(session: Session, assignment: Assignment) -> tuple[JobRun, En
     return run, environment
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A run that brought its environment to what it asked: its kind, and how long that took
+    from the run's creation (the request, or the reconciler's re-drive)."""
+
+    kind: str
+    seconds: float
+
+
 def complete_run(
     session: Session, assignment: Assignment, *, public_url: str | None, workloads: str = ""
-) -> None:
+) -> Completion | None:
     """The world matches the run's generation: mark ready (or deleted).
 
     ``workloads`` (``Kind/name, ...``) are what rolled out: a deployment
-    environment's release records them.
+    environment's release records them. None when a newer change superseded
+    the run meanwhile (the environment is left to that change).
     """
     session.expire_all()
     current = _still_current(session, assignment)
     if current is None:
         _finish_superseded(session, assignment)
-        return
+        return None
     run, environment = current
     project, team = _context(session, environment)
     label = f"{project.name}/{environment.name}"
     run.status, run.finished_at, run.error, run.error_code = JobStatus.succeeded, utcnow(), None, None
+    completion = Completion(run.kind, (run.finished_at - run.created_at).total_seconds())
     session.add(run)
     environment.observed_generation = assignment.target.generation
     if assignment.desired_state == "present":
@@ -315,6 +326,7 @@ def complete_run(
     jobruns.announce(environment_id=environment.id, project_id=project.id)
     if settled is not None:
         releases.after_settle(session, ports.queue(), settled)
+    return completion
 
 
 def _finish_superseded(session: Session, assignment: Assignment) -> None:

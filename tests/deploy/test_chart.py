@@ -719,3 +719,121 @@ def test_the_connector_is_optional_and_absent_for_other_providers(
     objects = render(sets=[*CLOUDFLARE_SETS[:-1], "envhub.urls.cloudflare.connector.enabled=false"])
     assert [o for o in objects if o["metadata"]["name"] == CLOUDFLARED] == []
     assert find(objects, "ConfigMap", RELEASE)["data"]["ENVHUB_KUBE_INGRESS_NAMESPACES"] == "envhub-system"
+
+
+# -- metrics ------------------------------------------------------------------------
+
+MONITORED = [
+    "metrics.serviceMonitor.enabled=true",
+    "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+    "secrets.metricsToken.name=envhub-metrics",
+]
+
+
+def test_workers_serve_their_metrics_on_the_pods_address_and_no_monitor_by_default(
+    default_objects: Objects, render: Render
+) -> None:
+    config = find(default_objects, "ConfigMap", RELEASE)["data"]
+    assert (config["ENVHUB_WORKER_METRICS_PORT"], config["ENVHUB_WORKER_METRICS_HOST"]) == ("9101", "0.0.0.0")
+    assert config["ENVHUB_LOG_FORMAT"] == "text"
+    [worker] = find(default_objects, "Deployment", WORKER)["spec"]["template"]["spec"]["containers"]
+    assert worker["ports"] == [
+        {"name": "metrics", "containerPort": 9101, "protocol": "TCP"},
+        {"name": "reconciler", "containerPort": 9102, "protocol": "TCP"},
+    ]
+    assert not [o for o in default_objects if o["kind"] == "ServiceMonitor"]
+    [web] = find(default_objects, "Deployment", WEB)["spec"]["template"]["spec"]["containers"]
+    assert "ENVHUB_METRICS_TOKEN" not in env_of(web)
+
+    off = render(sets=["metrics.workerPort=0", "envhub.logFormat=json"])
+    [worker] = find(off, "Deployment", WORKER)["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in worker
+    assert "ENVHUB_WORKER_METRICS_PORT" not in find(off, "ConfigMap", RELEASE)["data"]
+    assert find(off, "ConfigMap", RELEASE)["data"]["ENVHUB_LOG_FORMAT"] == "json"
+
+
+@pytest.mark.parametrize("version", VALIDATE_AT)
+def test_the_service_monitors_scrape_the_web_with_the_token_and_both_ports_of_every_worker(
+    render: Render, version: str
+) -> None:
+    objects = render(sets=MONITORED)
+    web_monitor = find(objects, "ServiceMonitor", WEB)
+    assert web_monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert web_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    web_service = find(objects, "Service", WEB)
+    assert web_monitor["spec"]["selector"]["matchLabels"].items() <= web_service["metadata"]["labels"].items()
+    assert web_monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    [endpoint] = web_monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in web_service["spec"]["ports"]}
+    assert (endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]) == ("/metrics", "30s", "10s")
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "envhub-metrics", "key": "metrics-token"},
+    }
+    [web] = find(objects, "Deployment", WEB)["spec"]["template"]["spec"]["containers"]
+    assert env_of(web)["ENVHUB_METRICS_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "envhub-metrics", "key": "metrics-token"}
+    }
+    [worker] = find(objects, "Deployment", WORKER)["spec"]["template"]["spec"]["containers"]
+    assert "ENVHUB_METRICS_TOKEN" not in env_of(worker)  # the worker's ports want no token
+
+    # Every worker pod, on both ports: a headless Service over the workers' named ports.
+    workers = find(objects, "Service", f"{RELEASE}-worker-metrics")
+    kubernetes_validate.validate(workers, version, strict=True)
+    assert workers["spec"]["clusterIP"] == "None"
+    assert (
+        workers["spec"]["selector"] == find(objects, "Deployment", WORKER)["spec"]["selector"]["matchLabels"]
+    )
+    assert [(p["name"], p["port"], p["targetPort"]) for p in workers["spec"]["ports"]] == [
+        ("metrics", 9101, "metrics"),
+        ("reconciler", 9102, "reconciler"),
+    ]
+    assert {p["targetPort"] for p in workers["spec"]["ports"]} <= {p["name"] for p in worker["ports"]}
+    worker_monitor = find(objects, "ServiceMonitor", WORKER)
+    assert worker_monitor["spec"]["selector"]["matchLabels"].items() <= workers["metadata"]["labels"].items()
+    assert (
+        not worker_monitor["spec"]["selector"]["matchLabels"].items()
+        <= web_service["metadata"]["labels"].items()
+    )
+    assert [(e["port"], e["path"]) for e in worker_monitor["spec"]["endpoints"]] == [
+        ("metrics", "/metrics"),
+        ("reconciler", "/metrics"),
+    ]
+    assert all("authorization" not in e for e in worker_monitor["spec"]["endpoints"])
+
+
+def test_network_policies_let_prometheus_reach_the_metric_ports_only_when_told(
+    render: Render, production_objects: Objects
+) -> None:
+    assert not [o for o in production_objects if o["metadata"]["name"] == f"{RELEASE}-worker-metrics"]
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    objects = render(
+        values=[PRODUCTION_VALUES],
+        sets=[
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring"
+        ],
+    )
+    workers = find(objects, "NetworkPolicy", f"{RELEASE}-worker-metrics")["spec"]
+    assert workers["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
+    [allowed] = workers["ingress"]
+    assert allowed["ports"] == [
+        {"port": "metrics", "protocol": "TCP"},
+        {"port": "reconciler", "protocol": "TCP"},
+    ]
+    assert allowed["from"] == [prometheus]
+    scrape, served = find(objects, "NetworkPolicy", WEB)["spec"]["ingress"]
+    assert scrape == {"ports": [{"port": "http", "protocol": "TCP"}], "from": [prometheus]}
+    assert prometheus not in served["from"]  # webFrom is unchanged
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["envhub.logFormat=xml"], "envhub.logFormat: text or json"),
+        (["envhub.settings.ENVHUB_METRICS_TOKEN=x"], "ENVHUB_METRICS_TOKEN is a secret"),
+    ],
+)
+def test_bad_metrics_and_log_values_fail_to_render(helm: Helm, sets: list[str], message: str) -> None:
+    done = helm(*template_args(sets=sets))
+    assert done.returncode != 0
+    assert message in done.stderr

@@ -21,6 +21,7 @@ from envhub.api.terminal.participant import Participant
 from envhub.api.terminal.recording import Recorder, recording_key
 from envhub.api.terminal.session import SessionInfo, TerminalSession
 from envhub.config import get_settings
+from envhub.metrics import TERMINAL_SESSIONS
 from envhub.models.db import session_scope
 from envhub.services import ports
 from envhub.services import terminal as terminal_service
@@ -258,3 +259,5 @@ class TerminalManager:
 
 
 manager = TerminalManager()
+# Read at scrape time: the open shells are the manager's, so the figure cannot drift from them.
+TERMINAL_SESSIONS.set_function(lambda: len(manager.sessions))

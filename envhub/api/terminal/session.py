@@ -36,10 +36,13 @@ from envhub.api.terminal.pump import Pump, make_pump
 from envhub.api.terminal.recording import COALESCE_SECONDS, Recorder
 from envhub.api.terminal.screenlog import ScreenLog
 from envhub.domain.principals import Principal
+from envhub.metrics import TERMINAL_BYTES
 from envhub.runtime.base import ExecSession
 from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
+_INPUT_BYTES = TERMINAL_BYTES.labels(direction="input")
+_OUTPUT_BYTES = TERMINAL_BYTES.labels(direction="output")
 
 HIGH_WATER = 512 * 1024
 LOW_WATER = 128 * 1024
@@ -251,6 +254,7 @@ class TerminalSession:
         if self.is_driver(participant) and not self.ended and self._attached(participant):
             participant.last_input = participant.last_seen
             self.pump.write(data)
+            _INPUT_BYTES.inc(len(data))
 
     def _attached(self, participant: Participant) -> bool:
         # A socket closed by the server (access ended, replaced) may still be
@@ -303,6 +307,7 @@ class TerminalSession:
 
     def _output(self, data: bytes) -> None:
         self.output_bytes += len(data)
+        _OUTPUT_BYTES.inc(len(data))
         self.last_output = time.monotonic()
         self.screen.write(data)
         self.recorder.output(data)

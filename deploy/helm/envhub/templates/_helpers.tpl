@@ -76,7 +76,16 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
   "ENVHUB_KUBE_OWN_NAMESPACE" .Release.Namespace
   "ENVHUB_URL_PROVIDER" .Values.envhub.urls.provider
   "ENVHUB_GATEWAY_INTERNAL_URL" (printf "http://%s.%s.svc:%v" (include "envhub.component" (dict "root" . "suffix" "web")) .Release.Namespace .Values.web.service.port)
+  "ENVHUB_LOG_FORMAT" .Values.envhub.logFormat
 }}
+{{- if not (has .Values.envhub.logFormat (list "text" "json")) }}
+{{- fail "envhub.logFormat: text or json" }}
+{{- end }}
+{{- with (int .Values.metrics.workerPort) }}
+{{- /* The workers serve their metrics on the pod's address (the web ignores these). */}}
+{{- $_ := set $settings "ENVHUB_WORKER_METRICS_PORT" (toString .) }}
+{{- $_ := set $settings "ENVHUB_WORKER_METRICS_HOST" "0.0.0.0" }}
+{{- end }}
 {{- if not (has .Values.envhub.urls.provider (list "local" "ingress" "cloudflare")) }}
 {{- fail "envhub.urls.provider: local, ingress or cloudflare" }}
 {{- end }}
@@ -149,7 +158,7 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- if not (hasPrefix "ENVHUB_" $name) }}
 {{- fail (printf "envhub.settings: %s is not an ENVHUB_* setting" $name) }}
 {{- end }}
-{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET" "ENVHUB_CLOUDFLARE_API_TOKEN") }}
+{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET" "ENVHUB_CLOUDFLARE_API_TOKEN" "ENVHUB_METRICS_TOKEN") }}
 {{- fail (printf "envhub.settings: %s is a secret; name its Secret under secrets instead" $name) }}
 {{- end }}
 {{- $_ := set $settings $name (toString $value) }}
