@@ -23,6 +23,7 @@ _OUTCOMES = {
     "deleted": "deleted",
     "nothing to do": "nothing_to_do",
     "retrying": "retrying",
+    "removing": "removing",  # a teardown the runtime finishes by itself (its recheck is queued)
     "failed": "failed",
     "error": "error",
 }

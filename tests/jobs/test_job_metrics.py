@@ -109,6 +109,7 @@ def test_a_job_that_raises_counts_as_an_error_and_is_still_timed() -> None:
         ("ready", "ready"),
         ("deleted", "deleted"),
         ("nothing to do", "nothing_to_do"),
+        ("removing: looking again within 2s", "removing"),
         ("retrying: the cluster is not reachable yet", "retrying"),
         ("failed: quota_exceeded", "failed"),
         ("error", "error"),
