@@ -77,10 +77,10 @@ from envhub.domain.principals import Principal
 from envhub.domain.releases import ReleaseStatus
 from envhub.domain.workloads import QuotaSpec
 from envhub.launcher import migrate
-from envhub.models import Artifact, Environment, JobRun, Membership, Release, Role, Team, User
+from envhub.models import Artifact, Environment, JobRun, JobStatus, Membership, Release, Role, Team, User
 from envhub.models.db import engine_for
 from envhub.runtime.local.processes import free_port
-from envhub.services import ports, projects, releases
+from envhub.services import jobruns, ports, projects, releases
 from envhub.wiring import install as wire_adapters
 from tests.kube.helpers import load_cluster_module
 from tests.support.github_stub import GithubStub, github_stub
@@ -165,6 +165,26 @@ def seed(settings: Settings, stub: GithubStub, repo: Repo, installs: int) -> lis
                 world.environments[env.name] = env.id
             worlds.append(world)
         return worlds
+
+
+def wait_prepared(settings: Settings, worlds: list[World], timeout: float) -> None:
+    """Until the workers have made every deployment environment's namespace and isolation, as
+    configuring a project has them do long before its first merge (helm+quota's namespace is made
+    beforehand too, outside its measured time)."""
+    ids = [env_id for world in worlds for env_id in world.environments.values()]
+    deadline = time.monotonic() + timeout
+    with Session(engine_for(settings.database_url)) as session:
+        while True:
+            runs = session.exec(
+                select(JobRun).where(col(JobRun.environment_id).in_(ids), JobRun.kind == jobruns.PREPARE)
+            ).all()
+            done = {run.environment_id for run in runs if run.status is JobStatus.succeeded}
+            if done >= set(ids):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"environments {sorted(set(ids) - done)} were not prepared in time")
+            time.sleep(0.2)
+            session.expire_all()
 
 
 def commit_chart(repo: Repo, apps: int, revision: int) -> str:
@@ -525,6 +545,7 @@ def run(args: argparse.Namespace, scratch: Path) -> list[Sample]:
             processes(env, port, args.workers, scratch),
             httpx.Client(base_url=f"http://localhost:{port}", timeout=30) as http,
         ):
+            wait_prepared(settings, worlds, args.timeout)
             for revision in range(1, args.rounds + 1):
                 sha = commit_chart(repo, args.apps, revision)
                 # Round 1 installs every project (and as many helm releases); later rounds update the first.

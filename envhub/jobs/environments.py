@@ -8,7 +8,7 @@ from envhub.errors import EnvhubError, RuntimeFailure
 from envhub.jobs.observed import observed
 from envhub.metrics import PROVISIONING_DURATION
 from envhub.models.db import session_scope
-from envhub.services import convergence, ports, pull_requests
+from envhub.services import convergence, jobruns, ports, pull_requests
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ def _converge(environment_id: int, run_id: int) -> str:
             return "nothing to do"
         progress = convergence.RunProgress(session, assignment)
         try:
+            if assignment.desired_state == "present" and assignment.kind == jobruns.PREPARE:
+                runtime.prepare(convergence.prepared(session, assignment, urls=urls), progress=progress)
+                convergence.complete_preparation(session, assignment)
+                return "prepared"
             if assignment.desired_state == "present":
                 target = convergence.prepared(session, assignment, urls=urls)
                 applied = runtime.apply(target, progress=progress)

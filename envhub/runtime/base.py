@@ -240,6 +240,11 @@ class Runtime(Protocol):
         each workload and why in ``details["workloads"]``), not ``NotReady``.
         """
 
+    def prepare(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> None:
+        """Make the environment's place and run nothing: on a cluster its namespace with quota,
+        limits, network policy and RBAC (steps ``namespace`` and ``isolation``), so that a later
+        :meth:`apply` only adds workloads. Idempotent; never removes anything."""
+
     def status(self, environment_id: int) -> RuntimeStatus:
         """What exists now. Never raises for a missing environment (``absent``)."""
 

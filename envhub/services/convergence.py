@@ -52,6 +52,7 @@ class Assignment:
     project_id: int
     target: EnvironmentTarget
     desired_state: str
+    kind: str = ""  # the JobRun's
 
 
 def _set_phase(
@@ -122,11 +123,13 @@ def begin_run(
     run.retry_at = None
     if runtime is not None and all(step["status"] == StepStatus.pending.value for step in run.steps):
         plan = runtime.teardown_plan if environment.desired_state == "absent" else runtime.provision_plan
+        if run.kind == jobruns.PREPARE:
+            plan = tuple(step for step in plan if step[0] in jobruns.PREPARE_STEPS)
         run.steps = [dict(step) for step in initial_steps(plan)]
     session.add(run)
     label = f"{project.name}/{environment.name}"
-    if run.kind == RESYNC:
-        pass  # a periodic re-apply of a ready environment: its phase does not move
+    if run.kind in (RESYNC, jobruns.PREPARE):
+        pass  # a periodic re-apply of a ready environment, or a place made ahead: its phase does not move
     elif environment.desired_state == "present":
         phase = Phase.updating if environment.phase in (Phase.ready, Phase.updating) else Phase.provisioning
         _set_phase(
@@ -150,6 +153,7 @@ def begin_run(
         environment_id=environment.id,
         project_id=project.id,
         desired_state=environment.desired_state,
+        kind=run.kind,
         target=EnvironmentTarget(
             id=environment.id,
             name=environment.name,
@@ -327,6 +331,23 @@ def complete_run(
     if settled is not None:
         releases.after_settle(session, ports.queue(), settled)
     return completion
+
+
+def complete_preparation(session: Session, assignment: Assignment) -> None:
+    """The environment's place is made (a ``prepare`` run): the run succeeds, the phase stays."""
+    session.expire_all()
+    current = _still_current(session, assignment)
+    if current is None:
+        _finish_superseded(session, assignment)
+        return
+    run, environment = current
+    run.status, run.finished_at, run.error, run.error_code = JobStatus.succeeded, utcnow(), None, None
+    session.add(run)
+    environment.message = "No release yet; its namespace and isolation are ready"
+    environment.updated_at = utcnow()
+    session.add(environment)
+    session.commit()
+    jobruns.announce(environment_id=environment.id, project_id=environment.project_id)
 
 
 def _finish_superseded(session: Session, assignment: Assignment) -> None:

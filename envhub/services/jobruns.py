@@ -21,6 +21,9 @@ CONVERGE_JOB = "envhub.jobs.environments.converge_environment"
 # deleted behind envhub's back (the controller pattern's periodic resync).
 RESYNC = "resync"
 TEARDOWN = "teardown"
+# A deployment environment's namespace and isolation, made before its first release.
+PREPARE = "prepare"
+PREPARE_STEPS = ("namespace", "isolation")
 
 
 def rq_job_id(run_id: int) -> str:
@@ -37,6 +40,11 @@ def new_run(
         old.error = old.error or f"superseded by a newer {kind}"
         session.add(old)
     plan = TEARDOWN_STEPS if kind == TEARDOWN else PROVISION_STEPS
+    if kind == PREPARE:
+        plan = (
+            ("namespace", "Create namespace"),
+            ("isolation", "Apply quota, limits, network policy and RBAC"),
+        )
     run = JobRun(
         kind=kind,
         environment_id=environment_id,

@@ -54,11 +54,11 @@ from envhub.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from envhub.models import Approval, Artifact, Environment, GithubConnection, Project, Release, Team
+from envhub.models import Approval, Artifact, Environment, GithubConnection, JobRun, Project, Release, Team
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime
-from envhub.services import jobruns
+from envhub.services import jobruns, ports
 from envhub.services.access import authorize, team_role
 from envhub.services.common import AuditTarget, audit, audited
 from envhub.services.projects import get_project, project_defaults
@@ -128,12 +128,20 @@ def deployment_environments(session: Session, project_id: int) -> list[Environme
 
 
 def configure_deployments(
-    *, session: Session, actor: Principal, project_id: int, settings: dict[str, Any]
+    *,
+    session: Session,
+    actor: Principal,
+    project_id: int,
+    settings: dict[str, Any],
+    queue: JobQueue | None = None,
 ) -> Project:
     """Set a project's deployment settings and create the environments they name that do not exist.
 
     Environments dropped from the settings are kept (they run production
-    workloads): an owner deletes them, with confirmation.
+    workloads): an owner deletes them, with confirmation. On a cluster, a new
+    environment's namespace and isolation are made now (a ``prepare`` run on
+    ``queue``, the configured one by default), so its first release only adds
+    its workloads.
     """
     target = AuditTarget("project", id=project_id)
     with audited(session, actor, "project.deployments", target):
@@ -152,7 +160,7 @@ def configure_deployments(
                 )
             )
         )
-        created = []
+        created: list[Environment] = []
         for env in checked.environments:
             if env.name in existing:
                 continue
@@ -175,15 +183,24 @@ def configure_deployments(
                 created_by_id=actor.user_id,
             )
             session.add(environment)
-            created.append(env.name)
+            created.append(environment)
         session.flush()
+        runs = [] if is_local() else [_prepare_run(session, environment) for environment in created]
         target.details = {
             "source": checked.source.describe(),
             "environments": [env.name for env in checked.environments],
-            "created": created,
+            "created": [environment.name for environment in created],
         }
+    for run in runs:
+        jobruns.dispatch(session, queue or ports.queue(), run)
     jobruns.announce(project_id=project_id)
     return project
+
+
+def _prepare_run(session: Session, environment: Environment) -> JobRun:
+    """A run that makes the environment's namespace and isolation (no workloads: generation 0)."""
+    assert environment.id is not None
+    return jobruns.new_run(session, environment_id=environment.id, kind=jobruns.PREPARE, generation=0)
 
 
 # --- triggers ----------------------------------------------------------------------------

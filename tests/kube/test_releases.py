@@ -206,6 +206,57 @@ def _manifests(port: int, greeting: str, extra: bool) -> dict[str, str]:
     return files
 
 
+def test_configuring_makes_each_deployment_environment_s_namespace_and_isolation_before_any_release(
+    release_settings: Settings, session: Session, world: World, repo: WorkRepo, kube: Kube
+) -> None:
+    port = free_port()
+    repo.write(_manifests(port, "hello", extra=False))
+    commit = repo.commit("first")
+    project = _project(session, world, repo)
+    _configure(session, world, project, {"kind": "manifests", "path": "deploy"})
+    uids = {}
+    for name in ("staging", "production"):
+        environment = session.exec(
+            select(Environment).where(Environment.project_id == project.id, Environment.name == name)
+        ).one()
+        [run] = session.exec(select(JobRun).where(JobRun.environment_id == environment.id)).all()
+        assert (run.kind, run.generation, run.status.value) == ("prepare", 0, "queued")
+        assert converge_environment(environment.id or 0, run.id or 0) == "prepared"
+        namespace = _namespace(session, project, name, kube)
+        listed = {
+            kind: [item["metadata"]["name"] for item in (kube.get(path) or {}).get("items", [])]
+            for kind, path in {
+                "quota": f"/api/v1/namespaces/{namespace}/resourcequotas",
+                "limits": f"/api/v1/namespaces/{namespace}/limitranges",
+                "policies": f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
+                "roles": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+                "deployments": f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                "configmaps": f"/api/v1/namespaces/{namespace}/configmaps",
+            }.items()
+        }
+        assert all(listed[kind] for kind in ("quota", "limits", "policies", "roles"))
+        assert listed["deployments"] == []  # nothing runs yet
+        assert "settings" not in listed["configmaps"]
+        session.expire_all()
+        environment = session.get(Environment, environment.id)
+        assert environment is not None
+        assert (environment.phase.value, environment.observed_generation) == ("pending", 0)
+        assert environment.message == "No release yet; its namespace and isolation are ready"
+        done = session.get(JobRun, run.id)
+        assert done is not None
+        assert done.status.value == "succeeded"
+        assert [(s["key"], s["status"]) for s in done.steps] == [("namespace", "done"), ("isolation", "done")]
+        uids[name] = (kube.get(f"/api/v1/namespaces/{namespace}") or {})["metadata"]["uid"]
+
+    # The first release adds its workloads to the namespace made for it.
+    first = _land(session, _release(session, world, project, commit))
+    assert first.status is ReleaseStatus.ready, first.message
+    staging = _namespace(session, project, "staging", kube)
+    assert (kube.get(f"/api/v1/namespaces/{staging}") or {})["metadata"]["uid"] == uids["staging"]
+    assert (_configmap(kube, staging, "settings") or {})["data"] == {"greeting": "hello"}
+    assert _deployment(kube, staging, "web") is not None
+
+
 def test_a_manifests_source_is_applied_updated_and_rolled_back(
     release_settings: Settings, session: Session, world: World, repo: WorkRepo, kube: Kube
 ) -> None:

@@ -171,7 +171,16 @@ class KubernetesRuntime:
 
     # -- apply ---------------------------------------------------------------
 
-    def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+    def prepare(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> None:
+        """The environment's namespace with its quota, limits, network policy and RBAC, and no
+        workloads: a deployment environment's place, made before its first release."""
+        self._apply(target, progress, ("namespace", "isolation"))
+
+    def _apply(
+        self, target: EnvironmentTarget, progress: ProgressReporter, steps: tuple[str, ...]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Apply the objects of ``steps`` (of namespace, isolation, workloads), one step after
+        another; returns the namespace and the workloads as their apply returned them."""
         namespace = namespace_for(target)
         deny = self.deny
         if target.spec.egress.cidrs:
@@ -192,8 +201,11 @@ class KubernetesRuntime:
         groups: dict[str, list[dict[str, Any]]] = {"namespace": [], "isolation": [], "workloads": []}
         for obj in objects:
             groups[_group(obj)].append(obj)
+        groups = {key: members for key, members in groups.items() if key in steps}
         inventory = Inventory(
-            self.applier, namespace, [applied(o) for o in objects if o["kind"] != "Namespace"]
+            self.applier,
+            namespace,
+            [applied(o) for key in steps for o in groups[key] if o["kind"] != "Namespace"],
         )
         workloads: list[dict[str, Any]] = []
         for key, members in groups.items():
@@ -221,7 +233,14 @@ class KubernetesRuntime:
             if key == "isolation" and clamped:
                 note = f" (quota capped at the platform maximum: {', '.join(clamped)})"
             progress.finish(key, f"{len(members)} object(s) applied in {namespace}{note}")
-        inventory.close()
+        if "workloads" in steps:
+            inventory.close()
+        # else: only added to the record (open did), never pruned: what a release applies
+        # meanwhile is not in this list, and must stay.
+        return namespace, workloads
+
+    def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        namespace, workloads = self._apply(target, progress, ("namespace", "isolation", "workloads"))
         deadline = target.rollout_deadline
         progress.begin("health", f"watching workloads in {namespace}")
         rollout = RolloutWait(

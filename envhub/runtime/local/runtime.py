@@ -122,6 +122,11 @@ class LocalRuntime:
 
     # -- the port ----------------------------------------------------------
 
+    def prepare(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> None:
+        """Nothing to make ahead: an environment's sandbox is made when its processes start."""
+        progress.skip("namespace", "the local runtime has no namespaces")
+        progress.skip("isolation", "each start makes its own sandbox")
+
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         with self._locked(target.id):
             state_path = self._state_path(target.id)
