@@ -14,13 +14,17 @@ checked against the nearest one, and the report says so.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 import referencing
+from cachetools import LRUCache
 from kubernetes_validate import utils as kv
 from packaging.version import Version
 
@@ -28,6 +32,11 @@ from envhub.errors import ValidationFailed
 
 _KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$")
 _MAX_PROBLEMS_PER_OBJECT = 50
+# Objects already found valid, by schema version and content: staging's and production's objects
+# are mostly the same, and a release mostly repeats the last one's. Only valid ones are kept
+# (a problem's wording names the object's place in its document), at most this many.
+_VALID: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=8192)
+_VALID_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +109,28 @@ def validate(objects: Iterable[Any], kube_version: str) -> SchemaReport:
         if validator is None:
             unvalidated.append(f"{name} ({api_version})")
             continue
+        digest = _digest(obj)
+        key = (schema_version, digest or "")
+        with _VALID_LOCK:
+            if digest is not None and key in _VALID:
+                continue
         found = sorted(_problems(validator, dict(obj), name), key=lambda p: p.field)
         problems.extend(found[:_MAX_PROBLEMS_PER_OBJECT])
+        if not found and digest is not None:
+            with _VALID_LOCK:
+                _VALID[key] = True
     return SchemaReport(problems, unvalidated, schema_version, note)
+
+
+def _digest(obj: Mapping[str, Any]) -> str | None:
+    """The object's content, whatever its keys' order, as the cluster will be sent it (JSON);
+    None when JSON cannot sort its keys (YAML allows mixed ones): such an object is checked
+    every time."""
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _schema_version(kube_version: str) -> tuple[str, str]:

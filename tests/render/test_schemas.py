@@ -155,3 +155,39 @@ def test_objects_without_a_kind_or_apiversion_and_non_objects_are_problems() -> 
 def test_a_version_that_is_not_one_is_refused(version: str) -> None:
     with pytest.raises(ValidationFailed):
         validate([deployment()], version)
+
+
+def test_an_object_found_valid_is_not_checked_again_and_a_changed_one_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from envhub.integrations import schemas
+
+    checked: list[str] = []
+    problems = schemas._problems
+
+    def counting(validator: Any, obj: dict[str, Any], name: str) -> Any:
+        checked.append(name)
+        return problems(validator, obj, name)
+
+    monkeypatch.setattr(schemas, "_problems", counting)
+    monkeypatch.setattr(schemas, "_VALID", schemas.LRUCache(maxsize=16))
+    first = deployment("cached")
+    assert validate([first], "1.29").ok
+    # The same content, its keys in another order (another environment's render): not checked again.
+    reordered = dict(reversed(list(copy.deepcopy(first).items())))
+    assert validate([reordered], "1.29").ok
+    assert checked == ["Deployment/cached"]
+    # A change is checked, and a problem is never remembered as valid.
+    broken = copy.deepcopy(first)
+    broken["spec"]["replicas"] = "two"
+    assert not validate([broken], "1.29").ok
+    assert not validate([broken], "1.29").ok
+    assert checked == ["Deployment/cached"] * 3
+    # Another version's schemas are another check; keys JSON cannot sort (YAML allows any) are
+    # always checked.
+    assert validate([first], "1.30").ok
+    odd = copy.deepcopy(first)
+    odd["metadata"]["labels"] = {1: "one", "two": "2"}
+    validate([odd], "1.29")
+    validate([odd], "1.29")
+    assert checked == ["Deployment/cached"] * 6
