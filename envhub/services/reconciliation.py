@@ -76,32 +76,36 @@ def reconcile(
     managed = runtime.managed_environments()
     published = _published(urls) if urls is not None and _sweep_due(settings.url_sweep_interval) else None
     now = utcnow()
-    stale_before = now - timedelta(seconds=settings.job_stale_after)
     live = list(session.exec(select(Environment).where(Environment.phase != Phase.deleted)))
+    live_ids = {env.id for env in live if env.id is not None}  # read now: a commit expires the rows
     # What each environment's decision needs, read for all of them at once: a pass
     # costs a few queries, not a few per environment.
     latest_runs = _latest_active_runs(session)
-    resync_before = now - timedelta(seconds=settings.resync_interval)
     applied = _last_applied(session) if runtime.pushes_status else {}
 
-    for environment in live:
+    # Decide for every environment first, then act on the few that need it: acting
+    # commits, and a commit expires every row the session holds, so acting inside
+    # this loop would cost one more query per environment after the first action.
+    todo = [
+        (environment, decision)
+        for environment in live
+        if (decision := _decide(environment, latest_runs.get(environment.id or 0), runtime, applied, now))
+    ]
+    for environment, decision in todo:
         assert environment.id is not None
-        run = latest_runs.get(environment.id)
         try:
-            if run is not None and run.status is JobStatus.running:
-                if run.heartbeat_at is None or run.heartbeat_at < stale_before:
-                    _restart_lost(session, queue, environment, run)
-                    report.restarted.append(environment.id)
-            elif run is not None:
-                due = run.retry_at is None or run.retry_at <= now
-                settled = (run.enqueued_at or run.created_at) < now - _ENQUEUE_GRACE
-                lost = due and settled and not queue.is_pending(run.rq_job_id or "")
-                if lost and jobruns.dispatch(session, queue, run):
+            if decision == "restart":
+                _restart_lost(session, queue, environment, latest_runs[environment.id])
+                report.restarted.append(environment.id)
+            elif decision == "requeue":
+                run = latest_runs[environment.id]
+                if not queue.is_pending(run.rq_job_id or "") and jobruns.dispatch(session, queue, run):
                     report.requeued.append(environment.id)
-            elif _lags(environment, runtime) and _still_lags(session, environment, runtime):
-                _start_run(session, queue, environment)
-                report.started.append(environment.id)
-            elif _resync_due(environment, runtime, applied.get(environment.id), resync_before):
+            elif decision == "start":
+                if _still_lags(session, environment, runtime):
+                    _start_run(session, queue, environment)
+                    report.started.append(environment.id)
+            elif decision == "resync":
                 _start_run(session, queue, environment, kind=RESYNC)
                 report.resynced.append(environment.id)
         except QueueUnavailable as exc:
@@ -117,7 +121,6 @@ def reconcile(
     except QueueUnavailable as exc:
         log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 
-    live_ids = {env.id for env in live}
     for orphan in sorted(managed - live_ids):
         runtime.destroy(orphan, progress=_NoProgress())
         audit(
@@ -134,6 +137,36 @@ def reconcile(
     if urls is not None and published is not None:
         report.urls_withdrawn = _withdraw_orphans(session, urls, published - live_ids)
     return report
+
+
+def _decide(
+    environment: Environment,
+    run: JobRun | None,
+    runtime: Runtime,
+    applied: dict[int, datetime | None],
+    now: datetime,
+) -> str | None:
+    """What the pass should do about one environment, from what was read (no query, no commit).
+
+    ``restart`` (a running run, maybe lost), ``requeue`` (a queued run due and
+    settled, maybe lost from the queue), ``start`` (it lags what is desired),
+    ``resync`` (a periodic re-apply is due) or None.
+    """
+    assert environment.id is not None
+    settings = get_settings()
+    if run is not None and run.status is JobStatus.running:
+        stale_before = now - timedelta(seconds=settings.job_stale_after)
+        return "restart" if run.heartbeat_at is None or run.heartbeat_at < stale_before else None
+    if run is not None:
+        due = run.retry_at is None or run.retry_at <= now
+        settled = (run.enqueued_at or run.created_at) < now - _ENQUEUE_GRACE
+        return "requeue" if due and settled else None
+    if _lags(environment, runtime):
+        return "start"
+    resync_before = now - timedelta(seconds=settings.resync_interval)
+    if _resync_due(environment, runtime, applied.get(environment.id), resync_before):
+        return "resync"
+    return None
 
 
 _last_sweep: list[float] = []  # when this process (the leader) last swept public URLs
