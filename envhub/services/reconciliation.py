@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from envhub.config import get_settings
@@ -76,38 +77,53 @@ def reconcile(
     managed = runtime.managed_environments()
     published = _published(urls) if urls is not None and _sweep_due(settings.url_sweep_interval) else None
     now = utcnow()
-    live = list(session.exec(select(Environment).where(Environment.phase != Phase.deleted)))
-    live_ids = {env.id for env in live if env.id is not None}  # read now: a commit expires the rows
+    # Only what the decisions need, not whole rows (specs and all): a pass reads
+    # every live environment, and most of them need nothing.
+    live = [
+        _Facts(*row)
+        for row in session.execute(
+            sa_select(
+                col(Environment.id),
+                col(Environment.phase),
+                col(Environment.desired_state),
+                col(Environment.desired_generation),
+                col(Environment.observed_generation),
+                col(Environment.condition),
+            ).where(col(Environment.phase) != Phase.deleted)
+        )
+    ]
+    live_ids = {facts.id for facts in live}
     # What each environment's decision needs, read for all of them at once: a pass
     # costs a few queries, not a few per environment.
     latest_runs = _latest_active_runs(session)
     applied = _last_applied(session) if runtime.pushes_status else {}
 
-    # Decide for every environment first, then act on the few that need it: acting
-    # commits, and a commit expires every row the session holds, so acting inside
-    # this loop would cost one more query per environment after the first action.
+    # Decide for every environment first, then load and act on the few that need it.
     todo = [
-        (environment, decision)
-        for environment in live
-        if (decision := _decide(environment, latest_runs.get(environment.id or 0), runtime, applied, now))
+        (facts.id, decision)
+        for facts in live
+        if (decision := _decide(facts, latest_runs.get(facts.id), runtime, applied, now))
     ]
-    for environment, decision in todo:
-        assert environment.id is not None
+    for environment_id, decision in todo:
         try:
-            if decision == "restart":
-                _restart_lost(session, queue, environment, latest_runs[environment.id])
-                report.restarted.append(environment.id)
-            elif decision == "requeue":
-                run = latest_runs[environment.id]
+            if decision == "requeue":
+                run = latest_runs[environment_id]
                 if not queue.is_pending(run.rq_job_id or "") and jobruns.dispatch(session, queue, run):
-                    report.requeued.append(environment.id)
+                    report.requeued.append(environment_id)
+                continue
+            environment = session.get(Environment, environment_id)
+            if environment is None:  # deleted since
+                continue
+            if decision == "restart":
+                _restart_lost(session, queue, environment, latest_runs[environment_id])
+                report.restarted.append(environment_id)
             elif decision == "start":
                 if _still_lags(session, environment, runtime):
                     _start_run(session, queue, environment)
-                    report.started.append(environment.id)
+                    report.started.append(environment_id)
             elif decision == "resync":
                 _start_run(session, queue, environment, kind=RESYNC)
-                report.resynced.append(environment.id)
+                report.resynced.append(environment_id)
         except QueueUnavailable as exc:
             log.warning("reconciler: queue unavailable: %s", exc)
             break
@@ -139,8 +155,20 @@ def reconcile(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the reconciler decides an environment's fate from (a few columns of its row)."""
+
+    id: int
+    phase: Phase
+    desired_state: str
+    desired_generation: int
+    observed_generation: int
+    condition: str | None
+
+
 def _decide(
-    environment: Environment,
+    environment: _Facts,
     run: JobRun | None,
     runtime: Runtime,
     applied: dict[int, datetime | None],
@@ -152,7 +180,6 @@ def _decide(
     settled, maybe lost from the queue), ``start`` (it lags what is desired),
     ``resync`` (a periodic re-apply is due) or None.
     """
-    assert environment.id is not None
     settings = get_settings()
     if run is not None and run.status is JobStatus.running:
         stale_before = now - timedelta(seconds=settings.job_stale_after)
@@ -212,7 +239,7 @@ def _withdraw_orphans(session: Session, urls: UrlProvider, orphans: set[int]) ->
     return withdrawn
 
 
-def _lags(environment: Environment, runtime: Runtime) -> bool:
+def _lags(environment: _Facts | Environment, runtime: Runtime) -> bool:
     if environment.phase is Phase.failed or environment.phase is Phase.sleeping:
         return False  # a person decides: redeploy or delete
     if environment.desired_generation == 0 and environment.desired_state == "present":
@@ -261,7 +288,7 @@ def _last_applied(session: Session) -> dict[int, datetime | None]:
 
 
 def _resync_due(
-    environment: Environment, runtime: Runtime, last_applied: datetime | None, before: datetime
+    environment: _Facts, runtime: Runtime, last_applied: datetime | None, before: datetime
 ) -> bool:
     """A ready environment on a watched runtime is re-applied now and then."""
     if not runtime.pushes_status or environment.phase is not Phase.ready:

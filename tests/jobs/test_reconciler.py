@@ -327,3 +327,32 @@ def test_a_tick_that_repairs_drift_costs_the_same_whatever_else_is_live(
     few = statements(ready[:2])
     add(12)
     assert statements(ready[-2:]) == few
+
+
+def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_environments(
+    session: Session,
+    world: World,
+    project: Project,
+    db: Engine,
+    queue: FakeQueue,
+    runtime: LocalRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pass reads every live environment; loading whole rows (specs and all) into the
+    # ORM cost seconds at 10,000 environments (bench/scale.py), for nothing.
+    monkeypatch.setattr(runtime, "pushes_status", True)
+    env_id = create(session, world, project, queue)
+    [run] = fetch_all(db, JobRun)
+    edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
+    edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(db, "before_cursor_execute", count)
+    try:
+        assert tick(db, queue, runtime).started == []
+    finally:
+        event.remove(db, "before_cursor_execute", count)
+    assert not [statement for statement in seen if "environment.spec" in statement]
