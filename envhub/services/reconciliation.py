@@ -107,16 +107,21 @@ def reconcile(
     for environment_id, decision in todo:
         try:
             if decision == "requeue":
-                run = latest_runs[environment_id]
-                if not queue.is_pending(run.rq_job_id or "") and jobruns.dispatch(session, queue, run):
+                seen = latest_runs[environment_id]
+                if queue.is_pending(seen.rq_job_id or ""):
+                    continue
+                run = session.get(JobRun, seen.id)
+                if run is not None and jobruns.dispatch(session, queue, run):
                     report.requeued.append(environment_id)
                 continue
             environment = session.get(Environment, environment_id)
             if environment is None:  # deleted since
                 continue
             if decision == "restart":
-                _restart_lost(session, queue, environment, latest_runs[environment_id])
-                report.restarted.append(environment_id)
+                run = session.get(JobRun, latest_runs[environment_id].id)
+                if run is not None:
+                    _restart_lost(session, queue, environment, run)
+                    report.restarted.append(environment_id)
             elif decision == "start":
                 if _still_lags(session, environment, runtime):
                     _start_run(session, queue, environment)
@@ -169,7 +174,7 @@ class _Facts:
 
 def _decide(
     environment: _Facts,
-    run: JobRun | None,
+    run: _Run | None,
     runtime: Runtime,
     applied: dict[int, datetime | None],
     now: datetime,
@@ -267,11 +272,37 @@ def _still_lags(session: Session, environment: Environment, runtime: Runtime) ->
     return not jobruns.active_runs(session, environment.id) and _lags(environment, runtime)
 
 
-def _latest_active_runs(session: Session) -> dict[int, JobRun]:
-    """Each environment's newest queued or running run (one query for all)."""
-    runs = session.exec(
-        select(JobRun).where(col(JobRun.status).in_(ACTIVE_JOB_STATUSES)).order_by(col(JobRun.id))
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What the reconciler decides from about a run in flight (the whole row is loaded to act)."""
+
+    id: int
+    environment_id: int | None
+    status: JobStatus
+    rq_job_id: str | None
+    created_at: datetime
+    enqueued_at: datetime | None
+    retry_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+def _latest_active_runs(session: Session) -> dict[int, _Run]:
+    """Each environment's newest queued or running run (one query for all, a few columns)."""
+    rows = session.execute(
+        sa_select(
+            col(JobRun.id),
+            col(JobRun.environment_id),
+            col(JobRun.status),
+            col(JobRun.rq_job_id),
+            col(JobRun.created_at),
+            col(JobRun.enqueued_at),
+            col(JobRun.retry_at),
+            col(JobRun.heartbeat_at),
+        )
+        .where(col(JobRun.status).in_(ACTIVE_JOB_STATUSES))
+        .order_by(col(JobRun.id))
     )
+    runs = [_Run(*row) for row in rows]
     return {run.environment_id: run for run in runs if run.environment_id is not None}
 
 

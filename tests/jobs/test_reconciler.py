@@ -329,7 +329,7 @@ def test_a_tick_that_repairs_drift_costs_the_same_whatever_else_is_live(
     assert statements(ready[-2:]) == few
 
 
-def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_environments(
+def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_rows(
     session: Session,
     world: World,
     project: Project,
@@ -338,13 +338,14 @@ def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_environments(
     runtime: LocalRuntime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A pass reads every live environment; loading whole rows (specs and all) into the
-    # ORM cost seconds at 10,000 environments (bench/scale.py), for nothing.
+    # A pass reads every live environment and run in flight; loading whole rows (specs,
+    # steps) into the ORM cost seconds at 10,000 environments (bench/scale.py), for nothing.
     monkeypatch.setattr(runtime, "pushes_status", True)
     env_id = create(session, world, project, queue)
     [run] = fetch_all(db, JobRun)
     edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
     edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
+    create(session, world, project, queue, name="pr-2")  # in flight: its job is on the queue
     seen: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -352,7 +353,9 @@ def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_environments(
 
     event.listen(db, "before_cursor_execute", count)
     try:
-        assert tick(db, queue, runtime).started == []
+        report = tick(db, queue, runtime)
     finally:
         event.remove(db, "before_cursor_execute", count)
+    assert (report.started, report.requeued) == ([], [])
     assert not [statement for statement in seen if "environment.spec" in statement]
+    assert not [statement for statement in seen if "job_run.steps" in statement]
