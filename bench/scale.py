@@ -19,7 +19,10 @@ what grows with the number of environments shows up as a ratio above 1.
 * Audit chain verification: the full check per 10,000 events, beside the
   floor of recomputing the MACs in memory; the incremental check after it.
 
-The dashboard pages in Chromium are not measured here (see the README).
+* The dashboard's pages in headless Chromium against the production build
+  (``bench/scale_pages.py``): the projects page, a project's environments and
+  the cross-project environments page, time to the first row on screen
+  (``--no-pages`` skips them: the build and the browser take a few minutes).
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 
-from bench import scale_probes
+from bench import scale_pages, scale_probes
 from bench.api import Row, expect, measure
 from bench.api import envhub_api as granian_api
 from bench.scale_world import World, seed
@@ -47,6 +52,7 @@ from tests.support.redis_server import private_redis
 # Targets from issue 15.
 REST_P99_MS = 100.0
 RECONCILE_S = 1.0
+PAGE_S = 1.0
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Measured:
     statements: dict[str, int]
     passes: list[scale_probes.Pass]
     chain: scale_probes.ChainTimes
+    pages: scale_pages.PageTimes | None = None
 
 
 def _calls(world: World, deep_cursor: str) -> dict[str, str]:
@@ -83,6 +90,10 @@ def _deep_cursor(http: httpx.Client, world: World) -> str:
     return cursor or ""
 
 
+def _getter(http: httpx.Client, path: str) -> Callable[[int], Any]:
+    return lambda _: expect(http.get(path), 200)
+
+
 def measure_world(settings: Settings, world: World, workdir: Path, args: argparse.Namespace) -> Measured:
     engine = engine_for(settings.database_url)
     rest: dict[str, Row] = {}
@@ -93,9 +104,7 @@ def measure_world(settings: Settings, world: World, workdir: Path, args: argpars
             floor: Row | None = None
             for name, path in calls.items():
                 row = Row("REST", name, floor=floor)
-                rest[name] = measure(
-                    row, server, lambda _, p=path: expect(http.get(p), 200), args.samples, args.warmup
-                )
+                rest[name] = measure(row, server, _getter(http, path), args.samples, args.warmup)
                 floor = floor or rest[name]
     engine.dispose()
     statements = scale_probes.statements_per_call(engine, world.token, calls)
@@ -113,7 +122,14 @@ def measure_world(settings: Settings, world: World, workdir: Path, args: argpars
     print(f"  ({in_flight} environments have a run in flight, its job on the queue)", flush=True)
     chain = scale_probes.chain_times(engine)
     engine.dispose()
-    return Measured(world, rest, statements, passes, chain)
+    pages = None
+    if args.pages:
+        print("  the pages in Chromium (starting envhub's production build) ...", flush=True)
+        data = workdir / f"pages-{world.environments}"
+        pages = scale_pages.measure_pages(
+            settings.database_url, settings.redis_url, data, world, args.page_runs
+        )
+    return Measured(world, rest, statements, passes, chain, pages)
 
 
 # -- the report ----------------------------------------------------------------
@@ -200,6 +216,24 @@ def report(full: Measured, base: Measured, args: argparse.Namespace) -> list[str
     )
     if not (c.ok and cb.ok):
         missed.append("audit chain verification")
+    if full.pages is not None and base.pages is not None:
+        print()
+        header = f"{'page in Chromium (production build)':<42} {'median ms':>10} {'max ms':>8} "
+        header += f"{'median ' + small:>18} {'ratio':>7} {'target':>7}"
+        print(header)
+        print("-" * len(header))
+        target = f"<{PAGE_S * 1000:.0f}"
+        for name in full.pages.seconds:
+            median, baseline = full.pages.median(name), base.pages.median(name)
+            verdict = ""
+            if median >= PAGE_S:
+                verdict = " MISSED"
+                missed.append(f"page {name}")
+            print(
+                f"{name:<42} {median * 1000:>10.0f} {full.pages.worst(name) * 1000:>8.0f} "
+                f"{baseline * 1000:>18.0f} {_ratio(median, baseline):>7} {target:>7}{verdict}"
+            )
+        print(f"({args.page_runs} loads of each after a warm-up; from goto to the first row on screen)")
     print()
     print("targets missed: " + ("; ".join(missed) if missed else "none"))
     return missed
@@ -217,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drifted", type=int, default=10, help="environments drifted in the last pass")
     parser.add_argument("--samples", type=int, default=200, help="requests per REST operation")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--pages", action=argparse.BooleanOptionalAction, default=True, help="the pages in Chromium"
+    )
+    parser.add_argument("--page-runs", type=int, default=5, help="loads of each page")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="envhub-bench-scale-") as scratch, private_postgres() as postgres:
