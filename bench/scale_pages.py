@@ -121,30 +121,40 @@ def _first_row(page: Page, url: str, first: str | re.Pattern[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure_pages(database_url: str, redis_url: str, data_dir: Path, world: World, runs: int) -> PageTimes:
-    chromium = (
-        os.environ.get("ENVHUB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
+def measure_pages(
+    sites: list[tuple[str, World]], redis_url: str, workdir: Path, runs: int
+) -> list[PageTimes]:
+    """Each page's time in each world (``sites``: database URL and world), one world's envhub after
+    the other (two cannot run from one checkout at once: the production build names its port)."""
+    chromium = os.environ.get("ENVHUB_CHROMIUM") or shutil.which("chromium")
     if chromium is None:
         raise RuntimeError("Chromium is not installed (`make test-system-deps` installs it)")
-    pages: dict[str, tuple[str, str | re.Pattern[str]]] = {
+    times: list[PageTimes] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            for n, (url, world) in enumerate(sites):
+                with launched(url, redis_url, workdir / f"pages-{n}") as (base, link):
+                    share_the_benchmarkers_teams(url, world)
+                    context = browser.new_context(base_url=base, viewport={"width": 1440, "height": 900})
+                    tab = context.new_page()
+                    tab.goto(link)
+                    tab.wait_for_url(f"{base}/", timeout=120_000)
+                    seconds: dict[str, list[float]] = {}
+                    for name, (path, first) in _pages(world).items():
+                        _first_row(tab, path, first)  # warm-up: scripts cached, as for a regular user
+                        seconds[name] = [_first_row(tab, path, first) for _ in range(runs)]
+                    context.close()
+                times.append(PageTimes(seconds))
+        finally:
+            browser.close()
+    return times
+
+
+def _pages(world: World) -> dict[str, tuple[str, str | re.Pattern[str]]]:
+    """Each page measured: its path and the first row's text (a row of the first page)."""
+    return {
         "projects page (/)": ("/", "service-0"),
         "a project's environments (/projects/ID)": (f"/projects/{world.projects[0]}", ROW),
         "all environments (/environments)": ("/environments", ROW),
     }
-    seconds: dict[str, list[float]] = {name: [] for name in pages}
-    with launched(database_url, redis_url, data_dir) as (base, link), sync_playwright() as playwright:
-        share_the_benchmarkers_teams(database_url, world)
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(base_url=base, viewport={"width": 1440, "height": 900})
-            page = context.new_page()
-            page.goto(link)
-            page.wait_for_url(f"{base}/", timeout=120_000)
-            for name, (path, first) in pages.items():
-                _first_row(page, path, first)  # warm-up: scripts cached, as for a regular user
-                seconds[name] = [_first_row(page, path, first) for _ in range(runs)]
-            context.close()
-        finally:
-            browser.close()
-    return PageTimes(seconds)

@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -31,15 +31,17 @@ from sqlalchemy import event, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bench.scale_world import World
 from envhub.api.app import create_api
 from envhub.domain.audit_chain import mac
 from envhub.domain.phases import Phase
-from envhub.domain.principals import SYSTEM
+from envhub.domain.principals import SYSTEM, Principal
 from envhub.models import AuditEvent, Environment, JobRun, JobStatus
 from envhub.models.audit_chain import chain_key, event_fields
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.runtime.base import RuntimeState, RuntimeStatus
+from envhub.services import environment_views, project_views
 from envhub.services.audit_chain import CheckMode, run_check
 from envhub.services.reconciliation import reconcile
 from tests.support.fakes import FakeQueue
@@ -95,6 +97,31 @@ def statements_per_call(engine: Engine, token: str, calls: dict[str, str]) -> di
             statements.take()
             http.get(path).raise_for_status()
             counts[name] = len(statements.take())
+    return counts
+
+
+def statements_per_page(engine: Engine, world: World) -> dict[str, int]:
+    """Queries behind each dashboard page's data (the view its ``on_load`` reads), counted warm."""
+    me = Principal(name="bench", user_id=world.user_id)
+    project = world.projects[0]
+    views: dict[str, Callable[[Session], object]] = {
+        "page: projects (/)": lambda s: project_views.projects_overview(session=s, actor=me, limit=10),
+        "page: a project's environments": lambda s: project_views.project_overview(
+            session=s, actor=me, project_id=project, limit=10
+        ),
+        "page: all environments": lambda s: environment_views.visible_environments(
+            session=s, actor=me, limit=25
+        ),
+    }
+    counts: dict[str, int] = {}
+    with counting(engine) as statements:
+        for name, view in views.items():
+            with Session(engine) as session:
+                view(session)
+            statements.take()
+            with Session(engine) as session:
+                view(session)
+            counts[name] = len([s for s in statements.take() if s.lstrip().upper().startswith("SELECT")])
     return counts
 
 
