@@ -12,7 +12,7 @@ built as the services build them and inserted in bulk:
 * the audit trail those make (``environment.create``, the phase changes the
   jobs record, redeploys, ``project.create``) plus what people do every day
   (sign-ins, shell sessions), at a steady rate over ``audit_days``, linked
-  into the chain with envhub's own MAC (``domain/audit_chain``) and sealed by
+  into the chain with envhub's own MAC (``bench/scale_trail.py``) and sealed by
   the chain head, so envhub's verification accepts it; the bench checks that.
 
 ``create_environment`` itself runs once per world (``probe``), so a test can
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,14 +31,12 @@ from sqlalchemy import String, cast, insert, literal, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from envhub.domain.audit_chain import GENESIS, head_mac, mac
+from bench.scale_trail import Person, Trail, chunks
 from envhub.domain.phases import Phase
-from envhub.domain.principals import SYSTEM, Principal
+from envhub.domain.principals import Principal
 from envhub.domain.progress import PROVISION_STEPS, StepStatus, initial_steps
 from envhub.domain.specs import merge_spec
 from envhub.models import (
-    AuditChainHead,
-    AuditEvent,
     Environment,
     JobRun,
     JobStatus,
@@ -49,7 +46,7 @@ from envhub.models import (
     Team,
     User,
 )
-from envhub.models.audit_chain import HEAD_ID, chain_key
+from envhub.models.audit_chain import chain_key
 from envhub.models.base import utcnow
 from envhub.services import tokens
 from envhub.services.environments import create_environment
@@ -61,9 +58,7 @@ from tests.support.fakes import FakeQueue
 PHASE_MIX = [Phase.ready] * 14 + [Phase.sleeping] * 3 + [Phase.failed, Phase.pending, Phase.updating]
 PEOPLE_PER_TEAM = 8
 # What people do on an ordinary day besides creating environments (events per day, whole installation).
-DAILY = {"auth.sign_in": 60, "environment.shell": 70, "environment.redeploy": 25}
-_BATCH = 5000
-_AGENTS = ("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0", "envhub-cli/0.1 python-httpx/0.28")
+DAILY = {"auth.sign_in": 60, "environment.shell": 70}
 
 
 @dataclass
@@ -77,87 +72,6 @@ class World:
     job_runs: int
     seconds: float
     actions: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Person:
-    id: int
-    name: str
-
-    def principal(self) -> Principal:
-        return Principal(name=self.name, user_id=self.id)
-
-
-class _Trail:
-    """Audit events in the making, sealed into the chain in time order at the end."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def add(
-        self,
-        when: datetime,
-        actor: _Person | None,
-        action: str,
-        *,
-        target_type: str,
-        target_id: int | None,
-        target: str,
-        team_id: int | None,
-        outcome: str = "success",
-        error_code: str | None = None,
-        details: dict[str, Any] | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        person = actor is not None
-        self.events.append(
-            {
-                "time": when,
-                "actor_id": actor.id if actor else None,
-                "actor": actor.name if actor else SYSTEM.name,
-                "principal_type": "user" if person else SYSTEM.type.value,
-                "token_id": None,
-                "action": action,
-                "target_type": target_type,
-                "target_id": target_id,
-                "target": target,
-                "team_id": team_id,
-                "outcome": outcome,
-                "error_code": error_code,
-                "source_ip": f"10.0.{rng.randrange(256)}.{rng.randrange(1, 255)}" if person and rng else None,
-                "user_agent": rng.choice(_AGENTS) if person and rng else None,
-                "details": details or {},
-            }
-        )
-
-    def seal(self, engine: Engine, key: bytes) -> int:
-        """Chain every event in time order (as envhub's ``link`` does at commit) and write the head."""
-        self.events.sort(key=lambda e: e["time"])
-        last = GENESIS
-        for seq, event in enumerate(self.events, start=1):
-            event["seq"], event["prev_hash"] = seq, last
-            event["hash"] = last = mac(key, event, last)
-        with engine.begin() as conn:
-            for chunk in _chunks(self.events):
-                conn.execute(insert(AuditEvent), chunk)
-            conn.execute(
-                insert(AuditChainHead),
-                [
-                    {
-                        "id": HEAD_ID,
-                        "seq": len(self.events),
-                        "last_hash": last,
-                        "mac": head_mac(key, len(self.events), last),
-                        "updated_at": utcnow(),
-                    }
-                ],
-            )
-        return len(self.events)
-
-
-def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), _BATCH):
-        yield rows[start : start + _BATCH]
 
 
 def _row(model: Any) -> dict[str, Any]:
@@ -189,21 +103,21 @@ def seed(
     now = utcnow()
     begin = now - timedelta(days=audit_days)
     span = (now - begin).total_seconds()
-    trail = _Trail()
+    trail = Trail()
     key = chain_key()
 
     def moment(low: float, high: float) -> datetime:
         return begin + timedelta(seconds=span * rng.uniform(low, high))
 
     with Session(engine, expire_on_commit=False) as session:
-        people: list[_Person] = []
+        people: list[Person] = []
         me = User(username="bench", display_name="Bench", created_at=begin)
         session.add(me)
         session.flush()
         assert me.id is not None
-        bench = _Person(me.id, me.username)
+        bench = Person(me.id, me.username)
         team_rows: list[Team] = []
-        members: dict[int, list[_Person]] = {}
+        members: dict[int, list[Person]] = {}
         for t in range(teams):
             team = Team(name=f"team-{t}", display_name=f"Team {t}", created_at=begin)
             session.add(team)
@@ -216,7 +130,7 @@ def seed(
                 session.add(user)
                 session.flush()
                 assert user.id is not None
-                crew.append(_Person(user.id, user.username))
+                crew.append(Person(user.id, user.username))
                 session.add(
                     Membership(team_id=team.id, user_id=user.id, role=Role.owner if p == 0 else Role.member)
                 )
@@ -299,7 +213,7 @@ def seed(
             plans.append((env, project, creator, redeploys))
         ids: list[int] = []
         with engine.begin() as conn:
-            for chunk in _chunks(rows):
+            for chunk in chunks(rows):
                 made = conn.execute(
                     insert(Environment).returning(col(Environment.id), sort_by_parameter_order=True), chunk
                 )
@@ -405,7 +319,7 @@ def seed(
                     details={"from": "ready", "to": "sleeping", "message": "Asleep"},
                 )
         with engine.begin() as conn:
-            for chunk in _chunks(runs):
+            for chunk in chunks(runs):
                 conn.execute(insert(JobRun), chunk)
             # As jobruns.new_run names them once the id is known (jobruns.rq_job_id).
             conn.execute(
@@ -417,8 +331,6 @@ def seed(
         everyone = [p for p in people if p.id != bench.id]
         for day in range(days):
             for action, per_day in DAILY.items():
-                if action == "environment.redeploy":
-                    continue  # counted in the environments' own histories above
                 for _ in range(per_day):
                     when = begin + timedelta(days=day, seconds=rng.uniform(0, 86400))
                     who = rng.choice(everyone)
