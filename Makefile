@@ -13,7 +13,7 @@ TEST_PROCESSES ?= 2
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal bench-api bench-pull-requests bench-releases
+.PHONY: run test setup lint screenshots migrate clean system-deps test-system-deps test-cluster test-tools bench bench-terminal bench-api bench-scale bench-pull-requests bench-releases
 
 run: system-deps setup ## Start envhub on its embedded default and print the URL
 	$(PY) -m envhub.launcher run
@@ -67,6 +67,9 @@ bench-terminal: setup ## Browser-terminal speed beside a PTY loop and terminado
 
 bench-api: setup test-system-deps ## REST, MCP and CLI latency with 1,000 environments on PostgreSQL
 	$(PY) -m bench.api
+
+bench-scale: setup test-system-deps ## 10,000 environments, a year of audit trail: REST p99, SQL per call, a reconciler pass, chain verification (each beside 100 environments)
+	$(PY) -m bench.scale
 
 bench-pull-requests: setup test-system-deps test-cluster ## Webhook to PR comment and to ready, GitHub calls per pull request (local and test-cluster runtimes)
 	$(PY) -m bench.pull_requests

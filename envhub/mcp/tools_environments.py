@@ -133,7 +133,7 @@ def find_environments(
     filters = filters_from_query({key: str(value) for key, value in query.items() if value not in (None, "")})
     with read_only() as session:
         listing = environment_views.visible_environments(
-            session=session, actor=actor, filters=filters, cursor=cursor or None, limit=limit
+            session=session, actor=actor, filters=filters, cursor=cursor or None, limit=limit, facets=False
         )
     return FoundEnvironments(
         environments=listing["rows"], next_cursor=listing["next_cursor"], total=listing["total"]

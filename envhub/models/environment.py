@@ -55,7 +55,8 @@ class Environment(SQLModel, table=True):
     condition: str | None = Field(default=None, max_length=100)
     condition_message: str = Field(default="", max_length=2000)
     observed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
-    created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    # Indexed: the list's "created by" options ask each person whether they created one.
+    created_by_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     deleted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

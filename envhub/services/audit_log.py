@@ -57,7 +57,7 @@ def environment_audit_trail(
 
 def recent_events(*, session: Session, actor: Principal, limit: int = 20) -> list[AuditEvent]:
     """Latest events in the actor's teams."""
-    return search_events(session=session, actor=actor, limit=limit).items
+    return search_events(session=session, actor=actor, limit=limit, counted=False).items
 
 
 def _conditions(session: Session, actor: Principal, filters: AuditFilter) -> list[ColumnElement[bool]]:
@@ -108,17 +108,20 @@ def search_events(
     offset: int = 0,
     limit: int = 50,
     cursor: str | None = None,
+    counted: bool = True,
 ) -> Page[AuditEvent]:
     """Events the caller may read, newest first, filtered.
 
     Paged by ``offset`` (the dashboard) or after ``cursor`` (programs; ``offset``
-    is then ignored), as ``environments.list_environments``.
+    is then ignored), as ``environments.list_environments``. ``counted=False``
+    skips counting every matching event (``total`` is then 0): a year of trail
+    is a hundred thousand rows, and programs walking it by cursor show no total.
     """
     offset, limit = clamp_page(offset, limit)
     if actor.is_agent:
         return Page(items=[], total=0, offset=0, limit=limit)
     where = _conditions(session, actor, filters or AuditFilter())
-    total = session.exec(select(func.count()).select_from(AuditEvent).where(*where)).one()
+    total = session.exec(select(func.count()).select_from(AuditEvent).where(*where)).one() if counted else 0
     if cursor:
         where.append(col(AuditEvent.id) < int(cursors.decode(cursor, "audit", (int,))[0]))
         offset = 0

@@ -13,12 +13,13 @@ The view model built from this is ``environment_views.visible_environments``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, exists, func, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -150,15 +151,31 @@ def _after(environment: Environment) -> str:
 # -- the query -----------------------------------------------------------------
 
 
+def _matches(column: Any, text: str) -> ColumnElement[bool]:
+    return func.lower(column).like(contains(text), escape="\\")
+
+
+def _in_projects_named(text: str) -> ColumnElement[bool]:
+    """In a project whose own or whose team's name contains ``text``.
+
+    Asked of the (few) projects once, not of each environment's joined row: a
+    search reads every visible environment, and matching three names on each
+    was most of its time at 10,000 environments.
+    """
+    project, team = aliased(Project), aliased(Team)
+    named = (
+        select(project.id)
+        .join(team, col(team.id) == project.team_id)
+        .where(or_(_matches(project.name, text), _matches(team.name, text)))
+    )
+    return col(Environment.project_id).in_(named)
+
+
 def _search(text: str) -> ColumnElement[bool]:
-    names = (col(Environment.name), col(Project.name), col(Team.name))
     if "/" in text:  # "shop/pr-12": a project (or team) and an environment of it
         scope, _, name = text.rpartition("/")
-        return and_(
-            col(Environment.name).ilike(contains(name), escape="\\"),
-            or_(*(column.ilike(contains(scope), escape="\\") for column in names[1:])),
-        )
-    return or_(*(column.ilike(contains(text), escape="\\") for column in names))
+        return and_(_matches(Environment.name, name), _in_projects_named(scope))
+    return or_(_matches(Environment.name, text), _in_projects_named(text))
 
 
 def _conditions(filters: EnvironmentFilters, *, phase: bool = True) -> list[ColumnElement[bool]]:
@@ -190,40 +207,57 @@ def _joined(statement: SelectOfScalar[Any] | Any) -> Any:
     )
 
 
-def _count(session: Session, where: list[ColumnElement[bool]]) -> int:
-    return int(session.exec(_joined(select(func.count()).select_from(Environment)).where(*where)).one())
+def _counting(statement: Any, filters: EnvironmentFilters) -> Any:
+    """``statement`` over environments, joined only to what ``filters`` look at.
+
+    Every environment has exactly one project and team, so counts need no join
+    unless a filter reads them: a count reads every visible environment.
+    """
+    if filters.team is not None:
+        statement = statement.join(Project, col(Project.id) == Environment.project_id)
+    if filters.creator:
+        statement = statement.join(User, col(User.id) == Environment.created_by_id)
+    return statement
+
+
+def _count(session: Session, readable: ColumnElement[bool], filters: EnvironmentFilters) -> int:
+    counting = _counting(select(func.count()).select_from(Environment), filters)
+    return int(session.exec(counting.where(readable, *_conditions(filters))).one())
 
 
 def _options(
     session: Session, actor: Principal, readable: ColumnElement[bool], filters: EnvironmentFilters
 ) -> Options:
+    """Projects and creators with at least one environment in scope, and their teams.
+
+    Asked of the (few) projects and people, each with an ``EXISTS`` probe on an
+    index, rather than as a ``DISTINCT`` over every visible environment.
+    """
     scope = [readable, *_conditions(EnvironmentFilters(include_deleted=filters.shows_deleted))]
+
+    def having(link: ColumnElement[bool]) -> Any:
+        return exists(select(Environment.id).where(link, *scope))
+
     projects = session.exec(
-        _joined(select(Project.id, Project.name, Team.name).select_from(Environment))
-        .where(*scope)
-        .distinct()
+        select(col(Project.team_id), Project.name, Team.name, col(Project.id))
+        .join(Team, col(Team.id) == Project.team_id)
+        .where(having(col(Environment.project_id) == Project.id))
         .order_by(col(Project.name), col(Team.name))
     ).all()
-    team_rows = session.exec(
-        _joined(select(Team.id, Team.name).select_from(Environment))
-        .where(*scope)
-        .distinct()
-        .order_by(col(Team.name))
-    ).all()
     creators = session.exec(
-        _joined(select(User.username).select_from(Environment))
-        .where(*scope, col(User.username).is_not(None))
-        .distinct()
+        select(User.username)
+        .where(having(col(Environment.created_by_id) == User.id))
         .order_by(col(User.username))
     ).all()
-    watched = {int(pid) for pid, _name, _team in projects}
+    teams = sorted({(int(tid), str(team)) for tid, _name, team, _pid in projects}, key=lambda t: (t[1], t[0]))
+    watched = {pid for _tid, _name, _team, pid in projects if pid is not None}
     if actor.user_id is not None and not actor.is_agent:
         my_teams = select(Membership.team_id).where(Membership.user_id == actor.user_id)
         team_projects = session.exec(select(Project.id).where(col(Project.team_id).in_(my_teams)))
         watched |= {pid for pid in team_projects if pid is not None}
     return Options(
-        projects=[(int(pid), str(name), str(team)) for pid, name, team in projects],
-        teams=[(int(tid), str(name)) for tid, name in team_rows],
+        projects=[(pid, str(name), str(team)) for _tid, name, team, pid in projects if pid is not None],
+        teams=teams,
         creators=[str(name) for name in creators],
         watched_projects=sorted(watched),
     )
@@ -236,8 +270,14 @@ def list_visible_environments(
     filters: EnvironmentFilters | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    facets: bool = True,
 ) -> Listing:
-    """A page of the environments ``actor`` can read, newest first, and what the filters can take."""
+    """A page of the environments ``actor`` can read, newest first, and what the filters can take.
+
+    ``facets=False`` (programs: REST, MCP) leaves out what only the dashboard
+    shows: ``phase_counts`` and ``options`` come back empty and
+    ``visible_total`` equals ``total``.
+    """
     filters = filters or EnvironmentFilters()
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     readable = readable_environments(actor)
@@ -258,17 +298,32 @@ def list_visible_environments(
     items = [ListedEnvironment(env, str(project), str(team), creator) for env, project, team, creator in rows]
     more = len(items) > limit
     items = items[:limit]
+    next_cursor = _after(items[-1].environment) if more else ""
+    if not facets:
+        total = _count(session, readable, filters)
+        return Listing(items, next_cursor, total, total, {}, Options([], [], [], []), filters)
+    # One grouped count gives the per-phase counts, the total (their sum, or the
+    # chosen phase's) and, when nothing narrows the list, the visible total.
     phases = session.exec(
-        _joined(select(Environment.phase, func.count()).select_from(Environment))
+        _counting(select(Environment.phase, func.count()).select_from(Environment), filters)
         .where(readable, *_conditions(filters, phase=False))
         .group_by(col(Environment.phase))
     ).all()
+    phase_counts = {Phase(phase).value: int(count) for phase, count in phases}
+    if filters.phase is not None:
+        total = phase_counts.get(filters.phase.value, 0)
+    else:
+        total = sum(phase_counts.values())
+    unfiltered = EnvironmentFilters()
+    narrowed = replace(filters, include_deleted=False) != unfiltered or (
+        filters.include_deleted and Phase.deleted.value in phase_counts
+    )
     return Listing(
         items=items,
-        next_cursor=_after(items[-1].environment) if more else "",
-        total=_count(session, where),
-        visible_total=_count(session, [readable, *_conditions(EnvironmentFilters())]),
-        phase_counts={Phase(phase).value: int(count) for phase, count in phases},
+        next_cursor=next_cursor,
+        total=total,
+        visible_total=_count(session, readable, unfiltered) if narrowed else total,
+        phase_counts=phase_counts,
         options=_options(session, actor, readable, filters),
         filters=filters,
     )

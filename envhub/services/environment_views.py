@@ -547,15 +547,19 @@ def visible_environments(
     filters: EnvironmentFilters | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    facets: bool = True,
 ) -> EnvironmentListing:
     """The environments ``actor`` can see in every project and team, newest first, a page at a time.
+
+    ``facets=False`` for faces that show only the rows and the total (REST,
+    MCP): the phase counts and filter options are not computed (left empty).
 
     Deleted ones only when the filters ask (``include_deleted`` or phase
     ``deleted``). ``ValidationFailed`` (field ``cursor``) for a cursor this
     list did not hand out.
     """
     listing = list_visible_environments(
-        session=session, actor=actor, filters=filters, cursor=cursor, limit=limit
+        session=session, actor=actor, filters=filters, cursor=cursor, limit=limit, facets=facets
     )
     options = listing.options
     multiple_teams = len(options.teams) > 1

@@ -70,7 +70,9 @@ def audit_page(
     limit: int = 50,
 ) -> CursorPage[dict[str, Any]]:
     """Audit events the caller may read, newest first, after ``cursor``, as export records."""
-    page = audit_log.search_events(session=session, actor=actor, filters=filters, cursor=cursor, limit=limit)
+    page = audit_log.search_events(
+        session=session, actor=actor, filters=filters, cursor=cursor, limit=limit, counted=False
+    )
     return CursorPage(
         items=[audit_log.as_record(event) for event in page.items], next_cursor=page.next_cursor
     )

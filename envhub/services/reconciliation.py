@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from envhub.config import get_settings
@@ -76,34 +77,58 @@ def reconcile(
     managed = runtime.managed_environments()
     published = _published(urls) if urls is not None and _sweep_due(settings.url_sweep_interval) else None
     now = utcnow()
-    stale_before = now - timedelta(seconds=settings.job_stale_after)
-    live = list(session.exec(select(Environment).where(Environment.phase != Phase.deleted)))
+    # Only what the decisions need, not whole rows (specs and all): a pass reads
+    # every live environment, and most of them need nothing.
+    live = [
+        _Facts(*row)
+        for row in session.execute(
+            sa_select(
+                col(Environment.id),
+                col(Environment.phase),
+                col(Environment.desired_state),
+                col(Environment.desired_generation),
+                col(Environment.observed_generation),
+                col(Environment.condition),
+            ).where(col(Environment.phase) != Phase.deleted)
+        )
+    ]
+    live_ids = {facts.id for facts in live}
     # What each environment's decision needs, read for all of them at once: a pass
     # costs a few queries, not a few per environment.
     latest_runs = _latest_active_runs(session)
-    resync_before = now - timedelta(seconds=settings.resync_interval)
     applied = _last_applied(session) if runtime.pushes_status else {}
 
-    for environment in live:
-        assert environment.id is not None
-        run = latest_runs.get(environment.id)
+    # Decide for every environment first, then load and act on the few that need it.
+    todo = [
+        (facts.id, decision)
+        for facts in live
+        if (decision := _decide(facts, latest_runs.get(facts.id), runtime, applied, now))
+    ]
+    for environment_id, decision in todo:
         try:
-            if run is not None and run.status is JobStatus.running:
-                if run.heartbeat_at is None or run.heartbeat_at < stale_before:
+            if decision == "requeue":
+                seen = latest_runs[environment_id]
+                if queue.is_pending(seen.rq_job_id or ""):
+                    continue
+                run = session.get(JobRun, seen.id)
+                if run is not None and jobruns.dispatch(session, queue, run):
+                    report.requeued.append(environment_id)
+                continue
+            environment = session.get(Environment, environment_id)
+            if environment is None:  # deleted since
+                continue
+            if decision == "restart":
+                run = session.get(JobRun, latest_runs[environment_id].id)
+                if run is not None:
                     _restart_lost(session, queue, environment, run)
-                    report.restarted.append(environment.id)
-            elif run is not None:
-                due = run.retry_at is None or run.retry_at <= now
-                settled = (run.enqueued_at or run.created_at) < now - _ENQUEUE_GRACE
-                lost = due and settled and not queue.is_pending(run.rq_job_id or "")
-                if lost and jobruns.dispatch(session, queue, run):
-                    report.requeued.append(environment.id)
-            elif _lags(environment, runtime) and _still_lags(session, environment, runtime):
-                _start_run(session, queue, environment)
-                report.started.append(environment.id)
-            elif _resync_due(environment, runtime, applied.get(environment.id), resync_before):
+                    report.restarted.append(environment_id)
+            elif decision == "start":
+                if _still_lags(session, environment, runtime):
+                    _start_run(session, queue, environment)
+                    report.started.append(environment_id)
+            elif decision == "resync":
                 _start_run(session, queue, environment, kind=RESYNC)
-                report.resynced.append(environment.id)
+                report.resynced.append(environment_id)
         except QueueUnavailable as exc:
             log.warning("reconciler: queue unavailable: %s", exc)
             break
@@ -117,7 +142,6 @@ def reconcile(
     except QueueUnavailable as exc:
         log.warning("reconciler: queue unavailable for webhook deliveries: %s", exc)
 
-    live_ids = {env.id for env in live}
     for orphan in sorted(managed - live_ids):
         # Not waited for: the runtime finishes a long removal on its own, and a
         # terminating namespace is no longer listed as managed.
@@ -137,6 +161,47 @@ def reconcile(
     if urls is not None and published is not None:
         report.urls_withdrawn = _withdraw_orphans(session, urls, published - live_ids)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the reconciler decides an environment's fate from (a few columns of its row)."""
+
+    id: int
+    phase: Phase
+    desired_state: str
+    desired_generation: int
+    observed_generation: int
+    condition: str | None
+
+
+def _decide(
+    environment: _Facts,
+    run: _Run | None,
+    runtime: Runtime,
+    applied: dict[int, datetime | None],
+    now: datetime,
+) -> str | None:
+    """What the pass should do about one environment, from what was read (no query, no commit).
+
+    ``restart`` (a running run, maybe lost), ``requeue`` (a queued run due and
+    settled, maybe lost from the queue), ``start`` (it lags what is desired),
+    ``resync`` (a periodic re-apply is due) or None.
+    """
+    settings = get_settings()
+    if run is not None and run.status is JobStatus.running:
+        stale_before = now - timedelta(seconds=settings.job_stale_after)
+        return "restart" if run.heartbeat_at is None or run.heartbeat_at < stale_before else None
+    if run is not None:
+        due = run.retry_at is None or run.retry_at <= now
+        settled = (run.enqueued_at or run.created_at) < now - _ENQUEUE_GRACE
+        return "requeue" if due and settled else None
+    if _lags(environment, runtime):
+        return "start"
+    resync_before = now - timedelta(seconds=settings.resync_interval)
+    if _resync_due(environment, runtime, applied.get(environment.id), resync_before):
+        return "resync"
+    return None
 
 
 _last_sweep: list[float] = []  # when this process (the leader) last swept public URLs
@@ -182,7 +247,7 @@ def _withdraw_orphans(session: Session, urls: UrlProvider, orphans: set[int]) ->
     return withdrawn
 
 
-def _lags(environment: Environment, runtime: Runtime) -> bool:
+def _lags(environment: _Facts | Environment, runtime: Runtime) -> bool:
     if environment.phase is Phase.failed or environment.phase is Phase.sleeping:
         return False  # a person decides: redeploy or delete
     if environment.desired_generation == 0 and environment.desired_state == "present":
@@ -210,11 +275,37 @@ def _still_lags(session: Session, environment: Environment, runtime: Runtime) ->
     return not jobruns.active_runs(session, environment.id) and _lags(environment, runtime)
 
 
-def _latest_active_runs(session: Session) -> dict[int, JobRun]:
-    """Each environment's newest queued or running run (one query for all)."""
-    runs = session.exec(
-        select(JobRun).where(col(JobRun.status).in_(ACTIVE_JOB_STATUSES)).order_by(col(JobRun.id))
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What the reconciler decides from about a run in flight (the whole row is loaded to act)."""
+
+    id: int
+    environment_id: int | None
+    status: JobStatus
+    rq_job_id: str | None
+    created_at: datetime
+    enqueued_at: datetime | None
+    retry_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+def _latest_active_runs(session: Session) -> dict[int, _Run]:
+    """Each environment's newest queued or running run (one query for all, a few columns)."""
+    rows = session.execute(
+        sa_select(
+            col(JobRun.id),
+            col(JobRun.environment_id),
+            col(JobRun.status),
+            col(JobRun.rq_job_id),
+            col(JobRun.created_at),
+            col(JobRun.enqueued_at),
+            col(JobRun.retry_at),
+            col(JobRun.heartbeat_at),
+        )
+        .where(col(JobRun.status).in_(ACTIVE_JOB_STATUSES))
+        .order_by(col(JobRun.id))
     )
+    runs = [_Run(*row) for row in rows]
     return {run.environment_id: run for run in runs if run.environment_id is not None}
 
 
@@ -231,7 +322,7 @@ def _last_applied(session: Session) -> dict[int, datetime | None]:
 
 
 def _resync_due(
-    environment: Environment, runtime: Runtime, last_applied: datetime | None, before: datetime
+    environment: _Facts, runtime: Runtime, last_applied: datetime | None, before: datetime
 ) -> bool:
     """A ready environment on a watched runtime is re-applied now and then."""
     if not runtime.pushes_status or environment.phase is not Phase.ready:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -13,6 +14,7 @@ from envhub.runtime.local import LocalRuntime
 from envhub.services.audit_log import environment_audit_trail, recent_events
 from envhub.services.environments import create_environment, delete_environment
 from envhub.services.identity import DEFAULT_TEAM, LOCAL_USERNAME, default_team_id, ensure_local_principal
+from envhub.services.listing import audit_page
 from envhub.services.logs import environment_logs
 from envhub.services.projects import create_project
 from tests.support.db import fetch_all
@@ -101,3 +103,28 @@ def test_environment_logs_are_authorized_reads(
     ]
     with pytest.raises(NotFound):
         environment_logs(session=session, actor=world.outsider, runtime=runtime, environment_id=env_id)
+
+
+def test_the_trail_by_cursor_does_not_count_every_event(
+    session: Session, world: World, project: Project
+) -> None:
+    # Programs walking the trail by cursor show no total; counting a year of events
+    # (a hundred thousand rows) cost most of each page (bench/scale.py).
+    _env(session, world, project)
+    _env(session, world, project, name="pr-2")
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = audit_page(session=session, actor=world.viewer, limit=2)
+        recent = recent_events(session=session, actor=world.viewer)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [record["action"] for record in page.items] == ["environment.create", "environment.create"]
+    assert page.next_cursor
+    assert len(recent) == 3
+    assert not [statement for statement in seen if "count(" in statement.lower()]

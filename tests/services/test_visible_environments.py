@@ -8,10 +8,12 @@ the order and the cursor's tie-break on id are exercised exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session
 
 from envhub.domain.phases import Phase
@@ -344,3 +346,85 @@ def test_filters_read_from_a_query_write_back_the_same_query() -> None:
              "creator": "max", "q": "shop/pr", "deleted": "1"}  # fmt: skip
     assert filters_from_query(query).to_query() == query
     assert filters_from_query({"phase": "", "q": "  ", "other": "x"}) == EnvironmentFilters()
+
+
+def _statements(session: Session, call: Callable[[], object]) -> int:
+    """Queries ``call`` sends (not SQLite's BEGIN and PRAGMA around a transaction)."""
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_the_dashboards_list_costs_the_same_few_statements_however_many_environments(
+    session: Session, world: World, estate: Estate
+) -> None:
+    # The page, one grouped count (per phase, whose sum is the total and, unfiltered, the
+    # visible total), the projects and the creators on offer (an EXISTS each, not a DISTINCT
+    # over every environment; the teams come from the projects), the projects to watch.
+    def listing() -> object:
+        return visible_environments(session=session, actor=world.member)
+
+    assert _statements(session, listing) == 5
+    for n in range(24):
+        _environment(session, estate.shop, f"more-{n}", 10 + n, world.member)
+    session.commit()
+    assert _statements(session, listing) == 5
+
+
+def test_programs_get_the_same_rows_and_total_from_two_statements(
+    session: Session, world: World, estate: Estate
+) -> None:
+    full = visible_environments(session=session, actor=world.member, limit=2)
+    bare: list[object] = []
+    count = _statements(
+        session,
+        lambda: bare.append(visible_environments(session=session, actor=world.member, limit=2, facets=False)),
+    )
+    assert count == 2  # the page and its total
+    [listing] = bare
+    assert isinstance(listing, dict)
+    assert (listing["rows"], listing["total"], listing["next_cursor"]) == (
+        full["rows"],
+        full["total"],
+        full["next_cursor"],
+    )
+    assert listing["phase_counts"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "joins"),
+    [({}, False), ({"q": "shop"}, False), ({"q": "acme/al"}, False), ({"team": "TEAM"}, True)],
+)
+def test_counts_read_environments_alone_unless_a_filter_reads_more(
+    session: Session, world: World, estate: Estate, query: dict[str, str], joins: bool
+) -> None:
+    # A count reads every visible environment: joining each to its project, team and
+    # creator for nothing (or matching the project's and team's names on each row, for a
+    # search) was most of a search's time at 10,000 environments.
+    filters = filters_from_query({k: str(world.acme) if v == "TEAM" else v for k, v in query.items()})
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "count(" in statement.lower():
+            seen.append(" ".join(statement.split()).upper())
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        view = visible_environments(session=session, actor=world.member, filters=filters, facets=False)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert view["total"] == len(view["rows"]) > 0
+    [statement] = seen
+    outer = statement.split("WHERE", 1)[0]  # the count's own FROM, before any subquery
+    assert (" JOIN " in outer) is joins, statement

@@ -199,7 +199,7 @@ def list_visible_environments(
     filters = filters_from_query({**query, "creator": creator or "", "q": q, "deleted": str(deleted)})
     with read_only() as session:
         listing = environment_views.visible_environments(
-            session=session, actor=actor, filters=filters, cursor=cursor, limit=limit
+            session=session, actor=actor, filters=filters, cursor=cursor, limit=limit, facets=False
         )
     return {
         "items": listing["rows"],
