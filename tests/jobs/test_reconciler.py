@@ -79,6 +79,35 @@ def long_ago() -> object:
     return utcnow() - timedelta(minutes=5)
 
 
+def add_ready(
+    session: Session, world: World, project: Project, db: Engine, queue: FakeQueue, count: int
+) -> list[int]:
+    """``count`` more environments, ready, their last run succeeded just now."""
+    made = []
+    for _ in range(count):
+        env_id = create(session, world, project, queue, name=f"pr-{len(fetch_all(db, Environment)) + 1}")
+        [run] = [r for r in fetch_all(db, JobRun) if r.environment_id == env_id]
+        edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
+        edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
+        made.append(env_id)
+    return made
+
+
+@contextlib.contextmanager
+def statements(db: Engine) -> Iterator[list[str]]:
+    """The SQL statements sent meanwhile."""
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(db, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db, "before_cursor_execute", count)
+
+
 def test_nothing_to_do(
     session: Session, world: World, project: Project, db: Engine, queue: FakeQueue, runtime: LocalRuntime
 ) -> None:
@@ -259,31 +288,19 @@ def test_a_tick_reads_the_database_a_fixed_number_of_times_however_many_environm
     monkeypatch.setattr(runtime, "pushes_status", True)
 
     def add(count: int) -> None:
-        for _ in range(count):
-            env_id = create(session, world, project, queue, name=f"pr-{len(fetch_all(db, Environment)) + 1}")
-            [run] = [r for r in fetch_all(db, JobRun) if r.environment_id == env_id]
-            edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
-            edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
+        add_ready(session, world, project, db, queue, count)
         queued = create(session, world, project, queue, name=f"pr-{len(fetch_all(db, Environment)) + 1}")
         assert queued  # one still provisioning, its job on the queue
 
-    def statements() -> int:
-        seen: list[str] = []
-
-        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-            seen.append(statement)
-
-        event.listen(db, "before_cursor_execute", count)
-        try:
+    def sent() -> int:
+        with statements(db) as seen:
             assert tick(db, queue, runtime).started == []  # nothing drifted, nothing to do
-        finally:
-            event.remove(db, "before_cursor_execute", count)
         return len(seen)
 
     add(2)
-    few = statements()
+    few = sent()
     add(10)
-    assert statements() == few
+    assert sent() == few
 
 
 def test_a_tick_that_repairs_drift_costs_the_same_whatever_else_is_live(
@@ -298,35 +315,18 @@ def test_a_tick_that_repairs_drift_costs_the_same_whatever_else_is_live(
     # Repairing commits, and a commit expires every row the session read: deciding and
     # acting in one loop cost a query for each environment after the first repair.
     monkeypatch.setattr(runtime, "pushes_status", True)
-    ready: list[int] = []
 
-    def add(count: int) -> None:
-        for _ in range(count):
-            env_id = create(session, world, project, queue, name=f"pr-{len(fetch_all(db, Environment)) + 1}")
-            [run] = [r for r in fetch_all(db, JobRun) if r.environment_id == env_id]
-            edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
-            edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
-            ready.append(env_id)
-
-    def statements(drifted: list[int]) -> int:
+    def sent(drifted: list[int]) -> int:
         for env_id in drifted:  # the watch saw them vanish
             edit_env(db, env_id, condition="absent")
-        seen: list[str] = []
-
-        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-            seen.append(statement)
-
-        event.listen(db, "before_cursor_execute", count)
-        try:
+        with statements(db) as seen:
             assert sorted(tick(db, queue, runtime).started) == sorted(drifted)
-        finally:
-            event.remove(db, "before_cursor_execute", count)
         return len(seen)
 
-    add(3)
-    few = statements(ready[:2])
-    add(12)
-    assert statements(ready[-2:]) == few
+    ready = add_ready(session, world, project, db, queue, 3)
+    few = sent(ready[:2])
+    ready += add_ready(session, world, project, db, queue, 12)
+    assert sent(ready[-2:]) == few
 
 
 def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_rows(
@@ -341,21 +341,10 @@ def test_a_tick_with_nothing_to_do_reads_a_few_columns_not_whole_rows(
     # A pass reads every live environment and run in flight; loading whole rows (specs,
     # steps) into the ORM cost seconds at 10,000 environments (bench/scale.py), for nothing.
     monkeypatch.setattr(runtime, "pushes_status", True)
-    env_id = create(session, world, project, queue)
-    [run] = fetch_all(db, JobRun)
-    edit_run(db, run.id or 0, status=JobStatus.succeeded, finished_at=utcnow())
-    edit_env(db, env_id, phase=Phase.ready, observed_generation=1)
+    add_ready(session, world, project, db, queue, 1)
     create(session, world, project, queue, name="pr-2")  # in flight: its job is on the queue
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        seen.append(statement)
-
-    event.listen(db, "before_cursor_execute", count)
-    try:
+    with statements(db) as seen:
         report = tick(db, queue, runtime)
-    finally:
-        event.remove(db, "before_cursor_execute", count)
     assert (report.started, report.requeued) == ([], [])
     assert not [statement for statement in seen if "environment.spec" in statement]
     assert not [statement for statement in seen if "job_run.steps" in statement]
