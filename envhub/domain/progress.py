@@ -29,6 +29,12 @@ PROVISION_STEPS: tuple[tuple[str, str], ...] = (
     ("health", "Wait for health check"),
     ("publish", "Publish URL"),
 )
+# What a cluster makes before anything runs in an environment: the first steps of its
+# provisioning, and all of a deployment environment's ``prepare`` run.
+PREPARE_STEPS: tuple[tuple[str, str], ...] = (
+    ("namespace", "Create namespace"),
+    ("isolation", "Apply quota, limits, network policy and RBAC"),
+)
 TEARDOWN_STEPS: tuple[tuple[str, str], ...] = (
     ("stop", "Stop processes"),
     ("cleanup", "Remove workspace"),

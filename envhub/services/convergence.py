@@ -22,7 +22,7 @@ from sqlmodel import Session
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
-from envhub.domain.progress import Step, StepStatus, initial_steps
+from envhub.domain.progress import PREPARE_STEPS, Step, StepStatus, initial_steps
 from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
@@ -124,7 +124,7 @@ def begin_run(
     if runtime is not None and all(step["status"] == StepStatus.pending.value for step in run.steps):
         plan = runtime.teardown_plan if environment.desired_state == "absent" else runtime.provision_plan
         if run.kind == jobruns.PREPARE:
-            plan = tuple(step for step in plan if step[0] in jobruns.PREPARE_STEPS)
+            plan = PREPARE_STEPS
         run.steps = [dict(step) for step in initial_steps(plan)]
     session.add(run)
     label = f"{project.name}/{environment.name}"

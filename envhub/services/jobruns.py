@@ -6,7 +6,7 @@ import logging
 
 from sqlmodel import Session, col, select
 
-from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS, initial_steps
+from envhub.domain.progress import PREPARE_STEPS, PROVISION_STEPS, TEARDOWN_STEPS, initial_steps
 from envhub.models import JobRun, JobStatus
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
@@ -23,7 +23,6 @@ RESYNC = "resync"
 TEARDOWN = "teardown"
 # A deployment environment's namespace and isolation, made before its first release.
 PREPARE = "prepare"
-PREPARE_STEPS = ("namespace", "isolation")
 
 
 def rq_job_id(run_id: int) -> str:
@@ -39,12 +38,7 @@ def new_run(
         old.finished_at = utcnow()
         old.error = old.error or f"superseded by a newer {kind}"
         session.add(old)
-    plan = TEARDOWN_STEPS if kind == TEARDOWN else PROVISION_STEPS
-    if kind == PREPARE:
-        plan = (
-            ("namespace", "Create namespace"),
-            ("isolation", "Apply quota, limits, network policy and RBAC"),
-        )
+    plan = {TEARDOWN: TEARDOWN_STEPS, PREPARE: PREPARE_STEPS}.get(kind, PROVISION_STEPS)
     run = JobRun(
         kind=kind,
         environment_id=environment_id,

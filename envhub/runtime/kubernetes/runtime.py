@@ -43,6 +43,7 @@ from envhub.domain.kube import (
     render_environment,
 )
 from envhub.domain.kube.names import SERVICE_LABEL
+from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
@@ -102,8 +103,7 @@ _ISOLATION_KINDS = {"ResourceQuota", "LimitRange", "NetworkPolicy", "ServiceAcco
 class KubernetesRuntime:
     name = "kubernetes"
     provision_plan: tuple[tuple[str, str], ...] = (
-        ("namespace", "Create namespace"),
-        ("isolation", "Apply quota, limits, network policy and RBAC"),
+        *PREPARE_STEPS,
         ("workloads", "Apply workloads"),
         ("health", "Wait for workloads to roll out"),
         ("publish", "Publish URL"),
@@ -174,7 +174,7 @@ class KubernetesRuntime:
     def prepare(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> None:
         """The environment's namespace with its quota, limits, network policy and RBAC, and no
         workloads: a deployment environment's place, made before its first release."""
-        self._apply(target, progress, ("namespace", "isolation"))
+        self._apply(target, progress, tuple(key for key, _title in PREPARE_STEPS))
 
     def _apply(
         self, target: EnvironmentTarget, progress: ProgressReporter, steps: tuple[str, ...]
