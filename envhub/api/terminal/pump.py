@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import threading
@@ -40,15 +41,12 @@ MIN_TURN = 4 * 1024
 # than that left ends rather than read again: a read of the few bytes left
 # would wait for the kernel's tty worker to refill the buffer, for nothing.
 MIN_READ = 4 * 1024
-# While someone types in another session: a streaming session's turn, and what
-# all streaming sessions together may read per second (some 13,000 lines a
-# second, far more than anyone can read, and little enough CPU that the
-# typist's echo rarely finds one busy: measured on two cores, 4 MiB/s let
-# four floods double the echo's p99, 1 MiB/s adds less than half).
-TYPING_TURN = 32 * 1024
-TYPING_RATE = 1024 * 1024
+# A session that filled a turn this recently is streaming.
 STREAMING_WINDOW = 0.1
-INTERACTIVE_WINDOW = 0.25
+# How long streaming sessions wait, at most, for the output a keystroke
+# elsewhere causes (the echo, at least) to be read before they read again.
+# Unloaded, an echo is back in a quarter of a millisecond.
+ECHO_WINDOW = 0.003
 # Input nobody reads (a huge paste into a program that is not reading) is
 # dropped past this, rather than held in memory.
 MAX_INPUT_BACKLOG = 4 * 1024 * 1024
@@ -58,61 +56,89 @@ EndHandler = Callable[[], None]
 
 
 class Streams:
-    """Sizes every session's turn and paces floods: fair shares while several stream, and keystrokes first.
+    """Who reads next on this event loop: the output a keystroke causes first, floods in bounded turns.
 
-    A session that filled its last turn recently is *streaming*. The streaming
-    sessions share :data:`TURN_BYTES` per loop turn. While someone is typing in
-    another session (input within :data:`INTERACTIVE_WINDOW`), streams yield:
+    A session that filled its last turn recently is *streaming*; the streaming
+    sessions share :data:`TURN_BYTES` per loop turn, so each gets a bounded
+    share however many there are.
 
-    * their turns wait in line (:meth:`enqueue`), one per loop iteration, so
-      keystrokes, echoes and their sends never wait behind several floods'
-      turns at once;
-    * each reads at most :data:`TYPING_TURN`, then waits (:meth:`hold`) so
-      that together they read no more than :data:`TYPING_RATE`. Small turns
-      alone are not enough: every turn also wakes the flood's writer, the
-      kernel's tty worker and the flood's socket, and with the CPUs busy with
-      floods the typist's echo waits for a CPU at every hop. Paced, the floods
-      leave the CPUs mostly idle and the echo comes back at once.
+    A keystroke (:meth:`typed`) makes its session *awaited* until its output
+    comes back (:meth:`answered`), for at most :data:`ECHO_WINDOW`. While any
+    other session is awaited, a streaming session that becomes readable does
+    not read: it is *parked* (:meth:`park`). When nothing is awaited any more
+    (or the window has passed), the parked sessions take their turns, one per
+    loop iteration (:meth:`enqueue`), so a keystroke that arrives meanwhile
+    waits behind one flood's turn at most.
 
-    They resume their full pace when the typing stops. Sessions that do not
-    fill their turns (a prompt, an editor) never yield.
+    A flood therefore gives up a few milliseconds per keystroke, not its
+    rate: the echo finds the loop and the CPUs free (every flood turn also
+    wakes the flood's writer, the kernel's tty worker and the flood's socket),
+    and the floods go on at full pace between keystrokes. Sessions that do
+    not fill their turns (a prompt, an editor) are never parked.
     """
 
     def __init__(self) -> None:
         self._last_full: dict[int, float] = {}
-        self._last_input: dict[int, float] = {}
-        self._queue: deque[FdPump] = deque()
+        self._awaited: dict[int, float] = {}  # session -> when its keystroke stops being waited for
+        self._parked: list[Pump] = []
+        self._release: asyncio.TimerHandle | None = None
+        self._queue: deque[Pump] = deque()
         self._runner: tuple[asyncio.AbstractEventLoop, asyncio.Handle] | None = None
 
     def _streaming(self, key: int, now: float) -> bool:
         return now - self._last_full.get(key, -1.0) < STREAMING_WINDOW
 
-    def _typing_elsewhere(self, key: int, now: float) -> bool:
-        return any(k != key and now - at < INTERACTIVE_WINDOW for k, at in self._last_input.items())
-
     def _streams(self, now: float) -> int:
         return sum(1 for at in self._last_full.values() if now - at < STREAMING_WINDOW)
 
+    def _awaited_elsewhere(self, key: int, now: float) -> bool:
+        return any(k != key and now < until for k, until in self._awaited.items())
+
     def budget(self, key: int, now: float) -> int:
-        streaming = self._streaming(key, now)
-        if streaming and self._typing_elsewhere(key, now):
-            return TYPING_TURN
-        active = self._streams(now) + (0 if streaming else 1)
+        active = self._streams(now) + (0 if self._streaming(key, now) else 1)
         return max(MIN_TURN, TURN_BYTES // max(1, active))
 
-    def yields(self, key: int, now: float) -> bool:
-        """Whether the session's next turn waits in line behind everything else the loop has to do."""
-        return self._streaming(key, now) and self._typing_elsewhere(key, now)
+    def parks(self, key: int, now: float) -> bool:
+        """Whether the session, readable now, waits for a keystroke's output elsewhere first."""
+        return self._streaming(key, now) and self._awaited_elsewhere(key, now)
 
-    def enqueue(self, pump: FdPump, loop: asyncio.AbstractEventLoop) -> None:
+    def park(self, pump: Pump, loop: asyncio.AbstractEventLoop) -> None:
+        self._parked.append(pump)
+        if self._release is None:
+            self._release = loop.call_later(ECHO_WINDOW, self._unpark, loop)
+
+    def typed(self, key: int, now: float) -> None:
+        self._awaited[key] = now + ECHO_WINDOW
+
+    def answered(self, key: int, loop: asyncio.AbstractEventLoop) -> None:
+        """The session's output came: streams parked for it may go on once nothing else is awaited."""
+        if self._awaited.pop(key, None) is None:
+            return
+        now = time.monotonic()
+        if self._parked and not any(now < until for until in self._awaited.values()):
+            self._unpark(loop)
+
+    def _unpark(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        now = time.monotonic()
+        self._awaited = {k: until for k, until in self._awaited.items() if now < until}
+        parked, self._parked = self._parked, []
+        for pump in parked:
+            self.enqueue(pump, loop)
+
+    def enqueue(self, pump: Pump, loop: asyncio.AbstractEventLoop) -> None:
         """Run ``pump``'s turn later: one such turn per loop iteration, in order."""
         self._queue.append(pump)
         if self._runner is None or self._runner[0] is not loop:
             self._runner = (loop, loop.call_soon(self._run, loop))
 
-    def dequeue(self, pump: FdPump) -> None:
+    def dequeue(self, pump: Pump) -> None:
         with contextlib.suppress(ValueError):
             self._queue.remove(pump)
+        with contextlib.suppress(ValueError):
+            self._parked.remove(pump)
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         self._runner = None
@@ -121,30 +147,23 @@ class Streams:
         if self._queue:
             self._runner = (loop, loop.call_soon(self._run, loop))
 
-    def hold(self, key: int, now: float, size: int) -> float:
-        """Seconds a session that just read ``size`` bytes waits before its next turn."""
-        if size <= 0 or not self._streaming(key, now) or not self._typing_elsewhere(key, now):
-            return 0.0
-        return size * self._streams(now) / TYPING_RATE
-
     def filled(self, key: int, now: float) -> None:
         self._last_full[key] = now
 
-    def typed(self, key: int, now: float) -> None:
-        self._last_input[key] = now
-
     def forget(self, key: int) -> None:
         self._last_full.pop(key, None)
-        self._last_input.pop(key, None)
+        self._awaited.pop(key, None)
 
 
 STREAMS = Streams()
+_keys = itertools.count(1)
 
 
 class Pump:
     """Common interface; see the module docstring."""
 
     def __init__(self, on_output: OutputHandler, on_end: EndHandler, budget: int) -> None:
+        self.key = next(_keys)  # this session, to the scheduler (STREAMS)
         self._on_output = on_output
         self._on_end = on_end
         self.budget = budget
@@ -167,6 +186,10 @@ class Pump:
         raise NotImplementedError
 
     def stop(self) -> None:
+        raise NotImplementedError
+
+    def queued_turn(self) -> None:
+        """The turn :meth:`Streams.park` or :meth:`Streams.enqueue` held back."""
         raise NotImplementedError
 
     def _finish(self) -> None:
@@ -202,8 +225,7 @@ class FdPump(Pump):
         self._loop = loop
         self._fd = session.fileno()
         self._reading = False
-        self._held: asyncio.TimerHandle | None = None  # paced: the next turn waits for this timer
-        self._queued = False  # the next turn waits in line (Streams.enqueue)
+        self._queued = False  # the next turn waits (Streams.park, Streams.enqueue)
         self._backlog: deque[bytes] = deque()
         self._backlog_size = 0
 
@@ -211,7 +233,7 @@ class FdPump(Pump):
         self._watch(True)
 
     def _watch(self, on: bool) -> None:
-        idle = not self.paused and self._held is None and not self._queued
+        idle = not self.paused and not self._queued
         if on and not self._reading and not self.ended and idle:
             self._loop.add_reader(self._fd, self._readable)
             self._reading = True
@@ -221,10 +243,10 @@ class FdPump(Pump):
 
     def _readable(self) -> None:
         now = time.monotonic()
-        if STREAMS.yields(self._fd, now):
+        if STREAMS.parks(self.key, now):
             self._watch(False)
             self._queued = True
-            STREAMS.enqueue(self, self._loop)
+            STREAMS.park(self, self._loop)
         else:
             self._turn(now)
 
@@ -237,7 +259,7 @@ class FdPump(Pump):
     def _turn(self, now: float) -> None:
         chunks: list[bytes] = []
         total, eof, drained = 0, False, False
-        budget = STREAMS.budget(self._fd, now)
+        budget = STREAMS.budget(self.key, now)
         while budget - total >= MIN_READ:
             try:
                 data = self._session.read_nowait(budget - total)
@@ -253,21 +275,13 @@ class FdPump(Pump):
             chunks.append(data)
             total += len(data)
         if not drained and not eof:
-            STREAMS.filled(self._fd, now)
+            STREAMS.filled(self.key, now)
         if chunks:
             self._on_output(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            STREAMS.answered(self.key, self._loop)
         if eof:
             self._watch(False)
             self._finish()
-            return
-        hold = STREAMS.hold(self._fd, now, total)
-        if hold > 0 and self._held is None and not self.ended:
-            self._watch(False)
-            self._held = self._loop.call_later(hold, self._release)
-
-    def _release(self) -> None:
-        self._held = None
-        self._watch(True)
 
     def pause(self) -> None:
         self.paused = True
@@ -280,7 +294,7 @@ class FdPump(Pump):
     def write(self, data: bytes) -> None:
         if self.ended or not data:
             return
-        STREAMS.typed(self._fd, time.monotonic())
+        STREAMS.typed(self.key, time.monotonic())
         if not self._backlog:
             try:
                 taken = self._session.write_nowait(data)
@@ -318,13 +332,10 @@ class FdPump(Pump):
 
     def stop(self) -> None:
         self._watch(False)
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
         if self._queued:
             STREAMS.dequeue(self)
             self._queued = False
-        STREAMS.forget(self._fd)
+        STREAMS.forget(self.key)
         if self._backlog:
             self._loop.remove_writer(self._fd)
             self._backlog.clear()
@@ -351,6 +362,7 @@ class ThreadPump(Pump):
         self._running = threading.Event()
         self._stopped = threading.Event()
         self._slots = threading.Semaphore(self.IN_FLIGHT)
+        self._held: list[bytes] = []  # read, and parked behind a keystroke elsewhere (Streams.park)
         self._inbox: queue.SimpleQueue[tuple[str, bytes | tuple[int, int]] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._read_loop, name="envhub-terminal-read", daemon=True),
@@ -385,9 +397,30 @@ class ThreadPump(Pump):
                 self._loop.call_soon_threadsafe(self._deliver, data)
 
     def _deliver(self, data: bytes) -> None:
+        if self.ended:
+            self._slots.release()
+            return
+        now = time.monotonic()
+        if len(data) >= MIN_READ:  # a full read: the stream has more waiting
+            STREAMS.filled(self.key, now)
+        if self._held or STREAMS.parks(self.key, now):
+            # Its slot stays taken: the reader stops after IN_FLIGHT chunks.
+            if not self._held:
+                STREAMS.park(self, self._loop)
+            self._held.append(data)
+            return
+        self._hand_over(data)
+
+    def queued_turn(self) -> None:
+        held, self._held = self._held, []
+        for data in held:
+            self._hand_over(data)
+
+    def _hand_over(self, data: bytes) -> None:
         self._slots.release()
         if not self.ended:
             self._on_output(data)
+            STREAMS.answered(self.key, self._loop)
 
     def _write_loop(self) -> None:
         while True:
@@ -415,6 +448,7 @@ class ThreadPump(Pump):
 
     def write(self, data: bytes) -> None:
         if not self.ended and data:
+            STREAMS.typed(self.key, time.monotonic())
             self._inbox.put(("input", data))
 
     def resize(self, cols: int, rows: int) -> None:
@@ -423,6 +457,10 @@ class ThreadPump(Pump):
 
     def stop(self) -> None:
         self.ended = True
+        if self._held:
+            STREAMS.dequeue(self)
+            self._held.clear()
+        STREAMS.forget(self.key)
         self._stopped.set()
         self._running.set()
         self._inbox.put(None)

@@ -1,45 +1,38 @@
-"""Fair turns: a flood yields to someone typing elsewhere, and flow control still wins."""
+"""Fair turns: the output a keystroke causes goes first, floods keep their pace, flow control still wins."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
+import select
 
 import pytest
 
 from envhub.api.terminal import pump
-from envhub.api.terminal.pump import (
-    INTERACTIVE_WINDOW,
-    TURN_BYTES,
-    TYPING_RATE,
-    TYPING_TURN,
-    FdPump,
-    Streams,
-)
+from envhub.api.terminal.pump import ECHO_WINDOW, MIN_TURN, TURN_BYTES, FdPump, Streams, ThreadPump
 from tests.support.loops import run_in_fresh_loop
 
 
-def test_streams_pace_a_flood_only_while_someone_types_elsewhere() -> None:
+def test_a_flood_parks_only_while_a_keystroke_elsewhere_awaits_its_output() -> None:
     streams, now = Streams(), 100.0
     streams.filled(1, now)  # session 1 floods
     assert streams.budget(1, now) == TURN_BYTES
-    assert streams.hold(1, now, TURN_BYTES) == 0.0
+    assert not streams.parks(1, now)
 
-    streams.typed(1, now)  # typing into the flood itself (Ctrl-C) does not slow it
-    assert streams.hold(1, now, TURN_BYTES) == 0.0
+    streams.typed(1, now)  # typing into the flood itself (Ctrl-C) does not hold it back
+    assert not streams.parks(1, now)
 
     streams.typed(2, now)  # someone types in session 2
-    assert streams.budget(1, now) == TYPING_TURN
-    assert streams.hold(1, now, TYPING_TURN) == pytest.approx(TYPING_TURN / TYPING_RATE)
-    assert streams.hold(2, now, 100) == 0.0  # the typist's session is never held
+    assert streams.parks(1, now)
+    assert not streams.parks(2, now)  # the typist's session is never parked
+    assert not streams.parks(3, now)  # nor is a session that does not stream (a prompt, an editor)
+    assert not streams.parks(1, now + ECHO_WINDOW)  # a keystroke is waited for a few milliseconds at most
 
-    streams.filled(3, now)  # two floods share the rate
-    assert streams.hold(1, now, TYPING_TURN) == pytest.approx(2 * TYPING_TURN / TYPING_RATE)
-
-    later = now + INTERACTIVE_WINDOW + 0.01
-    streams.filled(1, later)
-    assert streams.hold(1, later, TURN_BYTES) == 0.0  # the typing stopped: full pace again
+    streams.filled(3, now)  # floods share a turn's bytes, each a bounded part
+    assert streams.budget(1, now) == TURN_BYTES // 2
+    for key in range(4, 40):
+        streams.filled(key, now)
+    assert streams.budget(1, now) == MIN_TURN
 
 
 class PipeSession:
@@ -48,20 +41,46 @@ class PipeSession:
     def __init__(self) -> None:
         self.out_r, self.out_w = os.pipe()
         self.in_r, self.in_w = os.pipe()
-        for fd in (self.out_r, self.in_w):
+        for fd in (self.out_r, self.out_w, self.in_w):
             os.set_blocking(fd, False)
+        self.reads = 0
 
     def fileno(self) -> int:
         return self.out_r
 
     def read_nowait(self, max_bytes: int = 65536) -> bytes | None:
         try:
-            return os.read(self.out_r, max_bytes)
+            data = os.read(self.out_r, max_bytes)
         except BlockingIOError:
             return None
+        self.reads += 1
+        return data
+
+    def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        if not select.select([self.out_r], [], [], timeout)[0]:
+            raise TimeoutError
+        data = self.read_nowait(max_bytes)
+        if data is None:
+            raise TimeoutError
+        return data
 
     def write_nowait(self, data: bytes) -> int:
         return os.write(self.in_w, data)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.in_w, data)
+
+    def print(self, data: bytes) -> None:
+        """The process prints ``data``."""
+        os.write(self.out_w, data)
+
+    def fill(self) -> None:
+        """The process prints until its pipe is full, like ``yes``."""
+        try:
+            while True:
+                os.write(self.out_w, b"y\n" * 8192)
+        except BlockingIOError:
+            pass
 
     def resize(self, cols: int, rows: int) -> None:
         pass
@@ -71,53 +90,122 @@ class PipeSession:
             os.close(fd)
 
 
-def test_a_paced_flood_reads_slowly_while_someone_types_and_stays_paused(
+async def settle(seconds: float = 0.05) -> None:
+    await asyncio.sleep(seconds)
+
+
+@pytest.mark.parametrize("kind", [FdPump, ThreadPump])
+def test_a_keystroke_output_goes_before_floods_which_then_go_on(
+    kind: type[pump.Pump], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pump, "STREAMS", Streams())
+    monkeypatch.setattr(pump, "ECHO_WINDOW", 5.0)  # long enough that only the echo can end the wait
+    run_in_fresh_loop(keystroke_first(kind), timeout=30)
+
+
+async def keystroke_first(kind: type[pump.Pump]) -> None:
+    loop = asyncio.get_running_loop()
+    flood, typist = PipeSession(), PipeSession()
+    seen: list[tuple[str, int]] = []
+
+    def flood_output(data: bytes) -> None:
+        seen.append(("flood", len(data)))
+        flood.fill()  # keeps printing
+
+    flood_pump = kind(flood, loop, flood_output, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[call-arg]
+    typist_pump = kind(typist, loop, lambda data: seen.append(("echo", len(data))), lambda: None, 4096)  # type: ignore[call-arg]
+    try:
+        flood.fill()
+        flood_pump.start()
+        typist_pump.start()
+        await settle()
+        assert any(source == "flood" for source, _ in seen)
+
+        typist_pump.write(b"x")  # a keystroke: the flood waits for its echo
+        seen.clear()
+        await settle(0.3)
+        parked = list(seen)
+        typist.print(b"x")  # the echo
+        await settle()
+        # The flood read at most what was already in flight before it parked;
+        # after the echo it reads again.
+        assert sum(size for source, size in parked if source == "flood") <= 4 * pump.DEFAULT_BUDGET
+        assert ("echo", 1) in seen
+        after_echo = seen[seen.index(("echo", 1)) + 1 :]
+        assert sum(size for source, size in after_echo if source == "flood") > 4 * pump.DEFAULT_BUDGET
+    finally:
+        flood_pump.stop()
+        typist_pump.stop()
+        await settle()
+        flood.close()
+        typist.close()
+
+
+def test_a_keystroke_without_output_holds_floods_back_only_for_the_window(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(pump, "STREAMS", Streams())
-    run_in_fresh_loop(paced_flood())
+    run_in_fresh_loop(silent_keystroke(), timeout=30)
 
 
-async def paced_flood() -> None:
+async def silent_keystroke() -> None:
     loop = asyncio.get_running_loop()
     flood, typist = PipeSession(), PipeSession()
     received = [0]
-    os.set_blocking(flood.out_w, False)
-
-    def refill() -> None:  # keep the flood's pipe full, like a process printing forever
-        try:
-            while True:
-                os.write(flood.out_w, b"y\n" * 8192)
-        except BlockingIOError:
-            pass
 
     def output(data: bytes) -> None:
         received[0] += len(data)
-        refill()
+        flood.fill()
 
     flood_pump = FdPump(flood, loop, output, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
-    typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
+    typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, 4096)  # type: ignore[arg-type]
     try:
-        refill()
+        flood.fill()
         flood_pump.start()
         typist_pump.start()
-        await asyncio.sleep(0.1)
-        assert received[0] > 0
+        await settle()
+        typist_pump.write(b"s3cret\r")  # a password at a prompt that does not echo
+        before = received[0]
+        await settle(ECHO_WINDOW + 0.05)
+        assert received[0] > before + 4 * pump.DEFAULT_BUDGET
+    finally:
+        flood_pump.stop()
+        typist_pump.stop()
+        flood.close()
+        typist.close()
 
-        started, before = time.monotonic(), received[0]
-        while time.monotonic() - started < 0.5:
-            typist_pump.write(b"x")  # someone types, about as fast as a person can
-            await asyncio.sleep(0.02)
-        paced = (received[0] - before) / (time.monotonic() - started)
-        assert paced < 2 * TYPING_RATE + TYPING_TURN / 0.5
 
-        flood_pump.pause()  # flow control: a hold ending must not restart reading
-        await asyncio.sleep(0.05)
+def test_a_paused_flood_stays_paused_when_its_parked_turn_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pump, "STREAMS", Streams())
+    run_in_fresh_loop(paused_flood(), timeout=30)
+
+
+async def paused_flood() -> None:
+    loop = asyncio.get_running_loop()
+    flood, typist = PipeSession(), PipeSession()
+    received = [0]
+
+    def output(data: bytes) -> None:
+        received[0] += len(data)
+        flood.fill()
+
+    flood_pump = FdPump(flood, loop, output, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
+    typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, 4096)  # type: ignore[arg-type]
+    try:
+        flood.fill()
+        flood_pump.start()
+        typist_pump.start()
+        await settle()
+        typist_pump.write(b"x")
+        await settle(0)  # the flood parks behind the keystroke
+        flood_pump.pause()  # flow control: the parked turn ending must not restart reading
+        typist.print(b"x")
+        await settle()
         paused_at = received[0]
-        await asyncio.sleep(0.1)
+        await settle(0.1)
         assert received[0] == paused_at
         flood_pump.resume()
-        await asyncio.sleep(0.1)
+        await settle(0.1)
         assert received[0] > paused_at
     finally:
         flood_pump.stop()
@@ -147,3 +235,31 @@ def test_queued_turns_run_one_per_loop_iteration() -> None:
     # Between two of a flood's turns the loop gets round once: a keystroke or
     # an echo that arrived meanwhile is handled before the next flood's turn.
     assert run_in_fresh_loop(run()) == [["a"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c"]]
+
+
+def test_a_stopped_pump_leaves_nothing_behind_in_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    streams = Streams()
+    monkeypatch.setattr(pump, "STREAMS", streams)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        flood, typist = PipeSession(), PipeSession()
+        flood_pump = FdPump(flood, loop, lambda data: flood.fill(), lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
+        typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, 4096)  # type: ignore[arg-type]
+        flood.fill()
+        flood_pump.start()
+        typist_pump.start()
+        await settle()
+        typist_pump.write(b"x")
+        await settle(0)
+        flood_pump.stop()
+        typist_pump.stop()
+        await settle(ECHO_WINDOW * 2)
+        flood.close()
+        typist.close()
+
+    run_in_fresh_loop(run(), timeout=30)
+    assert not streams._parked
+    assert not streams._queue
+    assert not streams._awaited
+    assert not streams._last_full
