@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, WebSocket, sync_playwright
 
 from envhub.config import PROJECT_ROOT
 from tests.support.components import require
@@ -192,6 +192,52 @@ def page(browser: Browser, envhub_server: Envhub, signed_in: dict[str, Any]) -> 
     context = _context(browser, envhub_server, signed_in)
     yield context.new_page()
     context.close()
+
+
+class SocketFrames:
+    """Everything the server sends a page over its WebSockets (Reflex's state and events), in order.
+
+    What the page shows is not enough to prove a value never reached the
+    browser: a value sent and cleared a moment later is gone from the page
+    before a test can read it, but not from this record.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self._page = page
+        self.received: list[str] = []
+        page.on("websocket", self._opened)
+
+    def _opened(self, socket: WebSocket) -> None:
+        socket.on("framereceived", self._received)
+
+    def _received(self, payload: str | bytes) -> None:
+        self.received.append(payload if isinstance(payload, str) else payload.decode("utf-8", "replace"))
+
+    def mark(self) -> int:
+        """Where the frames received from now on start (for ``since=``)."""
+        return len(self.received)
+
+    def containing(self, text: str, *, since: int = 0) -> list[str]:
+        return [frame for frame in self.received[since:] if text in frame]
+
+    def wait_for_text(self, text: str, *, since: int = 0) -> None:
+        """Until a frame received after ``since`` contains ``text``.
+
+        Playwright's sync API delivers events only while it runs a call, so
+        the waiting is done by the page, not by sleeping here.
+        """
+
+        def arrived() -> list[str]:
+            self._page.wait_for_timeout(100)
+            return self.containing(text, since=since)
+
+        wait_for(arrived, timeout=30, what=f"a WebSocket frame with {text!r}")
+
+
+@pytest.fixture
+def frames(page: Page) -> SocketFrames:
+    """The WebSocket frames ``page`` receives, recorded from its first navigation on."""
+    return SocketFrames(page)
 
 
 @pytest.fixture

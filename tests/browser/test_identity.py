@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from envhub.models import AuditChainCheck, Membership, Team, User
-from tests.browser.conftest import Envhub
+from tests.browser.conftest import Envhub, SocketFrames
 from tests.browser.test_dashboard import create_environment, create_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
@@ -130,15 +130,20 @@ def test_teams_invitations_and_roles(watched: Page, envhub_server: Envhub) -> No
     expect(page.locator(".audit-row").first).to_contain_text("team.member.role")
 
 
-def test_a_token_is_shown_once(watched: Page) -> None:
-    page = watched
-    page.goto("/tokens")
+def _create_token(page: Page, name: str) -> str:
     page.locator("#new-token").click()
-    page.locator("#token-name").fill("ci-deploy")
+    page.locator("#token-name").fill(name)
     page.locator("#scope-write").click()
     page.locator("#create-token").click()
-    value = page.locator("#new-token-value").inner_text()
+    return page.locator("#new-token-value").inner_text()
+
+
+def test_a_token_is_shown_once(watched: Page, frames: SocketFrames) -> None:
+    page = watched
+    page.goto("/tokens")
+    value = _create_token(page, "ci-deploy")
     assert value.startswith("ehp_")
+    frames.wait_for_text(value)  # the one reveal: sent over the socket, where the record sees it
     assert (
         httpx.get(
             f"{watched.url.split('/tokens')[0]}/api/v1/me", headers={"Authorization": f"Bearer {value}"}
@@ -148,10 +153,20 @@ def test_a_token_is_shown_once(watched: Page) -> None:
     page.locator("#token-done").click()
     expect(page.locator("#new-token-value")).to_have_count(0)
     expect(page.locator(".token-row", has_text="ci-deploy")).to_contain_text("read, write")
-    assert value not in page.content()  # gone from the page and from its state
-    page.reload()
-    expect(page.locator(".token-row", has_text="ci-deploy")).to_be_visible()
     assert value not in page.content()
+    # Another one, and the page reloaded while its dialog is still open: the
+    # dialog is gone, and the server sends neither token again, not even for a moment.
+    other = _create_token(page, "ci-nightly")
+    frames.wait_for_text(other)
+    after_reveal = frames.mark()
+    page.reload()
+    expect(page.locator(".token-row", has_text="ci-nightly")).to_be_visible()
+    frames.wait_for_text("ci-nightly", since=after_reveal)  # the reload's hydration has arrived
+    assert frames.containing(other, since=after_reveal) == []
+    assert frames.containing(value, since=after_reveal) == []
+    expect(page.locator("#new-token-value")).to_have_count(0)
+    assert value not in page.content()
+    assert other not in page.content()
     page.locator(".token-row", has_text="ci-deploy").locator(".revoke-token").click()
     expect(page.locator(".token-row", has_text="ci-deploy")).to_have_count(0)
     expect(
@@ -178,7 +193,7 @@ def test_secrets_are_write_only(watched: Page) -> None:
     assert SECRET_VALUE not in page.content()
 
 
-def test_sharing_an_environment_and_an_agent_token(watched: Page) -> None:
+def test_sharing_an_environment_and_an_agent_token(watched: Page, frames: SocketFrames) -> None:
     page = watched
     team = f"partners-{secrets.token_hex(2)}"
     page.goto("/teams")
@@ -190,7 +205,7 @@ def test_sharing_an_environment_and_an_agent_token(watched: Page) -> None:
         page, f"shared-{secrets.token_hex(2)}", command="python3 -m http.server $PORT"
     )
     page.goto(f"/projects/{project_id}")
-    _name, environment_id = create_environment(page)
+    environment, environment_id = create_environment(page)
     page.goto(f"/projects/{project_id}/environments/{environment_id}")
     panel = page.locator("#access-panel")
     expect(panel.locator("#no-shares")).to_be_visible()
@@ -206,10 +221,27 @@ def test_sharing_an_environment_and_an_agent_token(watched: Page) -> None:
     page.locator("#create-agent-token").click()
     token = page.locator("#new-token-value").inner_text()
     assert token.startswith("eha_")
+    frames.wait_for_text(token)  # the one reveal: sent over the socket, where the record sees it
     base = page.url.split("/projects/")[0]
     me = httpx.get(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
     assert (me["type"], me["environment_id"]) == ("agent", environment_id)
+    # A reload while its dialog is open: gone, and not sent again.
+    after_reveal = frames.mark()
+    page.reload()
+    expect(panel.locator(".share-row .share-grantee")).to_have_text([team])
+    frames.wait_for_text(environment, since=after_reveal)  # the reload's hydration has arrived
+    assert frames.containing(token, since=after_reveal) == []
+    expect(page.locator("#new-token-value")).to_have_count(0)
+    assert token not in page.content()
+    # A second one, put away with its dialog's button.
+    panel.locator("#new-agent-token").click()
+    page.locator("#agent-name").fill("second-agent")
+    page.locator("#create-agent-token").click()
+    second = page.locator("#new-token-value").inner_text()
+    assert second.startswith("eha_")
     page.locator("#token-done").click()
+    expect(page.locator("#new-token-value")).to_have_count(0)
+    assert second not in page.content()
     panel.locator(".share-row .unshare").click()
     expect(panel.locator("#no-shares")).to_be_visible()
 

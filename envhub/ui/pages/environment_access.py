@@ -2,7 +2,8 @@
 
 Its own substate (loaded with the page): the members of the owning team, the
 environment's shares (with their role and expiry, lapsed ones marked), and,
-for those allowed, a form to share it and a dialog to make an agent token.
+for those allowed, a form to share it and a dialog to make an agent token
+(shown once, as on ``/tokens``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from envhub.services.inputs import share_expiry
 from envhub.ui.components.common import dialog_actions, error_callout, form_field, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
 from envhub.ui.pages.tokens import new_token_dialog
+from envhub.ui.shown_once import ShownOnce
 from envhub.ui.state import AuthState
 
 SHARE_ROLES = [role.value for role in ShareRole]
 AGENT_SCOPES = [scope.value for scope in Scope if scope in AGENT_SCOPE_SET]
+NEW_AGENT_TOKEN = ShownOnce("new_agent_token")
 
 
 class EnvironmentAccessState(AuthState):
@@ -43,7 +46,6 @@ class EnvironmentAccessState(AuthState):
     agent_name: str = ""
     agent_scopes: list[str] = rx.field(default_factory=lambda: ["read", "shell"])
     agent_error: ErrorView = NO_ERROR
-    new_token: str = ""
     _environment_id: int = 0
 
     def _reload(self) -> None:
@@ -60,13 +62,14 @@ class EnvironmentAccessState(AuthState):
         self.can_agent = view["permissions"]["can_agent"]
 
     @rx.event
-    def load(self) -> None:
+    def load(self):
         if not self.signed_in:
-            return
+            return None
         raw = str(self.router.page.params.get("environment_id", ""))
         self._environment_id = parse_id(raw)
-        self.grantee, self.expires, self.share_error, self.new_token = "", "", NO_ERROR, ""
+        self.grantee, self.expires, self.share_error = "", "", NO_ERROR
         self._reload()
+        return NEW_AGENT_TOKEN.forget()  # shown already, or another environment's
 
     @rx.event
     def set_grantee_kind(self, value: str) -> None:
@@ -130,7 +133,7 @@ class EnvironmentAccessState(AuthState):
         self.agent_scopes = sorted([*chosen, scope] if checked else chosen)
 
     @rx.event
-    def create_agent_token(self, _form: dict[str, Any] | None = None) -> None:
+    def create_agent_token(self, _form: dict[str, Any] | None = None):
         try:
             with self._acting() as (session, actor):
                 new = tokens.create_agent_token(
@@ -143,12 +146,9 @@ class EnvironmentAccessState(AuthState):
                 )
         except EnvhubError as exc:
             self.agent_error = error_view(exc)
-            return
-        self.agent_open, self.new_token = False, new.token
-
-    @rx.event
-    def close_new_token(self, _open: bool = False) -> None:
-        self.new_token = ""
+            return None
+        self.agent_open = False
+        return NEW_AGENT_TOKEN.show(new.token)
 
 
 S = EnvironmentAccessState
@@ -331,7 +331,7 @@ def access_panel() -> rx.Component:
         rx.cond(
             S.can_share, rx.vstack(_share_form(), error_callout(S.share_error), spacing="2", width="100%")
         ),
-        new_token_dialog(S.new_token, S.close_new_token),
+        new_token_dialog(NEW_AGENT_TOKEN),
         icon="shield",
         actions=rx.cond(S.can_agent, _agent_dialog()),
         id="access-panel",

@@ -3,7 +3,8 @@
 Credentials typed here go to ``services/github.py`` (checked with GitHub,
 then sealed) and the fields are emptied at once; no view model carries them
 back. The webhook secret is shown once, right after connect or rotate, with
-a copy button, and is gone on the next load.
+a copy button: only the open tab holds it (``ui/shown_once.py``), so neither
+a reload nor the next load brings it back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from envhub.services import github
 from envhub.services.github import GithubConnectionView
 from envhub.ui.components.common import error_callout, section
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
+from envhub.ui.shown_once import ShownOnce
 from envhub.ui.state import AuthState
 
 EMPTY = GithubConnectionView(
@@ -31,6 +33,8 @@ _FIELDS = frozenset(
     {"repository", "api_url", "auth", "app_id", "installation_id", "private_key", "token",
      "opt_in_label", "opt_out_label", "push_branches", "pull_requests", "drafts", "check_runs"}
 )  # fmt: skip
+
+WEBHOOK_SECRET = ShownOnce("webhook_secret")
 
 
 def _number(text: str) -> int | None:
@@ -58,8 +62,6 @@ class ProjectGithubState(AuthState):
     opt_out_label: str = ""
     push_branches: str = ""
     check_runs: bool = True
-    # Shown once, after connect or rotate.
-    new_secret: str = ""
     webhook_url: str = ""
     events: str = ""
     error: ErrorView = NO_ERROR
@@ -87,13 +89,14 @@ class ProjectGithubState(AuthState):
         self._show(view)
 
     @rx.event
-    def load(self) -> None:
+    def load(self):
         if not self.signed_in:
-            return
+            return None
         self._project_id = parse_id(str(self.router.page.params.get("project_id", "")))
-        self.new_secret, self.private_key, self.token, self.error = "", "", "", NO_ERROR
+        self.private_key, self.token, self.error = "", "", NO_ERROR
         if self._project_id:
             self._reload()
+        return WEBHOOK_SECRET.forget()  # shown already, or another project's
 
     @rx.event
     def set_field(self, field: str, value: Any) -> None:
@@ -124,8 +127,10 @@ class ProjectGithubState(AuthState):
             return None
         self.visible = True
         self._show(answer["connection"])
-        self.new_secret = answer["webhook_secret"]
-        return rx.toast.success(f"Connected to {answer['connection']['repository']}")
+        return [
+            WEBHOOK_SECRET.show(answer["webhook_secret"]),
+            rx.toast.success(f"Connected to {answer['connection']['repository']}"),
+        ]
 
     @rx.event
     def save_policy(self, _form: dict[str, Any] | None = None):
@@ -161,12 +166,10 @@ class ProjectGithubState(AuthState):
                 )
         except EnvhubError as exc:
             return error_toast(error_view(exc))
-        self.new_secret = answer["webhook_secret"]
-        return rx.toast.success("New webhook secret made; paste it into the repository's webhook")
-
-    @rx.event
-    def dismiss_secret(self) -> None:
-        self.new_secret = ""
+        return [
+            WEBHOOK_SECRET.show(answer["webhook_secret"]),
+            rx.toast.success("New webhook secret made; paste it into the repository's webhook"),
+        ]
 
     @rx.event
     def disconnect(self):
@@ -175,9 +178,8 @@ class ProjectGithubState(AuthState):
                 github.disconnect_github(session=session, actor=actor, project_id=self._project_id)
         except EnvhubError as exc:
             return error_toast(error_view(exc))
-        self.new_secret = ""
         self._reload()
-        return rx.toast.success("Disconnected from GitHub")
+        return [WEBHOOK_SECRET.forget(), rx.toast.success("Disconnected from GitHub")]
 
 
 S = ProjectGithubState
@@ -225,7 +227,7 @@ def _switch(label: str, field: str, value: rx.Var) -> rx.Component:
 
 def _secret_once() -> rx.Component:
     return rx.cond(
-        S.new_secret != "",
+        WEBHOOK_SECRET.shown,
         rx.callout.root(
             rx.callout.icon(rx.icon("key-round", size=16)),
             rx.vstack(
@@ -240,10 +242,10 @@ def _secret_once() -> rx.Component:
                 rx.text("Events: ", rx.code(S.events), size="2"),
                 rx.hstack(
                     rx.text("Secret: ", size="2"),
-                    rx.code(S.new_secret, id="github-webhook-secret"),
+                    rx.code(WEBHOOK_SECRET.value, id="github-webhook-secret"),
                     rx.icon_button(
                         rx.icon("copy", size=14),
-                        on_click=[rx.set_clipboard(S.new_secret), rx.toast.success("Secret copied")],
+                        on_click=[rx.set_clipboard(WEBHOOK_SECRET.value), rx.toast.success("Secret copied")],
                         size="1",
                         variant="ghost",
                         aria_label="Copy webhook secret",
@@ -251,7 +253,7 @@ def _secret_once() -> rx.Component:
                     align="center",
                     spacing="2",
                 ),
-                rx.button("I have copied it", on_click=S.dismiss_secret, size="1", variant="soft"),
+                rx.button("I have copied it", on_click=WEBHOOK_SECRET.dismiss, size="1", variant="soft"),
                 spacing="2",
             ),
             color_scheme="amber",

@@ -1,7 +1,9 @@
 """``/tokens``: my personal access tokens and agent tokens.
 
 A new token is shown once, in a dialog, and never again: the database only
-keeps its digest. Revoking takes effect at once.
+keeps its digest, and only the open tab holds the token itself
+(``ui/shown_once.py``), so a reload does not bring it back. Revoking takes
+effect at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from envhub.services import tokens
 from envhub.ui.components.common import dialog_actions, empty_state, error_callout, form_field, mono, section
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view
+from envhub.ui.shown_once import ShownOnce
 from envhub.ui.state import AuthState
 
 SCOPES: list[tuple[str, str]] = [
@@ -28,6 +31,7 @@ SCOPES: list[tuple[str, str]] = [
     (Scope.deploy.value, "Release commits to deployment environments (for CI), nothing else"),
 ]
 EXPIRY_CHOICES = ["7", "30", "90", "365"]
+NEW_TOKEN = ShownOnce("new_token")
 
 
 class TokensState(AuthState):
@@ -38,8 +42,6 @@ class TokensState(AuthState):
     scopes: list[str] = rx.field(default_factory=lambda: ["read"])
     days: str = "30"
     form_error: ErrorView = NO_ERROR
-    # The token just created, shown once; cleared when its dialog closes.
-    new_token: str = ""
 
     def _reload(self) -> None:
         with self._acting() as (session, actor):
@@ -47,10 +49,11 @@ class TokensState(AuthState):
         self.loaded = True
 
     @rx.event
-    def load(self) -> None:
-        if self.signed_in:
-            self.new_token = ""
-            self._reload()
+    def load(self):
+        if not self.signed_in:
+            return None
+        self._reload()
+        return NEW_TOKEN.forget()  # shown already
 
     @rx.event
     def set_dialog(self, open_: bool) -> None:
@@ -84,14 +87,10 @@ class TokensState(AuthState):
                 )
         except EnvhubError as exc:
             self.form_error = error_view(exc)
-            return
+            return None
         self.dialog_open = False
-        self.new_token = new.token
         self._reload()
-
-    @rx.event
-    def close_new_token(self, _open: bool = False) -> None:
-        self.new_token = ""
+        return NEW_TOKEN.show(new.token)
 
     @rx.event
     def revoke(self, token_id: str):
@@ -173,8 +172,9 @@ def create_dialog() -> rx.Component:
     )
 
 
-def new_token_dialog(token: rx.Var[str], on_close: Any) -> rx.Component:
-    """Shows a freshly made token once (also used for agent tokens)."""
+def new_token_dialog(new_token: ShownOnce) -> rx.Component:
+    """Shows a freshly made token once (also used for agent tokens); closing it drops the token."""
+    token = new_token.value
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Copy your new token now"),
@@ -208,8 +208,8 @@ def new_token_dialog(token: rx.Var[str], on_close: Any) -> rx.Component:
             ),
             max_width="560px",
         ),
-        open=token != "",
-        on_open_change=on_close,
+        open=new_token.shown,
+        on_open_change=new_token.dismiss,
     )
 
 
@@ -296,7 +296,7 @@ def page() -> rx.Component:
             table,
         ),
         cli,
-        new_token_dialog(S.new_token, S.close_new_token),
+        new_token_dialog(NEW_TOKEN),
         crumbs=[("Tokens", "")],
         active="tokens",
     )
