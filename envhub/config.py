@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     # How often open terminals re-check that their people may still be there
     # (sign-out, revocation, expiry, a share or team membership ending).
     terminal_access_check_interval: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # How the other web replicas reach this web process (http://<pod IP>:<port>):
+    # a terminal socket landing on a replica that does not hold its session is
+    # relayed there. Empty: ENVHUB_BASE_URL (one process, where it is the same).
+    internal_url: str = ""
 
     # -- operations ----------------------------------------------------------
     # /metrics of the web wants "Authorization: Bearer <token>" when this is set;
@@ -309,6 +313,14 @@ class Settings(BaseSettings):
                 "ENVHUB_SECRET_KEY: refusing an insecure default outside development; "
                 f"set it to a random value, e.g. {secrets.token_urlsafe(32)}"
             )
+        self.internal_url = self.internal_url.strip().rstrip("/")
+        if self.internal_url:
+            parts = urlsplit(self.internal_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise ValueError(
+                    f"ENVHUB_INTERNAL_URL: {self.internal_url!r} is not an http(s) URL "
+                    "of a host and port alone (e.g. http://10.1.2.3:3000)"
+                )
         self._check_url_provider()
         if self.oidc_issuer:
             if not self.oidc_client_id:
@@ -467,6 +479,11 @@ class Settings(BaseSettings):
     @property
     def envs_dir(self) -> Path:
         return self.data_dir / "envs"
+
+    @property
+    def internal_address(self) -> str:
+        """Where other web replicas reach this process (ENVHUB_INTERNAL_URL, else the base URL)."""
+        return self.internal_url or self.base_origin
 
     @property
     def base_port(self) -> int:

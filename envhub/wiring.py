@@ -13,7 +13,9 @@ through ``envhub.services.ports`` and never names an adapter.
 * job queue: RQ on ``ENVHUB_REDIS_URL`` (none without it: enqueuing fails with
   a configuration error and the reconciler has nothing to re-drive through);
 * change notifications: Redis pub/sub when there is a Redis, else this
-  process's memory (one process, no workers to hear from).
+  process's memory (one process, no workers to hear from);
+* which web replica holds each terminal session: Redis when there is one,
+  else this process's memory (then it is the only replica).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from envhub.config import UrlProviderKind, get_settings
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
-from envhub.queue.base import ChangeNotifier
+from envhub.queue.base import ChangeNotifier, TerminalRegistry
 from envhub.queue.changes import LocalChanges, RedisChanges
 from envhub.queue.locks import RedisLocks
 from envhub.queue.redis_queue import RedisJobQueue
+from envhub.queue.terminals import LocalTerminalRegistry, RedisTerminalRegistry
 from envhub.runtime import get_runtime
 from envhub.runtime.base import Runtime
 from envhub.services import ports
@@ -85,8 +88,13 @@ class SettingsAdapters:
         url = get_settings().redis_url
         return RedisChanges(url) if url else LocalChanges()
 
+    @functools.cache  # noqa: B019
+    def terminals(self) -> TerminalRegistry:
+        url = get_settings().redis_url
+        return RedisTerminalRegistry(url) if url else LocalTerminalRegistry()
+
     def reset(self) -> None:
-        for method in (self.runtime, self.url_provider, self.changes):
+        for method in (self.runtime, self.url_provider, self.changes, self.terminals):
             method.cache_clear()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from envhub.errors import ConfigurationError
-from envhub.queue.base import ChangeNotifier, JobQueue
+from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.runtime.base import Runtime
 from envhub.urls.base import UrlProvider
 
@@ -28,6 +28,8 @@ class Adapters(Protocol):
         """Raises ``ConfigurationError`` when no queue is configured."""
 
     def changes(self) -> ChangeNotifier: ...
+
+    def terminals(self) -> TerminalRegistry: ...
 
     def reset(self) -> None:
         """Forget built adapters (settings changed, or a process forked)."""
@@ -65,6 +67,10 @@ def queue() -> JobQueue:
 
 def changes() -> ChangeNotifier:
     return installed().changes()
+
+
+def terminals() -> TerminalRegistry:
+    return installed().terminals()
 
 
 def reset() -> None:

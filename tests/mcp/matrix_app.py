@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from envhub import wiring
 from envhub.api.app import create_api
-from envhub.queue.base import ChangeNotifier, JobQueue
+from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.services import ports
 from envhub.urls.base import UrlProvider
 from tests.identity.matrix_world import PortRuntime
@@ -31,6 +31,9 @@ class MatrixPorts:
 
     def changes(self) -> ChangeNotifier:
         return self._real.changes()
+
+    def terminals(self) -> TerminalRegistry:
+        return self._real.terminals()
 
     def reset(self) -> None:
         self._real.reset()
