@@ -151,3 +151,16 @@ def test_get_settings_is_cached_until_reset_and_can_be_overridden(
         assert get_settings().page_size == 12
     finally:
         reset_settings()
+
+
+def test_the_internal_address_is_the_base_url_unless_given(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVHUB_BASE_URL", "http://localhost:3000/")
+    assert load_settings().internal_address == "http://localhost:3000"
+    monkeypatch.setenv("ENVHUB_INTERNAL_URL", " http://10.1.2.3:3000/ ")
+    assert load_settings().internal_address == "http://10.1.2.3:3000"
+    for bad in ("10.1.2.3:3000", "http://10.1.2.3:3000/ws", "ftp://10.1.2.3", "http://?x=1"):
+        monkeypatch.setenv("ENVHUB_INTERNAL_URL", bad)
+        with pytest.raises(ConfigurationError, match="ENVHUB_INTERNAL_URL"):
+            load_settings()
