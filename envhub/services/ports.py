@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from envhub.errors import ConfigurationError
+from envhub.integrations.object_store import ObjectStore
 from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.runtime.base import Runtime
 from envhub.urls.base import UrlProvider
@@ -30,6 +31,9 @@ class Adapters(Protocol):
     def changes(self) -> ChangeNotifier: ...
 
     def terminals(self) -> TerminalRegistry: ...
+
+    def object_store(self) -> ObjectStore | None:
+        """The operator's S3-compatible bucket; None when none is configured (files stay on local disk)."""
 
     def reset(self) -> None:
         """Forget built adapters (settings changed, or a process forked)."""
@@ -71,6 +75,10 @@ def changes() -> ChangeNotifier:
 
 def terminals() -> TerminalRegistry:
     return installed().terminals()
+
+
+def object_store() -> ObjectStore | None:
+    return installed().object_store()
 
 
 def reset() -> None:

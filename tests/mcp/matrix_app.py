@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from envhub import wiring
 from envhub.api.app import create_api
+from envhub.integrations.object_store import ObjectStore
 from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.services import ports
 from envhub.urls.base import UrlProvider
@@ -34,6 +35,9 @@ class MatrixPorts:
 
     def terminals(self) -> TerminalRegistry:
         return self._real.terminals()
+
+    def object_store(self) -> ObjectStore | None:
+        return self._real.object_store()
 
     def reset(self) -> None:
         self._real.reset()
