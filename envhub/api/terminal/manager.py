@@ -25,6 +25,7 @@ import secrets
 import time
 
 from envhub.api.terminal import access, protocol
+from envhub.api.terminal.archive import Archive
 from envhub.api.terminal.participant import CLOSE_TIMEOUT, Participant
 from envhub.api.terminal.recording import Recorder, recording_key
 from envhub.api.terminal.session import SessionInfo, TerminalSession
@@ -45,6 +46,8 @@ OWNER_TTL = 30.0
 REFRESH_SECONDS = 10.0
 RESTARTING = "envhub is restarting: this shell ended"
 LOST = "the envhub web replica holding this shell stopped unexpectedly"
+# A stopping process waits this long for recordings still uploading (the rest stay on its disk).
+UPLOAD_ON_STOP_SECONDS = 10.0
 # A session quiet for this long with a long unreplayed tail gets its screen
 # checkpoint renewed in the background (keeps restores fast and exact).
 COMPACT_AFTER_QUIET = 2.0
@@ -60,6 +63,7 @@ class TerminalManager:
         self.stopping = False
         self._ticker: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
+        self.archive = Archive()  # recordings on their way to the object store
 
     def _ensure_ticker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -229,6 +233,11 @@ class TerminalManager:
     async def _ended(self, session: TerminalSession, code: int | None, reason: str) -> None:
         self.sessions.pop(session.id, None)
         info = session.info
+        store = ports.object_store()
+        location = ""
+        if store is not None:  # the recording is closed: it goes to the object store
+            location = store.location(info.recording_key)
+            self.archive.upload(store, info.recording_key, session.recorder.path)
         claim = self._claims.pop(session.id, None) or self._me(info.environment_id)
         try:
             ended = TerminalEnd(info.environment_id, code, reason)
@@ -246,6 +255,7 @@ class TerminalManager:
                     exit_code=code,
                     reason=reason,
                     recording=info.recording_key,
+                    recording_location=location,
                     duration=time.time() - info.started,
                     output_bytes=session.output_bytes,
                 )
@@ -281,6 +291,7 @@ class TerminalManager:
         await asyncio.gather(*(s.end(RESTARTING, restarting=True) for s in sessions), return_exceptions=True)
         if senders:  # the exit message and the close frame reach every socket before the process goes
             await asyncio.wait(senders, timeout=CLOSE_TIMEOUT)
+        await self.archive.drain(UPLOAD_ON_STOP_SECONDS)
         for task in (self._ticker, self._checker):
             if task is not None:
                 task.cancel()

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Path, Request, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
@@ -38,12 +38,14 @@ from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError, Unauthenticated
 from envhub.models.db import session_scope
 from envhub.queue.base import TerminalOwner
+from envhub.services import ports
 from envhub.services import terminal as terminal_service
 from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_ASCIICAST = "application/x-asciicast"
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -329,22 +331,29 @@ async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]
 @router.get(
     "/api/v1/terminal/recordings/{event_id}",
     response_class=FileResponse,
-    responses=streamed("application/x-asciicast", "The recording (asciicast v2).", 404),
+    responses=streamed(_ASCIICAST, "The recording (asciicast v2).", 404),
     tags=["terminals"],
     summary="The recording of a terminal session, linked from its audit event",
 )
-async def recording(event_id: Id, request: Request) -> FileResponse:
-    """The asciicast recording linked from a terminal AuditEvent."""
+async def recording(event_id: Id, request: Request) -> Response:
+    """The asciicast recording linked from a terminal AuditEvent (from the object store if it went there)."""
     principal = await _principal(request)
+    store = ports.object_store()
 
-    def find() -> Any:
+    def find() -> terminal_service.StoredRecording:
         with session_scope() as db:
-            return terminal_service.recording_path(
-                session=db, actor=principal, event_id=event_id, data_dir=get_settings().data_dir
+            return terminal_service.find_recording(
+                session=db, actor=principal, event_id=event_id, data_dir=get_settings().data_dir, store=store
             )
 
-    path = await asyncio.to_thread(find)
-    return FileResponse(path, media_type="application/x-asciicast", filename=path.name)
+    found = await asyncio.to_thread(find)
+    if found.path is not None:
+        return FileResponse(found.path, media_type=_ASCIICAST, filename=found.name)
+    assert store is not None
+    # Read in threads (the first request here, then each chunk, by Starlette): never on the loop.
+    chunks = await asyncio.to_thread(store.read, found.key)
+    disposition = f'attachment; filename="{found.name}"'
+    return StreamingResponse(chunks, media_type=_ASCIICAST, headers={"Content-Disposition": disposition})
 
 
 def mount(api: FastAPI) -> None:
