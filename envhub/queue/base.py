@@ -12,7 +12,7 @@ periodic refresh.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,6 +74,19 @@ class TerminalEnd:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TerminalSummary:
+    """What an environment's list of running sessions shows of one, as the replica holding it published it."""
+
+    id: str
+    owner: str  # the person who opened it
+    container: str
+    started: float  # seconds since the epoch
+    cols: int
+    rows: int
+    participants: tuple[tuple[str, str], ...]  # (name, "driver" | "viewer")
+
+
 class TerminalRegistry(Protocol):
     """Which web process holds each terminal session, and how ended ones ended.
 
@@ -81,6 +94,12 @@ class TerminalRegistry(Protocol):
     Owner entries expire ``ttl`` seconds after their last claim or refresh, so a
     replica that died without cleaning up stops being named within that time.
     Errors reaching the store are raised: a socket that cannot be routed is refused.
+
+    Each environment's sessions are indexed too, for the list every replica
+    answers: an entry claimed is in its environment's index, released or ended
+    it leaves it, expired it is no longer listed. What the list shows of a
+    session (:class:`TerminalSummary`) is published by its owner, and expires
+    like the entry unless published again.
     """
 
     async def claim(self, terminal_id: str, owner: TerminalOwner, ttl: float) -> TerminalOwner | None:
@@ -98,3 +117,14 @@ class TerminalRegistry(Protocol):
         """Release the entry and keep how the session ended for ``ttl`` seconds."""
 
     async def ended(self, terminal_id: str) -> TerminalEnd | None: ...
+
+    async def publish(self, entries: Sequence[tuple[TerminalOwner, TerminalSummary]], ttl: float) -> None:
+        """Show these summaries in their environments' lists for ``ttl`` seconds.
+
+        Each only while its session's entry still names that owner: the summary
+        of an entry another owner holds now is not written.
+        """
+
+    async def listed(self, environment_id: int) -> list[TerminalSummary]:
+        """The environment's running sessions on every replica, as their owners last published them
+        (a session claimed but not yet published is left out)."""

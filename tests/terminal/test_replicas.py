@@ -14,7 +14,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from redis import Redis
 from sqlmodel import Session
@@ -202,3 +204,47 @@ def test_a_crashed_replicas_sessions_are_reported_gone_by_the_others(
     assert again.wait_control("exit")["reason"] == LOST
     assert again.wait_closed() == 1000
     assert redis.get(OWNER_KEY + driver.session) is None
+
+
+def test_every_replica_lists_the_environments_sessions_held_by_either(
+    replicas: tuple[RoundRobin, list[str]], people: People, environment: Environment
+) -> None:
+    proxy, backends = replicas
+    me = people.me(proxy.url)
+    on_a = through(proxy, A, environment, auth=me, cols=100, rows=30)
+    on_a.wait_control("hello")
+    on_b = through(proxy, B, environment, auth=people.max)
+    on_b.wait_control("hello")
+    # vera watches A's session through B (relayed): she is on A's session, as A publishes it.
+    vera = through(proxy, B, environment, auth=people.vera, session=on_a.session, mode="watch")
+    vera.wait_control("hello")
+
+    def listing(base: str) -> dict[str, Any]:
+        url = f"{base}/api/v1/environments/{environment.id}/terminals"
+        response = httpx.get(url, headers=people.vera.headers)
+        assert response.status_code == 200, response.text
+        return {s["id"]: s for s in response.json()["sessions"]}
+
+    def complete(base: str) -> dict[str, Any] | None:
+        found = listing(base)
+        with_vera = len(found.get(on_a.session, {}).get("participants", [])) == 2
+        with_max = len(found.get(on_b.session, {}).get("participants", [])) == 1
+        return found if with_vera and with_max else None
+
+    for base in backends:
+        found = wait_for(lambda base=base: complete(base), timeout=20, what=f"both sessions listed by {base}")
+        assert set(found) == {on_a.session, on_b.session}
+        a, b = found[on_a.session], found[on_b.session]
+        assert (a["owner"], a["container"], a["cols"], a["rows"]) == ("local", "", 100, 30)
+        assert sorted((p["name"], p["role"]) for p in a["participants"]) == [
+            ("local", "driver"),
+            ("vera", "viewer"),
+        ]
+        assert (b["owner"], [p["role"] for p in b["participants"]]) == ("max", ["driver"])
+        assert isinstance(a["started"], float)
+        assert 0 <= a["age_seconds"] < 60
+
+    on_b.run("exit 0", "")
+    on_b.wait_control("exit")
+    for base in backends:  # an ended session leaves every replica's list at once
+        assert set(listing(base)) == {on_a.session}

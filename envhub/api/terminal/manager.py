@@ -10,7 +10,9 @@ replica claims an id atomically before starting its shell, so of two
 replicas starting the same id at once only one does; the other relays its
 socket to the winner (``relay.py``), as does any replica a socket for that
 session lands on. The owner refreshes its entries while it runs, so a replica
-that died stops being named within :data:`OWNER_TTL`. How a session ended
+that died stops being named within :data:`OWNER_TTL`. The owner also
+publishes what each environment's list of running sessions shows (who is on
+it, since when), so every replica answers that list for all of them. How a session ended
 stays in the registry for :data:`TOMBSTONE_SECONDS`, so a late reconnect,
 wherever it lands, learns how its shell ended instead of silently getting a
 new one. A replica that stops ends its shells, telling everyone on them that
@@ -32,7 +34,7 @@ from envhub.api.terminal.session import SessionInfo, TerminalSession
 from envhub.config import get_settings
 from envhub.metrics import TERMINAL_SESSIONS
 from envhub.models.db import session_scope
-from envhub.queue.base import TerminalEnd, TerminalOwner, TerminalRegistry
+from envhub.queue.base import TerminalEnd, TerminalOwner, TerminalRegistry, TerminalSummary
 from envhub.services import ports
 from envhub.services import terminal as terminal_service
 from envhub.services.authentication import Caller
@@ -60,6 +62,8 @@ class TerminalManager:
         self.instance = secrets.token_hex(8)
         self._opening: dict[str, asyncio.Future[TerminalSession]] = {}
         self._claims: dict[str, TerminalOwner] = {}  # registry entries this process holds
+        self._published: dict[str, TerminalSummary] = {}  # what the registry lists of them
+        self._publishing: set[asyncio.Task[None]] = set()
         self.stopping = False
         self._ticker: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
@@ -128,6 +132,63 @@ class TerminalManager:
     def for_environment(self, environment_id: int) -> list[TerminalSession]:
         return [s for s in self.sessions.values() if s.info.environment_id == environment_id and not s.ended]
 
+    @staticmethod
+    def summary(session: TerminalSession) -> TerminalSummary:
+        """What the environment's list of running sessions shows of ``session``."""
+        return TerminalSummary(
+            id=session.id,
+            owner=session.info.owner.name,
+            container=session.info.container or "",
+            started=session.info.started,
+            cols=session.size[0],
+            rows=session.size[1],
+            participants=tuple(
+                (p.name, "driver" if session.is_driver(p) else "viewer")
+                for p in session.participants.values()
+            ),
+        )
+
+    async def listing(self, environment_id: int) -> list[TerminalSummary]:
+        """The environment's running sessions on every replica, oldest first.
+
+        This process's own as they are now; the others' as their replicas last
+        published them (every :data:`HOUSEKEEPING_SECONDS` when they change).
+        Without the registry, this process's own only (and the error is logged).
+        """
+        found: dict[str, TerminalSummary] = {}
+        try:
+            found = {s.id: s for s in await self.registry.listed(environment_id)}
+        except Exception:
+            log.exception("listing environment %s's terminals in the registry failed", environment_id)
+        found.update((s.id, self.summary(s)) for s in self.for_environment(environment_id))
+        return sorted(found.values(), key=lambda s: (s.started, s.id))
+
+    def changed(self, session: TerminalSession) -> None:
+        """Someone joined or left ``session``: the other replicas' lists learn it now, not next tick."""
+        if session.ended or session.id not in self._claims:
+            return
+        task = asyncio.get_running_loop().create_task(self._publish([session], every=False))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, sessions: list[TerminalSession], *, every: bool) -> None:
+        """Publish the summaries of ``sessions`` that changed since last time (``every``: all of them)."""
+        entries = []
+        for session in sessions:
+            claim = self._claims.get(session.id)
+            summary = self.summary(session)
+            if claim is not None and (every or self._published.get(session.id) != summary):
+                entries.append((claim, summary))
+        if not entries:
+            return
+        try:
+            await self.registry.publish(entries, OWNER_TTL)
+        except Exception:
+            log.exception("publishing this process's terminals in the registry failed")
+            return
+        for _, summary in entries:
+            self._published[summary.id] = summary
+
     async def open(
         self, request: protocol.ConnectRequest, caller: Caller, environment_id: int
     ) -> TerminalSession | TerminalOwner | None:
@@ -148,6 +209,7 @@ class TerminalManager:
                 return holder
             session = await self._start(request, caller, environment_id)
             future.set_result(session)
+            await self._publish([session], every=True)  # listed on every replica from now on
             return session
         except asyncio.CancelledError:
             future.cancel()
@@ -232,6 +294,7 @@ class TerminalManager:
 
     async def _ended(self, session: TerminalSession, code: int | None, reason: str) -> None:
         self.sessions.pop(session.id, None)
+        self._published.pop(session.id, None)
         info = session.info
         store = ports.object_store()
         location = ""
@@ -307,12 +370,15 @@ class TerminalManager:
             ping = now - last_ping >= interval
             if ping:
                 last_ping = now
-            if now - last_refresh >= REFRESH_SECONDS:
+            refresh = now - last_refresh >= REFRESH_SECONDS
+            if refresh:
                 last_refresh = now
                 try:
                     await self.registry.refresh(dict(self._claims), OWNER_TTL)
                 except Exception:
                     log.exception("refreshing this process's terminals in the registry failed")
+            # Who is on each session changes at any time: the others' lists learn it within a tick.
+            await self._publish([s for s in self.sessions.values() if not s.ended], every=refresh)
             for session in list(self.sessions.values()):
                 try:
                     self._keepalive(session, now, interval, ping)

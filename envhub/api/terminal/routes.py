@@ -225,6 +225,7 @@ async def _serve(
     session, may_drive = joined
     participant = Participant(client=request.client, caller=caller, may_drive=may_drive, channel=websocket)
     session.attach(participant)
+    manager.changed(session)
     receiving = asyncio.ensure_future(_receive(websocket, session, participant))
     watched = {receiving} | ({participant.done} if participant.done else set())
     try:
@@ -234,6 +235,7 @@ async def _serve(
     finally:
         receiving.cancel()
         session.detach(participant)
+        manager.changed(session)
     if receiving.done() and not receiving.cancelled():
         receiving.result()  # an unexpected error in the loop is raised, not lost
 
@@ -304,7 +306,7 @@ class TerminalSessions(BaseModel):
     summary="Running terminal sessions of an environment",
 )
 async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]:
-    """Running terminal sessions of an environment, for people who may watch them."""
+    """Running terminal sessions of an environment, on every web replica, for people who may watch them."""
     principal = await _principal(request)
 
     await _authorize(terminal_service.watchable, principal, environment_id)
@@ -312,18 +314,15 @@ async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]
     sessions = [
         {
             "id": s.id,
-            "owner": s.info.owner.name,
-            "container": s.info.container or "",
-            "started": s.info.started,
-            "age_seconds": round(now - s.info.started),
-            "cols": s.size[0],
-            "rows": s.size[1],
-            "participants": [
-                {"name": p.name, "role": "driver" if s.is_driver(p) else "viewer"}
-                for p in s.participants.values()
-            ],
+            "owner": s.owner,
+            "container": s.container,
+            "started": s.started,
+            "age_seconds": round(now - s.started),
+            "cols": s.cols,
+            "rows": s.rows,
+            "participants": [{"name": name, "role": role} for name, role in s.participants],
         }
-        for s in manager.for_environment(environment_id)
+        for s in await manager.listing(environment_id)
     ]
     return {"sessions": sessions}
 
