@@ -102,7 +102,7 @@ export class TerminalLink {
         this.role = msg.role;
         this.onState({
           status: "connected", role: msg.role, mayDrive: msg.may_drive, you: msg.you,
-          session: msg.session, exitCode: null, reason: "", where: msg.environment + (msg.container ? ` · ${msg.container}` : ""),
+          session: msg.session, exitCode: null, reason: "", restarting: false, where: msg.environment + (msg.container ? ` · ${msg.container}` : ""),
         });
         break;
       case "reset":
@@ -124,8 +124,9 @@ export class TerminalLink {
         this.send({ type: "pong", seq: msg.seq });
         break;
       case "exit":
+        // restarting: the envhub process holding the shell stopped (an upgrade, a scale-down).
         this.stopped = true;
-        this.onState({ status: "ended", exitCode: msg.code, reason: msg.reason });
+        this.onState({ status: "ended", exitCode: msg.code, reason: msg.reason, restarting: !!msg.restarting });
         break;
       case "error":
         this.onState({ error: msg.message, errorCode: msg.code });

@@ -214,6 +214,7 @@ export function EnvhubTerminal({ environmentId, containers = [], colorMode = "li
   let statusText = status.text;
   if (state.status === "reconnecting" && state.retryIn) statusText = `Reconnecting in ${state.retryIn}s…`;
   if (state.status === "ended") statusText = `Ended${state.exitCode === null || state.exitCode === undefined ? "" : ` · exit ${state.exitCode}`}`;
+  if (state.status === "ended" && state.restarting) statusText = "Ended · envhub restarted";
   if (state.status === "refused") statusText = state.error || state.reason || status.text;
   if (state.status === "access_ended") statusText = `Access ended${state.error ? ` · ${state.error}` : ""}`;
   const driver = state.role === "driver";

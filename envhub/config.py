@@ -54,6 +54,9 @@ _DNS_NAME = re.compile(
 )
 _CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# S3's rules for a bucket name (no dotted-quad names, which S3 refuses too).
+_BUCKET = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -177,6 +180,22 @@ class Settings(BaseSettings):
     # How often open terminals re-check that their people may still be there
     # (sign-out, revocation, expiry, a share or team membership ending).
     terminal_access_check_interval: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # How the other web replicas reach this web process (http://<pod IP>:<port>):
+    # a terminal socket landing on a replica that does not hold its session is
+    # relayed there. Empty: ENVHUB_BASE_URL (one process, where it is the same).
+    internal_url: str = ""
+
+    # -- the object store (S3-compatible; off while the bucket is empty) ------
+    # Finished terminal recordings go there (and leave the data folder), so any web
+    # replica can replay them. Empty URL: AWS S3 itself; else any S3-compatible
+    # endpoint (MinIO, Cloudflare R2, Ceph...), addressed by path.
+    object_store_url: str = ""
+    object_store_bucket: str = ""
+    object_store_region: str = "us-east-1"
+    # Both or neither; neither: boto3's default credential chain (AWS_* variables,
+    # a web identity on EKS, an instance profile).
+    object_store_access_key_id: str = ""
+    object_store_secret_access_key: SecretStr = SecretStr("")
 
     # -- operations ----------------------------------------------------------
     # /metrics of the web wants "Authorization: Bearer <token>" when this is set;
@@ -309,7 +328,16 @@ class Settings(BaseSettings):
                 "ENVHUB_SECRET_KEY: refusing an insecure default outside development; "
                 f"set it to a random value, e.g. {secrets.token_urlsafe(32)}"
             )
+        self.internal_url = self.internal_url.strip().rstrip("/")
+        if self.internal_url:
+            parts = urlsplit(self.internal_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise ValueError(
+                    f"ENVHUB_INTERNAL_URL: {self.internal_url!r} is not an http(s) URL "
+                    "of a host and port alone (e.g. http://10.1.2.3:3000)"
+                )
         self._check_url_provider()
+        self._check_object_store()
         if self.oidc_issuer:
             if not self.oidc_client_id:
                 raise ValueError("ENVHUB_OIDC_CLIENT_ID: required when ENVHUB_OIDC_ISSUER is set")
@@ -359,6 +387,48 @@ class Settings(BaseSettings):
                     "ENVHUB_INGRESS_DOMAIN: required with ENVHUB_URL_PROVIDER=ingress "
                     "(a domain whose wildcard *.<domain> points at your ingress controller)"
                 )
+
+    def _check_object_store(self) -> None:
+        self.object_store_url = self.object_store_url.strip().rstrip("/")
+        self.object_store_bucket = self.object_store_bucket.strip()
+        self.object_store_region = self.object_store_region.strip()
+        self.object_store_access_key_id = self.object_store_access_key_id.strip()
+        secret = self.object_store_secret_access_key.get_secret_value()
+        if self.object_store_url:
+            parts = urlsplit(self.object_store_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise ValueError(
+                    f"ENVHUB_OBJECT_STORE_URL: {self.object_store_url!r} is not an http(s) URL of a host "
+                    "and port alone (e.g. https://s3.eu-west-1.amazonaws.com or http://minio.storage:9000)"
+                )
+        if self.object_store_bucket and not _BUCKET.fullmatch(self.object_store_bucket):
+            raise ValueError(
+                f"ENVHUB_OBJECT_STORE_BUCKET: {self.object_store_bucket!r} is not an S3 bucket name "
+                "(3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a "
+                "letter or digit)"
+            )
+        if not _REGION.fullmatch(self.object_store_region):
+            raise ValueError(
+                f"ENVHUB_OBJECT_STORE_REGION: {self.object_store_region!r} is not a region name "
+                "(e.g. us-east-1, eu-west-3; auto for Cloudflare R2)"
+            )
+        if bool(self.object_store_access_key_id) != bool(secret):
+            given, missing = (
+                ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
+                if self.object_store_access_key_id
+                else ("SECRET_ACCESS_KEY", "ACCESS_KEY_ID")
+            )
+            raise ValueError(
+                f"ENVHUB_OBJECT_STORE_{missing}: required with ENVHUB_OBJECT_STORE_{given} (set both, "
+                "or neither to use the default AWS credential chain)"
+            )
+        if not self.object_store_bucket and (
+            self.object_store_url or self.object_store_access_key_id or secret
+        ):
+            raise ValueError(
+                "ENVHUB_OBJECT_STORE_BUCKET: required when the object store is configured "
+                "(ENVHUB_OBJECT_STORE_URL or its keys are set): name the bucket envhub may write to"
+            )
 
     def _check_cloudflare(self) -> None:
         self.cloudflare_zone = self.cloudflare_zone.strip().lower().rstrip(".")
@@ -467,6 +537,15 @@ class Settings(BaseSettings):
     @property
     def envs_dir(self) -> Path:
         return self.data_dir / "envs"
+
+    @property
+    def internal_address(self) -> str:
+        """Where other web replicas reach this process (ENVHUB_INTERNAL_URL, else the base URL)."""
+        return self.internal_url or self.base_origin
+
+    @property
+    def object_store_configured(self) -> bool:
+        return bool(self.object_store_bucket)
 
     @property
     def base_port(self) -> int:

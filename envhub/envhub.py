@@ -3,7 +3,6 @@
 import reflex as rx
 
 from envhub import logs, wiring
-from envhub.api import terminal
 from envhub.api.app import create_api, serving
 from envhub.config import get_settings
 from envhub.ui.pages import (
@@ -38,7 +37,6 @@ app = rx.App(
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
 
-app.register_lifespan_task(terminal.lifespan)
 app.register_lifespan_task(serving, api=api)
 
 # Every page but the sign-in page starts by asking who is there (AuthState.sign_in),

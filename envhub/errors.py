@@ -61,6 +61,8 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── CloudflareHostTaken   cloudflare_host_taken
     │   ├── CloudflareUnavailable cloudflare_unavailable (retryable)
     │   └── CloudflareRateLimited cloudflare_rate_limited (retryable; also a RateLimited)
+    ├── ObjectStoreError          object_store_error
+    │   └── ObjectStoreUnavailable  object_store_unavailable (retryable)
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
         ├── RolloutFailed         rollout_failed (details.workloads)
@@ -655,6 +657,28 @@ class CloudflareRateLimited(CloudflareError, RateLimited):
     status = 429
     default_hint = "Cloudflare's API rate limit for the token is spent; envhub retries after it resets."
     advice = "Cloudflare rate-limited envhub; the work is retried after the limit resets."
+    retryable = True
+
+
+class ObjectStoreError(EnvhubError):
+    """The S3-compatible object store refused a request (a missing bucket, a key without the
+    permission); integrations/s3.py raises it ``from`` botocore's error."""
+
+    code = "object_store_error"
+    status = 502
+    default_hint = (
+        "Check ENVHUB_OBJECT_STORE_BUCKET exists and that the key pair may read, write and list "
+        "objects in it; the message quotes the object store's answer."
+    )
+
+
+class ObjectStoreUnavailable(ObjectStoreError):
+    code = "object_store_unavailable"
+    status = 503
+    default_hint = (
+        "The object store did not answer or had an error (ENVHUB_OBJECT_STORE_URL); envhub keeps "
+        "what it could not upload and tries again, try again shortly."
+    )
     retryable = True
 
 

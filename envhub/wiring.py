@@ -13,7 +13,11 @@ through ``envhub.services.ports`` and never names an adapter.
 * job queue: RQ on ``ENVHUB_REDIS_URL`` (none without it: enqueuing fails with
   a configuration error and the reconciler has nothing to re-drive through);
 * change notifications: Redis pub/sub when there is a Redis, else this
-  process's memory (one process, no workers to hear from).
+  process's memory (one process, no workers to hear from);
+* which web replica holds each terminal session: Redis when there is one,
+  else this process's memory (then it is the only replica);
+* the object store: the S3-compatible bucket of ``ENVHUB_OBJECT_STORE_*``
+  (boto3), or none (files stay in the data folder).
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ from envhub.config import UrlProviderKind, get_settings
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
-from envhub.queue.base import ChangeNotifier
+from envhub.integrations.object_store import ObjectStore
+from envhub.integrations.s3 import S3Access, S3ObjectStore
+from envhub.queue.base import ChangeNotifier, TerminalRegistry
 from envhub.queue.changes import LocalChanges, RedisChanges
 from envhub.queue.locks import RedisLocks
 from envhub.queue.redis_queue import RedisJobQueue
+from envhub.queue.terminals import LocalTerminalRegistry, RedisTerminalRegistry
 from envhub.runtime import get_runtime
 from envhub.runtime.base import Runtime
 from envhub.services import ports
@@ -85,8 +92,28 @@ class SettingsAdapters:
         url = get_settings().redis_url
         return RedisChanges(url) if url else LocalChanges()
 
+    @functools.cache  # noqa: B019
+    def terminals(self) -> TerminalRegistry:
+        url = get_settings().redis_url
+        return RedisTerminalRegistry(url) if url else LocalTerminalRegistry()
+
+    @functools.cache  # noqa: B019
+    def object_store(self) -> ObjectStore | None:
+        settings = get_settings()
+        if not settings.object_store_configured:
+            return None
+        return S3ObjectStore(
+            S3Access(
+                bucket=settings.object_store_bucket,
+                endpoint_url=settings.object_store_url,
+                region=settings.object_store_region,
+                access_key_id=settings.object_store_access_key_id,
+                secret_access_key=settings.object_store_secret_access_key.get_secret_value(),
+            )
+        )
+
     def reset(self) -> None:
-        for method in (self.runtime, self.url_provider, self.changes):
+        for method in (self.runtime, self.url_provider, self.changes, self.terminals, self.object_store):
             method.cache_clear()
 
 

@@ -8,6 +8,8 @@
   emptied before each test that uses :func:`db`.
 * Redis: a private ``redis-server`` per test process, configured as the embedded
   one (tests/support/redis_server.py: loopback, a password); flushed per test.
+* Object store: moto's standalone S3 server per test process (tests/support/s3_server.py),
+  started by the tests that ask for :func:`s3_server`; each makes its own bucket.
 * Settings: :func:`settings` overrides envhub's settings with a data folder in
   the test's tmp_path and the database and Redis above.
 * Components: a missing one fails the tests that need it, never skips them
@@ -41,6 +43,7 @@ from tests.support.components import require
 from tests.support.db import track
 from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.redis_server import private_redis
+from tests.support.s3_server import S3Server, private_s3
 from tests.support.world import World, make_world
 
 # The adapters the settings choose, as an entry point installs them (built on first use).
@@ -174,6 +177,14 @@ def redis(redis_url: str) -> Iterator[Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """This test process's own S3-compatible server (moto's standalone server); a bucket per test."""
+    require("moto")
+    with private_s3(tmp_path_factory.mktemp("s3")) as server:
+        yield server
 
 
 def scrub_envhub_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,9 +12,10 @@ node_modules and a writable ``.web``). The image runs ``reflex export
 prod`` ends up running anyway: Reflex's production backend (Granian) with that
 build mounted, and no compile step. It needs no write access to the image.
 
-``GRANIAN_WORKERS`` (default 1) sets the web's worker processes. Terminal
-sessions live in the memory of the process that started them, so scale the web
-with replicas and sticky routing, not with workers.
+``GRANIAN_WORKERS`` (default 1) sets the web's worker processes. Keep it at 1
+and scale the web with replicas: a terminal session lives in the process that
+started it, and the replicas find it by each pod's one address
+(``ENVHUB_INTERNAL_URL``), which two workers of a pod would share.
 """
 
 from __future__ import annotations

@@ -41,9 +41,10 @@ def _prepare(api: FastAPI) -> None:
 @contextlib.asynccontextmanager
 async def serving(api: FastAPI) -> AsyncIterator[None]:
     """While the app serves (its lifespan): MCP's session manager runs, and the app is prepared
-    beside it (``_prepare``), so the first request does not wait for that."""
+    beside it (``_prepare``), so the first request does not wait for that. On the way out the
+    terminals end, saying that envhub is restarting."""
     preparing = asyncio.create_task(asyncio.to_thread(_prepare, api))
-    async with endpoint_of(api).run():
+    async with endpoint_of(api).run(), terminal.lifespan():
         yield
     await preparing
 

@@ -1,7 +1,9 @@
 """The checks every request to envhub itself passes before any route sees it.
 
 * Host: only envhub's own names (DNS rebinding cannot reach a loopback envhub);
-  ``/healthz`` answers any Host, ``/metrics`` also an IP address (Prometheus).
+  ``/healthz`` answers any Host, ``/metrics`` also an IP address (Prometheus),
+  and terminal sockets relayed between web replicas come to a pod's address
+  (their route wants the replicas' signature instead).
 * Origin: a browser request that changes state, and every WebSocket, must
   come from envhub's own origin. Terminal sockets (``/ws/terminal/``) make
   the same check in their route, so the refusal reaches the browser in the
@@ -55,6 +57,10 @@ _ANY_HOST = ("/healthz",)
 _ADDRESS_HOST = ("/metrics",)
 # WebSocket routes that check the Origin themselves (api/terminal/routes.py).
 _OWN_ORIGIN_CHECK = ("/ws/terminal/",)
+# Terminal sockets one web replica relays to another, at its internal address
+# (its pod IP, not a name of envhub's): the route refuses any without the
+# replicas' signature (api/terminal/relay.py) before anything else.
+_SIGNED_BY_REPLICAS = "/internal/ws/terminal/"
 
 
 class GuardMiddleware:
@@ -96,7 +102,8 @@ class GuardMiddleware:
         path = str(scope.get("path", ""))
         host = host_name(header(scope, b"host") or "")
         by_address = path in _ADDRESS_HOST and _is_address(host)
-        if path not in _ANY_HOST and not by_address and host not in allowed_hosts(settings):
+        relayed = scope["type"] == "websocket" and path.startswith(_SIGNED_BY_REPLICAS)
+        if path not in _ANY_HOST and not by_address and not relayed and host not in allowed_hosts(settings):
             raise HostNotAllowed(f"envhub does not answer to the host name {host[:100]!r}")
         origin = (header(scope, b"origin") or "").lower()
         method = str(scope.get("method", "GET")).upper()

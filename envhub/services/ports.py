@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from envhub.errors import ConfigurationError
-from envhub.queue.base import ChangeNotifier, JobQueue
+from envhub.integrations.object_store import ObjectStore
+from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.runtime.base import Runtime
 from envhub.urls.base import UrlProvider
 
@@ -28,6 +29,11 @@ class Adapters(Protocol):
         """Raises ``ConfigurationError`` when no queue is configured."""
 
     def changes(self) -> ChangeNotifier: ...
+
+    def terminals(self) -> TerminalRegistry: ...
+
+    def object_store(self) -> ObjectStore | None:
+        """The operator's S3-compatible bucket; None when none is configured (files stay on local disk)."""
 
     def reset(self) -> None:
         """Forget built adapters (settings changed, or a process forked)."""
@@ -65,6 +71,14 @@ def queue() -> JobQueue:
 
 def changes() -> ChangeNotifier:
     return installed().changes()
+
+
+def terminals() -> TerminalRegistry:
+    return installed().terminals()
+
+
+def object_store() -> ObjectStore | None:
+    return installed().object_store()
 
 
 def reset() -> None:

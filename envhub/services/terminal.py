@@ -24,6 +24,7 @@ from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.errors import InvalidTransition, NotFound
+from envhub.integrations.object_store import ObjectStore
 from envhub.models import AuditEvent, Environment, Project
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services import jobruns
@@ -175,8 +176,14 @@ def end_shell(
     recording: str,
     duration: float,
     output_bytes: int,
+    recording_location: str = "",
 ) -> AuditEvent:
-    """Record the end of a session (``actor`` is whoever opened it), linking its recording."""
+    """Record the end of a session (``actor`` is whoever opened it), linking its recording.
+
+    ``recording`` is the recording's key (its path in the data folder, and its
+    key in the object store); ``recording_location`` names the object store's
+    copy (``s3://bucket/key``) when it goes there, so any replica replays it.
+    """
     environment = session.get(Environment, environment_id)
     project = session.get(Project, environment.project_id) if environment else None
     details: dict[str, Any] = {
@@ -184,6 +191,7 @@ def end_shell(
         "exit_code": exit_code,
         "reason": reason,
         "recording": recording,
+        **({"recording_location": recording_location} if recording_location else {}),
         "duration_seconds": round(duration, 1),
         "output_bytes": output_bytes,
         "message": reason + ("" if exit_code is None else f" (exit {exit_code})"),
@@ -209,10 +217,28 @@ def watchable(*, session: Session, actor: Principal, environment_id: int) -> She
     return _access(session, actor, environment_id, Action.environment_watch)
 
 
-def recording_path(*, session: Session, actor: Principal, event_id: int, data_dir: Path) -> Path:
-    """The recording linked from a terminal AuditEvent, for someone who may read the trail."""
+@dataclass(frozen=True, slots=True)
+class StoredRecording:
+    """Where a recording can be read: a file on this machine, or an object in the object store."""
+
+    name: str  # a file name for the download
+    path: Path | None = None
+    key: str = ""  # the object store's key, when ``path`` is None
+
+
+def find_recording(
+    *, session: Session, actor: Principal, event_id: int, data_dir: Path, store: ObjectStore | None
+) -> StoredRecording:
+    """The recording linked from a terminal AuditEvent, for someone who may read the trail.
+
+    A recording that went to the object store is read from there, by whichever
+    replica is asked; until its upload is done, from the data folder of the
+    replica that wrote it (the file leaves it once the store holds it).
+    ``store`` does network I/O: call this from a thread.
+    """
     event = session.get(AuditEvent, event_id)
-    key = str((event.details or {}).get("recording") or "") if event else ""
+    details = (event.details or {}) if event else {}
+    key = str(details.get("recording") or "")
     if event is None or event.target_type != TARGET or event.target_id is None or not key:
         raise NotFound(f"no recording for event {event_id}")
     environment = session.get(Environment, event.target_id)
@@ -225,6 +251,20 @@ def recording_path(*, session: Session, actor: Principal, event_id: int, data_di
     if relative.is_absolute() or ".." in relative.parts or relative.parts[:1] != ("recordings",):
         raise NotFound(f"no recording for event {event_id}")
     path = data_dir / relative
-    if not path.is_file():
+    if path.is_file():  # no object store, or its upload is not done yet (and this replica wrote it)
+        return StoredRecording(name=relative.name, path=path)
+    location = str(details.get("recording_location") or "")
+    if location and store is not None and store.location(key) == location and store.size(key) is not None:
+        return StoredRecording(name=relative.name, key=key)
+    if not location:
         raise NotFound("the recording is no longer stored")
-    return path
+    if store is None or store.location(key) != location:
+        raise NotFound(
+            f"the recording is in {location}, which is not this envhub's object store",
+            hint="Point ENVHUB_OBJECT_STORE_URL and ENVHUB_OBJECT_STORE_BUCKET at the store that holds it.",
+        )
+    raise NotFound(
+        "the recording is not in the object store yet",
+        hint="It is uploaded when its session ends (and retried while the object store is down); "
+        "try again shortly.",
+    )

@@ -156,6 +156,13 @@ def test_web_probes_and_service(objects: Objects) -> None:
     service = find(objects, "Service", WEB)["spec"]
     assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     assert service["selector"] == find(objects, "Deployment", WEB)["spec"]["selector"]["matchLabels"]
+    # Other web pods relay terminal sockets to this one at its own address; a stopping pod
+    # waits for the Service to forget it before it ends its shells (within the grace period).
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["ENVHUB_INTERNAL_URL"]["value"] == "http://$(POD_IP):3000"
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+    assert web["terminationGracePeriodSeconds"] > 5 + 20  # preStop, then up to 20 s to end shells
     pdb = find(objects, "PodDisruptionBudget", WEB)
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"]["selector"] == find(objects, "Deployment", WEB)["spec"]["selector"]
@@ -223,8 +230,10 @@ def test_web_and_workers_read_settings_from_the_config_map_and_secrets(productio
                 "name": variable,
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
             }
-        # Settings come from the ConfigMap; in env are only references to Secrets.
-        assert [e for e in env.values() if e["name"].startswith("ENVHUB_") and "value" in e] == []
+        # Settings come from the ConfigMap; in env are only references to Secrets, and the web
+        # pod's own address (each pod's differs).
+        own = [e["name"] for e in env.values() if e["name"].startswith("ENVHUB_") and "value" in e]
+        assert own == (["ENVHUB_INTERNAL_URL"] if name == WEB else [])
         checksums.add(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
     assert len(checksums) == 1
 
@@ -547,7 +556,7 @@ def test_the_admission_guard_holds_envhub_to_its_namespaces_and_pod_security(
 # -- Ingress and network policy -----------------------------------------------------
 
 
-def test_the_ingress_serves_the_web_over_tls_with_sticky_sessions(production_objects: Objects) -> None:
+def test_the_ingress_serves_the_web_over_tls_with_long_lived_websockets(production_objects: Objects) -> None:
     ingress = find(production_objects, "Ingress", WEB)
     spec = ingress["spec"]
     assert spec["ingressClassName"] == "nginx"
@@ -576,12 +585,15 @@ def test_network_policies_close_envhubs_pods_but_the_web_port(production_objects
     web = find(production_objects, "NetworkPolicy", WEB)["spec"]
     [allowed] = web["ingress"]
     assert allowed["ports"] == [{"port": "http", "protocol": "TCP"}]
-    namespaces = [
-        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in allowed["from"]
-    ]
-    # The operator's list, then the URL provider's proxies (sign-in projects' traffic comes to the gateway).
+    operators, web_pods, *proxies = allowed["from"]
+    # The operator's list, the other web pods (they relay terminal sockets to the pod holding
+    # the shell), then the URL provider's proxies (sign-in projects' traffic comes to the gateway).
+    assert operators["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
+    web_selector = find(production_objects, "Deployment", WEB)["spec"]["selector"]["matchLabels"]
+    assert web_pods == {"podSelector": {"matchLabels": web_selector}}
     providers = find(production_objects, "ConfigMap", RELEASE)["data"]["ENVHUB_KUBE_INGRESS_NAMESPACES"]
-    assert namespaces == ["ingress-nginx", *providers.split(",")]
+    namespaces = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in proxies]
+    assert namespaces == providers.split(",")
 
 
 def test_notes_warn_about_missing_sign_in(helm: Helm) -> None:
@@ -601,6 +613,7 @@ def test_notes_warn_about_missing_sign_in(helm: Helm) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stdout
+    assert "sticky" not in done.stdout  # several web replicas need no affinity
     assert "https://envhub.example.com/" in done.stdout
 
 

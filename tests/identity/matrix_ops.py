@@ -476,11 +476,11 @@ OPS: list[Op] = [
         lambda w, s, a, e: terminal.watchable(session=s, actor=a, environment_id=e),
     ),
     Op(
-        "terminal.recording_path",
+        "terminal.find_recording",
         "team",
         "audit.read",
-        lambda w, s, a, _e: terminal.recording_path(
-            session=s, actor=a, event_id=w.recording_event, data_dir=w.data_dir
+        lambda w, s, a, _e: terminal.find_recording(
+            session=s, actor=a, event_id=w.recording_event, data_dir=w.data_dir, store=None
         ),
     ),
     # The view models every face shows (services/*_views.py, inspection.environment_workloads).

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from envhub import wiring
 from envhub.api.app import create_api
-from envhub.queue.base import ChangeNotifier, JobQueue
+from envhub.integrations.object_store import ObjectStore
+from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.services import ports
 from envhub.urls.base import UrlProvider
 from tests.identity.matrix_world import PortRuntime
@@ -31,6 +32,12 @@ class MatrixPorts:
 
     def changes(self) -> ChangeNotifier:
         return self._real.changes()
+
+    def terminals(self) -> TerminalRegistry:
+        return self._real.terminals()
+
+    def object_store(self) -> ObjectStore | None:
+        return self._real.object_store()
 
     def reset(self) -> None:
         self._real.reset()

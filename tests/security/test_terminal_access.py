@@ -13,6 +13,7 @@ record, and ids out of range.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -23,7 +24,10 @@ import httpx
 import pytest
 from sqlalchemy import event, update
 from sqlmodel import Session, col, select
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
+from envhub.api.terminal import relay
 from envhub.config import Settings
 from envhub.launcher import login_link
 from envhub.models import ApiToken, Environment, Project, WebSession
@@ -440,3 +444,32 @@ def test_the_recheck_is_cheap(
         assert set(statements) == {"SELECT"}
         assert len(statements) <= 8
         statements.clear()
+
+
+def test_a_relayed_socket_needs_the_replicas_fresh_signature_for_its_own_path(
+    serve: Serve, people: People, environment: Environment, settings: Settings
+) -> None:
+    """The internal hop answers a pod's address; without the replicas' signature it is refused."""
+    base = serve()
+    me = people.me(base)
+    query = f"session={new_id()}&client={new_id()}&mode=drive&cols=80&rows=24"
+    path = f"{relay.PATH}{environment.id}?{query}"
+    elsewhere = f"{relay.PATH}{environment.id}?session={new_id()}&client={new_id()}"
+    forged = {
+        "no signature": None,
+        "a made-up one": f"{int(time.time())} 127.0.0.1 {'0' * 64}",
+        "another session's": relay.sign(elsewhere, "127.0.0.1"),
+        "a stale one": relay.sign(path, "127.0.0.1", now=time.time() - 120),
+    }
+    for name, signature in forged.items():
+        headers = dict(me.headers) | ({relay.HEADER: signature} if signature else {})
+        with connect(base.replace("http", "ws", 1) + path, additional_headers=headers) as ws:
+            error = json.loads(ws.recv(timeout=10))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert (error["code"], closed.value.rcvd and closed.value.rcvd.code) == ("bad_relay", 4403), name
+    # Signed with the key every replica derives from the shared secret: the shell opens.
+    headers = dict(me.headers) | {relay.HEADER: relay.sign(path, "127.0.0.1")}
+    with connect(base.replace("http", "ws", 1) + path, additional_headers=headers) as ws:
+        hello = json.loads(ws.recv(timeout=30))
+    assert (hello["type"], hello["role"]) == ("hello", "driver")

@@ -113,6 +113,15 @@ def _node() -> str:
     return _on_path("node")
 
 
+def _moto() -> str:
+    try:
+        import flask  # noqa: F401
+        import moto.server  # noqa: F401 - the standalone server's module (moto[server]'s extras)
+    except ImportError as exc:
+        raise Missing(f"moto's standalone server cannot be imported ({exc})") from exc
+    return "moto.server"
+
+
 def _root() -> str:
     if os.geteuid() != 0:
         raise Missing("the test must run as root (it hands folders to other users)")
@@ -138,6 +147,7 @@ COMPONENTS: dict[str, tuple[Callable[[], object], str]] = {
     "helm": (_kube_tool("helm"), "`make test-tools` installs the pinned helm (tests/support/tools.py)."),
     "hadolint": (_hadolint, "`make test-tools` installs the pinned hadolint (tests/support/tools.py)."),
     "cluster": (_cluster, "`make test-cluster` builds the control plane (tests/cluster/build.sh)."),
+    "moto": (_moto, "`make setup` installs moto[server] from requirements-dev.txt."),
     "root": (_root, "Run `make test` as root (CI does)."),
 }
 

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from envhub.config import Settings
 from envhub.models import Environment, Project
 from tests.support.world import World
-from tests.terminal.harness import People, Serve, make_environment, servers
+from tests.terminal.harness import People, Servers, make_environment, servers
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def people(settings: Settings, session: Session, world: World) -> People:
 
 
 @pytest.fixture
-def serve(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
-    """``serve(grace=..., ping=..., **env)`` starts the app and returns its base URL."""
+def serve(settings: Settings, tmp_path: Path) -> Iterator[Servers]:
+    """``serve(grace=..., ping=..., **env)`` starts the app and returns its base URL; ``serve.stop(url)``."""
     with servers(settings, tmp_path) as start:
         yield start

@@ -7,7 +7,8 @@
   (viewer) and globex's otto with personal tokens, as the CLI does.
 * :func:`servers`: ``start(grace=..., ping=..., app=..., **env)`` runs the app
   (tests/terminal/app.py unless ``app`` names another) under Granian in its own process, against the test
-  database and data folder, and returns its base URL.
+  database, Redis and data folder, and returns its base URL; ``start.stop(url)`` stops one as
+  Kubernetes stops a pod.
 """
 
 from __future__ import annotations
@@ -96,32 +97,41 @@ def processes_with(marker: str) -> list[psutil.Process]:
 Serve = Callable[..., str]
 
 
-@contextlib.contextmanager
-def servers(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
-    """Start as many servers as the test asks for; stop them all at the end."""
-    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+class Servers:
+    """``servers(...)(grace=..., ping=..., app=..., **env)`` starts one more app; ``stop(url)`` stops one.
 
-    def start(
-        grace: float = 300.0, ping: float = 20.0, app: str = "tests.terminal.app:app", **extra: str
+    Each process is told its own address as ``ENVHUB_INTERNAL_URL`` (where other
+    replicas relay terminal sockets to it); ``env`` may override any variable,
+    e.g. ``ENVHUB_BASE_URL`` when the processes stand behind one proxy.
+    """
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings, self.tmp_path = settings, tmp_path
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def __call__(
+        self, grace: float = 300.0, ping: float = 20.0, app: str = "tests.terminal.app:app", **extra: str
     ) -> str:
         port = free_port()
+        url = f"http://localhost:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVHUB_")}
         env.update(
-            ENVHUB_DATA_DIR=str(settings.data_dir),
-            ENVHUB_DATABASE_URL=settings.database_url,
-            ENVHUB_REDIS_URL=settings.redis_url,
-            ENVHUB_BASE_URL=f"http://localhost:{port}",
+            ENVHUB_DATA_DIR=str(self.settings.data_dir),
+            ENVHUB_DATABASE_URL=self.settings.database_url,
+            ENVHUB_REDIS_URL=self.settings.redis_url,
+            ENVHUB_BASE_URL=url,
+            ENVHUB_INTERNAL_URL=f"http://127.0.0.1:{port}",
             ENVHUB_TERMINAL_GRACE=str(grace),
             ENVHUB_TERMINAL_PING_INTERVAL=str(ping),
             PYTHONUNBUFFERED="1",
-            **extra,
         )
-        log = tmp_path / f"server-{port}.log"
+        env.update(extra)
+        log = self.tmp_path / f"server-{port}.log"
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--workers", "1", app]
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        procs.append((proc, log))
+        self.procs[url] = (proc, log)
         wait_for(
             lambda: port_open(port) or proc.poll() is not None,
             timeout=60,
@@ -129,17 +139,39 @@ def servers(settings: Settings, tmp_path: Path) -> Iterator[Serve]:
         )
         if proc.poll() is not None:
             raise AssertionError(log.read_text())
-        return f"http://localhost:{port}"
+        return url
 
+    def stop(self, url: str) -> None:
+        """Stop the server at ``url`` as Kubernetes stops a pod: SIGTERM, then SIGKILL after 15 s."""
+        proc, log = self.procs[url]
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if os.environ.get("ENVHUB_TEST_SHOW_SERVER_LOG"):
+            sys.stderr.write(log.read_text(errors="replace"))
+
+    def crash(self, url: str) -> None:
+        """Kill the server at ``url`` and its workers at once (SIGKILL): no shutdown runs."""
+        proc, _ = self.procs[url]
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for url, (proc, _) in list(self.procs.items()):
+            if proc.poll() is None:
+                self.stop(url)
+
+
+@contextlib.contextmanager
+def servers(settings: Settings, tmp_path: Path) -> Iterator[Servers]:
+    """Start as many servers as the test asks for; stop them all at the end."""
+    started = Servers(settings, tmp_path)
     try:
-        yield start
+        yield started
     finally:
-        for proc, log in procs:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if os.environ.get("ENVHUB_TEST_SHOW_SERVER_LOG"):
-                sys.stderr.write(log.read_text(errors="replace"))
+        started.stop_all()

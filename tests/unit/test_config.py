@@ -151,3 +151,70 @@ def test_get_settings_is_cached_until_reset_and_can_be_overridden(
         assert get_settings().page_size == 12
     finally:
         reset_settings()
+
+
+def test_the_internal_address_is_the_base_url_unless_given(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVHUB_BASE_URL", "http://localhost:3000/")
+    assert load_settings().internal_address == "http://localhost:3000"
+    monkeypatch.setenv("ENVHUB_INTERNAL_URL", " http://10.1.2.3:3000/ ")
+    assert load_settings().internal_address == "http://10.1.2.3:3000"
+    for bad in ("10.1.2.3:3000", "http://10.1.2.3:3000/ws", "ftp://10.1.2.3", "http://?x=1"):
+        monkeypatch.setenv("ENVHUB_INTERNAL_URL", bad)
+        with pytest.raises(ConfigurationError, match="ENVHUB_INTERNAL_URL"):
+            load_settings()
+
+
+def test_the_object_store_is_off_until_a_bucket_is_named(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings()
+    assert not settings.object_store_configured
+    assert settings.object_store_region == "us-east-1"
+    monkeypatch.setenv("ENVHUB_OBJECT_STORE_URL", " http://minio.storage:9000/ ")
+    monkeypatch.setenv("ENVHUB_OBJECT_STORE_BUCKET", "envhub-recordings")
+    monkeypatch.setenv("ENVHUB_OBJECT_STORE_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("ENVHUB_OBJECT_STORE_SECRET_ACCESS_KEY", "s3cret")
+    settings = load_settings()
+    assert settings.object_store_configured
+    assert settings.object_store_url == "http://minio.storage:9000"
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "says"),
+    [
+        # Partly configured: an endpoint or keys without a bucket, one key without the other.
+        ({"URL": "http://127.0.0.1:9000"}, "ENVHUB_OBJECT_STORE_BUCKET", "required"),
+        (
+            {"ACCESS_KEY_ID": "AKIA", "SECRET_ACCESS_KEY": "s3cret-value"},
+            "ENVHUB_OBJECT_STORE_BUCKET",
+            "required",
+        ),
+        ({"BUCKET": "b-1", "ACCESS_KEY_ID": "AKIA"}, "ENVHUB_OBJECT_STORE_SECRET_ACCESS_KEY", "required"),
+        (
+            {"BUCKET": "b-1", "SECRET_ACCESS_KEY": "s3cret-value"},
+            "ENVHUB_OBJECT_STORE_ACCESS_KEY_ID",
+            "required",
+        ),
+        # Bad values.
+        ({"BUCKET": "Envhub_Recordings"}, "ENVHUB_OBJECT_STORE_BUCKET", "not an S3 bucket name"),
+        ({"BUCKET": "ab"}, "ENVHUB_OBJECT_STORE_BUCKET", "not an S3 bucket name"),
+        ({"BUCKET": "10.0.0.1"}, "ENVHUB_OBJECT_STORE_BUCKET", "not an S3 bucket name"),
+        ({"BUCKET": "b-1", "URL": "minio:9000"}, "ENVHUB_OBJECT_STORE_URL", "not an http(s) URL"),
+        ({"BUCKET": "b-1", "URL": "http://minio:9000/b-1"}, "ENVHUB_OBJECT_STORE_URL", "not an http(s) URL"),
+        ({"BUCKET": "b-1", "REGION": "EU West"}, "ENVHUB_OBJECT_STORE_REGION", "not a region name"),
+    ],
+)
+def test_a_partial_or_bad_object_store_is_refused_naming_the_variable(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str, says: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(f"ENVHUB_OBJECT_STORE_{name}", value)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings()
+    assert refused.value.code == "configuration_invalid"
+    assert refused.value.message.startswith(f"{named}: ")
+    assert says in refused.value.message
+    assert "s3cret-value" not in str(refused.value)

@@ -12,7 +12,11 @@ terminal has rendered on this socket, cumulative} · ``ping``/``pong`` {seq} ·
 
 Server → client: ``hello`` · ``reset`` {cols, rows} · ``size`` {cols, rows} ·
 ``presence`` {participants} · ``role`` · ``ping``/``pong`` · ``exit`` {code,
-reason} · ``error`` {code, message} (then the socket closes with a code below).
+reason, restarting} · ``error`` {code, message} (then the socket closes with a code below).
+
+``exit`` with ``restarting`` true: the envhub process holding the shell is
+stopping (an upgrade, a scale-down), so the shell ended; the socket closes
+with ``going_away`` (1001). Any other ``exit`` closes with ``normal``.
 
 A client that is not a browser (``envhub shell``) speaks the same protocol; it
 may name a ``command`` in the query to run instead of the login shell, and
@@ -45,6 +49,8 @@ MAX_COMMAND = 4096
 
 class CloseCode(IntEnum):
     normal = 1000
+    going_away = 1001  # the envhub process holding the shell is stopping (after ``exit``)
+    restarting = 1012  # a relaying replica is stopping: reconnect (the shell is still there)
     bad_request = 4400
     unauthenticated = 4401
     forbidden = 4403  # not allowed, or a foreign Origin

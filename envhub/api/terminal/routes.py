@@ -21,13 +21,13 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Path, Request, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Scope
 from starlette.websockets import WebSocketDisconnect
 
 from envhub.api.auth import caller_from_scope, principal_from_scope
-from envhub.api.terminal import protocol
+from envhub.api.terminal import protocol, relay
 from envhub.api.terminal.manager import manager
 from envhub.api.terminal.participant import Participant
 from envhub.api.terminal.protocol import CloseCode
@@ -37,12 +37,15 @@ from envhub.config import get_settings
 from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError, Unauthenticated
 from envhub.models.db import session_scope
+from envhub.queue.base import TerminalOwner
+from envhub.services import ports
 from envhub.services import terminal as terminal_service
 from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_ASCIICAST = "application/x-asciicast"
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -89,8 +92,8 @@ async def _refuse(websocket: WebSocket, code: CloseCode, message: str, error: st
 
 async def _join(
     websocket: WebSocket, request: protocol.ConnectRequest, caller: Caller, environment_id: int
-) -> tuple[TerminalSession, bool] | None:
-    """The session the socket asks for, and whether this caller may drive it."""
+) -> tuple[TerminalSession, bool] | TerminalOwner | None:
+    """The session the socket asks for and whether this caller may drive it, or the replica holding it."""
     for _ in range(3):  # a session that failed to open may be tried again
         existing = await manager.opened(request.session)
         if existing is not None:
@@ -99,7 +102,7 @@ async def _join(
                 await _refuse(websocket, CloseCode.not_found, "no such terminal session")
                 return None
             return existing, await _may_join(existing, request, caller.principal, environment_id)
-        ended = manager.ended.get(request.session)
+        ended = await manager.ended(request.session)
         if ended is not None and ended.environment_id == environment_id:
             await _authorize(terminal_service.watchable, caller.principal, environment_id)
             await websocket.send_text(protocol.encode("exit", code=ended.code, reason=ended.reason))
@@ -108,9 +111,11 @@ async def _join(
         if request.watch:
             await _refuse(websocket, CloseCode.not_found, "that terminal session is not running")
             return None
-        session = await manager.open(request, caller, environment_id)
-        if session is not None:
-            return session, True
+        opened = await manager.open(request, caller, environment_id)
+        if isinstance(opened, TerminalOwner):
+            return opened
+        if opened is not None:
+            return opened, True
     await _refuse(websocket, CloseCode.unavailable, "the shell could not be started; try again")
     return None
 
@@ -144,25 +149,75 @@ async def _may_join(
 
 
 async def terminal_socket(websocket: WebSocket, environment_id: str) -> None:
+    """A browser's (or the CLI's) socket: served here, or relayed to the replica holding its session."""
     await websocket.accept()
     if not origin_allowed(websocket.scope):
         await _refuse(websocket, CloseCode.forbidden, "this origin may not open terminals", "bad_origin")
         return
+    try:
+        request = protocol.parse_connect(dict(websocket.query_params))
+        environment = protocol.parse_id(environment_id)
+    except protocol.ProtocolError as exc:
+        await _refuse(websocket, CloseCode.bad_request, str(exc))
+        return
+    if manager.stopping:
+        await _refuse(websocket, CloseCode.restarting, "envhub is restarting; reconnecting", "restarting")
+        return
+    try:
+        owner = await manager.locate(request.session)
+        if owner is not None:
+            try:
+                await relay.forward(websocket, owner.address, environment)
+                return
+            except relay.OwnerUnreachable:
+                await manager.lost(request.session, owner)
+    except Exception:
+        log.exception("routing terminal %s failed", request.session)
+        await _refuse(websocket, CloseCode.unavailable, "the terminal cannot be reached; try again")
+        return
+    await _serve(websocket, request, environment, relayed=False)
+
+
+async def relayed_socket(websocket: WebSocket, environment_id: str) -> None:
+    """A socket another web replica relays here because this one holds (or is to hold) its session."""
+    client = relay.verify(websocket.scope)
+    await websocket.accept()
+    if client is None:
+        await _refuse(websocket, CloseCode.forbidden, "not a relay from an envhub web replica", "bad_relay")
+        return
+    websocket.scope["client"] = (client, 0)  # who is calling, for sign-in checks and the audit trail
+    try:
+        request = protocol.parse_connect(dict(websocket.query_params))
+        environment = protocol.parse_id(environment_id)
+    except protocol.ProtocolError as exc:
+        await _refuse(websocket, CloseCode.bad_request, str(exc))
+        return
+    await _serve(websocket, request, environment, relayed=True)
+
+
+async def _serve(
+    websocket: WebSocket, request: protocol.ConnectRequest, environment_id: int, *, relayed: bool
+) -> None:
     caller = await asyncio.to_thread(caller_from_scope, websocket.scope)
     if caller is None:
         await _refuse(websocket, CloseCode.unauthenticated, "sign in to open a terminal")
         return
     try:
-        request = protocol.parse_connect(dict(websocket.query_params))
-        joined = await _join(websocket, request, caller, protocol.parse_id(environment_id))
-    except protocol.ProtocolError as exc:
-        await _refuse(websocket, CloseCode.bad_request, str(exc))
+        joined = await _join(websocket, request, caller, environment_id)
+        if isinstance(joined, TerminalOwner):
+            # Another replica started this session a moment ago; a relayed socket is not relayed on.
+            if not relayed:
+                await relay.forward(websocket, joined.address, environment_id)
+                return
+            raise relay.OwnerUnreachable(joined.address)
+    except relay.OwnerUnreachable:
+        await _refuse(websocket, CloseCode.unavailable, "the terminal is moving; try again", "unavailable")
         return
     except EnvhubError as exc:
         await _refuse(websocket, _close_code(exc), exc.message, exc.code)
         return
     except Exception:
-        log.exception("opening terminal %s failed", websocket.query_params.get("session"))
+        log.exception("opening terminal %s failed", request.session)
         await _refuse(websocket, CloseCode.unavailable, "the shell could not be started", "runtime_error")
         return
     if joined is None:
@@ -170,6 +225,7 @@ async def terminal_socket(websocket: WebSocket, environment_id: str) -> None:
     session, may_drive = joined
     participant = Participant(client=request.client, caller=caller, may_drive=may_drive, channel=websocket)
     session.attach(participant)
+    manager.changed(session)
     receiving = asyncio.ensure_future(_receive(websocket, session, participant))
     watched = {receiving} | ({participant.done} if participant.done else set())
     try:
@@ -179,6 +235,7 @@ async def terminal_socket(websocket: WebSocket, environment_id: str) -> None:
     finally:
         receiving.cancel()
         session.detach(participant)
+        manager.changed(session)
     if receiving.done() and not receiving.cancelled():
         receiving.result()  # an unexpected error in the loop is raised, not lost
 
@@ -249,7 +306,7 @@ class TerminalSessions(BaseModel):
     summary="Running terminal sessions of an environment",
 )
 async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]:
-    """Running terminal sessions of an environment, for people who may watch them."""
+    """Running terminal sessions of an environment, on every web replica, for people who may watch them."""
     principal = await _principal(request)
 
     await _authorize(terminal_service.watchable, principal, environment_id)
@@ -257,18 +314,15 @@ async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]
     sessions = [
         {
             "id": s.id,
-            "owner": s.info.owner.name,
-            "container": s.info.container or "",
-            "started": s.info.started,
-            "age_seconds": round(now - s.info.started),
-            "cols": s.size[0],
-            "rows": s.size[1],
-            "participants": [
-                {"name": p.name, "role": "driver" if s.is_driver(p) else "viewer"}
-                for p in s.participants.values()
-            ],
+            "owner": s.owner,
+            "container": s.container,
+            "started": s.started,
+            "age_seconds": round(now - s.started),
+            "cols": s.cols,
+            "rows": s.rows,
+            "participants": [{"name": name, "role": role} for name, role in s.participants],
         }
-        for s in manager.for_environment(environment_id)
+        for s in await manager.listing(environment_id)
     ]
     return {"sessions": sessions}
 
@@ -276,24 +330,32 @@ async def list_terminals(environment_id: Id, request: Request) -> dict[str, Any]
 @router.get(
     "/api/v1/terminal/recordings/{event_id}",
     response_class=FileResponse,
-    responses=streamed("application/x-asciicast", "The recording (asciicast v2).", 404),
+    responses=streamed(_ASCIICAST, "The recording (asciicast v2).", 404),
     tags=["terminals"],
     summary="The recording of a terminal session, linked from its audit event",
 )
-async def recording(event_id: Id, request: Request) -> FileResponse:
-    """The asciicast recording linked from a terminal AuditEvent."""
+async def recording(event_id: Id, request: Request) -> Response:
+    """The asciicast recording linked from a terminal AuditEvent (from the object store if it went there)."""
     principal = await _principal(request)
+    store = ports.object_store()
 
-    def find() -> Any:
+    def find() -> terminal_service.StoredRecording:
         with session_scope() as db:
-            return terminal_service.recording_path(
-                session=db, actor=principal, event_id=event_id, data_dir=get_settings().data_dir
+            return terminal_service.find_recording(
+                session=db, actor=principal, event_id=event_id, data_dir=get_settings().data_dir, store=store
             )
 
-    path = await asyncio.to_thread(find)
-    return FileResponse(path, media_type="application/x-asciicast", filename=path.name)
+    found = await asyncio.to_thread(find)
+    if found.path is not None:
+        return FileResponse(found.path, media_type=_ASCIICAST, filename=found.name)
+    assert store is not None
+    # Read in threads (the first request here, then each chunk, by Starlette): never on the loop.
+    chunks = await asyncio.to_thread(store.read, found.key)
+    disposition = f'attachment; filename="{found.name}"'
+    return StreamingResponse(chunks, media_type=_ASCIICAST, headers={"Content-Disposition": disposition})
 
 
 def mount(api: FastAPI) -> None:
     api.include_router(router)
     api.add_api_websocket_route("/ws/terminal/{environment_id}", terminal_socket)
+    api.add_api_websocket_route(relay.PATH + "{environment_id}", relayed_socket)

@@ -372,8 +372,12 @@ class TerminalSession:
 
     # -- ending --------------------------------------------------------------
 
-    async def end(self, reason: str) -> None:
-        """Stop the process, tell everyone, close the recording. Idempotent."""
+    async def end(self, reason: str, *, restarting: bool = False) -> None:
+        """Stop the process, tell everyone, close the recording. Idempotent.
+
+        ``restarting``: envhub itself is stopping; the sockets close with
+        ``going_away`` and the exit message says so.
+        """
         if self.ended:
             return
         self.ended = True
@@ -391,10 +395,11 @@ class TerminalSession:
         self.exit_code = code
         self.recorder.marker(reason)
         self.recorder.close()
-        message = protocol.encode("exit", code=code, reason=reason)
+        message = protocol.encode("exit", code=code, reason=reason, restarting=restarting)
+        close = protocol.CloseCode.going_away if restarting else protocol.CloseCode.normal
         for participant in self.participants.values():
             participant.control(message)
-            participant.close(protocol.CloseCode.normal, "session ended", drain=True)
+            participant.close(close, "envhub is restarting" if restarting else "session ended", drain=True)
         try:
             await self._on_end(self, code, reason)
         except Exception:
