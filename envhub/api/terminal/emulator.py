@@ -73,6 +73,20 @@ def new_screen(columns: int, lines: int) -> tuple[Screen, pyte.ByteStream]:
     return screen, pyte.ByteStream(screen)
 
 
+def discard(screen: Screen) -> None:
+    """Free the screen's cells now.
+
+    A pyte screen is a reference cycle (its buffer's default factory refers
+    back to it), so dropping it leaves every cell of the screen and its
+    history to the cycle collector, which may come much later: some 60 KiB a
+    session after each restore, until then.
+    """
+    screen.buffer.clear()
+    screen.history.top.clear()
+    screen.history.bottom.clear()
+    screen.alternate = None
+
+
 def _sgr(char: Char) -> str:
     codes = ["0"]
     for flag, code in (

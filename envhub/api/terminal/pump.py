@@ -112,8 +112,9 @@ class Streams:
 
     def answered(self, key: int, loop: asyncio.AbstractEventLoop) -> None:
         """The session's output came: streams parked for it may go on once nothing else is awaited."""
-        if self._awaited.pop(key, None) is None:
+        if key not in self._awaited:  # the common case, on every turn of every session
             return
+        del self._awaited[key]
         now = time.monotonic()
         if self._parked and not any(now < until for until in self._awaited.values()):
             self._unpark(loop)

@@ -66,17 +66,20 @@ class Frozen:
     def render(self) -> bytes:
         """Replay into a fresh emulator and serialize it (CPU-bound: run in a thread)."""
         screen, stream = emulator.new_screen(*self.checkpoint_size)
-        stream.feed(self.checkpoint)
-        if self.start_size != self.checkpoint_size:
-            screen.resize(self.start_size[1], self.start_size[0])
-        stream.feed(self.carried)
-        position = 0
-        for offset, cols, rows in self.resizes:
-            stream.feed(self.tail[position:offset])
-            screen.resize(rows, cols)
-            position = offset
-        stream.feed(self.tail[position:])
-        return emulator.render(screen)
+        try:
+            stream.feed(self.checkpoint)
+            if self.start_size != self.checkpoint_size:
+                screen.resize(self.start_size[1], self.start_size[0])
+            stream.feed(self.carried)
+            position = 0
+            for offset, cols, rows in self.resizes:
+                stream.feed(self.tail[position:offset])
+                screen.resize(rows, cols)
+                position = offset
+            stream.feed(self.tail[position:])
+            return emulator.render(screen)
+        finally:
+            emulator.discard(screen)
 
 
 class ScreenLog:

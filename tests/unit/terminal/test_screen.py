@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
 
 import pytest
+from pyte.screens import StaticDefaultDict
 
 from envhub.api.terminal import emulator
 from envhub.api.terminal.recording import Recorder, json_string
@@ -64,6 +66,24 @@ def test_a_flood_keeps_memory_bounded_and_the_restore_fast() -> None:
     assert b"\x1b[?2004h" in rendered  # a mode set before the dropped part survives
     # Scrollback is bounded too: at most the emulator's history plus a screen.
     assert rendered.count(b"\r\n") <= emulator.HISTORY_LINES + 40
+
+
+def test_a_restore_frees_its_cells_at_once_not_at_the_next_collection() -> None:
+    log = ScreenLog(120, 40)
+    log.write(b"\x1b[1;32mcoloured line\x1b[0m\r\n" * 300)
+    frozen = log.freeze()
+
+    def lines() -> int:
+        return sum(isinstance(o, StaticDefaultDict) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = lines()
+        assert b"coloured line" in frozen.render()
+        assert lines() == before
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
