@@ -9,6 +9,7 @@ from redis import Redis
 
 from envhub.queue.base import TerminalEnd, TerminalOwner, TerminalRegistry, TerminalSummary
 from envhub.queue.terminals import LocalTerminalRegistry, RedisTerminalRegistry
+from tests.support.loops import run_in_fresh_loop
 
 A = TerminalOwner("http://10.0.0.1:3000", "run-a", 7)
 B = TerminalOwner("http://10.0.0.2:3000", "run-b", 7)
@@ -33,7 +34,7 @@ def test_one_claim_wins_and_the_others_learn_the_holder(registry: TerminalRegist
         assert [holder for holder in results if holder is not None] == [winners[0], winners[0]]
         assert await registry.owner("t1") == winners[0]
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario(), timeout=60)
 
 
 def test_only_the_holder_refreshes_releases_or_ends_its_entry(registry: TerminalRegistry) -> None:
@@ -57,7 +58,7 @@ def test_only_the_holder_refreshes_releases_or_ends_its_entry(registry: Terminal
         assert await registry.owner("t1") is None
         assert await registry.claim("t1", B, 30) is None
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario(), timeout=60)
 
 
 def _summary(terminal_id: str, who: str = "olivia", *participants: tuple[str, str]) -> TerminalSummary:
@@ -112,4 +113,4 @@ def test_an_environments_list_follows_claims_publishes_releases_ends_and_expiry(
         await asyncio.sleep(0.5)
         assert set(await listed()) == {"t5"}
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario(), timeout=60)
