@@ -850,3 +850,65 @@ def test_bad_metrics_and_log_values_fail_to_render(helm: Helm, sets: list[str], 
     done = helm(*template_args(sets=sets))
     assert done.returncode != 0
     assert message in done.stderr
+
+
+# -- object store -------------------------------------------------------------------
+
+OBJECT_STORE = [
+    "envhub.objectStore.bucket=envhub-files",
+    "envhub.objectStore.url=http://minio.storage:9000",
+    "secrets.objectStoreAccessKeyId.name=envhub-s3",
+    "secrets.objectStoreSecretAccessKey.name=envhub-s3",
+]
+
+
+def test_the_object_store_reaches_web_and_workers_and_is_off_by_default(
+    default_objects: Objects, render: Render
+) -> None:
+    assert not any(
+        name.startswith("ENVHUB_OBJECT_STORE") for name in find(default_objects, "ConfigMap", RELEASE)["data"]
+    )
+
+    objects = render(sets=OBJECT_STORE)
+    config = find(objects, "ConfigMap", RELEASE)["data"]
+    assert config["ENVHUB_OBJECT_STORE_BUCKET"] == "envhub-files"
+    assert config["ENVHUB_OBJECT_STORE_URL"] == "http://minio.storage:9000"
+    assert config["ENVHUB_OBJECT_STORE_REGION"] == "us-east-1"
+    for name in (WEB, WORKER):
+        [container] = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert env["ENVHUB_OBJECT_STORE_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+            "name": "envhub-s3",
+            "key": "object-store-access-key-id",
+        }
+        assert env["ENVHUB_OBJECT_STORE_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "envhub-s3",
+            "key": "object-store-secret-access-key",
+        }
+    # What the chart passes, envhub reads as a valid configuration.
+    Settings(
+        **{
+            key.removeprefix("ENVHUB_").lower(): value
+            for key, value in config.items()
+            if "OBJECT_STORE" in key
+        }
+    )
+
+    keyless = render(sets=OBJECT_STORE[:2])  # an IAM role for the service account instead of keys
+    [web] = find(keyless, "Deployment", WEB)["spec"]["template"]["spec"]["containers"]
+    assert "ENVHUB_OBJECT_STORE_ACCESS_KEY_ID" not in env_of(web)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["envhub.objectStore.url=http://minio:9000"], "envhub.objectStore.url is set without a bucket"),
+        (OBJECT_STORE[2:], "named without a bucket"),
+        (OBJECT_STORE[:3], "name both or neither"),
+        (["envhub.settings.ENVHUB_OBJECT_STORE_SECRET_ACCESS_KEY=x"], "is a secret"),
+    ],
+)
+def test_incomplete_object_store_values_fail_to_render(helm: Helm, sets: list[str], message: str) -> None:
+    done = helm(*template_args(sets=sets))
+    assert done.returncode != 0
+    assert message in done.stderr

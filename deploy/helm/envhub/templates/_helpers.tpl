@@ -86,6 +86,17 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- $_ := set $settings "ENVHUB_WORKER_METRICS_PORT" (toString .) }}
 {{- $_ := set $settings "ENVHUB_WORKER_METRICS_HOST" "0.0.0.0" }}
 {{- end }}
+{{- with .Values.envhub.objectStore }}
+{{- if .bucket }}
+{{- $_ := set $settings "ENVHUB_OBJECT_STORE_BUCKET" .bucket }}
+{{- $_ := set $settings "ENVHUB_OBJECT_STORE_REGION" (required "envhub.objectStore.region is required with a bucket" .region) }}
+{{- with .url }}
+{{- $_ := set $settings "ENVHUB_OBJECT_STORE_URL" . }}
+{{- end }}
+{{- else if .url }}
+{{- fail "envhub.objectStore.url is set without a bucket: name the bucket (envhub.objectStore.bucket)" }}
+{{- end }}
+{{- end }}
 {{- if not (has .Values.envhub.urls.provider (list "local" "ingress" "cloudflare")) }}
 {{- fail "envhub.urls.provider: local, ingress or cloudflare" }}
 {{- end }}
@@ -158,7 +169,7 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
 {{- if not (hasPrefix "ENVHUB_" $name) }}
 {{- fail (printf "envhub.settings: %s is not an ENVHUB_* setting" $name) }}
 {{- end }}
-{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET" "ENVHUB_CLOUDFLARE_API_TOKEN" "ENVHUB_METRICS_TOKEN") }}
+{{- if has $name (list "ENVHUB_DATABASE_URL" "ENVHUB_REDIS_URL" "ENVHUB_SECRET_KEY" "ENVHUB_ENCRYPTION_KEY" "ENVHUB_OIDC_CLIENT_SECRET" "ENVHUB_CLOUDFLARE_API_TOKEN" "ENVHUB_METRICS_TOKEN" "ENVHUB_OBJECT_STORE_ACCESS_KEY_ID" "ENVHUB_OBJECT_STORE_SECRET_ACCESS_KEY") }}
 {{- fail (printf "envhub.settings: %s is a secret; name its Secret under secrets instead" $name) }}
 {{- end }}
 {{- $_ := set $settings $name (toString $value) }}
@@ -193,7 +204,7 @@ namespace for the cloudflare provider (its cloudflared connector runs here). */}
 (with "only") the named ones. Call with (dict "root" $ "only" (list ...)). */}}
 {{- define "envhub.secretsEnv" -}}
 {{- $root := .root }}
-{{- $only := .only | default (list "databaseUrl" "redisUrl" "secretKey" "encryptionKey" "oidcClientSecret" "cloudflareApiToken") }}
+{{- $only := .only | default (list "databaseUrl" "redisUrl" "secretKey" "encryptionKey" "oidcClientSecret" "cloudflareApiToken" "objectStore") }}
 {{- $s := $root.Values.secrets }}
 {{- if has "databaseUrl" $only }}
 {{- include "envhub.secretEnv" (dict "env" "ENVHUB_DATABASE_URL" "field" "databaseUrl" "ref" $s.databaseUrl "required" true) }}
@@ -214,6 +225,16 @@ namespace for the cloudflare provider (its cloudflared connector runs here). */}
 {{- end }}
 {{- if has "oidcClientSecret" $only }}
 {{- include "envhub.secretEnv" (dict "env" "ENVHUB_OIDC_CLIENT_SECRET" "field" "oidcClientSecret" "ref" $s.oidcClientSecret "required" false) }}
+{{- end }}
+{{- if has "objectStore" $only }}
+{{- if and (not $root.Values.envhub.objectStore.bucket) (or $s.objectStoreAccessKeyId.name $s.objectStoreSecretAccessKey.name) }}
+{{- fail "secrets.objectStoreAccessKeyId/objectStoreSecretAccessKey are named without a bucket: set envhub.objectStore.bucket" }}
+{{- end }}
+{{- if ne (empty $s.objectStoreAccessKeyId.name) (empty $s.objectStoreSecretAccessKey.name) }}
+{{- fail "secrets.objectStoreAccessKeyId and secrets.objectStoreSecretAccessKey: name both or neither" }}
+{{- end }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_OBJECT_STORE_ACCESS_KEY_ID" "field" "objectStoreAccessKeyId" "ref" $s.objectStoreAccessKeyId "required" false) }}
+{{- include "envhub.secretEnv" (dict "env" "ENVHUB_OBJECT_STORE_SECRET_ACCESS_KEY" "field" "objectStoreSecretAccessKey" "ref" $s.objectStoreSecretAccessKey "required" false) }}
 {{- end }}
 {{- if and (has "cloudflareApiToken" $only) (eq $root.Values.envhub.urls.provider "cloudflare") }}
 {{- include "envhub.secretEnv" (dict "env" "ENVHUB_CLOUDFLARE_API_TOKEN" "field" "cloudflareApiToken" "ref" $s.cloudflareApiToken "required" true) }}
