@@ -94,6 +94,42 @@ async def settle(seconds: float = 0.05) -> None:
     await asyncio.sleep(seconds)
 
 
+class FloodAndTypist:
+    """Two pumps on this loop: one over a process printing forever, one over a process someone types into."""
+
+    def __init__(self, kind: type[pump.Pump]) -> None:
+        self.flood, self.typist = PipeSession(), PipeSession()
+        self.seen: list[tuple[str, int]] = []  # ("flood" | "echo", bytes), in the order handed over
+        loop = asyncio.get_running_loop()
+        self.flood_pump = kind(self.flood, loop, self._flooded, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[call-arg]
+        self.typist_pump = kind(  # type: ignore[call-arg]
+            self.typist, loop, lambda data: self.seen.append(("echo", len(data))), lambda: None, 4096
+        )
+
+    def _flooded(self, data: bytes) -> None:
+        self.seen.append(("flood", len(data)))
+        self.flood.fill()  # keeps printing
+
+    @property
+    def flooded(self) -> int:
+        return sum(size for source, size in self.seen if source == "flood")
+
+    async def __aenter__(self) -> FloodAndTypist:
+        self.flood.fill()
+        self.flood_pump.start()
+        self.typist_pump.start()
+        await settle()
+        assert self.flooded > 0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.flood_pump.stop()
+        self.typist_pump.stop()
+        await settle()
+        self.flood.close()
+        self.typist.close()
+
+
 @pytest.mark.parametrize("kind", [FdPump, ThreadPump])
 def test_a_keystroke_output_goes_before_floods_which_then_go_on(
     kind: type[pump.Pump], monkeypatch: pytest.MonkeyPatch
@@ -104,41 +140,19 @@ def test_a_keystroke_output_goes_before_floods_which_then_go_on(
 
 
 async def keystroke_first(kind: type[pump.Pump]) -> None:
-    loop = asyncio.get_running_loop()
-    flood, typist = PipeSession(), PipeSession()
-    seen: list[tuple[str, int]] = []
-
-    def flood_output(data: bytes) -> None:
-        seen.append(("flood", len(data)))
-        flood.fill()  # keeps printing
-
-    flood_pump = kind(flood, loop, flood_output, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[call-arg]
-    typist_pump = kind(typist, loop, lambda data: seen.append(("echo", len(data))), lambda: None, 4096)  # type: ignore[call-arg]
-    try:
-        flood.fill()
-        flood_pump.start()
-        typist_pump.start()
-        await settle()
-        assert any(source == "flood" for source, _ in seen)
-
-        typist_pump.write(b"x")  # a keystroke: the flood waits for its echo
-        seen.clear()
+    async with FloodAndTypist(kind) as pair:
+        pair.typist_pump.write(b"x")  # a keystroke: the flood waits for its echo
+        pair.seen.clear()
         await settle(0.3)
-        parked = list(seen)
-        typist.print(b"x")  # the echo
+        parked = pair.flooded
+        pair.typist.print(b"x")  # the echo
         await settle()
         # The flood read at most what was already in flight before it parked;
         # after the echo it reads again.
-        assert sum(size for source, size in parked if source == "flood") <= 4 * pump.DEFAULT_BUDGET
-        assert ("echo", 1) in seen
-        after_echo = seen[seen.index(("echo", 1)) + 1 :]
+        assert parked <= 4 * pump.DEFAULT_BUDGET
+        assert ("echo", 1) in pair.seen
+        after_echo = pair.seen[pair.seen.index(("echo", 1)) + 1 :]
         assert sum(size for source, size in after_echo if source == "flood") > 4 * pump.DEFAULT_BUDGET
-    finally:
-        flood_pump.stop()
-        typist_pump.stop()
-        await settle()
-        flood.close()
-        typist.close()
 
 
 def test_a_keystroke_without_output_holds_floods_back_only_for_the_window(
@@ -149,30 +163,11 @@ def test_a_keystroke_without_output_holds_floods_back_only_for_the_window(
 
 
 async def silent_keystroke() -> None:
-    loop = asyncio.get_running_loop()
-    flood, typist = PipeSession(), PipeSession()
-    received = [0]
-
-    def output(data: bytes) -> None:
-        received[0] += len(data)
-        flood.fill()
-
-    flood_pump = FdPump(flood, loop, output, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
-    typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, 4096)  # type: ignore[arg-type]
-    try:
-        flood.fill()
-        flood_pump.start()
-        typist_pump.start()
-        await settle()
-        typist_pump.write(b"s3cret\r")  # a password at a prompt that does not echo
-        before = received[0]
+    async with FloodAndTypist(FdPump) as pair:
+        pair.typist_pump.write(b"s3cret\r")  # a password at a prompt that does not echo
+        before = pair.flooded
         await settle(ECHO_WINDOW + 0.05)
-        assert received[0] > before + 4 * pump.DEFAULT_BUDGET
-    finally:
-        flood_pump.stop()
-        typist_pump.stop()
-        flood.close()
-        typist.close()
+        assert pair.flooded > before + 4 * pump.DEFAULT_BUDGET
 
 
 def test_a_paused_flood_stays_paused_when_its_parked_turn_comes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,37 +176,18 @@ def test_a_paused_flood_stays_paused_when_its_parked_turn_comes(monkeypatch: pyt
 
 
 async def paused_flood() -> None:
-    loop = asyncio.get_running_loop()
-    flood, typist = PipeSession(), PipeSession()
-    received = [0]
-
-    def output(data: bytes) -> None:
-        received[0] += len(data)
-        flood.fill()
-
-    flood_pump = FdPump(flood, loop, output, lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
-    typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, 4096)  # type: ignore[arg-type]
-    try:
-        flood.fill()
-        flood_pump.start()
-        typist_pump.start()
-        await settle()
-        typist_pump.write(b"x")
+    async with FloodAndTypist(FdPump) as pair:
+        pair.typist_pump.write(b"x")
         await settle(0)  # the flood parks behind the keystroke
-        flood_pump.pause()  # flow control: the parked turn ending must not restart reading
-        typist.print(b"x")
+        pair.flood_pump.pause()  # flow control: the parked turn ending must not restart reading
+        pair.typist.print(b"x")
         await settle()
-        paused_at = received[0]
+        paused_at = pair.flooded
         await settle(0.1)
-        assert received[0] == paused_at
-        flood_pump.resume()
+        assert pair.flooded == paused_at
+        pair.flood_pump.resume()
         await settle(0.1)
-        assert received[0] > paused_at
-    finally:
-        flood_pump.stop()
-        typist_pump.stop()
-        flood.close()
-        typist.close()
+        assert pair.flooded > paused_at
 
 
 def test_queued_turns_run_one_per_loop_iteration() -> None:
@@ -242,21 +218,12 @@ def test_a_stopped_pump_leaves_nothing_behind_in_the_scheduler(monkeypatch: pyte
     monkeypatch.setattr(pump, "STREAMS", streams)
 
     async def run() -> None:
-        loop = asyncio.get_running_loop()
-        flood, typist = PipeSession(), PipeSession()
-        flood_pump = FdPump(flood, loop, lambda data: flood.fill(), lambda: None, pump.DEFAULT_BUDGET)  # type: ignore[arg-type]
-        typist_pump = FdPump(typist, loop, lambda data: None, lambda: None, 4096)  # type: ignore[arg-type]
-        flood.fill()
-        flood_pump.start()
-        typist_pump.start()
-        await settle()
-        typist_pump.write(b"x")
-        await settle(0)
-        flood_pump.stop()
-        typist_pump.stop()
-        await settle(ECHO_WINDOW * 2)
-        flood.close()
-        typist.close()
+        async with FloodAndTypist(FdPump) as pair:
+            pair.typist_pump.write(b"x")
+            await settle(0)
+            pair.flood_pump.stop()
+            pair.typist_pump.stop()
+            await settle(ECHO_WINDOW * 2)
 
     run_in_fresh_loop(run(), timeout=30)
     assert not streams._parked
