@@ -75,6 +75,15 @@ def is_loopback_host(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _check_origin(name: str, value: str, example: str) -> None:
+    """Stop start-up, naming ``name``, unless ``value`` is empty or an http(s) URL of host and port alone."""
+    if not value:
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ValueError(f"{name}: {value!r} is not an http(s) URL of a host and port alone (e.g. {example})")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ENVHUB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -329,13 +338,7 @@ class Settings(BaseSettings):
                 f"set it to a random value, e.g. {secrets.token_urlsafe(32)}"
             )
         self.internal_url = self.internal_url.strip().rstrip("/")
-        if self.internal_url:
-            parts = urlsplit(self.internal_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
-                raise ValueError(
-                    f"ENVHUB_INTERNAL_URL: {self.internal_url!r} is not an http(s) URL "
-                    "of a host and port alone (e.g. http://10.1.2.3:3000)"
-                )
+        _check_origin("ENVHUB_INTERNAL_URL", self.internal_url, "http://10.1.2.3:3000")
         self._check_url_provider()
         self._check_object_store()
         if self.oidc_issuer:
@@ -372,13 +375,9 @@ class Settings(BaseSettings):
             )
         self._check_cloudflare()
         self.gateway_internal_url = self.gateway_internal_url.strip().rstrip("/")
-        if self.gateway_internal_url:
-            parts = urlsplit(self.gateway_internal_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
-                raise ValueError(
-                    f"ENVHUB_GATEWAY_INTERNAL_URL: {self.gateway_internal_url!r} is not an http(s) URL "
-                    "of a host and port alone (e.g. http://envhub-web.envhub.svc:80)"
-                )
+        _check_origin(
+            "ENVHUB_GATEWAY_INTERNAL_URL", self.gateway_internal_url, "http://envhub-web.envhub.svc:80"
+        )
         if self.url_provider is UrlProviderKind.ingress:
             if self.runtime is not RuntimeKind.kubernetes:
                 raise ValueError("ENVHUB_URL_PROVIDER=ingress needs ENVHUB_RUNTIME=kubernetes")
@@ -394,13 +393,11 @@ class Settings(BaseSettings):
         self.object_store_region = self.object_store_region.strip()
         self.object_store_access_key_id = self.object_store_access_key_id.strip()
         secret = self.object_store_secret_access_key.get_secret_value()
-        if self.object_store_url:
-            parts = urlsplit(self.object_store_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
-                raise ValueError(
-                    f"ENVHUB_OBJECT_STORE_URL: {self.object_store_url!r} is not an http(s) URL of a host "
-                    "and port alone (e.g. https://s3.eu-west-1.amazonaws.com or http://minio.storage:9000)"
-                )
+        _check_origin(
+            "ENVHUB_OBJECT_STORE_URL",
+            self.object_store_url,
+            "https://s3.eu-west-1.amazonaws.com or http://minio.storage:9000",
+        )
         if self.object_store_bucket and not _BUCKET.fullmatch(self.object_store_bucket):
             raise ValueError(
                 f"ENVHUB_OBJECT_STORE_BUCKET: {self.object_store_bucket!r} is not an S3 bucket name "
