@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from envhub.queue.embedded import prepare
 from tests.support.net import free_port
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_ended, wait_for
 
 
 def answers(url: str) -> bool:
@@ -60,14 +60,9 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.resume()
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            wait_ended(self.process)
         self.process = None
 
     def pause(self) -> None:

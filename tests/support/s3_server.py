@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 
 from tests.support.net import free_port, port_open
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_ended, wait_for
 
 # moto accepts any key pair; these only have to be the same on both sides.
 ACCESS_KEY_ID = "envhub-test"
@@ -51,13 +51,8 @@ class S3Server:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            wait_ended(self.process)
         self.process = None
 
     def log(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,3 +32,15 @@ def wait_for(
             extra = f"\n{describe()}" if describe else ""
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
+
+
+def wait_ended(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """Stop a server the tests started: TERM, and KILL if it is still there after ``grace``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(grace)
