@@ -63,6 +63,8 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   └── CloudflareRateLimited cloudflare_rate_limited (retryable; also a RateLimited)
     ├── ObjectStoreError          object_store_error
     │   └── ObjectStoreUnavailable  object_store_unavailable (retryable)
+    ├── BackingServiceError       backing_service_error
+    │   └── BackingServiceUnavailable  backing_service_unavailable (retryable)
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
         ├── RolloutFailed         rollout_failed (details.workloads)
@@ -679,6 +681,30 @@ class ObjectStoreUnavailable(ObjectStoreError):
         "The object store did not answer or had an error (ENVHUB_OBJECT_STORE_URL); envhub keeps "
         "what it could not upload and tries again, try again shortly."
     )
+    retryable = True
+
+
+class BackingServiceError(EnvhubError):
+    """A backend of the managed services (PostgreSQL, Redis, an S3-compatible store) refused an
+    operation; the adapters in integrations/backing raise it ``from`` the vendor's error."""
+
+    code = "backing_service_error"
+    status = 502
+    default_hint = (
+        "The message quotes the backend's answer. Check the account envhub uses on that server may "
+        "create databases and roles (PostgreSQL), users and policies (S3), then retry."
+    )
+    advice = "A managed service could not be provisioned; read the message, fix the backend, and redeploy."
+
+
+class BackingServiceUnavailable(BackingServiceError):
+    code = "backing_service_unavailable"
+    status = 503
+    default_hint = (
+        "A managed service's backend did not answer or could not start; envhub retries, and the "
+        "environment's page names the service."
+    )
+    advice = "A managed service's backend is not answering; envhub retries on its own."
     retryable = True
 
 

@@ -1,0 +1,163 @@
+"""The backing-services port: the databases, caches and buckets envhub provisions per environment.
+
+A project declares the services its environments need (issue 13); envhub
+makes one *instance* of each per environment on a backend the operator
+chose: a PostgreSQL server (one envhub starts from the installed binaries in
+the embedded default, or the operator's), Redis (a ``redis-server`` per
+environment in the embedded default), an S3-compatible bucket with a key pair
+limited to it. Adapters live beside this module; the wiring module picks them.
+
+The contract every adapter keeps:
+
+* An instance is named by envhub (:func:`instance_name`), from the
+  environment's id and the service's name, never by the adapter. The name is
+  the database, the role, the Redis folder, the bucket's suffix: so a job
+  killed half-way and run again finds what the first run made, and nothing
+  is ever made twice.
+* ``ensure`` is idempotent: it creates what is missing, repairs what is wrong
+  (a stopped ``redis-server`` is started again, on its own data), resets the
+  password to the one given, and returns how to connect. Data already there is
+  kept.
+* ``remove`` of an instance that does not exist, or is half gone, returns
+  quietly. ``names`` lists every instance the backend holds for envhub, so the
+  reconciler can remove those whose environment is gone.
+* Passwords are chosen by envhub (the caller) and given to ``ensure``; only a
+  bucket's key pair is chosen by the store, once, by ``issue_key``.
+* "Not yet" (a server still starting) raises :class:`envhub.errors.NotReady`;
+  an unreachable or failing backend raises
+  :class:`envhub.errors.BackingServiceUnavailable` (retryable); anything the
+  backend refuses raises :class:`envhub.errors.BackingServiceError`, ``from``
+  the vendor's exception. Vendor exceptions never leak.
+* Every method blocks (processes, network): call it from a job or a thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+# A service's name in a project: lower-case, starts with a letter, short enough that
+# instance names fit PostgreSQL's 63-byte identifiers and S3's 63-character bucket names.
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+INSTANCE_PREFIX = "envhub_e"
+
+
+class BackingKind(StrEnum):
+    postgres = "postgres"
+    redis = "redis"
+    bucket = "bucket"
+
+
+def instance_name(environment_id: int, service: str) -> str:
+    """``envhub_e<environment>_<service>``: the one name of an environment's instance of a service."""
+    if environment_id < 1 or not SERVICE_NAME.fullmatch(service):
+        raise ValueError(f"no instance name for environment {environment_id!r} and service {service!r}")
+    return f"{INSTANCE_PREFIX}{environment_id}_{service}"
+
+
+def parse_instance_name(name: str) -> tuple[int, str] | None:
+    """(environment id, service) of an instance name envhub made; None for anything else."""
+    match = re.fullmatch(rf"{INSTANCE_PREFIX}([1-9][0-9]*)_([a-z][a-z0-9]{{0,19}})", name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How a workload reaches one instance. ``repr`` hides the secret.
+
+    ``host``/``port`` are the address as a workload on the backend's network
+    sees it (a cluster Service, the operator's server). ``unix_socket`` is set
+    for servers envhub runs on this machine: the host path of the socket that
+    the local runtime relays to from inside the sandbox, where the workload
+    reaches it as 127.0.0.1 on the kind's usual port.
+    """
+
+    kind: BackingKind
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    database: str = ""  # PostgreSQL: the database; bucket: the bucket's name; Redis: ""
+    unix_socket: str = ""
+    endpoint_url: str = ""  # bucket: the S3 endpoint as a workload uses it
+    region: str = ""  # bucket
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Dump:
+    """A finished backup file: what the backup record keeps about it."""
+
+    path: Path
+    size_bytes: int
+    sha256: str
+    seconds: float
+
+
+class DatabaseServer(Protocol):
+    """PostgreSQL: a database and a role of the same name per instance, on one server."""
+
+    def ensure(self, name: str, *, password: str) -> Access:
+        """Role ``name`` (LOGIN, this password, no other privilege) owning database ``name``.
+
+        Nobody else may connect to that database (CONNECT is revoked from
+        PUBLIC), and the role may connect to no other envhub database.
+        """
+
+    def remove(self, name: str) -> None:
+        """End the instance's connections, drop its database and its role. Quiet when gone."""
+
+    def names(self) -> set[str]:
+        """Every instance name (:func:`instance_name`) that has a database or a role on this server."""
+
+    def dump(self, name: str, path: Path) -> Dump:
+        """Write a backup of database ``name`` to ``path`` (``pg_dump`` custom format)."""
+
+    def restore(self, name: str, path: Path) -> None:
+        """Replace the contents of database ``name`` (made by :meth:`ensure` first) with the dump at ``path``.
+
+        The restored objects belong to role ``name``. On failure the database
+        may be half restored; restoring again from the same dump converges.
+        """
+
+
+class CacheServers(Protocol):
+    """Redis: a server (or an isolated user on one) per instance."""
+
+    def ensure(self, name: str, *, password: str, persistent: bool = True) -> Access:
+        """The instance running, answering to ``password`` only, its data kept (when ``persistent``)."""
+
+    def remove(self, name: str) -> None:
+        """Stop the instance and delete its data. Quiet when gone."""
+
+    def names(self) -> set[str]:
+        """Every instance name this backend holds."""
+
+
+class BucketStore(Protocol):
+    """S3-compatible storage: a bucket per instance and a key pair that can reach that bucket only."""
+
+    def ensure(self, name: str) -> Access:
+        """The bucket and what its key pair needs (a user and its policy); the returned ``Access``
+        carries no key pair (``username``/``password`` empty): call :meth:`issue_key` for one."""
+
+    def issue_key(self, name: str) -> KeyPair:
+        """A new key pair for the instance's bucket; every older key pair of the instance stops working.
+
+        Used once at creation and for rotation; a run killed after this call
+        and before the caller stored the pair simply calls it again.
+        """
+
+    def remove(self, name: str) -> None:
+        """Delete the bucket with every object in it, its key pairs and its user. Quiet when gone."""
+
+    def names(self) -> set[str]:
+        """Every instance name that has a bucket or a user on this store."""
