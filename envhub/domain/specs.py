@@ -153,6 +153,21 @@ def merge_spec(base: EnvironmentSpec, overrides: dict[str, Any]) -> EnvironmentS
     return parse_spec(data)
 
 
+
+@dataclass(frozen=True, slots=True)
+class ServiceSocket:
+    """A managed service envhub runs on this machine, as an environment of the local runtime reaches it.
+
+    Inside the environment's own network, ``127.0.0.1:<port>`` is relayed to
+    the UNIX socket at ``socket`` on the host (the service's own, in a folder
+    only envhub can open). Cluster runtimes ignore it: there, workloads reach
+    their services over the cluster's network.
+    """
+
+    name: str  # the project's name for the service ("db"), for messages
+    port: int  # the TCP port on the environment's 127.0.0.1
+    socket: str  # absolute host path of the service's UNIX socket
+
 @dataclass(frozen=True, slots=True)
 class EnvironmentTarget:
     """Everything a runtime needs to converge one environment; no ORM rows."""
@@ -183,6 +198,9 @@ class EnvironmentTarget:
     # environments); past it the apply fails naming what did not. None: the
     # runtime's own readiness timeout, after which it tries again later.
     rollout_deadline: float | None = None
+    # Managed services run by envhub on this machine, relayed into a local
+    # environment's network (issue 13); empty on cluster runtimes.
+    service_sockets: tuple[ServiceSocket, ...] = ()
 
     @property
     def variables(self) -> dict[str, str]:
