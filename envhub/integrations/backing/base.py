@@ -39,9 +39,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-# A service's name in a project: lower-case, starts with a letter, short enough that
-# instance names fit PostgreSQL's 63-byte identifiers and S3's 63-character bucket names.
-SERVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+from envhub.domain.backing import SERVICE_NAME
+
 INSTANCE_PREFIX = "envhub_e"
 
 
