@@ -74,8 +74,9 @@ def test_postgres_variables_quote_the_password_in_the_url_and_follow_renames() -
     assert "DATABASE_URL" not in values
     url = urlsplit(values["DB_DSN"])
     assert (url.hostname, url.port, url.path) == ("127.0.0.1", 5432, "/envhub_e3_db")
-    assert url.password is not None and password not in values["DB_DSN"]
-    assert values["PGPASSWORD"] == password and values["PGUSER"] == "envhub_e3_db"
+    assert url.password is not None
+    assert password not in values["DB_DSN"]
+    assert (values["PGPASSWORD"], values["PGUSER"]) == (password, "envhub_e3_db")
 
 
 def test_redis_and_bucket_variables() -> None:
