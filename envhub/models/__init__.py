@@ -7,6 +7,7 @@ autogenerate and the tests rely on that) and the audit chain's commit hook.
 from envhub.models import audit_chain as _audit_chain  # noqa: F401  (registers the commit hook)
 from envhub.models.access import ApiToken, DeviceAuthorization, LoginLink, WebSession
 from envhub.models.audit import AuditChainCheck, AuditChainHead, AuditEvent
+from envhub.models.backing import InstanceState, ServiceInstance
 from envhub.models.environment import Environment
 from envhub.models.github import GithubConnection, PullRequest, WebhookDelivery
 from envhub.models.idempotency import IdempotencyKey
@@ -29,6 +30,7 @@ __all__ = [
     "EnvironmentShare",
     "GithubConnection",
     "IdempotencyKey",
+    "InstanceState",
     "Invite",
     "JobRun",
     "JobStatus",
@@ -38,6 +40,7 @@ __all__ = [
     "PullRequest",
     "Release",
     "Role",
+    "ServiceInstance",
     "StoredSecret",
     "Team",
     "User",

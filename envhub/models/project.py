@@ -37,6 +37,8 @@ class Project(SQLModel, table=True):
     url_access: str = Field(default=UrlAccess.public.value, max_length=20)
     # Deployment environments (domain/releases.DeploymentSettings); empty: none.
     deployments: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    # Managed services every environment gets (domain/backing.BackingSettings); empty: none.
+    backing: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
