@@ -27,6 +27,7 @@ import functools
 from envhub.config import UrlProviderKind, get_settings
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
+from envhub.integrations.backing.base import Backends
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
@@ -46,6 +47,10 @@ from envhub.urls.local import LocalUrls
 
 class SettingsAdapters:
     """Adapters built from the current settings on first use, cached until :meth:`reset`."""
+
+    @functools.cache  # noqa: B019
+    def backing(self) -> Backends:
+        return Backends()
 
     @functools.cache  # noqa: B019 - one instance per process; reset() clears it
     def runtime(self) -> Runtime:

@@ -10,7 +10,18 @@ from typing import Annotated
 
 import typer
 
-from envhub.cli import auth, deployments, environments, kube, projects, releases, running, terminal, tui
+from envhub.cli import (
+    auth,
+    deployments,
+    environments,
+    kube,
+    projects,
+    releases,
+    running,
+    services,
+    terminal,
+    tui,
+)
 
 VERSION = "0.1.0"
 
@@ -44,7 +55,8 @@ def main(
     """
 
 
-for module in (auth, terminal, running, kube, projects, environments, deployments, releases, tui):
+_MODULES = (auth, terminal, running, kube, projects, environments, services, deployments, releases, tui)
+for module in _MODULES:
     module.register(app)
 
 

@@ -51,6 +51,34 @@ EnvOption = Annotated[
 ]
 
 
+ServiceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--service",
+        help="A managed service NAME=KIND[:VERSION], KIND one of postgres, redis, bucket "
+        "(repeatable; replaces the project's services), e.g. --service db=postgres:16.",
+    ),
+]
+NoServicesOption = Annotated[bool, typer.Option("--no-services", help="Remove every managed service.")]
+
+
+def parse_services(specs: list[str] | None) -> list[dict[str, Any]]:
+    """``NAME=KIND[:VERSION]`` arguments as the API's declarations (the server validates the rest)."""
+    declared: list[dict[str, Any]] = []
+    for spec in specs or []:
+        name, equals, kind = spec.partition("=")
+        if not equals or not name or not kind:
+            raise CliError(
+                "validation_failed",
+                f"--service {spec!r} is not NAME=KIND[:VERSION]",
+                hint="Write it as --service db=postgres:16, --service cache=redis or --service files=bucket.",
+                exit_code=INVALID,
+            )
+        kind, _, version = kind.partition(":")
+        declared.append({"name": name, "kind": kind, **({"version": version} if version else {})})
+    return declared
+
+
 def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
     """``KEY=VALUE`` arguments as a dict; a pair without ``=`` is an invalid request."""
     parsed: dict[str, str] = {}
@@ -109,6 +137,7 @@ def create_project(
     health_path: HealthPathOption = None,
     env: EnvOption = None,
     url_access: UrlAccessOption = None,
+    service: ServiceOption = None,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
@@ -127,6 +156,8 @@ def create_project(
             body[key] = value
     if env:
         body["env"] = parse_pairs(env, "--env")
+    if service:
+        body["backing"] = parse_services(service)
     created = connection.request("POST", "/api/v1/projects", json=body)
     if output is Format.json:
         print_json(created)
@@ -165,6 +196,8 @@ def update_project(
         typer.Option("--env", "-e", help="Default variable KEY=VALUE (repeatable); replaces all of them."),
     ] = None,
     url_access: UrlAccessOption = None,
+    service: ServiceOption = None,
+    no_services: NoServicesOption = False,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
@@ -183,6 +216,8 @@ def update_project(
     }
     if env:
         changes["env"] = parse_pairs(env, "--env")
+    if service or no_services:
+        changes["backing"] = parse_services(service)
     if not changes:
         raise CliError(
             "validation_failed",
@@ -216,6 +251,14 @@ def _fields(header: dict[str, Any]) -> list[tuple[str, Any]]:
         ("command", header["command"]),
         ("health path", header["health_path"]),
         ("url access", f"{access} ({label})" if label else access),
+        (
+            "services",
+            "; ".join(
+                f"{item['name']}: {item['label']} ({', '.join(item['variables'])})"
+                for item in header.get("backing", [])
+            )
+            or "-",
+        ),
     ]
 
 

@@ -108,6 +108,15 @@ class ServiceDeclaration(BaseModel):
                 raise ValueError(f"rename: {name!r} is not an upper-case variable name")
         return self
 
+    @property
+    def label(self) -> str:
+        """What it is, for people: "PostgreSQL 16", "Redis (persistent)", "S3 bucket"."""
+        if self.kind == "postgres":
+            return f"PostgreSQL {self.version}" if self.version else "PostgreSQL"
+        if self.kind == "redis":
+            return f"Redis ({'persistent' if self.persistent else 'in memory'})"
+        return "S3 bucket"
+
     def variable_names(self) -> dict[str, str]:
         """Canonical name -> the name this project's workloads receive it under."""
         return {

@@ -153,7 +153,6 @@ def merge_spec(base: EnvironmentSpec, overrides: dict[str, Any]) -> EnvironmentS
     return parse_spec(data)
 
 
-
 @dataclass(frozen=True, slots=True)
 class ServiceSocket:
     """A managed service envhub runs on this machine, as an environment of the local runtime reaches it.
@@ -167,6 +166,7 @@ class ServiceSocket:
     name: str  # the project's name for the service ("db"), for messages
     port: int  # the TCP port on the environment's 127.0.0.1
     socket: str  # absolute host path of the service's UNIX socket
+
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentTarget:

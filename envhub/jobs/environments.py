@@ -8,7 +8,7 @@ from envhub.errors import EnvhubError, RuntimeFailure
 from envhub.jobs.observed import observed
 from envhub.metrics import PROVISIONING_DURATION
 from envhub.models.db import session_scope
-from envhub.services import convergence, jobruns, ports, pull_requests
+from envhub.services import convergence, jobruns, ports, provisioning, pull_requests
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ def _converge(environment_id: int, run_id: int) -> str:
                 convergence.complete_preparation(session, assignment)
                 return "prepared"
             if assignment.desired_state == "present":
-                target = convergence.prepared(session, assignment, urls=urls)
+                target = convergence.prepared(
+                    session, assignment, urls=urls, backends=ports.backing(), progress=progress
+                )
                 applied = runtime.apply(target, progress=progress)
                 progress.begin("publish")
                 url = urls.publish(target)
@@ -55,6 +57,7 @@ def _converge(environment_id: int, run_id: int) -> str:
                 return "ready"
             gone = runtime.destroy(environment_id, progress=progress)
             urls.unpublish(assignment.target)
+            provisioning.release(session, environment_id, backends=ports.backing(), progress=progress)
             if not gone:  # the runtime finishes it: this worker goes on to other jobs
                 delay = convergence.await_removal(session, assignment)
                 return f"removing: looking again within {delay:.0f}s"

@@ -37,6 +37,7 @@ from envhub.mcp import (
     tools_github,
     tools_projects,
     tools_releases,
+    tools_services,
     tools_teams,
 )
 from envhub.mcp.toolkit import PRINCIPAL_KEY, ToolServer, add_tool, error_body
@@ -75,6 +76,8 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.get_logs, title="Logs", read_only=True)
     add_tool(server, envs.get_workloads, title="Workloads", read_only=True)
     add_tool(server, envs.run_command, title="Run a command", destructive=True)
+    add_tool(server, tools_services.list_services, title="Managed services", read_only=True)
+    add_tool(server, tools_services.rotate_service_credentials, title="Rotate a service's credential")
     add_tool(server, access.list_shares, title="List shares", read_only=True)
     add_tool(server, access.share_environment, title="Share an environment", idempotent=True)
     add_tool(server, access.revoke_share, title="Revoke a share", destructive=True, idempotent=True)

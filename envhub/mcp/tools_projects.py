@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from pydantic import Field
 
+from envhub.domain.backing import MAX_SERVICES, ServiceDeclaration
 from envhub.domain.principals import Principal
 from envhub.domain.url_access import UrlAccessName
 from envhub.mcp.schemas import Limit, Offset, ProjectId, TeamId
@@ -87,15 +88,24 @@ def update_project(
     command: Annotated[str | None, Field(max_length=4000)] = None,
     health_path: Annotated[str | None, Field(max_length=200)] = None,
     url_access: UrlAccessArg = None,
+    services: Annotated[
+        list[ServiceDeclaration] | None,
+        Field(
+            max_length=MAX_SERVICES,
+            description="Managed services every environment gets (PostgreSQL, Redis, an S3 bucket); "
+            "replaces the project's list, [] removes all. Workloads receive DATABASE_URL, REDIS_URL, S3_*.",
+        ),
+    ] = None,
 ) -> ProjectHeader:
     """Change a project's defaults (fields left out stay); new environments and redeploys use them."""
-    given = {
+    given: dict[str, Any] = {
         "description": description,
         "repo_url": repo_url,
         "default_ref": ref,
         "command": command,
         "health_path": health_path,
         "url_access": url_access,
+        "backing": None if services is None else [item.model_dump(mode="json") for item in services],
     }
     with unit_of_work() as session:
         projects.update_project(

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,11 +27,12 @@ from envhub.domain.progress import PREPARE_STEPS, Step, StepStatus, initial_step
 from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
+from envhub.integrations.backing.base import Backends
 from envhub.models import Environment, JobRun, JobStatus, Project, Team
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
-from envhub.runtime.base import Runtime
-from envhub.services import jobruns, ports, releases
+from envhub.runtime.base import ProgressReporter, Runtime
+from envhub.services import jobruns, ports, provisioning, releases
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.services.secrets import environment_secrets
@@ -167,20 +169,41 @@ def begin_run(
     )
 
 
-def prepared(session: Session, assignment: Assignment, *, urls: UrlProvider) -> EnvironmentTarget:
-    """The target as the runtime applies it: the project's secrets, and where people will reach it."""
+def prepared(
+    session: Session,
+    assignment: Assignment,
+    *,
+    urls: UrlProvider,
+    backends: Backends | None = None,
+    progress: ProgressReporter | None = None,
+) -> EnvironmentTarget:
+    """The target as the runtime applies it: the project's secrets, and where people will reach it.
+
+    With ``backends`` (an apply, not a prepare), the project's managed services
+    are made for the environment first, and their variables join the secrets.
+    """
     address = urls.address(assignment.target)
     target = dataclasses.replace(
         assignment.target, public_url=address.url, ingress=address.ingress, gateway=address.gateway
     )
-    return with_secrets(session, dataclasses.replace(assignment, target=target))
+    grant = provisioning.Grant()
+    if backends is not None and progress is not None:
+        project = session.get(Project, assignment.project_id)
+        assert project is not None
+        grant = provisioning.provision(session, target, project=project, backends=backends, progress=progress)
+        target = dataclasses.replace(target, service_sockets=grant.sockets)
+    return with_secrets(session, dataclasses.replace(assignment, target=target), extra=grant.variables)
 
 
-def with_secrets(session: Session, assignment: Assignment) -> EnvironmentTarget:
-    """The target with the project's secrets, opened now, just before the runtime uses them."""
+def with_secrets(
+    session: Session, assignment: Assignment, *, extra: Mapping[str, str] | None = None
+) -> EnvironmentTarget:
+    """The target with the project's secrets (and ``extra`` variables), opened now, just before the runtime
+    uses them."""
     project = session.get(Project, assignment.project_id)
     assert project is not None
     values = environment_secrets(session, team_id=project.team_id, project_id=assignment.project_id)
+    values.update(extra or {})
     if not values:
         return assignment.target
     key = get_settings().derived_key("secrets-digest")

@@ -286,6 +286,25 @@ def update_environment(
     )
 
 
+def start_redeploy(session: Session, environment: Environment) -> JobRun:
+    """Move a redeployable environment to its next generation and record the run (not yet dispatched)."""
+    updating = environment.phase in (Phase.ready, Phase.updating)
+    next_phase = Phase.updating if updating else Phase.provisioning
+    if environment.phase is not next_phase:
+        environment.phase = transition(environment.phase, next_phase)
+    environment.desired_generation += 1
+    environment.message = "Redeploy requested"
+    environment.error_code = None
+    environment.updated_at = utcnow()
+    session.add(environment)
+    return jobruns.new_run(
+        session,
+        environment_id=environment.id or 0,
+        kind="redeploy",
+        generation=environment.desired_generation,
+    )
+
+
 def _redeploy(
     session: Session,
     actor: Principal,
@@ -316,18 +335,7 @@ def _redeploy(
             spec = merge_spec(parse_spec(environment.spec), changes)
             require_allowed(spec.repo_url, allow_local=get_settings().allow_local_repos)
             environment.spec = spec.model_dump()
-        updating = environment.phase in (Phase.ready, Phase.updating)
-        next_phase = Phase.updating if updating else Phase.provisioning
-        if environment.phase is not next_phase:
-            environment.phase = transition(environment.phase, next_phase)
-        environment.desired_generation += 1
-        environment.message = "Redeploy requested"
-        environment.error_code = None
-        environment.updated_at = utcnow()
-        session.add(environment)
-        run = jobruns.new_run(
-            session, environment_id=environment_id, kind="redeploy", generation=environment.desired_generation
-        )
+        run = start_redeploy(session, environment)
         target.team_id = project.team_id
         target.details = {"generation": environment.desired_generation, "job_run": run.id}
         if changes:

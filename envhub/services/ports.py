@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from envhub.errors import ConfigurationError
+from envhub.integrations.backing.base import Backends
 from envhub.integrations.object_store import ObjectStore
 from envhub.queue.base import ChangeNotifier, JobQueue, TerminalRegistry
 from envhub.runtime.base import Runtime
@@ -34,6 +35,9 @@ class Adapters(Protocol):
 
     def object_store(self) -> ObjectStore | None:
         """The operator's S3-compatible bucket; None when none is configured (files stay on local disk)."""
+
+    def backing(self) -> Backends:
+        """The backends of managed services (PostgreSQL, Redis, buckets); a kind without one is None."""
 
     def reset(self) -> None:
         """Forget built adapters (settings changed, or a process forked)."""
@@ -79,6 +83,10 @@ def terminals() -> TerminalRegistry:
 
 def object_store() -> ObjectStore | None:
     return installed().object_store()
+
+
+def backing() -> Backends:
+    return installed().backing()
 
 
 def reset() -> None:

@@ -11,10 +11,11 @@ from typing import Any, TypedDict
 from sqlmodel import Session
 
 from envhub.domain import humanize as fmt
+from envhub.domain.backing import parse_backing
 from envhub.domain.kube import parse_manifests
 from envhub.domain.principals import Principal
 from envhub.domain.url_access import URL_ACCESS_LABELS, UrlAccessName, parse_url_access
-from envhub.errors import EnvhubError
+from envhub.errors import EnvhubError, ValidationFailed
 from envhub.models import Project, Team
 from envhub.queue.events import project_channel
 from envhub.services import projects
@@ -51,6 +52,17 @@ class ProjectHeader(TypedDict):
     egress: str  # "2 CIDRs, 1 namespace", or "" without an allowlist
     url_access: UrlAccessName  # who may open its environments' URLs
     url_access_label: str  # the same in words: "Anyone with the link", ...
+    backing: list[DeclaredService]  # managed services every environment gets
+
+
+class DeclaredService(TypedDict):
+    """A managed service the project declares (``settings`` is the declaration, to send back changed)."""
+
+    name: str
+    kind: str
+    label: str  # "PostgreSQL 16"
+    variables: list[str]  # the names its environments' workloads receive
+    settings: dict[str, Any]
 
 
 class ServiceRow(TypedDict):
@@ -90,6 +102,7 @@ EMPTY_HEADER = ProjectHeader(
     egress="",
     url_access="public",
     url_access_label="",
+    backing=[],
 )
 
 
@@ -164,7 +177,26 @@ def project_header(project: Project, team: str) -> ProjectHeader:
         egress=egress_summary(project.egress),
         url_access=access.value,
         url_access_label=URL_ACCESS_LABELS[access],
+        backing=declared_services(project),
     )
+
+
+def declared_services(project: Project) -> list[DeclaredService]:
+    """The project's managed services; a stored list that no longer validates shows as none."""
+    try:
+        settings = parse_backing(project.backing)
+    except ValidationFailed:
+        return []
+    return [
+        DeclaredService(
+            name=service.name,
+            kind=service.kind,
+            label=service.label,
+            variables=sorted(service.variable_names().values()),
+            settings=service.model_dump(mode="json", exclude_defaults=True),
+        )
+        for service in settings.services
+    ]
 
 
 # -- what the faces call -----------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from envhub.config import get_settings
+from envhub.domain.backing import check_variable_clash, parse_backing
 from envhub.domain.kube import EgressDenyList, check_egress, check_manifests, parse_manifests
 from envhub.domain.naming import validate_label
 from envhub.domain.phases import Phase
@@ -36,7 +37,7 @@ from envhub.services.jobruns import RESYNC
 _WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
 _EDITABLE = (
     "description", "repo_url", "default_ref", "command", "env", "health_path",
-    "services", "manifests", "quota", "egress", "url_access",
+    "services", "manifests", "quota", "egress", "url_access", "backing",
 )  # fmt: skip
 
 
@@ -88,6 +89,8 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
         }
     )
     url_access = parse_url_access(values.get("url_access") or UrlAccess.public.value)
+    backing = parse_backing(values.get("backing"))
+    check_variable_clash(backing, spec.env)
     if spec.manifests:
         # Refuse broken YAML and what the guard refuses now, not at deploy time.
         check_manifests(parse_manifests(spec.manifests))
@@ -106,6 +109,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
         "quota": spec.quota.model_dump(mode="json", exclude_defaults=True),
         "egress": spec.egress.model_dump(mode="json", exclude_defaults=True),
         "url_access": url_access.value,
+        "backing": [service.model_dump(mode="json", exclude_defaults=True) for service in backing.services],
     }
 
 
@@ -123,9 +127,11 @@ def create_project(
     health_path: str | None = None,
     workloads: dict[str, Any] | None = None,
     url_access: str | None = None,
+    backing: list[dict[str, Any]] | None = None,
 ) -> Project:
     """Create a project. ``workloads`` may carry ``services``, ``manifests``,
-    ``quota`` and ``egress`` for image-based runtimes (validated like a spec)."""
+    ``quota`` and ``egress`` for image-based runtimes (validated like a spec);
+    ``backing`` lists its managed services (domain/backing.py)."""
     # The audit record names the team only if it exists (a made-up id must not break the record).
     target = AuditTarget("project", name=name, team_id=team_id if session.get(Team, team_id) else None)
     with audited(session, actor, "project.create", target):
@@ -141,6 +147,7 @@ def create_project(
                 "default_ref": default_ref,
                 "health_path": health_path,
                 "url_access": url_access,
+                "backing": backing,
                 **{key: value for key, value in (workloads or {}).items() if key in _WORKLOAD_FIELDS},
             }
         )
@@ -255,6 +262,8 @@ def update_project(
         session.add(project)
         if "url_access" in changed:
             target.details["rerouted"] = _reroute(session, project)
+        if "backing" in changed:  # ready environments get (or lose) the services now
+            target.details["resynced"] = _resync(session, project)
         target.id = project.id
         target.name = project.name
         target.team_id = project.team_id
@@ -273,6 +282,11 @@ def _reroute(session: Session, project: Project) -> list[int]:
     """
     if ports.url_provider().name == "local":
         return []
+    return _resync(session, project)
+
+
+def _resync(session: Session, project: Project) -> list[int]:
+    """A resync run for each of the project's ready environments that has none running."""
     ids: list[int] = []
     for environment in session.exec(
         select(Environment).where(

@@ -13,14 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.releases import ReleaseStatus
-from envhub.models import Environment
+from envhub.models import Environment, InstanceState, Project, ServiceInstance
 from envhub.services import (
     audit_log,
+    backing,
     commands,
     credentials,
     device,
@@ -68,6 +69,28 @@ def _acme_events(items: Any) -> bool:
 
 def _fresh_env(w: MatrixWorld) -> int:
     return w.environment()
+
+
+def _service(w: MatrixWorld, session: Session, environment_id: int) -> int:
+    """The environment, ready, its project declaring a database that it was given a credential for."""
+    w.reset_e1()
+    environment = session.get(Environment, environment_id)
+    assert environment is not None
+    project = session.get(Project, environment.project_id)
+    assert project is not None
+    project.backing = [{"name": "db", "kind": "postgres"}]
+    row = session.exec(
+        select(ServiceInstance).where(
+            ServiceInstance.environment_id == environment_id, ServiceInstance.service == "db"
+        )
+    ).first() or ServiceInstance(
+        environment_id=environment_id, project_id=project.id or 0, service="db", kind="postgres"
+    )
+    row.state, row.credential = InstanceState.ready, "sealed"
+    session.add_all([project, row])
+    session.commit()
+    session.expire_all()
+    return environment_id
 
 
 def _url_access(session: Session, actor: Principal, environment_id: int) -> str:
@@ -164,6 +187,20 @@ OPS: list[Op] = [
             w.reset_e1(),
             environments.redeploy_environment(session=s, actor=a, queue=FakeQueue(), environment_id=e),
         )[1],
+    ),
+    Op(
+        "backing.environment_services",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: backing.environment_services(session=s, actor=a, environment_id=_service(w, s, e)),
+    ),
+    Op(
+        "backing.rotate_service_credentials",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: backing.rotate_service_credentials(
+            session=s, actor=a, queue=FakeQueue(), environment_id=_service(w, s, e), service="db"
+        ),
     ),
     Op(
         "environments.delete_environment",

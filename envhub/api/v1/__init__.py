@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from envhub.api.v1 import (
     account,
     audit,
+    backing,
     commands,
     credentials,
     environments,
@@ -31,6 +32,7 @@ for area in (
     projects,
     github,
     environments,
+    backing,
     releases,
     commands,
     credentials,

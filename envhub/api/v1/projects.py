@@ -25,6 +25,7 @@ from envhub.api.v1.models import (
     answers,
     model_of,
 )
+from envhub.domain.backing import MAX_SERVICES, ServiceDeclaration
 from envhub.domain.url_access import UrlAccessName
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.services import listing, project_views, projects
@@ -40,6 +41,15 @@ URL_ACCESS = (
     "Who may open the project's environment URLs: 'public' (anyone with the link) or 'sign_in' "
     "(people signed in to envhub who may see the environment)."
 )
+
+
+BACKING = (
+    "Managed services every environment of the project gets (PostgreSQL, Redis, an S3 bucket), "
+    "unless the environment runs one itself; their connection details reach the workloads as "
+    "variables (DATABASE_URL, REDIS_URL, S3_*). Sent, the list replaces the project's; [] removes all."
+)
+
+Backing = Annotated[list[ServiceDeclaration] | None, Field(max_length=MAX_SERVICES, description=BACKING)]
 
 
 class Workloads(BaseModel):
@@ -66,6 +76,9 @@ class ProjectIn(BaseModel):
     health_path: Text | None = Field(default=None, max_length=2000)
     url_access: UrlAccessName = Field(default="public", description=URL_ACCESS)
     workloads: Workloads | None = None
+    backing: list[ServiceDeclaration] | None = Field(
+        default=None, max_length=MAX_SERVICES, description=BACKING
+    )
 
 
 class ProjectChanges(BaseModel):
@@ -84,6 +97,9 @@ class ProjectChanges(BaseModel):
     manifests: Text | None = Field(default=None, max_length=200_000)
     quota: QuotaSpec | None = None
     egress: EgressAllowlist | None = None
+    backing: list[ServiceDeclaration] | None = Field(
+        default=None, max_length=MAX_SERVICES, description=BACKING
+    )
 
 
 # Fields a null clears; for the others null means "leave as it is".
@@ -131,6 +147,7 @@ def create_project(body: ProjectIn, actor: Caller) -> ProjectHeader:
             health_path=body.health_path,
             url_access=body.url_access,
             workloads=body.workloads.model_dump(mode="json", exclude_none=True) if body.workloads else None,
+            backing=[service.model_dump(mode="json") for service in body.backing or []],
         )
         return project_views.project_summary(session=session, actor=actor, project_id=project.id or 0)
 

@@ -160,3 +160,31 @@ class BucketStore(Protocol):
 
     def names(self) -> set[str]:
         """Every instance name that has a bucket or a user on this store."""
+
+
+class Removable(Protocol):
+    def remove(self, name: str) -> None: ...
+
+    def names(self) -> set[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """The backend of each kind this envhub was given (None: that kind cannot be provisioned here)."""
+
+    postgres: DatabaseServer | None = None
+    redis: CacheServers | None = None
+    buckets: BucketStore | None = None
+    # What each backend is, for people ("embedded", "server", "s3"), by kind.
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def for_kind(self, kind: str) -> Removable | None:
+        backend: Removable | None = {
+            "postgres": self.postgres,
+            "redis": self.redis,
+            "bucket": self.buckets,
+        }.get(kind)
+        return backend
+
+    def label(self, kind: str) -> str:
+        return self.labels.get(kind, "")

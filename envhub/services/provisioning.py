@@ -1,0 +1,255 @@
+"""The job side of managed services: make each environment's instances, give their variables, remove them.
+
+Called by the environment job just before the runtime applies (so the
+variables reach the workloads with the project's secrets) and after it tears
+down. The database is the source of truth: the instance row and its sealed
+credential are committed *before* the backend is asked, so a worker killed at
+any point finds the same name and the same password on its next attempt, and
+the backend's idempotent ``ensure`` finishes the job without making anything
+twice. Credentials are generated here, sealed at rest, and never written into
+an audit record or a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from envhub.domain.backing import (
+    BackingSettings,
+    Connection,
+    ServiceDeclaration,
+    brought_by_workloads,
+    parse_backing,
+    variables_for,
+)
+from envhub.domain.kube.manifests import parse_manifests
+from envhub.domain.specs import EnvironmentTarget, ServiceSocket
+from envhub.errors import EnvhubError, Unsupported, ValidationFailed
+from envhub.integrations.backing.base import Access, Backends, KeyPair, instance_name
+from envhub.models import InstanceState, Project, ServiceInstance
+from envhub.models.base import utcnow
+from envhub.runtime.base import ProgressReporter
+from envhub.services.crypto import cipher
+
+log = logging.getLogger(__name__)
+
+STEP = "services"
+STEP_TITLE = "Managed services"
+REMOVE_STEP = "remove_services"
+REMOVE_STEP_TITLE = "Remove managed services"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What the environment receives for its managed services: variables, and sockets to relay locally."""
+
+    variables: dict[str, str] = field(default_factory=dict, repr=False)
+    sockets: tuple[ServiceSocket, ...] = ()
+
+
+def declared(project: Project) -> BackingSettings:
+    """The project's services; a stored declaration that no longer validates is an error to show."""
+    return parse_backing(project.backing)
+
+
+def _purpose(environment_id: int, service: str) -> str:
+    return f"service:{environment_id}:{service}"
+
+
+def _instance(
+    session: Session, project: Project, environment_id: int, service: ServiceDeclaration
+) -> ServiceInstance:
+    """The row of this environment's instance, made (and committed) on first sight."""
+    query = select(ServiceInstance).where(
+        ServiceInstance.environment_id == environment_id, ServiceInstance.service == service.name
+    )
+    row = session.exec(query).first()
+    if row is not None:
+        if row.kind != service.kind:  # the project re-declared the name as another kind
+            raise ValidationFailed(
+                f"service {service.name} was a {row.kind} in this environment and is now a {service.kind}",
+                hint="Give the new service another name; the old instance is removed when its name goes.",
+            )
+        return row
+    row = ServiceInstance(
+        environment_id=environment_id, project_id=project.id or 0, service=service.name, kind=service.kind
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # another run of the same environment made it first
+        session.rollback()
+        row = session.exec(query).one()
+    return row
+
+
+def _password(session: Session, row: ServiceInstance) -> str:
+    """The instance's password, generated and committed before any backend sees it."""
+    purpose = _purpose(row.environment_id, row.service)
+    if row.credential:
+        return cipher().open(row.credential, purpose=purpose)
+    password = secrets.token_urlsafe(24)
+    row.credential, row.credential_set_at = cipher().seal(password, purpose=purpose), utcnow()
+    session.add(row)
+    session.commit()
+    return password
+
+
+def _key_pair(session: Session, row: ServiceInstance, store: object) -> KeyPair:
+    """A bucket's key pair: the stored one, or one the store issues now (then stored at once)."""
+    purpose = _purpose(row.environment_id, row.service)
+    if row.credential:
+        stored = json.loads(cipher().open(row.credential, purpose=purpose))
+        return KeyPair(stored["access_key_id"], stored["secret_access_key"])
+    pair: KeyPair = store.issue_key(instance_name(row.environment_id, row.service))  # type: ignore[attr-defined]
+    plain = json.dumps({"access_key_id": pair.access_key_id, "secret_access_key": pair.secret_access_key})
+    row.credential, row.credential_set_at = cipher().seal(plain, purpose=purpose), utcnow()
+    session.add(row)
+    session.commit()
+    return pair
+
+
+def _ensure(
+    session: Session, row: ServiceInstance, declaration: ServiceDeclaration, backends: Backends
+) -> Access:
+    name = instance_name(row.environment_id, row.service)
+    if declaration.kind == "postgres":
+        if backends.postgres is None:
+            raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL")
+        return backends.postgres.ensure(name, password=_password(session, row))
+    if declaration.kind == "redis":
+        if backends.redis is None:
+            raise _unavailable("Redis", "the local runtime (a redis-server per environment)")
+        return backends.redis.ensure(
+            name, password=_password(session, row), persistent=declaration.persistent
+        )
+    if backends.buckets is None:
+        raise _unavailable("buckets", "ENVHUB_SERVICES_S3_URL")
+    access = backends.buckets.ensure(name)
+    pair = _key_pair(session, row, backends.buckets)
+    return Access(
+        kind=access.kind,
+        host=access.host,
+        port=access.port,
+        username=pair.access_key_id,
+        password=pair.secret_access_key,
+        database=access.database,
+        unix_socket=access.unix_socket,
+        endpoint_url=access.endpoint_url,
+        region=access.region,
+    )
+
+
+def _unavailable(what: str, setting: str) -> Unsupported:
+    return Unsupported(
+        f"this envhub has no backend for {what}",
+        hint=f"Ask the operator to configure one ({setting}), or remove the service from the project.",
+    )
+
+
+def _connection(access: Access) -> Connection:
+    return Connection(
+        kind=access.kind.value,
+        host=access.host,
+        port=access.port,
+        username=access.username,
+        password=access.password,
+        database=access.database,
+        endpoint_url=access.endpoint_url,
+        region=access.region,
+    )
+
+
+def _settle(
+    session: Session, row: ServiceInstance, state: InstanceState, reason: str = "", code: str | None = None
+) -> None:
+    row.state, row.reason, row.error_code, row.updated_at = state, reason[:1000], code, utcnow()
+    if state is not InstanceState.removed:
+        row.removed_at = None
+    session.add(row)
+    session.commit()
+
+
+def provision(
+    session: Session,
+    target: EnvironmentTarget,
+    *,
+    project: Project,
+    backends: Backends,
+    progress: ProgressReporter,
+) -> Grant:
+    """Make (or repair) every instance the project declares for this environment; their variables and sockets.
+
+    A service the environment's own workloads bring is skipped, saying why; an
+    instance of a service the project no longer declares is removed.
+    """
+    settings = declared(project)
+    rows = _live_rows(session, target.id)
+    gone = [row for row in rows if row.service not in settings.names()]
+    if not settings.services and not gone:
+        return Grant()
+    progress.begin(STEP, ", ".join(settings.names()))
+    _remove_rows(session, gone, backends)
+    objects = parse_manifests(target.spec.manifests) if target.spec.manifests else []
+    brought = brought_by_workloads(spec=target.spec, objects=objects, project_env=project.env)
+    variables: dict[str, str] = {}
+    sockets: list[ServiceSocket] = []
+    made: list[str] = []
+    for declaration in settings.services:
+        row = _instance(session, project, target.id, declaration)
+        if declaration.kind in brought:
+            _settle(session, row, InstanceState.skipped, f"not provisioned: {brought[declaration.kind]}")
+            continue
+        try:
+            access = _ensure(session, row, declaration, backends)
+        except EnvhubError as exc:
+            _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
+            raise
+        row.backend = backends.label(declaration.kind)
+        _settle(session, row, InstanceState.ready)
+        variables.update(variables_for(declaration, _connection(access)))
+        if access.unix_socket:
+            sockets.append(ServiceSocket(declaration.name, access.port, access.unix_socket))
+        made.append(f"{declaration.name} ({declaration.kind})")
+    skipped = [f"{name} skipped" for name in settings.names() if name not in {m.split(" ")[0] for m in made}]
+    progress.finish(STEP, ", ".join(made + skipped))
+    return Grant(variables=variables, sockets=tuple(sockets))
+
+
+def _live_rows(session: Session, environment_id: int) -> list[ServiceInstance]:
+    return list(
+        session.exec(
+            select(ServiceInstance).where(
+                ServiceInstance.environment_id == environment_id,
+                col(ServiceInstance.state) != InstanceState.removed,
+            )
+        )
+    )
+
+
+def _remove_rows(session: Session, rows: Sequence[ServiceInstance], backends: Backends) -> None:
+    for row in rows:
+        if row.state is not InstanceState.skipped:
+            backend = backends.for_kind(row.kind)
+            if backend is None:
+                raise _unavailable(row.kind, "the backend this instance was made on")
+            backend.remove(instance_name(row.environment_id, row.service))
+        row.credential, row.removed_at = "", utcnow()
+        _settle(session, row, InstanceState.removed)
+
+
+def release(session: Session, environment_id: int, *, backends: Backends, progress: ProgressReporter) -> None:
+    """Remove every instance of a deleted environment, with its data and credentials. Quiet when none."""
+    rows = _live_rows(session, environment_id)
+    if not rows:
+        return
+    progress.begin(REMOVE_STEP, ", ".join(row.service for row in rows))
+    _remove_rows(session, rows, backends)
+    progress.finish(REMOVE_STEP, f"{len(rows)} removed")
