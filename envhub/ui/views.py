@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from envhub.errors import EnvhubError, NotFound
-from envhub.services import environment_views, inspection, ports, project_views, release_views
+from envhub.services import backing, environment_views, inspection, ports, project_views, release_views
 from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
     EMPTY_RUN,
@@ -124,6 +124,7 @@ def read_environment(
             return {"found": False}
         except EnvhubError as exc:  # e.g. forbidden: show it as not found, like the services do
             return {"found": False, "reason": exc.message}
+        managed = backing.environment_services(session=session, actor=actor, environment_id=environment_id)
     # In a read-only session of its own: the runtime may take a moment to answer.
     with reading_as(who) as (session, actor):
         try:
@@ -152,6 +153,7 @@ def read_environment(
         "terminal": view["terminal"],
         "logs": view["logs"],
         "workloads": inside,
+        "managed": managed,
     }
 
 

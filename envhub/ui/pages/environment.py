@@ -14,7 +14,8 @@ import reflex as rx
 from envhub.domain.humanize import parse_id
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel
-from envhub.services import environments, ports
+from envhub.services import backing, environments, ports
+from envhub.services.backing import ManagedServiceRow
 from envhub.services.environment_views import EMPTY_DETAIL
 from envhub.services.inspection import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
 from envhub.ui import views
@@ -31,6 +32,7 @@ from envhub.ui.components.environment_panels import (
 )
 from envhub.ui.components.layout import page_header, shell
 from envhub.ui.components.logs import log_picker, logs_panel
+from envhub.ui.components.managed_services import managed_services_panel
 from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.release_panels import releases_panel
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
@@ -73,6 +75,7 @@ class EnvironmentState(LiveMixin, AuthState):
     replay_label: str = ""
     can_redeploy: bool = False
     can_delete: bool = False
+    managed: list[ManagedServiceRow] = rx.field(default_factory=list)
     busy: str = ""
     confirm_open: bool = False
     confirm_text: str = ""  # a deployment environment's name, typed to delete it
@@ -127,6 +130,7 @@ class EnvironmentState(LiveMixin, AuthState):
         self.can_shell = terminal["can_shell"]
         self.can_redeploy = view["can_redeploy"]
         self.can_delete = view["can_delete"]
+        self.managed = view["managed"]
 
     def _reload(self) -> None:
         request = self._live_request()
@@ -198,6 +202,15 @@ class EnvironmentState(LiveMixin, AuthState):
         confirm = self.confirm_text.strip() if self.detail["kind"] == "deployment" else None
         yield from self._act("delete", environments.delete_environment, "Deletion started", confirm=confirm)
 
+    @rx.event
+    def rotate_credential(self, service: str):
+        yield from self._act(
+            f"rotate:{service}",
+            backing.rotate_service_credentials,
+            f"Rotating {service}'s credential; the environment is redeploying",
+            service=service,
+        )
+
     def _act(self, what: str, action: Any, done: str, **extra: Any):
         if self.busy:
             return
@@ -262,6 +275,7 @@ def page() -> rx.Component:
             width="100%",
         ),
         # A deleted environment has nothing left to look inside; its callout says so.
+        rx.cond(detail["phase"] != "deleted", managed_services_panel(S)),
         rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
         logs_panel(
