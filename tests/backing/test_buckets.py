@@ -90,6 +90,15 @@ def test_ensure_twice_makes_one_bucket_and_one_user_and_says_where(iam_s3: S3Ser
     assert _store(iam_s3, workload_endpoint_url="").ensure(B).endpoint_url == iam_s3.url
 
 
+def test_a_bucket_outside_us_east_1_is_made_in_its_region(iam_s3: S3Server) -> None:
+    store = _store(iam_s3, region="eu-west-1", workload_endpoint_url="")
+    access = store.ensure(A)
+    assert store.ensure(A) == access
+    assert access.region == "eu-west-1"
+    location = iam_s3.client().get_bucket_location(Bucket=access.database)
+    assert location["LocationConstraint"] == "eu-west-1"
+
+
 def test_a_key_reaches_its_own_bucket_and_nothing_else(iam_s3: S3Server) -> None:
     store = _store(iam_s3)
     bucket_a, bucket_b = store.ensure(A).database, store.ensure(B).database
@@ -205,7 +214,7 @@ def test_refusals_and_unreachable_stores_become_envhubs_errors(iam_s3: S3Server,
     assert isinstance(refused.value.__cause__, botocore.exceptions.ClientError)
     assert "InvalidAccessKeyId" in str(refused.value)
 
-    with pytest.raises(BackingServiceError, match="NoSuchEntity"):
+    with pytest.raises(BackingServiceError, match=r"made by ensure.*NoSuchEntity"):
         _store(iam_s3).issue_key(A)  # no user yet
 
     nowhere = f"http://127.0.0.1:{free_port()}"

@@ -130,7 +130,8 @@ class S3Buckets:
     def issue_key(self, name: str) -> KeyPair:
         user = self.bucket_name(name)
         iam = self._iam()
-        with self._calling(f"listing the keys of IAM user {user}"):
+        # NoSuchEntity here means ensure() has not run: the message says so.
+        with self._calling(f"listing the keys of IAM user {user} (made by ensure)"):
             older = sorted(
                 iam.list_access_keys(UserName=user)["AccessKeyMetadata"], key=lambda k: k["CreateDate"]
             )
