@@ -1,14 +1,13 @@
-"""The object-store port on an S3-compatible endpoint, through boto3: the one module that imports it.
+"""The object-store port on an S3-compatible endpoint, through boto3.
 
 AWS S3 itself when no endpoint URL is given; otherwise any S3-compatible
-server (MinIO, Cloudflare R2, Ceph, moto in the tests), addressed by path
-(``<endpoint>/<bucket>/<key>``), which they all serve. Checksums are sent
-and checked only where S3 requires them: stores that predate S3's default
-CRC32 headers refuse them.
+server (MinIO, Cloudflare R2, Ceph, moto in the tests). The client and the
+reading of botocore's failures are integrations/aws.py's, shared with the
+managed services' bucket store.
 
-botocore retries throttling, 5xx and dropped connections itself (its
-"standard" mode, three attempts) before an error reaches envhub, then
-errors become envhub's, raised ``from`` botocore's: ``object_store_unavailable``
+botocore retries throttling, 5xx and dropped connections itself before an
+error reaches envhub, then errors become envhub's, raised ``from`` botocore's:
+``object_store_unavailable``
 (no connection, timeouts, 5xx, throttling; retryable), ``not_found`` for a
 missing object, ``object_store_error`` for anything else the store refused.
 """
@@ -21,17 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-import boto3.exceptions
-import botocore.exceptions
-from botocore.config import Config
-
 from envhub.errors import NotFound, ObjectStoreError, ObjectStoreUnavailable
+from envhub.integrations.aws import FAILURES, failure, s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "Throttling"}
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -50,22 +44,14 @@ class S3Access:
 
 def _error(exc: Exception, what: str) -> Exception:
     """envhub's error for a botocore (or s3transfer) failure of ``what``."""
-    if isinstance(exc, boto3.exceptions.S3UploadFailedError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, Exception) and cause is not exc:
-            return _error(cause, what)
-        return ObjectStoreUnavailable(f"{what}: {exc}")
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        message = str(error.get("Message") or code or status)
-        if code in _MISSING_CODES:
-            return NotFound(f"{what}: no such object")
-        if status >= 500 or code in _UNAVAILABLE_CODES:
-            return ObjectStoreUnavailable(f"{what}: the object store answered {status} {message}")
-        return ObjectStoreError(f"{what}: the object store refused it ({code}: {message})")
-    return ObjectStoreUnavailable(f"{what}: {exc}")
+    read = failure(exc)
+    if read.code in _MISSING_CODES:
+        return NotFound(f"{what}: no such object")
+    if not read.answered:
+        return ObjectStoreUnavailable(f"{what}: {read.message}")
+    if read.unavailable:
+        return ObjectStoreUnavailable(f"{what}: the object store answered {read.status} {read.message}")
+    return ObjectStoreError(f"{what}: the object store refused it ({read.code}: {read.message})")
 
 
 class S3ObjectStore:
@@ -81,23 +67,13 @@ class S3ObjectStore:
         with self._lock:
             if self._client is None:
                 access = self.access
-                config = Config(
+                self._client = s3_client(
+                    endpoint_url=access.endpoint_url,
+                    region=access.region,
+                    access_key_id=access.access_key_id,
+                    secret_access_key=access.secret_access_key,
                     connect_timeout=access.connect_timeout,
                     read_timeout=access.read_timeout,
-                    retries={"mode": "standard", "max_attempts": 3},
-                    signature_version="s3v4",
-                    s3={"addressing_style": "path" if access.endpoint_url else "auto"},
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                )
-                session = boto3.session.Session()
-                self._client = session.client(
-                    "s3",
-                    endpoint_url=access.endpoint_url or None,
-                    region_name=access.region,
-                    aws_access_key_id=access.access_key_id or None,
-                    aws_secret_access_key=access.secret_access_key or None,
-                    config=config,
                 )
             return self._client
 
@@ -109,9 +85,7 @@ class S3ObjectStore:
         expected = path.stat().st_size
         try:
             self._s3().upload_file(str(path), self.access.bucket, key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _error(exc, what) from exc
-        except boto3.exceptions.S3UploadFailedError as exc:
+        except FAILURES as exc:
             raise _error(exc, what) from exc
         stored = self.size(key)
         if stored != expected:
@@ -121,7 +95,7 @@ class S3ObjectStore:
     def size(self, key: str) -> int | None:
         try:
             head = self._s3().head_object(Bucket=self.access.bucket, Key=key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except FAILURES as exc:
             error = _error(exc, f"reading {self.location(key)}")
             if isinstance(error, NotFound):
                 return None
@@ -132,13 +106,13 @@ class S3ObjectStore:
         what = f"reading {self.location(key)}"
         try:
             body = self._s3().get_object(Bucket=self.access.bucket, Key=key)["Body"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except FAILURES as exc:
             raise _error(exc, what) from exc
 
         def chunks() -> Iterator[bytes]:
             try:
                 yield from body.iter_chunks(chunk_bytes)
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            except FAILURES as exc:
                 raise _error(exc, what) from exc
             finally:
                 body.close()
@@ -148,7 +122,7 @@ class S3ObjectStore:
     def delete(self, key: str) -> None:
         try:
             self._s3().delete_object(Bucket=self.access.bucket, Key=key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        except FAILURES as exc:
             error = _error(exc, f"deleting {self.location(key)}")
             if not isinstance(error, NotFound):
                 raise error from exc
