@@ -206,6 +206,27 @@ class Settings(BaseSettings):
     object_store_access_key_id: str = ""
     object_store_secret_access_key: SecretStr = SecretStr("")
 
+    # -- managed services (issue 13): databases, caches, buckets per environment --
+    # PostgreSQL: an operator's server, as an account that may create databases and
+    # roles ("postgresql://envhub:...@db.internal:5432/postgres"). Empty: on the local
+    # runtime envhub starts its own server from the installed binaries (initdb).
+    services_postgres_url: SecretStr = SecretStr("")
+    # host:port of that server as environments reach it (empty: the URL's).
+    services_postgres_address: str = ""
+    # Redis and PostgreSQL run by envhub itself for local environments (off: not offered).
+    services_embedded: bool = True
+    # Buckets: an S3-compatible endpoint that speaks IAM (AWS; empty URL: AWS itself), with
+    # an account that may create buckets, users and their policies and keys.
+    services_s3_url: str = ""
+    services_s3_iam_url: str = ""
+    services_s3_region: str = "us-east-1"
+    services_s3_access_key_id: str = ""
+    services_s3_secret_access_key: SecretStr = SecretStr("")
+    # Put before every bucket's name (bucket names are global on AWS); empty: no buckets.
+    services_s3_bucket_prefix: str = ""
+    # The endpoint as environments reach it, when it differs from envhub's.
+    services_s3_workload_url: str = ""
+
     # -- operations ----------------------------------------------------------
     # /metrics of the web wants "Authorization: Bearer <token>" when this is set;
     # empty: anyone who reaches the web's port may read it (it names no one).
@@ -341,6 +362,7 @@ class Settings(BaseSettings):
         _check_origin("ENVHUB_INTERNAL_URL", self.internal_url, "http://10.1.2.3:3000")
         self._check_url_provider()
         self._check_object_store()
+        self._check_managed_services()
         if self.oidc_issuer:
             if not self.oidc_client_id:
                 raise ValueError("ENVHUB_OIDC_CLIENT_ID: required when ENVHUB_OIDC_ISSUER is set")
@@ -386,6 +408,35 @@ class Settings(BaseSettings):
                     "ENVHUB_INGRESS_DOMAIN: required with ENVHUB_URL_PROVIDER=ingress "
                     "(a domain whose wildcard *.<domain> points at your ingress controller)"
                 )
+
+    def _check_managed_services(self) -> None:
+        url = self.services_postgres_url.get_secret_value().strip()
+        if url and urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "ENVHUB_SERVICES_POSTGRES_URL: must be a postgresql:// URL of an account that may create "
+                "databases and roles, e.g. postgresql://envhub:secret@db.internal:5432/postgres"
+            )
+        self.services_postgres_address = self.services_postgres_address.strip()
+        if self.services_postgres_address and not re.fullmatch(
+            r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}", self.services_postgres_address
+        ):
+            raise ValueError("ENVHUB_SERVICES_POSTGRES_ADDRESS: must be host:port, e.g. db.internal:5432")
+        for name in ("services_s3_url", "services_s3_iam_url", "services_s3_workload_url"):
+            value = str(getattr(self, name)).strip().rstrip("/")
+            setattr(self, name, value)
+            _check_origin(f"ENVHUB_{name.upper()}", value, "https://s3.eu-west-1.amazonaws.com")
+        self.services_s3_bucket_prefix = self.services_s3_bucket_prefix.strip()
+        secret = self.services_s3_secret_access_key.get_secret_value()
+        if bool(self.services_s3_access_key_id.strip()) != bool(secret):
+            raise ValueError(
+                "ENVHUB_SERVICES_S3_ACCESS_KEY_ID and ENVHUB_SERVICES_S3_SECRET_ACCESS_KEY: set both, or "
+                "neither to use the default AWS credential chain"
+            )
+        if not self.services_s3_bucket_prefix and (self.services_s3_url or self.services_s3_access_key_id):
+            raise ValueError(
+                "ENVHUB_SERVICES_S3_BUCKET_PREFIX: required with the other ENVHUB_SERVICES_S3_* settings "
+                "(bucket names are global: e.g. acme-envhub)"
+            )
 
     def _check_object_store(self) -> None:
         self.object_store_url = self.object_store_url.strip().rstrip("/")
