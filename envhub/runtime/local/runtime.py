@@ -28,7 +28,7 @@ from pathlib import Path
 from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
-from envhub.domain.specs import EnvironmentTarget
+from envhub.domain.specs import EnvironmentTarget, check_service_sockets
 from envhub.errors import NotReady, ProcessExited
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
@@ -131,8 +131,16 @@ class LocalRuntime:
         with self._locked(target.id):
             state_path = self._state_path(target.id)
             state = processes.read_state(state_path)
+            # Refused before anything stops: the app keeps its $PORT across restarts.
+            check_service_sockets(target.service_sockets, app_port=state.port if state else None)
             running = processes.find_process(state)
-            current = running is not None and state is not None and state.generation == target.generation
+            current = (
+                running is not None
+                and state is not None
+                and state.generation == target.generation
+                # The relays' listeners are made at start: a change of services restarts.
+                and state.services_digest == launching.services_digest(target.service_sockets)
+            )
 
             if current:
                 progress.skip("workspace", "workspace already prepared")
@@ -156,7 +164,9 @@ class LocalRuntime:
                     processes.kill_tree(running)
                 state = self._start(target, previous_port=state.port if state else None)
                 isolation = launching.describe(state)
-                progress.finish("start", f"pid {state.pid} on port {state.port} ({isolation})")
+                progress.finish(
+                    "start", f"pid {state.pid} on port {state.port} ({isolation}){_relayed(target)}"
+                )
 
             assert state is not None
             endpoint = self._endpoint(target.id, state)
@@ -175,7 +185,7 @@ class LocalRuntime:
         ws = self.workspace_path(target.id)
         ws.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox
-        port = processes.free_port(previous_port)
+        port = processes.free_port(previous_port, avoid={s.port for s in target.service_sockets})
         env = self._process_env(target, port=port, sandbox=sandbox)
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
@@ -195,6 +205,7 @@ class LocalRuntime:
             log_path=log_path,
             port=port,
             generation=target.generation,
+            services=target.service_sockets,
         )
         state = dataclasses.replace(state, variables=target.variables)
         processes.write_state(self._state_path(target.id), state)
@@ -432,6 +443,14 @@ def default_private_paths(root: Path) -> tuple[Path, ...]:
     if sys.prefix != sys.base_prefix:
         paths.append(Path(sys.prefix))
     return tuple(paths)
+
+
+def _relayed(target: EnvironmentTarget) -> str:
+    """The services a start relays, for its step detail."""
+    if not target.service_sockets:
+        return ""
+    listed = ", ".join(f"{s.name} on 127.0.0.1:{s.port}" for s in target.service_sockets)
+    return f"; services: {listed}"
 
 
 def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:
