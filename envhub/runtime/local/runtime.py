@@ -29,7 +29,7 @@ from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget, check_service_sockets
-from envhub.errors import NotReady, ProcessExited
+from envhub.errors import NotReady, ProcessExited, ValidationFailed
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
@@ -133,6 +133,7 @@ class LocalRuntime:
             state = processes.read_state(state_path)
             # Refused before anything stops: the app keeps its $PORT across restarts.
             check_service_sockets(target.service_sockets, app_port=state.port if state else None)
+            self._check_not_in_environments(target)
             running = processes.find_process(state)
             current = (
                 running is not None
@@ -179,6 +180,19 @@ class LocalRuntime:
                 generation=target.generation,
                 endpoint=endpoint,
                 details=_condition_details(state),
+            )
+
+    def _check_not_in_environments(self, target: EnvironmentTarget) -> None:
+        """A service's socket is envhub's own: never in an environment's folder, which its workload writes."""
+        inside = [
+            s.name
+            for s in target.service_sockets
+            if Path(s.socket).resolve().is_relative_to(self.root.resolve())
+        ]
+        if inside:
+            raise ValidationFailed(
+                f"services {', '.join(inside)}: a service's socket cannot be in an environment's folder",
+                details={f"services.{name}": "the socket is in an environment's folder" for name in inside},
             )
 
     def _start(self, target: EnvironmentTarget, *, previous_port: int | None) -> processes.ProcessState:
