@@ -25,6 +25,7 @@ from envhub.domain.specs import EnvironmentTarget, ServiceSocket
 from envhub.runtime.base import RuntimeState
 from envhub.runtime.local import LocalRuntime
 from tests.support.components import require, require_path
+from tests.support.inside import host_listeners, tree_pids
 from tests.support.runtime import RecordingProgress, kill_environments, make_target
 from tests.support.service_sockets import (
     client_command,
@@ -181,3 +182,27 @@ def test_changing_the_services_on_redeploy_takes_effect(runtime: LocalRuntime, f
         runtime.apply(base, progress=(progress := RecordingProgress()))
         assert progress.outcome("start") == "finish"
         assert client_result(runtime, 1) == {"old": REFUSED, "new": REFUSED}
+
+
+def test_a_sandbox_on_the_hosts_network_relays_nothing_and_says_so(tmp_path: Path, folder: Path) -> None:
+    # The operator's sandbox for trusted code: 127.0.0.1 there is the host's, where a relay would
+    # open the service to every local user (and clash with the machine's own PostgreSQL or Redis).
+    require("unshare")
+    runtime = LocalRuntime(tmp_path / "envs", sandbox="unshare", health_timeout=30)
+    try:
+        with unix_echo(folder / "echo.sock") as echo:
+            target = with_services(make_target(1), ServiceSocket("db", ECHO_PORT, str(echo.path)))
+            progress = RecordingProgress()
+            runtime.apply(target, progress=progress)
+            start = next(
+                detail for event, key, detail in progress.events if (event, key) == ("finish", "start")
+            )
+            assert start.endswith("; services not relayed (the host's network is shared)")
+            listening = host_listeners(tree_pids(runtime, 1))  # the app's own $PORT, and nothing else
+            assert len(listening) == 1, listening
+            assert f"port={ECHO_PORT})" not in listening[0], listening
+            log = (runtime.workspace_path(1).parent / "output.log").read_text()
+            assert "envhub: services not relayed (the host's network is shared): db" in log
+            assert echo.connections == 0
+    finally:
+        kill_environments(runtime)

@@ -166,7 +166,7 @@ class LocalRuntime:
                 state = self._start(target, previous_port=state.port if state else None)
                 isolation = launching.describe(state)
                 progress.finish(
-                    "start", f"pid {state.pid} on port {state.port} ({isolation}){_relayed(target)}"
+                    "start", f"pid {state.pid} on port {state.port} ({isolation}){_relayed(target, state)}"
                 )
 
             assert state is not None
@@ -459,10 +459,12 @@ def default_private_paths(root: Path) -> tuple[Path, ...]:
     return tuple(paths)
 
 
-def _relayed(target: EnvironmentTarget) -> str:
+def _relayed(target: EnvironmentTarget, state: processes.ProcessState) -> str:
     """The services a start relays, for its step detail."""
     if not target.service_sockets:
         return ""
+    if state.network == "host":  # trusted-code sandboxes: 127.0.0.1 is the host's, not the environment's
+        return "; services not relayed (the host's network is shared)"
     listed = ", ".join(f"{s.name} on 127.0.0.1:{s.port}" for s in target.service_sockets)
     return f"; services: {listed}"
 
