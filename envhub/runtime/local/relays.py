@@ -195,7 +195,12 @@ class ServiceRelays:
                 reset(client_w)
                 return
             self._say(str(service["name"]), None)
-            service_r, service_w = await asyncio.open_unix_connection(sock=sock, limit=SERVICE_CHUNK)
+            try:
+                service_r, service_w = await asyncio.open_unix_connection(sock=sock, limit=SERVICE_CHUNK)
+            except BaseException:
+                sock.close()
+                reset(client_w)
+                raise
             try:
                 await asyncio.gather(
                     relay(client_r, service_w, SERVICE_CHUNK), relay(service_r, client_w, SERVICE_CHUNK)
