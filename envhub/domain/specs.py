@@ -6,8 +6,9 @@ across generations and rendered by any runtime without I/O.
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
@@ -166,6 +167,51 @@ class ServiceSocket:
     name: str  # the project's name for the service ("db"), for messages
     port: int  # the TCP port on the environment's 127.0.0.1
     socket: str  # absolute host path of the service's UNIX socket
+
+
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
+
+
+def check_service_sockets(sockets: Sequence[ServiceSocket], *, app_port: int | None = None) -> None:
+    """Refuse services a local environment cannot be given, naming each problem.
+
+    Each needs a name and a port of its own on the environment's 127.0.0.1,
+    never the app's ``$PORT`` (``app_port``, when known), and an absolute,
+    normalised UNIX socket path that fits in a socket address. Raises
+    :class:`ValidationFailed`; its details map ``services.<name>`` to why.
+    """
+    problems: dict[str, str] = {}
+    owners: dict[int, str] = {}
+    for service in sockets:
+        key = f"services.{service.name or '?'}"
+        why = _service_socket_problem(service, app_port=app_port, owners=owners)
+        if why:
+            problems.setdefault(key, why)
+        owners.setdefault(service.port, service.name)
+    if problems:
+        listed = "; ".join(f"{key}: {why}" for key, why in problems.items())
+        raise ValidationFailed(
+            f"these services cannot be relayed into the environment: {listed}", details=problems
+        )
+
+
+def _service_socket_problem(
+    service: ServiceSocket, *, app_port: int | None, owners: dict[int, str]
+) -> str | None:
+    if not service.name or service.name in owners.values():
+        return "each service needs a name of its own"
+    if isinstance(service.port, bool) or not isinstance(service.port, int) or not 1 <= service.port <= 65535:
+        return f"port {service.port!r} is not a TCP port (1-65535)"
+    if service.port == app_port:
+        return f"port {service.port} is the app's own $PORT; the service needs another port"
+    if service.port in owners:
+        return f"port {service.port} is already service {owners[service.port]}'s"
+    path = service.socket
+    if "\0" in path or not path.startswith("/") or posixpath.normpath(path) != path:
+        return "the socket must be an absolute, normalised path"
+    if len(path.encode(errors="surrogateescape")) > _SUN_PATH_MAX:
+        return f"the socket path is longer than a UNIX socket address allows ({_SUN_PATH_MAX} bytes)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentSpec, EnvironmentTarget, merge_spec, parse_spec
+from envhub.domain.specs import (
+    DEFAULT_COMMAND,
+    EnvironmentSpec,
+    EnvironmentTarget,
+    ServiceSocket,
+    check_service_sockets,
+    merge_spec,
+    parse_spec,
+)
 from envhub.errors import ValidationFailed
 
 
@@ -104,3 +112,64 @@ def test_target_labels_identify_the_environment() -> None:
         "envhub.dev/project": "shop",
         "envhub.dev/team": "acme",
     }
+
+
+def test_services_with_their_own_ports_and_sockets_are_accepted() -> None:
+    check_service_sockets(
+        [
+            ServiceSocket("db", 5432, "/srv/envhub/run/pg/.s.PGSQL.5432"),
+            ServiceSocket("cache", 6379, "/r/c.sock"),
+        ],
+        app_port=8000,
+    )
+    check_service_sockets([])
+
+
+@pytest.mark.parametrize(
+    ("services", "app_port", "problems"),
+    [
+        (
+            [ServiceSocket("db", 8000, "/r/db.sock")],
+            8000,
+            {"services.db": "port 8000 is the app's own $PORT; the service needs another port"},
+        ),
+        (
+            [ServiceSocket("db", 5432, "/r/a.sock"), ServiceSocket("cache", 5432, "/r/b.sock")],
+            None,
+            {"services.cache": "port 5432 is already service db's"},
+        ),
+        (
+            [ServiceSocket("db", 5432, "/r/a.sock"), ServiceSocket("db", 5433, "/r/b.sock")],
+            None,
+            {"services.db": "each service needs a name of its own"},
+        ),
+        ([ServiceSocket("db", 0, "/r/a.sock")], None, {"services.db": "port 0 is not a TCP port (1-65535)"}),
+        (
+            [ServiceSocket("db", 70000, "/r/a.sock")],
+            None,
+            {"services.db": "port 70000 is not a TCP port (1-65535)"},
+        ),
+        (
+            [ServiceSocket("db", 5432, "run/db.sock")],
+            None,
+            {"services.db": "the socket must be an absolute, normalised path"},
+        ),
+        (
+            [ServiceSocket("db", 5432, "/r/../etc/db.sock")],
+            None,
+            {"services.db": "the socket must be an absolute, normalised path"},
+        ),
+        (
+            [ServiceSocket("db", 5432, "/" + "x" * 107)],
+            None,
+            {"services.db": "the socket path is longer than a UNIX socket address allows (107 bytes)"},
+        ),
+    ],
+)
+def test_services_that_cannot_be_relayed_are_refused(
+    services: list[ServiceSocket], app_port: int | None, problems: dict[str, str]
+) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        check_service_sockets(services, app_port=app_port)
+    assert caught.value.details == problems
+    assert caught.value.message.startswith("these services cannot be relayed into the environment: ")

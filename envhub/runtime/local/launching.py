@@ -10,6 +10,7 @@ variables travel in descriptors to the sandbox (see ``sandbox.py``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import select
@@ -20,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from envhub.domain.specs import ServiceSocket
 from envhub.errors import ProcessExited, RuntimeFailure, SandboxUnavailable
 from envhub.runtime.local import network, processes
 from envhub.runtime.local.sandbox import (
@@ -44,7 +46,9 @@ def start_supervised(
     log_path: Path,
     port: int,
     generation: int,
+    services: tuple[ServiceSocket, ...] = (),
 ) -> processes.ProcessState:
+    """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``)."""
     network.prepare_run_dir(run_dir)
     own = sandbox.own_network
     listener = network.listen(run_dir) if own else None
@@ -63,6 +67,7 @@ def start_supervised(
         "listen_fd": listener.fileno() if listener else None,
         "port": port,
         "status_fd": status_w,
+        "services": [{"name": s.name, "port": s.port, "socket": s.socket} for s in services],
     }
     config_fd = data_fd(json.dumps(config).encode(), "envhub-supervisor")
     try:
@@ -107,7 +112,16 @@ def start_supervised(
         started_at=time.time(),
         network=str(report.get("network", "host")),
         network_note=str(report.get("reason", "")),
+        services_digest=services_digest(services),
     )
+
+
+def services_digest(services: tuple[ServiceSocket, ...]) -> str:
+    """What identifies a set of relayed services (empty for none, as states from before them say)."""
+    if not services:
+        return ""
+    listed = sorted([s.name, s.port, s.socket] for s in services)
+    return hashlib.sha256(json.dumps(listed).encode()).hexdigest()[:32]
 
 
 def _read_report(fd: int) -> dict[str, Any] | None:

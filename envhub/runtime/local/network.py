@@ -16,12 +16,12 @@ import ipaddress
 import os
 import shutil
 import socket
-import stat
 from pathlib import Path
 
 import psutil
 
 from envhub.errors import SandboxUnavailable
+from envhub.runtime.local.relays import private_socket_problem
 
 SOCKET_NAME = "app.sock"
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
@@ -94,17 +94,8 @@ def listen(run_dir: Path) -> socket.socket:
 
 def private_socket(run_dir: Path) -> str | None:
     """The socket's path when it and its folder are envhub's own, else None."""
-    me = os.geteuid()
-    try:
-        folder = os.lstat(run_dir)
-        sock = os.lstat(run_dir / SOCKET_NAME)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(folder.st_mode) or folder.st_uid != me or folder.st_mode & 0o077:
-        return None
-    if not stat.S_ISSOCK(sock.st_mode) or sock.st_uid != me:
-        return None
-    return str(run_dir / SOCKET_NAME)
+    path = str(run_dir / SOCKET_NAME)
+    return None if private_socket_problem(path) else path
 
 
 def open_namespaces(pid: int, create_time: float) -> list[tuple[str, int]]:

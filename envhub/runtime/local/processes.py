@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class ProcessState:
     network_note: str = ""
     # What envhub told the app about itself (ENVHUB_*), for shells opened beside it.
     variables: dict[str, str] = field(default_factory=dict)
+    # Which managed services the supervisor relays (launching.services_digest):
+    # a change restarts the tree, since its listeners are made at start.
+    services_digest: str = ""
 
 
 def read_state(path: Path) -> ProcessState | None:
@@ -110,15 +114,18 @@ def _signal(proc: psutil.Process, sig: signal.Signals) -> None:
         proc.send_signal(sig)
 
 
-def free_port(preferred: int | None = None) -> int:
-    """A TCP port free on loopback, ``preferred`` if it still is."""
-    for candidate in ([preferred] if preferred else []) + [0]:
+def free_port(preferred: int | None = None, *, avoid: Collection[int] = ()) -> int:
+    """A TCP port free on loopback and not in ``avoid``, ``preferred`` if it still is."""
+    first = [preferred] if preferred and preferred not in avoid else []
+    for candidate in first + [0] * 8:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            port = int(sock.getsockname()[1])
+            if port not in avoid:
+                return port
     raise OSError("no free port")
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
-from envhub.domain.specs import EnvironmentTarget
-from envhub.errors import NotReady, ProcessExited
+from envhub.domain.specs import EnvironmentTarget, check_service_sockets
+from envhub.errors import NotReady, ProcessExited, ValidationFailed
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
@@ -131,8 +131,17 @@ class LocalRuntime:
         with self._locked(target.id):
             state_path = self._state_path(target.id)
             state = processes.read_state(state_path)
+            # Refused before anything stops: the app keeps its $PORT across restarts.
+            check_service_sockets(target.service_sockets, app_port=state.port if state else None)
+            self._check_not_in_environments(target)
             running = processes.find_process(state)
-            current = running is not None and state is not None and state.generation == target.generation
+            current = (
+                running is not None
+                and state is not None
+                and state.generation == target.generation
+                # The relays' listeners are made at start: a change of services restarts.
+                and state.services_digest == launching.services_digest(target.service_sockets)
+            )
 
             if current:
                 progress.skip("workspace", "workspace already prepared")
@@ -156,7 +165,9 @@ class LocalRuntime:
                     processes.kill_tree(running)
                 state = self._start(target, previous_port=state.port if state else None)
                 isolation = launching.describe(state)
-                progress.finish("start", f"pid {state.pid} on port {state.port} ({isolation})")
+                progress.finish(
+                    "start", f"pid {state.pid} on port {state.port} ({isolation}){_relayed(target, state)}"
+                )
 
             assert state is not None
             endpoint = self._endpoint(target.id, state)
@@ -171,11 +182,24 @@ class LocalRuntime:
                 details=_condition_details(state),
             )
 
+    def _check_not_in_environments(self, target: EnvironmentTarget) -> None:
+        """A service's socket is envhub's own: never in an environment's folder, which its workload writes."""
+        inside = [
+            s.name
+            for s in target.service_sockets
+            if Path(s.socket).resolve().is_relative_to(self.root.resolve())
+        ]
+        if inside:
+            raise ValidationFailed(
+                f"services {', '.join(inside)}: a service's socket cannot be in an environment's folder",
+                details={f"services.{name}": "the socket is in an environment's folder" for name in inside},
+            )
+
     def _start(self, target: EnvironmentTarget, *, previous_port: int | None) -> processes.ProcessState:
         ws = self.workspace_path(target.id)
         ws.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox
-        port = processes.free_port(previous_port)
+        port = processes.free_port(previous_port, avoid={s.port for s in target.service_sockets})
         env = self._process_env(target, port=port, sandbox=sandbox)
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
@@ -195,6 +219,7 @@ class LocalRuntime:
             log_path=log_path,
             port=port,
             generation=target.generation,
+            services=target.service_sockets,
         )
         state = dataclasses.replace(state, variables=target.variables)
         processes.write_state(self._state_path(target.id), state)
@@ -432,6 +457,16 @@ def default_private_paths(root: Path) -> tuple[Path, ...]:
     if sys.prefix != sys.base_prefix:
         paths.append(Path(sys.prefix))
     return tuple(paths)
+
+
+def _relayed(target: EnvironmentTarget, state: processes.ProcessState) -> str:
+    """The services a start relays, for its step detail."""
+    if not target.service_sockets:
+        return ""
+    if state.network == "host":  # trusted-code sandboxes: 127.0.0.1 is the host's, not the environment's
+        return "; services not relayed (the host's network is shared)"
+    listed = ", ".join(f"{s.name} on 127.0.0.1:{s.port}" for s in target.service_sockets)
+    return f"; services: {listed}"
 
 
 def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The first process of a local environment: its network, its app, its front door.
 
 envhub starts this file as a script (``python -I -S supervisor.py run FD``), with
-a fixed minimal environment, so it imports nothing but the standard library. It
+a fixed minimal environment, so it imports nothing but the standard library
+and ``relays.py`` beside it (standard library only too). It
 
 1. gives the environment a network namespace of its own (``unshare``), with
    loopback up and, when slirp4netns is available, outbound traffic through
@@ -12,7 +13,14 @@ a fixed minimal environment, so it imports nothing but the standard library. It
    that namespace and listens on 127.0.0.1:$PORT there;
 4. accepts connections on a UNIX socket that envhub created in a folder only
    envhub can reach, and relays each to 127.0.0.1:$PORT inside. The gateway
-   and the health check connect to that socket; the app has no host port.
+   and the health check connect to that socket; the app has no host port;
+5. the other way round, for each managed service envhub runs on this machine
+   (``services``: name, port, host socket path), listens on 127.0.0.1:<port>
+   inside, before the app starts (so the app cannot take the port first), and
+   relays each connection to the service's UNIX socket on the host. This
+   process is in the host's mount namespace, the sandbox is not: the paths
+   envhub passed are the only ones it ever connects to, and each connection
+   first checks the socket is envhub's own (see ``relays.py``).
 
 It exits with the app's exit status; bubblewrap's ``--die-with-parent`` and
 slirp4netns's ``--exit-fd`` make both end when it does.
@@ -32,13 +40,20 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import select
 import signal
 import socket
 import struct
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING or __package__:
+    from envhub.runtime.local import relays
+else:  # run as a script, isolated (-I): its one helper module sits beside it
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    import relays
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -54,8 +69,8 @@ _IFREQ = "16sh22x"
 # even with --disable-dns. Both become unreachable inside the namespace.
 SLIRP_HOST_ALIASES = ("10.0.2.2", "10.0.2.3")
 SLIRP_READY_TIMEOUT = 10.0
-MAX_CONNECTIONS = 512
-_CHUNK = 65536
+# Descriptors for the front door's and the services' relays (two each per connection).
+_WANTED_FILES = 8192
 _MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -202,17 +217,6 @@ def _set_up_network(config: dict[str, Any]) -> dict[str, str]:
     return {"network": "slirp4netns"}
 
 
-async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
-
-
 async def _forward(
     client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int, slots: asyncio.Semaphore
 ) -> None:
@@ -226,13 +230,15 @@ async def _forward(
             client_w.close()
             return
         try:
-            await asyncio.gather(_relay(client_r, app_w), _relay(app_r, client_w))
+            await asyncio.gather(relays.relay(client_r, app_w), relays.relay(app_r, client_w))
         finally:
             app_w.close()
             client_w.close()
 
 
-async def _serve(config: dict[str, Any]) -> int:
+async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
+    # The services' ports are served before the app starts: it cannot take one first.
+    services = await relays.ServiceRelays(config["services"]).serve(listeners) if listeners else []
     app = await asyncio.create_subprocess_exec(
         *config["argv"], stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(config.get("pass_fds", ()))
     )
@@ -240,7 +246,7 @@ async def _serve(config: dict[str, Any]) -> int:
         os.close(fd)
     server = None
     if config.get("listen_fd") is not None:
-        slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)
         listener = socket.socket(fileno=config["listen_fd"])
         server = await asyncio.start_unix_server(
             lambda r, w: _forward(r, w, int(config["port"]), slots), sock=listener
@@ -248,24 +254,47 @@ async def _serve(config: dict[str, Any]) -> int:
     try:
         return await app.wait()
     finally:
-        if server is not None:
-            server.close()
+        for each in [*services, *([server] if server is not None else [])]:
+            each.close()
+
+
+def _more_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _WANTED_FILES if hard == resource.RLIM_INFINITY else min(_WANTED_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def run(config_fd: int) -> int:
     config = _read_json(config_fd)
     status_fd = int(config["status_fd"])
+    _more_files()
+    listeners: list[socket.socket] = []
     try:
         report = _set_up_network(config)
     except OSError as exc:
         report = {"error": f"could not create the environment's network namespace: {exc}"}
+    services = config.get("services", [])
+    if "error" not in report and services and report["network"] != "host":
+        try:
+            listeners = relays.bind_services(services)
+        except OSError as exc:
+            report = {"error": exc.strerror or str(exc)}
     with os.fdopen(status_fd, "w") as status:
         status.write(json.dumps(report) + "\n")
     if "error" in report:
         return 1
     if report["network"] == "none":
         print(f"envhub: this environment has no network: {report['reason']}", file=sys.stderr, flush=True)
-    code = asyncio.run(_serve(config))
+    if services and not listeners:
+        names = ", ".join(str(service["name"]) for service in services)
+        print(
+            f"envhub: services not relayed (the host's network is shared): {names}",
+            file=sys.stderr,
+            flush=True,
+        )
+    code = asyncio.run(_serve(config, listeners))
     return code if code >= 0 else 128 - code
 
 
