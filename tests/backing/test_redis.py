@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError
 from redis.retry import Retry
 
-from envhub.errors import BackingServiceUnavailable, NotReady
+from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
 from envhub.integrations.backing.base import Access, instance_name
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from tests.support.components import require
@@ -306,6 +306,30 @@ def test_a_stale_pidfile_is_never_a_reason_to_kill(servers: EmbeddedRedis) -> No
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_lost_admin_key_is_repaired_by_a_restart_on_the_same_data(servers: EmbeddedRedis) -> None:
+    access = servers.ensure(A, password="pw-a")
+    connect(access).set("greeting", "hello")
+    pid = pid_of(servers, A)
+    (servers.home(A) / "admin.key").unlink()
+
+    again = servers.ensure(A, password="pw-a")
+
+    assert pid_of(servers, A) != pid
+    assert connect(again).get("greeting") == "hello"
+    assert admin_of(servers, again).ping()
+
+
+def test_names_and_paths_are_checked(servers: EmbeddedRedis) -> None:
+    with pytest.raises(ValueError, match="not an instance name"):
+        servers.ensure("../../etc", password="pw-a")
+    with pytest.raises(ValueError, match="not an instance name"):
+        servers.remove("envhub_e1_cache/..")
+    deep = EmbeddedRedis(servers.folder / ("d" * 80), binary=servers.binary)
+    with pytest.raises(BackingServiceError, match="longer than a socket address"):
+        deep.ensure(A, password="pw-a")
+    assert servers.names() == set()
 
 
 def test_a_server_that_cannot_start_is_unavailable(folder: Path) -> None:

@@ -157,6 +157,15 @@ class EmbeddedRedis:
             # Our admin key no longer opens it (the key file was lost): the config file
             # already holds the new key, so a restart repairs it, on the same data.
             self._stop(home, nosave=False)
+            try:
+                if _answers(home, admin):
+                    return
+            except AuthenticationError as exc:  # still there: not the pidfile's process
+                raise BackingServiceError(
+                    f"a redis-server that envhub cannot manage holds the socket of {home.name}, "
+                    "and its pidfile does not name it",
+                    hint=f"Stop the redis-server whose working folder is {home}, then retry.",
+                ) from exc
         if _server_process(home) is None:
             (home / "redis.pid").unlink(missing_ok=True)  # stale: its pid is gone or someone else's
             self._launch(home)
