@@ -39,6 +39,9 @@ def folder() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="envhub-redis-", dir="/tmp")) / "services" / "redis"
     yield path
     EmbeddedRedis(path, binary=str(require("redis-server"))).stop_all()
+    for name in os.listdir(path) if path.is_dir() else []:
+        for stray in servers_in(path / name):  # a second server, had the lock failed
+            stray.kill()
     shutil.rmtree(path.parents[1], ignore_errors=True)
 
 
