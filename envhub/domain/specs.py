@@ -167,6 +167,10 @@ class ServiceSocket:
     name: str  # the project's name for the service ("db"), for messages
     port: int  # the TCP port on the environment's 127.0.0.1
     socket: str  # absolute host path of the service's UNIX socket
+    # The user the service runs as when it is not envhub's own (PostgreSQL refuses to
+    # run as root, so a root envhub runs it as `postgres`): the relay then accepts a
+    # socket and folder of that user too, and still of nobody else.
+    owner: int | None = None
 
 
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL

@@ -142,6 +142,7 @@ def _ensure(
         password=pair.secret_access_key,
         database=access.database,
         unix_socket=access.unix_socket,
+        unix_socket_owner=access.unix_socket_owner,
         endpoint_url=access.endpoint_url,
         region=access.region,
     )
@@ -216,7 +217,11 @@ def provision(
         _settle(session, row, InstanceState.ready)
         variables.update(variables_for(declaration, _connection(access)))
         if access.unix_socket:
-            sockets.append(ServiceSocket(declaration.name, access.port, access.unix_socket))
+            sockets.append(
+                ServiceSocket(
+                    declaration.name, access.port, access.unix_socket, owner=access.unix_socket_owner
+                )
+            )
         made.append(f"{declaration.name} ({declaration.kind})")
     skipped = [f"{name} skipped" for name in settings.names() if name not in {m.split(" ")[0] for m in made}]
     progress.finish(STEP, ", ".join(made + skipped))

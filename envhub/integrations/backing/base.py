@@ -81,6 +81,8 @@ class Access:
     password: str = field(repr=False)
     database: str = ""  # PostgreSQL: the database; bucket: the bucket's name; Redis: ""
     unix_socket: str = ""
+    # The user that owns ``unix_socket`` when it is not envhub's (a server that refuses root).
+    unix_socket_owner: int | None = None
     endpoint_url: str = ""  # bucket: the S3 endpoint as a workload uses it
     region: str = ""  # bucket
 

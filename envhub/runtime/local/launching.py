@@ -67,7 +67,9 @@ def start_supervised(
         "listen_fd": listener.fileno() if listener else None,
         "port": port,
         "status_fd": status_w,
-        "services": [{"name": s.name, "port": s.port, "socket": s.socket} for s in services],
+        "services": [
+            {"name": s.name, "port": s.port, "socket": s.socket, "owner": s.owner} for s in services
+        ],
     }
     config_fd = data_fd(json.dumps(config).encode(), "envhub-supervisor")
     try:
@@ -120,7 +122,7 @@ def services_digest(services: tuple[ServiceSocket, ...]) -> str:
     """What identifies a set of relayed services (empty for none, as states from before them say)."""
     if not services:
         return ""
-    listed = sorted([s.name, s.port, s.socket] for s in services)
+    listed = sorted([s.name, s.port, s.socket, *([s.owner] if s.owner is not None else [])] for s in services)
     return hashlib.sha256(json.dumps(listed).encode()).hexdigest()[:32]
 
 

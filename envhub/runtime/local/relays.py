@@ -47,23 +47,23 @@ async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, chun
         writer.close()
 
 
-def _private_problem(folder: os.stat_result, sock: os.stat_result) -> str | None:
+def _private_problem(folder: os.stat_result, sock: os.stat_result, owner: int | None = None) -> str | None:
     """Why a socket, with the folder holding it, is not envhub's own; None when it is.
 
-    Neither may be a symlink, both must belong to this process's user, and
-    the folder must be closed to everyone else: then nobody but envhub's user
-    can have put the socket there.
+    Neither may be a symlink, both must belong to this process's user (or to
+    ``owner``, the account envhub runs that service as), and the folder must
+    be closed to everyone else: then nobody else can have put the socket there.
     """
     me = os.geteuid()
     if not stat.S_ISDIR(folder.st_mode):
         return "its folder is a symlink or not a folder"
-    if folder.st_uid != me:
+    if folder.st_uid not in (me, owner):
         return "its folder belongs to another user"
     if folder.st_mode & 0o077:
         return "its folder is open to other users"
     if not stat.S_ISSOCK(sock.st_mode):
         return "it is a symlink or not a socket"
-    if sock.st_uid != me:
+    if sock.st_uid not in (me, owner) or sock.st_uid != folder.st_uid:
         return "it belongs to another user"
     return None
 
@@ -82,7 +82,7 @@ class Refused(Exception):
     """A service's socket that was not connected to; the message says why."""
 
 
-async def connect_private(path: str) -> socket.socket:
+async def connect_private(path: str, owner: int | None = None) -> socket.socket:
     """A connection to the host UNIX socket at ``path``, checked as it is opened.
 
     The folder is opened first (never through a symlink); the checks and the
@@ -101,7 +101,7 @@ async def connect_private(path: str) -> socket.socket:
             info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
         except FileNotFoundError:
             raise Refused("its socket is missing (the service is not running)") from None
-        problem = _private_problem(os.fstat(folder_fd), info)
+        problem = _private_problem(os.fstat(folder_fd), info, owner)
         if problem:
             raise Refused(f"refused: {problem}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -189,7 +189,10 @@ class ServiceRelays:
             return
         async with self._slots:
             try:
-                sock = await connect_private(str(service["socket"]))
+                owner = service.get("owner")
+                sock = await connect_private(
+                    str(service["socket"]), owner if isinstance(owner, int) else None
+                )
             except Refused as exc:
                 self._say(str(service["name"]), str(exc))
                 reset(client_w)
