@@ -344,3 +344,34 @@ def test_concurrent_starts_and_ensures_make_one_database(embedded: EmbeddedPostg
     with _login(embedded.port, name, "same", host=str(embedded.socket_dir)) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (1,)
     embedded.remove(name)
+
+
+def test_an_admin_with_createdb_and_createrole_only_is_enough(
+    server: support.PostgresServer, tmp_path: Path
+) -> None:
+    """The usual managed-cloud admin (RDS, Cloud SQL): no superuser."""
+    with _admin(server) as conn:
+        conn.execute("CREATE ROLE envhub_operator LOGIN CREATEDB CREATEROLE PASSWORD 'operator-pw'")
+    limited = PostgresServer(
+        f"postgresql://envhub_operator:operator-pw@127.0.0.1:{server.port}/postgres", host="h", port=1
+    )
+    name = instance_name(23, "db")
+    try:
+        limited.ensure(name, password="pw")
+        limited.ensure(name, password="pw2")
+        with _login(server.port, name, "pw2") as conn:
+            conn.execute("CREATE TABLE items AS SELECT 1 AS x")
+            conn.commit()
+        dump = limited.dump(name, tmp_path / "limited.dump")
+        limited.restore(name, dump.path)
+        with _login(server.port, name, "pw2") as conn:
+            owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'items'").fetchone()
+            assert owner == (name,)
+        assert limited.names() == {name}
+        limited.remove(name)
+        assert limited.names() == set()
+    finally:
+        with _admin(server) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+            conn.execute("DROP ROLE envhub_operator")
