@@ -375,3 +375,15 @@ def test_an_admin_with_createdb_and_createrole_only_is_enough(
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'DROP ROLE IF EXISTS "{name}"')
             conn.execute("DROP ROLE envhub_operator")
+
+
+def test_embedded_server_as_root_says_when_its_account_cannot_reach_the_folder(tmp_path: Path) -> None:
+    require("root")
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)  # root's own folder: the `postgres` user cannot search it
+
+    with pytest.raises(BackingServiceError, match="cannot reach") as refused:
+        EmbeddedPostgres(hidden / "services" / "postgres", port=free_port()).ensure(
+            instance_name(33, "db"), password="pw"
+        )
+    assert "parent folder" in refused.value.hint
