@@ -1,0 +1,200 @@
+"""Managed-services benchmark, the backup part (issue 13 point 7): dump and restore throughput.
+
+    .venv/bin/python -m bench.services --megabytes 200
+
+Starts :class:`EmbeddedPostgres` in a temporary folder, fills one instance's
+database with about ``--megabytes`` of rows, then times, on the same server:
+
+* envhub's ``dump`` (``pg_dump -Fc`` streamed to a file and hashed) beside a
+  plain ``pg_dump -Fc -f``;
+* envhub's ``restore`` (``pg_restore --clean --if-exists --no-owner
+  --no-privileges --role --single-transaction``, then the schema sealed again)
+  beside a plain ``pg_restore --clean --if-exists --no-owner --role``;
+* the round trip, envhub's dump then restore, beside a plain
+  ``pg_dump -Fc | pg_restore`` pipe, whose two halves overlap.
+
+Throughput is the database's size (``pg_database_size``) over the time. The
+target is envhub at 0.8x the plain tools or better; what envhub buys with the
+difference is printed beside it: a checksum of every backup, a restore that is
+all-or-nothing, objects owned by the instance's role. The default size is a
+smoke test; the real measure is ``--megabytes 200`` on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+import psycopg  # noqa: E402
+
+from envhub.integrations.backing.base import instance_name  # noqa: E402
+from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres  # noqa: E402
+from envhub.integrations.backing.postgres import find_binary  # noqa: E402
+from envhub.runtime.local.processes import free_port  # noqa: E402
+
+TARGET = 0.8
+NAME = instance_name(1, "bench")
+COPY = "bench_plain_copy"
+ROW_BYTES = 200  # about what one row of the fill below takes on disk
+
+
+@contextmanager
+def embedded_server() -> Iterator[EmbeddedPostgres]:
+    base = Path(tempfile.mkdtemp(prefix="envhub-bench-pg-"))
+    base.chmod(0o711)  # the server's account (as root: `postgres`) must reach its folder
+    server = EmbeddedPostgres(base / "postgres", port=free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _connect(server: EmbeddedPostgres, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(
+        host=str(server.socket_dir),
+        port=server.port,
+        user=NAME,
+        password=password,
+        dbname=NAME,
+        autocommit=True,
+    )
+
+
+def fill(server: EmbeddedPostgres, password: str, megabytes: int) -> int:
+    """About ``megabytes`` of rows (text that compresses as real data does); returns the database's size."""
+    rows = megabytes * 1024 * 1024 // ROW_BYTES
+    with _connect(server, password) as conn:
+        conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, owner int, body text, at timestamptz)")
+        conn.execute(
+            "INSERT INTO items SELECT n, n %% 1000, md5(n::text) || md5((n * 7)::text) || repeat('x', 40),"
+            " now() - n * interval '1 second' FROM generate_series(1, %s) n",
+            (rows,),
+        )
+        conn.execute("CREATE INDEX items_owner ON items (owner)")
+        conn.execute("VACUUM ANALYZE items")
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert size is not None
+    return int(str(size[0]))
+
+
+def _plain_env(server: EmbeddedPostgres) -> tuple[str, dict[str, str]]:
+    conninfo = f"host={server.socket_dir} port={server.port} user=postgres dbname={NAME}"
+    env = dict(os.environ, PGPASSWORD=(server.folder / "admin-password").read_text().strip())
+    return conninfo, env
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def _plain_dump(server: EmbeddedPostgres, path: Path) -> None:
+    conninfo, env = _plain_env(server)
+    argv = [str(find_binary("pg_dump")), "-Fc", "--no-password", "-f", str(path), "--dbname", conninfo]
+    subprocess.run(argv, env=env, check=True)
+
+
+def _plain_restore(server: EmbeddedPostgres, path: Path) -> None:
+    conninfo, env = _plain_env(server)
+    argv = [str(find_binary("pg_restore")), "--no-password", "--clean", "--if-exists", "--no-owner"]
+    argv.append(f"--role={NAME}")  # as envhub's: the next runs must be able to drop what this one made
+    subprocess.run([*argv, "--dbname", conninfo, str(path)], env=env, check=True)
+
+
+def _fresh_copy(server: EmbeddedPostgres) -> None:
+    """An empty database for the pipe: a pipe cannot restore the database it dumps (pg_restore's
+    DROP would wait on pg_dump's locks while pg_dump waits on the pipe)."""
+    conninfo, env = _plain_env(server)
+    admin = conninfo.replace(f"dbname={NAME}", "dbname=postgres")
+    with psycopg.connect(admin, password=env["PGPASSWORD"], autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {COPY}")
+        conn.execute(f"CREATE DATABASE {COPY}")
+
+
+def _plain_pipe(server: EmbeddedPostgres) -> None:
+    conninfo, env = _plain_env(server)
+    dump = subprocess.Popen(
+        [str(find_binary("pg_dump")), "-Fc", "--no-password", "--dbname", conninfo],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    restore_argv = [str(find_binary("pg_restore")), "--no-password", "--clean", "--if-exists", "--no-owner"]
+    copy = conninfo.replace(f"dbname={NAME}", f"dbname={COPY}")
+    subprocess.run([*restore_argv, "--dbname", copy], env=env, stdin=dump.stdout, check=True)
+    assert dump.stdout is not None
+    dump.stdout.close()
+    if dump.wait() != 0:
+        raise RuntimeError("pg_dump failed")
+
+
+def measure(megabytes: int, repeat: int) -> bool:
+    with embedded_server() as server, tempfile.TemporaryDirectory(prefix="envhub-bench-dumps-") as scratch:
+        password = secrets.token_hex(16)
+        server.ensure(NAME, password=password)
+        size = fill(server, password, megabytes)
+        mb = size / 1024 / 1024
+        ours = Path(scratch) / "envhub.dump"
+        plain = Path(scratch) / "plain.dump"
+        best: dict[str, float] = {}
+        for _ in range(repeat):  # alternate, so a busy moment of the machine hits both sides
+            times = {
+                "envhub dump": _timed(lambda: server.dump(NAME, ours)),
+                "plain dump": _timed(lambda: _plain_dump(server, plain)),
+                "envhub restore": _timed(lambda: server.restore(NAME, ours)),
+                "plain restore": _timed(lambda: _plain_restore(server, plain)),
+            }
+            _fresh_copy(server)
+            times["plain pipe"] = _timed(lambda: _plain_pipe(server))
+            for key, seconds in times.items():
+                best[key] = min(best.get(key, seconds), seconds)
+        with _connect(server, password) as conn:
+            restored = conn.execute("SELECT count(*) FROM items").fetchone()
+        rows = restored[0] if restored else "?"
+        print(f"database {mb:.1f} MB ({rows} rows), dump file {ours.stat().st_size / 1024 / 1024:.1f} MB")
+        print(f"{'':16}{'seconds':>9}{'MB/s':>9}")
+        for key, seconds in best.items():
+            print(f"{key:16}{seconds:9.2f}{mb / seconds:9.1f}")
+        round_trip = best["envhub dump"] + best["envhub restore"]
+        ratios = {
+            "backup": best["plain dump"] / best["envhub dump"],
+            "restore": best["plain restore"] / best["envhub restore"],
+            "round trip vs pipe": best["plain pipe"] / round_trip,
+        }
+        for key, ratio in ratios.items():
+            print(f"{key:20} envhub at {ratio:.2f}x the plain tools (target >= {TARGET}x)")
+        print(
+            "given for it: a sha256 of every backup, an all-or-nothing restore (one transaction), "
+            "restored objects owned by the instance's role; the pipe overlaps dump and restore, "
+            "while a backup is a file first."
+        )
+        return all(ratio >= TARGET for ratio in ratios.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--megabytes", type=int, default=8, help="database size to fill (default 8: a smoke test)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measure; the best is kept")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the server on a timeout
+    sys.exit(0 if measure(args.megabytes, args.repeat) else 1)
+
+
+if __name__ == "__main__":
+    main()
