@@ -14,6 +14,12 @@ cannot vouch for files someone else can replace. (One exception: a folder
 owned by root when envhub is not root, which is how Kubernetes mounts an
 emptyDir or a claim with ``fsGroup``; envhub cannot chmod it, and relies on the
 modes of what it creates inside.)
+
+One more exception, for the embedded PostgreSQL of managed services: it refuses
+to run as root, so a root envhub runs it as the ``postgres`` account, which has
+to pass through the data folder and ``services/`` to reach its own folder.
+Those two are then 0711 (:func:`traversable`): nobody else can list or change
+them, and everything inside keeps its own 0700/0600.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+TRAVERSE_MODE = 0o711
+SERVICES = "services"
 
 # Files and folders of the data folder that belong to envhub; environments'
 # workspaces (envs/<id>/workspace) are theirs and are left as they are.
@@ -109,6 +117,8 @@ def secure_data_dir(data_dir: Path) -> None:
                 hint=f"chown -R {os.geteuid()} {data_dir}, or point ENVHUB_DATA_DIR at a folder of its own.",
             )
     private_dir(data_dir)
+    if _held_by_another_account(data_dir / SERVICES):
+        traversable(data_dir / SERVICES, up_to=data_dir)
     for name in _PRIVATE_FILES:
         _tighten(data_dir / name, FILE_MODE)
     for name in _PRIVATE_TREES:
@@ -120,6 +130,27 @@ def secure_data_dir(data_dir: Path) -> None:
             _tighten(env_dir, DIR_MODE)
             for name in _ENVIRONMENT_FILES:
                 _tighten(env_dir / name, FILE_MODE)
+
+
+def traversable(folder: Path, *, up_to: Path) -> None:
+    """Make ``folder`` and its parents up to ``up_to`` 0711, so another account can pass to what is inside."""
+    private_dir(folder)
+    current = folder
+    while True:
+        info = current.lstat()
+        if not stat.S_ISLNK(info.st_mode) and info.st_uid == os.geteuid():
+            os.chmod(current, TRAVERSE_MODE)
+        if current == up_to or current == current.parent:
+            return
+        current = current.parent
+
+
+def _held_by_another_account(services: Path) -> bool:
+    """A folder in ``services/`` belongs to another account (the embedded PostgreSQL's, as root)."""
+    try:
+        return any(entry.stat(follow_symlinks=False).st_uid != os.geteuid() for entry in services.iterdir())
+    except OSError:
+        return False
 
 
 def _tighten_tree(root: Path) -> None:

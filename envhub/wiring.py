@@ -17,22 +17,35 @@ through ``envhub.services.ports`` and never names an adapter.
 * which web replica holds each terminal session: Redis when there is one,
   else this process's memory (then it is the only replica);
 * the object store: the S3-compatible bucket of ``ENVHUB_OBJECT_STORE_*``
-  (boto3), or none (files stay in the data folder).
+  (boto3), or none (files stay in the data folder);
+* managed services: PostgreSQL on the operator's server
+  (``ENVHUB_SERVICES_POSTGRES_URL``), else, for the local runtime, envhub's own
+  server in the data folder; Redis as a ``redis-server`` per local environment;
+  buckets on an S3 endpoint with IAM (``ENVHUB_SERVICES_S3_*``). A kind with no
+  backend is refused, with that hint, when an environment needs it.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from urllib.parse import urlsplit
 
-from envhub.config import UrlProviderKind, get_settings
+from envhub.config import Settings, UrlProviderKind, get_settings
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
-from envhub.integrations.backing.base import Backends
+from envhub.integrations.backing.base import Backends, BucketStore, CacheServers, DatabaseServer
+from envhub.integrations.backing.buckets import S3Buckets
+from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
+from envhub.integrations.backing.postgres import PostgresServer
+from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
+from envhub.private_files import traversable
 from envhub.queue.base import ChangeNotifier, TerminalRegistry
 from envhub.queue.changes import LocalChanges, RedisChanges
+from envhub.queue.embedded import redis_binary
 from envhub.queue.locks import RedisLocks
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.queue.terminals import LocalTerminalRegistry, RedisTerminalRegistry
@@ -45,12 +58,53 @@ from envhub.urls.ingress import IngressUrls
 from envhub.urls.local import LocalUrls
 
 
+def managed_backends(settings: Settings, *, local: bool) -> Backends:
+    """The backend of each managed service the settings give (see the module docstring)."""
+    services = settings.data_dir / "services"
+    embedded = settings.services_embedded and local
+    postgres: DatabaseServer | None = None
+    labels: dict[str, str] = {}
+    admin_url = settings.services_postgres_url.get_secret_value()
+    if admin_url:
+        address = settings.services_postgres_address or _url_address(admin_url, 5432)
+        host, _, port = address.rpartition(":")
+        postgres, labels["postgres"] = PostgresServer(admin_url, host=host, port=int(port)), "server"
+    elif embedded:
+        if os.geteuid() == 0:  # it runs as `postgres`, which must pass through to its folder
+            traversable(services, up_to=settings.data_dir)
+        postgres, labels["postgres"] = EmbeddedPostgres(services / "postgres"), "embedded"
+    redis: CacheServers | None = None
+    if embedded:
+        redis, labels["redis"] = EmbeddedRedis(services / "redis", binary=redis_binary()), "embedded"
+    buckets: BucketStore | None = None
+    if settings.services_s3_bucket_prefix:
+        try:
+            buckets = S3Buckets(
+                endpoint_url=settings.services_s3_url,
+                iam_endpoint_url=settings.services_s3_iam_url,
+                region=settings.services_s3_region,
+                access_key_id=settings.services_s3_access_key_id,
+                secret_access_key=settings.services_s3_secret_access_key.get_secret_value(),
+                bucket_prefix=settings.services_s3_bucket_prefix,
+                workload_endpoint_url=settings.services_s3_workload_url,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"ENVHUB_SERVICES_S3_BUCKET_PREFIX: {exc}") from None
+        labels["bucket"] = "s3"
+    return Backends(postgres=postgres, redis=redis, buckets=buckets, labels=labels)
+
+
+def _url_address(url: str, default_port: int) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or default_port}"
+
+
 class SettingsAdapters:
     """Adapters built from the current settings on first use, cached until :meth:`reset`."""
 
     @functools.cache  # noqa: B019
     def backing(self) -> Backends:
-        return Backends()
+        return managed_backends(get_settings(), local=self.runtime().name == "local")
 
     @functools.cache  # noqa: B019 - one instance per process; reset() clears it
     def runtime(self) -> Runtime:
@@ -118,7 +172,14 @@ class SettingsAdapters:
         )
 
     def reset(self) -> None:
-        for method in (self.runtime, self.url_provider, self.changes, self.terminals, self.object_store):
+        for method in (
+            self.runtime,
+            self.url_provider,
+            self.changes,
+            self.terminals,
+            self.object_store,
+            self.backing,
+        ):
             method.cache_clear()
 
 

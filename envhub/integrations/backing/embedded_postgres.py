@@ -153,6 +153,7 @@ class EmbeddedPostgres:
             host="127.0.0.1",
             port=self.port,
             unix_socket=str(self.socket_path),
+            unix_socket_owner=account.pw_uid if (account := _server_account()) else None,
             bin_dir=self._bin_dir or find_binary("pg_ctl", package=SERVER_PACKAGE).parent,
         )
 

@@ -136,6 +136,7 @@ class PostgresServer:
         host: str,
         port: int = 5432,
         unix_socket: str = "",
+        unix_socket_owner: int | None = None,
         bin_dir: Path | None = None,
         connect_timeout: int = 10,
     ) -> None:
@@ -148,6 +149,7 @@ class PostgresServer:
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
+        self.unix_socket_owner = unix_socket_owner
         self._bin_dir = bin_dir
 
     def __repr__(self) -> str:
@@ -187,6 +189,7 @@ class PostgresServer:
             password=password,
             database=name,
             unix_socket=self.unix_socket,
+            unix_socket_owner=self.unix_socket_owner,
         )
 
     def remove(self, name: str) -> None:
