@@ -311,6 +311,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         supervisor.stop()
         _stop_local_environments(settings)
+        _stop_managed_services(settings)
         print("envhub: stopped", flush=True)
 
 
@@ -322,6 +323,24 @@ def _stop_local_environments(settings: Settings) -> None:
     stopped = LocalRuntime(settings.envs_dir).stop_all()
     if stopped:
         print(f"envhub: stopped {stopped} local environment(s); they restart with envhub", flush=True)
+
+
+def _stop_managed_services(settings: Settings) -> None:
+    """Stop the PostgreSQL and redis-servers envhub ran for local environments; their data stays."""
+    if settings.runtime.value != "local" or not settings.services_embedded:
+        return
+    from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
+    from envhub.integrations.backing.redis_servers import EmbeddedRedis
+    from envhub.wiring import managed_backends
+
+    backends = managed_backends(settings, local=True)
+    try:
+        if isinstance(backends.redis, EmbeddedRedis):
+            backends.redis.stop_all()
+        if isinstance(backends.postgres, EmbeddedPostgres):
+            backends.postgres.stop()
+    except Exception as exc:  # stopping must not hide how envhub ended; they restart with it anyway
+        print(f"envhub: could not stop the managed services cleanly: {exc}", file=sys.stderr, flush=True)
 
 
 def cloudflare_tunnel(settings: Settings, *, token: bool) -> int:

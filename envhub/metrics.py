@@ -63,6 +63,7 @@ DRIFT_KINDS = (
     "urls_withdrawn",
     "deliveries_redriven",
     "syncs_redriven",
+    "services_removed",
 )
 
 TERMINAL_SESSIONS = Gauge(

@@ -32,7 +32,11 @@ def lease_seconds(interval: float) -> float:
 def reconcile_once() -> ReconcileReport:
     with session_scope() as session:
         report = reconcile(
-            session=session, queue=ports.queue(), runtime=ports.runtime(), urls=ports.url_provider()
+            session=session,
+            queue=ports.queue(),
+            runtime=ports.runtime(),
+            urls=ports.url_provider(),
+            backends=ports.backing(),
         )
     drift = {kind: len(getattr(report, kind)) for kind in DRIFT_KINDS}
     for kind, found in drift.items():

@@ -30,12 +30,14 @@ from envhub.domain.backing import (
     variables_for,
 )
 from envhub.domain.kube.manifests import parse_manifests
+from envhub.domain.principals import SYSTEM
 from envhub.domain.specs import EnvironmentTarget, ServiceSocket
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
 from envhub.integrations.backing.base import Access, Backends, KeyPair, instance_name
 from envhub.models import InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.runtime.base import ProgressReporter
+from envhub.services.common import audit
 from envhub.services.crypto import cipher
 
 log = logging.getLogger(__name__)
@@ -258,3 +260,48 @@ def release(session: Session, environment_id: int, *, backends: Backends, progre
     progress.begin(REMOVE_STEP, ", ".join(row.service for row in rows))
     _remove_rows(session, rows, backends)
     progress.finish(REMOVE_STEP, f"{len(rows)} removed")
+
+
+def remove_orphans(session: Session, backends: Backends) -> list[str]:
+    """Remove instances a backend holds that no live instance row wants (the reconciler's pass).
+
+    A row is committed before its backend is asked, so an instance without a
+    live row is one whose environment is gone (or a removal that died half-way).
+    A kind nobody ever declared is not looked at: listing would start an
+    embedded server for nothing.
+    """
+    removed: list[str] = []
+    for kind in ("postgres", "redis", "bucket"):
+        backend = backends.for_kind(kind)
+        used = session.exec(select(ServiceInstance.id).where(ServiceInstance.kind == kind).limit(1)).first()
+        if backend is None or used is None:
+            continue
+        # Listed before the rows are read: an instance made after this belongs to a row committed before it.
+        held = backend.names()
+        live = {
+            instance_name(row.environment_id, row.service)
+            for row in session.exec(
+                select(ServiceInstance).where(
+                    ServiceInstance.kind == kind, col(ServiceInstance.state) != InstanceState.removed
+                )
+            )
+        }
+        for name in sorted(held - live):
+            try:
+                backend.remove(name)
+            except EnvhubError as exc:
+                log.warning("could not remove the orphaned %s instance %s: %s", kind, name, exc.message)
+                continue
+            audit(
+                session,
+                SYSTEM,
+                "service.orphan_removed",
+                target_type="service",
+                target_id=None,
+                target=name,
+                team_id=None,
+                details={"kind": kind},
+            )
+            session.commit()
+            removed.append(name)
+    return removed

@@ -11,7 +11,8 @@ work can be lost, so each tick looks at every live environment and:
   with no run in flight (and for a ``ready`` one whose processes are gone);
 * removes runtime leftovers that belong to no live environment (orphans), and
   what the URL provider published outside the runtime (a Cloudflare DNS record
-  and tunnel rule) for no live environment.
+  and tunnel rule) for no live environment, and managed-service instances
+  (databases, redis-servers, buckets) that no environment holds.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
 from envhub.errors import EnvhubError
+from envhub.integrations.backing.base import Backends
 from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
-from envhub.services import jobruns, pull_requests, releases, webhooks
+from envhub.services import jobruns, provisioning, pull_requests, releases, webhooks
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.urls.base import UrlProvider
@@ -57,6 +59,7 @@ class ReconcileReport:
     syncs_redriven: list[int] = field(default_factory=list)  # pull requests GitHub was not told about
     repositories_resynced: list[int] = field(default_factory=list)  # GitHub connections compared
     releases: dict[str, int] = field(default_factory=dict)  # renders re-driven, waiting releases checked
+    services_removed: list[str] = field(default_factory=list)  # managed-service instances of no environment
 
 
 class _NoProgress:
@@ -67,7 +70,12 @@ class _NoProgress:
 
 
 def reconcile(
-    *, session: Session, queue: JobQueue, runtime: Runtime, urls: UrlProvider | None = None
+    *,
+    session: Session,
+    queue: JobQueue,
+    runtime: Runtime,
+    urls: UrlProvider | None = None,
+    backends: Backends | None = None,
 ) -> ReconcileReport:
     report = ReconcileReport()
     settings = get_settings()
@@ -160,6 +168,11 @@ def reconcile(
         report.orphans_removed.append(orphan)
     if urls is not None and published is not None:
         report.urls_withdrawn = _withdraw_orphans(session, urls, published - live_ids)
+    if backends is not None:
+        try:
+            report.services_removed = provisioning.remove_orphans(session, backends)
+        except EnvhubError as exc:  # a backend that cannot answer now is looked at again next pass
+            log.warning("reconciler: managed services not checked: %s", exc.message)
     return report
 
 

@@ -31,6 +31,7 @@ from envhub.runtime.local import LocalRuntime
 from envhub.services import backing, ports
 from envhub.services.environments import create_environment, delete_environment
 from envhub.services.projects import update_project
+from envhub.services.reconciliation import reconcile
 from tests.support.db import audit_events, fetch, fetch_all
 from tests.support.fakes import FakeQueue
 from tests.support.runtime import kill_environments
@@ -298,3 +299,27 @@ def test_psycopg_on_the_host_cannot_reach_the_embedded_server_without_a_password
         psycopg.connect(
             host=str(socket_dir), dbname=instance_name(env_id, "db"), user=instance_name(env_id, "db")
         )
+
+
+def test_the_reconciler_removes_instances_no_environment_holds(
+    session: Session, world: World, declared: Project, db: Engine
+) -> None:
+    queue = FakeQueue()
+    env_id = _create(session, world, declared, queue, "pr-1")
+    assert _run(queue) == "ready"
+    backends = ports.backing()
+    assert backends.redis is not None
+    assert backends.postgres is not None
+    # Left behind by a removal that died half-way, and by an environment whose rows are gone.
+    stray = instance_name(env_id + 100, "db")
+    backends.postgres.ensure(stray, password="x" * 24)
+    report = reconcile(session=session, queue=queue, runtime=ports.runtime(), backends=backends)
+    assert report.services_removed == [stray]
+    assert backends.postgres.names() == {instance_name(env_id, "db")}
+    assert backends.redis.names() == {instance_name(env_id, "cache")}
+    assert [event.target for event in audit_events(db) if event.action == "service.orphan_removed"] == [stray]
+    # Nothing to do the next time.
+    assert (
+        reconcile(session=session, queue=queue, runtime=ports.runtime(), backends=backends).services_removed
+        == []
+    )
