@@ -6,7 +6,7 @@ services with ``update_project`` (``services``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from pydantic import Field
 
@@ -22,10 +22,16 @@ ServiceName = Annotated[
 ]
 
 
-def list_services(actor: Principal, environment_id: EnvironmentId) -> list[ManagedServiceRow]:
+class ServiceList(TypedDict):
+    services: list[ManagedServiceRow]
+
+
+def list_services(actor: Principal, environment_id: EnvironmentId) -> ServiceList:
     """The environment's managed services: state, backend, and the variables its workloads receive."""
     with read_only() as session:
-        return backing.environment_services(session=session, actor=actor, environment_id=environment_id)
+        return ServiceList(
+            services=backing.environment_services(session=session, actor=actor, environment_id=environment_id)
+        )
 
 
 def rotate_service_credentials(
@@ -34,9 +40,15 @@ def rotate_service_credentials(
     service: Annotated[
         str, Field(pattern=SERVICE_NAME.pattern, description="The service's name in the project.")
     ],
-) -> list[ManagedServiceRow]:
+) -> ServiceList:
     """Replace a service's credential; the environment redeploys so its workloads get the new one."""
     with unit_of_work() as session:
-        return backing.rotate_service_credentials(
-            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id, service=service
+        return ServiceList(
+            services=backing.rotate_service_credentials(
+                session=session,
+                actor=actor,
+                queue=ports.queue(),
+                environment_id=environment_id,
+                service=service,
+            )
         )

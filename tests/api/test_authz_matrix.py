@@ -26,7 +26,7 @@ from envhub.domain.releases import ReleaseStatus
 from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
-from tests.identity.matrix_ops import Op
+from tests.identity.matrix_ops import Op, with_service
 from tests.identity.matrix_world import DEPLOYMENTS, ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.support.callgraph import template
@@ -192,6 +192,23 @@ CASES = [
     RouteCase("GET", "/environments/{environment_id}/events", "env", "environment.read", _env),
     RouteCase("GET", "/environments/{environment_id}/history", "env", "environment.read", _env),
     RouteCase("GET", "/environments/{environment_id}/logs", "env", "environment.read", _env),
+    RouteCase(
+        "GET",
+        "/environments/{environment_id}/services",
+        "env",
+        "environment.read",
+        _env,
+        before=lambda w: with_service(w),
+        reached=lambda w, out: [row["name"] for row in out] == ["db"],
+    ),
+    RouteCase(
+        "POST",
+        "/environments/{environment_id}/services/{service}/rotate",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"environment_id": e, "service": "db"},
+        before=lambda w: with_service(w),
+    ),
     RouteCase(
         "GET",
         "/projects",

@@ -93,6 +93,12 @@ def _service(w: MatrixWorld, session: Session, environment_id: int) -> int:
     return environment_id
 
 
+def with_service(w: MatrixWorld) -> None:
+    """e1 ready, with a database it was given a credential for (REST and MCP matrices)."""
+    with w.session() as session:
+        _service(w, session, w.e1)
+
+
 def _url_access(session: Session, actor: Principal, environment_id: int) -> str:
     """Carry a session over to the environment's URL (it has one, as a ready environment does)."""
     environment = session.get(Environment, environment_id)

@@ -24,7 +24,7 @@ from envhub.domain.releases import ReleaseStatus
 from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
-from tests.identity.matrix_ops import Op
+from tests.identity.matrix_ops import Op, with_service
 from tests.identity.matrix_world import DEPLOYMENTS, ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.mcp.conftest import Agent, text_of
@@ -90,6 +90,14 @@ CASES = [
     ToolCase("list_shares", "env", "environment.read", _env),
     ToolCase("create_environment", "team", "environment.create", lambda w, e, t: {"project_id": w.shop}),
     ToolCase("redeploy_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
+    ToolCase("list_services", "env", "environment.read", _env, before=lambda w: with_service(w)),
+    ToolCase(
+        "rotate_service_credentials",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"environment_id": e, "service": "db"},
+        before=lambda w: with_service(w),
+    ),
     ToolCase(
         "update_environment",
         "env",

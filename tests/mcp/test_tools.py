@@ -28,6 +28,8 @@ TOOLS = {
     "create_environment",
     "update_environment",
     "redeploy_environment",
+    "list_services",
+    "rotate_service_credentials",
     "delete_environment",
     "wait_until_ready",
     "get_public_url",

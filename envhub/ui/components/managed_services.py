@@ -91,3 +91,82 @@ def managed_services_panel(state: Any) -> rx.Component:
             id="managed-services",
         ),
     )
+
+
+def _declared_row(item: rx.Var, state: Any) -> rx.Component:
+    return rx.hstack(
+        rx.icon(rx.match(item["kind"], *_ICONS.items(), "box"), size=16, color=rx.color("gray", 10)),
+        rx.code(item["name"], variant="ghost", size="2", weight="medium"),
+        rx.text(item["label"], size="2", color_scheme="gray"),
+        rx.hstack(
+            rx.foreach(item["variables"], lambda name: rx.code(name, size="1", variant="soft")),
+            spacing="1",
+            wrap="wrap",
+        ),
+        rx.spacer(),
+        rx.icon_button(
+            rx.icon("trash-2", size=14),
+            size="1",
+            variant="ghost",
+            color_scheme="red",
+            on_click=state.remove_service(item["name"]),
+            aria_label="Remove service " + item["name"],
+        ),
+        align="center",
+        spacing="2",
+        width="100%",
+        wrap="wrap",
+        class_name="declared-service",
+    )
+
+
+def declared_services_panel(state: Any) -> rx.Component:
+    """The project's managed services, added and removed here (its ready environments follow)."""
+    form = rx.form(
+        rx.flex(
+            rx.input(
+                placeholder="name (db)",
+                name="service-name",
+                id="service-name",
+                aria_label="Service name",
+                width="160px",
+                required=True,
+            ),
+            rx.select(
+                ["postgres", "redis", "bucket"],
+                default_value="postgres",
+                name="service-kind",
+                id="service-kind",
+                aria_label="Service kind",
+            ),
+            rx.button(rx.icon("plus", size=16), "Add service", type="submit", id="add-service"),
+            gap="8px",
+            wrap="wrap",
+            align="center",
+        ),
+        on_submit=state.add_service,
+        reset_on_submit=True,
+        width="100%",
+    )
+    return section(
+        "Managed services",
+        rx.text(
+            "Every environment gets its own instance, unless it runs one itself; its workloads receive "
+            "these variables. Ready environments pick a change up within moments.",
+            size="2",
+            color_scheme="gray",
+        ),
+        rx.cond(
+            state.header["backing"].length() > 0,
+            rx.vstack(
+                rx.foreach(state.header["backing"], lambda item: _declared_row(item, state)),
+                spacing="2",
+                width="100%",
+                id="declared-services",
+            ),
+            rx.text("No managed services.", size="2", color_scheme="gray"),
+        ),
+        form,
+        icon="database",
+        id="managed-services-setting",
+    )

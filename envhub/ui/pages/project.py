@@ -17,6 +17,7 @@ from envhub.ui import views
 from envhub.ui.components.common import empty_state, error_callout, not_found
 from envhub.ui.components.environments import create_options_dialog, delete_dialog, environments_table
 from envhub.ui.components.layout import page_header, shell
+from envhub.ui.components.managed_services import declared_services_panel
 from envhub.ui.components.project_defaults import project_defaults, url_access_setting
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
@@ -162,6 +163,29 @@ class ProjectState(LiveMixin, AuthState):
             return
         self._reload()
         yield rx.toast.success("Saved", description=f"Environment URLs: {self.header['url_access_label']}")
+
+    def _save_backing(self, declared: list[dict[str, Any]], done: str):
+        try:
+            with self._acting() as (session, actor):
+                projects.update_project(
+                    session=session, actor=actor, project_id=self._project_id, changes={"backing": declared}
+                )
+        except Exception as exc:
+            yield self._fail(exc)
+            return
+        self._reload()
+        yield rx.toast.success("Saved", description=done)
+
+    @rx.event
+    def add_service(self, form: dict[str, Any]):
+        name, kind = str(form.get("service-name", "")).strip(), str(form.get("service-kind", "postgres"))
+        current = [dict(item["settings"]) for item in self.header["backing"]]
+        yield from self._save_backing([*current, {"name": name, "kind": kind}], f"Added {name}")
+
+    @rx.event
+    def remove_service(self, name: str):
+        current = [dict(item["settings"]) for item in self.header["backing"] if item["name"] != name]
+        yield from self._save_backing(current, f"Removed {name}")
 
     @rx.event
     def open_options(self, open_: bool = True) -> None:
@@ -309,6 +333,7 @@ def page() -> rx.Component:
         error_callout(ProjectState.load_error),
         project_defaults(ProjectState),
         url_access_setting(ProjectState),
+        declared_services_panel(ProjectState),
         rx.cond(
             ProjectState.total == 0,
             empty_state(
