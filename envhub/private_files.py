@@ -42,7 +42,7 @@ SERVICES = "services"
 # Files and folders of the data folder that belong to envhub; environments'
 # workspaces (envs/<id>/workspace) are theirs and are left as they are.
 _PRIVATE_FILES = ("envhub.db", "envhub.db-wal", "envhub.db-shm", "envhub.db-journal", "secret.key")
-_PRIVATE_TREES = ("logs", "recordings", "redis", "run")
+_PRIVATE_TREES = ("logs", "recordings", "redis", "run", SERVICES)
 _ENVIRONMENT_FILES = ("output.log", "state.json", "state.tmp", ".lock")
 
 
@@ -117,8 +117,6 @@ def secure_data_dir(data_dir: Path) -> None:
                 hint=f"chown -R {os.geteuid()} {data_dir}, or point ENVHUB_DATA_DIR at a folder of its own.",
             )
     private_dir(data_dir)
-    if _held_by_another_account(data_dir / SERVICES):
-        traversable(data_dir / SERVICES, up_to=data_dir)
     for name in _PRIVATE_FILES:
         _tighten(data_dir / name, FILE_MODE)
     for name in _PRIVATE_TREES:
@@ -130,6 +128,8 @@ def secure_data_dir(data_dir: Path) -> None:
             _tighten(env_dir, DIR_MODE)
             for name in _ENVIRONMENT_FILES:
                 _tighten(env_dir / name, FILE_MODE)
+    if _held_by_another_account(data_dir / SERVICES):
+        traversable(data_dir / SERVICES, up_to=data_dir)
 
 
 def traversable(folder: Path, *, up_to: Path) -> None:

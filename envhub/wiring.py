@@ -28,7 +28,6 @@ through ``envhub.services.ports`` and never names an adapter.
 from __future__ import annotations
 
 import functools
-import os
 from urllib.parse import urlsplit
 
 from envhub.config import Settings, UrlProviderKind, get_settings
@@ -42,7 +41,6 @@ from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
-from envhub.private_files import traversable
 from envhub.queue.base import ChangeNotifier, TerminalRegistry
 from envhub.queue.changes import LocalChanges, RedisChanges
 from envhub.queue.embedded import redis_binary
@@ -70,9 +68,9 @@ def managed_backends(settings: Settings, *, local: bool) -> Backends:
         host, _, port = address.rpartition(":")
         postgres, labels["postgres"] = PostgresServer(admin_url, host=host, port=int(port)), "server"
     elif embedded:
-        if os.geteuid() == 0:  # it runs as `postgres`, which must pass through to its folder
-            traversable(services, up_to=settings.data_dir)
-        postgres, labels["postgres"] = EmbeddedPostgres(services / "postgres"), "embedded"
+        # As root it runs as `postgres`, which must pass through the data folder to its own.
+        postgres = EmbeddedPostgres(services / "postgres", pass_through=settings.data_dir)
+        labels["postgres"] = "embedded"
     redis: CacheServers | None = None
     if embedded:
         redis, labels["redis"] = EmbeddedRedis(services / "redis", binary=redis_binary()), "embedded"

@@ -275,3 +275,22 @@ def run_launcher(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]
         check=False,
         umask=0o022,
     )
+
+
+def test_the_embedded_postgres_account_may_pass_through_and_nothing_more(tmp_path: Path) -> None:
+    """As root, the embedded PostgreSQL runs as another account: the data folder and services/ stay
+    0711 for it (passing, never listing), and a restart keeps them so; nothing else loosens."""
+    data_dir = tmp_path / "data"
+    private_dir(data_dir)
+    (data_dir / "secret.key").write_bytes(b"k" * 64)
+    postgres = data_dir / "services" / "postgres"
+    postgres.mkdir(parents=True, mode=0o700)
+    secure_data_dir(data_dir)
+    assert (mode(data_dir), mode(data_dir / "services")) == (0o700, 0o700)  # nobody else's there yet
+
+    nobody = 65534
+    os.chown(postgres, nobody, nobody)
+    secure_data_dir(data_dir)
+    assert (mode(data_dir), mode(data_dir / "services")) == (0o711, 0o711)
+    assert mode(data_dir / "secret.key") == 0o600
+    assert mode(postgres) == 0o700

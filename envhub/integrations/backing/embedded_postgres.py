@@ -47,7 +47,7 @@ from psycopg.conninfo import make_conninfo
 from envhub.errors import BackingServiceError, BackingServiceUnavailable
 from envhub.integrations.backing.base import Access, Dump
 from envhub.integrations.backing.postgres import PostgresServer, find_binary
-from envhub.private_files import write_private
+from envhub.private_files import traversable, write_private
 
 SERVER_PACKAGE = "postgresql"
 ADMIN = "postgres"
@@ -63,9 +63,18 @@ class EmbeddedPostgres:
     """
 
     def __init__(
-        self, folder: Path, *, port: int = 5432, bin_dir: Path | None = None, start_timeout: int = 60
+        self,
+        folder: Path,
+        *,
+        port: int = 5432,
+        bin_dir: Path | None = None,
+        start_timeout: int = 60,
+        pass_through: Path | None = None,
     ) -> None:
+        """``pass_through``: as root, the server's account must pass through the folders from there
+        down to ``folder``; they are made 0711 when the server is first needed (never listable)."""
         self.folder = folder
+        self._pass_through = pass_through
         self.port = port
         self._bin_dir = bin_dir
         self._start_timeout = start_timeout
@@ -226,6 +235,8 @@ class EmbeddedPostgres:
                 self.folder.mkdir(mode=0o700)
         _give(self.folder, account)
         if account is not None:
+            if self._pass_through is not None:  # our own folders on the way: open them to passing only
+                traversable(self.folder.parent, up_to=self._pass_through)
             _reachable(self.folder, account)
         fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
