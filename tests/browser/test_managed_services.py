@@ -34,7 +34,7 @@ def test_a_project_s_redis_reaches_its_environment_and_is_shown_without_its_secr
     expect(setting).to_contain_text("No managed services.")
     setting.get_by_label("Service name").fill("cache")
     setting.get_by_label("Service kind").click()
-    page.get_by_role("option", name="redis").click()
+    page.get_by_role("option", name="Redis").click()
     setting.get_by_role("button", name="Add service").click()
     expect(page.get_by_text("Added cache")).to_be_visible()
     expect(setting.locator(".declared-service")).to_contain_text("REDIS_URL")
@@ -60,4 +60,3 @@ def test_a_project_s_redis_reaches_its_environment_and_is_shown_without_its_secr
     expect(page.get_by_text("Rotating cache's credential")).to_be_visible()
     expect(page.locator("#phase")).to_contain_text("ready", timeout=PHASE_TIMEOUT)
     expect(row).to_have_attribute("data-state", "ready")
-    page.screenshot(path=str(envhub_server.data_dir / "managed-services.png"), full_page=True)

@@ -132,12 +132,15 @@ def declared_services_panel(state: Any) -> rx.Component:
                 width="160px",
                 required=True,
             ),
-            rx.select(
-                ["postgres", "redis", "bucket"],
+            rx.select.root(
+                rx.select.trigger(aria_label="Service kind", id="service-kind"),
+                rx.select.content(
+                    rx.select.item("PostgreSQL", value="postgres"),
+                    rx.select.item("Redis", value="redis"),
+                    rx.select.item("S3 bucket", value="bucket"),
+                ),
                 default_value="postgres",
                 name="service-kind",
-                id="service-kind",
-                aria_label="Service kind",
             ),
             rx.button(rx.icon("plus", size=16), "Add service", type="submit", id="add-service"),
             gap="8px",
