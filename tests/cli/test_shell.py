@@ -13,7 +13,9 @@ from tests.cli.proxy import relay
 from tests.terminal.harness import People, Serve
 
 TIMEOUT = 60
-PROMPT = r"[#$] $"
+# The prompt as the shell prints it, or as a restored screen draws it (under load the shell can
+# print before the command's socket is attached; the server then sends the screen instead).
+PROMPT = r"[#$](?: |(?:\x1b\[[0-9;?]*[A-Za-z])+)$"
 
 
 def signed_in(cli: Cli, people: People, base: str, person: object = None) -> dict[str, str]:

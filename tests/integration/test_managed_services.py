@@ -114,7 +114,7 @@ def _create(
         queue=queue,
         project_id=project.id,
         name=name,
-        overrides={"command": _APP.format(psql=_PSQL[-1]), "env": {"RESP": _RESP, **(env or {})}},
+        overrides={"command": _APP.format(psql=_psql_binary()), "env": {"RESP": _RESP, **(env or {})}},
     )
     assert created.id is not None
     return created.id
@@ -143,7 +143,12 @@ def _inside(environment_id: int, script: str, timeout: float = 30.0) -> tuple[in
 
 
 def _psql(sql: str, url: str) -> str:
-    return f"{_PSQL[-1]} {url} -v ON_ERROR_STOP=1 -tAc {sql!r}"
+    return f"{_psql_binary()} {url} -v ON_ERROR_STOP=1 -tAc {sql!r}"
+
+
+def _psql_binary() -> Path:
+    assert _PSQL, "missing test component 'psql': install Debian's `postgresql` (make test-system-deps does)"
+    return _PSQL[-1]
 
 
 def test_an_app_writes_rows_and_keys_through_the_injected_variables(
