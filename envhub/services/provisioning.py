@@ -12,6 +12,7 @@ an audit record or a message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -33,7 +34,7 @@ from envhub.domain.kube.manifests import parse_manifests
 from envhub.domain.principals import SYSTEM
 from envhub.domain.specs import EnvironmentTarget, ServiceSocket
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
-from envhub.integrations.backing.base import Access, Backends, KeyPair, instance_name
+from envhub.integrations.backing.base import Access, Backends, BucketStore, KeyPair, instance_name
 from envhub.models import InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.runtime.base import ProgressReporter
@@ -104,13 +105,13 @@ def _password(session: Session, row: ServiceInstance) -> str:
     return password
 
 
-def _key_pair(session: Session, row: ServiceInstance, store: object) -> KeyPair:
+def _key_pair(session: Session, row: ServiceInstance, store: BucketStore) -> KeyPair:
     """A bucket's key pair: the stored one, or one the store issues now (then stored at once)."""
     purpose = _purpose(row.environment_id, row.service)
     if row.credential:
         stored = json.loads(cipher().open(row.credential, purpose=purpose))
         return KeyPair(stored["access_key_id"], stored["secret_access_key"])
-    pair: KeyPair = store.issue_key(instance_name(row.environment_id, row.service))  # type: ignore[attr-defined]
+    pair = store.issue_key(instance_name(row.environment_id, row.service))
     plain = json.dumps({"access_key_id": pair.access_key_id, "secret_access_key": pair.secret_access_key})
     row.credential, row.credential_set_at = cipher().seal(plain, purpose=purpose), utcnow()
     session.add(row)
@@ -136,18 +137,7 @@ def _ensure(
         raise _unavailable("buckets", "ENVHUB_SERVICES_S3_URL")
     access = backends.buckets.ensure(name)
     pair = _key_pair(session, row, backends.buckets)
-    return Access(
-        kind=access.kind,
-        host=access.host,
-        port=access.port,
-        username=pair.access_key_id,
-        password=pair.secret_access_key,
-        database=access.database,
-        unix_socket=access.unix_socket,
-        unix_socket_owner=access.unix_socket_owner,
-        endpoint_url=access.endpoint_url,
-        region=access.region,
-    )
+    return dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key)
 
 
 def _unavailable(what: str, setting: str) -> Unsupported:

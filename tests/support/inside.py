@@ -63,21 +63,32 @@ print(json.dumps(out))
 """
 
 
+def script_command(
+    variable: str, script: str, plan: dict[str, Any], output: str, then: str
+) -> tuple[str, dict[str, str]]:
+    """An environment command (and its variables) that runs ``script`` with ``plan`` into
+    ``<output>.json`` (errors in ``<output>.err``), then ``then``."""
+    command = f'python3 -c "${variable}" "$PLAN" > {output}.json 2> {output}.err; {then}'
+    return command, {variable: script, "PLAN": json.dumps(plan)}
+
+
+def script_result(runtime: LocalRuntime, environment_id: int, output: str, what: str) -> Any:
+    """What a :func:`script_command` printed, as JSON."""
+    workspace = runtime.workspace_path(environment_id)
+    text = (workspace / f"{output}.json").read_text()
+    assert text, f"the {what} printed nothing: {(workspace / f'{output}.err').read_text()}"
+    return json.loads(text)
+
+
 def probe_command(
     plan: dict[str, Any], then: str = "exec python3 -m http.server $PORT"
 ) -> tuple[str, dict[str, str]]:
     """An environment command (and its variables) that runs the probe into probe.json, then serves."""
-    return f'python3 -c "$PROBE" "$PLAN" > probe.json 2> probe.err; {then}', {
-        "PROBE": PROBE,
-        "PLAN": json.dumps(plan),
-    }
+    return script_command("PROBE", PROBE, plan, "probe", then)
 
 
 def probe_result(runtime: LocalRuntime, environment_id: int) -> dict[str, str]:
-    workspace = runtime.workspace_path(environment_id)
-    text = (workspace / "probe.json").read_text()
-    assert text, f"the probe printed nothing: {(workspace / 'probe.err').read_text()}"
-    result: dict[str, str] = json.loads(text)
+    result: dict[str, str] = script_result(runtime, environment_id, "probe", "probe")
     return result
 
 

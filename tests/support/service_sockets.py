@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envhub.runtime.local import LocalRuntime
+from tests.support.inside import script_command, script_result
 
 
 class UnixEcho:
@@ -153,17 +154,11 @@ def client_command(
     plan: dict[str, Any], then: str = "exec python3 -m http.server $PORT"
 ) -> tuple[str, dict[str, str]]:
     """An environment command (and its variables) that runs :data:`CLIENT` into relay.json, then serves."""
-    return f'python3 -c "$CLIENT" "$PLAN" > relay.json 2> relay.err; {then}', {
-        "CLIENT": CLIENT,
-        "PLAN": json.dumps(plan),
-    }
+    return script_command("CLIENT", CLIENT, plan, "relay", then)
 
 
 def client_result(runtime: LocalRuntime, environment_id: int) -> dict[str, Any]:
-    workspace = runtime.workspace_path(environment_id)
-    text = (workspace / "relay.json").read_text()
-    assert text, f"the client printed nothing: {(workspace / 'relay.err').read_text()}"
-    result: dict[str, Any] = json.loads(text)
+    result: dict[str, Any] = script_result(runtime, environment_id, "relay", "client")
     return result
 
 
