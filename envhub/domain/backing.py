@@ -11,6 +11,7 @@ environment's own workloads bring.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,43 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "bucket": ("S3_ENDPOINT", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"),
 }
 SECRET_VARIABLES = frozenset({"DATABASE_URL", "PGPASSWORD", "REDIS_URL", "AWS_SECRET_ACCESS_KEY"})
+
+# What a Redis tenant may not run, wherever its server is (a redis-server envhub runs,
+# or a workload in the environment's namespace). It keeps everything that touches only
+# its data; it loses what reaches beyond the data or the environment: CONFIG (``CONFIG
+# SET dir`` then ``SAVE`` writes a file elsewhere), DEBUG, MODULE (loads code), ACL
+# (would lift these limits), replication and MIGRATE (the server would connect where
+# the tenant says), RESTORE (crafted payloads), MONITOR, SHUTDOWN, FAILOVER, CLUSTER.
+REDIS_DENIED_COMMANDS = (
+    "config",
+    "debug",
+    "module",
+    "acl",
+    "monitor",
+    "shutdown",
+    "slaveof",
+    "replicaof",
+    "sync",
+    "psync",
+    "replconf",
+    "migrate",
+    "restore",
+    "restore-asking",
+    "failover",
+    "cluster",
+)
+
+
+def redis_tenant_rules() -> list[str]:
+    """The ACL rules of a Redis tenant's user, after its password: every key and channel, every
+    command but :data:`REDIS_DENIED_COMMANDS`."""
+    return ["on", "~*", "&*", "+@all", *(f"-{command}" for command in REDIS_DENIED_COMMANDS)]
+
+
+def redis_password_digest(password: str) -> str:
+    """The SHA-256 digest Redis's ACL takes instead of a password (``#<digest>``): a server's
+    configuration never holds the password itself."""
+    return hashlib.sha256(password.encode()).hexdigest()
 
 
 class ServiceDeclaration(BaseModel):

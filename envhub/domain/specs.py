@@ -173,6 +173,25 @@ class ServiceSocket:
     owner: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceWorkload:
+    """A managed service a cluster runtime runs as a workload of the environment itself (issue 13).
+
+    Rendered with the environment's other objects, in its namespace and under
+    its quota; it goes when the project stops declaring it (pruned) or with
+    the namespace. The password is the instance's, generated and committed by
+    envhub before anything is applied. The local runtime ignores these: its
+    services are envhub's own servers (:class:`ServiceSocket`).
+    """
+
+    name: str  # the project's name for the service ("cache")
+    kind: str  # "redis"
+    image: str  # the operator's pinned image
+    password: str = field(repr=False)
+    persistent: bool = True  # data on a volume, with an append-only file
+    size: str = ""  # the volume's size ("1Gi"); "" takes the default
+
+
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
@@ -251,6 +270,9 @@ class EnvironmentTarget:
     # Managed services run by envhub on this machine, relayed into a local
     # environment's network (issue 13); empty on cluster runtimes.
     service_sockets: tuple[ServiceSocket, ...] = ()
+    # Managed services a cluster runtime applies as workloads in the environment's
+    # namespace (issue 13); empty on the local runtime.
+    service_workloads: tuple[ServiceWorkload, ...] = ()
 
     @property
     def variables(self) -> dict[str, str]:

@@ -21,6 +21,9 @@ PART_OF_LABEL = "app.kubernetes.io/part-of"
 # envhub's own key: user manifests do not set it by accident, so a Service's
 # selector never picks up pods of an unrelated workload that reuses a name.
 SERVICE_LABEL = "envhub.dev/service"
+# On the pods of a managed service envhub runs in the namespace (a project's Redis,
+# redis.py): its name. The allow-ingress policy leaves these pods out.
+MANAGED_SERVICE_LABEL = "envhub.dev/managed-service"
 
 # Fixed names of the isolation objects envhub renders in every namespace.
 QUOTA_NAME = "envhub-quota"

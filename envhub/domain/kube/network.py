@@ -36,6 +36,7 @@ from typing import Any
 
 from envhub.domain.kube.egress import EgressDenyList
 from envhub.domain.kube.names import (
+    MANAGED_SERVICE_LABEL,
     NAME_LABEL,
     NAMESPACE_NAME_LABEL,
     POLICY_ALLOW_DNS,
@@ -72,12 +73,19 @@ def _cidr(value: str) -> str:
     return str(ipaddress.ip_network(value, strict=False))
 
 
-def _policy(name: str, namespace: str, labels: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+def _policy(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    spec: dict[str, Any],
+    pods: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A policy for ``pods`` (a pod selector; default: every pod of the namespace)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": metadata(name, namespace, labels),
-        "spec": {"podSelector": {}, **spec},
+        "spec": {"podSelector": pods if pods is not None else {}, **spec},
     }
 
 
@@ -129,7 +137,9 @@ def render_network_policies(
 
     ``ingress_namespaces`` are where the public-URL provider's proxies run (an
     ingress controller, a tunnel connector); on v1.20 those namespaces need the
-    ``kubernetes.io/metadata.name`` label added by whoever installs them.
+    ``kubernetes.io/metadata.name`` label added by whoever installs them. The
+    pods of managed services (``envhub.dev/managed-service``) are not theirs to
+    reach: policies add up, so that one leaves them out.
     """
     policies = [
         _policy(POLICY_DEFAULT_DENY, namespace, labels, {"policyTypes": ["Ingress", "Egress"]}),
@@ -171,6 +181,8 @@ def render_network_policies(
                 namespace,
                 labels,
                 {"policyTypes": ["Ingress"], "ingress": [{"from": [_namespaces_peer(ingress_namespaces)]}]},
+                # Not a managed service's pods (a project's Redis): only the namespace reaches those.
+                pods={"matchExpressions": [{"key": MANAGED_SERVICE_LABEL, "operator": "DoesNotExist"}]},
             )
         )
     rules = _egress_rules(egress, deny if deny is not None else EgressDenyList())

@@ -9,10 +9,12 @@ the runtime resolves those by discovery.
 
 Order: the Namespace, then what constrains everything created after it (quota,
 limits, network policies), then RBAC (the workload account, and the owning
-team's kubectl access: ``access.py``), then workloads (Services before
-Deployments, as Helm does, then the public Ingress when the URL provider asks
-for one: ``ingress.py``) and finally the user's manifests, themselves sorted
-by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
+team's kubectl access: ``access.py``), then workloads (the managed services
+envhub runs in the namespace, ``redis.py``, with the container services:
+Secrets, claims and Services before Deployments, as Helm does; then the public
+Ingress when the URL provider asks for one: ``ingress.py``) and finally the
+user's manifests, themselves sorted by kind so a ServiceAccount or ConfigMap
+exists before the pods that use it.
 The runtime records what it applied on the Namespace and prunes what dropped
 out (see :mod:`envhub.domain.kube.inventory`).
 """
@@ -40,8 +42,9 @@ from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_ma
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
 from envhub.domain.kube.network import render_network_policies
 from envhub.domain.kube.rbac import render_rbac
+from envhub.domain.kube.redis import render_redis
 from envhub.domain.naming import validate_label
-from envhub.domain.specs import EnvironmentTarget
+from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
 
 DEFAULT_INGRESS_NAMESPACES = ("envhub-system",)
 PSA_PREFIX = "pod-security.kubernetes.io"
@@ -54,6 +57,7 @@ _KIND_ORDER = (
     "DaemonSet", "HorizontalPodAutoscaler", "Job", "CronJob", "PodDisruptionBudget",
 )  # fmt: skip
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_KIND_ORDER)}
+_POD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 
 
 def pod_security_labels(level: str) -> dict[str, str]:
@@ -89,6 +93,18 @@ def render_namespace(
     if annotations:
         meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def render_service_workloads(
+    workloads: Sequence[ServiceWorkload], *, namespace: str, labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The objects of the managed services envhub runs in the namespace (issue 13), in apply order."""
+    objects: list[dict[str, Any]] = []
+    for workload in workloads:
+        if workload.kind != "redis":
+            raise ValueError(f"no workload rendering for a {workload.kind} service ({workload.name})")
+        objects.extend(render_redis(workload, namespace=namespace, labels=labels))
+    return objects
 
 
 def _refuse_duplicates(objects: list[dict[str, Any]]) -> None:
@@ -163,10 +179,13 @@ def render_environment(
     secrets = render_secrets(target, namespace=namespace)
     if secrets is not None:
         objects.append(secrets)
+    managed = render_service_workloads(target.service_workloads, namespace=namespace, labels=labels)
+    objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)
         if rendered is not None:
             objects.append(rendered)
+    objects.extend(obj for obj in managed if obj["kind"] in _POD_KINDS)
     objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
     public = public_endpoint(spec, namespace=namespace)
     if target.gateway is not None and public is not None:

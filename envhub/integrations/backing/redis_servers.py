@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import re
 import secrets
@@ -49,30 +48,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError
 from redis.retry import Retry
 
+from envhub.domain.backing import redis_password_digest, redis_tenant_rules
 from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
 from envhub.integrations.backing.base import Access, BackingKind, parse_instance_name
 from envhub.private_files import open_private, private_dir, write_private
 
 REDIS_PORT = 6379  # what a workload sees, through the local runtime's relay
 ADMIN_USER = "envhub"
-TENANT_DENIED = (
-    "config",
-    "debug",
-    "module",
-    "acl",
-    "monitor",
-    "shutdown",
-    "slaveof",
-    "replicaof",
-    "sync",
-    "psync",
-    "replconf",
-    "migrate",
-    "restore",
-    "restore-asking",
-    "failover",
-    "cluster",
-)
 # A socket address holds 108 bytes, the last one a NUL.
 _SOCKET_PATH_MAX = 107
 _DIGEST = re.compile(r"#[0-9a-f]{64}")
@@ -239,14 +221,16 @@ class EmbeddedRedis:
 
     def _apply(self, home: Path, admin: str, *, password: str, persistent: bool) -> None:
         """The tenant's password and limits, and the persistence, on the running server."""
-        digest = _digest(password)
+        digest = redis_password_digest(password)
         try:
             with _client(home, ADMIN_USER, admin) as client:
                 current = client.acl_getuser("default") or {}
                 changed = list(current.get("passwords", [])) != [digest]
                 # Every time (an older envhub may have denied fewer commands); one
                 # command, so the user is never left open or half-limited.
-                client.execute_command("ACL", "SETUSER", "default", "reset", f"#{digest}", *_tenant_rules())
+                client.execute_command(
+                    "ACL", "SETUSER", "default", "reset", f"#{digest}", *redis_tenant_rules()
+                )
                 if changed:
                     # Whoever authenticated with the old password is cut off now.
                     client.client_kill_filter(user="default")
@@ -343,10 +327,6 @@ def _ended(process: psutil.Process, *, timeout: float) -> bool:
         time.sleep(0.02)
 
 
-def _tenant_rules() -> list[str]:
-    return ["on", "~*", "&*", "+@all", *(f"-{command}" for command in TENANT_DENIED)]
-
-
 def _write_config(home: Path, *, password: str, admin: str, persistent: bool) -> None:
     lines = [
         "# Written by envhub at every ensure; edits are lost.",
@@ -360,8 +340,8 @@ def _write_config(home: Path, *, password: str, admin: str, persistent: bool) ->
         'save ""',
         f"appendonly {'yes' if persistent else 'no'}",
         "appendfsync everysec",
-        f"user default reset #{_digest(password)} {' '.join(_tenant_rules())}",
-        f"user {ADMIN_USER} on #{_digest(admin)} ~* &* +@all",
+        f"user default reset #{redis_password_digest(password)} {' '.join(redis_tenant_rules())}",
+        f"user {ADMIN_USER} on #{redis_password_digest(admin)} ~* &* +@all",
     ]
     scratch = home / ".redis.conf.tmp"
     write_private(scratch, "\n".join(lines) + "\n")
@@ -378,10 +358,6 @@ def _admin_password(path: Path) -> str:
     write_private(scratch, password + "\n")
     scratch.replace(path)
     return password
-
-
-def _digest(password: str) -> str:
-    return hashlib.sha256(password.encode()).hexdigest()
 
 
 def _log_tail(home: Path, *, lines: int = 15) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from envhub.domain.specs import EnvironmentTarget, parse_spec
+from envhub.domain.specs import EnvironmentTarget, ServiceWorkload, parse_spec
 from envhub.urls.ingress import IngressUrls
 
 USER_MANIFESTS = """\
@@ -155,6 +155,27 @@ SCENARIOS: dict[str, tuple[EnvironmentTarget, dict[str, Any]]] = {
             cluster_issuer="letsencrypt-prod",
         ),
         {"is_namespaced": lambda api_version, kind: True},
+    ),
+    # A project's managed Redis services, one persistent and one in memory, as the job hands them over.
+    "services": (
+        make_target(
+            {"services": [{"name": "web", "image": "ghcr.io/acme/web:1", "ports": [8080]}]},
+            secrets={
+                "REDIS_URL": "redis://:fixture-password@envhub-redis-cache.envhub-acme-shop-pr-7-7.svc:6379/0"
+            },
+            secrets_digest="0" * 32,
+            service_workloads=(
+                ServiceWorkload(
+                    "cache", "redis", "docker.io/library/redis:7.2.7", "fixture-password", size="2Gi"
+                ),
+                ServiceWorkload(
+                    "queue", "redis", "docker.io/library/redis:7.2.7", "other-password", persistent=False
+                ),
+            ),
+            name="pr-7",
+            id=7,
+        ),
+        {},
     ),
 }
 
