@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     services_postgres_address: str = ""
     # Redis and PostgreSQL run by envhub itself for local environments (off: not offered).
     services_embedded: bool = True
+    # Redis on Kubernetes: a Deployment of this pinned image in each environment's namespace
+    # (an official-image layout: redis-server and a redis user of uid 999).
+    services_redis_image: str = "docker.io/library/redis:7.2.7"
     # Buckets: an S3-compatible endpoint that speaks IAM (AWS; empty URL: AWS itself), with
     # an account that may create buckets, users and their policies and keys.
     services_s3_url: str = ""

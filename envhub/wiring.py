@@ -20,9 +20,11 @@ through ``envhub.services.ports`` and never names an adapter.
   (boto3), or none (files stay in the data folder);
 * managed services: PostgreSQL on the operator's server
   (``ENVHUB_SERVICES_POSTGRES_URL``), else, for the local runtime, envhub's own
-  server in the data folder; Redis as a ``redis-server`` per local environment;
-  buckets on an S3 endpoint with IAM (``ENVHUB_SERVICES_S3_*``). A kind with no
-  backend is refused, with that hint, when an environment needs it.
+  server in the data folder; Redis as a ``redis-server`` per local environment,
+  or on Kubernetes as a workload in the environment's namespace
+  (``ENVHUB_SERVICES_REDIS_IMAGE``); buckets on an S3 endpoint with IAM
+  (``ENVHUB_SERVICES_S3_*``). A kind with no backend is refused, with that
+  hint, when an environment needs it.
 """
 
 from __future__ import annotations
@@ -33,11 +35,18 @@ from urllib.parse import urlsplit
 from envhub.config import Settings, UrlProviderKind, get_settings
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
-from envhub.integrations.backing.base import Backends, BucketStore, CacheServers, DatabaseServer
+from envhub.integrations.backing.base import (
+    Backends,
+    BucketStore,
+    CacheServers,
+    DatabaseServer,
+    WorkloadCaches,
+)
 from envhub.integrations.backing.buckets import S3Buckets
 from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
 from envhub.integrations.backing.postgres import PostgresServer
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
+from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
@@ -71,9 +80,11 @@ def managed_backends(settings: Settings, *, local: bool) -> Backends:
         # As root it runs as `postgres`, which must pass through the data folder to its own.
         postgres = EmbeddedPostgres(services / "postgres", pass_through=settings.data_dir)
         labels["postgres"] = "embedded"
-    redis: CacheServers | None = None
+    redis: CacheServers | WorkloadCaches | None = None
     if embedded:
         redis, labels["redis"] = EmbeddedRedis(services / "redis", binary=redis_binary()), "embedded"
+    elif not local:
+        redis, labels["redis"] = RedisWorkloads(image=settings.services_redis_image), "workload"
     buckets: BucketStore | None = None
     if settings.services_s3_bucket_prefix:
         try:

@@ -32,9 +32,16 @@ from envhub.domain.backing import (
 )
 from envhub.domain.kube.manifests import parse_manifests
 from envhub.domain.principals import SYSTEM
-from envhub.domain.specs import EnvironmentTarget, ServiceSocket
+from envhub.domain.specs import EnvironmentTarget, ServiceSocket, ServiceWorkload
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
-from envhub.integrations.backing.base import Access, Backends, BucketStore, KeyPair, instance_name
+from envhub.integrations.backing.base import (
+    Access,
+    Backends,
+    BucketStore,
+    KeyPair,
+    WorkloadCaches,
+    instance_name,
+)
 from envhub.models import InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.runtime.base import ProgressReporter
@@ -51,10 +58,12 @@ REMOVE_STEP_TITLE = "Remove managed services"
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What the environment receives for its managed services: variables, and sockets to relay locally."""
+    """What the environment receives for its managed services: variables, sockets to relay locally,
+    and the workloads a cluster runtime applies with it (``EnvironmentTarget.service_workloads``)."""
 
     variables: dict[str, str] = field(default_factory=dict, repr=False)
     sockets: tuple[ServiceSocket, ...] = ()
+    workloads: tuple[ServiceWorkload, ...] = ()
 
 
 def declared(project: Project) -> BackingSettings:
@@ -120,24 +129,40 @@ def _key_pair(session: Session, row: ServiceInstance, store: BucketStore) -> Key
 
 
 def _ensure(
-    session: Session, row: ServiceInstance, declaration: ServiceDeclaration, backends: Backends
-) -> Access:
+    session: Session,
+    row: ServiceInstance,
+    declaration: ServiceDeclaration,
+    backends: Backends,
+    target: EnvironmentTarget,
+) -> tuple[Access, ServiceWorkload | None]:
+    """How to reach the instance, made or repaired; and the workload the runtime is to run for it,
+    when the backend runs instances inside the environment."""
     name = instance_name(row.environment_id, row.service)
     if declaration.kind == "postgres":
         if backends.postgres is None:
             raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL")
-        return backends.postgres.ensure(name, password=_password(session, row))
+        return backends.postgres.ensure(name, password=_password(session, row)), None
     if declaration.kind == "redis":
         if backends.redis is None:
-            raise _unavailable("Redis", "the local runtime (a redis-server per environment)")
+            raise _unavailable("Redis", "the local or the Kubernetes runtime")
+        if isinstance(backends.redis, WorkloadCaches):
+            # Committed before the runtime applies anything: a killed job comes back to the same one.
+            password = _password(session, row)
+            return backends.redis.instance(
+                target,
+                declaration.name,
+                password=password,
+                persistent=declaration.persistent,
+                size=declaration.size,
+            )
         return backends.redis.ensure(
             name, password=_password(session, row), persistent=declaration.persistent
-        )
+        ), None
     if backends.buckets is None:
         raise _unavailable("buckets", "ENVHUB_SERVICES_S3_URL")
     access = backends.buckets.ensure(name)
     pair = _key_pair(session, row, backends.buckets)
-    return dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key)
+    return dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key), None
 
 
 def _unavailable(what: str, setting: str) -> Unsupported:
@@ -194,6 +219,7 @@ def provision(
     brought = brought_by_workloads(spec=target.spec, objects=objects, project_env=project.env)
     variables: dict[str, str] = {}
     sockets: list[ServiceSocket] = []
+    workloads: list[ServiceWorkload] = []
     made: list[str] = []
     for declaration in settings.services:
         row = _instance(session, project, target.id, declaration)
@@ -201,7 +227,7 @@ def provision(
             _settle(session, row, InstanceState.skipped, f"not provisioned: {brought[declaration.kind]}")
             continue
         try:
-            access = _ensure(session, row, declaration, backends)
+            access, workload = _ensure(session, row, declaration, backends, target)
         except EnvhubError as exc:
             _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
             raise
@@ -214,10 +240,12 @@ def provision(
                     declaration.name, access.port, access.unix_socket, owner=access.unix_socket_owner
                 )
             )
+        if workload is not None:
+            workloads.append(workload)
         made.append(f"{declaration.name} ({declaration.kind})")
     skipped = [f"{name} skipped" for name in settings.names() if name not in {m.split(" ")[0] for m in made}]
     progress.finish(STEP, ", ".join(made + skipped))
-    return Grant(variables=variables, sockets=tuple(sockets))
+    return Grant(variables=variables, sockets=tuple(sockets), workloads=tuple(workloads))
 
 
 def _live_rows(session: Session, environment_id: int) -> list[ServiceInstance]:

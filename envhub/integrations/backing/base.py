@@ -4,8 +4,9 @@ A project declares the services its environments need (issue 13); envhub
 makes one *instance* of each per environment on a backend the operator
 chose: a PostgreSQL server (one envhub starts from the installed binaries in
 the embedded default, or the operator's), Redis (a ``redis-server`` per
-environment in the embedded default), an S3-compatible bucket with a key pair
-limited to it. Adapters live beside this module; the wiring module picks them.
+environment in the embedded default, a workload in the environment's namespace
+on Kubernetes), an S3-compatible bucket with a key pair limited to it.
+Adapters live beside this module; the wiring module picks them.
 
 The contract every adapter keeps:
 
@@ -29,6 +30,9 @@ The contract every adapter keeps:
   backend refuses raises :class:`envhub.errors.BackingServiceError`, ``from``
   the vendor's exception. Vendor exceptions never leak.
 * Every method blocks (processes, network): call it from a job or a thread.
+* A backend whose instances are workloads of the environment itself
+  (:class:`WorkloadCaches`) makes nothing: it describes the instance, and the
+  runtime applies it with the environment, under the same name rules.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from envhub.domain.backing import SERVICE_NAME
+from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
 
 INSTANCE_PREFIX = "envhub_e"
 
@@ -143,6 +148,30 @@ class CacheServers(Protocol):
         """Every instance name this backend holds."""
 
 
+@runtime_checkable
+class WorkloadCaches(Protocol):
+    """Redis as a workload of each environment, which the runtime applies with the rest of it.
+
+    Nothing is made ahead and nothing outside the environment holds an
+    instance: :meth:`instance` says what the runtime is to run (the
+    :class:`~envhub.domain.specs.ServiceWorkload` the caller puts on the
+    target) and where the workloads will reach it. The runtime prunes it when
+    the project stops declaring it and removes it with the environment, so
+    :meth:`remove` has nothing to do and :meth:`names` nothing to list.
+    """
+
+    def instance(
+        self, target: EnvironmentTarget, service: str, *, password: str, persistent: bool, size: str
+    ) -> tuple[Access, ServiceWorkload]:
+        """The instance of ``service`` in ``target``'s environment, answering to ``password`` only."""
+
+    def remove(self, name: str) -> None:
+        """Nothing: the runtime removes the instance's objects."""
+
+    def names(self) -> set[str]:
+        """Nothing: instances live inside environments, which the runtime's reconciler collects."""
+
+
 class BucketStore(Protocol):
     """S3-compatible storage: a bucket per instance and a key pair that can reach that bucket only."""
 
@@ -175,7 +204,7 @@ class Backends:
     """The backend of each kind this envhub was given (None: that kind cannot be provisioned here)."""
 
     postgres: DatabaseServer | None = None
-    redis: CacheServers | None = None
+    redis: CacheServers | WorkloadCaches | None = None
     buckets: BucketStore | None = None
     # What each backend is, for people ("embedded", "server", "s3"), by kind.
     labels: dict[str, str] = field(default_factory=dict)

@@ -42,7 +42,7 @@ from envhub.domain.kube import (
     public_endpoint,
     render_environment,
 )
-from envhub.domain.kube.names import SERVICE_LABEL
+from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import EnvhubError, NotFound, NotReady
@@ -439,8 +439,8 @@ class KubernetesRuntime:
 
         ``container`` names a service (and its container). Without one, the spec's
         first service is the default (its order is on the Namespace, which was
-        read anyway), then the others in order, then pods of user manifests;
-        running pods before others.
+        read anyway), then the others in order, then pods of user manifests, then
+        those of managed services (a project's Redis); running pods before others.
         """
         found = self._namespace_object(environment_id)
         if found is None:
@@ -454,9 +454,11 @@ class KubernetesRuntime:
         rank = {name: index for index, name in enumerate(filter(None, order.split(",")))}
 
         def preference(pod: dict[str, Any]) -> tuple[int, bool, str]:
-            service = str((pod["metadata"].get("labels") or {}).get(SERVICE_LABEL, ""))
+            labels = pod["metadata"].get("labels") or {}
+            service = str(labels.get(SERVICE_LABEL, ""))
             running = (pod.get("status") or {}).get("phase") == "Running"
-            return rank.get(service, len(rank)), not running, str(pod["metadata"]["name"])
+            last = len(rank) + (MANAGED_SERVICE_LABEL in labels)
+            return rank.get(service, last), not running, str(pod["metadata"]["name"])
 
         pod = min(pods, key=preference)
         names = [str(c["name"]) for c in pod["spec"]["containers"]]
