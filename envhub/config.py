@@ -218,6 +218,8 @@ class Settings(BaseSettings):
     # Redis on Kubernetes: a Deployment of this pinned image in each environment's namespace
     # (an official-image layout: redis-server and a redis user of uid 999).
     services_redis_image: str = "docker.io/library/redis:7.2.7"
+    # The StorageClass of a persistent Redis's volume; empty: the cluster's default class.
+    services_redis_storage_class: str = ""
     # Buckets: an S3-compatible endpoint that speaks IAM (AWS; empty URL: AWS itself), with
     # an account that may create buckets, users and their policies and keys.
     services_s3_url: str = ""
@@ -440,6 +442,17 @@ class Settings(BaseSettings):
                 "ENVHUB_SERVICES_S3_BUCKET_PREFIX: required with the other ENVHUB_SERVICES_S3_* settings "
                 "(bucket names are global: e.g. acme-envhub)"
             )
+        self.services_redis_image = self.services_redis_image.strip()
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", self.services_redis_image):
+            raise ValueError(
+                "ENVHUB_SERVICES_REDIS_IMAGE: must be an image reference, pinned, e.g. "
+                "docker.io/library/redis:7.2.7"
+            )
+        self.services_redis_storage_class = self.services_redis_storage_class.strip()
+        if self.services_redis_storage_class and not re.fullmatch(
+            r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", self.services_redis_storage_class
+        ):
+            raise ValueError("ENVHUB_SERVICES_REDIS_STORAGE_CLASS: must be a StorageClass name, e.g. gp3")
 
     def _check_object_store(self) -> None:
         self.object_store_url = self.object_store_url.strip().rstrip("/")

@@ -84,7 +84,10 @@ def managed_backends(settings: Settings, *, local: bool) -> Backends:
     if embedded:
         redis, labels["redis"] = EmbeddedRedis(services / "redis", binary=redis_binary()), "embedded"
     elif not local:
-        redis, labels["redis"] = RedisWorkloads(image=settings.services_redis_image), "workload"
+        redis = RedisWorkloads(
+            image=settings.services_redis_image, storage_class=settings.services_redis_storage_class
+        )
+        labels["redis"] = "workload"
     buckets: BucketStore | None = None
     if settings.services_s3_bucket_prefix:
         try:

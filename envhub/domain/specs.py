@@ -190,6 +190,7 @@ class ServiceWorkload:
     password: str = field(repr=False)
     persistent: bool = True  # data on a volume, with an append-only file
     size: str = ""  # the volume's size ("1Gi"); "" takes the default
+    storage_class: str = ""  # the operator's StorageClass for the volume; "" takes the cluster's default
 
 
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL

@@ -144,7 +144,7 @@ def _ensure(
         return backends.postgres.ensure(name, password=_password(session, row)), None
     if declaration.kind == "redis":
         if backends.redis is None:
-            raise _unavailable("Redis", "the local or the Kubernetes runtime")
+            raise _unavailable("Redis", "ENVHUB_SERVICES_EMBEDDED on the local runtime")
         if isinstance(backends.redis, WorkloadCaches):
             # Committed before the runtime applies anything: a killed job comes back to the same one.
             password = _password(session, row)

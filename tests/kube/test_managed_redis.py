@@ -90,6 +90,17 @@ def workload(name: str, password: str, **fields: Any) -> ServiceWorkload:
     return ServiceWorkload(name=name, kind="redis", image=IMAGE, password=password, **fields)
 
 
+def shell_output(runtime: KubernetesRuntime, environment_id: int, script: str) -> str:
+    session = runtime.exec(environment_id, ["sh", "-c", script], tty=False)
+    try:
+        chunks = []
+        while chunk := session.read(timeout=15):
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        session.close()
+
+
 def with_redis(target: EnvironmentTarget, *workloads: ServiceWorkload) -> EnvironmentTarget:
     """``target`` as the job hands it over: the workloads, and the app's REDIS_URL among its secrets."""
     ns = namespace_for(target)
@@ -223,6 +234,28 @@ def test_a_redis_is_applied_accepted_idempotent_rolled_by_a_new_password_and_pru
         what="the claim to go",
     )
     assert set(redis_objects(kube, ns, "queue")) == set(_PATHS) - {"PersistentVolumeClaim"}
+
+
+QUEUE_MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: queue}
+spec:
+  selector: {matchLabels: {app: queue}}
+  template:
+    metadata: {labels: {app: queue}}
+    spec:
+      containers: [{name: queue, image: busybox, command: [sleep, "3600"]}]
+"""
+
+
+def test_a_shell_that_names_no_service_opens_in_the_app_never_in_its_redis(
+    runtime: KubernetesRuntime, make_env: MakeEnv
+) -> None:
+    # Manifests only: no container service to rank first, and "envhub-redis-cache" sorts before "queue".
+    target = with_redis(make_env(name="pr-3", manifests=QUEUE_MANIFEST), workload("cache", FIRST))
+    runtime.apply(target, progress=RecordingProgress())
+    assert shell_output(runtime, target.id, "echo $HOSTNAME").strip().startswith("queue-")
 
 
 # -- through the services, with real workers ---------------------------------------------------

@@ -54,6 +54,11 @@ def test_variables_are_read(clean_env: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert settings.database_url == "postgresql+psycopg://u@db/envhub"
     monkeypatch.setenv("ENVHUB_HELM_BINARY", "/opt/helm/bin/helm")
     assert load_settings().helm_binary == "/opt/helm/bin/helm"
+    monkeypatch.setenv("ENVHUB_SERVICES_REDIS_IMAGE", " registry.example.com/redis@sha256:" + "0" * 64)
+    monkeypatch.setenv("ENVHUB_SERVICES_REDIS_STORAGE_CLASS", "fast-ssd")
+    loaded = load_settings()
+    assert loaded.services_redis_image == "registry.example.com/redis@sha256:" + "0" * 64
+    assert loaded.services_redis_storage_class == "fast-ssd"
 
 
 @pytest.mark.parametrize(
@@ -70,6 +75,9 @@ def test_variables_are_read(clean_env: Path, monkeypatch: pytest.MonkeyPatch) ->
         ("ENVHUB_LOCAL_SANDBOX", "chroot"),
         ("ENVHUB_BASE_URL", "localhost:3000"),
         ("ENVHUB_HELM_BINARY", ""),
+        ("ENVHUB_SERVICES_REDIS_IMAGE", ""),
+        ("ENVHUB_SERVICES_REDIS_IMAGE", "redis 7"),
+        ("ENVHUB_SERVICES_REDIS_STORAGE_CLASS", "Fast_SSD"),
     ],
 )
 def test_an_invalid_value_names_its_variable(

@@ -48,12 +48,16 @@ def test_changes_go_through_redis_when_there_is_one(rewired: None, tmp_path: obj
 
 
 def test_redis_is_a_server_per_local_environment_and_a_workload_on_kubernetes(tmp_path: Path) -> None:
-    settings = build_settings(data_dir=tmp_path, services_redis_image="registry.example.com/redis:7.2.7")
+    settings = build_settings(
+        data_dir=tmp_path,
+        services_redis_image="registry.example.com/redis:7.2.7",
+        services_redis_storage_class="fast-ssd",
+    )
     local = wiring.managed_backends(settings, local=True)
     assert isinstance(local.redis, EmbeddedRedis)
     assert local.label("redis") == "embedded"
     cluster = wiring.managed_backends(settings, local=False)
-    assert cluster.redis == RedisWorkloads(image="registry.example.com/redis:7.2.7")
+    assert cluster.redis == RedisWorkloads(image="registry.example.com/redis:7.2.7", storage_class="fast-ssd")
     assert isinstance(cluster.redis, WorkloadCaches)
     assert cluster.label("redis") == "workload"
     assert cluster.postgres is None  # no operator's server configured: refused when declared

@@ -11,8 +11,9 @@ named ``envhub-redis-<service>``:
   denied commands): the clear password is in no object of the server's and in
   no pod spec, only in the environment's own Secret, as ``REDIS_URL``.
 * A **PersistentVolumeClaim** when the service is ``persistent`` (the
-  declaration's ``size``, else :data:`DEFAULT_SIZE`), and the data is kept in an
-  append-only file plus snapshots. An in-memory Redis saves nothing and gets
+  declaration's ``size``, else :data:`DEFAULT_SIZE`; the operator's storage
+  class, else the cluster's default), and the data is kept in an append-only
+  file plus snapshots. An in-memory Redis saves nothing and gets
   an ``emptyDir`` of that size for ``dir`` (a tenant's own SAVE writes there).
 * A **Deployment** of one pod, ``Recreate``, so two servers never share the
   volume. Not a StatefulSet: its claim would come from an immutable template
@@ -113,14 +114,17 @@ def _secret(workload: ServiceWorkload, config: str, namespace: str, labels: dict
 
 
 def _claim(workload: ServiceWorkload, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": workload.size or DEFAULT_SIZE}},
+    }
+    if workload.storage_class:
+        spec["storageClassName"] = workload.storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": metadata(object_name(workload.name), namespace, labels),
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": workload.size or DEFAULT_SIZE}},
-        },
+        "spec": spec,
     }
 
 

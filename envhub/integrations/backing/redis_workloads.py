@@ -27,6 +27,7 @@ class RedisWorkloads:
     """:class:`~envhub.integrations.backing.base.WorkloadCaches` as a Redis Deployment per environment."""
 
     image: str = DEFAULT_IMAGE
+    storage_class: str = ""  # "": the cluster's default StorageClass
 
     def instance(
         self, target: EnvironmentTarget, service: str, *, password: str, persistent: bool, size: str
@@ -34,7 +35,13 @@ class RedisWorkloads:
         if not password:
             raise ValueError("a Redis instance needs a password")
         workload = ServiceWorkload(
-            name=service, kind="redis", image=self.image, password=password, persistent=persistent, size=size
+            name=service,
+            kind="redis",
+            image=self.image,
+            password=password,
+            persistent=persistent,
+            size=size,
+            storage_class=self.storage_class,
         )
         # No user name: AUTH <password> is the default user's, and every client speaks it.
         access = Access(

@@ -166,7 +166,12 @@ SCENARIOS: dict[str, tuple[EnvironmentTarget, dict[str, Any]]] = {
             secrets_digest="0" * 32,
             service_workloads=(
                 ServiceWorkload(
-                    "cache", "redis", "docker.io/library/redis:7.2.7", "fixture-password", size="2Gi"
+                    "cache",
+                    "redis",
+                    "docker.io/library/redis:7.2.7",
+                    "fixture-password",
+                    size="2Gi",
+                    storage_class="fast-ssd",
                 ),
                 ServiceWorkload(
                     "queue", "redis", "docker.io/library/redis:7.2.7", "other-password", persistent=False

@@ -123,9 +123,13 @@ def test_a_persistent_redis_keeps_an_append_only_file_on_its_claim() -> None:
     assert deployment["spec"]["replicas"] == 1
     pod = deployment["spec"]["template"]["spec"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "envhub-redis-cache"}} in pod["volumes"]
-    # Without a size, the default.
+    # Without a size, the default; without the operator's storage class, the cluster's default.
     default = _objects(_target(_cache()))[("PersistentVolumeClaim", "envhub-redis-cache")]
     assert default["spec"]["resources"]["requests"]["storage"] == DEFAULT_SIZE
+    classed = _objects(_target(_cache(storage_class="fast-ssd")))[
+        ("PersistentVolumeClaim", "envhub-redis-cache")
+    ]
+    assert classed["spec"]["storageClassName"] == "fast-ssd"
 
 
 def test_an_in_memory_redis_saves_nothing_and_has_no_claim() -> None:
