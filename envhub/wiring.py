@@ -39,6 +39,7 @@ from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
 from envhub.integrations.backing.postgres import PostgresServer
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
+from envhub.integrations.folder_store import FolderObjectStore
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
 from envhub.queue.base import ChangeNotifier, TerminalRegistry
@@ -169,8 +170,13 @@ class SettingsAdapters:
             )
         )
 
+    @functools.cache  # noqa: B019
+    def backup_store(self) -> ObjectStore:
+        return self.object_store() or FolderObjectStore(get_settings().data_dir / "backups")
+
     def reset(self) -> None:
         for method in (
+            self.backup_store,
             self.runtime,
             self.url_provider,
             self.changes,

@@ -32,12 +32,14 @@ from envhub.domain.backing import (
 )
 from envhub.domain.kube.manifests import parse_manifests
 from envhub.domain.principals import SYSTEM
-from envhub.domain.specs import EnvironmentTarget, ServiceSocket
+from envhub.domain.specs import EnvironmentKind, EnvironmentTarget, ServiceSocket
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
 from envhub.integrations.backing.base import Access, Backends, BucketStore, KeyPair, instance_name
-from envhub.models import InstanceState, Project, ServiceInstance
+from envhub.integrations.object_store import ObjectStore
+from envhub.models import Environment, InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.runtime.base import ProgressReporter
+from envhub.services import backups
 from envhub.services.common import audit
 from envhub.services.crypto import cipher
 
@@ -67,7 +69,7 @@ def _purpose(environment_id: int, service: str) -> str:
 
 
 def _instance(
-    session: Session, project: Project, environment_id: int, service: ServiceDeclaration
+    session: Session, project: Project, environment_id: int, service: ServiceDeclaration, *, seeded: bool
 ) -> ServiceInstance:
     """The row of this environment's instance, made (and committed) on first sight."""
     query = select(ServiceInstance).where(
@@ -82,7 +84,11 @@ def _instance(
             )
         return row
     row = ServiceInstance(
-        environment_id=environment_id, project_id=project.id or 0, service=service.name, kind=service.kind
+        environment_id=environment_id,
+        project_id=project.id or 0,
+        service=service.name,
+        kind=service.kind,
+        seed_detail="pending" if service.seed_from and seeded else "",
     )
     session.add(row)
     try:
@@ -177,6 +183,7 @@ def provision(
     project: Project,
     backends: Backends,
     progress: ProgressReporter,
+    store: ObjectStore | None = None,
 ) -> Grant:
     """Make (or repair) every instance the project declares for this environment; their variables and sockets.
 
@@ -189,19 +196,23 @@ def provision(
     if not settings.services and not gone:
         return Grant()
     progress.begin(STEP, ", ".join(settings.names()))
-    _remove_rows(session, gone, backends)
+    environment = session.get(Environment, target.id)
+    deployment = environment is not None and environment.kind is EnvironmentKind.deployment
+    _remove_rows(session, gone, backends, store=store if deployment else None)
     objects = parse_manifests(target.spec.manifests) if target.spec.manifests else []
     brought = brought_by_workloads(spec=target.spec, objects=objects, project_env=project.env)
     variables: dict[str, str] = {}
     sockets: list[ServiceSocket] = []
     made: list[str] = []
     for declaration in settings.services:
-        row = _instance(session, project, target.id, declaration)
+        row = _instance(session, project, target.id, declaration, seeded=not deployment)
         if declaration.kind in brought:
             _settle(session, row, InstanceState.skipped, f"not provisioned: {brought[declaration.kind]}")
             continue
         try:
             access = _ensure(session, row, declaration, backends)
+            if row.seed_detail == "pending":
+                _seed(session, row, declaration, backends=backends, store=store, progress=progress)
         except EnvhubError as exc:
             _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
             raise
@@ -220,6 +231,26 @@ def provision(
     return Grant(variables=variables, sockets=tuple(sockets))
 
 
+def _seed(
+    session: Session,
+    row: ServiceInstance,
+    declaration: ServiceDeclaration,
+    *,
+    backends: Backends,
+    store: ObjectStore | None,
+    progress: ProgressReporter,
+) -> None:
+    """Copy ``seed_from``'s latest backup into a new development database, once (shown as its own step)."""
+    step = f"seed_{row.service}"
+    progress.begin(step, f"Copy {declaration.seed_from}'s {declaration.name} database")
+    if store is None:
+        raise Unsupported("this envhub has no store of backups to copy a database from")
+    row.seed_detail = backups.seed(session, row, declaration, backends=backends, store=store)
+    session.add(row)
+    session.commit()
+    progress.finish(step, row.seed_detail)
+
+
 def _live_rows(session: Session, environment_id: int) -> list[ServiceInstance]:
     return list(
         session.exec(
@@ -231,24 +262,43 @@ def _live_rows(session: Session, environment_id: int) -> list[ServiceInstance]:
     )
 
 
-def _remove_rows(session: Session, rows: Sequence[ServiceInstance], backends: Backends) -> None:
+def _remove_rows(
+    session: Session, rows: Sequence[ServiceInstance], backends: Backends, *, store: ObjectStore | None
+) -> None:
+    """Remove instances with their data; with ``store`` (a deployment environment's), a database is
+    backed up first and is not dropped unless that backup succeeded."""
     for row in rows:
         if row.state is not InstanceState.skipped:
             backend = backends.for_kind(row.kind)
             if backend is None:
                 raise _unavailable(row.kind, "the backend this instance was made on")
+            if store is not None and row.kind == "postgres" and row.state is InstanceState.ready:
+                backups.final_backup(session, row, backends=backends, store=store)
             backend.remove(instance_name(row.environment_id, row.service))
         row.credential, row.removed_at = "", utcnow()
         _settle(session, row, InstanceState.removed)
 
 
-def release(session: Session, environment_id: int, *, backends: Backends, progress: ProgressReporter) -> None:
-    """Remove every instance of a deleted environment, with its data and credentials. Quiet when none."""
+def release(
+    session: Session,
+    environment_id: int,
+    *,
+    backends: Backends,
+    progress: ProgressReporter,
+    store: ObjectStore | None = None,
+) -> None:
+    """Remove every instance of a deleted environment, with its data and credentials. Quiet when none.
+
+    A deployment environment's databases are backed up first (with ``store``),
+    and that last backup is kept for its retention.
+    """
     rows = _live_rows(session, environment_id)
     if not rows:
         return
     progress.begin(REMOVE_STEP, ", ".join(row.service for row in rows))
-    _remove_rows(session, rows, backends)
+    environment = session.get(Environment, environment_id)
+    deployment = environment is not None and environment.kind is EnvironmentKind.deployment
+    _remove_rows(session, rows, backends, store=store if deployment else None)
     progress.finish(REMOVE_STEP, f"{len(rows)} removed")
 
 

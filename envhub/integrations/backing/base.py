@@ -42,6 +42,8 @@ from typing import Protocol
 from envhub.domain.backing import SERVICE_NAME
 
 INSTANCE_PREFIX = "envhub_e"
+# A scratch database a restore check restores into, then drops (``envhub_r<restore>_<service>``).
+SCRATCH_PREFIX = "envhub_r"
 
 
 class BackingKind(StrEnum):
@@ -61,6 +63,24 @@ def parse_instance_name(name: str) -> tuple[int, str] | None:
     """(environment id, service) of an instance name envhub made; None for anything else."""
     match = re.fullmatch(rf"{INSTANCE_PREFIX}([1-9][0-9]*)_([a-z][a-z0-9]{{0,19}})", name)
     return (int(match.group(1)), match.group(2)) if match else None
+
+
+def scratch_name(restore_id: int, service: str) -> str:
+    """``envhub_r<restore>_<service>``: the scratch database of one restore check."""
+    if restore_id < 1 or not SERVICE_NAME.fullmatch(service):
+        raise ValueError(f"no scratch name for restore {restore_id!r} and service {service!r}")
+    return f"{SCRATCH_PREFIX}{restore_id}_{service}"
+
+
+def parse_scratch_name(name: str) -> tuple[int, str] | None:
+    """(restore id, service) of a scratch database envhub made; None for anything else."""
+    match = re.fullmatch(rf"{SCRATCH_PREFIX}([1-9][0-9]*)_([a-z][a-z0-9]{{0,19}})", name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def is_envhub_name(name: str) -> bool:
+    """Whether envhub made this name (an instance or a scratch database): all an adapter may touch."""
+    return parse_instance_name(name) is not None or parse_scratch_name(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +123,19 @@ class Dump:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreCheck:
+    """What a restored database holds, next to what its dump said it would."""
+
+    tables: int  # tables the dump holds data for
+    rows: int  # rows counted in the restored tables
+    missing: tuple[str, ...] = ()  # tables of the dump the restored database lacks
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing
+
+
 class DatabaseServer(Protocol):
     """PostgreSQL: a database and a role of the same name per instance, on one server."""
 
@@ -127,6 +160,13 @@ class DatabaseServer(Protocol):
 
         The restored objects belong to role ``name``. On failure the database
         may be half restored; restoring again from the same dump converges.
+        """
+
+    def check(self, name: str, path: Path) -> RestoreCheck:
+        """Compare database ``name`` (just restored from ``path``) with the dump's table of contents.
+
+        Every table the dump holds data for must exist; its rows are counted
+        (exactly: run it on a scratch database, not a busy one).
         """
 
 
