@@ -144,6 +144,7 @@ class BackupStatus(TypedDict):
 class RestoreRow(TypedDict):
     id: int
     backup_id: int
+    environment_id: int  # where it goes
     service: str
     purpose: str  # restore | check | seed
     purpose_label: str
@@ -205,6 +206,7 @@ def restore_row(row: ServiceRestore) -> RestoreRow:
     return RestoreRow(
         id=row.id or 0,
         backup_id=row.backup_id,
+        environment_id=row.environment_id,
         service=row.service,
         purpose=row.purpose.value,
         purpose_label=_PURPOSE_LABELS[row.purpose],
