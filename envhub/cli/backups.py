@@ -84,7 +84,8 @@ def list_backups(
     params: dict[str, Any] = {
         key: value for key, value in {"service": service, "before": before}.items() if value
     }
-    _show(connection.request("GET", _backups_path(resources.environment_id(connection, env)), params=params), output)
+    path = _backups_path(resources.environment_id(connection, env))
+    _show(connection.request("GET", path, params=params), output)
 
 
 def _follow(connection: Connection, environment_id: int, kind: str, row_id: int) -> dict[str, Any]:
