@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from envhub.errors import NotFound, ObjectStoreError
 from envhub.private_files import open_private, private_dir
@@ -26,8 +26,8 @@ class FolderObjectStore:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        parts = PurePosixPath(key).parts
-        if not parts or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        parts = key.split("/")
+        if any(part in ("", ".", "..") for part in parts):
             raise ObjectStoreError(f"{key!r} is not a key of this store")
         return self.root.joinpath(*parts)
 
