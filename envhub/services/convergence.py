@@ -191,7 +191,7 @@ def prepared(
         project = session.get(Project, assignment.project_id)
         assert project is not None
         grant = provisioning.provision(session, target, project=project, backends=backends, progress=progress)
-        target = dataclasses.replace(target, service_sockets=grant.sockets)
+        target = dataclasses.replace(target, service_sockets=grant.sockets, service_objects=grant.objects)
     return with_secrets(session, dataclasses.replace(assignment, target=target), extra=grant.variables)
 
 
