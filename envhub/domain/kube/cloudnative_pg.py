@@ -57,6 +57,7 @@ DEFAULT_RETENTION = "30d"
 PORT = 5432
 ACCESS_KEY_ID = "ACCESS_KEY_ID"
 ACCESS_SECRET_KEY = "ACCESS_SECRET_KEY"  # noqa: S105 (a key name)
+ACCESS_REGION = "ACCESS_REGION"
 BACKUP_PREFIX = "cloudnative-pg"
 # CloudNativePG's own pattern for retentionPolicy; its cron: six fields.
 RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
@@ -129,11 +130,10 @@ def render_store_secret(store: BackupStore) -> dict[str, Any] | None:
     """Secret :data:`BACKUP_STORE_SECRET` with the store's keys; None when the pods use their identity."""
     if not store.access_key_id:
         return None
-    return _secret(
-        BACKUP_STORE_SECRET,
-        "Opaque",
-        {ACCESS_KEY_ID: store.access_key_id, ACCESS_SECRET_KEY: store.secret_access_key},
-    )
+    values = {ACCESS_KEY_ID: store.access_key_id, ACCESS_SECRET_KEY: store.secret_access_key}
+    if store.region:
+        values[ACCESS_REGION] = store.region
+    return _secret(BACKUP_STORE_SECRET, "Opaque", values)
 
 
 def _barman(store: BackupStore, instance: str, serial: int) -> dict[str, Any]:
@@ -143,6 +143,8 @@ def _barman(store: BackupStore, instance: str, serial: int) -> dict[str, Any]:
             "accessKeyId": {"name": BACKUP_STORE_SECRET, "key": ACCESS_KEY_ID},
             "secretAccessKey": {"name": BACKUP_STORE_SECRET, "key": ACCESS_SECRET_KEY},
         }
+        if store.region:  # the operator takes the region from a Secret too
+            credentials["region"] = {"name": BACKUP_STORE_SECRET, "key": ACCESS_REGION}
     else:
         credentials = {"inheritFromIAMRole": True}
     barman: dict[str, Any] = {

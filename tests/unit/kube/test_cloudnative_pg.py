@@ -101,7 +101,11 @@ def test_a_deployment_instance_has_a_standby_backups_to_the_store_and_a_schedule
         ("ScheduledBackup", "envhub-e12-db-backup"),
     ]
     keys = objects[1]
-    assert _decoded(keys) == {"ACCESS_KEY_ID": "AKIA123", "ACCESS_SECRET_KEY": "not-shown"}
+    assert _decoded(keys) == {
+        "ACCESS_KEY_ID": "AKIA123",
+        "ACCESS_SECRET_KEY": "not-shown",
+        "ACCESS_REGION": "eu-west-1",
+    }
     spec = objects[2]["spec"]
     assert spec["instances"] == 2
     assert spec["backup"] == {
@@ -112,6 +116,7 @@ def test_a_deployment_instance_has_a_standby_backups_to_the_store_and_a_schedule
             "s3Credentials": {
                 "accessKeyId": {"name": BACKUP_STORE_SECRET, "key": "ACCESS_KEY_ID"},
                 "secretAccessKey": {"name": BACKUP_STORE_SECRET, "key": "ACCESS_SECRET_KEY"},
+                "region": {"name": BACKUP_STORE_SECRET, "key": "ACCESS_REGION"},
             },
             "wal": {"compression": "gzip"},
             "data": {"compression": "gzip"},
