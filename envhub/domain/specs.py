@@ -251,6 +251,12 @@ class EnvironmentTarget:
     # Managed services run by envhub on this machine, relayed into a local
     # environment's network (issue 13); empty on cluster runtimes.
     service_sockets: tuple[ServiceSocket, ...] = ()
+    # Managed services that run in the environment's own namespace (issue 13): the
+    # objects that make them (a CloudNativePG Cluster and its Secrets), without
+    # namespace or labels. A cluster runtime applies them with the environment's
+    # other objects (so they are recorded, pruned and deleted with them); they
+    # hold credentials, so they are neither printed nor compared, like ``secrets``.
+    service_objects: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def variables(self) -> dict[str, str]:

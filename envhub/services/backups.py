@@ -57,7 +57,13 @@ from envhub.errors import (
     Unsupported,
     ValidationFailed,
 )
-from envhub.integrations.backing.base import Backends, DatabaseServer, instance_name, scratch_name
+from envhub.integrations.backing.base import (
+    CLUSTER_BACKEND,
+    Backends,
+    DatabaseServer,
+    instance_name,
+    scratch_name,
+)
 from envhub.integrations.object_store import ObjectStore
 from envhub.models import (
     ACTIVE_BACKUP_STATES,
@@ -341,6 +347,11 @@ def _live_instance(session: Session, environment: Environment, service: str) -> 
         raise NotFound(
             f"environment {environment.name} has no PostgreSQL service named {service!r}",
             hint="Backups are of managed PostgreSQL databases; list the environment's services to see them.",
+        )
+    if row.backend == CLUSTER_BACKEND:
+        raise Unsupported(
+            f"{environment.name}'s database {service} is a CloudNativePG cluster; the operator backs it up",
+            hint="Its backups are the operator's (barman, to the object store); see its Backup objects.",
         )
     if row.state is not InstanceState.ready:
         raise InvalidTransition(
@@ -801,6 +812,7 @@ def _deployment_instances(session: Session) -> list[tuple[ServiceInstance, Envir
             .where(
                 ServiceInstance.kind == "postgres",
                 ServiceInstance.state == InstanceState.ready,
+                ServiceInstance.backend != CLUSTER_BACKEND,  # the operator backs those up itself
                 Environment.kind == EnvironmentKind.deployment,
                 col(Environment.phase) != Phase.deleted,
                 Environment.desired_state == "present",

@@ -196,7 +196,7 @@ def prepared(
         grant = provisioning.provision(
             session, target, project=project, backends=backends, progress=progress, store=store
         )
-        target = dataclasses.replace(target, service_sockets=grant.sockets)
+        target = dataclasses.replace(target, service_sockets=grant.sockets, service_objects=grant.objects)
     return with_secrets(session, dataclasses.replace(assignment, target=target), extra=grant.variables)
 
 

@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -34,7 +35,15 @@ from envhub.domain.kube.manifests import parse_manifests
 from envhub.domain.principals import SYSTEM
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget, ServiceSocket
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
-from envhub.integrations.backing.base import Access, Backends, BucketStore, KeyPair, instance_name
+from envhub.integrations.backing.base import (
+    CLUSTER_BACKEND,
+    Access,
+    Backends,
+    BucketStore,
+    KeyPair,
+    Placement,
+    instance_name,
+)
 from envhub.integrations.object_store import ObjectStore
 from envhub.models import Environment, InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
@@ -53,10 +62,12 @@ REMOVE_STEP_TITLE = "Remove managed services"
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What the environment receives for its managed services: variables, and sockets to relay locally."""
+    """What the environment receives for its managed services: variables, sockets to relay locally,
+    and the objects of services that run in its own namespace (the runtime applies them)."""
 
     variables: dict[str, str] = field(default_factory=dict, repr=False)
     sockets: tuple[ServiceSocket, ...] = ()
+    objects: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
 
 def declared(project: Project) -> BackingSettings:
@@ -125,25 +136,73 @@ def _key_pair(session: Session, row: ServiceInstance, store: BucketStore) -> Key
     return pair
 
 
+def _in_namespace(session: Session, row: ServiceInstance, backends: Backends) -> bool:
+    """Whether a PostgreSQL instance is (or, new, becomes) a cluster in the environment's namespace.
+
+    Decided once, when the instance is first made, and recorded before any
+    backend is asked: an operator installed later never moves an instance off
+    the server its data is on, and one uninstalled stops the apply (which
+    would otherwise prune the Cluster and its data) with an error instead.
+    """
+    clusters = backends.postgres_clusters
+    if row.backend == CLUSTER_BACKEND:
+        if clusters is None or not clusters.available():
+            raise Unsupported(
+                f"service {row.service} is a CloudNativePG cluster in the environment's namespace, "
+                "and this cluster no longer serves that operator's kinds",
+                hint="Install the CloudNativePG operator again (the data is still in the namespace), "
+                "or remove the service from the project to delete it.",
+            )
+        return True
+    if row.backend:
+        return False
+    chosen = clusters is not None and clusters.available()
+    if not chosen and backends.postgres is None:
+        raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL, or the CloudNativePG operator")
+    row.backend = CLUSTER_BACKEND if chosen else backends.label("postgres")
+    session.add(row)
+    session.commit()
+    return chosen
+
+
 def _ensure(
-    session: Session, row: ServiceInstance, declaration: ServiceDeclaration, backends: Backends
-) -> Access:
+    session: Session,
+    row: ServiceInstance,
+    declaration: ServiceDeclaration,
+    backends: Backends,
+    *,
+    deployment: bool,
+) -> Placement:
     name = instance_name(row.environment_id, row.service)
     if declaration.kind == "postgres":
+        if _in_namespace(session, row, backends):
+            assert backends.postgres_clusters is not None
+            assert row.id is not None
+            return backends.postgres_clusters.place(
+                name,
+                serial=row.id,
+                password=_password(session, row),
+                version=declaration.version,
+                size=declaration.size,
+                deployment=deployment,
+            )
         if backends.postgres is None:
             raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL")
-        return backends.postgres.ensure(name, password=_password(session, row))
+        return Placement(backends.postgres.ensure(name, password=_password(session, row)), ())
     if declaration.kind == "redis":
         if backends.redis is None:
             raise _unavailable("Redis", "the local runtime (a redis-server per environment)")
-        return backends.redis.ensure(
+        access = backends.redis.ensure(
             name, password=_password(session, row), persistent=declaration.persistent
         )
+        return Placement(access, ())
     if backends.buckets is None:
         raise _unavailable("buckets", "ENVHUB_SERVICES_S3_URL")
     access = backends.buckets.ensure(name)
     pair = _key_pair(session, row, backends.buckets)
-    return dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key)
+    return Placement(
+        dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key), ()
+    )
 
 
 def _unavailable(what: str, setting: str) -> Unsupported:
@@ -199,10 +258,11 @@ def provision(
     environment = session.get(Environment, target.id)
     deployment = environment is not None and environment.kind is EnvironmentKind.deployment
     _remove_rows(session, gone, backends, store=store if deployment else None)
-    objects = parse_manifests(target.spec.manifests) if target.spec.manifests else []
-    brought = brought_by_workloads(spec=target.spec, objects=objects, project_env=project.env)
+    manifests = parse_manifests(target.spec.manifests) if target.spec.manifests else []
+    brought = brought_by_workloads(spec=target.spec, objects=manifests, project_env=project.env)
     variables: dict[str, str] = {}
     sockets: list[ServiceSocket] = []
+    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
     made: list[str] = []
     for declaration in settings.services:
         row = _instance(session, project, target.id, declaration, seeded=not deployment)
@@ -210,14 +270,17 @@ def provision(
             _settle(session, row, InstanceState.skipped, f"not provisioned: {brought[declaration.kind]}")
             continue
         try:
-            access = _ensure(session, row, declaration, backends)
+            placement = _ensure(session, row, declaration, backends, deployment=deployment)
+            _collect(objects, placement.objects)
             if row.seed_detail == "pending":
                 _seed(session, row, declaration, backends=backends, store=store, progress=progress)
         except EnvhubError as exc:
             _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
             raise
-        row.backend = backends.label(declaration.kind)
-        _settle(session, row, InstanceState.ready)
+        access = placement.access
+        if row.backend != CLUSTER_BACKEND:
+            row.backend = backends.label(declaration.kind)
+        _settle(session, row, InstanceState.ready, _note(row, backends, deployment=deployment))
         variables.update(variables_for(declaration, _connection(access)))
         if access.unix_socket:
             sockets.append(
@@ -228,7 +291,25 @@ def provision(
         made.append(f"{declaration.name} ({declaration.kind})")
     skipped = [f"{name} skipped" for name in settings.names() if name not in {m.split(" ")[0] for m in made}]
     progress.finish(STEP, ", ".join(made + skipped))
-    return Grant(variables=variables, sockets=tuple(sockets))
+    return Grant(variables=variables, sockets=tuple(sockets), objects=tuple(objects.values()))
+
+
+def _collect(into: dict[tuple[str, str, str], dict[str, Any]], objects: Sequence[dict[str, Any]]) -> None:
+    """Add one instance's objects; instances may share one (the store's keys), never differ on it."""
+    for obj in objects:
+        key = (str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
+        if into.setdefault(key, obj) != obj:
+            raise ValidationFailed(f"two managed services render {key[1]} {key[2]} differently")
+
+
+def _note(row: ServiceInstance, backends: Backends, *, deployment: bool) -> str:
+    """What a person should know about a ready instance (said on the environment's page)."""
+    clusters = backends.postgres_clusters
+    if row.backend != CLUSTER_BACKEND or clusters is None:
+        return ""
+    if not clusters.backs_up:
+        return "CloudNativePG cluster without backups: envhub has no object store (ENVHUB_OBJECT_STORE_*)"
+    return "CloudNativePG cluster with scheduled backups" if deployment else "CloudNativePG cluster"
 
 
 def _seed(
@@ -243,6 +324,12 @@ def _seed(
     """Copy ``seed_from``'s latest backup into a new development database, once (shown as its own step)."""
     step = f"seed_{row.service}"
     progress.begin(step, f"Copy {declaration.seed_from}'s {declaration.name} database")
+    if row.backend == CLUSTER_BACKEND:  # its data is the operator's, bootstrapped in the namespace
+        row.seed_detail = "started empty: a CloudNativePG cluster is not filled from envhub's backups"
+        session.add(row)
+        session.commit()
+        progress.finish(step, row.seed_detail)
+        return
     if store is None:
         raise Unsupported("this envhub has no store of backups to copy a database from")
     row.seed_detail = backups.seed(session, row, declaration, backends=backends, store=store)
@@ -268,7 +355,8 @@ def _remove_rows(
     """Remove instances with their data; with ``store`` (a deployment environment's), a database is
     backed up first and is not dropped unless that backup succeeded."""
     for row in rows:
-        if row.state is not InstanceState.skipped:
+        # A cluster in the namespace goes with the next apply's pruning, or with the namespace.
+        if row.state is not InstanceState.skipped and row.backend != CLUSTER_BACKEND:
             backend = backends.for_kind(row.kind)
             if backend is None:
                 raise _unavailable(row.kind, "the backend this instance was made on")

@@ -41,3 +41,43 @@ def test_changes_go_through_redis_when_there_is_one(rewired: None, tmp_path: obj
         assert isinstance(ports.changes(), LocalChanges)
         with pytest.raises(ConfigurationError):
             ports.queue()
+
+
+class _Cluster:
+    """A cluster runtime's discovery (the ``KindCatalog`` port), answering from a set of kinds."""
+
+    def __init__(self, *kinds: str) -> None:
+        self.kinds = set(kinds)
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        return api_version == "postgresql.cnpg.io/v1" and kind in self.kinds
+
+
+def test_cloudnative_pg_is_offered_on_a_cluster_runtime_and_backs_up_to_the_object_store(
+    tmp_path: object,
+) -> None:
+    plain = build_settings(data_dir=tmp_path)
+    assert wiring.managed_backends(plain, local=True).postgres_clusters is None  # no cluster to ask
+    clusters = wiring.managed_backends(plain, local=False, kinds=_Cluster("Cluster")).postgres_clusters
+    assert clusters is not None
+    assert clusters.available()
+    assert not clusters.backs_up
+    off = build_settings(data_dir=tmp_path, services_cloudnative_pg=False)
+    assert wiring.managed_backends(off, local=False, kinds=_Cluster("Cluster")).postgres_clusters is None
+
+    stored = build_settings(data_dir=tmp_path, object_store_bucket="acme-envhub")
+    backed = wiring.managed_backends(stored, local=False, kinds=_Cluster("Cluster")).postgres_clusters
+    assert backed is not None
+    assert backed.backs_up
+    # Backups are scheduled with the operator's second kind: without it the operator is not taken.
+    assert not backed.available()
+    both = wiring.managed_backends(stored, local=False, kinds=_Cluster("Cluster", "ScheduledBackup"))
+    assert both.postgres_clusters is not None
+    assert both.postgres_clusters.available()
+    bad = build_settings(
+        data_dir=tmp_path,
+        object_store_bucket="acme-envhub",
+        services_cloudnative_pg_backup_retention="30 days",
+    )
+    with pytest.raises(ConfigurationError, match="BACKUP_"):
+        wiring.managed_backends(bad, local=False, kinds=_Cluster("Cluster"))

@@ -9,7 +9,9 @@ the runtime resolves those by discovery.
 
 Order: the Namespace, then what constrains everything created after it (quota,
 limits, network policies), then RBAC (the workload account, and the owning
-team's kubectl access: ``access.py``), then workloads (Services before
+team's kubectl access: ``access.py``), then the project's secrets and the
+objects of managed services that run in the namespace (a CloudNativePG
+``Cluster``: ``cloudnative_pg.py``), then workloads (Services before
 Deployments, as Helm does, then the public Ingress when the URL provider asks
 for one: ``ingress.py``) and finally the user's manifests, themselves sorted
 by kind so a ServiceAccount or ConfigMap exists before the pods that use it.
@@ -19,7 +21,7 @@ out (see :mod:`envhub.domain.kube.inventory`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envhub.domain.kube.access import render_team_access
@@ -89,6 +91,15 @@ def render_namespace(
     if annotations:
         meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def _service_object(obj: Mapping[str, Any], *, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A managed service's object (see ``EnvironmentTarget.service_objects``) in the namespace, with
+    envhub's labels over its own. envhub rendered it: it passes no manifest guard."""
+    meta = dict(obj["metadata"])
+    meta["namespace"] = namespace
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    return {**obj, "metadata": meta}
 
 
 def _refuse_duplicates(objects: list[dict[str, Any]]) -> None:
@@ -163,6 +174,7 @@ def render_environment(
     secrets = render_secrets(target, namespace=namespace)
     if secrets is not None:
         objects.append(secrets)
+    objects.extend(_service_object(obj, namespace=namespace, labels=labels) for obj in target.service_objects)
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)
         if rendered is not None:

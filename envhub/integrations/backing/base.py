@@ -5,7 +5,9 @@ makes one *instance* of each per environment on a backend the operator
 chose: a PostgreSQL server (one envhub starts from the installed binaries in
 the embedded default, or the operator's), Redis (a ``redis-server`` per
 environment in the embedded default), an S3-compatible bucket with a key pair
-limited to it. Adapters live beside this module; the wiring module picks them.
+limited to it; or, on a cluster with the CloudNativePG operator, a PostgreSQL
+cluster in the environment's own namespace (:class:`NamespacedDatabases`).
+Adapters live beside this module; the wiring module picks them.
 
 The contract every adapter keeps:
 
@@ -37,13 +39,15 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from envhub.domain.backing import SERVICE_NAME
 
 INSTANCE_PREFIX = "envhub_e"
 # A scratch database a restore check restores into, then drops (``envhub_r<restore>_<service>``).
 SCRATCH_PREFIX = "envhub_r"
+# The backend recorded for an instance that lives in the environment's namespace.
+CLUSTER_BACKEND = "cloudnative-pg"
 
 
 class BackingKind(StrEnum):
@@ -204,6 +208,48 @@ class BucketStore(Protocol):
         """Every instance name that has a bucket or a user on this store."""
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """An instance that runs in the environment's own namespace: how workloads reach it, and the
+    objects that make it (plain dicts without namespace or labels; they hold its credentials)."""
+
+    access: Access
+    objects: tuple[dict[str, Any], ...] = field(repr=False)
+
+
+class NamespacedDatabases(Protocol):
+    """PostgreSQL that an operator runs in each environment's own namespace (CloudNativePG).
+
+    Unlike the other backends this one makes nothing itself: :meth:`place`
+    renders the objects, which the runtime applies with the environment's own.
+    So an instance is pruned when its service is no longer declared and
+    deleted with the environment's namespace: there is no ``remove`` and no
+    orphan to find.
+    """
+
+    @property
+    def backs_up(self) -> bool:
+        """Whether instances are backed up (an object store is configured)."""
+
+    def available(self) -> bool:
+        """Whether the operator is installed (the cluster serves its kinds): asked for each new instance.
+
+        An unreachable cluster raises a retryable error rather than answering
+        False, so an outage never sends an instance to another backend.
+        """
+
+    def place(
+        self, name: str, *, serial: int, password: str, version: str, size: str, deployment: bool
+    ) -> Placement:
+        """The objects of instance ``name`` (a database and an owner of that name, with ``password``).
+
+        Pure and repeatable: the same arguments give equal objects. ``serial``
+        is the instance record's id (it tells its backups from an earlier
+        instance's of the same name); ``deployment`` asks for what a deployment
+        environment gets (a standby, scheduled backups).
+        """
+
+
 class Removable(Protocol):
     def remove(self, name: str) -> None: ...
 
@@ -217,6 +263,8 @@ class Backends:
     postgres: DatabaseServer | None = None
     redis: CacheServers | None = None
     buckets: BucketStore | None = None
+    # PostgreSQL in the environment's namespace, taken for new instances when its operator is there.
+    postgres_clusters: NamespacedDatabases | None = None
     # What each backend is, for people ("embedded", "server", "s3"), by kind.
     labels: dict[str, str] = field(default_factory=dict)
 
