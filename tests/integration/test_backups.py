@@ -25,6 +25,7 @@ from envhub.domain.specs import EnvironmentKind
 from envhub.errors import BackingServiceError, PermissionDenied, ValidationFailed
 from envhub.integrations.backing.base import instance_name
 from envhub.jobs.backups import run_restore, take_backup
+from envhub.jobs.environments import converge_environment
 from envhub.models import (
     BackupState,
     BackupTrigger,
@@ -311,3 +312,29 @@ def test_a_new_development_environment_starts_from_a_copy_of_stagings_database(
     assert seeded.detail.startswith("copy of staging's backup")
     runs = [run for run in fetch_all(db, JobRun) if run.environment_id == copy]
     assert ("seed_db", "done") in [(step["key"], step["status"]) for step in runs[-1].steps]
+
+
+def test_dropping_a_deployment_database_from_the_project_takes_an_owner_who_confirms(
+    session: Session, world: World, with_db: Project, db: Engine
+) -> None:
+    queue = FakeQueue()
+    production = _ready(session, world, with_db, queue, "production")
+    _make_deployment(db, production)
+    assert with_db.id is not None
+    with pytest.raises(PermissionDenied) as refused:
+        update_project(session=session, actor=world.admin, project_id=with_db.id, changes={"backing": []})
+    assert "production's db" in refused.value.message
+    with pytest.raises(ValidationFailed) as unconfirmed:
+        update_project(session=session, actor=world.owner, project_id=with_db.id, changes={"backing": []})
+    assert unconfirmed.value.details == {"field": "confirm", "expected": "shop"}
+    update_project(
+        session=session, actor=world.owner, project_id=with_db.id, changes={"backing": []}, confirm="shop"
+    )
+    # The resync (queued on the configured queue) removes the database, after its last backup.
+    resync = max(
+        (run for run in fetch_all(db, JobRun) if run.environment_id == production), key=lambda r: r.id or 0
+    )
+    assert converge_environment(production, resync.id or 0) == "ready"
+    [final] = fetch_all(db, ServiceBackup)
+    assert (final.state, final.trigger) == (BackupState.succeeded, BackupTrigger.final)
+    assert ports.backing().postgres.names() == set()  # type: ignore[union-attr]
