@@ -231,6 +231,15 @@ class Settings(BaseSettings):
     services_s3_bucket_prefix: str = ""
     # The endpoint as environments reach it, when it differs from envhub's.
     services_s3_workload_url: str = ""
+    # PostgreSQL on Kubernetes: when the cluster runs the CloudNativePG operator, each new
+    # instance is a Cluster in the environment's namespace (off: the server above, always),
+    # from this image repository (tagged by major version). With an object store
+    # (ENVHUB_OBJECT_STORE_*) it is backed up there (base backups and WAL); deployment
+    # environments on this schedule (six fields, seconds first), kept this long (30d, 4w, 6m).
+    services_cloudnative_pg: bool = True
+    services_cloudnative_pg_image: str = "ghcr.io/cloudnative-pg/postgresql"
+    services_cloudnative_pg_backup_schedule: str = "0 0 3 * * *"
+    services_cloudnative_pg_backup_retention: str = "30d"
 
     # -- operations ----------------------------------------------------------
     # /metrics of the web wants "Authorization: Bearer <token>" when this is set;

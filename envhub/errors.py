@@ -64,7 +64,8 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     ├── ObjectStoreError          object_store_error
     │   └── ObjectStoreUnavailable  object_store_unavailable (retryable)
     ├── BackingServiceError       backing_service_error
-    │   └── BackingServiceUnavailable  backing_service_unavailable (retryable)
+    │   ├── BackingServiceUnavailable  backing_service_unavailable (retryable)
+    │   └── BackupCorrupt         backup_corrupt
     └── RuntimeFailure            runtime_error
         ├── NotReady              not_ready (retryable: "not yet")
         ├── RolloutFailed         rollout_failed (details.workloads)
@@ -706,6 +707,18 @@ class BackingServiceUnavailable(BackingServiceError):
     )
     advice = "A managed service's backend is not answering; envhub retries on its own."
     retryable = True
+
+
+class BackupCorrupt(BackingServiceError):
+    """A stored backup does not match the size or SHA-256 recorded when it was taken."""
+
+    code = "backup_corrupt"
+    status = 409
+    default_hint = (
+        "The object store holds something else than the backup envhub took; restore another backup, "
+        "and check who else writes to the backups prefix of the object store."
+    )
+    advice = "A backup's stored copy does not match its checksum; restore another one."
 
 
 class IdempotencyKeyReused(Conflict):

@@ -42,7 +42,7 @@ SERVICES = "services"
 # Files and folders of the data folder that belong to envhub; environments'
 # workspaces (envs/<id>/workspace) are theirs and are left as they are.
 _PRIVATE_FILES = ("envhub.db", "envhub.db-wal", "envhub.db-shm", "envhub.db-journal", "secret.key")
-_PRIVATE_TREES = ("logs", "recordings", "redis", "run", SERVICES)
+_PRIVATE_TREES = ("backups", "logs", "recordings", "redis", "run", SERVICES)
 _ENVIRONMENT_FILES = ("output.log", "state.json", "state.tmp", ".lock")
 
 

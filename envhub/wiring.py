@@ -23,8 +23,10 @@ through ``envhub.services.ports`` and never names an adapter.
   server in the data folder; Redis as a ``redis-server`` per local environment,
   or on Kubernetes as a workload in the environment's namespace
   (``ENVHUB_SERVICES_REDIS_IMAGE``); buckets on an S3 endpoint with IAM
-  (``ENVHUB_SERVICES_S3_*``). A kind with no backend is refused, with that
-  hint, when an environment needs it.
+  (``ENVHUB_SERVICES_S3_*``); on a cluster with the CloudNativePG operator, new
+  PostgreSQL instances are Clusters in the environment's namespace, backed up
+  to the object store. A kind with no backend is refused, with that hint, when
+  an environment needs it.
 """
 
 from __future__ import annotations
@@ -33,21 +35,24 @@ import functools
 from urllib.parse import urlsplit
 
 from envhub.config import Settings, UrlProviderKind, get_settings
+from envhub.domain.kube.cloudnative_pg import BackupStore
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
 from envhub.integrations.backing.base import (
+    WORKLOAD_BACKEND,
     Backends,
     BucketStore,
     CacheServers,
     DatabaseServer,
-    WorkloadCaches,
 )
 from envhub.integrations.backing.buckets import S3Buckets
+from envhub.integrations.backing.cloudnative_pg import CloudNativePostgres
 from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
 from envhub.integrations.backing.postgres import PostgresServer
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
+from envhub.integrations.folder_store import FolderObjectStore
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
 from envhub.queue.base import ChangeNotifier, TerminalRegistry
@@ -57,7 +62,7 @@ from envhub.queue.locks import RedisLocks
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.queue.terminals import LocalTerminalRegistry, RedisTerminalRegistry
 from envhub.runtime import get_runtime
-from envhub.runtime.base import Runtime
+from envhub.runtime.base import KindCatalog, Runtime
 from envhub.services import ports
 from envhub.urls.base import UrlProvider
 from envhub.urls.cloudflare import CloudflareUrls
@@ -65,8 +70,12 @@ from envhub.urls.ingress import IngressUrls
 from envhub.urls.local import LocalUrls
 
 
-def managed_backends(settings: Settings, *, local: bool) -> Backends:
-    """The backend of each managed service the settings give (see the module docstring)."""
+def managed_backends(settings: Settings, *, local: bool, kinds: KindCatalog | None = None) -> Backends:
+    """The backend of each managed service the settings give (see the module docstring).
+
+    ``kinds`` is a cluster runtime's discovery: with it, PostgreSQL instances
+    become CloudNativePG clusters wherever that operator is installed.
+    """
     services = settings.data_dir / "services"
     embedded = settings.services_embedded and local
     postgres: DatabaseServer | None = None
@@ -80,14 +89,15 @@ def managed_backends(settings: Settings, *, local: bool) -> Backends:
         # As root it runs as `postgres`, which must pass through the data folder to its own.
         postgres = EmbeddedPostgres(services / "postgres", pass_through=settings.data_dir)
         labels["postgres"] = "embedded"
-    redis: CacheServers | WorkloadCaches | None = None
+    redis: CacheServers | None = None
+    workloads: RedisWorkloads | None = None
     if embedded:
         redis, labels["redis"] = EmbeddedRedis(services / "redis", binary=redis_binary()), "embedded"
     elif not local:
-        redis = RedisWorkloads(
+        workloads = RedisWorkloads(
             image=settings.services_redis_image, storage_class=settings.services_redis_storage_class
         )
-        labels["redis"] = "workload"
+        labels["redis"] = WORKLOAD_BACKEND
     buckets: BucketStore | None = None
     if settings.services_s3_bucket_prefix:
         try:
@@ -103,7 +113,37 @@ def managed_backends(settings: Settings, *, local: bool) -> Backends:
         except ValueError as exc:
             raise ConfigurationError(f"ENVHUB_SERVICES_S3_BUCKET_PREFIX: {exc}") from None
         labels["bucket"] = "s3"
-    return Backends(postgres=postgres, redis=redis, buckets=buckets, labels=labels)
+    clusters = None
+    if kinds is not None and settings.services_cloudnative_pg:
+        clusters = CloudNativePostgres(
+            kinds.serves, image=settings.services_cloudnative_pg_image, store=_backup_store(settings)
+        )
+    return Backends(
+        postgres=postgres,
+        redis=redis,
+        buckets=buckets,
+        postgres_clusters=clusters,
+        redis_workloads=workloads,
+        labels=labels,
+    )
+
+
+def _backup_store(settings: Settings) -> BackupStore | None:
+    """Where CloudNativePG clusters put their backups: the object store, when there is one."""
+    if not settings.object_store_configured:
+        return None
+    try:
+        return BackupStore(
+            bucket=settings.object_store_bucket,
+            endpoint_url=settings.object_store_url,
+            region=settings.object_store_region,
+            access_key_id=settings.object_store_access_key_id,
+            secret_access_key=settings.object_store_secret_access_key.get_secret_value(),
+            schedule=settings.services_cloudnative_pg_backup_schedule,
+            retention=settings.services_cloudnative_pg_backup_retention,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"ENVHUB_SERVICES_CLOUDNATIVE_PG_BACKUP_*: {exc}") from None
 
 
 def _url_address(url: str, default_port: int) -> str:
@@ -116,7 +156,9 @@ class SettingsAdapters:
 
     @functools.cache  # noqa: B019
     def backing(self) -> Backends:
-        return managed_backends(get_settings(), local=self.runtime().name == "local")
+        runtime = self.runtime()
+        kinds = runtime if isinstance(runtime, KindCatalog) else None
+        return managed_backends(get_settings(), local=runtime.name == "local", kinds=kinds)
 
     @functools.cache  # noqa: B019 - one instance per process; reset() clears it
     def runtime(self) -> Runtime:
@@ -183,8 +225,13 @@ class SettingsAdapters:
             )
         )
 
+    @functools.cache  # noqa: B019
+    def backup_store(self) -> ObjectStore:
+        return self.object_store() or FolderObjectStore(get_settings().data_dir / "backups")
+
     def reset(self) -> None:
         for method in (
+            self.backup_store,
             self.runtime,
             self.url_provider,
             self.changes,

@@ -12,6 +12,7 @@ import typer
 
 from envhub.cli import (
     auth,
+    backups,
     deployments,
     environments,
     kube,
@@ -55,7 +56,19 @@ def main(
     """
 
 
-_MODULES = (auth, terminal, running, kube, projects, environments, services, deployments, releases, tui)
+_MODULES = (
+    auth,
+    terminal,
+    running,
+    kube,
+    projects,
+    environments,
+    services,
+    backups,
+    deployments,
+    releases,
+    tui,
+)
 for module in _MODULES:
     module.register(app)
 

@@ -198,6 +198,10 @@ def update_project(
     url_access: UrlAccessOption = None,
     service: ServiceOption = None,
     no_services: NoServicesOption = False,
+    confirm: Annotated[
+        str | None,
+        typer.Option(help="The project's name: removing a database a deployment environment holds takes it."),
+    ] = None,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
@@ -227,6 +231,8 @@ def update_project(
         )
     connection = Connection.signed_in(server)
     found = resources.project(connection, project)
+    if confirm:
+        changes["confirm"] = confirm
     changed = connection.request("PATCH", f"/api/v1/projects/{found['id']}", json=changes)
     if output is Format.json:
         print_json(changed)

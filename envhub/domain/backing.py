@@ -38,6 +38,10 @@ _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]{0,99}$")
 DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "bucket": 9000}
 POSTGRES_VERSIONS = ("14", "15", "16", "17")
 _SIZE = re.compile(r"^[1-9][0-9]{0,4}(Mi|Gi)$")
+DEFAULT_BACKUP_HOURS = 24
+DEFAULT_KEEP_DAYS = 7
+_ENVIRONMENT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_POSTGRES_ONLY = ("backup_every_hours", "backup_keep_days", "seed_from")
 
 # What a workload is told, by kind: canonical name -> what it holds.
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -102,6 +106,13 @@ class ServiceDeclaration(BaseModel):
     prefix: str = ""
     # Canonical variable name -> the name the workload expects instead.
     rename: dict[str, str] = Field(default_factory=dict)
+    # PostgreSQL: how often a deployment environment's database is backed up, and how long a
+    # backup is kept (the last one of a removed database too).
+    backup_every_hours: int = Field(default=DEFAULT_BACKUP_HOURS, ge=1, le=24 * 30)
+    backup_keep_days: int = Field(default=DEFAULT_KEEP_DAYS, ge=1, le=3650)
+    # PostgreSQL: a new development environment starts from a copy of this deployment
+    # environment's latest backup ("staging"); "" starts empty.
+    seed_from: str = ""
 
     @field_validator("name")
     @classmethod
@@ -139,6 +150,11 @@ class ServiceDeclaration(BaseModel):
                 if self.kind == "postgres"
                 else f"a {self.kind} service has no version"
             )
+        given = [option for option in _POSTGRES_ONLY if option in self.model_fields_set]
+        if given and self.kind != "postgres":
+            raise ValueError(f"{', '.join(given)} applies to postgres only")
+        if self.seed_from and not _ENVIRONMENT_NAME.fullmatch(self.seed_from):
+            raise ValueError("seed_from must name an environment of the project, such as staging")
         for canonical, name in self.rename.items():
             if canonical not in VARIABLES[self.kind]:
                 raise ValueError(f"rename: {canonical} is not a variable of {self.kind}")

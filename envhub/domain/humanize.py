@@ -73,6 +73,16 @@ def stamp(value: str | datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
+def size(count: int) -> str:
+    """A byte count for people: 812 B, 4.2 kB, 13.0 MB, 2.1 GB (powers of 1000, as disks are sold)."""
+    value = float(max(0, count))
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
 MAX_ID = 2**31 - 1
 
 

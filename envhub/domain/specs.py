@@ -173,26 +173,6 @@ class ServiceSocket:
     owner: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceWorkload:
-    """A managed service a cluster runtime runs as a workload of the environment itself (issue 13).
-
-    Rendered with the environment's other objects, in its namespace and under
-    its quota; it goes when the project stops declaring it (pruned) or with
-    the namespace. The password is the instance's, generated and committed by
-    envhub before anything is applied. The local runtime ignores these: its
-    services are envhub's own servers (:class:`ServiceSocket`).
-    """
-
-    name: str  # the project's name for the service ("cache")
-    kind: str  # "redis"
-    image: str  # the operator's pinned image
-    password: str = field(repr=False)
-    persistent: bool = True  # data on a volume, with an append-only file
-    size: str = ""  # the volume's size ("1Gi"); "" takes the default
-    storage_class: str = ""  # the operator's StorageClass for the volume; "" takes the cluster's default
-
-
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
@@ -271,9 +251,14 @@ class EnvironmentTarget:
     # Managed services run by envhub on this machine, relayed into a local
     # environment's network (issue 13); empty on cluster runtimes.
     service_sockets: tuple[ServiceSocket, ...] = ()
-    # Managed services a cluster runtime applies as workloads in the environment's
-    # namespace (issue 13); empty on the local runtime.
-    service_workloads: tuple[ServiceWorkload, ...] = ()
+    # Managed services that run in the environment's own namespace (issue 13): the
+    # objects that make them (a CloudNativePG Cluster and its Secrets; a Redis's
+    # Secret, claim, policy, Service and Deployment), without namespace or the
+    # environment's labels. A cluster runtime applies them with the environment's
+    # other objects (so they are recorded, pruned and deleted with them); they
+    # hold credentials, so they are neither printed nor compared, like ``secrets``.
+    # Empty on the local runtime.
+    service_objects: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def variables(self) -> dict[str, str]:

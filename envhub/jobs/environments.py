@@ -43,7 +43,12 @@ def _converge(environment_id: int, run_id: int) -> str:
                 return "prepared"
             if assignment.desired_state == "present":
                 target = convergence.prepared(
-                    session, assignment, urls=urls, backends=ports.backing(), progress=progress
+                    session,
+                    assignment,
+                    urls=urls,
+                    backends=ports.backing(),
+                    progress=progress,
+                    store=ports.backup_store(),
                 )
                 applied = runtime.apply(target, progress=progress)
                 progress.begin("publish")
@@ -57,7 +62,13 @@ def _converge(environment_id: int, run_id: int) -> str:
                 return "ready"
             gone = runtime.destroy(environment_id, progress=progress)
             urls.unpublish(assignment.target)
-            provisioning.release(session, environment_id, backends=ports.backing(), progress=progress)
+            provisioning.release(
+                session,
+                environment_id,
+                backends=ports.backing(),
+                progress=progress,
+                store=ports.backup_store(),
+            )
             if not gone:  # the runtime finishes it: this worker goes on to other jobs
                 delay = convergence.await_removal(session, assignment)
                 return f"removing: looking again within {delay:.0f}s"

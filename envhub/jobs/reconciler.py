@@ -37,6 +37,7 @@ def reconcile_once() -> ReconcileReport:
             runtime=ports.runtime(),
             urls=ports.url_provider(),
             backends=ports.backing(),
+            backup_store=ports.backup_store(),
         )
     drift = {kind: len(getattr(report, kind)) for kind in DRIFT_KINDS}
     for kind, found in drift.items():

@@ -96,6 +96,13 @@ def update_project(
             "replaces the project's list, [] removes all. Workloads receive DATABASE_URL, REDIS_URL, S3_*.",
         ),
     ] = None,
+    confirm: Annotated[
+        str | None,
+        Field(
+            max_length=100,
+            description="The project's name: removing a database a deployment environment holds takes it.",
+        ),
+    ] = None,
 ) -> ProjectHeader:
     """Change a project's defaults (fields left out stay); new environments and redeploys use them."""
     given: dict[str, Any] = {
@@ -113,6 +120,7 @@ def update_project(
             actor=actor,
             project_id=project_id,
             changes={key: value for key, value in given.items() if value is not None},
+            confirm=confirm,
         )
         return project_views.project_summary(session=session, actor=actor, project_id=project_id)
 

@@ -7,7 +7,18 @@ autogenerate and the tests rely on that) and the audit chain's commit hook.
 from envhub.models import audit_chain as _audit_chain  # noqa: F401  (registers the commit hook)
 from envhub.models.access import ApiToken, DeviceAuthorization, LoginLink, WebSession
 from envhub.models.audit import AuditChainCheck, AuditChainHead, AuditEvent
-from envhub.models.backing import InstanceState, ServiceInstance
+from envhub.models.backing import (
+    ACTIVE_BACKUP_STATES,
+    ACTIVE_RESTORE_STATES,
+    BackupState,
+    BackupTrigger,
+    InstanceState,
+    RestorePurpose,
+    RestoreState,
+    ServiceBackup,
+    ServiceInstance,
+    ServiceRestore,
+)
 from envhub.models.environment import Environment
 from envhub.models.github import GithubConnection, PullRequest, WebhookDelivery
 from envhub.models.idempotency import IdempotencyKey
@@ -19,12 +30,16 @@ from envhub.models.secrets import StoredSecret
 from envhub.models.sharing import EnvironmentShare
 
 __all__ = [
+    "ACTIVE_BACKUP_STATES",
+    "ACTIVE_RESTORE_STATES",
     "ApiToken",
     "Approval",
     "Artifact",
     "AuditChainCheck",
     "AuditChainHead",
     "AuditEvent",
+    "BackupState",
+    "BackupTrigger",
     "DeviceAuthorization",
     "Environment",
     "EnvironmentShare",
@@ -39,8 +54,12 @@ __all__ = [
     "Project",
     "PullRequest",
     "Release",
+    "RestorePurpose",
+    "RestoreState",
     "Role",
+    "ServiceBackup",
     "ServiceInstance",
+    "ServiceRestore",
     "StoredSecret",
     "Team",
     "User",

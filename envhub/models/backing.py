@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from envhub.models.base import EnumText, UTCDateTime, utcnow
@@ -48,6 +48,112 @@ class ServiceInstance(SQLModel, table=True):
     # The sealed credential: a password, or a bucket's key pair as JSON. "" before the first.
     credential: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     credential_set_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # A database that starts as a copy of another environment's backup (``seed_from``): "pending"
+    # when made, then what the copy gave ("copy of staging's backup 12: ..."); "" for no copy.
+    seed_detail: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     removed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class BackupState(StrEnum):
+    queued = "queued"  # recorded; a worker takes it
+    running = "running"
+    succeeded = "succeeded"  # the dump is in the store, its size and checksum recorded
+    failed = "failed"  # ``error`` says why
+    expired = "expired"  # past its retention: the stored dump was deleted
+
+
+class BackupTrigger(StrEnum):
+    schedule = "schedule"  # a deployment environment's regular backup
+    manual = "manual"  # someone asked for one
+    before_restore = "before_restore"  # the contents a restore replaced, kept in case
+    final = "final"  # taken before a deployment environment's database was removed
+
+
+ACTIVE_BACKUP_STATES = (BackupState.queued, BackupState.running)
+
+
+class ServiceBackup(SQLModel, table=True):
+    """One backup of an environment's PostgreSQL instance: a ``pg_dump`` kept in the object store.
+
+    Rows outlive their instance and environment: a removed database's last
+    backup stays restorable until ``expires_at``.
+    """
+
+    __tablename__ = "service_backup"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: int = Field(foreign_key="service_instance.id", index=True, ondelete="CASCADE")
+    environment_id: int = Field(foreign_key="environment.id", index=True, ondelete="CASCADE")
+    project_id: int = Field(foreign_key="project.id", index=True, ondelete="CASCADE")
+    service: str = Field(max_length=20)
+    state: BackupState = Field(
+        default=BackupState.queued, sa_column=Column(EnumText(BackupState), nullable=False, index=True)
+    )
+    trigger: BackupTrigger = Field(
+        default=BackupTrigger.manual, sa_column=Column(EnumText(BackupTrigger), nullable=False)
+    )
+    requested_by: str = Field(default="", max_length=200)
+    key: str = Field(default="", max_length=500)  # where the dump is in the object store
+    size_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    sha256: str = Field(default="", max_length=64)
+    seconds: float = 0.0  # dump and upload
+    attempts: int = 0
+    error: str = Field(default="", max_length=2000)
+    error_code: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    heartbeat_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The last restore check of this backup: restored into a scratch database and compared.
+    checked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    check_passed: bool | None = None
+    check_detail: str = Field(default="", max_length=500)
+
+
+class RestorePurpose(StrEnum):
+    restore = "restore"  # replace an environment's database with the backup
+    check = "check"  # restore into a scratch database, compare, drop it
+    seed = "seed"  # a new development environment starts from a copy
+
+
+class RestoreState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+ACTIVE_RESTORE_STATES = (RestoreState.queued, RestoreState.running)
+
+
+class ServiceRestore(SQLModel, table=True):
+    """One restore of a backup: into an environment's database, or into a scratch one to check it."""
+
+    __tablename__ = "service_restore"
+
+    id: int | None = Field(default=None, primary_key=True)
+    backup_id: int = Field(foreign_key="service_backup.id", index=True, ondelete="CASCADE")
+    # Where it goes: the environment and service whose database is replaced (a check: the backup's own).
+    environment_id: int = Field(foreign_key="environment.id", index=True, ondelete="CASCADE")
+    service: str = Field(max_length=20)
+    purpose: RestorePurpose = Field(
+        default=RestorePurpose.restore, sa_column=Column(EnumText(RestorePurpose), nullable=False)
+    )
+    state: RestoreState = Field(
+        default=RestoreState.queued, sa_column=Column(EnumText(RestoreState), nullable=False, index=True)
+    )
+    requested_by: str = Field(default="", max_length=200)
+    # The backup of what the restore replaced (taken first, kept like any other).
+    safety_backup_id: int | None = Field(default=None)
+    attempts: int = 0
+    detail: str = Field(default="", max_length=500)
+    error: str = Field(default="", max_length=2000)
+    error_code: str | None = Field(default=None, max_length=100)
+    seconds: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    heartbeat_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -200,6 +200,22 @@ class HttpRelay(Protocol):
 
 
 @runtime_checkable
+class KindCatalog(Protocol):
+    """A runtime whose cluster says which kinds it serves (API discovery).
+
+    Managed services ask it whether an operator is installed (CloudNativePG's
+    ``Cluster``) before they render objects of that operator's kinds.
+    """
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves ``kind`` at ``api_version``.
+
+        A "no" is remembered for a minute at most, so a CRD installed since is
+        seen. An unreachable cluster raises a retryable error: never a "no".
+        """
+
+
+@runtime_checkable
 class PollableExecSession(ExecSession, Protocol):
     """An exec session whose output can be read without a thread.
 

@@ -28,6 +28,7 @@ from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTar
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
 from envhub.integrations.backing.base import Backends
+from envhub.integrations.object_store import ObjectStore
 from envhub.models import Environment, JobRun, JobStatus, Project, Team
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
@@ -176,11 +177,13 @@ def prepared(
     urls: UrlProvider,
     backends: Backends | None = None,
     progress: ProgressReporter | None = None,
+    store: ObjectStore | None = None,
 ) -> EnvironmentTarget:
     """The target as the runtime applies it: the project's secrets, and where people will reach it.
 
     With ``backends`` (an apply, not a prepare), the project's managed services
-    are made for the environment first, and their variables join the secrets.
+    are made for the environment first, and their variables join the secrets;
+    ``store`` holds the backups a new database may be copied from.
     """
     address = urls.address(assignment.target)
     target = dataclasses.replace(
@@ -190,8 +193,10 @@ def prepared(
     if backends is not None and progress is not None:
         project = session.get(Project, assignment.project_id)
         assert project is not None
-        grant = provisioning.provision(session, target, project=project, backends=backends, progress=progress)
-        target = dataclasses.replace(target, service_sockets=grant.sockets, service_workloads=grant.workloads)
+        grant = provisioning.provision(
+            session, target, project=project, backends=backends, progress=progress, store=store
+        )
+        target = dataclasses.replace(target, service_sockets=grant.sockets, service_objects=grant.objects)
     return with_secrets(session, dataclasses.replace(assignment, target=target), extra=grant.variables)
 
 

@@ -36,6 +36,9 @@ class Adapters(Protocol):
     def object_store(self) -> ObjectStore | None:
         """The operator's S3-compatible bucket; None when none is configured (files stay on local disk)."""
 
+    def backup_store(self) -> ObjectStore:
+        """Where database backups go: the object store when configured, else a folder of the data folder."""
+
     def backing(self) -> Backends:
         """The backends of managed services (PostgreSQL, Redis, buckets); a kind without one is None."""
 
@@ -87,6 +90,10 @@ def object_store() -> ObjectStore | None:
 
 def backing() -> Backends:
     return installed().backing()
+
+
+def backup_store() -> ObjectStore:
+    return installed().backup_store()
 
 
 def reset() -> None:

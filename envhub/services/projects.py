@@ -17,12 +17,13 @@ from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.repos import require_allowed
-from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentSpec, parse_spec
+from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentKind, EnvironmentSpec, parse_spec
 from envhub.domain.url_access import UrlAccess, parse_url_access
-from envhub.errors import Conflict, NotFound, ValidationFailed
-from envhub.models import Environment, Project, Team
+from envhub.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from envhub.models import Environment, InstanceState, Project, ServiceInstance, Team
 from envhub.models.base import utcnow
 from envhub.services import cursors, jobruns, ports
+from envhub.services.access import team_role
 from envhub.services.common import (
     AuditTarget,
     Page,
@@ -240,8 +241,15 @@ def get_project(*, session: Session, actor: Principal, project_id: int) -> Proje
 
 
 def update_project(
-    *, session: Session, actor: Principal, project_id: int, changes: dict[str, Any]
+    *,
+    session: Session,
+    actor: Principal,
+    project_id: int,
+    changes: dict[str, Any],
+    confirm: str | None = None,
 ) -> Project:
+    """Change a project's defaults. Dropping a managed database that a deployment environment
+    holds (its data goes, after a last backup) takes a team owner who confirms with the project's name."""
     target = AuditTarget("project", id=project_id)
     with audited(session, actor, "project.update", target):
         project = get_project(session=session, actor=actor, project_id=project_id)
@@ -263,12 +271,54 @@ def update_project(
         if "url_access" in changed:
             target.details["rerouted"] = _reroute(session, project)
         if "backing" in changed:  # ready environments get (or lose) the services now
+            _protect_databases(session, actor, project, current["backing"], confirm)
             target.details["resynced"] = _resync(session, project)
         target.id = project.id
         target.name = project.name
         target.team_id = project.team_id
         target.details = {**target.details, "changed": sorted(changed)}
     return project
+
+
+def _protect_databases(
+    session: Session, actor: Principal, project: Project, before: Any, confirm: str | None
+) -> None:
+    """Refuse to drop a deployment environment's database unless a team owner confirms."""
+    kept = {(service.name, service.kind) for service in parse_backing(project.backing).services}
+    dropped = [
+        service.name
+        for service in parse_backing(before).services
+        if service.kind == "postgres" and (service.name, service.kind) not in kept
+    ]
+    if not dropped:
+        return
+    holders = session.exec(
+        select(Environment.name, ServiceInstance.service)
+        .join(ServiceInstance, col(ServiceInstance.environment_id) == Environment.id)
+        .where(
+            Environment.project_id == project.id,
+            Environment.kind == EnvironmentKind.deployment,
+            col(Environment.phase) != Phase.deleted,
+            col(ServiceInstance.service).in_(dropped),
+            ServiceInstance.state == InstanceState.ready,
+        )
+    ).all()
+    if not holders:
+        return
+    what = ", ".join(sorted(f"{environment}'s {service}" for environment, service in holders))
+    role = team_role(session, actor, project.team_id)
+    if role != "owner":
+        raise PermissionDenied(
+            f"removing the service deletes {what}; only a team owner may delete a deployment database",
+            details={"action": "project.update", "role": role, "needed": "owner"},
+        )
+    if confirm != project.name:
+        raise ValidationFailed(
+            f"removing the service deletes {what} (a last backup is kept for its retention); "
+            "confirm with the project's name",
+            hint=f"Send confirm={project.name!r} with the change.",
+            details={"field": "confirm", "expected": project.name},
+        )
 
 
 def _reroute(session: Session, project: Project) -> list[int]:

@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -30,21 +31,27 @@ from envhub.domain.backing import (
     parse_backing,
     variables_for,
 )
+from envhub.domain.kube import namespace_for
 from envhub.domain.kube.manifests import parse_manifests
 from envhub.domain.principals import SYSTEM
-from envhub.domain.specs import EnvironmentTarget, ServiceSocket, ServiceWorkload
+from envhub.domain.specs import EnvironmentKind, EnvironmentTarget, ServiceSocket
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
 from envhub.integrations.backing.base import (
+    CLUSTER_BACKEND,
+    NAMESPACED_BACKENDS,
+    WORKLOAD_BACKEND,
     Access,
     Backends,
     BucketStore,
     KeyPair,
-    WorkloadCaches,
+    Placement,
     instance_name,
 )
-from envhub.models import InstanceState, Project, ServiceInstance
+from envhub.integrations.object_store import ObjectStore
+from envhub.models import Environment, InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.runtime.base import ProgressReporter
+from envhub.services import backups
 from envhub.services.common import audit
 from envhub.services.crypto import cipher
 
@@ -59,11 +66,11 @@ REMOVE_STEP_TITLE = "Remove managed services"
 @dataclass(frozen=True, slots=True)
 class Grant:
     """What the environment receives for its managed services: variables, sockets to relay locally,
-    and the workloads a cluster runtime applies with it (``EnvironmentTarget.service_workloads``)."""
+    and the objects of services that run in its own namespace (the runtime applies them)."""
 
     variables: dict[str, str] = field(default_factory=dict, repr=False)
     sockets: tuple[ServiceSocket, ...] = ()
-    workloads: tuple[ServiceWorkload, ...] = ()
+    objects: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
 
 def declared(project: Project) -> BackingSettings:
@@ -76,7 +83,7 @@ def _purpose(environment_id: int, service: str) -> str:
 
 
 def _instance(
-    session: Session, project: Project, environment_id: int, service: ServiceDeclaration
+    session: Session, project: Project, environment_id: int, service: ServiceDeclaration, *, seeded: bool
 ) -> ServiceInstance:
     """The row of this environment's instance, made (and committed) on first sight."""
     query = select(ServiceInstance).where(
@@ -91,7 +98,11 @@ def _instance(
             )
         return row
     row = ServiceInstance(
-        environment_id=environment_id, project_id=project.id or 0, service=service.name, kind=service.kind
+        environment_id=environment_id,
+        project_id=project.id or 0,
+        service=service.name,
+        kind=service.kind,
+        seed_detail="pending" if service.seed_from and seeded else "",
     )
     session.add(row)
     try:
@@ -128,41 +139,101 @@ def _key_pair(session: Session, row: ServiceInstance, store: BucketStore) -> Key
     return pair
 
 
+def _in_namespace(session: Session, row: ServiceInstance, backends: Backends) -> bool:
+    """Whether a PostgreSQL instance is (or, new, becomes) a cluster in the environment's namespace.
+
+    Decided once, when the instance is first made, and recorded before any
+    backend is asked: an operator installed later never moves an instance off
+    the server its data is on, and one uninstalled stops the apply (which
+    would otherwise prune the Cluster and its data) with an error instead.
+    """
+    clusters = backends.postgres_clusters
+    if row.backend == CLUSTER_BACKEND:
+        if clusters is None or not clusters.available():
+            raise Unsupported(
+                f"service {row.service} is a CloudNativePG cluster in the environment's namespace, "
+                "and this cluster no longer serves that operator's kinds",
+                hint="Install the CloudNativePG operator again (the data is still in the namespace), "
+                "or remove the service from the project to delete it.",
+            )
+        return True
+    if row.backend:
+        return False
+    chosen = clusters is not None and clusters.available()
+    if not chosen and backends.postgres is None:
+        raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL, or the CloudNativePG operator")
+    row.backend = CLUSTER_BACKEND if chosen else backends.label("postgres")
+    session.add(row)
+    session.commit()
+    return chosen
+
+
+def _workload(session: Session, row: ServiceInstance, backends: Backends) -> bool:
+    """Whether a Redis instance is a workload in the environment's namespace (a cluster runtime's).
+
+    Recorded before its objects are rendered, as a cluster's is: a removal
+    then leaves it to the runtime's pruning, whatever state it was left in.
+    """
+    if backends.redis_workloads is None:
+        return False
+    if row.backend != WORKLOAD_BACKEND:
+        row.backend = WORKLOAD_BACKEND
+        session.add(row)
+        session.commit()
+    return True
+
+
 def _ensure(
     session: Session,
     row: ServiceInstance,
     declaration: ServiceDeclaration,
     backends: Backends,
-    target: EnvironmentTarget,
-) -> tuple[Access, ServiceWorkload | None]:
-    """How to reach the instance, made or repaired; and the workload the runtime is to run for it,
-    when the backend runs instances inside the environment."""
+    *,
+    deployment: bool,
+    namespace: str,
+) -> Placement:
+    """How to reach the instance, made or repaired; for an instance in the environment's namespace
+    (``namespace``), with the objects the runtime is to apply for it."""
     name = instance_name(row.environment_id, row.service)
     if declaration.kind == "postgres":
+        if _in_namespace(session, row, backends):
+            assert backends.postgres_clusters is not None
+            assert row.id is not None
+            return backends.postgres_clusters.place(
+                name,
+                serial=row.id,
+                password=_password(session, row),
+                version=declaration.version,
+                size=declaration.size,
+                deployment=deployment,
+            )
         if backends.postgres is None:
             raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL")
-        return backends.postgres.ensure(name, password=_password(session, row)), None
+        return Placement(backends.postgres.ensure(name, password=_password(session, row)), ())
     if declaration.kind == "redis":
-        if backends.redis is None:
-            raise _unavailable("Redis", "ENVHUB_SERVICES_EMBEDDED on the local runtime")
-        if isinstance(backends.redis, WorkloadCaches):
-            # Committed before the runtime applies anything: a killed job comes back to the same one.
-            password = _password(session, row)
-            return backends.redis.instance(
-                target,
+        if _workload(session, row, backends):
+            assert backends.redis_workloads is not None
+            # The password is committed before the runtime applies anything: a killed job comes back to it.
+            return backends.redis_workloads.place(
                 declaration.name,
-                password=password,
+                namespace=namespace,
+                password=_password(session, row),
                 persistent=declaration.persistent,
                 size=declaration.size,
             )
-        return backends.redis.ensure(
+        if backends.redis is None:
+            raise _unavailable("Redis", "ENVHUB_SERVICES_EMBEDDED on the local runtime")
+        access = backends.redis.ensure(
             name, password=_password(session, row), persistent=declaration.persistent
-        ), None
+        )
+        return Placement(access, ())
     if backends.buckets is None:
         raise _unavailable("buckets", "ENVHUB_SERVICES_S3_URL")
     access = backends.buckets.ensure(name)
     pair = _key_pair(session, row, backends.buckets)
-    return dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key), None
+    return Placement(
+        dataclasses.replace(access, username=pair.access_key_id, password=pair.secret_access_key), ()
+    )
 
 
 def _unavailable(what: str, setting: str) -> Unsupported:
@@ -202,6 +273,7 @@ def provision(
     project: Project,
     backends: Backends,
     progress: ProgressReporter,
+    store: ObjectStore | None = None,
 ) -> Grant:
     """Make (or repair) every instance the project declares for this environment; their variables and sockets.
 
@@ -214,25 +286,35 @@ def provision(
     if not settings.services and not gone:
         return Grant()
     progress.begin(STEP, ", ".join(settings.names()))
-    _remove_rows(session, gone, backends)
-    objects = parse_manifests(target.spec.manifests) if target.spec.manifests else []
-    brought = brought_by_workloads(spec=target.spec, objects=objects, project_env=project.env)
+    environment = session.get(Environment, target.id)
+    deployment = environment is not None and environment.kind is EnvironmentKind.deployment
+    _remove_rows(session, gone, backends, store=store if deployment else None)
+    manifests = parse_manifests(target.spec.manifests) if target.spec.manifests else []
+    brought = brought_by_workloads(spec=target.spec, objects=manifests, project_env=project.env)
+    namespace = namespace_for(target)  # where a cluster runtime puts it (and a Redis workload's address)
     variables: dict[str, str] = {}
     sockets: list[ServiceSocket] = []
-    workloads: list[ServiceWorkload] = []
+    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
     made: list[str] = []
     for declaration in settings.services:
-        row = _instance(session, project, target.id, declaration)
+        row = _instance(session, project, target.id, declaration, seeded=not deployment)
         if declaration.kind in brought:
             _settle(session, row, InstanceState.skipped, f"not provisioned: {brought[declaration.kind]}")
             continue
         try:
-            access, workload = _ensure(session, row, declaration, backends, target)
+            placement = _ensure(
+                session, row, declaration, backends, deployment=deployment, namespace=namespace
+            )
+            _collect(objects, placement.objects)
+            if row.seed_detail == "pending":
+                _seed(session, row, declaration, backends=backends, store=store, progress=progress)
         except EnvhubError as exc:
             _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
             raise
-        row.backend = backends.label(declaration.kind)
-        _settle(session, row, InstanceState.ready)
+        access = placement.access
+        if row.backend not in NAMESPACED_BACKENDS:
+            row.backend = backends.label(declaration.kind)
+        _settle(session, row, InstanceState.ready, _note(row, backends, deployment=deployment))
         variables.update(variables_for(declaration, _connection(access)))
         if access.unix_socket:
             sockets.append(
@@ -240,12 +322,54 @@ def provision(
                     declaration.name, access.port, access.unix_socket, owner=access.unix_socket_owner
                 )
             )
-        if workload is not None:
-            workloads.append(workload)
         made.append(f"{declaration.name} ({declaration.kind})")
     skipped = [f"{name} skipped" for name in settings.names() if name not in {m.split(" ")[0] for m in made}]
     progress.finish(STEP, ", ".join(made + skipped))
-    return Grant(variables=variables, sockets=tuple(sockets), workloads=tuple(workloads))
+    return Grant(variables=variables, sockets=tuple(sockets), objects=tuple(objects.values()))
+
+
+def _collect(into: dict[tuple[str, str, str], dict[str, Any]], objects: Sequence[dict[str, Any]]) -> None:
+    """Add one instance's objects; instances may share one (the store's keys), never differ on it."""
+    for obj in objects:
+        key = (str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
+        if into.setdefault(key, obj) != obj:
+            raise ValidationFailed(f"two managed services render {key[1]} {key[2]} differently")
+
+
+def _note(row: ServiceInstance, backends: Backends, *, deployment: bool) -> str:
+    """What a person should know about a ready instance (said on the environment's page)."""
+    clusters = backends.postgres_clusters
+    if row.backend != CLUSTER_BACKEND or clusters is None:
+        return ""
+    if not clusters.backs_up:
+        return "CloudNativePG cluster without backups: envhub has no object store (ENVHUB_OBJECT_STORE_*)"
+    return "CloudNativePG cluster with scheduled backups" if deployment else "CloudNativePG cluster"
+
+
+def _seed(
+    session: Session,
+    row: ServiceInstance,
+    declaration: ServiceDeclaration,
+    *,
+    backends: Backends,
+    store: ObjectStore | None,
+    progress: ProgressReporter,
+) -> None:
+    """Copy ``seed_from``'s latest backup into a new development database, once (shown as its own step)."""
+    step = f"seed_{row.service}"
+    progress.begin(step, f"Copy {declaration.seed_from}'s {declaration.name} database")
+    if row.backend == CLUSTER_BACKEND:  # its data is the operator's, bootstrapped in the namespace
+        row.seed_detail = "started empty: a CloudNativePG cluster is not filled from envhub's backups"
+        session.add(row)
+        session.commit()
+        progress.finish(step, row.seed_detail)
+        return
+    if store is None:
+        raise Unsupported("this envhub has no store of backups to copy a database from")
+    row.seed_detail = backups.seed(session, row, declaration, backends=backends, store=store)
+    session.add(row)
+    session.commit()
+    progress.finish(step, row.seed_detail)
 
 
 def _live_rows(session: Session, environment_id: int) -> list[ServiceInstance]:
@@ -259,24 +383,44 @@ def _live_rows(session: Session, environment_id: int) -> list[ServiceInstance]:
     )
 
 
-def _remove_rows(session: Session, rows: Sequence[ServiceInstance], backends: Backends) -> None:
+def _remove_rows(
+    session: Session, rows: Sequence[ServiceInstance], backends: Backends, *, store: ObjectStore | None
+) -> None:
+    """Remove instances with their data; with ``store`` (a deployment environment's), a database is
+    backed up first and is not dropped unless that backup succeeded."""
     for row in rows:
-        if row.state is not InstanceState.skipped:
+        # An instance in the namespace goes with the next apply's pruning, or with the namespace.
+        if row.state is not InstanceState.skipped and row.backend not in NAMESPACED_BACKENDS:
             backend = backends.for_kind(row.kind)
             if backend is None:
                 raise _unavailable(row.kind, "the backend this instance was made on")
+            if store is not None and row.kind == "postgres" and row.state is InstanceState.ready:
+                backups.final_backup(session, row, backends=backends, store=store)
             backend.remove(instance_name(row.environment_id, row.service))
         row.credential, row.removed_at = "", utcnow()
         _settle(session, row, InstanceState.removed)
 
 
-def release(session: Session, environment_id: int, *, backends: Backends, progress: ProgressReporter) -> None:
-    """Remove every instance of a deleted environment, with its data and credentials. Quiet when none."""
+def release(
+    session: Session,
+    environment_id: int,
+    *,
+    backends: Backends,
+    progress: ProgressReporter,
+    store: ObjectStore | None = None,
+) -> None:
+    """Remove every instance of a deleted environment, with its data and credentials. Quiet when none.
+
+    A deployment environment's databases are backed up first (with ``store``),
+    and that last backup is kept for its retention.
+    """
     rows = _live_rows(session, environment_id)
     if not rows:
         return
     progress.begin(REMOVE_STEP, ", ".join(row.service for row in rows))
-    _remove_rows(session, rows, backends)
+    environment = session.get(Environment, environment_id)
+    deployment = environment is not None and environment.kind is EnvironmentKind.deployment
+    _remove_rows(session, rows, backends, store=store if deployment else None)
     progress.finish(REMOVE_STEP, f"{len(rows)} removed")
 
 

@@ -30,12 +30,13 @@ from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
 from envhub.errors import EnvhubError
 from envhub.integrations.backing.base import Backends
+from envhub.integrations.object_store import ObjectStore
 from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
-from envhub.services import jobruns, provisioning, pull_requests, releases, webhooks
+from envhub.services import backups, jobruns, provisioning, pull_requests, releases, webhooks
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.urls.base import UrlProvider
@@ -60,6 +61,7 @@ class ReconcileReport:
     repositories_resynced: list[int] = field(default_factory=list)  # GitHub connections compared
     releases: dict[str, int] = field(default_factory=dict)  # renders re-driven, waiting releases checked
     services_removed: list[str] = field(default_factory=list)  # managed-service instances of no environment
+    backups: dict[str, int] = field(default_factory=dict)  # backups and checks scheduled, re-driven, expired
 
 
 class _NoProgress:
@@ -76,6 +78,7 @@ def reconcile(
     runtime: Runtime,
     urls: UrlProvider | None = None,
     backends: Backends | None = None,
+    backup_store: ObjectStore | None = None,
 ) -> ReconcileReport:
     report = ReconcileReport()
     settings = get_settings()
@@ -173,6 +176,12 @@ def reconcile(
             report.services_removed = provisioning.remove_orphans(session, backends)
         except EnvhubError as exc:  # a backend that cannot answer now is looked at again next pass
             log.warning("reconciler: managed services not checked: %s", exc.message)
+    if backends is not None and backends.postgres is not None and backup_store is not None:
+        try:
+            driven = backups.drive(session=session, queue=queue, store=backup_store)
+            report.backups = {what: count for what, count in driven.items() if count}
+        except (EnvhubError, QueueUnavailable) as exc:
+            log.warning("reconciler: backups not driven: %s", exc)
     return report
 
 

@@ -26,7 +26,7 @@ from envhub.domain.releases import ReleaseStatus
 from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
-from tests.identity.matrix_ops import Op, with_service
+from tests.identity.matrix_ops import Op, latest_backup, with_backup, with_service
 from tests.identity.matrix_world import DEPLOYMENTS, ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.support.callgraph import template
@@ -208,6 +208,32 @@ CASES = [
         "environment.redeploy",
         lambda w, e, t: {"environment_id": e, "service": "db"},
         before=lambda w: with_service(w),
+    ),
+    RouteCase(
+        "GET",
+        "/environments/{environment_id}/backups",
+        "env",
+        "environment.read",
+        _env,
+        before=lambda w: with_backup(w),
+        reached=lambda w, out: [row["service"] for row in out["backups"]][:1] == ["db"],
+    ),
+    RouteCase(
+        "POST",
+        "/environments/{environment_id}/services/{service}/backups",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"environment_id": e, "service": "db"},
+        before=lambda w: with_service(w),
+    ),
+    RouteCase(
+        "POST",
+        "/backups/{backup_id}/restore",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"backup_id": latest_backup(w, e)},
+        body=lambda w, e, t: {},
+        before=lambda w: with_backup(w),
     ),
     RouteCase(
         "GET",

@@ -120,12 +120,13 @@ def _provisioned(password: str, *, persistent: bool = True) -> tuple[str, str]:
     """(REDIS_URL, the server's configuration) as provisioning and the renderer make them."""
     target = _target()
     declaration = parse_backing([{"name": "cache", "kind": "redis", "persistent": persistent}]).services[0]
-    access, workload = RedisWorkloads().instance(
-        target, "cache", password=password, persistent=persistent, size=""
+    placement = RedisWorkloads().place(
+        "cache", namespace=namespace_for(target), password=password, persistent=persistent, size=""
     )
+    access = placement.access
     connection = Connection(access.kind.value, access.host, access.port, access.username, access.password)
     url = variables_for(declaration, connection)["REDIS_URL"]
-    objects = render_environment(dataclasses.replace(target, service_workloads=(workload,)))
+    objects = render_environment(dataclasses.replace(target, service_objects=placement.objects))
     [secret] = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "envhub-redis-cache"]
     return url, base64.b64decode(secret["data"]["redis.conf"]).decode()
 

@@ -13,15 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.releases import ReleaseStatus
-from envhub.models import Environment, InstanceState, Project, ServiceInstance
+from envhub.models import (
+    BackupState,
+    Environment,
+    InstanceState,
+    Project,
+    ServiceBackup,
+    ServiceInstance,
+    ServiceRestore,
+)
 from envhub.services import (
     audit_log,
     backing,
+    backups,
     commands,
     credentials,
     device,
@@ -91,6 +100,50 @@ def _service(w: MatrixWorld, session: Session, environment_id: int) -> int:
     session.commit()
     session.expire_all()
     return environment_id
+
+
+def _backup(w: MatrixWorld, session: Session, environment_id: int) -> int:
+    """A finished backup of the environment's database, with no restore of it under way; its id."""
+    _service(w, session, environment_id)
+    instance = session.exec(
+        select(ServiceInstance).where(
+            ServiceInstance.environment_id == environment_id, ServiceInstance.service == "db"
+        )
+    ).one()
+    for busy in session.exec(select(ServiceRestore).where(ServiceRestore.environment_id == environment_id)):
+        session.delete(busy)
+    backup = ServiceBackup(
+        instance_id=instance.id or 0,
+        environment_id=environment_id,
+        project_id=instance.project_id,
+        service="db",
+        state=BackupState.succeeded,
+        key=f"backups/{instance.project_id}/{environment_id}/db/matrix.dump",
+        size_bytes=1,
+        sha256="0" * 64,
+    )
+    session.add(backup)
+    session.commit()
+    assert backup.id is not None
+    return backup.id
+
+
+def with_backup(w: MatrixWorld) -> int:
+    """e1 with a finished backup of its database (REST and MCP matrices); the backup's id."""
+    with w.session() as session:
+        return _backup(w, session, w.e1)
+
+
+def latest_backup(w: MatrixWorld, environment_id: int) -> int:
+    """The id of the environment's newest backup (made by :func:`with_backup`)."""
+    with w.session() as session:
+        found = session.exec(
+            select(ServiceBackup.id)
+            .where(ServiceBackup.environment_id == environment_id)
+            .order_by(col(ServiceBackup.id).desc())
+        ).first()
+    assert found is not None
+    return found
 
 
 def with_service(w: MatrixWorld) -> None:
@@ -206,6 +259,28 @@ OPS: list[Op] = [
         "environment.redeploy",
         lambda w, s, a, e: backing.rotate_service_credentials(
             session=s, actor=a, queue=FakeQueue(), environment_id=_service(w, s, e), service="db"
+        ),
+    ),
+    Op(
+        "backups.environment_backups",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: backups.environment_backups(session=s, actor=a, environment_id=_service(w, s, e)),
+    ),
+    Op(
+        "backups.request_backup",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: backups.request_backup(
+            session=s, actor=a, queue=FakeQueue(), environment_id=_service(w, s, e), service="db"
+        ),
+    ),
+    Op(
+        "backups.restore_backup",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: backups.restore_backup(
+            session=s, actor=a, queue=FakeQueue(), backup_id=_backup(w, s, e)
         ),
     ),
     Op(

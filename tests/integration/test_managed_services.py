@@ -10,9 +10,6 @@ its instances; a worker killed half-way converges without making anything twice.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,20 +18,18 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from envhub.config import Settings, override_settings
+from envhub.config import Settings
 from envhub.domain.phases import Phase
 from envhub.integrations.backing.base import instance_name
 from envhub.jobs.environments import converge_environment
 from envhub.models import Environment, InstanceState, JobRun, Project, ServiceInstance
 from envhub.runtime.base import ExecSession
-from envhub.runtime.local import LocalRuntime
 from envhub.services import backing, ports
 from envhub.services.environments import create_environment, delete_environment
 from envhub.services.projects import update_project
 from envhub.services.reconciliation import reconcile
 from tests.support.db import audit_events, fetch, fetch_all
 from tests.support.fakes import FakeQueue
-from tests.support.runtime import kill_environments
 from tests.support.world import World
 
 # Inside the sandbox: Debian's psql without its Perl wrapper, and a raw RESP client.
@@ -50,29 +45,6 @@ def call(*args):
 print(call("AUTH", urllib.parse.unquote(url.username), urllib.parse.unquote(url.password)).strip())
 print(call(*sys.argv[1:]).strip())
 """
-
-
-@pytest.fixture
-def short_settings(settings: Settings) -> Iterator[Settings]:
-    """The test's settings with a data folder short enough for UNIX socket paths (107 bytes)."""
-    folder = Path(tempfile.mkdtemp(prefix="eh-", dir="/tmp"))
-    folder.chmod(0o700)
-    shorter = settings.model_copy(update={"data_dir": folder})
-    ports.reset()
-    try:
-        with override_settings(shorter):
-            yield shorter
-            backends = ports.backing()
-            runtime = ports.runtime()
-            assert isinstance(runtime, LocalRuntime)
-            kill_environments(runtime)
-            if backends.redis is not None:
-                backends.redis.stop_all()  # type: ignore[attr-defined]
-            if backends.postgres is not None:
-                backends.postgres.stop()  # type: ignore[attr-defined]
-    finally:
-        ports.reset()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -29,7 +29,8 @@ from sqlmodel import Session
 
 from envhub.domain.kube import namespace_for
 from envhub.domain.phases import Phase
-from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
+from envhub.domain.specs import EnvironmentTarget
+from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.models import Environment, InstanceState, ServiceInstance
 from envhub.runtime.base import RuntimeState
 from envhub.runtime.kubernetes import KubernetesRuntime
@@ -86,8 +87,17 @@ def digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
-def workload(name: str, password: str, **fields: Any) -> ServiceWorkload:
-    return ServiceWorkload(name=name, kind="redis", image=IMAGE, password=password, **fields)
+class Declared(NamedTuple):
+    """A declared Redis and the password provisioning committed for it."""
+
+    name: str
+    password: str
+    persistent: bool = True
+    size: str = ""
+
+
+def workload(name: str, password: str, **fields: Any) -> Declared:
+    return Declared(name, password, **fields)
 
 
 def shell_output(runtime: KubernetesRuntime, environment_id: int, script: str) -> str:
@@ -101,16 +111,22 @@ def shell_output(runtime: KubernetesRuntime, environment_id: int, script: str) -
         session.close()
 
 
-def with_redis(target: EnvironmentTarget, *workloads: ServiceWorkload) -> EnvironmentTarget:
-    """``target`` as the job hands it over: the workloads, and the app's REDIS_URL among its secrets."""
+def with_redis(target: EnvironmentTarget, *workloads: Declared) -> EnvironmentTarget:
+    """``target`` as the job hands it over: the objects of each Redis's placement, and the app's
+    REDIS_URL among its secrets."""
     ns = namespace_for(target)
+    backend = RedisWorkloads(image=IMAGE)
+    placed = [
+        backend.place(w.name, namespace=ns, password=w.password, persistent=w.persistent, size=w.size)
+        for w in workloads
+    ]
     urls = {
         f"{w.name.upper()}_REDIS_URL": f"redis://:{w.password}@envhub-redis-{w.name}.{ns}.svc:6379/0"
         for w in workloads
     }
     return dataclasses.replace(
         target,
-        service_workloads=workloads,
+        service_objects=tuple(obj for placement in placed for obj in placement.objects),
         secrets=urls,
         secrets_digest=hashlib.sha256(json.dumps(sorted(urls.items())).encode()).hexdigest()[:32],
     )

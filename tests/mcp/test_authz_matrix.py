@@ -24,7 +24,7 @@ from envhub.domain.releases import ReleaseStatus
 from envhub.models import ApiToken
 from envhub.models.db import engine_for
 from tests.conftest import build_settings, clean_tables
-from tests.identity.matrix_ops import Op, with_service
+from tests.identity.matrix_ops import Op, latest_backup, with_backup, with_service
 from tests.identity.matrix_world import DEPLOYMENTS, ROLES, MatrixWorld, build_world, unique
 from tests.identity.test_authz_matrix import ACCEPTED, expected
 from tests.mcp.conftest import Agent, text_of
@@ -97,6 +97,21 @@ CASES = [
         "environment.redeploy",
         lambda w, e, t: {"environment_id": e, "service": "db"},
         before=lambda w: with_service(w),
+    ),
+    ToolCase("list_backups", "env", "environment.read", _env, before=lambda w: with_backup(w)),
+    ToolCase(
+        "create_backup",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"environment_id": e, "service": "db"},
+        before=lambda w: with_service(w),
+    ),
+    ToolCase(
+        "restore_backup",
+        "env",
+        "environment.redeploy",
+        lambda w, e, t: {"backup_id": latest_backup(w, e)},
+        before=lambda w: with_backup(w),
     ),
     ToolCase(
         "update_environment",

@@ -2,8 +2,9 @@
 
 The job's own path, without a cluster (tests/kube/test_managed_redis.py runs it
 on one): ``convergence.prepared`` makes the instance row and its password,
-commits them, and hands the runtime a target whose ``service_workloads`` hold
-the Redis to apply and whose secrets hold ``REDIS_URL``, pointing at its
+commits them, and hands the runtime a target whose ``service_objects`` hold
+the Redis's objects to apply (the placement the backend rendered, as a
+CloudNativePG Cluster's) and whose secrets hold ``REDIS_URL``, pointing at its
 Service in the environment's namespace. A killed job comes back to the same
 password, a rotation makes a new one, a Redis the workloads bring is not made,
 and removal has nothing to leave behind.
@@ -18,7 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from envhub.domain.kube import namespace_for
-from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
+from envhub.domain.kube.redis import render_redis
+from envhub.domain.specs import EnvironmentTarget
 from envhub.integrations.backing.base import Backends
 from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.models import InstanceState, Project, ServiceInstance
@@ -31,7 +33,7 @@ from tests.support.runtime import RecordingProgress
 from tests.support.world import World
 
 IMAGE = "registry.example.com/library/redis:7.2.7"
-BACKENDS = Backends(redis=RedisWorkloads(image=IMAGE), labels={"redis": "workload"})
+BACKENDS = Backends(redis_workloads=RedisWorkloads(image=IMAGE), labels={"redis": "workload"})
 
 
 @pytest.fixture
@@ -82,10 +84,8 @@ def test_a_declared_redis_becomes_a_workload_of_the_target_and_its_url_a_secret(
     _, target = _prepare(session, queue)
     password = _password(target)
     assert len(password) >= 24
-    assert target.service_workloads == (
-        ServiceWorkload(
-            name="cache", kind="redis", image=IMAGE, password=password, persistent=True, size="2Gi"
-        ),
+    assert list(target.service_objects) == render_redis(
+        "cache", password=password, image=IMAGE, persistent=True, size="2Gi"
     )
     assert target.secrets["REDIS_URL"] == (
         f"redis://:{quote(password, safe='')}@envhub-redis-cache.{namespace_for(target)}.svc:6379/0"
@@ -107,24 +107,24 @@ def test_a_declared_redis_becomes_a_workload_of_the_target_and_its_url_a_secret(
 def test_a_killed_job_comes_back_to_the_same_password(
     session: Session, queue: FakeQueue, env_id: int, db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = RedisWorkloads.instance
+    real = RedisWorkloads.place
 
     def dies(*args: object, **kwargs: object) -> object:
         raise SystemExit("worker killed")  # after the row and its password were committed
 
-    monkeypatch.setattr(RedisWorkloads, "instance", dies)
+    monkeypatch.setattr(RedisWorkloads, "place", dies)
     with pytest.raises(SystemExit):
         _prepare(session, queue)
     [sealed] = [row.credential for row in fetch_all(db, ServiceInstance)]
     assert sealed
-    monkeypatch.setattr(RedisWorkloads, "instance", real)
+    monkeypatch.setattr(RedisWorkloads, "place", real)
     session.rollback()
     _, target = _prepare(session, queue)
     [row] = fetch_all(db, ServiceInstance)  # one row, never two
     assert row.credential == sealed
     again = _prepare(session, queue)[1]
     assert _password(again) == _password(target)
-    assert again.service_workloads == target.service_workloads
+    assert list(again.service_objects) == list(target.service_objects)
     assert again.secrets_digest == target.secrets_digest  # a re-run rolls nothing
 
 
@@ -138,7 +138,9 @@ def test_a_rotation_gives_the_redis_and_its_url_a_new_password(
     )
     _, after = _prepare(session, queue)
     assert _password(after) != _password(before)
-    assert after.service_workloads[0].password == _password(after)
+    assert list(after.service_objects) == render_redis(
+        "cache", password=_password(after), image=IMAGE, size="2Gi"
+    )
     assert after.secrets_digest != before.secrets_digest  # the app's pods roll too
 
 
@@ -156,7 +158,7 @@ def test_a_redis_the_workloads_bring_is_not_made(
     assert own.id is not None
     create_environment(session=session, actor=world.member, queue=queue, project_id=own.id, name="pr-1")
     _, target = _prepare(session, queue)
-    assert target.service_workloads == ()
+    assert target.service_objects == ()
     assert "REDIS_URL" not in target.secrets
     [row] = fetch_all(db, ServiceInstance)
     assert (row.state, row.reason) == (
@@ -174,7 +176,7 @@ def test_a_dropped_declaration_and_a_deleted_environment_leave_nothing(
     # The next deploy hands the runtime no Redis: it prunes the objects (tests/kube shows it).
     redeploy_environment(session=session, actor=world.member, queue=queue, environment_id=env_id)
     _, target = _prepare(session, queue)
-    assert target.service_workloads == ()
+    assert target.service_objects == ()
     assert "REDIS_URL" not in target.secrets
     [row] = fetch_all(db, ServiceInstance)
     assert (row.state, row.credential) == (InstanceState.removed, "")

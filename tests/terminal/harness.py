@@ -157,7 +157,8 @@ class Servers:
         """Kill the server at ``url`` and its workers at once (SIGKILL): no shutdown runs."""
         proc, _ = self.procs[url]
         for child in psutil.Process(proc.pid).children(recursive=True):
-            child.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # it may end between the listing and the kill
+                child.kill()
         proc.kill()
         proc.wait()
 

@@ -15,7 +15,13 @@ from envhub.domain.backing import (
 )
 from envhub.domain.specs import parse_spec
 from envhub.errors import ValidationFailed
-from envhub.integrations.backing.base import instance_name, parse_instance_name
+from envhub.integrations.backing.base import (
+    instance_name,
+    is_envhub_name,
+    parse_instance_name,
+    parse_scratch_name,
+    scratch_name,
+)
 
 
 def test_a_list_or_a_mapping_declares_services() -> None:
@@ -43,6 +49,12 @@ def test_a_list_or_a_mapping_declares_services() -> None:
         ([{"name": "db", "kind": "postgres", "rename": {"REDIS_URL": "X"}}], "not a variable of postgres"),
         ([{"name": "db", "kind": "postgres", "prefix": "lower_"}], "upper-case"),
         ([{"name": "db", "kind": "postgres", "shards": 3}], "Extra inputs"),
+        (
+            [{"name": "c", "kind": "redis", "backup_keep_days": 3}],
+            "backup_keep_days applies to postgres only",
+        ),
+        ([{"name": "db", "kind": "postgres", "backup_every_hours": 0}], "greater than or equal to 1"),
+        ([{"name": "db", "kind": "postgres", "seed_from": "Staging!"}], "seed_from must name an environment"),
     ],
 )
 def test_bad_declarations_are_refused_saying_why(raw: list[dict[str, object]], says: str) -> None:
@@ -161,3 +173,21 @@ def test_instance_names_round_trip_and_refuse_what_envhub_did_not_make() -> None
         assert parse_instance_name(other) is None
     with pytest.raises(ValueError):
         instance_name(0, "db")
+
+
+def test_backup_options_default_to_daily_kept_a_week() -> None:
+    [db] = parse_backing([{"name": "db", "kind": "postgres"}]).services
+    assert (db.backup_every_hours, db.backup_keep_days, db.seed_from) == (24, 7, "")
+    [copied] = parse_backing([{"name": "db", "kind": "postgres", "seed_from": "staging"}]).services
+    assert copied.seed_from == "staging"
+
+
+def test_scratch_names_are_envhubs_but_not_instances() -> None:
+    name = scratch_name(12, "db")
+    assert name == "envhub_r12_db"
+    assert parse_scratch_name(name) == (12, "db")
+    assert parse_instance_name(name) is None
+    assert is_envhub_name(name)
+    assert is_envhub_name(instance_name(3, "db"))
+    assert not is_envhub_name("postgres")
+    assert not is_envhub_name("envhub_r0_db")

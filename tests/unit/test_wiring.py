@@ -10,7 +10,6 @@ import pytest
 from envhub import wiring
 from envhub.config import override_settings
 from envhub.errors import ConfigurationError
-from envhub.integrations.backing.base import WorkloadCaches
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.queue.changes import LocalChanges, RedisChanges
@@ -55,13 +54,57 @@ def test_redis_is_a_server_per_local_environment_and_a_workload_on_kubernetes(tm
     )
     local = wiring.managed_backends(settings, local=True)
     assert isinstance(local.redis, EmbeddedRedis)
+    assert local.redis_workloads is None
     assert local.label("redis") == "embedded"
     cluster = wiring.managed_backends(settings, local=False)
-    assert cluster.redis == RedisWorkloads(image="registry.example.com/redis:7.2.7", storage_class="fast-ssd")
-    assert isinstance(cluster.redis, WorkloadCaches)
+    assert cluster.redis_workloads == RedisWorkloads(
+        image="registry.example.com/redis:7.2.7", storage_class="fast-ssd"
+    )
+    assert cluster.redis is None  # no server of envhub's: the Redis is placed in the namespace
     assert cluster.label("redis") == "workload"
     assert cluster.postgres is None  # no operator's server configured: refused when declared
     # Turning the embedded services off takes the local Redis away, not the cluster's.
     off = settings.model_copy(update={"services_embedded": False})
     assert wiring.managed_backends(off, local=True).redis is None
-    assert isinstance(wiring.managed_backends(off, local=False).redis, RedisWorkloads)
+    assert wiring.managed_backends(off, local=True).redis_workloads is None
+    assert isinstance(wiring.managed_backends(off, local=False).redis_workloads, RedisWorkloads)
+
+
+class _Cluster:
+    """A cluster runtime's discovery (the ``KindCatalog`` port), answering from a set of kinds."""
+
+    def __init__(self, *kinds: str) -> None:
+        self.kinds = set(kinds)
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        return api_version == "postgresql.cnpg.io/v1" and kind in self.kinds
+
+
+def test_cloudnative_pg_is_offered_on_a_cluster_runtime_and_backs_up_to_the_object_store(
+    tmp_path: object,
+) -> None:
+    plain = build_settings(data_dir=tmp_path)
+    assert wiring.managed_backends(plain, local=True).postgres_clusters is None  # no cluster to ask
+    clusters = wiring.managed_backends(plain, local=False, kinds=_Cluster("Cluster")).postgres_clusters
+    assert clusters is not None
+    assert clusters.available()
+    assert not clusters.backs_up
+    off = build_settings(data_dir=tmp_path, services_cloudnative_pg=False)
+    assert wiring.managed_backends(off, local=False, kinds=_Cluster("Cluster")).postgres_clusters is None
+
+    stored = build_settings(data_dir=tmp_path, object_store_bucket="acme-envhub")
+    backed = wiring.managed_backends(stored, local=False, kinds=_Cluster("Cluster")).postgres_clusters
+    assert backed is not None
+    assert backed.backs_up
+    # Backups are scheduled with the operator's second kind: without it the operator is not taken.
+    assert not backed.available()
+    both = wiring.managed_backends(stored, local=False, kinds=_Cluster("Cluster", "ScheduledBackup"))
+    assert both.postgres_clusters is not None
+    assert both.postgres_clusters.available()
+    bad = build_settings(
+        data_dir=tmp_path,
+        object_store_bucket="acme-envhub",
+        services_cloudnative_pg_backup_retention="30 days",
+    )
+    with pytest.raises(ConfigurationError, match="BACKUP_"):
+        wiring.managed_backends(bad, local=False, kinds=_Cluster("Cluster"))

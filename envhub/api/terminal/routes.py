@@ -45,6 +45,10 @@ from envhub.services.authentication import Caller
 log = logging.getLogger(__name__)
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+# How long a socket keeps asking for a session whose opening other sockets
+# started and failed (each such try is someone else's: an unauthorized peer's
+# fails at once and must not use up the authorized caller's chances).
+_JOIN_PATIENCE = 60.0
 _ASCIICAST = "application/x-asciicast"
 
 
@@ -94,7 +98,8 @@ async def _join(
     websocket: WebSocket, request: protocol.ConnectRequest, caller: Caller, environment_id: int
 ) -> tuple[TerminalSession, bool] | TerminalOwner | None:
     """The session the socket asks for and whether this caller may drive it, or the replica holding it."""
-    for _ in range(3):  # a session that failed to open may be tried again
+    deadline = time.monotonic() + _JOIN_PATIENCE
+    while time.monotonic() < deadline:  # a session another socket failed to open may be tried again
         existing = await manager.opened(request.session)
         if existing is not None:
             if existing.info.environment_id != environment_id:

@@ -100,6 +100,11 @@ class ProjectChanges(BaseModel):
     backing: list[ServiceDeclaration] | None = Field(
         default=None, max_length=MAX_SERVICES, description=BACKING
     )
+    confirm: Text | None = Field(
+        default=None,
+        max_length=100,
+        description="The project's name: removing a database a deployment environment holds takes it.",
+    )
 
 
 # Fields a null clears; for the others null means "leave as it is".
@@ -170,10 +175,12 @@ def update_project(project_id: Id, body: ProjectChanges, actor: Caller) -> Proje
     with unit_of_work() as session:
         changes = {
             key: value
-            for key, value in body.model_dump(mode="json", exclude_unset=True).items()
+            for key, value in body.model_dump(mode="json", exclude_unset=True, exclude={"confirm"}).items()
             if value is not None or key in _CLEARABLE
         }
-        projects.update_project(session=session, actor=actor, project_id=project_id, changes=changes)
+        projects.update_project(
+            session=session, actor=actor, project_id=project_id, changes=changes, confirm=body.confirm
+        )
         return project_views.project_summary(session=session, actor=actor, project_id=project_id)
 
 

@@ -25,6 +25,10 @@ protect us, and v1.20 has no Pod Security admission. Every refusal is a
 * Claims naming a PersistentVolume (``volumeName``).
 * Any field naming another namespace (a RoleBinding's subject, a claim's
   ``dataSourceRef``, a custom kind's reference), wherever it is.
+* Any field naming the object store's Secret that envhub gives managed
+  CloudNativePG clusters (a pod's volume or ``secretKeyRef``, a user's own
+  Cluster's credentials), wherever it is: its keys reach every environment's
+  backups.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from envhub.domain.kube.errors import ManifestRejected
-from envhub.domain.kube.names import RESERVED_OBJECTS
+from envhub.domain.kube.names import BACKUP_STORE_SECRET, RESERVED_OBJECTS
 from envhub.domain.kube.pod_guard import (
     TEMPLATE_PATHS,
     claim_problems,
@@ -108,6 +112,24 @@ def _foreign_namespaces(node: Any, namespace: str, at: str = "") -> list[Problem
     return problems
 
 
+def _protected_references(node: Any, at: str = "") -> list[Problem]:
+    """Every value (outside metadata and data) naming the backup store's Secret."""
+    problems: list[Problem] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not at and (key == "metadata" or key in _DATA_FIELDS):
+                continue
+            problems += _protected_references(value, child(at, str(key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            problems += _protected_references(value, child(at, index))
+    elif node == BACKUP_STORE_SECRET:
+        problems.append(
+            Problem(at, f"names {BACKUP_STORE_SECRET}, envhub's key to every environment's backups")
+        )
+    return problems
+
+
 def problems_of(obj: dict[str, Any], *, namespace: str | None) -> list[Problem]:
     """What is refused in ``obj``; ``namespace`` None skips the checks that need it."""
     kind = obj["kind"]
@@ -125,7 +147,7 @@ def problems_of(obj: dict[str, Any], *, namespace: str | None) -> list[Problem]:
         problems = embedded_pod_problems(obj)
     if namespace is not None:
         problems += _foreign_namespaces(obj, namespace)
-    return problems
+    return problems + _protected_references(obj)
 
 
 def check_object(obj: dict[str, Any], *, namespace: str | None) -> None:

@@ -31,6 +31,10 @@ LIMIT_RANGE_NAME = "envhub-limits"
 WORKLOAD_ACCOUNT = "envhub-workload"
 SECRETS_NAME = "envhub-secrets"
 SECRETS_ANNOTATION = "envhub.dev/secrets-digest"
+# The object store's keys for the CloudNativePG clusters of managed services
+# (cloudnative_pg.py). Unlike the project's secrets, no workload may use it: it
+# reaches every environment's backups. guards.py refuses objects that name it.
+BACKUP_STORE_SECRET = "envhub-backup-store"  # noqa: S105 (a Secret's name, not a secret)
 POLICY_DEFAULT_DENY = "envhub-default-deny"
 POLICY_ALLOW_DNS = "envhub-allow-dns"
 POLICY_ALLOW_SAME_NAMESPACE = "envhub-allow-same-namespace"
@@ -46,6 +50,7 @@ RESERVED_OBJECTS: frozenset[tuple[str, str]] = frozenset(
         ("Role", WORKLOAD_ACCOUNT),
         ("RoleBinding", WORKLOAD_ACCOUNT),
         ("Secret", SECRETS_NAME),
+        ("Secret", BACKUP_STORE_SECRET),
         # The owning team's kubectl access (access.py).
         ("Role", "envhub-team-view"),
         ("Role", "envhub-team-edit"),

@@ -35,6 +35,13 @@ named ``envhub-redis-<service>``:
   so the namespace's allow-ingress policy (the URL provider's proxies) leaves
   out pods labelled as a managed service: nothing outside the namespace
   reaches the server.
+
+The objects travel like a CloudNativePG Cluster's (``cloudnative_pg.py``): the
+Redis backend (``integrations/backing/redis_workloads.py``) puts them in the
+instance's placement, provisioning hands them to the target as
+``service_objects``, and the renderer of the environment adds its namespace and
+labels (on the pod template too) and orders the Deployment after every Service.
+Here they carry only their own labels, the pods' selector.
 """
 
 from __future__ import annotations
@@ -43,9 +50,8 @@ import base64
 import hashlib
 from typing import Any
 
-from envhub.domain.backing import DEFAULT_PORTS, redis_password_digest, redis_tenant_rules
+from envhub.domain.backing import DEFAULT_PORTS, SERVICE_NAME, redis_password_digest, redis_tenant_rules
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, NAME_LABEL, WORKLOAD_ACCOUNT, metadata
-from envhub.domain.specs import ServiceWorkload
 
 PORT = DEFAULT_PORTS["redis"]
 DEFAULT_SIZE = "1Gi"
@@ -66,6 +72,8 @@ _CONFIG_MODE = 0o440  # root:redis (fsGroup), read-only
 
 def object_name(service: str) -> str:
     """The name of every object of the service's Redis (``envhub-redis-cache``)."""
+    if not SERVICE_NAME.fullmatch(service):
+        raise ValueError(f"{service!r} is not a service name")
     return f"envhub-redis-{service}"
 
 
@@ -74,91 +82,92 @@ def redis_host(namespace: str, service: str) -> str:
     return f"{object_name(service)}.{namespace}.svc"
 
 
-def redis_config(workload: ServiceWorkload) -> str:
+def redis_config(service: str, *, password: str, persistent: bool) -> str:
     """The server's configuration file (the Secret's :data:`CONFIG_KEY`)."""
     persistence = (
         [*(f"save {pair}" for pair in _SNAPSHOTS), "appendonly yes", "appendfsync everysec"]
-        if workload.persistent
+        if persistent
         else ['save ""', "appendonly no"]
     )
     lines = [
-        f"# envhub: the managed Redis {workload.name!r}; rewritten at every deploy.",
+        f"# envhub: the managed Redis {service!r}; rewritten at every deploy.",
         "bind * -::*",
         f"port {PORT}",
         f"dir {DATA_DIR}",
         *persistence,
         f"maxmemory {MAX_MEMORY}",
         "maxmemory-policy noeviction",
-        f"user default reset #{redis_password_digest(workload.password)} {' '.join(redis_tenant_rules())}",
+        f"user default reset #{redis_password_digest(password)} {' '.join(redis_tenant_rules())}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _labels(workload: ServiceWorkload, labels: dict[str, str]) -> dict[str, str]:
-    return {**labels, **_selector(workload)}
-
-
-def _selector(workload: ServiceWorkload) -> dict[str, str]:
+def _selector(service: str) -> dict[str, str]:
     # Immutable once the Deployment exists: never add to this.
-    return {NAME_LABEL: object_name(workload.name), MANAGED_SERVICE_LABEL: workload.name}
+    return {NAME_LABEL: object_name(service), MANAGED_SERVICE_LABEL: service}
 
 
-def _secret(workload: ServiceWorkload, config: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def _metadata(service: str) -> dict[str, object]:
+    """Without namespace, and with the selector's labels only: the environment's renderer adds its own."""
+    return metadata(object_name(service), None, _selector(service))
+
+
+def _secret(service: str, config: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(object_name(workload.name), namespace, labels),
+        "metadata": _metadata(service),
         "type": "Opaque",
         "data": {CONFIG_KEY: base64.b64encode(config.encode()).decode()},
     }
 
 
-def _claim(workload: ServiceWorkload, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def _claim(service: str, *, size: str, storage_class: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": workload.size or DEFAULT_SIZE}},
+        "resources": {"requests": {"storage": size or DEFAULT_SIZE}},
     }
-    if workload.storage_class:
-        spec["storageClassName"] = workload.storage_class
+    if storage_class:
+        spec["storageClassName"] = storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(object_name(workload.name), namespace, labels),
+        "metadata": _metadata(service),
         "spec": spec,
     }
 
 
-def _service(workload: ServiceWorkload, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def _service(service: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(object_name(workload.name), namespace, labels),
+        "metadata": _metadata(service),
         "spec": {
             "type": "ClusterIP",
-            "selector": _selector(workload),
+            "selector": _selector(service),
             "ports": [{"name": "redis", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
         },
     }
 
 
-def _policy(workload: ServiceWorkload, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def _policy(service: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(object_name(workload.name), namespace, labels),
+        "metadata": _metadata(service),
         "spec": {
-            "podSelector": {"matchLabels": _selector(workload)},
+            "podSelector": {"matchLabels": _selector(service)},
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": PORT}]}],
         },
     }
 
 
-def _container(workload: ServiceWorkload) -> dict[str, Any]:
+def _container(image: str) -> dict[str, Any]:
     probe = {"tcpSocket": {"port": PORT}}
     return {
         "name": "redis",
-        "image": workload.image,
+        "image": image,
         "args": ["redis-server", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "ports": [{"name": "redis", "containerPort": PORT, "protocol": "TCP"}],
         "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS)},
@@ -180,14 +189,12 @@ def _container(workload: ServiceWorkload) -> dict[str, Any]:
     }
 
 
-def _deployment(
-    workload: ServiceWorkload, config: str, namespace: str, labels: dict[str, str]
-) -> dict[str, Any]:
-    name = object_name(workload.name)
+def _deployment(service: str, config: str, *, image: str, persistent: bool, size: str) -> dict[str, Any]:
+    name = object_name(service)
     data: dict[str, Any] = (
         {"name": "data", "persistentVolumeClaim": {"claimName": name}}
-        if workload.persistent
-        else {"name": "data", "emptyDir": {"sizeLimit": workload.size or DEFAULT_SIZE}}
+        if persistent
+        else {"name": "data", "emptyDir": {"sizeLimit": size or DEFAULT_SIZE}}
     )
     pod_spec = {
         "serviceAccountName": WORKLOAD_ACCOUNT,
@@ -201,7 +208,7 @@ def _deployment(
             "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(workload)],
+        "containers": [_container(image)],
         "volumes": [data, {"name": "config", "secret": {"secretName": name, "defaultMode": _CONFIG_MODE}}],
     }
     # The password's digest is in the configuration: a rotation rolls the pod. (A digest of a
@@ -210,14 +217,14 @@ def _deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(name, namespace, labels),
+        "metadata": _metadata(service),
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": _selector(workload)},
+            "selector": {"matchLabels": _selector(service)},
             "template": {
-                "metadata": {"labels": dict(labels), "annotations": {CONFIG_ANNOTATION: digest}},
+                "metadata": {"labels": _selector(service), "annotations": {CONFIG_ANNOTATION: digest}},
                 "spec": pod_spec,
             },
         },
@@ -225,20 +232,31 @@ def _deployment(
 
 
 def render_redis(
-    workload: ServiceWorkload, *, namespace: str, labels: dict[str, str]
+    service: str,
+    *,
+    password: str,
+    image: str,
+    persistent: bool = True,
+    size: str = "",
+    storage_class: str = "",
 ) -> list[dict[str, Any]]:
-    """The service's objects in apply order: Secret, claim (when persistent), NetworkPolicy,
-    Service, Deployment. ``labels`` are the environment's."""
-    if not workload.password:
-        raise ValueError(f"the managed Redis {workload.name!r} has no password")
-    config = redis_config(workload)
-    own = _labels(workload, labels)
-    objects = [_secret(workload, config, namespace, own)]
-    if workload.persistent:
-        objects.append(_claim(workload, namespace, own))
+    """The objects of the service's Redis in apply order: Secret, claim (when persistent),
+    NetworkPolicy, Service, Deployment.
+
+    Pure and repeatable: the same arguments give equal objects. ``password``
+    is the instance's (only its digest is written); ``size`` is the
+    declaration's ("" takes :data:`DEFAULT_SIZE`); ``storage_class`` the
+    operator's ("" takes the cluster's default).
+    """
+    if not password:
+        raise ValueError(f"the managed Redis {service!r} has no password")
+    config = redis_config(service, password=password, persistent=persistent)
+    objects = [_secret(service, config)]
+    if persistent:
+        objects.append(_claim(service, size=size, storage_class=storage_class))
     objects += [
-        _policy(workload, namespace, own),
-        _service(workload, namespace, own),
-        _deployment(workload, config, namespace, own),
+        _policy(service),
+        _service(service),
+        _deployment(service, config, image=image, persistent=persistent, size=size),
     ]
     return objects

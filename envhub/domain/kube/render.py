@@ -9,19 +9,21 @@ the runtime resolves those by discovery.
 
 Order: the Namespace, then what constrains everything created after it (quota,
 limits, network policies), then RBAC (the workload account, and the owning
-team's kubectl access: ``access.py``), then workloads (the managed services
-envhub runs in the namespace, ``redis.py``, with the container services:
-Secrets, claims and Services before Deployments, as Helm does; then the public
-Ingress when the URL provider asks for one: ``ingress.py``) and finally the
-user's manifests, themselves sorted by kind so a ServiceAccount or ConfigMap
-exists before the pods that use it.
+team's kubectl access: ``access.py``), then the project's secrets and the
+objects of managed services that run in the namespace (a CloudNativePG
+``Cluster``: ``cloudnative_pg.py``; a Redis: ``redis.py``), then workloads
+(Services before Deployments, as Helm does, a managed service's Deployment
+with the container services'; then the public Ingress when the URL provider
+asks for one: ``ingress.py``) and finally the user's manifests, themselves
+sorted by kind so a ServiceAccount or ConfigMap exists before the pods that
+use it.
 The runtime records what it applied on the Namespace and prunes what dropped
 out (see :mod:`envhub.domain.kube.inventory`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envhub.domain.kube.access import render_team_access
@@ -42,9 +44,8 @@ from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_ma
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
 from envhub.domain.kube.network import render_network_policies
 from envhub.domain.kube.rbac import render_rbac
-from envhub.domain.kube.redis import render_redis
 from envhub.domain.naming import validate_label
-from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
+from envhub.domain.specs import EnvironmentTarget
 
 DEFAULT_INGRESS_NAMESPACES = ("envhub-system",)
 PSA_PREFIX = "pod-security.kubernetes.io"
@@ -57,6 +58,7 @@ _KIND_ORDER = (
     "DaemonSet", "HorizontalPodAutoscaler", "Job", "CronJob", "PodDisruptionBudget",
 )  # fmt: skip
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_KIND_ORDER)}
+# A managed service's objects of these kinds run pods: they go with the Deployments, after every Service.
 _POD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 
 
@@ -95,16 +97,20 @@ def render_namespace(
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def render_service_workloads(
-    workloads: Sequence[ServiceWorkload], *, namespace: str, labels: dict[str, str]
-) -> list[dict[str, Any]]:
-    """The objects of the managed services envhub runs in the namespace (issue 13), in apply order."""
-    objects: list[dict[str, Any]] = []
-    for workload in workloads:
-        if workload.kind != "redis":
-            raise ValueError(f"no workload rendering for a {workload.kind} service ({workload.name})")
-        objects.extend(render_redis(workload, namespace=namespace, labels=labels))
-    return objects
+def _service_object(obj: Mapping[str, Any], *, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A managed service's object (see ``EnvironmentTarget.service_objects``) in the namespace, with
+    envhub's labels over its own, and on its pod template when it has one (a Redis's Deployment):
+    its pods are the environment's like every other. envhub rendered it: it passes no manifest guard."""
+    meta = dict(obj["metadata"])
+    meta["namespace"] = namespace
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    placed = {**obj, "metadata": meta}
+    template = (obj.get("spec") or {}).get("template") if obj["kind"] in _POD_KINDS else None
+    if template is not None:
+        pod_meta = dict(template.get("metadata") or {})
+        pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
+        placed["spec"] = {**obj["spec"], "template": {**template, "metadata": pod_meta}}
+    return placed
 
 
 def _refuse_duplicates(objects: list[dict[str, Any]]) -> None:
@@ -179,7 +185,7 @@ def render_environment(
     secrets = render_secrets(target, namespace=namespace)
     if secrets is not None:
         objects.append(secrets)
-    managed = render_service_workloads(target.service_workloads, namespace=namespace, labels=labels)
+    managed = [_service_object(obj, namespace=namespace, labels=labels) for obj in target.service_objects]
     objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)

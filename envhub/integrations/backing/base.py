@@ -4,8 +4,10 @@ A project declares the services its environments need (issue 13); envhub
 makes one *instance* of each per environment on a backend the operator
 chose: a PostgreSQL server (one envhub starts from the installed binaries in
 the embedded default, or the operator's), Redis (a ``redis-server`` per
-environment in the embedded default, a workload in the environment's namespace
-on Kubernetes), an S3-compatible bucket with a key pair limited to it.
+environment in the embedded default), an S3-compatible bucket with a key pair
+limited to it; or, in the environment's own namespace on Kubernetes, a
+PostgreSQL cluster when the cluster runs the CloudNativePG operator
+(:class:`NamespacedDatabases`) and a Redis workload (:class:`NamespacedCaches`).
 Adapters live beside this module; the wiring module picks them.
 
 The contract every adapter keeps:
@@ -30,9 +32,11 @@ The contract every adapter keeps:
   backend refuses raises :class:`envhub.errors.BackingServiceError`, ``from``
   the vendor's exception. Vendor exceptions never leak.
 * Every method blocks (processes, network): call it from a job or a thread.
-* A backend whose instances are workloads of the environment itself
-  (:class:`WorkloadCaches`) makes nothing: it describes the instance, and the
-  runtime applies it with the environment, under the same name rules.
+* A backend whose instances live in the environment's namespace makes
+  nothing: its ``place`` returns a :class:`Placement`, the objects the runtime
+  applies with the environment's own (recorded, pruned and deleted with
+  them), so it has no ``remove`` and no ``names``. Its instances are recorded
+  under a backend in :data:`NAMESPACED_BACKENDS`.
 """
 
 from __future__ import annotations
@@ -41,12 +45,18 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from envhub.domain.backing import SERVICE_NAME
-from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
 
 INSTANCE_PREFIX = "envhub_e"
+# A scratch database a restore check restores into, then drops (``envhub_r<restore>_<service>``).
+SCRATCH_PREFIX = "envhub_r"
+# The backends recorded for instances that live in the environment's namespace: a CloudNativePG
+# Cluster, a Redis workload. Their objects go with the namespace's; nothing outside holds them.
+CLUSTER_BACKEND = "cloudnative-pg"
+WORKLOAD_BACKEND = "workload"
+NAMESPACED_BACKENDS = frozenset({CLUSTER_BACKEND, WORKLOAD_BACKEND})
 
 
 class BackingKind(StrEnum):
@@ -66,6 +76,24 @@ def parse_instance_name(name: str) -> tuple[int, str] | None:
     """(environment id, service) of an instance name envhub made; None for anything else."""
     match = re.fullmatch(rf"{INSTANCE_PREFIX}([1-9][0-9]*)_([a-z][a-z0-9]{{0,19}})", name)
     return (int(match.group(1)), match.group(2)) if match else None
+
+
+def scratch_name(restore_id: int, service: str) -> str:
+    """``envhub_r<restore>_<service>``: the scratch database of one restore check."""
+    if restore_id < 1 or not SERVICE_NAME.fullmatch(service):
+        raise ValueError(f"no scratch name for restore {restore_id!r} and service {service!r}")
+    return f"{SCRATCH_PREFIX}{restore_id}_{service}"
+
+
+def parse_scratch_name(name: str) -> tuple[int, str] | None:
+    """(restore id, service) of a scratch database envhub made; None for anything else."""
+    match = re.fullmatch(rf"{SCRATCH_PREFIX}([1-9][0-9]*)_([a-z][a-z0-9]{{0,19}})", name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def is_envhub_name(name: str) -> bool:
+    """Whether envhub made this name (an instance or a scratch database): all an adapter may touch."""
+    return parse_instance_name(name) is not None or parse_scratch_name(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +136,19 @@ class Dump:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreCheck:
+    """What a restored database holds, next to what its dump said it would."""
+
+    tables: int  # tables the dump holds data for
+    rows: int  # rows counted in the restored tables
+    missing: tuple[str, ...] = ()  # tables of the dump the restored database lacks
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing
+
+
 class DatabaseServer(Protocol):
     """PostgreSQL: a database and a role of the same name per instance, on one server."""
 
@@ -134,6 +175,13 @@ class DatabaseServer(Protocol):
         may be half restored; restoring again from the same dump converges.
         """
 
+    def check(self, name: str, path: Path) -> RestoreCheck:
+        """Compare database ``name`` (just restored from ``path``) with the dump's table of contents.
+
+        Every table the dump holds data for must exist; its rows are counted
+        (exactly: run it on a scratch database, not a busy one).
+        """
+
 
 class CacheServers(Protocol):
     """Redis: a server (or an isolated user on one) per instance."""
@@ -146,30 +194,6 @@ class CacheServers(Protocol):
 
     def names(self) -> set[str]:
         """Every instance name this backend holds."""
-
-
-@runtime_checkable
-class WorkloadCaches(Protocol):
-    """Redis as a workload of each environment, which the runtime applies with the rest of it.
-
-    Nothing is made ahead and nothing outside the environment holds an
-    instance: :meth:`instance` says what the runtime is to run (the
-    :class:`~envhub.domain.specs.ServiceWorkload` the caller puts on the
-    target) and where the workloads will reach it. The runtime prunes it when
-    the project stops declaring it and removes it with the environment, so
-    :meth:`remove` has nothing to do and :meth:`names` nothing to list.
-    """
-
-    def instance(
-        self, target: EnvironmentTarget, service: str, *, password: str, persistent: bool, size: str
-    ) -> tuple[Access, ServiceWorkload]:
-        """The instance of ``service`` in ``target``'s environment, answering to ``password`` only."""
-
-    def remove(self, name: str) -> None:
-        """Nothing: the runtime removes the instance's objects."""
-
-    def names(self) -> set[str]:
-        """Nothing: instances live inside environments, which the runtime's reconciler collects."""
 
 
 class BucketStore(Protocol):
@@ -193,6 +217,66 @@ class BucketStore(Protocol):
         """Every instance name that has a bucket or a user on this store."""
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """An instance that runs in the environment's own namespace: how workloads reach it, and the
+    objects that make it (plain dicts without namespace or labels; they hold its credentials)."""
+
+    access: Access
+    objects: tuple[dict[str, Any], ...] = field(repr=False)
+
+
+class NamespacedDatabases(Protocol):
+    """PostgreSQL that an operator runs in each environment's own namespace (CloudNativePG).
+
+    Unlike the other backends this one makes nothing itself: :meth:`place`
+    renders the objects, which the runtime applies with the environment's own.
+    So an instance is pruned when its service is no longer declared and
+    deleted with the environment's namespace: there is no ``remove`` and no
+    orphan to find.
+    """
+
+    @property
+    def backs_up(self) -> bool:
+        """Whether instances are backed up (an object store is configured)."""
+
+    def available(self) -> bool:
+        """Whether the operator is installed (the cluster serves its kinds): asked for each new instance.
+
+        An unreachable cluster raises a retryable error rather than answering
+        False, so an outage never sends an instance to another backend.
+        """
+
+    def place(
+        self, name: str, *, serial: int, password: str, version: str, size: str, deployment: bool
+    ) -> Placement:
+        """The objects of instance ``name`` (a database and an owner of that name, with ``password``).
+
+        Pure and repeatable: the same arguments give equal objects. ``serial``
+        is the instance record's id (it tells its backups from an earlier
+        instance's of the same name); ``deployment`` asks for what a deployment
+        environment gets (a standby, scheduled backups).
+        """
+
+
+class NamespacedCaches(Protocol):
+    """Redis as a workload in each environment's own namespace (a Deployment of a pinned image).
+
+    Like :class:`NamespacedDatabases` it makes nothing itself: :meth:`place`
+    renders the objects, which the runtime applies with the environment's own,
+    prunes when the service is no longer declared and deletes with the
+    namespace. Always there on a cluster runtime: it needs no operator.
+    """
+
+    def place(self, service: str, *, namespace: str, password: str, persistent: bool, size: str) -> Placement:
+        """The objects of ``service``'s Redis in ``namespace``, answering to ``password`` only.
+
+        Pure and repeatable: the same arguments give equal objects. Its
+        objects are named after the service (one Redis per service and
+        namespace); workloads reach it at its Service in ``namespace``.
+        """
+
+
 class Removable(Protocol):
     def remove(self, name: str) -> None: ...
 
@@ -204,9 +288,13 @@ class Backends:
     """The backend of each kind this envhub was given (None: that kind cannot be provisioned here)."""
 
     postgres: DatabaseServer | None = None
-    redis: CacheServers | WorkloadCaches | None = None
+    redis: CacheServers | None = None
     buckets: BucketStore | None = None
-    # What each backend is, for people ("embedded", "server", "s3"), by kind.
+    # PostgreSQL in the environment's namespace, taken for new instances when its operator is there.
+    postgres_clusters: NamespacedDatabases | None = None
+    # Redis in the environment's namespace (a cluster runtime's), taken instead of ``redis``.
+    redis_workloads: NamespacedCaches | None = None
+    # What each backend is, for people ("embedded", "server", "s3", "workload"), by kind.
     labels: dict[str, str] = field(default_factory=dict)
 
     def for_kind(self, kind: str) -> Removable | None:

@@ -45,7 +45,7 @@ from typing import TypeVar
 from psycopg.conninfo import make_conninfo
 
 from envhub.errors import BackingServiceError, BackingServiceUnavailable
-from envhub.integrations.backing.base import Access, Dump
+from envhub.integrations.backing.base import Access, Dump, RestoreCheck
 from envhub.integrations.backing.postgres import PostgresServer, find_binary
 from envhub.private_files import traversable, write_private
 
@@ -108,6 +108,9 @@ class EmbeddedPostgres:
 
     def restore(self, name: str, path: Path) -> None:
         self._call(lambda server: server.restore(name, path))
+
+    def check(self, name: str, path: Path) -> RestoreCheck:
+        return self._call(lambda server: server.check(name, path))
 
     # -- the server's life ------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
-from envhub.integrations.backing.base import Access, BackingKind, Dump, parse_instance_name
+from envhub.integrations.backing.base import Access, BackingKind, Dump, RestoreCheck, is_envhub_name
 
 CLIENT_PACKAGE = "postgresql-client"
 _CHUNK = 1 << 20
@@ -114,7 +114,7 @@ def _translated(what: str) -> Iterator[None]:
 
 def _checked(name: str) -> str:
     """Only names envhub made: a typo must never drop the operator's own database."""
-    if parse_instance_name(name) is None:
+    if not is_envhub_name(name):
         raise ValueError(f"{name!r} is not an envhub instance name")
     return name
 
@@ -219,7 +219,7 @@ class PostgresServer:
             rows = conn.execute(
                 "SELECT datname FROM pg_database UNION SELECT rolname FROM pg_roles"
             ).fetchall()
-        return {row[0] for row in rows if parse_instance_name(row[0]) is not None}
+        return {row[0] for row in rows if is_envhub_name(row[0])}
 
     def dump(self, name: str, path: Path) -> Dump:
         argv = [
@@ -279,6 +279,32 @@ class PostgresServer:
         with _translated(f"sealing the restored database {name}"):
             self._seal_schema(name)
 
+    def check(self, name: str, path: Path) -> RestoreCheck:
+        listed = subprocess.run(
+            [str(self._binary("pg_restore")), "--list", str(path)],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if listed.returncode != 0:
+            tail = listed.stderr[-2000:].decode(errors="replace").strip()
+            raise BackingServiceError(f"pg_restore could not read the dump of {name}: {tail}")
+        tables = _dumped_tables(listed.stdout.decode(errors="replace"))
+        rows, missing = 0, []
+        with _translated(f"checking the restored database {_checked(name)}"), self._connect(name) as conn:
+            for schema, table in tables:
+                found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
+                if not found or found[0] is None:
+                    missing.append(f"{schema}.{table}")
+                    continue
+                counted = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}.{}").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    )
+                ).fetchone()
+                rows += int(counted[0]) if counted else 0
+        return RestoreCheck(tables=len(tables), rows=rows, missing=tuple(missing))
+
     def revoke_connect(self, *databases: str) -> None:
         """Nobody but superusers and owners may connect to ``databases`` (the server's own, for one
         whose every other database is an instance: the embedded one)."""
@@ -335,6 +361,23 @@ def _locked(conn: psycopg.Connection[Any], name: str) -> Iterator[None]:
     finally:
         if not conn.closed:
             conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+
+def _dumped_tables(listing: str) -> list[tuple[str, str]]:
+    """(schema, table) of every ``TABLE DATA`` entry in ``pg_restore --list`` output.
+
+    An entry reads ``3345; 0 16390 TABLE DATA public items owner``; names with
+    spaces are not split reliably by pg_restore's listing, so such a table is
+    counted by the name as listed and reported missing if it cannot be found.
+    """
+    found: list[tuple[str, str]] = []
+    for line in listing.splitlines():
+        if line.startswith(";") or " TABLE DATA " not in line:
+            continue
+        fields = line.split(" TABLE DATA ", 1)[1].split(" ")
+        if len(fields) >= 2:
+            found.append((fields[0], fields[1]))
+    return found
 
 
 def _exists(conn: psycopg.Connection[Any], query: str, name: str) -> bool:

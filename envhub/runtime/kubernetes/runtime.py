@@ -144,6 +144,10 @@ class KubernetesRuntime:
         self.heartbeat_interval = heartbeat_interval
         self._version: str | None = None
 
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves the kind (``KindCatalog``): discovery, shared by the process."""
+        return self.applier.is_namespaced(api_version, kind) is not None
+
     def _namespace_object(self, environment_id: int) -> dict[str, Any] | None:
         """The environment's Namespace: labelled as envhub's for this id *and* named so.
 

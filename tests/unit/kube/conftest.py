@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from envhub.domain.specs import EnvironmentTarget, ServiceWorkload, parse_spec
+from envhub.domain.kube.redis import render_redis
+from envhub.domain.specs import EnvironmentTarget, parse_spec
 from envhub.urls.ingress import IngressUrls
 
 USER_MANIFESTS = """\
@@ -164,17 +165,19 @@ SCENARIOS: dict[str, tuple[EnvironmentTarget, dict[str, Any]]] = {
                 "REDIS_URL": "redis://:fixture-password@envhub-redis-cache.envhub-acme-shop-pr-7-7.svc:6379/0"
             },
             secrets_digest="0" * 32,
-            service_workloads=(
-                ServiceWorkload(
+            service_objects=(
+                *render_redis(
                     "cache",
-                    "redis",
-                    "docker.io/library/redis:7.2.7",
-                    "fixture-password",
+                    password="fixture-password",
+                    image="docker.io/library/redis:7.2.7",
                     size="2Gi",
                     storage_class="fast-ssd",
                 ),
-                ServiceWorkload(
-                    "queue", "redis", "docker.io/library/redis:7.2.7", "other-password", persistent=False
+                *render_redis(
+                    "queue",
+                    password="other-password",
+                    image="docker.io/library/redis:7.2.7",
+                    persistent=False,
                 ),
             ),
             name="pr-7",

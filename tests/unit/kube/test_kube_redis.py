@@ -1,8 +1,10 @@
 """A project's managed Redis rendered into the environment's namespace (domain/kube/redis.py).
 
-Every rendered object is also validated against current Kubernetes schemas and
-snapshotted with the ``services`` scenario (test_kube_render.py); these tests
-state the rules the objects follow.
+Its objects reach the environment as CloudNativePG's do, as the target's
+``service_objects``; the environment's renderer places them. Every rendered
+object is also validated against current Kubernetes schemas and snapshotted
+with the ``services`` scenario (test_kube_render.py); these tests state the
+rules the objects follow.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import pytest
 
 from envhub.domain.backing import REDIS_DENIED_COMMANDS
 from envhub.domain.kube import ManifestRejected, namespace_for, parse_quantity, render_environment
-from envhub.domain.kube.redis import DEFAULT_SIZE, LIMITS, MAX_MEMORY, REQUESTS, redis_host
-from envhub.domain.specs import EnvironmentTarget, ServiceWorkload
+from envhub.domain.kube.names import MANAGED_SERVICE_LABEL
+from envhub.domain.kube.redis import DEFAULT_SIZE, LIMITS, MAX_MEMORY, REQUESTS, redis_host, render_redis
+from envhub.domain.specs import EnvironmentTarget
 from envhub.domain.workloads import QuotaSpec
 
 from .conftest import SCENARIOS, make_target
@@ -27,15 +30,18 @@ IMAGE = "docker.io/library/redis:7.2.7"
 PASSWORD = "s3cret-Password-0123456789abcdef"
 
 
-def _target(*workloads: ServiceWorkload, **spec: Any) -> EnvironmentTarget:
+Objects = list[dict[str, Any]]
+
+
+def _target(*services: Objects, **spec: Any) -> EnvironmentTarget:
+    """An environment with the objects of these managed services, as provisioning hands them over."""
     spec = spec or {"services": [{"name": "web", "image": "ghcr.io/acme/web:1", "ports": [8080]}]}
-    return make_target(spec, service_workloads=workloads, name="pr-7", id=7)
+    placed = tuple(obj for objects in services for obj in objects)
+    return make_target(spec, service_objects=placed, name="pr-7", id=7)
 
 
-def _cache(**fields: Any) -> ServiceWorkload:
-    return ServiceWorkload(
-        **{"name": "cache", "kind": "redis", "image": IMAGE, "password": PASSWORD, **fields}
-    )
+def _cache(**fields: Any) -> Objects:
+    return render_redis(**{"service": "cache", "image": IMAGE, "password": PASSWORD, **fields})
 
 
 def _objects(target: EnvironmentTarget) -> dict[tuple[str, str], dict[str, Any]]:
@@ -77,6 +83,10 @@ def test_a_redis_is_a_secret_a_claim_a_policy_a_service_and_a_deployment_in_the_
             assert obj["metadata"]["namespace"] == ns
             assert obj["metadata"]["labels"]["envhub.dev/environment"] == "7"
             assert obj["metadata"]["labels"]["envhub.dev/managed-service"] == "cache"
+    # Its pods are the environment's too: its labels are on the pod template, beside the selector's.
+    [deployment] = [o for o in rendered if o["kind"] == "Deployment" and "redis" in o["metadata"]["name"]]
+    pods = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pods == {**target.labels, **deployment["spec"]["selector"]["matchLabels"]}
     # Its Secrets, claim and Service come before any Deployment (Helm's order).
     kinds = [obj["kind"] for obj in rendered]
     assert kinds.index("Deployment") > max(i for i, kind in enumerate(kinds) if kind == "Service")
@@ -246,7 +256,7 @@ def test_its_resources_fit_the_default_quota_and_maxmemory_stays_under_the_limit
 
 
 def test_two_redis_services_get_objects_of_their_own() -> None:
-    queue = _cache(name="queue", password="queue-password-0123456789", persistent=False)
+    queue = _cache(service="queue", password="queue-password-0123456789", persistent=False)
     objects = _objects(_target(_cache(), queue))
     assert _config(objects) != _config(objects, "envhub-redis-queue")
     cache_pods = objects[("Deployment", "envhub-redis-cache")]["spec"]["template"]["metadata"]["labels"]
@@ -265,16 +275,32 @@ def test_a_manifest_object_of_the_same_name_is_refused() -> None:
 
 def test_what_cannot_be_rendered_is_refused() -> None:
     with pytest.raises(ValueError, match="no password"):
-        render_environment(_target(_cache(password="")))
-    with pytest.raises(ValueError, match="no workload rendering for a postgres"):
-        render_environment(_target(_cache(kind="postgres")))
+        _cache(password="")
+
+
+@pytest.mark.parametrize("service", ["", "Cache", "cache-1", "a" * 21])
+def test_only_service_names_name_objects(service: str) -> None:
+    # Only a service's name (lower-case letters and digits) names objects: nothing else reaches the namespace.
+    with pytest.raises(ValueError, match="not a service name"):
+        _cache(service=service)
 
 
 def test_the_scenario_renders_what_the_job_hands_over() -> None:
     target, _ = SCENARIOS["services"]
-    assert [workload.name for workload in target.service_workloads] == ["cache", "queue"]
-    # The passwords never show in a printed target (a log line, a traceback's locals).
+    assert [
+        (obj["kind"], obj["metadata"]["labels"][MANAGED_SERVICE_LABEL]) for obj in target.service_objects
+    ] == [
+        *(
+            (kind, "cache")
+            for kind in ("Secret", "PersistentVolumeClaim", "NetworkPolicy", "Service", "Deployment")
+        ),
+        *((kind, "queue") for kind in ("Secret", "NetworkPolicy", "Service", "Deployment")),
+    ]
+    # The objects, and so the passwords' digests, never show in a printed target (a log line, a
+    # traceback's locals), and are not part of its equality, like the project's secrets.
     printed = repr(dataclasses.replace(target, secrets={}))
-    assert "ServiceWorkload(name='cache'" in printed
+    assert "envhub-redis-cache" not in printed
     assert "fixture-password" not in printed
+    assert hashlib.sha256(b"fixture-password").hexdigest() not in printed
     assert "other-password" not in printed
+    assert target == dataclasses.replace(target, service_objects=())

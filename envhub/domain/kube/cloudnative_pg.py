@@ -1,0 +1,220 @@
+"""A managed PostgreSQL as a CloudNativePG ``Cluster`` in the environment's own namespace (issue 13).
+
+When the cluster runs the CloudNativePG operator (its ``postgresql.cnpg.io/v1``
+kinds are served), a project's ``postgres`` service becomes one ``Cluster``
+per environment instead of a database on a shared server: the operator runs
+it, fails it over, and backs it up with its barman integration to the object
+store (base backups plus WAL, so point-in-time recovery). envhub only renders
+the objects; the Kubernetes runtime applies them with the environment's other
+objects, records them, prunes them when the service goes and deletes them
+with the namespace.
+
+What is rendered for instance ``envhub_e12_db`` (:func:`render_postgres_cluster`):
+
+* Secret ``envhub-e12-db-owner`` (``kubernetes.io/basic-auth``): the owner's
+  user name and the password envhub generated. The Cluster bootstraps its
+  owner from it, and lists the owner under ``managed.roles`` with the same
+  Secret, so the operator's declarative role management keeps the role's
+  password equal to the Secret's: a rotation is a new Secret.
+* Cluster ``envhub-e12-db``: one instance for a development environment, two
+  (a primary and a standby to fail over to) for a deployment environment; the
+  declared major version's image; the declared size as storage; ``initdb``
+  making a database and an owner both named after the instance; no superuser
+  access (the operator keeps that to itself).
+* With an object store: ``backup.barmanObjectStore`` under
+  ``s3://<bucket>/cloudnative-pg/<instance>-<serial>`` (the serial is the
+  instance record's, so an instance made again never writes into the archive
+  of the one before it, which barman would refuse), the store's keys in
+  Secret :data:`BACKUP_STORE_SECRET` (or the pod's cloud identity when the
+  operator gave none), and the retention policy. A deployment environment
+  also gets ``ScheduledBackup`` ``envhub-e12-db-backup`` (its first backup at
+  once).
+
+Workloads reach the primary at the ``<cluster>-rw`` Service the operator makes.
+Objects come without namespace and labels: the renderer of the environment
+adds both, as for every object envhub applies.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from envhub.domain.kube.names import BACKUP_STORE_SECRET
+
+API_VERSION = "postgresql.cnpg.io/v1"
+CLUSTER_KIND = "Cluster"
+SCHEDULED_BACKUP_KIND = "ScheduledBackup"
+# The operator's PostgreSQL images, tagged by major version.
+DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/postgresql"
+DEFAULT_VERSION = "17"
+DEFAULT_SIZE = "1Gi"
+# CloudNativePG's cron has six fields, seconds first: 03:00 every day.
+DEFAULT_SCHEDULE = "0 0 3 * * *"
+DEFAULT_RETENTION = "30d"
+PORT = 5432
+ACCESS_KEY_ID = "ACCESS_KEY_ID"
+ACCESS_SECRET_KEY = "ACCESS_SECRET_KEY"  # noqa: S105 (a key name)
+ACCESS_REGION = "ACCESS_REGION"
+BACKUP_PREFIX = "cloudnative-pg"
+# CloudNativePG's own pattern for retentionPolicy; its cron: six fields.
+RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
+SCHEDULE = re.compile(r"^\S+( \S+){5}$")
+_INSTANCE = re.compile(r"^[a-z][a-z0-9_]{0,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupStore:
+    """The operator's S3-compatible object store, as the Cluster's barman integration uses it.
+
+    Without keys the pods use their own cloud identity (an IAM role on EKS).
+    """
+
+    bucket: str
+    endpoint_url: str = ""  # empty: AWS S3 itself
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+    schedule: str = DEFAULT_SCHEDULE
+    retention: str = DEFAULT_RETENTION
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ValueError("a backup store needs a bucket")
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            raise ValueError("give both keys of the backup store, or neither")
+        if not SCHEDULE.fullmatch(self.schedule):
+            raise ValueError(f"{self.schedule!r} is not a six-field cron schedule (seconds first)")
+        if not RETENTION.fullmatch(self.retention):
+            raise ValueError(f"{self.retention!r} is not a retention such as 30d, 4w or 6m")
+
+
+def cluster_name(instance: str) -> str:
+    """The Cluster of instance ``envhub_e12_db``: ``envhub-e12-db`` (a DNS label, as Kubernetes wants)."""
+    if not _INSTANCE.fullmatch(instance):
+        raise ValueError(f"{instance!r} is not an instance name")
+    return instance.replace("_", "-")
+
+
+def primary_service(instance: str) -> str:
+    """The Service the operator points at the primary: where workloads connect."""
+    return f"{cluster_name(instance)}-rw"
+
+
+def owner_secret(instance: str) -> str:
+    return f"{cluster_name(instance)}-owner"
+
+
+def backup_path(store: BackupStore, instance: str, serial: int) -> str:
+    """Where the instance's base backups and WAL go (barman adds the Cluster's name below it)."""
+    return f"s3://{store.bucket}/{BACKUP_PREFIX}/{instance}-{serial}"
+
+
+def _data(values: dict[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(value.encode()).decode() for key, value in sorted(values.items())}
+
+
+def _secret(name: str, kind: str, values: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": kind,
+        "data": _data(values),
+    }
+
+
+def render_store_secret(store: BackupStore) -> dict[str, Any] | None:
+    """Secret :data:`BACKUP_STORE_SECRET` with the store's keys; None when the pods use their identity."""
+    if not store.access_key_id:
+        return None
+    values = {ACCESS_KEY_ID: store.access_key_id, ACCESS_SECRET_KEY: store.secret_access_key}
+    if store.region:
+        values[ACCESS_REGION] = store.region
+    return _secret(BACKUP_STORE_SECRET, "Opaque", values)
+
+
+def _barman(store: BackupStore, instance: str, serial: int) -> dict[str, Any]:
+    credentials: dict[str, Any]
+    if store.access_key_id:
+        credentials = {
+            "accessKeyId": {"name": BACKUP_STORE_SECRET, "key": ACCESS_KEY_ID},
+            "secretAccessKey": {"name": BACKUP_STORE_SECRET, "key": ACCESS_SECRET_KEY},
+        }
+        if store.region:  # the operator takes the region from a Secret too
+            credentials["region"] = {"name": BACKUP_STORE_SECRET, "key": ACCESS_REGION}
+    else:
+        credentials = {"inheritFromIAMRole": True}
+    barman: dict[str, Any] = {
+        "destinationPath": backup_path(store, instance, serial),
+        "s3Credentials": credentials,
+        "wal": {"compression": "gzip"},
+        "data": {"compression": "gzip"},
+    }
+    if store.endpoint_url:
+        barman["endpointURL"] = store.endpoint_url
+    return barman
+
+
+def render_postgres_cluster(
+    instance: str,
+    *,
+    serial: int,
+    password: str,
+    version: str = "",
+    size: str = "",
+    deployment: bool = False,
+    image: str = DEFAULT_IMAGE,
+    store: BackupStore | None = None,
+) -> list[dict[str, Any]]:
+    """The objects of one instance, in apply order: its Secrets, the Cluster, its ScheduledBackup.
+
+    ``serial`` tells this instance from an earlier one of the same name (the
+    instance record's id); ``version`` and ``size`` are the declaration's
+    ("" takes :data:`DEFAULT_VERSION` and :data:`DEFAULT_SIZE`).
+    """
+    if serial < 1:
+        raise ValueError("serial must be positive")
+    name, secret = cluster_name(instance), owner_secret(instance)
+    objects = [_secret(secret, "kubernetes.io/basic-auth", {"username": instance, "password": password})]
+    spec: dict[str, Any] = {
+        "instances": 2 if deployment else 1,
+        "imageName": f"{image}:{version or DEFAULT_VERSION}",
+        "enableSuperuserAccess": False,
+        "storage": {"size": size or DEFAULT_SIZE},
+        "bootstrap": {"initdb": {"database": instance, "owner": instance, "secret": {"name": secret}}},
+        "managed": {
+            "roles": [
+                {"name": instance, "ensure": "present", "login": True, "passwordSecret": {"name": secret}}
+            ]
+        },
+    }
+    if store is not None:
+        spec["backup"] = {
+            "retentionPolicy": store.retention,
+            "barmanObjectStore": _barman(store, instance, serial),
+        }
+        keys = render_store_secret(store)
+        if keys is not None:
+            objects.append(keys)
+    objects.append(
+        {"apiVersion": API_VERSION, "kind": CLUSTER_KIND, "metadata": {"name": name}, "spec": spec}
+    )
+    if store is not None and deployment:
+        objects.append(
+            {
+                "apiVersion": API_VERSION,
+                "kind": SCHEDULED_BACKUP_KIND,
+                "metadata": {"name": f"{name}-backup"},
+                "spec": {
+                    "schedule": store.schedule,
+                    "cluster": {"name": name},
+                    "method": "barmanObjectStore",
+                    "backupOwnerReference": "self",
+                    "immediate": True,
+                },
+            }
+        )
+    return objects

@@ -1,0 +1,271 @@
+"""PostgreSQL on a real cluster: a CloudNativePG Cluster when the operator's kinds are served, else a server.
+
+Against the real test apiserver, through the real discovery, provisioning and
+runtime. Without the operator, the cluster's discovery says so and the
+instance goes to the operator's PostgreSQL server (a real one), or fails with
+``not_supported`` naming both options when there is none.
+
+With it: no registry here serves CloudNativePG's CRDs (tests/render/
+test_cloudnative_pg_bindings.py checks the fields against the published API as
+npm serves it). So the CRDs installed here are stand-ins, written for this
+test and not copied from the operator: they make the group's ``Cluster`` and
+``ScheduledBackup`` kinds served, with no schema (every field is accepted), so
+that discovery, the apply with the environment's objects and pruning run for
+real. They validate nothing of the Cluster's fields and do not pretend to.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from sqlmodel import Session, select
+
+from envhub.config import Settings, override_settings
+from envhub.domain.kube import namespace_for
+from envhub.domain.specs import EnvironmentKind
+from envhub.errors import Unsupported
+from envhub.models import Environment, Project, ServiceInstance
+from envhub.runtime.kubernetes import KubernetesRuntime, api_client
+from envhub.runtime.kubernetes.discovery import _catalog
+from envhub.services import provisioning
+from envhub.services.environments import create_environment
+from envhub.services.projects import update_project
+from envhub.wiring import managed_backends
+from tests.conftest import build_settings
+from tests.kube.helpers import Kube
+from tests.support.fakes import FakeQueue
+from tests.support.postgres import PostgresServer
+from tests.support.runtime import RecordingProgress, make_target
+from tests.support.waiting import wait_for
+from tests.support.world import World
+
+pytestmark = [pytest.mark.kube]
+
+GROUP_VERSION = "postgresql.cnpg.io/v1"
+
+
+def _stand_in(kind: str, plural: str) -> dict[str, Any]:
+    """A CRD that serves ``kind`` in the operator's group and checks nothing (see the module docstring)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.postgresql.cnpg.io", "labels": {"envhub.dev/test": "stand-in"}},
+        "spec": {
+            "group": "postgresql.cnpg.io",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+def operator_kinds(kube: Kube, cluster: Any) -> Iterator[KubernetesRuntime]:
+    """The operator's two kinds served while the test runs, and a runtime that has not yet asked
+    about them (one that heard "not served" believes it for a minute); gone and forgotten after."""
+    runtime = KubernetesRuntime(api_client(str(cluster.kubeconfig)), ready_timeout=30.0)
+    extensions = client.ApiextensionsV1Api(kube.api)
+    stand_ins = [_stand_in("Cluster", "clusters"), _stand_in("ScheduledBackup", "scheduledbackups")]
+    for crd in stand_ins:
+        extensions.create_custom_resource_definition(crd)
+
+    def served() -> bool:
+        found = kube.get(f"/apis/{GROUP_VERSION}")
+        return found is not None and {"Cluster", "ScheduledBackup"} <= {r["kind"] for r in found["resources"]}
+
+    try:
+        wait_for(served, timeout=30, interval=0.2, what="the stand-in CRDs served")
+        yield runtime
+    finally:
+        for crd in stand_ins:
+            with contextlib.suppress(client.ApiException):
+                extensions.delete_custom_resource_definition(crd["metadata"]["name"])
+        wait_for(
+            lambda: kube.get(f"/apis/{GROUP_VERSION}") is None, timeout=60, interval=0.2, what="CRDs gone"
+        )
+        # This process's discovery remembers kinds it has seen served: forget these.
+        catalog = _catalog(str(runtime.api.configuration.host))
+        with catalog.lock:
+            catalog.versions.pop(GROUP_VERSION, None)
+
+
+@pytest.fixture
+def declared(session: Session, world: World, project: Project) -> Project:
+    assert project.id is not None
+    return update_project(
+        session=session,
+        actor=world.owner,
+        project_id=project.id,
+        changes={"backing": [{"name": "db", "kind": "postgres", "version": "16", "size": "2Gi"}]},
+    )
+
+
+def _environment(session: Session, world: World, project: Project, name: str) -> int:
+    assert project.id is not None
+    created = create_environment(
+        session=session, actor=world.member, queue=FakeQueue(), project_id=project.id, name=name
+    )
+    assert created.id is not None
+    return created.id
+
+
+def _instance(session: Session, environment_id: int) -> ServiceInstance:
+    session.expire_all()
+    row = session.exec(select(ServiceInstance).where(ServiceInstance.environment_id == environment_id)).one()
+    return row
+
+
+def test_without_the_operator_an_instance_goes_to_the_server_and_nothing_joins_the_namespace(
+    session: Session,
+    world: World,
+    declared: Project,
+    settings: Settings,
+    runtime: KubernetesRuntime,
+    postgres_server: PostgresServer,
+) -> None:
+    assert runtime.serves(GROUP_VERSION, "Cluster") is False
+    with_server = build_settings(
+        **{
+            **settings.model_dump(),
+            "services_postgres_url": f"postgresql://postgres@127.0.0.1:{postgres_server.port}/postgres",
+        }
+    )
+    with override_settings(with_server):
+        backends = managed_backends(with_server, local=False, kinds=runtime)
+    assert backends.postgres_clusters is not None  # offered, and declined by the cluster's answer
+    env_id = _environment(session, world, declared, "pr-1")
+    grant = provisioning.provision(
+        session, make_target(env_id), project=declared, backends=backends, progress=RecordingProgress()
+    )
+    assert grant.objects == ()
+    assert grant.variables["PGHOST"] == "127.0.0.1"
+    assert _instance(session, env_id).backend == "server"
+    assert backends.postgres is not None
+    backends.postgres.remove(f"envhub_e{env_id}_db")
+
+
+def test_without_the_operator_or_a_server_the_deploy_fails_saying_what_would_serve(
+    session: Session, world: World, declared: Project, settings: Settings, runtime: KubernetesRuntime
+) -> None:
+    backends = managed_backends(settings, local=False, kinds=runtime)
+    env_id = _environment(session, world, declared, "pr-2")
+    with pytest.raises(Unsupported) as failed:
+        provisioning.provision(
+            session, make_target(env_id), project=declared, backends=backends, progress=RecordingProgress()
+        )
+    assert failed.value.code == "not_supported"
+    assert "CloudNativePG operator" in (failed.value.hint or "")
+    assert _instance(session, env_id).backend == ""  # nothing chosen: a later deploy decides afresh
+
+
+def test_with_the_operator_the_cluster_is_applied_with_the_environment_and_pruned_with_the_service(
+    session: Session,
+    world: World,
+    declared: Project,
+    settings: Settings,
+    kube: Kube,
+    operator_kinds: KubernetesRuntime,
+) -> None:
+    runtime = operator_kinds
+    store = {
+        "object_store_bucket": "acme-envhub",
+        "object_store_url": "http://127.0.0.1:9",
+        "object_store_access_key_id": "AKIA123",
+        "object_store_secret_access_key": "store-secret",
+    }
+    configured = build_settings(**{**settings.model_dump(), **store})
+    backends = managed_backends(configured, local=False, kinds=runtime)
+    env_id = _environment(session, world, declared, "staging")
+    environment = session.get(Environment, env_id)
+    assert environment is not None
+    target = make_target(env_id, name="staging")
+    progress = RecordingProgress()
+    grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    row = _instance(session, env_id)
+    assert row.backend == "cloudnative-pg"
+    assert row.reason == "CloudNativePG cluster"  # a development environment: no schedule
+    cluster = f"envhub-e{env_id}-db"
+    assert grant.variables["PGHOST"] == f"{cluster}-rw"
+    assert grant.variables["DATABASE_URL"].endswith(f"@{cluster}-rw:5432/envhub_e{env_id}_db")
+
+    runtime.apply(dataclasses.replace(target, service_objects=grant.objects), progress=progress)
+    namespace = namespace_for(target)
+    base = f"/apis/{GROUP_VERSION}/namespaces/{namespace}"
+    stored = kube.get(f"{base}/clusters/{cluster}")
+    assert stored is not None
+    assert stored["metadata"]["labels"]["envhub.dev/environment"] == str(env_id)
+    assert stored["spec"]["bootstrap"]["initdb"]["owner"] == f"envhub_e{env_id}_db"
+    assert stored["spec"]["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://acme-envhub/")
+    owner = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-owner")
+    assert owner is not None
+    assert owner["type"] == "kubernetes.io/basic-auth"
+    assert base64.b64decode(owner["data"]["password"]).decode() == grant.variables["PGPASSWORD"]
+    keys = kube.get(f"/api/v1/namespaces/{namespace}/secrets/envhub-backup-store")
+    assert keys is not None
+    assert base64.b64decode(keys["data"]["ACCESS_SECRET_KEY"]).decode() == "store-secret"
+    assert kube.get(f"{base}/scheduledbackups/{cluster}-backup") is None  # development: none
+
+    # The same instance in a deployment environment gets its schedule, on the next apply.
+    environment.kind = EnvironmentKind.deployment
+    session.add(environment)
+    session.commit()
+    grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    runtime.apply(dataclasses.replace(target, service_objects=grant.objects), progress=progress)
+    scheduled = kube.get(f"{base}/scheduledbackups/{cluster}-backup")
+    assert scheduled is not None
+    assert scheduled["spec"]["cluster"] == {"name": cluster}
+    cluster_now = kube.get(f"{base}/clusters/{cluster}")
+    assert cluster_now is not None
+    assert cluster_now["spec"]["instances"] == 2
+
+    # The project stops declaring it: its objects leave with the next apply (pruned), nothing else.
+    assert declared.id is not None
+    update_project(session=session, actor=world.owner, project_id=declared.id, changes={"backing": []})
+    session.refresh(declared)
+    grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    assert grant.objects == ()
+    runtime.apply(target, progress=progress)
+    assert kube.get(f"{base}/clusters/{cluster}") is None
+    assert kube.get(f"{base}/scheduledbackups/{cluster}-backup") is None
+    assert kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-owner") is None
+    kube.delete_namespace(namespace)
+
+
+def test_an_instance_in_a_cluster_stops_the_deploy_when_the_operator_is_gone(
+    session: Session, world: World, declared: Project, settings: Settings, runtime: KubernetesRuntime
+) -> None:
+    """Applying without it would prune the Cluster and its data: the deploy fails instead."""
+    backends = managed_backends(settings, local=False, kinds=runtime)
+    env_id = _environment(session, world, declared, "pr-3")
+    row = _instance_row(session, declared, env_id)
+    row.backend = "cloudnative-pg"
+    session.add(row)
+    session.commit()
+    with pytest.raises(Unsupported, match="no longer serves that operator's kinds"):
+        provisioning.provision(
+            session, make_target(env_id), project=declared, backends=backends, progress=RecordingProgress()
+        )
+
+
+def _instance_row(session: Session, project: Project, environment_id: int) -> ServiceInstance:
+    """The instance record a first deploy made (as a deploy on an operator that was there would)."""
+    assert project.id is not None
+    row = ServiceInstance(environment_id=environment_id, project_id=project.id, service="db", kind="postgres")
+    session.add(row)
+    session.commit()
+    return row
