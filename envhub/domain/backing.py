@@ -42,6 +42,7 @@ DEFAULT_BACKUP_HOURS = 24
 DEFAULT_KEEP_DAYS = 7
 _ENVIRONMENT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _POSTGRES_ONLY = ("backup_every_hours", "backup_keep_days", "seed_from")
+_ENTRY = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 # What a workload is told, by kind: canonical name -> what it holds.
 VARIABLES: dict[str, tuple[str, ...]] = {
@@ -49,6 +50,7 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "redis": ("REDIS_URL",),
     "bucket": ("S3_ENDPOINT", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"),
 }
+CATALOG = "catalog"  # an entry of the operator's catalog (domain/catalog.py)
 SECRET_VARIABLES = frozenset({"DATABASE_URL", "PGPASSWORD", "REDIS_URL", "AWS_SECRET_ACCESS_KEY"})
 
 # What a Redis tenant may not run, wherever its server is (a redis-server envhub runs,
@@ -113,6 +115,9 @@ class ServiceDeclaration(BaseModel):
     # PostgreSQL: a new development environment starts from a copy of this deployment
     # environment's latest backup ("staging"); "" starts empty.
     seed_from: str = ""
+    # kind "catalog": the operator's catalog entry (``rabbitmq``) and the values of its parameters.
+    entry: str = ""
+    parameters: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -124,8 +129,15 @@ class ServiceDeclaration(BaseModel):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in VARIABLES:
-            raise ValueError(f"must be one of {', '.join(VARIABLES)}")
+        if value not in VARIABLES and value != CATALOG:
+            raise ValueError(f"must be one of {', '.join([*VARIABLES, CATALOG])}")
+        return value
+
+    @field_validator("entry")
+    @classmethod
+    def _entry(cls, value: str) -> str:
+        if value and not _ENTRY.fullmatch(value):
+            raise ValueError("must name a catalog entry: lower-case letters, digits and -")
         return value
 
     @field_validator("size")
@@ -150,13 +162,21 @@ class ServiceDeclaration(BaseModel):
                 if self.kind == "postgres"
                 else f"a {self.kind} service has no version"
             )
+        if (self.kind == CATALOG) != bool(self.entry):
+            raise ValueError(
+                "a catalog service names its entry (entry: rabbitmq)"
+                if self.kind == CATALOG
+                else "entry applies to kind catalog only"
+            )
+        if self.parameters and self.kind != CATALOG:
+            raise ValueError("parameters apply to kind catalog only")
         given = [option for option in _POSTGRES_ONLY if option in self.model_fields_set]
         if given and self.kind != "postgres":
             raise ValueError(f"{', '.join(given)} applies to postgres only")
         if self.seed_from and not _ENVIRONMENT_NAME.fullmatch(self.seed_from):
             raise ValueError("seed_from must name an environment of the project, such as staging")
         for canonical, name in self.rename.items():
-            if canonical not in VARIABLES[self.kind]:
+            if self.kind != CATALOG and canonical not in VARIABLES[self.kind]:
                 raise ValueError(f"rename: {canonical} is not a variable of {self.kind}")
             if not _VARIABLE.fullmatch(name):
                 raise ValueError(f"rename: {name!r} is not an upper-case variable name")
@@ -169,13 +189,20 @@ class ServiceDeclaration(BaseModel):
             return f"PostgreSQL {self.version}" if self.version else "PostgreSQL"
         if self.kind == "redis":
             return f"Redis ({'persistent' if self.persistent else 'in memory'})"
+        if self.kind == CATALOG:
+            return f"{self.entry} (catalog)"
         return "S3 bucket"
 
-    def variable_names(self) -> dict[str, str]:
-        """Canonical name -> the name this project's workloads receive it under."""
+    def variable_names(self, catalog_variables: Iterable[str] = ()) -> dict[str, str]:
+        """Canonical name -> the name this project's workloads receive it under.
+
+        A catalog service's canonical names are its entry's (``catalog_variables``):
+        without them it names none here, and the service layer checks them with the catalog.
+        """
+        canonical_names = catalog_variables if self.kind == CATALOG else VARIABLES[self.kind]
         return {
             canonical: self.rename.get(canonical, f"{self.prefix}{canonical}")
-            for canonical in VARIABLES[self.kind]
+            for canonical in canonical_names
         }
 
 
