@@ -29,7 +29,7 @@ from sqlmodel import Session, select
 from envhub.config import Settings, override_settings
 from envhub.domain.kube import namespace_for
 from envhub.domain.specs import EnvironmentKind
-from envhub.errors import Unsupported
+from envhub.errors import Unsupported, ValidationFailed
 from envhub.models import Environment, Project, ServiceInstance
 from envhub.runtime.kubernetes import KubernetesRuntime, api_client
 from envhub.runtime.kubernetes.discovery import _catalog
@@ -234,8 +234,17 @@ def test_with_the_operator_the_cluster_is_applied_with_the_environment_and_prune
     assert cluster_now["spec"]["instances"] == 2
 
     # The project stops declaring it: its objects leave with the next apply (pruned), nothing else.
+    # A deployment environment holds it, so a team owner confirms with the project's name.
     assert declared.id is not None
-    update_project(session=session, actor=world.owner, project_id=declared.id, changes={"backing": []})
+    with pytest.raises(ValidationFailed, match="confirm with the project's name"):
+        update_project(session=session, actor=world.owner, project_id=declared.id, changes={"backing": []})
+    update_project(
+        session=session,
+        actor=world.owner,
+        project_id=declared.id,
+        changes={"backing": []},
+        confirm=declared.name,
+    )
     session.refresh(declared)
     grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
     assert grant.objects == ()
