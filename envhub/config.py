@@ -220,6 +220,9 @@ class Settings(BaseSettings):
     services_redis_image: str = "docker.io/library/redis:7.2.7"
     # The StorageClass of a persistent Redis's volume; empty: the cluster's default class.
     services_redis_storage_class: str = ""
+    # The operator's catalog of other services (a YAML file, see deploy/catalog.example.yaml);
+    # empty: none. Its entries run on a cluster runtime.
+    services_catalog: Path | None = None
     # Buckets: an S3-compatible endpoint that speaks IAM (AWS; empty URL: AWS itself), with
     # an account that may create buckets, users and their policies and keys.
     services_s3_url: str = ""

@@ -35,10 +35,12 @@ import functools
 from urllib.parse import urlsplit
 
 from envhub.config import Settings, UrlProviderKind, get_settings
+from envhub.domain.backing import CATALOG
 from envhub.domain.kube.cloudnative_pg import BackupStore
 from envhub.domain.public import gateway_address
 from envhub.errors import ConfigurationError
 from envhub.integrations.backing.base import (
+    CATALOG_BACKEND,
     WORKLOAD_BACKEND,
     Backends,
     BucketStore,
@@ -46,6 +48,7 @@ from envhub.integrations.backing.base import (
     DatabaseServer,
 )
 from envhub.integrations.backing.buckets import S3Buckets
+from envhub.integrations.backing.catalog import CatalogServices, load_catalog
 from envhub.integrations.backing.cloudnative_pg import CloudNativePostgres
 from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
 from envhub.integrations.backing.postgres import PostgresServer
@@ -53,6 +56,7 @@ from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.integrations.cloudflare import CloudflareAccess, shared_client
 from envhub.integrations.folder_store import FolderObjectStore
+from envhub.integrations.helm import Helm
 from envhub.integrations.object_store import ObjectStore
 from envhub.integrations.s3 import S3Access, S3ObjectStore
 from envhub.queue.base import ChangeNotifier, TerminalRegistry
@@ -118,14 +122,29 @@ def managed_backends(settings: Settings, *, local: bool, kinds: KindCatalog | No
         clusters = CloudNativePostgres(
             kinds.serves, image=settings.services_cloudnative_pg_image, store=_backup_store(settings)
         )
+    catalog = None
+    if settings.services_catalog is not None and not local:
+        catalog = CatalogServices(
+            load_catalog(settings.services_catalog),
+            helm=Helm(settings.helm_binary),
+            kube_version=lambda: None if kinds is None else _cluster_version(),
+        )
+        labels[CATALOG] = CATALOG_BACKEND
     return Backends(
         postgres=postgres,
         redis=redis,
         buckets=buckets,
         postgres_clusters=clusters,
         redis_workloads=workloads,
+        catalog=catalog,
         labels=labels,
     )
+
+
+def _cluster_version() -> str | None:
+    """The cluster's version for helm (the runtime knows it once asked); None lets helm choose."""
+    ask = getattr(ports.runtime(), "server_version", None)
+    return str(ask()) if callable(ask) else None
 
 
 def _backup_store(settings: Settings) -> BackupStore | None:

@@ -15,11 +15,14 @@ from typing import TypedDict
 
 from sqlmodel import Session, select
 
+from envhub.config import get_settings
 from envhub.domain import humanize as fmt
+from envhub.domain.backing import CATALOG, ServiceDeclaration
 from envhub.domain.phases import is_redeployable
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
-from envhub.errors import InvalidTransition, NotFound
+from envhub.errors import ConfigurationError, InvalidTransition, NotFound
+from envhub.integrations.backing.catalog import load_catalog
 from envhub.models import InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
@@ -77,7 +80,7 @@ def environment_services(
                 state=state,
                 state_label=_STATE_LABELS.get(state, state),
                 backend=row.backend if row is not None else "",
-                variables=sorted(declaration.variable_names().values()),
+                variables=sorted(declaration.variable_names(_entry_variables(declaration)).values()),
                 reason=row.reason if row is not None else "",
                 error_code=(row.error_code or "") if row is not None else "",
                 credential_set=fmt.ago(row.credential_set_at) if row and row.credential_set_at else "",
@@ -85,6 +88,18 @@ def environment_services(
             )
         )
     return found
+
+
+def _entry_variables(declaration: ServiceDeclaration) -> list[str]:
+    """A catalog service's canonical variable names, from the operator's catalog (none for other kinds)."""
+    path = get_settings().services_catalog
+    if declaration.kind != CATALOG or path is None:
+        return []
+    try:
+        entry = load_catalog(path).get(declaration.entry)
+    except ConfigurationError:
+        return []
+    return list(entry.variables) if entry else []
 
 
 def rotate_service_credentials(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from envhub.config import get_settings
-from envhub.domain.backing import check_variable_clash, parse_backing
+from envhub.domain.backing import CATALOG, BackingSettings, check_variable_clash, parse_backing
+from envhub.domain.catalog import resolve_parameters
 from envhub.domain.kube import EgressDenyList, check_egress, check_manifests, parse_manifests
 from envhub.domain.naming import validate_label
 from envhub.domain.phases import Phase
@@ -20,6 +22,7 @@ from envhub.domain.repos import require_allowed
 from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentKind, EnvironmentSpec, parse_spec
 from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from envhub.integrations.backing.catalog import load_catalog
 from envhub.models import Environment, InstanceState, Project, ServiceInstance, Team
 from envhub.models.base import utcnow
 from envhub.services import cursors, jobruns, ports
@@ -74,6 +77,43 @@ def _egress_deny_list() -> EgressDenyList:
     )
 
 
+def _check_catalog(backing: BackingSettings, reserved: Mapping[str, str]) -> None:
+    """Catalog services: the entry exists, the parameters fit it, no variable is set twice."""
+    chosen = [service for service in backing.services if service.kind == CATALOG]
+    if not chosen:
+        return
+    path = get_settings().services_catalog
+    if path is None:
+        raise ValidationFailed(
+            "this envhub has no catalog of other services",
+            hint="Ask the operator for one (ENVHUB_SERVICES_CATALOG), or use postgres, redis or bucket.",
+            details={"field": "backing"},
+        )
+    catalog = load_catalog(path)
+    taken = dict.fromkeys(reserved, "the project")
+    for service in backing.services:
+        if service.kind != CATALOG:
+            taken.update(dict.fromkeys(service.variable_names().values(), service.name))
+    for service in chosen:
+        entry = catalog.get(service.entry)
+        if entry is None:
+            offered = ", ".join(item.name for item in catalog.entries) or "none"
+            raise ValidationFailed(
+                f"service {service.name}: the catalog has no entry {service.entry!r}",
+                hint=f"The catalog offers: {offered}.",
+                details={"service": service.name, "entry": service.entry},
+            )
+        resolve_parameters(entry, service.parameters)
+        for name in service.variable_names(entry.variables).values():
+            if name in taken:
+                raise ValidationFailed(
+                    f"service {service.name} would set {name}, which {taken[name]} already sets",
+                    hint="Give the service a prefix (such as MQ_) or rename the variable.",
+                    details={"service": service.name, "variables": name},
+                )
+            taken[name] = service.name
+
+
 def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """Validate project defaults with the same rules as an environment spec."""
     spec = parse_spec(
@@ -92,6 +132,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
     url_access = parse_url_access(values.get("url_access") or UrlAccess.public.value)
     backing = parse_backing(values.get("backing"))
     check_variable_clash(backing, spec.env)
+    _check_catalog(backing, spec.env)
     if spec.manifests:
         # Refuse broken YAML and what the guard refuses now, not at deploy time.
         check_manifests(parse_manifests(spec.manifests))

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from envhub.domain.backing import (
+    CATALOG,
     BackingSettings,
     Connection,
     ServiceDeclaration,
@@ -31,12 +32,16 @@ from envhub.domain.backing import (
     parse_backing,
     variables_for,
 )
+from envhub.domain.catalog import Placeholders, resolve_parameters
+from envhub.domain.catalog import variables as catalog_variables
 from envhub.domain.kube import namespace_for
+from envhub.domain.kube.guards import check_object
 from envhub.domain.kube.manifests import parse_manifests
 from envhub.domain.principals import SYSTEM
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget, ServiceSocket
 from envhub.errors import EnvhubError, Unsupported, ValidationFailed
 from envhub.integrations.backing.base import (
+    CATALOG_BACKEND,
     CLUSTER_BACKEND,
     NAMESPACED_BACKENDS,
     WORKLOAD_BACKEND,
@@ -236,6 +241,41 @@ def _ensure(
     )
 
 
+def _place_entry(
+    session: Session,
+    row: ServiceInstance,
+    declaration: ServiceDeclaration,
+    backends: Backends,
+    namespace: str,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """A catalog service's objects for this environment (guarded like its own manifests) and its variables."""
+    if backends.catalog is None:
+        raise _unavailable("catalog services", "ENVHUB_SERVICES_CATALOG, on a cluster runtime")
+    entry = backends.catalog.catalog.get(declaration.entry)
+    if entry is None:
+        raise ValidationFailed(
+            f"the catalog has no entry {declaration.entry!r}",
+            hint="Ask the operator which entries the catalog offers (ENVHUB_SERVICES_CATALOG).",
+            details={"service": declaration.name, "entry": declaration.entry},
+        )
+    if row.backend != CATALOG_BACKEND:  # recorded first: pruning, not a backend, removes it
+        row.backend = CATALOG_BACKEND
+        session.add(row)
+        session.commit()
+    placeholders = Placeholders(
+        instance=f"envhub-{declaration.name}",
+        namespace=namespace,
+        password=_password(session, row),
+        parameters=resolve_parameters(entry, declaration.parameters),
+    )
+    objects = backends.catalog.render(entry, placeholders)
+    for obj in objects:
+        check_object(obj, namespace=namespace)
+    names = declaration.variable_names(entry.variables)
+    filled = catalog_variables(entry, placeholders)
+    return objects, {names[canonical]: value for canonical, value in filled.items()}
+
+
 def _unavailable(what: str, setting: str) -> Unsupported:
     return Unsupported(
         f"this envhub has no backend for {what}",
@@ -300,6 +340,22 @@ def provision(
         row = _instance(session, project, target.id, declaration, seeded=not deployment)
         if declaration.kind in brought:
             _settle(session, row, InstanceState.skipped, f"not provisioned: {brought[declaration.kind]}")
+            continue
+        if declaration.kind == CATALOG:
+            try:
+                entry_objects, entry_variables = _place_entry(session, row, declaration, backends, namespace)
+                _collect(objects, entry_objects)
+            except EnvhubError as exc:
+                _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
+                raise
+            _settle(
+                session,
+                row,
+                InstanceState.ready,
+                f"{len(entry_objects)} objects of catalog entry {declaration.entry}",
+            )
+            variables.update(entry_variables)
+            made.append(f"{declaration.name} ({declaration.entry})")
             continue
         try:
             placement = _ensure(

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from envhub.config import Settings
+from envhub.config import Settings, override_settings
 from envhub.domain.phases import Phase
 from envhub.integrations.backing.base import instance_name
 from envhub.jobs.environments import converge_environment
@@ -300,3 +300,24 @@ def test_the_reconciler_removes_instances_no_environment_holds(
         reconcile(session=session, queue=queue, runtime=ports.runtime(), backends=backends).services_removed
         == []
     )
+
+
+def test_a_catalog_service_on_the_local_runtime_fails_the_deploy_saying_where_it_runs(
+    session: Session, world: World, project: Project, short_settings: Settings
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "catalog.example.yaml"
+    assert project.id is not None
+    with override_settings(short_settings.model_copy(update={"services_catalog": example})):
+        ports.reset()
+        update_project(
+            session=session,
+            actor=world.owner,
+            project_id=project.id,
+            changes={"backing": [{"name": "mq", "kind": "catalog", "entry": "rabbitmq"}]},
+        )
+        queue = FakeQueue()
+        env_id = _create(session, world, project, queue, "pr-1")
+        assert _run(queue) == "failed: not_supported"
+        [row] = backing.environment_services(session=session, actor=world.member, environment_id=env_id)
+    assert (row["state"], row["variables"]) == ("failed", ["AMQP_URL"])
+    assert "no backend for catalog services" in row["reason"]

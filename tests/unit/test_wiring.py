@@ -108,3 +108,25 @@ def test_cloudnative_pg_is_offered_on_a_cluster_runtime_and_backs_up_to_the_obje
     )
     with pytest.raises(ConfigurationError, match="BACKUP_"):
         wiring.managed_backends(bad, local=False, kinds=_Cluster("Cluster"))
+
+
+def test_the_catalog_is_offered_on_a_cluster_runtime_and_a_bad_file_stops_envhub(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "catalog.example.yaml"
+    settings = build_settings(data_dir=tmp_path, services_catalog=example)
+    assert wiring.managed_backends(settings, local=True).catalog is None  # its entries run on a cluster
+    cluster = wiring.managed_backends(settings, local=False)
+    assert cluster.catalog is not None
+    assert [entry.name for entry in cluster.catalog.catalog.entries] == ["rabbitmq"]
+    assert cluster.label("catalog") == "catalog"
+    assert wiring.managed_backends(build_settings(data_dir=tmp_path), local=False).catalog is None
+
+    broken = tmp_path / "catalog.yaml"
+    broken.write_text("entries: [{name: a}]")
+    with pytest.raises(ConfigurationError) as refused:
+        wiring.managed_backends(build_settings(data_dir=tmp_path, services_catalog=broken), local=False)
+    assert "needs manifests or a chart" in refused.value.message
+    with pytest.raises(ConfigurationError) as missing:
+        wiring.managed_backends(
+            build_settings(data_dir=tmp_path, services_catalog=tmp_path / "nope.yaml"), local=False
+        )
+    assert "cannot read" in missing.value.message

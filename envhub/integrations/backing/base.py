@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from envhub.domain.backing import SERVICE_NAME
+from envhub.domain.catalog import Catalog, CatalogEntry, Placeholders
 
 INSTANCE_PREFIX = "envhub_e"
 # A scratch database a restore check restores into, then drops (``envhub_r<restore>_<service>``).
@@ -56,7 +57,9 @@ SCRATCH_PREFIX = "envhub_r"
 # Cluster, a Redis workload. Their objects go with the namespace's; nothing outside holds them.
 CLUSTER_BACKEND = "cloudnative-pg"
 WORKLOAD_BACKEND = "workload"
-NAMESPACED_BACKENDS = frozenset({CLUSTER_BACKEND, WORKLOAD_BACKEND})
+# The backend recorded for an instance of a catalog entry (objects in the environment's namespace).
+CATALOG_BACKEND = "catalog"
+NAMESPACED_BACKENDS = frozenset({CLUSTER_BACKEND, WORKLOAD_BACKEND, CATALOG_BACKEND})
 
 
 class BackingKind(StrEnum):
@@ -277,6 +280,20 @@ class NamespacedCaches(Protocol):
         """
 
 
+class CatalogBackend(Protocol):
+    """Other services from the operator's catalog (RabbitMQ and the like), in the environment's namespace.
+
+    Like :class:`NamespacedCaches` it makes nothing itself: :meth:`render`
+    gives the objects, which the runtime applies with the environment's own.
+    """
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def render(self, entry: CatalogEntry, placeholders: Placeholders) -> list[dict[str, Any]]:
+        """The entry's objects for one instance (without namespace), filled with ``placeholders``."""
+
+
 class Removable(Protocol):
     def remove(self, name: str) -> None: ...
 
@@ -294,6 +311,8 @@ class Backends:
     postgres_clusters: NamespacedDatabases | None = None
     # Redis in the environment's namespace (a cluster runtime's), taken instead of ``redis``.
     redis_workloads: NamespacedCaches | None = None
+    # The operator's catalog of other services (a cluster runtime's, when configured).
+    catalog: CatalogBackend | None = None
     # What each backend is, for people ("embedded", "server", "s3", "workload"), by kind.
     labels: dict[str, str] = field(default_factory=dict)
 
