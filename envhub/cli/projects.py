@@ -55,15 +55,18 @@ ServiceOption = Annotated[
     list[str] | None,
     typer.Option(
         "--service",
-        help="A managed service NAME=KIND[:VERSION], KIND one of postgres, redis, bucket "
-        "(repeatable; replaces the project's services), e.g. --service db=postgres:16.",
+        help="A managed service NAME=KIND[:VERSION], KIND one of postgres, redis, bucket, or "
+        "NAME=catalog:ENTRY[:KEY=VALUE,...] for an entry of the operator's catalog "
+        "(repeatable; replaces the project's services), e.g. --service db=postgres:16 "
+        "--service mq=catalog:rabbitmq:version=3.13.",
     ),
 ]
 NoServicesOption = Annotated[bool, typer.Option("--no-services", help="Remove every managed service.")]
 
 
 def parse_services(specs: list[str] | None) -> list[dict[str, Any]]:
-    """``NAME=KIND[:VERSION]`` arguments as the API's declarations (the server validates the rest)."""
+    """``NAME=KIND[:VERSION]`` (or ``NAME=catalog:ENTRY[:KEY=VALUE,...]``) arguments as the API's
+    declarations (the server validates the rest)."""
     declared: list[dict[str, Any]] = []
     for spec in specs or []:
         name, equals, kind = spec.partition("=")
@@ -75,6 +78,11 @@ def parse_services(specs: list[str] | None) -> list[dict[str, Any]]:
                 exit_code=INVALID,
             )
         kind, _, version = kind.partition(":")
+        if kind == "catalog":  # NAME=catalog:ENTRY[:KEY=VALUE,...]
+            entry, _, listed = version.partition(":")
+            parameters = parse_pairs([pair for pair in listed.split(",") if pair], f"--service {name}")
+            declared.append({"name": name, "kind": kind, "entry": entry, "parameters": parameters})
+            continue
         declared.append({"name": name, "kind": kind, **({"version": version} if version else {})})
     return declared
 

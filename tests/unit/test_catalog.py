@@ -136,3 +136,24 @@ def test_a_catalog_service_is_declared_with_its_entry() -> None:
         with pytest.raises(ValidationFailed) as refused:
             parse_backing([raw])
         assert says in refused.value.message
+
+
+def test_the_cli_reads_a_catalog_service_with_its_parameters() -> None:
+    from envhub.cli.errors import CliError
+    from envhub.cli.projects import parse_services
+
+    assert parse_services(
+        ["db=postgres:16", "mq=catalog:rabbitmq:version=3.12,tls=off", "q=catalog:sqs"]
+    ) == [
+        {"name": "db", "kind": "postgres", "version": "16"},
+        {
+            "name": "mq",
+            "kind": "catalog",
+            "entry": "rabbitmq",
+            "parameters": {"version": "3.12", "tls": "off"},
+        },
+        {"name": "q", "kind": "catalog", "entry": "sqs", "parameters": {}},
+    ]
+    with pytest.raises(CliError) as refused:
+        parse_services(["mq=catalog:rabbitmq:version"])
+    assert "is not KEY=VALUE" in refused.value.message
