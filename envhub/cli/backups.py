@@ -15,7 +15,7 @@ import typer
 
 from envhub.cli import resources
 from envhub.cli.client import Connection
-from envhub.cli.errors import CliError
+from envhub.cli.errors import INVALID, CliError
 from envhub.cli.output import Format, OutputOption, ServerOption, command, console, print_json, rows_table
 from envhub.cli.resources import EnvArgument
 
@@ -155,13 +155,19 @@ def restore(
     confirm: Annotated[
         str | None, typer.Option(help="A deployment environment's name: replacing its database takes it.")
     ] = None,
+    new: Annotated[
+        str | None,
+        typer.Option("--new", help="Make a new development environment of this name with the backup's data."),
+    ] = None,
     wait: WaitOption = False,
     server: ServerOption = None,
     output: OutputOption = Format.text,
 ) -> None:
-    """Replace a database with a backup; what it held is backed up first."""
+    """Replace a database with a backup (what it held is backed up first), or start a new environment."""
     connection = Connection.signed_in(server)
-    body: dict[str, Any] = {"service": service, "confirm": confirm}
+    body: dict[str, Any] = {"service": service, "confirm": confirm, "new_environment": new}
+    if into and new:
+        raise CliError("validation_failed", "--into and --new name two places; give one", exit_code=INVALID)
     if into:
         body["environment_id"] = resources.environment_id(connection, into)
     row = connection.request(

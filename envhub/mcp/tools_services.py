@@ -96,6 +96,14 @@ def restore_backup(
         str | None,
         Field(max_length=63, description="A deployment environment's name: replacing its database takes it."),
     ] = None,
+    new_environment: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=63,
+            description="A new development environment of this name, its database started as the backup.",
+        ),
+    ] = None,
 ) -> RestoreRow:
     """Replace a database with a backup. What it held is backed up first; a job restores."""
     with unit_of_work() as session:
@@ -107,4 +115,5 @@ def restore_backup(
             environment_id=environment_id,
             service=service,
             confirm=confirm,
+            new_environment=new_environment,
         )

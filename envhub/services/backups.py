@@ -85,6 +85,7 @@ from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.services import jobruns
 from envhub.services.access import authorize_environment, team_role
 from envhub.services.common import AuditTarget, audit, audited
+from envhub.services.environments import create_environment
 
 log = logging.getLogger(__name__)
 
@@ -397,12 +398,23 @@ def restore_backup(
     environment_id: int | None = None,
     service: str | None = None,
     confirm: str | None = None,
+    new_environment: str | None = None,
 ) -> RestoreRow:
-    """Replace a database with a backup: its own environment's, or another environment's of the project.
+    """Replace a database with a backup: its own environment's, or another environment's of the project,
+    or a new development environment's (``new_environment``: its name), made with the backup's data.
 
     What the database held is backed up first. A deployment environment's
     database takes a team owner who confirms with the environment's name.
     """
+    if new_environment is not None:
+        return _restore_into_new(
+            session=session,
+            actor=actor,
+            queue=queue,
+            backup_id=backup_id,
+            name=new_environment,
+            service=service,
+        )
     target = AuditTarget("environment", id=environment_id, details={"backup": backup_id})
     with audited(session, actor, "service.restore", target):
         backup = session.get(ServiceBackup, backup_id)
@@ -462,6 +474,72 @@ def restore_backup(
     _enqueue_restore(queue, row)
     jobruns.announce(environment_id=destination.id)
     return restore_row(row)
+
+
+def _restore_into_new(
+    *, session: Session, actor: Principal, queue: JobQueue, backup_id: int, name: str, service: str | None
+) -> RestoreRow:
+    """A new development environment whose database starts as the backup (its job restores it)."""
+    target = AuditTarget("environment", name=name, details={"backup": backup_id})
+    with audited(session, actor, "service.restore", target):
+        backup = session.get(ServiceBackup, backup_id)
+        if backup is None:
+            raise NotFound("backup was not found", details={"backup_id": backup_id})
+        source, project = _readable_environment(session, actor, backup.environment_id)
+        target.team_id, target.details["from_environment"] = project.team_id, source.id
+        if backup.state is not BackupState.succeeded:
+            raise InvalidTransition(
+                f"backup {backup_id} is {backup.state.value}; only a finished backup can be restored",
+                details={"state": backup.state.value},
+            )
+        into = service or backup.service
+        if _declaration(project, into) is None:
+            raise NotFound(
+                f"{project.name} declares no PostgreSQL service named {into!r} for a new environment to get",
+                details={"service": into},
+            )
+        target.record = False  # the success is recorded with the environment, in its transaction
+    made: list[ServiceRestore] = []
+
+    def with_restore(inner: Session, environment: Environment) -> None:
+        row = ServiceRestore(
+            backup_id=backup_id,
+            environment_id=environment.id or 0,
+            service=into,
+            purpose=RestorePurpose.seed,
+            requested_by=actor.name,
+        )
+        inner.add(row)
+        inner.flush()
+        audit(
+            inner,
+            actor,
+            "service.restore",
+            target_type="environment",
+            target_id=environment.id,
+            target=f"{project.name}/{environment.name}",
+            team_id=project.team_id,
+            details={"backup": backup_id, "service": into, "restore": row.id, "new_environment": True},
+        )
+        made.append(row)
+
+    create_environment(
+        session=session, actor=actor, queue=queue, project_id=project.id or 0, name=name, also=with_restore
+    )
+    [row] = made
+    return restore_row(row)
+
+
+def requested_seed(session: Session, environment_id: int, service: str) -> ServiceRestore | None:
+    """A restore asked for a new environment's database, still waiting for the database to be made."""
+    return session.exec(
+        select(ServiceRestore).where(
+            ServiceRestore.environment_id == environment_id,
+            ServiceRestore.service == service,
+            ServiceRestore.purpose == RestorePurpose.seed,
+            ServiceRestore.state == RestoreState.queued,
+        )
+    ).first()
 
 
 def _owner_confirms(
@@ -709,12 +787,16 @@ def seed(
     backends: Backends,
     store: ObjectStore,
 ) -> str:
-    """Fill a new development environment's database from the latest backup of ``seed_from``.
+    """Fill a new development environment's database: from the backup a restore asked for it, or from
+    the latest backup of ``seed_from``.
 
     Called by the environment job once, right after the database is made;
     says what it did. A source without a backup leaves the database empty
     (and says so); a failing restore fails the deployment, to be retried.
     """
+    asked = requested_seed(session, instance.environment_id, instance.service)
+    if asked is not None:
+        return _seed_from(session, instance, asked, backends=backends, store=store)
     source = session.exec(
         select(Environment).where(
             Environment.project_id == instance.project_id,
@@ -742,14 +824,32 @@ def seed(
         service=instance.service,
         purpose=RestorePurpose.seed,
         requested_by=SYSTEM.name,
-        state=RestoreState.running,
-        attempts=1,
-        started_at=utcnow(),
     )
+    session.add(row)
+    session.commit()
+    return _seed_from(
+        session, instance, row, backends=backends, store=store, what=f"copy of {declaration.seed_from}'s "
+    )
+
+
+def _seed_from(
+    session: Session,
+    instance: ServiceInstance,
+    row: ServiceRestore,
+    *,
+    backends: Backends,
+    store: ObjectStore,
+    what: str = "",
+) -> str:
+    """Restore ``row``'s backup into the new instance (the environment's job does, once)."""
+    backup = session.get(ServiceBackup, row.backup_id)
+    row.state, row.attempts, row.started_at = RestoreState.running, row.attempts + 1, utcnow()
     session.add(row)
     session.commit()
     started = time.monotonic()
     try:
+        if backup is None or backup.state is not BackupState.succeeded:
+            raise InvalidTransition(f"backup {row.backup_id} is no longer available")
         with tempfile.TemporaryDirectory(dir=_workdir()) as folder:
             path = Path(folder) / "dump"
             _fetch(store, backup, path)
@@ -763,9 +863,7 @@ def seed(
         _fail(session, row, exc)
         raise
     row.state, row.seconds, row.finished_at = RestoreState.succeeded, time.monotonic() - started, utcnow()
-    row.detail = (
-        f"copy of {declaration.seed_from}'s backup {backup.id}: {found.tables} tables, {found.rows:,} rows"
-    )
+    row.detail = f"{what}backup {backup.id}: {found.tables} tables, {found.rows:,} rows"
     session.add(row)
     session.commit()
     return row.detail
@@ -930,7 +1028,9 @@ def _redrive(session: Session, queue: JobQueue, now: datetime) -> int:
     ).all()
     restores = session.exec(
         select(ServiceRestore).where(
-            col(ServiceRestore.state).in_(ACTIVE_RESTORE_STATES), col(ServiceRestore.created_at) < stale
+            col(ServiceRestore.state).in_(ACTIVE_RESTORE_STATES),
+            col(ServiceRestore.created_at) < stale,
+            ServiceRestore.purpose != RestorePurpose.seed,  # the environment's own job does those
         )
     ).all()
     rows: list[ServiceBackup | ServiceRestore] = [*backups, *restores]

@@ -6,7 +6,7 @@ These only record intent (spec, desired generation, a JobRun) and audit it;
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -64,8 +64,12 @@ def create_environment(
     overrides: dict[str, Any] | None = None,
     trigger: Trigger | str | None = None,
     idempotency_claim: idempotency.Claim | None = None,
+    also: Callable[[Session, Environment], None] | None = None,
 ) -> Environment:
     """Record a new environment and queue its provisioning.
+
+    ``also`` records more in the same transaction, before the job is queued
+    (a restore of a backup into the new environment's database).
 
     With ``idempotency_claim`` the key is recorded in the same transaction
     (``services/idempotency.py``): a request made again with it is answered
@@ -124,6 +128,8 @@ def create_environment(
         assert environment.id is not None
         target.id = environment.id
         run = jobruns.new_run(session, environment_id=environment.id, kind="provision", generation=1)
+        if also is not None:
+            also(session, environment)
         if idempotency_claim is not None:
             try:
                 idempotency.remember(session, idempotency_claim, idempotency.Made(environment.id, run.id))

@@ -107,7 +107,11 @@ def _instance(
         project_id=project.id or 0,
         service=service.name,
         kind=service.kind,
-        seed_detail="pending" if service.seed_from and seeded else "",
+        seed_detail=(
+            "pending"
+            if (service.seed_from and seeded) or backups.requested_seed(session, environment_id, service.name)
+            else ""
+        ),
     )
     session.add(row)
     try:
@@ -413,7 +417,8 @@ def _seed(
 ) -> None:
     """Copy ``seed_from``'s latest backup into a new development database, once (shown as its own step)."""
     step = f"seed_{row.service}"
-    progress.begin(step, f"Copy {declaration.seed_from}'s {declaration.name} database")
+    source = f"{declaration.seed_from}'s {declaration.name} database" if declaration.seed_from else "a backup"
+    progress.begin(step, f"Fill {declaration.name} from {source}")
     if row.backend == CLUSTER_BACKEND:  # its data is the operator's, bootstrapped in the namespace
         row.seed_detail = "started empty: a CloudNativePG cluster is not filled from envhub's backups"
         session.add(row)

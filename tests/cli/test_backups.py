@@ -93,3 +93,25 @@ def test_backups_are_listed_taken_and_restored_and_a_deployment_needs_its_name(
     unconfirmed = cli("backups", "restore", str(backup_id), "-o", "json", **owner)
     assert error_of(unconfirmed)["code"] == "validation_failed"
     assert "confirm" in str(error_of(unconfirmed)["message"])
+
+
+def test_a_backup_starts_a_new_environment_from_the_cli(
+    cli: Cli,
+    server: str,
+    people: People,
+    world: World,
+    project: Project,
+    environment: Environment,
+    session: Session,
+) -> None:
+    backup_id = _backed_up(session, project, environment)
+    member = signed_in(people, server, world.member)
+    made = as_json(cli("backups", "restore", str(backup_id), "--new", "dev-copy", "-o", "json", **member))
+    assert isinstance(made, dict)
+    assert (made["purpose"], made["state"]) == ("seed", "queued")
+    copy = session.get(Environment, made["environment_id"])
+    assert copy is not None
+    assert copy.name == "dev-copy"
+    both = cli("backups", "restore", str(backup_id), "--new", "x", "--into", "shop/dev", **member)
+    assert both.returncode == 7
+    assert "give one" in both.stderr

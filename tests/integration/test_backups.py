@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from envhub.config import Settings
 from envhub.domain.specs import EnvironmentKind
-from envhub.errors import BackingServiceError, PermissionDenied, ValidationFailed
+from envhub.errors import BackingServiceError, Conflict, PermissionDenied, ValidationFailed
 from envhub.integrations.backing.base import instance_name
 from envhub.jobs.backups import run_restore, take_backup
 from envhub.jobs.environments import converge_environment
@@ -338,3 +338,42 @@ def test_dropping_a_deployment_database_from_the_project_takes_an_owner_who_conf
     [final] = fetch_all(db, ServiceBackup)
     assert (final.state, final.trigger) == (BackupState.succeeded, BackupTrigger.final)
     assert ports.backing().postgres.names() == set()  # type: ignore[union-attr]
+
+
+def test_a_backup_restores_into_a_new_environment_in_one_action(
+    session: Session, world: World, with_db: Project, db: Engine
+) -> None:
+    assert with_db.id is not None
+    app = {"command": _APP.format(psql=_psql_binary()), "env": {"RESP": _RESP}}
+    update_project(session=session, actor=world.owner, project_id=with_db.id, changes=app)  # new ones run it
+    queue = FakeQueue()
+    source = _ready(session, world, with_db, queue, "pr-1")
+    _sql(source, "insert into t values (100)")
+    backups.request_backup(
+        session=session, actor=world.member, queue=queue, environment_id=source, service="db"
+    )
+    [backup_id] = _jobs(queue, backups.BACKUP_JOB)
+    take_backup(backup_id)
+
+    row = backups.restore_backup(
+        session=session, actor=world.member, queue=queue, backup_id=backup_id, new_environment="pr-1-copy"
+    )
+    assert (row["purpose"], row["state"]) == ("seed", "queued")
+    copy = row["environment_id"]
+    assert _run(queue) == "ready"  # the new environment's first deploy restores the backup
+    # The source's three rows, then the app's own two at its start.
+    assert _sql(copy, "select sum(x) from t") == "184"
+    restored = session.get(ServiceRestore, row["id"])
+    session.refresh(restored)
+    assert restored is not None
+    assert restored.state is RestoreState.succeeded
+    assert restored.detail == f"backup {backup_id}: 1 tables, 3 rows"
+    events = [(e.action, e.outcome, e.details.get("new_environment")) for e in audit_events(db)]
+    assert ("service.restore", "success", True) in events
+    assert ("environment.create", "success", None) in events
+
+    with pytest.raises(Conflict):  # the name is taken: nothing is made, nothing is queued
+        backups.restore_backup(
+            session=session, actor=world.member, queue=queue, backup_id=backup_id, new_environment="pr-1"
+        )
+    assert len(fetch_all(db, ServiceRestore)) == 1

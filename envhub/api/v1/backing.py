@@ -145,6 +145,12 @@ class RestoreIn(BaseModel):
         max_length=63,
         description="A deployment environment's name: replacing its database takes it.",
     )
+    new_environment: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="Make a new development environment of this name whose database starts as the backup.",
+    )
 
 
 @router.get(
@@ -202,4 +208,5 @@ def restore(backup_id: Id, body: RestoreIn, actor: Caller) -> RestoreRow:
             environment_id=body.environment_id,
             service=body.service,
             confirm=body.confirm,
+            new_environment=body.new_environment,
         )
