@@ -21,7 +21,8 @@ through ``envhub.services.ports`` and never names an adapter.
 * managed services: PostgreSQL on the operator's server
   (``ENVHUB_SERVICES_POSTGRES_URL``), else, for the local runtime, envhub's own
   server in the data folder; Redis as a ``redis-server`` per local environment;
-  buckets on an S3 endpoint with IAM (``ENVHUB_SERVICES_S3_*``); on a cluster
+  buckets on an S3 endpoint with IAM (``ENVHUB_SERVICES_S3_*``), else, for the
+  local runtime, an s3rver per local environment; on a cluster
   with the CloudNativePG operator, new PostgreSQL instances are Clusters in the
   environment's namespace, backed up to the object store. A kind with no
   backend is refused, with that hint, when an environment needs it.
@@ -30,6 +31,7 @@ through ``envhub.services.ports`` and never names an adapter.
 from __future__ import annotations
 
 import functools
+import shutil
 from urllib.parse import urlsplit
 
 from envhub.config import Settings, UrlProviderKind, get_settings
@@ -39,6 +41,7 @@ from envhub.errors import ConfigurationError
 from envhub.integrations.backing.base import Backends, BucketStore, CacheServers, DatabaseServer
 from envhub.integrations.backing.buckets import S3Buckets
 from envhub.integrations.backing.cloudnative_pg import CloudNativePostgres
+from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets, default_s3rver
 from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
 from envhub.integrations.backing.postgres import PostgresServer
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
@@ -98,6 +101,9 @@ def managed_backends(settings: Settings, *, local: bool, kinds: KindCatalog | No
         except ValueError as exc:
             raise ConfigurationError(f"ENVHUB_SERVICES_S3_BUCKET_PREFIX: {exc}") from None
         labels["bucket"] = "s3"
+    elif embedded:
+        buckets = EmbeddedBuckets(services / "buckets", node=shutil.which("node"), s3rver=default_s3rver())
+        labels["bucket"] = "embedded"
     clusters = None
     if kinds is not None and settings.services_cloudnative_pg:
         clusters = CloudNativePostgres(

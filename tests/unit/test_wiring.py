@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from envhub import wiring
 from envhub.config import override_settings
 from envhub.errors import ConfigurationError
+from envhub.integrations.backing.buckets import S3Buckets
+from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets, default_s3rver
 from envhub.queue.changes import LocalChanges, RedisChanges
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.services import ports
@@ -81,3 +84,19 @@ def test_cloudnative_pg_is_offered_on_a_cluster_runtime_and_backs_up_to_the_obje
     )
     with pytest.raises(ConfigurationError, match="BACKUP_"):
         wiring.managed_backends(bad, local=False, kinds=_Cluster("Cluster"))
+
+
+def test_buckets_are_embedded_for_the_local_runtime_unless_an_s3_store_is_configured(tmp_path: Path) -> None:
+    plain = build_settings(data_dir=tmp_path)
+    local = wiring.managed_backends(plain, local=True)
+    assert isinstance(local.buckets, EmbeddedBuckets)
+    assert local.label("bucket") == "embedded"
+    assert local.buckets.folder == tmp_path / "services" / "buckets"
+    assert local.buckets.s3rver == default_s3rver()
+    assert wiring.managed_backends(plain, local=False).buckets is None  # a cluster has no embedded default
+    off = build_settings(data_dir=tmp_path, services_embedded=False)
+    assert wiring.managed_backends(off, local=True).buckets is None
+    s3 = build_settings(data_dir=tmp_path, services_s3_bucket_prefix="acme", services_s3_url="http://s3.test")
+    configured = wiring.managed_backends(s3, local=True)
+    assert isinstance(configured.buckets, S3Buckets)
+    assert configured.label("bucket") == "s3"
