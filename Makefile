@@ -8,6 +8,10 @@ PY       := $(VENV)/bin/python
 TOOLS    := .tools
 BUN      := $(TOOLS)/node_modules/.bin/bun
 BUN_VERSION := 1.4.5
+# The embedded default's buckets run s3rver (envhub/integrations/backing/embedded_buckets.py
+# checks this version: its launcher uses s3rver's internals).
+S3RVER_VERSION := 3.7.1
+S3RVER   := $(TOOLS)/.s3rver-$(S3RVER_VERSION)
 # pytest-xdist processes for `make test`; each owns its PostgreSQL and Redis.
 TEST_PROCESSES ?= 2
 export REFLEX_TELEMETRY_ENABLED := false
@@ -25,7 +29,7 @@ run: system-deps setup ## Start envhub on its embedded default and print the URL
 test: system-deps test-system-deps setup test-tools test-cluster lint ## Lint, type-check and run every test
 	$(PY) -m pytest -n $(TEST_PROCESSES)
 
-setup: $(VENV)/.installed $(BUN)
+setup: $(VENV)/.installed $(BUN) $(S3RVER)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +44,12 @@ $(BUN):
 	mkdir -p $(TOOLS)
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
 	$(BUN) --version
+
+# The embedded default's buckets (npm's s3rver), beside bun.
+$(S3RVER):
+	mkdir -p $(TOOLS)
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error --save-exact s3rver@$(S3RVER_VERSION)
+	touch $@
 
 system-deps:
 	@bash deploy/scripts/system-deps.sh run

@@ -213,7 +213,8 @@ class Settings(BaseSettings):
     services_postgres_url: SecretStr = SecretStr("")
     # host:port of that server as environments reach it (empty: the URL's).
     services_postgres_address: str = ""
-    # Redis and PostgreSQL run by envhub itself for local environments (off: not offered).
+    # PostgreSQL, Redis and buckets (s3rver) run by envhub itself for local environments
+    # (off: not offered).
     services_embedded: bool = True
     # Redis on Kubernetes: a Deployment of this pinned image in each environment's namespace
     # (an official-image layout: redis-server and a redis user of uid 999).
@@ -230,7 +231,8 @@ class Settings(BaseSettings):
     services_s3_region: str = "us-east-1"
     services_s3_access_key_id: str = ""
     services_s3_secret_access_key: SecretStr = SecretStr("")
-    # Put before every bucket's name (bucket names are global on AWS); empty: no buckets.
+    # Put before every bucket's name (bucket names are global on AWS); empty: no S3 store
+    # (buckets are then embedded on the local runtime, and refused on a cluster).
     services_s3_bucket_prefix: str = ""
     # The endpoint as environments reach it, when it differs from envhub's.
     services_s3_workload_url: str = ""

@@ -326,9 +326,11 @@ def _stop_local_environments(settings: Settings) -> None:
 
 
 def _stop_managed_services(settings: Settings) -> None:
-    """Stop the PostgreSQL and redis-servers envhub ran for local environments; their data stays."""
+    """Stop the PostgreSQL, redis-servers and bucket servers envhub ran for local environments; their
+    data stays."""
     if settings.runtime.value != "local" or not settings.services_embedded:
         return
+    from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets
     from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
     from envhub.integrations.backing.redis_servers import EmbeddedRedis
     from envhub.wiring import managed_backends
@@ -337,6 +339,8 @@ def _stop_managed_services(settings: Settings) -> None:
     try:
         if isinstance(backends.redis, EmbeddedRedis):
             backends.redis.stop_all()
+        if isinstance(backends.buckets, EmbeddedBuckets):
+            backends.buckets.stop_all()
         if isinstance(backends.postgres, EmbeddedPostgres):
             backends.postgres.stop()
     except Exception as exc:  # stopping must not hide how envhub ended; they restart with it anyway

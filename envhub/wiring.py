@@ -23,15 +23,18 @@ through ``envhub.services.ports`` and never names an adapter.
   server in the data folder; Redis as a ``redis-server`` per local environment,
   or on Kubernetes as a workload in the environment's namespace
   (``ENVHUB_SERVICES_REDIS_IMAGE``); buckets on an S3 endpoint with IAM
-  (``ENVHUB_SERVICES_S3_*``); on a cluster with the CloudNativePG operator, new
+  (``ENVHUB_SERVICES_S3_*``), else, for the local runtime, an s3rver per
+  local environment; on a cluster with the CloudNativePG operator, new
   PostgreSQL instances are Clusters in the environment's namespace, backed up
-  to the object store. A kind with no backend is refused, with that hint, when
-  an environment needs it.
+  to the object store; other services from the operator's catalog
+  (``ENVHUB_SERVICES_CATALOG``) on a cluster. A kind with no backend is
+  refused, with that hint, when an environment needs it.
 """
 
 from __future__ import annotations
 
 import functools
+import shutil
 from urllib.parse import urlsplit
 
 from envhub.config import Settings, UrlProviderKind, get_settings
@@ -50,6 +53,7 @@ from envhub.integrations.backing.base import (
 from envhub.integrations.backing.buckets import S3Buckets
 from envhub.integrations.backing.catalog import CatalogServices, load_catalog
 from envhub.integrations.backing.cloudnative_pg import CloudNativePostgres
+from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets, default_s3rver
 from envhub.integrations.backing.embedded_postgres import EmbeddedPostgres
 from envhub.integrations.backing.postgres import PostgresServer
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
@@ -117,6 +121,9 @@ def managed_backends(settings: Settings, *, local: bool, kinds: KindCatalog | No
         except ValueError as exc:
             raise ConfigurationError(f"ENVHUB_SERVICES_S3_BUCKET_PREFIX: {exc}") from None
         labels["bucket"] = "s3"
+    elif embedded:
+        buckets = EmbeddedBuckets(services / "buckets", node=shutil.which("node"), s3rver=default_s3rver())
+        labels["bucket"] = "embedded"
     clusters = None
     if kinds is not None and settings.services_cloudnative_pg:
         clusters = CloudNativePostgres(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from envhub.config import Settings, override_settings
+from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets
 from envhub.runtime.local import LocalRuntime
 from envhub.services import ports
 from tests.support.runtime import kill_environments
@@ -31,6 +32,8 @@ def short_settings(settings: Settings) -> Iterator[Settings]:
             kill_environments(runtime)
             if backends.redis is not None:
                 backends.redis.stop_all()  # type: ignore[attr-defined]
+            if isinstance(backends.buckets, EmbeddedBuckets):
+                backends.buckets.stop_all()
             if backends.postgres is not None:
                 backends.postgres.stop()  # type: ignore[attr-defined]
     finally:

@@ -259,7 +259,13 @@ def test_a_declared_bucket_without_a_backend_fails_the_deploy_with_a_hint(
     )
     queue = FakeQueue()
     env_id = _create(session, world, project, queue, "pr-1")
-    assert _run(queue) == "failed: not_supported"
+    # The operator turned the embedded backends off and configured no S3 store.
+    with override_settings(short_settings.model_copy(update={"services_embedded": False})):
+        ports.reset()
+        try:
+            assert _run(queue) == "failed: not_supported"
+        finally:
+            ports.reset()
     [row] = backing.environment_services(session=session, actor=world.member, environment_id=env_id)
     assert (row["state"], row["error_code"]) == ("failed", "not_supported")
     assert "no backend for buckets" in row["reason"]

@@ -113,6 +113,18 @@ def _node() -> str:
     return _on_path("node")
 
 
+def _s3rver() -> Path:
+    """The s3rver the embedded buckets run (installed by `make setup`), checked like envhub checks it."""
+    from envhub.errors import BackingServiceUnavailable
+    from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets, default_s3rver
+
+    try:
+        EmbeddedBuckets(Path("/nonexistent"), node=_node(), s3rver=default_s3rver()).check_installed()
+    except BackingServiceUnavailable as exc:
+        raise Missing(exc.message) from exc
+    return default_s3rver()
+
+
 def _moto() -> str:
     try:
         import flask  # noqa: F401
@@ -148,6 +160,7 @@ COMPONENTS: dict[str, tuple[Callable[[], object], str]] = {
     "hadolint": (_hadolint, "`make test-tools` installs the pinned hadolint (tests/support/tools.py)."),
     "cluster": (_cluster, "`make test-cluster` builds the control plane (tests/cluster/build.sh)."),
     "moto": (_moto, "`make setup` installs moto[server] from requirements-dev.txt."),
+    "s3rver": (_s3rver, "`make setup` installs the pinned s3rver with npm into .tools/ (Makefile)."),
     "root": (_root, "Run `make test` as root (CI does)."),
 }
 

@@ -10,6 +10,8 @@ import pytest
 from envhub import wiring
 from envhub.config import override_settings
 from envhub.errors import ConfigurationError
+from envhub.integrations.backing.buckets import S3Buckets
+from envhub.integrations.backing.embedded_buckets import EmbeddedBuckets, default_s3rver
 from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.queue.changes import LocalChanges, RedisChanges
@@ -130,3 +132,19 @@ def test_the_catalog_is_offered_on_a_cluster_runtime_and_a_bad_file_stops_envhub
             build_settings(data_dir=tmp_path, services_catalog=tmp_path / "nope.yaml"), local=False
         )
     assert "cannot read" in missing.value.message
+
+
+def test_buckets_are_embedded_for_the_local_runtime_unless_an_s3_store_is_configured(tmp_path: Path) -> None:
+    plain = build_settings(data_dir=tmp_path)
+    local = wiring.managed_backends(plain, local=True)
+    assert isinstance(local.buckets, EmbeddedBuckets)
+    assert local.label("bucket") == "embedded"
+    assert local.buckets.folder == tmp_path / "services" / "buckets"
+    assert local.buckets.s3rver == default_s3rver()
+    assert wiring.managed_backends(plain, local=False).buckets is None  # a cluster has no embedded default
+    off = build_settings(data_dir=tmp_path, services_embedded=False)
+    assert wiring.managed_backends(off, local=True).buckets is None
+    s3 = build_settings(data_dir=tmp_path, services_s3_bucket_prefix="acme", services_s3_url="http://s3.test")
+    configured = wiring.managed_backends(s3, local=True)
+    assert isinstance(configured.buckets, S3Buckets)
+    assert configured.label("bucket") == "s3"

@@ -32,14 +32,12 @@ in ``<folder>/<name>/`` (0700): its config (0600, rewritten at every
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -51,6 +49,7 @@ from redis.retry import Retry
 from envhub.domain.backing import redis_password_digest, redis_tenant_rules
 from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
 from envhub.integrations.backing.base import Access, BackingKind, parse_instance_name
+from envhub.integrations.backing.local_instances import ended, instance_lock
 from envhub.private_files import open_private, private_dir, write_private
 
 REDIS_PORT = 6379  # what a workload sees, through the local runtime's relay
@@ -208,12 +207,12 @@ class EmbeddedRedis:
                 client.ping()  # shutdown() is as quiet when nobody listens as when the server hangs up
                 asked = True
                 client.shutdown(nosave=nosave)
-        if process is None or _ended(process, timeout=5 if asked else 0):
+        if process is None or ended(process, timeout=5 if asked else 0):
             return
         for signal_it in (process.terminate, process.kill):
             with contextlib.suppress(psutil.NoSuchProcess):
                 signal_it()
-            if _ended(process, timeout=5):
+            if ended(process, timeout=5):
                 return
         raise BackingServiceUnavailable(f"redis-server for {home.name} (pid {process.pid}) does not stop")
 
@@ -245,30 +244,8 @@ class EmbeddedRedis:
                 f"the Redis instance {home.name} refused its users' settings ({type(exc).__name__})"
             ) from exc
 
-    @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[Path]:
-        """An exclusive flock on ``.locks/<name>.lock`` (threads and processes alike); yields its path.
-
-        :meth:`remove` deletes the lock file while holding it; whoever was
-        waiting on the deleted file notices (another inode now, or none) and
-        locks again, so two holders never coexist.
-        """
-        path = private_dir(self.folder / ".locks") / f"{name}.lock"
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                        break
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
-        try:
-            yield path
-        finally:
-            os.close(fd)
+    def _locked(self, name: str) -> contextlib.AbstractContextManager[Path]:
+        return instance_lock(self.folder, name)
 
 
 def _answers(home: Path, admin: str) -> bool:
@@ -310,21 +287,6 @@ def _server_process(home: Path) -> psutil.Process | None:
     except psutil.Error:
         return None
     return process
-
-
-def _ended(process: psutil.Process, *, timeout: float) -> bool:
-    """Whether ``process`` ended within ``timeout``. A zombie has ended: its parent (init, for a
-    daemon) reaps it when it gets to it, which psutil.wait_procs would wait for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 def _write_config(home: Path, *, password: str, admin: str, persistent: bool) -> None:
