@@ -372,6 +372,8 @@ def provision(
             _settle(session, row, InstanceState.failed, f"{declaration.name}: {exc.message}", exc.code)
             raise
         access = placement.access
+        if access.unix_socket:  # relayed locally: two of a kind get the kind's port and the next ones
+            access = _free_port(access, taken={socket.port for socket in sockets})
         if row.backend not in NAMESPACED_BACKENDS:
             row.backend = backends.label(declaration.kind)
         _settle(session, row, InstanceState.ready, _note(row, backends, deployment=deployment))
@@ -386,6 +388,18 @@ def provision(
     skipped = [f"{name} skipped" for name in settings.names() if name not in {m.split(" ")[0] for m in made}]
     progress.finish(STEP, ", ".join(made + skipped))
     return Grant(variables=variables, sockets=tuple(sockets), objects=tuple(objects.values()))
+
+
+def _free_port(access: Access, *, taken: set[int]) -> Access:
+    """``access`` on the first port from its own that no other relayed service of the environment uses
+    (in declaration order, so every deploy gives each service the same port)."""
+    port = access.port
+    while port in taken:
+        port += 1
+    if port == access.port:
+        return access
+    endpoint = access.endpoint_url.replace(f":{access.port}", f":{port}") if access.endpoint_url else ""
+    return dataclasses.replace(access, port=port, endpoint_url=endpoint)
 
 
 def _collect(into: dict[tuple[str, str, str], dict[str, Any]], objects: Sequence[dict[str, Any]]) -> None:

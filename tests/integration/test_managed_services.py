@@ -327,3 +327,40 @@ def test_a_catalog_service_on_the_local_runtime_fails_the_deploy_saying_where_it
         [row] = backing.environment_services(session=session, actor=world.member, environment_id=env_id)
     assert (row["state"], row["variables"]) == ("failed", ["AMQP_URL"])
     assert "no backend for catalog services" in row["reason"]
+
+
+def test_two_services_of_one_kind_are_relayed_on_their_own_ports(
+    session: Session, world: World, project: Project, short_settings: Settings
+) -> None:
+    assert project.id is not None
+    update_project(
+        session=session,
+        actor=world.owner,
+        project_id=project.id,
+        changes={
+            "backing": [
+                {"name": "db", "kind": "postgres"},
+                {"name": "stats", "kind": "postgres", "prefix": "STATS_"},
+            ]
+        },
+    )
+    queue = FakeQueue()
+    assert project.id is not None
+    created = create_environment(
+        session=session,
+        actor=world.member,
+        queue=queue,
+        project_id=project.id,
+        name="pr-1",
+        overrides={
+            "command": 'printf %s "$DATABASE_URL" > url.out; printf %s "$STATS_DATABASE_URL" > stats.out; '
+            "exec python3 -m http.server $PORT"
+        },
+    )
+    assert created.id is not None
+    assert _run(queue) == "ready"
+    first, second = urlsplit(_file(created.id, "url.out")), urlsplit(_file(created.id, "stats.out"))
+    assert (first.port, second.port) == (5432, 5433)
+    for url, name in ((first, "db"), (second, "stats")):
+        code, out = _inside(created.id, _psql("select current_database()", url=repr(url.geturl())))
+        assert (code, out.strip()) == (0, instance_name(created.id, name))
