@@ -674,7 +674,7 @@ def perform_backup(session: Session, backup_id: int, *, backends: Backends, stor
     return f"{fmt.size(row.size_bytes)} in {fmt.duration(row.seconds)}"
 
 
-def _fetch(store: ObjectStore, backup: ServiceBackup, path: Path) -> None:
+def fetch_verified(store: ObjectStore, backup: ServiceBackup, path: Path) -> None:
     """Download the backup to ``path`` and prove it is the one that was taken (size and SHA-256)."""
     digest, size = hashlib.sha256(), 0
     with path.open("wb") as out:
@@ -702,7 +702,7 @@ def perform_restore(session: Session, restore_id: int, *, backends: Backends, st
         database = _database(backends)
         with tempfile.TemporaryDirectory(dir=_workdir()) as folder:
             path = Path(folder) / "dump"
-            _fetch(store, backup, path)
+            fetch_verified(store, backup, path)
             if row.purpose is RestorePurpose.check:
                 detail, passed = _check(database, row, path)
                 backup.checked_at, backup.check_passed, backup.check_detail = utcnow(), passed, detail
@@ -852,7 +852,7 @@ def _seed_from(
             raise InvalidTransition(f"backup {row.backup_id} is no longer available")
         with tempfile.TemporaryDirectory(dir=_workdir()) as folder:
             path = Path(folder) / "dump"
-            _fetch(store, backup, path)
+            fetch_verified(store, backup, path)
             database = _database(backends)
             name = instance_name(instance.environment_id, instance.service)
             database.restore(name, path)
