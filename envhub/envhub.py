@@ -11,6 +11,7 @@ from envhub.ui.pages import (
     device,
     environment,
     environment_access,
+    environment_backups,
     environment_releases,
     environments,
     project,
@@ -74,6 +75,7 @@ app.add_page(
         environment.EnvironmentState.load,
         environment_access.EnvironmentAccessState.load,
         environment_releases.EnvironmentReleasesState.load,
+        environment_backups.EnvironmentBackupsState.load,
     ],
 )
 app.add_page(

@@ -46,6 +46,7 @@ from envhub.models.db import get_engine, warm
 from envhub.private_files import secure_data_dir
 from envhub.queue.redis_queue import RedisJobQueue
 from envhub.services import ports
+from envhub.services.backups import BACKUP_JOB, RESTORE_JOB
 from envhub.services.jobruns import CONVERGE_JOB
 from envhub.services.pull_requests import SYNC_JOB
 from envhub.services.releases import RENDER_JOB
@@ -54,7 +55,7 @@ from envhub.services.webhooks import DELIVERY_JOB
 log = logging.getLogger(__name__)
 
 # The only functions a job read from the queue may call (dotted paths).
-RUNNABLE = frozenset({CONVERGE_JOB, DELIVERY_JOB, RENDER_JOB, SYNC_JOB})
+RUNNABLE = frozenset({BACKUP_JOB, CONVERGE_JOB, DELIVERY_JOB, RENDER_JOB, RESTORE_JOB, SYNC_JOB})
 
 
 def main() -> int:

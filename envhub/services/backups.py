@@ -641,6 +641,7 @@ def _claim(session: Session, row: ServiceBackup | ServiceRestore) -> bool:
     row.started_at = row.heartbeat_at = utcnow()
     session.add(row)
     session.commit()
+    jobruns.announce(environment_id=row.environment_id)  # open pages show it running, not still queued
     return True
 
 

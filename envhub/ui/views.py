@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from envhub.errors import EnvhubError, NotFound
-from envhub.services import backing, environment_views, inspection, ports, project_views, release_views
+from envhub.services import (
+    backing,
+    backups,
+    environment_views,
+    inspection,
+    ports,
+    project_views,
+    release_views,
+)
 from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
     EMPTY_RUN,
@@ -45,6 +53,7 @@ __all__ = [
     "RunView",
     "ServiceRow",
     "StepRow",
+    "read_backups",
     "read_environment",
     "read_environments",
     "read_project",
@@ -155,6 +164,67 @@ def read_environment(
         "workloads": inside,
         "managed": managed,
     }
+
+
+# -- backups of managed PostgreSQL --------------------------------------------------
+
+BACKUPS_PAGE_SIZE = 10
+RECENT_RESTORES = 5
+_WORKING = ("queued", "running")
+
+
+class BackupPanel(TypedDict):
+    """One PostgreSQL service's Backups section: its status, a page of its backups, its recent restores."""
+
+    service: str
+    status: backups.BackupStatus
+    rows: list[backups.BackupRow]
+    restores: list[backups.RestoreRow]
+    empty: bool  # nothing was ever backed up: the empty state
+    active: bool  # a backup is queued or running: "Back up now" waits for it
+    restoring: bool  # a restore into it is under way
+    older: int  # the cursor of the next older page (0: none)
+    paged: bool  # an older page is shown (not the newest)
+
+
+def read_backups(who: str, *, environment_id: int, before: dict[str, int]) -> dict[str, BackupPanel]:
+    """Each PostgreSQL service's section by name; ``before`` pages a service back (``{}`` if unreadable)."""
+    panels: dict[str, BackupPanel] = {}
+    with reading_as(who) as (session, actor):
+
+        def page(service: str, cursor: int | None = None) -> backups.BackupsView:
+            return backups.environment_backups(
+                session=session,
+                actor=actor,
+                environment_id=environment_id,
+                service=service,
+                before=cursor,
+                limit=BACKUPS_PAGE_SIZE,
+            )
+
+        try:
+            overview = backups.environment_backups(
+                session=session, actor=actor, environment_id=environment_id, limit=1
+            )
+        except EnvhubError:  # not found or not theirs: the environment page says so already
+            return {}
+        for status in overview["status"]:
+            name = status["service"]
+            newest = page(name)
+            shown = page(name, before[name]) if before.get(name) else newest
+            restores = [row for row in overview["restores"] if row["service"] == name]
+            panels[name] = BackupPanel(
+                service=name,
+                status=status,
+                rows=shown["backups"],
+                restores=restores[:RECENT_RESTORES],
+                empty=not newest["backups"],
+                active=any(row["state"] in _WORKING for row in newest["backups"]),
+                restoring=any(row["purpose"] == "restore" and row["state"] in _WORKING for row in restores),
+                older=shown["next_before"] or 0,
+                paged=bool(before.get(name)),
+            )
+    return panels
 
 
 # -- deployment environments and releases ------------------------------------------

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,9 +146,20 @@ def launch(data_dir: Path, port: int, **extra_env: str) -> Iterator[Envhub]:
 
 
 @pytest.fixture(scope="session")
-def envhub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envhub]:
-    with launch(tmp_path_factory.mktemp("envhub-data"), free_port()) as server:
-        yield server
+def envhub_server(request: pytest.FixtureRequest) -> Iterator[Envhub]:
+    """The suite's envhub. Its data folder sits right under /tmp, not in pytest's (a 0700 folder):
+    as root the embedded PostgreSQL of managed services runs as `postgres`, which must pass through
+    every parent folder. Kept after a failed run, for its logs."""
+    folder = Path(tempfile.mkdtemp(prefix="envhub-browser-", dir="/tmp"))
+    failed_before = request.session.testsfailed
+    try:
+        with launch(folder, free_port()) as server:
+            yield server
+    finally:
+        if request.session.testsfailed > failed_before:
+            print(f"\nenvhub's data folder (logs/) is kept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -272,18 +272,20 @@ def audit_panel(S: Any) -> rx.Component:
     )
 
 
-def typed_confirmation(name: rx.Var[str], value: rx.Var[str], on_change: Any) -> rx.Component:
-    """Type its name to confirm: what deleting a deployment environment asks for."""
+def typed_confirmation(
+    name: rx.Var[str], value: rx.Var[str], on_change: Any, *, id: str = "confirm-name"
+) -> rx.Component:
+    """Type its name to confirm: what deleting a deployment environment, or restoring its database, asks."""
     return rx.vstack(
         rx.text(
-            rx.el.label("Type ", rx.code(name), " to confirm", html_for="confirm-name"),
+            rx.el.label("Type ", rx.code(name), " to confirm", html_for=id),
             size="2",
             weight="medium",
         ),
         rx.input(
             value=value,
             on_change=on_change,
-            id="confirm-name",
+            id=id,
             auto_complete="off",
             spellcheck=False,
             width="100%",

@@ -8,6 +8,7 @@ button that rotates its credential.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import reflex as rx
@@ -23,7 +24,10 @@ def _state_badge(row: rx.Var) -> rx.Component:
     return rx.badge(row["state_label"], color_scheme=tone, variant="soft", radius="full", size="1")
 
 
-def _row(row: rx.Var, state: Any) -> rx.Component:
+Below = Callable[[rx.Var], rx.Component]
+
+
+def _row(row: rx.Var, state: Any, below: Below | None) -> rx.Component:
     return rx.vstack(
         rx.hstack(
             rx.icon(rx.match(row["kind"], *_ICONS.items(), "box"), size=16, color=rx.color("gray", 10)),
@@ -64,6 +68,7 @@ def _row(row: rx.Var, state: Any) -> rx.Component:
             wrap="wrap",
             align="center",
         ),
+        *([below(row)] if below is not None else []),
         spacing="1",
         width="100%",
         padding="10px 12px",
@@ -74,8 +79,8 @@ def _row(row: rx.Var, state: Any) -> rx.Component:
     )
 
 
-def managed_services_panel(state: Any) -> rx.Component:
-    """Shown only when the project declares services."""
+def managed_services_panel(state: Any, *, below: Below | None = None) -> rx.Component:
+    """Shown only when the project declares services; ``below(row)`` adds to a service's row (its backups)."""
     return rx.cond(
         state.managed.length() > 0,
         section(
@@ -86,7 +91,9 @@ def managed_services_panel(state: Any) -> rx.Component:
                 size="2",
                 color_scheme="gray",
             ),
-            rx.vstack(rx.foreach(state.managed, lambda row: _row(row, state)), spacing="0", width="100%"),
+            rx.vstack(
+                rx.foreach(state.managed, lambda row: _row(row, state, below)), spacing="0", width="100%"
+            ),
             icon="database",
             id="managed-services",
         ),

@@ -19,6 +19,7 @@ from envhub.services.backing import ManagedServiceRow
 from envhub.services.environment_views import EMPTY_DETAIL
 from envhub.services.inspection import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
 from envhub.ui import views
+from envhub.ui.components.backups import backups_section, restore_dialog
 from envhub.ui.components.badges import phase_badge
 from envhub.ui.components.common import not_found
 from envhub.ui.components.environment_panels import (
@@ -40,6 +41,7 @@ from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.environment_access import access_panel
+from envhub.ui.pages.environment_backups import EnvironmentBackupsState
 from envhub.ui.pages.environment_releases import EnvironmentReleasesState
 from envhub.ui.state import AuthState
 
@@ -275,7 +277,10 @@ def page() -> rx.Component:
             width="100%",
         ),
         # A deleted environment has nothing left to look inside; its callout says so.
-        rx.cond(detail["phase"] != "deleted", managed_services_panel(S)),
+        rx.cond(
+            detail["phase"] != "deleted",
+            managed_services_panel(S, below=lambda row: backups_section(row, S, EnvironmentBackupsState)),
+        ),
         rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
         logs_panel(
@@ -291,6 +296,7 @@ def page() -> rx.Component:
         access_panel(),
         audit_panel(S),
         replay_dialog(S),
+        restore_dialog(S, EnvironmentBackupsState),
     )
     return shell(
         rx.cond(
