@@ -308,6 +308,12 @@ def audit_row(event: AuditEvent) -> AuditRow:
     elif not summary and "terminal" in details:
         container = details.get("container")
         summary = f"session {str(details['terminal'])[:8]}" + (f" in {container}" if container else "")
+    elif not summary and "service" in details:  # managed services: a backup, a restore, a rotation
+        summary = str(details["service"])
+        if "backup" in details:
+            summary += f", backup {details['backup']}"
+        if details.get("trigger"):
+            summary += f" ({details['trigger']})"
     recording = ""
     if event.action == "environment.shell.end" and details.get("recording"):
         recording = f"/api/v1/terminal/recordings/{event.id}"

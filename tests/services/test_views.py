@@ -211,3 +211,18 @@ def test_team_overview_flags_what_the_role_may_manage(session: Session, world: W
     assert (viewer["can_manage"], viewer["can_own"], viewer["invites"]) == (False, False, [])
     rows = {row["name"]: row for row in identity_views.team_rows(session=session, actor=world.member)}
     assert rows["acme"]["can_create_projects"] is False  # members create environments, not projects
+
+
+def test_an_audit_row_of_a_backup_or_restore_names_the_service_and_the_backup() -> None:
+    from envhub.models import AuditEvent
+
+    def row(action: str, details: dict[str, object]) -> str:
+        event = AuditEvent(actor="max", action=action, target_type="environment", details=details)
+        return environment_views.audit_row(event)["summary"]
+
+    assert (
+        row("service.backup", {"service": "db", "backup": 12, "trigger": "schedule"})
+        == "db, backup 12 (schedule)"
+    )
+    assert row("service.restore", {"service": "db", "backup": 12, "restore": 3}) == "db, backup 12"
+    assert row("service.rotate", {"service": "cache", "job_run": 9}) == "cache"
