@@ -61,6 +61,7 @@ from envhub.integrations.backing.base import (
     CLUSTER_BACKEND,
     Backends,
     DatabaseServer,
+    RestoreCheck,
     instance_name,
     scratch_name,
 )
@@ -728,6 +729,12 @@ def perform_restore(session: Session, restore_id: int, *, backends: Backends, st
     return detail
 
 
+def _counted(found: RestoreCheck) -> str:
+    """"12 tables, 3,400 rows", "1 table, 1 row": what a restore brought back."""
+    tables = f"{found.tables} table{'' if found.tables == 1 else 's'}"
+    return f"{tables}, {found.rows:,} row{'' if found.rows == 1 else 's'}"
+
+
 def _check(database: DatabaseServer, row: ServiceRestore, path: Path) -> tuple[str, bool]:
     scratch = scratch_name(row.id or 0, row.service)
     try:
@@ -741,7 +748,7 @@ def _check(database: DatabaseServer, row: ServiceRestore, path: Path) -> tuple[s
             f"{len(found.missing)} of {found.tables} tables missing ({', '.join(found.missing[:5])})",
             False,
         )
-    return f"{found.tables} tables, {found.rows:,} rows", True
+    return _counted(found), True
 
 
 def _replace(
@@ -777,7 +784,7 @@ def _replace(
         raise BackupCorrupt(
             f"the restore left {len(found.missing)} tables missing: {', '.join(found.missing[:5])}"
         )
-    return f"{found.tables} tables, {found.rows:,} rows"
+    return _counted(found)
 
 
 def seed(
@@ -864,7 +871,7 @@ def _seed_from(
         _fail(session, row, exc)
         raise
     row.state, row.seconds, row.finished_at = RestoreState.succeeded, time.monotonic() - started, utcnow()
-    row.detail = f"{what}backup {backup.id}: {found.tables} tables, {found.rows:,} rows"
+    row.detail = f"{what}backup {backup.id}: {_counted(found)}"
     session.add(row)
     session.commit()
     return row.detail

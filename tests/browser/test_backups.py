@@ -129,7 +129,7 @@ def test_a_backup_is_taken_from_the_page_and_a_restore_brings_deleted_rows_back(
     expect(dialog).to_have_count(0)
     restored = backups.locator(".restore-row[data-purpose=restore]")
     expect(restored).to_have_attribute("data-state", "succeeded", timeout=JOB_TIMEOUT)
-    expect(restored).to_contain_text("1 tables, 2 rows")
+    expect(restored).to_contain_text("1 table, 2 rows")
     # What it replaced (the emptied table) was backed up first, and is restorable in turn.
     safety = backups.locator(".backup-row[data-trigger=before_restore]")
     expect(safety).to_have_attribute("data-state", "succeeded")
@@ -151,7 +151,7 @@ def test_a_backup_is_taken_from_the_page_and_a_restore_brings_deleted_rows_back(
         theirs.goto(environment)
         seen = theirs.locator(".backups[data-service='db']")
         expect(seen.locator(".backup-row")).to_have_count(2)
-        expect(seen.locator(".restore-row[data-purpose=restore]")).to_contain_text("1 tables, 2 rows")
+        expect(seen.locator(".restore-row[data-purpose=restore]")).to_contain_text("1 table, 2 rows")
         expect(seen.get_by_role("button", name="Back up now")).to_have_count(0)
         expect(seen.locator(".restore-backup")).to_have_count(0)
     finally:
@@ -221,7 +221,7 @@ def test_staging_is_backed_up_on_schedule_and_only_its_owner_restores_it_by_typi
     scheduled = backups.locator(".backup-row[data-trigger=schedule]")
     expect(scheduled).to_have_attribute("data-state", "succeeded", timeout=JOB_TIMEOUT)
     expect(scheduled).to_contain_text("Scheduled")
-    expect(scheduled).to_contain_text("passed: 1 tables, 2 rows", timeout=JOB_TIMEOUT)
+    expect(scheduled).to_contain_text("passed: 1 table, 2 rows", timeout=JOB_TIMEOUT)
     expect(backups.locator(".restore-row[data-purpose=check]")).to_have_attribute("data-state", "succeeded")
 
     # A member may back up and may ask, but only an owner replaces a deployment environment's database.
@@ -256,7 +256,7 @@ def test_staging_is_backed_up_on_schedule_and_only_its_owner_restores_it_by_typi
     expect(dialog).to_have_count(0)
     restored = backups.locator(".restore-row[data-purpose=restore]")
     expect(restored).to_have_attribute("data-state", "succeeded", timeout=JOB_TIMEOUT)
-    expect(restored).to_contain_text("1 tables, 2 rows")
+    expect(restored).to_contain_text("1 table, 2 rows")
 
     # A failed backup puts a warning at the top of the section, and its error on its state.
     _failed_backup(envhub_server, environment_id)

@@ -123,7 +123,7 @@ def test_a_backup_is_taken_rows_are_deleted_and_a_restore_brings_them_back(
     restore = backups.restore_backup(session=session, actor=world.member, queue=queue, backup_id=backup_id)
     [restore_id] = _jobs(queue, backups.RESTORE_JOB)
     assert restore["id"] == restore_id
-    assert run_restore(restore_id) == "1 tables, 2 rows"
+    assert run_restore(restore_id) == "1 table, 2 rows"
     assert _sql(env_id, "select sum(x) from t") == "42"
 
     # What the restore replaced (the emptied table) was backed up first, and can be restored in turn.
@@ -135,7 +135,7 @@ def test_a_backup_is_taken_rows_are_deleted_and_a_restore_brings_them_back(
 
     view = backups.environment_backups(session=session, actor=world.viewer, environment_id=env_id)
     assert [item["trigger"] for item in view["backups"]] == ["before_restore", "manual"]
-    assert view["restores"][0]["detail"] == "1 tables, 2 rows"
+    assert view["restores"][0]["detail"] == "1 table, 2 rows"
     [status] = view["status"]
     assert status["last_success"]
     assert not status["warning"]
@@ -189,12 +189,12 @@ def test_the_schedule_backs_up_deployment_databases_checks_them_and_expires_old_
     driven = backups.drive(session=session, queue=queue, store=store)
     assert (driven["backups_scheduled"], driven["checks_started"]) == (0, 1)
     [check] = _jobs(queue, backups.RESTORE_JOB)
-    assert run_restore(check) == "1 tables, 2 rows"
+    assert run_restore(check) == "1 table, 2 rows"
     checked = session.get(ServiceBackup, first)
     session.refresh(checked)
     assert checked is not None
     assert checked.check_passed is True
-    assert checked.check_detail == "1 tables, 2 rows"
+    assert checked.check_detail == "1 table, 2 rows"
     assert ports.backing().postgres.names() == {  # type: ignore[union-attr]
         instance_name(development, "db"),
         instance_name(production, "db"),
@@ -367,7 +367,7 @@ def test_a_backup_restores_into_a_new_environment_in_one_action(
     session.refresh(restored)
     assert restored is not None
     assert restored.state is RestoreState.succeeded
-    assert restored.detail == f"backup {backup_id}: 1 tables, 3 rows"
+    assert restored.detail == f"backup {backup_id}: 1 table, 3 rows"
     events = [(e.action, e.outcome, e.details.get("new_environment")) for e in audit_events(db)]
     assert ("service.restore", "success", True) in events
     assert ("environment.create", "success", None) in events

@@ -127,7 +127,7 @@ def test_each_database_pages_its_own_backups_and_says_what_is_under_way(
             purpose=RestorePurpose.restore,
             requested_by="max",
             state=RestoreState.succeeded,
-            detail="1 tables, 2 rows",
+            detail="1 table, 2 rows",
         )
     )
     session.commit()
@@ -140,7 +140,7 @@ def test_each_database_pages_its_own_backups_and_says_what_is_under_way(
     assert (first["active"], first["restoring"]) == (True, False)
     assert (first["empty"], first["paged"]) == (False, False)
     assert first["older"] == first["rows"][-1]["id"]
-    assert [row["detail"] for row in first["restores"]] == ["1 tables, 2 rows"]
+    assert [row["detail"] for row in first["restores"]] == ["1 table, 2 rows"]
     assert first["status"]["last_size"] == "1.0 kB"
 
     older = views.read_backups(who, environment_id=environment_id, before={"db": first["older"]})["db"]
