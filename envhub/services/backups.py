@@ -543,6 +543,20 @@ def requested_seed(session: Session, environment_id: int, service: str) -> Servi
     ).first()
 
 
+def checks_under_way(session: Session) -> set[str]:
+    """The scratch databases restore checks that have not finished may be using."""
+    return {
+        scratch_name(restore_id, service)
+        for restore_id, service in session.execute(
+            select(ServiceRestore.id, ServiceRestore.service).where(
+                ServiceRestore.purpose == RestorePurpose.check,
+                col(ServiceRestore.state).in_(ACTIVE_RESTORE_STATES),
+            )
+        ).all()
+        if restore_id is not None
+    }
+
+
 def _owner_confirms(
     session: Session, actor: Principal, environment: Environment, project: Project, confirm: str | None
 ) -> None:
@@ -730,7 +744,7 @@ def perform_restore(session: Session, restore_id: int, *, backends: Backends, st
 
 
 def _counted(found: RestoreCheck) -> str:
-    """"12 tables, 3,400 rows", "1 table, 1 row": what a restore brought back."""
+    """ "12 tables, 3,400 rows", "1 table, 1 row": what a restore brought back."""
     tables = f"{found.tables} table{'' if found.tables == 1 else 's'}"
     return f"{tables}, {found.rows:,} row{'' if found.rows == 1 else 's'}"
 

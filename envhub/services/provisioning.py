@@ -503,7 +503,9 @@ def remove_orphans(session: Session, backends: Backends) -> list[str]:
     """Remove instances a backend holds that no live instance row wants (the reconciler's pass).
 
     A row is committed before its backend is asked, so an instance without a
-    live row is one whose environment is gone (or a removal that died half-way).
+    live row is one whose environment is gone (or a removal that died half-way);
+    a restore check's scratch database without a check under way is one whose
+    worker died.
     A kind nobody ever declared is not looked at: listing would start an
     embedded server for nothing.
     """
@@ -523,6 +525,8 @@ def remove_orphans(session: Session, backends: Backends) -> list[str]:
                 )
             )
         }
+        if kind == "postgres":  # the scratch databases of restore checks under way
+            live |= backups.checks_under_way(session)
         for name in sorted(held - live):
             try:
                 backend.remove(name)

@@ -23,7 +23,7 @@ from sqlmodel import Session
 from envhub.config import Settings
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import BackingServiceError, Conflict, PermissionDenied, ValidationFailed
-from envhub.integrations.backing.base import instance_name
+from envhub.integrations.backing.base import instance_name, scratch_name
 from envhub.jobs.backups import run_restore, take_backup
 from envhub.jobs.environments import converge_environment
 from envhub.models import (
@@ -41,6 +41,7 @@ from envhub.models.base import utcnow
 from envhub.services import backups, ports
 from envhub.services.environments import create_environment, delete_environment
 from envhub.services.projects import update_project
+from envhub.services.reconciliation import reconcile
 from tests.integration.test_managed_services import _APP, _RESP, _inside, _psql, _psql_binary, _run
 from tests.support.db import audit_events, fetch_all
 from tests.support.fakes import FakeQueue
@@ -377,3 +378,28 @@ def test_a_backup_restores_into_a_new_environment_in_one_action(
             session=session, actor=world.member, queue=queue, backup_id=backup_id, new_environment="pr-1"
         )
     assert len(fetch_all(db, ServiceRestore)) == 1
+
+
+def test_the_reconciler_drops_a_dead_checks_scratch_database_but_not_a_running_ones(
+    session: Session, world: World, with_db: Project, db: Engine
+) -> None:
+    queue = FakeQueue()
+    env_id = _ready(session, world, with_db, queue, "pr-1")
+    backups.request_backup(
+        session=session, actor=world.member, queue=queue, environment_id=env_id, service="db"
+    )
+    [backup_id] = _jobs(queue, backups.BACKUP_JOB)
+    take_backup(backup_id)
+    running = ServiceRestore(
+        backup_id=backup_id, environment_id=env_id, service="db", purpose=RestorePurpose.check
+    )
+    session.add(running)
+    session.commit()
+    postgres = ports.backing().postgres
+    assert postgres is not None
+    assert running.id is not None
+    postgres.ensure(scratch_name(running.id, "db"), password="x" * 24)  # its check is under way
+    postgres.ensure(scratch_name(running.id + 1, "db"), password="x" * 24)  # a dead worker's
+    report = reconcile(session=session, queue=queue, runtime=ports.runtime(), backends=ports.backing())
+    assert report.services_removed == [scratch_name(running.id + 1, "db")]
+    assert scratch_name(running.id, "db") in postgres.names()
