@@ -125,7 +125,16 @@ function serve(file) {
       refusal = ['AccessDenied', `the request cannot be read (${err.message})`];
     }
     if (refusal) {
-      refuse(res, new S3Error(...refusal));
+      // Read what the client is still sending (up to 1 MiB) before answering: closing while it
+      // sends its body would show it a broken pipe instead of the refusal.
+      const error = new S3Error(...refusal);
+      let seen = 0;
+      req.on('data', chunk => {
+        seen += chunk.length;
+        if (seen > DRAIN_LIMIT) req.destroy();
+      });
+      req.on('error', () => {});
+      req.on('end', () => refuse(res, error));
       return;
     }
     handle(req, res);
@@ -142,6 +151,8 @@ function serve(file) {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
+
+const DRAIN_LIMIT = 1024 * 1024;
 
 function refuse(res, error) {
   const body = error.toXML();
