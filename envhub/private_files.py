@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -116,11 +117,17 @@ def secure_data_dir(data_dir: Path) -> None:
                 "that no other user can change",
                 hint=f"chown -R {os.geteuid()} {data_dir}, or point ENVHUB_DATA_DIR at a folder of its own.",
             )
-    private_dir(data_dir)
+    # Folders on the way to another account's files (the embedded PostgreSQL's, as root) stay
+    # passable: found first, so a running server is never locked out, not even for a moment.
+    passages = _passages(data_dir)
+    if data_dir in passages:
+        _tighten(data_dir, TRAVERSE_MODE)
+    else:
+        private_dir(data_dir)
     for name in _PRIVATE_FILES:
         _tighten(data_dir / name, FILE_MODE)
     for name in _PRIVATE_TREES:
-        _tighten_tree(data_dir / name)
+        _tighten_tree(data_dir / name, passages=passages)
     envs = data_dir / "envs"
     _tighten(envs, DIR_MODE)
     if envs.is_dir() and not envs.is_symlink():
@@ -153,13 +160,45 @@ def _held_by_another_account(services: Path) -> bool:
         return False
 
 
-def _tighten_tree(root: Path) -> None:
+def _passages(data_dir: Path, depth: int = 2) -> set[Path]:
+    """Folders of envhub's, from ``services/`` down ``depth`` levels, that hold another account's
+    entries, with every folder above them up to ``data_dir``: they must stay passable (0711)."""
+    found: set[Path] = set()
+    services = data_dir / SERVICES
+    level = [services]
+    for _ in range(depth + 1):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if info.st_uid != os.geteuid():
+                    current = folder
+                    while current not in found:
+                        found.add(current)
+                        if current == data_dir or current == current.parent:
+                            break
+                        current = current.parent
+                elif stat.S_ISDIR(info.st_mode):
+                    below.append(Path(entry.path))
+        level = below
+    return found
+
+
+def _tighten_tree(root: Path, *, passages: AbstractSet[Path] = frozenset()) -> None:
     if root.is_symlink() or not root.is_dir():
         return
-    _tighten(root, DIR_MODE)
+    _tighten(root, TRAVERSE_MODE if root in passages else DIR_MODE)
     for folder, dirs, files in os.walk(root):  # os.walk does not follow symlinked folders
         for name in dirs:
-            _tighten(Path(folder, name), DIR_MODE)
+            path = Path(folder, name)
+            _tighten(path, TRAVERSE_MODE if path in passages else DIR_MODE)
         for name in files:
             _tighten(Path(folder, name), FILE_MODE)
 

@@ -387,3 +387,15 @@ def test_embedded_server_as_root_says_when_its_account_cannot_reach_the_folder(t
             instance_name(33, "db"), password="pw"
         )
     assert "parent folder" in refused.value.hint
+
+
+def test_ensure_replaces_a_database_a_crash_left_invalid(
+    server: support.PostgresServer, databases: PostgresServer
+) -> None:
+    name = instance_name(16, "db")
+    databases.ensure(name, password="pw")
+    with _admin(server) as conn:  # what PostgreSQL records for a CREATE DATABASE cut short
+        conn.execute("UPDATE pg_database SET datconnlimit = -2 WHERE datname = %s", (name,))
+    databases.ensure(name, password="pw")
+    with _login(server.port, name, "pw") as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (name,)

@@ -29,7 +29,7 @@ from envhub.config import PROJECT_ROOT, Settings, override_settings
 from envhub.jobs.environments import converge_environment
 from envhub.launcher import Supervisor, migrate, start_embedded_redis
 from envhub.models import Project
-from envhub.private_files import open_private, private_dir, private_file, secure_data_dir
+from envhub.private_files import open_private, private_dir, private_file, secure_data_dir, traversable
 from envhub.runtime.local import LocalRuntime
 from envhub.services import ports
 from envhub.services.environments import create_environment
@@ -294,3 +294,23 @@ def test_the_embedded_postgres_account_may_pass_through_and_nothing_more(tmp_pat
     assert (mode(data_dir), mode(data_dir / "services")) == (0o711, 0o711)
     assert mode(data_dir / "secret.key") == 0o600
     assert mode(postgres) == 0o700
+
+
+def test_a_restart_never_locks_the_running_postgres_out_of_its_data(tmp_path: Path) -> None:
+    """The layout the embedded PostgreSQL has as root: services/postgres is envhub's, its data folder
+    the server's account's. Every folder on the way stays passable (a worker starting while the
+    server runs once made services/ 0700, and the server panicked: "Permission denied")."""
+    data_dir = tmp_path / "data"
+    private_dir(data_dir)
+    postgres = data_dir / "services" / "postgres"
+    traversable(postgres, up_to=data_dir)
+    (postgres / "data").mkdir(mode=0o700)
+    (postgres / "admin-password").write_text("x")
+    os.chown(postgres / "data", 65534, 65534)
+    (data_dir / "services" / "redis" / "envhub_e1_cache").mkdir(parents=True, mode=0o755)
+
+    secure_data_dir(data_dir)
+    assert [mode(path) for path in (data_dir, data_dir / "services", postgres)] == [0o711, 0o711, 0o711]
+    assert mode(postgres / "data") == 0o700  # the server's own, untouched
+    assert mode(postgres / "admin-password") == 0o600
+    assert mode(data_dir / "services" / "redis" / "envhub_e1_cache") == 0o700  # nothing else loosens

@@ -175,6 +175,10 @@ class PostgresServer:
                 conn.execute(sql.SQL("ALTER ROLE {} WITH {}").format(role, options))
                 if not superuser:  # to make it a database's owner, and to restore as it
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+                # A CREATE DATABASE cut short by a crash leaves an invalid database (PostgreSQL 15.4+
+                # marks it so): nothing can connect to it, and PostgreSQL's own remedy is to drop it.
+                if _exists(conn, "SELECT 1 FROM pg_database WHERE datname = %s AND datconnlimit = -2", name):
+                    conn.execute(sql.SQL("DROP DATABASE {}").format(role))
                 if not _exists(conn, "SELECT 1 FROM pg_database WHERE datname = %s", name):
                     with contextlib.suppress(*_DUPLICATE):
                         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
