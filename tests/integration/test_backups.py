@@ -17,10 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from envhub.config import Settings
+from envhub.config import Settings, override_settings
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import BackingServiceError, Conflict, PermissionDenied, ValidationFailed
 from envhub.integrations.backing.base import instance_name, scratch_name
@@ -45,6 +46,7 @@ from envhub.services.reconciliation import reconcile
 from tests.integration.test_managed_services import _APP, _RESP, _inside, _psql, _psql_binary, _run
 from tests.support.db import audit_events, fetch_all
 from tests.support.fakes import FakeQueue
+from tests.support.s3_server import S3Server
 from tests.support.world import World
 
 
@@ -403,3 +405,34 @@ def test_the_reconciler_drops_a_dead_checks_scratch_database_but_not_a_running_o
     report = reconcile(session=session, queue=queue, runtime=ports.runtime(), backends=ports.backing())
     assert report.services_removed == [scratch_name(running.id + 1, "db")]
     assert scratch_name(running.id, "db") in postgres.names()
+
+
+def test_backups_go_to_the_operators_object_store_when_there_is_one(
+    session: Session,
+    world: World,
+    with_db: Project,
+    db: Engine,
+    short_settings: Settings,
+    s3_server: S3Server,
+) -> None:
+    bucket = s3_server.new_bucket()
+    store = s3_server.settings(bucket)
+    store["object_store_secret_access_key"] = SecretStr(store["object_store_secret_access_key"])  # type: ignore[assignment]
+    with override_settings(short_settings.model_copy(update=store)):
+        ports.reset()
+        queue = FakeQueue()
+        env_id = _ready(session, world, with_db, queue, "pr-1")
+        backups.request_backup(
+            session=session, actor=world.member, queue=queue, environment_id=env_id, service="db"
+        )
+        [backup_id] = _jobs(queue, backups.BACKUP_JOB)
+        take_backup(backup_id)
+        [row] = fetch_all(db, ServiceBackup)
+        stored = s3_server.client().get_object(Bucket=bucket, Key=row.key)["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == row.sha256
+        assert not (short_settings.data_dir / "backups").exists()  # nothing kept on the local disk
+        _sql(env_id, "delete from t")
+        backups.restore_backup(session=session, actor=world.member, queue=queue, backup_id=backup_id)
+        assert run_restore(_jobs(queue, backups.RESTORE_JOB)[-1]) == "1 table, 2 rows"
+        assert _sql(env_id, "select sum(x) from t") == "42"
+    ports.reset()
