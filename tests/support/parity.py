@@ -59,10 +59,6 @@ _HANDOVER = (
     "a browser's hand-over of its envhub session to an environment's URL (/auth/environment/<id>, "
     "which the gateway sends it to); tokens never ride along"
 )
-_CATALOG_MENU = (
-    "the project page's menu of the operator's catalog; REST, MCP and the CLI name an entry in a "
-    "declaration (kind catalog), and a name the catalog lacks is refused with what it offers"
-)
 _STREAM = "a stream (REST's logs?follow=true, `envhub env logs -f`); a tool answers once: get_logs"
 
 # face -> operation (``module.function``, or ``module.*``) -> why that face has no way to it.
@@ -91,7 +87,6 @@ NOT_IN: dict[str, dict[str, str]] = {
         "identity_views.team_overview": _OWN_BODY,
         "identity_views.team_rows": _OWN_BODY,
         "identity_views.token_rows": _OWN_BODY,
-        "backing.catalog_entries": _CATALOG_MENU,
     },
     "MCP": {
         "url_access.grant": _HANDOVER,
@@ -115,7 +110,6 @@ NOT_IN: dict[str, dict[str, str]] = {
         "audit_log.check_chain": "an operator's integrity check of the trail (dashboard, REST)",
         "audit_log.last_check": "an operator's integrity check of the trail (dashboard, REST)",
         "identity_views.chain_overview": "an operator's integrity check of the trail (dashboard, REST)",
-        "backing.catalog_entries": _CATALOG_MENU,
     },
     "CLI": {
         "url_access.grant": _HANDOVER,
@@ -144,7 +138,6 @@ NOT_IN: dict[str, dict[str, str]] = {
         "tokens.list_tokens": _CLI_SCOPE,
         "project_views.projects_overview": _CLI_SCOPE,
         "commands.run_command": "`envhub exec` streams the command (start_command) instead of waiting for it",
-        "backing.catalog_entries": _CATALOG_MENU,
     },
 }
 
