@@ -77,5 +77,33 @@ def rotate(
     _show(rows, output)
 
 
+@app.command("catalog")
+@command
+def catalog(server: ServerOption = None, output: OutputOption = Format.text) -> None:
+    """What the operator's catalog offers: declare one with --service NAME=catalog:ENTRY[:KEY=VALUE,...]."""
+    connection = Connection.signed_in(server)
+    entries = connection.request("GET", "/api/v1/catalog")
+    if output is Format.json:
+        print_json(entries)
+        return
+    if not entries:
+        console.print("This envhub's operator offers no catalog (ENVHUB_SERVICES_CATALOG).")
+        return
+    console.print(
+        rows_table(
+            ("ENTRY", "TITLE", "PARAMETERS", "VARIABLES"),
+            [
+                (
+                    entry["name"],
+                    entry["title"],
+                    ", ".join(f"{p['name']}={p['default']}" for p in entry["parameters"]) or "-",
+                    ", ".join(entry["variables"]),
+                )
+                for entry in entries
+            ],
+        )
+    )
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app)

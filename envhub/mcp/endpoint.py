@@ -79,6 +79,7 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, tools_services.list_services, title="Managed services", read_only=True)
     add_tool(server, tools_services.rotate_service_credentials, title="Rotate a service's credential")
     add_tool(server, tools_services.list_backups, title="Database backups", read_only=True)
+    add_tool(server, tools_services.list_catalog, title="The catalog of other services", read_only=True)
     add_tool(server, tools_services.create_backup, title="Back a database up")
     add_tool(server, tools_services.restore_backup, title="Restore a database backup", destructive=True)
     add_tool(server, access.list_shares, title="List shares", read_only=True)

@@ -15,7 +15,7 @@ from envhub.domain.backing import SERVICE_NAME
 from envhub.domain.principals import Principal
 from envhub.mcp.schemas import EnvironmentId
 from envhub.services import backing, backups, ports
-from envhub.services.backing import ManagedServiceRow
+from envhub.services.backing import CatalogEntryView, ManagedServiceRow
 from envhub.services.backups import BackupRow, BackupsView, RestoreRow
 from envhub.services.units import read_only, unit_of_work
 
@@ -117,3 +117,14 @@ def restore_backup(
             confirm=confirm,
             new_environment=new_environment,
         )
+
+
+class CatalogList(TypedDict):
+    entries: list[CatalogEntryView]
+
+
+def list_catalog(actor: Principal) -> CatalogList:
+    """The operator's catalog of other services (RabbitMQ and the like): each entry's parameters
+    and the variables it gives. Declare one with update_project(services=[{"name": "mq",
+    "kind": "catalog", "entry": "rabbitmq", "parameters": {...}}])."""
+    return CatalogList(entries=backing.catalog_entries(actor=actor))

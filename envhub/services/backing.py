@@ -7,6 +7,9 @@ each declared service with its state, backend and the names of the variables
 its workloads receive (never their values), and rotate a service's
 credential: a new one is generated at once and the environment redeploys so
 its workloads get it. No credential ever reaches an audit record.
+
+The operator's catalog of other services is read here too (``catalog_entries``),
+so a face offers its entries without reading the operator's file itself.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlmodel import Session, select
 from envhub.config import get_settings
 from envhub.domain import humanize as fmt
 from envhub.domain.backing import CATALOG, ServiceDeclaration
+from envhub.domain.catalog import Catalog
 from envhub.domain.phases import is_redeployable
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
@@ -92,14 +96,71 @@ def environment_services(
 
 def _entry_variables(declaration: ServiceDeclaration) -> list[str]:
     """A catalog service's canonical variable names, from the operator's catalog (none for other kinds)."""
-    path = get_settings().services_catalog
-    if declaration.kind != CATALOG or path is None:
+    if declaration.kind != CATALOG:
         return []
     try:
-        entry = load_catalog(path).get(declaration.entry)
+        catalog = operator_catalog()
     except ConfigurationError:
         return []
+    entry = catalog.get(declaration.entry) if catalog is not None else None
     return list(entry.variables) if entry else []
+
+
+class CatalogParameterView(TypedDict):
+    name: str
+    description: str  # what it is, for people: shown as the field's help
+    default: str  # what an instance gets when the project sets nothing
+    pattern: str  # the regular expression a value must match (checked when a project is changed)
+
+
+class CatalogEntryView(TypedDict):
+    """One service of the operator's catalog, as a project may declare it (``kind: catalog``)."""
+
+    name: str  # what a declaration names (``entry: rabbitmq``)
+    title: str  # for people: "RabbitMQ"
+    description: str
+    parameters: list[CatalogParameterView]
+    variables: list[str]  # the names its instances give workloads (before a prefix or rename)
+
+
+def operator_catalog() -> Catalog | None:
+    """The operator's catalog (``ENVHUB_SERVICES_CATALOG``), or ``None`` when this envhub has none.
+
+    Read again when the file changes; an unreadable or invalid file raises ``ConfigurationError``.
+    """
+    path = get_settings().services_catalog
+    return None if path is None else load_catalog(path)
+
+
+def catalog_entries(*, actor: Principal) -> list[CatalogEntryView]:
+    """What the operator's catalog offers, in its order; empty when this envhub has no catalog.
+
+    Any principal may read it (being signed in is enough): it is the operator's
+    offer, the same for every team and project, and holds no secret (templates
+    and the chart stay here; only names, descriptions, defaults and patterns leave).
+    """
+    del actor  # the caller is signed in; nothing here depends on who
+    catalog = operator_catalog()
+    if catalog is None:
+        return []
+    return [
+        CatalogEntryView(
+            name=entry.name,
+            title=entry.label,
+            description=entry.description,
+            parameters=[
+                CatalogParameterView(
+                    name=parameter.name,
+                    description=parameter.description,
+                    default=parameter.default,
+                    pattern=parameter.pattern,
+                )
+                for parameter in entry.parameters
+            ],
+            variables=list(entry.variables),
+        )
+        for entry in catalog.entries
+    ]
 
 
 def rotate_service_credentials(

@@ -11,14 +11,16 @@ from typing import Any, TypedDict
 from sqlmodel import Session
 
 from envhub.domain import humanize as fmt
-from envhub.domain.backing import parse_backing
+from envhub.domain.backing import CATALOG, ServiceDeclaration, parse_backing
+from envhub.domain.catalog import Catalog, CatalogEntry, resolve_parameters
 from envhub.domain.kube import parse_manifests
 from envhub.domain.principals import Principal
 from envhub.domain.url_access import URL_ACCESS_LABELS, UrlAccessName, parse_url_access
-from envhub.errors import EnvhubError, ValidationFailed
+from envhub.errors import ConfigurationError, EnvhubError, ValidationFailed
 from envhub.models import Project, Team
 from envhub.queue.events import project_channel
 from envhub.services import projects
+from envhub.services.backing import operator_catalog
 from envhub.services.environment_views import EnvironmentRow, environment_rows
 from envhub.services.identity_views import SharedRow, shared_rows
 from envhub.services.pages import PageInfo, page_info
@@ -55,13 +57,19 @@ class ProjectHeader(TypedDict):
     backing: list[DeclaredService]  # managed services every environment gets
 
 
+class DeclaredParameter(TypedDict):
+    name: str
+    value: str  # the project's value, or the catalog's default it takes
+
+
 class DeclaredService(TypedDict):
     """A managed service the project declares (``settings`` is the declaration, to send back changed)."""
 
     name: str
     kind: str
-    label: str  # "PostgreSQL 16"
+    label: str  # "PostgreSQL 16", "RabbitMQ (catalog)"
     variables: list[str]  # the names its environments' workloads receive
+    parameters: list[DeclaredParameter]  # a catalog service's, in the entry's order; [] for other kinds
     settings: dict[str, Any]
 
 
@@ -182,21 +190,50 @@ def project_header(project: Project, team: str) -> ProjectHeader:
 
 
 def declared_services(project: Project) -> list[DeclaredService]:
-    """The project's managed services; a stored list that no longer validates shows as none."""
+    """The project's managed services; a stored list that no longer validates shows as none.
+
+    A catalog service is shown with its entry's title, parameters and variables while the
+    operator's catalog offers the entry; without it, with what the declaration itself says.
+    """
     try:
         settings = parse_backing(project.backing)
     except ValidationFailed:
         return []
-    return [
-        DeclaredService(
-            name=service.name,
-            kind=service.kind,
-            label=service.label,
-            variables=sorted(service.variable_names().values()),
-            settings=service.model_dump(mode="json", exclude_defaults=True),
+    catalog = _catalog_or_none() if any(service.kind == CATALOG for service in settings.services) else None
+    declared = []
+    for service in settings.services:
+        entry = catalog.get(service.entry) if catalog is not None and service.kind == CATALOG else None
+        declared.append(
+            DeclaredService(
+                name=service.name,
+                kind=service.kind,
+                label=f"{entry.label} (catalog)" if entry is not None else service.label,
+                variables=sorted(service.variable_names(entry.variables if entry else ()).values()),
+                parameters=[
+                    DeclaredParameter(name=name, value=value)
+                    for name, value in _parameters(service, entry).items()
+                ],
+                settings=service.model_dump(mode="json", exclude_defaults=True),
+            )
         )
-        for service in settings.services
-    ]
+    return declared
+
+
+def _catalog_or_none() -> Catalog | None:
+    try:
+        return operator_catalog()
+    except ConfigurationError:  # the file broke after envhub started: the page still shows the rest
+        return None
+
+
+def _parameters(service: ServiceDeclaration, entry: CatalogEntry | None) -> dict[str, str]:
+    """What the instances get: the project's values and the entry's defaults for the rest."""
+    if entry is None:
+        return dict(service.parameters)
+    try:
+        return resolve_parameters(entry, service.parameters)
+    except ValidationFailed:  # the operator changed the entry since: show what was declared
+        return dict(service.parameters)
 
 
 # -- what the faces call -----------------------------------------------------

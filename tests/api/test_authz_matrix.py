@@ -101,6 +101,7 @@ CASES = [
         body=lambda w, e, t: {"name": "n", "scopes": ["read"], "expires_in_days": 1},
     ),
     RouteCase("DELETE", "/tokens/{token_id}", "self", None, ids=lambda w, e, t: {"token_id": t}),
+    RouteCase("GET", "/catalog", "self", None, reached=lambda w, out: isinstance(out, list)),
     RouteCase(
         "POST",
         "/environments/{environment_id}/agent-tokens",

@@ -2,7 +2,10 @@
 
 The server is started once per session exactly as ``make run`` does, on a free
 port with its own data folder: SQLite and the embedded Redis (the developer's
-ENVHUB_DATABASE_URL / ENVHUB_REDIS_URL are removed). Playwright is driven
+ENVHUB_DATABASE_URL / ENVHUB_REDIS_URL are removed). It offers the shipped
+example catalog of other services (deploy/catalog.example.yaml): a setting read
+from a file, which costs the other tests nothing (a catalog entry is only
+declared, never run, on the local runtime). Playwright is driven
 through its sync API; no pytest-playwright.
 
 Sign-in works as for a person: the one-time link the launcher prints is opened
@@ -43,6 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+EXAMPLE_CATALOG = PROJECT_ROOT / "deploy" / "catalog.example.yaml"
 # The first start builds the frontend (bun install + vite): minutes on a cold machine.
 START_TIMEOUT = 900.0
 
@@ -153,7 +157,7 @@ def envhub_server(request: pytest.FixtureRequest) -> Iterator[Envhub]:
     folder = Path(tempfile.mkdtemp(prefix="envhub-browser-", dir="/tmp"))
     failed_before = request.session.testsfailed
     try:
-        with launch(folder, free_port()) as server:
+        with launch(folder, free_port(), ENVHUB_SERVICES_CATALOG=str(EXAMPLE_CATALOG)) as server:
             yield server
     finally:
         if request.session.testsfailed > failed_before:

@@ -108,6 +108,26 @@ def test_dashboard_screenshots(page: Page) -> None:
     page.screenshot(path=folder / "environment-ready-dark.png", full_page=True)
 
 
+def test_catalog_service_screenshots(page: Page) -> None:
+    """Regenerates docs/screenshots/project-catalog-service.png (``make screenshots``): a RabbitMQ from
+    the operator's catalog declared on the project page, and the form offering another with its version."""
+    folder = target_folder()
+    create_project(page, "message-bus", command="exec python3 -m http.server $PORT")
+    setting = page.locator("#managed-services-setting")
+    setting.get_by_label("Service name").fill("mq")
+    setting.get_by_label("Service kind").click()
+    page.get_by_role("option", name="RabbitMQ (catalog)").click()
+    setting.get_by_label("version").fill("3.12")
+    setting.get_by_role("button", name="Add service").click()
+    expect(setting.locator(".declared-service")).to_contain_text("AMQP_URL")
+    setting.get_by_label("Service name").fill("events")
+    setting.get_by_label("Service kind").click()
+    page.get_by_role("option", name="RabbitMQ (catalog)").click()
+    expect(setting.get_by_label("version")).to_have_value("3.13")
+    page.wait_for_timeout(5000)  # the toasts go
+    setting.screenshot(path=folder / "project-catalog-service.png")
+
+
 def test_terminal_screenshots(
     browser: Browser, envhub_server: Envhub, environment_url: str, signed_in: dict[str, Any]
 ) -> None:

@@ -8,6 +8,8 @@ environment's restore without its name, through the REST API.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlmodel import Session
 
 from envhub.domain.specs import EnvironmentKind
@@ -16,7 +18,7 @@ from envhub.models.base import utcnow
 from tests.cli.conftest import Cli
 from tests.cli.test_environments import as_json, error_of, signed_in
 from tests.support.world import World
-from tests.terminal.harness import People
+from tests.terminal.harness import People, Serve
 
 
 def _backed_up(session: Session, project: Project, environment: Environment) -> int:
@@ -115,3 +117,23 @@ def test_a_backup_starts_a_new_environment_from_the_cli(
     both = cli("backups", "restore", str(backup_id), "--new", "x", "--into", "shop/dev", **member)
     assert both.returncode == 7
     assert "give one" in both.stderr
+
+
+def test_the_operators_catalog_is_listed_for_anyone_signed_in(
+    cli: Cli, serve: Serve, people: People, world: World
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "catalog.example.yaml"
+    with_catalog = serve(ENVHUB_SERVICES_CATALOG=str(example))
+    viewer = signed_in(people, with_catalog, world.viewer)
+    table = cli("services", "catalog", **viewer)
+    assert table.returncode == 0, table.stderr
+    assert "rabbitmq" in table.stdout
+    assert "version=3.13" in table.stdout
+    assert "AMQP_URL" in table.stdout
+    listed = as_json(cli("services", "catalog", "-o", "json", **viewer))
+    assert isinstance(listed, list)
+    assert [entry["name"] for entry in listed] == ["rabbitmq"]
+    assert listed[0]["parameters"][0]["pattern"] == r"^3\.[0-9]{1,2}$"
+    without = serve()
+    empty = cli("services", "catalog", **signed_in(people, without, world.viewer))
+    assert "offers no catalog" in empty.stdout

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from envhub.config import PROJECT_ROOT, get_settings, override_settings
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.releases import ReleaseStatus
@@ -61,6 +62,8 @@ from envhub.services.environment_listing import EnvironmentFilters
 from tests.identity.matrix_world import DEPLOYMENTS, MatrixWorld, unique
 from tests.support.fakes import FakeQueue
 
+EXAMPLE_CATALOG = PROJECT_ROOT / "deploy" / "catalog.example.yaml"
+
 
 @dataclass(frozen=True)
 class Op:
@@ -69,6 +72,12 @@ class Op:
     action: str | None
     run: Callable[[MatrixWorld, Session, Principal, int], Any]
     on_env: Callable[[MatrixWorld], int] | None = None  # the environment it acts on (default e1)
+
+
+def _catalog_names(actor: Principal) -> list[str]:
+    """The entries ``actor`` is offered by an envhub given the shipped example catalog."""
+    with override_settings(get_settings().model_copy(update={"services_catalog": EXAMPLE_CATALOG})):
+        return [entry["name"] for entry in backing.catalog_entries(actor=actor)]
 
 
 def _acme_events(items: Any) -> bool:
@@ -252,6 +261,13 @@ OPS: list[Op] = [
         "env",
         "environment.read",
         lambda w, s, a, e: backing.environment_services(session=s, actor=a, environment_id=_service(w, s, e)),
+    ),
+    # The operator's offer: whoever is signed in reads it (nothing of acme's in it).
+    Op(
+        "backing.catalog_entries",
+        "self",
+        None,
+        lambda w, s, a, _e: _catalog_names(a) == ["rabbitmq"],
     ),
     Op(
         "backing.rotate_service_credentials",

@@ -56,6 +56,7 @@ def _env(w: MatrixWorld, e: int, t: int) -> dict[str, Any]:
 
 CASES = [
     ToolCase("whoami", "self", None, lambda w, e, t: {}),
+    ToolCase("list_catalog", "self", None, lambda w, e, t: {}),
     ToolCase(
         "list_projects",
         "team",

@@ -31,6 +31,7 @@ TOOLS = {
     "list_services",
     "rotate_service_credentials",
     "list_backups",
+    "list_catalog",
     "create_backup",
     "restore_backup",
     "delete_environment",

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session
 
+from envhub.config import Settings, override_settings
 from envhub.domain.phases import Phase
 from envhub.errors import NotFound
 from envhub.models import Environment, Project
 from envhub.services import environment_views, identity_views, ports, project_views
 from envhub.services.environments import create_environment
-from envhub.services.projects import create_project
+from envhub.services.projects import create_project, update_project
 from envhub.services.sharing import share_environment
 from envhub.services.tokens import create_agent_token
 from tests.support.fakes import FakeQueue
@@ -226,3 +228,45 @@ def test_an_audit_row_of_a_backup_or_restore_names_the_service_and_the_backup() 
     )
     assert row("service.restore", {"service": "db", "backup": 12, "restore": 3}) == "db, backup 12"
     assert row("service.rotate", {"service": "cache", "job_run": 9}) == "cache"
+
+
+EXAMPLE_CATALOG = Path(__file__).resolve().parents[2] / "deploy" / "catalog.example.yaml"
+
+
+def test_a_declared_catalog_service_shows_its_entry_s_title_parameters_and_variables(
+    session: Session, world: World, project: Project, settings: Settings
+) -> None:
+    assert project.id is not None
+    services = [
+        {"name": "db", "kind": "postgres"},
+        {"name": "mq", "kind": "catalog", "entry": "rabbitmq", "parameters": {"version": "3.12"}},
+        {"name": "events", "kind": "catalog", "entry": "rabbitmq", "prefix": "EVENTS_"},
+    ]
+    with override_settings(settings.model_copy(update={"services_catalog": EXAMPLE_CATALOG})):
+        update_project(
+            session=session, actor=world.owner, project_id=project.id, changes={"backing": services}
+        )
+        header = project_views.project_summary(session=session, actor=world.viewer, project_id=project.id)
+    db, mq, events = header["backing"]
+    assert (db["label"], db["parameters"]) == ("PostgreSQL", [])
+    assert (mq["label"], mq["parameters"], mq["variables"]) == (
+        "RabbitMQ (catalog)",
+        [{"name": "version", "value": "3.12"}],
+        ["AMQP_URL"],
+    )
+    # Left unset, a parameter shows the default its instances get; a prefix shows in the names.
+    assert (events["parameters"], events["variables"]) == (
+        [{"name": "version", "value": "3.13"}],
+        ["EVENTS_AMQP_URL"],
+    )
+    assert mq["settings"] == services[1]  # what the page sends back when the list changes
+
+    # The operator took the catalog away: the declaration still shows, as it was written.
+    header = project_views.project_summary(session=session, actor=world.viewer, project_id=project.id)
+    _, mq, events = header["backing"]
+    assert (mq["label"], mq["parameters"], mq["variables"]) == (
+        "rabbitmq (catalog)",
+        [{"name": "version", "value": "3.12"}],
+        [],
+    )
+    assert events["parameters"] == []

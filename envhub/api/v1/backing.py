@@ -15,7 +15,7 @@ from envhub.api.v1.models import Caller, Id, answers
 from envhub.domain.backing import SERVICE_NAME
 from envhub.domain.humanize import MAX_ID
 from envhub.services import backing, backups, ports
-from envhub.services.backing import ManagedServiceRow
+from envhub.services.backing import CatalogEntryView, ManagedServiceRow
 from envhub.services.backups import BackupRow, BackupsView, RestoreRow
 from envhub.services.units import read_only, unit_of_work
 
@@ -210,3 +210,28 @@ def restore(backup_id: Id, body: RestoreIn, actor: Caller) -> RestoreRow:
             confirm=body.confirm,
             new_environment=body.new_environment,
         )
+
+
+class CatalogParameterOut(BaseModel):
+    name: str
+    description: str
+    default: str
+    pattern: str
+
+
+class CatalogEntryOut(BaseModel):
+    name: str
+    title: str
+    description: str
+    parameters: list[CatalogParameterOut]
+    variables: list[str]
+
+
+@router.get(
+    "/catalog",
+    response_model=list[CatalogEntryOut],
+    responses=answers(),
+    summary="The operator's catalog of other services a project may declare (kind catalog)",
+)
+def list_catalog(actor: Caller) -> list[CatalogEntryView]:
+    return backing.catalog_entries(actor=actor)

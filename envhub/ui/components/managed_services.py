@@ -1,9 +1,11 @@
-"""The environment page's Services panel: its managed databases, caches and buckets.
+"""The managed-services panels: the environment page's Services, the project page's declarations.
 
-One row per service the project declares: what it is, its state (or why the
-environment's own workloads made it unnecessary), the backend holding it, the
-names of the variables its workloads receive (never the values), and a
-button that rotates its credential.
+On the environment page, one row per service the project declares: what it
+is, its state (or why the environment's own workloads made it unnecessary),
+the backend holding it, the names of the variables its workloads receive
+(never the values), and a button that rotates its credential. On the project
+page, the declared services and a form that adds one: a kind envhub
+provisions itself, or an entry of the operator's catalog with its parameters.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 
 import reflex as rx
 
-from envhub.ui.components.common import section
+from envhub.ui.components.common import error_callout, field_label, section
 
 _TONES = {"ready": "green", "failed": "red", "skipped": "gray", "pending": "gray", "provisioning": "amber"}
 _ICONS = {"postgres": "database", "redis": "zap", "bucket": "archive"}
+# The kind menu's value for a catalog entry: ``catalog:rabbitmq``.
+CATALOG_CHOICE = "catalog:"
 
 
 def _state_badge(row: rx.Var) -> rx.Component:
@@ -105,6 +109,17 @@ def _declared_row(item: rx.Var, state: Any) -> rx.Component:
         rx.icon(rx.match(item["kind"], *_ICONS.items(), "box"), size=16, color=rx.color("gray", 10)),
         rx.code(item["name"], variant="ghost", size="2", weight="medium"),
         rx.text(item["label"], size="2", color_scheme="gray"),
+        rx.foreach(
+            item["parameters"],
+            lambda parameter: rx.text(
+                parameter["name"],
+                " ",
+                rx.text.strong(parameter["value"]),
+                size="1",
+                color_scheme="gray",
+                class_name="declared-parameter",
+            ),
+        ),
         rx.hstack(
             rx.foreach(item["variables"], lambda name: rx.code(name, size="1", variant="soft")),
             spacing="1",
@@ -124,38 +139,138 @@ def _declared_row(item: rx.Var, state: Any) -> rx.Component:
         width="100%",
         wrap="wrap",
         class_name="declared-service",
+        data_service=item["name"],
+    )
+
+
+def _kind_select(state: Any) -> rx.Component:
+    """The kinds envhub provisions itself, then the operator's catalog entries (when it has a catalog)."""
+    return rx.select.root(
+        rx.select.trigger(aria_label="Service kind", id="service-kind", min_width="180px"),
+        rx.select.content(
+            rx.select.item("PostgreSQL", value="postgres"),
+            rx.select.item("Redis", value="redis"),
+            rx.select.item("S3 bucket", value="bucket"),
+            rx.cond(
+                state.catalog.length() > 0,
+                rx.fragment(
+                    rx.select.separator(),
+                    rx.foreach(
+                        state.catalog,
+                        lambda entry: rx.select.item(
+                            entry["title"] + " (catalog)", value=CATALOG_CHOICE + entry["name"]
+                        ),
+                    ),
+                ),
+            ),
+        ),
+        value=state.service_kind,
+        on_change=state.set_service_kind,
+        name="service-kind",
+    )
+
+
+def _parameter_field(parameter: rx.Var, state: Any) -> rx.Component:
+    """One parameter of the chosen entry: its name as the label, its description as help."""
+    control = "service-parameter-" + parameter["name"]
+    return rx.vstack(
+        field_label(parameter["name"], html_for=control),
+        rx.input(
+            # A key per entry and parameter: choosing another entry starts from its defaults.
+            key=state.service_kind + "/" + parameter["name"],
+            default_value=parameter["default"],
+            name="parameter-" + parameter["name"],
+            id=control,
+            aria_describedby=control + "-help",
+            width="100%",
+            style={"font_family": "var(--code-font-family)"},
+        ),
+        rx.cond(
+            parameter["description"] != "",
+            rx.text(parameter["description"], size="1", color_scheme="gray", id=control + "-help"),
+        ),
+        spacing="1",
+        width="100%",
+        class_name="service-parameter",
+    )
+
+
+def _add_button() -> rx.Component:
+    return rx.button(rx.icon("plus", size=16), "Add service", type="submit", id="add-service")
+
+
+def _catalog_details(state: Any) -> rx.Component:
+    """What the chosen catalog entry is, the variables it gives, and its parameters to set."""
+    entry = state.chosen_entry
+    return rx.vstack(
+        rx.cond(entry["description"] != "", rx.text(entry["description"], size="2")),
+        rx.hstack(
+            rx.text("Workloads receive", size="1", color_scheme="gray"),
+            rx.foreach(entry["variables"], lambda name: rx.code(name, size="1", variant="soft")),
+            spacing="1",
+            wrap="wrap",
+            align="center",
+        ),
+        rx.cond(
+            state.runtime_name == "local",
+            rx.text(
+                "Catalog services run on a cluster runtime: on this envhub's local runtime, an "
+                "environment's deploy fails saying so.",
+                size="1",
+                color_scheme="amber",
+                id="catalog-local-note",
+            ),
+        ),
+        rx.cond(
+            entry["parameters"].length() > 0,
+            rx.grid(
+                rx.foreach(entry["parameters"], lambda parameter: _parameter_field(parameter, state)),
+                columns=rx.breakpoints(initial="1", sm="2", lg="3"),
+                gap="12px 16px",
+                width="100%",
+            ),
+        ),
+        _add_button(),
+        spacing="3",
+        width="100%",
+        padding="12px",
+        border=f"1px solid {rx.color('gray', 5)}",
+        border_radius="var(--radius-3)",
+        id="catalog-entry",
     )
 
 
 def declared_services_panel(state: Any) -> rx.Component:
-    """The project's managed services, added and removed here (its ready environments follow)."""
+    """The project's managed services, added and removed here (its ready environments follow).
+
+    With an operator's catalog, its entries join the kind menu; choosing one
+    shows its parameters (prefilled with the defaults), and the Add button
+    moves below them so the form reads in order.
+    """
+    chose_entry = state.chosen_entry["name"] != ""
     form = rx.form(
-        rx.flex(
-            rx.input(
-                placeholder="name (db)",
-                name="service-name",
-                id="service-name",
-                aria_label="Service name",
-                width="160px",
-                required=True,
-            ),
-            rx.select.root(
-                rx.select.trigger(aria_label="Service kind", id="service-kind"),
-                rx.select.content(
-                    rx.select.item("PostgreSQL", value="postgres"),
-                    rx.select.item("Redis", value="redis"),
-                    rx.select.item("S3 bucket", value="bucket"),
+        rx.vstack(
+            rx.flex(
+                rx.input(
+                    placeholder="name (db)",
+                    name="service-name",
+                    id="service-name",
+                    aria_label="Service name",
+                    width="160px",
+                    required=True,
                 ),
-                default_value="postgres",
-                name="service-kind",
+                _kind_select(state),
+                rx.cond(chose_entry, rx.fragment(), _add_button()),
+                gap="8px",
+                wrap="wrap",
+                align="center",
             ),
-            rx.button(rx.icon("plus", size=16), "Add service", type="submit", id="add-service"),
-            gap="8px",
-            wrap="wrap",
-            align="center",
+            rx.cond(chose_entry, _catalog_details(state)),
+            spacing="3",
+            width="100%",
         ),
         on_submit=state.add_service,
-        reset_on_submit=True,
+        key=state.service_form,  # a new key after an add empties the form; a refusal keeps it
         width="100%",
     )
     return section(
@@ -177,6 +292,7 @@ def declared_services_panel(state: Any) -> rx.Component:
             rx.text("No managed services.", size="2", color_scheme="gray"),
         ),
         form,
+        error_callout(state.service_error, id="service-error"),
         icon="database",
         id="managed-services-setting",
     )

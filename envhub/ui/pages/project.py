@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import reflex as rx
@@ -10,20 +11,23 @@ from envhub.domain.humanize import parse_id
 from envhub.domain.naming import validate_label
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel, project_channel
-from envhub.services import environments, ports, projects
+from envhub.services import backing, environments, ports, projects
+from envhub.services.backing import CatalogEntryView
 from envhub.services.inputs import parse_env_lines
 from envhub.services.project_views import ServiceRow
 from envhub.ui import views
 from envhub.ui.components.common import empty_state, error_callout, not_found
 from envhub.ui.components.environments import create_options_dialog, delete_dialog, environments_table
 from envhub.ui.components.layout import page_header, shell
-from envhub.ui.components.managed_services import declared_services_panel
+from envhub.ui.components.managed_services import CATALOG_CHOICE, declared_services_panel
 from envhub.ui.components.project_defaults import project_defaults, url_access_setting
 from envhub.ui.feedback import NO_ERROR, ErrorView, error_toast, error_view, field_of, unexpected_view
 from envhub.ui.live import LiveMixin
 from envhub.ui.pages.project_github import github_panel
 from envhub.ui.pages.project_secrets import secrets_panel
 from envhub.ui.state import AuthState
+
+log = logging.getLogger(__name__)
 
 _FIELDS = {
     "environment name": "name",
@@ -56,6 +60,14 @@ class ProjectState(LiveMixin, AuthState):
     confirm_name: str = ""
     confirm_kind: str = ""
     confirm_text: str = ""  # a deployment environment's name, typed to delete it
+
+    # The "Managed services" form: the kind chosen (``postgres``, ..., or ``catalog:<entry>``),
+    # what the operator's catalog offers, the use case's refusal, and a key that empties the
+    # form (a new one after an add; a refused add keeps what was typed).
+    service_kind: str = "postgres"
+    catalog: list[CatalogEntryView] = rx.field(default_factory=list)
+    service_error: ErrorView = NO_ERROR
+    service_form: int = 0
 
     # The "Create with options" dialog.
     options_open: bool = False
@@ -109,8 +121,29 @@ class ProjectState(LiveMixin, AuthState):
         self.deployments_href = f"/projects/{self._project_id}/deployments"
         self.offset, self.loaded, self.found = 0, False, bool(self._project_id)
         self.confirm_name, self.busy_row, self.options_open = "", "", False
+        self.service_kind, self.service_error = "postgres", NO_ERROR
+        self._load_catalog()
         self._reload()
         return ProjectState.watch
+
+    def _load_catalog(self) -> None:
+        """The operator's offer, for the kind menu; a catalog that cannot be read offers nothing here
+        (declaring an entry over another face says why)."""
+        try:
+            with self._reading() as (_session, actor):
+                self.catalog = backing.catalog_entries(actor=actor)
+        except EnvhubError as exc:
+            log.warning("the project page offers no catalog services: %s", exc.message)
+            self.catalog = []
+
+    @rx.var
+    def chosen_entry(self) -> CatalogEntryView:
+        """The catalog entry the kind menu names, or an empty one (no parameters) for other kinds."""
+        name = self.service_kind.removeprefix(CATALOG_CHOICE)
+        found = next((entry for entry in self.catalog if entry["name"] == name), None)
+        if found is None or not self.service_kind.startswith(CATALOG_CHOICE):
+            return CatalogEntryView(name="", title="", description="", parameters=[], variables=[])
+        return found
 
     @rx.event
     def next_page(self) -> None:
@@ -164,28 +197,52 @@ class ProjectState(LiveMixin, AuthState):
         self._reload()
         yield rx.toast.success("Saved", description=f"Environment URLs: {self.header['url_access_label']}")
 
-    def _save_backing(self, declared: list[dict[str, Any]], done: str):
-        try:
-            with self._acting() as (session, actor):
-                projects.update_project(
-                    session=session, actor=actor, project_id=self._project_id, changes={"backing": declared}
-                )
-        except Exception as exc:
-            yield self._fail(exc)
-            return
+    def _save_backing(self, declared: list[dict[str, Any]]) -> None:
+        with self._acting() as (session, actor):
+            projects.update_project(
+                session=session, actor=actor, project_id=self._project_id, changes={"backing": declared}
+            )
         self._reload()
-        yield rx.toast.success("Saved", description=done)
+
+    @rx.event
+    def set_service_kind(self, kind: str) -> None:
+        self.service_kind, self.service_error = kind, NO_ERROR
 
     @rx.event
     def add_service(self, form: dict[str, Any]):
-        name, kind = str(form.get("service-name", "")).strip(), str(form.get("service-kind", "postgres"))
+        """Declares the service the form describes; a refusal shows next to the form, what was typed kept."""
+        name = str(form.get("service-name", "")).strip()
+        declaration: dict[str, Any] = {"name": name, "kind": self.service_kind}
+        entry = self.chosen_entry
+        if entry["name"]:
+            # Every parameter as shown (a default left alone too): the project declares what it saw.
+            parameters = {
+                item["name"]: str(form.get(f"parameter-{item['name']}", item["default"])).strip()
+                for item in entry["parameters"]
+            }
+            declaration = {"name": name, "kind": "catalog", "entry": entry["name"], "parameters": parameters}
         current = [dict(item["settings"]) for item in self.header["backing"]]
-        yield from self._save_backing([*current, {"name": name, "kind": kind}], f"Added {name}")
+        try:
+            self._save_backing([*current, declaration])
+        except EnvhubError as exc:
+            self.service_error = error_view(exc)
+            return
+        except Exception as exc:
+            self.service_error = unexpected_view(exc)
+            return
+        self.service_kind, self.service_error = "postgres", NO_ERROR
+        self.service_form += 1
+        yield rx.toast.success("Saved", description=f"Added {name}")
 
     @rx.event
     def remove_service(self, name: str):
         current = [dict(item["settings"]) for item in self.header["backing"] if item["name"] != name]
-        yield from self._save_backing(current, f"Removed {name}")
+        try:
+            self._save_backing(current)
+        except Exception as exc:
+            yield self._fail(exc)
+            return
+        yield rx.toast.success("Saved", description=f"Removed {name}")
 
     @rx.event
     def open_options(self, open_: bool = True) -> None:
