@@ -12,6 +12,8 @@ that work should move have moved, in the process that did the work.
 from __future__ import annotations
 
 import json
+import random
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from envhub.domain.phases import Phase
 from envhub.models import Environment, Project
 from envhub.runtime.local import LocalRuntime
 from tests.support.db import fetch
-from tests.support.net import free_port, port_open
+from tests.support.net import port_open
 from tests.support.runtime import kill_environments
 from tests.support.scrape import Scrape, scrape
 from tests.support.waiting import wait_for
@@ -39,12 +41,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def two_free_ports() -> int:
-    """A port whose next port is free too (the worker's and its reconciler's)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not port_open(port + 1):
+    """A port whose next port is free too (the worker's and its reconciler's).
+
+    Taken below the kernel's ephemeral range: a port the kernel hands out is
+    often followed by the next one it hands out, to whichever process asks
+    next, before the reconciler starts listening there.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low - 1)
+        if _bindable(port) and _bindable(port + 1):
             return port
     raise AssertionError("no two free ports in a row")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture
