@@ -41,7 +41,6 @@ import os
 import secrets
 import shutil
 import string
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -53,8 +52,14 @@ from envhub.domain.backing import DEFAULT_PORTS
 from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
 from envhub.integrations.aws import FAILURES, failure, s3_client
 from envhub.integrations.backing.base import Access, BackingKind, KeyPair, parse_instance_name
-from envhub.integrations.backing.local_instances import ended, instance_lock
-from envhub.private_files import open_private, private_dir, write_private
+from envhub.integrations.backing.local_instances import (
+    ended,
+    instance_lock,
+    log_tail,
+    pidfile_process,
+    start_server,
+)
+from envhub.private_files import private_dir, write_private
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -218,29 +223,14 @@ class EmbeddedBuckets:
 
     def _launch(self, home: Path) -> None:
         self.check_installed()
-        argv = [self.node, str(LAUNCHER), str(home / "server.json")]
-        try:
-            with open_private(home / "s3.log", "ab") as log:
-                # The launcher starts the server in a session of its own and exits.
-                launcher = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=home,
-                    start_new_session=True,
-                    timeout=self.start_timeout,
-                    check=False,
-                )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BackingServiceUnavailable(
-                f"the bucket server could not be started ({self.node}): {exc}"
-            ) from exc
-        if launcher.returncode != 0:
-            raise BackingServiceUnavailable(
-                f"the bucket server of {home.name} exited with status {launcher.returncode}: "
-                f"{_log_tail(home)}"
-            )
+        # The launcher starts the server in a session of its own and exits.
+        start_server(
+            [str(self.node), str(LAUNCHER), str(home / "server.json")],
+            home,
+            log="s3.log",
+            timeout=self.start_timeout,
+            what="the bucket server",
+        )
 
     def check_installed(self) -> None:
         """Node.js and the pinned s3rver, or an error naming the missing one."""
@@ -273,7 +263,9 @@ class EmbeddedBuckets:
             elif gone_since is None:
                 gone_since = now
             elif now - gone_since > _GONE_AFTER:
-                raise BackingServiceUnavailable(f"the bucket server of {home.name} exited: {_log_tail(home)}")
+                raise BackingServiceUnavailable(
+                    f"the bucket server of {home.name} exited: {log_tail(home / 's3.log')}"
+                )
             if now > deadline:
                 raise NotReady(f"the bucket server of {home.name} is still starting")
             time.sleep(0.05)
@@ -387,23 +379,9 @@ def _key_id(prefix: str) -> str:
 
 def _server_process(home: Path) -> psutil.Process | None:
     """The process in the pidfile if it is this instance's server (never another program)."""
-    try:
-        pid = int((home / "s3.pid").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None
-        # The launcher runs it as `node <launcher> --serve <home>/server.json`, in <home>.
-        argv = process.cmdline()
-        if argv[-2:] != ["--serve", str(home / "server.json")]:
-            return None
-        if os.path.realpath(process.cwd()) != os.path.realpath(home):
-            return None
-    except psutil.Error:
-        return None
-    return process
+    # The launcher runs it as `node <launcher> --serve <home>/server.json`, in <home>.
+    serve = ["--serve", str(home / "server.json")]
+    return pidfile_process(home, "s3.pid", is_server=lambda process: process.cmdline()[-2:] == serve)
 
 
 def _failed(what: str, exc: Exception) -> BackingServiceError:
@@ -411,11 +389,3 @@ def _failed(what: str, exc: Exception) -> BackingServiceError:
     if read.unavailable:
         return BackingServiceUnavailable(f"{what}: the bucket server did not answer ({read.message})")
     return BackingServiceError(f"{what}: the bucket server refused it ({read.code}: {read.message})")
-
-
-def _log_tail(home: Path, *, lines: int = 15) -> str:
-    try:
-        text = (home / "s3.log").read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])[-2000:] or "(empty log)"

@@ -1,4 +1,5 @@
-"""What the embedded backends that run one server per instance share: a lock per instance, an end.
+"""What the embedded backends that run one server per instance share: a lock per instance, starting
+a server, finding it again from its pidfile, the tail of its log, its end.
 
 Redis (redis_servers.py) and buckets (embedded_buckets.py) each keep an
 instance in ``<folder>/<name>/`` with a server process of its own; any worker
@@ -11,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 
-from envhub.private_files import private_dir
+from envhub.errors import BackingServiceUnavailable
+from envhub.private_files import open_private, private_dir
 
 
 @contextlib.contextmanager
@@ -59,3 +62,55 @@ def ended(process: psutil.Process, *, timeout: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
+
+
+def start_server(argv: list[str], home: Path, *, log: str, timeout: float, what: str) -> None:
+    """Run ``argv`` in ``home`` (output appended to ``home/log``): a program that starts the server in a
+    session of its own and exits. A failure to start says so, quoting the log's tail."""
+    try:
+        with open_private(home / log, "ab") as output:
+            launcher = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=home,
+                start_new_session=True,
+                timeout=timeout,
+                check=False,
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackingServiceUnavailable(f"{what} could not be started ({argv[0]}): {exc}") from exc
+    if launcher.returncode != 0:
+        raise BackingServiceUnavailable(
+            f"{what} of {home.name} exited with status {launcher.returncode}: {log_tail(home / log)}"
+        )
+
+
+def pidfile_process(
+    home: Path, pidfile: str, *, is_server: Callable[[psutil.Process], bool]
+) -> psutil.Process | None:
+    """The live process named in ``home/pidfile`` if ``is_server`` says it is this kind of server and it
+    runs in ``home`` (the instance's own folder, which no other server uses); never another program."""
+    try:
+        pid = int((home / pidfile).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE or not is_server(process):
+            return None
+        if os.path.realpath(process.cwd()) != os.path.realpath(home):
+            return None
+    except psutil.Error:
+        return None
+    return process
+
+
+def log_tail(path: Path, *, lines: int = 15, scrub: Callable[[str], str] = str) -> str:
+    """The last ``lines`` of a server's log (at most 2000 characters), passed through ``scrub``."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return scrub("\n".join(text.splitlines()[-lines:]))[-2000:] or "(empty log)"

@@ -36,7 +36,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -49,8 +48,14 @@ from redis.retry import Retry
 from envhub.domain.backing import redis_password_digest, redis_tenant_rules
 from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
 from envhub.integrations.backing.base import Access, BackingKind, parse_instance_name
-from envhub.integrations.backing.local_instances import ended, instance_lock
-from envhub.private_files import open_private, private_dir, write_private
+from envhub.integrations.backing.local_instances import (
+    ended,
+    instance_lock,
+    log_tail,
+    pidfile_process,
+    start_server,
+)
+from envhub.private_files import private_dir, write_private
 
 REDIS_PORT = 6379  # what a workload sees, through the local runtime's relay
 ADMIN_USER = "envhub"
@@ -153,29 +158,14 @@ class EmbeddedRedis:
         self._wait(home, admin)
 
     def _launch(self, home: Path) -> None:
-        argv = [self.binary, str(home / "redis.conf")]
-        try:
-            with open_private(home / "redis.log", "ab") as log:
-                # daemonize yes: this process forks the server and exits; the server
-                # calls setsid and is nobody's child, so it outlives the caller.
-                launcher = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=home,
-                    start_new_session=True,
-                    timeout=self.start_timeout,
-                    check=False,
-                )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BackingServiceUnavailable(
-                f"redis-server ({self.binary}) could not be started: {exc}"
-            ) from exc
-        if launcher.returncode != 0:
-            raise BackingServiceUnavailable(
-                f"redis-server for {home.name} exited with status {launcher.returncode}: {_log_tail(home)}"
-            )
+        # daemonize yes: the server forks, calls setsid and is nobody's child, so it outlives the caller.
+        start_server(
+            [self.binary, str(home / "redis.conf")],
+            home,
+            log="redis.log",
+            timeout=self.start_timeout,
+            what="redis-server",
+        )
 
     def _wait(self, home: Path, admin: str) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -273,20 +263,9 @@ def _client(home: Path, username: str, password: str) -> Redis:
 
 def _server_process(home: Path) -> psutil.Process | None:
     """The process in the pidfile if it is this instance's redis-server (never another program)."""
-    try:
-        pid = int((home / "redis.pid").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE or not process.name().startswith("redis-server"):
-            return None
-        # redis-server runs in its `dir`: the instance's own folder, which no other server uses.
-        if os.path.realpath(process.cwd()) != os.path.realpath(home):
-            return None
-    except psutil.Error:
-        return None
-    return process
+    return pidfile_process(
+        home, "redis.pid", is_server=lambda process: process.name().startswith("redis-server")
+    )
 
 
 def _write_config(home: Path, *, password: str, admin: str, persistent: bool) -> None:
@@ -322,13 +301,9 @@ def _admin_password(path: Path) -> str:
     return password
 
 
-def _log_tail(home: Path, *, lines: int = 15) -> str:
-    try:
-        text = (home / "redis.log").read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
+def _log_tail(home: Path) -> str:
     # A config error quotes its line, and the user lines hold digests: no business of a reader.
-    return _DIGEST.sub("#<digest>", "\n".join(text.splitlines()[-lines:]))[-2000:]
+    return log_tail(home / "redis.log", scrub=lambda text: _DIGEST.sub("#<digest>", text))
 
 
 def _quoted(value: str) -> str:
