@@ -23,7 +23,7 @@ from envhub.domain.policy import (
     strongest_share,
 )
 from envhub.domain.principals import Principal
-from envhub.errors import NotFound, PermissionDenied
+from envhub.errors import NotFound, PermissionDenied, ValidationFailed
 from envhub.models import Environment, EnvironmentShare, Membership, Project
 from envhub.models.base import utcnow
 
@@ -37,6 +37,27 @@ def team_role(session: Session, actor: Principal, team_id: int) -> str | None:
         select(Membership).where(Membership.team_id == team_id, Membership.user_id == actor.user_id)
     ).first()
     return membership.role.value if membership else None
+
+
+def owner_confirms(
+    session: Session,
+    actor: Principal,
+    team_id: int,
+    *,
+    action: str,
+    confirm: str | None,
+    expected: str,
+    forbidden: str,
+    unconfirmed: str,
+    hint: str,
+) -> None:
+    """For what cannot be undone (a deployment environment's workloads or data): only a team owner,
+    who sends ``confirm`` equal to ``expected`` (a name). Refuses with ``forbidden`` or ``unconfirmed``."""
+    role = team_role(session, actor, team_id)
+    if role != "owner":
+        raise PermissionDenied(forbidden, details={"action": action, "role": role, "needed": "owner"})
+    if confirm != expected:
+        raise ValidationFailed(unconfirmed, hint=hint, details={"field": "confirm", "expected": expected})
 
 
 def _scope_denied(actor: Principal, action: Action) -> PermissionDenied:

@@ -53,9 +53,7 @@ from envhub.errors import (
     EnvhubError,
     InvalidTransition,
     NotFound,
-    PermissionDenied,
     Unsupported,
-    ValidationFailed,
 )
 from envhub.integrations.backing.base import (
     CLUSTER_BACKEND,
@@ -84,7 +82,7 @@ from envhub.models.base import utcnow
 from envhub.private_files import private_dir
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.services import jobruns
-from envhub.services.access import authorize_environment, team_role
+from envhub.services.access import authorize_environment, owner_confirms
 from envhub.services.common import AuditTarget, audit, audited
 from envhub.services.environments import create_environment
 
@@ -560,19 +558,19 @@ def checks_under_way(session: Session) -> set[str]:
 def _owner_confirms(
     session: Session, actor: Principal, environment: Environment, project: Project, confirm: str | None
 ) -> None:
-    role = team_role(session, actor, project.team_id)
-    if role != "owner":
-        raise PermissionDenied(
-            f"{environment.name} is a deployment environment; only a team owner may replace its database",
-            details={"action": "service.restore", "role": role, "needed": "owner"},
-        )
-    if confirm != environment.name:
-        raise ValidationFailed(
-            f"restoring replaces {environment.name}'s database (a backup of it is taken first); "
-            "confirm with its name",
-            hint=f"Send confirm={environment.name!r} to restore.",
-            details={"field": "confirm", "expected": environment.name},
-        )
+    owner_confirms(
+        session,
+        actor,
+        project.team_id,
+        action="service.restore",
+        confirm=confirm,
+        expected=environment.name,
+        forbidden=f"{environment.name} is a deployment environment; "
+        "only a team owner may replace its database",
+        unconfirmed=f"restoring replaces {environment.name}'s database (a backup of it is taken first); "
+        "confirm with its name",
+        hint=f"Send confirm={environment.name!r} to restore.",
+    )
 
 
 def _new_backup(

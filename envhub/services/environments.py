@@ -21,12 +21,12 @@ from envhub.domain.policy import Action
 from envhub.domain.principals import Principal, PrincipalType
 from envhub.domain.repos import require_allowed
 from envhub.domain.specs import EnvironmentKind, Trigger, merge_spec, parse_spec
-from envhub.errors import Conflict, InvalidTransition, NotFound, PermissionDenied, ValidationFailed
+from envhub.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from envhub.models import Environment, JobRun, Project, User
 from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
 from envhub.services import cursors, idempotency, jobruns
-from envhub.services.access import allowed_environment_actions, team_role
+from envhub.services.access import allowed_environment_actions, owner_confirms
 from envhub.services.common import (
     AuditTarget,
     Page,
@@ -400,19 +400,18 @@ def delete_environment(
 def _protect_deployment(
     session: Session, actor: Principal, environment: Environment, project: Project, confirm: str | None
 ) -> None:
-    role = team_role(session, actor, project.team_id)
-    if role != "owner":
-        raise PermissionDenied(
-            f"{environment.name} is a deployment environment; only a team owner may delete it",
-            details={"action": Action.environment_delete.value, "role": role, "needed": "owner"},
-        )
-    if confirm != environment.name:
-        raise ValidationFailed(
-            f"deleting {environment.name} removes a deployment environment and its workloads; "
-            "confirm with its name",
-            hint=f"Send confirm={environment.name!r} to delete it.",
-            details={"field": "confirm", "expected": environment.name},
-        )
+    owner_confirms(
+        session,
+        actor,
+        project.team_id,
+        action=Action.environment_delete.value,
+        confirm=confirm,
+        expected=environment.name,
+        forbidden=f"{environment.name} is a deployment environment; only a team owner may delete it",
+        unconfirmed=f"deleting {environment.name} removes a deployment environment and its workloads; "
+        "confirm with its name",
+        hint=f"Send confirm={environment.name!r} to delete it.",
+    )
 
 
 def latest_run(*, session: Session, actor: Principal, environment_id: int) -> JobRun | None:

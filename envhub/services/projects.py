@@ -21,12 +21,12 @@ from envhub.domain.principals import Principal
 from envhub.domain.repos import require_allowed
 from envhub.domain.specs import DEFAULT_COMMAND, EnvironmentKind, EnvironmentSpec, parse_spec
 from envhub.domain.url_access import UrlAccess, parse_url_access
-from envhub.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from envhub.errors import Conflict, NotFound, ValidationFailed
 from envhub.integrations.backing.catalog import load_catalog
 from envhub.models import Environment, InstanceState, Project, ServiceInstance, Team
 from envhub.models.base import utcnow
 from envhub.services import cursors, jobruns, ports
-from envhub.services.access import team_role
+from envhub.services.access import owner_confirms
 from envhub.services.common import (
     AuditTarget,
     Page,
@@ -347,19 +347,18 @@ def _protect_databases(
     if not holders:
         return
     what = ", ".join(sorted(f"{environment}'s {service}" for environment, service in holders))
-    role = team_role(session, actor, project.team_id)
-    if role != "owner":
-        raise PermissionDenied(
-            f"removing the service deletes {what}; only a team owner may delete a deployment database",
-            details={"action": "project.update", "role": role, "needed": "owner"},
-        )
-    if confirm != project.name:
-        raise ValidationFailed(
-            f"removing the service deletes {what} (a last backup is kept for its retention); "
-            "confirm with the project's name",
-            hint=f"Send confirm={project.name!r} with the change.",
-            details={"field": "confirm", "expected": project.name},
-        )
+    owner_confirms(
+        session,
+        actor,
+        project.team_id,
+        action="project.update",
+        confirm=confirm,
+        expected=project.name,
+        forbidden=f"removing the service deletes {what}; only a team owner may delete a deployment database",
+        unconfirmed=f"removing the service deletes {what} (a last backup is kept for its retention); "
+        "confirm with the project's name",
+        hint=f"Send confirm={project.name!r} with the change.",
+    )
 
 
 def _reroute(session: Session, project: Project) -> list[int]:
