@@ -242,26 +242,9 @@ def _status(
     session: Session, environment: Environment, declaration: ServiceDeclaration, now: datetime
 ) -> BackupStatus:
     scheduled = environment.kind is EnvironmentKind.deployment
-    latest = session.exec(
-        select(ServiceBackup)
-        .where(
-            ServiceBackup.environment_id == environment.id,
-            ServiceBackup.service == declaration.name,
-            col(ServiceBackup.state).in_((BackupState.succeeded, BackupState.failed)),
-        )
-        .order_by(col(ServiceBackup.id).desc())
-        .limit(1)
-    ).first()
-    success = session.exec(
-        select(ServiceBackup)
-        .where(
-            ServiceBackup.environment_id == environment.id,
-            ServiceBackup.service == declaration.name,
-            ServiceBackup.state == BackupState.succeeded,
-        )
-        .order_by(col(ServiceBackup.id).desc())
-        .limit(1)
-    ).first()
+    environment_id = environment.id or 0
+    latest = _newest(session, environment_id, declaration.name, BackupState.succeeded, BackupState.failed)
+    success = _newest(session, environment_id, declaration.name, BackupState.succeeded)
     warning = ""
     if latest is not None and latest.state is BackupState.failed:
         warning = f"The last backup failed {fmt.ago(latest.finished_at or latest.created_at)}: {latest.error}"
@@ -286,6 +269,22 @@ def _status(
         last_size=fmt.size(success.size_bytes) if success else "",
         warning=warning,
     )
+
+
+def _newest(
+    session: Session, environment_id: int, service: str, *states: BackupState
+) -> ServiceBackup | None:
+    """The environment's newest backup of ``service`` in one of ``states``."""
+    return session.exec(
+        select(ServiceBackup)
+        .where(
+            ServiceBackup.environment_id == environment_id,
+            ServiceBackup.service == service,
+            col(ServiceBackup.state).in_(states),
+        )
+        .order_by(col(ServiceBackup.id).desc())
+        .limit(1)
+    ).first()
 
 
 def _readable_environment(
@@ -826,16 +825,7 @@ def seed(
     ).first()
     backup = None
     if source is not None:
-        backup = session.exec(
-            select(ServiceBackup)
-            .where(
-                ServiceBackup.environment_id == source.id,
-                ServiceBackup.service == declaration.name,
-                ServiceBackup.state == BackupState.succeeded,
-            )
-            .order_by(col(ServiceBackup.id).desc())
-            .limit(1)
-        ).first()
+        backup = _newest(session, source.id or 0, declaration.name, BackupState.succeeded)
     if source is None or backup is None:
         return f"started empty: {declaration.seed_from} has no backup of {declaration.name} yet"
     row = ServiceRestore(
