@@ -5,8 +5,9 @@
 Starts :class:`EmbeddedPostgres` in a temporary folder, fills one instance's
 database with about ``--megabytes`` of rows, then times, on the same server:
 
-* envhub's ``dump`` (``pg_dump -Fc`` streamed to a file and hashed) beside a
-  plain ``pg_dump -Fc -f``;
+* envhub's ``dump`` (``pg_dump -Fc`` at compression level 1, streamed to a
+  file and hashed) beside a plain ``pg_dump -Fc -f`` (pg_dump's default level);
+  the two files' sizes are printed: the lower level's cost is storage;
 * envhub's ``restore`` (``pg_restore --clean --if-exists --no-owner
   --no-privileges --role --single-transaction``, then the schema sealed again)
   beside a plain ``pg_restore --clean --if-exists --no-owner --role``;
@@ -223,7 +224,12 @@ def measure(megabytes: int, repeat: int) -> bool:
         with _connect(server, password) as conn:
             restored = conn.execute("SELECT count(*) FROM items").fetchone()
         rows = restored[0] if restored else "?"
-        print(f"database {mb:.1f} MB ({rows} rows), dump file {ours.stat().st_size / 1024 / 1024:.1f} MB")
+        ours_mb, plain_mb = ours.stat().st_size / 1024 / 1024, plain.stat().st_size / 1024 / 1024
+        print(f"database {mb:.1f} MB ({rows} rows)")
+        print(
+            f"dump file: envhub's {ours_mb:.1f} MB (compression level 1), plain {plain_mb:.1f} MB "
+            f"(pg_dump's default): envhub's backups take {ours_mb / plain_mb:.2f}x the storage"
+        )
         print(f"{'':16}{'seconds':>9}{'MB/s':>9}")
         for key, seconds in best.items():
             print(f"{key:16}{seconds:9.2f}{mb / seconds:9.1f}")
