@@ -127,7 +127,7 @@ def managed_backends(settings: Settings, *, local: bool, kinds: KindCatalog | No
     clusters = None
     if kinds is not None and settings.services_cloudnative_pg:
         clusters = CloudNativePostgres(
-            kinds.serves, image=settings.services_cloudnative_pg_image, store=_backup_store(settings)
+            kinds, image=settings.services_cloudnative_pg_image, store=_backup_store(settings)
         )
     catalog = None
     if settings.services_catalog is not None and not local:

@@ -60,7 +60,7 @@ def _show(view: dict[str, Any], output: Format) -> None:
                     row["size"] or "-",
                     row["duration"] or "-",
                     row["check"] or "-",
-                    row["sha256"][:12] or "-",
+                    row["sha256"][:12] or ("barman" if row["method"] == "barman" else "-"),
                 )
                 for row in view["backups"]
             ],

@@ -10,6 +10,7 @@ from envhub.models.audit import AuditChainCheck, AuditChainHead, AuditEvent
 from envhub.models.backing import (
     ACTIVE_BACKUP_STATES,
     ACTIVE_RESTORE_STATES,
+    BackupMethod,
     BackupState,
     BackupTrigger,
     InstanceState,
@@ -38,6 +39,7 @@ __all__ = [
     "AuditChainCheck",
     "AuditChainHead",
     "AuditEvent",
+    "BackupMethod",
     "BackupState",
     "BackupTrigger",
     "DeviceAuthorization",

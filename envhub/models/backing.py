@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from envhub.models.base import EnumText, UTCDateTime, utcnow
@@ -51,6 +51,10 @@ class ServiceInstance(SQLModel, table=True):
     # A database that starts as a copy of another environment's backup (``seed_from``): "pending"
     # when made, then what the copy gave ("copy of staging's backup 12: ..."); "" for no copy.
     seed_detail: str = Field(default="", max_length=500)
+    # A CloudNativePG cluster: how many restores made it again (each generation archives apart), and
+    # the data the current generation recovered from (a Recovery as JSON; "" for an empty start).
+    generation: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    recovery: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     removed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
@@ -72,6 +76,11 @@ class BackupTrigger(StrEnum):
 
 
 ACTIVE_BACKUP_STATES = (BackupState.queued, BackupState.running)
+
+
+class BackupMethod(StrEnum):
+    dump = "pg_dump"  # envhub's logical backup in the object store: size, duration, SHA-256
+    barman = "barman"  # a CloudNativePG cluster's base backup, made and kept by the operator
 
 
 class ServiceBackup(SQLModel, table=True):
@@ -111,6 +120,13 @@ class ServiceBackup(SQLModel, table=True):
     checked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     check_passed: bool | None = None
     check_detail: str = Field(default="", max_length=500)
+    # How it was taken: envhub's pg_dump into the store, or the operator's barman base backup (a
+    # CloudNativePG cluster's; ``reference`` then holds the operator's report of it, as JSON).
+    method: BackupMethod = Field(
+        default=BackupMethod.dump,
+        sa_column=Column(EnumText(BackupMethod), nullable=False, server_default=BackupMethod.dump.value),
+    )
+    reference: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
 class RestorePurpose(StrEnum):

@@ -204,7 +204,8 @@ class KindCatalog(Protocol):
     """A runtime whose cluster says which kinds it serves (API discovery).
 
     Managed services ask it whether an operator is installed (CloudNativePG's
-    ``Cluster``) before they render objects of that operator's kinds.
+    ``Cluster``) before they render objects of that operator's kinds, and
+    read and make the objects the operator answers through (its ``Backup``s).
     """
 
     def serves(self, api_version: str, kind: str) -> bool:
@@ -213,6 +214,20 @@ class KindCatalog(Protocol):
         A "no" is remembered for a minute at most, so a CRD installed since is
         seen. An unreachable cluster raises a retryable error: never a "no".
         """
+
+    def environment_objects(self, api_version: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
+        """Every ``kind`` object in environments' namespaces (an operator's, say), with its environment."""
+
+    def create_object(self, environment_id: int, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` in the environment's namespace; False when one of its name is there."""
+
+    def read_object(
+        self, environment_id: int, api_version: str, kind: str, name: str
+    ) -> dict[str, Any] | None:
+        """The object with its status; None when it is not there."""
+
+    def delete_object(self, environment_id: int, api_version: str, kind: str, name: str) -> bool:
+        """Delete the object; False when it was not there."""
 
 
 @runtime_checkable

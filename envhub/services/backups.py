@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypedDict
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from envhub.config import get_settings
@@ -59,6 +59,7 @@ from envhub.integrations.backing.base import (
     CLUSTER_BACKEND,
     Backends,
     DatabaseServer,
+    NamespacedDatabases,
     RestoreCheck,
     instance_name,
     scratch_name,
@@ -67,6 +68,7 @@ from envhub.integrations.object_store import ObjectStore
 from envhub.models import (
     ACTIVE_BACKUP_STATES,
     ACTIVE_RESTORE_STATES,
+    BackupMethod,
     BackupState,
     BackupTrigger,
     Environment,
@@ -81,7 +83,7 @@ from envhub.models import (
 from envhub.models.base import utcnow
 from envhub.private_files import private_dir
 from envhub.queue.base import JobQueue, QueueUnavailable
-from envhub.services import jobruns
+from envhub.services import cluster_backups, jobruns
 from envhub.services.access import authorize_environment, owner_confirms
 from envhub.services.common import AuditTarget, audit, audited
 from envhub.services.environments import create_environment
@@ -119,6 +121,7 @@ class BackupRow(TypedDict):
     state: str  # queued | running | succeeded | failed | expired
     trigger: str  # schedule | manual | before_restore | final
     trigger_label: str
+    method: str  # pg_dump (envhub's, in the object store) | barman (a CloudNativePG operator's)
     requested_by: str
     created_at: str  # ISO 8601
     created: str  # "3 h ago"
@@ -183,18 +186,21 @@ def _check_label(row: ServiceBackup) -> str:
 
 
 def backup_row(row: ServiceBackup) -> BackupRow:
+    # barman keeps a base backup's size to itself; its duration is the operator's report.
+    measured = row.state is BackupState.succeeded and row.method is BackupMethod.dump
     return BackupRow(
         id=row.id or 0,
         service=row.service,
         state=row.state.value,
         trigger=row.trigger.value,
         trigger_label=_TRIGGER_LABELS[row.trigger],
+        method=row.method.value,
         requested_by=row.requested_by,
         created_at=_iso(row.created_at),
         created=fmt.ago(row.created_at),
         finished_at=_iso(row.finished_at),
         size_bytes=row.size_bytes,
-        size=fmt.size(row.size_bytes) if row.state is BackupState.succeeded else "",
+        size=fmt.size(row.size_bytes) if measured else "",
         seconds=round(row.seconds, 3),
         duration=fmt.duration(row.seconds) if row.state is BackupState.succeeded else "",
         sha256=row.sha256,
@@ -266,7 +272,7 @@ def _status(
         ),
         last_success=fmt.ago(success.finished_at, at=now) if success and success.finished_at else "",
         last_success_at=_iso(success.finished_at) if success else "",
-        last_size=fmt.size(success.size_bytes) if success else "",
+        last_size=fmt.size(success.size_bytes) if success and success.method is BackupMethod.dump else "",
         warning=warning,
     )
 
@@ -346,11 +352,6 @@ def _live_instance(session: Session, environment: Environment, service: str) -> 
         raise NotFound(
             f"environment {environment.name} has no PostgreSQL service named {service!r}",
             hint="Backups are of managed PostgreSQL databases; list the environment's services to see them.",
-        )
-    if row.backend == CLUSTER_BACKEND:
-        raise Unsupported(
-            f"{environment.name}'s database {service} is a CloudNativePG cluster; the operator backs it up",
-            hint="Its backups are the operator's (barman, to the object store); see its Backup objects.",
         )
     if row.state is not InstanceState.ready:
         raise InvalidTransition(
@@ -446,14 +447,8 @@ def restore_backup(
         if destination.phase is Phase.deleted or destination.desired_state != "present":
             raise InvalidTransition(f"environment {destination.name} is being deleted")
         instance = _live_instance(session, destination, into)
-        busy = session.exec(
-            select(ServiceRestore).where(
-                ServiceRestore.environment_id == destination.id,
-                ServiceRestore.service == into,
-                col(ServiceRestore.state).in_(ACTIVE_RESTORE_STATES),
-                ServiceRestore.purpose != RestorePurpose.check,
-            )
-        ).first()
+        cluster_backups.refuse_dump_into_cluster(backup, instance)
+        busy = cluster_backups.busy_restore(session, destination.id or 0, into)
         if busy is not None:
             raise Conflict(
                 f"a restore into {destination.name}'s {into} is already under way (restore {busy.id})",
@@ -469,7 +464,14 @@ def restore_backup(
         session.add(row)
         session.flush()
         target.details["restore"] = row.id
-    _enqueue_restore(queue, row)
+        run = None
+        if backup.method is BackupMethod.barman:  # the Cluster is made again by a redeploy
+            run = cluster_backups.recover(session, row, backup, instance, destination)
+            target.details["job_run"] = run.id
+    if run is not None:
+        jobruns.dispatch(session, queue, run)
+    else:
+        _enqueue_restore(queue, row)
     jobruns.announce(environment_id=destination.id)
     return restore_row(row)
 
@@ -585,7 +587,10 @@ def _new_backup(
     )
     session.add(row)
     session.flush()
-    row.key = f"backups/{instance.project_id}/{instance.environment_id}/{instance.service}/{row.id}.dump"
+    if instance.backend == CLUSTER_BACKEND:  # the operator's base backup, asked for by a Backup object
+        row.method, row.key = BackupMethod.barman, cluster_backups.backup_object_name(instance, row.id or 0)
+    else:
+        row.key = f"backups/{instance.project_id}/{instance.environment_id}/{instance.service}/{row.id}.dump"
     session.add(row)
     return row
 
@@ -677,6 +682,8 @@ def perform_backup(session: Session, backup_id: int, *, backends: Backends, stor
     if row is None or not _claim(session, row):
         return "nothing to do"
     try:
+        if row.method is BackupMethod.barman:  # the operator takes it; the reconciler records how it went
+            return cluster_backups.start(session, row, backends.postgres_clusters)
         _dump_and_store(session, row, backends, store)
     except EnvhubError as exc:
         _fail(session, row, exc)
@@ -899,11 +906,18 @@ def final_backup(
 
 
 def drive(
-    *, session: Session, queue: JobQueue, store: ObjectStore, now: datetime | None = None
+    *,
+    session: Session,
+    queue: JobQueue,
+    store: ObjectStore,
+    clusters: NamespacedDatabases | None = None,
+    now: datetime | None = None,
 ) -> dict[str, int]:
-    """Schedule due backups and restore checks, queue again what the queue lost, expire old backups."""
+    """Schedule due backups and restore checks, queue again what the queue lost, expire old backups;
+    record what the CloudNativePG operator reports of its backups and of restored Clusters."""
     now = now or utcnow()
     done = {"backups_scheduled": 0, "checks_started": 0, "redriven": 0, "expired": 0}
+    done.update(cluster_backups.observe(session, clusters, now))
     done["backups_scheduled"] = _schedule_backups(session, queue, now)
     done["checks_started"] = _schedule_checks(session, queue, now)
     done["redriven"] = _redrive(session, queue, now)
@@ -1033,7 +1047,12 @@ def _redrive(session: Session, queue: JobQueue, now: datetime) -> int:
     stale = now - REDRIVE_AFTER
     backups = session.exec(
         select(ServiceBackup).where(
-            col(ServiceBackup.state).in_(ACTIVE_BACKUP_STATES), col(ServiceBackup.created_at) < stale
+            col(ServiceBackup.state).in_(ACTIVE_BACKUP_STATES),
+            col(ServiceBackup.created_at) < stale,
+            # A running barman backup is the operator's to finish: the pass records its outcome.
+            or_(
+                col(ServiceBackup.method) == BackupMethod.dump, col(ServiceBackup.state) == BackupState.queued
+            ),
         )
     ).all()
     restores = session.exec(
@@ -1045,6 +1064,8 @@ def _redrive(session: Session, queue: JobQueue, now: datetime) -> int:
     ).all()
     rows: list[ServiceBackup | ServiceRestore] = [*backups, *restores]
     for row in rows:
+        if isinstance(row, ServiceRestore) and cluster_backups.operator_restore(session, row):
+            continue  # the operator's recovery: the pass finishes it when the Cluster is up
         kind = "backup" if isinstance(row, ServiceBackup) else "restore"
         if queue.is_pending(_job_id(kind, row.id, row.attempts)) or queue.is_pending(
             _job_id(kind, row.id, max(0, row.attempts - 1))

@@ -56,7 +56,7 @@ from envhub.integrations.object_store import ObjectStore
 from envhub.models import Environment, InstanceState, Project, ServiceInstance
 from envhub.models.base import utcnow
 from envhub.runtime.base import ProgressReporter
-from envhub.services import backups
+from envhub.services import backups, cluster_backups
 from envhub.services.common import audit
 from envhub.services.crypto import cipher
 
@@ -206,15 +206,25 @@ def _ensure(
     name = instance_name(row.environment_id, row.service)
     if declaration.kind == "postgres":
         if _in_namespace(session, row, backends):
-            assert backends.postgres_clusters is not None
+            clusters = backends.postgres_clusters
+            assert clusters is not None
             assert row.id is not None
-            return backends.postgres_clusters.place(
+            if row.seed_detail == "pending":  # a Cluster starts from a backup when it is first made, or never
+                asked = backups.requested_seed(session, row.environment_id, row.service)
+                row.seed_detail = cluster_backups.seed_cluster(session, row, asked, declaration.seed_from)
+                session.add(row)
+                session.commit()
+            if row.generation:  # a restore: the Cluster of an older generation goes first
+                clusters.remove_older(row.environment_id, name, row.generation)
+            return clusters.place(
                 name,
                 serial=row.id,
                 password=_password(session, row),
                 version=declaration.version,
                 size=declaration.size,
                 deployment=deployment,
+                generation=row.generation,
+                recovery=cluster_backups.recovery_of(row),
             )
         if backends.postgres is None:
             raise _unavailable("PostgreSQL", "ENVHUB_SERVICES_POSTGRES_URL")

@@ -178,7 +178,9 @@ def reconcile(
             log.warning("reconciler: managed services not checked: %s", exc.message)
     if backends is not None and backends.postgres is not None and backup_store is not None:
         try:
-            driven = backups.drive(session=session, queue=queue, store=backup_store)
+            driven = backups.drive(
+                session=session, queue=queue, store=backup_store, clusters=backends.postgres_clusters
+            )
             report.backups = {what: count for what, count in driven.items() if count}
         except (EnvhubError, QueueUnavailable) as exc:
             log.warning("reconciler: backups not driven: %s", exc)

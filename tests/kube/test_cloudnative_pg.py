@@ -8,8 +8,8 @@ instance goes to the operator's PostgreSQL server (a real one), or fails with
 With it: no registry here serves CloudNativePG's CRDs (tests/render/
 test_cloudnative_pg_bindings.py checks the fields against the published API as
 npm serves it). So the CRDs installed here are stand-ins, written for this
-test and not copied from the operator: they make the group's ``Cluster`` and
-``ScheduledBackup`` kinds served, with no schema (every field is accepted), so
+test and not copied from the operator: they make the group's ``Cluster``,
+``ScheduledBackup`` and ``Backup`` kinds served, with no schema (every field is accepted), so
 that discovery, the apply with the environment's objects and pruning run for
 real. They validate nothing of the Cluster's fields and do not pretend to.
 """
@@ -28,12 +28,14 @@ from sqlmodel import Session, select
 
 from envhub.config import Settings, override_settings
 from envhub.domain.kube import namespace_for
+from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import Unsupported, ValidationFailed
+from envhub.integrations.folder_store import FolderObjectStore
 from envhub.models import Environment, Project, ServiceInstance
 from envhub.runtime.kubernetes import KubernetesRuntime, api_client
 from envhub.runtime.kubernetes.discovery import _catalog
-from envhub.services import provisioning
+from envhub.services import backups, provisioning
 from envhub.services.environments import create_environment
 from envhub.services.projects import update_project
 from envhub.wiring import managed_backends
@@ -80,13 +82,18 @@ def operator_kinds(kube: Kube, cluster: Any) -> Iterator[KubernetesRuntime]:
     about them (one that heard "not served" believes it for a minute); gone and forgotten after."""
     runtime = KubernetesRuntime(api_client(str(cluster.kubeconfig)), ready_timeout=30.0)
     extensions = client.ApiextensionsV1Api(kube.api)
-    stand_ins = [_stand_in("Cluster", "clusters"), _stand_in("ScheduledBackup", "scheduledbackups")]
+    stand_ins = [
+        _stand_in("Cluster", "clusters"),
+        _stand_in("ScheduledBackup", "scheduledbackups"),
+        _stand_in("Backup", "backups"),
+    ]
     for crd in stand_ins:
         extensions.create_custom_resource_definition(crd)
 
     def served() -> bool:
         found = kube.get(f"/apis/{GROUP_VERSION}")
-        return found is not None and {"Cluster", "ScheduledBackup"} <= {r["kind"] for r in found["resources"]}
+        kinds = {"Cluster", "ScheduledBackup", "Backup"}
+        return found is not None and kinds <= {r["kind"] for r in found["resources"]}
 
     try:
         wait_for(served, timeout=30, interval=0.2, what="the stand-in CRDs served")
@@ -278,3 +285,169 @@ def _instance_row(session: Session, project: Project, environment_id: int) -> Se
     session.add(row)
     session.commit()
     return row
+
+
+# -- the operator's backups, listed, asked for and restored through envhub --------------------------
+
+STORE_SETTINGS = {
+    "object_store_bucket": "acme-envhub",
+    "object_store_url": "http://127.0.0.1:9",
+    "object_store_access_key_id": "AKIA123",
+    "object_store_secret_access_key": "store-secret",
+}
+
+
+def _as_the_operator_reports(
+    kube: Kube, namespace: str, name: str, cluster: str, *, phase: str, scheduled: bool = False, **status: str
+) -> None:
+    """Write a Backup's status as the operator would (the stand-in CRD has no status subresource)."""
+    path = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/backups"
+    body = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Backup",
+        "metadata": {
+            "name": name,
+            "labels": {"cnpg.io/scheduled-backup": f"{cluster}-backup"} if scheduled else {},
+        },
+        "spec": {"cluster": {"name": cluster}, "method": "barmanObjectStore"},
+        "status": {"phase": phase, "serverName": cluster, **status},
+    }
+    existing = kube.get(f"{path}/{name}")
+    api = client.CustomObjectsApi(kube.api)
+    group, version = GROUP_VERSION.split("/")
+    if existing is None:
+        api.create_namespaced_custom_object(group, version, namespace, "backups", body)
+    else:
+        api.patch_namespaced_custom_object(
+            group, version, namespace, "backups", name, {"status": body["status"]}
+        )
+
+
+def _cluster_healthy(kube: Kube, namespace: str, cluster: str) -> None:
+    group, version = GROUP_VERSION.split("/")
+    client.CustomObjectsApi(kube.api).patch_namespaced_custom_object(
+        group,
+        version,
+        namespace,
+        "clusters",
+        cluster,
+        {"status": {"phase": "Cluster in healthy state", "readyInstances": 1}},
+    )
+
+
+def test_the_operators_backups_are_listed_asked_for_and_restored_through_envhub(
+    session: Session,
+    world: World,
+    declared: Project,
+    settings: Settings,
+    kube: Kube,
+    operator_kinds: KubernetesRuntime,
+    tmp_path: Any,
+) -> None:
+    runtime = operator_kinds
+    configured = build_settings(**{**settings.model_dump(), **STORE_SETTINGS})
+    backends = managed_backends(configured, local=False, kinds=runtime)
+    clusters = backends.postgres_clusters
+    assert clusters is not None
+    store = FolderObjectStore(tmp_path / "store")
+    queue = FakeQueue()
+    progress = RecordingProgress()
+    env_id = _environment(session, world, declared, "pr-1")
+    target = make_target(env_id, name="pr-1")
+    grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    runtime.apply(dataclasses.replace(target, service_objects=grant.objects), progress=progress)
+    namespace = namespace_for(target)
+    cluster = f"envhub-e{env_id}-db"
+    archive = f"s3://acme-envhub/cloudnative-pg/envhub_e{env_id}_db-{_instance(session, env_id).id}"
+
+    # Listed: a scheduled backup the operator finished, and one of an unrelated cluster (not envhub's).
+    _as_the_operator_reports(
+        kube, namespace, f"{cluster}-backup-1", cluster, phase="completed", scheduled=True,
+        backupId="20261207T030000", destinationPath=archive,
+        startedAt="2026-12-07T03:00:00Z", stoppedAt="2026-12-07T03:02:30Z",
+    )  # fmt: skip
+    _as_the_operator_reports(kube, namespace, "someone-elses", "not-envhubs", phase="completed")
+    done = backups.drive(session=session, queue=queue, store=store, clusters=clusters)
+    assert done["cluster_backups_seen"] == 1
+    view = backups.environment_backups(session=session, actor=world.member, environment_id=env_id)
+    [listed] = view["backups"]
+    assert (listed["state"], listed["method"], listed["trigger"]) == ("succeeded", "barman", "schedule")
+    assert listed["seconds"] == 150.0
+    assert listed["size"] == ""  # barman keeps it to itself
+    assert listed["restorable"]
+    assert (
+        backups.drive(session=session, queue=queue, store=store, clusters=clusters)["cluster_backups_seen"]
+        == 0
+    )
+
+    # Asked for: the job makes a Backup object; the operator's failure is recorded with its reason.
+    asked = backups.request_backup(
+        session=session, actor=world.member, queue=queue, environment_id=env_id, service="db"
+    )
+    assert backups.perform_backup(session, asked["id"], backends=backends, store=store).startswith("asked")
+    made = kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/backups/{cluster}-{asked['id']}")
+    assert made is not None
+    assert made["spec"] == {"cluster": {"name": cluster}, "method": "barmanObjectStore"}
+    assert made["metadata"]["labels"]["envhub.dev/environment"] == str(env_id)
+    _as_the_operator_reports(
+        kube, namespace, f"{cluster}-{asked['id']}", cluster, phase="failed", error="can't upload: 403"
+    )
+    backups.drive(session=session, queue=queue, store=store, clusters=clusters)
+    failed = next(
+        row
+        for row in backups.environment_backups(session=session, actor=world.member, environment_id=env_id)[
+            "backups"
+        ]
+        if row["id"] == asked["id"]
+    )
+    assert (failed["state"], failed["error"]) == ("failed", "can't upload: 403")
+
+    # A pg_dump backup does not go into a Cluster; the operator's does, by making the Cluster again.
+    environment = session.get(Environment, env_id)
+    assert environment is not None
+    environment.phase = Phase.ready
+    session.add(environment)
+    session.commit()
+    restore = backups.restore_backup(
+        session=session, actor=world.member, queue=queue, backup_id=listed["id"], environment_id=env_id
+    )
+    assert restore["state"] == "running"
+    assert "generation 1" in restore["detail"]
+    assert queue.jobs  # the redeploy that makes the Cluster again
+    row = _instance(session, env_id)
+    assert row.generation == 1
+    grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    runtime.apply(dataclasses.replace(target, service_objects=grant.objects), progress=progress)
+    remade = kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/clusters/{cluster}")
+    assert remade is not None
+    assert remade["metadata"]["annotations"]["envhub.dev/generation"] == "1"
+    assert remade["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {"backupID": "20261207T030000"}
+    [source] = remade["spec"]["externalClusters"]
+    assert source["barmanObjectStore"]["destinationPath"] == archive
+    assert remade["spec"]["backup"]["barmanObjectStore"]["destinationPath"] == f"{archive}-g1"
+    assert (
+        backups.drive(session=session, queue=queue, store=store, clusters=clusters)["cluster_restores_done"]
+        == 0
+    )
+    _cluster_healthy(kube, namespace, cluster)
+    assert (
+        backups.drive(session=session, queue=queue, store=store, clusters=clusters)["cluster_restores_done"]
+        == 1
+    )
+    finished = backups.environment_backups(session=session, actor=world.member, environment_id=env_id)
+    assert finished["restores"][0]["state"] == "succeeded"
+
+    # Into a new environment: its Cluster starts from the backup, under the source's database name.
+    new = backups.restore_backup(
+        session=session, actor=world.member, queue=queue, backup_id=listed["id"], new_environment="pr-2"
+    )
+    new_target = make_target(new["environment_id"], name="pr-2")
+    grant = provisioning.provision(
+        session, new_target, project=declared, backends=backends, progress=progress
+    )
+    assert grant.variables["DATABASE_URL"].endswith(f"/envhub_e{env_id}_db")
+    assert grant.variables["PGUSER"] == f"envhub_e{env_id}_db"
+    [recovered] = [o for o in grant.objects if o["kind"] == "Cluster"]
+    assert recovered["spec"]["bootstrap"]["recovery"]["owner"] == f"envhub_e{env_id}_db"
+    assert "recovering from backup" in _instance(session, new["environment_id"]).seed_detail
+    kube.delete_namespace(namespace)

@@ -10,7 +10,8 @@ unchanged uses only fields of the published API, spelled and nested as the
 operator reads them. What this cannot see: value types, enums, patterns and
 required fields (the bindings do not check them), and which CloudNativePG
 release the bindings were generated from (the package does not say). The
-``Backup`` kind is not in the package; envhub renders none.
+``Backup`` kind is not in the package, so the on-demand ``Backup`` envhub
+makes (two fields: the Cluster's name and the method) is not checked here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from envhub.domain.kube.cloudnative_pg import BackupStore, render_postgres_cluster
+from envhub.domain.kube.cloudnative_pg import BackupStore, Recovery, render_postgres_cluster
 from tests.support.tools import cnpg_bindings
 
 # The bindings take TypeScript property names (``endpointUrl``) and write the CRD's
@@ -117,3 +118,32 @@ def test_a_field_the_api_does_not_have_does_not_come_back() -> None:
     back = through_bindings([misspelt, misplaced])
     assert "ownr" not in back[0]["spec"]["bootstrap"]["initdb"]
     assert "database" not in back[1]["spec"]
+
+
+@pytest.mark.parametrize("store", list(STORES))
+@pytest.mark.parametrize("backup_id", ["20261207T030000", ""], ids=["as of a backup", "newest"])
+def test_a_cluster_made_again_from_an_archive_uses_only_fields_of_the_published_api(
+    store: str, backup_id: str
+) -> None:
+    """A restore's Cluster: bootstrapped by ``recovery`` from the archive named in ``externalClusters``."""
+    recovery = Recovery(
+        database="envhub_e7_db",
+        server="envhub-e7-db",
+        path="s3://acme-envhub/cloudnative-pg/envhub_e7_db-4",
+        backup_id=backup_id,
+    )
+    objects = _operator_kinds(
+        render_postgres_cluster(
+            "envhub_e12_db",
+            serial=3,
+            password="pw",
+            deployment=True,
+            store=STORES[store],
+            generation=2,
+            recovery=recovery,
+        )
+    )
+    spec = objects[0]["spec"]
+    assert spec["bootstrap"]["recovery"]["source"] == spec["externalClusters"][0]["name"]
+    assert ("recoveryTarget" in spec["bootstrap"]["recovery"]) == bool(backup_id)
+    assert through_bindings(objects) == objects

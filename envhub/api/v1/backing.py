@@ -73,6 +73,7 @@ class BackupOut(BaseModel):
     state: str
     trigger: str
     trigger_label: str
+    method: str = Field(description="pg_dump: envhub's, in the object store; barman: CloudNativePG's")
     requested_by: str
     created_at: str
     created: str

@@ -30,6 +30,17 @@ What is rendered for instance ``envhub_e12_db`` (:func:`render_postgres_cluster`
   also gets ``ScheduledBackup`` ``envhub-e12-db-backup`` (its first backup at
   once).
 
+A restore (:class:`Recovery`) makes the Cluster again from an archive: the
+instance's own or another environment's, as of one of its base backups. The
+Cluster of the new generation writes to an archive of its own
+(``<instance>-<serial>-g<generation>``) and bootstraps with ``recovery``
+from the source's, through ``externalClusters``. Its data is the source's, so
+its database and owner keep the source's name; the owner's password becomes
+this instance's (the operator sets it from the owner Secret), so the source
+environment's password opens nothing here. On-demand backups are ``Backup``
+objects (:func:`render_backup`); the operator reports each one's outcome in
+its status, which :func:`backup_report` reads.
+
 Workloads reach the primary at the ``<cluster>-rw`` Service the operator makes.
 Objects come without namespace and labels: the renderer of the environment
 adds both, as for every object envhub applies.
@@ -47,6 +58,12 @@ from envhub.domain.kube.names import BACKUP_STORE_SECRET
 API_VERSION = "postgresql.cnpg.io/v1"
 CLUSTER_KIND = "Cluster"
 SCHEDULED_BACKUP_KIND = "ScheduledBackup"
+BACKUP_KIND = "Backup"
+# What the operator's status.phase of a Cluster says once every instance is up.
+HEALTHY_PHASE = "Cluster in healthy state"
+# On the Cluster: which generation of the instance it is (a restore makes the next one).
+GENERATION_ANNOTATION = "envhub.dev/generation"
+RECOVERY_SOURCE = "origin"
 # The operator's PostgreSQL images, tagged by major version.
 DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/postgresql"
 DEFAULT_VERSION = "17"
@@ -107,9 +124,57 @@ def owner_secret(instance: str) -> str:
     return f"{cluster_name(instance)}-owner"
 
 
-def backup_path(store: BackupStore, instance: str, serial: int) -> str:
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """Where a restored Cluster's data comes from: an archive, as of one base backup of it.
+
+    ``database`` is the name of the database and owner inside that data (the
+    instance's that first made it); ``server`` the Cluster name barman filed
+    it under; ``path`` the archive (a ``destinationPath``); ``backup_id``
+    barman's id of the base backup ("" for the newest).
+    """
+
+    database: str
+    server: str
+    path: str
+    backup_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not _INSTANCE.fullmatch(self.database):
+            raise ValueError(f"{self.database!r} is not an instance name")
+        if not self.path.startswith("s3://"):
+            raise ValueError(f"{self.path!r} is not an archive in the object store")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupReport:
+    """A ``Backup`` object as its status tells it: what the operator did, and where it put it."""
+
+    name: str
+    cluster: str
+    phase: str  # the operator's: "", "started", "running", "completed", "failed", ...
+    started_at: str
+    stopped_at: str
+    backup_id: str
+    path: str  # the archive (status.destinationPath)
+    server: str  # status.serverName
+    error: str
+    scheduled: bool  # made by a ScheduledBackup
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("completed", "failed")
+
+
+def archive_name(instance: str, serial: int, generation: int = 0) -> str:
+    """The archive of one generation of an instance: a restore starts a new one (barman never writes
+    into an archive that holds another cluster's history)."""
+    return f"{instance}-{serial}" + (f"-g{generation}" if generation else "")
+
+
+def backup_path(store: BackupStore, instance: str, serial: int, generation: int = 0) -> str:
     """Where the instance's base backups and WAL go (barman adds the Cluster's name below it)."""
-    return f"s3://{store.bucket}/{BACKUP_PREFIX}/{instance}-{serial}"
+    return f"s3://{store.bucket}/{BACKUP_PREFIX}/{archive_name(instance, serial, generation)}"
 
 
 def _data(values: dict[str, str]) -> dict[str, str]:
@@ -136,7 +201,7 @@ def render_store_secret(store: BackupStore) -> dict[str, Any] | None:
     return _secret(BACKUP_STORE_SECRET, "Opaque", values)
 
 
-def _barman(store: BackupStore, instance: str, serial: int) -> dict[str, Any]:
+def _barman(store: BackupStore, path: str) -> dict[str, Any]:
     credentials: dict[str, Any]
     if store.access_key_id:
         credentials = {
@@ -148,7 +213,7 @@ def _barman(store: BackupStore, instance: str, serial: int) -> dict[str, Any]:
     else:
         credentials = {"inheritFromIAMRole": True}
     barman: dict[str, Any] = {
-        "destinationPath": backup_path(store, instance, serial),
+        "destinationPath": path,
         "s3Credentials": credentials,
         "wal": {"compression": "gzip"},
         "data": {"compression": "gzip"},
@@ -168,40 +233,67 @@ def render_postgres_cluster(
     deployment: bool = False,
     image: str = DEFAULT_IMAGE,
     store: BackupStore | None = None,
+    generation: int = 0,
+    recovery: Recovery | None = None,
 ) -> list[dict[str, Any]]:
     """The objects of one instance, in apply order: its Secrets, the Cluster, its ScheduledBackup.
 
     ``serial`` tells this instance from an earlier one of the same name (the
     instance record's id); ``version`` and ``size`` are the declaration's
-    ("" takes :data:`DEFAULT_VERSION` and :data:`DEFAULT_SIZE`).
+    ("" takes :data:`DEFAULT_VERSION` and :data:`DEFAULT_SIZE`). ``generation``
+    counts the restores that made the Cluster again, ``recovery`` the data the
+    current one starts from (none: an empty database).
     """
     if serial < 1:
         raise ValueError("serial must be positive")
+    if generation < 0:
+        raise ValueError("generation must not be negative")
+    if recovery is not None and store is None:
+        raise ValueError("a Cluster recovers from the object store: give the store")
     name, secret = cluster_name(instance), owner_secret(instance)
-    objects = [_secret(secret, "kubernetes.io/basic-auth", {"username": instance, "password": password})]
+    owner = recovery.database if recovery is not None else instance
+    objects = [_secret(secret, "kubernetes.io/basic-auth", {"username": owner, "password": password})]
+    bootstrap: dict[str, Any]
+    if recovery is None:
+        bootstrap = {"initdb": {"database": owner, "owner": owner, "secret": {"name": secret}}}
+    else:
+        bootstrap = {
+            "recovery": {
+                "source": RECOVERY_SOURCE,
+                "database": owner,
+                "owner": owner,
+                "secret": {"name": secret},
+            }
+        }
+        if recovery.backup_id:
+            bootstrap["recovery"]["recoveryTarget"] = {"backupID": recovery.backup_id}
     spec: dict[str, Any] = {
         "instances": 2 if deployment else 1,
         "imageName": f"{image}:{version or DEFAULT_VERSION}",
         "enableSuperuserAccess": False,
         "storage": {"size": size or DEFAULT_SIZE},
-        "bootstrap": {"initdb": {"database": instance, "owner": instance, "secret": {"name": secret}}},
+        "bootstrap": bootstrap,
         "managed": {
-            "roles": [
-                {"name": instance, "ensure": "present", "login": True, "passwordSecret": {"name": secret}}
-            ]
+            "roles": [{"name": owner, "ensure": "present", "login": True, "passwordSecret": {"name": secret}}]
         },
     }
     if store is not None:
         spec["backup"] = {
             "retentionPolicy": store.retention,
-            "barmanObjectStore": _barman(store, instance, serial),
+            "barmanObjectStore": _barman(store, backup_path(store, instance, serial, generation)),
         }
         keys = render_store_secret(store)
         if keys is not None:
             objects.append(keys)
-    objects.append(
-        {"apiVersion": API_VERSION, "kind": CLUSTER_KIND, "metadata": {"name": name}, "spec": spec}
-    )
+    if recovery is not None and store is not None:
+        source = {**_barman(store, recovery.path), "serverName": recovery.server}
+        source.pop("wal", None)  # how WAL is compressed is the archive's to say, not the reader's
+        source.pop("data", None)
+        spec["externalClusters"] = [{"name": RECOVERY_SOURCE, "barmanObjectStore": source}]
+    metadata: dict[str, Any] = {"name": name}
+    if generation:
+        metadata["annotations"] = {GENERATION_ANNOTATION: str(generation)}
+    objects.append({"apiVersion": API_VERSION, "kind": CLUSTER_KIND, "metadata": metadata, "spec": spec})
     if store is not None and deployment:
         objects.append(
             {
@@ -218,3 +310,58 @@ def render_postgres_cluster(
             }
         )
     return objects
+
+
+def render_backup(instance: str, name: str) -> dict[str, Any]:
+    """An on-demand ``Backup`` of the instance's Cluster, named ``name`` (without namespace and labels)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": BACKUP_KIND,
+        "metadata": {"name": name},
+        "spec": {"cluster": {"name": cluster_name(instance)}, "method": "barmanObjectStore"},
+    }
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def backup_report(obj: dict[str, Any]) -> BackupReport | None:
+    """What a ``Backup`` object says of itself; None for one that names no Cluster."""
+    spec = obj.get("spec") or {}
+    cluster = _text((spec.get("cluster") or {}).get("name"))
+    if not cluster:
+        return None
+    status = obj.get("status") or {}
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    owners = metadata.get("ownerReferences") or []
+    return BackupReport(
+        name=_text(metadata.get("name")),
+        cluster=cluster,
+        phase=_text(status.get("phase")),
+        started_at=_text(status.get("startedAt")),
+        stopped_at=_text(status.get("stoppedAt")),
+        backup_id=_text(status.get("backupId")),
+        path=_text(status.get("destinationPath")),
+        server=_text(status.get("serverName")) or cluster,
+        error=_text(status.get("error"))[:2000],
+        scheduled="cnpg.io/scheduled-backup" in labels
+        or any(owner.get("kind") == SCHEDULED_BACKUP_KIND for owner in owners if isinstance(owner, dict)),
+    )
+
+
+def cluster_generation(obj: dict[str, Any]) -> int:
+    """Which generation of its instance a stored Cluster is (0: never restored)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = str(annotations.get(GENERATION_ANNOTATION, "0"))
+    return int(value) if value.isdigit() else 0
+
+
+def cluster_generation_ready(obj: dict[str, Any], generation: int) -> bool:
+    """Whether the Cluster is the given generation and the operator reports every instance up."""
+    if cluster_generation(obj) != generation:
+        return False
+    status = obj.get("status") or {}
+    wanted = (obj.get("spec") or {}).get("instances", 1)
+    return status.get("phase") == HEALTHY_PHASE and status.get("readyInstances") == wanted

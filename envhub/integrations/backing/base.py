@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from envhub.domain.backing import SERVICE_NAME
 from envhub.domain.catalog import Catalog, CatalogEntry, Placeholders
+from envhub.domain.kube.cloudnative_pg import BackupReport, Recovery
 
 INSTANCE_PREFIX = "envhub_e"
 # A scratch database a restore check restores into, then drops (``envhub_r<restore>_<service>``).
@@ -251,15 +252,39 @@ class NamespacedDatabases(Protocol):
         """
 
     def place(
-        self, name: str, *, serial: int, password: str, version: str, size: str, deployment: bool
+        self,
+        name: str,
+        *,
+        serial: int,
+        password: str,
+        version: str,
+        size: str,
+        deployment: bool,
+        generation: int = 0,
+        recovery: Recovery | None = None,
     ) -> Placement:
         """The objects of instance ``name`` (a database and an owner of that name, with ``password``).
 
         Pure and repeatable: the same arguments give equal objects. ``serial``
         is the instance record's id (it tells its backups from an earlier
         instance's of the same name); ``deployment`` asks for what a deployment
-        environment gets (a standby, scheduled backups).
+        environment gets (a standby, scheduled backups). ``generation`` counts
+        the restores that made the Cluster again; ``recovery`` is the data the
+        current generation starts from (its database keeps the name it has there).
         """
+
+    def reports(self) -> list[tuple[int, BackupReport]]:
+        """Every backup the operator has made or is making, with its environment (one listing)."""
+
+    def start_backup(self, environment_id: int, name: str, backup: str) -> bool:
+        """Ask the operator for a backup of instance ``name`` now, as object ``backup``; False if asked."""
+
+    def remove_older(self, environment_id: int, name: str, generation: int) -> bool:
+        """Delete the instance's Cluster (its volumes go with it) when it is of an older generation than
+        ``generation``, so that the apply makes the new one; True when one was deleted."""
+
+    def generation_ready(self, environment_id: int, name: str, generation: int) -> bool | None:
+        """Whether the Cluster of that generation runs, every instance up; None when there is no Cluster."""
 
 
 class NamespacedCaches(Protocol):

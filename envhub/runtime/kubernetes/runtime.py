@@ -33,6 +33,7 @@ from envhub.domain.kube import (
     PUBLIC_ANNOTATION,
     SERVICES_ANNOTATION,
     WORKLOAD_ACCOUNT,
+    Applied,
     EgressDenyList,
     PlatformLimits,
     applied,
@@ -45,7 +46,7 @@ from envhub.domain.kube import (
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
-from envhub.errors import EnvhubError, NotFound, NotReady
+from envhub.errors import ClusterConflict, EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
     Endpoint,
     Inspection,
@@ -68,6 +69,7 @@ from envhub.runtime.kubernetes.readiness import (
     explain,
     recent,
 )
+from envhub.runtime.kubernetes.rest import request
 from envhub.runtime.kubernetes.service_proxy import ServiceProxyTransport
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
 from envhub.runtime.kubernetes.waiting import RolloutWait, wait_quota_counted
@@ -372,18 +374,86 @@ class KubernetesRuntime:
             self._version = f"{major}.{minor}" if major.isdigit() and minor.isdigit() else ""
         return self._version or "1.25"
 
-    def managed_environments(self) -> set[int]:
+    def _environment_namespaces(self) -> dict[str, int]:
+        """Live namespaces of environments (labelled as envhub's *and* named so), by name."""
         found = kube_json("listing envhub namespaces", self.core.list_namespace, label_selector=MANAGED)
-        ids: set[int] = set()
+        namespaces: dict[str, int] = {}
         for item in found.get("items", []):
             value = str((item["metadata"].get("labels") or {}).get(ENV_LABEL, ""))
+            name = str(item["metadata"]["name"])
             if (
                 value.isdigit()
-                and is_namespace_of(str(item["metadata"]["name"]), int(value))
+                and is_namespace_of(name, int(value))
                 and (item.get("status") or {}).get("phase") != "Terminating"
             ):
-                ids.add(int(value))
-        return ids
+                namespaces[name] = int(value)
+        return namespaces
+
+    def managed_environments(self) -> set[int]:
+        return set(self._environment_namespaces().values())
+
+    # -- objects an operator keeps in environments' namespaces ----------------
+
+    def environment_objects(self, api_version: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
+        """Every ``kind`` object in environments' namespaces, with its environment: two requests
+        however many environments there are (the kind's list across namespaces, and the namespaces)."""
+        resource = self.applier.resource(api_version, kind)
+        listed = request(self.api, f"listing {kind} objects", "GET", resource.collection())
+        namespaces = self._environment_namespaces()
+        found: list[tuple[int, dict[str, Any]]] = []
+        for item in listed.body.get("items", []):
+            environment_id = namespaces.get(str((item.get("metadata") or {}).get("namespace", "")))
+            if environment_id is not None:
+                found.append((environment_id, item))
+        return found
+
+    def _namespace_required(self, environment_id: int) -> str:
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            raise NotFound(f"environment {environment_id} has no namespace on the cluster")
+        return namespace
+
+    def create_object(self, environment_id: int, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` in the environment's namespace, labelled as envhub's; False if it is there."""
+        namespace = self._namespace_required(environment_id)
+        metadata = {**obj["metadata"], "namespace": namespace}
+        metadata["labels"] = {
+            **(metadata.get("labels") or {}),
+            "app.kubernetes.io/managed-by": "envhub",
+            ENV_LABEL: str(environment_id),
+        }
+        resource = self.applier.resource(obj["apiVersion"], obj["kind"])
+        try:
+            request(
+                self.api,
+                f"creating {obj['kind']} {metadata['name']}",
+                "POST",
+                resource.collection(namespace),
+                body={**obj, "metadata": metadata},
+            )
+        except ClusterConflict:
+            return False
+        return True
+
+    def read_object(
+        self, environment_id: int, api_version: str, kind: str, name: str
+    ) -> dict[str, Any] | None:
+        """The object as the cluster has it (with its status); None when it or the namespace is not there."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return None
+        resource = self.applier.resource(api_version, kind)
+        try:
+            return request(self.api, f"reading {kind} {name}", "GET", resource.path(name, namespace)).body
+        except NotFound:
+            return None
+
+    def delete_object(self, environment_id: int, api_version: str, kind: str, name: str) -> bool:
+        """Delete the object from the environment's namespace; False when it was not there."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return False
+        return self.applier.delete(Applied(api_version, kind, name), namespace=namespace)
 
     # -- stop and destroy ----------------------------------------------------
 

@@ -206,7 +206,14 @@ def _backup_row(backup: rx.Var, panel: rx.Var, S: Any, B: Any) -> rx.Component:
                     rx.code(sha[:12], variant="ghost", size="1", class_name="backup-sha"),
                     content="SHA-256 " + sha,
                 ),
-                rx.text("—", **MUTED),
+                rx.cond(
+                    backup["method"] == "barman",
+                    rx.tooltip(
+                        rx.text("barman", size="1", **MUTED),
+                        content="The CloudNativePG operator's base backup: barman keeps its size and checks",
+                    ),
+                    rx.text("—", **MUTED),
+                ),
             )
         ),
         rx.table.cell(_check(backup)),
