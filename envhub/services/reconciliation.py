@@ -176,7 +176,11 @@ def reconcile(
             report.services_removed = provisioning.remove_orphans(session, backends)
         except EnvhubError as exc:  # a backend that cannot answer now is looked at again next pass
             log.warning("reconciler: managed services not checked: %s", exc.message)
-    if backends is not None and backends.postgres is not None and backup_store is not None:
+    if (
+        backends is not None
+        and (backends.postgres is not None or backends.postgres_clusters is not None)
+        and backup_store is not None
+    ):
         try:
             driven = backups.drive(
                 session=session, queue=queue, store=backup_store, clusters=backends.postgres_clusters
