@@ -245,6 +245,8 @@ class Settings(BaseSettings):
     services_cloudnative_pg_image: str = "ghcr.io/cloudnative-pg/postgresql"
     services_cloudnative_pg_backup_schedule: str = "0 0 3 * * *"
     services_cloudnative_pg_backup_retention: str = "30d"
+    # Where the operator runs (comma-separated): a cluster's network policy lets it in from there.
+    services_cloudnative_pg_namespaces: str = "cnpg-system"
 
     # -- operations ----------------------------------------------------------
     # /metrics of the web wants "Authorization: Bearer <token>" when this is set;
@@ -603,6 +605,18 @@ class Settings(BaseSettings):
     @property
     def ingress_namespaces(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.kube_ingress_namespaces.split(",") if part.strip())
+
+    @property
+    def cloudnative_pg_namespaces(self) -> tuple[str, ...]:
+        return _csv(self.services_cloudnative_pg_namespaces)
+
+    @property
+    def object_store_ports(self) -> tuple[int, ...]:
+        """The ports a CloudNativePG cluster's pods send backups to: the object store URL's, or https's."""
+        if not self.object_store_url:
+            return (443,)
+        parts = urlsplit(self.object_store_url)
+        return (parts.port or (80 if parts.scheme == "http" else 443),)
 
     @property
     def egress_deny_cidrs(self) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             private_paths=private,
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
+    from envhub.domain.kube.network import ClusterNetwork
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client, own_namespace
 
     own = settings.kube_own_namespace or own_namespace()
@@ -41,4 +42,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             namespaces=(*settings.egress_deny_namespaces, *([own] if own else [])),
         ),
         ready_timeout=settings.kube_ready_timeout,
+        clusters=ClusterNetwork(
+            operator_namespaces=settings.cloudnative_pg_namespaces, store_ports=settings.object_store_ports
+        ),
     )

@@ -28,6 +28,7 @@ from sqlmodel import Session, select
 
 from envhub.config import Settings, override_settings
 from envhub.domain.kube import namespace_for
+from envhub.domain.kube.network import ClusterNetwork
 from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import Unsupported, ValidationFailed
@@ -196,6 +197,10 @@ def test_with_the_operator_the_cluster_is_applied_with_the_environment_and_prune
         "object_store_secret_access_key": "store-secret",
     }
     configured = build_settings(**{**settings.model_dump(), **store})
+    # As envhub.runtime.get_runtime shapes it from the settings.
+    runtime.clusters = ClusterNetwork(
+        operator_namespaces=configured.cloudnative_pg_namespaces, store_ports=configured.object_store_ports
+    )
     backends = managed_backends(configured, local=False, kinds=runtime)
     env_id = _environment(session, world, declared, "staging")
     environment = session.get(Environment, env_id)
@@ -226,6 +231,16 @@ def test_with_the_operator_the_cluster_is_applied_with_the_environment_and_prune
     assert keys is not None
     assert base64.b64decode(keys["data"]["ACCESS_SECRET_KEY"]).decode() == "store-secret"
     assert kube.get(f"{base}/scheduledbackups/{cluster}-backup") is None  # development: none
+    # Its pods' paths: the operator in, the API server (this apiserver's address) and the store out.
+    policy = kube.get(
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/envhub-cnpg-{cluster}"
+    )
+    assert policy is not None
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"cnpg.io/cluster": cluster}}
+    api_peers = [peer["ipBlock"]["cidr"] for peer in policy["spec"]["egress"][0]["to"]]
+    assert api_peers
+    assert all(cidr.startswith(("127.", "10.", "172.", "192.168.", "::1")) for cidr in api_peers)
+    assert policy["spec"]["egress"][1]["ports"] == [{"protocol": "TCP", "port": 9}]  # the store's URL port
 
     # The same instance in a deployment environment gets its schedule, on the next apply.
     environment.kind = EnvironmentKind.deployment
@@ -257,6 +272,10 @@ def test_with_the_operator_the_cluster_is_applied_with_the_environment_and_prune
     assert grant.objects == ()
     runtime.apply(target, progress=progress)
     assert kube.get(f"{base}/clusters/{cluster}") is None
+    assert (
+        kube.get(f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/envhub-cnpg-{cluster}")
+        is None
+    )
     assert kube.get(f"{base}/scheduledbackups/{cluster}-backup") is None
     assert kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-owner") is None
     kube.delete_namespace(namespace)

@@ -53,7 +53,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from envhub.domain.kube.names import BACKUP_STORE_SECRET
+from envhub.domain.kube.names import BACKUP_STORE_SECRET, MANAGED_SERVICE_LABEL
 
 API_VERSION = "postgresql.cnpg.io/v1"
 CLUSTER_KIND = "Cluster"
@@ -272,6 +272,8 @@ def render_postgres_cluster(
         "imageName": f"{image}:{version or DEFAULT_VERSION}",
         "enableSuperuserAccess": False,
         "storage": {"size": size or DEFAULT_SIZE},
+        # Its pods are a managed service's: the URL provider's proxies are not let in (network.py).
+        "inheritedMetadata": {"labels": {MANAGED_SERVICE_LABEL: name}},
         "bootstrap": bootstrap,
         "managed": {
             "roles": [{"name": owner, "ensure": "present", "login": True, "passwordSecret": {"name": secret}}]

@@ -20,6 +20,16 @@ Egress to addresses ("cidrs") never includes the operator's deny list (cloud
 metadata, the API server, see :mod:`envhub.domain.kube.egress`): a block that
 contains a denied address gets it as an ``except`` entry.
 
+Managed CloudNativePG clusters (:func:`render_cluster_policy`). Their pods
+need more than a workload: the operator reaches each instance's status port,
+the instance manager talks to the API server, and barman sends base backups and
+WAL to the object store. One policy per cluster opens exactly that for the
+pods labelled ``cnpg.io/cluster=<cluster>`` (a label the manifest guard keeps
+off every other pod): in from the operator's namespace on the status and
+PostgreSQL ports, out to the API server's addresses, and out to the object
+store's ports at any address outside the deny list (its name is not an
+address a policy can hold).
+
 Egress to services ("ns/svc[:port]"). A NetworkPolicy selects pods, not
 Services, so the rule allows the pods labelled ``app.kubernetes.io/name=<svc>`` in
 that namespace, and the port is matched after the Service's address translation,
@@ -32,6 +42,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from envhub.domain.kube.egress import EgressDenyList
@@ -191,3 +202,59 @@ def render_network_policies(
             _policy(POLICY_ALLOW_EGRESS, namespace, labels, {"policyTypes": ["Egress"], "egress": rules})
         )
     return policies
+
+
+CLUSTER_LABEL = "cnpg.io/cluster"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNetwork:
+    """What a managed CloudNativePG cluster's pods reach, and are reached from (its policy)."""
+
+    operator_namespaces: tuple[str, ...] = ("cnpg-system",)
+    api_server: tuple[str, ...] = ()  # the API server's addresses (the runtime asks the cluster)
+    store_ports: tuple[int, ...] = (443,)
+
+
+# The instance manager's status port (the operator polls it) and PostgreSQL's.
+CLUSTER_INGRESS_PORTS = (8000, 5432)
+
+
+def cluster_policy_name(cluster: str) -> str:
+    return f"envhub-cnpg-{cluster}"[:63].rstrip("-")
+
+
+def render_cluster_policy(
+    cluster: str,
+    *,
+    namespace: str,
+    labels: dict[str, str],
+    operator_namespaces: Sequence[str],
+    api_server: Sequence[str],
+    store_ports: Sequence[int],
+    deny: EgressDenyList | None = None,
+) -> dict[str, Any]:
+    """What the pods of managed CloudNativePG cluster ``cluster`` need besides the namespace's policies."""
+    deny = deny if deny is not None else EgressDenyList()
+    ingress: list[dict[str, Any]] = []
+    if operator_namespaces:
+        ingress.append(
+            {
+                "from": [_namespaces_peer(operator_namespaces)],
+                "ports": [{"protocol": "TCP", "port": port} for port in CLUSTER_INGRESS_PORTS],
+            }
+        )
+    egress: list[dict[str, Any]] = []
+    if api_server:
+        egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in _unique(_cidr(c) for c in api_server)]})
+    if store_ports:
+        egress.append(
+            {
+                "to": [_ip_block("0.0.0.0/0", deny), _ip_block("::/0", deny)],
+                "ports": [{"protocol": "TCP", "port": port} for port in sorted(set(store_ports))],
+            }
+        )
+    spec: dict[str, Any] = {"policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": egress}
+    return _policy(
+        cluster_policy_name(cluster), namespace, labels, spec, pods={"matchLabels": {CLUSTER_LABEL: cluster}}
+    )

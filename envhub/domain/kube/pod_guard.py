@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from envhub.domain.kube.names import MANAGED_SERVICE_LABEL
 from envhub.domain.kube.problems import Problem, child, dig, listed, mapping
 
 # Capabilities Pod Security "baseline" allows adding.
@@ -186,6 +187,20 @@ def _annotation_problems(meta: dict[str, Any], at: str) -> Iterator[Problem]:
             yield Problem(where, "seccomp must not be unconfined")
 
 
+# Labels that open network paths to the pods wearing them: the policy of a managed CloudNativePG
+# cluster (operator in, the API server and the object store out) selects its pods by them.
+RESERVED_POD_LABELS = {
+    "cnpg.io/cluster": "the pods of CloudNativePG clusters wear it (envhub's network policy selects it)",
+    MANAGED_SERVICE_LABEL: "the pods of envhub's managed services wear it",
+}
+
+
+def _label_problems(meta: dict[str, Any], at: str) -> Iterator[Problem]:
+    for key in mapping(meta.get("labels")):
+        if key in RESERVED_POD_LABELS:
+            yield Problem(f"{at}.labels[{key}]", f"label {key} is reserved: {RESERVED_POD_LABELS[key]}")
+
+
 def pod_problems(
     spec: dict[str, Any], at: str, meta: dict[str, Any] | None = None, meta_at: str = ""
 ) -> list[Problem]:
@@ -217,6 +232,7 @@ def pod_problems(
                 problems += _container_problems(container, f"{child(at, field)}[{index}]")
     if meta is not None:
         problems += _annotation_problems(meta, meta_at)
+        problems += _label_problems(meta, meta_at)
     return problems
 
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envhub.domain.kube.access import render_team_access
+from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API_VERSION
+from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.deployments import (
     PublicEndpoint,
     public_endpoint,
@@ -42,7 +44,7 @@ from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION,
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
 from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_manifests
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
-from envhub.domain.kube.network import render_network_policies
+from envhub.domain.kube.network import ClusterNetwork, render_cluster_policy, render_network_policies
 from envhub.domain.kube.rbac import render_rbac
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
@@ -136,6 +138,7 @@ def render_environment(
     dns_cidrs: Sequence[str] = (),
     is_namespaced: IsNamespaced | None = None,
     deny: EgressDenyList | None = None,
+    clusters: ClusterNetwork | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of ``target``'s environment, in apply order.
 
@@ -148,6 +151,8 @@ def render_environment(
     errors.ManifestInvalid` / :class:`~envhub.domain.kube.errors.
     ManifestRejected` for bad user manifests and :class:`~envhub.domain.kube.
     errors.EgressDenied` for an allowlist entry the deny list forbids.
+    Each managed CloudNativePG ``Cluster`` among the target's service objects
+    gets its network policy, shaped by ``clusters`` (defaults when None).
     """
     limits = limits if limits is not None else PlatformLimits()
     deny = deny if deny is not None else EgressDenyList()
@@ -186,6 +191,20 @@ def render_environment(
     if secrets is not None:
         objects.append(secrets)
     managed = [_service_object(obj, namespace=namespace, labels=labels) for obj in target.service_objects]
+    network = clusters if clusters is not None else ClusterNetwork()
+    objects.extend(
+        render_cluster_policy(
+            obj["metadata"]["name"],
+            namespace=namespace,
+            labels=labels,
+            operator_namespaces=network.operator_namespaces,
+            api_server=network.api_server,
+            store_ports=network.store_ports,
+            deny=deny,
+        )
+        for obj in managed
+        if (obj["apiVersion"], obj["kind"]) == (CLUSTER_API_VERSION, CLUSTER_KIND)
+    )
     objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)

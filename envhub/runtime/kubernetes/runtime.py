@@ -17,6 +17,7 @@ watch each, never a poll (``waiting.py``). Reads return plain dicts.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -43,7 +44,10 @@ from envhub.domain.kube import (
     public_endpoint,
     render_environment,
 )
+from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
+from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
+from envhub.domain.kube.network import ClusterNetwork
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import ClusterConflict, EnvhubError, NotFound, NotReady
@@ -126,8 +130,11 @@ class KubernetesRuntime:
         ready_timeout: float = 180.0,
         exec_protocols: tuple[str, ...] = EXEC_PROTOCOLS,
         heartbeat_interval: float | None = None,
+        clusters: ClusterNetwork | None = None,
     ) -> None:
         self.api = api
+        # Where managed CloudNativePG clusters' operator runs, and their object store's ports.
+        self.clusters = clusters or ClusterNetwork()
         self.core = CoreV1Api(api)
         self.apps = AppsV1Api(api)
         self.applier = Applier(api)
@@ -191,6 +198,12 @@ class KubernetesRuntime:
         deny = self.deny
         if target.spec.egress.cidrs:
             deny = deny.extended(cidrs=self.api_server.get())
+        clusters = self.clusters
+        if any(
+            (obj["apiVersion"], obj["kind"]) == (CLUSTER_API, CLUSTER_KIND) for obj in target.service_objects
+        ):
+            # A CloudNativePG cluster's instance manager talks to the API server: its policy says where.
+            clusters = dataclasses.replace(clusters, api_server=self.api_server.get())
         objects = render_environment(
             target,
             namespace=namespace,
@@ -198,6 +211,7 @@ class KubernetesRuntime:
             ingress_namespaces=self.ingress_namespaces,
             is_namespaced=self.applier.is_namespaced,
             deny=deny,
+            clusters=clusters,
         )
         # A kind the cluster does not serve fails here, before anything is applied;
         # rendering looked every kind up already, so this asks the cluster nothing.

@@ -22,7 +22,9 @@ from envhub.domain.kube.cloudnative_pg import (
     primary_service,
     render_postgres_cluster,
 )
+from envhub.domain.kube.egress import EgressDenyList
 from envhub.domain.kube.guards import check_object
+from envhub.domain.kube.network import ClusterNetwork
 from envhub.domain.specs import EnvironmentTarget
 
 from .conftest import make_target
@@ -257,3 +259,63 @@ def test_a_user_manifest_may_neither_take_nor_name_the_backup_store_secret() -> 
     # Its own database's Secret is the environment's to use.
     pod["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] = "envhub-e1-db-owner"
     check_object(pod, namespace="ns")
+
+
+# -- the cluster's network policy, and the label that selects its pods --------------------------------
+
+
+def _with_cluster(**render: Any) -> list[dict[str, Any]]:
+    target = dataclasses.replace(
+        make_target({"services": [{"name": "web", "image": "nginx:1.27", "ports": [8080]}]}),
+        service_objects=tuple(render_postgres_cluster("envhub_e42_db", serial=1, password="p", store=STORE)),
+    )
+    return render_environment(target, **render)
+
+
+def test_a_managed_cluster_gets_a_policy_for_its_operator_the_api_server_and_the_object_store() -> None:
+    network = ClusterNetwork(
+        operator_namespaces=("cnpg-system",), api_server=("10.96.0.1", "172.18.0.2"), store_ports=(9000,)
+    )
+    objects = _with_cluster(clusters=network, deny=EgressDenyList(cidrs=("169.254.169.254/32",)))
+    [policy] = [o for o in objects if o["metadata"]["name"] == "envhub-cnpg-envhub-e42-db"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "envhub-e42-db"}}
+    [operator] = spec["ingress"]
+    assert operator["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["cnpg-system"]
+    assert {p["port"] for p in operator["ports"]} == {8000, 5432}
+    api, store = spec["egress"]
+    assert [peer["ipBlock"]["cidr"] for peer in api["to"]] == ["10.96.0.1/32", "172.18.0.2/32"]
+    assert store["ports"] == [{"protocol": "TCP", "port": 9000}]
+    assert store["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert "169.254.169.254/32" in store["to"][0]["ipBlock"]["except"]  # the deny list holds
+    # Its pods wear the managed-service label: the URL provider's proxies are not let in.
+    [cluster] = [o for o in objects if o["kind"] == "Cluster"]
+    assert cluster["spec"]["inheritedMetadata"]["labels"] == {"envhub.dev/managed-service": "envhub-e42-db"}
+    allow_ingress = next(o for o in objects if o["metadata"]["name"] == "envhub-allow-ingress")
+    excluded = allow_ingress["spec"]["podSelector"]["matchExpressions"][0]
+    assert excluded == {"key": "envhub.dev/managed-service", "operator": "DoesNotExist"}
+
+
+def test_an_environment_without_a_cluster_gets_no_cluster_policy() -> None:
+    target = make_target({"services": [{"name": "web", "image": "nginx:1.27", "ports": [8080]}]})
+    names = [o["metadata"]["name"] for o in render_environment(target) if o["kind"] == "NetworkPolicy"]
+    assert not [name for name in names if name.startswith("envhub-cnpg-")]
+
+
+@pytest.mark.parametrize("label", ["cnpg.io/cluster", "envhub.dev/managed-service"])
+def test_a_users_pod_may_not_wear_the_labels_that_open_a_clusters_paths(label: str) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sneaky"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "sneaky"}},
+            "template": {
+                "metadata": {"labels": {"app": "sneaky", label: "envhub-e42-db"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    with pytest.raises(ManifestRejected, match=f"label {label} is reserved") as caught:
+        check_object(deployment, namespace="envhub-acme-shop-dev-42")
+    assert caught.value.details["field"] == f"spec.template.metadata.labels[{label}]"
