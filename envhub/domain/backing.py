@@ -79,6 +79,12 @@ REDIS_DENIED_COMMANDS = (
 )
 
 
+# Each managed Redis holds at most this much, and refuses writes past it (it evicts nothing: a
+# cache wants eviction, a queue must not lose jobs, and only the project knows which it is).
+REDIS_MAX_MEMORY = "256mb"
+REDIS_EVICTION = "noeviction"
+
+
 def redis_tenant_rules() -> list[str]:
     """The ACL rules of a Redis tenant's user, after its password: every key and channel, every
     command but :data:`REDIS_DENIED_COMMANDS`."""

@@ -137,6 +137,28 @@ def test_a_non_persistent_instance_forgets_on_restart(servers: EmbeddedRedis) ->
     assert connect(servers.ensure(A, password="pw-a", persistent=False)).get("greeting") is None
 
 
+def test_an_instance_holds_at_most_its_cap_and_refuses_writes_past_it(folder: Path) -> None:
+    """Nothing is evicted (a queue must not lose jobs): a write past the cap fails, reads go on."""
+    capped = EmbeddedRedis(folder, binary=str(require("redis-server")), max_memory="4mb")
+    client = connect(capped.ensure(A, password="pw-a"))
+    client.set("first", "kept")
+    refused = None
+    for index in range(64):  # 8 MB in all, twice the cap
+        try:
+            client.set(f"block-{index}", "x" * 128 * 1024)
+        except ResponseError as exc:
+            refused = str(exc)
+            break
+    assert refused is not None
+    assert "maxmemory" in refused
+    assert client.get("first") == "kept"
+    assert client.get("block-0") is not None  # what fitted stays
+    # A running server takes the adapter's cap at the next ensure (one an older envhub started had none).
+    uncapped = EmbeddedRedis(folder, binary=str(require("redis-server")), max_memory="0")
+    uncapped.ensure(A, password="pw-a")
+    connect(uncapped.ensure(A, password="pw-a")).set("block-big", "x" * 128 * 1024)
+
+
 def test_a_wrong_or_missing_password_is_refused(servers: EmbeddedRedis) -> None:
     access = servers.ensure(A, password="pw-a")
     with pytest.raises(AuthenticationError):

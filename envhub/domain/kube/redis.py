@@ -50,7 +50,14 @@ import base64
 import hashlib
 from typing import Any
 
-from envhub.domain.backing import DEFAULT_PORTS, SERVICE_NAME, redis_password_digest, redis_tenant_rules
+from envhub.domain.backing import (
+    DEFAULT_PORTS,
+    REDIS_EVICTION,
+    REDIS_MAX_MEMORY,
+    SERVICE_NAME,
+    redis_password_digest,
+    redis_tenant_rules,
+)
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, NAME_LABEL, WORKLOAD_ACCOUNT, metadata
 
 PORT = DEFAULT_PORTS["redis"]
@@ -62,7 +69,7 @@ DATA_DIR = "/data"
 REDIS_UID = 999
 REQUESTS = {"cpu": "50m", "memory": "64Mi"}
 LIMITS = {"cpu": "500m", "memory": "512Mi"}
-MAX_MEMORY = "256mb"  # half the limit: an append-only rewrite forks the server
+MAX_MEMORY = REDIS_MAX_MEMORY  # half the limit: an append-only rewrite forks the server
 CONFIG_ANNOTATION = "envhub.dev/config-digest"
 # Redis's own defaults: a snapshot after an hour with 1 change, 5 minutes with 100, a minute with
 # 10000. One pair a line, which every Redis since 2.x reads.
@@ -96,7 +103,7 @@ def redis_config(service: str, *, password: str, persistent: bool) -> str:
         f"dir {DATA_DIR}",
         *persistence,
         f"maxmemory {MAX_MEMORY}",
-        "maxmemory-policy noeviction",
+        f"maxmemory-policy {REDIS_EVICTION}",
         f"user default reset #{redis_password_digest(password)} {' '.join(redis_tenant_rules())}",
     ]
     return "\n".join(lines) + "\n"

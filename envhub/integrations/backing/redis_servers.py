@@ -45,7 +45,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError
 from redis.retry import Retry
 
-from envhub.domain.backing import redis_password_digest, redis_tenant_rules
+from envhub.domain.backing import REDIS_EVICTION, REDIS_MAX_MEMORY, redis_password_digest, redis_tenant_rules
 from envhub.errors import BackingServiceError, BackingServiceUnavailable, NotReady
 from envhub.integrations.backing.base import Access, BackingKind, parse_instance_name
 from envhub.integrations.backing.local_instances import (
@@ -68,10 +68,14 @@ _GONE_AFTER = 1.0  # seconds without a server process after a launch: it exited
 class EmbeddedRedis:
     """:class:`~envhub.integrations.backing.base.CacheServers` as ``redis-server`` processes in ``folder``."""
 
-    def __init__(self, folder: Path, *, binary: str, start_timeout: float = 5.0) -> None:
+    def __init__(
+        self, folder: Path, *, binary: str, start_timeout: float = 5.0, max_memory: str = REDIS_MAX_MEMORY
+    ) -> None:
         self.folder = Path(os.path.abspath(folder))
         self.binary = binary
         self.start_timeout = start_timeout
+        # A runaway environment fills its own Redis, not the machine: writes past it are refused.
+        self.max_memory = max_memory
 
     def home(self, name: str) -> Path:
         """The instance's folder (its data, config, log and socket)."""
@@ -95,9 +99,11 @@ class EmbeddedRedis:
         with self._locked(name):
             private_dir(home)
             admin = _admin_password(home / "admin.key")
-            _write_config(home, password=password, admin=admin, persistent=persistent)
+            _write_config(
+                home, password=password, admin=admin, persistent=persistent, max_memory=self.max_memory
+            )
             self._run(home, admin)
-            self._apply(home, admin, password=password, persistent=persistent)
+            self._apply(home, admin, password=password, persistent=persistent, max_memory=self.max_memory)
         return Access(
             kind=BackingKind.redis,
             host="127.0.0.1",
@@ -208,8 +214,8 @@ class EmbeddedRedis:
 
     # -- the server's users
 
-    def _apply(self, home: Path, admin: str, *, password: str, persistent: bool) -> None:
-        """The tenant's password and limits, and the persistence, on the running server."""
+    def _apply(self, home: Path, admin: str, *, password: str, persistent: bool, max_memory: str) -> None:
+        """The tenant's password and limits, the persistence and the memory cap, on the running server."""
         digest = redis_password_digest(password)
         try:
             with _client(home, ADMIN_USER, admin) as client:
@@ -226,6 +232,9 @@ class EmbeddedRedis:
                 wanted = "yes" if persistent else "no"
                 if client.config_get("appendonly").get("appendonly") != wanted:
                     client.config_set("appendonly", wanted)
+                # A server started by an older envhub had no limit: it gets one now.
+                client.config_set("maxmemory", max_memory)
+                client.config_set("maxmemory-policy", REDIS_EVICTION)
         except BusyLoadingError as exc:
             raise NotReady(f"the Redis instance {home.name} is loading its data") from exc
         except RedisError as exc:
@@ -268,7 +277,7 @@ def _server_process(home: Path) -> psutil.Process | None:
     )
 
 
-def _write_config(home: Path, *, password: str, admin: str, persistent: bool) -> None:
+def _write_config(home: Path, *, password: str, admin: str, persistent: bool, max_memory: str) -> None:
     lines = [
         "# Written by envhub at every ensure; edits are lost.",
         "daemonize yes",
@@ -281,6 +290,8 @@ def _write_config(home: Path, *, password: str, admin: str, persistent: bool) ->
         'save ""',
         f"appendonly {'yes' if persistent else 'no'}",
         "appendfsync everysec",
+        f"maxmemory {max_memory}",
+        f"maxmemory-policy {REDIS_EVICTION}",
         f"user default reset #{redis_password_digest(password)} {' '.join(redis_tenant_rules())}",
         f"user {ADMIN_USER} on #{redis_password_digest(admin)} ~* &* +@all",
     ]
