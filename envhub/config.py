@@ -213,6 +213,8 @@ class Settings(BaseSettings):
     services_postgres_url: SecretStr = SecretStr("")
     # host:port of that server as environments reach it (empty: the URL's).
     services_postgres_address: str = ""
+    # How many connections one environment's role may hold at once (the server's are shared).
+    services_postgres_connection_limit: int = Field(default=20, ge=1, le=10000)
     # PostgreSQL, Redis and buckets (s3rver) run by envhub itself for local environments
     # (off: not offered).
     services_embedded: bool = True

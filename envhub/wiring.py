@@ -92,10 +92,17 @@ def managed_backends(settings: Settings, *, local: bool, kinds: KindCatalog | No
     if admin_url:
         address = settings.services_postgres_address or _url_address(admin_url, 5432)
         host, _, port = address.rpartition(":")
-        postgres, labels["postgres"] = PostgresServer(admin_url, host=host, port=int(port)), "server"
+        postgres = PostgresServer(
+            admin_url, host=host, port=int(port), connection_limit=settings.services_postgres_connection_limit
+        )
+        labels["postgres"] = "server"
     elif embedded:
         # As root it runs as `postgres`, which must pass through the data folder to its own.
-        postgres = EmbeddedPostgres(services / "postgres", pass_through=settings.data_dir)
+        postgres = EmbeddedPostgres(
+            services / "postgres",
+            pass_through=settings.data_dir,
+            connection_limit=settings.services_postgres_connection_limit,
+        )
         labels["postgres"] = "embedded"
     redis: CacheServers | None = None
     workloads: RedisWorkloads | None = None

@@ -108,6 +108,21 @@ def test_ensure_gives_a_role_that_owns_its_database_and_nothing_more(
         assert verifier[0].startswith("SCRAM-SHA-256$")
 
 
+def test_an_instance_holds_at_most_its_connection_limit(server: support.PostgresServer) -> None:
+    """One environment cannot take the shared server's every connection; the admin is not counted."""
+    limited = PostgresServer(server.admin_dsn, host="127.0.0.1", port=server.port, connection_limit=2)
+    name = instance_name(14, "db")
+    limited.ensure(name, password="pw")
+    try:
+        with _login(server.port, name, "pw"), _login(server.port, name, "pw"):
+            with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
+                _login(server.port, name, "pw")
+            with _admin(server, name) as admin:  # envhub's own (dumps, restores) still gets in
+                assert admin.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        limited.remove(name)
+
+
 def test_a_role_cannot_reach_another_instance_even_when_let_in(
     server: support.PostgresServer, databases: PostgresServer
 ) -> None:

@@ -46,7 +46,7 @@ from psycopg.conninfo import make_conninfo
 
 from envhub.errors import BackingServiceError, BackingServiceUnavailable
 from envhub.integrations.backing.base import Access, Dump, RestoreCheck
-from envhub.integrations.backing.postgres import PostgresServer, find_binary
+from envhub.integrations.backing.postgres import CONNECTION_LIMIT, PostgresServer, find_binary
 from envhub.private_files import traversable, write_private
 
 SERVER_PACKAGE = "postgresql"
@@ -70,6 +70,7 @@ class EmbeddedPostgres:
         bin_dir: Path | None = None,
         start_timeout: int = 60,
         pass_through: Path | None = None,
+        connection_limit: int = CONNECTION_LIMIT,
     ) -> None:
         """``pass_through``: as root, the server's account must pass through the folders from there
         down to ``folder``; they are made 0711 when the server is first needed (never listable)."""
@@ -79,6 +80,7 @@ class EmbeddedPostgres:
         self._bin_dir = bin_dir
         self._start_timeout = start_timeout
         self._server: PostgresServer | None = None
+        self.connection_limit = connection_limit
 
     @property
     def socket_dir(self) -> Path:
@@ -167,6 +169,7 @@ class EmbeddedPostgres:
             unix_socket=str(self.socket_path),
             unix_socket_owner=account.pw_uid if (account := _server_account()) else None,
             bin_dir=self._bin_dir or find_binary("pg_ctl", package=SERVER_PACKAGE).parent,
+            connection_limit=self.connection_limit,
         )
 
     def _initialize(self, account: pwd.struct_passwd | None) -> None:

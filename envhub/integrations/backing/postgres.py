@@ -51,6 +51,8 @@ from envhub.integrations.backing.base import Access, BackingKind, Dump, RestoreC
 
 CLIENT_PACKAGE = "postgresql-client"
 _CHUNK = 1 << 20
+# Connections one instance's role may hold at once: the server's are shared by every environment.
+CONNECTION_LIMIT = 20
 # gzip level of backups. pg_dump's default (6) spends most of a dump's time compressing: on typical
 # rows level 1 dumps about a third faster for a file about 5% larger (bench/services.py prints both).
 DUMP_COMPRESSION = 1
@@ -143,7 +145,11 @@ class PostgresServer:
         unix_socket_owner: int | None = None,
         bin_dir: Path | None = None,
         connect_timeout: int = 10,
+        connection_limit: int = CONNECTION_LIMIT,
     ) -> None:
+        if connection_limit < 1:
+            raise ValueError("an instance's role needs at least one connection")
+        self.connection_limit = connection_limit
         try:
             params = conninfo_to_dict(admin_url)
         except psycopg.Error as exc:
@@ -170,8 +176,8 @@ class PostgresServer:
                 verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256")
                 # Only a superuser may even mention SUPERUSER, REPLICATION and BYPASSRLS.
                 attributes = sql.SQL("NOSUPERUSER NOREPLICATION NOBYPASSRLS" if superuser else "")
-                options = sql.SQL("LOGIN NOCREATEDB NOCREATEROLE {} PASSWORD {}").format(
-                    attributes, sql.Literal(verifier.decode())
+                options = sql.SQL("LOGIN NOCREATEDB NOCREATEROLE {} CONNECTION LIMIT {} PASSWORD {}").format(
+                    attributes, sql.Literal(self.connection_limit), sql.Literal(verifier.decode())
                 )
                 if not _exists(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", name):
                     with contextlib.suppress(*_DUPLICATE):
