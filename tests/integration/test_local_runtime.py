@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -361,6 +362,46 @@ def test_exec_a_command_without_tty(runtime: LocalRuntime) -> None:
             output += chunk
         assert output.split() == [b"out", b"err"]
         assert session.wait(30) == 7
+    finally:
+        session.close()
+
+
+def test_a_shell_has_what_the_app_was_started_with_and_envhubs_own_values(runtime: LocalRuntime) -> None:
+    """As a shell in a pod has its container's variables: the project's, its secrets, the services'."""
+    target = dataclasses.replace(
+        make_target(1, command=SERVE, env={"X": "42"}),
+        secrets={"DATABASE_URL": "postgresql://u:pw@127.0.0.1:5432/db", "ENVHUB_PROJECT": "forged"},
+    )
+    runtime.apply(target, progress=RecordingProgress())
+    session = runtime.exec(1, ["/bin/sh", "-c", "printenv X DATABASE_URL ENVHUB_PROJECT PORT"], tty=False)
+    try:
+        output = b""
+        while chunk := session.read(timeout=30):
+            output += chunk
+        state = json.loads((runtime.workspace_path(1).parent / "state.json").read_text())
+        assert output.decode().split() == [
+            "42",
+            "postgresql://u:pw@127.0.0.1:5432/db",
+            "shop",
+            str(state["port"]),
+        ]
+        assert session.wait(30) == 0
+    finally:
+        session.close()
+    # Nothing of it was written down: the state file holds envhub's own values only.
+    assert "pw@" not in (runtime.workspace_path(1).parent / "state.json").read_text()
+
+
+def test_a_shell_of_a_stopped_app_has_none_of_its_secrets(runtime: LocalRuntime) -> None:
+    target = dataclasses.replace(make_target(1, command=SERVE), secrets={"API_TOKEN": "t0ken"})
+    runtime.apply(target, progress=RecordingProgress())
+    runtime.stop(1)
+    session = runtime.exec(1, ["/bin/sh", "-c", "echo token=${API_TOKEN:-none}"], tty=False)
+    try:
+        output = b""
+        while chunk := session.read(timeout=30):
+            output += chunk
+        assert output.decode().split() == ["token=none"]
     finally:
         session.close()
 

@@ -18,12 +18,15 @@ import dataclasses
 import fcntl
 import logging
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
@@ -442,8 +445,9 @@ class LocalRuntime:
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
         if state is not None:
-            env["PORT"] = str(state.port)
-            env.update(state.variables)
+            # What the app was started with (project variables, secrets, managed services' URLs),
+            # as a shell in a pod has its container's; envhub's own values on top.
+            env = {**app_environment(state), **env, "PORT": str(state.port), **state.variables}
         launch = launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty)
         try:
             return LocalExecSession(launch.argv, cwd=str(ws), env=LAUNCHER_ENV, tty=tty, pass_fds=launch.fds)
@@ -472,3 +476,36 @@ def _relayed(target: EnvironmentTarget, state: processes.ProcessState) -> str:
 def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:
     found = launching.condition(state) if state is not None else None
     return {"condition": found[0], "message": found[1]} if found else {}
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Set per process by the sandbox or the shell itself, never carried over from the app's.
+_PER_PROCESS = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "TERM", "HOME", "PATH", "LANG"})
+
+
+def app_environment(state: processes.ProcessState) -> dict[str, str]:
+    """The environment the running app was started with; empty when it is not running.
+
+    Read from the kernel (``/proc/<pid>/environ``) of the recorded process or,
+    under bubblewrap, of the sandboxed program below it: the first one that
+    carries envhub's ``ENVHUB_ENVIRONMENT``. Nothing of it is kept on disk.
+    """
+    root = processes.find_process(state)
+    if root is None:
+        return {}
+    try:
+        candidates = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    for candidate in candidates:
+        try:
+            found = candidate.environ()
+        except psutil.Error:
+            continue
+        if "ENVHUB_ENVIRONMENT" in found:
+            return {
+                key: value
+                for key, value in found.items()
+                if _VARIABLE_NAME.fullmatch(key) and key not in _PER_PROCESS and "\0" not in value
+            }
+    return {}
