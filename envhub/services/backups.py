@@ -1120,8 +1120,14 @@ def _expire(session: Session, store: ObjectStore, now: datetime) -> int:
     )
     count = 0
     for row in due:
-        if newest.get(row.instance_id) == row.id:
+        if newest.get(row.instance_id) == row.id and row.method is BackupMethod.dump:
             continue  # the only way back for a live database until a newer backup succeeds
+        if row.method is BackupMethod.barman:  # the operator's retention removed it from its archive
+            row.state = BackupState.expired
+            session.add(row)
+            session.commit()
+            count += 1
+            continue
         try:
             store.delete(row.key)
         except EnvhubError as exc:

@@ -16,9 +16,10 @@ and drives them, with the same rows, rights and audit as its own:
   does the work, and the next pass records its outcome.
 * **Restoring** makes the destination's Cluster again from the backup's
   archive: the instance's ``generation`` goes up and its ``recovery`` is set,
-  then the environment is redeployed. Its provisioning deletes the Cluster
-  of the older generation and applies the new one, which bootstraps from the
-  archive as of that base backup (:mod:`envhub.domain.kube.cloudnative_pg`).
+  then the environment is redeployed. The new generation is a Cluster of its
+  own name (``<cluster>-g<generation>``), which bootstraps from the archive
+  as of that base backup (:mod:`envhub.domain.kube.cloudnative_pg`); the
+  apply prunes the one before it, and workloads get the new address.
   The older generation's archive stays in the store: it is the copy of what
   the restore replaced. The restore is ``succeeded`` once the operator
   reports the new generation healthy, seen by the reconciler's pass.
@@ -35,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -100,7 +101,8 @@ def _recovery(backup: ServiceBackup) -> Recovery:
 
 def backup_object_name(instance: ServiceInstance, backup_id: int) -> str:
     """The ``Backup`` object envhub makes for its backup row ``backup_id``."""
-    return f"{cluster_name(instance_name(instance.environment_id, instance.service))}-{backup_id}"
+    name = instance_name(instance.environment_id, instance.service)
+    return f"{cluster_name(name, instance.generation)}-{backup_id}"
 
 
 # -- the backup job: asking the operator -----------------------------------------------------------
@@ -113,9 +115,8 @@ def start(session: Session, row: ServiceBackup, clusters: NamespacedDatabases | 
     instance = session.get(ServiceInstance, row.instance_id)
     if instance is None or instance.state is InstanceState.removed:
         raise InvalidTransition(f"the database of backup {row.id} is gone")
-    made = clusters.start_backup(
-        row.environment_id, instance_name(instance.environment_id, instance.service), row.key
-    )
+    name = instance_name(instance.environment_id, instance.service)
+    made = clusters.start_backup(row.environment_id, name, instance.generation, row.key)
     return "asked the operator for a backup" if made else "the operator was already asked"
 
 
@@ -135,14 +136,17 @@ def _cluster_instances(session: Session) -> dict[tuple[int, str], ServiceInstanc
             ServiceInstance.backend == CLUSTER_BACKEND, col(ServiceInstance.state) != InstanceState.removed
         )
     ).all()
+    # Every generation's Cluster name: backups of one that a restore replaced are still the instance's.
     return {
-        (row.environment_id, cluster_name(instance_name(row.environment_id, row.service))): row
+        (row.environment_id, cluster_name(instance_name(row.environment_id, row.service), generation)): row
         for row in rows
+        for generation in range(row.generation + 1)
     }
 
 
-def _record(row: ServiceBackup, report: BackupReport, database: str) -> bool:
-    """Copy the report into the row; True when anything changed."""
+def _record(row: ServiceBackup, report: BackupReport, database: str, keep_days: int | None) -> bool:
+    """Copy the report into the row (a finished backup is kept the operator's retention); True when
+    anything changed."""
     state = _STATES.get(report.phase, BackupState.running)
     reference = json.dumps({**dataclasses.asdict(report), "database": database}, sort_keys=True)
     started, stopped = _moment(report.started_at), _moment(report.stopped_at)
@@ -154,6 +158,8 @@ def _record(row: ServiceBackup, report: BackupReport, database: str) -> bool:
         row.finished_at = stopped or utcnow()
         if started and stopped:
             row.seconds = max(0.0, (stopped - started).total_seconds())
+        if state is BackupState.succeeded and keep_days is not None:
+            row.expires_at = row.finished_at + timedelta(days=keep_days)
     row.error = report.error if state is BackupState.failed else ""
     row.error_code = "backup_failed" if state is BackupState.failed else None
     return True
@@ -192,16 +198,15 @@ def observe(session: Session, clusters: NamespacedDatabases | None, now: datetim
                 key=report.name,
                 method=BackupMethod.barman,
             )
-        if _record(row, report, database_in(instance)) or row.id is None:
+        if _record(row, report, database_in(instance), clusters.keep_days) or row.id is None:
             session.add(row)
             done["cluster_backups_seen"] += 1
+    # A finished backup's object may go (with the ScheduledBackup of a generation a restore replaced)
+    # while its archive stays: the row stays restorable until its retention ends (_expire in backups.py).
     for key, row in rows.items():
         if key in seen or key[0] not in {instance.id for instance in instances.values()}:
             continue
-        if row.state is BackupState.succeeded:  # the operator's retention removed it
-            row.state = BackupState.expired
-            session.add(row)
-        elif row.state is BackupState.running and row.reference:
+        if row.state is BackupState.running and row.reference:
             row.state, row.finished_at = BackupState.failed, now
             row.error, row.error_code = (
                 "the operator's Backup object went away before it finished",

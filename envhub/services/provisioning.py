@@ -214,8 +214,6 @@ def _ensure(
                 row.seed_detail = cluster_backups.seed_cluster(session, row, asked, declaration.seed_from)
                 session.add(row)
                 session.commit()
-            if row.generation:  # a restore: the Cluster of an older generation goes first
-                clusters.remove_older(row.environment_id, name, row.generation)
             return clusters.place(
                 name,
                 serial=row.id,

@@ -436,8 +436,10 @@ def test_the_operators_backups_are_listed_asked_for_and_restored_through_envhub(
     row = _instance(session, env_id)
     assert row.generation == 1
     grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    assert grant.variables["PGHOST"] == f"{cluster}-g1-rw"  # a new Cluster, beside nothing of the old
     runtime.apply(dataclasses.replace(target, service_objects=grant.objects), progress=progress)
-    remade = kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/clusters/{cluster}")
+    assert kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/clusters/{cluster}") is None  # pruned
+    remade = kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/clusters/{cluster}-g1")
     assert remade is not None
     assert remade["metadata"]["annotations"]["envhub.dev/generation"] == "1"
     assert remade["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {"backupID": "20261207T030000"}
@@ -448,13 +450,24 @@ def test_the_operators_backups_are_listed_asked_for_and_restored_through_envhub(
         backups.drive(session=session, queue=queue, store=store, clusters=clusters)["cluster_restores_done"]
         == 0
     )
-    _cluster_healthy(kube, namespace, cluster)
+    _cluster_healthy(kube, namespace, f"{cluster}-g1")
     assert (
         backups.drive(session=session, queue=queue, store=store, clusters=clusters)["cluster_restores_done"]
         == 1
     )
     finished = backups.environment_backups(session=session, actor=world.member, environment_id=env_id)
     assert finished["restores"][0]["state"] == "succeeded"
+    # The new generation is backed up as itself; the backup it came from stays listed and restorable.
+    again = backups.request_backup(
+        session=session, actor=world.member, queue=queue, environment_id=env_id, service="db"
+    )
+    backups.perform_backup(session, again["id"], backends=backends, store=store)
+    asked_again = kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/backups/{cluster}-g1-{again['id']}")
+    assert asked_again is not None
+    assert asked_again["spec"]["cluster"] == {"name": f"{cluster}-g1"}
+    kept = next(row for row in finished["backups"] if row["id"] == listed["id"])
+    assert kept["restorable"]
+    assert kept["expires"].startswith("kept until 2027-01-06")  # the operator's 30 days after it ended
 
     # Into a new environment: its Cluster starts from the backup, under the source's database name.
     new = backups.restore_backup(

@@ -108,20 +108,34 @@ class BackupStore:
             raise ValueError(f"{self.retention!r} is not a retention such as 30d, 4w or 6m")
 
 
-def cluster_name(instance: str) -> str:
-    """The Cluster of instance ``envhub_e12_db``: ``envhub-e12-db`` (a DNS label, as Kubernetes wants)."""
+def cluster_name(instance: str, generation: int = 0) -> str:
+    """The Cluster of instance ``envhub_e12_db``: ``envhub-e12-db`` (a DNS label, as Kubernetes wants),
+    and ``envhub-e12-db-g2`` once two restores made it again: a new generation is a new Cluster
+    beside whose name nothing of the old one (pods, volumes, Services) can linger."""
     if not _INSTANCE.fullmatch(instance):
         raise ValueError(f"{instance!r} is not an instance name")
-    return instance.replace("_", "-")
+    if generation < 0:
+        raise ValueError("generation must not be negative")
+    return instance.replace("_", "-") + (f"-g{generation}" if generation else "")
 
 
-def primary_service(instance: str) -> str:
+def primary_service(instance: str, generation: int = 0) -> str:
     """The Service the operator points at the primary: where workloads connect."""
-    return f"{cluster_name(instance)}-rw"
+    return f"{cluster_name(instance, generation)}-rw"
 
 
-def owner_secret(instance: str) -> str:
-    return f"{cluster_name(instance)}-owner"
+def owner_secret(instance: str, generation: int = 0) -> str:
+    return f"{cluster_name(instance, generation)}-owner"
+
+
+_RETENTION_DAYS = {"d": 1, "w": 7, "m": 30}
+
+
+def retention_days(retention: str) -> int:
+    """A retention policy ("30d", "4w", "6m") in days, a month taken as 30."""
+    if not RETENTION.fullmatch(retention):
+        raise ValueError(f"{retention!r} is not a retention such as 30d, 4w or 6m")
+    return int(retention[:-1]) * _RETENTION_DAYS[retention[-1]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +264,7 @@ def render_postgres_cluster(
         raise ValueError("generation must not be negative")
     if recovery is not None and store is None:
         raise ValueError("a Cluster recovers from the object store: give the store")
-    name, secret = cluster_name(instance), owner_secret(instance)
+    name, secret = cluster_name(instance, generation), owner_secret(instance, generation)
     owner = recovery.database if recovery is not None else instance
     objects = [_secret(secret, "kubernetes.io/basic-auth", {"username": owner, "password": password})]
     bootstrap: dict[str, Any]
@@ -314,13 +328,13 @@ def render_postgres_cluster(
     return objects
 
 
-def render_backup(instance: str, name: str) -> dict[str, Any]:
-    """An on-demand ``Backup`` of the instance's Cluster, named ``name`` (without namespace and labels)."""
+def render_backup(cluster: str, name: str) -> dict[str, Any]:
+    """An on-demand ``Backup`` of Cluster ``cluster``, named ``name`` (without namespace and labels)."""
     return {
         "apiVersion": API_VERSION,
         "kind": BACKUP_KIND,
         "metadata": {"name": name},
-        "spec": {"cluster": {"name": cluster_name(instance)}, "method": "barmanObjectStore"},
+        "spec": {"cluster": {"name": cluster}, "method": "barmanObjectStore"},
     }
 
 

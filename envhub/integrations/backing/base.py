@@ -244,6 +244,10 @@ class NamespacedDatabases(Protocol):
     def backs_up(self) -> bool:
         """Whether instances are backed up (an object store is configured)."""
 
+    @property
+    def keep_days(self) -> int | None:
+        """How long the operator keeps a base backup (its retention policy), in days; None without backups."""
+
     def available(self) -> bool:
         """Whether the operator is installed (the cluster serves its kinds): asked for each new instance.
 
@@ -276,12 +280,9 @@ class NamespacedDatabases(Protocol):
     def reports(self) -> list[tuple[int, BackupReport]]:
         """Every backup the operator has made or is making, with its environment (one listing)."""
 
-    def start_backup(self, environment_id: int, name: str, backup: str) -> bool:
-        """Ask the operator for a backup of instance ``name`` now, as object ``backup``; False if asked."""
-
-    def remove_older(self, environment_id: int, name: str, generation: int) -> bool:
-        """Delete the instance's Cluster (its volumes go with it) when it is of an older generation than
-        ``generation``, so that the apply makes the new one; True when one was deleted."""
+    def start_backup(self, environment_id: int, name: str, generation: int, backup: str) -> bool:
+        """Ask the operator for a backup of instance ``name``'s Cluster of that generation now, as
+        object ``backup``; False if it was asked already."""
 
     def generation_ready(self, environment_id: int, name: str, generation: int) -> bool | None:
         """Whether the Cluster of that generation runs, every instance up; None when there is no Cluster."""

@@ -24,12 +24,12 @@ from envhub.domain.kube.cloudnative_pg import (
     BackupStore,
     Recovery,
     backup_report,
-    cluster_generation,
     cluster_generation_ready,
     cluster_name,
     primary_service,
     render_backup,
     render_postgres_cluster,
+    retention_days,
 )
 from envhub.errors import Unsupported
 from envhub.integrations.backing.base import Access, BackingKind, Placement
@@ -47,8 +47,6 @@ class ClusterKinds(Protocol):
     def read_object(
         self, environment_id: int, api_version: str, kind: str, name: str
     ) -> dict[str, Any] | None: ...
-
-    def delete_object(self, environment_id: int, api_version: str, kind: str, name: str) -> bool: ...
 
 
 class CloudNativePostgres:
@@ -68,6 +66,10 @@ class CloudNativePostgres:
     @property
     def backs_up(self) -> bool:
         return self.store is not None
+
+    @property
+    def keep_days(self) -> int | None:
+        return retention_days(self.store.retention) if self.store is not None else None
 
     def available(self) -> bool:
         if not self._kinds.serves(API_VERSION, CLUSTER_KIND):
@@ -102,7 +104,7 @@ class CloudNativePostgres:
         database = recovery.database if recovery is not None else name
         access = Access(
             kind=BackingKind.postgres,
-            host=primary_service(name),
+            host=primary_service(name, generation),
             port=PORT,
             username=database,
             password=password,
@@ -128,18 +130,16 @@ class CloudNativePostgres:
                 found.append((environment_id, report))
         return found
 
-    def start_backup(self, environment_id: int, name: str, backup: str) -> bool:
+    def start_backup(self, environment_id: int, name: str, generation: int, backup: str) -> bool:
         self._store()
-        return self._kinds.create_object(environment_id, render_backup(name, backup))
-
-    def remove_older(self, environment_id: int, name: str, generation: int) -> bool:
-        found = self._kinds.read_object(environment_id, API_VERSION, CLUSTER_KIND, cluster_name(name))
-        if found is None or cluster_generation(found) >= generation:
-            return False
-        return self._kinds.delete_object(environment_id, API_VERSION, CLUSTER_KIND, cluster_name(name))
+        return self._kinds.create_object(
+            environment_id, render_backup(cluster_name(name, generation), backup)
+        )
 
     def generation_ready(self, environment_id: int, name: str, generation: int) -> bool | None:
-        found = self._kinds.read_object(environment_id, API_VERSION, CLUSTER_KIND, cluster_name(name))
+        found = self._kinds.read_object(
+            environment_id, API_VERSION, CLUSTER_KIND, cluster_name(name, generation)
+        )
         if found is None:
             return None
         return cluster_generation_ready(found, generation)

@@ -21,6 +21,7 @@ from envhub.domain.kube.cloudnative_pg import (
     cluster_name,
     primary_service,
     render_postgres_cluster,
+    retention_days,
 )
 from envhub.domain.kube.egress import EgressDenyList
 from envhub.domain.kube.guards import check_object
@@ -319,3 +320,18 @@ def test_a_users_pod_may_not_wear_the_labels_that_open_a_clusters_paths(label: s
     with pytest.raises(ManifestRejected, match=f"label {label} is reserved") as caught:
         check_object(deployment, namespace="envhub-acme-shop-dev-42")
     assert caught.value.details["field"] == f"spec.template.metadata.labels[{label}]"
+
+
+@pytest.mark.parametrize(("retention", "days"), [("30d", 30), ("4w", 28), ("6m", 180)])
+def test_a_retention_policy_in_days(retention: str, days: int) -> None:
+    assert retention_days(retention) == days
+
+
+def test_a_restored_generation_is_a_cluster_of_its_own_name() -> None:
+    assert cluster_name("envhub_e12_db") == "envhub-e12-db"
+    assert cluster_name("envhub_e12_db", 2) == "envhub-e12-db-g2"
+    assert primary_service("envhub_e12_db", 2) == "envhub-e12-db-g2-rw"
+    objects = render_postgres_cluster("envhub_e12_db", serial=7, password="p", store=STORE, generation=2)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Cluster", "envhub-e12-db-g2") in names
+    assert ("Secret", "envhub-e12-db-g2-owner") in names
