@@ -23,7 +23,7 @@ from sqlmodel import Session
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
-from envhub.domain.progress import PREPARE_STEPS, Step, StepStatus, initial_steps
+from envhub.domain.progress import EXTRA_STEP_TITLES, PREPARE_STEPS, Step, StepStatus, initial_steps
 from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
@@ -235,7 +235,7 @@ class RunProgress:
                 dict(
                     Step(
                         key=key,
-                        title=key.replace("_", " ").capitalize(),
+                        title=EXTRA_STEP_TITLES.get(key) or key.replace("_", " ").capitalize(),
                         status="pending",
                         detail="",
                         started_at=None,
@@ -311,13 +311,20 @@ class Completion:
 
 
 def complete_run(
-    session: Session, assignment: Assignment, *, public_url: str | None, workloads: str = ""
+    session: Session,
+    assignment: Assignment,
+    *,
+    public_url: str | None,
+    workloads: str = "",
+    devcontainer: str | None = None,
 ) -> Completion | None:
     """The world matches the run's generation: mark ready (or deleted).
 
     ``workloads`` (``Kind/name, ...``) are what rolled out: a deployment
-    environment's release records them. None when a newer change superseded
-    the run meanwhile (the environment is left to that change).
+    environment's release records them. ``devcontainer`` (JSON) is what the
+    runtime took from the repository's devcontainer.json and what it did not;
+    None: it found none. None when a newer change superseded the run meanwhile
+    (the environment is left to that change).
     """
     session.expire_all()
     current = _still_current(session, assignment)
@@ -333,6 +340,7 @@ def complete_run(
     environment.observed_generation = assignment.target.generation
     if assignment.desired_state == "present":
         environment.public_url = public_url
+        environment.devcontainer = json.loads(devcontainer) if devcontainer else None
         _set_phase(session, environment, Phase.ready, team_id=team.id or 0, target=label, message="Ready")
     else:
         environment.public_url = None
