@@ -352,6 +352,13 @@ def status(env: EnvArgument, server: ServerOption = None, output: OutputOption =
         rows.append(("error", f"{detail['error_code']}: {detail['advice']}"))
     if run["kind"]:
         rows.append(("job", f"{run['kind']} {run['status']} {run['took']}".strip()))
+    if detail.get("devcontainer"):
+        rows.append(("devcontainer", detail["devcontainer"]))
+        for port in detail.get("devcontainer_ports", []):
+            label = f" ({port['label']})" if port["label"] else ""
+            rows.append((f"port {port['port']}{label}", port["url"] or "no public URL"))
+        for entry in detail.get("devcontainer_unsupported", []):
+            rows.append((f"not honoured: {entry['key']}", entry["reason"]))
     console.print(fields_table(rows))
     if answer["steps"]:
         console.print(_steps_view(answer).renderables[1])
