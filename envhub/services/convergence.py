@@ -231,7 +231,10 @@ class RunProgress:
         now = utcnow().isoformat()
         steps = [dict(step) for step in run.steps]
         if all(step["key"] != key for step in steps):  # a step the plan did not list
-            steps.append(
+            # Shown where it happens: before the first step not started yet (at the end if none).
+            waiting = [i for i, step in enumerate(steps) if step["status"] == StepStatus.pending.value]
+            steps.insert(
+                waiting[0] if waiting else len(steps),
                 dict(
                     Step(
                         key=key,
@@ -241,7 +244,7 @@ class RunProgress:
                         started_at=None,
                         finished_at=None,
                     )
-                )
+                ),
             )
         for step in steps:
             if step["key"] != key:

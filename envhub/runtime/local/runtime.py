@@ -198,6 +198,8 @@ class LocalRuntime:
         """The repository's devcontainer.json as this runtime honours it; None when it has none."""
         sandbox = self.sandbox
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
+        # Reported only for a repository: an empty workspace has nothing to read.
+        quiet = quiet or target.spec.repo_url is None
         if not quiet:
             progress.begin(lifecycle.STEP)
         config = lifecycle.load(
