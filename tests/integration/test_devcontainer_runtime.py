@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from envhub.errors import DevcontainerInvalid, LifecycleCommandFailed
@@ -137,3 +138,37 @@ def test_a_named_configuration_is_used_and_a_missing_one_is_an_error(
             progress=RecordingProgress(),
         )
     assert caught.value.details["reason"] == "missing"
+
+
+def test_a_lifecycle_command_that_runs_too_long_is_stopped(tmp_path: Path) -> None:
+    require("bwrap")
+    runtime = LocalRuntime(
+        tmp_path / "envs", health_timeout=30, lifecycle_timeout=1.5, allow_local_repos=True
+    )
+    repo = WorkRepo(tmp_path / "repo")
+    repo.commit(
+        "a server in postStartCommand",
+        {".devcontainer.json": '{"postStartCommand": "echo up; sleep 60.4242"}'},
+    )
+    try:
+        with pytest.raises(LifecycleCommandFailed) as caught:
+            runtime.apply(
+                make_target(1, command=SERVE, repo_url=str(repo.path)), progress=RecordingProgress()
+            )
+        assert caught.value.details["exit_code"] is None
+        assert "ran past" in caught.value.message
+        assert caught.value.details["log_tail"] == "up"
+        # Nothing of it is left running.
+        assert not any(
+            "sleep 60.4242" in " ".join(p.cmdline()) for p in psutil.process_iter() if _readable(p)
+        )
+    finally:
+        kill_environments(runtime)
+
+
+def _readable(proc: psutil.Process) -> bool:
+    try:
+        proc.cmdline()
+    except psutil.Error:
+        return False
+    return True
