@@ -1,34 +1,24 @@
-"""A repository's dev container configuration (devcontainer.json), read into what envhub honours.
-
-Pure: the caller hands in a function that reads a file of the checked-out
-commit (envhub reads its own copy of the repository, never the workspace the
-environment writes). The result is typed and plain (storable as JSON), and
-says what was *not* honoured: every key envhub does not apply is listed in
-``unsupported`` with the reason, so nothing is silently ignored.
-
-Written from the public specification of the format (containers.dev,
-"devcontainer.json reference"); JSON with comments is parsed with ``json5``,
-a superset of it.
-"""
+"""How each key of a devcontainer.json is read: validated, its variables filled, or listed as not honoured."""
 
 from __future__ import annotations
 
 import posixpath
 import re
-import shlex
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import json5
-
+from envhub.domain.devcontainer.model import (
+    Build,
+    Command,
+    ForwardedPort,
+    LifecycleStep,
+    Unsupported,
+    VolumeMount,
+)
 from envhub.domain.variables import forbidden
 from envhub.errors import DevcontainerInvalid
 
-# Where a configuration is looked for, in this order, when the project names none.
-DEFAULT_PATHS = (".devcontainer/devcontainer.json", ".devcontainer.json")
-MAX_BYTES = 256 * 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -67,223 +57,14 @@ _REFUSED: Mapping[str, str] = {
 _IGNORED = frozenset({"$schema", "customizations"})
 
 
-@dataclass(frozen=True, slots=True)
-class Unsupported:
-    """A key of the configuration envhub does not honour, and why."""
-
-    key: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One lifecycle command: a shell line (``shell``) or an argument vector run without a shell."""
-
-    name: str  # "" for the string and array forms; the key in the object form
-    shell: str | None = None
-    argv: tuple[str, ...] = ()
-
-    def argv_to_run(self) -> list[str]:
-        return ["/bin/sh", "-c", self.shell] if self.shell is not None else list(self.argv)
-
-    def describe(self) -> str:
-        return self.shell if self.shell is not None else shlex.join(self.argv)
-
-
-@dataclass(frozen=True, slots=True)
-class LifecycleStep:
-    """A lifecycle hook's commands; more than one (the object form) run in parallel."""
-
-    hook: str  # postCreateCommand, postStartCommand or postAttachCommand
-    commands: tuple[Command, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardedPort:
-    port: int
-    label: str = ""
-    protocol: str = "http"  # http | https, how envhub speaks to it
-    on_auto_forward: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class VolumeMount:
-    """A named volume mounted at ``target``; the only mounts envhub honours."""
-
-    source: str
-    target: str
-    read_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Build:
-    dockerfile: str
-    context: str = "."
-    args: Mapping[str, str] = field(default_factory=dict)
-    target: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Devcontainer:
-    """What envhub takes from one devcontainer.json."""
-
-    path: str
-    name: str = ""
-    image: str = ""
-    build: Build | None = None
-    container_env: Mapping[str, str] = field(default_factory=dict)
-    remote_env: Mapping[str, str] = field(default_factory=dict)
-    ports: tuple[ForwardedPort, ...] = ()
-    lifecycle: tuple[LifecycleStep, ...] = ()
-    workspace_folder: str = ""
-    remote_user: str = ""
-    mounts: tuple[VolumeMount, ...] = ()
-    features: tuple[str, ...] = ()  # ids of honoured features
-    unsupported: tuple[Unsupported, ...] = ()
-    # The forwarded port the runtime serves on the environment's public URL (set by the runtime).
-    published_port: int | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        """containerEnv, then remoteEnv over it (both reach every process envhub starts)."""
-        return {**self.container_env, **self.remote_env}
-
-    def step(self, hook: str) -> LifecycleStep | None:
-        return next((step for step in self.lifecycle if step.hook == hook), None)
-
-    def refuse(self, key: str, reason: str) -> Devcontainer:
-        """The same configuration with ``key`` listed as not honoured (a runtime's own limits)."""
-        return replace(self, unsupported=(*self.unsupported, Unsupported(key, reason)))
-
-    def summary(self) -> dict[str, Any]:
-        """Plain data stored with the environment and shown on its page and in every face."""
-        return {
-            "path": self.path,
-            "name": self.name,
-            "image": self.image,
-            "env": sorted(self.env),
-            "ports": [asdict(port) for port in self.ports],
-            "lifecycle": [
-                {"hook": step.hook, "commands": [c.name or c.describe() for c in step.commands]}
-                for step in self.lifecycle
-            ],
-            "workspace_folder": self.workspace_folder,
-            "remote_user": self.remote_user,
-            "features": list(self.features),
-            "unsupported": [asdict(entry) for entry in self.unsupported],
-            "published_port": self.published_port,
-        }
-
-
-def check_name(name: str) -> str:
-    """A named configuration (``.devcontainer/<name>/devcontainer.json``): one plain folder name."""
-    if not _NAME.fullmatch(name) or ".." in name:
-        raise DevcontainerInvalid(
-            f"{name!r} is not a dev container configuration name",
-            hint="Name a folder under .devcontainer/ (letters, digits, '.', '_' and '-').",
-            details={"reason": "bad_name", "name": name},
-        )
-    return name
-
-
-def candidate_paths(name: str | None) -> tuple[str, ...]:
-    if name:
-        return (f".devcontainer/{check_name(name)}/devcontainer.json",)
-    return DEFAULT_PATHS
-
-
-def find(read: Callable[[str], str | None], *, name: str | None = None) -> tuple[str, str] | None:
-    """The first configuration file ``read`` finds, as (path, text); None when there is none.
-
-    ``read`` returns a file's text at the checked-out commit, or None when the
-    commit has no such file. A configuration the project named must exist.
-    """
-    for path in candidate_paths(name):
-        text = read(path)
-        if text is not None:
-            if len(text.encode()) > MAX_BYTES:
-                raise _invalid(path, f"the file is larger than {MAX_BYTES // 1024} KiB", "too_large")
-            return path, text
-    if name:
-        raise DevcontainerInvalid(
-            f"the project's dev container configuration {name!r} is not in the repository",
-            hint=f"Add .devcontainer/{name}/devcontainer.json, or clear the project's "
-            "devcontainer setting to use .devcontainer/devcontainer.json.",
-            details={"reason": "missing", "path": candidate_paths(name)[0]},
-        )
-    return None
-
-
-def _invalid(path: str, why: str, reason: str, key: str = "") -> DevcontainerInvalid:
+def invalid(path: str, why: str, reason: str, key: str = "") -> DevcontainerInvalid:
     where = f"{path}: {key}: " if key else f"{path}: "
     details = {"path": path, "reason": reason, **({"key": key} if key else {})}
     return DevcontainerInvalid(where + why, details=details)
 
 
-def parse(
-    text: str,
-    *,
-    path: str,
-    local_env: Mapping[str, str] | None = None,
-    base_env: Mapping[str, str] | None = None,
-    builder: bool = False,
-    folder: str | None = None,
-) -> Devcontainer:
-    """Read one configuration; raises :class:`DevcontainerInvalid` naming the file and key.
-
-    ``local_env`` is what ``${localEnv:NAME}`` reads: the project's own variables,
-    never envhub's process environment (envhub is nobody's local machine).
-    ``base_env`` is what the environment's processes start with (PATH, HOME), read
-    by ``${containerEnv:NAME}``. ``builder``: an image builder is configured, so
-    ``build.dockerfile`` is honoured. ``folder``: where the runtime mounts the
-    workspace when it cannot honour ``workspaceFolder`` (``${containerWorkspaceFolder}``
-    then names the real place).
-    """
-    try:
-        data = json5.loads(text)
-    except ValueError as exc:
-        raise _invalid(path, f"not valid JSON with comments ({exc})", "syntax") from None
-    if not isinstance(data, dict):
-        raise _invalid(path, "the file must hold one JSON object", "not_object")
-    reader = _Reader(path, data)
-    workspace = reader.string("workspaceFolder")
-    if workspace and (not workspace.startswith("/") or posixpath.normpath(workspace) != workspace):
-        raise _invalid(path, "must be an absolute, normalised path", "bad_value", "workspaceFolder")
-    folder = folder or workspace or "/workspace"
-    names = _Names(local=dict(local_env or {}), base=dict(base_env or {}), folder=folder)
-    container_env = reader.env("containerEnv", names, container=False)
-    names.base.update(container_env)
-    remote_env = reader.env("remoteEnv", names, container=True)
-    image = reader.string("image")
-    build = reader.build()
-    if build is not None and not builder:
-        reader.unsupported.append(
-            Unsupported(
-                "build",
-                "building an image needs an in-cluster image builder, and this envhub has none configured"
-                + (f"; the image {image} is used instead" if image else ""),
-            )
-        )
-    result = Devcontainer(
-        path=path,
-        name=reader.string("name"),
-        image=names.substitute(image, key="image", container=False),
-        build=build if builder else None,
-        container_env=container_env,
-        remote_env=remote_env,
-        ports=reader.ports(),
-        lifecycle=tuple(step for hook in LIFECYCLE_HOOKS if (step := reader.lifecycle(hook, names))),
-        workspace_folder=workspace,
-        remote_user=reader.user("remoteUser"),
-        mounts=reader.mounts(names),
-        features=reader.features(),
-    )
-    reader.leftovers()
-    return replace(result, unsupported=tuple(reader.unsupported))
-
-
 @dataclass
-class _Names:
+class Names:
     """The variables ``${...}`` may name, as the specification defines them for a container."""
 
     local: dict[str, str]
@@ -312,7 +93,7 @@ class _Names:
         return _VARIABLE.sub(one, value)
 
 
-class _Reader:
+class Reader:
     """Takes keys out of the parsed object one by one; what is left at the end is listed."""
 
     def __init__(self, path: str, data: dict[str, Any]) -> None:
@@ -324,7 +105,7 @@ class _Reader:
         return self.data.pop(key, None)
 
     def _fail(self, key: str, why: str) -> DevcontainerInvalid:
-        return _invalid(self.path, why, "bad_value", key)
+        return invalid(self.path, why, "bad_value", key)
 
     def string(self, key: str) -> str:
         value = self._take(key)
@@ -340,7 +121,7 @@ class _Reader:
             raise self._fail(key, f"{value!r} is not a user name")
         return value
 
-    def env(self, key: str, names: _Names, *, container: bool) -> dict[str, str]:
+    def env(self, key: str, names: Names, *, container: bool) -> dict[str, str]:
         value = self._take(key)
         if value is None:
             return {}
@@ -428,7 +209,7 @@ class _Reader:
             self.unsupported.append(Unsupported(f"{key}.{extra}", "not used by envhub's public URLs"))
         return ForwardedPort(port=port, label=label.strip()[:100], protocol=protocol, on_auto_forward=auto)
 
-    def lifecycle(self, hook: str, names: _Names) -> LifecycleStep | None:
+    def lifecycle(self, hook: str, names: Names) -> LifecycleStep | None:
         value = self._take(hook)
         if value is None or value == "" or value == [] or value == {}:
             return None
@@ -438,7 +219,7 @@ class _Reader:
             commands = (self._command(hook, "", value, names),)
         return LifecycleStep(hook=hook, commands=commands)
 
-    def _command(self, key: str, name: str, value: Any, names: _Names) -> Command:
+    def _command(self, key: str, name: str, value: Any, names: Names) -> Command:
         if isinstance(value, str) and value.strip():
             return Command(name=name, shell=names.substitute(value, key=key, container=True))
         if isinstance(value, list) and value and all(isinstance(a, str) for a in value):
@@ -446,7 +227,7 @@ class _Reader:
             return Command(name=name, argv=argv)
         raise self._fail(key, "must be a command line, a list of arguments, or an object of named commands")
 
-    def mounts(self, names: _Names) -> tuple[VolumeMount, ...]:
+    def mounts(self, names: Names) -> tuple[VolumeMount, ...]:
         value = self._take("mounts") or []
         if not isinstance(value, list):
             raise self._fail("mounts", "must be a list")
