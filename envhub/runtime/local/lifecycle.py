@@ -134,22 +134,24 @@ class HookRunner:
                 _created(self.env_dir)
 
     def _run_step(self, step: LifecycleStep, progress: ProgressReporter) -> list[str]:
-        started = [self._start(step, index, command) for index, command in enumerate(step.commands)]
-        deadline = time.monotonic() + self.timeout
+        running: list[_Running] = []
         failures: list[tuple[Command, int | None, list[str]]] = []
         tails: list[str] = []
         try:
-            for command, state, log, marker in started:
-                code = self._wait(state, log, marker, deadline, progress)
-                lines = _output(processes.tail_lines(log, 0), marker)
-                self._append(step.hook, command, lines, code)
-                prefix = f"[{command.name}] " if command.name else ""
+            for index, command in enumerate(step.commands):  # all started before any is waited for
+                running.append(self._start(index, command))
+            deadline = time.monotonic() + self.timeout
+            for run in running:
+                code = self._wait(run, deadline, progress)
+                lines = _output(processes.tail_lines(run.log, 0), run.marker)
+                self._append(step.hook, run.command, lines, code)
+                prefix = f"[{run.command.name}] " if run.command.name else ""
                 tails += [prefix + line for line in lines[-_TAIL:]]
                 if code != 0:
-                    failures.append((command, code, lines[-_TAIL:]))
+                    failures.append((run.command, code, lines[-_TAIL:]))
         finally:
-            for _command, state, log, _marker in started:
-                self._clean(state, log)
+            for run in running:
+                _clean(run)
         if failures:
             command, code, tail = failures[0]
             why = f"exited with status {code}" if code is not None else f"ran past {self.timeout:.0f}s"
@@ -165,50 +167,44 @@ class HookRunner:
             )
         return tails
 
-    def _start(
-        self, step: LifecycleStep, index: int, command: Command
-    ) -> tuple[Command, processes.ProcessState, Path, str]:
+    def _start(self, index: int, command: Command) -> _Running:
         marker = f"envhub-exit-{secrets.token_hex(8)}:"
-        # The exit status is printed last: the supervisor's own status is the shell's,
-        # and the worker is not the parent that could wait for it.
-        # Between two marker lines: the sandbox's network helper writes to the same log.
+        # The command's output sits between two marker lines (the sandbox's network helper
+        # writes to the same log), the last one with its exit status: the supervisor, the
+        # worker's child, may be reaped by anything in the worker that waits for children.
         script = (
             f'printf "{marker}start\\n"; "$@"; status=$?; printf "\\n{marker}%d\\n" "$status"; exit "$status"'
         )
         argv = ["/bin/sh", "-c", script, "envhub-hook", *command.argv_to_run()]
-        log = self.env_dir / f"hook-{index}.log"
+        log = self.env_dir / f"hook{index}.log"
         with open_private(log, "wb"):
             pass
+        run_dir = self.env_dir / f"hook{index}"  # short: a UNIX socket's path is made in it
         state = launching.start_supervised(
             sandbox=self.sandbox,
             argv=argv,
             env=self.env,
             workspace=self.env_dir / workspace.WORKSPACE,
-            run_dir=self.env_dir / f"run-hook-{index}",
+            run_dir=run_dir,
             log_path=log,
             port=int(self.env.get("PORT", "0")) or processes.free_port(),
             generation=0,
         )
-        return command, state, log, marker
+        return _Running(command, state, log, run_dir, marker)
 
-    def _wait(
-        self,
-        state: processes.ProcessState,
-        log: Path,
-        marker: str,
-        deadline: float,
-        progress: ProgressReporter,
-    ) -> int | None:
+    def _wait(self, run: _Running, deadline: float, progress: ProgressReporter) -> int | None:
+        """The command's exit status; None when it ran past ``deadline``."""
         last_beat = 0.0
-        while processes.find_process(state) is not None:
+        while processes.find_process(run.state) is not None:
             if time.monotonic() - last_beat > 1.0:
                 progress.heartbeat()
                 last_beat = time.monotonic()
             if not processes.wait_until(deadline):
                 return None
-        for line in reversed(processes.tail_lines(log, 5)):
-            if line.startswith(marker) and line[len(marker) :].lstrip("-").isdigit():
-                return int(line[len(marker) :])
+        for line in reversed(processes.tail_lines(run.log, 5)):
+            status = line[len(run.marker) :]
+            if line.startswith(run.marker) and status.lstrip("-").isdigit():
+                return int(status)
         return -1  # ended without saying how (killed)
 
     def _append(self, hook: str, command: Command, lines: list[str], code: int | None) -> None:
@@ -220,15 +216,26 @@ class HookRunner:
             handle.write("".join(f"{line}\n" for line in lines).encode())
             handle.write(f"--- envhub: {hook}{label} {outcome}\n".encode())
 
-    def _clean(self, state: processes.ProcessState, log: Path) -> None:
-        proc = processes.find_process(state)
-        if proc is not None:
-            processes.kill_tree(proc, grace=1.0)
-        with contextlib.suppress(psutil.Error):  # reap the supervisor, the worker's own child
-            psutil.Process(state.pid).wait(timeout=0)
-        log.unlink(missing_ok=True)
-        run_dir = self.env_dir / log.name.replace("hook-", "run-hook-").removesuffix(".log")
-        shutil.rmtree(run_dir, ignore_errors=True)
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """One lifecycle command started in its sandbox."""
+
+    command: Command
+    state: processes.ProcessState
+    log: Path
+    run_dir: Path
+    marker: str
+
+
+def _clean(run: _Running) -> None:
+    proc = processes.find_process(run.state)
+    if proc is not None:
+        processes.kill_tree(proc, grace=1.0)
+    with contextlib.suppress(psutil.Error):  # reap the supervisor, the worker's own child
+        psutil.Process(run.state.pid).wait(timeout=0)
+    run.log.unlink(missing_ok=True)
+    shutil.rmtree(run.run_dir, ignore_errors=True)
 
 
 def _output(lines: list[str], marker: str) -> list[str]:
