@@ -23,6 +23,7 @@ CONFIG = """// The shop's dev container
 {
   "name": "shop",
   "image": "mcr.microsoft.com/devcontainers/python:1-3.12",
+  "features": { "ghcr.io/devcontainers/features/git:1": {} },
   "containerEnv": { "SHOP_MODE": "dev", "GREETING": "${localEnv:GREETING:hello}" },
   "remoteEnv": { "SHOP_HOME": "${containerWorkspaceFolder}/shop" },
   "forwardPorts": [3000, 5173],
@@ -74,14 +75,17 @@ def test_the_devcontainer_sets_variables_runs_its_lifecycle_and_lists_what_it_do
     assert endpoint_get(status.endpoint, "/started.txt").text == "mode=dev port=3000\n"
     assert endpoint_get(status.endpoint, "/left.txt").text == "left side\n"
     assert endpoint_get(status.endpoint, "/right.txt").text == "right side\n"
-    shell = runtime.exec(1, ["/bin/sh", "-c", "echo $GREETING $SHOP_HOME"], tty=False)
+    # The git feature is honoured because git is there already.
+    shell = runtime.exec(1, ["/bin/sh", "-c", "echo $GREETING $SHOP_HOME; git --version"], tty=False)
     try:
         output = b""
         while chunk := shell.read(timeout=30):
             output += chunk
     finally:
         shell.close()
-    assert output.decode().strip() == "hello /workspace/shop"
+    greeting, version = output.decode().strip().splitlines()
+    assert greeting == "hello /workspace/shop"
+    assert version.startswith("git version ")
 
     # What the runtime did not honour is listed, with why; and the log has every hook's output.
     summary = json.loads(status.details["devcontainer"])

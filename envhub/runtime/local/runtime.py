@@ -10,6 +10,8 @@ Layout under the data folder::
     envs/<id>/output.log    everything its processes print
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
+    envs/<id>/lifecycle.json  the commit whose devcontainer postCreateCommand last succeeded
+    envs/<id>/hook<n>/, hook<n>.log  a lifecycle command's private folder and output while it runs
 """
 
 from __future__ import annotations
