@@ -24,7 +24,7 @@ CONFIG = """// The shop's dev container
   "name": "shop",
   "image": "mcr.microsoft.com/devcontainers/python:1-3.12",
   "features": { "ghcr.io/devcontainers/features/git:1": {} },
-  "containerEnv": { "SHOP_MODE": "dev", "GREETING": "${localEnv:GREETING:hello}" },
+  "containerEnv": { "SHOP_MODE": "dev", "GREETING": "${localEnv:GREETING:hello}", "PORT": "1" },
   "remoteEnv": { "SHOP_HOME": "${containerWorkspaceFolder}/shop" },
   "forwardPorts": [3000, 5173],
   "portsAttributes": { "3000": { "label": "Storefront" }, "5173": { "label": "Vite" } },
@@ -90,7 +90,7 @@ def test_the_devcontainer_sets_variables_runs_its_lifecycle_and_lists_what_it_do
     # What the runtime did not honour is listed, with why; and the log has every hook's output.
     summary = json.loads(status.details["devcontainer"])
     refused = {entry["key"]: entry["reason"] for entry in summary["unsupported"]}
-    assert set(refused) == {"runArgs", "image", "forwardPorts"}
+    assert set(refused) == {"runArgs", "image", "forwardPorts", "containerEnv.PORT"}
     assert "5173 (Vite)" in refused["forwardPorts"]
     assert summary["published_port"] == 3000
     assert [(p["port"], p["label"]) for p in summary["ports"]] == [(3000, "Storefront"), (5173, "Vite")]

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from envhub.domain.devcontainer import MAX_BYTES, Command, Devcontainer, LifecycleStep, find, parse
+from envhub.domain.specs import ENVHUB_VARIABLES
 from envhub.errors import LifecycleCommandFailed
 from envhub.private_files import open_private
 from envhub.runtime.base import ProgressReporter
@@ -58,7 +59,9 @@ def load(
     if found is None:
         return None
     path, text = found
-    config = parse(text, path=path, local_env=project_env, base_env=base_env, folder=workdir)
+    config = _without_reserved(
+        parse(text, path=path, local_env=project_env, base_env=base_env, folder=workdir)
+    )
     if config.image:
         config = config.refuse("image", "the local runtime runs processes on this machine, not images")
     if config.workspace_folder and config.workspace_folder != workdir:
@@ -80,6 +83,21 @@ def load(
             f"the local runtime publishes one URL per environment, the app's; {listed} get none",
         )
     return config
+
+
+# Variables envhub sets in every process itself: a repository's configuration does not change them.
+_RESERVED = frozenset({"PORT", "HOME", "LANG", "TERM", *ENVHUB_VARIABLES})
+
+
+def _without_reserved(config: Devcontainer) -> Devcontainer:
+    for where, env in (("containerEnv", config.container_env), ("remoteEnv", config.remote_env)):
+        for name in sorted(set(env) & _RESERVED):
+            config = config.refuse(f"{where}.{name}", "envhub sets this variable itself")
+    return replace(
+        config,
+        container_env={k: v for k, v in config.container_env.items() if k not in _RESERVED},
+        remote_env={k: v for k, v in config.remote_env.items() if k not in _RESERVED},
+    )
 
 
 def app_port(
