@@ -147,6 +147,13 @@ def test_local_env_reads_only_what_it_is_given() -> None:
     assert parse(text, path=".devcontainer.json").container_env == {"A": "", "B": "fallback"}
 
 
+def test_devcontainer_id_names_the_environment_when_the_runtime_gives_one() -> None:
+    text = '{"mounts": ["source=cache-${devcontainerId},target=/cache,type=volume"]}'
+    assert parse(text, path=".devcontainer.json", identity="envhub-7").mounts == (
+        VolumeMount("cache-envhub-7", "/cache"),
+    )
+
+
 def test_a_runtime_s_workspace_folder_names_the_real_place() -> None:
     text = '{"workspaceFolder": "/workspaces/x", "remoteEnv": {"W": "${containerWorkspaceFolder}"}}'
     assert parse(text, path=".devcontainer.json", folder="/workspace").remote_env == {"W": "/workspace"}

@@ -103,6 +103,7 @@ def parse(
     base_env: Mapping[str, str] | None = None,
     builder: bool = False,
     folder: str | None = None,
+    identity: str = "",
 ) -> Devcontainer:
     """Read one configuration; raises :class:`DevcontainerInvalid` naming the file and key.
 
@@ -112,7 +113,8 @@ def parse(
     by ``${containerEnv:NAME}``. ``builder``: an image builder is configured, so
     ``build.dockerfile`` is honoured. ``folder``: where the runtime mounts the
     workspace when it cannot honour ``workspaceFolder`` (``${containerWorkspaceFolder}``
-    then names the real place).
+    then names the real place). ``identity`` is what ``${devcontainerId}`` names
+    (without it, the variable is refused).
     """
     try:
         data = json5.loads(text)
@@ -125,7 +127,7 @@ def parse(
     if workspace and (not workspace.startswith("/") or posixpath.normpath(workspace) != workspace):
         raise invalid(path, "must be an absolute, normalised path", "bad_value", "workspaceFolder")
     folder = folder or workspace or "/workspace"
-    names = Names(local=dict(local_env or {}), base=dict(base_env or {}), folder=folder)
+    names = Names(local=dict(local_env or {}), base=dict(base_env or {}), folder=folder, identity=identity)
     container_env = reader.env("containerEnv", names, container=False)
     names.base.update(container_env)
     remote_env = reader.env("remoteEnv", names, container=True)

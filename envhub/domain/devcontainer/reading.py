@@ -70,6 +70,7 @@ class Names:
     local: dict[str, str]
     base: dict[str, str]
     folder: str
+    identity: str = ""  # what ${devcontainerId} names: one environment, stable across its deploys
 
     def substitute(self, value: str, *, key: str, container: bool) -> str:
         def one(match: re.Match[str]) -> str:
@@ -81,6 +82,8 @@ class Names:
                 return self.base.get(name, default)
             if kind in ("containerWorkspaceFolder", "localWorkspaceFolder") and not rest:
                 return self.folder
+            if kind == "devcontainerId" and not rest and self.identity:
+                return self.identity
             if kind in ("containerWorkspaceFolderBasename", "localWorkspaceFolderBasename") and not rest:
                 return posixpath.basename(self.folder)
             raise DevcontainerInvalid(
@@ -238,8 +241,6 @@ class Reader:
                 raise self._fail(f"mounts[{index}]", "must be 'source=...,target=...,type=...' or an object")
             kind = fields.get("type", "volume" if "source" in fields else "")
             key = f"mounts[{index}]"
-            source = fields.get("source", "")
-            target = names.substitute(fields.get("target", ""), key=key, container=False)
             if kind != "volume":
                 self.unsupported.append(
                     Unsupported(
@@ -249,7 +250,9 @@ class Reader:
                     )
                 )
                 continue
-            if not _VOLUME_NAME.fullmatch(source) or "${" in source:
+            source = names.substitute(fields.get("source", ""), key=key, container=False)
+            target = names.substitute(fields.get("target", ""), key=key, container=False)
+            if not _VOLUME_NAME.fullmatch(source):
                 self.unsupported.append(Unsupported(key, f"volume name {source!r} is not a plain name"))
                 continue
             if not target.startswith("/") or posixpath.normpath(target) != target or target == "/":
