@@ -419,7 +419,8 @@ def test_env_status_shows_the_devcontainer_its_ports_and_what_was_not_honoured(
 ) -> None:
     # What a deploy records (the runtime's summary of the repository's configuration).
     config = parse(
-        '{"forwardPorts": [3000], "portsAttributes": {"3000": {"label": "Web"}}, "privileged": true}',
+        '{"forwardPorts": [3000], "portsAttributes": {"3000": {"label": "Web"}}, "privileged": true,'
+        ' "[link=https://evil.example]x[/link]": 1}',
         path=".devcontainer/devcontainer.json",
     )
     environment.devcontainer = config.summary()
@@ -431,5 +432,7 @@ def test_env_status_shows_the_devcontainer_its_ports_and_what_was_not_honoured(
     assert ".devcontainer/devcontainer.json" in text.stdout
     assert re.search(r"port 3000 \(Web\)\s+no public URL", text.stdout)
     assert re.search(r"not honoured: privileged\s+privileged containers would escape", text.stdout)
+    # The repository's text is printed as it is, never read as markup.
+    assert "not honoured: [link=https://evil.example]x[/link]" in text.stdout
     data = as_json(cli("env", "status", "shop/dev", "-o", "json", **owner))
     assert data["detail"]["devcontainer_unsupported"][0]["key"] == "privileged"  # type: ignore[index]

@@ -176,3 +176,15 @@ def _readable(proc: psutil.Process) -> bool:
     except psutil.Error:
         return False
     return True
+
+
+def test_lifecycle_output_reaches_steps_and_errors_without_terminal_escapes(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    repo = WorkRepo(tmp_path / "repo")
+    noisy = r'{"postCreateCommand": "printf \"\\033]0;owned\\007[bold]plain\\033[31m red\\n\"; exit 1"}'
+    repo.commit("escapes", {".devcontainer.json": noisy})
+    with pytest.raises(LifecycleCommandFailed) as caught:
+        runtime.apply(make_target(1, command=SERVE, repo_url=str(repo.path)), progress=RecordingProgress())
+    assert caught.value.details["log_tail"] == "[bold]plain red"
+    assert "\x1b" not in caught.value.message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envhub.domain.devcontainer import Command, VolumeMount, find, parse
+from envhub.domain.devcontainer import Command, VolumeMount, find, parse, printable
 from envhub.errors import DevcontainerInvalid
 
 # A Node web shop as a team would describe it: comments, trailing commas, every lifecycle form.
@@ -228,3 +228,14 @@ def test_the_summary_is_plain_data() -> None:
     }
     assert any(entry["key"] == "runArgs" and entry["reason"] for entry in summary["unsupported"])
     assert summary["lifecycle"][2] == {"hook": "postAttachCommand", "commands": ["assets", "types"]}
+
+
+def test_repository_text_in_what_is_listed_carries_no_terminal_escapes() -> None:
+    text = (
+        '{"\\u001b]52;c;ZXZpbA==\\u0007sneaky": 1, "forwardPorts": [3000],'
+        ' "portsAttributes": {"3000": {"label": "Web\\u001b[2J"}}}'
+    )
+    config = parse(text, path=".devcontainer.json")
+    assert [entry.key for entry in config.unsupported] == ["sneaky"]
+    assert config.ports[0].label == "Web"
+    assert printable("ok\tline \x1b[31mred\x1b[0m\x07") == "ok\tline red"

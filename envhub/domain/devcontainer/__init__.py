@@ -29,7 +29,14 @@ from envhub.domain.devcontainer.model import (
     Unsupported,
     VolumeMount,
 )
-from envhub.domain.devcontainer.reading import LIFECYCLE_HOOKS, SUPPORTED_FEATURES, Names, Reader, invalid
+from envhub.domain.devcontainer.reading import (
+    LIFECYCLE_HOOKS,
+    SUPPORTED_FEATURES,
+    Names,
+    Reader,
+    invalid,
+    printable,
+)
 from envhub.errors import DevcontainerInvalid
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "check_name",
     "find",
     "parse",
+    "printable",
 ]
 
 # Where a configuration is looked for, in this order, when the project names none.
@@ -138,7 +146,7 @@ def parse(
             Unsupported(
                 "build",
                 "building an image needs an in-cluster image builder, and this envhub has none configured"
-                + (f"; the image {image} is used instead" if image else ""),
+                + (f"; the image {printable(image)} is used instead" if image else ""),
             )
         )
     result = Devcontainer(

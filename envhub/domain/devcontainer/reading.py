@@ -57,6 +57,18 @@ _REFUSED: Mapping[str, str] = {
 _IGNORED = frozenset({"$schema", "customizations"})
 
 
+# Terminal escape sequences (CSI, OSC, ...) and other control characters: the output is shown in
+# browsers and in people's terminals (the CLI), where a sequence could rewrite what they see.
+_ESCAPES = re.compile(
+    r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (tabs and newlines kept)."""
+    return _ESCAPES.sub("", text)
+
+
 def invalid(path: str, why: str, reason: str, key: str = "") -> DevcontainerInvalid:
     where = f"{path}: {key}: " if key else f"{path}: "
     details = {"path": path, "reason": reason, **({"key": key} if key else {})}
@@ -104,6 +116,10 @@ class Reader:
         self.data = dict(data)
         self.unsupported: list[Unsupported] = []
 
+    def _refuse(self, key: str, reason: str) -> None:
+        """List ``key`` as not honoured; a key is the repository's text, shown in browsers and terminals."""
+        self.unsupported.append(Unsupported(printable(key)[:300], reason))
+
     def _take(self, key: str) -> Any:
         return self.data.pop(key, None)
 
@@ -139,9 +155,7 @@ class Reader:
             if not isinstance(raw, str):
                 raise self._fail(f"{key}.{name}", "must be a string")
             if forbidden(name):
-                self.unsupported.append(
-                    Unsupported(f"{key}.{name}", "this variable steers program loading; envhub never sets it")
-                )
+                self._refuse(f"{key}.{name}", "this variable steers program loading; envhub never sets it")
                 continue
             env[name] = names.substitute(raw, key=f"{key}.{name}", container=container)
         return env
@@ -178,9 +192,7 @@ class Reader:
             port = _port_number(entry)
             if port is None:
                 # "service:port" names a port of another Compose service: envhub has none.
-                self.unsupported.append(
-                    Unsupported(f"forwardPorts.{entry}", "only ports of the environment itself are forwarded")
-                )
+                self._refuse(f"forwardPorts.{entry}", "only ports of the environment itself are forwarded")
                 continue
             if any(p.port == port for p in ports):
                 continue
@@ -188,12 +200,10 @@ class Reader:
         listed = {str(p.port) for p in ports}
         for key in attributes:
             if key not in listed:
-                self.unsupported.append(
-                    Unsupported(
-                        f"portsAttributes.{key}",
-                        "attributes of a port that is not in forwardPorts (ranges and patterns are not "
-                        "forwarded)",
-                    )
+                self._refuse(
+                    f"portsAttributes.{key}",
+                    "attributes of a port that is not in forwardPorts (ranges and patterns are not "
+                    "forwarded)",
                 )
         return tuple(ports)
 
@@ -209,8 +219,10 @@ class Reader:
         if protocol not in ("http", "https"):
             raise self._fail(f"{key}.protocol", "must be http or https")
         for extra in sorted(set(attributes) - {"label", "protocol", "onAutoForward"}):
-            self.unsupported.append(Unsupported(f"{key}.{extra}", "not used by envhub's public URLs"))
-        return ForwardedPort(port=port, label=label.strip()[:100], protocol=protocol, on_auto_forward=auto)
+            self._refuse(f"{key}.{extra}", "not used by envhub's public URLs")
+        return ForwardedPort(
+            port=port, label=printable(label.strip())[:100], protocol=protocol, on_auto_forward=auto
+        )
 
     def lifecycle(self, hook: str, names: Names) -> LifecycleStep | None:
         value = self._take(hook)
@@ -242,18 +254,16 @@ class Reader:
             kind = fields.get("type", "volume" if "source" in fields else "")
             key = f"mounts[{index}]"
             if kind != "volume":
-                self.unsupported.append(
-                    Unsupported(
-                        key,
-                        f"{kind or 'this'} mounts are refused: only named volumes are mounted "
-                        "(a bind mount would expose the host's files)",
-                    )
+                self._refuse(
+                    key,
+                    f"{kind or 'this'} mounts are refused: only named volumes are mounted "
+                    "(a bind mount would expose the host's files)",
                 )
                 continue
             source = names.substitute(fields.get("source", ""), key=key, container=False)
             target = names.substitute(fields.get("target", ""), key=key, container=False)
             if not _VOLUME_NAME.fullmatch(source):
-                self.unsupported.append(Unsupported(key, f"volume name {source!r} is not a plain name"))
+                self._refuse(key, f"volume name {source!r} is not a plain name")
                 continue
             if not target.startswith("/") or posixpath.normpath(target) != target or target == "/":
                 raise self._fail(key, "target must be an absolute, normalised path")
@@ -277,7 +287,7 @@ class Reader:
                 if bare not in SUPPORTED_FEATURES
                 else "options other than the defaults are not supported"
             )
-            self.unsupported.append(Unsupported(f"features.{feature}", reason))
+            self._refuse(f"features.{feature}", reason)
         return tuple(honoured)
 
     def leftovers(self) -> None:
@@ -285,7 +295,7 @@ class Reader:
             if key in _IGNORED:
                 continue
             reason = _REFUSED.get(key) or "not a devcontainer.json property envhub knows"
-            self.unsupported.append(Unsupported(key, reason))
+            self._refuse(str(key), reason)
 
 
 def _port_number(entry: Any) -> int | None:

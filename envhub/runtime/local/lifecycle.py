@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from envhub.domain.devcontainer import MAX_BYTES, Command, Devcontainer, LifecycleStep, find, parse
+from envhub.domain.devcontainer import MAX_BYTES, Command, Devcontainer, LifecycleStep, find, parse, printable
 from envhub.domain.specs import ENVHUB_VARIABLES
 from envhub.errors import LifecycleCommandFailed
 from envhub.private_files import open_private
@@ -163,7 +163,7 @@ class HookRunner:
                 code = self._wait(run, deadline, progress)
                 lines = _output(processes.tail_lines(run.log, 0), run.marker)
                 self._append(step.hook, run.command, lines, code)
-                prefix = f"[{run.command.name}] " if run.command.name else ""
+                prefix = printable(f"[{run.command.name}] ") if run.command.name else ""
                 tails += [prefix + line for line in lines[-_TAIL:]]
                 if code != 0:
                     failures.append((run.command, code, lines[-_TAIL:]))
@@ -173,12 +173,13 @@ class HookRunner:
         if failures:
             command, code, tail = failures[0]
             why = f"exited with status {code}" if code is not None else f"ran past {self.timeout:.0f}s"
-            label = f" ({command.name})" if command.name else ""
+            label = printable(f" ({command.name})") if command.name else ""
+            described = printable(command.describe())
             raise LifecycleCommandFailed(
-                f"{step.hook}{label} {why}: {command.describe()}",
+                f"{step.hook}{label} {why}: {described}",
                 details={
                     "hook": step.hook,
-                    "command": command.describe(),
+                    "command": described,
                     "exit_code": code,
                     "log_tail": "\n".join(tail),
                 },
@@ -227,10 +228,11 @@ class HookRunner:
 
     def _append(self, hook: str, command: Command, lines: list[str], code: int | None) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        label = f" {command.name}:" if command.name else ""
+        label = printable(f" {command.name}:") if command.name else ""
         outcome = f"exit {code}" if code is not None else "timed out"
         with open_private(self.log_path, "ab") as handle:
-            handle.write(f"--- envhub: {hook}{label} {command.describe()} at {stamp} UTC\n".encode())
+            described = printable(command.describe())
+            handle.write(f"--- envhub: {hook}{label} {described} at {stamp} UTC\n".encode())
             handle.write("".join(f"{line}\n" for line in lines).encode())
             handle.write(f"--- envhub: {hook}{label} {outcome}\n".encode())
 
@@ -264,7 +266,7 @@ def _output(lines: list[str], marker: str) -> list[str]:
     for line in lines[start + 1 :]:
         if line.startswith(marker):
             break
-        ours.append(line)
+        ours.append(printable(line))
     while ours and not ours[-1].strip():
         ours.pop()
     return ours[-200:]
@@ -272,5 +274,5 @@ def _output(lines: list[str], marker: str) -> list[str]:
 
 def _describe(step: LifecycleStep) -> str:
     if len(step.commands) == 1:
-        return step.commands[0].describe()[:500]
-    return "in parallel: " + ", ".join(command.name for command in step.commands)
+        return printable(step.commands[0].describe())[:500]
+    return printable("in parallel: " + ", ".join(command.name for command in step.commands))
