@@ -59,7 +59,9 @@ def _converge(environment_id: int, run_id: int) -> str:
                     assignment,
                     public_url=url,
                     workloads=applied.details.get("workloads", ""),
-                    devcontainer=applied.details.get("devcontainer"),
+                    devcontainer=convergence.with_port_urls(
+                        applied.details.get("devcontainer"), target, urls, url
+                    ),
                 )
                 if completion is not None:
                     PROVISIONING_DURATION.labels(kind=completion.kind).observe(completion.seconds)

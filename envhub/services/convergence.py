@@ -37,7 +37,7 @@ from envhub.services import jobruns, ports, provisioning, releases
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.services.secrets import environment_secrets
-from envhub.urls.base import UrlProvider
+from envhub.urls.base import PortUrls, UrlProvider
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +370,40 @@ def complete_run(
     if settled is not None:
         releases.after_settle(session, ports.queue(), settled)
     return completion
+
+
+def with_port_urls(
+    devcontainer: str | None, target: EnvironmentTarget, urls: UrlProvider, url: str
+) -> str | None:
+    """The runtime's devcontainer summary (JSON) with each forwarded port's public URL, or why it has none.
+
+    The port the app serves is on the environment's own ``url``; the others get
+    one where both the runtime relays them (it said which port it published)
+    and the URL provider gives ports URLs of their own.
+    """
+    if not devcontainer:
+        return devcontainer
+    summary = json.loads(devcontainer)
+    published = summary.get("published_port")
+    missing: list[str] = []
+    for port in summary.get("ports", []):
+        if port["port"] == published:
+            port["url"] = url
+        elif published is not None and isinstance(urls, PortUrls):
+            port["url"] = urls.port_url(target, int(port["port"]))
+        else:
+            port["url"] = ""
+            missing.append(str(port["port"]))
+    refused = {entry["key"] for entry in summary.get("unsupported", [])}
+    if missing and published is not None and "forwardPorts" not in refused:
+        summary.setdefault("unsupported", []).append(
+            {
+                "key": "forwardPorts",
+                "reason": f"this envhub's URL provider ({urls.name}) gives one URL per environment, "
+                f"the app's; {', '.join(missing)} get none",
+            }
+        )
+    return json.dumps(summary)
 
 
 def complete_preparation(session: Session, assignment: Assignment) -> None:

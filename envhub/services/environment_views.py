@@ -285,13 +285,12 @@ def _devcontainer(environment: Environment) -> tuple[str, list[DevcontainerPort]
     found = environment.devcontainer if environment.phase is not Phase.deleted else None
     if not isinstance(found, dict):
         return "", [], []
-    url = environment.public_url or ""
     ports = [
         DevcontainerPort(
             port=int(port.get("port", 0)),
             label=str(port.get("label", "")),
             protocol=str(port.get("protocol", "http")),
-            url=url if port.get("port") == found.get("published_port") else "",
+            url=str(port.get("url") or ""),
         )
         for port in found.get("ports", [])
         if isinstance(port, dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from envhub.domain.specs import ServiceSocket
 from envhub.errors import DevcontainerInvalid, LifecycleCommandFailed
 from envhub.runtime.local import LocalRuntime
 from tests.support.components import require
@@ -56,9 +58,12 @@ def test_the_devcontainer_sets_variables_runs_its_lifecycle_and_lists_what_it_do
     runtime: LocalRuntime, tmp_path: Path
 ) -> None:
     repo = WorkRepo(tmp_path / "repo")
-    repo.commit("dev container", {".devcontainer/devcontainer.json": CONFIG, "index.html": "shop\n"})
+    files = {".devcontainer/devcontainer.json": CONFIG, "index.html": "shop\n", "vite/hello.txt": "vite\n"}
+    repo.commit("dev container", files)
     progress = RecordingProgress()
-    status = runtime.apply(make_target(1, command=SERVE, repo_url=str(repo.path)), progress=progress)
+    # The app, and a second server on the other forwarded port.
+    command = f"python3 -m http.server 5173 --directory vite & {SERVE}"
+    status = runtime.apply(make_target(1, command=command, repo_url=str(repo.path)), progress=progress)
     assert status.endpoint is not None
 
     # Each hook was its own step, in order, with its output.
@@ -90,9 +95,13 @@ def test_the_devcontainer_sets_variables_runs_its_lifecycle_and_lists_what_it_do
     # What the runtime did not honour is listed, with why; and the log has every hook's output.
     summary = json.loads(status.details["devcontainer"])
     refused = {entry["key"]: entry["reason"] for entry in summary["unsupported"]}
-    assert set(refused) == {"runArgs", "image", "forwardPorts", "containerEnv.PORT"}
-    assert "5173 (Vite)" in refused["forwardPorts"]
+    assert set(refused) == {"runArgs", "image", "containerEnv.PORT"}
     assert summary["published_port"] == 3000
+    # The other forwarded port has a socket of its own, relayed to it inside the environment.
+    vite = runtime.port_endpoint(1, 5173)
+    assert vite is not None
+    assert endpoint_get(vite, "/hello.txt").text == "vite\n"
+    assert runtime.port_endpoint(1, 9999) is None
     assert [(p["port"], p["label"]) for p in summary["ports"]] == [(3000, "Storefront"), (5173, "Vite")]
     assert "runArgs" in details(progress, "devcontainer")
     log = "\n".join(runtime.logs(1, tail=200))
@@ -101,7 +110,7 @@ def test_the_devcontainer_sets_variables_runs_its_lifecycle_and_lists_what_it_do
 
     # A restart of the same commit starts again, but postCreateCommand ran for it already.
     again = RecordingProgress()
-    runtime.apply(make_target(1, command=SERVE, repo_url=str(repo.path), generation=2), progress=again)
+    runtime.apply(make_target(1, command=command, repo_url=str(repo.path), generation=2), progress=again)
     assert again.outcome("post_create") == "skip"
     assert again.outcome("post_start") == "finish"
     assert endpoint_get(status.endpoint, "/created.txt").text == "created\n"
@@ -188,3 +197,20 @@ def test_lifecycle_output_reaches_steps_and_errors_without_terminal_escapes(
         runtime.apply(make_target(1, command=SERVE, repo_url=str(repo.path)), progress=RecordingProgress())
     assert caught.value.details["log_tail"] == "[bold]plain red"
     assert "\x1b" not in caught.value.message
+
+
+def test_a_managed_service_s_port_is_never_forwarded(runtime: LocalRuntime, tmp_path: Path) -> None:
+    repo = WorkRepo(tmp_path / "repo")
+    repo.commit("db port", {".devcontainer.json": '{"forwardPorts": [3000, 5432]}'})
+    target = dataclasses.replace(
+        make_target(1, command=SERVE, repo_url=str(repo.path)),
+        service_sockets=(ServiceSocket("db", 5432, str(tmp_path / "db.sock")),),
+    )
+    status = runtime.apply(target, progress=RecordingProgress())
+    summary = json.loads(status.details["devcontainer"])
+    assert [port["port"] for port in summary["ports"]] == [3000]
+    assert {
+        "key": "forwardPorts.5432",
+        "reason": "a managed service of the project uses this port",
+    } in summary["unsupported"]
+    assert runtime.port_endpoint(1, 5432) is None

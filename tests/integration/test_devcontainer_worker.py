@@ -43,8 +43,8 @@ CONFIG = """{
   "image": "mcr.microsoft.com/devcontainers/python:1-3.12",
   "containerEnv": { "SHOP_MODE": "preview" },
   "remoteEnv": { "SHOP_GREETING": "hello from ${containerEnv:SHOP_MODE}" },
-  "forwardPorts": [8000],
-  "portsAttributes": { "8000": { "label": "Shop" } },
+  "forwardPorts": [8000, 8001],
+  "portsAttributes": { "8000": { "label": "Shop" }, "8001": { "label": "Docs" } },
   "postCreateCommand": "echo seeding the catalogue; echo apples > catalogue.txt",
   "postStartCommand": ["/bin/sh", "-c", "echo \\"$SHOP_GREETING\\" > greeting.txt; echo greeted"],
   "capAdd": ["NET_ADMIN"],
@@ -80,7 +80,8 @@ def test_an_environment_from_a_devcontainer_repository_shows_its_steps_env_and_r
     session: Session, world: World, project: Project, db: Engine, workers: Workers, tmp_path: Path
 ) -> None:
     repo = WorkRepo(tmp_path / "repo")
-    repo.commit("dev container", {".devcontainer/devcontainer.json": CONFIG, "index.html": "shop\n"})
+    files = {".devcontainer/devcontainer.json": CONFIG, "index.html": "shop\n", "docs/index.html": "docs\n"}
+    repo.commit("dev container", files)
     assert project.id is not None
     update_project(
         session=session, actor=world.owner, project_id=project.id, changes={"repo_url": str(repo.path)}
@@ -93,7 +94,7 @@ def test_an_environment_from_a_devcontainer_repository_shows_its_steps_env_and_r
         queue=ports.queue(),
         project_id=project.id,
         name="pr-1",
-        overrides={"command": "python3 -m http.server $PORT"},
+        overrides={"command": "python3 -m http.server 8001 --directory docs & python3 -m http.server $PORT"},
     )
     assert created.id is not None
     env = wait_phase(db, created.id, Phase.ready, workers)
@@ -114,15 +115,27 @@ def test_an_environment_from_a_devcontainer_repository_shows_its_steps_env_and_r
         host = {"Host": "pr-1.shop.acme.localhost:3000"}
         greeting = httpx.get(f"http://127.0.0.1:{port}/greeting.txt", headers=host, timeout=30)
         catalogue = httpx.get(f"http://127.0.0.1:{port}/catalogue.txt", headers=host, timeout=30)
+        # The other forwarded port has a URL of its own, through the same gateway.
+        docs_host = {"Host": "8001.pr-1.shop.acme.localhost:3000"}
+        docs = httpx.get(f"http://127.0.0.1:{port}/", headers=docs_host, timeout=30)
+        unknown = httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": "9.pr-1.shop.acme.localhost:3000"})
     assert greeting.text == "hello from preview\n"
     assert catalogue.text == "apples\n"
+    assert docs.text == "docs\n"
+    assert unknown.status_code >= 500  # a port the environment does not forward leads nowhere
 
     # Every face's view lists the port (with its URL) and what was not honoured, with why.
     session.expire_all()
     detail = environment_status(session=session, actor=world.member, environment_id=env.id or 0)["detail"]
     assert detail["devcontainer"] == ".devcontainer/devcontainer.json"
     assert detail["devcontainer_ports"] == [
-        {"port": 8000, "label": "Shop", "protocol": "http", "url": env.public_url}
+        {"port": 8000, "label": "Shop", "protocol": "http", "url": env.public_url},
+        {
+            "port": 8001,
+            "label": "Docs",
+            "protocol": "http",
+            "url": "http://8001.pr-1.shop.acme.localhost:3000/",
+        },
     ]
     refused = {entry["key"]: entry["reason"] for entry in detail["devcontainer_unsupported"]}
     assert set(refused) == {"capAdd", "features.ghcr.io/devcontainers/features/node:1", "image"}

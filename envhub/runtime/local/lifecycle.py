@@ -73,16 +73,26 @@ def load(
             f"mounts[{index}]",
             f"volume {mount.source}: the local runtime has no volumes (the workspace itself is kept)",
         )
+    for port in [p for p in config.ports if p.port in taken]:
+        # Never relayed to a public URL: it is a managed service's (a database's) port inside.
+        config = config.refuse(f"forwardPorts.{port.port}", "a managed service of the project uses this port")
+    config = replace(config, ports=tuple(p for p in config.ports if p.port not in taken))
     published = app_port(config, own_network=own_network, taken=taken)
     config = replace(config, published_port=published)
-    others = [port for port in config.ports if port.port != published]
-    if others:
-        listed = ", ".join(f"{p.port}" + (f" ({p.label})" if p.label else "") for p in others)
+    if config.ports and not own_network:
         config = config.refuse(
             "forwardPorts",
-            f"the local runtime publishes one URL per environment, the app's; {listed} get none",
+            "this sandbox shares the host's network: the app gets a free port as $PORT, "
+            "and no forwarded port gets a URL of its own",
         )
     return config
+
+
+def other_ports(config: Devcontainer | None, *, app_port: int) -> tuple[int, ...]:
+    """The forwarded ports relayed beside the app's, each to a URL of its own."""
+    if config is None or config.published_port is None:
+        return ()
+    return tuple(port.port for port in config.ports if port.port != app_port)
 
 
 # Variables envhub sets in every process itself: a repository's configuration does not change them.

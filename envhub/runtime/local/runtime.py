@@ -290,6 +290,7 @@ class LocalRuntime:
             port=port,
             generation=target.generation,
             services=target.service_sockets,
+            forwarded=lifecycle.other_ports(config, app_port=port),
         )
         # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
         shared = {**(config.env if config is not None else {}), **target.variables}
@@ -372,6 +373,19 @@ class LocalRuntime:
             endpoint=endpoint,
             details=_condition_details(state),
         )
+
+    def port_endpoint(self, environment_id: int, port: int) -> Endpoint | None:
+        """A forwarded port's own socket (a devcontainer's), in a network of the environment's own."""
+        state = processes.read_state(self._state_path(environment_id))
+        if (
+            state is None
+            or state.network == "host"
+            or port == state.port
+            or processes.find_process(state) is None
+        ):
+            return None
+        path = network.private_socket(self._run_dir(environment_id), network.port_socket_name(port))
+        return Endpoint("127.0.0.1", port, unix_socket=path) if path else None
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         state = processes.read_state(self._state_path(environment_id))
