@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # How long one provisioning attempt waits for the health check before it
     # gives up and lets the queue retry with backoff.
     health_timeout: Annotated[float, Field(gt=0)] = 60.0
+    # How long each lifecycle command of a repository's devcontainer.json may run.
+    lifecycle_timeout: Annotated[float, Field(gt=0)] = 600.0
     # Local runtime: "auto" (= "bwrap") is bubblewrap or nothing; "unshare" and
     # "none" are weaker sandboxes an operator may choose for trusted code.
     local_sandbox: str = "auto"

@@ -21,6 +21,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── SourcePathInvalid     source_path_invalid
     │   ├── ChartRefInvalid       chart_ref_invalid
     │   ├── ChartRenderFailed     chart_render_failed
+    │   ├── DevcontainerInvalid   devcontainer_invalid
     │   ├── GithubConnectionInvalid  github_connection_invalid
     │   ├── EgressDenied          egress_denied
     │   └── WebhookMalformed      webhook_malformed (400)
@@ -71,6 +72,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
         ├── RolloutFailed         rollout_failed (details.workloads)
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
+        ├── LifecycleCommandFailed  lifecycle_command_failed
         ├── SourceFetchFailed     source_fetch_failed
         ├── SandboxUnavailable    sandbox_unavailable
         ├── QuotaExceeded         quota_exceeded
@@ -271,6 +273,22 @@ class ChartRenderFailed(ValidationFailed):
     )
 
 
+class DevcontainerInvalid(ValidationFailed):
+    """The repository's devcontainer.json cannot be read; ``details`` name the ``path``, the ``key``
+    when one is at fault, and the ``reason`` (``syntax``, ``not_object``, ``bad_value``,
+    ``bad_variable``, ``too_large``, ``missing``, ``bad_name``)."""
+
+    code = "devcontainer_invalid"
+    default_hint = (
+        "Fix the named key of the repository's devcontainer.json (JSON with comments) and push; "
+        "the README's 'Dev containers' section lists what envhub reads."
+    )
+    advice = (
+        "The repository's dev container configuration could not be used; the message names the file "
+        "and the key. Fix it, push, and redeploy."
+    )
+
+
 class NotFound(EnvhubError):
     code = "not_found"
     status = 404
@@ -442,6 +460,18 @@ class WorkspaceFailed(RuntimeFailure):
         "The workspace could not be prepared. Check the project's repository URL and git ref, then redeploy."
     )
     default_hint = "Check the project's repository URL and ref, then redeploy."
+
+
+class LifecycleCommandFailed(RuntimeFailure):
+    """A devcontainer lifecycle command (postCreateCommand, ...) exited with an error or ran too long;
+    ``details`` hold the ``hook``, the ``command``, the ``exit_code`` and the ``log_tail``."""
+
+    code = "lifecycle_command_failed"
+    default_hint = "Read the step's output, fix the command in devcontainer.json, push and redeploy."
+    advice = (
+        "A lifecycle command of the repository's devcontainer.json failed; its step shows the last lines "
+        "of its output. Fix the command (or what it needs), push and redeploy."
+    )
 
 
 class SourceFetchFailed(RuntimeFailure):

@@ -121,7 +121,7 @@ class GatewayMiddleware:
             if route is None:
                 return None
             if valid_route(team=route.team, project=route.project, environment=route.environment):
-                return await self._resolve(route.team, route.project, route.environment)
+                return await self._resolve(route.team, route.project, route.environment, route.port)
             # not a name envhub could have given: no lookup, nothing cached
             return Resolution(found=False, label=f"{route.project}/{route.environment}"[:200])
         # Ingress and tunnel hosts of environments whose URLs need sign-in come here.
@@ -200,14 +200,21 @@ class GatewayMiddleware:
         )
         await send({"type": "http.response.body", "body": b""})
 
-    async def _resolve(self, team: str, project: str, environment: str) -> Resolution:
+    async def _resolve(
+        self, team: str, project: str, environment: str, port: int | None = None
+    ) -> Resolution:
         def lookup() -> Resolution:
             with session_scope() as session:
                 return resolve_public_host(
-                    session=session, runtime=runtime(), team=team, project=project, environment=environment
+                    session=session,
+                    runtime=runtime(),
+                    team=team,
+                    project=project,
+                    environment=environment,
+                    port=port,
                 )
 
-        return await self._cached(f"{team}/{project}/{environment}", lookup)
+        return await self._cached(f"{team}/{project}/{environment}:{port or ''}", lookup)
 
     async def _cached(self, key: str, lookup: Callable[[], Resolution]) -> Resolution:
         """The cached answer for ``key``, else ``lookup`` (blocking: in a worker thread), remembered."""

@@ -82,7 +82,8 @@ def _steps_view(status: dict[str, Any]) -> Group:
             if step["status"] == "running"
             else Text.from_markup(STEP_MARKS.get(step["status"], "·"))
         )
-        line = step["title"] + (f" ({step['detail']})" if step["detail"] else "")
+        # Literal text: a step's detail may quote a lifecycle command's output.
+        line = Text(step["title"] + (f" ({step['detail']})" if step["detail"] else ""))
         table.add_row(mark, line, step["timing"])
     finished = sum(step["status"] in FINISHED for step in status["steps"])
     total = len(status["steps"])
@@ -338,7 +339,7 @@ def status(env: EnvArgument, server: ServerOption = None, output: OutputOption =
         print_json(answer)
         return
     detail, run = answer["detail"], answer["run"]
-    rows: list[tuple[str, Any]] = [
+    rows: list[tuple[str | Text, Any]] = [
         ("id", detail["id"]),
         ("name", detail["name"]),
         ("phase", detail["phase"] + (f": {detail['message']}" if detail["message"] else "")),
@@ -352,6 +353,14 @@ def status(env: EnvArgument, server: ServerOption = None, output: OutputOption =
         rows.append(("error", f"{detail['error_code']}: {detail['advice']}"))
     if run["kind"]:
         rows.append(("job", f"{run['kind']} {run['status']} {run['took']}".strip()))
+    if detail.get("devcontainer"):
+        # Keys and labels are the repository's text: shown literally, never as markup.
+        rows.append(("devcontainer", Text(detail["devcontainer"])))
+        for port in detail.get("devcontainer_ports", []):
+            label = f" ({port['label']})" if port["label"] else ""
+            rows.append((Text(f"port {port['port']}{label}"), Text(port["url"] or "no public URL")))
+        for entry in detail.get("devcontainer_unsupported", []):
+            rows.append((Text(f"not honoured: {entry['key']}"), Text(entry["reason"])))
     console.print(fields_table(rows))
     if answer["steps"]:
         console.print(_steps_view(answer).renderables[1])

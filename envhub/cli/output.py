@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from envhub.cli.errors import INTERRUPTED, CliError
 
@@ -52,12 +54,13 @@ def print_json_line(data: Any) -> None:
     sys.stdout.flush()
 
 
-def fields_table(rows: list[tuple[str, Any]]) -> Table:
+def fields_table(rows: Sequence[tuple[str | Text, Any]]) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in rows:
-        table.add_row(name, "" if value is None else str(value))
+        # Text is printed as it is: what a repository or a workload wrote is never read as markup.
+        table.add_row(name, value if isinstance(value, Text) else "" if value is None else str(value))
     return table
 
 
@@ -75,9 +78,10 @@ def report(error: CliError, fmt: Format) -> None:
     if fmt is Format.json:
         sys.stderr.write(json.dumps({"error": error.to_dict()}) + "\n")
         return
-    err.print(f"[bold red]error[/]: {error.message} [dim]({error.code})[/]", soft_wrap=True)
+    # The message may quote what a repository holds (a lifecycle command): never read as markup.
+    err.print(f"[bold red]error[/]: {escape(error.message)} [dim]({escape(error.code)})[/]", soft_wrap=True)
     if error.hint:
-        err.print(f"[bold]next[/]: {error.hint}", soft_wrap=True)
+        err.print(f"[bold]next[/]: {escape(error.hint)}", soft_wrap=True)
 
 
 P = ParamSpec("P")

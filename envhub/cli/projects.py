@@ -46,6 +46,13 @@ UrlAccessOption = Annotated[
     ),
 ]
 HealthPathOption = Annotated[str | None, typer.Option("--health-path", help="Path that answers when up.")]
+DevcontainerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--devcontainer",
+        help="Named dev container configuration (.devcontainer/<name>/devcontainer.json); '' for the default",
+    ),
+]
 EnvOption = Annotated[
     list[str] | None, typer.Option("--env", "-e", help="Default variable KEY=VALUE (repeatable).")
 ]
@@ -143,6 +150,7 @@ def create_project(
     run: Annotated[str | None, typer.Option("--command", help="The command that serves it.")] = None,
     description: Annotated[str, typer.Option("--description", help="One line about it.")] = "",
     health_path: HealthPathOption = None,
+    devcontainer: DevcontainerOption = None,
     env: EnvOption = None,
     url_access: UrlAccessOption = None,
     service: ServiceOption = None,
@@ -158,6 +166,7 @@ def create_project(
         ("default_ref", ref),
         ("command", run),
         ("health_path", health_path),
+        ("devcontainer", devcontainer),
         ("url_access", _url_access(url_access)),
     ):
         if value is not None:
@@ -199,6 +208,7 @@ def update_project(
     run: Annotated[str | None, typer.Option("--command", help="The command that serves it.")] = None,
     description: Annotated[str | None, typer.Option("--description", help="One line about it.")] = None,
     health_path: HealthPathOption = None,
+    devcontainer: DevcontainerOption = None,
     env: Annotated[
         list[str] | None,
         typer.Option("--env", "-e", help="Default variable KEY=VALUE (repeatable); replaces all of them."),
@@ -222,6 +232,7 @@ def update_project(
             ("default_ref", ref),
             ("command", run),
             ("health_path", health_path),
+            ("devcontainer", devcontainer),
             ("url_access", _url_access(url_access)),
         )
         if value is not None
@@ -264,6 +275,7 @@ def _fields(header: dict[str, Any]) -> list[tuple[str, Any]]:
         ("ref", header["ref"] or "-"),
         ("command", header["command"]),
         ("health path", header["health_path"]),
+        ("devcontainer", header.get("devcontainer") or "(default places)"),
         ("url access", f"{access} ({label})" if label else access),
         (
             "services",

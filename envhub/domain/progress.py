@@ -35,6 +35,13 @@ PREPARE_STEPS: tuple[tuple[str, str], ...] = (
     ("namespace", "Create namespace"),
     ("isolation", "Apply quota, limits, network policy and RBAC"),
 )
+# Titles of steps a run adds when it needs them (not in a runtime's plan).
+EXTRA_STEP_TITLES: dict[str, str] = {
+    "devcontainer": "Read devcontainer.json",
+    "post_create": "Run postCreateCommand",
+    "post_start": "Run postStartCommand",
+    "post_attach": "Run postAttachCommand",
+}
 TEARDOWN_STEPS: tuple[tuple[str, str], ...] = (
     ("stop", "Stop processes"),
     ("cleanup", "Remove workspace"),

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from envhub.domain.devcontainer import check_name
 from envhub.domain.public import PUBLIC_URL_VARIABLE, GatewayAddress, IngressRoute
 from envhub.domain.repos import Refusal, refusal, repo_source
 from envhub.domain.url_access import UrlAccess
 from envhub.domain.variables import check_names, check_values
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
-from envhub.errors import RepoUrlRefused, ValidationFailed
+from envhub.errors import DevcontainerInvalid, RepoUrlRefused, ValidationFailed
 
 DEFAULT_COMMAND = "python3 -m http.server $PORT"
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,6 +61,9 @@ class EnvironmentSpec(BaseModel):
     manifests: str | None = None
     quota: QuotaSpec = QuotaSpec()
     egress: EgressAllowlist = EgressAllowlist()
+    # A named dev container configuration (``.devcontainer/<name>/devcontainer.json``);
+    # None: ``.devcontainer/devcontainer.json`` or ``.devcontainer.json`` when the repository has one.
+    devcontainer: str | None = None
 
     @field_validator("services")
     @classmethod
@@ -111,6 +115,16 @@ class EnvironmentSpec(BaseModel):
             raise PydanticCustomError(
                 RepoUrlRefused.code, exc.message, {"reason": exc.details["reason"]}
             ) from None
+
+    @field_validator("devcontainer")
+    @classmethod
+    def _devcontainer(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        try:
+            return check_name(value.strip())
+        except DevcontainerInvalid as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("health_path")
     @classmethod

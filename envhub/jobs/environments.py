@@ -55,7 +55,13 @@ def _converge(environment_id: int, run_id: int) -> str:
                 url = urls.publish(target)
                 progress.finish("publish", url)
                 completion = convergence.complete_run(
-                    session, assignment, public_url=url, workloads=applied.details.get("workloads", "")
+                    session,
+                    assignment,
+                    public_url=url,
+                    workloads=applied.details.get("workloads", ""),
+                    devcontainer=convergence.with_port_urls(
+                        applied.details.get("devcontainer"), target, urls, url
+                    ),
                 )
                 if completion is not None:
                     PROVISIONING_DURATION.labels(kind=completion.kind).observe(completion.seconds)

@@ -60,6 +60,14 @@ def create_project(
         str | None, Field(max_length=4000, description="Command serving HTTP on $PORT.")
     ] = None,
     health_path: Annotated[str | None, Field(max_length=200)] = None,
+    devcontainer: Annotated[
+        str | None,
+        Field(
+            max_length=100,
+            description="A named dev container configuration (.devcontainer/<name>/devcontainer.json); "
+            "unset: .devcontainer/devcontainer.json or .devcontainer.json.",
+        ),
+    ] = None,
     url_access: UrlAccessArg = None,
 ) -> ProjectHeader:
     """Create a project in a team (needs the team's admin role and the write scope)."""
@@ -74,6 +82,7 @@ def create_project(
             default_ref=ref,
             command=command,
             health_path=health_path,
+            devcontainer=devcontainer,
             url_access=url_access,
         )
         return project_views.project_summary(session=session, actor=actor, project_id=created.id or 0)
@@ -87,6 +96,14 @@ def update_project(
     ref: Annotated[str | None, Field(max_length=255)] = None,
     command: Annotated[str | None, Field(max_length=4000)] = None,
     health_path: Annotated[str | None, Field(max_length=200)] = None,
+    devcontainer: Annotated[
+        str | None,
+        Field(
+            max_length=100,
+            description="A named dev container configuration (.devcontainer/<name>/devcontainer.json); "
+            "unset: .devcontainer/devcontainer.json or .devcontainer.json.",
+        ),
+    ] = None,
     url_access: UrlAccessArg = None,
     services: Annotated[
         list[ServiceDeclaration] | None,
@@ -111,6 +128,7 @@ def update_project(
         "default_ref": ref,
         "command": command,
         "health_path": health_path,
+        "devcontainer": devcontainer,
         "url_access": url_access,
         "backing": None if services is None else [item.model_dump(mode="json") for item in services],
     }

@@ -54,6 +54,9 @@ class Environment(SQLModel, table=True):
     # phase: e.g. "cluster_unreachable" while the cluster cannot be reached.
     condition: str | None = Field(default=None, max_length=100)
     condition_message: str = Field(default="", max_length=2000)
+    # What the runtime took from the repository's devcontainer.json and what it did not
+    # (domain/devcontainer.Devcontainer.summary); None: the last deploy found none.
+    devcontainer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     observed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     # Indexed: the list's "created by" options ask each person whether they created one.
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)

@@ -26,6 +26,8 @@ class Project(SQLModel, table=True):
     command: str = Field(default=DEFAULT_COMMAND, max_length=4000)
     env: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     health_path: str = Field(default="/", max_length=500)
+    # A named dev container configuration (.devcontainer/<name>/devcontainer.json); None: the default places.
+    devcontainer: str | None = Field(default=None, max_length=100)
     # Image-based runtimes (Kubernetes): services, raw manifests, quota and the
     # egress allowlist every environment of the project starts from.
     services: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))

@@ -24,6 +24,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             settings.envs_dir,
             sandbox=settings.local_sandbox,
             health_timeout=settings.health_timeout,
+            lifecycle_timeout=settings.lifecycle_timeout,
             allow_local_repos=settings.allow_local_repos,
             git_config=settings.git_config,
             private_paths=private,

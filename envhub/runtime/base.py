@@ -200,6 +200,17 @@ class HttpRelay(Protocol):
 
 
 @runtime_checkable
+class PortEndpoints(Protocol):
+    """A runtime that serves an environment's other forwarded ports (a devcontainer's) beside its app."""
+
+    def port_endpoint(self, environment_id: int, port: int) -> Endpoint | None:
+        """Where ``port`` of the environment answers now (no probing).
+
+        None when the environment is not running or does not forward that port.
+        """
+
+
+@runtime_checkable
 class KindCatalog(Protocol):
     """A runtime whose cluster says which kinds it serves (API discovery).
 

@@ -23,7 +23,7 @@ from sqlmodel import Session
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
-from envhub.domain.progress import PREPARE_STEPS, Step, StepStatus, initial_steps
+from envhub.domain.progress import EXTRA_STEP_TITLES, PREPARE_STEPS, Step, StepStatus, initial_steps
 from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
@@ -37,7 +37,7 @@ from envhub.services import jobruns, ports, provisioning, releases
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.services.secrets import environment_secrets
-from envhub.urls.base import UrlProvider
+from envhub.urls.base import PortUrls, UrlProvider
 
 log = logging.getLogger(__name__)
 
@@ -231,17 +231,20 @@ class RunProgress:
         now = utcnow().isoformat()
         steps = [dict(step) for step in run.steps]
         if all(step["key"] != key for step in steps):  # a step the plan did not list
-            steps.append(
+            # Shown where it happens: before the first step not started yet (at the end if none).
+            waiting = [i for i, step in enumerate(steps) if step["status"] == StepStatus.pending.value]
+            steps.insert(
+                waiting[0] if waiting else len(steps),
                 dict(
                     Step(
                         key=key,
-                        title=key.replace("_", " ").capitalize(),
+                        title=EXTRA_STEP_TITLES.get(key) or key.replace("_", " ").capitalize(),
                         status="pending",
                         detail="",
                         started_at=None,
                         finished_at=None,
                     )
-                )
+                ),
             )
         for step in steps:
             if step["key"] != key:
@@ -311,13 +314,20 @@ class Completion:
 
 
 def complete_run(
-    session: Session, assignment: Assignment, *, public_url: str | None, workloads: str = ""
+    session: Session,
+    assignment: Assignment,
+    *,
+    public_url: str | None,
+    workloads: str = "",
+    devcontainer: str | None = None,
 ) -> Completion | None:
     """The world matches the run's generation: mark ready (or deleted).
 
     ``workloads`` (``Kind/name, ...``) are what rolled out: a deployment
-    environment's release records them. None when a newer change superseded
-    the run meanwhile (the environment is left to that change).
+    environment's release records them. ``devcontainer`` (JSON) is what the
+    runtime took from the repository's devcontainer.json and what it did not;
+    None: it found none. None when a newer change superseded the run meanwhile
+    (the environment is left to that change).
     """
     session.expire_all()
     current = _still_current(session, assignment)
@@ -333,6 +343,7 @@ def complete_run(
     environment.observed_generation = assignment.target.generation
     if assignment.desired_state == "present":
         environment.public_url = public_url
+        environment.devcontainer = json.loads(devcontainer) if devcontainer else None
         _set_phase(session, environment, Phase.ready, team_id=team.id or 0, target=label, message="Ready")
     else:
         environment.public_url = None
@@ -359,6 +370,40 @@ def complete_run(
     if settled is not None:
         releases.after_settle(session, ports.queue(), settled)
     return completion
+
+
+def with_port_urls(
+    devcontainer: str | None, target: EnvironmentTarget, urls: UrlProvider, url: str
+) -> str | None:
+    """The runtime's devcontainer summary (JSON) with each forwarded port's public URL, or why it has none.
+
+    The port the app serves is on the environment's own ``url``; the others get
+    one where both the runtime relays them (it said which port it published)
+    and the URL provider gives ports URLs of their own.
+    """
+    if not devcontainer:
+        return devcontainer
+    summary = json.loads(devcontainer)
+    published = summary.get("published_port")
+    missing: list[str] = []
+    for port in summary.get("ports", []):
+        if port["port"] == published:
+            port["url"] = url
+        elif published is not None and isinstance(urls, PortUrls):
+            port["url"] = urls.port_url(target, int(port["port"]))
+        else:
+            port["url"] = ""
+            missing.append(str(port["port"]))
+    refused = {entry["key"] for entry in summary.get("unsupported", [])}
+    if missing and published is not None and "forwardPorts" not in refused:
+        summary.setdefault("unsupported", []).append(
+            {
+                "key": "forwardPorts",
+                "reason": f"this envhub's URL provider ({urls.name}) gives one URL per environment, "
+                f"the app's; {', '.join(missing)} get none",
+            }
+        )
+    return json.dumps(summary)
 
 
 def complete_preparation(session: Session, assignment: Assignment) -> None:

@@ -61,6 +61,18 @@ class EnvironmentRow(TypedDict):
     age_stamp: str
 
 
+class DevcontainerPort(TypedDict):
+    port: int
+    label: str
+    protocol: str
+    url: str  # its public URL, or "" when the runtime gives it none (see the unsupported list)
+
+
+class UnsupportedEntry(TypedDict):
+    key: str  # the devcontainer.json key, e.g. "runArgs" or "features.ghcr.io/devcontainers/features/node:1"
+    reason: str
+
+
 class EnvironmentDetail(TypedDict):
     id: int
     project_id: int
@@ -91,6 +103,11 @@ class EnvironmentDetail(TypedDict):
     condition_title: str
     condition_hint: str
     condition_tone: str
+    # The repository's devcontainer.json as the last deploy used it ("" when it had none):
+    # its forwarded ports, and every key envhub did not honour, with why.
+    devcontainer: str
+    devcontainer_ports: list[DevcontainerPort]
+    devcontainer_unsupported: list[UnsupportedEntry]
 
 
 class StepRow(TypedDict):
@@ -160,7 +177,10 @@ class EnvironmentOverview(TypedDict):
 
 EMPTY_DETAIL = cast(
     EnvironmentDetail,
-    {key: 0 if key in ("id", "project_id") else "" for key in EnvironmentDetail.__annotations__},
+    {
+        key: 0 if key in ("id", "project_id") else [] if key.startswith("devcontainer_") else ""
+        for key in EnvironmentDetail.__annotations__
+    },
 )
 EMPTY_RUN = RunView(
     kind="", status="", attempts="", generation="", started="", took="", error="", error_code="", advice=""
@@ -224,6 +244,7 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
     ):
         condition = ""
     explained = condition_view(condition)
+    found = _devcontainer(environment)
     return EnvironmentDetail(
         id=environment.id or 0,
         project_id=environment.project_id,
@@ -253,7 +274,33 @@ def environment_detail(environment: Environment) -> EnvironmentDetail:
         condition_title=explained["title"],
         condition_hint=explained["hint"],
         condition_tone=explained["tone"],
+        devcontainer=found[0],
+        devcontainer_ports=found[1],
+        devcontainer_unsupported=found[2],
     )
+
+
+def _devcontainer(environment: Environment) -> tuple[str, list[DevcontainerPort], list[UnsupportedEntry]]:
+    """The detail's devcontainer fields, from what the runtime recorded (a summary of domain/devcontainer)."""
+    found = environment.devcontainer if environment.phase is not Phase.deleted else None
+    if not isinstance(found, dict):
+        return "", [], []
+    ports = [
+        DevcontainerPort(
+            port=int(port.get("port", 0)),
+            label=str(port.get("label", "")),
+            protocol=str(port.get("protocol", "http")),
+            url=str(port.get("url") or ""),
+        )
+        for port in found.get("ports", [])
+        if isinstance(port, dict)
+    ]
+    unsupported = [
+        UnsupportedEntry(key=str(entry.get("key", "")), reason=str(entry.get("reason", "")))
+        for entry in found.get("unsupported", [])
+        if isinstance(entry, dict)
+    ]
+    return str(found.get("path", "")), ports, unsupported
 
 
 def step_rows(run: JobRun) -> list[StepRow]:

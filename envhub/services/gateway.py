@@ -16,7 +16,7 @@ from envhub.domain.naming import is_label
 from envhub.domain.phases import Phase
 from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.models import Environment, Project, Team
-from envhub.runtime.base import Endpoint, Runtime
+from envhub.runtime.base import Endpoint, PortEndpoints, Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,9 @@ def valid_route(*, team: str, project: str, environment: str) -> bool:
 
 
 def resolve_public_host(
-    *, session: Session, runtime: Runtime, team: str, project: str, environment: str
+    *, session: Session, runtime: Runtime, team: str, project: str, environment: str, port: int | None = None
 ) -> Resolution:
+    """The environment a local host names; with ``port``, one of its other forwarded ports."""
     if not valid_route(team=team, project=project, environment=environment):
         return Resolution(found=False, label=f"{project}/{environment}"[:200])
     row = session.exec(
@@ -53,7 +54,7 @@ def resolve_public_host(
     ).first()
     if row is None:
         return Resolution(found=False, label=f"{project}/{environment}")
-    return _resolution(runtime, *row)
+    return _resolution(runtime, *row, port=port)
 
 
 def resolve_url_host(*, session: Session, runtime: Runtime, host: str) -> Resolution:
@@ -68,15 +69,22 @@ def resolve_url_host(*, session: Session, runtime: Runtime, host: str) -> Resolu
     return _resolution(runtime, *row)
 
 
-def _resolution(runtime: Runtime, environment: Environment, project: Project) -> Resolution:
+def _resolution(
+    runtime: Runtime, environment: Environment, project: Project, *, port: int | None = None
+) -> Resolution:
     assert environment.id is not None
     ready = environment.phase in (Phase.ready, Phase.updating)
+    endpoint = None
+    if ready and port is None:
+        endpoint = runtime.endpoint(environment.id)
+    elif ready and port is not None and isinstance(runtime, PortEndpoints):
+        endpoint = runtime.port_endpoint(environment.id, port)
     return Resolution(
         found=True,
         phase=environment.phase,
         message=environment.message,
-        endpoint=runtime.endpoint(environment.id) if ready else None,
-        label=f"{project.name}/{environment.name}",
+        endpoint=endpoint,
+        label=f"{project.name}/{environment.name}" + (f" port {port}" if port is not None else ""),
         environment_id=environment.id,
         url_access=parse_url_access(project.url_access),
     )

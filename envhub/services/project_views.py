@@ -47,6 +47,7 @@ class ProjectHeader(TypedDict):
     ref: str
     command: str
     health_path: str
+    devcontainer: str  # a named dev container configuration, or "" for the default places
     team: str
     created: str
     created_stamp: str
@@ -103,6 +104,7 @@ EMPTY_HEADER = ProjectHeader(
     ref="",
     command="",
     health_path="",
+    devcontainer="",
     team="",
     created="",
     created_stamp="",
@@ -178,6 +180,7 @@ def project_header(project: Project, team: str) -> ProjectHeader:
         ref=project.default_ref or "",
         command=project.command,
         health_path=project.health_path,
+        devcontainer=project.devcontainer or "",
         team=team,
         created=fmt.ago(project.created_at),
         created_stamp=fmt.stamp(project.created_at),

@@ -40,7 +40,7 @@ from envhub.services.jobruns import RESYNC
 
 _WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
 _EDITABLE = (
-    "description", "repo_url", "default_ref", "command", "env", "health_path",
+    "description", "repo_url", "default_ref", "command", "env", "health_path", "devcontainer",
     "services", "manifests", "quota", "egress", "url_access", "backing",
 )  # fmt: skip
 
@@ -60,6 +60,7 @@ def project_defaults(project: Project) -> EnvironmentSpec:
             "repo_url": project.repo_url,
             "ref": project.default_ref,
             "health_path": project.health_path,
+            "devcontainer": project.devcontainer,
             "services": list(project.services),
             "manifests": project.manifests,
             "quota": dict(project.quota),
@@ -123,6 +124,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
             "repo_url": values.get("repo_url"),
             "ref": values.get("default_ref"),
             "health_path": values.get("health_path") or "/",
+            "devcontainer": values.get("devcontainer") or None,
             "services": values.get("services") or [],
             "manifests": values.get("manifests") or None,
             "quota": values.get("quota") or {},
@@ -144,6 +146,7 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
         "repo_url": spec.repo_url,
         "default_ref": spec.ref,
         "health_path": spec.health_path,
+        "devcontainer": spec.devcontainer,
         "services": [service.model_dump(mode="json") for service in spec.services],
         "manifests": spec.manifests,
         # Only what differs from the platform default is stored, so a project
@@ -167,6 +170,7 @@ def create_project(
     command: str | None = None,
     env: dict[str, str] | None = None,
     health_path: str | None = None,
+    devcontainer: str | None = None,
     workloads: dict[str, Any] | None = None,
     url_access: str | None = None,
     backing: list[dict[str, Any]] | None = None,
@@ -188,6 +192,7 @@ def create_project(
                 "repo_url": repo_url,
                 "default_ref": default_ref,
                 "health_path": health_path,
+                "devcontainer": devcontainer,
                 "url_access": url_access,
                 "backing": backing,
                 **{key: value for key, value in (workloads or {}).items() if key in _WORKLOAD_FIELDS},

@@ -15,7 +15,7 @@ namespace (local, ingress) list nothing.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from envhub.domain.public import GatewayAddress, PublicAddress
 from envhub.domain.specs import EnvironmentTarget
@@ -39,6 +39,14 @@ class UrlProvider(Protocol):
 
     def withdraw(self, environment_id: int) -> None:
         """Remove what the provider holds for an environment known only by id. Quiet when none."""
+
+
+@runtime_checkable
+class PortUrls(Protocol):
+    """A provider that gives each forwarded port of an environment (a devcontainer's) a URL of its own."""
+
+    def port_url(self, target: EnvironmentTarget, port: int) -> str:
+        """The public URL of ``port``; pure, like :meth:`UrlProvider.address`."""
 
 
 def sign_in_gateway(gateway: GatewayAddress | None) -> GatewayAddress:

@@ -1,5 +1,8 @@
 """Local public URLs: ``http://<env>.<project>.<team>.localhost:<port>``.
 
+A forwarded port of the environment other than its app's (a devcontainer's
+``forwardPorts``) is ``http://<number>.<env>.<project>.<team>.localhost:<port>``.
+
 Browsers resolve every ``*.localhost`` name to loopback, so no DNS is needed:
 envhub's own gateway (``api/gateway.py``) reads the Host header and proxies to
 the environment. Publishing is therefore pure computation.
@@ -20,6 +23,7 @@ class HostRoute:
     environment: str
     project: str
     team: str
+    port: int | None = None  # a forwarded port of the environment; None: its app
 
 
 class LocalUrls:
@@ -31,10 +35,15 @@ class LocalUrls:
         self._port = parts.port
         self.domain = domain
 
-    def url_for(self, *, environment: str, project: str, team: str) -> str:
+    def url_for(self, *, environment: str, project: str, team: str, forwarded: int | None = None) -> str:
         host = local_host(environment=environment, project=project, team=team, domain=self.domain)
+        if forwarded is not None:
+            host = f"{forwarded}.{host}"
         port = f":{self._port}" if self._port else ""
         return f"{self._scheme}://{host}{port}/"
+
+    def port_url(self, target: EnvironmentTarget, port: int) -> str:
+        return self.url_for(environment=target.name, project=target.project, team=target.team, forwarded=port)
 
     def address(self, target: EnvironmentTarget) -> PublicAddress:
         return PublicAddress(self.url_for(environment=target.name, project=target.project, team=target.team))
@@ -52,9 +61,12 @@ class LocalUrls:
         if not host.endswith(suffix):
             return None
         labels = host[: -len(suffix)].split(".")
+        port: int | None = None
+        if len(labels) == 4 and labels[0].isdigit() and len(labels[0]) <= 5 and 1 <= int(labels[0]) <= 65535:
+            port = int(labels.pop(0))
         if len(labels) != 3 or not all(labels):
             return None
-        return HostRoute(environment=labels[0], project=labels[1], team=labels[2])
+        return HostRoute(environment=labels[0], project=labels[1], team=labels[2], port=port)
 
     def published_environments(self) -> set[int]:
         return set()  # the gateway routes by name: nothing is registered

@@ -164,6 +164,29 @@ def test_projects_page_by_cursor(clients: Clients, owner: httpx.Client) -> None:
 # -- environments --------------------------------------------------------------------
 
 
+def test_a_named_devcontainer_is_set_cleared_and_refused_over_rest(
+    clients: Clients, owner: httpx.Client
+) -> None:
+    made = owner.post(
+        "/api/v1/projects", json={"team_id": clients.world.acme, "name": "docs", "devcontainer": "writer"}
+    )
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    assert made.json()["devcontainer"] == "writer"
+    refused = owner.patch(f"/api/v1/projects/{pid}", json={"devcontainer": "../../etc"})
+    body = assert_error(refused, 422, "validation_failed")
+    assert "devcontainer" in body["details"]  # type: ignore[operator]
+    # Null clears it: environments then read .devcontainer/devcontainer.json or .devcontainer.json.
+    cleared = owner.patch(f"/api/v1/projects/{pid}", json={"devcontainer": None})
+    assert cleared.json()["devcontainer"] == ""
+    environment = owner.post(f"/api/v1/projects/{pid}/environments", json={"name": "dev"}).json()[
+        "environment"
+    ]
+    # Nothing deployed yet: no configuration, no ports, nothing refused (the fields are always there).
+    assert (environment["devcontainer"], environment["devcontainer_ports"]) == ("", [])
+    assert environment["devcontainer_unsupported"] == []
+
+
 def test_create_answers_202_with_the_job_and_a_wait_url(
     clients: Clients, owner: httpx.Client, db: Engine
 ) -> None:

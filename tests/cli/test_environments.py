@@ -17,6 +17,7 @@ import pexpect
 import pytest
 from sqlmodel import Session, select
 
+from envhub.domain.devcontainer import parse
 from envhub.models import Environment, Project
 from envhub.services.projects import create_project
 from tests.cli.conftest import Cli
@@ -411,3 +412,27 @@ def test_shell_completion_offers_commands_projects_and_environments(
     assert complete("env", "status", "shop/") == ["shop/dev"]
     assert complete("exec", "shop/d") == ["shop/dev"]
     assert complete("env", "status", "nope/") == []  # silent when there is nothing to offer
+
+
+def test_env_status_shows_the_devcontainer_its_ports_and_what_was_not_honoured(
+    cli: Cli, server: str, people: People, world: World, environment: Environment, session: Session
+) -> None:
+    # What a deploy records (the runtime's summary of the repository's configuration).
+    config = parse(
+        '{"forwardPorts": [3000], "portsAttributes": {"3000": {"label": "Web"}}, "privileged": true,'
+        ' "[link=https://evil.example]x[/link]": 1}',
+        path=".devcontainer/devcontainer.json",
+    )
+    environment.devcontainer = config.summary()
+    session.add(environment)
+    session.commit()
+    owner = signed_in(people, server, world.owner)
+    text = cli("env", "status", "shop/dev", **owner)
+    assert text.returncode == 0, text.stderr
+    assert ".devcontainer/devcontainer.json" in text.stdout
+    assert re.search(r"port 3000 \(Web\)\s+no public URL", text.stdout)
+    assert re.search(r"not honoured: privileged\s+privileged containers would escape", text.stdout)
+    # The repository's text is printed as it is, never read as markup.
+    assert "not honoured: [link=https://evil.example]x[/link]" in text.stdout
+    data = as_json(cli("env", "status", "shop/dev", "-o", "json", **owner))
+    assert data["detail"]["devcontainer_unsupported"][0]["key"] == "privileged"  # type: ignore[index]

@@ -305,3 +305,22 @@ def test_delete_removes_deleted_environments_and_their_runs(
     assert fetch_all(db, Project) == []
     assert fetch_all(db, Environment) == []
     assert fetch_all(db, JobRun) == []
+
+
+def test_a_project_names_its_devcontainer_configuration_and_environments_get_it(
+    session: Session, world: World, db: Engine
+) -> None:
+    project = create_project(
+        session=session, actor=world.admin, team_id=world.acme, name="shop", devcontainer="docs"
+    )
+    assert project.id is not None
+    assert project_defaults(project).devcontainer == "docs"
+    with pytest.raises(ValidationFailed) as refused:
+        update_project(
+            session=session, actor=world.admin, project_id=project.id, changes={"devcontainer": "../etc"}
+        )
+    assert "devcontainer" in refused.value.details
+    update_project(session=session, actor=world.admin, project_id=project.id, changes={"devcontainer": ""})
+    stored = fetch(db, Project, project.id)
+    assert stored is not None
+    assert stored.devcontainer is None  # back to the default places

@@ -24,6 +24,15 @@ def test_url_for_and_publish(urls: LocalUrls) -> None:
     assert urls.unpublish(target) is None  # nothing to undo, and quiet
 
 
+def test_a_forwarded_port_has_a_url_of_its_own(urls: LocalUrls) -> None:
+    target = EnvironmentTarget(
+        id=1, name="pr-9", project="shop", team="acme", generation=1, spec=parse_spec({})
+    )
+    url = urls.port_url(target, 5173)
+    assert url == "http://5173.pr-9.shop.acme.localhost:3000/"
+    assert urls.route(url.removeprefix("http://").rstrip("/")) == HostRoute("pr-9", "shop", "acme", port=5173)
+
+
 def test_url_without_port_and_custom_domain() -> None:
     urls = LocalUrls(base_url="https://envhub.example.com", domain="preview.example.com")
     assert urls.url_for(environment="e", project="p", team="t") == "https://e.p.t.preview.example.com/"
@@ -44,6 +53,12 @@ def test_url_without_port_and_custom_domain() -> None:
         ("[::1]:3000", None),
         ("shop.acme.localhost:3000", None),
         ("x.dev.shop.acme.localhost:3000", None),
+        # A forwarded port of the environment: its number first.
+        ("5173.dev.shop.acme.localhost:3000", HostRoute("dev", "shop", "acme", port=5173)),
+        ("0.dev.shop.acme.localhost:3000", None),
+        ("65536.dev.shop.acme.localhost:3000", None),
+        ("005173.dev.shop.acme.localhost:3000", None),
+        ("1.5173.dev.shop.acme.localhost:3000", None),
         ("dev..acme.localhost", None),
         (".shop.acme.localhost", None),
         ("dev.shop.acme.notlocalhost", None),

@@ -63,6 +63,12 @@ class Workloads(BaseModel):
     egress: EgressAllowlist | None = None
 
 
+DEVCONTAINER = (
+    "A named dev container configuration: .devcontainer/<name>/devcontainer.json. Unset: "
+    ".devcontainer/devcontainer.json or .devcontainer.json, when the repository has one."
+)
+
+
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +80,7 @@ class ProjectIn(BaseModel):
     command: Text | None = Field(default=None, max_length=4000)
     env: dict[Annotated[str, Field(max_length=200, pattern=ENV_NAME)], Text] | None = None
     health_path: Text | None = Field(default=None, max_length=2000)
+    devcontainer: Text | None = Field(default=None, max_length=100, description=DEVCONTAINER)
     url_access: UrlAccessName = Field(default="public", description=URL_ACCESS)
     workloads: Workloads | None = None
     backing: list[ServiceDeclaration] | None = Field(
@@ -92,6 +99,7 @@ class ProjectChanges(BaseModel):
     command: Text | None = Field(default=None, max_length=4000)
     env: dict[Annotated[str, Field(max_length=200, pattern=ENV_NAME)], Text] | None = None
     health_path: Text | None = Field(default=None, max_length=2000)
+    devcontainer: Text | None = Field(default=None, max_length=100, description=DEVCONTAINER)
     url_access: UrlAccessName | None = Field(default=None, description=URL_ACCESS)
     services: list[ContainerService] | None = Field(default=None, max_length=20)
     manifests: Text | None = Field(default=None, max_length=200_000)
@@ -108,7 +116,7 @@ class ProjectChanges(BaseModel):
 
 
 # Fields a null clears; for the others null means "leave as it is".
-_CLEARABLE = frozenset({"repo_url", "default_ref", "manifests"})
+_CLEARABLE = frozenset({"repo_url", "default_ref", "manifests", "devcontainer"})
 
 
 @router.get(
@@ -150,6 +158,7 @@ def create_project(body: ProjectIn, actor: Caller) -> ProjectHeader:
             command=body.command,
             env=body.env,
             health_path=body.health_path,
+            devcontainer=body.devcontainer,
             url_access=body.url_access,
             workloads=body.workloads.model_dump(mode="json", exclude_none=True) if body.workloads else None,
             backing=[service.model_dump(mode="json") for service in body.backing or []],

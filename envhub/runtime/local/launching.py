@@ -47,16 +47,25 @@ def start_supervised(
     port: int,
     generation: int,
     services: tuple[ServiceSocket, ...] = (),
+    forwarded: tuple[int, ...] = (),
 ) -> processes.ProcessState:
-    """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``)."""
+    """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``).
+
+    In a network of the environment's own, each of the ``forwarded`` ports (a
+    devcontainer's, besides the app's ``port``) gets a socket of its own in
+    ``run_dir`` too, relayed to that port inside.
+    """
     network.prepare_run_dir(run_dir)
     own = sandbox.own_network
+    for stale in run_dir.glob(network.PORT_SOCKETS):  # a previous start's: its ports may have changed
+        stale.unlink(missing_ok=True)
     listener = network.listen(run_dir) if own else None
+    extra = [(p, network.listen(run_dir, network.port_socket_name(p))) for p in forwarded] if own else []
     try:
         launch = sandbox.command(argv, workspace=workspace, env=env, network="inherit")
     except BaseException:
-        if listener is not None:
-            listener.close()
+        for sock in [*([listener] if listener is not None else []), *(s for _p, s in extra)]:
+            sock.close()
         raise
     status_r, status_w = os.pipe()
     config: dict[str, Any] = {
@@ -66,6 +75,7 @@ def start_supervised(
         "pass_fds": launch.fds,
         "listen_fd": listener.fileno() if listener else None,
         "port": port,
+        "forwarded": [{"port": p, "listen_fd": sock.fileno()} for p, sock in extra],
         "status_fd": status_w,
         "services": [
             {"name": s.name, "port": s.port, "socket": s.socket, "owner": s.owner} for s in services
@@ -78,7 +88,13 @@ def start_supervised(
             cwd=workspace,
             env=LAUNCHER_ENV,
             log_path=log_path,
-            pass_fds=(config_fd, status_w, *launch.fds, *([listener.fileno()] if listener else [])),
+            pass_fds=(
+                config_fd,
+                status_w,
+                *launch.fds,
+                *([listener.fileno()] if listener else []),
+                *(sock.fileno() for _p, sock in extra),
+            ),
         )
     except BaseException:
         os.close(status_r)
@@ -89,6 +105,8 @@ def start_supervised(
         os.close(status_w)
         if listener is not None:
             listener.close()
+        for _p, sock in extra:
+            sock.close()
     try:
         report = _read_report(status_r)
     except RuntimeFailure:

@@ -69,9 +69,17 @@ def prepare_run_dir(run_dir: Path) -> None:
     os.chmod(run_dir, 0o700)
 
 
-def listen(run_dir: Path) -> socket.socket:
-    """A listening UNIX socket at ``run_dir/app.sock`` (replacing a stale one)."""
-    path = run_dir / SOCKET_NAME
+PORT_SOCKETS = "port-*.sock"
+
+
+def port_socket_name(port: int) -> str:
+    """The socket of a forwarded port other than the app's (a devcontainer's ``forwardPorts``)."""
+    return f"port-{port}.sock"
+
+
+def listen(run_dir: Path, name: str = SOCKET_NAME) -> socket.socket:
+    """A listening UNIX socket at ``run_dir/<name>`` (``app.sock``; replacing a stale one)."""
+    path = run_dir / name
     if len(os.fsencode(path)) > _SUN_PATH_MAX:
         raise SandboxUnavailable(
             f"the path {path} is too long for a UNIX socket "
@@ -92,9 +100,9 @@ def listen(run_dir: Path) -> socket.socket:
     return sock
 
 
-def private_socket(run_dir: Path) -> str | None:
+def private_socket(run_dir: Path, name: str = SOCKET_NAME) -> str | None:
     """The socket's path when it and its folder are envhub's own, else None."""
-    path = str(run_dir / SOCKET_NAME)
+    path = str(run_dir / name)
     return None if private_socket_problem(path) else path
 
 

@@ -10,12 +10,15 @@ Layout under the data folder::
     envs/<id>/output.log    everything its processes print
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
+    envs/<id>/lifecycle.json  the commit whose devcontainer postCreateCommand last succeeded
+    envs/<id>/hook<n>/, hook<n>.log  a lifecycle command's private folder and output while it runs
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 import re
@@ -29,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from envhub.config import PROJECT_ROOT
+from envhub.domain.devcontainer import Devcontainer
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget, check_service_sockets
@@ -44,7 +48,7 @@ from envhub.runtime.base import (
     RuntimeStatus,
     StatusHandler,
 )
-from envhub.runtime.local import launching, network, processes, workspace
+from envhub.runtime.local import launching, lifecycle, network, processes, workspace
 from envhub.runtime.local.sandbox import LAUNCHER_ENV, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
@@ -73,6 +77,7 @@ class LocalRuntime:
         *,
         sandbox: str = "auto",
         health_timeout: float = 60.0,
+        lifecycle_timeout: float = 600.0,
         allow_local_repos: bool = False,
         git_config: Path | None = None,
         private_paths: Iterable[Path] | None = None,
@@ -83,6 +88,7 @@ class LocalRuntime:
         self._sandbox_preference = sandbox
         self._sandbox: Sandbox | None = None
         self.health_timeout = health_timeout
+        self.lifecycle_timeout = lifecycle_timeout
         # envhub's own folders, hidden from every sandbox: by default the data
         # folder (the parent of ``envs/``), the install folder and the virtualenv.
         chosen = private_paths if private_paths is not None else default_private_paths(root)
@@ -159,14 +165,17 @@ class LocalRuntime:
                     git_config=self.git_config,
                 )
                 progress.finish("workspace", done)
+            config = self._devcontainer(target, progress, quiet=current)
 
             if current and state is not None:
                 progress.skip("start", f"already running (pid {state.pid})")
             else:
-                progress.begin("start")
                 if running is not None:
                     processes.kill_tree(running)
-                state = self._start(target, previous_port=state.port if state else None)
+                if config is not None and config.lifecycle:
+                    self._run_hooks(target, config, progress, previous_port=state.port if state else None)
+                progress.begin("start")
+                state = self._start(target, previous_port=state.port if state else None, config=config)
                 isolation = launching.describe(state)
                 progress.finish(
                     "start", f"pid {state.pid} on port {state.port} ({isolation}){_relayed(target, state)}"
@@ -177,13 +186,72 @@ class LocalRuntime:
             progress.begin("health", f"GET {target.spec.health_path} on port {state.port}")
             self._wait_healthy(target, state, endpoint, progress)
             progress.finish("health", f"answering on port {state.port}")
+            details = _condition_details(state)
+            if config is not None:
+                details[lifecycle.STEP] = json.dumps(config.summary())
             return RuntimeStatus(
                 RuntimeState.ready,
                 "serving",
                 generation=target.generation,
                 endpoint=endpoint,
-                details=_condition_details(state),
+                details=details,
             )
+
+    def _devcontainer(
+        self, target: EnvironmentTarget, progress: ProgressReporter, *, quiet: bool
+    ) -> Devcontainer | None:
+        """The repository's devcontainer.json as this runtime honours it; None when it has none."""
+        sandbox = self.sandbox
+        home = sandbox.workdir_inside or str(self.workspace_path(target.id))
+        # Reported only for a repository: an empty workspace has nothing to read.
+        quiet = quiet or target.spec.repo_url is None
+        if not quiet:
+            progress.begin(lifecycle.STEP)
+        config = lifecycle.load(
+            self._dir(target.id),
+            name=target.spec.devcontainer,
+            project_env=dict(target.spec.env),
+            base_env={"PATH": _BASE_PATH, "HOME": home},
+            workdir=home,
+            own_network=sandbox.own_network,
+            taken=frozenset(s.port for s in target.service_sockets),
+        )
+        if not quiet:
+            if config is None:
+                progress.skip(lifecycle.STEP, "the repository has no devcontainer.json")
+            else:
+                refused = ", ".join(entry.key for entry in config.unsupported)
+                progress.finish(
+                    lifecycle.STEP, config.path + (f"; not honoured: {refused}" if refused else "")
+                )
+        return config
+
+    def _run_hooks(
+        self,
+        target: EnvironmentTarget,
+        config: Devcontainer,
+        progress: ProgressReporter,
+        *,
+        previous_port: int | None,
+    ) -> None:
+        sandbox = self.sandbox
+        port = self._app_port(target, config, previous_port=previous_port)
+        runner = lifecycle.HookRunner(
+            env_dir=self._dir(target.id),
+            sandbox=sandbox,
+            env=self._process_env(target, port=port, sandbox=sandbox, config=config),
+            log_path=self._log_path(target.id),
+            timeout=self.lifecycle_timeout,
+        )
+        runner.run(config, create=lifecycle.needs_create(self._dir(target.id)), progress=progress)
+
+    def _app_port(
+        self, target: EnvironmentTarget, config: Devcontainer | None, *, previous_port: int | None
+    ) -> int:
+        """The app's $PORT: the first forwarded port in a network of its own, else a free port."""
+        taken = frozenset(s.port for s in target.service_sockets)
+        wanted = lifecycle.app_port(config, own_network=self.sandbox.own_network, taken=taken)
+        return wanted if wanted is not None else processes.free_port(previous_port, avoid=taken)
 
     def _check_not_in_environments(self, target: EnvironmentTarget) -> None:
         """A service's socket is envhub's own: never in an environment's folder, which its workload writes."""
@@ -198,12 +266,14 @@ class LocalRuntime:
                 details={f"services.{name}": "the socket is in an environment's folder" for name in inside},
             )
 
-    def _start(self, target: EnvironmentTarget, *, previous_port: int | None) -> processes.ProcessState:
+    def _start(
+        self, target: EnvironmentTarget, *, previous_port: int | None, config: Devcontainer | None = None
+    ) -> processes.ProcessState:
         ws = self.workspace_path(target.id)
         ws.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox
-        port = processes.free_port(previous_port, avoid={s.port for s in target.service_sockets})
-        env = self._process_env(target, port=port, sandbox=sandbox)
+        port = self._app_port(target, config, previous_port=previous_port)
+        env = self._process_env(target, port=port, sandbox=sandbox, config=config)
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -223,8 +293,11 @@ class LocalRuntime:
             port=port,
             generation=target.generation,
             services=target.service_sockets,
+            forwarded=lifecycle.other_ports(config, app_port=port),
         )
-        state = dataclasses.replace(state, variables=target.variables)
+        # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
+        shared = {**(config.env if config is not None else {}), **target.variables}
+        state = dataclasses.replace(state, variables=shared)
         processes.write_state(self._state_path(target.id), state)
         return state
 
@@ -235,15 +308,20 @@ class LocalRuntime:
         path = network.private_socket(self._run_dir(environment_id))
         return Endpoint("127.0.0.1", state.port, unix_socket=path) if path else None
 
-    def _process_env(self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox) -> dict[str, str]:
+    def _process_env(
+        self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox, config: Devcontainer | None = None
+    ) -> dict[str, str]:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
         # The fetch token is envhub's, not the workload's: code in a pull request never sees it.
         withheld = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
         secrets = {key: value for key, value in target.secrets.items() if key not in withheld}
+        # The devcontainer's variables come first: the project's own settings win over the repository's.
+        devcontainer = dict(config.env) if config is not None else {}
         return {
+            **devcontainer,
             **target.spec.env,
             **secrets,
-            "PATH": _BASE_PATH,
+            "PATH": devcontainer.get("PATH", _BASE_PATH),
             "HOME": home,
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PORT": str(port),
@@ -298,6 +376,19 @@ class LocalRuntime:
             endpoint=endpoint,
             details=_condition_details(state),
         )
+
+    def port_endpoint(self, environment_id: int, port: int) -> Endpoint | None:
+        """A forwarded port's own socket (a devcontainer's), in a network of the environment's own."""
+        state = processes.read_state(self._state_path(environment_id))
+        if (
+            state is None
+            or state.network == "host"
+            or port == state.port
+            or processes.find_process(state) is None
+        ):
+            return None
+        path = network.private_socket(self._run_dir(environment_id), network.port_socket_name(port))
+        return Endpoint("127.0.0.1", port, unix_socket=path) if path else None
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         state = processes.read_state(self._state_path(environment_id))

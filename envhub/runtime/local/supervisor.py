@@ -47,6 +47,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING or __package__:
@@ -236,6 +237,17 @@ async def _forward(
             client_w.close()
 
 
+def _forwarder(
+    port: int, slots: asyncio.Semaphore
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """Relays each connection of one front socket to ``port`` inside the environment."""
+
+    async def forward(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        await _forward(client_r, client_w, port, slots)
+
+    return forward
+
+
 async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     # The services' ports are served before the app starts: it cannot take one first.
     services = await relays.ServiceRelays(config["services"]).serve(listeners) if listeners else []
@@ -244,17 +256,19 @@ async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     )
     for fd in config.get("pass_fds", ()):
         os.close(fd)
-    server = None
-    if config.get("listen_fd") is not None:
-        slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)
-        listener = socket.socket(fileno=config["listen_fd"])
-        server = await asyncio.start_unix_server(
-            lambda r, w: _forward(r, w, int(config["port"]), slots), sock=listener
-        )
+    servers: list[asyncio.Server] = []
+    slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)  # shared: one budget of descriptors
+    fronts = [{"port": config["port"], "listen_fd": config.get("listen_fd")}, *config.get("forwarded", [])]
+    for front in fronts:
+        if front["listen_fd"] is not None:
+            listener = socket.socket(fileno=front["listen_fd"])
+            servers.append(
+                await asyncio.start_unix_server(_forwarder(int(front["port"]), slots), sock=listener)
+            )
     try:
         return await app.wait()
     finally:
-        for each in [*services, *([server] if server is not None else [])]:
+        for each in [*services, *servers]:
             each.close()
 
 

@@ -267,6 +267,40 @@ def _replace(env_dir: Path) -> bool:
         os.close(parent)
 
 
+def built_from(env_dir: Path) -> str | None:
+    """The commit the workspace was last built from (None: an empty workspace)."""
+    recorded = _recorded(env_dir)
+    return recorded.revision if recorded is not None else None
+
+
+def committed_file(env_dir: Path, path: str, *, limit: int) -> str | None:
+    """The text of ``path`` in the commit the workspace was built from; None when it has no such file.
+
+    Read from envhub's own repository, never from the workspace (which the
+    environment may have changed): a file of the commit, not a file of the
+    environment. A symlink is not followed (its text is its target); a file
+    larger than ``limit`` bytes is refused before it is read.
+    """
+    recorded = _recorded(env_dir)
+    git_dir = env_dir / _GIT
+    if recorded is None or not (git_dir / "HEAD").is_file():
+        return None
+    git = HostGit(cwd=env_dir, protocols=("file",))
+    listed = git.run("ls-tree", "--full-tree", recorded.revision, "--", path, git_dir=git_dir)
+    mode_type_id, _, name = listed.partition("\t")
+    fields = mode_type_id.split()
+    if name != path or len(fields) != 3 or fields[1] != "blob":
+        return None
+    size = int(git.run("cat-file", "-s", fields[2], git_dir=git_dir))
+    if size > limit:
+        raise WorkspaceFailed(
+            f"{path} is larger than {limit // 1024} KiB",
+            hint="Keep the file small; envhub reads it whole.",
+            details={"path": path, "size": size},
+        )
+    return git.run("cat-file", "blob", fields[2], git_dir=git_dir)
+
+
 def _recorded(env_dir: Path) -> Checkout | None:
     try:
         return Checkout(**json.loads((env_dir / _RECORD).read_text()))

@@ -205,6 +205,66 @@ def details_card(S: Any) -> rx.Component:
     )
 
 
+def devcontainer_panel(S: Any) -> rx.Component:
+    """The repository's devcontainer.json: its forwarded ports, and every key envhub did not honour."""
+    detail = S.detail
+    muted = {"size": "2", "color_scheme": "gray"}
+
+    def port_row(port: rx.Var) -> rx.Component:
+        return rx.table.row(
+            rx.table.cell(mono(port["port"].to_string())),
+            rx.table.cell(rx.text(rx.cond(port["label"] != "", port["label"], "—"), size="2")),
+            rx.table.cell(
+                rx.cond(
+                    port["url"] != "",
+                    rx.link(port["url"], href=port["url"], is_external=True, size="2"),
+                    rx.text("no public URL (see below)", **muted),
+                )
+            ),
+        )
+
+    def unsupported_row(entry: rx.Var) -> rx.Component:
+        return rx.table.row(
+            rx.table.cell(mono(entry["key"])),
+            rx.table.cell(rx.text(entry["reason"], size="2")),
+        )
+
+    ports = rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                rx.table.column_header_cell("Port"),
+                rx.table.column_header_cell("Label"),
+                rx.table.column_header_cell("URL"),
+            )
+        ),
+        rx.table.body(rx.foreach(detail["devcontainer_ports"], port_row)),
+        size="1",
+        width="100%",
+        aria_label="Forwarded ports",
+    )
+    unsupported = rx.table.root(
+        rx.table.header(
+            rx.table.row(rx.table.column_header_cell("Key"), rx.table.column_header_cell("Why not"))
+        ),
+        rx.table.body(rx.foreach(detail["devcontainer_unsupported"], unsupported_row)),
+        size="1",
+        width="100%",
+        aria_label="Not honoured",
+    )
+    return section(
+        "Dev container",
+        stat("Configuration", mono(detail["devcontainer"])),
+        rx.cond(detail["devcontainer_ports"].length() > 0, ports),
+        rx.cond(
+            detail["devcontainer_unsupported"].length() > 0,
+            rx.vstack(rx.text("Not honoured", weight="medium", size="2"), unsupported, width="100%"),
+            rx.text("Everything in it is honoured.", **muted),
+        ),
+        icon="container",
+        id="devcontainer",
+    )
+
+
 def audit_panel(S: Any) -> rx.Component:
     def row(event: rx.Var) -> rx.Component:
         return rx.table.row(

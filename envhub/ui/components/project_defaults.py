@@ -11,7 +11,12 @@ from typing import Any
 import reflex as rx
 
 from envhub.ui.components.common import form_field, mono, section, stat, stat_grid
-from envhub.ui.components.project_form import URL_ACCESS_FIELD, URL_ACCESS_HELP, url_access_select
+from envhub.ui.components.project_form import (
+    DEVCONTAINER_HELP,
+    URL_ACCESS_FIELD,
+    URL_ACCESS_HELP,
+    url_access_select,
+)
 
 
 def _service_row(service: rx.Var) -> rx.Component:
@@ -107,7 +112,47 @@ def project_defaults(S: Any) -> rx.Component:
             stat("Health check", mono(header["health_path"])),
         ),
         workloads_defaults(S),
+        devcontainer_setting(S),
         icon="settings-2",
+    )
+
+
+def devcontainer_setting(S: Any) -> rx.Component:
+    """Which dev container configuration of the repository new deploys read; changed here."""
+    return rx.form(
+        rx.hstack(
+            rx.box(
+                form_field(
+                    "Dev container configuration",
+                    rx.input(
+                        name="devcontainer",
+                        id="project-devcontainer-setting",
+                        default_value=S.header["devcontainer"],
+                        key=S.header["devcontainer"],
+                        placeholder="default",
+                        width="100%",
+                    ),
+                    help_text=DEVCONTAINER_HELP,
+                    error=S.devcontainer_error,
+                ),
+                flex="1",
+            ),
+            rx.button(
+                "Save",
+                type="submit",
+                variant="soft",
+                id="save-devcontainer",
+                aria_label="Save dev container",
+            ),
+            align="end",
+            spacing="3",
+            width="100%",
+        ),
+        on_submit=S.set_devcontainer,
+        reset_on_submit=False,
+        width="100%",
+        max_width="640px",
+        id="devcontainer-setting",
     )
 
 

@@ -18,6 +18,12 @@ from envhub.ui.workload_defaults import MANIFESTS_EXAMPLE, SERVICES_EXAMPLE
 _CODE = {"font_family": "var(--code-font-family)", "font_size": "12px"}
 
 
+DEVCONTAINER_HELP = (
+    "Leave empty to use .devcontainer/devcontainer.json or .devcontainer.json when the repository "
+    "has one; a name picks .devcontainer/<name>/devcontainer.json."
+)
+
+
 def _input(S: Any, field: str, placeholder: str = "", **props: Any) -> rx.Component:
     return rx.input(
         value=S.form.get(field, ""),
@@ -245,6 +251,12 @@ def create_dialog(S: Any) -> rx.Component:
                         _input(S, "health_path", "/"),
                         error=errors.get("health_path", ""),
                         help_text="The environment is ready once this path answers with a status below 500.",
+                    ),
+                    form_field(
+                        "Dev container configuration",
+                        _input(S, "devcontainer", "default"),
+                        error=errors.get("devcontainer", ""),
+                        help_text=DEVCONTAINER_HELP,
                     ),
                     form_field(
                         URL_ACCESS_FIELD,

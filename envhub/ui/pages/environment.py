@@ -28,6 +28,7 @@ from envhub.ui.components.environment_panels import (
     delete_confirm,
     deleted_callout,
     details_card,
+    devcontainer_panel,
     failure_callout,
     url_hero,
 )
@@ -281,6 +282,7 @@ def page() -> rx.Component:
             detail["phase"] != "deleted",
             managed_services_panel(S, below=lambda row: backups_section(row, S, EnvironmentBackupsState)),
         ),
+        rx.cond((detail["phase"] != "deleted") & (detail["devcontainer"] != ""), devcontainer_panel(S)),
         rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
         logs_panel(

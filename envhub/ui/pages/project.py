@@ -67,6 +67,7 @@ class ProjectState(LiveMixin, AuthState):
     service_kind: str = "postgres"
     catalog: list[CatalogEntryView] = rx.field(default_factory=list)
     service_error: ErrorView = NO_ERROR
+    devcontainer_error: str = ""
     service_form: int = 0
 
     # The "Create with options" dialog.
@@ -196,6 +197,27 @@ class ProjectState(LiveMixin, AuthState):
             return
         self._reload()
         yield rx.toast.success("Saved", description=f"Environment URLs: {self.header['url_access_label']}")
+
+    @rx.event
+    def set_devcontainer(self, form: dict[str, Any]):
+        """The named dev container configuration (empty: the default places); a refusal shows by the field."""
+        value = str(form.get("devcontainer", "")).strip()
+        try:
+            with self._acting() as (session, actor):
+                projects.update_project(
+                    session=session, actor=actor, project_id=self._project_id, changes={"devcontainer": value}
+                )
+        except EnvhubError as exc:
+            self.devcontainer_error = field_of(exc, {"devcontainer": "devcontainer"}).get(
+                "devcontainer", exc.message
+            )
+            return
+        except Exception as exc:
+            yield self._fail(exc)
+            return
+        self.devcontainer_error = ""
+        self._reload()
+        yield rx.toast.success("Saved", description=f"Dev container: {value or 'the default places'}")
 
     def _save_backing(self, declared: list[dict[str, Any]]) -> None:
         with self._acting() as (session, actor):

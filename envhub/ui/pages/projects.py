@@ -38,6 +38,7 @@ _FIELDS = {
     "ref": "ref",
     "command": "command",
     "health_path": "health_path",
+    "devcontainer": "devcontainer",
     "url_access": "url_access",
 }
 _BLANK_FORM = dict.fromkeys({*_FIELDS.values(), *workload_defaults.FIELDS, "team"}, "")
@@ -214,6 +215,7 @@ class ProjectsState(LiveMixin, AuthState):
                     default_ref=form.get("ref") or None,
                     command=form.get("command") or None,
                     health_path=form.get("health_path") or None,
+                    devcontainer=form.get("devcontainer") or None,
                     url_access=form.get("url_access") or None,
                     workloads=workloads,
                 )
