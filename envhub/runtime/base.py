@@ -237,6 +237,9 @@ class KindCatalog(Protocol):
     ) -> dict[str, Any] | None:
         """The object with its status; None when it is not there."""
 
+    def delete_object(self, environment_id: int, api_version: str, kind: str, name: str) -> bool:
+        """Delete the object; False when it was not there."""
+
 
 @runtime_checkable
 class PollableExecSession(ExecSession, Protocol):

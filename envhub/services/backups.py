@@ -917,7 +917,7 @@ def drive(
     record what the CloudNativePG operator reports of its backups and of restored Clusters."""
     now = now or utcnow()
     done = {"backups_scheduled": 0, "checks_started": 0, "redriven": 0, "expired": 0}
-    done.update(cluster_backups.observe(session, clusters, now))
+    done.update(cluster_backups.observe(session, clusters, now, check_every=CHECK_EVERY))
     done["backups_scheduled"] = _schedule_backups(session, queue, now)
     done["checks_started"] = _schedule_checks(session, queue, now)
     done["redriven"] = _redrive(session, queue, now)

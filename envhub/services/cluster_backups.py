@@ -40,10 +40,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from envhub.domain.backing import parse_backing
 from envhub.domain.kube.cloudnative_pg import BackupReport, Recovery, cluster_name
 from envhub.domain.phases import Phase
 from envhub.domain.principals import SYSTEM
-from envhub.errors import InvalidTransition, Unsupported
+from envhub.domain.specs import EnvironmentKind
+from envhub.errors import EnvhubError, InvalidTransition, Unsupported
 from envhub.integrations.backing.base import CLUSTER_BACKEND, NamespacedDatabases, instance_name
 from envhub.models import (
     ACTIVE_RESTORE_STATES,
@@ -53,6 +55,7 @@ from envhub.models import (
     Environment,
     InstanceState,
     JobRun,
+    Project,
     RestorePurpose,
     RestoreState,
     ServiceBackup,
@@ -165,9 +168,12 @@ def _record(row: ServiceBackup, report: BackupReport, database: str, keep_days: 
     return True
 
 
-def observe(session: Session, clusters: NamespacedDatabases | None, now: datetime) -> dict[str, int]:
-    """Record what the operator reports of its backups, and finish restores whose Cluster is up."""
-    done = {"cluster_backups_seen": 0, "cluster_restores_done": 0}
+def observe(
+    session: Session, clusters: NamespacedDatabases | None, now: datetime, *, check_every: timedelta
+) -> dict[str, int]:
+    """Record what the operator reports of its backups, finish restores whose Cluster is up, and run
+    restore checks of deployment environments' newest base backups."""
+    done = {"cluster_backups_seen": 0, "cluster_restores_done": 0, "cluster_checks_started": 0}
     if clusters is None:
         return done
     instances = _cluster_instances(session)
@@ -215,6 +221,8 @@ def observe(session: Session, clusters: NamespacedDatabases | None, now: datetim
             session.add(row)
     session.commit()
     done["cluster_restores_done"] = _finish_restores(session, clusters, instances, now)
+    _finish_checks(session, clusters, now)
+    done["cluster_checks_started"] = _start_checks(session, clusters, now, check_every)
     return done
 
 
@@ -251,6 +259,131 @@ def _finish_restores(
         jobruns.announce(environment_id=restore.environment_id)
     session.commit()
     return count
+
+
+# -- restore checks: a scratch Cluster recovers the newest base backup ------------------------------
+
+CHECK_DEADLINE = timedelta(hours=2)  # a scratch Cluster not healthy by then has failed its check
+
+
+def _declared(session: Session, instance: ServiceInstance) -> tuple[str, str]:
+    """The version and size the project declares for the instance ("" for the defaults)."""
+    project = session.get(Project, instance.project_id)
+    for declaration in parse_backing(project.backing).services if project else ():
+        if declaration.name == instance.service:
+            return declaration.version, declaration.size
+    return "", ""
+
+
+def _start_checks(session: Session, clusters: NamespacedDatabases, now: datetime, every: timedelta) -> int:
+    rows = session.exec(
+        select(ServiceInstance, Environment)
+        .join(Environment, col(Environment.id) == ServiceInstance.environment_id)
+        .where(
+            ServiceInstance.backend == CLUSTER_BACKEND,
+            ServiceInstance.state == InstanceState.ready,
+            Environment.kind == EnvironmentKind.deployment,
+            col(Environment.phase) != Phase.deleted,
+            Environment.desired_state == "present",
+        )
+    ).all()
+    started = 0
+    for instance, _environment in rows:
+        recent = session.exec(
+            select(ServiceRestore).where(
+                ServiceRestore.environment_id == instance.environment_id,
+                ServiceRestore.service == instance.service,
+                ServiceRestore.purpose == RestorePurpose.check,
+                col(ServiceRestore.created_at) > now - every,
+            )
+        ).first()
+        backup = session.exec(
+            select(ServiceBackup)
+            .where(
+                ServiceBackup.instance_id == instance.id,
+                ServiceBackup.method == BackupMethod.barman,
+                ServiceBackup.state == BackupState.succeeded,
+            )
+            .order_by(col(ServiceBackup.finished_at).desc())
+            .limit(1)
+        ).first()
+        if recent is not None or backup is None or backup.checked_at is not None:
+            continue
+        row = ServiceRestore(
+            backup_id=backup.id or 0,
+            environment_id=instance.environment_id,
+            service=instance.service,
+            purpose=RestorePurpose.check,
+            requested_by=SYSTEM.name,
+            state=RestoreState.running,
+            started_at=now,
+            attempts=1,
+        )
+        session.add(row)
+        session.commit()
+        name = instance_name(instance.environment_id, instance.service)
+        row.detail = f"recovering {_describe(backup)} into scratch Cluster {cluster_name(name)}-c{row.id}"
+        version, size = _declared(session, instance)
+        try:
+            clusters.start_check(
+                instance.environment_id, name, row.id or 0, _recovery(backup), version=version, size=size
+            )
+        except EnvhubError as exc:
+            _end_check(session, row, backup, passed=False, detail=exc.message, now=now)
+            continue
+        session.add(row)
+        session.commit()
+        started += 1
+    return started
+
+
+def _end_check(
+    session: Session, row: ServiceRestore, backup: ServiceBackup, *, passed: bool, detail: str, now: datetime
+) -> None:
+    backup.checked_at, backup.check_passed, backup.check_detail = now, passed, detail[:500]
+    row.state = RestoreState.succeeded if passed else RestoreState.failed
+    row.finished_at, row.detail = now, detail[:500]
+    if row.started_at is not None:
+        row.seconds = (now - row.started_at).total_seconds()
+    if not passed:
+        row.error, row.error_code = detail[:2000], "backup_corrupt"
+    session.add_all([row, backup])
+    session.commit()
+    jobruns.announce(environment_id=row.environment_id)
+
+
+def _finish_checks(session: Session, clusters: NamespacedDatabases, now: datetime) -> None:
+    running = session.exec(
+        select(ServiceRestore, ServiceBackup)
+        .join(ServiceBackup, col(ServiceBackup.id) == ServiceRestore.backup_id)
+        .where(
+            ServiceRestore.purpose == RestorePurpose.check,
+            ServiceRestore.state == RestoreState.running,
+            ServiceBackup.method == BackupMethod.barman,
+        )
+    ).all()
+    for row, backup in running:
+        name = instance_name(row.environment_id, row.service)
+        state = clusters.check_state(row.environment_id, name, row.id or 0)
+        late = row.started_at is not None and now - row.started_at > CHECK_DEADLINE
+        if state == "healthy":
+            _end_check(
+                session,
+                row,
+                backup,
+                passed=True,
+                detail="recovered into a scratch Cluster, which the operator reports healthy",
+                now=now,
+            )
+        elif state == "failed" or state is None or late:
+            why = {
+                "failed": "the operator could not recover it into a scratch Cluster",
+                None: "the scratch Cluster went away before it recovered",
+            }.get(state, f"the scratch Cluster was not healthy within {CHECK_DEADLINE}")
+            _end_check(session, row, backup, passed=False, detail=why, now=now)
+        else:
+            continue
+        clusters.end_check(row.environment_id, name, row.id or 0)
 
 
 # -- restores --------------------------------------------------------------------------------------

@@ -236,7 +236,7 @@ def test_with_the_operator_the_cluster_is_applied_with_the_environment_and_prune
         f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/envhub-cnpg-{cluster}"
     )
     assert policy is not None
-    assert policy["spec"]["podSelector"] == {"matchLabels": {"cnpg.io/cluster": cluster}}
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"envhub.dev/managed-service": cluster}}
     api_peers = [peer["ipBlock"]["cidr"] for peer in policy["spec"]["egress"][0]["to"]]
     assert api_peers
     assert all(cidr.startswith(("127.", "10.", "172.", "192.168.", "::1")) for cidr in api_peers)
@@ -482,4 +482,68 @@ def test_the_operators_backups_are_listed_asked_for_and_restored_through_envhub(
     [recovered] = [o for o in grant.objects if o["kind"] == "Cluster"]
     assert recovered["spec"]["bootstrap"]["recovery"]["owner"] == f"envhub_e{env_id}_db"
     assert "recovering from backup" in _instance(session, new["environment_id"]).seed_detail
+    kube.delete_namespace(namespace)
+
+
+def test_a_deployment_clusters_newest_backup_is_proven_by_a_scratch_cluster_that_recovers_it(
+    session: Session,
+    world: World,
+    declared: Project,
+    settings: Settings,
+    kube: Kube,
+    operator_kinds: KubernetesRuntime,
+    tmp_path: Any,
+) -> None:
+    runtime = operator_kinds
+    configured = build_settings(**{**settings.model_dump(), **STORE_SETTINGS})
+    backends = managed_backends(configured, local=False, kinds=runtime)
+    clusters = backends.postgres_clusters
+    assert clusters is not None
+    store, queue, progress = FolderObjectStore(tmp_path / "store"), FakeQueue(), RecordingProgress()
+    env_id = _environment(session, world, declared, "staging")
+    environment = session.get(Environment, env_id)
+    assert environment is not None
+    environment.kind = EnvironmentKind.deployment
+    session.add(environment)
+    session.commit()
+    target = make_target(env_id, name="staging")
+    grant = provisioning.provision(session, target, project=declared, backends=backends, progress=progress)
+    runtime.apply(dataclasses.replace(target, service_objects=grant.objects), progress=progress)
+    namespace, cluster = namespace_for(target), f"envhub-e{env_id}-db"
+    archive = f"s3://acme-envhub/cloudnative-pg/envhub_e{env_id}_db-{_instance(session, env_id).id}"
+    for name, backup_id in (
+        (f"{cluster}-backup-1", "20261206T030000"),
+        (f"{cluster}-backup-2", "20261207T030000"),
+    ):
+        _as_the_operator_reports(
+            kube, namespace, name, cluster, phase="completed", scheduled=True, backupId=backup_id,
+            destinationPath=archive, startedAt=f"{backup_id[:4]}-12-0{backup_id[7]}T03:00:00Z",
+            stoppedAt=f"{backup_id[:4]}-12-0{backup_id[7]}T03:01:00Z",
+        )  # fmt: skip
+
+    done = backups.drive(session=session, queue=queue, store=store, clusters=clusters)
+    assert done["cluster_checks_started"] == 1
+    [check] = backups.environment_backups(session=session, actor=world.member, environment_id=env_id)[
+        "restores"
+    ]
+    assert (check["purpose"], check["state"]) == ("check", "running")
+    scratch = kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/clusters/{cluster}-c{check['id']}")
+    assert scratch is not None
+    assert scratch["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {
+        "backupID": "20261207T030000"
+    }  # newest
+    assert scratch["spec"]["inheritedMetadata"]["labels"] == {"envhub.dev/managed-service": cluster}
+    assert "backup" not in scratch["spec"]  # a scratch Cluster archives nothing
+    assert (
+        backups.drive(session=session, queue=queue, store=store, clusters=clusters)["cluster_checks_started"]
+        == 0
+    )
+
+    _cluster_healthy(kube, namespace, f"{cluster}-c{check['id']}")
+    backups.drive(session=session, queue=queue, store=store, clusters=clusters)
+    view = backups.environment_backups(session=session, actor=world.member, environment_id=env_id)
+    assert view["restores"][0]["state"] == "succeeded"
+    newest = next(row for row in view["backups"] if row["check"])
+    assert newest["check"].startswith("passed: recovered into a scratch Cluster")
+    assert kube.get(f"/apis/{GROUP_VERSION}/namespaces/{namespace}/clusters/{cluster}-c{check['id']}") is None
     kube.delete_namespace(namespace)

@@ -24,7 +24,12 @@ from typing import Any
 
 import pytest
 
-from envhub.domain.kube.cloudnative_pg import BackupStore, Recovery, render_postgres_cluster
+from envhub.domain.kube.cloudnative_pg import (
+    BackupStore,
+    Recovery,
+    render_check_cluster,
+    render_postgres_cluster,
+)
 from tests.support.tools import cnpg_bindings
 
 # The bindings take TypeScript property names (``endpointUrl``) and write the CRD's
@@ -147,3 +152,12 @@ def test_a_cluster_made_again_from_an_archive_uses_only_fields_of_the_published_
     assert spec["bootstrap"]["recovery"]["source"] == spec["externalClusters"][0]["name"]
     assert ("recoveryTarget" in spec["bootstrap"]["recovery"]) == bool(backup_id)
     assert through_bindings(objects) == objects
+
+
+@pytest.mark.parametrize("store", list(STORES))
+def test_a_restore_checks_scratch_cluster_uses_only_fields_of_the_published_api(store: str) -> None:
+    recovery = Recovery(
+        database="envhub_e7_db", server="envhub-e7-db", path="s3://acme-envhub/cloudnative-pg/envhub_e7_db-4"
+    )
+    scratch = render_check_cluster("envhub_e7_db", 31, recovery=recovery, store=STORES[store], version="16")
+    assert through_bindings([scratch]) == [scratch]

@@ -119,6 +119,11 @@ def cluster_name(instance: str, generation: int = 0) -> str:
     return instance.replace("_", "-") + (f"-g{generation}" if generation else "")
 
 
+def pod_labels(instance: str) -> dict[str, str]:
+    """What the pods of every Cluster of the instance wear (its generations', its checks')."""
+    return {MANAGED_SERVICE_LABEL: cluster_name(instance)}
+
+
 def primary_service(instance: str, generation: int = 0) -> str:
     """The Service the operator points at the primary: where workloads connect."""
     return f"{cluster_name(instance, generation)}-rw"
@@ -286,8 +291,9 @@ def render_postgres_cluster(
         "imageName": f"{image}:{version or DEFAULT_VERSION}",
         "enableSuperuserAccess": False,
         "storage": {"size": size or DEFAULT_SIZE},
-        # Its pods are a managed service's: the URL provider's proxies are not let in (network.py).
-        "inheritedMetadata": {"labels": {MANAGED_SERVICE_LABEL: name}},
+        # Its pods are a managed service's: the URL provider's proxies are not let in, and its network
+        # policy selects them by it (network.py). Every generation's, and a check's, wear the same.
+        "inheritedMetadata": {"labels": pod_labels(instance)},
         "bootstrap": bootstrap,
         "managed": {
             "roles": [{"name": owner, "ensure": "present", "login": True, "passwordSecret": {"name": secret}}]
@@ -326,6 +332,61 @@ def render_postgres_cluster(
             }
         )
     return objects
+
+
+def check_name(instance: str, check: int) -> str:
+    """The scratch Cluster of restore check ``check`` of the instance's backups."""
+    return f"{cluster_name(instance)}-c{check}"
+
+
+def render_check_cluster(
+    instance: str,
+    check: int,
+    *,
+    recovery: Recovery,
+    store: BackupStore,
+    version: str = "",
+    size: str = "",
+    image: str = DEFAULT_IMAGE,
+) -> dict[str, Any]:
+    """A scratch Cluster that recovers ``recovery``'s backup to prove it restores (one instance, no
+    backups, nothing connects to it); its pods wear the instance's labels, so its network policy
+    lets the operator in and the archive be read. Deleted when the check ends."""
+    source = {**_barman(store, recovery.path), "serverName": recovery.server}
+    source.pop("wal", None)
+    source.pop("data", None)
+    bootstrap: dict[str, Any] = {
+        "source": RECOVERY_SOURCE,
+        "database": recovery.database,
+        "owner": recovery.database,
+    }
+    if recovery.backup_id:
+        bootstrap["recoveryTarget"] = {"backupID": recovery.backup_id}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": CLUSTER_KIND,
+        "metadata": {"name": check_name(instance, check)},
+        "spec": {
+            "instances": 1,
+            "imageName": f"{image}:{version or DEFAULT_VERSION}",
+            "enableSuperuserAccess": False,
+            "storage": {"size": size or DEFAULT_SIZE},
+            "inheritedMetadata": {"labels": pod_labels(instance)},
+            "bootstrap": {"recovery": bootstrap},
+            "externalClusters": [{"name": RECOVERY_SOURCE, "barmanObjectStore": source}],
+        },
+    }
+
+
+def cluster_state(obj: dict[str, Any]) -> str:
+    """``healthy`` once every instance is up, ``failed`` when the operator gave up, else ``running``."""
+    status = obj.get("status") or {}
+    phase = str(status.get("phase", ""))
+    if phase == HEALTHY_PHASE and status.get("readyInstances") == (obj.get("spec") or {}).get("instances", 1):
+        return "healthy"
+    if "fail" in phase.lower() or "error" in phase.lower():
+        return "failed"
+    return "running"
 
 
 def render_backup(cluster: str, name: str) -> dict[str, Any]:

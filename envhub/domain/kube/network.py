@@ -24,8 +24,8 @@ Managed CloudNativePG clusters (:func:`render_cluster_policy`). Their pods
 need more than a workload: the operator reaches each instance's status port,
 the instance manager talks to the API server, and barman sends base backups and
 WAL to the object store. One policy per cluster opens exactly that for the
-pods labelled ``cnpg.io/cluster=<cluster>`` (a label the manifest guard keeps
-off every other pod): in from the operator's namespace on the status and
+pods labelled as its managed service (``envhub.dev/managed-service``, a label
+the manifest guard keeps off every other pod): in from the operator's namespace on the status and
 PostgreSQL ports, out to the API server's addresses, and out to the object
 store's ports at any address outside the deny list (its name is not an
 address a policy can hold).
@@ -204,9 +204,6 @@ def render_network_policies(
     return policies
 
 
-CLUSTER_LABEL = "cnpg.io/cluster"
-
-
 @dataclass(frozen=True, slots=True)
 class ClusterNetwork:
     """What a managed CloudNativePG cluster's pods reach, and are reached from (its policy)."""
@@ -227,6 +224,7 @@ def cluster_policy_name(cluster: str) -> str:
 def render_cluster_policy(
     cluster: str,
     *,
+    pods: dict[str, str],
     namespace: str,
     labels: dict[str, str],
     operator_namespaces: Sequence[str],
@@ -234,7 +232,12 @@ def render_cluster_policy(
     store_ports: Sequence[int],
     deny: EgressDenyList | None = None,
 ) -> dict[str, Any]:
-    """What the pods of managed CloudNativePG cluster ``cluster`` need besides the namespace's policies."""
+    """What the pods of managed CloudNativePG cluster ``cluster`` need besides the namespace's policies.
+
+    ``pods`` are the labels its pods wear (from its ``inheritedMetadata``): the
+    scratch Cluster that checks one of its backups wears them too, so the one
+    policy serves both.
+    """
     deny = deny if deny is not None else EgressDenyList()
     ingress: list[dict[str, Any]] = []
     if operator_namespaces:
@@ -255,6 +258,4 @@ def render_cluster_policy(
             }
         )
     spec: dict[str, Any] = {"policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": egress}
-    return _policy(
-        cluster_policy_name(cluster), namespace, labels, spec, pods={"matchLabels": {CLUSTER_LABEL: cluster}}
-    )
+    return _policy(cluster_policy_name(cluster), namespace, labels, spec, pods={"matchLabels": dict(pods)})

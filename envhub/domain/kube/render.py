@@ -195,6 +195,7 @@ def render_environment(
     objects.extend(
         render_cluster_policy(
             obj["metadata"]["name"],
+            pods=obj["spec"]["inheritedMetadata"]["labels"],
             namespace=namespace,
             labels=labels,
             operator_namespaces=network.operator_namespaces,

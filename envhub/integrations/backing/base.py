@@ -284,6 +284,18 @@ class NamespacedDatabases(Protocol):
         """Ask the operator for a backup of instance ``name``'s Cluster of that generation now, as
         object ``backup``; False if it was asked already."""
 
+    def start_check(
+        self, environment_id: int, name: str, check: int, recovery: Recovery, *, version: str, size: str
+    ) -> bool:
+        """Recover ``recovery``'s backup into scratch Cluster ``check`` beside the instance's; False if
+        it is there already."""
+
+    def check_state(self, environment_id: int, name: str, check: int) -> str | None:
+        """``healthy``, ``failed`` or ``running``: how the scratch Cluster fares; None when it is gone."""
+
+    def end_check(self, environment_id: int, name: str, check: int) -> None:
+        """Delete the scratch Cluster (quiet when it is gone)."""
+
     def generation_ready(self, environment_id: int, name: str, generation: int) -> bool | None:
         """Whether the Cluster of that generation runs, every instance up; None when there is no Cluster."""
 

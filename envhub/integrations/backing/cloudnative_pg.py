@@ -24,10 +24,13 @@ from envhub.domain.kube.cloudnative_pg import (
     BackupStore,
     Recovery,
     backup_report,
+    check_name,
     cluster_generation_ready,
     cluster_name,
+    cluster_state,
     primary_service,
     render_backup,
+    render_check_cluster,
     render_postgres_cluster,
     retention_days,
 )
@@ -47,6 +50,8 @@ class ClusterKinds(Protocol):
     def read_object(
         self, environment_id: int, api_version: str, kind: str, name: str
     ) -> dict[str, Any] | None: ...
+
+    def delete_object(self, environment_id: int, api_version: str, kind: str, name: str) -> bool: ...
 
 
 class CloudNativePostgres:
@@ -135,6 +140,22 @@ class CloudNativePostgres:
         return self._kinds.create_object(
             environment_id, render_backup(cluster_name(name, generation), backup)
         )
+
+    def start_check(
+        self, environment_id: int, name: str, check: int, recovery: Recovery, *, version: str, size: str
+    ) -> bool:
+        store = self._store()
+        scratch = render_check_cluster(
+            name, check, recovery=recovery, store=store, version=version, size=size, image=self.image
+        )
+        return self._kinds.create_object(environment_id, scratch)
+
+    def check_state(self, environment_id: int, name: str, check: int) -> str | None:
+        found = self._kinds.read_object(environment_id, API_VERSION, CLUSTER_KIND, check_name(name, check))
+        return None if found is None else cluster_state(found)
+
+    def end_check(self, environment_id: int, name: str, check: int) -> None:
+        self._kinds.delete_object(environment_id, API_VERSION, CLUSTER_KIND, check_name(name, check))
 
     def generation_ready(self, environment_id: int, name: str, generation: int) -> bool | None:
         found = self._kinds.read_object(

@@ -34,6 +34,7 @@ from envhub.domain.kube import (
     PUBLIC_ANNOTATION,
     SERVICES_ANNOTATION,
     WORKLOAD_ACCOUNT,
+    Applied,
     EgressDenyList,
     PlatformLimits,
     applied,
@@ -460,6 +461,13 @@ class KubernetesRuntime:
             return request(self.api, f"reading {kind} {name}", "GET", resource.path(name, namespace)).body
         except NotFound:
             return None
+
+    def delete_object(self, environment_id: int, api_version: str, kind: str, name: str) -> bool:
+        """Delete the object from the environment's namespace; False when it was not there."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return False
+        return self.applier.delete(Applied(api_version, kind, name), namespace=namespace)
 
     # -- stop and destroy ----------------------------------------------------
 

@@ -280,7 +280,7 @@ def test_a_managed_cluster_gets_a_policy_for_its_operator_the_api_server_and_the
     objects = _with_cluster(clusters=network, deny=EgressDenyList(cidrs=("169.254.169.254/32",)))
     [policy] = [o for o in objects if o["metadata"]["name"] == "envhub-cnpg-envhub-e42-db"]
     spec = policy["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "envhub-e42-db"}}
+    assert spec["podSelector"] == {"matchLabels": {"envhub.dev/managed-service": "envhub-e42-db"}}
     [operator] = spec["ingress"]
     assert operator["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["cnpg-system"]
     assert {p["port"] for p in operator["ports"]} == {8000, 5432}
