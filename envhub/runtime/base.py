@@ -304,6 +304,8 @@ class Runtime(Protocol):
         container: str | None = None,
         since_seconds: int | None = None,
         until: float | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
         """Output lines of the environment's processes; with ``follow``, keeps going.
 
@@ -311,6 +313,11 @@ class Runtime(Protocol):
         the first); ``since_seconds`` limits to recent output where supported.
         ``until`` (a ``time.monotonic()`` moment) ends a follow then, even while
         nothing is printed, so a reader that stops is never left waiting.
+        ``previous`` reads what the container's previous instance printed (the one
+        before its last restart or crash); none yields nothing.
+        ``timestamps`` starts each line with the time it was printed (RFC 3339,
+        then one space); a runtime that records no such times raises
+        :class:`envhub.errors.Unsupported`, never lines without them.
         """
 
     def exec(

@@ -17,6 +17,7 @@ from envhub.services import (
     backups,
     environment_views,
     inspection,
+    logs,
     ports,
     project_views,
     release_views,
@@ -114,7 +115,13 @@ def read_project(who: str, *, project_id: int, offset: int) -> dict[str, Any]:
 
 
 def read_environment(
-    who: str, *, project_id: int, environment_id: int, audit_offset: int, log_container: str = ""
+    who: str,
+    *,
+    project_id: int,
+    environment_id: int,
+    audit_offset: int,
+    log_container: str = "",
+    log_filter: logs.LogFilter = logs.EVERY_LINE,
 ) -> dict[str, Any]:
     runtime = ports.runtime()
     with acting_as(who) as (session, actor):
@@ -128,6 +135,7 @@ def read_environment(
                 audit_offset=audit_offset,
                 audit_limit=AUDIT_PAGE_SIZE,
                 log_container=log_container,
+                log_filter=log_filter,
             )
         except NotFound:
             return {"found": False}
@@ -161,6 +169,7 @@ def read_environment(
         "log_containers": view["log_containers"],
         "terminal": view["terminal"],
         "logs": view["logs"],
+        "logs_note": view["logs_note"],
         "workloads": inside,
         "managed": managed,
     }

@@ -478,6 +478,8 @@ class KubernetesRuntime:
         container: str | None = None,
         since_seconds: int | None = None,
         until: float | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
         namespace, pod, chosen = self._pod(environment_id, container)
         return follow_log(
@@ -485,10 +487,12 @@ class KubernetesRuntime:
             namespace=namespace,
             pod=pod,
             container=chosen,
-            follow=follow,
+            follow=follow and not previous,  # a previous instance prints nothing more
             tail=tail,
             since_seconds=since_seconds,
             until=until,
+            previous=previous,
+            timestamps=timestamps,
         )
 
     def exec(

@@ -164,11 +164,13 @@ def probe_http(endpoint: Endpoint, path: str, *, timeout: float = 2.0) -> int | 
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines (0: those of the last 64 KiB), read from at most 16 MiB."""
+    window = min(max(64 * 1024, count * 256), 16 << 20)
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
+            handle.seek(max(0, size - window))
             data = handle.read()
     except FileNotFoundError:
         return []

@@ -7,13 +7,15 @@ Layout under the data folder::
     envs/<id>/git/          envhub's own copy of the repository (see workspace.py), never mounted
     envs/<id>/run/          envhub's private folder (0700, never mounted): app.sock, the
                             socket through which the gateway and health check reach the app
-    envs/<id>/output.log    everything its processes print
+    envs/<id>/output.log    everything its processes print since they last started
+    envs/<id>/output.previous.log   what the tree before printed (read after a crash)
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -29,7 +31,7 @@ from envhub.config import PROJECT_ROOT
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget, check_service_sockets
-from envhub.errors import NotReady, ProcessExited, ValidationFailed
+from envhub.errors import NotReady, ProcessExited, Unsupported, ValidationFailed
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
@@ -96,8 +98,8 @@ class LocalRuntime:
     def _state_path(self, environment_id: int) -> Path:
         return self._dir(environment_id) / "state.json"
 
-    def _log_path(self, environment_id: int) -> Path:
-        return self._dir(environment_id) / "output.log"
+    def _log_path(self, environment_id: int, *, previous: bool = False) -> Path:
+        return self._dir(environment_id) / ("output.previous.log" if previous else "output.log")
 
     def _run_dir(self, environment_id: int) -> Path:
         return self._dir(environment_id) / "run"
@@ -202,6 +204,11 @@ class LocalRuntime:
         port = processes.free_port(previous_port, avoid={s.port for s in target.service_sockets})
         env = self._process_env(target, port=port, sandbox=sandbox)
         log_path = self._log_path(target.id)
+        # The tree before keeps its output (a crash's last words), as a kubelet keeps a
+        # restarted container's: one previous run, not every one.
+        with contextlib.suppress(FileNotFoundError):
+            if log_path.stat().st_size:
+                log_path.replace(self._log_path(target.id, previous=True))
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             handle.write(
@@ -392,10 +399,25 @@ class LocalRuntime:
         container: str | None = None,
         since_seconds: int | None = None,
         until: float | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
         # One process tree per environment, so ``container`` has nothing to pick;
         # the output file has no timestamps to filter ``since_seconds`` by.
-        path = self._log_path(environment_id)
+        if timestamps:
+            raise Unsupported(
+                "the local runtime does not record when each line was printed, so it cannot "
+                "show a time range or timestamps",
+                hint="Read the last lines, or search them, instead.",
+            )
+        return self._lines(
+            environment_id, follow=follow and not previous, tail=tail, previous=previous, until=until
+        )
+
+    def _lines(
+        self, environment_id: int, *, follow: bool, tail: int | None, previous: bool, until: float | None
+    ) -> Iterator[str]:
+        path = self._log_path(environment_id, previous=previous)
         if not path.exists():
             # Reading must never create anything: a deleted environment stays gone.
             return
