@@ -64,12 +64,55 @@ class RuntimeStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeInfo:
+    """A health check as configured: ``kind`` liveness | readiness | startup."""
+
+    kind: str
+    action: str  # "HTTP GET :8080/healthz", "TCP :5432", "exec pg_isready"
+    timing: str = ""  # "after 5s, every 10s, timeout 1s, 3 failures"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVarInfo:
+    """One environment variable of a container, as configured (not as the process changed it).
+
+    ``value`` is the literal value, or "" when it comes from elsewhere: ``source``
+    says where (secret | configmap | field | resource) and ``reference`` what
+    (``secret db-credentials, key password``). Adapters never read a Secret's
+    value to fill this in; services redact secret-looking literals before any
+    face shows them (domain/redaction.py).
+    """
+
+    name: str
+    value: str = ""
+    source: str = ""
+    reference: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LastTermination:
+    """How the container's previous instance ended (the reason for a restart)."""
+
+    exit_code: int | None
+    reason: str  # OOMKilled, Error, Completed, ...
+    finished_at: str = ""  # RFC 3339
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerInfo:
     name: str
     state: str  # running | waiting | terminated
     ready: bool
     restarts: int = 0
     reason: str = ""
+    image: str = ""  # as asked for (a tag, or the command the local runtime runs)
+    image_id: str = ""  # what runs: the image's digest where the runtime reports one
+    last_termination: LastTermination | None = None
+    probes: tuple[ProbeInfo, ...] = ()
+    requests: dict[str, str] = field(default_factory=dict)  # resource -> quantity ("cpu": "100m")
+    limits: dict[str, str] = field(default_factory=dict)
+    env: tuple[EnvVarInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +125,13 @@ class PodInfo:
 
 @dataclass(frozen=True, slots=True)
 class EventInfo:
-    time: str
+    time: str  # last seen
     type: str  # Normal | Warning
     reason: str
     object: str
     message: str
     count: int = 1
+    first_time: str = ""  # first seen, when the runtime says
 
 
 @dataclass(frozen=True, slots=True)

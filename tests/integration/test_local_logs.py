@@ -1,8 +1,10 @@
-"""The local runtime's logs for real: a crashed process tree's output stays readable as the previous
-instance after the next start, and times it never recorded are refused, not made up."""
+"""The local runtime's logs and inspection for real: a crashed process tree's output stays readable
+as the previous instance after the next start, times it never recorded are refused, not made up,
+and its variables are shown with secret values kept on the server."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from envhub.errors import Unsupported
 from envhub.runtime.base import RuntimeState
 from envhub.runtime.local import LocalRuntime
+from envhub.services.inspection import workload_rows
 from tests.support.components import require
 from tests.support.runtime import RecordingProgress, kill_environments, make_target
 from tests.support.waiting import wait_for
@@ -60,3 +63,38 @@ def test_times_the_local_runtime_never_recorded_are_refused(runtime: LocalRuntim
     )
     with pytest.raises(Unsupported, match="does not record when each line was printed"):
         runtime.logs(1, timestamps=True)
+
+
+def test_the_process_is_inspected_with_its_variables_and_secret_values_stay_on_the_server(
+    runtime: LocalRuntime,
+) -> None:
+    target = dataclasses.replace(
+        make_target(
+            1,
+            command="python3 -m http.server $PORT",
+            env={
+                "MODE": "debug",
+                "API_TOKEN": "tok-live-123",
+                "DATABASE_URL": "postgres://app:hunter2@db/app",
+            },
+        ),
+        secrets={"STRIPE": "sk_live_abc"},
+    )
+    runtime.apply(target, progress=RecordingProgress())
+    [pod] = runtime.inspect(1).pods
+    [main] = pod.containers
+    assert main.image == "python3 -m http.server $PORT"
+    assert [probe.kind for probe in main.probes] == ["readiness"]
+    [row] = workload_rows((pod,))
+    env = {variable["name"]: variable for variable in row["env"]}
+    assert (env["MODE"]["value"], env["MODE"]["redacted"]) == ("debug", False)
+    assert (env["API_TOKEN"]["redacted"], env["STRIPE"]["source"], env["STRIPE"]["redacted"]) == (
+        True,
+        "secret",
+        True,
+    )
+    assert env["DATABASE_URL"]["value"] == "postgres://app:••••••@db/app"
+    assert env["ENVHUB_ENVIRONMENT"]["value"] == "dev"
+    for secret in ("tok-live-123", "hunter2", "sk_live_abc"):
+        assert secret not in str(row)
+        assert secret not in (runtime.workspace_path(1).parent / "state.json").read_text()

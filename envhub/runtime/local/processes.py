@@ -41,6 +41,11 @@ class ProcessState:
     # Which managed services the supervisor relays (launching.services_digest):
     # a change restarts the tree, since its listeners are made at start.
     services_digest: str = ""
+    # For inspection: the command, the project's variables (secret-looking values already redacted),
+    # and the names (never the values) of the secrets it was given.
+    command: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    secret_names: list[str] = field(default_factory=list)
 
 
 def read_state(path: Path) -> ProcessState | None:

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envhub.config import PROJECT_ROOT
+from envhub.domain import redaction
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget, check_service_sockets
@@ -36,8 +37,10 @@ from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
     Endpoint,
+    EnvVarInfo,
     Inspection,
     PodInfo,
+    ProbeInfo,
     ProgressReporter,
     RuntimeState,
     RuntimeStatus,
@@ -50,6 +53,8 @@ from envhub.runtime.local.shell import LocalExecSession
 log = logging.getLogger(__name__)
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The fetch token is envhub's, not the workload's: code in a pull request never sees it.
+_WITHHELD = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
 
 
 def _git_credentials(target: EnvironmentTarget) -> workspace.Credentials | None:
@@ -228,7 +233,14 @@ class LocalRuntime:
             generation=target.generation,
             services=target.service_sockets,
         )
-        state = dataclasses.replace(state, variables=target.variables)
+        state = dataclasses.replace(
+            state,
+            variables=target.variables,
+            command=target.spec.command,
+            # Kept for inspection already redacted: no new copy of a secret-looking value on disk.
+            env={name: redaction.shown_value(name, value).value for name, value in target.spec.env.items()},
+            secret_names=sorted(key for key in target.secrets if key not in _WITHHELD),
+        )
         processes.write_state(self._state_path(target.id), state)
         return state
 
@@ -241,9 +253,7 @@ class LocalRuntime:
 
     def _process_env(self, target: EnvironmentTarget, *, port: int, sandbox: Sandbox) -> dict[str, str]:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
-        # The fetch token is envhub's, not the workload's: code in a pull request never sees it.
-        withheld = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
-        secrets = {key: value for key, value in target.secrets.items() if key not in withheld}
+        secrets = {key: value for key, value in target.secrets.items() if key not in _WITHHELD}
         return {
             **target.spec.env,
             **secrets,
@@ -367,6 +377,9 @@ class LocalRuntime:
             state="running" if proc is not None else "terminated",
             ready=endpoint is not None and processes.probe_http(endpoint, "/", timeout=0.5) is not None,
             reason="" if proc is not None else "process exited",
+            image=state.command,
+            probes=(ProbeInfo("readiness", f"HTTP GET :{state.port}/", "on each look, timeout 0.5s"),),
+            env=_environment(state),
         )
         pod = PodInfo(
             name=f"pid {state.pid} ({launching.describe(state)}, port {state.port})",
@@ -489,6 +502,17 @@ def _relayed(target: EnvironmentTarget, state: processes.ProcessState) -> str:
         return "; services not relayed (the host's network is shared)"
     listed = ", ".join(f"{s.name} on 127.0.0.1:{s.port}" for s in target.service_sockets)
     return f"; services: {listed}"
+
+
+def _environment(state: processes.ProcessState) -> tuple[EnvVarInfo, ...]:
+    """What the app was started with: the project's variables, its secrets (by name), envhub's own."""
+    rows = [EnvVarInfo(name, value) for name, value in state.env.items()]
+    rows += [
+        EnvVarInfo(name, source="secret", reference=f"project secret {name}") for name in state.secret_names
+    ]
+    rows.append(EnvVarInfo("PORT", str(state.port)))
+    rows += [EnvVarInfo(name, value) for name, value in state.variables.items()]
+    return tuple(rows)
 
 
 def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:
