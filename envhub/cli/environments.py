@@ -1,4 +1,4 @@
-"""``envhub env ...``: list, create, watch, redeploy, delete and open environments (logs: env_logs.py).
+"""``envhub env ...``: list, create, watch, redeploy, delete and open environments (logs: env_inside.py).
 
 Everything goes through REST API v1. Creating, redeploying and deleting
 answer at once (``202``, a job does the work); ``--wait`` (or ``env wait``)

@@ -26,6 +26,7 @@ from envhub.services import (
     listing,
     logs,
     ports,
+    usage,
     waiting,
 )
 from envhub.services.environment_listing import filters_from_query
@@ -39,6 +40,7 @@ from envhub.services.environment_views import (
 from envhub.services.inspection import WorkloadsView
 from envhub.services.logs import LogFilter, LogPage
 from envhub.services.units import read_only, unit_of_work
+from envhub.services.usage import UsageView
 from envhub.services.waiting import WaitResult
 
 PhaseName = Literal[
@@ -325,6 +327,18 @@ def get_logs(
             tail=tail,
             container=container,
             chosen=chosen,
+        )
+
+
+def get_usage(actor: Principal, environment_id: EnvironmentId) -> UsageView:
+    """CPU (millicores) and memory per container now, with the readings of the last minutes.
+
+    ``available`` is false, with a ``note`` saying why, when the runtime cannot measure (a
+    cluster without the metrics API): never zeros.
+    """
+    with read_only() as session:
+        return usage.environment_usage(
+            session=session, actor=actor, runtime=ports.runtime(), environment_id=environment_id
         )
 
 

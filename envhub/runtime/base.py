@@ -213,6 +213,42 @@ class CredentialIssuer(Protocol):
         """
 
 
+@dataclass(frozen=True, slots=True)
+class ContainerUsage:
+    """What one container uses now: CPU in millicores (a rate, 1000 = one core) and memory in bytes."""
+
+    pod: str
+    container: str
+    cpu_millicores: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A runtime's measurement of an environment's containers.
+
+    ``available`` False means the runtime cannot measure (a cluster without the
+    metrics API): ``reason`` says why, and ``containers`` is empty, never zeros.
+    """
+
+    available: bool
+    containers: tuple[ContainerUsage, ...] = ()
+    reason: str = ""
+    source: str = ""  # "metrics.k8s.io", "process tree (psutil)"
+
+
+@runtime_checkable
+class UsageReader(Protocol):
+    """A runtime that can say how much CPU and memory an environment's containers use now."""
+
+    def usage(self, environment_id: int) -> Usage:
+        """The current usage of each running container; nothing running is an empty, available answer.
+
+        A runtime that cannot measure at all answers ``available=False`` with a
+        reason instead of raising; an unreachable cluster raises a retryable error.
+        """
+
+
 @runtime_checkable
 class HttpRelay(Protocol):
     """A runtime that carries envhub's HTTP requests to endpoints it cannot reach directly.

@@ -366,6 +366,13 @@ def _inspect_throttled(
         return last[2] if last is not None else None
 
 
+def shared_inspection(
+    *, actor: Principal, runtime: Runtime, environment_id: int, state: str = ""
+) -> Inspection | EnvhubError | None:
+    """The throttled inspection (see the module), for a caller that has authorized ``environment_id``."""
+    return _inspect_throttled(actor=actor, runtime=runtime, environment_id=environment_id, state=state)
+
+
 def environment_workloads(
     *, session: Session, actor: Principal, runtime: Runtime, environment_id: int
 ) -> WorkloadsView:

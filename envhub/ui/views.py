@@ -21,6 +21,7 @@ from envhub.services import (
     ports,
     project_views,
     release_views,
+    usage,
 )
 from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
@@ -150,6 +151,12 @@ def read_environment(
             )
         except EnvhubError as exc:
             inside = inspection.workloads_view(exc, local=runtime.name == "local")
+        try:
+            used = usage.environment_usage(
+                session=session, actor=actor, runtime=runtime, environment_id=environment_id
+            )
+        except EnvhubError as exc:
+            used = usage.unmeasured(f"Cannot measure right now ({exc.code}): {exc.message}")
     audit = view["audit_page"]
     flags = view["permissions"]
     return {
@@ -171,6 +178,7 @@ def read_environment(
         "logs": view["logs"],
         "logs_note": view["logs_note"],
         "workloads": inside,
+        "usage": used,
         "managed": managed,
     }
 

@@ -247,6 +247,13 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
         "bytes": saved.stat().st_size,
     }
     assert "hello-from-cli" in saved.read_text().splitlines()
+    # What it uses, as kubectl top prints it: the local runtime measures its process tree.
+    top = cli("env", "top", "shop/review", **owner)
+    assert top.returncode == 0, top.stderr
+    assert top.stdout.split()[:6] == ["POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS"]
+    [row] = as_json(cli("env", "top", env_id, "-o", "json", **owner))["rows"]  # type: ignore[index]
+    assert row["container"] == "main"
+    assert row["memory_bytes"] > 0
     refused = cli("env", "logs", env_id, "--since", "15m", **owner)
     assert refused.returncode == 10
     assert "not_supported" in refused.stderr

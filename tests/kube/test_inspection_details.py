@@ -1,6 +1,7 @@
 """Inspection in depth and logs over time, through the real apiserver and the test kubelet:
 a crash-looping container's last exit, probes, requests and limits, its variables with secret
-values redacted before any face sees them, the previous instance's output, and a time range."""
+values redacted before any face sees them, the previous instance's output, a time range, and
+the usage of a cluster without the metrics API."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from envhub.domain import logs as rules
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import NotReady
 from envhub.jobs.environments import converge_environment
-from envhub.runtime.base import ContainerInfo
-from envhub.runtime.kubernetes import KubernetesRuntime
+from envhub.runtime.base import ContainerInfo, Usage
+from envhub.runtime.kubernetes import KubernetesRuntime, describing
 from envhub.services import logs, ports
 from envhub.services.environments import create_environment
 from envhub.services.inspection import workload_rows
@@ -149,3 +150,14 @@ def test_a_time_range_and_a_search_cut_the_lines_by_the_kubelets_own_times(
     assert seen  # the ticks read above got as far as "tick 14"
     assert searched["lines"][: len(seen)] == seen
     assert all(re.fullmatch(r"tick 1\d", line) for line in searched["lines"])
+
+
+def test_a_cluster_without_the_metrics_api_is_said_to_have_none(
+    runtime: KubernetesRuntime, make_env: MakeEnv
+) -> None:
+    target = make_env(services=[{"name": "idle", "image": "busybox", "command": ["sleep", "600"]}])
+    runtime.apply(target, progress=RecordingProgress())
+    found = runtime.usage(target.id)
+    assert (found.available, found.containers, found.source) == (False, (), "metrics.k8s.io")
+    assert found.reason == describing.NO_METRICS_API
+    assert runtime.usage(1_000_003) == Usage(available=True, source="metrics.k8s.io")  # nothing there

@@ -25,6 +25,7 @@ from envhub.api.v1 import (
     secrets,
     sharing,
     teams,
+    usage,
 )
 
 router = APIRouter()
@@ -34,6 +35,7 @@ for area in (
     github,
     environments,
     logs,
+    usage,
     backing,
     releases,
     commands,

@@ -1,12 +1,14 @@
 """What a pod's containers are, as ``kubectl describe`` shows them: images with digests, the last
 termination, probes, requests and limits, and environment variables (references, never the
-values of Secrets)."""
+values of Secrets); and what they use, from the metrics API."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from envhub.runtime.base import EnvVarInfo, LastTermination, ProbeInfo
+from kubernetes.utils.quantity import parse_quantity
+
+from envhub.runtime.base import ContainerUsage, EnvVarInfo, LastTermination, ProbeInfo
 
 PROBES = (("liveness", "livenessProbe"), ("readiness", "readinessProbe"), ("startup", "startupProbe"))
 # kubelet's defaults, shown only when the spec differs from them
@@ -113,3 +115,27 @@ def environment(spec: dict[str, Any]) -> tuple[EnvVarInfo, ...]:
         else:
             rows.append(EnvVarInfo(name=str(item.get("name", "")), value=str(item.get("value") or "")))
     return tuple(rows)
+
+
+NO_METRICS_API = (
+    "this cluster serves no metrics API (metrics.k8s.io): CPU and memory cannot be measured "
+    "until its operator installs metrics-server"
+)
+
+
+def pod_metrics(found: dict[str, Any]) -> tuple[ContainerUsage, ...]:
+    """A ``PodMetricsList`` (metrics.k8s.io/v1beta1) as usage per container, by pod and name."""
+    rows = []
+    for item in found.get("items") or []:
+        pod = str((item.get("metadata") or {}).get("name", ""))
+        for container in item.get("containers") or []:
+            usage = container.get("usage") or {}
+            rows.append(
+                ContainerUsage(
+                    pod=pod,
+                    container=str(container.get("name", "")),
+                    cpu_millicores=float(parse_quantity(usage.get("cpu", "0")) * 1000),
+                    memory_bytes=int(parse_quantity(usage.get("memory", "0"))),
+                )
+            )
+    return tuple(sorted(rows, key=lambda row: (row.pod, row.container)))

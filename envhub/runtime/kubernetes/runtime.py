@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions, VersionApi
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, V1DeleteOptions, VersionApi
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
@@ -45,7 +45,7 @@ from envhub.domain.kube import (
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
-from envhub.errors import EnvhubError, NotFound, NotReady
+from envhub.errors import ClusterForbidden, EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
     Endpoint,
     Inspection,
@@ -53,8 +53,10 @@ from envhub.runtime.base import (
     RuntimeState,
     RuntimeStatus,
     StatusHandler,
+    Usage,
     WorkloadCredentials,
 )
+from envhub.runtime.kubernetes import describing
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
@@ -72,6 +74,8 @@ from envhub.runtime.kubernetes.service_proxy import ServiceProxyTransport
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
 from envhub.runtime.kubernetes.waiting import RolloutWait, wait_quota_counted
 from envhub.runtime.kubernetes.watching import DeploymentWatcher, NamespaceWatcher
+
+METRICS_SOURCE = "metrics.k8s.io"
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,7 @@ class KubernetesRuntime:
         self.api = api
         self.core = CoreV1Api(api)
         self.apps = AppsV1Api(api)
+        self.custom = CustomObjectsApi(api)
         self.applier = Applier(api)
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
@@ -341,6 +346,27 @@ class KubernetesRuntime:
             events=tuple(describe_event(event) for event in recent(events, 20)),
             location=namespace,
         )
+
+    def usage(self, environment_id: int) -> Usage:
+        """From the metrics API (metrics-server's PodMetrics), when the cluster serves one."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return Usage(available=True, source=METRICS_SOURCE)
+        try:
+            found = kube_json(
+                "reading pod metrics",
+                self.custom.list_namespaced_custom_object,
+                "metrics.k8s.io",
+                "v1beta1",
+                namespace,
+                "pods",
+            )
+        except NotFound:
+            return Usage(available=False, reason=describing.NO_METRICS_API, source=METRICS_SOURCE)
+        except ClusterForbidden as exc:
+            reason = f"envhub may not read the metrics API here: {exc.message}"
+            return Usage(available=False, reason=reason, source=METRICS_SOURCE)
+        return Usage(available=True, containers=describing.pod_metrics(found), source=METRICS_SOURCE)
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         """The public Service, reached through the API server (:meth:`http_transport`).

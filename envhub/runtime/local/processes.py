@@ -189,3 +189,22 @@ def wait_until(deadline: float, interval: float = 0.2) -> bool:
         return False
     time.sleep(interval)
     return True
+
+
+def tree_usage(proc: psutil.Process) -> tuple[float, int]:
+    """(CPU seconds, resident bytes) of ``proc`` and every live descendant.
+
+    CPU seconds count user and system time, and what children already reaped
+    used; a rate is the difference of two readings over the time between them.
+    """
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        family = [proc]
+    cpu, memory = 0.0, 0
+    for member in family:
+        with contextlib.suppress(psutil.Error), member.oneshot():
+            times = member.cpu_times()
+            cpu += times.user + times.system + times.children_user + times.children_system
+            memory += member.memory_info().rss
+    return cpu, memory

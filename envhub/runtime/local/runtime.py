@@ -36,6 +36,7 @@ from envhub.errors import NotReady, ProcessExited, Unsupported, ValidationFailed
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
+    ContainerUsage,
     Endpoint,
     EnvVarInfo,
     Inspection,
@@ -45,6 +46,7 @@ from envhub.runtime.base import (
     RuntimeState,
     RuntimeStatus,
     StatusHandler,
+    Usage,
 )
 from envhub.runtime.local import launching, network, processes, workspace
 from envhub.runtime.local.sandbox import LAUNCHER_ENV, Sandbox, detect_sandbox
@@ -53,6 +55,10 @@ from envhub.runtime.local.shell import LocalExecSession
 log = logging.getLogger(__name__)
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+USAGE_SOURCE = "process tree (psutil)"
+# Seconds between two readings a CPU rate is taken from (the kernel counts CPU time in ticks
+# of 10 ms): a tree seen for the first time is read twice this far apart.
+_MIN_INTERVAL = 0.5
 # The fetch token is envhub's, not the workload's: code in a pull request never sees it.
 _WITHHELD = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
 
@@ -91,6 +97,9 @@ class LocalRuntime:
         # folder (the parent of ``envs/``), the install folder and the virtualenv.
         chosen = private_paths if private_paths is not None else default_private_paths(root)
         self.private_paths = tuple(chosen)
+        # environment id -> (pid, when, CPU seconds, rate) of the last usage reading: rates are differences.
+        self._last_usage: dict[int, tuple[int, float, float, float]] = {}
+        self._usage_lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------
 
@@ -388,6 +397,32 @@ class LocalRuntime:
             started_at=started,
         )
         return Inspection(pods=(pod,), location=location)
+
+    def usage(self, environment_id: int) -> Usage:
+        """The process tree's CPU (from the change since the last reading) and resident memory."""
+        state = processes.read_state(self._state_path(environment_id))
+        proc = processes.find_process(state)
+        if proc is None or state is None:
+            return Usage(available=True, source=USAGE_SOURCE)
+        cpu, memory = processes.tree_usage(proc)
+        now = time.monotonic()
+        with self._usage_lock:
+            last = self._last_usage.get(environment_id)
+        if last is not None and last[0] == state.pid and now - last[1] < _MIN_INTERVAL:
+            rate = last[3]  # too soon for the kernel's CPU clock to tell: the rate found last
+        else:
+            if last is None or last[0] != state.pid:
+                # No earlier reading of this tree: take a second one a moment later.
+                last = (state.pid, now, cpu, 0.0)
+                time.sleep(_MIN_INTERVAL)
+                cpu, memory = processes.tree_usage(proc)
+                now = time.monotonic()
+            # A child that exited takes its time along: never below zero.
+            rate = max(0.0, cpu - last[2]) / max(now - last[1], 1e-3) * 1000
+            with self._usage_lock:
+                self._last_usage[environment_id] = (state.pid, now, cpu, rate)
+        container = ContainerUsage(f"pid {state.pid}", "main", cpu_millicores=rate, memory_bytes=memory)
+        return Usage(available=True, containers=(container,), source=USAGE_SOURCE)
 
     def managed_environments(self) -> set[int]:
         if not self.root.is_dir():

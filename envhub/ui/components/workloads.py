@@ -110,7 +110,10 @@ def _env_row(variable: rx.Var) -> rx.Component:
         rx.text(variable["reference"], size="1", color_scheme="gray"),
     )
     return rx.el.tr(
-        rx.el.td(rx.code(variable["name"], variant="ghost", size="1")),
+        rx.el.td(
+            rx.code(variable["name"], variant="ghost", size="1"),
+            style={"padding_right": "16px", "vertical_align": "top", "white_space": "nowrap"},
+        ),
         rx.el.td(
             rx.hstack(
                 value,
@@ -159,10 +162,10 @@ def _details(row: rx.Var) -> rx.Component:
     variables = rx.cond(
         row["env"].length() > 0,
         rx.vstack(
-            rx.text("Environment", size="1", color_scheme="gray"),
+            rx.text("Environment (secret values are hidden)", size="1", color_scheme="gray"),
             rx.el.table(
                 rx.el.tbody(rx.foreach(row["env"], _env_row)),
-                style={"font_size": "12px", "border_spacing": "8px 2px", "margin_left": "-8px"},
+                style={"font_size": "12px", "border_collapse": "collapse"},
             ),
             spacing="1",
             width="100%",

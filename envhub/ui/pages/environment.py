@@ -21,6 +21,7 @@ from envhub.services.backing import ManagedServiceRow
 from envhub.services.environment_views import EMPTY_DETAIL
 from envhub.services.inspection import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
 from envhub.services.logs import LogFilter
+from envhub.services.usage import EMPTY_USAGE, UsageView
 from envhub.ui import views
 from envhub.ui.components.backups import backups_section, restore_dialog
 from envhub.ui.components.badges import phase_badge
@@ -40,6 +41,7 @@ from envhub.ui.components.managed_services import managed_services_panel
 from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.release_panels import releases_panel
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
+from envhub.ui.components.usage import usage_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
@@ -71,6 +73,7 @@ class EnvironmentState(LiveMixin, AuthState):
     workload_rows: list[WorkloadRow] = rx.field(default_factory=list)
     events: list[EventRow] = rx.field(default_factory=list)
     workloads_info: WorkloadsInfo = EMPTY_INFO
+    usage: UsageView = EMPTY_USAGE
     audit: list[views.AuditRow] = rx.field(default_factory=list)
     audit_offset: int = 0
     audit_has_next: bool = False
@@ -141,6 +144,7 @@ class EnvironmentState(LiveMixin, AuthState):
         self.workload_rows = inside["rows"]
         self.events = inside["events"]
         self.workloads_info = inside["info"]
+        self.usage = view["usage"]
         self.audit = view["audit"]
         self.audit_has_next = view["audit_has_next"]
         self.audit_label = view["audit_label"]
@@ -174,6 +178,7 @@ class EnvironmentState(LiveMixin, AuthState):
         self.log_container, self.log_containers = "", []
         self.log_search, self.log_regex, self.log_previous, self.logs_note = "", False, False, ""
         self.workload_rows, self.events, self.workloads_info = [], [], EMPTY_INFO
+        self.usage = EMPTY_USAGE
         self._reload()
         return EnvironmentState.watch
 
@@ -328,6 +333,7 @@ def page() -> rx.Component:
         ),
         rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
+        rx.cond(detail["phase"] != "deleted", usage_panel(S)),
         logs_panel(
             S.logs,
             live=(detail["phase"] != "deleted") & (detail["phase"] != "failed"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from envhub.runtime.base import EnvVarInfo, LastTermination, ProbeInfo
+from envhub.runtime.base import ContainerUsage, EnvVarInfo, LastTermination, ProbeInfo
 from envhub.runtime.kubernetes import describing
 from envhub.runtime.kubernetes.readiness import describe_pod
 
@@ -80,3 +80,32 @@ def test_an_oom_killed_container_is_described_with_its_last_exit() -> None:
     )
     # A container the kubelet has not reported yet still has its row, from the spec.
     assert (side.name, side.state, side.reason, side.image) == ("side", "waiting", "not started", "busybox")
+
+
+def test_pod_metrics_are_read_per_container_in_millicores_and_bytes() -> None:
+    # As metrics-server answers GET /apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods.
+    found = {
+        "kind": "PodMetricsList",
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "items": [
+            {
+                "metadata": {"name": "web-7d9f-x2", "namespace": "env-1"},
+                "timestamp": "2026-12-07T17:00:00Z",
+                "window": "15s",
+                "containers": [
+                    {"name": "web", "usage": {"cpu": "12345678n", "memory": "65536Ki"}},
+                    {"name": "proxy", "usage": {"cpu": "2m", "memory": "12Mi"}},
+                ],
+            },
+            {
+                "metadata": {"name": "db-0"},
+                "containers": [{"name": "db", "usage": {"cpu": "1", "memory": "1Gi"}}],
+            },
+        ],
+    }
+    assert describing.pod_metrics(found) == (
+        ContainerUsage("db-0", "db", 1000.0, 1 << 30),
+        ContainerUsage("web-7d9f-x2", "proxy", 2.0, 12 << 20),
+        ContainerUsage("web-7d9f-x2", "web", 12.345678, 64 << 20),
+    )
+    assert describing.pod_metrics({"items": []}) == ()

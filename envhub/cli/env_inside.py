@@ -1,5 +1,6 @@
 """``envhub env logs``: an environment's output, searched, cut to a time range, followed,
-of a crashed container's previous instance, or saved to a file.
+of a crashed container's previous instance, or saved to a file; ``envhub env top``: what its
+containers use.
 
 The filters are applied by the server (REST ``/logs``, ``/logs/download``), so the CLI
 shows what the dashboard and an agent would.
@@ -18,7 +19,7 @@ import typer
 from envhub.cli import resources
 from envhub.cli.client import Connection
 from envhub.cli.environments import FOLLOW_SECONDS, app
-from envhub.cli.errors import CliError
+from envhub.cli.errors import UNSUPPORTED, CliError
 from envhub.cli.output import (
     Format,
     OutputOption,
@@ -28,6 +29,7 @@ from envhub.cli.output import (
     err,
     print_json,
     print_json_line,
+    rows_table,
 )
 from envhub.cli.resources import EnvArgument
 
@@ -161,3 +163,32 @@ def logs(
 def register(root: typer.Typer) -> None:
     """The commands join ``envhub env`` (already on ``root``)."""
     app.command("logs")(logs)
+    app.command("top")(top)
+
+
+@command
+def top(env: EnvArgument, server: ServerOption = None, output: OutputOption = Format.text) -> None:
+    """CPU (millicores) and memory per container, as kubectl top prints them, with requests and limits."""
+    connection = Connection.signed_in(server)
+    view = connection.request(
+        "GET", f"/api/v1/environments/{resources.environment_id(connection, env)}/usage"
+    )
+    if output is Format.json:
+        print_json(view)
+    if not view["available"]:
+        raise CliError(
+            "not_supported",
+            view["note"],
+            hint="The dashboard and `envhub env logs` work without it.",
+            exit_code=UNSUPPORTED,
+        )
+    if output is Format.json:
+        return
+    if not view["rows"]:
+        console.print(view["note"] or "No container is running.")
+        return
+    rows = [
+        (row["pod"], row["container"], row["cpu"], row["memory"], row["requests"], row["limits"])
+        for row in view["rows"]
+    ]
+    console.print(rows_table(("POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS"), rows))
