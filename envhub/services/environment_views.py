@@ -345,6 +345,9 @@ def permissions(environment: Environment, allowed: frozenset[Action]) -> Environ
     )
 
 
+PAGE_LOG_SCAN = 5000
+
+
 def _recent_logs(
     *,
     session: Session,
@@ -368,6 +371,8 @@ def _recent_logs(
             tail=inspection.LOG_LINES,
             container=container or None,
             chosen=chosen,
+            # The page re-reads every few seconds: a search there scans less than a download does.
+            scan=PAGE_LOG_SCAN,
         )
     except EnvhubError as exc:  # logs are a nicety: never fail a view for them
         log.debug("logs of environment %s unavailable: %s", environment_id, exc)

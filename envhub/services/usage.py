@@ -29,6 +29,7 @@ from envhub.services.environments import get_environment
 SAMPLE_EVERY = 5.0
 RING = 120  # readings kept: ten minutes at one per SAMPLE_EVERY
 _MIB = 1024 * 1024
+_FORGET_AFTER = 2 * RING * SAMPLE_EVERY
 
 
 class UsageRow(TypedDict):
@@ -87,6 +88,11 @@ def _read(runtime: UsageReader, environment_id: int) -> _Reading:
         ring = _rings.setdefault(environment_id, deque(maxlen=RING))
         if not ring or ring[-1].at < reading.at:
             ring.append(reading)
+        # Rings nobody has read for a while would only show a gap: let them go.
+        for stale in [
+            key for key, kept in _rings.items() if kept and reading.at - kept[-1].at > _FORGET_AFTER
+        ]:
+            del _rings[stale]
     return reading
 
 

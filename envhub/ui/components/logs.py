@@ -27,6 +27,10 @@ def log_picker(S: Any) -> rx.Component:
     )
 
 
+# The time ranges the page offers ("all": no bound), as domain/logs.py reads them.
+SINCE_CHOICES = ("all", "5m", "15m", "1h", "6h", "24h")
+
+
 def log_tools(S: Any) -> rx.Component:
     """A search (substring or regular expression), the previous instance, and a download of the lines."""
     search = rx.form(
@@ -52,6 +56,20 @@ def log_tools(S: Any) -> rx.Component:
         on_submit=S.search_logs,
         reset_on_submit=False,
     )
+    since = rx.hstack(
+        rx.el.label(rx.text("Since", size="1", color_scheme="gray"), html_for="log-since"),
+        rx.select(
+            list(SINCE_CHOICES),
+            value=S.log_since_choice,
+            on_change=S.pick_log_since,
+            size="1",
+            variant="surface",
+            id="log-since",
+        ),
+        align="center",
+        spacing="2",
+        title="Lines printed in this last while (where the runtime records when each line was printed)",
+    )
     previous = rx.el.label(
         rx.switch(checked=S.log_previous, on_change=S.show_previous_logs, size="1", id="log-previous"),
         rx.text("Previous instance", size="1"),
@@ -65,7 +83,7 @@ def log_tools(S: Any) -> rx.Component:
         reload_document=True,
         id="logs-download",
     )
-    return rx.hstack(search, previous, download, align="center", spacing="3", wrap="wrap")
+    return rx.hstack(search, since, previous, download, align="center", spacing="3", wrap="wrap")
 
 
 _HIDDEN = {

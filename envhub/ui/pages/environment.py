@@ -36,7 +36,7 @@ from envhub.ui.components.environment_panels import (
     url_hero,
 )
 from envhub.ui.components.layout import page_header, shell
-from envhub.ui.components.logs import log_picker, log_tools, logs_panel
+from envhub.ui.components.logs import SINCE_CHOICES, log_picker, log_tools, logs_panel
 from envhub.ui.components.managed_services import managed_services_panel
 from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.release_panels import releases_panel
@@ -69,6 +69,7 @@ class EnvironmentState(LiveMixin, AuthState):
     log_search: str = ""
     log_regex: bool = False
     log_previous: bool = False
+    log_since: str = ""  # a span back from now ("15m"), "" for every line
     logs_note: str = ""
     workload_rows: list[WorkloadRow] = rx.field(default_factory=list)
     events: list[EventRow] = rx.field(default_factory=list)
@@ -105,7 +106,9 @@ class EnvironmentState(LiveMixin, AuthState):
     def _live_request(self) -> tuple[Any, list[str]] | None:
         if not self._environment_id:
             return None
-        chosen = LogFilter(previous=self.log_previous, search=self.log_search, regex=self.log_regex)
+        chosen = LogFilter(
+            previous=self.log_previous, search=self.log_search, regex=self.log_regex, since=self.log_since
+        )
         query = (
             self._who,
             self._project_id,
@@ -177,6 +180,7 @@ class EnvironmentState(LiveMixin, AuthState):
         self.audit_offset, self.busy, self.confirm_open = 0, "", False
         self.log_container, self.log_containers = "", []
         self.log_search, self.log_regex, self.log_previous, self.logs_note = "", False, False, ""
+        self.log_since = ""
         self.workload_rows, self.events, self.workloads_info = [], [], EMPTY_INFO
         self.usage = EMPTY_USAGE
         self._reload()
@@ -214,6 +218,15 @@ class EnvironmentState(LiveMixin, AuthState):
         self._reload()
 
     @rx.event
+    def pick_log_since(self, choice: str) -> None:
+        self.log_since = choice if choice in SINCE_CHOICES and choice != "all" else ""
+        self._reload()
+
+    @rx.var
+    def log_since_choice(self) -> str:
+        return self.log_since or "all"
+
+    @rx.event
     def show_previous_logs(self, previous: bool) -> None:
         self.log_previous = previous
         self._reload()
@@ -226,6 +239,8 @@ class EnvironmentState(LiveMixin, AuthState):
             query["container"] = self.log_container
         if self.log_previous:
             query["previous"] = "true"
+        if self.log_since:
+            query["since"] = self.log_since
         if self.log_search:
             query["search"] = self.log_search
             if self.log_regex:
