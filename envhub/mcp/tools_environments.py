@@ -307,7 +307,8 @@ def get_logs(
 
     A search scans up to 50,000 recent lines on the server; ``capped`` says whether older
     ones were left unread or more matched than ``tail``. A time range needs a runtime that
-    records each line's time (Kubernetes); the local runtime answers ``not_supported``.
+    records each line's time (both do; a local tree started before envhub noted times answers
+    ``not_supported``).
     """
     chosen = LogFilter(
         previous=previous,

@@ -3,8 +3,9 @@
 Searches and time ranges are applied here, on the server, to at most
 :data:`MAX_SCAN` lines read from the runtime, so every face filters the same
 way and a browser never receives what it did not ask for. A time range needs
-the runtime's own time of each line (Kubernetes has it; the local runtime says
-it has not, with ``not_supported``).
+the runtime's own time of each line (the kubelet's on Kubernetes, the
+supervisor's notes, to the second, on the local runtime; a log without them
+answers ``not_supported``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``/api/v1/environments/{id}/logs``: searched on the server, the previous instance, a time range
-the local runtime cannot cut (it says so), and the download as a text file."""
+"""``/api/v1/environments/{id}/logs``: searched on the server, the previous instance, a log whose
+times were never noted (the range is refused, not guessed), and the download as a text file."""
 
 from __future__ import annotations
 
@@ -54,14 +54,14 @@ def test_the_previous_instance_is_what_the_process_before_printed(
     assert owner.get(path).json()["lines"] == ["started again"]
 
 
-def test_the_local_runtime_says_it_cannot_cut_a_time_range(
+def test_a_log_without_recorded_times_cannot_be_cut_to_a_time_range(
     clients: Clients, owner: httpx.Client, settings: object
 ) -> None:
     env_id, folder = _environment(owner, clients, settings)
-    (folder / "output.log").write_text("one\n")
+    (folder / "output.log").write_text("one\n")  # as a tree started before envhub noted times
     path = f"/api/v1/environments/{env_id}/logs"
     refused = assert_error(owner.get(path, params={"since": "15m"}), 409, "not_supported")
-    assert "time" in str(refused["message"])
+    assert "no recorded times" in str(refused["message"])
     assert_error(owner.get(path, params={"timestamps": "true"}), 409, "not_supported")
     assert_error(owner.get(path, params={"since": "last tuesday"}), 422, "validation_failed")
 

@@ -1,15 +1,17 @@
 """The local runtime's logs and inspection for real: a crashed process tree's output stays readable
-as the previous instance after the next start, times it never recorded are refused, not made up,
-and its variables are shown with secret values kept on the server."""
+as the previous instance after the next start, each line has the time it was printed (a time never
+recorded is refused, not made up), and its variables are shown with secret values kept on the server."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from envhub.domain import logs as rules
 from envhub.errors import Unsupported
 from envhub.runtime.base import RuntimeState
 from envhub.runtime.local import LocalRuntime
@@ -57,11 +59,22 @@ def test_a_crashed_processs_output_is_the_previous_instance_after_the_restart(ru
     assert list(runtime.logs(1, previous=True, follow=True, tail=3)) == previous[-3:]
 
 
-def test_times_the_local_runtime_never_recorded_are_refused(runtime: LocalRuntime) -> None:
-    runtime.apply(
-        make_target(1, command="echo hi; python3 -m http.server $PORT"), progress=RecordingProgress()
-    )
-    with pytest.raises(Unsupported, match="does not record when each line was printed"):
+def test_each_line_has_the_time_the_supervisor_noted_for_it(runtime: LocalRuntime) -> None:
+    command = "echo early; sleep 2.5; echo late; python3 -m http.server $PORT"
+    runtime.apply(make_target(1, command=command), progress=RecordingProgress())
+    wait_for(lambda: "late" in list(runtime.logs(1)), what="the late line")
+    stamped = [rules.split_stamp(line) for line in runtime.logs(1, timestamps=True)]
+    assert all(moment is not None for moment, _ in stamped)  # every line, envhub's own included
+    times = {text: moment for moment, text in stamped}
+    early, late = times["early"], times["late"]
+    assert early is not None
+    assert late is not None
+    assert late - early > timedelta(seconds=1)  # printed 2.5 s apart; noted to the second
+    assert stamped[0][1].startswith("--- envhub: starting generation 1")
+
+    # A tree that started before envhub noted times says so instead of making times up.
+    (runtime.workspace_path(1).parent / "output.times").unlink()
+    with pytest.raises(Unsupported, match="no recorded times"):
         runtime.logs(1, timestamps=True)
 
 

@@ -28,7 +28,7 @@ Container = Annotated[
 ]
 _BOUND = (
     "An RFC 3339 time (2026-12-07T17:00:00Z) or a span back from now (90s, 15m, 2h, 1d). "
-    "Needs a runtime that records each line's time (Kubernetes)."
+    "Uses the time the runtime recorded for each line (the local runtime's, to the second)."
 )
 
 

@@ -23,6 +23,7 @@ import psutil
 
 from envhub.domain.specs import ServiceSocket
 from envhub.errors import ProcessExited, RuntimeFailure, SandboxUnavailable
+from envhub.private_files import open_private
 from envhub.runtime.local import network, processes
 from envhub.runtime.local.sandbox import (
     LAUNCHER_ENV,
@@ -34,6 +35,11 @@ from envhub.runtime.local.sandbox import (
 )
 
 STATUS_TIMEOUT = 30.0
+
+
+def times_path(log_path: Path) -> Path:
+    """Where the supervisor notes when each second's output began in ``log_path`` (supervisor.py)."""
+    return log_path.with_suffix(".times")
 
 
 def start_supervised(
@@ -59,7 +65,9 @@ def start_supervised(
             listener.close()
         raise
     status_r, status_w = os.pipe()
+    times = open_private(times_path(log_path), "ab", buffering=0)
     config: dict[str, Any] = {
+        "times_fd": times.fileno(),
         "network": "own" if own else "host",
         "slirp4netns": network.find_slirp4netns() if own else None,
         "argv": launch.argv,
@@ -78,13 +86,20 @@ def start_supervised(
             cwd=workspace,
             env=LAUNCHER_ENV,
             log_path=log_path,
-            pass_fds=(config_fd, status_w, *launch.fds, *([listener.fileno()] if listener else [])),
+            pass_fds=(
+                config_fd,
+                status_w,
+                times.fileno(),
+                *launch.fds,
+                *([listener.fileno()] if listener else []),
+            ),
         )
     except BaseException:
         os.close(status_r)
         raise
     finally:
         launch.close()
+        times.close()
         os.close(config_fd)
         os.close(status_w)
         if listener is not None:

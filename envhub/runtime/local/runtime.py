@@ -48,7 +48,7 @@ from envhub.runtime.base import (
     StatusHandler,
     Usage,
 )
-from envhub.runtime.local import launching, network, processes, workspace
+from envhub.runtime.local import launching, network, processes, timing, workspace
 from envhub.runtime.local.sandbox import LAUNCHER_ENV, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
@@ -222,7 +222,10 @@ class LocalRuntime:
         # restarted container's: one previous run, not every one.
         with contextlib.suppress(FileNotFoundError):
             if log_path.stat().st_size:
-                log_path.replace(self._log_path(target.id, previous=True))
+                previous = self._log_path(target.id, previous=True)
+                log_path.replace(previous)
+                launching.times_path(previous).unlink(missing_ok=True)
+                launching.times_path(log_path).replace(launching.times_path(previous))
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             handle.write(
@@ -453,27 +456,55 @@ class LocalRuntime:
         # One process tree per environment, so ``container`` has nothing to pick;
         # the output file has no timestamps to filter ``since_seconds`` by.
         if timestamps:
-            raise Unsupported(
-                "the local runtime does not record when each line was printed, so it cannot "
-                "show a time range or timestamps",
-                hint="Read the last lines, or search them, instead.",
+            return self._stamped_lines(
+                environment_id, follow=follow and not previous, tail=tail, previous=previous, until=until
             )
         return self._lines(
             environment_id, follow=follow and not previous, tail=tail, previous=previous, until=until
         )
 
-    def _lines(
+    def _stamped_lines(
         self, environment_id: int, *, follow: bool, tail: int | None, previous: bool, until: float | None
     ) -> Iterator[str]:
+        """The lines with the time the supervisor noted for them (within a second), then, when
+        following, new lines with the time they are read."""
+        path = self._log_path(environment_id, previous=previous)
+        if not path.exists():
+            return iter(())
+        notes = timing.read_notes(launching.times_path(path))
+        if not notes:
+            raise Unsupported(
+                "this process tree's output has no recorded times (it started before envhub noted "
+                "them, or has printed nothing yet), so it cannot show a time range or timestamps",
+                hint="Redeploy the environment, or read the last lines without a time range.",
+            )
+        return self._lines(
+            environment_id, follow=follow, tail=tail, previous=previous, until=until, notes=notes
+        )
+
+    def _lines(
+        self,
+        environment_id: int,
+        *,
+        follow: bool,
+        tail: int | None,
+        previous: bool,
+        until: float | None,
+        notes: list[tuple[int, float]] | None = None,
+    ) -> Iterator[str]:
+        """The last lines, then new ones while following; with ``notes``, each with its time."""
         path = self._log_path(environment_id, previous=previous)
         if not path.exists():
             # Reading must never create anything: a deleted environment stays gone.
             return
         with path.open("r", encoding="utf-8", errors="replace") as handle:
-            yield from processes.tail_lines(path, tail or 0)
+            handle.seek(0, os.SEEK_END)
+            if notes is None:
+                yield from processes.tail_lines(path, tail or 0)
+            else:
+                yield from timing.stamped_tail(path, notes, tail or 0, end=handle.tell())
             if not follow:
                 return
-            handle.seek(0, os.SEEK_END)
             buffer = ""
             while until is None or time.monotonic() < until:
                 chunk = handle.read(65536)
@@ -483,7 +514,11 @@ class LocalRuntime:
                     continue
                 buffer += chunk
                 *lines, buffer = buffer.split("\n")
-                yield from lines
+                if notes is None:
+                    yield from lines
+                else:  # read within a quarter of a second of being printed
+                    stamp = timing.rfc3339(time.time())
+                    yield from (f"{stamp} {line}" for line in lines)
 
     def exec(
         self,
