@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -20,7 +21,7 @@ COMMAND = "for i in 1 2 3; do echo line-$i; done; echo needle-found; python3 -m 
 
 
 def test_the_environment_page_shows_details_searches_downloads_and_plots(
-    page: Page, frames: SocketFrames
+    page: Page, frames: SocketFrames, tmp_path: Path
 ) -> None:
     project_id = create_project(page, f"inside-{secrets.token_hex(2)}", command=COMMAND)
     page.goto(f"/projects/{project_id}")
@@ -75,7 +76,7 @@ def test_the_environment_page_shows_details_searches_downloads_and_plots(
     expect(usage.locator(".usage-chart .recharts-line").first).to_be_visible(timeout=60_000)
 
     usage.scroll_into_view_if_needed()
-    page.screenshot(path="/tmp/envhub-environment-inside.png", full_page=True)
+    page.screenshot(path=tmp_path / "environment-inside.png", full_page=True)  # to look at after a run
 
     # The secret's value never reached the page, nor any frame the server sent it.
     assert SECRET_VALUE not in page.content()
