@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from envhub.runtime.local import timing
@@ -37,3 +38,16 @@ def test_a_line_cut_by_the_window_is_left_out(tmp_path: Path) -> None:
     tail = timing.stamped_tail(log, notes, 0, end=log.stat().st_size)
     texts = [line.split(" ", 1)[1] for line in tail]
     assert texts == lines[-len(texts) :]  # whole lines only, the newest last
+
+
+def test_lines_no_note_holds_yet_take_the_logs_modification_time(tmp_path: Path) -> None:
+    """Printed since the supervisor's last look: the newest byte's time, not an older note's."""
+    log = tmp_path / "output.log"
+    log.write_bytes(b"early\nlate\n")
+    times = tmp_path / "output.times"
+    times.write_text(f"0 {T0 + 1:.3f} 6\n")  # "early\n" was there by T0 + 1; "late" not yet noted
+    os.utime(log, (T0 + 3.5, T0 + 3.5))
+    noted = timing.noted_end(times)
+    assert noted == 6
+    lines = timing.stamped_tail(log, timing.read_notes(times), 0, end=log.stat().st_size, noted=noted)
+    assert lines == ["2026-12-07T00:00:01.000000Z early", "2026-12-07T00:00:03.500000Z late"]

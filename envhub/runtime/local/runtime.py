@@ -502,7 +502,8 @@ class LocalRuntime:
             if notes is None:
                 yield from processes.tail_lines(path, tail or 0)
             else:
-                yield from timing.stamped_tail(path, notes, tail or 0, end=handle.tell())
+                noted = timing.noted_end(launching.times_path(path))
+                yield from timing.stamped_tail(path, notes, tail or 0, end=handle.tell(), noted=noted)
             if not follow:
                 return
             buffer = ""

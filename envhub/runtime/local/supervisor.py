@@ -22,8 +22,9 @@ and ``relays.py`` beside it (standard library only too). It
    envhub passed are the only ones it ever connects to, and each connection
    first checks the socket is envhub's own (see ``relays.py``).
 
-The app's output passes through this process on its way to the log, so the
-times file (``times_fd``) can note when each second's output began.
+The app writes its output to the log itself; once a second this process looks
+at the log's size and notes in the times file (``times_fd``) where the output
+since the last look begins.
 
 It exits with the app's exit status; bubblewrap's ``--die-with-parent`` and
 slirp4netns's ``--exit-fd`` make both end when it does.
@@ -74,9 +75,7 @@ SLIRP_HOST_ALIASES = ("10.0.2.2", "10.0.2.3")
 SLIRP_READY_TIMEOUT = 10.0
 # Descriptors for the front door's and the services' relays (two each per connection).
 _WANTED_FILES = 8192
-_OUTPUT_CHUNK = 65536
 _STAMP_EVERY = 1.0  # seconds: the times file notes where each second's output begins
-_DRAIN_SECONDS = 2.0
 _MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -248,48 +247,39 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-async def _stamp_output(read_fd: int, times_fd: int) -> None:
-    """Copy the app's output to the log (this process's stdout), noting in the times file
-    (``<offset> <unix time>`` lines) where the output of each second begins, so a reader can
-    tell when each line was printed, within a second."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-    )
-    noted = 0.0
+def _note_output(times_fd: int, seen: int) -> int:
+    """Note the output written since the last look (its bytes, and that they were there by now);
+    returns the log's size now."""
+    size = os.fstat(1).st_size
+    if size > seen:
+        _write_all(times_fd, f"{seen} {time.time():.3f} {size}\n".encode())
+    return max(size, seen)
+
+
+async def _stamp_output(times_fd: int) -> None:
+    """Once a second, note in the times file (``<start> <unix time> <end>`` lines) the output
+    written since the last look, so a reader can tell when each line was printed, within a
+    second. The app writes to the log (this process's stdout) itself: its output never passes
+    through here, so a flood costs this process nothing but a look at the file's size."""
+    seen = os.fstat(1).st_size
     try:
-        while chunk := await reader.read(_OUTPUT_CHUNK):
-            now = time.time()
-            if now - noted >= _STAMP_EVERY:
-                offset = os.fstat(1).st_size
-                _write_all(times_fd, f"{offset} {now:.3f}\n".encode())
-                noted = now
-            _write_all(1, chunk)
+        while True:
+            await asyncio.sleep(_STAMP_EVERY)
+            seen = _note_output(times_fd, seen)
     finally:
-        transport.close()
+        _note_output(times_fd, seen)
 
 
 async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     # The services' ports are served before the app starts: it cannot take one first.
     services = await relays.ServiceRelays(config["services"]).serve(listeners) if listeners else []
     times_fd = config.get("times_fd")
-    output: dict[str, Any] = {}
-    stamping = None
-    if times_fd is not None:
-        read_fd, write_fd = os.pipe()
-        output = {"stdout": write_fd, "stderr": write_fd}
     app = await asyncio.create_subprocess_exec(
-        *config["argv"],
-        stdin=asyncio.subprocess.DEVNULL,
-        pass_fds=tuple(config.get("pass_fds", ())),
-        **output,
+        *config["argv"], stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(config.get("pass_fds", ()))
     )
     for fd in config.get("pass_fds", ()):
         os.close(fd)
-    if times_fd is not None:
-        os.close(write_fd)
-        stamping = asyncio.create_task(_stamp_output(read_fd, times_fd))
+    stamping = asyncio.create_task(_stamp_output(times_fd)) if times_fd is not None else None
     server = None
     if config.get("listen_fd") is not None:
         slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)
@@ -302,11 +292,10 @@ async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     finally:
         for each in [*services, *([server] if server is not None else [])]:
             each.close()
-        if stamping is not None:
-            # What the app printed last is still in the pipe; a process it left behind may hold
-            # the pipe open, so the copy gets a moment, not forever.
-            with contextlib.suppress(asyncio.TimeoutError, OSError):
-                await asyncio.wait_for(stamping, _DRAIN_SECONDS)
+        if stamping is not None:  # its last look notes what the app printed last
+            stamping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await stamping
 
 
 def _more_files() -> None:
