@@ -44,7 +44,15 @@ SERVICES = "services"
 # workspaces (envs/<id>/workspace) are theirs and are left as they are.
 _PRIVATE_FILES = ("envhub.db", "envhub.db-wal", "envhub.db-shm", "envhub.db-journal", "secret.key")
 _PRIVATE_TREES = ("backups", "logs", "recordings", "redis", "run", SERVICES)
-_ENVIRONMENT_FILES = ("output.log", "state.json", "state.tmp", ".lock")
+_ENVIRONMENT_FILES = (
+    "output.log",
+    "output.times",
+    "output.previous.log",
+    "output.previous.times",
+    "state.json",
+    "state.tmp",
+    ".lock",
+)
 
 
 def private_dir(path: Path) -> Path:

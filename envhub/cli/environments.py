@@ -1,4 +1,4 @@
-"""``envhub env ...``: list, create, watch, redeploy, delete, open and read the logs of environments.
+"""``envhub env ...``: list, create, watch, redeploy, delete and open environments (logs: env_inside.py).
 
 Everything goes through REST API v1. Creating, redeploying and deleting
 answer at once (``202``, a job does the work); ``--wait`` (or ``env wait``)
@@ -8,14 +8,12 @@ for, fails, or the timeout passes. ENV is an id or ``project/name``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import uuid
 import webbrowser
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -37,7 +35,6 @@ from envhub.cli.output import (
     err,
     fields_table,
     print_json,
-    print_json_line,
     rows_table,
 )
 from envhub.cli.projects import parse_pairs
@@ -489,47 +486,6 @@ def open_command(env: EnvArgument, server: ServerOption = None, output: OutputOp
         console.print(f"Opened {address}")
     else:
         sys.stdout.write(address + "\n")
-
-
-@app.command("logs")
-@command
-def logs(
-    env: EnvArgument,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C ends).")
-    ] = False,
-    container: Annotated[
-        str | None, typer.Option("--container", "-c", help="One service's container.")
-    ] = None,
-    tail: Annotated[int, typer.Option("--tail", "-n", min=0, max=5000, help="Lines from the end.")] = 200,
-    server: ServerOption = None,
-    output: OutputOption = Format.text,
-) -> None:
-    """Print the environment's output; -f follows it as it is printed."""
-    connection = Connection.signed_in(server)
-    path = _path(resources.environment_id(connection, env), "logs")
-    params: dict[str, Any] = {"tail": tail}
-    if container:
-        params["container"] = container
-    if not follow:
-        lines = connection.request("GET", path, params=params)["lines"]
-        if output is Format.json:
-            print_json({"lines": lines})
-        else:
-            sys.stdout.write("".join(line + "\n" for line in lines))
-        return
-    params.update(follow="true", seconds=FOLLOW_SECONDS)
-    limits = httpx.Timeout(30.0, read=FOLLOW_SECONDS + 30.0)
-    with connection.stream("GET", path, limits, params=params) as answer:
-        for raw in answer.iter_lines():
-            if not raw:
-                continue
-            record = json.loads(raw)
-            if output is Format.json:
-                print_json_line(record)
-            else:
-                sys.stdout.write(record["line"] + "\n")
-                sys.stdout.flush()
 
 
 def register(root: typer.Typer) -> None:

@@ -75,6 +75,7 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.get_public_url, title="Public URL", read_only=True)
     add_tool(server, envs.get_logs, title="Logs", read_only=True)
     add_tool(server, envs.get_workloads, title="Workloads", read_only=True)
+    add_tool(server, envs.get_usage, title="CPU and memory", read_only=True)
     add_tool(server, envs.run_command, title="Run a command", destructive=True)
     add_tool(server, tools_services.list_services, title="Managed services", read_only=True)
     add_tool(server, tools_services.rotate_service_credentials, title="Rotate a service's credential")

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field
 
+from envhub.domain.logs import MAX_SEARCH
 from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
 from envhub.domain.specs import EnvironmentKind, Trigger
@@ -25,6 +26,7 @@ from envhub.services import (
     listing,
     logs,
     ports,
+    usage,
     waiting,
 )
 from envhub.services.environment_listing import filters_from_query
@@ -36,7 +38,9 @@ from envhub.services.environment_views import (
     ListingRow,
 )
 from envhub.services.inspection import WorkloadsView
+from envhub.services.logs import LogFilter, LogPage
 from envhub.services.units import read_only, unit_of_work
+from envhub.services.usage import UsageView
 from envhub.services.waiting import WaitResult
 
 PhaseName = Literal[
@@ -63,11 +67,6 @@ class PublicUrl(TypedDict):
     url: str  # "" until the environment has one
     serving: bool  # it answers there now (phase ready)
     phase: str
-
-
-class LogLines(TypedDict):
-    lines: list[str]
-    container: str  # "" for the environment's default
 
 
 class CommandOutput(TypedDict):
@@ -287,18 +286,61 @@ def get_logs(
     container: Annotated[
         str | None, Field(max_length=63, description="A service's container (default: the main one).")
     ] = None,
-) -> LogLines:
-    """The last lines the environment's processes printed."""
+    previous: Annotated[
+        bool,
+        Field(
+            description="The container's instance before its last restart (what it printed before a crash)."
+        ),
+    ] = False,
+    search: Annotated[
+        str, Field(max_length=MAX_SEARCH, description="Only lines containing this (see regex, ignore_case).")
+    ] = "",
+    regex: bool = False,
+    ignore_case: bool = False,
+    since: Annotated[
+        str, Field(max_length=40, description="From then: 2026-12-07T17:00:00Z, or 15m, 2h back.")
+    ] = "",
+    until: Annotated[str, Field(max_length=40, description="Until then, as since.")] = "",
+    timestamps: Annotated[bool, Field(description="Start each line with the time it was printed.")] = False,
+) -> LogPage:
+    """The last lines the environment's processes printed, searched or cut to a time range.
+
+    A search scans up to 50,000 recent lines on the server; ``capped`` says whether older
+    ones were left unread or more matched than ``tail``. A time range needs a runtime that
+    records each line's time (both do; a local tree started before envhub noted times answers
+    ``not_supported``).
+    """
+    chosen = LogFilter(
+        previous=previous,
+        search=search,
+        regex=regex,
+        ignore_case=ignore_case,
+        since=since,
+        until=until,
+        timestamps=timestamps,
+    )
     with read_only() as session:
-        lines = logs.environment_logs(
+        return logs.environment_logs(
             session=session,
             actor=actor,
             runtime=ports.runtime(),
             environment_id=environment_id,
             tail=tail,
             container=container,
+            chosen=chosen,
         )
-    return LogLines(lines=lines, container=container or "")
+
+
+def get_usage(actor: Principal, environment_id: EnvironmentId) -> UsageView:
+    """CPU (millicores) and memory per container now, with the readings of the last minutes.
+
+    ``available`` is false, with a ``note`` saying why, when the runtime cannot measure (a
+    cluster without the metrics API): never zeros.
+    """
+    with read_only() as session:
+        return usage.environment_usage(
+            session=session, actor=actor, runtime=ports.runtime(), environment_id=environment_id
+        )
 
 
 def get_workloads(actor: Principal, environment_id: EnvironmentId) -> WorkloadsView:

@@ -64,12 +64,55 @@ class RuntimeStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeInfo:
+    """A health check as configured: ``kind`` liveness | readiness | startup."""
+
+    kind: str
+    action: str  # "HTTP GET :8080/healthz", "TCP :5432", "exec pg_isready"
+    timing: str = ""  # "after 5s, every 10s, timeout 1s, 3 failures"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVarInfo:
+    """One environment variable of a container, as configured (not as the process changed it).
+
+    ``value`` is the literal value, or "" when it comes from elsewhere: ``source``
+    says where (secret | configmap | field | resource) and ``reference`` what
+    (``secret db-credentials, key password``). Adapters never read a Secret's
+    value to fill this in; services redact secret-looking literals before any
+    face shows them (domain/redaction.py).
+    """
+
+    name: str
+    value: str = ""
+    source: str = ""
+    reference: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LastTermination:
+    """How the container's previous instance ended (the reason for a restart)."""
+
+    exit_code: int | None
+    reason: str  # OOMKilled, Error, Completed, ...
+    finished_at: str = ""  # RFC 3339
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerInfo:
     name: str
     state: str  # running | waiting | terminated
     ready: bool
     restarts: int = 0
     reason: str = ""
+    image: str = ""  # as asked for (a tag, or the command the local runtime runs)
+    image_id: str = ""  # what runs: the image's digest where the runtime reports one
+    last_termination: LastTermination | None = None
+    probes: tuple[ProbeInfo, ...] = ()
+    requests: dict[str, str] = field(default_factory=dict)  # resource -> quantity ("cpu": "100m")
+    limits: dict[str, str] = field(default_factory=dict)
+    env: tuple[EnvVarInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +125,13 @@ class PodInfo:
 
 @dataclass(frozen=True, slots=True)
 class EventInfo:
-    time: str
+    time: str  # last seen
     type: str  # Normal | Warning
     reason: str
     object: str
     message: str
     count: int = 1
+    first_time: str = ""  # first seen, when the runtime says
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +210,42 @@ class CredentialIssuer(Protocol):
 
         Issued at the moment of use, never stored. Raises ``NotFound`` when the
         environment has nothing on this runtime.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerUsage:
+    """What one container uses now: CPU in millicores (a rate, 1000 = one core) and memory in bytes."""
+
+    pod: str
+    container: str
+    cpu_millicores: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A runtime's measurement of an environment's containers.
+
+    ``available`` False means the runtime cannot measure (a cluster without the
+    metrics API): ``reason`` says why, and ``containers`` is empty, never zeros.
+    """
+
+    available: bool
+    containers: tuple[ContainerUsage, ...] = ()
+    reason: str = ""
+    source: str = ""  # "metrics.k8s.io", "process tree (psutil)"
+
+
+@runtime_checkable
+class UsageReader(Protocol):
+    """A runtime that can say how much CPU and memory an environment's containers use now."""
+
+    def usage(self, environment_id: int) -> Usage:
+        """The current usage of each running container; nothing running is an empty, available answer.
+
+        A runtime that cannot measure at all answers ``available=False`` with a
+        reason instead of raising; an unreachable cluster raises a retryable error.
         """
 
 
@@ -330,6 +410,8 @@ class Runtime(Protocol):
         container: str | None = None,
         since_seconds: int | None = None,
         until: float | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
         """Output lines of the environment's processes; with ``follow``, keeps going.
 
@@ -337,6 +419,11 @@ class Runtime(Protocol):
         the first); ``since_seconds`` limits to recent output where supported.
         ``until`` (a ``time.monotonic()`` moment) ends a follow then, even while
         nothing is printed, so a reader that stops is never left waiting.
+        ``previous`` reads what the container's previous instance printed (the one
+        before its last restart or crash); none yields nothing.
+        ``timestamps`` starts each line with the time it was printed (RFC 3339,
+        then one space); a runtime that records no such times raises
+        :class:`envhub.errors.Unsupported`, never lines without them.
         """
 
     def exec(

@@ -141,6 +141,7 @@ def follow_logs(
     tail: int = 50,
     container: str | None = None,
     seconds: float = 60.0,
+    chosen: logs.LogFilter = logs.EVERY_LINE,
 ) -> Iterator[str]:
     """The last ``tail`` lines, then new ones until ``seconds`` have passed (at most :data:`MAX_FOLLOW`).
 
@@ -156,4 +157,5 @@ def follow_logs(
         tail=tail,
         container=container,
         until=until,
+        chosen=chosen,
     )

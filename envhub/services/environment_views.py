@@ -173,6 +173,7 @@ class EnvironmentOverview(TypedDict):
     log_container: str  # the one the logs are of ("" for all)
     terminal: TerminalView
     logs: list[str]
+    logs_note: str  # why the lines are fewer than asked, or cannot be read (a bad search), else ""
 
 
 EMPTY_DETAIL = cast(
@@ -391,6 +392,9 @@ def permissions(environment: Environment, allowed: frozenset[Action]) -> Environ
     )
 
 
+PAGE_LOG_SCAN = 5000
+
+
 def _recent_logs(
     *,
     session: Session,
@@ -399,22 +403,35 @@ def _recent_logs(
     environment_id: int,
     phase: Phase,
     container: str = "",
-) -> list[str]:
-    """The last lines of output, of one container when ``container`` is set; [] when unavailable."""
+    chosen: logs.LogFilter = logs.EVERY_LINE,
+) -> tuple[list[str], str]:
+    """The last lines of output that pass ``chosen`` (of one container when ``container`` is set),
+    and a note for the reader; no lines when unavailable."""
     if phase in inspection.GONE:
-        return []
+        return [], ""
     try:
-        return logs.environment_logs(
+        page = logs.environment_logs(
             session=session,
             actor=actor,
             runtime=runtime,
             environment_id=environment_id,
             tail=inspection.LOG_LINES,
             container=container or None,
+            chosen=chosen,
+            # The page re-reads every few seconds: a search there scans less than a download does.
+            scan=PAGE_LOG_SCAN,
         )
-    except (EnvhubError, OSError) as exc:  # logs are a nicety: never fail a view for them
+    except EnvhubError as exc:  # logs are a nicety: never fail a view for them
         log.debug("logs of environment %s unavailable: %s", environment_id, exc)
-        return []
+        return [], exc.message if chosen != logs.EVERY_LINE else ""
+    except OSError as exc:
+        log.debug("logs of environment %s unavailable: %s", environment_id, exc)
+        return [], ""
+    if page["matched"] > len(page["lines"]):
+        return page["lines"], f"{page['matched']} lines match; the last {len(page['lines'])} are shown."
+    if page["capped"]:
+        return page["lines"], f"Only the last {page['scanned']} lines were searched."
+    return page["lines"], ""
 
 
 # -- what the faces call -----------------------------------------------------
@@ -463,6 +480,7 @@ def environment_overview(
     audit_offset: int = 0,
     audit_limit: int = 8,
     log_container: str = "",
+    log_filter: logs.LogFilter = logs.EVERY_LINE,
 ) -> EnvironmentOverview:
     """Everything the environment page shows but its workloads (``inspection.environment_workloads``).
 
@@ -482,6 +500,15 @@ def environment_overview(
     containers = inspection.log_containers(environment.spec, runtime=runtime)
     if log_container not in containers:
         log_container = ""
+    lines, note = _recent_logs(
+        session=session,
+        actor=actor,
+        runtime=runtime,
+        environment_id=environment_id,
+        phase=environment.phase,
+        container=log_container,
+        chosen=log_filter,
+    )
     return EnvironmentOverview(
         project_id=environment.project_id,
         project_name=project.name,
@@ -499,14 +526,8 @@ def environment_overview(
             containers=containers,
             can_shell=flags["can_shell"],
         ),
-        logs=_recent_logs(
-            session=session,
-            actor=actor,
-            runtime=runtime,
-            environment_id=environment_id,
-            phase=environment.phase,
-            container=log_container,
-        ),
+        logs=lines,
+        logs_note=note,
     )
 
 

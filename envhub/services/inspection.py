@@ -24,11 +24,20 @@ from typing import Any, TypedDict
 from sqlmodel import Session
 
 from envhub.domain import humanize as fmt
+from envhub.domain import redaction
 from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError
 from envhub.models.db import session_scope
-from envhub.runtime.base import ContainerInfo, EventInfo, Inspection, PodInfo, Runtime
+from envhub.runtime.base import (
+    ContainerInfo,
+    EnvVarInfo,
+    EventInfo,
+    Inspection,
+    LastTermination,
+    PodInfo,
+    Runtime,
+)
 from envhub.services.environments import get_environment
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,14 @@ GONE = frozenset({Phase.deleting, Phase.deleted})
 _STUCK = ("BackOff", "Err", "Invalid", "CreateContainerConfigError", "OOMKilled")
 
 
+class EnvRow(TypedDict):
+    name: str
+    value: str  # redacted on the server when secret (domain/redaction.py)
+    source: str  # "" (a literal), secret, configmap, field, resource
+    reference: str  # where a value that is not literal comes from
+    redacted: bool
+
+
 class WorkloadRow(TypedDict):
     """One container; the pod's fields are shown on its first container's row."""
 
@@ -63,11 +80,21 @@ class WorkloadRow(TypedDict):
     ready: bool
     restarts: str
     reason: str
+    image: str
+    image_id: str  # the digest that runs ("sha256:..."), "" when the runtime has none
+    last_exit: str  # how the previous instance ended: "OOMKilled (exit 137) 3 min ago"
+    last_exit_stamp: str
+    probes: list[str]  # "readiness: HTTP GET :8080/healthz (every 10s, timeout 1s, 3 failures)"
+    requests: str  # "cpu 100m · memory 128Mi"
+    limits: str
+    env: list[EnvRow]
 
 
 class EventRow(TypedDict):
-    time: str
+    time: str  # last seen
     stamp: str
+    first: str  # first seen, when it differs from last
+    first_stamp: str
     warning: bool
     reason: str
     object: str
@@ -107,6 +134,53 @@ def _pod_tone(phase: str) -> str:
     return {"Running": "green", "Pending": "amber", "Failed": "red"}.get(phase, "gray")
 
 
+def _quantities(values: dict[str, str]) -> str:
+    return " · ".join(f"{name} {quantity}" for name, quantity in sorted(values.items()))
+
+
+def _last_exit(ended: LastTermination | None) -> str:
+    if ended is None:
+        return ""
+    how = [ended.reason or "exited"]
+    if ended.exit_code is not None:
+        how.append(f"(exit {ended.exit_code}{f', signal {ended.signal}' if ended.signal else ''})")
+    when = fmt.ago(ended.finished_at)
+    return " ".join([*how, *([when] if when else [])])
+
+
+def env_rows(variables: tuple[EnvVarInfo, ...]) -> list[EnvRow]:
+    """The variables as every face shows them: secret values never leave the server."""
+    rows = []
+    for variable in variables:
+        shown = redaction.shown_value(variable.name, variable.value, from_secret=variable.source == "secret")
+        rows.append(
+            EnvRow(
+                name=variable.name,
+                value=shown.value if not variable.source or variable.source == "secret" else "",
+                source=variable.source,
+                reference=variable.reference,
+                redacted=shown.redacted,
+            )
+        )
+    return rows
+
+
+def _details(container: ContainerInfo) -> dict[str, Any]:
+    ended = container.last_termination
+    return {
+        "image": container.image,
+        "image_id": container.image_id,
+        "last_exit": _last_exit(ended),
+        "last_exit_stamp": fmt.stamp(ended.finished_at) if ended is not None else "",
+        "probes": [
+            f"{p.kind}: {p.action}" + (f" ({p.timing})" if p.timing else "") for p in container.probes
+        ],
+        "requests": _quantities(container.requests),
+        "limits": _quantities(container.limits),
+        "env": env_rows(container.env),
+    }
+
+
 def workload_rows(pods: tuple[PodInfo, ...]) -> list[WorkloadRow]:
     rows: list[WorkloadRow] = []
     for pod in pods:
@@ -131,6 +205,7 @@ def workload_rows(pods: tuple[PodInfo, ...]) -> list[WorkloadRow]:
                     ready=container.ready,
                     restarts=str(container.restarts) if container.restarts else "",
                     reason=container.reason,
+                    **_details(container),
                 )
             )
     return rows
@@ -141,6 +216,8 @@ def event_rows(events: tuple[EventInfo, ...]) -> list[EventRow]:
         EventRow(
             time=fmt.ago(event.time),
             stamp=fmt.stamp(event.time),
+            first=fmt.ago(event.first_time) if event.first_time and event.first_time != event.time else "",
+            first_stamp=fmt.stamp(event.first_time) if event.first_time else "",
             warning=event.type == "Warning",
             reason=event.reason,
             object=event.object,
@@ -287,6 +364,13 @@ def _inspect_throttled(
         return future.result(timeout=INSPECT_WAIT)
     except TimeoutError:
         return last[2] if last is not None else None
+
+
+def shared_inspection(
+    *, actor: Principal, runtime: Runtime, environment_id: int, state: str = ""
+) -> Inspection | EnvhubError | None:
+    """The throttled inspection (see the module), for a caller that has authorized ``environment_id``."""
+    return _inspect_throttled(actor=actor, runtime=runtime, environment_id=environment_id, state=state)
 
 
 def environment_workloads(

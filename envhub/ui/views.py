@@ -17,9 +17,11 @@ from envhub.services import (
     backups,
     environment_views,
     inspection,
+    logs,
     ports,
     project_views,
     release_views,
+    usage,
 )
 from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_views import (
@@ -114,7 +116,13 @@ def read_project(who: str, *, project_id: int, offset: int) -> dict[str, Any]:
 
 
 def read_environment(
-    who: str, *, project_id: int, environment_id: int, audit_offset: int, log_container: str = ""
+    who: str,
+    *,
+    project_id: int,
+    environment_id: int,
+    audit_offset: int,
+    log_container: str = "",
+    log_filter: logs.LogFilter = logs.EVERY_LINE,
 ) -> dict[str, Any]:
     runtime = ports.runtime()
     with acting_as(who) as (session, actor):
@@ -128,6 +136,7 @@ def read_environment(
                 audit_offset=audit_offset,
                 audit_limit=AUDIT_PAGE_SIZE,
                 log_container=log_container,
+                log_filter=log_filter,
             )
         except NotFound:
             return {"found": False}
@@ -142,6 +151,12 @@ def read_environment(
             )
         except EnvhubError as exc:
             inside = inspection.workloads_view(exc, local=runtime.name == "local")
+        try:
+            used = usage.environment_usage(
+                session=session, actor=actor, runtime=runtime, environment_id=environment_id
+            )
+        except EnvhubError as exc:
+            used = usage.unmeasured(f"Cannot measure right now ({exc.code}): {exc.message}")
     audit = view["audit_page"]
     flags = view["permissions"]
     return {
@@ -161,7 +176,9 @@ def read_environment(
         "log_containers": view["log_containers"],
         "terminal": view["terminal"],
         "logs": view["logs"],
+        "logs_note": view["logs_note"],
         "workloads": inside,
+        "usage": used,
         "managed": managed,
     }
 

@@ -193,6 +193,8 @@ CASES = [
     RouteCase("GET", "/environments/{environment_id}/events", "env", "environment.read", _env),
     RouteCase("GET", "/environments/{environment_id}/history", "env", "environment.read", _env),
     RouteCase("GET", "/environments/{environment_id}/logs", "env", "environment.read", _env),
+    RouteCase("GET", "/environments/{environment_id}/logs/download", "env", "environment.read", _env),
+    RouteCase("GET", "/environments/{environment_id}/usage", "env", "environment.read", _env),
     RouteCase(
         "GET",
         "/environments/{environment_id}/services",
@@ -456,6 +458,8 @@ def matrix(
 def _decoded(response: httpx.Response) -> Any:
     if response.headers.get("content-type", "").startswith("application/x-ndjson"):
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    if response.headers.get("content-type", "").startswith("text/plain"):  # a download (logs)
+        return response.text
     return response.json() if response.content else None
 
 

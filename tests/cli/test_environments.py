@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -162,7 +163,7 @@ def test_a_projects_url_access_is_set_changed_and_shown(
 
 
 def test_an_environment_is_created_watched_read_redeployed_and_deleted(
-    cli: Cli, server: str, people: People, world: World, project: Project, workers: Workers
+    cli: Cli, server: str, people: People, world: World, project: Project, workers: Workers, tmp_path: Path
 ) -> None:
     workers.start()
     owner = signed_in(people, server, world.owner, (*WRITER, "admin"))  # deleting needs the admin scope
@@ -230,11 +231,36 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
         ),
         timeout=30,
         what="the environment's output",
+        describe=lambda: (
+            cli("env", "logs", "shop/review", "--tail", "50", **owner).stdout + workers.log_tail()
+        ),
     )
     assert logs
     lines = as_json(cli("env", "logs", env_id, "-o", "json", **owner))["lines"]  # type: ignore[index]
     assert "hello-from-cli" in lines
     assert lines[0].startswith("--- envhub: starting generation 1")
+    # The server searches; --save keeps every line that passes in a file.
+    grepped = cli("env", "logs", env_id, "--grep", "HELLO-FROM-CLI", "-i", **owner).stdout.splitlines()
+    assert "hello-from-cli" in grepped
+    assert all("hello-from-cli" in line for line in grepped)
+    saved = tmp_path / "review.log"
+    answer = as_json(cli("env", "logs", env_id, "--save", str(saved), "-o", "json", **owner))
+    assert answer == {
+        "saved": str(saved),
+        "lines": len(saved.read_text().splitlines()),
+        "bytes": saved.stat().st_size,
+    }
+    assert "hello-from-cli" in saved.read_text().splitlines()
+    # What it uses, as kubectl top prints it: the local runtime measures its process tree.
+    top = cli("env", "top", "shop/review", **owner)
+    assert top.returncode == 0, top.stderr
+    assert top.stdout.split()[:6] == ["POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS"]
+    [row] = as_json(cli("env", "top", env_id, "-o", "json", **owner))["rows"]  # type: ignore[index]
+    assert row["container"] == "main"
+    assert row["memory_bytes"] > 0
+    recent = cli("env", "logs", env_id, "--since", "15m", "--timestamps", **owner)
+    assert recent.returncode == 0, recent.stderr
+    assert any(re.fullmatch(r"\S+Z hello-from-cli", line) for line in recent.stdout.splitlines())
 
     # -f streams until Ctrl-C, which ends it with 130.
     follower = subprocess.Popen(

@@ -170,13 +170,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         index, sent = buf.start_index(number("tailLines")), 0
+        line_start = True  # a real kubelet stamps every line, not every write
         while True:
             chunks, index, finished = buf.read(index, wait=1.0 if follow else 0)
-            out = b"".join(
-                (_rfc3339(ts).encode() + b" " if stamps else b"") + data
-                for ts, data in chunks
-                if ts >= min_ts
-            )
+            parts = []
+            for ts, data in chunks:
+                if ts < min_ts:
+                    continue
+                if stamps:
+                    stamp = _rfc3339(ts).encode() + b" "
+                    lines = data.split(b"\n")
+                    last = len(lines) - 1
+                    data = b"\n".join(
+                        (stamp if (i > 0 or line_start) and (line or i < last) else b"") + line
+                        for i, line in enumerate(lines)
+                    )
+                    line_start = data.endswith(b"\n")
+                parts.append(data)
+            out = b"".join(parts)
             if limit is not None:
                 out = out[: max(limit - sent, 0)]
             try:

@@ -54,6 +54,7 @@ from envhub.services import (
     terminal,
     tokens,
     url_access,
+    usage,
     waiting,
 )
 from envhub.services.access import authorize_environment
@@ -321,6 +322,12 @@ OPS: list[Op] = [
         lambda w, s, a, e: list(
             logs.follow_environment_logs(session=s, actor=a, runtime=w.runtime, environment_id=e)
         ),
+    ),  # type: ignore[arg-type]
+    Op(
+        "usage.environment_usage",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: usage.environment_usage(session=s, actor=a, runtime=w.runtime, environment_id=e),
     ),  # type: ignore[arg-type]
     Op(
         "inspection.inspect_environment",

@@ -57,6 +57,7 @@ TOOLS = {
     "remove_member",
     "search_audit",
     "get_workloads",
+    "get_usage",
     "create_team",
     "list_tokens",
     "revoke_token",

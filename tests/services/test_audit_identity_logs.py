@@ -96,7 +96,7 @@ def test_environment_logs_are_authorized_reads(
     log.write_text("".join(f"line {i}\n" for i in range(10)))
     assert environment_logs(
         session=session, actor=world.viewer, runtime=runtime, environment_id=env_id, tail=3
-    ) == [
+    )["lines"] == [
         "line 7",
         "line 8",
         "line 9",

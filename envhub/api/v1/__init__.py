@@ -19,11 +19,13 @@ from envhub.api.v1 import (
     credentials,
     environments,
     github,
+    logs,
     projects,
     releases,
     secrets,
     sharing,
     teams,
+    usage,
 )
 
 router = APIRouter()
@@ -32,6 +34,8 @@ for area in (
     projects,
     github,
     environments,
+    logs,
+    usage,
     backing,
     releases,
     commands,

@@ -1,4 +1,4 @@
-"""``/api/v1`` environments: create, list, read, redeploy, delete, status, wait, events, logs.
+"""``/api/v1`` environments: create, list, read, redeploy, delete, status, wait, events (logs: logs.py).
 
 Creating, redeploying and deleting only record intent; a job does the work.
 They answer ``202 Accepted`` with the job's id, the environment as it is now,
@@ -9,12 +9,9 @@ environment however often it is sent (``services/idempotency.py``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from envhub.api.v1.models import (
@@ -33,7 +30,7 @@ from envhub.api.v1.models import (
 )
 from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentKind, Trigger
-from envhub.services import environment_requests, environment_views, inspection, listing, logs, ports, waiting
+from envhub.services import environment_requests, environment_views, inspection, listing, ports, waiting
 from envhub.services.environment_listing import SEARCH_MAX, filters_from_query
 from envhub.services.environment_requests import StartedJob
 from envhub.services.environment_views import (
@@ -56,11 +53,6 @@ HistoryModel = model_of(EnvironmentEvents)
 StatusModel = model_of(EnvironmentStatus)
 WaitModel = model_of(WaitResult)
 WorkloadsModel = model_of(WorkloadsView)
-
-Container = Annotated[
-    str | None,
-    Query(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="One service's container."),
-]
 
 
 class EnvironmentIn(BaseModel):
@@ -352,64 +344,3 @@ def environment_history(
         return environment_views.environment_events(
             session=session, actor=actor, environment_id=environment_id, offset=offset, limit=limit
         )
-
-
-class LogLines(BaseModel):
-    lines: list[str]
-
-
-def _ndjson(lines: Iterator[str]) -> Iterator[bytes]:
-    for line in lines:
-        yield (json.dumps({"line": line}, ensure_ascii=False) + "\n").encode()
-
-
-@router.get(
-    "/environments/{environment_id}/logs",
-    response_model=LogLines,
-    responses={
-        **answers(404, 502, 503),
-        200: {
-            "description": 'The last lines as JSON; with follow=true, JSON lines ({"line": ...}) '
-            "as they are printed, until `seconds` have passed.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/LogLines"}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
-            },
-        },
-    },
-    summary="An environment's output; follow=true streams new lines for a bounded time",
-)
-def environment_logs(
-    environment_id: Id,
-    actor: Caller,
-    tail: Annotated[int, Query(ge=0, le=logs.MAX_TAIL)] = 200,
-    container: Container = None,
-    follow: bool = False,
-    seconds: Annotated[
-        float, Query(gt=0, le=environment_requests.MAX_FOLLOW, description="How long to follow.")
-    ] = 60,
-) -> Any:
-    if not follow:
-        with read_only() as session:
-            lines = logs.environment_logs(
-                session=session,
-                actor=actor,
-                runtime=ports.runtime(),
-                environment_id=environment_id,
-                tail=tail,
-                container=container,
-            )
-        return {"lines": lines if tail else []}
-    with read_only() as session:
-        followed = environment_requests.follow_logs(
-            session=session,
-            actor=actor,
-            runtime=ports.runtime(),
-            environment_id=environment_id,
-            tail=tail,
-            container=container,
-            seconds=seconds,
-        )
-    return StreamingResponse(
-        _ndjson(followed), media_type="application/x-ndjson", headers={"Cache-Control": "no-store"}
-    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envhub.runtime.base import ContainerInfo, EventInfo, PodInfo
+from envhub.runtime.kubernetes import describing
 
 _WAITING_HINTS = {
     "ImagePullBackOff": "cannot pull image",
@@ -331,8 +332,25 @@ def _restarts(pods: list[dict[str, Any]]) -> list[_Problem]:
 
 def describe_pod(pod: dict[str, Any]) -> PodInfo:
     status = pod.get("status") or {}
+    specs = {str(c.get("name")): c for c in (pod.get("spec") or {}).get("containers") or []}
+    statuses = {str(c.get("name")): c for c in status.get("containerStatuses") or []}
     containers = []
-    for container in status.get("containerStatuses") or []:
+    # In the spec's order, so a container not started yet has its row too.
+    for name in [*specs, *(n for n in statuses if n not in specs)]:
+        spec, container = specs.get(name, {}), statuses.get(name)
+        requests, limits = describing.resources(spec)
+        details: dict[str, Any] = {
+            "image": str((container or spec).get("image") or ""),
+            "probes": describing.probes(spec),
+            "requests": requests,
+            "limits": limits,
+            "env": describing.environment(spec),
+        }
+        if container is None:
+            containers.append(
+                ContainerInfo(name=name, state="waiting", ready=False, reason="not started", **details)
+            )
+            continue
         state = container.get("state") or {}
         kind = next((key for key in ("running", "waiting", "terminated") if state.get(key)), "waiting")
         detail = state.get(kind) or {}
@@ -341,18 +359,16 @@ def describe_pod(pod: dict[str, Any]) -> PodInfo:
             reason = f"{reason or 'exited'} (code {detail.get('exitCode')})"
         containers.append(
             ContainerInfo(
-                name=str(container.get("name")),
+                name=name,
                 state=kind,
                 ready=bool(container.get("ready")),
                 restarts=int(container.get("restartCount") or 0),
                 reason=reason,
+                image_id=describing.image_digest(container),
+                last_termination=describing.last_termination(container),
+                **details,
             )
         )
-    if not containers:
-        containers = [
-            ContainerInfo(name=str(c.get("name")), state="waiting", ready=False, reason="not started")
-            for c in (pod.get("spec") or {}).get("containers") or []
-        ]
     return PodInfo(
         name=str(pod["metadata"]["name"]),
         phase=str(status.get("phase") or "Pending"),
@@ -384,4 +400,5 @@ def describe_event(event: dict[str, Any]) -> EventInfo:
         object=f"{involved.get('kind', '')}/{involved.get('name', '')}".strip("/"),
         message=str(event.get("message") or ""),
         count=int(event.get("count") or 1),
+        first_time=str(event.get("firstTimestamp") or event.get("eventTime") or ""),
     )

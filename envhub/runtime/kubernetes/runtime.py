@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, V1DeleteOptions, VersionApi
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, V1DeleteOptions, VersionApi
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
@@ -50,7 +50,7 @@ from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
 from envhub.domain.kube.network import ClusterNetwork
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
-from envhub.errors import ClusterConflict, EnvhubError, NotFound, NotReady
+from envhub.errors import ClusterConflict, ClusterForbidden, EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
     Endpoint,
     Inspection,
@@ -58,8 +58,10 @@ from envhub.runtime.base import (
     RuntimeState,
     RuntimeStatus,
     StatusHandler,
+    Usage,
     WorkloadCredentials,
 )
+from envhub.runtime.kubernetes import describing
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
@@ -78,6 +80,8 @@ from envhub.runtime.kubernetes.service_proxy import ServiceProxyTransport
 from envhub.runtime.kubernetes.streams import EXEC_PROTOCOLS, KubernetesExecSession, follow_log
 from envhub.runtime.kubernetes.waiting import RolloutWait, wait_quota_counted
 from envhub.runtime.kubernetes.watching import DeploymentWatcher, NamespaceWatcher
+
+METRICS_SOURCE = "metrics.k8s.io"
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +141,7 @@ class KubernetesRuntime:
         self.clusters = clusters or ClusterNetwork()
         self.core = CoreV1Api(api)
         self.apps = AppsV1Api(api)
+        self.custom = CustomObjectsApi(api)
         self.applier = Applier(api)
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
@@ -358,6 +363,27 @@ class KubernetesRuntime:
             location=namespace,
         )
 
+    def usage(self, environment_id: int) -> Usage:
+        """From the metrics API (metrics-server's PodMetrics), when the cluster serves one."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return Usage(available=True, source=METRICS_SOURCE)
+        try:
+            found = kube_json(
+                "reading pod metrics",
+                self.custom.list_namespaced_custom_object,
+                "metrics.k8s.io",
+                "v1beta1",
+                namespace,
+                "pods",
+            )
+        except NotFound:
+            return Usage(available=False, reason=describing.NO_METRICS_API, source=METRICS_SOURCE)
+        except ClusterForbidden as exc:
+            reason = f"envhub may not read the metrics API here: {exc.message}"
+            return Usage(available=False, reason=reason, source=METRICS_SOURCE)
+        return Usage(available=True, containers=describing.pod_metrics(found), source=METRICS_SOURCE)
+
     def endpoint(self, environment_id: int) -> Endpoint | None:
         """The public Service, reached through the API server (:meth:`http_transport`).
 
@@ -562,6 +588,8 @@ class KubernetesRuntime:
         container: str | None = None,
         since_seconds: int | None = None,
         until: float | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
         namespace, pod, chosen = self._pod(environment_id, container)
         return follow_log(
@@ -569,10 +597,12 @@ class KubernetesRuntime:
             namespace=namespace,
             pod=pod,
             container=chosen,
-            follow=follow,
+            follow=follow and not previous,  # a previous instance prints nothing more
             tail=tail,
             since_seconds=since_seconds,
             until=until,
+            previous=previous,
+            timestamps=timestamps,
         )
 
     def exec(

@@ -27,7 +27,7 @@ from kubernetes.stream.ws_client import (
 from urllib3.exceptions import ReadTimeoutError
 from websocket import WebSocketBadStatusException
 
-from envhub.errors import EnvhubError
+from envhub.errors import ClusterRejected, EnvhubError, NotFound
 from envhub.runtime.kubernetes.errors import kube_call, translate
 
 V5_PROTOCOL = "v5.channel.k8s.io"
@@ -45,8 +45,14 @@ def follow_log(
     tail: int | None,
     since_seconds: int | None,
     until: float | None = None,
+    previous: bool = False,
+    timestamps: bool = False,
 ) -> Iterator[str]:
     kwargs: dict[str, Any] = {"follow": follow, "_preload_content": False}
+    if previous:
+        kwargs["previous"] = True
+    if timestamps:
+        kwargs["timestamps"] = True
     if until is not None:
         # No read waits past the end: the stream answers within the time left, or times out.
         kwargs["_request_timeout"] = (10, max(1.0, until - time.monotonic()))
@@ -56,9 +62,14 @@ def follow_log(
         kwargs["tail_lines"] = tail
     if since_seconds is not None:
         kwargs["since_seconds"] = since_seconds
-    response: Any = kube_call(
-        f"reading logs of {pod}", core.read_namespaced_pod_log, pod, namespace, **kwargs
-    )
+    try:
+        response: Any = kube_call(
+            f"reading logs of {pod}", core.read_namespaced_pod_log, pod, namespace, **kwargs
+        )
+    except (ClusterRejected, NotFound):
+        if previous:  # the kubelet keeps no previous instance (it never restarted)
+            return
+        raise
     buffer = b""
     try:
         for chunk in response.stream(4096, decode_content=True):

@@ -23,6 +23,7 @@ import psutil
 
 from envhub.domain.specs import ServiceSocket
 from envhub.errors import ProcessExited, RuntimeFailure, SandboxUnavailable
+from envhub.private_files import open_private
 from envhub.runtime.local import network, processes
 from envhub.runtime.local.sandbox import (
     LAUNCHER_ENV,
@@ -34,6 +35,11 @@ from envhub.runtime.local.sandbox import (
 )
 
 STATUS_TIMEOUT = 30.0
+
+
+def times_path(log_path: Path) -> Path:
+    """Where the supervisor notes when each second's output began in ``log_path`` (supervisor.py)."""
+    return log_path.with_suffix(".times")
 
 
 def start_supervised(
@@ -68,7 +74,9 @@ def start_supervised(
             sock.close()
         raise
     status_r, status_w = os.pipe()
+    times = open_private(times_path(log_path), "ab", buffering=0)
     config: dict[str, Any] = {
+        "times_fd": times.fileno(),
         "network": "own" if own else "host",
         "slirp4netns": network.find_slirp4netns() if own else None,
         "argv": launch.argv,
@@ -91,6 +99,7 @@ def start_supervised(
             pass_fds=(
                 config_fd,
                 status_w,
+                times.fileno(),
                 *launch.fds,
                 *([listener.fileno()] if listener else []),
                 *(sock.fileno() for _p, sock in extra),
@@ -101,6 +110,7 @@ def start_supervised(
         raise
     finally:
         launch.close()
+        times.close()
         os.close(config_fd)
         os.close(status_w)
         if listener is not None:

@@ -41,6 +41,11 @@ class ProcessState:
     # Which managed services the supervisor relays (launching.services_digest):
     # a change restarts the tree, since its listeners are made at start.
     services_digest: str = ""
+    # For inspection: the command, the project's variables (secret-looking values already redacted),
+    # and the names (never the values) of the secrets it was given.
+    command: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    secret_names: list[str] = field(default_factory=list)
 
 
 def read_state(path: Path) -> ProcessState | None:
@@ -164,11 +169,13 @@ def probe_http(endpoint: Endpoint, path: str, *, timeout: float = 2.0) -> int | 
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines (0: those of the last 64 KiB), read from at most 16 MiB."""
+    window = min(max(64 * 1024, count * 256), 16 << 20)
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
+            handle.seek(max(0, size - window))
             data = handle.read()
     except FileNotFoundError:
         return []
@@ -182,3 +189,22 @@ def wait_until(deadline: float, interval: float = 0.2) -> bool:
         return False
     time.sleep(interval)
     return True
+
+
+def tree_usage(proc: psutil.Process) -> tuple[float, int]:
+    """(CPU seconds, resident bytes) of ``proc`` and every live descendant.
+
+    CPU seconds count user and system time, and what children already reaped
+    used; a rate is the difference of two readings over the time between them.
+    """
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        family = [proc]
+    cpu, memory = 0.0, 0
+    for member in family:
+        with contextlib.suppress(psutil.Error), member.oneshot():
+            times = member.cpu_times()
+            cpu += times.user + times.system + times.children_user + times.children_system
+            memory += member.memory_info().rss
+    return cpu, memory

@@ -7,7 +7,8 @@ Layout under the data folder::
     envs/<id>/git/          envhub's own copy of the repository (see workspace.py), never mounted
     envs/<id>/run/          envhub's private folder (0700, never mounted): app.sock, the
                             socket through which the gateway and health check reach the app
-    envs/<id>/output.log    everything its processes print
+    envs/<id>/output.log    everything its processes print since they last started
+    envs/<id>/output.previous.log   what the tree before printed (read after a crash)
     envs/<id>/state.json    pid, start time, port and generation of the running tree
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
     envs/<id>/lifecycle.json  the commit whose devcontainer postCreateCommand last succeeded
@@ -16,6 +17,7 @@ Layout under the data folder::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -32,29 +34,40 @@ from pathlib import Path
 import psutil
 
 from envhub.config import PROJECT_ROOT
+from envhub.domain import redaction
 from envhub.domain.devcontainer import Devcontainer
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import EnvironmentTarget, check_service_sockets
-from envhub.errors import NotReady, ProcessExited, ValidationFailed
+from envhub.errors import NotReady, ProcessExited, Unsupported, ValidationFailed
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
     ContainerInfo,
+    ContainerUsage,
     Endpoint,
+    EnvVarInfo,
     Inspection,
     PodInfo,
+    ProbeInfo,
     ProgressReporter,
     RuntimeState,
     RuntimeStatus,
     StatusHandler,
+    Usage,
 )
-from envhub.runtime.local import launching, lifecycle, network, processes, workspace
+from envhub.runtime.local import launching, lifecycle, network, processes, timing, workspace
 from envhub.runtime.local.sandbox import LAUNCHER_ENV, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
 log = logging.getLogger(__name__)
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+USAGE_SOURCE = "process tree (psutil)"
+# Seconds between two readings a CPU rate is taken from (the kernel counts CPU time in ticks
+# of 10 ms): a tree seen for the first time is read twice this far apart.
+_MIN_INTERVAL = 0.5
+# The fetch token is envhub's, not the workload's: code in a pull request never sees it.
+_WITHHELD = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
 
 
 def _git_credentials(target: EnvironmentTarget) -> workspace.Credentials | None:
@@ -93,6 +106,9 @@ class LocalRuntime:
         # folder (the parent of ``envs/``), the install folder and the virtualenv.
         chosen = private_paths if private_paths is not None else default_private_paths(root)
         self.private_paths = tuple(chosen)
+        # environment id -> (pid, when, CPU seconds, rate) of the last usage reading: rates are differences.
+        self._last_usage: dict[int, tuple[int, float, float, float]] = {}
+        self._usage_lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------
 
@@ -105,8 +121,8 @@ class LocalRuntime:
     def _state_path(self, environment_id: int) -> Path:
         return self._dir(environment_id) / "state.json"
 
-    def _log_path(self, environment_id: int) -> Path:
-        return self._dir(environment_id) / "output.log"
+    def _log_path(self, environment_id: int, *, previous: bool = False) -> Path:
+        return self._dir(environment_id) / ("output.previous.log" if previous else "output.log")
 
     def _run_dir(self, environment_id: int) -> Path:
         return self._dir(environment_id) / "run"
@@ -275,6 +291,14 @@ class LocalRuntime:
         port = self._app_port(target, config, previous_port=previous_port)
         env = self._process_env(target, port=port, sandbox=sandbox, config=config)
         log_path = self._log_path(target.id)
+        # The tree before keeps its output (a crash's last words), as a kubelet keeps a
+        # restarted container's: one previous run, not every one.
+        with contextlib.suppress(FileNotFoundError):
+            if log_path.stat().st_size:
+                previous = self._log_path(target.id, previous=True)
+                log_path.replace(previous)
+                launching.times_path(previous).unlink(missing_ok=True)
+                launching.times_path(log_path).replace(launching.times_path(previous))
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             handle.write(
@@ -297,7 +321,14 @@ class LocalRuntime:
         )
         # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
         shared = {**(config.env if config is not None else {}), **target.variables}
-        state = dataclasses.replace(state, variables=shared)
+        state = dataclasses.replace(
+            state,
+            variables=shared,
+            command=target.spec.command,
+            # Kept for inspection already redacted: no new copy of a secret-looking value on disk.
+            env={name: redaction.shown_value(name, value).value for name, value in target.spec.env.items()},
+            secret_names=sorted(key for key in target.secrets if key not in _WITHHELD),
+        )
         processes.write_state(self._state_path(target.id), state)
         return state
 
@@ -313,8 +344,7 @@ class LocalRuntime:
     ) -> dict[str, str]:
         home = sandbox.workdir_inside or str(self.workspace_path(target.id))
         # The fetch token is envhub's, not the workload's: code in a pull request never sees it.
-        withheld = (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET)
-        secrets = {key: value for key, value in target.secrets.items() if key not in withheld}
+        secrets = {key: value for key, value in target.secrets.items() if key not in _WITHHELD}
         # The devcontainer's variables come first: the project's own settings win over the repository's.
         devcontainer = dict(config.env) if config is not None else {}
         return {
@@ -454,6 +484,9 @@ class LocalRuntime:
             state="running" if proc is not None else "terminated",
             ready=endpoint is not None and processes.probe_http(endpoint, "/", timeout=0.5) is not None,
             reason="" if proc is not None else "process exited",
+            image=state.command,
+            probes=(ProbeInfo("readiness", f"HTTP GET :{state.port}/", "on each look, timeout 0.5s"),),
+            env=_environment(state),
         )
         pod = PodInfo(
             name=f"pid {state.pid} ({launching.describe(state)}, port {state.port})",
@@ -462,6 +495,32 @@ class LocalRuntime:
             started_at=started,
         )
         return Inspection(pods=(pod,), location=location)
+
+    def usage(self, environment_id: int) -> Usage:
+        """The process tree's CPU (from the change since the last reading) and resident memory."""
+        state = processes.read_state(self._state_path(environment_id))
+        proc = processes.find_process(state)
+        if proc is None or state is None:
+            return Usage(available=True, source=USAGE_SOURCE)
+        cpu, memory = processes.tree_usage(proc)
+        now = time.monotonic()
+        with self._usage_lock:
+            last = self._last_usage.get(environment_id)
+        if last is not None and last[0] == state.pid and now - last[1] < _MIN_INTERVAL:
+            rate = last[3]  # too soon for the kernel's CPU clock to tell: the rate found last
+        else:
+            if last is None or last[0] != state.pid:
+                # No earlier reading of this tree: take a second one a moment later.
+                last = (state.pid, now, cpu, 0.0)
+                time.sleep(_MIN_INTERVAL)
+                cpu, memory = processes.tree_usage(proc)
+                now = time.monotonic()
+            # A child that exited takes its time along: never below zero.
+            rate = max(0.0, cpu - last[2]) / max(now - last[1], 1e-3) * 1000
+            with self._usage_lock:
+                self._last_usage[environment_id] = (state.pid, now, cpu, rate)
+        container = ContainerUsage(f"pid {state.pid}", "main", cpu_millicores=rate, memory_bytes=memory)
+        return Usage(available=True, containers=(container,), source=USAGE_SOURCE)
 
     def managed_environments(self) -> set[int]:
         if not self.root.is_dir():
@@ -486,18 +545,62 @@ class LocalRuntime:
         container: str | None = None,
         since_seconds: int | None = None,
         until: float | None = None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
         # One process tree per environment, so ``container`` has nothing to pick;
         # the output file has no timestamps to filter ``since_seconds`` by.
-        path = self._log_path(environment_id)
+        if timestamps:
+            return self._stamped_lines(
+                environment_id, follow=follow and not previous, tail=tail, previous=previous, until=until
+            )
+        return self._lines(
+            environment_id, follow=follow and not previous, tail=tail, previous=previous, until=until
+        )
+
+    def _stamped_lines(
+        self, environment_id: int, *, follow: bool, tail: int | None, previous: bool, until: float | None
+    ) -> Iterator[str]:
+        """The lines with the time the supervisor noted for them (within a second), then, when
+        following, new lines with the time they are read."""
+        path = self._log_path(environment_id, previous=previous)
+        if not path.exists():
+            return iter(())
+        notes = timing.read_notes(launching.times_path(path))
+        if not notes:
+            raise Unsupported(
+                "this process tree's output has no recorded times (it started before envhub noted "
+                "them, or has printed nothing yet), so it cannot show a time range or timestamps",
+                hint="Redeploy the environment, or read the last lines without a time range.",
+            )
+        return self._lines(
+            environment_id, follow=follow, tail=tail, previous=previous, until=until, notes=notes
+        )
+
+    def _lines(
+        self,
+        environment_id: int,
+        *,
+        follow: bool,
+        tail: int | None,
+        previous: bool,
+        until: float | None,
+        notes: list[tuple[int, float]] | None = None,
+    ) -> Iterator[str]:
+        """The last lines, then new ones while following; with ``notes``, each with its time."""
+        path = self._log_path(environment_id, previous=previous)
         if not path.exists():
             # Reading must never create anything: a deleted environment stays gone.
             return
         with path.open("r", encoding="utf-8", errors="replace") as handle:
-            yield from processes.tail_lines(path, tail or 0)
+            handle.seek(0, os.SEEK_END)
+            if notes is None:
+                yield from processes.tail_lines(path, tail or 0)
+            else:
+                noted = timing.noted_end(launching.times_path(path))
+                yield from timing.stamped_tail(path, notes, tail or 0, end=handle.tell(), noted=noted)
             if not follow:
                 return
-            handle.seek(0, os.SEEK_END)
             buffer = ""
             while until is None or time.monotonic() < until:
                 chunk = handle.read(65536)
@@ -507,7 +610,11 @@ class LocalRuntime:
                     continue
                 buffer += chunk
                 *lines, buffer = buffer.split("\n")
-                yield from lines
+                if notes is None:
+                    yield from lines
+                else:  # read within a quarter of a second of being printed
+                    stamp = timing.rfc3339(time.time())
+                    yield from (f"{stamp} {line}" for line in lines)
 
     def exec(
         self,
@@ -562,6 +669,17 @@ def _relayed(target: EnvironmentTarget, state: processes.ProcessState) -> str:
         return "; services not relayed (the host's network is shared)"
     listed = ", ".join(f"{s.name} on 127.0.0.1:{s.port}" for s in target.service_sockets)
     return f"; services: {listed}"
+
+
+def _environment(state: processes.ProcessState) -> tuple[EnvVarInfo, ...]:
+    """What the app was started with: the project's variables, its secrets (by name), envhub's own."""
+    rows = [EnvVarInfo(name, value) for name, value in state.env.items()]
+    rows += [
+        EnvVarInfo(name, source="secret", reference=f"project secret {name}") for name in state.secret_names
+    ]
+    rows.append(EnvVarInfo("PORT", str(state.port)))
+    rows += [EnvVarInfo(name, value) for name, value in state.variables.items()]
+    return tuple(rows)
 
 
 def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:

@@ -22,6 +22,10 @@ and ``relays.py`` beside it (standard library only too). It
    envhub passed are the only ones it ever connects to, and each connection
    first checks the socket is envhub's own (see ``relays.py``).
 
+The app writes its output to the log itself; once a second this process looks
+at the log's size and notes in the times file (``times_fd``) where the output
+since the last look begins.
+
 It exits with the app's exit status; bubblewrap's ``--die-with-parent`` and
 slirp4netns's ``--exit-fd`` make both end when it does.
 
@@ -72,6 +76,7 @@ SLIRP_HOST_ALIASES = ("10.0.2.2", "10.0.2.3")
 SLIRP_READY_TIMEOUT = 10.0
 # Descriptors for the front door's and the services' relays (two each per connection).
 _WANTED_FILES = 8192
+_STAMP_EVERY = 1.0  # seconds: the times file notes where each second's output begins
 _MINIMAL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -248,14 +253,45 @@ def _forwarder(
     return forward
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _note_output(times_fd: int, seen: int) -> int:
+    """Note the output written since the last look (its bytes, and that they were there by now);
+    returns the log's size now."""
+    size = os.fstat(1).st_size
+    if size > seen:
+        _write_all(times_fd, f"{seen} {time.time():.3f} {size}\n".encode())
+    return max(size, seen)
+
+
+async def _stamp_output(times_fd: int) -> None:
+    """Once a second, note in the times file (``<start> <unix time> <end>`` lines) the output
+    written since the last look, so a reader can tell when each line was printed, within a
+    second. The app writes to the log (this process's stdout) itself: its output never passes
+    through here, so a flood costs this process nothing but a look at the file's size."""
+    seen = os.fstat(1).st_size
+    try:
+        while True:
+            await asyncio.sleep(_STAMP_EVERY)
+            seen = _note_output(times_fd, seen)
+    finally:
+        _note_output(times_fd, seen)
+
+
 async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     # The services' ports are served before the app starts: it cannot take one first.
     services = await relays.ServiceRelays(config["services"]).serve(listeners) if listeners else []
+    times_fd = config.get("times_fd")
     app = await asyncio.create_subprocess_exec(
         *config["argv"], stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(config.get("pass_fds", ()))
     )
     for fd in config.get("pass_fds", ()):
         os.close(fd)
+    stamping = asyncio.create_task(_stamp_output(times_fd)) if times_fd is not None else None
     servers: list[asyncio.Server] = []
     slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)  # shared: one budget of descriptors
     fronts = [{"port": config["port"], "listen_fd": config.get("listen_fd")}, *config.get("forwarded", [])]
@@ -270,6 +306,10 @@ async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     finally:
         for each in [*services, *servers]:
             each.close()
+        if stamping is not None:  # its last look notes what the app printed last
+            stamping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await stamping
 
 
 def _more_files() -> None:

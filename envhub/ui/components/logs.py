@@ -1,4 +1,5 @@
-"""The logs panel: the environment's last lines of output, newest at the bottom."""
+"""The logs panel: the environment's last lines of output, newest at the bottom, searched on the
+server, of the previous instance after a crash, and downloadable."""
 
 from __future__ import annotations
 
@@ -26,12 +27,83 @@ def log_picker(S: Any) -> rx.Component:
     )
 
 
+# The time ranges the page offers ("all": no bound), as domain/logs.py reads them.
+SINCE_CHOICES = ("all", "5m", "15m", "1h", "6h", "24h")
+
+
+def log_tools(S: Any) -> rx.Component:
+    """A search (substring or regular expression), the previous instance, and a download of the lines."""
+    search = rx.form(
+        rx.hstack(
+            rx.el.label("Search the logs", html_for="log-search", class_name="rt-sr-only", style=_HIDDEN),
+            rx.input(
+                name="search",
+                id="log-search",
+                default_value=S.log_search,
+                placeholder="Search…",
+                size="1",
+                max_length=500,
+            ),
+            rx.el.label(
+                rx.checkbox(name="regex", id="log-regex", default_checked=S.log_regex, size="1"),
+                rx.text("Regex", size="1"),
+                style={"display": "flex", "gap": "4px", "align-items": "center"},
+            ),
+            rx.button("Search", type="submit", size="1", variant="soft", id="log-search-go"),
+            align="center",
+            spacing="2",
+        ),
+        on_submit=S.search_logs,
+        reset_on_submit=False,
+    )
+    since = rx.hstack(
+        rx.el.label(rx.text("Since", size="1", color_scheme="gray"), html_for="log-since"),
+        rx.select(
+            list(SINCE_CHOICES),
+            value=S.log_since_choice,
+            on_change=S.pick_log_since,
+            size="1",
+            variant="surface",
+            id="log-since",
+        ),
+        align="center",
+        spacing="2",
+        title="Lines printed in this last while (where the runtime records when each line was printed)",
+    )
+    previous = rx.el.label(
+        rx.switch(checked=S.log_previous, on_change=S.show_previous_logs, size="1", id="log-previous"),
+        rx.text("Previous instance", size="1"),
+        title="What the container printed before its last restart (after a crash)",
+        style={"display": "flex", "gap": "6px", "align-items": "center"},
+    )
+    # A document navigation, not client-side routing: the browser downloads the file with its cookie.
+    download = rx.link(
+        rx.button(rx.icon("download", size=14), "Download", size="1", variant="soft", color_scheme="gray"),
+        href=S.logs_download_href,
+        reload_document=True,
+        id="logs-download",
+    )
+    return rx.hstack(search, since, previous, download, align="center", spacing="3", wrap="wrap")
+
+
+_HIDDEN = {
+    "position": "absolute",
+    "width": "1px",
+    "height": "1px",
+    "overflow": "hidden",
+    "clip": "rect(0 0 0 0)",
+    "white-space": "nowrap",
+}
+
+
 def logs_panel(
     lines: rx.Var[list[str]],
     *,
     live: rx.Var[bool],
     empty: rx.Var[str] | str = "No output yet.",
     picker: rx.Component | None = None,
+    tools: rx.Component | None = None,
+    note: rx.Var[str] | str = "",
 ) -> rx.Component:
     body = rx.cond(
         lines.length() > 0,
@@ -69,4 +141,6 @@ def logs_panel(
         ),
     )
     actions = rx.hstack(*([picker] if picker is not None else []), badge, align="center", spacing="3")
-    return section("Logs", body, icon="scroll-text", actions=actions)
+    extra = [tools] if tools is not None else []
+    shown_note = rx.cond(note != "", rx.text(note, size="1", color_scheme="gray", id="logs-note"))
+    return section("Logs", *extra, shown_note, body, icon="scroll-text", actions=actions)

@@ -95,10 +95,95 @@ def _container_line(row: rx.Var) -> rx.Component:
     )
 
 
+def _fact(label: str, value: rx.Var | rx.Component, **props: Any) -> rx.Component:
+    shown = value if isinstance(value, rx.Component) else rx.code(value, variant="ghost", size="1")
+    return rx.fragment(
+        rx.text(label, size="1", color_scheme="gray", white_space="nowrap"),
+        rx.box(shown, min_width="0", style={"overflow_wrap": "anywhere"}, **props),
+    )
+
+
+def _env_row(variable: rx.Var) -> rx.Component:
+    value = rx.cond(
+        variable["source"] == "",
+        rx.code(variable["value"], variant="ghost", size="1"),
+        rx.text(variable["reference"], size="1", color_scheme="gray"),
+    )
+    return rx.el.tr(
+        rx.el.td(
+            rx.code(variable["name"], variant="ghost", size="1"),
+            style={"padding_right": "16px", "vertical_align": "top", "white_space": "nowrap"},
+        ),
+        rx.el.td(
+            rx.hstack(
+                value,
+                rx.cond(
+                    variable["redacted"],
+                    rx.badge("redacted", color_scheme="gray", variant="soft", size="1"),
+                ),
+                spacing="2",
+                align="center",
+            ),
+            data_redacted=rx.cond(variable["redacted"], "true", "false"),
+        ),
+        class_name="env-row",
+        data_name=variable["name"],
+    )
+
+
+def _details(row: rx.Var) -> rx.Component:
+    """A container's facts, folded: image and digest, last exit, probes, resources, variables."""
+    facts = rx.grid(
+        _fact("Image", row["image"]),
+        rx.cond(row["image_id"] != "", _fact("Digest", row["image_id"], class_name="digest")),
+        rx.cond(
+            row["last_exit"] != "",
+            _fact(
+                "Last exit",
+                rx.tooltip(rx.text(row["last_exit"], size="1"), content=row["last_exit_stamp"]),
+                class_name="last-exit",
+            ),
+        ),
+        rx.cond(
+            row["probes"].length() > 0,
+            _fact(
+                "Probes",
+                rx.vstack(rx.foreach(row["probes"], lambda p: rx.text(p, size="1")), spacing="0"),
+                class_name="probes",
+            ),
+        ),
+        rx.cond(row["requests"] != "", _fact("Requests", row["requests"], class_name="requests")),
+        rx.cond(row["limits"] != "", _fact("Limits", row["limits"], class_name="limits")),
+        grid_template_columns="max-content minmax(0, 1fr)",
+        column_gap="12px",
+        row_gap="4px",
+        width="100%",
+    )
+    variables = rx.cond(
+        row["env"].length() > 0,
+        rx.vstack(
+            rx.text("Environment (secret values are hidden)", size="1", color_scheme="gray"),
+            rx.el.table(
+                rx.el.tbody(rx.foreach(row["env"], _env_row)),
+                style={"font_size": "12px", "border_collapse": "collapse"},
+            ),
+            spacing="1",
+            width="100%",
+        ),
+    )
+    return rx.el.details(
+        rx.el.summary(rx.text("Details", size="1", as_="span"), style={"cursor": "pointer"}),
+        rx.vstack(facts, variables, spacing="3", padding_top="6px", width="100%"),
+        padding="0 12px 8px 34px",
+        class_name="container-details",
+        data_container=row["container"],
+    )
+
+
 def _workload(row: rx.Var) -> rx.Component:
     return rx.fragment(
         rx.cond(row["first"], _pod_header(row)),
-        rx.cond(row["container"] != "", _container_line(row)),
+        rx.cond(row["container"] != "", rx.fragment(_container_line(row), _details(row))),
     )
 
 
@@ -132,9 +217,20 @@ def _event(event: rx.Var) -> rx.Component:
             flex="1",
             min_width="0",
         ),
-        rx.tooltip(
-            rx.text(event["time"], size="1", color_scheme="gray", white_space="nowrap"),
-            content=event["stamp"],
+        rx.vstack(
+            rx.tooltip(
+                rx.text(event["time"], size="1", color_scheme="gray", white_space="nowrap"),
+                content=event["stamp"],
+            ),
+            rx.cond(
+                event["first"] != "",
+                rx.tooltip(
+                    rx.text("first ", event["first"], size="1", color_scheme="gray", white_space="nowrap"),
+                    content=event["first_stamp"],
+                ),
+            ),
+            spacing="0",
+            align="end",
         ),
         align="start",
         spacing="3",

@@ -8,16 +8,20 @@ and its audit trail; redeploy and delete from here.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import reflex as rx
 
 from envhub.domain.humanize import parse_id
+from envhub.domain.logs import MAX_SEARCH
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel
 from envhub.services import backing, environments, ports
 from envhub.services.backing import ManagedServiceRow
 from envhub.services.environment_views import EMPTY_DETAIL
 from envhub.services.inspection import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
+from envhub.services.logs import LogFilter
+from envhub.services.usage import EMPTY_USAGE, UsageView
 from envhub.ui import views
 from envhub.ui.components.backups import backups_section, restore_dialog
 from envhub.ui.components.badges import phase_badge
@@ -33,11 +37,12 @@ from envhub.ui.components.environment_panels import (
     url_hero,
 )
 from envhub.ui.components.layout import page_header, shell
-from envhub.ui.components.logs import log_picker, logs_panel
+from envhub.ui.components.logs import SINCE_CHOICES, log_picker, log_tools, logs_panel
 from envhub.ui.components.managed_services import managed_services_panel
 from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.release_panels import releases_panel
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
+from envhub.ui.components.usage import usage_panel
 from envhub.ui.components.workloads import workloads_panel
 from envhub.ui.feedback import error_toast, error_view, unexpected_view
 from envhub.ui.live import LiveMixin
@@ -61,9 +66,16 @@ class EnvironmentState(LiveMixin, AuthState):
     # Services whose logs can be picked (several container services), and the pick.
     log_containers: list[str] = rx.field(default_factory=list)
     log_container: str = ""
+    # The reader's filters, applied by the server: a search, and the previous instance (a crash's output).
+    log_search: str = ""
+    log_regex: bool = False
+    log_previous: bool = False
+    log_since: str = ""  # a span back from now ("15m"), "" for every line
+    logs_note: str = ""
     workload_rows: list[WorkloadRow] = rx.field(default_factory=list)
     events: list[EventRow] = rx.field(default_factory=list)
     workloads_info: WorkloadsInfo = EMPTY_INFO
+    usage: UsageView = EMPTY_USAGE
     audit: list[views.AuditRow] = rx.field(default_factory=list)
     audit_offset: int = 0
     audit_has_next: bool = False
@@ -95,18 +107,29 @@ class EnvironmentState(LiveMixin, AuthState):
     def _live_request(self) -> tuple[Any, list[str]] | None:
         if not self._environment_id:
             return None
-        query = (self._who, self._project_id, self._environment_id, self.audit_offset, self.log_container)
+        chosen = LogFilter(
+            previous=self.log_previous, search=self.log_search, regex=self.log_regex, since=self.log_since
+        )
+        query = (
+            self._who,
+            self._project_id,
+            self._environment_id,
+            self.audit_offset,
+            self.log_container,
+            chosen,
+        )
         return query, [environment_channel(self._environment_id)]
 
     @staticmethod
     def _live_read(query: Any) -> dict[str, Any]:
-        who, project_id, environment_id, audit_offset, log_container = query
+        who, project_id, environment_id, audit_offset, log_container, chosen = query
         return views.read_environment(
             who,
             project_id=project_id,
             environment_id=environment_id,
             audit_offset=audit_offset,
             log_container=log_container,
+            log_filter=chosen,
         )
 
     def _live_apply(self, view: dict[str, Any]) -> None:
@@ -119,11 +142,13 @@ class EnvironmentState(LiveMixin, AuthState):
         self.run = view["run"]
         self.steps = view["steps"]
         self.logs = view["logs"]
+        self.logs_note = view["logs_note"]
         self.log_containers = view["log_containers"]
         inside = view["workloads"]
         self.workload_rows = inside["rows"]
         self.events = inside["events"]
         self.workloads_info = inside["info"]
+        self.usage = view["usage"]
         self.audit = view["audit"]
         self.audit_has_next = view["audit_has_next"]
         self.audit_label = view["audit_label"]
@@ -155,7 +180,10 @@ class EnvironmentState(LiveMixin, AuthState):
         self.loaded, self.found = False, bool(self._project_id and self._environment_id)
         self.audit_offset, self.busy, self.confirm_open = 0, "", False
         self.log_container, self.log_containers = "", []
+        self.log_search, self.log_regex, self.log_previous, self.logs_note = "", False, False, ""
+        self.log_since = ""
         self.workload_rows, self.events, self.workloads_info = [], [], EMPTY_INFO
+        self.usage = EMPTY_USAGE
         self._reload()
         return EnvironmentState.watch
 
@@ -183,6 +211,43 @@ class EnvironmentState(LiveMixin, AuthState):
     def pick_log_container(self, name: str) -> None:
         self.log_container = name
         self._reload()
+
+    @rx.event
+    def search_logs(self, form: dict[str, Any]) -> None:
+        self.log_search = str(form.get("search", ""))[:MAX_SEARCH]
+        self.log_regex = bool(form.get("regex"))
+        self._reload()
+
+    @rx.event
+    def pick_log_since(self, choice: str) -> None:
+        self.log_since = choice if choice in SINCE_CHOICES and choice != "all" else ""
+        self._reload()
+
+    @rx.var
+    def log_since_choice(self) -> str:
+        return self.log_since or "all"
+
+    @rx.event
+    def show_previous_logs(self, previous: bool) -> None:
+        self.log_previous = previous
+        self._reload()
+
+    @rx.var
+    def logs_download_href(self) -> str:
+        """The same lines (every one that passes the filters, not only the last ones shown) as a file."""
+        query: dict[str, str] = {}
+        if self.log_container:
+            query["container"] = self.log_container
+        if self.log_previous:
+            query["previous"] = "true"
+        if self.log_since:
+            query["since"] = self.log_since
+        if self.log_search:
+            query["search"] = self.log_search
+            if self.log_regex:
+                query["regex"] = "true"
+        base = f"/api/v1/environments/{self.environment_id}/logs/download"
+        return base + (f"?{urlencode(query)}" if query else "")
 
     # -- actions -----------------------------------------------------------
 
@@ -285,6 +350,7 @@ def page() -> rx.Component:
         rx.cond((detail["phase"] != "deleted") & (detail["devcontainer"] != ""), devcontainer_panel(S)),
         rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
+        rx.cond(detail["phase"] != "deleted", usage_panel(S)),
         logs_panel(
             S.logs,
             live=(detail["phase"] != "deleted") & (detail["phase"] != "failed"),
@@ -294,6 +360,8 @@ def page() -> rx.Component:
                 "No output yet.",
             ),
             picker=rx.cond(S.log_containers.length() > 1, log_picker(S)),
+            tools=log_tools(S),
+            note=S.logs_note,
         ),
         access_panel(),
         audit_panel(S),
