@@ -34,6 +34,7 @@ from envhub.errors import Unauthenticated
 from envhub.mcp import (
     tools_access,
     tools_environments,
+    tools_files,
     tools_github,
     tools_projects,
     tools_releases,
@@ -48,7 +49,8 @@ Identify = Callable[[Scope], Principal | None]
 
 INSTRUCTIONS = (
     "envhub runs preview and development environments. Find a project with list_projects, "
-    "create_environment in it, wait_until_ready, then get_public_url, run_command, get_logs. "
+    "create_environment in it, wait_until_ready, then get_public_url, run_command, get_logs; "
+    "read_file, write_file, list_files and delete_file work on its workspace. "
     "Errors come back as tool errors whose text is JSON {code, message, hint}: the hint says what to do."
 )
 
@@ -76,6 +78,10 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.get_logs, title="Logs", read_only=True)
     add_tool(server, envs.get_workloads, title="Workloads", read_only=True)
     add_tool(server, envs.run_command, title="Run a command", destructive=True)
+    add_tool(server, tools_files.read_file, title="Read a file", read_only=True)
+    add_tool(server, tools_files.write_file, title="Write a file", destructive=True, idempotent=True)
+    add_tool(server, tools_files.list_files, title="List a folder", read_only=True)
+    add_tool(server, tools_files.delete_file, title="Delete a file", destructive=True)
     add_tool(server, tools_services.list_services, title="Managed services", read_only=True)
     add_tool(server, tools_services.rotate_service_credentials, title="Rotate a service's credential")
     add_tool(server, tools_services.list_backups, title="Database backups", read_only=True)

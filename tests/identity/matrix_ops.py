@@ -39,6 +39,7 @@ from envhub.services import (
     environment_requests,
     environment_views,
     environments,
+    files,
     github,
     identity_views,
     inspection,
@@ -587,6 +588,26 @@ OPS: list[Op] = [
             command=["true"],
         ),
     ),
+    *[
+        Op(
+            f"files.{name}",
+            "env",
+            "environment.shell",
+            lambda w, s, a, e, call=call, extra=extra: call(
+                session=s,
+                actor=a,
+                runtime=w.runtime,  # type: ignore[arg-type]
+                environment_id=e,
+                **extra,
+            ),
+        )
+        for name, call, extra in (
+            ("read_file", files.read_file, {"path": "a.txt"}),
+            ("write_file", files.write_file, {"path": "a.txt", "data": b"a"}),
+            ("list_directory", files.list_directory, {"path": "."}),
+            ("delete_file", files.delete_file, {"path": "a.txt"}),
+        )
+    ],
     Op(
         "terminal.join_shell",
         "env",
