@@ -20,6 +20,7 @@ from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.errors import InvalidTransition, NotReady
+from envhub.models import Environment
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services.access import authorize_environment
 from envhub.services.common import AuditTarget, audited
@@ -56,6 +57,23 @@ def start_command(
     return started
 
 
+def shell_access(
+    *, session: Session, actor: Principal, environment_id: int, target: AuditTarget
+) -> Environment:
+    """The environment, once ``actor`` holds the shell right on it and it is not going away.
+
+    Names it in ``target``; the caller's audited block records the outcome.
+    """
+    environment = get_environment(session=session, actor=actor, environment_id=environment_id)
+    project = authorize_environment(
+        session, actor, environment, Action.environment_shell, what=f"environment {environment_id}"
+    )
+    target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
+    if environment.phase in _NOT_RUNNING or environment.desired_state == "absent":
+        raise InvalidTransition(f"cannot run a command in an environment that is {environment.phase.value}")
+    return environment
+
+
 def open_exec(
     *,
     session: Session,
@@ -72,13 +90,7 @@ def open_exec(
     (a command, the file operations of ``services/files.py``); it names the
     environment in ``target`` and leaves the audit record to the caller.
     """
-    environment = get_environment(session=session, actor=actor, environment_id=environment_id)
-    project = authorize_environment(
-        session, actor, environment, Action.environment_shell, what=f"environment {environment_id}"
-    )
-    target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
-    if environment.phase in _NOT_RUNNING or environment.desired_state == "absent":
-        raise InvalidTransition(f"cannot run a command in an environment that is {environment.phase.value}")
+    environment = shell_access(session=session, actor=actor, environment_id=environment_id, target=target)
     phase = environment.phase
     # Starting can take a while (a pod exec handshake): hold no transaction meanwhile.
     session.commit()

@@ -30,6 +30,7 @@ from envhub.models import (
 )
 from envhub.services import (
     audit_log,
+    background,
     backing,
     backups,
     commands,
@@ -608,6 +609,54 @@ OPS: list[Op] = [
             ("delete_file", files.delete_file, {"path": "a.txt"}),
         )
     ],
+    Op(
+        "background.start_process",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.start_process(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            name=unique("p"),
+            command=["true"],
+        ),
+    ),
+    Op(
+        "background.list_processes",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.list_processes(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+        ),
+    ),
+    Op(
+        "background.process_output",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.process_output(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            process_id=w.process(e),
+        ),
+    ),
+    Op(
+        "background.stop_process",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.stop_process(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            process_id=w.process(e),
+        ),
+    ),
     Op(
         "terminal.join_shell",
         "env",

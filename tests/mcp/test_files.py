@@ -1,4 +1,4 @@
-"""An agent with its agent token works in the workspace over MCP only: write, list, read, run, delete.
+"""An agent with its agent token works in the workspace over MCP only: files, commands, background processes.
 
 Every call is in the audit trail as the agent's (its token), with paths and sizes, never contents.
 """
@@ -6,12 +6,14 @@ Every call is in the audit trail as the agent's (its token), with paths and size
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from sqlmodel import col, select
 
 from envhub.config import Settings
 from envhub.models import AuditEvent, Environment
 from tests.mcp.conftest import Agent
+from tests.support.waiting import wait_for
 from tests.terminal.harness import People, Serve
 from tests.terminal.signin import agent_token
 
@@ -74,3 +76,47 @@ def test_an_agent_token_reads_writes_lists_and_deletes_files_over_mcp(
         ("environment.file_read", "success", "tools/add.py"),
     ]
     assert not any("sum(int" in str(e.details) for e in events)
+
+
+def test_an_agent_token_keeps_a_process_running_reads_its_output_and_stops_it_over_mcp(
+    serve: Serve, people: People, environment: Environment
+) -> None:
+    assert environment.id is not None
+    credential = agent_token(people.session, people.world.member, environment.id)
+    agent = Agent(serve(), credential)
+    eid = environment.id
+    agent.call("write_file", environment_id=eid, path="serve.sh", content="echo serving; exec sleep 600\n")
+    started = agent.call("start_process", environment_id=eid, name="dev-server", command=["sh", "serve.sh"])
+    assert (started["name"], started["state"]) == ("dev-server", "running")
+
+    def printed() -> dict[str, Any] | None:
+        answer: dict[str, Any] = agent.call(
+            "read_process_output", environment_id=eid, process_id=started["id"]
+        )
+        return answer if answer["output"] else None
+
+    output = wait_for(printed, timeout=60, interval=0.5, what="the process's first line")
+    assert (output["output"], output["next_offset"], output["state"]) == ("serving\n", 8, "running")
+    # Still running after the calls that started and read it have ended.
+    listed = agent.call("list_processes", environment_id=eid)["processes"]
+    assert [(p["id"], p["state"]) for p in listed] == [(started["id"], "running")]
+    clash = agent.error("start_process", environment_id=eid, name="dev-server", shell="true")
+    assert clash["code"] == "conflict"
+
+    stopped = agent.call("stop_process", environment_id=eid, process_id=started["id"], grace_seconds=2)
+    assert (stopped["state"], stopped["exit_code"]) == ("stopped", 143)
+    assert agent.error("stop_process", environment_id=eid, process_id=999_999)["code"] == "not_found"
+
+    session = people.session
+    session.expire_all()
+    events = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.target_id == eid, col(AuditEvent.action).startswith("environment.process_"))
+        .order_by(col(AuditEvent.id))
+    ).all()
+    assert [(e.action, e.outcome, e.principal_type, e.token_id) for e in events] == [
+        ("environment.process_start", "success", "agent", credential.token_id),
+        ("environment.process_start", "failure", "agent", credential.token_id),
+        ("environment.process_stop", "success", "agent", credential.token_id),
+        ("environment.process_stop", "failure", "agent", credential.token_id),  # the unknown one
+    ]
