@@ -16,8 +16,9 @@ from typing import Literal, TypedDict
 
 from sqlmodel import Session, col, select
 
+from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
-from envhub.errors import Conflict, NotFound, NotReady, Unsupported, ValidationFailed
+from envhub.errors import Conflict, InvalidTransition, NotFound, NotReady, Unsupported, ValidationFailed
 from envhub.models import BackgroundProcess
 from envhub.models.base import utcnow
 from envhub.runtime.base import BackgroundHost, Runtime
@@ -86,7 +87,7 @@ def start_process(
     target = AuditTarget("environment", id=environment_id)
     with audited(session, actor, "environment.process_start", target):
         target.details = {"name": name, "command": shlex.join(argv)[:500]}
-        shell_access(session=session, actor=actor, environment_id=environment_id, target=target)
+        environment = shell_access(session=session, actor=actor, environment_id=environment_id, target=target)
         running = [row for row in _refreshed(session, host, environment_id) if row.state == "running"]
         if any(row.name == name for row in running):
             raise Conflict(
@@ -103,7 +104,15 @@ def start_process(
         session.flush()
         assert row.id is not None
         target.details["process_id"] = row.id
-        host.start_process(environment_id, str(row.id), argv)
+        try:
+            host.start_process(environment_id, str(row.id), argv)
+        except NotReady as exc:
+            if environment.phase in (Phase.ready, Phase.updating):
+                raise  # the runtime will catch up: retry (503)
+            raise InvalidTransition(
+                f"cannot start a process in an environment that is {environment.phase.value} ({exc.message})",
+                hint="Wait until it is ready (GET /api/v1/environments/{id}/wait), then start it.",
+            ) from exc
     return _view(row)
 
 

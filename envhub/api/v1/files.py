@@ -69,7 +69,9 @@ def write_file(
     environment_id: Id,
     actor: Caller,
     path: FilePath,
-    data: Annotated[bytes, Body(media_type="application/octet-stream", description="The file's bytes.")],
+    data: Annotated[
+        bytes, Body(media_type="application/octet-stream", description="The file's bytes.")
+    ] = b"",
 ) -> WrittenFile:
     with session_scope() as session:
         return files.write_file(
