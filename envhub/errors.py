@@ -22,6 +22,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── ChartRefInvalid       chart_ref_invalid
     │   ├── ChartRenderFailed     chart_render_failed
     │   ├── DevcontainerInvalid   devcontainer_invalid
+    │   ├── WorkspacePathInvalid  workspace_path_invalid
     │   ├── GithubConnectionInvalid  github_connection_invalid
     │   ├── EgressDenied          egress_denied
     │   └── WebhookMalformed      webhook_malformed (400)
@@ -286,6 +287,17 @@ class DevcontainerInvalid(ValidationFailed):
     advice = (
         "The repository's dev container configuration could not be used; the message names the file "
         "and the key. Fix it, push, and redeploy."
+    )
+
+
+class WorkspacePathInvalid(ValidationFailed):
+    """A path a file operation cannot act on; ``details["reason"]`` says why (``escapes``,
+    ``is_directory``, ``not_directory``, ``not_regular``, ``invalid``)."""
+
+    code = "workspace_path_invalid"
+    default_hint = (
+        "Name a path inside the environment's workspace: relative to it (or absolute inside it), "
+        "without '..' or symlinks leading out; read, write and delete act on files, list on folders."
     )
 
 

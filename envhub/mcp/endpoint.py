@@ -34,7 +34,9 @@ from envhub.errors import Unauthenticated
 from envhub.mcp import (
     tools_access,
     tools_environments,
+    tools_files,
     tools_github,
+    tools_processes,
     tools_projects,
     tools_releases,
     tools_services,
@@ -48,7 +50,9 @@ Identify = Callable[[Scope], Principal | None]
 
 INSTRUCTIONS = (
     "envhub runs preview and development environments. Find a project with list_projects, "
-    "create_environment in it, wait_until_ready, then get_public_url, run_command, get_logs. "
+    "create_environment in it, wait_until_ready, then get_public_url, run_command, get_logs; "
+    "read_file, write_file, list_files and delete_file work on its workspace; start_process keeps "
+    "a dev server running (read_process_output, stop_process). "
     "Errors come back as tool errors whose text is JSON {code, message, hint}: the hint says what to do."
 )
 
@@ -77,6 +81,15 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.get_workloads, title="Workloads", read_only=True)
     add_tool(server, envs.get_usage, title="CPU and memory", read_only=True)
     add_tool(server, envs.run_command, title="Run a command", destructive=True)
+    add_tool(server, tools_files.read_file, title="Read a file", read_only=True)
+    add_tool(server, tools_files.write_file, title="Write a file", destructive=True, idempotent=True)
+    add_tool(server, tools_files.list_files, title="List a folder", read_only=True)
+    add_tool(server, tools_files.delete_file, title="Delete a file", destructive=True)
+    procs = tools_processes
+    add_tool(server, procs.start_process, title="Start a background process")
+    add_tool(server, procs.list_processes, title="Background processes", read_only=True)
+    add_tool(server, procs.read_process_output, title="A background process's output", read_only=True)
+    add_tool(server, procs.stop_process, title="Stop a background process", destructive=True, idempotent=True)
     add_tool(server, tools_services.list_services, title="Managed services", read_only=True)
     add_tool(server, tools_services.rotate_service_credentials, title="Rotate a service's credential")
     add_tool(server, tools_services.list_backups, title="Database backups", read_only=True)

@@ -7,6 +7,7 @@ autogenerate and the tests rely on that) and the audit chain's commit hook.
 from envhub.models import audit_chain as _audit_chain  # noqa: F401  (registers the commit hook)
 from envhub.models.access import ApiToken, DeviceAuthorization, LoginLink, WebSession
 from envhub.models.audit import AuditChainCheck, AuditChainHead, AuditEvent
+from envhub.models.background import BackgroundProcess
 from envhub.models.backing import (
     ACTIVE_BACKUP_STATES,
     ACTIVE_RESTORE_STATES,
@@ -39,6 +40,7 @@ __all__ = [
     "AuditChainCheck",
     "AuditChainHead",
     "AuditEvent",
+    "BackgroundProcess",
     "BackupMethod",
     "BackupState",
     "BackupTrigger",

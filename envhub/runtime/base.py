@@ -201,6 +201,41 @@ class ExecSession(Protocol):
         """End the process (and its children) and release the PTY."""
 
 
+@dataclass(frozen=True, slots=True)
+class BackgroundState:
+    """Where a background process is: ``running``, or ``exited`` with its code (None: unknown)."""
+
+    running: bool
+    exit_code: int | None = None
+
+
+@runtime_checkable
+class BackgroundHost(Protocol):
+    """A runtime that runs named processes in an environment beyond any one call.
+
+    ``key`` is envhub's name for the process (its database row), unique per
+    environment. The output (stdout and stderr merged) is kept where
+    ``process_output`` can read it after the process has ended. Every method
+    raises ``NotFound`` for a key it never started; ``stop_process`` of an
+    ended process returns quietly.
+    """
+
+    def start_process(self, environment_id: int, key: str, argv: list[str]) -> None:
+        """Start ``argv`` in the environment's workspace, as an exec would, and return at once.
+
+        Raises ``NotReady`` when the environment has no workspace yet.
+        """
+
+    def process_state(self, environment_id: int, key: str) -> BackgroundState:
+        """Whether it runs, or how it ended."""
+
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """At most ``limit`` bytes of its output from byte ``offset``, and the output's size so far."""
+
+    def stop_process(self, environment_id: int, key: str, grace: float) -> None:
+        """SIGTERM its process tree, SIGKILL what is left after ``grace`` seconds."""
+
+
 @runtime_checkable
 class CredentialIssuer(Protocol):
     """A runtime that can hand out short-lived credentials for an environment's identity."""

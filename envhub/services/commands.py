@@ -20,6 +20,7 @@ from envhub.domain.phases import Phase
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.errors import InvalidTransition, NotReady
+from envhub.models import Environment
 from envhub.runtime.base import ExecSession, Runtime
 from envhub.services.access import authorize_environment
 from envhub.services.common import AuditTarget, audited
@@ -43,30 +44,66 @@ def start_command(
     """Start ``command`` (argv, no shell) in the environment, on pipes; the caller reads and ends it."""
     target = AuditTarget("environment", id=environment_id)
     with audited(session, actor, "environment.exec", target):
-        environment = get_environment(session=session, actor=actor, environment_id=environment_id)
-        project = authorize_environment(
-            session, actor, environment, Action.environment_shell, what=f"environment {environment_id}"
+        started = open_exec(
+            session=session,
+            actor=actor,
+            runtime=runtime,
+            environment_id=environment_id,
+            command=command,
+            target=target,
+            container=container,
         )
-        target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
-        if environment.phase in _NOT_RUNNING or environment.desired_state == "absent":
-            raise InvalidTransition(
-                f"cannot run a command in an environment that is {environment.phase.value}"
-            )
-        phase = environment.phase
-        # Starting can take a while (a pod exec handshake): hold no transaction meanwhile.
-        session.commit()
-        try:
-            started = runtime.exec(environment_id, command, tty=False, container=container)
-        except NotReady as exc:
-            if phase in _SERVING:
-                raise  # a serving environment's runtime will catch up: retry (503)
-            # Not provisioned yet: the environment's state, not envhub's, is in the way.
-            raise InvalidTransition(
-                f"cannot run a command in an environment that is {phase.value} ({exc.message})",
-                hint="Wait until it is ready (GET /api/v1/environments/{id}/wait), then run the command.",
-            ) from exc
         target.details = {"command": shlex.join(command)[:500], "container": container or ""}
     return started
+
+
+def shell_access(
+    *, session: Session, actor: Principal, environment_id: int, target: AuditTarget
+) -> Environment:
+    """The environment, once ``actor`` holds the shell right on it and it is not going away.
+
+    Names it in ``target``; the caller's audited block records the outcome.
+    """
+    environment = get_environment(session=session, actor=actor, environment_id=environment_id)
+    project = authorize_environment(
+        session, actor, environment, Action.environment_shell, what=f"environment {environment_id}"
+    )
+    target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
+    if environment.phase in _NOT_RUNNING or environment.desired_state == "absent":
+        raise InvalidTransition(f"cannot run a command in an environment that is {environment.phase.value}")
+    return environment
+
+
+def open_exec(
+    *,
+    session: Session,
+    actor: Principal,
+    runtime: Runtime,
+    environment_id: int,
+    command: list[str],
+    target: AuditTarget,
+    container: str | None = None,
+) -> ExecSession:
+    """Authorize the shell right and start ``command`` on pipes, inside the caller's audited block.
+
+    The one way in for every use case that runs something in an environment
+    (a command, the file operations of ``services/files.py``); it names the
+    environment in ``target`` and leaves the audit record to the caller.
+    """
+    environment = shell_access(session=session, actor=actor, environment_id=environment_id, target=target)
+    phase = environment.phase
+    # Starting can take a while (a pod exec handshake): hold no transaction meanwhile.
+    session.commit()
+    try:
+        return runtime.exec(environment_id, command, tty=False, container=container)
+    except NotReady as exc:
+        if phase in _SERVING:
+            raise  # a serving environment's runtime will catch up: retry (503)
+        # Not provisioned yet: the environment's state, not envhub's, is in the way.
+        raise InvalidTransition(
+            f"cannot run a command in an environment that is {phase.value} ({exc.message})",
+            hint="Wait until it is ready (GET /api/v1/environments/{id}/wait), then run the command.",
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)

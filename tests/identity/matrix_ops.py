@@ -30,6 +30,7 @@ from envhub.models import (
 )
 from envhub.services import (
     audit_log,
+    background,
     backing,
     backups,
     commands,
@@ -39,6 +40,7 @@ from envhub.services import (
     environment_requests,
     environment_views,
     environments,
+    files,
     github,
     identity_views,
     inspection,
@@ -592,6 +594,74 @@ OPS: list[Op] = [
             runtime=w.runtime,  # type: ignore[arg-type]
             environment_id=e,
             command=["true"],
+        ),
+    ),
+    *[
+        Op(
+            f"files.{name}",
+            "env",
+            "environment.shell",
+            lambda w, s, a, e, call=call, extra=extra: call(
+                session=s,
+                actor=a,
+                runtime=w.runtime,  # type: ignore[arg-type]
+                environment_id=e,
+                **extra,
+            ),
+        )
+        for name, call, extra in (
+            ("read_file", files.read_file, {"path": "a.txt"}),
+            ("write_file", files.write_file, {"path": "a.txt", "data": b"a"}),
+            ("list_directory", files.list_directory, {"path": "."}),
+            ("delete_file", files.delete_file, {"path": "a.txt"}),
+        )
+    ],
+    Op(
+        "background.start_process",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.start_process(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            name=unique("p"),
+            command=["true"],
+        ),
+    ),
+    Op(
+        "background.list_processes",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.list_processes(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+        ),
+    ),
+    Op(
+        "background.process_output",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.process_output(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            process_id=w.process(e),
+        ),
+    ),
+    Op(
+        "background.stop_process",
+        "env",
+        "environment.shell",
+        lambda w, s, a, e: background.stop_process(
+            session=s,
+            actor=a,
+            runtime=w.runtime,  # type: ignore[arg-type]
+            environment_id=e,
+            process_id=w.process(e),
         ),
     ),
     Op(

@@ -36,6 +36,7 @@ from envhub.domain.specs import EnvironmentKind
 from envhub.models import (
     ApiToken,
     Artifact,
+    BackgroundProcess,
     Environment,
     EnvironmentShare,
     Invite,
@@ -47,7 +48,7 @@ from envhub.models import (
     User,
 )
 from envhub.models.base import utcnow
-from envhub.runtime.base import Inspection, WorkloadCredentials
+from envhub.runtime.base import BackgroundState, Inspection, WorkloadCredentials
 from envhub.services.authentication import principal_for_token
 from envhub.services.common import audit
 
@@ -104,6 +105,18 @@ class PortRuntime:
 
     def inspect(self, environment_id: int) -> Inspection:
         return Inspection(location=f"env-{environment_id}")
+
+    def start_process(self, environment_id: int, key: str, argv: list[str]) -> None:
+        del environment_id, key, argv
+
+    def process_state(self, environment_id: int, key: str) -> BackgroundState:
+        return BackgroundState(running=True)
+
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
+        return b"output"[offset : offset + limit], 6
+
+    def stop_process(self, environment_id: int, key: str, grace: float) -> None:
+        del environment_id, key, grace
 
     def issue_credentials(self, environment_id: int, *, ttl_seconds: int) -> WorkloadCredentials:
         return WorkloadCredentials(
@@ -180,6 +193,14 @@ class MatrixWorld:
     def environment(self, phase: Phase = Phase.ready) -> int:
         with self.session() as session:
             row = Environment(project_id=self.shop, name=unique("e"), phase=phase, spec={"command": "true"})
+            session.add(row)
+            session.commit()
+            return row.id or 0
+
+    def process(self, environment_id: int) -> int:
+        """A running background process in the environment (the runtime's fake says it runs)."""
+        with self.session() as session:
+            row = BackgroundProcess(environment_id=environment_id, name=unique("p"), command=["true"])
             session.add(row)
             session.commit()
             return row.id or 0

@@ -126,6 +126,10 @@ def expected(op: Op, kind: str, role: str, own: bool) -> str:
 NOT_OPERATIONS = {
     "access.*": "the authorization functions themselves",
     "audit_chain.run_check": "the check behind audit_log.check_chain (authorized there) and the CLI",
+    "commands.shell_access": "the shell right's check behind commands.*, files.* and background.* (each "
+    "authorizes through it)",
+    "commands.open_exec": "the exec behind commands.start_command and files.* (authorized and audited "
+    "in each)",
     "common.audit": "records an event for an operation",
     "common.audited": "records a failed operation",
     "device.pending": "the look-up approve and deny start with (people only, covered by them)",

@@ -129,6 +129,36 @@ CASES = [
         lambda w, e, t: {"environment_id": e, "command": ["true"]},
         lambda w, out: out["exit_code"] == 0,
     ),
+    ToolCase("read_file", "env", "environment.shell", lambda w, e, t: {"environment_id": e, "path": "a.txt"}),
+    ToolCase(
+        "write_file",
+        "env",
+        "environment.shell",
+        lambda w, e, t: {"environment_id": e, "path": "a.txt", "content": "a"},
+    ),
+    ToolCase("list_files", "env", "environment.shell", _env),
+    ToolCase(
+        "delete_file", "env", "environment.shell", lambda w, e, t: {"environment_id": e, "path": "a.txt"}
+    ),
+    ToolCase(
+        "start_process",
+        "env",
+        "environment.shell",
+        lambda w, e, t: {"environment_id": e, "name": unique("p"), "command": ["true"]},
+    ),
+    ToolCase("list_processes", "env", "environment.shell", _env),
+    ToolCase(
+        "read_process_output",
+        "env",
+        "environment.shell",
+        lambda w, e, t: {"environment_id": e, "process_id": w.process(e)},
+    ),
+    ToolCase(
+        "stop_process",
+        "env",
+        "environment.shell",
+        lambda w, e, t: {"environment_id": e, "process_id": w.process(e)},
+    ),
     ToolCase(
         "share_environment",
         "env",

@@ -42,6 +42,7 @@ from envhub.domain.specs import EnvironmentTarget, check_service_sockets
 from envhub.errors import NotReady, ProcessExited, Unsupported, ValidationFailed
 from envhub.private_files import open_private, private_dir
 from envhub.runtime.base import (
+    BackgroundState,
     ContainerInfo,
     ContainerUsage,
     Endpoint,
@@ -55,8 +56,8 @@ from envhub.runtime.base import (
     StatusHandler,
     Usage,
 )
-from envhub.runtime.local import launching, lifecycle, network, processes, timing, workspace
-from envhub.runtime.local.sandbox import LAUNCHER_ENV, Sandbox, detect_sandbox
+from envhub.runtime.local import background, launching, lifecycle, network, processes, timing, workspace
+from envhub.runtime.local.sandbox import LAUNCHER_ENV, Launch, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
 log = logging.getLogger(__name__)
@@ -441,6 +442,7 @@ class LocalRuntime:
             progress.skip("cleanup", "nothing to remove")
             return True
         progress.begin("stop")
+        background.stop_all(directory)
         self.stop(environment_id)
         progress.finish("stop", "process tree stopped")
         progress.begin("cleanup")
@@ -629,12 +631,19 @@ class LocalRuntime:
         So ``curl localhost:$PORT`` reaches the app, and the shell reaches
         nothing the app cannot (see :func:`launching.shell_launch`).
         """
+        shell = ["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh", "-l"]
+        launch, ws = self._beside_app(environment_id, command or shell, tty=tty)
+        try:
+            return LocalExecSession(launch.argv, cwd=str(ws), env=LAUNCHER_ENV, tty=tty, pass_fds=launch.fds)
+        finally:
+            launch.close()
+
+    def _beside_app(self, environment_id: int, argv: list[str], *, tty: bool) -> tuple[Launch, Path]:
+        """The sandboxed launch of ``argv`` beside the app, with the app's variables, and its workspace."""
         ws = self.workspace_path(environment_id)
         if not ws.is_dir():
             raise NotReady("the environment has no workspace yet")
         state = processes.read_state(self._state_path(environment_id))
-        shell = ["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh", "-l"]
-        argv = command or shell
         sandbox = self.sandbox
         env = {
             "PATH": _BASE_PATH,
@@ -646,11 +655,25 @@ class LocalRuntime:
             # What the app was started with (project variables, secrets, managed services' URLs),
             # as a shell in a pod has its container's; envhub's own values on top.
             env = {**app_environment(state), **env, "PORT": str(state.port), **state.variables}
-        launch = launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty)
+        return launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty), ws
+
+    # Background processes (runtime.base.BackgroundHost), kept in the environment's folder.
+
+    def start_process(self, environment_id: int, key: str, argv: list[str]) -> None:
+        launch, ws = self._beside_app(environment_id, argv, tty=False)
         try:
-            return LocalExecSession(launch.argv, cwd=str(ws), env=LAUNCHER_ENV, tty=tty, pass_fds=launch.fds)
+            background.start(self._dir(environment_id), key, launch, cwd=ws)
         finally:
             launch.close()
+
+    def process_state(self, environment_id: int, key: str) -> BackgroundState:
+        return background.state(self._dir(environment_id), key)
+
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
+        return background.output(self._dir(environment_id), key, offset, limit)
+
+    def stop_process(self, environment_id: int, key: str, grace: float) -> None:
+        background.stop(self._dir(environment_id), key, grace)
 
 
 def default_private_paths(root: Path) -> tuple[Path, ...]:
