@@ -189,6 +189,7 @@ class LocalRuntime:
             else:
                 if running is not None:
                     processes.kill_tree(running)
+                self._keep_previous_output(target.id)
                 if config is not None and config.lifecycle:
                     self._run_hooks(target, config, progress, previous_port=state.port if state else None)
                 progress.begin("start")
@@ -283,6 +284,18 @@ class LocalRuntime:
                 details={f"services.{name}": "the socket is in an environment's folder" for name in inside},
             )
 
+    def _keep_previous_output(self, environment_id: int) -> None:
+        """The tree before keeps its output (a crash's last words), as a kubelet keeps a restarted
+        container's: one previous run, not every one. Done before the new tree's lifecycle hooks,
+        whose output belongs with the run they prepare."""
+        log_path = self._log_path(environment_id)
+        with contextlib.suppress(FileNotFoundError):
+            if log_path.stat().st_size:
+                previous = self._log_path(environment_id, previous=True)
+                log_path.replace(previous)
+                launching.times_path(previous).unlink(missing_ok=True)
+                launching.times_path(log_path).replace(launching.times_path(previous))
+
     def _start(
         self, target: EnvironmentTarget, *, previous_port: int | None, config: Devcontainer | None = None
     ) -> processes.ProcessState:
@@ -292,14 +305,6 @@ class LocalRuntime:
         port = self._app_port(target, config, previous_port=previous_port)
         env = self._process_env(target, port=port, sandbox=sandbox, config=config)
         log_path = self._log_path(target.id)
-        # The tree before keeps its output (a crash's last words), as a kubelet keeps a
-        # restarted container's: one previous run, not every one.
-        with contextlib.suppress(FileNotFoundError):
-            if log_path.stat().st_size:
-                previous = self._log_path(target.id, previous=True)
-                log_path.replace(previous)
-                launching.times_path(previous).unlink(missing_ok=True)
-                launching.times_path(log_path).replace(launching.times_path(previous))
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             handle.write(
