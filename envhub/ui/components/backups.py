@@ -209,7 +209,7 @@ def _backup_row(backup: rx.Var, panel: rx.Var, S: Any, B: Any) -> rx.Component:
                 rx.cond(
                     backup["method"] == "barman",
                     rx.tooltip(
-                        rx.text("barman", size="1", **MUTED),
+                        rx.text("barman", **MUTED),
                         content="The CloudNativePG operator's base backup: barman keeps its size and checks",
                     ),
                     rx.text("—", **MUTED),
