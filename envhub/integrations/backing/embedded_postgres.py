@@ -211,6 +211,11 @@ class EmbeddedPostgres:
             f"unix_socket_directories = {_quoted(str(self.socket_dir))}",
             "unix_socket_permissions = 0700",
             "password_encryption = 'scram-sha-256'",
+            # No replica or archive reads this server's WAL (envhub's backups are dumps), so it logs
+            # only what crash recovery needs: a table made and filled in one transaction, as every
+            # restore does, is written once instead of twice (bench/services.py).
+            "wal_level = minimal",
+            "max_wal_senders = 0",
         ]
         write_private(config, "\n".join(lines) + "\n")
         _give(config, account)
