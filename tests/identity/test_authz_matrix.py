@@ -131,6 +131,8 @@ NOT_OPERATIONS = {
     "commands.open_exec": "the exec behind commands.start_command and files.* (authorized and audited "
     "in each)",
     "common.audit": "records an event for an operation",
+    "inspection.shared_inspection": "the throttled inspection behind usage.environment_usage, which "
+    "authorizes the environment first (get_environment)",
     "common.audited": "records a failed operation",
     "device.pending": "the look-up approve and deny start with (people only, covered by them)",
     "idempotency.claim": "names a request's idempotency key (create_environment_once authorizes)",
