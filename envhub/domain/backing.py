@@ -240,6 +240,10 @@ class BackingSettings(BaseModel):
     def names(self) -> tuple[str, ...]:
         return tuple(service.name for service in self.services)
 
+    def service(self, name: str) -> ServiceDeclaration | None:
+        """The declaration of service ``name``; None when there is none."""
+        return next((service for service in self.services if service.name == name), None)
+
 
 def parse_backing(raw: Mapping[str, Any] | Iterable[Any] | None) -> BackingSettings:
     """Validate a project's services (a list, or ``{"services": [...]}``), raising ``ValidationFailed``."""

@@ -239,9 +239,8 @@ def _postgres_services(project: Project) -> list[ServiceDeclaration]:
 
 
 def _declaration(project: Project | None, service: str) -> ServiceDeclaration | None:
-    if project is None:
-        return None
-    return next((item for item in _postgres_services(project) if item.name == service), None)
+    found = parse_backing(project.backing).service(service) if project is not None else None
+    return found if found is not None and found.kind == "postgres" else None
 
 
 def _status(

@@ -269,10 +269,8 @@ CHECK_DEADLINE = timedelta(hours=2)  # a scratch Cluster not healthy by then has
 def _declared(session: Session, instance: ServiceInstance) -> tuple[str, str]:
     """The version and size the project declares for the instance ("" for the defaults)."""
     project = session.get(Project, instance.project_id)
-    for declaration in parse_backing(project.backing).services if project else ():
-        if declaration.name == instance.service:
-            return declaration.version, declaration.size
-    return "", ""
+    declaration = parse_backing(project.backing).service(instance.service) if project else None
+    return (declaration.version, declaration.size) if declaration else ("", "")
 
 
 def _start_checks(session: Session, clusters: NamespacedDatabases, now: datetime, every: timedelta) -> int:

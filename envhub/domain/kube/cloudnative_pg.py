@@ -242,6 +242,26 @@ def _barman(store: BackupStore, path: str) -> dict[str, Any]:
     return barman
 
 
+def _recovering(
+    store: BackupStore, recovery: Recovery, *, secret: str = ""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A Cluster's ``bootstrap.recovery`` from ``recovery``'s archive (its owner's password from Secret
+    ``secret``, when given), and the ``externalClusters`` entry that names the archive."""
+    source = {**_barman(store, recovery.path), "serverName": recovery.server}
+    source.pop("wal", None)  # how WAL is compressed is the archive's to say, not the reader's
+    source.pop("data", None)
+    recovering: dict[str, Any] = {
+        "source": RECOVERY_SOURCE,
+        "database": recovery.database,
+        "owner": recovery.database,
+    }
+    if secret:
+        recovering["secret"] = {"name": secret}
+    if recovery.backup_id:
+        recovering["recoveryTarget"] = {"backupID": recovery.backup_id}
+    return recovering, [{"name": RECOVERY_SOURCE, "barmanObjectStore": source}]
+
+
 def render_postgres_cluster(
     instance: str,
     *,
@@ -276,16 +296,9 @@ def render_postgres_cluster(
     if recovery is None:
         bootstrap = {"initdb": {"database": owner, "owner": owner, "secret": {"name": secret}}}
     else:
-        bootstrap = {
-            "recovery": {
-                "source": RECOVERY_SOURCE,
-                "database": owner,
-                "owner": owner,
-                "secret": {"name": secret},
-            }
-        }
-        if recovery.backup_id:
-            bootstrap["recovery"]["recoveryTarget"] = {"backupID": recovery.backup_id}
+        assert store is not None
+        recovering, sources = _recovering(store, recovery, secret=secret)
+        bootstrap = {"recovery": recovering}
     spec: dict[str, Any] = {
         "instances": 2 if deployment else 1,
         "imageName": f"{image}:{version or DEFAULT_VERSION}",
@@ -307,11 +320,8 @@ def render_postgres_cluster(
         keys = render_store_secret(store)
         if keys is not None:
             objects.append(keys)
-    if recovery is not None and store is not None:
-        source = {**_barman(store, recovery.path), "serverName": recovery.server}
-        source.pop("wal", None)  # how WAL is compressed is the archive's to say, not the reader's
-        source.pop("data", None)
-        spec["externalClusters"] = [{"name": RECOVERY_SOURCE, "barmanObjectStore": source}]
+    if recovery is not None:
+        spec["externalClusters"] = sources
     metadata: dict[str, Any] = {"name": name}
     if generation:
         metadata["annotations"] = {GENERATION_ANNOTATION: str(generation)}
@@ -352,16 +362,7 @@ def render_check_cluster(
     """A scratch Cluster that recovers ``recovery``'s backup to prove it restores (one instance, no
     backups, nothing connects to it); its pods wear the instance's labels, so its network policy
     lets the operator in and the archive be read. Deleted when the check ends."""
-    source = {**_barman(store, recovery.path), "serverName": recovery.server}
-    source.pop("wal", None)
-    source.pop("data", None)
-    bootstrap: dict[str, Any] = {
-        "source": RECOVERY_SOURCE,
-        "database": recovery.database,
-        "owner": recovery.database,
-    }
-    if recovery.backup_id:
-        bootstrap["recoveryTarget"] = {"backupID": recovery.backup_id}
+    recovering, sources = _recovering(store, recovery)
     return {
         "apiVersion": API_VERSION,
         "kind": CLUSTER_KIND,
@@ -372,8 +373,8 @@ def render_check_cluster(
             "enableSuperuserAccess": False,
             "storage": {"size": size or DEFAULT_SIZE},
             "inheritedMetadata": {"labels": pod_labels(instance)},
-            "bootstrap": {"recovery": bootstrap},
-            "externalClusters": [{"name": RECOVERY_SOURCE, "barmanObjectStore": source}],
+            "bootstrap": {"recovery": recovering},
+            "externalClusters": sources,
         },
     }
 
