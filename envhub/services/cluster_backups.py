@@ -209,8 +209,9 @@ def observe(
             done["cluster_backups_seen"] += 1
     # A finished backup's object may go (with the ScheduledBackup of a generation a restore replaced)
     # while its archive stays: the row stays restorable until its retention ends (_expire in backups.py).
+    live = {instance.id for instance in instances.values()}
     for key, row in rows.items():
-        if key in seen or key[0] not in {instance.id for instance in instances.values()}:
+        if key in seen or key[0] not in live:
             continue
         if row.state is BackupState.running and row.reference:
             row.state, row.finished_at = BackupState.failed, now
