@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     # Local runtime: "auto" (= "bwrap") is bubblewrap or nothing; "unshare" and
     # "none" are weaker sandboxes an operator may choose for trusted code.
     local_sandbox: str = "auto"
+    # Browser testing inside environments (domain/browser.py): "off", "feature" (the
+    # projects whose devcontainer.json lists envhub/playwright) or "all". Locally the
+    # machine's Chromium (ENVHUB_BROWSER_CHROMIUM, else chromium on PATH) and envhub's
+    # Playwright are lent read-only; on Kubernetes a sidecar runs ENVHUB_KUBE_BROWSER_IMAGE.
+    browser: Literal["off", "feature", "all"] = "feature"
+    browser_chromium: str = ""
+    kube_browser_image: Annotated[str, Field(min_length=1)] = (
+        "mcr.microsoft.com/playwright/python:v1.65.2-noble"
+    )
     # Projects may name a local path or file:// repository (off: they read this
     # machine's disk, so only an operator turns them on).
     allow_local_repos: bool = False

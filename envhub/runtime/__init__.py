@@ -28,6 +28,8 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             allow_local_repos=settings.allow_local_repos,
             git_config=settings.git_config,
             private_paths=private,
+            browser_mode=settings.browser,
+            browser_chromium=settings.browser_chromium,
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.domain.kube.network import ClusterNetwork

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envhub.domain.browser import FEATURE as BROWSER_FEATURE
 from envhub.domain.devcontainer.model import (
     Build,
     Command,
@@ -27,6 +28,8 @@ LIFECYCLE_HOOKS = ("postCreateCommand", "postStartCommand", "postAttachCommand")
 # installs software into an image; these need nothing installed on the runtimes envhub has.
 SUPPORTED_FEATURES: Mapping[str, str] = {
     "ghcr.io/devcontainers/features/git": "git is already on the PATH of every environment",
+    BROWSER_FEATURE: "Chromium and Playwright to test the environment's own public URL, lent by envhub "
+    "(unless its operator set ENVHUB_BROWSER=off; README, browser testing)",
 }
 # Keys that would weaken the environment's isolation or run on envhub's own machine.
 _REFUSED: Mapping[str, str] = {

@@ -27,7 +27,9 @@ from envhub.private_files import open_private
 from envhub.runtime.local import network, processes
 from envhub.runtime.local.sandbox import (
     LAUNCHER_ENV,
+    NO_EXTRAS,
     SUPERVISOR,
+    Extras,
     Launch,
     Sandbox,
     data_fd,
@@ -54,12 +56,16 @@ def start_supervised(
     generation: int,
     services: tuple[ServiceSocket, ...] = (),
     forwarded: tuple[int, ...] = (),
+    extras: Extras = NO_EXTRAS,
+    own_url_port: int | None = None,
 ) -> processes.ProcessState:
     """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``).
 
     In a network of the environment's own, each of the ``forwarded`` ports (a
     devcontainer's, besides the app's ``port``) gets a socket of its own in
-    ``run_dir`` too, relayed to that port inside.
+    ``run_dir`` too, relayed to that port inside; and 127.0.0.1:``own_url_port``
+    inside, the port of the environment's own public URL, leads to the app
+    (``domain/browser.own_url_inside``). ``extras`` go to the sandbox.
     """
     network.prepare_run_dir(run_dir)
     own = sandbox.own_network
@@ -68,7 +74,7 @@ def start_supervised(
     listener = network.listen(run_dir) if own else None
     extra = [(p, network.listen(run_dir, network.port_socket_name(p))) for p in forwarded] if own else []
     try:
-        launch = sandbox.command(argv, workspace=workspace, env=env, network="inherit")
+        launch = sandbox.command(argv, workspace=workspace, env=env, network="inherit", extras=extras)
     except BaseException:
         for sock in [*([listener] if listener is not None else []), *(s for _p, s in extra)]:
             sock.close()
@@ -84,6 +90,9 @@ def start_supervised(
         "listen_fd": listener.fileno() if listener else None,
         "port": port,
         "forwarded": [{"port": p, "listen_fd": sock.fileno()} for p, sock in extra],
+        "own_url": (
+            {"port": own_url_port, "target": port} if own and own_url_port not in (None, port) else None
+        ),
         "status_fd": status_w,
         "services": [
             {"name": s.name, "port": s.port, "socket": s.socket, "owner": s.owner} for s in services
@@ -181,6 +190,7 @@ def shell_launch(
     workspace: Path,
     env: dict[str, str],
     terminal: bool,
+    extras: Extras = NO_EXTRAS,
 ) -> Launch:
     """The command line of a shell beside a running app, in the app's network namespace.
 
@@ -196,7 +206,12 @@ def shell_launch(
             namespaces = network.open_namespaces(state.pid, state.create_time)
     try:
         launch = sandbox.command(
-            argv, workspace=workspace, env=env, network="inherit" if namespaces else "none", terminal=terminal
+            argv,
+            workspace=workspace,
+            env=env,
+            network="inherit" if namespaces else "none",
+            terminal=terminal,
+            extras=extras,
         )
     except BaseException:
         for _kind, fd in namespaces:

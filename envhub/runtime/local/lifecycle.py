@@ -30,7 +30,7 @@ from envhub.errors import LifecycleCommandFailed
 from envhub.private_files import open_private
 from envhub.runtime.base import ProgressReporter
 from envhub.runtime.local import launching, processes, workspace
-from envhub.runtime.local.sandbox import Sandbox
+from envhub.runtime.local.sandbox import NO_EXTRAS, Extras, Sandbox
 
 STEP = "devcontainer"
 HOOK_STEPS = {
@@ -146,6 +146,7 @@ class HookRunner:
     env: dict[str, str]
     log_path: Path
     timeout: float
+    extras: Extras = NO_EXTRAS
 
     def run(self, config: Devcontainer, *, create: bool, progress: ProgressReporter) -> None:
         for hook, key in HOOK_STEPS.items():
@@ -218,6 +219,7 @@ class HookRunner:
             log_path=log,
             port=int(self.env.get("PORT", "0")) or processes.free_port(),
             generation=0,
+            extras=self.extras,
         )
         return _Running(command, state, log, run_dir, marker)
 

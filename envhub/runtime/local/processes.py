@@ -46,6 +46,10 @@ class ProcessState:
     command: str = ""
     env: dict[str, str] = field(default_factory=dict)
     secret_names: list[str] = field(default_factory=list)
+    # Whether the sandbox was lent a browser (``browser.py``), and the host of the
+    # environment's own public URL that it serves inside: shells beside it get both.
+    browser: bool = False
+    own_host: str = ""
 
 
 def read_state(path: Path) -> ProcessState | None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 
 from envhub.config import PROJECT_ROOT
-from envhub.domain import redaction
+from envhub.domain import browser, redaction
 from envhub.domain.devcontainer import Devcontainer
 from envhub.domain.progress import PROVISION_STEPS, TEARDOWN_STEPS
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
@@ -57,7 +57,8 @@ from envhub.runtime.base import (
     Usage,
 )
 from envhub.runtime.local import background, launching, lifecycle, network, processes, timing, workspace
-from envhub.runtime.local.sandbox import LAUNCHER_ENV, Launch, Sandbox, detect_sandbox
+from envhub.runtime.local import browser as lent
+from envhub.runtime.local.sandbox import LAUNCHER_ENV, Extras, Launch, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,13 @@ class LocalRuntime:
         allow_local_repos: bool = False,
         git_config: Path | None = None,
         private_paths: Iterable[Path] | None = None,
+        browser_mode: str = "feature",
+        browser_chromium: str = "",
     ) -> None:
         self.root = root
+        # Who is lent the machine's Chromium and envhub's Playwright (``browser.py``).
+        self.browser_mode = browser_mode
+        self.browser_chromium = browser_chromium
         self.allow_local_repos = allow_local_repos
         self.git_config = git_config
         self._sandbox_preference = sandbox
@@ -234,6 +240,7 @@ class LocalRuntime:
             own_network=sandbox.own_network,
             taken=frozenset(s.port for s in target.service_sockets),
         )
+        config = lent.honour(config, self.browser_mode)
         if not quiet:
             if config is None:
                 progress.skip(lifecycle.STEP, "the repository has no devcontainer.json")
@@ -254,12 +261,16 @@ class LocalRuntime:
     ) -> None:
         sandbox = self.sandbox
         port = self._app_port(target, config, previous_port=previous_port)
+        extras, kit = lent.sandbox_extras(
+            sandbox, lend=self._lends_browser(config), own_host="", chromium=self.browser_chromium
+        )
         runner = lifecycle.HookRunner(
             env_dir=self._dir(target.id),
             sandbox=sandbox,
-            env=self._process_env(target, port=port, sandbox=sandbox, config=config),
+            env={**kit, **self._process_env(target, port=port, sandbox=sandbox, config=config)},
             log_path=self._log_path(target.id),
             timeout=self.lifecycle_timeout,
+            extras=extras,
         )
         runner.run(config, create=lifecycle.needs_create(self._dir(target.id)), progress=progress)
 
@@ -270,6 +281,9 @@ class LocalRuntime:
         taken = frozenset(s.port for s in target.service_sockets)
         wanted = lifecycle.app_port(config, own_network=self.sandbox.own_network, taken=taken)
         return wanted if wanted is not None else processes.free_port(previous_port, avoid=taken)
+
+    def _lends_browser(self, config: Devcontainer | None) -> bool:
+        return browser.wanted(self.browser_mode, config.features if config is not None else ())
 
     def _check_not_in_environments(self, target: EnvironmentTarget) -> None:
         """A service's socket is envhub's own: never in an environment's folder, which its workload writes."""
@@ -303,7 +317,14 @@ class LocalRuntime:
         ws.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox
         port = self._app_port(target, config, previous_port=previous_port)
-        env = self._process_env(target, port=port, sandbox=sandbox, config=config)
+        forwarded = lifecycle.other_ports(config, app_port=port)
+        taken = [*forwarded, *(s.port for s in target.service_sockets)]
+        own = browser.own_url_inside(target.public_url, taken=taken) if sandbox.own_network else None
+        lend = self._lends_browser(config)
+        extras, kit = lent.sandbox_extras(
+            sandbox, lend=lend, own_host=own.host if own else "", chromium=self.browser_chromium
+        )
+        env = {**kit, **self._process_env(target, port=port, sandbox=sandbox, config=config)}
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -323,7 +344,9 @@ class LocalRuntime:
             port=port,
             generation=target.generation,
             services=target.service_sockets,
-            forwarded=lifecycle.other_ports(config, app_port=port),
+            forwarded=forwarded,
+            extras=extras,
+            own_url_port=own.port if own else None,
         )
         # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
         shared = {**(config.env if config is not None else {}), **target.variables}
@@ -334,6 +357,8 @@ class LocalRuntime:
             # Kept for inspection already redacted: no new copy of a secret-looking value on disk.
             env={name: redaction.shown_value(name, value).value for name, value in target.spec.env.items()},
             secret_names=sorted(key for key in target.secrets if key not in _WITHHELD),
+            browser=lend,
+            own_host=own.host if own else "",
         )
         processes.write_state(self._state_path(target.id), state)
         return state
@@ -656,11 +681,18 @@ class LocalRuntime:
             "TERM": "xterm-256color",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
+        extras = Extras()
         if state is not None:
+            extras, kit = lent.sandbox_extras(
+                sandbox, lend=state.browser, own_host=state.own_host, chromium=self.browser_chromium
+            )
             # What the app was started with (project variables, secrets, managed services' URLs),
             # as a shell in a pod has its container's; envhub's own values on top.
-            env = {**app_environment(state), **env, "PORT": str(state.port), **state.variables}
-        return launching.shell_launch(sandbox, state, argv, workspace=ws, env=env, terminal=tty), ws
+            env = {**kit, **app_environment(state), **env, "PORT": str(state.port), **state.variables}
+        launch = launching.shell_launch(
+            sandbox, state, argv, workspace=ws, env=env, terminal=tty, extras=extras
+        )
+        return launch, ws
 
     # Background processes (runtime.base.BackgroundHost), kept in the environment's folder.
 

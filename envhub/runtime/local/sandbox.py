@@ -62,6 +62,27 @@ _HOSTS = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 Network = Literal["inherit", "none"]
 
 
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What one environment's sandboxes get beyond every sandbox's defaults.
+
+    ``read_only``: (host path, path inside) pairs bound read-only, such as the
+    browser envhub lends (``browser.py``). ``hosts``: names ``/etc/hosts`` maps to
+    127.0.0.1 inside, such as the host of the environment's own public URL, which
+    it serves itself inside its network (``domain/browser.own_url_inside``).
+    """
+
+    read_only: tuple[tuple[str, str], ...] = ()
+    hosts: tuple[str, ...] = ()
+
+    def hosts_file(self) -> bytes:
+        names = [name for name in self.hosts if name and not any(c.isspace() or c in "#\0" for c in name)]
+        return _HOSTS + "".join(f"127.0.0.1\t{name}\n" for name in names).encode()
+
+
+NO_EXTRAS = Extras()
+
+
 def python_command() -> list[str]:
     """envhub's interpreter, isolated from PYTHON* variables and site-packages."""
     return [sys.executable, "-I", "-S"]
@@ -115,6 +136,7 @@ class Sandbox:
         env: dict[str, str],
         network: Network = "inherit",
         terminal: bool = False,
+        extras: Extras = NO_EXTRAS,
     ) -> Launch:
         """The command line that runs ``argv`` inside this sandbox with exactly ``env``.
 
@@ -127,9 +149,14 @@ class Sandbox:
         (job control, Ctrl-C). bwrap's ``--new-session`` would detach it from
         that PTY; it guards a *shared* terminal against keystroke injection
         (TIOCSTI), and a PTY that envhub made for this one shell is not shared.
+
+        ``extras`` apply to bubblewrap only: the weaker sandboxes already see
+        the whole host filesystem and the host's network.
         """
         if self.kind == "bwrap":
-            return self._bwrap(argv, workspace=workspace, env=env, network=network, terminal=terminal)
+            return self._bwrap(
+                argv, workspace=workspace, env=env, network=network, terminal=terminal, extras=extras
+            )
         env_fd = data_fd(json.dumps(env).encode(), "envhub-env")
         inner = [*python_command(), str(SUPERVISOR), "exec", str(env_fd), "--", *argv]
         if self.kind == "unshare":
@@ -137,7 +164,14 @@ class Sandbox:
         return Launch(inner, [env_fd])
 
     def _bwrap(
-        self, argv: list[str], *, workspace: Path, env: dict[str, str], network: Network, terminal: bool
+        self,
+        argv: list[str],
+        *,
+        workspace: Path,
+        env: dict[str, str],
+        network: Network,
+        terminal: bool,
+        extras: Extras,
     ) -> Launch:
         launch = Launch([])
         try:
@@ -156,12 +190,14 @@ class Sandbox:
             cover = Cover(launch)
             args += etc_args(cover)
             resolv = "".join(f"nameserver {address}\n" for address in nameservers()).encode()
-            for name, data in (("resolv.conf", resolv), ("hosts", _HOSTS)):
+            for name, data in (("resolv.conf", resolv), ("hosts", extras.hosts_file())):
                 fd = data_fd(data, f"envhub-{name}")
                 launch.fds.append(fd)
                 args += ["--ro-bind-data", str(fd), f"{ETC}/{name}"]
             args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs inside
             args += self._private_masks(cover)
+            for source, inside in extras.read_only:
+                args += ["--ro-bind", source, inside]
             args += ["--remount-ro", ETC]  # the tmpfs under /etc's entries, now that they are in place
             args += ["--bind", str(workspace), SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR]
             if any("\0" in arg for arg in args):  # it would split into more options for bwrap

@@ -20,7 +20,11 @@ and ``relays.py`` beside it (standard library only too). It
    relays each connection to the service's UNIX socket on the host. This
    process is in the host's mount namespace, the sandbox is not: the paths
    envhub passed are the only ones it ever connects to, and each connection
-   first checks the socket is envhub's own (see ``relays.py``).
+   first checks the socket is envhub's own (see ``relays.py``);
+6. when asked (``own_url``), listens on 127.0.0.1:<port of the environment's
+   public URL> inside, also before the app starts, and relays each connection
+   to the app's port: the environment reaches its own URL (a browser testing
+   it), and nothing else of the host's, without a route out of its namespace.
 
 The app writes its output to the log itself; once a second this process looks
 at the log's size and notes in the times file (``times_fd``) where the output
@@ -282,9 +286,16 @@ async def _stamp_output(times_fd: int) -> None:
         _note_output(times_fd, seen)
 
 
-async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
+async def _serve(
+    config: dict[str, Any], listeners: list[socket.socket], own_url: socket.socket | None = None
+) -> int:
     # The services' ports are served before the app starts: it cannot take one first.
     services = await relays.ServiceRelays(config["services"]).serve(listeners) if listeners else []
+    slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)  # shared: one budget of descriptors
+    servers: list[asyncio.Server] = []
+    if own_url is not None:
+        target = int(config["own_url"]["target"])
+        servers.append(await asyncio.start_server(_forwarder(target, slots), sock=own_url))
     times_fd = config.get("times_fd")
     app = await asyncio.create_subprocess_exec(
         *config["argv"], stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(config.get("pass_fds", ()))
@@ -292,8 +303,6 @@ async def _serve(config: dict[str, Any], listeners: list[socket.socket]) -> int:
     for fd in config.get("pass_fds", ()):
         os.close(fd)
     stamping = asyncio.create_task(_stamp_output(times_fd)) if times_fd is not None else None
-    servers: list[asyncio.Server] = []
-    slots = asyncio.Semaphore(relays.MAX_CONNECTIONS)  # shared: one budget of descriptors
     fronts = [{"port": config["port"], "listen_fd": config.get("listen_fd")}, *config.get("forwarded", [])]
     for front in fronts:
         if front["listen_fd"] is not None:
@@ -320,6 +329,19 @@ def _more_files() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _bind_own_url(config: dict[str, Any]) -> socket.socket | None:
+    """The listener of the environment's own public URL inside; None when not asked or the port is taken."""
+    wanted = config.get("own_url")
+    if not wanted:
+        return None
+    try:
+        return relays.bind_services([{"name": "public URL", "port": int(wanted["port"])}])[0]
+    except OSError as exc:  # the app still starts; only its own URL stays unreachable inside
+        why = exc.strerror or str(exc)
+        print(f"envhub: the public URL is not served inside: {why}", file=sys.stderr, flush=True)
+        return None
+
+
 def run(config_fd: int) -> int:
     config = _read_json(config_fd)
     status_fd = int(config["status_fd"])
@@ -335,6 +357,7 @@ def run(config_fd: int) -> int:
             listeners = relays.bind_services(services)
         except OSError as exc:
             report = {"error": exc.strerror or str(exc)}
+    own_url = _bind_own_url(config) if "error" not in report and report["network"] != "host" else None
     with os.fdopen(status_fd, "w") as status:
         status.write(json.dumps(report) + "\n")
     if "error" in report:
@@ -348,7 +371,7 @@ def run(config_fd: int) -> int:
             file=sys.stderr,
             flush=True,
         )
-    code = asyncio.run(_serve(config, listeners))
+    code = asyncio.run(_serve(config, listeners, own_url))
     return code if code >= 0 else 128 - code
 
 
