@@ -32,6 +32,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             browser_chromium=settings.browser_chromium,
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
+    from envhub.domain.kube.browser import BrowserSidecar
     from envhub.domain.kube.network import ClusterNetwork
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client, own_namespace
 
@@ -48,4 +49,6 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         clusters=ClusterNetwork(
             operator_namespaces=settings.cloudnative_pg_namespaces, store_ports=settings.object_store_ports
         ),
+        # The Kubernetes runtime reads no devcontainer.json yet: only "all" can ask for the sidecar.
+        browser=BrowserSidecar(settings.kube_browser_image) if settings.browser == "all" else None,
     )

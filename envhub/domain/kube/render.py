@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envhub.domain.kube.access import render_team_access
+from envhub.domain.kube.browser import BrowserSidecar, with_browser
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API_VERSION
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.deployments import (
@@ -139,6 +140,7 @@ def render_environment(
     is_namespaced: IsNamespaced | None = None,
     deny: EgressDenyList | None = None,
     clusters: ClusterNetwork | None = None,
+    browser: BrowserSidecar | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of ``target``'s environment, in apply order.
 
@@ -153,6 +155,8 @@ def render_environment(
     errors.EgressDenied` for an allowlist entry the deny list forbids.
     Each managed CloudNativePG ``Cluster`` among the target's service objects
     gets its network policy, shaped by ``clusters`` (defaults when None).
+    ``browser``: the public service's pod gets a Playwright sidecar
+    (:mod:`envhub.domain.kube.browser`).
     """
     limits = limits if limits is not None else PlatformLimits()
     deny = deny if deny is not None else EgressDenyList()
@@ -212,8 +216,12 @@ def render_environment(
         if rendered is not None:
             objects.append(rendered)
     objects.extend(obj for obj in managed if obj["kind"] in _POD_KINDS)
-    objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
     public = public_endpoint(spec, namespace=namespace)
+    for service in spec.services:
+        deployment = render_deployment(target, service, namespace=namespace)
+        if browser is not None and public is not None and service.name == public.service:
+            deployment = with_browser(deployment, browser, target.variables)
+        objects.append(deployment)
     if target.gateway is not None and public is not None:
         objects.append(render_gateway_service(target.gateway, namespace=namespace, labels=labels))
         # Sign-in first: the Ingress sends the host to envhub's gateway, which relays.

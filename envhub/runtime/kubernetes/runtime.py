@@ -44,6 +44,7 @@ from envhub.domain.kube import (
     public_endpoint,
     render_environment,
 )
+from envhub.domain.kube.browser import BrowserSidecar
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
@@ -135,8 +136,11 @@ class KubernetesRuntime:
         exec_protocols: tuple[str, ...] = EXEC_PROTOCOLS,
         heartbeat_interval: float | None = None,
         clusters: ClusterNetwork | None = None,
+        browser: BrowserSidecar | None = None,
     ) -> None:
         self.api = api
+        # A Playwright sidecar in every environment's public pod (ENVHUB_BROWSER=all).
+        self.browser = browser
         # Where managed CloudNativePG clusters' operator runs, and their object store's ports.
         self.clusters = clusters or ClusterNetwork()
         self.core = CoreV1Api(api)
@@ -217,6 +221,7 @@ class KubernetesRuntime:
             is_namespaced=self.applier.is_namespaced,
             deny=deny,
             clusters=clusters,
+            browser=self.browser,
         )
         # A kind the cluster does not serve fails here, before anything is applied;
         # rendering looked every kind up already, so this asks the cluster nothing.
@@ -551,10 +556,12 @@ class KubernetesRuntime:
     def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str]:
         """(namespace, pod, container) for logs and exec.
 
-        ``container`` names a service (and its container). Without one, the spec's
-        first service is the default (its order is on the Namespace, which was
-        read anyway), then the others in order, then pods of user manifests, then
-        those of managed services (a project's Redis); running pods before others.
+        ``container`` names a service (and its container), or else a container
+        of the pods below (the ``playwright`` sidecar beside the public service).
+        Without one, the spec's first service is the default (its order is on the
+        Namespace, which was read anyway), then the others in order, then pods of
+        user manifests, then those of managed services (a project's Redis);
+        running pods before others.
         """
         found = self._namespace_object(environment_id)
         if found is None:
@@ -562,6 +569,9 @@ class KubernetesRuntime:
         namespace = str(found["metadata"]["name"])
         kwargs = {"label_selector": f"app.kubernetes.io/name={container}"} if container else {}
         pods = kube_json("finding a pod", self.core.list_namespaced_pod, namespace, **kwargs).get("items", [])
+        if not pods and container:
+            every = kube_json("finding a pod", self.core.list_namespaced_pod, namespace).get("items", [])
+            pods = [p for p in every if container in {str(c["name"]) for c in p["spec"]["containers"]}]
         if not pods:
             raise NotReady("the environment has no pod yet")
         order = str((found["metadata"].get("annotations") or {}).get(SERVICES_ANNOTATION, ""))
