@@ -185,4 +185,5 @@ def sandbox_extras(
     if sandbox.kind != "bwrap":
         trusted = (browser.CHROMIUM_VARIABLE, browser.ARGS_VARIABLE, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD")
         return Extras(hosts=hosts), {k: v for k, v in kit.env if k in trusted}
-    return Extras(read_only=kit.binds, hosts=hosts), kit.variables
+    sealed = (INSIDE,) if any(inside.startswith(INSIDE + "/") for _source, inside in kit.binds) else ()
+    return Extras(read_only=kit.binds, sealed=sealed, hosts=hosts), kit.variables

@@ -67,12 +67,16 @@ class Extras:
     """What one environment's sandboxes get beyond every sandbox's defaults.
 
     ``read_only``: (host path, path inside) pairs bound read-only, such as the
-    browser envhub lends (``browser.py``). ``hosts``: names ``/etc/hosts`` maps to
-    127.0.0.1 inside, such as the host of the environment's own public URL, which
-    it serves itself inside its network (``domain/browser.own_url_inside``).
+    browser envhub lends (``browser.py``). ``sealed``: folders inside that hold
+    only those binds and are read-only themselves, so nothing can be added
+    beside what was lent (a module planted on its import path). ``hosts``:
+    names ``/etc/hosts`` maps to 127.0.0.1 inside, such as the host of the
+    environment's own public URL, which it serves itself inside its network
+    (``domain/browser.own_url_inside``).
     """
 
     read_only: tuple[tuple[str, str], ...] = ()
+    sealed: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
 
     def hosts_file(self) -> bytes:
@@ -196,9 +200,12 @@ class Sandbox:
                 args += ["--ro-bind-data", str(fd), f"{ETC}/{name}"]
             args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs inside
             args += self._private_masks(cover)
+            for folder in extras.sealed:
+                args += ["--tmpfs", folder]
             for source, inside in extras.read_only:
                 args += ["--ro-bind", source, inside]
-            args += ["--remount-ro", ETC]  # the tmpfs under /etc's entries, now that they are in place
+            for folder in (ETC, *extras.sealed):  # the tmpfs under each, now that its entries are in place
+                args += ["--remount-ro", folder]
             args += ["--bind", str(workspace), SANDBOX_WORKDIR, "--chdir", SANDBOX_WORKDIR]
             if any("\0" in arg for arg in args):  # it would split into more options for bwrap
                 raise ValidationFailed("an environment variable contains a NUL character")
