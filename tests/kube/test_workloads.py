@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from envhub.domain.kube import ManifestRejected, namespace_for
+from envhub.domain.kube.browser import BrowserSidecar
 from envhub.domain.specs import EnvironmentTarget, parse_spec
 from envhub.errors import ClusterRejected
 from envhub.runtime.base import RuntimeState
@@ -271,3 +272,38 @@ def test_an_invalid_object_is_cluster_rejected_with_the_field_at_fault(
     assert "Deployment" in error.message
     assert "broken" in error.message
     assert any(cause.startswith("spec.template.metadata.labels") for cause in error.details["causes"])
+
+
+def test_the_playwright_sidecar_rolls_out_beside_the_public_service_and_takes_commands(
+    runtime: KubernetesRuntime, kube: Kube, make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        runtime, "browser", BrowserSidecar("mcr.microsoft.com/playwright/python:v1.65.2-noble")
+    )
+    target = dataclasses.replace(make_env(services=[web_service()]), public_url="http://dev.example.test/")
+    status = runtime.apply(target, progress=RecordingProgress())
+    assert status.state is RuntimeState.ready  # the sidecar is Ready too: the pod is available
+    ns = namespace_for(target)
+    deployment = kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/web")
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["web", "playwright"]
+    assert pod["containers"][1]["securityContext"]["runAsNonRoot"] is True
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "1Gi"}
+
+    # An agent's command reaches the sidecar by its container name (no service is called so).
+    session = runtime.exec(
+        target.id,
+        ["sh", "-c", 'echo "$ENVHUB_PUBLIC_URL $ENVHUB_CHROMIUM_ARGS"'],
+        tty=False,
+        container="playwright",
+    )
+    try:
+        output = b""
+        while chunk := session.read(timeout=30):
+            output += chunk
+        assert session.wait(timeout=30) == 0
+    finally:
+        session.close()
+    url, *args = output.decode().split()
+    assert (url, args[0]) == ("http://dev.example.test/", "--no-sandbox")
