@@ -319,8 +319,9 @@ class LocalRuntime:
         port = self._app_port(target, config, previous_port=previous_port)
         forwarded = lifecycle.other_ports(config, app_port=port)
         taken = [*forwarded, *(s.port for s in target.service_sockets)]
-        own = browser.own_url_inside(target.public_url, taken=taken) if sandbox.own_network else None
         lend = self._lends_browser(config)
+        # Served inside only where it is tested: a new listener could take a port the app wants.
+        own = browser.own_url_inside(target.public_url, taken=taken) if lend and sandbox.own_network else None
         extras, kit = lent.sandbox_extras(
             sandbox, lend=lend, own_host=own.host if own else "", chromium=self.browser_chromium
         )
