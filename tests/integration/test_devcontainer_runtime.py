@@ -214,3 +214,63 @@ def test_a_managed_service_s_port_is_never_forwarded(runtime: LocalRuntime, tmp_
         "reason": "a managed service of the project uses this port",
     } in summary["unsupported"]
     assert runtime.port_endpoint(1, 5432) is None
+
+
+BROWSER_CONFIG = """{
+  "features": { "envhub/playwright": {} },
+  "postStartCommand": {
+    "chromium": "echo $PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH > chromium.txt",
+    "lent": "ls /opt/envhub-browser/python > lent.txt 2>&1 || true",
+  },
+}
+"""
+
+
+def _said(runtime: LocalRuntime, environment_id: int, line: str) -> str:
+    shell = runtime.exec(environment_id, ["/bin/sh", "-c", line], tty=False)
+    try:
+        output = b""
+        while chunk := shell.read(timeout=30):
+            output += chunk
+    finally:
+        shell.close()
+    return output.decode().strip()
+
+
+def test_the_playwright_feature_lends_a_browser_unless_the_operator_turned_browsers_off(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    require("chromium")
+    repo = WorkRepo(tmp_path / "repo")
+    repo.commit("browser", {".devcontainer/devcontainer.json": BROWSER_CONFIG})
+    # The default (ENVHUB_BROWSER=feature): the lifecycle commands and the shells beside the app get it.
+    status = runtime.apply(
+        make_target(1, command=SERVE, repo_url=str(repo.path)), progress=RecordingProgress()
+    )
+    assert status.endpoint is not None
+    assert endpoint_get(status.endpoint, "/chromium.txt").text.strip().endswith("chromium")
+    assert endpoint_get(status.endpoint, "/lent.txt").text.split() == ["greenlet", "playwright"]
+    assert _said(runtime, 1, "echo $ENVHUB_PLAYWRIGHT_PYTHONPATH") == "/opt/envhub-browser/python"
+    assert json.loads(status.details["devcontainer"])["features"] == ["envhub/playwright"]
+
+    off = LocalRuntime(tmp_path / "off", health_timeout=30, allow_local_repos=True, browser_mode="off")
+    try:
+        refused = off.apply(
+            make_target(2, command=SERVE, repo_url=str(repo.path)), progress=RecordingProgress()
+        )
+        summary = json.loads(refused.details["devcontainer"])
+        assert summary["features"] == []
+        assert {e["key"]: e["reason"] for e in summary["unsupported"]} == {
+            "features.envhub/playwright": "this envhub lends environments no browser "
+            "(its operator set ENVHUB_BROWSER=off)"
+        }
+        assert (
+            _said(
+                off,
+                2,
+                'echo "[$PLAYWRIGHT_CHROMIUM_EXECUTABLE_PATH]"; test -e /opt/envhub-browser || echo none',
+            )
+            == "[]\nnone"
+        )
+    finally:
+        kill_environments(off)
