@@ -87,12 +87,18 @@ def test_the_lent_browser_is_read_only_and_the_own_url_leads_only_to_the_own_app
                 "list": {"python": f"{INSIDE}/python"},
             },
         )
-        shell = runtime.exec(1, ["grep", "-E", "^(CapEff|CapBnd|NoNewPrivs)", "/proc/self/status"], tty=False)
+        # No capability came with what was lent; and the lent Node driver loads from the sealed folder.
+        node = "console.log(require('playwright-core').chromium.name())"
+        line = (
+            'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; '
+            f'NODE_PATH="$ENVHUB_PLAYWRIGHT_NODE_PATH" "$ENVHUB_PLAYWRIGHT_NODE" -e "{node}"'
+        )
+        shell = runtime.exec(1, ["sh", "-c", line], tty=False)
         try:
             status = b""
             while chunk := shell.read(timeout=30):
                 status += chunk
-            assert shell.wait(30) == 0
+            assert shell.wait(30) == 0, status
         finally:
             shell.close()
     finally:
@@ -103,5 +109,5 @@ def test_the_lent_browser_is_read_only_and_the_own_url_leads_only_to_the_own_app
         assert "Read-only file system" in seen[name], (name, seen[name])
     assert seen["python"] == "listed: greenlet,playwright"
     assert status.decode().split() == [
-        "CapEff:", "0000000000000000", "CapBnd:", "0000000000000000", "NoNewPrivs:", "1",
+        "CapEff:", "0000000000000000", "CapBnd:", "0000000000000000", "NoNewPrivs:", "1", "chromium",
     ]  # fmt: skip
