@@ -17,9 +17,11 @@ from envhub.config import Settings
 from envhub.models import Project
 from envhub.runtime.local import LocalRuntime
 from tests.mcp.conftest import Agent
+from tests.support.components import require
 from tests.support.runtime import kill_environments
 from tests.support.workers import Workers
 from tests.terminal.harness import People, Serve
+from tests.terminal.signin import agent_token
 
 pytestmark = pytest.mark.slow
 
@@ -130,11 +132,15 @@ def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
 def test_an_agent_tests_its_environment_url_with_playwright_inside_it_over_mcp(
     serve: Serve, people: People, project: Project, workers: Workers
 ) -> None:
-    agent = Agent(serve(), people.token(people.world.member, ("read", "write", "shell")))
-    created = agent.call("create_environment", project_id=project.id, name="pw-1", command=APP)
+    require("chromium")
+    base = serve()
+    creator = Agent(base, people.token(people.world.member, ("read", "write", "shell")))
+    created = creator.call("create_environment", project_id=project.id, name="pw-1", command=APP)
     env_id = created["environment"]["id"]
-    waited = agent.call("wait_until_ready", environment_id=env_id, timeout_seconds=120)
+    waited = creator.call("wait_until_ready", environment_id=env_id, timeout_seconds=120)
     assert waited["reached"], f"{waited}\n{workers.log_tail()}"
+    # From here on the agent works with the agent token it was given for this environment.
+    agent = Agent(base, agent_token(people.session, people.world.member, env_id))
     url = agent.call("get_public_url", environment_id=env_id)["url"]
     assert url == "http://pw-1.shop.acme.localhost:3000/"
 
