@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Local runtime: "auto" (= "bwrap") is bubblewrap or nothing; "unshare" and
     # "none" are weaker sandboxes an operator may choose for trusted code.
     local_sandbox: str = "auto"
+    # Local runtime: how much of a background process's output is kept; past it
+    # the oldest output is dropped (the output API says so, offsets keep their meaning).
+    background_output_limit_mb: Annotated[float, Field(ge=1, le=4096)] = 16.0
     # Projects may name a local path or file:// repository (off: they read this
     # machine's disk, so only an operator turns them on).
     allow_local_repos: bool = False

@@ -28,6 +28,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             allow_local_repos=settings.allow_local_repos,
             git_config=settings.git_config,
             private_paths=private,
+            output_limit=int(settings.background_output_limit_mb * 1024 * 1024),
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.domain.kube.network import ClusterNetwork

@@ -50,6 +50,7 @@ from envhub.runtime.base import (
     Inspection,
     PodInfo,
     ProbeInfo,
+    ProcessOutputChunk,
     ProgressReporter,
     RuntimeState,
     RuntimeStatus,
@@ -95,8 +96,10 @@ class LocalRuntime:
         allow_local_repos: bool = False,
         git_config: Path | None = None,
         private_paths: Iterable[Path] | None = None,
+        output_limit: int = background.DEFAULT_OUTPUT_LIMIT,
     ) -> None:
         self.root = root
+        self.output_limit = output_limit  # bytes of a background process's output kept
         self.allow_local_repos = allow_local_repos
         self.git_config = git_config
         self._sandbox_preference = sandbox
@@ -667,15 +670,16 @@ class LocalRuntime:
     def start_process(self, environment_id: int, key: str, argv: list[str]) -> None:
         launch, ws = self._beside_app(environment_id, argv, tty=False)
         try:
-            background.start(self._dir(environment_id), key, launch, cwd=ws)
+            background.start(self._dir(environment_id), key, launch, cwd=ws, output_limit=self.output_limit)
         finally:
             launch.close()
 
     def process_state(self, environment_id: int, key: str) -> BackgroundState:
         return background.state(self._dir(environment_id), key)
 
-    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
-        return background.output(self._dir(environment_id), key, offset, limit)
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> ProcessOutputChunk:
+        kept = background.output(self._dir(environment_id), key, offset, limit)
+        return ProcessOutputChunk(kept.data, kept.offset, kept.size, kept.dropped)
 
     def stop_process(self, environment_id: int, key: str, grace: float) -> None:
         background.stop(self._dir(environment_id), key, grace)
