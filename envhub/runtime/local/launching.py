@@ -54,6 +54,7 @@ def start_supervised(
     generation: int,
     services: tuple[ServiceSocket, ...] = (),
     forwarded: tuple[int, ...] = (),
+    git_credentials: dict[str, Any] | None = None,
 ) -> processes.ProcessState:
     """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``).
 
@@ -88,6 +89,7 @@ def start_supervised(
         "services": [
             {"name": s.name, "port": s.port, "socket": s.socket, "owner": s.owner} for s in services
         ],
+        "git_credentials": git_credentials,  # git_access.py: the relay's instructions (a key)
     }
     config_fd = data_fd(json.dumps(config).encode(), "envhub-supervisor")
     try:

@@ -57,7 +57,17 @@ from envhub.runtime.base import (
     StatusHandler,
     Usage,
 )
-from envhub.runtime.local import background, launching, lifecycle, network, processes, timing, workspace
+from envhub.runtime.local import (
+    background,
+    git_access,
+    launching,
+    lifecycle,
+    network,
+    processes,
+    timing,
+    workspace,
+)
+from envhub.runtime.local.git_access import GitAccess
 from envhub.runtime.local.sandbox import LAUNCHER_ENV, Launch, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
@@ -97,8 +107,10 @@ class LocalRuntime:
         git_config: Path | None = None,
         private_paths: Iterable[Path] | None = None,
         output_limit: int = background.DEFAULT_OUTPUT_LIMIT,
+        git_access: GitAccess | None = None,
     ) -> None:
         self.root = root
+        self.git_access = git_access  # None: git inside gets no credentials from envhub
         self.output_limit = output_limit  # bytes of a background process's output kept
         self.allow_local_repos = allow_local_repos
         self.git_config = git_config
@@ -306,7 +318,8 @@ class LocalRuntime:
         ws.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox
         port = self._app_port(target, config, previous_port=previous_port)
-        env = self._process_env(target, port=port, sandbox=sandbox, config=config)
+        git = git_access.setup(self.git_access, target, own_network=sandbox.own_network)
+        env = {**self._process_env(target, port=port, sandbox=sandbox, config=config), **git.variables}
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -327,9 +340,10 @@ class LocalRuntime:
             generation=target.generation,
             services=target.service_sockets,
             forwarded=lifecycle.other_ports(config, app_port=port),
+            git_credentials=git.relay,
         )
         # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
-        shared = {**(config.env if config is not None else {}), **target.variables}
+        shared = {**(config.env if config is not None else {}), **target.variables, **git.variables}
         state = dataclasses.replace(
             state,
             variables=shared,
