@@ -57,7 +57,7 @@ def this_machines_address() -> str:
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[GithubStub]:
-    with github_stub(prefix="/api/v3", host="0.0.0.0") as stub:  # noqa: S104 - the sandbox comes from outside
+    with github_stub(prefix="/api/v3", host="0.0.0.0") as stub:  # the sandbox comes from outside loopback
         stub.host = this_machines_address()
         yield stub
 
