@@ -55,7 +55,7 @@ _STOP = (
     'i=0; while [ "$i" -lt "$(($2 * 10))" ] && kill -0 "$c" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done; '
     'kill -KILL "$c" 2>/dev/null; '
     'i=0; while [ "$i" -lt 50 ] && [ ! -f "$p.exit" ] && kill -0 "$w" 2>/dev/null; '
-    'do sleep 0.1; i=$((i + 1)); done; '
+    "do sleep 0.1; i=$((i + 1)); done; "
     'kill -KILL -- "-$w" 2>/dev/null; exit 0'
 )
 
