@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     kube_browser_image: Annotated[str, Field(min_length=1)] = (
         "mcr.microsoft.com/playwright/python:v1.65.2-noble"
     )
+    # Local runtime: how much of a background process's output is kept; past it
+    # the oldest output is dropped (the output API says so, offsets keep their meaning).
+    background_output_limit_mb: Annotated[float, Field(ge=1, le=4096)] = 16.0
     # Projects may name a local path or file:// repository (off: they read this
     # machine's disk, so only an operator turns them on).
     allow_local_repos: bool = False

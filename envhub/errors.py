@@ -31,7 +31,8 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     ├── Conflict                  conflict
     ├── PermissionDenied          forbidden
     │   ├── CsrfRejected          csrf_failed
-    │   └── OriginRejected        origin_not_allowed
+    │   ├── OriginRejected        origin_not_allowed
+    │   └── GitHostRefused        git_host_refused
     ├── Unauthenticated           unauthenticated
     │   └── WebhookSignatureInvalid  webhook_signature_invalid
     ├── SignInFailed              sign_in_failed
@@ -48,6 +49,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     ├── PayloadTooLarge           payload_too_large
     ├── HostNotAllowed            host_not_allowed
     ├── Unsupported               not_supported
+    │   └── GithubAppRequired     github_app_required
     ├── SecretUnreadable          secret_unreadable
     ├── InvalidTransition         invalid_transition
     ├── GithubError               github_error
@@ -567,6 +569,24 @@ class GithubConnectionInvalid(ValidationFailed):
 class GithubNotConnected(NotFound):
     code = "github_not_connected"
     default_hint = "Connect the project to its repository first (`envhub projects github connect`)."
+
+
+class GitHostRefused(PermissionDenied):
+    """The git credential helper asked for a host other than the project's repository's."""
+
+    code = "git_host_refused"
+    default_hint = (
+        "envhub hands out credentials for the project's own repository only; "
+        "use that repository's https URL as the remote."
+    )
+
+
+class GithubAppRequired(Unsupported):
+    code = "github_app_required"
+    default_hint = (
+        "Git credentials inside environments are GitHub App installation tokens: connect the project "
+        "with a GitHub App (auth 'app') to push from its environments."
+    )
 
 
 class GithubError(EnvhubError):

@@ -100,6 +100,9 @@ def logs(
     offset = 0
     while True:
         answer = connection.request("GET", path, params={"offset": offset, "max_bytes": 1024 * 1024})
+        if answer["offset"] > offset:
+            skipped = answer["offset"] - offset
+            sys.stderr.write(f"[envhub: {skipped} bytes of older output were dropped (output limit)]\n")
         sys.stdout.write(answer["output"])
         sys.stdout.flush()
         offset = answer["next_offset"]

@@ -273,6 +273,9 @@ class EnvironmentTarget:
     # hold credentials, so they are neither printed nor compared, like ``secrets``.
     # Empty on the local runtime.
     service_objects: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, compare=False)
+    # The origin (https://github.com) of the project's GitHub repository, when it has one:
+    # git inside asks envhub for that origin's credentials (domain/git_credentials.py).
+    git_origin: str = ""
 
     @property
     def variables(self) -> dict[str, str]:

@@ -57,8 +57,9 @@ AuthKind = Literal["app", "token"]
 # A cached installation token is replaced this long before GitHub's expiry, so a
 # request (or a git fetch given the token) never starts with one about to lapse.
 REFRESH_MARGIN = timedelta(minutes=5)
-# The permissions of the token handed to git: read the repository, nothing else.
+# The permissions of the token envhub's own git fetches with: read the repository, nothing else.
 GIT_PERMISSIONS = {"contents": "read"}
+Permissions = dict[str, str]
 
 T = TypeVar("T")
 
@@ -287,36 +288,40 @@ class GithubClient:
         if access.auth == "app":
             if not access.app_id or not access.installation_id:
                 raise GithubUnauthorized("an App connection needs its App id and installation id")
-            auth: Auth.Auth = _InstallationAuth(lambda: self._installation(scoped=False).token)
+            auth: Auth.Auth = _InstallationAuth(lambda: self._installation(None).token)
         else:
             auth = Auth.Token(access.secret)
         self._github = Github(auth=auth, lazy=True, per_page=100, **self._options)
 
     # -- tokens --
 
-    def _key(self, scoped: bool) -> tuple[Any, ...]:
-        scope = (self.repository.lower(), tuple(sorted(GIT_PERMISSIONS.items()))) if scoped else ()
+    def _key(self, permissions: Permissions | None) -> tuple[Any, ...]:
+        """The cache key of the installation's token (``permissions`` None), or of one scoped to
+        this repository with ``permissions``."""
+        scope = (
+            (self.repository.lower(), tuple(sorted(permissions.items()))) if permissions is not None else ()
+        )
         return (self.access.api_url.rstrip("/"), self.access.app_id, self.access.installation_id, *scope)
 
-    def _installation(self, *, scoped: bool) -> InstallationToken:
-        return TOKENS.get(self._key(scoped), lambda: self._mint(scoped))
+    def _installation(self, permissions: Permissions | None) -> InstallationToken:
+        return TOKENS.get(self._key(permissions), lambda: self._mint(permissions))
 
-    def _mint(self, scoped: bool) -> InstallationToken:
+    def _mint(self, permissions: Permissions | None) -> InstallationToken:
         assert self.access.app_id is not None
         assert self.access.installation_id is not None
         try:
             app = Auth.AppAuth(self.access.app_id, self.access.secret)
             integration = GithubIntegration(auth=app, **self._options)
-            if not scoped:
+            if permissions is None:
                 grant = integration.get_access_token(self.access.installation_id)
                 return InstallationToken(grant.token, grant.expires_at)
-            # Scoped to the one repository, read-only: what git needs and no more.
+            # Scoped to the one repository, with the permissions asked for and no more.
             requester: Requester = integration._GithubIntegration__requester  # type: ignore[attr-defined]
             _headers, body = requester.requestJsonAndCheck(
                 "POST",
                 f"/app/installations/{self.access.installation_id}/access_tokens",
                 headers={"Authorization": f"Bearer {app.create_jwt()}"},
-                input={"repositories": [self.repository.split("/", 1)[1]], "permissions": GIT_PERMISSIONS},
+                input={"repositories": [self.repository.split("/", 1)[1]], "permissions": permissions},
             )
             expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00"))
             return InstallationToken(str(body["token"]), expires)
@@ -332,7 +337,15 @@ class GithubClient:
         an hour (reused until near its expiry); a token connection's is the token itself."""
         if self.access.auth == "token":
             return InstallationToken(self.access.secret, None)
-        return self._installation(scoped=True)
+        return self._installation(GIT_PERMISSIONS)
+
+    def repository_token(self, permissions: Permissions) -> InstallationToken:
+        """An App installation token for this repository only, with ``permissions`` (e.g. contents
+        and pull requests write, for git inside an environment), valid about an hour; reused until
+        near its expiry. Only an App connection has one (a token connection's token is long-lived)."""
+        if self.access.auth != "app":
+            raise GithubUnauthorized("only a GitHub App connection mints repository tokens")
+        return self._installation(dict(permissions))
 
     # -- calls --
 
@@ -344,7 +357,7 @@ class GithubClient:
         except (GithubException, requests.RequestException) as exc:
             error = translate(exc, doing)
             if isinstance(error, GithubUnauthorized) and self.access.auth == "app":
-                TOKENS.forget(self._key(False)[:3])  # revoked early: mint anew next time
+                TOKENS.forget(self._key(None)[:3])  # revoked early: mint anew next time
             raise error from exc
 
     def _repo(self) -> Any:

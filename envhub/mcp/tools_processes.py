@@ -66,7 +66,11 @@ def read_process_output(
     offset: Annotated[int, Field(ge=0)] = 0,
     max_bytes: Annotated[int, Field(ge=1, le=MAX_BYTES)] = 64 * 1024,
 ) -> ProcessOutput:
-    """What a background process printed (stdout and stderr), from byte offset; pass next_offset to go on."""
+    """What a background process printed (stdout and stderr), from byte offset; pass next_offset to go on.
+
+    The oldest output is dropped past a size limit: an answer whose offset is
+    beyond the one asked for skipped dropped bytes (``dropped`` says how many
+    are gone in all)."""
     with unit_of_work() as session:
         return background.process_output(
             session=session,

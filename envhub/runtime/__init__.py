@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from envhub.config import RuntimeKind, Settings, get_settings
+from envhub.domain.git_credentials import IDENTITY_KEY_PURPOSE
 from envhub.runtime.base import Runtime
 
 
@@ -14,6 +15,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or get_settings()
     if settings.runtime is RuntimeKind.local:
         from envhub.runtime.local import LocalRuntime
+        from envhub.runtime.local.git_access import GitAccess
         from envhub.runtime.local.runtime import default_private_paths
 
         private = [settings.data_dir, *default_private_paths(settings.envs_dir)]
@@ -30,6 +32,9 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             private_paths=private,
             browser_mode=settings.browser,
             browser_chromium=settings.browser_chromium,
+            output_limit=int(settings.background_output_limit_mb * 1024 * 1024),
+            # The relay of git's credential helper calls envhub's API where this process serves it.
+            git_access=GitAccess(settings.internal_address, settings.derived_key(IDENTITY_KEY_PURPOSE)),
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.domain.kube.browser import BrowserSidecar

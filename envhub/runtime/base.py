@@ -209,13 +209,26 @@ class BackgroundState:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessOutputChunk:
+    """A read of a background process's output: ``data`` begins at byte ``offset`` of everything it
+    printed (``size`` bytes so far); the oldest ``dropped`` bytes are no longer kept."""
+
+    data: bytes
+    offset: int
+    size: int
+    dropped: int = 0
+
+
 @runtime_checkable
 class BackgroundHost(Protocol):
     """A runtime that runs named processes in an environment beyond any one call.
 
     ``key`` is envhub's name for the process (its database row), unique per
     environment. The output (stdout and stderr merged) is kept where
-    ``process_output`` can read it after the process has ended. Every method
+    ``process_output`` can read it after the process has ended, up to a size
+    limit past which the oldest bytes are dropped (offsets still count from
+    the first byte ever printed). Every method
     raises ``NotFound`` for a key it never started; ``stop_process`` of an
     ended process returns quietly.
     """
@@ -229,8 +242,9 @@ class BackgroundHost(Protocol):
     def process_state(self, environment_id: int, key: str) -> BackgroundState:
         """Whether it runs, or how it ended."""
 
-    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
-        """At most ``limit`` bytes of its output from byte ``offset``, and the output's size so far."""
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> ProcessOutputChunk:
+        """At most ``limit`` bytes of its output from byte ``offset`` (from the oldest byte kept, when
+        ``offset`` was dropped), with the output's size so far."""
 
     def stop_process(self, environment_id: int, key: str, grace: float) -> None:
         """SIGTERM its process tree, SIGKILL what is left after ``grace`` seconds."""

@@ -51,9 +51,12 @@ class ProcessList(TypedDict):
 class ProcessOutput(TypedDict):
     id: int
     output: str  # stdout and stderr merged, as UTF-8 (undecodable bytes replaced)
-    offset: int
+    offset: int  # where output begins: the offset asked for, or the oldest kept byte when that was dropped
     next_offset: int  # pass back as offset to read on
-    size: int  # bytes of output so far
+    size: int  # bytes of output so far, dropped ones included
+    # The oldest output is dropped past the runtime's limit (ENVHUB_BACKGROUND_OUTPUT_LIMIT_MB):
+    # offsets below this are gone. Offsets always count from the first byte the process printed.
+    dropped: int
     state: State
     exit_code: int | None
 
@@ -139,7 +142,10 @@ def process_output(
     offset: int = 0,
     limit: int = 64 * 1024,
 ) -> ProcessOutput:
-    """At most ``limit`` bytes of what the process printed, from byte ``offset``; also after it ended."""
+    """At most ``limit`` bytes of what the process printed, from byte ``offset``; also after it ended.
+
+    When ``offset`` was dropped (the output passed the runtime's limit), the
+    answer begins at the oldest byte kept: its ``offset`` says where."""
     if offset < 0 or not 0 < limit <= MAX_OUTPUT:
         raise ValidationFailed(
             f"offset is at least 0, limit between 1 and {MAX_OUTPUT}", details={"field": "limit"}
@@ -149,15 +155,16 @@ def process_output(
         session=session, actor=actor, environment_id=environment_id, target=AuditTarget("environment")
     )
     row = _row(session, environment_id, process_id)
-    data, size = host.process_output(environment_id, str(process_id), offset, limit)
+    chunk = host.process_output(environment_id, str(process_id), offset, limit)
     _refresh(host, row)
     session.commit()
     return ProcessOutput(
         id=process_id,
-        output=data.decode("utf-8", "replace"),
-        offset=offset,
-        next_offset=offset + len(data),
-        size=size,
+        output=chunk.data.decode("utf-8", "replace"),
+        offset=chunk.offset,
+        next_offset=chunk.offset + len(chunk.data),
+        size=chunk.size,
+        dropped=chunk.dropped,
         state=row.state,  # type: ignore[typeddict-item]
         exit_code=row.exit_code,
     )

@@ -33,7 +33,7 @@ from envhub.models import Environment, JobRun, JobStatus, Project, Team
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.runtime.base import ProgressReporter, Runtime
-from envhub.services import jobruns, ports, provisioning, releases
+from envhub.services import git_credentials, jobruns, ports, provisioning, releases
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.services.secrets import environment_secrets
@@ -166,6 +166,7 @@ def begin_run(
             spec=EnvironmentSpec.model_validate(environment.spec),
             url_access=parse_url_access(project.url_access),
             rollout_deadline=releases.rollout_deadline(project, environment),
+            git_origin=git_credentials.repository_origin(session, project.id),
         ),
     )
 

@@ -48,7 +48,7 @@ from envhub.models import (
     User,
 )
 from envhub.models.base import utcnow
-from envhub.runtime.base import BackgroundState, Inspection, WorkloadCredentials
+from envhub.runtime.base import BackgroundState, Inspection, ProcessOutputChunk, WorkloadCredentials
 from envhub.services.authentication import principal_for_token
 from envhub.services.common import audit
 
@@ -112,8 +112,8 @@ class PortRuntime:
     def process_state(self, environment_id: int, key: str) -> BackgroundState:
         return BackgroundState(running=True)
 
-    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
-        return b"output"[offset : offset + limit], 6
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> ProcessOutputChunk:
+        return ProcessOutputChunk(b"output"[offset : offset + limit], offset, 6)
 
     def stop_process(self, environment_id: int, key: str, grace: float) -> None:
         del environment_id, key, grace

@@ -128,6 +128,35 @@ def test_a_background_process_outlives_its_call_and_is_stopped_by_name(
     assert events[0].details["command"] == f"sh -c '{TICKER}'"
 
 
+def test_a_chatty_process_keeps_only_its_newest_output_and_the_api_says_what_was_dropped(
+    session: Session, world: World, env_id: int, settings: Settings
+) -> None:
+    limit = 256 * 1024
+    runtime = LocalRuntime(settings.envs_dir, sandbox="auto", output_limit=limit)
+    ops = {"session": session, "actor": world.member, "runtime": runtime, "environment_id": env_id}
+    # 2 MB of numbered 16-byte lines (" line 000000001\n"...), then a last word.
+    chatty = "seq -f ' line %09g' 1 131072; echo the end"
+    row = background.start_process(**ops, name="chatty", shell=chatty)
+    total = 131072 * 16 + len("the end\n")
+
+    def ended() -> bool:
+        return background.list_processes(**ops)["processes"][0]["state"] == "exited"
+
+    wait_for(ended, timeout=60, interval=0.2, what="the chatty process to end")
+    first = background.process_output(**ops, process_id=row["id"], limit=64)
+    assert first["size"] == total  # offsets count every byte ever printed
+    assert 0 < first["dropped"] <= total - limit // 2
+    assert first["offset"] == first["dropped"]  # offset 0 is gone: the answer starts at the oldest kept
+    # Offsets keep their meaning: the byte at offset n is the one the process printed n-th.
+    line = (first["offset"] + 15) // 16
+    aligned = background.process_output(**ops, process_id=row["id"], offset=line * 16, limit=16)
+    assert aligned["output"] == f" line {line + 1:09d}\n"
+    tail = background.process_output(**ops, process_id=row["id"], offset=total - 8)
+    assert (tail["output"], tail["next_offset"]) == ("the end\n", total)
+    log = settings.envs_dir / str(env_id) / "background" / f"{row['id']}.log"
+    assert log.stat().st_size <= limit + 64  # on disk: never much more than the limit
+
+
 def test_deleting_the_environment_ends_its_background_processes(
     session: Session, world: World, runtime: LocalRuntime, env_id: int, settings: Settings
 ) -> None:

@@ -245,3 +245,35 @@ def test_exec_does_not_disturb_concurrent_calls_on_the_shared_client(
         done.set()
         lister.join(timeout=30)
     assert failures == []
+
+
+# -- background processes ---------------------------------------------------------------
+
+
+def test_background_processes_run_detached_through_exec(
+    runtime: KubernetesRuntime, chatty: EnvironmentTarget
+) -> None:
+    """Started by one exec, alive after it; output by offset, state and stop by further execs."""
+    runtime.start_process(
+        chatty.id, "41", ["sh", "-c", "echo started; while :; do echo tick; sleep 0.2; done"]
+    )
+    wait_for(
+        lambda: runtime.process_output(chatty.id, "41", 0, 100).data.startswith(b"started\ntick\ntick\n"),
+        timeout=60,
+        what="the background process's output",
+    )
+    assert runtime.process_state(chatty.id, "41").running
+    later = runtime.process_output(chatty.id, "41", 8, 5)
+    assert (later.data, later.offset) == (b"tick\n", 8)
+    assert later.size >= 18
+    runtime.stop_process(chatty.id, "41", 2)
+    ended = runtime.process_state(chatty.id, "41")
+    assert (ended.running, ended.exit_code) == (False, 143)
+
+    runtime.start_process(chatty.id, "42", ["sh", "-c", "echo bye; exit 7"])
+    wait_for(lambda: not runtime.process_state(chatty.id, "42").running, timeout=60, what="it to end")
+    assert runtime.process_state(chatty.id, "42").exit_code == 7
+    assert runtime.process_output(chatty.id, "42", 0, 100).data == b"bye\n"
+    with pytest.raises(EnvhubError) as missing:
+        runtime.process_state(chatty.id, "43")
+    assert missing.value.code == "not_found"

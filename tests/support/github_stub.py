@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -38,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support import git_http
 from tests.support.servers import serve_asgi
 
 DOCS = "https://docs.github.com/rest"
@@ -111,12 +113,16 @@ class Grant:
     installation_id: int | None  # None: a personal token
     expires_at: datetime | None
     repositories: set[str] | None  # lower-case full names; None: all of the installation's / any
+    permissions: dict[str, str] | None = None  # what an installation token was asked with (None: all)
 
 
 class GithubStub:
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", host: str = "127.0.0.1") -> None:
         self.prefix = prefix
+        self.host = host
         self.port = 0
+        # Where git's smart HTTP serves bare repositories from (git_http.py); None: no git.
+        self.git_root: Path | None = None
         self.repos: dict[str, Repo] = {}
         self.apps: dict[int, str] = {}  # app id -> public key PEM
         self.private_keys: dict[int, str] = {}  # app id -> the private key envhub is given
@@ -134,7 +140,7 @@ class GithubStub:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -153,6 +159,7 @@ class GithubStub:
             self.failures.clear()
             self.used.clear()
             self.token_lifetime = timedelta(hours=1)
+            self.git_root = None
 
     def add_repo(self, full_name: str, *, private: bool = False, default_branch: str = "main") -> Repo:
         owner, name = full_name.split("/", 1)
@@ -409,7 +416,30 @@ class GithubStub:
         messages = {401: "Bad credentials", 403: "Resource not accessible by integration", 404: "Not Found"}
         return self._error(failure.status, messages.get(failure.status, "Server Error"), identity, extra)
 
+    def serve_git(self, root: Path, full_name: str) -> Path:
+        """Serve ``full_name`` (a repository of the stub) over git's smart HTTP, from a new bare
+        repository under ``root``; returns its path."""
+        self.git_root = root
+        return git_http.init_bare(root, full_name)
+
+    def _git_access(self, full_name: str, token: str, pushing: bool) -> int | None:
+        grant = self.grants.get(token)
+        if grant is None or (grant.expires_at is not None and grant.expires_at <= _now()):
+            return 401
+        repo = self.repos.get(full_name.lower())
+        if repo is None or not self._reaches(grant, repo):
+            return 404
+        if pushing and grant.permissions is not None and grant.permissions.get("contents") != "write":
+            return 403
+        return None
+
     async def _dispatch(self, request: Request) -> Response:
+        if self.git_root is not None and git_http.is_git(request.url.path):
+            call = Call(request.method, request.url.path, "git")
+            self.calls.append(call)
+            answer = await git_http.serve(request, self.git_root, self._git_access)
+            call.status = answer.status_code
+            return answer
         path = request.url.path.removeprefix(self.prefix) or "/"
         method = request.method
         kind, grant, app_id = self._identify(request)
@@ -491,7 +521,7 @@ class GithubStub:
             scope = {owner_repos[n.lower()] for n in names}
         token = "ghs_" + secrets.token_urlsafe(27)
         expires = _now() + self.token_lifetime
-        self.grants[token] = Grant(installation_id, expires, scope)
+        self.grants[token] = Grant(installation_id, expires, scope, body.get("permissions") or None)
         permissions = body.get("permissions") or {"contents": "read", "metadata": "read",
                                                    "pull_requests": "write", "issues": "write",
                                                    "deployments": "write", "checks": "write"}  # fmt: skip
@@ -781,10 +811,10 @@ class GithubStub:
 
 
 @contextlib.contextmanager
-def github_stub(prefix: str = "") -> Iterator[GithubStub]:
-    """A stub serving on a free loopback port for the block."""
-    stub = GithubStub(prefix)
-    with serve_asgi(stub.app()) as port:
+def github_stub(prefix: str = "", host: str = "127.0.0.1") -> Iterator[GithubStub]:
+    """A stub serving on a free port of ``host`` (loopback unless a test needs it reached from a sandbox)."""
+    stub = GithubStub(prefix, host)
+    with serve_asgi(stub.app(), address=host) as port:
         stub.port = port
         yield stub
 

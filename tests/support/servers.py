@@ -19,11 +19,11 @@ logging.getLogger("granian").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
-def serve_asgi(app: Any, port: int | None = None) -> Iterator[int]:
-    """Serve ``app`` over real HTTP/WebSocket on 127.0.0.1 (``port``, else a free one); yields the port."""
+def serve_asgi(app: Any, port: int | None = None, address: str = "127.0.0.1") -> Iterator[int]:
+    """Serve ``app`` over real HTTP/WebSocket on ``address`` (``port``, else a free one); yields the port."""
     port = port or free_port()
     loop = asyncio.new_event_loop()
-    server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.ASGINL, log_enabled=False)
+    server = Server(app, address=address, port=port, interface=Interfaces.ASGINL, log_enabled=False)
 
     def run() -> None:
         asyncio.set_event_loop(loop)
@@ -32,7 +32,8 @@ def serve_asgi(app: Any, port: int | None = None) -> Iterator[int]:
     thread = threading.Thread(target=run, name=f"asgi-{port}", daemon=True)
     thread.start()
     try:
-        wait_for(lambda: port_open(port), timeout=30, what=f"the ASGI server on port {port}")
+        reach = "127.0.0.1" if address in ("0.0.0.0", "127.0.0.1") else address
+        wait_for(lambda: port_open(port, reach), timeout=30, what=f"the ASGI server on port {port}")
         yield port
     finally:
         loop.call_soon_threadsafe(server.stop)

@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -53,8 +54,10 @@ from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import ClusterConflict, ClusterForbidden, EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
+    BackgroundState,
     Endpoint,
     Inspection,
+    ProcessOutputChunk,
     ProgressReporter,
     RuntimeState,
     RuntimeStatus,
@@ -62,7 +65,7 @@ from envhub.runtime.base import (
     Usage,
     WorkloadCredentials,
 )
-from envhub.runtime.kubernetes import describing
+from envhub.runtime.kubernetes import background, describing
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
@@ -633,6 +636,36 @@ class KubernetesRuntime:
             tty=tty,
             protocols=self.exec_protocols,
         )
+
+    # Background processes (runtime.base.BackgroundHost): detached in the container, through exec.
+
+    def _runner(self, environment_id: int) -> background.Run:
+        def run(argv: list[str], timeout: float) -> tuple[int | None, bytes]:
+            session = self.exec(environment_id, argv, tty=False)
+            try:
+                deadline = time.monotonic() + timeout
+                output = b""
+                while chunk := session.read(65536, timeout=max(0.1, deadline - time.monotonic())):
+                    output += chunk
+                return session.wait(max(0.1, deadline - time.monotonic())), output
+            except TimeoutError:
+                return None, output
+            finally:
+                session.close()
+
+        return run
+
+    def start_process(self, environment_id: int, key: str, argv: list[str]) -> None:
+        background.start(self._runner(environment_id), key, argv)
+
+    def process_state(self, environment_id: int, key: str) -> BackgroundState:
+        return background.state(self._runner(environment_id), key)
+
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> ProcessOutputChunk:
+        return background.output(self._runner(environment_id), key, offset, limit)
+
+    def stop_process(self, environment_id: int, key: str, grace: float) -> None:
+        background.stop(self._runner(environment_id), key, grace)
 
 
 def _group(obj: dict[str, Any]) -> str:

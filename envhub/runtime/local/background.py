@@ -2,9 +2,10 @@
 
 An exec session's sandbox dies with its session, so a process an agent wants
 kept running (a dev server, a watcher) is started here instead: the same
-sandboxed launch as a shell (``launching.shell_launch``), under a small host
-``sh`` that envhub itself wrote, which sends the output to a file and, when
-the sandbox ends, writes its exit status beside it. It runs in a session of
+sandboxed launch as a shell (``launching.shell_launch``), under envhub's own
+wrapper (``output_cap.py``), which sends the output to a file kept under a
+size limit (the oldest output is dropped; offsets keep their meaning) and,
+when the sandbox ends, writes its exit status beside it. It runs in a session of
 its own, so neither the API call that started it nor envhub restarting takes
 it along; its pid and start time are recorded so a recycled pid is never
 mistaken for it. Everything lives in ``<environment>/background/`` (outside the
@@ -16,34 +17,38 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
 
 from envhub.errors import NotFound
-from envhub.private_files import open_private, private_dir, write_private
+from envhub.private_files import private_dir, write_private
 from envhub.runtime.base import BackgroundState
-from envhub.runtime.local import processes
-from envhub.runtime.local.sandbox import LAUNCHER_ENV, Launch
+from envhub.runtime.local import output_cap, processes
+from envhub.runtime.local.output_cap import Kept
+from envhub.runtime.local.sandbox import LAUNCHER_ENV, Launch, python_command
 
-# $1 the output file, $2 the exit-status file, then the sandbox's command line.
-_WRAPPER = (
-    'out=$1 status=$2; shift 2; "$@" >>"$out" 2>&1 </dev/null; '
-    'code=$?; printf "%s\\n" "$code" >"$status.tmp" && mv -f "$status.tmp" "$status"'
-)
+WRAPPER = Path(output_cap.__file__)
+DEFAULT_OUTPUT_LIMIT = 16 * 1024 * 1024
+_SPAWN_WAIT = 5.0  # seconds a new wrapper may take to start its sandbox
 
 
 def folder(environment_dir: Path) -> Path:
     return environment_dir / "background"
 
 
-def start(environment_dir: Path, key: str, launch: Launch, *, cwd: Path) -> None:
+def start(
+    environment_dir: Path, key: str, launch: Launch, *, cwd: Path, output_limit: int = DEFAULT_OUTPUT_LIMIT
+) -> None:
     base = private_dir(folder(environment_dir))
     out, status, record = base / f"{key}.log", base / f"{key}.exit", base / f"{key}.json"
     status.unlink(missing_ok=True)
-    open_private(out, "wb").close()
+    output_cap.create(str(out))
+    wrapper = [*python_command(), str(WRAPPER), "run", str(out), str(status), str(output_limit)]
+    wrapper += [",".join(str(fd) for fd in launch.fds), "--"]
     process = subprocess.Popen(
-        ["/bin/sh", "-c", _WRAPPER, "sh", str(out), str(status), *launch.argv],
+        [*wrapper, *launch.argv],
         cwd=cwd,
         env=LAUNCHER_ENV,
         stdin=subprocess.DEVNULL,
@@ -69,25 +74,24 @@ def state(environment_dir: Path, key: str) -> BackgroundState:
     return BackgroundState(running=False, exit_code=None)
 
 
-def output(environment_dir: Path, key: str, offset: int, limit: int) -> tuple[bytes, int]:
-    path = folder(environment_dir) / f"{key}.log"
+def output(environment_dir: Path, key: str, offset: int, limit: int) -> Kept:
     _known(folder(environment_dir), key)
-    try:
-        with path.open("rb") as handle:
-            size = path.stat().st_size
-            handle.seek(offset)
-            return handle.read(limit), size
-    except FileNotFoundError:
-        return b"", 0
+    return output_cap.read(str(folder(environment_dir) / f"{key}.log"), offset, limit)
 
 
 def stop(environment_dir: Path, key: str, grace: float) -> None:
     wrapper = _wrapper(folder(environment_dir), key)
     if wrapper is None:
         return
-    # The sandbox below the wrapper, so the wrapper lives on to write how it ended.
+    # The sandbox below the wrapper, so the wrapper lives on to write how it ended. A wrapper
+    # only just started may not have started the sandbox yet: give it a moment to.
     with contextlib.suppress(psutil.Error):
-        for child in wrapper.children():
+        deadline = time.monotonic() + _SPAWN_WAIT
+        children = wrapper.children()
+        while not children and wrapper.is_running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+            children = wrapper.children()
+        for child in children:
             processes.kill_tree(child, grace=grace)
     with contextlib.suppress(psutil.Error):
         wrapper.wait(grace + 5)

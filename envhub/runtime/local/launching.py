@@ -58,6 +58,7 @@ def start_supervised(
     forwarded: tuple[int, ...] = (),
     extras: Extras = NO_EXTRAS,
     own_url_port: int | None = None,
+    git_credentials: dict[str, Any] | None = None,
 ) -> processes.ProcessState:
     """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``).
 
@@ -97,6 +98,7 @@ def start_supervised(
         "services": [
             {"name": s.name, "port": s.port, "socket": s.socket, "owner": s.owner} for s in services
         ],
+        "git_credentials": git_credentials,  # git_access.py: the relay's instructions (a key)
     }
     config_fd = data_fd(json.dumps(config).encode(), "envhub-supervisor")
     try:

@@ -50,14 +50,25 @@ from envhub.runtime.base import (
     Inspection,
     PodInfo,
     ProbeInfo,
+    ProcessOutputChunk,
     ProgressReporter,
     RuntimeState,
     RuntimeStatus,
     StatusHandler,
     Usage,
 )
-from envhub.runtime.local import background, launching, lifecycle, network, processes, timing, workspace
+from envhub.runtime.local import (
+    background,
+    git_access,
+    launching,
+    lifecycle,
+    network,
+    processes,
+    timing,
+    workspace,
+)
 from envhub.runtime.local import browser as lent
+from envhub.runtime.local.git_access import GitAccess
 from envhub.runtime.local.sandbox import LAUNCHER_ENV, Extras, Launch, Sandbox, detect_sandbox
 from envhub.runtime.local.shell import LocalExecSession
 
@@ -98,11 +109,15 @@ class LocalRuntime:
         private_paths: Iterable[Path] | None = None,
         browser_mode: str = "feature",
         browser_chromium: str = "",
+        output_limit: int = background.DEFAULT_OUTPUT_LIMIT,
+        git_access: GitAccess | None = None,
     ) -> None:
         self.root = root
         # Who is lent the machine's Chromium and envhub's Playwright (``browser.py``).
         self.browser_mode = browser_mode
         self.browser_chromium = browser_chromium
+        self.git_access = git_access  # None: git inside gets no credentials from envhub
+        self.output_limit = output_limit  # bytes of a background process's output kept
         self.allow_local_repos = allow_local_repos
         self.git_config = git_config
         self._sandbox_preference = sandbox
@@ -325,7 +340,8 @@ class LocalRuntime:
         extras, kit = lent.sandbox_extras(
             sandbox, lend=lend, own_host=own.host if own else "", chromium=self.browser_chromium
         )
-        env = {**kit, **self._process_env(target, port=port, sandbox=sandbox, config=config)}
+        git = git_access.setup(self.git_access, target, own_network=sandbox.own_network)
+        env = {**kit, **self._process_env(target, port=port, sandbox=sandbox, config=config), **git.variables}
         log_path = self._log_path(target.id)
         with open_private(log_path, "ab") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -348,9 +364,10 @@ class LocalRuntime:
             forwarded=forwarded,
             extras=extras,
             own_url_port=own.port if own else None,
+            git_credentials=git.relay,
         )
         # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
-        shared = {**(config.env if config is not None else {}), **target.variables}
+        shared = {**(config.env if config is not None else {}), **target.variables, **git.variables}
         state = dataclasses.replace(
             state,
             variables=shared,
@@ -700,15 +717,16 @@ class LocalRuntime:
     def start_process(self, environment_id: int, key: str, argv: list[str]) -> None:
         launch, ws = self._beside_app(environment_id, argv, tty=False)
         try:
-            background.start(self._dir(environment_id), key, launch, cwd=ws)
+            background.start(self._dir(environment_id), key, launch, cwd=ws, output_limit=self.output_limit)
         finally:
             launch.close()
 
     def process_state(self, environment_id: int, key: str) -> BackgroundState:
         return background.state(self._dir(environment_id), key)
 
-    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> tuple[bytes, int]:
-        return background.output(self._dir(environment_id), key, offset, limit)
+    def process_output(self, environment_id: int, key: str, offset: int, limit: int) -> ProcessOutputChunk:
+        kept = background.output(self._dir(environment_id), key, offset, limit)
+        return ProcessOutputChunk(kept.data, kept.offset, kept.size, kept.dropped)
 
     def stop_process(self, environment_id: int, key: str, grace: float) -> None:
         background.stop(self._dir(environment_id), key, grace)

@@ -9,6 +9,7 @@ envhub picks by itself. Its sandbox has
   (``supervisor.py``);
 * read-only system folders (``/usr``, ``/bin``, ``/sbin``, ``/lib*``), a
   private ``/tmp``, and the workspace as its only writable folder;
+* envhub's git credential helper, read-only (``/etc/envhub``);
 * an ``/etc`` that holds only what every local user may read: anything
   readable by its owner alone (``/etc/shadow``, SSH host keys, a Redis
   password) is left out. When envhub runs as root the sandbox's processes
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from envhub.domain.git_credentials import HELPER_PATH
 from envhub.errors import SandboxUnavailable, ValidationFailed
 from envhub.runtime.local.network import nameservers
 
@@ -51,6 +53,7 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32")
 ETC = "/etc"
 SANDBOX_WORKDIR = "/workspace"
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
+GIT_HELPER = Path(__file__).with_name("git_credential_helper.py")
 # The environment every launcher (bwrap, unshare, nsenter, setsid, the
 # supervisor) starts with: nothing of envhub's own environment, nothing of
 # the project's.
@@ -198,6 +201,10 @@ class Sandbox:
                 fd = data_fd(data, f"envhub-{name}")
                 launch.fds.append(fd)
                 args += ["--ro-bind-data", str(fd), f"{ETC}/{name}"]
+            # git's credential helper (git_relay.py answers it), read-only: nothing in it is secret.
+            helper = data_fd(GIT_HELPER.read_bytes(), "envhub-git-credential")
+            launch.fds.append(helper)
+            args += ["--perms", "0555", "--ro-bind-data", str(helper), HELPER_PATH]
             args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs inside
             args += self._private_masks(cover)
             for folder in extras.sealed:

@@ -25,6 +25,9 @@ and ``relays.py`` beside it (standard library only too). It
    public URL> inside, also before the app starts, and relays each connection
    to the app's port: the environment reaches its own URL (a browser testing
    it), and nothing else of the host's, without a route out of its namespace.
+7. when the project's repository is on GitHub (``git_credentials``), forks,
+   before making the namespace, the relay that git's credential helper talks
+   to (``git_relay.py``), and hands it a listener on 127.0.0.1:<port> inside.
 
 The app writes its output to the log itself; once a second this process looks
 at the log's size and notes in the times file (``times_fd``) where the output
@@ -59,9 +62,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING or __package__:
-    from envhub.runtime.local import relays
-else:  # run as a script, isolated (-I): its one helper module sits beside it
+    from envhub.runtime.local import git_relay, relays
+else:  # run as a script, isolated (-I): its helper modules sit beside it
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    import git_relay
     import relays
 
 CLONE_NEWNET = 0x40000000
@@ -347,10 +351,18 @@ def run(config_fd: int) -> int:
     status_fd = int(config["status_fd"])
     _more_files()
     listeners: list[socket.socket] = []
+    git = config.get("git_credentials")
+    # Forked while this process is still in the host's network, where envhub is reachable.
+    git_channel = git_relay.start(git) if git and config["network"] == "own" else None
     try:
         report = _set_up_network(config)
     except OSError as exc:
         report = {"error": f"could not create the environment's network namespace: {exc}"}
+    if git_channel is not None and "error" not in report:
+        try:  # bound before the app starts, so the app cannot take the port first
+            git_relay.hand_over(git_channel, int(git["port"]))
+        except OSError as exc:
+            print(f"envhub: no git credentials in this environment: {exc}", file=sys.stderr, flush=True)
     services = config.get("services", [])
     if "error" not in report and services and report["network"] != "host":
         try:
