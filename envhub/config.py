@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     # addresses, the API server, kube-system and envhub's own namespace (always).
     kube_egress_deny_cidrs: str = ""
     kube_egress_deny_namespaces: str = ""
+    # Development environments' workspaces (a repository's devcontainer.json): the image whose git
+    # clones the repository into the workspace (it needs git and /bin/sh), and the claims that hold
+    # the workspace and each named volume of the file's mounts (storage class "": the cluster's default).
+    kube_workspace_git_image: Annotated[str, Field(min_length=1)] = "alpine/git:2.47.2"
+    kube_workspace_storage_class: str = ""
+    kube_workspace_size: Annotated[str, Field(min_length=1)] = "10Gi"
+    kube_workspace_volume_size: Annotated[str, Field(min_length=1)] = "1Gi"
     # envhub's own namespace in the cluster (the chart sets it); when empty and
     # running in a pod, the pod's own namespace.
     kube_own_namespace: str = ""

@@ -22,6 +22,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── ChartRefInvalid       chart_ref_invalid
     │   ├── ChartRenderFailed     chart_render_failed
     │   ├── DevcontainerInvalid   devcontainer_invalid
+    │   ├── DevcontainerBuildUnavailable  devcontainer_build_unavailable
     │   ├── WorkspacePathInvalid  workspace_path_invalid
     │   ├── GithubConnectionInvalid  github_connection_invalid
     │   ├── EgressDenied          egress_denied
@@ -287,6 +288,21 @@ class DevcontainerInvalid(ValidationFailed):
     advice = (
         "The repository's dev container configuration could not be used; the message names the file "
         "and the key. Fix it, push, and redeploy."
+    )
+
+
+class DevcontainerBuildUnavailable(ValidationFailed):
+    """The repository's devcontainer.json builds its image (``build.dockerfile``) and names no
+    ``image``, and this envhub has no in-cluster image builder; ``details`` name the ``path``."""
+
+    code = "devcontainer_build_unavailable"
+    default_hint = (
+        'Name a prebuilt image in devcontainer.json ("image": "ghcr.io/devcontainers/..."), '
+        "or ask the operator to configure an in-cluster image builder."
+    )
+    advice = (
+        "The dev container builds its image from a Dockerfile, and this envhub cannot build images. "
+        "Push a prebuilt image and name it in devcontainer.json's image, then redeploy."
     )
 
 

@@ -31,6 +31,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.domain.kube.network import ClusterNetwork
+    from envhub.domain.kube.workspace import WorkspaceSettings
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client, own_namespace
 
     own = settings.kube_own_namespace or own_namespace()
@@ -46,4 +47,13 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         clusters=ClusterNetwork(
             operator_namespaces=settings.cloudnative_pg_namespaces, store_ports=settings.object_store_ports
         ),
+        workspace=WorkspaceSettings(
+            git_image=settings.kube_workspace_git_image,
+            storage_class=settings.kube_workspace_storage_class,
+            size=settings.kube_workspace_size,
+            volume_size=settings.kube_workspace_volume_size,
+        ),
+        git_config=settings.git_config,
+        allow_local_repos=settings.allow_local_repos,
+        lifecycle_timeout=settings.lifecycle_timeout,
     )

@@ -31,7 +31,6 @@ from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API_VERSION
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.deployments import (
     PublicEndpoint,
-    public_endpoint,
     render_deployment,
     render_secrets,
     render_service,
@@ -39,6 +38,7 @@ from envhub.domain.kube.deployments import (
 from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.gateway import GATEWAY_SERVICE, render_gateway_service
+from envhub.domain.kube.guards import check_object
 from envhub.domain.kube.ingress import render_ingress
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
@@ -46,6 +46,13 @@ from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_ma
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
 from envhub.domain.kube.network import ClusterNetwork, render_cluster_policy, render_network_policies
 from envhub.domain.kube.rbac import render_rbac
+from envhub.domain.kube.workspace import (
+    WORKSPACE,
+    WorkspaceSettings,
+    environment_endpoint,
+    remote_env_annotation,
+    render_workspace,
+)
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
 
@@ -84,9 +91,10 @@ def render_namespace(
     limits: PlatformLimits,
     services: Sequence[str] = (),
     public: PublicEndpoint | None = None,
+    extra_annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Namespace; ``services`` (the spec's container services, in order) and the
-    ``public`` endpoint go in annotations."""
+    """The Namespace; ``services`` (the spec's container services, in order), the
+    ``public`` endpoint and ``extra_annotations`` go in annotations."""
     all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace, **pod_security_labels(limits.pod_security)}
     meta = metadata(namespace, None, all_labels)
     annotations = {}
@@ -94,6 +102,7 @@ def render_namespace(
         annotations[SERVICES_ANNOTATION] = ",".join(services)
     if public is not None:
         annotations[PUBLIC_ANNOTATION] = f"{public.service}:{public.port}"
+    annotations.update(extra_annotations or {})
     if annotations:
         meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
@@ -139,6 +148,7 @@ def render_environment(
     is_namespaced: IsNamespaced | None = None,
     deny: EgressDenyList | None = None,
     clusters: ClusterNetwork | None = None,
+    workspace: WorkspaceSettings | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of ``target``'s environment, in apply order.
 
@@ -153,6 +163,10 @@ def render_environment(
     errors.EgressDenied` for an allowlist entry the deny list forbids.
     Each managed CloudNativePG ``Cluster`` among the target's service objects
     gets its network policy, shaped by ``clusters`` (defaults when None).
+    A target with a workspace (``target.workspace``) gets its claims, Service
+    and Deployment (``workspace.py``, shaped by ``workspace``), checked by the
+    manifest guard like a user's manifests: its image and paths are the
+    repository's.
     """
     limits = limits if limits is not None else PlatformLimits()
     deny = deny if deny is not None else EgressDenyList()
@@ -165,13 +179,17 @@ def render_environment(
     labels = target.labels
     spec = target.spec
     quota, _clamped = clamp_quota(spec.quota, limits)
+    services = [service.name for service in spec.services]
+    if target.workspace is not None:
+        services.insert(0, WORKSPACE)  # where terminals and commands go by default
     objects: list[dict[str, Any]] = [
         render_namespace(
             namespace,
             labels=labels,
             limits=limits,
-            services=[service.name for service in spec.services],
-            public=public_endpoint(spec, namespace=namespace),
+            services=services,
+            public=environment_endpoint(target, namespace=namespace),
+            extra_annotations=remote_env_annotation(target.workspace),
         ),
         render_resource_quota(quota, namespace=namespace, labels=labels),
         render_limit_range(quota, namespace=namespace, labels=labels),
@@ -207,13 +225,20 @@ def render_environment(
         if (obj["apiVersion"], obj["kind"]) == (CLUSTER_API_VERSION, CLUSTER_KIND)
     )
     objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
+    workspace_objects = render_workspace(
+        target, namespace=namespace, settings=workspace if workspace is not None else WorkspaceSettings()
+    )
+    for obj in workspace_objects:
+        check_object(obj, namespace=namespace)
+    objects.extend(obj for obj in workspace_objects if obj["kind"] != "Deployment")
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)
         if rendered is not None:
             objects.append(rendered)
     objects.extend(obj for obj in managed if obj["kind"] in _POD_KINDS)
+    objects.extend(obj for obj in workspace_objects if obj["kind"] == "Deployment")
     objects.extend(render_deployment(target, service, namespace=namespace) for service in spec.services)
-    public = public_endpoint(spec, namespace=namespace)
+    public = environment_endpoint(target, namespace=namespace)
     if target.gateway is not None and public is not None:
         objects.append(render_gateway_service(target.gateway, namespace=namespace, labels=labels))
         # Sign-in first: the Ingress sends the host to envhub's gateway, which relays.

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, V1DeleteOptions, VersionApi
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
+from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
     PUBLIC_ANNOTATION,
@@ -41,15 +44,21 @@ from envhub.domain.kube import (
     clamp_quota,
     is_namespace_of,
     namespace_for,
-    public_endpoint,
     render_environment,
 )
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
 from envhub.domain.kube.network import ClusterNetwork
+from envhub.domain.kube.workspace import (
+    WORKSPACE,
+    WorkspaceSettings,
+    environment_endpoint,
+    read_remote_env,
+    with_remote_env,
+)
 from envhub.domain.progress import PREPARE_STEPS
-from envhub.domain.specs import EnvironmentTarget
+from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
 from envhub.errors import ClusterConflict, ClusterForbidden, EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
     Endpoint,
@@ -62,6 +71,7 @@ from envhub.runtime.base import (
     WorkloadCredentials,
 )
 from envhub.runtime.kubernetes import describing
+from envhub.runtime.kubernetes import devcontainer as dev
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
@@ -135,8 +145,18 @@ class KubernetesRuntime:
         exec_protocols: tuple[str, ...] = EXEC_PROTOCOLS,
         heartbeat_interval: float | None = None,
         clusters: ClusterNetwork | None = None,
+        workspace: WorkspaceSettings | None = None,
+        git_config: Path | None = None,
+        allow_local_repos: bool = False,
+        lifecycle_timeout: float = 600.0,
     ) -> None:
         self.api = api
+        # Development environments' workspaces (devcontainer.json): how they are made, how the
+        # worker fetches the file (as it fetches deployment sources), how long a command may run.
+        self.workspace = workspace or WorkspaceSettings()
+        self.git_config = git_config
+        self.allow_local_repos = allow_local_repos
+        self.lifecycle_timeout = lifecycle_timeout
         # Where managed CloudNativePG clusters' operator runs, and their object store's ports.
         self.clusters = clusters or ClusterNetwork()
         self.core = CoreV1Api(api)
@@ -217,6 +237,7 @@ class KubernetesRuntime:
             is_namespaced=self.applier.is_namespaced,
             deny=deny,
             clusters=clusters,
+            workspace=self.workspace,
         )
         # A kind the cluster does not serve fails here, before anything is applied;
         # rendering looked every kind up already, so this asks the cluster nothing.
@@ -265,6 +286,8 @@ class KubernetesRuntime:
         return namespace, workloads
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        workspace = self._devcontainer(target, progress)
+        target = dataclasses.replace(target, workspace=workspace)
         namespace, workloads = self._apply(target, progress, ("namespace", "isolation", "workloads"))
         deadline = target.rollout_deadline
         progress.begin("health", f"watching workloads in {namespace}")
@@ -281,14 +304,44 @@ class KubernetesRuntime:
         names = rollout.workloads
         count = f"{len(names)} workload{'' if len(names) == 1 else 's'}"
         progress.finish("health", f"{count} rolled out: {', '.join(names)}" if names else "no workloads")
-        public = public_endpoint(target.spec, namespace=namespace)
+        details = {"namespace": namespace, "workloads": ", ".join(names)}
+        if workspace is not None:
+            dev.run_lifecycle(
+                self.core,
+                namespace=namespace,
+                workspace=workspace,
+                pods=self._pods(namespace) if workspace.config.lifecycle else [],
+                progress=progress,
+                protocols=self.exec_protocols,
+                timeout=self.lifecycle_timeout,
+            )
+            details[dev.STEP] = json.dumps(workspace.config.summary())
+        public = environment_endpoint(target, namespace=namespace)
         return RuntimeStatus(
             RuntimeState.ready,
             readiness.message,
             generation=target.generation,
             endpoint=Endpoint(public.host, public.port) if public else None,
-            details={"namespace": namespace, "workloads": ", ".join(names)},
+            details=details,
         )
+
+    def _devcontainer(self, target: EnvironmentTarget, progress: ProgressReporter) -> Workspace | None:
+        """A development environment's dev container, read from its repository (a step of its own)."""
+        if target.kind is not EnvironmentKind.development or target.spec.repo_url is None:
+            return None
+        progress.begin(dev.STEP)
+        workspace = dev.read_workspace(target, git_config=self.git_config, allow_local=self.allow_local_repos)
+        if workspace is None:
+            progress.skip(dev.STEP, "the repository has no devcontainer.json")
+            return None
+        config = workspace.config
+        refused = ", ".join(entry.key for entry in config.unsupported)
+        progress.finish(
+            dev.STEP,
+            f"{config.path} at {workspace.commit[:12]}: {config.image}"
+            + (f"; not honoured: {refused}" if refused else ""),
+        )
+        return workspace
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:
         listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
@@ -383,6 +436,21 @@ class KubernetesRuntime:
             reason = f"envhub may not read the metrics API here: {exc.message}"
             return Usage(available=False, reason=reason, source=METRICS_SOURCE)
         return Usage(available=True, containers=describing.pod_metrics(found), source=METRICS_SOURCE)
+
+    def port_endpoint(self, environment_id: int, port: int) -> Endpoint | None:
+        """A forwarded port of the environment's workspace: its Service's port, through the API server."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return None
+        try:
+            service = kube_json(
+                "reading the workspace's Service", self.core.read_namespaced_service, WORKSPACE, namespace
+            )
+        except NotFound:
+            return None
+        if all(entry.get("port") != port for entry in (service.get("spec") or {}).get("ports") or []):
+            return None
+        return Endpoint(f"{WORKSPACE}.{namespace}.svc", port, relay=True)
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         """The public Service, reached through the API server (:meth:`http_transport`).
@@ -548,8 +616,8 @@ class KubernetesRuntime:
 
     # -- logs and exec -------------------------------------------------------
 
-    def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str]:
-        """(namespace, pod, container) for logs and exec.
+    def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str, dict[str, str]]:
+        """(namespace, pod, container, the Namespace's annotations) for logs and exec.
 
         ``container`` names a service (and its container). Without one, the spec's
         first service is the default (its order is on the Namespace, which was
@@ -564,7 +632,8 @@ class KubernetesRuntime:
         pods = kube_json("finding a pod", self.core.list_namespaced_pod, namespace, **kwargs).get("items", [])
         if not pods:
             raise NotReady("the environment has no pod yet")
-        order = str((found["metadata"].get("annotations") or {}).get(SERVICES_ANNOTATION, ""))
+        annotations = {str(k): str(v) for k, v in (found["metadata"].get("annotations") or {}).items()}
+        order = annotations.get(SERVICES_ANNOTATION, "")
         rank = {name: index for index, name in enumerate(filter(None, order.split(",")))}
 
         def preference(pod: dict[str, Any]) -> tuple[int, bool, str]:
@@ -577,7 +646,7 @@ class KubernetesRuntime:
         pod = min(pods, key=preference)
         names = [str(c["name"]) for c in pod["spec"]["containers"]]
         chosen = container if container in names else names[0]
-        return namespace, str(pod["metadata"]["name"]), str(chosen)
+        return namespace, str(pod["metadata"]["name"]), str(chosen), annotations
 
     def logs(
         self,
@@ -591,7 +660,7 @@ class KubernetesRuntime:
         previous: bool = False,
         timestamps: bool = False,
     ) -> Iterator[str]:
-        namespace, pod, chosen = self._pod(environment_id, container)
+        namespace, pod, chosen, _annotations = self._pod(environment_id, container)
         return follow_log(
             self.core,
             namespace=namespace,
@@ -613,13 +682,16 @@ class KubernetesRuntime:
         tty: bool = True,
         container: str | None = None,
     ) -> KubernetesExecSession:
-        namespace, pod, chosen = self._pod(environment_id, container)
+        namespace, pod, chosen, annotations = self._pod(environment_id, container)
+        argv = command or ["/bin/sh", "-l"]
+        if chosen == WORKSPACE:  # a dev container's remoteEnv is for the sessions opened in it
+            argv = with_remote_env(read_remote_env(annotations), argv)
         return KubernetesExecSession(
             self.core,
             namespace=namespace,
             pod=pod,
             container=chosen,
-            command=command or ["/bin/sh", "-l"],
+            command=argv,
             tty=tty,
             protocols=self.exec_protocols,
         )
