@@ -360,6 +360,7 @@ def clone_script() -> str:
         (
             "set -eu",
             f'g() {{ git {options} -C "$DEST" "$@"; }}',
+            'mkdir -p "$DEST"',
             'if [ -n "${GIT_TOKEN:-}" ]; then',
             '  basic=$(printf "x-access-token:%s" "$GIT_TOKEN" | base64 | tr -d "\\n")',
             "  export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0=http.extraHeader",

@@ -1,4 +1,4 @@
-"""A development environment's devcontainer.json as the Kubernetes runtime renders it (domain/kube/workspace.py)."""
+"""A development environment's devcontainer.json as the Kubernetes runtime renders it (kube/workspace.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from envhub.domain.kube import render_environment
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION
 from envhub.domain.kube.workspace import (
-    REMOTE_ENV_ANNOTATION,
     WORKSPACE,
     WorkspaceSettings,
     clone_script,
@@ -66,7 +65,9 @@ PYTHON_TEMPLATE = """
 
 
 def config(text: str = PYTHON_TEMPLATE, **kwargs: Any) -> Any:
-    return kubernetes_config(text, path=".devcontainer/devcontainer.json", repo_url=REPO, local_env={}, **kwargs)
+    return kubernetes_config(
+        text, path=".devcontainer/devcontainer.json", repo_url=REPO, local_env={}, **kwargs
+    )
 
 
 def target(text: str = PYTHON_TEMPLATE, **spec: Any) -> Any:
@@ -83,17 +84,20 @@ def test_what_kubernetes_honours_and_lists_the_rest() -> None:
     assert found.image == "ghcr.io/devcontainers/python:1-3.12-bookworm"
     assert found.workspace_folder == "/workspaces/shop"
     assert [p.port for p in found.ports] == [8000, 5678]
-    assert found.published_port == 8000 and found.ports_relayed
+    assert found.published_port == 8000
+    assert found.ports_relayed
     # The image's PATH is left to the container's shell; the folder is filled in.
     assert found.remote_env["PATH"] == "${PATH}:/workspaces/shop/.venv/bin"
     refused = {entry.key: entry.reason for entry in found.unsupported}
-    assert "user name" in refused["remoteUser"] and found.remote_user == ""
+    assert "user name" in refused["remoteUser"]
+    assert found.remote_user == ""
     assert "installs no features" in refused["features.ghcr.io/devcontainers/features/git:1"]
     assert "documented features" in refused["features.ghcr.io/devcontainers/features/node:1"]
     assert "bind" in refused["mounts[1]"]
     assert refused["containerEnv.PORT"] == "envhub sets this variable itself"
     assert found.features == ()
-    assert found.summary()["unsupported"] and "customizations" not in refused
+    assert found.summary()["unsupported"]
+    assert "customizations" not in refused
 
 
 def test_the_workspace_objects() -> None:
@@ -117,8 +121,11 @@ def test_the_workspace_objects() -> None:
     assert container["workingDir"] == "/workspaces/shop"
     assert container["command"] == ["/bin/sh", "-c", "python3 -m http.server $PORT"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["SHOP_MODE"] == "dev" and env["PORT"] == "8000" and env["ENVHUB_ENVIRONMENT"] == "dev"
-    assert "PATH" not in env and "GREETING" not in env  # remoteEnv is for sessions, not the container
+    assert env["SHOP_MODE"] == "dev"
+    assert env["PORT"] == "8000"
+    assert env["ENVHUB_ENVIRONMENT"] == "dev"
+    assert "PATH" not in env
+    assert "GREETING" not in env
     assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]} == {
         "/workspaces/shop": WORKSPACE,
         "/home/vscode/.cache/pip": cache,
@@ -127,7 +134,9 @@ def test_the_workspace_objects() -> None:
     [clone] = pod["initContainers"]
     assert clone["image"] == WorkspaceSettings().git_image
     clone_env = {e["name"]: e.get("value") for e in clone["env"]}
-    assert clone_env["REPO"] == REPO and clone_env["COMMIT"] == COMMIT and clone_env["DEST"] == "/workspaces/shop"
+    assert clone_env["REPO"] == REPO
+    assert clone_env["COMMIT"] == COMMIT
+    assert clone_env["DEST"] == "/workspaces/shop"
     assert "GIT_TOKEN" not in clone_env
     assert clone["volumeMounts"] == [{"name": WORKSPACE, "mountPath": "/workspaces/shop"}]
     assert {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == {
@@ -149,7 +158,8 @@ def test_beside_container_services_the_workspace_only_stays_up() -> None:
         workspace=WorkspaceSettings(storage_class="fast", size="20Gi", git_image="registry.test/git:2"),
     )
     container = by_kind(objects, "Deployment", WORKSPACE)["spec"]["template"]["spec"]["containers"][0]
-    assert "trap" in container["command"][2] and "readinessProbe" not in container
+    assert "trap" in container["command"][2]
+    assert "readinessProbe" not in container
     assert "PORT" not in {e["name"] for e in container["env"]}
     claim = by_kind(objects, "PersistentVolumeClaim", WORKSPACE)
     assert claim["spec"]["storageClassName"] == "fast"
@@ -165,7 +175,8 @@ def test_the_git_token_reaches_the_clone_only() -> None:
     spec = pod["spec"]["template"]["spec"]
     [clone] = spec["initContainers"]
     [token] = [e for e in clone["env"] if e["name"] == "GIT_TOKEN"]
-    assert token["valueFrom"]["secretKeyRef"]["key"] == "GIT_TOKEN" and "value" not in token
+    assert token["valueFrom"]["secretKeyRef"]["key"] == "GIT_TOKEN"
+    assert "value" not in token
     assert "t0ken" not in str(pod)
 
 
@@ -186,7 +197,8 @@ def test_a_build_without_an_image_builder_is_refused() -> None:
     assert "image builder" in refused.value.message
     # With an image too, the image is used and the build listed as not honoured.
     both = config('{"image": "ghcr.io/devcontainers/base:bookworm", "build": {"dockerfile": "Dockerfile"}}')
-    assert both.image.endswith("base:bookworm") and [u.key for u in both.unsupported] == ["build"]
+    assert both.image.endswith("base:bookworm")
+    assert [u.key for u in both.unsupported] == ["build"]
     with pytest.raises(DevcontainerInvalid):
         config('{"forwardPorts": [3000]}')
 

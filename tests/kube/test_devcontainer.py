@@ -1,0 +1,190 @@
+"""A development environment's devcontainer.json on the real apiserver and the test kubelet.
+
+The worker reads the file from the project's repository (a real git repository
+on disk), the runtime applies the workspace (claim, Service, Deployment with its
+clone init container), the test kubelet runs the clone and the dev container's
+command as local processes, and the lifecycle commands run through ``pods/exec``
+with their output in the provisioning steps. What the runtime did not honour is
+in the summary the environment records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envhub.domain.kube import namespace_for
+from envhub.domain.kube.workspace import CREATED_ANNOTATION, STARTED_ANNOTATION, WORKSPACE, volume_claim
+from envhub.domain.specs import EnvironmentTarget
+from envhub.runtime.kubernetes import KubernetesRuntime, api_client
+from tests.kube.helpers import Kube
+from tests.support.net import free_port
+from tests.support.repos import WorkRepo
+from tests.support.runtime import RecordingProgress
+
+pytestmark = pytest.mark.kube
+
+MakeEnv = Callable[..., EnvironmentTarget]
+
+# Shaped like the published templates (an image of ghcr.io/devcontainers, a feature, forwarded
+# ports with labels, postCreateCommand), with a workspace folder the test kubelet can write.
+DEVCONTAINER = """
+// The shop's dev container.
+{{
+  "name": "Shop",
+  "image": "ghcr.io/devcontainers/python:1-3.12-bookworm",
+  "features": {{ "ghcr.io/devcontainers/features/github-cli:1": {{}} }},
+  "workspaceFolder": "{folder}",
+  "containerEnv": {{ "SHOP_MODE": "dev" }},
+  "remoteEnv": {{ "GREETING": "hello from remoteEnv" }},
+  "forwardPorts": [{port}, {debug}],
+  "portsAttributes": {{ "{port}": {{ "label": "Storefront" }}, "{debug}": {{ "label": "Debugger" }} }},
+  "mounts": ["source=/var/run/docker.sock,target=/var/run/docker.sock,type=bind"],
+  "postCreateCommand": "echo created as $SHOP_MODE with $GREETING; cat app.txt",
+  "postStartCommand": ["sh", "-c", "echo started in $(pwd)"],
+  "remoteUser": "vscode",
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def dev_runtime(running_cluster: Any) -> KubernetesRuntime:
+    """The runtime as a worker runs it, allowed to fetch a repository on this machine."""
+    return KubernetesRuntime(
+        api_client(str(running_cluster.kubeconfig)),
+        ready_timeout=30.0,
+        allow_local_repos=True,
+        lifecycle_timeout=30,
+    )
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[tuple[WorkRepo, Path, int]]:
+    repo = WorkRepo(tmp_path / "repo")
+    folder = tmp_path / "workspaces" / "shop"
+    port, debug = free_port(), free_port()
+    repo.commit(
+        "shop",
+        {
+            "app.txt": "the shop's code\n",
+            ".devcontainer/devcontainer.json": DEVCONTAINER.format(folder=folder, port=port, debug=debug),
+        },
+    )
+    return repo, folder, port
+
+
+def steps(progress: RecordingProgress, key: str) -> list[tuple[str, str]]:
+    return [(event, detail) for event, k, detail in progress.events if k == key]
+
+
+def test_the_workspace_is_applied_and_its_commands_run_through_exec(
+    dev_runtime: KubernetesRuntime, kube: Kube, make_env: MakeEnv, shop: tuple[WorkRepo, Path, int]
+) -> None:
+    repo, folder, port = shop
+    commit = repo.git("rev-parse", "HEAD")
+    target = make_env(name="dev", repo_url=f"file://{repo.path}")
+    progress = RecordingProgress()
+    status = dev_runtime.apply(target, progress=progress)
+    namespace = namespace_for(target)
+
+    # The objects, as the cluster has them.
+    deployment = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{WORKSPACE}")
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "ghcr.io/devcontainers/python:1-3.12-bookworm"
+    assert container["workingDir"] == str(folder)
+    assert {"name": "SHOP_MODE", "value": "dev"} in container["env"]
+    assert {"name": "PORT", "value": str(port)} in container["env"]
+    [clone] = pod["initContainers"]
+    assert {"name": "COMMIT", "value": commit} in clone["env"]
+    claim = kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{WORKSPACE}")
+    assert claim is not None
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    service = kube.get(f"/api/v1/namespaces/{namespace}/services/{WORKSPACE}")
+    assert service is not None
+    assert next(p["port"] for p in service["spec"]["ports"]) == port
+    assert status.endpoint is not None
+    assert status.endpoint.port == port
+    # The init container cloned the commit into the workspace (the test kubelet runs it here).
+    assert (folder / "app.txt").read_text() == "the shop's code\n"
+
+    # The lifecycle commands ran in the pod, with containerEnv and remoteEnv, their output in the steps.
+    [(begin, command), (finish, output)] = steps(progress, "post_create")
+    assert (begin, finish) == ("begin", "finish")
+    assert command.startswith("echo created")
+    assert output == "created as dev with hello from remoteEnv\nthe shop's code"
+    assert steps(progress, "post_start")[-1] == ("finish", f"started in {folder}")
+    assert steps(progress, "devcontainer")[-1][0] == "finish"
+
+    # What was not honoured is in the summary the environment records.
+    summary = json.loads(status.details["devcontainer"])
+    refused = {entry["key"] for entry in summary["unsupported"]}
+    assert {"remoteUser", "mounts[0]", "features.ghcr.io/devcontainers/features/github-cli:1"} <= refused
+    assert summary["published_port"] == port
+    assert summary["ports_relayed"] is True
+    assert [p["label"] for p in summary["ports"]] == ["Storefront", "Debugger"]
+
+    # postCreateCommand is remembered with the workspace: a redeploy of the commit does not run it again.
+    claim = kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{WORKSPACE}")
+    assert claim is not None
+    assert claim["metadata"]["annotations"][CREATED_ANNOTATION] == commit
+    assert claim["metadata"]["annotations"][STARTED_ANNOTATION]
+    again = RecordingProgress()
+    dev_runtime.apply(target, progress=again)
+    assert again.outcome("post_create") == "skip"
+    assert again.outcome("post_start") == "skip"
+
+    # A terminal in the workspace has remoteEnv; each forwarded port is reachable on its own.
+    session = dev_runtime.exec(target.id, ["/bin/sh", "-c", 'echo "$GREETING in $(pwd)"'], tty=False)
+    try:
+        out = b""
+        while chunk := session.read(timeout=30):
+            out += chunk
+    finally:
+        session.close()
+    assert out.decode().strip() == f"hello from remoteEnv in {folder}"
+    debug = summary["ports"][1]["port"]
+    found = dev_runtime.port_endpoint(target.id, debug)
+    assert found is not None
+    assert (found.host, found.port) == (f"{WORKSPACE}.{namespace}.svc", debug)
+    assert dev_runtime.port_endpoint(target.id, 1) is None
+
+
+def test_a_dropped_devcontainer_is_pruned_with_its_claims(
+    dev_runtime: KubernetesRuntime, kube: Kube, make_env: MakeEnv, shop: tuple[WorkRepo, Path, int]
+) -> None:
+    repo, _folder, _port = shop
+    config = repo.path / ".devcontainer" / "devcontainer.json"
+    text = config.read_text().replace(
+        '"postCreateCommand"',
+        '"mounts": ["source=shop-cache,target=/cache,type=volume"], "postCreateCommand"',
+    )
+    text = text.replace(
+        '  "mounts": ["source=/var/run/docker.sock,target=/var/run/docker.sock,type=bind"],\n', ""
+    )
+    repo.commit("a cache volume", {".devcontainer/devcontainer.json": text})
+    target = make_env(name="dev", repo_url=f"file://{repo.path}")
+    dev_runtime.apply(target, progress=RecordingProgress())
+    namespace = namespace_for(target)
+    cache = volume_claim("shop-cache")
+    assert kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{cache}") is not None
+
+    repo.git("rm", "--quiet", "-r", ".devcontainer")
+    repo.commit("no dev container")
+    progress = RecordingProgress()
+    dev_runtime.apply(dataclasses.replace(target, generation=2), progress=progress)
+    assert steps(progress, "devcontainer")[-1] == ("skip", "the repository has no devcontainer.json")
+    for path in (
+        f"persistentvolumeclaims/{WORKSPACE}",
+        f"persistentvolumeclaims/{cache}",
+        f"services/{WORKSPACE}",
+    ):
+        left = kube.get(f"/api/v1/namespaces/{namespace}/{path}")
+        assert left is None or left["metadata"].get("deletionTimestamp"), path
+    assert kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{WORKSPACE}") is None
