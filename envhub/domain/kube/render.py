@@ -50,7 +50,7 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
-    remote_env_annotation,
+    namespace_annotations,
     render_workspace,
 )
 from envhub.domain.naming import validate_label
@@ -189,7 +189,7 @@ def render_environment(
             limits=limits,
             services=services,
             public=environment_endpoint(target, namespace=namespace),
-            extra_annotations=remote_env_annotation(target.workspace),
+            extra_annotations=namespace_annotations(target),
         ),
         render_resource_quota(quota, namespace=namespace, labels=labels),
         render_limit_range(quota, namespace=namespace, labels=labels),

@@ -17,8 +17,8 @@ Without container services of its own the environment's app is the project's
 command, run in the workspace on the first forwarded port as ``$PORT`` (as the
 local runtime does); otherwise the workspace container only stays up, and people
 and agents work in it. ``remoteEnv`` reaches exec sessions (terminals, lifecycle
-commands): :func:`with_remote_env` wraps their command, from the Namespace's
-annotation (:data:`REMOTE_ENV_ANNOTATION`).
+commands): ``workspace_shell.with_remote_env`` wraps their command, from the
+Namespace's annotation (:data:`REMOTE_ENV_ANNOTATION`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import hashlib
 import json
 import posixpath
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,14 +36,15 @@ import json5
 from envhub.domain.devcontainer import Devcontainer, Workspace, parse, without_reserved
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, workload_labels
 from envhub.domain.kube.names import SECRETS_ANNOTATION, SECRETS_NAME, WORKLOAD_ACCOUNT, metadata
+from envhub.domain.kube.workspace_shell import clone_script
 from envhub.domain.repos import GIT_TOKEN_SECRET
 from envhub.domain.specs import ENVHUB_VARIABLES, EnvironmentTarget
 from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
-from envhub.hostgit import HARDENING
 
 WORKSPACE = "workspace"  # the Deployment, its container, its Service and its claim
 CLONE_CONTAINER = "clone"
 # On the Namespace: the workspace's remoteEnv (JSON), read when a terminal or a command is opened.
+# COMMIT_ANNOTATION is there too (``<generation>:<commit>``), and on the workspace's pods (the commit).
 REMOTE_ENV_ANNOTATION = "envhub.dev/remote-env"
 # On the workspace's claim: the commit whose postCreateCommand succeeded, and the pod whose
 # postStartCommand ran (the claim is the workspace: what ran in it is remembered with it).
@@ -55,7 +55,6 @@ DEFAULT_GIT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_APP_PORT = 8080
 _KEEP_ALIVE = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"
 _CONTAINER_REF = re.compile(r"\$\{containerEnv:([A-Za-z_][A-Za-z0-9_]*)")
-_SHELL_REF = re.compile(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\})")
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 _NUMERIC_USER = re.compile(r"[0-9]{1,10}")
 
@@ -348,52 +347,26 @@ def _clone_container(
     }
 
 
-def clone_script() -> str:
-    """The init container's script: ``$REPO`` at ``$COMMIT`` into ``$DEST``, keeping local work.
-
-    The workspace was written by the environment, so git reads none of its
-    configuration's programs: every call carries envhub's hardening (no hooks,
-    no fsmonitor, no filters from attributes, no submodules).
-    """
-    options = " ".join(f"-c {shlex.quote(setting)}" for setting in (*HARDENING, "safe.directory=*"))
-    return "\n".join(
-        (
-            "set -eu",
-            f'g() {{ git {options} -C "$DEST" "$@"; }}',
-            'mkdir -p "$DEST"',
-            'if [ -n "${GIT_TOKEN:-}" ]; then',
-            '  basic=$(printf "x-access-token:%s" "$GIT_TOKEN" | base64 | tr -d "\\n")',
-            "  export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0=http.extraHeader",
-            "  export GIT_CONFIG_KEY_1=http.followRedirects",
-            '  export GIT_CONFIG_VALUE_0="Authorization: Basic $basic" GIT_CONFIG_VALUE_1=false',
-            "fi",
-            'if [ ! -e "$DEST/.git" ]; then',
-            '  if [ -n "$(ls -A "$DEST" 2>/dev/null)" ]; then',
-            '    echo "envhub: $DEST holds files but no repository: left as it is"; exit 0',
-            "  fi",
-            '  g init --quiet && g remote add origin "$REPO"',
-            "fi",
-            "head=$(g rev-parse --verify --quiet HEAD || true)",
-            'if [ "$head" = "$COMMIT" ]; then echo "envhub: workspace already at $COMMIT"; exit 0; fi',
-            'if [ -n "$head" ] && [ -n "$(g status --porcelain)" ]; then',
-            '  echo "envhub: the workspace has local changes: kept at $head, not moved to $COMMIT"; exit 0',
-            "fi",
-            'g fetch --quiet --depth 1 origin "$COMMIT" 2>/dev/null || g fetch --quiet origin',
-            'g checkout --quiet --detach "$COMMIT"',
-            'echo "envhub: workspace at $COMMIT"',
-        )
-    )
-
-
-def remote_env_annotation(workspace: Workspace | None) -> dict[str, str]:
-    """The Namespace's annotation carrying remoteEnv; none without it."""
-    if workspace is None or not workspace.config.remote_env:
+def namespace_annotations(target: EnvironmentTarget) -> dict[str, str]:
+    """The Namespace's annotations for the workspace: its remoteEnv (JSON), and the commit it was made
+    from for the target's generation (a re-apply of that generation keeps it, even if the ref moved)."""
+    workspace = target.workspace
+    if workspace is None:
         return {}
-    return {REMOTE_ENV_ANNOTATION: json.dumps(dict(workspace.config.remote_env), sort_keys=True)}
+    annotations = {COMMIT_ANNOTATION: f"{target.generation}:{workspace.commit}"}
+    if workspace.config.remote_env:
+        annotations[REMOTE_ENV_ANNOTATION] = json.dumps(dict(workspace.config.remote_env), sort_keys=True)
+    return annotations
+
+
+def pinned_commit(annotations: Mapping[str, Any], generation: int) -> str | None:
+    """The commit the workspace was made from for ``generation`` (:func:`namespace_annotations`)."""
+    recorded, _, commit = str(annotations.get(COMMIT_ANNOTATION) or "").partition(":")
+    return commit if recorded == str(generation) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
 
 
 def read_remote_env(annotations: Mapping[str, Any]) -> dict[str, str]:
-    """remoteEnv from the Namespace's annotations (what :func:`remote_env_annotation` wrote)."""
+    """remoteEnv from the Namespace's annotations (what :func:`namespace_annotations` wrote)."""
     try:
         found = json.loads(str(annotations.get(REMOTE_ENV_ANNOTATION) or "{}"))
     except ValueError:
@@ -401,23 +374,3 @@ def read_remote_env(annotations: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(found, dict):
         return {}
     return {str(k): str(v) for k, v in found.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))}
-
-
-def with_remote_env(remote_env: Mapping[str, str], argv: list[str]) -> list[str]:
-    """``argv`` run with ``remoteEnv`` set, through the container's shell.
-
-    A ``${NAME}`` left in a value (``${containerEnv:NAME}`` of the image's
-    variables) is filled by the shell from the container's environment; every
-    other character is quoted, so a value is never run as shell code.
-    """
-    if not remote_env:
-        return argv
-    exports = "; ".join(f"export {name}={_shell_word(value)}" for name, value in remote_env.items())
-    return ["/bin/sh", "-c", f'{exports}; exec "$@"', "envhub", *argv]
-
-
-def _shell_word(value: str) -> str:
-    parts = [part for part in _SHELL_REF.split(value) if part]
-    if not parts:
-        return "''"
-    return "".join(f'"{part}"' if _SHELL_REF.fullmatch(part) else shlex.quote(part) for part in parts)

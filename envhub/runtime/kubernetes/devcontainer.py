@@ -43,8 +43,8 @@ from envhub.domain.kube.workspace import (
     STARTED_ANNOTATION,
     WORKSPACE,
     kubernetes_config,
-    with_remote_env,
 )
+from envhub.domain.kube.workspace_shell import with_remote_env
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET, RepoKind, require_allowed
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
 from envhub.errors import LifecycleCommandFailed, NotReady, RepoUrlRefused, SourceFetchFailed
@@ -60,10 +60,16 @@ _OUTPUT_LIMIT = 256 * 1024  # bytes of one command's output kept (its end)
 
 
 def read_workspace(
-    target: EnvironmentTarget, *, git_config: Path | None, allow_local: bool, builder: bool = False
+    target: EnvironmentTarget,
+    *,
+    git_config: Path | None,
+    allow_local: bool,
+    builder: bool = False,
+    commit: str | None = None,
 ) -> Workspace | None:
-    """The repository's dev container at the commit the environment's ref names; None when the
-    environment is not a development one, has no repository, or the commit has no devcontainer.json."""
+    """The repository's dev container at the commit the environment's ref names (``commit`` when
+    given: the one this generation was made from); None when the environment is not a development
+    one, has no repository, or the commit has no devcontainer.json."""
     repo_url = target.spec.repo_url
     if target.kind is not EnvironmentKind.development or repo_url is None:
         return None
@@ -86,7 +92,7 @@ def read_workspace(
         )
         git_dir = Path(scratch) / "repo.git"
         git.init(git_dir, bare=True)
-        commit = resolve(git, git_dir, repo_url, target.spec.ref)
+        commit = commit or resolve(git, git_dir, repo_url, target.spec.ref)
         git.fetch_commit(git_dir, repo_url, commit)
         found = find(
             lambda path: git.read_file(git_dir, commit, path, limit=MAX_BYTES), name=target.spec.devcontainer

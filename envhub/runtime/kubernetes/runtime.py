@@ -54,9 +54,10 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
+    pinned_commit,
     read_remote_env,
-    with_remote_env,
 )
+from envhub.domain.kube.workspace_shell import with_remote_env
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
 from envhub.errors import ClusterConflict, ClusterForbidden, EnvhubError, NotFound, NotReady
@@ -330,7 +331,13 @@ class KubernetesRuntime:
         if target.kind is not EnvironmentKind.development or target.spec.repo_url is None:
             return None
         progress.begin(dev.STEP)
-        workspace = dev.read_workspace(target, git_config=self.git_config, allow_local=self.allow_local_repos)
+        # A re-apply of the same generation (a resync) keeps the workspace's commit: a branch that
+        # moved meanwhile does not restart the pod people work in; a redeploy takes the new commit.
+        found = self._namespace_object(target.id)
+        pinned = pinned_commit((found or {}).get("metadata", {}).get("annotations") or {}, target.generation)
+        workspace = dev.read_workspace(
+            target, git_config=self.git_config, allow_local=self.allow_local_repos, commit=pinned
+        )
         if workspace is None:
             progress.skip(dev.STEP, "the repository has no devcontainer.json")
             return None

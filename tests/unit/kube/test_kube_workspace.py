@@ -17,13 +17,13 @@ from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION
 from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
-    clone_script,
     default_folder,
     kubernetes_config,
+    pinned_commit,
     read_remote_env,
     volume_claim,
-    with_remote_env,
 )
+from envhub.domain.kube.workspace_shell import clone_script, with_remote_env
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
 from tests.support.runtime import make_target
@@ -276,3 +276,11 @@ def test_the_clone_script_clones_then_keeps_local_work(tmp_path: Path) -> None:
     (dest / "app.txt").write_text("two\n")
     assert "workspace at" in clone(first.stdout.strip())
     assert not (tmp_path / "hooked").exists()
+
+
+def test_a_reapply_of_the_same_generation_keeps_the_commit() -> None:
+    made = target()
+    annotations = render_environment(made, namespace="envhub-shop-dev-7")[0]["metadata"]["annotations"]
+    assert pinned_commit(annotations, made.generation) == COMMIT
+    assert pinned_commit(annotations, made.generation + 1) is None  # a redeploy resolves the ref again
+    assert pinned_commit({}, 1) is None
