@@ -623,7 +623,14 @@ class KubernetesRuntime:
 
     # -- logs and exec -------------------------------------------------------
 
-    def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str, dict[str, str]]:
+    def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str]:
+        """(namespace, pod, container) for logs and exec (:meth:`_pod_and_annotations`)."""
+        namespace, pod, chosen, _annotations = self._pod_and_annotations(environment_id, container)
+        return namespace, pod, chosen
+
+    def _pod_and_annotations(
+        self, environment_id: int, container: str | None
+    ) -> tuple[str, str, str, dict[str, str]]:
         """(namespace, pod, container, the Namespace's annotations) for logs and exec.
 
         ``container`` names a service (and its container). Without one, the spec's
@@ -667,7 +674,7 @@ class KubernetesRuntime:
         previous: bool = False,
         timestamps: bool = False,
     ) -> Iterator[str]:
-        namespace, pod, chosen, _annotations = self._pod(environment_id, container)
+        namespace, pod, chosen = self._pod(environment_id, container)
         return follow_log(
             self.core,
             namespace=namespace,
@@ -689,7 +696,7 @@ class KubernetesRuntime:
         tty: bool = True,
         container: str | None = None,
     ) -> KubernetesExecSession:
-        namespace, pod, chosen, annotations = self._pod(environment_id, container)
+        namespace, pod, chosen, annotations = self._pod_and_annotations(environment_id, container)
         argv = command or ["/bin/sh", "-l"]
         if chosen == WORKSPACE:  # a dev container's remoteEnv is for the sessions opened in it
             argv = with_remote_env(read_remote_env(annotations), argv)
