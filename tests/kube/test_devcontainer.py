@@ -17,15 +17,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from envhub.config import Settings, override_settings
 from envhub.domain.kube import namespace_for
 from envhub.domain.kube.workspace import CREATED_ANNOTATION, STARTED_ANNOTATION, WORKSPACE, volume_claim
+from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentTarget
+from envhub.jobs.environments import converge_environment
+from envhub.models import Environment, JobRun
 from envhub.runtime.kubernetes import KubernetesRuntime, api_client
+from envhub.services import ports
+from envhub.services.environment_views import environment_detail
+from envhub.services.environments import create_environment
+from envhub.services.projects import create_project
+from tests.conftest import build_settings
 from tests.kube.helpers import Kube
+from tests.support.db import fetch, fetch_all
+from tests.support.fakes import FakeQueue
 from tests.support.net import free_port
 from tests.support.repos import WorkRepo
 from tests.support.runtime import RecordingProgress
+from tests.support.world import World
 
 pytestmark = pytest.mark.kube
 
@@ -188,3 +202,42 @@ def test_a_dropped_devcontainer_is_pruned_with_its_claims(
         left = kube.get(f"/api/v1/namespaces/{namespace}/{path}")
         assert left is None or left["metadata"].get("deletionTimestamp"), path
     assert kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{WORKSPACE}") is None
+
+
+def test_the_job_records_what_was_not_honoured_and_each_port_s_url(
+    session: Session, world: World, db: Engine, kube_settings: Settings, shop: tuple[WorkRepo, Path, int]
+) -> None:
+    """The converge job, in-process, as a worker runs it: steps, summary and view as every face shows them."""
+    repo, _folder, port = shop
+    with override_settings(build_settings(**{**kube_settings.model_dump(), "allow_local_repos": True})):
+        ports.reset()
+        project = create_project(
+            session=session,
+            actor=world.owner,
+            team_id=world.acme,
+            name="shop",
+            repo_url=f"file://{repo.path}",
+        )
+        assert project.id is not None
+        queue = FakeQueue()
+        env = create_environment(
+            session=session, actor=world.member, queue=queue, project_id=project.id, name="pr-3"
+        )
+        assert env.id is not None
+        assert converge_environment(*queue.jobs[-1].args) == "ready"  # type: ignore[arg-type]
+    ports.reset()
+    stored = fetch(db, Environment, env.id)
+    assert stored is not None
+    assert stored.phase is Phase.ready
+    [run] = fetch_all(db, JobRun)
+    done = {step["key"]: step for step in run.steps}
+    assert done["post_create"]["status"] == "done"
+    assert done["post_create"]["detail"].endswith("the shop's code")
+    assert done["devcontainer"]["title"] == "Read devcontainer.json"
+    detail = environment_detail(stored)
+    refused = {entry["key"] for entry in detail["devcontainer_unsupported"]}
+    assert {"remoteUser", "mounts[0]", "features.ghcr.io/devcontainers/features/github-cli:1"} <= refused
+    urls = {entry["port"]: entry["url"] for entry in detail["devcontainer_ports"]}
+    assert urls[port] == stored.public_url
+    [debug] = [number for number in urls if number != port]
+    assert urls[debug] == f"http://{debug}.pr-3.shop.acme.localhost:3000/"
