@@ -75,6 +75,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
         ├── LifecycleCommandFailed  lifecycle_command_failed
+        ├── ImageBuildFailed      image_build_failed
         ├── SourceFetchFailed     source_fetch_failed
         ├── SandboxUnavailable    sandbox_unavailable
         ├── QuotaExceeded         quota_exceeded
@@ -499,6 +500,21 @@ class LifecycleCommandFailed(RuntimeFailure):
     advice = (
         "A lifecycle command of the repository's devcontainer.json failed; its step shows the last lines "
         "of its output. Fix the command (or what it needs), push and redeploy."
+    )
+
+
+class ImageBuildFailed(RuntimeFailure):
+    """The in-cluster image builder could not build a dev container's image; ``details`` name the
+    build ``job``, its ``namespace`` and the ``image``."""
+
+    code = "image_build_failed"
+    default_hint = (
+        "Read the build Job's logs (kubectl logs job/<job> in the builder namespace), fix the Dockerfile, "
+        "push and redeploy."
+    )
+    advice = (
+        "The dev container's image could not be built from its Dockerfile. Read the build's logs, fix the "
+        "Dockerfile or its context, push and redeploy."
     )
 
 

@@ -85,7 +85,9 @@ def kubernetes_config(
     ``${containerEnv:NAME}`` of a variable the image sets is left for the
     container's shell to fill (the image's variables are not known here).
     Raises :class:`DevcontainerBuildUnavailable` for a file that builds its
-    image and names none, without an image builder (``builder``).
+    image and names none, without an image builder (``builder``); with one,
+    ``build`` is kept and the runtime sets ``image`` once it is built
+    (``builds.py``).
     """
     try:
         data = json5.loads(text)
@@ -101,8 +103,8 @@ def kubernetes_config(
         folder=None if named else default_folder(repo_url),
     )
     config = without_reserved(config)
-    if not config.image:
-        if config.build is not None or any(entry.key == "build" for entry in config.unsupported):
+    if not config.image and config.build is None:
+        if any(entry.key == "build" for entry in config.unsupported):
             raise DevcontainerBuildUnavailable(
                 f"{path}: build.dockerfile needs an in-cluster image builder, and this envhub has none; "
                 "name a prebuilt image",

@@ -46,6 +46,7 @@ from envhub.domain.kube import (
     namespace_for,
     render_environment,
 )
+from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
@@ -74,6 +75,7 @@ from envhub.runtime.base import (
 from envhub.runtime.kubernetes import describing
 from envhub.runtime.kubernetes import devcontainer as dev
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
+from envhub.runtime.kubernetes.builds import build_image
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
@@ -150,6 +152,7 @@ class KubernetesRuntime:
         git_config: Path | None = None,
         allow_local_repos: bool = False,
         lifecycle_timeout: float = 600.0,
+        builder: BuilderSettings | None = None,
     ) -> None:
         self.api = api
         # Development environments' workspaces (devcontainer.json): how they are made, how the
@@ -158,6 +161,9 @@ class KubernetesRuntime:
         self.git_config = git_config
         self.allow_local_repos = allow_local_repos
         self.lifecycle_timeout = lifecycle_timeout
+        # The operator's in-cluster image builder (rootless BuildKit Jobs); None: a devcontainer.json
+        # that builds its image and names none is refused.
+        self.builder = builder
         # Where managed CloudNativePG clusters' operator runs, and their object store's ports.
         self.clusters = clusters or ClusterNetwork()
         self.core = CoreV1Api(api)
@@ -336,19 +342,33 @@ class KubernetesRuntime:
         found = self._namespace_object(target.id)
         pinned = pinned_commit((found or {}).get("metadata", {}).get("annotations") or {}, target.generation)
         workspace = dev.read_workspace(
-            target, git_config=self.git_config, allow_local=self.allow_local_repos, commit=pinned
+            target,
+            git_config=self.git_config,
+            allow_local=self.allow_local_repos,
+            builder=self.builder is not None,
+            commit=pinned,
         )
         if workspace is None:
             progress.skip(dev.STEP, "the repository has no devcontainer.json")
             return None
         config = workspace.config
+        plan = None
+        if config.build is not None and self.builder is not None:
+            plan = plan_build(
+                target, config.build, path=config.path, commit=workspace.commit, settings=self.builder
+            )
+            config = dataclasses.replace(config, image=plan.image)
         refused = ", ".join(entry.key for entry in config.unsupported)
         progress.finish(
             dev.STEP,
             f"{config.path} at {workspace.commit[:12]}: {config.image}"
+            + (" (to build)" if plan is not None else "")
             + (f"; not honoured: {refused}" if refused else ""),
         )
-        return workspace
+        if plan is not None and self.builder is not None:
+            timeout = self.builder.timeout
+            build_image(self.api, plan, progress, timeout=timeout, heartbeat=self.heartbeat_interval)
+        return dataclasses.replace(workspace, config=config)
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:
         listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)

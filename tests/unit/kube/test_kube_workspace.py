@@ -12,6 +12,7 @@ import pytest
 
 from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube import render_environment
+from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION
 from envhub.domain.kube.workspace import (
@@ -284,3 +285,43 @@ def test_a_reapply_of_the_same_generation_keeps_the_commit() -> None:
     assert pinned_commit(annotations, made.generation) == COMMIT
     assert pinned_commit(annotations, made.generation + 1) is None  # a redeploy resolves the ref again
     assert pinned_commit({}, 1) is None
+
+
+BUILT = """
+{
+  "name": "Shop (Dockerfile)",
+  "build": { "dockerfile": "Dockerfile", "context": "..", "args": { "VARIANT": "3.12" }, "target": "dev" },
+  "forwardPorts": [8000],
+}
+"""
+
+
+def test_a_build_becomes_one_job_per_build_in_the_builder_namespace() -> None:
+    settings = BuilderSettings(
+        namespace="envhub-builds", registry="registry.test/envhub/", push_secret="push"
+    )
+    found = config(BUILT, builder=True)
+    assert found.build is not None
+    assert found.image == ""
+    made = make_target(7, repo_url=REPO)
+    plan = plan_build(made, found.build, path=found.path, commit=COMMIT, settings=settings)
+    assert plan.image.startswith("registry.test/envhub/acme-shop-devcontainer:")
+    job = plan.job
+    assert job["metadata"]["namespace"] == "envhub-builds"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--opt") + 1] == f"context={REPO}#{COMMIT}"  # the context is the repository root
+    assert "filename=.devcontainer/Dockerfile" in args
+    assert "build-arg:VARIANT=3.12" in args
+    assert "target=dev" in args
+    assert args[-1] == f"type=image,name={plan.image},push=true"
+    assert job["spec"]["backoffLimit"] == 0
+    # The same build is the same Job and image; another commit is another.
+    assert plan_build(made, found.build, path=found.path, commit=COMMIT, settings=settings) == plan
+    other = plan_build(made, found.build, path=found.path, commit="f" * 40, settings=settings)
+    assert other.name != plan.name
+    assert other.image != plan.image
+    escaping = config(BUILT.replace('"context": ".."', '"context": "../.."'), builder=True)
+    assert escaping.build is not None
+    with pytest.raises(DevcontainerInvalid):
+        plan_build(made, escaping.build, path=escaping.path, commit=COMMIT, settings=settings)
