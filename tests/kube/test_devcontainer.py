@@ -13,18 +13,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from envhub.config import Settings, override_settings
 from envhub.domain.kube import namespace_for
+from envhub.domain.kube.builds import BuilderSettings
 from envhub.domain.kube.workspace import CREATED_ANNOTATION, STARTED_ANNOTATION, WORKSPACE, volume_claim
 from envhub.domain.phases import Phase
 from envhub.domain.specs import EnvironmentTarget
+from envhub.errors import ImageBuildFailed
 from envhub.jobs.environments import converge_environment
 from envhub.models import Environment, JobRun
 from envhub.runtime.kubernetes import KubernetesRuntime, api_client
@@ -39,6 +44,7 @@ from tests.support.fakes import FakeQueue
 from tests.support.net import free_port
 from tests.support.repos import WorkRepo
 from tests.support.runtime import RecordingProgress
+from tests.support.waiting import wait_for
 from tests.support.world import World
 
 pytestmark = pytest.mark.kube
@@ -241,3 +247,101 @@ def test_the_job_records_what_was_not_honoured_and_each_port_s_url(
     assert urls[port] == stored.public_url
     [debug] = [number for number in urls if number != port]
     assert urls[debug] == f"http://{debug}.pr-3.shop.acme.localhost:3000/"
+
+
+BUILT = """
+{
+  "name": "Shop (Dockerfile)",
+  "build": { "dockerfile": "Dockerfile", "args": { "VARIANT": "3.12" } },
+  "workspaceFolder": "FOLDER",
+  "postCreateCommand": "echo built",
+}
+"""
+
+
+def test_a_dockerfile_is_built_by_a_buildkit_job_whose_status_the_cluster_reports(
+    running_cluster: Any, kube: Kube, make_env: MakeEnv, tmp_path: Path
+) -> None:
+    """The Job is applied to the apiserver; no BuildKit runs here (the test kubelet cannot pull its
+    image), so the test writes the Job's status as the Job controller would."""
+    builds = "envhub-builds-test"
+    kube.core.create_namespace({"metadata": {"name": builds}})
+    runtime = KubernetesRuntime(
+        api_client(str(running_cluster.kubeconfig)),
+        ready_timeout=30.0,
+        allow_local_repos=True,
+        builder=BuilderSettings(
+            namespace=builds,
+            registry="registry.example.test/envhub",
+            image="buildkit-does-not-exist:rootless",
+        ),
+    )
+    repo = WorkRepo(tmp_path / "repo")
+    folder = tmp_path / "workspace"
+    repo.commit(
+        "dockerfile",
+        {
+            ".devcontainer/devcontainer.json": BUILT.replace("FOLDER", str(folder)),
+            ".devcontainer/Dockerfile": "FROM ghcr.io/devcontainers/base:bookworm\n",
+        },
+    )
+    target = make_env(name="dev", repo_url=f"file://{repo.path}")
+    batch = client.BatchV1Api(kube.api)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        progress = RecordingProgress()
+        applying = pool.submit(runtime.apply, target, progress=progress)
+        job = wait_for(
+            lambda: next(iter(batch.list_namespaced_job(builds).items), None),
+            timeout=30,
+            what="the build Job",
+        )
+        [container] = job.spec.template.spec.containers
+        assert container.image == "buildkit-does-not-exist:rootless"
+        assert f"context=file://{repo.path}#{repo.git('rev-parse', 'HEAD')}:.devcontainer" in container.args
+        image = job.metadata.annotations["envhub.dev/image"]
+        first = job.metadata.name
+        assert container.args[-1] == f"type=image,name={image},push=true"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        complete = {"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}
+        status = {"conditions": [complete], "succeeded": 1, "startTime": now, "completionTime": now}
+        batch.patch_namespaced_job_status(job.metadata.name, builds, {"status": status})
+        applying.result(timeout=60)
+        assert progress.outcome("build") == "finish"
+        deployment = kube.get(f"/apis/apps/v1/namespaces/{namespace_for(target)}/deployments/{WORKSPACE}")
+        assert deployment is not None
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+        # Another commit of the Dockerfile is another build; a failed one fails the deploy, naming its Job.
+        repo.commit("v2", {".devcontainer/Dockerfile": "FROM ghcr.io/devcontainers/base:trixie\n"})
+        failing = pool.submit(runtime.apply, dataclasses.replace(target, generation=2), progress=progress)
+        second = wait_for(
+            lambda: next(
+                (j for j in batch.list_namespaced_job(builds).items if j.metadata.name != first), None
+            ),
+            timeout=30,
+            what="the second build Job",
+        )
+        failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "exit 1",
+                  "lastProbeTime": now, "lastTransitionTime": now}  # fmt: skip
+        batch.patch_namespaced_job_status(second.metadata.name, builds, {"status": {"conditions": [failed]}})
+        with pytest.raises(ImageBuildFailed) as refused:
+            failing.result(timeout=60)
+        assert refused.value.details["job"] == second.metadata.name
+        assert "BackoffLimitExceeded" in refused.value.message
+
+        # A redeploy of the same build tries again: the failed Job is replaced by a new one.
+        retry = pool.submit(runtime.apply, dataclasses.replace(target, generation=3), progress=progress)
+
+        def replaced() -> Any:
+            found = [
+                j for j in batch.list_namespaced_job(builds).items if j.metadata.name == second.metadata.name
+            ]
+            return found[0] if found and found[0].metadata.uid != second.metadata.uid else None
+
+        third = wait_for(replaced, timeout=30, what="the failed build Job to be replaced")
+        batch.patch_namespaced_job_status(third.metadata.name, builds, {"status": status})
+        retry.result(timeout=60)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        kube.delete_namespace(builds)

@@ -1,8 +1,9 @@
 """Building a dev container's image with the operator's rootless BuildKit (``domain/kube/builds.py``).
 
 The Job is created once (its name is the build's digest: a Job already there,
-running or complete, is the same build) and watched until it is complete,
-failed, or past its deadline. A complete Job is the image: redeploys and other
+running or complete, is the same build; one that failed is replaced, so a
+redeploy tries again) and watched until it is complete, failed, or past its
+deadline. A complete Job is the image: redeploys and other
 environments of the same commit use it without building again.
 """
 
@@ -30,11 +31,7 @@ def build_image(
     namespace = str(plan.job["metadata"]["namespace"])
     collection = f"/apis/batch/v1/namespaces/{namespace}/jobs"
     progress.begin(STEP, f"{plan.image} (Job {plan.name} in {namespace})")
-    try:
-        job = request(api, f"starting build Job {plan.name}", "POST", collection, body=plan.job).body
-    except ClusterConflict:
-        job = request(api, f"reading build Job {plan.name}", "GET", f"{collection}/{plan.name}").body
-    job.setdefault("kind", "Job")
+    job = _started(api, plan, collection)
     deadline = time.monotonic() + timeout
     with Watcher(
         api,
@@ -58,6 +55,23 @@ def build_image(
             if event is not None and event["type"] in ("ADDED", "MODIFIED"):
                 job = {**event["object"], "kind": "Job"}
     progress.finish(STEP, f"{plan.image} built by Job {plan.name}")
+
+
+def _started(api: ApiClient, plan: BuildPlan, collection: str) -> dict[str, Any]:
+    """The build's Job: created, or the one there already (running or complete). One that failed
+    before is replaced: a redeploy of the same build is a new try (a registry that was down)."""
+    path = f"{collection}/{plan.name}"
+    for attempt in range(2):
+        try:
+            job = request(api, f"starting build Job {plan.name}", "POST", collection, body=plan.job).body
+        except ClusterConflict:
+            job = request(api, f"reading build Job {plan.name}", "GET", path).body
+            if attempt == 0 and job_failure({**job, "kind": "Job"}) is not None:
+                body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+                request(api, f"removing failed build Job {plan.name}", "DELETE", path, body=body)
+                continue
+        return {**job, "kind": "Job"}
+    raise ClusterConflict(f"build Job {plan.name} is still being removed; envhub tries again")
 
 
 def _failure(plan: BuildPlan, why: str) -> ImageBuildFailed:
