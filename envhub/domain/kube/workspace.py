@@ -115,6 +115,12 @@ def kubernetes_config(
             details={"path": path, "reason": "bad_value", "key": "image"},
         )
     config = replace(config, workspace_folder=config.workspace_folder or default_folder(repo_url))
+    if config.workspace_folder == "/":
+        raise DevcontainerInvalid(
+            f"{path}: workspaceFolder: the workspace is a volume, and cannot be mounted at /",
+            details={"path": path, "reason": "bad_value", "key": "workspaceFolder"},
+        )
+    config = _mounts_apart(config)
     if config.remote_user and not _NUMERIC_USER.fullmatch(config.remote_user):
         config = replace(config, remote_user="").refuse(
             "remoteUser",
@@ -127,6 +133,21 @@ def kubernetes_config(
         )
     published = config.ports[0].port if config.ports else None
     return replace(config, features=(), published_port=published, ports_relayed=bool(config.ports))
+
+
+def _mounts_apart(config: Devcontainer) -> Devcontainer:
+    """The named volumes that can be mounted beside the workspace: each at a path of its own."""
+    taken = {config.workspace_folder}
+    kept = []
+    for index, mount in enumerate(config.mounts):
+        if mount.target in taken:
+            config = config.refuse(
+                f"mounts[{index}]", f"{mount.target} is already mounted (the workspace or a volume)"
+            )
+            continue
+        taken.add(mount.target)
+        kept.append(mount)
+    return replace(config, mounts=tuple(kept))
 
 
 def serves_app(target: EnvironmentTarget) -> bool:

@@ -325,3 +325,24 @@ def test_a_build_becomes_one_job_per_build_in_the_builder_namespace() -> None:
     assert escaping.build is not None
     with pytest.raises(DevcontainerInvalid):
         plan_build(made, escaping.build, path=escaping.path, commit=COMMIT, settings=settings)
+
+
+def test_mounts_that_would_collide_are_listed_and_a_root_workspace_refused() -> None:
+    text = """{
+      "image": "ghcr.io/devcontainers/base:bookworm",
+      "workspaceFolder": "/src",
+      "mounts": [
+        "source=cache,target=/cache,type=volume",
+        "source=other,target=/cache,type=volume",
+        {"source": "src", "target": "/src", "type": "volume"},
+      ],
+    }"""
+    found = config(text)
+    assert [m.source for m in found.mounts] == ["cache"]
+    refused = [entry.reason for entry in found.unsupported if entry.key == "mounts"]
+    assert refused == [
+        "volume other: /cache is already mounted (the workspace or a volume)",
+        "volume src: /src is already mounted (the workspace or a volume)",
+    ]
+    with pytest.raises(DevcontainerInvalid):
+        config('{"image": "ghcr.io/devcontainers/base:bookworm", "workspaceFolder": "/"}')
