@@ -139,11 +139,10 @@ def _mounts_apart(config: Devcontainer) -> Devcontainer:
     """The named volumes that can be mounted beside the workspace: each at a path of its own."""
     taken = {config.workspace_folder}
     kept = []
-    for index, mount in enumerate(config.mounts):
+    for mount in config.mounts:
         if mount.target in taken:
-            config = config.refuse(
-                f"mounts[{index}]", f"{mount.target} is already mounted (the workspace or a volume)"
-            )
+            why = f"volume {mount.source}: {mount.target} is already mounted (the workspace or a volume)"
+            config = config.refuse("mounts", why)
             continue
         taken.add(mount.target)
         kept.append(mount)
