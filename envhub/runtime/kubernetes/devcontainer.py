@@ -17,6 +17,7 @@ pod.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 import time
@@ -101,6 +102,8 @@ def read_workspace(
         return None
     path, text = found
     config = kubernetes_config(text, path=path, repo_url=repo_url, local_env=target.spec.env, builder=builder)
+    if target.spec.services:  # the app is a container service: no forwarded port is on the environment's URL
+        config = dataclasses.replace(config, published_port=None)
     return Workspace(config=config, commit=commit)
 
 

@@ -7,6 +7,7 @@ through the apiserver is tests/kube/test_devcontainer.py.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from typing import Any
@@ -15,9 +16,12 @@ import pytest
 
 from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube.workspace import CREATED_ANNOTATION, STARTED_ANNOTATION, kubernetes_config
-from envhub.errors import LifecycleCommandFailed
-from envhub.runtime.kubernetes.devcontainer import LifecycleRunner, resolve, workspace_pod
-from tests.support.runtime import RecordingProgress
+from envhub.domain.specs import EnvironmentKind
+from envhub.errors import LifecycleCommandFailed, SourceFetchFailed
+from envhub.hostgit import HostGit
+from envhub.runtime.kubernetes.devcontainer import LifecycleRunner, read_workspace, resolve, workspace_pod
+from tests.support.repos import WorkRepo
+from tests.support.runtime import RecordingProgress, make_target
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 
@@ -131,9 +135,6 @@ def test_the_workspace_pod_is_the_running_one_of_the_commit() -> None:
 
 
 def test_refs_resolve_on_the_remote(tmp_path: Any) -> None:
-    from envhub.errors import SourceFetchFailed
-    from envhub.hostgit import HostGit
-    from tests.support.repos import WorkRepo
 
     repo = WorkRepo(tmp_path / "repo")
     first = repo.commit("one", {"a": "1"})
@@ -151,3 +152,33 @@ def test_refs_resolve_on_the_remote(tmp_path: Any) -> None:
     assert resolve(git, git_dir, url, second.upper()) == second
     with pytest.raises(SourceFetchFailed):
         resolve(git, git_dir, url, "nope")
+
+
+def test_the_worker_reads_the_devcontainer_of_the_environment_s_commit(tmp_path: Any) -> None:
+    repo = WorkRepo(tmp_path / "repo")
+    text = '{"image": "ghcr.io/devcontainers/base:bookworm", "forwardPorts": [3000, 9229]}'
+    first = repo.commit("one", {".devcontainer.json": text})
+    url = f"file://{repo.path}"
+    found = read_workspace(make_target(1, repo_url=url), git_config=None, allow_local=True)
+    assert found is not None
+    assert found.commit == first
+    assert found.config.path == ".devcontainer.json"
+    assert found.config.published_port == 3000
+    # Beside a container service the app is that service's: no forwarded port is on the environment's URL.
+    web = {"name": "web", "image": "shop:1", "ports": [8080], "public": True}
+    beside = read_workspace(make_target(1, repo_url=url, services=[web]), git_config=None, allow_local=True)
+    assert beside is not None
+    assert beside.config.published_port is None
+    assert beside.config.ports_relayed
+    # The commit named for this generation is read, not the branch's newest.
+    repo.commit("two", {".devcontainer.json": text.replace("3000", "4000")})
+    pinned = read_workspace(make_target(1, repo_url=url), git_config=None, allow_local=True, commit=first)
+    assert pinned is not None
+    assert pinned.config.published_port == 3000
+    deployment = dataclasses.replace(make_target(1, repo_url=url), kind=EnvironmentKind.deployment)
+    assert read_workspace(deployment, git_config=None, allow_local=True) is None
+    repo.git("rm", "--quiet", ".devcontainer.json")
+    repo.commit("none")
+    assert read_workspace(make_target(1, repo_url=url), git_config=None, allow_local=True) is None
+    with pytest.raises(SourceFetchFailed):  # a repository on this machine only where the operator allows it
+        read_workspace(make_target(1, repo_url=url), git_config=None, allow_local=False)
