@@ -37,7 +37,7 @@ from envhub.domain.devcontainer import Devcontainer, Workspace, parse, without_r
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, workload_labels
 from envhub.domain.kube.names import SECRETS_ANNOTATION, SECRETS_NAME, WORKLOAD_ACCOUNT, metadata
 from envhub.domain.kube.workspace_shell import clone_script
-from envhub.domain.repos import GIT_TOKEN_SECRET
+from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET
 from envhub.domain.specs import ENVHUB_VARIABLES, EnvironmentTarget
 from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
 
@@ -252,7 +252,10 @@ def _env(target: EnvironmentTarget, config: Devcontainer) -> list[dict[str, str]
     if serves_app(target):
         assert target.workspace is not None
         ours["PORT"] = str(app_port(target.workspace))
-    return [{"name": name, "value": value} for name, value in {**theirs, **ours}.items()]
+    # The fetch token is envhub's (the clone's), not the workspace's: set empty over the Secret's
+    # value (an env entry wins over envFrom), as the local runtime withholds it.
+    withheld = {name: "" for name in (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET) if name in target.secrets}
+    return [{"name": name, "value": value} for name, value in {**theirs, **withheld, **ours}.items()]
 
 
 def _user_context(config: Devcontainer) -> dict[str, Any]:
@@ -350,7 +353,7 @@ def _clone_container(
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 (git's home in a container of its own)
     ]
     if target.secrets.get(GIT_TOKEN_SECRET):
-        # By reference, to this container only: the clone authenticates, the dev container is not given it.
+        # By reference: the clone authenticates; the dev container's own env withholds it (_env).
         env.append(
             {
                 "name": "GIT_TOKEN",

@@ -179,6 +179,10 @@ def test_the_git_token_reaches_the_clone_only() -> None:
     assert token["valueFrom"]["secretKeyRef"]["key"] == "GIT_TOKEN"
     assert "value" not in token
     assert "t0ken" not in str(pod)
+    # The dev container gets the project's secrets, but not the fetch token.
+    [container] = spec["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "envhub-secrets"}}]
+    assert {"name": "GIT_TOKEN", "value": ""} in container["env"]
 
 
 def test_a_numeric_remote_user_is_the_container_user() -> None:
