@@ -191,6 +191,23 @@ class Settings(BaseSettings):
     # addresses, the API server, kube-system and envhub's own namespace (always).
     kube_egress_deny_cidrs: str = ""
     kube_egress_deny_namespaces: str = ""
+    # Development environments' workspaces (a repository's devcontainer.json): the image whose git
+    # clones the repository into the workspace (it needs git and /bin/sh), and the claims that hold
+    # the workspace and each named volume of the file's mounts (storage class "": the cluster's default).
+    kube_workspace_git_image: Annotated[str, Field(min_length=1)] = "alpine/git:2.47.2"
+    kube_workspace_storage_class: str = ""
+    kube_workspace_size: Annotated[str, Field(min_length=1)] = "10Gi"
+    kube_workspace_volume_size: Annotated[str, Field(min_length=1)] = "1Gi"
+    # An in-cluster image builder for devcontainer.json's build.dockerfile: "buildkit" runs rootless
+    # BuildKit as one Job per build in kube_builder_namespace (the operator's, which must allow
+    # unconfined seccomp and AppArmor), pushing to kube_builder_registry with the
+    # kubernetes.io/dockerconfigjson Secret kube_builder_push_secret there; "none" refuses such files.
+    kube_image_builder: Literal["none", "buildkit"] = "none"
+    kube_builder_namespace: str = ""
+    kube_builder_registry: str = ""
+    kube_builder_image: Annotated[str, Field(min_length=1)] = "moby/buildkit:v0.18.2-rootless"
+    kube_builder_push_secret: str = ""
+    kube_builder_timeout: Annotated[float, Field(gt=0)] = 1800.0
     # envhub's own namespace in the cluster (the chart sets it); when empty and
     # running in a pod, the pod's own namespace.
     kube_own_namespace: str = ""

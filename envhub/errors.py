@@ -22,6 +22,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   ├── ChartRefInvalid       chart_ref_invalid
     │   ├── ChartRenderFailed     chart_render_failed
     │   ├── DevcontainerInvalid   devcontainer_invalid
+    │   ├── DevcontainerBuildUnavailable  devcontainer_build_unavailable
     │   ├── WorkspacePathInvalid  workspace_path_invalid
     │   ├── GithubConnectionInvalid  github_connection_invalid
     │   ├── EgressDenied          egress_denied
@@ -76,6 +77,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
         ├── ProcessExited         process_exited
         ├── WorkspaceFailed       workspace_failed
         ├── LifecycleCommandFailed  lifecycle_command_failed
+        ├── ImageBuildFailed      image_build_failed
         ├── SourceFetchFailed     source_fetch_failed
         ├── SandboxUnavailable    sandbox_unavailable
         ├── QuotaExceeded         quota_exceeded
@@ -292,6 +294,21 @@ class DevcontainerInvalid(ValidationFailed):
     )
 
 
+class DevcontainerBuildUnavailable(ValidationFailed):
+    """The repository's devcontainer.json builds its image (``build.dockerfile``) and names no
+    ``image``, and this envhub has no in-cluster image builder; ``details`` name the ``path``."""
+
+    code = "devcontainer_build_unavailable"
+    default_hint = (
+        'Name a prebuilt image in devcontainer.json ("image": "ghcr.io/devcontainers/..."), '
+        "or ask the operator to configure an in-cluster image builder."
+    )
+    advice = (
+        "The dev container builds its image from a Dockerfile, and this envhub cannot build images. "
+        "Push a prebuilt image and name it in devcontainer.json's image, then redeploy."
+    )
+
+
 class WorkspacePathInvalid(ValidationFailed):
     """A path a file operation cannot act on; ``details["reason"]`` says why (``escapes``,
     ``is_directory``, ``not_directory``, ``not_regular``, ``invalid``)."""
@@ -485,6 +502,21 @@ class LifecycleCommandFailed(RuntimeFailure):
     advice = (
         "A lifecycle command of the repository's devcontainer.json failed; its step shows the last lines "
         "of its output. Fix the command (or what it needs), push and redeploy."
+    )
+
+
+class ImageBuildFailed(RuntimeFailure):
+    """The in-cluster image builder could not build a dev container's image; ``details`` name the
+    build ``job``, its ``namespace`` and the ``image``."""
+
+    code = "image_build_failed"
+    default_hint = (
+        "Read the build Job's logs (kubectl logs job/<job> in the builder namespace), fix the Dockerfile, "
+        "push and redeploy."
+    )
+    advice = (
+        "The dev container's image could not be built from its Dockerfile. Read the build's logs, fix the "
+        "Dockerfile or its context, push and redeploy."
     )
 
 

@@ -77,6 +77,50 @@ class HostGit:
         """A new repository at ``path`` with no template (so no sample hooks either)."""
         self._run(["init", "--quiet", "--template=", *(["--bare"] if bare else []), str(path)], what="init")
 
+    def fetch_commit(self, git_dir: Path, repo_url: str, commit: str) -> None:
+        """Fetch exactly ``commit`` (40 hex digits) of ``repo_url`` into ``git_dir``.
+
+        Alone (``--depth 1``) first; a server that refuses to serve a commit by id
+        is asked for its branches and tags instead, and the commit must be among
+        them, else ``failure`` names it.
+        """
+        fetch = ("fetch", "--quiet", "--no-tags", "--no-write-fetch-head")
+        try:
+            self.run(*fetch, "--depth", "1", "--end-of-options", repo_url, commit, git_dir=git_dir)
+        except EnvhubError as by_id:
+            # Servers that keep uploadpack.allowReachableSHA1InWant off (protocol v0)
+            # serve only what they advertise: take their branches and tags.
+            refspecs = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+            try:
+                self.run(*fetch, "--end-of-options", repo_url, *refspecs, git_dir=git_dir)
+            except EnvhubError:
+                raise by_id from None
+        try:
+            self.run("cat-file", "-e", f"{commit}^{{commit}}", git_dir=git_dir)
+        except EnvhubError:
+            raise self.failure(
+                f"commit {commit} is not in the repository (fetched its branches and tags)",
+                details={"commit": commit},
+            ) from None
+
+    def read_file(self, git_dir: Path, revision: str, path: str, *, limit: int) -> str | None:
+        """The text of ``path`` at ``revision``; None when it has no such file (a symlink is not
+        followed: its text is its target). A file larger than ``limit`` bytes raises ``failure``
+        before it is read."""
+        listed = self.run("ls-tree", "--full-tree", revision, "--", path, git_dir=git_dir)
+        mode_type_id, _, name = listed.partition("\t")
+        fields = mode_type_id.split()
+        if name != path or len(fields) != 3 or fields[1] != "blob":
+            return None
+        size = int(self.run("cat-file", "-s", fields[2], git_dir=git_dir))
+        if size > limit:
+            raise self.failure(
+                f"{path} is larger than {limit // 1024} KiB",
+                hint="Keep the file small; envhub reads it whole.",
+                details={"path": path, "size": size},
+            )
+        return self.run("cat-file", "blob", fields[2], git_dir=git_dir)
+
     def _run(self, args: list[str], *, what: str) -> str:
         options = [arg for setting in HARDENING for arg in ("-c", setting)]
         try:

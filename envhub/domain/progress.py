@@ -38,6 +38,7 @@ PREPARE_STEPS: tuple[tuple[str, str], ...] = (
 # Titles of steps a run adds when it needs them (not in a runtime's plan).
 EXTRA_STEP_TITLES: dict[str, str] = {
     "devcontainer": "Read devcontainer.json",
+    "build": "Build the dev container's image",
     "post_create": "Run postCreateCommand",
     "post_start": "Run postStartCommand",
     "post_attach": "Run postAttachCommand",

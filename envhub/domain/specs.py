@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from envhub.domain.devcontainer import check_name
+from envhub.domain.devcontainer import Workspace, check_name
 from envhub.domain.public import PUBLIC_URL_VARIABLE, GatewayAddress, IngressRoute
 from envhub.domain.repos import Refusal, refusal, repo_source
 from envhub.domain.url_access import UrlAccess
@@ -276,6 +276,12 @@ class EnvironmentTarget:
     # The origin (https://github.com) of the project's GitHub repository, when it has one:
     # git inside asks envhub for that origin's credentials (domain/git_credentials.py).
     git_origin: str = ""
+    # Development environments are worked in (a cluster runtime gives one a workspace from its
+    # repository's devcontainer.json); deployment environments only run what was released.
+    kind: EnvironmentKind = EnvironmentKind.development
+    # Set by a cluster runtime while it applies: the repository's dev container and the commit
+    # cloned into the workspace. None: no devcontainer.json (or a deployment environment).
+    workspace: Workspace | None = None
 
     @property
     def variables(self) -> dict[str, str]:

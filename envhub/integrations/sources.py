@@ -71,32 +71,11 @@ def checkout(
         )
         git_dir = scratch / "repo.git"
         git.init(git_dir, bare=True)
-        _fetch(git, git_dir, repo_url, wanted)
+        git.fetch_commit(git_dir, repo_url, wanted)
         git.run("checkout", "--quiet", "--force", "--detach", wanted, git_dir=git_dir, work_tree=into)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return into
-
-
-def _fetch(git: HostGit, git_dir: Path, repo_url: str, commit: str) -> None:
-    fetch = ("fetch", "--quiet", "--no-tags", "--no-write-fetch-head")
-    try:
-        git.run(*fetch, "--depth", "1", "--end-of-options", repo_url, commit, git_dir=git_dir)
-    except SourceFetchFailed as by_id:
-        # Servers that keep uploadpack.allowReachableSHA1InWant off (protocol v0)
-        # serve only what they advertise: take their branches and tags.
-        refspecs = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
-        try:
-            git.run(*fetch, "--end-of-options", repo_url, *refspecs, git_dir=git_dir)
-        except SourceFetchFailed:
-            raise by_id from None
-    try:
-        git.run("cat-file", "-e", f"{commit}^{{commit}}", git_dir=git_dir)
-    except SourceFetchFailed:
-        raise SourceFetchFailed(
-            f"commit {commit} is not in the repository (fetched its branches and tags)",
-            details={"commit": commit},
-        ) from None
 
 
 def inside(tree: Path, path: str) -> Path:

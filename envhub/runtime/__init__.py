@@ -38,10 +38,29 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         )
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.domain.kube.browser import BrowserSidecar
+    from envhub.domain.kube.builds import BuilderSettings
     from envhub.domain.kube.network import ClusterNetwork
+    from envhub.domain.kube.workspace import WorkspaceSettings
+    from envhub.errors import ConfigurationError
     from envhub.runtime.kubernetes import KubernetesRuntime, api_client, own_namespace
 
     own = settings.kube_own_namespace or own_namespace()
+    builder = None
+    if settings.kube_image_builder == "buildkit":
+        if not settings.kube_builder_namespace or not settings.kube_builder_registry:
+            raise ConfigurationError(
+                "ENVHUB_KUBE_IMAGE_BUILDER=buildkit needs ENVHUB_KUBE_BUILDER_NAMESPACE and "
+                "ENVHUB_KUBE_BUILDER_REGISTRY",
+                hint="Name the namespace build Jobs run in and the registry they push to, "
+                "or set the builder to none.",
+            )
+        builder = BuilderSettings(
+            namespace=settings.kube_builder_namespace,
+            registry=settings.kube_builder_registry,
+            image=settings.kube_builder_image,
+            push_secret=settings.kube_builder_push_secret,
+            timeout=settings.kube_builder_timeout,
+        )
     return KubernetesRuntime(
         api_client(settings.kubeconfig, settings.kube_context),
         limits=PlatformLimits(pod_security=settings.kube_pod_security),
@@ -56,4 +75,14 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         ),
         # The Kubernetes runtime reads no devcontainer.json yet: only "all" can ask for the sidecar.
         browser=BrowserSidecar(settings.kube_browser_image) if settings.browser == "all" else None,
+        workspace=WorkspaceSettings(
+            git_image=settings.kube_workspace_git_image,
+            storage_class=settings.kube_workspace_storage_class,
+            size=settings.kube_workspace_size,
+            volume_size=settings.kube_workspace_volume_size,
+        ),
+        git_config=settings.git_config,
+        allow_local_repos=settings.allow_local_repos,
+        lifecycle_timeout=settings.lifecycle_timeout,
+        builder=builder,
     )

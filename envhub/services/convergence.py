@@ -167,6 +167,7 @@ def begin_run(
             url_access=parse_url_access(project.url_access),
             rollout_deadline=releases.rollout_deadline(project, environment),
             git_origin=git_credentials.repository_origin(session, project.id),
+            kind=EnvironmentKind(environment.kind),
         ),
     )
 
@@ -379,24 +380,25 @@ def with_port_urls(
     """The runtime's devcontainer summary (JSON) with each forwarded port's public URL, or why it has none.
 
     The port the app serves is on the environment's own ``url``; the others get
-    one where both the runtime relays them (it said which port it published)
-    and the URL provider gives ports URLs of their own.
+    one where both the runtime relays them (it said which port it published, or
+    that every port is relayed) and the URL provider gives ports URLs of their own.
     """
     if not devcontainer:
         return devcontainer
     summary = json.loads(devcontainer)
     published = summary.get("published_port")
+    relayed = bool(summary.get("ports_relayed"))
     missing: list[str] = []
     for port in summary.get("ports", []):
         if port["port"] == published:
             port["url"] = url
-        elif published is not None and isinstance(urls, PortUrls):
+        elif (published is not None or relayed) and isinstance(urls, PortUrls):
             port["url"] = urls.port_url(target, int(port["port"]))
         else:
             port["url"] = ""
             missing.append(str(port["port"]))
     refused = {entry["key"] for entry in summary.get("unsupported", [])}
-    if missing and published is not None and "forwardPorts" not in refused:
+    if missing and (published is not None or relayed) and "forwardPorts" not in refused:
         summary.setdefault("unsupported", []).append(
             {
                 "key": "forwardPorts",

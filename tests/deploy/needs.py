@@ -120,6 +120,10 @@ def worker_needs(*, ingress: bool = False) -> set[Need]:
         # for the egress deny list of allowlists with address blocks.
         ("", "services", "get"),
         ("", "endpoints", "get"),
+        # devcontainer.run_lifecycle: a workspace's lifecycle commands through exec (an exec
+        # WebSocket is a GET, authorized as "get" by older API servers and "create" by newer ones).
+        ("", "pods/exec", "get"),
+        ("", "pods/exec", "create"),
     }
     return needs
 

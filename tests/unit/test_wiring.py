@@ -16,6 +16,7 @@ from envhub.integrations.backing.redis_servers import EmbeddedRedis
 from envhub.integrations.backing.redis_workloads import RedisWorkloads
 from envhub.queue.changes import LocalChanges, RedisChanges
 from envhub.queue.redis_queue import RedisJobQueue
+from envhub.runtime import get_runtime
 from envhub.services import ports
 from tests.conftest import build_settings
 
@@ -148,3 +149,11 @@ def test_buckets_are_embedded_for_the_local_runtime_unless_an_s3_store_is_config
     configured = wiring.managed_backends(s3, local=True)
     assert isinstance(configured.buckets, S3Buckets)
     assert configured.label("bucket") == "s3"
+
+
+def test_an_image_builder_needs_its_namespace_and_registry() -> None:
+    settings = build_settings(
+        runtime="kubernetes", kube_image_builder="buildkit", kube_builder_namespace="builds"
+    )
+    with pytest.raises(ConfigurationError, match="ENVHUB_KUBE_BUILDER_REGISTRY"):
+        get_runtime(settings)

@@ -28,6 +28,7 @@ from envhub.domain.devcontainer.model import (
     LifecycleStep,
     Unsupported,
     VolumeMount,
+    Workspace,
 )
 from envhub.domain.devcontainer.reading import (
     LIFECYCLE_HOOKS,
@@ -37,12 +38,15 @@ from envhub.domain.devcontainer.reading import (
     invalid,
     printable,
 )
+from envhub.domain.public import PUBLIC_URL_VARIABLE
 from envhub.errors import DevcontainerInvalid
 
 __all__ = [
     "DEFAULT_PATHS",
+    "HOOK_STEPS",
     "LIFECYCLE_HOOKS",
     "MAX_BYTES",
+    "RESERVED_VARIABLES",
     "SUPPORTED_FEATURES",
     "Build",
     "Command",
@@ -51,17 +55,29 @@ __all__ = [
     "LifecycleStep",
     "Unsupported",
     "VolumeMount",
+    "Workspace",
     "candidate_paths",
     "check_name",
     "find",
     "parse",
     "printable",
+    "without_reserved",
 ]
 
+# The provisioning step of each lifecycle hook a runtime runs (domain/progress.py titles them).
+HOOK_STEPS = {
+    "postCreateCommand": "post_create",
+    "postStartCommand": "post_start",
+    "postAttachCommand": "post_attach",
+}
 # Where a configuration is looked for, in this order, when the project names none.
 DEFAULT_PATHS = (".devcontainer/devcontainer.json", ".devcontainer.json")
 MAX_BYTES = 256 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Variables envhub sets in every process itself: a repository's configuration does not change them.
+RESERVED_VARIABLES = frozenset(
+    {"PORT", "HOME", "LANG", "TERM", "ENVHUB_ENVIRONMENT", "ENVHUB_PROJECT", PUBLIC_URL_VARIABLE}
+)
 
 
 def check_name(name: str) -> str:
@@ -165,3 +181,15 @@ def parse(
     )
     reader.leftovers()
     return replace(result, unsupported=tuple(reader.unsupported))
+
+
+def without_reserved(config: Devcontainer) -> Devcontainer:
+    """``config`` without the variables envhub sets itself (:data:`RESERVED_VARIABLES`), each listed."""
+    for where, env in (("containerEnv", config.container_env), ("remoteEnv", config.remote_env)):
+        for name in sorted(set(env) & RESERVED_VARIABLES):
+            config = config.refuse(f"{where}.{name}", "envhub sets this variable itself")
+    return replace(
+        config,
+        container_env={k: v for k, v in config.container_env.items() if k not in RESERVED_VARIABLES},
+        remote_env={k: v for k, v in config.remote_env.items() if k not in RESERVED_VARIABLES},
+    )

@@ -83,6 +83,9 @@ class Devcontainer:
     unsupported: tuple[Unsupported, ...] = ()
     # The forwarded port the runtime serves on the environment's public URL (set by the runtime).
     published_port: int | None = None
+    # Every forwarded port is reachable on its own (a cluster Service port), whether or not one
+    # is published on the environment's URL (set by the runtime).
+    ports_relayed: bool = False
 
     @property
     def env(self) -> dict[str, str]:
@@ -113,4 +116,14 @@ class Devcontainer:
             "features": list(self.features),
             "unsupported": [asdict(entry) for entry in self.unsupported],
             "published_port": self.published_port,
+            "ports_relayed": self.ports_relayed,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A development environment's workspace on a cluster: its dev container, and the commit
+    (40 hex digits) of the project's repository cloned into it."""
+
+    config: Devcontainer
+    commit: str

@@ -32,7 +32,6 @@ from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API_VERSION
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.deployments import (
     PublicEndpoint,
-    public_endpoint,
     render_deployment,
     render_secrets,
     render_service,
@@ -40,6 +39,7 @@ from envhub.domain.kube.deployments import (
 from envhub.domain.kube.egress import EgressDenyList, check_egress
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.gateway import GATEWAY_SERVICE, render_gateway_service
+from envhub.domain.kube.guards import check_object
 from envhub.domain.kube.ingress import render_ingress
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION, identity
 from envhub.domain.kube.limits import PlatformLimits, clamp_quota, render_limit_range, render_resource_quota
@@ -47,6 +47,13 @@ from envhub.domain.kube.manifests import IsNamespaced, parse_manifests, scope_ma
 from envhub.domain.kube.names import NAMESPACE_NAME_LABEL, metadata, namespace_for
 from envhub.domain.kube.network import ClusterNetwork, render_cluster_policy, render_network_policies
 from envhub.domain.kube.rbac import render_rbac
+from envhub.domain.kube.workspace import (
+    WORKSPACE,
+    WorkspaceSettings,
+    environment_endpoint,
+    namespace_annotations,
+    render_workspace,
+)
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
 
@@ -85,9 +92,10 @@ def render_namespace(
     limits: PlatformLimits,
     services: Sequence[str] = (),
     public: PublicEndpoint | None = None,
+    extra_annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Namespace; ``services`` (the spec's container services, in order) and the
-    ``public`` endpoint go in annotations."""
+    """The Namespace; ``services`` (the spec's container services, in order), the
+    ``public`` endpoint and ``extra_annotations`` go in annotations."""
     all_labels = {**labels, NAMESPACE_NAME_LABEL: namespace, **pod_security_labels(limits.pod_security)}
     meta = metadata(namespace, None, all_labels)
     annotations = {}
@@ -95,6 +103,7 @@ def render_namespace(
         annotations[SERVICES_ANNOTATION] = ",".join(services)
     if public is not None:
         annotations[PUBLIC_ANNOTATION] = f"{public.service}:{public.port}"
+    annotations.update(extra_annotations or {})
     if annotations:
         meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
@@ -141,6 +150,7 @@ def render_environment(
     deny: EgressDenyList | None = None,
     clusters: ClusterNetwork | None = None,
     browser: BrowserSidecar | None = None,
+    workspace: WorkspaceSettings | None = None,
 ) -> list[dict[str, Any]]:
     """Every object of ``target``'s environment, in apply order.
 
@@ -157,6 +167,10 @@ def render_environment(
     gets its network policy, shaped by ``clusters`` (defaults when None).
     ``browser``: the public service's pod gets a Playwright sidecar
     (:mod:`envhub.domain.kube.browser`).
+    A target with a workspace (``target.workspace``) gets its claims, Service
+    and Deployment (``workspace.py``, shaped by ``workspace``), checked by the
+    manifest guard like a user's manifests: its image and paths are the
+    repository's.
     """
     limits = limits if limits is not None else PlatformLimits()
     deny = deny if deny is not None else EgressDenyList()
@@ -169,13 +183,17 @@ def render_environment(
     labels = target.labels
     spec = target.spec
     quota, _clamped = clamp_quota(spec.quota, limits)
+    services = [service.name for service in spec.services]
+    if target.workspace is not None:
+        services.insert(0, WORKSPACE)  # where terminals and commands go by default
     objects: list[dict[str, Any]] = [
         render_namespace(
             namespace,
             labels=labels,
             limits=limits,
-            services=[service.name for service in spec.services],
-            public=public_endpoint(spec, namespace=namespace),
+            services=services,
+            public=environment_endpoint(target, namespace=namespace),
+            extra_annotations=namespace_annotations(target),
         ),
         render_resource_quota(quota, namespace=namespace, labels=labels),
         render_limit_range(quota, namespace=namespace, labels=labels),
@@ -211,15 +229,25 @@ def render_environment(
         if (obj["apiVersion"], obj["kind"]) == (CLUSTER_API_VERSION, CLUSTER_KIND)
     )
     objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
+    workspace_objects = render_workspace(
+        target, namespace=namespace, settings=workspace if workspace is not None else WorkspaceSettings()
+    )
+    for obj in workspace_objects:
+        check_object(obj, namespace=namespace)
+    objects.extend(obj for obj in workspace_objects if obj["kind"] != "Deployment")
     for service in spec.services:
         rendered = render_service(target, service, namespace=namespace)
         if rendered is not None:
             objects.append(rendered)
     objects.extend(obj for obj in managed if obj["kind"] in _POD_KINDS)
-    public = public_endpoint(spec, namespace=namespace)
-    for service in spec.services:
-        deployment = render_deployment(target, service, namespace=namespace)
-        if browser is not None and public is not None and service.name == public.service:
+    public = environment_endpoint(target, namespace=namespace)
+    pods = [
+        *(obj for obj in workspace_objects if obj["kind"] == "Deployment"),
+        *(render_deployment(target, service, namespace=namespace) for service in spec.services),
+    ]
+    for deployment in pods:
+        # The Playwright sidecar joins the pod that answers the environment's URL.
+        if browser is not None and public is not None and deployment["metadata"]["name"] == public.service:
             deployment = with_browser(deployment, browser, target.variables)
         objects.append(deployment)
     if target.gateway is not None and public is not None:

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, V1DeleteOptions, VersionApi
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
+from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
     PUBLIC_ANNOTATION,
@@ -42,16 +45,24 @@ from envhub.domain.kube import (
     clamp_quota,
     is_namespace_of,
     namespace_for,
-    public_endpoint,
     render_environment,
 )
 from envhub.domain.kube.browser import BrowserSidecar
+from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
 from envhub.domain.kube.cloudnative_pg import CLUSTER_KIND
 from envhub.domain.kube.names import MANAGED_SERVICE_LABEL, SERVICE_LABEL
 from envhub.domain.kube.network import ClusterNetwork
+from envhub.domain.kube.workspace import (
+    WORKSPACE,
+    WorkspaceSettings,
+    environment_endpoint,
+    pinned_commit,
+    read_remote_env,
+)
+from envhub.domain.kube.workspace_shell import with_remote_env
 from envhub.domain.progress import PREPARE_STEPS
-from envhub.domain.specs import EnvironmentTarget
+from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
 from envhub.errors import ClusterConflict, ClusterForbidden, EnvhubError, NotFound, NotReady
 from envhub.runtime.base import (
     BackgroundState,
@@ -66,7 +77,9 @@ from envhub.runtime.base import (
     WorkloadCredentials,
 )
 from envhub.runtime.kubernetes import background, describing
+from envhub.runtime.kubernetes import devcontainer as dev
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
+from envhub.runtime.kubernetes.builds import build_image
 from envhub.runtime.kubernetes.credentials import request_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
@@ -140,10 +153,24 @@ class KubernetesRuntime:
         heartbeat_interval: float | None = None,
         clusters: ClusterNetwork | None = None,
         browser: BrowserSidecar | None = None,
+        workspace: WorkspaceSettings | None = None,
+        git_config: Path | None = None,
+        allow_local_repos: bool = False,
+        lifecycle_timeout: float = 600.0,
+        builder: BuilderSettings | None = None,
     ) -> None:
         self.api = api
         # A Playwright sidecar in every environment's public pod (ENVHUB_BROWSER=all).
         self.browser = browser
+        # Development environments' workspaces (devcontainer.json): how they are made, how the
+        # worker fetches the file (as it fetches deployment sources), how long a command may run.
+        self.workspace = workspace or WorkspaceSettings()
+        self.git_config = git_config
+        self.allow_local_repos = allow_local_repos
+        self.lifecycle_timeout = lifecycle_timeout
+        # The operator's in-cluster image builder (rootless BuildKit Jobs); None: a devcontainer.json
+        # that builds its image and names none is refused.
+        self.builder = builder
         # Where managed CloudNativePG clusters' operator runs, and their object store's ports.
         self.clusters = clusters or ClusterNetwork()
         self.core = CoreV1Api(api)
@@ -225,6 +252,7 @@ class KubernetesRuntime:
             deny=deny,
             clusters=clusters,
             browser=self.browser,
+            workspace=self.workspace,
         )
         # A kind the cluster does not serve fails here, before anything is applied;
         # rendering looked every kind up already, so this asks the cluster nothing.
@@ -273,6 +301,8 @@ class KubernetesRuntime:
         return namespace, workloads
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        workspace = self._devcontainer(target, progress)
+        target = dataclasses.replace(target, workspace=workspace)
         namespace, workloads = self._apply(target, progress, ("namespace", "isolation", "workloads"))
         deadline = target.rollout_deadline
         progress.begin("health", f"watching workloads in {namespace}")
@@ -289,14 +319,64 @@ class KubernetesRuntime:
         names = rollout.workloads
         count = f"{len(names)} workload{'' if len(names) == 1 else 's'}"
         progress.finish("health", f"{count} rolled out: {', '.join(names)}" if names else "no workloads")
-        public = public_endpoint(target.spec, namespace=namespace)
+        details = {"namespace": namespace, "workloads": ", ".join(names)}
+        if workspace is not None:
+            dev.run_lifecycle(
+                self.core,
+                namespace=namespace,
+                workspace=workspace,
+                pods=self._pods(namespace) if workspace.config.lifecycle else [],
+                progress=progress,
+                protocols=self.exec_protocols,
+                timeout=self.lifecycle_timeout,
+            )
+            details[dev.STEP] = json.dumps(workspace.config.summary())
+        public = environment_endpoint(target, namespace=namespace)
         return RuntimeStatus(
             RuntimeState.ready,
             readiness.message,
             generation=target.generation,
             endpoint=Endpoint(public.host, public.port) if public else None,
-            details={"namespace": namespace, "workloads": ", ".join(names)},
+            details=details,
         )
+
+    def _devcontainer(self, target: EnvironmentTarget, progress: ProgressReporter) -> Workspace | None:
+        """A development environment's dev container, read from its repository (a step of its own)."""
+        if target.kind is not EnvironmentKind.development or target.spec.repo_url is None:
+            return None
+        progress.begin(dev.STEP)
+        # A re-apply of the same generation (a resync) keeps the workspace's commit: a branch that
+        # moved meanwhile does not restart the pod people work in; a redeploy takes the new commit.
+        found = self._namespace_object(target.id)
+        pinned = pinned_commit((found or {}).get("metadata", {}).get("annotations") or {}, target.generation)
+        workspace = dev.read_workspace(
+            target,
+            git_config=self.git_config,
+            allow_local=self.allow_local_repos,
+            builder=self.builder is not None,
+            commit=pinned,
+        )
+        if workspace is None:
+            progress.skip(dev.STEP, "the repository has no devcontainer.json")
+            return None
+        config = workspace.config
+        plan = None
+        if config.build is not None and self.builder is not None:
+            plan = plan_build(
+                target, config.build, path=config.path, commit=workspace.commit, settings=self.builder
+            )
+            config = dataclasses.replace(config, image=plan.image)
+        refused = ", ".join(entry.key for entry in config.unsupported)
+        progress.finish(
+            dev.STEP,
+            f"{config.path} at {workspace.commit[:12]}: {config.image}"
+            + (" (to build)" if plan is not None else "")
+            + (f"; not honoured: {refused}" if refused else ""),
+        )
+        if plan is not None and self.builder is not None:
+            timeout = self.builder.timeout
+            build_image(self.api, plan, progress, timeout=timeout, heartbeat=self.heartbeat_interval)
+        return dataclasses.replace(workspace, config=config)
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:
         listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
@@ -391,6 +471,21 @@ class KubernetesRuntime:
             reason = f"envhub may not read the metrics API here: {exc.message}"
             return Usage(available=False, reason=reason, source=METRICS_SOURCE)
         return Usage(available=True, containers=describing.pod_metrics(found), source=METRICS_SOURCE)
+
+    def port_endpoint(self, environment_id: int, port: int) -> Endpoint | None:
+        """A forwarded port of the environment's workspace: its Service's port, through the API server."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            return None
+        try:
+            service = kube_json(
+                "reading the workspace's Service", self.core.read_namespaced_service, WORKSPACE, namespace
+            )
+        except NotFound:
+            return None
+        if all(entry.get("port") != port for entry in (service.get("spec") or {}).get("ports") or []):
+            return None
+        return Endpoint(f"{WORKSPACE}.{namespace}.svc", port, relay=True)
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         """The public Service, reached through the API server (:meth:`http_transport`).
@@ -557,7 +652,14 @@ class KubernetesRuntime:
     # -- logs and exec -------------------------------------------------------
 
     def _pod(self, environment_id: int, container: str | None) -> tuple[str, str, str]:
-        """(namespace, pod, container) for logs and exec.
+        """(namespace, pod, container) for logs and exec (:meth:`_pod_and_annotations`)."""
+        namespace, pod, chosen, _annotations = self._pod_and_annotations(environment_id, container)
+        return namespace, pod, chosen
+
+    def _pod_and_annotations(
+        self, environment_id: int, container: str | None
+    ) -> tuple[str, str, str, dict[str, str]]:
+        """(namespace, pod, container, the Namespace's annotations) for logs and exec.
 
         ``container`` names a service (and its container), or else a container
         of the pods below (the ``playwright`` sidecar beside the public service).
@@ -577,7 +679,8 @@ class KubernetesRuntime:
             pods = [p for p in every if container in {str(c["name"]) for c in p["spec"]["containers"]}]
         if not pods:
             raise NotReady("the environment has no pod yet")
-        order = str((found["metadata"].get("annotations") or {}).get(SERVICES_ANNOTATION, ""))
+        annotations = {str(k): str(v) for k, v in (found["metadata"].get("annotations") or {}).items()}
+        order = annotations.get(SERVICES_ANNOTATION, "")
         rank = {name: index for index, name in enumerate(filter(None, order.split(",")))}
 
         def preference(pod: dict[str, Any]) -> tuple[int, bool, str]:
@@ -590,7 +693,7 @@ class KubernetesRuntime:
         pod = min(pods, key=preference)
         names = [str(c["name"]) for c in pod["spec"]["containers"]]
         chosen = container if container in names else names[0]
-        return namespace, str(pod["metadata"]["name"]), str(chosen)
+        return namespace, str(pod["metadata"]["name"]), str(chosen), annotations
 
     def logs(
         self,
@@ -626,13 +729,16 @@ class KubernetesRuntime:
         tty: bool = True,
         container: str | None = None,
     ) -> KubernetesExecSession:
-        namespace, pod, chosen = self._pod(environment_id, container)
+        namespace, pod, chosen, annotations = self._pod_and_annotations(environment_id, container)
+        argv = command or ["/bin/sh", "-l"]
+        if chosen == WORKSPACE:  # a dev container's remoteEnv is for the sessions opened in it
+            argv = with_remote_env(read_remote_env(annotations), argv)
         return KubernetesExecSession(
             self.core,
             namespace=namespace,
             pod=pod,
             container=chosen,
-            command=command or ["/bin/sh", "-l"],
+            command=argv,
             tty=tty,
             protocols=self.exec_protocols,
         )

@@ -24,8 +24,17 @@ from pathlib import Path
 
 import psutil
 
-from envhub.domain.devcontainer import MAX_BYTES, Command, Devcontainer, LifecycleStep, find, parse, printable
-from envhub.domain.specs import ENVHUB_VARIABLES
+from envhub.domain.devcontainer import (
+    HOOK_STEPS,
+    MAX_BYTES,
+    Command,
+    Devcontainer,
+    LifecycleStep,
+    find,
+    parse,
+    printable,
+    without_reserved,
+)
 from envhub.errors import LifecycleCommandFailed
 from envhub.private_files import open_private
 from envhub.runtime.base import ProgressReporter
@@ -33,11 +42,6 @@ from envhub.runtime.local import launching, processes, workspace
 from envhub.runtime.local.sandbox import NO_EXTRAS, Extras, Sandbox
 
 STEP = "devcontainer"
-HOOK_STEPS = {
-    "postCreateCommand": "post_create",
-    "postStartCommand": "post_start",
-    "postAttachCommand": "post_attach",
-}
 _RECORD = "lifecycle.json"  # the commit whose postCreateCommand last succeeded
 _TAIL = 15
 
@@ -59,7 +63,7 @@ def load(
     if found is None:
         return None
     path, text = found
-    config = _without_reserved(
+    config = without_reserved(
         parse(text, path=path, local_env=project_env, base_env=base_env, folder=workdir)
     )
     if config.image:
@@ -93,21 +97,6 @@ def other_ports(config: Devcontainer | None, *, app_port: int) -> tuple[int, ...
     if config is None or config.published_port is None:
         return ()
     return tuple(port.port for port in config.ports if port.port != app_port)
-
-
-# Variables envhub sets in every process itself: a repository's configuration does not change them.
-_RESERVED = frozenset({"PORT", "HOME", "LANG", "TERM", *ENVHUB_VARIABLES})
-
-
-def _without_reserved(config: Devcontainer) -> Devcontainer:
-    for where, env in (("containerEnv", config.container_env), ("remoteEnv", config.remote_env)):
-        for name in sorted(set(env) & _RESERVED):
-            config = config.refuse(f"{where}.{name}", "envhub sets this variable itself")
-    return replace(
-        config,
-        container_env={k: v for k, v in config.container_env.items() if k not in _RESERVED},
-        remote_env={k: v for k, v in config.remote_env.items() if k not in _RESERVED},
-    )
 
 
 def app_port(

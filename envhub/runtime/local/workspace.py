@@ -286,19 +286,7 @@ def committed_file(env_dir: Path, path: str, *, limit: int) -> str | None:
     if recorded is None or not (git_dir / "HEAD").is_file():
         return None
     git = HostGit(cwd=env_dir, protocols=("file",))
-    listed = git.run("ls-tree", "--full-tree", recorded.revision, "--", path, git_dir=git_dir)
-    mode_type_id, _, name = listed.partition("\t")
-    fields = mode_type_id.split()
-    if name != path or len(fields) != 3 or fields[1] != "blob":
-        return None
-    size = int(git.run("cat-file", "-s", fields[2], git_dir=git_dir))
-    if size > limit:
-        raise WorkspaceFailed(
-            f"{path} is larger than {limit // 1024} KiB",
-            hint="Keep the file small; envhub reads it whole.",
-            details={"path": path, "size": size},
-        )
-    return git.run("cat-file", "blob", fields[2], git_dir=git_dir)
+    return git.read_file(git_dir, recorded.revision, path, limit=limit)
 
 
 def _recorded(env_dir: Path) -> Checkout | None:
