@@ -15,9 +15,12 @@ Pure: the decisions and the names a script inside reads, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # devcontainer's reading names FEATURE: no import at run time
+    from envhub.domain.devcontainer import Devcontainer
 
 BrowserMode = Literal["off", "feature", "all"]
 
@@ -56,6 +59,21 @@ def wanted(mode: str, features: Iterable[str]) -> bool:
     if mode == "all":
         return True
     return mode == "feature" and any(feature_id(f) == FEATURE for f in features)
+
+
+def honour(config: Devcontainer | None, mode: str) -> Devcontainer | None:
+    """``config`` with the browser feature listed as not honoured when the operator lends no browser."""
+    if config is None or mode != "off":
+        return config
+    listed = [f for f in config.features if feature_id(f) == FEATURE]
+    if not listed:
+        return config
+    kept = tuple(f for f in config.features if f not in listed)
+    refused = config.refuse(
+        f"features.{listed[0]}",
+        "this envhub lends environments no browser (its operator set ENVHUB_BROWSER=off)",
+    )
+    return replace(refused, features=kept)
 
 
 def feature_id(feature: str) -> str:

@@ -73,8 +73,8 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
         clusters=ClusterNetwork(
             operator_namespaces=settings.cloudnative_pg_namespaces, store_ports=settings.object_store_ports
         ),
-        # The Kubernetes runtime reads no devcontainer.json yet: only "all" can ask for the sidecar.
-        browser=BrowserSidecar(settings.kube_browser_image) if settings.browser == "all" else None,
+        browser=BrowserSidecar(settings.kube_browser_image) if settings.browser != "off" else None,
+        browser_mode=settings.browser,
         workspace=WorkspaceSettings(
             git_image=settings.kube_workspace_git_image,
             storage_class=settings.kube_workspace_storage_class,

@@ -33,6 +33,8 @@ from typing import Any
 
 import json5
 
+from envhub.domain.browser import FEATURE as BROWSER_FEATURE
+from envhub.domain.browser import feature_id
 from envhub.domain.devcontainer import Devcontainer, Workspace, parse, without_reserved
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, workload_labels
 from envhub.domain.kube.names import SECRETS_ANNOTATION, SECRETS_NAME, WORKLOAD_ACCOUNT, metadata
@@ -127,12 +129,15 @@ def kubernetes_config(
             f"{config.remote_user!r} is a user name: Kubernetes runs containers as a numeric user id, "
             "so the image's own user is used (name a uid to run as it)",
         )
+    # envhub's own browser feature is a sidecar (domain/kube/browser.py), when the operator lends one.
+    kept = tuple(f for f in config.features if feature_id(f) == BROWSER_FEATURE)
     for feature in config.features:
-        config = config.refuse(
-            f"features.{feature}", "the Kubernetes runtime installs no features: the image must bring it"
-        )
+        if feature not in kept:
+            config = config.refuse(
+                f"features.{feature}", "the Kubernetes runtime installs no features: the image must bring it"
+            )
     published = config.ports[0].port if config.ports else None
-    return replace(config, features=(), published_port=published, ports_relayed=bool(config.ports))
+    return replace(config, features=kept, published_port=published, ports_relayed=bool(config.ports))
 
 
 def _mounts_apart(config: Devcontainer) -> Devcontainer:

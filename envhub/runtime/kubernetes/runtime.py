@@ -32,6 +32,7 @@ from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi,
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
+from envhub.domain import browser
 from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube import (
     DEFAULT_INGRESS_NAMESPACES,
@@ -153,6 +154,7 @@ class KubernetesRuntime:
         heartbeat_interval: float | None = None,
         clusters: ClusterNetwork | None = None,
         browser: BrowserSidecar | None = None,
+        browser_mode: str = "all",
         workspace: WorkspaceSettings | None = None,
         git_config: Path | None = None,
         allow_local_repos: bool = False,
@@ -160,8 +162,10 @@ class KubernetesRuntime:
         builder: BuilderSettings | None = None,
     ) -> None:
         self.api = api
-        # A Playwright sidecar in every environment's public pod (ENVHUB_BROWSER=all).
+        # A Playwright sidecar in the public pod of every environment (ENVHUB_BROWSER=all), or of
+        # those whose devcontainer.json lists envhub's browser feature ("feature"); None: never.
         self.browser = browser
+        self.browser_mode = browser_mode
         # Development environments' workspaces (devcontainer.json): how they are made, how the
         # worker fetches the file (as it fetches deployment sources), how long a command may run.
         self.workspace = workspace or WorkspaceSettings()
@@ -251,7 +255,7 @@ class KubernetesRuntime:
             is_namespaced=self.applier.is_namespaced,
             deny=deny,
             clusters=clusters,
-            browser=self.browser,
+            browser=self.browser if self._lends_browser(target) else None,
             workspace=self.workspace,
         )
         # A kind the cluster does not serve fails here, before anything is applied;
@@ -340,6 +344,10 @@ class KubernetesRuntime:
             details=details,
         )
 
+    def _lends_browser(self, target: EnvironmentTarget) -> bool:
+        features = target.workspace.config.features if target.workspace is not None else ()
+        return browser.wanted(self.browser_mode, features)
+
     def _devcontainer(self, target: EnvironmentTarget, progress: ProgressReporter) -> Workspace | None:
         """A development environment's dev container, read from its repository (a step of its own)."""
         if target.kind is not EnvironmentKind.development or target.spec.repo_url is None:
@@ -359,7 +367,8 @@ class KubernetesRuntime:
         if workspace is None:
             progress.skip(dev.STEP, "the repository has no devcontainer.json")
             return None
-        config = workspace.config
+        config = browser.honour(workspace.config, self.browser_mode if self.browser else "off")
+        assert config is not None
         plan = None
         if config.build is not None and self.builder is not None:
             plan = plan_build(

@@ -28,11 +28,10 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from envhub.domain import browser
-from envhub.domain.devcontainer import Devcontainer
 from envhub.errors import SandboxUnavailable
 from envhub.runtime.local.sandbox import Extras, Sandbox
 
@@ -150,21 +149,6 @@ def browser_kit(chromium: str = "") -> BrowserKit:
             ]
             env.append((browser.PYTHONPATH_VARIABLE, f"{INSIDE}/python"))
     return BrowserKit(binds=tuple(binds), env=tuple(env))
-
-
-def honour(config: Devcontainer | None, mode: str) -> Devcontainer | None:
-    """``config`` with the browser feature listed as not honoured when the operator lends no browser."""
-    if config is None or mode != "off":
-        return config
-    listed = [f for f in config.features if browser.feature_id(f) == browser.FEATURE]
-    if not listed:
-        return config
-    kept = tuple(f for f in config.features if f not in listed)
-    refused = config.refuse(
-        f"features.{listed[0]}",
-        "this envhub lends environments no browser (its operator set ENVHUB_BROWSER=off)",
-    )
-    return replace(refused, features=kept)
 
 
 def sandbox_extras(

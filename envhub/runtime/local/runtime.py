@@ -255,7 +255,7 @@ class LocalRuntime:
             own_network=sandbox.own_network,
             taken=frozenset(s.port for s in target.service_sockets),
         )
-        config = lent.honour(config, self.browser_mode)
+        config = browser.honour(config, self.browser_mode)
         if not quiet:
             if config is None:
                 progress.skip(lifecycle.STEP, "the repository has no devcontainer.json")

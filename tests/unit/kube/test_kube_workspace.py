@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from envhub.domain import browser
 from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube import render_environment
+from envhub.domain.kube.browser import BrowserSidecar
 from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION
@@ -350,3 +352,32 @@ def test_mounts_that_would_collide_are_listed_and_a_root_workspace_refused() -> 
     ]
     with pytest.raises(DevcontainerInvalid):
         config('{"image": "ghcr.io/devcontainers/base:bookworm", "workspaceFolder": "/"}')
+
+
+def test_envhubs_browser_feature_is_kept_for_a_sidecar_and_other_features_are_listed() -> None:
+    text = PYTHON_TEMPLATE.replace(
+        '"ghcr.io/devcontainers/features/git:1": {},',
+        '"ghcr.io/devcontainers/features/git:1": {}, "envhub/playwright": {},',
+    )
+    found = config(text)
+    assert found.features == ("envhub/playwright",)
+    listed = {entry.key for entry in found.unsupported}
+    assert {
+        "features.ghcr.io/devcontainers/features/git:1",
+        "features.ghcr.io/devcontainers/features/node:1",
+    } <= listed
+    assert "features.envhub/playwright" not in listed
+    # An operator who lends no browser: the feature is listed too, with why.
+    refused = browser.honour(found, "off")
+    assert refused is not None
+    assert refused.features == ()
+    assert any(
+        e.key == "features.envhub/playwright" and "ENVHUB_BROWSER=off" in e.reason
+        for e in refused.unsupported
+    )
+
+
+def test_the_sidecar_joins_the_workspace_when_the_workspace_answers_the_url() -> None:
+    objects = render_environment(target(), browser=BrowserSidecar("mcr.microsoft.com/playwright/python:v1"))
+    pod = by_kind(objects, "Deployment", WORKSPACE)["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == [WORKSPACE, "playwright"]
