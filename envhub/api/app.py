@@ -21,6 +21,7 @@ from sqlalchemy import text
 from envhub.api import errors, metrics, terminal
 from envhub.api.auth import bearer_principal
 from envhub.api.gateway import GatewayMiddleware
+from envhub.api.git_credentials import router as git_credentials_router
 from envhub.api.guard import GuardMiddleware
 from envhub.api.headers import SecurityHeadersMiddleware
 from envhub.api.routes_auth import router as auth_router
@@ -65,6 +66,8 @@ def create_api() -> FastAPI:
     api.include_router(auth_router)
     api.include_router(v1_router)
     api.include_router(webhooks_router)
+    # Environments themselves, not people: an environment's identity, not a token (git_credentials.py).
+    api.include_router(git_credentials_router)
 
     @api.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
