@@ -32,7 +32,8 @@ def merged(obj: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
 def test_sleep_records_the_replicas_and_wake_restores_them() -> None:
     asleep = merged(workload(3), sleep_patch(workload(3)))
     assert asleep["spec"]["replicas"] == 0
-    assert is_asleep(asleep) and asleep["metadata"]["annotations"][REPLICAS_ANNOTATION] == "3"
+    assert is_asleep(asleep)
+    assert asleep["metadata"]["annotations"][REPLICAS_ANNOTATION] == "3"
     awake = merged(asleep, wake_patch(asleep))
     assert awake["spec"]["replicas"] == 3
     assert awake["metadata"]["annotations"] == {"other": "kept"}
