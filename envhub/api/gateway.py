@@ -77,13 +77,18 @@ ACCESS_COOKIE = "envhub-access"
 # How long "this session may see this environment" is believed before it is
 # asked again: signing out of envhub, or losing access, ends a pass this soon.
 _ADMITTED_SECONDS = 10.0
-# A wake asked for is not asked for again by this process for this long.
-_WAKE_ASKED_SECONDS = 5.0
+# A wake asked for is not asked for again by this process for this long (the service is idempotent
+# anyway: this only spares the database a burst). Short, or a sleep right after a wake is not woken.
+_WAKE_ASKED_SECONDS = 1.0
+# How long "waking" is believed: the phase it waits for is a moment away.
+_WAKING_CACHE_SECONDS = 0.2
 # How often the "waking up" page asks again (a meta refresh: the page has no script).
 _WAKING_REFRESH = 1
 
 
 def _expiry(_key: str, value: Resolution, now: float) -> float:
+    if value.waking:  # it turns ready any moment: the first request after that reaches the app
+        return now + _WAKING_CACHE_SECONDS
     return now + (_CACHE_SECONDS if value.found else _NEGATIVE_SECONDS)
 
 
