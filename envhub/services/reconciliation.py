@@ -148,11 +148,12 @@ def reconcile(
             log.warning("reconciler: queue unavailable: %s", exc)
             break
 
-    try:
-        idle = idleness.drive(session=session, queue=queue, now=now, busy=latest_runs.keys())
-        report.slept, report.expired = idle.slept, idle.expired
-    except QueueUnavailable as exc:
-        log.warning("reconciler: queue unavailable for idle sleep: %s", exc)
+    if _due(_last_idle_check, settings.idle_check_interval):
+        try:
+            idle = idleness.drive(session=session, queue=queue, now=now, busy=latest_runs.keys())
+            report.slept, report.expired = idle.slept, idle.expired
+        except QueueUnavailable as exc:
+            log.warning("reconciler: queue unavailable for idle sleep: %s", exc)
 
     try:
         report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
@@ -243,13 +244,18 @@ def _decide(
 
 
 _last_sweep: list[float] = []  # when this process (the leader) last swept public URLs
+_last_idle_check: list[float] = []  # when it last looked for idle and expired environments
 
 
 def _sweep_due(interval: float) -> bool:
+    return _due(_last_sweep, interval)
+
+
+def _due(last: list[float], interval: float) -> bool:
     now = time.monotonic()
-    if _last_sweep and now - _last_sweep[-1] < interval:
+    if last and now - last[-1] < interval:
         return False
-    _last_sweep[:] = [now]
+    last[:] = [now]
     return True
 
 

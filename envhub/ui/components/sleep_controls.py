@@ -6,6 +6,8 @@ from typing import Any
 
 import reflex as rx
 
+from envhub.ui.components.common import form_field
+
 
 def sleep_buttons(S: Any) -> list[rx.Component]:
     """Sleep or Wake (whichever applies), and the pin toggle, for the page header."""
@@ -68,4 +70,52 @@ def idle_summary(S: Any) -> rx.Component:
         spacing="2",
         wrap="wrap",
         id="idle-summary",
+    )
+
+
+def _number(name: str, value: Any, element_id: str) -> rx.Component:
+    return rx.input(
+        name=name,
+        id=element_id,
+        type="number",
+        min="0",
+        default_value=value.to_string(),
+        key=value.to_string(),
+        width="100%",
+    )
+
+
+def idle_setting(S: Any) -> rx.Component:
+    """A project's idle sleep and TTL for its development environments, shown and changed here."""
+    header = S.header
+    return rx.form(
+        rx.text(header["idle_label"], size="2", color_scheme="gray", id="project-idle-label"),
+        rx.hstack(
+            rx.box(
+                form_field(
+                    "Sleep after (minutes idle)",
+                    _number("sleep_after_minutes", header["sleep_after_minutes"], "project-sleep-after"),
+                    help_text="Processes stop, the workspace stays; a visit wakes it. 0: never.",
+                    error=S.idle_error,
+                ),
+                flex="1",
+            ),
+            rx.box(
+                form_field(
+                    "Delete after (hours idle)",
+                    _number("ttl_hours", header["ttl_hours"], "project-ttl"),
+                    help_text="Not pull-request environments (they follow their PR). 0: never.",
+                ),
+                flex="1",
+            ),
+            rx.button("Save", type="submit", variant="soft", id="save-idle", aria_label="Save idle settings"),
+            align="end",
+            spacing="3",
+            width="100%",
+        ),
+        on_submit=S.set_idle,
+        reset_on_submit=False,
+        width="100%",
+        max_width="640px",
+        id="idle-setting",
     )
