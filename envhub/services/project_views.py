@@ -207,9 +207,15 @@ def idle_label(sleep_after_minutes: int | None, ttl_hours: int | None) -> str:
     """A project's idle sleep and TTL in words (development environments)."""
     parts = []
     if sleep_after_minutes:
-        parts.append(f"sleep after {fmt.duration(sleep_after_minutes * 60)} idle")
+        hours, minutes = divmod(sleep_after_minutes, 60)
+        said = " ".join(
+            part for part in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "") if part
+        )
+        parts.append(f"sleep after {said} idle")
     if ttl_hours:
-        parts.append(f"are deleted after {fmt.duration(ttl_hours * 3600)} idle")
+        days, hours = divmod(ttl_hours, 24)
+        said = f"{days} d" if days and not hours else f"{ttl_hours} h"
+        parts.append(f"are deleted after {said} idle")
     return "Development environments " + " and ".join(parts) if parts else "Never sleep or expire"
 
 

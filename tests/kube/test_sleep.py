@@ -78,3 +78,9 @@ def test_sleep_scales_to_zero_keeping_replicas_and_wake_restores_them(
     # Waking what is awake changes nothing; sleeping a namespace that is gone is quiet.
     assert runtime.wake(target, progress=RecordingProgress()).state is RuntimeState.ready
     assert runtime.sleep(987_654, progress=RecordingProgress()) == "no namespace"
+
+    # A redeploy of a sleeping environment (an apply) wakes what slept: a manifest without a
+    # replicas field gets back the count it slept with.
+    runtime.sleep(target.id, progress=RecordingProgress())
+    assert runtime.apply(target, progress=RecordingProgress()).state is RuntimeState.ready
+    assert scaled() == {"web": (2, None), "db": (1, None)}

@@ -49,3 +49,16 @@ def wake_patch(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 def is_asleep(obj: dict[str, Any]) -> bool:
     return REPLICAS_ANNOTATION in _annotations(obj)
+
+
+def applied_patch(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """After an apply (a redeploy of a sleeping environment): the patch that finishes waking ``obj``.
+
+    Replicas the apply set (a rendered service's) stand and only the note goes; a workload whose
+    manifest leaves replicas out is still at zero and gets back the count it slept with.
+    """
+    if not is_asleep(obj):
+        return None
+    if _replicas(obj) == 0:
+        return wake_patch(obj)
+    return {"metadata": {"annotations": {REPLICAS_ANNOTATION: None}}}

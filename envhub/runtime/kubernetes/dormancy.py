@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes.client import AppsV1Api
 
-from envhub.domain.kube.dormancy import SCALABLE_KINDS, sleep_patch, wake_patch
+from envhub.domain.kube.dormancy import SCALABLE_KINDS, applied_patch, sleep_patch, wake_patch
 from envhub.runtime.kubernetes.errors import kube_json
 
 _LISTS = {"Deployment": "list_namespaced_deployment", "StatefulSet": "list_namespaced_stateful_set"}
@@ -58,3 +58,19 @@ def restore(apps: AppsV1Api, namespace: str) -> list[dict[str, Any]]:
     """Give every sleeping workload back its replicas; returns every scalable workload as it now is."""
     _, current = _patch_all(apps, namespace, wake_patch)
     return current
+
+
+def finish_waking(apps: AppsV1Api, namespace: str, workloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``workloads`` as an apply returned them, with any that slept woken (no request when none did)."""
+    woken = []
+    for obj in workloads:
+        patch = applied_patch(obj) if (obj.get("apiVersion"), obj.get("kind")) in SCALABLE_KINDS else None
+        if patch is None:
+            woken.append(obj)
+            continue
+        name = str(obj["metadata"]["name"])
+        stored = kube_json(
+            f"waking {obj['kind']} {name}", getattr(apps, _PATCHES[obj["kind"]]), name, namespace, patch
+        )
+        woken.append({**stored, "apiVersion": obj["apiVersion"], "kind": obj["kind"]})
+    return woken

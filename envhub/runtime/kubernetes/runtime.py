@@ -266,6 +266,8 @@ class KubernetesRuntime:
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         namespace, workloads = self._apply(target, progress, ("namespace", "isolation", "workloads"))
+        # A redeploy of a sleeping environment: what still sleeps wakes (seen in the apply's answers).
+        workloads = dormancy.finish_waking(self.apps, namespace, workloads)
         deadline = target.rollout_deadline
         progress.begin("health", f"watching workloads in {namespace}")
         rollout = RolloutWait(

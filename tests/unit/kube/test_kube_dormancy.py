@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from envhub.domain.kube.dormancy import REPLICAS_ANNOTATION, is_asleep, sleep_patch, wake_patch
+from envhub.domain.kube.dormancy import (
+    REPLICAS_ANNOTATION,
+    applied_patch,
+    is_asleep,
+    sleep_patch,
+    wake_patch,
+)
 
 
 def workload(replicas: int | None = 3, recorded: str | None = None) -> dict[str, Any]:
@@ -55,3 +61,13 @@ def test_defaults_and_nonsense() -> None:
     assert sleep_patch(workload(None))["metadata"]["annotations"][REPLICAS_ANNOTATION] == "1"  # type: ignore[index]
     assert wake_patch(workload(0, recorded="many"))["spec"] == {"replicas": 1}  # type: ignore[index]
     assert wake_patch(workload(0, recorded="0"))["spec"] == {"replicas": 0}  # type: ignore[index]
+
+
+def test_an_apply_over_a_sleeping_workload_finishes_waking_it() -> None:
+    # A rendered service's apply set its replicas: they stand, only the note goes.
+    assert applied_patch(workload(2, recorded="3")) == {
+        "metadata": {"annotations": {REPLICAS_ANNOTATION: None}}
+    }
+    # A manifest without replicas left it at zero: the count it slept with comes back.
+    assert applied_patch(workload(0, recorded="3"))["spec"] == {"replicas": 3}  # type: ignore[index]
+    assert applied_patch(workload(3)) is None
