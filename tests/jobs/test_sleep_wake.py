@@ -27,7 +27,7 @@ from envhub.runtime.base import RuntimeState
 from envhub.runtime.local import LocalRuntime
 from envhub.services import convergence, idleness, ports, reconciliation, sleeping
 from envhub.services.commands import run_command
-from envhub.services.environments import create_environment
+from envhub.services.environments import create_environment, redeploy_environment
 from envhub.services.reconciliation import reconcile
 from tests.support.db import audit_events, fetch, fetch_all, other_session
 from tests.support.fakes import FakeQueue
@@ -124,6 +124,11 @@ def test_an_environment_sleeps_keeping_its_workspace_and_wakes_from_it(
     with other_session(db) as other:
         assert reconcile(session=other, queue=queue, runtime=runtime).slept == [env_id]
     assert run_last_job(queue) == "asleep"
+    # A redeploy (a pull request pushed to while it sleeps) wakes it with the new deploy.
+    redeploy_environment(session=session, actor=world.member, queue=queue, environment_id=env_id)
+    assert env_row(db, env_id).phase is Phase.provisioning
+    assert run_last_job(queue) == "ready"
+    assert runtime.status(env_id).state is RuntimeState.ready
 
     phases = [(e.action, e.principal_type) for e in audit_events(db) if e.target_id == env_id]
     assert ("environment.sleep", "user") in phases
