@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     # Ready environments on a watched runtime (Kubernetes) are re-applied this
     # often, restoring anything changed or deleted behind envhub's back.
     resync_interval: Annotated[float, Field(gt=0)] = 600.0
+    # An environment's last activity is written at most this often per web process
+    # (services/activity.py): idle sleep and TTLs are minutes and hours, so a minute is plenty.
+    activity_write_interval: Annotated[float, Field(ge=0)] = 60.0
+    # The reconciler looks for idle and expired development environments this often (not every
+    # tick: idle times are minutes, and the check reads every candidate row).
+    idle_check_interval: Annotated[float, Field(ge=0)] = 30.0
     # How long one provisioning attempt waits for the health check before it
     # gives up and lets the queue retry with backoff.
     health_timeout: Annotated[float, Field(gt=0)] = 60.0

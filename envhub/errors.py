@@ -53,6 +53,7 @@ status, hint, advice) at the bottom is complete: the faces read it and nothing e
     │   └── GithubAppRequired     github_app_required
     ├── SecretUnreadable          secret_unreadable
     ├── InvalidTransition         invalid_transition
+    │   └── EnvironmentWaking     environment_waking (503, retryable)
     ├── GithubError               github_error
     │   ├── GithubUnauthorized    github_unauthorized
     │   ├── GithubForbidden       github_forbidden
@@ -439,6 +440,15 @@ class InvalidTransition(EnvhubError):
     code = "invalid_transition"
     status = 409
     default_hint = "Wait for the current operation to finish, then try again."
+
+
+class EnvironmentWaking(InvalidTransition):
+    """The environment was asleep: the request woke it, and it is starting from its workspace."""
+
+    code = "environment_waking"
+    status = 503
+    default_hint = "It is waking up from sleep; send the request again in a few seconds."
+    retryable = True
 
 
 class RuntimeFailure(EnvhubError):

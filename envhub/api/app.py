@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from envhub.api import errors, metrics, terminal
+from envhub.api.activity import ActivityMiddleware
 from envhub.api.auth import bearer_principal
 from envhub.api.gateway import GatewayMiddleware
 from envhub.api.git_credentials import router as git_credentials_router
@@ -83,6 +84,7 @@ def create_api() -> FastAPI:
     api.router.routes.append(mcp.route())
 
     # add_middleware wraps: the last one added is the outermost.
+    api.add_middleware(ActivityMiddleware)
     api.add_middleware(SecurityHeadersMiddleware)
     api.add_middleware(GuardMiddleware)
     api.add_middleware(GatewayMiddleware)

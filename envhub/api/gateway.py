@@ -4,7 +4,10 @@ An ASGI middleware in front of everything else. Requests whose Host names an
 environment are proxied (HTTP streamed both ways, WebSockets relayed) to where
 the runtime says it answers (a local environment: its private UNIX socket);
 unknown environments get a 404 page, ones not ready yet a 503 page that
-refreshes itself. Every other request passes through.
+refreshes itself. A request to a sleeping environment wakes it (as envhub,
+audited) and gets a "waking up" page that refreshes itself into the app; every
+request that reaches an environment counts as its activity (services/activity.py).
+Every other request passes through.
 
 Anyone can send any Host, so the lookup is guarded: host labels that are not
 valid names never reach the database, answers (found or not) are kept in a
@@ -40,15 +43,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from envhub.api.clients import client_ip
 from envhub.api.pages import notice_html
 from envhub.config import get_settings
+from envhub.domain.phases import Phase
 from envhub.domain.public import host_name, is_wildcard_host
 from envhub.domain.url_access import ACCESS_PATH, UrlAccess
-from envhub.errors import NotReady
+from envhub.errors import EnvhubError, NotReady
 from envhub.models.db import session_scope
 from envhub.runtime.base import Endpoint, HttpRelay
-from envhub.services import url_access
+from envhub.services import activity, sleeping, url_access
 from envhub.services.authentication import cookie_value
 from envhub.services.gateway import Resolution, resolve_public_host, resolve_url_host, valid_route
-from envhub.services.ports import runtime, url_provider
+from envhub.services.ports import queue, runtime, url_provider
 from envhub.services.sessions import login_cookie_name, session_cookie_name
 from envhub.services.signin import ENVIRONMENT_ACCESS_PREFIX
 from envhub.urls.local import LocalUrls
@@ -73,9 +77,18 @@ ACCESS_COOKIE = "envhub-access"
 # How long "this session may see this environment" is believed before it is
 # asked again: signing out of envhub, or losing access, ends a pass this soon.
 _ADMITTED_SECONDS = 10.0
+# A wake asked for is not asked for again by this process for this long (the service is idempotent
+# anyway: this only spares the database a burst). Short, or a sleep right after a wake is not woken.
+_WAKE_ASKED_SECONDS = 1.0
+# How long "waking" is believed: the phase it waits for is a moment away.
+_WAKING_CACHE_SECONDS = 0.2
+# How often the "waking up" page asks again (a meta refresh: the page has no script).
+_WAKING_REFRESH = 1
 
 
 def _expiry(_key: str, value: Resolution, now: float) -> float:
+    if value.waking:  # it turns ready any moment: the first request after that reaches the app
+        return now + _WAKING_CACHE_SECONDS
     return now + (_CACHE_SECONDS if value.found else _NEGATIVE_SECONDS)
 
 
@@ -86,6 +99,10 @@ class GatewayMiddleware:
         self._relay_client: httpx.AsyncClient | None = None
         self._cache: TLRUCache[str, Resolution] = TLRUCache(
             maxsize=cache_size or CACHE_SIZE, ttu=_expiry, timer=time.monotonic
+        )
+        # Environments whose wake this process asked for lately: a burst of requests asks once.
+        self._woken: TTLCache[int, bool] = TTLCache(
+            maxsize=cache_size or CACHE_SIZE, ttl=_WAKE_ASKED_SECONDS, timer=time.monotonic
         )
         self._admissions: TTLCache[tuple[str, int], bool] = TTLCache(
             maxsize=cache_size or CACHE_SIZE, ttl=_ADMITTED_SECONDS, timer=time.monotonic
@@ -105,6 +122,12 @@ class GatewayMiddleware:
         guarded = resolution.found and resolution.url_access is UrlAccess.sign_in
         if guarded and not await self._admitted(scope, resolution):
             await _sign_in_first(scope, receive, send, resolution)
+            return
+        if resolution.environment_id is not None:
+            activity.note(resolution.environment_id)  # a dictionary lookup; a write now and then
+        if resolution.waking:
+            await self._wake(resolution)
+            await _waking(scope, receive, send, resolution)
             return
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, resolution)
@@ -134,6 +157,28 @@ class GatewayMiddleware:
                 return resolve_url_host(session=session, runtime=runtime(), host=name)
 
         return await self._cached(f"host:{name}", lookup)
+
+    # -- sleep ---------------------------------------------------------------
+
+    async def _wake(self, res: Resolution) -> None:
+        """Ask for a sleeping environment's wake, once per few seconds per environment and process."""
+        environment_id = res.environment_id
+        if environment_id is None or res.phase is not Phase.sleeping or environment_id in self._woken:
+            return
+        self._woken[environment_id] = True
+
+        def wake() -> None:
+            with session_scope() as session:
+                sleeping.wake_on_visit(session=session, queue=queue(), environment_id=environment_id)
+
+        try:
+            await asyncio.to_thread(wake)
+        except EnvhubError as exc:  # the page still says what is going on; the next visit asks again
+            log.warning("gateway: could not wake %s: %s", res.label, exc.message)
+            self._woken.pop(environment_id, None)
+        # The next request reads the phase afresh, not the cached "sleeping".
+        for key in [key for key, value in self._cache.items() if value.environment_id == environment_id]:
+            self._cache.pop(key, None)
 
     # -- sign-in (projects whose URLs need it) -----------------------------
 
@@ -479,6 +524,31 @@ def _without_cookies(header: bytes, names: set[str]) -> bytes:
     return b";".join(kept).strip()
 
 
+async def _waking(scope: Scope, receive: Receive, send: Send, res: Resolution) -> None:
+    """The "waking up" answer: a page that refreshes itself into the app, or a retry for programs."""
+    if scope["type"] == "websocket":
+        first = await receive()
+        if first["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1013})  # try again later
+        return
+    label = html.escape(res.label)
+    body = (
+        f'<div role="status" aria-live="polite"><p><b>{label}</b> was asleep after a while without use '
+        "and is waking up. This page turns into the app as soon as it answers.</p>"
+        f'<p><progress aria-label="Waking up {label}"></progress></p></div>'
+        f"<p>Its files were kept while it slept; programs can send the request again after "
+        f"the Retry-After seconds.</p>"
+    )
+    await _page(
+        send,
+        503,
+        f"Waking up {res.label}",
+        body,
+        refresh=_WAKING_REFRESH,
+        extra_headers=[(b"retry-after", str(_WAKING_REFRESH).encode())],
+    )
+
+
 async def _status_page(send: Send, res: Resolution, *, unreachable: bool = False) -> None:
     if not res.found:
         status, title = 404, "No such environment"
@@ -500,7 +570,15 @@ async def _status_page(send: Send, res: Resolution, *, unreachable: bool = False
     await _page(send, status, title, f"<p>{text}</p>", refresh=refresh)
 
 
-async def _page(send: Send, status: int, title: str, body_html: str, *, refresh: int = 0) -> None:
+async def _page(
+    send: Send,
+    status: int,
+    title: str,
+    body_html: str,
+    *,
+    refresh: int = 0,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     payload = notice_html(status, title, body_html, refresh=refresh, source="envhub gateway").encode()
     await send(
         {
@@ -510,6 +588,7 @@ async def _page(send: Send, status: int, title: str, body_html: str, *, refresh:
                 (b"content-type", b"text/html; charset=utf-8"),
                 (b"content-length", str(len(payload)).encode()),
                 (b"cache-control", b"no-store"),
+                *(extra_headers or []),
             ],
         }
     )

@@ -23,6 +23,7 @@ from envhub.cli import (
     releases,
     running,
     services,
+    sleep,
     terminal,
     tui,
 )
@@ -69,6 +70,7 @@ _MODULES = (
     projects,
     environments,
     env_inside,
+    sleep,
     services,
     backups,
     deployments,

@@ -216,6 +216,20 @@ def update_project(
     url_access: UrlAccessOption = None,
     service: ServiceOption = None,
     no_services: NoServicesOption = False,
+    sleep_after: Annotated[
+        int | None,
+        typer.Option(
+            "--sleep-after",
+            min=0,
+            help="Development environments sleep after this many idle minutes; 0 turns it off.",
+        ),
+    ] = None,
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--ttl", min=0, help="Development environments go after this many idle hours; 0: never."
+        ),
+    ] = None,
     confirm: Annotated[
         str | None,
         typer.Option(help="The project's name: removing a database a deployment environment holds takes it."),
@@ -234,6 +248,8 @@ def update_project(
             ("health_path", health_path),
             ("devcontainer", devcontainer),
             ("url_access", _url_access(url_access)),
+            ("sleep_after_minutes", sleep_after),
+            ("ttl_hours", ttl),
         )
         if value is not None
     }
@@ -277,6 +293,7 @@ def _fields(header: dict[str, Any]) -> list[tuple[str, Any]]:
         ("health path", header["health_path"]),
         ("devcontainer", header.get("devcontainer") or "(default places)"),
         ("url access", f"{access} ({label})" if label else access),
+        ("idle", header.get("idle_label") or "-"),
         (
             "services",
             "; ".join(

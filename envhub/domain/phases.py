@@ -57,7 +57,8 @@ def is_deletable(phase: Phase) -> bool:
 
 
 def is_redeployable(phase: Phase) -> bool:
-    return phase in {Phase.ready, Phase.failed, Phase.updating, Phase.provisioning}
+    """A redeploy of a sleeping environment wakes it with the new deploy (a pull request pushed to)."""
+    return phase in {Phase.ready, Phase.failed, Phase.updating, Phase.provisioning, Phase.sleeping}
 
 
 # How each phase reads at a glance, as a Radix colour every face can map:

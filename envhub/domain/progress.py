@@ -47,6 +47,13 @@ TEARDOWN_STEPS: tuple[tuple[str, str], ...] = (
     ("stop", "Stop processes"),
     ("cleanup", "Remove workspace"),
 )
+# Going to sleep stops what runs and keeps the workspace; waking starts it again from it.
+SLEEP_STEPS: tuple[tuple[str, str], ...] = (("sleep", "Stop processes, keep the workspace"),)
+WAKE_STEPS: tuple[tuple[str, str], ...] = (
+    ("start", "Start processes"),
+    ("health", "Wait for health check"),
+    ("publish", "Publish URL"),
+)
 
 
 def initial_steps(plan: tuple[tuple[str, str], ...]) -> list[Step]:

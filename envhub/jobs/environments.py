@@ -8,7 +8,7 @@ from envhub.errors import EnvhubError, RuntimeFailure
 from envhub.jobs.observed import observed
 from envhub.metrics import PROVISIONING_DURATION
 from envhub.models.db import session_scope
-from envhub.services import convergence, jobruns, ports, provisioning, pull_requests
+from envhub.services import convergence, jobruns, ports, provisioning, pull_requests, sleeping
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,21 @@ def _converge(environment_id: int, run_id: int) -> str:
             return "nothing to do"
         progress = convergence.RunProgress(session, assignment)
         try:
+            if assignment.desired_state == "present" and assignment.kind == jobruns.SLEEP:
+                done = runtime.sleep(environment_id, progress=progress)
+                return "asleep" if sleeping.complete_sleep(session, assignment, done) else "superseded"
+            if assignment.desired_state == "present" and assignment.kind == jobruns.WAKE:
+                woken = runtime.wake(convergence.prepared(session, assignment, urls=urls), progress=progress)
+                kept = sleeping.kept_while_asleep(session, environment_id)
+                progress.skip("publish", "its URL stayed published while it slept")
+                convergence.complete_run(
+                    session,
+                    assignment,
+                    public_url=kept.public_url,
+                    workloads=woken.details.get("workloads", ""),
+                    devcontainer=kept.devcontainer,
+                )
+                return "ready"
             if assignment.desired_state == "present" and assignment.kind == jobruns.PREPARE:
                 runtime.prepare(convergence.prepared(session, assignment, urls=urls), progress=progress)
                 convergence.complete_preparation(session, assignment)

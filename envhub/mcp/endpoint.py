@@ -72,6 +72,9 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.create_environment, title="Create an environment")
     add_tool(server, envs.update_environment, title="Update an environment")
     add_tool(server, envs.redeploy_environment, title="Redeploy an environment")
+    add_tool(server, envs.sleep_environment, title="Put an environment to sleep", idempotent=True)
+    add_tool(server, envs.wake_environment, title="Wake an environment", idempotent=True)
+    add_tool(server, envs.pin_environment, title="Pin or unpin an environment", idempotent=True)
     add_tool(
         server, envs.delete_environment, title="Delete an environment", destructive=True, idempotent=True
     )

@@ -26,9 +26,12 @@ from pydantic import ValidationError
 from envhub.domain.principals import Principal
 from envhub.errors import EnvhubError, Unauthenticated, invalid_request
 from envhub.mcp.schemas import output_model
+from envhub.services import activity
 
 log = logging.getLogger(__name__)
 
+# Tools on an environment that are no sign of someone using it.
+_NOT_ACTIVITY = frozenset({"sleep_environment"})
 # Where the endpoint leaves the authenticated principal in the request's ASGI scope.
 PRINCIPAL_KEY = "envhub.principal"
 
@@ -85,9 +88,14 @@ def add_tool(
     parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in arguments]
     context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
 
+    notes_activity = "environment_id" in signature.parameters and fn.__name__ not in _NOT_ACTIVITY
+
     def call(ctx: Context, **values: Any) -> Any:
         try:
-            return fn(principal_of(ctx), **values)
+            result = fn(principal_of(ctx), **values)
+            if notes_activity:  # an agent at work on it: it stays awake (services/activity.py)
+                activity.note(int(values["environment_id"]))
+            return result
         except EnvhubError as exc:
             return error_result(exc)
         except Exception:

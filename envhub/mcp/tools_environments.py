@@ -39,6 +39,7 @@ from envhub.services.environment_views import (
 )
 from envhub.services.inspection import WorkloadsView
 from envhub.services.logs import LogFilter, LogPage
+from envhub.services.sleep_views import IdleView
 from envhub.services.units import read_only, unit_of_work
 from envhub.services.usage import UsageView
 from envhub.services.waiting import WaitResult
@@ -232,6 +233,37 @@ def redeploy_environment(actor: Principal, environment_id: EnvironmentId) -> Sta
     with unit_of_work() as session:
         return environment_requests.redeploy(
             session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+
+
+def sleep_environment(actor: Principal, environment_id: EnvironmentId) -> StartedJob:
+    """Put a development environment to sleep now: its processes stop, its workspace stays.
+
+    A visit to its URL, a command in it or wake_environment wakes it.
+    """
+    with unit_of_work() as session:
+        return environment_requests.sleep(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+
+
+def wake_environment(actor: Principal, environment_id: EnvironmentId) -> StartedJob:
+    """Wake a sleeping environment; it starts again from its workspace (wait_until_ready to know when)."""
+    with unit_of_work() as session:
+        return environment_requests.wake(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+
+
+def pin_environment(
+    actor: Principal,
+    environment_id: EnvironmentId,
+    pinned: Annotated[bool, Field(description="True pins it; false unpins it.")] = True,
+) -> IdleView:
+    """Pin an environment (it neither sleeps when idle nor expires), or unpin it with pinned=false."""
+    with unit_of_work() as session:
+        return environment_requests.pin(
+            session=session, actor=actor, environment_id=environment_id, pinned=pinned
         )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypedDict
 from pydantic import Field
 
 from envhub.domain.backing import MAX_SERVICES, ServiceDeclaration
+from envhub.domain.idleness import MAX_SLEEP_AFTER_MINUTES, MAX_TTL_HOURS
 from envhub.domain.principals import Principal
 from envhub.domain.url_access import UrlAccessName
 from envhub.mcp.schemas import Limit, Offset, ProjectId, TeamId
@@ -113,6 +114,24 @@ def update_project(
             "replaces the project's list, [] removes all. Workloads receive DATABASE_URL, REDIS_URL, S3_*.",
         ),
     ] = None,
+    sleep_after_minutes: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=MAX_SLEEP_AFTER_MINUTES,
+            description="Development environments sleep after this many idle minutes (processes stop, "
+            "the workspace stays, a visit wakes them); 0 turns it off.",
+        ),
+    ] = None,
+    ttl_hours: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=MAX_TTL_HOURS,
+            description="Development environments (not a pull request's) are deleted after this many "
+            "idle hours; 0 turns it off. Pinned ones neither sleep nor expire.",
+        ),
+    ] = None,
     confirm: Annotated[
         str | None,
         Field(
@@ -131,6 +150,8 @@ def update_project(
         "devcontainer": devcontainer,
         "url_access": url_access,
         "backing": None if services is None else [item.model_dump(mode="json") for item in services],
+        "sleep_after_minutes": sleep_after_minutes,
+        "ttl_hours": ttl_hours,
     }
     with unit_of_work() as session:
         projects.update_project(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, text
+from sqlalchemy import Boolean, Column, Index, false, text
 from sqlmodel import Field, SQLModel
 
 from envhub.domain.phases import Phase
@@ -58,6 +58,12 @@ class Environment(SQLModel, table=True):
     # (domain/devcontainer.Devcontainer.summary); None: the last deploy found none.
     devcontainer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     observed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # The last sign that someone uses it (HTTP through its URL, terminal input, commands,
+    # CLI/REST/MCP calls), written at most once a minute or so (services/activity.py);
+    # None: none since it was created. Idle sleep and the TTL count from it (domain/idleness.py).
+    last_active_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # Pinned by a person: it neither sleeps nor expires.
+    pinned: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     # Indexed: the list's "created by" options ask each person whether they created one.
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from envhub.domain.idleness import DEFAULT_SLEEP_AFTER_MINUTES
 from envhub.domain.specs import DEFAULT_COMMAND
 from envhub.domain.url_access import UrlAccess
 from envhub.models.base import JSONType, UTCDateTime, utcnow
@@ -41,6 +42,13 @@ class Project(SQLModel, table=True):
     deployments: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     # Managed services every environment gets (domain/backing.BackingSettings); empty: none.
     backing: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # Development environments sleep after this many minutes without activity, and are
+    # deleted after this many hours without it (domain/idleness.py); None: never.
+    sleep_after_minutes: int | None = Field(
+        default=DEFAULT_SLEEP_AFTER_MINUTES,
+        sa_column=Column(Integer, nullable=True, server_default=str(DEFAULT_SLEEP_AFTER_MINUTES)),
+    )
+    ttl_hours: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

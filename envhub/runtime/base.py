@@ -445,7 +445,29 @@ class Runtime(Protocol):
         """
 
     def stop(self, environment_id: int) -> None:
-        """Stop the environment's processes but keep its data (sleep, shutdown)."""
+        """Stop the environment's processes but keep its data (envhub shutting down)."""
+
+    def sleep(self, environment_id: int, *, progress: ProgressReporter) -> str:
+        """Stop everything the environment runs, keep everything it stores; idempotent.
+
+        Locally its app and background processes stop and its workspace stays; on a
+        cluster its workloads scale to zero, each remembering the replicas it had so
+        :meth:`wake` restores them, and its volumes, Services and Secrets stay. A
+        second call (a job killed half-way and run again) finishes what the first
+        left and never forgets the replicas the first one recorded. Quiet for an
+        environment that does not exist. Reports the step ``sleep`` and returns
+        what it did.
+        """
+
+    def wake(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        """Start again what :meth:`sleep` stopped, from what was kept; idempotent.
+
+        The workspace is used as it is: nothing is fetched or checked out again,
+        and ``target`` must be the generation that went to sleep (a change of
+        spec goes through :meth:`apply`). Reports ``start`` and ``health``, and
+        returns like :meth:`apply`: ready with its endpoint, ``NotReady`` while it
+        is not serving yet. Waking something awake changes nothing.
+        """
 
     def managed_environments(self) -> set[int]:
         """Ids of every environment that has anything on this runtime (for GC)."""

@@ -22,6 +22,7 @@ from envhub.domain.principals import Principal
 from envhub.errors import InvalidTransition, NotReady
 from envhub.models import Environment
 from envhub.runtime.base import ExecSession, Runtime
+from envhub.services import activity, ports, sleeping
 from envhub.services.access import authorize_environment
 from envhub.services.common import AuditTarget, audited
 from envhub.services.environments import get_environment
@@ -71,6 +72,8 @@ def shell_access(
     target.name, target.team_id = f"{project.name}/{environment.name}", project.team_id
     if environment.phase in _NOT_RUNNING or environment.desired_state == "absent":
         raise InvalidTransition(f"cannot run a command in an environment that is {environment.phase.value}")
+    activity.note(environment_id)
+    sleeping.require_awake(session, actor, environment, ports.queue())
     return environment
 
 

@@ -23,7 +23,7 @@ from sqlmodel import Session
 from envhub.config import get_settings
 from envhub.domain.phases import Phase, can_transition
 from envhub.domain.principals import SYSTEM
-from envhub.domain.progress import EXTRA_STEP_TITLES, PREPARE_STEPS, Step, StepStatus, initial_steps
+from envhub.domain.progress import EXTRA_STEP_TITLES, Step, StepStatus, initial_steps
 from envhub.domain.specs import EnvironmentKind, EnvironmentSpec, EnvironmentTarget
 from envhub.domain.url_access import parse_url_access
 from envhub.errors import EnvhubError
@@ -126,13 +126,25 @@ def begin_run(
     run.retry_at = None
     if runtime is not None and all(step["status"] == StepStatus.pending.value for step in run.steps):
         plan = runtime.teardown_plan if environment.desired_state == "absent" else runtime.provision_plan
-        if run.kind == jobruns.PREPARE:
-            plan = PREPARE_STEPS
+        if run.kind in (jobruns.PREPARE, jobruns.SLEEP, jobruns.WAKE):
+            plan = jobruns.PLANS[run.kind]
         run.steps = [dict(step) for step in initial_steps(plan)]
     session.add(run)
     label = f"{project.name}/{environment.name}"
     if run.kind in (RESYNC, jobruns.PREPARE):
         pass  # a periodic re-apply of a ready environment, or a place made ahead: its phase does not move
+    elif run.kind == jobruns.SLEEP:
+        environment.message = "Going to sleep"  # it stays ready until its processes have stopped
+        session.add(environment)
+    elif run.kind == jobruns.WAKE and environment.desired_state == "present":
+        _set_phase(
+            session,
+            environment,
+            Phase.provisioning,
+            team_id=team.id or 0,
+            target=label,
+            message=f"Waking up (attempt {run.attempts})",
+        )
     elif environment.desired_state == "present":
         phase = Phase.updating if environment.phase in (Phase.ready, Phase.updating) else Phase.provisioning
         _set_phase(

@@ -9,6 +9,7 @@ these; the status is ``environment_views.environment_status``, the wait
 * :func:`create_environment_once`: create, honouring an idempotency key, and
   say which job does the work; :func:`update`, :func:`redeploy` and
   :func:`delete` say it too;
+* :func:`sleep`, :func:`wake` and :func:`pin` (services/sleeping.py);
 * :func:`follow_logs`: new log lines for a bounded time, then stop.
 """
 
@@ -24,8 +25,9 @@ from envhub.domain.principals import Principal
 from envhub.domain.specs import Trigger
 from envhub.queue.base import JobQueue
 from envhub.runtime.base import Runtime
-from envhub.services import environments, idempotency, logs
+from envhub.services import environments, idempotency, logs, sleeping
 from envhub.services.environment_views import EnvironmentDetail, environment_detail
+from envhub.services.sleep_views import IdleView, idle_view
 
 # The longest one log-following request streams.
 MAX_FOLLOW = 300.0
@@ -130,6 +132,39 @@ def delete(
         job_id=_latest_job(session, actor, environment_id),
         replayed=False,
     )
+
+
+def sleep(*, session: Session, actor: Principal, queue: JobQueue, environment_id: int) -> StartedJob:
+    """Put it to sleep now; the job stops what runs (asleep already: nothing to do)."""
+    environment = sleeping.sleep_environment(
+        session=session, actor=actor, queue=queue, environment_id=environment_id
+    )
+    return StartedJob(
+        environment=environment_detail(environment),
+        job_id=_latest_job(session, actor, environment_id),
+        replayed=False,
+    )
+
+
+def wake(*, session: Session, actor: Principal, queue: JobQueue, environment_id: int) -> StartedJob:
+    """Wake it now; the job starts it again from its workspace (awake already: nothing to do)."""
+    environment = sleeping.wake_environment(
+        session=session, actor=actor, queue=queue, environment_id=environment_id
+    )
+    return StartedJob(
+        environment=environment_detail(environment),
+        job_id=_latest_job(session, actor, environment_id),
+        replayed=False,
+    )
+
+
+def pin(*, session: Session, actor: Principal, environment_id: int, pinned: bool) -> IdleView:
+    """Pin or unpin it; answers how it now stands with sleep and its TTL."""
+    sleeping.pin_environment(session=session, actor=actor, environment_id=environment_id, pinned=pinned)
+    environment, project, allowed = environments.environment_context(
+        session=session, actor=actor, environment_id=environment_id
+    )
+    return idle_view(environment, project, allowed)
 
 
 def follow_logs(

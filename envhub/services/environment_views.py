@@ -23,7 +23,7 @@ from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
 from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import EnvhubError, NotFound, advice_for
-from envhub.models import AuditEvent, Environment, JobRun, PullRequest
+from envhub.models import AuditEvent, Environment, JobRun, Project, PullRequest
 from envhub.queue.events import project_channel
 from envhub.runtime.base import Runtime
 from envhub.services import audit_log, environments, inspection, logs
@@ -35,6 +35,7 @@ from envhub.services.environment_listing import (
     list_visible_environments,
 )
 from envhub.services.pages import PageInfo, page_info
+from envhub.services.sleep_views import IdleView, idle_view
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class EnvironmentOverview(TypedDict):
     audit: list[AuditRow]
     audit_page: PageInfo
     permissions: EnvironmentPermissions
+    idle: IdleView
     log_containers: list[str]
     log_container: str  # the one the logs are of ("" for all)
     terminal: TerminalView
@@ -519,6 +521,7 @@ def environment_overview(
         audit=[audit_row(event) for event in trail.items],
         audit_page=page_info(trail),
         permissions=flags,
+        idle=status["idle"],
         log_containers=containers,
         log_container=log_container,
         terminal=TerminalView(
@@ -673,6 +676,7 @@ class EnvironmentStatus(TypedDict):
     run: RunView
     steps: list[StepRow]
     permissions: EnvironmentPermissions
+    idle: IdleView  # idle sleep, TTL and pin
 
 
 class EnvironmentEvents(TypedDict):
@@ -696,11 +700,14 @@ def _status(
     """The status part, said once: the environment page shows it within its overview."""
     assert environment.id is not None
     run = environments.latest_run(session=session, actor=actor, environment_id=environment.id)
+    project = session.get(Project, environment.project_id)
+    assert project is not None
     return EnvironmentStatus(
         detail=environment_detail(environment),
         run=run_view(run) if run else EMPTY_RUN,
         steps=step_rows(run) if run else [],
         permissions=permissions(environment, allowed),
+        idle=idle_view(environment, project, allowed),
     )
 
 

@@ -17,6 +17,7 @@ from envhub.domain.phases import Phase
 from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.models import Environment, Project, Team
 from envhub.runtime.base import Endpoint, PortEndpoints, Runtime
+from envhub.services import sleeping
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class Resolution:
     label: str = ""
     environment_id: int | None = None
     url_access: UrlAccess = UrlAccess.public
+    # Asleep, or on its way up from sleep: the gateway answers its "waking up" page.
+    waking: bool = False
 
 
 def valid_route(*, team: str, project: str, environment: str) -> bool:
@@ -54,7 +57,7 @@ def resolve_public_host(
     ).first()
     if row is None:
         return Resolution(found=False, label=f"{project}/{environment}")
-    return _resolution(runtime, *row, port=port)
+    return _resolution(session, runtime, *row, port=port)
 
 
 def resolve_url_host(*, session: Session, runtime: Runtime, host: str) -> Resolution:
@@ -66,11 +69,11 @@ def resolve_url_host(*, session: Session, runtime: Runtime, host: str) -> Resolu
     ).first()
     if row is None:
         return Resolution(found=False, label=host[:200])
-    return _resolution(runtime, *row)
+    return _resolution(session, runtime, *row)
 
 
 def _resolution(
-    runtime: Runtime, environment: Environment, project: Project, *, port: int | None = None
+    session: Session, runtime: Runtime, environment: Environment, project: Project, *, port: int | None = None
 ) -> Resolution:
     assert environment.id is not None
     ready = environment.phase in (Phase.ready, Phase.updating)
@@ -87,4 +90,5 @@ def _resolution(
         label=f"{project.name}/{environment.name}" + (f" port {port}" if port is not None else ""),
         environment_id=environment.id,
         url_access=parse_url_access(project.url_access),
+        waking=environment.phase is Phase.sleeping or sleeping.is_waking(session, environment),
     )

@@ -6,7 +6,14 @@ import logging
 
 from sqlmodel import Session, col, select
 
-from envhub.domain.progress import PREPARE_STEPS, PROVISION_STEPS, TEARDOWN_STEPS, initial_steps
+from envhub.domain.progress import (
+    PREPARE_STEPS,
+    PROVISION_STEPS,
+    SLEEP_STEPS,
+    TEARDOWN_STEPS,
+    WAKE_STEPS,
+    initial_steps,
+)
 from envhub.models import JobRun, JobStatus
 from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
@@ -23,6 +30,18 @@ RESYNC = "resync"
 TEARDOWN = "teardown"
 # A deployment environment's namespace and isolation, made before its first release.
 PREPARE = "prepare"
+# Idle sleep (processes stopped, workspace kept) and waking from it (services/sleeping.py).
+SLEEP = "sleep"
+WAKE = "wake"
+
+
+# The steps of the runs whose plan is not the runtime's provision or teardown plan.
+PLANS: dict[str, tuple[tuple[str, str], ...]] = {
+    TEARDOWN: TEARDOWN_STEPS,
+    PREPARE: PREPARE_STEPS,
+    SLEEP: SLEEP_STEPS,
+    WAKE: WAKE_STEPS,
+}
 
 
 def rq_job_id(run_id: int) -> str:
@@ -38,7 +57,7 @@ def new_run(
         old.finished_at = utcnow()
         old.error = old.error or f"superseded by a newer {kind}"
         session.add(old)
-    plan = {TEARDOWN: TEARDOWN_STEPS, PREPARE: PREPARE_STEPS}.get(kind, PROVISION_STEPS)
+    plan = PLANS.get(kind, PROVISION_STEPS)
     run = JobRun(
         kind=kind,
         environment_id=environment_id,

@@ -56,6 +56,11 @@ class ProjectHeader(TypedDict):
     url_access: UrlAccessName  # who may open its environments' URLs
     url_access_label: str  # the same in words: "Anyone with the link", ...
     backing: list[DeclaredService]  # managed services every environment gets
+    # Development environments sleep after this many idle minutes, and are deleted after this
+    # many idle hours (0: never); "" in the words when never.
+    sleep_after_minutes: int
+    ttl_hours: int
+    idle_label: str  # "Sleeps after 2 h idle; deleted after 3 d idle", or "Never sleeps or expires"
 
 
 class DeclaredParameter(TypedDict):
@@ -113,6 +118,9 @@ EMPTY_HEADER = ProjectHeader(
     url_access="public",
     url_access_label="",
     backing=[],
+    sleep_after_minutes=0,
+    ttl_hours=0,
+    idle_label="",
 )
 
 
@@ -189,7 +197,26 @@ def project_header(project: Project, team: str) -> ProjectHeader:
         url_access=access.value,
         url_access_label=URL_ACCESS_LABELS[access],
         backing=declared_services(project),
+        sleep_after_minutes=project.sleep_after_minutes or 0,
+        ttl_hours=project.ttl_hours or 0,
+        idle_label=idle_label(project.sleep_after_minutes, project.ttl_hours),
     )
+
+
+def idle_label(sleep_after_minutes: int | None, ttl_hours: int | None) -> str:
+    """A project's idle sleep and TTL in words (development environments)."""
+    parts = []
+    if sleep_after_minutes:
+        hours, minutes = divmod(sleep_after_minutes, 60)
+        said = " ".join(
+            part for part in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "") if part
+        )
+        parts.append(f"sleep after {said} idle")
+    if ttl_hours:
+        days, hours = divmod(ttl_hours, 24)
+        said = f"{days} d" if days and not hours else f"{ttl_hours} h"
+        parts.append(f"are deleted after {said} idle")
+    return "Development environments " + " and ".join(parts) if parts else "Never sleep or expire"
 
 
 def declared_services(project: Project) -> list[DeclaredService]:

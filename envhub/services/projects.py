@@ -13,6 +13,12 @@ from sqlmodel import Session, col, select
 from envhub.config import get_settings
 from envhub.domain.backing import CATALOG, BackingSettings, check_variable_clash, parse_backing
 from envhub.domain.catalog import resolve_parameters
+from envhub.domain.idleness import (
+    DEFAULT_SLEEP_AFTER_MINUTES,
+    MAX_SLEEP_AFTER_MINUTES,
+    MAX_TTL_HOURS,
+    check_minutes,
+)
 from envhub.domain.kube import EgressDenyList, check_egress, check_manifests, parse_manifests
 from envhub.domain.naming import validate_label
 from envhub.domain.phases import Phase
@@ -41,7 +47,7 @@ from envhub.services.jobruns import RESYNC
 _WORKLOAD_FIELDS = ("services", "manifests", "quota", "egress")
 _EDITABLE = (
     "description", "repo_url", "default_ref", "command", "env", "health_path", "devcontainer",
-    "services", "manifests", "quota", "egress", "url_access", "backing",
+    "services", "manifests", "quota", "egress", "url_access", "backing", "sleep_after_minutes", "ttl_hours",
 )  # fmt: skip
 
 
@@ -155,6 +161,13 @@ def _check_defaults(values: dict[str, Any]) -> dict[str, Any]:
         "egress": spec.egress.model_dump(mode="json", exclude_defaults=True),
         "url_access": url_access.value,
         "backing": [service.model_dump(mode="json", exclude_defaults=True) for service in backing.services],
+        # 0 or None turns each off (domain/idleness.py).
+        "sleep_after_minutes": check_minutes(
+            values.get("sleep_after_minutes", DEFAULT_SLEEP_AFTER_MINUTES),
+            field="sleep_after_minutes",
+            maximum=MAX_SLEEP_AFTER_MINUTES,
+        ),
+        "ttl_hours": check_minutes(values.get("ttl_hours"), field="ttl_hours", maximum=MAX_TTL_HOURS),
     }
 
 
@@ -174,6 +187,8 @@ def create_project(
     workloads: dict[str, Any] | None = None,
     url_access: str | None = None,
     backing: list[dict[str, Any]] | None = None,
+    sleep_after_minutes: int | None = DEFAULT_SLEEP_AFTER_MINUTES,
+    ttl_hours: int | None = None,
 ) -> Project:
     """Create a project. ``workloads`` may carry ``services``, ``manifests``,
     ``quota`` and ``egress`` for image-based runtimes (validated like a spec);
@@ -195,6 +210,8 @@ def create_project(
                 "devcontainer": devcontainer,
                 "url_access": url_access,
                 "backing": backing,
+                "sleep_after_minutes": sleep_after_minutes,
+                "ttl_hours": ttl_hours,
                 **{key: value for key, value in (workloads or {}).items() if key in _WORKLOAD_FIELDS},
             }
         )

@@ -9,6 +9,8 @@ work can be lost, so each tick looks at every live environment and:
   starts a fresh attempt;
 * starts a run for an environment whose observed state lags its desired state
   with no run in flight (and for a ``ready`` one whose processes are gone);
+* puts idle development environments to sleep and deletes those past their
+  TTL (services/idleness.py);
 * removes runtime leftovers that belong to no live environment (orphans), and
   what the URL provider published outside the runtime (a Cloudflare DNS record
   and tunnel rule) for no live environment, and managed-service instances
@@ -36,7 +38,7 @@ from envhub.models.base import utcnow
 from envhub.models.job import ACTIVE_JOB_STATUSES
 from envhub.queue.base import JobQueue, QueueUnavailable
 from envhub.runtime.base import Runtime, RuntimeState
-from envhub.services import backups, jobruns, provisioning, pull_requests, releases, webhooks
+from envhub.services import backups, idleness, jobruns, provisioning, pull_requests, releases, webhooks
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.urls.base import UrlProvider
@@ -62,6 +64,8 @@ class ReconcileReport:
     releases: dict[str, int] = field(default_factory=dict)  # renders re-driven, waiting releases checked
     services_removed: list[str] = field(default_factory=list)  # managed-service instances of no environment
     backups: dict[str, int] = field(default_factory=dict)  # backups and checks scheduled, re-driven, expired
+    slept: list[int] = field(default_factory=list)  # idle development environments put to sleep
+    expired: list[int] = field(default_factory=list)  # development environments past their TTL, deleted
 
 
 class _NoProgress:
@@ -143,6 +147,13 @@ def reconcile(
         except QueueUnavailable as exc:
             log.warning("reconciler: queue unavailable: %s", exc)
             break
+
+    if _due(_last_idle_check, settings.idle_check_interval):
+        try:
+            idle = idleness.drive(session=session, queue=queue, now=now, busy=latest_runs.keys())
+            report.slept, report.expired = idle.slept, idle.expired
+        except QueueUnavailable as exc:
+            log.warning("reconciler: queue unavailable for idle sleep: %s", exc)
 
     try:
         report.deliveries_redriven = webhooks.redrive_deliveries(session=session, queue=queue)
@@ -233,13 +244,18 @@ def _decide(
 
 
 _last_sweep: list[float] = []  # when this process (the leader) last swept public URLs
+_last_idle_check: list[float] = []  # when it last looked for idle and expired environments
 
 
 def _sweep_due(interval: float) -> bool:
+    return _due(_last_sweep, interval)
+
+
+def _due(last: list[float], interval: float) -> bool:
     now = time.monotonic()
-    if _last_sweep and now - _last_sweep[-1] < interval:
+    if last and now - last[-1] < interval:
         return False
-    _last_sweep[:] = [now]
+    last[:] = [now]
     return True
 
 

@@ -27,7 +27,7 @@ from envhub.errors import InvalidTransition, NotFound
 from envhub.integrations.object_store import ObjectStore
 from envhub.models import AuditEvent, Environment, Project
 from envhub.runtime.base import ExecSession, Runtime
-from envhub.services import jobruns
+from envhub.services import activity, jobruns, ports, sleeping
 from envhub.services.access import allowed_environment_actions, authorize_environment
 from envhub.services.authentication import Caller, still_signed_in
 from envhub.services.common import AuditTarget, audit, audited, authorize
@@ -121,6 +121,8 @@ def open_shell(
             raise InvalidTransition(
                 f"cannot open a shell in an environment that is {environment.phase.value}"
             )
+        activity.note(environment_id)
+        sleeping.require_awake(session, actor, environment, ports.queue())
         # Starting the shell can take a while (a pod exec handshake): hold no
         # transaction (and so no SQLite write lock) meanwhile.
         session.commit()

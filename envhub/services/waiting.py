@@ -15,7 +15,7 @@ from typing import TypedDict
 
 from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal
-from envhub.services import environments
+from envhub.services import environments, jobruns
 from envhub.services.environment_views import EnvironmentDetail, environment_detail
 from envhub.services.units import read_only
 
@@ -53,6 +53,12 @@ def wait_for_environment(
             leaving = environment.desired_state == "absent"
             reached = environment.phase is phase
             resting = environment.phase in _RESTING and leaving == (environment.phase is Phase.deleted)
+            if resting and not reached and environment.phase in (Phase.ready, Phase.sleeping):
+                # A sleep or wake asked for moves it on by itself: not settled yet.
+                resting = not any(
+                    run.kind in (jobruns.SLEEP, jobruns.WAKE)
+                    for run in jobruns.active_runs(session, environment_id)
+                )
             settled = resting or (leaving and phase not in (Phase.deleting, Phase.deleted))
             detail = environment_detail(environment)
         now = time.monotonic()

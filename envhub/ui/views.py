@@ -173,6 +173,7 @@ def read_environment(
         "can_delete": flags["can_delete"],
         "can_share": flags["can_share"],
         "can_agent": flags["can_agent"],
+        "idle": view["idle"],
         "log_containers": view["log_containers"],
         "terminal": view["terminal"],
         "logs": view["logs"],

@@ -20,20 +20,25 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as ws_serve
 
+import envhub.api.gateway as gateway_module
 from envhub.api.app import create_api
 from envhub.config import Settings, override_settings
 from envhub.domain.phases import Phase
-from envhub.models import Environment, Project
+from envhub.models import Environment, JobRun, JobStatus, Project
 from envhub.runtime.base import Endpoint, RuntimeState, RuntimeStatus
+from envhub.services import activity
 from tests.conftest import build_settings
+from tests.support.db import audit_events, fetch, fetch_all, other_session
 from tests.support.net import free_port
 from tests.support.servers import serve_asgi
+from tests.support.waiting import wait_for
 
 # -- the environments' side ---------------------------------------------------
 
@@ -244,6 +249,67 @@ def test_an_environment_that_does_not_answer_gets_a_502_page(gateway: Gateway) -
     assert response.status_code == 502
     assert "Environment not answering" in response.text
     assert 'http-equiv="refresh"' in response.text
+
+
+# -- sleep -------------------------------------------------------------------------
+
+
+def test_a_visit_wakes_a_sleeping_environment_and_its_page_turns_into_the_app(
+    gateway: Gateway, session: Session, project: Project, db: Engine, upstream: Upstream
+) -> None:
+    assert project.id is not None
+    env = Environment(project_id=project.id, name="dozy", phase=Phase.sleeping, message="Asleep")
+    session.add(env)
+    session.commit()
+    assert env.id is not None
+
+    for _ in range(2):  # a burst of requests wakes it once
+        response = gateway.get("dozy", "/echo/page")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["cache-control"] == "no-store"
+        assert "<title>Waking up shop/dozy · envhub</title>" in response.text
+        assert '<meta http-equiv="refresh" content="1">' in response.text  # no script: it reloads itself
+        assert '<div role="status" aria-live="polite">' in response.text
+        assert '<progress aria-label="Waking up shop/dozy">' in response.text
+    [run] = fetch_all(db, JobRun, JobRun.environment_id == env.id)
+    assert (run.kind, run.status) == ("wake", JobStatus.queued)
+    [woken] = audit_events(db, "environment.wake")
+    assert (woken.principal_type, woken.details["reason"]) == ("system", "visit")
+
+    # The wake job brings it up; the next refresh of the page is the app.
+    with other_session(db) as other:
+        row = other.get(Environment, env.id)
+        assert row is not None
+        row.phase = Phase.ready
+        other.add(row)
+        other.commit()
+    stub = gateway_module.runtime()
+    assert isinstance(stub, StubRuntime)
+    stub.endpoints[env.id] = Endpoint("127.0.0.1", upstream.port)
+    served = wait_for(
+        lambda: (answer := gateway.get("dozy", "/echo/page")).status_code == 200 and answer,
+        what="the waking page to turn into the app",
+    )
+    assert served.json()["path"] == "/echo/page"
+
+
+def test_traffic_through_the_gateway_is_activity_written_at_most_once_a_minute(
+    gateway: Gateway, db: Engine
+) -> None:
+    activity.forget()
+    [web] = fetch_all(db, Environment, Environment.name == "web")
+    assert web.last_active_at is None
+    assert gateway.get("web", "/echo/one").status_code == 200
+    activity.flush()
+    first = fetch(db, Environment, web.id or 0)
+    assert first is not None
+    assert first.last_active_at is not None
+    assert gateway.get("web", "/echo/two").status_code == 200
+    activity.flush()
+    again = fetch(db, Environment, web.id or 0)
+    assert again is not None
+    assert again.last_active_at == first.last_active_at  # coalesced: no second write this minute
 
 
 # -- proxying HTTP ----------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from sqlmodel import Session, select
 
 from envhub.domain.devcontainer import parse
+from envhub.domain.phases import Phase
 from envhub.models import Environment, Project
 from envhub.services.projects import create_project
 from tests.cli.conftest import Cli
@@ -462,3 +463,32 @@ def test_env_status_shows_the_devcontainer_its_ports_and_what_was_not_honoured(
     assert "not honoured: [link=https://evil.example]x[/link]" in text.stdout
     data = as_json(cli("env", "status", "shop/dev", "-o", "json", **owner))
     assert data["detail"]["devcontainer_unsupported"][0]["key"] == "privileged"  # type: ignore[index]
+
+
+def test_idle_settings_pin_sleep_and_wake_from_the_command(
+    cli: Cli, server: str, people: People, session: Session, world: World, project: Project
+) -> None:
+    member, owner = signed_in(people, server, world.member), signed_in(people, server, world.owner)
+    changed = cli("projects", "update", "shop", "--sleep-after", "30", "--ttl", "72", **owner)
+    assert changed.returncode == 0, changed.stderr
+    assert "Development environments sleep after 30 min idle and are deleted after 3 d idle" in changed.stdout
+    env = Environment(project_id=project.id or 0, name="dozy", phase=Phase.ready)
+    session.add(env)
+    session.commit()
+    pinned = cli("env", "pin", "shop/dozy", **member)
+    assert pinned.returncode == 0, pinned.stderr
+    assert "is pinned: it neither sleeps nor expires" in pinned.stdout
+    unpinned = as_json(cli("env", "unpin", "shop/dozy", "-o", "json", **member))
+    assert isinstance(unpinned, dict)
+    assert (unpinned["pinned"], unpinned["sleeps"].startswith("in "), unpinned["expires"] != "") == (
+        False,
+        True,
+        True,
+    )
+    asleep = cli("env", "sleep", "shop/dozy", **member)
+    assert asleep.returncode == 0, asleep.stderr
+    assert "Putting to sleep dozy" in asleep.stdout
+    refused = cli("env", "wake", "shop/dozy", "-o", "json", **member)  # ready, a sleep on its way: no error
+    assert refused.returncode == 0, refused.stderr
+    viewer = cli("env", "sleep", "shop/dozy", **signed_in(people, server, world.viewer, ("read",)))
+    assert viewer.returncode != 0

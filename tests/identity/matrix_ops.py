@@ -52,6 +52,7 @@ from envhub.services import (
     releases,
     secrets,
     sharing,
+    sleeping,
     teams,
     terminal,
     tokens,
@@ -920,6 +921,48 @@ OPS: list[Op] = [
             w.reset_e1(),
             environment_requests.redeploy(session=s, actor=a, queue=FakeQueue(), environment_id=e),
         )[1],
+    ),
+    Op(
+        "environment_requests.sleep",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            environment_requests.sleep(session=s, actor=a, queue=FakeQueue(), environment_id=e),
+        )[1],
+    ),
+    Op(
+        "environment_requests.wake",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: environment_requests.wake(session=s, actor=a, queue=FakeQueue(), environment_id=e),
+    ),
+    Op(
+        "environment_requests.pin",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: environment_requests.pin(session=s, actor=a, environment_id=e, pinned=True),
+    ),
+    Op(
+        "sleeping.sleep_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: (
+            w.reset_e1(),
+            sleeping.sleep_environment(session=s, actor=a, queue=FakeQueue(), environment_id=e),
+        )[1],
+    ),
+    Op(
+        "sleeping.wake_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: sleeping.wake_environment(session=s, actor=a, queue=FakeQueue(), environment_id=e),
+    ),
+    Op(
+        "sleeping.pin_environment",
+        "env",
+        "environment.redeploy",
+        lambda w, s, a, e: sleeping.pin_environment(session=s, actor=a, environment_id=e, pinned=False),
     ),
     Op(
         "environment_requests.delete",

@@ -131,6 +131,8 @@ NOT_OPERATIONS = {
     "commands.open_exec": "the exec behind commands.start_command and files.* (authorized and audited "
     "in each)",
     "common.audit": "records an event for an operation",
+    "sleeping.require_awake": "the wake behind commands.shell_access and terminal.open_shell on a sleeping "
+    "environment (each authorizes the shell right first)",
     "inspection.shared_inspection": "the throttled inspection behind usage.environment_usage, which "
     "authorizes the environment first (get_environment)",
     "common.audited": "records a failed operation",

@@ -91,6 +91,9 @@ CASES = [
     ToolCase("list_shares", "env", "environment.read", _env),
     ToolCase("create_environment", "team", "environment.create", lambda w, e, t: {"project_id": w.shop}),
     ToolCase("redeploy_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
+    ToolCase("sleep_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
+    ToolCase("wake_environment", "env", "environment.redeploy", _env, before=lambda w: w.reset_e1()),
+    ToolCase("pin_environment", "env", "environment.redeploy", _env),
     ToolCase("list_services", "env", "environment.read", _env, before=lambda w: with_service(w)),
     ToolCase(
         "rotate_service_credentials",

@@ -10,6 +10,7 @@ import jsonschema
 from mcp import ClientSession
 from sqlmodel import Session
 
+from envhub.domain.phases import Phase
 from envhub.domain.specs import Trigger
 from envhub.models import Environment, Project
 from envhub.services import tokens
@@ -28,6 +29,9 @@ TOOLS = {
     "create_environment",
     "update_environment",
     "redeploy_environment",
+    "sleep_environment",
+    "wake_environment",
+    "pin_environment",
     "list_services",
     "rotate_service_credentials",
     "list_backups",
@@ -251,3 +255,22 @@ def test_concurrent_calls_each_act_as_their_own_token(serve: Serve, people: Peop
     run_in_fresh_loop(all_at_once())
     assert len(seen) == 16
     assert all(expected == got for expected, got in seen), seen
+
+
+def test_an_agent_pins_wakes_and_puts_its_environment_to_sleep(
+    serve: Serve, people: People, environment: Environment, session: Session
+) -> None:
+    agent = Agent(serve(), agent_token(session, people.world.member, environment.id or 0, ("read", "write")))
+    pinned = agent.call("pin_environment", environment_id=environment.id)
+    assert (pinned["pinned"], pinned["sleeps"], pinned["expires"]) == (True, "", "")
+    assert agent.call("get_environment", environment_id=environment.id)["idle"]["pinned"] is True
+    assert agent.call("pin_environment", environment_id=environment.id, pinned=False)["pinned"] is False
+    # Still pending: there is nothing to put to sleep yet, and nothing asleep to wake.
+    refused = agent.error("sleep_environment", environment_id=environment.id)
+    assert refused["code"] == "invalid_transition"
+    assert agent.error("wake_environment", environment_id=environment.id)["code"] == "invalid_transition"
+    environment.phase = Phase.sleeping
+    session.add(environment)
+    session.commit()
+    woken = agent.call("wake_environment", environment_id=environment.id)
+    assert (woken["environment"]["message"], woken["job_id"] is not None) == ("Waking up", True)

@@ -77,6 +77,7 @@ def test_redeployable_phases() -> None:
         Phase.failed,
         Phase.updating,
         Phase.provisioning,
+        Phase.sleeping,  # a redeploy (a pull request pushed to) wakes it with the new deploy
     }
 
 

@@ -38,6 +38,7 @@ from envhub.api.terminal.screenlog import ScreenLog
 from envhub.domain.principals import Principal
 from envhub.metrics import TERMINAL_BYTES
 from envhub.runtime.base import ExecSession
+from envhub.services import activity
 from envhub.services.authentication import Caller
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,7 @@ class TerminalSession:
             participant.last_input = participant.last_seen
             self.pump.write(data)
             _INPUT_BYTES.inc(len(data))
+            activity.note(self.info.environment_id)  # typing keeps it awake (a write now and then)
 
     def _attached(self, participant: Participant) -> bool:
         # A socket closed by the server (access ended, replaced) may still be

@@ -41,6 +41,7 @@ from envhub.services.environment_views import (
     ListingRow,
 )
 from envhub.services.inspection import WorkloadsView
+from envhub.services.sleep_views import IdleView
 from envhub.services.units import read_only, unit_of_work
 from envhub.services.waiting import WaitResult
 
@@ -51,6 +52,7 @@ EnvironmentModel = model_of(EnvironmentDetail)
 ListingRowModel = model_of(ListingRow)
 HistoryModel = model_of(EnvironmentEvents)
 StatusModel = model_of(EnvironmentStatus)
+IdleModel = model_of(IdleView)
 WaitModel = model_of(WaitResult)
 WorkloadsModel = model_of(WorkloadsView)
 
@@ -258,6 +260,62 @@ def redeploy_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
             session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
         )
     return accepted(started)
+
+
+@router.post(
+    "/environments/{environment_id}/sleep",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Put a development environment to sleep now (its workspace is kept; a job stops it)",
+)
+def sleep_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.sleep(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+    return accepted(started)
+
+
+@router.post(
+    "/environments/{environment_id}/wake",
+    status_code=202,
+    response_model=Accepted,
+    responses=answers(404, 409),
+    summary="Wake a sleeping environment (a job starts it again from its workspace)",
+)
+def wake_environment(environment_id: Id, actor: Caller) -> dict[str, Any]:
+    with unit_of_work() as session:
+        started = environment_requests.wake(
+            session=session, actor=actor, queue=ports.queue(), environment_id=environment_id
+        )
+    return accepted(started)
+
+
+@router.put(
+    "/environments/{environment_id}/pin",
+    response_model=IdleModel,
+    responses=answers(404, 409),
+    summary="Pin an environment: it neither sleeps when idle nor expires",
+)
+def pin_environment(environment_id: Id, actor: Caller) -> IdleView:
+    with unit_of_work() as session:
+        return environment_requests.pin(
+            session=session, actor=actor, environment_id=environment_id, pinned=True
+        )
+
+
+@router.delete(
+    "/environments/{environment_id}/pin",
+    response_model=IdleModel,
+    responses=answers(404, 409),
+    summary="Unpin an environment: idle sleep and its TTL apply again, counted from now",
+)
+def unpin_environment(environment_id: Id, actor: Caller) -> IdleView:
+    with unit_of_work() as session:
+        return environment_requests.pin(
+            session=session, actor=actor, environment_id=environment_id, pinned=False
+        )
 
 
 @router.delete(

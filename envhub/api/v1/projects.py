@@ -26,6 +26,7 @@ from envhub.api.v1.models import (
     model_of,
 )
 from envhub.domain.backing import MAX_SERVICES, ServiceDeclaration
+from envhub.domain.idleness import DEFAULT_SLEEP_AFTER_MINUTES, MAX_SLEEP_AFTER_MINUTES, MAX_TTL_HOURS
 from envhub.domain.url_access import UrlAccessName
 from envhub.domain.workloads import ContainerService, EgressAllowlist, QuotaSpec
 from envhub.services import listing, project_views, projects
@@ -69,6 +70,16 @@ DEVCONTAINER = (
 )
 
 
+SLEEP = (
+    "Development environments sleep after this many minutes without activity (their processes stop, "
+    "their workspace stays; a visit wakes them). 0 turns idle sleep off."
+)
+TTL = (
+    "Development environments not made for a pull request are deleted after this many hours without "
+    "activity. 0 turns the TTL off. A pinned environment neither sleeps nor expires."
+)
+
+
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,6 +97,10 @@ class ProjectIn(BaseModel):
     backing: list[ServiceDeclaration] | None = Field(
         default=None, max_length=MAX_SERVICES, description=BACKING
     )
+    sleep_after_minutes: int = Field(
+        default=DEFAULT_SLEEP_AFTER_MINUTES, ge=0, le=MAX_SLEEP_AFTER_MINUTES, description=SLEEP
+    )
+    ttl_hours: int = Field(default=0, ge=0, le=MAX_TTL_HOURS, description=TTL)
 
 
 class ProjectChanges(BaseModel):
@@ -108,6 +123,8 @@ class ProjectChanges(BaseModel):
     backing: list[ServiceDeclaration] | None = Field(
         default=None, max_length=MAX_SERVICES, description=BACKING
     )
+    sleep_after_minutes: int | None = Field(default=None, ge=0, le=MAX_SLEEP_AFTER_MINUTES, description=SLEEP)
+    ttl_hours: int | None = Field(default=None, ge=0, le=MAX_TTL_HOURS, description=TTL)
     confirm: Text | None = Field(
         default=None,
         max_length=100,
@@ -162,6 +179,8 @@ def create_project(body: ProjectIn, actor: Caller) -> ProjectHeader:
             url_access=body.url_access,
             workloads=body.workloads.model_dump(mode="json", exclude_none=True) if body.workloads else None,
             backing=[service.model_dump(mode="json") for service in body.backing or []],
+            sleep_after_minutes=body.sleep_after_minutes,
+            ttl_hours=body.ttl_hours,
         )
         return project_views.project_summary(session=session, actor=actor, project_id=project.id or 0)
 

@@ -77,7 +77,7 @@ from envhub.runtime.base import (
     Usage,
     WorkloadCredentials,
 )
-from envhub.runtime.kubernetes import background, describing
+from envhub.runtime.kubernetes import background, describing, dormancy
 from envhub.runtime.kubernetes import devcontainer as dev
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.builds import build_image
@@ -308,6 +308,8 @@ class KubernetesRuntime:
         workspace = self._devcontainer(target, progress)
         target = dataclasses.replace(target, workspace=workspace)
         namespace, workloads = self._apply(target, progress, ("namespace", "isolation", "workloads"))
+        # A redeploy of a sleeping environment: what still sleeps wakes (seen in the apply's answers).
+        workloads = dormancy.finish_waking(self.apps, namespace, workloads)
         deadline = target.rollout_deadline
         progress.begin("health", f"watching workloads in {namespace}")
         rollout = RolloutWait(
@@ -606,6 +608,53 @@ class KubernetesRuntime:
         if namespace is None:
             return False
         return self.applier.delete(Applied(api_version, kind, name), namespace=namespace)
+
+    # -- sleep and wake ------------------------------------------------------
+
+    def sleep(self, environment_id: int, *, progress: ProgressReporter) -> str:
+        """Scale the namespace's Deployments and StatefulSets to zero, each keeping its replicas."""
+        namespace = self._namespace_of(environment_id)
+        if namespace is None:
+            progress.skip("sleep", "no namespace")
+            return "no namespace"
+        progress.begin("sleep", namespace)
+        scaled = dormancy.scale_to_zero(self.apps, namespace)
+        done = f"scaled to zero: {', '.join(scaled)}" if scaled else "nothing was running"
+        progress.finish("sleep", done)
+        return done
+
+    def wake(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        """Give each workload back the replicas it slept with, then wait for them to roll out.
+
+        A namespace that went missing meanwhile is made again by a full apply.
+        """
+        namespace = self._namespace_of(target.id)
+        if namespace is None:
+            return self.apply(target, progress=progress)
+        progress.begin("start", namespace)
+        workloads = dormancy.restore(self.apps, namespace)
+        progress.finish("start", f"{len(workloads)} workload(s) scaled back")
+        progress.begin("health", f"watching workloads in {namespace}")
+        rollout = RolloutWait(
+            self.api,
+            namespace,
+            workloads,
+            list_pods=lambda: self._pods(namespace),
+            timeout=self.ready_timeout,
+            heartbeat=self.heartbeat_interval,
+        )
+        readiness = rollout.run(progress)
+        names = rollout.workloads
+        progress.finish("health", f"rolled out: {', '.join(names)}" if names else "no workloads")
+        # What the last apply published (a workspace's app too): the Namespace's annotation.
+        public = self.endpoint(target.id)
+        return RuntimeStatus(
+            RuntimeState.ready,
+            readiness.message,
+            generation=target.generation,
+            endpoint=Endpoint(public.host, public.port) if public else None,
+            details={"namespace": namespace, "workloads": ", ".join(rollout.workloads)},
+        )
 
     # -- stop and destroy ----------------------------------------------------
 

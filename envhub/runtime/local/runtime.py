@@ -175,6 +175,31 @@ class LocalRuntime:
         progress.skip("isolation", "each start makes its own sandbox")
 
     def apply(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        return self._bring_up(target, progress, fetch=True)
+
+    def wake(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
+        """Start the app again in the workspace as sleep left it (no fetch, no checkout)."""
+        return self._bring_up(target, progress, fetch=False)
+
+    def sleep(self, environment_id: int, *, progress: ProgressReporter) -> str:
+        """Stop the app and its background processes; the workspace and state.json (its $PORT) stay."""
+        directory = self._dir(environment_id)
+        if not directory.exists():
+            progress.skip("sleep", "nothing here")
+            return "nothing here"
+        progress.begin("sleep")
+        with self._locked(environment_id):
+            background.stop_all(directory)
+            proc = processes.find_process(processes.read_state(self._state_path(environment_id)))
+            if proc is not None:
+                processes.kill_tree(proc)
+        done = "processes stopped; workspace kept" if proc is not None else "nothing was running"
+        progress.finish("sleep", done)
+        return done
+
+    def _bring_up(
+        self, target: EnvironmentTarget, progress: ProgressReporter, *, fetch: bool
+    ) -> RuntimeStatus:
         with self._locked(target.id):
             state_path = self._state_path(target.id)
             state = processes.read_state(state_path)
@@ -190,7 +215,9 @@ class LocalRuntime:
                 and state.services_digest == launching.services_digest(target.service_sockets)
             )
 
-            if current:
+            if not fetch:
+                self.workspace_path(target.id).mkdir(parents=True, exist_ok=True)
+            elif current:
                 progress.skip("workspace", "workspace already prepared")
             else:
                 progress.begin("workspace")
@@ -203,7 +230,7 @@ class LocalRuntime:
                     git_config=self.git_config,
                 )
                 progress.finish("workspace", done)
-            config = self._devcontainer(target, progress, quiet=current)
+            config = self._devcontainer(target, progress, quiet=current or not fetch)
 
             if current and state is not None:
                 progress.skip("start", f"already running (pid {state.pid})")

@@ -17,6 +17,7 @@ from envhub.ui.components.project_form import (
     URL_ACCESS_HELP,
     url_access_select,
 )
+from envhub.ui.components.sleep_controls import idle_setting
 
 
 def _service_row(service: rx.Var) -> rx.Component:
@@ -113,6 +114,7 @@ def project_defaults(S: Any) -> rx.Component:
         ),
         workloads_defaults(S),
         devcontainer_setting(S),
+        idle_setting(S),
         icon="settings-2",
     )
 

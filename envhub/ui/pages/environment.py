@@ -16,7 +16,7 @@ from envhub.domain.humanize import parse_id
 from envhub.domain.logs import MAX_SEARCH
 from envhub.errors import EnvhubError
 from envhub.queue.events import environment_channel
-from envhub.services import backing, environments, ports
+from envhub.services import backing, environments, ports, sleeping
 from envhub.services.backing import ManagedServiceRow
 from envhub.services.environment_views import EMPTY_DETAIL
 from envhub.services.inspection import EMPTY_INFO, INSPECT_EVERY, EventRow, WorkloadRow, WorkloadsInfo
@@ -41,6 +41,7 @@ from envhub.ui.components.logs import SINCE_CHOICES, log_picker, log_tools, logs
 from envhub.ui.components.managed_services import managed_services_panel
 from envhub.ui.components.progress import progress_panel
 from envhub.ui.components.release_panels import releases_panel
+from envhub.ui.components.sleep_controls import idle_summary, sleep_buttons
 from envhub.ui.components.terminal import replay_dialog, terminal_panel
 from envhub.ui.components.usage import usage_panel
 from envhub.ui.components.workloads import workloads_panel
@@ -52,6 +53,10 @@ from envhub.ui.pages.environment_releases import EnvironmentReleasesState
 from envhub.ui.state import AuthState
 
 _EMPTY_DETAIL = EMPTY_DETAIL
+EMPTY_IDLE = {
+    "pinned": False, "last_active_at": "", "last_active": "", "sleeps_at": "", "sleeps": "",
+    "expires_at": "", "expires": "", "can_sleep": False, "can_wake": False, "can_pin": False,
+}  # fmt: skip
 
 
 class EnvironmentState(LiveMixin, AuthState):
@@ -90,6 +95,7 @@ class EnvironmentState(LiveMixin, AuthState):
     replay_label: str = ""
     can_redeploy: bool = False
     can_delete: bool = False
+    idle: dict[str, Any] = rx.field(default_factory=lambda: dict(EMPTY_IDLE))
     managed: list[ManagedServiceRow] = rx.field(default_factory=list)
     busy: str = ""
     confirm_open: bool = False
@@ -158,6 +164,7 @@ class EnvironmentState(LiveMixin, AuthState):
         self.can_shell = terminal["can_shell"]
         self.can_redeploy = view["can_redeploy"]
         self.can_delete = view["can_delete"]
+        self.idle = dict(view["idle"])
         self.managed = view["managed"]
 
     def _reload(self) -> None:
@@ -264,6 +271,28 @@ class EnvironmentState(LiveMixin, AuthState):
         yield from self._act("redeploy", environments.redeploy_environment, "Redeploy started")
 
     @rx.event
+    def sleep(self):
+        yield from self._act("sleep", sleeping.sleep_environment, "Going to sleep; its workspace is kept")
+
+    @rx.event
+    def wake(self):
+        yield from self._act("wake", sleeping.wake_environment, "Waking up")
+
+    @rx.event
+    def toggle_pin(self):
+        pinned = not self.idle.get("pinned", False)
+        yield from self._act(
+            "pin",
+            lambda **kwargs: sleeping.pin_environment(
+                session=kwargs["session"],
+                actor=kwargs["actor"],
+                environment_id=kwargs["environment_id"],
+                pinned=pinned,
+            ),
+            "Pinned: it neither sleeps nor expires" if pinned else "Unpinned",
+        )
+
+    @rx.event
     def delete(self):
         self.confirm_open = False
         # A deployment environment is deleted only by its name, typed (the service checks it).
@@ -318,6 +347,7 @@ def page() -> rx.Component:
             variant="soft",
             id="redeploy-environment",
         ),
+        *sleep_buttons(S),
         delete_confirm(S),
     ]
     subtitle = rx.text(detail["message"], color_scheme="gray", size="3", id="environment-message")
@@ -328,6 +358,7 @@ def page() -> rx.Component:
             *actions,
             badge=rx.box(phase_badge(detail["phase"], size="2"), id="phase"),
         ),
+        idle_summary(S),
         failure_callout(S),
         condition_callout(S),
         deleted_callout(S),

@@ -68,6 +68,7 @@ class ProjectState(LiveMixin, AuthState):
     catalog: list[CatalogEntryView] = rx.field(default_factory=list)
     service_error: ErrorView = NO_ERROR
     devcontainer_error: str = ""
+    idle_error: str = ""
     service_form: int = 0
 
     # The "Create with options" dialog.
@@ -218,6 +219,29 @@ class ProjectState(LiveMixin, AuthState):
         self.devcontainer_error = ""
         self._reload()
         yield rx.toast.success("Saved", description=f"Dev container: {value or 'the default places'}")
+
+    @rx.event
+    def set_idle(self, form: dict[str, Any]):
+        """The project's idle sleep (minutes) and TTL (hours); 0 or empty turns each off."""
+        try:
+            changes = {key: int(str(form.get(key) or 0)) for key in ("sleep_after_minutes", "ttl_hours")}
+        except ValueError:
+            self.idle_error = "Whole numbers of minutes and hours, please"
+            return
+        try:
+            with self._acting() as (session, actor):
+                projects.update_project(
+                    session=session, actor=actor, project_id=self._project_id, changes=changes
+                )
+        except EnvhubError as exc:
+            self.idle_error = exc.message
+            return
+        except Exception as exc:
+            yield self._fail(exc)
+            return
+        self.idle_error = ""
+        self._reload()
+        yield rx.toast.success("Saved", description="Idle sleep and TTL")
 
     def _save_backing(self, declared: list[dict[str, Any]]) -> None:
         with self._acting() as (session, actor):
