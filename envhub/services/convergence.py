@@ -58,7 +58,7 @@ class Assignment:
     kind: str = ""  # the JobRun's
 
 
-def _set_phase(
+def set_phase(
     session: Session,
     environment: Environment,
     phase: Phase,
@@ -91,7 +91,7 @@ def _set_phase(
     )
 
 
-def _context(session: Session, environment: Environment) -> tuple[Project, Team]:
+def project_and_team(session: Session, environment: Environment) -> tuple[Project, Team]:
     project = session.get(Project, environment.project_id)
     assert project is not None
     team = session.get(Team, project.team_id)
@@ -117,7 +117,7 @@ def begin_run(
         session.add(run)
         session.commit()
         return None
-    project, team = _context(session, environment)
+    project, team = project_and_team(session, environment)
     now = utcnow()
     run.status = JobStatus.running
     run.attempts += 1
@@ -137,7 +137,7 @@ def begin_run(
         environment.message = "Going to sleep"  # it stays ready until its processes have stopped
         session.add(environment)
     elif run.kind == jobruns.WAKE and environment.desired_state == "present":
-        _set_phase(
+        set_phase(
             session,
             environment,
             Phase.provisioning,
@@ -147,7 +147,7 @@ def begin_run(
         )
     elif environment.desired_state == "present":
         phase = Phase.updating if environment.phase in (Phase.ready, Phase.updating) else Phase.provisioning
-        _set_phase(
+        set_phase(
             session,
             environment,
             phase,
@@ -156,7 +156,7 @@ def begin_run(
             message=f"{'Updating' if phase is Phase.updating else 'Provisioning'} (attempt {run.attempts})",
         )
     else:
-        _set_phase(
+        set_phase(
             session, environment, Phase.deleting, team_id=team.id or 0, target=label, message="Tearing down"
         )
     session.commit()
@@ -308,7 +308,7 @@ class RunProgress:
         return None
 
 
-def _still_current(session: Session, assignment: Assignment) -> tuple[JobRun, Environment] | None:
+def still_current(session: Session, assignment: Assignment) -> tuple[JobRun, Environment] | None:
     run = session.get(JobRun, assignment.run_id)
     environment = session.get(Environment, assignment.environment_id)
     if run is None or environment is None:
@@ -344,12 +344,12 @@ def complete_run(
     (the environment is left to that change).
     """
     session.expire_all()
-    current = _still_current(session, assignment)
+    current = still_current(session, assignment)
     if current is None:
-        _finish_superseded(session, assignment)
+        finish_superseded(session, assignment)
         return None
     run, environment = current
-    project, team = _context(session, environment)
+    project, team = project_and_team(session, environment)
     label = f"{project.name}/{environment.name}"
     run.status, run.finished_at, run.error, run.error_code = JobStatus.succeeded, utcnow(), None, None
     completion = Completion(run.kind, (run.finished_at - run.created_at).total_seconds())
@@ -358,11 +358,11 @@ def complete_run(
     if assignment.desired_state == "present":
         environment.public_url = public_url
         environment.devcontainer = json.loads(devcontainer) if devcontainer else None
-        _set_phase(session, environment, Phase.ready, team_id=team.id or 0, target=label, message="Ready")
+        set_phase(session, environment, Phase.ready, team_id=team.id or 0, target=label, message="Ready")
     else:
         environment.public_url = None
         environment.deleted_at = utcnow()
-        _set_phase(session, environment, Phase.deleted, team_id=team.id or 0, target=label, message="Deleted")
+        set_phase(session, environment, Phase.deleted, team_id=team.id or 0, target=label, message="Deleted")
     settled = None
     if environment.kind is EnvironmentKind.deployment and assignment.desired_state == "present":
         rolled = [
@@ -424,9 +424,9 @@ def with_port_urls(
 def complete_preparation(session: Session, assignment: Assignment) -> None:
     """The environment's place is made (a ``prepare`` run): the run succeeds, the phase stays."""
     session.expire_all()
-    current = _still_current(session, assignment)
+    current = still_current(session, assignment)
     if current is None:
-        _finish_superseded(session, assignment)
+        finish_superseded(session, assignment)
         return
     run, environment = current
     run.status, run.finished_at, run.error, run.error_code = JobStatus.succeeded, utcnow(), None, None
@@ -438,7 +438,7 @@ def complete_preparation(session: Session, assignment: Assignment) -> None:
     jobruns.announce(environment_id=environment.id, project_id=environment.project_id)
 
 
-def _finish_superseded(session: Session, assignment: Assignment) -> None:
+def finish_superseded(session: Session, assignment: Assignment) -> None:
     run = session.get(JobRun, assignment.run_id)
     if run is not None and run.status in ACTIVE_JOB_STATUSES:
         run.status, run.finished_at = JobStatus.abandoned, utcnow()
@@ -450,9 +450,9 @@ def _finish_superseded(session: Session, assignment: Assignment) -> None:
 def retry_later(session: Session, assignment: Assignment, error: EnvhubError) -> bool:
     """Put the run back for a later attempt with backoff; False once attempts are spent."""
     session.rollback()
-    current = _still_current(session, assignment)
+    current = still_current(session, assignment)
     if current is None:
-        _finish_superseded(session, assignment)
+        finish_superseded(session, assignment)
         return True
     run, environment = current
     settings = get_settings()
@@ -480,9 +480,9 @@ def await_removal(session: Session, assignment: Assignment) -> float:
     (:func:`observation.record_status`). Returns the delay.
     """
     session.expire_all()
-    current = _still_current(session, assignment)
+    current = still_current(session, assignment)
     if current is None:
-        _finish_superseded(session, assignment)
+        finish_superseded(session, assignment)
         return 0.0
     run, environment = current
     delay = min(_REMOVAL_RECHECK_MAX, _REMOVAL_RECHECK * float(2 ** max(0, run.attempts - 1)))
@@ -496,17 +496,17 @@ def await_removal(session: Session, assignment: Assignment) -> float:
 
 def fail_run(session: Session, assignment: Assignment, error: EnvhubError) -> None:
     session.rollback()
-    current = _still_current(session, assignment)
+    current = still_current(session, assignment)
     if current is None:
-        _finish_superseded(session, assignment)
+        finish_superseded(session, assignment)
         return
     run, environment = current
-    project, team = _context(session, environment)
+    project, team = project_and_team(session, environment)
     run.status, run.finished_at = JobStatus.failed, utcnow()
     run.error, run.error_code = error.message, error.code
     session.add(run)
     message = error.message + (f". {error.hint}" if error.hint else "")
-    _set_phase(
+    set_phase(
         session,
         environment,
         Phase.failed,

@@ -29,7 +29,13 @@ from envhub.models.base import utcnow
 from envhub.queue.base import JobQueue
 from envhub.services import jobruns
 from envhub.services.common import AuditTarget, audit, audited, authorize_environment
-from envhub.services.convergence import Assignment, _context, _finish_superseded, _set_phase, _still_current
+from envhub.services.convergence import (
+    Assignment,
+    finish_superseded,
+    project_and_team,
+    set_phase,
+    still_current,
+)
 from envhub.services.environments import get_environment
 
 WAKING_MESSAGE = "Waking up"
@@ -228,15 +234,15 @@ def complete_sleep(session: Session, assignment: Assignment, done: str) -> bool:
     False when a newer change superseded the run meanwhile (a wake, a redeploy, a delete).
     """
     session.expire_all()
-    current = _still_current(session, assignment)
+    current = still_current(session, assignment)
     if current is None:
-        _finish_superseded(session, assignment)
+        finish_superseded(session, assignment)
         return False
     run, environment = current
-    project, team = _context(session, environment)
+    project, team = project_and_team(session, environment)
     run.status, run.finished_at, run.error, run.error_code = JobStatus.succeeded, utcnow(), None, None
     session.add(run)
-    _set_phase(
+    set_phase(
         session,
         environment,
         Phase.sleeping,
