@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     # The reconciler looks for idle and expired development environments this often (not every
     # tick: idle times are minutes, and the check reads every candidate row).
     idle_check_interval: Annotated[float, Field(ge=0)] = 30.0
+    # Estimated cost (domain/costs.py): the operator's price of one reserved CPU core for an hour
+    # and of one reserved GiB of memory for an hour, in price_currency. Both 0 (the default):
+    # no prices are set, and the dashboard shows hours, not a cost of 0.
+    price_cpu_hour: Annotated[float, Field(ge=0)] = 0.0
+    price_memory_gib_hour: Annotated[float, Field(ge=0)] = 0.0
+    price_currency: Annotated[str, Field(min_length=1, max_length=10)] = "USD"
     # How long one provisioning attempt waits for the health check before it
     # gives up and lets the queue retry with backoff.
     health_timeout: Annotated[float, Field(gt=0)] = 60.0

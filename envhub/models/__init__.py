@@ -22,6 +22,7 @@ from envhub.models.backing import (
     ServiceRestore,
 )
 from envhub.models.environment import Environment
+from envhub.models.environment_span import EnvironmentSpan
 from envhub.models.github import GithubConnection, PullRequest, WebhookDelivery
 from envhub.models.idempotency import IdempotencyKey
 from envhub.models.identity import Invite, Membership, Role, Team, User
@@ -47,6 +48,7 @@ __all__ = [
     "DeviceAuthorization",
     "Environment",
     "EnvironmentShare",
+    "EnvironmentSpan",
     "GithubConnection",
     "IdempotencyKey",
     "InstanceState",
