@@ -31,7 +31,7 @@ from envhub.domain.costs import (
 )
 from envhub.domain.policy import Action
 from envhub.domain.principals import Principal
-from envhub.errors import NotFound
+from envhub.errors import InvalidCursor, NotFound
 from envhub.models import Environment, EnvironmentSpan, Project, Team
 from envhub.services import cursors
 from envhub.services.access import authorize
@@ -130,6 +130,19 @@ def _overlapping(within: Window) -> Any:
     )
 
 
+def _cursor(key: tuple[int, int]) -> str:
+    return cursors.encode(_CURSOR, (str(key[0]), key[1]))
+
+
+def _after(cursor: str) -> tuple[int, int]:
+    """The (minus measure, id) a page continues after; the measure travels as text (it may be 0)."""
+    measure, environment_id = cursors.decode(cursor, _CURSOR, (str, int))
+    try:
+        return int(measure), int(environment_id)
+    except ValueError:
+        raise InvalidCursor("the cursor is not one this list gave out", details={"field": "cursor"}) from None
+
+
 def environment_costs(
     *,
     session: Session,
@@ -181,7 +194,7 @@ def team_costs(
         raise NotFound(f"team {team_id} was not found")
     within = _window(window_name, now)
     limit = max(1, min(limit, cursors.MAX_LIMIT))
-    after = cursors.decode(cursor, _CURSOR, (int, int)) if cursor else None
+    after = _after(cursor) if cursor else None
     rows = session.exec(
         select(EnvironmentSpan, Environment, Project)
         .join(Environment, col(Environment.id) == EnvironmentSpan.environment_id)
@@ -205,8 +218,7 @@ def team_costs(
 
     ordered = sorted(each, key=key)
     if after is not None:
-        start = (int(after[0]), int(after[1]))
-        ordered = [environment_id for environment_id in ordered if key(environment_id) > start]
+        ordered = [environment_id for environment_id in ordered if key(environment_id) > after]
     page, more = ordered[:limit], len(ordered) > limit
     listed = []
     for environment_id in page:
@@ -231,5 +243,5 @@ def team_costs(
         priced=priced.set,
         total=figures(sum(each.values(), Totals()), priced),
         environments=listed,
-        next_cursor=cursors.encode(_CURSOR, key(page[-1])) if more and page else None,
+        next_cursor=_cursor(key(page[-1])) if more and page else None,
     )
