@@ -13,6 +13,7 @@ import typer
 from envhub.cli import (
     auth,
     backups,
+    costs,
     deployments,
     env_inside,
     environments,
@@ -70,6 +71,7 @@ _MODULES = (
     projects,
     environments,
     env_inside,
+    costs,
     sleep,
     services,
     backups,

@@ -33,6 +33,7 @@ from envhub.domain.principals import Principal
 from envhub.errors import Unauthenticated
 from envhub.mcp import (
     tools_access,
+    tools_costs,
     tools_environments,
     tools_files,
     tools_github,
@@ -83,6 +84,8 @@ def build_server() -> MCPServer[Any]:
     add_tool(server, envs.get_logs, title="Logs", read_only=True)
     add_tool(server, envs.get_workloads, title="Workloads", read_only=True)
     add_tool(server, envs.get_usage, title="CPU and memory", read_only=True)
+    add_tool(server, tools_costs.get_environment_costs, title="Hours and cost", read_only=True)
+    add_tool(server, tools_costs.get_team_costs, title="A team's hours and cost", read_only=True)
     add_tool(server, envs.run_command, title="Run a command", destructive=True)
     add_tool(server, tools_files.read_file, title="Read a file", read_only=True)
     add_tool(server, tools_files.write_file, title="Write a file", destructive=True, idempotent=True)

@@ -136,8 +136,10 @@ def test_a_team_lists_its_environments_costliest_first_a_page_at_a_time(
     session: Session, world: World, project: Project, clock: Clock, settings: Settings
 ) -> None:
     empty = costs.team_costs(session=session, actor=world.member, team_id=world.acme, now=NOW)
-    assert empty["environments"] == [] and empty["total"]["running_hours"] == 0.0
-    assert empty["priced"] is False and empty["total"]["cost"] is None
+    assert empty["environments"] == []
+    assert empty["total"]["running_hours"] == 0.0
+    assert empty["priced"] is False
+    assert empty["total"]["cost"] is None
 
     short, long = _create(session, world, project, "short"), _create(session, world, project, "long")
     _move(session, long, world, Phase.provisioning)
@@ -146,7 +148,8 @@ def test_a_team_lists_its_environments_costliest_first_a_page_at_a_time(
     first = costs.team_costs(session=session, actor=world.member, team_id=world.acme, limit=1, now=NOW)
     assert [row["name"] for row in first["environments"]] == ["long"]
     assert first["total"]["running_hours"] == 15.0  # every environment, not only this page
-    assert first["total"]["cost"] is None and "EUR" not in first["total"]["summary"]
+    assert first["total"]["cost"] is None
+    assert "EUR" not in first["total"]["summary"]
     second = costs.team_costs(
         session=session, actor=world.member, team_id=world.acme, limit=1, cursor=first["next_cursor"], now=NOW
     )

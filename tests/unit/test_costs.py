@@ -37,7 +37,7 @@ def running(start: datetime, end: datetime | None, cpu: int = 2000, memory: int 
 
 
 def test_windows_are_this_calendar_month_and_the_last_30_days() -> None:
-    assert MONTH == Window(WindowName.month, at(1), NOW)
+    assert Window(WindowName.month, at(1), NOW) == MONTH
     last = window("30d", NOW)
     assert (last.start, last.end) == (NOW - timedelta(days=30), NOW)
     with pytest.raises(ValidationFailed):
