@@ -20,6 +20,7 @@ from envhub.ui.pages import (
     projects,
     sign_in,
     team,
+    team_costs,
     teams,
     tokens,
 )
@@ -89,6 +90,12 @@ app.add_page(
     route="/teams/[team_id]",
     title="Team · envhub",
     on_load=[AuthState.sign_in, team.TeamState.load],
+)
+app.add_page(
+    team_costs.page,
+    route="/teams/[team_id]/costs",
+    title="Usage and cost · envhub",
+    on_load=[AuthState.sign_in, team_costs.TeamCostsState.load],
 )
 app.add_page(
     tokens.page,

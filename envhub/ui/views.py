@@ -15,6 +15,7 @@ from envhub.errors import EnvhubError, NotFound
 from envhub.services import (
     backing,
     backups,
+    costs,
     environment_views,
     inspection,
     logs,
@@ -37,6 +38,7 @@ from envhub.services.environment_views import (
 )
 from envhub.services.pages import page_info
 from envhub.services.project_views import EMPTY_HEADER, ProjectHeader, ProjectRow, ServiceRow
+from envhub.ui.components.costs import costs_row
 from envhub.ui.state import acting_as, reading_as
 
 __all__ = [
@@ -157,6 +159,9 @@ def read_environment(
             )
         except EnvhubError as exc:
             used = usage.unmeasured(f"Cannot measure right now ({exc.code}): {exc.message}")
+        spent = costs_row(
+            costs.environment_costs(session=session, actor=actor, environment_id=environment_id)
+        )
     audit = view["audit_page"]
     flags = view["permissions"]
     return {
@@ -180,6 +185,7 @@ def read_environment(
         "logs_note": view["logs_note"],
         "workloads": inside,
         "usage": used,
+        "costs": spent,
         "managed": managed,
     }
 

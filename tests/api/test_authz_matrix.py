@@ -261,6 +261,7 @@ CASES = [
     RouteCase("GET", "/environments/{environment_id}/logs", "env", "environment.read", _env),
     RouteCase("GET", "/environments/{environment_id}/logs/download", "env", "environment.read", _env),
     RouteCase("GET", "/environments/{environment_id}/usage", "env", "environment.read", _env),
+    RouteCase("GET", "/environments/{environment_id}/costs", "env", "environment.read", _env),
     RouteCase(
         "GET",
         "/environments/{environment_id}/services",
@@ -464,6 +465,7 @@ CASES = [
     RouteCase("POST", "/teams", "any", "team.own", body=lambda w, e, t: {"name": unique("t")}),
     RouteCase("GET", "/teams/{team_id}", "team", "team.read", _acme),
     RouteCase("GET", "/teams/{team_id}/members", "team", "team.read", _acme),
+    RouteCase("GET", "/teams/{team_id}/costs", "team", "team.read", _acme),
     RouteCase(
         "PUT",
         "/teams/{team_id}/members/{user_id}",

@@ -34,6 +34,7 @@ from envhub.services import (
     backing,
     backups,
     commands,
+    costs,
     credentials,
     device,
     environment_listing,
@@ -326,6 +327,18 @@ OPS: list[Op] = [
             logs.follow_environment_logs(session=s, actor=a, runtime=w.runtime, environment_id=e)
         ),
     ),  # type: ignore[arg-type]
+    Op(
+        "costs.environment_costs",
+        "env",
+        "environment.read",
+        lambda w, s, a, e: costs.environment_costs(session=s, actor=a, environment_id=e),
+    ),
+    Op(
+        "costs.team_costs",
+        "team",
+        "team.read",
+        lambda w, s, a, _e: costs.team_costs(session=s, actor=a, team_id=w.acme),
+    ),
     Op(
         "usage.environment_usage",
         "env",

@@ -171,6 +171,8 @@ CASES = [
     ToolCase("revoke_share", "env", "environment.share", lambda w, e, t: {"share_id": w.share()}),
     ToolCase("get_workloads", "env", "environment.read", _env),
     ToolCase("get_usage", "env", "environment.read", _env),
+    ToolCase("get_environment_costs", "env", "environment.read", _env),
+    ToolCase("get_team_costs", "team", "team.read", lambda w, e, t: {"team_id": w.acme}),
     ToolCase("create_team", "any", "team.own", lambda w, e, t: {"name": unique("t")}),
     ToolCase("list_tokens", "self", None, lambda w, e, t: {}),
     ToolCase("revoke_token", "self", None, lambda w, e, t: {"token_id": t}),

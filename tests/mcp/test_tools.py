@@ -70,6 +70,8 @@ TOOLS = {
     "search_audit",
     "get_workloads",
     "get_usage",
+    "get_environment_costs",
+    "get_team_costs",
     "create_team",
     "list_tokens",
     "revoke_token",

@@ -26,6 +26,7 @@ from envhub.ui import views
 from envhub.ui.components.backups import backups_section, restore_dialog
 from envhub.ui.components.badges import phase_badge
 from envhub.ui.components.common import not_found
+from envhub.ui.components.costs import EMPTY_COSTS, costs_panel
 from envhub.ui.components.environment_panels import (
     audit_panel,
     condition_callout,
@@ -96,6 +97,7 @@ class EnvironmentState(LiveMixin, AuthState):
     can_redeploy: bool = False
     can_delete: bool = False
     idle: dict[str, Any] = rx.field(default_factory=lambda: dict(EMPTY_IDLE))
+    costs: dict[str, str] = rx.field(default_factory=lambda: dict(EMPTY_COSTS))
     managed: list[ManagedServiceRow] = rx.field(default_factory=list)
     busy: str = ""
     confirm_open: bool = False
@@ -165,6 +167,7 @@ class EnvironmentState(LiveMixin, AuthState):
         self.can_redeploy = view["can_redeploy"]
         self.can_delete = view["can_delete"]
         self.idle = dict(view["idle"])
+        self.costs = dict(view["costs"])
         self.managed = view["managed"]
 
     def _reload(self) -> None:
@@ -382,6 +385,7 @@ def page() -> rx.Component:
         rx.cond(detail["phase"] != "deleted", terminal_panel(S)),
         rx.cond(detail["phase"] != "deleted", workloads_panel(S)),
         rx.cond(detail["phase"] != "deleted", usage_panel(S)),
+        costs_panel(S),
         logs_panel(
             S.logs,
             live=(detail["phase"] != "deleted") & (detail["phase"] != "failed"),

@@ -36,6 +36,7 @@ class TeamState(AuthState):
     invite_email: str = ""
     invite_role: str = "member"
     invite_error: ErrorView = NO_ERROR
+    team_href: str = ""
     _team_id: int = 0
 
     def _reload(self) -> None:
@@ -58,6 +59,7 @@ class TeamState(AuthState):
             self.router.url.query_parameters.get("team_id") or self.router.page.params.get("team_id", "")
         )
         self._team_id = parse_id(raw)
+        self.team_href = f"/teams/{self._team_id}/costs"
         self.loaded, self.found, self.invite_error = False, bool(self._team_id), NO_ERROR
         if self._team_id:
             self._reload()
@@ -309,6 +311,11 @@ def team_page() -> rx.Component:
                 rx.text("·", color_scheme="gray"),
                 rx.text("your role: ", S.my_role, size="3", color_scheme="gray"),
                 spacing="2",
+            ),
+            rx.link(
+                rx.button(rx.icon("receipt", size=16), "Usage and cost", variant="soft"),
+                href=S.team_href,
+                id="team-costs-link",
             ),
         ),
         members,
