@@ -259,6 +259,18 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
     [row] = as_json(cli("env", "top", env_id, "-o", "json", **owner))["rows"]  # type: ignore[index]
     assert row["container"] == "main"
     assert row["memory_bytes"] > 0
+    # Its hours this month: running since it was provisioned, no prices set so no cost.
+    cost = cli("env", "cost", "shop/review", **owner)
+    assert cost.returncode == 0, cost.stderr
+    assert "h running" in cost.stdout
+    assert "No prices are set" in cost.stdout
+    spent = as_json(cli("env", "cost", env_id, "--window", "30d", "-o", "json", **owner))
+    assert spent["window"] == "30d"  # type: ignore[index]
+    assert spent["figures"]["running_hours"] > 0  # type: ignore[index]
+    assert spent["figures"]["cost"] is None  # type: ignore[index]
+    team = cli("usage", "acme", **owner)
+    assert team.returncode == 0, team.stderr
+    assert "review" in team.stdout
     recent = cli("env", "logs", env_id, "--since", "15m", "--timestamps", **owner)
     assert recent.returncode == 0, recent.stderr
     assert any(re.fullmatch(r"\S+Z hello-from-cli", line) for line in recent.stdout.splitlines())
