@@ -92,8 +92,9 @@ class TeamCostsState(AuthState):
             self.loaded = True
 
     @rx.event
-    def set_window(self, value: str) -> None:
-        self.window = value if value in WINDOWS else "month"
+    def set_window(self, value: str | list[str]) -> None:
+        chosen = value if isinstance(value, str) else (value[0] if value else "")
+        self.window = chosen if chosen in WINDOWS else "month"
         self._cursors = [""]
         self._reload()
 
