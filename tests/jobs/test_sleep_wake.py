@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from envhub.config import Settings
 from envhub.domain.phases import Phase
@@ -21,7 +21,7 @@ from envhub.domain.principals import SYSTEM
 from envhub.domain.specs import EnvironmentKind, Trigger
 from envhub.errors import EnvironmentWaking, InvalidTransition, PermissionDenied
 from envhub.jobs.environments import converge_environment
-from envhub.models import Environment, JobRun, JobStatus, Project
+from envhub.models import Environment, EnvironmentSpan, JobRun, JobStatus, Project
 from envhub.models.base import utcnow
 from envhub.runtime.base import RuntimeState
 from envhub.runtime.local import LocalRuntime
@@ -139,6 +139,16 @@ def test_an_environment_sleeps_keeping_its_workspace_and_wakes_from_it(
     ]
     assert {"from": "ready", "to": "sleeping"} in [{k: c[k] for k in ("from", "to")} for c in changes]
     assert {"from": "sleeping", "to": "provisioning"} in [{k: c[k] for k in ("from", "to")} for c in changes]
+    # Every one of those phase changes, by the jobs or the services, opened and closed a usage span.
+    with other_session(db) as other:
+        spans = other.exec(
+            select(EnvironmentSpan)
+            .where(EnvironmentSpan.environment_id == env_id)
+            .order_by(col(EnvironmentSpan.id))
+        ).all()
+    assert [span.state.value for span in spans] == ["running", "asleep", "running", "asleep", "running"]
+    assert all(span.ended_at is not None for span in spans[:-1])
+    assert spans[-1].ended_at is None
 
 
 def test_a_worker_killed_mid_sleep_or_mid_wake_converges(
