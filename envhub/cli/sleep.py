@@ -51,7 +51,9 @@ def wake(
 def _pin(env: str, server: str | None, output: Format, *, pinned: bool) -> None:
     connection = Connection.signed_in(server)
     environment_id = resources.environment_id(connection, env)
-    idle: dict[str, Any] = connection.request("PUT" if pinned else "DELETE", _path(environment_id, "pin"))
+    path = _path(environment_id, "pin")
+    # Each request said outright, so the parity reading (tests/support/callgraph.py) sees both.
+    idle: dict[str, Any] = connection.request("PUT", path) if pinned else connection.request("DELETE", path)
     if output is Format.json:
         print_json(idle)
         return
