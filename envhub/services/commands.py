@@ -73,7 +73,7 @@ def shell_access(
     if environment.phase in _NOT_RUNNING or environment.desired_state == "absent":
         raise InvalidTransition(f"cannot run a command in an environment that is {environment.phase.value}")
     activity.note(environment_id)
-    sleeping.require_awake(session, actor, environment, ports.queue())
+    sleeping.require_awake(session, actor, environment, ports.queue)
     return environment
 
 

@@ -15,6 +15,7 @@ runs), and the system (the reconciler's idle sleep, a visit to its URL).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -170,12 +171,15 @@ def wake_on_visit(*, session: Session, queue: JobQueue, environment_id: int) -> 
     return True
 
 
-def require_awake(session: Session, actor: Principal, environment: Environment, queue: JobQueue) -> None:
+def require_awake(
+    session: Session, actor: Principal, environment: Environment, queue: Callable[[], JobQueue]
+) -> None:
     """Raise ``environment_waking`` for a sleeping (now woken) or waking environment.
 
     Terminal, command, file and process operations call it: the first one on a
     sleeping environment wakes it, and every one answers with a retryable code
     until it is ready. The wake is committed before the error unwinds the caller.
+    ``queue`` is asked for only when a wake is started.
     """
     assert environment.id is not None
     if environment.phase is Phase.sleeping:
@@ -194,7 +198,7 @@ def require_awake(session: Session, actor: Principal, environment: Environment, 
                 details={"reason": "command", "job_run": run.id},
             )
             session.commit()
-            dispatch(session, queue, run)
+            dispatch(session, queue(), run)
     elif not is_waking(session, environment):
         return
     raise EnvironmentWaking(

@@ -122,7 +122,7 @@ def open_shell(
                 f"cannot open a shell in an environment that is {environment.phase.value}"
             )
         activity.note(environment_id)
-        sleeping.require_awake(session, actor, environment, ports.queue())
+        sleeping.require_awake(session, actor, environment, ports.queue)
         # Starting the shell can take a while (a pod exec handshake): hold no
         # transaction (and so no SQLite write lock) meanwhile.
         session.commit()
