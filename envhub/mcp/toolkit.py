@@ -93,8 +93,11 @@ def add_tool(
     def call(ctx: Context, **values: Any) -> Any:
         try:
             result = fn(principal_of(ctx), **values)
-            if notes_activity:  # an agent at work on it: it stays awake (services/activity.py)
-                activity.note(int(values["environment_id"]))
+            # An agent at work on it: it stays awake (services/activity.py). Optional where a tool
+            # defaults to another environment (restore_backup: the backup's own).
+            named = values.get("environment_id")
+            if notes_activity and named is not None:
+                activity.note(int(named))
             return result
         except EnvhubError as exc:
             return error_result(exc)
