@@ -98,9 +98,9 @@ class ProjectIn(BaseModel):
         default=None, max_length=MAX_SERVICES, description=BACKING
     )
     sleep_after_minutes: int = Field(
-        default=DEFAULT_SLEEP_AFTER_MINUTES, ge=0, le=MAX_SLEEP_AFTER_MINUTES, description=SLEEP
+        default=DEFAULT_SLEEP_AFTER_MINUTES, strict=True, ge=0, le=MAX_SLEEP_AFTER_MINUTES, description=SLEEP
     )
-    ttl_hours: int = Field(default=0, ge=0, le=MAX_TTL_HOURS, description=TTL)
+    ttl_hours: int = Field(default=0, strict=True, ge=0, le=MAX_TTL_HOURS, description=TTL)
 
 
 class ProjectChanges(BaseModel):
@@ -123,8 +123,10 @@ class ProjectChanges(BaseModel):
     backing: list[ServiceDeclaration] | None = Field(
         default=None, max_length=MAX_SERVICES, description=BACKING
     )
-    sleep_after_minutes: int | None = Field(default=None, ge=0, le=MAX_SLEEP_AFTER_MINUTES, description=SLEEP)
-    ttl_hours: int | None = Field(default=None, ge=0, le=MAX_TTL_HOURS, description=TTL)
+    sleep_after_minutes: int | None = Field(
+        default=None, strict=True, ge=0, le=MAX_SLEEP_AFTER_MINUTES, description=SLEEP
+    )
+    ttl_hours: int | None = Field(default=None, strict=True, ge=0, le=MAX_TTL_HOURS, description=TTL)
     confirm: Text | None = Field(
         default=None,
         max_length=100,
