@@ -35,6 +35,7 @@ from envhub.domain.devcontainer.reading import (
     SUPPORTED_FEATURES,
     Names,
     Reader,
+    command_failed,
     invalid,
     printable,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Workspace",
     "candidate_paths",
     "check_name",
+    "command_failed",
     "find",
     "parse",
     "printable",

@@ -18,7 +18,7 @@ from envhub.domain.devcontainer.model import (
     VolumeMount,
 )
 from envhub.domain.variables import forbidden
-from envhub.errors import DevcontainerInvalid
+from envhub.errors import DevcontainerInvalid, LifecycleCommandFailed
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -70,6 +70,19 @@ _ESCAPES = re.compile(
 def printable(text: str) -> str:
     """``text`` without terminal escape sequences and control characters (tabs and newlines kept)."""
     return _ESCAPES.sub("", text)
+
+
+def command_failed(
+    hook: str, command: Command, code: int | None, tail: list[str], *, timeout: float
+) -> LifecycleCommandFailed:
+    """A failed lifecycle command's error, on either runtime (``code`` None: it ran past ``timeout``)."""
+    why = f"exited with status {code}" if code is not None else f"ran past {timeout:.0f}s"
+    label = printable(f" ({command.name})") if command.name else ""
+    described = printable(command.describe())
+    return LifecycleCommandFailed(
+        f"{hook}{label} {why}: {described}",
+        details={"hook": hook, "command": described, "exit_code": code, "log_tail": "\n".join(tail)},
+    )
 
 
 def invalid(path: str, why: str, reason: str, key: str = "") -> DevcontainerInvalid:

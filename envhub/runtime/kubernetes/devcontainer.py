@@ -35,6 +35,7 @@ from envhub.domain.devcontainer import (
     Command,
     LifecycleStep,
     Workspace,
+    command_failed,
     find,
     printable,
 )
@@ -48,7 +49,7 @@ from envhub.domain.kube.workspace import (
 from envhub.domain.kube.workspace_shell import with_remote_env
 from envhub.domain.repos import GIT_TOKEN_SECRET, GIT_USERNAME_SECRET, RepoKind, require_allowed
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
-from envhub.errors import LifecycleCommandFailed, NotReady, RepoUrlRefused, SourceFetchFailed
+from envhub.errors import NotReady, RepoUrlRefused, SourceFetchFailed
 from envhub.hostgit import HostGit
 from envhub.runtime.base import ExecSession, ProgressReporter
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
@@ -181,18 +182,7 @@ class LifecycleRunner:
             tails += [prefix + line for line in lines[-_TAIL:]]
         for command, (code, lines) in zip(step.commands, results, strict=True):
             if code != 0:
-                why = f"exited with status {code}" if code is not None else f"ran past {self.timeout:.0f}s"
-                label = printable(f" ({command.name})") if command.name else ""
-                described = printable(command.describe())
-                raise LifecycleCommandFailed(
-                    f"{step.hook}{label} {why}: {described}",
-                    details={
-                        "hook": step.hook,
-                        "command": described,
-                        "exit_code": code,
-                        "log_tail": "\n".join(lines[-_TAIL:]),
-                    },
-                )
+                raise command_failed(step.hook, command, code, lines[-_TAIL:], timeout=self.timeout)
         return tails
 
     def _run_command(self, command: Command, deadline: float) -> tuple[int | None, list[str]]:

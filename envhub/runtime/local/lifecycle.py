@@ -30,12 +30,12 @@ from envhub.domain.devcontainer import (
     Command,
     Devcontainer,
     LifecycleStep,
+    command_failed,
     find,
     parse,
     printable,
     without_reserved,
 )
-from envhub.errors import LifecycleCommandFailed
 from envhub.private_files import open_private
 from envhub.runtime.base import ProgressReporter
 from envhub.runtime.local import launching, processes, workspace
@@ -172,18 +172,7 @@ class HookRunner:
                 _clean(run)
         if failures:
             command, code, tail = failures[0]
-            why = f"exited with status {code}" if code is not None else f"ran past {self.timeout:.0f}s"
-            label = printable(f" ({command.name})") if command.name else ""
-            described = printable(command.describe())
-            raise LifecycleCommandFailed(
-                f"{step.hook}{label} {why}: {described}",
-                details={
-                    "hook": step.hook,
-                    "command": described,
-                    "exit_code": code,
-                    "log_tail": "\n".join(tail),
-                },
-            )
+            raise command_failed(step.hook, command, code, tail, timeout=self.timeout)
         return tails
 
     def _start(self, index: int, command: Command) -> _Running:
