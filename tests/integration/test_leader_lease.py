@@ -9,7 +9,6 @@ other takes over within one lease.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from envhub.jobs.lease import LeaderLease
 from envhub.jobs.reconciler import LEADER_KEY, lease_seconds
 from envhub.services import ports
 from tests.conftest import build_settings
+from tests.support import zygote
 from tests.support.waiting import wait_for
 from tests.support.workers import Workers
 
@@ -131,10 +131,12 @@ def test_two_workers_at_once_one_leads_and_the_other_takes_over_when_it_dies(
     )
 
 
-def _reconciler_of(proc: psutil.Process, workers: list[subprocess.Popen[bytes]]) -> bool:
+def _reconciler_of(proc: psutil.Process, workers: list[zygote.Forked]) -> bool:
     """Whether ``proc`` is the reconciler process one of ``workers`` forked (see worker.py)."""
     pids = {worker.pid for worker in workers}
     try:
-        return proc.ppid() in pids and "envhub.launcher worker" in " ".join(proc.info["cmdline"] or [])
+        # A fork of the worker: its command line is the worker's own (an environment's isn't).
+        parent = proc.ppid()
+        return parent in pids and proc.info["cmdline"] == psutil.Process(parent).cmdline()
     except psutil.Error:
         return False

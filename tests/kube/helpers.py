@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from kubernetes import client
 
 from envhub.config import Settings
+from tests.support import zygote
 from tests.support.components import require_path
 from tests.support.net import free_port
 from tests.support.workers import Workers, worker_environment
@@ -164,7 +165,7 @@ class KubeWorkers(Workers):
         super().__init__(settings, log_dir)
         self.extra_env = extra_env
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self) -> zygote.Forked:
         env = worker_environment(self.settings)
         env.update(
             ENVHUB_RUNTIME="kubernetes",
@@ -172,14 +173,12 @@ class KubeWorkers(Workers):
             ENVHUB_KUBE_READY_TIMEOUT=str(self.settings.kube_ready_timeout),
             **self.extra_env,
         )
-        with self.log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "envhub.launcher", "worker"],
-                cwd=self.log_path.parent,  # no stray .env file
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = zygote.spawn(
+            "envhub.launcher",
+            ["worker"],
+            env=env,
+            cwd=self.log_path.parent,  # no stray .env file
+            log=self.log_path,
+        )
         self.procs.append(proc)
         return proc

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 
 from envhub.config import PROJECT_ROOT, Settings
+from tests.support import zygote
 from tests.support.waiting import wait_for
 
 WORKER_SETTINGS = {"ENVHUB_RECONCILE_INTERVAL": "0.5", "ENVHUB_JOB_STALE_AFTER": "2"}
@@ -47,22 +46,20 @@ class Workers:
         self.settings = settings
         self.extra = extra or {}  # more ENVHUB_* settings for the workers
         self.log_path = log_dir / "workers.log"
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[zygote.Forked] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
-        with self.log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "envhub.launcher", "worker"],
-                cwd=self.log_path.parent,  # no stray .env file
-                env={**worker_environment(self.settings), **self.extra},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def start(self) -> zygote.Forked:
+        proc = zygote.spawn(
+            "envhub.launcher",
+            ["worker"],
+            env={**worker_environment(self.settings), **self.extra},
+            cwd=self.log_path.parent,  # no stray .env file
+            log=self.log_path,
+        )
         self.procs.append(proc)
         return proc
 
-    def kill(self, proc: subprocess.Popen[bytes]) -> list[int]:
+    def kill(self, proc: zygote.Forked) -> list[int]:
         """SIGKILL the worker and the processes of its session (its reconciler process), as a crash
         or OOM kill would. Environment processes run in sessions of their own and survive, exactly as
         on a real machine.

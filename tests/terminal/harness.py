@@ -28,6 +28,7 @@ from envhub.domain.principals import Principal
 from envhub.models import AuditEvent, Environment, Membership, Project, Role
 from envhub.services.environments import create_environment
 from envhub.services.identity import ensure_local_principal
+from tests.support import zygote
 from tests.support.fakes import FakeQueue
 from tests.support.net import free_port, port_open
 from tests.support.waiting import wait_for
@@ -107,7 +108,7 @@ class Servers:
 
     def __init__(self, settings: Settings, tmp_path: Path) -> None:
         self.settings, self.tmp_path = settings, tmp_path
-        self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.procs: dict[str, tuple[zygote.Forked, Path]] = {}
 
     def __call__(
         self, grace: float = 300.0, ping: float = 20.0, app: str = "tests.terminal.app:app", **extra: str
@@ -127,10 +128,8 @@ class Servers:
         )
         env.update(extra)
         log = self.tmp_path / f"server-{port}.log"
-        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--workers", "1", app]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        args = ["--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", app]
+        proc = zygote.spawn("granian", args, env=env, cwd=ROOT, log=log)
         self.procs[url] = (proc, log)
         wait_for(
             lambda: port_open(port) or proc.poll() is not None,
