@@ -224,16 +224,18 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
     assert "PHASE" in table.stdout
     assert "review" in table.stdout
 
+    # The workers reconcile every half second here, and each pass's health probe is a line of the
+    # app's log (http.server logs every request): the tail is long enough for a loaded machine.
     logs = wait_for(
         lambda: (
-            (done := cli("env", "logs", "shop/review", "--tail", "50", **owner)).returncode == 0
+            (done := cli("env", "logs", "shop/review", "--tail", "2000", **owner)).returncode == 0
             and "hello-from-cli" in done.stdout
             and done
         ),
         timeout=30,
         what="the environment's output",
         describe=lambda: (
-            cli("env", "logs", "shop/review", "--tail", "50", **owner).stdout + workers.log_tail()
+            cli("env", "logs", "shop/review", "--tail", "2000", **owner).stdout + workers.log_tail()
         ),
     )
     assert logs
