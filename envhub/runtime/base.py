@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from websockets.asyncio.client import ClientConnection
 
+from envhub.domain.devcontainer import Workspace
 from envhub.domain.specs import EnvironmentTarget
 
 
@@ -61,6 +62,9 @@ class RuntimeStatus:
     generation: int | None = None
     endpoint: Endpoint | None = None
     details: dict[str, str] = field(default_factory=dict)
+    # What :meth:`Runtime.apply` made of the repository's devcontainer.json (a cluster runtime's
+    # workspace): the URL provider routes to it when it serves the app, and to its forwarded ports.
+    workspace: Workspace | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from envhub.domain.kube.workspace import (
     WorkspaceSettings,
     environment_endpoint,
     namespace_annotations,
+    own_url_ports,
     render_workspace,
 )
 from envhub.domain.naming import validate_label
@@ -250,12 +251,18 @@ def render_environment(
         if browser is not None and public is not None and deployment["metadata"]["name"] == public.service:
             deployment = with_browser(deployment, browser, target.variables)
         objects.append(deployment)
-    if target.gateway is not None and public is not None:
+    # Forwarded ports with public URLs of their own (each its own host), beside the app's.
+    forwarded = own_url_ports(target, namespace=namespace)
+    if target.gateway is not None and (public is not None or forwarded):
         objects.append(render_gateway_service(target.gateway, namespace=namespace, labels=labels))
-        # Sign-in first: the Ingress sends the host to envhub's gateway, which relays.
-        public = PublicEndpoint(service=GATEWAY_SERVICE, namespace=namespace, port=target.gateway.port)
-    if target.ingress is not None and public is not None:
-        objects.append(render_ingress(target.ingress, public, namespace=namespace, labels=labels))
+        # Sign-in first: the Ingress sends every host to envhub's gateway, which relays.
+        relay = PublicEndpoint(service=GATEWAY_SERVICE, namespace=namespace, port=target.gateway.port)
+        public = relay if public is not None else None
+        forwarded = dict.fromkeys(forwarded, relay)
+    if target.ingress is not None:
+        ingress = render_ingress(target.ingress, public, namespace=namespace, labels=labels, ports=forwarded)
+        if ingress is not None:
+            objects.append(ingress)
     if spec.manifests:
         scoped = scope_manifests(
             parse_manifests(spec.manifests),

@@ -171,6 +171,20 @@ def environment_endpoint(target: EnvironmentTarget, *, namespace: str) -> Public
     return found
 
 
+def own_url_ports(target: EnvironmentTarget, *, namespace: str) -> dict[int, PublicEndpoint]:
+    """The forwarded ports that get a public URL of their own, each with where it is served: every
+    one the workspace's Service relays but the port on the environment's own URL."""
+    workspace = target.workspace
+    if workspace is None or not workspace.config.ports_relayed:
+        return {}
+    app = app_port(workspace) if serves_app(target) else None
+    return {
+        port.port: PublicEndpoint(service=WORKSPACE, namespace=namespace, port=port.port)
+        for port in workspace.config.ports
+        if port.port != app
+    }
+
+
 def volume_claim(source: str) -> str:
     """The claim of a named volume: a DNS label, one per name."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]

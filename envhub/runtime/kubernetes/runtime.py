@@ -344,6 +344,7 @@ class KubernetesRuntime:
             generation=target.generation,
             endpoint=Endpoint(public.host, public.port) if public else None,
             details=details,
+            workspace=workspace,
         )
 
     def _lends_browser(self, target: EnvironmentTarget) -> bool:
