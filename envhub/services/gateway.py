@@ -32,6 +32,8 @@ class Resolution:
     url_access: UrlAccess = UrlAccess.public
     # Asleep, or on its way up from sleep: the gateway answers its "waking up" page.
     waking: bool = False
+    # The forwarded port the host names (a devcontainer's), None for the environment's own URL.
+    port: int | None = None
 
 
 def valid_route(*, team: str, project: str, environment: str) -> bool:
@@ -107,4 +109,5 @@ def _resolution(
         environment_id=environment.id,
         url_access=parse_url_access(project.url_access),
         waking=environment.phase is Phase.sleeping or sleeping.is_waking(session, environment),
+        port=port,
     )
