@@ -66,6 +66,9 @@ class AuthMode(StrEnum):
     oidc = "oidc"
 
 
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -223,6 +226,12 @@ class Settings(BaseSettings):
     # envhub's own namespace in the cluster (the chart sets it); when empty and
     # running in a pod, the pod's own namespace.
     kube_own_namespace: str = ""
+    # Git credentials in workspaces: git's helper in a workspace pod calls envhub at
+    # ENVHUB_GATEWAY_INTERNAL_URL (the web's Service) with the pod's projected token, and a
+    # NetworkPolicy lets the pod reach envhub's web pods (labelled so, "k=v,k=v"; empty: any pod of
+    # envhub's namespace) on their port. Without that URL and a namespace, git gets none from envhub.
+    kube_web_pod_labels: str = ""
+    kube_web_pod_port: Annotated[int, Field(ge=1, le=65535)] = 3000
     # Browser terminals: how long a shell outlives its last socket (a reload or
     # a dropped network reattaches within it), how often sockets are pinged,
     # and how much of one session is recorded before the recording stops.
@@ -364,6 +373,15 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
                 raise ValueError(f"{cidr!r} is not a CIDR block") from exc
+        return value
+
+    @field_validator("kube_web_pod_labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        for pair in _csv(value):
+            key, sep, label = pair.partition("=")
+            if not sep or not key.strip() or not _LABEL_VALUE.fullmatch(label.strip()):
+                raise ValueError(f"{pair!r} is not label=value")
         return value
 
     @field_validator("local_sandbox")
@@ -670,6 +688,13 @@ class Settings(BaseSettings):
     @property
     def egress_deny_namespaces(self) -> tuple[str, ...]:
         return _csv(self.kube_egress_deny_namespaces)
+
+    @property
+    def web_pod_labels(self) -> dict[str, str]:
+        return {
+            k.strip(): v.strip()
+            for k, _, v in (pair.partition("=") for pair in _csv(self.kube_web_pod_labels))
+        }
 
     @property
     def envs_dir(self) -> Path:
