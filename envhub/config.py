@@ -358,6 +358,9 @@ class Settings(BaseSettings):
     rate_limit_tokens: str = "60/60"
     # GitHub delivers from a handful of addresses: a burst of pull requests must fit.
     rate_limit_webhooks: str = "1200/60"
+    # git in one environment asks for credentials per fetch or push (the local runtime's relay
+    # comes from one address for all of them: envhub's own).
+    rate_limit_git_credentials: str = "600/60"
     # Reverse proxies in front of envhub whose X-Forwarded-For is believed.
     trusted_proxy_hops: Annotated[int, Field(ge=0, le=5)] = 0
     # Extra Host names envhub answers to besides the base URL's.
@@ -400,7 +403,9 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute path to a git config file")
         return value
 
-    @field_validator("rate_limit_sign_in", "rate_limit_tokens", "rate_limit_webhooks")
+    @field_validator(
+        "rate_limit_sign_in", "rate_limit_tokens", "rate_limit_webhooks", "rate_limit_git_credentials"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         count, _, seconds = value.partition("/")
@@ -643,7 +648,7 @@ class Settings(BaseSettings):
         return f"{parts.scheme}://{parts.netloc}".lower()
 
     def rate_limit(self, name: str) -> tuple[int, int]:
-        """(requests, seconds) of the named limit: sign_in, tokens, webhooks."""
+        """(requests, seconds) of the named limit: sign_in, tokens, webhooks, git_credentials."""
         count, _, seconds = str(getattr(self, f"rate_limit_{name}")).partition("/")
         return int(count), int(seconds)
 

@@ -22,6 +22,7 @@ pod, and no other, reach envhub's web pods on their port.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ MOUNT = "/var/run/envhub/git"
 HELPER_NAME = "git-credential-envhub"
 TOKEN_FILE = "token"  # noqa: S105 (a file name)
 _ACCOUNT_PREFIX = "system:serviceaccount:"
+_JWT = re.compile(r"[A-Za-z0-9_-]{10,4096}\.[A-Za-z0-9_-]{10,8192}\.[A-Za-z0-9_-]{10,4096}")
 
 HELPER_SCRIPT = r"""#!/bin/sh
 # envhub's git credential helper in a Kubernetes workspace (read-only, from a ConfigMap).
@@ -160,6 +162,12 @@ def render_envhub_policy(
             "egress": [{"to": [peer], "ports": [{"protocol": "TCP", "port": web.port}]}],
         },
     }
+
+
+def looks_like_service_account_token(token: str) -> bool:
+    """Whether ``token`` is shaped like a signed JWT: nothing else is worth a TokenReview (and no
+    one's envhub token, sent here by mistake, is passed on to the cluster)."""
+    return bool(_JWT.fullmatch(token))
 
 
 def workload_account(username: str) -> tuple[str, str] | None:

@@ -432,6 +432,8 @@ class KubernetesRuntime:
     def environment_of_token(self, token: str) -> int | None:
         """``WorkloadTokenReviewer``: a TokenReview for envhub's audience, then the account's
         namespace, which must be the environment's (named and labelled so)."""
+        if not git_access.looks_like_service_account_token(token):
+            return None
         username = review_token(self.authentication, token, audience=git_access.AUDIENCE)
         found = git_access.workload_account(username) if username else None
         if found is None or not git_access.is_workspace_account(found[1]):

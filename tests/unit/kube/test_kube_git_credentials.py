@@ -145,3 +145,17 @@ def test_a_reviewed_user_name_maps_to_a_workload_account_and_its_environment() -
     assert git.environment_of_namespace("envhub-acme-shop-dev-7") == 7
     for other in ("kube-system", "envhub-acme-shop-dev", "7", "envhub-x-" + "9" * 19):
         assert git.environment_of_namespace(other) is None
+
+
+def test_only_a_jwt_shaped_token_is_worth_asking_the_cluster_about() -> None:
+    assert git.looks_like_service_account_token(
+        "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiZW52aHViIl19.c2lnbmF0dXJlX2J5dGVz"
+    )
+    for other in (
+        "",
+        "ehp_abcdefghijklmnop",
+        "a.b.c",
+        "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsiZW52aHViIl19",
+        "x y.z",
+    ):
+        assert not git.looks_like_service_account_token(other)
