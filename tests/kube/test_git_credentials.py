@@ -6,29 +6,41 @@ policy to envhub's web pods. A token the TokenRequest API mints for the
 environment's workload account, bound to that pod and for envhub (as the
 kubelet asks for it), is reviewed by the runtime with a real TokenReview and
 names the environment; a token for another audience, another account, another
-namespace, or no token the cluster signed, names none.
+namespace, or no token the cluster signed, names none. End to end, envhub's
+helper (the sh script) trades such a token at envhub's API, which reviews it
+with the cluster, for the GitHub App's token for the project's repository.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from sqlmodel import Session, select
 
+from envhub.api.app import create_api
+from envhub.config import Settings
 from envhub.domain.git_credentials import ENDPOINT
 from envhub.domain.kube import git_credentials as git
 from envhub.domain.kube import namespace_for
 from envhub.domain.kube.names import WORKLOAD_ACCOUNT
 from envhub.domain.kube.workspace import WORKSPACE, WorkspaceSettings
 from envhub.domain.specs import EnvironmentTarget
+from envhub.models import AuditEvent, Project
 from envhub.runtime.kubernetes import KubernetesRuntime, api_client
+from envhub.services.github import connect_github
 from tests.kube.helpers import Kube
+from tests.support.github_stub import github_stub
 from tests.support.repos import WorkRepo
-from tests.support.runtime import RecordingProgress
+from tests.support.runtime import RecordingProgress, make_target
+from tests.support.servers import serve_asgi
+from tests.support.world import World
+from tests.terminal.harness import make_environment
 
 pytestmark = pytest.mark.kube
 
@@ -132,3 +144,61 @@ def test_a_workspace_pods_token_for_envhub_names_its_environment_and_no_other_to
         assert runtime.environment_of_token(mint(kube, impostor, WORKLOAD_ACCOUNT, ["envhub"])) is None
     finally:
         kube.delete_namespace(impostor)
+
+
+def test_envhubs_helper_trades_the_pods_token_for_the_repositorys_through_a_real_token_review(
+    kube_settings: Settings, session: Session, world: World, project: Project, kube: Kube, tmp_path: Path
+) -> None:
+    environment = make_environment(session, world, project, kube_settings)
+    target = make_target(environment.id or 0, name=environment.name)  # acme/shop, as in the database
+    runtime = KubernetesRuntime(api_client(str(kube.cluster.kubeconfig)), ready_timeout=30.0)
+    runtime.prepare(target, progress=RecordingProgress())  # the namespace and its workload account
+    token = mint(kube, namespace_for(target), WORKLOAD_ACCOUNT, [git.AUDIENCE])
+    # The pod's projected volume, as the kubelet fills it.
+    volume = tmp_path / "git"
+    volume.mkdir()
+    helper = volume / git.HELPER_NAME
+    helper.write_text(git.HELPER_SCRIPT)
+    helper.chmod(0o555)
+    (volume / git.TOKEN_FILE).write_text(token)
+
+    with github_stub() as stub, serve_asgi(create_api()) as port:
+        stub.add_repo("acme/widgets", private=True)
+        private_key = stub.add_app(42)
+        stub.install(42, 7, "acme/widgets", "acme/other")
+        connect_github(
+            session=session, actor=world.admin, project_id=project.id or 0, repository="acme/widgets",
+            auth="app", api_url=stub.api_url, app_id=42, installation_id=7, private_key=private_key,
+        )  # fmt: skip
+        session.commit()
+        host = stub.origin.removeprefix("http://")
+
+        def ask(token_file: str = "") -> subprocess.CompletedProcess[str]:
+            if token_file:
+                (volume / git.TOKEN_FILE).write_text(token_file)
+            command = f"{helper} http://localhost:{port}{ENDPOINT} get"
+            request = f"protocol=http\nhost={host}\npath=acme/widgets.git\n\n"
+            return subprocess.run(
+                ["sh", "-c", command], input=request, capture_output=True, text=True, timeout=60
+            )
+
+        done = ask()
+        assert done.returncode == 0, done.stderr
+        answer = dict(line.split("=", 1) for line in done.stdout.splitlines())
+        grant = stub.grants[answer["password"]]
+        assert grant.repositories == {"acme/widgets"}
+        assert grant.permissions == {"contents": "write", "pull_requests": "write"}
+        # A token for the API server's own audience is refused, and GitHub is not asked.
+        minted = len(stub.grants)
+        refused = ask(mint(kube, namespace_for(target), WORKLOAD_ACCOUNT, []))
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert "unauthenticated" in refused.stderr
+        assert len(stub.grants) == minted
+
+    session.expire_all()
+    [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "environment.git_credentials")).all()
+    assert (event.outcome, event.target_id, event.details["repository"]) == (
+        "success",
+        environment.id,
+        "acme/widgets",
+    )
