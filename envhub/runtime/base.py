@@ -266,6 +266,17 @@ class CredentialIssuer(Protocol):
         """
 
 
+@runtime_checkable
+class WorkloadTokenReviewer(Protocol):
+    """A runtime whose workloads prove which environment they run in with a token the cluster signed."""
+
+    def environment_of_token(self, token: str) -> int | None:
+        """The id of the environment whose workload presented ``token``, or None when the cluster does
+        not vouch for it (expired, another audience, an account that is not the environment's workload
+        account, a namespace that is no environment's). Raises a retryable error when the cluster
+        cannot be asked."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerUsage:
     """What one container uses now: CPU in millicores (a rate, 1000 = one core) and memory in bytes."""

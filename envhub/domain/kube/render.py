@@ -53,6 +53,7 @@ from envhub.domain.kube.workspace import (
     environment_endpoint,
     namespace_annotations,
     own_url_ports,
+    render_git_access,
     render_workspace,
 )
 from envhub.domain.naming import validate_label
@@ -213,6 +214,9 @@ def render_environment(
     secrets = render_secrets(target, namespace=namespace)
     if secrets is not None:
         objects.append(secrets)
+    workspace = workspace if workspace is not None else WorkspaceSettings()
+    # The workspace's way to envhub for git credentials: a policy (isolation) and the helper.
+    objects.extend(render_git_access(target, namespace=namespace, settings=workspace))
     managed = [_service_object(obj, namespace=namespace, labels=labels) for obj in target.service_objects]
     network = clusters if clusters is not None else ClusterNetwork()
     objects.extend(
@@ -230,9 +234,7 @@ def render_environment(
         if (obj["apiVersion"], obj["kind"]) == (CLUSTER_API_VERSION, CLUSTER_KIND)
     )
     objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
-    workspace_objects = render_workspace(
-        target, namespace=namespace, settings=workspace if workspace is not None else WorkspaceSettings()
-    )
+    workspace_objects = render_workspace(target, namespace=namespace, settings=workspace)
     for obj in workspace_objects:
         check_object(obj, namespace=namespace)
     objects.extend(obj for obj in workspace_objects if obj["kind"] != "Deployment")

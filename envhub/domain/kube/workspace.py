@@ -11,7 +11,10 @@ objects it becomes (:func:`render_workspace`), pure like the rest of ``domain/ku
   environment's commit into an empty workspace, and moves a clean one to a new
   commit; a workspace with local changes is left as it is. The pod restarts
   (``Recreate``: a claim is mounted by one pod at a time) when the commit does;
-* a Service with one port per ``forwardPorts`` entry, each relayed to its own URL.
+* a Service with one port per ``forwardPorts`` entry, each relayed to its own URL;
+* when the project's repository is on GitHub and envhub's web is reachable in the
+  cluster (``WorkspaceSettings.envhub``), git credentials for that repository's
+  origin, asked of envhub with a token the kubelet projects (``git_credentials.py``).
 
 Without container services of its own the environment's app is the project's
 command, run in the workspace on the first forwarded port as ``$PORT`` (as the
@@ -36,6 +39,7 @@ import json5
 from envhub.domain.browser import FEATURE as BROWSER_FEATURE
 from envhub.domain.browser import feature_id
 from envhub.domain.devcontainer import Devcontainer, Workspace, parse, without_reserved
+from envhub.domain.kube import git_credentials as git
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, workload_labels
 from envhub.domain.kube.names import SECRETS_ANNOTATION, SECRETS_NAME, WORKLOAD_ACCOUNT, metadata
 from envhub.domain.kube.workspace_shell import clone_script
@@ -69,6 +73,8 @@ class WorkspaceSettings:
     storage_class: str = ""  # "": the cluster's default StorageClass
     size: str = "10Gi"
     volume_size: str = "1Gi"  # each named volume of ``mounts``
+    # envhub's web as workspace pods reach it; None: git inside gets no credentials from envhub.
+    envhub: git.EnvhubWeb | None = None
 
 
 def default_folder(repo_url: str) -> str:
@@ -227,6 +233,26 @@ def render_workspace(
     return objects
 
 
+def gives_git_credentials(target: EnvironmentTarget, settings: WorkspaceSettings) -> bool:
+    """Whether the workspace's git asks envhub for the project repository's credentials."""
+    return target.workspace is not None and bool(target.git_origin) and settings.envhub is not None
+
+
+def render_git_access(
+    target: EnvironmentTarget, *, namespace: str, settings: WorkspaceSettings
+) -> list[dict[str, Any]]:
+    """The helper's ConfigMap and the policy that lets the workspace reach envhub (envhub's own
+    objects: they pass no manifest guard, and their names are reserved)."""
+    if not gives_git_credentials(target, settings):
+        return []
+    assert settings.envhub is not None
+    labels = target.labels
+    return [
+        git.render_envhub_policy(settings.envhub, namespace=namespace, labels=labels, pods=_selector()),
+        git.render_helper_config_map(namespace=namespace, labels=labels),
+    ]
+
+
 def _selector() -> dict[str, str]:
     return {"app.kubernetes.io/name": WORKSPACE, "envhub.dev/service": WORKSPACE}
 
@@ -260,7 +286,9 @@ def _claim(
     }
 
 
-def _env(target: EnvironmentTarget, config: Devcontainer) -> list[dict[str, str]]:
+def _env(
+    target: EnvironmentTarget, config: Devcontainer, settings: WorkspaceSettings
+) -> list[dict[str, str]]:
     """containerEnv, then the project's variables over it, then envhub's own (which nothing fakes)."""
     theirs = {
         name: value
@@ -271,6 +299,9 @@ def _env(target: EnvironmentTarget, config: Devcontainer) -> list[dict[str, str]
     if serves_app(target):
         assert target.workspace is not None
         ours["PORT"] = str(app_port(target.workspace))
+    if gives_git_credentials(target, settings):
+        assert settings.envhub is not None
+        ours |= git.git_variables(target.git_origin, settings.envhub)
     # The fetch token is envhub's (the clone's), not the workspace's: set empty over the Secret's
     # value (an env entry wins over envFrom), as the local runtime withholds it.
     withheld = {name: "" for name in (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET) if name in target.secrets}
@@ -305,13 +336,16 @@ def _deployment(
         if mount.read_only:
             entry["readOnly"] = True
         mounts.append(entry)
+    if gives_git_credentials(target, settings):
+        volumes.append(git.volume())
+        mounts.append(git.volume_mount())
     command = target.spec.command if serves_app(target) else _KEEP_ALIVE
     container: dict[str, Any] = {
         "name": WORKSPACE,
         "image": config.image,
         "command": ["/bin/sh", "-c", command],
         "workingDir": folder,
-        "env": _env(target, config),
+        "env": _env(target, config, settings),
     }
     if target.secrets:
         container["envFrom"] = [{"secretRef": {"name": SECRETS_NAME}}]

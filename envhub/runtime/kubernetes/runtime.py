@@ -28,7 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, V1DeleteOptions, VersionApi
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    AuthenticationV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+    V1DeleteOptions,
+    VersionApi,
+)
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
@@ -48,6 +56,7 @@ from envhub.domain.kube import (
     namespace_for,
     render_environment,
 )
+from envhub.domain.kube import git_credentials as git_access
 from envhub.domain.kube.browser import BrowserSidecar
 from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
@@ -81,7 +90,7 @@ from envhub.runtime.kubernetes import background, describing, dormancy
 from envhub.runtime.kubernetes import devcontainer as dev
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.builds import build_image
-from envhub.runtime.kubernetes.credentials import request_token, server_trust
+from envhub.runtime.kubernetes.credentials import request_token, review_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.pruning import Inventory
@@ -180,6 +189,7 @@ class KubernetesRuntime:
         self.core = CoreV1Api(api)
         self.apps = AppsV1Api(api)
         self.custom = CustomObjectsApi(api)
+        self.authentication = AuthenticationV1Api(api)
         self.applier = Applier(api)
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
@@ -419,6 +429,20 @@ class KubernetesRuntime:
             certificate_authority=ca,
             insecure=insecure,
         )
+
+    def environment_of_token(self, token: str) -> int | None:
+        """``WorkloadTokenReviewer``: a TokenReview for envhub's audience, then the account's
+        namespace, which must be the environment's (named and labelled so)."""
+        if not git_access.looks_like_service_account_token(token):
+            return None
+        username = review_token(self.authentication, token, audience=git_access.AUDIENCE)
+        found = git_access.workload_account(username) if username else None
+        if found is None or not git_access.is_workspace_account(found[1]):
+            return None
+        environment_id = git_access.environment_of_namespace(found[0])
+        if environment_id is None or self._namespace_of(environment_id) != found[0]:
+            return None
+        return environment_id
 
     # -- status --------------------------------------------------------------
 
