@@ -51,9 +51,9 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
-    namespace_annotations,
     render_workspace,
 )
+from envhub.domain.kube.workspace_record import namespace_annotations
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
 

@@ -22,10 +22,9 @@ from envhub.domain.kube.workspace import (
     WorkspaceSettings,
     default_folder,
     kubernetes_config,
-    pinned_commit,
-    read_remote_env,
     volume_claim,
 )
+from envhub.domain.kube.workspace_record import kept_workspace, pinned_commit, read_remote_env
 from envhub.domain.kube.workspace_shell import clone_script, with_remote_env
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
@@ -291,6 +290,35 @@ def test_a_reapply_of_the_same_generation_keeps_the_commit() -> None:
     assert pinned_commit(annotations, made.generation) == COMMIT
     assert pinned_commit(annotations, made.generation + 1) is None  # a redeploy resolves the ref again
     assert pinned_commit({}, 1) is None
+
+
+def test_a_wake_reads_the_lifecycle_commands_from_the_namespace() -> None:
+    """The Namespace records the lifecycle commands of every form, for a wake to run without a fetch."""
+    text = PYTHON_TEMPLATE.replace(
+        '"postStartCommand": ["python3", "-m", "shop.migrate"],',
+        '"postStartCommand": ["python3", "-m", "shop.migrate"], '
+        '"postAttachCommand": {"hello": "echo \'hi\' $WHO", "db": ["sh", "-c", "true"]},',
+    )
+    made = target(text)
+    annotations = render_environment(made, namespace="envhub-shop-dev-7")[0]["metadata"]["annotations"]
+    kept = kept_workspace(annotations)
+    assert kept is not None
+    assert kept.commit == COMMIT
+    assert kept.config.path == made.workspace.config.path
+    assert kept.config.lifecycle == made.workspace.config.lifecycle
+    assert [step.hook for step in kept.config.lifecycle] == [
+        "postCreateCommand",
+        "postStartCommand",
+        "postAttachCommand",
+    ]
+    assert kept.config.remote_env == made.workspace.config.remote_env
+    # No lifecycle commands, or annotations that are not as envhub writes them: nothing to run.
+    plain = PYTHON_TEMPLATE.replace('"postCreateCommand": "pip3 install --user -r requirements.txt",', "")
+    plain = plain.replace('"postStartCommand": ["python3", "-m", "shop.migrate"],', "")
+    assert kept_workspace(render_environment(target(plain))[0]["metadata"]["annotations"]) is None
+    broken = {**annotations, "envhub.dev/lifecycle": '{"path": "x", "steps": [{"hook": "onCreate"}]}'}
+    assert kept_workspace(broken) is None
+    assert kept_workspace({}) is None
 
 
 BUILT = """
