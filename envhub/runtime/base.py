@@ -480,8 +480,11 @@ class Runtime(Protocol):
         The workspace is used as it is: nothing is fetched or checked out again,
         and ``target`` must be the generation that went to sleep (a change of
         spec goes through :meth:`apply`). Reports ``start`` and ``health``, and
-        returns like :meth:`apply`: ready with its endpoint, ``NotReady`` while it
-        is not serving yet. Waking something awake changes nothing.
+        runs a dev container's lifecycle commands as a start does (each its own
+        step: ``postStartCommand`` and ``postAttachCommand`` again, never
+        ``postCreateCommand`` again for the same commit). Returns like
+        :meth:`apply`: ready with its endpoint, ``NotReady`` while it is not
+        serving yet. Waking something awake changes nothing.
         """
 
     def managed_environments(self) -> set[int]:

@@ -4,8 +4,8 @@ The worker reads the file from the project's repository (a real git repository
 on disk), the runtime applies the workspace (claim, Service, Deployment with its
 clone init container), the test kubelet runs the clone and the dev container's
 command as local processes, and the lifecycle commands run through ``pods/exec``
-with their output in the provisioning steps. What the runtime did not honour is
-in the summary the environment records.
+with their output in the provisioning steps (at a start, and again at a wake from
+sleep). What the runtime did not honour is in the summary the environment records.
 """
 
 from __future__ import annotations
@@ -175,6 +175,17 @@ def test_the_workspace_is_applied_and_its_commands_run_through_exec(
     dev_runtime.apply(target, progress=again)
     assert again.outcome("post_create") == "skip"
     assert again.outcome("post_start") == "skip"
+
+    # A wake from sleep is a new pod: postStartCommand runs in it, as at a start; postCreateCommand not.
+    slept_in = claim["metadata"]["annotations"][STARTED_ANNOTATION]
+    dev_runtime.sleep(target.id, progress=RecordingProgress())
+    woken = RecordingProgress()
+    assert dev_runtime.wake(target, progress=woken).endpoint == status.endpoint
+    assert steps(woken, "post_create") == [("skip", f"already ran in this workspace for {commit[:12]}")]
+    assert steps(woken, "post_start")[-1] == ("finish", f"started in {folder}")
+    claim = kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{WORKSPACE}")
+    assert claim is not None
+    assert claim["metadata"]["annotations"][STARTED_ANNOTATION] not in ("", slept_in)
 
     # A terminal in the workspace has remoteEnv; each forwarded port is reachable on its own.
     session = dev_runtime.exec(target.id, ["/bin/sh", "-c", 'echo "$GREETING in $(pwd)"'], tty=False)

@@ -51,11 +51,11 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
-    namespace_annotations,
     own_url_ports,
     render_git_access,
     render_workspace,
 )
+from envhub.domain.kube.workspace_record import namespace_annotations
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
 
@@ -167,8 +167,8 @@ def render_environment(
     errors.EgressDenied` for an allowlist entry the deny list forbids.
     Each managed CloudNativePG ``Cluster`` among the target's service objects
     gets its network policy, shaped by ``clusters`` (defaults when None).
-    ``browser``: the public service's pod gets a Playwright sidecar
-    (:mod:`envhub.domain.kube.browser`).
+    ``browser``: the public service's pod (the workspace's, when there is
+    one) gets a Playwright sidecar (:mod:`envhub.domain.kube.browser`).
     A target with a workspace (``target.workspace``) gets its claims, Service
     and Deployment (``workspace.py``, shaped by ``workspace``), checked by the
     manifest guard like a user's manifests: its image and paths are the
@@ -248,9 +248,11 @@ def render_environment(
         *(obj for obj in workspace_objects if obj["kind"] == "Deployment"),
         *(render_deployment(target, service, namespace=namespace) for service in spec.services),
     ]
+    # The Playwright sidecar joins the pod that answers the environment's URL, or the workspace's pod
+    # where there is one: only that pod can mount the workspace (a ReadWriteOnce claim).
+    lends_to = WORKSPACE if target.workspace is not None else public.service if public is not None else None
     for deployment in pods:
-        # The Playwright sidecar joins the pod that answers the environment's URL.
-        if browser is not None and public is not None and deployment["metadata"]["name"] == public.service:
+        if browser is not None and public is not None and deployment["metadata"]["name"] == lends_to:
             deployment = with_browser(deployment, browser, target.variables)
         objects.append(deployment)
     # Forwarded ports with public URLs of their own (each its own host), beside the app's.

@@ -21,13 +21,12 @@ command, run in the workspace on the first forwarded port as ``$PORT`` (as the
 local runtime does); otherwise the workspace container only stays up, and people
 and agents work in it. ``remoteEnv`` reaches exec sessions (terminals, lifecycle
 commands): ``workspace_shell.with_remote_env`` wraps their command, from the
-Namespace's annotation (:data:`REMOTE_ENV_ANNOTATION`).
+Namespace's annotations (``workspace_record.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 import re
 from collections.abc import Mapping
@@ -49,13 +48,11 @@ from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
 
 WORKSPACE = "workspace"  # the Deployment, its container, its Service and its claim
 CLONE_CONTAINER = "clone"
-# On the Namespace: the workspace's remoteEnv (JSON), read when a terminal or a command is opened.
-# COMMIT_ANNOTATION is there too (``<generation>:<commit>``), and on the workspace's pods (the commit).
-REMOTE_ENV_ANNOTATION = "envhub.dev/remote-env"
 # On the workspace's claim: the commit whose postCreateCommand succeeded, and the pod whose
 # postStartCommand ran (the claim is the workspace: what ran in it is remembered with it).
 CREATED_ANNOTATION = "envhub.dev/post-create-commit"
 STARTED_ANNOTATION = "envhub.dev/post-start-pod"
+# On the workspace's pods: the commit they were made from (on the Namespace too: workspace_record.py).
 COMMIT_ANNOTATION = "envhub.dev/workspace-commit"
 DEFAULT_GIT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_APP_PORT = 8080
@@ -423,32 +420,3 @@ def _clone_container(
         "volumeMounts": [{"name": WORKSPACE, "mountPath": folder}],
         "securityContext": _user_context(workspace.config),
     }
-
-
-def namespace_annotations(target: EnvironmentTarget) -> dict[str, str]:
-    """The Namespace's annotations for the workspace: its remoteEnv (JSON), and the commit it was made
-    from for the target's generation (a re-apply of that generation keeps it, even if the ref moved)."""
-    workspace = target.workspace
-    if workspace is None:
-        return {}
-    annotations = {COMMIT_ANNOTATION: f"{target.generation}:{workspace.commit}"}
-    if workspace.config.remote_env:
-        annotations[REMOTE_ENV_ANNOTATION] = json.dumps(dict(workspace.config.remote_env), sort_keys=True)
-    return annotations
-
-
-def pinned_commit(annotations: Mapping[str, Any], generation: int) -> str | None:
-    """The commit the workspace was made from for ``generation`` (:func:`namespace_annotations`)."""
-    recorded, _, commit = str(annotations.get(COMMIT_ANNOTATION) or "").partition(":")
-    return commit if recorded == str(generation) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
-
-
-def read_remote_env(annotations: Mapping[str, Any]) -> dict[str, str]:
-    """remoteEnv from the Namespace's annotations (what :func:`namespace_annotations` wrote)."""
-    try:
-        found = json.loads(str(annotations.get(REMOTE_ENV_ANNOTATION) or "{}"))
-    except ValueError:
-        return {}
-    if not isinstance(found, dict):
-        return {}
-    return {str(k): str(v) for k, v in found.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))}

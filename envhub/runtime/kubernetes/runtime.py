@@ -67,9 +67,8 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
-    pinned_commit,
-    read_remote_env,
 )
+from envhub.domain.kube.workspace_record import kept_workspace, pinned_commit, read_remote_env
 from envhub.domain.kube.workspace_shell import with_remote_env
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
@@ -651,11 +650,16 @@ class KubernetesRuntime:
     def wake(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         """Give each workload back the replicas it slept with, then wait for them to roll out.
 
+        A dev container's workspace then runs the lifecycle commands a start runs, as its
+        first start did: ``postStartCommand`` and ``postAttachCommand`` in the new pod, and
+        ``postCreateCommand`` only if it never succeeded for the workspace's commit. What
+        they are was recorded on the Namespace by the last apply: nothing is fetched.
         A namespace that went missing meanwhile is made again by a full apply.
         """
-        namespace = self._namespace_of(target.id)
-        if namespace is None:
+        found = self._namespace_object(target.id)
+        if found is None:
             return self.apply(target, progress=progress)
+        namespace = str(found["metadata"]["name"])
         progress.begin("start", namespace)
         workloads = dormancy.restore(self.apps, namespace)
         progress.finish("start", f"{len(workloads)} workload(s) scaled back")
@@ -671,6 +675,17 @@ class KubernetesRuntime:
         readiness = rollout.run(progress)
         names = rollout.workloads
         progress.finish("health", f"rolled out: {', '.join(names)}" if names else "no workloads")
+        workspace = kept_workspace(found["metadata"].get("annotations") or {})
+        if workspace is not None:
+            dev.run_lifecycle(
+                self.core,
+                namespace=namespace,
+                workspace=workspace,
+                pods=self._pods(namespace),
+                progress=progress,
+                protocols=self.exec_protocols,
+                timeout=self.lifecycle_timeout,
+            )
         # What the last apply published (a workspace's app too): the Namespace's annotation.
         public = self.endpoint(target.id)
         return RuntimeStatus(
