@@ -132,6 +132,11 @@ def place(root: Path, environment_id: int) -> Placement | str:
     memory = memory or next((h for h in hierarchies if h.version == 1 and "memory" in h.controllers), None)
     if cpu is None or memory is None:
         missing = " and ".join(n for n, h in (("CPU", cpu), ("memory", memory)) if h is None)
+        if memory is None and v2 is not None:  # a cgroup v2 machine: memory is not handed down
+            return (
+                f"cgroup v2's memory controller is not available below envhub's cgroup {v2.directory} "
+                "(it must be enabled in the cgroup.subtree_control of the cgroups above envhub's folders)"
+            )
         return f"no cgroup hierarchy here accounts {missing}"
     name = f"{environment_id}-{time.time_ns() // 1_000_000}"
     made: dict[_Hierarchy, Path] = {}
