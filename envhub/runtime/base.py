@@ -285,6 +285,7 @@ class ContainerUsage:
     container: str
     cpu_millicores: float
     memory_bytes: int
+    memory_peak_bytes: int | None = None  # the most since the container started, where the runtime knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +299,8 @@ class Usage:
     available: bool
     containers: tuple[ContainerUsage, ...] = ()
     reason: str = ""
-    source: str = ""  # "metrics.k8s.io", "process tree (psutil)"
+    source: str = ""  # "metrics.k8s.io", "cgroup v2", "process tree (psutil)"
+    source_note: str = ""  # why the figures come from a weaker source ("no cgroup here: ..."), else ""
 
 
 @runtime_checkable
