@@ -179,6 +179,12 @@ def test_the_workspace_is_applied_and_its_commands_run_through_exec(
     # A wake from sleep is a new pod: postStartCommand runs in it, as at a start; postCreateCommand not.
     slept_in = claim["metadata"]["annotations"][STARTED_ANNOTATION]
     dev_runtime.sleep(target.id, progress=RecordingProgress())
+    # Asleep is without pods (the controller and the test kubelet take a moment to get there).
+    wait_for(
+        lambda: not kube.items(f"/api/v1/namespaces/{namespace}/pods"),
+        timeout=60,
+        what="the sleeping workspace's pod to go",
+    )
     woken = RecordingProgress()
     assert dev_runtime.wake(target, progress=woken).endpoint == status.endpoint
     assert steps(woken, "post_create") == [("skip", f"already ran in this workspace for {commit[:12]}")]
