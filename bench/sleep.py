@@ -2,16 +2,23 @@
 
 Two figures, each beside a baseline measured in the same run:
 
-* **Wake on visit, local runtime.** A small app (the default project command,
-  ``python3 -m http.server`` over the workspace) runs under envhub's API app
-  (the gateway, served as in tests) and one real worker process
-  (``python -m envhub.launcher worker``). Each run puts it to sleep, waits
-  until it is ``sleeping``, then sends a request to its URL through the
+* **Wake on visit, local runtime and test cluster.** A small app runs under
+  envhub's API app (the gateway, served as in tests) and one real worker
+  process (``python -m envhub.launcher worker``). Each run puts it to sleep,
+  waits until it is ``sleeping``, then sends a request to its URL through the
   gateway and polls every 50 ms until the app's own answer arrives: the time
   from the first request to the first byte of the app. The baseline is the
   same app's cold start from nothing: an environment requested through the
-  services, polled the same way until its app answers. Target: wake p50
-  under 2 s; the ratio says what keeping the workspace saves.
+  services, polled the same way until its app answers. Locally the app is the
+  default project command (``python3 -m http.server`` over the workspace):
+  target wake p50 under 2 s. On the test cluster's control plane (a real
+  kube-apiserver, etcd and controller-manager, and the test kubelet running
+  pods as local processes: ``make test-cluster``) it is the same server as a
+  container service, reached through the API server's service proxy as the
+  ``local`` URL provider reaches it; a wake there scales the Deployment back
+  and waits for its rollout, so the figure is the control plane's own path
+  (no image pull, no scheduler, no real kubelet). The ratio wake / cold says
+  what keeping the environment saves; ``--no-kube`` skips the cluster.
 * **Idleness checks per second.** ``--rows`` development environments (ready,
   used a minute ago: nothing to do) are seeded; one pass of the reconciler's
   idleness check (``services/idleness.py``: its query and the decisions) is
@@ -27,13 +34,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import insert
@@ -52,6 +61,8 @@ from envhub.services import idleness, ports, sleeping
 from envhub.services.environments import create_environment
 from envhub.services.projects import create_project
 from envhub.wiring import install as wire_adapters
+from tests.kube.helpers import HTTP_SERVER, KubeWorkers, load_cluster_module
+from tests.support.net import free_port, machine_address
 from tests.support.postgres import private_postgres
 from tests.support.redis_server import private_redis
 from tests.support.servers import serve_asgi
@@ -59,6 +70,7 @@ from tests.support.workers import Workers
 from tests.support.world import World, make_world
 
 POLL = 0.05
+LOCAL, KUBE = "local runtime", "test cluster"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +113,32 @@ def _wait_phase(settings: Settings, env_id: int, phase: Phase, timeout: float = 
 
 
 @contextmanager
-def _envhub(folder: Path) -> Iterator[tuple[Settings, World, Project, httpx.Client, int]]:
-    with private_postgres() as postgres, private_redis(folder / "redis") as redis:
+def _cluster() -> Iterator[Any]:
+    """The test cluster, its pods reporting this machine's address (the service proxy needs one)."""
+    address = machine_address()
+    if address is None:
+        raise RuntimeError("the test cluster's service proxy needs a non-loopback IPv4 address here")
+    with load_cluster_module().TestCluster(pod_ip=address) as cluster:
+        yield cluster
+
+
+@contextmanager
+def _envhub(folder: Path, where: str) -> Iterator[tuple[Settings, World, Project, httpx.Client, int]]:
+    """envhub's API app and one worker on ``where`` (LOCAL or KUBE), and a project of a small app."""
+    with ExitStack() as stack:
+        postgres = stack.enter_context(private_postgres())
+        redis = stack.enter_context(private_redis(folder / "redis"))
+        cluster = stack.enter_context(_cluster()) if where == KUBE else None
         database_url = postgres.create_database("bench_sleep")
         data = folder / "data"
         data.mkdir()
+        runtime: dict[str, Any] = {}
+        workloads = None
+        if cluster is not None:
+            runtime = {"runtime": "kubernetes", "kubeconfig": str(cluster.kubeconfig)}
+            app = free_port()  # the test kubelet runs every pod on this machine
+            web = {"name": "web", "image": "python:3.12-slim", "ports": [app]}
+            workloads = {"services": [{**web, "command": [sys.executable, "-c", HTTP_SERVER, str(app)]}]}
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
             data_dir=data,
@@ -113,6 +146,7 @@ def _envhub(folder: Path) -> Iterator[tuple[Settings, World, Project, httpx.Clie
             redis_url=redis.url,
             queue_name="envhub-bench-sleep",
             base_url="http://localhost:3000",
+            **runtime,
         )
         with override_settings(settings):
             migrate(settings)
@@ -120,8 +154,10 @@ def _envhub(folder: Path) -> Iterator[tuple[Settings, World, Project, httpx.Clie
             ports.reset()
             with Session(engine_for(database_url), expire_on_commit=False) as session:
                 world = make_world(session)
-                project = create_project(session=session, actor=world.owner, team_id=world.acme, name="shop")
-            workers = Workers(settings, folder)
+                project = create_project(
+                    session=session, actor=world.owner, team_id=world.acme, name="shop", workloads=workloads
+                )
+            workers = KubeWorkers(settings, folder) if cluster is not None else Workers(settings, folder)
             workers.start()
             try:
                 with (
@@ -131,15 +167,17 @@ def _envhub(folder: Path) -> Iterator[tuple[Settings, World, Project, httpx.Clie
                     yield settings, world, project, client, port
             finally:
                 workers.stop_all()
-                for environment_id in ports.runtime().managed_environments():
-                    ports.runtime().stop(environment_id)
+                if cluster is None:  # the cluster's pods go with it
+                    for environment_id in ports.runtime().managed_environments():
+                        ports.runtime().stop(environment_id)
+                ports.reset()
 
 
-def measure_wake(runs: int, folder: Path) -> dict[str, list[float]]:
+def measure_wake(runs: int, folder: Path, where: str = LOCAL) -> dict[str, list[float]]:
     cold: list[float] = []
     wake: list[float] = []
     page: list[float] = []
-    with _envhub(folder) as (settings, world, project, client, port):
+    with _envhub(folder, where) as (settings, world, project, client, port):
         assert project.id is not None
 
         def create(name: str) -> int:
@@ -261,21 +299,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rows", default="1000,10000")
     parser.add_argument("--no-wake", action="store_true", help="only the idleness checks")
+    parser.add_argument("--no-kube", action="store_true", help="no wake on the test cluster")
     args = parser.parse_args()
     sizes = [int(part) for part in args.rows.split(",") if part]
     with tempfile.TemporaryDirectory(prefix="envhub-bench-sleep-") as scratch:
         folder = Path(scratch)
         if not args.no_wake:
-            times = measure_wake(args.runs, folder / "wake")
-            cold, wake, page = (_p50(times[key]) for key in ("cold", "wake", "page"))
-            print(f"\nWake on visit, local runtime ({args.runs} runs, p50; all: {_all(times)})")
-            print(f"  {'cold start from nothing (baseline)':<44}{cold:8.2f} s")
-            print(f"  {'first request -> waking page':<44}{page:8.3f} s")
-            print(
-                f"  {'first request -> first byte of the app':<44}{wake:8.2f} s   target < 2 s: "
-                f"{'met' if wake < 2 else 'MISSED'}"
-            )
-            print(f"  {'wake / cold':<44}{wake / cold:8.2f}")
+            places = [LOCAL] if args.no_kube else [LOCAL, KUBE]
+            found = {}
+            for where in places:
+                place = folder / where.replace(" ", "-")
+                place.mkdir()
+                found[where] = measure_wake(args.runs, place, where)
+            _print_wake(args.runs, found)
         checks = measure_checks(sizes, folder / "checks")
         print("\nIdleness checks in one reconciler pass (best of 5)")
         heads = ("check ms", 12), ("rows/s", 14), ("live read ms", 15), ("check/read", 12), ("verdicts", 10)
@@ -285,6 +321,25 @@ def main() -> None:
                 f"  {size:>8}{checked * 1000:>12.1f}{size / checked:>14,.0f}"
                 f"{baseline * 1000:>15.1f}{checked / baseline:>12.2f}{verdicts:>10}"
             )
+
+
+def _print_wake(runs: int, found: dict[str, dict[str, list[float]]]) -> None:
+    """The p50s of each place side by side (the local target beside its figure), then every run."""
+    p50 = {where: {key: _p50(values) for key, values in times.items()} for where, times in found.items()}
+    print(f"\nWake on visit ({runs} runs each, p50)")
+    print(f"  {'':<42}" + "".join(f"{where:>16}" for where in found))
+    rows = (
+        ("cold start from nothing (baseline)", "cold", "{:14.2f} s"),
+        ("first request -> waking page", "page", "{:14.3f} s"),
+        ("first request -> first byte of the app", "wake", "{:14.2f} s"),
+    )
+    for title, key, shape in rows:
+        print(f"  {title:<42}" + "".join(shape.format(p50[where][key]) for where in found))
+    print(f"  {'wake / cold':<42}" + "".join(f"{p50[w]['wake'] / p50[w]['cold']:16.2f}" for w in found))
+    wake = p50[LOCAL]["wake"]
+    print(f"  local target: wake p50 < 2 s: {'met' if wake < 2 else 'MISSED'}")
+    for where, times in found.items():
+        print(f"  all, {where}: {_all(times)}")
 
 
 def _all(times: dict[str, list[float]]) -> str:

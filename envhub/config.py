@@ -66,6 +66,9 @@ class AuthMode(StrEnum):
     oidc = "oidc"
 
 
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -223,6 +226,12 @@ class Settings(BaseSettings):
     # envhub's own namespace in the cluster (the chart sets it); when empty and
     # running in a pod, the pod's own namespace.
     kube_own_namespace: str = ""
+    # Git credentials in workspaces: git's helper in a workspace pod calls envhub at
+    # ENVHUB_GATEWAY_INTERNAL_URL (the web's Service) with the pod's projected token, and a
+    # NetworkPolicy lets the pod reach envhub's web pods (labelled so, "k=v,k=v"; empty: any pod of
+    # envhub's namespace) on their port. Without that URL and a namespace, git gets none from envhub.
+    kube_web_pod_labels: str = ""
+    kube_web_pod_port: Annotated[int, Field(ge=1, le=65535)] = 3000
     # Browser terminals: how long a shell outlives its last socket (a reload or
     # a dropped network reattaches within it), how often sockets are pinged,
     # and how much of one session is recorded before the recording stops.
@@ -349,6 +358,9 @@ class Settings(BaseSettings):
     rate_limit_tokens: str = "60/60"
     # GitHub delivers from a handful of addresses: a burst of pull requests must fit.
     rate_limit_webhooks: str = "1200/60"
+    # git in one environment asks for credentials per fetch or push (the local runtime's relay
+    # comes from one address for all of them: envhub's own).
+    rate_limit_git_credentials: str = "600/60"
     # Reverse proxies in front of envhub whose X-Forwarded-For is believed.
     trusted_proxy_hops: Annotated[int, Field(ge=0, le=5)] = 0
     # Extra Host names envhub answers to besides the base URL's.
@@ -364,6 +376,15 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
                 raise ValueError(f"{cidr!r} is not a CIDR block") from exc
+        return value
+
+    @field_validator("kube_web_pod_labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        for pair in _csv(value):
+            key, sep, label = pair.partition("=")
+            if not sep or not key.strip() or not _LABEL_VALUE.fullmatch(label.strip()):
+                raise ValueError(f"{pair!r} is not label=value")
         return value
 
     @field_validator("local_sandbox")
@@ -382,7 +403,9 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute path to a git config file")
         return value
 
-    @field_validator("rate_limit_sign_in", "rate_limit_tokens", "rate_limit_webhooks")
+    @field_validator(
+        "rate_limit_sign_in", "rate_limit_tokens", "rate_limit_webhooks", "rate_limit_git_credentials"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         count, _, seconds = value.partition("/")
@@ -625,7 +648,7 @@ class Settings(BaseSettings):
         return f"{parts.scheme}://{parts.netloc}".lower()
 
     def rate_limit(self, name: str) -> tuple[int, int]:
-        """(requests, seconds) of the named limit: sign_in, tokens, webhooks."""
+        """(requests, seconds) of the named limit: sign_in, tokens, webhooks, git_credentials."""
         count, _, seconds = str(getattr(self, f"rate_limit_{name}")).partition("/")
         return int(count), int(seconds)
 
@@ -670,6 +693,13 @@ class Settings(BaseSettings):
     @property
     def egress_deny_namespaces(self) -> tuple[str, ...]:
         return _csv(self.kube_egress_deny_namespaces)
+
+    @property
+    def web_pod_labels(self) -> dict[str, str]:
+        return {
+            k.strip(): v.strip()
+            for k, _, v in (pair.partition("=") for pair in _csv(self.kube_web_pod_labels))
+        }
 
     @property
     def envs_dir(self) -> Path:

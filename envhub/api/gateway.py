@@ -217,7 +217,7 @@ class GatewayMiddleware:
 
         admission = await asyncio.to_thread(admit)
         if admission is None:
-            again = html.escape(_access_url(environment_id, "/"))
+            again = html.escape(_access_url(environment_id, "/", res.port))
             await _page(
                 send,
                 403,
@@ -476,10 +476,12 @@ def _secure(scope: Scope) -> bool:
     )
 
 
-def _access_url(environment_id: int, next_path: str) -> str:
-    """envhub's own page that carries sign-in over to the environment, then comes back to ``next_path``."""
+def _access_url(environment_id: int, next_path: str, port: int | None = None) -> str:
+    """envhub's own page that carries sign-in over to the environment (to the host of its forwarded
+    ``port``, when one is named), then comes back to ``next_path``."""
     base = get_settings().base_url.rstrip("/")
-    return f"{base}{ENVIRONMENT_ACCESS_PREFIX}{environment_id}?{urlencode({'next': next_path})}"
+    query = {"next": next_path, **({"port": str(port)} if port is not None else {})}
+    return f"{base}{ENVIRONMENT_ACCESS_PREFIX}{environment_id}?{urlencode(query)}"
 
 
 async def _sign_in_first(scope: Scope, receive: Receive, send: Send, res: Resolution) -> None:
@@ -490,7 +492,7 @@ async def _sign_in_first(scope: Scope, receive: Receive, send: Send, res: Resolu
         if first["type"] == "websocket.connect":
             await send({"type": "websocket.close", "code": 4401})
         return
-    target = _access_url(res.environment_id, _path(scope))
+    target = _access_url(res.environment_id, _path(scope), res.port)
     if scope["method"] in ("GET", "HEAD"):
         await send(
             {

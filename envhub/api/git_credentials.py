@@ -1,9 +1,11 @@
 """``POST /api/v1/environment-identity/git-credentials``: git's credentials, for an environment itself.
 
 The caller is no person and holds no envhub token: it is the relay of git's
-credential helper in an environment, presenting that environment's
-short-lived identity (``Authorization: Bearer ehe_...``). The use case checks
-it, and audits what it hands out.
+credential helper in a local environment, presenting that environment's
+short-lived identity (``Authorization: Bearer ehe_...``), or the helper in a
+Kubernetes workspace, presenting the pod's projected ServiceAccount token for
+envhub (which the runtime reviews with the cluster). The use case checks it,
+and audits what it hands out.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pydantic import BaseModel, Field
 
 from envhub.api.clients import client_ip
 from envhub.api.v1.models import answers
-from envhub.domain.git_credentials import ENDPOINT
+from envhub.domain.git_credentials import ENDPOINT, IDENTITY_PREFIX
 from envhub.errors import Unauthenticated
 from envhub.models.db import session_scope
-from envhub.services import git_credentials
+from envhub.services import git_credentials, ports
 from envhub.services.authentication import bearer_token
 
 router = APIRouter()
@@ -54,7 +56,11 @@ def environment_git_credentials(
 ) -> git_credentials.GitCredentials:
     identity = bearer_token(authorization)
     if identity is None:
-        raise Unauthenticated("an environment identity (Authorization: Bearer ehe_...) is required")
+        raise Unauthenticated(
+            "an environment identity (Authorization: Bearer ehe_...) or a workload's token is required"
+        )
+    # A workload's token is the cluster's to check: only then is the runtime needed.
+    runtime = None if identity.startswith(IDENTITY_PREFIX) else ports.runtime()
     with session_scope() as session:
         return git_credentials.git_credentials(
             session=session,
@@ -62,4 +68,5 @@ def environment_git_credentials(
             protocol=body.protocol,
             host=body.host,
             source_ip=client_ip(request.scope),
+            runtime=runtime,
         )

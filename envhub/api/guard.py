@@ -3,7 +3,10 @@
 * Host: only envhub's own names (DNS rebinding cannot reach a loopback envhub);
   ``/healthz`` answers any Host, ``/metrics`` also an IP address (Prometheus),
   and terminal sockets relayed between web replicas come to a pod's address
-  (their route wants the replicas' signature instead).
+  (their route wants the replicas' signature instead). Git credentials for
+  environments also answer at envhub's in-cluster name (the host of
+  ``ENVHUB_GATEWAY_INTERNAL_URL``: a workspace's helper calls there; the route
+  takes a bearer token only, never a cookie, so no page can lend it one).
 * Origin: a browser request that changes state, and every WebSocket, must
   come from envhub's own origin. Terminal sockets (``/ws/terminal/``) make
   the same check in their route, so the refusal reaches the browser in the
@@ -15,7 +18,8 @@
   junk ``Bearer x`` next to the cookie still needs the token), so the token
   is looked up first.
 * Size: request bodies larger than ``ENVHUB_MAX_BODY_BYTES`` are refused.
-* Rate: sign-in, token and webhook endpoints are limited per client address.
+* Rate: sign-in, token, webhook and environments' git credential endpoints are
+  limited per client address.
 
 The local gateway sits in front of this middleware: environments' own
 traffic is theirs and is not subject to envhub's rules.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +41,7 @@ from envhub.api.errors import body_of, status_of
 from envhub.api.ratelimit import RateLimiter, bucket_of
 from envhub.config import get_settings
 from envhub.domain import credentials
+from envhub.domain.git_credentials import ENDPOINT as GIT_CREDENTIALS
 from envhub.errors import (
     CsrfRejected,
     EnvhubError,
@@ -103,7 +108,9 @@ class GuardMiddleware:
         host = host_name(header(scope, b"host") or "")
         by_address = path in _ADDRESS_HOST and _is_address(host)
         relayed = scope["type"] == "websocket" and path.startswith(_SIGNED_BY_REPLICAS)
-        if path not in _ANY_HOST and not by_address and not relayed and host not in allowed_hosts(settings):
+        in_cluster = path == GIT_CREDENTIALS and host == _internal_host(settings.gateway_internal_url)
+        allowed = by_address or relayed or in_cluster or host in allowed_hosts(settings)
+        if path not in _ANY_HOST and not allowed:
             raise HostNotAllowed(f"envhub does not answer to the host name {host[:100]!r}")
         origin = (header(scope, b"origin") or "").lower()
         method = str(scope.get("method", "GET")).upper()
@@ -140,6 +147,10 @@ class GuardMiddleware:
         if csrf_valid(digest, header(scope, b"x-csrf-token")):
             return receive
         return await _csrf_from_form(scope, receive, digest)
+
+
+def _internal_host(url: str) -> str | None:
+    return (urlsplit(url).hostname or None) if url else None
 
 
 def _is_address(host: str) -> bool:

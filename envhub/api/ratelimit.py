@@ -24,6 +24,8 @@ BUCKETS: tuple[tuple[str, str], ...] = (
     ("/auth/device/", "sign_in"),
     ("/api/v1/tokens", "tokens"),
     ("/webhooks/", "webhooks"),
+    # Each may cost a TokenReview against the cluster (a workspace's token), and a GitHub call.
+    ("/api/v1/environment-identity/", "git_credentials"),
 )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -98,13 +98,20 @@ def local_link(request: Request, token: str) -> Response:
 
 
 @router.get("/environment/{environment_id}")
-def environment_access(request: Request, environment_id: int, next: str = "/") -> Response:
+def environment_access(
+    request: Request,
+    environment_id: int,
+    next: str = "/",
+    port: Annotated[int | None, Query(ge=1, le=65535)] = None,
+) -> Response:
     """Carry the person's envhub sign-in over to an environment whose URL needs it.
 
     The gateway sends browsers without a pass here; signed in, they go back
-    to the environment's host with a one-minute ticket (services/url_access.py).
+    to the environment's host (or its forwarded ``port``'s) with a one-minute
+    ticket (services/url_access.py).
     """
-    back = f"{ENVIRONMENT_ACCESS_PREFIX}{environment_id}?{urlencode({'next': next[:2000]})}"
+    query = {"next": next[:2000], **({"port": str(port)} if port is not None else {})}
+    back = f"{ENVIRONMENT_ACCESS_PREFIX}{environment_id}?{urlencode(query)}"
     caller = caller_from_scope(request.scope)
     if caller is None or caller.session_hash is None:  # a browser comes with its session, not a token
         return RedirectResponse(f"/sign-in?{urlencode({'next': back})}", status_code=303)
@@ -116,6 +123,7 @@ def environment_access(request: Request, environment_id: int, next: str = "/") -
                 session_hash=caller.session_hash,
                 environment_id=environment_id,
                 next_path=next,
+                port=port,
             )
     except EnvhubError as exc:
         return notice_page(exc.status, "Cannot open this environment", exc.message, hint=exc.hint)

@@ -168,7 +168,8 @@ def register(root: typer.Typer) -> None:
 
 @command
 def top(env: EnvArgument, server: ServerOption = None, output: OutputOption = Format.text) -> None:
-    """CPU (millicores) and memory per container, as kubectl top prints them, with requests and limits."""
+    """CPU (millicores) and memory per container, as kubectl top prints them, with requests, limits,
+    the memory peak where the runtime knows it, and where the figures come from."""
     connection = Connection.signed_in(server)
     view = connection.request(
         "GET", f"/api/v1/environments/{resources.environment_id(connection, env)}/usage"
@@ -188,7 +189,19 @@ def top(env: EnvArgument, server: ServerOption = None, output: OutputOption = Fo
         console.print(view["note"] or "No container is running.")
         return
     rows = [
-        (row["pod"], row["container"], row["cpu"], row["memory"], row["requests"], row["limits"])
+        (
+            row["pod"],
+            row["container"],
+            row["cpu"],
+            row["memory"],
+            row["requests"],
+            row["limits"],
+            row.get("memory_peak") or "-",
+        )
         for row in view["rows"]
     ]
-    console.print(rows_table(("POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS"), rows))
+    console.print(rows_table(("POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS", "PEAK"), rows))
+    if view.get("source"):  # never a silent fallback: where the figures come from, and why
+        console.print(f"Measured from {view['source']}.", style="dim")
+    if view.get("source_note"):
+        console.print(view["source_note"], style="yellow")

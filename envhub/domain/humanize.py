@@ -7,6 +7,7 @@ while a page is open.
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime
 
 
@@ -84,6 +85,14 @@ def size(count: int) -> str:
 
 
 MAX_ID = 2**31 - 1
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9: how a process's end by a signal is said."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def parse_id(raw: object) -> int:

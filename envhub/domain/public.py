@@ -36,6 +36,10 @@ class IngressRoute:
     cluster_issuer: str = ""
     tls_secret: str = ""
 
+    def port_host(self, port: int) -> str:
+        """The host of a forwarded port of the environment (:func:`port_host`)."""
+        return port_host(self.host, port)
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayAddress:
@@ -81,6 +85,37 @@ def wildcard_host(*, environment: str, project: str, team: str, domain: str) -> 
     digest = hashlib.sha256(f"{team}/{project}/{environment}".encode()).hexdigest()[:_DIGEST]
     readable = f"{environment}-{project}"[: DNS_LABEL_MAX - _DIGEST - 1].rstrip("-")
     return f"{readable}-{digest}.{domain}"
+
+
+def port_host(host: str, port: int) -> str:
+    """``<port>-<label>.<domain>``: a forwarded port's host beside the environment's ``host``.
+
+    Still one label under the wildcard domain (what a wildcard certificate and
+    a tunnel's proxied records cover), the port first, the environment's
+    digest last; the readable part is cut further so the label stays within
+    63 characters. The same scheme as the local provider's ``<port>.<host>``,
+    in one label.
+    """
+    label, _, domain = host.partition(".")
+    readable, _, digest = label.rpartition("-")
+    room = DNS_LABEL_MAX - len(str(port)) - len(digest) - 2
+    return f"{port}-{readable[:room].rstrip('-')}-{digest}.{domain}"
+
+
+_PORT_LABEL = re.compile(rf"(?P<port>[1-9][0-9]{{0,4}})-.*-(?P<digest>[0-9a-f]{{{_DIGEST}}})")
+
+
+def port_host_parts(host: str) -> tuple[int, str] | None:
+    """The port and the environment's digest a host may name, if it has :func:`port_host`'s shape.
+
+    A shape only: an environment whose own name starts with digits has hosts of
+    it too, so the caller checks the port host it computes for the environment.
+    """
+    label = host.partition(".")[0]
+    match = _PORT_LABEL.fullmatch(label)
+    if match is None or not 1 <= int(match.group("port")) <= 65535:
+        return None
+    return int(match.group("port")), match.group("digest")
 
 
 def host_name(host_header: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from envhub.errors import EnvhubError, RuntimeFailure
@@ -66,6 +67,8 @@ def _converge(environment_id: int, run_id: int) -> str:
                     store=ports.backup_store(),
                 )
                 applied = runtime.apply(target, progress=progress)
+                if applied.workspace is not None:  # routed too: its app, its forwarded ports
+                    target = dataclasses.replace(target, workspace=applied.workspace)
                 progress.begin("publish")
                 url = urls.publish(target)
                 progress.finish("publish", url)

@@ -32,6 +32,7 @@ from envhub.services import (
 from envhub.services.environment_listing import filters_from_query
 from envhub.services.environment_requests import StartedJob
 from envhub.services.environment_views import (
+    DevcontainerPort,
     EnvironmentEvents,
     EnvironmentRow,
     EnvironmentStatus,
@@ -68,6 +69,8 @@ class PublicUrl(TypedDict):
     url: str  # "" until the environment has one
     serving: bool  # it answers there now (phase ready)
     phase: str
+    # Its devcontainer's forwarded ports, each with its label and its own URL ("" when it has none).
+    ports: list[DevcontainerPort]
 
 
 class CommandOutput(TypedDict):
@@ -303,12 +306,17 @@ def wait_until_ready(
 
 
 def get_public_url(actor: Principal, environment_id: EnvironmentId) -> PublicUrl:
-    """The environment's public URL, and whether it serves there now."""
+    """The environment's public URL, whether it serves there now, and each forwarded port's URL."""
     with read_only() as session:
         detail = environment_views.environment_summary(
             session=session, actor=actor, environment_id=environment_id
         )
-    return PublicUrl(url=detail["url"], serving=detail["phase"] == Phase.ready.value, phase=detail["phase"])
+    return PublicUrl(
+        url=detail["url"],
+        serving=detail["phase"] == Phase.ready.value,
+        phase=detail["phase"],
+        ports=detail["devcontainer_ports"],
+    )
 
 
 def get_logs(

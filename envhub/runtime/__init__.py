@@ -39,6 +39,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
     from envhub.domain.kube import EgressDenyList, PlatformLimits
     from envhub.domain.kube.browser import BrowserSidecar
     from envhub.domain.kube.builds import BuilderSettings
+    from envhub.domain.kube.git_credentials import EnvhubWeb
     from envhub.domain.kube.network import ClusterNetwork
     from envhub.domain.kube.workspace import WorkspaceSettings
     from envhub.errors import ConfigurationError
@@ -80,6 +81,16 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             storage_class=settings.kube_workspace_storage_class,
             size=settings.kube_workspace_size,
             volume_size=settings.kube_workspace_volume_size,
+            # Where a workspace's git credential helper reaches envhub: the web's Service, in envhub's
+            # namespace (the chart sets both). Without them git inside gets no credentials from envhub.
+            envhub=EnvhubWeb(
+                url=settings.gateway_internal_url,
+                namespace=own,
+                pods=settings.web_pod_labels,
+                port=settings.kube_web_pod_port,
+            )
+            if settings.gateway_internal_url and own
+            else None,
         ),
         git_config=settings.git_config,
         allow_local_repos=settings.allow_local_repos,

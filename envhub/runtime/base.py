@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from websockets.asyncio.client import ClientConnection
 
+from envhub.domain.devcontainer import Workspace
 from envhub.domain.specs import EnvironmentTarget
 
 
@@ -61,6 +62,9 @@ class RuntimeStatus:
     generation: int | None = None
     endpoint: Endpoint | None = None
     details: dict[str, str] = field(default_factory=dict)
+    # What :meth:`Runtime.apply` made of the repository's devcontainer.json (a cluster runtime's
+    # workspace): the URL provider routes to it when it serves the app, and to its forwarded ports.
+    workspace: Workspace | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +266,17 @@ class CredentialIssuer(Protocol):
         """
 
 
+@runtime_checkable
+class WorkloadTokenReviewer(Protocol):
+    """A runtime whose workloads prove which environment they run in with a token the cluster signed."""
+
+    def environment_of_token(self, token: str) -> int | None:
+        """The id of the environment whose workload presented ``token``, or None when the cluster does
+        not vouch for it (expired, another audience, an account that is not the environment's workload
+        account, a namespace that is no environment's). Raises a retryable error when the cluster
+        cannot be asked."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerUsage:
     """What one container uses now: CPU in millicores (a rate, 1000 = one core) and memory in bytes."""
@@ -270,6 +285,7 @@ class ContainerUsage:
     container: str
     cpu_millicores: float
     memory_bytes: int
+    memory_peak_bytes: int | None = None  # the most since the container started, where the runtime knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +299,8 @@ class Usage:
     available: bool
     containers: tuple[ContainerUsage, ...] = ()
     reason: str = ""
-    source: str = ""  # "metrics.k8s.io", "process tree (psutil)"
+    source: str = ""  # "metrics.k8s.io", "cgroup v2", "process tree (psutil)"
+    source_note: str = ""  # why the figures come from a weaker source ("no cgroup here: ..."), else ""
 
 
 @runtime_checkable
@@ -465,8 +482,11 @@ class Runtime(Protocol):
         The workspace is used as it is: nothing is fetched or checked out again,
         and ``target`` must be the generation that went to sleep (a change of
         spec goes through :meth:`apply`). Reports ``start`` and ``health``, and
-        returns like :meth:`apply`: ready with its endpoint, ``NotReady`` while it
-        is not serving yet. Waking something awake changes nothing.
+        runs a dev container's lifecycle commands as a start does (each its own
+        step: ``postStartCommand`` and ``postAttachCommand`` again, never
+        ``postCreateCommand`` again for the same commit). Returns like
+        :meth:`apply`: ready with its endpoint, ``NotReady`` while it is not
+        serving yet. Waking something awake changes nothing.
         """
 
     def managed_environments(self) -> set[int]:

@@ -37,7 +37,7 @@ from envhub.services import git_credentials, jobruns, ports, provisioning, relea
 from envhub.services.common import audit
 from envhub.services.jobruns import RESYNC
 from envhub.services.secrets import environment_secrets
-from envhub.urls.base import PortUrls, UrlProvider
+from envhub.urls.base import UrlProvider
 
 log = logging.getLogger(__name__)
 
@@ -389,35 +389,22 @@ def complete_run(
 def with_port_urls(
     devcontainer: str | None, target: EnvironmentTarget, urls: UrlProvider, url: str
 ) -> str | None:
-    """The runtime's devcontainer summary (JSON) with each forwarded port's public URL, or why it has none.
+    """The runtime's devcontainer summary (JSON) with each forwarded port's public URL, "" for none.
 
     The port the app serves is on the environment's own ``url``; the others get
-    one where both the runtime relays them (it said which port it published, or
-    that every port is relayed) and the URL provider gives ports URLs of their own.
+    one of their own where the runtime relays them (it said which port it
+    published, or that every port is relayed).
     """
     if not devcontainer:
         return devcontainer
     summary = json.loads(devcontainer)
     published = summary.get("published_port")
-    relayed = bool(summary.get("ports_relayed"))
-    missing: list[str] = []
+    relayed = published is not None or bool(summary.get("ports_relayed"))
     for port in summary.get("ports", []):
         if port["port"] == published:
             port["url"] = url
-        elif (published is not None or relayed) and isinstance(urls, PortUrls):
-            port["url"] = urls.port_url(target, int(port["port"]))
         else:
-            port["url"] = ""
-            missing.append(str(port["port"]))
-    refused = {entry["key"] for entry in summary.get("unsupported", [])}
-    if missing and (published is not None or relayed) and "forwardPorts" not in refused:
-        summary.setdefault("unsupported", []).append(
-            {
-                "key": "forwardPorts",
-                "reason": f"this envhub's URL provider ({urls.name}) gives one URL per environment, "
-                f"the app's; {', '.join(missing)} get none",
-            }
-        )
+            port["url"] = urls.port_url(target, int(port["port"])) if relayed else ""
     return json.dumps(summary)
 
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from envhub.domain.naming import is_label
 from envhub.domain.phases import Phase
+from envhub.domain.public import port_host, port_host_parts
 from envhub.domain.url_access import UrlAccess, parse_url_access
 from envhub.models import Environment, Project, Team
 from envhub.runtime.base import Endpoint, PortEndpoints, Runtime
@@ -31,6 +32,8 @@ class Resolution:
     url_access: UrlAccess = UrlAccess.public
     # Asleep, or on its way up from sleep: the gateway answers its "waking up" page.
     waking: bool = False
+    # The forwarded port the host names (a devcontainer's), None for the environment's own URL.
+    port: int | None = None
 
 
 def valid_route(*, team: str, project: str, environment: str) -> bool:
@@ -61,15 +64,30 @@ def resolve_public_host(
 
 
 def resolve_url_host(*, session: Session, runtime: Runtime, host: str) -> Resolution:
-    """The environment whose public URL is ``https://<host>/`` (Ingress and tunnel hosts)."""
+    """The environment whose public URL is ``https://<host>/`` (Ingress and tunnel hosts), or one of
+    its forwarded ports whose host is ``host`` (:func:`~envhub.domain.public.port_host`)."""
+    found = select(Environment, Project).join(Project, col(Project.id) == Environment.project_id)
     row = session.exec(
-        select(Environment, Project)
-        .join(Project, col(Project.id) == Environment.project_id)
-        .where(Environment.public_url == f"https://{host}/", Environment.phase != Phase.deleted)
+        found.where(Environment.public_url == f"https://{host}/", Environment.phase != Phase.deleted)
     ).first()
-    if row is None:
-        return Resolution(found=False, label=host[:200])
-    return _resolution(session, runtime, *row)
+    if row is not None:
+        return _resolution(session, runtime, *row)
+    parts = port_host_parts(host)
+    if parts is not None:
+        port, digest = parts
+        domain = host.partition(".")[2]
+        # The environment's own host ends with the same digest: a handful of candidates at most.
+        candidates = session.exec(
+            found.where(
+                col(Environment.public_url).like(f"https://%-{digest}.{domain}/"),
+                Environment.phase != Phase.deleted,
+            )
+        ).all()
+        for environment, project in candidates:
+            own = (environment.public_url or "").removeprefix("https://").rstrip("/")
+            if port_host(own, port) == host:
+                return _resolution(session, runtime, environment, project, port=port)
+    return Resolution(found=False, label=host[:200])
 
 
 def _resolution(
@@ -91,4 +109,5 @@ def _resolution(
         environment_id=environment.id,
         url_access=parse_url_access(project.url_access),
         waking=environment.phase is Phase.sleeping or sleeping.is_waking(session, environment),
+        port=port,
     )

@@ -2,8 +2,12 @@
 
 git inside an environment asks its credential helper, whose relay asks here
 with the environment's identity (``domain/git_credentials.py``): no person's
-token, and nothing the sandbox holds. envhub checks the identity (signed with
-the environment's key, unexpired, the environment still alive), that git asks
+token, and nothing the sandbox holds. On a cluster the helper presents the
+workspace pod's projected ServiceAccount token instead, which the runtime
+checks with the cluster and maps to its environment (a ``WorkloadTokenReviewer``:
+``domain/kube/git_credentials.py``). envhub checks the identity (signed with
+the environment's key, or vouched for by the cluster; unexpired; the environment
+still alive), that git asks
 for the host of the project's repository and no other, then asks GitHub for an
 App installation token restricted to that one repository, to push branches
 and open pull requests (``contents`` and ``pull_requests`` write), valid about
@@ -25,6 +29,7 @@ from envhub.domain.phases import Phase
 from envhub.domain.principals import Principal, PrincipalType
 from envhub.errors import GitHostRefused, GithubAppRequired, GithubNotConnected, Unauthenticated
 from envhub.models import Environment, GithubConnection, Project, Team
+from envhub.runtime.base import Runtime, WorkloadTokenReviewer
 from envhub.services import github
 from envhub.services.common import AuditTarget, audited
 
@@ -47,10 +52,17 @@ def repository_origin(session: Session, project_id: int) -> str:
 
 
 def git_credentials(
-    *, session: Session, identity: str, protocol: str, host: str, source_ip: str | None = None
+    *,
+    session: Session,
+    identity: str,
+    protocol: str,
+    host: str,
+    source_ip: str | None = None,
+    runtime: Runtime | None = None,
 ) -> GitCredentials:
-    """A token for git's ``protocol://host``, for the environment ``identity`` stands for."""
-    environment, project, team = _identified(session, identity)
+    """A token for git's ``protocol://host``, for the environment ``identity`` stands for: an
+    environment identity (``ehe_...``), or a workload's token that ``runtime`` reviews."""
+    environment, project, team = _identified(session, identity, runtime)
     actor = Principal(
         name=f"environment {team.name}/{project.name}/{environment.name}",
         type=PrincipalType.system,
@@ -97,14 +109,23 @@ def git_credentials(
     )
 
 
-def _identified(session: Session, identity: str) -> tuple[Environment, Project, Team]:
-    """The live environment ``identity`` was signed for, or ``unauthenticated``."""
+def _identified(
+    session: Session, identity: str, runtime: Runtime | None
+) -> tuple[Environment, Project, Team]:
+    """The live environment ``identity`` was signed (or, a workload's token, vouched) for, or
+    ``unauthenticated``."""
     refused = Unauthenticated(
         "the environment identity is invalid or has expired",
         hint="git inside an environment asks through envhub's credential helper; restart the "
         "environment if it was started before the project was connected to GitHub.",
     )
-    environment_id = rules.claimed_environment(identity)
+    signed = identity.startswith(rules.IDENTITY_PREFIX)
+    if signed:
+        environment_id = rules.claimed_environment(identity)
+    elif runtime is not None and isinstance(runtime, WorkloadTokenReviewer):
+        environment_id = runtime.environment_of_token(identity)
+    else:
+        raise refused
     environment = session.get(Environment, environment_id) if environment_id is not None else None
     if environment is None or environment.phase in (Phase.deleting, Phase.deleted):
         raise refused
@@ -112,6 +133,8 @@ def _identified(session: Session, identity: str) -> tuple[Environment, Project, 
     team = session.get(Team, project.team_id) if project is not None else None
     if project is None or team is None:
         raise refused
+    if not signed:
+        return environment, project, team
     secret = get_settings().derived_key(rules.IDENTITY_KEY_PURPOSE)
     key = rules.environment_key(secret, environment.id or 0, team.name, project.name, environment.name)
     if not rules.verify_identity(key, identity, time.time()):

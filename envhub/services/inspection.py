@@ -143,7 +143,8 @@ def _last_exit(ended: LastTermination | None) -> str:
         return ""
     how = [ended.reason or "exited"]
     if ended.exit_code is not None:
-        how.append(f"(exit {ended.exit_code}{f', signal {ended.signal}' if ended.signal else ''})")
+        named = fmt.signal_name(ended.signal) if ended.signal else ""
+        how.append(f"(exit {ended.exit_code}{f', {named}' if named and named != ended.reason else ''})")
     when = fmt.ago(ended.finished_at)
     return " ".join([*how, *([when] if when else [])])
 

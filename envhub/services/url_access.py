@@ -51,12 +51,20 @@ def _key() -> bytes:
 
 
 def grant(
-    *, session: Session, actor: Principal, session_hash: str, environment_id: int, next_path: str | None
+    *,
+    session: Session,
+    actor: Principal,
+    session_hash: str,
+    environment_id: int,
+    next_path: str | None,
+    port: int | None = None,
 ) -> str:
-    """Where to send a signed-in person who asked for the environment's URL: its host, with a ticket.
+    """Where to send a signed-in person who asked for the environment's URL: its host (or the host of
+    its forwarded ``port``), with a ticket.
 
     Raises NotFound when the environment does not exist or is not theirs to
-    see, and InvalidTransition when it has no URL (yet, or any more).
+    see, and InvalidTransition when it has no URL (yet, or any more), or the
+    port none of its own.
     """
     target = AuditTarget("environment", id=environment_id)
     with audited(session, actor, "environment.url_access", target):
@@ -75,6 +83,13 @@ def grant(
                 hint="Open it again once it is ready.",
                 details={"phase": environment.phase.value},
             )
+        url = environment.public_url if port is None else _port_url(environment, port)
+        if not url:
+            raise InvalidTransition(
+                f"port {port} of {project.name}/{environment.name} has no URL of its own",
+                hint="Its devcontainer.json forwards the ports that have one; they are listed on its page.",
+                details={"port": port},
+            )
         ticket = seal(
             _key(),
             UrlPass(
@@ -84,9 +99,18 @@ def grant(
                 expires=int(time.time()) + TICKET_SECONDS,
             ),
         )
-        target.details = {"url": environment.public_url}
+        target.details = {"url": url}
         query = urlencode({"ticket": ticket, "next": safe_next(next_path)})
-        return f"{environment.public_url.rstrip('/')}{ACCESS_PATH}?{query}"
+        return f"{url.rstrip('/')}{ACCESS_PATH}?{query}"
+
+
+def _port_url(environment: Environment, port: int) -> str:
+    """The URL a forwarded port got when the environment was last published ("" for none)."""
+    summary = environment.devcontainer if isinstance(environment.devcontainer, dict) else {}
+    for entry in summary.get("ports") or []:
+        if isinstance(entry, dict) and entry.get("port") == port:
+            return str(entry.get("url") or "")
+    return ""
 
 
 def admit(

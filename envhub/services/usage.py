@@ -1,6 +1,7 @@
 """How much CPU and memory an environment's containers use, now and over the last minutes.
 
-The runtime measures (the metrics API on Kubernetes, the process tree locally);
+The runtime measures (the metrics API on Kubernetes; locally the environment's cgroup,
+or its process tree where no cgroup can be made) and says where the figures come from;
 this module keeps the readings in a short ring per environment, in this
 process's memory, so the dashboard can plot the last :data:`RING` readings and
 ``envhub env top`` can print the newest. Readings are taken when someone asks,
@@ -37,6 +38,7 @@ class UsageRow(TypedDict):
     container: str
     cpu: str  # "12m" (millicores, as kubectl top prints them)
     memory: str  # "34.5Mi"
+    memory_peak: str  # the most since the container started ("41.0Mi"), "" where the runtime cannot say
     cpu_millicores: float
     memory_bytes: int
     requests: str  # "cpu 100m · memory 128Mi", from the container's spec ("" when none)
@@ -57,13 +59,16 @@ class UsageSeries(TypedDict):
 class UsageView(TypedDict):
     available: bool
     note: str  # why there is nothing to show (no metrics API, nothing running), else ""
-    source: str
+    source: str  # where the figures come from: "metrics.k8s.io", "cgroup v2", "process tree (psutil)"
+    source_note: str  # why a weaker source than the runtime's best ("No cgroup for ..."), else ""
     measured_at: str  # RFC 3339 UTC of the newest reading, "" when none
     rows: list[UsageRow]
     series: list[UsageSeries]
 
 
-EMPTY_USAGE = UsageView(available=False, note="Measuring…", source="", measured_at="", rows=[], series=[])
+EMPTY_USAGE = UsageView(
+    available=False, note="Measuring…", source="", source_note="", measured_at="", rows=[], series=[]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,7 @@ def _row(usage: ContainerUsage, spec: ContainerInfo | None) -> UsageRow:
         container=usage.container,
         cpu=_cpu(usage.cpu_millicores),
         memory=_memory(usage.memory_bytes),
+        memory_peak=_memory(usage.memory_peak_bytes) if usage.memory_peak_bytes is not None else "",
         cpu_millicores=round(usage.cpu_millicores, 1),
         memory_bytes=usage.memory_bytes,
         requests=_quantities(spec.requests) if spec else "",
@@ -157,7 +163,9 @@ def _series(history: list[_Reading]) -> list[UsageSeries]:
 
 def unmeasured(note: str, *, source: str = "") -> UsageView:
     """A view with nothing measured, saying why."""
-    return UsageView(available=False, note=note, source=source, measured_at="", rows=[], series=[])
+    return UsageView(
+        available=False, note=note, source=source, source_note="", measured_at="", rows=[], series=[]
+    )
 
 
 def environment_usage(
@@ -191,6 +199,7 @@ def environment_usage(
         available=True,
         note="" if rows else "No container is running.",
         source=usage.source,
+        source_note=usage.source_note,
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reading.at)),
         rows=rows,
         series=_series([r for r in _history(environment_id) if r.usage.available]),

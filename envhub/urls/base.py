@@ -15,7 +15,7 @@ namespace (local, ingress) list nothing.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from envhub.domain.public import GatewayAddress, PublicAddress
 from envhub.domain.specs import EnvironmentTarget
@@ -28,8 +28,20 @@ class UrlProvider(Protocol):
     def address(self, target: EnvironmentTarget) -> PublicAddress:
         """Where the environment will be reachable; no I/O, the same answer every time."""
 
+    def port_url(self, target: EnvironmentTarget, port: int) -> str:
+        """The public URL of a forwarded port of the environment's (a devcontainer's ``forwardPorts``)
+        other than its app's: the environment's host with the port's number in front (``<port>.`` or
+        ``<port>-``). Pure, like :meth:`address`; :meth:`publish` routes it where the runtime relays it.
+        """
+
     def publish(self, target: EnvironmentTarget) -> str:
-        """Make the environment reachable; return its public URL."""
+        """Make the environment reachable; return its public URL.
+
+        ``target.workspace`` is what the runtime applied of the repository's
+        devcontainer.json, if anything: the workspace may serve the app, and each
+        forwarded port with a URL of its own is routed too. A port no longer
+        forwarded is no longer routed.
+        """
 
     def unpublish(self, target: EnvironmentTarget) -> None:
         """Stop routing to the environment. Quiet when nothing is published."""
@@ -39,14 +51,6 @@ class UrlProvider(Protocol):
 
     def withdraw(self, environment_id: int) -> None:
         """Remove what the provider holds for an environment known only by id. Quiet when none."""
-
-
-@runtime_checkable
-class PortUrls(Protocol):
-    """A provider that gives each forwarded port of an environment (a devcontainer's) a URL of its own."""
-
-    def port_url(self, target: EnvironmentTarget, port: int) -> str:
-        """The public URL of ``port``; pure, like :meth:`UrlProvider.address`."""
 
 
 def sign_in_gateway(gateway: GatewayAddress | None) -> GatewayAddress:

@@ -13,6 +13,12 @@ environment therefore makes two things at Cloudflare:
 * a proxied CNAME record ``<host>`` → ``<tunnel id>.cfargotunnel.com`` in the
   zone, commented ``envhub environment <id>: ...``.
 
+An environment whose workspace forwards ports (a devcontainer's ``forwardPorts``)
+gets the same two things for each port with a URL of its own, on the port's host
+(``<number>-<env>-<project>-<digest>.<zone>``, :func:`~envhub.domain.public.port_host`)
+to the workspace's Service at that port, the record's comment naming the port and
+its label. A port no longer forwarded loses its rule and record at the next publish.
+
 Both are recognisably envhub's and name the environment: the record by its
 comment (and its target, this cluster's tunnel), the rule by its service,
 which points into the environment's namespace, whose name only envhub gives
@@ -42,14 +48,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
-from envhub.domain.kube.deployments import public_endpoint
 from envhub.domain.kube.gateway import GATEWAY_SERVICE
 from envhub.domain.kube.names import NAMESPACE_PREFIX, is_namespace_of, namespace_for
+from envhub.domain.kube.workspace import environment_endpoint, own_url_ports
 from envhub.domain.public import (
     CATCH_ALL_SERVICE,
     DnsRecord,
     GatewayAddress,
     PublicAddress,
+    port_host,
     tunnel_target,
     wildcard_host,
 )
@@ -104,8 +111,12 @@ def process_lock() -> Lock:
     return hold
 
 
-def record_comment(target: EnvironmentTarget) -> str:
-    return f"{COMMENT_PREFIX}{target.id}: {target.name} of {target.team}/{target.project}"[:_COMMENT_MAX]
+def record_comment(target: EnvironmentTarget, *, port: int | None = None, label: str = "") -> str:
+    """``envhub environment <id>: <env> of <team>/<project>``, and the forwarded port a record is for."""
+    comment = f"{COMMENT_PREFIX}{target.id}: {target.name} of {target.team}/{target.project}"
+    if port is not None:
+        comment += f", port {port}" + (f" ({label})" if label else "")
+    return comment[:_COMMENT_MAX]
 
 
 def record_environment(record: DnsRecord) -> int | None:
@@ -152,35 +163,64 @@ class CloudflareUrls:
 
     # -- publish and unpublish --------------------------------------------------------------------
 
+    def port_url(self, target: EnvironmentTarget, port: int) -> str:
+        return f"https://{port_host(self.host(target), port)}/"
+
     def publish(self, target: EnvironmentTarget) -> str:
+        """Route the environment's host (and each forwarded port's) down the tunnel, each with its record.
+
+        ``target.workspace`` is the workspace the runtime applied (the job hands it
+        over): it may serve the app, and its forwarded ports get hosts of their own.
+        """
         address = self.address(target)
         url = address.url
-        namespace = namespace_for(target, prefix=self._prefix)
-        endpoint = public_endpoint(target.spec, namespace=namespace)
-        if endpoint is None:  # nothing public to route to: nothing published
+        routes = self._routes(target, address)
+        if not routes:  # nothing to route to: nothing published
             self.unpublish(target)
             return url
-        host = self.host(target)
         tunnel = tunnel_target(self.api.tunnel_id())
-        records = self.api.dns_records(name=host)
-        foreign = [r for r in records if not self._ours(r, tunnel)]
-        if foreign:
-            raise CloudflareHostTaken(
-                f"the DNS name {host} is held by a {foreign[0].type} record envhub did not make "
-                f"({foreign[0].content})",
-                details={"host": host},
-            )
-        if address.gateway is not None:  # the gateway asks for the pass, then relays
-            service = f"http://{GATEWAY_SERVICE}.{namespace}.svc:{address.gateway.port}"
-        else:
-            service = f"http://{endpoint.host}:{endpoint.port}"
-        self._edit_rules(lambda rules: _with_rule(rules, host, service, target.id, self._prefix))
-        mine = [r for r in records if record_environment(r) == target.id and r.proxied]
-        for stale in (r for r in records if r not in mine[:1]):  # another environment's, or not proxied
-            self.api.delete_record(stale.id)
-        if not mine:
-            self.api.create_cname(name=host, target=tunnel, comment=record_comment(target))
+        held = {host: self.api.dns_records(name=host) for host in routes}
+        for host, records in held.items():
+            foreign = [r for r in records if not self._ours(r, tunnel)]
+            if foreign:
+                raise CloudflareHostTaken(
+                    f"the DNS name {host} is held by a {foreign[0].type} record envhub did not make "
+                    f"({foreign[0].content})",
+                    details={"host": host},
+                )
+        services = {host: service for host, (service, _comment) in routes.items()}
+        self._edit_rules(lambda rules: _with_rules(rules, services, target.id, self._prefix))
+        for host, records in held.items():
+            mine = [r for r in records if record_environment(r) == target.id and r.proxied]
+            for stale in (r for r in records if r not in mine[:1]):  # another environment's, or not proxied
+                self.api.delete_record(stale.id)
+            if not mine:
+                self.api.create_cname(name=host, target=tunnel, comment=routes[host][1])
+        # Records of the environment's on hosts it no longer has (a port no longer forwarded).
+        for record in self._records_of(target.id, tunnel):
+            if record.name not in routes:
+                self.api.delete_record(record.id)
         return url
+
+    def _routes(self, target: EnvironmentTarget, address: PublicAddress) -> dict[str, tuple[str, str]]:
+        """Each host of the environment -> the tunnel rule's service and the DNS record's comment."""
+        namespace = namespace_for(target, prefix=self._prefix)
+        endpoint = environment_endpoint(target, namespace=namespace)
+        ports = own_url_ports(target, namespace=namespace)
+        labels = {p.port: p.label for p in target.workspace.config.ports} if target.workspace else {}
+        if address.gateway is not None:  # the gateway asks for the pass, then relays (every host)
+            relay = f"http://{GATEWAY_SERVICE}.{namespace}.svc:{address.gateway.port}"
+            services = dict.fromkeys(ports, relay)
+        else:
+            relay = f"http://{endpoint.host}:{endpoint.port}" if endpoint is not None else ""
+            services = {port: f"http://{served.host}:{served.port}" for port, served in ports.items()}
+        routes: dict[str, tuple[str, str]] = {}
+        if endpoint is not None:
+            routes[self.host(target)] = (relay, record_comment(target))
+        for port, service in services.items():
+            comment = record_comment(target, port=port, label=labels.get(port, ""))
+            routes[port_host(self.host(target), port)] = (service, comment)
+        return routes
 
     def unpublish(self, target: EnvironmentTarget) -> None:
         self.withdraw(target.id)
@@ -206,16 +246,18 @@ class CloudflareUrls:
     def withdraw(self, environment_id: int) -> None:
         """Remove the environment's DNS records and tunnel rules; quiet when there are none."""
         tunnel = tunnel_target(self.api.tunnel_id())
-        for record in self.api.dns_records(
-            comment_prefix=f"{COMMENT_PREFIX}{environment_id}", content=tunnel
-        ):
-            if record_environment(record) == environment_id:
-                self.api.delete_record(record.id)
+        for record in self._records_of(environment_id, tunnel):
+            self.api.delete_record(record.id)
         self._edit_rules(
             lambda rules: [r for r in rules if rule_environment(r, prefix=self._prefix) != environment_id]
         )
 
     # -- the tunnel's configuration -----------------------------------------------------------------
+
+    def _records_of(self, environment_id: int, tunnel: str) -> list[DnsRecord]:
+        """The environment's DNS records (every host of it) pointing at this cluster's tunnel."""
+        found = self.api.dns_records(comment_prefix=f"{COMMENT_PREFIX}{environment_id}", content=tunnel)
+        return [record for record in found if record_environment(record) == environment_id]
 
     def _ours(self, record: DnsRecord, tunnel: str) -> bool:
         return record_environment(record) is not None and record.content == tunnel
@@ -246,24 +288,28 @@ def _split(ingress: list[Rule]) -> tuple[list[Rule], Rule]:
     return ingress, {"service": CATCH_ALL_SERVICE}
 
 
-def _with_rule(rules: list[Rule], host: str, service: str, environment_id: int, prefix: str) -> list[Rule]:
-    """``rules`` with exactly one rule of the environment's, ``host`` → ``service``, kept in place."""
-    wanted: Rule = {"hostname": host, "service": service}
+def _with_rules(rules: list[Rule], wanted: dict[str, str], environment_id: int, prefix: str) -> list[Rule]:
+    """``rules`` with exactly the environment's rules ``wanted`` (host -> service): the ones it has
+    kept in place, new ones after the last of them (else at the end), the ones it no longer
+    wants dropped."""
     result: list[Rule] = []
-    placed = False
+    placed: set[str] = set()
+    last = -1
     for rule in rules:
+        host = rule.get("hostname")
         owner = rule_environment(rule, prefix=prefix)
-        if rule.get("hostname") == host and owner is None:
+        if host in wanted and owner is None:
             raise CloudflareHostTaken(
                 f"the tunnel already routes {host} to {rule.get('service')}, a rule envhub did not make",
                 details={"host": host},
             )
-        if owner == environment_id or rule.get("hostname") == host:
-            if not placed:
-                result.append(wanted)
-                placed = True
+        if owner == environment_id or host in wanted:
+            if host in wanted and host not in placed:
+                result.append({"hostname": host, "service": wanted[host]})
+                placed.add(str(host))
+                last = len(result) - 1
             continue
         result.append(rule)
-    if not placed:
-        result.append(wanted)
-    return result
+    added = [{"hostname": host, "service": service} for host, service in wanted.items() if host not in placed]
+    at = last + 1 if last >= 0 else len(result)
+    return [*result[:at], *added, *result[at:]]

@@ -1,5 +1,9 @@
 """Ingress public URLs: ``https://<env>-<project>-<digest>.<domain>``, one Ingress per environment.
 
+A forwarded port of the environment's workspace other than its app's (a
+devcontainer's ``forwardPorts``) is ``https://<number>-<env>-<project>-<digest>.<domain>``
+(:func:`~envhub.domain.public.port_host`), a rule of the same Ingress.
+
 A wildcard DNS record (``*.<domain>``) points at the cluster's ingress
 controller, so nothing is registered per environment: the address is pure
 computation, and the Ingress itself is one of the environment's Kubernetes
@@ -10,7 +14,7 @@ therefore have nothing left to do.
 
 from __future__ import annotations
 
-from envhub.domain.public import GatewayAddress, IngressRoute, PublicAddress, wildcard_host
+from envhub.domain.public import GatewayAddress, IngressRoute, PublicAddress, port_host, wildcard_host
 from envhub.domain.specs import EnvironmentTarget
 from envhub.domain.url_access import UrlAccess
 from envhub.urls.base import sign_in_gateway
@@ -34,10 +38,16 @@ class IngressUrls:
         self.cluster_issuer = cluster_issuer
         self.tls_secret = tls_secret
 
-    def address(self, target: EnvironmentTarget) -> PublicAddress:
-        host = wildcard_host(
+    def host(self, target: EnvironmentTarget) -> str:
+        return wildcard_host(
             environment=target.name, project=target.project, team=target.team, domain=self.domain
         )
+
+    def port_url(self, target: EnvironmentTarget, port: int) -> str:
+        return f"https://{port_host(self.host(target), port)}/"
+
+    def address(self, target: EnvironmentTarget) -> PublicAddress:
+        host = self.host(target)
         route = IngressRoute(
             host=host,
             class_name=self.class_name,

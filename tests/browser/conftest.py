@@ -5,7 +5,8 @@ port with its own data folder: SQLite and the embedded Redis (the developer's
 ENVHUB_DATABASE_URL / ENVHUB_REDIS_URL are removed). It offers the shipped
 example catalog of other services (deploy/catalog.example.yaml): a setting read
 from a file, which costs the other tests nothing (a catalog entry is only
-declared, never run, on the local runtime). Playwright is driven
+declared, never run, on the local runtime); and it has prices (:data:`PRICES`),
+so the cost pages show amounts. Playwright is driven
 through its sync API; no pytest-playwright.
 
 Sign-in works as for a person: the one-time link the launcher prints is opened
@@ -47,6 +48,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 EXAMPLE_CATALOG = PROJECT_ROOT / "deploy" / "catalog.example.yaml"
+# The operator's prices (domain/costs.py), high enough that the minutes a test runs cost cents,
+# in a currency other than the default, so the cost pages show real amounts in the configured one.
+PRICES = {
+    "ENVHUB_PRICE_CPU_HOUR": "30",
+    "ENVHUB_PRICE_MEMORY_GIB_HOUR": "10",
+    "ENVHUB_PRICE_CURRENCY": "EUR",
+}
 # The first start builds the frontend (bun install + vite): minutes on a cold machine.
 START_TIMEOUT = 900.0
 
@@ -157,7 +165,7 @@ def envhub_server(request: pytest.FixtureRequest) -> Iterator[Envhub]:
     folder = Path(tempfile.mkdtemp(prefix="envhub-browser-", dir="/tmp"))
     failed_before = request.session.testsfailed
     try:
-        with launch(folder, free_port(), ENVHUB_SERVICES_CATALOG=str(EXAMPLE_CATALOG)) as server:
+        with launch(folder, free_port(), ENVHUB_SERVICES_CATALOG=str(EXAMPLE_CATALOG), **PRICES) as server:
             yield server
     finally:
         if request.session.testsfailed > failed_before:

@@ -254,13 +254,16 @@ def test_an_environment_is_created_watched_read_redeployed_and_deleted(
         "bytes": saved.stat().st_size,
     }
     assert "hello-from-cli" in saved.read_text().splitlines()
-    # What it uses, as kubectl top prints it: the local runtime measures its process tree.
+    # What it uses, as kubectl top prints it, and from where: the local runtime measures the
+    # environment's cgroup (root here), with the memory peak the kernel keeps.
     top = cli("env", "top", "shop/review", **owner)
     assert top.returncode == 0, top.stderr
-    assert top.stdout.split()[:6] == ["POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS"]
+    assert top.stdout.split()[:7] == ["POD", "CONTAINER", "CPU", "MEMORY", "REQUESTS", "LIMITS", "PEAK"]
+    assert "Measured from cgroup v" in top.stdout
     [row] = as_json(cli("env", "top", env_id, "-o", "json", **owner))["rows"]  # type: ignore[index]
     assert row["container"] == "main"
     assert row["memory_bytes"] > 0
+    assert row["memory_peak"].endswith("Mi")
     # Its hours this month: running since it was provisioned, no prices set so no cost.
     cost = cli("env", "cost", "shop/review", **owner)
     assert cost.returncode == 0, cost.stderr

@@ -152,6 +152,9 @@ def web_needs(*, local_urls: bool = True) -> set[Need]:
         ("", "pods/exec", "create"),
         # credentials.environment_credentials: a TokenRequest (see WEB_NAMED).
         ("", "serviceaccounts/token", "create"),
+        # git_credentials.git_credentials: a TokenReview of a workspace pod's token (runtime.
+        # environment_of_token; it writes nothing).
+        ("authentication.k8s.io", "tokenreviews", "create"),
     }
 
 

@@ -407,11 +407,13 @@ def test_the_web_cannot_change_anything(default_objects: Objects) -> None:
     web = rules(default_objects, WEB)
     writes = {"create", "patch", "update", "delete", "deletecollection"}
     # Opening terminals, minting a short-lived token for a workload account (by name),
-    # and the gateway's requests to apps through the service proxy (writes to nothing
-    # in the cluster: RBAC names them after the HTTP method).
+    # reviewing a workspace's token (git credentials), and the gateway's requests to apps
+    # through the service proxy (writes to nothing in the cluster: RBAC names them after
+    # the HTTP method).
     assert {(g, r, v) for g, r, v in needs.granted(web) if v in writes} == {
         ("", "pods/exec", "create"),
         ("", "serviceaccounts/token", "create"),
+        ("authentication.k8s.io", "tokenreviews", "create"),
     } | {need for need in needs.SERVICE_PROXY if need[2] in writes}
 
 
@@ -585,12 +587,24 @@ def test_network_policies_close_envhubs_pods_but_the_web_port(production_objects
     web = find(production_objects, "NetworkPolicy", WEB)["spec"]
     [allowed] = web["ingress"]
     assert allowed["ports"] == [{"port": "http", "protocol": "TCP"}]
-    operators, web_pods, *proxies = allowed["from"]
+    operators, web_pods, workspaces, *proxies = allowed["from"]
     # The operator's list, the other web pods (they relay terminal sockets to the pod holding
-    # the shell), then the URL provider's proxies (sign-in projects' traffic comes to the gateway).
+    # the shell), environments' workspace pods (their git credential helper), then the URL
+    # provider's proxies (sign-in projects' traffic comes to the gateway).
     assert operators["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
     web_selector = find(production_objects, "Deployment", WEB)["spec"]["selector"]["matchLabels"]
     assert web_pods == {"podSelector": {"matchLabels": web_selector}}
+    assert workspaces == {
+        "namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "envhub"}},
+        "podSelector": {"matchLabels": {"envhub.dev/service": "workspace"}},
+    }
+    # ...which is where the workspaces' own policy lets them go (domain/kube/git_credentials.py).
+    settings = find(production_objects, "ConfigMap", RELEASE)["data"]
+    pod_labels = dict(pair.split("=") for pair in settings["ENVHUB_KUBE_WEB_POD_LABELS"].split(","))
+    web_pod = find(production_objects, "Deployment", WEB)["spec"]["template"]
+    assert pod_labels.items() <= web_pod["metadata"]["labels"].items()
+    [container] = [c for c in web_pod["spec"]["containers"] if c["name"] == "web"]
+    assert int(settings["ENVHUB_KUBE_WEB_POD_PORT"]) in {p["containerPort"] for p in container["ports"]}
     providers = find(production_objects, "ConfigMap", RELEASE)["data"]["ENVHUB_KUBE_INGRESS_NAMESPACES"]
     namespaces = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in proxies]
     assert namespaces == providers.split(",")

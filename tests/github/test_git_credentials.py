@@ -4,13 +4,17 @@ The relay in an environment presents the environment's identity; envhub
 answers with an App installation token that reaches the project's repository
 alone, with ``contents`` and ``pull_requests`` write, and audits the issue
 without the token. Other hosts, token connections, forged, expired or
-revoked identities are refused with their codes.
+revoked identities are refused with their codes. A Kubernetes workspace's
+helper (a sh script) presents its pod's projected token instead, which the
+runtime's port reviews; it gets the same token, audited the same way.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +22,10 @@ from sqlmodel import Session, col, select
 
 from envhub.config import Settings
 from envhub.domain import git_credentials as rules
+from envhub.domain.kube import git_credentials as kube_git
 from envhub.domain.phases import Phase
 from envhub.models import AuditEvent, Environment, GithubConnection, Project
+from envhub.services import ports
 from envhub.services.git_credentials import repository_origin
 from envhub.services.github import connect_github
 from tests.github.conftest import REPOSITORY
@@ -136,3 +142,92 @@ def test_other_hosts_token_connections_and_bad_identities_are_refused(
         .order_by(col(AuditEvent.id))
     ).all()
     assert failures == ["github_app_required", "git_host_refused", "git_host_refused"]
+
+
+class Reviewer:
+    """The runtime's ``WorkloadTokenReviewer`` port as a cluster answers it: tokens it vouches for."""
+
+    def __init__(self, tokens: dict[str, int]) -> None:
+        self.tokens = tokens
+
+    def environment_of_token(self, token: str) -> int | None:
+        return self.tokens.get(token)
+
+
+def workspace_helper(folder: Path, token: str) -> Path:
+    """envhub's helper and a pod's token, laid out as the workspace's projected volume holds them."""
+    folder.mkdir()
+    helper = folder / kube_git.HELPER_NAME
+    helper.write_text(kube_git.HELPER_SCRIPT)
+    helper.chmod(0o555)
+    (folder / kube_git.TOKEN_FILE).write_text(token)
+    return helper
+
+
+def run_helper(helper: Path, url: str, action: str, request: str) -> subprocess.CompletedProcess[str]:
+    # As git runs the configured value: through the shell, the action appended.
+    return subprocess.run(
+        ["sh", "-c", f"{helper} {url} {action}"], input=request, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_workspaces_helper_trades_its_pods_token_for_the_repositorys(
+    app_url: str,
+    session: Session,
+    world: World,
+    project: Project,
+    stub: GithubStub,
+    environment: Environment,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    connect_app(session, world, project, stub)
+    monkeypatch.setattr(ports, "runtime", lambda: Reviewer({"pod-token": environment.id or 0}))
+    helper = workspace_helper(tmp_path / "git", "pod-token")
+    url = f"{app_url}{rules.ENDPOINT}"
+    host = stub.origin.removeprefix("http://")
+
+    done = run_helper(helper, url, "get", f"protocol=http\nhost={host}\npath={REPOSITORY}.git\n\n")
+    assert done.returncode == 0, done.stderr
+    answer = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert set(answer) == {"username", "password", "password_expiry_utc"}
+    assert answer["username"] == "x-access-token"
+    grant = stub.grants[answer["password"]]
+    assert grant.repositories == {REPOSITORY.lower()}
+    assert grant.permissions == {"contents": "write", "pull_requests": "write"}
+    assert grant.expires_at is not None
+    assert int(answer["password_expiry_utc"]) == int(grant.expires_at.timestamp())
+    session.expire_all()
+    event = session.exec(select(AuditEvent).where(AuditEvent.action == "environment.git_credentials")).one()
+    assert (event.outcome, event.target_id, event.details["host"]) == ("success", environment.id, host)
+
+    # Refusals reach git's user on stderr, with envhub's code; git gets nothing to use.
+    minted = len(stub.grants)
+    other = run_helper(helper, url, "get", "protocol=https\nhost=github.com\n")
+    assert (other.returncode, other.stdout) == (1, "")
+    assert "git_host_refused" in other.stderr
+    stranger = run_helper(
+        workspace_helper(tmp_path / "other", "not-vouched-for"), url, "get", f"protocol=http\nhost={host}\n"
+    )
+    assert (stranger.returncode, stranger.stdout) == (1, "")
+    assert "unauthenticated" in stranger.stderr
+    assert len(stub.grants) == minted
+    # It keeps nothing, and says so when envhub cannot be reached.
+    for action in ("store", "erase"):
+        kept = run_helper(helper, url, action, f"protocol=http\nhost={host}\npassword=x\n")
+        assert (kept.returncode, kept.stdout) == (0, "")
+    lost = run_helper(helper, "http://127.0.0.1:9/nowhere", "get", f"protocol=http\nhost={host}\n")
+    assert lost.returncode == 1
+    assert "cannot reach envhub" in lost.stderr
+    # A host git should never send is not passed on.
+    odd = run_helper(helper, url, "get", 'protocol=http\nhost=a"b\n')
+    assert (odd.returncode, odd.stdout) == (1, "")
+    assert "no usable host" in odd.stderr
+
+
+def test_a_workload_token_is_refused_where_the_runtime_reviews_none(
+    app_url: str, session: Session, world: World, project: Project, stub: GithubStub, environment: Environment
+) -> None:
+    connect_app(session, world, project, stub)  # the local runtime: only ehe_ identities count
+    answer = ask(app_url, "pod-token", stub.origin.removeprefix("http://"))
+    assert (answer.status_code, answer.json()["code"]) == (401, "unauthenticated")

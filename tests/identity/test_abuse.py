@@ -24,6 +24,7 @@ def tight(local: Settings) -> Iterator[Settings]:
         rate_limit_sign_in="3/60",
         rate_limit_tokens="3/60",
         rate_limit_webhooks="3/60",
+        rate_limit_git_credentials="3/60",
         trusted_proxy_hops=1,
     )
     with override_settings(configured):
@@ -38,6 +39,7 @@ def tight(local: Settings) -> Iterator[Settings]:
         ("POST", "/auth/device/code"),
         ("GET", "/api/v1/tokens"),
         ("POST", "/webhooks/github"),
+        ("POST", "/api/v1/environment-identity/git-credentials"),
     ],
 )
 def test_sign_in_token_and_webhook_endpoints_are_rate_limited_per_client(

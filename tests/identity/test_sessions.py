@@ -178,6 +178,25 @@ def test_unknown_host_names_are_refused(local: Settings, envhub_http: str, envhu
         assert probe.status_code == 200  # platform probes use any Host
 
 
+def test_git_credentials_also_answer_at_envhubs_in_cluster_name_and_nothing_else_does(
+    local: Settings, envhub_port: int
+) -> None:
+    """A workspace's git credential helper calls envhub's Service by its cluster name."""
+    from envhub.domain.git_credentials import ENDPOINT
+
+    values = {name: getattr(local, name) for name in ("data_dir", "database_url", "redis_url", "base_url")}
+    internal = build_settings(**values, gateway_internal_url="http://envhub-web.envhub.svc:80")
+    host = {"Host": "envhub-web.envhub.svc"}
+    with (
+        override_settings(internal),
+        httpx.Client(base_url=f"http://127.0.0.1:{envhub_port}", timeout=10) as client,
+    ):
+        asked = client.post(ENDPOINT, json={"protocol": "https", "host": "github.com"}, headers=host)
+        assert (asked.status_code, asked.json()["code"]) == (401, "unauthenticated")  # the route's answer
+        refused = client.get("/api/v1/me", headers=host)
+        assert (refused.status_code, refused.json()["code"]) == (400, "host_not_allowed")
+
+
 def test_pages_get_security_headers_and_a_hashed_script_policy(local: Settings, envhub_http: str) -> None:
     response = httpx.get(f"{envhub_http}/probe/page", headers={"Accept": "text/html"})
     headers = response.headers

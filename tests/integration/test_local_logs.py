@@ -1,5 +1,6 @@
 """The local runtime's logs and inspection for real: a crashed process tree's output stays readable
-as the previous instance after the next start, each line has the time it was printed (a time never
+as the previous instance after the next start, which counts as a restart with the exit status or
+signal that ended the tree before, each line has the time it was printed (a time never
 recorded is refused, not made up), and its variables are shown with secret values kept on the server."""
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
-# Serves until a file named "crash" appears in the workspace, then says why it dies and exits 3.
+# Serves until a file named "crash" appears in the workspace, then says why it dies and exits 3
+# (or, when the file says "kill", is killed by SIGKILL).
 CRASHING = (
     "echo booted; python3 -m http.server $PORT & "
-    "while [ ! -f crash ]; do sleep 0.1; done; echo 'fatal: out of widgets' >&2; kill $!; exit 3"
+    "while [ ! -f crash ]; do sleep 0.1; done; echo 'fatal: out of widgets' >&2; kill $!; "
+    '[ "$(cat crash)" = kill ] && kill -KILL $$; exit 3'
 )
 
 
@@ -45,6 +48,8 @@ def test_a_crashed_processs_output_is_the_previous_instance_after_the_restart(ru
     (runtime.workspace_path(1) / "crash").write_text("now")
     wait_for(lambda: runtime.status(1).state is RuntimeState.absent, what="the crash")
     assert "fatal: out of widgets" in list(runtime.logs(1))
+    [ended] = runtime.inspect(1).pods[0].containers
+    assert (ended.state, ended.reason, ended.restarts) == ("terminated", "Error (code 3)", 0)
 
     (runtime.workspace_path(1) / "crash").unlink()
     runtime.apply(target, progress=RecordingProgress())  # what the reconciler does on the crash
@@ -57,6 +62,37 @@ def test_a_crashed_processs_output_is_the_previous_instance_after_the_restart(ru
     assert "booted" in current
     # A previous instance prints nothing more: following it ends after its last line.
     assert list(runtime.logs(1, previous=True, follow=True, tail=3)) == previous[-3:]
+
+    # Started again after it ended by itself: a restart, with how it ended, as a kubelet counts one.
+    [pod] = runtime.inspect(1).pods
+    [main] = pod.containers
+    assert (main.state, main.restarts) == ("running", 1)
+    assert main.last_termination is not None
+    assert (main.last_termination.exit_code, main.last_termination.reason) == (3, "Error")
+    assert main.last_termination.signal is None
+    [row] = workload_rows((pod,))
+    assert row["restarts"] == "1"
+    assert row["last_exit"].startswith("Error (exit 3)")
+
+    # Killed by a signal this time: its name is the reason, 128 + its number the exit status.
+    (runtime.workspace_path(1) / "crash").write_text("kill")
+    wait_for(lambda: runtime.status(1).state is RuntimeState.absent, what="the second crash")
+    (runtime.workspace_path(1) / "crash").unlink()
+    runtime.apply(target, progress=RecordingProgress())
+    [pod] = runtime.inspect(1).pods
+    [main] = pod.containers
+    assert main.restarts == 2
+    assert main.last_termination is not None
+    assert (main.last_termination.reason, main.last_termination.exit_code) == ("SIGKILL", 137)
+    assert main.last_termination.signal == 9
+    assert workload_rows((pod,))[0]["last_exit"].startswith("SIGKILL (exit 137)")
+
+    # envhub stopping it (sleep, a redeploy) is no restart: the next start counts from 0, as a new pod.
+    runtime.sleep(1, progress=RecordingProgress())
+    assert runtime.inspect(1).pods[0].containers[0].reason == "stopped by envhub"
+    runtime.wake(target, progress=RecordingProgress())
+    [main] = runtime.inspect(1).pods[0].containers
+    assert (main.restarts, main.last_termination) == (0, None)
 
 
 def test_each_line_has_the_time_the_supervisor_noted_for_it(runtime: LocalRuntime) -> None:

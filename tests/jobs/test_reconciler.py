@@ -228,6 +228,12 @@ def test_a_ready_environment_whose_processes_vanished_is_started_again(
     assert converge_environment(*queue.jobs[-1].args) == "ready"  # type: ignore[arg-type]
     assert recorded_pid(env_dir) != tree[0].pid
     assert runtime.status(env_id).state.value == "ready"
+    # Started again after it ended without envhub stopping it: a restart, as a kubelet counts one.
+    # Its supervisor was killed too, so nothing said how it ended: the reason is Unknown.
+    [main] = runtime.inspect(env_id).pods[0].containers
+    assert main.restarts == 1
+    assert main.last_termination is not None
+    assert (main.last_termination.reason, main.last_termination.exit_code) == ("Unknown", None)
 
 
 def test_orphans_are_removed_and_live_environments_kept(

@@ -4,8 +4,8 @@ The worker reads the file from the project's repository (a real git repository
 on disk), the runtime applies the workspace (claim, Service, Deployment with its
 clone init container), the test kubelet runs the clone and the dev container's
 command as local processes, and the lifecycle commands run through ``pods/exec``
-with their output in the provisioning steps. What the runtime did not honour is
-in the summary the environment records.
+with their output in the provisioning steps (at a start, and again at a wake from
+sleep). What the runtime did not honour is in the summary the environment records.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from envhub.domain.kube import namespace_for
 from envhub.domain.kube.builds import BuilderSettings
 from envhub.domain.kube.workspace import CREATED_ANNOTATION, STARTED_ANNOTATION, WORKSPACE, volume_claim
 from envhub.domain.phases import Phase
+from envhub.domain.public import port_host
 from envhub.domain.specs import EnvironmentTarget
 from envhub.errors import ImageBuildFailed
 from envhub.jobs.environments import converge_environment
@@ -37,8 +38,11 @@ from envhub.services import ports
 from envhub.services.environment_views import environment_detail
 from envhub.services.environments import create_environment
 from envhub.services.projects import create_project
+from envhub.urls.ingress import IngressUrls
 from tests.conftest import build_settings
 from tests.kube.helpers import Kube
+from tests.kube.test_ingress import DOMAIN, ingress_of, with_ingress
+from tests.support.cloudflare_stub import cloudflare_stub
 from tests.support.db import fetch, fetch_all
 from tests.support.fakes import FakeQueue
 from tests.support.net import free_port
@@ -98,6 +102,18 @@ def shop(tmp_path: Path) -> Iterator[tuple[WorkRepo, Path, int]]:
     return repo, folder, port
 
 
+def ingress_hosts(kube: Kube, namespace: str) -> dict[str, tuple[str, int]]:
+    """Each host of the environment's Ingress -> the Service and port it goes to."""
+    ingress = ingress_of(kube, namespace)
+    assert ingress is not None
+    assert ingress["spec"]["tls"] == [{"hosts": [rule["host"] for rule in ingress["spec"]["rules"]]}]
+    found = {}
+    for rule in ingress["spec"]["rules"]:
+        service = rule["http"]["paths"][0]["backend"]["service"]
+        found[rule["host"]] = (service["name"], service["port"]["number"])
+    return found
+
+
 def steps(progress: RecordingProgress, key: str) -> list[tuple[str, str]]:
     return [(event, detail) for event, k, detail in progress.events if k == key]
 
@@ -107,7 +123,7 @@ def test_the_workspace_is_applied_and_its_commands_run_through_exec(
 ) -> None:
     repo, folder, port = shop
     commit = repo.git("rev-parse", "HEAD")
-    target = make_env(name="dev", repo_url=f"file://{repo.path}")
+    target = with_ingress(make_env(name="dev", repo_url=f"file://{repo.path}"), IngressUrls(domain=DOMAIN))
     progress = RecordingProgress()
     status = dev_runtime.apply(target, progress=progress)
     namespace = namespace_for(target)
@@ -160,6 +176,23 @@ def test_the_workspace_is_applied_and_its_commands_run_through_exec(
     assert again.outcome("post_create") == "skip"
     assert again.outcome("post_start") == "skip"
 
+    # A wake from sleep is a new pod: postStartCommand runs in it, as at a start; postCreateCommand not.
+    slept_in = claim["metadata"]["annotations"][STARTED_ANNOTATION]
+    dev_runtime.sleep(target.id, progress=RecordingProgress())
+    # Asleep is without pods (the controller and the test kubelet take a moment to get there).
+    wait_for(
+        lambda: not kube.items(f"/api/v1/namespaces/{namespace}/pods"),
+        timeout=60,
+        what="the sleeping workspace's pod to go",
+    )
+    woken = RecordingProgress()
+    assert dev_runtime.wake(target, progress=woken).endpoint == status.endpoint
+    assert steps(woken, "post_create") == [("skip", f"already ran in this workspace for {commit[:12]}")]
+    assert steps(woken, "post_start")[-1] == ("finish", f"started in {folder}")
+    claim = kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{WORKSPACE}")
+    assert claim is not None
+    assert claim["metadata"]["annotations"][STARTED_ANNOTATION] not in ("", slept_in)
+
     # A terminal in the workspace has remoteEnv; each forwarded port is reachable on its own.
     session = dev_runtime.exec(target.id, ["/bin/sh", "-c", 'echo "$GREETING in $(pwd)"'], tty=False)
     try:
@@ -175,6 +208,13 @@ def test_the_workspace_is_applied_and_its_commands_run_through_exec(
     assert (found.host, found.port) == (f"{WORKSPACE}.{namespace}.svc", debug)
     assert dev_runtime.port_endpoint(target.id, 1) is None
 
+    # The Ingress the cluster accepted: the app's host to the workspace, the other port on a host of its own.
+    assert target.ingress is not None
+    assert ingress_hosts(kube, namespace) == {
+        target.ingress.host: (WORKSPACE, port),
+        port_host(target.ingress.host, debug): (WORKSPACE, debug),
+    }
+
 
 def test_a_dropped_devcontainer_is_pruned_with_its_claims(
     dev_runtime: KubernetesRuntime, kube: Kube, make_env: MakeEnv, shop: tuple[WorkRepo, Path, int]
@@ -189,9 +229,10 @@ def test_a_dropped_devcontainer_is_pruned_with_its_claims(
         '  "mounts": ["source=/var/run/docker.sock,target=/var/run/docker.sock,type=bind"],\n', ""
     )
     repo.commit("a cache volume", {".devcontainer/devcontainer.json": text})
-    target = make_env(name="dev", repo_url=f"file://{repo.path}")
+    target = with_ingress(make_env(name="dev", repo_url=f"file://{repo.path}"), IngressUrls(domain=DOMAIN))
     dev_runtime.apply(target, progress=RecordingProgress())
     namespace = namespace_for(target)
+    assert len(ingress_hosts(kube, namespace)) == 2  # the app's host and the debugger's
     cache = volume_claim("shop-cache")
     assert kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{cache}") is not None
 
@@ -208,45 +249,74 @@ def test_a_dropped_devcontainer_is_pruned_with_its_claims(
         left = kube.get(f"/api/v1/namespaces/{namespace}/{path}")
         assert left is None or left["metadata"].get("deletionTimestamp"), path
     assert kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{WORKSPACE}") is None
+    # Nothing left to route (no container services, no workspace): the Ingress goes too.
+    assert ingress_of(kube, namespace) is None
 
 
-def test_the_job_records_what_was_not_honoured_and_each_port_s_url(
+def test_the_job_records_what_was_not_honoured_and_publishes_each_port_s_url(
     session: Session, world: World, db: Engine, kube_settings: Settings, shop: tuple[WorkRepo, Path, int]
 ) -> None:
-    """The converge job, in-process, as a worker runs it: steps, summary and view as every face shows them."""
+    """The converge job, in-process, as a worker runs it, publishing through the Cloudflare stub: steps,
+    summary and view as every face shows them, the tunnel's rules and the zone's records."""
     repo, _folder, port = shop
-    with override_settings(build_settings(**{**kube_settings.model_dump(), "allow_local_repos": True})):
+    with cloudflare_stub() as stub:
+        settings = build_settings(
+            **{
+                **kube_settings.model_dump(),
+                "allow_local_repos": True,
+                "url_provider": "cloudflare",
+                "cloudflare_api_url": stub.api_url,
+                "cloudflare_api_token": stub.token,
+                "cloudflare_account_id": stub.account_id,
+                "cloudflare_zone": "example.com",
+            }
+        )
+        with override_settings(settings):
+            ports.reset()
+            project = create_project(
+                session=session,
+                actor=world.owner,
+                team_id=world.acme,
+                name="shop",
+                repo_url=f"file://{repo.path}",
+            )
+            assert project.id is not None
+            queue = FakeQueue()
+            env = create_environment(
+                session=session, actor=world.member, queue=queue, project_id=project.id, name="pr-3"
+            )
+            assert env.id is not None
+            assert converge_environment(*queue.jobs[-1].args) == "ready"  # type: ignore[arg-type]
         ports.reset()
-        project = create_project(
-            session=session,
-            actor=world.owner,
-            team_id=world.acme,
-            name="shop",
-            repo_url=f"file://{repo.path}",
-        )
-        assert project.id is not None
-        queue = FakeQueue()
-        env = create_environment(
-            session=session, actor=world.member, queue=queue, project_id=project.id, name="pr-3"
-        )
-        assert env.id is not None
-        assert converge_environment(*queue.jobs[-1].args) == "ready"  # type: ignore[arg-type]
-    ports.reset()
-    stored = fetch(db, Environment, env.id)
-    assert stored is not None
-    assert stored.phase is Phase.ready
-    [run] = fetch_all(db, JobRun)
-    done = {step["key"]: step for step in run.steps}
-    assert done["post_create"]["status"] == "done"
-    assert done["post_create"]["detail"].endswith("the shop's code")
-    assert done["devcontainer"]["title"] == "Read devcontainer.json"
-    detail = environment_detail(stored)
-    refused = {entry["key"] for entry in detail["devcontainer_unsupported"]}
-    assert {"remoteUser", "mounts[0]", "features.ghcr.io/devcontainers/features/github-cli:1"} <= refused
-    urls = {entry["port"]: entry["url"] for entry in detail["devcontainer_ports"]}
-    assert urls[port] == stored.public_url
-    [debug] = [number for number in urls if number != port]
-    assert urls[debug] == f"http://{debug}.pr-3.shop.acme.localhost:3000/"
+        stored = fetch(db, Environment, env.id)
+        assert stored is not None
+        assert stored.phase is Phase.ready
+        [run] = fetch_all(db, JobRun)
+        done = {step["key"]: step for step in run.steps}
+        assert done["post_create"]["status"] == "done"
+        assert done["post_create"]["detail"].endswith("the shop's code")
+        assert done["devcontainer"]["title"] == "Read devcontainer.json"
+        detail = environment_detail(stored)
+        refused = {entry["key"] for entry in detail["devcontainer_unsupported"]}
+        assert {"remoteUser", "mounts[0]", "features.ghcr.io/devcontainers/features/github-cli:1"} <= refused
+        urls = {entry["port"]: entry["url"] for entry in detail["devcontainer_ports"]}
+        assert urls[port] == stored.public_url
+        [debug] = [number for number in urls if number != port]
+        assert stored.public_url is not None
+        host = stored.public_url.removeprefix("https://").rstrip("/")
+        assert urls[debug] == f"https://{port_host(host, debug)}/"
+        # The workspace serves the app: the tunnel routes the environment's host to it, and the
+        # debugger's host to its port, each with its record.
+        namespace = f"envhub-acme-shop-pr-3-{env.id}"
+        [tunnel] = stub.tunnels
+        assert stub.rules(tunnel)[:2] == [
+            {"hostname": host, "service": f"http://{WORKSPACE}.{namespace}.svc:{port}"},
+            {"hostname": port_host(host, debug), "service": f"http://{WORKSPACE}.{namespace}.svc:{debug}"},
+        ]
+        assert sorted(r["comment"] for r in stub.records.values()) == [
+            f"envhub environment {env.id}: pr-3 of acme/shop",
+            f"envhub environment {env.id}: pr-3 of acme/shop, port {debug} (Debugger)",
+        ]
 
 
 BUILT = """

@@ -12,7 +12,6 @@ address; nothing else differs from the shared one.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import socket
 import sys
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from kubernetes import client
 from sqlalchemy.engine import Engine
@@ -42,7 +40,7 @@ from tests.conftest import build_settings
 from tests.kube.helpers import KubeWorkers, load_cluster_module
 from tests.kube.test_lifecycle import wait_phase
 from tests.support.components import require
-from tests.support.net import free_port
+from tests.support.net import free_port, machine_address
 from tests.support.runtime import RecordingProgress, make_target
 from tests.support.servers import serve_asgi
 from tests.support.waiting import wait_for
@@ -107,22 +105,13 @@ APP = textwrap.dedent(
 )
 
 
-def machine_address() -> str:
-    """An IPv4 address of this machine that is neither loopback nor link-local."""
-    for addresses in psutil.net_if_addrs().values():
-        for address in addresses:
-            if address.family.name != "AF_INET":
-                continue
-            ip = ipaddress.ip_address(address.address)
-            if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified):
-                return str(ip)
-    pytest.fail("the service proxy test needs a non-loopback IPv4 address on this machine", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def proxy_cluster() -> Iterator[Any]:
     require("cluster")
-    with load_cluster_module().TestCluster(pod_ip=machine_address()) as started:
+    address = machine_address()
+    if address is None:
+        pytest.fail("the service proxy test needs a non-loopback IPv4 address on this machine", pytrace=False)
+    with load_cluster_module().TestCluster(pod_ip=address) as started:
         yield started
 
 

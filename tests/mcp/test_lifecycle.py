@@ -55,6 +55,7 @@ def test_create_wait_use_and_delete_an_environment_over_mcp(
         "url": "http://mcp-1.shop.acme.localhost:3000/",
         "serving": True,
         "phase": "ready",
+        "ports": [],
     }
 
     ran = agent.call(

@@ -49,6 +49,9 @@ CLAIMS = {
 }
 
 
+FORWARDED = 5678  # the one forwarded port the stub runtime serves
+
+
 class StubRuntime:
     name = "stub"
 
@@ -57,6 +60,10 @@ class StubRuntime:
 
     def endpoint(self, environment_id: int) -> Endpoint | None:
         return self.endpoints.get(environment_id)
+
+    def port_endpoint(self, environment_id: int, port: int) -> Endpoint | None:
+        """Every environment's forwarded port 5678 is its app (the echo app) here."""
+        return self.endpoints.get(environment_id) if port == FORWARDED else None
 
 
 @dataclass

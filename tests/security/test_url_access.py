@@ -32,7 +32,7 @@ from envhub.domain.url_access import ACCESS_PATH, PassKind, UrlPass
 from envhub.models import AuditEvent, Environment, Membership, Project, User
 from envhub.services import projects, sessions
 from envhub.services.sessions import session_cookie_name
-from tests.security.test_gateway import Gateway, serving
+from tests.security.test_gateway import FORWARDED, Gateway, serving
 from tests.support.world import World
 
 
@@ -98,7 +98,7 @@ def let_in(gateway: Gateway, session: Session, username: str, name: str = "web",
     first = on_environment(gateway, name, path)
     assert first.status_code == 303
     handover = urlsplit(first.headers["location"])
-    assert handover.path == f"/auth/environment/{environment_id(session, name)}"
+    assert handover.path == f"/auth/environment/{environment_id(session, name.split('.')[-1])}"
     back = on_envhub(gateway, f"{handover.path}?{handover.query}", token)
     assert back.status_code == 303, back.text
     ticket_url = urlsplit(back.headers["location"])
@@ -263,6 +263,26 @@ def test_an_environment_without_a_url_yet_says_so(guarded: Gateway, session: Ses
     response = on_envhub(guarded, f"/auth/environment/{row.id}?next=/", token)
     assert response.status_code == 409
     assert "has no public URL yet" in response.text
+
+
+def test_a_forwarded_port_s_host_is_signed_in_to_on_its_own_host(guarded: Gateway, session: Session) -> None:
+    row = session.exec(select(Environment).where(Environment.name == "web")).one()
+    port_host = f"{FORWARDED}.web.shop.acme.localhost:{guarded.port}"
+    row.devcontainer = {"ports": [{"port": FORWARDED, "label": "Debugger", "url": f"http://{port_host}/"}]}
+    session.add(row)
+    session.commit()
+    # The hand-over comes back to the port's host (a browser keeps its pass there: host-only).
+    first = on_environment(guarded, f"{FORWARDED}.web", "/")
+    assert parse_qs(urlsplit(first.headers["location"]).query)["port"] == [str(FORWARDED)]
+    port_pass = let_in(guarded, session, "max", name=f"{FORWARDED}.web", path="/debug")
+    guarded.client.cookies.clear()  # httpx keeps cookies by address, not by Host header
+    assert on_environment(guarded, f"{FORWARDED}.web", "/", port_pass).status_code == 200
+    assert on_environment(guarded, f"{FORWARDED}.web", "/", None).status_code == 303
+    # A port without a URL of its own gets no ticket.
+    token = sign_in(session, "max")
+    refused = on_envhub(guarded, f"/auth/environment/{row.id}?next=/&port=9999", token)
+    assert refused.status_code == 409
+    assert "has no URL of its own" in refused.text
 
 
 def url_access_key() -> bytes:

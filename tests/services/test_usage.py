@@ -1,17 +1,24 @@
-"""services/usage.py with a real process tree: CPU and memory per container, a ring of readings
-for the plot, and a clear answer (never zeros) where nothing can be measured."""
+"""services/usage.py with a real process tree: CPU and memory per container from its cgroup (or,
+where it has none, from its process tree, saying so), a ring of readings for the plot, and a clear
+answer (never zeros) where nothing can be measured."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session
 
-from envhub.config import Settings
+from envhub.config import PROJECT_ROOT, Settings
 from envhub.models import Project
 from envhub.runtime.base import Usage
-from envhub.runtime.local import LocalRuntime
+from envhub.runtime.local import LocalRuntime, cgroups
+from envhub.runtime.local.processes import read_state, write_state
 from envhub.services import usage
 from envhub.services.environments import create_environment
 from envhub.services.usage import environment_usage
@@ -20,8 +27,11 @@ from tests.support.fakes import FakeQueue
 from tests.support.runtime import RecordingProgress, kill_environments, make_target
 from tests.support.world import World
 
-# Holds 64 MiB and keeps one core busy, while serving $PORT.
+# A step that held 128 MiB and exited, then what holds 64 MiB and keeps one core busy, while
+# serving $PORT.
 BUSY = (
+    "python3 -c 'held = bytearray(128 << 20)\n"
+    "for i in range(0, len(held), 4096): held[i] = 1' && "
     "python3 -c 'import http.server, os, threading\n"
     "held = bytearray(64 << 20)\n"
     "for i in range(0, len(held), 4096): held[i] = 1\n"
@@ -64,15 +74,57 @@ def test_a_busy_process_trees_cpu_and_memory_are_read_into_a_ring(
     ]
     last = views[-1]
     assert last["available"], last["note"]
-    assert last["source"] == "process tree (psutil)"
+    # This machine (root, cgroups v1 and v2 mounted) gives each environment a cgroup of its own.
+    assert last["source"].startswith("cgroup v"), last["source_note"]
+    assert last["source_note"] == ""
     [row] = last["rows"]
     assert row["container"] == "main"
     assert row["memory_bytes"] >= 64 << 20  # what it holds, resident
+    # The step that exited is still counted: the cgroup's peak saw its 128 MiB.
+    assert float(row["memory_peak"].removesuffix("Mi") or 0) >= 128
     assert row["cpu_millicores"] > 0  # a core kept busy shows; the figure depends on the machine
     assert row["cpu"].endswith("m")
     [series] = last["series"]
     assert len(series["points"]) == 3  # one per reading, oldest first
     assert all(point["memory"] >= 64 for point in series["points"])
+
+    # A tree that runs in no cgroup (envhub could not make one: not root, no delegated cgroup) is
+    # measured by its processes, and the answer says so and why: never a silent fallback.
+    state_path = runtime.workspace_path(env_id).parent / "state.json"
+    state = read_state(state_path)
+    assert state is not None
+    cgroup = cgroups.Placement(state.cgroup_cpu, state.cgroup_memory)
+    why = "envhub cannot create a cgroup in /sys/fs/cgroup/x (Permission denied)"
+    write_state(state_path, dataclasses.replace(state, cgroup_cpu="", cgroup_memory="", cgroup_note=why))
+    try:
+        usage.forget(env_id)
+        tree = environment_usage(session=session, actor=world.viewer, runtime=runtime, environment_id=env_id)
+    finally:
+        write_state(state_path, state)  # so the teardown finds its cgroups
+    assert tree["source"] == "process tree (psutil)"
+    assert tree["source_note"].startswith(f"No cgroup for this environment: {why}.")
+    [row] = tree["rows"]
+    assert row["memory_bytes"] >= 64 << 20
+    assert row["memory_peak"] == ""  # a process tree has no peak to tell
+    assert cgroups.read(cgroup).memory_bytes > 0
+
+
+def test_an_unprivileged_envhub_is_told_why_it_gets_no_cgroup(tmp_path: Path) -> None:
+    # As nobody, outside any cgroup delegated to it, the kernel refuses envhub a cgroup: the reason
+    # is what the state records and usage shows (above).
+    program = "import sys; from pathlib import Path; from envhub.runtime.local import cgroups; "
+    program += "print(cgroups.place(Path(sys.argv[1]), 7))"
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*nobody, sys.executable, "-c", program, str(tmp_path / "envs")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.startswith("envhub cannot create a cgroup in /sys/fs/cgroup"), done.stdout
+    assert "(Permission denied)" in done.stdout
 
 
 def test_nothing_running_is_said_and_a_runtime_that_cannot_measure_says_why(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import psutil
 
 from envhub.domain.specs import EnvironmentTarget, parse_spec
 from envhub.runtime.base import Endpoint
-from envhub.runtime.local import LocalRuntime
+from envhub.runtime.local import LocalRuntime, cgroups
 from envhub.runtime.local.processes import find_process, read_state
 
 
@@ -80,13 +81,17 @@ def is_gone(proc: psutil.Process) -> bool:
 
 
 def kill_environments(runtime: LocalRuntime) -> None:
-    """Test teardown: SIGKILL every environment's process tree without waiting.
+    """Test teardown: SIGKILL every environment's process tree without waiting for it to be
+    reaped, then remove its cgroups (``cgroups.py``) as soon as the kernel lets go of them.
 
     ``LocalRuntime.stop`` waits until each process is reaped, which on machines
     whose init reaps orphans slowly takes seconds; teardown needs no such proof.
     """
+    placements = []
     for environment_id in runtime.managed_environments():
         state = read_state(runtime.workspace_path(environment_id).parent / "state.json")
+        if state is not None and state.cgroup_cpu and state.cgroup_memory:
+            placements.append(cgroups.Placement(state.cgroup_cpu, state.cgroup_memory))
         root = find_process(state)
         if root is None:
             continue
@@ -95,6 +100,11 @@ def kill_environments(runtime: LocalRuntime) -> None:
             for proc in family:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
+    # Their cgroups go too, once the kernel has seen the processes end: none is left on the machine.
+    deadline = time.monotonic() + 10
+    while placements and time.monotonic() < deadline:
+        placements = [p for p in placements if not cgroups.remove(p)]
+        time.sleep(0.02 if placements else 0)
 
 
 def git(*args: str, cwd: Path) -> str:

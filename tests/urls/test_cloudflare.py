@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from envhub import launcher, wiring
 from envhub.config import override_settings
 from envhub.domain.kube import namespace_for
-from envhub.domain.public import GatewayAddress, wildcard_host
+from envhub.domain.public import GatewayAddress, port_host, wildcard_host
 from envhub.domain.specs import EnvironmentTarget
 from envhub.domain.url_access import UrlAccess
 from envhub.errors import ConfigurationError, EnvhubError
@@ -39,6 +39,7 @@ from tests.support.cloudflare_stub import CloudflareStub, cloudflare_stub
 from tests.support.db import audit_events, other_session
 from tests.support.fakes import FakeQueue
 from tests.support.runtime import make_target
+from tests.unit.kube.test_kube_workspace import target as workspace_target
 
 ZONE = "example.com"
 WEB = {"name": "web", "image": "python:3.12-slim", "ports": [8080], "public": True}
@@ -439,3 +440,58 @@ def test_a_sign_in_project_needs_to_know_where_the_gateway_is(stub: CloudflareSt
     env = dataclasses.replace(target(9, "pr-3"), url_access=UrlAccess.sign_in)
     with pytest.raises(ConfigurationError, match="ENVHUB_GATEWAY_INTERNAL_URL"):
         provider(stub).address(env)
+
+
+def test_a_workspace_s_app_and_each_forwarded_port_get_a_rule_and_a_record(stub: CloudflareStub) -> None:
+    urls = provider(stub)
+    env = workspace_target()  # no container services: the workspace serves the app on 8000
+    ns = namespace_for(env)
+    debugger = port_host(host("dev"), 5678)
+    assert urls.port_url(env, 5678) == f"https://{debugger}/"
+    assert urls.publish(env) == f"https://{host('dev')}/"
+    tunnel = the_tunnel(stub)
+    assert stub.rules(tunnel) == [
+        {"hostname": host("dev"), "service": f"http://workspace.{ns}.svc:8000"},
+        {"hostname": debugger, "service": f"http://workspace.{ns}.svc:5678"},
+        {"service": "http_status:404"},
+    ]
+    assert {r["name"]: r["comment"] for r in stub.records.values()} == {
+        host("dev"): "envhub environment 7: dev of acme/shop",
+        debugger: "envhub environment 7: dev of acme/shop, port 5678 (Debugger)",
+    }
+    assert {r["content"] for r in stub.records.values()} == {f"{tunnel}.cfargotunnel.com"}
+    before = writes(stub)
+    urls.publish(env)
+    assert writes(stub) == before
+
+    # The port is no longer forwarded: its rule and record go, the app's stay.
+    assert env.workspace is not None
+    config = dataclasses.replace(env.workspace.config, ports=env.workspace.config.ports[:1])
+    urls.publish(dataclasses.replace(env, workspace=dataclasses.replace(env.workspace, config=config)))
+    assert [rule.get("hostname") for rule in stub.rules(tunnel)] == [host("dev"), None]
+    assert [r["name"] for r in stub.records.values()] == [host("dev")]
+
+    urls.publish(env)
+    urls.unpublish(env)
+    assert stub.records == {}
+    assert stub.rules(tunnel) == [{"service": "http_status:404"}]
+
+
+def test_beside_container_services_every_forwarded_port_gets_its_own_host(stub: CloudflareStub) -> None:
+    gateway = GatewayAddress(host="envhub-web.envhub.svc", port=8000)
+    urls = CloudflareUrls(api=client(stub), zone=ZONE, gateway=gateway)
+    env = workspace_target(services=[WEB])
+    urls.publish(env)
+    ns = namespace_for(env)
+    tunnel = the_tunnel(stub)
+    assert stub.rules(tunnel)[:3] == [
+        {"hostname": host("dev"), "service": f"http://web.{ns}.svc:8080"},
+        {"hostname": port_host(host("dev"), 8000), "service": f"http://workspace.{ns}.svc:8000"},
+        {"hostname": port_host(host("dev"), 5678), "service": f"http://workspace.{ns}.svc:5678"},
+    ]
+    # A sign-in project's hosts, the ports' too, go to envhub's gateway, which asks for the pass.
+    urls.publish(dataclasses.replace(env, url_access=UrlAccess.sign_in))
+    relay = f"http://envhub-gateway.{ns}.svc:8000"
+    assert {rule["service"] for rule in stub.rules(tunnel)[:3]} == {relay}
+    assert len(stub.records) == 3
+    assert urls.published_environments() == {7}

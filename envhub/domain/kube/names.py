@@ -40,6 +40,9 @@ POLICY_ALLOW_DNS = "envhub-allow-dns"
 POLICY_ALLOW_SAME_NAMESPACE = "envhub-allow-same-namespace"
 POLICY_ALLOW_INGRESS = "envhub-allow-ingress"
 POLICY_ALLOW_EGRESS = "envhub-allow-egress"
+# A workspace's way to envhub for git credentials (git_credentials.py).
+POLICY_ALLOW_ENVHUB = "envhub-allow-envhub"
+GIT_HELPER_CONFIG_MAP = "envhub-git-credentials"
 
 # (kind, name) pairs user manifests may not define: they would replace envhub's.
 RESERVED_OBJECTS: frozenset[tuple[str, str]] = frozenset(
@@ -56,6 +59,7 @@ RESERVED_OBJECTS: frozenset[tuple[str, str]] = frozenset(
         ("Role", "envhub-team-edit"),
         ("RoleBinding", "envhub-team-view"),
         ("RoleBinding", "envhub-team-edit"),
+        ("ConfigMap", GIT_HELPER_CONFIG_MAP),
     }
     | {
         ("NetworkPolicy", name)
@@ -65,6 +69,7 @@ RESERVED_OBJECTS: frozenset[tuple[str, str]] = frozenset(
             POLICY_ALLOW_SAME_NAMESPACE,
             POLICY_ALLOW_INGRESS,
             POLICY_ALLOW_EGRESS,
+            POLICY_ALLOW_ENVHUB,
         )
     }
 )

@@ -51,9 +51,11 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
-    namespace_annotations,
+    own_url_ports,
+    render_git_access,
     render_workspace,
 )
+from envhub.domain.kube.workspace_record import namespace_annotations
 from envhub.domain.naming import validate_label
 from envhub.domain.specs import EnvironmentTarget
 
@@ -165,8 +167,8 @@ def render_environment(
     errors.EgressDenied` for an allowlist entry the deny list forbids.
     Each managed CloudNativePG ``Cluster`` among the target's service objects
     gets its network policy, shaped by ``clusters`` (defaults when None).
-    ``browser``: the public service's pod gets a Playwright sidecar
-    (:mod:`envhub.domain.kube.browser`).
+    ``browser``: the public service's pod (the workspace's, when there is
+    one) gets a Playwright sidecar (:mod:`envhub.domain.kube.browser`).
     A target with a workspace (``target.workspace``) gets its claims, Service
     and Deployment (``workspace.py``, shaped by ``workspace``), checked by the
     manifest guard like a user's manifests: its image and paths are the
@@ -212,6 +214,9 @@ def render_environment(
     secrets = render_secrets(target, namespace=namespace)
     if secrets is not None:
         objects.append(secrets)
+    workspace = workspace if workspace is not None else WorkspaceSettings()
+    # The workspace's way to envhub for git credentials: a policy (isolation) and the helper.
+    objects.extend(render_git_access(target, namespace=namespace, settings=workspace))
     managed = [_service_object(obj, namespace=namespace, labels=labels) for obj in target.service_objects]
     network = clusters if clusters is not None else ClusterNetwork()
     objects.extend(
@@ -229,9 +234,7 @@ def render_environment(
         if (obj["apiVersion"], obj["kind"]) == (CLUSTER_API_VERSION, CLUSTER_KIND)
     )
     objects.extend(obj for obj in managed if obj["kind"] not in _POD_KINDS)
-    workspace_objects = render_workspace(
-        target, namespace=namespace, settings=workspace if workspace is not None else WorkspaceSettings()
-    )
+    workspace_objects = render_workspace(target, namespace=namespace, settings=workspace)
     for obj in workspace_objects:
         check_object(obj, namespace=namespace)
     objects.extend(obj for obj in workspace_objects if obj["kind"] != "Deployment")
@@ -245,17 +248,25 @@ def render_environment(
         *(obj for obj in workspace_objects if obj["kind"] == "Deployment"),
         *(render_deployment(target, service, namespace=namespace) for service in spec.services),
     ]
+    # The Playwright sidecar joins the pod that answers the environment's URL, or the workspace's pod
+    # where there is one: only that pod can mount the workspace (a ReadWriteOnce claim).
+    lends_to = WORKSPACE if target.workspace is not None else public.service if public is not None else None
     for deployment in pods:
-        # The Playwright sidecar joins the pod that answers the environment's URL.
-        if browser is not None and public is not None and deployment["metadata"]["name"] == public.service:
+        if browser is not None and public is not None and deployment["metadata"]["name"] == lends_to:
             deployment = with_browser(deployment, browser, target.variables)
         objects.append(deployment)
-    if target.gateway is not None and public is not None:
+    # Forwarded ports with public URLs of their own (each its own host), beside the app's.
+    forwarded = own_url_ports(target, namespace=namespace)
+    if target.gateway is not None and (public is not None or forwarded):
         objects.append(render_gateway_service(target.gateway, namespace=namespace, labels=labels))
-        # Sign-in first: the Ingress sends the host to envhub's gateway, which relays.
-        public = PublicEndpoint(service=GATEWAY_SERVICE, namespace=namespace, port=target.gateway.port)
-    if target.ingress is not None and public is not None:
-        objects.append(render_ingress(target.ingress, public, namespace=namespace, labels=labels))
+        # Sign-in first: the Ingress sends every host to envhub's gateway, which relays.
+        relay = PublicEndpoint(service=GATEWAY_SERVICE, namespace=namespace, port=target.gateway.port)
+        public = relay if public is not None else None
+        forwarded = dict.fromkeys(forwarded, relay)
+    if target.ingress is not None:
+        ingress = render_ingress(target.ingress, public, namespace=namespace, labels=labels, ports=forwarded)
+        if ingress is not None:
+            objects.append(ingress)
     if spec.manifests:
         scoped = scope_manifests(
             parse_manifests(spec.manifests),

@@ -11,20 +11,22 @@ objects it becomes (:func:`render_workspace`), pure like the rest of ``domain/ku
   environment's commit into an empty workspace, and moves a clean one to a new
   commit; a workspace with local changes is left as it is. The pod restarts
   (``Recreate``: a claim is mounted by one pod at a time) when the commit does;
-* a Service with one port per ``forwardPorts`` entry, each relayed to its own URL.
+* a Service with one port per ``forwardPorts`` entry, each relayed to its own URL;
+* when the project's repository is on GitHub and envhub's web is reachable in the
+  cluster (``WorkspaceSettings.envhub``), git credentials for that repository's
+  origin, asked of envhub with a token the kubelet projects (``git_credentials.py``).
 
 Without container services of its own the environment's app is the project's
 command, run in the workspace on the first forwarded port as ``$PORT`` (as the
 local runtime does); otherwise the workspace container only stays up, and people
 and agents work in it. ``remoteEnv`` reaches exec sessions (terminals, lifecycle
 commands): ``workspace_shell.with_remote_env`` wraps their command, from the
-Namespace's annotation (:data:`REMOTE_ENV_ANNOTATION`).
+Namespace's annotations (``workspace_record.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 import re
 from collections.abc import Mapping
@@ -36,6 +38,7 @@ import json5
 from envhub.domain.browser import FEATURE as BROWSER_FEATURE
 from envhub.domain.browser import feature_id
 from envhub.domain.devcontainer import Devcontainer, Workspace, parse, without_reserved
+from envhub.domain.kube import git_credentials as git
 from envhub.domain.kube.deployments import PublicEndpoint, public_endpoint, workload_labels
 from envhub.domain.kube.names import SECRETS_ANNOTATION, SECRETS_NAME, WORKLOAD_ACCOUNT, metadata
 from envhub.domain.kube.workspace_shell import clone_script
@@ -45,13 +48,11 @@ from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
 
 WORKSPACE = "workspace"  # the Deployment, its container, its Service and its claim
 CLONE_CONTAINER = "clone"
-# On the Namespace: the workspace's remoteEnv (JSON), read when a terminal or a command is opened.
-# COMMIT_ANNOTATION is there too (``<generation>:<commit>``), and on the workspace's pods (the commit).
-REMOTE_ENV_ANNOTATION = "envhub.dev/remote-env"
 # On the workspace's claim: the commit whose postCreateCommand succeeded, and the pod whose
 # postStartCommand ran (the claim is the workspace: what ran in it is remembered with it).
 CREATED_ANNOTATION = "envhub.dev/post-create-commit"
 STARTED_ANNOTATION = "envhub.dev/post-start-pod"
+# On the workspace's pods: the commit they were made from (on the Namespace too: workspace_record.py).
 COMMIT_ANNOTATION = "envhub.dev/workspace-commit"
 DEFAULT_GIT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_APP_PORT = 8080
@@ -69,6 +70,8 @@ class WorkspaceSettings:
     storage_class: str = ""  # "": the cluster's default StorageClass
     size: str = "10Gi"
     volume_size: str = "1Gi"  # each named volume of ``mounts``
+    # envhub's web as workspace pods reach it; None: git inside gets no credentials from envhub.
+    envhub: git.EnvhubWeb | None = None
 
 
 def default_folder(repo_url: str) -> str:
@@ -171,6 +174,20 @@ def environment_endpoint(target: EnvironmentTarget, *, namespace: str) -> Public
     return found
 
 
+def own_url_ports(target: EnvironmentTarget, *, namespace: str) -> dict[int, PublicEndpoint]:
+    """The forwarded ports that get a public URL of their own, each with where it is served: every
+    one the workspace's Service relays but the port on the environment's own URL."""
+    workspace = target.workspace
+    if workspace is None or not workspace.config.ports_relayed:
+        return {}
+    app = app_port(workspace) if serves_app(target) else None
+    return {
+        port.port: PublicEndpoint(service=WORKSPACE, namespace=namespace, port=port.port)
+        for port in workspace.config.ports
+        if port.port != app
+    }
+
+
 def volume_claim(source: str) -> str:
     """The claim of a named volume: a DNS label, one per name."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:8]
@@ -213,6 +230,26 @@ def render_workspace(
     return objects
 
 
+def gives_git_credentials(target: EnvironmentTarget, settings: WorkspaceSettings) -> bool:
+    """Whether the workspace's git asks envhub for the project repository's credentials."""
+    return target.workspace is not None and bool(target.git_origin) and settings.envhub is not None
+
+
+def render_git_access(
+    target: EnvironmentTarget, *, namespace: str, settings: WorkspaceSettings
+) -> list[dict[str, Any]]:
+    """The helper's ConfigMap and the policy that lets the workspace reach envhub (envhub's own
+    objects: they pass no manifest guard, and their names are reserved)."""
+    if not gives_git_credentials(target, settings):
+        return []
+    assert settings.envhub is not None
+    labels = target.labels
+    return [
+        git.render_envhub_policy(settings.envhub, namespace=namespace, labels=labels, pods=_selector()),
+        git.render_helper_config_map(namespace=namespace, labels=labels),
+    ]
+
+
 def _selector() -> dict[str, str]:
     return {"app.kubernetes.io/name": WORKSPACE, "envhub.dev/service": WORKSPACE}
 
@@ -246,7 +283,9 @@ def _claim(
     }
 
 
-def _env(target: EnvironmentTarget, config: Devcontainer) -> list[dict[str, str]]:
+def _env(
+    target: EnvironmentTarget, config: Devcontainer, settings: WorkspaceSettings
+) -> list[dict[str, str]]:
     """containerEnv, then the project's variables over it, then envhub's own (which nothing fakes)."""
     theirs = {
         name: value
@@ -257,6 +296,9 @@ def _env(target: EnvironmentTarget, config: Devcontainer) -> list[dict[str, str]
     if serves_app(target):
         assert target.workspace is not None
         ours["PORT"] = str(app_port(target.workspace))
+    if gives_git_credentials(target, settings):
+        assert settings.envhub is not None
+        ours |= git.git_variables(target.git_origin, settings.envhub)
     # The fetch token is envhub's (the clone's), not the workspace's: set empty over the Secret's
     # value (an env entry wins over envFrom), as the local runtime withholds it.
     withheld = {name: "" for name in (GIT_TOKEN_SECRET, GIT_USERNAME_SECRET) if name in target.secrets}
@@ -291,13 +333,16 @@ def _deployment(
         if mount.read_only:
             entry["readOnly"] = True
         mounts.append(entry)
+    if gives_git_credentials(target, settings):
+        volumes.append(git.volume())
+        mounts.append(git.volume_mount())
     command = target.spec.command if serves_app(target) else _KEEP_ALIVE
     container: dict[str, Any] = {
         "name": WORKSPACE,
         "image": config.image,
         "command": ["/bin/sh", "-c", command],
         "workingDir": folder,
-        "env": _env(target, config),
+        "env": _env(target, config, settings),
     }
     if target.secrets:
         container["envFrom"] = [{"secretRef": {"name": SECRETS_NAME}}]
@@ -375,32 +420,3 @@ def _clone_container(
         "volumeMounts": [{"name": WORKSPACE, "mountPath": folder}],
         "securityContext": _user_context(workspace.config),
     }
-
-
-def namespace_annotations(target: EnvironmentTarget) -> dict[str, str]:
-    """The Namespace's annotations for the workspace: its remoteEnv (JSON), and the commit it was made
-    from for the target's generation (a re-apply of that generation keeps it, even if the ref moved)."""
-    workspace = target.workspace
-    if workspace is None:
-        return {}
-    annotations = {COMMIT_ANNOTATION: f"{target.generation}:{workspace.commit}"}
-    if workspace.config.remote_env:
-        annotations[REMOTE_ENV_ANNOTATION] = json.dumps(dict(workspace.config.remote_env), sort_keys=True)
-    return annotations
-
-
-def pinned_commit(annotations: Mapping[str, Any], generation: int) -> str | None:
-    """The commit the workspace was made from for ``generation`` (:func:`namespace_annotations`)."""
-    recorded, _, commit = str(annotations.get(COMMIT_ANNOTATION) or "").partition(":")
-    return commit if recorded == str(generation) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
-
-
-def read_remote_env(annotations: Mapping[str, Any]) -> dict[str, str]:
-    """remoteEnv from the Namespace's annotations (what :func:`namespace_annotations` wrote)."""
-    try:
-        found = json.loads(str(annotations.get(REMOTE_ENV_ANNOTATION) or "{}"))
-    except ValueError:
-        return {}
-    if not isinstance(found, dict):
-        return {}
-    return {str(k): str(v) for k, v in found.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))}

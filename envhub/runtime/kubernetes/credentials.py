@@ -1,9 +1,11 @@
-"""Short-lived tokens for an environment's ServiceAccount, from the TokenRequest API.
+"""Short-lived tokens for an environment's ServiceAccount: issued (TokenRequest) and checked (TokenReview).
 
 Each call asks the API server for a new bound token with an expiry; nothing is
-stored. (Kubernetes v1.20 still creates a long-lived token Secret for every
-ServiceAccount; the workload Role cannot read Secrets, and envhub never hands
-those out.)
+stored. :func:`review_token` asks the API server whether a token a workload
+presented is one it signed for an audience (a workspace's projected token for
+envhub: ``domain/kube/git_credentials.py``), and for whom. (Kubernetes v1.20
+still creates a long-lived token Secret for every ServiceAccount; the workload
+Role cannot read Secrets, and envhub never hands those out.)
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client import AuthenticationV1TokenRequest, CoreV1Api, V1TokenRequestSpec
+from kubernetes.client import (
+    AuthenticationV1Api,
+    AuthenticationV1TokenRequest,
+    CoreV1Api,
+    V1TokenRequestSpec,
+    V1TokenReview,
+    V1TokenReviewSpec,
+)
 
 from envhub.runtime.base import WorkloadCredentials
-from envhub.runtime.kubernetes.errors import kube_call
+from envhub.runtime.kubernetes.errors import kube_call, kube_json
 
 # The API server refuses shorter tokens (its minimum is 10 minutes).
 MIN_TTL = 600
@@ -64,3 +73,16 @@ def request_token(
         certificate_authority=certificate_authority,
         insecure=insecure,
     )
+
+
+def review_token(authentication: AuthenticationV1Api, token: str, *, audience: str) -> str | None:
+    """The user name the API server vouches ``token`` for, when it signed it for ``audience``
+    (and it has not expired, nor its pod or account been deleted); None when it does not."""
+    body = V1TokenReview(spec=V1TokenReviewSpec(token=token, audiences=[audience]))
+    review = kube_json("reviewing a workload's token", authentication.create_token_review, body)
+    status = review.get("status") or {}
+    # An authenticator that ignores audiences answers without them: that is no vouching for ours.
+    if status.get("authenticated") is not True or audience not in (status.get("audiences") or []):
+        return None
+    username = (status.get("user") or {}).get("username")
+    return username if isinstance(username, str) else None

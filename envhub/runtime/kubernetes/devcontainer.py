@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes.client import CoreV1Api
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from envhub.domain.devcontainer import (
     HOOK_STEPS,
@@ -56,6 +57,8 @@ from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.streams import KubernetesExecSession
 
 STEP = "devcontainer"
+# Seconds a lifecycle run waits for the workspace's new pod to be listed as running.
+POD_WAIT = 60.0
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TAIL = 15
 _OUTPUT_LIMIT = 256 * 1024  # bytes of one command's output kept (its end)
@@ -239,16 +242,26 @@ def run_lifecycle(
     *,
     namespace: str,
     workspace: Workspace,
-    pods: list[dict[str, Any]],
+    pods: Callable[[], list[dict[str, Any]]],
     progress: ProgressReporter,
     protocols: tuple[str, ...],
     timeout: float,
 ) -> None:
-    """The workspace's lifecycle commands in its ready pod (one of ``pods``), as :class:`LifecycleRunner`
-    runs them; what ran is recorded on the workspace's claim."""
+    """The workspace's lifecycle commands in its ready pod (one of ``pods()``), as :class:`LifecycleRunner`
+    runs them; what ran is recorded on the workspace's claim.
+
+    The pod is listed again while only a terminating one answers (a wake right after a sleep: the
+    Deployment counts its new pod before the old one is gone), for at most ``POD_WAIT`` seconds.
+    """
     if not workspace.config.lifecycle:
         return
-    pod = workspace_pod(pods, workspace.commit)
+    found = Retrying(
+        retry=retry_if_exception_type(NotReady),
+        stop=stop_after_delay(min(POD_WAIT, timeout)),
+        wait=wait_fixed(0.25),
+        reraise=True,
+    )
+    pod = found(lambda: workspace_pod(pods(), workspace.commit))
     name = str(pod["metadata"]["name"])
     claim = kube_json(
         "reading the workspace's claim", core.read_namespaced_persistent_volume_claim, WORKSPACE, namespace

@@ -69,6 +69,7 @@ RENDERED_KINDS: dict[tuple[str, str], ApiResource] = dict(
         _known("v1", "ServiceAccount", "serviceaccounts"),
         _known("v1", "Service", "services"),
         _known("v1", "Secret", "secrets"),  # the project's secrets (deployments.render_secrets)
+        _known("v1", "ConfigMap", "configmaps"),  # a workspace's git credential helper (git_credentials.py)
         _known("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),  # a managed Redis' (redis.py)
         _known("apps/v1", "Deployment", "deployments"),
         _known("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),

@@ -28,7 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, V1DeleteOptions, VersionApi
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    AuthenticationV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+    V1DeleteOptions,
+    VersionApi,
+)
 from websockets.asyncio.client import ClientConnection
 
 from envhub.config import get_settings
@@ -48,6 +56,7 @@ from envhub.domain.kube import (
     namespace_for,
     render_environment,
 )
+from envhub.domain.kube import git_credentials as git_access
 from envhub.domain.kube.browser import BrowserSidecar
 from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.cloudnative_pg import API_VERSION as CLUSTER_API
@@ -58,9 +67,8 @@ from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     environment_endpoint,
-    pinned_commit,
-    read_remote_env,
 )
+from envhub.domain.kube.workspace_record import kept_workspace, pinned_commit, read_remote_env
 from envhub.domain.kube.workspace_shell import with_remote_env
 from envhub.domain.progress import PREPARE_STEPS
 from envhub.domain.specs import EnvironmentKind, EnvironmentTarget
@@ -81,7 +89,7 @@ from envhub.runtime.kubernetes import background, describing, dormancy
 from envhub.runtime.kubernetes import devcontainer as dev
 from envhub.runtime.kubernetes.apiserver import ApiServerAddresses
 from envhub.runtime.kubernetes.builds import build_image
-from envhub.runtime.kubernetes.credentials import request_token, server_trust
+from envhub.runtime.kubernetes.credentials import request_token, review_token, server_trust
 from envhub.runtime.kubernetes.discovery import Applier, Stored
 from envhub.runtime.kubernetes.errors import kube_call, kube_json
 from envhub.runtime.kubernetes.pruning import Inventory
@@ -180,6 +188,7 @@ class KubernetesRuntime:
         self.core = CoreV1Api(api)
         self.apps = AppsV1Api(api)
         self.custom = CustomObjectsApi(api)
+        self.authentication = AuthenticationV1Api(api)
         self.applier = Applier(api)
         self.limits = limits or PlatformLimits()
         self.ingress_namespaces = ingress_namespaces
@@ -331,7 +340,7 @@ class KubernetesRuntime:
                 self.core,
                 namespace=namespace,
                 workspace=workspace,
-                pods=self._pods(namespace) if workspace.config.lifecycle else [],
+                pods=lambda: self._pods(namespace),
                 progress=progress,
                 protocols=self.exec_protocols,
                 timeout=self.lifecycle_timeout,
@@ -344,6 +353,7 @@ class KubernetesRuntime:
             generation=target.generation,
             endpoint=Endpoint(public.host, public.port) if public else None,
             details=details,
+            workspace=workspace,
         )
 
     def _lends_browser(self, target: EnvironmentTarget) -> bool:
@@ -418,6 +428,20 @@ class KubernetesRuntime:
             certificate_authority=ca,
             insecure=insecure,
         )
+
+    def environment_of_token(self, token: str) -> int | None:
+        """``WorkloadTokenReviewer``: a TokenReview for envhub's audience, then the account's
+        namespace, which must be the environment's (named and labelled so)."""
+        if not git_access.looks_like_service_account_token(token):
+            return None
+        username = review_token(self.authentication, token, audience=git_access.AUDIENCE)
+        found = git_access.workload_account(username) if username else None
+        if found is None or not git_access.is_workspace_account(found[1]):
+            return None
+        environment_id = git_access.environment_of_namespace(found[0])
+        if environment_id is None or self._namespace_of(environment_id) != found[0]:
+            return None
+        return environment_id
 
     # -- status --------------------------------------------------------------
 
@@ -626,11 +650,16 @@ class KubernetesRuntime:
     def wake(self, target: EnvironmentTarget, *, progress: ProgressReporter) -> RuntimeStatus:
         """Give each workload back the replicas it slept with, then wait for them to roll out.
 
+        A dev container's workspace then runs the lifecycle commands a start runs, as its
+        first start did: ``postStartCommand`` and ``postAttachCommand`` in the new pod, and
+        ``postCreateCommand`` only if it never succeeded for the workspace's commit. What
+        they are was recorded on the Namespace by the last apply: nothing is fetched.
         A namespace that went missing meanwhile is made again by a full apply.
         """
-        namespace = self._namespace_of(target.id)
-        if namespace is None:
+        found = self._namespace_object(target.id)
+        if found is None:
             return self.apply(target, progress=progress)
+        namespace = str(found["metadata"]["name"])
         progress.begin("start", namespace)
         workloads = dormancy.restore(self.apps, namespace)
         progress.finish("start", f"{len(workloads)} workload(s) scaled back")
@@ -646,6 +675,17 @@ class KubernetesRuntime:
         readiness = rollout.run(progress)
         names = rollout.workloads
         progress.finish("health", f"rolled out: {', '.join(names)}" if names else "no workloads")
+        workspace = kept_workspace(found["metadata"].get("annotations") or {})
+        if workspace is not None:
+            dev.run_lifecycle(
+                self.core,
+                namespace=namespace,
+                workspace=workspace,
+                pods=lambda: self._pods(namespace),
+                progress=progress,
+                protocols=self.exec_protocols,
+                timeout=self.lifecycle_timeout,
+            )
         # What the last apply published (a workspace's app too): the Namespace's annotation.
         public = self.endpoint(target.id)
         return RuntimeStatus(

@@ -24,7 +24,7 @@ import psutil
 from envhub.domain.specs import ServiceSocket
 from envhub.errors import ProcessExited, RuntimeFailure, SandboxUnavailable
 from envhub.private_files import open_private
-from envhub.runtime.local import network, processes
+from envhub.runtime.local import cgroups, network, processes
 from envhub.runtime.local.sandbox import (
     LAUNCHER_ENV,
     NO_EXTRAS,
@@ -59,6 +59,8 @@ def start_supervised(
     extras: Extras = NO_EXTRAS,
     own_url_port: int | None = None,
     git_credentials: dict[str, Any] | None = None,
+    cgroup: cgroups.Placement | str | None = None,
+    exit_path: Path | None = None,
 ) -> processes.ProcessState:
     """Start the supervisor; it relays ``services`` into the environment (see ``relays.py``).
 
@@ -67,6 +69,9 @@ def start_supervised(
     ``run_dir`` too, relayed to that port inside; and 127.0.0.1:``own_url_port``
     inside, the port of the environment's own public URL, leads to the app
     (``domain/browser.own_url_inside``). ``extras`` go to the sandbox.
+
+    ``cgroup``: the cgroups the supervisor moves into (``cgroups.py``), or why
+    there are none. ``exit_path``: where it says how the app ended (``exits.py``).
     """
     network.prepare_run_dir(run_dir)
     own = sandbox.own_network
@@ -82,6 +87,8 @@ def start_supervised(
         raise
     status_r, status_w = os.pipe()
     times = open_private(times_path(log_path), "ab", buffering=0)
+    ended = open_private(exit_path, "wb", buffering=0) if exit_path is not None else None
+    placement = cgroup if isinstance(cgroup, cgroups.Placement) else None
     config: dict[str, Any] = {
         "times_fd": times.fileno(),
         "network": "own" if own else "host",
@@ -99,6 +106,8 @@ def start_supervised(
             {"name": s.name, "port": s.port, "socket": s.socket, "owner": s.owner} for s in services
         ],
         "git_credentials": git_credentials,  # git_access.py: the relay's instructions (a key)
+        "cgroups": list(placement.directories) if placement is not None else [],
+        "exit_fd": ended.fileno() if ended is not None else None,
     }
     config_fd = data_fd(json.dumps(config).encode(), "envhub-supervisor")
     try:
@@ -111,6 +120,7 @@ def start_supervised(
                 config_fd,
                 status_w,
                 times.fileno(),
+                *([ended.fileno()] if ended is not None else []),
                 *launch.fds,
                 *([listener.fileno()] if listener else []),
                 *(sock.fileno() for _p, sock in extra),
@@ -122,6 +132,8 @@ def start_supervised(
     finally:
         launch.close()
         times.close()
+        if ended is not None:
+            ended.close()
         os.close(config_fd)
         os.close(status_w)
         if listener is not None:
@@ -137,6 +149,8 @@ def start_supervised(
         os.close(status_r)
     if report is None or "error" in report:
         processes.kill_tree(proc, grace=1.0)
+        if placement is not None:
+            cgroups.remove(placement)
         if report is None:
             tail = processes.tail_lines(log_path, 20)
             raise ProcessExited(
@@ -144,6 +158,7 @@ def start_supervised(
                 details={"log_tail": "\n".join(tail)},
             )
         raise SandboxUnavailable(str(report["error"]), details={"error": str(report["error"])})
+    cpu, memory, note = _cgroup_fields(cgroup, report)
     return processes.ProcessState(
         pid=proc.pid,
         create_time=proc.create_time(),
@@ -154,7 +169,20 @@ def start_supervised(
         network=str(report.get("network", "host")),
         network_note=str(report.get("reason", "")),
         services_digest=services_digest(services),
+        cgroup_cpu=cpu,
+        cgroup_memory=memory,
+        cgroup_note=note,
     )
+
+
+def _cgroup_fields(cgroup: cgroups.Placement | str | None, report: dict[str, Any]) -> tuple[str, str, str]:
+    """The tree's CPU and memory cgroups, or why it runs in none (the state's record)."""
+    if isinstance(cgroup, cgroups.Placement) and "cgroup_error" not in report:
+        return cgroup.cpu, cgroup.memory, ""
+    if isinstance(cgroup, cgroups.Placement):
+        cgroups.remove(cgroup)
+        return "", "", str(report["cgroup_error"])
+    return "", "", cgroup or ""
 
 
 def services_digest(services: tuple[ServiceSocket, ...]) -> str:

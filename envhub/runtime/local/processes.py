@@ -17,6 +17,7 @@ import time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -50,6 +51,13 @@ class ProcessState:
     # environment's own public URL that it serves inside: shells beside it get both.
     browser: bool = False
     own_host: str = ""
+    # The tree's own cgroups (``cgroups.py``; "" when it runs in none, ``cgroup_note`` saying why).
+    cgroup_cpu: str = ""
+    cgroup_memory: str = ""
+    cgroup_note: str = ""
+    # Starts after the tree before ended by itself, and how the last one ended (``exits.py``).
+    restarts: int = 0
+    last_exit: dict[str, Any] = field(default_factory=dict)
 
 
 def read_state(path: Path) -> ProcessState | None:

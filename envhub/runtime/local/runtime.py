@@ -9,7 +9,8 @@ Layout under the data folder::
                             socket through which the gateway and health check reach the app
     envs/<id>/output.log    everything its processes print since they last started
     envs/<id>/output.previous.log   what the tree before printed (read after a crash)
-    envs/<id>/state.json    pid, start time, port and generation of the running tree
+    envs/<id>/state.json    pid, start time, port and generation of the running tree, its restarts
+    envs/<id>/exit.json     how the running tree's app ended, once it has (exits.py)
     envs/<id>/.lock         serialises apply/destroy of one environment across workers
     envs/<id>/lifecycle.json  the commit whose devcontainer postCreateCommand last succeeded
     envs/<id>/hook<n>/, hook<n>.log  a lifecycle command's private folder and output while it runs
@@ -27,9 +28,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -59,6 +61,8 @@ from envhub.runtime.base import (
 )
 from envhub.runtime.local import (
     background,
+    cgroups,
+    exits,
     git_access,
     launching,
     lifecycle,
@@ -128,8 +132,9 @@ class LocalRuntime:
         # folder (the parent of ``envs/``), the install folder and the virtualenv.
         chosen = private_paths if private_paths is not None else default_private_paths(root)
         self.private_paths = tuple(chosen)
-        # environment id -> (pid, when, CPU seconds, rate) of the last usage reading: rates are differences.
-        self._last_usage: dict[int, tuple[int, float, float, float]] = {}
+        # environment id -> ((pid, source), when, CPU seconds, rate) of the last usage reading:
+        # rates are differences, of two readings of one tree from one source.
+        self._last_usage: dict[int, tuple[tuple[int, str], float, float, float]] = {}
         self._usage_lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------
@@ -148,6 +153,21 @@ class LocalRuntime:
 
     def _run_dir(self, environment_id: int) -> Path:
         return self._dir(environment_id) / "run"
+
+    def _exit_path(self, environment_id: int) -> Path:
+        return self._dir(environment_id) / "exit.json"
+
+    def _end_tree(self, environment_id: int, state: processes.ProcessState | None) -> bool:
+        """Stop the tree ``state`` records, if it runs (a stop of envhub's, not a restart), and remove
+        its cgroups; whether it was running."""
+        proc = processes.find_process(state)
+        if proc is not None and state is not None:
+            processes.kill_tree(proc)
+            exits.mark_stopped(self._exit_path(environment_id), state.pid)
+        placement = _placement(state) if state is not None else None
+        if placement is not None:
+            cgroups.remove(placement)
+        return proc is not None
 
     @property
     def sandbox(self) -> Sandbox:
@@ -190,10 +210,8 @@ class LocalRuntime:
         progress.begin("sleep")
         with self._locked(environment_id):
             background.stop_all(directory)
-            proc = processes.find_process(processes.read_state(self._state_path(environment_id)))
-            if proc is not None:
-                processes.kill_tree(proc)
-        done = "processes stopped; workspace kept" if proc is not None else "nothing was running"
+            stopped = self._end_tree(environment_id, processes.read_state(self._state_path(environment_id)))
+        done = "processes stopped; workspace kept" if stopped else "nothing was running"
         progress.finish("sleep", done)
         return done
 
@@ -235,13 +253,22 @@ class LocalRuntime:
             if current and state is not None:
                 progress.skip("start", f"already running (pid {state.pid})")
             else:
-                if running is not None:
-                    processes.kill_tree(running)
+                self._end_tree(target.id, state)
+                restarts, last_exit = (
+                    exits.after(state.restarts, exits.read(self._exit_path(target.id), state.pid))
+                    if state is not None
+                    else (0, {})
+                )
                 self._keep_previous_output(target.id)
                 if config is not None and config.lifecycle:
                     self._run_hooks(target, config, progress, previous_port=state.port if state else None)
                 progress.begin("start")
-                state = self._start(target, previous_port=state.port if state else None, config=config)
+                state = self._start(
+                    target,
+                    previous_port=state.port if state else None,
+                    config=config,
+                    ended=(restarts, last_exit),
+                )
                 isolation = launching.describe(state)
                 progress.finish(
                     "start", f"pid {state.pid} on port {state.port} ({isolation}){_relayed(target, state)}"
@@ -353,8 +380,14 @@ class LocalRuntime:
                 launching.times_path(log_path).replace(launching.times_path(previous))
 
     def _start(
-        self, target: EnvironmentTarget, *, previous_port: int | None, config: Devcontainer | None = None
+        self,
+        target: EnvironmentTarget,
+        *,
+        previous_port: int | None,
+        config: Devcontainer | None = None,
+        ended: tuple[int, dict[str, Any]] = (0, {}),
     ) -> processes.ProcessState:
+        """Start the tree; ``ended``: its restarts so far and how the last one ended (``exits.after``)."""
         ws = self.workspace_path(target.id)
         ws.mkdir(parents=True, exist_ok=True)
         sandbox = self.sandbox
@@ -392,6 +425,8 @@ class LocalRuntime:
             extras=extras,
             own_url_port=own.port if own else None,
             git_credentials=git.relay,
+            cgroup=cgroups.place(self.root, target.id),
+            exit_path=self._exit_path(target.id),
         )
         # What a shell beside the app is told too: the devcontainer's variables, then envhub's own.
         shared = {**(config.env if config is not None else {}), **target.variables, **git.variables}
@@ -404,6 +439,8 @@ class LocalRuntime:
             secret_names=sorted(key for key in target.secrets if key not in _WITHHELD),
             browser=lend,
             own_host=own.host if own else "",
+            restarts=ended[0],
+            last_exit=ended[1],
         )
         processes.write_state(self._state_path(target.id), state)
         return state
@@ -505,9 +542,7 @@ class LocalRuntime:
     def stop(self, environment_id: int) -> None:
         with self._locked(environment_id):
             state_path = self._state_path(environment_id)
-            proc = processes.find_process(processes.read_state(state_path))
-            if proc is not None:
-                processes.kill_tree(proc)
+            self._end_tree(environment_id, processes.read_state(state_path))
             state_path.unlink(missing_ok=True)
 
     def destroy(self, environment_id: int, *, progress: ProgressReporter) -> bool:
@@ -560,8 +595,10 @@ class LocalRuntime:
             name="main",
             state="running" if proc is not None else "terminated",
             ready=endpoint is not None and processes.probe_http(endpoint, "/", timeout=0.5) is not None,
-            reason="" if proc is not None else "process exited",
+            restarts=state.restarts,
+            reason="" if proc is not None else self._how_it_ended(environment_id, state),
             image=state.command,
+            last_termination=exits.termination(state.last_exit),
             probes=(ProbeInfo("readiness", f"HTTP GET :{state.port}/", "on each look, timeout 0.5s"),),
             env=_environment(state),
         )
@@ -573,31 +610,55 @@ class LocalRuntime:
         )
         return Inspection(pods=(pod,), location=location)
 
+    def _how_it_ended(self, environment_id: int, state: processes.ProcessState) -> str:
+        """A stopped tree's state reason, as Kubernetes words a terminated container's."""
+        record = exits.read(self._exit_path(environment_id), state.pid)
+        if record is not None and record.get("stopped"):
+            return "stopped by envhub"
+        ended = exits.termination(record) if record is not None else None
+        if ended is None or ended.exit_code is None:
+            return "exited without a recorded status"
+        return f"{ended.reason} (code {ended.exit_code})"
+
     def usage(self, environment_id: int) -> Usage:
-        """The process tree's CPU (from the change since the last reading) and resident memory."""
+        """The tree's CPU (from the change since the last reading) and memory: from its cgroup, else
+        from its process tree, the answer saying which (and why not the cgroup)."""
         state = processes.read_state(self._state_path(environment_id))
         proc = processes.find_process(state)
         if proc is None or state is None:
-            return Usage(available=True, source=USAGE_SOURCE)
-        cpu, memory = processes.tree_usage(proc)
+            return Usage(available=True)  # nothing measured, from no source
+        placement = _placement(state)
+        measure, source, note = _tree_measure(proc), USAGE_SOURCE, _no_cgroup(state.cgroup_note)
+        if placement is not None:
+            measure, source, note = _cgroup_measure(placement), cgroups.describe(placement), ""
+        try:
+            cpu, memory, peak = measure()
+        except (OSError, KeyError, ValueError) as exc:  # the cgroup went away under a reading
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            measure, source = _tree_measure(proc), USAGE_SOURCE
+            note = _no_cgroup(f"its cgroup could not be read ({why})")
+            cpu, memory, peak = measure()
         now = time.monotonic()
+        key = (state.pid, source)
         with self._usage_lock:
             last = self._last_usage.get(environment_id)
-        if last is not None and last[0] == state.pid and now - last[1] < _MIN_INTERVAL:
+        if last is not None and last[0] == key and now - last[1] < _MIN_INTERVAL:
             rate = last[3]  # too soon for the kernel's CPU clock to tell: the rate found last
         else:
-            if last is None or last[0] != state.pid:
+            if last is None or last[0] != key:
                 # No earlier reading of this tree: take a second one a moment later.
-                last = (state.pid, now, cpu, 0.0)
+                last = (key, now, cpu, 0.0)
                 time.sleep(_MIN_INTERVAL)
-                cpu, memory = processes.tree_usage(proc)
+                cpu, memory, peak = measure()
                 now = time.monotonic()
-            # A child that exited takes its time along: never below zero.
+            # A child that exited takes its time along (in a process tree): never below zero.
             rate = max(0.0, cpu - last[2]) / max(now - last[1], 1e-3) * 1000
             with self._usage_lock:
-                self._last_usage[environment_id] = (state.pid, now, cpu, rate)
-        container = ContainerUsage(f"pid {state.pid}", "main", cpu_millicores=rate, memory_bytes=memory)
-        return Usage(available=True, containers=(container,), source=USAGE_SOURCE)
+                self._last_usage[environment_id] = (key, now, cpu, rate)
+        container = ContainerUsage(
+            f"pid {state.pid}", "main", cpu_millicores=rate, memory_bytes=memory, memory_peak_bytes=peak
+        )
+        return Usage(available=True, containers=(container,), source=source, source_note=note)
 
     def managed_environments(self) -> set[int]:
         if not self.root.is_dir():
@@ -786,6 +847,36 @@ def _environment(state: processes.ProcessState) -> tuple[EnvVarInfo, ...]:
     rows.append(EnvVarInfo("PORT", str(state.port)))
     rows += [EnvVarInfo(name, value) for name, value in state.variables.items()]
     return tuple(rows)
+
+
+def _placement(state: processes.ProcessState) -> cgroups.Placement | None:
+    if not (state.cgroup_cpu and state.cgroup_memory):
+        return None
+    return cgroups.Placement(cpu=state.cgroup_cpu, memory=state.cgroup_memory)
+
+
+Measure = Callable[[], tuple[float, int, "int | None"]]  # CPU seconds, memory bytes, peak bytes
+
+
+def _cgroup_measure(placement: cgroups.Placement) -> Measure:
+    def measure() -> tuple[float, int, int | None]:
+        reading = cgroups.read(placement)
+        return reading.cpu_seconds, reading.memory_bytes, reading.memory_peak_bytes
+
+    return measure
+
+
+def _tree_measure(proc: psutil.Process) -> Measure:
+    def measure() -> tuple[float, int, int | None]:
+        cpu, memory = processes.tree_usage(proc)
+        return cpu, memory, None
+
+    return measure
+
+
+def _no_cgroup(why: str) -> str:
+    reason = why or "it started before envhub gave each environment a cgroup; redeploy it to measure one"
+    return f"No cgroup for this environment: {reason}. Processes that already exited are not counted."
 
 
 def _condition_details(state: processes.ProcessState | None) -> dict[str, str]:

@@ -4,6 +4,8 @@ envhub starts this file as a script (``python -I -S supervisor.py run FD``), wit
 a fixed minimal environment, so it imports nothing but the standard library
 and ``relays.py`` beside it (standard library only too). It
 
+0. moves itself into the environment's cgroups when envhub made them
+   (``cgroups``), before it starts anything, so all it starts is counted there;
 1. gives the environment a network namespace of its own (``unshare``), with
    loopback up and, when slirp4netns is available, outbound traffic through
    it (``--disable-host-loopback``: nothing on the host's 127.0.0.1 is
@@ -33,7 +35,9 @@ The app writes its output to the log itself; once a second this process looks
 at the log's size and notes in the times file (``times_fd``) where the output
 since the last look begins.
 
-It exits with the app's exit status; bubblewrap's ``--die-with-parent`` and
+It exits with the app's exit status, which it first writes, with the time and the
+count of the memory cgroup's OOM kills, to the exit file (``exit_fd``): the
+next start reads it as the restart's reason (``exits.py``). bubblewrap's ``--die-with-parent`` and
 slirp4netns's ``--exit-fd`` make both end when it does.
 
 ``exec FD -- argv`` is a second, tiny mode: read an environment (JSON) from FD
@@ -346,9 +350,48 @@ def _bind_own_url(config: dict[str, Any]) -> socket.socket | None:
         return None
 
 
+def _join_cgroups(directories: list[str]) -> str | None:
+    """Move this process into the environment's cgroups (``cgroups.py``), before it starts
+    anything, so every process below it is counted there; None, else why not."""
+    for directory in directories:
+        try:
+            with open(os.path.join(directory, "cgroup.procs"), "w") as procs:
+                procs.write(str(os.getpid()))
+        except OSError as exc:
+            return f"could not join the cgroup {directory}: {exc.strerror or exc}"
+    return None
+
+
+def _oom_kills(directories: list[str]) -> int | None:
+    """How many processes the kernel's OOM killer ended in the environment's memory cgroup."""
+    for directory in directories:
+        for name in ("memory.events", "memory.oom_control"):
+            with contextlib.suppress(OSError, ValueError), open(os.path.join(directory, name)) as handle:
+                for line in handle:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+    return None
+
+
+def _record_exit(config: dict[str, Any], code: int) -> None:
+    """Say how the app ended (``exits.py`` reads it at the next start: a restart's last state)."""
+    exit_fd = config.get("exit_fd")
+    if exit_fd is None:
+        return
+    record = {
+        "pid": os.getpid(),
+        "status": code,
+        "finished_at": time.time(),
+        "oom_kills": _oom_kills(config.get("cgroups") or []),
+    }
+    with contextlib.suppress(OSError):
+        _write_all(int(exit_fd), (json.dumps(record) + "\n").encode())
+
+
 def run(config_fd: int) -> int:
     config = _read_json(config_fd)
     status_fd = int(config["status_fd"])
+    cgroup_problem = _join_cgroups(config.get("cgroups") or [])
     _more_files()
     listeners: list[socket.socket] = []
     git = config.get("git_credentials")
@@ -370,6 +413,8 @@ def run(config_fd: int) -> int:
         except OSError as exc:
             report = {"error": exc.strerror or str(exc)}
     own_url = _bind_own_url(config) if "error" not in report and report["network"] != "host" else None
+    if cgroup_problem is not None:
+        report["cgroup_error"] = cgroup_problem
     with os.fdopen(status_fd, "w") as status:
         status.write(json.dumps(report) + "\n")
     if "error" in report:
@@ -384,7 +429,9 @@ def run(config_fd: int) -> int:
             flush=True,
         )
     code = asyncio.run(_serve(config, listeners, own_url))
-    return code if code >= 0 else 128 - code
+    code = code if code >= 0 else 128 - code
+    _record_exit(config, code)
+    return code
 
 
 def exec_with_env(env_fd: int, argv: list[str]) -> None:

@@ -62,7 +62,17 @@ def _row(row: rx.Var) -> rx.Component:
         rx.table.cell(rx.code(row["container"], variant="ghost", size="1")),
         rx.table.cell(rx.text(row["pod"], size="1", color_scheme="gray")),
         rx.table.cell(rx.text(row["cpu"], size="1"), class_name="usage-cpu"),
-        rx.table.cell(rx.text(row["memory"], size="1"), class_name="usage-memory"),
+        rx.table.cell(
+            rx.text(
+                row["memory"],
+                rx.cond(
+                    row["memory_peak"] != "",
+                    rx.text.span(" · peak ", row["memory_peak"], color_scheme="gray"),
+                ),
+                size="1",
+            ),
+            class_name="usage-memory",
+        ),
         rx.table.cell(rx.text(row["requests"], size="1", color_scheme="gray")),
         rx.table.cell(rx.text(row["limits"], size="1", color_scheme="gray")),
         class_name="usage-row",
@@ -89,6 +99,11 @@ def usage_panel(S: Any) -> rx.Component:
         view["available"] & (view["rows"].length() > 0),
         rx.vstack(
             table,
+            # Figures from a weaker source than the runtime's best say so where they are read.
+            rx.cond(
+                view["source_note"] != "",
+                rx.text(view["source_note"], size="1", color_scheme="amber", id="usage-source-note"),
+            ),
             rx.grid(
                 rx.foreach(view["series"], _chart),
                 columns=rx.breakpoints(initial="1", md="2"),

@@ -8,24 +8,25 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
 from envhub.domain import browser
 from envhub.domain.devcontainer import Workspace
 from envhub.domain.kube import render_environment
-from envhub.domain.kube.browser import BrowserSidecar
+from envhub.domain.kube.browser import CONTAINER, IMAGE_USER, SHARED_PATH, VOLUME, BrowserSidecar
 from envhub.domain.kube.builds import BuilderSettings, plan_build
 from envhub.domain.kube.errors import ManifestRejected
 from envhub.domain.kube.inventory import PUBLIC_ANNOTATION, SERVICES_ANNOTATION
+from envhub.domain.kube.pod_guard import workload_problems
 from envhub.domain.kube.workspace import (
     WORKSPACE,
     WorkspaceSettings,
     default_folder,
     kubernetes_config,
-    pinned_commit,
-    read_remote_env,
     volume_claim,
 )
+from envhub.domain.kube.workspace_record import kept_workspace, pinned_commit, read_remote_env
 from envhub.domain.kube.workspace_shell import clone_script, with_remote_env
 from envhub.domain.specs import EnvironmentKind
 from envhub.errors import DevcontainerBuildUnavailable, DevcontainerInvalid
@@ -293,6 +294,35 @@ def test_a_reapply_of_the_same_generation_keeps_the_commit() -> None:
     assert pinned_commit({}, 1) is None
 
 
+def test_a_wake_reads_the_lifecycle_commands_from_the_namespace() -> None:
+    """The Namespace records the lifecycle commands of every form, for a wake to run without a fetch."""
+    text = PYTHON_TEMPLATE.replace(
+        '"postStartCommand": ["python3", "-m", "shop.migrate"],',
+        '"postStartCommand": ["python3", "-m", "shop.migrate"], '
+        '"postAttachCommand": {"hello": "echo \'hi\' $WHO", "db": ["sh", "-c", "true"]},',
+    )
+    made = target(text)
+    annotations = render_environment(made, namespace="envhub-shop-dev-7")[0]["metadata"]["annotations"]
+    kept = kept_workspace(annotations)
+    assert kept is not None
+    assert kept.commit == COMMIT
+    assert kept.config.path == made.workspace.config.path
+    assert kept.config.lifecycle == made.workspace.config.lifecycle
+    assert [step.hook for step in kept.config.lifecycle] == [
+        "postCreateCommand",
+        "postStartCommand",
+        "postAttachCommand",
+    ]
+    assert kept.config.remote_env == made.workspace.config.remote_env
+    # No lifecycle commands, or annotations that are not as envhub writes them: nothing to run.
+    plain = PYTHON_TEMPLATE.replace('"postCreateCommand": "pip3 install --user -r requirements.txt",', "")
+    plain = plain.replace('"postStartCommand": ["python3", "-m", "shop.migrate"],', "")
+    assert kept_workspace(render_environment(target(plain))[0]["metadata"]["annotations"]) is None
+    broken = {**annotations, "envhub.dev/lifecycle": '{"path": "x", "steps": [{"hook": "onCreate"}]}'}
+    assert kept_workspace(broken) is None
+    assert kept_workspace({}) is None
+
+
 BUILT = """
 {
   "name": "Shop (Dockerfile)",
@@ -377,7 +407,28 @@ def test_envhubs_browser_feature_is_kept_for_a_sidecar_and_other_features_are_li
     )
 
 
-def test_the_sidecar_joins_the_workspace_when_the_workspace_answers_the_url() -> None:
-    objects = render_environment(target(), browser=BrowserSidecar("mcr.microsoft.com/playwright/python:v1"))
-    pod = by_kind(objects, "Deployment", WORKSPACE)["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["containers"]] == [WORKSPACE, "playwright"]
+def test_the_sidecar_joins_the_workspace_and_mounts_it() -> None:
+    """A script written in the workspace runs in the sidecar by the same path; beside container
+    services too, since only the workspace's pod can mount its (ReadWriteOnce) claim."""
+    sidecar = BrowserSidecar("mcr.microsoft.com/playwright/python:v1")
+    web = {"name": "web", "image": "shop:1", "ports": [8080], "public": True}
+    numeric = PYTHON_TEMPLATE.replace('"remoteUser": "vscode"', '"remoteUser": "1000"')
+    for made, user in ((target(), IMAGE_USER), (target(services=[web]), IMAGE_USER), (target(numeric), 1000)):
+        objects = render_environment(made, browser=sidecar)
+        deployment = by_kind(objects, "Deployment", WORKSPACE)
+        pod = deployment["spec"]["template"]["spec"]
+        app, browser_container = pod["containers"]
+        assert browser_container["name"] == CONTAINER
+        mounts = {m["mountPath"]: m["name"] for m in browser_container["volumeMounts"]}
+        assert mounts == {SHARED_PATH: VOLUME, "/workspaces/shop": WORKSPACE}
+        assert {"name": WORKSPACE, "persistentVolumeClaim": {"claimName": WORKSPACE}} in pod["volumes"]
+        assert browser_container["workingDir"] == app["workingDir"] == "/workspaces/shop"
+        # The workspace's own user where it names a uid (what it writes there is the workspace's).
+        context = browser_container["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"]) == (user, user, True)
+        assert {e["name"]: e["value"] for e in browser_container["env"]}["HOME"] == SHARED_PATH
+        assert workload_problems(deployment) == []
+        # No other pod gets it.
+        others = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != WORKSPACE]
+        assert all(len(o["spec"]["template"]["spec"]["containers"]) == 1 for o in others)
+    kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)

@@ -35,13 +35,13 @@ def test_a_cluster_workspace_relays_every_port_to_its_own_url() -> None:
     assert [p["url"] for p in done["ports"]] == ["U", urls.port_url(target, 5678)]
 
 
-def test_a_provider_with_one_url_per_environment_says_so() -> None:
+def test_the_cluster_providers_give_each_port_its_own_host() -> None:
+    target = make_target(3, name="dev")
     urls = IngressUrls(domain="envs.example.test")
-    done = recorded(urls, published_port=None, ports_relayed=True)
-    assert [p["url"] for p in done["ports"]] == ["", ""]
-    [note] = done["unsupported"]
-    assert note["key"] == "forwardPorts"
-    assert "8000, 5678 get none" in note["reason"]
-    # Nothing relayed at all (a local sandbox on the host's network): nothing more to say.
+    done = recorded(urls, published_port=8000, ports_relayed=True)
+    assert [p["url"] for p in done["ports"]] == ["U", urls.port_url(target, 5678)]
+    assert done["unsupported"] == []
+    # Nothing relayed at all (a local sandbox on the host's network): no URLs, nothing more to say.
     done = recorded(urls, published_port=None)
+    assert [p["url"] for p in done["ports"]] == ["", ""]
     assert done["unsupported"] == []

@@ -76,6 +76,8 @@ migrations Job's env (it runs before the ConfigMap exists). */}}
   "ENVHUB_KUBE_OWN_NAMESPACE" .Release.Namespace
   "ENVHUB_URL_PROVIDER" .Values.envhub.urls.provider
   "ENVHUB_GATEWAY_INTERNAL_URL" (printf "http://%s.%s.svc:%v" (include "envhub.component" (dict "root" . "suffix" "web")) .Release.Namespace .Values.web.service.port)
+  "ENVHUB_KUBE_WEB_POD_LABELS" (printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=web" (include "envhub.name" .) .Release.Name)
+  "ENVHUB_KUBE_WEB_POD_PORT" (toString .Values.web.port)
   "ENVHUB_LOG_FORMAT" .Values.envhub.logFormat
 }}
 {{- if not (has .Values.envhub.logFormat (list "text" "json")) }}
