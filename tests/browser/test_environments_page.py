@@ -81,8 +81,10 @@ def test_the_page_lists_environments_of_every_project_and_filters_them_in_the_ur
     page.get_by_role("link", name="Environments").click()
     page.wait_for_url(re.compile(r".*/environments$"))
     expect(page.locator("#page-title")).to_have_text("Environments")
-    for name in (alpha_env, *beta_envs):
-        expect(rows(page).filter(has=page.locator(f"a.env-link:text-is('{name}')"))).to_have_count(1)
+    # Names are unique within a project only: other tests' projects may hold the same generated name.
+    for name, project in ((alpha_env, f"alpha-{tag}"), *((env, f"beta-{tag}") for env in beta_envs)):
+        row = rows(page).filter(has=page.locator(f"a.env-link:text-is('{name}')"))
+        expect(row.filter(has=page.locator(f"a.env-project:text-is('{project}')"))).to_have_count(1)
 
     # Search narrows to the names with the tag (project names here), and says so in the URL.
     page.get_by_label("Search", exact=True).fill(tag)

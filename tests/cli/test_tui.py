@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Label, RichLog
 
 from envhub.cli.client import Connection
-from envhub.cli.tui import EnvhubTui
+from envhub.cli.tui_app import EnvhubTui
 from envhub.models import Environment
 from tests.cli.conftest import Cli
 from tests.support.loops import run_in_fresh_loop

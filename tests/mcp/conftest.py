@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 from sqlmodel import Session
 
 from envhub.config import Settings
@@ -55,6 +55,16 @@ class _Session(ClientSession):
     """
 
     _compiled: ClassVar[dict[tuple[str, str], Any]] = {}
+    _listings: ClassVar[dict[str, ListToolsResult]] = {}
+
+    async def listed(self, url: str) -> None:
+        """What ``list_tools`` leaves behind for ``call_tool`` (the output schemas it validates with),
+        from this server's first listing: the same process lists the same tools to every caller."""
+        listing = self._listings.get(url)
+        if listing is None:
+            self._listings[url] = (await self.list_tools()).model_copy(deep=True)
+        else:
+            self._absorb_tool_listing(listing.model_copy(deep=True), complete=True)
 
     def _output_schema_validator(self, name: str, output_schema: dict[str, Any]) -> Any:
         key = (name, json.dumps(output_schema, sort_keys=True))
@@ -88,8 +98,8 @@ class Agent:
         return result
 
     def raw(self, tool: str, **arguments: Any) -> CallToolResult:
-        async def work(session: ClientSession) -> CallToolResult:
-            await session.list_tools()  # the client checks structured content against the listed schema
+        async def work(session: _Session) -> CallToolResult:
+            await session.listed(self.url)  # the client checks structured content against the listed schema
             return await session.call_tool(tool, arguments)
 
         result: CallToolResult = run_in_fresh_loop(self._session(work))

@@ -181,6 +181,9 @@ def _become(request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = [request["module"], *request["args"]]
+    # Run as a new interpreter would: the module's own code afresh as __main__ (its imports stay
+    # warm), without runpy's warning about a module already imported.
+    sys.modules.pop(request["module"], None)
     runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
 
 
