@@ -30,7 +30,7 @@ def test_a_sign_in_project_s_url_lets_its_people_in_and_sends_others_to_sign_in(
     setting = page.locator("#url-access-setting")
     setting.locator("#project-url-access").click()
     page.get_by_role("option", name="People signed in to envhub who can see the environment").click()
-    expect(page.get_by_text("Saved")).to_be_visible()
+    expect(page.get_by_text("Saved", exact=True)).to_be_visible()  # the toast, not a form mentioning it
     expect(setting.locator("#project-url-access")).to_contain_text("People signed in")
 
     name, environment_id = create_environment(page)
