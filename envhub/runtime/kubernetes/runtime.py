@@ -336,15 +336,7 @@ class KubernetesRuntime:
         progress.finish("health", f"{count} rolled out: {', '.join(names)}" if names else "no workloads")
         details = {"namespace": namespace, "workloads": ", ".join(names)}
         if workspace is not None:
-            dev.run_lifecycle(
-                self.core,
-                namespace=namespace,
-                workspace=workspace,
-                pods=lambda: self._pods(namespace),
-                progress=progress,
-                protocols=self.exec_protocols,
-                timeout=self.lifecycle_timeout,
-            )
+            self._run_lifecycle(namespace, workspace, progress)
             details[dev.STEP] = json.dumps(workspace.config.summary())
         public = environment_endpoint(target, namespace=namespace)
         return RuntimeStatus(
@@ -398,6 +390,18 @@ class KubernetesRuntime:
             timeout = self.builder.timeout
             build_image(self.api, plan, progress, timeout=timeout, heartbeat=self.heartbeat_interval)
         return dataclasses.replace(workspace, config=config)
+
+    def _run_lifecycle(self, namespace: str, workspace: Workspace, progress: ProgressReporter) -> None:
+        """The workspace's lifecycle commands in its running pod (at an apply and at a wake)."""
+        dev.run_lifecycle(
+            self.core,
+            namespace=namespace,
+            workspace=workspace,
+            pods=lambda: self._pods(namespace),
+            progress=progress,
+            protocols=self.exec_protocols,
+            timeout=self.lifecycle_timeout,
+        )
 
     def _pods(self, namespace: str) -> list[dict[str, Any]]:
         listing = kube_json("reading pods", self.core.list_namespaced_pod, namespace)
@@ -677,15 +681,7 @@ class KubernetesRuntime:
         progress.finish("health", f"rolled out: {', '.join(names)}" if names else "no workloads")
         workspace = kept_workspace(found["metadata"].get("annotations") or {})
         if workspace is not None:
-            dev.run_lifecycle(
-                self.core,
-                namespace=namespace,
-                workspace=workspace,
-                pods=lambda: self._pods(namespace),
-                progress=progress,
-                protocols=self.exec_protocols,
-                timeout=self.lifecycle_timeout,
-            )
+            self._run_lifecycle(namespace, workspace, progress)
         # What the last apply published (a workspace's app too): the Namespace's annotation.
         public = self.endpoint(target.id)
         return RuntimeStatus(
